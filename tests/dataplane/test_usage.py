@@ -1,0 +1,290 @@
+"""StreamMeter and usage_from_message against realistic Anthropic streams and bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dataplane.codecs import SSEDecoder, SSEEvent
+from dataplane.usage import StreamMeter, TokenUsage, usage_from_message
+from tests.dataplane.anthropic_streams import text_stream, tool_use_stream
+
+
+def meter_of(stream: bytes, chunk: int = 0) -> StreamMeter:
+    d, m = SSEDecoder(), StreamMeter()
+    chunks = [stream[i : i + chunk] for i in range(0, len(stream), chunk)] if chunk else [stream]
+    for c in chunks:
+        for e in d.feed(c):
+            m.feed(e)
+    return m
+
+
+def test_prompt_tokens() -> None:
+    u = TokenUsage(input_tokens=3, cache_creation_input_tokens=20, cache_read_input_tokens=100)
+    assert u.prompt_tokens == 123
+    assert TokenUsage().prompt_tokens == 0
+
+
+def test_simple_stream() -> None:
+    m = meter_of(text_stream())
+    assert m.usage == TokenUsage(input_tokens=12, output_tokens=9)
+    assert m.model == "claude-sonnet-4-5-20250929"
+    assert m.message_id == "msg_01XFDUDYJgAACzvnptvVoYEL"
+    assert m.stop_reason == "end_turn"
+    assert m.saw_message_start and m.saw_message_stop
+    assert m.error is None
+    assert m.events == 10
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 0])
+def test_tool_use_stream_with_cache_split(chunk: int) -> None:
+    m = meter_of(tool_use_stream(), chunk)
+    assert m.usage == TokenUsage(
+        input_tokens=3,
+        output_tokens=87,
+        cache_creation_input_tokens=2500,
+        cache_read_input_tokens=41000,
+        cache_write_5m_tokens=2000,
+        cache_write_1h_tokens=500,
+    )
+    assert m.usage.prompt_tokens == 43503
+    assert m.model == "claude-opus-4-8"
+    assert m.stop_reason == "tool_use"
+    assert m.saw_message_stop
+
+
+def test_message_delta_is_cumulative_last_value_wins() -> None:
+    events = [
+        SSEEvent(
+            "message_start",
+            '{"type":"message_start","message":{"model":"m","usage":{"input_tokens":10,'
+            '"cache_read_input_tokens":5,"output_tokens":1}}}',
+        ),
+        SSEEvent(
+            "message_delta", '{"type":"message_delta","delta":{},"usage":{"output_tokens":40}}'
+        ),
+        SSEEvent(
+            "message_delta", '{"type":"message_delta","delta":{},"usage":{"output_tokens":90}}'
+        ),
+    ]
+    m = StreamMeter()
+    for e in events:
+        m.feed(e)
+    assert m.usage == TokenUsage(input_tokens=10, output_tokens=90, cache_read_input_tokens=5)
+
+
+def test_message_delta_updates_input_and_cache_fields() -> None:
+    """Newer API versions repeat (possibly revised) input and cache figures in message_delta."""
+    stream = text_stream(
+        start_usage={
+            "input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 1,
+        },
+        delta_usage={
+            "input_tokens": 420,
+            "cache_creation_input_tokens": 1600,
+            "cache_read_input_tokens": 9000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 600, "ephemeral_1h_input_tokens": 1000},
+            "output_tokens": 55,
+        },
+    )
+    assert meter_of(stream).usage == TokenUsage(
+        input_tokens=420,
+        output_tokens=55,
+        cache_creation_input_tokens=1600,
+        cache_read_input_tokens=9000,
+        cache_write_5m_tokens=600,
+        cache_write_1h_tokens=1000,
+    )
+
+
+def test_delta_without_a_field_keeps_the_start_value() -> None:
+    stream = text_stream(
+        start_usage={"input_tokens": 7, "cache_read_input_tokens": 300, "output_tokens": 1},
+        delta_usage={"output_tokens": 12, "cache_read_input_tokens": None},
+    )
+    assert meter_of(stream).usage == TokenUsage(
+        input_tokens=7, output_tokens=12, cache_read_input_tokens=300
+    )
+
+
+def test_cache_write_without_split_counts_as_5m() -> None:
+    stream = text_stream(
+        start_usage={"input_tokens": 5, "cache_creation_input_tokens": 4000, "output_tokens": 1}
+    )
+    u = meter_of(stream).usage
+    assert (u.cache_creation_input_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens) == (
+        4000,
+        4000,
+        0,
+    )
+
+
+def test_cache_write_1h_only() -> None:
+    stream = text_stream(
+        start_usage={
+            "input_tokens": 5,
+            "cache_creation_input_tokens": 4000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 4000},
+            "output_tokens": 1,
+        }
+    )
+    u = meter_of(stream).usage
+    assert (u.cache_creation_input_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens) == (
+        4000,
+        0,
+        4000,
+    )
+
+
+def test_split_with_unexplained_remainder_prices_it_as_5m() -> None:
+    body = {
+        "usage": {
+            "cache_creation_input_tokens": 1000,
+            "cache_creation": {"ephemeral_1h_input_tokens": 300},
+        }
+    }
+    u = usage_from_message(body)
+    assert (u.cache_creation_input_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens) == (
+        1000,
+        700,
+        300,
+    )
+
+
+def test_split_without_total_derives_the_total() -> None:
+    body = {
+        "usage": {
+            "cache_creation": {"ephemeral_5m_input_tokens": 10, "ephemeral_1h_input_tokens": 20}
+        }
+    }
+    u = usage_from_message(body)
+    assert (u.cache_creation_input_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens) == (
+        30,
+        10,
+        20,
+    )
+
+
+def test_error_event_after_200() -> None:
+    stream = text_stream(
+        tail=(
+            (
+                "error",
+                {
+                    "type": "error",
+                    "error": {"type": "overloaded_error", "message": "Overloaded"},
+                    "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy",
+                },
+            ),
+        ),
+        finish=False,
+    )
+    m = meter_of(stream, 13)
+    assert m.error == ("overloaded_error", "Overloaded")
+    assert m.saw_message_start and not m.saw_message_stop
+    assert m.stop_reason is None
+    assert m.usage == TokenUsage(input_tokens=12, output_tokens=1)  # what was seen is still billed
+
+
+def test_error_event_without_details() -> None:
+    m = StreamMeter()
+    m.feed(SSEEvent("error", '{"type":"error","error":"boom"}'))
+    assert m.error == ("api_error", "")
+
+
+def test_truncated_stream_keeps_usage_so_far() -> None:
+    stream = tool_use_stream()
+    cut = stream.index(b"event: message_delta")
+    m = meter_of(stream[:cut])
+    assert m.usage.cache_read_input_tokens == 41000
+    assert m.usage.output_tokens == 1
+    assert not m.saw_message_stop
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "",
+        "{",
+        "null",
+        "[1,2]",
+        '"str"',
+        "{}",
+        '{"message": 5}',
+        '{"message": {"usage": [1]}}',
+        "\ud800",
+    ],
+)
+def test_malformed_payloads_never_raise(data: str) -> None:
+    m = StreamMeter()
+    for name in ("message_start", "message_delta", "error", "message", "message_stop", "weird"):
+        m.feed(SSEEvent(name, data))
+    assert m.usage == TokenUsage()
+    assert m.events == 6
+
+
+def test_bad_field_values_are_ignored() -> None:
+    usage: dict[str, Any] = {
+        "input_tokens": True,
+        "output_tokens": -5,
+        "cache_read_input_tokens": 1.5,
+        "cache_creation_input_tokens": "100",
+        "cache_creation": {"ephemeral_5m_input_tokens": None, "ephemeral_1h_input_tokens": False},
+        "server_tool_use": {"web_search_requests": 2},
+    }
+    assert usage_from_message({"usage": usage}) == TokenUsage()
+
+
+def test_unknown_events_and_fields_ignored() -> None:
+    m = StreamMeter()
+    m.feed(SSEEvent("future_event", '{"type":"future_event","usage":{"output_tokens":999}}'))
+    m.feed(SSEEvent("content_block_delta", "not even json"))
+    m.feed(SSEEvent("ping", "{}"))
+    assert m.usage == TokenUsage()
+    assert m.events == 3
+
+
+def test_unnamed_events_use_the_payload_type() -> None:
+    stream = b"".join(
+        b"data: " + line + b"\n\n"
+        for line in (
+            b'{"type":"message_start","message":{"model":"x","usage":{"input_tokens":4,"output_tokens":1}}}',
+            b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}',
+            b'{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":2}}',
+            b'{"type":"message_stop"}',
+        )
+    )
+    m = meter_of(stream)
+    assert m.usage == TokenUsage(input_tokens=4, output_tokens=2)
+    assert m.model == "x" and m.stop_reason == "end_turn" and m.saw_message_stop
+
+
+def test_usage_from_message() -> None:
+    body = {
+        "id": "msg_01",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5-20251001",
+        "content": [{"type": "text", "text": "Hi"}],
+        "stop_reason": "end_turn",
+        "usage": {
+            "input_tokens": 21,
+            "cache_creation_input_tokens": 1500,
+            "cache_read_input_tokens": 2048,
+            "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 500},
+            "output_tokens": 393,
+            "service_tier": "standard",
+        },
+    }
+    assert usage_from_message(body) == TokenUsage(21, 393, 1500, 2048, 1000, 500)
+    assert usage_from_message({}) == TokenUsage()
+    assert usage_from_message({"usage": None}) == TokenUsage()
+
+
+def test_usage_property_is_cached_until_the_next_usage_event() -> None:
+    m = meter_of(text_stream())
+    assert m.usage is m.usage
