@@ -1,0 +1,146 @@
+"""The plumbing every gwctl command module shares.
+
+* ``common_options()`` — a parent parser giving each leaf command ``-o``, ``--control-plane`` and
+  ``--token`` *after* the subcommand too. Their defaults are SUPPRESS so a leaf never overwrites
+  what the top-level parser already set.
+* Command modules expose ``register(subparsers)`` and attach either ``handler`` (an
+  ``async (client, args) -> int`` run against the control plane) or ``run`` (a plain
+  ``(args, extra_argv) -> int``, for serve/up/down) via ``set_defaults``.
+* ``UsageError`` → exit 2; ``ClientError`` (a refusal) → exit 1. ``main`` maps them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gwapi.v1 import common_pb2
+from gwctl import parse
+from tui.client import DEFAULT_TARGET, GatewayClient
+
+Handler = Callable[[GatewayClient, argparse.Namespace], Awaitable[int]]
+Subparsers = Any  # argparse's _SubParsersAction is private; its type adds nothing here
+
+
+class UsageError(Exception):
+    """The command line is wrong or incomplete; exit code 2."""
+
+
+class CommandError(Exception):
+    """The command could not do its job (not a server refusal); exit code 1."""
+
+
+def common_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    add_global_options(parent, suppress=True)
+    return parent
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The connection and output options; real defaults only on the top-level parser."""
+
+    def default(value: str) -> str:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "json"],
+        default=default("table"),
+        help="output format (default: table)",
+    )
+    parser.add_argument(
+        "--control-plane",
+        metavar="HOST:PORT",
+        default=default(os.environ.get("TOLLGATE_CONTROL_PLANE") or DEFAULT_TARGET),
+        help=f"control plane gRPC address (env TOLLGATE_CONTROL_PLANE, default {DEFAULT_TARGET})",
+    )
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        default=default(os.environ.get("TOLLGATE_ADMIN_TOKEN", "")),
+        help="admin token (env TOLLGATE_ADMIN_TOKEN)",
+    )
+
+
+def leaf(
+    subparsers: Subparsers, name: str, help_text: str, **kwargs: Any
+) -> argparse.ArgumentParser:
+    """A leaf command parser that also accepts the global options after its name."""
+    return subparsers.add_parser(  # type: ignore[no-any-return]
+        name, help=help_text, description=help_text, parents=[common_options()], **kwargs
+    )
+
+
+def group(subparsers: Subparsers, name: str, help_text: str, **kwargs: Any) -> Subparsers:
+    parser = subparsers.add_parser(name, help=help_text, description=help_text, **kwargs)
+    return parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+
+def is_json(args: argparse.Namespace) -> bool:
+    return getattr(args, "output", "table") == "json"
+
+
+def add_limit_flags(parser: argparse.ArgumentParser, *, update: bool = False) -> None:
+    """--budget/--rpm/--rph/--tpm/--max-parallel; on update also --clear-budgets."""
+    parser.add_argument(
+        "--budget",
+        action="append",
+        type=parse.parse_budget,
+        metavar="AMOUNT/PERIOD",
+        help=f"a spending limit, repeatable: {parse.BUDGET_HELP}"
+        + ("; replaces all budgets" if update else ""),
+    )
+    if update:
+        parser.add_argument("--clear-budgets", action="store_true", help="remove every budget")
+    for flag, what in (
+        ("--rpm", "requests per minute"),
+        ("--rph", "requests per hour"),
+        ("--tpm", "tokens (input + output) per minute"),
+        ("--max-parallel", "concurrent requests"),
+    ):
+        parser.add_argument(
+            flag, type=parse.parse_count, metavar="N", help=f"{what} (0 = no limit)"
+        )
+
+
+_LIMIT_FIELDS = ("rpm", "rph", "tpm", "max_parallel")
+
+
+def limits_from_args(args: argparse.Namespace) -> tuple[common_pb2.Limits, list[str]]:
+    """The Limits the flags describe and the ``limits.*`` update-mask paths that were given."""
+    limits = common_pb2.Limits()
+    paths: list[str] = []
+    if getattr(args, "clear_budgets", False) and args.budget:
+        raise UsageError("--budget and --clear-budgets contradict each other")
+    if args.budget:
+        periods = [b.period for b in args.budget]
+        if len(set(periods)) != len(periods):
+            raise UsageError("give at most one --budget per period (day, week, month, lifetime)")
+        limits.budgets.extend(args.budget)
+    if args.budget or getattr(args, "clear_budgets", False):
+        paths.append("limits.budgets")
+    for field in _LIMIT_FIELDS:
+        value = getattr(args, field)
+        if value is not None:
+            setattr(limits, field, value)
+            paths.append(f"limits.{field}")
+    return limits, paths
+
+
+def confirm(prompt: str, yes: bool, flag_hint: str = "--yes") -> None:
+    """Proceed when ``yes``; otherwise ask on a terminal; never guess when stdin is not a TTY."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{prompt}: refusing without confirmation (stdin is not a terminal); pass {flag_hint}"
+        )
+    sys.stderr.write(f"{prompt}? [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
+        raise UsageError("aborted")

@@ -1,0 +1,87 @@
+"""gwctl: the command line of the Tollgate gateway (``gwctl.main:main``).
+
+Exit codes: 0 ok; 1 the control plane refused or the command failed (``error: <message>`` on
+stderr, never a traceback); 2 usage errors (argparse's own, bad values, missing confirmation);
+130 interrupted. Tokens never appear in error messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+import grpc
+
+from gwctl import dataplanes, keys, logs, providers, routes, serve, up, usage, workspaces
+from gwctl.cli import CommandError, UsageError, add_global_options
+from tui.client import ClientError, GatewayClient
+
+_MODULES = (workspaces, keys, providers, routes, usage, logs, dataplanes, serve, up)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gwctl",
+        description="Operate a Tollgate LLM gateway: workspaces, keys, providers, routes, usage.",
+        epilog="Quick start: gwctl up (then paste the export lines it prints).",
+    )
+    add_global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in _MODULES:
+        module.register(sub)
+    return parser
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+
+
+async def _run_handler(args: argparse.Namespace) -> int:
+    async with GatewayClient(args.control_plane, args.token) as client:
+        code: int = await args.handler(client, args)
+        return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return its exit code."""
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "passthrough", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        if hasattr(args, "run"):
+            code: int = args.run(args, extra)
+            return code
+        return asyncio.run(_run_handler(args))
+    except ClientError as exc:
+        message = exc.message
+        if exc.code == grpc.StatusCode.UNAUTHENTICATED and not getattr(args, "token", ""):
+            message += (
+                " (no admin token given: pass --token or set TOLLGATE_ADMIN_TOKEN;"
+                " `gwctl up` prints it)"
+            )
+        _error(message)
+        return 1
+    except CommandError as exc:
+        _error(str(exc))
+        return 1
+    except UsageError as exc:
+        _error(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `gwctl logs tail -f | head`: the reader left; exit quietly, and keep the interpreter's
+        # final flush of stdout from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Rendering for gwctl: aligned text tables, JSON documents, money and time formatting.
+
+Contracts:
+
+* ``-o json`` prints exactly ONE JSON document (``print_json``); follow modes print one compact
+  document per line (``print_json_line``).
+* Protobuf messages become dicts through ``json_format.MessageToDict`` with the proto field names,
+  every field present (zero values included, so scripts need no defaults) and int64 kept as JSON
+  numbers (int64 counters and micro-dollars stay far below 2**53).
+* Dollar amounts are computed from integer micro-dollars with integer arithmetic only; no float
+  ever touches money.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from gwapi.v1 import common_pb2
+from gwctl.parse import MICROS_PER_USD, PERIOD_NAMES
+
+JSON = dict[str, Any]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def format_usd(micros: int, places: int = 6) -> str:
+    """Micro-dollars → dollars as a decimal string: ``12_345`` → ``"0.012345"``.
+
+    With fewer than 6 ``places`` the value is rounded half-up on the integer micros.
+    """
+    sign = "-" if micros < 0 else ""
+    value = abs(micros)
+    if places < 6:
+        step = 10 ** (6 - places)
+        value = (value + step // 2) // step * step
+    dollars, frac = divmod(value, MICROS_PER_USD)
+    if places == 0:
+        return f"{sign}{dollars}"
+    return f"{sign}{dollars}.{frac:06d}"[: len(f"{sign}{dollars}.") + places]
+
+
+def format_money(micros: int) -> str:
+    """For budgets: ``"$50"``, ``"$1,000.50"``, ``"$0.000001"`` (cents kept, zeros trimmed)."""
+    sign = "-" if micros < 0 else ""
+    dollars, frac = divmod(abs(micros), MICROS_PER_USD)
+    text = f"{sign}${dollars:,}"
+    if frac:
+        digits = f"{frac:06d}".rstrip("0")
+        text += "." + digits.ljust(2, "0")
+    return text
+
+
+def format_budget(budget: common_pb2.Budget) -> str:
+    """``Budget(50_000_000, PERIOD_DAY)`` → ``"$50/day"``; parseable again by ``parse_budget``."""
+    period = PERIOD_NAMES.get(budget.period, "lifetime")
+    return f"{format_money(budget.amount_micros)}/{period}"
+
+
+def format_budgets(limits: common_pb2.Limits) -> str:
+    return ", ".join(format_budget(b) for b in limits.budgets) or "-"
+
+
+def format_limit(value: int) -> str:
+    """Zero means "no limit" in every numeric limit field."""
+    return str(value) if value else "-"
+
+
+def format_time(ms: int) -> str:
+    """Unix milliseconds → ``2025-01-31T09:05:00Z``; ``-`` for 0 (never / unset)."""
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_tokens(n: int) -> str:
+    return f"{n:,}"
+
+
+def key_status(key: common_pb2.VirtualKey, at_ms: int | None = None) -> str:
+    """``revoked`` beats ``expired`` beats ``active``."""
+    if key.revoked_at_ms:
+        return "revoked"
+    if key.expires_at_ms and key.expires_at_ms <= (now_ms() if at_ms is None else at_ms):
+        return "expired"
+    return "active"
+
+
+def message_dict(message: Message) -> JSON:
+    """A protobuf message as a JSON-ready dict (see the module contract)."""
+    return json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        unquote_int64_if_possible=True,
+    )
+
+
+def limits_extras(limits: common_pb2.Limits) -> JSON:
+    """Derived fields added next to a message's ``limits``: the budgets as ``"$50/day"``."""
+    return {"budgets": [format_budget(b) for b in limits.budgets]}
+
+
+def workspace_dict(ws: common_pb2.Workspace) -> JSON:
+    return {**message_dict(ws), **limits_extras(ws.limits)}
+
+
+def key_dict(key: common_pb2.VirtualKey, at_ms: int | None = None) -> JSON:
+    return {
+        **message_dict(key),
+        **limits_extras(key.limits),
+        "status": key_status(key, at_ms),
+        "expires_at": format_time(key.expires_at_ms) if key.expires_at_ms else None,
+    }
+
+
+def with_cost(message: Message, cost_micros: int) -> JSON:
+    """The message's dict plus ``cost_usd``: the exact dollar amount as a 6-decimal string."""
+    return {**message_dict(message), "cost_usd": format_usd(cost_micros)}
+
+
+def _dumps(doc: Any, indent: bool) -> str:
+    option = orjson.OPT_INDENT_2 if indent else 0
+    return orjson.dumps(doc, option=option | orjson.OPT_NON_STR_KEYS).decode()
+
+
+def print_json(doc: Any) -> None:
+    sys.stdout.write(_dumps(doc, indent=True) + "\n")
+
+
+def print_json_line(doc: Any) -> None:
+    sys.stdout.write(_dumps(doc, indent=False) + "\n")
+    sys.stdout.flush()
+
+
+def render_table(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], right: Iterable[int] = ()
+) -> str:
+    """Columns padded to their widest cell, two spaces apart; ``right`` = right-aligned columns."""
+    cells = [[str(c) for c in headers], *([str(c) for c in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    right_set = set(right)
+    lines = []
+    for row in cells:
+        parts = [
+            cell.rjust(widths[i]) if i in right_set else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def print_table(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], right: Iterable[int] = ()
+) -> None:
+    sys.stdout.write(render_table(headers, rows, right) + "\n")
+
+
+def print_fields(pairs: Iterable[tuple[str, object]]) -> None:
+    """A ``show`` view: one ``label: value`` per line, labels aligned."""
+    items = [(label, str(value)) for label, value in pairs]
+    width = max((len(label) for label, _ in items), default=0)
+    for label, value in items:
+        sys.stdout.write(f"{label + ':':<{width + 1}} {value}\n")
+
+
+def info(message: str) -> None:
+    """Human notes go to stderr so stdout stays clean for pipes (and ``eval "$(gwctl up)"``)."""
+    sys.stderr.write(message + "\n")

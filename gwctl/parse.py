@@ -1,0 +1,142 @@
+"""Parsers for the values operators type: budgets, durations, lists, ``k=v`` options.
+
+Each parser raises ``argparse.ArgumentTypeError`` with a message that says what was expected, so
+they plug straight into ``add_argument(type=...)`` and bad input exits 2 with a usage line.
+
+Money never goes through a float: ``"$1,000.50/month"`` → ``Decimal("1000.50")`` → exactly
+``1_000_500_000`` micro-dollars, and amounts finer than one micro-dollar are refused, not rounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from decimal import Decimal, InvalidOperation
+
+from gwapi.v1 import common_pb2
+
+MICROS_PER_USD = 1_000_000
+_INT64_MAX = 2**63 - 1
+_INT32_MAX = 2**31 - 1
+
+PERIODS: dict[str, common_pb2.Period.ValueType] = {
+    "day": common_pb2.PERIOD_DAY,
+    "week": common_pb2.PERIOD_WEEK,
+    "month": common_pb2.PERIOD_MONTH,
+    "lifetime": common_pb2.PERIOD_LIFETIME,
+}
+PERIOD_NAMES: dict[common_pb2.Period.ValueType, str] = {v: k for k, v in PERIODS.items()}
+
+# Plain digits, or digits grouped by commas in threes ("1,000,000"); optional decimals.
+_AMOUNT = re.compile(r"^(?:\d+|\d{1,3}(?:,\d{3})+)(?:\.\d+)?$|^\.\d+$")
+_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+BUDGET_HELP = "AMOUNT[/day|/week|/month], e.g. 50/day, '$1,000.50/month', 100 (lifetime)"
+DURATION_HELP = "a duration such as 30d, 12h, 90m, 45s or 1h30m"
+
+
+def usd_to_micros(text: str) -> int:
+    """``"$1,000.50"`` → ``1_000_500_000``. Exact; refuses sub-micro-dollar precision."""
+    raw = text.strip()
+    cleaned = raw.removeprefix("$").strip()
+    if not _AMOUNT.match(cleaned):
+        raise argparse.ArgumentTypeError(
+            f"invalid amount {raw!r}: expected dollars such as 50, 12.5 or $1,000.50"
+        )
+    try:
+        amount = Decimal(cleaned.replace(",", ""))
+    except InvalidOperation:  # pragma: no cover - the regex already ruled this out
+        raise argparse.ArgumentTypeError(f"invalid amount {raw!r}") from None
+    micros = amount * MICROS_PER_USD
+    if micros != micros.to_integral_value():
+        raise argparse.ArgumentTypeError(
+            f"invalid amount {raw!r}: at most 6 decimal places (one micro-dollar)"
+        )
+    value = int(micros)
+    if value > _INT64_MAX:
+        raise argparse.ArgumentTypeError(f"invalid amount {raw!r}: too large")
+    return value
+
+
+def parse_budget(text: str) -> common_pb2.Budget:
+    """``"50/day"`` → ``Budget(amount_micros=50_000_000, period=PERIOD_DAY)``.
+
+    No period (``"100"``) or ``/lifetime`` means a lifetime total that never resets.
+    """
+    raw = text.strip()
+    amount_text, sep, period_text = raw.partition("/")
+    period_name = period_text.strip().lower() if sep else "lifetime"
+    if period_name not in PERIODS:
+        raise argparse.ArgumentTypeError(
+            f"invalid budget {raw!r}: unknown period {period_text.strip()!r} "
+            f"(expected day, week, month or lifetime)"
+        )
+    try:
+        micros = usd_to_micros(amount_text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"invalid budget {raw!r}: expected {BUDGET_HELP}"
+        ) from None
+    if micros <= 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid budget {raw!r}: the amount must be greater than 0"
+        )
+    return common_pb2.Budget(amount_micros=micros, period=PERIODS[period_name])
+
+
+def parse_duration(text: str) -> int:
+    """``"30d"`` → 2_592_000 seconds; units s, m, h, d, w, combinable (``"1h30m"``); > 0."""
+    raw = text.strip().lower()
+    pos = 0
+    total = 0
+    for match in _DURATION_PART.finditer(raw):
+        if match.start() != pos:
+            break
+        total += int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if not raw or pos != len(raw):
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: expected {DURATION_HELP}")
+    if total <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be longer than 0s")
+    return total
+
+
+def parse_count(text: str) -> int:
+    """A non-negative int32 for rate limits; 0 means "no limit"."""
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: expected an integer") from None
+    if value < 0 or value > _INT32_MAX:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: expected 0..{_INT32_MAX}")
+    return value
+
+
+def parse_list(text: str) -> list[str]:
+    """``"a, b,,c"`` → ``["a", "b", "c"]``."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_weights(text: str) -> list[int]:
+    """``"3,1"`` → ``[3, 1]``; each weight is a positive integer."""
+    weights = []
+    for part in parse_list(text):
+        try:
+            weight = int(part)
+        except ValueError:
+            weight = 0
+        if weight <= 0 or weight > _INT32_MAX:
+            raise argparse.ArgumentTypeError(
+                f"invalid weight {part!r}: weights are positive integers such as 3,1"
+            )
+        weights.append(weight)
+    return weights
+
+
+def parse_option(text: str) -> tuple[str, str]:
+    """``"region=us-east-1"`` → ``("region", "us-east-1")``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"invalid option {text!r}: expected KEY=VALUE")
+    return key.strip(), value.strip()

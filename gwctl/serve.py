@@ -1,0 +1,40 @@
+"""``gwctl controlplane serve …`` and ``gwctl dataplane serve …``.
+
+Everything after ``serve`` is handed unchanged to ``controlplane.server.main`` /
+``dataplane.server.main`` (``--help`` included, so the server documents its own flags). The
+server packages are imported inside the functions: plain gwctl commands must not pay for (or
+depend on) SQLModel, Hypercorn and the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from gwctl.cli import Subparsers, group
+
+
+def register(subparsers: Subparsers) -> None:
+    sub = group(subparsers, "controlplane", "run the control plane", aliases=["cp"])
+    add_serve(
+        sub,
+        "run the control plane server (see: gwctl controlplane serve --help)",
+        serve_controlplane,
+    )
+
+
+def add_serve(sub: Subparsers, help_text: str, run: object) -> None:
+    # add_help=False: "-h" must reach the server's own parser with the other pass-through flags.
+    p = sub.add_parser("serve", help=help_text, add_help=False)
+    p.set_defaults(run=run, passthrough=True)
+
+
+def serve_controlplane(args: argparse.Namespace, argv: list[str]) -> int:
+    # Lazy (see module docstring), and by name so type-checking gwctl does not pull the servers in.
+    importlib.import_module("controlplane.server").main(argv)
+    return 0
+
+
+def serve_dataplane(args: argparse.Namespace, argv: list[str]) -> int:
+    importlib.import_module("dataplane.server").main(argv)
+    return 0

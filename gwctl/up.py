@@ -1,0 +1,343 @@
+"""``gwctl up`` / ``gwctl up --status`` / ``gwctl down`` — a local gateway in one command.
+
+State lives in ``./.tollgate/`` (``--state-dir``): ``admin-token`` and ``dataplane-token``
+(generated once, 0600), ``tollgate.db`` (SQLite), ``controlplane.{pid,log}``,
+``dataplane.{pid,log}``, ``dataplane/`` (the data plane's snapshot cache and usage spool),
+``virtual-key`` (the "make-up" key's secret, 0600) with ``virtual-key.id``, and ``up.json``
+(ports in use).
+
+``up`` is idempotent: a server whose pid is alive is not started again, the workspace
+``default``, the provider and the key ``make-up`` are created only when missing, and the stored
+key is reused while it is still active. It then prints three ``export`` lines on stdout (and
+everything else on stderr, so ``eval "$(gwctl up)"`` works).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+
+import grpc
+import httpx
+
+from gwapi.v1 import admin_pb2, common_pb2
+from gwctl import output as out
+from gwctl import parse
+from gwctl.cli import CommandError, Subparsers
+from gwctl.procs import (
+    Layout,
+    ensure_secret,
+    log_tail,
+    port_free,
+    read_text,
+    running_pid,
+    spawn,
+    write_private,
+)
+from gwctl.procs import stop as stop_service
+from tui.client import ClientError, GatewayClient
+
+DEFAULT_GRPC_PORT = 50051
+DEFAULT_PORT = 8080
+WORKSPACE = "default"
+KEY_NAME = "make-up"
+CP, DP = "controlplane", "dataplane"
+
+
+def register(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "up",
+        help="start a local gateway (control plane + data plane) and print its env",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    p.add_argument("--state-dir", default=".tollgate", metavar="DIR", help="default ./.tollgate")
+    p.add_argument("--port", type=_port, metavar="PORT", help="data plane HTTP port (8080)")
+    p.add_argument("--grpc-port", type=_port, metavar="PORT", help="control plane port (50051)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for health")
+    p.add_argument("--status", action="store_true", help="show what is running and exit")
+    p.set_defaults(run=run_up)
+
+    p = subparsers.add_parser("down", help="stop the local gateway started by `gwctl up`")
+    p.add_argument("--state-dir", default=".tollgate", metavar="DIR")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds before SIGKILL")
+    p.set_defaults(run=run_down)
+
+
+def _port(text: str) -> int:
+    value = parse.parse_count(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: expected 1..65535")
+    return value
+
+
+def _load_state(layout: Layout) -> dict[str, int]:
+    try:
+        data = json.loads(layout.state_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {k: int(v) for k, v in data.items() if isinstance(v, int | bool)}
+
+
+def _ports(layout: Layout, args: argparse.Namespace) -> tuple[int, int]:
+    """(grpc_port, http_port): flags, else what the running gateway uses, else the defaults."""
+    state = _load_state(layout)
+    grpc_port = args.grpc_port or state.get("grpc_port") or DEFAULT_GRPC_PORT
+    http_port = args.port or state.get("port") or DEFAULT_PORT
+    for name, flag, wanted, key in (
+        (CP, "--grpc-port", args.grpc_port, "grpc_port"),
+        (DP, "--port", args.port, "port"),
+    ):
+        if wanted and state.get(key) and wanted != state[key] and running_pid(layout, name):
+            raise CommandError(
+                f"the {name} already runs on port {state[key]}, not {wanted}: "
+                f"run `gwctl down` first to change {flag}"
+            )
+    return grpc_port, http_port
+
+
+def run_up(args: argparse.Namespace, extra: list[str]) -> int:
+    layout = Layout.at(args.state_dir)
+    if args.status:
+        return asyncio.run(status(layout))
+    layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    layout.dataplane_dir.mkdir(mode=0o700, exist_ok=True)
+    grpc_port, http_port = _ports(layout, args)
+    return asyncio.run(bring_up(layout, grpc_port, http_port, args.timeout))
+
+
+def run_down(args: argparse.Namespace, extra: list[str]) -> int:
+    layout = Layout.at(args.state_dir)
+    # The data plane first: on SIGTERM it flushes its last usage events to the control plane.
+    for name in (DP, CP):
+        pid = stop_service(layout, name, timeout=args.timeout)
+        out.info(f"{name}: stopped (pid {pid})" if pid else f"{name}: not running")
+    return 0
+
+
+async def _cp_health(target: str, token: str) -> str:
+    # A fresh channel per probe: a channel that failed to connect backs off for seconds.
+    async with GatewayClient(target, token, timeout=2.0) as client:
+        return await client.health()
+
+
+async def _dp_health(port: int) -> int:
+    # trust_env=False: a proxy from the environment must not intercept loopback traffic.
+    async with httpx.AsyncClient(trust_env=False, timeout=2.0) as http:
+        response = await http.get(f"http://127.0.0.1:{port}/healthz")
+        return response.status_code
+
+
+async def _wait_healthy(layout: Layout, name: str, port: int, token: str, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    log = layout.display(layout.log_file(name))
+    last = "no answer"
+    while True:
+        try:
+            if name == CP:
+                last = await _cp_health(f"127.0.0.1:{port}", token)
+                if last in ("SERVING", "UNIMPLEMENTED"):
+                    return
+            else:
+                code = await _dp_health(port)
+                if code == 200:
+                    return
+                last = f"GET /healthz answered {code}"
+        except (ClientError, httpx.HTTPError) as exc:
+            last = getattr(exc, "message", None) or type(exc).__name__
+        if running_pid(layout, name) is None:
+            tail = log_tail(layout.log_file(name))
+            raise CommandError(
+                f"the {name} exited during startup; see {log}"
+                + (f"; its last lines:\n{tail}" if tail else "")
+            )
+        if time.monotonic() >= deadline:
+            raise CommandError(
+                f"the {name} on 127.0.0.1:{port} is not healthy after {wait_s:g}s ({last}); "
+                f"see {log}"
+            )
+        await asyncio.sleep(0.2)
+
+
+def _start(
+    layout: Layout, name: str, port: int, argv: list[str], env: dict[str, str] | None = None
+) -> None:
+    pid = running_pid(layout, name)
+    if pid is not None:
+        out.info(f"{name}: already running (pid {pid}, 127.0.0.1:{port})")
+        return
+    if not port_free(port):
+        raise CommandError(
+            f"port 127.0.0.1:{port} is already in use by another program: stop it or choose "
+            f"another port ({'--grpc-port' if name == CP else '--port'})"
+        )
+    proc = spawn(layout, name, argv, env)
+    out.info(
+        f"{name}: started (pid {proc.pid}, 127.0.0.1:{port}, "
+        f"log {layout.display(layout.log_file(name))})"
+    )
+
+
+async def bring_up(layout: Layout, grpc_port: int, http_port: int, wait_s: float) -> int:
+    admin_token = ensure_secret(layout.admin_token)
+    dp_token = ensure_secret(layout.dataplane_token)
+    target = f"127.0.0.1:{grpc_port}"
+    has_api_key = bool(os.environ.get("ANTHROPIC_API_KEY"))
+
+    _start(layout, CP, grpc_port, [
+        "controlplane", "serve", "--listen", target, "--db", layout.db_url,
+        "--admin-token", admin_token, "--dataplane-token", dp_token,
+    ])  # fmt: skip
+    await _wait_healthy(layout, CP, grpc_port, admin_token, wait_s)
+
+    async with GatewayClient(target, admin_token) as client:
+        await _ensure_workspace(client)
+        provider = await _ensure_provider(client, has_api_key)
+        secret = await _ensure_key(client, layout, provider)
+
+    state = _load_state(layout)
+    dp_was_running = running_pid(layout, DP) is not None
+    _start(layout, DP, http_port, [
+        "dataplane", "serve", "--listen", f"127.0.0.1:{http_port}", "--control-plane", target,
+        "--state-dir", str(layout.dataplane_dir),
+    ], env={"TOLLGATE_DATAPLANE_TOKEN": dp_token})  # fmt: skip
+    if not dp_was_running:
+        state["anthropic_key"] = has_api_key
+    state.update(grpc_port=grpc_port, port=http_port)
+    layout.state_file.write_text(json.dumps(state) + "\n")
+    await _wait_healthy(layout, DP, http_port, admin_token, wait_s)
+    await _wait_synced(target, admin_token, min(wait_s, 10.0))
+
+    if has_api_key and not state.get("anthropic_key"):
+        out.info(
+            "note: the running data plane was started without ANTHROPIC_API_KEY; "
+            "run `make down && make up` so it can read it"
+        )
+    if provider == "simulator":
+        out.info(
+            "provider: simulator: answers are SIMULATED (ANTHROPIC_API_KEY is not set); "
+            "export it and run `make down && make up` for real Claude answers"
+        )
+    else:
+        out.info("provider: anthropic (the data plane reads ANTHROPIC_API_KEY)")
+    print(f"export ANTHROPIC_BASE_URL=http://127.0.0.1:{http_port}")
+    print(f"export ANTHROPIC_AUTH_TOKEN={secret}")
+    print(f"export TOLLGATE_CONTROL_PLANE={target} TOLLGATE_ADMIN_TOKEN={admin_token}")
+    out.info('then: claude -p "hello"  ·  gwctl usage  ·  gwctl logs tail -f  ·  make down')
+    if has_api_key:
+        out.info("(in that shell, `unset ANTHROPIC_API_KEY` so Claude Code uses the virtual key)")
+    return 0
+
+
+async def _wait_synced(target: str, token: str, wait_s: float) -> None:
+    """Wait until a data plane ACKed the current snapshot, so the key works when pasted.
+
+    Only a warning on timeout: the gateway is up, the snapshot is on its way.
+    """
+    deadline = time.monotonic() + wait_s
+    async with GatewayClient(target, token) as client:
+        while time.monotonic() < deadline:
+            response = await client.list_dataplanes()
+            if any(dp.acked_version == response.current_version for dp in response.dataplanes):
+                return
+            await asyncio.sleep(0.2)
+    out.info(
+        "warning: the data plane has not confirmed the latest configuration yet; "
+        "check `gwctl dataplanes list`"
+    )
+
+
+async def _ensure_workspace(client: GatewayClient) -> None:
+    try:
+        await client.get_workspace(WORKSPACE)
+        return
+    except ClientError as exc:
+        if exc.code != grpc.StatusCode.NOT_FOUND:
+            raise
+    await client.create_workspace(
+        common_pb2.Workspace(name=WORKSPACE, description="created by gwctl up")
+    )
+    out.info(f"workspace: created {WORKSPACE!r}")
+
+
+async def _ensure_provider(client: GatewayClient, has_api_key: bool) -> str:
+    if has_api_key:
+        wanted = common_pb2.Provider(
+            name="anthropic",
+            kind="anthropic",
+            base_url="https://api.anthropic.com",
+            api_key_env="ANTHROPIC_API_KEY",
+        )
+    else:
+        wanted = common_pb2.Provider(name="simulator", kind="simulator")
+    try:
+        await client.get_provider(wanted.name)
+        return wanted.name
+    except ClientError as exc:
+        if exc.code != grpc.StatusCode.NOT_FOUND:
+            raise
+    await client.create_provider(wanted)
+    out.info(f"provider: created {wanted.name!r} (kind {wanted.kind})")
+    return wanted.name
+
+
+async def _ensure_key(client: GatewayClient, layout: Layout, provider: str) -> str:
+    """The stored "make-up" secret while its key is active, else a new key's (stored 0600)."""
+    secret, key_id = read_text(layout.virtual_key), read_text(layout.virtual_key_id)
+    if secret and key_id:
+        try:
+            key = await client.get_key(key_id)
+        except ClientError as exc:
+            if exc.code != grpc.StatusCode.NOT_FOUND:
+                raise
+        else:
+            if out.key_status(key) == "active" and secret.startswith(key.prefix):
+                if key.provider != provider or key.route:
+                    # Converge: ANTHROPIC_API_KEY appeared or vanished since the key was made.
+                    await client.update_key(
+                        common_pb2.VirtualKey(id=key.id, provider=provider), ["provider", "route"]
+                    )
+                    out.info(f"key: {KEY_NAME} now targets provider {provider!r}")
+                return secret
+    response = await client.create_key(
+        admin_pb2.CreateKeyRequest(workspace=WORKSPACE, name=KEY_NAME, provider=provider)
+    )
+    write_private(layout.virtual_key, response.secret + "\n")
+    write_private(layout.virtual_key_id, response.key.id + "\n")
+    out.info(f"key: created {KEY_NAME!r} ({response.key.id}) in workspace {WORKSPACE!r}")
+    return response.secret
+
+
+async def status(layout: Layout) -> int:
+    """Print what runs; exit 0 when both servers are running and healthy, else 1."""
+    state = _load_state(layout)
+    ports = {CP: state.get("grpc_port", DEFAULT_GRPC_PORT), DP: state.get("port", DEFAULT_PORT)}
+    token = read_text(layout.admin_token)
+    rows, ok = [], True
+    for name in (CP, DP):
+        pid = running_pid(layout, name)
+        health = "stopped"
+        if pid is not None:
+            try:
+                if name == CP:
+                    health = (await _cp_health(f"127.0.0.1:{ports[name]}", token)).lower()
+                    health = "healthy" if health in ("serving", "unimplemented") else health
+                else:
+                    code = await _dp_health(ports[name])
+                    health = "healthy" if code == 200 else f"unhealthy ({code})"
+            except (ClientError, httpx.HTTPError):
+                health = "not answering"
+        ok = ok and health == "healthy"
+        rows.append(
+            [
+                name,
+                pid or "-",
+                health,
+                f"127.0.0.1:{ports[name]}",
+                layout.display(layout.log_file(name)),
+            ]
+        )
+    out.print_table(["SERVICE", "PID", "STATE", "ADDRESS", "LOG"], rows)
+    return 0 if ok else 1

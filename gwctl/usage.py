@@ -1,0 +1,119 @@
+"""``gwctl usage`` — tokens and dollars from the control plane's ledger.
+
+Rows come grouped by ``--by`` (workspace, key, model, provider, session, day or
+``metadata.FIELD``); the table ends with a TOTAL line summed here from the rows, and ``-o json``
+prints ``{"group_by", "since_ms", "rows", "total"}`` with ``cost_usd`` as an exact 6-decimal
+string computed from integer micro-dollars.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from gwapi.v1 import telemetry_pb2
+from gwctl import output as out
+from gwctl import parse
+from gwctl.cli import Subparsers, is_json, leaf
+from tui.client import GatewayClient
+
+GROUPS = ("workspace", "key", "model", "provider", "session", "day")
+_COUNTERS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "cost_micros",
+)
+
+
+def parse_group(text: str) -> str:
+    """One of GROUPS or ``metadata.<field>``."""
+    if text in GROUPS or (text.startswith("metadata.") and len(text) > len("metadata.")):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"invalid grouping {text!r}: expected one of {', '.join(GROUPS)} or metadata.FIELD"
+    )
+
+
+def register(subparsers: Subparsers) -> None:
+    p = leaf(subparsers, "usage", "tokens and cost, grouped")
+    p.add_argument("--workspace", "-w", default="")
+    p.add_argument("--key", default="", metavar="ID")
+    p.add_argument(
+        "--by",
+        type=parse_group,
+        default="",
+        metavar="GROUP",
+        help=f"{', '.join(GROUPS)} or metadata.FIELD (default: one total)",
+    )
+    p.add_argument(
+        "--since", type=parse.parse_duration, metavar="DURATION", help="e.g. 24h, 7d (default: all)"
+    )
+    p.set_defaults(handler=run)
+
+
+def total_row(rows: Sequence[telemetry_pb2.UsageRow]) -> telemetry_pb2.UsageRow:
+    total = telemetry_pb2.UsageRow(group="TOTAL")
+    for row in rows:
+        for field in _COUNTERS:
+            setattr(total, field, getattr(total, field) + getattr(row, field))
+    return total
+
+
+def row_dict(row: telemetry_pb2.UsageRow) -> out.JSON:
+    return out.with_cost(row, row.cost_micros)
+
+
+def render(rows: Sequence[telemetry_pb2.UsageRow], group_by: str) -> str:
+    """The usage table, TOTAL line included (also when there are no rows)."""
+
+    def cells(row: telemetry_pb2.UsageRow) -> list[object]:
+        return [
+            row.group or "-",
+            format(row.requests, ","),
+            format(row.errors, ","),
+            out.format_tokens(row.input_tokens),
+            out.format_tokens(row.output_tokens),
+            out.format_tokens(row.cache_creation_input_tokens),
+            out.format_tokens(row.cache_read_input_tokens),
+            out.format_usd(row.cost_micros),
+        ]
+
+    body = [cells(r) for r in rows] if group_by else []
+    body.append(cells(total_row(rows)))
+    return out.render_table(
+        [
+            (group_by or "scope").upper(),
+            "REQUESTS",
+            "ERRORS",
+            "INPUT",
+            "OUTPUT",
+            "CACHE WRITE",
+            "CACHE READ",
+            "COST USD",
+        ],
+        body,
+        right=range(1, 8),
+    )
+
+
+async def run(client: GatewayClient, args: argparse.Namespace) -> int:
+    since_ms = out.now_ms() - args.since * 1000 if args.since else 0
+    rows = await client.query_usage(
+        workspace=args.workspace, key_id=args.key, group_by=args.by, since_ms=since_ms
+    )
+    if is_json(args):
+        out.print_json(
+            {
+                "group_by": args.by,
+                "since_ms": since_ms,
+                "rows": [row_dict(r) for r in rows],
+                "total": row_dict(total_row(rows)),
+            }
+        )
+        return 0
+    print(render(rows, args.by))
+    return 0

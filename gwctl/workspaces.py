@@ -1,0 +1,150 @@
+"""``gwctl workspaces create|list|show|update|delete``.
+
+A workspace is the team-level scope: its budgets and rate limits apply on top of each key's.
+``update`` sends a FieldMask naming only the flags that were given, so unspecified settings keep
+their values on the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from gwapi.v1 import common_pb2
+from gwctl import output as out
+from gwctl.cli import (
+    Subparsers,
+    UsageError,
+    add_limit_flags,
+    confirm,
+    group,
+    is_json,
+    leaf,
+    limits_from_args,
+)
+from tui.client import GatewayClient
+
+
+def register(subparsers: Subparsers) -> None:
+    sub = group(
+        subparsers, "workspaces", "manage workspaces (team budgets and limits)", aliases=["ws"]
+    )
+
+    p = leaf(sub, "create", "create a workspace")
+    p.add_argument("name")
+    _add_settings(p, update=False)
+    p.set_defaults(handler=create)
+
+    p = leaf(sub, "list", "list workspaces", aliases=["ls"])
+    p.set_defaults(handler=list_)
+
+    p = leaf(sub, "show", "show one workspace", aliases=["get"])
+    p.add_argument("name")
+    p.set_defaults(handler=show)
+
+    p = leaf(sub, "update", "change a workspace's settings (only the flags given)")
+    p.add_argument("name")
+    _add_settings(p, update=True)
+    p.set_defaults(handler=update)
+
+    p = leaf(sub, "delete", "delete a workspace", aliases=["rm"])
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true", help="also delete the workspace's keys")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(handler=delete)
+
+
+def _add_settings(p: argparse.ArgumentParser, *, update: bool) -> None:
+    add_limit_flags(p, update=update)
+    p.add_argument("--timezone", metavar="TZ", help="IANA zone for calendar budget periods")
+    p.add_argument("--description", metavar="TEXT")
+
+
+def _from_args(args: argparse.Namespace) -> tuple[common_pb2.Workspace, list[str]]:
+    limits, paths = limits_from_args(args)
+    ws = common_pb2.Workspace(name=args.name, limits=limits)
+    if args.timezone is not None:
+        ws.timezone = args.timezone
+        paths.append("timezone")
+    if args.description is not None:
+        ws.description = args.description
+        paths.append("description")
+    return ws, paths
+
+
+def emit(ws: common_pb2.Workspace, args: argparse.Namespace) -> None:
+    if is_json(args):
+        out.print_json(out.workspace_dict(ws))
+        return
+    limits = ws.limits
+    out.print_fields(
+        [
+            ("name", ws.name),
+            ("description", ws.description or "-"),
+            ("budgets", out.format_budgets(limits)),
+            ("rpm", out.format_limit(limits.rpm)),
+            ("rph", out.format_limit(limits.rph)),
+            ("tpm", out.format_limit(limits.tpm)),
+            ("max parallel", out.format_limit(limits.max_parallel)),
+            ("timezone", ws.timezone or "UTC"),
+            ("created", out.format_time(ws.created_at_ms)),
+            ("updated", out.format_time(ws.updated_at_ms)),
+        ]
+    )
+
+
+async def create(client: GatewayClient, args: argparse.Namespace) -> int:
+    ws, _ = _from_args(args)
+    emit(await client.create_workspace(ws), args)
+    return 0
+
+
+async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
+    workspaces = await client.list_workspaces()
+    if is_json(args):
+        out.print_json([out.workspace_dict(ws) for ws in workspaces])
+        return 0
+    out.print_table(
+        ["NAME", "BUDGETS", "RPM", "RPH", "TPM", "PARALLEL", "TIMEZONE", "DESCRIPTION"],
+        (
+            [
+                ws.name,
+                out.format_budgets(ws.limits),
+                out.format_limit(ws.limits.rpm),
+                out.format_limit(ws.limits.rph),
+                out.format_limit(ws.limits.tpm),
+                out.format_limit(ws.limits.max_parallel),
+                ws.timezone or "UTC",
+                ws.description,
+            ]
+            for ws in workspaces
+        ),
+        right=(2, 3, 4, 5),
+    )
+    return 0
+
+
+async def show(client: GatewayClient, args: argparse.Namespace) -> int:
+    emit(await client.get_workspace(args.name), args)
+    return 0
+
+
+async def update(client: GatewayClient, args: argparse.Namespace) -> int:
+    ws, paths = _from_args(args)
+    if not paths:
+        raise UsageError(
+            "nothing to update: give at least one of --budget, --clear-budgets, "
+            "--rpm, --rph, --tpm, --max-parallel, --timezone, --description"
+        )
+    emit(await client.update_workspace(ws, paths), args)
+    return 0
+
+
+async def delete(client: GatewayClient, args: argparse.Namespace) -> int:
+    what = f"delete workspace {args.name!r}" + (" and all its keys" if args.force else "")
+    confirm(what, args.yes)
+    await client.delete_workspace(args.name, force=args.force)
+    if is_json(args):
+        out.print_json({"deleted": args.name})
+    else:
+        print(f"deleted workspace {args.name}")
+    return 0

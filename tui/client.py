@@ -1,0 +1,343 @@
+"""Async gRPC facade over the control plane's Admin, Discovery and Telemetry services.
+
+Shared by ``gwctl`` and the Textual TUI; it imports neither Textual nor any server package.
+
+Contract:
+
+* ``GatewayClient(target, token)`` opens a lazy ``grpc.aio`` channel to ``HOST:PORT``. Every call
+  carries ``authorization: Bearer <token>`` (nothing when the token is empty, so the server's own
+  "missing token" refusal reaches the user).
+* Methods take plain values or protobuf messages and return protobuf messages.
+* Every RPC failure is raised as :class:`ClientError` whose ``message`` is readable as is: the
+  server's own explanation, or a sentence about the connection when the server was not reached.
+  ``grpc.aio.AioRpcError`` never escapes this module.
+* The token never appears in an error message or a ``repr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import field_mask_pb2
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gwapi.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    common_pb2,
+    discovery_pb2,
+    discovery_pb2_grpc,
+    telemetry_pb2,
+    telemetry_pb2_grpc,
+)
+
+__all__ = ["DEFAULT_TARGET", "ClientError", "GatewayClient", "translate_error"]
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+_T = TypeVar("_T")
+
+# Substrings gRPC core puts in UNAVAILABLE details when no server answered at all. A server may also
+# answer UNAVAILABLE on purpose (e.g. "database is down"); then its own words are kept.
+_TRANSPORT_MARKERS = (
+    "failed to connect",
+    "connection refused",
+    "connect failed",
+    "dns resolution failed",
+    "socket closed",
+    "connection reset",
+    "no route to host",
+    "name resolution",
+    "empty address list",
+    "ssl handshake",
+)
+
+
+class ClientError(Exception):
+    """A refused or failed call: ``code`` is the gRPC status, ``message`` is for humans."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"ClientError({self.code.name}, {self.message!r})"
+
+
+def translate_error(exc: aio.AioRpcError, target: str, method: str = "") -> ClientError:
+    """Turn an ``AioRpcError`` into a :class:`ClientError` with a readable message."""
+    code = exc.code()
+    details = (exc.details() or "").strip()
+    lowered = details.lower()
+    if code == grpc.StatusCode.UNAVAILABLE and (
+        not details or any(m in lowered for m in _TRANSPORT_MARKERS)
+    ):
+        message = (
+            f"cannot reach the control plane at {target}: is it running? (gwctl controlplane serve)"
+        )
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        message = f"the control plane at {target} did not answer in time"
+        if details and details.lower() != "deadline exceeded":
+            message += f" ({details})"
+    elif code == grpc.StatusCode.UNIMPLEMENTED and (not details or lowered == "method not found!"):
+        what = f" {method}" if method else " this call"
+        message = f"the control plane at {target} does not implement{what}: is it an older version?"
+    elif code == grpc.StatusCode.UNAUTHENTICATED and not details:
+        message = "the control plane refused the request: missing or wrong admin token"
+    elif details:
+        message = details
+    else:
+        message = f"the control plane answered {code.name}"
+    return ClientError(code, message)
+
+
+class GatewayClient:
+    """One channel to one control plane; use as ``async with GatewayClient(...) as client``."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        token: str = "",
+        *,
+        timeout: float = 10.0,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        """``credentials`` switches to TLS; ``timeout`` bounds each unary call (seconds)."""
+        self.target = target
+        self.timeout = timeout
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
+        # No client keepalive: servers reject pings more frequent than their (5 min) minimum.
+        if credentials is None:
+            self._channel = aio.insecure_channel(target)
+        else:
+            self._channel = aio.secure_channel(target, credentials)
+        self._admin = admin_pb2_grpc.AdminStub(self._channel)
+        self._discovery = discovery_pb2_grpc.DiscoveryStub(self._channel)
+        self._telemetry = telemetry_pb2_grpc.TelemetryStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    def __repr__(self) -> str:
+        return f"GatewayClient({self.target!r})"
+
+    async def __aenter__(self) -> GatewayClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _unary(self, name: str, method: Callable[..., Awaitable[_T]], request: Any) -> _T:
+        try:
+            return await method(request, metadata=self._metadata, timeout=self.timeout)
+        except aio.AioRpcError as exc:
+            raise translate_error(exc, self.target, name) from None
+
+    # ---- health ---------------------------------------------------------------------------
+
+    async def health(self, service: str = "", wait_s: float = 2.0) -> str:
+        """The standard gRPC health status name (``SERVING``…); ``UNIMPLEMENTED`` when the server
+        has no health service but answered (which still proves it is up)."""
+        request = health_pb2.HealthCheckRequest(service=service)
+        try:
+            response = await self._health.Check(request, timeout=wait_s)
+        except aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return "UNIMPLEMENTED"
+            raise translate_error(exc, self.target, "Health.Check") from None
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+    # ---- workspaces -----------------------------------------------------------------------
+
+    async def create_workspace(self, workspace: common_pb2.Workspace) -> common_pb2.Workspace:
+        request = admin_pb2.CreateWorkspaceRequest(workspace=workspace)
+        return await self._unary("CreateWorkspace", self._admin.CreateWorkspace, request)
+
+    async def get_workspace(self, name: str) -> common_pb2.Workspace:
+        request = admin_pb2.GetWorkspaceRequest(name=name)
+        return await self._unary("GetWorkspace", self._admin.GetWorkspace, request)
+
+    async def list_workspaces(self) -> list[common_pb2.Workspace]:
+        request = admin_pb2.ListWorkspacesRequest()
+        response: admin_pb2.ListWorkspacesResponse = await self._unary(
+            "ListWorkspaces", self._admin.ListWorkspaces, request
+        )
+        return list(response.workspaces)
+
+    async def update_workspace(
+        self, workspace: common_pb2.Workspace, paths: Iterable[str]
+    ) -> common_pb2.Workspace:
+        """Only the fields named in ``paths`` (see admin.proto's update_mask list) change."""
+        request = admin_pb2.UpdateWorkspaceRequest(
+            workspace=workspace, update_mask=field_mask_pb2.FieldMask(paths=list(paths))
+        )
+        return await self._unary("UpdateWorkspace", self._admin.UpdateWorkspace, request)
+
+    async def delete_workspace(self, name: str, force: bool = False) -> None:
+        request = admin_pb2.DeleteWorkspaceRequest(name=name, force=force)
+        await self._unary("DeleteWorkspace", self._admin.DeleteWorkspace, request)
+
+    # ---- virtual keys ---------------------------------------------------------------------
+
+    async def create_key(self, request: admin_pb2.CreateKeyRequest) -> admin_pb2.CreateKeyResponse:
+        """The response's ``secret`` is the only time the key's secret is ever available."""
+        return await self._unary("CreateKey", self._admin.CreateKey, request)
+
+    async def get_key(self, key_id: str) -> common_pb2.VirtualKey:
+        request = admin_pb2.GetKeyRequest(id=key_id)
+        return await self._unary("GetKey", self._admin.GetKey, request)
+
+    async def list_keys(
+        self, workspace: str = "", include_revoked: bool = False
+    ) -> list[common_pb2.VirtualKey]:
+        request = admin_pb2.ListKeysRequest(workspace=workspace, include_revoked=include_revoked)
+        response: admin_pb2.ListKeysResponse = await self._unary(
+            "ListKeys", self._admin.ListKeys, request
+        )
+        return list(response.keys)
+
+    async def update_key(
+        self, key: common_pb2.VirtualKey, paths: Iterable[str]
+    ) -> common_pb2.VirtualKey:
+        request = admin_pb2.UpdateKeyRequest(
+            key=key, update_mask=field_mask_pb2.FieldMask(paths=list(paths))
+        )
+        return await self._unary("UpdateKey", self._admin.UpdateKey, request)
+
+    async def revoke_key(self, key_id: str) -> common_pb2.VirtualKey:
+        request = admin_pb2.RevokeKeyRequest(id=key_id)
+        return await self._unary("RevokeKey", self._admin.RevokeKey, request)
+
+    async def delete_key(self, key_id: str) -> None:
+        request = admin_pb2.DeleteKeyRequest(id=key_id)
+        await self._unary("DeleteKey", self._admin.DeleteKey, request)
+
+    # ---- providers ------------------------------------------------------------------------
+
+    async def create_provider(self, provider: common_pb2.Provider) -> common_pb2.Provider:
+        request = admin_pb2.CreateProviderRequest(provider=provider)
+        return await self._unary("CreateProvider", self._admin.CreateProvider, request)
+
+    async def get_provider(self, name: str) -> common_pb2.Provider:
+        request = admin_pb2.GetProviderRequest(name=name)
+        return await self._unary("GetProvider", self._admin.GetProvider, request)
+
+    async def list_providers(self) -> list[common_pb2.Provider]:
+        request = admin_pb2.ListProvidersRequest()
+        response: admin_pb2.ListProvidersResponse = await self._unary(
+            "ListProviders", self._admin.ListProviders, request
+        )
+        return list(response.providers)
+
+    async def update_provider(
+        self, provider: common_pb2.Provider, paths: Iterable[str]
+    ) -> common_pb2.Provider:
+        request = admin_pb2.UpdateProviderRequest(
+            provider=provider, update_mask=field_mask_pb2.FieldMask(paths=list(paths))
+        )
+        return await self._unary("UpdateProvider", self._admin.UpdateProvider, request)
+
+    async def delete_provider(self, name: str) -> None:
+        request = admin_pb2.DeleteProviderRequest(name=name)
+        await self._unary("DeleteProvider", self._admin.DeleteProvider, request)
+
+    # ---- routes ---------------------------------------------------------------------------
+
+    async def create_route(self, route: common_pb2.Route) -> common_pb2.Route:
+        request = admin_pb2.CreateRouteRequest(route=route)
+        return await self._unary("CreateRoute", self._admin.CreateRoute, request)
+
+    async def get_route(self, name: str) -> common_pb2.Route:
+        request = admin_pb2.GetRouteRequest(name=name)
+        return await self._unary("GetRoute", self._admin.GetRoute, request)
+
+    async def list_routes(self) -> list[common_pb2.Route]:
+        request = admin_pb2.ListRoutesRequest()
+        response: admin_pb2.ListRoutesResponse = await self._unary(
+            "ListRoutes", self._admin.ListRoutes, request
+        )
+        return list(response.routes)
+
+    async def update_route(self, route: common_pb2.Route, paths: Iterable[str]) -> common_pb2.Route:
+        request = admin_pb2.UpdateRouteRequest(
+            route=route, update_mask=field_mask_pb2.FieldMask(paths=list(paths))
+        )
+        return await self._unary("UpdateRoute", self._admin.UpdateRoute, request)
+
+    async def delete_route(self, name: str) -> None:
+        request = admin_pb2.DeleteRouteRequest(name=name)
+        await self._unary("DeleteRoute", self._admin.DeleteRoute, request)
+
+    async def list_prices(self) -> list[common_pb2.Price]:
+        request = admin_pb2.ListPricesRequest()
+        response: admin_pb2.ListPricesResponse = await self._unary(
+            "ListPrices", self._admin.ListPrices, request
+        )
+        return list(response.prices)
+
+    # ---- discovery & telemetry ------------------------------------------------------------
+
+    async def list_dataplanes(self) -> discovery_pb2.ListDataPlanesResponse:
+        request = discovery_pb2.ListDataPlanesRequest()
+        return await self._unary("ListDataPlanes", self._discovery.ListDataPlanes, request)
+
+    async def query_usage(
+        self,
+        *,
+        workspace: str = "",
+        key_id: str = "",
+        group_by: str = "",
+        since_ms: int = 0,
+        until_ms: int = 0,
+    ) -> Sequence[telemetry_pb2.UsageRow]:
+        """Rows grouped by ``group_by`` (``""`` = one total row) over ``[since_ms, until_ms)``."""
+        request = telemetry_pb2.QueryUsageRequest(
+            workspace=workspace,
+            key_id=key_id,
+            group_by=group_by,
+            since_ms=since_ms,
+            until_ms=until_ms,
+        )
+        response: telemetry_pb2.QueryUsageResponse = await self._unary(
+            "QueryUsage", self._telemetry.QueryUsage, request
+        )
+        return list(response.rows)
+
+    async def tail_logs(
+        self,
+        *,
+        follow: bool = False,
+        limit: int = 20,
+        workspace: str = "",
+        key_id: str = "",
+    ) -> AsyncIterator[telemetry_pb2.UsageEvent]:
+        """The last ``limit`` events, oldest first; with ``follow`` then new ones until cancelled.
+
+        Without ``follow`` the whole call is bounded by the client timeout; with it, only the
+        connection is (a quiet gateway may send nothing for hours).
+        """
+        request = telemetry_pb2.TailLogsRequest(
+            follow=follow, limit=limit, workspace=workspace, key_id=key_id
+        )
+        call = self._telemetry.TailLogs(
+            request, metadata=self._metadata, timeout=None if follow else self.timeout
+        )
+        try:
+            async for event in call:
+                yield event
+        except aio.AioRpcError as exc:
+            raise translate_error(exc, self.target, "TailLogs") from None
+        finally:
+            call.cancel()
