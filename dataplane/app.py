@@ -1,0 +1,132 @@
+"""The data plane's ASGI application: a handful of routes, no framework.
+
+``HEAD /`` and ``GET /`` answer 200 at once (Claude Code's connectivity probe); ``/healthz``
+reports whether this replica can serve (it has a snapshot and is not draining); ``/v1/*`` sits
+behind :class:`dataplane.auth.AuthMiddleware`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import orjson
+
+from dataplane.asgi import ASGIApp, Receive, Scope, Send, send_error, send_response
+from dataplane.auth import PRINCIPAL, REQUEST_ID, AuthMiddleware, Principal
+from dataplane.errors import GatewayError, new_request_id, not_found
+from dataplane.proxy import MessagesHandler
+from dataplane.snapshot import SnapshotHolder
+
+MESSAGES = "/v1/messages"
+COUNT_TOKENS = "/v1/messages/count_tokens"
+
+
+class Health:
+    """Readiness: a snapshot to serve from, and not shutting down."""
+
+    def __init__(self, holder: SnapshotHolder) -> None:
+        self.holder = holder
+        self.draining = False
+
+    def report(self) -> tuple[int, bytes]:
+        snapshot = self.holder.current
+        ok = snapshot is not None and not self.draining
+        body = {
+            "status": "ok" if ok else ("draining" if self.draining else "no-snapshot"),
+            "snapshot_version": snapshot.version if snapshot else None,
+        }
+        return (200 if ok else 503), orjson.dumps(body)
+
+
+def list_models(principal: Principal, limit: int) -> bytes:
+    """The models this key may use, in the Anthropic ``/v1/models`` shape.
+
+    Ids come from the gateway's price table (every model it can meter), filtered by the key's
+    allow-list; the newest first, as Anthropic lists them.
+    """
+    ids = [e.model_prefix for e in principal.snapshot.prices.entries]
+    patterns = principal.key.models
+    if patterns:
+        ids = [m for m in ids if any(fnmatch.fnmatchcase(m, p) for p in patterns)]
+    ids = sorted(set(ids), reverse=True)[:limit]
+    data = [
+        {
+            "type": "model",
+            "id": m,
+            "display_name": m.replace("claude-", "Claude ").replace("-", " ").title(),
+            "created_at": "2025-01-01T00:00:00Z",
+        }
+        for m in ids
+    ]
+    return orjson.dumps(
+        {
+            "data": data,
+            "has_more": False,
+            "first_id": ids[0] if ids else None,
+            "last_id": ids[-1] if ids else None,
+        }
+    )
+
+
+class Routes:
+    """Dispatch by method and path."""
+
+    def __init__(self, messages: MessagesHandler, health: Health) -> None:
+        self.messages = messages
+        self.health = health
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path in (MESSAGES, COUNT_TOKENS):
+            if method != "POST":
+                await self._error(scope, send, GatewayError(405, f"Use POST for {path}."))
+                return
+            await self.messages(scope, receive, send)
+        elif path == "/" and method in ("GET", "HEAD"):
+            await send_response(send, 200, b"" if method == "HEAD" else b'{"service":"tollgate"}')
+        elif path == "/healthz":
+            status, body = self.health.report()
+            await send_response(send, status, body)
+        elif path == "/v1/models" and method == "GET":
+            limit = _query_int(scope, b"limit", 1000)
+            await send_response(send, 200, list_models(scope[PRINCIPAL], limit))
+        else:
+            await self._error(
+                scope,
+                send,
+                not_found(
+                    f"Not found: {method} {path}. This gateway serves the "
+                    "Anthropic Messages API at /v1/messages."
+                ),
+            )
+
+    async def _error(self, scope: Scope, send: Send, err: GatewayError) -> None:
+        await send_error(send, err, scope.get(REQUEST_ID) or new_request_id())
+
+
+def _query_int(scope: Scope, name: bytes, default: int) -> int:
+    for part in scope.get("query_string", b"").split(b"&"):
+        key, _, value = part.partition(b"=")
+        if key == name and value.isdigit():
+            return max(1, min(int(value), 1000))
+    return default
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def build_app(holder: SnapshotHolder, messages: MessagesHandler, health: Health) -> ASGIApp:
+    return AuthMiddleware(Routes(messages, health), holder)

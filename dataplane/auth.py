@@ -1,0 +1,129 @@
+"""Virtual-key authentication: ASGI middleware in front of every API route.
+
+The key arrives as ``x-api-key`` (ANTHROPIC_API_KEY) or ``Authorization: Bearer``
+(ANTHROPIC_AUTH_TOKEN). Lookup is by SHA-256 of the secret in the current snapshot: no I/O.
+On success the middleware puts a :class:`Principal` into the ASGI scope; on failure it answers
+401 ``authentication_error`` saying *why* (missing, unknown, revoked, expired) without echoing
+the secret.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from dataplane.asgi import ASGIApp, Receive, Scope, Send, header, send_error, send_response
+from dataplane.errors import GatewayError, forbidden, new_request_id, unauthenticated
+from dataplane.snapshot import Snapshot, SnapshotHolder, VirtualKey, Workspace
+
+PRINCIPAL = "tollgate.principal"
+REQUEST_ID = "tollgate.request_id"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, resolved against one snapshot that the whole request then uses."""
+
+    key: VirtualKey
+    workspace: Workspace
+    snapshot: Snapshot
+
+    def check_model(self, model: str) -> None:
+        """403 unless the key's allow-list (glob patterns) admits ``model``."""
+        patterns = self.key.models
+        if patterns and not any(fnmatch.fnmatchcase(model, p) for p in patterns):
+            raise forbidden(
+                f"Virtual key '{self.key.name}' may not use model '{model}'. "
+                f"Allowed models: {', '.join(patterns)}."
+            )
+
+
+def extract_secret(scope: Scope) -> str | None:
+    api_key = header(scope, b"x-api-key")
+    if api_key:
+        return api_key.decode("latin-1").strip()
+    auth = header(scope, b"authorization")
+    if auth:
+        scheme, _, value = auth.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return None
+
+
+def authenticate(snapshot: Snapshot, secret: str | None, now_ms: int) -> Principal:
+    """Resolve a secret to a principal or raise a 401 saying which check failed."""
+    if not secret:
+        raise unauthenticated(
+            "No API key was sent. Set ANTHROPIC_AUTH_TOKEN to your Tollgate virtual key (gw-…)."
+        )
+    digest = hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
+    key = snapshot.keys_by_hash.get(digest)
+    if key is None:
+        hint = (
+            " It looks like a provider key, not a virtual key." if secret.startswith("sk-") else ""
+        )
+        raise unauthenticated(
+            "This API key is not a valid Tollgate virtual key." + hint + " Ask your platform team "
+            "for a virtual key (gw-…) and set it as ANTHROPIC_AUTH_TOKEN."
+        )
+    if key.revoked:
+        raise unauthenticated(
+            f"Virtual key '{key.name}' ({key.id}) has been revoked. Ask your platform team for a "
+            "new key."
+        )
+    if key.expires_at_ms and now_ms >= key.expires_at_ms:
+        when = datetime.fromtimestamp(key.expires_at_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise unauthenticated(
+            f"Virtual key '{key.name}' ({key.id}) expired at {when}. Ask your platform team for a "
+            "new key."
+        )
+    workspace = snapshot.workspaces[key.workspace]  # validated when the snapshot was parsed
+    return Principal(key, workspace, snapshot)
+
+
+class AuthMiddleware:
+    """Authenticates requests whose path starts with one of ``protected`` prefixes."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        holder: SnapshotHolder,
+        protected: tuple[str, ...] = ("/v1/",),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.holder = holder
+        self.protected = protected
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.protected):
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id()
+        scope[REQUEST_ID] = request_id
+        snapshot = self.holder.current
+        if snapshot is None:
+            err = GatewayError(
+                503,
+                "The gateway has not received its configuration from the control plane yet. "
+                "Try again in a few seconds.",
+                headers=((b"retry-after", b"2"),),
+            )
+            await send_error(send, err, request_id)
+            return
+        try:
+            scope[PRINCIPAL] = authenticate(
+                snapshot, extract_secret(scope), int(self.clock() * 1000)
+            )
+        except GatewayError as err:
+            await send_error(send, err, request_id)
+            return
+        await self.app(scope, receive, send)
+
+
+__all__ = ["AuthMiddleware", "Principal", "authenticate", "extract_secret", "send_response"]

@@ -1,0 +1,137 @@
+"""One request's record, filled in as the request goes, turned into a usage event at the end.
+
+The record is the only mutable per-request state. It is converted to a ``gwapi.v1.UsageEvent``
+exactly once, when the response has ended (completed, failed or abandoned by the client), and
+handed to the reporter's queue; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from dataplane.errors import bad_request
+from dataplane.pricing import Priced
+from dataplane.usage import TokenUsage
+from gwapi.v1 import common_pb2, telemetry_pb2
+
+_META_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_META_ENTRIES = 16
+MAX_META_VALUE = 256
+_CLIENT_VERSION = re.compile(rb"claude-cli/([0-9][0-9A-Za-z.+-]*)")
+
+
+def parse_metadata(raw: bytes | None) -> dict[str, str]:
+    """Validate ``x-tollgate-metadata``: a JSON object of short scalar values."""
+    if not raw:
+        return {}
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise bad_request(
+            'x-tollgate-metadata must be a JSON object, e.g. {"team":"payments","project":"api"}.'
+        ) from None
+    if not isinstance(obj, dict):
+        raise bad_request("x-tollgate-metadata must be a JSON object of string values.")
+    if len(obj) > MAX_META_ENTRIES:
+        raise bad_request(f"x-tollgate-metadata has more than {MAX_META_ENTRIES} entries.")
+    out: dict[str, str] = {}
+    for key, value in obj.items():
+        if not _META_KEY.match(key):
+            raise bad_request(
+                f"x-tollgate-metadata key {key[:70]!r} is invalid: use 1-64 letters, digits, _ . -"
+            )
+        if isinstance(value, bool | int | float):
+            value = orjson.dumps(value).decode()
+        if not isinstance(value, str):
+            raise bad_request(f"x-tollgate-metadata value of {key!r} must be a string or number.")
+        out[key] = value[:MAX_META_VALUE]
+    return out
+
+
+def client_version(user_agent: bytes | None) -> str:
+    """The Claude Code version from ``user-agent: claude-cli/2.1.197 (external, sdk-cli)``."""
+    if not user_agent:
+        return ""
+    match = _CLIENT_VERSION.search(user_agent)
+    return match.group(1).decode() if match else ""
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    dataplane_id: str
+    path: str
+    started: float = field(default_factory=time.perf_counter)
+    time_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    workspace: str = ""
+    key_id: str = ""
+    key_name: str = ""
+    session_id: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    user_agent: str = ""
+    model_requested: str = ""
+    model_served: str = ""
+    provider: str = ""
+    attempts: int = 0
+    stream: bool = False
+    status: int = 0
+    error_type: str = ""
+    error_message: str = ""
+    ttfb_s: float | None = None
+    upstream_request_id: str = ""
+    client_disconnected: bool = False
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    priced: Priced | None = None
+
+    def mark_first_byte(self) -> None:
+        if self.ttfb_s is None:
+            self.ttfb_s = time.perf_counter() - self.started
+
+    def fail(self, status: int, error_type: str, message: str) -> None:
+        self.status = status
+        self.error_type = error_type
+        self.error_message = message[:1000]
+
+    def to_event(self) -> telemetry_pb2.UsageEvent:
+        latency = time.perf_counter() - self.started
+        u = self.usage
+        usage = common_pb2.Usage(
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cache_creation_input_tokens=u.cache_creation_input_tokens,
+            cache_read_input_tokens=u.cache_read_input_tokens,
+            cache_write_5m_tokens=u.cache_write_5m_tokens,
+            cache_write_1h_tokens=u.cache_write_1h_tokens,
+            cost_micros=self.priced.cost_micros if self.priced else 0,
+            priced_as=self.priced.priced_as if self.priced else "",
+        )
+        return telemetry_pb2.UsageEvent(
+            request_id=self.request_id,
+            time_ms=self.time_ms,
+            workspace=self.workspace,
+            key_id=self.key_id,
+            key_name=self.key_name,
+            session_id=self.session_id,
+            metadata=self.metadata,
+            model_requested=self.model_requested,
+            model_served=self.model_served or self.model_requested,
+            provider=self.provider,
+            attempts=self.attempts,
+            status=self.status,
+            error_type=self.error_type,
+            error_message=self.error_message,
+            ttfb_ms=round(self.ttfb_s * 1000) if self.ttfb_s is not None else 0,
+            latency_ms=round(latency * 1000),
+            usage=usage,
+            stream=self.stream,
+            path=self.path,
+            user_agent=self.user_agent[:256],
+            client_version=client_version(self.user_agent.encode()),
+            dataplane_id=self.dataplane_id,
+            upstream_request_id=self.upstream_request_id,
+            client_disconnected=self.client_disconnected,
+        )

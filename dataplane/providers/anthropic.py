@@ -1,0 +1,103 @@
+"""Anthropic (first-party API) adapter: a transparent pass-through.
+
+The client's body bytes go upstream unchanged; every client header but the hop-by-hop ones and
+the client's own credentials is forwarded (``anthropic-*`` above all); the provider's secret is
+read from the data plane's environment (``api_key_env``) and never from the snapshot. The answer
+comes back as raw bytes, unbuffered.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+
+import httpx
+
+from dataplane.errors import GatewayError, upstream_timeout, upstream_unreachable
+from dataplane.providers.base import Header, UpstreamRequest
+from dataplane.snapshot import ProviderConfig
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+
+
+class HttpxResponse:
+    """UpstreamResponse over a streamed httpx response."""
+
+    def __init__(self, response: httpx.Response, provider: str) -> None:
+        self._response = response
+        self._provider = provider
+        self.status = response.status_code
+        self.headers: list[Header] = list(response.headers.raw)
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response.aiter_raw():
+            yield chunk
+
+    async def read(self) -> bytes:
+        return await self._response.aread()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def timeouts(config: ProviderConfig) -> httpx.Timeout:
+    """Per-provider timeouts (options ``timeout_connect_s``, ``timeout_read_s``).
+
+    ``read`` bounds both the wait for the response headers and each silence between chunks:
+    Anthropic pings at least every few seconds while a stream is alive, so a long read timeout
+    only matters for a dead upstream.
+    """
+    connect = float(config.option("timeout_connect_s", "10"))
+    read = float(config.option("timeout_read_s", "600"))
+    return httpx.Timeout(connect=connect, read=read, write=60.0, pool=connect)
+
+
+class AnthropicProvider:
+    kind = "anthropic"
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        client: httpx.AsyncClient,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self._client = client
+        self._base = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._timeout = timeouts(config)
+        self._env = os.environ if env is None else env
+
+    def _credentials(self) -> list[Header]:
+        var = self.config.api_key_env
+        if not var:
+            return []
+        secret = self._env.get(var)
+        if not secret:
+            raise GatewayError(
+                500,
+                f"Provider '{self.name}' is misconfigured: the data plane's environment has no "
+                f"{var}. Ask your platform team to set it on the data plane.",
+            )
+        return [(b"x-api-key", secret.encode())]
+
+    async def send(self, request: UpstreamRequest) -> HttpxResponse:
+        url = self._base + request.path
+        if request.query:
+            url += "?" + request.query.decode("latin-1")
+        headers = [*request.headers, *self._credentials(), (b"accept-encoding", b"identity")]
+        upstream = self._client.build_request(
+            "POST", url, headers=headers, content=request.body, timeout=self._timeout
+        )
+        try:
+            response = await self._client.send(upstream, stream=True)
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+                raise upstream_unreachable(self.name) from exc
+            raise upstream_timeout(self.name) from exc
+        except httpx.TransportError as exc:
+            raise upstream_unreachable(self.name) from exc
+        return HttpxResponse(response, self.name)
+
+    async def aclose(self) -> None:
+        """The shared client belongs to the registry; nothing of our own to close."""

@@ -1,0 +1,51 @@
+"""The one interface every provider adapter implements.
+
+An adapter takes an Anthropic-format request (the client's body bytes, the headers to forward)
+and returns an :class:`UpstreamResponse` whose body is Anthropic-format too: SSE for streams,
+JSON otherwise. Adapters that speak another wire format (Bedrock's event stream) translate inside
+their response object, so the relay in ``dataplane.proxy`` never knows which provider it talks to.
+Transport failures before a response exists are raised as ``GatewayError`` (502/504).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+Header = tuple[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    path: str  # "/v1/messages" or "/v1/messages/count_tokens"
+    query: bytes  # the client's raw query string, passed on as-is
+    headers: tuple[Header, ...]  # client headers safe to forward (see proxy.forwardable_headers)
+    body: bytes  # the client's body, byte for byte
+    model: str
+    stream: bool
+    request_id: str
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    headers: list[Header]
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, chunk by chunk, unbuffered."""
+        ...
+
+    async def read(self) -> bytes:
+        """The whole body (for non-streamed answers and error bodies)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class Provider(Protocol):
+    name: str
+    kind: str
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,355 @@
+"""The request path for ``POST /v1/messages`` and ``/v1/messages/count_tokens``.
+
+Hot-path rules (ARCHITECTURE.md): the client's body bytes go upstream unchanged; the body is
+parsed once, only to read ``model``/``stream``/``max_tokens``; the upstream's bytes come back
+unchanged, each chunk sent on as it arrives while a side decoder meters usage from it; nothing
+here touches a disk, a database or the control plane. A client disconnect cancels the upstream
+call and still records the usage seen so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+from dataplane.asgi import (
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    send_error,
+)
+from dataplane.auth import PRINCIPAL, REQUEST_ID, Principal
+from dataplane.codecs.sse import SSEDecoder
+from dataplane.errors import (
+    ERROR_TYPES,
+    GatewayError,
+    bad_request,
+    error_event,
+    new_request_id,
+    upstream_timeout,
+)
+from dataplane.events import RequestRecord, parse_metadata
+from dataplane.providers.base import Header, UpstreamRequest, UpstreamResponse
+from dataplane.routing import Router
+from dataplane.usage import StreamMeter, usage_from_message
+
+log = logging.getLogger("tollgate.proxy")
+
+# Request headers never forwarded: hop-by-hop, the client's own credentials (the virtual key never
+# goes upstream), and our own control headers. Everything else, anthropic-* above all, passes.
+_DROP_REQUEST = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"expect",
+        b"authorization",
+        b"x-api-key",
+        b"accept-encoding",
+        b"cookie",
+    }
+)
+# Response headers the server sets itself (length/framing) or that are hop-by-hop.
+_DROP_RESPONSE = frozenset(
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"server",
+        b"date",
+    }
+)
+
+
+def forwardable_headers(headers: list[Header]) -> tuple[Header, ...]:
+    return tuple(
+        (k, v) for k, v in headers if k not in _DROP_REQUEST and not k.startswith(b"x-tollgate-")
+    )
+
+
+def response_headers(upstream: list[Header], request_id: str, provider: str) -> list[Header]:
+    out = [(k.lower(), v) for k, v in upstream if k.lower() not in _DROP_RESPONSE]
+    if not any(k == b"request-id" for k, _ in out):
+        out.append((b"request-id", request_id.encode()))
+    out.append((b"x-tollgate-request-id", request_id.encode()))
+    out.append((b"x-tollgate-provider", provider.encode()))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    model: str
+    stream: bool
+    max_tokens: int
+
+
+def parse_request(body: bytes) -> ParsedRequest:
+    """Read the three fields the gateway needs; 400 for anything unusable."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"The request body is not valid JSON ({exc}).") from None
+    if not isinstance(obj, dict):
+        raise bad_request("The request body must be a JSON object.")
+    model = obj.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("model: Field required. Name the model to use, e.g. claude-sonnet-4-5.")
+    max_tokens = obj.get("max_tokens")
+    return ParsedRequest(
+        model=model,
+        stream=obj.get("stream") is True,
+        max_tokens=max_tokens if isinstance(max_tokens, int) else 0,
+    )
+
+
+def _error_of(body: bytes) -> tuple[str, str]:
+    """Best-effort (type, message) of an upstream error body, for the usage record only."""
+    try:
+        obj = orjson.loads(body)
+        err = obj.get("error", {}) if isinstance(obj, dict) else {}
+        return str(err.get("type", "")), str(err.get("message", ""))
+    except (orjson.JSONDecodeError, AttributeError):
+        return "", body[:200].decode("utf-8", "replace")
+
+
+class MessagesHandler:
+    """ASGI endpoint for Messages and count_tokens; needs AuthMiddleware in front."""
+
+    def __init__(
+        self,
+        router: Router,
+        record_sink: Callable[[RequestRecord], None],
+        dataplane_id: str,
+        max_body: int,
+    ) -> None:
+        self.router = router
+        self.sink = record_sink
+        self.dataplane_id = dataplane_id
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        principal: Principal = scope[PRINCIPAL]
+        request_id: str = scope.get(REQUEST_ID) or new_request_id()
+        path: str = scope["path"]
+        count_only = path.endswith("/count_tokens")
+        rec = RequestRecord(request_id=request_id, dataplane_id=self.dataplane_id, path=path)
+        rec.workspace = principal.workspace.name
+        rec.key_id = principal.key.id
+        rec.key_name = principal.key.name
+        rec.session_id = (header(scope, b"x-claude-code-session-id") or b"").decode("latin-1")
+        rec.user_agent = (header(scope, b"user-agent") or b"").decode("latin-1")
+        try:
+            rec.metadata = parse_metadata(header(scope, b"x-tollgate-metadata"))
+            body = await read_body(receive, scope, self.max_body)
+            parsed = parse_request(body)
+            rec.model_requested = parsed.model
+            rec.stream = parsed.stream and not count_only
+            principal.check_model(parsed.model)
+            request = UpstreamRequest(
+                path="/v1/messages/count_tokens" if count_only else "/v1/messages",
+                query=scope.get("query_string", b""),
+                headers=forwardable_headers(scope["headers"]),
+                body=body,
+                model=parsed.model,
+                stream=rec.stream,
+                request_id=request_id,
+            )
+            await self._forward(principal, request, rec, receive, send)
+        except ClientDisconnected:
+            rec.client_disconnected = True
+            rec.fail(499, "client_disconnected", "client disconnected before the request completed")
+        except GatewayError as err:
+            rec.fail(err.status, err.error_type, err.message)
+            await send_error(send, err, request_id)
+        finally:
+            if not count_only:
+                self.sink(rec)
+
+    async def _forward(
+        self,
+        principal: Principal,
+        request: UpstreamRequest,
+        rec: RequestRecord,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Send upstream and relay back, cancelling everything if the client goes away."""
+        task = asyncio.current_task()
+        assert task is not None
+        gone = asyncio.Event()
+
+        async def watch_disconnect() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    gone.set()
+                    task.cancel()
+                    return
+
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            await self._attempt(principal, request, rec, send)
+        except asyncio.CancelledError:
+            if not gone.is_set():
+                raise
+            task.uncancel()
+            rec.client_disconnected = True
+            if not rec.status:
+                rec.fail(499, "client_disconnected", "client disconnected")
+        finally:
+            watcher.cancel()
+
+    async def _attempt(
+        self, principal: Principal, request: UpstreamRequest, rec: RequestRecord, send: Send
+    ) -> None:
+        target = self.router.primary(principal)
+        rec.provider = target.name
+        rec.attempts = 1
+        upstream = await target.send(request)
+        try:
+            if upstream.status != 200 or not request.stream:
+                await self._relay_whole(upstream, request, rec, principal, send)
+            else:
+                await self._relay_stream(upstream, request, rec, principal, send)
+        finally:
+            await upstream.aclose()
+
+    async def _relay_whole(
+        self,
+        upstream: UpstreamResponse,
+        request: UpstreamRequest,
+        rec: RequestRecord,
+        principal: Principal,
+        send: Send,
+    ) -> None:
+        """Non-streamed answers and upstream errors: forwarded byte for byte."""
+        try:
+            body = await upstream.read()
+        except Exception as exc:  # transport failure while reading the body
+            raise upstream_timeout(rec.provider) if _is_timeout(exc) else _unreachable(rec) from exc
+        headers = response_headers(upstream.headers, request.request_id, rec.provider)
+        headers.append((b"content-length", str(len(body)).encode()))
+        rec.upstream_request_id = _find(upstream.headers, b"request-id")
+        rec.status = upstream.status
+        rec.mark_first_byte()
+        await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        if upstream.status != 200:
+            etype, message = _error_of(body)
+            rec.fail(
+                upstream.status, etype or ERROR_TYPES.get(upstream.status, "api_error"), message
+            )
+            return
+        if request.path.endswith("/messages"):
+            try:
+                obj = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return
+            if isinstance(obj, dict):
+                rec.usage = usage_from_message(obj)
+                model = obj.get("model")
+                rec.model_served = model if isinstance(model, str) else request.model
+                self._price(principal, rec, request)
+
+    async def _relay_stream(
+        self,
+        upstream: UpstreamResponse,
+        request: UpstreamRequest,
+        rec: RequestRecord,
+        principal: Principal,
+        send: Send,
+    ) -> None:
+        headers = response_headers(upstream.headers, request.request_id, rec.provider)
+        rec.upstream_request_id = _find(upstream.headers, b"request-id")
+        rec.status = 200
+        decoder = SSEDecoder()
+        meter = StreamMeter()
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        try:
+            async for chunk in upstream.aiter_raw():
+                if not chunk:
+                    continue
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if rec.ttfb_s is None:
+                    rec.mark_first_byte()
+                for event in decoder.feed(chunk):
+                    meter.feed(event)
+            if meter.error is None and not meter.saw_message_stop:
+                # The upstream ended cleanly but early: never let that look like a finished answer.
+                message = f"The stream from provider '{rec.provider}' ended before message_stop."
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": error_event("api_error", message),
+                        "more_body": True,
+                    }
+                )
+                rec.fail(200, "api_error", message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # transport failure mid-stream: the 200 is committed already
+            etype = "timeout_error" if _is_timeout(exc) else "api_error"
+            message = f"The stream from provider '{rec.provider}' failed mid-answer; please retry."
+            log.warning(
+                "request %s: upstream stream failed: %s", request.request_id, type(exc).__name__
+            )
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": error_event(etype, message),
+                    "more_body": True,
+                }
+            )
+            rec.fail(200, etype, message)
+        finally:
+            rec.usage = meter.usage
+            rec.model_served = meter.model or request.model
+            if meter.error is not None:
+                rec.fail(200, meter.error[0], meter.error[1])
+            self._price(principal, rec, request)
+        await send({"type": "http.response.body", "body": b""})
+
+    def _price(self, principal: Principal, rec: RequestRecord, request: UpstreamRequest) -> None:
+        betas = _betas(request.headers)
+        rec.priced = principal.snapshot.prices.price(rec.model_served, rec.usage, betas)
+
+
+def _find(headers: list[Header], name: bytes) -> str:
+    for k, v in headers:
+        if k.lower() == name:
+            return v.decode("latin-1")
+    return ""
+
+
+def _betas(headers: tuple[Header, ...]) -> tuple[str, ...]:
+    out: list[str] = []
+    for k, v in headers:
+        if k == b"anthropic-beta":
+            out.extend(b.strip() for b in v.decode("latin-1").split(",") if b.strip())
+    return tuple(out)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return "Timeout" in type(exc).__name__
+
+
+def _unreachable(rec: RequestRecord) -> GatewayError:
+    return GatewayError(502, f"The connection to provider '{rec.provider}' failed; please retry.")

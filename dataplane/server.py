@@ -1,0 +1,217 @@
+"""Run a data plane: Hypercorn serving the ASGI app, plus the snapshot and usage loops.
+
+``gwctl dataplane serve --listen HOST:PORT --control-plane HOST:PORT [--state-dir DIR]`` calls
+:func:`main`. Tests and benchmarks use :class:`DataPlane` directly (``await dp.start()``; port 0
+picks a free port, read back from ``dp.port``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from dataplane.app import Health, build_app
+from dataplane.providers.registry import ProviderRegistry, shared_client
+from dataplane.proxy import MessagesHandler
+from dataplane.reporter import Reporter
+from dataplane.routing import Router
+from dataplane.snapshot import SnapshotHolder
+from dataplane.spool import Spool
+from dataplane.subscriber import Subscriber
+from gwapi.v1 import telemetry_pb2, telemetry_pb2_grpc
+
+log = logging.getLogger("tollgate.dataplane")
+
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = "127.0.0.1:8080"
+    control_plane: str = "127.0.0.1:50051"
+    token: str = ""
+    state_dir: Path = Path(".tollgate/dataplane")
+    max_body: int = DEFAULT_MAX_BODY
+    drain_seconds: float = 0.0  # how long /healthz reports draining before the listener closes
+    env: Mapping[str, str] | None = field(default=None, repr=False)
+
+
+def _node_id(state_dir: Path) -> str:
+    """A stable identity for this replica, kept across restarts."""
+    path = state_dir / "node-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        node = "dp-" + uuid.uuid4().hex[:12]
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(node)
+        return node
+
+
+class DataPlane:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        state_dir = settings.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.node_id = _node_id(state_dir)
+        self.holder = SnapshotHolder()
+        self.registry = ProviderRegistry(shared_client(), settings.env)
+        self.holder.on_swap(self.registry.update)
+        self.health = Health(self.holder)
+        self._channel: grpc.aio.Channel | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._socket: socket.socket | None = None
+        self.port = 0
+        self.spool = Spool(state_dir / "spool")
+        self.reporter: Reporter | None = None
+        self.subscriber: Subscriber | None = None
+
+    async def _send_batch(self, request: telemetry_pb2.ReportUsageRequest) -> int:
+        assert self._channel is not None
+        stub = telemetry_pb2_grpc.TelemetryStub(self._channel)
+        response = await stub.ReportUsage(
+            request,
+            metadata=(("authorization", f"Bearer {self.settings.token}"),),
+            timeout=10,
+        )
+        return int(response.acked_seq)
+
+    def _bind(self) -> socket.socket:
+        host, _, port = self.settings.listen.rpartition(":")
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), int(port)))
+        sock.listen(1024)
+        sock.set_inheritable(True)
+        return sock
+
+    async def start(self) -> None:
+        s = self.settings
+        self._channel = grpc.aio.insecure_channel(s.control_plane, options=CHANNEL_OPTIONS)
+        self.subscriber = Subscriber(
+            self._channel, s.token, self.holder, s.state_dir, self.node_id, s.listen
+        )
+        self.subscriber.load_cached()
+        self.reporter = Reporter(self.spool, self._send_batch, self.node_id)
+        messages = MessagesHandler(
+            Router(self.registry), self.reporter.record, self.node_id, s.max_body
+        )
+        app = build_app(self.holder, messages, self.health)
+        self._socket = self._bind()
+        self.port = self._socket.getsockname()[1]
+        config = Config()
+        config.bind = [f"fd://{self._socket.fileno()}"]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("tollgate.http")
+        config.keep_alive_timeout = 75
+        config.graceful_timeout = 30
+        config.include_server_header = False
+        config.h11_max_incomplete_size = 64 * 1024
+        self._tasks = [
+            asyncio.create_task(self.subscriber.run(), name="snapshot-watch"),
+            asyncio.create_task(self.reporter.run(), name="usage-reporter"),
+            asyncio.create_task(
+                serve(app, config, shutdown_trigger=self._stop.wait),  # type: ignore[arg-type]
+                name="http",
+            ),
+        ]
+        log.info(
+            "data plane %s listening on %s:%d", self.node_id, s.listen.rpartition(":")[0], self.port
+        )
+
+    async def wait_for_snapshot(self, timeout: float = 10.0) -> None:
+        async def poll() -> None:
+            while self.holder.current is None:
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(poll(), timeout)
+
+    async def stop(self) -> None:
+        """Drain: report unhealthy, stop accepting, finish in-flight requests, flush usage."""
+        self.health.draining = True
+        if self.settings.drain_seconds:
+            await asyncio.sleep(self.settings.drain_seconds)
+        self._stop.set()
+        http = self._tasks[2] if len(self._tasks) == 3 else None
+        if http is not None:
+            try:
+                await asyncio.wait_for(http, timeout=35)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+        for task in self._tasks[:2]:
+            task.cancel()
+        await asyncio.gather(*self._tasks[:2], return_exceptions=True)
+        if self.reporter is not None:
+            await self.reporter.flush(timeout=5)
+        await self.registry.aclose()
+        if self._channel is not None:
+            await self._channel.close()
+        if self._socket is not None:
+            with contextlib.suppress(OSError):  # Hypercorn may have closed the fd already
+                self._socket.close()
+
+
+async def run(settings: Settings) -> None:
+    dp = DataPlane(settings)
+    await dp.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining in-flight requests")
+    await dp.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="gwctl dataplane serve", description=__doc__)
+    parser.add_argument("--listen", default=os.environ.get("TOLLGATE_LISTEN", "127.0.0.1:8080"))
+    parser.add_argument(
+        "--control-plane", default=os.environ.get("TOLLGATE_CONTROL_PLANE", "127.0.0.1:50051")
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("TOLLGATE_DATAPLANE_TOKEN")
+        or os.environ.get("TOLLGATE_ADMIN_TOKEN", ""),
+        help="data-plane token (env TOLLGATE_DATAPLANE_TOKEN)",
+    )
+    parser.add_argument("--state-dir", type=Path, default=Path(".tollgate/dataplane"))
+    parser.add_argument("--max-body-mb", type=int, default=DEFAULT_MAX_BODY // (1024 * 1024))
+    parser.add_argument("--drain-seconds", type=float, default=2.0)
+    parser.add_argument("--log-level", default=os.environ.get("TOLLGATE_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not args.token:
+        parser.error("a data-plane token is required: --token or TOLLGATE_DATAPLANE_TOKEN")
+    settings = Settings(
+        listen=args.listen,
+        control_plane=args.control_plane,
+        token=args.token,
+        state_dir=args.state_dir,
+        max_body=args.max_body_mb * 1024 * 1024,
+        drain_seconds=args.drain_seconds,
+    )
+    asyncio.run(run(settings))

@@ -1,0 +1,234 @@
+"""The data plane's view of the world: an immutable snapshot, parsed once, swapped atomically.
+
+The control plane sends a ``gwapi.v1.Snapshot`` proto. :meth:`Snapshot.from_proto` validates it
+and turns it into frozen value objects indexed for the hot path (keys by secret hash, providers and
+routes by name). A snapshot that fails validation raises :class:`SnapshotError` and is NACKed; the
+data plane keeps serving the last good one. :class:`SnapshotHolder` is the single mutable cell:
+readers take ``holder.current`` once per request and use that object throughout, so a swap in the
+middle of a request never mixes two versions.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from dataplane.pricing import PriceTable
+from gwapi.v1 import common_pb2, discovery_pb2
+
+log = logging.getLogger("tollgate.snapshot")
+
+
+class SnapshotError(ValueError):
+    """The snapshot is inconsistent; the data plane refuses (NACKs) it."""
+
+
+class Period(enum.Enum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    LIFETIME = "lifetime"
+
+
+_PERIODS = {
+    common_pb2.PERIOD_DAY: Period.DAY,
+    common_pb2.PERIOD_WEEK: Period.WEEK,
+    common_pb2.PERIOD_MONTH: Period.MONTH,
+    common_pb2.PERIOD_LIFETIME: Period.LIFETIME,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    amount_micros: int
+    period: Period
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    budgets: tuple[Budget, ...] = ()
+    rpm: int = 0
+    rph: int = 0
+    tpm: int = 0
+    max_parallel: int = 0
+
+    @classmethod
+    def from_proto(cls, msg: common_pb2.Limits) -> Limits:
+        budgets = []
+        for b in msg.budgets:
+            if b.period not in _PERIODS:
+                raise SnapshotError(f"budget with unknown period {b.period}")
+            if b.amount_micros < 0:
+                raise SnapshotError("budget amount is negative")
+            budgets.append(Budget(b.amount_micros, _PERIODS[b.period]))
+        if min(msg.rpm, msg.rph, msg.tpm, msg.max_parallel) < 0:
+            raise SnapshotError("negative rate limit")
+        return cls(tuple(budgets), msg.rpm, msg.rph, msg.tpm, msg.max_parallel)
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    name: str
+    limits: Limits
+    timezone: str
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualKey:
+    id: str
+    name: str
+    workspace: str
+    limits: Limits
+    provider: str
+    route: str
+    models: tuple[str, ...]
+    expires_at_ms: int
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    kind: str
+    base_url: str
+    api_key_env: str
+    options: tuple[tuple[str, str], ...]
+
+    def option(self, name: str, default: str = "") -> str:
+        for k, v in self.options:
+            if k == name:
+                return v
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTarget:
+    provider: str
+    weight: int
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    name: str
+    mode: str
+    targets: tuple[RouteTarget, ...]
+    retries: int
+    retry_on: tuple[int, ...]
+    timeout_connect_ms: int
+    timeout_first_byte_ms: int
+    timeout_idle_ms: int
+    cache_ttl_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: str
+    built_at_ms: int
+    workspaces: Mapping[str, Workspace]
+    keys_by_hash: Mapping[str, VirtualKey]
+    providers: Mapping[str, ProviderConfig]
+    routes: Mapping[str, RouteConfig]
+    prices: PriceTable
+
+    @classmethod
+    def from_proto(cls, msg: discovery_pb2.Snapshot) -> Snapshot:
+        """Validate and index a snapshot. Raises SnapshotError on any inconsistency."""
+        if not msg.version:
+            raise SnapshotError("snapshot has no version")
+        workspaces = {
+            w.name: Workspace(w.name, Limits.from_proto(w.limits), w.timezone)
+            for w in msg.workspaces
+        }
+        providers = {
+            p.name: ProviderConfig(
+                p.name,
+                p.kind,
+                p.base_url.rstrip("/"),
+                p.api_key_env,
+                tuple(sorted(p.options.items())),
+            )
+            for p in msg.providers
+        }
+        routes: dict[str, RouteConfig] = {}
+        for r in msg.routes:
+            targets = tuple(RouteTarget(t.provider, t.weight or 1, t.model) for t in r.targets)
+            if not targets:
+                raise SnapshotError(f"route {r.name!r} has no targets")
+            for t in targets:
+                if t.provider not in providers:
+                    raise SnapshotError(f"route {r.name!r} targets unknown provider {t.provider!r}")
+            routes[r.name] = RouteConfig(
+                r.name,
+                r.mode or "fallback",
+                targets,
+                r.retries,
+                tuple(r.retry_on),
+                r.timeout_connect_ms,
+                r.timeout_first_byte_ms,
+                r.timeout_idle_ms,
+                r.cache_ttl_s,
+            )
+        keys: dict[str, VirtualKey] = {}
+        for k in msg.keys:
+            if len(k.secret_sha256) != 64:
+                raise SnapshotError(f"key {k.id} has a malformed hash")
+            if k.workspace not in workspaces:
+                raise SnapshotError(f"key {k.id} belongs to unknown workspace {k.workspace!r}")
+            if not k.revoked:
+                if k.provider and k.provider not in providers:
+                    raise SnapshotError(f"key {k.id} targets unknown provider {k.provider!r}")
+                if k.route and k.route not in routes:
+                    raise SnapshotError(f"key {k.id} targets unknown route {k.route!r}")
+            keys[k.secret_sha256] = VirtualKey(
+                k.id,
+                k.name,
+                k.workspace,
+                Limits.from_proto(k.limits),
+                k.provider,
+                k.route,
+                tuple(k.models),
+                k.expires_at_ms,
+                k.revoked,
+            )
+        return cls(
+            version=msg.version,
+            built_at_ms=msg.built_at_ms,
+            workspaces=MappingProxyType(workspaces),
+            keys_by_hash=MappingProxyType(keys),
+            providers=MappingProxyType(providers),
+            routes=MappingProxyType(routes),
+            prices=PriceTable.from_proto(msg.prices),
+        )
+
+
+Listener = Callable[[Snapshot], None]
+
+
+class SnapshotHolder:
+    """The one mutable reference to the current snapshot.
+
+    Assignment of an attribute is atomic in CPython, and snapshots are immutable, so readers need
+    no lock. Listeners run synchronously on swap (e.g. to rebuild provider adapters) before the
+    new snapshot becomes visible to requests.
+    """
+
+    def __init__(self) -> None:
+        self._current: Snapshot | None = None
+        self._listeners: list[Listener] = []
+
+    @property
+    def current(self) -> Snapshot | None:
+        return self._current
+
+    def on_swap(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def swap(self, snapshot: Snapshot) -> None:
+        for listener in self._listeners:
+            listener(snapshot)
+        self._current = snapshot
+        log.info("serving snapshot %s", snapshot.version)

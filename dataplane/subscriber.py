@@ -1,0 +1,141 @@
+"""The data plane's side of the snapshot protocol (``Discovery.Watch``), and its disk cache.
+
+On start the last good snapshot is loaded from ``<state-dir>/snapshot.pb`` so the data plane
+serves at once, even with the control plane down. The watch loop then sends the version it runs;
+the control plane answers with a snapshot only when it differs. Each snapshot is validated
+(``Snapshot.from_proto``): a good one is swapped in, saved to disk and ACKed; a bad one is NACKed
+and the last good one keeps serving. Lost streams reconnect with jittered exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+from pathlib import Path
+
+import grpc
+
+from dataplane.snapshot import Snapshot, SnapshotError, SnapshotHolder
+from gwapi.v1 import discovery_pb2, discovery_pb2_grpc
+
+log = logging.getLogger("tollgate.subscriber")
+
+SNAPSHOT_FILE = "snapshot.pb"
+
+
+def load_cached(state_dir: Path) -> Snapshot | None:
+    path = state_dir / SNAPSHOT_FILE
+    try:
+        msg = discovery_pb2.Snapshot.FromString(path.read_bytes())
+        return Snapshot.from_proto(msg)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # a corrupt cache is not fatal: the control plane will resend
+        log.warning("ignoring unreadable cached snapshot %s: %s", path, exc)
+        return None
+
+
+def save_cached(state_dir: Path, msg: discovery_pb2.Snapshot) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = state_dir / (SNAPSHOT_FILE + ".tmp")
+    tmp.write_bytes(msg.SerializeToString())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, state_dir / SNAPSHOT_FILE)
+
+
+class Subscriber:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        token: str,
+        holder: SnapshotHolder,
+        state_dir: Path,
+        node_id: str,
+        listen: str,
+    ) -> None:
+        self.stub = discovery_pb2_grpc.DiscoveryStub(channel)
+        self.metadata = (("authorization", f"Bearer {token}"),)
+        self.holder = holder
+        self.state_dir = state_dir
+        self.node_id = node_id
+        self.listen = listen
+        self.connected = asyncio.Event()
+        self.last_error = ""
+
+    def load_cached(self) -> bool:
+        snapshot = load_cached(self.state_dir)
+        if snapshot is None:
+            return False
+        self.holder.swap(snapshot)
+        log.info("serving cached snapshot %s until the control plane answers", snapshot.version)
+        return True
+
+    async def run(self) -> None:
+        """Watch forever; cancel to stop."""
+        delay = 0.1
+        while True:
+            try:
+                await self._watch_once()
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as exc:
+                self.last_error = f"{exc.code().name}: {exc.details()}"
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    log.error("control plane refused this data plane: %s", exc.details())
+                else:
+                    log.warning("snapshot stream lost (%s); reconnecting", exc.code().name)
+            except Exception as exc:
+                self.last_error = repr(exc)
+                log.exception("snapshot stream failed; reconnecting")
+            finally:
+                self.connected.clear()
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 5.0)
+
+    async def _watch_once(self) -> None:
+        call = self.stub.Watch(metadata=self.metadata)
+        try:
+            current = self.holder.current
+            await call.write(
+                discovery_pb2.WatchRequest(
+                    node_id=self.node_id,
+                    version_info=current.version if current else "",
+                    hostname=socket.gethostname(),
+                    listen=self.listen,
+                )
+            )
+            self.connected.set()
+            while True:
+                response = await call.read()
+                if response is grpc.aio.EOF:
+                    return
+                assert isinstance(response, discovery_pb2.WatchResponse)
+                await call.write(await self._apply(response))
+        finally:
+            call.cancel()
+
+    async def _apply(self, response: discovery_pb2.WatchResponse) -> discovery_pb2.WatchRequest:
+        """Validate and swap in a snapshot; the returned request ACKs or NACKs it."""
+        previous = self.holder.current
+        try:
+            snapshot = Snapshot.from_proto(response.snapshot)
+        except SnapshotError as exc:
+            log.error("rejecting snapshot %s: %s", response.version, exc)
+            return discovery_pb2.WatchRequest(
+                node_id=self.node_id,
+                version_info=previous.version if previous else "",
+                response_nonce=response.nonce,
+                error_detail=str(exc),
+            )
+        self.holder.swap(snapshot)
+        try:
+            await asyncio.to_thread(save_cached, self.state_dir, response.snapshot)
+        except OSError as exc:  # serving matters more than the cache; say so and go on
+            log.error("cannot save the snapshot to %s: %s", self.state_dir, exc)
+        return discovery_pb2.WatchRequest(
+            node_id=self.node_id, version_info=snapshot.version, response_nonce=response.nonce
+        )

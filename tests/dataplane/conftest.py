@@ -1,0 +1,187 @@
+"""A data plane on loopback, fed a hand-built snapshot, in front of the strict fake upstream.
+
+No control plane here: the subscriber retries against a closed port while the tests inject the
+snapshot directly, and usage events stay in the spool where the tests read them back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dataplane.server import DataPlane, Settings
+from dataplane.snapshot import Snapshot
+from gwapi.v1 import common_pb2, discovery_pb2, telemetry_pb2
+from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
+
+SECRET = "gw-test-0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
+REVOKED = "gw-revoked-0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
+EXPIRED = "gw-expired-0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
+SIMULATED = "gw-sim-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH"
+LIMITED = "gw-limited-0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
+
+
+def sha(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def rates(i: str, w5: str, w1: str, r: str, o: str) -> common_pb2.PriceRates:
+    def m(x: str) -> int:
+        whole, _, frac = x.partition(".")
+        return int(whole) * 1_000_000 + int((frac + "000000")[:6])
+
+    return common_pb2.PriceRates(
+        input=m(i), cache_write_5m=m(w5), cache_write_1h=m(w1), cache_read=m(r), output=m(o)
+    )
+
+
+PRICES = [
+    common_pb2.Price(
+        model_prefix="claude-opus-4-8",
+        family="opus",
+        family_default=True,
+        rates=rates("5", "6.25", "10", "0.50", "25"),
+    ),
+    common_pb2.Price(
+        model_prefix="claude-sonnet-4-5",
+        family="sonnet",
+        family_default=True,
+        rates=rates("3", "3.75", "6", "0.30", "15"),
+        long_context_threshold=200_000,
+        long_context_beta="context-1m",
+        long_rates=rates("6", "7.50", "12", "0.60", "22.50"),
+    ),
+    common_pb2.Price(
+        model_prefix="claude-haiku-4-5",
+        family="haiku",
+        family_default=True,
+        rates=rates("1", "1.25", "2", "0.10", "5"),
+    ),
+]
+
+
+def build_snapshot(upstream_url: str, version: str = "v1") -> discovery_pb2.Snapshot:
+    now = int(time.time() * 1000)
+    ws = common_pb2.Workspace(name="team-a")
+    key = discovery_pb2.SnapshotKey
+    return discovery_pb2.Snapshot(
+        version=version,
+        built_at_ms=now,
+        workspaces=[ws],
+        providers=[
+            common_pb2.Provider(
+                name="anthropic",
+                kind="anthropic",
+                base_url=upstream_url,
+                api_key_env="UPSTREAM_KEY",
+                options={"timeout_read_s": "2"},
+            ),
+            common_pb2.Provider(name="sim", kind="simulator"),
+            common_pb2.Provider(
+                name="dead",
+                kind="anthropic",
+                base_url="http://127.0.0.1:9",
+                api_key_env="UPSTREAM_KEY",
+            ),
+        ],
+        keys=[
+            key(
+                id="key_alice",
+                secret_sha256=sha(SECRET),
+                name="alice-laptop",
+                workspace="team-a",
+                provider="anthropic",
+            ),
+            key(
+                id="key_old",
+                secret_sha256=sha(REVOKED),
+                name="old-laptop",
+                workspace="team-a",
+                provider="anthropic",
+                revoked=True,
+            ),
+            key(
+                id="key_exp",
+                secret_sha256=sha(EXPIRED),
+                name="temp",
+                workspace="team-a",
+                provider="anthropic",
+                expires_at_ms=now - 1000,
+            ),
+            key(
+                id="key_sim",
+                secret_sha256=sha(SIMULATED),
+                name="demo",
+                workspace="team-a",
+                provider="sim",
+            ),
+            key(
+                id="key_lim",
+                secret_sha256=sha(LIMITED),
+                name="haiku-only",
+                workspace="team-a",
+                provider="anthropic",
+                models=["claude-haiku-*"],
+            ),
+        ],
+        prices=PRICES,
+    )
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+async def start_dataplane(
+    state_dir: Path, snapshot: discovery_pb2.Snapshot | None, **kw: object
+) -> DataPlane:
+    settings = Settings(
+        listen="127.0.0.1:0",
+        control_plane="127.0.0.1:1",
+        token="dp-token",
+        state_dir=state_dir,
+        env={"UPSTREAM_KEY": UPSTREAM_KEY},
+        **kw,
+    )  # type: ignore[arg-type]
+    dp = DataPlane(settings)
+    await dp.start()
+    if snapshot is not None:
+        dp.holder.swap(Snapshot.from_proto(snapshot))
+    return dp
+
+
+@pytest.fixture
+async def dataplane(tmp_path: Path, upstream: FakeAnthropic) -> AsyncIterator[DataPlane]:
+    dp = await start_dataplane(
+        tmp_path / "dp", build_snapshot(upstream.base_url), max_body=1024 * 1024
+    )
+    yield dp
+    await dp.stop()
+
+
+@pytest.fixture
+async def client(dataplane: DataPlane) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{dataplane.port}", timeout=10) as c:
+        yield c
+
+
+async def usage_events(
+    dp: DataPlane, n: int, timeout: float = 3.0
+) -> list[telemetry_pb2.UsageEvent]:
+    """Wait until the data plane has spooled ``n`` usage events and return them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = dp.spool.pending(10_000)
+        if len(records) >= n or time.monotonic() > deadline:
+            return [telemetry_pb2.UsageEvent.FromString(p) for _, p in records]
+        await asyncio.sleep(0.02)

@@ -1,0 +1,310 @@
+"""A strict fake of the Anthropic Messages API, served by Hypercorn on 127.0.0.1.
+
+Strict like the real service where the gateway could go wrong: it refuses a request without the
+provider key it was given (and flags any virtual key that leaked upstream), without
+``anthropic-version``, or with a body that is not a Messages request. It records every request
+byte for byte so tests can assert fidelity, and answers with scripted responses (or a default
+streamed answer with realistic usage, including prompt-cache writes and reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+UPSTREAM_KEY = "sk-ant-fake-upstream-0123456789"
+
+DEFAULT_USAGE: dict[str, Any] = {
+    "input_tokens": 12,
+    "cache_creation_input_tokens": 2500,
+    "cache_read_input_tokens": 18000,
+    "cache_creation": {"ephemeral_5m_input_tokens": 2000, "ephemeral_1h_input_tokens": 500},
+    "output_tokens": 1,
+}
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def stream_frames(
+    model: str,
+    text_chunks: list[str],
+    usage: dict[str, Any] | None = None,
+    output_tokens: int = 42,
+    msg_id: str = "msg_fake_01",
+) -> list[bytes]:
+    """An Anthropic stream exactly as the API sends it (one frame per event)."""
+    start_usage = dict(usage or DEFAULT_USAGE)
+    frames = [
+        sse(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": msg_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": start_usage,
+                },
+            },
+        ),
+        sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+        sse("ping", {"type": "ping"}),
+    ]
+    for chunk in text_chunks:
+        frames.append(
+            sse(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": chunk},
+                },
+            )
+        )
+    final_usage = {k: v for k, v in start_usage.items() if k != "cache_creation"}
+    final_usage["output_tokens"] = output_tokens
+    frames += [
+        sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": final_usage,
+            },
+        ),
+        sse("message_stop", {"type": "message_stop"}),
+    ]
+    return frames
+
+
+def message_body(
+    model: str, text: str, usage: dict[str, Any] | None = None, output_tokens: int = 42
+) -> bytes:
+    u = dict(usage or DEFAULT_USAGE)
+    u["output_tokens"] = output_tokens
+    return orjson.dumps(
+        {
+            "id": "msg_fake_01",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": u,
+        }
+    )
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.decode().lower() == name:
+                return v.decode("latin-1")
+        return None
+
+
+@dataclass
+class Scripted:
+    """One scripted answer. ``frames`` are sent as separate chunks, ``delay`` seconds apart."""
+
+    status: int = 200
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    frames: list[bytes] = field(default_factory=list)
+    delay: float = 0.0
+    drop_after: int | None = None  # close the connection abruptly after this many frames
+    hang: bool = False  # never answer (for timeout tests)
+
+
+class FakeAnthropic:
+    def __init__(
+        self, api_key: str = UPSTREAM_KEY, text: str = "Hello from the fake upstream."
+    ) -> None:
+        self.api_key = api_key
+        self.text = text
+        self.requests: list[Received] = []
+        self.violations: list[str] = []
+        self.script: deque[Scripted] = deque()
+        self.on_request: Callable[[Received], Scripted | None] | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sock: socket.socket | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(512)
+        self.port = self._sock.getsockname()[1]
+        config = Config()
+        config.bind = [f"fd://{self._sock.fileno()}"]
+        config.accesslog = None
+        config.graceful_timeout = 1
+        self._task = asyncio.create_task(serve(self.app, config, shutdown_trigger=self._stop.wait))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 5)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+        if self._sock is not None:
+            with contextlib.suppress(OSError):  # Hypercorn may have closed the fd already
+                self._sock.close()
+
+    # -- the ASGI app ------------------------------------------------------------------------
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        req = Received(
+            scope["method"], scope["path"], scope["query_string"], list(scope["headers"]), body
+        )
+        self.requests.append(req)
+        problem = self._check(req)
+        if problem is not None:
+            status, etype, message = problem
+            self.violations.append(message)
+            await self._send_whole(
+                send,
+                status,
+                orjson.dumps(
+                    {
+                        "type": "error",
+                        "error": {"type": etype, "message": message},
+                        "request_id": "req_fake_err",
+                    }
+                ),
+            )
+            return
+        scripted = self.on_request(req) if self.on_request else None
+        if scripted is None and self.script:
+            scripted = self.script.popleft()
+        if scripted is None:
+            scripted = self.default_answer(req)
+        await self._play(send, scripted)
+
+    def _check(self, req: Received) -> tuple[int, str, str] | None:
+        auth = req.header("authorization") or ""
+        if "gw-" in auth or (req.header("x-api-key") or "").startswith("gw-"):
+            return 401, "authentication_error", "a virtual key reached the upstream"
+        if req.header("x-api-key") != self.api_key:
+            return 401, "authentication_error", "invalid x-api-key"
+        if not req.header("anthropic-version"):
+            return 400, "invalid_request_error", "anthropic-version: header is required"
+        if req.method != "POST" or not req.path.startswith("/v1/messages"):
+            return 404, "not_found_error", f"unexpected {req.method} {req.path}"
+        if (req.header("content-type") or "").split(";")[0] != "application/json":
+            return 400, "invalid_request_error", "content-type must be application/json"
+        try:
+            obj = orjson.loads(req.body)
+        except orjson.JSONDecodeError:
+            return 400, "invalid_request_error", "body is not JSON"
+        if (
+            not isinstance(obj, dict)
+            or not isinstance(obj.get("model"), str)
+            or "messages" not in obj
+        ):
+            return 400, "invalid_request_error", "body is not a Messages request"
+        if req.path == "/v1/messages" and not isinstance(obj.get("max_tokens"), int):
+            return 400, "invalid_request_error", "max_tokens: Field required"
+        return None
+
+    def default_answer(self, req: Received) -> Scripted:
+        obj = orjson.loads(req.body)
+        model = obj["model"]
+        if req.path == "/v1/messages/count_tokens":
+            return Scripted(
+                frames=[orjson.dumps({"input_tokens": len(req.body) // 4})],
+                headers=[(b"content-type", b"application/json")],
+            )
+        headers = [
+            (b"request-id", b"req_fake_0001"),
+            (b"anthropic-ratelimit-requests-remaining", b"99"),
+        ]
+        if obj.get("stream"):
+            words = [w + " " for w in self.text.split()]
+            return Scripted(
+                headers=[(b"content-type", b"text/event-stream; charset=utf-8"), *headers],
+                frames=stream_frames(model, words),
+            )
+        return Scripted(
+            headers=[(b"content-type", b"application/json"), *headers],
+            frames=[message_body(model, self.text)],
+        )
+
+    async def _play(self, send: Any, s: Scripted) -> None:
+        if s.hang:
+            await asyncio.sleep(3600)
+        await send({"type": "http.response.start", "status": s.status, "headers": s.headers})
+        for i, frame in enumerate(s.frames):
+            if s.drop_after is not None and i >= s.drop_after:
+                raise ConnectionAbortedError(
+                    "fake upstream drops the connection"
+                )  # hypercorn aborts
+            if s.delay and i:
+                await asyncio.sleep(s.delay)
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _send_whole(self, send: Any, status: int, body: bytes) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"request-id", b"req_fake_err"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
