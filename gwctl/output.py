@@ -96,13 +96,31 @@ def key_status(key: common_pb2.VirtualKey, at_ms: int | None = None) -> str:
 
 
 def message_dict(message: Message) -> JSON:
-    """A protobuf message as a JSON-ready dict (see the module contract)."""
-    return json_format.MessageToDict(
+    """A protobuf message as a JSON-ready dict (see the module contract), keys in .proto order."""
+    doc = json_format.MessageToDict(
         message,
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=True,
         unquote_int64_if_possible=True,
     )
+    return _in_proto_order(message.DESCRIPTOR, doc)
+
+
+def _in_proto_order(descriptor: Any, doc: JSON) -> JSON:
+    # MessageToDict lists set fields before defaulted ones; humans read .proto order better.
+    ordered: JSON = {}
+    for field in descriptor.fields:
+        if field.name not in doc:
+            continue
+        value = doc[field.name]
+        sub = field.message_type
+        if sub is not None and not sub.GetOptions().map_entry:
+            if isinstance(value, list):
+                value = [_in_proto_order(sub, v) if isinstance(v, dict) else v for v in value]
+            elif isinstance(value, dict):
+                value = _in_proto_order(sub, value)
+        ordered[field.name] = value
+    return ordered
 
 
 def limits_extras(limits: common_pb2.Limits) -> JSON:

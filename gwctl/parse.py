@@ -36,27 +36,30 @@ BUDGET_HELP = "AMOUNT[/day|/week|/month], e.g. 50/day, '$1,000.50/month', 100 (l
 DURATION_HELP = "a duration such as 30d, 12h, 90m, 45s or 1h30m"
 
 
-def usd_to_micros(text: str) -> int:
-    """``"$1,000.50"`` → ``1_000_500_000``. Exact; refuses sub-micro-dollar precision."""
-    raw = text.strip()
-    cleaned = raw.removeprefix("$").strip()
+def _micros(text: str) -> int:
+    """Dollars → micro-dollars, exactly; ValueError(reason) when ``text`` is not such an amount."""
+    cleaned = text.strip().removeprefix("$").strip()
     if not _AMOUNT.match(cleaned):
-        raise argparse.ArgumentTypeError(
-            f"invalid amount {raw!r}: expected dollars such as 50, 12.5 or $1,000.50"
-        )
+        raise ValueError("expected dollars such as 50, 12.5 or $1,000.50")
     try:
         amount = Decimal(cleaned.replace(",", ""))
     except InvalidOperation:  # pragma: no cover - the regex already ruled this out
-        raise argparse.ArgumentTypeError(f"invalid amount {raw!r}") from None
+        raise ValueError("expected dollars such as 50, 12.5 or $1,000.50") from None
     micros = amount * MICROS_PER_USD
     if micros != micros.to_integral_value():
-        raise argparse.ArgumentTypeError(
-            f"invalid amount {raw!r}: at most 6 decimal places (one micro-dollar)"
-        )
+        raise ValueError("at most 6 decimal places (one micro-dollar)")
     value = int(micros)
     if value > _INT64_MAX:
-        raise argparse.ArgumentTypeError(f"invalid amount {raw!r}: too large")
+        raise ValueError("too large")
     return value
+
+
+def usd_to_micros(text: str) -> int:
+    """``"$1,000.50"`` → ``1_000_500_000``. Exact; refuses sub-micro-dollar precision."""
+    try:
+        return _micros(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid amount {text.strip()!r}: {exc}") from None
 
 
 def parse_budget(text: str) -> common_pb2.Budget:
@@ -73,10 +76,11 @@ def parse_budget(text: str) -> common_pb2.Budget:
             f"(expected day, week, month or lifetime)"
         )
     try:
-        micros = usd_to_micros(amount_text)
-    except argparse.ArgumentTypeError:
+        micros = _micros(amount_text)
+    except ValueError as exc:
+        reason = str(exc) if _AMOUNT.match(amount_text.strip().removeprefix("$").strip()) else ""
         raise argparse.ArgumentTypeError(
-            f"invalid budget {raw!r}: expected {BUDGET_HELP}"
+            f"invalid budget {raw!r}: {reason or 'expected ' + BUDGET_HELP}"
         ) from None
     if micros <= 0:
         raise argparse.ArgumentTypeError(

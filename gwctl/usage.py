@@ -30,8 +30,12 @@ _COUNTERS = (
 
 
 def parse_group(text: str) -> str:
-    """One of GROUPS or ``metadata.<field>``."""
-    if text in GROUPS or (text.startswith("metadata.") and len(text) > len("metadata.")):
+    """One of GROUPS or ``metadata.<field>``; ``""`` (the default) is one total row."""
+    if (
+        text == ""
+        or text in GROUPS
+        or (text.startswith("metadata.") and len(text) > len("metadata."))
+    ):
         return text
     raise argparse.ArgumentTypeError(
         f"invalid grouping {text!r}: expected one of {', '.join(GROUPS)} or metadata.FIELD"

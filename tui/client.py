@@ -83,7 +83,9 @@ def translate_error(exc: aio.AioRpcError, target: str, method: str = "") -> Clie
         message = f"the control plane at {target} did not answer in time"
         if details and details.lower() != "deadline exceeded":
             message += f" ({details})"
-    elif code == grpc.StatusCode.UNIMPLEMENTED and (not details or lowered == "method not found!"):
+    elif code == grpc.StatusCode.UNIMPLEMENTED and (
+        not details or "method not found" in lowered or "method not implemented" in lowered
+    ):
         what = f" {method}" if method else " this call"
         message = f"the control plane at {target} does not implement{what}: is it an older version?"
     elif code == grpc.StatusCode.UNAUTHENTICATED and not details:

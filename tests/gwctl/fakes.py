@@ -1,0 +1,164 @@
+"""A stand-in for ``tui.client.GatewayClient``: canned protobufs, recorded calls, no network."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2, telemetry_pb2
+from tui.client import ClientError
+
+SECRET = "gw-Sup3rS3cretValue0123456789abcdef"
+
+
+def sample_key(**overrides: Any) -> common_pb2.VirtualKey:
+    key = common_pb2.VirtualKey(
+        id="key_abc123",
+        workspace="team-a",
+        name="alice",
+        prefix="gw-Sup3r",
+        provider="anthropic",
+        limits=common_pb2.Limits(
+            budgets=[common_pb2.Budget(amount_micros=50_000_000, period=common_pb2.PERIOD_DAY)],
+            rpm=60,
+        ),
+        created_at_ms=1_700_000_000_000,
+    )
+    for name, value in overrides.items():
+        setattr(key, name, value)
+    return key
+
+
+def sample_event(n: int = 1) -> telemetry_pb2.UsageEvent:
+    return telemetry_pb2.UsageEvent(
+        request_id=f"req_{n:04d}",
+        time_ms=1_700_000_000_000 + n,
+        workspace="team-a",
+        key_id="key_abc123",
+        key_name="alice",
+        session_id="0f8e7d6c-5b4a-3210-fedc-ba9876543210",
+        model_requested="claude-sonnet-4-5",
+        model_served="claude-sonnet-4-5",
+        provider="anthropic",
+        status=200,
+        ttfb_ms=300,
+        latency_ms=1234,
+        usage=common_pb2.Usage(
+            input_tokens=1200,
+            output_tokens=340,
+            cache_creation_input_tokens=5000,
+            cache_read_input_tokens=20000,
+            cost_micros=12_345,
+        ),
+    )
+
+
+class FakeClient:
+    """Only what the CLI tests touch. ``calls`` records (method, args) for assertions."""
+
+    calls: list[tuple[str, Any]] = []
+    fail: ClientError | None = None
+    usage_rows: list[telemetry_pb2.UsageRow] = []
+    events: list[telemetry_pb2.UsageEvent] = []
+
+    def __init__(self, target: str, token: str = "", **_: Any) -> None:
+        self.target = target
+        self.token = token
+        FakeClient.calls.append(("__init__", (target, token)))
+
+    async def __aenter__(self) -> FakeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def _record(self, name: str, *args: Any) -> None:
+        FakeClient.calls.append((name, args))
+        if FakeClient.fail is not None:
+            raise FakeClient.fail
+
+    async def create_workspace(self, ws: common_pb2.Workspace) -> common_pb2.Workspace:
+        self._record("create_workspace", ws)
+        return ws
+
+    async def update_workspace(
+        self, ws: common_pb2.Workspace, paths: list[str]
+    ) -> common_pb2.Workspace:
+        self._record("update_workspace", ws, list(paths))
+        return ws
+
+    async def list_workspaces(self) -> list[common_pb2.Workspace]:
+        self._record("list_workspaces")
+        return [
+            common_pb2.Workspace(
+                name="team-a",
+                limits=common_pb2.Limits(
+                    budgets=[
+                        common_pb2.Budget(
+                            amount_micros=1_000_500_000, period=common_pb2.PERIOD_MONTH
+                        )
+                    ],
+                    rpm=100,
+                ),
+            )
+        ]
+
+    async def create_key(self, request: admin_pb2.CreateKeyRequest) -> admin_pb2.CreateKeyResponse:
+        self._record("create_key", request)
+        key = sample_key(workspace=request.workspace, name=request.name, provider=request.provider)
+        return admin_pb2.CreateKeyResponse(key=key, secret=SECRET)
+
+    async def list_keys(
+        self, workspace: str = "", include_revoked: bool = False
+    ) -> list[common_pb2.VirtualKey]:
+        self._record("list_keys", workspace, include_revoked)
+        return [sample_key(), sample_key(id="key_old", revoked_at_ms=1_700_000_000_500)]
+
+    async def update_key(
+        self, key: common_pb2.VirtualKey, paths: list[str]
+    ) -> common_pb2.VirtualKey:
+        self._record("update_key", key, list(paths))
+        return sample_key()
+
+    async def revoke_key(self, key_id: str) -> common_pb2.VirtualKey:
+        self._record("revoke_key", key_id)
+        return sample_key(id=key_id, revoked_at_ms=1_700_000_000_500)
+
+    async def create_route(self, route: common_pb2.Route) -> common_pb2.Route:
+        self._record("create_route", route)
+        return route
+
+    async def create_provider(self, provider: common_pb2.Provider) -> common_pb2.Provider:
+        self._record("create_provider", provider)
+        return provider
+
+    async def query_usage(self, **kwargs: Any) -> list[telemetry_pb2.UsageRow]:
+        self._record("query_usage", kwargs)
+        return list(FakeClient.usage_rows)
+
+    async def tail_logs(self, **kwargs: Any) -> AsyncIterator[telemetry_pb2.UsageEvent]:
+        self._record("tail_logs", kwargs)
+        for event in FakeClient.events:
+            yield event
+
+    async def list_dataplanes(self) -> discovery_pb2.ListDataPlanesResponse:
+        self._record("list_dataplanes")
+        return discovery_pb2.ListDataPlanesResponse(
+            current_version="v2abcdef0123456789",
+            dataplanes=[
+                discovery_pb2.DataPlaneStatus(
+                    node_id="dp-1", listen="127.0.0.1:8080", connected=True,
+                    acked_version="v2abcdef0123456789",
+                ),
+                discovery_pb2.DataPlaneStatus(
+                    node_id="dp-2", connected=False, acked_version="v1old",
+                    last_error="stream closed",
+                ),
+            ],
+        )  # fmt: skip
+
+
+def refusal(code: grpc.StatusCode, message: str) -> ClientError:
+    return ClientError(code, message)
