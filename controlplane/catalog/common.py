@@ -1,0 +1,57 @@
+"""Helpers shared by the catalog modules: the clock, update masks, dependant lists."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.message import Message
+
+from controlplane.domain.errors import InvalidArgument
+from controlplane.domain.limits import LIMIT_FIELDS, Limits, apply_limits_mask
+
+LIMITS_PATHS = ("limits", *(f"limits.{f}" for f in LIMIT_FIELDS))
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def resolve_mask(mask: FieldMask, msg: Message, allowed: Sequence[str], what: str) -> list[str]:
+    """The update paths to apply, validated against ``allowed``.
+
+    An empty mask means "every allowed top-level field that is set in ``msg``" (non-default
+    scalars, present sub-messages), as in Google's AIP-134. Unknown paths are an
+    :class:`InvalidArgument` naming the allowed ones.
+    """
+    paths = list(dict.fromkeys(mask.paths))
+    if not paths:
+        set_fields = {fd.name for fd, _ in msg.ListFields()}
+        paths = [p for p in allowed if "." not in p and p in set_fields]
+        if not paths:
+            raise InvalidArgument(
+                f"nothing to update: set update_mask to one of {', '.join(allowed)}"
+            )
+    unknown = [p for p in paths if p not in allowed]
+    if unknown:
+        raise InvalidArgument(
+            f"unknown update_mask path {unknown[0]!r} for {what}: use {', '.join(allowed)}"
+        )
+    return paths
+
+
+def masked_limits(current: Limits, incoming: Limits, paths: Sequence[str]) -> Limits | None:
+    """New limits if the mask touches them (``limits`` = whole, ``limits.x`` = one field)."""
+    if "limits" in paths:
+        return incoming
+    subfields = [p.split(".", 1)[1] for p in paths if p.startswith("limits.")]
+    if not subfields:
+        return None
+    return apply_limits_mask(current, incoming, subfields)
+
+
+def describe(items: Sequence[str], limit: int = 5) -> str:
+    """``["a", "b", …]`` → ``"a, b and 3 more"`` for error messages."""
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"

@@ -1,0 +1,167 @@
+"""Conversions between database rows, domain values and ``gwapi.v1`` messages."""
+
+from __future__ import annotations
+
+import json
+
+from controlplane.domain.budgets import Budget, Period
+from controlplane.domain.errors import InvalidArgument
+from controlplane.domain.limits import Limits, limits_from_json
+from controlplane.domain.routing import Target
+from controlplane.store.models import PriceRow, ProviderRow, RouteRow, VirtualKeyRow, WorkspaceRow
+from gwapi.v1 import common_pb2 as pb
+from gwapi.v1 import discovery_pb2 as dpb
+
+
+def limits_from_pb(msg: pb.Limits, what: str = "limits") -> Limits:
+    """Proto → domain. Range checks happen in ``validate_limits``; this only rejects a budget
+    without a period, which the domain type cannot represent."""
+    budgets = []
+    for b in msg.budgets:
+        if b.period == pb.PERIOD_UNSPECIFIED:
+            raise InvalidArgument(
+                f"{what}: every budget needs a period (day, week, month, lifetime)"
+            )
+        budgets.append(Budget(amount_micros=b.amount_micros, period=Period(b.period)))
+    return Limits(
+        budgets=tuple(budgets),
+        rpm=msg.rpm,
+        rph=msg.rph,
+        tpm=msg.tpm,
+        max_parallel=msg.max_parallel,
+    )
+
+
+def limits_to_pb(limits: Limits) -> pb.Limits:
+    return pb.Limits(
+        budgets=[
+            pb.Budget(amount_micros=b.amount_micros, period=pb.Period.ValueType(int(b.period)))
+            for b in limits.budgets
+        ],
+        rpm=limits.rpm,
+        rph=limits.rph,
+        tpm=limits.tpm,
+        max_parallel=limits.max_parallel,
+    )
+
+
+def workspace_to_pb(row: WorkspaceRow) -> pb.Workspace:
+    return pb.Workspace(
+        name=row.name,
+        description=row.description,
+        limits=limits_to_pb(limits_from_json(row.limits_json)),
+        timezone=row.timezone,
+        created_at_ms=row.created_at_ms,
+        updated_at_ms=row.updated_at_ms,
+    )
+
+
+def key_to_pb(row: VirtualKeyRow) -> pb.VirtualKey:
+    return pb.VirtualKey(
+        id=row.id,
+        workspace=row.workspace,
+        name=row.name,
+        prefix=row.prefix,
+        limits=limits_to_pb(limits_from_json(row.limits_json)),
+        provider=row.provider,
+        route=row.route,
+        models=json.loads(row.models_json or "[]"),
+        expires_at_ms=row.expires_at_ms,
+        revoked_at_ms=row.revoked_at_ms,
+        created_at_ms=row.created_at_ms,
+        updated_at_ms=row.updated_at_ms,
+    )
+
+
+def key_to_snapshot_pb(row: VirtualKeyRow) -> dpb.SnapshotKey:
+    return dpb.SnapshotKey(
+        id=row.id,
+        secret_sha256=row.secret_sha256,
+        name=row.name,
+        workspace=row.workspace,
+        limits=limits_to_pb(limits_from_json(row.limits_json)),
+        provider=row.provider,
+        route=row.route,
+        models=json.loads(row.models_json or "[]"),
+        expires_at_ms=row.expires_at_ms,
+        revoked=row.revoked_at_ms > 0,
+    )
+
+
+def provider_to_pb(row: ProviderRow) -> pb.Provider:
+    return pb.Provider(
+        name=row.name,
+        kind=row.kind,
+        base_url=row.base_url,
+        api_key_env=row.api_key_env,
+        options=json.loads(row.options_json or "{}"),
+        created_at_ms=row.created_at_ms,
+        updated_at_ms=row.updated_at_ms,
+    )
+
+
+def targets_from_pb(targets: list[pb.RouteTarget]) -> tuple[Target, ...]:
+    return tuple(Target(provider=t.provider, weight=t.weight, model=t.model) for t in targets)
+
+
+def targets_to_json(targets: tuple[Target, ...]) -> str:
+    return json.dumps(
+        [{"provider": t.provider, "weight": t.weight, "model": t.model} for t in targets],
+        separators=(",", ":"),
+    )
+
+
+def targets_from_json(text: str) -> tuple[Target, ...]:
+    return tuple(
+        Target(
+            provider=str(t["provider"]), weight=int(t.get("weight", 0)), model=t.get("model", "")
+        )
+        for t in json.loads(text or "[]")
+    )
+
+
+def route_to_pb(row: RouteRow) -> pb.Route:
+    return pb.Route(
+        name=row.name,
+        mode=row.mode,
+        targets=[
+            pb.RouteTarget(provider=t.provider, weight=t.weight, model=t.model)
+            for t in targets_from_json(row.targets_json)
+        ],
+        retries=row.retries,
+        retry_on=json.loads(row.retry_on_json or "[]"),
+        timeout_connect_ms=row.timeout_connect_ms,
+        timeout_first_byte_ms=row.timeout_first_byte_ms,
+        timeout_idle_ms=row.timeout_idle_ms,
+        cache_ttl_s=row.cache_ttl_s,
+        created_at_ms=row.created_at_ms,
+        updated_at_ms=row.updated_at_ms,
+    )
+
+
+def price_to_pb(row: PriceRow) -> pb.Price:
+    msg = pb.Price(
+        model_prefix=row.model_prefix,
+        family=row.family,
+        family_default=row.family_default,
+        rates=pb.PriceRates(
+            input=row.input,
+            output=row.output,
+            cache_write_5m=row.cache_write_5m,
+            cache_write_1h=row.cache_write_1h,
+            cache_read=row.cache_read,
+        ),
+    )
+    if row.long_context_threshold > 0:
+        msg.long_context_threshold = row.long_context_threshold
+        msg.long_context_beta = row.long_context_beta
+        msg.long_rates.CopyFrom(
+            pb.PriceRates(
+                input=row.long_input,
+                output=row.long_output,
+                cache_write_5m=row.long_cache_write_5m,
+                cache_write_1h=row.long_cache_write_1h,
+                cache_read=row.long_cache_read,
+            )
+        )
+    return msg

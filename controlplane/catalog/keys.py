@@ -1,0 +1,153 @@
+"""Virtual keys: minted here, shown once, stored hashed, revoked or deleted by id.
+
+Contract: a key belongs to an existing workspace and targets exactly one existing provider *or*
+route. Revocation is a timestamp (the key stays in snapshots with ``revoked=true`` so data planes
+answer "revoked" rather than "unknown"); deletion removes it entirely.
+"""
+
+from __future__ import annotations
+
+import json
+
+from google.protobuf.field_mask_pb2 import FieldMask
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from controlplane.catalog import workspaces
+from controlplane.catalog.common import LIMITS_PATHS, masked_limits, resolve_mask
+from controlplane.catalog.convert import key_to_pb, limits_from_pb
+from controlplane.domain import keys as rules
+from controlplane.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from controlplane.domain.limits import limits_from_json, limits_to_json, validate_limits
+from controlplane.domain.names import validate_label, validate_slug
+from controlplane.store.models import ProviderRow, RouteRow, VirtualKeyRow
+from gwapi.v1 import admin_pb2 as apb
+from gwapi.v1 import common_pb2 as pb
+
+UPDATE_PATHS = ("name", "provider", "route", "models", "expires_at_ms", *LIMITS_PATHS)
+
+
+def get_row(s: Session, key_id: str) -> VirtualKeyRow:
+    rules.validate_key_id(key_id)
+    row = s.get(VirtualKeyRow, key_id)
+    if row is None:
+        raise NotFound(f"key {key_id!r} not found")
+    return row
+
+
+def check_target(s: Session, provider: str, route: str) -> None:
+    """Exactly one of ``provider``/``route``, and it must exist."""
+    rules.validate_target(provider, route)
+    if provider:
+        validate_slug(provider, "provider name")
+        if s.get(ProviderRow, provider) is None:
+            raise NotFound(f"provider {provider!r} not found; create it first")
+    else:
+        validate_slug(route, "route name")
+        if s.get(RouteRow, route) is None:
+            raise NotFound(f"route {route!r} not found; create it first")
+
+
+def create(s: Session, req: apb.CreateKeyRequest, now: int) -> tuple[pb.VirtualKey, str]:
+    """Mint a key; returns the stored key and the secret (to be shown once, never stored)."""
+    workspaces.get_row(s, req.workspace)
+    name = validate_label(req.name, "key name")
+    limits = validate_limits(limits_from_pb(req.limits), "limits")
+    models = rules.validate_models(req.models)
+    expires = rules.expires_at_ms(now, req.ttl_seconds)
+    check_target(s, req.provider, req.route)
+    minted = rules.generate_key()
+    row = VirtualKeyRow(
+        id=minted.id,
+        secret_sha256=minted.secret_sha256,
+        prefix=minted.prefix,
+        name=name,
+        workspace=req.workspace,
+        limits_json=limits_to_json(limits),
+        provider=req.provider,
+        route=req.route,
+        models_json=json.dumps(list(models)),
+        expires_at_ms=expires,
+        created_at_ms=now,
+        updated_at_ms=now,
+    )
+    s.add(row)
+    try:
+        s.flush()
+    except IntegrityError:  # 2^64 ids, 2^256 secrets: a collision means a bug, not bad luck
+        raise FailedPrecondition("could not mint a unique key; try again") from None
+    return key_to_pb(row), minted.secret
+
+
+def get(s: Session, key_id: str) -> pb.VirtualKey:
+    return key_to_pb(get_row(s, key_id))
+
+
+def list_keys(s: Session, workspace: str, include_revoked: bool) -> list[pb.VirtualKey]:
+    stmt = select(VirtualKeyRow)
+    if workspace:
+        workspaces.get_row(s, workspace)
+        stmt = stmt.where(VirtualKeyRow.workspace == workspace)
+    if not include_revoked:
+        stmt = stmt.where(VirtualKeyRow.revoked_at_ms == 0)
+    rows = s.exec(stmt.order_by(col(VirtualKeyRow.workspace), col(VirtualKeyRow.id))).all()
+    return [key_to_pb(r) for r in rows]
+
+
+def update(s: Session, msg: pb.VirtualKey, mask: FieldMask, now: int) -> pb.VirtualKey:
+    """Apply the masked fields. Setting ``provider`` without ``route`` in the mask switches the
+    key to that provider (clearing its route), and vice versa."""
+    row = get_row(s, msg.id)
+    if row.revoked_at_ms:
+        raise FailedPrecondition(f"key {row.id} is revoked; create a new key instead")
+    paths = resolve_mask(mask, msg, UPDATE_PATHS, "a key")
+    if "name" in paths:
+        row.name = validate_label(msg.name, "key name")
+    if "models" in paths:
+        row.models_json = json.dumps(list(rules.validate_models(msg.models)))
+    if "expires_at_ms" in paths:
+        if msg.expires_at_ms < 0:
+            raise InvalidArgument("expires_at_ms must not be negative (0 means never)")
+        row.expires_at_ms = msg.expires_at_ms
+    if "provider" in paths or "route" in paths:
+        provider = msg.provider if "provider" in paths else row.provider
+        route = msg.route if "route" in paths else row.route
+        if "provider" in paths and msg.provider and "route" not in paths:
+            route = ""
+        if "route" in paths and msg.route and "provider" not in paths:
+            provider = ""
+        check_target(s, provider, route)
+        row.provider, row.route = provider, route
+    new_limits = masked_limits(limits_from_json(row.limits_json), limits_from_pb(msg.limits), paths)
+    if new_limits is not None:
+        row.limits_json = limits_to_json(validate_limits(new_limits, "limits"))
+    row.updated_at_ms = now
+    s.add(row)
+    s.flush()
+    return key_to_pb(row)
+
+
+def revoke(s: Session, key_id: str, now: int) -> pb.VirtualKey:
+    """Idempotent: revoking a revoked key keeps the original revocation time."""
+    row = get_row(s, key_id)
+    if not row.revoked_at_ms:
+        row.revoked_at_ms = now
+        row.updated_at_ms = now
+        s.add(row)
+        s.flush()
+    return key_to_pb(row)
+
+
+def delete_key(s: Session, key_id: str) -> None:
+    s.delete(get_row(s, key_id))
+    s.flush()
+
+
+def active_users(s: Session, *, provider: str = "", route: str = "") -> list[str]:
+    """Ids of non-revoked keys that target ``provider`` or ``route`` (for delete guards)."""
+    stmt = select(VirtualKeyRow.id).where(VirtualKeyRow.revoked_at_ms == 0)
+    if provider:
+        stmt = stmt.where(VirtualKeyRow.provider == provider)
+    else:
+        stmt = stmt.where(VirtualKeyRow.route == route)
+    return list(s.exec(stmt.order_by(col(VirtualKeyRow.id))).all())

@@ -1,0 +1,99 @@
+"""Providers: an upstream API (kind + root URL) and the env var holding its credential."""
+
+from __future__ import annotations
+
+import json
+
+from google.protobuf.field_mask_pb2 import FieldMask
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from controlplane.catalog import keys
+from controlplane.catalog.common import describe, resolve_mask
+from controlplane.catalog.convert import provider_to_pb, targets_from_json
+from controlplane.domain import providers as rules
+from controlplane.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from controlplane.domain.names import validate_slug
+from controlplane.store.models import ProviderRow, RouteRow
+from gwapi.v1 import common_pb2 as pb
+
+UPDATE_PATHS = ("base_url", "api_key_env", "options")
+
+
+def get_row(s: Session, name: str) -> ProviderRow:
+    validate_slug(name, "provider name")
+    row = s.get(ProviderRow, name)
+    if row is None:
+        raise NotFound(f"provider {name!r} not found")
+    return row
+
+
+def create(s: Session, msg: pb.Provider, now: int) -> pb.Provider:
+    name = validate_slug(msg.name, "provider name")
+    kind = rules.validate_kind(msg.kind)
+    row = ProviderRow(
+        name=name,
+        kind=kind,
+        base_url=rules.normalize_base_url(msg.base_url, kind),
+        api_key_env=rules.validate_api_key_env(msg.api_key_env),
+        options_json=json.dumps(rules.validate_options(dict(msg.options)), sort_keys=True),
+        created_at_ms=now,
+        updated_at_ms=now,
+    )
+    if s.get(ProviderRow, name) is not None:
+        raise AlreadyExists(f"provider {name!r} already exists")
+    s.add(row)
+    try:
+        s.flush()
+    except IntegrityError:
+        raise AlreadyExists(f"provider {name!r} already exists") from None
+    return provider_to_pb(row)
+
+
+def get(s: Session, name: str) -> pb.Provider:
+    return provider_to_pb(get_row(s, name))
+
+
+def list_all(s: Session) -> list[pb.Provider]:
+    rows = s.exec(select(ProviderRow).order_by(col(ProviderRow.name))).all()
+    return [provider_to_pb(r) for r in rows]
+
+
+def update(s: Session, msg: pb.Provider, mask: FieldMask, now: int) -> pb.Provider:
+    row = get_row(s, msg.name)
+    if "kind" in mask.paths:
+        raise InvalidArgument("a provider's kind cannot change; create a new provider instead")
+    paths = resolve_mask(mask, msg, UPDATE_PATHS, "a provider")
+    if "base_url" in paths:
+        row.base_url = rules.normalize_base_url(msg.base_url, row.kind)
+    if "api_key_env" in paths:
+        row.api_key_env = rules.validate_api_key_env(msg.api_key_env)
+    if "options" in paths:
+        row.options_json = json.dumps(rules.validate_options(dict(msg.options)), sort_keys=True)
+    row.updated_at_ms = now
+    s.add(row)
+    s.flush()
+    return provider_to_pb(row)
+
+
+def routes_using(s: Session, provider: str) -> list[str]:
+    rows = s.exec(select(RouteRow).order_by(col(RouteRow.name))).all()
+    return [
+        r.name
+        for r in rows
+        if any(t.provider == provider for t in targets_from_json(r.targets_json))
+    ]
+
+
+def delete_provider(s: Session, name: str) -> None:
+    """Refused while active keys target it directly or any route lists it."""
+    row = get_row(s, name)
+    users = [f"key {k}" for k in keys.active_users(s, provider=name)]
+    users += [f"route {r!r}" for r in routes_using(s, name)]
+    if users:
+        raise FailedPrecondition(
+            f"provider {name!r} is still used by {describe(users)}; "
+            "point them elsewhere or delete them first"
+        )
+    s.delete(row)
+    s.flush()

@@ -1,0 +1,123 @@
+"""Routes: ordered provider targets with fallback/loadbalance mode, retries and timeouts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, replace
+
+from google.protobuf.field_mask_pb2 import FieldMask
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from controlplane.catalog import keys
+from controlplane.catalog.common import describe, resolve_mask
+from controlplane.catalog.convert import (
+    route_to_pb,
+    targets_from_json,
+    targets_from_pb,
+    targets_to_json,
+)
+from controlplane.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from controlplane.domain.names import validate_slug
+from controlplane.domain.routing import RoutePolicy, validate_policy
+from controlplane.store.models import ProviderRow, RouteRow
+from gwapi.v1 import common_pb2 as pb
+
+UPDATE_PATHS = tuple(f.name for f in fields(RoutePolicy))
+
+
+def get_row(s: Session, name: str) -> RouteRow:
+    validate_slug(name, "route name")
+    row = s.get(RouteRow, name)
+    if row is None:
+        raise NotFound(f"route {name!r} not found")
+    return row
+
+
+def _policy_from_pb(msg: pb.Route) -> RoutePolicy:
+    return RoutePolicy(
+        mode=msg.mode or "fallback",
+        targets=targets_from_pb(list(msg.targets)),
+        retries=msg.retries,
+        retry_on=tuple(msg.retry_on),
+        timeout_connect_ms=msg.timeout_connect_ms,
+        timeout_first_byte_ms=msg.timeout_first_byte_ms,
+        timeout_idle_ms=msg.timeout_idle_ms,
+        cache_ttl_s=msg.cache_ttl_s,
+    )
+
+
+def _policy_from_row(row: RouteRow) -> RoutePolicy:
+    return RoutePolicy(
+        mode=row.mode,
+        targets=targets_from_json(row.targets_json),
+        retries=row.retries,
+        retry_on=tuple(json.loads(row.retry_on_json or "[]")),
+        timeout_connect_ms=row.timeout_connect_ms,
+        timeout_first_byte_ms=row.timeout_first_byte_ms,
+        timeout_idle_ms=row.timeout_idle_ms,
+        cache_ttl_s=row.cache_ttl_s,
+    )
+
+
+def _store_policy(s: Session, row: RouteRow, policy: RoutePolicy) -> None:
+    policy = validate_policy(policy)
+    missing = [t.provider for t in policy.targets if s.get(ProviderRow, t.provider) is None]
+    if missing:
+        raise NotFound(
+            f"route target provider(s) not found: {describe(missing)}; create them first"
+        )
+    row.mode = policy.mode
+    row.targets_json = targets_to_json(policy.targets)
+    row.retries = policy.retries
+    row.retry_on_json = json.dumps(list(policy.retry_on))
+    row.timeout_connect_ms = policy.timeout_connect_ms
+    row.timeout_first_byte_ms = policy.timeout_first_byte_ms
+    row.timeout_idle_ms = policy.timeout_idle_ms
+    row.cache_ttl_s = policy.cache_ttl_s
+
+
+def create(s: Session, msg: pb.Route, now: int) -> pb.Route:
+    name = validate_slug(msg.name, "route name")
+    row = RouteRow(name=name, created_at_ms=now, updated_at_ms=now)
+    _store_policy(s, row, _policy_from_pb(msg))
+    if s.get(RouteRow, name) is not None:
+        raise AlreadyExists(f"route {name!r} already exists")
+    s.add(row)
+    try:
+        s.flush()
+    except IntegrityError:
+        raise AlreadyExists(f"route {name!r} already exists") from None
+    return route_to_pb(row)
+
+
+def get(s: Session, name: str) -> pb.Route:
+    return route_to_pb(get_row(s, name))
+
+
+def list_all(s: Session) -> list[pb.Route]:
+    return [route_to_pb(r) for r in s.exec(select(RouteRow).order_by(col(RouteRow.name))).all()]
+
+
+def update(s: Session, msg: pb.Route, mask: FieldMask, now: int) -> pb.Route:
+    row = get_row(s, msg.name)
+    paths = resolve_mask(mask, msg, UPDATE_PATHS, "a route")
+    incoming = _policy_from_pb(msg)
+    policy = replace(_policy_from_row(row), **{p: getattr(incoming, p) for p in paths})
+    _store_policy(s, row, policy)
+    row.updated_at_ms = now
+    s.add(row)
+    s.flush()
+    return route_to_pb(row)
+
+
+def delete_route(s: Session, name: str) -> None:
+    row = get_row(s, name)
+    users = keys.active_users(s, route=name)
+    if users:
+        raise FailedPrecondition(
+            f"route {name!r} is still used by key(s) {describe(users)}; "
+            "point them elsewhere or revoke them first"
+        )
+    s.delete(row)
+    s.flush()

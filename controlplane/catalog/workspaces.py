@@ -1,0 +1,89 @@
+"""Workspaces: the budget and rate-limit scope that keys belong to."""
+
+from __future__ import annotations
+
+from google.protobuf.field_mask_pb2 import FieldMask
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, delete, select
+
+from controlplane.catalog.common import LIMITS_PATHS, describe, masked_limits, resolve_mask
+from controlplane.catalog.convert import limits_from_pb, workspace_to_pb
+from controlplane.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from controlplane.domain.limits import limits_from_json, limits_to_json, validate_limits
+from controlplane.domain.names import validate_label, validate_slug, validate_timezone
+from controlplane.store.models import VirtualKeyRow, WorkspaceRow
+from gwapi.v1 import common_pb2 as pb
+
+UPDATE_PATHS = ("description", "timezone", *LIMITS_PATHS)
+
+
+def get_row(s: Session, name: str) -> WorkspaceRow:
+    validate_slug(name, "workspace name")
+    row = s.get(WorkspaceRow, name)
+    if row is None:
+        raise NotFound(f"workspace {name!r} not found")
+    return row
+
+
+def create(s: Session, msg: pb.Workspace, now: int) -> pb.Workspace:
+    name = validate_slug(msg.name, "workspace name")
+    row = WorkspaceRow(
+        name=name,
+        description=validate_label(msg.description, "description", max_len=1000),
+        limits_json=limits_to_json(validate_limits(limits_from_pb(msg.limits), "limits")),
+        timezone=validate_timezone(msg.timezone),
+        created_at_ms=now,
+        updated_at_ms=now,
+    )
+    if s.get(WorkspaceRow, name) is not None:
+        raise AlreadyExists(f"workspace {name!r} already exists")
+    s.add(row)
+    try:
+        s.flush()
+    except IntegrityError:  # a concurrent create won the race
+        raise AlreadyExists(f"workspace {name!r} already exists") from None
+    return workspace_to_pb(row)
+
+
+def get(s: Session, name: str) -> pb.Workspace:
+    return workspace_to_pb(get_row(s, name))
+
+
+def list_all(s: Session) -> list[pb.Workspace]:
+    rows = s.exec(select(WorkspaceRow).order_by(col(WorkspaceRow.name))).all()
+    return [workspace_to_pb(r) for r in rows]
+
+
+def update(s: Session, msg: pb.Workspace, mask: FieldMask, now: int) -> pb.Workspace:
+    row = get_row(s, msg.name)
+    paths = resolve_mask(mask, msg, UPDATE_PATHS, "a workspace")
+    if "description" in paths:
+        row.description = validate_label(msg.description, "description", max_len=1000)
+    if "timezone" in paths:
+        row.timezone = validate_timezone(msg.timezone)
+    current = limits_from_json(row.limits_json)
+    new_limits = masked_limits(current, limits_from_pb(msg.limits), paths)
+    if new_limits is not None:
+        row.limits_json = limits_to_json(validate_limits(new_limits, "limits"))
+    row.updated_at_ms = now
+    s.add(row)
+    s.flush()
+    return workspace_to_pb(row)
+
+
+def delete_workspace(s: Session, name: str, force: bool) -> None:
+    """Delete a workspace. Active keys block it unless ``force`` (which deletes them too);
+    revoked keys go with the workspace either way."""
+    get_row(s, name)
+    active = s.exec(
+        select(VirtualKeyRow.id)
+        .where(VirtualKeyRow.workspace == name, VirtualKeyRow.revoked_at_ms == 0)
+        .order_by(col(VirtualKeyRow.id))
+    ).all()
+    if active and not force:
+        raise FailedPrecondition(
+            f"workspace {name!r} still has {len(active)} active key(s): {describe(list(active))}; "
+            "revoke or delete them first, or delete with force (which deletes its keys too)"
+        )
+    s.exec(delete(VirtualKeyRow).where(col(VirtualKeyRow.workspace) == name))
+    s.exec(delete(WorkspaceRow).where(col(WorkspaceRow.name) == name))

@@ -1,0 +1,40 @@
+"""Human durations: ``"30d"``, ``"12h"``, ``"90m"``, ``"3600s"``, ``"2w"`` or bare seconds."""
+
+from __future__ import annotations
+
+import re
+
+from controlplane.domain.errors import InvalidArgument
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+
+
+def parse_duration(text: str) -> int:
+    """Parse a duration into whole seconds; a bare number means seconds.
+
+    Raises :class:`InvalidArgument` for anything else (negative, fractional, unknown unit, zero).
+    """
+    m = _RE.fullmatch(text.lower()) if text else None
+    if m is None:
+        raise InvalidArgument(
+            f"invalid duration {text!r}: use a whole number with a unit s, m, h, d or w "
+            "(e.g. '90m', '12h', '30d')"
+        )
+    seconds = int(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if seconds <= 0:
+        raise InvalidArgument(f"invalid duration {text!r}: must be greater than zero")
+    return seconds
+
+
+def format_duration(seconds: int) -> str:
+    """The largest exact unit: ``86400 → "1d"``, ``5400 → "90m"``, ``61 → "61s"``."""
+    if seconds < 0:
+        raise InvalidArgument("duration must not be negative")
+    if seconds == 0:
+        return "0s"
+    for unit in ("w", "d", "h", "m"):
+        size = _UNITS[unit]
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

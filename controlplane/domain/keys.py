@@ -1,0 +1,95 @@
+"""Virtual keys: secret generation, hashing and the allow-list of models.
+
+The secret (``"gw-" + token_urlsafe(32)``) is returned exactly once, by CreateKey. The database
+and every snapshot hold only its SHA-256 hex digest; the ``prefix`` (first 10 characters) lets an
+operator recognise a key in a list without revealing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from controlplane.domain.errors import InvalidArgument
+
+SECRET_PREFIX = "gw-"
+PREFIX_LEN = 10
+KEY_ID_RE = re.compile(r"^key_[0-9a-f]{16}$")
+_MODEL_PATTERN_RE = re.compile(r"^[A-Za-z0-9._:@/*?\[\]-]{1,200}$")
+MAX_MODELS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A freshly minted key. ``secret`` must only ever travel back to the creator."""
+
+    id: str
+    secret: str
+    secret_sha256: str
+    prefix: str
+
+    def __repr__(self) -> str:  # keep the secret out of tracebacks and debug logs
+        return f"NewKey(id={self.id!r}, prefix={self.prefix!r})"
+
+
+def hash_secret(secret: str) -> str:
+    """Hex SHA-256 of the secret: the only form that is stored or distributed."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def new_key_id() -> str:
+    """``"key_"`` + 16 hex characters; public, safe to log."""
+    return "key_" + secrets.token_hex(8)
+
+
+def generate_key() -> NewKey:
+    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    return NewKey(
+        id=new_key_id(),
+        secret=secret,
+        secret_sha256=hash_secret(secret),
+        prefix=secret[:PREFIX_LEN],
+    )
+
+
+def validate_key_id(key_id: str) -> str:
+    if not key_id:
+        raise InvalidArgument("key id is required")
+    if not KEY_ID_RE.fullmatch(key_id):
+        raise InvalidArgument(f"invalid key id {key_id!r}: expected 'key_' and 16 hex digits")
+    return key_id
+
+
+def validate_models(patterns: Iterable[str]) -> tuple[str, ...]:
+    """Normalise the model allow-list: glob patterns, no blanks, duplicates dropped, order kept."""
+    out: list[str] = []
+    for raw in patterns:
+        pattern = raw.strip()
+        if not _MODEL_PATTERN_RE.fullmatch(pattern):
+            raise InvalidArgument(
+                f"invalid model pattern {raw!r}: use a model id or a glob such as 'claude-sonnet-*'"
+            )
+        if pattern not in out:
+            out.append(pattern)
+    if len(out) > MAX_MODELS:
+        raise InvalidArgument(f"too many model patterns ({len(out)}, at most {MAX_MODELS})")
+    return tuple(out)
+
+
+def validate_target(provider: str, route: str) -> None:
+    """A key sends its traffic to exactly one provider or one route."""
+    if bool(provider) == bool(route):
+        raise InvalidArgument(
+            "a key needs exactly one of provider or route"
+            + (" (both were given)" if provider else "")
+        )
+
+
+def expires_at_ms(now_ms: int, ttl_seconds: int) -> int:
+    """0 TTL means never (returns 0); negative TTLs are rejected."""
+    if ttl_seconds < 0:
+        raise InvalidArgument("ttl_seconds must not be negative (0 means the key never expires)")
+    return 0 if ttl_seconds == 0 else now_ms + ttl_seconds * 1000

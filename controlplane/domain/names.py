@@ -1,0 +1,50 @@
+"""Identity names (workspaces, providers, routes) and free-text labels."""
+
+from __future__ import annotations
+
+import re
+
+from controlplane.domain.errors import InvalidArgument
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_LABEL_MAX = 100
+
+
+def validate_slug(value: str, what: str) -> str:
+    """Return ``value`` if it is a valid slug, else raise :class:`InvalidArgument`.
+
+    A slug is 1–63 characters: lowercase letters, digits, ``.``, ``_`` and ``-``, starting with a
+    letter or digit. ``what`` names the field in the message (e.g. ``"workspace name"``).
+    """
+    if not value:
+        raise InvalidArgument(f"{what} is required")
+    if not SLUG_RE.fullmatch(value):
+        raise InvalidArgument(
+            f"invalid {what} {value!r}: use 1-63 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (e.g. 'team-a')"
+        )
+    return value
+
+
+def validate_label(value: str, what: str, max_len: int = _LABEL_MAX) -> str:
+    """Free text shown to humans (key names, descriptions): bounded, no control characters."""
+    if len(value) > max_len:
+        raise InvalidArgument(f"{what} is too long ({len(value)} characters, at most {max_len})")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise InvalidArgument(f"{what} must not contain control characters")
+    return value
+
+
+def validate_timezone(name: str) -> str:
+    """``""`` (UTC) or an IANA zone name known to this machine's tz database."""
+    if name in ("", "UTC"):
+        return name
+    import zoneinfo  # local: only needed here, and it reads the tz database
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise InvalidArgument(
+            f"unknown time zone {name!r}: use an IANA name such as 'Europe/Paris' or leave empty for UTC"
+        ) from None
+    return name

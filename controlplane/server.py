@@ -1,0 +1,202 @@
+"""The control plane process: one grpc.aio server with Admin, Discovery, Telemetry, health and
+reflection, authenticated by :class:`~controlplane.auth.AuthInterceptor`.
+
+Entry points:
+
+* ``build_server(settings) -> (server, port, state)`` — open the database (create tables, seed
+  prices), build the first snapshot, bind ``settings.listen``; the server is not started. Call it
+  from a running event loop.
+* ``start(server, state)`` / ``stop(server, state)`` — start serving plus background work
+  (periodic snapshot refresh); graceful shutdown (health NOT_SERVING, Watch and tail streams
+  ended, in-flight calls get ``shutdown_grace_s``, database disposed).
+* ``running(settings)`` — async context manager doing all of the above; yields :class:`Running`
+  (``port``, ``address``, ``state``, ``server``). Handy for tests and embedding.
+* ``serve(settings)`` — run until SIGTERM/SIGINT. ``main(argv)`` — the command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy.exc import IntegrityError
+
+from controlplane.auth import AuthInterceptor, AuthPolicy
+from controlplane.catalog import prices
+from controlplane.catalog.common import now_ms
+from controlplane.domain.pricing import load_default_prices
+from controlplane.services.admin import AdminService
+from controlplane.services.discovery import DiscoveryService
+from controlplane.services.state import AppState
+from controlplane.services.telemetry import TelemetryService
+from controlplane.settings import Settings
+from controlplane.snapshots.cache import SnapshotCache
+from controlplane.store.db import Database, redact_url
+from gwapi.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    discovery_pb2,
+    discovery_pb2_grpc,
+    telemetry_pb2,
+    telemetry_pb2_grpc,
+)
+
+log = logging.getLogger("controlplane")
+
+SERVICE_NAMES = (
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    discovery_pb2.DESCRIPTOR.services_by_name["Discovery"].full_name,
+    telemetry_pb2.DESCRIPTOR.services_by_name["Telemetry"].full_name,
+)
+SERVER_OPTIONS = [
+    # Ping idle connections so long-lived Watch streams survive NAT/load-balancer idle timeouts
+    # and dead peers are noticed; let clients ping us as often as every 10 s.
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    # Snapshots and usage batches can be large.
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+]
+
+
+def open_database(url: str) -> Database:
+    """Create tables and seed the default prices (existing rows are never overwritten)."""
+    db = Database(url)
+    db.create_all()
+    defaults = load_default_prices()
+    for attempt in (1, 2):
+        try:
+            added = db.run_sync(lambda s: prices.seed(s, defaults, now_ms()))
+            break
+        except IntegrityError:  # another replica seeded at the same moment: re-read and retry
+            if attempt == 2:
+                raise
+    if added:
+        log.info("seeded %d default prices", len(added))
+    return db
+
+
+def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
+    settings.validate()
+    db = open_database(settings.db_url)
+    cache = SnapshotCache(db)
+    cache.rebuild_sync()
+    state = AppState(settings=settings, db=db, cache=cache)
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(AuthPolicy(settings.admin_token, settings.dataplane_token))],
+        options=SERVER_OPTIONS,
+    )
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminService(state), server)
+    discovery_pb2_grpc.add_DiscoveryServicer_to_server(DiscoveryService(state), server)
+    telemetry_pb2_grpc.add_TelemetryServicer_to_server(TelemetryService(state), server)
+    state.health = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    try:
+        port = server.add_insecure_port(settings.listen)
+    except RuntimeError as exc:
+        db.dispose()
+        raise OSError(f"cannot listen on {settings.listen}: {exc}") from exc
+    log.info("database %s, snapshot %s", redact_url(db.url), cache.version or "<none>")
+    return server, port, state
+
+
+async def start(server: grpc.aio.Server, state: AppState) -> None:
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await state.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    state.tasks.append(
+        asyncio.create_task(
+            state.cache.refresh_forever(state.settings.snapshot_refresh_s), name="snapshot-refresh"
+        )
+    )
+
+
+async def stop(server: grpc.aio.Server, state: AppState, grace: float | None = None) -> None:
+    grace = state.settings.shutdown_grace_s if grace is None else grace
+    await state.health.enter_graceful_shutdown()
+    await state.cache.close()  # Watch streams end; data planes reconnect elsewhere / later
+    state.hub.close()  # TailLogs follow streams end
+    for task in state.tasks:
+        task.cancel()
+    await server.stop(grace)
+    for task in state.tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    state.db.dispose()
+
+
+@dataclass
+class Running:
+    server: grpc.aio.Server
+    port: int
+    state: AppState
+
+    @property
+    def address(self) -> str:
+        host = self.state.settings.listen.rpartition(":")[0]
+        return f"{host}:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Running]:
+    server, port, state = build_server(settings)
+    await start(server, state)
+    try:
+        yield Running(server=server, port=port, state=state)
+    finally:
+        await stop(server, state)
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    async with running(settings) as r:
+        log.info("control plane listening on %s", r.address)
+        await stopping.wait()
+        log.info("shutting down")
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging()
+    try:
+        settings = Settings.from_args(argv)
+        settings.validate()
+    except ValueError as exc:
+        print(f"tollgate control plane: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(settings))
+    except (OSError, ValueError) as exc:
+        print(f"tollgate control plane: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The Admin service: thin translation between gwapi.v1 requests and the catalog.
+
+Reads go straight to the database; every mutation goes through ``AppState.mutate`` (one
+transaction, then a snapshot rebuild). Errors are mapped by :func:`controlplane.errors.grpc_errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from google.protobuf.empty_pb2 import Empty
+
+from controlplane.catalog import keys, prices, providers, routes, workspaces
+from controlplane.errors import grpc_errors
+from controlplane.services.state import AppState
+from gwapi.v1 import admin_pb2 as apb
+from gwapi.v1 import admin_pb2_grpc
+from gwapi.v1 import common_pb2 as pb
+
+log = logging.getLogger(__name__)
+Ctx = Any  # grpc.aio.ServicerContext (grpc ships no type information)
+
+
+@grpc_errors
+class AdminService(admin_pb2_grpc.AdminServicer):
+    def __init__(self, state: AppState) -> None:
+        self._s = state
+
+    # -- workspaces -------------------------------------------------------------------------
+
+    async def CreateWorkspace(
+        self, request: apb.CreateWorkspaceRequest, context: Ctx
+    ) -> pb.Workspace:
+        ws = await self._s.mutate(lambda s, now: workspaces.create(s, request.workspace, now))
+        log.info("workspace %s created", ws.name)
+        return ws
+
+    async def GetWorkspace(self, request: apb.GetWorkspaceRequest, context: Ctx) -> pb.Workspace:
+        return await self._s.db.read(lambda s: workspaces.get(s, request.name))
+
+    async def ListWorkspaces(
+        self, request: apb.ListWorkspacesRequest, context: Ctx
+    ) -> apb.ListWorkspacesResponse:
+        items = await self._s.db.read(workspaces.list_all)
+        return apb.ListWorkspacesResponse(workspaces=items)
+
+    async def UpdateWorkspace(
+        self, request: apb.UpdateWorkspaceRequest, context: Ctx
+    ) -> pb.Workspace:
+        ws = await self._s.mutate(
+            lambda s, now: workspaces.update(s, request.workspace, request.update_mask, now)
+        )
+        log.info("workspace %s updated (%s)", ws.name, ",".join(request.update_mask.paths) or "*")
+        return ws
+
+    async def DeleteWorkspace(self, request: apb.DeleteWorkspaceRequest, context: Ctx) -> Empty:
+        await self._s.mutate(
+            lambda s, _now: workspaces.delete_workspace(s, request.name, request.force)
+        )
+        log.info("workspace %s deleted%s", request.name, " (forced)" if request.force else "")
+        return Empty()
+
+    # -- keys -------------------------------------------------------------------------------
+
+    async def CreateKey(self, request: apb.CreateKeyRequest, context: Ctx) -> apb.CreateKeyResponse:
+        key, secret = await self._s.mutate(lambda s, now: keys.create(s, request, now))
+        log.info("key %s created in workspace %s", key.id, key.workspace)  # never the secret
+        return apb.CreateKeyResponse(key=key, secret=secret)
+
+    async def GetKey(self, request: apb.GetKeyRequest, context: Ctx) -> pb.VirtualKey:
+        return await self._s.db.read(lambda s: keys.get(s, request.id))
+
+    async def ListKeys(self, request: apb.ListKeysRequest, context: Ctx) -> apb.ListKeysResponse:
+        items = await self._s.db.read(
+            lambda s: keys.list_keys(s, request.workspace, request.include_revoked)
+        )
+        return apb.ListKeysResponse(keys=items)
+
+    async def UpdateKey(self, request: apb.UpdateKeyRequest, context: Ctx) -> pb.VirtualKey:
+        key = await self._s.mutate(
+            lambda s, now: keys.update(s, request.key, request.update_mask, now)
+        )
+        log.info("key %s updated (%s)", key.id, ",".join(request.update_mask.paths) or "*")
+        return key
+
+    async def RevokeKey(self, request: apb.RevokeKeyRequest, context: Ctx) -> pb.VirtualKey:
+        key = await self._s.mutate(lambda s, now: keys.revoke(s, request.id, now))
+        log.info("key %s revoked", key.id)
+        return key
+
+    async def DeleteKey(self, request: apb.DeleteKeyRequest, context: Ctx) -> Empty:
+        await self._s.mutate(lambda s, _now: keys.delete_key(s, request.id))
+        log.info("key %s deleted", request.id)
+        return Empty()
+
+    # -- providers --------------------------------------------------------------------------
+
+    async def CreateProvider(self, request: apb.CreateProviderRequest, context: Ctx) -> pb.Provider:
+        prov = await self._s.mutate(lambda s, now: providers.create(s, request.provider, now))
+        log.info("provider %s (%s) created", prov.name, prov.kind)
+        return prov
+
+    async def GetProvider(self, request: apb.GetProviderRequest, context: Ctx) -> pb.Provider:
+        return await self._s.db.read(lambda s: providers.get(s, request.name))
+
+    async def ListProviders(
+        self, request: apb.ListProvidersRequest, context: Ctx
+    ) -> apb.ListProvidersResponse:
+        return apb.ListProvidersResponse(providers=await self._s.db.read(providers.list_all))
+
+    async def UpdateProvider(self, request: apb.UpdateProviderRequest, context: Ctx) -> pb.Provider:
+        prov = await self._s.mutate(
+            lambda s, now: providers.update(s, request.provider, request.update_mask, now)
+        )
+        log.info("provider %s updated (%s)", prov.name, ",".join(request.update_mask.paths) or "*")
+        return prov
+
+    async def DeleteProvider(self, request: apb.DeleteProviderRequest, context: Ctx) -> Empty:
+        await self._s.mutate(lambda s, _now: providers.delete_provider(s, request.name))
+        log.info("provider %s deleted", request.name)
+        return Empty()
+
+    # -- routes -----------------------------------------------------------------------------
+
+    async def CreateRoute(self, request: apb.CreateRouteRequest, context: Ctx) -> pb.Route:
+        route = await self._s.mutate(lambda s, now: routes.create(s, request.route, now))
+        log.info("route %s created", route.name)
+        return route
+
+    async def GetRoute(self, request: apb.GetRouteRequest, context: Ctx) -> pb.Route:
+        return await self._s.db.read(lambda s: routes.get(s, request.name))
+
+    async def ListRoutes(
+        self, request: apb.ListRoutesRequest, context: Ctx
+    ) -> apb.ListRoutesResponse:
+        return apb.ListRoutesResponse(routes=await self._s.db.read(routes.list_all))
+
+    async def UpdateRoute(self, request: apb.UpdateRouteRequest, context: Ctx) -> pb.Route:
+        route = await self._s.mutate(
+            lambda s, now: routes.update(s, request.route, request.update_mask, now)
+        )
+        log.info("route %s updated (%s)", route.name, ",".join(request.update_mask.paths) or "*")
+        return route
+
+    async def DeleteRoute(self, request: apb.DeleteRouteRequest, context: Ctx) -> Empty:
+        await self._s.mutate(lambda s, _now: routes.delete_route(s, request.name))
+        log.info("route %s deleted", request.name)
+        return Empty()
+
+    # -- prices -----------------------------------------------------------------------------
+
+    async def ListPrices(
+        self, request: apb.ListPricesRequest, context: Ctx
+    ) -> apb.ListPricesResponse:
+        return apb.ListPricesResponse(prices=await self._s.db.read(prices.list_all))

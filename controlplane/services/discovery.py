@@ -1,0 +1,132 @@
+"""The Discovery service: snapshot distribution to data planes (xDS state-of-the-world style).
+
+Watch, per stream:
+
+1. The first request must carry ``node_id``; its ``version_info`` is the version the data plane
+   already runs (from its disk cache, or ``""``). The node is registered as connected.
+2. Whenever the current snapshot's version differs both from the version the data plane runs
+   and from the last version sent on this stream, the server sends ``WatchResponse(version,
+   nonce, snapshot)`` with a fresh nonce. So: nothing is sent to a data plane that already runs
+   the current version; a newer change is sent at once even if the previous response was not
+   answered yet; a NACKed version is not sent again on the same stream.
+3. A request carrying one of the stream's nonces is an ACK (``error_detail`` empty; the data plane
+   now runs ``version_info``) or a NACK (``error_detail`` set; recorded as ``nacked_version`` and
+   ``last_error``). Requests with unknown nonces only refresh ``last_seen``.
+4. The server then waits on the snapshot cache's change notification (no polling).
+5. The stream ends when the client cancels or half-closes, or the server shuts down; the node is
+   then marked disconnected.
+
+ListDataPlanes reports every known node with its acked/nacked version and the current version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from controlplane.domain.errors import InvalidArgument
+from controlplane.errors import grpc_errors
+from controlplane.services.state import AppState
+from gwapi.v1 import discovery_pb2 as dpb
+from gwapi.v1 import discovery_pb2_grpc
+
+log = logging.getLogger(__name__)
+Ctx = Any  # grpc.aio.ServicerContext
+MAX_PENDING_NONCES = 16
+
+
+@dataclass
+class _Stream:
+    node_id: str
+    running: str  # the version the data plane says it runs (initial, then each ACK)
+    sent: str = ""  # the last version sent on this stream
+    pending: dict[str, str] = field(default_factory=dict)  # nonce -> version sent
+
+    def issue(self, version: str) -> str:
+        nonce = secrets.token_hex(8)
+        self.sent = version
+        self.pending[nonce] = version
+        while len(self.pending) > MAX_PENDING_NONCES:  # a client that never answers
+            self.pending.pop(next(iter(self.pending)))
+        return nonce
+
+
+@grpc_errors
+class DiscoveryService(discovery_pb2_grpc.DiscoveryServicer):
+    def __init__(self, state: AppState) -> None:
+        self._s = state
+
+    async def Watch(
+        self, request_iterator: AsyncIterator[dpb.WatchRequest], context: Ctx
+    ) -> AsyncIterator[dpb.WatchResponse]:
+        requests = request_iterator.__aiter__()
+        try:
+            first = await requests.__anext__()
+        except StopAsyncIteration:
+            return
+        if not first.node_id:
+            raise InvalidArgument("node_id is required in the first WatchRequest")
+        registry, cache = self._s.registry, self._s.cache
+        stream = _Stream(node_id=first.node_id, running=first.version_info)
+        generation = registry.connect(
+            first.node_id, first.hostname, first.listen, first.version_info
+        )
+        log.info(
+            "data plane %s connected (%s, running %s)",
+            first.node_id,
+            first.hostname or "?",
+            first.version_info or "<nothing>",
+        )
+        reader = asyncio.create_task(
+            self._read(requests, stream), name=f"watch-read-{first.node_id}"
+        )
+        waiter: asyncio.Task[bool] | None = None
+        try:
+            while not cache.closed:
+                snap = cache.current
+                if snap is not None and snap.version not in (stream.running, stream.sent):
+                    nonce = stream.issue(snap.version)
+                    yield dpb.WatchResponse(version=snap.version, nonce=nonce, snapshot=snap)
+                waiter = asyncio.create_task(cache.wait_for_change(snap.version if snap else ""))
+                done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if reader in done:
+                    reader.result()  # surface a reader failure
+                    break
+        finally:
+            if waiter is not None:
+                waiter.cancel()
+            reader.cancel()
+            registry.disconnect(first.node_id, generation)
+            log.info("data plane %s disconnected", first.node_id)
+
+    async def _read(self, requests: AsyncIterator[dpb.WatchRequest], stream: _Stream) -> None:
+        """Consume ACK/NACKs until the client half-closes."""
+        registry = self._s.registry
+        async for req in requests:
+            version = stream.pending.pop(req.response_nonce, None)
+            if version is None:
+                registry.seen(stream.node_id)
+                continue
+            if req.error_detail:
+                registry.nack(stream.node_id, version, req.error_detail)
+                log.warning(
+                    "data plane %s rejected snapshot %s: %s",
+                    stream.node_id,
+                    version,
+                    req.error_detail[:300],
+                )
+            else:
+                stream.running = req.version_info or version
+                registry.ack(stream.node_id, stream.running)
+                log.debug("data plane %s applied snapshot %s", stream.node_id, stream.running)
+
+    async def ListDataPlanes(
+        self, request: dpb.ListDataPlanesRequest, context: Ctx
+    ) -> dpb.ListDataPlanesResponse:
+        return dpb.ListDataPlanesResponse(
+            current_version=self._s.cache.version, dataplanes=self._s.registry.list()
+        )

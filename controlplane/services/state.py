@@ -1,0 +1,46 @@
+"""The objects every servicer shares, bundled once by the server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlmodel import Session
+
+from controlplane.catalog.common import now_ms
+from controlplane.services.registry import DataPlaneRegistry
+from controlplane.settings import Settings
+from controlplane.snapshots.cache import SnapshotCache
+from controlplane.store.db import Database
+from controlplane.usage.hub import UsageHub
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    db: Database
+    cache: SnapshotCache
+    hub: UsageHub = field(default_factory=UsageHub)
+    registry: DataPlaneRegistry = field(default_factory=DataPlaneRegistry)
+    health: Any = None  # grpc_health aio HealthServicer, set by the server
+    tasks: list[Any] = field(default_factory=list)  # background asyncio tasks
+
+    async def mutate(self, fn: Callable[[Session, int], T]) -> T:
+        """Run ``fn(session, now_ms)`` in one committed transaction, then publish a new snapshot.
+
+        The snapshot is rebuilt before returning, so when an admin call answers, connected data
+        planes are already being sent the change. A failed rebuild does not fail the (committed)
+        mutation: it is logged, and the periodic refresh retries it.
+        """
+        now = now_ms()
+        result = await self.db.run(lambda s: fn(s, now))
+        try:
+            await self.cache.rebuild()
+        except Exception:
+            log.exception("snapshot rebuild after a mutation failed; will retry periodically")
+        return result

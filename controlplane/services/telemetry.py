@@ -1,0 +1,71 @@
+"""The Telemetry service: usage ingest from data planes, usage queries and the live log tail."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from controlplane.errors import grpc_errors
+from controlplane.services.state import AppState
+from controlplane.usage.ingest import ingest
+from controlplane.usage.ledger import query_usage, recent_events
+from gwapi.v1 import telemetry_pb2 as tpb
+from gwapi.v1 import telemetry_pb2_grpc
+
+log = logging.getLogger(__name__)
+Ctx = Any  # grpc.aio.ServicerContext
+
+
+def _matches(ev: tpb.UsageEvent, req: tpb.TailLogsRequest) -> bool:
+    return (not req.workspace or ev.workspace == req.workspace) and (
+        not req.key_id or ev.key_id == req.key_id
+    )
+
+
+@grpc_errors
+class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
+    def __init__(self, state: AppState) -> None:
+        self._s = state
+
+    async def ReportUsage(
+        self, request: tpb.ReportUsageRequest, context: Ctx
+    ) -> tpb.ReportUsageResponse:
+        return await ingest(self._s.db, self._s.hub, request)
+
+    async def QueryUsage(
+        self, request: tpb.QueryUsageRequest, context: Ctx
+    ) -> tpb.QueryUsageResponse:
+        rows = await self._s.db.read(lambda s: query_usage(s, request))
+        return tpb.QueryUsageResponse(rows=rows)
+
+    async def TailLogs(
+        self, request: tpb.TailLogsRequest, context: Ctx
+    ) -> AsyncIterator[tpb.UsageEvent]:
+        """The last ``limit`` events (oldest first); with ``follow``, then every new one.
+
+        With follow, the live subscription starts *before* the history is read, so an event
+        ingested in between is neither lost nor sent twice.
+        """
+        sub = self._s.hub.subscribe() if request.follow else None
+        try:
+            history = await self._s.db.read(
+                lambda s: recent_events(s, request.limit, request.workspace, request.key_id)
+            )
+            sent = set()
+            for ev in history:
+                sent.add(ev.request_id)
+                yield ev
+            if sub is None:
+                return
+            while True:
+                live = await sub.get()
+                if live is None:  # server shutting down
+                    return
+                if live.request_id not in sent and _matches(live, request):
+                    yield live
+        finally:
+            if sub is not None:
+                if sub.dropped:
+                    log.warning("log tail was too slow: %d events skipped", sub.dropped)
+                sub.close()

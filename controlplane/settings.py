@@ -1,0 +1,78 @@
+"""Control-plane settings: command-line flags over environment variables over defaults.
+
+Environment: ``TOLLGATE_ADMIN_TOKEN``, ``TOLLGATE_DATAPLANE_TOKEN`` (defaults to the admin
+token), ``TOLLGATE_DB`` (database URL), ``TOLLGATE_LISTEN`` (host:port). Tokens never appear in
+``repr()`` or logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_DB_URL = "sqlite:///.tollgate/tollgate.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = DEFAULT_LISTEN
+    db_url: str = DEFAULT_DB_URL
+    admin_token: str = field(default="", repr=False)
+    dataplane_token: str = field(default="", repr=False)
+    # Re-read the database this often even without local mutations, so changes made through
+    # another control-plane replica (shared PostgreSQL) still reach this one's data planes.
+    snapshot_refresh_s: float = 10.0
+    shutdown_grace_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.dataplane_token:
+            object.__setattr__(self, "dataplane_token", self.admin_token)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with an actionable message when the settings cannot work."""
+        if not self.admin_token:
+            raise ValueError(
+                "an admin token is required: pass --admin-token or set TOLLGATE_ADMIN_TOKEN"
+            )
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(
+                f"invalid --listen {self.listen!r}: use HOST:PORT, e.g. 127.0.0.1:50051"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {
+            "listen": env.get("TOLLGATE_LISTEN") or DEFAULT_LISTEN,
+            "db_url": env.get("TOLLGATE_DB") or DEFAULT_DB_URL,
+            "admin_token": env.get("TOLLGATE_ADMIN_TOKEN", ""),
+            "dataplane_token": env.get("TOLLGATE_DATAPLANE_TOKEN", ""),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None and v != ""})
+        return cls(**values)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_args(
+        cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+    ) -> Settings:
+        parser = argparse.ArgumentParser(
+            prog="tollgate-controlplane", description="Tollgate control plane (gRPC)."
+        )
+        parser.add_argument("--listen", help=f"HOST:PORT to serve on (default {DEFAULT_LISTEN})")
+        parser.add_argument(
+            "--db",
+            dest="db_url",
+            help="database URL: sqlite:///path.db or postgresql://… "
+            f"(env TOLLGATE_DB, default {DEFAULT_DB_URL})",
+        )
+        parser.add_argument("--admin-token", help="admin bearer token (env TOLLGATE_ADMIN_TOKEN)")
+        parser.add_argument(
+            "--dataplane-token",
+            help="data-plane bearer token (env TOLLGATE_DATAPLANE_TOKEN; default: the admin token)",
+        )
+        args = parser.parse_args(argv)
+        return cls.from_env(env, **vars(args))

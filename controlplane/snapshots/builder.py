@@ -1,0 +1,109 @@
+"""Build the data planes' snapshot from the database.
+
+Contract:
+
+* Every repeated field is in a deterministic order (workspaces, providers, routes by name; keys
+  by id; prices by model prefix; budgets by period; ``retry_on`` sorted). Route targets and key
+  model patterns keep their stored order: it is meaningful (fallback order, first match).
+* ``version`` = first 16 hex of SHA-256 of the deterministic serialisation with ``version`` and
+  ``built_at_ms`` cleared, so identical content always yields the identical version.
+* :func:`validate` lists everything that would make a data plane misbehave (a key whose
+  workspace, provider or route is missing, a route target that does not exist…).
+  :func:`build` raises :class:`InvalidSnapshot` rather than return such a snapshot.
+* Revoked keys are included with ``revoked=true``. ``spend`` is empty for now.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlmodel import Session, col, select
+
+from controlplane.catalog.convert import (
+    key_to_snapshot_pb,
+    price_to_pb,
+    provider_to_pb,
+    route_to_pb,
+    workspace_to_pb,
+)
+from controlplane.store.models import PriceRow, ProviderRow, RouteRow, VirtualKeyRow, WorkspaceRow
+from gwapi.v1 import discovery_pb2 as dpb
+
+VERSION_HEX_CHARS = 16
+
+
+class InvalidSnapshot(Exception):
+    """The database content would produce a snapshot data planes cannot trust."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def content_version(snapshot: dpb.Snapshot) -> str:
+    """The content hash of ``snapshot`` (its own ``version``/``built_at_ms`` are ignored)."""
+    clean = dpb.Snapshot()
+    clean.CopyFrom(snapshot)
+    clean.version = ""
+    clean.built_at_ms = 0
+    digest = hashlib.sha256(clean.SerializeToString(deterministic=True)).hexdigest()
+    return digest[:VERSION_HEX_CHARS]
+
+
+def read_snapshot(s: Session) -> dpb.Snapshot:
+    """Read every table into an unversioned snapshot (``version``/``built_at_ms`` empty)."""
+    snap = dpb.Snapshot()
+    for ws in s.exec(select(WorkspaceRow).order_by(col(WorkspaceRow.name))):
+        snap.workspaces.append(workspace_to_pb(ws))
+    for key in s.exec(select(VirtualKeyRow).order_by(col(VirtualKeyRow.id))):
+        snap.keys.append(key_to_snapshot_pb(key))
+    for prov in s.exec(select(ProviderRow).order_by(col(ProviderRow.name))):
+        snap.providers.append(provider_to_pb(prov))
+    for route in s.exec(select(RouteRow).order_by(col(RouteRow.name))):
+        snap.routes.append(route_to_pb(route))
+    for price in s.exec(select(PriceRow).order_by(col(PriceRow.model_prefix))):
+        snap.prices.append(price_to_pb(price))
+    return snap
+
+
+def validate(snap: dpb.Snapshot) -> list[str]:
+    """Referential problems in ``snap``; empty when it is safe to publish."""
+    problems: list[str] = []
+    workspaces = {w.name for w in snap.workspaces}
+    providers = {p.name for p in snap.providers}
+    routes = {r.name for r in snap.routes}
+    hashes: set[str] = set()
+    for key in snap.keys:
+        if key.workspace not in workspaces:
+            problems.append(f"key {key.id}: workspace {key.workspace!r} does not exist")
+        if len(key.secret_sha256) != 64 or key.secret_sha256 in hashes:
+            problems.append(f"key {key.id}: missing or duplicate secret hash")
+        hashes.add(key.secret_sha256)
+        if key.revoked:
+            continue  # a revoked key routes nowhere; its old target may be gone
+        if bool(key.provider) == bool(key.route):
+            problems.append(f"key {key.id}: needs exactly one of provider or route")
+        elif key.provider and key.provider not in providers:
+            problems.append(f"key {key.id}: provider {key.provider!r} does not exist")
+        elif key.route and key.route not in routes:
+            problems.append(f"key {key.id}: route {key.route!r} does not exist")
+    for route in snap.routes:
+        if not route.targets:
+            problems.append(f"route {route.name!r}: has no targets")
+        for target in route.targets:
+            if target.provider not in providers:
+                problems.append(
+                    f"route {route.name!r}: provider {target.provider!r} does not exist"
+                )
+    return problems
+
+
+def build(s: Session, now_ms: int) -> dpb.Snapshot:
+    """Read, validate and version a snapshot. Raises :class:`InvalidSnapshot`."""
+    snap = read_snapshot(s)
+    problems = validate(snap)
+    if problems:
+        raise InvalidSnapshot(problems)
+    snap.version = content_version(snap)
+    snap.built_at_ms = now_ms
+    return snap

@@ -1,0 +1,140 @@
+"""SQLModel tables: the control plane's system of record.
+
+Conventions: times are Unix milliseconds (BIGINT); money is integer micro-dollars (BIGINT);
+structured values (limits, options, targets, metadata) are JSON *text*, so the same schema runs on
+SQLite and PostgreSQL. Virtual keys hold only the SHA-256 of their secret.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Text
+from sqlmodel import Field, SQLModel
+
+# Every table registers on this metadata; db.create_all() uses it.
+metadata = SQLModel.metadata
+
+
+def _json(default: str) -> Column:  # type: ignore[type-arg]
+    return Column(Text, nullable=False, default=default, server_default=default)
+
+
+class WorkspaceRow(SQLModel, table=True):
+    __tablename__ = "workspace"
+
+    name: str = Field(primary_key=True, max_length=63)
+    description: str = ""
+    limits_json: str = Field(default="{}", sa_column=_json("{}"))
+    timezone: str = ""
+    created_at_ms: int = Field(default=0, sa_type=BigInteger)
+    updated_at_ms: int = Field(default=0, sa_type=BigInteger)
+
+
+class VirtualKeyRow(SQLModel, table=True):
+    __tablename__ = "virtual_key"
+
+    id: str = Field(primary_key=True, max_length=32)
+    secret_sha256: str = Field(unique=True, index=True, max_length=64)
+    prefix: str = ""
+    name: str = ""
+    workspace: str = Field(foreign_key="workspace.name", index=True)
+    limits_json: str = Field(default="{}", sa_column=_json("{}"))
+    # Exactly one of provider / route is non-empty. No foreign key: "" means unset, and deletes
+    # are guarded in the store with a message naming the dependants.
+    provider: str = Field(default="", index=True)
+    route: str = Field(default="", index=True)
+    models_json: str = Field(default="[]", sa_column=_json("[]"))
+    expires_at_ms: int = Field(default=0, sa_type=BigInteger)
+    revoked_at_ms: int = Field(default=0, sa_type=BigInteger)
+    created_at_ms: int = Field(default=0, sa_type=BigInteger)
+    updated_at_ms: int = Field(default=0, sa_type=BigInteger)
+
+
+class ProviderRow(SQLModel, table=True):
+    __tablename__ = "provider"
+
+    name: str = Field(primary_key=True, max_length=63)
+    kind: str
+    base_url: str = ""
+    api_key_env: str = ""
+    options_json: str = Field(default="{}", sa_column=_json("{}"))
+    created_at_ms: int = Field(default=0, sa_type=BigInteger)
+    updated_at_ms: int = Field(default=0, sa_type=BigInteger)
+
+
+class RouteRow(SQLModel, table=True):
+    __tablename__ = "route"
+
+    name: str = Field(primary_key=True, max_length=63)
+    mode: str = "fallback"
+    # [{"provider": str, "weight": int, "model": str}, ...] in fallback order.
+    targets_json: str = Field(default="[]", sa_column=_json("[]"))
+    retries: int = 0
+    retry_on_json: str = Field(default="[]", sa_column=_json("[]"))
+    timeout_connect_ms: int = 0
+    timeout_first_byte_ms: int = 0
+    timeout_idle_ms: int = 0
+    cache_ttl_s: int = 0
+    created_at_ms: int = Field(default=0, sa_type=BigInteger)
+    updated_at_ms: int = Field(default=0, sa_type=BigInteger)
+
+
+class PriceRow(SQLModel, table=True):
+    """Rates in micro-dollars per million tokens. Seeded from prices.json; operators may edit."""
+
+    __tablename__ = "price"
+
+    model_prefix: str = Field(primary_key=True, max_length=200)
+    family: str
+    family_default: bool = False
+    input: int = Field(default=0, sa_type=BigInteger)
+    output: int = Field(default=0, sa_type=BigInteger)
+    cache_write_5m: int = Field(default=0, sa_type=BigInteger)
+    cache_write_1h: int = Field(default=0, sa_type=BigInteger)
+    cache_read: int = Field(default=0, sa_type=BigInteger)
+    long_context_threshold: int = Field(default=0, sa_type=BigInteger)
+    long_context_beta: str = ""
+    long_input: int = Field(default=0, sa_type=BigInteger)
+    long_output: int = Field(default=0, sa_type=BigInteger)
+    long_cache_write_5m: int = Field(default=0, sa_type=BigInteger)
+    long_cache_write_1h: int = Field(default=0, sa_type=BigInteger)
+    long_cache_read: int = Field(default=0, sa_type=BigInteger)
+    updated_at_ms: int = Field(default=0, sa_type=BigInteger)
+
+
+class UsageEventRow(SQLModel, table=True):
+    """The usage ledger: one row per gateway request, keyed (idempotently) by request id."""
+
+    __tablename__ = "usage_event"
+
+    request_id: str = Field(primary_key=True, max_length=128)
+    time_ms: int = Field(default=0, sa_type=BigInteger, index=True)
+    workspace: str = Field(default="", index=True)
+    key_id: str = Field(default="", index=True)
+    key_name: str = ""
+    session_id: str = Field(default="", index=True)
+    metadata_json: str = Field(default="{}", sa_column=_json("{}"))
+    model_requested: str = ""
+    model_served: str = ""
+    provider: str = ""
+    attempts: int = 0
+    status: int = 0
+    error_type: str = ""
+    error_message: str = Field(default="", sa_type=Text)
+    ttfb_ms: int = Field(default=0, sa_type=BigInteger)
+    latency_ms: int = Field(default=0, sa_type=BigInteger)
+    input_tokens: int = Field(default=0, sa_type=BigInteger)
+    output_tokens: int = Field(default=0, sa_type=BigInteger)
+    cache_creation_input_tokens: int = Field(default=0, sa_type=BigInteger)
+    cache_read_input_tokens: int = Field(default=0, sa_type=BigInteger)
+    cache_write_5m_tokens: int = Field(default=0, sa_type=BigInteger)
+    cache_write_1h_tokens: int = Field(default=0, sa_type=BigInteger)
+    cost_micros: int = Field(default=0, sa_type=BigInteger)
+    priced_as: str = ""
+    stream: bool = False
+    path: str = ""
+    user_agent: str = ""
+    client_version: str = ""
+    dataplane_id: str = ""
+    upstream_request_id: str = ""
+    client_disconnected: bool = False
+    received_at_ms: int = Field(default=0, sa_type=BigInteger)

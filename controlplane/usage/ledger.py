@@ -1,0 +1,150 @@
+"""Queries over the usage ledger: QueryUsage aggregates and TailLogs history.
+
+QueryUsage contract: filter by workspace, key id and ``[since_ms, until_ms)`` (``until_ms`` 0 =
+no upper bound, i.e. up to now, tolerant of data-plane clock skew); group by one dimension:
+
+* ``""`` — one total row (always present, zeros when nothing matched), group ``""``;
+* ``workspace`` | ``key`` (key id) | ``provider`` | ``session`` — a column;
+* ``model`` — the model served, or the requested one when nothing was served;
+* ``day`` — the UTC calendar day ``YYYY-MM-DD``;
+* ``metadata.<field>`` — a value of the request's metadata; events without it form group ``""``.
+
+Column groupings run as SQL ``GROUP BY``; ``metadata.<field>`` groups by the metadata JSON text
+in SQL and re-aggregates the (few) distinct documents in Python, which works identically on
+SQLite and PostgreSQL. Rows carry requests, errors (HTTP status >= 400), token sums and cost.
+Rows are sorted by cost descending (then group), except ``day`` which is chronological.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, func
+from sqlmodel import Session, col, select
+
+from controlplane.domain.errors import InvalidArgument
+from controlplane.store.models import UsageEventRow as U
+from controlplane.usage.events import row_to_event
+from gwapi.v1 import telemetry_pb2 as tpb
+
+DAY_MS = 86_400_000
+GROUPS = ("", "workspace", "key", "model", "provider", "session", "day", "metadata.<field>")
+_METADATA_RE = re.compile(r"^metadata\.([A-Za-z0-9_.-]{1,64})$")
+DEFAULT_TAIL = 20
+MAX_TAIL = 1000
+
+
+def _group_expr(group_by: str) -> ColumnElement[Any] | None:
+    columns: dict[str, Any] = {
+        "workspace": col(U.workspace),
+        "key": col(U.key_id),
+        "provider": col(U.provider),
+        "session": col(U.session_id),
+        "model": case(
+            (col(U.model_served) != "", col(U.model_served)), else_=col(U.model_requested)
+        ),
+        "day": col(U.time_ms) // DAY_MS,
+        "metadata": col(U.metadata_json),
+    }
+    key = "metadata" if group_by.startswith("metadata.") else group_by
+    if key == "":
+        return None
+    expr: ColumnElement[Any] = columns[key]
+    return expr
+
+
+def _filters(req: tpb.QueryUsageRequest) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    if req.workspace:
+        conds.append(col(U.workspace) == req.workspace)
+    if req.key_id:
+        conds.append(col(U.key_id) == req.key_id)
+    if req.since_ms:
+        conds.append(col(U.time_ms) >= req.since_ms)
+    if req.until_ms:
+        conds.append(col(U.time_ms) < req.until_ms)
+    return conds
+
+
+def validate_group_by(group_by: str) -> str:
+    if group_by in GROUPS[:-1] or _METADATA_RE.fullmatch(group_by):
+        return group_by
+    raise InvalidArgument(f"unknown group_by {group_by!r}: use one of {', '.join(GROUPS)}")
+
+
+def _day_label(day_index: int) -> str:
+    return (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=int(day_index))).strftime(
+        "%Y-%m-%d"
+    )
+
+
+_SUMS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "cost_micros",
+)
+
+
+def query_usage(s: Session, req: tpb.QueryUsageRequest) -> list[tpb.UsageRow]:
+    group_by = validate_group_by(req.group_by)
+    if req.until_ms and req.since_ms and req.until_ms <= req.since_ms:
+        raise InvalidArgument("until_ms must be after since_ms")
+    group = _group_expr(group_by)
+    measures = [
+        func.count().label("requests"),
+        func.coalesce(func.sum(case((col(U.status) >= 400, 1), else_=0)), 0).label("errors"),
+        *(func.coalesce(func.sum(getattr(U, name)), 0).label(name) for name in _SUMS),
+    ]
+    stmt = select(*([group.label("grp")] if group is not None else []), *measures)
+    for cond in _filters(req):
+        stmt = stmt.where(cond)
+    if group is not None:
+        stmt = stmt.group_by(group)
+    result = s.exec(stmt).all()
+
+    acc: dict[str, tpb.UsageRow] = {}
+    for r in result:
+        m = r._mapping
+        if group is None:
+            label = ""
+        elif group_by == "day":
+            label = _day_label(m["grp"])
+        elif group_by.startswith("metadata."):
+            label = str(json.loads(m["grp"] or "{}").get(group_by.split(".", 1)[1], ""))
+        else:
+            label = str(m["grp"] or "")
+        row = acc.setdefault(label, tpb.UsageRow(group=label))
+        row.requests += int(m["requests"])
+        row.errors += int(m["errors"])
+        for name in _SUMS:
+            setattr(row, name, getattr(row, name) + int(m[name]))
+    if group is None and not acc:
+        acc[""] = tpb.UsageRow(group="")
+    rows = list(acc.values())
+    if group_by == "day":
+        rows.sort(key=lambda r: r.group)
+    else:
+        rows.sort(key=lambda r: (-r.cost_micros, r.group))
+    return rows
+
+
+def recent_events(
+    s: Session, limit: int, workspace: str = "", key_id: str = ""
+) -> Sequence[tpb.UsageEvent]:
+    """The ``limit`` most recent events (by request time), oldest first."""
+    limit = DEFAULT_TAIL if limit <= 0 else min(limit, MAX_TAIL)
+    stmt = select(U)
+    if workspace:
+        stmt = stmt.where(U.workspace == workspace)
+    if key_id:
+        stmt = stmt.where(U.key_id == key_id)
+    stmt = stmt.order_by(col(U.time_ms).desc(), col(U.request_id).desc()).limit(limit)
+    rows = list(s.exec(stmt).all())
+    rows.reverse()
+    return [row_to_event(r) for r in rows]
