@@ -194,6 +194,10 @@ class Snapshot:
                 k.expires_at_ms,
                 k.revoked,
             )
+        try:
+            prices = PriceTable.from_proto(msg.prices)
+        except ValueError as exc:
+            raise SnapshotError(f"bad price table: {exc}") from exc
         return cls(
             version=msg.version,
             built_at_ms=msg.built_at_ms,
@@ -201,7 +205,7 @@ class Snapshot:
             keys_by_hash=MappingProxyType(keys),
             providers=MappingProxyType(providers),
             routes=MappingProxyType(routes),
-            prices=PriceTable.from_proto(msg.prices),
+            prices=prices,
         )
 
 

@@ -1,0 +1,287 @@
+"""The whole gateway on loopback: a control-plane process, a data plane, the strict fake upstream.
+
+Run against both databases (``db_url``: SQLite and the local PostgreSQL). The control plane is a
+real subprocess so that it can be killed (SIGKILL, no goodbye) and restarted on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from dataplane.server import DataPlane, Settings
+from gwapi.v1 import admin_pb2, common_pb2
+from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
+from tui.client import GatewayClient
+
+pytestmark = pytest.mark.e2e
+
+ADMIN = "admin-token-e2e-0123456789"
+DP_TOKEN = "dataplane-token-e2e-0123456789"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ControlPlaneProcess:
+    def __init__(self, db_url: str, log: Path) -> None:
+        self.db_url = db_url
+        self.port = free_port()
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        env = {**os.environ, "TOLLGATE_ADMIN_TOKEN": ADMIN, "TOLLGATE_DATAPLANE_TOKEN": DP_TOKEN}
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gwctl.main",
+                    "controlplane",
+                    "serve",
+                    "--listen",
+                    self.address,
+                    "--db",
+                    self.db_url,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        async with GatewayClient(self.address, ADMIN) as c:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if await c.health(wait_s=0.5) == "SERVING":
+                        return
+                except Exception:
+                    pass
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(
+                        "control plane did not start:\n" + self.log.read_text()[-3000:]
+                    )
+                await asyncio.sleep(0.1)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@dataclass
+class Gateway:
+    cp: ControlPlaneProcess
+    dp: DataPlane
+    upstream: FakeAnthropic
+    admin: GatewayClient
+    secret: str
+    key_id: str
+    tmp: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.dp.port}"
+
+
+async def start_dp(cp: ControlPlaneProcess, state_dir: Path) -> DataPlane:
+    dp = DataPlane(
+        Settings(
+            listen="127.0.0.1:0",
+            control_plane=cp.address,
+            token=DP_TOKEN,
+            state_dir=state_dir,
+            env={"UPSTREAM_KEY": UPSTREAM_KEY},
+        )
+    )
+    await dp.start()
+    return dp
+
+
+@pytest.fixture
+async def gateway(db_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
+    upstream = FakeAnthropic()
+    await upstream.start()
+    cp = ControlPlaneProcess(db_url, tmp_path / "cp.log")
+    await cp.start()
+    admin = GatewayClient(cp.address, ADMIN)
+    await admin.create_workspace(common_pb2.Workspace(name="team-a"))
+    await admin.create_provider(
+        common_pb2.Provider(
+            name="anthropic",
+            kind="anthropic",
+            base_url=upstream.base_url,
+            api_key_env="UPSTREAM_KEY",
+        )
+    )
+    created = await admin.create_key(
+        admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", provider="anthropic")
+    )
+    dp = await start_dp(cp, tmp_path / "dp")
+    await dp.wait_for_snapshot()
+    gw = Gateway(cp, dp, upstream, admin, created.secret, created.key.id, tmp_path)
+    try:
+        yield gw
+    finally:
+        await gw.dp.stop()
+        await admin.close()
+        cp.stop()
+        await upstream.stop()
+
+
+def body(text: str = "hi", stream: bool = True) -> bytes:
+    return orjson.dumps(
+        {
+            "model": "claude-sonnet-4-5-20250929",
+            "max_tokens": 100,
+            "stream": stream,
+            "messages": [{"role": "user", "content": text}],
+        }
+    )
+
+
+async def call(client: httpx.AsyncClient, secret: str, session: str = "sess-1") -> httpx.Response:
+    return await client.post(
+        "/v1/messages",
+        content=body(),
+        headers={
+            "x-api-key": secret,
+            "anthropic-version": "2023-06-01",
+            "content-type": "application/json",
+            "x-claude-code-session-id": session,
+        },
+    )
+
+
+async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01) -> float:  # type: ignore[no-untyped-def]
+    start = time.monotonic()
+    while not await predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(interval)
+    return time.monotonic() - start
+
+
+async def total(admin: GatewayClient) -> tuple[int, int]:
+    rows = await admin.query_usage()
+    return (rows[0].requests, rows[0].cost_micros) if rows else (0, 0)
+
+
+async def test_revocation_reaches_the_data_plane_within_a_second(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        assert (await call(client, gateway.secret)).status_code == 200
+        await gateway.admin.revoke_key(gateway.key_id)
+        revoked_at = time.monotonic()
+
+        async def refused() -> bool:
+            return (await call(client, gateway.secret)).status_code == 401
+
+        await wait_for(refused, timeout=5)
+        elapsed = time.monotonic() - revoked_at
+    assert elapsed < 1.0, f"revocation took {elapsed:.3f} s"
+    status = await gateway.admin.list_dataplanes()
+    (dp,) = status.dataplanes
+    assert dp.connected and dp.acked_version == status.current_version
+
+
+async def test_usage_reaches_the_control_plane_once(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        for i in range(5):
+            assert (await call(client, gateway.secret, session=f"s{i % 2}")).status_code == 200
+
+    async def five() -> bool:
+        return (await total(gateway.admin))[0] == 5
+
+    await wait_for(five)
+    by_session = {r.group: r.requests for r in await gateway.admin.query_usage(group_by="session")}
+    assert by_session == {"s0": 3, "s1": 2}
+
+
+async def test_control_plane_outage_loses_nothing_and_counts_nothing_twice(
+    gateway: Gateway,
+) -> None:
+    gw = gateway
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        for _ in range(3):
+            assert (await call(client, gw.secret)).status_code == 200
+
+        async def three() -> bool:
+            return (await total(gw.admin))[0] == 3
+
+        await wait_for(three)
+        _, cost_of_three = await total(gw.admin)
+
+        gw.cp.kill()  # no goodbye: the data plane just loses its streams
+        for _ in range(7):  # served from the last snapshot while the control plane is gone
+            assert (await call(client, gw.secret)).status_code == 200
+        await asyncio.sleep(0.5)
+        assert gw.dp.reporter is not None and gw.dp.reporter.backlog == 7  # spooled on disk
+        spool_copy = gw.tmp / "spool-copy"
+        shutil.copytree(gw.dp.settings.state_dir / "spool", spool_copy)
+
+    # The data plane also restarts while the control plane is down: it serves from its cached
+    # snapshot and keeps its spool.
+    await gw.dp.stop()
+    gw.dp = await start_dp(gw.cp, gw.tmp / "dp")
+    assert gw.dp.holder.current is not None
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        assert (await call(client, gw.secret)).status_code == 200
+
+    await gw.cp.start()  # same port, same database
+
+    async def eleven() -> bool:
+        try:
+            return (await total(gw.admin))[0] == 11
+        except Exception:
+            return False
+
+    await wait_for(eleven, timeout=20)
+    assert gw.dp.reporter is not None
+    await wait_for(lambda: _zero(gw.dp))
+
+    # A replica whose acknowledgement was lost replays the same events: nothing counts twice.
+    replay_dir = gw.tmp / "dp-replay"
+    replay_dir.mkdir()
+    shutil.copytree(spool_copy, replay_dir / "spool")
+    replay = await start_dp(gw.cp, replay_dir)
+    try:
+        await wait_for(lambda: _zero(replay))
+    finally:
+        await replay.stop()
+    requests, cost = await total(gw.admin)
+    assert requests == 11
+    assert cost == cost_of_three // 3 * 11
+
+
+async def _zero(dp: DataPlane) -> bool:
+    return dp.reporter is not None and dp.reporter.backlog == 0
