@@ -6,7 +6,8 @@
 * ``postgres`` — the local PostgreSQL (127.0.0.1:5432, trust auth, user ``postgres``). One
   database ``tollgate_test_<hex>`` is created per test session through the ``test`` database and
   dropped (``WITH (FORCE)``) at the end; every test gets an empty ``public`` schema. When the
-  server is unreachable the postgres variant is skipped, never silently turned into sqlite.
+  server is unreachable the postgres variant is skipped (a failure under CI), never silently
+  turned into sqlite.
 
 Tests that only need SQLite can override it locally with ``@pytest.mark.parametrize("db_url",
 [...], indirect=True)`` or by requesting ``sqlite_url``.
@@ -36,6 +37,8 @@ def pg_database() -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:  # pragma: no cover - depends on the machine
+        if os.environ.get("CI"):  # CI's machine runs PostgreSQL: its absence is a failure there
+            pytest.fail(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
     name = f"tollgate_test_{secrets.token_hex(6)}"
     with admin:
