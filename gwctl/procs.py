@@ -158,13 +158,19 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def spawn(
-    layout: Layout, name: str, argv: list[str], env: dict[str, str] | None = None
+    layout: Layout, name: str, argv: list[str], env: dict[str, str | None] | None = None
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m gwctl.main <argv>`` detached; see the module contract.
 
-    Secrets go in ``env`` rather than ``argv`` where the server reads them from there: a command
-    line is visible to every local user in ``ps``.
+    ``env`` adds variables to the inherited environment (``None`` removes one). Secrets go there
+    rather than in ``argv``: a command line is visible to every local user in ``ps``.
     """
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for key, value in (env or {}).items():
+        if value is None:
+            child_env.pop(key, None)
+        else:
+            child_env[key] = value
     log_path = layout.log_file(name)
     with open(log_path, "ab") as log:
         log.write(f"\n--- gwctl up: starting {name} at {time.strftime('%F %T')} ---\n".encode())
@@ -175,7 +181,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+            env=child_env,
         )
     write_private(layout.pid_file(name), f"{proc.pid}\n")
     return proc

@@ -30,11 +30,21 @@ def add_serve(sub: Subparsers, help_text: str, run: object) -> None:
 
 
 def serve_controlplane(args: argparse.Namespace, argv: list[str]) -> int:
-    # Lazy (see module docstring), and by name so type-checking gwctl does not pull the servers in.
-    importlib.import_module("controlplane.server").main(argv)
-    return 0
+    return _run("controlplane.server", argv)
 
 
 def serve_dataplane(args: argparse.Namespace, argv: list[str]) -> int:
-    importlib.import_module("dataplane.server").main(argv)
-    return 0
+    return _run("dataplane.server", argv)
+
+
+def _run(module: str, argv: list[str]) -> int:
+    # Imported lazily (see module docstring) and by name, so type-checking gwctl does not pull
+    # the servers in either.
+    server_main = importlib.import_module(module).main
+    try:
+        code = server_main(argv)
+    except SystemExit as exc:  # the server's argparse: --help (0) or a usage error (2)
+        code = exc.code
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1

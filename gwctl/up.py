@@ -162,7 +162,7 @@ async def _wait_healthy(layout: Layout, name: str, port: int, token: str, wait_s
 
 
 def _start(
-    layout: Layout, name: str, port: int, argv: list[str], env: dict[str, str] | None = None
+    layout: Layout, name: str, port: int, argv: list[str], env: dict[str, str | None]
 ) -> None:
     pid = running_pid(layout, name)
     if pid is not None:
@@ -186,10 +186,10 @@ async def bring_up(layout: Layout, grpc_port: int, http_port: int, wait_s: float
     target = f"127.0.0.1:{grpc_port}"
     has_api_key = bool(os.environ.get("ANTHROPIC_API_KEY"))
 
+    # Tokens travel in the environment the servers read, never in argv (visible in `ps`).
     _start(layout, CP, grpc_port, [
         "controlplane", "serve", "--listen", target, "--db", layout.db_url,
-        "--admin-token", admin_token, "--dataplane-token", dp_token,
-    ])  # fmt: skip
+    ], env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token})  # fmt: skip
     await _wait_healthy(layout, CP, grpc_port, admin_token, wait_s)
 
     async with GatewayClient(target, admin_token) as client:
@@ -202,7 +202,9 @@ async def bring_up(layout: Layout, grpc_port: int, http_port: int, wait_s: float
     _start(layout, DP, http_port, [
         "dataplane", "serve", "--listen", f"127.0.0.1:{http_port}", "--control-plane", target,
         "--state-dir", str(layout.dataplane_dir),
-    ], env={"TOLLGATE_DATAPLANE_TOKEN": dp_token})  # fmt: skip
+        # One local replica has no load balancer to drain away from: stop at once.
+        "--drain-seconds", "0",
+    ], env={"TOLLGATE_DATAPLANE_TOKEN": dp_token, "TOLLGATE_ADMIN_TOKEN": None})  # fmt: skip
     if not dp_was_running:
         state["anthropic_key"] = has_api_key
     state.update(grpc_port=grpc_port, port=http_port)

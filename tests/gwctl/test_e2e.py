@@ -1,0 +1,317 @@
+"""gwctl against a real control plane (127.0.0.1:0, temporary SQLite) run in a background thread.
+
+``gwctl.main.main([...])`` runs in-process on the test thread (it owns its own event loop); the
+server's loop lives in the fixture's thread. Usage events enter through Telemetry.ReportUsage
+with the data-plane token, exactly as a data plane would send them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+import pytest
+
+from gwapi.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
+from gwctl.main import main
+
+pytestmark = pytest.mark.e2e
+server_mod = pytest.importorskip("controlplane.server")
+settings_mod = pytest.importorskip("controlplane.settings")
+
+ADMIN = "e2e-admin-token-" + uuid.uuid4().hex
+DATAPLANE = "e2e-dataplane-token-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The address of a running control plane; stopped when the module's tests are done."""
+    db = tmp_path_factory.mktemp("cp") / "tollgate.db"
+    settings = settings_mod.Settings(
+        listen="127.0.0.1:0",
+        db_url=f"sqlite:///{db}",
+        admin_token=ADMIN,
+        dataplane_token=DATAPLANE,
+        shutdown_grace_s=0.5,
+    )
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+    loop = asyncio.new_event_loop()
+
+    async def serve() -> None:
+        try:
+            async with server_mod.running(settings) as running:
+                box["address"] = running.address
+                box["stop"] = asyncio.Event()
+                ready.set()
+                await box["stop"].wait()
+        except BaseException as exc:
+            box["error"] = exc
+            ready.set()
+            raise
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(30), "control plane did not start"
+    if "error" in box:
+        raise box["error"]
+    yield box["address"]
+    loop.call_soon_threadsafe(box["stop"].set)
+    thread.join(15)
+
+
+@pytest.fixture(autouse=True)
+def env(control_plane: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", control_plane)
+    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a TTY: confirmations refuse
+
+
+def gw(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def gw_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    code, stdout, err = gw(capsys, *argv, "-o", "json")
+    assert code == 0, err
+    return orjson.loads(stdout)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def report(address: str, events: list[telemetry_pb2.UsageEvent]) -> None:
+    with grpc.insecure_channel(address) as channel:
+        telemetry_pb2_grpc.TelemetryStub(channel).ReportUsage(
+            telemetry_pb2.ReportUsageRequest(node_id="dp-test", events=events, last_seq=1),
+            metadata=(("authorization", f"Bearer {DATAPLANE}"),),
+            timeout=10,
+        )
+
+
+def event(ws: str, key_id: str, n: int, model: str, cost: int) -> telemetry_pb2.UsageEvent:
+    return telemetry_pb2.UsageEvent(
+        request_id=f"req_{ws}_{n}",
+        time_ms=int(time.time() * 1000) - 60_000 + n,
+        workspace=ws,
+        key_id=key_id,
+        key_name="alice",
+        session_id=str(uuid.uuid4()),
+        model_requested=model,
+        model_served=model,
+        provider="sim",
+        attempts=1,
+        status=200,
+        ttfb_ms=120,
+        latency_ms=900 + n,
+        usage=common_pb2.Usage(
+            input_tokens=100 * n,
+            output_tokens=10 * n,
+            cache_creation_input_tokens=1000,
+            cache_read_input_tokens=5000,
+            cost_micros=cost,
+        ),
+    )
+
+
+def test_workspace_lifecycle(capsys: pytest.CaptureFixture[str]) -> None:
+    name = unique("ws")
+    ws = gw_json(capsys, "workspaces", "create", name, "--budget", "$1,000.50/month",
+                 "--budget", "50/day", "--rpm", "100", "--description", "team")  # fmt: skip
+    assert ws["name"] == name
+    assert sorted(ws["budgets"]) == ["$1,000.50/month", "$50/day"]
+    assert {b["amount_micros"] for b in ws["limits"]["budgets"]} == {1_000_500_000, 50_000_000}
+    assert name in [w["name"] for w in gw_json(capsys, "workspaces", "list")]
+
+    updated = gw_json(capsys, "workspaces", "update", name, "--rpm", "10")
+    assert updated["limits"]["rpm"] == 10
+    assert sorted(updated["budgets"]) == ["$1,000.50/month", "$50/day"]  # untouched by the mask
+    assert updated["description"] == "team"
+
+    code, stdout, _ = gw(capsys, "workspaces", "show", name)
+    assert code == 0 and "$50/day" in stdout and "rpm:" in stdout
+
+    code, _, err = gw(capsys, "workspaces", "delete", name)
+    assert code == 2 and "--yes" in err
+    assert gw(capsys, "workspaces", "delete", name, "--yes")[0] == 0
+    code, stdout, err = gw(capsys, "workspaces", "show", name)
+    assert code == 1 and stdout == ""
+    assert err.startswith("error: ") and name in err and "Traceback" not in err
+
+
+def test_duplicate_workspace_is_a_readable_refusal(capsys: pytest.CaptureFixture[str]) -> None:
+    name = unique("dup")
+    assert gw(capsys, "workspaces", "create", name)[0] == 0
+    code, _, err = gw(capsys, "workspaces", "create", name)
+    assert code == 1
+    assert err.startswith("error: ") and name in err
+
+
+def test_providers_routes_and_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    ws, prov, route = unique("team"), unique("sim"), unique("route")
+    assert gw(capsys, "workspaces", "create", ws)[0] == 0
+    p = gw_json(capsys, "providers", "create", prov, "--kind", "simulator", "--latency-ms", "5")
+    assert p["kind"] == "simulator" and p["options"] == {"latency_ms": "5"}
+    assert prov in [x["name"] for x in gw_json(capsys, "providers", "list")]
+    assert gw_json(capsys, "providers", "show", prov)["name"] == prov
+
+    r = gw_json(capsys, "routes", "create", route, "--mode", "fallback", "--targets", prov,
+                "--retries", "1")  # fmt: skip
+    assert [t["provider"] for t in r["targets"]] == [prov]
+    assert route in [x["name"] for x in gw_json(capsys, "routes", "list")]
+
+    created = gw_json(capsys, "keys", "create", "--workspace", ws, "--name", "alice",
+                      "--provider", prov, "--budget", "50/day", "--expires", "30d",
+                      "--models", "claude-sonnet-*,claude-haiku-*")  # fmt: skip
+    key_id, secret = created["id"], created["key"]
+    assert key_id and secret.startswith(created["prefix"])
+    assert created["status"] == "active" and created["expires_at_ms"] > 0
+    assert created["models"] == ["claude-sonnet-*", "claude-haiku-*"]
+
+    code, stdout, err = gw(capsys, "keys", "create", "-w", ws, "--name", "bob", "--route", route)
+    assert code == 0 and "gw-" in stdout and "only time" in err
+
+    listed = gw_json(capsys, "keys", "list", "--workspace", ws)
+    assert {k["name"] for k in listed} == {"alice", "bob"}
+    code, stdout, _ = gw(capsys, "keys", "list", "--workspace", ws)
+    assert secret not in stdout and created["prefix"] in stdout
+
+    assert gw_json(capsys, "keys", "show", key_id)["budgets"] == ["$50/day"]
+    updated = gw_json(capsys, "keys", "update", key_id, "--rpm", "5", "--route", route)
+    assert updated["limits"]["rpm"] == 5
+    assert (updated["route"], updated["provider"]) == (route, "")
+
+    code, _, err = gw(capsys, "keys", "revoke", key_id)
+    assert code == 2 and "not a terminal" in err
+    assert gw_json(capsys, "keys", "show", key_id)["status"] == "active"
+    revoked = gw_json(capsys, "keys", "revoke", key_id, "--yes")
+    assert revoked["status"] == "revoked"
+    assert key_id not in [k["id"] for k in gw_json(capsys, "keys", "list", "-w", ws)]
+    assert key_id in [k["id"] for k in gw_json(capsys, "keys", "list", "-w", ws, "--all")]
+
+    assert gw(capsys, "keys", "delete", key_id, "--yes")[0] == 0
+    assert gw(capsys, "keys", "show", key_id)[0] == 1
+
+
+def test_usage_and_logs(control_plane: str, capsys: pytest.CaptureFixture[str]) -> None:
+    ws, prov = unique("usage"), unique("sim")
+    assert gw(capsys, "workspaces", "create", ws)[0] == 0
+    assert gw(capsys, "providers", "create", prov, "--kind", "simulator")[0] == 0
+    key_id = gw_json(capsys, "keys", "create", "-w", ws, "--name", "alice", "--provider", prov)[
+        "id"
+    ]
+    report(control_plane, [
+        event(ws, key_id, 1, "claude-sonnet-4-5", 12_345),
+        event(ws, key_id, 2, "claude-sonnet-4-5", 1),
+        event(ws, key_id, 3, "claude-haiku-4-5", 1_000_000),
+    ])  # fmt: skip
+    report(control_plane, [event(ws, key_id, 3, "claude-haiku-4-5", 1_000_000)])  # a replay
+
+    doc = gw_json(capsys, "usage", "--workspace", ws, "--by", "model", "--since", "24h")
+    rows = {r["group"]: r for r in doc["rows"]}
+    assert rows["claude-sonnet-4-5"]["cost_usd"] == "0.012346"
+    assert rows["claude-sonnet-4-5"]["requests"] == 2
+    assert rows["claude-haiku-4-5"]["cost_usd"] == "1.000000"
+    assert doc["total"]["requests"] == 3
+    assert doc["total"]["cost_usd"] == "1.012346"
+    assert doc["total"]["cache_read_input_tokens"] == 15_000
+
+    code, stdout, _ = gw(capsys, "usage", "--workspace", ws, "--by", "model")
+    assert code == 0
+    assert stdout.splitlines()[-1].split()[0] == "TOTAL"
+    assert stdout.splitlines()[-1].endswith("1.012346")
+
+    logs = gw_json(capsys, "logs", "tail", "--workspace", ws, "-n", "2")
+    assert [e["request_id"] for e in logs] == [f"req_{ws}_2", f"req_{ws}_3"]
+    assert logs[1]["cost_usd"] == "1.000000"
+    code, stdout, _ = gw(capsys, "logs", "tail", "--key", key_id, "-n", "1")
+    assert code == 0 and f"req_{ws}_3" in stdout and "claude-haiku-4-5" in stdout
+
+
+def test_logs_follow_streams_json_lines(
+    control_plane: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ws = unique("follow")
+    assert gw(capsys, "workspaces", "create", ws)[0] == 0
+    report(control_plane, [event(ws, "key_x", 1, "claude-sonnet-4-5", 5)])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gwctl.main", "logs", "tail", "-f", "-o", "json", "-w", ws],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stdout is not None
+        first = orjson.loads(proc.stdout.readline())
+        assert first["request_id"] == f"req_{ws}_1"
+        report(control_plane, [event(ws, "key_x", 2, "claude-sonnet-4-5", 7)])
+        second = orjson.loads(proc.stdout.readline())
+        assert second["request_id"] == f"req_{ws}_2" and second["cost_usd"] == "0.000007"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_dataplanes_list_when_none_connected(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = gw_json(capsys, "dataplanes", "list")
+    assert "current_version" in doc and isinstance(doc["dataplanes"], list)
+    code, stdout, _ = gw(capsys, "dataplanes", "list")
+    assert code == 0 and stdout.startswith("current snapshot version:")
+
+
+def test_missing_and_wrong_token_are_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TOLLGATE_ADMIN_TOKEN")
+    code, stdout, err = gw(capsys, "workspaces", "list")
+    assert code == 1 and stdout == ""
+    assert err.startswith("error: ") and "TOLLGATE_ADMIN_TOKEN" in err
+    assert "Traceback" not in err
+    code, _, err = gw(capsys, "workspaces", "list", "--token", "wrong-token-value")
+    assert code == 1 and err.startswith("error: ")
+    assert "wrong-token-value" not in err
+
+
+def test_unreachable_control_plane(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, _, err = gw(capsys, "workspaces", "list", "--control-plane", f"127.0.0.1:{port}")
+    assert code == 1
+    assert err == (
+        f"error: cannot reach the control plane at 127.0.0.1:{port}: is it running? "
+        "(gwctl controlplane serve)\n"
+    )
+
+
+def test_controlplane_serve_passes_flags_through(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "gwctl.main", "controlplane", "serve", "--listen", "127.0.0.1:0",
+         "--db", f"sqlite:///{tmp_path / 'x.db'}"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "admin token is required" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "gwctl.main", "controlplane", "serve", "--help"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0 and "--dataplane-token" in result.stdout

@@ -1,0 +1,123 @@
+"""``gwctl up`` / ``up --status`` / ``down`` for real: two detached servers on free loopback ports.
+
+Runs gwctl as a subprocess in a temporary working directory (so the default ``./.tollgate``
+state dir is exercised), without ANTHROPIC_API_KEY (so the simulator provider is used), sends
+one request through the data plane with the printed key, and always tears down.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+pytest.importorskip("controlplane.server")
+pytest.importorskip("dataplane.server")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    # Whatever happened, leave no server behind.
+    _gwctl(tmp_path, "down", "--timeout", "5")
+
+
+def _gwctl(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "ANTHROPIC_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "gwctl.main", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def _exports(stdout: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in stdout.splitlines():
+        assert line.startswith("export "), line
+        for pair in line.removeprefix("export ").split():
+            key, _, value = pair.partition("=")
+            values[key] = value
+    return values
+
+
+def test_up_status_request_down(workdir: Path) -> None:
+    port, grpc_port = _free_port(), _free_port()
+    first = _gwctl(workdir, "up", "--port", str(port), "--grpc-port", str(grpc_port))
+    assert first.returncode == 0, first.stderr
+    assert "SIMULATED" in first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[0] == f"export ANTHROPIC_BASE_URL=http://127.0.0.1:{port}"
+    assert lines[1].startswith("export ANTHROPIC_AUTH_TOKEN=gw-")
+    assert lines[2].startswith(f"export TOLLGATE_CONTROL_PLANE=127.0.0.1:{grpc_port} ")
+    exports = _exports(first.stdout)
+
+    state = workdir / ".tollgate"
+    for name in ("admin-token", "dataplane-token", "virtual-key"):
+        assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name
+    assert (state / "admin-token").read_text().strip() == exports["TOLLGATE_ADMIN_TOKEN"]
+    assert (state / "virtual-key").read_text().strip() == exports["ANTHROPIC_AUTH_TOKEN"]
+    pids = {n: (state / f"{n}.pid").read_text().strip() for n in ("controlplane", "dataplane")}
+    # Tokens are handed over in the environment, never on a command line anyone can `ps`.
+    for pid in pids.values():
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists():
+            assert exports["TOLLGATE_ADMIN_TOKEN"].encode() not in cmdline.read_bytes()
+
+    # Idempotent: nothing restarted, the same key reused, the same lines printed.
+    second = _gwctl(workdir, "up")
+    assert second.returncode == 0, second.stderr
+    assert second.stderr.count("already running") == 2
+    assert second.stdout == first.stdout
+    assert {n: (state / f"{n}.pid").read_text().strip() for n in pids} == pids
+
+    status = _gwctl(workdir, "up", "--status")
+    assert status.returncode == 0, status.stdout
+    assert status.stdout.count("healthy") == 2
+
+    response = httpx.post(
+        f"{exports['ANTHROPIC_BASE_URL']}/v1/messages",
+        headers={
+            "authorization": f"Bearer {exports['ANTHROPIC_AUTH_TOKEN']}",
+            "anthropic-version": "2023-06-01",
+        },
+        json={"model": "claude-sonnet-4-5", "max_tokens": 32,
+              "messages": [{"role": "user", "content": "hello"}]},
+        timeout=20,
+        trust_env=False,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+
+    down = _gwctl(workdir, "down")
+    assert down.returncode == 0
+    assert "controlplane: stopped" in down.stderr and "dataplane: stopped" in down.stderr
+    assert not (state / "controlplane.pid").exists()
+    assert _gwctl(workdir, "up", "--status").returncode == 1
+
+
+def test_up_refuses_a_busy_port(workdir: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        result = _gwctl(workdir, "up", "--grpc-port", str(taken), "--port", str(_free_port()))
+    assert result.returncode == 1
+    assert f"port 127.0.0.1:{taken} is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
