@@ -78,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # `gwctl logs tail -f | head`: the reader left; exit quietly, and keep the interpreter's
         # final flush of stdout from raising again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout without a file descriptor (embedded, captured)
+            pass
         return 0
 
 
