@@ -43,15 +43,24 @@ class Principal:
 
 
 def extract_secret(scope: Scope) -> str | None:
+    """The virtual key from ``x-api-key`` or ``Authorization: Bearer``.
+
+    A developer may have a real ANTHROPIC_API_KEY in the shell next to ANTHROPIC_AUTH_TOKEN, and
+    Claude Code then sends both headers: whichever carries a ``gw-`` key wins.
+    """
+    candidates: list[str] = []
     api_key = header(scope, b"x-api-key")
-    if api_key:
-        return api_key.decode("latin-1").strip()
+    if api_key and api_key.strip():
+        candidates.append(api_key.decode("latin-1").strip())
     auth = header(scope, b"authorization")
     if auth:
         scheme, _, value = auth.decode("latin-1").partition(" ")
         if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    return None
+            candidates.append(value.strip())
+    for candidate in candidates:
+        if candidate.startswith("gw-"):
+            return candidate
+    return candidates[0] if candidates else None
 
 
 def authenticate(snapshot: Snapshot, secret: str | None, now_ms: int) -> Principal:

@@ -20,6 +20,9 @@ def test_secret_from_x_api_key_or_bearer() -> None:
     assert extract_secret(scope((b"authorization", b"bearer  gw-c "))) == "gw-c"
     assert extract_secret(scope((b"authorization", b"Basic Zm9v"))) is None
     assert extract_secret(scope()) is None
+    # A real provider key in the shell next to the virtual key: the virtual key wins.
+    both = scope((b"x-api-key", b"sk-ant-real"), (b"authorization", b"Bearer gw-d"))
+    assert extract_secret(both) == "gw-d"
 
 
 def test_authenticate() -> None:
