@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -99,6 +100,7 @@ class ParsedRequest:
     model: str
     stream: bool
     max_tokens: int
+    json: dict[str, Any]
 
 
 def parse_request(body: bytes) -> ParsedRequest:
@@ -117,6 +119,7 @@ def parse_request(body: bytes) -> ParsedRequest:
         model=model,
         stream=obj.get("stream") is True,
         max_tokens=max_tokens if isinstance(max_tokens, int) else 0,
+        json=obj,
     )
 
 
@@ -171,6 +174,7 @@ class MessagesHandler:
                 model=parsed.model,
                 stream=rec.stream,
                 request_id=request_id,
+                json=parsed.json,
             )
             await self._forward(principal, request, rec, receive, send)
         except ClientDisconnected:

@@ -9,9 +9,9 @@ Transport failures before a response exists are raised as ``GatewayError`` (502/
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 Header = tuple[bytes, bytes]
 
@@ -25,6 +25,9 @@ class UpstreamRequest:
     model: str
     stream: bool
     request_id: str
+    # The body parsed once at the edge. Adapters that must rewrite the body (Bedrock, Vertex)
+    # start from this instead of parsing again; the Anthropic adapter never looks at it.
+    json: Mapping[str, Any]
 
 
 class UpstreamResponse(Protocol):
