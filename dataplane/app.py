@@ -1,24 +1,34 @@
 """The data plane's ASGI application: a handful of routes, no framework.
 
 ``HEAD /`` and ``GET /`` answer 200 at once (Claude Code's connectivity probe); ``/healthz``
-reports whether this replica can serve (it has a snapshot and is not draining); ``/v1/*`` sits
-behind :class:`dataplane.auth.AuthMiddleware`.
+reports whether this replica can serve (it has a snapshot and is not draining). The three front
+doors — Anthropic ``/v1/messages``, Bedrock ``/bedrock/model/…``, Vertex ``/vertex/v1/…`` — sit
+behind :class:`dataplane.auth.AuthMiddleware` and share one :class:`MessagesHandler` code path.
 """
 
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 
 import orjson
 
 from dataplane.asgi import ASGIApp, Receive, Scope, Send, send_error, send_response
 from dataplane.auth import PRINCIPAL, REQUEST_ID, AuthMiddleware, Principal
+from dataplane.doors.anthropic import AnthropicDoor
+from dataplane.doors.base import Door
+from dataplane.doors.bedrock import BedrockDoor
+from dataplane.doors.vertex import VertexDoor
 from dataplane.errors import GatewayError, new_request_id, not_found
+from dataplane.events import RequestRecord
 from dataplane.proxy import MessagesHandler
-from dataplane.snapshot import SnapshotHolder
+from dataplane.routing import Router
+from dataplane.snapshot import Snapshot, SnapshotHolder
 
 MESSAGES = "/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"
+BEDROCK_MODEL = "/bedrock/model/"
+VERTEX = "/vertex/v1/"
 
 
 class Health:
@@ -68,11 +78,50 @@ def list_models(principal: Principal, limit: int) -> bytes:
     )
 
 
+def inference_profiles(snapshot: Snapshot | None) -> bytes:
+    """``GET /bedrock/inference-profiles``: the Claude models this gateway can meter, as Bedrock
+    system-defined inference profiles (``us.``/``global.`` ids).
+
+    The AWS SDK sends this call unsigned and without the virtual key, so the answer cannot be per
+    key; it only helps the client pick model ids, and every invoke is authorised on its own.
+    """
+    models = (
+        sorted({e.model_prefix for e in snapshot.prices.entries}, reverse=True) if snapshot else []
+    )
+    summaries = []
+    for model in models:
+        for geo in ("us", "global"):
+            profile = f"{geo}.anthropic.{model}"
+            summaries.append(
+                {
+                    "inferenceProfileName": f"{geo.upper()} {model}",
+                    "inferenceProfileId": profile,
+                    "inferenceProfileArn": f"arn:aws:bedrock:us-east-1::inference-profile/{profile}",
+                    "status": "ACTIVE",
+                    "type": "SYSTEM_DEFINED",
+                    "models": [
+                        {
+                            "modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/anthropic.{model}"
+                        }
+                    ],
+                }
+            )
+    return orjson.dumps({"inferenceProfileSummaries": summaries})
+
+
 class Routes:
     """Dispatch by method and path."""
 
-    def __init__(self, messages: MessagesHandler, health: Health) -> None:
+    def __init__(
+        self,
+        messages: MessagesHandler,
+        bedrock: MessagesHandler,
+        vertex: MessagesHandler,
+        health: Health,
+    ) -> None:
         self.messages = messages
+        self.bedrock = bedrock
+        self.vertex = vertex
         self.health = health
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,6 +137,12 @@ class Routes:
                 await self._error(scope, send, GatewayError(405, f"Use POST for {path}."))
                 return
             await self.messages(scope, receive, send)
+        elif path.startswith(BEDROCK_MODEL) and method == "POST":
+            await self.bedrock(scope, receive, send)
+        elif path.startswith(VERTEX) and method == "POST":
+            await self.vertex(scope, receive, send)
+        elif path == "/bedrock/inference-profiles" and method == "GET":
+            await send_response(send, 200, inference_profiles(self.health.holder.current))
         elif path == "/" and method in ("GET", "HEAD"):
             await send_response(send, 200, b"" if method == "HEAD" else b'{"service":"tollgate"}')
         elif path == "/healthz":
@@ -128,5 +183,27 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def build_app(holder: SnapshotHolder, messages: MessagesHandler, health: Health) -> ASGIApp:
-    return AuthMiddleware(Routes(messages, health), holder)
+def door_for(path: str) -> Door:
+    """The door whose error format a refusal on ``path`` must use."""
+    if path.startswith("/bedrock/"):
+        return BedrockDoor()
+    if path.startswith("/vertex/"):
+        return VertexDoor()
+    return AnthropicDoor()
+
+
+def build_app(
+    holder: SnapshotHolder,
+    router: Router,
+    sink: Callable[[RequestRecord], None],
+    dataplane_id: str,
+    max_body: int,
+    health: Health,
+) -> ASGIApp:
+    def handler(door: Door) -> MessagesHandler:
+        return MessagesHandler(router, sink, dataplane_id, max_body, door)
+
+    routes = Routes(handler(AnthropicDoor()), handler(BedrockDoor()), handler(VertexDoor()), health)
+    return AuthMiddleware(
+        routes, holder, protected=("/v1/", BEDROCK_MODEL, VERTEX), errors_for=door_for
+    )

@@ -107,9 +107,16 @@ async def send_response(
 async def send_error(send: Send, error: GatewayError, request_id: str) -> None:
     """Send a gateway refusal as an Anthropic error response with its request id."""
     body = error_response_body(error.error_type, error.message, request_id)
-    headers = [
+    await send_error_body(send, error.status, body, error.headers, request_id)
+
+
+async def send_error_body(
+    send: Send, status: int, body: bytes, headers: Iterable[Header], request_id: str
+) -> None:
+    """Send an already-rendered error body with the gateway's request-id headers."""
+    all_headers = [
         (b"request-id", request_id.encode()),
         (b"x-tollgate-request-id", request_id.encode()),
-        *error.headers,
+        *headers,
     ]
-    await send_response(send, error.status, body, headers)
+    await send_response(send, status, body, all_headers)

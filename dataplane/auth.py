@@ -15,12 +15,32 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
-from dataplane.asgi import ASGIApp, Receive, Scope, Send, header, send_error, send_response
+from dataplane.asgi import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    header,
+    send_error,
+    send_error_body,
+    send_response,
+)
 from dataplane.errors import GatewayError, forbidden, new_request_id, unauthenticated
 from dataplane.snapshot import Snapshot, SnapshotHolder, VirtualKey, Workspace
 
 PRINCIPAL = "tollgate.principal"
+
+
+class ErrorRenderer(Protocol):
+    """Renders a refusal in the format of the door the client came in by."""
+
+    def error_body(
+        self, status: int, error_type: str, message: str, request_id: str
+    ) -> tuple[bytes, list[tuple[bytes, bytes]]]: ...
+
+
 REQUEST_ID = "tollgate.request_id"
 
 
@@ -103,11 +123,13 @@ class AuthMiddleware:
         holder: SnapshotHolder,
         protected: tuple[str, ...] = ("/v1/",),
         clock: Callable[[], float] = time.time,
+        errors_for: Callable[[str], ErrorRenderer] | None = None,
     ) -> None:
         self.app = app
         self.holder = holder
         self.protected = protected
         self.clock = clock
+        self.errors_for = errors_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.protected):
@@ -116,21 +138,26 @@ class AuthMiddleware:
         request_id = new_request_id()
         scope[REQUEST_ID] = request_id
         snapshot = self.holder.current
-        if snapshot is None:
-            err = GatewayError(
-                503,
-                "The gateway has not received its configuration from the control plane yet. "
-                "Try again in a few seconds.",
-                headers=((b"retry-after", b"2"),),
-            )
-            await send_error(send, err, request_id)
-            return
         try:
+            if snapshot is None:
+                raise GatewayError(
+                    503,
+                    "The gateway has not received its configuration from the control plane yet. "
+                    "Try again in a few seconds.",
+                    headers=((b"retry-after", b"2"),),
+                )
             scope[PRINCIPAL] = authenticate(
                 snapshot, extract_secret(scope), int(self.clock() * 1000)
             )
         except GatewayError as err:
-            await send_error(send, err, request_id)
+            if self.errors_for is None:
+                await send_error(send, err, request_id)
+            else:
+                renderer = self.errors_for(scope["path"])
+                body, extra = renderer.error_body(
+                    err.status, err.error_type, err.message, request_id
+                )
+                await send_error_body(send, err.status, body, [*err.headers, *extra], request_id)
             return
         await self.app(scope, receive, send)
 

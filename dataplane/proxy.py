@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -24,14 +22,15 @@ from dataplane.asgi import (
     Send,
     header,
     read_body,
-    send_error,
+    send_error_body,
 )
 from dataplane.auth import PRINCIPAL, REQUEST_ID, Principal
 from dataplane.codecs.sse import SSEDecoder
+from dataplane.doors.anthropic import AnthropicDoor
+from dataplane.doors.base import Door
 from dataplane.errors import (
     ERROR_TYPES,
     GatewayError,
-    bad_request,
     error_event,
     new_request_id,
     upstream_timeout,
@@ -95,34 +94,6 @@ def response_headers(upstream: list[Header], request_id: str, provider: str) -> 
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedRequest:
-    model: str
-    stream: bool
-    max_tokens: int
-    json: dict[str, Any]
-
-
-def parse_request(body: bytes) -> ParsedRequest:
-    """Read the three fields the gateway needs; 400 for anything unusable."""
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(f"The request body is not valid JSON ({exc}).") from None
-    if not isinstance(obj, dict):
-        raise bad_request("The request body must be a JSON object.")
-    model = obj.get("model")
-    if not isinstance(model, str) or not model:
-        raise bad_request("model: Field required. Name the model to use, e.g. claude-sonnet-4-5.")
-    max_tokens = obj.get("max_tokens")
-    return ParsedRequest(
-        model=model,
-        stream=obj.get("stream") is True,
-        max_tokens=max_tokens if isinstance(max_tokens, int) else 0,
-        json=obj,
-    )
-
-
 def _error_of(body: bytes) -> tuple[str, str]:
     """Best-effort (type, message) of an upstream error body, for the usage record only."""
     try:
@@ -142,39 +113,45 @@ class MessagesHandler:
         record_sink: Callable[[RequestRecord], None],
         dataplane_id: str,
         max_body: int,
+        door: Door | None = None,
     ) -> None:
         self.router = router
         self.sink = record_sink
         self.dataplane_id = dataplane_id
         self.max_body = max_body
+        self.door: Door = door or AnthropicDoor()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal: Principal = scope[PRINCIPAL]
         request_id: str = scope.get(REQUEST_ID) or new_request_id()
-        path: str = scope["path"]
-        count_only = path.endswith("/count_tokens")
-        rec = RequestRecord(request_id=request_id, dataplane_id=self.dataplane_id, path=path)
+        door = self.door
+        rec = RequestRecord(
+            request_id=request_id, dataplane_id=self.dataplane_id, path=scope["path"]
+        )
         rec.workspace = principal.workspace.name
         rec.key_id = principal.key.id
         rec.key_name = principal.key.name
         rec.session_id = (header(scope, b"x-claude-code-session-id") or b"").decode("latin-1")
         rec.user_agent = (header(scope, b"user-agent") or b"").decode("latin-1")
+        count_only = False
         try:
             rec.metadata = parse_metadata(header(scope, b"x-tollgate-metadata"))
             body = await read_body(receive, scope, self.max_body)
-            parsed = parse_request(body)
-            rec.model_requested = parsed.model
-            rec.stream = parsed.stream and not count_only
-            principal.check_model(parsed.model)
+            prepared = door.prepare(scope, body, forwardable_headers(scope["headers"]))
+            count_only = prepared.count_only
+            rec.model_requested = prepared.model
+            rec.stream = prepared.stream
+            principal.check_model(prepared.model)
             request = UpstreamRequest(
                 path="/v1/messages/count_tokens" if count_only else "/v1/messages",
-                query=scope.get("query_string", b""),
-                headers=forwardable_headers(scope["headers"]),
-                body=body,
-                model=parsed.model,
-                stream=rec.stream,
+                # Only the Anthropic door's query means anything to an Anthropic-format upstream.
+                query=scope.get("query_string", b"") if door.name == "anthropic" else b"",
+                headers=prepared.headers,
+                body=prepared.body,
+                model=prepared.model,
+                stream=prepared.stream,
                 request_id=request_id,
-                json=parsed.json,
+                json=prepared.json,
             )
             await self._forward(principal, request, rec, receive, send)
         except ClientDisconnected:
@@ -182,7 +159,8 @@ class MessagesHandler:
             rec.fail(499, "client_disconnected", "client disconnected before the request completed")
         except GatewayError as err:
             rec.fail(err.status, err.error_type, err.message)
-            await send_error(send, err, request_id)
+            body, extra = door.error_body(err.status, err.error_type, err.message, request_id)
+            await send_error_body(send, err.status, body, [*err.headers, *extra], request_id)
         finally:
             if not count_only:
                 self.sink(rec)
@@ -250,14 +228,17 @@ class MessagesHandler:
         except Exception as exc:  # transport failure while reading the body
             raise upstream_timeout(rec.provider) if _is_timeout(exc) else _unreachable(rec) from exc
         headers = response_headers(upstream.headers, request.request_id, rec.provider)
-        headers.append((b"content-length", str(len(body)).encode()))
         rec.upstream_request_id = _find(upstream.headers, b"request-id")
         rec.status = upstream.status
         rec.mark_first_byte()
+        if upstream.status != 200:
+            etype, message = _error_of(body)
+            body, extra = self.door.upstream_error(upstream.status, body)
+            headers.extend(extra)
+        headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         if upstream.status != 200:
-            etype, message = _error_of(body)
             rec.fail(
                 upstream.status, etype or ERROR_TYPES.get(upstream.status, "api_error"), message
             )
@@ -282,47 +263,60 @@ class MessagesHandler:
         send: Send,
     ) -> None:
         headers = response_headers(upstream.headers, request.request_id, rec.provider)
+        encoder = self.door.encoder()
+        if encoder is not None:
+            headers = [(k, v) for k, v in headers if k != b"content-type"]
+            headers.append((b"content-type", encoder.content_type))
         rec.upstream_request_id = _find(upstream.headers, b"request-id")
         rec.status = 200
         decoder = SSEDecoder()
         meter = StreamMeter()
+
+        async def emit_error(error_type: str, message: str) -> None:
+            frame = (
+                error_event(error_type, message)
+                if encoder is None
+                else encoder.error(error_type, message)
+            )
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+            rec.fail(200, error_type, message)
+
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         try:
             async for chunk in upstream.aiter_raw():
                 if not chunk:
                     continue
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if encoder is None:
+                    # Pass-through: the client gets the upstream's bytes before we look at them.
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    for event in decoder.feed(chunk):
+                        meter.feed(event)
+                else:
+                    events = decoder.feed(chunk)
+                    for event in events:
+                        meter.feed(event)
+                    out = encoder.encode(events)
+                    if not out:
+                        continue
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
                 if rec.ttfb_s is None:
                     rec.mark_first_byte()
-                for event in decoder.feed(chunk):
-                    meter.feed(event)
             if meter.error is None and not meter.saw_message_stop:
                 # The upstream ended cleanly but early: never let that look like a finished answer.
-                message = f"The stream from provider '{rec.provider}' ended before message_stop."
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": error_event("api_error", message),
-                        "more_body": True,
-                    }
+                await emit_error(
+                    "api_error",
+                    f"The stream from provider '{rec.provider}' ended before message_stop.",
                 )
-                rec.fail(200, "api_error", message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # transport failure mid-stream: the 200 is committed already
-            etype = "timeout_error" if _is_timeout(exc) else "api_error"
-            message = f"The stream from provider '{rec.provider}' failed mid-answer; please retry."
             log.warning(
                 "request %s: upstream stream failed: %s", request.request_id, type(exc).__name__
             )
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": error_event(etype, message),
-                    "more_body": True,
-                }
+            await emit_error(
+                "timeout_error" if _is_timeout(exc) else "api_error",
+                f"The stream from provider '{rec.provider}' failed mid-answer; please retry.",
             )
-            rec.fail(200, etype, message)
         finally:
             rec.usage = meter.usage
             rec.model_served = meter.model or request.model

@@ -25,7 +25,6 @@ from hypercorn.config import Config
 
 from dataplane.app import Health, build_app
 from dataplane.providers.registry import ProviderRegistry, shared_client
-from dataplane.proxy import MessagesHandler
 from dataplane.reporter import Reporter
 from dataplane.routing import Router
 from dataplane.snapshot import SnapshotHolder
@@ -114,10 +113,14 @@ class DataPlane:
         )
         self.subscriber.load_cached()
         self.reporter = Reporter(self.spool, self._send_batch, self.node_id)
-        messages = MessagesHandler(
-            Router(self.registry), self.reporter.record, self.node_id, s.max_body
+        app = build_app(
+            self.holder,
+            Router(self.registry),
+            self.reporter.record,
+            self.node_id,
+            s.max_body,
+            self.health,
         )
-        app = build_app(self.holder, messages, self.health)
         self._socket = self._bind()
         self.port = self._socket.getsockname()[1]
         config = Config()

@@ -1,0 +1,72 @@
+"""The door interface: canonical request in, client-format answer out.
+
+Contract: :meth:`Door.prepare` receives the raw body (already size-checked) and the ASGI scope,
+and returns a :class:`Prepared` request in Anthropic format or raises ``GatewayError`` (400 for
+malformed input). :meth:`Door.encoder` returns ``None`` when the client reads Anthropic SSE (the
+relay then passes upstream bytes through untouched) or a :class:`StreamEncoder` that re-frames
+each decoded event. :meth:`Door.error_body` renders a refusal the way this client parses errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dataplane.asgi import Scope
+from dataplane.codecs.sse import SSEEvent
+from dataplane.errors import error_response_body
+
+Header = tuple[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An Anthropic-format request, ready for any provider adapter."""
+
+    body: bytes  # the client's bytes for the Anthropic door; a canonical rewrite otherwise
+    json: dict[str, Any]  # the same body, parsed (once)
+    model: str
+    stream: bool
+    max_tokens: int
+    count_only: bool
+    headers: tuple[Header, ...]  # forwardable client headers (betas normalised into the header)
+
+
+class StreamEncoder(Protocol):
+    content_type: bytes
+
+    def encode(self, events: list[SSEEvent]) -> bytes:
+        """Client-format bytes for decoded Anthropic stream events (may be empty)."""
+        ...
+
+    def error(self, error_type: str, message: str) -> bytes:
+        """A terminal in-stream error in the client's format."""
+        ...
+
+
+class Door(Protocol):
+    name: str
+
+    def prepare(self, scope: Scope, body: bytes, headers: tuple[Header, ...]) -> Prepared: ...
+
+    def encoder(self) -> StreamEncoder | None: ...
+
+    def error_body(
+        self, status: int, error_type: str, message: str, request_id: str
+    ) -> tuple[bytes, list[Header]]: ...
+
+    def upstream_error(self, status: int, body: bytes) -> tuple[bytes, list[Header]]:
+        """An upstream (Anthropic-shaped) error body, as this client expects it."""
+        ...
+
+
+class AnthropicErrors:
+    """Error rendering for clients that speak the Anthropic API (Anthropic and Vertex doors)."""
+
+    def error_body(
+        self, status: int, error_type: str, message: str, request_id: str
+    ) -> tuple[bytes, list[Header]]:
+        return error_response_body(error_type, message, request_id), []
+
+    def upstream_error(self, status: int, body: bytes) -> tuple[bytes, list[Header]]:
+        return body, []  # forwarded byte for byte: Claude Code matches on the wording
