@@ -33,10 +33,11 @@ def limits_from_pb(msg: pb.Limits, what: str = "limits") -> Limits:
 
 
 def limits_to_pb(limits: Limits) -> pb.Limits:
+    """Budgets sorted by period, so snapshots serialise identically whatever the stored order."""
     return pb.Limits(
         budgets=[
             pb.Budget(amount_micros=b.amount_micros, period=pb.Period.ValueType(int(b.period)))
-            for b in limits.budgets
+            for b in sorted(limits.budgets, key=lambda b: (b.period, b.amount_micros))
         ],
         rpm=limits.rpm,
         rph=limits.rph,
@@ -129,7 +130,7 @@ def route_to_pb(row: RouteRow) -> pb.Route:
             for t in targets_from_json(row.targets_json)
         ],
         retries=row.retries,
-        retry_on=json.loads(row.retry_on_json or "[]"),
+        retry_on=sorted(json.loads(row.retry_on_json or "[]")),
         timeout_connect_ms=row.timeout_connect_ms,
         timeout_first_byte_ms=row.timeout_first_byte_ms,
         timeout_idle_ms=row.timeout_idle_ms,

@@ -28,7 +28,9 @@ def test_policy_table() -> None:
     assert required_role("/gwapi.v1.Discovery/Watch") is Role.DATAPLANE
     assert required_role("/gwapi.v1.Telemetry/ReportUsage") is Role.DATAPLANE
     assert required_role("/grpc.health.v1.Health/Check") is Role.OPEN
-    assert required_role("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo") is Role.OPEN
+    assert (
+        required_role("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo") is Role.OPEN
+    )
     assert required_role("/some.Other/Method") is Role.ADMIN  # deny by default
 
 
@@ -45,14 +47,24 @@ def test_bearer_parsing_and_default_dataplane_token() -> None:
 
 async def test_admin_calls_need_the_admin_token(channel: grpc.aio.Channel) -> None:
     req = apb.ListWorkspacesRequest()
-    await expect_error(Clients(channel, None).admin.ListWorkspaces(req), StatusCode.UNAUTHENTICATED,
-                       "missing admin token: pass --token or set TOLLGATE_ADMIN_TOKEN")
-    await expect_error(Clients(channel, "wrong").admin.ListWorkspaces(req),
-                       StatusCode.UNAUTHENTICATED, "invalid admin token")
-    await expect_error(Clients(channel, DATAPLANE_TOKEN).admin.ListWorkspaces(req),
-                       StatusCode.UNAUTHENTICATED, "needs the admin token")
-    await expect_error(Clients(channel, "").admin.ListWorkspaces(req),
-                       StatusCode.UNAUTHENTICATED, "malformed")
+    await expect_error(
+        Clients(channel, None).admin.ListWorkspaces(req),
+        StatusCode.UNAUTHENTICATED,
+        "missing admin token: pass --token or set TOLLGATE_ADMIN_TOKEN",
+    )
+    await expect_error(
+        Clients(channel, "wrong").admin.ListWorkspaces(req),
+        StatusCode.UNAUTHENTICATED,
+        "invalid admin token",
+    )
+    await expect_error(
+        Clients(channel, DATAPLANE_TOKEN).admin.ListWorkspaces(req),
+        StatusCode.UNAUTHENTICATED,
+        "needs the admin token",
+    )
+    await expect_error(
+        Clients(channel, "").admin.ListWorkspaces(req), StatusCode.UNAUTHENTICATED, "malformed"
+    )
     ok = await Clients(channel, ADMIN_TOKEN).admin.ListWorkspaces(req)
     assert list(ok.workspaces) == []
 
@@ -60,8 +72,9 @@ async def test_admin_calls_need_the_admin_token(channel: grpc.aio.Channel) -> No
 async def test_dataplane_token_is_limited_to_watch_and_report(channel: grpc.aio.Channel) -> None:
     dp = Clients(channel, DATAPLANE_TOKEN)
     await expect_error(dp.telemetry.QueryUsage(tpb.QueryUsageRequest()), StatusCode.UNAUTHENTICATED)
-    await expect_error(dp.discovery.ListDataPlanes(dpb.ListDataPlanesRequest()),
-                       StatusCode.UNAUTHENTICATED)
+    await expect_error(
+        dp.discovery.ListDataPlanes(dpb.ListDataPlanesRequest()), StatusCode.UNAUTHENTICATED
+    )
     tail = dp.telemetry.TailLogs(tpb.TailLogsRequest())
     with pytest.raises(grpc.aio.AioRpcError) as info:
         async for _ in tail:
@@ -70,7 +83,8 @@ async def test_dataplane_token_is_limited_to_watch_and_report(channel: grpc.aio.
 
     for token in (DATAPLANE_TOKEN, ADMIN_TOKEN):
         resp = await Clients(channel, token).telemetry.ReportUsage(
-            tpb.ReportUsageRequest(node_id="dp1", last_seq=7))
+            tpb.ReportUsageRequest(node_id="dp1", last_seq=7)
+        )
         assert resp.acked_seq == 7
         call = Clients(channel, token).discovery.Watch()
         await call.write(dpb.WatchRequest(node_id=f"dp-{token[:8]}"))
@@ -80,10 +94,16 @@ async def test_dataplane_token_is_limited_to_watch_and_report(channel: grpc.aio.
 
 
 async def test_watch_and_report_refuse_missing_or_wrong_tokens(channel: grpc.aio.Channel) -> None:
-    await expect_error(Clients(channel, None).telemetry.ReportUsage(tpb.ReportUsageRequest()),
-                       StatusCode.UNAUTHENTICATED, "missing data-plane token")
-    await expect_error(Clients(channel, "nope").telemetry.ReportUsage(tpb.ReportUsageRequest()),
-                       StatusCode.UNAUTHENTICATED, "invalid data-plane token")
+    await expect_error(
+        Clients(channel, None).telemetry.ReportUsage(tpb.ReportUsageRequest()),
+        StatusCode.UNAUTHENTICATED,
+        "missing data-plane token",
+    )
+    await expect_error(
+        Clients(channel, "nope").telemetry.ReportUsage(tpb.ReportUsageRequest()),
+        StatusCode.UNAUTHENTICATED,
+        "invalid data-plane token",
+    )
     call = Clients(channel, "nope").discovery.Watch()
     await call.write(dpb.WatchRequest(node_id="x"))
     with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -105,7 +125,9 @@ async def test_health_and_reflection_are_open(channel: grpc.aio.Channel) -> None
     await call.done_writing()
 
 
-async def test_tokens_never_logged(channel: grpc.aio.Channel, caplog: pytest.LogCaptureFixture) -> None:
+async def test_tokens_never_logged(
+    channel: grpc.aio.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     for token in (None, "wrong-token-xyz", DATAPLANE_TOKEN, ADMIN_TOKEN):
         try:

@@ -6,8 +6,15 @@ from controlplane.domain.errors import InvalidArgument
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30d", 2_592_000), ("12h", 43_200), ("90m", 5_400), ("3600s", 3_600), ("2w", 1_209_600),
-     ("45", 45), (" 7D ", 604_800)],
+    [
+        ("30d", 2_592_000),
+        ("12h", 43_200),
+        ("90m", 5_400),
+        ("3600s", 3_600),
+        ("2w", 1_209_600),
+        ("45", 45),
+        (" 7D ", 604_800),
+    ],
 )
 def test_parse(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds

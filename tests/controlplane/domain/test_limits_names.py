@@ -43,7 +43,7 @@ def test_apply_limits_mask() -> None:
     cur = Limits(rpm=1, rph=2)
     new = Limits(rpm=10, rph=20, budgets=(Budget(1, Period.WEEK),))
     assert apply_limits_mask(cur, new, ["rpm"]) == Limits(rpm=10, rph=2)
-    with pytest.raises(InvalidArgument, match="unknown field limits.foo"):
+    with pytest.raises(InvalidArgument, match=r"unknown field limits\.foo"):
         apply_limits_mask(cur, new, ["foo"])
 
 

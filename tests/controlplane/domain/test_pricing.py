@@ -20,12 +20,27 @@ def by_prefix() -> dict[str, PriceEntry]:
 
 def test_default_table_matches_wire_md() -> None:
     t = by_prefix()
-    new_opus = Rates(input=5_000_000, output=25_000_000, cache_write_5m=6_250_000,
-                     cache_write_1h=10_000_000, cache_read=500_000)
-    old_opus = Rates(input=15_000_000, output=75_000_000, cache_write_5m=18_750_000,
-                     cache_write_1h=30_000_000, cache_read=1_500_000)
-    sonnet = Rates(input=3_000_000, output=15_000_000, cache_write_5m=3_750_000,
-                   cache_write_1h=6_000_000, cache_read=300_000)
+    new_opus = Rates(
+        input=5_000_000,
+        output=25_000_000,
+        cache_write_5m=6_250_000,
+        cache_write_1h=10_000_000,
+        cache_read=500_000,
+    )
+    old_opus = Rates(
+        input=15_000_000,
+        output=75_000_000,
+        cache_write_5m=18_750_000,
+        cache_write_1h=30_000_000,
+        cache_read=1_500_000,
+    )
+    sonnet = Rates(
+        input=3_000_000,
+        output=15_000_000,
+        cache_write_5m=3_750_000,
+        cache_write_1h=6_000_000,
+        cache_read=300_000,
+    )
     for v in ("4-5", "4-6", "4-7", "4-8"):
         assert t[f"claude-opus-{v}"].rates == new_opus
     assert t["claude-opus-4-1"].rates == old_opus
@@ -39,20 +54,31 @@ def test_default_table_matches_wire_md() -> None:
 
 def test_long_context_tier_only_on_sonnet_4_and_4_5() -> None:
     t = by_prefix()
-    long = Rates(input=6_000_000, output=22_500_000, cache_write_5m=7_500_000,
-                 cache_write_1h=12_000_000, cache_read=600_000)
+    long = Rates(
+        input=6_000_000,
+        output=22_500_000,
+        cache_write_5m=7_500_000,
+        cache_write_1h=12_000_000,
+        cache_read=600_000,
+    )
     for prefix in ("claude-sonnet-4", "claude-sonnet-4-5"):
         e = t[prefix]
         assert (e.long_context_beta, e.long_context_threshold, e.long_rates) == (
-            "context-1m", 200_000, long)
+            "context-1m",
+            200_000,
+            long,
+        )
     others = [e for p, e in t.items() if p not in ("claude-sonnet-4", "claude-sonnet-4-5")]
     assert all(e.long_rates is None and e.long_context_threshold == 0 for e in others)
 
 
 def test_family_defaults_are_the_newest() -> None:
     defaults = {e.family: e.model_prefix for e in load_default_prices() if e.family_default}
-    assert defaults == {"opus": "claude-opus-4-8", "sonnet": "claude-sonnet-4-6",
-                        "haiku": "claude-haiku-4-5"}
+    assert defaults == {
+        "opus": "claude-opus-4-8",
+        "sonnet": "claude-sonnet-4-6",
+        "haiku": "claude-haiku-4-5",
+    }
 
 
 def test_prices_json_uses_decimal_strings_not_floats() -> None:
@@ -97,14 +123,24 @@ def test_resolve_unknown_family() -> None:
 
 
 def test_table_validation() -> None:
-    rates = {"input": "1", "output": "1", "cache_write_5m": "1", "cache_write_1h": "1",
-             "cache_read": "1"}
+    rates = {
+        "input": "1",
+        "output": "1",
+        "cache_write_5m": "1",
+        "cache_write_1h": "1",
+        "cache_read": "1",
+    }
     with pytest.raises(InvalidArgument, match="exactly one family_default"):
         parse_price_table({"prices": [{"model_prefix": "a", "family": "opus", "rates": rates}]})
     with pytest.raises(InvalidArgument, match="duplicate"):
-        parse_price_table({"prices": [
-            {"model_prefix": "a", "family": "opus", "family_default": True, "rates": rates},
-            {"model_prefix": "a", "family": "opus", "rates": rates}]})
+        parse_price_table(
+            {
+                "prices": [
+                    {"model_prefix": "a", "family": "opus", "family_default": True, "rates": rates},
+                    {"model_prefix": "a", "family": "opus", "rates": rates},
+                ]
+            }
+        )
     with pytest.raises(InvalidArgument, match="family must be"):
         parse_price_table({"prices": [{"model_prefix": "a", "family": "gpt", "rates": rates}]})
     with pytest.raises(InvalidArgument, match="missing rates"):

@@ -14,8 +14,11 @@ from tests.controlplane.conftest import expect_error, seed_basics
 
 
 async def add_route(admin, name: str = "main", provider: str = "sim") -> pb.Route:
-    return await admin.CreateRoute(apb.CreateRouteRequest(route=pb.Route(
-        name=name, mode="fallback", targets=[pb.RouteTarget(provider=provider)])))
+    return await admin.CreateRoute(
+        apb.CreateRouteRequest(
+            route=pb.Route(name=name, mode="fallback", targets=[pb.RouteTarget(provider=provider)])
+        )
+    )
 
 
 async def test_create_returns_secret_once_and_stores_only_its_hash(cp, admin) -> None:
@@ -38,10 +41,16 @@ async def test_create_returns_secret_once_and_stores_only_its_hash(cp, admin) ->
 async def test_create_with_ttl_models_limits(admin) -> None:
     await seed_basics(admin)
     before = int(time.time() * 1000)
-    resp = await admin.CreateKey(apb.CreateKeyRequest(
-        workspace="team-a", name="ci bot", provider="sim", ttl_seconds=3600,
-        models=["claude-sonnet-*", "claude-sonnet-*", "claude-haiku-4-5"],
-        limits=pb.Limits(rpm=10, budgets=[pb.Budget(amount_micros=1, period=pb.PERIOD_WEEK)])))
+    resp = await admin.CreateKey(
+        apb.CreateKeyRequest(
+            workspace="team-a",
+            name="ci bot",
+            provider="sim",
+            ttl_seconds=3600,
+            models=["claude-sonnet-*", "claude-sonnet-*", "claude-haiku-4-5"],
+            limits=pb.Limits(rpm=10, budgets=[pb.Budget(amount_micros=1, period=pb.PERIOD_WEEK)]),
+        )
+    )
     k = resp.key
     assert before + 3_600_000 <= k.expires_at_ms <= int(time.time() * 1000) + 3_600_000
     assert list(k.models) == ["claude-sonnet-*", "claude-haiku-4-5"]
@@ -52,24 +61,51 @@ async def test_create_validation(admin) -> None:
     await seed_basics(admin)
     await add_route(admin)
     cases = [
-        (apb.CreateKeyRequest(workspace="team-a", name="x"), StatusCode.INVALID_ARGUMENT,
-         "exactly one of provider or route"),
-        (apb.CreateKeyRequest(workspace="team-a", provider="sim", route="main"),
-         StatusCode.INVALID_ARGUMENT, "both were given"),
-        (apb.CreateKeyRequest(workspace="team-a", provider="nope"), StatusCode.NOT_FOUND,
-         "provider 'nope' not found"),
-        (apb.CreateKeyRequest(workspace="team-a", route="nope"), StatusCode.NOT_FOUND,
-         "route 'nope' not found"),
-        (apb.CreateKeyRequest(workspace="ghost", provider="sim"), StatusCode.NOT_FOUND,
-         "workspace 'ghost' not found"),
-        (apb.CreateKeyRequest(workspace="team-a", provider="sim", ttl_seconds=-5),
-         StatusCode.INVALID_ARGUMENT, "ttl_seconds"),
-        (apb.CreateKeyRequest(workspace="team-a", provider="sim", models=["a b"]),
-         StatusCode.INVALID_ARGUMENT, "model pattern"),
-        (apb.CreateKeyRequest(workspace="team-a", provider="sim", limits=pb.Limits(tpm=-1)),
-         StatusCode.INVALID_ARGUMENT, "tpm"),
-        (apb.CreateKeyRequest(workspace="team-a", provider="sim", name="a\x00b"),
-         StatusCode.INVALID_ARGUMENT, "control characters"),
+        (
+            apb.CreateKeyRequest(workspace="team-a", name="x"),
+            StatusCode.INVALID_ARGUMENT,
+            "exactly one of provider or route",
+        ),
+        (
+            apb.CreateKeyRequest(workspace="team-a", provider="sim", route="main"),
+            StatusCode.INVALID_ARGUMENT,
+            "both were given",
+        ),
+        (
+            apb.CreateKeyRequest(workspace="team-a", provider="nope"),
+            StatusCode.NOT_FOUND,
+            "provider 'nope' not found",
+        ),
+        (
+            apb.CreateKeyRequest(workspace="team-a", route="nope"),
+            StatusCode.NOT_FOUND,
+            "route 'nope' not found",
+        ),
+        (
+            apb.CreateKeyRequest(workspace="ghost", provider="sim"),
+            StatusCode.NOT_FOUND,
+            "workspace 'ghost' not found",
+        ),
+        (
+            apb.CreateKeyRequest(workspace="team-a", provider="sim", ttl_seconds=-5),
+            StatusCode.INVALID_ARGUMENT,
+            "ttl_seconds",
+        ),
+        (
+            apb.CreateKeyRequest(workspace="team-a", provider="sim", models=["a b"]),
+            StatusCode.INVALID_ARGUMENT,
+            "model pattern",
+        ),
+        (
+            apb.CreateKeyRequest(workspace="team-a", provider="sim", limits=pb.Limits(tpm=-1)),
+            StatusCode.INVALID_ARGUMENT,
+            "tpm",
+        ),
+        (
+            apb.CreateKeyRequest(workspace="team-a", provider="sim", name="a\x00b"),
+            StatusCode.INVALID_ARGUMENT,
+            "control characters",
+        ),
     ]
     for req, code, text in cases:
         await expect_error(admin.CreateKey(req), code, text)
@@ -100,47 +136,97 @@ async def test_update_key(admin) -> None:
     seeded = await seed_basics(admin)
     await add_route(admin)
     kid = seeded["key"].id
-    upd = await admin.UpdateKey(apb.UpdateKeyRequest(
-        key=pb.VirtualKey(id=kid, name="renamed", route="main", models=["claude-*"],
-                          limits=pb.Limits(rpm=3, rph=9)),
-        update_mask=FieldMask(paths=["name", "route", "limits.rpm"])))
+    upd = await admin.UpdateKey(
+        apb.UpdateKeyRequest(
+            key=pb.VirtualKey(
+                id=kid,
+                name="renamed",
+                route="main",
+                models=["claude-*"],
+                limits=pb.Limits(rpm=3, rph=9),
+            ),
+            update_mask=FieldMask(paths=["name", "route", "limits.rpm"]),
+        )
+    )
     assert upd.name == "renamed"
     assert (upd.route, upd.provider) == ("main", "")  # switching target clears the other one
     assert list(upd.models) == []  # not in the mask
     assert (upd.limits.rpm, upd.limits.rph) == (3, 0)
-    upd = await admin.UpdateKey(apb.UpdateKeyRequest(
-        key=pb.VirtualKey(id=kid, expires_at_ms=123, models=["claude-*"]),
-        update_mask=FieldMask(paths=["expires_at_ms", "models"])))
+    upd = await admin.UpdateKey(
+        apb.UpdateKeyRequest(
+            key=pb.VirtualKey(id=kid, expires_at_ms=123, models=["claude-*"]),
+            update_mask=FieldMask(paths=["expires_at_ms", "models"]),
+        )
+    )
     assert upd.expires_at_ms == 123 and list(upd.models) == ["claude-*"]
 
-    await expect_error(admin.UpdateKey(apb.UpdateKeyRequest(
-        key=pb.VirtualKey(id=kid, provider="sim", route="main"),
-        update_mask=FieldMask(paths=["provider", "route"]))),
-        StatusCode.INVALID_ARGUMENT, "exactly one")
-    await expect_error(admin.UpdateKey(apb.UpdateKeyRequest(
-        key=pb.VirtualKey(id=kid, provider="ghost"), update_mask=FieldMask(paths=["provider"]))),
-        StatusCode.NOT_FOUND, "provider 'ghost'")
-    await expect_error(admin.UpdateKey(apb.UpdateKeyRequest(
-        key=pb.VirtualKey(id=kid, workspace="x"), update_mask=FieldMask(paths=["workspace"]))),
-        StatusCode.INVALID_ARGUMENT, "unknown update_mask path 'workspace'")
-    await expect_error(admin.UpdateKey(apb.UpdateKeyRequest(
-        key=pb.VirtualKey(id="key_0000000000000000", name="x"),
-        update_mask=FieldMask(paths=["name"]))), StatusCode.NOT_FOUND)
-    await expect_error(admin.UpdateKey(apb.UpdateKeyRequest(
-        key=pb.VirtualKey(id="bogus", name="x"), update_mask=FieldMask(paths=["name"]))),
-        StatusCode.INVALID_ARGUMENT, "invalid key id")
+    await expect_error(
+        admin.UpdateKey(
+            apb.UpdateKeyRequest(
+                key=pb.VirtualKey(id=kid, provider="sim", route="main"),
+                update_mask=FieldMask(paths=["provider", "route"]),
+            )
+        ),
+        StatusCode.INVALID_ARGUMENT,
+        "exactly one",
+    )
+    await expect_error(
+        admin.UpdateKey(
+            apb.UpdateKeyRequest(
+                key=pb.VirtualKey(id=kid, provider="ghost"),
+                update_mask=FieldMask(paths=["provider"]),
+            )
+        ),
+        StatusCode.NOT_FOUND,
+        "provider 'ghost'",
+    )
+    await expect_error(
+        admin.UpdateKey(
+            apb.UpdateKeyRequest(
+                key=pb.VirtualKey(id=kid, workspace="x"), update_mask=FieldMask(paths=["workspace"])
+            )
+        ),
+        StatusCode.INVALID_ARGUMENT,
+        "unknown update_mask path 'workspace'",
+    )
+    await expect_error(
+        admin.UpdateKey(
+            apb.UpdateKeyRequest(
+                key=pb.VirtualKey(id="key_0000000000000000", name="x"),
+                update_mask=FieldMask(paths=["name"]),
+            )
+        ),
+        StatusCode.NOT_FOUND,
+    )
+    await expect_error(
+        admin.UpdateKey(
+            apb.UpdateKeyRequest(
+                key=pb.VirtualKey(id="bogus", name="x"), update_mask=FieldMask(paths=["name"])
+            )
+        ),
+        StatusCode.INVALID_ARGUMENT,
+        "invalid key id",
+    )
 
     await admin.RevokeKey(apb.RevokeKeyRequest(id=kid))
-    await expect_error(admin.UpdateKey(apb.UpdateKeyRequest(
-        key=pb.VirtualKey(id=kid, name="x"), update_mask=FieldMask(paths=["name"]))),
-        StatusCode.FAILED_PRECONDITION, "revoked")
+    await expect_error(
+        admin.UpdateKey(
+            apb.UpdateKeyRequest(
+                key=pb.VirtualKey(id=kid, name="x"), update_mask=FieldMask(paths=["name"])
+            )
+        ),
+        StatusCode.FAILED_PRECONDITION,
+        "revoked",
+    )
 
 
 async def test_delete_key(admin) -> None:
     seeded = await seed_basics(admin)
     await admin.DeleteKey(apb.DeleteKeyRequest(id=seeded["key"].id))
     await expect_error(admin.GetKey(apb.GetKeyRequest(id=seeded["key"].id)), StatusCode.NOT_FOUND)
-    await expect_error(admin.DeleteKey(apb.DeleteKeyRequest(id=seeded["key"].id)),
-                       StatusCode.NOT_FOUND)
-    await expect_error(admin.RevokeKey(apb.RevokeKeyRequest(id=seeded["key"].id)),
-                       StatusCode.NOT_FOUND)
+    await expect_error(
+        admin.DeleteKey(apb.DeleteKeyRequest(id=seeded["key"].id)), StatusCode.NOT_FOUND
+    )
+    await expect_error(
+        admin.RevokeKey(apb.RevokeKeyRequest(id=seeded["key"].id)), StatusCode.NOT_FOUND
+    )

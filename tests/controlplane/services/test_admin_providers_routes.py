@@ -21,7 +21,9 @@ def route(name: str = "main", *providers: str, **kw: object) -> pb.Route:
 async def test_provider_crud(admin) -> None:
     p = await admin.CreateProvider(prov(api_key_env="ANTHROPIC_API_KEY"))
     assert p.base_url == "https://api.anthropic.com"  # the kind's default
-    b = await admin.CreateProvider(prov("bedrock-us", kind="bedrock", options={"region": "us-east-1"}))
+    b = await admin.CreateProvider(
+        prov("bedrock-us", kind="bedrock", options={"region": "us-east-1"})
+    )
     assert dict(b.options) == {"region": "us-east-1"}
     s = await admin.CreateProvider(prov("sim", kind="simulator", base_url="http://127.0.0.1:8099/"))
     assert s.base_url == "http://127.0.0.1:8099"  # trailing slash stripped
@@ -29,25 +31,55 @@ async def test_provider_crud(admin) -> None:
     names = [x.name for x in (await admin.ListProviders(apb.ListProvidersRequest())).providers]
     assert names == ["anthropic", "bedrock-us", "sim"]
 
-    upd = await admin.UpdateProvider(apb.UpdateProviderRequest(
-        provider=pb.Provider(name="sim", base_url="http://127.0.0.1:9000", api_key_env="SIM_KEY",
-                             options={"latency_ms": "5"}),
-        update_mask=FieldMask(paths=["base_url", "options"])))
+    upd = await admin.UpdateProvider(
+        apb.UpdateProviderRequest(
+            provider=pb.Provider(
+                name="sim",
+                base_url="http://127.0.0.1:9000",
+                api_key_env="SIM_KEY",
+                options={"latency_ms": "5"},
+            ),
+            update_mask=FieldMask(paths=["base_url", "options"]),
+        )
+    )
     assert upd.base_url == "http://127.0.0.1:9000" and upd.api_key_env == ""
     assert dict(upd.options) == {"latency_ms": "5"}
-    await expect_error(admin.UpdateProvider(apb.UpdateProviderRequest(
-        provider=pb.Provider(name="sim", kind="vertex"), update_mask=FieldMask(paths=["kind"]))),
-        StatusCode.INVALID_ARGUMENT, "kind cannot change")
-    await expect_error(admin.UpdateProvider(apb.UpdateProviderRequest(
-        provider=pb.Provider(name="sim", base_url="https://x/v1"),
-        update_mask=FieldMask(paths=["base_url"]))), StatusCode.INVALID_ARGUMENT, "without /v1")
-    await expect_error(admin.UpdateProvider(apb.UpdateProviderRequest(
-        provider=pb.Provider(name="ghost", base_url="https://x"),
-        update_mask=FieldMask(paths=["base_url"]))), StatusCode.NOT_FOUND)
+    await expect_error(
+        admin.UpdateProvider(
+            apb.UpdateProviderRequest(
+                provider=pb.Provider(name="sim", kind="vertex"),
+                update_mask=FieldMask(paths=["kind"]),
+            )
+        ),
+        StatusCode.INVALID_ARGUMENT,
+        "kind cannot change",
+    )
+    await expect_error(
+        admin.UpdateProvider(
+            apb.UpdateProviderRequest(
+                provider=pb.Provider(name="sim", base_url="https://x/v1"),
+                update_mask=FieldMask(paths=["base_url"]),
+            )
+        ),
+        StatusCode.INVALID_ARGUMENT,
+        "without /v1",
+    )
+    await expect_error(
+        admin.UpdateProvider(
+            apb.UpdateProviderRequest(
+                provider=pb.Provider(name="ghost", base_url="https://x"),
+                update_mask=FieldMask(paths=["base_url"]),
+            )
+        ),
+        StatusCode.NOT_FOUND,
+    )
 
     await admin.DeleteProvider(apb.DeleteProviderRequest(name="bedrock-us"))
-    await expect_error(admin.GetProvider(apb.GetProviderRequest(name="bedrock-us")),
-                       StatusCode.NOT_FOUND, "provider 'bedrock-us' not found")
+    await expect_error(
+        admin.GetProvider(apb.GetProviderRequest(name="bedrock-us")),
+        StatusCode.NOT_FOUND,
+        "provider 'bedrock-us' not found",
+    )
 
 
 async def test_provider_validation(admin) -> None:
@@ -64,37 +96,62 @@ async def test_provider_validation(admin) -> None:
     for req, text in cases:
         await expect_error(admin.CreateProvider(req), StatusCode.INVALID_ARGUMENT, text)
     await admin.CreateProvider(prov())
-    await expect_error(admin.CreateProvider(prov()), StatusCode.ALREADY_EXISTS,
-                       "provider 'anthropic' already exists")
+    await expect_error(
+        admin.CreateProvider(prov()),
+        StatusCode.ALREADY_EXISTS,
+        "provider 'anthropic' already exists",
+    )
 
 
 async def test_provider_delete_refused_while_used(admin) -> None:
     seeded = await seed_basics(admin)
     await admin.CreateRoute(apb.CreateRouteRequest(route=route("main", "sim")))
-    details = await expect_error(admin.DeleteProvider(apb.DeleteProviderRequest(name="sim")),
-                                 StatusCode.FAILED_PRECONDITION, "still used by")
+    details = await expect_error(
+        admin.DeleteProvider(apb.DeleteProviderRequest(name="sim")),
+        StatusCode.FAILED_PRECONDITION,
+        "still used by",
+    )
     assert seeded["key"].id in details and "route 'main'" in details
-    await expect_error(admin.DeleteProvider(apb.DeleteProviderRequest(name="ghost")),
-                       StatusCode.NOT_FOUND)
+    await expect_error(
+        admin.DeleteProvider(apb.DeleteProviderRequest(name="ghost")), StatusCode.NOT_FOUND
+    )
 
 
 async def test_route_crud_and_validation(admin) -> None:
     await admin.CreateProvider(prov("a", kind="simulator", base_url="http://127.0.0.1:1"))
     await admin.CreateProvider(prov("b", kind="simulator", base_url="http://127.0.0.1:2"))
-    r = await admin.CreateRoute(apb.CreateRouteRequest(route=pb.Route(
-        name="main", targets=[pb.RouteTarget(provider="b"), pb.RouteTarget(provider="a",
-                                                                           model="claude-x")],
-        retries=2, retry_on=[529, 429], timeout_first_byte_ms=30_000)))
+    r = await admin.CreateRoute(
+        apb.CreateRouteRequest(
+            route=pb.Route(
+                name="main",
+                targets=[
+                    pb.RouteTarget(provider="b"),
+                    pb.RouteTarget(provider="a", model="claude-x"),
+                ],
+                retries=2,
+                retry_on=[529, 429],
+                timeout_first_byte_ms=30_000,
+            )
+        )
+    )
     assert r.mode == "fallback"  # the default mode
     assert [t.provider for t in r.targets] == ["b", "a"]  # fallback order kept
     assert list(r.retry_on) == [429, 529]
     assert await admin.GetRoute(apb.GetRouteRequest(name="main")) == r
 
-    upd = await admin.UpdateRoute(apb.UpdateRouteRequest(
-        route=pb.Route(name="main", mode="loadbalance",
-                       targets=[pb.RouteTarget(provider="a", weight=1),
-                                pb.RouteTarget(provider="b", weight=3)]),
-        update_mask=FieldMask(paths=["mode", "targets"])))
+    upd = await admin.UpdateRoute(
+        apb.UpdateRouteRequest(
+            route=pb.Route(
+                name="main",
+                mode="loadbalance",
+                targets=[
+                    pb.RouteTarget(provider="a", weight=1),
+                    pb.RouteTarget(provider="b", weight=3),
+                ],
+            ),
+            update_mask=FieldMask(paths=["mode", "targets"]),
+        )
+    )
     assert upd.mode == "loadbalance" and [t.weight for t in upd.targets] == [1, 3]
     assert upd.retries == 2  # untouched
 
@@ -109,9 +166,15 @@ async def test_route_crud_and_validation(admin) -> None:
     ]
     for msg, code, text in cases:
         await expect_error(admin.CreateRoute(apb.CreateRouteRequest(route=msg)), code, text)
-    await expect_error(admin.UpdateRoute(apb.UpdateRouteRequest(
-        route=pb.Route(name="main"), update_mask=FieldMask(paths=["name"]))),
-        StatusCode.INVALID_ARGUMENT, "unknown update_mask path")
+    await expect_error(
+        admin.UpdateRoute(
+            apb.UpdateRouteRequest(
+                route=pb.Route(name="main"), update_mask=FieldMask(paths=["name"])
+            )
+        ),
+        StatusCode.INVALID_ARGUMENT,
+        "unknown update_mask path",
+    )
     names = [x.name for x in (await admin.ListRoutes(apb.ListRoutesRequest())).routes]
     assert names == ["main"]
 
@@ -120,8 +183,11 @@ async def test_route_delete_refused_while_used(admin) -> None:
     await seed_basics(admin)
     await admin.CreateRoute(apb.CreateRouteRequest(route=route("main", "sim")))
     k = (await admin.CreateKey(apb.CreateKeyRequest(workspace="team-a", route="main"))).key
-    details = await expect_error(admin.DeleteRoute(apb.DeleteRouteRequest(name="main")),
-                                 StatusCode.FAILED_PRECONDITION, "still used by")
+    details = await expect_error(
+        admin.DeleteRoute(apb.DeleteRouteRequest(name="main")),
+        StatusCode.FAILED_PRECONDITION,
+        "still used by",
+    )
     assert k.id in details
     await admin.RevokeKey(apb.RevokeKeyRequest(id=k.id))  # revoked keys do not block
     await admin.DeleteRoute(apb.DeleteRouteRequest(name="main"))

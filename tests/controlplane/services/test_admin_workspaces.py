@@ -17,8 +17,11 @@ def ws_req(name: str = "team-a", **kw: object) -> apb.CreateWorkspaceRequest:
 
 async def test_create_get_list(admin) -> None:
     created = await admin.CreateWorkspace(
-        ws_req(description="Team A", timezone="Europe/Paris",
-               limits=pb.Limits(budgets=[MONTH, DAY], rpm=60))
+        ws_req(
+            description="Team A",
+            timezone="Europe/Paris",
+            limits=pb.Limits(budgets=[MONTH, DAY], rpm=60),
+        )
     )
     assert created.name == "team-a" and created.created_at_ms > 0
     assert created.created_at_ms == created.updated_at_ms
@@ -32,86 +35,135 @@ async def test_create_get_list(admin) -> None:
 
 
 async def test_create_validation(admin) -> None:
-    await expect_error(admin.CreateWorkspace(ws_req("Team A")), StatusCode.INVALID_ARGUMENT,
-                       "invalid workspace name 'Team A'")
-    await expect_error(admin.CreateWorkspace(ws_req("")), StatusCode.INVALID_ARGUMENT,
-                       "workspace name is required")
-    await expect_error(admin.CreateWorkspace(ws_req(timezone="Nowhere/Land")),
-                       StatusCode.INVALID_ARGUMENT, "unknown time zone")
+    await expect_error(
+        admin.CreateWorkspace(ws_req("Team A")),
+        StatusCode.INVALID_ARGUMENT,
+        "invalid workspace name 'Team A'",
+    )
+    await expect_error(
+        admin.CreateWorkspace(ws_req("")), StatusCode.INVALID_ARGUMENT, "workspace name is required"
+    )
+    await expect_error(
+        admin.CreateWorkspace(ws_req(timezone="Nowhere/Land")),
+        StatusCode.INVALID_ARGUMENT,
+        "unknown time zone",
+    )
     await expect_error(
         admin.CreateWorkspace(ws_req(limits=pb.Limits(budgets=[DAY, DAY]))),
-        StatusCode.INVALID_ARGUMENT, "at most one budget per period")
-    await expect_error(admin.CreateWorkspace(ws_req(limits=pb.Limits(rpm=-1))),
-                       StatusCode.INVALID_ARGUMENT, "rpm must not be negative")
+        StatusCode.INVALID_ARGUMENT,
+        "at most one budget per period",
+    )
+    await expect_error(
+        admin.CreateWorkspace(ws_req(limits=pb.Limits(rpm=-1))),
+        StatusCode.INVALID_ARGUMENT,
+        "rpm must not be negative",
+    )
     await expect_error(
         admin.CreateWorkspace(ws_req(limits=pb.Limits(budgets=[pb.Budget(amount_micros=5)]))),
-        StatusCode.INVALID_ARGUMENT, "needs a period")
+        StatusCode.INVALID_ARGUMENT,
+        "needs a period",
+    )
     assert not (await admin.ListWorkspaces(apb.ListWorkspacesRequest())).workspaces
 
 
 async def test_already_exists_and_not_found(admin) -> None:
     await admin.CreateWorkspace(ws_req())
-    await expect_error(admin.CreateWorkspace(ws_req()), StatusCode.ALREADY_EXISTS,
-                       "workspace 'team-a' already exists")
-    await expect_error(admin.GetWorkspace(apb.GetWorkspaceRequest(name="nope")),
-                       StatusCode.NOT_FOUND, "workspace 'nope' not found")
     await expect_error(
-        admin.UpdateWorkspace(apb.UpdateWorkspaceRequest(
-            workspace=pb.Workspace(name="nope", description="x"),
-            update_mask=FieldMask(paths=["description"]))),
-        StatusCode.NOT_FOUND)
-    await expect_error(admin.DeleteWorkspace(apb.DeleteWorkspaceRequest(name="nope")),
-                       StatusCode.NOT_FOUND)
+        admin.CreateWorkspace(ws_req()),
+        StatusCode.ALREADY_EXISTS,
+        "workspace 'team-a' already exists",
+    )
+    await expect_error(
+        admin.GetWorkspace(apb.GetWorkspaceRequest(name="nope")),
+        StatusCode.NOT_FOUND,
+        "workspace 'nope' not found",
+    )
+    await expect_error(
+        admin.UpdateWorkspace(
+            apb.UpdateWorkspaceRequest(
+                workspace=pb.Workspace(name="nope", description="x"),
+                update_mask=FieldMask(paths=["description"]),
+            )
+        ),
+        StatusCode.NOT_FOUND,
+    )
+    await expect_error(
+        admin.DeleteWorkspace(apb.DeleteWorkspaceRequest(name="nope")), StatusCode.NOT_FOUND
+    )
 
 
 async def test_update_with_field_mask(admin) -> None:
     await admin.CreateWorkspace(
-        ws_req(description="old", limits=pb.Limits(budgets=[DAY], rpm=60, tpm=1000)))
-    upd = await admin.UpdateWorkspace(apb.UpdateWorkspaceRequest(
-        workspace=pb.Workspace(name="team-a", description="new", timezone="Asia/Tokyo",
-                               limits=pb.Limits(rpm=5, tpm=7, budgets=[MONTH])),
-        update_mask=FieldMask(paths=["description", "limits.rpm"])))
+        ws_req(description="old", limits=pb.Limits(budgets=[DAY], rpm=60, tpm=1000))
+    )
+    upd = await admin.UpdateWorkspace(
+        apb.UpdateWorkspaceRequest(
+            workspace=pb.Workspace(
+                name="team-a",
+                description="new",
+                timezone="Asia/Tokyo",
+                limits=pb.Limits(rpm=5, tpm=7, budgets=[MONTH]),
+            ),
+            update_mask=FieldMask(paths=["description", "limits.rpm"]),
+        )
+    )
     assert upd.description == "new"
     assert upd.timezone == ""  # not in the mask
     assert upd.limits.rpm == 5 and upd.limits.tpm == 1000  # only rpm changed
     assert list(upd.limits.budgets) == [DAY]
     assert upd.updated_at_ms >= upd.created_at_ms
 
-    upd = await admin.UpdateWorkspace(apb.UpdateWorkspaceRequest(
-        workspace=pb.Workspace(name="team-a", limits=pb.Limits(budgets=[MONTH])),
-        update_mask=FieldMask(paths=["limits"])))
+    upd = await admin.UpdateWorkspace(
+        apb.UpdateWorkspaceRequest(
+            workspace=pb.Workspace(name="team-a", limits=pb.Limits(budgets=[MONTH])),
+            update_mask=FieldMask(paths=["limits"]),
+        )
+    )
     assert list(upd.limits.budgets) == [MONTH] and upd.limits.rpm == 0  # whole limits replaced
 
-    upd = await admin.UpdateWorkspace(apb.UpdateWorkspaceRequest(
-        workspace=pb.Workspace(name="team-a", limits=pb.Limits(budgets=[DAY])),
-        update_mask=FieldMask(paths=["limits.budgets"])))
+    upd = await admin.UpdateWorkspace(
+        apb.UpdateWorkspaceRequest(
+            workspace=pb.Workspace(name="team-a", limits=pb.Limits(budgets=[DAY])),
+            update_mask=FieldMask(paths=["limits.budgets"]),
+        )
+    )
     assert list(upd.limits.budgets) == [DAY]
 
 
 async def test_update_empty_mask_means_set_fields(admin) -> None:
     await admin.CreateWorkspace(ws_req(description="old", timezone="Europe/Paris"))
-    upd = await admin.UpdateWorkspace(apb.UpdateWorkspaceRequest(
-        workspace=pb.Workspace(name="team-a", description="new")))
+    upd = await admin.UpdateWorkspace(
+        apb.UpdateWorkspaceRequest(workspace=pb.Workspace(name="team-a", description="new"))
+    )
     assert upd.description == "new" and upd.timezone == "Europe/Paris"
     await expect_error(
         admin.UpdateWorkspace(apb.UpdateWorkspaceRequest(workspace=pb.Workspace(name="team-a"))),
-        StatusCode.INVALID_ARGUMENT, "nothing to update")
+        StatusCode.INVALID_ARGUMENT,
+        "nothing to update",
+    )
 
 
 async def test_update_rejects_unknown_paths(admin) -> None:
     await admin.CreateWorkspace(ws_req())
     for path in ("name", "created_at_ms", "limits.foo", "bogus"):
         await expect_error(
-            admin.UpdateWorkspace(apb.UpdateWorkspaceRequest(
-                workspace=pb.Workspace(name="team-a"), update_mask=FieldMask(paths=[path]))),
-            StatusCode.INVALID_ARGUMENT, f"unknown update_mask path '{path}'")
+            admin.UpdateWorkspace(
+                apb.UpdateWorkspaceRequest(
+                    workspace=pb.Workspace(name="team-a"), update_mask=FieldMask(paths=[path])
+                )
+            ),
+            StatusCode.INVALID_ARGUMENT,
+            f"unknown update_mask path '{path}'",
+        )
 
 
 async def test_delete_needs_force_when_keys_exist(admin) -> None:
     seeded = await seed_basics(admin)
     details = await expect_error(
         admin.DeleteWorkspace(apb.DeleteWorkspaceRequest(name="team-a")),
-        StatusCode.FAILED_PRECONDITION, "still has 1 active key")
+        StatusCode.FAILED_PRECONDITION,
+        "still has 1 active key",
+    )
     assert seeded["key"].id in details and "force" in details
     await admin.DeleteWorkspace(apb.DeleteWorkspaceRequest(name="team-a", force=True))
     await expect_error(admin.GetKey(apb.GetKeyRequest(id=seeded["key"].id)), StatusCode.NOT_FOUND)

@@ -49,13 +49,21 @@ class Watcher:
             self._read = None
 
     async def ack(self, resp: dpb.WatchResponse) -> None:
-        await self.call.write(dpb.WatchRequest(
-            node_id=self.node_id, version_info=resp.version, response_nonce=resp.nonce))
+        await self.call.write(
+            dpb.WatchRequest(
+                node_id=self.node_id, version_info=resp.version, response_nonce=resp.nonce
+            )
+        )
 
     async def nack(self, resp: dpb.WatchResponse, previous: str, error: str) -> None:
-        await self.call.write(dpb.WatchRequest(
-            node_id=self.node_id, version_info=previous, response_nonce=resp.nonce,
-            error_detail=error))
+        await self.call.write(
+            dpb.WatchRequest(
+                node_id=self.node_id,
+                version_info=previous,
+                response_nonce=resp.nonce,
+                error_detail=error,
+            )
+        )
 
 
 async def status_of(admin_clients: Clients, node_id: str) -> dpb.DataPlaneStatus:
