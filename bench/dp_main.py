@@ -1,0 +1,83 @@
+"""Run one data plane for the benchmark, optionally under cProfile.
+
+``python -m bench.dp_main --ready-file F --control-plane H:P --token T --state-dir D [--profile OUT]``
+
+Like ``gwctl dataplane serve`` (it uses :class:`dataplane.server.DataPlane` the same way) but
+listens on port 0 and, once the first snapshot is in, writes ``{"port": …, "pid": …}`` to the
+ready file. SIGTERM drains and exits; with ``--profile`` the cProfile stats are dumped to OUT on
+the way out (so the profile covers exactly the data plane's life, start-up included); with
+``--sample OUT`` the stdlib sampling profiler (:mod:`bench.sampler`) runs instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+
+from bench.sampler import Sampler
+from dataplane.server import DataPlane, Settings
+
+
+async def serve(args: argparse.Namespace) -> None:
+    dp = DataPlane(
+        Settings(
+            listen="127.0.0.1:0",
+            control_plane=args.control_plane,
+            token=args.token,
+            state_dir=args.state_dir,
+        )
+    )
+    await dp.start()
+    await dp.wait_for_snapshot(timeout=20)
+    tmp = args.ready_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"port": dp.port, "pid": os.getpid()}))
+    os.replace(tmp, args.ready_file)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await dp.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ready-file", type=Path, required=True)
+    parser.add_argument("--control-plane", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--profile", type=Path, help="cProfile stats to this file")
+    parser.add_argument("--sample", type=Path, help="sampling-profiler results to this file")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.sample is not None:
+        sampler = Sampler()
+        sampler.start()
+        try:
+            asyncio.run(serve(args))
+        finally:
+            sampler.stop()
+            sampler.dump(args.sample)
+        return
+    if args.profile is None:
+        asyncio.run(serve(args))
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        asyncio.run(serve(args))
+    finally:
+        profiler.disable()
+        profiler.dump_stats(str(args.profile))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""``make bench``: the data plane against a fast local upstream, and the same upstream directly.
+
+Processes (all on loopback, each its own interpreter):
+
+* ``bench.upstream`` — a minimal asyncio HTTP/1.1 fake of ``POST /v1/messages`` answering a
+  pre-rendered 200-event SSE stream;
+* the control plane (``python -m controlplane``) on a throw-away SQLite database; the workspace,
+  the provider (kind ``anthropic``, ``base_url`` = the fake, ``api_key_env`` set only in the
+  data plane's environment) and the virtual key are created through its Admin gRPC API;
+* one data plane (``bench.dp_main``: ``dataplane.server.DataPlane``), which gets its snapshot
+  from that control plane and reports usage back to it;
+* ``bench.loadgen`` — a raw asyncio client sending the Claude Code fixture body.
+
+In one run the load generator drives the gateway and the upstream directly, interleaved (request
+by request at 1 connection, in 0.5 s slices at 8) so machine noise hits both sides alike, then
+measures saturated throughput. "Added latency" is a gateway percentile minus the same direct
+percentile, on time to last byte (TTFB shown too). Peak RSS is the data plane's ``VmHWM``.
+
+Flags: ``--quick`` (shorter phases), ``--profile`` (sample the data plane's stacks and print
+where its CPU goes), ``--cprofile`` (the same under cProfile: exact call counts, inflated
+per-call costs), ``--json`` (also print the raw results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pstats
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import sampler
+from bench.procs import Child, kib, proc_status, spawn, wait_for_file, wait_for_json, wait_for_log
+from bench.report import render
+from gwapi.v1 import admin_pb2, common_pb2
+from tui.client import GatewayClient
+
+FIXTURE = Path(
+    os.environ.get("TOLLGATE_BENCH_FIXTURE", "/work/shared/fixtures/claude_code_request.json")
+)
+LOCAL_FIXTURE = Path(__file__).resolve().parent / "claude_code_request.json"
+PROVIDER_KEY_ENV = "BENCH_UPSTREAM_KEY"
+
+DURATIONS = {"warmup": 2.0, "c1": 8.0, "c8": 8.0, "throughput": 10.0}
+QUICK = {"warmup": 1.0, "c1": 3.0, "c8": 3.0, "throughput": 4.0}
+
+
+async def provision(cp_addr: str, admin_token: str, upstream_port: int) -> tuple[str, str]:
+    """Workspace, provider and key through the Admin API; returns (key secret, key id)."""
+    async with GatewayClient(cp_addr, admin_token) as client:
+        await client.create_workspace(common_pb2.Workspace(name="bench", description="make bench"))
+        await client.create_provider(
+            common_pb2.Provider(
+                name="fake-upstream",
+                kind="anthropic",
+                base_url=f"http://127.0.0.1:{upstream_port}",
+                api_key_env=PROVIDER_KEY_ENV,
+            )
+        )
+        created = await client.create_key(
+            admin_pb2.CreateKeyRequest(workspace="bench", name="bench", provider="fake-upstream")
+        )
+        return created.secret, created.key.id
+
+
+async def usage_total(
+    cp_addr: str, admin_token: str, expected: int, wait_s: float = 8.0
+) -> dict[str, int]:
+    """Usage rows the control plane ingested for the bench workspace (polls until ``expected``)."""
+    deadline = time.monotonic() + wait_s
+    row: dict[str, int] = {}
+    async with GatewayClient(cp_addr, admin_token) as client:
+        while True:
+            rows = await client.query_usage(workspace="bench")
+            if rows:
+                r = rows[0]
+                row = {
+                    "requests": r.requests,
+                    "errors": r.errors,
+                    "input_tokens": r.input_tokens,
+                    "output_tokens": r.output_tokens,
+                    "cost_micros": r.cost_micros,
+                }
+            if row.get("requests", 0) >= expected or time.monotonic() > deadline:
+                return row
+            await asyncio.sleep(0.25)
+
+
+def fixture_path() -> Path:
+    for p in (FIXTURE, LOCAL_FIXTURE):
+        if p.exists():
+            return p
+    raise SystemExit(f"benchmark fixture not found: {FIXTURE} (set TOLLGATE_BENCH_FIXTURE)")
+
+
+def print_profile(path: Path, top: int = 30) -> None:
+    stats = pstats.Stats(str(path))
+    stats.strip_dirs()
+    print(f"\n--- data plane cProfile, top {top} by own time (tottime) ---")
+    stats.sort_stats("tottime").print_stats(top)
+    print(f"--- top {top} by cumulative time ---")
+    stats.sort_stats("cumulative").print_stats(top)
+
+
+def run(args: argparse.Namespace) -> int:
+    load_before = os.getloadavg()
+    durations = QUICK if args.quick else DURATIONS
+    children: list[Child] = []
+    with tempfile.TemporaryDirectory(prefix="tollgate-bench-") as tmp:
+        work = Path(tmp)
+        admin_token = secrets.token_urlsafe(16)
+        dp_token = secrets.token_urlsafe(16)
+        provider_key = "sk-ant-bench-" + secrets.token_hex(8)
+        try:
+            upstream = spawn(
+                "upstream",
+                ["-m", "bench.upstream", "--ready-file", str(work / "upstream.ready")],
+                work,
+            )
+            children.append(upstream)
+            upstream_port = int(wait_for_file(upstream, work / "upstream.ready"))
+
+            cp = spawn(
+                "controlplane",
+                [
+                    "-m", "controlplane",
+                    "--listen", "127.0.0.1:0",
+                    "--db", f"sqlite:///{work / 'tollgate.db'}",
+                    "--admin-token", admin_token,
+                    "--dataplane-token", dp_token,
+                ],
+                work,
+            )  # fmt: skip
+            children.append(cp)
+            cp_addr = wait_for_log(cp, r"control plane listening on (\S+:\d+)").group(1)
+            secret, _ = asyncio.run(provision(cp_addr, admin_token, upstream_port))
+
+            dp_args = [
+                "-m", "bench.dp_main",
+                "--ready-file", str(work / "dp.ready"),
+                "--control-plane", cp_addr,
+                "--token", dp_token,
+                "--state-dir", str(work / "dp-state"),
+            ]  # fmt: skip
+            profile = work / "dp.prof"
+            if args.profile:
+                dp_args += ["--sample", str(profile)]
+            elif args.cprofile:
+                dp_args += ["--profile", str(profile)]
+            dp = spawn("dataplane", dp_args, work, env={PROVIDER_KEY_ENV: provider_key})
+            children.append(dp)
+            ready = wait_for_json(dp, work / "dp.ready")
+            rss_idle = kib(proc_status(dp.pid)["VmRSS"])
+
+            plan = {
+                "fixture": str(fixture_path()),
+                "gateway_port": ready["port"],
+                "upstream_port": upstream_port,
+                "virtual_key": secret,
+                "provider_key": provider_key,
+                "dataplane_pid": dp.pid,
+                "upstream_pid": upstream.pid,
+                "durations": durations,
+                "throughput_conns": args.conns,
+            }
+            (work / "plan.json").write_text(json.dumps(plan))
+            lg = spawn("loadgen", ["-m", "bench.loadgen", str(work / "plan.json")], work)
+            children.append(lg)
+            budget = sum(durations.values()) * 2 + 60
+            try:
+                lg.proc.wait(budget)
+            except Exception:
+                lg.stop()
+                raise
+            if lg.proc.returncode != 0:
+                raise RuntimeError(f"load generator failed:\n{lg.tail(40)}")
+            result: dict[str, Any] = json.loads(lg.log.read_text().strip().splitlines()[-1])
+            status = proc_status(dp.pid)
+            result["dataplane_rss_kib"] = {
+                "idle": rss_idle,
+                "hwm": kib(status["VmHWM"]),
+                "now": kib(status["VmRSS"]),
+            }
+            result["usage"] = asyncio.run(
+                usage_total(cp_addr, admin_token, result["completed"]["gateway"])
+            )
+            result["machine"] = {
+                "cpus": os.cpu_count(),
+                "loadavg_before": load_before,
+                "loadavg_after": os.getloadavg(),
+            }
+            result["durations"] = durations
+            dp.stop()
+            children.remove(dp)
+            dp_violations = [
+                line
+                for line in dp.log.read_text().splitlines()
+                if "ERROR" in line or "Traceback" in line
+            ]
+            result["dataplane_log_errors"] = dp_violations[:5]
+        finally:
+            for child in reversed(children):
+                child.stop()
+        print(render(result, profiled=args.profile or args.cprofile))
+        if args.json:
+            print(json.dumps(result, indent=2))
+        if args.profile and profile.exists():
+            print()
+            print(sampler.render(profile))
+        elif args.cprofile and profile.exists():
+            print_profile(profile)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="shorter phases (~20 s)")
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the data plane's stacks (bench.sampler)"
+    )
+    parser.add_argument("--cprofile", action="store_true", help="run the data plane under cProfile")
+    parser.add_argument("--json", action="store_true", help="also print the raw results as JSON")
+    parser.add_argument(
+        "--conns", type=int, default=32, help="connections for the throughput phase"
+    )
+    args = parser.parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""A deliberately fast fake Anthropic upstream for the benchmark (raw asyncio, HTTP/1.1).
+
+Answers ``POST /v1/messages`` (any query string) with a pre-rendered 200-event Anthropic SSE
+stream, ``HEAD``/``GET /`` with an empty 200, anything else with an Anthropic-shaped 404. It does
+the least work an HTTP/1.1 server can do so the benchmark measures the gateway, not the fake:
+no framework, no per-request JSON, the response bytes rendered once at start.
+
+* Keep-alive; request bodies framed by ``content-length`` (what the gateway and the load
+  generator send); pipelined requests are answered in order.
+* The response has a ``content-length``; its body is written in ``writes`` slices (default 8,
+  ~3.5 KB each) so the gateway sees a stream arriving in pieces rather than one buffer.
+* ``x-api-key`` is not checked (the strict fake in ``tests/fakes`` does that); the count of
+  requests that carried one is printed at exit, for the record.
+
+Run: ``python -m bench.upstream --port 0 --ready-file PATH`` (the port is written to the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+TEXT_DELTAS = 195  # + message_start, content_block_start, content_block_stop, message_delta,
+# message_stop = 200 events
+
+USAGE_START = {
+    "input_tokens": 12,
+    "cache_creation_input_tokens": 2500,
+    "cache_read_input_tokens": 18000,
+    "cache_creation": {"ephemeral_5m_input_tokens": 2000, "ephemeral_1h_input_tokens": 500},
+    "output_tokens": 1,
+    "service_tier": "standard",
+}
+
+
+def _event(name: str, data: dict[str, object]) -> bytes:
+    return (
+        b"event: "
+        + name.encode()
+        + b"\ndata: "
+        + json.dumps(data, separators=(",", ":")).encode()
+        + b"\n\n"
+    )
+
+
+def render_stream(model: str = "claude-sonnet-4-5", deltas: int = TEXT_DELTAS) -> list[bytes]:
+    """The events of one streamed answer, each as its own SSE frame."""
+    events = [
+        _event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_bench_0001",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": USAGE_START,
+                },
+            },
+        ),
+        _event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+    ]
+    for i in range(deltas):
+        events.append(
+            _event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {
+                        "type": "text_delta",
+                        "text": f"token{i:03d} of the benchmark answer ",
+                    },
+                },
+            )
+        )
+    final = {k: v for k, v in USAGE_START.items() if k not in ("cache_creation", "service_tier")}
+    final["output_tokens"] = deltas
+    events += [
+        _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": final,
+            },
+        ),
+        _event("message_stop", {"type": "message_stop"}),
+    ]
+    return events
+
+
+def render_body() -> bytes:
+    return b"".join(render_stream())
+
+
+def _slices(body: bytes, writes: int) -> list[bytes]:
+    size = max(1, -(-len(body) // max(1, writes)))
+    return [body[i : i + size] for i in range(0, len(body), size)]
+
+
+def render_response(body: bytes, writes: int) -> list[bytes]:
+    head = (
+        b"HTTP/1.1 200 OK\r\n"
+        b"content-type: text/event-stream; charset=utf-8\r\n"
+        b"cache-control: no-cache\r\n"
+        b"request-id: req_bench_upstream\r\n"
+        b"anthropic-ratelimit-requests-remaining: 999\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n"
+        b"\r\n"
+    )
+    parts = _slices(body, writes)
+    parts[0] = head + parts[0]
+    return parts
+
+
+_EMPTY_200 = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+_NOT_FOUND_BODY = b'{"type":"error","error":{"type":"not_found_error","message":"not found"}}'
+_NOT_FOUND = (
+    b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: "
+    + str(len(_NOT_FOUND_BODY)).encode()
+    + b"\r\n\r\n"
+    + _NOT_FOUND_BODY
+)
+
+
+class Stats:
+    requests = 0
+    with_api_key = 0
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    """One connection: parse request heads, skip bodies, write the canned answer."""
+
+    def __init__(self, response: list[bytes], stats: Stats) -> None:
+        self.response = response
+        self.stats = stats
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buf[:end])
+            length = 0
+            lower = head.lower()
+            i = lower.find(b"\r\ncontent-length:")
+            if i >= 0:
+                j = lower.find(b"\r\n", i + 2)
+                length = int(lower[i + 17 : j if j >= 0 else None])
+            total = end + 4 + length
+            if len(buf) < total:
+                return
+            del buf[:total]
+            self._answer(head)
+
+    def _answer(self, head: bytes) -> None:
+        assert self.transport is not None
+        line = head[: head.find(b"\r\n")] if b"\r\n" in head else head
+        method, _, rest = line.partition(b" ")
+        target = rest.partition(b" ")[0]
+        path = target.partition(b"?")[0]
+        if method == b"POST" and path == b"/v1/messages":
+            self.stats.requests += 1
+            if b"\r\nx-api-key:" in head.lower():
+                self.stats.with_api_key += 1
+            for part in self.response:
+                self.transport.write(part)
+        elif path == b"/" and method in (b"HEAD", b"GET"):
+            self.transport.write(_EMPTY_200)
+        else:
+            self.transport.write(_NOT_FOUND)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
+async def serve(port: int, writes: int, ready_file: Path | None) -> None:
+    loop = asyncio.get_running_loop()
+    response = render_response(render_body(), writes)
+    stats = Stats()
+    server = await loop.create_server(
+        lambda: UpstreamProtocol(response, stats),
+        "127.0.0.1",
+        port,
+        backlog=1024,
+        reuse_address=True,
+    )
+    actual = server.sockets[0].getsockname()[1]
+    if ready_file is not None:
+        tmp = ready_file.with_suffix(".tmp")
+        tmp.write_text(str(actual))
+        os.replace(tmp, ready_file)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+    print(f"upstream: {stats.requests} requests, {stats.with_api_key} with x-api-key", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--writes", type=int, default=8, help="slices the body is written in")
+    parser.add_argument("--ready-file", type=Path)
+    args = parser.parse_args(argv)
+    asyncio.run(serve(args.port, args.writes, args.ready_file))
+
+
+if __name__ == "__main__":
+    main()
