@@ -66,8 +66,13 @@ def extract_secret(scope: Scope) -> str | None:
     """The virtual key from ``x-api-key`` or ``Authorization: Bearer``.
 
     A developer may have a real ANTHROPIC_API_KEY in the shell next to ANTHROPIC_AUTH_TOKEN, and
-    Claude Code then sends both headers: whichever carries a ``gw-`` key wins.
+    Claude Code then sends both headers: whichever carries a ``gw-`` key wins. With a Claude
+    subscription the Authorization header carries the user's OAuth token and the virtual key
+    travels in ``x-tollgate-key`` (via ANTHROPIC_CUSTOM_HEADERS), which then wins over both.
     """
+    dedicated = header(scope, b"x-tollgate-key")
+    if dedicated and dedicated.strip():
+        return dedicated.decode("latin-1").strip()
     candidates: list[str] = []
     api_key = header(scope, b"x-api-key")
     if api_key and api_key.strip():

@@ -152,6 +152,9 @@ class MessagesHandler:
                 stream=prepared.stream,
                 request_id=request_id,
                 json=prepared.json,
+                client_authorization=header(scope, b"authorization")
+                if header(scope, b"x-tollgate-key")
+                else None,
             )
             await self._forward(principal, request, rec, receive, send)
         except ClientDisconnected:

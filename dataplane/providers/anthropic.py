@@ -68,7 +68,17 @@ class AnthropicProvider:
         self._timeout = timeouts(config)
         self._env = os.environ if env is None else env
 
-    def _credentials(self) -> list[Header]:
+    def _credentials(self, request: UpstreamRequest) -> list[Header]:
+        if self.config.option("auth", "key") == "passthrough":
+            # A Claude subscription: the user's own OAuth token goes upstream, never stored or logged.
+            if not request.client_authorization:
+                raise GatewayError(
+                    401,
+                    f"Provider '{self.name}' uses your own Claude login: sign in with `claude` "
+                    "as usual and send your virtual key in the x-tollgate-key header "
+                    '(ANTHROPIC_CUSTOM_HEADERS="x-tollgate-key: gw-…").',
+                )
+            return [(b"authorization", request.client_authorization)]
         var = self.config.api_key_env
         if not var:
             return []
@@ -85,7 +95,7 @@ class AnthropicProvider:
         url = self._base + request.path
         if request.query:
             url += "?" + request.query.decode("latin-1")
-        headers = [*request.headers, *self._credentials(), (b"accept-encoding", b"identity")]
+        headers = [*request.headers, *self._credentials(request), (b"accept-encoding", b"identity")]
         upstream = self._client.build_request(
             "POST", url, headers=headers, content=request.body, timeout=self._timeout
         )

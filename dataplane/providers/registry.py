@@ -15,6 +15,7 @@ import httpx
 from dataplane.providers.anthropic import AnthropicProvider
 from dataplane.providers.base import Provider
 from dataplane.providers.simulator import SimulatorProvider
+from dataplane.providers.vertex import VertexProvider
 from dataplane.snapshot import ProviderConfig, Snapshot
 
 log = logging.getLogger("tollgate.providers")
@@ -38,6 +39,8 @@ class ProviderRegistry:
             return AnthropicProvider(config, self._client, self._env)
         if config.kind == "simulator":
             return SimulatorProvider(config)
+        if config.kind == "vertex":
+            return VertexProvider(config, self._client, self._env)
         log.warning(
             "provider %s has kind %r, which this data plane cannot serve", config.name, config.kind
         )

@@ -25,6 +25,8 @@ REVOKED = "gw-revoked-0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
 EXPIRED = "gw-expired-0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
 SIMULATED = "gw-sim-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH"
 LIMITED = "gw-limited-0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
+SUBSCRIBER = "gw-subscriber-0123456789abcdefghijklmnopqrstuvwxyzAB"
+OAUTH_TOKEN = "sk-ant-oat01-user-subscription-token"
 
 
 def sha(secret: str) -> str:
@@ -70,7 +72,7 @@ def build_snapshot(upstream_url: str, version: str = "v1") -> discovery_pb2.Snap
     now = int(time.time() * 1000)
     ws = common_pb2.Workspace(name="team-a")
     key = discovery_pb2.SnapshotKey
-    return discovery_pb2.Snapshot(
+    snap = discovery_pb2.Snapshot(
         version=version,
         built_at_ms=now,
         workspaces=[ws],
@@ -83,6 +85,12 @@ def build_snapshot(upstream_url: str, version: str = "v1") -> discovery_pb2.Snap
                 options={"timeout_read_s": "2"},
             ),
             common_pb2.Provider(name="sim", kind="simulator"),
+            common_pb2.Provider(
+                name="subscription",
+                kind="anthropic",
+                base_url=upstream_url,
+                options={"auth": "passthrough"},
+            ),
             common_pb2.Provider(
                 name="dead",
                 kind="anthropic",
@@ -132,11 +140,21 @@ def build_snapshot(upstream_url: str, version: str = "v1") -> discovery_pb2.Snap
         ],
         prices=PRICES,
     )
+    snap.keys.append(
+        key(
+            id="key_sub",
+            secret_sha256=sha(SUBSCRIBER),
+            name="max-plan",
+            workspace="team-a",
+            provider="subscription",
+        )
+    )
+    return snap
 
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
+    fake = FakeAnthropic(oauth_tokens=(OAUTH_TOKEN,))
     await fake.start()
     yield fake
     await fake.stop()

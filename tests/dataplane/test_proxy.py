@@ -10,7 +10,16 @@ import orjson
 import pytest
 
 from dataplane.server import DataPlane
-from tests.dataplane.conftest import EXPIRED, LIMITED, REVOKED, SECRET, SIMULATED, usage_events
+from tests.dataplane.conftest import (
+    EXPIRED,
+    LIMITED,
+    OAUTH_TOKEN,
+    REVOKED,
+    SECRET,
+    SIMULATED,
+    SUBSCRIBER,
+    usage_events,
+)
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic, Scripted, stream_frames
 
 FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "claude_code_request.json"
@@ -343,3 +352,25 @@ async def test_no_snapshot_yet_is_a_clear_503(tmp_path) -> None:
             assert (await c.get("/healthz")).status_code == 503
     finally:
         await dp.stop()
+
+
+async def test_subscription_passthrough_forwards_the_users_own_token(
+    client, upstream, dataplane
+) -> None:
+    headers = {**HEADERS, "authorization": f"Bearer {OAUTH_TOKEN}", "x-tollgate-key": SUBSCRIBER}
+    r = await client.post("/v1/messages", content=ODD_BODY, headers=headers)
+    assert r.status_code == 200, r.text
+    got = upstream.requests[-1]
+    assert got.header("authorization") == f"Bearer {OAUTH_TOKEN}"
+    assert got.header("x-api-key") is None and got.header("x-tollgate-key") is None
+    (event,) = await usage_events(dataplane, 1)
+    assert event.key_id == "key_sub" and event.usage.cost_micros > 0
+    # Without its own login the request is refused with instructions, and nothing goes upstream.
+    upstream.requests.clear()
+    r = await client.post(
+        "/v1/messages",
+        content=ODD_BODY,
+        headers={**HEADERS, "authorization": f"Bearer {SUBSCRIBER}"},
+    )
+    assert "x-tollgate-key" in _error(r, 401, "authentication_error")
+    assert upstream.requests == []

@@ -148,9 +148,13 @@ class Scripted:
 
 class FakeAnthropic:
     def __init__(
-        self, api_key: str = UPSTREAM_KEY, text: str = "Hello from the fake upstream."
+        self,
+        api_key: str = UPSTREAM_KEY,
+        text: str = "Hello from the fake upstream.",
+        oauth_tokens: tuple[str, ...] = (),
     ) -> None:
         self.api_key = api_key
+        self.oauth_tokens = oauth_tokens  # Claude subscription tokens accepted as Bearer
         self.text = text
         self.requests: list[Received] = []
         self.violations: list[str] = []
@@ -237,7 +241,11 @@ class FakeAnthropic:
         auth = req.header("authorization") or ""
         if "gw-" in auth or (req.header("x-api-key") or "").startswith("gw-"):
             return 401, "authentication_error", "a virtual key reached the upstream"
-        if req.header("x-api-key") != self.api_key:
+        bearer = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+        if bearer is not None and bearer in self.oauth_tokens:
+            if req.header("x-api-key") is not None:
+                return 400, "invalid_request_error", "both an OAuth token and an API key were sent"
+        elif req.header("x-api-key") != self.api_key:
             return 401, "authentication_error", "invalid x-api-key"
         if not req.header("anthropic-version"):
             return 400, "invalid_request_error", "anthropic-version: header is required"
