@@ -285,3 +285,25 @@ async def test_control_plane_outage_loses_nothing_and_counts_nothing_twice(
 
 async def _zero(dp: DataPlane) -> bool:
     return dp.reporter is not None and dp.reporter.backlog == 0
+
+
+async def test_switching_a_keys_provider_moves_live_traffic_within_a_second(
+    gateway: Gateway,
+) -> None:
+    """The seed's promise: switch providers with a config change, nothing changes for the developer."""
+    await gateway.admin.create_provider(common_pb2.Provider(name="sim", kind="simulator"))
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        first = await call(client, gateway.secret)
+        assert first.headers["x-tollgate-provider"] == "anthropic"
+        await gateway.admin.update_key(
+            common_pb2.VirtualKey(id=gateway.key_id, provider="sim"), ["provider"]
+        )
+        switched_at = time.monotonic()
+
+        async def on_sim() -> bool:
+            r = await call(client, gateway.secret)
+            return r.status_code == 200 and r.headers["x-tollgate-provider"] == "sim"
+
+        await wait_for(on_sim, timeout=5)
+        elapsed = time.monotonic() - switched_at
+    assert elapsed < 1.0, f"switch took {elapsed:.3f} s"
