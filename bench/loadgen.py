@@ -215,7 +215,7 @@ class Conn:
                 f"{self.target.name}: body of {proto.body_len} bytes, expected {len(expected)}"
             )
         if keep:
-            if proto.keep != expected:
+            if bytes(proto.keep or b"") != expected:
                 raise BadResponse(f"{self.target.name}: body differs from the upstream's bytes")
             self.verified = True
         return t_first - t0, t_last - t0
@@ -389,13 +389,13 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         ("gateway", gw, d["throughput"]),
         ("direct", direct, d["throughput"] / 2),
     ):
-        cpu0 = {
+        before = {
             "dataplane": cpu_seconds(dp_pid),
             "upstream": cpu_seconds(up_pid),
             "loadgen": cpu_seconds(os.getpid()),
         }
         samples, elapsed = await closed_loop(target, conns, seconds)
-        cpu1 = {
+        after = {
             "dataplane": cpu_seconds(dp_pid),
             "upstream": cpu_seconds(up_pid),
             "loadgen": cpu_seconds(os.getpid()),
@@ -404,7 +404,7 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
             **summary(samples),
             "elapsed_s": elapsed,
             "rps": len(samples.ttlb) / elapsed,
-            "cpu_s": {k: cpu1[k] - cpu0[k] for k in cpu0},
+            "cpu_s": {k: after[k] - before[k] for k in before},
         }
     result["throughput"] = tput
     result["throughput_conns"] = conns

@@ -29,6 +29,7 @@ import json
 import os
 import pstats
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -41,13 +42,17 @@ from bench.report import render
 from gwapi.v1 import admin_pb2, common_pb2
 from tui.client import GatewayClient
 
-FIXTURE = Path(
-    os.environ.get("TOLLGATE_BENCH_FIXTURE", "/work/shared/fixtures/claude_code_request.json")
+REPO = Path(__file__).resolve().parent.parent
+# The realistic Claude Code request body lives in the shared folder beside the repository.
+FIXTURE_NAME = "claude_code_request.json"
+FIXTURE_CANDIDATES = (
+    REPO.parent / "shared" / "fixtures" / FIXTURE_NAME,
+    Path("/work/shared/fixtures") / FIXTURE_NAME,
 )
-LOCAL_FIXTURE = Path(__file__).resolve().parent / "claude_code_request.json"
 PROVIDER_KEY_ENV = "BENCH_UPSTREAM_KEY"
 
 DURATIONS = {"warmup": 2.0, "c1": 8.0, "c8": 8.0, "throughput": 10.0}
+TIME_LIMIT_S = 170
 QUICK = {"warmup": 1.0, "c1": 3.0, "c8": 3.0, "throughput": 4.0}
 
 
@@ -93,10 +98,15 @@ async def usage_total(
 
 
 def fixture_path() -> Path:
-    for p in (FIXTURE, LOCAL_FIXTURE):
+    explicit = os.environ.get("TOLLGATE_BENCH_FIXTURE")
+    candidates = (Path(explicit),) if explicit else FIXTURE_CANDIDATES
+    for p in candidates:
         if p.exists():
             return p
-    raise SystemExit(f"benchmark fixture not found: {FIXTURE} (set TOLLGATE_BENCH_FIXTURE)")
+    raise SystemExit(
+        f"benchmark fixture not found in {', '.join(map(str, candidates))}"
+        " (set TOLLGATE_BENCH_FIXTURE to a Messages request body)"
+    )
 
 
 def print_profile(path: Path, top: int = 30) -> None:
@@ -108,7 +118,15 @@ def print_profile(path: Path, top: int = 30) -> None:
     stats.sort_stats("cumulative").print_stats(top)
 
 
+def _overrun(signum: int, frame: object) -> None:
+    raise TimeoutError(f"the benchmark overran its {TIME_LIMIT_S} s limit")
+
+
 def run(args: argparse.Namespace) -> int:
+    fixture = fixture_path()
+    # Bounded whatever happens: SIGALRM raises here, and the finally below stops every child.
+    signal.signal(signal.SIGALRM, _overrun)
+    signal.alarm(TIME_LIMIT_S)
     load_before = os.getloadavg()
     durations = QUICK if args.quick else DURATIONS
     children: list[Child] = []
@@ -159,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
             rss_idle = kib(proc_status(dp.pid)["VmRSS"])
 
             plan = {
-                "fixture": str(fixture_path()),
+                "fixture": str(fixture),
                 "gateway_port": ready["port"],
                 "upstream_port": upstream_port,
                 "virtual_key": secret,
@@ -208,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
             for child in reversed(children):
                 child.stop()
         print(render(result, profiled=args.profile or args.cprofile))
+        signal.alarm(0)
         if args.json:
             print(json.dumps(result, indent=2))
         if args.profile and profile.exists():
