@@ -1,0 +1,522 @@
+"""Amazon Bedrock adapter: Anthropic-format request in, Anthropic-format answer out.
+
+Options (``ProviderConfig.option``): ``region`` (required); credentials, first that applies:
+``bearer_token_env`` (a Bedrock API key, sent as ``Authorization: Bearer``), ``access_key_env`` +
+``secret_key_env`` [+ ``session_token_env``] (names of variables in the data plane's environment),
+else botocore's standard chain (env, shared files, SSO, container/instance role) with ``profile``
+if named; ``inference_profile`` (``us|eu|apac|jp|global|none``); ``model_map`` (a JSON object
+FROM→TO); ``timeout_connect_s``, ``timeout_read_s``; ``ping_interval_s`` (default 10, 0 = off).
+``base_url`` is the endpoint root, like ``ANTHROPIC_BEDROCK_BASE_URL`` (default
+``https://bedrock-runtime.{region}.amazonaws.com``).
+
+Credentials are resolved once (in a worker thread: the chain may do file or network I/O) and
+cached; refreshable ones are refreshed before expiry, also in a thread, one refresh at a time.
+Signing is SigV4 (service ``bedrock``) over the exact bytes sent; nothing blocks the event loop.
+
+Model map, first rule that applies (:func:`bedrock_model_id`):
+
+1. ``model_map`` has the id: its value, as is.
+2. A Bedrock id (``anthropic.…``, ``<geo>.anthropic.…``) or an ARN passes through.
+3. Not ``claude-…``: 404 ``not_found_error`` naming what this provider serves.
+4. Otherwise ``<profile>.anthropic.<id>`` with the ``-v1:0`` suffix for dated ids
+   (``claude-sonnet-4-5-20250929`` → ``us.anthropic.claude-sonnet-4-5-20250929-v1:0``) and none for
+   undated ones (``claude-sonnet-4-6`` → ``us.anthropic.claude-sonnet-4-6``). Aliases of dated
+   models are dated first (:data:`ALIASES`); the few ids AWS named irregularly are in
+   :data:`IRREGULAR`. ``<profile>.`` is omitted for ``none``. The default profile comes from the
+   region: ``us-gov-*`` → none; ``us-*``/``ca-*`` → us; ``eu-*`` → eu; ``ap-northeast-1``/``-3``
+   (Tokyo, Osaka) → jp; other ``ap-*`` → apac; anything else → global.
+
+Wire (WIRE.md): body without ``model``/``stream``, with ``anthropic_version: bedrock-2023-05-31``
+and the accepted ``anthropic-beta`` values as ``anthropic_beta``; ``POST /model/{id}/invoke`` or
+``/invoke-with-response-stream`` (id URL-quoted, ``:`` kept). A streamed 200 is decoded from the
+AWS event stream (both CRCs checked) into ``event: <type>\\ndata: <json>\\n\\n``, the JSON byte for
+byte, with a ``ping`` during every silence longer than ``ping_interval_s``; an in-stream exception,
+a corrupt frame or a truncated stream becomes one SSE ``error`` event and ends the stream.
+``count_tokens`` goes to ``/model/{base id}/count-tokens`` (CountTokens takes the foundation model
+id, not an inference profile) and is answered as ``{"input_tokens": N}``. Bedrock errors before
+the stream become Anthropic-shaped JSON errors (``Bedrock: <message>``) with the mapped status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import quote
+
+import botocore.session
+import httpx
+import orjson
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials, RefreshableCredentials
+
+from dataplane.codecs.eventstream import EventStreamDecoder, EventStreamError, EventStreamMessage
+from dataplane.errors import GatewayError, error_event, error_response_body, upstream_timeout
+from dataplane.errors import upstream_unreachable as unreachable
+from dataplane.providers.anthropic import HttpxResponse, timeouts
+from dataplane.providers.base import Header, UpstreamRequest
+from dataplane.providers.betas import filter_betas, header_betas
+from dataplane.snapshot import ProviderConfig
+
+ANTHROPIC_VERSION = "bedrock-2023-05-31"
+PROFILES = ("us", "eu", "apac", "jp", "global", "none")
+# Dateless aliases of models whose Bedrock id is dated (Anthropic's documented aliases).
+ALIASES: Mapping[str, str] = {
+    "claude-opus-4-5": "claude-opus-4-5-20251101",
+    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
+    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
+    "claude-opus-4-1": "claude-opus-4-1-20250805",
+    "claude-opus-4-0": "claude-opus-4-20250514",
+    "claude-opus-4": "claude-opus-4-20250514",
+    "claude-sonnet-4-0": "claude-sonnet-4-20250514",
+    "claude-sonnet-4": "claude-sonnet-4-20250514",
+    "claude-3-7-sonnet-latest": "claude-3-7-sonnet-20250219",
+    "claude-3-5-haiku-latest": "claude-3-5-haiku-20241022",
+}
+# Anthropic id -> Bedrock base id where AWS departs from the rule.
+IRREGULAR: Mapping[str, str] = {
+    "claude-opus-4-6": "anthropic.claude-opus-4-6-v1",
+    "claude-3-5-sonnet-20241022": "anthropic.claude-3-5-sonnet-20241022-v2:0",
+}
+_DATED = re.compile(r"-\d{8}$")
+_BEDROCK_ID = re.compile(r"^(?:[a-z]{2,6}(?:-[a-z]+)?\.)?anthropic\.")
+_GEO_PREFIX = re.compile(r"^[a-z]{2,6}(?:-[a-z]+)?\.(?=anthropic\.)")
+# Bedrock HTTP status -> (status, Anthropic error type) for errors before the stream.
+_ERRORS = {
+    400: (400, "invalid_request_error"),
+    401: (401, "authentication_error"),
+    403: (403, "permission_error"),
+    404: (404, "not_found_error"),
+    408: (504, "timeout_error"),
+    424: (502, "api_error"),
+    429: (429, "rate_limit_error"),
+    500: (500, "api_error"),
+    503: (529, "overloaded_error"),
+}
+# In-stream :exception-type -> Anthropic error type.
+STREAM_EXCEPTIONS = {
+    "throttlingException": "rate_limit_error",
+    "validationException": "invalid_request_error",
+    "modelStreamErrorException": "api_error",
+    "modelTimeoutException": "timeout_error",
+    "internalServerException": "api_error",
+    "serviceUnavailableException": "overloaded_error",
+}
+PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+_RETRY_FAILED_RESOLUTION_S = 30.0
+
+
+def default_profile(region: str) -> str:
+    """The inference-profile geography for ``region`` (rule in the module docstring)."""
+    if region.startswith("us-gov-"):
+        return "none"
+    if region.startswith(("us-", "ca-")):
+        return "us"
+    if region.startswith("eu-"):
+        return "eu"
+    if region in ("ap-northeast-1", "ap-northeast-3"):
+        return "jp"
+    return "apac" if region.startswith("ap-") else "global"
+
+
+def model_map(config: ProviderConfig) -> dict[str, str]:
+    """The explicit ``model_map`` option. Raises ValueError when it is not a JSON string map."""
+    return dict(_rules(config)[0])
+
+
+@functools.lru_cache(maxsize=256)
+def _rules(config: ProviderConfig) -> tuple[Mapping[str, str], str]:
+    """(explicit model map, inference profile) of a provider, parsed once per configuration."""
+    profile = config.option("inference_profile") or default_profile(config.option("region"))
+    raw = config.option("model_map", "")
+    if not raw:
+        return MappingProxyType({}), profile
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"model_map is not JSON: {exc}") from None
+    if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
+        raise ValueError("model_map must be a JSON object of strings")
+    return MappingProxyType(obj), profile
+
+
+def bedrock_model_id(model: str, config: ProviderConfig) -> str:
+    """The Bedrock model id (or ARN) serving Anthropic ``model``; GatewayError 404 if none."""
+    explicit, profile = _rules(config)
+    if model in explicit:
+        return explicit[model]
+    if model.startswith("arn:") or _BEDROCK_ID.match(model):
+        return model
+    if not model.startswith("claude-"):
+        served = ", ".join(f"{k} → {v}" for k, v in sorted(explicit.items())) or "none"
+        raise GatewayError(
+            404,
+            f"Model '{model}' is not served by Bedrock provider '{config.name}'. It serves any "
+            f"Claude model id (claude-…, mapped to {profile}.anthropic.<id>[-v1:0]), Bedrock "
+            f"model ids and ARNs, and these mapped names: {served}.",
+        )
+    model = ALIASES.get(model, model)
+    base = IRREGULAR.get(model) or (
+        f"anthropic.{model}-v1:0" if _DATED.search(model) else f"anthropic.{model}"
+    )
+    return base if profile == "none" else f"{profile}.{base}"
+
+
+def foundation_model_id(model_id: str) -> str:
+    """``us.anthropic.x`` → ``anthropic.x`` (CountTokens wants the foundation model)."""
+    return _GEO_PREFIX.sub("", model_id, count=1)
+
+
+class BufferedResponse:
+    """An UpstreamResponse whose body is already known (translated errors, count_tokens)."""
+
+    def __init__(self, status: int, headers: list[Header], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self._body = body
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+    async def read(self) -> bytes:
+        return self._body
+
+    async def aclose(self) -> None:
+        return None
+
+
+class BedrockStream:
+    """A streamed 200: the AWS event stream, translated to Anthropic SSE as it arrives."""
+
+    def __init__(
+        self, response: httpx.Response, headers: list[Header], provider: str, ping_s: float
+    ) -> None:
+        self.status = 200
+        self.headers = headers
+        self._response = response
+        self._provider = provider
+        self._ping_s = ping_s
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        decoder = EventStreamDecoder()
+        source = self._response.aiter_raw()
+        pending: asyncio.Future[bytes] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(source))
+                # Wait on the same read across pings: cancelling it would break the stream.
+                done, _ = await asyncio.wait((pending,), timeout=self._ping_s or None)
+                if not done:
+                    yield PING
+                    continue
+                read, pending = pending, None
+                try:
+                    chunk = read.result()
+                except StopAsyncIteration:
+                    break
+                try:
+                    messages = decoder.feed(chunk)
+                except EventStreamError as exc:
+                    yield self._failure(f"its event stream was corrupt ({exc})")
+                    return
+                for message in messages:
+                    out, last = self._translate(message)
+                    if out:
+                        yield out
+                    if last:
+                        return
+            if decoder.pending:
+                yield self._failure("its event stream ended in the middle of a frame")
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    def _failure(self, what: str) -> bytes:
+        return error_event(
+            "api_error", f"Bedrock: the answer from provider '{self._provider}' failed: {what}."
+        )
+
+    def _translate(self, message: EventStreamMessage) -> tuple[bytes, bool]:
+        """(SSE bytes to send, whether the stream ends here) for one event-stream message."""
+        kind = message.message_type
+        if kind == "event":
+            if message.event_type != "chunk":
+                return b"", False  # unknown events are ignored, as in Anthropic streams
+            try:
+                data = base64.b64decode(orjson.loads(message.payload)["bytes"], validate=True)
+                event = orjson.loads(data)["type"]
+            except (ValueError, KeyError, TypeError):
+                return self._failure("a stream chunk could not be decoded"), True
+            if not isinstance(event, str) or not event or "\n" in event or "\r" in event:
+                return self._failure("a stream chunk has no event type"), True
+            if b"\n" in data or b"\r" in data:  # keep SSE framing: one data line
+                data = orjson.dumps(orjson.loads(data))
+            return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n", False
+        if kind == "exception":
+            etype = STREAM_EXCEPTIONS.get(message.exception_type, "api_error")
+            text = _message_of(message.payload) or message.exception_type
+            return error_event(etype, f"Bedrock: {text}"), True
+        if kind == "error":
+            code, text = message.header(":error-code"), message.header(":error-message")
+            return error_event("api_error", f"Bedrock: {code}: {text}".rstrip(": ")), True
+        return b"", False
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.aiter_raw()])
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def _message_of(body: bytes) -> str:
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:500].decode("utf-8", "replace").strip()
+    if isinstance(obj, dict):
+        text = obj.get("message") or obj.get("Message")
+        if isinstance(text, str):
+            return text
+    return ""
+
+
+class BedrockProvider:
+    kind = "bedrock"
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        client: httpx.AsyncClient,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self._client = client
+        self._env: Mapping[str, str] = os.environ if env is None else env
+        self._timeout = timeouts(config)
+        self.region = config.option("region")
+        self._base = (
+            config.base_url or f"https://bedrock-runtime.{self.region}.amazonaws.com"
+        ).rstrip("/")
+        self._creds: Any = None  # botocore Credentials / RefreshableCredentials, once resolved
+        self._resolving: asyncio.Future[Any] | None = None
+        self._resolving_since = 0.0
+        self._ping_s = 10.0
+        self._bearer = bool(config.option("bearer_token_env"))
+        self._lock = asyncio.Lock()
+        self.credential_resolutions = 0  # how often the credential chain ran (tests, metrics)
+        self._problem = self._validate()
+
+    def _validate(self) -> str:
+        """A misconfiguration message ('' if none): reported on each request, never raised here,
+        so one bad provider never stops a snapshot from being applied."""
+        try:
+            model_map(self.config)
+            self._ping_s = max(0.0, float(self.config.option("ping_interval_s", "10")))
+        except ValueError as exc:
+            return f"Provider '{self.name}' is misconfigured: {exc}."
+        if not self.region:
+            return f"Provider '{self.name}' is misconfigured: the Bedrock region is not set."
+        if (self.config.option("inference_profile") or "us") not in PROFILES:
+            return (
+                f"Provider '{self.name}' is misconfigured: inference_profile must be one of "
+                f"{', '.join(PROFILES)}."
+            )
+        return ""
+
+    # -- credentials ----------------------------------------------------------------------------
+
+    def _env_var(self, option: str, required: bool = True) -> str:
+        var = self.config.option(option)
+        value = self._env.get(var, "") if var else ""
+        if required and not value:
+            raise GatewayError(
+                500,
+                f"Provider '{self.name}' is misconfigured: the data plane's environment has no "
+                f"{var or option}. Ask your platform team to set it on the data plane.",
+            )
+        return value
+
+    def _resolve(self) -> Any:
+        """Run the credential chain (blocking: called in a worker thread, once)."""
+        self.credential_resolutions += 1
+        try:
+            if self.config.option("access_key_env"):
+                return Credentials(
+                    self._env_var("access_key_env"),
+                    self._env_var("secret_key_env"),
+                    self._env_var("session_token_env", required=False) or None,
+                )
+            profile = self.config.option("profile") or None
+            creds = botocore.session.Session(profile=profile).get_credentials()
+        except GatewayError:
+            raise
+        except Exception as exc:  # botocore: profile not found, SSO expired, STS refused…
+            raise self._credential_error(exc) from None
+        if creds is None:
+            raise GatewayError(
+                500,
+                f"Provider '{self.name}' found no AWS credentials on the data plane. Ask your "
+                "platform team to configure a profile, an instance role or access-key variables.",
+            )
+        return creds
+
+    def _credential_error(self, exc: Exception) -> GatewayError:
+        return GatewayError(
+            500, f"Provider '{self.name}': AWS credentials could not be loaded ({exc})."
+        )
+
+    async def _frozen_credentials(self) -> Any:
+        """Credentials to sign with now: resolved once, refreshed before expiry, never on the loop.
+
+        Resolution is single-flight and shielded, so a caller that goes away does not waste it;
+        a failure is remembered for 30 s rather than re-run on every request.
+        """
+        creds = self._creds
+        if creds is None:
+            task = self._resolving
+            if task is None or (
+                task.done()
+                and (task.cancelled() or task.exception() is not None)
+                and time.monotonic() - self._resolving_since > _RETRY_FAILED_RESOLUTION_S
+            ):
+                self._resolving_since = time.monotonic()
+                task = self._resolving = asyncio.ensure_future(asyncio.to_thread(self._resolve))
+            creds = self._creds = await asyncio.shield(task)
+        if isinstance(creds, RefreshableCredentials) and creds.refresh_needed():
+            async with self._lock:  # one refresh (STS, SSO, IMDS: network I/O) at a time
+                if creds.refresh_needed():
+                    try:
+                        return await asyncio.to_thread(creds.get_frozen_credentials)
+                    except Exception as exc:
+                        raise self._credential_error(exc) from None
+        return creds.get_frozen_credentials()
+
+    async def _auth(self, url: str, body: bytes, headers: dict[str, str]) -> list[Header]:
+        if self._bearer:
+            headers["Authorization"] = "Bearer " + self._env_var("bearer_token_env")
+        else:
+            aws = AWSRequest(method="POST", url=url, data=body, headers=headers)
+            SigV4Auth(await self._frozen_credentials(), "bedrock", self.region).add_auth(aws)
+            headers = dict(aws.headers.items())
+        return [(k.lower().encode(), str(v).encode()) for k, v in headers.items()]
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def _body(self, request: UpstreamRequest, count_only: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"anthropic_version": ANTHROPIC_VERSION}
+        body.update(
+            (k, v)
+            for k, v in request.json.items()
+            if k not in ("model", "stream", "anthropic_version", "anthropic_beta")
+        )
+        listed = request.json.get("anthropic_beta")
+        in_body = [b for b in listed if isinstance(b, str)] if isinstance(listed, list) else []
+        betas = filter_betas("bedrock", [*header_betas(request.headers), *in_body])
+        if betas:
+            body["anthropic_beta"] = betas
+        if count_only and "max_tokens" not in body:
+            # CountTokens validates an InvokeModel body, which requires max_tokens (> budget).
+            thinking = body.get("thinking")
+            budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+            body["max_tokens"] = budget + 1 if isinstance(budget, int) else 1
+        return body
+
+    async def send(
+        self, request: UpstreamRequest
+    ) -> BufferedResponse | BedrockStream | HttpxResponse:
+        if self._problem:
+            raise GatewayError(500, self._problem)
+        count_only = request.path.endswith("/count_tokens")
+        model_id = bedrock_model_id(request.model, self.config)
+        body = orjson.dumps(self._body(request, count_only))
+        if count_only:
+            operation = "count-tokens"
+            model_id = foundation_model_id(model_id)
+            body = orjson.dumps(
+                {"input": {"invokeModel": {"body": base64.b64encode(body).decode()}}}
+            )
+        else:
+            operation = "invoke-with-response-stream" if request.stream else "invoke"
+        url = f"{self._base}/model/{quote(model_id, safe=':')}/{operation}"
+        accept = (
+            "application/vnd.amazon.eventstream"
+            if operation[-6:] == "stream"
+            else "application/json"
+        )
+        headers = await self._auth(
+            url, body, {"Content-Type": "application/json", "Accept": accept}
+        )
+        headers += [(b"user-agent", b"tollgate"), (b"accept-encoding", b"identity")]
+        upstream = self._client.build_request(
+            "POST", url, headers=headers, content=body, timeout=self._timeout
+        )
+        raw = b""
+        try:
+            response = await self._client.send(upstream, stream=True)
+            if response.status_code != 200 or count_only:
+                try:
+                    raw = await response.aread()
+                finally:
+                    await response.aclose()
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+                raise unreachable(self.name) from exc
+            raise upstream_timeout(self.name) from exc
+        except httpx.TransportError as exc:
+            raise unreachable(self.name) from exc
+        aws_id = response.headers.get("x-amzn-requestid", "")
+        ids: list[Header] = (
+            [(b"request-id", aws_id.encode()), (b"x-amzn-requestid", aws_id.encode())]
+            if aws_id
+            else []
+        )
+        if response.status_code != 200:
+            return self._error(response, raw, aws_id or request.request_id, ids)
+        if count_only:
+            tokens = orjson.loads(raw).get("inputTokens") if raw.startswith(b"{") else None
+            if not isinstance(tokens, int):
+                raise GatewayError(502, f"Provider '{self.name}' gave an unreadable token count.")
+            return BufferedResponse(
+                200,
+                [(b"content-type", b"application/json"), *ids],
+                orjson.dumps({"input_tokens": tokens}),
+            )
+        if request.stream:
+            sse = [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache"),
+            ]
+            return BedrockStream(response, [*sse, *ids], self.name, self._ping_s)
+        whole = HttpxResponse(response, self.name)
+        whole.headers = [(b"content-type", b"application/json"), *ids] + [
+            (k, v) for k, v in response.headers.raw if k.lower().startswith(b"x-amzn-bedrock-")
+        ]
+        return whole
+
+    def _error(
+        self, response: httpx.Response, raw: bytes, request_id: str, ids: list[Header]
+    ) -> BufferedResponse:
+        code = response.status_code
+        status, etype = _ERRORS.get(code) or (
+            (400, "invalid_request_error") if code < 500 else (502, "api_error")
+        )
+        kind = response.headers.get("x-amzn-errortype", "").split(":", 1)[0]
+        text = _message_of(raw) or kind or f"HTTP {code}"
+        headers: list[Header] = [(b"content-type", b"application/json"), *ids]
+        if "retry-after" in response.headers:
+            headers.append((b"retry-after", response.headers["retry-after"].encode()))
+        return BufferedResponse(
+            status, headers, error_response_body(etype, f"Bedrock: {text}", request_id)
+        )
+
+    async def aclose(self) -> None:
+        """The shared client belongs to the registry; nothing of our own to close."""
