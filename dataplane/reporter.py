@@ -16,6 +16,8 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+import grpc
+
 from dataplane.events import RequestRecord
 from dataplane.spool import Spool
 from gwapi.v1 import telemetry_pb2
@@ -96,15 +98,45 @@ class Reporter:
             )
             try:
                 acked = await self.send_batch(request)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                    await self._isolate(records)
+                    continue
+                self._retry_later(exc)
+                return False
             except Exception as exc:
-                self._backoff = min(5.0, max(0.2, self._backoff * 2)) * random.uniform(0.8, 1.2)
-                log.debug(
-                    "usage report failed (%s); %d events wait in the spool", exc, self.spool.backlog
-                )
+                self._retry_later(exc)
                 return False
             await asyncio.to_thread(self.spool.ack, acked)
             if acked < records[-1][0]:
                 return False
+
+    def _retry_later(self, exc: BaseException) -> None:
+        self._backoff = min(5.0, max(0.2, self._backoff * 2)) * random.uniform(0.8, 1.2)
+        log.debug("usage report failed (%s); %d events wait in the spool", exc, self.spool.backlog)
+
+    async def _isolate(self, records: list[tuple[int, bytes]]) -> None:
+        """The control plane refused a batch as malformed: resend one by one, and set aside
+        (``rejected.log`` beside the spool, never deleted) only the events it refuses alone, so
+        one bad event cannot block every later one."""
+        for seq, payload in records:
+            request = telemetry_pb2.ReportUsageRequest(
+                node_id=self.node_id,
+                events=[telemetry_pb2.UsageEvent.FromString(payload)],
+                last_seq=seq,
+            )
+            try:
+                await self.send_batch(request)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                log.error(
+                    "control plane refused usage event #%d: %s; kept in rejected.log",
+                    seq,
+                    exc.details(),
+                )
+                await asyncio.to_thread(self.spool.reject, seq, payload)
+            await asyncio.to_thread(self.spool.ack, seq)
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Persist the queue and try once to deliver everything; True if nothing is left."""

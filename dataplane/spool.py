@@ -157,6 +157,13 @@ class Spool:
                 path.unlink(missing_ok=True)
                 del self._segment_last[path]
 
+    def reject(self, seq: int, payload: bytes) -> None:
+        """Keep an event the control plane refused, for an operator to inspect (never replayed)."""
+        seq_bytes = struct.pack(">Q", seq)
+        record = _HEAD.pack(len(payload), seq, zlib.crc32(payload, zlib.crc32(seq_bytes))) + payload
+        with open(self.dir / "rejected.log", "ab") as f:
+            f.write(record)
+
     @property
     def backlog(self) -> int:
         return self.last_seq - self.acked
