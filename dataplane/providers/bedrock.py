@@ -41,12 +41,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import os
-import re
 import time
-from collections.abc import AsyncIterator, Mapping
-from types import MappingProxyType
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -57,37 +54,21 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, RefreshableCredentials
 
-from dataplane.codecs.eventstream import EventStreamDecoder, EventStreamError, EventStreamMessage
-from dataplane.errors import GatewayError, error_event, error_response_body, upstream_timeout
+from dataplane.errors import GatewayError, error_response_body, upstream_timeout
 from dataplane.errors import upstream_unreachable as unreachable
 from dataplane.providers.anthropic import HttpxResponse, timeouts
 from dataplane.providers.base import Header, UpstreamRequest
+from dataplane.providers.bedrock_models import (
+    PROFILES,
+    bedrock_model_id,
+    foundation_model_id,
+    model_map,
+)
+from dataplane.providers.bedrock_stream import BedrockStream, BufferedResponse, message_of
 from dataplane.providers.betas import filter_betas, header_betas
 from dataplane.snapshot import ProviderConfig
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
-PROFILES = ("us", "eu", "apac", "jp", "global", "none")
-# Dateless aliases of models whose Bedrock id is dated (Anthropic's documented aliases).
-ALIASES: Mapping[str, str] = {
-    "claude-opus-4-5": "claude-opus-4-5-20251101",
-    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
-    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
-    "claude-opus-4-1": "claude-opus-4-1-20250805",
-    "claude-opus-4-0": "claude-opus-4-20250514",
-    "claude-opus-4": "claude-opus-4-20250514",
-    "claude-sonnet-4-0": "claude-sonnet-4-20250514",
-    "claude-sonnet-4": "claude-sonnet-4-20250514",
-    "claude-3-7-sonnet-latest": "claude-3-7-sonnet-20250219",
-    "claude-3-5-haiku-latest": "claude-3-5-haiku-20241022",
-}
-# Anthropic id -> Bedrock base id where AWS departs from the rule.
-IRREGULAR: Mapping[str, str] = {
-    "claude-opus-4-6": "anthropic.claude-opus-4-6-v1",
-    "claude-3-5-sonnet-20241022": "anthropic.claude-3-5-sonnet-20241022-v2:0",
-}
-_DATED = re.compile(r"-\d{8}$")
-_BEDROCK_ID = re.compile(r"^(?:[a-z]{2,6}(?:-[a-z]+)?\.)?anthropic\.")
-_GEO_PREFIX = re.compile(r"^[a-z]{2,6}(?:-[a-z]+)?\.(?=anthropic\.)")
 # Bedrock HTTP status -> (status, Anthropic error type) for errors before the stream.
 _ERRORS = {
     400: (400, "invalid_request_error"),
@@ -100,192 +81,7 @@ _ERRORS = {
     500: (500, "api_error"),
     503: (529, "overloaded_error"),
 }
-# In-stream :exception-type -> Anthropic error type.
-STREAM_EXCEPTIONS = {
-    "throttlingException": "rate_limit_error",
-    "validationException": "invalid_request_error",
-    "modelStreamErrorException": "api_error",
-    "modelTimeoutException": "timeout_error",
-    "internalServerException": "api_error",
-    "serviceUnavailableException": "overloaded_error",
-}
-PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 _RETRY_FAILED_RESOLUTION_S = 30.0
-
-
-def default_profile(region: str) -> str:
-    """The inference-profile geography for ``region`` (rule in the module docstring)."""
-    if region.startswith("us-gov-"):
-        return "none"
-    if region.startswith(("us-", "ca-")):
-        return "us"
-    if region.startswith("eu-"):
-        return "eu"
-    if region in ("ap-northeast-1", "ap-northeast-3"):
-        return "jp"
-    return "apac" if region.startswith("ap-") else "global"
-
-
-def model_map(config: ProviderConfig) -> dict[str, str]:
-    """The explicit ``model_map`` option. Raises ValueError when it is not a JSON string map."""
-    return dict(_rules(config)[0])
-
-
-@functools.lru_cache(maxsize=256)
-def _rules(config: ProviderConfig) -> tuple[Mapping[str, str], str]:
-    """(explicit model map, inference profile) of a provider, parsed once per configuration."""
-    profile = config.option("inference_profile") or default_profile(config.option("region"))
-    raw = config.option("model_map", "")
-    if not raw:
-        return MappingProxyType({}), profile
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"model_map is not JSON: {exc}") from None
-    if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
-        raise ValueError("model_map must be a JSON object of strings")
-    return MappingProxyType(obj), profile
-
-
-def bedrock_model_id(model: str, config: ProviderConfig) -> str:
-    """The Bedrock model id (or ARN) serving Anthropic ``model``; GatewayError 404 if none."""
-    explicit, profile = _rules(config)
-    if model in explicit:
-        return explicit[model]
-    if model.startswith("arn:") or _BEDROCK_ID.match(model):
-        return model
-    if not model.startswith("claude-"):
-        served = ", ".join(f"{k} → {v}" for k, v in sorted(explicit.items())) or "none"
-        raise GatewayError(
-            404,
-            f"Model '{model}' is not served by Bedrock provider '{config.name}'. It serves any "
-            f"Claude model id (claude-…, mapped to {profile}.anthropic.<id>[-v1:0]), Bedrock "
-            f"model ids and ARNs, and these mapped names: {served}.",
-        )
-    model = ALIASES.get(model, model)
-    base = IRREGULAR.get(model) or (
-        f"anthropic.{model}-v1:0" if _DATED.search(model) else f"anthropic.{model}"
-    )
-    return base if profile == "none" else f"{profile}.{base}"
-
-
-def foundation_model_id(model_id: str) -> str:
-    """``us.anthropic.x`` → ``anthropic.x`` (CountTokens wants the foundation model)."""
-    return _GEO_PREFIX.sub("", model_id, count=1)
-
-
-class BufferedResponse:
-    """An UpstreamResponse whose body is already known (translated errors, count_tokens)."""
-
-    def __init__(self, status: int, headers: list[Header], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self._body = body
-
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
-        yield self._body
-
-    async def read(self) -> bytes:
-        return self._body
-
-    async def aclose(self) -> None:
-        return None
-
-
-class BedrockStream:
-    """A streamed 200: the AWS event stream, translated to Anthropic SSE as it arrives."""
-
-    def __init__(
-        self, response: httpx.Response, headers: list[Header], provider: str, ping_s: float
-    ) -> None:
-        self.status = 200
-        self.headers = headers
-        self._response = response
-        self._provider = provider
-        self._ping_s = ping_s
-
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
-        decoder = EventStreamDecoder()
-        source = self._response.aiter_raw()
-        pending: asyncio.Future[bytes] | None = None
-        try:
-            while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(source))
-                # Wait on the same read across pings: cancelling it would break the stream.
-                done, _ = await asyncio.wait((pending,), timeout=self._ping_s or None)
-                if not done:
-                    yield PING
-                    continue
-                read, pending = pending, None
-                try:
-                    chunk = read.result()
-                except StopAsyncIteration:
-                    break
-                try:
-                    messages = decoder.feed(chunk)
-                except EventStreamError as exc:
-                    yield self._failure(f"its event stream was corrupt ({exc})")
-                    return
-                for message in messages:
-                    out, last = self._translate(message)
-                    if out:
-                        yield out
-                    if last:
-                        return
-            if decoder.pending:
-                yield self._failure("its event stream ended in the middle of a frame")
-        finally:
-            if pending is not None:
-                pending.cancel()
-
-    def _failure(self, what: str) -> bytes:
-        return error_event(
-            "api_error", f"Bedrock: the answer from provider '{self._provider}' failed: {what}."
-        )
-
-    def _translate(self, message: EventStreamMessage) -> tuple[bytes, bool]:
-        """(SSE bytes to send, whether the stream ends here) for one event-stream message."""
-        kind = message.message_type
-        if kind == "event":
-            if message.event_type != "chunk":
-                return b"", False  # unknown events are ignored, as in Anthropic streams
-            try:
-                data = base64.b64decode(orjson.loads(message.payload)["bytes"], validate=True)
-                event = orjson.loads(data)["type"]
-            except (ValueError, KeyError, TypeError):
-                return self._failure("a stream chunk could not be decoded"), True
-            if not isinstance(event, str) or not event or "\n" in event or "\r" in event:
-                return self._failure("a stream chunk has no event type"), True
-            if b"\n" in data or b"\r" in data:  # keep SSE framing: one data line
-                data = orjson.dumps(orjson.loads(data))
-            return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n", False
-        if kind == "exception":
-            etype = STREAM_EXCEPTIONS.get(message.exception_type, "api_error")
-            text = _message_of(message.payload) or message.exception_type
-            return error_event(etype, f"Bedrock: {text}"), True
-        if kind == "error":
-            code, text = message.header(":error-code"), message.header(":error-message")
-            return error_event("api_error", f"Bedrock: {code}: {text}".rstrip(": ")), True
-        return b"", False
-
-    async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.aiter_raw()])
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
-
-
-def _message_of(body: bytes) -> str:
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body[:500].decode("utf-8", "replace").strip()
-    if isinstance(obj, dict):
-        text = obj.get("message") or obj.get("Message")
-        if isinstance(text, str):
-            return text
-    return ""
 
 
 class BedrockProvider:
@@ -510,7 +306,7 @@ class BedrockProvider:
             (400, "invalid_request_error") if code < 500 else (502, "api_error")
         )
         kind = response.headers.get("x-amzn-errortype", "").split(":", 1)[0]
-        text = _message_of(raw) or kind or f"HTTP {code}"
+        text = message_of(raw) or kind or f"HTTP {code}"
         headers: list[Header] = [(b"content-type", b"application/json"), *ids]
         if "retry-after" in response.headers:
             headers.append((b"retry-after", response.headers["retry-after"].encode()))

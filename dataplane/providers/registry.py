@@ -14,6 +14,7 @@ import httpx
 
 from dataplane.providers.anthropic import AnthropicProvider
 from dataplane.providers.base import Provider
+from dataplane.providers.bedrock import BedrockProvider
 from dataplane.providers.simulator import SimulatorProvider
 from dataplane.providers.vertex import VertexProvider
 from dataplane.snapshot import ProviderConfig, Snapshot
@@ -39,6 +40,8 @@ class ProviderRegistry:
             return AnthropicProvider(config, self._client, self._env)
         if config.kind == "simulator":
             return SimulatorProvider(config)
+        if config.kind == "bedrock":
+            return BedrockProvider(config, self._client, self._env)
         if config.kind == "vertex":
             return VertexProvider(config, self._client, self._env)
         log.warning(

@@ -19,8 +19,8 @@ from botocore.credentials import RefreshableCredentials
 from dataplane.codecs.sse import SSEDecoder, SSEEvent
 from dataplane.errors import GatewayError
 from dataplane.providers.base import UpstreamRequest
-from dataplane.providers.bedrock import (
-    BedrockProvider,
+from dataplane.providers.bedrock import BedrockProvider
+from dataplane.providers.bedrock_models import (
     bedrock_model_id,
     default_profile,
     foundation_model_id,

@@ -1,0 +1,141 @@
+"""Bedrock responses as Anthropic-format answers: the event stream translated to SSE as it
+arrives (with synthetic pings during silences), and already-known bodies (translated errors,
+count_tokens)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+
+from dataplane.codecs.eventstream import EventStreamDecoder, EventStreamError, EventStreamMessage
+from dataplane.errors import error_event
+from dataplane.providers.base import Header
+
+# In-stream :exception-type -> Anthropic error type.
+STREAM_EXCEPTIONS = {
+    "throttlingException": "rate_limit_error",
+    "validationException": "invalid_request_error",
+    "modelStreamErrorException": "api_error",
+    "modelTimeoutException": "timeout_error",
+    "internalServerException": "api_error",
+    "serviceUnavailableException": "overloaded_error",
+}
+PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+
+
+class BufferedResponse:
+    """An UpstreamResponse whose body is already known (translated errors, count_tokens)."""
+
+    def __init__(self, status: int, headers: list[Header], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self._body = body
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+    async def read(self) -> bytes:
+        return self._body
+
+    async def aclose(self) -> None:
+        return None
+
+
+class BedrockStream:
+    """A streamed 200: the AWS event stream, translated to Anthropic SSE as it arrives."""
+
+    def __init__(
+        self, response: httpx.Response, headers: list[Header], provider: str, ping_s: float
+    ) -> None:
+        self.status = 200
+        self.headers = headers
+        self._response = response
+        self._provider = provider
+        self._ping_s = ping_s
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        decoder = EventStreamDecoder()
+        source = self._response.aiter_raw()
+        pending: asyncio.Future[bytes] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(source))
+                # Wait on the same read across pings: cancelling it would break the stream.
+                done, _ = await asyncio.wait((pending,), timeout=self._ping_s or None)
+                if not done:
+                    yield PING
+                    continue
+                read, pending = pending, None
+                try:
+                    chunk = read.result()
+                except StopAsyncIteration:
+                    break
+                try:
+                    messages = decoder.feed(chunk)
+                except EventStreamError as exc:
+                    yield self._failure(f"its event stream was corrupt ({exc})")
+                    return
+                for message in messages:
+                    out, last = self._translate(message)
+                    if out:
+                        yield out
+                    if last:
+                        return
+            if decoder.pending:
+                yield self._failure("its event stream ended in the middle of a frame")
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    def _failure(self, what: str) -> bytes:
+        return error_event(
+            "api_error", f"Bedrock: the answer from provider '{self._provider}' failed: {what}."
+        )
+
+    def _translate(self, message: EventStreamMessage) -> tuple[bytes, bool]:
+        """(SSE bytes to send, whether the stream ends here) for one event-stream message."""
+        kind = message.message_type
+        if kind == "event":
+            if message.event_type != "chunk":
+                return b"", False  # unknown events are ignored, as in Anthropic streams
+            try:
+                data = base64.b64decode(orjson.loads(message.payload)["bytes"], validate=True)
+                event = orjson.loads(data)["type"]
+            except (ValueError, KeyError, TypeError):
+                return self._failure("a stream chunk could not be decoded"), True
+            if not isinstance(event, str) or not event or "\n" in event or "\r" in event:
+                return self._failure("a stream chunk has no event type"), True
+            if b"\n" in data or b"\r" in data:  # keep SSE framing: one data line
+                data = orjson.dumps(orjson.loads(data))
+            return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n", False
+        if kind == "exception":
+            etype = STREAM_EXCEPTIONS.get(message.exception_type, "api_error")
+            text = message_of(message.payload) or message.exception_type
+            return error_event(etype, f"Bedrock: {text}"), True
+        if kind == "error":
+            code, text = message.header(":error-code"), message.header(":error-message")
+            return error_event("api_error", f"Bedrock: {code}: {text}".rstrip(": ")), True
+        return b"", False
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.aiter_raw()])
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def message_of(body: bytes) -> str:
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:500].decode("utf-8", "replace").strip()
+    if isinstance(obj, dict):
+        text = obj.get("message") or obj.get("Message")
+        if isinstance(text, str):
+            return text
+    return ""
