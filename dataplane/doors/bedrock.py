@@ -43,6 +43,15 @@ _EXCEPTIONS = {
     "api_error": "InternalServerException",
     "billing_error": "AccessDeniedException",
 }
+# In-stream exceptions (lowerCamelCase on the wire). Only these four make the Anthropic Bedrock
+# SDK raise; others (modelTimeoutException, serviceUnavailableException) it drops silently, and
+# the answer would just stop. So every failure maps onto one the client will surface.
+_STREAM_EXCEPTIONS = {
+    "rate_limit_error": "throttlingException",
+    "invalid_request_error": "validationException",
+    "request_too_large": "validationException",
+    "api_error": "modelStreamErrorException",
+}
 _CHUNK_HEADERS = {
     ":event-type": "chunk",
     ":content-type": "application/json",
@@ -90,11 +99,8 @@ class BedrockEncoder:
         return bytes(out)
 
     def error(self, error_type: str, message: str) -> bytes:
-        name = exception_name(error_type)
         headers = {
-            # In-stream exception types are lowerCamelCase (throttlingException), unlike the
-            # x-amzn-errortype of a pre-stream error.
-            ":exception-type": name[0].lower() + name[1:],
+            ":exception-type": _STREAM_EXCEPTIONS.get(error_type, "internalServerException"),
             ":content-type": "application/json",
             ":message-type": "exception",
         }

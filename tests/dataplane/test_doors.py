@@ -137,7 +137,7 @@ async def test_bedrock_mid_stream_failure_is_an_exception_frame(client, upstream
     )
     decoded = decode_chunks(r.content)
     assert decoded[0]["type"] == "message_start"
-    assert decoded[-1]["exception"] == "internalServerException"
+    assert decoded[-1]["exception"] == "modelStreamErrorException"
 
 
 async def test_bedrock_inference_profiles_need_no_key(client) -> None:
