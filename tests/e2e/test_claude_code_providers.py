@@ -1,0 +1,223 @@
+"""The real Claude Code CLI through the gateway to Bedrock and Vertex, in every client format.
+
+(a) Anthropic-format client → Bedrock provider      (b) Bedrock-format client → Bedrock provider
+(c) Anthropic-format client → Vertex provider       (d) Vertex-format client  → Vertex provider
+
+The upstreams are the strict fakes: the Bedrock fake verifies every SigV4 signature with the
+secret it knows, the Vertex fake only accepts OAuth tokens its own token endpoint issued against a
+service-account JWT it verified. Each run must complete the prompt and be metered exactly: the
+tokens the fake reported, priced at the served model's rates, to the micro-dollar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controlplane.server import running
+from controlplane.settings import Settings as ControlPlaneSettings
+from dataplane.pricing import PriceTable
+from dataplane.server import DataPlane
+from dataplane.server import Settings as DataPlaneSettings
+from dataplane.usage import TokenUsage
+from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2
+from tests.e2e.test_claude_code import CLAUDE, claude_env, run_claude
+from tests.fakes.anthropic import DEFAULT_USAGE
+from tests.fakes.bedrock import ACCESS_KEY, SECRET_KEY, FakeBedrock
+from tests.fakes.vertex import FakeVertex, write_service_account
+from tui.client import GatewayClient
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(150),
+    pytest.mark.skipif(
+        not CLAUDE.exists(), reason="Claude Code is not installed: run `make install`"
+    ),
+]
+
+ADMIN = "admin-token-providers-e2e"
+DP_TOKEN = "dataplane-token-providers-e2e"
+ENV = {"E2E_AWS_ACCESS": ACCESS_KEY, "E2E_AWS_SECRET": SECRET_KEY}
+
+
+@dataclass
+class Stack:
+    bedrock: FakeBedrock
+    vertex: FakeVertex
+    admin: GatewayClient
+    dp: DataPlane
+    keys: dict[str, str]  # provider name -> virtual key
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.dp.port}"
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    bedrock = FakeBedrock(text="Bedrock-fake says hi through Tollgate.")
+    vertex = FakeVertex(text="Vertex-fake says hi through Tollgate.")
+    await bedrock.start()
+    await vertex.start()
+    sa_file = write_service_account(tmp_path, vertex.token_uri)
+    settings = ControlPlaneSettings(
+        listen="127.0.0.1:0",
+        db_url=f"sqlite:///{tmp_path / 'cp.db'}",
+        admin_token=ADMIN,
+        dataplane_token=DP_TOKEN,
+    )
+    try:
+        async with running(settings) as cp, GatewayClient(f"127.0.0.1:{cp.port}", ADMIN) as admin:
+            await admin.create_workspace(common_pb2.Workspace(name="cloud"))
+            await admin.create_provider(
+                common_pb2.Provider(
+                    name="bedrock",
+                    kind="bedrock",
+                    base_url=bedrock.base_url,
+                    options={
+                        "region": "us-east-1",
+                        "access_key_env": "E2E_AWS_ACCESS",
+                        "secret_key_env": "E2E_AWS_SECRET",
+                    },
+                )
+            )
+            await admin.create_provider(
+                common_pb2.Provider(
+                    name="vertex",
+                    kind="vertex",
+                    base_url=vertex.api_base,
+                    options={
+                        "project": vertex.project,
+                        "region": "us-east5",
+                        "credentials_file": str(sa_file),
+                    },
+                )
+            )
+            keys = {}
+            for provider in ("bedrock", "vertex"):
+                created = await admin.create_key(
+                    admin_pb2.CreateKeyRequest(
+                        workspace="cloud", name=f"cc-{provider}", provider=provider
+                    )
+                )
+                keys[provider] = created.secret
+            dp = DataPlane(
+                DataPlaneSettings(
+                    listen="127.0.0.1:0",
+                    control_plane=f"127.0.0.1:{cp.port}",
+                    token=DP_TOKEN,
+                    state_dir=tmp_path / "dp",
+                    env=ENV,
+                )
+            )
+            await dp.start()
+            try:
+                await dp.wait_for_snapshot()
+                yield Stack(bedrock, vertex, admin, dp, keys)
+            finally:
+                await dp.stop()
+    finally:
+        for fake in (bedrock, vertex):
+            with contextlib.suppress(OSError):
+                await fake.stop()
+
+
+def client_env(stack: Stack, home: Path, door: str, provider: str) -> dict[str, str]:
+    env = claude_env(home, stack.url, stack.keys[provider])
+    if door == "bedrock":
+        del env["ANTHROPIC_BASE_URL"]
+        env |= {
+            "CLAUDE_CODE_USE_BEDROCK": "1",
+            "ANTHROPIC_BEDROCK_BASE_URL": f"{stack.url}/bedrock",
+            "CLAUDE_CODE_SKIP_BEDROCK_AUTH": "1",
+            "AWS_REGION": "us-east-1",
+        }
+    elif door == "vertex":
+        del env["ANTHROPIC_BASE_URL"]
+        env |= {
+            "CLAUDE_CODE_USE_VERTEX": "1",
+            "ANTHROPIC_VERTEX_BASE_URL": f"{stack.url}/vertex/v1",
+            "CLAUDE_CODE_SKIP_VERTEX_AUTH": "1",
+            "ANTHROPIC_VERTEX_PROJECT_ID": "developer-project",
+            "CLOUD_ML_REGION": "us-east5",
+        }
+    return env
+
+
+async def events_of(admin: GatewayClient, key_name: str) -> list[telemetry_pb2.UsageEvent]:
+    return [e async for e in admin.tail_logs(limit=100) if e.key_name == key_name]
+
+
+def expected_usage() -> TokenUsage:
+    split: dict[str, Any] = DEFAULT_USAGE["cache_creation"]
+    return TokenUsage(
+        input_tokens=DEFAULT_USAGE["input_tokens"],
+        output_tokens=42,
+        cache_creation_input_tokens=DEFAULT_USAGE["cache_creation_input_tokens"],
+        cache_read_input_tokens=DEFAULT_USAGE["cache_read_input_tokens"],
+        cache_write_5m_tokens=split["ephemeral_5m_input_tokens"],
+        cache_write_1h_tokens=split["ephemeral_1h_input_tokens"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("door", "provider"),
+    [
+        ("anthropic", "bedrock"),
+        ("bedrock", "bedrock"),
+        ("anthropic", "vertex"),
+        ("vertex", "vertex"),
+    ],
+)
+async def test_claude_code_through_bedrock_and_vertex(
+    stack: Stack, tmp_path: Path, door: str, provider: str
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    code, out, err = await run_claude(client_env(stack, home, door, provider), tmp_path)
+    fake = stack.bedrock if provider == "bedrock" else stack.vertex
+    seen = [
+        f"{r.method} {getattr(r, 'path', None) or getattr(r, 'raw_path', '')}"
+        for r in fake.requests
+    ]
+    assert code == 0, f"claude exited {code}\nstdout: {out[-1500:]}\nstderr: {err[-1500:]}\n{seen}"
+    assert fake.text in out, f"stdout: {out[-1500:]}\n{seen}"
+    assert fake.violations == [], fake.violations
+    for r in fake.requests:  # the virtual key never reaches a provider
+        assert stack.keys[provider].encode() not in r.body
+        assert all(stack.keys[provider].encode() not in v for _, v in r.headers)
+    if provider == "vertex":
+        assert stack.vertex.issuances == 1  # one token served every request
+
+    # Metered exactly: the fake's token counts at the served model's price, to the micro-dollar.
+    prices = PriceTable.from_proto(await stack.admin.list_prices())
+    events: list[telemetry_pb2.UsageEvent] = []
+    for _ in range(100):
+        events = await events_of(stack.admin, f"cc-{provider}")
+        if events:
+            break
+        await asyncio.sleep(0.1)
+    assert events, "no usage reached the control plane"
+    for event in events:
+        assert event.status == 200 and event.provider == provider and not event.error_type
+        u = event.usage
+        got = TokenUsage(
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_creation_input_tokens,
+            u.cache_read_input_tokens,
+            u.cache_write_5m_tokens,
+            u.cache_write_1h_tokens,
+        )
+        assert got == expected_usage()
+        assert u.cost_micros == prices.price(event.model_served, got).cost_micros > 0
+        assert event.session_id
+        assert event.path.startswith(
+            {"anthropic": "/v1/", "bedrock": "/bedrock/", "vertex": "/vertex/"}[door]
+        )
