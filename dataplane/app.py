@@ -8,13 +8,22 @@ behind :class:`dataplane.auth.AuthMiddleware` and share one :class:`MessagesHand
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import time
 from collections.abc import Callable
 
 import orjson
 
 from dataplane.asgi import ASGIApp, Receive, Scope, Send, send_error, send_response
-from dataplane.auth import PRINCIPAL, REQUEST_ID, AuthMiddleware, Principal
+from dataplane.auth import (
+    PRINCIPAL,
+    REQUEST_ID,
+    AuthMiddleware,
+    Principal,
+    authenticate,
+    extract_secret,
+)
 from dataplane.doors.anthropic import AnthropicDoor
 from dataplane.doors.base import Door
 from dataplane.doors.bedrock import BedrockDoor
@@ -78,16 +87,23 @@ def list_models(principal: Principal, limit: int) -> bytes:
     )
 
 
-def inference_profiles(snapshot: Snapshot | None) -> bytes:
+def inference_profiles(snapshot: Snapshot | None, scope: Scope) -> bytes:
     """``GET /bedrock/inference-profiles``: the Claude models this gateway can meter, as Bedrock
     system-defined inference profiles (``us.``/``global.`` ids).
 
-    The AWS SDK sends this call unsigned and without the virtual key, so the answer cannot be per
-    key; it only helps the client pick model ids, and every invoke is authorised on its own.
+    Claude Code's AWS SDK sends this call unsigned and without the virtual key: then the answer is
+    every model the gateway meters (it only helps the client pick ids; every invoke is authorised
+    on its own). A client that does send a valid virtual key gets only what that key may use.
     """
     models = (
         sorted({e.model_prefix for e in snapshot.prices.entries}, reverse=True) if snapshot else []
     )
+    secret = extract_secret(scope)
+    if snapshot is not None and secret:
+        with contextlib.suppress(GatewayError):
+            patterns = authenticate(snapshot, secret, int(time.time() * 1000)).key.models
+            if patterns:
+                models = [m for m in models if any(fnmatch.fnmatchcase(m, p) for p in patterns)]
     summaries = []
     for model in models:
         for geo in ("us", "global"):
@@ -142,7 +158,7 @@ class Routes:
         elif path.startswith(VERTEX) and method == "POST":
             await self.vertex(scope, receive, send)
         elif path == "/bedrock/inference-profiles" and method == "GET":
-            await send_response(send, 200, inference_profiles(self.health.holder.current))
+            await send_response(send, 200, inference_profiles(self.health.holder.current, scope))
         elif path == "/" and method in ("GET", "HEAD"):
             await send_response(send, 200, b"" if method == "HEAD" else b'{"service":"tollgate"}')
         elif path == "/healthz":

@@ -8,7 +8,7 @@ import orjson
 
 from dataplane.codecs.eventstream import EventStreamDecoder
 from dataplane.codecs.sse import SSEDecoder
-from tests.dataplane.conftest import SECRET, usage_events
+from tests.dataplane.conftest import LIMITED, SECRET, usage_events
 from tests.fakes.anthropic import FakeAnthropic, Scripted, stream_frames
 
 BEDROCK_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -145,6 +145,12 @@ async def test_bedrock_inference_profiles_need_no_key(client) -> None:
     assert r.status_code == 200
     ids = {p["inferenceProfileId"] for p in r.json()["inferenceProfileSummaries"]}
     assert "us.anthropic.claude-sonnet-4-5" in ids
+    # A client that does send its key sees only what the key may use.
+    r = await client.get(
+        "/bedrock/inference-profiles", headers={"authorization": f"Bearer {LIMITED}"}
+    )
+    ids = {p["inferenceProfileId"] for p in r.json()["inferenceProfileSummaries"]}
+    assert ids == {"us.anthropic.claude-haiku-4-5", "global.anthropic.claude-haiku-4-5"}
 
 
 async def test_vertex_client_gets_anthropic_sse_unchanged(client, upstream, dataplane) -> None:
