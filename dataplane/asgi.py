@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from dataplane.errors import GatewayError, error_response_body, too_large
+from dataplane.errors import NOT_RETRYABLE, GatewayError, error_response_body, too_large
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -119,4 +119,6 @@ async def send_error_body(
         (b"x-tollgate-request-id", request_id.encode()),
         *headers,
     ]
+    if status in NOT_RETRYABLE and not any(k == b"x-should-retry" for k, _ in all_headers):
+        all_headers.append((b"x-should-retry", b"false"))
     await send_response(send, status, body, all_headers)

@@ -31,6 +31,10 @@ ERROR_TYPES: dict[int, str] = {
     529: "overloaded_error",
 }
 
+# Refusals a retry cannot fix. They carry `x-should-retry: false`, without which Claude Code
+# keeps retrying (a revoked key would leave `claude -p` hanging instead of printing why).
+NOT_RETRYABLE = frozenset({400, 401, 402, 403, 404, 405, 413})
+
 Header = tuple[bytes, bytes]
 
 

@@ -176,6 +176,10 @@ def _error(r: httpx.Response, status: int, etype: str) -> str:
     body = r.json()
     assert body["type"] == "error" and body["error"]["type"] == etype
     assert body["request_id"] == r.headers["request-id"]
+    # Claude Code stops retrying only when told to: refusals a retry cannot fix say so.
+    assert r.headers.get("x-should-retry") == (
+        "false" if status in (400, 401, 403, 404, 413) else None
+    )
     return str(body["error"]["message"])
 
 

@@ -345,12 +345,6 @@ async def test_claude_code_prints_the_upstream_answer_through_the_gateway(
 
 
 @pytest.mark.skipif(not CLAUDE.exists(), reason="Claude Code is not installed: run `make install`")
-@pytest.mark.xfail(
-    strict=True,
-    reason="the data plane's 401 has no `x-should-retry: false`, and Claude Code 2.1.197 keeps "
-    "retrying a 401 without it (7 attempts in 40 s, never exits); with the header it exits 1 "
-    "at once and prints the gateway's message",
-)
 async def test_claude_code_gives_up_at_once_on_an_unknown_virtual_key(
     gateway: Gateway, tmp_path: Path
 ) -> None:
