@@ -1,4 +1,10 @@
-"""Providers: an upstream API (kind + root URL) and the env var holding its credential."""
+"""Providers: an upstream API (kind + root URL) and the env var holding its credential.
+
+Updates take a FieldMask over ``base_url``, ``api_key_env`` and ``options`` (the whole map,
+replaced) or ``options.<name>`` (that one option: set from the message, or removed when the
+message does not carry it), so a client can change one option without reading the others first.
+Every rule is checked on the provider as it would be after the update.
+"""
 
 from __future__ import annotations
 
@@ -31,12 +37,13 @@ def get_row(s: Session, name: str) -> ProviderRow:
 def create(s: Session, msg: pb.Provider, now: int) -> pb.Provider:
     name = validate_slug(msg.name, "provider name")
     kind = rules.validate_kind(msg.kind)
+    settings = rules.validate_provider(kind, msg.base_url, msg.api_key_env, dict(msg.options))
     row = ProviderRow(
         name=name,
         kind=kind,
-        base_url=rules.normalize_base_url(msg.base_url, kind),
-        api_key_env=rules.validate_api_key_env(msg.api_key_env),
-        options_json=json.dumps(rules.validate_options(dict(msg.options)), sort_keys=True),
+        base_url=settings.base_url,
+        api_key_env=settings.api_key_env,
+        options_json=json.dumps(settings.options, sort_keys=True),
         created_at_ms=now,
         updated_at_ms=now,
     )
@@ -63,13 +70,36 @@ def update(s: Session, msg: pb.Provider, mask: FieldMask, now: int) -> pb.Provid
     row = get_row(s, msg.name)
     if "kind" in mask.paths:
         raise InvalidArgument("a provider's kind cannot change; create a new provider instead")
-    paths = resolve_mask(mask, msg, UPDATE_PATHS, "a provider")
-    if "base_url" in paths:
-        row.base_url = rules.normalize_base_url(msg.base_url, row.kind)
-    if "api_key_env" in paths:
-        row.api_key_env = rules.validate_api_key_env(msg.api_key_env)
-    if "options" in paths:
-        row.options_json = json.dumps(rules.validate_options(dict(msg.options)), sort_keys=True)
+    option_paths = [p for p in dict.fromkeys(mask.paths) if p.startswith("options.")]
+    other = [p for p in mask.paths if not p.startswith("options.")]
+    paths = (
+        resolve_mask(FieldMask(paths=other), msg, UPDATE_PATHS, "a provider")
+        if other or not option_paths
+        else []
+    )
+    current: dict[str, str] = json.loads(row.options_json or "{}")
+    options = dict(msg.options) if "options" in paths else dict(current)
+    if "options" not in paths:
+        for path in option_paths:
+            key = path.removeprefix("options.")
+            if key in msg.options:
+                options[key] = msg.options[key]
+            elif key in current or key in rules.known_options(row.kind):
+                options.pop(key, None)
+            else:
+                raise InvalidArgument(
+                    f"unknown update_mask path {path!r}: {row.kind} providers have the options "
+                    f"{', '.join(rules.known_options(row.kind))}"
+                )
+    settings = rules.validate_provider(
+        row.kind,
+        msg.base_url if "base_url" in paths else row.base_url,
+        msg.api_key_env if "api_key_env" in paths else row.api_key_env,
+        options,
+    )
+    row.base_url = settings.base_url
+    row.api_key_env = settings.api_key_env
+    row.options_json = json.dumps(settings.options, sort_keys=True)
     row.updated_at_ms = now
     s.add(row)
     s.flush()

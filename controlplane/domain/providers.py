@@ -1,25 +1,112 @@
 """Upstream providers: kind, API root URL, and where the data plane finds the credential.
 
-The control plane never stores a provider secret. ``api_key_env`` names an environment variable
-that the *data plane* reads; options that look like they carry a secret are refused.
+The control plane never stores a provider secret. ``api_key_env`` and the ``*_env`` options name
+environment variables that the *data plane* reads; options that look like they carry a secret are
+refused.
+
+Options are strict per kind (:data:`KNOWN_OPTIONS`): a misspelt option would otherwise be ignored
+by the data plane and surface as an outage, so an unknown name is refused with the list of known
+ones. The values are checked here with the same reading the data plane gives them
+(``dataplane/providers/*.py``):
+
+* ``anthropic`` — ``auth`` = ``key`` (default: the provider key from ``api_key_env``) or
+  ``passthrough`` (the client's own ``Authorization``, a Claude subscription's OAuth token, goes
+  upstream; the virtual key travels in ``x-tollgate-key``), exclusive with ``api_key_env``.
+* ``bedrock`` — ``region`` (required, an AWS region); credentials, at most one way:
+  ``bearer_token_env`` | ``access_key_env`` + ``secret_key_env`` [+ ``session_token_env``] |
+  ``profile`` | none (botocore's standard chain); ``inference_profile``; ``model_map``;
+  ``ping_interval_s``. ``base_url`` is the endpoint root, like ``ANTHROPIC_BEDROCK_BASE_URL``.
+* ``vertex`` — ``project`` (required, a GCP project id); ``region`` (stored explicitly, default
+  ``global``); ``credentials_file`` (an absolute path on the data plane); ``model_map``.
+  ``base_url`` ends in ``/v1``, like ``ANTHROPIC_VERTEX_BASE_URL``.
+* ``simulator`` — ``latency_ms``, ``chunk_delay_ms`` (integers).
+* ``timeout_connect_s`` / ``timeout_read_s`` for the HTTP kinds: positive numbers of seconds.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
 from urllib.parse import urlsplit
 
 from controlplane.domain.errors import InvalidArgument
 
 KINDS = ("anthropic", "simulator", "bedrock", "vertex")
 DEFAULT_BASE_URLS = {"anthropic": "https://api.anthropic.com"}
+EXAMPLE_BASE_URLS = {
+    "anthropic": "https://api.anthropic.com",
+    "simulator": "http://127.0.0.1:8099",
+    "bedrock": "https://bedrock-runtime.us-east-1.amazonaws.com",
+    "vertex": "https://us-east5-aiplatform.googleapis.com/v1",
+}
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 OPTION_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 # Option names that would hold a credential. "*_env" / "*_file" point at one, which is fine.
 _SECRET_OPTION_RE = re.compile(r"(secret|password|passwd|token|api_?key|access_key|credential)")
 _SECRET_VALUE_PREFIXES = ("sk-ant-", "AKIA", "ASIA", "-----BEGIN")
 MAX_OPTIONS = 50
+MAX_OPTION_CHARS = 1000
+
+AUTH_MODES = ("key", "passthrough")
+INFERENCE_PROFILES = ("us", "eu", "apac", "jp", "global", "none")
+VERTEX_DEFAULT_REGION = "global"
+BEDROCK_CREDENTIAL_OPTIONS = (
+    "profile",
+    "access_key_env",
+    "secret_key_env",
+    "session_token_env",
+    "bearer_token_env",
+)
+_TIMEOUTS = ("timeout_connect_s", "timeout_read_s")
+KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
+    "anthropic": ("auth", *_TIMEOUTS),
+    "simulator": ("latency_ms", "chunk_delay_ms"),
+    "bedrock": (
+        "region",
+        *BEDROCK_CREDENTIAL_OPTIONS,
+        "inference_profile",
+        "model_map",
+        *_TIMEOUTS,
+        "ping_interval_s",
+    ),
+    "vertex": ("project", "region", "credentials_file", "model_map", *_TIMEOUTS),
+}
+REQUIRED_OPTIONS: dict[str, dict[str, str]] = {
+    "bedrock": {"region": "an AWS region such as us-east-1"},
+    "vertex": {"project": "the Google Cloud project id, such as my-project-123"},
+}
+
+MODEL_MAP_MAX_ENTRIES = 100
+MODEL_ID_MAX_CHARS = 256
+MAX_MODEL_MAP_CHARS = 60_000
+MAX_SECONDS = 86_400.0
+MAX_SIMULATOR_MS = 600_000
+
+# us-east-1, eu-west-3, ap-northeast-1, us-gov-west-1, cn-northwest-1, us-isob-east-1.
+AWS_REGION_RE = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[1-9][0-9]?$")
+# global, us-east5, europe-west1, northamerica-northeast1.
+GCP_REGION_RE = re.compile(r"^(?:global|[a-z]+-[a-z]+[1-9][0-9]?)$")
+# 6-30 characters: lowercase letters, digits, hyphens; starts with a letter, no trailing hyphen.
+# Legacy domain-scoped projects ("example.com:my-project") are accepted too.
+GCP_PROJECT_RE = re.compile(r"^(?:[a-z0-9][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+AWS_PROFILE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}$")
+_DECIMAL_RE = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
+_INTEGER_RE = re.compile(r"^\d+$")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """A provider's validated, normalised settings: what is stored."""
+
+    base_url: str
+    api_key_env: str
+    options: dict[str, str]
 
 
 def validate_kind(kind: str) -> str:
@@ -32,22 +119,69 @@ def validate_kind(kind: str) -> str:
     return kind
 
 
+def known_options(kind: str) -> tuple[str, ...]:
+    return KNOWN_OPTIONS.get(kind, ())
+
+
+def validate_provider(
+    kind: str, base_url: str, api_key_env: str, options: Mapping[str, str]
+) -> ProviderSettings:
+    """Every rule for one provider, including those that relate its fields to each other."""
+    validate_kind(kind)
+    url = normalize_base_url(base_url, kind)
+    env = validate_api_key_env(api_key_env)
+    opts = validate_options(options, kind)
+    if env and kind != "anthropic":
+        raise InvalidArgument(_API_KEY_ENV_ELSEWHERE[kind])
+    if env and opts.get("auth") == "passthrough":
+        raise InvalidArgument(
+            "auth=passthrough forwards the client's own Authorization (a Claude subscription "
+            "login) upstream, so the provider has no key: leave api_key_env empty, or use "
+            "auth=key with api_key_env"
+        )
+    return ProviderSettings(base_url=url, api_key_env=env, options=opts)
+
+
+_API_KEY_ENV_ELSEWHERE = {
+    "simulator": "the simulator needs no credential: leave api_key_env empty",
+    "bedrock": (
+        "api_key_env does not apply to a bedrock provider: name its credential with the "
+        "options bearer_token_env (a Bedrock API key), access_key_env + secret_key_env, or "
+        "profile, or give none to use the data plane's standard AWS credential chain"
+    ),
+    "vertex": (
+        "api_key_env does not apply to a vertex provider: give the option credentials_file "
+        "(a service-account JSON file on the data plane), or none to use Application Default "
+        "Credentials"
+    ),
+}
+
+
+# -- base URL -----------------------------------------------------------------------------------
+
+
 def normalize_base_url(url: str, kind: str) -> str:
     """Validate the API root and return it without a trailing slash.
 
     Empty means the kind's default (Anthropic's public API) or, for kinds without one, that the
-    data plane derives the URL from the options (e.g. a Bedrock region). The URL must be
-    ``http(s)://host[:port][/path]`` with no credentials, query or fragment, and must not end in
-    ``/v1``: like ``ANTHROPIC_BASE_URL`` it is the root the ``/v1/...`` paths are appended to.
+    data plane derives the URL from the options (Bedrock and Vertex: from the region). The URL
+    must be ``http(s)://host[:port][/path]`` with no credentials, query or fragment, and follows
+    the SDK conventions so that one value works everywhere:
+
+    * anthropic, simulator — like ``ANTHROPIC_BASE_URL``: the root the ``/v1/...`` paths are
+      appended to, so it must not end in ``/v1``;
+    * bedrock — like ``ANTHROPIC_BEDROCK_BASE_URL``: the endpoint root that ``/model/{id}/...``
+      is appended to (no ``/v1``, no ``/model``);
+    * vertex — like ``ANTHROPIC_VERTEX_BASE_URL``: it MUST end in ``/v1`` (``/projects/...`` is
+      appended to it).
     """
     url = url.strip()
     if not url:
         return DEFAULT_BASE_URLS.get(kind, "")
+    example = EXAMPLE_BASE_URLS.get(kind, EXAMPLE_BASE_URLS["anthropic"])
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidArgument(
-            f"invalid base_url {url!r}: use an http(s) URL such as https://api.anthropic.com"
-        )
+        raise InvalidArgument(f"invalid base_url {url!r}: use an http(s) URL such as {example}")
     if parts.username or parts.password:
         raise InvalidArgument("base_url must not contain credentials; use api_key_env")
     if parts.query or parts.fragment:
@@ -57,10 +191,36 @@ def normalize_base_url(url: str, kind: str) -> str:
     except ValueError as exc:
         raise InvalidArgument(f"invalid base_url {url!r}: bad port") from exc
     url = url.rstrip("/")
-    if url.lower().endswith("/v1"):
+    root = f"{parts.scheme}://{parts.netloc}"
+    segments = [s.lower() for s in parts.path.strip("/").split("/") if s]
+    ends_v1 = bool(segments) and segments[-1] == "v1"
+    if kind == "vertex":
+        if "projects" in segments:
+            prefix = "/".join(parts.path.strip("/").split("/")[: segments.index("projects")])
+            suggestion = f"{root}/{prefix}" if prefix else f"{root}/v1"
+            if not suggestion.lower().endswith("/v1"):
+                suggestion += "/v1"
+            raise InvalidArgument(
+                f"invalid base_url {url!r}: a Vertex AI base_url is the API root ending in /v1, "
+                f"like ANTHROPIC_VERTEX_BASE_URL, without /projects/… (e.g. {suggestion})"
+            )
+        if not ends_v1:
+            raise InvalidArgument(
+                f"invalid base_url {url!r}: a Vertex AI base_url ends in /v1, like "
+                f"ANTHROPIC_VERTEX_BASE_URL (e.g. {url}/v1)"
+            )
+        return url
+    if kind == "bedrock" and "model" in segments:
+        prefix = "/".join(parts.path.strip("/").split("/")[: segments.index("model")])
+        suggestion = f"{root}/{prefix}" if prefix else root
         raise InvalidArgument(
-            f"invalid base_url {url!r}: give the API root without /v1 "
-            f"(e.g. {url[:-3] or 'https://api.anthropic.com'})"
+            f"invalid base_url {url!r}: a Bedrock base_url is the endpoint root, like "
+            f"ANTHROPIC_BEDROCK_BASE_URL, without /model/… (e.g. {suggestion})"
+        )
+    if ends_v1:
+        what = "the endpoint root" if kind == "bedrock" else "the API root"
+        raise InvalidArgument(
+            f"invalid base_url {url!r}: give {what} without /v1 (e.g. {url[:-3] or example})"
         )
     return url
 
@@ -75,10 +235,19 @@ def validate_api_key_env(name: str) -> str:
     return name
 
 
-def validate_options(options: Mapping[str, str]) -> dict[str, str]:
-    """Kind-specific settings; plain strings, never secrets."""
+# -- options ------------------------------------------------------------------------------------
+
+
+def validate_options(options: Mapping[str, str], kind: str) -> dict[str, str]:
+    """Kind-specific settings: known names only, each value in the form the data plane reads.
+
+    Returns them normalised (``model_map`` re-serialised compactly with sorted keys; Vertex's
+    ``region`` filled in with its default).
+    """
+    validate_kind(kind)
     if len(options) > MAX_OPTIONS:
         raise InvalidArgument(f"too many options ({len(options)}, at most {MAX_OPTIONS})")
+    known = known_options(kind)
     out: dict[str, str] = {}
     for key in sorted(options):
         value = options[key]
@@ -91,12 +260,212 @@ def validate_options(options: Mapping[str, str]) -> dict[str, str]:
                 f"option {key!r} looks like a secret; store secrets in the data plane's "
                 f"environment and reference them with api_key_env or '{key}_env'"
             )
-        if value.startswith(_SECRET_VALUE_PREFIXES):
+        if value.strip().startswith(_SECRET_VALUE_PREFIXES):
             raise InvalidArgument(
                 f"option {key!r} looks like it holds a credential; reference an environment "
                 "variable instead"
             )
-        if len(value) > 1000:
-            raise InvalidArgument(f"option {key!r} is too long (at most 1000 characters)")
+        if key not in known:
+            raise InvalidArgument(_unknown_option(key, kind))
+        value = value.strip()
+        if not value:
+            raise InvalidArgument(
+                f"option {key!r} is empty: give a value, or leave the option out for its default"
+            )
+        limit = MAX_MODEL_MAP_CHARS if key == "model_map" else MAX_OPTION_CHARS
+        if len(value) > limit:
+            raise InvalidArgument(f"option {key!r} is too long (at most {limit} characters)")
+        out[key] = _VALIDATORS[key](key, value, kind)
+    for key, what in REQUIRED_OPTIONS.get(kind, {}).items():
+        if key not in out:
+            raise InvalidArgument(f"{_a(kind)} provider needs the option {key!r}: {what}")
+    if kind == "vertex":
+        out.setdefault("region", VERTEX_DEFAULT_REGION)
+    if kind == "bedrock":
+        _check_bedrock_credentials(out)
+    return dict(sorted(out.items()))
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
+
+
+def _unknown_option(key: str, kind: str) -> str:
+    known = known_options(kind)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"unknown option {key!r} for {_a(kind)} provider{hint}: "
+        f"the known options are {', '.join(known)}"
+    )
+
+
+def _check_bedrock_credentials(opts: Mapping[str, str]) -> None:
+    pair = ("access_key_env" in opts, "secret_key_env" in opts)
+    if any(pair) and not all(pair):
+        raise InvalidArgument(
+            "access_key_env and secret_key_env go together: name both variables "
+            "(e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        )
+    if "session_token_env" in opts and not all(pair):
+        raise InvalidArgument("session_token_env needs access_key_env and secret_key_env")
+    ways = [
+        name
+        for name, present in (
+            ("bearer_token_env", "bearer_token_env" in opts),
+            ("access_key_env/secret_key_env", all(pair)),
+            ("profile", "profile" in opts),
+        )
+        if present
+    ]
+    if len(ways) > 1:
+        raise InvalidArgument(
+            f"a bedrock provider authenticates one way, but {' and '.join(ways)} are both set: "
+            "keep one of bearer_token_env (a Bedrock API key), access_key_env + secret_key_env "
+            "[+ session_token_env], or profile (or none, for the standard AWS credential chain)"
+        )
+
+
+def _env_name(key: str, value: str, kind: str) -> str:
+    if not ENV_NAME_RE.fullmatch(value):
+        raise InvalidArgument(
+            f"option {key!r} must be the NAME of an environment variable the data plane reads "
+            "the credential from (e.g. AWS_SECRET_ACCESS_KEY), never the credential itself"
+        )
+    return value
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str, str, str], str]:
+    def check(key: str, value: str, kind: str) -> str:
+        if value not in choices:
+            raise InvalidArgument(
+                f"invalid {key} {value!r} for {_a(kind)} provider: use one of {', '.join(choices)}"
+            )
+        return value
+
+    return check
+
+
+def _region(key: str, value: str, kind: str) -> str:
+    if kind == "bedrock" and not AWS_REGION_RE.fullmatch(value):
+        raise InvalidArgument(
+            f"invalid region {value!r} for a bedrock provider: use an AWS region such as "
+            "us-east-1, eu-west-3 or ap-northeast-1"
+        )
+    if kind == "vertex" and not GCP_REGION_RE.fullmatch(value):
+        raise InvalidArgument(
+            f"invalid region {value!r} for a vertex provider: use a Google Cloud region such as "
+            "us-east5 or europe-west1, or global"
+        )
+    return value
+
+
+def _project(key: str, value: str, kind: str) -> str:
+    if not GCP_PROJECT_RE.fullmatch(value):
+        raise InvalidArgument(
+            f"invalid project {value!r}: a Google Cloud project id has 6-30 lowercase letters, "
+            "digits or hyphens, starts with a letter and does not end with a hyphen "
+            "(e.g. my-project-123)"
+        )
+    return value
+
+
+def _profile(key: str, value: str, kind: str) -> str:
+    if not AWS_PROFILE_RE.fullmatch(value):
+        raise InvalidArgument(
+            "option 'profile' must be the name of an AWS profile in the data plane's shared "
+            "config (letters, digits, '_', '.', '-', '+', '@'; e.g. bedrock-prod)"
+        )
+    return value
+
+
+def _credentials_file(key: str, value: str, kind: str) -> str:
+    if value.startswith("{"):
+        raise InvalidArgument(
+            "option 'credentials_file' is the PATH of a service-account JSON file on the data "
+            "plane, not its content"
+        )
+    if (
+        any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+        or not PurePosixPath(value).is_absolute()
+    ):
+        raise InvalidArgument(
+            "option 'credentials_file' must be an absolute path on the data plane "
+            "(e.g. /etc/tollgate/vertex-sa.json): the data plane reads it, relative to nothing"
+        )
+    return value
+
+
+def _seconds(key: str, value: str, kind: str) -> str:
+    number = float(value) if _DECIMAL_RE.fullmatch(value) else math.nan
+    if not (0 < number <= MAX_SECONDS):
+        raise InvalidArgument(
+            f"option {key!r} must be a positive number of seconds (e.g. 10 or 2.5, at most "
+            f"{int(MAX_SECONDS)}), got {value[:40]!r}"
+        )
+    return value
+
+
+def _milliseconds(key: str, value: str, kind: str) -> str:
+    if not _INTEGER_RE.fullmatch(value) or int(value) > MAX_SIMULATOR_MS:
+        raise InvalidArgument(
+            f"option {key!r} must be a whole number of milliseconds from 0 to "
+            f"{MAX_SIMULATOR_MS}, got {value[:40]!r}"
+        )
+    return str(int(value))
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise InvalidArgument(f"model_map lists {key!r} twice")
         out[key] = value
     return out
+
+
+def _model_map(key: str, value: str, kind: str) -> str:
+    """A JSON object of model id → model id; returned compact, keys sorted."""
+    shape = '{"claude-sonnet-4-5": "<provider model id>", ...}'
+    try:
+        obj = json.loads(value, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(
+            f"option 'model_map' is not valid JSON ({exc.msg}): use {shape}"
+        ) from None
+    if not isinstance(obj, dict):
+        raise InvalidArgument(f"option 'model_map' must be a JSON object: {shape}")
+    if len(obj) > MODEL_MAP_MAX_ENTRIES:
+        raise InvalidArgument(f"model_map has {len(obj)} entries, at most {MODEL_MAP_MAX_ENTRIES}")
+    for src, dst in obj.items():
+        for what, text in (("model name", src), ("target", dst)):
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidArgument(
+                    f"model_map entry {src!r}: the {what} must be a non-empty string ({shape})"
+                )
+            if len(text) > MODEL_ID_MAX_CHARS or any(ch.isspace() or ord(ch) < 32 for ch in text):
+                raise InvalidArgument(
+                    f"model_map entry {src[:60]!r}: the {what} must be a model id of at most "
+                    f"{MODEL_ID_MAX_CHARS} characters, without spaces or control characters"
+                )
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+_VALIDATORS: dict[str, Callable[[str, str, str], str]] = {
+    "auth": _choice(AUTH_MODES),
+    "inference_profile": _choice(INFERENCE_PROFILES),
+    "region": _region,
+    "project": _project,
+    "profile": _profile,
+    "access_key_env": _env_name,
+    "secret_key_env": _env_name,
+    "session_token_env": _env_name,
+    "bearer_token_env": _env_name,
+    "credentials_file": _credentials_file,
+    "model_map": _model_map,
+    "timeout_connect_s": _seconds,
+    "timeout_read_s": _seconds,
+    "ping_interval_s": _seconds,
+    "latency_ms": _milliseconds,
+    "chunk_delay_ms": _milliseconds,
+}

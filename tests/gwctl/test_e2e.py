@@ -315,3 +315,69 @@ def test_controlplane_serve_passes_flags_through(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0 and "--dataplane-token" in result.stdout
+
+
+def test_bedrock_vertex_passthrough_providers(capsys: pytest.CaptureFixture[str]) -> None:
+    br, vx, mx = unique("bedrock"), unique("vertex"), unique("max")
+    p = gw_json(capsys, "providers", "create", br, "--kind", "bedrock", "--region", "eu-west-3",
+                "--profile", "bedrock-prod", "--inference-profile", "eu",
+                "--model-map", "claude-x=eu.anthropic.x-v1:0", "--model-map", "claude-y=y",
+                "--timeout-read", "300")  # fmt: skip
+    assert p["base_url"] == ""  # derived from the region on the data plane
+    assert p["options"] == {
+        "region": "eu-west-3",
+        "profile": "bedrock-prod",
+        "inference_profile": "eu",
+        "model_map": '{"claude-x":"eu.anthropic.x-v1:0","claude-y":"y"}',
+        "timeout_read_s": "300",
+    }
+    code, stdout, _ = gw(capsys, "providers", "show", br)
+    assert code == 0
+    for text in ("https://bedrock-runtime.eu-west-3.amazonaws.com (default)",
+                 "AWS profile bedrock-prod", "inference profile: eu",
+                 "2 entries: claude-x → eu.anthropic.x-v1:0, claude-y → y", "read 300s"):  # fmt: skip
+        assert text in stdout, stdout
+
+    # Update: one option at a time, the rest kept; choosing a credential clears the others.
+    p = gw_json(capsys, "providers", "update", br, "--bearer-token-env", "AWS_BEARER_TOKEN_BEDROCK",
+                "--region", "us-east-1", "--clear-model-map")  # fmt: skip
+    assert p["options"] == {
+        "region": "us-east-1",
+        "bearer_token_env": "AWS_BEARER_TOKEN_BEDROCK",
+        "inference_profile": "eu",
+        "timeout_read_s": "300",
+    }
+    code, _, err = gw(capsys, "providers", "update", br, "--option", "regoin=us-west-2")
+    assert code == 1 and "did you mean 'region'" in err and "Traceback" not in err
+    code, _, err = gw(capsys, "providers", "update", br, "--base-url",
+                      "https://bedrock-runtime.us-east-1.amazonaws.com/model/x")  # fmt: skip
+    assert code == 1 and "without /model" in err
+
+    code, _, err = gw(capsys, "providers", "create", vx, "--kind", "vertex", "--project", "my-proj",
+                      "--base-url", "https://us-east5-aiplatform.googleapis.com")  # fmt: skip
+    assert code == 1 and "https://us-east5-aiplatform.googleapis.com/v1" in err
+    p = gw_json(capsys, "providers", "create", vx, "--kind", "vertex", "--project", "my-proj",
+                "--base-url", "https://us-east5-aiplatform.googleapis.com/v1")  # fmt: skip
+    assert p["base_url"] == "https://us-east5-aiplatform.googleapis.com/v1"
+    assert p["options"] == {"project": "my-proj", "region": "global"}
+    p = gw_json(capsys, "providers", "update", vx, "--region", "us-east5",
+                "--credentials-file", "/etc/tollgate/sa.json")  # fmt: skip
+    assert p["options"]["region"] == "us-east5" and p["options"]["project"] == "my-proj"
+
+    p = gw_json(capsys, "providers", "create", mx, "--kind", "anthropic",
+                "--api-key-env", "ANTHROPIC_API_KEY")  # fmt: skip
+    p = gw_json(capsys, "providers", "update", mx, "--auth", "passthrough")
+    assert p["api_key_env"] == "" and p["options"] == {"auth": "passthrough"}
+
+    code, stdout, _ = gw(capsys, "providers", "list")
+    rows = {line.split()[0]: line for line in stdout.splitlines()[1:]}
+    assert "$AWS_BEARER_TOKEN_BEDROCK" in rows[br] and "region=us-east-1" in rows[br]
+    assert "project=my-proj region=us-east5" in rows[vx] and "/etc/tollgate/sa.json" in rows[vx]
+    assert "passthrough" in rows[mx]
+
+    # Switching a key's provider is one command.
+    ws = unique("switch")
+    assert gw(capsys, "workspaces", "create", ws)[0] == 0
+    key = gw_json(capsys, "keys", "create", "-w", ws, "--name", "dev", "--provider", mx)
+    moved = gw_json(capsys, "keys", "update", key["id"], "--provider", br)
+    assert (moved["provider"], moved["route"]) == (br, "")

@@ -327,10 +327,10 @@ def test_routes_weights_must_match_targets(capsys: pytest.CaptureFixture[str]) -
 
 def test_provider_simulator_latency_option(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, _ = run(capsys, "providers", "create", "sim", "--kind", "simulator",
-                     "--latency-ms", "25", "--option", "seed=1")  # fmt: skip
+                     "--latency-ms", "25", "--option", "chunk_delay_ms=1")  # fmt: skip
     assert code == 0
     _, (provider,) = FakeClient.calls[-1]
-    assert dict(provider.options) == {"latency_ms": "25", "seed": "1"}
+    assert dict(provider.options) == {"latency_ms": "25", "chunk_delay_ms": "1"}
     code, _, err = run(capsys, "providers", "create", "a", "--kind", "anthropic",
                        "--latency-ms", "25")  # fmt: skip
     assert code == 2 and "simulator" in err

@@ -44,13 +44,12 @@ def test_kind_env_options() -> None:
     assert providers.validate_api_key_env("") == ""
     with pytest.raises(InvalidArgument, match="never the key itself"):
         providers.validate_api_key_env("sk-ant-api03-abcdef")
-    assert providers.validate_options({"region": "us-east-1", "token_file": "/x"}) == {
-        "region": "us-east-1",
-        "token_file": "/x",
-    }
-    for bad in ({"api_key": "x"}, {"secret": "x"}, {"x": "sk-ant-123"}, {"Bad Key": "1"}):
+    assert providers.validate_options(
+        {"region": "us-east-1", "access_key_env": "AK", "secret_key_env": "SK"}, "bedrock"
+    ) == {"access_key_env": "AK", "region": "us-east-1", "secret_key_env": "SK"}
+    for bad in ({"api_key": "x"}, {"secret": "x"}, {"auth": "sk-ant-123"}, {"Bad Key": "1"}):
         with pytest.raises(InvalidArgument):
-            providers.validate_options(bad)
+            providers.validate_options(bad, "anthropic")
 
 
 def test_route_policy() -> None:

@@ -203,3 +203,197 @@ async def test_list_prices_seeded_from_json(admin) -> None:
     assert sonnet45.long_context_threshold == 200_000
     haiku35 = next(p for p in prices if p.model_prefix == "claude-3-5-haiku")
     assert haiku35.rates.cache_read == 80_000 and not haiku35.HasField("long_rates")
+
+
+def upd(name: str, paths: list[str], **kw: object) -> apb.UpdateProviderRequest:
+    return apb.UpdateProviderRequest(
+        provider=pb.Provider(name=name, **kw),  # type: ignore[arg-type]
+        update_mask=FieldMask(paths=paths),
+    )
+
+
+async def get_prov(admin, name: str) -> pb.Provider:
+    return await admin.GetProvider(apb.GetProviderRequest(name=name))
+
+
+async def test_bedrock_vertex_and_passthrough_providers(admin) -> None:
+    b = await admin.CreateProvider(
+        prov(
+            "bedrock",
+            kind="bedrock",
+            base_url="http://gw.internal:8080/bedrock/",
+            options={
+                "region": "eu-west-3",
+                "profile": "bedrock-prod",
+                "inference_profile": "eu",
+                "model_map": '{"claude-x": "eu.anthropic.x-v1:0"}',
+                "timeout_read_s": "300",
+            },
+        )
+    )
+    assert b.base_url == "http://gw.internal:8080/bedrock"
+    assert dict(b.options)["model_map"] == '{"claude-x":"eu.anthropic.x-v1:0"}'
+    v = await admin.CreateProvider(
+        prov(
+            "vertex",
+            kind="vertex",
+            base_url="https://europe-west1-aiplatform.googleapis.com/v1/",
+            options={"project": "my-project-123", "credentials_file": "/etc/sa.json"},
+        )
+    )
+    assert v.base_url == "https://europe-west1-aiplatform.googleapis.com/v1"  # /v1 kept
+    assert dict(v.options) == {
+        "project": "my-project-123",
+        "credentials_file": "/etc/sa.json",
+        "region": "global",  # the default, stored explicitly
+    }
+    p = await admin.CreateProvider(prov("max", options={"auth": "passthrough"}))
+    assert dict(p.options) == {"auth": "passthrough"} and p.api_key_env == ""
+    assert await get_prov(admin, "vertex") == v
+
+
+async def test_provider_kind_rules_refused_and_nothing_stored(admin) -> None:
+    cases = [
+        (prov("b", kind="bedrock"), "needs the option 'region'"),
+        (prov("b", kind="bedrock", options={"region": "useast1"}), "AWS region"),
+        (prov("b", kind="bedrock", options={"region": "us-east-1", "regoin": "x"}), "regoin"),
+        (
+            prov("b", kind="bedrock", options={"region": "us-east-1", "access_key_env": "AK"}),
+            "go together",
+        ),
+        (
+            prov(
+                "b",
+                kind="bedrock",
+                options={"region": "us-east-1", "bearer_token_env": "B", "profile": "p"},
+            ),
+            "one way",
+        ),
+        (
+            prov(
+                "b",
+                kind="bedrock",
+                options={"region": "us-east-1", "inference_profile": "mars"},
+            ),
+            "us, eu, apac, jp, global, none",
+        ),
+        (
+            prov(
+                "b",
+                kind="bedrock",
+                base_url="https://bedrock-runtime.us-east-1.amazonaws.com/model/x",
+                options={"region": "us-east-1"},
+            ),
+            "without /model",
+        ),
+        (
+            prov("b", kind="bedrock", options={"region": "us-east-1"}, api_key_env="K"),
+            "does not apply",
+        ),
+        (prov("v", kind="vertex", options={"region": "us-east5"}), "needs the option 'project'"),
+        (prov("v", kind="vertex", options={"project": "P"}), "6-30 lowercase"),
+        (
+            prov(
+                "v",
+                kind="vertex",
+                base_url="https://us-east5-aiplatform.googleapis.com",
+                options={"project": "my-project-123"},
+            ),
+            "https://us-east5-aiplatform.googleapis.com/v1",
+        ),
+        (
+            prov("v", kind="vertex", options={"project": "my-project", "credentials_file": "a"}),
+            "absolute path",
+        ),
+        (
+            prov("v", kind="vertex", options={"project": "my-project", "model_map": "{"}),
+            "not valid JSON",
+        ),
+        (prov(options={"auth": "sso"}), "key, passthrough"),
+        (
+            prov(options={"auth": "passthrough"}, api_key_env="ANTHROPIC_API_KEY"),
+            "passthrough",
+        ),
+        (prov(options={"timeout_read_s": "0"}), "positive number"),
+        (prov("s", kind="simulator", options={"seed": "1"}), "unknown option 'seed'"),
+    ]
+    for req, text in cases:
+        await expect_error(admin.CreateProvider(req), StatusCode.INVALID_ARGUMENT, text)
+    assert not (await admin.ListProviders(apb.ListProvidersRequest())).providers
+
+
+async def test_update_single_options_merges(admin) -> None:
+    await admin.CreateProvider(
+        prov("b", kind="bedrock", options={"region": "us-east-1", "profile": "dev"})
+    )
+    # One option set, another removed; the rest kept; no read-modify-write on the client.
+    b = await admin.UpdateProvider(
+        upd(
+            "b",
+            ["options.bearer_token_env", "options.profile", "options.timeout_read_s"],
+            options={"bearer_token_env": "AWS_BEARER_TOKEN_BEDROCK", "timeout_read_s": "60"},
+        )
+    )
+    assert dict(b.options) == {
+        "region": "us-east-1",
+        "bearer_token_env": "AWS_BEARER_TOKEN_BEDROCK",
+        "timeout_read_s": "60",
+    }
+    # The rules hold for the provider as it would be after the update: refused, nothing changed.
+    await expect_error(
+        admin.UpdateProvider(upd("b", ["options.profile"], options={"profile": "dev"})),
+        StatusCode.INVALID_ARGUMENT,
+        "one way",
+    )
+    await expect_error(
+        admin.UpdateProvider(upd("b", ["options.region"])),
+        StatusCode.INVALID_ARGUMENT,
+        "needs the option 'region'",
+    )
+    await expect_error(
+        admin.UpdateProvider(upd("b", ["options.regoin"])),
+        StatusCode.INVALID_ARGUMENT,
+        "unknown update_mask path 'options.regoin'",
+    )
+    await expect_error(
+        admin.UpdateProvider(upd("b", ["options.regoin"], options={"regoin": "eu-west-1"})),
+        StatusCode.INVALID_ARGUMENT,
+        "did you mean 'region'",
+    )
+    assert dict((await get_prov(admin, "b")).options) == dict(b.options)
+
+    # "options" (the whole map) still replaces everything.
+    whole = await admin.UpdateProvider(upd("b", ["options"], options={"region": "eu-west-3"}))
+    assert dict(whole.options) == {"region": "eu-west-3"}
+
+
+async def test_update_checks_fields_against_each_other(admin) -> None:
+    await admin.CreateProvider(prov("a", api_key_env="ANTHROPIC_API_KEY"))
+    await expect_error(
+        admin.UpdateProvider(upd("a", ["options.auth"], options={"auth": "passthrough"})),
+        StatusCode.INVALID_ARGUMENT,
+        "leave api_key_env empty",
+    )
+    a = await admin.UpdateProvider(
+        upd("a", ["options.auth", "api_key_env"], options={"auth": "passthrough"})
+    )
+    assert a.api_key_env == "" and dict(a.options) == {"auth": "passthrough"}
+
+    await admin.CreateProvider(prov("v", kind="vertex", options={"project": "my-project"}))
+    await expect_error(
+        admin.UpdateProvider(upd("v", ["base_url"], base_url="https://x.example/vertex")),
+        StatusCode.INVALID_ARGUMENT,
+        "https://x.example/vertex/v1",
+    )
+    v = await admin.UpdateProvider(
+        upd(
+            "v",
+            ["base_url", "options.region"],
+            base_url="https://x.example/vertex/v1/",
+            options={"region": "us-east5"},
+        )
+    )
+    assert v.base_url == "https://x.example/vertex/v1"
+    assert dict(v.options) == {"project": "my-project", "region": "us-east5"}
+    v = await admin.UpdateProvider(upd("v", ["options.region"]))  # removed: back to the default
+    assert dict(v.options)["region"] == "global"
