@@ -10,16 +10,14 @@ streamed answer with realistic usage, including prompt-cache writes and reads).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
+
+from tests.fakes.server import LoopbackServer
 
 UPSTREAM_KEY = "sk-ant-fake-upstream-0123456789"
 
@@ -146,7 +144,7 @@ class Scripted:
     hang: bool = False  # never answer (for timeout tests)
 
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     def __init__(
         self,
         api_key: str = UPSTREAM_KEY,
@@ -160,50 +158,10 @@ class FakeAnthropic:
         self.violations: list[str] = []
         self.script: deque[Scripted] = deque()
         self.on_request: Callable[[Received], Scripted | None] | None = None
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._sock: socket.socket | None = None
-        self.port = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(512)
-        self.port = self._sock.getsockname()[1]
-        config = Config()
-        config.bind = [f"fd://{self._sock.fileno()}"]
-        config.accesslog = None
-        config.graceful_timeout = 1
-        self._task = asyncio.create_task(serve(self.app, config, shutdown_trigger=self._stop.wait))  # type: ignore[arg-type]
-        await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, 5)
-            except (TimeoutError, asyncio.CancelledError):
-                self._task.cancel()
-        if self._sock is not None:
-            with contextlib.suppress(OSError):  # Hypercorn may have closed the fd already
-                self._sock.close()
 
     # -- the ASGI app ------------------------------------------------------------------------
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
         body = b""
         while True:
             msg = await receive()

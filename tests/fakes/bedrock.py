@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hmac
 import re
-import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,12 +36,11 @@ import orjson
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 
 from dataplane.codecs.eventstream import encode_message
 from dataplane.providers.betas import ACCEPTED
 from tests.fakes.anthropic import DEFAULT_USAGE, message_body
+from tests.fakes.server import LoopbackServer
 
 ACCESS_KEY = "AKIDTOLLGATEFAKE0001"
 SECRET_KEY = "fake/secret/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -177,7 +174,7 @@ def error(status: int, kind: str, message: str, retry_after: str | None = None) 
     return Scripted(status=status, headers=headers, frames=[orjson.dumps({"message": message})])
 
 
-class FakeBedrock:
+class FakeBedrock(LoopbackServer):
     def __init__(
         self,
         keys: dict[str, tuple[str, str | None]] | None = None,
@@ -196,51 +193,11 @@ class FakeBedrock:
         self.violations: list[str] = []
         self.script: deque[Scripted] = deque()
         self.on_request: Callable[[Received], Scripted | None] | None = None
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._sock: socket.socket | None = None
-        self.port = 0
         self._n = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(512)
-        self.port = self._sock.getsockname()[1]
-        config = Config()
-        config.bind = [f"fd://{self._sock.fileno()}"]
-        config.accesslog = None
-        config.graceful_timeout = 1
-        self._task = asyncio.create_task(serve(self.app, config, shutdown_trigger=self._stop.wait))  # type: ignore[arg-type]
-        await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, 5)
-            except (TimeoutError, asyncio.CancelledError):
-                self._task.cancel()
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.close()
 
     # -- the ASGI app ------------------------------------------------------------------------
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
         body = b""
         while True:
             msg = await receive()
