@@ -116,6 +116,9 @@ class Workspace(_message.Message):
     TIMEZONE_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
+    REDIS_FAILURE_FIELD_NUMBER: _builtins.int
+    ALERT_WEBHOOK_FIELD_NUMBER: _builtins.int
+    BUDGET_STATUS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """unique slug, the workspace's identity"""
     description: _builtins.str
@@ -123,8 +126,18 @@ class Workspace(_message.Message):
     """IANA name for calendar budget periods; "" = UTC"""
     created_at_ms: _builtins.int
     updated_at_ms: _builtins.int
+    redis_failure: _builtins.str
+    """What data planes do when the shared counter store (Redis) is unreachable: "closed" (refuse
+    requests that have a budget; the default) or "open" (serve, enforcing nothing shared).
+    """
+    alert_webhook: _builtins.str
+    """optional URL POSTed on budget alerts (50/80/100 %)"""
     @_builtins.property
     def limits(self) -> Global___Limits: ...
+    @_builtins.property
+    def budget_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___BudgetStatus]:
+        """Output only (Get/List): the current period of every budget, with its spend."""
+
     def __init__(
         self,
         *,
@@ -134,14 +147,49 @@ class Workspace(_message.Message):
         timezone: _builtins.str = ...,
         created_at_ms: _builtins.int = ...,
         updated_at_ms: _builtins.int = ...,
+        redis_failure: _builtins.str = ...,
+        alert_webhook: _builtins.str = ...,
+        budget_status: _abc.Iterable[Global___BudgetStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "description", b"description", "limits", b"limits", "name", b"name", "timezone", b"timezone", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_webhook", b"alert_webhook", "budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "description", b"description", "limits", b"limits", "name", b"name", "redis_failure", b"redis_failure", "timezone", b"timezone", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Workspace: _TypeAlias = Workspace  # noqa: Y015
+
+@_typing.final
+class BudgetStatus(_message.Message):
+    """A budget's current period and what has been spent in it (from the control plane's ledger)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUDGET_FIELD_NUMBER: _builtins.int
+    PERIOD_START_MS_FIELD_NUMBER: _builtins.int
+    PERIOD_END_MS_FIELD_NUMBER: _builtins.int
+    SPENT_MICROS_FIELD_NUMBER: _builtins.int
+    period_start_ms: _builtins.int
+    period_end_ms: _builtins.int
+    """0 for a lifetime budget"""
+    spent_micros: _builtins.int
+    @_builtins.property
+    def budget(self) -> Global___Budget: ...
+    def __init__(
+        self,
+        *,
+        budget: Global___Budget | None = ...,
+        period_start_ms: _builtins.int = ...,
+        period_end_ms: _builtins.int = ...,
+        spent_micros: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "period_end_ms", b"period_end_ms", "period_start_ms", b"period_start_ms", "spent_micros", b"spent_micros"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BudgetStatus: _TypeAlias = BudgetStatus  # noqa: Y015
 
 @_typing.final
 class VirtualKey(_message.Message):
@@ -159,6 +207,7 @@ class VirtualKey(_message.Message):
     REVOKED_AT_MS_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
+    BUDGET_STATUS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """"key_…": public identifier, safe to log"""
     workspace: _builtins.str
@@ -180,6 +229,10 @@ class VirtualKey(_message.Message):
     def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """allow-list of glob patterns; empty = every model"""
 
+    @_builtins.property
+    def budget_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___BudgetStatus]:
+        """output only, as on Workspace"""
+
     def __init__(
         self,
         *,
@@ -195,10 +248,11 @@ class VirtualKey(_message.Message):
         revoked_at_ms: _builtins.int = ...,
         created_at_ms: _builtins.int = ...,
         updated_at_ms: _builtins.int = ...,
+        budget_status: _abc.Iterable[Global___BudgetStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "expires_at_ms", b"expires_at_ms", "id", b"id", "limits", b"limits", "models", b"models", "name", b"name", "prefix", b"prefix", "provider", b"provider", "revoked_at_ms", b"revoked_at_ms", "route", b"route", "updated_at_ms", b"updated_at_ms", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "expires_at_ms", b"expires_at_ms", "id", b"id", "limits", b"limits", "models", b"models", "name", b"name", "prefix", b"prefix", "provider", b"provider", "revoked_at_ms", b"revoked_at_ms", "route", b"route", "updated_at_ms", b"updated_at_ms", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

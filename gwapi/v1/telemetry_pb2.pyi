@@ -20,6 +20,106 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class BudgetAlert(_message.Message):
+    """Recorded once per budget, period and threshold, when the ledger crosses it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_MS_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    THRESHOLD_PERCENT_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
+    PERIOD_START_MS_FIELD_NUMBER: _builtins.int
+    SPENT_MICROS_FIELD_NUMBER: _builtins.int
+    WEBHOOK_STATUS_FIELD_NUMBER: _builtins.int
+    time_ms: _builtins.int
+    scope: _builtins.str
+    """"key" | "workspace" """
+    id: _builtins.str
+    """key id or workspace name"""
+    name: _builtins.str
+    """key name or workspace name"""
+    workspace: _builtins.str
+    threshold_percent: _builtins.int
+    """50 | 80 | 100"""
+    period_start_ms: _builtins.int
+    spent_micros: _builtins.int
+    webhook_status: _builtins.str
+    """"" (none configured) | "delivered" | "failed: …" """
+    @_builtins.property
+    def budget(self) -> _common_pb2.Budget: ...
+    def __init__(
+        self,
+        *,
+        time_ms: _builtins.int = ...,
+        scope: _builtins.str = ...,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        workspace: _builtins.str = ...,
+        threshold_percent: _builtins.int = ...,
+        budget: _common_pb2.Budget | None = ...,
+        period_start_ms: _builtins.int = ...,
+        spent_micros: _builtins.int = ...,
+        webhook_status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "id", b"id", "name", b"name", "period_start_ms", b"period_start_ms", "scope", b"scope", "spent_micros", b"spent_micros", "threshold_percent", b"threshold_percent", "time_ms", b"time_ms", "webhook_status", b"webhook_status", "workspace", b"workspace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BudgetAlert: _TypeAlias = BudgetAlert  # noqa: Y015
+
+@_typing.final
+class ListAlertsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    SINCE_MS_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    workspace: _builtins.str
+    since_ms: _builtins.int
+    limit: _builtins.int
+    """default 100"""
+    def __init__(
+        self,
+        *,
+        workspace: _builtins.str = ...,
+        since_ms: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "since_ms", b"since_ms", "workspace", b"workspace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAlertsRequest: _TypeAlias = ListAlertsRequest  # noqa: Y015
+
+@_typing.final
+class ListAlertsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alerts(self) -> _containers.RepeatedCompositeFieldContainer[Global___BudgetAlert]: ...
+    def __init__(
+        self,
+        *,
+        alerts: _abc.Iterable[Global___BudgetAlert] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAlertsResponse: _TypeAlias = ListAlertsResponse  # noqa: Y015
+
+@_typing.final
 class UsageEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

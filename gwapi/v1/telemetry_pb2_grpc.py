@@ -49,6 +49,11 @@ class TelemetryStub:
                 request_serializer=gwapi_dot_v1_dot_telemetry__pb2.TailLogsRequest.SerializeToString,
                 response_deserializer=gwapi_dot_v1_dot_telemetry__pb2.UsageEvent.FromString,
                 _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/gwapi.v1.Telemetry/ListAlerts',
+                request_serializer=gwapi_dot_v1_dot_telemetry__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_telemetry__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
 
 
 class TelemetryServicer:
@@ -76,6 +81,13 @@ class TelemetryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAlerts(self, request, context):
+        """Admin token. Budget alerts (50/80/100 % of a budget crossed), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TelemetryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +105,11 @@ def add_TelemetryServicer_to_server(servicer, server):
                     servicer.TailLogs,
                     request_deserializer=gwapi_dot_v1_dot_telemetry__pb2.TailLogsRequest.FromString,
                     response_serializer=gwapi_dot_v1_dot_telemetry__pb2.UsageEvent.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=gwapi_dot_v1_dot_telemetry__pb2.ListAlertsRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_telemetry__pb2.ListAlertsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +193,33 @@ class Telemetry:
             '/gwapi.v1.Telemetry/TailLogs',
             gwapi_dot_v1_dot_telemetry__pb2.TailLogsRequest.SerializeToString,
             gwapi_dot_v1_dot_telemetry__pb2.UsageEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Telemetry/ListAlerts',
+            gwapi_dot_v1_dot_telemetry__pb2.ListAlertsRequest.SerializeToString,
+            gwapi_dot_v1_dot_telemetry__pb2.ListAlertsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,8 @@ class TelemetryStub:
     """Admin token."""
     TailLogs: _grpc.UnaryStreamMultiCallable[_telemetry_pb2.TailLogsRequest, _telemetry_pb2.UsageEvent]
     """Admin token. The most recent `limit` records (oldest first), then, with follow, new ones live."""
+    ListAlerts: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.ListAlertsRequest, _telemetry_pb2.ListAlertsResponse]
+    """Admin token. Budget alerts (50/80/100 % of a budget crossed), newest first."""
 
 @_typing.type_check_only
 class TelemetryAsyncStub(TelemetryStub):
@@ -51,6 +53,8 @@ class TelemetryAsyncStub(TelemetryStub):
     """Admin token."""
     TailLogs: _aio.UnaryStreamMultiCallable[_telemetry_pb2.TailLogsRequest, _telemetry_pb2.UsageEvent]  # type: ignore[assignment]
     """Admin token. The most recent `limit` records (oldest first), then, with follow, new ones live."""
+    ListAlerts: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.ListAlertsRequest, _telemetry_pb2.ListAlertsResponse]  # type: ignore[assignment]
+    """Admin token. Budget alerts (50/80/100 % of a budget crossed), newest first."""
 
 class TelemetryServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -78,5 +82,13 @@ class TelemetryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_telemetry_pb2.UsageEvent], _abc.AsyncIterator[_telemetry_pb2.UsageEvent]]:
         """Admin token. The most recent `limit` records (oldest first), then, with follow, new ones live."""
+
+    @_abc_1.abstractmethod
+    def ListAlerts(
+        self,
+        request: _telemetry_pb2.ListAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_telemetry_pb2.ListAlertsResponse, _abc.Awaitable[_telemetry_pb2.ListAlertsResponse]]:
+        """Admin token. Budget alerts (50/80/100 % of a budget crossed), newest first."""
 
 def add_TelemetryServicer_to_server(servicer: TelemetryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
