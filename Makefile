@@ -51,7 +51,7 @@ lint: $(STAMP) proto-check
 	$(MAKE) typecheck
 
 typecheck: $(STAMP)
-	$(BIN)/mypy dataplane controlplane tui gwctl
+	$(BIN)/mypy gwcommon dataplane controlplane tui gwctl
 
 unit: install
 	$(BIN)/python -m pytest -q
