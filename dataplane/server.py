@@ -24,7 +24,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from dataplane.app import Health, build_app
-from dataplane.providers.registry import ProviderRegistry, shared_client
+from dataplane.providers.registry import ProviderRegistry, shared_transport
 from dataplane.reporter import Reporter
 from dataplane.routing import Router
 from dataplane.snapshot import SnapshotHolder
@@ -74,7 +74,7 @@ class DataPlane:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.node_id = _node_id(state_dir)
         self.holder = SnapshotHolder()
-        self.registry = ProviderRegistry(shared_client(), settings.env)
+        self.registry = ProviderRegistry(shared_transport(), settings.env)
         self.holder.on_swap(self.registry.update)
         self.health = Health(self.holder)
         self._channel: grpc.aio.Channel | None = None
@@ -108,8 +108,11 @@ class DataPlane:
     async def start(self) -> None:
         s = self.settings
         self._channel = grpc.aio.insecure_channel(s.control_plane, options=CHANNEL_OPTIONS)
+        self._socket = self._bind()
+        self.port = self._socket.getsockname()[1]
+        listen = f"{s.listen.rpartition(':')[0]}:{self.port}"  # the real port when asked for :0
         self.subscriber = Subscriber(
-            self._channel, s.token, self.holder, s.state_dir, self.node_id, s.listen
+            self._channel, s.token, self.holder, s.state_dir, self.node_id, listen
         )
         self.subscriber.load_cached()
         self.reporter = Reporter(self.spool, self._send_batch, self.node_id)
@@ -121,8 +124,6 @@ class DataPlane:
             s.max_body,
             self.health,
         )
-        self._socket = self._bind()
-        self.port = self._socket.getsockname()[1]
         config = Config()
         config.bind = [f"fd://{self._socket.fileno()}"]
         config.accesslog = None
