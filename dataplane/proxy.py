@@ -349,7 +349,9 @@ def _betas(headers: tuple[Header, ...]) -> tuple[str, ...]:
 
 
 def _is_timeout(exc: BaseException) -> bool:
-    return "Timeout" in type(exc).__name__
+    """A read that timed out: any TimeoutError (asyncio's; aiohttp's SocketTimeoutError and
+    ServerTimeoutError subclass it) or an exception class named like one."""
+    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
 
 
 def _unreachable(rec: RequestRecord) -> GatewayError:

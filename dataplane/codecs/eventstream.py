@@ -142,8 +142,17 @@ class EventStreamDecoder:
 
     def feed(self, chunk: bytes) -> list[EventStreamMessage]:
         """Decode ``chunk``; return every message it completes. Raises EventStreamError."""
+        out, failed = self.decode(chunk)
+        if failed is not None:
+            raise failed
+        return out
+
+    def decode(self, chunk: bytes) -> tuple[list[EventStreamMessage], EventStreamError | None]:
+        """Like :meth:`feed`, but a corruption is returned, not raised, together with the
+        messages completed before it (several frames can arrive in one read). Once failed, the
+        decoder stays failed: framing is lost."""
         if self._failed is not None:
-            raise self._failed
+            return [], self._failed
         if chunk:
             self._buf += chunk
         out: list[EventStreamMessage] = []
@@ -161,8 +170,8 @@ class EventStreamDecoder:
                 self._need = 0
         except EventStreamError as exc:
             self._failed = exc
-            raise
-        return out
+            return out, exc
+        return out, None
 
     def _prelude(self) -> int:
         total, hlen, crc = _PRELUDE.unpack_from(self._buf)

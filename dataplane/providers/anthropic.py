@@ -9,38 +9,17 @@ comes back as raw bytes, unbuffered.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 
-import httpx
-
-from dataplane.errors import GatewayError, upstream_timeout, upstream_unreachable
+from dataplane.errors import GatewayError
 from dataplane.providers.base import Header, UpstreamRequest
+from dataplane.providers.transport import Timeouts, Transport, TransportResponse
 from dataplane.snapshot import ProviderConfig
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 
-class HttpxResponse:
-    """UpstreamResponse over a streamed httpx response."""
-
-    def __init__(self, response: httpx.Response, provider: str) -> None:
-        self._response = response
-        self._provider = provider
-        self.status = response.status_code
-        self.headers: list[Header] = list(response.headers.raw)
-
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
-        async for chunk in self._response.aiter_raw():
-            yield chunk
-
-    async def read(self) -> bytes:
-        return await self._response.aread()
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
-
-
-def timeouts(config: ProviderConfig) -> httpx.Timeout:
+def timeouts(config: ProviderConfig) -> Timeouts:
     """Per-provider timeouts (options ``timeout_connect_s``, ``timeout_read_s``).
 
     ``read`` bounds both the wait for the response headers and each silence between chunks:
@@ -49,7 +28,7 @@ def timeouts(config: ProviderConfig) -> httpx.Timeout:
     """
     connect = float(config.option("timeout_connect_s", "10"))
     read = float(config.option("timeout_read_s", "600"))
-    return httpx.Timeout(connect=connect, read=read, write=60.0, pool=connect)
+    return Timeouts(connect=connect, read=read)
 
 
 class AnthropicProvider:
@@ -58,12 +37,12 @@ class AnthropicProvider:
     def __init__(
         self,
         config: ProviderConfig,
-        client: httpx.AsyncClient,
+        transport: Transport,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = config.name
         self.config = config
-        self._client = client
+        self._transport = transport
         self._base = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._timeout = timeouts(config)
         self._env = os.environ if env is None else env
@@ -91,23 +70,14 @@ class AnthropicProvider:
             )
         return [(b"x-api-key", secret.encode())]
 
-    async def send(self, request: UpstreamRequest) -> HttpxResponse:
+    async def send(self, request: UpstreamRequest) -> TransportResponse:
         url = self._base + request.path
         if request.query:
             url += "?" + request.query.decode("latin-1")
         headers = [*request.headers, *self._credentials(request), (b"accept-encoding", b"identity")]
-        upstream = self._client.build_request(
-            "POST", url, headers=headers, content=request.body, timeout=self._timeout
+        return await self._transport.request(
+            "POST", url, headers, request.body, self._timeout, self.name
         )
-        try:
-            response = await self._client.send(upstream, stream=True)
-        except httpx.TimeoutException as exc:
-            if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-                raise upstream_unreachable(self.name) from exc
-            raise upstream_timeout(self.name) from exc
-        except httpx.TransportError as exc:
-            raise upstream_unreachable(self.name) from exc
-        return HttpxResponse(response, self.name)
 
     async def aclose(self) -> None:
-        """The shared client belongs to the registry; nothing of our own to close."""
+        """The shared transport belongs to the registry; nothing of our own to close."""

@@ -48,15 +48,13 @@ from typing import Any
 from urllib.parse import quote
 
 import botocore.session
-import httpx
 import orjson
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, RefreshableCredentials
 
-from dataplane.errors import GatewayError, error_response_body, upstream_timeout
-from dataplane.errors import upstream_unreachable as unreachable
-from dataplane.providers.anthropic import HttpxResponse, timeouts
+from dataplane.errors import GatewayError, error_response_body
+from dataplane.providers.anthropic import timeouts
 from dataplane.providers.base import Header, UpstreamRequest
 from dataplane.providers.bedrock_models import (
     PROFILES,
@@ -66,6 +64,7 @@ from dataplane.providers.bedrock_models import (
 )
 from dataplane.providers.bedrock_stream import BedrockStream, BufferedResponse, message_of
 from dataplane.providers.betas import filter_betas, header_betas
+from dataplane.providers.transport import Transport, TransportResponse
 from dataplane.snapshot import ProviderConfig
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
@@ -90,12 +89,12 @@ class BedrockProvider:
     def __init__(
         self,
         config: ProviderConfig,
-        client: httpx.AsyncClient,
+        transport: Transport,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = config.name
         self.config = config
-        self._client = client
+        self._transport = transport
         self._env: Mapping[str, str] = os.environ if env is None else env
         self._timeout = timeouts(config)
         self.region = config.option("region")
@@ -196,14 +195,14 @@ class BedrockProvider:
                         raise self._credential_error(exc) from None
         return creds.get_frozen_credentials()
 
-    async def _auth(self, url: str, body: bytes, headers: dict[str, str]) -> list[Header]:
+    async def _auth(self, url: str, body: bytes, headers: dict[str, str]) -> list[tuple[str, str]]:
         if self._bearer:
             headers["Authorization"] = "Bearer " + self._env_var("bearer_token_env")
         else:
             aws = AWSRequest(method="POST", url=url, data=body, headers=headers)
             SigV4Auth(await self._frozen_credentials(), "bedrock", self.region).add_auth(aws)
             headers = dict(aws.headers.items())
-        return [(k.lower().encode(), str(v).encode()) for k, v in headers.items()]
+        return [(k.lower(), str(v)) for k, v in headers.items()]
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -228,7 +227,7 @@ class BedrockProvider:
 
     async def send(
         self, request: UpstreamRequest
-    ) -> BufferedResponse | BedrockStream | HttpxResponse:
+    ) -> BufferedResponse | BedrockStream | TransportResponse:
         if self._problem:
             raise GatewayError(500, self._problem)
         count_only = request.path.endswith("/count_tokens")
@@ -251,32 +250,20 @@ class BedrockProvider:
         headers = await self._auth(
             url, body, {"Content-Type": "application/json", "Accept": accept}
         )
-        headers += [(b"user-agent", b"tollgate"), (b"accept-encoding", b"identity")]
-        upstream = self._client.build_request(
-            "POST", url, headers=headers, content=body, timeout=self._timeout
+        headers += [("user-agent", "tollgate"), ("accept-encoding", "identity")]
+        # The URL goes out exactly as signed (not re-quoted: ARNs carry %2F), the body likewise.
+        response = await self._transport.request(
+            "POST", url, headers, body, self._timeout, self.name
         )
         raw = b""
-        try:
-            response = await self._client.send(upstream, stream=True)
-            if response.status_code != 200 or count_only:
-                try:
-                    raw = await response.aread()
-                finally:
-                    await response.aclose()
-        except httpx.TimeoutException as exc:
-            if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-                raise unreachable(self.name) from exc
-            raise upstream_timeout(self.name) from exc
-        except httpx.TransportError as exc:
-            raise unreachable(self.name) from exc
-        aws_id = response.headers.get("x-amzn-requestid", "")
+        if response.status != 200 or count_only:
+            raw = await response.drain()
+        aws_id = response.header(b"x-amzn-requestid") or b""
         ids: list[Header] = (
-            [(b"request-id", aws_id.encode()), (b"x-amzn-requestid", aws_id.encode())]
-            if aws_id
-            else []
+            [(b"request-id", aws_id), (b"x-amzn-requestid", aws_id)] if aws_id else []
         )
-        if response.status_code != 200:
-            return self._error(response, raw, aws_id or request.request_id, ids)
+        if response.status != 200:
+            return self._error(response, raw, aws_id.decode("latin-1") or request.request_id, ids)
         if count_only:
             tokens = orjson.loads(raw).get("inputTokens") if raw.startswith(b"{") else None
             if not isinstance(tokens, int):
@@ -292,27 +279,27 @@ class BedrockProvider:
                 (b"cache-control", b"no-cache"),
             ]
             return BedrockStream(response, [*sse, *ids], self.name, self._ping_s)
-        whole = HttpxResponse(response, self.name)
-        whole.headers = [(b"content-type", b"application/json"), *ids] + [
-            (k, v) for k, v in response.headers.raw if k.lower().startswith(b"x-amzn-bedrock-")
+        response.headers = [(b"content-type", b"application/json"), *ids] + [
+            (k, v) for k, v in response.headers if k.startswith(b"x-amzn-bedrock-")
         ]
-        return whole
+        return response
 
     def _error(
-        self, response: httpx.Response, raw: bytes, request_id: str, ids: list[Header]
+        self, response: TransportResponse, raw: bytes, request_id: str, ids: list[Header]
     ) -> BufferedResponse:
-        code = response.status_code
+        code = response.status
         status, etype = _ERRORS.get(code) or (
             (400, "invalid_request_error") if code < 500 else (502, "api_error")
         )
-        kind = response.headers.get("x-amzn-errortype", "").split(":", 1)[0]
+        kind = (response.header(b"x-amzn-errortype") or b"").decode("latin-1").split(":", 1)[0]
         text = message_of(raw) or kind or f"HTTP {code}"
         headers: list[Header] = [(b"content-type", b"application/json"), *ids]
-        if "retry-after" in response.headers:
-            headers.append((b"retry-after", response.headers["retry-after"].encode()))
+        retry_after = response.header(b"retry-after")
+        if retry_after is not None:
+            headers.append((b"retry-after", retry_after))
         return BufferedResponse(
             status, headers, error_response_body(etype, f"Bedrock: {text}", request_id)
         )
 
     async def aclose(self) -> None:
-        """The shared client belongs to the registry; nothing of our own to close."""
+        """The shared transport belongs to the registry; nothing of our own to close."""

@@ -8,12 +8,12 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator
 
-import httpx
 import orjson
 
-from dataplane.codecs.eventstream import EventStreamDecoder, EventStreamError, EventStreamMessage
+from dataplane.codecs.eventstream import EventStreamDecoder, EventStreamMessage
 from dataplane.errors import error_event
 from dataplane.providers.base import Header
+from dataplane.providers.transport import TransportResponse
 
 # In-stream :exception-type -> Anthropic error type.
 STREAM_EXCEPTIONS = {
@@ -49,7 +49,7 @@ class BedrockStream:
     """A streamed 200: the AWS event stream, translated to Anthropic SSE as it arrives."""
 
     def __init__(
-        self, response: httpx.Response, headers: list[Header], provider: str, ping_s: float
+        self, response: TransportResponse, headers: list[Header], provider: str, ping_s: float
     ) -> None:
         self.status = 200
         self.headers = headers
@@ -75,17 +75,17 @@ class BedrockStream:
                     chunk = read.result()
                 except StopAsyncIteration:
                     break
-                try:
-                    messages = decoder.feed(chunk)
-                except EventStreamError as exc:
-                    yield self._failure(f"its event stream was corrupt ({exc})")
-                    return
+                # Frames decoded before a corrupt one in the same read are still relayed.
+                messages, corrupt = decoder.decode(chunk)
                 for message in messages:
                     out, last = self._translate(message)
                     if out:
                         yield out
                     if last:
                         return
+                if corrupt is not None:
+                    yield self._failure(f"its event stream was corrupt ({corrupt})")
+                    return
             if decoder.pending:
                 yield self._failure("its event stream ended in the middle of a frame")
         finally:

@@ -10,40 +10,38 @@ import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 
-import httpx
-
 from dataplane.providers.anthropic import AnthropicProvider
 from dataplane.providers.base import Provider
 from dataplane.providers.bedrock import BedrockProvider
 from dataplane.providers.simulator import SimulatorProvider
+from dataplane.providers.transport import Transport
 from dataplane.providers.vertex import VertexProvider
 from dataplane.snapshot import ProviderConfig, Snapshot
 
 log = logging.getLogger("tollgate.providers")
 
 
-def shared_client() -> httpx.AsyncClient:
-    """One pooled HTTP client for every HTTP provider of this data plane."""
-    limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=60)
-    return httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False)
+def shared_transport() -> Transport:
+    """One pooled upstream HTTP transport for every HTTP provider of this data plane."""
+    return Transport()
 
 
 class ProviderRegistry:
-    def __init__(self, client: httpx.AsyncClient, env: Mapping[str, str] | None = None) -> None:
-        self._client = client
+    def __init__(self, transport: Transport, env: Mapping[str, str] | None = None) -> None:
+        self._transport = transport
         self._env = env
         self._configs: dict[str, ProviderConfig] = {}
         self._adapters: Mapping[str, Provider] = MappingProxyType({})
 
     def build(self, config: ProviderConfig) -> Provider | None:
         if config.kind == "anthropic":
-            return AnthropicProvider(config, self._client, self._env)
+            return AnthropicProvider(config, self._transport, self._env)
         if config.kind == "simulator":
             return SimulatorProvider(config)
         if config.kind == "bedrock":
-            return BedrockProvider(config, self._client, self._env)
+            return BedrockProvider(config, self._transport, self._env)
         if config.kind == "vertex":
-            return VertexProvider(config, self._client, self._env)
+            return VertexProvider(config, self._transport, self._env)
         log.warning(
             "provider %s has kind %r, which this data plane cannot serve", config.name, config.kind
         )
@@ -69,4 +67,4 @@ class ProviderRegistry:
     async def aclose(self) -> None:
         for adapter in self._adapters.values():
             await adapter.aclose()
-        await self._client.aclose()
+        await self._transport.aclose()

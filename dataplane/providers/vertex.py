@@ -45,20 +45,14 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import orjson
 
-from dataplane.errors import (
-    ERROR_TYPES,
-    GatewayError,
-    not_found,
-    upstream_timeout,
-    upstream_unreachable,
-)
-from dataplane.providers.anthropic import HttpxResponse, timeouts
+from dataplane.errors import ERROR_TYPES, GatewayError, not_found
+from dataplane.providers.anthropic import timeouts
 from dataplane.providers.base import Header, UpstreamRequest
 from dataplane.providers.betas import filter_betas, header_betas
 from dataplane.providers.gcp_auth import GoogleTokenSource
+from dataplane.providers.transport import Transport, TransportResponse
 from dataplane.snapshot import ProviderConfig
 
 log = logging.getLogger("tollgate.providers.vertex")
@@ -193,12 +187,12 @@ class VertexProvider:
     def __init__(
         self,
         config: ProviderConfig,
-        client: httpx.AsyncClient,
+        transport: Transport,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = config.name
         self.config = config
-        self._client = client
+        self._transport = transport
         self._timeout = timeouts(config)
         env = os.environ if env is None else env
         self.project = config.option("project")
@@ -251,7 +245,7 @@ class VertexProvider:
         ]
         return out
 
-    async def send(self, request: UpstreamRequest) -> HttpxResponse | BufferedResponse:
+    async def send(self, request: UpstreamRequest) -> TransportResponse | BufferedResponse:
         if self._misconfigured:
             raise GatewayError(
                 500,
@@ -261,39 +255,23 @@ class VertexProvider:
         count_tokens = request.path.endswith("/count_tokens")
         model = _map_model(request.model, self._map, self.name)
         token = await self.tokens.token()
-        upstream = self._client.build_request(
+        response = await self._transport.request(
             "POST",
             self.url(model, request.stream, count_tokens),
-            headers=self.headers(request, token, count_tokens),
-            content=self.body(request, model, count_tokens),
-            timeout=self._timeout,
+            self.headers(request, token, count_tokens),
+            self.body(request, model, count_tokens),
+            self._timeout,
+            self.name,
         )
-        try:
-            response = await self._client.send(upstream, stream=True)
-        except httpx.TimeoutException as exc:
-            if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-                raise upstream_unreachable(self.name) from exc
-            raise upstream_timeout(self.name) from exc
-        except httpx.TransportError as exc:
-            raise upstream_unreachable(self.name) from exc
-        if response.status_code < 400:
-            return HttpxResponse(response, self.name)
-        try:
-            body = await response.aread()
-        except httpx.TimeoutException as exc:
-            raise upstream_timeout(self.name) from exc
-        except httpx.TransportError as exc:
-            raise upstream_unreachable(self.name) from exc
-        finally:
-            await response.aclose()
-        if response.status_code == 401:
+        if response.status < 400:
+            return response
+        body = await response.drain()
+        if response.status == 401:
             self.tokens.invalidate(token)
-        translated = translate_error(response.status_code, list(response.headers.raw), body)
-        log.info(
-            "provider %s: upstream %d -> %d", self.name, response.status_code, translated.status
-        )
+        translated = translate_error(response.status, response.headers, body)
+        log.info("provider %s: upstream %d -> %d", self.name, response.status, translated.status)
         return translated
 
     async def aclose(self) -> None:
-        """The shared client belongs to the registry; only the token transport is ours."""
+        """The shared transport belongs to the registry; only the token fetcher is ours."""
         await asyncio.to_thread(self.tokens.close)

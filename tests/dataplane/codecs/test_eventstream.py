@@ -304,3 +304,16 @@ def test_truncated_stream_is_visible_as_pending() -> None:
     d = EventStreamDecoder()
     assert d.feed(frame[:-3]) == []
     assert d.pending == len(frame) - 3
+
+
+def test_decode_returns_the_frames_before_a_corruption_in_the_same_read() -> None:
+    good = chunk_frame({"type": "message_start"})
+    bad = bytearray(chunk_frame({"type": "content_block_delta"}))
+    bad[-10] ^= 0x40
+    d = EventStreamDecoder()
+    messages, failed = d.decode(good + good + bytes(bad) + good)
+    assert len(messages) == 2 and all(m.event_type == "chunk" for m in messages)
+    assert isinstance(failed, EventStreamError) and "message CRC" in str(failed)
+    assert d.decode(good) == ([], failed)  # framing is lost: nothing after it is decoded
+    with pytest.raises(EventStreamError):
+        d.feed(good)

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import botocore.session
-import httpx
 import orjson
 import pytest
 from botocore.credentials import RefreshableCredentials
@@ -26,6 +25,7 @@ from dataplane.providers.bedrock_models import (
     foundation_model_id,
 )
 from dataplane.providers.betas import filter_betas, header_betas
+from dataplane.providers.transport import OutHeader, Timeouts, Transport, TransportResponse
 from dataplane.snapshot import ProviderConfig
 from dataplane.usage import StreamMeter, TokenUsage
 from tests.fakes.anthropic import DEFAULT_USAGE
@@ -95,9 +95,10 @@ async def fake() -> AsyncIterator[FakeBedrock]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
+async def client() -> AsyncIterator[Transport]:
+    transport = Transport()
+    yield transport
+    await transport.aclose()
 
 
 async def collect(
@@ -123,7 +124,7 @@ async def collect(
 
 
 async def test_stream_signed_translated_and_metered_exactly(
-    fake: FakeBedrock, client: httpx.AsyncClient
+    fake: FakeBedrock, client: Transport
 ) -> None:
     provider = BedrockProvider(config(fake.base_url), client, ENV)
     status, events, meter, raw = await collect(provider, messages_request())
@@ -149,7 +150,7 @@ async def test_stream_signed_translated_and_metered_exactly(
 
 
 async def test_response_headers_are_sse_with_aws_request_id(
-    fake: FakeBedrock, client: httpx.AsyncClient
+    fake: FakeBedrock, client: Transport
 ) -> None:
     provider = BedrockProvider(config(fake.base_url), client, ENV)
     response = await provider.send(messages_request())
@@ -161,7 +162,7 @@ async def test_response_headers_are_sse_with_aws_request_id(
 
 
 async def test_wrong_secret_is_refused_as_permission_error(
-    fake: FakeBedrock, client: httpx.AsyncClient
+    fake: FakeBedrock, client: Transport
 ) -> None:
     env = {**ENV, "FAKE_SK": "not-the-secret"}
     provider = BedrockProvider(config(fake.base_url), client, env)
@@ -176,23 +177,29 @@ async def test_wrong_secret_is_refused_as_permission_error(
     assert fake.violations
 
 
-async def test_tampered_body_fails_signature(fake: FakeBedrock, client: httpx.AsyncClient) -> None:
+async def test_tampered_body_fails_signature(fake: FakeBedrock, client: Transport) -> None:
     """The fake really recomputes the signature: change one byte after signing and it refuses."""
     provider = BedrockProvider(config(fake.base_url), client, ENV)
-    original = client.send
+    original = client.request
 
-    async def tamper(request: httpx.Request, **kw: Any) -> httpx.Response:
-        body = request.content.replace(b'"hi"', b'"HI"')
-        forged = client.build_request("POST", request.url, headers=request.headers, content=body)
-        return await original(forged, **kw)
+    async def tamper(
+        method: str,
+        url: str,
+        headers: list[OutHeader],
+        body: bytes,
+        timeout: Timeouts,
+        provider: str,
+    ) -> TransportResponse:
+        forged = body.replace(b'"hi"', b'"HI"')
+        return await original(method, url, headers, forged, timeout, provider)
 
-    client.send = tamper  # type: ignore[method-assign]
+    client.request = tamper  # type: ignore[method-assign,assignment]
     response = await provider.send(messages_request())
     assert response.status == 403
     assert b"signature we calculated does not match" in await response.read()
 
 
-async def test_session_token_is_sent_and_checked(client: httpx.AsyncClient) -> None:
+async def test_session_token_is_sent_and_checked(client: Transport) -> None:
     f = FakeBedrock(keys={"ASIATEMP": ("tmp-secret", "the-session-token")})
     await f.start()
     try:
@@ -205,7 +212,7 @@ async def test_session_token_is_sent_and_checked(client: httpx.AsyncClient) -> N
         await f.stop()
 
 
-async def test_bearer_api_key_mode(fake: FakeBedrock, client: httpx.AsyncClient) -> None:
+async def test_bearer_api_key_mode(fake: FakeBedrock, client: Transport) -> None:
     cfg = config(fake.base_url, bearer_token_env="FAKE_BEARER")
     provider = BedrockProvider(cfg, client, ENV)
     status, _, meter, _ = await collect(provider, messages_request())
@@ -218,9 +225,7 @@ async def test_bearer_api_key_mode(fake: FakeBedrock, client: httpx.AsyncClient)
     assert response.status == 403
 
 
-async def test_missing_secret_variable_is_a_clear_500(
-    fake: FakeBedrock, client: httpx.AsyncClient
-) -> None:
+async def test_missing_secret_variable_is_a_clear_500(fake: FakeBedrock, client: Transport) -> None:
     provider = BedrockProvider(config(fake.base_url), client, {"FAKE_AK": ACCESS_KEY})
     with pytest.raises(GatewayError) as info:
         await provider.send(messages_request())
@@ -232,7 +237,7 @@ async def test_missing_secret_variable_is_a_clear_500(
 
 
 async def test_credentials_resolved_once_across_many_requests(
-    fake: FakeBedrock, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    fake: FakeBedrock, client: Transport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The default botocore chain (here: AWS_* variables) runs once for 25 concurrent requests."""
     for var in (
@@ -255,7 +260,7 @@ async def test_credentials_resolved_once_across_many_requests(
 
 
 async def test_refreshable_credentials_refresh_once_in_a_thread(
-    fake: FakeBedrock, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    fake: FakeBedrock, client: Transport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake.keys["ASIAROTATED"] = ("rotated-secret", "rotated-token")
     loop_thread = threading.get_ident()
@@ -289,7 +294,7 @@ async def test_refreshable_credentials_refresh_once_in_a_thread(
 
 
 async def test_failed_resolution_is_not_rerun_per_request(
-    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    client: Transport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
 
@@ -307,7 +312,7 @@ async def test_failed_resolution_is_not_rerun_per_request(
 
 
 async def test_unknown_profile_is_a_clear_500(
-    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    client: Transport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
@@ -320,7 +325,7 @@ async def test_unknown_profile_is_a_clear_500(
 
 
 async def test_a_cancelled_caller_does_not_waste_the_resolution(
-    fake: FakeBedrock, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    fake: FakeBedrock, client: Transport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     original = BedrockProvider._resolve
 
@@ -343,7 +348,7 @@ async def test_a_cancelled_caller_does_not_waste_the_resolution(
 # --- body rewrite, paths, model map ---------------------------------------------------------------
 
 
-async def test_body_rewrite_is_exact(fake: FakeBedrock, client: httpx.AsyncClient) -> None:
+async def test_body_rewrite_is_exact(fake: FakeBedrock, client: Transport) -> None:
     request = messages_request()
     await collect(BedrockProvider(config(fake.base_url), client, ENV), request)
     sent = orjson.loads(fake.requests[0].body)
@@ -355,7 +360,7 @@ async def test_body_rewrite_is_exact(fake: FakeBedrock, client: httpx.AsyncClien
 
 
 async def test_no_accepted_betas_means_no_anthropic_beta_key(
-    fake: FakeBedrock, client: httpx.AsyncClient
+    fake: FakeBedrock, client: Transport
 ) -> None:
     request = messages_request(betas="claude-code-20250219")
     await collect(BedrockProvider(config(fake.base_url), client, ENV), request)
@@ -363,7 +368,7 @@ async def test_no_accepted_betas_means_no_anthropic_beta_key(
 
 
 async def test_arn_is_quoted_and_routed_on_the_raw_path(
-    fake: FakeBedrock, client: httpx.AsyncClient
+    fake: FakeBedrock, client: Transport
 ) -> None:
     arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123"
     cfg = config(fake.base_url, model_map=orjson.dumps({"claude-opus-4-8": arn}).decode())
@@ -459,7 +464,7 @@ def test_region_rule_and_foundation_id() -> None:
     ],
 )
 async def test_misconfiguration_is_reported_per_request_not_raised(
-    client: httpx.AsyncClient, options: dict[str, str], fragment: str
+    client: Transport, options: dict[str, str], fragment: str
 ) -> None:
     provider = BedrockProvider(config("http://127.0.0.1:9", **options), client, ENV)  # never raises
     with pytest.raises(GatewayError) as info:
@@ -492,9 +497,7 @@ def test_beta_table() -> None:
 # --- stream translation: pings, exceptions, corruption ---------------------------------------------
 
 
-async def test_synthetic_pings_during_a_silence(
-    fake: FakeBedrock, client: httpx.AsyncClient
-) -> None:
+async def test_synthetic_pings_during_a_silence(fake: FakeBedrock, client: Transport) -> None:
     frames = stream_frames(SONNET, ["a", "b"])
     fake.script.append(
         Scripted(
@@ -516,7 +519,7 @@ async def test_synthetic_pings_during_a_silence(
 
 
 async def test_in_stream_exception_becomes_an_error_event_and_ends(
-    fake: FakeBedrock, client: httpx.AsyncClient
+    fake: FakeBedrock, client: Transport
 ) -> None:
     frames = stream_frames(SONNET, ["a", "b"])
     frames = [
@@ -551,7 +554,7 @@ async def test_in_stream_exception_becomes_an_error_event_and_ends(
     ],
 )
 async def test_exception_type_mapping(
-    fake: FakeBedrock, client: httpx.AsyncClient, kind: str, etype: str
+    fake: FakeBedrock, client: Transport, kind: str, etype: str
 ) -> None:
     fake.script.append(Scripted(frames=[exception(kind, "boom")]))
     _, events, _, _ = await collect(
@@ -563,7 +566,7 @@ async def test_exception_type_mapping(
 
 
 async def test_corrupt_crc_ends_the_stream_with_an_api_error(
-    fake: FakeBedrock, client: httpx.AsyncClient
+    fake: FakeBedrock, client: Transport
 ) -> None:
     frames = stream_frames(SONNET, ["a", "b"])
     bad = bytearray(frames[3])
@@ -584,7 +587,7 @@ async def test_corrupt_crc_ends_the_stream_with_an_api_error(
 
 
 async def test_truncated_frame_and_undecodable_chunk_are_errors(
-    fake: FakeBedrock, client: httpx.AsyncClient
+    fake: FakeBedrock, client: Transport
 ) -> None:
     frames = stream_frames(SONNET, ["a"])
     fake.script.append(Scripted(frames=[frames[0], frames[1][:20]]))
@@ -603,9 +606,7 @@ async def test_truncated_frame_and_undecodable_chunk_are_errors(
     assert [e.event for e in events] == ["message_start", "error"]
 
 
-async def test_unknown_event_types_are_ignored(
-    fake: FakeBedrock, client: httpx.AsyncClient
-) -> None:
+async def test_unknown_event_types_are_ignored(fake: FakeBedrock, client: Transport) -> None:
     from dataplane.codecs.eventstream import encode_message
 
     frames = stream_frames(SONNET, ["a"])
@@ -621,7 +622,7 @@ async def test_unknown_event_types_are_ignored(
 
 
 async def test_non_streamed_invoke_passes_the_message_json(
-    fake: FakeBedrock, client: httpx.AsyncClient
+    fake: FakeBedrock, client: Transport
 ) -> None:
     body = {**messages_request().json, "stream": False}
     response = await BedrockProvider(config(fake.base_url), client, ENV).send(
@@ -645,7 +646,7 @@ async def test_non_streamed_invoke_passes_the_message_json(
     )
 
 
-async def test_count_tokens(fake: FakeBedrock, client: httpx.AsyncClient) -> None:
+async def test_count_tokens(fake: FakeBedrock, client: Transport) -> None:
     body = {
         "model": SONNET,
         "messages": [{"role": "user", "content": "count me"}],
@@ -683,7 +684,7 @@ async def test_count_tokens(fake: FakeBedrock, client: httpx.AsyncClient) -> Non
     ],
 )
 async def test_pre_stream_errors_are_anthropic_shaped(
-    fake: FakeBedrock, client: httpx.AsyncClient, status: int, kind: str, mapped: int, etype: str
+    fake: FakeBedrock, client: Transport, status: int, kind: str, mapped: int, etype: str
 ) -> None:
     fake.script.append(error(status, kind, f"{kind} says no", retry_after="7"))
     response = await BedrockProvider(config(fake.base_url), client, ENV).send(messages_request())
@@ -696,16 +697,14 @@ async def test_pre_stream_errors_are_anthropic_shaped(
     assert (b"retry-after", b"7") in response.headers
 
 
-async def test_transport_failures_are_gateway_errors(client: httpx.AsyncClient) -> None:
+async def test_transport_failures_are_gateway_errors(client: Transport) -> None:
     closed = BedrockProvider(config("http://127.0.0.1:9"), client, ENV)
     with pytest.raises(GatewayError) as info:
         await closed.send(messages_request())
     assert info.value.status == 502
 
 
-async def test_read_timeout_before_headers_is_504(
-    fake: FakeBedrock, client: httpx.AsyncClient
-) -> None:
+async def test_read_timeout_before_headers_is_504(fake: FakeBedrock, client: Transport) -> None:
     fake.script.append(Scripted(hang=2.0))
     provider = BedrockProvider(config(fake.base_url, timeout_read_s="0.2"), client, ENV)
     with pytest.raises(GatewayError) as info:

@@ -18,6 +18,7 @@ from dataplane.codecs.sse import SSEDecoder
 from dataplane.errors import GatewayError
 from dataplane.providers.base import UpstreamRequest, UpstreamResponse
 from dataplane.providers.gcp_auth import GoogleTokenSource
+from dataplane.providers.transport import Transport
 from dataplane.providers.vertex import VertexProvider, vertex_model_id
 from dataplane.snapshot import ProviderConfig
 from dataplane.usage import StreamMeter, TokenUsage, usage_from_message
@@ -108,16 +109,24 @@ def sa_file(tmp_path: Path, fake: FakeVertex) -> Path:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """For the tests' own calls to the fake (never the adapter's transport)."""
     async with httpx.AsyncClient(trust_env=False) as c:
         yield c
 
 
 @pytest.fixture
+async def transport() -> AsyncIterator[Transport]:
+    t = Transport()
+    yield t
+    await t.aclose()
+
+
+@pytest.fixture
 async def provider(
-    fake: FakeVertex, sa_file: Path, http: httpx.AsyncClient
+    fake: FakeVertex, sa_file: Path, transport: Transport
 ) -> AsyncIterator[VertexProvider]:
     p = VertexProvider(
-        config(fake.api_base, region="us-east5", credentials_file=str(sa_file)), http, env={}
+        config(fake.api_base, region="us-east5", credentials_file=str(sa_file)), transport, env={}
     )
     yield p
     await p.aclose()
@@ -271,10 +280,10 @@ def _claims(now: int) -> dict[str, Any]:
 
 
 async def test_wrong_key_refresh_failure_is_a_clear_502(
-    fake: FakeVertex, tmp_path: Path, http: httpx.AsyncClient
+    fake: FakeVertex, tmp_path: Path, transport: Transport
 ) -> None:
     wrong = write_service_account(tmp_path, fake.token_uri, key_label="other")
-    p = VertexProvider(config(fake.api_base, credentials_file=str(wrong)), http, env={})
+    p = VertexProvider(config(fake.api_base, credentials_file=str(wrong)), transport, env={})
     with pytest.raises(GatewayError) as info:
         await p.send(request())
     err = info.value
@@ -314,10 +323,12 @@ async def test_token_outage_one_attempt_for_concurrent_requests_and_old_token_ke
 
 
 async def test_missing_credentials_file_is_a_clear_500(
-    http: httpx.AsyncClient, tmp_path: Path
+    transport: Transport, tmp_path: Path
 ) -> None:
     missing = tmp_path / "nope.json"
-    p = VertexProvider(config("http://127.0.0.1:9/v1", credentials_file=str(missing)), http, env={})
+    p = VertexProvider(
+        config("http://127.0.0.1:9/v1", credentials_file=str(missing)), transport, env={}
+    )
     with pytest.raises(GatewayError) as info:
         await p.send(request())
     assert info.value.status == 500
@@ -325,7 +336,7 @@ async def test_missing_credentials_file_is_a_clear_500(
 
 
 async def test_adc_failure_is_a_clear_500(
-    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    transport: Transport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     no_credentials: Any = google.auth.exceptions.DefaultCredentialsError
 
@@ -333,17 +344,17 @@ async def test_adc_failure_is_a_clear_500(
         raise no_credentials("no ADC here")
 
     monkeypatch.setattr(google.auth, "default", no_adc)
-    p = VertexProvider(config("http://127.0.0.1:9/v1"), http, env={})
+    p = VertexProvider(config("http://127.0.0.1:9/v1"), transport, env={})
     with pytest.raises(GatewayError) as info:
         await p.send(request())
     assert info.value.status == 500 and "Application Default Credentials" in info.value.message
 
 
 async def test_google_application_credentials_from_the_data_plane_env(
-    fake: FakeVertex, sa_file: Path, http: httpx.AsyncClient
+    fake: FakeVertex, sa_file: Path, transport: Transport
 ) -> None:
     p = VertexProvider(
-        config(fake.api_base), http, env={"GOOGLE_APPLICATION_CREDENTIALS": str(sa_file)}
+        config(fake.api_base), transport, env={"GOOGLE_APPLICATION_CREDENTIALS": str(sa_file)}
     )
     r = await p.send(request())
     assert r.status == 200
@@ -378,13 +389,13 @@ async def test_body_rewrite_and_headers_exact(provider: VertexProvider, fake: Fa
     assert fake.violations == []
 
 
-def test_urls_regional_and_global(http: httpx.AsyncClient) -> None:
-    regional = VertexProvider(config(region="us-east5"), http, env={})
+def test_urls_regional_and_global(transport: Transport) -> None:
+    regional = VertexProvider(config(region="us-east5"), transport, env={})
     assert regional.url("claude-sonnet-4-5@20250929", stream=True) == (
         "https://us-east5-aiplatform.googleapis.com/v1/projects/tollgate-test/locations/"
         "us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict"
     )
-    glob = VertexProvider(config(), http, env={})
+    glob = VertexProvider(config(), transport, env={})
     assert glob.region == "global"
     assert glob.url("claude-opus-4-8", stream=False) == (
         "https://aiplatform.googleapis.com/v1/projects/tollgate-test/locations/global/"
@@ -394,7 +405,9 @@ def test_urls_regional_and_global(http: httpx.AsyncClient) -> None:
         "https://aiplatform.googleapis.com/v1/projects/tollgate-test/locations/global/"
         "publishers/anthropic/models/count-tokens:rawPredict"
     )
-    custom = VertexProvider(config("https://gw.example/vertex/v1/", region="europe-west1"), http)
+    custom = VertexProvider(
+        config("https://gw.example/vertex/v1/", region="europe-west1"), transport
+    )
     assert custom.url("claude-haiku-4-5@20251001", stream=True).startswith(
         "https://gw.example/vertex/v1/projects/tollgate-test/locations/europe-west1/"
     )
@@ -467,13 +480,13 @@ async def test_unmappable_model_refused_before_any_upstream_call(
     assert fake.requests == [] and fake.token_requests == []
 
 
-async def test_misconfigured_provider_is_a_500_per_request(http: httpx.AsyncClient) -> None:
+async def test_misconfigured_provider_is_a_500_per_request(transport: Transport) -> None:
     no_project = ProviderConfig("vtx", "vertex", "", "", ())
     with pytest.raises(GatewayError) as info:
-        await VertexProvider(no_project, http, env={}).send(request())
+        await VertexProvider(no_project, transport, env={}).send(request())
     assert info.value.status == 500 and "project" in info.value.message
     with pytest.raises(GatewayError) as info:
-        await VertexProvider(config(model_map="{not json"), http, env={}).send(request())
+        await VertexProvider(config(model_map="{not json"), transport, env={}).send(request())
     assert info.value.status == 500 and "model_map" in info.value.message
 
 
@@ -616,16 +629,18 @@ async def test_count_tokens(provider: VertexProvider, fake: FakeVertex) -> None:
 
 
 async def test_transport_failures_are_502_and_504(
-    fake: FakeVertex, sa_file: Path, http: httpx.AsyncClient
+    fake: FakeVertex, sa_file: Path, transport: Transport
 ) -> None:
     dead = VertexProvider(
-        config("http://127.0.0.1:9/v1", credentials_file=str(sa_file)), http, env={}
+        config("http://127.0.0.1:9/v1", credentials_file=str(sa_file)), transport, env={}
     )
     with pytest.raises(GatewayError) as info:
         await dead.send(request())
     assert info.value.status == 502
     slow = VertexProvider(
-        config(fake.api_base, credentials_file=str(sa_file), timeout_read_s="0.2"), http, env={}
+        config(fake.api_base, credentials_file=str(sa_file), timeout_read_s="0.2"),
+        transport,
+        env={},
     )
     fake.script.append(Scripted(hang=True))
     with pytest.raises(GatewayError) as info:

@@ -1,0 +1,188 @@
+"""The data plane's upstream HTTP: one pooled aiohttp session shared by every provider adapter.
+
+Why aiohttp and not httpx: on the hot path httpx + httpcore + anyio cost several times more CPU
+per request (httpcore scans its whole pool with a readability syscall per idle connection on every
+request), which was most of the data plane's CPU under load (``make bench``).
+
+Contract (what adapters and the relay rely on):
+
+* The request goes out as given: the URL is not re-quoted (Bedrock ids carry ``%2F`` and ``:``,
+  and SigV4 signed that exact path), the body bytes are sent unchanged, header names and values
+  are those passed. aiohttp adds only ``Host`` and ``Content-Length``: no ``User-Agent``,
+  ``Accept``, ``Accept-Encoding`` or ``Content-Type`` of its own, no cookies (no jar), nothing
+  from the environment (no proxies, no netrc), no redirects followed, no decompression.
+  Header values are written as UTF-8 by aiohttp, so a value that is valid UTF-8 (ASCII above all)
+  goes out byte for byte; a value that is not is sent as its Latin-1 reading, re-encoded.
+* Failures before the response headers are :class:`GatewayError`: 502 when the provider cannot
+  be reached (refused, DNS, TLS, connect or pool timeout, connection dropped), 504 when it
+  accepted the request but sent no headers within the read timeout.
+* :class:`TransportResponse` is an ``UpstreamResponse``: ``aiter_raw`` yields body chunks as they
+  arrive (de-chunked, never decompressed); failures while reading the body surface as aiohttp's
+  own exceptions (``ClientPayloadError``, ``SocketTimeoutError`` — a ``TimeoutError``), which the
+  relay turns into an error event. ``aclose`` returns a fully read connection to the pool and
+  closes any other.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+import certifi
+from yarl import URL
+
+from dataplane.errors import GatewayError, upstream_timeout, upstream_unreachable
+
+Header = tuple[bytes, bytes]
+OutHeader = tuple[bytes | str, bytes | str]
+
+MAX_CONNECTIONS = 1024
+KEEPALIVE_S = 60.0
+# Per header line/field of a response (aiohttp's default, 8190, is tighter than h11's 16 KiB).
+MAX_HEADER_FIELD = 16 * 1024
+# What aiohttp would otherwise add on its own.
+_SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+# Everything a failed request or body read can raise, short of a bug.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """``connect``: waiting for a pooled connection plus TCP/TLS connect; ``read``: waiting for the
+    response headers and every silence between body chunks. No overall limit: streams are long."""
+
+    connect: float
+    read: float
+    client_timeout: aiohttp.ClientTimeout = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.connect, sock_connect=self.connect, sock_read=self.read
+        )
+        object.__setattr__(self, "client_timeout", timeout)
+
+
+def failure(exc: BaseException, provider: str) -> GatewayError:
+    """The gateway's answer to a transport failure before the answer exists (502 or 504)."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # connect or pool wait: never reached it
+        return upstream_unreachable(provider)
+    if isinstance(exc, TimeoutError):
+        return upstream_timeout(provider)
+    return upstream_unreachable(provider)
+
+
+def _text(value: bytes | str) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+class TransportResponse:
+    """An upstream response whose headers have arrived; the body is read on demand."""
+
+    __slots__ = ("_response", "headers", "provider", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse, provider: str) -> None:
+        self._response = response
+        self.provider = provider
+        self.status: int = response.status
+        self.headers: list[Header] = [(k.lower(), v) for k, v in response.raw_headers]
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lower-case) as received, or None."""
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        """Body chunks as they arrive (whatever the socket delivered since the last one)."""
+        return self._response.content.iter_any()
+
+    async def read(self) -> bytes:
+        """The whole body; transport failures raise aiohttp's exceptions."""
+        return await self._response.read()
+
+    async def drain(self) -> bytes:
+        """The whole body, then the connection released; failures are ``GatewayError``s
+        (for adapters reading an error body or a small answer before they return)."""
+        try:
+            return await self._response.read()
+        except TRANSPORT_ERRORS as exc:
+            raise failure(exc, self.provider) from exc
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        response = self._response
+        if response.content.is_eof():
+            response.release()  # every byte arrived: the connection can serve another request
+        else:
+            response.close()  # a half-read body must never reach the next request
+
+
+class Transport:
+    """One ``aiohttp.ClientSession`` (created on first use, inside the event loop)."""
+
+    def __init__(self, max_connections: int = MAX_CONNECTIONS) -> None:
+        self._max_connections = max_connections
+        # Trust the same CA bundle httpx used (certifi), whatever the host's store: built once,
+        # here, because loading it is blocking file I/O.
+        self._ssl = ssl.create_default_context(cafile=certifi.where())
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("the upstream transport is closed")
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            keepalive_timeout=KEEPALIVE_S,
+            ssl=self._ssl,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+            auto_decompress=False,
+            trust_env=False,
+            requote_redirect_url=False,
+            max_line_size=MAX_HEADER_FIELD,
+            max_field_size=MAX_HEADER_FIELD,
+        )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[OutHeader],
+        body: bytes,
+        timeout: Timeouts,
+        provider: str,
+    ) -> TransportResponse:
+        """Send the request and wait for the response headers (see the module docstring)."""
+        session = self._session or self._open()
+        try:
+            response = await session.request(
+                method,
+                URL(url, encoded=True),
+                headers=[(_text(k), _text(v)) for k, v in headers],
+                data=body,
+                timeout=timeout.client_timeout,
+                allow_redirects=False,
+            )
+        except TRANSPORT_ERRORS as exc:
+            raise failure(exc, provider) from exc
+        return TransportResponse(response, provider)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
