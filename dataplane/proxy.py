@@ -38,7 +38,7 @@ from dataplane.errors import (
 from dataplane.events import RequestRecord, parse_metadata
 from dataplane.providers.base import Header, UpstreamRequest, UpstreamResponse
 from dataplane.routing import Router
-from dataplane.usage import StreamMeter, usage_from_message
+from dataplane.usage import METER_SKIP, StreamMeter, usage_from_message
 
 log = logging.getLogger("tollgate.proxy")
 
@@ -272,7 +272,7 @@ class MessagesHandler:
             headers.append((b"content-type", encoder.content_type))
         rec.upstream_request_id = _find(upstream.headers, b"request-id")
         rec.status = 200
-        decoder = SSEDecoder()
+        decoder = SSEDecoder() if encoder is not None else SSEDecoder(skip=METER_SKIP)
         meter = StreamMeter()
 
         async def emit_error(error_type: str, message: str) -> None:

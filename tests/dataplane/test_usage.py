@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from dataplane.codecs import SSEDecoder, SSEEvent
-from dataplane.usage import StreamMeter, TokenUsage, usage_from_message
+from dataplane.usage import METER_SKIP, StreamMeter, TokenUsage, usage_from_message
 from tests.dataplane.anthropic_streams import text_stream, tool_use_stream
 
 
@@ -288,3 +288,75 @@ def test_usage_from_message() -> None:
 def test_usage_property_is_cached_until_the_next_usage_event() -> None:
     m = meter_of(text_stream())
     assert m.usage is m.usage
+
+
+# --- METER_SKIP: what the meter ignores, so a decoder feeding only a meter may drop it -------------
+
+
+def metered(m: StreamMeter) -> tuple[object, ...]:
+    """Everything a StreamMeter reports except ``events`` (the count of events it was fed)."""
+    return (
+        m.usage,
+        m.model,
+        m.message_id,
+        m.stop_reason,
+        m.error,
+        m.saw_message_start,
+        m.saw_message_stop,
+    )
+
+
+def test_meter_skip_names_exactly_what_the_meter_ignores() -> None:
+    loud = (
+        '{"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+        '"usage":{"output_tokens":5},"message":{"model":"x","usage":{"input_tokens":3}},'
+        '"error":{"type":"overloaded_error","message":"m"}}'
+    )
+    for name in METER_SKIP:
+        m = StreamMeter()
+        m.feed(SSEEvent(name.decode(), loud))
+        assert metered(m) == metered(StreamMeter()), name
+    for name in ("message_start", "message_delta", "message_stop", "error"):
+        m = StreamMeter()
+        m.feed(SSEEvent(name, loud))
+        assert metered(m) != metered(StreamMeter()), name
+
+
+def _meter(decoder: SSEDecoder, chunks: list[bytes]) -> StreamMeter:
+    m = StreamMeter()
+    for c in chunks:
+        for e in decoder.feed(c):
+            m.feed(e)
+    return m
+
+
+METER_STREAMS = {
+    "text": text_stream(),
+    "text_crlf": text_stream(eol="\r\n"),
+    "tools": tool_use_stream(),
+    "error": text_stream(
+        tail=(("error", {"type": "error", "error": {"type": "api_error", "message": "x"}}),),
+        finish=False,
+    ),
+    "truncated": tool_use_stream()[:-40],
+    "unnamed": b"".join(
+        b"data: " + line + b"\n\n"
+        for line in (
+            b'{"type":"message_start","message":{"model":"x","usage":{"input_tokens":4}}}',
+            b'{"type":"content_block_delta","delta":{"type":"text_delta","text":"hi"}}',
+            b'{"type":"message_delta","usage":{"output_tokens":2}}',
+            b'{"type":"message_stop"}',
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(METER_STREAMS))
+def test_skipping_decoder_meters_identically_at_every_split(name: str) -> None:
+    stream = METER_STREAMS[name]
+    full = metered(_meter(SSEDecoder(), [stream]))
+    for i in range(len(stream) + 1):
+        chunks = [stream[:i], stream[i:]]
+        assert metered(_meter(SSEDecoder(skip=METER_SKIP), chunks)) == full, i
+    one_by_one = [stream[i : i + 1] for i in range(len(stream))]
+    assert metered(_meter(SSEDecoder(skip=METER_SKIP), one_by_one)) == full
