@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from dataplane.pricing import PriceTable
@@ -133,6 +133,11 @@ class Snapshot:
     providers: Mapping[str, ProviderConfig]
     routes: Mapping[str, RouteConfig]
     prices: PriceTable
+    # Seeds for the budget counters from the control plane's ledger:
+    # (scope "key"|"workspace", key id or workspace name, period) -> (period_start_ms, spent_micros)
+    spend: Mapping[tuple[str, str, Period], tuple[int, int]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @classmethod
     def from_proto(cls, msg: discovery_pb2.Snapshot) -> Snapshot:
@@ -206,7 +211,31 @@ class Snapshot:
             providers=MappingProxyType(providers),
             routes=MappingProxyType(routes),
             prices=prices,
+            spend=_spend_from_proto(msg.spend),
         )
+
+
+_SPEND_SCOPES = frozenset({"key", "workspace"})
+
+
+def _spend_from_proto(
+    entries: Iterable[discovery_pb2.Spend],
+) -> Mapping[tuple[str, str, Period], tuple[int, int]]:
+    """Index the ledger's spend seeds; for duplicates the later period start, then the higher
+    spend, wins (a seed only ever raises a counter)."""
+    spend: dict[tuple[str, str, Period], tuple[int, int]] = {}
+    for s in entries:
+        if s.scope not in _SPEND_SCOPES:
+            raise SnapshotError(f"spend entry with unknown scope {s.scope!r}")
+        if s.period not in _PERIODS:
+            raise SnapshotError(f"spend entry with unknown period {s.period}")
+        if s.spent_micros < 0 or s.period_start_ms < 0:
+            raise SnapshotError(f"negative spend entry for {s.scope} {s.id!r}")
+        key = (s.scope, s.id, _PERIODS[s.period])
+        value = (s.period_start_ms, s.spent_micros)
+        if key not in spend or value > spend[key]:
+            spend[key] = value
+    return MappingProxyType(spend)
 
 
 Listener = Callable[[Snapshot], None]
