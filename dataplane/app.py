@@ -30,6 +30,7 @@ from dataplane.doors.bedrock import BedrockDoor
 from dataplane.doors.vertex import VertexDoor
 from dataplane.errors import GatewayError, new_request_id, not_found
 from dataplane.events import RequestRecord
+from dataplane.limits import Limiter
 from dataplane.proxy import MessagesHandler
 from dataplane.routing import Router
 from dataplane.snapshot import Snapshot, SnapshotHolder
@@ -215,9 +216,10 @@ def build_app(
     dataplane_id: str,
     max_body: int,
     health: Health,
+    limiter: Limiter,
 ) -> ASGIApp:
     def handler(door: Door) -> MessagesHandler:
-        return MessagesHandler(router, sink, dataplane_id, max_body, door)
+        return MessagesHandler(router, sink, dataplane_id, max_body, door, limiter)
 
     routes = Routes(handler(AnthropicDoor()), handler(BedrockDoor()), handler(VertexDoor()), health)
     return AuthMiddleware(

@@ -26,6 +26,7 @@ from dataplane.asgi import (
 )
 from dataplane.auth import PRINCIPAL, REQUEST_ID, Principal
 from dataplane.codecs.sse import SSEDecoder
+from dataplane.counters.memory import MemoryCounters
 from dataplane.doors.anthropic import AnthropicDoor
 from dataplane.doors.base import Door
 from dataplane.errors import (
@@ -36,6 +37,7 @@ from dataplane.errors import (
     upstream_timeout,
 )
 from dataplane.events import RequestRecord, parse_metadata
+from dataplane.limits import Admission, Limiter
 from dataplane.providers.base import Header, UpstreamRequest, UpstreamResponse
 from dataplane.routing import Router
 from dataplane.usage import METER_SKIP, StreamMeter, usage_from_message
@@ -85,12 +87,15 @@ def forwardable_headers(headers: list[Header]) -> tuple[Header, ...]:
     )
 
 
-def response_headers(upstream: list[Header], request_id: str, provider: str) -> list[Header]:
+def response_headers(
+    upstream: list[Header], request_id: str, provider: str, extra: list[Header]
+) -> list[Header]:
     out = [(k.lower(), v) for k, v in upstream if k.lower() not in _DROP_RESPONSE]
     if not any(k == b"request-id" for k, _ in out):
         out.append((b"request-id", request_id.encode()))
     out.append((b"x-tollgate-request-id", request_id.encode()))
     out.append((b"x-tollgate-provider", provider.encode()))
+    out.extend(extra)
     return out
 
 
@@ -114,8 +119,10 @@ class MessagesHandler:
         dataplane_id: str,
         max_body: int,
         door: Door | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.router = router
+        self.limiter = limiter or Limiter(MemoryCounters())
         self.sink = record_sink
         self.dataplane_id = dataplane_id
         self.max_body = max_body
@@ -134,6 +141,7 @@ class MessagesHandler:
         rec.session_id = (header(scope, b"x-claude-code-session-id") or b"").decode("latin-1")
         rec.user_agent = (header(scope, b"user-agent") or b"").decode("latin-1")
         count_only = False
+        admission: Admission | None = None
         try:
             rec.metadata = parse_metadata(header(scope, b"x-tollgate-metadata"))
             body = await read_body(receive, scope, self.max_body)
@@ -142,6 +150,16 @@ class MessagesHandler:
             rec.model_requested = prepared.model
             rec.stream = prepared.stream
             principal.check_model(prepared.model)
+            if not count_only:  # counting tokens costs nothing and counts against nothing
+                admission = await self.limiter.admit(
+                    principal,
+                    model=prepared.model,
+                    body_bytes=len(prepared.body),
+                    max_tokens=prepared.max_tokens,
+                    prices=principal.snapshot.prices,
+                    request_id=request_id,
+                    redis_failure=principal.workspace.redis_failure or None,
+                )
             request = UpstreamRequest(
                 path="/v1/messages/count_tokens" if count_only else "/v1/messages",
                 # Only the Anthropic door's query means anything to an Anthropic-format upstream.
@@ -156,7 +174,8 @@ class MessagesHandler:
                 if header(scope, b"x-tollgate-key")
                 else None,
             )
-            await self._forward(principal, request, rec, receive, send)
+            extra = self.limiter.headers(admission) if admission is not None else []
+            await self._forward(principal, request, rec, receive, send, extra)
         except ClientDisconnected:
             rec.client_disconnected = True
             rec.fail(499, "client_disconnected", "client disconnected before the request completed")
@@ -165,8 +184,24 @@ class MessagesHandler:
             body, extra = door.error_body(err.status, err.error_type, err.message, request_id)
             await send_error_body(send, err.status, body, [*err.headers, *extra], request_id)
         finally:
+            if admission is not None:
+                await self._finish(admission, rec)
             if not count_only:
                 self.sink(rec)
+
+    async def _finish(self, admission: Admission, rec: RequestRecord) -> None:
+        """Settle the reservation to what the answer cost (a disconnect included), or release
+        it when nothing was served (an upstream error, a failure before any usage was seen)."""
+        try:
+            if rec.priced is not None:
+                u = rec.usage
+                await self.limiter.settle(
+                    admission, rec.priced.cost_micros, u.prompt_tokens, u.output_tokens
+                )
+            else:
+                await self.limiter.release(admission)
+        except Exception:  # never let bookkeeping break a response that is already out
+            log.exception("request %s: settling its reservation failed", rec.request_id)
 
     async def _forward(
         self,
@@ -175,6 +210,7 @@ class MessagesHandler:
         rec: RequestRecord,
         receive: Receive,
         send: Send,
+        extra: list[Header],
     ) -> None:
         """Send upstream and relay back, cancelling everything if the client goes away."""
         task = asyncio.current_task()
@@ -191,7 +227,7 @@ class MessagesHandler:
 
         watcher = asyncio.create_task(watch_disconnect())
         try:
-            await self._attempt(principal, request, rec, send)
+            await self._attempt(principal, request, rec, send, extra)
         except asyncio.CancelledError:
             if not gone.is_set():
                 raise
@@ -203,7 +239,12 @@ class MessagesHandler:
             watcher.cancel()
 
     async def _attempt(
-        self, principal: Principal, request: UpstreamRequest, rec: RequestRecord, send: Send
+        self,
+        principal: Principal,
+        request: UpstreamRequest,
+        rec: RequestRecord,
+        send: Send,
+        extra: list[Header],
     ) -> None:
         target = self.router.primary(principal)
         rec.provider = target.name
@@ -211,9 +252,9 @@ class MessagesHandler:
         upstream = await target.send(request)
         try:
             if upstream.status != 200 or not request.stream:
-                await self._relay_whole(upstream, request, rec, principal, send)
+                await self._relay_whole(upstream, request, rec, principal, send, extra)
             else:
-                await self._relay_stream(upstream, request, rec, principal, send)
+                await self._relay_stream(upstream, request, rec, principal, send, extra)
         finally:
             await upstream.aclose()
 
@@ -224,13 +265,14 @@ class MessagesHandler:
         rec: RequestRecord,
         principal: Principal,
         send: Send,
+        extra: list[Header],
     ) -> None:
         """Non-streamed answers and upstream errors: forwarded byte for byte."""
         try:
             body = await upstream.read()
         except Exception as exc:  # transport failure while reading the body
             raise upstream_timeout(rec.provider) if _is_timeout(exc) else _unreachable(rec) from exc
-        headers = response_headers(upstream.headers, request.request_id, rec.provider)
+        headers = response_headers(upstream.headers, request.request_id, rec.provider, extra)
         rec.upstream_request_id = _find(upstream.headers, b"request-id")
         rec.status = upstream.status
         rec.mark_first_byte()
@@ -264,8 +306,9 @@ class MessagesHandler:
         rec: RequestRecord,
         principal: Principal,
         send: Send,
+        extra: list[Header],
     ) -> None:
-        headers = response_headers(upstream.headers, request.request_id, rec.provider)
+        headers = response_headers(upstream.headers, request.request_id, rec.provider, extra)
         encoder = self.door.encoder()
         if encoder is not None:
             headers = [(k, v) for k, v in headers if k != b"content-type"]

@@ -24,6 +24,10 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from dataplane.app import Health, build_app
+from dataplane.counters.base import Counters
+from dataplane.counters.memory import MemoryCounters
+from dataplane.counters.redis import RedisCounters
+from dataplane.limits import Limiter
 from dataplane.providers.registry import ProviderRegistry, shared_transport
 from dataplane.reporter import Reporter
 from dataplane.routing import Router
@@ -52,6 +56,9 @@ class Settings:
     state_dir: Path = Path(".tollgate/dataplane")
     max_body: int = DEFAULT_MAX_BODY
     drain_seconds: float = 0.0  # how long /healthz reports draining before the listener closes
+    # Shared counters for budgets and rate limits across replicas; "" = in-process (one replica).
+    redis_url: str = field(default="", repr=False)
+    redis_prefix: str = "tollgate:"
     env: Mapping[str, str] | None = field(default=None, repr=False)
 
 
@@ -84,6 +91,12 @@ class DataPlane:
         self.port = 0
         self.spool = Spool(state_dir / "spool")
         self.reporter: Reporter | None = None
+        self.counters: Counters = (
+            RedisCounters.from_url(settings.redis_url, prefix=settings.redis_prefix)
+            if settings.redis_url
+            else MemoryCounters()
+        )
+        self.limiter = Limiter(self.counters)
         self.subscriber: Subscriber | None = None
 
     async def _send_batch(self, request: telemetry_pb2.ReportUsageRequest) -> int:
@@ -123,6 +136,7 @@ class DataPlane:
             self.node_id,
             s.max_body,
             self.health,
+            self.limiter,
         )
         config = Config()
         config.bind = [f"fd://{self._socket.fileno()}"]
@@ -169,6 +183,7 @@ class DataPlane:
         if self.reporter is not None:
             await self.reporter.flush(timeout=5)
         await self.registry.aclose()
+        await self.counters.aclose()
         if self._channel is not None:
             await self._channel.close()
         if self._socket is not None:
@@ -203,6 +218,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", type=Path, default=Path(".tollgate/dataplane"))
     parser.add_argument("--max-body-mb", type=int, default=DEFAULT_MAX_BODY // (1024 * 1024))
     parser.add_argument("--drain-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("TOLLGATE_REDIS", ""),
+        help="redis://… shared by all data planes for budgets and rate limits "
+        "(env TOLLGATE_REDIS; default: in-process counters, for a single data plane)",
+    )
+    parser.add_argument("--redis-prefix", default="tollgate:")
     parser.add_argument("--log-level", default=os.environ.get("TOLLGATE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -217,5 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         state_dir=args.state_dir,
         max_body=args.max_body_mb * 1024 * 1024,
         drain_seconds=args.drain_seconds,
+        redis_url=args.redis,
+        redis_prefix=args.redis_prefix,
     )
     asyncio.run(run(settings))

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 
 from dataplane.pricing import PriceTable
 from gwapi.v1 import common_pb2, discovery_pb2
@@ -74,6 +75,7 @@ class Workspace:
     name: str
     limits: Limits
     timezone: str
+    redis_failure: Literal["", "closed", "open"] = ""  # "" = closed; see gwapi Workspace
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +147,9 @@ class Snapshot:
         if not msg.version:
             raise SnapshotError("snapshot has no version")
         workspaces = {
-            w.name: Workspace(w.name, Limits.from_proto(w.limits), w.timezone)
+            w.name: Workspace(
+                w.name, Limits.from_proto(w.limits), w.timezone, _redis_failure(w.redis_failure)
+            )
             for w in msg.workspaces
         }
         providers = {
@@ -236,6 +240,16 @@ def _spend_from_proto(
         if key not in spend or value > spend[key]:
             spend[key] = value
     return MappingProxyType(spend)
+
+
+def _redis_failure(value: str) -> Literal["", "closed", "open"]:
+    if value == "":
+        return ""
+    if value == "closed":
+        return "closed"
+    if value == "open":
+        return "open"
+    raise SnapshotError(f"workspace redis_failure {value!r} is neither 'closed' nor 'open'")
 
 
 Listener = Callable[[Snapshot], None]
