@@ -7,8 +7,9 @@ Entry points:
   prices), build the first snapshot, bind ``settings.listen``; the server is not started. Call it
   from a running event loop.
 * ``start(server, state)`` / ``stop(server, state)`` — start serving plus background work
-  (periodic snapshot refresh); graceful shutdown (health NOT_SERVING, Watch and tail streams
-  ended, in-flight calls get ``shutdown_grace_s``, database disposed).
+  (periodic snapshot refresh; after ingest, budget alerts and a throttled spend refresh);
+  graceful shutdown (health NOT_SERVING, Watch and tail streams ended, in-flight calls get
+  ``shutdown_grace_s``, alert work stopped, database disposed).
 * ``running(settings)`` — async context manager doing all of the above; yields :class:`Running`
   (``port``, ``address``, ``state``, ``server``). Handy for tests and embedding.
 * ``serve(settings)`` — run until SIGTERM/SIGINT. ``main(argv)`` — the command line.
@@ -40,6 +41,7 @@ from controlplane.services.telemetry import TelemetryService
 from controlplane.settings import Settings
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database, redact_url
+from controlplane.usage.alerts import AlertMonitor
 from gwapi.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -90,9 +92,15 @@ def open_database(url: str) -> Database:
 def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
     settings.validate()
     db = open_database(settings.db_url)
-    cache = SnapshotCache(db)
+    cache = SnapshotCache(db, min_interval_s=settings.spend_refresh_s)
     cache.rebuild_sync()
-    state = AppState(settings=settings, db=db, cache=cache)
+    alerts = AlertMonitor(
+        db,
+        timeout_s=settings.webhook_timeout_s,
+        attempts=settings.webhook_attempts,
+        backoff_s=settings.webhook_backoff_s,
+    )
+    state = AppState(settings=settings, db=db, cache=cache, alerts=alerts)
     server = grpc.aio.server(
         interceptors=[AuthInterceptor(AuthPolicy(settings.admin_token, settings.dataplane_token))],
         options=SERVER_OPTIONS,
@@ -136,6 +144,7 @@ async def stop(server: grpc.aio.Server, state: AppState, grace: float | None = N
     for task in state.tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await state.alerts.close()
     state.db.dispose()
 
 

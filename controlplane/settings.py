@@ -25,7 +25,14 @@ class Settings:
     # Re-read the database this often even without local mutations, so changes made through
     # another control-plane replica (shared PostgreSQL) still reach this one's data planes.
     snapshot_refresh_s: float = 10.0
+    # After usage is ingested the snapshot (which carries spend seeds) is rebuilt at most this
+    # often: spend reaches data planes within this delay under steady traffic.
+    spend_refresh_s: float = 2.0
     shutdown_grace_s: float = 5.0
+    # Budget alert webhooks: per-attempt timeout, attempts, first backoff (doubling).
+    webhook_timeout_s: float = 5.0
+    webhook_attempts: int = 3
+    webhook_backoff_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.dataplane_token:

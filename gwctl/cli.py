@@ -91,7 +91,7 @@ def add_limit_flags(parser: argparse.ArgumentParser, *, update: bool = False) ->
         action="append",
         type=parse.parse_budget,
         metavar="AMOUNT/PERIOD",
-        help=f"a spending limit, repeatable: {parse.BUDGET_HELP}"
+        help=f"a spending limit, repeatable (one per period): {parse.BUDGET_HELP}"
         + ("; replaces all budgets" if update else ""),
     )
     if update:

@@ -110,6 +110,7 @@ def _fields(key: common_pb2.VirtualKey) -> list[tuple[str, object]]:
         ("rph", out.format_limit(limits.rph)),
         ("tpm", out.format_limit(limits.tpm)),
         ("max parallel", out.format_limit(limits.max_parallel)),
+        *out.spend_fields(key.budget_status),
         ("expires", out.format_time(key.expires_at_ms) if key.expires_at_ms else "never"),
         ("revoked", out.format_time(key.revoked_at_ms)),
         ("created", out.format_time(key.created_at_ms)),

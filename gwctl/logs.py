@@ -1,4 +1,5 @@
-"""``gwctl logs tail [-f]`` — one line per request, oldest first.
+"""``gwctl logs tail [-f]`` — one line per request, oldest first; ``gwctl logs alerts`` — budget
+alerts (see :mod:`gwctl.alerts`).
 
 Table mode prints a header and one aligned line per request (time, status, workspace, key, model,
 provider, tokens in/out/cache write/cache read, cost, latency, ttfb, short session id, request id,
@@ -12,8 +13,8 @@ import argparse
 import sys
 
 from gwapi.v1 import telemetry_pb2
+from gwctl import alerts, parse
 from gwctl import output as out
-from gwctl import parse
 from gwctl.cli import Subparsers, group, is_json, leaf
 from tui.client import GatewayClient
 
@@ -36,6 +37,7 @@ def register(subparsers: Subparsers) -> None:
         "-n", "--lines", type=parse.parse_count, default=20, metavar="N", help="default 20"
     )
     p.set_defaults(handler=tail)
+    alerts.add_parser(leaf(sub, "alerts", "budget alerts, newest first (same as gwctl alerts)"))
 
 
 def event_dict(event: telemetry_pb2.UsageEvent) -> out.JSON:

@@ -14,17 +14,30 @@ import sys
 
 import grpc
 
-from gwctl import dataplanes, keys, logs, providers, routes, serve, up, usage, workspaces
+from gwctl import (
+    alerts,
+    dataplanes,
+    keys,
+    logs,
+    providers,
+    routes,
+    serve,
+    up,
+    usage,
+    workspaces,
+)
 from gwctl.cli import CommandError, UsageError, add_global_options
 from tui.client import ClientError, GatewayClient
 
-_MODULES = (workspaces, keys, providers, routes, usage, logs, dataplanes, serve, up)
+_MODULES = (workspaces, keys, providers, routes, usage, logs, alerts, dataplanes, serve, up)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gwctl",
-        description="Operate a Tollgate LLM gateway: workspaces, keys, providers, routes, usage.",
+        description=(
+            "Operate a Tollgate LLM gateway: workspaces, keys, providers, routes, usage, alerts."
+        ),
         epilog="Quick start: gwctl up (then paste the export lines it prints).",
     )
     add_global_options(parser, suppress=False)

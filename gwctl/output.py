@@ -70,6 +70,70 @@ def format_budgets(limits: common_pb2.Limits) -> str:
     return ", ".join(format_budget(b) for b in limits.budgets) or "-"
 
 
+def format_dollars(micros: int) -> str:
+    """Always cents, more digits only when needed: ``"$50.00"``, ``"$1,000.50"``, ``"$0.125"``."""
+    sign = "-" if micros < 0 else ""
+    dollars, frac = divmod(abs(micros), MICROS_PER_USD)
+    digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}${dollars:,}.{digits}"
+
+
+def format_cents(micros: int) -> str:
+    """Rounded half-up to cents (spend): ``12_345_678`` → ``"$12.35"``."""
+    sign = "-" if micros < 0 else ""
+    cents = (abs(micros) + 5_000) // 10_000
+    return f"{sign}${cents // 100:,}.{cents % 100:02d}"
+
+
+def format_percent(spent_micros: int, amount_micros: int) -> str:
+    """One decimal, rounded down so 99.96 % never shows as 100.0 %: ``"24.7 %"``."""
+    if amount_micros <= 0:
+        return "-"
+    tenths = spent_micros * 1000 // amount_micros
+    return f"{tenths // 10}.{tenths % 10} %"
+
+
+def budget_status_text(status: common_pb2.BudgetStatus) -> str:
+    """``"$12.34 of $50.00/day (24.7 %), resets 2026-11-29T00:00:00Z"``."""
+    budget = status.budget
+    period = PERIOD_NAMES.get(budget.period, "lifetime")
+    of = f"{format_dollars(budget.amount_micros)}" + (
+        " lifetime" if period == "lifetime" else f"/{period}"
+    )
+    resets = (
+        f"resets {format_time(status.period_end_ms)}" if status.period_end_ms else "never resets"
+    )
+    return (
+        f"{format_cents(status.spent_micros)} of {of} "
+        f"({format_percent(status.spent_micros, budget.amount_micros)}), {resets}"
+    )
+
+
+def budget_status_dict(status: common_pb2.BudgetStatus) -> JSON:
+    """The derived, human-friendly view of one budget's current period (for ``-o json``)."""
+    budget = status.budget
+    tenths = status.spent_micros * 1000 // budget.amount_micros if budget.amount_micros else 0
+    return {
+        "budget": format_budget(budget),
+        "period": PERIOD_NAMES.get(budget.period, "lifetime"),
+        "amount_usd": format_usd(budget.amount_micros),
+        "spent_usd": format_usd(status.spent_micros),
+        "remaining_usd": format_usd(max(0, budget.amount_micros - status.spent_micros)),
+        "percent": f"{tenths // 10}.{tenths % 10}",
+        "period_start": format_time(status.period_start_ms) if status.period_end_ms else None,
+        "resets_at": format_time(status.period_end_ms) if status.period_end_ms else None,
+        "text": budget_status_text(status),
+    }
+
+
+def spend_fields(statuses: Iterable[common_pb2.BudgetStatus]) -> list[tuple[str, object]]:
+    """``show`` lines, one per budget: ``("spend/day", "$12.34 of $50.00/day …")``."""
+    return [
+        (f"spend/{PERIOD_NAMES.get(st.budget.period, 'lifetime')}", budget_status_text(st))
+        for st in statuses
+    ]
+
+
 def format_limit(value: int) -> str:
     """Zero means "no limit" in every numeric limit field."""
     return str(value) if value else "-"
@@ -129,13 +193,18 @@ def limits_extras(limits: common_pb2.Limits) -> JSON:
 
 
 def workspace_dict(ws: common_pb2.Workspace) -> JSON:
-    return {**message_dict(ws), **limits_extras(ws.limits)}
+    return {
+        **message_dict(ws),
+        **limits_extras(ws.limits),
+        "spend": [budget_status_dict(st) for st in ws.budget_status],
+    }
 
 
 def key_dict(key: common_pb2.VirtualKey, at_ms: int | None = None) -> JSON:
     return {
         **message_dict(key),
         **limits_extras(key.limits),
+        "spend": [budget_status_dict(st) for st in key.budget_status],
         "status": key_status(key, at_ms),
         "expires_at": format_time(key.expires_at_ms) if key.expires_at_ms else None,
     }

@@ -26,13 +26,15 @@ PERIODS: dict[str, common_pb2.Period.ValueType] = {
     "lifetime": common_pb2.PERIOD_LIFETIME,
 }
 PERIOD_NAMES: dict[common_pb2.Period.ValueType, str] = {v: k for k, v in PERIODS.items()}
+# The words the control plane's budget grammar also accepts.
+_PERIOD_ALIASES = {"daily": "day", "weekly": "week", "monthly": "month", "total": "lifetime"}
 
 # Plain digits, or digits grouped by commas in threes ("1,000,000"); optional decimals.
 _AMOUNT = re.compile(r"^(?:\d+|\d{1,3}(?:,\d{3})+)(?:\.\d+)?$|^\.\d+$")
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
-BUDGET_HELP = "AMOUNT[/day|/week|/month], e.g. 50/day, '$1,000.50/month', 100 (lifetime)"
+BUDGET_HELP = "AMOUNT[/day|/week|/month|/lifetime], e.g. 50/day, '$1,000.50/month', 100 (lifetime)"
 DURATION_HELP = "a duration such as 30d, 12h, 90m, 45s or 1h30m"
 
 
@@ -70,6 +72,7 @@ def parse_budget(text: str) -> common_pb2.Budget:
     raw = text.strip()
     amount_text, sep, period_text = raw.partition("/")
     period_name = period_text.strip().lower() if sep else "lifetime"
+    period_name = _PERIOD_ALIASES.get(period_name, period_name)
     if period_name not in PERIODS:
         raise argparse.ArgumentTypeError(
             f"invalid budget {raw!r}: unknown period {period_text.strip()!r} "

@@ -3,19 +3,20 @@
 Rows come grouped by ``--by`` (workspace, key, model, provider, session, day or
 ``metadata.FIELD``); the table ends with a TOTAL line summed here from the rows, and ``-o json``
 prints ``{"group_by", "since_ms", "rows", "total"}`` with ``cost_usd`` as an exact 6-decimal
-string computed from integer micro-dollars.
+string computed from integer micro-dollars. Grouped ``--by key``, rows also name the key
+(table: ``key_… (alice)``; json: ``name``), looked up in the key list (revoked keys included).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from gwapi.v1 import telemetry_pb2
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import Subparsers, is_json, leaf
-from tui.client import GatewayClient
+from tui.client import ClientError, GatewayClient
 
 GROUPS = ("workspace", "key", "model", "provider", "session", "day")
 _COUNTERS = (
@@ -67,16 +68,27 @@ def total_row(rows: Sequence[telemetry_pb2.UsageRow]) -> telemetry_pb2.UsageRow:
     return total
 
 
-def row_dict(row: telemetry_pb2.UsageRow) -> out.JSON:
-    return out.with_cost(row, row.cost_micros)
+def row_dict(row: telemetry_pb2.UsageRow, names: Mapping[str, str] | None = None) -> out.JSON:
+    doc = out.with_cost(row, row.cost_micros)
+    if names is not None:
+        doc["name"] = names.get(row.group, "")
+    return doc
 
 
-def render(rows: Sequence[telemetry_pb2.UsageRow], group_by: str) -> str:
+def render(
+    rows: Sequence[telemetry_pb2.UsageRow],
+    group_by: str,
+    names: Mapping[str, str] | None = None,
+) -> str:
     """The usage table, TOTAL line included (also when there are no rows)."""
+
+    def label(row: telemetry_pb2.UsageRow) -> str:
+        name = (names or {}).get(row.group)
+        return f"{row.group} ({name})" if name else row.group or "-"
 
     def cells(row: telemetry_pb2.UsageRow) -> list[object]:
         return [
-            row.group or "-",
+            label(row),
             format(row.requests, ","),
             format(row.errors, ","),
             out.format_tokens(row.input_tokens),
@@ -109,15 +121,25 @@ async def run(client: GatewayClient, args: argparse.Namespace) -> int:
     rows = await client.query_usage(
         workspace=args.workspace, key_id=args.key, group_by=args.by, since_ms=since_ms
     )
+    names = await key_names(client) if args.by == "key" else None
     if is_json(args):
         out.print_json(
             {
                 "group_by": args.by,
                 "since_ms": since_ms,
-                "rows": [row_dict(r) for r in rows],
+                "rows": [row_dict(r, names) for r in rows],
                 "total": row_dict(total_row(rows)),
             }
         )
         return 0
-    print(render(rows, args.by))
+    print(render(rows, args.by, names))
     return 0
+
+
+async def key_names(client: GatewayClient) -> dict[str, str]:
+    """Key id → name, best effort (usage still prints when the list cannot be read)."""
+    try:
+        keys = await client.list_keys(include_revoked=True)
+    except ClientError:
+        return {}
+    return {k.id: k.name for k in keys}

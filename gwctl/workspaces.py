@@ -55,7 +55,24 @@ def register(subparsers: Subparsers) -> None:
 
 def _add_settings(p: argparse.ArgumentParser, *, update: bool) -> None:
     add_limit_flags(p, update=update)
-    p.add_argument("--timezone", metavar="TZ", help="IANA zone for calendar budget periods")
+    p.add_argument(
+        "--timezone",
+        metavar="TZ",
+        help="IANA zone for calendar budget periods, e.g. Europe/Berlin (default UTC)"
+        + ("; '' for UTC" if update else ""),
+    )
+    p.add_argument(
+        "--redis-failure",
+        choices=["closed", "open"],
+        help="when data planes cannot reach Redis: closed refuses budgeted requests (default), "
+        "open serves them without shared limits",
+    )
+    p.add_argument(
+        "--alert-webhook",
+        metavar="URL",
+        help="http(s) URL POSTed a JSON alert when a budget passes 50/80/100 %%"
+        + ("; '' removes it" if update else ""),
+    )
     p.add_argument("--description", metavar="TEXT")
 
 
@@ -65,6 +82,12 @@ def _from_args(args: argparse.Namespace) -> tuple[common_pb2.Workspace, list[str
     if args.timezone is not None:
         ws.timezone = args.timezone
         paths.append("timezone")
+    if args.redis_failure is not None:
+        ws.redis_failure = args.redis_failure
+        paths.append("redis_failure")
+    if args.alert_webhook is not None:
+        ws.alert_webhook = args.alert_webhook
+        paths.append("alert_webhook")
     if args.description is not None:
         ws.description = args.description
         paths.append("description")
@@ -86,6 +109,9 @@ def emit(ws: common_pb2.Workspace, args: argparse.Namespace) -> None:
             ("tpm", out.format_limit(limits.tpm)),
             ("max parallel", out.format_limit(limits.max_parallel)),
             ("timezone", ws.timezone or "UTC"),
+            ("redis failure", ws.redis_failure or "closed"),
+            ("alert webhook", ws.alert_webhook or "-"),
+            *out.spend_fields(ws.budget_status),
             ("created", out.format_time(ws.created_at_ms)),
             ("updated", out.format_time(ws.updated_at_ms)),
         ]
@@ -133,7 +159,8 @@ async def update(client: GatewayClient, args: argparse.Namespace) -> int:
     if not paths:
         raise UsageError(
             "nothing to update: give at least one of --budget, --clear-budgets, "
-            "--rpm, --rph, --tpm, --max-parallel, --timezone, --description"
+            "--rpm, --rph, --tpm, --max-parallel, --timezone, --redis-failure, "
+            "--alert-webhook, --description"
         )
     emit(await client.update_workspace(ws, paths), args)
     return 0

@@ -317,6 +317,18 @@ class GatewayClient:
         )
         return list(response.rows)
 
+    async def list_alerts(
+        self, *, workspace: str = "", since_ms: int = 0, limit: int = 0
+    ) -> list[telemetry_pb2.BudgetAlert]:
+        """Budget alerts (50/80/100 % crossed), newest first; ``limit`` 0 = the server's 100."""
+        request = telemetry_pb2.ListAlertsRequest(
+            workspace=workspace, since_ms=since_ms, limit=limit
+        )
+        response: telemetry_pb2.ListAlertsResponse = await self._unary(
+            "ListAlerts", self._telemetry.ListAlerts, request
+        )
+        return list(response.alerts)
+
     async def tail_logs(
         self,
         *,

@@ -8,6 +8,7 @@ from controlplane.domain.budgets import Budget, Period
 from controlplane.domain.errors import InvalidArgument
 from controlplane.domain.limits import Limits, limits_from_json
 from controlplane.domain.routing import Target
+from controlplane.domain.workspaces import DEFAULT_REDIS_FAILURE
 from controlplane.store.models import PriceRow, ProviderRow, RouteRow, VirtualKeyRow, WorkspaceRow
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import discovery_pb2 as dpb
@@ -54,7 +55,17 @@ def workspace_to_pb(row: WorkspaceRow) -> pb.Workspace:
         timezone=row.timezone,
         created_at_ms=row.created_at_ms,
         updated_at_ms=row.updated_at_ms,
+        redis_failure=row.redis_failure or DEFAULT_REDIS_FAILURE,
+        alert_webhook=row.alert_webhook,
     )
+
+
+def workspace_to_snapshot_pb(row: WorkspaceRow) -> pb.Workspace:
+    """What data planes need: no ``alert_webhook`` (only the control plane posts alerts, and a
+    webhook URL often embeds a secret that has no business on data-plane disks)."""
+    msg = workspace_to_pb(row)
+    msg.ClearField("alert_webhook")
+    return msg
 
 
 def key_to_pb(row: VirtualKeyRow) -> pb.VirtualKey:

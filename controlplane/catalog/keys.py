@@ -8,6 +8,7 @@ answer "revoked" rather than "unknown"); deletion removes it entirely.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
@@ -20,7 +21,8 @@ from controlplane.domain import keys as rules
 from controlplane.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from controlplane.domain.limits import limits_from_json, limits_to_json, validate_limits
 from controlplane.domain.names import validate_label, validate_slug
-from controlplane.store.models import ProviderRow, RouteRow, VirtualKeyRow
+from controlplane.store.models import ProviderRow, RouteRow, VirtualKeyRow, WorkspaceRow
+from controlplane.usage.spend import key_scope, statuses_by_scope
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 
@@ -76,14 +78,28 @@ def create(s: Session, req: apb.CreateKeyRequest, now: int) -> tuple[pb.VirtualK
         s.flush()
     except IntegrityError:  # 2^64 ids, 2^256 secrets: a collision means a bug, not bad luck
         raise FailedPrecondition("could not mint a unique key; try again") from None
-    return key_to_pb(row), minted.secret
+    return with_status(s, [row], now)[0], minted.secret
 
 
-def get(s: Session, key_id: str) -> pb.VirtualKey:
-    return key_to_pb(get_row(s, key_id))
+def with_status(s: Session, rows: Sequence[VirtualKeyRow], now: int) -> list[pb.VirtualKey]:
+    """The keys with ``budget_status`` filled in (periods in their workspace's time zone)."""
+    zones: dict[str, str] = {}
+    if rows:  # workspaces are few: read every zone rather than build an IN list
+        zones = dict(s.exec(select(WorkspaceRow.name, WorkspaceRow.timezone)).all())
+    statuses = statuses_by_scope(s, [key_scope(r, zones.get(r.workspace, "")) for r in rows], now)
+    out = []
+    for row in rows:
+        msg = key_to_pb(row)
+        msg.budget_status.extend(statuses.get(("key", row.id), []))
+        out.append(msg)
+    return out
 
 
-def list_keys(s: Session, workspace: str, include_revoked: bool) -> list[pb.VirtualKey]:
+def get(s: Session, key_id: str, now: int) -> pb.VirtualKey:
+    return with_status(s, [get_row(s, key_id)], now)[0]
+
+
+def list_keys(s: Session, workspace: str, include_revoked: bool, now: int) -> list[pb.VirtualKey]:
     stmt = select(VirtualKeyRow)
     if workspace:
         workspaces.get_row(s, workspace)
@@ -91,7 +107,7 @@ def list_keys(s: Session, workspace: str, include_revoked: bool) -> list[pb.Virt
     if not include_revoked:
         stmt = stmt.where(VirtualKeyRow.revoked_at_ms == 0)
     rows = s.exec(stmt.order_by(col(VirtualKeyRow.workspace), col(VirtualKeyRow.id))).all()
-    return [key_to_pb(r) for r in rows]
+    return with_status(s, rows, now)
 
 
 def update(s: Session, msg: pb.VirtualKey, mask: FieldMask, now: int) -> pb.VirtualKey:
@@ -124,7 +140,7 @@ def update(s: Session, msg: pb.VirtualKey, mask: FieldMask, now: int) -> pb.Virt
     row.updated_at_ms = now
     s.add(row)
     s.flush()
-    return key_to_pb(row)
+    return with_status(s, [row], now)[0]
 
 
 def revoke(s: Session, key_id: str, now: int) -> pb.VirtualKey:
@@ -135,7 +151,7 @@ def revoke(s: Session, key_id: str, now: int) -> pb.VirtualKey:
         row.updated_at_ms = now
         s.add(row)
         s.flush()
-    return key_to_pb(row)
+    return with_status(s, [row], now)[0]
 
 
 def delete_key(s: Session, key_id: str) -> None:

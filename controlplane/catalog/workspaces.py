@@ -1,6 +1,14 @@
-"""Workspaces: the budget and rate-limit scope that keys belong to."""
+"""Workspaces: the budget and rate-limit scope that keys belong to.
+
+Settings besides limits: ``timezone`` (calendar budget periods), ``redis_failure`` (what data
+planes do while Redis is unreachable) and ``alert_webhook``. Get and List also report each
+budget's current period and spend (``budget_status``), computed by
+:mod:`controlplane.usage.spend` like the snapshot's seeds.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
@@ -11,10 +19,12 @@ from controlplane.catalog.convert import limits_from_pb, workspace_to_pb
 from controlplane.domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from controlplane.domain.limits import limits_from_json, limits_to_json, validate_limits
 from controlplane.domain.names import validate_label, validate_slug, validate_timezone
+from controlplane.domain.workspaces import validate_alert_webhook, validate_redis_failure
 from controlplane.store.models import VirtualKeyRow, WorkspaceRow
+from controlplane.usage.spend import statuses_by_scope, workspace_scope
 from gwapi.v1 import common_pb2 as pb
 
-UPDATE_PATHS = ("description", "timezone", *LIMITS_PATHS)
+UPDATE_PATHS = ("description", "timezone", "redis_failure", "alert_webhook", *LIMITS_PATHS)
 
 
 def get_row(s: Session, name: str) -> WorkspaceRow:
@@ -32,6 +42,8 @@ def create(s: Session, msg: pb.Workspace, now: int) -> pb.Workspace:
         description=validate_label(msg.description, "description", max_len=1000),
         limits_json=limits_to_json(validate_limits(limits_from_pb(msg.limits), "limits")),
         timezone=validate_timezone(msg.timezone),
+        redis_failure=validate_redis_failure(msg.redis_failure),
+        alert_webhook=validate_alert_webhook(msg.alert_webhook),
         created_at_ms=now,
         updated_at_ms=now,
     )
@@ -42,16 +54,27 @@ def create(s: Session, msg: pb.Workspace, now: int) -> pb.Workspace:
         s.flush()
     except IntegrityError:  # a concurrent create won the race
         raise AlreadyExists(f"workspace {name!r} already exists") from None
-    return workspace_to_pb(row)
+    return with_status(s, [row], now)[0]
 
 
-def get(s: Session, name: str) -> pb.Workspace:
-    return workspace_to_pb(get_row(s, name))
+def with_status(s: Session, rows: Sequence[WorkspaceRow], now: int) -> list[pb.Workspace]:
+    """The workspaces with ``budget_status`` filled in (one spend query per period window)."""
+    statuses = statuses_by_scope(s, [workspace_scope(r) for r in rows], now)
+    out = []
+    for row in rows:
+        msg = workspace_to_pb(row)
+        msg.budget_status.extend(statuses.get(("workspace", row.name), []))
+        out.append(msg)
+    return out
 
 
-def list_all(s: Session) -> list[pb.Workspace]:
+def get(s: Session, name: str, now: int) -> pb.Workspace:
+    return with_status(s, [get_row(s, name)], now)[0]
+
+
+def list_all(s: Session, now: int) -> list[pb.Workspace]:
     rows = s.exec(select(WorkspaceRow).order_by(col(WorkspaceRow.name))).all()
-    return [workspace_to_pb(r) for r in rows]
+    return with_status(s, rows, now)
 
 
 def update(s: Session, msg: pb.Workspace, mask: FieldMask, now: int) -> pb.Workspace:
@@ -61,6 +84,10 @@ def update(s: Session, msg: pb.Workspace, mask: FieldMask, now: int) -> pb.Works
         row.description = validate_label(msg.description, "description", max_len=1000)
     if "timezone" in paths:
         row.timezone = validate_timezone(msg.timezone)
+    if "redis_failure" in paths:
+        row.redis_failure = validate_redis_failure(msg.redis_failure)
+    if "alert_webhook" in paths:
+        row.alert_webhook = validate_alert_webhook(msg.alert_webhook)
     current = limits_from_json(row.limits_json)
     new_limits = masked_limits(current, limits_from_pb(msg.limits), paths)
     if new_limits is not None:
@@ -68,7 +95,7 @@ def update(s: Session, msg: pb.Workspace, mask: FieldMask, now: int) -> pb.Works
     row.updated_at_ms = now
     s.add(row)
     s.flush()
-    return workspace_to_pb(row)
+    return with_status(s, [row], now)[0]
 
 
 def delete_workspace(s: Session, name: str, force: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from controlplane.domain.errors import InvalidArgument
+from gwcommon.periods import zone
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _LABEL_MAX = 100
@@ -36,15 +37,18 @@ def validate_label(value: str, what: str, max_len: int = _LABEL_MAX) -> str:
 
 
 def validate_timezone(name: str) -> str:
-    """``""`` (UTC) or an IANA zone name known to this machine's tz database."""
-    if name in ("", "UTC"):
-        return name
-    import zoneinfo  # local: only needed here, and it reads the tz database
+    """``""`` (UTC) or an IANA zone name known to this machine's tz database.
 
+    Checked with :func:`gwcommon.periods.zone`, the function both planes compute periods with, so
+    a zone accepted here is one the data plane can use.
+    """
+    if name == "":
+        return name
     try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone(name)
+    except ValueError:
         raise InvalidArgument(
-            f"unknown time zone {name!r}: use an IANA name such as 'Europe/Paris' or leave empty for UTC"
+            f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin' or "
+            "'America/New_York', or leave it empty for UTC"
         ) from None
     return name

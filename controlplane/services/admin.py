@@ -1,6 +1,7 @@
 """The Admin service: thin translation between gwapi.v1 requests and the catalog.
 
-Reads go straight to the database; every mutation goes through ``AppState.mutate`` (one
+Reads go straight to the database (Get/List of keys and workspaces add each budget's current
+spend from the ledger); every mutation goes through ``AppState.mutate`` (one
 transaction, then a snapshot rebuild). Errors are mapped by :func:`controlplane.errors.grpc_errors`.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 from google.protobuf.empty_pb2 import Empty
 
 from controlplane.catalog import keys, prices, providers, routes, workspaces
+from controlplane.catalog.common import now_ms
 from controlplane.errors import grpc_errors
 from controlplane.services.state import AppState
 from gwapi.v1 import admin_pb2 as apb
@@ -37,12 +39,14 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         return ws
 
     async def GetWorkspace(self, request: apb.GetWorkspaceRequest, context: Ctx) -> pb.Workspace:
-        return await self._s.db.read(lambda s: workspaces.get(s, request.name))
+        now = now_ms()
+        return await self._s.db.read(lambda s: workspaces.get(s, request.name, now))
 
     async def ListWorkspaces(
         self, request: apb.ListWorkspacesRequest, context: Ctx
     ) -> apb.ListWorkspacesResponse:
-        items = await self._s.db.read(workspaces.list_all)
+        now = now_ms()
+        items = await self._s.db.read(lambda s: workspaces.list_all(s, now))
         return apb.ListWorkspacesResponse(workspaces=items)
 
     async def UpdateWorkspace(
@@ -69,11 +73,13 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         return apb.CreateKeyResponse(key=key, secret=secret)
 
     async def GetKey(self, request: apb.GetKeyRequest, context: Ctx) -> pb.VirtualKey:
-        return await self._s.db.read(lambda s: keys.get(s, request.id))
+        now = now_ms()
+        return await self._s.db.read(lambda s: keys.get(s, request.id, now))
 
     async def ListKeys(self, request: apb.ListKeysRequest, context: Ctx) -> apb.ListKeysResponse:
+        now = now_ms()
         items = await self._s.db.read(
-            lambda s: keys.list_keys(s, request.workspace, request.include_revoked)
+            lambda s: keys.list_keys(s, request.workspace, request.include_revoked, now)
         )
         return apb.ListKeysResponse(keys=items)
 

@@ -14,6 +14,7 @@ from controlplane.services.registry import DataPlaneRegistry
 from controlplane.settings import Settings
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database
+from controlplane.usage.alerts import AlertMonitor
 from controlplane.usage.hub import UsageHub
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class AppState:
     settings: Settings
     db: Database
     cache: SnapshotCache
+    alerts: AlertMonitor
     hub: UsageHub = field(default_factory=UsageHub)
     registry: DataPlaneRegistry = field(default_factory=DataPlaneRegistry)
     health: Any = None  # grpc_health aio HealthServicer, set by the server

@@ -1,4 +1,11 @@
-"""The Telemetry service: usage ingest from data planes, usage queries and the live log tail."""
+"""The Telemetry service: usage ingest from data planes, usage queries, the live log tail and
+budget alerts.
+
+After an ingest stores new events, two things are *requested*, neither awaited by the call:
+budget alerts for the touched scopes (:class:`~controlplane.usage.alerts.AlertMonitor`) and a
+throttled snapshot rebuild so data planes get fresh spend seeds
+(:meth:`~controlplane.snapshots.cache.SnapshotCache.rebuild_soon`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from typing import Any
 
 from controlplane.errors import grpc_errors
 from controlplane.services.state import AppState
+from controlplane.usage.alerts import list_alerts
 from controlplane.usage.ingest import ingest
 from controlplane.usage.ledger import query_usage, recent_events
 from gwapi.v1 import telemetry_pb2 as tpb
@@ -31,7 +39,17 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
     async def ReportUsage(
         self, request: tpb.ReportUsageRequest, context: Ctx
     ) -> tpb.ReportUsageResponse:
-        return await ingest(self._s.db, self._s.hub, request)
+        return await ingest(self._s.db, self._s.hub, request, after=(self._after_ingest,))
+
+    def _after_ingest(self, fresh: list[tpb.UsageEvent]) -> None:
+        self._s.alerts.note(fresh)
+        self._s.cache.rebuild_soon()
+
+    async def ListAlerts(
+        self, request: tpb.ListAlertsRequest, context: Ctx
+    ) -> tpb.ListAlertsResponse:
+        alerts = await self._s.db.read(lambda s: list_alerts(s, request))
+        return tpb.ListAlertsResponse(alerts=alerts)
 
     async def QueryUsage(
         self, request: tpb.QueryUsageRequest, context: Ctx

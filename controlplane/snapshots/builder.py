@@ -10,7 +10,14 @@ Contract:
 * :func:`validate` lists everything that would make a data plane misbehave (a key whose
   workspace, provider or route is missing, a route target that does not exist…).
   :func:`build` raises :class:`InvalidSnapshot` rather than return such a snapshot.
-* Revoked keys are included with ``revoked=true``. ``spend`` is empty for now.
+* Revoked keys are included with ``revoked=true``.
+* Workspaces carry ``timezone`` and ``redis_failure`` (never ``alert_webhook``: only the control
+  plane posts alerts).
+* ``spend`` seeds the data planes' budget counters: one entry per budget of every workspace and
+  every non-revoked key that has budgets, with the ledger's spend in the budget's period current
+  at ``now_ms`` (:mod:`controlplane.usage.spend`, periods in the workspace's time zone; lifetime
+  = all time, ``period_start_ms`` 0), zero spend included, sorted by (scope, id, period). The
+  content hash covers it, so new spend or a period rollover yields a new version.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ from controlplane.catalog.convert import (
     price_to_pb,
     provider_to_pb,
     route_to_pb,
-    workspace_to_pb,
+    workspace_to_snapshot_pb,
 )
 from controlplane.store.models import PriceRow, ProviderRow, RouteRow, VirtualKeyRow, WorkspaceRow
+from controlplane.usage.spend import Scope, current_spend, key_scope, seed_pb, workspace_scope
 from gwapi.v1 import discovery_pb2 as dpb
 
 VERSION_HEX_CHARS = 16
@@ -50,19 +58,29 @@ def content_version(snapshot: dpb.Snapshot) -> str:
     return digest[:VERSION_HEX_CHARS]
 
 
-def read_snapshot(s: Session) -> dpb.Snapshot:
-    """Read every table into an unversioned snapshot (``version``/``built_at_ms`` empty)."""
+def read_snapshot(s: Session, now_ms: int = 0) -> dpb.Snapshot:
+    """Read every table into an unversioned snapshot (``version``/``built_at_ms`` empty), with
+    spend seeds for the periods current at ``now_ms``."""
     snap = dpb.Snapshot()
+    zones: dict[str, str] = {}
+    scopes: list[Scope] = []
     for ws in s.exec(select(WorkspaceRow).order_by(col(WorkspaceRow.name))):
-        snap.workspaces.append(workspace_to_pb(ws))
+        snap.workspaces.append(workspace_to_snapshot_pb(ws))
+        zones[ws.name] = ws.timezone
+        scopes.append(workspace_scope(ws))
     for key in s.exec(select(VirtualKeyRow).order_by(col(VirtualKeyRow.id))):
         snap.keys.append(key_to_snapshot_pb(key))
+        if not key.revoked_at_ms:
+            scopes.append(key_scope(key, zones.get(key.workspace, "")))
     for prov in s.exec(select(ProviderRow).order_by(col(ProviderRow.name))):
         snap.providers.append(provider_to_pb(prov))
     for route in s.exec(select(RouteRow).order_by(col(RouteRow.name))):
         snap.routes.append(route_to_pb(route))
     for price in s.exec(select(PriceRow).order_by(col(PriceRow.model_prefix))):
         snap.prices.append(price_to_pb(price))
+    seeds = [seed_pb(sp) for sp in current_spend(s, [sc for sc in scopes if sc.budgets], now_ms)]
+    seeds.sort(key=lambda e: (e.scope, e.id, e.period))
+    snap.spend.extend(seeds)
     return snap
 
 
@@ -100,7 +118,7 @@ def validate(snap: dpb.Snapshot) -> list[str]:
 
 def build(s: Session, now_ms: int) -> dpb.Snapshot:
     """Read, validate and version a snapshot. Raises :class:`InvalidSnapshot`."""
-    snap = read_snapshot(s)
+    snap = read_snapshot(s, now_ms)
     problems = validate(snap)
     if problems:
         raise InvalidSnapshot(problems)

@@ -9,6 +9,13 @@ Watchers call ``await cache.wait_for_change(version)``, which returns as soon as
 version differs (an in-process ``asyncio.Condition``: no polling, so a revoked key reaches
 connected data planes in milliseconds).
 
+Usage ingest calls :meth:`SnapshotCache.rebuild_soon` instead (the snapshot carries spend): a
+throttle, not a rebuild per batch. The first call after a quiet spell rebuilds at once (in a
+background task, never on the ingest call itself); calls arriving while a rebuild is due or
+running coalesce into one more rebuild, started no sooner than ``min_interval_s`` after the
+previous one started. So under steady traffic spend reaches data planes every
+``min_interval_s`` and a lone request's spend within a moment.
+
 An invalid snapshot is never published: the last good one stays current and the problem is
 logged (and kept in :attr:`last_error`).
 """
@@ -29,13 +36,17 @@ log = logging.getLogger(__name__)
 
 
 class SnapshotCache:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, min_interval_s: float = 2.0) -> None:
         self._db = db
         self._current: dpb.Snapshot | None = None
         self._changed = asyncio.Condition()
         self._rebuild_lock = asyncio.Lock()
         self._closed = False
         self.last_error: str = ""
+        self.min_interval_s = min_interval_s
+        self._last_started = float("-inf")  # loop time the last rebuild started
+        self._dirty = False
+        self._soon: asyncio.Task[None] | None = None
 
     @property
     def current(self) -> dpb.Snapshot | None:
@@ -54,15 +65,39 @@ class SnapshotCache:
         """Blocking first build, for startup before the event loop serves anything."""
         return self._install(self._build())
 
-    async def rebuild(self) -> bool:
-        """Rebuild from the database; True when a new version was published."""
+    async def rebuild(self, *, quiet: bool = False) -> bool:
+        """Rebuild from the database; True when a new version was published. ``quiet`` logs a
+        new version at DEBUG (spend refreshes happen every few seconds under traffic)."""
         async with self._rebuild_lock:
+            self._last_started = asyncio.get_running_loop().time()
             snap = await self._db.read(self._try_build)
-            published = self._install(snap)
+            published = self._install(snap, quiet=quiet)
             if published:
                 async with self._changed:
                     self._changed.notify_all()
             return published
+
+    def rebuild_soon(self) -> None:
+        """Ask for a rebuild (new spend was ingested); returns at once. See the module doc."""
+        if self._closed:
+            return
+        self._dirty = True
+        if self._soon is None or self._soon.done():
+            self._soon = asyncio.get_running_loop().create_task(
+                self._rebuild_when_due(), name="snapshot-rebuild-soon"
+            )
+
+    async def _rebuild_when_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._dirty and not self._closed:
+            delay = self._last_started + self.min_interval_s - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._dirty = False  # a request arriving from here on asks for one more rebuild
+            try:
+                await self.rebuild(quiet=True)
+            except Exception:
+                log.exception("snapshot rebuild after ingest failed; will retry periodically")
 
     def _build(self) -> dpb.Snapshot | None:
         return self._db.read_sync(self._try_build)
@@ -79,7 +114,7 @@ class SnapshotCache:
             )
             return None
 
-    def _install(self, snap: dpb.Snapshot | None) -> bool:
+    def _install(self, snap: dpb.Snapshot | None, *, quiet: bool = False) -> bool:
         if snap is None:
             return False
         self.last_error = ""
@@ -87,14 +122,17 @@ class SnapshotCache:
             return False
         old = self.version
         self._current = snap
-        log.info(
-            "snapshot %s published (was %s): %d workspaces, %d keys, %d providers, %d routes",
+        log.log(
+            logging.DEBUG if quiet else logging.INFO,
+            "snapshot %s published (was %s): %d workspaces, %d keys, %d providers, %d routes, "
+            "%d spend seeds",
             snap.version,
             old or "<none>",
             len(snap.workspaces),
             len(snap.keys),
             len(snap.providers),
             len(snap.routes),
+            len(snap.spend),
         )
         return True
 
@@ -117,14 +155,17 @@ class SnapshotCache:
     async def close(self) -> None:
         """Wake every watcher so streams can end before the server stops."""
         self._closed = True
+        if self._soon is not None and not self._soon.done():
+            self._soon.cancel()
         async with self._changed:
             self._changed.notify_all()
 
     async def refresh_forever(self, interval_s: float) -> None:
-        """Periodic rebuild; a no-op when nothing changed (same content hash)."""
+        """Periodic rebuild; a no-op when nothing changed (same content hash). Mostly it brings
+        spend (period rollovers, other replicas' ingest), so new versions are logged at DEBUG."""
         while not self._closed:
             await asyncio.sleep(interval_s)
             try:
-                await self.rebuild()
+                await self.rebuild(quiet=True)
             except Exception:  # keep refreshing; the DB may be back next time
                 log.exception("periodic snapshot rebuild failed")

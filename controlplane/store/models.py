@@ -7,7 +7,7 @@ SQLite and PostgreSQL. Virtual keys hold only the SHA-256 of their secret.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Text
+from sqlalchemy import BigInteger, Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # Every table registers on this metadata; db.create_all() uses it.
@@ -16,6 +16,11 @@ metadata = SQLModel.metadata
 
 def _json(default: str) -> Column:  # type: ignore[type-arg]
     return Column(Text, nullable=False, default=default, server_default=default)
+
+
+def _text(default: str = "") -> Column:  # type: ignore[type-arg]
+    """A NOT NULL text column with a server default, so it can be added to an existing table."""
+    return Column(String, nullable=False, default=default, server_default=default)
 
 
 class WorkspaceRow(SQLModel, table=True):
@@ -27,6 +32,9 @@ class WorkspaceRow(SQLModel, table=True):
     timezone: str = ""
     created_at_ms: int = Field(default=0, sa_type=BigInteger)
     updated_at_ms: int = Field(default=0, sa_type=BigInteger)
+    # "closed" | "open" ("" in rows written before the column existed: closed).
+    redis_failure: str = Field(default="closed", sa_column=_text("closed"))
+    alert_webhook: str = Field(default="", sa_column=_text(""))
 
 
 class VirtualKeyRow(SQLModel, table=True):
@@ -105,6 +113,12 @@ class UsageEventRow(SQLModel, table=True):
     """The usage ledger: one row per gateway request, keyed (idempotently) by request id."""
 
     __tablename__ = "usage_event"
+    # Spend per scope in a period (snapshot seeds, budget status, alerts) reads only these
+    # indexes: a range on time_ms within one key or workspace, summing cost_micros.
+    __table_args__ = (
+        Index("ix_usage_event_key_time_cost", "key_id", "time_ms", "cost_micros"),
+        Index("ix_usage_event_workspace_time_cost", "workspace", "time_ms", "cost_micros"),
+    )
 
     request_id: str = Field(primary_key=True, max_length=128)
     time_ms: int = Field(default=0, sa_type=BigInteger, index=True)
@@ -138,3 +152,36 @@ class UsageEventRow(SQLModel, table=True):
     upstream_request_id: str = ""
     client_disconnected: bool = False
     received_at_ms: int = Field(default=0, sa_type=BigInteger)
+
+
+class BudgetAlertRow(SQLModel, table=True):
+    """A budget crossing 50/80/100 % in one period: recorded once (the unique constraint), then
+    POSTed to the workspace's webhook, whose outcome lands in ``webhook_status``."""
+
+    __tablename__ = "budget_alert"
+    __table_args__ = (
+        UniqueConstraint(
+            "scope",
+            "scope_id",
+            "period",
+            "period_start_ms",
+            "threshold_percent",
+            name="uq_budget_alert_once",
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    time_ms: int = Field(default=0, sa_type=BigInteger, index=True)
+    scope: str = Field(max_length=16)  # "key" | "workspace"
+    scope_id: str = Field(max_length=63)  # key id or workspace name
+    name: str = ""  # key name or workspace name, when recorded
+    workspace: str = Field(default="", index=True)
+    threshold_percent: int = 0
+    period: str = Field(max_length=16)  # "day" | "week" | "month" | "lifetime"
+    period_id: str = ""  # gwcommon.periods.period_id, e.g. "day:2026-11-29@Europe/Berlin"
+    amount_micros: int = Field(default=0, sa_type=BigInteger)
+    period_start_ms: int = Field(default=0, sa_type=BigInteger)
+    period_end_ms: int = Field(default=0, sa_type=BigInteger)  # 0 for lifetime
+    spent_micros: int = Field(default=0, sa_type=BigInteger)
+    # "" (no webhook) | "pending" | "delivered" | "failed: <reason>"
+    webhook_status: str = Field(default="", sa_type=Text)

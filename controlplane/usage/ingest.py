@@ -6,12 +6,15 @@ Contract of :func:`ingest`: every event is inserted with ``ON CONFLICT (request_
 within the batch), and ``acked_seq`` = the request's ``last_seq``: the data plane may drop its
 spool up to that sequence. If anything fails nothing is acknowledged and the data plane replays
 the batch later, which is safe because of the conflict rule. Newly stored events are then
-published to the live :class:`~controlplane.usage.hub.UsageHub`.
+published to the live :class:`~controlplane.usage.hub.UsageHub` and handed to each ``after``
+callback (budget alerts, the snapshot's spend refresh): callbacks must return at once and
+their failures are logged, never turned into an ingest failure.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -64,7 +67,10 @@ def insert_new(s: Session, rows: list[dict[str, Any]]) -> set[str]:
 
 
 async def ingest(
-    db: Database, hub: UsageHub, request: tpb.ReportUsageRequest
+    db: Database,
+    hub: UsageHub,
+    request: tpb.ReportUsageRequest,
+    after: Sequence[Callable[[list[tpb.UsageEvent]], None]] = (),
 ) -> tpb.ReportUsageResponse:
     events = list(request.events)
     _validate(events)
@@ -78,6 +84,12 @@ async def ingest(
     # Committed: from here on the batch is durable and may be acknowledged.
     fresh = [ev for rid, ev in unique.items() if rid in inserted]
     hub.publish(fresh)
+    if fresh:
+        for callback in after:
+            try:
+                callback(fresh)
+            except Exception:
+                log.exception("post-ingest callback failed (the batch is stored and acknowledged)")
     duplicates = len(events) - len(fresh)
     if events:
         log.debug(

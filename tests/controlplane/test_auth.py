@@ -24,6 +24,7 @@ def test_policy_table() -> None:
     assert required_role("/gwapi.v1.Admin/CreateKey") is Role.ADMIN
     assert required_role("/gwapi.v1.Telemetry/QueryUsage") is Role.ADMIN
     assert required_role("/gwapi.v1.Telemetry/TailLogs") is Role.ADMIN
+    assert required_role("/gwapi.v1.Telemetry/ListAlerts") is Role.ADMIN
     assert required_role("/gwapi.v1.Discovery/ListDataPlanes") is Role.ADMIN
     assert required_role("/gwapi.v1.Discovery/Watch") is Role.DATAPLANE
     assert required_role("/gwapi.v1.Telemetry/ReportUsage") is Role.DATAPLANE
@@ -72,6 +73,7 @@ async def test_admin_calls_need_the_admin_token(channel: grpc.aio.Channel) -> No
 async def test_dataplane_token_is_limited_to_watch_and_report(channel: grpc.aio.Channel) -> None:
     dp = Clients(channel, DATAPLANE_TOKEN)
     await expect_error(dp.telemetry.QueryUsage(tpb.QueryUsageRequest()), StatusCode.UNAUTHENTICATED)
+    await expect_error(dp.telemetry.ListAlerts(tpb.ListAlertsRequest()), StatusCode.UNAUTHENTICATED)
     await expect_error(
         dp.discovery.ListDataPlanes(dpb.ListDataPlanesRequest()), StatusCode.UNAUTHENTICATED
     )

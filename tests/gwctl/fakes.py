@@ -31,6 +31,47 @@ def sample_key(**overrides: Any) -> common_pb2.VirtualKey:
     return key
 
 
+def sample_workspace(**overrides: Any) -> common_pb2.Workspace:
+    """team-a in Berlin with $50/day and a $1,000 lifetime budget, and their spend."""
+    day = common_pb2.Budget(amount_micros=50_000_000, period=common_pb2.PERIOD_DAY)
+    life = common_pb2.Budget(amount_micros=1_000_000_000, period=common_pb2.PERIOD_LIFETIME)
+    ws = common_pb2.Workspace(
+        name="team-a",
+        timezone="Europe/Berlin",
+        redis_failure="open",
+        alert_webhook="https://hooks.example.com/tollgate",
+        limits=common_pb2.Limits(budgets=[day, life], rpm=100),
+        budget_status=[
+            common_pb2.BudgetStatus(
+                budget=day,
+                period_start_ms=1_795_820_400_000,  # 2026-11-27T23:00:00Z, Berlin midnight
+                period_end_ms=1_795_906_800_000,
+                spent_micros=12_340_000,
+            ),
+            common_pb2.BudgetStatus(budget=life, spent_micros=1_000_020_000),
+        ],
+        created_at_ms=1_700_000_000_000,
+    )
+    for name, value in overrides.items():
+        setattr(ws, name, value)
+    return ws
+
+
+def sample_alert(threshold: int = 80, scope: str = "key") -> telemetry_pb2.BudgetAlert:
+    return telemetry_pb2.BudgetAlert(
+        time_ms=1_795_850_000_000,
+        scope=scope,
+        id="key_abc123" if scope == "key" else "team-a",
+        name="alice" if scope == "key" else "team-a",
+        workspace="team-a",
+        threshold_percent=threshold,
+        budget=common_pb2.Budget(amount_micros=50_000_000, period=common_pb2.PERIOD_DAY),
+        period_start_ms=1_795_824_000_000,
+        spent_micros=40_012_345,
+        webhook_status="delivered",
+    )
+
+
 def sample_event(n: int = 1) -> telemetry_pb2.UsageEvent:
     return telemetry_pb2.UsageEvent(
         request_id=f"req_{n:04d}",
@@ -62,6 +103,7 @@ class FakeClient:
     fail: ClientError | None = None
     usage_rows: list[telemetry_pb2.UsageRow] = []
     events: list[telemetry_pb2.UsageEvent] = []
+    alerts: list[telemetry_pb2.BudgetAlert] = []
 
     def __init__(self, target: str, token: str = "", **_: Any) -> None:
         self.target = target
@@ -88,6 +130,27 @@ class FakeClient:
     ) -> common_pb2.Workspace:
         self._record("update_workspace", ws, list(paths))
         return ws
+
+    async def get_workspace(self, name: str) -> common_pb2.Workspace:
+        self._record("get_workspace", name)
+        return sample_workspace(name=name)
+
+    async def get_key(self, key_id: str) -> common_pb2.VirtualKey:
+        self._record("get_key", key_id)
+        key = sample_key(id=key_id)
+        key.budget_status.append(
+            common_pb2.BudgetStatus(
+                budget=key.limits.budgets[0],
+                period_start_ms=1_795_824_000_000,  # 2026-11-28T00:00:00Z
+                period_end_ms=1_795_910_400_000,
+                spent_micros=12_340_000,
+            )
+        )
+        return key
+
+    async def list_alerts(self, **kwargs: Any) -> list[telemetry_pb2.BudgetAlert]:
+        self._record("list_alerts", kwargs)
+        return list(FakeClient.alerts)
 
     async def list_workspaces(self) -> list[common_pb2.Workspace]:
         self._record("list_workspaces")

@@ -25,6 +25,7 @@ import pytest
 
 from gwapi.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
 from gwctl.main import main
+from tests.fakes.webhook import WebhookSink
 
 pytestmark = pytest.mark.e2e
 server_mod = pytest.importorskip("controlplane.server")
@@ -381,3 +382,80 @@ def test_bedrock_vertex_passthrough_providers(capsys: pytest.CaptureFixture[str]
     key = gw_json(capsys, "keys", "create", "-w", ws, "--name", "dev", "--provider", mx)
     moved = gw_json(capsys, "keys", "update", key["id"], "--provider", br)
     assert (moved["provider"], moved["route"]) == (br, "")
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def test_budgets_spend_alerts_and_usage(
+    control_plane: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws, prov = unique("p3"), unique("sim")
+    with WebhookSink() as sink:
+        created = gw_json(capsys, "workspaces", "create", ws, "--timezone", "Europe/Berlin",
+                          "--redis-failure", "open", "--alert-webhook", sink.url,
+                          "--budget", "10/month", "--budget", "100")  # fmt: skip
+        assert (created["timezone"], created["redis_failure"]) == ("Europe/Berlin", "open")
+        assert created["budgets"] == ["$10/month", "$100/lifetime"]
+        assert gw(capsys, "providers", "create", prov, "--kind", "simulator")[0] == 0
+        key = gw_json(capsys, "keys", "create", "-w", ws, "--name", "alice", "--provider", prov,
+                      "--budget", "4/day")  # fmt: skip
+        key_id = key["id"]
+        assert key["spend"][0]["text"].startswith("$0.00 of $4.00/day (0.0 %), resets ")
+
+        def spend(n: int, cost: int, project: str) -> telemetry_pb2.UsageEvent:
+            ev = event(ws, key_id, n, "claude-sonnet-4-5", cost)
+            ev.time_ms = int(time.time() * 1000)
+            ev.metadata["project"] = project
+            return ev
+
+        report(control_plane, [spend(1, 2_000_000, "web"), spend(2, 1_000_000, "api")])
+        shown = gw_json(capsys, "keys", "show", key_id)
+        assert shown["spend"][0]["spent_usd"] == "3.000000"
+        assert shown["spend"][0]["percent"] == "75.0"
+        code, stdout, _ = gw(capsys, "keys", "show", key_id)
+        assert code == 0 and "$3.00 of $4.00/day (75.0 %), resets " in stdout
+        code, stdout, _ = gw(capsys, "workspaces", "show", ws)
+        assert code == 0
+        assert "$3.00 of $10.00/month (30.0 %), resets " in stdout
+        assert "$3.00 of $100.00 lifetime (3.0 %), never resets" in stdout
+        assert "Europe/Berlin" in stdout and sink.url in stdout
+
+        def alerts() -> list[Any]:
+            return list(gw_json(capsys, "alerts", "--workspace", ws, "--since", "1d"))
+
+        first = wait_for(alerts)
+        assert [(a["scope"], a["threshold_percent"]) for a in first] == [("key", 50)]
+
+        report(control_plane, [spend(3, 1_200_000, "web")])  # key 105 %, workspace 42 %
+        report(control_plane, [spend(3, 1_200_000, "web")])  # a replay: nothing new
+        listed = wait_for(lambda: len(alerts()) >= 3 and alerts())
+        assert sorted(a["threshold_percent"] for a in listed) == [50, 80, 100]
+        assert wait_for(lambda: {a["webhook_status"] for a in alerts()} == {"delivered"})
+        assert sorted(b["threshold_percent"] for b in sink.bodies) == [50, 80, 100]
+        code, stdout, _ = gw(capsys, "logs", "alerts", "-w", ws)
+        assert code == 0 and "alice (" in stdout and "100 %" in stdout
+
+    by_key = gw_json(capsys, "usage", "-w", ws, "--by", "key", "--since", "7d")
+    assert [(r["group"], r["name"], r["cost_usd"]) for r in by_key["rows"]] == [
+        (key_id, "alice", "4.200000")
+    ]
+    by_project = gw_json(capsys, "usage", "-w", ws, "--by", "metadata.project", "--since", "7d")
+    assert {r["group"]: r["cost_usd"] for r in by_project["rows"]} == {
+        "web": "3.200000",
+        "api": "1.000000",
+    }
+    by_session = gw_json(capsys, "usage", "-w", ws, "--by", "session", "--since", "7d")
+    assert len(by_session["rows"]) == 3  # each event had its own session id
+    by_ws = gw_json(capsys, "usage", "--by", "workspace", "--since", "7d")
+    assert {r["group"]: r["cost_usd"] for r in by_ws["rows"]}[ws] == "4.200000"
+    code, stdout, _ = gw(capsys, "usage", "-w", ws, "--by", "model", "--since", "7d")
+    assert code == 0 and "claude-sonnet-4-5" in stdout
+    code, _, err = gw(capsys, "workspaces", "update", ws, "--timezone", "Berlin")
+    assert code == 1 and "unknown time zone 'Berlin'" in err

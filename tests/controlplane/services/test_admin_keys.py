@@ -10,6 +10,7 @@ from sqlmodel import select
 from controlplane.store.models import VirtualKeyRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
+from gwapi.v1 import telemetry_pb2 as tpb
 from tests.controlplane.conftest import expect_error, seed_basics
 
 
@@ -230,3 +231,57 @@ async def test_delete_key(admin) -> None:
     await expect_error(
         admin.RevokeKey(apb.RevokeKeyRequest(id=seeded["key"].id)), StatusCode.NOT_FOUND
     )
+
+
+async def test_budget_status_in_the_workspace_time_zone(admin, dataplane) -> None:
+    await admin.CreateWorkspace(
+        apb.CreateWorkspaceRequest(workspace=pb.Workspace(name="tokyo", timezone="Asia/Tokyo"))
+    )
+    await admin.CreateProvider(
+        apb.CreateProviderRequest(provider=pb.Provider(name="sim", kind="simulator"))
+    )
+    day = pb.Budget(amount_micros=5_000_000, period=pb.PERIOD_DAY)
+    life = pb.Budget(amount_micros=50_000_000, period=pb.PERIOD_LIFETIME)
+    created = await admin.CreateKey(
+        apb.CreateKeyRequest(
+            workspace="tokyo", name="k", provider="sim", limits=pb.Limits(budgets=[life, day])
+        )
+    )
+    key = created.key
+    assert [s.spent_micros for s in key.budget_status] == [0, 0]
+    now = time.time_ns() // 1_000_000
+    await dataplane.telemetry.ReportUsage(
+        tpb.ReportUsageRequest(
+            node_id="dp",
+            events=[
+                tpb.UsageEvent(
+                    request_id="old",
+                    time_ms=now - 3 * 86_400_000,
+                    workspace="tokyo",
+                    key_id=key.id,
+                    usage=pb.Usage(cost_micros=1_000_000),
+                ),
+                tpb.UsageEvent(
+                    request_id="new",
+                    time_ms=now,
+                    workspace="tokyo",
+                    key_id=key.id,
+                    usage=pb.Usage(cost_micros=250_000),
+                ),
+            ],
+        )
+    )
+    got = await admin.GetKey(apb.GetKeyRequest(id=key.id))
+    d, lt = got.budget_status
+    assert (d.budget, d.spent_micros) == (day, 250_000)
+    # Tokyo midnight is 15:00 UTC.
+    assert d.period_start_ms % 86_400_000 == 15 * 3_600_000
+    assert d.period_start_ms <= now < d.period_end_ms
+    assert (lt.budget, lt.period_start_ms, lt.period_end_ms, lt.spent_micros) == (
+        life,
+        0,
+        0,
+        1_250_000,
+    )
+    listed = await admin.ListKeys(apb.ListKeysRequest(workspace="tokyo"))
+    assert list(listed.keys[0].budget_status) == list(got.budget_status)

@@ -1,10 +1,13 @@
 """Admin workspaces over real gRPC, on SQLite and PostgreSQL."""
 
+import time
+
 from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import StatusCode
 
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
+from gwapi.v1 import telemetry_pb2 as tpb
 from tests.controlplane.conftest import expect_error, seed_basics
 
 DAY = pb.Budget(amount_micros=50_000_000, period=pb.PERIOD_DAY)
@@ -175,3 +178,116 @@ async def test_delete_with_only_revoked_keys(admin) -> None:
     await admin.RevokeKey(apb.RevokeKeyRequest(id=seeded["key"].id))
     await admin.DeleteWorkspace(apb.DeleteWorkspaceRequest(name="team-a"))
     await expect_error(admin.GetKey(apb.GetKeyRequest(id=seeded["key"].id)), StatusCode.NOT_FOUND)
+
+
+async def test_settings_create_update_and_snapshot(cp, admin) -> None:
+    created = await admin.CreateWorkspace(ws_req())
+    assert (created.timezone, created.redis_failure, created.alert_webhook) == ("", "closed", "")
+    created = await admin.CreateWorkspace(
+        ws_req(
+            "berlin",
+            timezone="Europe/Berlin",
+            redis_failure="open",
+            alert_webhook="https://hooks.example.com/t/123",
+        )
+    )
+    assert (created.timezone, created.redis_failure, created.alert_webhook) == (
+        "Europe/Berlin",
+        "open",
+        "https://hooks.example.com/t/123",
+    )
+    assert await admin.GetWorkspace(apb.GetWorkspaceRequest(name="berlin")) == created
+
+    upd = await admin.UpdateWorkspace(
+        apb.UpdateWorkspaceRequest(
+            workspace=pb.Workspace(name="berlin", redis_failure="closed", alert_webhook=""),
+            update_mask=FieldMask(paths=["redis_failure", "alert_webhook"]),
+        )
+    )
+    assert (upd.timezone, upd.redis_failure, upd.alert_webhook) == ("Europe/Berlin", "closed", "")
+    upd = await admin.UpdateWorkspace(
+        apb.UpdateWorkspaceRequest(
+            workspace=pb.Workspace(name="berlin", timezone="", redis_failure="open"),
+            update_mask=FieldMask(paths=["timezone"]),
+        )
+    )
+    assert (upd.timezone, upd.redis_failure) == ("", "closed")  # only the masked path changed
+
+    await admin.UpdateWorkspace(
+        apb.UpdateWorkspaceRequest(
+            workspace=pb.Workspace(
+                name="team-a", redis_failure="open", alert_webhook="http://127.0.0.1:9/x"
+            )
+        )  # empty mask: the set fields
+    )
+    snap = cp.state.cache.current
+    team = next(w for w in snap.workspaces if w.name == "team-a")
+    assert team.redis_failure == "open" and team.alert_webhook == ""  # the URL stays here
+
+
+async def test_settings_validation(admin) -> None:
+    await expect_error(
+        admin.CreateWorkspace(ws_req(timezone="Europe/Gotham")),
+        StatusCode.INVALID_ARGUMENT,
+        "unknown time zone 'Europe/Gotham': use an IANA name such as 'Europe/Berlin'",
+    )
+    await expect_error(
+        admin.CreateWorkspace(ws_req(redis_failure="maybe")),
+        StatusCode.INVALID_ARGUMENT,
+        "invalid redis_failure 'maybe'",
+    )
+    details = await expect_error(
+        admin.CreateWorkspace(ws_req(alert_webhook="https://bot:hunter2@hooks.example.com/x")),
+        StatusCode.INVALID_ARGUMENT,
+        "credentials in the URL",
+    )
+    assert "hunter2" not in details
+    await expect_error(
+        admin.CreateWorkspace(ws_req(alert_webhook="mailto:ops@example.com")),
+        StatusCode.INVALID_ARGUMENT,
+        "use an http:// or https:// URL",
+    )
+    await admin.CreateWorkspace(ws_req())
+    await expect_error(
+        admin.UpdateWorkspace(
+            apb.UpdateWorkspaceRequest(
+                workspace=pb.Workspace(name="team-a", timezone="Mars/Olympus"),
+                update_mask=FieldMask(paths=["timezone"]),
+            )
+        ),
+        StatusCode.INVALID_ARGUMENT,
+        "unknown time zone",
+    )
+    assert not (await admin.ListWorkspaces(apb.ListWorkspacesRequest())).workspaces[0].timezone
+
+
+async def test_budget_status_on_get_and_list(admin, dataplane) -> None:
+    await admin.CreateWorkspace(ws_req(limits=pb.Limits(budgets=[MONTH, DAY])))
+    await admin.CreateWorkspace(ws_req("idle"))
+    now = time.time_ns() // 1_000_000
+    await dataplane.telemetry.ReportUsage(
+        tpb.ReportUsageRequest(
+            node_id="dp",
+            events=[
+                tpb.UsageEvent(
+                    request_id=f"r{i}",
+                    time_ms=now,
+                    workspace="team-a",
+                    key_id="key_x",
+                    usage=pb.Usage(cost_micros=1_234_567),
+                )
+                for i in range(2)
+            ],
+        )
+    )
+    ws = await admin.GetWorkspace(apb.GetWorkspaceRequest(name="team-a"))
+    assert [(s.budget.period, s.spent_micros) for s in ws.budget_status] == [
+        (pb.PERIOD_DAY, 2_469_134),
+        (pb.PERIOD_MONTH, 2_469_134),
+    ]
+    day = ws.budget_status[0]
+    assert day.budget == DAY
+    assert day.period_start_ms <= now < day.period_end_ms
+    assert day.period_end_ms - day.period_start_ms == 86_400_000  # UTC: no DST
+    listed = await admin.ListWorkspaces(apb.ListWorkspacesRequest())
+    assert [list(w.budget_status) for w in listed.workspaces] == [[], list(ws.budget_status)]

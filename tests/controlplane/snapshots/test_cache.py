@@ -56,3 +56,37 @@ async def test_close_wakes_watchers(db: Database) -> None:
     await asyncio.sleep(0.01)
     await cache.close()
     assert await asyncio.wait_for(waiter, 1) is False and cache.closed
+
+
+async def test_rebuild_soon_is_throttled_not_per_call(db: Database, monkeypatch) -> None:
+    """The first request rebuilds at once; a burst coalesces into one more rebuild after the
+    interval; a request during a rebuild is not lost."""
+    cache = SnapshotCache(db, min_interval_s=0.3)
+    starts: list[float] = []
+    real = cache.rebuild
+    loop = asyncio.get_running_loop()
+
+    async def counting(**kw: bool) -> bool:
+        starts.append(loop.time())
+        return await real(**kw)
+
+    monkeypatch.setattr(cache, "rebuild", counting)
+    t0 = loop.time()
+    cache.rebuild_soon()
+    await asyncio.sleep(0.05)
+    assert len(starts) == 1 and starts[0] - t0 < 0.05  # leading edge: at once
+
+    await db.run(lambda s: s.add(WorkspaceRow(name="w1")))
+    for _ in range(50):  # a burst of ingests
+        cache.rebuild_soon()
+        await asyncio.sleep(0.002)
+    await asyncio.sleep(0.45)
+    assert len(starts) == 2 and starts[1] - starts[0] >= 0.3
+    assert [w.name for w in cache.current.workspaces] == ["w1"]  # type: ignore[union-attr]
+
+    await asyncio.sleep(0.4)
+    assert len(starts) == 2  # quiet: nothing more
+    await cache.close()
+    cache.rebuild_soon()  # after close: ignored
+    await asyncio.sleep(0.05)
+    assert len(starts) == 2

@@ -3,7 +3,7 @@
 import asyncio
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlmodel import select
 
 from controlplane.store.db import Database, make_engine, normalize_url, redact_url
@@ -65,3 +65,31 @@ async def test_big_integers_fit(db: Database) -> None:
     await db.run(lambda s: s.add(UsageEventRow(request_id="big", time_ms=big, cost_micros=big)))
     row = await db.read(lambda s: s.get(UsageEventRow, "big"))
     assert row is not None and row.time_ms == big and row.cost_micros == big
+
+
+def test_create_all_upgrades_a_database_from_before_p3(db_url: str) -> None:
+    """An existing database without the P3 columns, indexes and table is upgraded in place."""
+    old = Database(db_url)
+    old.create_all()
+    with old.engine.begin() as conn:
+        conn.execute(text("DROP TABLE budget_alert"))
+        conn.execute(text("DROP INDEX ix_usage_event_key_time_cost"))
+        conn.execute(text("ALTER TABLE workspace DROP COLUMN redis_failure"))
+        conn.execute(text("ALTER TABLE workspace DROP COLUMN alert_webhook"))
+        conn.execute(
+            text(
+                "INSERT INTO workspace (name, description, limits_json, timezone, created_at_ms,"
+                " updated_at_ms) VALUES ('legacy', '', '{}', '', 1, 1)"
+            )
+        )
+    old.dispose()
+
+    db = Database(db_url)
+    db.create_all()
+    db.create_all()  # idempotent
+    row = db.read_sync(lambda s: s.get(WorkspaceRow, "legacy"))
+    assert row is not None and (row.redis_failure, row.alert_webhook) == ("closed", "")
+    indexes = {i["name"] for i in inspect(db.engine).get_indexes("usage_event")}
+    assert {"ix_usage_event_key_time_cost", "ix_usage_event_workspace_time_cost"} <= indexes
+    assert "budget_alert" in inspect(db.engine).get_table_names()
+    db.dispose()

@@ -1,0 +1,62 @@
+"""Workspace settings beyond limits: the Redis failure mode and the alert webhook URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from controlplane.domain.errors import InvalidArgument
+
+REDIS_FAILURE_MODES = ("closed", "open")
+DEFAULT_REDIS_FAILURE = "closed"
+MAX_WEBHOOK_CHARS = 2048
+
+
+def validate_redis_failure(value: str) -> str:
+    """``""`` (the default, fail closed), ``"closed"`` or ``"open"`` → ``"closed"``/``"open"``.
+
+    What data planes do when the shared counter store is unreachable: ``closed`` refuses requests
+    that have a budget to enforce; ``open`` serves them, enforcing nothing shared.
+    """
+    mode = value.strip().lower() or DEFAULT_REDIS_FAILURE
+    if mode not in REDIS_FAILURE_MODES:
+        raise InvalidArgument(
+            f"invalid redis_failure {value!r}: use 'closed' (refuse budgeted requests while Redis "
+            "is unreachable; the default) or 'open' (serve them without shared limits)"
+        )
+    return mode
+
+
+def validate_alert_webhook(url: str) -> str:
+    """``""`` (no webhook) or an absolute ``http``/``https`` URL with a host and no credentials.
+
+    Credentials in the URL (``https://user:pass@host/…``) are refused: the URL is shown by
+    ``gwctl workspaces show``. Put a secret in the path or query instead if the receiver needs one.
+    """
+    url = url.strip()
+    if not url:
+        return ""
+    if len(url) > MAX_WEBHOOK_CHARS:
+        raise InvalidArgument(f"alert_webhook is too long (at most {MAX_WEBHOOK_CHARS} characters)")
+    if any(ord(ch) <= 32 or ord(ch) == 127 for ch in url):
+        raise InvalidArgument("alert_webhook must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a bad port
+    except ValueError:
+        raise InvalidArgument(
+            "invalid alert_webhook: not a URL (check the host and port)"
+        ) from None
+    # Checked first so no later message echoes a password.
+    if parts.username is not None or parts.password is not None:
+        raise InvalidArgument(
+            "invalid alert_webhook: credentials in the URL (user:password@) are not allowed; "
+            "use a URL without them"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgument(
+            f"invalid alert_webhook {url!r}: use an http:// or https:// URL such as "
+            "https://hooks.example.com/tollgate"
+        )
+    if port == 0:
+        raise InvalidArgument(f"invalid alert_webhook {url!r}: port 0")
+    return url
