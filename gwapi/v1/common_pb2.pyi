@@ -136,7 +136,9 @@ class Workspace(_message.Message):
     def limits(self) -> Global___Limits: ...
     @_builtins.property
     def budget_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___BudgetStatus]:
-        """Output only (Get/List): the current period of every budget, with its spend."""
+        """Output only (every Admin response carrying a workspace): the current period of every
+        budget, with its spend.
+        """
 
     def __init__(
         self,
