@@ -364,6 +364,9 @@ class Route(_message.Message):
     CACHE_TTL_S_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
+    CACHE_SAMPLED_FIELD_NUMBER: _builtins.int
+    BREAKER_FAILURES_FIELD_NUMBER: _builtins.int
+    BREAKER_COOLDOWN_S_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     mode: _builtins.str
     """fallback | loadbalance"""
@@ -374,6 +377,13 @@ class Route(_message.Message):
     cache_ttl_s: _builtins.int
     created_at_ms: _builtins.int
     updated_at_ms: _builtins.int
+    cache_sampled: _builtins.bool
+    """Cache answers to requests sampled with temperature > 0 too (off: only deterministic ones)."""
+    breaker_failures: _builtins.int
+    """Circuit breaker per target: open after this many consecutive failures (0 = default 5), for
+    this long (0 = default 30 s), then let one probe through.
+    """
+    breaker_cooldown_s: _builtins.int
     @_builtins.property
     def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteTarget]: ...
     @_builtins.property
@@ -392,10 +402,13 @@ class Route(_message.Message):
         cache_ttl_s: _builtins.int = ...,
         created_at_ms: _builtins.int = ...,
         updated_at_ms: _builtins.int = ...,
+        cache_sampled: _builtins.bool = ...,
+        breaker_failures: _builtins.int = ...,
+        breaker_cooldown_s: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_ttl_s", b"cache_ttl_s", "created_at_ms", b"created_at_ms", "mode", b"mode", "name", b"name", "retries", b"retries", "retry_on", b"retry_on", "targets", b"targets", "timeout_connect_ms", b"timeout_connect_ms", "timeout_first_byte_ms", b"timeout_first_byte_ms", "timeout_idle_ms", b"timeout_idle_ms", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaker_cooldown_s", b"breaker_cooldown_s", "breaker_failures", b"breaker_failures", "cache_sampled", b"cache_sampled", "cache_ttl_s", b"cache_ttl_s", "created_at_ms", b"created_at_ms", "mode", b"mode", "name", b"name", "retries", b"retries", "retry_on", b"retry_on", "targets", b"targets", "timeout_connect_ms", b"timeout_connect_ms", "timeout_first_byte_ms", b"timeout_first_byte_ms", "timeout_idle_ms", b"timeout_idle_ms", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

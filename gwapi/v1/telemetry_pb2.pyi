@@ -167,6 +167,9 @@ class UsageEvent(_message.Message):
     DATAPLANE_ID_FIELD_NUMBER: _builtins.int
     UPSTREAM_REQUEST_ID_FIELD_NUMBER: _builtins.int
     CLIENT_DISCONNECTED_FIELD_NUMBER: _builtins.int
+    ATTEMPT_LOG_FIELD_NUMBER: _builtins.int
+    CACHE_STATUS_FIELD_NUMBER: _builtins.int
+    COST_SAVED_MICROS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """gateway request id, the idempotency key"""
     time_ms: _builtins.int
@@ -194,12 +197,20 @@ class UsageEvent(_message.Message):
     dataplane_id: _builtins.str
     upstream_request_id: _builtins.str
     client_disconnected: _builtins.bool
+    cache_status: _builtins.str
+    """"" (no cache) | hit | miss | bypass | refresh"""
+    cost_saved_micros: _builtins.int
+    """a cache hit: what the upstream call would have cost"""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """x-tollgate-metadata"""
 
     @_builtins.property
     def usage(self) -> _common_pb2.Usage: ...
+    @_builtins.property
+    def attempt_log(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]:
+        """every upstream attempt, in order"""
+
     def __init__(
         self,
         *,
@@ -227,14 +238,60 @@ class UsageEvent(_message.Message):
         dataplane_id: _builtins.str = ...,
         upstream_request_id: _builtins.str = ...,
         client_disconnected: _builtins.bool = ...,
+        attempt_log: _abc.Iterable[Global___Attempt] | None = ...,
+        cache_status: _builtins.str = ...,
+        cost_saved_micros: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "client_disconnected", b"client_disconnected", "client_version", b"client_version", "dataplane_id", b"dataplane_id", "error_message", b"error_message", "error_type", b"error_type", "key_id", b"key_id", "key_name", b"key_name", "latency_ms", b"latency_ms", "metadata", b"metadata", "model_requested", b"model_requested", "model_served", b"model_served", "path", b"path", "provider", b"provider", "request_id", b"request_id", "session_id", b"session_id", "status", b"status", "stream", b"stream", "time_ms", b"time_ms", "ttfb_ms", b"ttfb_ms", "upstream_request_id", b"upstream_request_id", "usage", b"usage", "user_agent", b"user_agent", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_log", b"attempt_log", "attempts", b"attempts", "cache_status", b"cache_status", "client_disconnected", b"client_disconnected", "client_version", b"client_version", "cost_saved_micros", b"cost_saved_micros", "dataplane_id", b"dataplane_id", "error_message", b"error_message", "error_type", b"error_type", "key_id", b"key_id", "key_name", b"key_name", "latency_ms", b"latency_ms", "metadata", b"metadata", "model_requested", b"model_requested", "model_served", b"model_served", "path", b"path", "provider", b"provider", "request_id", b"request_id", "session_id", b"session_id", "status", b"status", "stream", b"stream", "time_ms", b"time_ms", "ttfb_ms", b"ttfb_ms", "upstream_request_id", b"upstream_request_id", "usage", b"usage", "user_agent", b"user_agent", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UsageEvent: _TypeAlias = UsageEvent  # noqa: Y015
+
+@_typing.final
+class Attempt(_message.Message):
+    """One try at one target of a route."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ERROR_TYPE_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    START_OFFSET_MS_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    model: _builtins.str
+    """the model id sent to that provider"""
+    status: _builtins.int
+    """HTTP status from the provider; 0 = no response"""
+    error_type: _builtins.str
+    outcome: _builtins.str
+    """served | retried | fell_back | failed | skipped_open_breaker"""
+    start_offset_ms: _builtins.int
+    """since the request arrived"""
+    duration_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        status: _builtins.int = ...,
+        error_type: _builtins.str = ...,
+        outcome: _builtins.str = ...,
+        start_offset_ms: _builtins.int = ...,
+        duration_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error_type", b"error_type", "model", b"model", "outcome", b"outcome", "provider", b"provider", "start_offset_ms", b"start_offset_ms", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Attempt: _TypeAlias = Attempt  # noqa: Y015
 
 @_typing.final
 class ReportUsageRequest(_message.Message):
