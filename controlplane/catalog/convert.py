@@ -148,6 +148,9 @@ def route_to_pb(row: RouteRow) -> pb.Route:
         cache_ttl_s=row.cache_ttl_s,
         created_at_ms=row.created_at_ms,
         updated_at_ms=row.updated_at_ms,
+        cache_sampled=row.cache_sampled,
+        breaker_failures=row.breaker_failures,
+        breaker_cooldown_s=row.breaker_cooldown_s,
     )
 
 

@@ -44,6 +44,9 @@ def _policy_from_pb(msg: pb.Route) -> RoutePolicy:
         timeout_first_byte_ms=msg.timeout_first_byte_ms,
         timeout_idle_ms=msg.timeout_idle_ms,
         cache_ttl_s=msg.cache_ttl_s,
+        cache_sampled=msg.cache_sampled,
+        breaker_failures=msg.breaker_failures,
+        breaker_cooldown_s=msg.breaker_cooldown_s,
     )
 
 
@@ -57,6 +60,9 @@ def _policy_from_row(row: RouteRow) -> RoutePolicy:
         timeout_first_byte_ms=row.timeout_first_byte_ms,
         timeout_idle_ms=row.timeout_idle_ms,
         cache_ttl_s=row.cache_ttl_s,
+        cache_sampled=row.cache_sampled,
+        breaker_failures=row.breaker_failures,
+        breaker_cooldown_s=row.breaker_cooldown_s,
     )
 
 
@@ -75,6 +81,9 @@ def _store_policy(s: Session, row: RouteRow, policy: RoutePolicy) -> None:
     row.timeout_first_byte_ms = policy.timeout_first_byte_ms
     row.timeout_idle_ms = policy.timeout_idle_ms
     row.cache_ttl_s = policy.cache_ttl_s
+    row.cache_sampled = policy.cache_sampled
+    row.breaker_failures = policy.breaker_failures
+    row.breaker_cooldown_s = policy.breaker_cooldown_s
 
 
 def create(s: Session, msg: pb.Route, now: int) -> pb.Route:

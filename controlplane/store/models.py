@@ -7,7 +7,8 @@ SQLite and PostgreSQL. Virtual keys hold only the SHA-256 of their secret.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import false as sql_false
 from sqlmodel import Field, SQLModel
 
 # Every table registers on this metadata; db.create_all() uses it.
@@ -21,6 +22,16 @@ def _json(default: str) -> Column:  # type: ignore[type-arg]
 def _text(default: str = "") -> Column:  # type: ignore[type-arg]
     """A NOT NULL text column with a server default, so it can be added to an existing table."""
     return Column(String, nullable=False, default=default, server_default=default)
+
+
+def _int(default: int = 0) -> Column:  # type: ignore[type-arg]
+    """A NOT NULL integer column with a server default (addable to an existing table)."""
+    return Column(Integer, nullable=False, default=default, server_default=str(default))
+
+
+def _bool() -> Column:  # type: ignore[type-arg]
+    """A NOT NULL boolean, false by default (addable to an existing table)."""
+    return Column(Boolean, nullable=False, default=False, server_default=sql_false())
 
 
 class WorkspaceRow(SQLModel, table=True):
@@ -84,6 +95,10 @@ class RouteRow(SQLModel, table=True):
     cache_ttl_s: int = 0
     created_at_ms: int = Field(default=0, sa_type=BigInteger)
     updated_at_ms: int = Field(default=0, sa_type=BigInteger)
+    # Added with the response cache and circuit breaker (0 / false = the data plane's default).
+    cache_sampled: bool = Field(default=False, sa_column=_bool())
+    breaker_failures: int = Field(default=0, sa_column=_int())
+    breaker_cooldown_s: int = Field(default=0, sa_column=_int())
 
 
 class PriceRow(SQLModel, table=True):

@@ -159,7 +159,12 @@ async def test_route_crud_and_validation(admin) -> None:
         (route("r1"), StatusCode.INVALID_ARGUMENT, "at least one target"),
         (route("r1", "ghost"), StatusCode.NOT_FOUND, "ghost"),
         (route("r1", "a", mode="random"), StatusCode.INVALID_ARGUMENT, "unknown route mode"),
-        (route("r1", "a", mode="loadbalance"), StatusCode.INVALID_ARGUMENT, "weight > 0"),
+        (route("r1", "a", "a"), StatusCode.INVALID_ARGUMENT, "listed twice"),
+        (route("r1", "a", retries=11), StatusCode.INVALID_ARGUMENT, "between 0 and 10"),
+        (route("r1", "a", cache_ttl_s=10**7), StatusCode.INVALID_ARGUMENT, "7 days"),
+        (route("r1", "a", breaker_failures=101), StatusCode.INVALID_ARGUMENT, "at most 100"),
+        (route("r1", "a", breaker_cooldown_s=-1), StatusCode.INVALID_ARGUMENT, "negative"),
+        (route("r1", "a", timeout_idle_ms=3_600_001), StatusCode.INVALID_ARGUMENT, "1 h"),
         (route("r1", "a", retry_on=[200]), StatusCode.INVALID_ARGUMENT, "400-599"),
         (route("R1", "a"), StatusCode.INVALID_ARGUMENT, "invalid route name"),
         (route("main", "a"), StatusCode.ALREADY_EXISTS, "route 'main' already exists"),
@@ -177,6 +182,107 @@ async def test_route_crud_and_validation(admin) -> None:
     )
     names = [x.name for x in (await admin.ListRoutes(apb.ListRoutesRequest())).routes]
     assert names == ["main"]
+
+
+async def test_route_new_settings_and_every_update_path(admin) -> None:
+    await admin.CreateProvider(prov("a", kind="simulator", base_url="http://127.0.0.1:1"))
+    await admin.CreateProvider(prov("b", kind="simulator", base_url="http://127.0.0.1:2"))
+    r = await admin.CreateRoute(
+        apb.CreateRouteRequest(
+            route=pb.Route(
+                name="lb",
+                mode="loadbalance",
+                targets=[pb.RouteTarget(provider="a"), pb.RouteTarget(provider="b", weight=3)],
+                cache_ttl_s=300,
+                cache_sampled=True,
+                breaker_failures=3,
+                breaker_cooldown_s=60,
+            )
+        )
+    )
+    assert [t.weight for t in r.targets] == [1, 3]  # an unset weight is stored as 1
+    assert (r.cache_ttl_s, r.cache_sampled, r.breaker_failures, r.breaker_cooldown_s) == (
+        300,
+        True,
+        3,
+        60,
+    )
+    changes: list[tuple[str, object]] = [
+        ("mode", "fallback"),
+        ("retries", 4),
+        ("retry_on", [503, 429]),
+        ("timeout_connect_ms", 2_000),
+        ("timeout_first_byte_ms", 30_000),
+        ("timeout_idle_ms", 60_000),
+        ("cache_ttl_s", 0),
+        ("cache_sampled", False),
+        ("breaker_failures", 10),
+        ("breaker_cooldown_s", 0),
+    ]
+    before = r
+    for path, value in changes:
+        msg = pb.Route(name="lb")
+        if isinstance(value, list):
+            getattr(msg, path).extend(value)
+        else:
+            setattr(msg, path, value)
+        after = await admin.UpdateRoute(
+            apb.UpdateRouteRequest(route=msg, update_mask=FieldMask(paths=[path]))
+        )
+        expected = sorted(value) if isinstance(value, list) else value
+        got = list(getattr(after, path)) if isinstance(value, list) else getattr(after, path)
+        assert got == expected, path
+        # Every other setting is untouched.
+        for other, _ in changes:
+            if other != path:
+                assert getattr(after, other) == getattr(before, other), (path, other)
+        assert list(after.targets) == list(before.targets)
+        before = after
+    after = await admin.UpdateRoute(
+        apb.UpdateRouteRequest(
+            route=pb.Route(
+                name="lb", targets=[pb.RouteTarget(provider="b", model="claude-x@2025")]
+            ),
+            update_mask=FieldMask(paths=["targets"]),
+        )
+    )
+    assert [(t.provider, t.weight, t.model) for t in after.targets] == [("b", 1, "claude-x@2025")]
+    assert await admin.GetRoute(apb.GetRouteRequest(name="lb")) == after
+    # A refused update changes nothing.
+    await expect_error(
+        admin.UpdateRoute(
+            apb.UpdateRouteRequest(
+                route=pb.Route(name="lb", breaker_cooldown_s=7200),
+                update_mask=FieldMask(paths=["breaker_cooldown_s"]),
+            )
+        ),
+        StatusCode.INVALID_ARGUMENT,
+        "breaker_cooldown_s must be at most 3600",
+    )
+    await expect_error(
+        admin.UpdateRoute(
+            apb.UpdateRouteRequest(
+                route=pb.Route(name="lb", targets=[pb.RouteTarget(provider="b", model="a b")]),
+                update_mask=FieldMask(paths=["targets"]),
+            )
+        ),
+        StatusCode.INVALID_ARGUMENT,
+        "whitespace",
+    )
+    assert await admin.GetRoute(apb.GetRouteRequest(name="lb")) == after
+
+
+async def test_provider_delete_names_the_route(admin) -> None:
+    await admin.CreateProvider(prov("a", kind="simulator", base_url="http://127.0.0.1:1"))
+    await admin.CreateProvider(prov("b", kind="simulator", base_url="http://127.0.0.1:2"))
+    await admin.CreateRoute(apb.CreateRouteRequest(route=route("primary", "a", "b")))
+    await expect_error(
+        admin.DeleteProvider(apb.DeleteProviderRequest(name="b")),
+        StatusCode.FAILED_PRECONDITION,
+        "provider 'b' is still used by route 'primary'",
+    )
+    await admin.DeleteRoute(apb.DeleteRouteRequest(name="primary"))
+    await admin.DeleteProvider(apb.DeleteProviderRequest(name="b"))
 
 
 async def test_route_delete_refused_while_used(admin) -> None:

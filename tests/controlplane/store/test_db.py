@@ -93,3 +93,30 @@ def test_create_all_upgrades_a_database_from_before_p3(db_url: str) -> None:
     assert {"ix_usage_event_key_time_cost", "ix_usage_event_workspace_time_cost"} <= indexes
     assert "budget_alert" in inspect(db.engine).get_table_names()
     db.dispose()
+
+
+def test_route_settings_columns_added_to_an_existing_table(db_url: str) -> None:
+    """A database made before the cache/breaker settings gains them; old rows read as defaults."""
+    from controlplane.store.models import RouteRow
+
+    db = Database(db_url)
+    try:
+        db.create_all()
+        with db.engine.begin() as conn:
+            for column in ("cache_sampled", "breaker_failures", "breaker_cooldown_s"):
+                conn.execute(text(f"ALTER TABLE route DROP COLUMN {column}"))
+            conn.execute(
+                text(
+                    "INSERT INTO route (name, mode, retries, timeout_connect_ms, "
+                    "timeout_first_byte_ms, timeout_idle_ms, cache_ttl_s, created_at_ms, "
+                    "updated_at_ms) VALUES ('old', 'fallback', 0, 0, 0, 0, 0, 0, 0)"
+                )
+            )
+        db.create_all()
+        have = {c["name"] for c in inspect(db.engine).get_columns("route")}
+        assert {"cache_sampled", "breaker_failures", "breaker_cooldown_s"} <= have
+        row = db.run_sync(lambda s: s.get(RouteRow, "old"))
+        assert row is not None
+        assert (row.cache_sampled, row.breaker_failures, row.breaker_cooldown_s) == (False, 0, 0)
+    finally:
+        db.dispose()
