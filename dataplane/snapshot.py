@@ -124,6 +124,9 @@ class RouteConfig:
     timeout_first_byte_ms: int
     timeout_idle_ms: int
     cache_ttl_s: int
+    cache_sampled: bool = False  # cache answers to temperature > 0 requests too
+    breaker_failures: int = 5  # consecutive failures that open a target's breaker
+    breaker_cooldown_s: int = 30  # how long an open breaker skips its target before one probe
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +173,8 @@ class Snapshot:
             for t in targets:
                 if t.provider not in providers:
                     raise SnapshotError(f"route {r.name!r} targets unknown provider {t.provider!r}")
+            if r.breaker_failures < 0 or r.breaker_cooldown_s < 0:
+                raise SnapshotError(f"route {r.name!r} has a negative circuit-breaker setting")
             routes[r.name] = RouteConfig(
                 r.name,
                 r.mode or "fallback",
@@ -180,6 +185,9 @@ class Snapshot:
                 r.timeout_first_byte_ms,
                 r.timeout_idle_ms,
                 r.cache_ttl_s,
+                r.cache_sampled,
+                r.breaker_failures or 5,
+                r.breaker_cooldown_s or 30,
             )
         keys: dict[str, VirtualKey] = {}
         for k in msg.keys:

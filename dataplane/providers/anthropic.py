@@ -76,7 +76,7 @@ class AnthropicProvider:
             url += "?" + request.query.decode("latin-1")
         headers = [*request.headers, *self._credentials(request), (b"accept-encoding", b"identity")]
         return await self._transport.request(
-            "POST", url, headers, request.body, self._timeout, self.name
+            "POST", url, headers, request.body, request.timeouts or self._timeout, self.name
         )
 
     async def aclose(self) -> None:

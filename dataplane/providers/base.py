@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dataplane.providers.transport import Timeouts
+
 Header = tuple[bytes, bytes]
 
 
@@ -31,6 +33,8 @@ class UpstreamRequest:
     # The client's own Authorization header, present only when the virtual key came separately in
     # x-tollgate-key: for providers that pass a Claude subscription's OAuth token through.
     client_authorization: bytes | None = None
+    # The route's timeouts for this attempt; None = the provider's own (options timeout_*_s).
+    timeouts: Timeouts | None = None
 
 
 class UpstreamResponse(Protocol):

@@ -253,7 +253,7 @@ class BedrockProvider:
         headers += [("user-agent", "tollgate"), ("accept-encoding", "identity")]
         # The URL goes out exactly as signed (not re-quoted: ARNs carry %2F), the body likewise.
         response = await self._transport.request(
-            "POST", url, headers, body, self._timeout, self.name
+            "POST", url, headers, body, request.timeouts or self._timeout, self.name
         )
         raw = b""
         if response.status != 200 or count_only:

@@ -25,6 +25,7 @@ Contract (what adapters and the relay rely on):
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -51,15 +52,23 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, Timeou
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """``connect``: waiting for a pooled connection plus TCP/TLS connect; ``read``: waiting for the
-    response headers and every silence between body chunks. No overall limit: streams are long."""
+    response headers and every silence between body chunks. No overall limit: streams are long.
+
+    ``first_byte`` (a route's setting), when set, bounds the wait for the response headers from
+    the start of the request instead of ``read``, which then only bounds the silences between
+    body chunks (the idle timeout)."""
 
     connect: float
     read: float
+    first_byte: float | None = None
     client_timeout: aiohttp.ClientTimeout = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # With a first-byte limit, the socket may stay silent up to that long before the headers;
+        # the idle limit (``read``) is put back on the connection once they arrived.
+        sock_read = self.read if self.first_byte is None else max(self.read, self.first_byte)
         timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.connect, sock_connect=self.connect, sock_read=self.read
+            total=None, connect=self.connect, sock_connect=self.connect, sock_read=sock_read
         )
         object.__setattr__(self, "client_timeout", timeout)
 
@@ -170,16 +179,21 @@ class Transport:
         """Send the request and wait for the response headers (see the module docstring)."""
         session = self._session or self._open()
         try:
-            response = await session.request(
-                method,
-                URL(url, encoded=True),
-                headers=[(_text(k), _text(v)) for k, v in headers],
-                data=body,
-                timeout=timeout.client_timeout,
-                allow_redirects=False,
-            )
+            async with asyncio.timeout(timeout.first_byte):  # None: no limit of its own
+                response = await session.request(
+                    method,
+                    URL(url, encoded=True),
+                    headers=[(_text(k), _text(v)) for k, v in headers],
+                    data=body,
+                    timeout=timeout.client_timeout,
+                    allow_redirects=False,
+                )
         except TRANSPORT_ERRORS as exc:
             raise failure(exc, provider) from exc
+        if timeout.first_byte is not None and timeout.first_byte > timeout.read:
+            connection = response.connection
+            if connection is not None and connection.protocol is not None:
+                connection.protocol.read_timeout = timeout.read  # from now on: the idle limit
         return TransportResponse(response, provider)
 
     async def aclose(self) -> None:

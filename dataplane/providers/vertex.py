@@ -260,7 +260,7 @@ class VertexProvider:
             self.url(model, request.stream, count_tokens),
             self.headers(request, token, count_tokens),
             self.body(request, model, count_tokens),
-            self._timeout,
+            request.timeouts or self._timeout,
             self.name,
         )
         if response.status < 400:
