@@ -24,6 +24,7 @@ from dataplane.auth import (
     authenticate,
     extract_secret,
 )
+from dataplane.cache import CacheBackend
 from dataplane.doors.anthropic import AnthropicDoor
 from dataplane.doors.base import Door
 from dataplane.doors.bedrock import BedrockDoor
@@ -217,9 +218,10 @@ def build_app(
     max_body: int,
     health: Health,
     limiter: Limiter,
+    cache: CacheBackend,
 ) -> ASGIApp:
     def handler(door: Door) -> MessagesHandler:
-        return MessagesHandler(router, sink, dataplane_id, max_body, door, limiter)
+        return MessagesHandler(router, sink, dataplane_id, max_body, door, limiter, cache)
 
     routes = Routes(handler(AnthropicDoor()), handler(BedrockDoor()), handler(VertexDoor()), health)
     return AuthMiddleware(

@@ -86,6 +86,9 @@ class RequestRecord:
     client_disconnected: bool = False
     usage: TokenUsage = field(default_factory=TokenUsage)
     priced: Priced | None = None
+    attempt_log: list[telemetry_pb2.Attempt] = field(default_factory=list)
+    cache_status: str = ""
+    cost_saved_micros: int = 0
 
     def mark_first_byte(self) -> None:
         if self.ttfb_s is None:
@@ -134,4 +137,7 @@ class RequestRecord:
             dataplane_id=self.dataplane_id,
             upstream_request_id=self.upstream_request_id,
             client_disconnected=self.client_disconnected,
+            attempt_log=self.attempt_log,
+            cache_status=self.cache_status,
+            cost_saved_micros=self.cost_saved_micros,
         )

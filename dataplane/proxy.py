@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-
-import orjson
+from dataclasses import dataclass
 
 from dataplane.asgi import (
     ClientDisconnected,
@@ -24,23 +23,28 @@ from dataplane.asgi import (
     read_body,
     send_error_body,
 )
+from dataplane.attempts import Attempts
 from dataplane.auth import PRINCIPAL, REQUEST_ID, Principal
-from dataplane.codecs.sse import SSEDecoder
+from dataplane.cache import (
+    CONTROL_HEADER,
+    HIT,
+    CacheBackend,
+    CacheRecorder,
+    cache_key,
+    decide,
+    replay,
+    replay_headers,
+)
+from dataplane.cache_store import MemoryCache
 from dataplane.counters.memory import MemoryCounters
 from dataplane.doors.anthropic import AnthropicDoor
-from dataplane.doors.base import Door
-from dataplane.errors import (
-    ERROR_TYPES,
-    GatewayError,
-    error_event,
-    new_request_id,
-    upstream_timeout,
-)
+from dataplane.doors.base import Door, Prepared
+from dataplane.errors import GatewayError, new_request_id
 from dataplane.events import RequestRecord, parse_metadata
 from dataplane.limits import Admission, Limiter
-from dataplane.providers.base import Header, UpstreamRequest, UpstreamResponse
-from dataplane.routing import Router
-from dataplane.usage import METER_SKIP, StreamMeter, usage_from_message
+from dataplane.providers.base import Header, UpstreamRequest
+from dataplane.relay import Relay
+from dataplane.routing import Plan, Router
 
 log = logging.getLogger("tollgate.proxy")
 
@@ -65,48 +69,12 @@ _DROP_REQUEST = frozenset(
         b"cookie",
     }
 )
-# Response headers the server sets itself (length/framing) or that are hop-by-hop.
-_DROP_RESPONSE = frozenset(
-    {
-        b"content-length",
-        b"transfer-encoding",
-        b"connection",
-        b"keep-alive",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"server",
-        b"date",
-    }
-)
 
 
 def forwardable_headers(headers: list[Header]) -> tuple[Header, ...]:
     return tuple(
         (k, v) for k, v in headers if k not in _DROP_REQUEST and not k.startswith(b"x-tollgate-")
     )
-
-
-def response_headers(
-    upstream: list[Header], request_id: str, provider: str, extra: list[Header]
-) -> list[Header]:
-    out = [(k.lower(), v) for k, v in upstream if k.lower() not in _DROP_RESPONSE]
-    if not any(k == b"request-id" for k, _ in out):
-        out.append((b"request-id", request_id.encode()))
-    out.append((b"x-tollgate-request-id", request_id.encode()))
-    out.append((b"x-tollgate-provider", provider.encode()))
-    out.extend(extra)
-    return out
-
-
-def _error_of(body: bytes) -> tuple[str, str]:
-    """Best-effort (type, message) of an upstream error body, for the usage record only."""
-    try:
-        obj = orjson.loads(body)
-        err = obj.get("error", {}) if isinstance(obj, dict) else {}
-        return str(err.get("type", "")), str(err.get("message", ""))
-    except (orjson.JSONDecodeError, AttributeError):
-        return "", body[:200].decode("utf-8", "replace")
 
 
 class MessagesHandler:
@@ -120,9 +88,13 @@ class MessagesHandler:
         max_body: int,
         door: Door | None = None,
         limiter: Limiter | None = None,
+        cache: CacheBackend | None = None,
     ) -> None:
         self.router = router
+        self.attempts = Attempts(router)
         self.limiter = limiter or Limiter(MemoryCounters())
+        self.cache: CacheBackend = cache or MemoryCache()
+        self._background: set[asyncio.Task[None]] = set()
         self.sink = record_sink
         self.dataplane_id = dataplane_id
         self.max_body = max_body
@@ -150,16 +122,7 @@ class MessagesHandler:
             rec.model_requested = prepared.model
             rec.stream = prepared.stream
             principal.check_model(prepared.model)
-            if not count_only:  # counting tokens costs nothing and counts against nothing
-                admission = await self.limiter.admit(
-                    principal,
-                    model=prepared.model,
-                    body_bytes=len(prepared.body),
-                    max_tokens=prepared.max_tokens,
-                    prices=principal.snapshot.prices,
-                    request_id=request_id,
-                    redis_failure=principal.workspace.redis_failure or None,
-                )
+            plan = self.router.plan(principal, rec.session_id)
             request = UpstreamRequest(
                 path="/v1/messages/count_tokens" if count_only else "/v1/messages",
                 # Only the Anthropic door's query means anything to an Anthropic-format upstream.
@@ -174,20 +137,89 @@ class MessagesHandler:
                 if header(scope, b"x-tollgate-key")
                 else None,
             )
+            cache = CachePlan.none()
+            if not count_only:
+                cache = self._cache_plan(scope, principal, prepared, plan, rec)
+                if cache.read and await self._serve_from_cache(cache, request_id, rec, send):
+                    return
+                # A miss or no cache: counting tokens costs nothing and counts against nothing.
+                admission = await self.limiter.admit(
+                    principal,
+                    model=prepared.model,
+                    body_bytes=len(prepared.body),
+                    max_tokens=prepared.max_tokens,
+                    prices=principal.snapshot.prices,
+                    request_id=request_id,
+                    redis_failure=principal.workspace.redis_failure or None,
+                )
             extra = self.limiter.headers(admission) if admission is not None else []
-            await self._forward(principal, request, rec, receive, send, extra)
+            if rec.cache_status:
+                extra.append((b"x-tollgate-cache", rec.cache_status.encode()))
+            relay = Relay(door, principal, request, rec, send, extra, cache.recorder())
+            await self._forward(relay, plan, receive)
+            self._store(cache, relay)
         except ClientDisconnected:
             rec.client_disconnected = True
             rec.fail(499, "client_disconnected", "client disconnected before the request completed")
         except GatewayError as err:
             rec.fail(err.status, err.error_type, err.message)
-            body, extra = door.error_body(err.status, err.error_type, err.message, request_id)
-            await send_error_body(send, err.status, body, [*err.headers, *extra], request_id)
+            body, more = door.error_body(err.status, err.error_type, err.message, request_id)
+            await send_error_body(send, err.status, body, [*err.headers, *more], request_id)
         finally:
             if admission is not None:
                 await self._finish(admission, rec)
             if not count_only:
                 self.sink(rec)
+
+    def _cache_plan(
+        self, scope: Scope, principal: Principal, prepared: Prepared, plan: Plan, rec: RequestRecord
+    ) -> CachePlan:
+        decision = decide(
+            prepared.json, plan.cache_ttl_s, plan.cache_sampled, header(scope, CONTROL_HEADER)
+        )
+        rec.cache_status = decision.status
+        if not (decision.read or decision.write):
+            return CachePlan.none()
+        key = cache_key(
+            principal.workspace.name,
+            prepared.model,
+            prepared.json,
+            prepared.headers,
+            stream=prepared.stream,
+            door=self.door.name,
+        )
+        return CachePlan(key, decision.read, decision.write, plan.cache_ttl_s)
+
+    async def _serve_from_cache(
+        self, cache: CachePlan, request_id: str, rec: RequestRecord, send: Send
+    ) -> bool:
+        entry = await self.cache.get(cache.key)
+        if entry is None:
+            return False
+        rec.cache_status = HIT
+        rec.status = entry.status
+        rec.provider = "cache"
+        rec.usage = entry.usage
+        rec.model_served = entry.model
+        rec.cost_saved_micros = entry.cost_micros  # the hit itself costs no upstream money
+        rec.mark_first_byte()
+        extra = [(b"x-tollgate-provider", b"cache"), (b"x-tollgate-attempts", b"0")]
+        await replay(send, entry, replay_headers(entry, request_id, extra))
+        return True
+
+    def _store(self, cache: CachePlan, relay: Relay) -> None:
+        """Keep a complete, successful answer for the route's TTL (off the request's path)."""
+        recorder = relay.recorder
+        rec = relay.rec
+        if recorder is None or rec.status != 200 or rec.error_type or relay.sent_headers is None:
+            return
+        cost = rec.priced.cost_micros if rec.priced is not None else 0
+        entry = recorder.entry(200, relay.sent_headers, rec.model_served, rec.usage, cost)
+        if entry is None:
+            return
+        task = asyncio.create_task(self.cache.put(cache.key, entry, cache.ttl_s))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _finish(self, admission: Admission, rec: RequestRecord) -> None:
         """Settle the reservation to what the answer cost (a disconnect included), or release
@@ -203,19 +235,12 @@ class MessagesHandler:
         except Exception:  # never let bookkeeping break a response that is already out
             log.exception("request %s: settling its reservation failed", rec.request_id)
 
-    async def _forward(
-        self,
-        principal: Principal,
-        request: UpstreamRequest,
-        rec: RequestRecord,
-        receive: Receive,
-        send: Send,
-        extra: list[Header],
-    ) -> None:
-        """Send upstream and relay back, cancelling everything if the client goes away."""
+    async def _forward(self, relay: Relay, plan: Plan, receive: Receive) -> None:
+        """Walk the plan and relay the answer, cancelling everything if the client goes away."""
         task = asyncio.current_task()
         assert task is not None
         gone = asyncio.Event()
+        rec = relay.rec
 
         async def watch_disconnect() -> None:
             while True:
@@ -227,7 +252,7 @@ class MessagesHandler:
 
         watcher = asyncio.create_task(watch_disconnect())
         try:
-            await self._attempt(principal, request, rec, send, extra)
+            await self.attempts.run(relay, plan)
         except asyncio.CancelledError:
             if not gone.is_set():
                 raise
@@ -238,164 +263,17 @@ class MessagesHandler:
         finally:
             watcher.cancel()
 
-    async def _attempt(
-        self,
-        principal: Principal,
-        request: UpstreamRequest,
-        rec: RequestRecord,
-        send: Send,
-        extra: list[Header],
-    ) -> None:
-        target = self.router.primary(principal)
-        rec.provider = target.name
-        rec.attempts = 1
-        upstream = await target.send(request)
-        try:
-            if upstream.status != 200 or not request.stream:
-                await self._relay_whole(upstream, request, rec, principal, send, extra)
-            else:
-                await self._relay_stream(upstream, request, rec, principal, send, extra)
-        finally:
-            await upstream.aclose()
 
-    async def _relay_whole(
-        self,
-        upstream: UpstreamResponse,
-        request: UpstreamRequest,
-        rec: RequestRecord,
-        principal: Principal,
-        send: Send,
-        extra: list[Header],
-    ) -> None:
-        """Non-streamed answers and upstream errors: forwarded byte for byte."""
-        try:
-            body = await upstream.read()
-        except Exception as exc:  # transport failure while reading the body
-            raise upstream_timeout(rec.provider) if _is_timeout(exc) else _unreachable(rec) from exc
-        headers = response_headers(upstream.headers, request.request_id, rec.provider, extra)
-        rec.upstream_request_id = _find(upstream.headers, b"request-id")
-        rec.status = upstream.status
-        rec.mark_first_byte()
-        if upstream.status != 200:
-            etype, message = _error_of(body)
-            body, extra = self.door.upstream_error(upstream.status, body)
-            headers.extend(extra)
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        if upstream.status != 200:
-            rec.fail(
-                upstream.status, etype or ERROR_TYPES.get(upstream.status, "api_error"), message
-            )
-            return
-        if request.path.endswith("/messages"):
-            try:
-                obj = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                return
-            if isinstance(obj, dict):
-                rec.usage = usage_from_message(obj)
-                model = obj.get("model")
-                rec.model_served = model if isinstance(model, str) else request.model
-                self._price(principal, rec, request)
+@dataclass(frozen=True, slots=True)
+class CachePlan:
+    key: str
+    read: bool
+    write: bool
+    ttl_s: int
 
-    async def _relay_stream(
-        self,
-        upstream: UpstreamResponse,
-        request: UpstreamRequest,
-        rec: RequestRecord,
-        principal: Principal,
-        send: Send,
-        extra: list[Header],
-    ) -> None:
-        headers = response_headers(upstream.headers, request.request_id, rec.provider, extra)
-        encoder = self.door.encoder()
-        if encoder is not None:
-            headers = [(k, v) for k, v in headers if k != b"content-type"]
-            headers.append((b"content-type", encoder.content_type))
-        rec.upstream_request_id = _find(upstream.headers, b"request-id")
-        rec.status = 200
-        decoder = SSEDecoder() if encoder is not None else SSEDecoder(skip=METER_SKIP)
-        meter = StreamMeter()
+    @classmethod
+    def none(cls) -> CachePlan:
+        return cls("", False, False, 0)
 
-        async def emit_error(error_type: str, message: str) -> None:
-            frame = (
-                error_event(error_type, message)
-                if encoder is None
-                else encoder.error(error_type, message)
-            )
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
-            rec.fail(200, error_type, message)
-
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        try:
-            async for chunk in upstream.aiter_raw():
-                if not chunk:
-                    continue
-                if encoder is None:
-                    # Pass-through: the client gets the upstream's bytes before we look at them.
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    for event in decoder.feed(chunk):
-                        meter.feed(event)
-                else:
-                    events = decoder.feed(chunk)
-                    for event in events:
-                        meter.feed(event)
-                    out = encoder.encode(events)
-                    if not out:
-                        continue
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-                if rec.ttfb_s is None:
-                    rec.mark_first_byte()
-            if meter.error is None and not meter.saw_message_stop:
-                # The upstream ended cleanly but early: never let that look like a finished answer.
-                await emit_error(
-                    "api_error",
-                    f"The stream from provider '{rec.provider}' ended before message_stop.",
-                )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # transport failure mid-stream: the 200 is committed already
-            log.warning(
-                "request %s: upstream stream failed: %s", request.request_id, type(exc).__name__
-            )
-            await emit_error(
-                "timeout_error" if _is_timeout(exc) else "api_error",
-                f"The stream from provider '{rec.provider}' failed mid-answer; please retry.",
-            )
-        finally:
-            rec.usage = meter.usage
-            rec.model_served = meter.model or request.model
-            if meter.error is not None:
-                rec.fail(200, meter.error[0], meter.error[1])
-            self._price(principal, rec, request)
-        await send({"type": "http.response.body", "body": b""})
-
-    def _price(self, principal: Principal, rec: RequestRecord, request: UpstreamRequest) -> None:
-        betas = _betas(request.headers)
-        rec.priced = principal.snapshot.prices.price(rec.model_served, rec.usage, betas)
-
-
-def _find(headers: list[Header], name: bytes) -> str:
-    for k, v in headers:
-        if k.lower() == name:
-            return v.decode("latin-1")
-    return ""
-
-
-def _betas(headers: tuple[Header, ...]) -> tuple[str, ...]:
-    out: list[str] = []
-    for k, v in headers:
-        if k == b"anthropic-beta":
-            out.extend(b.strip() for b in v.decode("latin-1").split(",") if b.strip())
-    return tuple(out)
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    """A read that timed out: any TimeoutError (asyncio's; aiohttp's SocketTimeoutError and
-    ServerTimeoutError subclass it) or an exception class named like one."""
-    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
-
-
-def _unreachable(rec: RequestRecord) -> GatewayError:
-    return GatewayError(502, f"The connection to provider '{rec.provider}' failed; please retry.")
+    def recorder(self) -> CacheRecorder | None:
+        return CacheRecorder() if self.write else None

@@ -24,6 +24,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from dataplane.app import Health, build_app
+from dataplane.cache_store import MemoryCache, RedisCache
 from dataplane.counters.base import Counters
 from dataplane.counters.memory import MemoryCounters
 from dataplane.counters.redis import RedisCounters
@@ -97,6 +98,12 @@ class DataPlane:
             else MemoryCounters()
         )
         self.limiter = Limiter(self.counters)
+        # Response cache: shared through Redis with the counters when configured.
+        self.cache: MemoryCache | RedisCache = (
+            RedisCache.from_url(settings.redis_url, prefix=settings.redis_prefix)
+            if settings.redis_url
+            else MemoryCache()
+        )
         self.subscriber: Subscriber | None = None
 
     async def _send_batch(self, request: telemetry_pb2.ReportUsageRequest) -> int:
@@ -137,6 +144,7 @@ class DataPlane:
             s.max_body,
             self.health,
             self.limiter,
+            self.cache,
         )
         config = Config()
         config.bind = [f"fd://{self._socket.fileno()}"]
@@ -184,6 +192,8 @@ class DataPlane:
             await self.reporter.flush(timeout=5)
         await self.registry.aclose()
         await self.counters.aclose()
+        if isinstance(self.cache, RedisCache):
+            await self.cache.aclose()
         if self._channel is not None:
             await self._channel.close()
         if self._socket is not None:

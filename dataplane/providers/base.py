@@ -59,3 +59,22 @@ class Provider(Protocol):
     async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
 
     async def aclose(self) -> None: ...
+
+
+class BufferedResponse:
+    """An UpstreamResponse whose (small) body is already in memory: translated errors,
+    count_tokens answers, and a failed attempt kept for the client in case nothing better comes."""
+
+    def __init__(self, status: int, headers: list[Header], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        yield self.body
+
+    async def read(self) -> bytes:
+        return self.body
+
+    async def aclose(self) -> None:
+        return None

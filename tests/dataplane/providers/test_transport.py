@@ -12,7 +12,7 @@ import pytest
 
 from dataplane.errors import GatewayError
 from dataplane.providers.transport import OutHeader, Timeouts, Transport
-from dataplane.proxy import _is_timeout
+from dataplane.relay import is_timeout as _is_timeout
 
 Reply = Callable[[asyncio.StreamWriter], Awaitable[None]]
 FAST = Timeouts(connect=2.0, read=2.0)

@@ -1,0 +1,234 @@
+"""Sending one upstream answer back to the client, in its door's format, metering as it goes.
+
+Pass-through doors (Anthropic, Vertex) get the upstream's bytes unchanged, each chunk sent before
+the side decoder looks at it; the Bedrock door re-frames every decoded event. A failure after the
+200 was committed ends the stream with an error event in the client's format — never a silent,
+clean-looking end. When the response cache records the answer, the exact bytes the client got are
+what it keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+import orjson
+
+from dataplane.asgi import Send
+from dataplane.auth import Principal
+from dataplane.cache import CacheRecorder
+from dataplane.codecs.sse import SSEDecoder
+from dataplane.doors.base import Door
+from dataplane.errors import ERROR_TYPES, error_event
+from dataplane.events import RequestRecord
+from dataplane.providers.base import Header, UpstreamRequest, UpstreamResponse
+from dataplane.usage import METER_SKIP, StreamMeter, usage_from_message
+
+log = logging.getLogger("tollgate.relay")
+
+# Response headers the server sets itself (length/framing) or that are hop-by-hop.
+_DROP_RESPONSE = frozenset(
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"server",
+        b"date",
+    }
+)
+
+
+def response_headers(
+    upstream: Iterable[Header], request_id: str, provider: str, extra: Iterable[Header]
+) -> list[Header]:
+    out = [(k.lower(), v) for k, v in upstream if k.lower() not in _DROP_RESPONSE]
+    if not any(k == b"request-id" for k, _ in out):
+        out.append((b"request-id", request_id.encode()))
+    out.append((b"x-tollgate-request-id", request_id.encode()))
+    out.append((b"x-tollgate-provider", provider.encode()))
+    out.extend(extra)
+    return out
+
+
+def find_header(headers: Iterable[Header], name: bytes) -> str:
+    for k, v in headers:
+        if k.lower() == name:
+            return v.decode("latin-1")
+    return ""
+
+
+def error_fields(body: bytes) -> tuple[str, str]:
+    """Best-effort (type, message) of an Anthropic-shaped error body."""
+    try:
+        obj = orjson.loads(body)
+        err = obj.get("error", {}) if isinstance(obj, dict) else {}
+        return str(err.get("type", "")), str(err.get("message", ""))
+    except (orjson.JSONDecodeError, AttributeError):
+        return "", body[:200].decode("utf-8", "replace")
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """A read that timed out: any TimeoutError (asyncio's; aiohttp's SocketTimeoutError and
+    ServerTimeoutError subclass it) or an exception class named like one."""
+    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
+
+
+def betas_of(headers: Iterable[Header]) -> tuple[str, ...]:
+    out: list[str] = []
+    for k, v in headers:
+        if k == b"anthropic-beta":
+            out.extend(b.strip() for b in v.decode("latin-1").split(",") if b.strip())
+    return tuple(out)
+
+
+@dataclass(slots=True)
+class Relay:
+    """One answer's trip back: the context every relay step needs."""
+
+    door: Door
+    principal: Principal
+    request: UpstreamRequest
+    rec: RequestRecord
+    send: Send
+    extra: list[Header]
+    recorder: CacheRecorder | None = None
+    sent_headers: list[Header] | None = None  # what the client got, for the cache
+
+    def price(self) -> None:
+        betas = betas_of(self.request.headers)
+        self.rec.priced = self.principal.snapshot.prices.price(
+            self.rec.model_served, self.rec.usage, betas
+        )
+
+    async def whole(self, upstream: UpstreamResponse, body: bytes) -> None:
+        """A complete answer (non-streamed, or an upstream error): forwarded byte for byte."""
+        rec = self.rec
+        headers = response_headers(
+            upstream.headers, self.request.request_id, rec.provider, self.extra
+        )
+        rec.upstream_request_id = find_header(upstream.headers, b"request-id")
+        rec.status = upstream.status
+        rec.mark_first_byte()
+        etype = message = ""
+        if upstream.status != 200:
+            etype, message = error_fields(body)
+            body, more = self.door.upstream_error(upstream.status, body)
+            headers.extend(more)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.send(
+            {"type": "http.response.start", "status": upstream.status, "headers": headers}
+        )
+        await self.send({"type": "http.response.body", "body": body})
+        if upstream.status != 200:
+            rec.fail(
+                upstream.status, etype or ERROR_TYPES.get(upstream.status, "api_error"), message
+            )
+            return
+        self.sent_headers = headers
+        if self.recorder is not None:
+            self.recorder.add(body)
+        if self.request.path.endswith("/messages"):
+            try:
+                obj = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return
+            if isinstance(obj, dict):
+                rec.usage = usage_from_message(obj)
+                model = obj.get("model")
+                rec.model_served = model if isinstance(model, str) else self.request.model
+                self.price()
+
+    async def stream(self, upstream: UpstreamResponse, chunks: AsyncIterator[bytes]) -> bool:
+        """A streamed 200. Returns True when the answer completed (message_stop, no error)."""
+        rec = self.rec
+        headers = response_headers(
+            upstream.headers, self.request.request_id, rec.provider, self.extra
+        )
+        encoder = self.door.encoder()
+        if encoder is not None:
+            headers = [(k, v) for k, v in headers if k != b"content-type"]
+            headers.append((b"content-type", encoder.content_type))
+        rec.upstream_request_id = find_header(upstream.headers, b"request-id")
+        rec.status = 200
+        decoder = SSEDecoder() if encoder is not None else SSEDecoder(skip=METER_SKIP)
+        meter = StreamMeter()
+        recorder = self.recorder
+        failed = False
+
+        async def emit_error(error_type: str, message: str) -> None:
+            nonlocal failed
+            failed = True
+            frame = (
+                error_event(error_type, message)
+                if encoder is None
+                else encoder.error(error_type, message)
+            )
+            await self.send({"type": "http.response.body", "body": frame, "more_body": True})
+            rec.fail(200, error_type, message)
+
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        self.sent_headers = headers
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                if encoder is None:
+                    # Pass-through: the client gets the upstream's bytes before we look at them.
+                    await self.send(
+                        {"type": "http.response.body", "body": chunk, "more_body": True}
+                    )
+                    for event in decoder.feed(chunk):
+                        meter.feed(event)
+                    out = chunk
+                else:
+                    events = decoder.feed(chunk)
+                    for event in events:
+                        meter.feed(event)
+                    out = encoder.encode(events)
+                    if not out:
+                        continue
+                    await self.send({"type": "http.response.body", "body": out, "more_body": True})
+                if recorder is not None:
+                    recorder.add(out)
+                if rec.ttfb_s is None:
+                    rec.mark_first_byte()
+            if meter.error is None and not meter.saw_message_stop:
+                # The upstream ended cleanly but early: never let that look like a finished answer.
+                await emit_error(
+                    "api_error",
+                    f"The stream from provider '{rec.provider}' ended before message_stop.",
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # transport failure mid-stream: the 200 is committed already
+            log.warning(
+                "request %s: upstream stream failed: %s",
+                self.request.request_id,
+                type(exc).__name__,
+            )
+            await emit_error(
+                "timeout_error" if is_timeout(exc) else "api_error",
+                f"The stream from provider '{rec.provider}' failed mid-answer; please retry.",
+            )
+        finally:
+            rec.usage = meter.usage
+            rec.model_served = meter.model or self.request.model
+            if meter.error is not None:
+                rec.fail(200, meter.error[0], meter.error[1])
+            self.price()
+        await self.send({"type": "http.response.body", "body": b""})
+        return not failed and meter.error is None and meter.saw_message_stop
+
+
+async def chain(prefix: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The chunks read while peeking, then the rest of the stream."""
+    for chunk in prefix:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
