@@ -16,6 +16,7 @@ import grpc
 
 from gwctl import (
     alerts,
+    apply,
     dataplanes,
     keys,
     logs,
@@ -29,14 +30,27 @@ from gwctl import (
 from gwctl.cli import CommandError, UsageError, add_global_options
 from tui.client import ClientError, GatewayClient
 
-_MODULES = (workspaces, keys, providers, routes, usage, logs, alerts, dataplanes, serve, up)
+_MODULES = (
+    workspaces,
+    keys,
+    providers,
+    routes,
+    apply,
+    usage,
+    logs,
+    alerts,
+    dataplanes,
+    serve,
+    up,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gwctl",
         description=(
-            "Operate a Tollgate LLM gateway: workspaces, keys, providers, routes, usage, alerts."
+            "Operate a Tollgate LLM gateway: workspaces, keys, providers, routes, usage, alerts;"
+            " or all of it from one file with gwctl apply."
         ),
         epilog="Quick start: gwctl up (then paste the export lines it prints).",
     )

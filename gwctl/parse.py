@@ -147,3 +147,76 @@ def parse_option(text: str) -> tuple[str, str]:
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"invalid option {text!r}: expected KEY=VALUE")
     return key.strip(), value.strip()
+
+
+_SECONDS_VALUE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?$")
+_SECONDS_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
+_SECONDS_UNITS["d"] = Decimal(86400)
+SECONDS_HELP = "seconds such as 30 or 2.5 (or with a unit: 500ms, 30s, 5m, 1h); 0 = the default"
+
+
+def _seconds(text: str) -> Decimal:
+    match = _SECONDS_VALUE.fullmatch(text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: expected {SECONDS_HELP}")
+    return Decimal(match.group(1)) * _SECONDS_UNITS[match.group(2) or "s"]
+
+
+def parse_seconds_ms(text: str) -> int:
+    """``"2.5"`` (seconds) → ``2500`` milliseconds; ``"500ms"``, ``"30s"``, ``"5m"`` too; ≥ 0.
+
+    Finer than a millisecond is refused rather than rounded.
+    """
+    ms = _seconds(text) * 1000
+    if ms != ms.to_integral_value():
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: at most millisecond precision")
+    if ms > _INT32_MAX:
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: too large")
+    return int(ms)
+
+
+def parse_whole_seconds(text: str) -> int:
+    """``"300"`` / ``"5m"`` → ``300``: a whole number of seconds, ≥ 0."""
+    value = _seconds(text)
+    if value != value.to_integral_value():
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: expected whole seconds")
+    if value > _INT32_MAX:
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: too large")
+    return int(value)
+
+
+def parse_statuses(text: str) -> list[int]:
+    """``"429,500,529"`` → ``[429, 500, 529]``: HTTP error statuses (400-599)."""
+    statuses: list[int] = []
+    for part in parse_list(text):
+        if not part.isdigit() or not 400 <= int(part) <= 599:
+            raise argparse.ArgumentTypeError(
+                f"invalid status {part!r}: expected HTTP error statuses (400-599) such as 429,529"
+            )
+        statuses.append(int(part))
+    return statuses
+
+
+def parse_target_model(text: str) -> tuple[str, str]:
+    """``"bedrock=eu.anthropic.claude-x-v1:0"`` → ``("bedrock", "eu.anthropic.claude-x-v1:0")``.
+
+    An empty model (``"bedrock="``) removes the override.
+    """
+    provider, sep, model = text.partition("=")
+    if not sep or not provider.strip():
+        raise argparse.ArgumentTypeError(
+            f"invalid target model {text!r}: expected PROVIDER=MODEL, e.g. "
+            "vertex=claude-sonnet-4-5@20250929"
+        )
+    model = model.strip()
+    if any(c.isspace() for c in model):
+        raise argparse.ArgumentTypeError(f"invalid target model {text!r}: no spaces in a model id")
+    return provider.strip(), model
+
+
+def format_seconds_ms(ms: int) -> str:
+    """``2500`` → ``"2.5s"``; ``0`` → ``"default"``."""
+    if ms <= 0:
+        return "default"
+    whole, frac = divmod(ms, 1000)
+    return f"{whole}.{frac:03d}".rstrip("0").rstrip(".") + "s" if frac else f"{whole}s"
