@@ -55,14 +55,14 @@ from botocore.credentials import Credentials, RefreshableCredentials
 
 from dataplane.errors import GatewayError, error_response_body
 from dataplane.providers.anthropic import timeouts
-from dataplane.providers.base import Header, UpstreamRequest
+from dataplane.providers.base import BufferedResponse, Header, UpstreamRequest
 from dataplane.providers.bedrock_models import (
     PROFILES,
     bedrock_model_id,
     foundation_model_id,
     model_map,
 )
-from dataplane.providers.bedrock_stream import BedrockStream, BufferedResponse, message_of
+from dataplane.providers.bedrock_stream import BedrockStream, message_of
 from dataplane.providers.betas import filter_betas, header_betas
 from dataplane.providers.transport import Transport, TransportResponse
 from dataplane.snapshot import ProviderConfig

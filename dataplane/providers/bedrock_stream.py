@@ -27,24 +27,6 @@ STREAM_EXCEPTIONS = {
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 
 
-class BufferedResponse:
-    """An UpstreamResponse whose body is already known (translated errors, count_tokens)."""
-
-    def __init__(self, status: int, headers: list[Header], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self._body = body
-
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
-        yield self._body
-
-    async def read(self) -> bytes:
-        return self._body
-
-    async def aclose(self) -> None:
-        return None
-
-
 class BedrockStream:
     """A streamed 200: the AWS event stream, translated to Anthropic SSE as it arrives."""
 

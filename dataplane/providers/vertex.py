@@ -41,7 +41,7 @@ import asyncio
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -49,7 +49,7 @@ import orjson
 
 from dataplane.errors import ERROR_TYPES, GatewayError, not_found
 from dataplane.providers.anthropic import timeouts
-from dataplane.providers.base import Header, UpstreamRequest
+from dataplane.providers.base import BufferedResponse, Header, UpstreamRequest
 from dataplane.providers.betas import filter_betas, header_betas
 from dataplane.providers.gcp_auth import GoogleTokenSource
 from dataplane.providers.transport import Transport, TransportResponse
@@ -130,24 +130,6 @@ def _map_model(model: str, explicit: Mapping[str, str], provider: str) -> str:
     if dated is not None:
         return f"{dated.group(1)}@{dated.group(2)}"
     return model
-
-
-class BufferedResponse:
-    """An UpstreamResponse whose (small) body is already in memory: translated errors."""
-
-    def __init__(self, status: int, headers: list[Header], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self._body = body
-
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
-        yield self._body
-
-    async def read(self) -> bytes:
-        return self._body
-
-    async def aclose(self) -> None:
-        return None
 
 
 def translate_error(status: int, headers: list[Header], body: bytes) -> BufferedResponse:
