@@ -84,6 +84,7 @@ class DataPlane:
         self.holder = SnapshotHolder()
         self.registry = ProviderRegistry(shared_transport(), settings.env)
         self.holder.on_swap(self.registry.update)
+        self.router = Router(self.registry)  # one per data plane: its breakers are reported
         self.health = Health(self.holder)
         self._channel: grpc.aio.Channel | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -132,13 +133,19 @@ class DataPlane:
         self.port = self._socket.getsockname()[1]
         listen = f"{s.listen.rpartition(':')[0]}:{self.port}"  # the real port when asked for :0
         self.subscriber = Subscriber(
-            self._channel, s.token, self.holder, s.state_dir, self.node_id, listen
+            self._channel,
+            s.token,
+            self.holder,
+            s.state_dir,
+            self.node_id,
+            listen,
+            status=self.router.breaker_states,
         )
         self.subscriber.load_cached()
         self.reporter = Reporter(self.spool, self._send_batch, self.node_id)
         app = build_app(
             self.holder,
-            Router(self.registry),
+            self.router,
             self.reporter.record,
             self.node_id,
             s.max_body,

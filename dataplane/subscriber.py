@@ -5,6 +5,12 @@ serves at once, even with the control plane down. The watch loop then sends the 
 the control plane answers with a snapshot only when it differs. Each snapshot is validated
 (``Snapshot.from_proto``): a good one is swapped in, saved to disk and ACKed; a bad one is NACKed
 and the last good one keeps serving. Lost streams reconnect with jittered exponential backoff.
+
+The same stream carries the data plane's status upstream: its circuit breakers that are not
+closed (``status()``, provider name → ``open`` | ``half_open``) go in the first request, in every
+ACK/NACK, and in a status-only request (no nonce) whenever they change, checked every
+``status_interval`` seconds by a small task beside the read loop. gRPC allows one writer at a
+time on a call, so every write goes through one lock.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import logging
 import os
 import random
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeAlias
 
 import grpc
 
@@ -24,6 +32,9 @@ from gwapi.v1 import discovery_pb2, discovery_pb2_grpc
 log = logging.getLogger("tollgate.subscriber")
 
 SNAPSHOT_FILE = "snapshot.pb"
+WatchCall: TypeAlias = grpc.aio.StreamStreamCall[
+    discovery_pb2.WatchRequest, discovery_pb2.WatchResponse
+]
 
 
 def load_cached(state_dir: Path) -> Snapshot | None:
@@ -55,6 +66,8 @@ class Subscriber:
         state_dir: Path,
         node_id: str,
         listen: str,
+        status: Callable[[], dict[str, str]] | None = None,
+        status_interval: float = 1.0,
     ) -> None:
         self.stub = discovery_pb2_grpc.DiscoveryStub(channel)
         self.metadata = (("authorization", f"Bearer {token}"),)
@@ -62,8 +75,23 @@ class Subscriber:
         self.state_dir = state_dir
         self.node_id = node_id
         self.listen = listen
+        self.status = status
+        self.status_interval = status_interval
         self.connected = asyncio.Event()
         self.last_error = ""
+        self._write_lock = asyncio.Lock()
+        self._sent_breakers: dict[str, str] = {}
+
+    def breakers(self) -> dict[str, str]:
+        """The breakers to report: every one that is not closed."""
+        if self.status is None:
+            return {}
+        try:
+            states = self.status()
+        except Exception:  # status is best effort; never let it break the snapshot stream
+            log.exception("cannot read the breaker states")
+            return dict(self._sent_breakers)
+        return {name: state for name, state in states.items() if state != "closed"}
 
     def load_cached(self) -> bool:
         snapshot = load_cached(self.state_dir)
@@ -98,25 +126,59 @@ class Subscriber:
 
     async def _watch_once(self) -> None:
         call = self.stub.Watch(metadata=self.metadata)
+        reporter: asyncio.Task[None] | None = None
         try:
             current = self.holder.current
-            await call.write(
+            await self._write(
+                call,
                 discovery_pb2.WatchRequest(
                     node_id=self.node_id,
                     version_info=current.version if current else "",
                     hostname=socket.gethostname(),
                     listen=self.listen,
-                )
+                ),
             )
             self.connected.set()
+            if self.status is not None:
+                reporter = asyncio.create_task(self._report_status(call), name="status-report")
             while True:
                 response = await call.read()
                 if response is grpc.aio.EOF:
                     return
                 assert isinstance(response, discovery_pb2.WatchResponse)
-                await call.write(await self._apply(response))
+                await self._write(call, await self._apply(response))
         finally:
+            if reporter is not None:
+                reporter.cancel()
             call.cancel()
+
+    async def _write(self, call: WatchCall, request: discovery_pb2.WatchRequest) -> None:
+        """Send one request with the current breaker states (one writer at a time)."""
+        async with self._write_lock:
+            breakers = self.breakers()
+            request.breakers.clear()
+            request.breakers.update(breakers)
+            await call.write(request)
+            self._sent_breakers = breakers
+
+    async def _report_status(self, call: WatchCall) -> None:
+        """Send a status-only request whenever the breaker states change."""
+        try:
+            while True:
+                await asyncio.sleep(self.status_interval)
+                if self.breakers() == self._sent_breakers:
+                    continue
+                current = self.holder.current
+                await self._write(
+                    call,
+                    discovery_pb2.WatchRequest(
+                        node_id=self.node_id, version_info=current.version if current else ""
+                    ),
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the stream is gone; the read loop notices and reconnects
+            log.debug("status report stopped: %r", exc)
 
     async def _apply(self, response: discovery_pb2.WatchResponse) -> discovery_pb2.WatchRequest:
         """Validate and swap in a snapshot; the returned request ACKs or NACKs it."""

@@ -11,7 +11,9 @@ Watch, per stream:
    answered yet; a NACKed version is not sent again on the same stream.
 3. A request carrying one of the stream's nonces is an ACK (``error_detail`` empty; the data plane
    now runs ``version_info``) or a NACK (``error_detail`` set; recorded as ``nacked_version`` and
-   ``last_error``). Requests with unknown nonces only refresh ``last_seen``.
+   ``last_error``). Requests with unknown nonces only refresh ``last_seen``. Every request
+   (including the first, and status-only ones without a nonce) also carries the data plane's
+   non-closed circuit breakers, recorded as the node's ``breakers`` — never an ACK or NACK.
 4. The server then waits on the snapshot cache's change notification (no polling).
 5. The stream ends when the client cancels or half-closes, or the server shuts down; the node is
    then marked disconnected.
@@ -75,6 +77,7 @@ class DiscoveryService(discovery_pb2_grpc.DiscoveryServicer):
         generation = registry.connect(
             first.node_id, first.hostname, first.listen, first.version_info
         )
+        registry.report_breakers(first.node_id, first.breakers)
         log.info(
             "data plane %s connected (%s, running %s)",
             first.node_id,
@@ -104,12 +107,12 @@ class DiscoveryService(discovery_pb2_grpc.DiscoveryServicer):
             log.info("data plane %s disconnected", first.node_id)
 
     async def _read(self, requests: AsyncIterator[dpb.WatchRequest], stream: _Stream) -> None:
-        """Consume ACK/NACKs until the client half-closes."""
+        """Consume ACK/NACKs and status reports until the client half-closes."""
         registry = self._s.registry
         async for req in requests:
-            version = stream.pending.pop(req.response_nonce, None)
+            registry.report_breakers(stream.node_id, req.breakers)  # also refreshes last_seen
+            version = stream.pending.pop(req.response_nonce, None) if req.response_nonce else None
             if version is None:
-                registry.seen(stream.node_id)
                 continue
             if req.error_detail:
                 registry.nack(stream.node_id, version, req.error_detail)

@@ -4,17 +4,24 @@ One entry per ``node_id``, updated by Watch streams. A data plane that reconnect
 stream is noticed as gone keeps one entry: each stream gets a generation number and only the
 newest stream may mark the node disconnected. Disconnected entries are kept (bounded) so
 operators can see a data plane that went away.
+
+Each node also reports its circuit breakers that are not closed (provider name → ``open`` |
+``half_open``) on every Watch request; the registry keeps the last report (bounded), which is
+independent of the acked/nacked versions.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 
 from controlplane.catalog.common import now_ms
 from gwapi.v1 import discovery_pb2 as dpb
 
 MAX_ENTRIES = 1000
 MAX_ERROR_CHARS = 1000
+MAX_BREAKERS = 256  # per node; more would be a misbehaving data plane
+MAX_BREAKER_CHARS = 200
 
 
 class DataPlaneRegistry:
@@ -43,6 +50,18 @@ class DataPlaneRegistry:
     def seen(self, node_id: str) -> None:
         if node_id in self._nodes:
             self._nodes[node_id].last_seen_ms = now_ms()
+
+    def report_breakers(self, node_id: str, breakers: Mapping[str, str]) -> None:
+        """Replace the node's breaker states with its latest report (closed ones are dropped)."""
+        status = self._nodes.get(node_id)
+        if status is None:
+            return
+        status.breakers.clear()
+        for name in sorted(breakers)[:MAX_BREAKERS]:
+            state = breakers[name]
+            if state and state != "closed":
+                status.breakers[name[:MAX_BREAKER_CHARS]] = state[:MAX_BREAKER_CHARS]
+        status.last_seen_ms = now_ms()
 
     def ack(self, node_id: str, version: str) -> None:
         status = self._nodes.get(node_id)

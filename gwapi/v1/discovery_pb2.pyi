@@ -25,12 +25,33 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class WatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class BreakersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NODE_ID_FIELD_NUMBER: _builtins.int
     VERSION_INFO_FIELD_NUMBER: _builtins.int
     RESPONSE_NONCE_FIELD_NUMBER: _builtins.int
     ERROR_DETAIL_FIELD_NUMBER: _builtins.int
     HOSTNAME_FIELD_NUMBER: _builtins.int
     LISTEN_FIELD_NUMBER: _builtins.int
+    BREAKERS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     version_info: _builtins.str
     response_nonce: _builtins.str
@@ -38,6 +59,12 @@ class WatchRequest(_message.Message):
     hostname: _builtins.str
     listen: _builtins.str
     """the data plane's serving address, for operators"""
+    @_builtins.property
+    def breakers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The sender's circuit breakers that are not closed: provider name -> "open" | "half_open".
+        Sent in every ACK/NACK, and in a status-only request (no nonce) whenever they change.
+        """
+
     def __init__(
         self,
         *,
@@ -47,10 +74,11 @@ class WatchRequest(_message.Message):
         error_detail: _builtins.str = ...,
         hostname: _builtins.str = ...,
         listen: _builtins.str = ...,
+        breakers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_detail", b"error_detail", "hostname", b"hostname", "listen", b"listen", "node_id", b"node_id", "response_nonce", b"response_nonce", "version_info", b"version_info"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakers", b"breakers", "error_detail", b"error_detail", "hostname", b"hostname", "listen", b"listen", "node_id", b"node_id", "response_nonce", b"response_nonce", "version_info", b"version_info"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -234,6 +262,26 @@ Global___ListDataPlanesRequest: _TypeAlias = ListDataPlanesRequest  # noqa: Y015
 class DataPlaneStatus(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class BreakersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NODE_ID_FIELD_NUMBER: _builtins.int
     HOSTNAME_FIELD_NUMBER: _builtins.int
     LISTEN_FIELD_NUMBER: _builtins.int
@@ -243,6 +291,7 @@ class DataPlaneStatus(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _builtins.int
     CONNECTED_AT_MS_FIELD_NUMBER: _builtins.int
     LAST_SEEN_MS_FIELD_NUMBER: _builtins.int
+    BREAKERS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     hostname: _builtins.str
     listen: _builtins.str
@@ -252,6 +301,10 @@ class DataPlaneStatus(_message.Message):
     last_error: _builtins.str
     connected_at_ms: _builtins.int
     last_seen_ms: _builtins.int
+    @_builtins.property
+    def breakers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """as last reported: provider name -> "open" | "half_open" """
+
     def __init__(
         self,
         *,
@@ -264,10 +317,11 @@ class DataPlaneStatus(_message.Message):
         last_error: _builtins.str = ...,
         connected_at_ms: _builtins.int = ...,
         last_seen_ms: _builtins.int = ...,
+        breakers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_version", b"acked_version", "connected", b"connected", "connected_at_ms", b"connected_at_ms", "hostname", b"hostname", "last_error", b"last_error", "last_seen_ms", b"last_seen_ms", "listen", b"listen", "nacked_version", b"nacked_version", "node_id", b"node_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_version", b"acked_version", "breakers", b"breakers", "connected", b"connected", "connected_at_ms", b"connected_at_ms", "hostname", b"hostname", "last_error", b"last_error", "last_seen_ms", b"last_seen_ms", "listen", b"listen", "nacked_version", b"nacked_version", "node_id", b"node_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -34,7 +34,8 @@ class ScriptedDiscovery(discovery_pb2_grpc.DiscoveryServicer):
                 continue
             yield discovery_pb2.WatchResponse(version=snap.version, nonce=f"n{i}", snapshot=snap)
             self.requests.append(await request_iterator.__anext__())
-        await asyncio.sleep(3600)
+        async for request in request_iterator:  # status reports, until the client goes
+            self.requests.append(request)
 
 
 class Latest(discovery_pb2_grpc.DiscoveryServicer):
@@ -126,6 +127,65 @@ async def test_reconnect_sends_the_version_it_runs(server, tmp_path: Path) -> No
             task.cancel()
     assert second.requests[0].version_info == "good"
     assert len(second.requests) == 1  # nothing was resent, so nothing needed an ACK
+
+
+async def test_breaker_states_reported_on_change(server, tmp_path: Path) -> None:
+    _, port, holder = server
+    good = build_snapshot("http://127.0.0.1:1", version="good")
+    script = ScriptedDiscovery([good])
+    holder.append(script)
+    states = {"p1": "closed", "p2": "open"}
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        sub = Subscriber(
+            channel, "t", SnapshotHolder(), tmp_path, "dp-1", "x",
+            status=lambda: dict(states), status_interval=0.02,
+        )  # fmt: skip
+        task = asyncio.create_task(sub.run())
+        try:
+            await until(lambda: len(script.requests) == 2)
+            # Unchanged states send nothing more.
+            await asyncio.sleep(0.2)
+            assert len(script.requests) == 2
+            states["p1"] = "half_open"
+            await until(lambda: len(script.requests) == 3)
+            states.update(p1="closed", p2="closed")
+            await until(lambda: len(script.requests) == 4)
+            await asyncio.sleep(0.1)
+        finally:
+            task.cancel()
+    first, ack, change, cleared = script.requests
+    # Closed breakers are not reported; the first request and the ACK carry the others.
+    assert dict(first.breakers) == {"p2": "open"}
+    assert ack.response_nonce == "n0" and dict(ack.breakers) == {"p2": "open"}
+    # A status-only request: the version it runs, no nonce, so it is neither ACK nor NACK.
+    assert (change.node_id, change.version_info, change.response_nonce) == ("dp-1", "good", "")
+    assert change.error_detail == ""
+    assert dict(change.breakers) == {"p1": "half_open", "p2": "open"}
+    assert cleared.response_nonce == "" and dict(cleared.breakers) == {}
+    assert len(script.requests) == 4
+
+
+async def test_failing_status_does_not_break_the_stream(server, tmp_path: Path) -> None:
+    _, port, holder = server
+    script = ScriptedDiscovery([build_snapshot("http://127.0.0.1:1", version="good")])
+    holder.append(script)
+
+    def broken() -> dict[str, str]:
+        raise RuntimeError("boom")
+
+    snapshots = SnapshotHolder()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        sub = Subscriber(
+            channel, "t", snapshots, tmp_path, "dp-1", "x", status=broken, status_interval=0.02
+        )
+        task = asyncio.create_task(sub.run())
+        try:
+            await until(lambda: len(script.requests) == 2)
+            await asyncio.sleep(0.1)
+        finally:
+            task.cancel()
+    assert script.streams == 1 and len(script.requests) == 2
+    assert snapshots.current is not None and snapshots.current.version == "good"
 
 
 def test_corrupt_cache_is_ignored(tmp_path: Path) -> None:

@@ -242,3 +242,63 @@ async def test_revoked_key_in_snapshot_when_reconnecting_after_change(cp, admin,
     resp = await w2.next()
     assert resp.version != old.version and resp.snapshot.keys[0].revoked
     w2.call.cancel()
+
+
+async def test_breakers_recorded_without_acking(cp, admin, admin_clients, dataplane) -> None:
+    await seed_basics(admin)
+    w = await Watcher(dataplane, "dp-b").start()
+    first = await w.next()
+    await w.ack(first)
+    await admin.CreateWorkspace(apb.CreateWorkspaceRequest(workspace=pb.Workspace(name="bad")))
+    second = await w.next()
+    await w.nack(second, first.version, "nope")
+
+    async def nacked() -> bool:
+        return (await status_of(admin_clients, "dp-b")).nacked_version == second.version
+
+    await eventually(nacked)
+    # A status-only request (no nonce) claiming another version: only the breakers change.
+    await w.call.write(
+        dpb.WatchRequest(
+            node_id="dp-b",
+            version_info="something-else",
+            breakers={"p1": "open", "p2": "half_open", "p3": "closed"},
+        )
+    )
+
+    async def reported() -> bool:
+        return bool((await status_of(admin_clients, "dp-b")).breakers)
+
+    await eventually(reported)
+    st = await status_of(admin_clients, "dp-b")
+    assert dict(st.breakers) == {"p1": "open", "p2": "half_open"}  # closed ones are not kept
+    assert (st.acked_version, st.nacked_version) == (first.version, second.version)
+    assert st.last_error == "nope"
+    # An ACK carries the current states too: here all closed again.
+    await admin.CreateWorkspace(apb.CreateWorkspaceRequest(workspace=pb.Workspace(name="ok")))
+    third = await w.next()
+    await w.ack(third)
+
+    async def cleared() -> bool:
+        st = await status_of(admin_clients, "dp-b")
+        return st.acked_version == third.version and not st.breakers
+
+    await eventually(cleared)
+    w.call.cancel()
+
+
+def test_registry_breakers_are_bounded_and_leave_versions_alone() -> None:
+    from controlplane.services.registry import MAX_BREAKERS, DataPlaneRegistry
+
+    reg = DataPlaneRegistry()
+    reg.report_breakers("unknown", {"p": "open"})  # no entry is created for an unknown node
+    assert reg.get("unknown") is None
+    reg.connect("dp-1", "h", "l", "v1")
+    reg.nack("dp-1", "v2", "bad")
+    reg.report_breakers("dp-1", {f"p{i:04d}": "open" for i in range(MAX_BREAKERS + 50)})
+    st = reg.get("dp-1")
+    assert st is not None and len(st.breakers) == MAX_BREAKERS
+    assert (st.acked_version, st.nacked_version, st.last_error) == ("v1", "v2", "bad")
+    reg.report_breakers("dp-1", {"a": "half_open", "b": "closed"})
+    st = reg.get("dp-1")
+    assert st is not None and dict(st.breakers) == {"a": "half_open"}
