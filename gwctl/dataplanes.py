@@ -1,7 +1,8 @@
 """``gwctl dataplanes list`` (and ``gwctl dataplane serve``, see gwctl.serve).
 
 Shows which data plane runs which snapshot version: ``acked`` is the version the replica
-confirmed, compared with the control plane's current one.
+confirmed, compared with the control plane's current one. ``breakers`` are the replica's
+circuit breakers that are not closed (provider → ``open`` | ``half_open``), as last reported.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def sync_state(dp: discovery_pb2.DataPlaneStatus, current: str) -> str:
     return "behind" if dp.acked_version else "none"
 
 
+def breakers_text(dp: discovery_pb2.DataPlaneStatus) -> str:
+    return ", ".join(f"{p}={state}" for p, state in sorted(dp.breakers.items())) or "-"
+
+
 async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
     response = await client.list_dataplanes()
     current = response.current_version
@@ -55,7 +60,17 @@ async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
         return 0
     print(f"current snapshot version: {short(current)}")
     out.print_table(
-        ["NODE", "HOST", "LISTEN", "CONNECTED", "ACKED", "SYNC", "LAST SEEN", "LAST ERROR"],
+        [
+            "NODE",
+            "HOST",
+            "LISTEN",
+            "CONNECTED",
+            "ACKED",
+            "SYNC",
+            "BREAKERS",
+            "LAST SEEN",
+            "LAST ERROR",
+        ],
         (
             [
                 dp.node_id,
@@ -64,6 +79,7 @@ async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
                 "yes" if dp.connected else "no",
                 short(dp.acked_version),
                 sync_state(dp, current),
+                breakers_text(dp),
                 out.format_time(dp.last_seen_ms),
                 dp.last_error or "-",
             ]

@@ -19,11 +19,11 @@ import argparse
 import json
 import re
 
-from gwapi.v1 import common_pb2
+from gwapi.v1 import common_pb2, discovery_pb2
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
-from tui.client import GatewayClient
+from tui.client import ClientError, GatewayClient
 
 KINDS = ("anthropic", "simulator", "bedrock", "vertex")
 AUTH_MODES = ("key", "passthrough")
@@ -439,13 +439,54 @@ def emit(provider: common_pb2.Provider, args: argparse.Namespace) -> None:
     )
 
 
+def breakers_by_provider(
+    dataplanes: list[discovery_pb2.DataPlaneStatus],
+) -> dict[str, dict[str, str]]:
+    """provider → {node → state} for the non-closed breakers of *connected* data planes."""
+    found: dict[str, dict[str, str]] = {}
+    for dp in dataplanes:
+        if dp.connected:
+            for provider, state in dp.breakers.items():
+                found.setdefault(provider, {})[dp.node_id] = state
+    return {p: dict(sorted(nodes.items())) for p, nodes in found.items()}
+
+
+def breakers_text(nodes: dict[str, str], connected: int) -> str:
+    """``open on dp-1a2b``, ``half_open on 2 of 3``, several states joined by ``; ``, or ``-``."""
+    by_state: dict[str, list[str]] = {}
+    for node, state in nodes.items():
+        by_state.setdefault(state, []).append(node)
+    parts = []
+    for state in sorted(by_state, key=lambda s: (s != "open", s)):  # open first
+        holders = by_state[state]
+        where = holders[0] if len(holders) == 1 else f"{len(holders)} of {max(connected, 1)}"
+        parts.append(f"{state} on {where}")
+    return "; ".join(parts) or "-"
+
+
+async def _dataplanes(client: GatewayClient) -> list[discovery_pb2.DataPlaneStatus] | None:
+    """The data planes, or None when the control plane will not say (breakers unknown)."""
+    try:
+        return list((await client.list_dataplanes()).dataplanes)
+    except ClientError:
+        return None
+
+
 async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
     providers = await client.list_providers()
+    dataplanes = await _dataplanes(client)
+    breakers = breakers_by_provider(dataplanes or [])
+    connected = sum(1 for dp in dataplanes or [] if dp.connected)
     if is_json(args):
-        out.print_json([out.message_dict(p) for p in providers])
+        docs = []
+        for p in providers:
+            doc = out.message_dict(p)
+            doc["breakers"] = breakers.get(p.name, {}) if dataplanes is not None else None
+            docs.append(doc)
+        out.print_json(docs)
         return 0
     out.print_table(
-        ["NAME", "KIND", "BASE URL", "CREDENTIALS", "SETTINGS"],
+        ["NAME", "KIND", "BASE URL", "CREDENTIALS", "SETTINGS", "BREAKERS"],
         (
             [
                 p.name,
@@ -453,6 +494,9 @@ async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
                 base_url_text(p).removesuffix(" (default)"),
                 credentials_summary(p),
                 settings_summary(p),
+                breakers_text(breakers.get(p.name, {}), connected)
+                if dataplanes is not None
+                else "?",
             ]
             for p in providers
         ),

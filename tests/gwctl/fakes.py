@@ -197,6 +197,14 @@ class FakeClient:
         self._record("create_provider", provider)
         return provider
 
+    async def list_providers(self) -> list[common_pb2.Provider]:
+        self._record("list_providers")
+        return [
+            common_pb2.Provider(name="anthropic", kind="anthropic", api_key_env="ANTHROPIC_KEY"),
+            common_pb2.Provider(name="bedrock", kind="bedrock", options={"region": "us-east-1"}),
+            common_pb2.Provider(name="sim", kind="simulator"),
+        ]
+
     async def query_usage(self, **kwargs: Any) -> list[telemetry_pb2.UsageRow]:
         self._record("query_usage", kwargs)
         return list(FakeClient.usage_rows)
@@ -214,10 +222,15 @@ class FakeClient:
                 discovery_pb2.DataPlaneStatus(
                     node_id="dp-1", listen="127.0.0.1:8080", connected=True,
                     acked_version="v2abcdef0123456789",
+                    breakers={"anthropic": "open", "sim": "half_open"},
                 ),
                 discovery_pb2.DataPlaneStatus(
                     node_id="dp-2", connected=False, acked_version="v1old",
-                    last_error="stream closed",
+                    last_error="stream closed", breakers={"bedrock": "open"},
+                ),
+                discovery_pb2.DataPlaneStatus(
+                    node_id="dp-3", connected=True, acked_version="v2abcdef0123456789",
+                    breakers={"sim": "half_open"},
                 ),
             ],
         )  # fmt: skip

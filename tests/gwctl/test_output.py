@@ -311,7 +311,18 @@ def test_dataplanes_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert "behind" in stdout and "stream closed" in stdout
     code, stdout, _ = run(capsys, "dataplanes", "list", "-o", "json")
     doc = orjson.loads(stdout)
-    assert [d["sync"] for d in doc["dataplanes"]] == ["current", "behind"]
+    assert [d["sync"] for d in doc["dataplanes"]] == ["current", "behind", "current"]
+    assert doc["dataplanes"][0]["breakers"] == {"anthropic": "open", "sim": "half_open"}
+
+
+def test_dataplanes_list_shows_breakers(capsys: pytest.CaptureFixture[str]) -> None:
+    _, stdout, _ = run(capsys, "dataplanes", "list")
+    lines = stdout.splitlines()
+    assert "BREAKERS" in lines[1]
+    (dp1,) = [line for line in lines if line.startswith("dp-1")]
+    assert "anthropic=open, sim=half_open" in dp1
+    (dp2,) = [line for line in lines if line.startswith("dp-2")]
+    assert "bedrock=open" in dp2  # as last reported, shown with CONNECTED no
 
 
 def test_routes_weights_must_match_targets(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,13 +6,14 @@ import argparse
 import json
 from collections.abc import Iterator
 
+import grpc
 import pytest
 
 from gwapi.v1 import common_pb2
 from gwctl import main as gwctl_main
 from gwctl import providers
 from gwctl.cli import UsageError
-from tests.gwctl.fakes import FakeClient
+from tests.gwctl.fakes import FakeClient, refusal
 
 
 @pytest.fixture(autouse=True)
@@ -227,3 +228,48 @@ def test_display_vertex_and_anthropic() -> None:
     a = prov("anthropic", auth="passthrough", timeout_read_s="60")
     rows = dict(providers.settings_rows(a))
     assert rows["credentials"].startswith("passthrough") and rows["timeouts"] == "read 60s"
+
+
+# -- breakers -----------------------------------------------------------------------------------
+
+
+def test_breakers_text() -> None:
+    assert providers.breakers_text({}, 3) == "-"
+    assert providers.breakers_text({"dp-1a2b": "open"}, 3) == "open on dp-1a2b"
+    assert providers.breakers_text({"a": "half_open", "b": "half_open"}, 3) == "half_open on 2 of 3"
+    mixed = {"a": "half_open", "b": "open", "c": "open"}
+    assert providers.breakers_text(mixed, 3) == "open on 2 of 3; half_open on a"
+
+
+def test_list_shows_breakers_of_connected_dataplanes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, err = run(capsys, "providers", "list")
+    assert code == 0, err
+    lines = stdout.splitlines()
+    assert lines[0].split()[-1] == "BREAKERS"
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert rows["anthropic"].endswith("open on dp-1")
+    assert rows["sim"].endswith("half_open on 2 of 2")
+    assert rows["bedrock"].rstrip().endswith("-")  # only the disconnected dp-2 reported it
+
+
+def test_list_json_has_breakers_per_node(capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, err = run(capsys, "providers", "list", "-o", "json")
+    assert code == 0, err
+    doc = {p["name"]: p for p in json.loads(stdout)}
+    assert doc["anthropic"]["breakers"] == {"dp-1": "open"}
+    assert doc["sim"]["breakers"] == {"dp-1": "half_open", "dp-3": "half_open"}
+    assert doc["bedrock"]["breakers"] == {}
+
+
+def test_list_without_dataplane_status(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refused(self: FakeClient) -> None:
+        raise refusal(grpc.StatusCode.PERMISSION_DENIED, "no")
+
+    monkeypatch.setattr(FakeClient, "list_dataplanes", refused)
+    code, stdout, err = run(capsys, "providers", "list")
+    assert code == 0, err
+    assert all(line.rstrip().endswith("?") for line in stdout.splitlines()[1:])
+    code, stdout, _ = run(capsys, "providers", "list", "-o", "json")
+    assert all(p["breakers"] is None for p in json.loads(stdout))
