@@ -167,6 +167,13 @@ class UsageEventRow(SQLModel, table=True):
     upstream_request_id: str = ""
     client_disconnected: bool = False
     received_at_ms: int = Field(default=0, sa_type=BigInteger)
+    # Routing and cache (P4): every upstream attempt as JSON, the cache outcome, what a hit saved.
+    attempt_log_json: str = Field(default="[]", sa_column=_json("[]"))
+    cache_status: str = Field(default="", sa_column=_text(""))
+    cost_saved_micros: int = Field(
+        default=0,
+        sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"),
+    )
 
 
 class BudgetAlertRow(SQLModel, table=True):

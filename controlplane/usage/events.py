@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from google.protobuf import json_format
+
 from controlplane.store.models import UsageEventRow
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import telemetry_pb2 as tpb
@@ -32,6 +34,8 @@ _SCALARS = (
     "dataplane_id",
     "upstream_request_id",
     "client_disconnected",
+    "cache_status",
+    "cost_saved_micros",
 )
 _USAGE = (
     "input_tokens",
@@ -51,6 +55,10 @@ def event_to_values(ev: tpb.UsageEvent, received_at_ms: int) -> dict[str, Any]:
     values.update({name: getattr(ev.usage, name) for name in _USAGE})
     values["metadata_json"] = json.dumps(dict(ev.metadata), sort_keys=True, separators=(",", ":"))
     values["received_at_ms"] = received_at_ms
+    values["attempt_log_json"] = json.dumps(
+        [json_format.MessageToDict(a, preserving_proto_field_name=True) for a in ev.attempt_log],
+        separators=(",", ":"),
+    )
     return values
 
 
@@ -58,4 +66,6 @@ def row_to_event(row: UsageEventRow) -> tpb.UsageEvent:
     ev = tpb.UsageEvent(**{name: getattr(row, name) for name in _SCALARS})
     ev.usage.CopyFrom(pb.Usage(**{name: getattr(row, name) for name in _USAGE}))
     ev.metadata.update(json.loads(row.metadata_json or "{}"))
+    for attempt in json.loads(row.attempt_log_json or "[]"):
+        json_format.ParseDict(attempt, ev.attempt_log.add(), ignore_unknown_fields=True)
     return ev

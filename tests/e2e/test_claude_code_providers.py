@@ -28,7 +28,7 @@ from dataplane.server import Settings as DataPlaneSettings
 from dataplane.usage import TokenUsage
 from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2
 from tests.e2e.test_claude_code import CLAUDE, claude_env, run_claude
-from tests.fakes.anthropic import DEFAULT_USAGE
+from tests.fakes.anthropic import DEFAULT_USAGE, FakeAnthropic, Scripted
 from tests.fakes.bedrock import ACCESS_KEY, SECRET_KEY, FakeBedrock
 from tests.fakes.vertex import FakeVertex, write_service_account
 from tui.client import GatewayClient
@@ -44,6 +44,9 @@ pytestmark = [
 ADMIN = "admin-token-providers-e2e"
 DP_TOKEN = "dataplane-token-providers-e2e"
 ENV = {"E2E_AWS_ACCESS": ACCESS_KEY, "E2E_AWS_SECRET": SECRET_KEY}
+OVERRIDE = (
+    "us.anthropic.claude-sonnet-4-5-20250929-v1:0"  # the route's model for its Bedrock target
+)
 
 
 @dataclass
@@ -52,7 +55,8 @@ class Stack:
     vertex: FakeVertex
     admin: GatewayClient
     dp: DataPlane
-    keys: dict[str, str]  # provider name -> virtual key
+    keys: dict[str, str]  # provider name (or "fallback" for the route) -> virtual key
+    primary: FakeAnthropic
 
     @property
     def url(self) -> str:
@@ -64,6 +68,14 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     bedrock = FakeBedrock(text="Bedrock-fake says hi through Tollgate.")
     vertex = FakeVertex(text="Vertex-fake says hi through Tollgate.")
     await bedrock.start()
+    # An Anthropic provider that is down (every call 529 Overloaded): the route's primary.
+    primary = FakeAnthropic(api_key=ACCESS_KEY, text="never served")  # its key: $E2E_AWS_ACCESS
+    primary.on_request = lambda _req: Scripted(
+        status=529,
+        headers=[(b"content-type", b"application/json")],
+        frames=[b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'],
+    )
+    await primary.start()
     await vertex.start()
     sa_file = write_service_account(tmp_path, vertex.token_uri)
     settings = ControlPlaneSettings(
@@ -99,7 +111,28 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
                     },
                 )
             )
-            keys = {}
+            await admin.create_provider(
+                common_pb2.Provider(
+                    name="anthropic",
+                    kind="anthropic",
+                    base_url=primary.base_url,
+                    api_key_env="E2E_AWS_ACCESS",
+                )
+            )
+            await admin.create_route(
+                common_pb2.Route(
+                    name="fallback",
+                    mode="fallback",
+                    targets=[
+                        common_pb2.RouteTarget(provider="anthropic"),
+                        common_pb2.RouteTarget(provider="bedrock", model=OVERRIDE),
+                    ],
+                )
+            )
+            created = await admin.create_key(
+                admin_pb2.CreateKeyRequest(workspace="cloud", name="cc-fallback", route="fallback")
+            )
+            keys = {"fallback": created.secret}
             for provider in ("bedrock", "vertex"):
                 created = await admin.create_key(
                     admin_pb2.CreateKeyRequest(
@@ -119,11 +152,11 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             await dp.start()
             try:
                 await dp.wait_for_snapshot()
-                yield Stack(bedrock, vertex, admin, dp, keys)
+                yield Stack(bedrock, vertex, admin, dp, keys, primary)
             finally:
                 await dp.stop()
     finally:
-        for fake in (bedrock, vertex):
+        for fake in (bedrock, vertex, primary):
             with contextlib.suppress(OSError):
                 await fake.stop()
 
@@ -221,3 +254,44 @@ async def test_claude_code_through_bedrock_and_vertex(
         assert event.path.startswith(
             {"anthropic": "/v1/", "bedrock": "/bedrock/", "vertex": "/vertex/"}[door]
         )
+
+
+async def test_claude_code_falls_back_from_anthropic_to_bedrock_with_a_model_override(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The primary is overloaded: Claude Code never notices, Bedrock serves the route's model."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = claude_env(home, stack.url, stack.keys["fallback"])
+    code, out, err = await run_claude(env, tmp_path)
+    assert code == 0, f"claude exited {code}\nstdout: {out[-1500:]}\nstderr: {err[-1500:]}"
+    assert stack.bedrock.text in out
+    assert stack.primary.requests, "the primary was never tried"
+    assert all(r.model_id == OVERRIDE for r in stack.bedrock.requests), [
+        r.model_id for r in stack.bedrock.requests
+    ]
+    assert stack.bedrock.violations == []
+    prices = PriceTable.from_proto(await stack.admin.list_prices())
+    events: list[telemetry_pb2.UsageEvent] = []
+    for _ in range(100):
+        events = await events_of(stack.admin, "cc-fallback")
+        if events:
+            break
+        await asyncio.sleep(0.1)
+    assert events, "no usage reached the control plane"
+    for event in events:
+        assert event.status == 200 and event.provider == "bedrock"
+        assert [a.outcome for a in event.attempt_log] == ["fell_back", "served"]
+        assert event.attempt_log[1].model == OVERRIDE
+        u = event.usage
+        got = TokenUsage(
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_creation_input_tokens,
+            u.cache_read_input_tokens,
+            u.cache_write_5m_tokens,
+            u.cache_write_1h_tokens,
+        )
+        assert got == expected_usage()
+        # Priced as the model that served (Sonnet 4.5), not the one Claude Code asked for.
+        assert u.cost_micros == prices.price("claude-sonnet-4-5-20250929", got).cost_micros
