@@ -364,6 +364,15 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         build_request(host, plan["upstream_port"], body, ("x-api-key", plan["provider_key"])),
         expected,
     )
+    routed = Target(
+        "route",
+        host,
+        plan["gateway_port"],
+        build_request(
+            host, plan["gateway_port"], body, ("authorization", f"Bearer {plan['route_key']}")
+        ),
+        expected,
+    )
     d = plan["durations"]
     dp_pid, up_pid = plan["dataplane_pid"], plan["upstream_pid"]
     result: dict[str, Any] = {"body_bytes": len(body), "response_bytes": len(expected)}
@@ -382,6 +391,12 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
     c8 = await interleaved_slices(gw, direct, 8, d["c8"])
     result["c8"] = {k: summary(v) for k, v in c8.items()}
     result["c8"]["dp_cpu_s"] = cpu_seconds(dp_pid) - cpu0
+
+    # A fallback route with a healthy primary against the plain provider, both through the
+    # gateway: what the attempt chain (plan, first-event peek, breaker bookkeeping) costs.
+    await closed_loop(routed, 4, d["warmup"] / 3)
+    rp = await interleaved_single(routed, gw, d["c1"])
+    result["route_vs_plain"] = {"route": summary(rp["gateway"]), "plain": summary(rp["direct"])}
 
     tput: dict[str, Any] = {}
     conns = plan["throughput_conns"]
@@ -408,7 +423,7 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         }
     result["throughput"] = tput
     result["throughput_conns"] = conns
-    result["completed"] = {"gateway": gw.ok, "direct": direct.ok}
+    result["completed"] = {"gateway": gw.ok, "direct": direct.ok, "route": routed.ok}
     return result
 
 

@@ -7,6 +7,7 @@ from typing import Any
 TARGET_RPS = 400.0
 TARGET_ADDED_P50_MS = 2.0
 TARGET_RSS_MB = 150.0
+TARGET_ROUTE_P50_MS = 0.2
 
 
 def _ratio(gw: float, direct: float) -> str:
@@ -104,6 +105,17 @@ def render(r: dict[str, Any], profiled: bool = False) -> str:
     if r.get("dataplane_log_errors"):
         lines.append("  data plane logged errors: " + " | ".join(r["dataplane_log_errors"]))
 
+    rvp = r.get("route_vs_plain")
+    if rvp:
+        row(
+            "fallback route vs plain: TTLB p50",
+            rvp["plain"]["ttlb_p50_ms"],
+            rvp["route"]["ttlb_p50_ms"],
+        )
+        lines.append(
+            f"  {'':34}(plain provider in the first column, a 2-target fallback route with a"
+            f" healthy primary in the second; samples {rvp['route']['n']} / {rvp['plain']['n']})"
+        )
     added_p50 = r["c1"]["gateway"]["ttlb_p50_ms"] - r["c1"]["direct"]["ttlb_p50_ms"]
     rss_mb = rss["hwm"] / 1024
     lines.append("")
@@ -121,4 +133,10 @@ def render(r: dict[str, Any], profiled: bool = False) -> str:
         f"    data plane peak RSS <= {TARGET_RSS_MB:.0f} MB: {rss_mb:.0f} MiB"
         f"  {_mark(rss_mb <= TARGET_RSS_MB)}"
     )
+    if rvp:
+        route_added = rvp["route"]["ttlb_p50_ms"] - rvp["plain"]["ttlb_p50_ms"]
+        lines.append(
+            f"    fallback route overhead p50 <= {TARGET_ROUTE_P50_MS} ms over a plain provider:"
+            f" {route_added:+.2f} ms  {_mark(route_added <= TARGET_ROUTE_P50_MS)}"
+        )
     return "\n".join(lines)

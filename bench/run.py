@@ -57,7 +57,8 @@ QUICK = {"warmup": 1.0, "c1": 3.0, "c8": 3.0, "throughput": 4.0}
 
 
 async def provision(cp_addr: str, admin_token: str, upstream_port: int) -> tuple[str, str]:
-    """Workspace, provider and key through the Admin API; returns (key secret, key id)."""
+    """Workspace, providers, a fallback route and two keys through the Admin API; returns the
+    secrets of the key on the plain provider and of the key on the route."""
     async with GatewayClient(cp_addr, admin_token) as client:
         await client.create_workspace(common_pb2.Workspace(name="bench", description="make bench"))
         await client.create_provider(
@@ -68,10 +69,34 @@ async def provision(cp_addr: str, admin_token: str, upstream_port: int) -> tuple
                 api_key_env=PROVIDER_KEY_ENV,
             )
         )
+        # A second, healthy provider behind the same upstream: the route's fallback target.
+        await client.create_provider(
+            common_pb2.Provider(
+                name="fake-backup",
+                kind="anthropic",
+                base_url=f"http://127.0.0.1:{upstream_port}",
+                api_key_env=PROVIDER_KEY_ENV,
+            )
+        )
+        await client.create_route(
+            common_pb2.Route(
+                name="bench-fallback",
+                mode="fallback",
+                targets=[
+                    common_pb2.RouteTarget(provider="fake-upstream"),
+                    common_pb2.RouteTarget(provider="fake-backup"),
+                ],
+            )
+        )
         created = await client.create_key(
             admin_pb2.CreateKeyRequest(workspace="bench", name="bench", provider="fake-upstream")
         )
-        return created.secret, created.key.id
+        routed = await client.create_key(
+            admin_pb2.CreateKeyRequest(
+                workspace="bench", name="bench-route", route="bench-fallback"
+            )
+        )
+        return created.secret, routed.secret
 
 
 async def usage_total(
@@ -157,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
             )  # fmt: skip
             children.append(cp)
             cp_addr = wait_for_log(cp, r"control plane listening on (\S+:\d+)").group(1)
-            secret, _ = asyncio.run(provision(cp_addr, admin_token, upstream_port))
+            secret, route_secret = asyncio.run(provision(cp_addr, admin_token, upstream_port))
 
             dp_args = [
                 "-m", "bench.dp_main",
@@ -181,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
                 "gateway_port": ready["port"],
                 "upstream_port": upstream_port,
                 "virtual_key": secret,
+                "route_key": route_secret,
                 "provider_key": provider_key,
                 "dataplane_pid": dp.pid,
                 "upstream_pid": upstream.pid,
@@ -206,7 +232,11 @@ def run(args: argparse.Namespace) -> int:
                 "now": kib(status["VmRSS"]),
             }
             result["usage"] = asyncio.run(
-                usage_total(cp_addr, admin_token, result["completed"]["gateway"])
+                usage_total(
+                    cp_addr,
+                    admin_token,
+                    result["completed"]["gateway"] + result["completed"]["route"],
+                )
             )
             result["machine"] = {
                 "cpus": os.cpu_count(),
