@@ -6,11 +6,9 @@ thread; ``gwctl.main.main`` runs on the test thread, as in test_e2e.py.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import shutil
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +18,9 @@ import orjson
 import pytest
 
 from gwctl.main import main
+from tests.gwctl.threaded_cp import threaded_control_plane
 
 pytestmark = pytest.mark.e2e
-server_mod = pytest.importorskip("controlplane.server")
 settings_mod = pytest.importorskip("controlplane.settings")
 
 ADMIN = "apply-admin-token-" + uuid.uuid4().hex
@@ -38,31 +36,8 @@ def control_plane(db_url: str) -> Iterator[str]:
         dataplane_token="apply-dataplane-token-" + uuid.uuid4().hex,
         shutdown_grace_s=0.2,
     )
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-    loop = asyncio.new_event_loop()
-
-    async def serve() -> None:
-        try:
-            async with server_mod.running(settings) as running:
-                box["address"] = running.address
-                box["stop"] = asyncio.Event()
-                ready.set()
-                await box["stop"].wait()
-        except BaseException as exc:
-            box["error"] = exc
-            ready.set()
-            raise
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(30), "control plane did not start"
-    if "error" in box:
-        raise box["error"]
-    yield box["address"]
-    loop.call_soon_threadsafe(box["stop"].set)
-    thread.join(15)
-    loop.close()
+    with threaded_control_plane(settings) as address:
+        yield address
 
 
 @pytest.fixture(autouse=True)

@@ -7,12 +7,10 @@ with the data-plane token, exactly as a data plane would send them.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,9 +24,9 @@ import pytest
 from gwapi.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
 from gwctl.main import main
 from tests.fakes.webhook import WebhookSink
+from tests.gwctl.threaded_cp import threaded_control_plane
 
 pytestmark = pytest.mark.e2e
-server_mod = pytest.importorskip("controlplane.server")
 settings_mod = pytest.importorskip("controlplane.settings")
 
 ADMIN = "e2e-admin-token-" + uuid.uuid4().hex
@@ -46,30 +44,8 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         dataplane_token=DATAPLANE,
         shutdown_grace_s=0.5,
     )
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-    loop = asyncio.new_event_loop()
-
-    async def serve() -> None:
-        try:
-            async with server_mod.running(settings) as running:
-                box["address"] = running.address
-                box["stop"] = asyncio.Event()
-                ready.set()
-                await box["stop"].wait()
-        except BaseException as exc:
-            box["error"] = exc
-            ready.set()
-            raise
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(30), "control plane did not start"
-    if "error" in box:
-        raise box["error"]
-    yield box["address"]
-    loop.call_soon_threadsafe(box["stop"].set)
-    thread.join(15)
+    with threaded_control_plane(settings) as address:
+        yield address
 
 
 @pytest.fixture(autouse=True)
