@@ -24,6 +24,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from dataplane.app import Health, build_app
+from dataplane.breaker_sync import BreakerSync
 from dataplane.cache_store import MemoryCache, RedisCache
 from dataplane.counters.base import Counters
 from dataplane.counters.memory import MemoryCounters
@@ -106,6 +107,14 @@ class DataPlane:
             else MemoryCache()
         )
         self.subscriber: Subscriber | None = None
+        # Breakers shared with the other data planes in the background (decisions stay local).
+        self.breaker_sync: BreakerSync | None = (
+            BreakerSync.from_url(
+                settings.redis_url, self.router.breaker, prefix=settings.redis_prefix
+            )
+            if settings.redis_url
+            else None
+        )
 
     async def _send_batch(self, request: telemetry_pb2.ReportUsageRequest) -> int:
         assert self._channel is not None
@@ -169,6 +178,8 @@ class DataPlane:
                 name="http",
             ),
         ]
+        if self.breaker_sync is not None:
+            self.breaker_sync.start()
         log.info(
             "data plane %s listening on %s:%d", self.node_id, s.listen.rpartition(":")[0], self.port
         )
@@ -197,6 +208,8 @@ class DataPlane:
         await asyncio.gather(*self._tasks[:2], return_exceptions=True)
         if self.reporter is not None:
             await self.reporter.flush(timeout=5)
+        if self.breaker_sync is not None:
+            await self.breaker_sync.stop()
         await self.registry.aclose()
         await self.counters.aclose()
         if isinstance(self.cache, RedisCache):
