@@ -34,6 +34,7 @@ from controlplane.auth import AuthInterceptor, AuthPolicy
 from controlplane.catalog import prices
 from controlplane.catalog.common import now_ms
 from controlplane.domain.pricing import load_default_prices
+from controlplane.metrics import ControlPlaneMetrics, MetricsServer
 from controlplane.services.admin import AdminService
 from controlplane.services.discovery import DiscoveryService
 from controlplane.services.state import AppState
@@ -93,6 +94,10 @@ def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
     settings.validate()
     db = open_database(settings.db_url)
     cache = SnapshotCache(db, min_interval_s=settings.spend_refresh_s)
+    metrics = ControlPlaneMetrics(
+        watchers=lambda: state.registry.connected_count(), snapshot_version=lambda: cache.version
+    )
+    cache.on_build = metrics.snapshot_built
     cache.rebuild_sync()
     alerts = AlertMonitor(
         db,
@@ -100,7 +105,7 @@ def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
         attempts=settings.webhook_attempts,
         backoff_s=settings.webhook_backoff_s,
     )
-    state = AppState(settings=settings, db=db, cache=cache, alerts=alerts)
+    state = AppState(settings=settings, db=db, cache=cache, alerts=alerts, metrics=metrics)
     server = grpc.aio.server(
         interceptors=[AuthInterceptor(AuthPolicy(settings.admin_token, settings.dataplane_token))],
         options=SERVER_OPTIONS,
@@ -124,6 +129,14 @@ def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
 
 async def start(server: grpc.aio.Server, state: AppState) -> None:
     await server.start()
+    if state.settings.metrics_listen:
+        state.metrics_server = MetricsServer(state.metrics, state.settings.metrics_listen)
+        await state.metrics_server.start()
+        log.info(
+            "metrics on http://%s:%d/metrics",
+            state.settings.metrics_listen.rpartition(":")[0],
+            state.metrics_server.port,
+        )
     for name in ("", *SERVICE_NAMES):
         await state.health.set(name, health_pb2.HealthCheckResponse.SERVING)
     state.tasks.append(
@@ -145,6 +158,8 @@ async def stop(server: grpc.aio.Server, state: AppState, grace: float | None = N
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await state.alerts.close()
+    if state.metrics_server is not None:
+        await state.metrics_server.close()
     state.db.dispose()
 
 

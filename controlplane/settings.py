@@ -33,6 +33,8 @@ class Settings:
     webhook_timeout_s: float = 5.0
     webhook_attempts: int = 3
     webhook_backoff_s: float = 1.0
+    # HOST:PORT for a plain-HTTP Prometheus /metrics endpoint; "" = off.
+    metrics_listen: str = ""
 
     def __post_init__(self) -> None:
         if not self.dataplane_token:
@@ -58,6 +60,7 @@ class Settings:
             "db_url": env.get("TOLLGATE_DB") or DEFAULT_DB_URL,
             "admin_token": env.get("TOLLGATE_ADMIN_TOKEN", ""),
             "dataplane_token": env.get("TOLLGATE_DATAPLANE_TOKEN", ""),
+            "metrics_listen": env.get("TOLLGATE_METRICS_LISTEN", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None and v != ""})
         return cls(**values)  # type: ignore[arg-type]
@@ -80,6 +83,11 @@ class Settings:
         parser.add_argument(
             "--dataplane-token",
             help="data-plane bearer token (env TOLLGATE_DATAPLANE_TOKEN; default: the admin token)",
+        )
+        parser.add_argument(
+            "--metrics-listen",
+            help="HOST:PORT serving Prometheus /metrics over HTTP (env TOLLGATE_METRICS_LISTEN; "
+            "default off)",
         )
         args = parser.parse_args(argv)
         return cls.from_env(env, **vars(args))

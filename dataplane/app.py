@@ -32,9 +32,11 @@ from dataplane.doors.vertex import VertexDoor
 from dataplane.errors import GatewayError, new_request_id, not_found
 from dataplane.events import RequestRecord
 from dataplane.limits import Limiter
+from dataplane.metrics import Metrics
 from dataplane.proxy import MessagesHandler
 from dataplane.routing import Router
 from dataplane.snapshot import Snapshot, SnapshotHolder
+from gwcommon.prometheus import CONTENT_TYPE
 
 MESSAGES = "/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"
@@ -136,11 +138,13 @@ class Routes:
         bedrock: MessagesHandler,
         vertex: MessagesHandler,
         health: Health,
+        metrics: Metrics | None = None,
     ) -> None:
         self.messages = messages
         self.bedrock = bedrock
         self.vertex = vertex
         self.health = health
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -166,6 +170,8 @@ class Routes:
         elif path == "/healthz":
             status, body = self.health.report()
             await send_response(send, status, body)
+        elif path == "/metrics" and method == "GET" and self.metrics is not None:
+            await send_response(send, 200, self.metrics.render(), content_type=CONTENT_TYPE)
         elif path == "/v1/models" and method == "GET":
             limit = _query_int(scope, b"limit", 1000)
             await send_response(send, 200, list_models(scope[PRINCIPAL], limit))
@@ -219,11 +225,22 @@ def build_app(
     health: Health,
     limiter: Limiter,
     cache: CacheBackend,
+    metrics: Metrics | None = None,
 ) -> ASGIApp:
+    """The app; with ``metrics``, every finished request is observed and ``/metrics`` served."""
+    if metrics is not None:
+        sink = metrics.sink(sink)
+
     def handler(door: Door) -> MessagesHandler:
         return MessagesHandler(router, sink, dataplane_id, max_body, door, limiter, cache)
 
-    routes = Routes(handler(AnthropicDoor()), handler(BedrockDoor()), handler(VertexDoor()), health)
+    routes = Routes(
+        handler(AnthropicDoor()), handler(BedrockDoor()), handler(VertexDoor()), health, metrics
+    )
     return AuthMiddleware(
-        routes, holder, protected=("/v1/", BEDROCK_MODEL, VERTEX), errors_for=door_for
+        routes,
+        holder,
+        protected=("/v1/", BEDROCK_MODEL, VERTEX),
+        errors_for=door_for,
+        on_refuse=metrics.auth_refused if metrics is not None else None,
     )

@@ -129,12 +129,14 @@ class AuthMiddleware:
         protected: tuple[str, ...] = ("/v1/",),
         clock: Callable[[], float] = time.time,
         errors_for: Callable[[str], ErrorRenderer] | None = None,
+        on_refuse: Callable[[str, int, str, str], None] | None = None,
     ) -> None:
         self.app = app
         self.holder = holder
         self.protected = protected
         self.clock = clock
         self.errors_for = errors_for
+        self.on_refuse = on_refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.protected):
@@ -155,6 +157,8 @@ class AuthMiddleware:
                 snapshot, extract_secret(scope), int(self.clock() * 1000)
             )
         except GatewayError as err:
+            if self.on_refuse is not None:
+                self.on_refuse("", err.status, err.error_type, err.message)
             if self.errors_for is None:
                 await send_error(send, err, request_id)
             else:

@@ -30,6 +30,7 @@ from dataplane.counters.base import Counters
 from dataplane.counters.memory import MemoryCounters
 from dataplane.counters.redis import RedisCounters
 from dataplane.limits import Limiter
+from dataplane.metrics import Metrics
 from dataplane.providers.registry import ProviderRegistry, shared_transport
 from dataplane.reporter import Reporter
 from dataplane.routing import Router
@@ -107,6 +108,11 @@ class DataPlane:
             else MemoryCache()
         )
         self.subscriber: Subscriber | None = None
+        self.metrics = Metrics(
+            breaker_states=self.router.breaker_states,
+            snapshot_version=lambda: s.version if (s := self.holder.current) else None,
+            backlog=lambda: self.reporter.backlog if self.reporter is not None else 0,
+        )
         # Breakers shared with the other data planes in the background (decisions stay local).
         self.breaker_sync: BreakerSync | None = (
             BreakerSync.from_url(
@@ -161,6 +167,7 @@ class DataPlane:
             self.health,
             self.limiter,
             self.cache,
+            self.metrics,
         )
         config = Config()
         config.bind = [f"fd://{self._socket.fileno()}"]

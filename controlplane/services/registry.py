@@ -90,6 +90,9 @@ class DataPlaneRegistry:
         copy.CopyFrom(status)
         return copy
 
+    def connected_count(self) -> int:
+        return sum(1 for s in self._nodes.values() if s.connected)
+
     def list(self) -> list[dpb.DataPlaneStatus]:
         """Copies, sorted by node id."""
         return [s for s in (self.get(n) for n in sorted(self._nodes)) if s is not None]

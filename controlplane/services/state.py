@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from sqlmodel import Session
 
 from controlplane.catalog.common import now_ms
+from controlplane.metrics import ControlPlaneMetrics, MetricsServer
 from controlplane.services.registry import DataPlaneRegistry
 from controlplane.settings import Settings
 from controlplane.snapshots.cache import SnapshotCache
@@ -31,6 +32,8 @@ class AppState:
     registry: DataPlaneRegistry = field(default_factory=DataPlaneRegistry)
     health: Any = None  # grpc_health aio HealthServicer, set by the server
     tasks: list[Any] = field(default_factory=list)  # background asyncio tasks
+    metrics: ControlPlaneMetrics = field(default_factory=ControlPlaneMetrics)
+    metrics_server: MetricsServer | None = None  # with --metrics-listen
 
     async def mutate(self, fn: Callable[[Session, int], T]) -> T:
         """Run ``fn(session, now_ms)`` in one committed transaction, then publish a new snapshot.

@@ -39,7 +39,9 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
     async def ReportUsage(
         self, request: tpb.ReportUsageRequest, context: Ctx
     ) -> tpb.ReportUsageResponse:
-        return await ingest(self._s.db, self._s.hub, request, after=(self._after_ingest,))
+        response = await ingest(self._s.db, self._s.hub, request, after=(self._after_ingest,))
+        self._s.metrics.ingested(request, response)
+        return response
 
     def _after_ingest(self, fresh: list[tpb.UsageEvent]) -> None:
         self._s.alerts.note(fresh)

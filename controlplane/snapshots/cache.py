@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from sqlmodel import Session
 
@@ -47,6 +49,7 @@ class SnapshotCache:
         self._last_started = float("-inf")  # loop time the last rebuild started
         self._dirty = False
         self._soon: asyncio.Task[None] | None = None
+        self.on_build: Callable[[float], None] | None = None  # seconds per build (metrics)
 
     @property
     def current(self) -> dpb.Snapshot | None:
@@ -103,6 +106,7 @@ class SnapshotCache:
         return self._db.read_sync(self._try_build)
 
     def _try_build(self, s: Session) -> dpb.Snapshot | None:
+        started = time.perf_counter()
         try:
             return build(s, now_ms())
         except InvalidSnapshot as exc:
@@ -113,6 +117,9 @@ class SnapshotCache:
                 "; ".join(exc.problems[:10]),
             )
             return None
+        finally:
+            if self.on_build is not None:
+                self.on_build(time.perf_counter() - started)
 
     def _install(self, snap: dpb.Snapshot | None, *, quiet: bool = False) -> bool:
         if snap is None:
