@@ -17,6 +17,7 @@ import grpc
 from gwctl import (
     alerts,
     apply,
+    clients,
     dataplanes,
     keys,
     logs,
@@ -27,7 +28,7 @@ from gwctl import (
     usage,
     workspaces,
 )
-from gwctl.cli import CommandError, UsageError, add_global_options
+from gwctl.cli import CommandError, Subparsers, UsageError, add_global_options, leaf
 from tui.client import ClientError, GatewayClient
 
 _MODULES = (
@@ -37,6 +38,7 @@ _MODULES = (
     routes,
     apply,
     usage,
+    clients,
     logs,
     alerts,
     dataplanes,
@@ -58,7 +60,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _MODULES:
         module.register(sub)
+    _register_tui(sub)
     return parser
+
+
+def _register_tui(subparsers: Subparsers) -> None:
+    p = leaf(
+        subparsers,
+        "tui",
+        "live console (k9s-like): overview, keys, providers, sessions, logs; ? for keys",
+    )
+    p.add_argument(
+        "--readonly", action="store_true", help="never change anything (revoking is disabled)"
+    )
+    p.set_defaults(run=_run_tui)
+
+
+def _run_tui(args: argparse.Namespace, extra: list[str]) -> int:
+    # Textual is imported only here: every other command starts without it.
+    try:
+        from tui.app import run_tui
+    except ImportError as exc:
+        raise CommandError(f"gwctl tui needs Textual ({exc})") from None
+    return run_tui(args.control_plane, args.token, readonly=args.readonly)
 
 
 def _error(message: str) -> None:

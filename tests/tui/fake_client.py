@@ -1,0 +1,181 @@
+"""A fixed-data stand-in for ``tui.client.GatewayClient``: no network, no clock dependence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+
+from gwapi.v1 import common_pb2, discovery_pb2, telemetry_pb2
+from tui.client import ClientError
+
+DAY = common_pb2.PERIOD_DAY
+MONTH = common_pb2.PERIOD_MONTH
+
+
+def _budget(
+    amount_usd: float, spent_usd: float, period: common_pb2.Period.ValueType
+) -> common_pb2.BudgetStatus:
+    return common_pb2.BudgetStatus(
+        budget=common_pb2.Budget(amount_micros=int(amount_usd * 1e6), period=period),
+        spent_micros=int(spent_usd * 1e6),
+    )
+
+
+def log_event(n: int, **fields: object) -> telemetry_pb2.UsageEvent:
+    event = telemetry_pb2.UsageEvent(
+        request_id=f"req_{n:04d}",
+        time_ms=1_700_000_000_000 + n * 1000,
+        workspace="research" if n % 2 else "platform",
+        key_id=f"key_{n % 3}",
+        key_name="ci-bot" if n % 2 else "alice",
+        model_requested="claude-sonnet-4",
+        model_served="claude-sonnet-4",
+        provider="anthropic",
+        attempts=1,
+        status=200,
+        latency_ms=800 + n,
+        ttfb_ms=300,
+        session_id=f"sess-{n % 2}",
+        usage=common_pb2.Usage(input_tokens=1000 + n, output_tokens=200, cost_micros=4_500),
+        attempt_log=[
+            telemetry_pb2.Attempt(
+                provider="anthropic", model="claude-sonnet-4", status=200, outcome="served"
+            )
+        ],
+    )
+    for name, value in fields.items():
+        if name == "attempt_log":
+            del event.attempt_log[:]
+            event.attempt_log.extend(value)  # type: ignore[arg-type]
+        else:
+            setattr(event, name, value)
+    return event
+
+
+class FakeClient:
+    target = "fake-control-plane:50051"
+
+    def __init__(self, initial_logs: int = 3) -> None:
+        self.fail: str = ""  # when set, every unary call raises ClientError with this message
+        self.revoked: list[str] = []
+        self.calls: list[str] = []
+        self.workspaces = [
+            common_pb2.Workspace(name="platform", budget_status=[_budget(100, 45, MONTH)]),
+            common_pb2.Workspace(
+                name="research", budget_status=[_budget(10, 9.5, DAY), _budget(500, 20, MONTH)]
+            ),
+            common_pb2.Workspace(name="sandbox"),
+        ]
+        self.keys = [
+            common_pb2.VirtualKey(
+                id="key_b", name="ci-bot", workspace="research", provider="anthropic",
+                created_at_ms=1_700_000_300_000, budget_status=[_budget(5, 1, DAY)],
+            ),
+            common_pb2.VirtualKey(
+                id="key_a", name="alice", workspace="platform", route="claude-default",
+                created_at_ms=1_700_000_100_000,
+            ),
+            common_pb2.VirtualKey(
+                id="key_c", name="old-laptop", workspace="platform", provider="anthropic",
+                created_at_ms=1_700_000_200_000, revoked_at_ms=1_700_000_400_000,
+            ),
+        ]  # fmt: skip
+        self.providers = [
+            common_pb2.Provider(
+                name="anthropic", kind="anthropic", base_url="https://api.anthropic.com",
+                api_key_env="ANTHROPIC_API_KEY",
+            ),
+            common_pb2.Provider(name="bedrock", kind="bedrock", options={"region": "us-east-1"}),
+            common_pb2.Provider(name="sim", kind="simulator", options={"latency_ms": "50"}),
+        ]  # fmt: skip
+        self.dataplanes = discovery_pb2.ListDataPlanesResponse(
+            current_version="v42",
+            dataplanes=[
+                discovery_pb2.DataPlaneStatus(
+                    node_id="dp-1", connected=True, breakers={"bedrock": "open"}
+                ),
+                discovery_pb2.DataPlaneStatus(
+                    node_id="dp-2", connected=True, breakers={"sim": "half_open"}
+                ),
+            ],
+        )
+        self.usage = {
+            "workspace": [
+                telemetry_pb2.UsageRow(group="platform", requests=120, errors=0, cost_micros=2_400_000),
+                telemetry_pb2.UsageRow(group="research", requests=40, errors=4, cost_micros=900_000),
+            ],
+            "session": [
+                telemetry_pb2.UsageRow(
+                    group="sess-alpha", requests=12, input_tokens=50_000, output_tokens=4_000,
+                    cache_read_input_tokens=120_000, cost_micros=1_250_000,
+                ),
+                telemetry_pb2.UsageRow(group="sess-beta", requests=3, errors=1, cost_micros=30_000),
+            ],
+        }  # fmt: skip
+        self.initial_logs = [log_event(n) for n in range(1, initial_logs + 1)]
+        self._queue: asyncio.Queue[telemetry_pb2.UsageEvent] | None = None
+        self.tail_calls = 0
+
+    @property
+    def queue(self) -> asyncio.Queue[telemetry_pb2.UsageEvent]:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+        return self._queue
+
+    def push_log(self, event: telemetry_pb2.UsageEvent) -> None:
+        self.queue.put_nowait(event)
+
+    def _check(self, name: str) -> None:
+        self.calls.append(name)
+        if self.fail:
+            raise ClientError(grpc.StatusCode.UNAVAILABLE, self.fail)
+
+    async def list_workspaces(self) -> list[common_pb2.Workspace]:
+        self._check("list_workspaces")
+        return list(self.workspaces)
+
+    async def list_keys(
+        self, workspace: str = "", include_revoked: bool = False
+    ) -> list[common_pb2.VirtualKey]:
+        self._check("list_keys")
+        return [k for k in self.keys if include_revoked or not k.revoked_at_ms]
+
+    async def revoke_key(self, key_id: str) -> common_pb2.VirtualKey:
+        self._check("revoke_key")
+        self.revoked.append(key_id)
+        for key in self.keys:
+            if key.id == key_id:
+                key.revoked_at_ms = 1_700_000_900_000
+                return key
+        raise ClientError(grpc.StatusCode.NOT_FOUND, f"key {key_id!r} does not exist")
+
+    async def list_providers(self) -> list[common_pb2.Provider]:
+        self._check("list_providers")
+        return list(self.providers)
+
+    async def list_dataplanes(self) -> discovery_pb2.ListDataPlanesResponse:
+        self._check("list_dataplanes")
+        return self.dataplanes
+
+    async def query_usage(
+        self,
+        *,
+        workspace: str = "",
+        key_id: str = "",
+        group_by: str = "",
+        since_ms: int = 0,
+        until_ms: int = 0,
+    ) -> Sequence[telemetry_pb2.UsageRow]:
+        self._check(f"query_usage:{group_by}")
+        return list(self.usage.get(group_by, []))
+
+    async def tail_logs(
+        self, *, follow: bool = False, limit: int = 20, workspace: str = "", key_id: str = ""
+    ) -> AsyncIterator[telemetry_pb2.UsageEvent]:
+        self.tail_calls += 1
+        for event in self.initial_logs[-limit:]:
+            yield event
+        while follow:
+            yield await self.queue.get()

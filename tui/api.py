@@ -1,0 +1,44 @@
+"""What the TUI needs from a control plane: the read and revoke methods of
+:class:`tui.client.GatewayClient`. Tests pass a fake object with the same methods."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+from gwapi.v1 import common_pb2, discovery_pb2, telemetry_pb2
+
+
+class GatewayLike(Protocol):
+    target: str
+
+    async def list_workspaces(self) -> list[common_pb2.Workspace]: ...
+
+    async def list_keys(
+        self, workspace: str = "", include_revoked: bool = False
+    ) -> list[common_pb2.VirtualKey]: ...
+
+    async def revoke_key(self, key_id: str) -> common_pb2.VirtualKey: ...
+
+    async def list_providers(self) -> list[common_pb2.Provider]: ...
+
+    async def list_dataplanes(self) -> discovery_pb2.ListDataPlanesResponse: ...
+
+    async def query_usage(
+        self,
+        *,
+        workspace: str = "",
+        key_id: str = "",
+        group_by: str = "",
+        since_ms: int = 0,
+        until_ms: int = 0,
+    ) -> Sequence[telemetry_pb2.UsageRow]: ...
+
+    def tail_logs(
+        self,
+        *,
+        follow: bool = False,
+        limit: int = 20,
+        workspace: str = "",
+        key_id: str = "",
+    ) -> AsyncIterator[telemetry_pb2.UsageEvent]: ...

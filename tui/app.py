@@ -1,0 +1,272 @@
+"""``gwctl tui``: a k9s-style console over the control plane.
+
+Five views (Overview, Keys, Providers, Sessions, Logs) in a ContentSwitcher; ``1``-``5`` or
+``:name`` switch views, ``/`` filters the current table, ``?`` helps, ``esc`` goes back, ``q``
+quits. Two background workers talk to the control plane and *post messages* to the views: the
+poll worker refreshes the current view every ``poll_interval`` seconds (at once after a view
+switch), the tail worker follows the live log stream and reconnects after a failure. Every
+control-plane error lands in the status bar; none reaches the screen as a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import ContentSwitcher, Input
+
+from tui.api import GatewayLike
+from tui.client import ClientError, GatewayClient
+from tui.messages import LogArrived, RevokeRequested, StatusUpdate
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.help import HelpScreen
+from tui.widgets.chrome import VIEWS, StatusBar, ViewTabs
+from tui.widgets.logs import LogsView
+from tui.widgets.table_view import TableView
+from tui.widgets.views import KeysView, OverviewView, ProvidersView, SessionsView
+
+ALIASES = {
+    "overview": "overview", "o": "overview", "ov": "overview", "ws": "overview",
+    "workspaces": "overview", "keys": "keys", "key": "keys", "k": "keys",
+    "providers": "providers", "provider": "providers", "p": "providers", "dp": "providers",
+    "sessions": "sessions", "session": "sessions", "s": "sessions",
+    "logs": "logs", "log": "logs", "l": "logs",
+}  # fmt: skip
+TAIL_LIMIT = 200
+
+
+def describe(exc: BaseException) -> str:
+    """One line for the status bar: a ClientError's own message, else the exception's name."""
+    if isinstance(exc, ClientError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class TollgateApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "Tollgate"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(
+            Binding(str(n), f"view('{view_id}')", title, show=False)
+            for n, (view_id, title) in enumerate(VIEWS, 1)
+        ),
+        Binding("colon", "command_line", "jump"),
+        Binding("slash", "filter", "filter"),
+        Binding("question_mark", "help", "help"),
+        Binding("escape", "go_back", "back"),
+        Binding("q", "quit", "quit"),
+    ]
+
+    def __init__(
+        self,
+        client: GatewayLike | None = None,
+        *,
+        target: str = "",
+        token: str = "",
+        readonly: bool = False,
+        poll_interval: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self._client = client
+        self._owns_client = client is None
+        self._token = token
+        self.target = client.target if client is not None else target
+        self.readonly = readonly
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self.revoked: list[str] = []
+
+    @property
+    def client(self) -> GatewayLike:
+        assert self._client is not None, "the client is made on mount"
+        return self._client
+
+    # ---- layout ------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield ViewTabs(id="tabs")
+        with ContentSwitcher(initial="overview", id="views"):
+            yield OverviewView()
+            yield KeysView()
+            yield ProvidersView()
+            yield SessionsView()
+            yield LogsView()
+        yield Input(id="cmdline", placeholder=":overview :keys :providers :sessions :logs :q")
+        yield Input(id="filter", placeholder="/ filter rows (enter keeps, esc clears)")
+        yield StatusBar(self.target, self.readonly)
+
+    def on_mount(self) -> None:
+        if self._client is None:  # made here: a grpc.aio channel belongs to this event loop
+            self._client = GatewayClient(self.target, self._token)
+        self.query_one(ViewTabs).show("overview")
+        self.current_view.table.focus()
+        self.poll()
+        self.tail()
+
+    async def on_unmount(self) -> None:
+        if self._owns_client and isinstance(self._client, GatewayClient):
+            await self._client.close()
+
+    @property
+    def current_view(self) -> TableView:
+        switcher = self.query_one("#views", ContentSwitcher)
+        return self.query_one(f"#{switcher.current}", TableView)
+
+    @property
+    def status_bar(self) -> StatusBar:
+        return self.query_one(StatusBar)
+
+    # ---- workers -----------------------------------------------------------------------
+
+    @work(exclusive=True, group="poll", exit_on_error=False)
+    async def poll(self) -> None:
+        """Refresh the current view now, then every ``poll_interval`` s or on a view switch."""
+        while True:
+            self._wake.clear()
+            view = self.current_view
+            if not isinstance(view, LogsView):
+                try:
+                    loaded = await view.fetch(self.client)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a refusal, an outage or a bug: the status bar says
+                    self.post_message(StatusUpdate(describe(exc), error=True, source="poll"))
+                else:
+                    view.post_message(loaded)
+                    self.post_message(StatusUpdate("", source="poll"))
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except TimeoutError:
+                pass
+
+    @work(exclusive=True, group="tail", exit_on_error=False)
+    async def tail(self) -> None:
+        """Follow the live log; after an error or the stream's end, reconnect a second later."""
+        logs = self.query_one(LogsView)
+        while True:
+            try:
+                async for event in self.client.tail_logs(follow=True, limit=TAIL_LIMIT):
+                    logs.post_message(LogArrived(event))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.post_message(StatusUpdate(f"log tail: {describe(exc)}", error=True))
+            await asyncio.sleep(self.poll_interval)
+
+    @work(group="actions", exit_on_error=False)
+    async def revoke(self, key_id: str) -> None:
+        try:
+            await self.client.revoke_key(key_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.post_message(StatusUpdate(f"revoke {key_id}: {describe(exc)}", error=True))
+            return
+        self.revoked.append(key_id)
+        self.post_message(StatusUpdate(f"revoked {key_id}"))
+        self._wake.set()
+
+    # ---- messages ----------------------------------------------------------------------
+
+    def on_status_update(self, message: StatusUpdate) -> None:
+        if not message.text:
+            self.status_bar.clear_error(message.source)
+        else:
+            self.status_bar.set_message(message.text, error=message.error, source=message.source)
+
+    def on_revoke_requested(self, message: RevokeRequested) -> None:
+        if self.readonly:
+            self.bell()
+            self.post_message(StatusUpdate("read-only: revoking is disabled", error=True))
+            return
+        label = f"{message.name} ({message.key_id})" if message.name else message.key_id
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.revoke(message.key_id)
+            else:
+                self.post_message(StatusUpdate(f"kept {message.key_id}"))
+
+        self.push_screen(ConfirmScreen(f"Revoke key {label}? It stops working at once."), answered)
+
+    # ---- actions -----------------------------------------------------------------------
+
+    def action_view(self, view_id: str) -> None:
+        if len(self.screen_stack) > 1:
+            return
+        self._hide_inputs()
+        self.query_one("#views", ContentSwitcher).current = view_id
+        self.query_one(ViewTabs).show(view_id)
+        self.current_view.table.focus()
+        self._wake.set()
+
+    def action_command_line(self) -> None:
+        self._hide_inputs()
+        self._open_input("#cmdline", "")
+
+    def action_filter(self) -> None:
+        self._hide_inputs()
+        self._open_input("#filter", self.current_view.filter_text)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.current_view.HELP))
+
+    def action_go_back(self) -> None:
+        cmdline = self.query_one("#cmdline", Input)
+        filter_input = self.query_one("#filter", Input)
+        if cmdline.display:
+            self._hide_inputs()
+        elif filter_input.display:
+            self._hide_inputs()
+            self.current_view.set_filter("")
+        elif self.current_view.filter_text:
+            self.current_view.set_filter("")
+        self.current_view.table.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.current_view.set_filter(event.value.strip())
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        value = event.value.strip()
+        self._hide_inputs()
+        self.current_view.table.focus()
+        if event.input.id == "cmdline":
+            self.run_command(value)
+
+    def run_command(self, command: str) -> None:
+        name = command.lstrip(":").strip().lower()
+        if not name:
+            return
+        if name in ("q", "quit", "q!"):
+            self.exit()
+            return
+        view_id = ALIASES.get(name) or next(
+            (view_id for view_id, _ in VIEWS if view_id.startswith(name)), None
+        )
+        if view_id is None:
+            self.bell()
+            self.post_message(StatusUpdate(f"no view named {name!r}", error=True))
+            return
+        self.action_view(view_id)
+
+    def _open_input(self, selector: str, value: str) -> None:
+        box = self.query_one(selector, Input)
+        box.value = value
+        box.display = True
+        box.focus()
+
+    def _hide_inputs(self) -> None:
+        for box in self.query(Input):
+            box.display = False
+
+
+def run_tui(target: str, token: str, *, readonly: bool = False) -> int:
+    """Run the TUI in this terminal until the user quits; the exit code for gwctl."""
+    TollgateApp(target=target, token=token, readonly=readonly).run()
+    return 0

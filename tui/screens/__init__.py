@@ -1,0 +1,1 @@
+"""Screens pushed over the views: help, confirmation, request detail."""

@@ -1,0 +1,105 @@
+"""One request's full record: every field of the usage event and its attempt log."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Static
+
+from gwapi.v1 import telemetry_pb2
+from tui import format as fmt
+
+
+def detail_fields(event: telemetry_pb2.UsageEvent) -> list[tuple[str, str]]:
+    usage = event.usage
+    fields = [
+        ("request id", event.request_id),
+        ("time (UTC)", fmt.stamp(event.time_ms)),
+        ("status", str(event.status)),
+        ("error", f"{event.error_type}: {event.error_message}" if event.error_type else ""),
+        ("workspace", event.workspace),
+        ("key", f"{event.key_name} ({event.key_id})" if event.key_name else event.key_id),
+        ("session", event.session_id),
+        ("model requested", event.model_requested),
+        ("model served", event.model_served),
+        ("provider", event.provider),
+        ("attempts", str(event.attempts)),
+        ("latency", f"{event.latency_ms} ms"),
+        ("ttfb", f"{event.ttfb_ms} ms" if event.ttfb_ms else ""),
+        ("stream", "yes" if event.stream else "no"),
+        (
+            "tokens in/out",
+            f"{usage.input_tokens} / {usage.output_tokens}",
+        ),
+        (
+            "cache write/read",
+            f"{usage.cache_creation_input_tokens} / {usage.cache_read_input_tokens}",
+        ),
+        (
+            "cost",
+            fmt.usd(usage.cost_micros) + (f" (as {usage.priced_as})" if usage.priced_as else ""),
+        ),
+        ("cache", event.cache_status),
+        ("cost saved", fmt.usd(event.cost_saved_micros) if event.cost_saved_micros else ""),
+        ("path", event.path),
+        ("user agent", event.user_agent),
+        ("client version", event.client_version),
+        ("data plane", event.dataplane_id),
+        ("upstream request", event.upstream_request_id),
+        ("client disconnected", "yes" if event.client_disconnected else ""),
+    ]
+    fields.extend((f"meta {k}", v) for k, v in sorted(event.metadata.items()))
+    return [(name, value) for name, value in fields if value]
+
+
+def attempt_lines(event: telemetry_pb2.UsageEvent) -> Text:
+    """One line per upstream attempt (a line, not a table: it reads at 80 columns)."""
+    text = Text("attempt log\n", style="bold")
+    for index, attempt in enumerate(event.attempt_log, 1):
+        text.append(f"{index}. {attempt.provider}")
+        if attempt.model:
+            text.append(f" {attempt.model}", style="dim")
+        text.append(" → ")
+        text.append(str(attempt.status), style=fmt.status_style(attempt.status))
+        text.append(f" {attempt.outcome}", style="bold")
+        if attempt.error_type:
+            text.append(f" {attempt.error_type}", style="red")
+        text.append(f"  +{attempt.start_offset_ms}ms, took {attempt.duration_ms}ms\n")
+    return text
+
+
+class RequestDetailScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "back"),
+        Binding("q", "app.pop_screen", "back", show=False),
+    ]
+
+    def __init__(self, event: telemetry_pb2.UsageEvent) -> None:
+        super().__init__()
+        self.event = event
+
+    def compose(self) -> ComposeResult:
+        yield Static(
+            Text(f"Request {self.event.request_id} · esc back", style="bold"),
+            classes="view-title",
+        )
+        fields = Table.grid(padding=(0, 2))
+        fields.add_column(style="bold cyan", no_wrap=True)
+        fields.add_column()
+        for name, value in detail_fields(self.event):
+            fields.add_row(name, value)
+        parts: list[Table | Text] = [fields, Text("")]
+        if self.event.attempt_log:
+            parts.append(attempt_lines(self.event))
+        else:
+            parts.append(Text("no attempt log recorded", style="dim"))
+        with VerticalScroll(id="detail-body"):
+            yield Static(Group(*parts), id="detail")
+
+    def on_mount(self) -> None:
+        self.query_one("#detail-body", VerticalScroll).focus()  # arrows and page keys scroll

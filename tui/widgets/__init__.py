@@ -1,0 +1,1 @@
+"""The TUI's widgets: the five views and the chrome around them."""
