@@ -4,7 +4,8 @@ The key arrives as ``x-api-key`` (ANTHROPIC_API_KEY) or ``Authorization: Bearer`
 (ANTHROPIC_AUTH_TOKEN). Lookup is by SHA-256 of the secret in the current snapshot: no I/O.
 On success the middleware puts a :class:`Principal` into the ASGI scope; on failure it answers
 401 ``authentication_error`` saying *why* (missing, unknown, revoked, expired) without echoing
-the secret.
+the secret. A workspace with a minimum Claude Code version refuses older ``claude-cli`` clients
+with 400 ``invalid_request_error`` (:func:`check_client_version`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,15 @@ from dataplane.asgi import (
     send_error_body,
     send_response,
 )
-from dataplane.errors import GatewayError, forbidden, new_request_id, unauthenticated
-from dataplane.snapshot import Snapshot, SnapshotHolder, VirtualKey, Workspace
+from dataplane.errors import (
+    GatewayError,
+    bad_request,
+    forbidden,
+    new_request_id,
+    unauthenticated,
+)
+from dataplane.events import client_version
+from dataplane.snapshot import Snapshot, SnapshotHolder, VirtualKey, Workspace, version_parts
 
 PRINCIPAL = "tollgate.principal"
 
@@ -119,6 +127,27 @@ def authenticate(snapshot: Snapshot, secret: str | None, now_ms: int) -> Princip
     return Principal(key, workspace, snapshot)
 
 
+def check_client_version(workspace: Workspace, user_agent: bytes | None) -> None:
+    """400 when the caller is a Claude Code older than the workspace's ``min_client_version``.
+
+    Versions compare numerically part by part (``2.1.10`` > ``2.1.9``; missing parts are 0).
+    Requests without a ``claude-cli/…`` user-agent (SDKs, curl) are never refused.
+    """
+    minimum = workspace.min_client_parts
+    if not minimum:
+        return
+    version = client_version(user_agent)
+    parts = version_parts(version) if version else None
+    if parts is None:
+        return
+    width = max(len(parts), len(minimum))
+    if parts + (0,) * (width - len(parts)) < minimum + (0,) * (width - len(minimum)):
+        raise bad_request(
+            f"Claude Code {version} is older than this workspace allows "
+            f"({workspace.min_client_version}): run `claude update`"
+        )
+
+
 class AuthMiddleware:
     """Authenticates requests whose path starts with one of ``protected`` prefixes."""
 
@@ -145,6 +174,7 @@ class AuthMiddleware:
         request_id = new_request_id()
         scope[REQUEST_ID] = request_id
         snapshot = self.holder.current
+        workspace = ""
         try:
             if snapshot is None:
                 raise GatewayError(
@@ -153,12 +183,13 @@ class AuthMiddleware:
                     "Try again in a few seconds.",
                     headers=((b"retry-after", b"2"),),
                 )
-            scope[PRINCIPAL] = authenticate(
-                snapshot, extract_secret(scope), int(self.clock() * 1000)
-            )
+            principal = authenticate(snapshot, extract_secret(scope), int(self.clock() * 1000))
+            workspace = principal.workspace.name
+            check_client_version(principal.workspace, header(scope, b"user-agent"))
+            scope[PRINCIPAL] = principal
         except GatewayError as err:
             if self.on_refuse is not None:
-                self.on_refuse("", err.status, err.error_type, err.message)
+                self.on_refuse(workspace, err.status, err.error_type, err.message)
             if self.errors_for is None:
                 await send_error(send, err, request_id)
             else:

@@ -76,6 +76,8 @@ class Workspace:
     limits: Limits
     timezone: str
     redis_failure: Literal["", "closed", "open"] = ""  # "" = closed; see gwapi Workspace
+    min_client_version: str = ""  # "" = any Claude Code version
+    min_client_parts: tuple[int, ...] = ()  # the same, parsed for numeric comparison
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,12 @@ class Snapshot:
             raise SnapshotError("snapshot has no version")
         workspaces = {
             w.name: Workspace(
-                w.name, Limits.from_proto(w.limits), w.timezone, _redis_failure(w.redis_failure)
+                w.name,
+                Limits.from_proto(w.limits),
+                w.timezone,
+                _redis_failure(w.redis_failure),
+                w.min_client_version,
+                _version_parts(w.min_client_version, f"workspace {w.name!r} min_client_version"),
             )
             for w in msg.workspaces
         }
@@ -248,6 +255,33 @@ def _spend_from_proto(
         if key not in spend or value > spend[key]:
             spend[key] = value
     return MappingProxyType(spend)
+
+
+def version_parts(version: str) -> tuple[int, ...] | None:
+    """``"2.1.197"`` → ``(2, 1, 197)``; the leading dotted numbers of a version such as
+    ``2.1.0-beta``; None when it does not start with a number."""
+    parts: list[int] = []
+    for piece in version.split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+        if len(digits) != len(piece):
+            break
+    return tuple(parts) if parts else None
+
+
+def _version_parts(value: str, what: str) -> tuple[int, ...]:
+    if not value:
+        return ()
+    parts = version_parts(value)
+    if parts is None:
+        raise SnapshotError(f"{what} {value!r} is not a dotted version")
+    return parts
 
 
 def _redis_failure(value: str) -> Literal["", "closed", "open"]:

@@ -73,6 +73,12 @@ def _add_settings(p: argparse.ArgumentParser, *, update: bool) -> None:
         help="http(s) URL POSTed a JSON alert when a budget passes 50/80/100 %%"
         + ("; '' removes it" if update else ""),
     )
+    p.add_argument(
+        "--min-client-version",
+        metavar="VERSION",
+        help="refuse Claude Code older than this (dotted numbers, e.g. 2.1.0)"
+        + ("; '' allows any" if update else ""),
+    )
     p.add_argument("--description", metavar="TEXT")
 
 
@@ -88,6 +94,9 @@ def _from_args(args: argparse.Namespace) -> tuple[common_pb2.Workspace, list[str
     if args.alert_webhook is not None:
         ws.alert_webhook = args.alert_webhook
         paths.append("alert_webhook")
+    if args.min_client_version is not None:
+        ws.min_client_version = args.min_client_version
+        paths.append("min_client_version")
     if args.description is not None:
         ws.description = args.description
         paths.append("description")
@@ -111,6 +120,7 @@ def emit(ws: common_pb2.Workspace, args: argparse.Namespace) -> None:
             ("timezone", ws.timezone or "UTC"),
             ("redis failure", ws.redis_failure or "closed"),
             ("alert webhook", ws.alert_webhook or "-"),
+            ("min client version", ws.min_client_version or "-"),
             *out.spend_fields(ws.budget_status),
             ("created", out.format_time(ws.created_at_ms)),
             ("updated", out.format_time(ws.updated_at_ms)),

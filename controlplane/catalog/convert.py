@@ -57,6 +57,7 @@ def workspace_to_pb(row: WorkspaceRow) -> pb.Workspace:
         updated_at_ms=row.updated_at_ms,
         redis_failure=row.redis_failure or DEFAULT_REDIS_FAILURE,
         alert_webhook=row.alert_webhook,
+        min_client_version=row.min_client_version or "",
     )
 
 

@@ -19,12 +19,23 @@ from controlplane.catalog.convert import limits_from_pb, workspace_to_pb
 from controlplane.domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from controlplane.domain.limits import limits_from_json, limits_to_json, validate_limits
 from controlplane.domain.names import validate_label, validate_slug, validate_timezone
-from controlplane.domain.workspaces import validate_alert_webhook, validate_redis_failure
+from controlplane.domain.workspaces import (
+    validate_alert_webhook,
+    validate_min_client_version,
+    validate_redis_failure,
+)
 from controlplane.store.models import VirtualKeyRow, WorkspaceRow
 from controlplane.usage.spend import statuses_by_scope, workspace_scope
 from gwapi.v1 import common_pb2 as pb
 
-UPDATE_PATHS = ("description", "timezone", "redis_failure", "alert_webhook", *LIMITS_PATHS)
+UPDATE_PATHS = (
+    "description",
+    "timezone",
+    "redis_failure",
+    "alert_webhook",
+    "min_client_version",
+    *LIMITS_PATHS,
+)
 
 
 def get_row(s: Session, name: str) -> WorkspaceRow:
@@ -44,6 +55,7 @@ def create(s: Session, msg: pb.Workspace, now: int) -> pb.Workspace:
         timezone=validate_timezone(msg.timezone),
         redis_failure=validate_redis_failure(msg.redis_failure),
         alert_webhook=validate_alert_webhook(msg.alert_webhook),
+        min_client_version=validate_min_client_version(msg.min_client_version),
         created_at_ms=now,
         updated_at_ms=now,
     )
@@ -88,6 +100,8 @@ def update(s: Session, msg: pb.Workspace, mask: FieldMask, now: int) -> pb.Works
         row.redis_failure = validate_redis_failure(msg.redis_failure)
     if "alert_webhook" in paths:
         row.alert_webhook = validate_alert_webhook(msg.alert_webhook)
+    if "min_client_version" in paths:
+        row.min_client_version = validate_min_client_version(msg.min_client_version)
     current = limits_from_json(row.limits_json)
     new_limits = masked_limits(current, limits_from_pb(msg.limits), paths)
     if new_limits is not None:

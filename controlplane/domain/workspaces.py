@@ -1,7 +1,9 @@
-"""Workspace settings beyond limits: the Redis failure mode and the alert webhook URL."""
+"""Workspace settings beyond limits: the Redis failure mode, the alert webhook URL and the
+minimum Claude Code version."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from controlplane.domain.errors import InvalidArgument
@@ -9,6 +11,17 @@ from controlplane.domain.errors import InvalidArgument
 REDIS_FAILURE_MODES = ("closed", "open")
 DEFAULT_REDIS_FAILURE = "closed"
 MAX_WEBHOOK_CHARS = 2048
+_VERSION = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,6}){0,3}$")
+
+
+def validate_min_client_version(value: str) -> str:
+    """``""`` (any version) or dotted numbers such as ``2.1.0`` (at most four parts)."""
+    value = value.strip()
+    if value and not _VERSION.fullmatch(value):
+        raise InvalidArgument(
+            f"invalid min_client_version {value[:40]!r}: use dotted numbers such as 2.1.0"
+        )
+    return value
 
 
 def validate_redis_failure(value: str) -> str:

@@ -46,6 +46,7 @@ class WorkspaceRow(SQLModel, table=True):
     # "closed" | "open" ("" in rows written before the column existed: closed).
     redis_failure: str = Field(default="closed", sa_column=_text("closed"))
     alert_webhook: str = Field(default="", sa_column=_text(""))
+    min_client_version: str = Field(default="", sa_column=_text(""))
 
 
 class VirtualKeyRow(SQLModel, table=True):

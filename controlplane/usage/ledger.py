@@ -4,7 +4,8 @@ QueryUsage contract: filter by workspace, key id and ``[since_ms, until_ms)`` (`
 no upper bound, i.e. up to now, tolerant of data-plane clock skew); group by one dimension:
 
 * ``""`` — one total row (always present, zeros when nothing matched), group ``""``;
-* ``workspace`` | ``key`` (key id) | ``provider`` | ``session`` — a column;
+* ``workspace`` | ``key`` (key id) | ``provider`` | ``session`` | ``client_version`` (Claude
+  Code's version from the user-agent; ``""`` for other clients) — a column;
 * ``model`` — the model served, or the requested one when nothing was served;
 * ``day`` — the UTC calendar day ``YYYY-MM-DD``;
 * ``metadata.<field>`` — a value of the request's metadata; events without it form group ``""``.
@@ -32,7 +33,17 @@ from controlplane.usage.events import row_to_event
 from gwapi.v1 import telemetry_pb2 as tpb
 
 DAY_MS = 86_400_000
-GROUPS = ("", "workspace", "key", "model", "provider", "session", "day", "metadata.<field>")
+GROUPS = (
+    "",
+    "workspace",
+    "key",
+    "model",
+    "provider",
+    "session",
+    "client_version",
+    "day",
+    "metadata.<field>",
+)
 _METADATA_RE = re.compile(r"^metadata\.([A-Za-z0-9_.-]{1,64})$")
 DEFAULT_TAIL = 20
 MAX_TAIL = 1000
@@ -44,6 +55,7 @@ def _group_expr(group_by: str) -> ColumnElement[Any] | None:
         "key": col(U.key_id),
         "provider": col(U.provider),
         "session": col(U.session_id),
+        "client_version": col(U.client_version),
         "model": case(
             (col(U.model_served) != "", col(U.model_served)), else_=col(U.model_requested)
         ),

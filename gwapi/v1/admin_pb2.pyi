@@ -96,7 +96,8 @@ Global___ListWorkspacesResponse: _TypeAlias = ListWorkspacesResponse  # noqa: Y0
 
 @_typing.final
 class UpdateWorkspaceRequest(_message.Message):
-    """update_mask paths: description, timezone, redis_failure, alert_webhook, limits (whole),
+    """update_mask paths: description, timezone, redis_failure, alert_webhook, min_client_version,
+    limits (whole),
     limits.budgets, limits.rpm, limits.rph, limits.tpm, limits.max_parallel
     """
 

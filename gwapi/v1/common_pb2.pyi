@@ -119,6 +119,7 @@ class Workspace(_message.Message):
     REDIS_FAILURE_FIELD_NUMBER: _builtins.int
     ALERT_WEBHOOK_FIELD_NUMBER: _builtins.int
     BUDGET_STATUS_FIELD_NUMBER: _builtins.int
+    MIN_CLIENT_VERSION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """unique slug, the workspace's identity"""
     description: _builtins.str
@@ -132,6 +133,10 @@ class Workspace(_message.Message):
     """
     alert_webhook: _builtins.str
     """optional URL POSTed on budget alerts (50/80/100 %)"""
+    min_client_version: _builtins.str
+    """Oldest Claude Code version (dotted numbers, e.g. "2.1.0") data planes serve; older
+    claude-cli clients get 400 invalid_request_error asking for `claude update`. "" = any.
+    """
     @_builtins.property
     def limits(self) -> Global___Limits: ...
     @_builtins.property
@@ -152,10 +157,11 @@ class Workspace(_message.Message):
         redis_failure: _builtins.str = ...,
         alert_webhook: _builtins.str = ...,
         budget_status: _abc.Iterable[Global___BudgetStatus] | None = ...,
+        min_client_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_webhook", b"alert_webhook", "budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "description", b"description", "limits", b"limits", "name", b"name", "redis_failure", b"redis_failure", "timezone", b"timezone", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_webhook", b"alert_webhook", "budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "description", b"description", "limits", b"limits", "min_client_version", b"min_client_version", "name", b"name", "redis_failure", b"redis_failure", "timezone", b"timezone", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

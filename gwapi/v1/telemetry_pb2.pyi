@@ -357,7 +357,9 @@ class QueryUsageRequest(_message.Message):
     workspace: _builtins.str
     key_id: _builtins.str
     group_by: _builtins.str
-    """workspace | key | model | provider | session | day | metadata.<field>; "" = one total row"""
+    """workspace | key | model | provider | session | client_version | day | metadata.<field>;
+    "" = one total row
+    """
     since_ms: _builtins.int
     until_ms: _builtins.int
     """0 = now"""

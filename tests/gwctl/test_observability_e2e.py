@@ -1,0 +1,165 @@
+"""gwctl against a real control plane for P5: ``clients`` and a workspace's minimum Claude Code
+version (and, below, ``sessions``). Usage events enter through Telemetry.ReportUsage."""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+import pytest
+
+from controlplane.settings import Settings
+from gwapi.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
+from gwctl.main import main
+from tests.gwctl.threaded_cp import threaded_control_plane
+
+ADMIN = "obs-admin-token-" + uuid.uuid4().hex
+DATAPLANE = "obs-dataplane-token-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    db: Path = tmp_path_factory.mktemp("cp") / "tollgate.db"
+    settings = Settings(
+        listen="127.0.0.1:0",
+        db_url=f"sqlite:///{db}",
+        admin_token=ADMIN,
+        dataplane_token=DATAPLANE,
+        shutdown_grace_s=0.5,
+    )
+    with threaded_control_plane(settings) as address:
+        yield address
+
+
+@pytest.fixture(autouse=True)
+def env(control_plane: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", control_plane)
+    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+
+
+def gw(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def gw_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    code, stdout, err = gw(capsys, *argv, "-o", "json")
+    assert code == 0, err
+    return orjson.loads(stdout)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def report(address: str, events: list[telemetry_pb2.UsageEvent]) -> None:
+    with grpc.insecure_channel(address) as channel:
+        telemetry_pb2_grpc.TelemetryStub(channel).ReportUsage(
+            telemetry_pb2.ReportUsageRequest(node_id="dp-obs", events=events, last_seq=1),
+            metadata=(("authorization", f"Bearer {DATAPLANE}"),),
+            timeout=10,
+        )
+
+
+def event(
+    ws: str,
+    n: int,
+    *,
+    session: str = "",
+    version: str = "",
+    key_id: str = "key_a",
+    at_ms: int = 0,
+    model: str = "claude-sonnet-4-5",
+    status: int = 200,
+    cost: int = 1000,
+) -> telemetry_pb2.UsageEvent:
+    return telemetry_pb2.UsageEvent(
+        request_id=f"req_{ws}_{n}_{uuid.uuid4().hex[:6]}",
+        time_ms=at_ms or int(time.time() * 1000) - 60_000 + n,
+        workspace=ws,
+        key_id=key_id,
+        key_name="alice",
+        session_id=session,
+        model_requested=model,
+        model_served=model,
+        provider="sim",
+        attempts=1,
+        status=status,
+        latency_ms=900 + n,
+        user_agent=f"claude-cli/{version} (external, cli)" if version else "curl/8",
+        client_version=version,
+        usage=common_pb2.Usage(
+            input_tokens=100,
+            output_tokens=10 * n,
+            cache_creation_input_tokens=100,
+            cache_read_input_tokens=800,
+            cost_micros=cost,
+        ),
+    )
+
+
+# ---- client versions ------------------------------------------------------------------------
+
+
+def test_min_client_version_is_validated_stored_and_shown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ws = unique("cv")
+    code, _, err = gw(capsys, "workspaces", "create", ws, "--min-client-version", "two")
+    assert code != 0 and "dotted numbers" in err
+    doc = gw_json(capsys, "workspaces", "create", ws, "--min-client-version", "2.1.0")
+    assert doc["min_client_version"] == "2.1.0"
+    code, out, _ = gw(capsys, "workspaces", "show", ws)
+    assert code == 0 and "2.1.0" in out
+    doc = gw_json(capsys, "workspaces", "update", ws, "--min-client-version", "2.2")
+    assert doc["min_client_version"] == "2.2"
+    doc = gw_json(capsys, "workspaces", "update", ws, "--min-client-version", "")
+    assert doc.get("min_client_version", "") == ""
+
+
+def test_clients_lists_versions_per_workspace(
+    control_plane: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = unique("cla"), unique("clb")
+    gw_json(capsys, "workspaces", "create", a, "--min-client-version", "2.1.10")
+    gw_json(capsys, "workspaces", "create", b)
+    report(
+        control_plane,
+        [
+            event(a, 1, version="2.1.9"),
+            event(a, 2, version="2.1.197"),
+            event(a, 3, version="2.1.197"),
+            event(a, 4),  # not Claude Code
+            event(b, 1, version="1.0.0"),
+            event(b, 2, version="2.0.1", at_ms=int(time.time() * 1000) - 10 * 86_400_000),
+        ],
+    )
+    doc = gw_json(capsys, "clients", "--workspace", a)
+    rows = [(c["client_version"], c["requests"], c["below_minimum"]) for c in doc["clients"]]
+    assert rows == [("2.1.197", 2, False), ("2.1.9", 1, True), ("", 1, False)]
+
+    doc = gw_json(capsys, "clients")  # every workspace; 7 days by default
+    mine = [c for c in doc["clients"] if c["workspace"] in (a, b)]
+    assert {(c["workspace"], c["client_version"]) for c in mine} == {
+        (a, "2.1.197"),
+        (a, "2.1.9"),
+        (a, ""),
+        (b, "1.0.0"),
+    }
+    doc = gw_json(capsys, "clients", "-w", b, "--since", "30d")
+    assert {c["client_version"] for c in doc["clients"]} == {"1.0.0", "2.0.1"}
+
+    code, out, _ = gw(capsys, "clients", "-w", a)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["WORKSPACE", "VERSION", "REQUESTS", "MINIMUM"]
+    assert "2.1.9  (below minimum)" in out and "2.1.10" in out
