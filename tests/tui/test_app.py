@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 from rich.text import Text
 from textual.widgets import Input
@@ -14,6 +15,7 @@ from tui.app import TollgateApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import RequestDetailScreen
 from tui.screens.help import HelpScreen
+from tui.screenshot import export_svg
 from tui.widgets.logs import LogsView
 from tui.widgets.table_view import TableView
 
@@ -290,3 +292,47 @@ async def test_q_quits() -> None:
         await pilot.press("q")
         await pilot.pause()
     assert app.return_code == 0
+    assert not app.is_running
+
+
+async def test_colon_q_quits() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("colon", "q", "enter")
+        await pilot.pause()
+    assert not app.is_running
+
+
+async def test_clicking_a_header_sorts_and_again_reverses() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        view = app.current_view
+        await settle(pilot, lambda: len(view.shown) == 3)
+        id_x = len("old-laptop") + 2 + 1  # past the NAME column and its padding
+        await pilot.click("#keys DataTable", offset=(id_x, 0))
+        await settle(pilot, lambda: keys_of(view) == ["key_a", "key_b", "key_c"])
+        await pilot.click("#keys DataTable", offset=(id_x, 0))
+        await settle(pilot, lambda: keys_of(view) == ["key_c", "key_b", "key_a"])
+        assert "sort ID▼" in view.title_text()
+
+
+async def test_logs_pageup_pauses_following() -> None:
+    client = FakeClient()
+    app = make_app(client)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        view = app.query_one(LogsView)
+        await settle(pilot, lambda: len(view.shown) == 3)
+        await pilot.press("pageup")
+        assert not view.log_table.following
+        client.push_log(log_event(9))
+        await settle(pilot, lambda: len(view.shown) == 4)
+        assert view.log_table.cursor_row == 0
+
+
+async def test_svg_export_of_a_view(tmp_path: Path) -> None:
+    svg = await export_svg(FakeClient(), "overview", tmp_path / "overview.svg")
+    assert (tmp_path / "overview.svg").read_text() == svg
+    text = html.unescape(svg).replace("\xa0", " ")
+    assert "research" in text and "Overview" in text

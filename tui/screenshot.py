@@ -1,0 +1,36 @@
+"""Headless SVG screenshots of a view (for the README): ``export_svg(client, "logs", path)``.
+
+Runs the app without a terminal, waits until the view has data (or ``wait_s`` passes), then
+writes Textual's SVG export.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from tui.api import GatewayLike
+from tui.app import TollgateApp
+
+
+async def export_svg(
+    client: GatewayLike,
+    view_id: str,
+    path: str | Path,
+    *,
+    size: tuple[int, int] = (80, 24),
+    wait_s: float = 5.0,
+) -> str:
+    """Write the SVG of ``view_id`` to ``path`` and return it."""
+    app = TollgateApp(client)
+    async with app.run_test(size=size, headless=True) as pilot:
+        app.action_view(view_id)
+        deadline = time.monotonic() + wait_s
+        view = app.current_view
+        while not view.shown and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        await pilot.pause()
+        svg = app.export_screenshot(title=f"Tollgate · {view.TITLE}")
+    await asyncio.to_thread(Path(path).write_text, svg, encoding="utf-8")
+    return svg
