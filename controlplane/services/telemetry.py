@@ -26,8 +26,10 @@ Ctx = Any  # grpc.aio.ServicerContext
 
 
 def _matches(ev: tpb.UsageEvent, req: tpb.TailLogsRequest) -> bool:
-    return (not req.workspace or ev.workspace == req.workspace) and (
-        not req.key_id or ev.key_id == req.key_id
+    return (
+        (not req.workspace or ev.workspace == req.workspace)
+        and (not req.key_id or ev.key_id == req.key_id)
+        and (not req.session_id or ev.session_id == req.session_id)
     )
 
 
@@ -70,7 +72,9 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
         sub = self._s.hub.subscribe() if request.follow else None
         try:
             history = await self._s.db.read(
-                lambda s: recent_events(s, request.limit, request.workspace, request.key_id)
+                lambda s: recent_events(
+                    s, request.limit, request.workspace, request.key_id, request.session_id
+                )
             )
             sent = set()
             for ev in history:

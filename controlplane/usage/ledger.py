@@ -12,7 +12,9 @@ no upper bound, i.e. up to now, tolerant of data-plane clock skew); group by one
 
 Column groupings run as SQL ``GROUP BY``; ``metadata.<field>`` groups by the metadata JSON text
 in SQL and re-aggregates the (few) distinct documents in Python, which works identically on
-SQLite and PostgreSQL. Rows carry requests, errors (HTTP status >= 400), token sums and cost.
+SQLite and PostgreSQL. Rows carry requests, errors (HTTP status >= 400), token sums, cost and the
+request times of the group's first and last request; grouped by ``session`` they also name the
+session's key.
 Rows are sorted by cost descending (then group), except ``day`` which is chronological.
 """
 
@@ -112,6 +114,9 @@ def query_usage(s: Session, req: tpb.QueryUsageRequest) -> list[tpb.UsageRow]:
         func.count().label("requests"),
         func.coalesce(func.sum(case((col(U.status) >= 400, 1), else_=0)), 0).label("errors"),
         *(func.coalesce(func.sum(getattr(U, name)), 0).label(name) for name in _SUMS),
+        func.coalesce(func.min(col(U.time_ms)), 0).label("first_ms"),
+        func.coalesce(func.max(col(U.time_ms)), 0).label("last_ms"),
+        func.coalesce(func.max(col(U.key_id)), "").label("key_id"),
     ]
     stmt = select(*([group.label("grp")] if group is not None else []), *measures)
     for cond in _filters(req):
@@ -131,7 +136,14 @@ def query_usage(s: Session, req: tpb.QueryUsageRequest) -> list[tpb.UsageRow]:
             label = str(json.loads(m["grp"] or "{}").get(group_by.split(".", 1)[1], ""))
         else:
             label = str(m["grp"] or "")
-        row = acc.setdefault(label, tpb.UsageRow(group=label))
+        row = acc.get(label)
+        if row is None:
+            row = acc[label] = tpb.UsageRow(group=label, first_ms=int(m["first_ms"]))
+        if group_by == "session":
+            row.key_id = max(row.key_id, str(m["key_id"] or ""))
+        if m["requests"]:
+            row.first_ms = min(row.first_ms or int(m["first_ms"]), int(m["first_ms"]))
+            row.last_ms = max(row.last_ms, int(m["last_ms"]))
         row.requests += int(m["requests"])
         row.errors += int(m["errors"])
         for name in _SUMS:
@@ -147,15 +159,18 @@ def query_usage(s: Session, req: tpb.QueryUsageRequest) -> list[tpb.UsageRow]:
 
 
 def recent_events(
-    s: Session, limit: int, workspace: str = "", key_id: str = ""
+    s: Session, limit: int, workspace: str = "", key_id: str = "", session_id: str = ""
 ) -> Sequence[tpb.UsageEvent]:
-    """The ``limit`` most recent events (by request time), oldest first."""
+    """The ``limit`` most recent events (by request time), oldest first; optionally only one
+    workspace's, key's or session's."""
     limit = DEFAULT_TAIL if limit <= 0 else min(limit, MAX_TAIL)
     stmt = select(U)
     if workspace:
         stmt = stmt.where(U.workspace == workspace)
     if key_id:
         stmt = stmt.where(U.key_id == key_id)
+    if session_id:
+        stmt = stmt.where(U.session_id == session_id)
     stmt = stmt.order_by(col(U.time_ms).desc(), col(U.request_id).desc()).limit(limit)
     rows = list(s.exec(stmt).all())
     rows.reverse()

@@ -392,6 +392,9 @@ class UsageRow(_message.Message):
     CACHE_CREATION_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     CACHE_READ_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     COST_MICROS_FIELD_NUMBER: _builtins.int
+    FIRST_MS_FIELD_NUMBER: _builtins.int
+    LAST_MS_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
     group: _builtins.str
     requests: _builtins.int
     errors: _builtins.int
@@ -400,6 +403,11 @@ class UsageRow(_message.Message):
     cache_creation_input_tokens: _builtins.int
     cache_read_input_tokens: _builtins.int
     cost_micros: _builtins.int
+    first_ms: _builtins.int
+    """request time of the group's first and last request"""
+    last_ms: _builtins.int
+    key_id: _builtins.str
+    """group_by=session only: the session's key (the greatest if several)"""
     def __init__(
         self,
         *,
@@ -411,10 +419,13 @@ class UsageRow(_message.Message):
         cache_creation_input_tokens: _builtins.int = ...,
         cache_read_input_tokens: _builtins.int = ...,
         cost_micros: _builtins.int = ...,
+        first_ms: _builtins.int = ...,
+        last_ms: _builtins.int = ...,
+        key_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "cost_micros", b"cost_micros", "errors", b"errors", "group", b"group", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens", "requests", b"requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "cost_micros", b"cost_micros", "errors", b"errors", "first_ms", b"first_ms", "group", b"group", "input_tokens", b"input_tokens", "key_id", b"key_id", "last_ms", b"last_ms", "output_tokens", b"output_tokens", "requests", b"requests"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -448,11 +459,14 @@ class TailLogsRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     WORKSPACE_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
     follow: _builtins.bool
     limit: _builtins.int
     """default 20"""
     workspace: _builtins.str
     key_id: _builtins.str
+    session_id: _builtins.str
+    """only this session's requests (x-claude-code-session-id)"""
     def __init__(
         self,
         *,
@@ -460,10 +474,11 @@ class TailLogsRequest(_message.Message):
         limit: _builtins.int = ...,
         workspace: _builtins.str = ...,
         key_id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow", b"follow", "key_id", b"key_id", "limit", b"limit", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow", b"follow", "key_id", b"key_id", "limit", b"limit", "session_id", b"session_id", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -163,3 +163,58 @@ def test_clients_lists_versions_per_workspace(
     lines = out.splitlines()
     assert lines[0].split() == ["WORKSPACE", "VERSION", "REQUESTS", "MINIMUM"]
     assert "2.1.9  (below minimum)" in out and "2.1.10" in out
+
+
+# ---- sessions -------------------------------------------------------------------------------
+
+
+def test_sessions_list_and_show(control_plane: str, capsys: pytest.CaptureFixture[str]) -> None:
+    ws = unique("sess")
+    gw_json(capsys, "workspaces", "create", ws)
+    s1, s2 = str(uuid.uuid4()), str(uuid.uuid4())
+    t0 = int(time.time() * 1000) - 3_600_000
+    report(
+        control_plane,
+        [
+            # reported out of order: show lists them by request time
+            event(ws, 3, session=s1, at_ms=t0 + 95_000, model="claude-haiku-4-5", cost=300),
+            event(ws, 1, session=s1, at_ms=t0, cost=1000),
+            event(ws, 2, session=s1, at_ms=t0 + 30_000, status=529, cost=0),
+            event(ws, 4, session=s2, at_ms=t0 + 200_000, key_id="key_b", cost=50),
+            event(ws, 5, at_ms=t0 + 1000),  # no session: not listed
+            event(ws, 6, session=str(uuid.uuid4()), at_ms=t0 - 2 * 86_400_000),  # too old
+        ],
+    )
+    doc = gw_json(capsys, "sessions", "list", "--workspace", ws)
+    assert [s["session_id"] for s in doc["sessions"]] == [s2, s1]  # most recently active first
+    first = doc["sessions"][1]
+    assert first["requests"] == 3 and first["errors"] == 1
+    assert first["cost_usd"] == "0.001300"
+    assert first["key_id"] == "key_a"
+    assert first["input_tokens"] == 300 and first["output_tokens"] == 60
+    # 800 read of (100 input + 800 read + 100 written) per request
+    assert first["cache_hit_ratio"] == 0.8
+    assert first["duration_s"] == 95.0
+    assert first["first_seen"] < first["last_seen"]
+    assert doc["sessions"][0]["key_id"] == "key_b"
+
+    code, out, _ = gw(capsys, "sessions", "list", "-w", ws)
+    assert code == 0
+    header, *lines = out.splitlines()
+    assert header.split()[:4] == ["SESSION", "KEY", "REQUESTS", "TOKENS"]
+    assert lines[1].startswith(s1) and "80%" in lines[1] and "1m35s" in lines[1]
+
+    doc = gw_json(capsys, "sessions", "show", s1)
+    assert [(r["status"], r["cost_usd"]) for r in doc["requests"]] == [
+        (200, "0.001000"),
+        (529, "0.000000"),
+        (200, "0.000300"),
+    ]
+    assert doc["cost_usd"] == "0.001300"
+    code, out, _ = gw(capsys, "sessions", "show", s1)
+    assert code == 0
+    assert "claude-haiku-4-5" in out and "529" in out and "903 ms" in out
+    assert "cost" in out and "0.001300" in out
+
+    code, _, err = gw(capsys, "sessions", "show", "no-such-session")
+    assert code == 1 and "no requests" in err
