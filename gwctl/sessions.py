@@ -13,13 +13,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from grpc import aio
-
 from gwapi.v1 import telemetry_pb2
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import CommandError, Subparsers, group, is_json, leaf
-from tui.client import GatewayClient, translate_error
+from tui.client import GatewayClient
 
 DEFAULT_SINCE_S = 86_400
 MAX_EVENTS = 1000
@@ -120,14 +118,8 @@ async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
 
 
 async def session_events(client: GatewayClient, session_id: str) -> list[telemetry_pb2.UsageEvent]:
-    """The session's requests, oldest first. TailLogs with a session filter, called through the
-    client's channel (its ``tail_logs`` helper has no session argument yet)."""
-    request = telemetry_pb2.TailLogsRequest(limit=MAX_EVENTS, session_id=session_id)
-    call = client._telemetry.TailLogs(request, metadata=client._metadata, timeout=client.timeout)
-    try:
-        return [event async for event in call]
-    except aio.AioRpcError as exc:
-        raise translate_error(exc, client.target, "TailLogs") from None
+    """The session's requests, oldest first (at most ``MAX_EVENTS``, the most recent)."""
+    return [event async for event in client.tail_logs(limit=MAX_EVENTS, session_id=session_id)]
 
 
 def request_row(ev: telemetry_pb2.UsageEvent) -> list[object]:

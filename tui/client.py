@@ -336,6 +336,7 @@ class GatewayClient:
         limit: int = 20,
         workspace: str = "",
         key_id: str = "",
+        session_id: str = "",
     ) -> AsyncIterator[telemetry_pb2.UsageEvent]:
         """The last ``limit`` events, oldest first; with ``follow`` then new ones until cancelled.
 
@@ -343,7 +344,7 @@ class GatewayClient:
         connection is (a quiet gateway may send nothing for hours).
         """
         request = telemetry_pb2.TailLogsRequest(
-            follow=follow, limit=limit, workspace=workspace, key_id=key_id
+            follow=follow, limit=limit, workspace=workspace, key_id=key_id, session_id=session_id
         )
         call = self._telemetry.TailLogs(
             request, metadata=self._metadata, timeout=None if follow else self.timeout
