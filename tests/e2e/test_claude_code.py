@@ -22,9 +22,11 @@ import asyncio
 import contextlib
 import os
 import shutil
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
@@ -342,6 +344,21 @@ async def test_claude_code_prints_the_upstream_answer_through_the_gateway(
     totals = await gateway.admin.query_usage(workspace=WORKSPACE)
     assert totals and totals[0].requests == sum(v[0] for v in by_session.values())
     assert totals[0].output_tokens > 0 and totals[0].cost_micros > 0
+
+    # `gwctl sessions show` finds the Claude Code session and its requests and cost.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gwctl.main", "--control-plane", gateway.admin.target,
+        "sessions", "show", session_id, "-o", "json",
+        env={**os.environ, "TOLLGATE_ADMIN_TOKEN": ADMIN_TOKEN},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    shown, problem = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, problem.decode()
+    doc = orjson.loads(shown)
+    assert doc["session_id"] == session_id
+    assert len(doc["requests"]) == n
+    cost_usd = Decimal(doc["cost_usd"])
+    assert cost_usd * 1_000_000 == cost > 0
 
 
 @pytest.mark.skipif(not CLAUDE.exists(), reason="Claude Code is not installed: run `make install`")
