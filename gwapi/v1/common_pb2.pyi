@@ -120,6 +120,9 @@ class Workspace(_message.Message):
     ALERT_WEBHOOK_FIELD_NUMBER: _builtins.int
     BUDGET_STATUS_FIELD_NUMBER: _builtins.int
     MIN_CLIENT_VERSION_FIELD_NUMBER: _builtins.int
+    LOG_BODIES_FIELD_NUMBER: _builtins.int
+    LOG_BODY_MAX_BYTES_FIELD_NUMBER: _builtins.int
+    LOG_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """unique slug, the workspace's identity"""
     description: _builtins.str
@@ -137,6 +140,15 @@ class Workspace(_message.Message):
     """Oldest Claude Code version (dotted numbers, e.g. "2.1.0") data planes serve; older
     claude-cli clients get 400 invalid_request_error asking for `claude update`. "" = any.
     """
+    log_bodies: _builtins.str
+    """Request logging: "none" (the default: no headers, no bodies), "metadata" (request headers,
+    secrets redacted, and body sizes) or "full" (also the request and response bodies, each cut
+    at log_body_max_bytes). Bodies are stored compressed and purged after log_retention_days.
+    """
+    log_body_max_bytes: _builtins.int
+    """0 = default 256 KiB"""
+    log_retention_days: _builtins.int
+    """0 = default 30"""
     @_builtins.property
     def limits(self) -> Global___Limits: ...
     @_builtins.property
@@ -158,10 +170,13 @@ class Workspace(_message.Message):
         alert_webhook: _builtins.str = ...,
         budget_status: _abc.Iterable[Global___BudgetStatus] | None = ...,
         min_client_version: _builtins.str = ...,
+        log_bodies: _builtins.str = ...,
+        log_body_max_bytes: _builtins.int = ...,
+        log_retention_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_webhook", b"alert_webhook", "budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "description", b"description", "limits", b"limits", "min_client_version", b"min_client_version", "name", b"name", "redis_failure", b"redis_failure", "timezone", b"timezone", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_webhook", b"alert_webhook", "budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "description", b"description", "limits", b"limits", "log_bodies", b"log_bodies", "log_body_max_bytes", b"log_body_max_bytes", "log_retention_days", b"log_retention_days", "min_client_version", b"min_client_version", "name", b"name", "redis_failure", b"redis_failure", "timezone", b"timezone", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

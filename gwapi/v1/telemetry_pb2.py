@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from gwapi.v1 import common_pb2 as gwapi_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gwapi/v1/telemetry.proto\x12\x08gwapi.v1\x1a\x15gwapi/v1/common.proto\"\xde\x01\n\x0b\x42udgetAlert\x12\x0f\n\x07time_ms\x18\x01 \x01(\x03\x12\r\n\x05scope\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x11\n\tworkspace\x18\x05 \x01(\t\x12\x19\n\x11threshold_percent\x18\x06 \x01(\x05\x12 \n\x06\x62udget\x18\x07 \x01(\x0b\x32\x10.gwapi.v1.Budget\x12\x17\n\x0fperiod_start_ms\x18\x08 \x01(\x03\x12\x14\n\x0cspent_micros\x18\t \x01(\x03\x12\x16\n\x0ewebhook_status\x18\n \x01(\t\"G\n\x11ListAlertsRequest\x12\x11\n\tworkspace\x18\x01 \x01(\t\x12\x10\n\x08since_ms\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\";\n\x12ListAlertsResponse\x12%\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x15.gwapi.v1.BudgetAlert\"\xa7\x05\n\nUsageEvent\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07time_ms\x18\x02 \x01(\x03\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x10\n\x08key_name\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x34\n\x08metadata\x18\x07 \x03(\x0b\x32\".gwapi.v1.UsageEvent.MetadataEntry\x12\x17\n\x0fmodel_requested\x18\x08 \x01(\t\x12\x14\n\x0cmodel_served\x18\t \x01(\t\x12\x10\n\x08provider\x18\n \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\x12\x0e\n\x06status\x18\x0c \x01(\x05\x12\x12\n\nerror_type\x18\r \x01(\t\x12\x15\n\rerror_message\x18\x0e \x01(\t\x12\x0f\n\x07ttfb_ms\x18\x0f \x01(\x03\x12\x12\n\nlatency_ms\x18\x10 \x01(\x03\x12\x1e\n\x05usage\x18\x11 \x01(\x0b\x32\x0f.gwapi.v1.Usage\x12\x0e\n\x06stream\x18\x12 \x01(\x08\x12\x0c\n\x04path\x18\x13 \x01(\t\x12\x12\n\nuser_agent\x18\x14 \x01(\t\x12\x16\n\x0e\x63lient_version\x18\x15 \x01(\t\x12\x14\n\x0c\x64\x61taplane_id\x18\x16 \x01(\t\x12\x1b\n\x13upstream_request_id\x18\x17 \x01(\t\x12\x1b\n\x13\x63lient_disconnected\x18\x18 \x01(\x08\x12&\n\x0b\x61ttempt_log\x18\x19 \x03(\x0b\x32\x11.gwapi.v1.Attempt\x12\x14\n\x0c\x63\x61\x63he_status\x18\x1a \x01(\t\x12\x19\n\x11\x63ost_saved_micros\x18\x1b \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\x07\x41ttempt\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x05\x12\x12\n\nerror_type\x18\x04 \x01(\t\x12\x0f\n\x07outcome\x18\x05 \x01(\t\x12\x17\n\x0fstart_offset_ms\x18\x06 \x01(\x03\x12\x13\n\x0b\x64uration_ms\x18\x07 \x01(\x03\"]\n\x12ReportUsageRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12$\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x14.gwapi.v1.UsageEvent\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\"N\n\x13ReportUsageResponse\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\"l\n\x11QueryUsageRequest\x12\x11\n\tworkspace\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x10\n\x08group_by\x18\x03 \x01(\t\x12\x10\n\x08since_ms\x18\x04 \x01(\x03\x12\x10\n\x08until_ms\x18\x05 \x01(\x03\"\xf6\x01\n\x08UsageRow\x12\r\n\x05group\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x03 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x15\n\routput_tokens\x18\x05 \x01(\x03\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\x06 \x01(\x03\x12\x1f\n\x17\x63\x61\x63he_read_input_tokens\x18\x07 \x01(\x03\x12\x13\n\x0b\x63ost_micros\x18\x08 \x01(\x03\x12\x10\n\x08\x66irst_ms\x18\t \x01(\x03\x12\x0f\n\x07last_ms\x18\n \x01(\x03\x12\x0e\n\x06key_id\x18\x0b \x01(\t\"6\n\x12QueryUsageResponse\x12 \n\x04rows\x18\x01 \x03(\x0b\x32\x12.gwapi.v1.UsageRow\"g\n\x0fTailLogsRequest\x12\x0e\n\x06\x66ollow\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t2\xa8\x02\n\tTelemetry\x12J\n\x0bReportUsage\x12\x1c.gwapi.v1.ReportUsageRequest\x1a\x1d.gwapi.v1.ReportUsageResponse\x12G\n\nQueryUsage\x12\x1b.gwapi.v1.QueryUsageRequest\x1a\x1c.gwapi.v1.QueryUsageResponse\x12=\n\x08TailLogs\x12\x19.gwapi.v1.TailLogsRequest\x1a\x14.gwapi.v1.UsageEvent0\x01\x12G\n\nListAlerts\x12\x1b.gwapi.v1.ListAlertsRequest\x1a\x1c.gwapi.v1.ListAlertsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gwapi/v1/telemetry.proto\x12\x08gwapi.v1\x1a\x15gwapi/v1/common.proto\"#\n\rGetLogRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\xde\x01\n\x0b\x42udgetAlert\x12\x0f\n\x07time_ms\x18\x01 \x01(\x03\x12\r\n\x05scope\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x11\n\tworkspace\x18\x05 \x01(\t\x12\x19\n\x11threshold_percent\x18\x06 \x01(\x05\x12 \n\x06\x62udget\x18\x07 \x01(\x0b\x32\x10.gwapi.v1.Budget\x12\x17\n\x0fperiod_start_ms\x18\x08 \x01(\x03\x12\x14\n\x0cspent_micros\x18\t \x01(\x03\x12\x16\n\x0ewebhook_status\x18\n \x01(\t\"G\n\x11ListAlertsRequest\x12\x11\n\tworkspace\x18\x01 \x01(\t\x12\x10\n\x08since_ms\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\";\n\x12ListAlertsResponse\x12%\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x15.gwapi.v1.BudgetAlert\"\x9f\x07\n\nUsageEvent\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07time_ms\x18\x02 \x01(\x03\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x10\n\x08key_name\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x34\n\x08metadata\x18\x07 \x03(\x0b\x32\".gwapi.v1.UsageEvent.MetadataEntry\x12\x17\n\x0fmodel_requested\x18\x08 \x01(\t\x12\x14\n\x0cmodel_served\x18\t \x01(\t\x12\x10\n\x08provider\x18\n \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\x12\x0e\n\x06status\x18\x0c \x01(\x05\x12\x12\n\nerror_type\x18\r \x01(\t\x12\x15\n\rerror_message\x18\x0e \x01(\t\x12\x0f\n\x07ttfb_ms\x18\x0f \x01(\x03\x12\x12\n\nlatency_ms\x18\x10 \x01(\x03\x12\x1e\n\x05usage\x18\x11 \x01(\x0b\x32\x0f.gwapi.v1.Usage\x12\x0e\n\x06stream\x18\x12 \x01(\x08\x12\x0c\n\x04path\x18\x13 \x01(\t\x12\x12\n\nuser_agent\x18\x14 \x01(\t\x12\x16\n\x0e\x63lient_version\x18\x15 \x01(\t\x12\x14\n\x0c\x64\x61taplane_id\x18\x16 \x01(\t\x12\x1b\n\x13upstream_request_id\x18\x17 \x01(\t\x12\x1b\n\x13\x63lient_disconnected\x18\x18 \x01(\x08\x12&\n\x0b\x61ttempt_log\x18\x19 \x03(\x0b\x32\x11.gwapi.v1.Attempt\x12\x14\n\x0c\x63\x61\x63he_status\x18\x1a \x01(\t\x12\x19\n\x11\x63ost_saved_micros\x18\x1b \x01(\x03\x12\x41\n\x0frequest_headers\x18\x1c \x03(\x0b\x32(.gwapi.v1.UsageEvent.RequestHeadersEntry\x12\x14\n\x0crequest_body\x18\x1d \x01(\x0c\x12\x15\n\rresponse_body\x18\x1e \x01(\x0c\x12\x18\n\x10\x62odies_truncated\x18\x1f \x01(\x08\x12\x19\n\x11request_body_size\x18  \x01(\x03\x12\x1a\n\x12response_body_size\x18! \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13RequestHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\x07\x41ttempt\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x05\x12\x12\n\nerror_type\x18\x04 \x01(\t\x12\x0f\n\x07outcome\x18\x05 \x01(\t\x12\x17\n\x0fstart_offset_ms\x18\x06 \x01(\x03\x12\x13\n\x0b\x64uration_ms\x18\x07 \x01(\x03\"]\n\x12ReportUsageRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12$\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x14.gwapi.v1.UsageEvent\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\"N\n\x13ReportUsageResponse\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\"l\n\x11QueryUsageRequest\x12\x11\n\tworkspace\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x10\n\x08group_by\x18\x03 \x01(\t\x12\x10\n\x08since_ms\x18\x04 \x01(\x03\x12\x10\n\x08until_ms\x18\x05 \x01(\x03\"\xf6\x01\n\x08UsageRow\x12\r\n\x05group\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x03 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x15\n\routput_tokens\x18\x05 \x01(\x03\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\x06 \x01(\x03\x12\x1f\n\x17\x63\x61\x63he_read_input_tokens\x18\x07 \x01(\x03\x12\x13\n\x0b\x63ost_micros\x18\x08 \x01(\x03\x12\x10\n\x08\x66irst_ms\x18\t \x01(\x03\x12\x0f\n\x07last_ms\x18\n \x01(\x03\x12\x0e\n\x06key_id\x18\x0b \x01(\t\"6\n\x12QueryUsageResponse\x12 \n\x04rows\x18\x01 \x03(\x0b\x32\x12.gwapi.v1.UsageRow\"g\n\x0fTailLogsRequest\x12\x0e\n\x06\x66ollow\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t2\xe1\x02\n\tTelemetry\x12J\n\x0bReportUsage\x12\x1c.gwapi.v1.ReportUsageRequest\x1a\x1d.gwapi.v1.ReportUsageResponse\x12G\n\nQueryUsage\x12\x1b.gwapi.v1.QueryUsageRequest\x1a\x1c.gwapi.v1.QueryUsageResponse\x12=\n\x08TailLogs\x12\x19.gwapi.v1.TailLogsRequest\x1a\x14.gwapi.v1.UsageEvent0\x01\x12G\n\nListAlerts\x12\x1b.gwapi.v1.ListAlertsRequest\x1a\x1c.gwapi.v1.ListAlertsResponse\x12\x37\n\x06GetLog\x12\x17.gwapi.v1.GetLogRequest\x1a\x14.gwapi.v1.UsageEventb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,30 +34,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_USAGEEVENT_METADATAENTRY']._loaded_options = None
   _globals['_USAGEEVENT_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_BUDGETALERT']._serialized_start=62
-  _globals['_BUDGETALERT']._serialized_end=284
-  _globals['_LISTALERTSREQUEST']._serialized_start=286
-  _globals['_LISTALERTSREQUEST']._serialized_end=357
-  _globals['_LISTALERTSRESPONSE']._serialized_start=359
-  _globals['_LISTALERTSRESPONSE']._serialized_end=418
-  _globals['_USAGEEVENT']._serialized_start=421
-  _globals['_USAGEEVENT']._serialized_end=1100
-  _globals['_USAGEEVENT_METADATAENTRY']._serialized_start=1053
-  _globals['_USAGEEVENT_METADATAENTRY']._serialized_end=1100
-  _globals['_ATTEMPT']._serialized_start=1103
-  _globals['_ATTEMPT']._serialized_end=1244
-  _globals['_REPORTUSAGEREQUEST']._serialized_start=1246
-  _globals['_REPORTUSAGEREQUEST']._serialized_end=1339
-  _globals['_REPORTUSAGERESPONSE']._serialized_start=1341
-  _globals['_REPORTUSAGERESPONSE']._serialized_end=1419
-  _globals['_QUERYUSAGEREQUEST']._serialized_start=1421
-  _globals['_QUERYUSAGEREQUEST']._serialized_end=1529
-  _globals['_USAGEROW']._serialized_start=1532
-  _globals['_USAGEROW']._serialized_end=1778
-  _globals['_QUERYUSAGERESPONSE']._serialized_start=1780
-  _globals['_QUERYUSAGERESPONSE']._serialized_end=1834
-  _globals['_TAILLOGSREQUEST']._serialized_start=1836
-  _globals['_TAILLOGSREQUEST']._serialized_end=1939
-  _globals['_TELEMETRY']._serialized_start=1942
-  _globals['_TELEMETRY']._serialized_end=2238
+  _globals['_USAGEEVENT_REQUESTHEADERSENTRY']._loaded_options = None
+  _globals['_USAGEEVENT_REQUESTHEADERSENTRY']._serialized_options = b'8\001'
+  _globals['_GETLOGREQUEST']._serialized_start=61
+  _globals['_GETLOGREQUEST']._serialized_end=96
+  _globals['_BUDGETALERT']._serialized_start=99
+  _globals['_BUDGETALERT']._serialized_end=321
+  _globals['_LISTALERTSREQUEST']._serialized_start=323
+  _globals['_LISTALERTSREQUEST']._serialized_end=394
+  _globals['_LISTALERTSRESPONSE']._serialized_start=396
+  _globals['_LISTALERTSRESPONSE']._serialized_end=455
+  _globals['_USAGEEVENT']._serialized_start=458
+  _globals['_USAGEEVENT']._serialized_end=1385
+  _globals['_USAGEEVENT_METADATAENTRY']._serialized_start=1283
+  _globals['_USAGEEVENT_METADATAENTRY']._serialized_end=1330
+  _globals['_USAGEEVENT_REQUESTHEADERSENTRY']._serialized_start=1332
+  _globals['_USAGEEVENT_REQUESTHEADERSENTRY']._serialized_end=1385
+  _globals['_ATTEMPT']._serialized_start=1388
+  _globals['_ATTEMPT']._serialized_end=1529
+  _globals['_REPORTUSAGEREQUEST']._serialized_start=1531
+  _globals['_REPORTUSAGEREQUEST']._serialized_end=1624
+  _globals['_REPORTUSAGERESPONSE']._serialized_start=1626
+  _globals['_REPORTUSAGERESPONSE']._serialized_end=1704
+  _globals['_QUERYUSAGEREQUEST']._serialized_start=1706
+  _globals['_QUERYUSAGEREQUEST']._serialized_end=1814
+  _globals['_USAGEROW']._serialized_start=1817
+  _globals['_USAGEROW']._serialized_end=2063
+  _globals['_QUERYUSAGERESPONSE']._serialized_start=2065
+  _globals['_QUERYUSAGERESPONSE']._serialized_end=2119
+  _globals['_TAILLOGSREQUEST']._serialized_start=2121
+  _globals['_TAILLOGSREQUEST']._serialized_end=2224
+  _globals['_TELEMETRY']._serialized_start=2227
+  _globals['_TELEMETRY']._serialized_end=2580
 # @@protoc_insertion_point(module_scope)

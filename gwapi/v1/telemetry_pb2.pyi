@@ -20,6 +20,25 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class GetLogRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLogRequest: _TypeAlias = GetLogRequest  # noqa: Y015
+
+@_typing.final
 class BudgetAlert(_message.Message):
     """Recorded once per budget, period and threshold, when the ledger crosses it."""
 
@@ -143,6 +162,26 @@ class UsageEvent(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class RequestHeadersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     TIME_MS_FIELD_NUMBER: _builtins.int
     WORKSPACE_FIELD_NUMBER: _builtins.int
@@ -170,6 +209,12 @@ class UsageEvent(_message.Message):
     ATTEMPT_LOG_FIELD_NUMBER: _builtins.int
     CACHE_STATUS_FIELD_NUMBER: _builtins.int
     COST_SAVED_MICROS_FIELD_NUMBER: _builtins.int
+    REQUEST_HEADERS_FIELD_NUMBER: _builtins.int
+    REQUEST_BODY_FIELD_NUMBER: _builtins.int
+    RESPONSE_BODY_FIELD_NUMBER: _builtins.int
+    BODIES_TRUNCATED_FIELD_NUMBER: _builtins.int
+    REQUEST_BODY_SIZE_FIELD_NUMBER: _builtins.int
+    RESPONSE_BODY_SIZE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """gateway request id, the idempotency key"""
     time_ms: _builtins.int
@@ -201,6 +246,14 @@ class UsageEvent(_message.Message):
     """"" (no cache) | hit | miss | bypass | refresh"""
     cost_saved_micros: _builtins.int
     """a cache hit: what the upstream call would have cost"""
+    request_body: _builtins.bytes
+    response_body: _builtins.bytes
+    """the bytes the client received (SSE for a stream)"""
+    bodies_truncated: _builtins.bool
+    """either body was cut at log_body_max_bytes"""
+    request_body_size: _builtins.int
+    """full sizes (metadata and full), before any cut"""
+    response_body_size: _builtins.int
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """x-tollgate-metadata"""
@@ -210,6 +263,12 @@ class UsageEvent(_message.Message):
     @_builtins.property
     def attempt_log(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]:
         """every upstream attempt, in order"""
+
+    @_builtins.property
+    def request_headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Sent only when the workspace's log_bodies policy asks (metadata: headers and sizes; full:
+        bodies too). Header values of credentials are "[redacted]"; bodies are cut at the policy's cap.
+        """
 
     def __init__(
         self,
@@ -241,10 +300,16 @@ class UsageEvent(_message.Message):
         attempt_log: _abc.Iterable[Global___Attempt] | None = ...,
         cache_status: _builtins.str = ...,
         cost_saved_micros: _builtins.int = ...,
+        request_headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        request_body: _builtins.bytes = ...,
+        response_body: _builtins.bytes = ...,
+        bodies_truncated: _builtins.bool = ...,
+        request_body_size: _builtins.int = ...,
+        response_body_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_log", b"attempt_log", "attempts", b"attempts", "cache_status", b"cache_status", "client_disconnected", b"client_disconnected", "client_version", b"client_version", "cost_saved_micros", b"cost_saved_micros", "dataplane_id", b"dataplane_id", "error_message", b"error_message", "error_type", b"error_type", "key_id", b"key_id", "key_name", b"key_name", "latency_ms", b"latency_ms", "metadata", b"metadata", "model_requested", b"model_requested", "model_served", b"model_served", "path", b"path", "provider", b"provider", "request_id", b"request_id", "session_id", b"session_id", "status", b"status", "stream", b"stream", "time_ms", b"time_ms", "ttfb_ms", b"ttfb_ms", "upstream_request_id", b"upstream_request_id", "usage", b"usage", "user_agent", b"user_agent", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_log", b"attempt_log", "attempts", b"attempts", "bodies_truncated", b"bodies_truncated", "cache_status", b"cache_status", "client_disconnected", b"client_disconnected", "client_version", b"client_version", "cost_saved_micros", b"cost_saved_micros", "dataplane_id", b"dataplane_id", "error_message", b"error_message", "error_type", b"error_type", "key_id", b"key_id", "key_name", b"key_name", "latency_ms", b"latency_ms", "metadata", b"metadata", "model_requested", b"model_requested", "model_served", b"model_served", "path", b"path", "provider", b"provider", "request_body", b"request_body", "request_body_size", b"request_body_size", "request_headers", b"request_headers", "request_id", b"request_id", "response_body", b"response_body", "response_body_size", b"response_body_size", "session_id", b"session_id", "status", b"status", "stream", b"stream", "time_ms", b"time_ms", "ttfb_ms", b"ttfb_ms", "upstream_request_id", b"upstream_request_id", "usage", b"usage", "user_agent", b"user_agent", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -54,6 +54,11 @@ class TelemetryStub:
                 request_serializer=gwapi_dot_v1_dot_telemetry__pb2.ListAlertsRequest.SerializeToString,
                 response_deserializer=gwapi_dot_v1_dot_telemetry__pb2.ListAlertsResponse.FromString,
                 _registered_method=True)
+        self.GetLog = channel.unary_unary(
+                '/gwapi.v1.Telemetry/GetLog',
+                request_serializer=gwapi_dot_v1_dot_telemetry__pb2.GetLogRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_telemetry__pb2.UsageEvent.FromString,
+                _registered_method=True)
 
 
 class TelemetryServicer:
@@ -88,6 +93,14 @@ class TelemetryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLog(self, request, context):
+        """Admin token. One request's full record: the ledger row plus, per its workspace's log_bodies
+        policy, the redacted request headers and the request/response bodies. NOT_FOUND if unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TelemetryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +123,11 @@ def add_TelemetryServicer_to_server(servicer, server):
                     servicer.ListAlerts,
                     request_deserializer=gwapi_dot_v1_dot_telemetry__pb2.ListAlertsRequest.FromString,
                     response_serializer=gwapi_dot_v1_dot_telemetry__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'GetLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLog,
+                    request_deserializer=gwapi_dot_v1_dot_telemetry__pb2.GetLogRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_telemetry__pb2.UsageEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +238,33 @@ class Telemetry:
             '/gwapi.v1.Telemetry/ListAlerts',
             gwapi_dot_v1_dot_telemetry__pb2.ListAlertsRequest.SerializeToString,
             gwapi_dot_v1_dot_telemetry__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Telemetry/GetLog',
+            gwapi_dot_v1_dot_telemetry__pb2.GetLogRequest.SerializeToString,
+            gwapi_dot_v1_dot_telemetry__pb2.UsageEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,10 @@ class TelemetryStub:
     """Admin token. The most recent `limit` records (oldest first), then, with follow, new ones live."""
     ListAlerts: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.ListAlertsRequest, _telemetry_pb2.ListAlertsResponse]
     """Admin token. Budget alerts (50/80/100 % of a budget crossed), newest first."""
+    GetLog: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.GetLogRequest, _telemetry_pb2.UsageEvent]
+    """Admin token. One request's full record: the ledger row plus, per its workspace's log_bodies
+    policy, the redacted request headers and the request/response bodies. NOT_FOUND if unknown.
+    """
 
 @_typing.type_check_only
 class TelemetryAsyncStub(TelemetryStub):
@@ -55,6 +59,10 @@ class TelemetryAsyncStub(TelemetryStub):
     """Admin token. The most recent `limit` records (oldest first), then, with follow, new ones live."""
     ListAlerts: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.ListAlertsRequest, _telemetry_pb2.ListAlertsResponse]  # type: ignore[assignment]
     """Admin token. Budget alerts (50/80/100 % of a budget crossed), newest first."""
+    GetLog: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.GetLogRequest, _telemetry_pb2.UsageEvent]  # type: ignore[assignment]
+    """Admin token. One request's full record: the ledger row plus, per its workspace's log_bodies
+    policy, the redacted request headers and the request/response bodies. NOT_FOUND if unknown.
+    """
 
 class TelemetryServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -90,5 +98,15 @@ class TelemetryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_telemetry_pb2.ListAlertsResponse, _abc.Awaitable[_telemetry_pb2.ListAlertsResponse]]:
         """Admin token. Budget alerts (50/80/100 % of a budget crossed), newest first."""
+
+    @_abc_1.abstractmethod
+    def GetLog(
+        self,
+        request: _telemetry_pb2.GetLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_telemetry_pb2.UsageEvent, _abc.Awaitable[_telemetry_pb2.UsageEvent]]:
+        """Admin token. One request's full record: the ledger row plus, per its workspace's log_bodies
+        policy, the redacted request headers and the request/response bodies. NOT_FOUND if unknown.
+        """
 
 def add_TelemetryServicer_to_server(servicer: TelemetryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
