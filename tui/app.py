@@ -11,6 +11,8 @@ control-plane error lands in the status bar; none reaches the screen as a traceb
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import ClassVar
 
 from textual import work
@@ -69,6 +71,7 @@ class TollgateApp(App[None]):
         token: str = "",
         readonly: bool = False,
         poll_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         self._client = client
@@ -77,6 +80,7 @@ class TollgateApp(App[None]):
         self.target = client.target if client is not None else target
         self.readonly = readonly
         self.poll_interval = poll_interval
+        self.clock = clock  # "now" for what the views show (tests and screenshots fix it)
         self._wake = asyncio.Event()
         self.revoked: list[str] = []
 
@@ -102,6 +106,8 @@ class TollgateApp(App[None]):
     def on_mount(self) -> None:
         if self._client is None:  # made here: a grpc.aio channel belongs to this event loop
             self._client = GatewayClient(self.target, self._token)
+        for view in self.query(TableView):
+            view.clock = self.clock
         self.query_one(ViewTabs).show("overview")
         self.current_view.table.focus()
         self.poll()

@@ -7,6 +7,8 @@ poll worker awaits (never on the UI's critical path) and whose result arrives as
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -40,6 +42,10 @@ class TableView(Vertical):
         self.sort_column: int | None = None
         self.sort_reverse = False
         self.loaded = False
+        self.clock: Callable[[], float] = time.time  # the app's clock (set on mount)
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
 
     def compose(self) -> ComposeResult:
         yield Static(self.TITLE, classes="view-title")

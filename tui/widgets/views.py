@@ -25,7 +25,7 @@ class OverviewView(TableView):
 
     async def fetch(self, client: GatewayLike) -> RowsLoaded:
         workspaces = await client.list_workspaces()
-        usage = await client.query_usage(group_by="workspace", since_ms=fmt.now_ms() - HOUR_MS)
+        usage = await client.query_usage(group_by="workspace", since_ms=self.now_ms() - HOUR_MS)
         by_name = {row.group: row for row in usage}
         rows = []
         for ws in workspaces:
@@ -88,7 +88,7 @@ class KeysView(TableView):
 
     async def fetch(self, client: GatewayLike) -> RowsLoaded:
         keys = await client.list_keys(include_revoked=True)
-        now = fmt.now_ms()
+        now = self.now_ms()
         rows = []
         for key in keys:
             state = key_state(key, now)
@@ -200,7 +200,7 @@ class SessionsView(TableView):
     HELP = "sessions (x-claude-code-session-id) over the last 24 hours"
 
     async def fetch(self, client: GatewayLike) -> RowsLoaded:
-        usage = await client.query_usage(group_by="session", since_ms=fmt.now_ms() - DAY_MS)
+        usage = await client.query_usage(group_by="session", since_ms=self.now_ms() - DAY_MS)
         rows = []
         for u in usage:
             name = u.group or "(none)"
