@@ -43,6 +43,7 @@ from controlplane.settings import Settings
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database, redact_url
 from controlplane.usage.alerts import AlertMonitor
+from controlplane.usage.request_logs import purge_forever
 from gwapi.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -144,6 +145,7 @@ async def start(server: grpc.aio.Server, state: AppState) -> None:
             state.cache.refresh_forever(state.settings.snapshot_refresh_s), name="snapshot-refresh"
         )
     )
+    state.tasks.append(asyncio.create_task(purge_forever(state.db), name="log-body-purge"))
 
 
 async def stop(server: grpc.aio.Server, state: AppState, grace: float | None = None) -> None:

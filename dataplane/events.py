@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from dataplane.bodylog import BodyLog
 from dataplane.errors import bad_request
 from dataplane.pricing import Priced
 from dataplane.usage import TokenUsage
@@ -89,6 +90,7 @@ class RequestRecord:
     attempt_log: list[telemetry_pb2.Attempt] = field(default_factory=list)
     cache_status: str = ""
     cost_saved_micros: int = 0
+    log: BodyLog | None = None  # set only when the workspace's log_bodies policy is not "none"
 
     def mark_first_byte(self) -> None:
         if self.ttfb_s is None:
@@ -112,7 +114,7 @@ class RequestRecord:
             cost_micros=self.priced.cost_micros if self.priced else 0,
             priced_as=self.priced.priced_as if self.priced else "",
         )
-        return telemetry_pb2.UsageEvent(
+        event = telemetry_pb2.UsageEvent(
             request_id=self.request_id,
             time_ms=self.time_ms,
             workspace=self.workspace,
@@ -141,3 +143,13 @@ class RequestRecord:
             cache_status=self.cache_status,
             cost_saved_micros=self.cost_saved_micros,
         )
+        log = self.log
+        if log is not None:
+            event.request_headers.update(log.headers)
+            event.request_body_size = log.request_size
+            event.response_body_size = log.response_size
+            if log.full:
+                event.request_body = log.scrubbed(log.request)
+                event.response_body = log.scrubbed(log.response)
+                event.bodies_truncated = log.truncated
+        return event

@@ -3,7 +3,8 @@
 Hot-path rules (ARCHITECTURE.md): the client's body bytes go upstream unchanged; the body is
 parsed once, only to read ``model``/``stream``/``max_tokens``; the upstream's bytes come back
 unchanged, each chunk sent on as it arrives while a side decoder meters usage from it; nothing
-here touches a disk, a database or the control plane. A client disconnect cancels the upstream
+here touches a disk, a database or the control plane. Request logging (the workspace's
+``log_bodies``) captures into memory only, via :mod:`dataplane.bodylog`. A client disconnect cancels the upstream
 call and still records the usage seen so far.
 """
 
@@ -25,6 +26,7 @@ from dataplane.asgi import (
 )
 from dataplane.attempts import Attempts
 from dataplane.auth import PRINCIPAL, REQUEST_ID, Principal
+from dataplane.bodylog import BodyLog
 from dataplane.cache import (
     CONTROL_HEADER,
     HIT,
@@ -112,11 +114,17 @@ class MessagesHandler:
         rec.key_name = principal.key.name
         rec.session_id = (header(scope, b"x-claude-code-session-id") or b"").decode("latin-1")
         rec.user_agent = (header(scope, b"user-agent") or b"").decode("latin-1")
+        workspace = principal.workspace
+        if workspace.log_bodies != "none":  # the only cost of request logging when it is off
+            rec.log = BodyLog(workspace.log_bodies, workspace.log_body_max_bytes, scope["headers"])
+            send = rec.log.wrap(send)
         count_only = False
         admission: Admission | None = None
         try:
             rec.metadata = parse_metadata(header(scope, b"x-tollgate-metadata"))
             body = await read_body(receive, scope, self.max_body)
+            if rec.log is not None:
+                rec.log.add_request(body)
             prepared = door.prepare(scope, body, forwardable_headers(scope["headers"]))
             count_only = prepared.count_only
             rec.model_requested = prepared.model

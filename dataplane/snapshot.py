@@ -78,6 +78,8 @@ class Workspace:
     redis_failure: Literal["", "closed", "open"] = ""  # "" = closed; see gwapi Workspace
     min_client_version: str = ""  # "" = any Claude Code version
     min_client_parts: tuple[int, ...] = ()  # the same, parsed for numeric comparison
+    log_bodies: Literal["none", "metadata", "full"] = "none"  # request logging policy
+    log_body_max_bytes: int = 256 * 1024  # cap per logged body (full)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,8 @@ class Snapshot:
                 _redis_failure(w.redis_failure),
                 w.min_client_version,
                 _version_parts(w.min_client_version, f"workspace {w.name!r} min_client_version"),
+                _log_bodies(w.log_bodies),
+                w.log_body_max_bytes if w.log_body_max_bytes > 0 else 256 * 1024,
             )
             for w in msg.workspaces
         }
@@ -292,6 +296,15 @@ def _redis_failure(value: str) -> Literal["", "closed", "open"]:
     if value == "open":
         return "open"
     raise SnapshotError(f"workspace redis_failure {value!r} is neither 'closed' nor 'open'")
+
+
+def _log_bodies(value: str) -> Literal["none", "metadata", "full"]:
+    """An unknown policy (a newer control plane) logs nothing: the safe reading for privacy."""
+    if value == "full":
+        return "full"
+    if value == "metadata":
+        return "metadata"
+    return "none"
 
 
 Listener = Callable[[Snapshot], None]

@@ -1,5 +1,11 @@
-"""``gwctl logs tail [-f]`` — one line per request, oldest first; ``gwctl logs alerts`` — budget
-alerts (see :mod:`gwctl.alerts`).
+"""``gwctl logs tail [-f]`` — one line per request, oldest first; ``gwctl logs show REQUEST_ID`` —
+one request in full; ``gwctl logs alerts`` — budget alerts (see :mod:`gwctl.alerts`).
+
+``show`` prints the ledger record, every upstream attempt, the request headers (credentials
+redacted by the data plane) and, when the workspace's ``log_bodies`` policy kept them, the bodies:
+a JSON request body indented, an SSE response reconstructed to the assistant's text followed by
+the raw events. ``-o json`` gives the same with bodies as text (``request_json`` parsed when it
+is JSON, ``response_text`` the reconstructed answer).
 
 Table mode prints a header and one aligned line per request (time, status, workspace, key, model,
 provider, tokens in/out/cache write/cache read, cost, latency, ttfb, short session id, request id,
@@ -11,6 +17,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
+
+import orjson
 
 from gwapi.v1 import telemetry_pb2
 from gwctl import alerts, parse
@@ -37,6 +46,9 @@ def register(subparsers: Subparsers) -> None:
         "-n", "--lines", type=parse.parse_count, default=20, metavar="N", help="default 20"
     )
     p.set_defaults(handler=tail)
+    p = leaf(sub, "show", "one request in full: attempts, headers, bodies (per log policy)")
+    p.add_argument("request_id", metavar="REQUEST_ID")
+    p.set_defaults(handler=show)
     alerts.add_parser(leaf(sub, "alerts", "budget alerts, newest first (same as gwctl alerts)"))
 
 
@@ -94,4 +106,148 @@ async def tail(client: GatewayClient, args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(format_line(cells(event)) + "\n")
             sys.stdout.flush()
+    return 0
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _json_or_none(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def sse_events(data: bytes) -> list[tuple[str, Any]]:
+    """(event name, parsed data) per SSE frame; data that is not JSON stays a string."""
+    out: list[tuple[str, Any]] = []
+    for frame in data.replace(b"\r\n", b"\n").split(b"\n\n"):
+        name, lines = "", []
+        for line in frame.split(b"\n"):
+            if line.startswith(b"event:"):
+                name = _text(line[6:].strip())
+            elif line.startswith(b"data:"):
+                lines.append(line[5:].lstrip())
+        if not lines:
+            continue
+        raw = b"\n".join(lines)
+        parsed = _json_or_none(raw)
+        out.append((name, parsed if parsed is not None else _text(raw)))
+    return out
+
+
+def assistant_text(data: bytes) -> str:
+    """The answer's text: from SSE deltas, or from a JSON message's text blocks."""
+    obj = _json_or_none(data)
+    if isinstance(obj, dict):
+        content = obj.get("content")
+        if isinstance(content, list):
+            return "".join(
+                str(b.get("text", "")) for b in content if isinstance(b, dict) and "text" in b
+            )
+        return ""
+    parts = []
+    for _, ev in sse_events(data):
+        if isinstance(ev, dict) and ev.get("type") == "content_block_delta":
+            delta = ev.get("delta") or {}
+            if isinstance(delta, dict) and isinstance(delta.get("text"), str):
+                parts.append(delta["text"])
+    return "".join(parts)
+
+
+def log_dict(event: telemetry_pb2.UsageEvent) -> out.JSON:
+    doc = event_dict(event)
+    doc["request_body"] = _text(event.request_body)
+    doc["response_body"] = _text(event.response_body)
+    doc["request_json"] = _json_or_none(event.request_body) if event.request_body else None
+    doc["response_text"] = assistant_text(event.response_body) if event.response_body else ""
+    return doc
+
+
+def _is_sse(data: bytes) -> bool:
+    return data.lstrip().startswith((b"event:", b"data:"))
+
+
+def render(event: telemetry_pb2.UsageEvent) -> str:
+    """The human view of ``gwctl logs show``."""
+    lines: list[str] = []
+    u = event.usage
+    fields: list[tuple[str, object]] = [
+        ("request", event.request_id),
+        ("time", out.format_time(event.time_ms)),
+        ("status", f"{event.status} {event.error_type}".strip()),
+        ("error", event.error_message or "-"),
+        ("workspace", event.workspace or "-"),
+        ("key", f"{event.key_name or '-'} ({event.key_id or '-'})"),
+        ("session", event.session_id or "-"),
+        ("model", f"{event.model_requested or '-'} -> {event.model_served or '-'}"),
+        ("provider", event.provider or "-"),
+        ("cache", event.cache_status or "-"),
+        ("stream", "yes" if event.stream else "no"),
+        ("tokens", f"in {u.input_tokens}  out {u.output_tokens}  "
+         f"cache w {u.cache_creation_input_tokens}  cache r {u.cache_read_input_tokens}"),
+        ("cost USD", out.format_usd(u.cost_micros)),
+        ("latency", f"{event.latency_ms}ms (ttfb {event.ttfb_ms}ms)"),
+        ("client", event.user_agent or "-"),
+        ("upstream id", event.upstream_request_id or "-"),
+        ("metadata", ", ".join(f"{k}={v}" for k, v in sorted(event.metadata.items())) or "-"),
+    ]  # fmt: skip
+    width = max(len(label) for label, _ in fields)
+    lines.extend(f"{label + ':':<{width + 1}} {value}" for label, value in fields)
+    if event.attempt_log:
+        lines.append("")
+        lines.append("attempts:")
+        for i, a in enumerate(event.attempt_log, 1):
+            lines.append(
+                f"  {i}. {a.provider} {a.model} -> {a.status or '-'} {a.outcome}"
+                f"{' ' + a.error_type if a.error_type else ''} "
+                f"(+{a.start_offset_ms}ms, {a.duration_ms}ms)"
+            )
+    if event.request_headers:
+        lines.append("")
+        lines.append("request headers:")
+        lines.extend(f"  {k}: {v}" for k, v in sorted(event.request_headers.items()))
+    if not (event.request_headers or event.request_body or event.response_body):
+        lines.append("")
+        lines.append("bodies: not logged (the workspace's log_bodies policy is none)")
+        return "\n".join(lines)
+    sizes = f"request {event.request_body_size} bytes, response {event.response_body_size} bytes"
+    lines.append("")
+    lines.append(f"sizes: {sizes}{' (bodies truncated)' if event.bodies_truncated else ''}")
+    if event.request_body:
+        lines.append("")
+        lines.append("request body:")
+        obj = _json_or_none(event.request_body)
+        if obj is not None:
+            lines.append(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
+        else:
+            lines.append(_text(event.request_body))
+    if event.response_body:
+        lines.append("")
+        if _is_sse(event.response_body):
+            lines.append("response (assistant text):")
+            lines.append(assistant_text(event.response_body))
+            lines.append("")
+            lines.append("response events:")
+            lines.append(_text(event.response_body).rstrip())
+        else:
+            lines.append("response body:")
+            obj = _json_or_none(event.response_body)
+            if obj is not None:
+                lines.append(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
+            else:
+                lines.append(_text(event.response_body))
+    elif event.request_headers and not event.request_body:
+        lines.append("bodies: not logged (the workspace's log_bodies policy is metadata)")
+    return "\n".join(lines)
+
+
+async def show(client: GatewayClient, args: argparse.Namespace) -> int:
+    event = await client.get_log(args.request_id)
+    if is_json(args):
+        out.print_json(log_dict(event))
+    else:
+        sys.stdout.write(render(event) + "\n")
     return 0

@@ -79,6 +79,24 @@ def _add_settings(p: argparse.ArgumentParser, *, update: bool) -> None:
         help="refuse Claude Code older than this (dotted numbers, e.g. 2.1.0)"
         + ("; '' allows any" if update else ""),
     )
+    p.add_argument(
+        "--log-bodies",
+        choices=["none", "metadata", "full"],
+        help="request logging: none (default), metadata (redacted headers, sizes) or full "
+        "(also request and response bodies)",
+    )
+    p.add_argument(
+        "--log-body-max-bytes",
+        type=int,
+        metavar="N",
+        help="cap per logged body with --log-bodies full (default 262144)",
+    )
+    p.add_argument(
+        "--log-retention-days",
+        type=int,
+        metavar="D",
+        help="purge logged headers and bodies after D days (default 30)",
+    )
     p.add_argument("--description", metavar="TEXT")
 
 
@@ -97,6 +115,15 @@ def _from_args(args: argparse.Namespace) -> tuple[common_pb2.Workspace, list[str
     if args.min_client_version is not None:
         ws.min_client_version = args.min_client_version
         paths.append("min_client_version")
+    if args.log_bodies is not None:
+        ws.log_bodies = args.log_bodies
+        paths.append("log_bodies")
+    if args.log_body_max_bytes is not None:
+        ws.log_body_max_bytes = args.log_body_max_bytes
+        paths.append("log_body_max_bytes")
+    if args.log_retention_days is not None:
+        ws.log_retention_days = args.log_retention_days
+        paths.append("log_retention_days")
     if args.description is not None:
         ws.description = args.description
         paths.append("description")
@@ -121,6 +148,9 @@ def emit(ws: common_pb2.Workspace, args: argparse.Namespace) -> None:
             ("redis failure", ws.redis_failure or "closed"),
             ("alert webhook", ws.alert_webhook or "-"),
             ("min client version", ws.min_client_version or "-"),
+            ("log bodies", ws.log_bodies or "none"),
+            ("log body max bytes", ws.log_body_max_bytes),
+            ("log retention days", ws.log_retention_days),
             *out.spend_fields(ws.budget_status),
             ("created", out.format_time(ws.created_at_ms)),
             ("updated", out.format_time(ws.updated_at_ms)),

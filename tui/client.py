@@ -329,6 +329,14 @@ class GatewayClient:
         )
         return list(response.alerts)
 
+    async def get_log(self, request_id: str) -> telemetry_pb2.UsageEvent:
+        """One request's full record, with its logged headers and bodies (admin token)."""
+        return await self._unary(
+            "GetLog",
+            self._telemetry.GetLog,
+            telemetry_pb2.GetLogRequest(request_id=request_id),
+        )
+
     async def tail_logs(
         self,
         *,

@@ -8,7 +8,11 @@ from controlplane.domain.budgets import Budget, Period
 from controlplane.domain.errors import InvalidArgument
 from controlplane.domain.limits import Limits, limits_from_json
 from controlplane.domain.routing import Target
-from controlplane.domain.workspaces import DEFAULT_REDIS_FAILURE
+from controlplane.domain.workspaces import (
+    DEFAULT_LOG_BODY_MAX_BYTES,
+    DEFAULT_LOG_RETENTION_DAYS,
+    DEFAULT_REDIS_FAILURE,
+)
 from controlplane.store.models import PriceRow, ProviderRow, RouteRow, VirtualKeyRow, WorkspaceRow
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import discovery_pb2 as dpb
@@ -58,6 +62,9 @@ def workspace_to_pb(row: WorkspaceRow) -> pb.Workspace:
         redis_failure=row.redis_failure or DEFAULT_REDIS_FAILURE,
         alert_webhook=row.alert_webhook,
         min_client_version=row.min_client_version or "",
+        log_bodies=row.log_bodies or "none",
+        log_body_max_bytes=row.log_body_max_bytes or DEFAULT_LOG_BODY_MAX_BYTES,
+        log_retention_days=row.log_retention_days or DEFAULT_LOG_RETENTION_DAYS,
     )
 
 

@@ -21,6 +21,9 @@ from controlplane.domain.limits import limits_from_json, limits_to_json, validat
 from controlplane.domain.names import validate_label, validate_slug, validate_timezone
 from controlplane.domain.workspaces import (
     validate_alert_webhook,
+    validate_log_bodies,
+    validate_log_body_max_bytes,
+    validate_log_retention_days,
     validate_min_client_version,
     validate_redis_failure,
 )
@@ -34,6 +37,9 @@ UPDATE_PATHS = (
     "redis_failure",
     "alert_webhook",
     "min_client_version",
+    "log_bodies",
+    "log_body_max_bytes",
+    "log_retention_days",
     *LIMITS_PATHS,
 )
 
@@ -56,6 +62,9 @@ def create(s: Session, msg: pb.Workspace, now: int) -> pb.Workspace:
         redis_failure=validate_redis_failure(msg.redis_failure),
         alert_webhook=validate_alert_webhook(msg.alert_webhook),
         min_client_version=validate_min_client_version(msg.min_client_version),
+        log_bodies=validate_log_bodies(msg.log_bodies),
+        log_body_max_bytes=validate_log_body_max_bytes(msg.log_body_max_bytes),
+        log_retention_days=validate_log_retention_days(msg.log_retention_days),
         created_at_ms=now,
         updated_at_ms=now,
     )
@@ -102,6 +111,12 @@ def update(s: Session, msg: pb.Workspace, mask: FieldMask, now: int) -> pb.Works
         row.alert_webhook = validate_alert_webhook(msg.alert_webhook)
     if "min_client_version" in paths:
         row.min_client_version = validate_min_client_version(msg.min_client_version)
+    if "log_bodies" in paths:
+        row.log_bodies = validate_log_bodies(msg.log_bodies)
+    if "log_body_max_bytes" in paths:
+        row.log_body_max_bytes = validate_log_body_max_bytes(msg.log_body_max_bytes)
+    if "log_retention_days" in paths:
+        row.log_retention_days = validate_log_retention_days(msg.log_retention_days)
     current = limits_from_json(row.limits_json)
     new_limits = masked_limits(current, limits_from_pb(msg.limits), paths)
     if new_limits is not None:

@@ -1,5 +1,5 @@
-"""Workspace settings beyond limits: the Redis failure mode, the alert webhook URL and the
-minimum Claude Code version."""
+"""Workspace settings beyond limits: the Redis failure mode, the alert webhook URL, the
+minimum Claude Code version and the request-log policy (bodies, cap, retention)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from controlplane.domain.errors import InvalidArgument
 REDIS_FAILURE_MODES = ("closed", "open")
 DEFAULT_REDIS_FAILURE = "closed"
 MAX_WEBHOOK_CHARS = 2048
+LOG_BODIES = ("none", "metadata", "full")
+DEFAULT_LOG_BODY_MAX_BYTES = 256 * 1024
+MAX_LOG_BODY_MAX_BYTES = 16 * 1024 * 1024
+DEFAULT_LOG_RETENTION_DAYS = 30
+MAX_LOG_RETENTION_DAYS = 3650
 _VERSION = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,6}){0,3}$")
 
 
@@ -73,3 +78,36 @@ def validate_alert_webhook(url: str) -> str:
     if port == 0:
         raise InvalidArgument(f"invalid alert_webhook {url!r}: port 0")
     return url
+
+
+def validate_log_bodies(value: str) -> str:
+    """``""`` → ``"none"``; otherwise one of none | metadata | full."""
+    mode = value.strip().lower() or "none"
+    if mode not in LOG_BODIES:
+        raise InvalidArgument(
+            f"invalid log_bodies {value[:40]!r}: use none (no headers or bodies; the default), "
+            "metadata (redacted request headers and sizes) or full (also the bodies)"
+        )
+    return mode
+
+
+def validate_log_body_max_bytes(value: int) -> int:
+    """0 → the default (256 KiB); otherwise 1 byte … 16 MiB."""
+    if value == 0:
+        return DEFAULT_LOG_BODY_MAX_BYTES
+    if not 0 < value <= MAX_LOG_BODY_MAX_BYTES:
+        raise InvalidArgument(
+            f"invalid log_body_max_bytes {value}: use 1 to {MAX_LOG_BODY_MAX_BYTES} (16 MiB)"
+        )
+    return value
+
+
+def validate_log_retention_days(value: int) -> int:
+    """0 → the default (30 days); otherwise 1 … 3650."""
+    if value == 0:
+        return DEFAULT_LOG_RETENTION_DAYS
+    if not 0 < value <= MAX_LOG_RETENTION_DAYS:
+        raise InvalidArgument(
+            f"invalid log_retention_days {value}: use 1 to {MAX_LOG_RETENTION_DAYS}"
+        )
+    return value

@@ -18,6 +18,7 @@ from controlplane.services.state import AppState
 from controlplane.usage.alerts import list_alerts
 from controlplane.usage.ingest import ingest
 from controlplane.usage.ledger import query_usage, recent_events
+from controlplane.usage.request_logs import get_log
 from gwapi.v1 import telemetry_pb2 as tpb
 from gwapi.v1 import telemetry_pb2_grpc
 
@@ -54,6 +55,9 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
     ) -> tpb.ListAlertsResponse:
         alerts = await self._s.db.read(lambda s: list_alerts(s, request))
         return tpb.ListAlertsResponse(alerts=alerts)
+
+    async def GetLog(self, request: tpb.GetLogRequest, context: Ctx) -> tpb.UsageEvent:
+        return await self._s.db.read(lambda s: get_log(s, request.request_id))
 
     async def QueryUsage(
         self, request: tpb.QueryUsageRequest, context: Ctx

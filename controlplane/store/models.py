@@ -7,7 +7,17 @@ SQLite and PostgreSQL. Virtual keys hold only the SHA-256 of their secret.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy import false as sql_false
 from sqlmodel import Field, SQLModel
 
@@ -47,6 +57,10 @@ class WorkspaceRow(SQLModel, table=True):
     redis_failure: str = Field(default="closed", sa_column=_text("closed"))
     alert_webhook: str = Field(default="", sa_column=_text(""))
     min_client_version: str = Field(default="", sa_column=_text(""))
+    # Request logging: none | metadata | full, the per-body cap, the retention of stored bodies.
+    log_bodies: str = Field(default="none", sa_column=_text("none"))
+    log_body_max_bytes: int = Field(default=262144, sa_column=_int(262144))
+    log_retention_days: int = Field(default=30, sa_column=_int(30))
 
 
 class VirtualKeyRow(SQLModel, table=True):
@@ -175,6 +189,24 @@ class UsageEventRow(SQLModel, table=True):
         default=0,
         sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"),
     )
+
+
+class RequestLogBodyRow(SQLModel, table=True):
+    """A request's logged headers and bodies (workspace policy ``log_bodies`` metadata/full), kept
+    apart from the ledger so ``usage_event`` stays lean. Bodies are zlib-compressed; purged after
+    the workspace's ``log_retention_days`` (by ``created_ms``)."""
+
+    __tablename__ = "request_log_body"
+
+    request_id: str = Field(primary_key=True, max_length=128)
+    workspace: str = Field(default="", index=True)
+    created_ms: int = Field(default=0, sa_type=BigInteger, index=True)
+    headers_json: str = Field(default="{}", sa_column=_json("{}"))
+    request_body_z: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
+    response_body_z: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
+    request_body_size: int = Field(default=0, sa_type=BigInteger)
+    response_body_size: int = Field(default=0, sa_type=BigInteger)
+    truncated: bool = False
 
 
 class BudgetAlertRow(SQLModel, table=True):

@@ -8,7 +8,9 @@ spool up to that sequence. If anything fails nothing is acknowledged and the dat
 the batch later, which is safe because of the conflict rule. Newly stored events are then
 published to the live :class:`~controlplane.usage.hub.UsageHub` and handed to each ``after``
 callback (budget alerts, the snapshot's spend refresh): callbacks must return at once and
-their failures are logged, never turned into an ingest failure.
+their failures are logged, never turned into an ingest failure. Logged headers and bodies go to
+``request_log_body`` in the same transaction (:mod:`controlplane.usage.request_logs`) and are
+stripped from the events before they are published.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from controlplane.store.db import Database
 from controlplane.store.models import UsageEventRow
 from controlplane.usage.events import event_to_values
 from controlplane.usage.hub import UsageHub
+from controlplane.usage.request_logs import has_log, store_bodies, strip_log
 from gwapi.v1 import telemetry_pb2 as tpb
 
 log = logging.getLogger(__name__)
@@ -80,8 +83,18 @@ async def ingest(
     for ev in events:
         unique.setdefault(ev.request_id, ev)
     rows = [event_to_values(ev, received) for ev in unique.values()]
-    inserted = await db.run(lambda s: insert_new(s, rows)) if rows else set()
+    logged = [ev for ev in unique.values() if has_log(ev)]
+
+    def store(s: Session) -> set[str]:
+        ids = insert_new(s, rows)
+        if logged:  # headers/bodies, policy-checked, compressed, in the same transaction
+            store_bodies(s, logged, received)
+        return ids
+
+    inserted = await db.run(store) if rows else set()
     # Committed: from here on the batch is durable and may be acknowledged.
+    for ev in logged:
+        strip_log(ev)  # the live tail and post-ingest callbacks never carry bodies
     fresh = [ev for rid, ev in unique.items() if rid in inserted]
     hub.publish(fresh)
     if fresh:
