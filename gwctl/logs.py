@@ -16,7 +16,9 @@ no end to close an array at). Ctrl-C ends a follow quietly.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -44,6 +46,13 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--key", default="", metavar="ID")
     p.add_argument(
         "-n", "--lines", type=parse.parse_count, default=20, metavar="N", help="default 20"
+    )
+    p.add_argument(
+        "--status", default="", type=status_filter, metavar="CODE|Nxx",
+        help="only these statuses, e.g. 429 or 4xx",
+    )  # fmt: skip
+    p.add_argument(
+        "--model", default="", metavar="GLOB", help="only models matching, e.g. '*opus*'"
     )
     p.set_defaults(handler=tail)
     p = leaf(sub, "show", "one request in full: attempts, headers, bodies (per log policy)")
@@ -87,12 +96,44 @@ def format_line(values: list[str] | tuple[str, ...]) -> str:
     return "  ".join(parts).rstrip()
 
 
-async def tail(client: GatewayClient, args: argparse.Namespace) -> int:
-    events = client.tail_logs(
-        follow=args.follow, limit=args.lines, workspace=args.workspace, key_id=args.key
+def status_filter(value: str) -> str:
+    """``429`` or a class like ``4xx``."""
+    v = value.strip().lower()
+    if (len(v) == 3 and v.isdigit()) or (len(v) == 3 and v[0] in "12345" and v[1:] == "xx"):
+        return v
+    raise argparse.ArgumentTypeError(
+        f"invalid status {value!r}: use a code like 429 or a class like 4xx"
     )
+
+
+def matches(event: telemetry_pb2.UsageEvent, args: argparse.Namespace) -> bool:
+    status = getattr(args, "status", "")
+    if status:
+        code = str(event.status)
+        if status.endswith("xx") and not code.startswith(status[0]):
+            return False
+        if not status.endswith("xx") and code != status:
+            return False
+    model = getattr(args, "model", "")
+    return not model or fnmatch.fnmatchcase(event.model_served or event.model_requested, model)
+
+
+async def tail(client: GatewayClient, args: argparse.Namespace) -> int:
+    filtered = bool(getattr(args, "status", "") or getattr(args, "model", ""))
+    # Filters apply here, so look further back for N matching requests (the server caps at 1000).
+    limit = min(1000, args.lines * 20) if filtered else args.lines
+    source = client.tail_logs(
+        follow=args.follow, limit=limit, workspace=args.workspace, key_id=args.key
+    )
+
+    async def only_matching() -> AsyncIterator[telemetry_pb2.UsageEvent]:
+        async for event in source:
+            if matches(event, args):
+                yield event
+
+    events = only_matching()
     if not args.follow:
-        collected = [e async for e in events]
+        collected = [e async for e in events][-args.lines :]
         if is_json(args):
             out.print_json([event_dict(e) for e in collected])
         else:
