@@ -3,8 +3,9 @@
 Policy (by full method name):
 
 * admin token — ``/gwapi.v1.Admin/*``, ``Telemetry/QueryUsage``, ``Telemetry/TailLogs``,
-  ``Telemetry/GetLog`` (logged headers and bodies), ``Telemetry/ListAlerts``,
-  ``Discovery/ListDataPlanes``, and any method not listed here (deny by default);
+  ``Telemetry/GetLog`` (logged headers and bodies), ``Telemetry/StreamStats``,
+  ``Telemetry/ListAlerts``, ``Discovery/ListDataPlanes``, and any method not listed here
+  (deny by default);
 * data-plane token or admin token — ``Discovery/Watch``, ``Telemetry/ReportUsage``;
 * open — ``grpc.health.v1.Health/*`` and server reflection.
 

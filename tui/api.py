@@ -42,3 +42,7 @@ class GatewayLike(Protocol):
         workspace: str = "",
         key_id: str = "",
     ) -> AsyncIterator[telemetry_pb2.UsageEvent]: ...
+
+    def stream_stats(
+        self, group_by: str, window_s: int = 60, workspace: str = ""
+    ) -> AsyncIterator[telemetry_pb2.StatsFrame]: ...

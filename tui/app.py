@@ -2,10 +2,13 @@
 
 Five views (Overview, Keys, Providers, Sessions, Logs) in a ContentSwitcher; ``1``-``5`` or
 ``:name`` switch views, ``/`` filters the current table, ``?`` helps, ``esc`` goes back, ``q``
-quits. Two background workers talk to the control plane and *post messages* to the views: the
+quits. Background workers talk to the control plane and *post messages* to the views: the
 poll worker refreshes the current view every ``poll_interval`` seconds (at once after a view
-switch), the tail worker follows the live log stream and reconnects after a failure. Every
-control-plane error lands in the status bar; none reaches the screen as a traceback.
+switch), the tail worker follows the live log stream and reconnects after a failure, and one
+stats worker per view with a ``STATS_GROUP`` (Overview, Providers) follows ``StreamStats``
+(a frame a second). A control plane without StreamStats leaves those views on the poll alone,
+with a note in the status bar. Every control-plane error lands in the status bar; none
+reaches the screen as a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import ClassVar
 
+import grpc
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -22,7 +26,7 @@ from textual.widgets import ContentSwitcher, Input
 
 from tui.api import GatewayLike
 from tui.client import ClientError, GatewayClient
-from tui.messages import LogArrived, RevokeRequested, StatusUpdate
+from tui.messages import LogArrived, RevokeRequested, StatsArrived, StatusUpdate
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.widgets.chrome import VIEWS, StatusBar, ViewTabs
@@ -38,6 +42,7 @@ ALIASES = {
     "logs": "logs", "log": "logs", "l": "logs",
 }  # fmt: skip
 TAIL_LIMIT = 200
+STATS_WINDOW_S = 60
 
 
 def describe(exc: BaseException) -> str:
@@ -112,6 +117,15 @@ class TollgateApp(App[None]):
         self.current_view.table.focus()
         self.poll()
         self.tail()
+        for view in self.query(TableView):
+            group_by = getattr(view, "STATS_GROUP", "")
+            if group_by:
+                self.run_worker(
+                    self.follow_stats(view, group_by),
+                    group=f"stats-{group_by}",
+                    exclusive=True,
+                    exit_on_error=False,
+                )
 
     async def on_unmount(self) -> None:
         if self._owns_client and isinstance(self._client, GatewayClient):
@@ -163,6 +177,31 @@ class TollgateApp(App[None]):
                 self.post_message(StatusUpdate(f"log tail: {describe(exc)}", error=True))
             await asyncio.sleep(self.poll_interval)
 
+    async def follow_stats(self, view: TableView, group_by: str) -> None:
+        """Feed ``view`` live stats frames; reconnect a second after a failure, give up (the
+        poll still runs) when the control plane does not implement StreamStats."""
+        source = f"stats-{group_by}"
+        while True:
+            try:
+                async for frame in self.client.stream_stats(group_by, STATS_WINDOW_S):
+                    view.post_message(StatsArrived(frame))
+                    self.post_message(StatusUpdate("", source=source))
+            except asyncio.CancelledError:
+                raise
+            except ClientError as exc:
+                if exc.code == grpc.StatusCode.UNIMPLEMENTED:
+                    note = "live stats unavailable (older control plane): polling only"
+                    self.post_message(StatusUpdate(note, source=source))
+                    return
+                self.post_message(
+                    StatusUpdate(f"live stats: {exc.message}", error=True, source=source)
+                )
+            except Exception as exc:
+                self.post_message(
+                    StatusUpdate(f"live stats: {describe(exc)}", error=True, source=source)
+                )
+            await asyncio.sleep(self.poll_interval)
+
     @work(group="actions", exit_on_error=False)
     async def revoke(self, key_id: str) -> None:
         try:
@@ -179,6 +218,8 @@ class TollgateApp(App[None]):
     # ---- messages ----------------------------------------------------------------------
 
     def on_status_update(self, message: StatusUpdate) -> None:
+        if not self.query(StatusBar):  # a worker's last word while the app shuts down
+            return
         if not message.text:
             self.status_bar.clear_error(message.source)
         else:

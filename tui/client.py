@@ -364,3 +364,20 @@ class GatewayClient:
             raise translate_error(exc, self.target, "TailLogs") from None
         finally:
             call.cancel()
+
+    async def stream_stats(
+        self, group_by: str, window_s: int = 60, workspace: str = ""
+    ) -> AsyncIterator[telemetry_pb2.StatsFrame]:
+        """Live stats per ``group_by`` (workspace | key | provider): a frame a second until
+        cancelled. An older control plane raises ClientError(UNIMPLEMENTED)."""
+        request = telemetry_pb2.StreamStatsRequest(
+            group_by=group_by, window_s=window_s, workspace=workspace
+        )
+        call = self._telemetry.StreamStats(request, metadata=self._metadata, timeout=None)
+        try:
+            async for frame in call:
+                yield frame
+        except aio.AioRpcError as exc:
+            raise translate_error(exc, self.target, "StreamStats") from None
+        finally:
+            call.cancel()

@@ -52,6 +52,14 @@ class LogArrived(Message):
         self.event = event
 
 
+class StatsArrived(Message):
+    """One live-stats frame (``StreamStats``) for the view that asked for its grouping."""
+
+    def __init__(self, frame: telemetry_pb2.StatsFrame) -> None:
+        super().__init__()
+        self.frame = frame
+
+
 class StatusUpdate(Message):
     """A line for the status bar; ``source`` lets a later success clear its own error."""
 

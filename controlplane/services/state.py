@@ -17,6 +17,7 @@ from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database
 from controlplane.usage.alerts import AlertMonitor
 from controlplane.usage.hub import UsageHub
+from controlplane.usage.stats import StatsAggregator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -29,6 +30,7 @@ class AppState:
     cache: SnapshotCache
     alerts: AlertMonitor
     hub: UsageHub = field(default_factory=UsageHub)
+    stats: StatsAggregator = field(default_factory=StatsAggregator)  # live StreamStats
     registry: DataPlaneRegistry = field(default_factory=DataPlaneRegistry)
     health: Any = None  # grpc_health aio HealthServicer, set by the server
     tasks: list[Any] = field(default_factory=list)  # background asyncio tasks

@@ -1,5 +1,5 @@
-"""The Telemetry service: usage ingest from data planes, usage queries, the live log tail and
-budget alerts.
+"""The Telemetry service: usage ingest from data planes, usage queries, the live log tail, live
+stats (:mod:`controlplane.usage.stats`, fed at ingest) and budget alerts.
 
 After an ingest stores new events, two things are *requested*, neither awaited by the call:
 budget alerts for the touched scopes (:class:`~controlplane.usage.alerts.AlertMonitor`) and a
@@ -9,16 +9,19 @@ throttled snapshot rebuild so data planes get fresh spend seeds
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from controlplane.domain.errors import InvalidArgument
 from controlplane.errors import grpc_errors
 from controlplane.services.state import AppState
 from controlplane.usage.alerts import list_alerts
 from controlplane.usage.ingest import ingest
 from controlplane.usage.ledger import query_usage, recent_events
 from controlplane.usage.request_logs import get_log
+from controlplane.usage.stats import GROUPINGS, MAX_WINDOW_S, clamp_window
 from gwapi.v1 import telemetry_pb2 as tpb
 from gwapi.v1 import telemetry_pb2_grpc
 
@@ -36,8 +39,14 @@ def _matches(ev: tpb.UsageEvent, req: tpb.TailLogsRequest) -> bool:
 
 @grpc_errors
 class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
-    def __init__(self, state: AppState) -> None:
+    def __init__(
+        self,
+        state: AppState,
+        *,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
         self._s = state
+        self._sleep = sleep  # StreamStats' pacing (tests inject one; the clock is the stats')
 
     async def ReportUsage(
         self, request: tpb.ReportUsageRequest, context: Ctx
@@ -47,6 +56,7 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
         return response
 
     def _after_ingest(self, fresh: list[tpb.UsageEvent]) -> None:
+        self._s.stats.add(fresh)
         self._s.alerts.note(fresh)
         self._s.cache.rebuild_soon()
 
@@ -97,3 +107,19 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
                 if sub.dropped:
                     log.warning("log tail was too slow: %d events skipped", sub.dropped)
                 sub.close()
+
+    async def StreamStats(
+        self, request: tpb.StreamStatsRequest, context: Ctx
+    ) -> AsyncIterator[tpb.StatsFrame]:
+        """A frame now, then one at every following second boundary, until the client leaves
+        (or the server shuts down)."""
+        if request.group_by not in GROUPINGS:
+            raise InvalidArgument(f"group_by must be one of: {', '.join(GROUPINGS)}")
+        if request.window_s < 0 or request.window_s > MAX_WINDOW_S:
+            raise InvalidArgument(f"window_s must be between 1 and {MAX_WINDOW_S} (0 = 60)")
+        window_s = clamp_window(request.window_s)
+        stats = self._s.stats
+        while not self._s.hub.closed:
+            now = stats.now_ms()
+            yield stats.frame(request.group_by, window_s, request.workspace, now_ms=now)
+            await self._sleep((1000 - now % 1000) / 1000)

@@ -54,6 +54,10 @@ class UsageHub:
         self._closed = False
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 

@@ -548,3 +548,114 @@ class TailLogsRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TailLogsRequest: _TypeAlias = TailLogsRequest  # noqa: Y015
+
+@_typing.final
+class StreamStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    WINDOW_S_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    group_by: _builtins.str
+    """workspace | key | provider"""
+    window_s: _builtins.int
+    """default 60, max 600"""
+    workspace: _builtins.str
+    """only this workspace's traffic"""
+    def __init__(
+        self,
+        *,
+        group_by: _builtins.str = ...,
+        window_s: _builtins.int = ...,
+        workspace: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_by", b"group_by", "window_s", b"window_s", "workspace", b"workspace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamStatsRequest: _TypeAlias = StreamStatsRequest  # noqa: Y015
+
+@_typing.final
+class StatsFrame(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_MS_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    time_ms: _builtins.int
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatsRow]: ...
+    def __init__(
+        self,
+        *,
+        time_ms: _builtins.int = ...,
+        rows: _abc.Iterable[Global___StatsRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows", "time_ms", b"time_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsFrame: _TypeAlias = StatsFrame  # noqa: Y015
+
+@_typing.final
+class StatsRow(_message.Message):
+    """One group's traffic over the window, by request arrival time (time_ms of the events)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    REQUESTS_PER_S_FIELD_NUMBER: _builtins.int
+    ERROR_RATE_FIELD_NUMBER: _builtins.int
+    TOKENS_PER_S_FIELD_NUMBER: _builtins.int
+    LATENCY_P50_MS_FIELD_NUMBER: _builtins.int
+    LATENCY_P95_MS_FIELD_NUMBER: _builtins.int
+    LATENCY_P99_MS_FIELD_NUMBER: _builtins.int
+    TTFB_P50_MS_FIELD_NUMBER: _builtins.int
+    TTFB_P95_MS_FIELD_NUMBER: _builtins.int
+    TTFB_P99_MS_FIELD_NUMBER: _builtins.int
+    COST_MICROS_FIELD_NUMBER: _builtins.int
+    REQUESTS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    group: _builtins.str
+    requests_per_s: _builtins.float
+    error_rate: _builtins.float
+    """0..1: status >= 400 or an error_type"""
+    tokens_per_s: _builtins.float
+    """input + output + cache tokens"""
+    latency_p50_ms: _builtins.int
+    latency_p95_ms: _builtins.int
+    latency_p99_ms: _builtins.int
+    ttfb_p50_ms: _builtins.int
+    ttfb_p95_ms: _builtins.int
+    ttfb_p99_ms: _builtins.int
+    cost_micros: _builtins.int
+    """in the window"""
+    @_builtins.property
+    def requests_per_second(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """the last window_s one-second buckets, oldest first"""
+
+    def __init__(
+        self,
+        *,
+        group: _builtins.str = ...,
+        requests_per_s: _builtins.float = ...,
+        error_rate: _builtins.float = ...,
+        tokens_per_s: _builtins.float = ...,
+        latency_p50_ms: _builtins.int = ...,
+        latency_p95_ms: _builtins.int = ...,
+        latency_p99_ms: _builtins.int = ...,
+        ttfb_p50_ms: _builtins.int = ...,
+        ttfb_p95_ms: _builtins.int = ...,
+        ttfb_p99_ms: _builtins.int = ...,
+        cost_micros: _builtins.int = ...,
+        requests_per_second: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_micros", b"cost_micros", "error_rate", b"error_rate", "group", b"group", "latency_p50_ms", b"latency_p50_ms", "latency_p95_ms", b"latency_p95_ms", "latency_p99_ms", b"latency_p99_ms", "requests_per_s", b"requests_per_s", "requests_per_second", b"requests_per_second", "tokens_per_s", b"tokens_per_s", "ttfb_p50_ms", b"ttfb_p50_ms", "ttfb_p95_ms", b"ttfb_p95_ms", "ttfb_p99_ms", b"ttfb_p99_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsRow: _TypeAlias = StatsRow  # noqa: Y015

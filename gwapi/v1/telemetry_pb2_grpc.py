@@ -54,6 +54,11 @@ class TelemetryStub:
                 request_serializer=gwapi_dot_v1_dot_telemetry__pb2.ListAlertsRequest.SerializeToString,
                 response_deserializer=gwapi_dot_v1_dot_telemetry__pb2.ListAlertsResponse.FromString,
                 _registered_method=True)
+        self.StreamStats = channel.unary_stream(
+                '/gwapi.v1.Telemetry/StreamStats',
+                request_serializer=gwapi_dot_v1_dot_telemetry__pb2.StreamStatsRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_telemetry__pb2.StatsFrame.FromString,
+                _registered_method=True)
         self.GetLog = channel.unary_unary(
                 '/gwapi.v1.Telemetry/GetLog',
                 request_serializer=gwapi_dot_v1_dot_telemetry__pb2.GetLogRequest.SerializeToString,
@@ -93,6 +98,13 @@ class TelemetryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamStats(self, request, context):
+        """Admin token. Live rolling stats per group, one frame per second until cancelled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetLog(self, request, context):
         """Admin token. One request's full record: the ledger row plus, per its workspace's log_bodies
         policy, the redacted request headers and the request/response bodies. NOT_FOUND if unknown.
@@ -123,6 +135,11 @@ def add_TelemetryServicer_to_server(servicer, server):
                     servicer.ListAlerts,
                     request_deserializer=gwapi_dot_v1_dot_telemetry__pb2.ListAlertsRequest.FromString,
                     response_serializer=gwapi_dot_v1_dot_telemetry__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'StreamStats': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamStats,
+                    request_deserializer=gwapi_dot_v1_dot_telemetry__pb2.StreamStatsRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_telemetry__pb2.StatsFrame.SerializeToString,
             ),
             'GetLog': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLog,
@@ -238,6 +255,33 @@ class Telemetry:
             '/gwapi.v1.Telemetry/ListAlerts',
             gwapi_dot_v1_dot_telemetry__pb2.ListAlertsRequest.SerializeToString,
             gwapi_dot_v1_dot_telemetry__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gwapi.v1.Telemetry/StreamStats',
+            gwapi_dot_v1_dot_telemetry__pb2.StreamStatsRequest.SerializeToString,
+            gwapi_dot_v1_dot_telemetry__pb2.StatsFrame.FromString,
             options,
             channel_credentials,
             insecure,

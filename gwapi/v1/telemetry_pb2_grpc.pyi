@@ -41,6 +41,8 @@ class TelemetryStub:
     """Admin token. The most recent `limit` records (oldest first), then, with follow, new ones live."""
     ListAlerts: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.ListAlertsRequest, _telemetry_pb2.ListAlertsResponse]
     """Admin token. Budget alerts (50/80/100 % of a budget crossed), newest first."""
+    StreamStats: _grpc.UnaryStreamMultiCallable[_telemetry_pb2.StreamStatsRequest, _telemetry_pb2.StatsFrame]
+    """Admin token. Live rolling stats per group, one frame per second until cancelled."""
     GetLog: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.GetLogRequest, _telemetry_pb2.UsageEvent]
     """Admin token. One request's full record: the ledger row plus, per its workspace's log_bodies
     policy, the redacted request headers and the request/response bodies. NOT_FOUND if unknown.
@@ -59,6 +61,8 @@ class TelemetryAsyncStub(TelemetryStub):
     """Admin token. The most recent `limit` records (oldest first), then, with follow, new ones live."""
     ListAlerts: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.ListAlertsRequest, _telemetry_pb2.ListAlertsResponse]  # type: ignore[assignment]
     """Admin token. Budget alerts (50/80/100 % of a budget crossed), newest first."""
+    StreamStats: _aio.UnaryStreamMultiCallable[_telemetry_pb2.StreamStatsRequest, _telemetry_pb2.StatsFrame]  # type: ignore[assignment]
+    """Admin token. Live rolling stats per group, one frame per second until cancelled."""
     GetLog: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.GetLogRequest, _telemetry_pb2.UsageEvent]  # type: ignore[assignment]
     """Admin token. One request's full record: the ledger row plus, per its workspace's log_bodies
     policy, the redacted request headers and the request/response bodies. NOT_FOUND if unknown.
@@ -98,6 +102,14 @@ class TelemetryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_telemetry_pb2.ListAlertsResponse, _abc.Awaitable[_telemetry_pb2.ListAlertsResponse]]:
         """Admin token. Budget alerts (50/80/100 % of a budget crossed), newest first."""
+
+    @_abc_1.abstractmethod
+    def StreamStats(
+        self,
+        request: _telemetry_pb2.StreamStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_telemetry_pb2.StatsFrame], _abc.AsyncIterator[_telemetry_pb2.StatsFrame]]:
+        """Admin token. Live rolling stats per group, one frame per second until cancelled."""
 
     @_abc_1.abstractmethod
     def GetLog(

@@ -117,6 +117,10 @@ class FakeClient:
         self.initial_logs = [log_event(n) for n in range(1, initial_logs + 1)]
         self._queue: asyncio.Queue[telemetry_pb2.UsageEvent] | None = None
         self.tail_calls = 0
+        # StreamStats: frames pushed per group_by; stats_error makes every stream call fail.
+        self.stats_error: ClientError | None = None
+        self.stats_calls: list[str] = []
+        self._stats_queues: dict[str, asyncio.Queue[telemetry_pb2.StatsFrame]] = {}
 
     @property
     def queue(self) -> asyncio.Queue[telemetry_pb2.UsageEvent]:
@@ -179,3 +183,21 @@ class FakeClient:
             yield event
         while follow:
             yield await self.queue.get()
+
+    def stats_queue(self, group_by: str) -> asyncio.Queue[telemetry_pb2.StatsFrame]:
+        return self._stats_queues.setdefault(group_by, asyncio.Queue())
+
+    def push_stats(self, group_by: str, *rows: telemetry_pb2.StatsRow) -> None:
+        self.stats_queue(group_by).put_nowait(
+            telemetry_pb2.StatsFrame(time_ms=1_700_000_000_000, rows=rows)
+        )
+
+    async def stream_stats(
+        self, group_by: str, window_s: int = 60, workspace: str = ""
+    ) -> AsyncIterator[telemetry_pb2.StatsFrame]:
+        self.stats_calls.append(group_by)
+        if self.stats_error is not None:
+            raise self.stats_error
+        queue = self.stats_queue(group_by)
+        while True:
+            yield await queue.get()

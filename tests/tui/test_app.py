@@ -5,13 +5,15 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+import grpc
 from rich.text import Text
-from textual.widgets import Input
+from textual.widgets import Input, Sparkline
 
 from gwapi.v1 import telemetry_pb2
 from tests.tui.conftest import make_app, settle
 from tests.tui.fake_client import FakeClient, log_event
 from tui.app import TollgateApp
+from tui.client import ClientError
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import RequestDetailScreen
 from tui.screens.help import HelpScreen
@@ -48,11 +50,12 @@ async def test_overview_shows_workspaces_spend_and_last_hour() -> None:
         assert view.VIEW_ID == "overview"
         assert keys_of(view) == ["platform", "research", "sandbox"]
         cells = cells_of(view)
-        bar = cells["research"][1]
+        bar = cells["research"][5]
         assert "95%" in bar and "$9.50/$10.00 day" in bar  # the budget closest to its limit
-        assert "no budget" in cells["sandbox"][1]
-        assert cells["platform"][2] == "120"
-        assert cells["research"][4] == "10.0%"
+        assert "no budget" in cells["sandbox"][5]
+        assert cells["platform"][6] == "120"  # REQ 1h
+        assert cells["research"][3] == "10.0%"  # no stats frame yet: the last hour's error rate
+        assert cells["platform"][1] == "-"  # REQ/s waits for the stream
         assert "160 req" in view.summary and "$3.30" in view.summary
 
 
@@ -180,11 +183,93 @@ async def test_providers_show_settings_and_breakers() -> None:
         await settle(pilot, lambda: len(view.shown) == 3)
         cells = cells_of(view)
         assert cells["anthropic"][1:3] == ["anthropic", "closed"]
-        assert "$ANTHROPIC_API_KEY" in cells["anthropic"][3]
+        assert "$ANTHROPIC_API_KEY" in cells["anthropic"][6]
         assert cells["bedrock"][2].startswith("open")
         assert cells["sim"][2].startswith("half_open")
-        assert cells["bedrock"][3] == "region=us-east-1"
+        assert cells["bedrock"][6] == "region=us-east-1"
         assert "2/2 data planes connected" in view.summary and "v42" in view.summary
+
+
+def stats_row(group: str, **fields: object) -> telemetry_pb2.StatsRow:
+    return telemetry_pb2.StatsRow(group=group, **fields)  # type: ignore[arg-type]
+
+
+async def test_overview_live_stats_frames_update_rows_and_sparkline() -> None:
+    client = FakeClient()
+    app = make_app(client)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.current_view
+        await settle(pilot, lambda: view.loaded and "workspace" in client.stats_calls)
+        client.push_stats(
+            "workspace",
+            stats_row(
+                "research",
+                requests_per_s=2.5,
+                error_rate=0.2,
+                latency_p50_ms=850,
+                requests_per_second=[0] * 57 + [1, 4, 2],
+            ),
+        )
+        await settle(pilot, lambda: cells_of(view)["research"][1] == "2.5")
+        cells = cells_of(view)
+        assert cells["research"][2] == "850ms" and cells["research"][3] == "20.0%"
+        assert cells["research"][4].endswith("▂█▄")  # the last seconds, scaled to the busiest
+        assert cells["platform"][1:4] == ["-", "-", "-"]  # no traffic in the window
+        assert "2.5 req/s" in view.summary
+        spark = app.query_one(Sparkline)
+        assert list(spark.data or [])[-3:] == [1, 4, 2]
+
+        client.push_stats("workspace", stats_row("platform", requests_per_s=7.0))
+        await settle(pilot, lambda: cells_of(view)["platform"][1] == "7.0")
+        assert cells_of(view)["research"][1] == "-"  # each frame replaces the last
+        assert "2.5 req/s" not in screen_text(app) and "7.0" in screen_text(app)
+
+
+async def test_providers_live_latency_and_errors() -> None:
+    client = FakeClient()
+    app = make_app(client)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        view = app.current_view
+        await settle(pilot, lambda: len(view.shown) == 3)
+        client.push_stats(
+            "provider",
+            stats_row("anthropic", latency_p50_ms=420, latency_p95_ms=1900, error_rate=0.01),
+        )
+        await settle(pilot, lambda: cells_of(view)["anthropic"][3] == "420ms")
+        cells = cells_of(view)
+        assert cells["anthropic"][4:6] == ["1900ms", "1.0%"]
+        assert cells["bedrock"][3:6] == ["-", "-", "-"]
+        assert cells["bedrock"][2].startswith("open")  # the poll's breaker state is kept
+
+
+async def test_without_stream_stats_the_poll_goes_on_and_the_status_bar_says_so() -> None:
+    client = FakeClient()
+    client.stats_error = ClientError(grpc.StatusCode.UNIMPLEMENTED, "does not implement")
+    app = make_app(client)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.current_view
+        await settle(pilot, lambda: "live stats unavailable" in app.status_bar.message)
+        assert not app.status_bar.error
+        await settle(pilot, lambda: view.loaded)
+        assert cells_of(view)["research"][3] == "10.0%"  # the polled last-hour numbers
+        assert client.stats_calls.count("workspace") == 1  # not retried
+
+
+async def test_stream_stats_outage_is_reported_and_retried() -> None:
+    client = FakeClient()
+    client.stats_error = ClientError(grpc.StatusCode.UNAVAILABLE, "cannot reach it")
+    app = TollgateApp(client, poll_interval=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: "live stats: cannot reach it" in app.status_bar.message)
+        assert app.status_bar.error
+        client.stats_error = None
+        await settle(pilot, lambda: client.stats_calls.count("workspace") >= 2)
+        client.push_stats("workspace", stats_row("platform", requests_per_s=1.0))
+        client.push_stats("provider")  # each stream clears its own error with its first frame
+        view = app.current_view
+        await settle(pilot, lambda: view.loaded and cells_of(view)["platform"][1] == "1.0")
+        await settle(pilot, lambda: not app.status_bar.error)
 
 
 async def test_sessions_show_requests_tokens_cost() -> None:

@@ -16,6 +16,7 @@ from gwapi.v1 import admin_pb2, common_pb2
 from tests.tui.test_tui_e2e import ADMIN, DATAPLANE, control_plane, wait_until  # noqa: F401
 from tui.app import TollgateApp
 from tui.client import GatewayClient
+from tui.widgets.views import OverviewView
 
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +72,7 @@ async def test_traffic_through_a_data_plane_shows_up_within_two_seconds(
 
             def requests() -> str:
                 shown = cells()
-                return shown[2] if shown else ""  # the REQ column, as in test_tui_e2e
+                return shown[OverviewView.COLUMNS.index("REQ 1h")] if shown else ""
 
             await wait_until(pilot, lambda: bool(cells()), 5)
             await traffic(2)

@@ -17,12 +17,15 @@ from tests.gwctl.threaded_cp import threaded_control_plane
 from tui.app import TollgateApp
 from tui.client import GatewayClient
 from tui.widgets.logs import LogsView
+from tui.widgets.views import OverviewView
 
 pytestmark = pytest.mark.e2e
 settings_mod = pytest.importorskip("controlplane.settings")
 
 ADMIN = "tui-admin-" + uuid.uuid4().hex
 DATAPLANE = "tui-dataplane-" + uuid.uuid4().hex
+REQ_1H = OverviewView.COLUMNS.index("REQ 1h")
+SPEND = OverviewView.COLUMNS.index("SPEND / BUDGET")
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +101,12 @@ async def test_tui_against_a_real_control_plane(control_plane: str) -> None:
 
         def requests_shown() -> str:
             row = next((r for r in overview.shown if r.key == ws), None)
-            return getattr(row.cells[2], "plain", "") if row else ""
+            return getattr(row.cells[REQ_1H], "plain", "") if row else ""
 
         await wait_until(pilot, lambda: requests_shown() == "1", 5)
         report(control_plane, [usage_event(ws, key_id, n) for n in (2, 3)], seq=2)
         await wait_until(pilot, lambda: requests_shown() == "3", 2)  # within 2 s of traffic
-        bar = next(r for r in overview.shown if r.key == ws).cells[1]
+        bar = next(r for r in overview.shown if r.key == ws).cells[SPEND]
         assert "$0.75/$10.00 day" in getattr(bar, "plain", "")
 
         await pilot.press("5")
