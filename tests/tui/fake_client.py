@@ -117,6 +117,8 @@ class FakeClient:
         self.initial_logs = [log_event(n) for n in range(1, initial_logs + 1)]
         self._queue: asyncio.Queue[telemetry_pb2.UsageEvent] | None = None
         self.tail_calls = 0
+        # request id -> (request body, response body) for requests whose workspace keeps bodies
+        self.bodies: dict[str, tuple[bytes, bytes]] = {}
         # StreamStats: frames pushed per group_by; stats_error makes every stream call fail.
         self.stats_error: ClientError | None = None
         self.stats_calls: list[str] = []
@@ -183,6 +185,19 @@ class FakeClient:
             yield event
         while follow:
             yield await self.queue.get()
+
+    async def get_log(self, request_id: str) -> telemetry_pb2.UsageEvent:
+        """The full record of a logged request; only those in ``self.bodies`` kept bodies."""
+        self._check("get_log")
+        event = next((e for e in self.initial_logs if e.request_id == request_id), None)
+        if event is None or request_id not in self.bodies:
+            raise ClientError(grpc.StatusCode.NOT_FOUND, f"no log for {request_id}")
+        full = telemetry_pb2.UsageEvent()
+        full.CopyFrom(event)
+        request, response = self.bodies[request_id]
+        full.request_headers.update({"anthropic-version": "2023-06-01", "x-api-key": "[redacted]"})
+        full.request_body, full.response_body = request, response
+        return full
 
     def stats_queue(self, group_by: str) -> asyncio.Queue[telemetry_pb2.StatsFrame]:
         return self._stats_queues.setdefault(group_by, asyncio.Queue())

@@ -421,3 +421,29 @@ async def test_svg_export_of_a_view(tmp_path: Path) -> None:
     assert (tmp_path / "overview.svg").read_text() == svg
     text = html.unescape(svg).replace("\xa0", " ")
     assert "research" in text and "Overview" in text
+
+
+async def test_request_detail_loads_logged_headers_and_bodies() -> None:
+    client = FakeClient(initial_logs=2)
+    client.bodies["req_0002"] = (
+        b'{"model":"claude-opus-4-8","messages":[]}',
+        b"event: message_stop\n",
+    )
+    app = make_app(client)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        view = app.query_one(LogsView)
+        await settle(pilot, lambda: len(view.shown) == 2)
+        for request_id, expected in (
+            ("req_0002", '"model": "claude-opus-4-8"'),
+            ("req_0001", "no headers or bodies"),
+        ):
+            view.log_table.move_cursor(row=[r.key for r in view.shown].index(request_id))
+            await pilot.press("enter")
+            screen = app.screen
+            assert isinstance(screen, RequestDetailScreen)
+            await settle(pilot, lambda s=screen: s.bodies is not None)
+            assert expected in screen.bodies.plain  # type: ignore[union-attr]
+            if request_id == "req_0002":
+                assert "x-api-key: [redacted]" in screen.bodies.plain  # type: ignore[union-attr]
+            await pilot.press("escape")

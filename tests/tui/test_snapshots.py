@@ -117,6 +117,8 @@ def test_log_detail(snap_compare: SnapCompare) -> None:
         await settle(pilot, lambda: len(app.current_view.shown) == 4)
         await pilot.press("enter")
         await settle(pilot, lambda: isinstance(app.screen, RequestDetailScreen))
+        # The logged headers/bodies load in a worker: wait for them (here: none were kept).
+        await settle(pilot, lambda: getattr(app.screen, "bodies", None) is not None)
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

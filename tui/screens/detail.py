@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import orjson
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -73,15 +77,51 @@ def attempt_lines(event: telemetry_pb2.UsageEvent) -> Text:
     return text
 
 
+BODY_PREVIEW = 6000  # characters of each body shown; `gwctl logs show` prints them whole
+
+
+def body_text(event: telemetry_pb2.UsageEvent) -> Text:
+    """Logged headers and bodies (present only when the workspace's policy keeps them)."""
+    text = Text("\n")
+    if event.request_headers:
+        text.append("request headers\n", style="bold")
+        for name, value in sorted(event.request_headers.items()):
+            text.append(f"  {name}: {value}\n")
+    for title, body in (
+        ("request body", event.request_body),
+        ("response body", event.response_body),
+    ):
+        if not body:
+            continue
+        text.append(f"{title}\n", style="bold")
+        try:
+            shown = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode()
+        except orjson.JSONDecodeError:
+            shown = body.decode("utf-8", "replace")
+        if len(shown) > BODY_PREVIEW:
+            shown = shown[:BODY_PREVIEW] + f"\n… ({len(shown) - BODY_PREVIEW} more characters)"
+        text.append(shown + "\n")
+    if event.bodies_truncated:
+        text.append("(bodies were cut at the workspace's size cap)\n", style="dim")
+    return text
+
+
 class RequestDetailScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "back"),
         Binding("q", "app.pop_screen", "back", show=False),
     ]
 
-    def __init__(self, event: telemetry_pb2.UsageEvent) -> None:
+    def __init__(
+        self,
+        event: telemetry_pb2.UsageEvent,
+        fetch: Callable[[str], Awaitable[telemetry_pb2.UsageEvent]] | None = None,
+    ) -> None:
+        """``fetch`` (the client's get_log) loads the logged headers and bodies in a worker."""
         super().__init__()
         self.event = event
+        self.fetch = fetch
+        self.bodies: Text | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -100,6 +140,25 @@ class RequestDetailScreen(Screen[None]):
             parts.append(Text("no attempt log recorded", style="dim"))
         with VerticalScroll(id="detail-body"):
             yield Static(Group(*parts), id="detail")
+            yield Static(Text(""), id="bodies")
 
     def on_mount(self) -> None:
         self.query_one("#detail-body", VerticalScroll).focus()  # arrows and page keys scroll
+        if self.fetch is not None:
+            self.load_bodies()
+
+    @work(exclusive=True)
+    async def load_bodies(self) -> None:
+        assert self.fetch is not None
+        try:
+            full = await self.fetch(self.event.request_id)
+        except Exception:  # not logged (the workspace keeps no bodies) or unreachable
+            self.bodies = Text("\nno headers or bodies logged for this request", style="dim")
+        else:
+            has_bodies = full.request_headers or full.request_body or full.response_body
+            self.bodies = (
+                body_text(full)
+                if has_bodies
+                else Text("\nno headers or bodies logged for this request", style="dim")
+            )
+        self.query_one("#bodies", Static).update(self.bodies)

@@ -163,4 +163,6 @@ class LogsView(TableView):
         event.stop()
         selected = self.selected_event()
         if selected is not None:
-            self.app.push_screen(RequestDetailScreen(selected))
+            client = getattr(self.app, "client", None)
+            fetch = getattr(client, "get_log", None)
+            self.app.push_screen(RequestDetailScreen(selected, fetch))
