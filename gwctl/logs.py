@@ -48,7 +48,7 @@ def register(subparsers: Subparsers) -> None:
         "-n", "--lines", type=parse.parse_count, default=20, metavar="N", help="default 20"
     )
     p.add_argument(
-        "--status", default="", type=status_filter, metavar="CODE|Nxx",
+        "--status", default=None, type=status_filter, metavar="CODE|Nxx",
         help="only these statuses, e.g. 429 or 4xx",
     )  # fmt: skip
     p.add_argument(
@@ -107,7 +107,7 @@ def status_filter(value: str) -> str:
 
 
 def matches(event: telemetry_pb2.UsageEvent, args: argparse.Namespace) -> bool:
-    status = getattr(args, "status", "")
+    status = getattr(args, "status", None) or ""
     if status:
         code = str(event.status)
         if status.endswith("xx") and not code.startswith(status[0]):
@@ -119,7 +119,7 @@ def matches(event: telemetry_pb2.UsageEvent, args: argparse.Namespace) -> bool:
 
 
 async def tail(client: GatewayClient, args: argparse.Namespace) -> int:
-    filtered = bool(getattr(args, "status", "") or getattr(args, "model", ""))
+    filtered = bool(getattr(args, "status", None) or getattr(args, "model", ""))
     # Filters apply here, so look further back for N matching requests (the server caps at 1000).
     limit = min(1000, args.lines * 20) if filtered else args.lines
     source = client.tail_logs(
