@@ -4,7 +4,7 @@ Deterministic by construction: the fake data has fixed ids and timestamps, the a
 fixed clock, local time is UTC, and every snapshot waits (``pilot.pause`` only) until the view
 shows its rows. Update after an intended UI change with
 ``pytest tests/tui/test_snapshots.py --snapshot-update``, look at the report, and bump
-``__snapshots__/textual-version.txt`` if Textual's major version changed.
+``snapshots-textual-version.txt`` if Textual's major version changed.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from tui.screens.help import HelpScreen
 
 SIZE = (80, 24)
 FIXED_NOW = 1_700_000_600.0  # a few minutes after the fake data's timestamps
-VERSION_FILE = Path(__file__).parent / "__snapshots__" / "textual-version.txt"
+VERSION_FILE = (
+    Path(__file__).parent / "snapshots-textual-version.txt"
+)  # not under __snapshots__: syrupy would call it unused
 SNAPSHOT_MAJOR = VERSION_FILE.read_text(encoding="utf-8").strip().split(".")[0]
 INSTALLED_MAJOR = textual.__version__.split(".")[0]
 
