@@ -99,6 +99,13 @@ class CircuitBreaker:
         cell.probe_until = now + self._probe_lease_s
         return True
 
+    def release(self, name: str) -> None:
+        """Give back a probe claimed by :meth:`allow` that will not be sent after all (the request
+        was answered from the cache or refused first), so the next request may probe at once."""
+        cell = self._cells.get(name)
+        if cell is not None:
+            cell.probe_until = None
+
     def record(
         self,
         name: str,

@@ -120,6 +120,8 @@ class MessagesHandler:
             send = rec.log.wrap(send)
         count_only = False
         admission: Admission | None = None
+        plan: Plan | None = None
+        tried = False
         try:
             rec.metadata = parse_metadata(header(scope, b"x-tollgate-metadata"))
             body = await read_body(receive, scope, self.max_body)
@@ -164,6 +166,7 @@ class MessagesHandler:
             if rec.cache_status:
                 extra.append((b"x-tollgate-cache", rec.cache_status.encode()))
             relay = Relay(door, principal, request, rec, send, extra, cache.recorder())
+            tried = True
             await self._forward(relay, plan, receive)
             self._store(cache, relay)
         except ClientDisconnected:
@@ -174,6 +177,8 @@ class MessagesHandler:
             body, more = door.error_body(err.status, err.error_type, err.message, request_id)
             await send_error_body(send, err.status, body, [*err.headers, *more], request_id)
         finally:
+            if plan is not None and not tried:
+                self.router.abandon(plan)
             if admission is not None:
                 await self._finish(admission, rec)
             if not count_only:

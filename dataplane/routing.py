@@ -201,9 +201,12 @@ class Router:
         """Breaker state of every target that ever failed: closed | open | half_open."""
         return dict(self.breaker.states())
 
-    def primary(self, principal: Principal) -> Provider:
-        """The first target of the plan (the proxy before P4's attempt loop)."""
-        return self.plan(principal).targets[0].provider
+    def abandon(self, plan: Plan) -> None:
+        """The plan will not be tried (cache hit, a refusal before any attempt): give back the
+        half-open probe it may hold, instead of blocking the target until the probe lease ends."""
+        first = plan.targets[0].name
+        if not self.breaker.is_closed(first):
+            self.breaker.release(first)
 
     @staticmethod
     def _unservable(principal: Principal) -> GatewayError:

@@ -108,7 +108,6 @@ def test_a_key_with_a_provider_gets_a_one_target_plan(registry: ProviderRegistry
     assert plan == Plan(plan.targets)  # defaults: one attempt, default retry_on, no overrides
     assert plan.attempts_per_target == 1 and plan.retry_on == DEFAULT_RETRY_ON
     assert plan.timeouts is None and plan.route == "" and plan.cache_ttl_s == 0
-    assert router.primary(principal(snap, "direct")) is registry.get("a")
 
 
 def test_fallback_route_plan(registry: ProviderRegistry) -> None:
@@ -179,6 +178,23 @@ def test_open_breakers_go_last_and_recover(registry: ProviderRegistry) -> None:
     router.record("b", True)
     assert names(router.plan(p, "")) == ["a", "b", "c"]
     assert router.breaker_states() == {"a": "closed", "b": "closed", "c": "half_open"}
+
+
+def test_an_abandoned_plan_gives_its_probe_back(registry: ProviderRegistry) -> None:
+    """A plan answered from the cache or refused by a limit never sends its probe: the next
+    request must be able to probe at once, not after the probe lease."""
+    snap = build(FALLBACK)
+    router, clock = router_for(registry, snap)
+    p = principal(snap, "key-fb")
+    router.plan(p, "")
+    for _ in range(2):
+        router.record("a", False)
+    clock.now = 11
+    plan = router.plan(p, "")
+    assert names(plan) == ["a", "b", "c"]  # a's probe leads
+    assert names(router.plan(p, "")) == ["b", "c", "a"]  # claimed: the next plan puts it last
+    router.abandon(plan)
+    assert names(router.plan(p, "")) == ["a", "b", "c"]  # given back: probed again at once
 
 
 def test_weighted_split_without_sessions(registry: ProviderRegistry) -> None:
