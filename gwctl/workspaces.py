@@ -100,33 +100,27 @@ def _add_settings(p: argparse.ArgumentParser, *, update: bool) -> None:
     p.add_argument("--description", metavar="TEXT")
 
 
+# Workspace settings set from same-named flags; a flag given becomes a field and a mask path.
+_SETTINGS = (
+    "timezone",
+    "redis_failure",
+    "alert_webhook",
+    "min_client_version",
+    "log_bodies",
+    "log_body_max_bytes",
+    "log_retention_days",
+    "description",
+)
+
+
 def _from_args(args: argparse.Namespace) -> tuple[common_pb2.Workspace, list[str]]:
     limits, paths = limits_from_args(args)
     ws = common_pb2.Workspace(name=args.name, limits=limits)
-    if args.timezone is not None:
-        ws.timezone = args.timezone
-        paths.append("timezone")
-    if args.redis_failure is not None:
-        ws.redis_failure = args.redis_failure
-        paths.append("redis_failure")
-    if args.alert_webhook is not None:
-        ws.alert_webhook = args.alert_webhook
-        paths.append("alert_webhook")
-    if args.min_client_version is not None:
-        ws.min_client_version = args.min_client_version
-        paths.append("min_client_version")
-    if args.log_bodies is not None:
-        ws.log_bodies = args.log_bodies
-        paths.append("log_bodies")
-    if args.log_body_max_bytes is not None:
-        ws.log_body_max_bytes = args.log_body_max_bytes
-        paths.append("log_body_max_bytes")
-    if args.log_retention_days is not None:
-        ws.log_retention_days = args.log_retention_days
-        paths.append("log_retention_days")
-    if args.description is not None:
-        ws.description = args.description
-        paths.append("description")
+    for field in _SETTINGS:
+        value = getattr(args, field)
+        if value is not None:
+            setattr(ws, field, value)
+            paths.append(field)
     return ws, paths
 
 
