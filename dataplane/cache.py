@@ -60,6 +60,7 @@ from typing import Any, Protocol
 import orjson
 
 from dataplane.asgi import Send
+from dataplane.providers.betas import header_betas
 from dataplane.usage import TokenUsage
 
 __all__ = [
@@ -120,14 +121,6 @@ _REPLAY_PIECE = 64 * 1024
 # --------------------------------------------------------------------------------------- key
 
 
-def _betas(headers: Sequence[Header]) -> list[str]:
-    out: set[str] = set()
-    for k, v in headers:
-        if k.lower() == b"anthropic-beta":
-            out.update(b.strip() for b in v.decode("latin-1").split(",") if b.strip())
-    return sorted(out)
-
-
 def _version(headers: Sequence[Header]) -> str:
     for k, v in headers:
         if k.lower() == b"anthropic-version":
@@ -149,7 +142,16 @@ def cache_key(
     if stream is None:
         stream = body.get("stream") is True
     rest = {k: v for k, v in body.items() if k not in _EXCLUDED_FIELDS}
-    doc = [_KEY_VERSION, workspace, door, model, stream, rest, _version(headers), _betas(headers)]
+    doc = [
+        _KEY_VERSION,
+        workspace,
+        door,
+        model,
+        stream,
+        rest,
+        _version(headers),
+        sorted(set(header_betas(headers))),
+    ]
     return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

@@ -24,6 +24,7 @@ from dataplane.doors.base import Door
 from dataplane.errors import ERROR_TYPES, error_event
 from dataplane.events import RequestRecord
 from dataplane.providers.base import Header, UpstreamRequest, UpstreamResponse
+from dataplane.providers.betas import header_betas
 from dataplane.usage import METER_SKIP, StreamMeter, usage_from_message
 
 log = logging.getLogger("tollgate.relay")
@@ -79,14 +80,6 @@ def is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
 
 
-def betas_of(headers: Iterable[Header]) -> tuple[str, ...]:
-    out: list[str] = []
-    for k, v in headers:
-        if k == b"anthropic-beta":
-            out.extend(b.strip() for b in v.decode("latin-1").split(",") if b.strip())
-    return tuple(out)
-
-
 @dataclass(slots=True)
 class Relay:
     """One answer's trip back: the context every relay step needs."""
@@ -101,7 +94,7 @@ class Relay:
     sent_headers: list[Header] | None = None  # what the client got, for the cache
 
     def price(self) -> None:
-        betas = betas_of(self.request.headers)
+        betas = header_betas(self.request.headers)
         self.rec.priced = self.principal.snapshot.prices.price(
             self.rec.model_served, self.rec.usage, betas
         )
