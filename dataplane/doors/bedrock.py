@@ -26,6 +26,7 @@ from dataplane.doors.anthropic import max_tokens_of, parse_json_object
 from dataplane.doors.base import Header, Prepared
 from dataplane.errors import ERROR_TYPES, bad_request, not_found
 from dataplane.pricing import normalize_model
+from dataplane.providers.betas import header_betas
 
 PREFIX = b"/bedrock/model/"
 EVENTSTREAM = b"application/vnd.amazon.eventstream"
@@ -65,13 +66,8 @@ def exception_name(error_type: str) -> str:
 
 def merge_betas(headers: tuple[Header, ...], extra: list[str]) -> tuple[Header, ...]:
     """One ``anthropic-beta`` header holding the header's values and the body's, in order."""
-    betas: list[str] = []
-    rest: list[Header] = []
-    for k, v in headers:
-        if k == b"anthropic-beta":
-            betas.extend(b.strip() for b in v.decode("latin-1").split(",") if b.strip())
-        else:
-            rest.append((k, v))
+    betas = header_betas(headers)
+    rest = [(k, v) for k, v in headers if k != b"anthropic-beta"]
     for beta in extra:
         if beta not in betas:
             betas.append(beta)
