@@ -146,6 +146,41 @@ class AdminStub:
                 request_serializer=gwapi_dot_v1_dot_admin__pb2.ListPricesRequest.SerializeToString,
                 response_deserializer=gwapi_dot_v1_dot_admin__pb2.ListPricesResponse.FromString,
                 _registered_method=True)
+        self.RotateProviderSecret = channel.unary_unary(
+                '/gwapi.v1.Admin/RotateProviderSecret',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.RotateProviderSecretRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_common__pb2.Provider.FromString,
+                _registered_method=True)
+        self.CreateToken = channel.unary_unary(
+                '/gwapi.v1.Admin/CreateToken',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.CreateTokenRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_admin__pb2.CreateTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/gwapi.v1.Admin/ListTokens',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_admin__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/gwapi.v1.Admin/RevokeToken',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_admin__pb2.AdminToken.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/gwapi.v1.Admin/WhoAmI',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_admin__pb2.AdminToken.FromString,
+                _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/gwapi.v1.Admin/ListAudit',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_admin__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
+        self.TailAudit = channel.unary_stream(
+                '/gwapi.v1.Admin/TailAudit',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.TailAuditRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_admin__pb2.AuditEvent.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -284,6 +319,52 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateProviderSecret(self, request, context):
+        """Stores (encrypted at rest) a new secret for the provider; data planes get it over Watch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateToken(self, request, context):
+        """Admin tokens. The response of CreateToken carries the secret; it is never shown again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """The caller's own identity and role (any valid token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAudit(self, request, context):
+        """Audit log of every admin change, newest first; TailAudit then follows live.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TailAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -396,6 +477,41 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListPrices,
                     request_deserializer=gwapi_dot_v1_dot_admin__pb2.ListPricesRequest.FromString,
                     response_serializer=gwapi_dot_v1_dot_admin__pb2.ListPricesResponse.SerializeToString,
+            ),
+            'RotateProviderSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateProviderSecret,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.RotateProviderSecretRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_common__pb2.Provider.SerializeToString,
+            ),
+            'CreateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToken,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.CreateTokenRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_admin__pb2.CreateTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.ListTokensRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_admin__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_admin__pb2.AdminToken.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.WhoAmIRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_admin__pb2.AdminToken.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.ListAuditRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_admin__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'TailAudit': grpc.unary_stream_rpc_method_handler(
+                    servicer.TailAudit,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.TailAuditRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_admin__pb2.AuditEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -992,6 +1108,195 @@ class Admin:
             '/gwapi.v1.Admin/ListPrices',
             gwapi_dot_v1_dot_admin__pb2.ListPricesRequest.SerializeToString,
             gwapi_dot_v1_dot_admin__pb2.ListPricesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateProviderSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/RotateProviderSecret',
+            gwapi_dot_v1_dot_admin__pb2.RotateProviderSecretRequest.SerializeToString,
+            gwapi_dot_v1_dot_common__pb2.Provider.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/CreateToken',
+            gwapi_dot_v1_dot_admin__pb2.CreateTokenRequest.SerializeToString,
+            gwapi_dot_v1_dot_admin__pb2.CreateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/ListTokens',
+            gwapi_dot_v1_dot_admin__pb2.ListTokensRequest.SerializeToString,
+            gwapi_dot_v1_dot_admin__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/RevokeToken',
+            gwapi_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
+            gwapi_dot_v1_dot_admin__pb2.AdminToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/WhoAmI',
+            gwapi_dot_v1_dot_admin__pb2.WhoAmIRequest.SerializeToString,
+            gwapi_dot_v1_dot_admin__pb2.AdminToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/ListAudit',
+            gwapi_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
+            gwapi_dot_v1_dot_admin__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TailAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gwapi.v1.Admin/TailAudit',
+            gwapi_dot_v1_dot_admin__pb2.TailAuditRequest.SerializeToString,
+            gwapi_dot_v1_dot_admin__pb2.AuditEvent.FromString,
             options,
             channel_credentials,
             insecure,

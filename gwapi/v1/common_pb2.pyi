@@ -123,6 +123,9 @@ class Workspace(_message.Message):
     LOG_BODIES_FIELD_NUMBER: _builtins.int
     LOG_BODY_MAX_BYTES_FIELD_NUMBER: _builtins.int
     LOG_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
+    ALLOWED_PROVIDERS_FIELD_NUMBER: _builtins.int
+    ALLOWED_ROUTES_FIELD_NUMBER: _builtins.int
+    ALLOWED_MODELS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """unique slug, the workspace's identity"""
     description: _builtins.str
@@ -157,6 +160,18 @@ class Workspace(_message.Message):
         budget, with its spend.
         """
 
+    @_builtins.property
+    def allowed_providers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Access controls (empty = everything). A key of this workspace may only target these
+        providers / routes, and only models matching one of these glob patterns are served. Checked
+        when a key is created or updated (INVALID_ARGUMENT naming what is allowed) and on every
+        request (403 permission_error).
+        """
+
+    @_builtins.property
+    def allowed_routes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -173,10 +188,13 @@ class Workspace(_message.Message):
         log_bodies: _builtins.str = ...,
         log_body_max_bytes: _builtins.int = ...,
         log_retention_days: _builtins.int = ...,
+        allowed_providers: _abc.Iterable[_builtins.str] | None = ...,
+        allowed_routes: _abc.Iterable[_builtins.str] | None = ...,
+        allowed_models: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_webhook", b"alert_webhook", "budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "description", b"description", "limits", b"limits", "log_bodies", b"log_bodies", "log_body_max_bytes", b"log_body_max_bytes", "log_retention_days", b"log_retention_days", "min_client_version", b"min_client_version", "name", b"name", "redis_failure", b"redis_failure", "timezone", b"timezone", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_webhook", b"alert_webhook", "allowed_models", b"allowed_models", "allowed_providers", b"allowed_providers", "allowed_routes", b"allowed_routes", "budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "description", b"description", "limits", b"limits", "log_bodies", b"log_bodies", "log_body_max_bytes", b"log_body_max_bytes", "log_retention_days", b"log_retention_days", "min_client_version", b"min_client_version", "name", b"name", "redis_failure", b"redis_failure", "timezone", b"timezone", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -312,6 +330,8 @@ class Provider(_message.Message):
     OPTIONS_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
+    HAS_SECRET_FIELD_NUMBER: _builtins.int
+    SECRET_ROTATED_AT_MS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     kind: _builtins.str
     """anthropic | simulator | bedrock | vertex"""
@@ -321,6 +341,11 @@ class Provider(_message.Message):
     """env var the *data plane* reads the secret from; never the secret"""
     created_at_ms: _builtins.int
     updated_at_ms: _builtins.int
+    has_secret: _builtins.bool
+    """Output only: a secret is stored (encrypted) on the control plane for this provider, and when
+    it was last set. The secret itself is never returned by the Admin API.
+    """
+    secret_rotated_at_ms: _builtins.int
     @_builtins.property
     def options(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """kind-specific settings (e.g. simulator latency_ms, region)"""
@@ -335,10 +360,12 @@ class Provider(_message.Message):
         options: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         created_at_ms: _builtins.int = ...,
         updated_at_ms: _builtins.int = ...,
+        has_secret: _builtins.bool = ...,
+        secret_rotated_at_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "base_url", b"base_url", "created_at_ms", b"created_at_ms", "kind", b"kind", "name", b"name", "options", b"options", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "base_url", b"base_url", "created_at_ms", b"created_at_ms", "has_secret", b"has_secret", "kind", b"kind", "name", b"name", "options", b"options", "secret_rotated_at_ms", b"secret_rotated_at_ms", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

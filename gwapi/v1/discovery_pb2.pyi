@@ -124,6 +124,7 @@ class Snapshot(_message.Message):
     ROUTES_FIELD_NUMBER: _builtins.int
     PRICES_FIELD_NUMBER: _builtins.int
     SPEND_FIELD_NUMBER: _builtins.int
+    SECRETS_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     built_at_ms: _builtins.int
     @_builtins.property
@@ -138,6 +139,12 @@ class Snapshot(_message.Message):
     def prices(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Price]: ...
     @_builtins.property
     def spend(self) -> _containers.RepeatedCompositeFieldContainer[Global___Spend]: ...
+    @_builtins.property
+    def secrets(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderSecret]:
+        """Provider secrets stored on the control plane (decrypted; only ever sent over this
+        authenticated stream). Data planes keep them in memory only, never in their disk cache.
+        """
+
     def __init__(
         self,
         *,
@@ -149,14 +156,40 @@ class Snapshot(_message.Message):
         routes: _abc.Iterable[_common_pb2.Route] | None = ...,
         prices: _abc.Iterable[_common_pb2.Price] | None = ...,
         spend: _abc.Iterable[Global___Spend] | None = ...,
+        secrets: _abc.Iterable[Global___ProviderSecret] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["built_at_ms", b"built_at_ms", "keys", b"keys", "prices", b"prices", "providers", b"providers", "routes", b"routes", "spend", b"spend", "version", b"version", "workspaces", b"workspaces"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["built_at_ms", b"built_at_ms", "keys", b"keys", "prices", b"prices", "providers", b"providers", "routes", b"routes", "secrets", b"secrets", "spend", b"spend", "version", b"version", "workspaces", b"workspaces"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Snapshot: _TypeAlias = Snapshot  # noqa: Y015
+
+@_typing.final
+class ProviderSecret(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    API_KEY_FIELD_NUMBER: _builtins.int
+    ROTATED_AT_MS_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    api_key: _builtins.str
+    rotated_at_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        api_key: _builtins.str = ...,
+        rotated_at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "provider", b"provider", "rotated_at_ms", b"rotated_at_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderSecret: _TypeAlias = ProviderSecret  # noqa: Y015
 
 @_typing.final
 class SnapshotKey(_message.Message):
