@@ -45,3 +45,7 @@ current: contextvars.ContextVar[Principal] = contextvars.ContextVar(
 def principal() -> Principal:
     """The principal of the RPC being served (``BOOTSTRAP`` outside of one)."""
     return current.get()
+
+
+# The short name of the RPC being served ("CreateKey"), for the audit log; "" outside of one.
+current_method: contextvars.ContextVar[str] = contextvars.ContextVar("tollgate_method", default="")
