@@ -153,6 +153,7 @@ async def stop(server: grpc.aio.Server, state: AppState, grace: float | None = N
     await state.health.enter_graceful_shutdown()
     await state.cache.close()  # Watch streams end; data planes reconnect elsewhere / later
     state.hub.close()  # TailLogs follow streams end
+    state.audit.close()  # TailAudit follow streams end
     for task in state.tasks:
         task.cancel()
     await server.stop(grace)

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session
 
+from controlplane.audit import AuditHub, collect
 from controlplane.catalog.common import now_ms
 from controlplane.metrics import ControlPlaneMetrics, MetricsServer
 from controlplane.services.registry import DataPlaneRegistry
@@ -30,6 +31,7 @@ class AppState:
     cache: SnapshotCache
     alerts: AlertMonitor
     hub: UsageHub = field(default_factory=UsageHub)
+    audit: AuditHub = field(default_factory=AuditHub)  # TailAudit followers
     stats: StatsAggregator = field(default_factory=StatsAggregator)  # live StreamStats
     registry: DataPlaneRegistry = field(default_factory=DataPlaneRegistry)
     health: Any = None  # grpc_health aio HealthServicer, set by the server
@@ -45,7 +47,14 @@ class AppState:
         mutation: it is logged, and the periodic refresh retries it.
         """
         now = now_ms()
-        result = await self.db.run(lambda s: fn(s, now))
+        events: list[Any] = []
+
+        def work(s: Session) -> T:
+            collect(s, events)  # audit rows written by fn, published once committed
+            return fn(s, now)
+
+        result = await self.db.run(work)
+        self.audit.publish(events)
         try:
             await self.cache.rebuild()
         except Exception:

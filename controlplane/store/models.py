@@ -240,3 +240,29 @@ class BudgetAlertRow(SQLModel, table=True):
     spent_micros: int = Field(default=0, sa_type=BigInteger)
     # "" (no webhook) | "pending" | "delivered" | "failed: <reason>"
     webhook_status: str = Field(default="", sa_type=Text)
+
+class AuditRow(SQLModel, table=True):
+    """One admin change: who (token id, name, role), from where (peer), what (RPC method, action,
+    object) and the object before and after, as the Admin API shows it. Never a secret: see
+    :mod:`controlplane.audit`. Written in the transaction of the change it records."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_workspace_time", "workspace", "time_ms"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    time_ms: int = Field(default=0, sa_type=BigInteger, index=True)
+    actor: str = ""  # token id ("bootstrap" for the env admin token)
+    actor_name: str = ""
+    actor_role: str = ""
+    peer: str = ""
+    method: str = ""  # the RPC, e.g. "CreateKey"
+    action: str = ""  # e.g. "key.create"
+    resource_kind: str = ""  # workspace | key | provider | route | token
+    resource: str = ""
+    workspace: str = ""  # "" for global objects (providers, routes, unscoped tokens)
+    before_json: str = Field(default="", sa_type=Text)
+    after_json: str = Field(default="", sa_type=Text)
+

@@ -1,0 +1,243 @@
+"""The audit log: every admin change — who, what, before/after, when, from where.
+
+Contract:
+
+* :func:`record` writes one ``audit_event`` row in the caller's session, i.e. in the transaction
+  of the change it describes: a rolled-back change leaves no row, a committed one always has one.
+  Actor and peer come from :func:`controlplane.identity.principal`, the RPC name from
+  :data:`controlplane.identity.current_method`.
+* ``before``/``after`` are the object as the Admin API shows it (JSON, proto field names, sorted
+  keys), minus output-only noise (``budget_status``). Only the public resource messages are
+  accepted (:data:`AuditedMessage`); anything else — ``CreateKeyResponse``,
+  ``CreateTokenResponse``, ``ProviderSecret``, a request carrying ``api_key`` — is a
+  ``TypeError``, so a secret cannot reach the log by accident.
+* Live followers (``TailAudit``) get events from :class:`AuditHub` only *after* the transaction
+  commits: ``record`` parks each event on the session (see :func:`collect`), and
+  ``AppState.mutate`` publishes what was parked once the commit succeeded. A change made outside
+  ``mutate`` is still stored, just not pushed live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TypeAlias
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from sqlmodel import Session, col, select
+
+from controlplane.domain.errors import InvalidArgument
+from controlplane.identity import current_method, principal
+from controlplane.store.models import AuditRow
+from gwapi.v1 import admin_pb2 as apb
+from gwapi.v1 import common_pb2 as pb
+
+# The messages an audit row may contain. None of them carries a secret (keys hold only a
+# prefix, providers only ``has_secret``, tokens only a prefix).
+AuditedMessage: TypeAlias = pb.Workspace | pb.VirtualKey | pb.Provider | pb.Route | apb.AdminToken
+_AUDITED_TYPES = (pb.Workspace, pb.VirtualKey, pb.Provider, pb.Route, apb.AdminToken)
+# Output-only fields that change without an admin change (spend, token use), stripped.
+_NOISE = ("budget_status", "last_used_at_ms")
+
+RESOURCE_KINDS = ("workspace", "key", "provider", "route", "token")
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+DEFAULT_QUEUE_SIZE = 1000
+
+_PENDING = "tollgate_audit_pending"  # Session.info key: events awaiting the commit
+
+
+def to_json(msg: AuditedMessage | None) -> str:
+    """The message as stored in ``before_json``/``after_json`` ("" for None)."""
+    if msg is None:
+        return ""
+    if not isinstance(msg, _AUDITED_TYPES):
+        # Refuse rather than filter: a new message type must be vetted for secrets first.
+        raise TypeError(f"audit log refuses {type(msg).__name__}: only public resource messages")
+    clean: Message = type(msg)()
+    clean.CopyFrom(msg)
+    for name in _NOISE:
+        if name in clean.DESCRIPTOR.fields_by_name:
+            clean.ClearField(name)
+    return json_format.MessageToJson(
+        clean, preserving_proto_field_name=True, sort_keys=True, indent=None
+    )
+
+
+def record(
+    s: Session,
+    now: int,
+    *,
+    action: str,
+    resource_kind: str,
+    resource: str,
+    workspace: str = "",
+    before: AuditedMessage | None,
+    after: AuditedMessage | None,
+) -> None:
+    """Add the audit row for a change to ``s`` (same transaction as the change itself)."""
+    if resource_kind not in RESOURCE_KINDS:
+        raise ValueError(f"unknown audit resource kind {resource_kind!r}")
+    who = principal()
+    row = AuditRow(
+        time_ms=now,
+        actor=who.id,
+        actor_name=who.name,
+        actor_role=who.role.value,
+        peer=who.peer,
+        method=current_method.get(),
+        action=action,
+        resource_kind=resource_kind,
+        resource=resource,
+        workspace=workspace,
+        before_json=to_json(before),
+        after_json=to_json(after),
+    )
+    s.add(row)
+    s.flush()  # assigns the id the live event carries
+    pending = s.info.get(_PENDING)
+    if pending is not None:
+        pending.append(to_event(row))
+
+
+def collect(s: Session, into: list[apb.AuditEvent]) -> None:
+    """Have :func:`record` append this session's events to ``into`` (publish after commit)."""
+    s.info[_PENDING] = into
+
+
+def to_event(row: AuditRow) -> apb.AuditEvent:
+    return apb.AuditEvent(
+        id=row.id or 0,
+        time_ms=row.time_ms,
+        actor=row.actor,
+        actor_name=row.actor_name,
+        actor_role=row.actor_role,
+        peer=row.peer,
+        method=row.method,
+        action=row.action,
+        resource_kind=row.resource_kind,
+        resource=row.resource,
+        workspace=row.workspace,
+        before_json=row.before_json,
+        after_json=row.after_json,
+    )
+
+
+def visible(ev: apb.AuditEvent, workspaces: frozenset[str] | None, workspace: str = "") -> bool:
+    """Whether a principal scoped to ``workspaces`` (None = unscoped) sees ``ev``, filtered to
+    ``workspace`` when given. Global objects (workspace "") are for unscoped principals only."""
+    if workspace and ev.workspace != workspace:
+        return False
+    return workspaces is None or ev.workspace in workspaces
+
+
+def validate_filter(workspace: str, resource_kind: str, limit: int) -> int:
+    """Check a List/Tail filter; returns the effective limit (0 → ``DEFAULT_LIMIT``)."""
+    if resource_kind and resource_kind not in RESOURCE_KINDS:
+        raise InvalidArgument(
+            f"unknown resource kind {resource_kind!r}: use one of {', '.join(RESOURCE_KINDS)}"
+        )
+    if limit < 0 or limit > MAX_LIMIT:
+        raise InvalidArgument(f"limit must be between 1 and {MAX_LIMIT} (0 = {DEFAULT_LIMIT})")
+    if workspace and len(workspace) > 63:
+        raise InvalidArgument("workspace name is longer than 63 characters")
+    return limit or DEFAULT_LIMIT
+
+
+def list_events(
+    s: Session,
+    *,
+    workspaces: frozenset[str] | None,
+    workspace: str = "",
+    since_ms: int = 0,
+    limit: int = DEFAULT_LIMIT,
+    resource_kind: str = "",
+) -> list[apb.AuditEvent]:
+    """Events newest first. ``workspaces``: the caller's scope (None = every workspace and the
+    global objects; a set = only events of those workspaces)."""
+    limit = validate_filter(workspace, resource_kind, limit)
+    q = select(AuditRow)
+    if workspaces is not None:
+        if not workspaces:
+            return []
+        q = q.where(col(AuditRow.workspace).in_(sorted(workspaces)))
+    if workspace:
+        q = q.where(AuditRow.workspace == workspace)
+    if since_ms:
+        q = q.where(col(AuditRow.time_ms) >= since_ms)
+    if resource_kind:
+        q = q.where(AuditRow.resource_kind == resource_kind)
+    q = q.order_by(col(AuditRow.time_ms).desc(), col(AuditRow.id).desc()).limit(limit)
+    return [to_event(r) for r in s.exec(q).all()]
+
+
+class AuditSubscription:
+    """A follower's bounded queue; ``None`` marks the hub's close (server shutdown)."""
+
+    def __init__(self, hub: AuditHub, maxsize: int) -> None:
+        self._hub = hub
+        self._queue: asyncio.Queue[apb.AuditEvent | None] = asyncio.Queue(maxsize)
+        self.dropped = 0
+
+    def _offer(self, item: apb.AuditEvent | None) -> None:
+        if self._queue.full():  # a stalled follower never blocks admin calls
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(item)
+
+    async def get(self) -> apb.AuditEvent | None:
+        return await self._queue.get()
+
+    def close(self) -> None:
+        self._hub._subscribers.discard(self)
+
+    def __enter__(self) -> AuditSubscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AuditHub:
+    """In-process fan-out of committed audit events to ``TailAudit`` followers (event loop
+    thread only; ``publish`` never awaits)."""
+
+    def __init__(self, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+        self._subscribers: set[AuditSubscription] = set()
+        self._queue_size = queue_size
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(self) -> AuditSubscription:
+        sub = AuditSubscription(self, self._queue_size)
+        if self._closed:
+            sub._offer(None)
+        else:
+            self._subscribers.add(sub)
+        return sub
+
+    def publish(self, events: Iterable[apb.AuditEvent]) -> None:
+        batch = list(events)
+        for sub in list(self._subscribers):
+            for ev in batch:
+                sub._offer(ev)
+
+    def close(self) -> None:
+        self._closed = True
+        for sub in list(self._subscribers):
+            sub._offer(None)
+        self._subscribers.clear()
