@@ -22,6 +22,7 @@ ERROR_TYPES: dict[int, str] = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "timeout_error",  # the client's body did not arrive in time
     413: "request_too_large",
     429: "rate_limit_error",
     500: "api_error",

@@ -49,6 +49,8 @@ class Metrics:
         breaker_states: Callable[[], dict[str, str]] = dict,
         snapshot_version: Callable[[], str | None] = lambda: None,
         backlog: Callable[[], int] = lambda: 0,
+        # (disk refusing writes 0/1, events held in memory only, events dropped since start)
+        spool_state: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0),
     ) -> None:
         self.registry = r = Registry()
         ws_prov = ("workspace", "provider")
@@ -133,6 +135,30 @@ class Metrics:
                 "Usage events not yet acknowledged by the control plane.",
                 (),
                 lambda: [((), float(backlog()))],
+            )
+        )
+        r.add(
+            Gauge(
+                "tollgate_usage_spool_write_failing",
+                "1 while the disk refuses usage-spool writes (full, read-only), else 0.",
+                (),
+                lambda: [((), float(spool_state()[0]))],
+            )
+        )
+        r.add(
+            Gauge(
+                "tollgate_usage_memory_only",
+                "Unacknowledged usage events the disk refused, held only in memory.",
+                (),
+                lambda: [((), float(spool_state()[1]))],
+            )
+        )
+        r.add(
+            Gauge(
+                "tollgate_usage_dropped",
+                "Usage events lost since start (memory full while the disk refused them).",
+                (),
+                lambda: [((), float(spool_state()[2]))],
             )
         )
         started = time.time()

@@ -40,6 +40,11 @@ class Spool:
         self._segment: Path | None = None
         self._segment_size = 0
         self._segment_last: dict[Path, int] = {}
+        # Disk refusing writes (full, read-only): events wait in memory only, up to
+        # memory_records; past that they are dropped and counted (see append).
+        self.write_failing = False
+        self.dropped = 0
+        self._unwritten: set[int] = set()
         for path in self._segments():
             last = self.acked
             for seq, payload in self._read_segment(path):
@@ -91,7 +96,9 @@ class Spool:
         """Persist payloads with new sequence numbers; returns the last one assigned.
 
         If the disk refuses (full, read-only), the records are still kept in memory so that a
-        healthy control plane receives them; they are lost only if the process also dies.
+        healthy control plane receives them; they are lost only if the process also dies. Memory
+        is bounded: when the in-memory window is full (or older records wait on disk only, which
+        must be sent first), a record the disk refused is dropped and counted in ``dropped``.
         """
         if not payloads:
             return self.last_seq
@@ -103,7 +110,6 @@ class Spool:
             crc = zlib.crc32(payload, zlib.crc32(seq_bytes))
             buf += _HEAD.pack(len(payload), self.last_seq, crc)
             buf += payload
-            self._remember(self.last_seq, payload)
         try:
             if self._segment is None or self._segment_size >= SEGMENT_BYTES:
                 self._segment = self.dir / f"seg-{first:020d}.log"
@@ -115,9 +121,36 @@ class Spool:
             self._segment_size += len(buf)
             self._segment_last[self._segment] = self.last_seq
         except OSError as exc:
-            log.error("spool: cannot write usage events to disk (%s); keeping them in memory", exc)
             self._segment = None
+            self._keep_unwritten(first, payloads, exc)
+            return self.last_seq
+        if self.write_failing:
+            self.write_failing = False
+            log.warning("spool: writing usage events to disk again")
+        for seq, payload in enumerate(payloads, first):
+            self._remember(seq, payload)
         return self.last_seq
+
+    def _keep_unwritten(self, first: int, payloads: list[bytes], exc: OSError) -> None:
+        if not self.write_failing:  # once per episode, not once per batch
+            self.write_failing = True
+            log.error("spool: cannot write usage events to disk (%s); keeping them in memory", exc)
+        lost = 0
+        for seq, payload in enumerate(payloads, first):
+            if self._on_disk_only or len(self._pending) >= self.memory_records:
+                lost += 1
+                continue
+            self._pending.append((seq, payload))
+            self._unwritten.add(seq)
+        if lost:
+            self.dropped += lost
+            log.error(
+                "spool: disk refuses writes and %d events already wait in memory: "
+                "dropped %d usage events (%d so far)",
+                len(self._pending),
+                lost,
+                self.dropped,
+            )
 
     def pending(self, limit: int) -> list[tuple[int, bytes]]:
         """Up to ``limit`` unacknowledged records, oldest first."""
@@ -140,7 +173,7 @@ class Spool:
             return
         self.acked = seq
         while self._pending and self._pending[0][0] <= seq:
-            self._pending.popleft()
+            self._unwritten.discard(self._pending.popleft()[0])
         try:
             tmp = self.dir / "acked.tmp"
             tmp.write_text(str(seq))
@@ -167,3 +200,8 @@ class Spool:
     @property
     def backlog(self) -> int:
         return self.last_seq - self.acked
+
+    @property
+    def memory_only(self) -> int:
+        """Unacknowledged events the disk refused: held only in this process's memory."""
+        return len(self._unwritten)
