@@ -1,52 +1,55 @@
-"""Bearer-token authentication for every RPC, as a grpc.aio server interceptor.
+"""Authentication and authorisation of every RPC, as one grpc.aio server interceptor.
 
-Policy (by full method name):
+The interceptor wraps each method's handler so that, in the task that serves the call, before
+the servicer runs:
 
-* admin token — ``/gwapi.v1.Admin/*``, ``Telemetry/QueryUsage``, ``Telemetry/TailLogs``,
-  ``Telemetry/GetLog`` (logged headers and bodies), ``Telemetry/StreamStats``,
-  ``Telemetry/ListAlerts``, ``Discovery/ListDataPlanes``, and any method not listed here
-  (deny by default);
-* data-plane token or admin token — ``Discovery/Watch``, ``Telemetry/ReportUsage``;
-* open — ``grpc.health.v1.Health/*`` and server reflection.
+1. the bearer token (``authorization: Bearer <token>``) becomes a :class:`Principal` —
+   :class:`Authenticator`: the bootstrap admin token (``TOLLGATE_ADMIN_TOKEN``, principal
+   :data:`~controlplane.identity.BOOTSTRAP`), the data-plane token (a ``dataplane`` principal)
+   or a created admin token (``tga-…``, looked up by SHA-256);
+2. the method's policy from :mod:`controlplane.access` is applied, including its resolver (which
+   workspace the request targets);
+3. :data:`controlplane.identity.current` and ``current_method`` are set, so the service layer
+   (list filtering, audit) sees who is calling.
 
-The token travels as ``authorization: Bearer <token>`` metadata and is compared in constant
-time. A refusal is UNAUTHENTICATED with a message telling the caller what to pass. Tokens are
-never logged.
+Refusals: UNAUTHENTICATED (no, malformed, unknown, expired or revoked token; the data-plane
+token on an admin call) or PERMISSION_DENIED (the role does not allow it), with a readable
+message that never echoes a token. Tokens are compared in constant time and never logged.
+
+Created tokens are cached in memory by hash for ``cache_ttl_s`` (default 10 s). Revoking a token
+through this process drops it from this process's cache at once; other control-plane replicas
+keep accepting it until their cached entry is older than ``cache_ttl_s``. Expiry is checked on
+every call against the cached expiry time, so it is exact everywhere.
 """
 
 from __future__ import annotations
 
-import enum
+import contextlib
+import datetime as dt
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
 
+from controlplane import access, identity
+from controlplane.access import Policy, Rule, Target
+from controlplane.catalog import tokens as token_store
+from controlplane.catalog.common import now_ms
+from controlplane.domain import tokens as token_rules
+from controlplane.domain.errors import DomainError, Unauthenticated
+from controlplane.errors import status_for
+from controlplane.identity import BOOTSTRAP, Principal, TokenRole
+from controlplane.store.db import Database
+
 log = logging.getLogger(__name__)
 
-
-class Role(enum.Enum):
-    OPEN = "open"
-    DATAPLANE = "dataplane"
-    ADMIN = "admin"
-
-
-_OPEN_PREFIXES = (
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-    "/grpc.reflection.v1.ServerReflection/",
-)
-_DATAPLANE_METHODS = frozenset({"/gwapi.v1.Discovery/Watch", "/gwapi.v1.Telemetry/ReportUsage"})
-
-
-def required_role(method: str) -> Role:
-    if method.startswith(_OPEN_PREFIXES):
-        return Role.OPEN
-    if method in _DATAPLANE_METHODS:
-        return Role.DATAPLANE
-    return Role.ADMIN
+DATAPLANE = Principal(id="dataplane", name="data-plane token", role=TokenRole.DATAPLANE)
+TOUCH_EVERY_MS = 60_000  # last_used_at_ms is recorded at most this often per token
+MAX_CACHED = 10_000
 
 
 def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
@@ -66,60 +69,118 @@ def _same(given: str, expected: str) -> bool:
     return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
-class AuthPolicy:
-    """Decides whether a token may call a method; returns a refusal message or ``None``."""
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
-    def __init__(self, admin_token: str, dataplane_token: str) -> None:
+
+@dataclass(frozen=True)
+class _Cached:
+    principal: Principal
+    expires_at_ms: int
+    revoked_at_ms: int
+    fetched: float  # time.monotonic()
+
+
+class Authenticator:
+    """Bearer token → :class:`Principal`, or :class:`Unauthenticated` with a readable reason."""
+
+    def __init__(
+        self,
+        admin_token: str,
+        dataplane_token: str,
+        db: Database | None = None,
+        *,
+        cache_ttl_s: float = 10.0,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
         if not admin_token:
             raise ValueError("an admin token is required")
         self._admin = admin_token
         self._dataplane = dataplane_token or admin_token
+        self._db = db
+        self._ttl = cache_ttl_s
+        self._clock = clock
+        self._cache: dict[str, _Cached] = {}
 
-    def check(self, method: str, token: str | None) -> str | None:
-        role = required_role(method)
-        if role is Role.OPEN:
-            return None
+    def forget(self, token_id: str) -> None:
+        """Drop a token from the cache (after it was revoked through this process)."""
+        for digest in [d for d, c in self._cache.items() if c.principal.id == token_id]:
+            del self._cache[digest]
+
+    async def authenticate(self, token: str | None, *, dataplane_call: bool) -> Principal:
         if token == "":
-            return "malformed authorization metadata: expected 'authorization: Bearer <token>'"
-        is_admin = token is not None and _same(token, self._admin)
-        is_dataplane = token is not None and _same(token, self._dataplane)
-        if role is Role.DATAPLANE:
-            if is_admin or is_dataplane:
-                return None
-            if token is None:
-                return "missing data-plane token: set TOLLGATE_DATAPLANE_TOKEN on the data plane"
-            return "invalid data-plane token: check TOLLGATE_DATAPLANE_TOKEN on the data plane"
-        if is_admin:
-            return None
+            raise Unauthenticated(
+                "malformed authorization metadata: expected 'authorization: Bearer <token>'"
+            )
         if token is None:
-            return "missing admin token: pass --token or set TOLLGATE_ADMIN_TOKEN"
-        if is_dataplane:
-            return "this call needs the admin token; the data-plane token only allows Watch and ReportUsage"
-        return "invalid admin token: check --token or TOLLGATE_ADMIN_TOKEN"
+            raise Unauthenticated(
+                "missing data-plane token: set TOLLGATE_DATAPLANE_TOKEN on the data plane"
+                if dataplane_call
+                else "missing admin token: pass --token or set TOLLGATE_ADMIN_TOKEN"
+            )
+        if _same(token, self._admin):
+            return BOOTSTRAP
+        if _same(token, self._dataplane):
+            return DATAPLANE
+        if self._db is not None and token_rules.looks_like_token(token):
+            found = await self._created(token_rules.hash_secret(token))
+            if found is not None:
+                return found
+        if dataplane_call:
+            raise Unauthenticated(
+                "invalid data-plane token: check TOLLGATE_DATAPLANE_TOKEN on the data plane"
+            )
+        raise Unauthenticated("invalid admin token: check --token or TOLLGATE_ADMIN_TOKEN")
 
+    async def _created(self, digest: str) -> Principal | None:
+        cached = self._cache.get(digest)
+        if cached is None or time.monotonic() - cached.fetched > self._ttl:
+            cached = await self._load(digest)
+            if cached is None:
+                self._cache.pop(digest, None)
+                return None
+        now = self._clock()
+        p = cached.principal
+        if cached.revoked_at_ms:
+            raise Unauthenticated(
+                f"admin token {p.id} ({p.name}) was revoked at {_when(cached.revoked_at_ms)}; "
+                "ask an admin for a new one"
+            )
+        if cached.expires_at_ms and cached.expires_at_ms <= now:
+            raise Unauthenticated(
+                f"admin token {p.id} ({p.name}) expired at {_when(cached.expires_at_ms)}; "
+                "ask an admin for a new one"
+            )
+        return p
 
-def _refusing_handler(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as ``handler`` that aborts with UNAUTHENTICATED."""
-
-    async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-
-    kwargs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(refuse, **kwargs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(refuse, **kwargs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(refuse, **kwargs)
-    return grpc.stream_stream_rpc_method_handler(refuse, **kwargs)
+    async def _load(self, digest: str) -> _Cached | None:
+        assert self._db is not None
+        row = await self._db.read(lambda s: token_store.lookup(s, digest))
+        if row is None:
+            return None
+        entry = _Cached(
+            principal=token_store.principal_of(row),
+            expires_at_ms=row.expires_at_ms,
+            revoked_at_ms=row.revoked_at_ms,
+            fetched=time.monotonic(),
+        )
+        if len(self._cache) >= MAX_CACHED:
+            self._cache.clear()
+        self._cache[digest] = entry
+        now = self._clock()
+        if not row.revoked_at_ms and now - row.last_used_at_ms >= TOUCH_EVERY_MS:
+            token_id = row.id
+            try:
+                await self._db.run(lambda s: token_store.touch(s, token_id, now))
+            except Exception:  # bookkeeping only: never fail the call over it
+                log.warning("could not record the use of token %s", token_id, exc_info=True)
+        return entry
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
-    def __init__(self, policy: AuthPolicy) -> None:
-        self._policy = policy
+    def __init__(self, authenticator: Authenticator, db: Database | None = None) -> None:
+        self._auth = authenticator
+        self._db = db
 
     async def intercept_service(
         self,
@@ -127,9 +188,102 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         method = handler_call_details.method
-        problem = self._policy.check(method, bearer_token(handler_call_details.invocation_metadata))
+        policy = access.policy_for(method)
         handler = await continuation(handler_call_details)
-        if problem is None or handler is None:
+        if handler is None or policy.rule is Rule.OPEN:
             return handler
-        log.warning("refused %s: %s", method, problem)
-        return _refusing_handler(handler, problem)
+        token = bearer_token(handler_call_details.invocation_metadata)
+        return _guarded(handler, _Gate(self, method, policy, token))
+
+    async def authorize(
+        self, method: str, policy: Policy, token: str | None, request: Any, peer: str
+    ) -> Principal:
+        """The caller's principal if ``policy`` lets it make this request; raises otherwise."""
+        p = await self._auth.authenticate(token, dataplane_call=policy.rule is Rule.DATAPLANE)
+        access.check_role(policy, p, method)
+        target: Target | None = None
+        if policy.resolve is not None and request is not None:
+            if access.needs_lookup(policy, p):
+                assert self._db is not None
+                fn = policy.resolve.fn
+                target = await self._db.read(lambda s: fn(request, s))
+            elif not policy.resolve.needs_db:
+                target = policy.resolve.fn(request, None)
+        access.check_target(policy, p, request, target)
+        return replace(p, peer=peer)
+
+
+@dataclass(frozen=True)
+class _Gate:
+    interceptor: AuthInterceptor
+    method: str
+    policy: Policy
+    token: str | None
+
+    async def enter(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+        """Authorise, then set the identity context variables for the rest of this task."""
+        peer = context.peer() or ""
+        try:
+            p = await self.interceptor.authorize(
+                self.method, self.policy, self.token, request, peer
+            )
+        except Exception as exc:
+            code, message = status_for(exc)
+            if isinstance(exc, DomainError):
+                log.warning("refused %s from %s: %s", self.method, peer, message)
+            else:
+                log.error("authorising %s failed", self.method, exc_info=exc)
+            await context.abort(code, message)
+            return  # abort raises; not reached
+        identity.current.set(p)
+        identity.current_method.set(access.short_name(self.method))
+
+
+def _guarded(handler: grpc.RpcMethodHandler, gate: _Gate) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as ``handler`` that passes ``gate`` first.
+
+    The context variables are set inside the wrapper, i.e. in the task grpc runs the handler in,
+    so the servicer (and everything it awaits) sees them. Each call is its own task, so they
+    need no reset.
+    """
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        inner_uu = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await gate.enter(request, context)
+            return await inner_uu(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
+    if handler.unary_stream:
+        inner_us = handler.unary_stream
+
+        async def unary_stream(
+            request: Any, context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            await gate.enter(request, context)
+            async with contextlib.aclosing(inner_us(request, context)) as items:
+                async for item in items:
+                    yield item
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
+    if handler.stream_unary:
+        inner_su = handler.stream_unary
+
+        async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            await gate.enter(None, context)
+            return await inner_su(requests, context)
+
+        return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
+    inner_ss = handler.stream_stream
+
+    async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await gate.enter(None, context)
+        async with contextlib.aclosing(inner_ss(requests, context)) as items:
+            async for item in items:
+                yield item
+
+    return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)

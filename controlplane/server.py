@@ -30,7 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.exc import IntegrityError
 
-from controlplane.auth import AuthInterceptor, AuthPolicy
+from controlplane.auth import Authenticator, AuthInterceptor
 from controlplane.catalog import prices
 from controlplane.catalog.common import now_ms
 from controlplane.domain.pricing import load_default_prices
@@ -106,9 +106,17 @@ def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
         attempts=settings.webhook_attempts,
         backoff_s=settings.webhook_backoff_s,
     )
-    state = AppState(settings=settings, db=db, cache=cache, alerts=alerts, metrics=metrics)
+    authenticator = Authenticator(settings.admin_token, settings.dataplane_token, db)
+    state = AppState(
+        settings=settings,
+        db=db,
+        cache=cache,
+        alerts=alerts,
+        metrics=metrics,
+        authenticator=authenticator,
+    )
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(AuthPolicy(settings.admin_token, settings.dataplane_token))],
+        interceptors=[AuthInterceptor(authenticator, db)],
         options=SERVER_OPTIONS,
     )
     admin_pb2_grpc.add_AdminServicer_to_server(AdminService(state), server)

@@ -99,7 +99,14 @@ def get(s: Session, key_id: str, now: int) -> pb.VirtualKey:
     return with_status(s, [get_row(s, key_id)], now)[0]
 
 
-def list_keys(s: Session, workspace: str, include_revoked: bool, now: int) -> list[pb.VirtualKey]:
+def list_keys(
+    s: Session,
+    workspace: str,
+    include_revoked: bool,
+    now: int,
+    scope: frozenset[str] = frozenset(),
+) -> list[pb.VirtualKey]:
+    """Keys of ``workspace`` ("" = all); ``scope`` (non-empty) keeps only those workspaces'."""
     stmt = select(VirtualKeyRow)
     if workspace:
         workspaces.get_row(s, workspace)
@@ -107,6 +114,8 @@ def list_keys(s: Session, workspace: str, include_revoked: bool, now: int) -> li
     if not include_revoked:
         stmt = stmt.where(VirtualKeyRow.revoked_at_ms == 0)
     rows = s.exec(stmt.order_by(col(VirtualKeyRow.workspace), col(VirtualKeyRow.id))).all()
+    if scope:
+        stmt = stmt.where(col(VirtualKeyRow.workspace).in_(sorted(scope)))
     return with_status(s, rows, now)
 
 

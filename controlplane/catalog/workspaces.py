@@ -93,8 +93,12 @@ def get(s: Session, name: str, now: int) -> pb.Workspace:
     return with_status(s, [get_row(s, name)], now)[0]
 
 
-def list_all(s: Session, now: int) -> list[pb.Workspace]:
-    rows = s.exec(select(WorkspaceRow).order_by(col(WorkspaceRow.name))).all()
+def list_all(s: Session, now: int, scope: frozenset[str] = frozenset()) -> list[pb.Workspace]:
+    """Every workspace, or (``scope`` non-empty) only those named in it."""
+    stmt = select(WorkspaceRow)
+    if scope:
+        stmt = stmt.where(col(WorkspaceRow.name).in_(sorted(scope)))
+    rows = s.exec(stmt.order_by(col(WorkspaceRow.name))).all()
     return with_status(s, rows, now)
 
 

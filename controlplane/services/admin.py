@@ -15,7 +15,9 @@ from google.protobuf.empty_pb2 import Empty
 from controlplane.catalog import keys, prices, providers, routes, workspaces
 from controlplane.catalog.common import now_ms
 from controlplane.errors import grpc_errors
+from controlplane.identity import principal
 from controlplane.services.state import AppState
+from controlplane.services.tokens import TokenRpcs
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import admin_pb2_grpc
 from gwapi.v1 import common_pb2 as pb
@@ -25,7 +27,7 @@ Ctx = Any  # grpc.aio.ServicerContext (grpc ships no type information)
 
 
 @grpc_errors
-class AdminService(admin_pb2_grpc.AdminServicer):
+class AdminService(TokenRpcs, admin_pb2_grpc.AdminServicer):
     def __init__(self, state: AppState) -> None:
         self._s = state
 
@@ -46,7 +48,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self, request: apb.ListWorkspacesRequest, context: Ctx
     ) -> apb.ListWorkspacesResponse:
         now = now_ms()
-        items = await self._s.db.read(lambda s: workspaces.list_all(s, now))
+        scope = principal().workspaces  # access.py: ListWorkspaces is filtered to the token's
+        items = await self._s.db.read(lambda s: workspaces.list_all(s, now, scope))
         return apb.ListWorkspacesResponse(workspaces=items)
 
     async def UpdateWorkspace(
@@ -78,8 +81,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
     async def ListKeys(self, request: apb.ListKeysRequest, context: Ctx) -> apb.ListKeysResponse:
         now = now_ms()
+        scope = principal().workspaces
         items = await self._s.db.read(
-            lambda s: keys.list_keys(s, request.workspace, request.include_revoked, now)
+            lambda s: keys.list_keys(s, request.workspace, request.include_revoked, now, scope)
         )
         return apb.ListKeysResponse(keys=items)
 

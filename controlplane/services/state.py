@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from sqlmodel import Session
 
 from controlplane.audit import AuditHub, collect
+from controlplane.auth import Authenticator
 from controlplane.catalog.common import now_ms
 from controlplane.metrics import ControlPlaneMetrics, MetricsServer
 from controlplane.services.registry import DataPlaneRegistry
@@ -38,6 +39,7 @@ class AppState:
     tasks: list[Any] = field(default_factory=list)  # background asyncio tasks
     metrics: ControlPlaneMetrics = field(default_factory=ControlPlaneMetrics)
     metrics_server: MetricsServer | None = None  # with --metrics-listen
+    authenticator: Authenticator | None = None  # the interceptor's (RevokeToken empties its cache)
 
     async def mutate(self, fn: Callable[[Session, int], T]) -> T:
         """Run ``fn(session, now_ms)`` in one committed transaction, then publish a new snapshot.

@@ -16,6 +16,7 @@ from typing import Any
 
 from controlplane.domain.errors import InvalidArgument
 from controlplane.errors import grpc_errors
+from controlplane.identity import principal
 from controlplane.services.state import AppState
 from controlplane.usage.alerts import list_alerts
 from controlplane.usage.ingest import ingest
@@ -29,9 +30,10 @@ log = logging.getLogger(__name__)
 Ctx = Any  # grpc.aio.ServicerContext
 
 
-def _matches(ev: tpb.UsageEvent, req: tpb.TailLogsRequest) -> bool:
+def _matches(ev: tpb.UsageEvent, req: tpb.TailLogsRequest, scope: frozenset[str]) -> bool:
     return (
-        (not req.workspace or ev.workspace == req.workspace)
+        (not scope or ev.workspace in scope)
+        and (not req.workspace or ev.workspace == req.workspace)
         and (not req.key_id or ev.key_id == req.key_id)
         and (not req.session_id or ev.session_id == req.session_id)
     )
@@ -63,7 +65,8 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
     async def ListAlerts(
         self, request: tpb.ListAlertsRequest, context: Ctx
     ) -> tpb.ListAlertsResponse:
-        alerts = await self._s.db.read(lambda s: list_alerts(s, request))
+        scope = principal().workspaces
+        alerts = await self._s.db.read(lambda s: list_alerts(s, request, scope))
         return tpb.ListAlertsResponse(alerts=alerts)
 
     async def GetLog(self, request: tpb.GetLogRequest, context: Ctx) -> tpb.UsageEvent:
@@ -72,7 +75,8 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
     async def QueryUsage(
         self, request: tpb.QueryUsageRequest, context: Ctx
     ) -> tpb.QueryUsageResponse:
-        rows = await self._s.db.read(lambda s: query_usage(s, request))
+        scope = principal().workspaces
+        rows = await self._s.db.read(lambda s: query_usage(s, request, scope))
         return tpb.QueryUsageResponse(rows=rows)
 
     async def TailLogs(
@@ -83,11 +87,12 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
         With follow, the live subscription starts *before* the history is read, so an event
         ingested in between is neither lost nor sent twice.
         """
+        scope = principal().workspaces
         sub = self._s.hub.subscribe() if request.follow else None
         try:
             history = await self._s.db.read(
                 lambda s: recent_events(
-                    s, request.limit, request.workspace, request.key_id, request.session_id
+                    s, request.limit, request.workspace, request.key_id, request.session_id, scope
                 )
             )
             sent = set()
@@ -100,7 +105,7 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
                 live = await sub.get()
                 if live is None:  # server shutting down
                     return
-                if live.request_id not in sent and _matches(live, request):
+                if live.request_id not in sent and _matches(live, request, scope):
                     yield live
         finally:
             if sub is not None:
@@ -119,7 +124,10 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
             raise InvalidArgument(f"window_s must be between 1 and {MAX_WINDOW_S} (0 = 60)")
         window_s = clamp_window(request.window_s)
         stats = self._s.stats
+        scope = principal().workspaces
         while not self._s.hub.closed:
             now = stats.now_ms()
-            yield stats.frame(request.group_by, window_s, request.workspace, now_ms=now)
+            yield stats.frame(
+                request.group_by, window_s, request.workspace, now_ms=now, scope=scope
+            )
             await self._sleep((1000 - now % 1000) / 1000)

@@ -266,3 +266,22 @@ class AuditRow(SQLModel, table=True):
     before_json: str = Field(default="", sa_type=Text)
     after_json: str = Field(default="", sa_type=Text)
 
+
+class AdminTokenRow(SQLModel, table=True):
+    """An admin-API token (see :mod:`controlplane.domain.tokens`): only the SHA-256 of its secret
+    is stored, never the secret. ``workspaces_json`` is a JSON list of workspace names (empty:
+    every workspace). Revocation and expiry are timestamps (0 = not revoked / never)."""
+
+    __tablename__ = "admin_token"
+
+    id: str = Field(primary_key=True, max_length=32)  # "tok_…", public, safe to log
+    name: str = ""
+    role: str = Field(default="", max_length=32)  # admin | workspace-admin | viewer
+    workspaces_json: str = Field(default="[]", sa_column=_json("[]"))
+    secret_sha256: str = Field(unique=True, index=True, max_length=64)
+    prefix: str = ""
+    created_at_ms: int = Field(default=0, sa_type=BigInteger)
+    expires_at_ms: int = Field(default=0, sa_type=BigInteger)
+    revoked_at_ms: int = Field(default=0, sa_type=BigInteger)
+    last_used_at_ms: int = Field(default=0, sa_type=BigInteger)
+    created_by: str = ""  # id of the creating token ("bootstrap" for the env admin token)

@@ -173,14 +173,19 @@ def set_webhook_status(s: Session, alert_id: int, status: str) -> None:
         s.add(row)
 
 
-def list_alerts(s: Session, req: tpb.ListAlertsRequest) -> list[tpb.BudgetAlert]:
-    """Newest first; ``workspace`` matches alerts of the workspace and of its keys."""
+def list_alerts(
+    s: Session, req: tpb.ListAlertsRequest, scope: frozenset[str] = frozenset()
+) -> list[tpb.BudgetAlert]:
+    """Newest first; ``workspace`` matches alerts of the workspace and of its keys; ``scope``
+    (non-empty) keeps only alerts of those workspaces."""
     if req.since_ms < 0:
         raise InvalidArgument("since_ms must not be negative")
     if req.limit < 0:
         raise InvalidArgument("limit must not be negative (0 means the default, 100)")
     limit = min(req.limit or DEFAULT_LIMIT, MAX_LIMIT)
     stmt = select(BudgetAlertRow)
+    if scope:
+        stmt = stmt.where(col(BudgetAlertRow.workspace).in_(sorted(scope)))
     if req.workspace:
         stmt = stmt.where(col(BudgetAlertRow.workspace) == req.workspace)
     if req.since_ms:

@@ -71,8 +71,10 @@ def _group_expr(group_by: str) -> ColumnElement[Any] | None:
     return expr
 
 
-def _filters(req: tpb.QueryUsageRequest) -> list[ColumnElement[bool]]:
+def _filters(req: tpb.QueryUsageRequest, scope: frozenset[str]) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = []
+    if scope:
+        conds.append(col(U.workspace).in_(sorted(scope)))
     if req.workspace:
         conds.append(col(U.workspace) == req.workspace)
     if req.key_id:
@@ -105,7 +107,10 @@ _SUMS = (
 )
 
 
-def query_usage(s: Session, req: tpb.QueryUsageRequest) -> list[tpb.UsageRow]:
+def query_usage(
+    s: Session, req: tpb.QueryUsageRequest, scope: frozenset[str] = frozenset()
+) -> list[tpb.UsageRow]:
+    """``scope`` (non-empty): only events of those workspaces count (the caller's token)."""
     group_by = validate_group_by(req.group_by)
     if req.until_ms and req.since_ms and req.until_ms <= req.since_ms:
         raise InvalidArgument("until_ms must be after since_ms")
@@ -119,7 +124,7 @@ def query_usage(s: Session, req: tpb.QueryUsageRequest) -> list[tpb.UsageRow]:
         func.coalesce(func.max(col(U.key_id)), "").label("key_id"),
     ]
     stmt = select(*([group.label("grp")] if group is not None else []), *measures)
-    for cond in _filters(req):
+    for cond in _filters(req, scope):
         stmt = stmt.where(cond)
     if group is not None:
         stmt = stmt.group_by(group)
@@ -159,12 +164,19 @@ def query_usage(s: Session, req: tpb.QueryUsageRequest) -> list[tpb.UsageRow]:
 
 
 def recent_events(
-    s: Session, limit: int, workspace: str = "", key_id: str = "", session_id: str = ""
+    s: Session,
+    limit: int,
+    workspace: str = "",
+    key_id: str = "",
+    session_id: str = "",
+    scope: frozenset[str] = frozenset(),
 ) -> Sequence[tpb.UsageEvent]:
     """The ``limit`` most recent events (by request time), oldest first; optionally only one
-    workspace's, key's or session's."""
+    workspace's, key's or session's, and (``scope`` non-empty) only of those workspaces."""
     limit = DEFAULT_TAIL if limit <= 0 else min(limit, MAX_TAIL)
     stmt = select(U)
+    if scope:
+        stmt = stmt.where(col(U.workspace).in_(sorted(scope)))
     if workspace:
         stmt = stmt.where(U.workspace == workspace)
     if key_id:

@@ -156,10 +156,13 @@ class StatsAggregator:
         window_s: int = DEFAULT_WINDOW_S,
         workspace: str = "",
         now_ms: int | None = None,
+        scope: frozenset[str] = frozenset(),
     ) -> tpb.StatsFrame:
         """The stats over the ``window_s`` seconds ending with the current (partial) one.
 
-        Rows are sorted by group; a group appears only if it had traffic in the window.
+        Rows are sorted by group; a group appears only if it had traffic in the window. With
+        ``scope`` (non-empty) only traffic of those workspaces counts (a provider's row is then
+        that share of its traffic).
         """
         if group_by not in self._seconds:
             raise ValueError(f"group_by must be one of {', '.join(GROUPINGS)}")
@@ -176,7 +179,7 @@ class StatsAggregator:
             if not cell:
                 continue
             for (ws, group), bucket in cell.items():
-                if workspace and ws != workspace:
+                if (workspace and ws != workspace) or (scope and ws not in scope):
                     continue
                 total = totals.get(group)
                 if total is None:

@@ -8,7 +8,9 @@ from grpc import StatusCode
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from controlplane.auth import AuthPolicy, Role, bearer_token, required_role
+from controlplane.access import Rule, policy_for
+from controlplane.auth import Authenticator, bearer_token
+from controlplane.identity import BOOTSTRAP, TokenRole
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import discovery_pb2 as dpb
 from gwapi.v1 import telemetry_pb2 as tpb
@@ -21,29 +23,29 @@ def db_url(sqlite_url: str) -> str:
 
 
 def test_policy_table() -> None:
-    assert required_role("/gwapi.v1.Admin/CreateKey") is Role.ADMIN
-    assert required_role("/gwapi.v1.Telemetry/QueryUsage") is Role.ADMIN
-    assert required_role("/gwapi.v1.Telemetry/TailLogs") is Role.ADMIN
-    assert required_role("/gwapi.v1.Telemetry/ListAlerts") is Role.ADMIN
-    assert required_role("/gwapi.v1.Discovery/ListDataPlanes") is Role.ADMIN
-    assert required_role("/gwapi.v1.Discovery/Watch") is Role.DATAPLANE
-    assert required_role("/gwapi.v1.Telemetry/ReportUsage") is Role.DATAPLANE
-    assert required_role("/grpc.health.v1.Health/Check") is Role.OPEN
-    assert (
-        required_role("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo") is Role.OPEN
-    )
-    assert required_role("/some.Other/Method") is Role.ADMIN  # deny by default
+    assert policy_for("/gwapi.v1.Admin/CreateWorkspace").rule is Rule.ADMIN_ONLY
+    assert policy_for("/gwapi.v1.Admin/CreateKey").rule is Rule.WORKSPACE_WRITE
+    assert policy_for("/gwapi.v1.Telemetry/QueryUsage").rule is Rule.SCOPED_READ
+    assert policy_for("/gwapi.v1.Telemetry/GetLog").rule is Rule.WORKSPACE_READ
+    assert policy_for("/gwapi.v1.Discovery/ListDataPlanes").rule is Rule.GLOBAL_READ
+    assert policy_for("/gwapi.v1.Discovery/Watch").rule is Rule.DATAPLANE
+    assert policy_for("/gwapi.v1.Telemetry/ReportUsage").rule is Rule.DATAPLANE
+    assert policy_for("/grpc.health.v1.Health/Check").rule is Rule.OPEN
+    reflection_info = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+    assert policy_for(reflection_info).rule is Rule.OPEN
+    assert policy_for("/some.Other/Method").rule is Rule.ADMIN_ONLY  # deny by default
 
 
-def test_bearer_parsing_and_default_dataplane_token() -> None:
+async def test_bearer_parsing_and_default_dataplane_token() -> None:
     assert bearer_token([("authorization", "Bearer abc")]) == "abc"
     assert bearer_token([("Authorization", b"bearer  abc ")]) == "abc"
     assert bearer_token([("authorization", "Basic abc")]) == ""
     assert bearer_token([("x-other", "1")]) is None
-    policy = AuthPolicy("adm", "")
-    assert policy.check("/gwapi.v1.Discovery/Watch", "adm") is None
+    auth = Authenticator("adm", "")
+    assert await auth.authenticate("adm", dataplane_call=True) is BOOTSTRAP
+    assert (await auth.authenticate("adm", dataplane_call=False)).role is TokenRole.ADMIN
     with pytest.raises(ValueError, match="admin token"):
-        AuthPolicy("", "x")
+        Authenticator("", "x")
 
 
 async def test_admin_calls_need_the_admin_token(channel: grpc.aio.Channel) -> None:
@@ -61,7 +63,7 @@ async def test_admin_calls_need_the_admin_token(channel: grpc.aio.Channel) -> No
     await expect_error(
         Clients(channel, DATAPLANE_TOKEN).admin.ListWorkspaces(req),
         StatusCode.UNAUTHENTICATED,
-        "needs the admin token",
+        "needs an admin token",
     )
     await expect_error(
         Clients(channel, "").admin.ListWorkspaces(req), StatusCode.UNAUTHENTICATED, "malformed"

@@ -36,7 +36,7 @@ def db_url(sqlite_url: str) -> str:
 
 
 async def test_unexpected_errors_are_internal_and_logged(admin, monkeypatch, caplog) -> None:
-    def explode(s: Session, now: int) -> list[pb.Workspace]:
+    def explode(s: Session, now: int, scope: object = None) -> list[pb.Workspace]:
         raise RuntimeError("secret detail that must stay on the server")
 
     monkeypatch.setattr(workspaces, "list_all", explode)
