@@ -5,7 +5,9 @@ The key arrives as ``x-api-key`` (ANTHROPIC_API_KEY) or ``Authorization: Bearer`
 On success the middleware puts a :class:`Principal` into the ASGI scope; on failure it answers
 401 ``authentication_error`` saying *why* (missing, unknown, revoked, expired) without echoing
 the secret. A workspace with a minimum Claude Code version refuses older ``claude-cli`` clients
-with 400 ``invalid_request_error`` (:func:`check_client_version`).
+with 400 ``invalid_request_error`` (:func:`check_client_version`). What the key may reach — its
+own model list and its workspace's access controls — is checked per request, once the model is
+known (:meth:`Principal.check_access`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from dataplane.errors import (
 )
 from dataplane.events import client_version
 from dataplane.snapshot import Snapshot, SnapshotHolder, VirtualKey, Workspace, version_parts
+from gwcommon.access import allowed_targets_text, target_denial
 
 PRINCIPAL = "tollgate.principal"
 
@@ -68,6 +71,45 @@ class Principal:
                 f"Virtual key '{self.key.name}' may not use model '{model}'. "
                 f"Allowed models: {', '.join(patterns)}."
             )
+
+    def check_access(self, model: str) -> None:
+        """403 ``permission_error`` unless the key's target is within its workspace's access
+        controls (:mod:`gwcommon.access`), and both the key's and the workspace's model lists
+        admit ``model``. Runs before any limit is reserved, so a refusal costs no budget."""
+        ws = self.workspace
+        key = self.key
+        if ws.allowed_providers or ws.allowed_routes:
+            route = self.snapshot.routes.get(key.route) if key.route else None
+            reached = tuple(t.provider for t in route.targets) if route is not None else ()
+            denial = target_denial(
+                ws.allowed_providers, ws.allowed_routes, key.provider, key.route, reached
+            )
+            if denial is not None:
+                allowed = allowed_targets_text(ws.allowed_providers, ws.allowed_routes)
+                what = (
+                    f"uses route '{denial.via_route}', which reaches provider '{denial.name}'"
+                    if denial.via_route
+                    else f"targets {denial.kind} '{denial.name}'"
+                )
+                raise forbidden(
+                    f"Virtual key '{key.name}' {what}, which workspace '{ws.name}' does not "
+                    f"allow (allowed: {allowed}). Ask your platform team to point the key at an "
+                    "allowed provider or route."
+                )
+        self.check_model(model)
+        if not ws.allows_model(model):
+            raise forbidden(
+                f"Model '{model}' is not allowed in workspace '{ws.name}' (allowed: "
+                f"{', '.join(ws.allowed_models)}). Pick an allowed model with /model, or ask "
+                "your platform team."
+            )
+
+    def allows_model(self, model: str) -> bool:
+        """Whether both the key's and the workspace's model lists admit ``model`` (listings)."""
+        patterns = self.key.models
+        if patterns and not any(fnmatch.fnmatchcase(model, p) for p in patterns):
+            return False
+        return self.workspace.allows_model(model)
 
 
 def extract_secret(scope: Scope) -> str | None:

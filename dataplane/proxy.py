@@ -131,7 +131,7 @@ class MessagesHandler:
             count_only = prepared.count_only
             rec.model_requested = prepared.model
             rec.stream = prepared.stream
-            principal.check_model(prepared.model)
+            principal.check_access(prepared.model)  # before any limit is reserved
             plan = self.router.plan(principal, rec.session_id)
             request = UpstreamRequest(
                 path="/v1/messages/count_tokens" if count_only else "/v1/messages",

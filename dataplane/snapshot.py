@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -19,6 +20,7 @@ from typing import Literal
 
 from dataplane.pricing import PriceTable
 from gwapi.v1 import common_pb2, discovery_pb2
+from gwcommon.access import compile_models
 
 log = logging.getLogger("tollgate.snapshot")
 
@@ -80,6 +82,15 @@ class Workspace:
     min_client_parts: tuple[int, ...] = ()  # the same, parsed for numeric comparison
     log_bodies: Literal["none", "metadata", "full"] = "none"  # request logging policy
     log_body_max_bytes: int = 256 * 1024  # cap per logged body (full)
+    # Access controls (gwcommon.access; empty = everything). ``models_re`` is allowed_models
+    # compiled once per snapshot into one regex (None = every model): O(1) regex call per request.
+    allowed_providers: tuple[str, ...] = ()
+    allowed_routes: tuple[str, ...] = ()
+    allowed_models: tuple[str, ...] = ()
+    models_re: re.Pattern[str] | None = None
+
+    def allows_model(self, model: str) -> bool:
+        return self.models_re is None or self.models_re.match(model) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +174,10 @@ class Snapshot:
                 _version_parts(w.min_client_version, f"workspace {w.name!r} min_client_version"),
                 _log_bodies(w.log_bodies),
                 w.log_body_max_bytes if w.log_body_max_bytes > 0 else 256 * 1024,
+                allowed_providers=tuple(w.allowed_providers),
+                allowed_routes=tuple(w.allowed_routes),
+                allowed_models=tuple(w.allowed_models),
+                models_re=compile_models(w.allowed_models),
             )
             for w in msg.workspaces
         }

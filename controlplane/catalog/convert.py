@@ -65,6 +65,9 @@ def workspace_to_pb(row: WorkspaceRow) -> pb.Workspace:
         log_bodies=row.log_bodies or "none",
         log_body_max_bytes=row.log_body_max_bytes or DEFAULT_LOG_BODY_MAX_BYTES,
         log_retention_days=row.log_retention_days or DEFAULT_LOG_RETENTION_DAYS,
+        allowed_providers=json.loads(row.allowed_providers_json or "[]"),
+        allowed_routes=json.loads(row.allowed_routes_json or "[]"),
+        allowed_models=json.loads(row.allowed_models_json or "[]"),
     )
 
 

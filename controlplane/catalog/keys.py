@@ -1,8 +1,10 @@
 """Virtual keys: minted here, shown once, stored hashed, revoked or deleted by id.
 
 Contract: a key belongs to an existing workspace and targets exactly one existing provider *or*
-route. Revocation is a timestamp (the key stays in snapshots with ``revoked=true`` so data planes
-answer "revoked" rather than "unknown"); deletion removes it entirely.
+route, within its workspace's access controls (:mod:`controlplane.catalog.access`; an update
+checks what it changes, the target or the models). Revocation is a timestamp (the key stays in
+snapshots with ``revoked=true`` so data planes answer "revoked" rather than "unknown"); deletion
+removes it entirely.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from controlplane.catalog import workspaces
+from controlplane.catalog import access, workspaces
 from controlplane.catalog.common import LIMITS_PATHS, masked_limits, resolve_mask
 from controlplane.catalog.convert import key_to_pb, limits_from_pb
 from controlplane.domain import keys as rules
@@ -52,12 +54,13 @@ def check_target(s: Session, provider: str, route: str) -> None:
 
 def create(s: Session, req: apb.CreateKeyRequest, now: int) -> tuple[pb.VirtualKey, str]:
     """Mint a key; returns the stored key and the secret (to be shown once, never stored)."""
-    workspaces.get_row(s, req.workspace)
+    workspace = workspaces.get_row(s, req.workspace)
     name = validate_label(req.name, "key name")
     limits = validate_limits(limits_from_pb(req.limits), "limits")
     models = rules.validate_models(req.models)
     expires = rules.expires_at_ms(now, req.ttl_seconds)
     check_target(s, req.provider, req.route)
+    access.check_key(s, workspace, req.provider, req.route, models)
     minted = rules.generate_key()
     row = VirtualKeyRow(
         id=minted.id,
@@ -128,8 +131,11 @@ def update(s: Session, msg: pb.VirtualKey, mask: FieldMask, now: int) -> pb.Virt
     paths = resolve_mask(mask, msg, UPDATE_PATHS, "a key")
     if "name" in paths:
         row.name = validate_label(msg.name, "key name")
+    workspace = workspaces.get_row(s, row.workspace)
     if "models" in paths:
-        row.models_json = json.dumps(list(rules.validate_models(msg.models)))
+        models = rules.validate_models(msg.models)
+        access.check_key_models(workspace, models)
+        row.models_json = json.dumps(list(models))
     if "expires_at_ms" in paths:
         if msg.expires_at_ms < 0:
             raise InvalidArgument("expires_at_ms must not be negative (0 means never)")
@@ -142,6 +148,7 @@ def update(s: Session, msg: pb.VirtualKey, mask: FieldMask, now: int) -> pb.Virt
         if "route" in paths and msg.route and "provider" not in paths:
             provider = ""
         check_target(s, provider, route)
+        access.check_key_target(s, workspace, provider, route)
         row.provider, row.route = provider, route
     new_limits = masked_limits(limits_from_json(row.limits_json), limits_from_pb(msg.limits), paths)
     if new_limits is not None:

@@ -14,7 +14,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from controlplane.catalog import keys
+from controlplane.catalog import access, keys
 from controlplane.catalog.common import describe, resolve_mask
 from controlplane.catalog.convert import provider_to_pb, targets_from_json
 from controlplane.domain import providers as rules
@@ -116,14 +116,18 @@ def routes_using(s: Session, provider: str) -> list[str]:
 
 
 def delete_provider(s: Session, name: str) -> None:
-    """Refused while active keys target it directly or any route lists it."""
+    """Refused while active keys target it directly, any route lists it, or any workspace's
+    ``allowed_providers`` names it."""
     row = get_row(s, name)
     users = [f"key {k}" for k in keys.active_users(s, provider=name)]
     users += [f"route {r!r}" for r in routes_using(s, name)]
+    users += [
+        f"workspace {w!r} (allowed_providers)" for w in access.workspaces_allowing(s, provider=name)
+    ]
     if users:
         raise FailedPrecondition(
-            f"provider {name!r} is still used by {describe(users)}; "
-            "point them elsewhere or delete them first"
+            f"provider {name!r} is still used by {describe(users)}; point them elsewhere or "
+            "delete them, and take the provider out of those workspaces' allowed_providers, first"
         )
     s.delete(row)
     s.flush()

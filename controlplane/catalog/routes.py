@@ -9,7 +9,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from controlplane.catalog import keys
+from controlplane.catalog import access, keys
 from controlplane.catalog.common import describe, resolve_mask
 from controlplane.catalog.convert import (
     route_to_pb,
@@ -121,12 +121,16 @@ def update(s: Session, msg: pb.Route, mask: FieldMask, now: int) -> pb.Route:
 
 
 def delete_route(s: Session, name: str) -> None:
+    """Refused while active keys target it or any workspace's ``allowed_routes`` names it."""
     row = get_row(s, name)
-    users = keys.active_users(s, route=name)
+    users = [f"key {k}" for k in keys.active_users(s, route=name)]
+    users += [
+        f"workspace {w!r} (allowed_routes)" for w in access.workspaces_allowing(s, route=name)
+    ]
     if users:
         raise FailedPrecondition(
-            f"route {name!r} is still used by key(s) {describe(users)}; "
-            "point them elsewhere or revoke them first"
+            f"route {name!r} is still used by {describe(users)}; point the keys elsewhere or "
+            "revoke them, and take the route out of those workspaces' allowed_routes, first"
         )
     s.delete(row)
     s.flush()

@@ -3,7 +3,8 @@
 Settings besides limits: ``timezone`` (calendar budget periods), ``redis_failure`` (what data
 planes do while Redis is unreachable) and ``alert_webhook``. Get and List also report each
 budget's current period and spend (``budget_status``), computed by
-:mod:`controlplane.usage.spend` like the snapshot's seeds.
+:mod:`controlplane.usage.spend` like the snapshot's seeds. Access controls (``allowed_providers``,
+``allowed_routes``, ``allowed_models``): :mod:`controlplane.catalog.access`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
+from controlplane.catalog import access
 from controlplane.catalog.common import LIMITS_PATHS, describe, masked_limits, resolve_mask
 from controlplane.catalog.convert import limits_from_pb, workspace_to_pb
 from controlplane.domain.errors import AlreadyExists, FailedPrecondition, NotFound
@@ -40,6 +42,7 @@ UPDATE_PATHS = (
     "log_bodies",
     "log_body_max_bytes",
     "log_retention_days",
+    *access.UPDATE_PATHS,
     *LIMITS_PATHS,
 )
 
@@ -68,6 +71,7 @@ def create(s: Session, msg: pb.Workspace, now: int) -> pb.Workspace:
         created_at_ms=now,
         updated_at_ms=now,
     )
+    access.store_allowed(s, row, msg, access.UPDATE_PATHS)
     if s.get(WorkspaceRow, name) is not None:
         raise AlreadyExists(f"workspace {name!r} already exists")
     s.add(row)
@@ -121,6 +125,9 @@ def update(s: Session, msg: pb.Workspace, mask: FieldMask, now: int) -> pb.Works
         row.log_body_max_bytes = validate_log_body_max_bytes(msg.log_body_max_bytes)
     if "log_retention_days" in paths:
         row.log_retention_days = validate_log_retention_days(msg.log_retention_days)
+    # Narrowing is allowed while keys fall outside the new lists: data planes refuse those keys
+    # (403) until they are updated; `gwctl workspaces show` lists them.
+    access.store_allowed(s, row, msg, paths)
     current = limits_from_json(row.limits_json)
     new_limits = masked_limits(current, limits_from_pb(msg.limits), paths)
     if new_limits is not None:

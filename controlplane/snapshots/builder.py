@@ -11,6 +11,8 @@ Contract:
   workspace, provider or route is missing, a route target that does not exist…).
   :func:`build` raises :class:`InvalidSnapshot` rather than return such a snapshot.
 * Revoked keys are included with ``revoked=true``.
+* Keys outside their workspace's access controls (left there by a narrowing) are not a problem
+  here: data planes refuse them per request (403), which says why.
 * Workspaces carry ``timezone`` and ``redis_failure`` (never ``alert_webhook``: only the control
   plane posts alerts).
 * ``spend`` seeds the data planes' budget counters: one entry per budget of every workspace and

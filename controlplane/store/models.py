@@ -61,6 +61,10 @@ class WorkspaceRow(SQLModel, table=True):
     log_bodies: str = Field(default="none", sa_column=_text("none"))
     log_body_max_bytes: int = Field(default=262144, sa_column=_int(262144))
     log_retention_days: int = Field(default=30, sa_column=_int(30))
+    # Access controls (JSON lists of names / glob patterns; [] = everything): gwcommon.access.
+    allowed_providers_json: str = Field(default="[]", sa_column=_json("[]"))
+    allowed_routes_json: str = Field(default="[]", sa_column=_json("[]"))
+    allowed_models_json: str = Field(default="[]", sa_column=_json("[]"))
 
 
 class VirtualKeyRow(SQLModel, table=True):
