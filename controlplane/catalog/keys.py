@@ -16,6 +16,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from controlplane import audit
 from controlplane.catalog import access, workspaces
 from controlplane.catalog.common import LIMITS_PATHS, masked_limits, resolve_mask
 from controlplane.catalog.convert import key_to_pb, limits_from_pb
@@ -81,7 +82,9 @@ def create(s: Session, req: apb.CreateKeyRequest, now: int) -> tuple[pb.VirtualK
         s.flush()
     except IntegrityError:  # 2^64 ids, 2^256 secrets: a collision means a bug, not bad luck
         raise FailedPrecondition("could not mint a unique key; try again") from None
-    return with_status(s, [row], now)[0], minted.secret
+    created = with_status(s, [row], now)[0]
+    _audit(s, now, "key.create", row, None, created)  # the message, never the secret
+    return created, minted.secret
 
 
 def with_status(s: Session, rows: Sequence[VirtualKeyRow], now: int) -> list[pb.VirtualKey]:
@@ -128,6 +131,7 @@ def update(s: Session, msg: pb.VirtualKey, mask: FieldMask, now: int) -> pb.Virt
     row = get_row(s, msg.id)
     if row.revoked_at_ms:
         raise FailedPrecondition(f"key {row.id} is revoked; create a new key instead")
+    before = key_to_pb(row)
     paths = resolve_mask(mask, msg, UPDATE_PATHS, "a key")
     if "name" in paths:
         row.name = validate_label(msg.name, "key name")
@@ -156,23 +160,53 @@ def update(s: Session, msg: pb.VirtualKey, mask: FieldMask, now: int) -> pb.Virt
     row.updated_at_ms = now
     s.add(row)
     s.flush()
-    return with_status(s, [row], now)[0]
+    updated = with_status(s, [row], now)[0]
+    _audit(s, now, "key.update", row, before, updated)
+    return updated
 
 
 def revoke(s: Session, key_id: str, now: int) -> pb.VirtualKey:
-    """Idempotent: revoking a revoked key keeps the original revocation time."""
+    """Idempotent: revoking a revoked key keeps the original revocation time (and, being no
+    change, leaves no audit row)."""
     row = get_row(s, key_id)
-    if not row.revoked_at_ms:
-        row.revoked_at_ms = now
-        row.updated_at_ms = now
-        s.add(row)
-        s.flush()
-    return with_status(s, [row], now)[0]
-
-
-def delete_key(s: Session, key_id: str) -> None:
-    s.delete(get_row(s, key_id))
+    if row.revoked_at_ms:
+        return with_status(s, [row], now)[0]
+    before = key_to_pb(row)
+    row.revoked_at_ms = now
+    row.updated_at_ms = now
+    s.add(row)
     s.flush()
+    revoked = with_status(s, [row], now)[0]
+    _audit(s, now, "key.revoke", row, before, revoked)
+    return revoked
+
+
+def delete_key(s: Session, key_id: str, now: int) -> None:
+    row = get_row(s, key_id)
+    before = key_to_pb(row)
+    s.delete(row)
+    s.flush()
+    _audit(s, now, "key.delete", row, before, None)
+
+
+def _audit(
+    s: Session,
+    now: int,
+    action: str,
+    row: VirtualKeyRow,
+    before: pb.VirtualKey | None,
+    after: pb.VirtualKey | None,
+) -> None:
+    audit.record(
+        s,
+        now,
+        action=action,
+        resource_kind="key",
+        resource=row.id,
+        workspace=row.workspace,
+        before=before,
+        after=after,
+    )
 
 
 def active_users(s: Session, *, provider: str = "", route: str = "") -> list[str]:

@@ -14,6 +14,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from controlplane import audit
 from controlplane.catalog import access, keys
 from controlplane.catalog.common import describe, resolve_mask
 from controlplane.catalog.convert import provider_to_pb, targets_from_json
@@ -54,7 +55,9 @@ def create(s: Session, msg: pb.Provider, now: int) -> pb.Provider:
         s.flush()
     except IntegrityError:
         raise AlreadyExists(f"provider {name!r} already exists") from None
-    return provider_to_pb(row)
+    created = provider_to_pb(row)
+    _audit(s, now, "provider.create", None, created)  # has_secret only, never the api_key
+    return created
 
 
 def get(s: Session, name: str) -> pb.Provider:
@@ -68,6 +71,7 @@ def list_all(s: Session) -> list[pb.Provider]:
 
 def update(s: Session, msg: pb.Provider, mask: FieldMask, now: int) -> pb.Provider:
     row = get_row(s, msg.name)
+    before = provider_to_pb(row)
     if "kind" in mask.paths:
         raise InvalidArgument("a provider's kind cannot change; create a new provider instead")
     option_paths = [p for p in dict.fromkeys(mask.paths) if p.startswith("options.")]
@@ -103,7 +107,9 @@ def update(s: Session, msg: pb.Provider, mask: FieldMask, now: int) -> pb.Provid
     row.updated_at_ms = now
     s.add(row)
     s.flush()
-    return provider_to_pb(row)
+    updated = provider_to_pb(row)
+    _audit(s, now, "provider.update", before, updated)
+    return updated
 
 
 def routes_using(s: Session, provider: str) -> list[str]:
@@ -115,7 +121,7 @@ def routes_using(s: Session, provider: str) -> list[str]:
     ]
 
 
-def delete_provider(s: Session, name: str) -> None:
+def delete_provider(s: Session, name: str, now: int) -> None:
     """Refused while active keys target it directly, any route lists it, or any workspace's
     ``allowed_providers`` names it."""
     row = get_row(s, name)
@@ -129,5 +135,16 @@ def delete_provider(s: Session, name: str) -> None:
             f"provider {name!r} is still used by {describe(users)}; point them elsewhere or "
             "delete them, and take the provider out of those workspaces' allowed_providers, first"
         )
+    before = provider_to_pb(row)
     s.delete(row)
     s.flush()
+    _audit(s, now, "provider.delete", before, None)
+
+
+def _audit(
+    s: Session, now: int, action: str, before: pb.Provider | None, after: pb.Provider | None
+) -> None:
+    name = (after if after is not None else before or pb.Provider()).name
+    audit.record(
+        s, now, action=action, resource_kind="provider", resource=name, before=before, after=after
+    )

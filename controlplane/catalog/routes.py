@@ -9,6 +9,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from controlplane import audit
 from controlplane.catalog import access, keys
 from controlplane.catalog.common import describe, resolve_mask
 from controlplane.catalog.convert import (
@@ -97,7 +98,9 @@ def create(s: Session, msg: pb.Route, now: int) -> pb.Route:
         s.flush()
     except IntegrityError:
         raise AlreadyExists(f"route {name!r} already exists") from None
-    return route_to_pb(row)
+    created = route_to_pb(row)
+    _audit(s, now, "route.create", None, created)
+    return created
 
 
 def get(s: Session, name: str) -> pb.Route:
@@ -110,6 +113,7 @@ def list_all(s: Session) -> list[pb.Route]:
 
 def update(s: Session, msg: pb.Route, mask: FieldMask, now: int) -> pb.Route:
     row = get_row(s, msg.name)
+    before = route_to_pb(row)
     paths = resolve_mask(mask, msg, UPDATE_PATHS, "a route")
     incoming = _policy_from_pb(msg)
     policy = replace(_policy_from_row(row), **{p: getattr(incoming, p) for p in paths})
@@ -117,10 +121,12 @@ def update(s: Session, msg: pb.Route, mask: FieldMask, now: int) -> pb.Route:
     row.updated_at_ms = now
     s.add(row)
     s.flush()
-    return route_to_pb(row)
+    updated = route_to_pb(row)
+    _audit(s, now, "route.update", before, updated)
+    return updated
 
 
-def delete_route(s: Session, name: str) -> None:
+def delete_route(s: Session, name: str, now: int) -> None:
     """Refused while active keys target it or any workspace's ``allowed_routes`` names it."""
     row = get_row(s, name)
     users = [f"key {k}" for k in keys.active_users(s, route=name)]
@@ -132,5 +138,16 @@ def delete_route(s: Session, name: str) -> None:
             f"route {name!r} is still used by {describe(users)}; point the keys elsewhere or "
             "revoke them, and take the route out of those workspaces' allowed_routes, first"
         )
+    before = route_to_pb(row)
     s.delete(row)
     s.flush()
+    _audit(s, now, "route.delete", before, None)
+
+
+def _audit(
+    s: Session, now: int, action: str, before: pb.Route | None, after: pb.Route | None
+) -> None:
+    name = (after if after is not None else before or pb.Route()).name
+    audit.record(
+        s, now, action=action, resource_kind="route", resource=name, before=before, after=after
+    )

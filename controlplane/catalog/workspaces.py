@@ -15,9 +15,10 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
+from controlplane import audit
 from controlplane.catalog import access
 from controlplane.catalog.common import LIMITS_PATHS, describe, masked_limits, resolve_mask
-from controlplane.catalog.convert import limits_from_pb, workspace_to_pb
+from controlplane.catalog.convert import key_to_pb, limits_from_pb, workspace_to_pb
 from controlplane.domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from controlplane.domain.limits import limits_from_json, limits_to_json, validate_limits
 from controlplane.domain.names import validate_label, validate_slug, validate_timezone
@@ -79,7 +80,9 @@ def create(s: Session, msg: pb.Workspace, now: int) -> pb.Workspace:
         s.flush()
     except IntegrityError:  # a concurrent create won the race
         raise AlreadyExists(f"workspace {name!r} already exists") from None
-    return with_status(s, [row], now)[0]
+    created = with_status(s, [row], now)[0]
+    _audit(s, now, "workspace.create", name, None, created)
+    return created
 
 
 def with_status(s: Session, rows: Sequence[WorkspaceRow], now: int) -> list[pb.Workspace]:
@@ -108,6 +111,7 @@ def list_all(s: Session, now: int, scope: frozenset[str] = frozenset()) -> list[
 
 def update(s: Session, msg: pb.Workspace, mask: FieldMask, now: int) -> pb.Workspace:
     row = get_row(s, msg.name)
+    before = workspace_to_pb(row)
     paths = resolve_mask(mask, msg, UPDATE_PATHS, "a workspace")
     if "description" in paths:
         row.description = validate_label(msg.description, "description", max_len=1000)
@@ -135,13 +139,16 @@ def update(s: Session, msg: pb.Workspace, mask: FieldMask, now: int) -> pb.Works
     row.updated_at_ms = now
     s.add(row)
     s.flush()
-    return with_status(s, [row], now)[0]
+    updated = with_status(s, [row], now)[0]
+    _audit(s, now, "workspace.update", row.name, before, updated)
+    return updated
 
 
-def delete_workspace(s: Session, name: str, force: bool) -> None:
+def delete_workspace(s: Session, name: str, force: bool, now: int) -> None:
     """Delete a workspace. Active keys block it unless ``force`` (which deletes them too);
-    revoked keys go with the workspace either way."""
-    get_row(s, name)
+    revoked keys go with the workspace either way. The audit log gets a ``key.delete`` row per
+    key that goes with it, then the ``workspace.delete`` row."""
+    before = workspace_to_pb(get_row(s, name))
     active = s.exec(
         select(VirtualKeyRow.id)
         .where(VirtualKeyRow.workspace == name, VirtualKeyRow.revoked_at_ms == 0)
@@ -152,5 +159,40 @@ def delete_workspace(s: Session, name: str, force: bool) -> None:
             f"workspace {name!r} still has {len(active)} active key(s): {describe(list(active))}; "
             "revoke or delete them first, or delete with force (which deletes its keys too)"
         )
+    doomed = s.exec(
+        select(VirtualKeyRow).where(VirtualKeyRow.workspace == name).order_by(col(VirtualKeyRow.id))
+    ).all()
+    for key in doomed:
+        audit.record(
+            s,
+            now,
+            action="key.delete",
+            resource_kind="key",
+            resource=key.id,
+            workspace=name,
+            before=key_to_pb(key),
+            after=None,
+        )
     s.exec(delete(VirtualKeyRow).where(col(VirtualKeyRow.workspace) == name))
     s.exec(delete(WorkspaceRow).where(col(WorkspaceRow.name) == name))
+    _audit(s, now, "workspace.delete", name, before, None)
+
+
+def _audit(
+    s: Session,
+    now: int,
+    action: str,
+    name: str,
+    before: pb.Workspace | None,
+    after: pb.Workspace | None,
+) -> None:
+    audit.record(
+        s,
+        now,
+        action=action,
+        resource_kind="workspace",
+        resource=name,
+        workspace=name,
+        before=before,
+        after=after,
+    )

@@ -16,6 +16,7 @@ from controlplane.catalog import keys, prices, providers, routes, workspaces
 from controlplane.catalog.common import now_ms
 from controlplane.errors import grpc_errors
 from controlplane.identity import principal
+from controlplane.services.audit import AuditRpcs
 from controlplane.services.state import AppState
 from controlplane.services.tokens import TokenRpcs
 from gwapi.v1 import admin_pb2 as apb
@@ -27,7 +28,7 @@ Ctx = Any  # grpc.aio.ServicerContext (grpc ships no type information)
 
 
 @grpc_errors
-class AdminService(TokenRpcs, admin_pb2_grpc.AdminServicer):
+class AdminService(TokenRpcs, AuditRpcs, admin_pb2_grpc.AdminServicer):
     def __init__(self, state: AppState) -> None:
         self._s = state
 
@@ -63,7 +64,7 @@ class AdminService(TokenRpcs, admin_pb2_grpc.AdminServicer):
 
     async def DeleteWorkspace(self, request: apb.DeleteWorkspaceRequest, context: Ctx) -> Empty:
         await self._s.mutate(
-            lambda s, _now: workspaces.delete_workspace(s, request.name, request.force)
+            lambda s, now: workspaces.delete_workspace(s, request.name, request.force, now)
         )
         log.info("workspace %s deleted%s", request.name, " (forced)" if request.force else "")
         return Empty()
@@ -100,7 +101,7 @@ class AdminService(TokenRpcs, admin_pb2_grpc.AdminServicer):
         return key
 
     async def DeleteKey(self, request: apb.DeleteKeyRequest, context: Ctx) -> Empty:
-        await self._s.mutate(lambda s, _now: keys.delete_key(s, request.id))
+        await self._s.mutate(lambda s, now: keys.delete_key(s, request.id, now))
         log.info("key %s deleted", request.id)
         return Empty()
 
@@ -127,7 +128,7 @@ class AdminService(TokenRpcs, admin_pb2_grpc.AdminServicer):
         return prov
 
     async def DeleteProvider(self, request: apb.DeleteProviderRequest, context: Ctx) -> Empty:
-        await self._s.mutate(lambda s, _now: providers.delete_provider(s, request.name))
+        await self._s.mutate(lambda s, now: providers.delete_provider(s, request.name, now))
         log.info("provider %s deleted", request.name)
         return Empty()
 
@@ -154,7 +155,7 @@ class AdminService(TokenRpcs, admin_pb2_grpc.AdminServicer):
         return route
 
     async def DeleteRoute(self, request: apb.DeleteRouteRequest, context: Ctx) -> Empty:
-        await self._s.mutate(lambda s, _now: routes.delete_route(s, request.name))
+        await self._s.mutate(lambda s, now: routes.delete_route(s, request.name, now))
         log.info("route %s deleted", request.name)
         return Empty()
 

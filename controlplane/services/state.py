@@ -48,6 +48,18 @@ class AppState:
         planes are already being sent the change. A failed rebuild does not fail the (committed)
         mutation: it is logged, and the periodic refresh retries it.
         """
+        result = await self.change(fn)
+        try:
+            await self.cache.rebuild()
+        except Exception:
+            log.exception("snapshot rebuild after a mutation failed; will retry periodically")
+        return result
+
+    async def change(self, fn: Callable[[Session, int], T]) -> T:
+        """Run ``fn(session, now_ms)`` in one committed transaction; once it has committed, push
+        the audit events it recorded (:func:`controlplane.audit.record`) to ``TailAudit``
+        followers. For admin changes that data planes need not see (tokens); others: ``mutate``.
+        """
         now = now_ms()
         events: list[Any] = []
 
@@ -57,8 +69,4 @@ class AppState:
 
         result = await self.db.run(work)
         self.audit.publish(events)
-        try:
-            await self.cache.rebuild()
-        except Exception:
-            log.exception("snapshot rebuild after a mutation failed; will retry periodically")
         return result
