@@ -21,6 +21,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests: no example database written into the work tree (runs stay reproducible from
+# the printed seed), and no per-example deadline (the machine is shared; speed is set by each
+# test's max_examples). Fixtures that a property test shares across its examples (one control
+# plane for all of them) are deliberate, hence the function-scoped-fixture check is off.
+settings.register_profile(
+    "tollgate",
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("tollgate")
 
 PG_ADMIN_URL = os.environ.get("TOLLGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

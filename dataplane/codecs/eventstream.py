@@ -30,10 +30,12 @@ Contract:
 * A corrupt frame is detected, never passed on: the prelude CRC is checked *before* the lengths
   are trusted, the lengths are bounded (``max_message_length``, default 16 MiB; headers at most
   128 KiB, the AWS limit), the message CRC is checked before a message is returned, and headers
-  must parse exactly. Any failure raises :class:`EventStreamError`; framing is then lost, so the
-  decoder stays failed and every later ``feed`` raises again.
+  must parse exactly: every header name non-empty and, as AWS specifies, no name twice (taking
+  one of two ``:event-type`` values would be guessing which message was sent). Any failure
+  raises :class:`EventStreamError`; framing is then lost, so the decoder drops its buffer, stays
+  failed and every later ``feed`` raises again.
 * ``pending`` is the number of buffered bytes of an incomplete message (non-zero at the end of a
-  stream means it was truncated).
+  stream means it was truncated; 0 once failed).
 * ``encode_message(headers, payload)`` is the exact inverse: ``encode_message(m.headers,
   m.payload)`` re-creates the bytes of any decoded message ``m``. Plain ``int`` encodes as type 4
   (type 5 if it does not fit in 32 bits); ``Int8``/``Int16``/``Int64`` pick the width; ``datetime``
@@ -170,6 +172,7 @@ class EventStreamDecoder:
                 self._need = 0
         except EventStreamError as exc:
             self._failed = exc
+            self._buf = bytearray()  # framing is lost: nothing buffered will ever decode
             return out, exc
         return out, None
 
@@ -203,6 +206,8 @@ def _headers(data: memoryview) -> dict[str, object]:
     try:
         while pos < end:
             nlen = data[pos]
+            if not nlen:
+                raise EventStreamError("event stream has an empty header name")
             name = bytes(data[pos + 1 : pos + 1 + nlen]).decode("utf-8")
             pos += 1 + nlen
             if pos >= end:
@@ -250,6 +255,8 @@ def _headers(data: memoryview) -> dict[str, object]:
                 pos += 16
             else:
                 raise EventStreamError(f"event stream header {name!r} has unknown type {kind}")
+            if name in headers:
+                raise EventStreamError(f"event stream message has a duplicate header {name!r}")
             headers[name] = value
     except UnicodeDecodeError as exc:
         raise EventStreamError("event stream header is not valid UTF-8") from exc

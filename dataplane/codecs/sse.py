@@ -13,6 +13,13 @@ Contract:
   U+FFFD; ``:`` comment lines and unknown fields are ignored; a line without a colon is a field
   with an empty value; exactly one space after the colon is dropped; ``data`` lines are joined
   with ``"\\n"``; ``id`` containing NUL is ignored; ``retry`` counts only if it is all ASCII digits.
+* Memory is bounded: one event block (the bytes from one blank line to the next, the pending
+  ``pending`` bytes) may be at most ``max_event_bytes`` long (default :data:`MAX_EVENT_BYTES`,
+  16 MiB); an upstream that sends more — an endless line, or endless lines with no blank one —
+  gets :class:`SSEError`. Whether and where it is raised does not depend on how the stream is
+  split: ``SSEError.events`` holds the events the failing ``feed()`` completed before the overflow.
+  Framing is then lost, so the decoder stays failed and every later ``feed`` raises again.
+  Nothing else raises: any other byte string decodes (invalid UTF-8 as U+FFFD).
 * ``SSEEvent.id`` is the *last event ID* (it persists across events, as in the spec and in
   browsers) or ``None`` if no ``id`` field has been seen yet. ``SSEEvent.retry`` is the ``retry``
   value given within that event's block, else ``None``.
@@ -43,8 +50,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["SSEDecoder", "SSEEvent"]
+__all__ = ["MAX_EVENT_BYTES", "SSEDecoder", "SSEError", "SSEEvent"]
 
+MAX_EVENT_BYTES = 16 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
 _CR = 13
 
@@ -68,6 +76,17 @@ def _skipped_run(skip: frozenset[bytes]) -> re.Pattern[bytes]:
     return re.compile(rb"(?:\n*+event: (?:" + alt + rb")\n(?:(?!event|id)[^\n]++\n)*+\n)*+")
 
 
+class SSEError(ValueError):
+    """The stream cannot be decoded within the decoder's memory bound (see the module docstring).
+
+    ``events``: the events completed by the failing ``feed()`` call before the overflow.
+    """
+
+    def __init__(self, message: str, events: list[SSEEvent] | None = None) -> None:
+        super().__init__(message)
+        self.events: list[SSEEvent] = events or []
+
+
 @dataclass(frozen=True, slots=True)
 class SSEEvent:
     """One dispatched event. ``event`` is ``"message"`` when the stream gave no ``event`` field."""
@@ -86,7 +105,9 @@ class SSEDecoder:
         "_bom_checked",
         "_data",
         "_event",
+        "_failed",
         "_last_id",
+        "_max",
         "_parts",
         "_retry",
         "_skip",
@@ -94,11 +115,17 @@ class SSEDecoder:
         "_tail",
     )
 
-    def __init__(self, skip: frozenset[bytes] = frozenset()) -> None:
+    def __init__(
+        self, skip: frozenset[bytes] = frozenset(), max_event_bytes: int = MAX_EVENT_BYTES
+    ) -> None:
+        if max_event_bytes < 1:
+            raise ValueError(f"max_event_bytes must be positive, got {max_event_bytes}")
         for name in skip:
             if "\ufffd" in name.decode("utf-8", "replace"):
                 raise ValueError(f"skip: event names must be valid UTF-8 without U+FFFD: {name!r}")
         self._skip = frozenset(skip)
+        self._max = max_event_bytes
+        self._failed: SSEError | None = None
         self._parts: list[bytes] = []  # the unterminated last line, as received
         self._tail = 0  # total length of _parts
         self._block = 0  # bytes of complete lines since the last blank line
@@ -111,8 +138,9 @@ class SSEDecoder:
 
     @property
     def pending(self) -> int:
-        """Bytes received since the last blank line (0 after a cleanly terminated stream)."""
-        return self._block + self._tail
+        """Bytes received since the last blank line (0 after a cleanly terminated stream, and
+        after an :class:`SSEError`, which drops what was buffered)."""
+        return 0 if self._failed is not None else self._block + self._tail
 
     @property
     def last_event_id(self) -> str | None:
@@ -120,7 +148,12 @@ class SSEDecoder:
         return self._last_id
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        """Decode ``chunk`` and return every event it completes (possibly none)."""
+        """Decode ``chunk`` and return every event it completes (possibly none).
+
+        Raises :class:`SSEError` when an event block outgrows ``max_event_bytes`` (and on every
+        call after that)."""
+        if self._failed is not None:
+            raise SSEError(str(self._failed))
         if not chunk:
             return []
         if not self._bom_checked:
@@ -141,6 +174,8 @@ class SSEDecoder:
             if chunk[0] == 10:  # the LF of a CRLF whose CR ended the previous chunk
                 if self._block:
                     self._block += 1
+                    if self._block > self._max:
+                        raise self._overflow([])
                 chunk = chunk[1:]
                 if not chunk:
                     return []
@@ -150,6 +185,8 @@ class SSEDecoder:
         if not end:
             self._parts.append(chunk)
             self._tail += len(chunk)
+            if self._block + self._tail > self._max:
+                raise self._overflow([])
             return []
         if self._parts:
             self._parts.append(chunk[:end])
@@ -165,7 +202,22 @@ class SSEDecoder:
             self._tail = 0
             # A CR at the very end may be the first half of a CRLF split across chunks.
             self._skip_lf = region[-1] == _CR
-        return self._blocks(region) if self._skip else self._lines(region)
+        events = self._blocks(region) if self._skip else self._lines(region)
+        if self._failed is not None:
+            raise SSEError(str(self._failed), events)
+        if self._block + self._tail > self._max:
+            raise self._overflow(events)
+        return events
+
+    def _overflow(self, events: list[SSEEvent]) -> SSEError:
+        self._failed = SSEError(
+            f"SSE event longer than {self._max} bytes without a blank line: "
+            "the stream is not valid or not SSE",
+            events,
+        )
+        self._parts = []  # the oversized bytes go now, not with the decoder
+        self._data = []
+        return self._failed
 
     def close(self) -> list[SSEEvent]:
         """End of stream. An event without its terminating blank line is discarded (per spec)."""
@@ -191,9 +243,13 @@ class SSEDecoder:
         while True:
             m = skipped(region, pos)  # never None: the pattern matches the empty string
             end = m.end() if m else pos
+            if end - pos > self._max:  # may hold an oversized block: let _lines count it
+                end = pos
             if end > pos:
                 if run < pos:
                     events += self._lines(region[run:pos])
+                    if self._failed is not None:
+                        return events
                 run = pos = end
             end = find(b"\n\n", pos)  # a block the line parser must see, if complete
             if end < 0:
@@ -208,6 +264,7 @@ class SSEDecoder:
         data = self._data
         block = self._block
         skip = self._skip
+        limit = self._max
         for raw in region.splitlines(True):
             line = raw.rstrip(b"\r\n")
             if not line:  # blank line: dispatch
@@ -229,6 +286,9 @@ class SSEDecoder:
                 self._retry = None
                 continue
             block += len(raw)
+            if block > limit:  # remembered, raised by feed() after the events before it
+                self._overflow([])
+                break
             if line[0] == 58:  # ":" comment
                 continue
             name, _, value = line.partition(b":")
