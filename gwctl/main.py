@@ -17,6 +17,7 @@ import grpc
 from gwctl import (
     alerts,
     apply,
+    audit,
     clients,
     dataplanes,
     keys,
@@ -43,6 +44,7 @@ _MODULES = (
     sessions,
     logs,
     alerts,
+    audit,
     dataplanes,
     serve,
     up,

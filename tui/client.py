@@ -365,6 +365,35 @@ class GatewayClient:
         finally:
             call.cancel()
 
+    async def list_audit(
+        self, *, workspace: str = "", since_ms: int = 0, limit: int = 0, resource_kind: str = ""
+    ) -> list[admin_pb2.AuditEvent]:
+        """Admin changes, newest first; ``limit`` 0 = the server's 100."""
+        request = admin_pb2.ListAuditRequest(
+            workspace=workspace, since_ms=since_ms, limit=limit, resource_kind=resource_kind
+        )
+        response: admin_pb2.ListAuditResponse = await self._unary(
+            "ListAudit", self._admin.ListAudit, request
+        )
+        return list(response.events)
+
+    async def tail_audit(
+        self, *, follow: bool = False, limit: int = 20, workspace: str = ""
+    ) -> AsyncIterator[admin_pb2.AuditEvent]:
+        """The last ``limit`` admin changes, oldest first; with ``follow`` then each new one as
+        it commits, until cancelled (only the connection is bounded by the timeout then)."""
+        request = admin_pb2.TailAuditRequest(follow=follow, limit=limit, workspace=workspace)
+        call = self._admin.TailAudit(
+            request, metadata=self._metadata, timeout=None if follow else self.timeout
+        )
+        try:
+            async for event in call:
+                yield event
+        except aio.AioRpcError as exc:
+            raise translate_error(exc, self.target, "TailAudit", tls=self._tls) from None
+        finally:
+            call.cancel()
+
     async def stream_stats(
         self, group_by: str, window_s: int = 60, workspace: str = ""
     ) -> AsyncIterator[telemetry_pb2.StatsFrame]:

@@ -1,0 +1,150 @@
+"""gwctl audit against a real control plane (127.0.0.1:0, temporary SQLite) in a background
+thread: changes made with gwctl show up with who/what/before/after; filters; --follow."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from controlplane.settings import Settings
+from gwapi.v1 import admin_pb2
+from gwctl import audit as audit_cmd
+from gwctl.main import main
+from tests.gwctl.threaded_cp import threaded_control_plane
+
+pytestmark = pytest.mark.e2e
+
+ADMIN = "audit-admin-token-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    db = tmp_path_factory.mktemp("cp") / "tollgate.db"
+    settings = Settings(
+        listen="127.0.0.1:0",
+        db_url=f"sqlite:///{db}",
+        admin_token=ADMIN,
+        dataplane_token="audit-dataplane-token-" + uuid.uuid4().hex,
+        shutdown_grace_s=0.5,
+    )
+    with threaded_control_plane(settings) as address:
+        yield address
+
+
+@pytest.fixture(autouse=True)
+def env(control_plane: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", control_plane)
+    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+
+
+def gw(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def gw_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    code, stdout, err = gw(capsys, *argv, "-o", "json")
+    assert code == 0, err
+    return orjson.loads(stdout)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_changes_made_with_gwctl_are_listed_with_before_and_after(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ws = unique("aud")
+    prov = unique("sim")
+    assert gw(capsys, "workspaces", "create", ws, "--description", "first")[0] == 0
+    assert gw(capsys, "workspaces", "update", ws, "--description", "second", "--rpm", "60")[0] == 0
+    assert gw(capsys, "providers", "create", prov, "--kind", "simulator")[0] == 0
+    created = gw_json(capsys, "keys", "create", "-w", ws, "--name", "ci", "--provider", prov)
+    key_id, secret = created["id"], created["key"]
+    assert gw(capsys, "keys", "revoke", key_id, "--yes")[0] == 0
+
+    events = gw_json(capsys, "audit", "--workspace", ws)
+    assert [e["action"] for e in events] == [  # newest first; the global provider is not in ws
+        "key.revoke",
+        "key.create",
+        "workspace.update",
+        "workspace.create",
+    ]
+    update = events[2]
+    assert update["before"]["description"] == "first" and update["after"]["description"] == "second"
+    assert update["after"]["limits"]["rpm"] == 60
+    assert update["actor"] == "bootstrap" and update["actor_role"] == "admin"
+    assert update["method"] == "UpdateWorkspace" and "127.0.0.1" in update["peer"]
+    assert update["time"].startswith("20") and "before_json" not in update
+    assert events[3]["before"] is None and events[1]["after"]["name"] == "ci"
+
+    code, table, _ = gw(capsys, "audit", "-w", ws)
+    assert code == 0
+    header, *lines = table.splitlines()
+    assert header.split() == ["TIME", "ACTOR", "FROM", "ACTION", "RESOURCE", "WORKSPACE", "CHANGED"]
+    assert "bootstrap admin token (admin)" in lines[2] and "127.0.0.1:" in lines[2]
+    assert "workspace.update" in lines[2] and "description, limits.rpm" in lines[2]
+    assert "ipv4:" not in table
+
+    everything = gw(capsys, "audit", "-o", "json", "--limit", "1000")[1]
+    assert secret not in everything and secret[10:] not in everything  # never the key's secret
+
+    kinds = gw_json(capsys, "audit", "--kind", "provider", "--since", "1h")
+    assert kinds[0]["action"] == "provider.create" and kinds[0]["resource"] == prov
+    assert {e["resource_kind"] for e in kinds} == {"provider"}
+    assert len(gw_json(capsys, "audit", "-n", "2")) == 2
+
+
+def test_bad_filters_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = gw(capsys, "audit", "--kind", "user")
+    assert code == 2 and "invalid choice" in err
+    code, _, err = gw(capsys, "audit", "--since", "yesterday")
+    assert code == 2 and "Traceback" not in err
+    code, _, err = gw(capsys, "audit", "-w", "x" * 70)
+    assert code == 1 and err.startswith("error: ") and "63" in err
+
+
+def test_follow_prints_new_changes_as_they_happen(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ws = unique("follow")
+    assert gw(capsys, "workspaces", "create", ws)[0] == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gwctl.main", "audit", "-f", "-o", "json", "-w", ws],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stdout is not None
+        first = orjson.loads(proc.stdout.readline())
+        assert (first["action"], first["resource"]) == ("workspace.create", ws)
+        assert gw(capsys, "workspaces", "update", ws, "--description", "live")[0] == 0
+        second = orjson.loads(proc.stdout.readline())
+        assert second["action"] == "workspace.update"
+        assert second["after"]["description"] == "live"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_peer_and_actor_text() -> None:
+    assert audit_cmd.peer_text("ipv4:127.0.0.1:5123") == "127.0.0.1:5123"
+    assert audit_cmd.peer_text("ipv6:%5B::1%5D:5123") == "[::1]:5123"
+    assert audit_cmd.peer_text("") == "-"
+    ev = admin_pb2.AuditEvent(actor="tok_1", actor_name="ci", actor_role="viewer")
+    assert audit_cmd.actor_text(ev) == "ci (viewer)"
+    assert audit_cmd.actor_text(admin_pb2.AuditEvent(actor="tok_2")) == "tok_2"
