@@ -9,6 +9,7 @@ behind :class:`dataplane.auth.AuthMiddleware` and share one :class:`MessagesHand
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import time
 from collections.abc import Callable
 
@@ -30,6 +31,7 @@ from dataplane.doors.bedrock import BedrockDoor
 from dataplane.doors.vertex import VertexDoor
 from dataplane.errors import GatewayError, new_request_id, not_found
 from dataplane.events import RequestRecord
+from dataplane.guards import BodyDeadline, DrainGate
 from dataplane.limits import Limiter
 from dataplane.metrics import Metrics
 from dataplane.proxy import MessagesHandler
@@ -64,10 +66,12 @@ def list_models(principal: Principal, limit: int) -> bytes:
     """The models this key may use, in the Anthropic ``/v1/models`` shape.
 
     Ids come from the gateway's price table (every model it can meter), filtered by the key's
-    and its workspace's allow-lists; the newest first, as Anthropic lists them.
+    allow-list; the newest first, as Anthropic lists them.
     """
     ids = [e.model_prefix for e in principal.snapshot.prices.entries]
-    ids = [m for m in ids if principal.allows_model(m)]
+    patterns = principal.key.models
+    if patterns:
+        ids = [m for m in ids if any(fnmatch.fnmatchcase(m, p) for p in patterns)]
     ids = sorted(set(ids), reverse=True)[:limit]
     data = [
         {
@@ -94,8 +98,7 @@ def inference_profiles(snapshot: Snapshot | None, scope: Scope) -> bytes:
 
     Claude Code's AWS SDK sends this call unsigned and without the virtual key: then the answer is
     every model the gateway meters (it only helps the client pick ids; every invoke is authorised
-    on its own). A client that does send a valid virtual key gets only what that key (and its
-    workspace) may use.
+    on its own). A client that does send a valid virtual key gets only what that key may use.
     """
     models = (
         sorted({e.model_prefix for e in snapshot.prices.entries}, reverse=True) if snapshot else []
@@ -103,8 +106,9 @@ def inference_profiles(snapshot: Snapshot | None, scope: Scope) -> bytes:
     secret = extract_secret(scope)
     if snapshot is not None and secret:
         with contextlib.suppress(GatewayError):
-            principal = authenticate(snapshot, secret, int(time.time() * 1000))
-            models = [m for m in models if principal.allows_model(m)]
+            patterns = authenticate(snapshot, secret, int(time.time() * 1000)).key.models
+            if patterns:
+                models = [m for m in models if any(fnmatch.fnmatchcase(m, p) for p in patterns)]
     summaries = []
     for model in models:
         for geo in ("us", "global"):
@@ -223,8 +227,13 @@ def build_app(
     limiter: Limiter,
     cache: CacheBackend,
     metrics: Metrics | None = None,
+    body_timeout_s: float = 0.0,
 ) -> ASGIApp:
-    """The app; with ``metrics``, every finished request is observed and ``/metrics`` served."""
+    """The app; with ``metrics``, every finished request is observed and ``/metrics`` served.
+
+    While ``health.draining``, API requests are refused with a 503 (see :mod:`dataplane.guards`);
+    ``body_timeout_s`` > 0 bounds how long a request body may take to arrive.
+    """
     if metrics is not None:
         sink = metrics.sink(sink)
 
@@ -234,10 +243,14 @@ def build_app(
     routes = Routes(
         handler(AnthropicDoor()), handler(BedrockDoor()), handler(VertexDoor()), health, metrics
     )
-    return AuthMiddleware(
+    protected = ("/v1/", BEDROCK_MODEL, VERTEX)
+    app = AuthMiddleware(
         routes,
         holder,
-        protected=("/v1/", BEDROCK_MODEL, VERTEX),
+        protected=protected,
         errors_for=door_for,
         on_refuse=metrics.auth_refused if metrics is not None else None,
+    )
+    return DrainGate(
+        BodyDeadline(app, body_timeout_s), lambda: health.draining, protected, door_for
     )

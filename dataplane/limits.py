@@ -10,8 +10,12 @@ The proxy calls, per ``POST /v1/messages`` (not for count_tokens, which costs no
                                                                    # also on client disconnect
     await limiter.release(admission)   # failed before any cost (upstream error, no answer)
 
-settle and release are idempotent and never raise (a counter store failing at that point is
-logged; the reservation's lease frees it later). ``input_tokens`` is every prompt token the
+settle and release are idempotent and never raise. When the counter store fails at that point
+(Redis gone mid-request) the outcome is kept and retried in the background (0.5 s, doubling to
+5 s; at most ``MAX_UNFINISHED`` kept, the lease frees the rest) until the store answers: the
+reservation does not stay stuck until its lease ends, and the spend still counts. A retry after a
+reply that was lost (the script ran, the answer timed out) may count that one request twice: the
+conservative side for a budget. ``input_tokens`` is every prompt token the
 response reports (input + cache writes + cache reads); tpm counts input + output.
 
 **The reservation** of a request is a worst case at the model's price entry:
@@ -59,8 +63,10 @@ copy with other numbers would be ambiguous to clients that read them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -94,6 +100,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("tollgate.limits")
+
+MAX_UNFINISHED = 10_000  # settles/releases waiting for the counter store to come back
 
 RedisFailure = Literal["closed", "open"]
 
@@ -183,6 +191,9 @@ class Limiter:
         self.redis_failure: RedisFailure = redis_failure
         self.lease_ms = int(lease_s * 1000)
         self.allow_tail = allow_tail
+        # (ticket, cost, tokens, now_ms); cost < 0 marks a release.
+        self._unfinished: deque[tuple[Ticket, int, int, int]] = deque(maxlen=MAX_UNFINISHED)
+        self._retrying: asyncio.Task[None] | None = None
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -287,27 +298,64 @@ class Limiter:
             return
         admission.done = True
         tokens = max(0, input_tokens) + max(0, output_tokens)
+        now = self._now_ms()
         try:
-            await self.counters.settle(
-                admission.ticket, max(0, cost_micros), tokens, self._now_ms()
-            )
+            await self.counters.settle(admission.ticket, max(0, cost_micros), tokens, now)
         except CountersUnavailable as exc:
             log.warning(
-                "request %s: could not settle %d micro-dollars: %s",
+                "request %s: could not settle %d micro-dollars yet (%s); retrying",
                 admission.request_id,
                 cost_micros,
                 exc,
             )
+            self._later(admission.ticket, max(0, cost_micros), tokens, now)
 
     async def release(self, admission: Admission) -> None:
         """The request failed before it cost anything: free its reservation and slot."""
         if admission.done or admission.ticket is None:
             return
         admission.done = True
+        now = self._now_ms()
         try:
-            await self.counters.release(admission.ticket, self._now_ms())
+            await self.counters.release(admission.ticket, now)
         except CountersUnavailable as exc:
-            log.warning("request %s: could not release: %s", admission.request_id, exc)
+            log.warning(
+                "request %s: could not release yet (%s); retrying", admission.request_id, exc
+            )
+            self._later(admission.ticket, -1, 0, now)
+
+    @property
+    def unfinished(self) -> int:
+        """Settles and releases waiting for the counter store."""
+        return len(self._unfinished)
+
+    def _later(self, ticket: Ticket, cost: int, tokens: int, now_ms: int) -> None:
+        self._unfinished.append((ticket, cost, tokens, now_ms))
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.create_task(self._retry(), name="limits-retry")
+
+    async def _retry(self) -> None:
+        delay = 0.5
+        while self._unfinished:
+            await asyncio.sleep(delay)
+            while self._unfinished:
+                ticket, cost, tokens, now_ms = self._unfinished[0]
+                try:
+                    if cost < 0:
+                        await self.counters.release(ticket, now_ms)
+                    else:
+                        await self.counters.settle(ticket, cost, tokens, now_ms)
+                except CountersUnavailable:
+                    delay = min(5.0, delay * 2)
+                    break
+                self._unfinished.popleft()
+        log.info("counter store back: pending settlements applied")
+
+    async def aclose(self) -> None:
+        """Stop retrying (what is still pending is left to the reservations' leases)."""
+        if self._retrying is not None:
+            self._retrying.cancel()
+            await asyncio.gather(self._retrying, return_exceptions=True)
 
     def headers(self, admission: Admission) -> list[Header]:
         """The gateway's own remaining requests/tokens/budget, tightest over key and workspace."""

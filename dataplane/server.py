@@ -59,6 +59,13 @@ class Settings:
     state_dir: Path = Path(".tollgate/dataplane")
     max_body: int = DEFAULT_MAX_BODY
     drain_seconds: float = 0.0  # how long /healthz reports draining before the listener closes
+    # Slow clients: a connection must complete its request headers (or, idle between requests,
+    # start the next one) within keep_alive_s, and a request's body must be complete within
+    # body_timeout_s of its start (408 otherwise); either way the connection is freed.
+    keep_alive_s: float = 75.0
+    body_timeout_s: float = 60.0
+    # How long in-flight requests may run on after the listener closed (SIGTERM, stop()).
+    graceful_s: float = 30.0
     # Shared counters for budgets and rate limits across replicas; "" = in-process (one replica).
     redis_url: str = field(default="", repr=False)
     redis_prefix: str = "tollgate:"
@@ -112,6 +119,7 @@ class DataPlane:
             breaker_states=self.router.breaker_states,
             snapshot_version=lambda: s.version if (s := self.holder.current) else None,
             backlog=lambda: self.reporter.backlog if self.reporter is not None else 0,
+            spool_state=self._spool_state,
         )
         # Breakers shared with the other data planes in the background (decisions stay local).
         self.breaker_sync: BreakerSync | None = (
@@ -121,6 +129,10 @@ class DataPlane:
             if settings.redis_url
             else None
         )
+
+    def _spool_state(self) -> tuple[int, int, int]:
+        dropped = self.spool.dropped + (self.reporter.dropped if self.reporter is not None else 0)
+        return int(self.spool.write_failing), self.spool.memory_only, dropped
 
     async def _send_batch(self, request: telemetry_pb2.ReportUsageRequest) -> int:
         assert self._channel is not None
@@ -168,13 +180,14 @@ class DataPlane:
             self.limiter,
             self.cache,
             self.metrics,
+            body_timeout_s=s.body_timeout_s,
         )
         config = Config()
         config.bind = [f"fd://{self._socket.fileno()}"]
         config.accesslog = None
         config.errorlog = logging.getLogger("tollgate.http")
-        config.keep_alive_timeout = 75
-        config.graceful_timeout = 30
+        config.keep_alive_timeout = s.keep_alive_s
+        config.graceful_timeout = s.graceful_s
         config.include_server_header = False
         config.h11_max_incomplete_size = 64 * 1024
         self._tasks = [
@@ -207,7 +220,7 @@ class DataPlane:
         http = self._tasks[2] if len(self._tasks) == 3 else None
         if http is not None:
             try:
-                await asyncio.wait_for(http, timeout=35)
+                await asyncio.wait_for(http, timeout=self.settings.graceful_s + 5)
             except (TimeoutError, asyncio.CancelledError):
                 pass
         for task in self._tasks[:2]:
@@ -218,6 +231,7 @@ class DataPlane:
         if self.breaker_sync is not None:
             await self.breaker_sync.stop()
         await self.registry.aclose()
+        await self.limiter.aclose()
         await self.counters.aclose()
         if isinstance(self.cache, RedisCache):
             await self.cache.aclose()
@@ -256,6 +270,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-body-mb", type=int, default=DEFAULT_MAX_BODY // (1024 * 1024))
     parser.add_argument("--drain-seconds", type=float, default=2.0)
     parser.add_argument(
+        "--keep-alive-s",
+        type=float,
+        default=75.0,
+        help="close a connection idle this long, or whose request headers are still incomplete",
+    )
+    parser.add_argument(
+        "--body-timeout-s",
+        type=float,
+        default=60.0,
+        help="answer 408 and close when a request body is not complete this long after its start",
+    )
+    parser.add_argument(
+        "--graceful-s",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, how long in-flight requests may finish after the listener closed",
+    )
+    parser.add_argument(
         "--redis",
         default=os.environ.get("TOLLGATE_REDIS", ""),
         help="redis://… shared by all data planes for budgets and rate limits "
@@ -276,6 +308,9 @@ def main(argv: list[str] | None = None) -> None:
         state_dir=args.state_dir,
         max_body=args.max_body_mb * 1024 * 1024,
         drain_seconds=args.drain_seconds,
+        keep_alive_s=args.keep_alive_s,
+        body_timeout_s=args.body_timeout_s,
+        graceful_s=args.graceful_s,
         redis_url=args.redis,
         redis_prefix=args.redis_prefix,
     )

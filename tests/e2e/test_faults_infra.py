@@ -1,0 +1,257 @@
+"""Infrastructure faults with a real control plane: a data plane's SIGTERM during 50 streams, and
+a spool disk that refuses writes while the control plane is down.
+
+The control plane's own restart (killed, data plane keeps serving, usage replayed once) is
+``test_gateway.py::test_control_plane_outage_loses_nothing_and_counts_nothing_twice``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import dataplane.spool
+from dataplane.server import DataPlane, Settings
+from gwapi.v1 import admin_pb2, common_pb2
+from tests.e2e.faults_support import MODEL, SMALL_USAGE, TcpProxy, sse_names
+from tests.e2e.test_gateway import (
+    ADMIN,
+    DP_TOKEN,
+    ROOT,
+    ControlPlaneProcess,
+    call,
+    free_port,
+    start_dp,
+    total,
+    wait_for,
+)
+from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic, Scripted, stream_frames
+from tui.client import GatewayClient
+
+pytestmark = pytest.mark.e2e
+
+CHUNKS = 15
+
+
+@dataclass
+class Setup:
+    cp: ControlPlaneProcess
+    admin: GatewayClient
+    upstream: FakeAnthropic
+    secret: str
+    tmp: Path
+
+
+@pytest.fixture
+async def setup(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Setup]:
+    upstream = FakeAnthropic()
+    await upstream.start()
+    cp = ControlPlaneProcess(sqlite_url, tmp_path / "cp.log")
+    await cp.start()
+    admin = GatewayClient(cp.address, ADMIN)
+    await admin.create_workspace(common_pb2.Workspace(name="team-a"))
+    await admin.create_provider(
+        common_pb2.Provider(
+            name="anthropic",
+            kind="anthropic",
+            base_url=upstream.base_url,
+            api_key_env="UPSTREAM_KEY",
+        )
+    )
+    created = await admin.create_key(
+        admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", provider="anthropic")
+    )
+    try:
+        yield Setup(cp, admin, upstream, created.secret, tmp_path)
+    finally:
+        await admin.close()
+        cp.stop()
+        await upstream.stop()
+
+
+def slow_answer(_req: object) -> Scripted:
+    frames = stream_frames(MODEL, [f" w{i}" for i in range(CHUNKS)], usage=SMALL_USAGE)
+    return Scripted(headers=[(b"content-type", b"text/event-stream")], frames=frames, delay=0.1)
+
+
+async def stream_from(port: int, secret: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        return await call(client, secret)
+
+
+async def balanced(ports: list[int], secret: str) -> tuple[int, httpx.Response]:
+    """What a load balancer (or a retrying client) does: next replica on a refusal or a 503."""
+    for port in ports:
+        try:
+            r = await stream_from(port, secret)
+        except httpx.ConnectError:
+            continue
+        if r.status_code != 503:
+            return port, r
+    raise AssertionError("no replica served the request")
+
+
+@pytest.mark.slow
+async def test_sigterm_during_50_streams_drains_them_and_sends_new_work_elsewhere(
+    setup: Setup,
+) -> None:
+    s = setup
+    s.upstream.on_request = slow_answer
+    port = free_port()
+    log = s.tmp / "dp1.log"
+    env = {**os.environ, "UPSTREAM_KEY": UPSTREAM_KEY}
+    args = ["--listen", f"127.0.0.1:{port}", "--control-plane", s.cp.address, "--token", DP_TOKEN]
+    args += ["--state-dir", str(s.tmp / "dp1"), "--drain-seconds", "1", "--graceful-s", "10"]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gwctl.main", "dataplane", "serve", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    other: DataPlane | None = None
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as probe:
+
+            async def healthy() -> bool:
+                try:
+                    return (await probe.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(healthy, timeout=20, interval=0.05)
+        other = await start_dp(s.cp, s.tmp / "dp2")
+        await other.wait_for_snapshot()
+
+        streams = [asyncio.create_task(stream_from(port, s.secret)) for _ in range(50)]
+
+        async def all_upstream() -> bool:
+            return len(s.upstream.requests) >= 50
+
+        await wait_for(all_upstream, timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as probe:
+
+            async def draining() -> bool:
+                r = await probe.get("/healthz")
+                return r.status_code == 503 and r.json()["status"] == "draining"
+
+            await wait_for(draining, timeout=0.5, interval=0.01)
+            # Still listening (the drain period), but new work is turned away with a 503.
+            refused = await call(probe, s.secret)
+        assert refused.status_code == 503 and refused.headers["connection"] == "close"
+        assert refused.json()["error"]["type"] == "overloaded_error"
+        assert "shutting down" in refused.json()["error"]["message"]
+        port_used, r = await balanced([port, other.port], s.secret)
+        assert port_used == other.port and r.status_code == 200
+
+        results = await asyncio.gather(*streams)
+        for r in results:
+            names = sse_names(r.content)
+            assert r.status_code == 200 and names[-1] == "message_stop", names[-3:]
+            assert names.count("content_block_delta") == CHUNKS and "error" not in names
+        assert proc.wait(timeout=15) == 0, log.read_text()[-2000:]
+        assert time.monotonic() - signalled < 1 + 10
+        # Gone for good: connections are refused, and the balancer keeps using the other one.
+        port_used, r = await balanced([port, other.port], s.secret)
+        assert port_used == other.port and r.status_code == 200
+
+        async def all_counted() -> bool:
+            return (await total(s.admin))[0] == 52
+
+        await wait_for(all_counted, timeout=15)  # the 50 drained + 2 served elsewhere, once
+        await asyncio.sleep(0.5)
+        assert (await total(s.admin))[0] == 52
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        if other is not None:
+            await other.stop()
+
+
+def enospc_for(spool_dir: Path) -> Any:
+    """``open`` as seen by the spool module: appends under ``spool_dir`` fail like a full disk."""
+    real_open = builtins.open
+
+    def full_disk_open(file: Any, mode: str = "r", *args: Any, **kw: Any) -> Any:
+        if "a" in mode and Path(file).parent == spool_dir:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
+        return real_open(file, mode, *args, **kw)
+
+    return full_disk_open
+
+
+async def test_spool_disk_full_while_control_plane_down_keeps_usage_in_memory(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = setup
+    host, _, cp_port = s.cp.address.rpartition(":")
+    link = TcpProxy(host, int(cp_port))  # the data plane's only way to the control plane
+    await link.start()
+    dp = DataPlane(
+        Settings(
+            listen="127.0.0.1:0",
+            control_plane=f"127.0.0.1:{link.port}",
+            token=DP_TOKEN,
+            state_dir=s.tmp / "dp",
+            env={"UPSTREAM_KEY": UPSTREAM_KEY},
+        )
+    )
+    await dp.start()
+    try:
+        await dp.wait_for_snapshot()
+        await link.kill()  # the control plane is unreachable from here on
+        spool_dir = dp.settings.state_dir / "spool"
+        monkeypatch.setattr(dataplane.spool, "open", enospc_for(spool_dir), raising=False)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{dp.port}", timeout=10) as c:
+            for _ in range(6):  # still served: usage goes to memory, not to the full disk
+                r = await call(c, s.secret)
+                assert r.status_code == 200 and sse_names(r.content)[-1] == "message_stop"
+
+            async def in_memory() -> bool:
+                return dp.spool.memory_only == 6
+
+            await wait_for(in_memory, timeout=5)
+            assert dp.spool.write_failing and dp.spool.dropped == 0
+            assert not list(spool_dir.glob("seg-*.log"))  # nothing reached the disk
+            metrics = (await c.get("/metrics")).text
+        assert "tollgate_usage_spool_write_failing 1" in metrics
+        assert "tollgate_usage_memory_only 6" in metrics
+        assert any("cannot write usage events to disk" in m for m in caplog.messages)
+        # One error per episode, not one per batch.
+        assert sum("cannot write usage events" in m for m in caplog.messages) == 1
+
+        await link.restore()  # the control plane is back; the disk is still full
+
+        async def delivered() -> bool:
+            try:
+                return (await total(s.admin))[0] == 6
+            except Exception:
+                return False
+
+        await wait_for(delivered, timeout=20)
+        await wait_for(lambda: _drained(dp), timeout=5)
+        assert dp.spool.memory_only == 0 and dp.spool.dropped == 0
+    finally:
+        await dp.stop()
+        await link.kill()
+
+
+async def _drained(dp: DataPlane) -> bool:
+    return dp.reporter is not None and dp.reporter.backlog == 0
