@@ -9,7 +9,6 @@ behind :class:`dataplane.auth.AuthMiddleware` and share one :class:`MessagesHand
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import time
 from collections.abc import Callable
 
@@ -66,12 +65,10 @@ def list_models(principal: Principal, limit: int) -> bytes:
     """The models this key may use, in the Anthropic ``/v1/models`` shape.
 
     Ids come from the gateway's price table (every model it can meter), filtered by the key's
-    allow-list; the newest first, as Anthropic lists them.
+    and its workspace's allow-lists; the newest first, as Anthropic lists them.
     """
     ids = [e.model_prefix for e in principal.snapshot.prices.entries]
-    patterns = principal.key.models
-    if patterns:
-        ids = [m for m in ids if any(fnmatch.fnmatchcase(m, p) for p in patterns)]
+    ids = [m for m in ids if principal.allows_model(m)]
     ids = sorted(set(ids), reverse=True)[:limit]
     data = [
         {
@@ -98,7 +95,8 @@ def inference_profiles(snapshot: Snapshot | None, scope: Scope) -> bytes:
 
     Claude Code's AWS SDK sends this call unsigned and without the virtual key: then the answer is
     every model the gateway meters (it only helps the client pick ids; every invoke is authorised
-    on its own). A client that does send a valid virtual key gets only what that key may use.
+    on its own). A client that does send a valid virtual key gets only what that key (and its
+    workspace) may use.
     """
     models = (
         sorted({e.model_prefix for e in snapshot.prices.entries}, reverse=True) if snapshot else []
@@ -106,9 +104,8 @@ def inference_profiles(snapshot: Snapshot | None, scope: Scope) -> bytes:
     secret = extract_secret(scope)
     if snapshot is not None and secret:
         with contextlib.suppress(GatewayError):
-            patterns = authenticate(snapshot, secret, int(time.time() * 1000)).key.models
-            if patterns:
-                models = [m for m in models if any(fnmatch.fnmatchcase(m, p) for p in patterns)]
+            principal = authenticate(snapshot, secret, int(time.time() * 1000))
+            models = [m for m in models if principal.allows_model(m)]
     summaries = []
     for model in models:
         for geo in ("us", "global"):
