@@ -5,6 +5,7 @@ connections, and a client that hangs up mid-stream. Timeouts are configured shor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import time
 from collections.abc import AsyncIterator
@@ -184,5 +185,24 @@ async def test_client_disconnect_mid_stream_cancels_upstream_and_settles(
         assert event.usage.input_tokens == SMALL_USAGE["input_tokens"]
         assert event.usage.cost_micros > 0  # what was consumed until the hang-up is billed
         assert SECRET not in str(event)
+    finally:
+        await dp.stop()
+
+
+async def test_oversized_headers_are_refused_without_buffering_them(
+    tmp_path: Path, upstream: WatchedAnthropic
+) -> None:
+    dp = await start_faulty(tmp_path / "dp", faulty_snapshot(upstream.base_url))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", dp.port)
+        filler = b"x-filler: " + b"a" * 1000 + b"\r\n"
+        writer.write(b"POST /v1/messages HTTP/1.1\r\nhost: gw\r\n" + filler * 100)  # 100 KiB
+        with contextlib.suppress(ConnectionResetError):
+            await writer.drain()
+        answer = await closed_by_server(reader, within=3)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+        assert upstream.requests == []
+        await served(dp.port)
     finally:
         await dp.stop()
