@@ -164,6 +164,9 @@ def workspace_view(ws: common_pb2.Workspace) -> dict[str, str]:
         "redis_failure": ws.redis_failure or "closed",
         "alert_webhook": _show(ws.alert_webhook),
         **_limits_view(ws.limits),
+        "allowed_providers": ", ".join(ws.allowed_providers) or "any",
+        "allowed_routes": ", ".join(ws.allowed_routes) or "any",
+        "allowed_models": ", ".join(ws.allowed_models) or "any",
     }
 
 
@@ -226,7 +229,7 @@ def _diff(before: dict[str, str], after: dict[str, str]) -> list[tuple[str, str,
     ]
 
 
-_DEFAULTS = {'""', "default", "off", "false", "no limit", "-", "all", "UTC", "closed", "0"}
+_DEFAULTS = {'""', "default", "off", "false", "no limit", "-", "all", "any", "UTC", "closed", "0"}
 
 
 def _created(view: dict[str, str]) -> list[tuple[str, str, str]]:
@@ -273,6 +276,11 @@ def check_references(config: GatewayConfig) -> None:
     for r in config.routes:
         for t in r.targets:
             check("providers", providers, t.provider, f"route {r.name}", "target provider")
+    for w in config.workspaces:
+        for p in w.allowed_providers:
+            check("providers", providers, p, f"workspace {w.name}", "allowed provider")
+        for r_name in w.allowed_routes:
+            check("routes", routes, r_name, f"workspace {w.name}", "allowed route")
     for k in config.keys:
         where = f"key {k.ident}"
         check("workspaces", workspaces, k.workspace, where, "workspace")

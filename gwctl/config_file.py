@@ -6,11 +6,14 @@ The file has four optional lists, each item named (``keys`` by workspace + name)
     providers:  [{name, kind, base_url, api_key_env, options}]
     routes:     [{name, mode, targets, retries, retry_on, timeout_connect, timeout_first_byte,
                   timeout_idle, cache_ttl, cache_sampled, breaker_failures, breaker_cooldown}]
-    workspaces: [{name, description, timezone, redis_failure, alert_webhook, limits}]
+    workspaces: [{name, description, timezone, redis_failure, alert_webhook, limits,
+                  allowed_providers, allowed_routes, allowed_models}]
     keys:       [{workspace, name, provider | route, models, limits}]
 
 ``limits`` is ``{budgets, rpm, rph, tpm, max_parallel}``, budgets in the CLI's grammar
-(``["50/day", "1000/month"]``). Route times are seconds (``30``, ``2.5``, ``"500ms"``, ``"5m"``);
+(``["50/day", "1000/month"]``). A workspace's ``allowed_*`` lists (provider names, route names,
+model globs such as ``claude-sonnet-*``) bound what its keys may use; left out or ``[]`` = any.
+Route times are seconds (``30``, ``2.5``, ``"500ms"``, ``"5m"``);
 a target is a provider name or ``{provider, weight, model}``. Provider options are strings
 (numbers are accepted and written as typed); ``model_map`` may be a mapping.
 
@@ -48,7 +51,17 @@ ROUTE_MODES = ("fallback", "loadbalance")
 REDIS_FAILURE_MODES = ("closed", "open")
 
 _LIMIT_FIELDS = ("budgets", "rpm", "rph", "tpm", "max_parallel")
-_WORKSPACE_FIELDS = ("name", "description", "timezone", "redis_failure", "alert_webhook", "limits")
+_WORKSPACE_FIELDS = (
+    "name",
+    "description",
+    "timezone",
+    "redis_failure",
+    "alert_webhook",
+    "limits",
+    "allowed_providers",
+    "allowed_routes",
+    "allowed_models",
+)
 _PROVIDER_FIELDS = ("name", "kind", "base_url", "api_key_env", "options")
 _ROUTE_FIELDS = (
     "name",
@@ -360,7 +373,19 @@ class _Reader:
             ),
             limits=self._try(lambda: self.limits(m.get("limits"), f"{path}.limits"))
             or common_pb2.Limits(),
+            allowed_providers=self.text_list(m, "allowed_providers", path),
+            allowed_routes=self.text_list(m, "allowed_routes", path),
+            allowed_models=self.text_list(m, "allowed_models", path),
         )
+
+    def text_list(self, m: dict[str, Any], name: str, path: str) -> list[str]:
+        """A list of non-empty texts, trimmed, duplicates dropped in order (as stored)."""
+        values = self._try(lambda: self.items(m.get(name), f"{path}.{name}"), default=[])
+        texts = [
+            self._try(self.text, x, f"{path}.{name}[{i}]", required=True, default="")
+            for i, x in enumerate(values)
+        ]
+        return list(dict.fromkeys(t for t in texts if t))
 
     def option_value(self, key: str, value: object, path: str) -> str:
         if key == "model_map" and isinstance(value, dict):

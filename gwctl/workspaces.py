@@ -1,8 +1,10 @@
 """``gwctl workspaces create|list|show|update|delete``.
 
-A workspace is the team-level scope: its budgets and rate limits apply on top of each key's.
-``update`` sends a FieldMask naming only the flags that were given, so unspecified settings keep
-their values on the server.
+A workspace is the team-level scope: its budgets and rate limits apply on top of each key's, and
+its access controls (``--allow-provider``, ``--allow-route``, ``--allow-model``; none = everything)
+bound what its keys may target. ``update`` sends a FieldMask naming only the flags that were given,
+so unspecified settings keep their values on the server; an ``--allow-*`` flag replaces that whole
+list, ``--clear-allowed-*`` empties it. ``show`` lists the keys a narrowing left outside.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from gwapi.v1 import common_pb2
+from gwcommon.access import target_denial, uncovered_patterns
 from gwctl import output as out
 from gwctl.cli import (
     Subparsers,
@@ -98,6 +101,30 @@ def _add_settings(p: argparse.ArgumentParser, *, update: bool) -> None:
         help="purge logged headers and bodies after D days (default 30)",
     )
     p.add_argument("--description", metavar="TEXT")
+    for flag, what, example in _ACCESS_FLAGS:
+        p.add_argument(
+            f"--allow-{flag}",
+            dest=f"allowed_{flag}s",
+            action="append",
+            metavar=what.upper().replace(" ", "_"),
+            help=f"keys may only use these {what}s, repeatable (e.g. {example}); none = any"
+            + (f"; replaces the list (--clear-allowed-{flag}s empties it)" if update else ""),
+        )
+        if update:
+            p.add_argument(
+                f"--clear-allowed-{flag}s",
+                action="store_true",
+                help=f"empty the allowed {what}s (any {what} again)",
+            )
+
+
+# Access-control lists: (flag stem, what, example); flags --allow-X / --clear-allowed-Xs set the
+# field allowed_Xs.
+_ACCESS_FLAGS = (
+    ("provider", "provider", "anthropic"),
+    ("route", "route", "main"),
+    ("model", "model pattern", "'claude-sonnet-*'"),
+)
 
 
 # Workspace settings set from same-named flags; a flag given becomes a field and a mask path.
@@ -121,12 +148,32 @@ def _from_args(args: argparse.Namespace) -> tuple[common_pb2.Workspace, list[str
         if value is not None:
             setattr(ws, field, value)
             paths.append(field)
+    for flag, _, _ in _ACCESS_FLAGS:
+        field = f"allowed_{flag}s"
+        values = getattr(args, field)
+        clear = getattr(args, f"clear_allowed_{flag}s", False)
+        if values and clear:
+            raise UsageError(f"--allow-{flag} and --clear-allowed-{flag}s contradict each other")
+        if values and not all(v.strip() for v in values):
+            raise UsageError(
+                f"--allow-{flag} '' names nothing; use --clear-allowed-{flag}s to allow any {flag}"
+            )
+        if values:
+            getattr(ws, field).extend(values)
+        if values or clear:
+            paths.append(field)
     return ws, paths
 
 
-def emit(ws: common_pb2.Workspace, args: argparse.Namespace) -> None:
+def emit(
+    ws: common_pb2.Workspace, args: argparse.Namespace, outside: list[str] | None = None
+) -> None:
+    """Print a workspace; ``outside`` (show only): the keys its access controls refuse."""
     if is_json(args):
-        out.print_json(out.workspace_dict(ws))
+        doc = out.workspace_dict(ws)
+        if outside is not None:
+            doc["keys_outside_access"] = outside
+        out.print_json(doc)
         return
     limits = ws.limits
     out.print_fields(
@@ -145,6 +192,14 @@ def emit(ws: common_pb2.Workspace, args: argparse.Namespace) -> None:
             ("log bodies", ws.log_bodies or "none"),
             ("log body max bytes", ws.log_body_max_bytes),
             ("log retention days", ws.log_retention_days),
+            ("allowed providers", ", ".join(ws.allowed_providers) or "any"),
+            ("allowed routes", ", ".join(ws.allowed_routes) or "any"),
+            ("allowed models", ", ".join(ws.allowed_models) or "any"),
+            *(
+                [("keys outside access", "; ".join(outside) or "-")]
+                if outside is not None and _restricted(ws)
+                else []
+            ),
             *out.spend_fields(ws.budget_status),
             ("created", out.format_time(ws.created_at_ms)),
             ("updated", out.format_time(ws.updated_at_ms)),
@@ -184,8 +239,47 @@ async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
 
 
 async def show(client: GatewayClient, args: argparse.Namespace) -> int:
-    emit(await client.get_workspace(args.name), args)
+    ws = await client.get_workspace(args.name)
+    emit(ws, args, await _keys_outside(client, ws))
     return 0
+
+
+def _restricted(ws: common_pb2.Workspace) -> bool:
+    return bool(ws.allowed_providers or ws.allowed_routes or ws.allowed_models)
+
+
+async def _keys_outside(client: GatewayClient, ws: common_pb2.Workspace) -> list[str]:
+    """Active keys of ``ws`` that its access controls refuse (left there by a narrowing), as
+    ``"key_… (why)"``; data planes answer their requests with 403 until they are updated."""
+    if not _restricted(ws):
+        return []
+    keys = await client.list_keys(ws.name)
+    routes = (
+        {r.name: r for r in await client.list_routes()}
+        if ws.allowed_providers and any(k.route for k in keys)
+        else {}
+    )
+    found = []
+    for key in keys:
+        why = []
+        if ws.allowed_providers or ws.allowed_routes:
+            route = routes.get(key.route)
+            reached = [t.provider for t in route.targets] if route is not None else []
+            denial = target_denial(
+                ws.allowed_providers, ws.allowed_routes, key.provider, key.route, reached
+            )
+            if denial is not None:
+                why.append(
+                    f"route {denial.via_route} reaches provider {denial.name}"
+                    if denial.via_route
+                    else f"{denial.kind} {denial.name}"
+                )
+        models = uncovered_patterns(list(key.models), list(ws.allowed_models))
+        if models:
+            why.append("models " + ", ".join(models))
+        if why:
+            found.append(f"{key.id} ({'; '.join(why)})")
+    return found
 
 
 async def update(client: GatewayClient, args: argparse.Namespace) -> int:
@@ -194,7 +288,8 @@ async def update(client: GatewayClient, args: argparse.Namespace) -> int:
         raise UsageError(
             "nothing to update: give at least one of --budget, --clear-budgets, "
             "--rpm, --rph, --tpm, --max-parallel, --timezone, --redis-failure, "
-            "--alert-webhook, --description"
+            "--alert-webhook, --description, --allow-provider/route/model, "
+            "--clear-allowed-providers/routes/models"
         )
     emit(await client.update_workspace(ws, paths), args)
     return 0
