@@ -10,7 +10,7 @@ from grpc import StatusCode
 
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
-from tests.controlplane.conftest import expect_error
+from tests.controlplane.conftest import Clients, expect_error
 
 
 async def setup(admin: Any) -> None:
@@ -243,3 +243,36 @@ async def test_delete_provider_or_route_refused_while_an_allow_list_names_it(adm
         "workspace 'team-a' (allowed_providers)",
     )
     assert "workspace 'team-b' (allowed_providers)" in details
+
+
+async def test_a_workspace_admin_cannot_widen_its_own_workspace(admin, channel) -> None:
+    await setup(admin)
+    await make_ws(admin, allowed_providers=["a"], allowed_models=["claude-haiku-*"])
+    minted = await admin.CreateToken(
+        apb.CreateTokenRequest(name="lead", role="workspace-admin", workspaces=["team-a"])
+    )
+    lead = Clients(channel, minted.secret).admin
+    for paths, lists in (
+        (["allowed_providers"], {"allowed_providers": ["a", "c"]}),
+        (["allowed_models"], {"allowed_models": ["claude-*"]}),
+        ([], {"allowed_routes": ["wide"]}),  # an empty mask means the fields that are set
+    ):
+        await expect_error(
+            lead.UpdateWorkspace(
+                apb.UpdateWorkspaceRequest(
+                    workspace=pb.Workspace(name="team-a", **lists),
+                    update_mask=FieldMask(paths=paths),
+                )
+            ),
+            StatusCode.PERMISSION_DENIED,
+            "needs an admin token",
+        )
+    # Keys the workspace-admin creates are held to the lists like anyone's.
+    await expect_error(
+        lead.CreateKey(key_req(provider="c")),
+        StatusCode.INVALID_ARGUMENT,
+        "allows providers a; the key targets provider 'c'",
+    )
+    assert (await lead.CreateKey(key_req(provider="a"))).key.provider == "a"
+    ws = await admin.GetWorkspace(apb.GetWorkspaceRequest(name="team-a"))
+    assert list(ws.allowed_providers) == ["a"] and list(ws.allowed_models) == ["claude-haiku-*"]
