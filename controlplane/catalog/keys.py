@@ -114,14 +114,14 @@ def list_keys(
 ) -> list[pb.VirtualKey]:
     """Keys of ``workspace`` ("" = all); ``scope`` (non-empty) keeps only those workspaces'."""
     stmt = select(VirtualKeyRow)
+    if scope:
+        stmt = stmt.where(col(VirtualKeyRow.workspace).in_(sorted(scope)))
     if workspace:
         workspaces.get_row(s, workspace)
         stmt = stmt.where(VirtualKeyRow.workspace == workspace)
     if not include_revoked:
         stmt = stmt.where(VirtualKeyRow.revoked_at_ms == 0)
     rows = s.exec(stmt.order_by(col(VirtualKeyRow.workspace), col(VirtualKeyRow.id))).all()
-    if scope:
-        stmt = stmt.where(col(VirtualKeyRow.workspace).in_(sorted(scope)))
     return with_status(s, rows, now)
 
 

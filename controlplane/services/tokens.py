@@ -29,8 +29,9 @@ class TokenRpcs:
         self, request: apb.CreateTokenRequest, context: Ctx
     ) -> apb.CreateTokenResponse:
         creator = identity.principal().id
-        # mutate: one transaction with the audit row, published to TailAudit after the commit
-        token, secret = await self._s.mutate(lambda s, now: tokens.create(s, request, now, creator))
+        # change: one transaction with the audit row, published to TailAudit after the commit
+        # (no snapshot rebuild: data planes know nothing of admin tokens)
+        token, secret = await self._s.change(lambda s, now: tokens.create(s, request, now, creator))
         log.info("token %s (%s) created by %s", token.id, token.role, creator)  # never the secret
         return apb.CreateTokenResponse(token=token, secret=secret)
 
@@ -41,7 +42,7 @@ class TokenRpcs:
         return apb.ListTokensResponse(tokens=items)
 
     async def RevokeToken(self, request: apb.RevokeTokenRequest, context: Ctx) -> apb.AdminToken:
-        token = await self._s.mutate(lambda s, now: tokens.revoke(s, request.id, now))
+        token = await self._s.change(lambda s, now: tokens.revoke(s, request.id, now))
         if self._s.authenticator is not None:
             self._s.authenticator.forget(token.id)
         log.info("token %s revoked by %s", token.id, identity.principal().id)
