@@ -289,6 +289,32 @@ class GatewayClient:
         )
         return list(response.prices)
 
+    # ---- admin tokens ---------------------------------------------------------------------
+
+    async def create_token(
+        self, name: str, role: str, workspaces: Iterable[str] = (), ttl_seconds: int = 0
+    ) -> admin_pb2.CreateTokenResponse:
+        """The response's ``secret`` (``tga-…``) is the only time the token is ever available."""
+        request = admin_pb2.CreateTokenRequest(
+            name=name, role=role, workspaces=list(workspaces), ttl_seconds=ttl_seconds
+        )
+        return await self._unary("CreateToken", self._admin.CreateToken, request)
+
+    async def list_tokens(self, include_revoked: bool = False) -> list[admin_pb2.AdminToken]:
+        request = admin_pb2.ListTokensRequest(include_revoked=include_revoked)
+        response: admin_pb2.ListTokensResponse = await self._unary(
+            "ListTokens", self._admin.ListTokens, request
+        )
+        return list(response.tokens)
+
+    async def revoke_token(self, token_id: str) -> admin_pb2.AdminToken:
+        request = admin_pb2.RevokeTokenRequest(id=token_id)
+        return await self._unary("RevokeToken", self._admin.RevokeToken, request)
+
+    async def whoami(self) -> admin_pb2.AdminToken:
+        """The caller's own identity and role (works with any valid token)."""
+        return await self._unary("WhoAmI", self._admin.WhoAmI, admin_pb2.WhoAmIRequest())
+
     # ---- discovery & telemetry ------------------------------------------------------------
 
     async def list_dataplanes(self) -> discovery_pb2.ListDataPlanesResponse:

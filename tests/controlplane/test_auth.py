@@ -141,3 +141,26 @@ async def test_tokens_never_logged(
     assert "refused /gwapi.v1.Admin/ListWorkspaces" in caplog.text
     for secret in (ADMIN_TOKEN, DATAPLANE_TOKEN, "wrong-token-xyz"):
         assert secret not in caplog.text
+
+
+def test_every_rpc_has_an_explicit_rule() -> None:
+    """Deny by default is the fallback, not the plan: each method of the three services is
+    listed in controlplane.access.POLICIES, and rules that look at the request (resolvers) are
+    only used where the interceptor can see one request (unary requests)."""
+    from controlplane.access import POLICIES
+    from gwapi.v1 import admin_pb2, discovery_pb2, telemetry_pb2
+
+    for module in (admin_pb2, telemetry_pb2, discovery_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                path = f"/{service.full_name}/{method.name}"
+                assert path in POLICIES, f"{path} has no access rule"
+                if method.client_streaming:
+                    assert POLICIES[path].resolve is None, path
+    declared = {
+        f"/{s.full_name}/{m.name}"
+        for module in (admin_pb2, telemetry_pb2, discovery_pb2)
+        for s in module.DESCRIPTOR.services_by_name.values()
+        for m in s.methods
+    }
+    assert set(POLICIES) == declared  # and no stale rule for a method that is gone
