@@ -64,12 +64,11 @@ class Target:
     workspace: str | None
 
 
-# Finds the target of a request; ``session`` is None for resolvers that need no database.
-Resolver = Callable[[Any, Session | None], Target | None]
-
-
 @dataclass(frozen=True)
 class Resolve:
+    """Finds a request's target; ``fn`` gets a session only when ``needs_db`` (and then only
+    for scoped principals: an unscoped one is allowed whatever the target)."""
+
     fn: Callable[[Any, Session | None], Target | None]
     needs_db: bool = False
 
