@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import AsyncIterator
-from urllib.parse import unquote
 
 from gwapi.v1 import admin_pb2
 from gwctl import output as out
@@ -53,19 +52,6 @@ def register(subparsers: Subparsers) -> None:
     p.set_defaults(handler=run)
 
 
-def peer_text(peer: str) -> str:
-    """``ipv4:127.0.0.1:5123`` → ``127.0.0.1:5123``; ``ipv6:%5B::1%5D:5123`` → ``[::1]:5123``."""
-    for scheme in ("ipv4:", "ipv6:"):
-        if peer.startswith(scheme):
-            return unquote(peer[len(scheme) :])
-    return unquote(peer) or "-"
-
-
-def actor_text(event: admin_pb2.AuditEvent) -> str:
-    name = event.actor_name or event.actor or "-"
-    return f"{name} ({event.actor_role})" if event.actor_role else name
-
-
 def event_dict(event: admin_pb2.AuditEvent) -> out.JSON:
     doc = out.message_dict(event)
     doc.pop("before_json", None)
@@ -81,8 +67,8 @@ def event_dict(event: admin_pb2.AuditEvent) -> out.JSON:
 def cells(event: admin_pb2.AuditEvent) -> list[str]:
     return [
         out.format_time(event.time_ms),
-        actor_text(event),
-        peer_text(event.peer),
+        audit_diff.actor_text(event),
+        audit_diff.peer_text(event.peer),
         event.action,
         event.resource or "-",
         event.workspace or "-",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from gwapi.v1 import common_pb2, discovery_pb2, telemetry_pb2
+from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2, telemetry_pb2
 
 
 class GatewayLike(Protocol):
@@ -48,3 +48,7 @@ class GatewayLike(Protocol):
     ) -> AsyncIterator[telemetry_pb2.StatsFrame]: ...
 
     async def get_log(self, request_id: str) -> telemetry_pb2.UsageEvent: ...
+
+    def tail_audit(
+        self, *, follow: bool = False, limit: int = 20, workspace: str = ""
+    ) -> AsyncIterator[admin_pb2.AuditEvent]: ...

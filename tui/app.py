@@ -1,10 +1,11 @@
 """``gwctl tui``: a k9s-style console over the control plane.
 
-Five views (Overview, Keys, Providers, Sessions, Logs) in a ContentSwitcher; ``1``-``5`` or
+Six views (Overview, Keys, Providers, Sessions, Logs, Audit) in a ContentSwitcher; ``1``-``6`` or
 ``:name`` switch views, ``/`` filters the current table, ``?`` helps, ``esc`` goes back, ``q``
 quits. Background workers talk to the control plane and *post messages* to the views: the
 poll worker refreshes the current view every ``poll_interval`` seconds (at once after a view
-switch), the tail worker follows the live log stream and reconnects after a failure, and one
+switch), the tail worker follows the live log stream and reconnects after a failure (the audit
+worker does the same for ``TailAudit``, giving up when the token may not read it), and one
 stats worker per view with a ``STATS_GROUP`` (Overview, Providers) follows ``StreamStats``
 (a frame a second). A control plane without StreamStats leaves those views on the poll alone,
 with a note in the status bar. Every control-plane error lands in the status bar; none
@@ -26,9 +27,10 @@ from textual.widgets import ContentSwitcher, Input
 
 from tui.api import GatewayLike
 from tui.client import ClientError, GatewayClient
-from tui.messages import LogArrived, RevokeRequested, StatsArrived, StatusUpdate
+from tui.messages import AuditArrived, LogArrived, RevokeRequested, StatsArrived, StatusUpdate
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
+from tui.widgets.audit import AuditView
 from tui.widgets.chrome import VIEWS, StatusBar, ViewTabs
 from tui.widgets.logs import LogsView
 from tui.widgets.table_view import TableView
@@ -40,6 +42,7 @@ ALIASES = {
     "providers": "providers", "provider": "providers", "p": "providers", "dp": "providers",
     "sessions": "sessions", "session": "sessions", "s": "sessions",
     "logs": "logs", "log": "logs", "l": "logs",
+    "audit": "audit", "a": "audit", "changes": "audit",
 }  # fmt: skip
 TAIL_LIMIT = 200
 STATS_WINDOW_S = 60
@@ -104,7 +107,10 @@ class TollgateApp(App[None]):
             yield ProvidersView()
             yield SessionsView()
             yield LogsView()
-        yield Input(id="cmdline", placeholder=":overview :keys :providers :sessions :logs :q")
+            yield AuditView()
+        yield Input(
+            id="cmdline", placeholder=":overview :keys :providers :sessions :logs :audit :q"
+        )
         yield Input(id="filter", placeholder="/ filter rows (enter keeps, esc clears)")
         yield StatusBar(self.target, self.readonly)
 
@@ -117,6 +123,7 @@ class TollgateApp(App[None]):
         self.current_view.table.focus()
         self.poll()
         self.tail()
+        self.tail_audit()
         for view in self.query(TableView):
             group_by = getattr(view, "STATS_GROUP", "")
             if group_by:
@@ -148,7 +155,7 @@ class TollgateApp(App[None]):
         while True:
             self._wake.clear()
             view = self.current_view
-            if not isinstance(view, LogsView):
+            if not isinstance(view, (LogsView, AuditView)):  # streamed, not polled
                 try:
                     loaded = await view.fetch(self.client)
                 except asyncio.CancelledError:
@@ -175,6 +182,31 @@ class TollgateApp(App[None]):
                 raise
             except Exception as exc:
                 self.post_message(StatusUpdate(f"log tail: {describe(exc)}", error=True))
+            await asyncio.sleep(self.poll_interval)
+
+    @work(exclusive=True, group="audit", exit_on_error=False)
+    async def tail_audit(self) -> None:
+        """Follow the audit log; reconnect a second after a failure. A token that may not read
+        it (or a control plane without it) leaves a note in the Audit view, not a red bar."""
+        view = self.query_one(AuditView)
+        while True:
+            try:
+                async for event in self.client.tail_audit(follow=True, limit=TAIL_LIMIT):
+                    view.post_message(AuditArrived(event))
+                    self.post_message(StatusUpdate("", source="audit"))
+            except asyncio.CancelledError:
+                raise
+            except ClientError as exc:
+                if exc.code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNIMPLEMENTED):
+                    view.set_unavailable(f"unavailable: {exc.message}")
+                    return
+                self.post_message(
+                    StatusUpdate(f"audit tail: {exc.message}", error=True, source="audit")
+                )
+            except Exception as exc:
+                self.post_message(
+                    StatusUpdate(f"audit tail: {describe(exc)}", error=True, source="audit")
+                )
             await asyncio.sleep(self.poll_interval)
 
     async def follow_stats(self, view: TableView, group_by: str) -> None:

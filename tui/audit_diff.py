@@ -1,4 +1,5 @@
-"""What an audit event changed: its before/after JSON compared field by field.
+"""Audit events as text: who and from where, and what changed (before/after JSON compared
+field by field).
 
 Pure functions shared by ``gwctl audit`` and the console's Audit view (no Textual here). Nested
 objects are flattened to dotted paths (``limits.rpm``); lists compare as whole values. The
@@ -10,11 +11,26 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from gwapi.v1 import admin_pb2
 
 # Bumped by every update: listing them as "what changed" would say nothing.
 _BOOKKEEPING = frozenset({"updated_at_ms"})
+
+
+def peer_text(peer: str) -> str:
+    """``ipv4:127.0.0.1:5123`` → ``127.0.0.1:5123``; ``ipv6:%5B::1%5D:5123`` → ``[::1]:5123``."""
+    for scheme in ("ipv4:", "ipv6:"):
+        if peer.startswith(scheme):
+            return unquote(peer[len(scheme) :])
+    return unquote(peer) or "-"
+
+
+def actor_text(event: admin_pb2.AuditEvent) -> str:
+    """``name (role)``; the token id when the event has no name."""
+    name = event.actor_name or event.actor or "-"
+    return f"{name} ({event.actor_role})" if event.actor_role else name
 
 
 @dataclass(frozen=True)

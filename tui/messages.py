@@ -9,7 +9,7 @@ from rich.console import RenderableType
 from rich.text import Text
 from textual.message import Message
 
-from gwapi.v1 import telemetry_pb2
+from gwapi.v1 import admin_pb2, telemetry_pb2
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,14 @@ class LogArrived(Message):
     """One request record from the live tail."""
 
     def __init__(self, event: telemetry_pb2.UsageEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
+class AuditArrived(Message):
+    """One admin change from the live audit tail."""
+
+    def __init__(self, event: admin_pb2.AuditEvent) -> None:
         super().__init__()
         self.event = event
 

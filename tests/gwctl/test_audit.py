@@ -16,8 +16,6 @@ import orjson
 import pytest
 
 from controlplane.settings import Settings
-from gwapi.v1 import admin_pb2
-from gwctl import audit as audit_cmd
 from gwctl.main import main
 from tests.gwctl.threaded_cp import threaded_control_plane
 
@@ -139,12 +137,3 @@ def test_follow_prints_new_changes_as_they_happen(
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def test_peer_and_actor_text() -> None:
-    assert audit_cmd.peer_text("ipv4:127.0.0.1:5123") == "127.0.0.1:5123"
-    assert audit_cmd.peer_text("ipv6:%5B::1%5D:5123") == "[::1]:5123"
-    assert audit_cmd.peer_text("") == "-"
-    ev = admin_pb2.AuditEvent(actor="tok_1", actor_name="ci", actor_role="viewer")
-    assert audit_cmd.actor_text(ev) == "ci (viewer)"
-    assert audit_cmd.actor_text(admin_pb2.AuditEvent(actor="tok_2")) == "tok_2"

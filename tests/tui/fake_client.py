@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from gwapi.v1 import common_pb2, discovery_pb2, telemetry_pb2
+from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2, telemetry_pb2
 from tui.client import ClientError
 
 DAY = common_pb2.PERIOD_DAY
@@ -51,6 +51,38 @@ def log_event(n: int, **fields: object) -> telemetry_pb2.UsageEvent:
             event.attempt_log.extend(value)  # type: ignore[arg-type]
         else:
             setattr(event, name, value)
+    return event
+
+
+def audit_event(n: int, **fields: object) -> admin_pb2.AuditEvent:
+    """Event ``n``: alternately a workspace budget change and a key creation."""
+    event = admin_pb2.AuditEvent(
+        id=n,
+        time_ms=1_700_000_000_000 + n * 1000,
+        actor="bootstrap",
+        actor_name="bootstrap admin token",
+        actor_role="admin",
+        peer=f"ipv4:10.0.0.{n}:50123",
+    )
+    if n % 2:
+        event.MergeFrom(
+            admin_pb2.AuditEvent(
+                method="UpdateWorkspace", action="workspace.update", resource_kind="workspace",
+                resource="research", workspace="research",
+                before_json='{"limits": {"rpm": 60}, "name": "research"}',
+                after_json='{"limits": {"rpm": 120}, "name": "research"}',
+            )
+        )  # fmt: skip
+    else:
+        event.MergeFrom(
+            admin_pb2.AuditEvent(
+                method="CreateKey", action="key.create", resource_kind="key",
+                resource=f"key_{n}", workspace="platform",
+                after_json=f'{{"id": "key_{n}", "name": "bot-{n}", "workspace": "platform"}}',
+            )
+        )  # fmt: skip
+    for name, value in fields.items():
+        setattr(event, name, value)
     return event
 
 
@@ -123,6 +155,11 @@ class FakeClient:
         self.stats_error: ClientError | None = None
         self.stats_calls: list[str] = []
         self._stats_queues: dict[str, asyncio.Queue[telemetry_pb2.StatsFrame]] = {}
+        # TailAudit: the history, then events pushed with push_audit; audit_error fails the call.
+        self.initial_audit = [audit_event(n) for n in range(1, 4)]
+        self._audit_queue: asyncio.Queue[admin_pb2.AuditEvent] | None = None
+        self.audit_error: ClientError | None = None
+        self.audit_calls = 0
 
     @property
     def queue(self) -> asyncio.Queue[telemetry_pb2.UsageEvent]:
@@ -198,6 +235,26 @@ class FakeClient:
         full.request_headers.update({"anthropic-version": "2023-06-01", "x-api-key": "[redacted]"})
         full.request_body, full.response_body = request, response
         return full
+
+    @property
+    def audit_queue(self) -> asyncio.Queue[admin_pb2.AuditEvent]:
+        if self._audit_queue is None:
+            self._audit_queue = asyncio.Queue()
+        return self._audit_queue
+
+    def push_audit(self, event: admin_pb2.AuditEvent) -> None:
+        self.audit_queue.put_nowait(event)
+
+    async def tail_audit(
+        self, *, follow: bool = False, limit: int = 20, workspace: str = ""
+    ) -> AsyncIterator[admin_pb2.AuditEvent]:
+        self.audit_calls += 1
+        if self.audit_error is not None:
+            raise self.audit_error
+        for event in self.initial_audit[-limit:]:
+            yield event
+        while follow:
+            yield await self.audit_queue.get()
 
     def stats_queue(self, group_by: str) -> asyncio.Queue[telemetry_pb2.StatsFrame]:
         return self._stats_queues.setdefault(group_by, asyncio.Queue())

@@ -49,3 +49,12 @@ def test_update_that_changed_nothing_says_so() -> None:
 def test_unreadable_json_is_treated_as_empty() -> None:
     ev = admin_pb2.AuditEvent(before_json="{oops", after_json='["not", "an", "object"]')
     assert audit_diff.changes(ev) == []
+
+
+def test_peer_and_actor_text() -> None:
+    assert audit_diff.peer_text("ipv4:127.0.0.1:5123") == "127.0.0.1:5123"
+    assert audit_diff.peer_text("ipv6:%5B::1%5D:5123") == "[::1]:5123"
+    assert audit_diff.peer_text("") == "-"
+    ev = admin_pb2.AuditEvent(actor="tok_1", actor_name="ci", actor_role="viewer")
+    assert audit_diff.actor_text(ev) == "ci (viewer)"
+    assert audit_diff.actor_text(admin_pb2.AuditEvent(actor="tok_2")) == "tok_2"

@@ -21,6 +21,7 @@ from textual.pilot import Pilot
 from tests.tui.conftest import settle
 from tests.tui.fake_client import FakeClient
 from tui.app import TollgateApp
+from tui.screens.audit import AuditDetailScreen
 from tui.screens.detail import RequestDetailScreen
 from tui.screens.help import HelpScreen
 
@@ -121,6 +122,29 @@ def test_log_detail(snap_compare: SnapCompare) -> None:
         await settle(pilot, lambda: isinstance(app.screen, RequestDetailScreen))
         # The logged headers/bodies load in a worker: wait for them (here: none were kept).
         await settle(pilot, lambda: getattr(app.screen, "bodies", None) is not None)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_audit(snap_compare: SnapCompare) -> None:
+    app = snapshot_app()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await show("audit")(pilot)
+        await settle(pilot, lambda: len(app.current_view.shown) == 3)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_audit_detail(snap_compare: SnapCompare) -> None:
+    app = snapshot_app()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await show("audit")(pilot)
+        await settle(pilot, lambda: len(app.current_view.shown) == 3)
+        await pilot.press("up", "up", "enter")  # the workspace.update
+        await settle(pilot, lambda: isinstance(app.screen, AuditDetailScreen))
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -11,6 +11,7 @@ VIEWS = (
     ("providers", "Providers"),
     ("sessions", "Sessions"),
     ("logs", "Logs"),
+    ("audit", "Audit"),
 )
 
 
@@ -22,7 +23,7 @@ class ViewTabs(Static):
         for number, (view_id, title) in enumerate(VIEWS, 1):
             style = "bold reverse" if view_id == current else ""
             text.append(f" {number} {title} ", style=style)
-        text.append("  ? help  : jump  / filter", style="dim")
+        text.append("  ? help  : jump", style="dim")  # "/ filter" is in help: 80 columns
         self.update(text)
 
 
