@@ -13,6 +13,10 @@ Entry points:
 * ``running(settings)`` — async context manager doing all of the above; yields :class:`Running`
   (``port``, ``address``, ``state``, ``server``). Handy for tests and embedding.
 * ``serve(settings)`` — run until SIGTERM/SIGINT. ``main(argv)`` — the command line.
+
+With ``tls_cert``/``tls_key`` the port serves TLS only (:func:`server_credentials`). The master
+key (:mod:`controlplane.secrets`) is loaded before anything else, so a bad one stops the start
+with its message; stored secrets it cannot decrypt are logged and left out of snapshots.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -35,6 +40,7 @@ from controlplane.catalog import prices
 from controlplane.catalog.common import now_ms
 from controlplane.domain.pricing import load_default_prices
 from controlplane.metrics import ControlPlaneMetrics, MetricsServer
+from controlplane.secrets import load_master_key
 from controlplane.services.admin import AdminService
 from controlplane.services.discovery import DiscoveryService
 from controlplane.services.state import AppState
@@ -91,10 +97,26 @@ def open_database(url: str) -> Database:
     return db
 
 
+def server_credentials(cert_file: str, key_file: str) -> grpc.ServerCredentials:
+    """TLS credentials from PEM files; ``ValueError`` naming the file that cannot be read."""
+    pem: dict[str, bytes] = {}
+    for what, path in (("--tls-cert", cert_file), ("--tls-key", key_file)):
+        try:
+            with open(path, "rb") as f:
+                pem[what] = f.read()
+        except OSError as exc:
+            raise ValueError(f"cannot read {what} {path}: {exc.strerror}") from None
+        if b"-----BEGIN" not in pem[what]:
+            raise ValueError(f"{what} {path} is not a PEM file")
+    return grpc.ssl_server_credentials([(pem["--tls-key"], pem["--tls-cert"])])
+
+
 def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
     settings.validate()
+    master = load_master_key(settings.master_key, settings.master_key_file)
+    tls = server_credentials(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
     db = open_database(settings.db_url)
-    cache = SnapshotCache(db, min_interval_s=settings.spend_refresh_s)
+    cache = SnapshotCache(db, min_interval_s=settings.spend_refresh_s, master=master)
     metrics = ControlPlaneMetrics(
         watchers=lambda: state.registry.connected_count(), snapshot_version=lambda: cache.version
     )
@@ -128,11 +150,20 @@ def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
-        port = server.add_insecure_port(settings.listen)
+        if tls is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, tls)
     except RuntimeError as exc:
         db.dispose()
         raise OSError(f"cannot listen on {settings.listen}: {exc}") from exc
-    log.info("database %s, snapshot %s", redact_url(db.url), cache.version or "<none>")
+    log.info(
+        "database %s, snapshot %s, master key %s, %s",
+        redact_url(db.url),
+        cache.version or "<none>",
+        master.key_id if master is not None else "<none: provider secrets cannot be stored>",
+        "TLS" if tls is not None else "plaintext gRPC",
+    )
     return server, port, state
 
 
@@ -218,7 +249,9 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    configure_logging()
+    # TOLLGATE_LOG_LEVEL=DEBUG, as for the data plane (an unknown name keeps INFO).
+    level = logging.getLevelName(os.environ.get("TOLLGATE_LOG_LEVEL", "INFO").upper())
+    configure_logging(level if isinstance(level, int) else logging.INFO)
     try:
         settings = Settings.from_args(argv)
         settings.validate()

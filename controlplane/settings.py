@@ -3,6 +3,10 @@
 Environment: ``TOLLGATE_ADMIN_TOKEN``, ``TOLLGATE_DATAPLANE_TOKEN`` (defaults to the admin
 token), ``TOLLGATE_DB`` (database URL), ``TOLLGATE_LISTEN`` (host:port). Tokens never appear in
 ``repr()`` or logs.
+
+Secrets at rest: ``TOLLGATE_MASTER_KEY`` (base64 of 32 bytes) or ``TOLLGATE_MASTER_KEY_FILE`` /
+``--master-key-file`` (see :mod:`controlplane.secrets`). TLS: ``TOLLGATE_TLS_CERT`` and
+``TOLLGATE_TLS_KEY`` / ``--tls-cert`` ``--tls-key`` (PEM files; both or neither).
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ class Settings:
     webhook_backoff_s: float = 1.0
     # HOST:PORT for a plain-HTTP Prometheus /metrics endpoint; "" = off.
     metrics_listen: str = ""
+    # Master key for provider secrets at rest (base64 text, or a file holding it); "" = none.
+    master_key: str = field(default="", repr=False)
+    master_key_file: str = ""
+    # PEM certificate chain and private key: serve gRPC over TLS when both are set.
+    tls_cert: str = ""
+    tls_key: str = ""
 
     def __post_init__(self) -> None:
         if not self.dataplane_token:
@@ -51,6 +61,10 @@ class Settings:
             raise ValueError(
                 f"invalid --listen {self.listen!r}: use HOST:PORT, e.g. 127.0.0.1:50051"
             )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError(
+                "TLS needs both --tls-cert and --tls-key (env TOLLGATE_TLS_CERT, TOLLGATE_TLS_KEY)"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -61,6 +75,10 @@ class Settings:
             "admin_token": env.get("TOLLGATE_ADMIN_TOKEN", ""),
             "dataplane_token": env.get("TOLLGATE_DATAPLANE_TOKEN", ""),
             "metrics_listen": env.get("TOLLGATE_METRICS_LISTEN", ""),
+            "master_key": env.get("TOLLGATE_MASTER_KEY", ""),
+            "master_key_file": env.get("TOLLGATE_MASTER_KEY_FILE", ""),
+            "tls_cert": env.get("TOLLGATE_TLS_CERT", ""),
+            "tls_key": env.get("TOLLGATE_TLS_KEY", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None and v != ""})
         return cls(**values)  # type: ignore[arg-type]
@@ -89,5 +107,12 @@ class Settings:
             help="HOST:PORT serving Prometheus /metrics over HTTP (env TOLLGATE_METRICS_LISTEN; "
             "default off)",
         )
+        parser.add_argument(
+            "--master-key-file",
+            help="file (mode 0600) holding the base64 master key that encrypts provider secrets "
+            "(env TOLLGATE_MASTER_KEY_FILE; or the key itself in TOLLGATE_MASTER_KEY)",
+        )
+        parser.add_argument("--tls-cert", help="PEM certificate chain: serve gRPC over TLS")
+        parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
         args = parser.parse_args(argv)
         return cls.from_env(env, **vars(args))

@@ -38,6 +38,7 @@ from dataplane.snapshot import SnapshotHolder
 from dataplane.spool import Spool
 from dataplane.subscriber import Subscriber
 from gwapi.v1 import telemetry_pb2, telemetry_pb2_grpc
+from gwcommon.tls import TLS_CA_ENV, read_ca
 
 log = logging.getLogger("tollgate.dataplane")
 
@@ -58,6 +59,8 @@ class Settings:
     token: str = ""
     state_dir: Path = Path(".tollgate/dataplane")
     max_body: int = DEFAULT_MAX_BODY
+    # PEM CA that signed the control plane's certificate: talk to it over TLS ("" = plaintext).
+    tls_ca: str = ""
     drain_seconds: float = 0.0  # how long /healthz reports draining before the listener closes
     # Slow clients: a connection must complete its request headers (or, idle between requests,
     # start the next one) within keep_alive_s, and a request's body must be complete within
@@ -155,7 +158,17 @@ class DataPlane:
 
     async def start(self) -> None:
         s = self.settings
-        self._channel = grpc.aio.insecure_channel(s.control_plane, options=CHANNEL_OPTIONS)
+        # One channel (TLS with tls_ca) for the snapshot stream and the usage reporter alike.
+        ca = read_ca(s.tls_ca)
+        self._channel = (
+            grpc.aio.insecure_channel(s.control_plane, options=CHANNEL_OPTIONS)
+            if ca is None
+            else grpc.aio.secure_channel(
+                s.control_plane,
+                grpc.ssl_channel_credentials(root_certificates=ca),
+                options=CHANNEL_OPTIONS,
+            )
+        )
         self._socket = self._bind()
         self.port = self._socket.getsockname()[1]
         listen = f"{s.listen.rpartition(':')[0]}:{self.port}"  # the real port when asked for :0
@@ -167,6 +180,7 @@ class DataPlane:
             self.node_id,
             listen,
             status=self.router.breaker_states,
+            tls=bool(s.tls_ca),
         )
         self.subscriber.load_cached()
         self.reporter = Reporter(self.spool, self._send_batch, self.node_id)
@@ -267,6 +281,11 @@ def main(argv: list[str] | None = None) -> None:
         help="data-plane token (env TOLLGATE_DATAPLANE_TOKEN)",
     )
     parser.add_argument("--state-dir", type=Path, default=Path(".tollgate/dataplane"))
+    parser.add_argument(
+        "--tls-ca",
+        default=os.environ.get(TLS_CA_ENV, ""),
+        help=f"connect to the control plane over TLS, trusting this PEM CA (env {TLS_CA_ENV})",
+    )
     parser.add_argument("--max-body-mb", type=int, default=DEFAULT_MAX_BODY // (1024 * 1024))
     parser.add_argument("--drain-seconds", type=float, default=2.0)
     parser.add_argument(
@@ -301,11 +320,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     if not args.token:
         parser.error("a data-plane token is required: --token or TOLLGATE_DATAPLANE_TOKEN")
+    try:
+        read_ca(args.tls_ca)  # a bad --tls-ca is a usage error, not a traceback
+    except ValueError as exc:
+        parser.error(str(exc))
     settings = Settings(
         listen=args.listen,
         control_plane=args.control_plane,
         token=args.token,
         state_dir=args.state_dir,
+        tls_ca=args.tls_ca,
         max_body=args.max_body_mb * 1024 * 1024,
         drain_seconds=args.drain_seconds,
         keep_alive_s=args.keep_alive_s,

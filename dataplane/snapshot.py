@@ -6,6 +6,11 @@ routes by name). A snapshot that fails validation raises :class:`SnapshotError` 
 data plane keeps serving the last good one. :class:`SnapshotHolder` is the single mutable cell:
 readers take ``holder.current`` once per request and use that object throughout, so a swap in the
 middle of a request never mixes two versions.
+
+Provider secrets stored on the control plane (``Snapshot.secrets``) are joined into their
+:class:`ProviderConfig` (``api_key``, never in a ``repr``); ``has_secret`` says one is expected,
+so a data plane that has not received it yet (started from its disk cache, which never holds
+secrets) can say so instead of calling upstream without a key.
 """
 
 from __future__ import annotations
@@ -113,6 +118,10 @@ class ProviderConfig:
     base_url: str
     api_key_env: str
     options: tuple[tuple[str, str], ...]
+    # A secret is stored on the control plane for this provider; api_key is "" until it arrives.
+    has_secret: bool = False
+    # Compared (a rotation rebuilds the adapter) but never shown.
+    api_key: str = field(default="", repr=False)
 
     def option(self, name: str, default: str = "") -> str:
         for k, v in self.options:
@@ -181,6 +190,11 @@ class Snapshot:
             )
             for w in msg.workspaces
         }
+        secrets: dict[str, str] = {}
+        for secret in msg.secrets:
+            if secret.provider in secrets:
+                raise SnapshotError(f"two secrets for provider {secret.provider!r}")
+            secrets[secret.provider] = secret.api_key
         providers = {
             p.name: ProviderConfig(
                 p.name,
@@ -188,9 +202,13 @@ class Snapshot:
                 p.base_url.rstrip("/"),
                 p.api_key_env,
                 tuple(sorted(p.options.items())),
+                p.has_secret,
+                secrets.pop(p.name, ""),
             )
             for p in msg.providers
         }
+        if secrets:
+            raise SnapshotError(f"secret for unknown provider {sorted(secrets)[0]!r}")
         routes: dict[str, RouteConfig] = {}
         for r in msg.routes:
             targets = tuple(RouteTarget(t.provider, t.weight or 1, t.model) for t in r.targets)

@@ -1,7 +1,8 @@
 """The data plane's side of the snapshot protocol (``Discovery.Watch``), and its disk cache.
 
 On start the last good snapshot is loaded from ``<state-dir>/snapshot.pb`` so the data plane
-serves at once, even with the control plane down. The watch loop then sends the version it runs;
+serves at once, even with the control plane down (the file never holds provider secrets: see
+:func:`save_cached`). The watch loop then sends the version it runs;
 the control plane answers with a snapshot only when it differs. Each snapshot is validated
 (``Snapshot.from_proto``): a good one is swapped in, saved to disk and ACKed; a bad one is NACKed
 and the last good one keeps serving. Lost streams reconnect with jittered exponential backoff.
@@ -28,6 +29,7 @@ import grpc
 
 from dataplane.snapshot import Snapshot, SnapshotError, SnapshotHolder
 from gwapi.v1 import discovery_pb2, discovery_pb2_grpc
+from gwcommon.tls import describe_failure
 
 log = logging.getLogger("tollgate.subscriber")
 
@@ -50,9 +52,15 @@ def load_cached(state_dir: Path) -> Snapshot | None:
 
 
 def save_cached(state_dir: Path, msg: discovery_pb2.Snapshot) -> None:
+    """Write the snapshot WITHOUT its provider secrets: they live in memory only, so a stolen
+    state directory yields no upstream key. After a restart, providers whose key is stored on
+    the control plane answer 503 until the stream delivers it (``ProviderConfig.has_secret``)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     tmp = state_dir / (SNAPSHOT_FILE + ".tmp")
-    tmp.write_bytes(msg.SerializeToString())
+    clean = discovery_pb2.Snapshot()
+    clean.CopyFrom(msg)
+    clean.ClearField("secrets")
+    tmp.write_bytes(clean.SerializeToString())
     os.chmod(tmp, 0o600)
     os.replace(tmp, state_dir / SNAPSHOT_FILE)
 
@@ -68,6 +76,7 @@ class Subscriber:
         listen: str,
         status: Callable[[], dict[str, str]] | None = None,
         status_interval: float = 1.0,
+        tls: bool = False,
     ) -> None:
         self.stub = discovery_pb2_grpc.DiscoveryStub(channel)
         self.metadata = (("authorization", f"Bearer {token}"),)
@@ -77,6 +86,7 @@ class Subscriber:
         self.listen = listen
         self.status = status
         self.status_interval = status_interval
+        self.tls = tls
         self.connected = asyncio.Event()
         self.last_error = ""
         self._write_lock = asyncio.Lock()
@@ -114,6 +124,14 @@ class Subscriber:
                 self.last_error = f"{exc.code().name}: {exc.details()}"
                 if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                     log.error("control plane refused this data plane: %s", exc.details())
+                elif exc.code() == grpc.StatusCode.UNAVAILABLE and self.holder.current is None:
+                    # Never connected yet: say why (a TLS mismatch reads as "Socket closed").
+                    advice = describe_failure(exc.details() or "", self.tls)
+                    log.warning(
+                        "cannot reach the control plane (%s)%s; retrying",
+                        exc.details(),
+                        f": {advice}" if advice else "",
+                    )
                 else:
                     log.warning("snapshot stream lost (%s); reconnecting", exc.code().name)
             except Exception as exc:
@@ -124,16 +142,26 @@ class Subscriber:
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 5.0)
 
+    def running_version(self) -> str:
+        """The version to announce on connect: "" (send me everything) while the snapshot lacks
+        a provider secret the control plane stores, e.g. after a start from the disk cache —
+        the control plane only sends a snapshot whose version differs from the announced one."""
+        current = self.holder.current
+        if current is None:
+            return ""
+        if any(p.has_secret and not p.api_key for p in current.providers.values()):
+            return ""
+        return current.version
+
     async def _watch_once(self) -> None:
         call = self.stub.Watch(metadata=self.metadata)
         reporter: asyncio.Task[None] | None = None
         try:
-            current = self.holder.current
             await self._write(
                 call,
                 discovery_pb2.WatchRequest(
                     node_id=self.node_id,
-                    version_info=current.version if current else "",
+                    version_info=self.running_version(),
                     hostname=socket.gethostname(),
                     listen=self.listen,
                 ),

@@ -64,6 +64,12 @@ def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> No
         default=default(os.environ.get("TOLLGATE_ADMIN_TOKEN", "")),
         help="admin token (env TOLLGATE_ADMIN_TOKEN)",
     )
+    parser.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        default=default(os.environ.get("TOLLGATE_TLS_CA", "")),
+        help="connect over TLS, trusting this CA certificate (env TOLLGATE_TLS_CA)",
+    )
 
 
 def leaf(

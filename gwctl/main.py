@@ -88,7 +88,8 @@ def _run_tui(args: argparse.Namespace, extra: list[str]) -> int:
         from tui.app import run_tui
     except ImportError as exc:
         raise CommandError(f"gwctl tui needs Textual ({exc})") from None
-    return run_tui(args.control_plane, args.token, readonly=args.readonly)
+    tls_ca = getattr(args, "tls_ca", "")
+    return run_tui(args.control_plane, args.token, readonly=args.readonly, tls_ca=tls_ca)
 
 
 def _error(message: str) -> None:
@@ -96,7 +97,11 @@ def _error(message: str) -> None:
 
 
 async def _run_handler(args: argparse.Namespace) -> int:
-    async with GatewayClient(args.control_plane, args.token) as client:
+    try:
+        client = GatewayClient(args.control_plane, args.token, tls_ca=getattr(args, "tls_ca", ""))
+    except ValueError as exc:  # an unreadable --tls-ca
+        raise UsageError(str(exc)) from None
+    async with client:
         code: int = await args.handler(client, args)
         return code
 

@@ -1,7 +1,9 @@
 """``gwctl providers create|list|show|update|delete`` — upstream LLM providers.
 
-A provider never holds a secret: ``--api-key-env``, ``--access-key-env`` and the other ``*-env``
-flags name environment variables that the *data plane* reads its credential from.
+``--api-key-env``, ``--access-key-env`` and the other ``*-env`` flags name environment variables
+that the *data plane* reads its credential from. An anthropic provider's API key may instead be
+stored on the control plane, encrypted (``create --api-key-stdin``, ``rotate``: see
+:mod:`gwctl.secrets`); it is never a flag value and never shown.
 
 Each kind's settings have their own flags (``--region``, ``--project``, ``--model-map``…); they
 are stored as the provider's string options (``region``, ``project``, ``model_map`` as a JSON
@@ -21,7 +23,7 @@ import re
 
 from gwapi.v1 import common_pb2, discovery_pb2
 from gwctl import output as out
-from gwctl import parse
+from gwctl import parse, secrets
 from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
 from tui.client import ClientError, GatewayClient
 
@@ -62,6 +64,7 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("name")
     p.add_argument("--kind", required=True, choices=KINDS)
     _add_settings(p, update=False)
+    p.add_argument("--api-key-stdin", action="store_true", help=secrets.API_KEY_STDIN_HELP)
     p.set_defaults(handler=create)
 
     p = leaf(sub, "list", "list providers", aliases=["ls"])
@@ -77,6 +80,8 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("name")
     _add_settings(p, update=True)
     p.set_defaults(handler=update)
+
+    secrets.register(sub)
 
     p = leaf(sub, "delete", "delete a provider", aliases=["rm"])
     p.add_argument("name")
@@ -255,7 +260,10 @@ async def create(client: GatewayClient, args: argparse.Namespace) -> int:
         api_key_env=args.api_key_env or "",
         options=options,
     )
-    emit(await client.create_provider(provider), args)
+    if args.api_key_stdin:
+        emit(await client.create_provider(provider, api_key=secrets.read_api_key()), args)
+    else:
+        emit(await client.create_provider(provider), args)
     return 0
 
 
@@ -321,6 +329,8 @@ def credentials_text(provider: common_pb2.Provider) -> str:
     if provider.kind == "anthropic":
         if o.get("auth") == "passthrough":
             return "passthrough: the client's own Claude login (virtual key in x-tollgate-key)"
+        if provider.has_secret:
+            return secrets.stored_text(provider)
         return f"API key from ${provider.api_key_env}" if provider.api_key_env else "none"
     if provider.kind == "bedrock":
         if o.get("bearer_token_env"):
@@ -411,6 +421,8 @@ def credentials_summary(provider: common_pb2.Provider) -> str:
     if provider.kind == "anthropic":
         if o.get("auth") == "passthrough":
             return "passthrough"
+        if provider.has_secret:
+            return secrets.stored_summary(provider)
         return f"${provider.api_key_env}" if provider.api_key_env else "-"
     if provider.kind == "bedrock":
         if o.get("bearer_token_env"):

@@ -1,7 +1,9 @@
 """``gwctl up`` / ``gwctl up --status`` / ``gwctl down`` — a local gateway in one command.
 
 State lives in ``./.tollgate/`` (``--state-dir``): ``admin-token`` and ``dataplane-token``
-(generated once, 0600), ``tollgate.db`` (SQLite), ``controlplane.{pid,log}``,
+(generated once, 0600), ``master.key`` (0600, the base64 key that encrypts provider secrets
+stored with ``--api-key-stdin``; losing it means storing those secrets again), ``tollgate.db``
+(SQLite), ``controlplane.{pid,log}``,
 ``dataplane.{pid,log}``, ``dataplane/`` (the data plane's snapshot cache and usage spool),
 ``virtual-key`` (the "make-up" key's secret, 0600) with ``virtual-key.id``, and ``up.json``
 (ports in use).
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import time
+from pathlib import Path
 
 import grpc
 import httpx
@@ -180,16 +184,30 @@ def _start(
     )
 
 
+def ensure_master_key(layout: Layout) -> Path:
+    """``<state>/master.key``: 32 random bytes, base64, 0600; made on first use, kept after."""
+    path = layout.root / "master.key"
+    if read_text(path):
+        if path.stat().st_mode & 0o077:  # the control plane refuses a key others can read
+            path.chmod(0o600)
+        return path
+    write_private(path, base64.b64encode(os.urandom(32)).decode() + "\n")
+    return path
+
+
 async def bring_up(layout: Layout, grpc_port: int, http_port: int, wait_s: float) -> int:
     admin_token = ensure_secret(layout.admin_token)
     dp_token = ensure_secret(layout.dataplane_token)
+    master_key = ensure_master_key(layout)
     target = f"127.0.0.1:{grpc_port}"
     has_api_key = bool(os.environ.get("ANTHROPIC_API_KEY"))
 
     # Tokens travel in the environment the servers read, never in argv (visible in `ps`).
     _start(layout, CP, grpc_port, [
         "controlplane", "serve", "--listen", target, "--db", layout.db_url,
-    ], env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token})  # fmt: skip
+        "--master-key-file", str(master_key),
+    ], env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token,
+            "TOLLGATE_MASTER_KEY": None, "TOLLGATE_MASTER_KEY_FILE": None})  # fmt: skip
     await _wait_healthy(layout, CP, grpc_port, admin_token, wait_s)
 
     async with GatewayClient(target, admin_token) as client:

@@ -12,6 +12,8 @@ Contract:
   server's own explanation, or a sentence about the connection when the server was not reached.
   ``grpc.aio.AioRpcError`` never escapes this module.
 * The token never appears in an error message or a ``repr``.
+* ``tls_ca`` (a PEM CA file) or ``credentials`` switch the channel to TLS; a failed handshake or
+  a plaintext client talking to a TLS server gets a message saying so (:mod:`gwcommon.tls`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from gwapi.v1 import (
     telemetry_pb2,
     telemetry_pb2_grpc,
 )
+from gwcommon.tls import describe_failure, read_ca
 
 __all__ = ["DEFAULT_TARGET", "ClientError", "GatewayClient", "translate_error"]
 
@@ -68,17 +71,27 @@ class ClientError(Exception):
         return f"ClientError({self.code.name}, {self.message!r})"
 
 
-def translate_error(exc: aio.AioRpcError, target: str, method: str = "") -> ClientError:
-    """Turn an ``AioRpcError`` into a :class:`ClientError` with a readable message."""
+def translate_error(
+    exc: aio.AioRpcError, target: str, method: str = "", *, tls: bool | None = None
+) -> ClientError:
+    """Turn an ``AioRpcError`` into a :class:`ClientError` with a readable message. ``tls``
+    (whether the channel uses TLS; ``None``: unknown) adds advice to connection failures."""
     code = exc.code()
     details = (exc.details() or "").strip()
     lowered = details.lower()
     if code == grpc.StatusCode.UNAVAILABLE and (
-        not details or any(m in lowered for m in _TRANSPORT_MARKERS)
+        not details or any(m in lowered for m in (*_TRANSPORT_MARKERS, "tls handshake"))
     ):
-        message = (
-            f"cannot reach the control plane at {target}: is it running? (gwctl controlplane serve)"
-        )
+        advice = describe_failure(details, tls) if tls is not None else ""
+        if tls and advice:
+            message = f"cannot connect to the control plane at {target}: {advice}"
+        else:
+            message = (
+                f"cannot reach the control plane at {target}: is it running? "
+                "(gwctl controlplane serve)"
+            )
+            if advice:
+                message += f"; {advice}"
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
         message = f"the control plane at {target} did not answer in time"
         if details and details.lower() != "deadline exceeded":
@@ -107,14 +120,20 @@ class GatewayClient:
         *,
         timeout: float = 10.0,
         credentials: grpc.ChannelCredentials | None = None,
+        tls_ca: str = "",
     ) -> None:
-        """``credentials`` switches to TLS; ``timeout`` bounds each unary call (seconds)."""
+        """``credentials`` or ``tls_ca`` (PEM CA file; ``ValueError`` if unreadable) switch to
+        TLS; ``timeout`` bounds each unary call (seconds)."""
+        ca = read_ca(tls_ca) if credentials is None else None
+        if ca is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=ca)
         self.target = target
         self.timeout = timeout
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
         # No client keepalive: servers reject pings more frequent than their (5 min) minimum.
+        self._tls = credentials is not None
         if credentials is None:
             self._channel = aio.insecure_channel(target)
         else:
@@ -145,7 +164,7 @@ class GatewayClient:
         try:
             return await method(request, metadata=self._metadata, timeout=self.timeout)
         except aio.AioRpcError as exc:
-            raise translate_error(exc, self.target, name) from None
+            raise translate_error(exc, self.target, name, tls=self._tls) from None
 
     # ---- health ---------------------------------------------------------------------------
 
@@ -158,7 +177,7 @@ class GatewayClient:
         except aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 return "UNIMPLEMENTED"
-            raise translate_error(exc, self.target, "Health.Check") from None
+            raise translate_error(exc, self.target, "Health.Check", tls=self._tls) from None
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
     # ---- workspaces -----------------------------------------------------------------------
@@ -228,9 +247,17 @@ class GatewayClient:
 
     # ---- providers ------------------------------------------------------------------------
 
-    async def create_provider(self, provider: common_pb2.Provider) -> common_pb2.Provider:
-        request = admin_pb2.CreateProviderRequest(provider=provider)
+    async def create_provider(
+        self, provider: common_pb2.Provider, api_key: str = ""
+    ) -> common_pb2.Provider:
+        """``api_key`` (optional) is stored encrypted on the control plane."""
+        request = admin_pb2.CreateProviderRequest(provider=provider, api_key=api_key)
         return await self._unary("CreateProvider", self._admin.CreateProvider, request)
+
+    async def rotate_provider_secret(self, name: str, api_key: str) -> common_pb2.Provider:
+        """Store a new secret for provider ``name``; ``""`` removes the stored one."""
+        request = admin_pb2.RotateProviderSecretRequest(name=name, api_key=api_key)
+        return await self._unary("RotateProviderSecret", self._admin.RotateProviderSecret, request)
 
     async def get_provider(self, name: str) -> common_pb2.Provider:
         request = admin_pb2.GetProviderRequest(name=name)
@@ -387,7 +414,7 @@ class GatewayClient:
             async for event in call:
                 yield event
         except aio.AioRpcError as exc:
-            raise translate_error(exc, self.target, "TailLogs") from None
+            raise translate_error(exc, self.target, "TailLogs", tls=self._tls) from None
         finally:
             call.cancel()
 
@@ -433,6 +460,6 @@ class GatewayClient:
             async for frame in call:
                 yield frame
         except aio.AioRpcError as exc:
-            raise translate_error(exc, self.target, "StreamStats") from None
+            raise translate_error(exc, self.target, "StreamStats", tls=self._tls) from None
         finally:
             call.cancel()

@@ -120,6 +120,9 @@ def provider_to_pb(row: ProviderRow) -> pb.Provider:
         options=json.loads(row.options_json or "{}"),
         created_at_ms=row.created_at_ms,
         updated_at_ms=row.updated_at_ms,
+        # Never the secret itself: only whether one is stored and when it was last set.
+        has_secret=bool(row.secret_ciphertext),
+        secret_rotated_at_ms=row.secret_rotated_at_ms,
     )
 
 

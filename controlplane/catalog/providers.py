@@ -4,6 +4,11 @@ Updates take a FieldMask over ``base_url``, ``api_key_env`` and ``options`` (the
 replaced) or ``options.<name>`` (that one option: set from the message, or removed when the
 message does not carry it), so a client can change one option without reading the others first.
 Every rule is checked on the provider as it would be after the update.
+
+A provider may also hold a secret stored encrypted under the master key (``create`` with
+``api_key``, :func:`rotate_secret`); it is never returned, only ``has_secret`` and
+``secret_rotated_at_ms``. Data planes receive it decrypted in the snapshot (see
+:mod:`controlplane.secrets`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from controlplane.catalog.convert import provider_to_pb, targets_from_json
 from controlplane.domain import providers as rules
 from controlplane.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from controlplane.domain.names import validate_slug
+from controlplane.secrets import MasterKey, require, validate_secret
 from controlplane.store.models import ProviderRow, RouteRow
 from gwapi.v1 import common_pb2 as pb
 
@@ -35,10 +41,17 @@ def get_row(s: Session, name: str) -> ProviderRow:
     return row
 
 
-def create(s: Session, msg: pb.Provider, now: int) -> pb.Provider:
+def create(
+    s: Session, msg: pb.Provider, now: int, api_key: str = "", master: MasterKey | None = None
+) -> pb.Provider:
+    """Create a provider; a non-empty ``api_key`` is stored encrypted under ``master``."""
     name = validate_slug(msg.name, "provider name")
     kind = rules.validate_kind(msg.kind)
     settings = rules.validate_provider(kind, msg.base_url, msg.api_key_env, dict(msg.options))
+    ciphertext = ""
+    if api_key:
+        secret = validate_secret(kind, name, api_key, settings.options)
+        ciphertext = require(master).encrypt(name, secret)
     row = ProviderRow(
         name=name,
         kind=kind,
@@ -47,6 +60,8 @@ def create(s: Session, msg: pb.Provider, now: int) -> pb.Provider:
         options_json=json.dumps(settings.options, sort_keys=True),
         created_at_ms=now,
         updated_at_ms=now,
+        secret_ciphertext=ciphertext,
+        secret_rotated_at_ms=now if ciphertext else 0,
     )
     if s.get(ProviderRow, name) is not None:
         raise AlreadyExists(f"provider {name!r} already exists")
@@ -101,6 +116,12 @@ def update(s: Session, msg: pb.Provider, mask: FieldMask, now: int) -> pb.Provid
         msg.api_key_env if "api_key_env" in paths else row.api_key_env,
         options,
     )
+    if row.secret_ciphertext and settings.options.get("auth") == "passthrough":
+        raise InvalidArgument(
+            f"provider {row.name!r} has a stored API key; auth=passthrough sends each client's "
+            f"own login instead: remove the key first (gwctl providers rotate {row.name} "
+            "--remove-secret --yes)"
+        )
     row.base_url = settings.base_url
     row.api_key_env = settings.api_key_env
     row.options_json = json.dumps(settings.options, sort_keys=True)
@@ -110,6 +131,31 @@ def update(s: Session, msg: pb.Provider, mask: FieldMask, now: int) -> pb.Provid
     updated = provider_to_pb(row)
     _audit(s, now, "provider.update", before, updated)
     return updated
+
+
+def rotate_secret(
+    s: Session, name: str, api_key: str, now: int, master: MasterKey | None
+) -> pb.Provider:
+    """Store a new secret for ``name`` ("" removes the stored one); returns the provider. The
+    audit row shows ``has_secret``/``secret_rotated_at_ms`` before and after, never the key."""
+    row = get_row(s, name)
+    before = provider_to_pb(row)
+    if api_key:
+        options: dict[str, str] = json.loads(row.options_json or "{}")
+        secret = validate_secret(row.kind, name, api_key, options)
+        row.secret_ciphertext = require(master).encrypt(name, secret)
+        row.secret_rotated_at_ms = now
+    elif not row.secret_ciphertext:
+        raise FailedPrecondition(f"provider {name!r} has no stored secret to remove")
+    else:
+        row.secret_ciphertext = ""
+        row.secret_rotated_at_ms = 0
+    row.updated_at_ms = now
+    s.add(row)
+    s.flush()
+    after = provider_to_pb(row)
+    _audit(s, now, "provider.rotate_secret", before, after)
+    return after
 
 
 def routes_using(s: Session, provider: str) -> list[str]:

@@ -108,8 +108,16 @@ class AdminService(TokenRpcs, AuditRpcs, admin_pb2_grpc.AdminServicer):
     # -- providers --------------------------------------------------------------------------
 
     async def CreateProvider(self, request: apb.CreateProviderRequest, context: Ctx) -> pb.Provider:
-        prov = await self._s.mutate(lambda s, now: providers.create(s, request.provider, now))
-        log.info("provider %s (%s) created", prov.name, prov.kind)
+        master = self._s.cache.master
+        prov = await self._s.mutate(
+            lambda s, now: providers.create(s, request.provider, now, request.api_key, master)
+        )
+        log.info(
+            "provider %s (%s) created%s",
+            prov.name,
+            prov.kind,
+            " with a stored secret" if prov.has_secret else "",
+        )
         return prov
 
     async def GetProvider(self, request: apb.GetProviderRequest, context: Ctx) -> pb.Provider:
@@ -125,6 +133,18 @@ class AdminService(TokenRpcs, AuditRpcs, admin_pb2_grpc.AdminServicer):
             lambda s, now: providers.update(s, request.provider, request.update_mask, now)
         )
         log.info("provider %s updated (%s)", prov.name, ",".join(request.update_mask.paths) or "*")
+        return prov
+
+    async def RotateProviderSecret(
+        self, request: apb.RotateProviderSecretRequest, context: Ctx
+    ) -> pb.Provider:
+        master = self._s.cache.master
+        prov = await self._s.mutate(
+            lambda s, now: providers.rotate_secret(s, request.name, request.api_key, now, master)
+        )
+        log.info(
+            "provider %s: secret %s", prov.name, "rotated" if prov.has_secret else "removed"
+        )  # never the secret
         return prov
 
     async def DeleteProvider(self, request: apb.DeleteProviderRequest, context: Ctx) -> Empty:

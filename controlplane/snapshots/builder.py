@@ -20,6 +20,11 @@ Contract:
   at ``now_ms`` (:mod:`controlplane.usage.spend`, periods in the workspace's time zone; lifetime
   = all time, ``period_start_ms`` 0), zero spend included, sorted by (scope, id, period). The
   content hash covers it, so new spend or a period rollover yields a new version.
+* ``secrets`` holds each provider's stored secret, decrypted with the master key, sorted by
+  provider (the content hash covers them, so a rotation yields a new version). A secret that
+  cannot be decrypted (no master key, another master key, damaged) is left out and described in
+  ``warnings``: its provider answers "credentials not received" on the data planes while every
+  other change keeps flowing (a revocation must never wait for a key problem to be fixed).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from controlplane.catalog.convert import (
     route_to_pb,
     workspace_to_snapshot_pb,
 )
+from controlplane.domain.errors import FailedPrecondition
+from controlplane.secrets import MasterKey, require
 from controlplane.store.models import PriceRow, ProviderRow, RouteRow, VirtualKeyRow, WorkspaceRow
 from controlplane.usage.spend import Scope, current_spend, key_scope, seed_pb, workspace_scope
 from gwapi.v1 import discovery_pb2 as dpb
@@ -60,9 +67,15 @@ def content_version(snapshot: dpb.Snapshot) -> str:
     return digest[:VERSION_HEX_CHARS]
 
 
-def read_snapshot(s: Session, now_ms: int = 0) -> dpb.Snapshot:
+def read_snapshot(
+    s: Session,
+    now_ms: int = 0,
+    master: MasterKey | None = None,
+    warnings: list[str] | None = None,
+) -> dpb.Snapshot:
     """Read every table into an unversioned snapshot (``version``/``built_at_ms`` empty), with
-    spend seeds for the periods current at ``now_ms``."""
+    spend seeds for the periods current at ``now_ms`` and the secrets ``master`` decrypts;
+    secrets it cannot decrypt are described in ``warnings``."""
     snap = dpb.Snapshot()
     zones: dict[str, str] = {}
     scopes: list[Scope] = []
@@ -76,6 +89,18 @@ def read_snapshot(s: Session, now_ms: int = 0) -> dpb.Snapshot:
             scopes.append(key_scope(key, zones.get(key.workspace, "")))
     for prov in s.exec(select(ProviderRow).order_by(col(ProviderRow.name))):
         snap.providers.append(provider_to_pb(prov))
+        if prov.secret_ciphertext:
+            try:
+                api_key = require(master).decrypt(prov.name, prov.secret_ciphertext)
+            except FailedPrecondition as exc:
+                if warnings is not None:
+                    warnings.append(f"provider {prov.name!r}: {exc.message}")
+                continue
+            snap.secrets.append(
+                dpb.ProviderSecret(
+                    provider=prov.name, api_key=api_key, rotated_at_ms=prov.secret_rotated_at_ms
+                )
+            )
     for route in s.exec(select(RouteRow).order_by(col(RouteRow.name))):
         snap.routes.append(route_to_pb(route))
     for price in s.exec(select(PriceRow).order_by(col(PriceRow.model_prefix))):
@@ -118,9 +143,14 @@ def validate(snap: dpb.Snapshot) -> list[str]:
     return problems
 
 
-def build(s: Session, now_ms: int) -> dpb.Snapshot:
+def build(
+    s: Session,
+    now_ms: int,
+    master: MasterKey | None = None,
+    warnings: list[str] | None = None,
+) -> dpb.Snapshot:
     """Read, validate and version a snapshot. Raises :class:`InvalidSnapshot`."""
-    snap = read_snapshot(s, now_ms)
+    snap = read_snapshot(s, now_ms, master, warnings)
     problems = validate(snap)
     if problems:
         raise InvalidSnapshot(problems)

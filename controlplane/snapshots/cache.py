@@ -18,6 +18,10 @@ previous one started. So under steady traffic spend reaches data planes every
 
 An invalid snapshot is never published: the last good one stays current and the problem is
 logged (and kept in :attr:`last_error`).
+
+Provider secrets are decrypted with ``master`` on every build; one that cannot be decrypted is
+left out of the snapshot and logged at ERROR when the set of such problems changes (kept in
+:attr:`secret_problems`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections.abc import Callable
 from sqlmodel import Session
 
 from controlplane.catalog.common import now_ms
+from controlplane.secrets import MasterKey
 from controlplane.snapshots.builder import InvalidSnapshot, build
 from controlplane.store.db import Database
 from gwapi.v1 import discovery_pb2 as dpb
@@ -38,8 +43,12 @@ log = logging.getLogger(__name__)
 
 
 class SnapshotCache:
-    def __init__(self, db: Database, min_interval_s: float = 2.0) -> None:
+    def __init__(
+        self, db: Database, min_interval_s: float = 2.0, master: MasterKey | None = None
+    ) -> None:
         self._db = db
+        self._master = master
+        self.secret_problems: tuple[str, ...] = ()
         self._current: dpb.Snapshot | None = None
         self._changed = asyncio.Condition()
         self._rebuild_lock = asyncio.Lock()
@@ -55,6 +64,11 @@ class SnapshotCache:
     def current(self) -> dpb.Snapshot | None:
         """The last good snapshot (``None`` until one valid snapshot was built)."""
         return self._current
+
+    @property
+    def master(self) -> MasterKey | None:
+        """The master key provider secrets are stored under (``None``: none configured)."""
+        return self._master
 
     @property
     def version(self) -> str:
@@ -108,7 +122,10 @@ class SnapshotCache:
     def _try_build(self, s: Session) -> dpb.Snapshot | None:
         started = time.perf_counter()
         try:
-            return build(s, now_ms())
+            warnings: list[str] = []
+            snap = build(s, now_ms(), self._master, warnings)
+            self._note_secret_problems(tuple(warnings))
+            return snap
         except InvalidSnapshot as exc:
             self.last_error = str(exc)
             log.error(
@@ -120,6 +137,13 @@ class SnapshotCache:
         finally:
             if self.on_build is not None:
                 self.on_build(time.perf_counter() - started)
+
+    def _note_secret_problems(self, problems: tuple[str, ...]) -> None:
+        if problems != self.secret_problems:
+            for problem in problems:
+                if problem not in self.secret_problems:
+                    log.error("secret left out of the snapshot: %s", problem)
+        self.secret_problems = problems
 
     def _install(self, snap: dpb.Snapshot | None, *, quiet: bool = False) -> bool:
         if snap is None:

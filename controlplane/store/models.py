@@ -97,6 +97,12 @@ class ProviderRow(SQLModel, table=True):
     options_json: str = Field(default="{}", sa_column=_json("{}"))
     created_at_ms: int = Field(default=0, sa_type=BigInteger)
     updated_at_ms: int = Field(default=0, sa_type=BigInteger)
+    # The provider's API key encrypted under the master key ("v1:<key id>:<base64>", see
+    # controlplane.secrets); "" = none stored (the data plane's api_key_env applies).
+    secret_ciphertext: str = Field(default="", sa_column=_text(""))
+    secret_rotated_at_ms: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
 
 
 class RouteRow(SQLModel, table=True):
@@ -244,6 +250,7 @@ class BudgetAlertRow(SQLModel, table=True):
     spent_micros: int = Field(default=0, sa_type=BigInteger)
     # "" (no webhook) | "pending" | "delivered" | "failed: <reason>"
     webhook_status: str = Field(default="", sa_type=Text)
+
 
 class AuditRow(SQLModel, table=True):
     """One admin change: who (token id, name, role), from where (peer), what (RPC method, action,

@@ -1,9 +1,11 @@
 """Anthropic (first-party API) adapter: a transparent pass-through.
 
 The client's body bytes go upstream unchanged; every client header but the hop-by-hop ones and
-the client's own credentials is forwarded (``anthropic-*`` above all); the provider's secret is
-read from the data plane's environment (``api_key_env``) and never from the snapshot. The answer
-comes back as raw bytes, unbuffered.
+the client's own credentials is forwarded (``anthropic-*`` above all). The provider's secret is
+the one stored on the control plane when there is one (delivered over the authenticated
+snapshot stream, held in memory only; a rotation rebuilds the adapter, so it applies to the next
+request), otherwise read from the data plane's environment (``api_key_env``). The answer comes
+back as raw bytes, unbuffered.
 """
 
 from __future__ import annotations
@@ -58,6 +60,18 @@ class AnthropicProvider:
                     '(ANTHROPIC_CUSTOM_HEADERS="x-tollgate-key: gw-…").',
                 )
             return [(b"authorization", request.client_authorization)]
+        if self.config.api_key:
+            return [(b"x-api-key", self.config.api_key.encode())]
+        if self.config.has_secret:
+            # Started from the disk cache (which never holds secrets) and the control plane has
+            # not answered yet: calling upstream without the key would only earn a 401.
+            raise GatewayError(
+                503,
+                f"Provider '{self.name}' has its API key stored on the control plane, and this "
+                "data plane has not received it yet (the control plane is unreachable). Retry "
+                "shortly; if this persists, ask your platform team to check the data plane's "
+                "connection to the control plane.",
+            )
         var = self.config.api_key_env
         if not var:
             return []
