@@ -77,6 +77,7 @@ class TollgateApp(App[None]):
         *,
         target: str = "",
         token: str = "",
+        tls_ca: str = "",
         readonly: bool = False,
         poll_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
@@ -85,6 +86,7 @@ class TollgateApp(App[None]):
         self._client = client
         self._owns_client = client is None
         self._token = token
+        self._tls_ca = tls_ca
         self.target = client.target if client is not None else target
         self.readonly = readonly
         self.poll_interval = poll_interval
@@ -116,7 +118,7 @@ class TollgateApp(App[None]):
 
     def on_mount(self) -> None:
         if self._client is None:  # made here: a grpc.aio channel belongs to this event loop
-            self._client = GatewayClient(self.target, self._token)
+            self._client = GatewayClient(self.target, self._token, tls_ca=self._tls_ca)
         for view in self.query(TableView):
             view.clock = self.clock
         self.query_one(ViewTabs).show("overview")
@@ -345,7 +347,7 @@ class TollgateApp(App[None]):
             box.display = False
 
 
-def run_tui(target: str, token: str, *, readonly: bool = False) -> int:
+def run_tui(target: str, token: str, *, readonly: bool = False, tls_ca: str = "") -> int:
     """Run the TUI in this terminal until the user quits; the exit code for gwctl."""
-    TollgateApp(target=target, token=token, readonly=readonly).run()
+    TollgateApp(target=target, token=token, tls_ca=tls_ca, readonly=readonly).run()
     return 0
