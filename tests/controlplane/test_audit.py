@@ -20,7 +20,7 @@ from controlplane.identity import Principal, TokenRole
 from controlplane.store.models import AuditRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
-from tests.controlplane.conftest import expect_error, seed_basics
+from tests.controlplane.conftest import Clients, expect_error, seed_basics
 
 
 async def events(admin: Any, **filters: Any) -> list[apb.AuditEvent]:
@@ -362,3 +362,50 @@ async def test_tail_filtered_to_a_workspace(cp, admin) -> None:
     (live,) = await read_n(call, 1)
     assert live.resource == "team-b"
     call.cancel()
+
+
+async def test_a_workspace_admin_token_sees_and_follows_only_its_workspace(
+    cp, admin, channel
+) -> None:
+    """End to end with a real scoped token: its own changes carry its identity; it sees neither
+    other workspaces nor global objects; the token's secret is never in the log."""
+    await seed_basics(admin)  # team-a, the global provider "sim", a key in team-a
+    await admin.CreateWorkspace(apb.CreateWorkspaceRequest(workspace=pb.Workspace(name="team-b")))
+    created = await admin.CreateToken(
+        apb.CreateTokenRequest(name="b-admin", role="workspace-admin", workspaces=["team-b"])
+    )
+    tok = created.token
+    scoped = Clients(channel, created.secret).admin
+    call = scoped.TailAudit(apb.TailAuditRequest(limit=100, follow=True), timeout=None)
+    history = await read_n(call, 2)
+    assert [(e.action, e.resource) for e in history] == [
+        ("workspace.create", "team-b"),
+        ("token.create", tok.id),  # a token of one workspace is filed under it
+    ]
+    await scoped.UpdateWorkspace(
+        apb.UpdateWorkspaceRequest(
+            workspace=pb.Workspace(name="team-b", description="mine"),
+            update_mask=FieldMask(paths=["description"]),
+        )
+    )
+    await admin.CreateKey(apb.CreateKeyRequest(workspace="team-a", name="x", provider="sim"))
+    await admin.CreateKey(apb.CreateKeyRequest(workspace="team-b", name="y", provider="sim"))
+    own, admins = await read_n(call, 2)  # team-a's key never arrives
+    assert (own.action, own.actor, own.actor_name, own.actor_role) == (
+        "workspace.update",
+        tok.id,
+        "b-admin",
+        "workspace-admin",
+    )
+    assert (admins.action, admins.workspace, admins.actor) == ("key.create", "team-b", "bootstrap")
+    call.cancel()
+
+    listed = await events(scoped)
+    assert {e.workspace for e in listed} == {"team-b"}  # no team-a, no provider
+    assert len(listed) == 4
+    await expect_error(scoped.ListAudit(apb.ListAuditRequest(workspace="team-a")),
+                       StatusCode.PERMISSION_DENIED)  # fmt: skip
+    everything = await events(admin)
+    assert {"provider.create", "token.create"} <= {e.action for e in everything}
+    dump = "\n".join(str(e) for e in everything)
+    assert created.secret not in dump and created.secret[len(tok.prefix) :] not in dump
