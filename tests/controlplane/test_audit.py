@@ -5,6 +5,7 @@ Real gRPC on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from typing import Any
@@ -17,10 +18,17 @@ from sqlmodel import Session, select
 
 from controlplane import audit, identity
 from controlplane.identity import Principal, TokenRole
+from controlplane.server import running
 from controlplane.store.models import AuditRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
-from tests.controlplane.conftest import Clients, expect_error, seed_basics
+from tests.controlplane.conftest import (
+    ADMIN_TOKEN,
+    Clients,
+    expect_error,
+    make_settings,
+    seed_basics,
+)
 
 
 async def events(admin: Any, **filters: Any) -> list[apb.AuditEvent]:
@@ -281,7 +289,7 @@ def test_scope_hides_other_workspaces_and_global_objects(db) -> None:
     assert visible_to(frozenset()) == []
 
 
-async def test_scoped_principal_over_grpc(cp, admin, monkeypatch) -> None:
+async def test_scoped_principal_in_process(cp, admin) -> None:
     """The service reads the caller's scope from the principal the interceptor set."""
     from controlplane.services.admin import AdminService
 
@@ -409,3 +417,42 @@ async def test_a_workspace_admin_token_sees_and_follows_only_its_workspace(
     assert {"provider.create", "token.create"} <= {e.action for e in everything}
     dump = "\n".join(str(e) for e in everything)
     assert created.secret not in dump and created.secret[len(tok.prefix) :] not in dump
+
+
+async def test_provider_api_keys_never_reach_the_audit_log(db_url: str) -> None:
+    """Create with an api_key, rotate it, remove it: three rows that say a secret is stored
+    (has_secret, secret_rotated_at_ms) and none holding the secret itself."""
+    secret, rotated = "sk-ant-api03-audit-one-0123456789", "sk-ant-api03-audit-two-9876543210"
+    master = base64.b64encode(b"M" * 32).decode()
+    async with running(make_settings(db_url, master_key=master)) as r:
+        async with grpc.aio.insecure_channel(r.address) as ch:
+            admin = Clients(ch, ADMIN_TOKEN).admin
+            await admin.CreateProvider(
+                apb.CreateProviderRequest(
+                    provider=pb.Provider(name="anth", kind="anthropic"), api_key=secret
+                )
+            )
+            await admin.RotateProviderSecret(
+                apb.RotateProviderSecretRequest(name="anth", api_key=rotated)
+            )
+            await admin.RotateProviderSecret(apb.RotateProviderSecretRequest(name="anth"))
+            got = list(reversed(await events(admin)))
+
+            def everything(s: Session) -> str:
+                return "\n".join(repr(row.model_dump()) for row in s.exec(select(AuditRow)).all())
+
+            dump = await r.state.db.read(everything)
+    assert [e.action for e in got] == [
+        "provider.create",
+        "provider.rotate_secret",
+        "provider.rotate_secret",
+    ]
+    assert doc(got[0].after_json)["has_secret"] is True
+    assert got[1].method == "RotateProviderSecret"
+    assert (
+        doc(got[1].before_json)["secret_rotated_at_ms"]
+        != doc(got[1].after_json)["secret_rotated_at_ms"]
+    )
+    assert "has_secret" not in doc(got[2].after_json)  # removed: false, the proto default
+    for leaked in (secret, rotated, secret[14:], rotated[14:]):
+        assert leaked not in dump
