@@ -143,7 +143,7 @@ async def test_a_thousand_idle_connections_neither_block_service_nor_leak(
 
         conns = await asyncio.gather(*(idle() for _ in range(1000)))
         opened = time.monotonic()
-        assert await served(dp.port) < 1.0  # a real request is still served promptly
+        assert await served(dp.port) < 2.0  # served promptly, not after the idle ones
         assert open_fds() - fds <= 2 * 1000 + 50  # one fd per end, nothing per request
         assert rss_bytes() - rss < 64 * 1024 * 1024, "idle connections cost too much memory"
         # The keep-alive timeout closes every one of them: nothing waits for the client.
