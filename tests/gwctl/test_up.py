@@ -70,8 +70,9 @@ def test_up_status_request_down(workdir: Path) -> None:
     exports = _exports(first.stdout)
 
     state = workdir / ".tollgate"
-    for name in ("admin-token", "dataplane-token", "virtual-key"):
+    for name in ("admin-token", "dataplane-token", "virtual-key", "master.key"):
         assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name
+    master_key = (state / "master.key").read_text()
     assert (state / "admin-token").read_text().strip() == exports["TOLLGATE_ADMIN_TOKEN"]
     assert (state / "virtual-key").read_text().strip() == exports["ANTHROPIC_AUTH_TOKEN"]
     pids = {n: (state / f"{n}.pid").read_text().strip() for n in ("controlplane", "dataplane")}
@@ -87,6 +88,20 @@ def test_up_status_request_down(workdir: Path) -> None:
     assert second.stderr.count("already running") == 2
     assert second.stdout == first.stdout
     assert {n: (state / f"{n}.pid").read_text().strip() for n in pids} == pids
+    assert (state / "master.key").read_text() == master_key  # kept: stored secrets stay readable
+
+    # The control plane got the master key: a provider key can be stored (from stdin).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "ANTHROPIC_"))}
+    env.update(TOLLGATE_CONTROL_PLANE=exports["TOLLGATE_CONTROL_PLANE"],
+               TOLLGATE_ADMIN_TOKEN=exports["TOLLGATE_ADMIN_TOKEN"])  # fmt: skip
+    stored = subprocess.run(
+        [sys.executable, "-m", "gwctl.main", "providers", "create", "stored", "--kind",
+         "anthropic", "--api-key-stdin"],
+        cwd=workdir, env=env, input="sk-ant-api03-up-test-key\n", capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert stored.returncode == 0, stored.stderr
+    assert "API key stored on the control plane" in stored.stdout
 
     status = _gwctl(workdir, "up", "--status")
     assert status.returncode == 0, status.stdout

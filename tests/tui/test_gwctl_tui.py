@@ -18,16 +18,21 @@ def test_gwctl_imports_textual_only_inside_the_tui_command() -> None:
 def test_tui_subcommand_parses_readonly_and_runs_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, object] = {}
 
-    def fake_run(target: str, token: str, *, readonly: bool = False) -> int:
-        seen.update(target=target, token=token, readonly=readonly)
+    def fake_run(target: str, token: str, *, readonly: bool = False, tls_ca: str = "") -> int:
+        seen.update(target=target, token=token, readonly=readonly, tls_ca=tls_ca)
         return 0
 
     import tui.app
 
     monkeypatch.setattr(tui.app, "run_tui", fake_run)
+    monkeypatch.delenv("TOLLGATE_TLS_CA", raising=False)
     code = gwctl_main.main(["tui", "--readonly", "--control-plane", "h:1", "--token", "t"])
     assert code == 0
-    assert seen == {"target": "h:1", "token": "t", "readonly": True}
+    assert seen == {"target": "h:1", "token": "t", "readonly": True, "tls_ca": ""}
+    # --tls-ca reaches the console's client.
+    code = gwctl_main.main(["tui", "--control-plane", "h:1", "--token", "t", "--tls-ca", "ca.pem"])
+    assert code == 0
+    assert seen["tls_ca"] == "ca.pem"
 
 
 def test_tui_help(capsys: pytest.CaptureFixture[str]) -> None:

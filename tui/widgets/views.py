@@ -304,6 +304,8 @@ def settings_summary(provider: common_pb2.Provider) -> str:
     parts = []
     if provider.base_url:
         parts.append(provider.base_url)
+    if provider.has_secret:  # stored on the control plane; never the key itself
+        parts.append("key stored")
     if provider.api_key_env:
         parts.append(f"key ${provider.api_key_env}")
     parts.extend(f"{k}={v}" for k, v in sorted(provider.options.items()))
