@@ -216,6 +216,14 @@ async def test_rotation_publishes_a_new_version_and_removal_falls_back(
     snap = keyed_cp.state.cache.current
     assert snap is not None and len(snap.secrets) == 0
     assert _stored_columns(keyed_cp, "anthropic") == ("", 0)
+
+    # Audited in the same transaction: whether a key is stored, never the key.
+    audit = await keyed_admin.admin.ListAudit(apb.ListAuditRequest(resource_kind="provider"))
+    rotations = [e for e in audit.events if e.action == "provider.rotate_secret"]
+    assert len(rotations) == 3 and {e.method for e in rotations} == {"RotateProviderSecret"}
+    assert sorted('"has_secret": true' in e.after_json for e in rotations) == [False, True, True]
+    assert SECRET.encode() not in audit.SerializeToString()
+    assert SECRET_2.encode() not in audit.SerializeToString()
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await keyed_admin.admin.RotateProviderSecret(
             apb.RotateProviderSecretRequest(name="anthropic", api_key="")
