@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import secrets
@@ -28,6 +29,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,7 +171,7 @@ def _walk(directory: Path) -> Iterator[Path]:
 
 
 def _dump_sqlite(path: Path) -> bytes:
-    """Every row of every table, as text."""
+    """Every row of every table, as text; compressed columns (logged bodies) also inflated."""
     lines: list[str] = []
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -177,9 +179,14 @@ def _dump_sqlite(path: Path) -> bytes:
         for table in tables:
             for row in con.execute(f'SELECT * FROM "{table}"'):
                 lines.append(f"{table}: {row!r}")
+                for value in row:
+                    if isinstance(value, bytes):
+                        with contextlib.suppress(zlib.error):
+                            lines.append(f"{table} (inflated): {zlib.decompress(value)!r}")
     finally:
         con.close()
     assert any(line.startswith("provider:") for line in lines)
+    assert any(" (inflated): " in line for line in lines), "no logged body was stored"
     return "\n".join(lines).encode()
 
 
@@ -298,7 +305,7 @@ async def test_no_secret_is_left_anywhere(tmp_path: Path, caplog: pytest.LogCapt
                 metadata=(("authorization", f"Bearer {admin_token}"),),
             )
         run.secrets["created admin token"] = created_token.secret
-        _gwctl(run, ["workspaces", "create", "team-a"], env=gwctl_env)
+        _gwctl(run, ["workspaces", "create", "team-a", "--log-bodies", "full"], env=gwctl_env)
         listed = _gwctl(
             run,
             ["workspaces", "list", "-o", "json"],
