@@ -44,22 +44,22 @@ async def wait_until(pilot: Pilot[None], until: Callable[[], bool], within_s: fl
         await pilot.pause(0.05)
 
 
-async def seed(address: str) -> tuple[str, str]:
-    """A workspace with a key; returns (key id, a viewer token's secret)."""
+async def seed(address: str) -> tuple[str, str, str]:
+    """A workspace with a key; returns (key id, key name, a viewer token's secret)."""
     ws = "view-" + uuid.uuid4().hex[:6]
     async with GatewayClient(address, ADMIN) as client:
         await client.create_workspace(common_pb2.Workspace(name=ws))
         await client.create_provider(common_pb2.Provider(name=ws, kind="simulator"))
         created = await client.create_key(
-            admin_pb2.CreateKeyRequest(workspace=ws, name="bob", provider=ws)
+            admin_pb2.CreateKeyRequest(workspace=ws, name=f"bob-{ws}", provider=ws)
         )
         viewer = await client.create_token("dashboards", "viewer")
-    return created.key.id, viewer.secret
+    return created.key.id, created.key.name, viewer.secret
 
 
 @pytest.mark.parametrize("readonly", [True, False])
 async def test_every_view_loads_with_a_viewer_token(control_plane: str, readonly: bool) -> None:
-    key_id, secret = await seed(control_plane)
+    key_id, name, secret = await seed(control_plane)
     app = TollgateApp(target=control_plane, token=secret, readonly=readonly)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("2")
@@ -70,7 +70,8 @@ async def test_every_view_loads_with_a_viewer_token(control_plane: str, readonly
             await pilot.pause(0.3)
             assert not app.status_bar.error, app.status_bar.message
 
-        await pilot.press("slash", *"bob", "enter")
+        await pilot.press("slash", *name, "enter")
+        assert [r.key for r in keys.shown] == [key_id]
         await pilot.press("r")
         if readonly:
             await wait_until(pilot, lambda: "read-only" in app.status_bar.message, 5)
