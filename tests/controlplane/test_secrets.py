@@ -327,3 +327,27 @@ def test_generated_keys_load(tmp_path: Path) -> None:
     os.write(fd, MasterKey.generate_text().encode())
     os.close(fd)
     assert load_master_key(file=str(path)) is not None
+
+
+def test_the_secret_columns_are_added_to_an_existing_provider_table(db_url: str) -> None:
+    """A database from before stored secrets gains the columns; old rows read as "none"."""
+    from controlplane.store.db import Database
+    from controlplane.store.models import ProviderRow
+
+    db = Database(db_url)
+    try:
+        db.create_all()
+        with db.engine.begin() as conn:
+            for column in ("secret_ciphertext", "secret_rotated_at_ms"):
+                conn.execute(text(f"ALTER TABLE provider DROP COLUMN {column}"))
+            conn.execute(
+                text(
+                    "INSERT INTO provider (name, kind, base_url, api_key_env, options_json, "
+                    "created_at_ms, updated_at_ms) VALUES ('old', 'anthropic', '', 'K', '{}', 1, 1)"
+                )
+            )
+        db.create_all()
+        row = db.run_sync(lambda s: s.get(ProviderRow, "old"))
+        assert row is not None and (row.secret_ciphertext, row.secret_rotated_at_ms) == ("", 0)
+    finally:
+        db.dispose()
