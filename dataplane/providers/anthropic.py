@@ -68,9 +68,9 @@ class AnthropicProvider:
             raise GatewayError(
                 503,
                 f"Provider '{self.name}' has its API key stored on the control plane, and this "
-                "data plane has not received it yet (the control plane is unreachable). Retry "
-                "shortly; if this persists, ask your platform team to check the data plane's "
-                "connection to the control plane.",
+                "data plane has not received it yet (the control plane is unreachable, or "
+                "cannot decrypt the key). Retry shortly; if this persists, ask your platform "
+                "team to check the control plane's log and the data plane's connection to it.",
             )
         var = self.config.api_key_env
         if not var:
