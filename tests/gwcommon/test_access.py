@@ -5,6 +5,8 @@ from __future__ import annotations
 import fnmatch
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gwcommon.access import (
     TargetDenial,
@@ -87,3 +89,29 @@ def test_pattern_coverage() -> None:
     assert not pattern_covered("claude-opus-4-8", ws)
     assert uncovered_patterns(("claude-*", "claude-sonnet-4-5", "*"), ws) == ["claude-*", "*"]
     assert uncovered_patterns(("anything",), ()) == []
+
+
+_GLOB = st.text(alphabet="ab-*?[]!.4", min_size=1, max_size=8)
+_MODEL = st.text(alphabet="ab-.4[]!", max_size=8)
+
+
+@given(patterns=st.lists(_GLOB, min_size=1, max_size=4), model=_MODEL)
+def test_one_compiled_regex_agrees_with_fnmatchcase(patterns: list[str], model: str) -> None:
+    """The data plane's precompiled matcher decides exactly as fnmatchcase over the list."""
+    regex = compile_models(patterns)
+    assert regex is not None
+    expected = any(fnmatch.fnmatchcase(model, p) for p in patterns)
+    assert (regex.match(model) is not None) is expected
+
+
+@given(key=st.lists(_GLOB, max_size=3), workspace=st.lists(_GLOB, min_size=1, max_size=3))
+def test_a_covered_key_pattern_without_wildcards_is_admitted_at_request_time(
+    key: list[str], workspace: list[str]
+) -> None:
+    """A literal key pattern accepted by the admin check is a model the data plane serves."""
+    regex = compile_models(workspace)
+    assert regex is not None
+    for pattern in key:
+        literal = not any(c in pattern for c in "*?[")
+        if literal and pattern not in uncovered_patterns([pattern], workspace):
+            assert regex.match(pattern) is not None

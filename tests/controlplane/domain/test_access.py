@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from controlplane.domain.access import (
     MAX_ALLOWED_NAMES,
@@ -12,6 +14,7 @@ from controlplane.domain.access import (
     validate_allowed_names,
 )
 from controlplane.domain.errors import InvalidArgument
+from controlplane.domain.names import SLUG_RE
 
 
 def test_names_are_trimmed_deduplicated_in_order() -> None:
@@ -68,3 +71,23 @@ def test_key_models_must_stay_within_the_workspace() -> None:
     msg = str(err.value)
     assert "allows models claude-sonnet-*, claude-haiku-*" in msg
     assert "claude-*" in msg and "widen the workspace's allowed_models" in msg
+
+
+@given(st.lists(st.text(max_size=70), max_size=4))
+def test_any_name_list_is_normalised_or_refused_with_a_reason(names: list[str]) -> None:
+    try:
+        got = validate_allowed_names(names, "provider")
+    except InvalidArgument as exc:
+        assert "allowed provider name" in str(exc)
+        return
+    assert all(SLUG_RE.fullmatch(n) for n in got) and len(set(got)) == len(got)
+
+
+@given(st.lists(st.text(max_size=210), max_size=4))
+def test_any_model_list_is_normalised_or_refused_with_a_reason(patterns: list[str]) -> None:
+    try:
+        got = validate_allowed_models(patterns)
+    except InvalidArgument as exc:
+        assert "model pattern" in str(exc)
+        return
+    assert all(p and p == p.strip() and " " not in p for p in got)
