@@ -22,6 +22,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -36,8 +37,9 @@ NONCE_BYTES = 12
 MAX_SECRET_CHARS = 4096
 _KEY_ID_LABEL = b"tollgate master key id\x00"
 _AAD_PREFIX = b"tollgate provider secret\x00"
-# Kinds whose stored secret the data plane sends upstream as the API key.
-SECRET_KINDS = ("anthropic",)
+# Kinds that take a stored secret: anthropic an API key, bedrock an AWS access-key pair.
+SECRET_KINDS = ("anthropic", "bedrock")
+_AWS_ACCESS_KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
 HOW_TO_SET = (
     "set TOLLGATE_MASTER_KEY (base64 of 32 random bytes, e.g. "
     '`python -c "import base64,os; print(base64.b64encode(os.urandom(32)).decode())"`) or '
@@ -133,16 +135,12 @@ def _corrupt(provider: str) -> str:
 def validate_secret(kind: str, provider: str, api_key: str, options: dict[str, str]) -> str:
     """The secret to store, or :class:`InvalidArgument` saying why this provider cannot take it.
 
-    Never echoes the value. Only the ``anthropic`` kind takes a stored API key: Bedrock and
-    Vertex authenticate with AWS / Google credentials the data plane holds.
+    Never echoes the value. ``anthropic`` takes an API key; ``bedrock`` an AWS access-key pair
+    ``ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]`` (it then wins over the provider's
+    ``*_env``/``profile`` options); Vertex authenticates with Google credentials the data plane
+    holds.
     """
     if kind not in SECRET_KINDS:
-        if kind == "bedrock":
-            raise InvalidArgument(
-                f"provider {provider!r} is a bedrock provider: it authenticates with the data "
-                "plane's AWS credentials (options bearer_token_env, access_key_env + "
-                "secret_key_env, profile, or the standard chain), not a stored API key"
-            )
         if kind == "vertex":
             raise InvalidArgument(
                 f"provider {provider!r} is a vertex provider: it authenticates with the data "
@@ -165,6 +163,14 @@ def validate_secret(kind: str, provider: str, api_key: str, options: dict[str, s
             "the API key contains spaces, control characters or non-ASCII characters; "
             "paste exactly the key (it is sent as an HTTP header)"
         )
+    if kind == "bedrock":
+        parts = value.split(":")
+        if len(parts) not in (2, 3) or not all(parts) or not _AWS_ACCESS_KEY_ID.match(parts[0]):
+            raise InvalidArgument(
+                f"provider {provider!r} is a bedrock provider: its stored secret is an AWS "
+                "access-key pair, ACCESS_KEY_ID:SECRET_ACCESS_KEY (or "
+                "ACCESS_KEY_ID:SECRET_ACCESS_KEY:SESSION_TOKEN)"
+            )
     return value
 
 

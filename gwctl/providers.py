@@ -1,9 +1,10 @@
 """``gwctl providers create|list|show|update|delete`` — upstream LLM providers.
 
 ``--api-key-env``, ``--access-key-env`` and the other ``*-env`` flags name environment variables
-that the *data plane* reads its credential from. An anthropic provider's API key may instead be
-stored on the control plane, encrypted (``create --api-key-stdin``, ``rotate``: see
-:mod:`gwctl.secrets`); it is never a flag value and never shown.
+that the *data plane* reads its credential from. An anthropic provider's API key, or a bedrock
+provider's AWS access-key pair, may instead be stored on the control plane, encrypted
+(``create --api-key-stdin``, ``rotate``: see :mod:`gwctl.secrets`); it is never a flag value and
+never shown.
 
 Each kind's settings have their own flags (``--region``, ``--project``, ``--model-map``…); they
 are stored as the provider's string options (``region``, ``project``, ``model_map`` as a JSON
@@ -333,6 +334,8 @@ def credentials_text(provider: common_pb2.Provider) -> str:
             return secrets.stored_text(provider)
         return f"API key from ${provider.api_key_env}" if provider.api_key_env else "none"
     if provider.kind == "bedrock":
+        if provider.has_secret:
+            return secrets.stored_text(provider)
         if o.get("bearer_token_env"):
             return f"Bedrock API key from ${o['bearer_token_env']}"
         if o.get("access_key_env"):
@@ -425,6 +428,8 @@ def credentials_summary(provider: common_pb2.Provider) -> str:
             return secrets.stored_summary(provider)
         return f"${provider.api_key_env}" if provider.api_key_env else "-"
     if provider.kind == "bedrock":
+        if provider.has_secret:
+            return secrets.stored_summary(provider)
         if o.get("bearer_token_env"):
             return f"${o['bearer_token_env']}"
         if o.get("access_key_env"):

@@ -23,8 +23,9 @@ from gwctl.cli import Subparsers, UsageError, confirm, is_json, leaf
 from tui.client import GatewayClient
 
 API_KEY_STDIN_HELP = (
-    "read the provider's API key from stdin (one line; prompted without echo on a terminal) "
-    "and store it encrypted on the control plane; never pass a key as a flag"
+    "read the provider's API key (bedrock: ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]) "
+    "from stdin (one line; prompted without echo on a terminal) and store it encrypted on the "
+    "control plane; never pass a key as a flag"
 )
 
 
@@ -46,8 +47,10 @@ def read_api_key(stream: TextIO | None = None) -> str:
 
 
 def stored_text(provider: common_pb2.Provider) -> str:
-    """``stored on the control plane (rotated 2026-…)`` for a provider holding a secret."""
-    return f"API key stored on the control plane (rotated {out.format_time(provider.secret_rotated_at_ms)})"
+    """``API key stored on the control plane (rotated 2026-…)`` for a provider holding one."""
+    what = "AWS access key pair" if provider.kind == "bedrock" else "API key"
+    rotated = out.format_time(provider.secret_rotated_at_ms)
+    return f"{what} stored on the control plane (rotated {rotated})"
 
 
 def stored_summary(provider: common_pb2.Provider) -> str:

@@ -1,8 +1,9 @@
 """Upstream providers: kind, API root URL, and where the data plane finds the credential.
 
-The control plane never stores a provider secret. ``api_key_env`` and the ``*_env`` options name
+No option or field here holds a provider secret: ``api_key_env`` and the ``*_env`` options name
 environment variables that the *data plane* reads; options that look like they carry a secret are
-refused.
+refused. (A secret may be stored encrypted instead, apart from these settings: see
+:mod:`controlplane.secrets`.)
 
 Options are strict per kind (:data:`KNOWN_OPTIONS`): a misspelt option would otherwise be ignored
 by the data plane and surface as an outage, so an unknown name is refused with the list of known

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 
 from dataplane.errors import GatewayError
-from dataplane.providers.base import Header, UpstreamRequest
+from dataplane.providers.base import Header, UpstreamRequest, secret_not_received
 from dataplane.providers.transport import Timeouts, Transport, TransportResponse
 from dataplane.snapshot import ProviderConfig
 
@@ -65,13 +65,7 @@ class AnthropicProvider:
         if self.config.has_secret:
             # Started from the disk cache (which never holds secrets) and the control plane has
             # not answered yet: calling upstream without the key would only earn a 401.
-            raise GatewayError(
-                503,
-                f"Provider '{self.name}' has its API key stored on the control plane, and this "
-                "data plane has not received it yet (the control plane is unreachable, or "
-                "cannot decrypt the key). Retry shortly; if this persists, ask your platform "
-                "team to check the control plane's log and the data plane's connection to it.",
-            )
+            raise secret_not_received(self.name)
         var = self.config.api_key_env
         if not var:
             return []

@@ -13,9 +13,22 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dataplane.errors import GatewayError
 from dataplane.providers.transport import Timeouts
 
 Header = tuple[bytes, bytes]
+
+
+def secret_not_received(provider: str) -> GatewayError:
+    """The refusal of a provider whose credential is stored on the control plane but not (yet)
+    held by this data plane: after a start from the disk cache, which never holds secrets."""
+    return GatewayError(
+        503,
+        f"Provider '{provider}' has its key stored on the control plane, and this data plane "
+        "has not received it yet (the control plane is unreachable, or cannot decrypt the key). "
+        "Retry shortly; if this persists, ask your platform team to check the control plane's "
+        "log and the data plane's connection to it.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
 """Amazon Bedrock adapter: Anthropic-format request in, Anthropic-format answer out.
 
 Options (``ProviderConfig.option``): ``region`` (required); credentials, first that applies:
-``bearer_token_env`` (a Bedrock API key, sent as ``Authorization: Bearer``), ``access_key_env`` +
+an access-key pair stored on the control plane (``ProviderConfig.api_key`` =
+``ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]``, from the snapshot, in memory only; 503 while
+it is expected but not received), ``bearer_token_env`` (a Bedrock API key, sent as ``Authorization: Bearer``), ``access_key_env`` +
 ``secret_key_env`` [+ ``session_token_env``] (names of variables in the data plane's environment),
 else botocore's standard chain (env, shared files, SSO, container/instance role) with ``profile``
 if named; ``inference_profile`` (``us|eu|apac|jp|global|none``); ``model_map`` (a JSON object
@@ -55,7 +57,7 @@ from botocore.credentials import Credentials, RefreshableCredentials
 
 from dataplane.errors import GatewayError, error_response_body
 from dataplane.providers.anthropic import timeouts
-from dataplane.providers.base import BufferedResponse, Header, UpstreamRequest
+from dataplane.providers.base import BufferedResponse, Header, UpstreamRequest, secret_not_received
 from dataplane.providers.bedrock_models import (
     PROFILES,
     bedrock_model_id,
@@ -105,7 +107,8 @@ class BedrockProvider:
         self._resolving: asyncio.Future[Any] | None = None
         self._resolving_since = 0.0
         self._ping_s = 10.0
-        self._bearer = bool(config.option("bearer_token_env"))
+        # A stored key pair wins over every environment/chain setting.
+        self._bearer = bool(config.option("bearer_token_env")) and not config.has_secret
         self._lock = asyncio.Lock()
         self.credential_resolutions = 0  # how often the credential chain ran (tests, metrics)
         self._problem = self._validate()
@@ -144,6 +147,10 @@ class BedrockProvider:
         """Run the credential chain (blocking: called in a worker thread, once)."""
         self.credential_resolutions += 1
         try:
+            if self.config.api_key:
+                access_key, _, rest = self.config.api_key.partition(":")
+                secret_key, _, session_token = rest.partition(":")
+                return Credentials(access_key, secret_key, session_token or None)
             if self.config.option("access_key_env"):
                 return Credentials(
                     self._env_var("access_key_env"),
@@ -196,6 +203,8 @@ class BedrockProvider:
         return creds.get_frozen_credentials()
 
     async def _auth(self, url: str, body: bytes, headers: dict[str, str]) -> list[tuple[str, str]]:
+        if self.config.has_secret and not self.config.api_key:
+            raise secret_not_received(self.name)
         if self._bearer:
             headers["Authorization"] = "Bearer " + self._env_var("bearer_token_env")
         else:

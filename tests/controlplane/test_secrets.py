@@ -235,7 +235,16 @@ async def test_rotation_publishes_a_new_version_and_removal_falls_back(
 @pytest.mark.parametrize(
     ("provider", "api_key", "needle"),
     [
-        (pb.Provider(name="br", kind="bedrock", options={"region": "us-east-1"}), SECRET, "AWS"),
+        (
+            pb.Provider(name="br", kind="bedrock", options={"region": "us-east-1"}),
+            SECRET,
+            "ACCESS_KEY_ID:SECRET_ACCESS_KEY",
+        ),
+        (
+            pb.Provider(name="br", kind="bedrock", options={"region": "us-east-1"}),
+            "AKIDLOWERcase0000:secret",
+            "access-key pair",
+        ),
         (pb.Provider(name="vx", kind="vertex", options={"project": "p"}), SECRET, "Google"),
         (pb.Provider(name="sim", kind="simulator"), SECRET, "needs no credential"),
         (_anthropic(options={"auth": "passthrough"}), SECRET, "passthrough"),
@@ -253,6 +262,23 @@ async def test_secrets_are_refused_where_they_mean_nothing(
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert needle in (info.value.details() or "")
     assert api_key.strip() == "" or api_key not in (info.value.details() or "")
+
+
+async def test_bedrock_takes_an_access_key_pair(keyed_cp: Running, keyed_admin: Clients) -> None:
+    pair = "AKIDEXAMPLE000000001:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+    prov = await keyed_admin.admin.CreateProvider(
+        apb.CreateProviderRequest(
+            provider=pb.Provider(
+                name="br",
+                kind="bedrock",
+                options={"region": "us-east-1", "profile": "fallback"},
+            ),
+            api_key=pair,
+        )
+    )
+    assert prov.has_secret
+    snap = keyed_cp.state.cache.current
+    assert snap is not None and [(s.provider, s.api_key) for s in snap.secrets] == [("br", pair)]
 
 
 async def test_passthrough_cannot_be_switched_on_over_a_stored_key(keyed_admin: Clients) -> None:

@@ -13,10 +13,14 @@ import pytest
 from dataplane.errors import GatewayError
 from dataplane.providers.anthropic import AnthropicProvider
 from dataplane.providers.base import UpstreamRequest
+from dataplane.providers.bedrock import BedrockProvider
 from dataplane.providers.registry import ProviderRegistry
-from dataplane.snapshot import Snapshot, SnapshotError, SnapshotHolder
+from dataplane.providers.transport import Transport
+from dataplane.snapshot import ProviderConfig, Snapshot, SnapshotError, SnapshotHolder
 from dataplane.subscriber import SNAPSHOT_FILE, Subscriber, load_cached, save_cached
 from gwapi.v1 import common_pb2, discovery_pb2
+from tests.dataplane.providers.test_bedrock import messages_request as bedrock_request
+from tests.fakes.bedrock import FakeBedrock
 
 SECRET = "sk-ant-api03-stored-0123456789"
 ROTATED = "sk-ant-api03-rotated-9876543210"
@@ -150,3 +154,39 @@ async def test_after_a_restart_from_the_cache_the_subscriber_asks_for_everything
     holder.swap(Snapshot.from_proto(_snapshot_pb(None, "v2")))
     assert sub.running_version() == "v2"
     await channel.close()
+
+
+# -- Bedrock: a stored AWS access-key pair ------------------------------------------------------
+
+
+def _bedrock_config(base_url: str, api_key: str, has_secret: bool = True) -> ProviderConfig:
+    # Options name environment credentials too: the stored pair must win over them.
+    options = (("bearer_token_env", "NOPE"), ("region", "us-east-1"))
+    return ProviderConfig("bdrk", "bedrock", base_url, "", options, has_secret, api_key)
+
+
+async def test_bedrock_signs_with_the_stored_key_pair() -> None:
+    fake = FakeBedrock(keys={"AKIDSTORED00000001": ("stored/secret+key", "the-session")})
+    await fake.start()
+    transport = Transport()
+    try:
+        pair = "AKIDSTORED00000001:stored/secret+key:the-session"
+        provider = BedrockProvider(_bedrock_config(fake.base_url, pair), transport, env={})
+        response = await provider.send(bedrock_request())
+        await response.aclose()
+        assert response.status == 200
+        sent = fake.requests[0]
+        assert (sent.header("authorization") or "").startswith(
+            "AWS4-HMAC-SHA256 Credential=AKIDSTORED00000001/"
+        )
+        assert sent.header("x-amz-security-token") == "the-session"
+        assert fake.violations == []
+
+        waiting = BedrockProvider(_bedrock_config(fake.base_url, "", True), transport, env={})
+        with pytest.raises(GatewayError) as info:
+            await waiting.send(bedrock_request())
+        assert info.value.status == 503 and "has not received it yet" in info.value.message
+        assert len(fake.requests) == 1
+    finally:
+        await transport.aclose()
+        await fake.stop()

@@ -100,7 +100,7 @@ def test_refusals_are_readable(
         monkeypatch, capsys, cp, "providers", "create", "br", "--kind", "bedrock",
         "--region", "us-east-1", "--api-key-stdin", stdin=KEY + "\n",
     )  # fmt: skip
-    assert code == 1 and "AWS credentials" in err
+    assert code == 1 and "ACCESS_KEY_ID:SECRET_ACCESS_KEY" in err
     code, _, err = gwctl(monkeypatch, capsys, cp, "providers", "rotate", "claude", "--yes")
     assert code == 2 and "--api-key-stdin" in err  # one of the two ways is required
     code, _, err = gwctl(
@@ -108,3 +108,16 @@ def test_refusals_are_readable(
         stdin=KEY + "\n",
     )  # fmt: skip
     assert code == 1 and "provider 'nope' not found" in err
+
+
+def test_bedrock_stores_an_access_key_pair(
+    cp: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pair = "AKIDEXAMPLE000000001:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+    code, out, err = gwctl(
+        monkeypatch, capsys, cp, "providers", "create", "br", "--kind", "bedrock",
+        "--region", "us-east-1", "--api-key-stdin", stdin=pair + "\n",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "AWS access key pair stored on the control plane" in out
+    assert "wJalrXUtnFEMI" not in out and "AKIDEXAMPLE000000001" not in out
