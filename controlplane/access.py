@@ -8,7 +8,8 @@ workspaces (``identity.principal().workspaces``).
 Rules:
 
 * ``OPEN`` — health and reflection: no token.
-* ``DATAPLANE`` — Watch, ReportUsage: the data-plane token (or an admin-role token).
+* ``DATAPLANE`` — Watch, ReportUsage: the data-plane token (or the bootstrap admin token; never a
+  created token, since Watch carries decrypted provider secrets).
 * ``ANY`` — any admin-API principal (WhoAmI).
 * ``ADMIN_ONLY`` — role admin: workspaces, providers, routes, secrets, tokens.
 * ``GLOBAL_READ`` — every admin-API role: providers, routes, prices, data planes.
@@ -39,7 +40,7 @@ from sqlmodel import Session
 from controlplane.catalog.workspaces import UPDATE_PATHS as WORKSPACE_UPDATE_PATHS
 from controlplane.domain import keys as key_rules
 from controlplane.domain.errors import PermissionDenied, Unauthenticated
-from controlplane.identity import Principal, TokenRole
+from controlplane.identity import BOOTSTRAP, Principal, TokenRole
 from controlplane.store.models import UsageEventRow, VirtualKeyRow
 
 
@@ -250,7 +251,9 @@ def check_role(policy: Policy, p: Principal, method: str) -> None:
             return
         raise Unauthenticated(DATAPLANE_ONLY)
     if policy.rule is Rule.DATAPLANE:
-        if p.role is TokenRole.ADMIN:
+        # Watch carries decrypted provider secrets: only the data-plane token and the bootstrap
+        # admin token (the data-plane token's default) may call it, never a created token.
+        if p.id == BOOTSTRAP.id:
             return
         raise PermissionDenied(
             f"{short_name(method)} is for data planes: use the data-plane token "

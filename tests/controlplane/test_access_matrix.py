@@ -39,6 +39,8 @@ ROLES = ("bootstrap", "admin", "wsadmin_a", "wsadmin_b", "viewer", "viewer_b")
 ADMINS = frozenset({"bootstrap", "admin"})
 A_WRITERS = ADMINS | {"wsadmin_a"}
 A_READERS = A_WRITERS | {"viewer"}
+# Watch carries decrypted provider secrets: no created token, whatever its role, may call it.
+DATAPLANE_CALLERS = frozenset({"bootstrap"})
 EVERYONE = frozenset(ROLES)
 MISSING_KEY = "key_00000000deadbeef"
 MISSING_WS = "no-such-ws"
@@ -332,7 +334,7 @@ CASES = [
     Case(
         "telemetry",
         "ReportUsage",
-        ADMINS,
+        DATAPLANE_CALLERS,
         _plain(tpb.ReportUsageRequest(node_id="dp-matrix", last_seq=1)),
     ),
     Case(
@@ -364,7 +366,7 @@ CASES = [
         scoped=True,
     ),
     Case("telemetry", "GetLog", A_READERS, _get_log, scoped=True),
-    Case("discovery", "Watch", ADMINS, _plain(dpb.WatchRequest(node_id="dp-matrix"))),
+    Case("discovery", "Watch", DATAPLANE_CALLERS, _plain(dpb.WatchRequest(node_id="dp-matrix"))),
     Case("discovery", "ListDataPlanes", EVERYONE, _plain(dpb.ListDataPlanesRequest())),
 ]
 
