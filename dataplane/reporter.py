@@ -15,6 +15,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -49,6 +50,9 @@ class Reporter:
         self._wake = asyncio.Event()
         self.dropped = 0
         self._backoff = 0.0
+        # The spool operation in progress (append, ack) in its worker thread. A cancelled run()
+        # leaves that thread running: flush() must wait for it, not race it on the same spool.
+        self._spool_io: asyncio.Future[Any] | None = None
 
     def record(self, rec: RequestRecord) -> None:
         """Hot path: queue one finished request's usage event. Never blocks, never raises."""
@@ -77,12 +81,19 @@ class Reporter:
                 await asyncio.sleep(self._backoff)
             await self._send_pending()
 
+    async def _spool(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run one spool operation in a worker thread, never two at once."""
+        while self._spool_io is not None and not self._spool_io.done():
+            await asyncio.wait([self._spool_io])
+        self._spool_io = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        return await asyncio.shield(self._spool_io)
+
     async def _persist(self) -> None:
         if not self._queue:
             return
         batch = list(self._queue)
         self._queue.clear()
-        await asyncio.to_thread(self.spool.append, batch)
+        await self._spool(self.spool.append, batch)
 
     async def _send_pending(self) -> bool:
         """Send everything unacknowledged; False if the control plane could not be reached."""
@@ -107,7 +118,7 @@ class Reporter:
             except Exception as exc:
                 self._retry_later(exc)
                 return False
-            await asyncio.to_thread(self.spool.ack, acked)
+            await self._spool(self.spool.ack, acked)
             if acked < records[-1][0]:
                 return False
 
@@ -135,14 +146,15 @@ class Reporter:
                     seq,
                     exc.details(),
                 )
-                await asyncio.to_thread(self.spool.reject, seq, payload)
-            await asyncio.to_thread(self.spool.ack, seq)
+                await self._spool(self.spool.reject, seq, payload)
+            await self._spool(self.spool.ack, seq)
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Persist the queue and try once to deliver everything; True if nothing is left."""
-        await self._persist()
         try:
-            return await asyncio.wait_for(self._send_pending(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._persist()
+                return await self._send_pending()
         except TimeoutError:
             return False
 

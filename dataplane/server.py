@@ -197,7 +197,10 @@ class DataPlane:
             body_timeout_s=s.body_timeout_s,
         )
         config = Config()
-        config.bind = [f"fd://{self._socket.fileno()}"]
+        # Hypercorn owns the listening fd from here on and closes it at shutdown. Detach ours:
+        # closing it again later would close whatever file reused that number meanwhile (seen:
+        # the usage spool's segment, mid-write, during a drain).
+        config.bind = [f"fd://{self._socket.detach()}"]
         config.accesslog = None
         config.errorlog = logging.getLogger("tollgate.http")
         config.keep_alive_timeout = s.keep_alive_s
@@ -252,7 +255,7 @@ class DataPlane:
         if self._channel is not None:
             await self._channel.close()
         if self._socket is not None:
-            with contextlib.suppress(OSError):  # Hypercorn may have closed the fd already
+            with contextlib.suppress(OSError):  # detached once Hypercorn has it: then a no-op
                 self._socket.close()
 
 
