@@ -276,3 +276,35 @@ async def test_a_workspace_admin_cannot_widen_its_own_workspace(admin, channel) 
     assert (await lead.CreateKey(key_req(provider="a"))).key.provider == "a"
     ws = await admin.GetWorkspace(apb.GetWorkspaceRequest(name="team-a"))
     assert list(ws.allowed_providers) == ["a"] and list(ws.allowed_models) == ["claude-haiku-*"]
+
+
+def test_the_access_columns_are_added_to_an_existing_workspace_table(db_url: str) -> None:
+    """A database from before access controls gains the columns; old workspaces allow all."""
+    from sqlalchemy import text
+
+    from controlplane.catalog.access import allowed_of
+    from controlplane.catalog.convert import workspace_to_pb
+    from controlplane.store.db import Database
+    from controlplane.store.models import WorkspaceRow
+
+    db = Database(db_url)
+    try:
+        db.create_all()
+        with db.engine.begin() as conn:
+            for column in ("allowed_providers_json", "allowed_routes_json", "allowed_models_json"):
+                conn.execute(text(f"ALTER TABLE workspace DROP COLUMN {column}"))
+            conn.execute(
+                text(
+                    "INSERT INTO workspace (name, description, timezone, created_at_ms, "
+                    "updated_at_ms) VALUES ('old', '', '', 1, 1)"
+                )
+            )
+        db.create_all()
+        row = db.run_sync(lambda s: s.get(WorkspaceRow, "old"))
+        assert row is not None
+        assert allowed_of(row) == allowed_of(WorkspaceRow(name="new"))
+        msg = workspace_to_pb(row)
+        assert (list(msg.allowed_providers), list(msg.allowed_routes)) == ([], [])
+        assert list(msg.allowed_models) == []
+    finally:
+        db.dispose()
