@@ -32,7 +32,9 @@ class LoopbackServer:
         self._sock.listen(512)
         self.port = self._sock.getsockname()[1]
         config = Config()
-        config.bind = [f"fd://{self._sock.fileno()}"]
+        # Hypercorn owns the fd and closes it when it stops: detach ours so that stop() never
+        # closes the number a second time (by then it may be another test object's file).
+        config.bind = [f"fd://{self._sock.detach()}"]
         config.accesslog = None
         config.graceful_timeout = 1
         self._task = asyncio.create_task(
