@@ -142,7 +142,11 @@ async def test_sigterm_during_50_streams_drains_them_and_sends_new_work_elsewher
         async def all_upstream() -> bool:
             return len(s.upstream.requests) >= 50
 
-        await wait_for(all_upstream, timeout=10)
+        try:
+            await wait_for(all_upstream, timeout=20)
+        except AssertionError:
+            failed = [repr(t.exception()) for t in streams if t.done() and t.exception()]
+            raise AssertionError(f"upstream saw {len(s.upstream.requests)}; {failed[:3]}") from None
         proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as probe:
@@ -174,10 +178,15 @@ async def test_sigterm_during_50_streams_drains_them_and_sends_new_work_elsewher
         async def all_counted() -> bool:
             return (await total(s.admin))[0] == 52
 
-        await wait_for(all_counted, timeout=15)  # the 50 drained + 2 served elsewhere, once
+        try:
+            await wait_for(all_counted, timeout=15)  # the 50 drained + 2 served elsewhere, once
+        except AssertionError:
+            spool = sorted(f.name for f in (s.tmp / "dp1" / "spool").iterdir())
+            raise AssertionError(f"counted {await total(s.admin)}; dp1 spool {spool}") from None
         await asyncio.sleep(0.5)
         assert (await total(s.admin))[0] == 52
     finally:
+        print(f"data plane exit code {proc.poll()}; its log:\n{log.read_text()[-4000:]}")
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
