@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
 
-from controlplane.domain.errors import InvalidArgument
+from controlplane.domain.errors import InvalidArgument, shown
 from controlplane.domain.limits import LIMIT_FIELDS, Limits, apply_limits_mask
 
 LIMITS_PATHS = ("limits", *(f"limits.{f}" for f in LIMIT_FIELDS))
@@ -36,7 +36,7 @@ def resolve_mask(mask: FieldMask, msg: Message, allowed: Sequence[str], what: st
     unknown = [p for p in paths if p not in allowed]
     if unknown:
         raise InvalidArgument(
-            f"unknown update_mask path {unknown[0]!r} for {what}: use {', '.join(allowed)}"
+            f"unknown update_mask path {shown(unknown[0])} for {what}: use {', '.join(allowed)}"
         )
     return paths
 

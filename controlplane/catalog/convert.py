@@ -17,15 +17,18 @@ from controlplane.store.models import PriceRow, ProviderRow, RouteRow, VirtualKe
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import discovery_pb2 as dpb
 
+_PERIODS = frozenset(int(p) for p in Period)
+
 
 def limits_from_pb(msg: pb.Limits, what: str = "limits") -> Limits:
     """Proto → domain. Range checks happen in ``validate_limits``; this only rejects a budget
     without a period, which the domain type cannot represent."""
     budgets = []
     for b in msg.budgets:
-        if b.period == pb.PERIOD_UNSPECIFIED:
+        if b.period not in _PERIODS:  # proto3 enums are open: 0, and also 5 or -1, arrive here
             raise InvalidArgument(
-                f"{what}: every budget needs a period (day, week, month, lifetime)"
+                f"{what}: every budget needs a period (day, week, month, lifetime), "
+                + ("got none" if b.period == pb.PERIOD_UNSPECIFIED else f"got {b.period}")
             )
         budgets.append(Budget(amount_micros=b.amount_micros, period=Period(b.period)))
     return Limits(

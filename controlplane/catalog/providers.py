@@ -24,7 +24,13 @@ from controlplane.catalog import access, keys
 from controlplane.catalog.common import describe, resolve_mask
 from controlplane.catalog.convert import provider_to_pb, targets_from_json
 from controlplane.domain import providers as rules
-from controlplane.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from controlplane.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    shown,
+)
 from controlplane.domain.names import validate_slug
 from controlplane.secrets import MasterKey, require, validate_secret
 from controlplane.store.models import ProviderRow, RouteRow
@@ -107,7 +113,7 @@ def update(s: Session, msg: pb.Provider, mask: FieldMask, now: int) -> pb.Provid
                 options.pop(key, None)
             else:
                 raise InvalidArgument(
-                    f"unknown update_mask path {path!r}: {row.kind} providers have the options "
+                    f"unknown update_mask path {shown(path)}: {row.kind} providers have the options "
                     f"{', '.join(rules.known_options(row.kind))}"
                 )
     settings = rules.validate_provider(

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from controlplane.domain.errors import InvalidArgument
+from controlplane.domain.errors import InvalidArgument, shown
 
 MICROS_PER_USD = 1_000_000
 MAX_MICROS = 2**63 - 1
@@ -64,7 +64,9 @@ def parse_period(word: str) -> Period:
     """``"day"``/``"daily"`` → :attr:`Period.DAY` etc.; raises :class:`InvalidArgument`."""
     period = _PERIOD_WORDS.get(word.strip().lower())
     if period is None:
-        raise InvalidArgument(f"unknown budget period {word!r}: use day, week, month or lifetime")
+        raise InvalidArgument(
+            f"unknown budget period {shown(word)}: use day, week, month or lifetime"
+        )
     return period
 
 
@@ -73,20 +75,20 @@ def parse_amount_micros(text: str) -> int:
     raw = text.strip()
     if not _AMOUNT_RE.fullmatch(raw):
         raise InvalidArgument(
-            f"invalid amount {text!r}: use dollars such as '50', '$1,000.50' or '0.25'"
+            f"invalid amount {shown(text)}: use dollars such as '50', '$1,000.50' or '0.25'"
         )
     try:
         dollars = Decimal(raw.lstrip("$").replace(",", ""))
     except InvalidOperation as exc:  # pragma: no cover - the regex already rules this out
-        raise InvalidArgument(f"invalid amount {text!r}") from exc
+        raise InvalidArgument(f"invalid amount {shown(text)}") from exc
     micros = dollars * MICROS_PER_USD
     if micros != micros.to_integral_value():
-        raise InvalidArgument(f"invalid amount {text!r}: at most 6 decimal places")
+        raise InvalidArgument(f"invalid amount {shown(text)}: at most 6 decimal places")
     value = int(micros)
     if value <= 0:
-        raise InvalidArgument(f"invalid amount {text!r}: a budget must be greater than zero")
+        raise InvalidArgument(f"invalid amount {shown(text)}: a budget must be greater than zero")
     if value > MAX_MICROS:
-        raise InvalidArgument(f"invalid amount {text!r}: too large")
+        raise InvalidArgument(f"invalid amount {shown(text)}: too large")
     return value
 
 
@@ -96,7 +98,7 @@ def parse_budget(text: str) -> Budget:
         raise InvalidArgument("empty budget: use AMOUNT/PERIOD, e.g. '50/day' or '$200/month'")
     amount, sep, period = text.strip().partition("/")
     if sep and not period.strip():
-        raise InvalidArgument(f"invalid budget {text!r}: missing period after '/'")
+        raise InvalidArgument(f"invalid budget {shown(text)}: missing period after '/'")
     return Budget(
         amount_micros=parse_amount_micros(amount),
         period=parse_period(period) if sep else Period.LIFETIME,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from controlplane.domain.errors import InvalidArgument
+from controlplane.domain.errors import InvalidArgument, shown
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
@@ -18,12 +18,12 @@ def parse_duration(text: str) -> int:
     m = _RE.fullmatch(text.lower()) if text else None
     if m is None:
         raise InvalidArgument(
-            f"invalid duration {text!r}: use a whole number with a unit s, m, h, d or w "
+            f"invalid duration {shown(text)}: use a whole number with a unit s, m, h, d or w "
             "(e.g. '90m', '12h', '30d')"
         )
     seconds = int(m.group(1)) * _UNITS[m.group(2) or "s"]
     if seconds <= 0:
-        raise InvalidArgument(f"invalid duration {text!r}: must be greater than zero")
+        raise InvalidArgument(f"invalid duration {shown(text)}: must be greater than zero")
     return seconds
 
 

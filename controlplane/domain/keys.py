@@ -13,13 +13,14 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from controlplane.domain.errors import InvalidArgument
+from controlplane.domain.errors import InvalidArgument, shown
 
 SECRET_PREFIX = "gw-"
 PREFIX_LEN = 10
 KEY_ID_RE = re.compile(r"^key_[0-9a-f]{16}$")
 _MODEL_PATTERN_RE = re.compile(r"^[A-Za-z0-9._:@/*?\[\]-]{1,200}$")
 MAX_MODELS = 100
+MAX_TTL_SECONDS = 100 * 365 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ def validate_key_id(key_id: str) -> str:
     if not key_id:
         raise InvalidArgument("key id is required")
     if not KEY_ID_RE.fullmatch(key_id):
-        raise InvalidArgument(f"invalid key id {key_id!r}: expected 'key_' and 16 hex digits")
+        raise InvalidArgument(f"invalid key id {shown(key_id)}: expected 'key_' and 16 hex digits")
     return key_id
 
 
@@ -70,7 +71,7 @@ def validate_models(patterns: Iterable[str]) -> tuple[str, ...]:
         pattern = raw.strip()
         if not _MODEL_PATTERN_RE.fullmatch(pattern):
             raise InvalidArgument(
-                f"invalid model pattern {raw!r}: use a model id or a glob such as 'claude-sonnet-*'"
+                f"invalid model pattern {shown(raw)}: use a model id or a glob such as 'claude-sonnet-*'"
             )
         if pattern not in out:
             out.append(pattern)
@@ -89,7 +90,13 @@ def validate_target(provider: str, route: str) -> None:
 
 
 def expires_at_ms(now_ms: int, ttl_seconds: int) -> int:
-    """0 TTL means never (returns 0); negative TTLs are rejected."""
+    """0 TTL means never (returns 0); negative TTLs and TTLs over 100 years are rejected (the
+    expiry is int64 milliseconds: a larger TTL would overflow it, or the database column)."""
     if ttl_seconds < 0:
         raise InvalidArgument("ttl_seconds must not be negative (0 means the key never expires)")
+    if ttl_seconds > MAX_TTL_SECONDS:
+        raise InvalidArgument(
+            f"ttl_seconds must be at most {MAX_TTL_SECONDS} (100 years); use 0 for a key that "
+            "never expires"
+        )
     return 0 if ttl_seconds == 0 else now_ms + ttl_seconds * 1000

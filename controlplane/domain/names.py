@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
-from controlplane.domain.errors import InvalidArgument
+from controlplane.domain.errors import InvalidArgument, shown
 from gwcommon.periods import zone
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _LABEL_MAX = 100
+# Characters that change how a line reads in a terminal or a table without being visible:
+# C0/C1 controls (category Cc, NUL included), line / paragraph separators (Zl, Zp) and the bidi
+# embeddings, overrides and isolates ("Trojan Source").
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def is_invisible_control(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _BIDI
 
 
 def validate_slug(value: str, what: str) -> str:
@@ -21,7 +30,7 @@ def validate_slug(value: str, what: str) -> str:
         raise InvalidArgument(f"{what} is required")
     if not SLUG_RE.fullmatch(value):
         raise InvalidArgument(
-            f"invalid {what} {value!r}: use 1-63 lowercase letters, digits, '.', '_' or '-', "
+            f"invalid {what} {shown(value)}: use 1-63 lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter or digit (e.g. 'team-a')"
         )
     return value
@@ -31,8 +40,10 @@ def validate_label(value: str, what: str, max_len: int = _LABEL_MAX) -> str:
     """Free text shown to humans (key names, descriptions): bounded, no control characters."""
     if len(value) > max_len:
         raise InvalidArgument(f"{what} is too long ({len(value)} characters, at most {max_len})")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise InvalidArgument(f"{what} must not contain control characters")
+    if any(is_invisible_control(ch) for ch in value):
+        raise InvalidArgument(
+            f"{what} must not contain control characters, line separators or bidi overrides"
+        )
     return value
 
 
@@ -48,7 +59,7 @@ def validate_timezone(name: str) -> str:
         zone(name)
     except ValueError:
         raise InvalidArgument(
-            f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin' or "
+            f"unknown time zone {shown(name)}: use an IANA name such as 'Europe/Berlin' or "
             "'America/New_York', or leave it empty for UTC"
         ) from None
     return name

@@ -36,7 +36,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from controlplane.domain.errors import InvalidArgument
+from controlplane.domain.errors import InvalidArgument, shown
 
 KINDS = ("anthropic", "simulator", "bedrock", "vertex")
 DEFAULT_BASE_URLS = {"anthropic": "https://api.anthropic.com"}
@@ -52,6 +52,7 @@ OPTION_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _SECRET_OPTION_RE = re.compile(r"(secret|password|passwd|token|api_?key|access_key|credential)")
 _SECRET_VALUE_PREFIXES = ("sk-ant-", "AKIA", "ASIA", "-----BEGIN")
 MAX_OPTIONS = 50
+MAX_BASE_URL_CHARS = 2048
 MAX_OPTION_CHARS = 1000
 
 AUTH_MODES = ("key", "passthrough")
@@ -113,7 +114,7 @@ class ProviderSettings:
 def validate_kind(kind: str) -> str:
     if kind not in KINDS:
         raise InvalidArgument(
-            f"unknown provider kind {kind!r}: use one of {', '.join(KINDS)}"
+            f"unknown provider kind {shown(kind)}: use one of {', '.join(KINDS)}"
             if kind
             else f"provider kind is required: one of {', '.join(KINDS)}"
         )
@@ -180,17 +181,33 @@ def normalize_base_url(url: str, kind: str) -> str:
     if not url:
         return DEFAULT_BASE_URLS.get(kind, "")
     example = EXAMPLE_BASE_URLS.get(kind, EXAMPLE_BASE_URLS["anthropic"])
-    parts = urlsplit(url)
+    if len(url) > MAX_BASE_URL_CHARS:
+        raise InvalidArgument(f"base_url is too long (at most {MAX_BASE_URL_CHARS} characters)")
+    # The data plane puts this URL on the wire: a space, NUL or other invisible character in it
+    # is never what was meant (and PostgreSQL cannot even store a NUL).
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise InvalidArgument(
+            "base_url must not contain spaces or control characters: use an http(s) URL such "
+            f"as {example}"
+        )
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise InvalidArgument(
+            f"invalid base_url {shown(url)}: not a URL; use an http(s) URL such as {example}"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidArgument(f"invalid base_url {url!r}: use an http(s) URL such as {example}")
-    if parts.username or parts.password:
+        raise InvalidArgument(
+            f"invalid base_url {shown(url)}: use an http(s) URL such as {example}"
+        )
+    if "@" in parts.netloc:  # also "https://@host": an empty user is still userinfo
         raise InvalidArgument("base_url must not contain credentials; use api_key_env")
     if parts.query or parts.fragment:
-        raise InvalidArgument(f"invalid base_url {url!r}: no query string or fragment")
+        raise InvalidArgument(f"invalid base_url {shown(url)}: no query string or fragment")
     try:
         _ = parts.port
     except ValueError as exc:
-        raise InvalidArgument(f"invalid base_url {url!r}: bad port") from exc
+        raise InvalidArgument(f"invalid base_url {shown(url)}: bad port") from exc
     url = url.rstrip("/")
     root = f"{parts.scheme}://{parts.netloc}"
     segments = [s.lower() for s in parts.path.strip("/").split("/") if s]
@@ -202,12 +219,12 @@ def normalize_base_url(url: str, kind: str) -> str:
             if not suggestion.lower().endswith("/v1"):
                 suggestion += "/v1"
             raise InvalidArgument(
-                f"invalid base_url {url!r}: a Vertex AI base_url is the API root ending in /v1, "
+                f"invalid base_url {shown(url)}: a Vertex AI base_url is the API root ending in /v1, "
                 f"like ANTHROPIC_VERTEX_BASE_URL, without /projects/… (e.g. {suggestion})"
             )
         if not ends_v1:
             raise InvalidArgument(
-                f"invalid base_url {url!r}: a Vertex AI base_url ends in /v1, like "
+                f"invalid base_url {shown(url)}: a Vertex AI base_url ends in /v1, like "
                 f"ANTHROPIC_VERTEX_BASE_URL (e.g. {url}/v1)"
             )
         return url
@@ -215,13 +232,13 @@ def normalize_base_url(url: str, kind: str) -> str:
         prefix = "/".join(parts.path.strip("/").split("/")[: segments.index("model")])
         suggestion = f"{root}/{prefix}" if prefix else root
         raise InvalidArgument(
-            f"invalid base_url {url!r}: a Bedrock base_url is the endpoint root, like "
+            f"invalid base_url {shown(url)}: a Bedrock base_url is the endpoint root, like "
             f"ANTHROPIC_BEDROCK_BASE_URL, without /model/… (e.g. {suggestion})"
         )
     if ends_v1:
         what = "the endpoint root" if kind == "bedrock" else "the API root"
         raise InvalidArgument(
-            f"invalid base_url {url!r}: give {what} without /v1 (e.g. {url[:-3] or example})"
+            f"invalid base_url {shown(url)}: give {what} without /v1 (e.g. {url[:-3] or example})"
         )
     return url
 
@@ -254,7 +271,7 @@ def validate_options(options: Mapping[str, str], kind: str) -> dict[str, str]:
         value = options[key]
         if not OPTION_KEY_RE.fullmatch(key):
             raise InvalidArgument(
-                f"invalid option name {key!r}: lowercase letters, digits, '.', '_' or '-'"
+                f"invalid option name {shown(key)}: lowercase letters, digits, '.', '_' or '-'"
             )
         if _SECRET_OPTION_RE.search(key) and not key.endswith(("_env", "_file")):
             raise InvalidArgument(
@@ -340,7 +357,7 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str, str, str], str]:
     def check(key: str, value: str, kind: str) -> str:
         if value not in choices:
             raise InvalidArgument(
-                f"invalid {key} {value!r} for {_a(kind)} provider: use one of {', '.join(choices)}"
+                f"invalid {key} {shown(value)} for {_a(kind)} provider: use one of {', '.join(choices)}"
             )
         return value
 
@@ -350,12 +367,12 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str, str, str], str]:
 def _region(key: str, value: str, kind: str) -> str:
     if kind == "bedrock" and not AWS_REGION_RE.fullmatch(value):
         raise InvalidArgument(
-            f"invalid region {value!r} for a bedrock provider: use an AWS region such as "
+            f"invalid region {shown(value)} for a bedrock provider: use an AWS region such as "
             "us-east-1, eu-west-3 or ap-northeast-1"
         )
     if kind == "vertex" and not GCP_REGION_RE.fullmatch(value):
         raise InvalidArgument(
-            f"invalid region {value!r} for a vertex provider: use a Google Cloud region such as "
+            f"invalid region {shown(value)} for a vertex provider: use a Google Cloud region such as "
             "us-east5 or europe-west1, or global"
         )
     return value
@@ -364,7 +381,7 @@ def _region(key: str, value: str, kind: str) -> str:
 def _project(key: str, value: str, kind: str) -> str:
     if not GCP_PROJECT_RE.fullmatch(value):
         raise InvalidArgument(
-            f"invalid project {value!r}: a Google Cloud project id has 6-30 lowercase letters, "
+            f"invalid project {shown(value)}: a Google Cloud project id has 6-30 lowercase letters, "
             "digits or hyphens, starts with a letter and does not end with a hyphen "
             "(e.g. my-project-123)"
         )
@@ -420,7 +437,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise InvalidArgument(f"model_map lists {key!r} twice")
+            raise InvalidArgument(f"model_map lists {shown(key)} twice")
         out[key] = value
     return out
 
@@ -442,7 +459,7 @@ def _model_map(key: str, value: str, kind: str) -> str:
         for what, text in (("model name", src), ("target", dst)):
             if not isinstance(text, str) or not text.strip():
                 raise InvalidArgument(
-                    f"model_map entry {src!r}: the {what} must be a non-empty string ({shape})"
+                    f"model_map entry {shown(src)}: the {what} must be a non-empty string ({shape})"
                 )
             if len(text) > MODEL_ID_MAX_CHARS or any(ch.isspace() or ord(ch) < 32 for ch in text):
                 raise InvalidArgument(

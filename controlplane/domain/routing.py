@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from controlplane.domain.errors import InvalidArgument
+from controlplane.domain.errors import InvalidArgument, shown
 from controlplane.domain.names import validate_slug
 
 MODES = ("fallback", "loadbalance")
@@ -97,7 +97,9 @@ def validate_policy(policy: RoutePolicy) -> RoutePolicy:
     Does not check that target providers exist (that needs the store).
     """
     if policy.mode not in MODES:
-        raise InvalidArgument(f"unknown route mode {policy.mode!r}: use fallback or loadbalance")
+        raise InvalidArgument(
+            f"unknown route mode {shown(policy.mode)}: use fallback or loadbalance"
+        )
     if not policy.targets:
         raise InvalidArgument("a route needs at least one target provider")
     if len(policy.targets) > MAX_TARGETS:
@@ -115,12 +117,12 @@ def validate_policy(policy: RoutePolicy) -> RoutePolicy:
     if not 0 <= policy.retries <= MAX_RETRIES:
         raise InvalidArgument(f"retries must be between 0 and {MAX_RETRIES} (got {policy.retries})")
     retry_on = _validate_statuses(policy.retry_on)
-    for name, (upper, shown) in _BOUNDS.items():
+    for name, (upper, bound) in _BOUNDS.items():
         value = getattr(policy, name)
         if value < 0:
             raise InvalidArgument(f"{name} must not be negative (0 means the default)")
         if value > upper:
-            raise InvalidArgument(f"{name} must be at most {shown} (got {value})")
+            raise InvalidArgument(f"{name} must be at most {bound} (got {value})")
     return replace(policy, targets=tuple(targets), retry_on=retry_on)
 
 

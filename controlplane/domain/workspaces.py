@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from controlplane.domain.errors import InvalidArgument
+from controlplane.domain.errors import InvalidArgument, shown
 
 REDIS_FAILURE_MODES = ("closed", "open")
 DEFAULT_REDIS_FAILURE = "closed"
@@ -38,7 +38,7 @@ def validate_redis_failure(value: str) -> str:
     mode = value.strip().lower() or DEFAULT_REDIS_FAILURE
     if mode not in REDIS_FAILURE_MODES:
         raise InvalidArgument(
-            f"invalid redis_failure {value!r}: use 'closed' (refuse budgeted requests while Redis "
+            f"invalid redis_failure {shown(value)}: use 'closed' (refuse budgeted requests while Redis "
             "is unreachable; the default) or 'open' (serve them without shared limits)"
         )
     return mode
@@ -55,7 +55,8 @@ def validate_alert_webhook(url: str) -> str:
         return ""
     if len(url) > MAX_WEBHOOK_CHARS:
         raise InvalidArgument(f"alert_webhook is too long (at most {MAX_WEBHOOK_CHARS} characters)")
-    if any(ord(ch) <= 32 or ord(ch) == 127 for ch in url):
+    # isprintable() is False for C0/C1 controls, NUL, separators and other invisible characters.
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
         raise InvalidArgument("alert_webhook must not contain spaces or control characters")
     try:
         parts = urlsplit(url)
@@ -72,11 +73,11 @@ def validate_alert_webhook(url: str) -> str:
         )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgument(
-            f"invalid alert_webhook {url!r}: use an http:// or https:// URL such as "
+            f"invalid alert_webhook {shown(url)}: use an http:// or https:// URL such as "
             "https://hooks.example.com/tollgate"
         )
     if port == 0:
-        raise InvalidArgument(f"invalid alert_webhook {url!r}: port 0")
+        raise InvalidArgument(f"invalid alert_webhook {shown(url)}: port 0")
     return url
 
 
