@@ -36,6 +36,14 @@ _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 BUDGET_HELP = "AMOUNT[/day|/week|/month|/lifetime], e.g. 50/day, '$1,000.50/month', 100 (lifetime)"
 DURATION_HELP = "a duration such as 30d, 12h, 90m, 45s or 1h30m"
+# 100 years: the control plane's longest key TTL, and far inside the int64 milliseconds that
+# durations become (a bigger number would fail inside protobuf with a traceback).
+MAX_DURATION_S = 100 * 365 * 86400
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """The operator's value for a message, cut short: ``'9999…' (5001 characters)``."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
 
 
 def _micros(text: str) -> int:
@@ -100,10 +108,20 @@ def parse_duration(text: str) -> int:
     for match in _DURATION_PART.finditer(raw):
         if match.start() != pos:
             break
-        total += int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        digits = match.group(1).lstrip("0") or "0"
+        if len(digits) > 12:  # already centuries; int() refuses beyond 4300 digits anyway
+            total = MAX_DURATION_S + 1
+        else:
+            total += int(digits) * _DURATION_UNITS[match.group(2)]
         pos = match.end()
     if not raw or pos != len(raw):
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: expected {DURATION_HELP}")
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {_shown(text)}: expected {DURATION_HELP}"
+        )
+    if total > MAX_DURATION_S:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {_shown(text)}: at most {MAX_DURATION_S // (365 * 86400)} years"
+        )
     if total <= 0:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be longer than 0s")
     return total
@@ -189,7 +207,11 @@ def parse_statuses(text: str) -> list[int]:
     """``"429,500,529"`` → ``[429, 500, 529]``: HTTP error statuses (400-599)."""
     statuses: list[int] = []
     for part in parse_list(text):
-        if not part.isdigit() or not 400 <= int(part) <= 599:
+        # isascii(): "4²9".isdigit() is True, but int() cannot read it; len(): nor 5000 digits.
+        if (
+            not (part.isascii() and part.isdigit() and len(part) == 3)
+            or not 400 <= int(part) <= 599
+        ):
             raise argparse.ArgumentTypeError(
                 f"invalid status {part!r}: expected HTTP error statuses (400-599) such as 429,529"
             )
