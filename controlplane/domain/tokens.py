@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from controlplane.domain.errors import InvalidArgument
+from controlplane.domain.errors import InvalidArgument, shown
 from controlplane.domain.names import validate_label, validate_slug
 from controlplane.identity import TokenRole
 
@@ -84,14 +84,16 @@ def parse_role(text: str) -> TokenRole:
     names = ", ".join(r.value for r in CREATABLE_ROLES)
     if not text:
         raise InvalidArgument(f"role is required: one of {names}")
-    raise InvalidArgument(f"unknown role {text!r}: use one of {names}")
+    raise InvalidArgument(f"unknown role {shown(text)}: use one of {names}")
 
 
 def validate_token_id(token_id: str) -> str:
     if not token_id:
         raise InvalidArgument("token id is required")
     if not TOKEN_ID_RE.fullmatch(token_id):
-        raise InvalidArgument(f"invalid token id {token_id!r}: expected 'tok_' and 16 hex digits")
+        raise InvalidArgument(
+            f"invalid token id {shown(token_id)}: expected 'tok_' and 16 hex digits"
+        )
     return token_id
 
 

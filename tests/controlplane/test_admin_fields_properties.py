@@ -12,10 +12,11 @@ string fields in :func:`test_strings_with_nul_are_refused_on_every_backend`.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import zoneinfo
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +28,11 @@ from hypothesis import strategies as st
 from sqlalchemy import MetaData, select
 from sqlalchemy.engine import Engine
 
+from controlplane.server import Running, running
 from controlplane.store.db import make_engine
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
+from tests.controlplane.conftest import make_settings
 
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 # EXPLORE=1: no shrinking, to list every failing field quickly.
@@ -38,12 +41,20 @@ BAD = settings(max_examples=15, deadline=None, phases=_PHASES)
 GOOD = settings(max_examples=20, deadline=None, phases=_PHASES)
 MAX_MESSAGE = 400  # characters: an error is read in a terminal, not scrolled through
 
+MASTER_KEY = base64.b64encode(b"k" * 32).decode()
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
 SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 # -- the world each test starts from --------------------------------------------------------
+
+
+@pytest.fixture
+async def cp(db_url: str) -> AsyncIterator[Running]:
+    """The shared control plane, with a master key so provider secrets can be stored."""
+    async with running(make_settings(db_url, master_key=MASTER_KEY)) as r:
+        yield r
 
 
 @pytest.fixture
@@ -65,6 +76,9 @@ async def world(admin: Any) -> dict[str, Any]:
     )
     await admin.CreateRoute(
         apb.CreateRouteRequest(route=pb.Route(name="rt", targets=[pb.RouteTarget(provider="sim")]))
+    )
+    await admin.CreateProvider(
+        apb.CreateProviderRequest(provider=pb.Provider(name="anth", kind="anthropic"))
     )
     created = await admin.CreateKey(apb.CreateKeyRequest(workspace="ws", name="k", provider="sim"))
     return {"key_id": created.key.id}
@@ -503,6 +517,75 @@ CASES: dict[str, Case] = {
         ),
         ("update_mask", "option"),
     ),
+    # workspace access controls
+    "workspace.allowed_providers": Case(
+        st.lists(
+            BAD_SLUGS.filter(lambda s: s.strip() != "" or s == ""), min_size=1, max_size=3
+        ).filter(lambda xs: any(not SLUG.fullmatch(x.strip()) for x in xs)),
+        lambda v, w: upd_ws("allowed_providers", allowed_providers=v),
+        ("allowed provider name",),
+    ),
+    "workspace.allowed_routes": Case(
+        st.lists(BAD_SLUGS, min_size=1, max_size=3).filter(
+            lambda xs: any(not SLUG.fullmatch(x.strip()) for x in xs)
+        ),
+        lambda v, w: new_ws(allowed_routes=v),
+        ("allowed route name",),
+    ),
+    "workspace.allowed_models": Case(
+        st.sampled_from([["bad pattern"], ["x\0"], [""], ["a" * 201], ["claude-*", "é"]]),
+        lambda v, w: upd_ws("allowed_models", allowed_models=v),
+        ("model pattern",),
+    ),
+    # admin tokens
+    "token.name": Case(
+        BAD_LABELS | long_text(101) | st.just(""),
+        lambda v, w: ("CreateToken", apb.CreateTokenRequest(name=v, role="viewer")),
+        ("name",),
+    ),
+    "token.role": Case(
+        unknown_word("admin", "workspace-admin", "workspace_admin", "viewer"),
+        lambda v, w: ("CreateToken", apb.CreateTokenRequest(name="t", role=v)),
+        ("role",),
+    ),
+    "token.workspaces": Case(
+        BAD_SLUGS.filter(lambda s: not SLUG.fullmatch(s.strip())),
+        lambda v, w: (
+            "CreateToken",
+            apb.CreateTokenRequest(name="t", role="workspace-admin", workspaces=["ws", v]),
+        ),
+        ("workspace name",),
+    ),
+    "token.ttl_seconds": Case(
+        NEG64 | st.integers(10 * 365 * 86_400 + 1, INT64[1]),
+        lambda v, w: (
+            "CreateToken",
+            apb.CreateTokenRequest(name="t", role="viewer", ttl_seconds=v),
+        ),
+        ("ttl",),
+    ),
+    # provider secrets
+    "provider.api_key": Case(
+        st.one_of(
+            inside("sk-ant-api03-abc", CONTROL | st.sampled_from([" ", "é", "\u2028"])),
+            long_text(5000, 9000),
+        ),
+        lambda v, w: (
+            "CreateProvider",
+            apb.CreateProviderRequest(
+                provider=pb.Provider(name="new-prov", kind="anthropic"), api_key=v
+            ),
+        ),
+        ("API key",),
+    ),
+    "provider.rotate.api_key": Case(
+        inside("sk-ant-api03-abc", CONTROL | st.just(" ")),
+        lambda v, w: (
+            "RotateProviderSecret",
+            apb.RotateProviderSecretRequest(name="anth", api_key=v),
+        ),
+        ("API key",),
+    ),
     # routes
     "route.name": Case(BAD_SLUGS, lambda v, w: new_route(name=v), ("route name",)),
     "route.mode": Case(
@@ -586,10 +669,39 @@ _ROUTE_PATHS = _paths("routes")
 async def test_malformed_field_is_refused_and_nothing_is_stored(
     field: str, admin: Any, world: dict[str, Any], engine: Engine, data: st.DataObject
 ) -> None:
+    await check_field(field, admin, world, engine, data)
+
+
+async def check_field(
+    field: str, admin: Any, world: dict[str, Any], engine: Engine, data: st.DataObject
+) -> None:
     case = CASES[field]
     value = data.draw(case.values, label=field)
     method, request = case.build(value, world)
     await refused(admin, engine, method, request, *case.names)
+
+
+# PostgreSQL: the fields where its types differ from SQLite's (BIGINT overflow, NUL, enums).
+PG_SUBSET = (
+    "key.ttl_seconds",
+    "key.limits.budget.period",
+    "workspace.log_body_max_bytes",
+    "workspace.description",
+    "provider.base_url",
+    "token.ttl_seconds",
+    "route.retry_on",
+)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize("field", PG_SUBSET)
+@settings(max_examples=8, deadline=None, phases=_PHASES)
+@given(data=st.data())
+async def test_malformed_field_is_refused_on_postgresql(
+    field: str, admin: Any, world: dict[str, Any], engine: Engine, data: st.DataObject
+) -> None:
+    await check_field(field, admin, world, engine, data)
 
 
 # -- valid values are accepted and read back unchanged ---------------------------------------
@@ -756,6 +868,39 @@ async def test_valid_routes_round_trip(
         assert got == sent
     finally:
         await admin.DeleteRoute(apb.DeleteRouteRequest(name=name))
+
+
+@SQLITE_ONLY
+@GOOD
+@given(
+    name=LABELS.filter(lambda s: s.strip()),
+    role=st.sampled_from(["admin", "workspace-admin", "viewer"]),
+    ttl=st.integers(0, 10 * 365 * 86_400),
+    models=st.lists(st.from_regex(r"[a-z0-9.*-]{1,30}", fullmatch=True), unique=True, max_size=4),
+)
+async def test_valid_tokens_and_allow_lists_round_trip(
+    admin: Any, world: dict[str, Any], name: str, role: str, ttl: int, models: list[str]
+) -> None:
+    workspaces = ["ws"] if role == "workspace-admin" else []
+    created = await admin.CreateToken(
+        apb.CreateTokenRequest(name=name, role=role, workspaces=workspaces, ttl_seconds=ttl)
+    )
+    try:
+        assert (created.token.name, created.token.role) == (name.strip(), role)
+        assert list(created.token.workspaces) == workspaces
+        assert (created.token.expires_at_ms == 0) == (ttl == 0)
+    finally:
+        await admin.RevokeToken(apb.RevokeTokenRequest(id=created.token.id))
+    ws = await admin.UpdateWorkspace(
+        apb.UpdateWorkspaceRequest(
+            workspace=pb.Workspace(
+                name="ws", allowed_providers=["sim"], allowed_routes=["rt"], allowed_models=models
+            ),
+            update_mask=FieldMask(paths=["allowed_providers", "allowed_routes", "allowed_models"]),
+        )
+    )
+    assert (list(ws.allowed_providers), list(ws.allowed_routes)) == (["sim"], ["rt"])
+    assert list(ws.allowed_models) == models
 
 
 # -- PostgreSQL: NUL and friends must be refused before the driver sees them ------------------
