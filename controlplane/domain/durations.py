@@ -7,7 +7,8 @@ import re
 from controlplane.domain.errors import InvalidArgument, shown
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_RE = re.compile(r"^\s*([0-9]+)\s*([smhdw]?)\s*$")
+_MAX_DIGITS = 15
 
 
 def parse_duration(text: str) -> int:
@@ -21,7 +22,10 @@ def parse_duration(text: str) -> int:
             f"invalid duration {shown(text)}: use a whole number with a unit s, m, h, d or w "
             "(e.g. '90m', '12h', '30d')"
         )
-    seconds = int(m.group(1)) * _UNITS[m.group(2) or "s"]
+    digits = m.group(1).lstrip("0") or "0"
+    if len(digits) > _MAX_DIGITS:  # int() refuses beyond 4300 digits; no TTL needs 16
+        raise InvalidArgument(f"invalid duration {shown(text)}: too large")
+    seconds = int(digits) * _UNITS[m.group(2) or "s"]
     if seconds <= 0:
         raise InvalidArgument(f"invalid duration {shown(text)}: must be greater than zero")
     return seconds
