@@ -16,7 +16,8 @@ Contract:
 * Memory is bounded: one event block (the bytes from one blank line to the next, the pending
   ``pending`` bytes) may be at most ``max_event_bytes`` long (default :data:`MAX_EVENT_BYTES`,
   16 MiB); an upstream that sends more — an endless line, or endless lines with no blank one —
-  gets :class:`SSEError`. Whether and where it is raised does not depend on how the stream is
+  gets :class:`SSEError`. (The first 2 bytes of a stream may be held apart while they could
+  still be the start of a BOM.) Whether and where it is raised does not depend on how the stream is
   split: ``SSEError.events`` holds the events the failing ``feed()`` completed before the overflow.
   Framing is then lost, so the decoder stays failed and every later ``feed`` raises again.
   Nothing else raises: any other byte string decodes (invalid UTF-8 as U+FFFD).

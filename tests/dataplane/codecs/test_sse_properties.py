@@ -104,7 +104,8 @@ def run(chunks: Sequence[bytes], **kw: object) -> tuple[list[SSEEvent], str | No
             with pytest.raises(SSEError):
                 d.feed(b"data: more\n\n")
             return out, str(exc), d.pending
-        assert d.pending <= d._max  # the memory bound, after every call
+        # The memory bound, after every call (up to 2 bytes of a possible BOM are held apart).
+        assert d.pending <= max(d._max, 2)
     out += d.close()
     return out, None, d.pending
 
@@ -170,7 +171,7 @@ def test_arbitrary_bytes_raise_nothing_but_sse_error(chunks: list[bytes], cap: i
                 assert isinstance(event.data, str) and isinstance(event.event, str)
         except SSEError:
             return
-        assert d.pending <= cap
+        assert d.pending <= max(cap, 2)
 
 
 @FAST
