@@ -20,7 +20,7 @@ HEADERS = ("TIME", "WORKSPACE", "SCOPE", "WHO", "THRESHOLD", "BUDGET", "SPENT", 
 
 
 def register(subparsers: Subparsers) -> None:
-    add_parser(leaf(subparsers, "alerts", "budget alerts (50/80/100 % of a budget reached)"))
+    add_parser(leaf(subparsers, "alerts", "budget alerts (50/80/100 %% of a budget reached)"))
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
