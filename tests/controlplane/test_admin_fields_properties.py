@@ -300,6 +300,14 @@ OPTION_VALUES: dict[tuple[str, str], st.SearchStrategy[str]] = {
     ("bedrock", "bearer_token_env"): st.sampled_from(
         ["sk-ant-api03-secret", "ABSK-not-a-name", "1VAR", "VAR-NAME", "A" * 200, "V\0AR"]
     ),
+    ("simulator", "chunk_delay_ms"): st.sampled_from(["-5", "1.5", "x", "9" * 30, "600001"]),
+    ("bedrock", "inference_profile"): unknown_word("us", "eu", "apac", "jp", "global", "none"),
+    ("bedrock", "profile"): st.sampled_from(["has space", "-leading", "a/b", "p\0", "x" * 200]),
+    ("bedrock", "ping_interval_s"): st.sampled_from(["0", "-1", "abc", "1e400", "86401"]),
+    ("vertex", "project"): st.sampled_from(
+        ["ab", "Has-Upper", "1starts-digit", "ends-hyphen-", "x" * 40, "my project"]
+    ),
+    ("vertex", "region"): st.sampled_from(["us_east5", "US-EAST5", "europe west1", "mars-1x"]),
     ("vertex", "credentials_file"): st.sampled_from(
         ["relative/path.json", '{"type": "service_account"}', "/etc/x\0.json", "/a\nb", "~/x"]
     ),
@@ -820,6 +828,46 @@ async def test_valid_providers_round_trip(
         assert got.base_url == (base_url.rstrip("/") or "https://api.anthropic.com")
     finally:
         await admin.DeleteProvider(apb.DeleteProviderRequest(name=name))
+
+
+@SQLITE_ONLY
+@GOOD
+@given(
+    region=st.from_regex(r"(us|eu|ap)-(east|west|north|south)-[1-9]", fullmatch=True),
+    profile=st.sampled_from(["us", "eu", "apac", "jp", "global", "none"]),
+    ping=st.integers(1, 86_400).map(str),
+    project=st.from_regex(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", fullmatch=True),
+    gcp_region=st.sampled_from(["global", "us-east5", "europe-west1"]),
+    model_map=st.dictionaries(
+        st.from_regex(r"claude-[a-z0-9.-]{1,20}", fullmatch=True),
+        st.from_regex(r"[a-z0-9.:@-]{1,40}", fullmatch=True),
+        max_size=3,
+    ),
+)
+async def test_valid_cloud_provider_options_round_trip(
+    admin: Any,
+    world: dict[str, Any],
+    region: str,
+    profile: str,
+    ping: str,
+    project: str,
+    gcp_region: str,
+    model_map: dict[str, str],
+) -> None:
+    import json
+
+    mapping = json.dumps(model_map, sort_keys=True, separators=(",", ":"))
+    bedrock = {"region": region, "inference_profile": profile, "ping_interval_s": ping}
+    vertex = {"project": project, "region": gcp_region}
+    if model_map:
+        bedrock["model_map"] = vertex["model_map"] = mapping
+    for kind, options in (("bedrock", bedrock), ("vertex", vertex)):
+        sent = pb.Provider(name=f"new-{kind}", kind=kind, options=options)
+        got = await admin.CreateProvider(apb.CreateProviderRequest(provider=sent))
+        try:
+            assert dict(got.options) == options
+        finally:
+            await admin.DeleteProvider(apb.DeleteProviderRequest(name=sent.name))
 
 
 @SQLITE_ONLY
