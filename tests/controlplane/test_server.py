@@ -89,7 +89,7 @@ def test_build_server_refuses_without_admin_token(db_url) -> None:
 
 def test_main_reports_bad_configuration(capsys, monkeypatch) -> None:
     monkeypatch.delenv("TOLLGATE_ADMIN_TOKEN", raising=False)
-    monkeypatch.setattr(server_mod, "configure_logging", lambda: None)  # keep pytest's handlers
+    monkeypatch.setattr(server_mod, "configure_logging", lambda *_a: None)  # keep pytest's handlers
     assert server_mod.main([]) == 2
     assert "pass --admin-token or set TOLLGATE_ADMIN_TOKEN" in capsys.readouterr().err
     assert server_mod.main(["--admin-token", "x", "--listen", "nope"]) == 2
