@@ -74,7 +74,7 @@ def _register_tui(subparsers: Subparsers) -> None:
     p = leaf(
         subparsers,
         "tui",
-        "live console (k9s-like): overview, keys, providers, sessions, logs; ? for keys",
+        "live console (k9s-like): overview, keys, providers, sessions, logs, audit; ? for keys",
     )
     p.add_argument(
         "--readonly", action="store_true", help="never change anything (revoking is disabled)"
