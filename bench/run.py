@@ -175,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
                     "-m", "controlplane",
                     "--listen", "127.0.0.1:0",
                     "--db", f"sqlite:///{work / 'tollgate.db'}",
-                    "--admin-token", admin_token,
-                    "--dataplane-token", dp_token,
+                    f"--admin-token={admin_token}",
+                    f"--dataplane-token={dp_token}",
                 ],
                 work,
             )  # fmt: skip
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
                 "-m", "bench.dp_main",
                 "--ready-file", str(work / "dp.ready"),
                 "--control-plane", cp_addr,
-                "--token", dp_token,
+                f"--token={dp_token}",
                 "--state-dir", str(work / "dp-state"),
             ]  # fmt: skip
             profile = work / "dp.prof"

@@ -46,7 +46,9 @@ class BodyDeadline:
             if complete:  # the body is in: later receives wait for a disconnect, unbounded
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                # asyncio.timeout_at: a timer handle, not a task per receive as wait_for makes.
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 raise GatewayError(
                     408,
