@@ -30,8 +30,8 @@ PERIOD_NAMES: dict[common_pb2.Period.ValueType, str] = {v: k for k, v in PERIODS
 _PERIOD_ALIASES = {"daily": "day", "weekly": "week", "monthly": "month", "total": "lifetime"}
 
 # Plain digits, or digits grouped by commas in threes ("1,000,000"); optional decimals.
-_AMOUNT = re.compile(r"^(?:\d+|\d{1,3}(?:,\d{3})+)(?:\.\d+)?$|^\.\d+$")
-_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+_AMOUNT = re.compile(r"^(?:\d+|\d{1,3}(?:,\d{3})+)(?:\.\d+)?$|^\.\d+$", re.ASCII)
+_DURATION_PART = re.compile(r"(\d+)([smhdw])", re.ASCII)
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 BUDGET_HELP = "AMOUNT[/day|/week|/month|/lifetime], e.g. 50/day, '$1,000.50/month', 100 (lifetime)"
@@ -167,7 +167,7 @@ def parse_option(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-_SECONDS_VALUE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?$")
+_SECONDS_VALUE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?$", re.ASCII)
 _SECONDS_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
 _SECONDS_UNITS["d"] = Decimal(86400)
 SECONDS_HELP = "seconds such as 30 or 2.5 (or with a unit: 500ms, 30s, 5m, 1h); 0 = the default"

@@ -46,7 +46,7 @@ _PERIOD_WORDS: dict[str, Period] = {
     "lifetime": Period.LIFETIME,
     "total": Period.LIFETIME,
 }
-_AMOUNT_RE = re.compile(r"^\$?(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)$")
+_AMOUNT_RE = re.compile(r"^\$?(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)$", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,3 +118,8 @@ def test_counts_lists_weights_options() -> None:
     assert parse.parse_option("k=a=b") == ("k", "a=b")
     with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
         parse.parse_option("novalue")
+
+
+def test_budget_amounts_take_ascii_digits_only() -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="invalid budget"):
+        parse.parse_budget("١٠/day")

@@ -79,3 +79,9 @@ def test_period_numbers_match_the_proto_enum() -> None:
     assert int(Period.WEEK) == pb.PERIOD_WEEK
     assert int(Period.MONTH) == pb.PERIOD_MONTH
     assert int(Period.LIFETIME) == pb.PERIOD_LIFETIME
+
+
+def test_amounts_take_ascii_digits_only() -> None:
+    # "١٠" (Arabic-Indic ten) is a \d to Python's re; the documented grammar is ASCII.
+    with pytest.raises(InvalidArgument, match="invalid amount"):
+        parse_budget("١٠/day")
