@@ -7,7 +7,8 @@ Entry points:
   prices), build the first snapshot, bind ``settings.listen``; the server is not started. Call it
   from a running event loop.
 * ``start(server, state)`` / ``stop(server, state)`` — start serving plus background work
-  (periodic snapshot refresh; after ingest, budget alerts and a throttled spend refresh);
+  (periodic snapshot refresh, log-body and audit retention purges; after ingest, budget alerts
+  and a throttled spend refresh);
   graceful shutdown (health NOT_SERVING, Watch and tail streams ended, in-flight calls get
   ``shutdown_grace_s``, alert work stopped, database disposed).
 * ``running(settings)`` — async context manager doing all of the above; yields :class:`Running`
@@ -35,6 +36,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.exc import IntegrityError
 
+from controlplane import audit_retention
 from controlplane.auth import Authenticator, AuthInterceptor
 from controlplane.catalog import prices
 from controlplane.catalog.common import now_ms
@@ -185,6 +187,14 @@ async def start(server: grpc.aio.Server, state: AppState) -> None:
         )
     )
     state.tasks.append(asyncio.create_task(purge_forever(state.db), name="log-body-purge"))
+    days = state.settings.audit_retention_days
+    if days:
+        state.tasks.append(
+            asyncio.create_task(audit_retention.purge_forever(state.db, days), name="audit-purge")
+        )
+        log.info("audit events older than %d days are purged hourly", days)
+    else:
+        log.info("audit log kept forever (set --audit-retention-days to purge old events)")
 
 
 async def stop(server: grpc.aio.Server, state: AppState, grace: float | None = None) -> None:

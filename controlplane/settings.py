@@ -7,17 +7,24 @@ token), ``TOLLGATE_DB`` (database URL), ``TOLLGATE_LISTEN`` (host:port). Tokens 
 Secrets at rest: ``TOLLGATE_MASTER_KEY`` (base64 of 32 bytes) or ``TOLLGATE_MASTER_KEY_FILE`` /
 ``--master-key-file`` (see :mod:`controlplane.secrets`). TLS: ``TOLLGATE_TLS_CERT`` and
 ``TOLLGATE_TLS_KEY`` / ``--tls-cert`` ``--tls-key`` (PEM files; both or neither).
+
+Audit retention: ``TOLLGATE_AUDIT_RETENTION_DAYS`` / ``--audit-retention-days`` (whole days;
+default 0 = keep the audit log forever, see :mod:`controlplane.audit_retention`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DB_URL = "sqlite:///.tollgate/tollgate.db"
+# 100 years: beyond that the cutoff is meaningless (and would overflow a BIGINT timestamp).
+MAX_AUDIT_RETENTION_DAYS = 36_500
+_DAYS = re.compile(r"-?[0-9]+")  # ASCII only: int() would also take "١٢" or "1_0"
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,10 @@ class Settings:
     # PEM certificate chain and private key: serve gRPC over TLS when both are set.
     tls_cert: str = ""
     tls_key: str = ""
+    # Delete audit events older than this many days; 0 = keep forever (audit logs are evidence:
+    # how long to keep them is the operator's call, so nothing is deleted unless asked).
+    # From text (env/flag) it is parsed in from_env; a non-integer stays text for validate().
+    audit_retention_days: int = 0
 
     def __post_init__(self) -> None:
         if not self.dataplane_token:
@@ -65,6 +76,17 @@ class Settings:
             raise ValueError(
                 "TLS needs both --tls-cert and --tls-key (env TOLLGATE_TLS_CERT, TOLLGATE_TLS_KEY)"
             )
+        days: object = self.audit_retention_days
+        if (
+            isinstance(days, bool)
+            or not isinstance(days, int)
+            or not 0 <= days <= MAX_AUDIT_RETENTION_DAYS
+        ):
+            raise ValueError(
+                f"invalid --audit-retention-days {days!r} (env TOLLGATE_AUDIT_RETENTION_DAYS): "
+                f"use a whole number of days from 0 to {MAX_AUDIT_RETENTION_DAYS} "
+                "(0 = keep the audit log forever)"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -79,8 +101,14 @@ class Settings:
             "master_key_file": env.get("TOLLGATE_MASTER_KEY_FILE", ""),
             "tls_cert": env.get("TOLLGATE_TLS_CERT", ""),
             "tls_key": env.get("TOLLGATE_TLS_KEY", ""),
+            "audit_retention_days": env.get("TOLLGATE_AUDIT_RETENTION_DAYS", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None and v != ""})
+        days = values["audit_retention_days"]
+        if isinstance(days, str):
+            days = days.strip()
+            # Not a number: kept as text so validate() refuses it with the flag's name.
+            values["audit_retention_days"] = int(days) if _DAYS.fullmatch(days) else days or 0
         return cls(**values)  # type: ignore[arg-type]
 
     @classmethod
@@ -114,5 +142,11 @@ class Settings:
         )
         parser.add_argument("--tls-cert", help="PEM certificate chain: serve gRPC over TLS")
         parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
+        parser.add_argument(
+            "--audit-retention-days",
+            metavar="N",
+            help="delete audit events older than N days, checked hourly "
+            "(env TOLLGATE_AUDIT_RETENTION_DAYS; default 0 = keep forever)",
+        )
         args = parser.parse_args(argv)
         return cls.from_env(env, **vars(args))
