@@ -13,6 +13,12 @@ Contract:
   wrong upstream. The key id is the first 8 hex of SHA-256 over a label and the key: it names
   the key without revealing it, so a wrong master key is reported as such
   (:class:`WrongMasterKey`) rather than as corruption.
+* Previous master keys (``--previous-master-key-file``, repeatable, or
+  ``TOLLGATE_PREVIOUS_MASTER_KEY``; same rules as the master key) are decrypt-only:
+  :meth:`MasterKey.decrypt` picks the key the envelope names among the current and previous
+  ones, :meth:`MasterKey.encrypt` always uses the current one, and :meth:`MasterKey.reencrypt`
+  moves an envelope from a previous key to the current one (the control plane does so for every
+  stored secret at start, see :func:`controlplane.catalog.providers.reencrypt_secrets`).
 * Neither the key nor any plaintext appears in a ``repr``, a log line or an error message.
 """
 
@@ -24,6 +30,7 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -65,18 +72,33 @@ def _aad(provider: str) -> bytes:
 
 
 class MasterKey:
-    """The loaded master key. ``repr`` shows the key id only."""
+    """The loaded master key, plus any previous (decrypt-only) keys. ``repr`` shows key ids only."""
 
-    __slots__ = ("_aead", "key_id")
+    __slots__ = ("_aead", "_previous", "key_id")
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, previous: Iterable[MasterKey] = ()) -> None:
         if len(key) != KEY_BYTES:
             raise ValueError(f"the master key must be {KEY_BYTES} bytes, got {len(key)}")
         self._aead = AESGCM(key)
         self.key_id = key_id(key)
+        # key id -> AEAD; the current key among the previous ones is simply dropped.
+        self._previous: dict[str, AESGCM] = {
+            p.key_id: p._aead for p in previous if p.key_id != self.key_id
+        }
 
     def __repr__(self) -> str:
+        if self._previous:
+            return f"MasterKey(id={self.key_id}, previous={','.join(self.previous_ids)})"
         return f"MasterKey(id={self.key_id})"
+
+    @property
+    def previous_ids(self) -> tuple[str, ...]:
+        """The ids of the decrypt-only previous keys, in configuration order."""
+        return tuple(self._previous)
+
+    def is_previous(self, envelope: str) -> bool:
+        """Whether ``envelope`` is under one of the previous keys (so :meth:`reencrypt` applies)."""
+        return envelope_key_id(envelope) in self._previous
 
     @classmethod
     def generate_text(cls) -> str:
@@ -90,19 +112,28 @@ class MasterKey:
         return f"{ENVELOPE_VERSION}:{self.key_id}:{body}"
 
     def decrypt(self, provider: str, envelope: str) -> str:
-        """The plaintext; :class:`WrongMasterKey` or :class:`CorruptSecret` otherwise."""
+        """The plaintext, under whichever known key (current or previous) the envelope names;
+        :class:`WrongMasterKey` or :class:`CorruptSecret` otherwise."""
         _version, stored_id, raw = _split(provider, envelope)
-        if stored_id != self.key_id:
+        aead = self._aead if stored_id == self.key_id else self._previous.get(stored_id)
+        if aead is None:
+            previous = f" (previous keys: {', '.join(self._previous)})" if self._previous else ""
             raise WrongMasterKey(
                 f"the stored secret of provider {provider!r} was encrypted with master key id "
-                f"{stored_id}; this control plane has {self.key_id}: set TOLLGATE_MASTER_KEY "
-                "(or --master-key-file) to the key it was stored with, or store the secret "
-                f"again with `gwctl providers rotate {provider} --api-key-stdin`"
+                f"{stored_id}; this control plane has {self.key_id}{previous}: set "
+                "TOLLGATE_MASTER_KEY (or --master-key-file) to the key it was stored with, or "
+                "pass that key with --previous-master-key-file to re-encrypt it, or store the "
+                f"secret again with `gwctl providers rotate {provider} --api-key-stdin`"
             )
         try:
-            return self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _aad(provider)).decode()
+            return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _aad(provider)).decode()
         except (InvalidTag, UnicodeDecodeError):
             raise CorruptSecret(_corrupt(provider)) from None
+
+    def reencrypt(self, provider: str, envelope: str) -> str:
+        """``envelope``'s secret encrypted under the current key (fresh nonce); raises as
+        :meth:`decrypt` does. The plaintext never leaves this call."""
+        return self.encrypt(provider, self.decrypt(provider, envelope))
 
 
 def envelope_key_id(envelope: str) -> str:
@@ -185,7 +216,7 @@ def require(master: MasterKey | None) -> MasterKey:
     return master
 
 
-def _decode_key(text: str, source: str) -> MasterKey:
+def _decode_key(text: str, source: str) -> bytes:
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -195,32 +226,56 @@ def _decode_key(text: str, source: str) -> MasterKey:
             f"{source} decodes to {len(raw)} bytes; the master key must be {KEY_BYTES} random "
             f"bytes, base64-encoded; {HOW_TO_SET}"
         )
-    return MasterKey(raw)
+    return raw
 
 
-def load_master_key(value: str = "", file: str = "") -> MasterKey | None:
-    """The configured master key: ``value`` (base64) or ``file``; ``None`` when neither is set.
-
-    Raises ``ValueError`` when both are set, the value is not 32 base64-encoded bytes, or the
-    file is missing or readable by group/others.
-    """
-    if value and file:
-        raise ValueError(
-            "both TOLLGATE_MASTER_KEY and a master key file are set; configure exactly one"
-        )
-    if value:
-        return _decode_key(value, "TOLLGATE_MASTER_KEY")
-    if not file:
-        return None
+def _read_key_file(file: str, what: str) -> bytes:
     path = Path(file)
     try:
         mode = path.stat().st_mode
         text = path.read_text()
     except OSError as exc:
-        raise ValueError(f"cannot read the master key file {path}: {exc.strerror}") from None
+        raise ValueError(f"cannot read the {what} file {path}: {exc.strerror}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ValueError(
-            f"the master key file {path} is readable by other users (mode "
+            f"the {what} file {path} is readable by other users (mode "
             f"{stat.S_IMODE(mode):04o}); run `chmod 600 {path}`"
         )
-    return _decode_key(text, f"the master key file {path}")
+    return _decode_key(text, f"the {what} file {path}")
+
+
+def load_master_key(
+    value: str = "",
+    file: str = "",
+    previous_value: str = "",
+    previous_files: Sequence[str] = (),
+) -> MasterKey | None:
+    """The configured master key: ``value`` (base64) or ``file``; ``None`` when neither is set.
+
+    ``previous_value`` (base64) and ``previous_files`` are decrypt-only previous keys, loaded
+    under the same rules and attached to the returned key.
+
+    Raises ``ValueError`` when both ``value`` and ``file`` are set, a value is not 32
+    base64-encoded bytes, a file is missing or readable by group/others, or previous keys are
+    given without a current one.
+    """
+    if value and file:
+        raise ValueError(
+            "both TOLLGATE_MASTER_KEY and a master key file are set; configure exactly one"
+        )
+    previous: list[bytes] = []
+    if previous_value:
+        previous.append(_decode_key(previous_value, "TOLLGATE_PREVIOUS_MASTER_KEY"))
+    previous += [_read_key_file(f, "previous master key") for f in previous_files]
+    if value:
+        current = _decode_key(value, "TOLLGATE_MASTER_KEY")
+    elif file:
+        current = _read_key_file(file, "master key")
+    elif previous:
+        raise ValueError(
+            "previous master keys are set but no current master key: they only decrypt, so "
+            "stored secrets need a new key to be re-encrypted under; " + HOW_TO_SET
+        )
+    else:
+        return None
+    return MasterKey(current, [MasterKey(raw) for raw in previous])

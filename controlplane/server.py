@@ -17,7 +17,9 @@ Entry points:
 
 With ``tls_cert``/``tls_key`` the port serves TLS only (:func:`server_credentials`). The master
 key (:mod:`controlplane.secrets`) is loaded before anything else, so a bad one stops the start
-with its message; stored secrets it cannot decrypt are logged and left out of snapshots.
+with its message; stored secrets it cannot decrypt are logged and left out of snapshots. Secrets
+under a previous master key (``--previous-master-key-file``) are re-encrypted under the current
+one once the database is open and before anything is served (:func:`reencrypt_secrets`).
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.exc import IntegrityError
 
-from controlplane import audit_retention
+from controlplane import audit_retention, identity
 from controlplane.auth import Authenticator, AuthInterceptor
-from controlplane.catalog import prices
+from controlplane.catalog import prices, providers
 from controlplane.catalog.common import now_ms
 from controlplane.domain.pricing import load_default_prices
 from controlplane.metrics import ControlPlaneMetrics, MetricsServer
-from controlplane.secrets import load_master_key
+from controlplane.secrets import MasterKey, load_master_key
 from controlplane.services.admin import AdminService
 from controlplane.services.discovery import DiscoveryService
 from controlplane.services.state import AppState
@@ -62,6 +64,11 @@ from gwapi.v1 import (
 )
 
 log = logging.getLogger("controlplane")
+
+# Who the audit log names for changes the control plane makes on its own at start.
+SYSTEM = identity.Principal(
+    id="system", name="control plane (startup)", role=identity.TokenRole.ADMIN
+)
 
 SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
@@ -99,6 +106,34 @@ def open_database(url: str) -> Database:
     return db
 
 
+def reencrypt_secrets(db: Database, master: MasterKey | None) -> list[str]:
+    """Re-encrypt every stored secret under a previous master key with the current one, in one
+    transaction audited as :data:`SYSTEM`; returns the providers rewritten (none without
+    previous keys, and none on a second start)."""
+    if master is None or not master.previous_ids:
+        return []
+    token = identity.current.set(SYSTEM)
+    try:
+        names = db.run_sync(lambda s: providers.reencrypt_secrets(s, master, now_ms()))
+    finally:
+        identity.current.reset(token)
+    if names:
+        log.info(
+            "re-encrypted %d stored provider secret(s) under master key %s (previous key ids %s)",
+            len(names),
+            master.key_id,
+            ", ".join(master.previous_ids),
+        )
+    else:
+        log.info(
+            "no stored provider secret is under a previous master key (%s): once every replica "
+            "runs with master key %s, the previous keys can be dropped and destroyed",
+            ", ".join(master.previous_ids),
+            master.key_id,
+        )
+    return names
+
+
 def server_credentials(cert_file: str, key_file: str) -> grpc.ServerCredentials:
     """TLS credentials from PEM files; ``ValueError`` naming the file that cannot be read."""
     pem: dict[str, bytes] = {}
@@ -115,9 +150,19 @@ def server_credentials(cert_file: str, key_file: str) -> grpc.ServerCredentials:
 
 def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
     settings.validate()
-    master = load_master_key(settings.master_key, settings.master_key_file)
+    master = load_master_key(
+        settings.master_key,
+        settings.master_key_file,
+        settings.previous_master_key,
+        settings.previous_master_key_files,
+    )
     tls = server_credentials(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
     db = open_database(settings.db_url)
+    try:
+        reencrypt_secrets(db, master)
+    except BaseException:
+        db.dispose()
+        raise
     cache = SnapshotCache(db, min_interval_s=settings.spend_refresh_s, master=master)
     metrics = ControlPlaneMetrics(
         watchers=lambda: state.registry.connected_count(), snapshot_version=lambda: cache.version

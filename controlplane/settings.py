@@ -5,7 +5,10 @@ token), ``TOLLGATE_DB`` (database URL), ``TOLLGATE_LISTEN`` (host:port). Tokens 
 ``repr()`` or logs.
 
 Secrets at rest: ``TOLLGATE_MASTER_KEY`` (base64 of 32 bytes) or ``TOLLGATE_MASTER_KEY_FILE`` /
-``--master-key-file`` (see :mod:`controlplane.secrets`). TLS: ``TOLLGATE_TLS_CERT`` and
+``--master-key-file`` (see :mod:`controlplane.secrets`); decrypt-only previous keys, whose
+secrets are re-encrypted under the master key at start: ``TOLLGATE_PREVIOUS_MASTER_KEY``
+(base64), ``TOLLGATE_PREVIOUS_MASTER_KEY_FILE`` / ``--previous-master-key-file`` (repeatable).
+TLS: ``TOLLGATE_TLS_CERT`` and
 ``TOLLGATE_TLS_KEY`` / ``--tls-cert`` ``--tls-key`` (PEM files; both or neither).
 
 Audit retention: ``TOLLGATE_AUDIT_RETENTION_DAYS`` / ``--audit-retention-days`` (whole days;
@@ -49,6 +52,10 @@ class Settings:
     # Master key for provider secrets at rest (base64 text, or a file holding it); "" = none.
     master_key: str = field(default="", repr=False)
     master_key_file: str = ""
+    # Previous master keys (decrypt-only; stored secrets are re-encrypted under the master key
+    # at start): base64 text, and files (mode 0600). Empty = none.
+    previous_master_key: str = field(default="", repr=False)
+    previous_master_key_files: tuple[str, ...] = ()
     # PEM certificate chain and private key: serve gRPC over TLS when both are set.
     tls_cert: str = ""
     tls_key: str = ""
@@ -60,6 +67,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.dataplane_token:
             object.__setattr__(self, "dataplane_token", self.admin_token)
+        # argparse gives a list (append action); keep the frozen settings hashable.
+        object.__setattr__(self, "previous_master_key_files", tuple(self.previous_master_key_files))
 
     def validate(self) -> None:
         """Raise ``ValueError`` with an actionable message when the settings cannot work."""
@@ -99,6 +108,10 @@ class Settings:
             "metrics_listen": env.get("TOLLGATE_METRICS_LISTEN", ""),
             "master_key": env.get("TOLLGATE_MASTER_KEY", ""),
             "master_key_file": env.get("TOLLGATE_MASTER_KEY_FILE", ""),
+            "previous_master_key": env.get("TOLLGATE_PREVIOUS_MASTER_KEY", ""),
+            "previous_master_key_files": tuple(
+                f for f in [env.get("TOLLGATE_PREVIOUS_MASTER_KEY_FILE", "")] if f
+            ),
             "tls_cert": env.get("TOLLGATE_TLS_CERT", ""),
             "tls_key": env.get("TOLLGATE_TLS_KEY", ""),
             "audit_retention_days": env.get("TOLLGATE_AUDIT_RETENTION_DAYS", ""),
@@ -139,6 +152,15 @@ class Settings:
             "--master-key-file",
             help="file (mode 0600) holding the base64 master key that encrypts provider secrets "
             "(env TOLLGATE_MASTER_KEY_FILE; or the key itself in TOLLGATE_MASTER_KEY)",
+        )
+        parser.add_argument(
+            "--previous-master-key-file",
+            dest="previous_master_key_files",
+            action="append",
+            metavar="PATH",
+            help="file (mode 0600) holding a previous master key, decrypt-only: stored secrets "
+            "under it are re-encrypted under the master key at start; repeatable (env "
+            "TOLLGATE_PREVIOUS_MASTER_KEY_FILE, or the key itself in TOLLGATE_PREVIOUS_MASTER_KEY)",
         )
         parser.add_argument("--tls-cert", help="PEM certificate chain: serve gRPC over TLS")
         parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
