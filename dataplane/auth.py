@@ -63,13 +63,17 @@ class Principal:
     workspace: Workspace
     snapshot: Snapshot
 
+    def key_admits(self, model: str) -> bool:
+        """Whether the key's own allow-list (glob patterns; empty = any) admits ``model``."""
+        patterns = self.key.models
+        return not patterns or any(fnmatch.fnmatchcase(model, p) for p in patterns)
+
     def check_model(self, model: str) -> None:
         """403 unless the key's allow-list (glob patterns) admits ``model``."""
-        patterns = self.key.models
-        if patterns and not any(fnmatch.fnmatchcase(model, p) for p in patterns):
+        if not self.key_admits(model):
             raise forbidden(
                 f"Virtual key '{self.key.name}' may not use model '{model}'. "
-                f"Allowed models: {', '.join(patterns)}."
+                f"Allowed models: {', '.join(self.key.models)}."
             )
 
     def check_access(self, model: str) -> None:
@@ -106,10 +110,7 @@ class Principal:
 
     def allows_model(self, model: str) -> bool:
         """Whether both the key's and the workspace's model lists admit ``model`` (listings)."""
-        patterns = self.key.models
-        if patterns and not any(fnmatch.fnmatchcase(model, p) for p in patterns):
-            return False
-        return self.workspace.allows_model(model)
+        return self.key_admits(model) and self.workspace.allows_model(model)
 
 
 def extract_secret(scope: Scope) -> str | None:
