@@ -65,6 +65,20 @@ class WorkspaceRow(SQLModel, table=True):
     allowed_providers_json: str = Field(default="[]", sa_column=_json("[]"))
     allowed_routes_json: str = Field(default="[]", sa_column=_json("[]"))
     allowed_models_json: str = Field(default="[]", sa_column=_json("[]"))
+    # Sign-in with Claude Code (see gwapi Workspace): which developers land here, their limits
+    # and target, and the managed settings served to them.
+    sso_groups_json: str = Field(default="[]", sa_column=_json("[]"))
+    sso_priority: int = Field(default=0, sa_column=_int())
+    member_limits_json: str = Field(default="{}", sa_column=_json("{}"))
+    member_provider: str = Field(default="", sa_column=_text(""))
+    member_route: str = Field(default="", sa_column=_text(""))
+    managed_settings_json: str = Field(
+        default="", sa_column=Column(Text, nullable=False, default="", server_default="")
+    )
+    managed_settings_checksum: str = Field(default="", sa_column=_text(""))
+    managed_settings_updated_at_ms: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
 
 
 class VirtualKeyRow(SQLModel, table=True):
@@ -158,6 +172,7 @@ class UsageEventRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_usage_event_key_time_cost", "key_id", "time_ms", "cost_micros"),
         Index("ix_usage_event_workspace_time_cost", "workspace", "time_ms", "cost_micros"),
+        Index("ix_usage_event_developer_time_cost", "developer_id", "time_ms", "cost_micros"),
     )
 
     request_id: str = Field(primary_key=True, max_length=128)
@@ -192,6 +207,10 @@ class UsageEventRow(SQLModel, table=True):
     upstream_request_id: str = ""
     client_disconnected: bool = False
     received_at_ms: int = Field(default=0, sa_type=BigInteger)
+    # A signed-in developer's request (key_id is then ""): spend per developer reads
+    # ix_usage_event_developer_time_cost.
+    developer_id: str = Field(default="", sa_column=_text(""))
+    developer_email: str = Field(default="", sa_column=_text(""))
     # Routing and cache (P4): every upstream attempt as JSON, the cache outcome, what a hit saved.
     attempt_log_json: str = Field(default="[]", sa_column=_json("[]"))
     cache_status: str = Field(default="", sa_column=_text(""))
@@ -296,3 +315,154 @@ class AdminTokenRow(SQLModel, table=True):
     revoked_at_ms: int = Field(default=0, sa_type=BigInteger)
     last_used_at_ms: int = Field(default=0, sa_type=BigInteger)
     created_by: str = ""  # id of the creating token ("bootstrap" for the env admin token)
+
+
+# -- Sign-in with Claude Code -------------------------------------------------------------------
+
+
+class SsoConfigRow(SQLModel, table=True):
+    """The company's OIDC identity provider (one row, id 1). The client secret is encrypted
+    under the master key (controlplane.secrets, bound to the name "sso"); JSON lists as text."""
+
+    __tablename__ = "sso_config"
+
+    id: int = Field(default=1, primary_key=True)
+    issuer: str = ""
+    client_id: str = ""
+    client_secret_ciphertext: str = Field(default="", sa_column=_text(""))
+    scopes_json: str = Field(default="[]", sa_column=_json("[]"))
+    groups_claim: str = Field(default="groups", sa_column=_text("groups"))
+    allowed_email_domains_json: str = Field(default="[]", sa_column=_json("[]"))
+    access_token_ttl_s: int = Field(default=0, sa_column=_int())
+    refresh_idle_ttl_s: int = Field(default=0, sa_column=_int())
+    session_max_ttl_s: int = Field(default=0, sa_column=_int())
+    default_provider: str = Field(default="", sa_column=_text(""))
+    default_route: str = Field(default="", sa_column=_text(""))
+    updated_at_ms: int = Field(default=0, sa_type=BigInteger)
+
+
+class SigningKeyRow(SQLModel, table=True):
+    """An access-token signing key (HS256): 32 random bytes encrypted under the master key
+    (bound to "signing-key:<kid>"). The newest unretired key signs; retired keys stay in
+    snapshots until every token they signed has expired."""
+
+    __tablename__ = "signing_key"
+
+    kid: str = Field(primary_key=True, max_length=32)
+    key_ciphertext: str = Field(default="", sa_column=_text(""))
+    created_at_ms: int = Field(default=0, sa_type=BigInteger, index=True)
+    retired_at_ms: int = Field(default=0, sa_type=BigInteger)
+
+
+class DeveloperRow(SQLModel, table=True):
+    """A person signed in through SSO: one per IdP identity (issuer, subject), in one workspace.
+    ``limits_json`` is the developer's own override (used only when ``has_limits``)."""
+
+    __tablename__ = "developer"
+    __table_args__ = (UniqueConstraint("issuer", "subject", name="uq_developer_identity"),)
+
+    id: str = Field(primary_key=True, max_length=32)  # "dev_…", public, safe to log
+    issuer: str = ""
+    subject: str = Field(default="", max_length=255)
+    workspace: str = Field(foreign_key="workspace.name", index=True)
+    email: str = Field(default="", index=True)
+    name: str = ""
+    groups_json: str = Field(default="[]", sa_column=_json("[]"))
+    limits_json: str = Field(default="{}", sa_column=_json("{}"))
+    has_limits: bool = Field(default=False, sa_column=_bool())
+    created_at_ms: int = Field(default=0, sa_type=BigInteger)
+    updated_at_ms: int = Field(default=0, sa_type=BigInteger)
+    last_sign_in_ms: int = Field(default=0, sa_type=BigInteger)
+    disabled_at_ms: int = Field(default=0, sa_type=BigInteger)
+    # Access tokens issued before this instant are refused by data planes (bumped on disable).
+    tokens_not_before_ms: int = Field(default=0, sa_type=BigInteger)
+
+
+class DeviceGrantRow(SQLModel, table=True):
+    """One RFC 8628 device authorization and, once the user confirmed the code in a browser,
+    that browser's sign-in at the IdP. Secrets are stored as SHA-256 (device code, state,
+    browser binding) or encrypted (PKCE verifier). Deleted some time after it expires."""
+
+    __tablename__ = "device_grant"
+
+    device_code_sha256: str = Field(primary_key=True, max_length=64)
+    user_code: str = Field(index=True, max_length=16)  # normalised: 8 letters, no dash
+    # pending | approved | denied | consumed
+    status: str = Field(default="pending", max_length=16)
+    created_at_ms: int = Field(default=0, sa_type=BigInteger)
+    expires_at_ms: int = Field(default=0, sa_type=BigInteger, index=True)
+    interval_s: int = 5
+    last_poll_ms: int = Field(default=0, sa_type=BigInteger)
+    public_url: str = ""
+    client_ip: str = ""
+    developer_id: str = ""  # once approved
+    denial: str = Field(default="", sa_type=Text)  # readable reason once denied
+    # The browser step (set by BeginBrowser).
+    state_sha256: str = Field(default="", index=True, max_length=64)
+    nonce: str = ""
+    pkce_verifier_ciphertext: str = Field(default="", sa_type=Text)
+    browser_secret_sha256: str = Field(default="", max_length=64)
+    browser_started_at_ms: int = Field(default=0, sa_type=BigInteger)
+
+
+class RefreshTokenRow(SQLModel, table=True):
+    """A refresh token (SHA-256 only). Single use: using it sets ``used_at_ms`` and issues the
+    next token of the same family; presenting a used token again revokes the whole family."""
+
+    __tablename__ = "refresh_token"
+
+    token_sha256: str = Field(primary_key=True, max_length=64)
+    family_id: str = Field(index=True, max_length=40)
+    developer_id: str = Field(index=True, max_length=32)
+    created_at_ms: int = Field(default=0, sa_type=BigInteger)
+    expires_at_ms: int = Field(default=0, sa_type=BigInteger)  # idle expiry of this token
+    family_expires_at_ms: int = Field(default=0, sa_type=BigInteger)  # absolute session end
+    used_at_ms: int = Field(default=0, sa_type=BigInteger)
+    revoked_at_ms: int = Field(default=0, sa_type=BigInteger)
+
+
+class TelemetryDestinationRow(SQLModel, table=True):
+    """An OTLP/HTTP collector Claude Code's telemetry is forwarded to. Header values (API keys)
+    are encrypted under the master key as one JSON object (bound to "telemetry:<name>")."""
+
+    __tablename__ = "telemetry_destination"
+
+    name: str = Field(primary_key=True, max_length=63)
+    url: str = ""
+    headers_ciphertext: str = Field(default="", sa_type=Text)
+    header_names_json: str = Field(default="[]", sa_column=_json("[]"))
+    signals_json: str = Field(default="[]", sa_column=_json("[]"))
+    created_at_ms: int = Field(default=0, sa_type=BigInteger)
+
+
+class DeveloperActivityRow(SQLModel, table=True):
+    """What a developer's Claude Code reported about itself (OTLP metrics), summed per UTC day."""
+
+    __tablename__ = "developer_activity"
+
+    developer_id: str = Field(primary_key=True, max_length=32)
+    day_ms: int = Field(primary_key=True, sa_type=BigInteger)  # UTC midnight
+    workspace: str = Field(default="", index=True)
+    cost_micros: int = Field(default=0, sa_type=BigInteger)
+    input_tokens: int = Field(default=0, sa_type=BigInteger)
+    output_tokens: int = Field(default=0, sa_type=BigInteger)
+    cache_read_tokens: int = Field(default=0, sa_type=BigInteger)
+    cache_creation_tokens: int = Field(default=0, sa_type=BigInteger)
+    lines_added: int = Field(default=0, sa_type=BigInteger)
+    lines_removed: int = Field(default=0, sa_type=BigInteger)
+    commits: int = Field(default=0, sa_type=BigInteger)
+    pull_requests: int = Field(default=0, sa_type=BigInteger)
+    edits_accepted: int = Field(default=0, sa_type=BigInteger)
+    edits_rejected: int = Field(default=0, sa_type=BigInteger)
+    sessions: int = Field(default=0, sa_type=BigInteger)
+    updated_at_ms: int = Field(default=0, sa_type=BigInteger)
+
+
+class ActivityBatchRow(SQLModel, table=True):
+    """Batches of DeveloperActivity already ingested: ReportActivity is idempotent on them."""
+
+    __tablename__ = "activity_batch"
+
+    node_id: str = Field(primary_key=True, max_length=128)
+    batch_id: str = Field(primary_key=True, max_length=64)
+    received_at_ms: int = Field(default=0, sa_type=BigInteger, index=True)

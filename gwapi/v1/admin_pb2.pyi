@@ -24,6 +24,434 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class SsoConfig(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUER_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    HAS_CLIENT_SECRET_FIELD_NUMBER: _builtins.int
+    SCOPES_FIELD_NUMBER: _builtins.int
+    GROUPS_CLAIM_FIELD_NUMBER: _builtins.int
+    ALLOWED_EMAIL_DOMAINS_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_TTL_S_FIELD_NUMBER: _builtins.int
+    REFRESH_IDLE_TTL_S_FIELD_NUMBER: _builtins.int
+    SESSION_MAX_TTL_S_FIELD_NUMBER: _builtins.int
+    DEFAULT_PROVIDER_FIELD_NUMBER: _builtins.int
+    DEFAULT_ROUTE_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
+    SIGNING_KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNING_KEY_CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    CONFIGURED_FIELD_NUMBER: _builtins.int
+    issuer: _builtins.str
+    """OIDC issuer URL (discovery at /.well-known/openid-configuration)"""
+    client_id: _builtins.str
+    has_client_secret: _builtins.bool
+    """output only: a secret is stored (never returned)"""
+    groups_claim: _builtins.str
+    """ID-token claim holding the groups ("" = "groups")"""
+    access_token_ttl_s: _builtins.int
+    """0 = default 3600"""
+    refresh_idle_ttl_s: _builtins.int
+    """0 = default 7 days: a refresh token unused this long expires"""
+    session_max_ttl_s: _builtins.int
+    """0 = default 30 days: sign in again after this long"""
+    default_provider: _builtins.str
+    """target for workspaces without a member target"""
+    default_route: _builtins.str
+    updated_at_ms: _builtins.int
+    """output only"""
+    signing_key_id: _builtins.str
+    """output only: the current signing key's id"""
+    signing_key_created_at_ms: _builtins.int
+    """output only"""
+    configured: _builtins.bool
+    """output only (GetSso): false when sign-in is off"""
+    @_builtins.property
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """extra scopes besides openid profile email offline_access"""
+
+    @_builtins.property
+    def allowed_email_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """empty = any domain"""
+
+    def __init__(
+        self,
+        *,
+        issuer: _builtins.str = ...,
+        client_id: _builtins.str = ...,
+        has_client_secret: _builtins.bool = ...,
+        scopes: _abc.Iterable[_builtins.str] | None = ...,
+        groups_claim: _builtins.str = ...,
+        allowed_email_domains: _abc.Iterable[_builtins.str] | None = ...,
+        access_token_ttl_s: _builtins.int = ...,
+        refresh_idle_ttl_s: _builtins.int = ...,
+        session_max_ttl_s: _builtins.int = ...,
+        default_provider: _builtins.str = ...,
+        default_route: _builtins.str = ...,
+        updated_at_ms: _builtins.int = ...,
+        signing_key_id: _builtins.str = ...,
+        signing_key_created_at_ms: _builtins.int = ...,
+        configured: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token_ttl_s", b"access_token_ttl_s", "allowed_email_domains", b"allowed_email_domains", "client_id", b"client_id", "configured", b"configured", "default_provider", b"default_provider", "default_route", b"default_route", "groups_claim", b"groups_claim", "has_client_secret", b"has_client_secret", "issuer", b"issuer", "refresh_idle_ttl_s", b"refresh_idle_ttl_s", "scopes", b"scopes", "session_max_ttl_s", b"session_max_ttl_s", "signing_key_created_at_ms", b"signing_key_created_at_ms", "signing_key_id", b"signing_key_id", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SsoConfig: _TypeAlias = SsoConfig  # noqa: Y015
+
+@_typing.final
+class GetSsoRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSsoRequest: _TypeAlias = GetSsoRequest  # noqa: Y015
+
+@_typing.final
+class SetSsoRequest(_message.Message):
+    """update_mask paths: issuer, client_id, client_secret, scopes, groups_claim,
+    allowed_email_domains, access_token_ttl_s, refresh_idle_ttl_s, session_max_ttl_s,
+    default_provider, default_route. No mask = the whole config (the first SetSso must carry
+    issuer, client_id and client_secret).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SSO_FIELD_NUMBER: _builtins.int
+    CLIENT_SECRET_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    client_secret: _builtins.str
+    """write only"""
+    @_builtins.property
+    def sso(self) -> Global___SsoConfig: ...
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        sso: Global___SsoConfig | None = ...,
+        client_secret: _builtins.str = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sso", b"sso", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_secret", b"client_secret", "sso", b"sso", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSsoRequest: _TypeAlias = SetSsoRequest  # noqa: Y015
+
+@_typing.final
+class DeleteSsoRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSsoRequest: _TypeAlias = DeleteSsoRequest  # noqa: Y015
+
+@_typing.final
+class RotateSigningKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateSigningKeyRequest: _TypeAlias = RotateSigningKeyRequest  # noqa: Y015
+
+@_typing.final
+class ListDevelopersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    INCLUDE_DISABLED_FIELD_NUMBER: _builtins.int
+    workspace: _builtins.str
+    """"" = every workspace the token can see"""
+    include_disabled: _builtins.bool
+    def __init__(
+        self,
+        *,
+        workspace: _builtins.str = ...,
+        include_disabled: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_disabled", b"include_disabled", "workspace", b"workspace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDevelopersRequest: _TypeAlias = ListDevelopersRequest  # noqa: Y015
+
+@_typing.final
+class ListDevelopersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVELOPERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def developers(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Developer]: ...
+    def __init__(
+        self,
+        *,
+        developers: _abc.Iterable[_common_pb2.Developer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["developers", b"developers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDevelopersResponse: _TypeAlias = ListDevelopersResponse  # noqa: Y015
+
+@_typing.final
+class GetDeveloperRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDeveloperRequest: _TypeAlias = GetDeveloperRequest  # noqa: Y015
+
+@_typing.final
+class UpdateDeveloperRequest(_message.Message):
+    """update_mask paths: limits (whole), limits.budgets, limits.rpm, limits.rph, limits.tpm,
+    limits.max_parallel; clear_limits drops the override (the workspace's member limits apply).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVELOPER_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    CLEAR_LIMITS_FIELD_NUMBER: _builtins.int
+    clear_limits: _builtins.bool
+    @_builtins.property
+    def developer(self) -> _common_pb2.Developer:
+        """id (or email in id) + the new values"""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        developer: _common_pb2.Developer | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        clear_limits: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["developer", b"developer", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clear_limits", b"clear_limits", "developer", b"developer", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateDeveloperRequest: _TypeAlias = UpdateDeveloperRequest  # noqa: Y015
+
+@_typing.final
+class DisableDeveloperRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableDeveloperRequest: _TypeAlias = DisableDeveloperRequest  # noqa: Y015
+
+@_typing.final
+class EnableDeveloperRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnableDeveloperRequest: _TypeAlias = EnableDeveloperRequest  # noqa: Y015
+
+@_typing.final
+class TelemetryDestination(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    HEADER_NAMES_FIELD_NUMBER: _builtins.int
+    SIGNALS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    url: _builtins.str
+    """OTLP/HTTP base URL; /v1/{metrics,logs,traces} is appended"""
+    created_at_ms: _builtins.int
+    @_builtins.property
+    def header_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """output only: the header values are stored encrypted"""
+
+    @_builtins.property
+    def signals(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """metrics | logs | traces (empty = all three)"""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        url: _builtins.str = ...,
+        header_names: _abc.Iterable[_builtins.str] | None = ...,
+        signals: _abc.Iterable[_builtins.str] | None = ...,
+        created_at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "header_names", b"header_names", "name", b"name", "signals", b"signals", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TelemetryDestination: _TypeAlias = TelemetryDestination  # noqa: Y015
+
+@_typing.final
+class ListTelemetryDestinationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTelemetryDestinationsRequest: _TypeAlias = ListTelemetryDestinationsRequest  # noqa: Y015
+
+@_typing.final
+class ListTelemetryDestinationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESTINATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def destinations(self) -> _containers.RepeatedCompositeFieldContainer[Global___TelemetryDestination]: ...
+    def __init__(
+        self,
+        *,
+        destinations: _abc.Iterable[Global___TelemetryDestination] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destinations", b"destinations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTelemetryDestinationsResponse: _TypeAlias = ListTelemetryDestinationsResponse  # noqa: Y015
+
+@_typing.final
+class AddTelemetryDestinationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class HeadersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    HEADERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def destination(self) -> Global___TelemetryDestination: ...
+    @_builtins.property
+    def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """write only (e.g. an API key for the collector)"""
+
+    def __init__(
+        self,
+        *,
+        destination: Global___TelemetryDestination | None = ...,
+        headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "headers", b"headers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddTelemetryDestinationRequest: _TypeAlias = AddTelemetryDestinationRequest  # noqa: Y015
+
+@_typing.final
+class RemoveTelemetryDestinationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveTelemetryDestinationRequest: _TypeAlias = RemoveTelemetryDestinationRequest  # noqa: Y015
+
+@_typing.final
 class CreateWorkspaceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -101,7 +529,10 @@ Global___ListWorkspacesResponse: _TypeAlias = ListWorkspacesResponse  # noqa: Y0
 class UpdateWorkspaceRequest(_message.Message):
     """update_mask paths: description, timezone, redis_failure, alert_webhook, min_client_version,
     limits (whole),
-    limits.budgets, limits.rpm, limits.rph, limits.tpm, limits.max_parallel
+    limits.budgets, limits.rpm, limits.rph, limits.tpm, limits.max_parallel,
+    sso_groups, sso_priority, member_limits (whole), member_limits.budgets, member_limits.rpm,
+    member_limits.rph, member_limits.tpm, member_limits.max_parallel, member_provider,
+    member_route, managed_settings_json ("" removes the policy)
     """
 
     DESCRIPTOR: _descriptor.Descriptor

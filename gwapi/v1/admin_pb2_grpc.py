@@ -181,6 +181,66 @@ class AdminStub:
                 request_serializer=gwapi_dot_v1_dot_admin__pb2.TailAuditRequest.SerializeToString,
                 response_deserializer=gwapi_dot_v1_dot_admin__pb2.AuditEvent.FromString,
                 _registered_method=True)
+        self.GetSso = channel.unary_unary(
+                '/gwapi.v1.Admin/GetSso',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.GetSsoRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_admin__pb2.SsoConfig.FromString,
+                _registered_method=True)
+        self.SetSso = channel.unary_unary(
+                '/gwapi.v1.Admin/SetSso',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.SetSsoRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_admin__pb2.SsoConfig.FromString,
+                _registered_method=True)
+        self.DeleteSso = channel.unary_unary(
+                '/gwapi.v1.Admin/DeleteSso',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.DeleteSsoRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.RotateSigningKey = channel.unary_unary(
+                '/gwapi.v1.Admin/RotateSigningKey',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.RotateSigningKeyRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_admin__pb2.SsoConfig.FromString,
+                _registered_method=True)
+        self.ListDevelopers = channel.unary_unary(
+                '/gwapi.v1.Admin/ListDevelopers',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.ListDevelopersRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_admin__pb2.ListDevelopersResponse.FromString,
+                _registered_method=True)
+        self.GetDeveloper = channel.unary_unary(
+                '/gwapi.v1.Admin/GetDeveloper',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.GetDeveloperRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_common__pb2.Developer.FromString,
+                _registered_method=True)
+        self.UpdateDeveloper = channel.unary_unary(
+                '/gwapi.v1.Admin/UpdateDeveloper',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.UpdateDeveloperRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_common__pb2.Developer.FromString,
+                _registered_method=True)
+        self.DisableDeveloper = channel.unary_unary(
+                '/gwapi.v1.Admin/DisableDeveloper',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.DisableDeveloperRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_common__pb2.Developer.FromString,
+                _registered_method=True)
+        self.EnableDeveloper = channel.unary_unary(
+                '/gwapi.v1.Admin/EnableDeveloper',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.EnableDeveloperRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_common__pb2.Developer.FromString,
+                _registered_method=True)
+        self.ListTelemetryDestinations = channel.unary_unary(
+                '/gwapi.v1.Admin/ListTelemetryDestinations',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.ListTelemetryDestinationsRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_admin__pb2.ListTelemetryDestinationsResponse.FromString,
+                _registered_method=True)
+        self.AddTelemetryDestination = channel.unary_unary(
+                '/gwapi.v1.Admin/AddTelemetryDestination',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.AddTelemetryDestinationRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_admin__pb2.TelemetryDestination.FromString,
+                _registered_method=True)
+        self.RemoveTelemetryDestination = channel.unary_unary(
+                '/gwapi.v1.Admin/RemoveTelemetryDestination',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.RemoveTelemetryDestinationRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -365,6 +425,86 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSso(self, request, context):
+        """Sign-in with Claude Code: the company's OIDC identity provider (admin only). The client
+        secret is stored encrypted under the master key and never returned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSso(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSso(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateSigningKey(self, request, context):
+        """A new access-token signing key; tokens signed with the previous ones stay valid until they
+        expire (their keys stay in the snapshot for one access-token lifetime).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDevelopers(self, request, context):
+        """Developers (people signed in through SSO). GetDeveloper takes an id or an email.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeveloper(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDeveloper(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableDeveloper(self, request, context):
+        """Offboarding: refresh answers invalid_grant, live tokens are refused on every data plane
+        within a second, every session is ended. Enable lets the person sign in again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableDeveloper(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTelemetryDestinations(self, request, context):
+        """Where Claude Code's own telemetry (OTLP, received by data planes) is forwarded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddTelemetryDestination(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveTelemetryDestination(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -512,6 +652,66 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.TailAudit,
                     request_deserializer=gwapi_dot_v1_dot_admin__pb2.TailAuditRequest.FromString,
                     response_serializer=gwapi_dot_v1_dot_admin__pb2.AuditEvent.SerializeToString,
+            ),
+            'GetSso': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSso,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.GetSsoRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_admin__pb2.SsoConfig.SerializeToString,
+            ),
+            'SetSso': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSso,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.SetSsoRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_admin__pb2.SsoConfig.SerializeToString,
+            ),
+            'DeleteSso': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSso,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.DeleteSsoRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'RotateSigningKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSigningKey,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.RotateSigningKeyRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_admin__pb2.SsoConfig.SerializeToString,
+            ),
+            'ListDevelopers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDevelopers,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.ListDevelopersRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_admin__pb2.ListDevelopersResponse.SerializeToString,
+            ),
+            'GetDeveloper': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeveloper,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.GetDeveloperRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_common__pb2.Developer.SerializeToString,
+            ),
+            'UpdateDeveloper': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDeveloper,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.UpdateDeveloperRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_common__pb2.Developer.SerializeToString,
+            ),
+            'DisableDeveloper': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableDeveloper,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.DisableDeveloperRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_common__pb2.Developer.SerializeToString,
+            ),
+            'EnableDeveloper': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableDeveloper,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.EnableDeveloperRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_common__pb2.Developer.SerializeToString,
+            ),
+            'ListTelemetryDestinations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTelemetryDestinations,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.ListTelemetryDestinationsRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_admin__pb2.ListTelemetryDestinationsResponse.SerializeToString,
+            ),
+            'AddTelemetryDestination': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddTelemetryDestination,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.AddTelemetryDestinationRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_admin__pb2.TelemetryDestination.SerializeToString,
+            ),
+            'RemoveTelemetryDestination': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveTelemetryDestination,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.RemoveTelemetryDestinationRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1297,6 +1497,330 @@ class Admin:
             '/gwapi.v1.Admin/TailAudit',
             gwapi_dot_v1_dot_admin__pb2.TailAuditRequest.SerializeToString,
             gwapi_dot_v1_dot_admin__pb2.AuditEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSso(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/GetSso',
+            gwapi_dot_v1_dot_admin__pb2.GetSsoRequest.SerializeToString,
+            gwapi_dot_v1_dot_admin__pb2.SsoConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSso(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/SetSso',
+            gwapi_dot_v1_dot_admin__pb2.SetSsoRequest.SerializeToString,
+            gwapi_dot_v1_dot_admin__pb2.SsoConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSso(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/DeleteSso',
+            gwapi_dot_v1_dot_admin__pb2.DeleteSsoRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSigningKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/RotateSigningKey',
+            gwapi_dot_v1_dot_admin__pb2.RotateSigningKeyRequest.SerializeToString,
+            gwapi_dot_v1_dot_admin__pb2.SsoConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDevelopers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/ListDevelopers',
+            gwapi_dot_v1_dot_admin__pb2.ListDevelopersRequest.SerializeToString,
+            gwapi_dot_v1_dot_admin__pb2.ListDevelopersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeveloper(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/GetDeveloper',
+            gwapi_dot_v1_dot_admin__pb2.GetDeveloperRequest.SerializeToString,
+            gwapi_dot_v1_dot_common__pb2.Developer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDeveloper(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/UpdateDeveloper',
+            gwapi_dot_v1_dot_admin__pb2.UpdateDeveloperRequest.SerializeToString,
+            gwapi_dot_v1_dot_common__pb2.Developer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableDeveloper(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/DisableDeveloper',
+            gwapi_dot_v1_dot_admin__pb2.DisableDeveloperRequest.SerializeToString,
+            gwapi_dot_v1_dot_common__pb2.Developer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableDeveloper(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/EnableDeveloper',
+            gwapi_dot_v1_dot_admin__pb2.EnableDeveloperRequest.SerializeToString,
+            gwapi_dot_v1_dot_common__pb2.Developer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTelemetryDestinations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/ListTelemetryDestinations',
+            gwapi_dot_v1_dot_admin__pb2.ListTelemetryDestinationsRequest.SerializeToString,
+            gwapi_dot_v1_dot_admin__pb2.ListTelemetryDestinationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddTelemetryDestination(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/AddTelemetryDestination',
+            gwapi_dot_v1_dot_admin__pb2.AddTelemetryDestinationRequest.SerializeToString,
+            gwapi_dot_v1_dot_admin__pb2.TelemetryDestination.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveTelemetryDestination(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/RemoveTelemetryDestination',
+            gwapi_dot_v1_dot_admin__pb2.RemoveTelemetryDestinationRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

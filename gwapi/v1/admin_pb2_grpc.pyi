@@ -70,6 +70,29 @@ class AdminStub:
     ListAudit: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAuditRequest, _admin_pb2.ListAuditResponse]
     """Audit log of every admin change, newest first; TailAudit then follows live."""
     TailAudit: _grpc.UnaryStreamMultiCallable[_admin_pb2.TailAuditRequest, _admin_pb2.AuditEvent]
+    GetSso: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetSsoRequest, _admin_pb2.SsoConfig]
+    """Sign-in with Claude Code: the company's OIDC identity provider (admin only). The client
+    secret is stored encrypted under the master key and never returned.
+    """
+    SetSso: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetSsoRequest, _admin_pb2.SsoConfig]
+    DeleteSso: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteSsoRequest, _empty_pb2.Empty]
+    RotateSigningKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RotateSigningKeyRequest, _admin_pb2.SsoConfig]
+    """A new access-token signing key; tokens signed with the previous ones stay valid until they
+    expire (their keys stay in the snapshot for one access-token lifetime).
+    """
+    ListDevelopers: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListDevelopersRequest, _admin_pb2.ListDevelopersResponse]
+    """Developers (people signed in through SSO). GetDeveloper takes an id or an email."""
+    GetDeveloper: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetDeveloperRequest, _common_pb2.Developer]
+    UpdateDeveloper: _grpc.UnaryUnaryMultiCallable[_admin_pb2.UpdateDeveloperRequest, _common_pb2.Developer]
+    DisableDeveloper: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DisableDeveloperRequest, _common_pb2.Developer]
+    """Offboarding: refresh answers invalid_grant, live tokens are refused on every data plane
+    within a second, every session is ended. Enable lets the person sign in again.
+    """
+    EnableDeveloper: _grpc.UnaryUnaryMultiCallable[_admin_pb2.EnableDeveloperRequest, _common_pb2.Developer]
+    ListTelemetryDestinations: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListTelemetryDestinationsRequest, _admin_pb2.ListTelemetryDestinationsResponse]
+    """Where Claude Code's own telemetry (OTLP, received by data planes) is forwarded."""
+    AddTelemetryDestination: _grpc.UnaryUnaryMultiCallable[_admin_pb2.AddTelemetryDestinationRequest, _admin_pb2.TelemetryDestination]
+    RemoveTelemetryDestination: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RemoveTelemetryDestinationRequest, _empty_pb2.Empty]
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
@@ -108,6 +131,29 @@ class AdminAsyncStub(AdminStub):
     ListAudit: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAuditRequest, _admin_pb2.ListAuditResponse]  # type: ignore[assignment]
     """Audit log of every admin change, newest first; TailAudit then follows live."""
     TailAudit: _aio.UnaryStreamMultiCallable[_admin_pb2.TailAuditRequest, _admin_pb2.AuditEvent]  # type: ignore[assignment]
+    GetSso: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetSsoRequest, _admin_pb2.SsoConfig]  # type: ignore[assignment]
+    """Sign-in with Claude Code: the company's OIDC identity provider (admin only). The client
+    secret is stored encrypted under the master key and never returned.
+    """
+    SetSso: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetSsoRequest, _admin_pb2.SsoConfig]  # type: ignore[assignment]
+    DeleteSso: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteSsoRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    RotateSigningKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.RotateSigningKeyRequest, _admin_pb2.SsoConfig]  # type: ignore[assignment]
+    """A new access-token signing key; tokens signed with the previous ones stay valid until they
+    expire (their keys stay in the snapshot for one access-token lifetime).
+    """
+    ListDevelopers: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListDevelopersRequest, _admin_pb2.ListDevelopersResponse]  # type: ignore[assignment]
+    """Developers (people signed in through SSO). GetDeveloper takes an id or an email."""
+    GetDeveloper: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetDeveloperRequest, _common_pb2.Developer]  # type: ignore[assignment]
+    UpdateDeveloper: _aio.UnaryUnaryMultiCallable[_admin_pb2.UpdateDeveloperRequest, _common_pb2.Developer]  # type: ignore[assignment]
+    DisableDeveloper: _aio.UnaryUnaryMultiCallable[_admin_pb2.DisableDeveloperRequest, _common_pb2.Developer]  # type: ignore[assignment]
+    """Offboarding: refresh answers invalid_grant, live tokens are refused on every data plane
+    within a second, every session is ended. Enable lets the person sign in again.
+    """
+    EnableDeveloper: _aio.UnaryUnaryMultiCallable[_admin_pb2.EnableDeveloperRequest, _common_pb2.Developer]  # type: ignore[assignment]
+    ListTelemetryDestinations: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListTelemetryDestinationsRequest, _admin_pb2.ListTelemetryDestinationsResponse]  # type: ignore[assignment]
+    """Where Claude Code's own telemetry (OTLP, received by data planes) is forwarded."""
+    AddTelemetryDestination: _aio.UnaryUnaryMultiCallable[_admin_pb2.AddTelemetryDestinationRequest, _admin_pb2.TelemetryDestination]  # type: ignore[assignment]
+    RemoveTelemetryDestination: _aio.UnaryUnaryMultiCallable[_admin_pb2.RemoveTelemetryDestinationRequest, _empty_pb2.Empty]  # type: ignore[assignment]
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -317,5 +363,100 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.TailAuditRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_admin_pb2.AuditEvent], _abc.AsyncIterator[_admin_pb2.AuditEvent]]: ...
+
+    @_abc_1.abstractmethod
+    def GetSso(
+        self,
+        request: _admin_pb2.GetSsoRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SsoConfig, _abc.Awaitable[_admin_pb2.SsoConfig]]:
+        """Sign-in with Claude Code: the company's OIDC identity provider (admin only). The client
+        secret is stored encrypted under the master key and never returned.
+        """
+
+    @_abc_1.abstractmethod
+    def SetSso(
+        self,
+        request: _admin_pb2.SetSsoRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SsoConfig, _abc.Awaitable[_admin_pb2.SsoConfig]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteSso(
+        self,
+        request: _admin_pb2.DeleteSsoRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]: ...
+
+    @_abc_1.abstractmethod
+    def RotateSigningKey(
+        self,
+        request: _admin_pb2.RotateSigningKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SsoConfig, _abc.Awaitable[_admin_pb2.SsoConfig]]:
+        """A new access-token signing key; tokens signed with the previous ones stay valid until they
+        expire (their keys stay in the snapshot for one access-token lifetime).
+        """
+
+    @_abc_1.abstractmethod
+    def ListDevelopers(
+        self,
+        request: _admin_pb2.ListDevelopersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListDevelopersResponse, _abc.Awaitable[_admin_pb2.ListDevelopersResponse]]:
+        """Developers (people signed in through SSO). GetDeveloper takes an id or an email."""
+
+    @_abc_1.abstractmethod
+    def GetDeveloper(
+        self,
+        request: _admin_pb2.GetDeveloperRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.Developer, _abc.Awaitable[_common_pb2.Developer]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateDeveloper(
+        self,
+        request: _admin_pb2.UpdateDeveloperRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.Developer, _abc.Awaitable[_common_pb2.Developer]]: ...
+
+    @_abc_1.abstractmethod
+    def DisableDeveloper(
+        self,
+        request: _admin_pb2.DisableDeveloperRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.Developer, _abc.Awaitable[_common_pb2.Developer]]:
+        """Offboarding: refresh answers invalid_grant, live tokens are refused on every data plane
+        within a second, every session is ended. Enable lets the person sign in again.
+        """
+
+    @_abc_1.abstractmethod
+    def EnableDeveloper(
+        self,
+        request: _admin_pb2.EnableDeveloperRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.Developer, _abc.Awaitable[_common_pb2.Developer]]: ...
+
+    @_abc_1.abstractmethod
+    def ListTelemetryDestinations(
+        self,
+        request: _admin_pb2.ListTelemetryDestinationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListTelemetryDestinationsResponse, _abc.Awaitable[_admin_pb2.ListTelemetryDestinationsResponse]]:
+        """Where Claude Code's own telemetry (OTLP, received by data planes) is forwarded."""
+
+    @_abc_1.abstractmethod
+    def AddTelemetryDestination(
+        self,
+        request: _admin_pb2.AddTelemetryDestinationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.TelemetryDestination, _abc.Awaitable[_admin_pb2.TelemetryDestination]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveTelemetryDestination(
+        self,
+        request: _admin_pb2.RemoveTelemetryDestinationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]: ...
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -126,6 +126,14 @@ class Workspace(_message.Message):
     ALLOWED_PROVIDERS_FIELD_NUMBER: _builtins.int
     ALLOWED_ROUTES_FIELD_NUMBER: _builtins.int
     ALLOWED_MODELS_FIELD_NUMBER: _builtins.int
+    SSO_GROUPS_FIELD_NUMBER: _builtins.int
+    SSO_PRIORITY_FIELD_NUMBER: _builtins.int
+    MEMBER_LIMITS_FIELD_NUMBER: _builtins.int
+    MEMBER_PROVIDER_FIELD_NUMBER: _builtins.int
+    MEMBER_ROUTE_FIELD_NUMBER: _builtins.int
+    MANAGED_SETTINGS_JSON_FIELD_NUMBER: _builtins.int
+    MANAGED_SETTINGS_CHECKSUM_FIELD_NUMBER: _builtins.int
+    MANAGED_SETTINGS_UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """unique slug, the workspace's identity"""
     description: _builtins.str
@@ -152,6 +160,17 @@ class Workspace(_message.Message):
     """0 = default 256 KiB"""
     log_retention_days: _builtins.int
     """0 = default 30"""
+    sso_priority: _builtins.int
+    member_provider: _builtins.str
+    """target of developers' requests (at most one of the two;"""
+    member_route: _builtins.str
+    """neither = the sign-in default target, see SsoConfig)"""
+    managed_settings_json: _builtins.str
+    """Claude Code managed settings served to this workspace's developers at /managed/settings
+    (a JSON object; "" = none: 404). Output: its checksum and when it was set.
+    """
+    managed_settings_checksum: _builtins.str
+    managed_settings_updated_at_ms: _builtins.int
     @_builtins.property
     def limits(self) -> Global___Limits: ...
     @_builtins.property
@@ -172,6 +191,18 @@ class Workspace(_message.Message):
     def allowed_routes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def sso_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Sign-in with Claude Code (gwctl sso): which signed-in developers land here and what applies
+        to each of them. A developer's workspace is chosen at sign-in among the workspaces one of
+        whose sso_groups the ID token's groups contain ("*" = any signed-in user): lowest
+        sso_priority first (0 = default 100), then by name.
+        """
+
+    @_builtins.property
+    def member_limits(self) -> Global___Limits:
+        """per developer (a developer's own override replaces them)"""
+
     def __init__(
         self,
         *,
@@ -191,14 +222,103 @@ class Workspace(_message.Message):
         allowed_providers: _abc.Iterable[_builtins.str] | None = ...,
         allowed_routes: _abc.Iterable[_builtins.str] | None = ...,
         allowed_models: _abc.Iterable[_builtins.str] | None = ...,
+        sso_groups: _abc.Iterable[_builtins.str] | None = ...,
+        sso_priority: _builtins.int = ...,
+        member_limits: Global___Limits | None = ...,
+        member_provider: _builtins.str = ...,
+        member_route: _builtins.str = ...,
+        managed_settings_json: _builtins.str = ...,
+        managed_settings_checksum: _builtins.str = ...,
+        managed_settings_updated_at_ms: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits", "member_limits", b"member_limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_webhook", b"alert_webhook", "allowed_models", b"allowed_models", "allowed_providers", b"allowed_providers", "allowed_routes", b"allowed_routes", "budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "description", b"description", "limits", b"limits", "log_bodies", b"log_bodies", "log_body_max_bytes", b"log_body_max_bytes", "log_retention_days", b"log_retention_days", "min_client_version", b"min_client_version", "name", b"name", "redis_failure", b"redis_failure", "timezone", b"timezone", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_webhook", b"alert_webhook", "allowed_models", b"allowed_models", "allowed_providers", b"allowed_providers", "allowed_routes", b"allowed_routes", "budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "description", b"description", "limits", b"limits", "log_bodies", b"log_bodies", "log_body_max_bytes", b"log_body_max_bytes", "log_retention_days", b"log_retention_days", "managed_settings_checksum", b"managed_settings_checksum", "managed_settings_json", b"managed_settings_json", "managed_settings_updated_at_ms", b"managed_settings_updated_at_ms", "member_limits", b"member_limits", "member_provider", b"member_provider", "member_route", b"member_route", "min_client_version", b"min_client_version", "name", b"name", "redis_failure", b"redis_failure", "sso_groups", b"sso_groups", "sso_priority", b"sso_priority", "timezone", b"timezone", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Workspace: _TypeAlias = Workspace  # noqa: Y015
+
+@_typing.final
+class Developer(_message.Message):
+    """A person who signed in through the company's identity provider (gwctl sso), attributed in
+    one workspace. Identity fields come from the ID token at each sign-in.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    HAS_LIMITS_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_LIMITS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    LAST_SIGN_IN_MS_FIELD_NUMBER: _builtins.int
+    DISABLED_AT_MS_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
+    BUDGET_STATUS_FIELD_NUMBER: _builtins.int
+    ACTIVE_SESSIONS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """"dev_…": public identifier, safe to log"""
+    workspace: _builtins.str
+    email: _builtins.str
+    name: _builtins.str
+    subject: _builtins.str
+    """the IdP's `sub`"""
+    has_limits: _builtins.bool
+    created_at_ms: _builtins.int
+    last_sign_in_ms: _builtins.int
+    disabled_at_ms: _builtins.int
+    """0 = active"""
+    updated_at_ms: _builtins.int
+    active_sessions: _builtins.int
+    """output only: refresh-token families still usable"""
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """as of the last sign-in"""
+
+    @_builtins.property
+    def limits(self) -> Global___Limits:
+        """The developer's own limits, replacing the workspace's member_limits when has_limits is set."""
+
+    @_builtins.property
+    def effective_limits(self) -> Global___Limits:
+        """output only: what applies (own or the workspace's)"""
+
+    @_builtins.property
+    def budget_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___BudgetStatus]:
+        """output only, as on Workspace"""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        workspace: _builtins.str = ...,
+        email: _builtins.str = ...,
+        name: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        groups: _abc.Iterable[_builtins.str] | None = ...,
+        limits: Global___Limits | None = ...,
+        has_limits: _builtins.bool = ...,
+        effective_limits: Global___Limits | None = ...,
+        created_at_ms: _builtins.int = ...,
+        last_sign_in_ms: _builtins.int = ...,
+        disabled_at_ms: _builtins.int = ...,
+        updated_at_ms: _builtins.int = ...,
+        budget_status: _abc.Iterable[Global___BudgetStatus] | None = ...,
+        active_sessions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["effective_limits", b"effective_limits", "limits", b"limits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_sessions", b"active_sessions", "budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "disabled_at_ms", b"disabled_at_ms", "effective_limits", b"effective_limits", "email", b"email", "groups", b"groups", "has_limits", b"has_limits", "id", b"id", "last_sign_in_ms", b"last_sign_in_ms", "limits", b"limits", "name", b"name", "subject", b"subject", "updated_at_ms", b"updated_at_ms", "workspace", b"workspace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Developer: _TypeAlias = Developer  # noqa: Y015
 
 @_typing.final
 class BudgetStatus(_message.Message):

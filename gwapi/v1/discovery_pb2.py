@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from gwapi.v1 import common_pb2 as gwapi_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gwapi/v1/discovery.proto\x12\x08gwapi.v1\x1a\x15gwapi/v1/common.proto\"\xee\x01\n\x0cWatchRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0cversion_info\x18\x02 \x01(\t\x12\x16\n\x0eresponse_nonce\x18\x03 \x01(\t\x12\x14\n\x0c\x65rror_detail\x18\x04 \x01(\t\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0e\n\x06listen\x18\x06 \x01(\t\x12\x36\n\x08\x62reakers\x18\x07 \x03(\x0b\x32$.gwapi.v1.WatchRequest.BreakersEntry\x1a/\n\rBreakersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"U\n\rWatchResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\t\x12$\n\x08snapshot\x18\x03 \x01(\x0b\x32\x12.gwapi.v1.Snapshot\"\xb2\x02\n\x08Snapshot\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x13\n\x0b\x62uilt_at_ms\x18\x02 \x01(\x03\x12\'\n\nworkspaces\x18\x03 \x03(\x0b\x32\x13.gwapi.v1.Workspace\x12#\n\x04keys\x18\x04 \x03(\x0b\x32\x15.gwapi.v1.SnapshotKey\x12%\n\tproviders\x18\x05 \x03(\x0b\x32\x12.gwapi.v1.Provider\x12\x1f\n\x06routes\x18\x06 \x03(\x0b\x32\x0f.gwapi.v1.Route\x12\x1f\n\x06prices\x18\x07 \x03(\x0b\x32\x0f.gwapi.v1.Price\x12\x1e\n\x05spend\x18\x08 \x03(\x0b\x32\x0f.gwapi.v1.Spend\x12)\n\x07secrets\x18\t \x03(\x0b\x32\x18.gwapi.v1.ProviderSecret\"J\n\x0eProviderSecret\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\x15\n\rrotated_at_ms\x18\x03 \x01(\x03\"\xcc\x01\n\x0bSnapshotKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rsecret_sha256\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tworkspace\x18\x04 \x01(\t\x12 \n\x06limits\x18\x05 \x01(\x0b\x32\x10.gwapi.v1.Limits\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\r\n\x05route\x18\x07 \x01(\t\x12\x0e\n\x06models\x18\x08 \x03(\t\x12\x15\n\rexpires_at_ms\x18\t \x01(\x03\x12\x0f\n\x07revoked\x18\n \x01(\x08\"s\n\x05Spend\x12\r\n\x05scope\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12 \n\x06period\x18\x03 \x01(\x0e\x32\x10.gwapi.v1.Period\x12\x17\n\x0fperiod_start_ms\x18\x04 \x01(\x03\x12\x14\n\x0cspent_micros\x18\x05 \x01(\x03\"\x17\n\x15ListDataPlanesRequest\"\xb5\x02\n\x0f\x44\x61taPlaneStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0e\n\x06listen\x18\x03 \x01(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\x12\x15\n\racked_version\x18\x05 \x01(\t\x12\x16\n\x0enacked_version\x18\x06 \x01(\t\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x17\n\x0f\x63onnected_at_ms\x18\x08 \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\t \x01(\x03\x12\x39\n\x08\x62reakers\x18\n \x03(\x0b\x32\'.gwapi.v1.DataPlaneStatus.BreakersEntry\x1a/\n\rBreakersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\x16ListDataPlanesResponse\x12\x17\n\x0f\x63urrent_version\x18\x01 \x01(\t\x12-\n\ndataplanes\x18\x02 \x03(\x0b\x32\x19.gwapi.v1.DataPlaneStatus2\x9e\x01\n\tDiscovery\x12<\n\x05Watch\x12\x16.gwapi.v1.WatchRequest\x1a\x17.gwapi.v1.WatchResponse(\x01\x30\x01\x12S\n\x0eListDataPlanes\x12\x1f.gwapi.v1.ListDataPlanesRequest\x1a .gwapi.v1.ListDataPlanesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gwapi/v1/discovery.proto\x12\x08gwapi.v1\x1a\x15gwapi/v1/common.proto\"\xee\x01\n\x0cWatchRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0cversion_info\x18\x02 \x01(\t\x12\x16\n\x0eresponse_nonce\x18\x03 \x01(\t\x12\x14\n\x0c\x65rror_detail\x18\x04 \x01(\t\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0e\n\x06listen\x18\x06 \x01(\t\x12\x36\n\x08\x62reakers\x18\x07 \x03(\x0b\x32$.gwapi.v1.WatchRequest.BreakersEntry\x1a/\n\rBreakersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"U\n\rWatchResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\t\x12$\n\x08snapshot\x18\x03 \x01(\x0b\x32\x12.gwapi.v1.Snapshot\"\xf5\x03\n\x08Snapshot\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x13\n\x0b\x62uilt_at_ms\x18\x02 \x01(\x03\x12\'\n\nworkspaces\x18\x03 \x03(\x0b\x32\x13.gwapi.v1.Workspace\x12#\n\x04keys\x18\x04 \x03(\x0b\x32\x15.gwapi.v1.SnapshotKey\x12%\n\tproviders\x18\x05 \x03(\x0b\x32\x12.gwapi.v1.Provider\x12\x1f\n\x06routes\x18\x06 \x03(\x0b\x32\x0f.gwapi.v1.Route\x12\x1f\n\x06prices\x18\x07 \x03(\x0b\x32\x0f.gwapi.v1.Price\x12\x1e\n\x05spend\x18\x08 \x03(\x0b\x32\x0f.gwapi.v1.Spend\x12)\n\x07secrets\x18\t \x03(\x0b\x32\x18.gwapi.v1.ProviderSecret\x12\x1e\n\x03sso\x18\x14 \x01(\x0b\x32\x11.gwapi.v1.SsoInfo\x12/\n\ndevelopers\x18\x15 \x03(\x0b\x32\x1b.gwapi.v1.SnapshotDeveloper\x12*\n\x0csigning_keys\x18\x16 \x03(\x0b\x32\x14.gwapi.v1.SigningKey\x12\x44\n\x16telemetry_destinations\x18\x17 \x03(\x0b\x32$.gwapi.v1.TelemetryDestinationConfig\"*\n\x07SsoInfo\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x0e\n\x06issuer\x18\x02 \x01(\t\"N\n\nSigningKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63urrent\x18\x03 \x01(\x08\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\"\xc2\x01\n\x11SnapshotDeveloper\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tworkspace\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12 \n\x06limits\x18\x05 \x01(\x0b\x32\x10.gwapi.v1.Limits\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\r\n\x05route\x18\x07 \x01(\t\x12\x10\n\x08\x64isabled\x18\x08 \x01(\x08\x12\x1c\n\x14tokens_not_before_ms\x18\t \x01(\x03\"\xbc\x01\n\x1aTelemetryDestinationConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x42\n\x07headers\x18\x03 \x03(\x0b\x32\x31.gwapi.v1.TelemetryDestinationConfig.HeadersEntry\x12\x0f\n\x07signals\x18\x04 \x03(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x0eProviderSecret\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\x15\n\rrotated_at_ms\x18\x03 \x01(\x03\"\xcc\x01\n\x0bSnapshotKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rsecret_sha256\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tworkspace\x18\x04 \x01(\t\x12 \n\x06limits\x18\x05 \x01(\x0b\x32\x10.gwapi.v1.Limits\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\r\n\x05route\x18\x07 \x01(\t\x12\x0e\n\x06models\x18\x08 \x03(\t\x12\x15\n\rexpires_at_ms\x18\t \x01(\x03\x12\x0f\n\x07revoked\x18\n \x01(\x08\"s\n\x05Spend\x12\r\n\x05scope\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12 \n\x06period\x18\x03 \x01(\x0e\x32\x10.gwapi.v1.Period\x12\x17\n\x0fperiod_start_ms\x18\x04 \x01(\x03\x12\x14\n\x0cspent_micros\x18\x05 \x01(\x03\"\x17\n\x15ListDataPlanesRequest\"\xb5\x02\n\x0f\x44\x61taPlaneStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0e\n\x06listen\x18\x03 \x01(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\x12\x15\n\racked_version\x18\x05 \x01(\t\x12\x16\n\x0enacked_version\x18\x06 \x01(\t\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x17\n\x0f\x63onnected_at_ms\x18\x08 \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\t \x01(\x03\x12\x39\n\x08\x62reakers\x18\n \x03(\x0b\x32\'.gwapi.v1.DataPlaneStatus.BreakersEntry\x1a/\n\rBreakersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\x16ListDataPlanesResponse\x12\x17\n\x0f\x63urrent_version\x18\x01 \x01(\t\x12-\n\ndataplanes\x18\x02 \x03(\x0b\x32\x19.gwapi.v1.DataPlaneStatus2\x9e\x01\n\tDiscovery\x12<\n\x05Watch\x12\x16.gwapi.v1.WatchRequest\x1a\x17.gwapi.v1.WatchResponse(\x01\x30\x01\x12S\n\x0eListDataPlanes\x12\x1f.gwapi.v1.ListDataPlanesRequest\x1a .gwapi.v1.ListDataPlanesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,6 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_WATCHREQUEST_BREAKERSENTRY']._loaded_options = None
   _globals['_WATCHREQUEST_BREAKERSENTRY']._serialized_options = b'8\001'
+  _globals['_TELEMETRYDESTINATIONCONFIG_HEADERSENTRY']._loaded_options = None
+  _globals['_TELEMETRYDESTINATIONCONFIG_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_DATAPLANESTATUS_BREAKERSENTRY']._loaded_options = None
   _globals['_DATAPLANESTATUS_BREAKERSENTRY']._serialized_options = b'8\001'
   _globals['_WATCHREQUEST']._serialized_start=62
@@ -43,21 +45,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHRESPONSE']._serialized_start=302
   _globals['_WATCHRESPONSE']._serialized_end=387
   _globals['_SNAPSHOT']._serialized_start=390
-  _globals['_SNAPSHOT']._serialized_end=696
-  _globals['_PROVIDERSECRET']._serialized_start=698
-  _globals['_PROVIDERSECRET']._serialized_end=772
-  _globals['_SNAPSHOTKEY']._serialized_start=775
-  _globals['_SNAPSHOTKEY']._serialized_end=979
-  _globals['_SPEND']._serialized_start=981
-  _globals['_SPEND']._serialized_end=1096
-  _globals['_LISTDATAPLANESREQUEST']._serialized_start=1098
-  _globals['_LISTDATAPLANESREQUEST']._serialized_end=1121
-  _globals['_DATAPLANESTATUS']._serialized_start=1124
-  _globals['_DATAPLANESTATUS']._serialized_end=1433
+  _globals['_SNAPSHOT']._serialized_end=891
+  _globals['_SSOINFO']._serialized_start=893
+  _globals['_SSOINFO']._serialized_end=935
+  _globals['_SIGNINGKEY']._serialized_start=937
+  _globals['_SIGNINGKEY']._serialized_end=1015
+  _globals['_SNAPSHOTDEVELOPER']._serialized_start=1018
+  _globals['_SNAPSHOTDEVELOPER']._serialized_end=1212
+  _globals['_TELEMETRYDESTINATIONCONFIG']._serialized_start=1215
+  _globals['_TELEMETRYDESTINATIONCONFIG']._serialized_end=1403
+  _globals['_TELEMETRYDESTINATIONCONFIG_HEADERSENTRY']._serialized_start=1357
+  _globals['_TELEMETRYDESTINATIONCONFIG_HEADERSENTRY']._serialized_end=1403
+  _globals['_PROVIDERSECRET']._serialized_start=1405
+  _globals['_PROVIDERSECRET']._serialized_end=1479
+  _globals['_SNAPSHOTKEY']._serialized_start=1482
+  _globals['_SNAPSHOTKEY']._serialized_end=1686
+  _globals['_SPEND']._serialized_start=1688
+  _globals['_SPEND']._serialized_end=1803
+  _globals['_LISTDATAPLANESREQUEST']._serialized_start=1805
+  _globals['_LISTDATAPLANESREQUEST']._serialized_end=1828
+  _globals['_DATAPLANESTATUS']._serialized_start=1831
+  _globals['_DATAPLANESTATUS']._serialized_end=2140
   _globals['_DATAPLANESTATUS_BREAKERSENTRY']._serialized_start=253
   _globals['_DATAPLANESTATUS_BREAKERSENTRY']._serialized_end=300
-  _globals['_LISTDATAPLANESRESPONSE']._serialized_start=1435
-  _globals['_LISTDATAPLANESRESPONSE']._serialized_end=1531
-  _globals['_DISCOVERY']._serialized_start=1534
-  _globals['_DISCOVERY']._serialized_end=1692
+  _globals['_LISTDATAPLANESRESPONSE']._serialized_start=2142
+  _globals['_LISTDATAPLANESRESPONSE']._serialized_end=2238
+  _globals['_DISCOVERY']._serialized_start=2241
+  _globals['_DISCOVERY']._serialized_end=2399
 # @@protoc_insertion_point(module_scope)

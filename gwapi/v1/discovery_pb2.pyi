@@ -125,6 +125,10 @@ class Snapshot(_message.Message):
     PRICES_FIELD_NUMBER: _builtins.int
     SPEND_FIELD_NUMBER: _builtins.int
     SECRETS_FIELD_NUMBER: _builtins.int
+    SSO_FIELD_NUMBER: _builtins.int
+    DEVELOPERS_FIELD_NUMBER: _builtins.int
+    SIGNING_KEYS_FIELD_NUMBER: _builtins.int
+    TELEMETRY_DESTINATIONS_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     built_at_ms: _builtins.int
     @_builtins.property
@@ -145,6 +149,24 @@ class Snapshot(_message.Message):
         authenticated stream). Data planes keep them in memory only, never in their disk cache.
         """
 
+    @_builtins.property
+    def sso(self) -> Global___SsoInfo:
+        """Sign-in with Claude Code (all empty when SSO is not configured)."""
+
+    @_builtins.property
+    def developers(self) -> _containers.RepeatedCompositeFieldContainer[Global___SnapshotDeveloper]: ...
+    @_builtins.property
+    def signing_keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___SigningKey]:
+        """Keys that verify access tokens (HS256). Secret: like `secrets`, only ever sent over this
+        stream, kept in memory, never written to a data plane's disk cache.
+        """
+
+    @_builtins.property
+    def telemetry_destinations(self) -> _containers.RepeatedCompositeFieldContainer[Global___TelemetryDestinationConfig]:
+        """Where data planes forward Claude Code's OTLP telemetry. `headers` values are secret (API
+        keys of collectors): never written to a data plane's disk cache.
+        """
+
     def __init__(
         self,
         *,
@@ -157,14 +179,174 @@ class Snapshot(_message.Message):
         prices: _abc.Iterable[_common_pb2.Price] | None = ...,
         spend: _abc.Iterable[Global___Spend] | None = ...,
         secrets: _abc.Iterable[Global___ProviderSecret] | None = ...,
+        sso: Global___SsoInfo | None = ...,
+        developers: _abc.Iterable[Global___SnapshotDeveloper] | None = ...,
+        signing_keys: _abc.Iterable[Global___SigningKey] | None = ...,
+        telemetry_destinations: _abc.Iterable[Global___TelemetryDestinationConfig] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sso", b"sso"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["built_at_ms", b"built_at_ms", "keys", b"keys", "prices", b"prices", "providers", b"providers", "routes", b"routes", "secrets", b"secrets", "spend", b"spend", "version", b"version", "workspaces", b"workspaces"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["built_at_ms", b"built_at_ms", "developers", b"developers", "keys", b"keys", "prices", b"prices", "providers", b"providers", "routes", b"routes", "secrets", b"secrets", "signing_keys", b"signing_keys", "spend", b"spend", "sso", b"sso", "telemetry_destinations", b"telemetry_destinations", "version", b"version", "workspaces", b"workspaces"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Snapshot: _TypeAlias = Snapshot  # noqa: Y015
+
+@_typing.final
+class SsoInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    issuer: _builtins.str
+    """shown on the gateway's pages ("Sign in with <issuer host>")"""
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        issuer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "issuer", b"issuer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SsoInfo: _TypeAlias = SsoInfo  # noqa: Y015
+
+@_typing.final
+class SigningKey(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KID_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    CURRENT_FIELD_NUMBER: _builtins.int
+    CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    kid: _builtins.str
+    key: _builtins.bytes
+    """32 random bytes"""
+    current: _builtins.bool
+    """the key new tokens are signed with (on the control plane)"""
+    created_at_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        kid: _builtins.str = ...,
+        key: _builtins.bytes = ...,
+        current: _builtins.bool = ...,
+        created_at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "current", b"current", "key", b"key", "kid", b"kid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SigningKey: _TypeAlias = SigningKey  # noqa: Y015
+
+@_typing.final
+class SnapshotDeveloper(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
+    DISABLED_FIELD_NUMBER: _builtins.int
+    TOKENS_NOT_BEFORE_MS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """"dev_…", the access token's `sub`"""
+    workspace: _builtins.str
+    email: _builtins.str
+    name: _builtins.str
+    provider: _builtins.str
+    """effective target (exactly one of provider / route)"""
+    route: _builtins.str
+    disabled: _builtins.bool
+    tokens_not_before_ms: _builtins.int
+    """access tokens issued (iat) before this are refused"""
+    @_builtins.property
+    def limits(self) -> _common_pb2.Limits:
+        """effective: the developer's own, else the workspace's member_limits"""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        workspace: _builtins.str = ...,
+        email: _builtins.str = ...,
+        name: _builtins.str = ...,
+        limits: _common_pb2.Limits | None = ...,
+        provider: _builtins.str = ...,
+        route: _builtins.str = ...,
+        disabled: _builtins.bool = ...,
+        tokens_not_before_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disabled", b"disabled", "email", b"email", "id", b"id", "limits", b"limits", "name", b"name", "provider", b"provider", "route", b"route", "tokens_not_before_ms", b"tokens_not_before_ms", "workspace", b"workspace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SnapshotDeveloper: _TypeAlias = SnapshotDeveloper  # noqa: Y015
+
+@_typing.final
+class TelemetryDestinationConfig(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class HeadersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    HEADERS_FIELD_NUMBER: _builtins.int
+    SIGNALS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    url: _builtins.str
+    @_builtins.property
+    def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """secret values"""
+
+    @_builtins.property
+    def signals(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """metrics | logs | traces"""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        url: _builtins.str = ...,
+        headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        signals: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["headers", b"headers", "name", b"name", "signals", b"signals", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TelemetryDestinationConfig: _TypeAlias = TelemetryDestinationConfig  # noqa: Y015
 
 @_typing.final
 class ProviderSecret(_message.Message):
@@ -253,9 +435,9 @@ class Spend(_message.Message):
     PERIOD_START_MS_FIELD_NUMBER: _builtins.int
     SPENT_MICROS_FIELD_NUMBER: _builtins.int
     scope: _builtins.str
-    """"key" | "workspace" """
+    """"key" | "workspace" | "developer" """
     id: _builtins.str
-    """key id or workspace name"""
+    """key id, workspace name or developer id"""
     period: _common_pb2.Period.ValueType
     period_start_ms: _builtins.int
     spent_micros: _builtins.int

@@ -20,6 +20,128 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ReportActivityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    ACTIVITY_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    batch_id: _builtins.str
+    """unique per batch; a retried batch counts once"""
+    @_builtins.property
+    def activity(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeveloperActivity]: ...
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+        activity: _abc.Iterable[Global___DeveloperActivity] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "batch_id", b"batch_id", "node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportActivityRequest: _TypeAlias = ReportActivityRequest  # noqa: Y015
+
+@_typing.final
+class ReportActivityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.int
+    duplicate: _builtins.bool
+    def __init__(
+        self,
+        *,
+        accepted: _builtins.int = ...,
+        duplicate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "duplicate", b"duplicate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportActivityResponse: _TypeAlias = ReportActivityResponse  # noqa: Y015
+
+@_typing.final
+class DeveloperActivity(_message.Message):
+    """Claude Code's self-reported figures for one developer over a span of time (deltas)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVELOPER_ID_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    TIME_MS_FIELD_NUMBER: _builtins.int
+    COST_MICROS_FIELD_NUMBER: _builtins.int
+    INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_READ_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_CREATION_TOKENS_FIELD_NUMBER: _builtins.int
+    LINES_ADDED_FIELD_NUMBER: _builtins.int
+    LINES_REMOVED_FIELD_NUMBER: _builtins.int
+    COMMITS_FIELD_NUMBER: _builtins.int
+    PULL_REQUESTS_FIELD_NUMBER: _builtins.int
+    EDITS_ACCEPTED_FIELD_NUMBER: _builtins.int
+    EDITS_REJECTED_FIELD_NUMBER: _builtins.int
+    SESSIONS_FIELD_NUMBER: _builtins.int
+    developer_id: _builtins.str
+    workspace: _builtins.str
+    time_ms: _builtins.int
+    """when the data plane received the telemetry"""
+    cost_micros: _builtins.int
+    """claude_code.cost.usage (USD, client-side estimate)"""
+    input_tokens: _builtins.int
+    """claude_code.token.usage by type"""
+    output_tokens: _builtins.int
+    cache_read_tokens: _builtins.int
+    cache_creation_tokens: _builtins.int
+    lines_added: _builtins.int
+    """claude_code.lines_of_code.count type=added"""
+    lines_removed: _builtins.int
+    """… type=removed"""
+    commits: _builtins.int
+    """claude_code.commit.count"""
+    pull_requests: _builtins.int
+    """claude_code.pull_request.count"""
+    edits_accepted: _builtins.int
+    """claude_code.code_edit_tool.decision decision=accept"""
+    edits_rejected: _builtins.int
+    """… decision=reject"""
+    sessions: _builtins.int
+    """claude_code.session.count"""
+    def __init__(
+        self,
+        *,
+        developer_id: _builtins.str = ...,
+        workspace: _builtins.str = ...,
+        time_ms: _builtins.int = ...,
+        cost_micros: _builtins.int = ...,
+        input_tokens: _builtins.int = ...,
+        output_tokens: _builtins.int = ...,
+        cache_read_tokens: _builtins.int = ...,
+        cache_creation_tokens: _builtins.int = ...,
+        lines_added: _builtins.int = ...,
+        lines_removed: _builtins.int = ...,
+        commits: _builtins.int = ...,
+        pull_requests: _builtins.int = ...,
+        edits_accepted: _builtins.int = ...,
+        edits_rejected: _builtins.int = ...,
+        sessions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_tokens", b"cache_creation_tokens", "cache_read_tokens", b"cache_read_tokens", "commits", b"commits", "cost_micros", b"cost_micros", "developer_id", b"developer_id", "edits_accepted", b"edits_accepted", "edits_rejected", b"edits_rejected", "input_tokens", b"input_tokens", "lines_added", b"lines_added", "lines_removed", b"lines_removed", "output_tokens", b"output_tokens", "pull_requests", b"pull_requests", "sessions", b"sessions", "time_ms", b"time_ms", "workspace", b"workspace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeveloperActivity: _TypeAlias = DeveloperActivity  # noqa: Y015
+
+@_typing.final
 class GetLogRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -56,9 +178,9 @@ class BudgetAlert(_message.Message):
     WEBHOOK_STATUS_FIELD_NUMBER: _builtins.int
     time_ms: _builtins.int
     scope: _builtins.str
-    """"key" | "workspace" """
+    """"key" | "workspace" | "developer" """
     id: _builtins.str
-    """key id or workspace name"""
+    """key id, workspace name or developer id"""
     name: _builtins.str
     """key name or workspace name"""
     workspace: _builtins.str
@@ -215,6 +337,8 @@ class UsageEvent(_message.Message):
     BODIES_TRUNCATED_FIELD_NUMBER: _builtins.int
     REQUEST_BODY_SIZE_FIELD_NUMBER: _builtins.int
     RESPONSE_BODY_SIZE_FIELD_NUMBER: _builtins.int
+    DEVELOPER_ID_FIELD_NUMBER: _builtins.int
+    DEVELOPER_EMAIL_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """gateway request id, the idempotency key"""
     time_ms: _builtins.int
@@ -254,6 +378,9 @@ class UsageEvent(_message.Message):
     request_body_size: _builtins.int
     """full sizes (metadata and full), before any cut"""
     response_body_size: _builtins.int
+    developer_id: _builtins.str
+    """A signed-in developer (SSO) made the request: key_id/key_name are then empty."""
+    developer_email: _builtins.str
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """x-tollgate-metadata"""
@@ -306,10 +433,12 @@ class UsageEvent(_message.Message):
         bodies_truncated: _builtins.bool = ...,
         request_body_size: _builtins.int = ...,
         response_body_size: _builtins.int = ...,
+        developer_id: _builtins.str = ...,
+        developer_email: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_log", b"attempt_log", "attempts", b"attempts", "bodies_truncated", b"bodies_truncated", "cache_status", b"cache_status", "client_disconnected", b"client_disconnected", "client_version", b"client_version", "cost_saved_micros", b"cost_saved_micros", "dataplane_id", b"dataplane_id", "error_message", b"error_message", "error_type", b"error_type", "key_id", b"key_id", "key_name", b"key_name", "latency_ms", b"latency_ms", "metadata", b"metadata", "model_requested", b"model_requested", "model_served", b"model_served", "path", b"path", "provider", b"provider", "request_body", b"request_body", "request_body_size", b"request_body_size", "request_headers", b"request_headers", "request_id", b"request_id", "response_body", b"response_body", "response_body_size", b"response_body_size", "session_id", b"session_id", "status", b"status", "stream", b"stream", "time_ms", b"time_ms", "ttfb_ms", b"ttfb_ms", "upstream_request_id", b"upstream_request_id", "usage", b"usage", "user_agent", b"user_agent", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_log", b"attempt_log", "attempts", b"attempts", "bodies_truncated", b"bodies_truncated", "cache_status", b"cache_status", "client_disconnected", b"client_disconnected", "client_version", b"client_version", "cost_saved_micros", b"cost_saved_micros", "dataplane_id", b"dataplane_id", "developer_email", b"developer_email", "developer_id", b"developer_id", "error_message", b"error_message", "error_type", b"error_type", "key_id", b"key_id", "key_name", b"key_name", "latency_ms", b"latency_ms", "metadata", b"metadata", "model_requested", b"model_requested", "model_served", b"model_served", "path", b"path", "provider", b"provider", "request_body", b"request_body", "request_body_size", b"request_body_size", "request_headers", b"request_headers", "request_id", b"request_id", "response_body", b"response_body", "response_body_size", b"response_body_size", "session_id", b"session_id", "status", b"status", "stream", b"stream", "time_ms", b"time_ms", "ttfb_ms", b"ttfb_ms", "upstream_request_id", b"upstream_request_id", "usage", b"usage", "user_agent", b"user_agent", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -419,15 +548,18 @@ class QueryUsageRequest(_message.Message):
     GROUP_BY_FIELD_NUMBER: _builtins.int
     SINCE_MS_FIELD_NUMBER: _builtins.int
     UNTIL_MS_FIELD_NUMBER: _builtins.int
+    DEVELOPER_ID_FIELD_NUMBER: _builtins.int
     workspace: _builtins.str
     key_id: _builtins.str
     group_by: _builtins.str
-    """workspace | key | model | provider | session | client_version | day | metadata.<field>;
-    "" = one total row
+    """workspace | key | developer | model | provider | session | client_version | day |
+    metadata.<field>; "" = one total row
     """
     since_ms: _builtins.int
     until_ms: _builtins.int
     """0 = now"""
+    developer_id: _builtins.str
+    """only this developer's requests"""
     def __init__(
         self,
         *,
@@ -436,10 +568,11 @@ class QueryUsageRequest(_message.Message):
         group_by: _builtins.str = ...,
         since_ms: _builtins.int = ...,
         until_ms: _builtins.int = ...,
+        developer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_by", b"group_by", "key_id", b"key_id", "since_ms", b"since_ms", "until_ms", b"until_ms", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["developer_id", b"developer_id", "group_by", b"group_by", "key_id", b"key_id", "since_ms", b"since_ms", "until_ms", b"until_ms", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -460,6 +593,16 @@ class UsageRow(_message.Message):
     FIRST_MS_FIELD_NUMBER: _builtins.int
     LAST_MS_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
+    DEVELOPER_EMAIL_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    CLIENT_COST_MICROS_FIELD_NUMBER: _builtins.int
+    LINES_ADDED_FIELD_NUMBER: _builtins.int
+    LINES_REMOVED_FIELD_NUMBER: _builtins.int
+    COMMITS_FIELD_NUMBER: _builtins.int
+    PULL_REQUESTS_FIELD_NUMBER: _builtins.int
+    EDITS_ACCEPTED_FIELD_NUMBER: _builtins.int
+    EDITS_REJECTED_FIELD_NUMBER: _builtins.int
+    CLIENT_SESSIONS_FIELD_NUMBER: _builtins.int
     group: _builtins.str
     requests: _builtins.int
     errors: _builtins.int
@@ -473,6 +616,20 @@ class UsageRow(_message.Message):
     last_ms: _builtins.int
     key_id: _builtins.str
     """group_by=session only: the session's key (the greatest if several)"""
+    developer_email: _builtins.str
+    """group_by=developer: who, and what their Claude Code reported about itself in the same
+    window (DeveloperActivity); client_cost_micros is the client's own estimate, to set against
+    the gateway's metered cost_micros.
+    """
+    workspace: _builtins.str
+    client_cost_micros: _builtins.int
+    lines_added: _builtins.int
+    lines_removed: _builtins.int
+    commits: _builtins.int
+    pull_requests: _builtins.int
+    edits_accepted: _builtins.int
+    edits_rejected: _builtins.int
+    client_sessions: _builtins.int
     def __init__(
         self,
         *,
@@ -487,10 +644,20 @@ class UsageRow(_message.Message):
         first_ms: _builtins.int = ...,
         last_ms: _builtins.int = ...,
         key_id: _builtins.str = ...,
+        developer_email: _builtins.str = ...,
+        workspace: _builtins.str = ...,
+        client_cost_micros: _builtins.int = ...,
+        lines_added: _builtins.int = ...,
+        lines_removed: _builtins.int = ...,
+        commits: _builtins.int = ...,
+        pull_requests: _builtins.int = ...,
+        edits_accepted: _builtins.int = ...,
+        edits_rejected: _builtins.int = ...,
+        client_sessions: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "cost_micros", b"cost_micros", "errors", b"errors", "first_ms", b"first_ms", "group", b"group", "input_tokens", b"input_tokens", "key_id", b"key_id", "last_ms", b"last_ms", "output_tokens", b"output_tokens", "requests", b"requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "client_cost_micros", b"client_cost_micros", "client_sessions", b"client_sessions", "commits", b"commits", "cost_micros", b"cost_micros", "developer_email", b"developer_email", "edits_accepted", b"edits_accepted", "edits_rejected", b"edits_rejected", "errors", b"errors", "first_ms", b"first_ms", "group", b"group", "input_tokens", b"input_tokens", "key_id", b"key_id", "last_ms", b"last_ms", "lines_added", b"lines_added", "lines_removed", b"lines_removed", "output_tokens", b"output_tokens", "pull_requests", b"pull_requests", "requests", b"requests", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -525,6 +692,7 @@ class TailLogsRequest(_message.Message):
     WORKSPACE_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
+    DEVELOPER_ID_FIELD_NUMBER: _builtins.int
     follow: _builtins.bool
     limit: _builtins.int
     """default 20"""
@@ -532,6 +700,8 @@ class TailLogsRequest(_message.Message):
     key_id: _builtins.str
     session_id: _builtins.str
     """only this session's requests (x-claude-code-session-id)"""
+    developer_id: _builtins.str
+    """only this developer's requests"""
     def __init__(
         self,
         *,
@@ -540,10 +710,11 @@ class TailLogsRequest(_message.Message):
         workspace: _builtins.str = ...,
         key_id: _builtins.str = ...,
         session_id: _builtins.str = ...,
+        developer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow", b"follow", "key_id", b"key_id", "limit", b"limit", "session_id", b"session_id", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["developer_id", b"developer_id", "follow", b"follow", "key_id", b"key_id", "limit", b"limit", "session_id", b"session_id", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -557,7 +728,7 @@ class StreamStatsRequest(_message.Message):
     WINDOW_S_FIELD_NUMBER: _builtins.int
     WORKSPACE_FIELD_NUMBER: _builtins.int
     group_by: _builtins.str
-    """workspace | key | provider"""
+    """workspace | key | developer | provider"""
     window_s: _builtins.int
     """default 60, max 600"""
     workspace: _builtins.str

@@ -64,6 +64,11 @@ class TelemetryStub:
                 request_serializer=gwapi_dot_v1_dot_telemetry__pb2.GetLogRequest.SerializeToString,
                 response_deserializer=gwapi_dot_v1_dot_telemetry__pb2.UsageEvent.FromString,
                 _registered_method=True)
+        self.ReportActivity = channel.unary_unary(
+                '/gwapi.v1.Telemetry/ReportActivity',
+                request_serializer=gwapi_dot_v1_dot_telemetry__pb2.ReportActivityRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_telemetry__pb2.ReportActivityResponse.FromString,
+                _registered_method=True)
 
 
 class TelemetryServicer:
@@ -113,6 +118,15 @@ class TelemetryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportActivity(self, request, context):
+        """Data plane token. What signed-in developers' Claude Code reported about itself over OTLP
+        (cost, tokens, lines of code, commits, pull requests, edit decisions), summed per developer
+        and batch. Idempotent on (node_id, batch_id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TelemetryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +159,11 @@ def add_TelemetryServicer_to_server(servicer, server):
                     servicer.GetLog,
                     request_deserializer=gwapi_dot_v1_dot_telemetry__pb2.GetLogRequest.FromString,
                     response_serializer=gwapi_dot_v1_dot_telemetry__pb2.UsageEvent.SerializeToString,
+            ),
+            'ReportActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportActivity,
+                    request_deserializer=gwapi_dot_v1_dot_telemetry__pb2.ReportActivityRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_telemetry__pb2.ReportActivityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -309,6 +328,33 @@ class Telemetry:
             '/gwapi.v1.Telemetry/GetLog',
             gwapi_dot_v1_dot_telemetry__pb2.GetLogRequest.SerializeToString,
             gwapi_dot_v1_dot_telemetry__pb2.UsageEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Telemetry/ReportActivity',
+            gwapi_dot_v1_dot_telemetry__pb2.ReportActivityRequest.SerializeToString,
+            gwapi_dot_v1_dot_telemetry__pb2.ReportActivityResponse.FromString,
             options,
             channel_credentials,
             insecure,

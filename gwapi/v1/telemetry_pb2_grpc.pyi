@@ -47,6 +47,11 @@ class TelemetryStub:
     """Admin token. One request's full record: the ledger row plus, per its workspace's log_bodies
     policy, the redacted request headers and the request/response bodies. NOT_FOUND if unknown.
     """
+    ReportActivity: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.ReportActivityRequest, _telemetry_pb2.ReportActivityResponse]
+    """Data plane token. What signed-in developers' Claude Code reported about itself over OTLP
+    (cost, tokens, lines of code, commits, pull requests, edit decisions), summed per developer
+    and batch. Idempotent on (node_id, batch_id).
+    """
 
 @_typing.type_check_only
 class TelemetryAsyncStub(TelemetryStub):
@@ -66,6 +71,11 @@ class TelemetryAsyncStub(TelemetryStub):
     GetLog: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.GetLogRequest, _telemetry_pb2.UsageEvent]  # type: ignore[assignment]
     """Admin token. One request's full record: the ledger row plus, per its workspace's log_bodies
     policy, the redacted request headers and the request/response bodies. NOT_FOUND if unknown.
+    """
+    ReportActivity: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.ReportActivityRequest, _telemetry_pb2.ReportActivityResponse]  # type: ignore[assignment]
+    """Data plane token. What signed-in developers' Claude Code reported about itself over OTLP
+    (cost, tokens, lines of code, commits, pull requests, edit decisions), summed per developer
+    and batch. Idempotent on (node_id, batch_id).
     """
 
 class TelemetryServicer(metaclass=_abc_1.ABCMeta):
@@ -119,6 +129,17 @@ class TelemetryServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_telemetry_pb2.UsageEvent, _abc.Awaitable[_telemetry_pb2.UsageEvent]]:
         """Admin token. One request's full record: the ledger row plus, per its workspace's log_bodies
         policy, the redacted request headers and the request/response bodies. NOT_FOUND if unknown.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportActivity(
+        self,
+        request: _telemetry_pb2.ReportActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_telemetry_pb2.ReportActivityResponse, _abc.Awaitable[_telemetry_pb2.ReportActivityResponse]]:
+        """Data plane token. What signed-in developers' Claude Code reported about itself over OTLP
+        (cost, tokens, lines of code, commits, pull requests, edit decisions), summed per developer
+        and batch. Idempotent on (node_id, batch_id).
         """
 
 def add_TelemetryServicer_to_server(servicer: TelemetryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
