@@ -20,6 +20,7 @@ from gwctl import (
     audit,
     clients,
     dataplanes,
+    devidp,
     keys,
     logs,
     providers,
@@ -50,6 +51,7 @@ _MODULES = (
     dataplanes,
     serve,
     up,
+    devidp,
 )
 
 
