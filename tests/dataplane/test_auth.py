@@ -28,7 +28,7 @@ def test_secret_from_x_api_key_or_bearer() -> None:
 def test_authenticate() -> None:
     snap = Snapshot.from_proto(build_snapshot("http://127.0.0.1:1"))
     p = authenticate(snap, SECRET, 0)
-    assert p.key.id == "key_alice" and p.workspace.name == "team-a" and p.snapshot is snap
+    assert p.member.id == "key_alice" and p.workspace.name == "team-a" and p.snapshot is snap
     for secret, words in ((REVOKED, "revoked"), (EXPIRED, "expired"), ("gw-x", "not a valid")):
         with pytest.raises(GatewayError) as err:
             authenticate(snap, secret, 10**13)
