@@ -219,8 +219,7 @@ class Router:
             why = f"its route '{member.route}' does not exist"
         else:
             why = (
-                f"none of the targets of its route '{member.route}' is available on this "
-                "data plane"
+                f"none of the targets of its route '{member.route}' is available on this data plane"
             )
         return GatewayError(
             503,

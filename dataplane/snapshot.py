@@ -335,9 +335,7 @@ def _managed_settings(w: common_pb2.Workspace) -> ManagedSettings | None:
     if not w.managed_settings_json:
         return None
     try:
-        return ManagedSettings.build(
-            w.name, w.managed_settings_json, w.managed_settings_checksum
-        )
+        return ManagedSettings.build(w.name, w.managed_settings_json, w.managed_settings_checksum)
     except ValueError as exc:
         raise SnapshotError(f"workspace {w.name!r}: {exc}") from None
 

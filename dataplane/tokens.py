@@ -170,7 +170,9 @@ class TokenVerifier:
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError:
-            raise _Refused("expired", _refusal("Your sign-in has expired; run /login again.")) from None
+            raise _Refused(
+                "expired", _refusal("Your sign-in has expired; run /login again.")
+            ) from None
         except jwt.InvalidSignatureError:
             raise _Refused("bad_signature", _refusal(_INVALID)) from None
         except jwt.InvalidTokenError:
