@@ -253,7 +253,7 @@ def build_app(
     """
     if metrics is not None:
         sink = metrics.sink(sink)
-    tokens = TokenVerifier(on_refuse=metrics.signin.bearer_refused if metrics else None)
+    tokens = TokenVerifier(on_refuse=metrics.signin.bearer_refused if metrics is not None else None)
 
     def handler(door: Door) -> MessagesHandler:
         return MessagesHandler(router, sink, dataplane_id, max_body, door, limiter, cache)

@@ -170,7 +170,8 @@ def authenticate(
             "or sign in with /login."
         )
     if not secret.startswith("gw-") and looks_like_jwt(secret):
-        developer = (tokens or TokenVerifier()).resolve(snapshot, secret, now_ms)
+        verifier = tokens if tokens is not None else TokenVerifier()
+        developer = verifier.resolve(snapshot, secret, now_ms)
         return Principal(developer, snapshot.workspaces[developer.workspace], snapshot)
     digest = hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
     key = snapshot.keys_by_hash.get(digest)

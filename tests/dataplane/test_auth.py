@@ -1,13 +1,19 @@
-"""Virtual-key lookup: where the key comes from and what each refusal says."""
+"""Authentication: where the secret comes from, virtual keys and developers' tokens, what each
+refusal says."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from dataplane.auth import authenticate, extract_secret
 from dataplane.errors import GatewayError
+from dataplane.members import Developer
 from dataplane.snapshot import Snapshot
+from dataplane.tokens import TokenVerifier
 from tests.dataplane.conftest import EXPIRED, REVOKED, SECRET, build_snapshot
+from tests.fakes.signin import mint, sso_snapshot
 
 
 def scope(*headers: tuple[bytes, bytes]) -> dict[str, object]:
@@ -34,3 +40,39 @@ def test_authenticate() -> None:
             authenticate(snap, secret, 10**13)
         assert err.value.status == 401 and words in err.value.message
         assert secret not in err.value.message
+
+
+def test_a_signed_in_developers_token_is_found_beside_a_stray_provider_key() -> None:
+    token = mint()
+    stray = scope(
+        (b"x-api-key", b"sk-ant-api03-stray"), (b"authorization", f"Bearer {token}".encode())
+    )
+    assert extract_secret(stray) == token
+    with_key = scope((b"x-api-key", b"gw-k"), (b"authorization", f"Bearer {token}".encode()))
+    assert extract_secret(with_key) == "gw-k"  # a virtual key still wins
+
+
+def test_authenticate_a_developer() -> None:
+    snap = Snapshot.from_proto(sso_snapshot("http://127.0.0.1:1"))
+    p = authenticate(snap, mint(), int(time.time() * 1000), TokenVerifier())
+    assert isinstance(p.member, Developer) and p.workspace.name == "team-a"
+    assert p.member.key_id == "" and p.member.developer_email == "alice@example.com"
+    key = authenticate(snap, SECRET, 0)
+    assert key.member.key_id == "key_alice" and key.member.developer_id == ""
+    # Not a JWT and not a key: the usual virtual-key refusal, no token talk.
+    with pytest.raises(GatewayError) as err:
+        authenticate(snap, "not-a-key", 0)
+    assert "not a valid Tollgate virtual key" in err.value.message
+
+
+def test_model_denial_is_400_for_developers_and_403_for_keys() -> None:
+    msg = sso_snapshot("http://127.0.0.1:1", allowed_models=("claude-haiku-*",))
+    snap = Snapshot.from_proto(msg)
+    developer = authenticate(snap, mint(), int(time.time() * 1000))
+    key = authenticate(snap, SECRET, 0)
+    for principal, status in ((developer, 400), (key, 403)):
+        with pytest.raises(GatewayError) as err:
+            principal.check_access("claude-opus-4-8")
+        assert err.value.status == status
+        assert "not allowed in workspace 'team-a'" in err.value.message
+        principal.check_access("claude-haiku-4-5")
