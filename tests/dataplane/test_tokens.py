@@ -89,33 +89,36 @@ def test_alg_none_and_rs256_are_refused_before_any_key_is_used() -> None:
 
 
 def test_expiry_has_30_seconds_of_leeway() -> None:
-    token = mint(iat=NOW - 3600, ttl=3600 - LEEWAY_S + 5)  # expired 25 s ago
+    now = time.time()
+    token = mint(iat=now - 3600, ttl=3600 - LEEWAY_S + 5)  # expired 25 s ago
     assert TokenVerifier().resolve(snap(), token, now_ms()).id == DEVELOPER_ID
-    late = mint(iat=NOW - 3600, ttl=3600 - LEEWAY_S - 5)  # 35 s ago
+    late = mint(iat=now - 3600, ttl=3600 - LEEWAY_S - 5)  # 35 s ago
     refused(TokenVerifier(), snap(), late)
 
 
 def test_a_cached_token_expires_too() -> None:
     verifier = TokenVerifier()
-    token = mint(ttl=60)
+    now = int(time.time())
+    token = mint(iat=now, ttl=60)
     verifier.resolve(snap(), token, now_ms())
     with pytest.raises(GatewayError) as info:
-        verifier.resolve(snap(), token, int((NOW + 60 + LEEWAY_S + 1) * 1000))
+        verifier.resolve(snap(), token, (now + 60 + LEEWAY_S) * 1000)
     assert "expired" in info.value.message
 
 
 def test_disabled_and_revoked_developers_are_refused_even_when_cached() -> None:
     verifier = TokenVerifier()
-    token = mint(iat=NOW - 10)
+    now = time.time()
+    token = mint(iat=now - 10)
     assert verifier.resolve(snap(), token, now_ms()).id == DEVELOPER_ID
     err = refused(verifier, snap(disabled=True), token)
     assert "revoked" in err.message and "alice@example.com" in err.message
     assert "disabled" in err.message
     # Re-enabled, but tokens issued before the disable stay dead.
-    err = refused(verifier, snap(tokens_not_before_ms=int(NOW * 1000)), token)
+    err = refused(verifier, snap(tokens_not_before_ms=int(now * 1000)), token)
     assert err.message == "Your sign-in was revoked; run /login again."
-    fresh = mint(iat=NOW + 1)
-    assert verifier.resolve(snap(tokens_not_before_ms=int(NOW * 1000)), fresh, now_ms())
+    fresh = mint(iat=now + 1)
+    assert verifier.resolve(snap(tokens_not_before_ms=int(now * 1000)), fresh, now_ms())
 
 
 def test_a_rotated_out_or_changed_key_refuses_cached_tokens() -> None:
