@@ -1,7 +1,8 @@
 """Run a data plane: Hypercorn serving the ASGI app, plus the snapshot and usage loops.
 
-``gwctl dataplane serve --listen HOST:PORT --control-plane HOST:PORT [--state-dir DIR]`` calls
-:func:`main`. Tests and benchmarks use :class:`DataPlane` directly (``await dp.start()``; port 0
+``gwctl dataplane serve --listen HOST:PORT --control-plane HOST:PORT [--state-dir DIR]
+[--public-url https://…]`` calls :func:`main` (``--public-url``: the URL developers sign in to
+with Claude Code, see :mod:`dataplane.signin`). Tests and benchmarks use :class:`DataPlane` directly (``await dp.start()``; port 0
 picks a free port, read back from ``dp.port``).
 """
 

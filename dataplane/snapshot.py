@@ -10,7 +10,10 @@ middle of a request never mixes two versions.
 Provider secrets stored on the control plane (``Snapshot.secrets``) are joined into their
 :class:`ProviderConfig` (``api_key``, never in a ``repr``); ``has_secret`` says one is expected,
 so a data plane that has not received it yet (started from its disk cache, which never holds
-secrets) can say so instead of calling upstream without a key.
+secrets) can say so instead of calling upstream without a key. The same goes for the keys that
+verify signed-in developers' access tokens (``signing_keys``; ``signing_keys_missing``).
+Developers (:class:`dataplane.members.Developer`, by id) carry their effective limits and target;
+a workspace's Claude Code managed settings are rendered into their response once, here.
 """
 
 from __future__ import annotations
