@@ -10,7 +10,9 @@ developer id, ``sid``, ``iat``, ``exp``, header ``kid``) with a key that travels
   same token costs a dict lookup instead of an HMAC and a JSON parse;
 * every use (cached or not), against the *current* snapshot: the ``kid`` still carries the same
   key (rotated out = refused), ``exp`` not passed, the developer known, not disabled, and the
-  token issued at or after the developer's ``tokens_not_before_ms`` (bumped on disable).
+  token issued at or after the developer's ``tokens_not_before_ms`` (bumped on disable). A token
+  newer than the snapshot for a developer it does not know yet (signed in a moment ago, the new
+  snapshot on its way) is a 503 to retry, not a 401, for its first minute.
 
 Refusals are 401 ``authentication_error`` telling the user to run ``/login`` again (Claude Code
 then prompts a new sign-in); a data plane that has not received the keys yet (started from its
@@ -34,6 +36,10 @@ ALGORITHM = "HS256"
 LEEWAY_S = 30
 MAX_CACHED = 10_000
 KEYS_RETRY_S = 2
+# How long after its issue a token for a developer the snapshot does not know yet is answered
+# 503 (retry) rather than 401 (sign in again): the snapshot carrying a new developer takes about
+# a second to reach the data planes.
+PROPAGATION_MS = 60_000
 
 
 def looks_like_jwt(secret: str) -> bool:
@@ -65,7 +71,8 @@ class TokenVerifier:
 
     ``on_refuse(reason)`` is told why each refusal happened (for metrics): ``malformed``,
     ``algorithm``, ``unknown_kid``, ``bad_signature``, ``expired``, ``invalid_claims``,
-    ``unknown_developer``, ``disabled``, ``revoked``, ``sso_off``, ``keys_missing``.
+    ``unknown_developer``, ``disabled``, ``revoked``, ``sso_off``, ``keys_missing``,
+    ``propagating``.
     """
 
     def __init__(
@@ -113,6 +120,8 @@ class TokenVerifier:
         if now_ms >= verified.exp_ms:
             raise _Refused("expired", _refusal("Your sign-in has expired; run /login again."))
         developer = snapshot.developers.get(verified.sub)
+        if developer is None or developer.disabled:
+            self._maybe_propagating(snapshot, verified, now_ms)
         if developer is None:
             raise _Refused("unknown_developer", _refusal(_ENDED))
         if developer.disabled:
@@ -126,6 +135,22 @@ class TokenVerifier:
         if verified.iat_ms < developer.tokens_not_before_ms:
             raise _Refused("revoked", _refusal("Your sign-in was revoked; run /login again."))
         return developer
+
+    @staticmethod
+    def _maybe_propagating(snapshot: Snapshot, verified: _Verified, now_ms: int) -> None:
+        """A token minted after this snapshot was built, for a developer it does not know (or
+        still shows disabled): the control plane created (or re-enabled) them a moment ago and
+        the new snapshot is on its way. Claude Code fetches /managed/settings right after the
+        sign-in; a 401 would send the developer straight back to /login, a 503 is retried."""
+        if verified.iat_ms > snapshot.built_at_ms and now_ms - verified.iat_ms < PROPAGATION_MS:
+            raise _Refused(
+                "propagating",
+                GatewayError(
+                    503,
+                    "Your sign-in is still reaching this gateway; retry in a second.",
+                    headers=((b"retry-after", b"1"),),
+                ),
+            )
 
     def _no_key(self, snapshot: Snapshot) -> None:
         if snapshot.signing_keys_missing:

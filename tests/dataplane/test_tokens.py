@@ -63,7 +63,7 @@ def test_a_valid_token_resolves_to_its_developer() -> None:
         (mint(exp=None), "invalid_claims"),
         (mint(sub=None), "invalid_claims"),
         (mint(key=SIGNING_KEY * 2, algorithm="HS512"), "algorithm"),
-        (mint(sub="dev_nobody"), "unknown_developer"),
+        (mint(sub="dev_nobody", iat=NOW - 120), "unknown_developer"),
         ("eyJhbGciOiJIUzI1NiJ9.not-base64!.x", "malformed"),
     ],
 )
@@ -190,3 +190,27 @@ def test_looks_like_jwt() -> None:
     assert looks_like_jwt(mint())
     for other in ("gw-abc", "sk-ant-api03-x", "eyJ.only-two", "a.b.c", ""):
         assert not looks_like_jwt(other)
+
+
+def test_a_developer_the_snapshot_does_not_know_yet_is_asked_to_retry() -> None:
+    """Signed in a moment ago: the token is newer than the snapshot, which lacks the developer
+    (or still shows them disabled). 503 + retry-after, not 401 (which means: /login again)."""
+    msg = sso_snapshot("http://127.0.0.1:1")
+    msg.built_at_ms = int((time.time() - 5) * 1000)
+    msg.developers[0].id = "dev_other"
+    older = Snapshot.from_proto(msg)
+    reasons: list[str] = []
+    verifier = TokenVerifier(on_refuse=reasons.append)
+    token = mint()
+    err = refused(verifier, older, token, status=503)
+    assert dict(err.headers)[b"retry-after"] == b"1" and "retry" in err.message
+    # A minute on, or against a snapshot built after the token: really unknown.
+    with pytest.raises(GatewayError) as info:
+        verifier.resolve(older, token, now_ms() + 61_000)
+    assert info.value.status == 401
+    msg.built_at_ms = now_ms() + 1000
+    refused(verifier, Snapshot.from_proto(msg), token)
+    disabled = sso_snapshot("http://127.0.0.1:1", disabled=True)
+    disabled.built_at_ms = int((time.time() - 5) * 1000)
+    refused(verifier, Snapshot.from_proto(disabled), token, status=503)
+    assert reasons == ["propagating", "unknown_developer", "unknown_developer", "propagating"]
