@@ -33,6 +33,7 @@ MAX_FORM_BYTES = 2 * 1024
 # RFC 8628 §6.1 base-20 alphabet, 8 characters; the dash and case are the user's choice.
 _USER_CODE = re.compile(r"^[BCDFGHJKLMNPQRSTVWXZ]{4}-?[BCDFGHJKLMNPQRSTVWXZ]{4}$")
 _COOKIE_VALUE = re.compile(r"^[A-Za-z0-9_-]{16,512}$")
+_URL_CHARS = re.compile(r"^[\x21-\x7e]{1,8192}$")  # printable ASCII: nothing to split a header
 
 UNAVAILABLE = (
     "The gateway cannot reach its control plane right now. Wait a minute, then reload this page. "
@@ -220,7 +221,11 @@ class BrowserPages:
             return
         location = response.authorization_url
         secret = response.browser_secret
-        if not pages.origin_of(location) or not _COOKIE_VALUE.match(secret):
+        if (
+            not pages.origin_of(location)
+            or not _URL_CHARS.match(location)
+            or not _COOKIE_VALUE.match(secret)
+        ):
             self._count("internal")
             body = pages.message("Sign-in failed", "The gateway's sign-in answer was malformed.")
             await self._page(send, 502, body, snapshot)

@@ -169,6 +169,7 @@ class FakeSignInControlPlane(
     poll_script: deque[signin_pb2.OAuthError] = field(default_factory=deque)
     complete_answer: signin_pb2.CompleteBrowserResponse | None = None
     start_error: signin_pb2.OAuthError | None = None
+    begin_url: str = ""  # an authorization URL to answer instead of the real one
     events: list[telemetry_pb2.UsageEvent] = field(default_factory=list)
     watch_requests: list[discovery_pb2.WatchRequest] = field(default_factory=list)
     grants: dict[str, Grant] = field(default_factory=dict)  # by user code (no dash)
@@ -305,7 +306,7 @@ class FakeSignInControlPlane(
             }
         )
         return signin_pb2.BeginBrowserResponse(
-            authorization_url=f"{IDP}/authorize?{query}",
+            authorization_url=self.begin_url or f"{IDP}/authorize?{query}",
             browser_secret=grant.browser_secret,
             max_age_s=int(grant.expires_at - time.time()),
         )

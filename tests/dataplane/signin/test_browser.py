@@ -261,3 +261,13 @@ def test_same_origin() -> None:
     assert same_origin(scope((b"origin", base.encode())), base)
     assert not same_origin(scope((b"origin", b"https://gw.example.com.evil")), base)
     assert not same_origin(scope(), base)
+
+
+async def test_a_malformed_answer_from_the_control_plane_is_not_relayed(
+    client: httpx.AsyncClient, cp: FakeSignInControlPlane
+) -> None:
+    cp.begin_url = "https://idp.example.test/a\r\nset-cookie: x=y"
+    code = await user_code(client)
+    r = await client.post("/device", data={"user_code": code}, headers=SAME)
+    assert r.status_code == 502 and "location" not in r.headers
+    assert "set-cookie" not in r.headers
