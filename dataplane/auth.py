@@ -86,13 +86,15 @@ class Principal:
             )
 
     def check_access(self, model: str) -> None:
-        """403 ``permission_error`` unless the member's target is within its workspace's access
-        controls (:mod:`gwcommon.access`); refused unless both the member's and the workspace's
-        model lists admit ``model`` (403 for a key, 400 ``invalid_request_error`` for a
-        developer, as Claude Code's gateway protocol asks). Runs before any limit is reserved,
-        so a refusal costs no budget."""
+        """503 when the member has no target at all; 403 ``permission_error`` unless its target
+        is within its workspace's access controls (:mod:`gwcommon.access`); refused unless both
+        the member's and the workspace's model lists admit ``model`` (403 for a key, 400
+        ``invalid_request_error`` for a developer, as Claude Code's gateway protocol asks). Runs
+        before any limit is reserved, so a refusal costs no budget."""
         ws = self.workspace
         member = self.member
+        if not member.provider and not member.route:
+            raise member.no_target_error()
         if ws.allowed_providers or ws.allowed_routes:
             route = self.snapshot.routes.get(member.route) if member.route else None
             reached = tuple(t.provider for t in route.targets) if route is not None else ()

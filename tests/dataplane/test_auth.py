@@ -76,3 +76,14 @@ def test_model_denial_is_400_for_developers_and_403_for_keys() -> None:
         assert err.value.status == status
         assert "not allowed in workspace 'team-a'" in err.value.message
         principal.check_access("claude-haiku-4-5")
+
+
+def test_no_target_is_said_before_the_access_controls() -> None:
+    msg = sso_snapshot("http://127.0.0.1:1", member_provider="")
+    msg.workspaces[0].allowed_routes.append("main")
+    snap = Snapshot.from_proto(msg)
+    developer = authenticate(snap, mint(), int(time.time() * 1000))
+    with pytest.raises(GatewayError) as err:
+        developer.check_access("claude-haiku-4-5")
+    assert err.value.status == 503 and err.value.error_type == "api_error"
+    assert "--member-provider" in err.value.message
