@@ -58,10 +58,12 @@ unit: install
 
 test: install lint unit
 
-# The data plane against a direct call (same run), then the limits engine (in-process and Redis).
+# The data plane against a direct call (same run), then the limits engine (in-process and Redis),
+# then authentication (a virtual key against a signed-in developer's token).
 bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.limits --redis $${TOLLGATE_BENCH_REDIS:-redis://127.0.0.1:6379/0}
+	$(BIN)/python -m bench.auth
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -3,7 +3,9 @@
 ``HEAD /`` and ``GET /`` answer 200 at once (Claude Code's connectivity probe); ``/healthz``
 reports whether this replica can serve (it has a snapshot and is not draining). The three front
 doors — Anthropic ``/v1/messages``, Bedrock ``/bedrock/model/…``, Vertex ``/vertex/v1/…`` — sit
-behind :class:`dataplane.auth.AuthMiddleware` and share one :class:`MessagesHandler` code path.
+behind :class:`dataplane.auth.AuthMiddleware` and share one :class:`MessagesHandler` code path;
+so do ``/v1/models`` and ``/managed/settings``. The sign-in endpoints
+(:mod:`dataplane.signin`) are unauthenticated.
 """
 
 from __future__ import annotations
@@ -32,10 +34,14 @@ from dataplane.errors import GatewayError, new_request_id, not_found
 from dataplane.events import RequestRecord
 from dataplane.guards import BodyDeadline, DrainGate
 from dataplane.limits import Limiter
+from dataplane.managed import PATH as MANAGED_SETTINGS
+from dataplane.managed import send_managed_settings
 from dataplane.metrics import Metrics
 from dataplane.proxy import MessagesHandler
 from dataplane.routing import Router
+from dataplane.signin.routes import SignInRoutes
 from dataplane.snapshot import Snapshot, SnapshotHolder
+from dataplane.tokens import TokenVerifier
 from gwcommon.prometheus import CONTENT_TYPE
 
 MESSAGES = "/v1/messages"
@@ -89,7 +95,9 @@ def list_models(principal: Principal, limit: int) -> bytes:
     )
 
 
-def inference_profiles(snapshot: Snapshot | None, scope: Scope) -> bytes:
+def inference_profiles(
+    snapshot: Snapshot | None, scope: Scope, tokens: TokenVerifier | None = None
+) -> bytes:
     """``GET /bedrock/inference-profiles``: the Claude models this gateway can meter, as Bedrock
     system-defined inference profiles (``us.``/``global.`` ids).
 
@@ -104,7 +112,7 @@ def inference_profiles(snapshot: Snapshot | None, scope: Scope) -> bytes:
     secret = extract_secret(scope)
     if snapshot is not None and secret:
         with contextlib.suppress(GatewayError):
-            principal = authenticate(snapshot, secret, int(time.time() * 1000))
+            principal = authenticate(snapshot, secret, int(time.time() * 1000), tokens)
             models = [m for m in models if principal.allows_model(m)]
     summaries = []
     for model in models:
@@ -137,12 +145,16 @@ class Routes:
         vertex: MessagesHandler,
         health: Health,
         metrics: Metrics | None = None,
+        signin: SignInRoutes | None = None,
+        tokens: TokenVerifier | None = None,
     ) -> None:
         self.messages = messages
         self.bedrock = bedrock
         self.vertex = vertex
         self.health = health
         self.metrics = metrics
+        self.signin = signin
+        self.tokens = tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -162,7 +174,8 @@ class Routes:
         elif path.startswith(VERTEX) and method == "POST":
             await self.vertex(scope, receive, send)
         elif path == "/bedrock/inference-profiles" and method == "GET":
-            await send_response(send, 200, inference_profiles(self.health.holder.current, scope))
+            profiles = inference_profiles(self.health.holder.current, scope, self.tokens)
+            await send_response(send, 200, profiles)
         elif path == "/" and method in ("GET", "HEAD"):
             await send_response(send, 200, b"" if method == "HEAD" else b'{"service":"tollgate"}')
         elif path == "/healthz":
@@ -173,6 +186,10 @@ class Routes:
         elif path == "/v1/models" and method == "GET":
             limit = _query_int(scope, b"limit", 1000)
             await send_response(send, 200, list_models(scope[PRINCIPAL], limit))
+        elif path == MANAGED_SETTINGS and method == "GET":
+            await send_managed_settings(scope, send, scope.get(REQUEST_ID) or new_request_id())
+        elif self.signin is not None and self.signin.handles(path):
+            await self.signin(scope, receive, send)
         else:
             await self._error(
                 scope,
@@ -225,28 +242,39 @@ def build_app(
     cache: CacheBackend,
     metrics: Metrics | None = None,
     body_timeout_s: float = 0.0,
+    signin: SignInRoutes | None = None,
 ) -> ASGIApp:
     """The app; with ``metrics``, every finished request is observed and ``/metrics`` served.
 
     While ``health.draining``, API requests are refused with a 503 (see :mod:`dataplane.guards`);
-    ``body_timeout_s`` > 0 bounds how long a request body may take to arrive.
+    ``body_timeout_s`` > 0 bounds how long a request body may take to arrive. ``signin`` serves
+    the sign-in endpoints (without it they are 404); signed-in developers' bearer tokens are
+    accepted either way when the snapshot carries the keys.
     """
     if metrics is not None:
         sink = metrics.sink(sink)
+    tokens = TokenVerifier(on_refuse=metrics.signin.bearer_refused if metrics is not None else None)
 
     def handler(door: Door) -> MessagesHandler:
         return MessagesHandler(router, sink, dataplane_id, max_body, door, limiter, cache)
 
     routes = Routes(
-        handler(AnthropicDoor()), handler(BedrockDoor()), handler(VertexDoor()), health, metrics
+        handler(AnthropicDoor()),
+        handler(BedrockDoor()),
+        handler(VertexDoor()),
+        health,
+        metrics,
+        signin,
+        tokens,
     )
-    protected = ("/v1/", BEDROCK_MODEL, VERTEX)
+    protected = ("/v1/", BEDROCK_MODEL, VERTEX, MANAGED_SETTINGS)
     app = AuthMiddleware(
         routes,
         holder,
         protected=protected,
         errors_for=door_for,
         on_refuse=metrics.auth_refused if metrics is not None else None,
+        tokens=tokens,
     )
     return DrainGate(
         BodyDeadline(app, body_timeout_s), lambda: health.draining, protected, door_for

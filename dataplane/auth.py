@@ -1,13 +1,18 @@
-"""Virtual-key authentication: ASGI middleware in front of every API route.
+"""Authentication: ASGI middleware in front of every API route.
 
-The key arrives as ``x-api-key`` (ANTHROPIC_API_KEY) or ``Authorization: Bearer``
-(ANTHROPIC_AUTH_TOKEN). Lookup is by SHA-256 of the secret in the current snapshot: no I/O.
-On success the middleware puts a :class:`Principal` into the ASGI scope; on failure it answers
-401 ``authentication_error`` saying *why* (missing, unknown, revoked, expired) without echoing
-the secret. A workspace with a minimum Claude Code version refuses older ``claude-cli`` clients
-with 400 ``invalid_request_error`` (:func:`check_client_version`). What the key may reach — its
-own model list and its workspace's access controls — is checked per request, once the model is
-known (:meth:`Principal.check_access`).
+Two kinds of callers (both :class:`dataplane.members.Member`):
+
+* a virtual key, as ``x-api-key`` (ANTHROPIC_API_KEY) or ``Authorization: Bearer``
+  (ANTHROPIC_AUTH_TOKEN); looked up by SHA-256 of the secret in the current snapshot;
+* a developer signed in with Claude Code's ``/login``: ``Authorization: Bearer <JWT>``, verified
+  by :class:`dataplane.tokens.TokenVerifier` (HMAC with a key from the snapshot, then cached).
+
+No I/O either way. On success the middleware puts a :class:`Principal` into the ASGI scope; on
+failure it answers 401 ``authentication_error`` saying *why* (missing, unknown, revoked, expired,
+sign-in ended) without echoing the secret. A workspace with a minimum Claude Code version refuses
+older ``claude-cli`` clients with 400 ``invalid_request_error`` (:func:`check_client_version`).
+What the member may reach — its own model list and its workspace's access controls — is checked
+per request, once the model is known (:meth:`Principal.check_access`).
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ from dataplane.errors import (
     unauthenticated,
 )
 from dataplane.events import client_version
-from dataplane.snapshot import Snapshot, SnapshotHolder, VirtualKey, Workspace, version_parts
+from dataplane.members import Member
+from dataplane.snapshot import Snapshot, SnapshotHolder, Workspace, version_parts
+from dataplane.tokens import TokenVerifier, looks_like_jwt
 from gwcommon.access import allowed_targets_text, target_denial
 
 PRINCIPAL = "tollgate.principal"
@@ -59,34 +66,40 @@ REQUEST_ID = "tollgate.request_id"
 class Principal:
     """Who is calling, resolved against one snapshot that the whole request then uses."""
 
-    key: VirtualKey
+    member: Member  # a virtual key or a signed-in developer
     workspace: Workspace
     snapshot: Snapshot
 
-    def key_admits(self, model: str) -> bool:
-        """Whether the key's own allow-list (glob patterns; empty = any) admits ``model``."""
-        patterns = self.key.models
+    def member_admits(self, model: str) -> bool:
+        """Whether the member's own allow-list (glob patterns; empty = any) admits ``model``."""
+        patterns = self.member.models
         return not patterns or any(fnmatch.fnmatchcase(model, p) for p in patterns)
 
     def check_model(self, model: str) -> None:
-        """403 unless the key's allow-list (glob patterns) admits ``model``."""
-        if not self.key_admits(model):
-            raise forbidden(
-                f"Virtual key '{self.key.name}' may not use model '{model}'. "
-                f"Allowed models: {', '.join(self.key.models)}."
+        """Refused unless the member's allow-list (glob patterns) admits ``model``."""
+        if not self.member_admits(model):
+            member = self.member
+            raise GatewayError(
+                member.model_denied_status,
+                f"{member.title} may not use model '{model}'. "
+                f"Allowed models: {', '.join(member.models)}.",
             )
 
     def check_access(self, model: str) -> None:
-        """403 ``permission_error`` unless the key's target is within its workspace's access
-        controls (:mod:`gwcommon.access`), and both the key's and the workspace's model lists
-        admit ``model``. Runs before any limit is reserved, so a refusal costs no budget."""
+        """503 when the member has no target at all; 403 ``permission_error`` unless its target
+        is within its workspace's access controls (:mod:`gwcommon.access`); refused unless both
+        the member's and the workspace's model lists admit ``model`` (403 for a key, 400
+        ``invalid_request_error`` for a developer, as Claude Code's gateway protocol asks). Runs
+        before any limit is reserved, so a refusal costs no budget."""
         ws = self.workspace
-        key = self.key
+        member = self.member
+        if not member.provider and not member.route:
+            raise member.no_target_error()
         if ws.allowed_providers or ws.allowed_routes:
-            route = self.snapshot.routes.get(key.route) if key.route else None
+            route = self.snapshot.routes.get(member.route) if member.route else None
             reached = tuple(t.provider for t in route.targets) if route is not None else ()
             denial = target_denial(
-                ws.allowed_providers, ws.allowed_routes, key.provider, key.route, reached
+                ws.allowed_providers, ws.allowed_routes, member.provider, member.route, reached
             )
             if denial is not None:
                 allowed = allowed_targets_text(ws.allowed_providers, ws.allowed_routes)
@@ -96,21 +109,23 @@ class Principal:
                     else f"targets {denial.kind} '{denial.name}'"
                 )
                 raise forbidden(
-                    f"Virtual key '{key.name}' {what}, which workspace '{ws.name}' does not "
-                    f"allow (allowed: {allowed}). Ask your platform team to point the key at an "
+                    f"{member.title} {what}, which workspace '{ws.name}' does not "
+                    f"allow (allowed: {allowed}). Ask your platform team to point it at an "
                     "allowed provider or route."
                 )
         self.check_model(model)
         if not ws.allows_model(model):
-            raise forbidden(
+            raise GatewayError(
+                member.model_denied_status,
                 f"Model '{model}' is not allowed in workspace '{ws.name}' (allowed: "
                 f"{', '.join(ws.allowed_models)}). Pick an allowed model with /model, or ask "
-                "your platform team."
+                "your platform team.",
             )
 
     def allows_model(self, model: str) -> bool:
-        """Whether both the key's and the workspace's model lists admit ``model`` (listings)."""
-        return self.key_admits(model) and self.workspace.allows_model(model)
+        """Whether both the member's and the workspace's model lists admit ``model``
+        (listings)."""
+        return self.member_admits(model) and self.workspace.allows_model(model)
 
 
 def extract_secret(scope: Scope) -> str | None:
@@ -136,15 +151,30 @@ def extract_secret(scope: Scope) -> str | None:
     for candidate in candidates:
         if candidate.startswith("gw-"):
             return candidate
+    # Signed in with /login, the bearer is an access token; a provider key left in the shell as
+    # ANTHROPIC_API_KEY must not hide it.
+    for candidate in candidates:
+        if looks_like_jwt(candidate):
+            return candidate
     return candidates[0] if candidates else None
 
 
-def authenticate(snapshot: Snapshot, secret: str | None, now_ms: int) -> Principal:
-    """Resolve a secret to a principal or raise a 401 saying which check failed."""
+def authenticate(
+    snapshot: Snapshot, secret: str | None, now_ms: int, tokens: TokenVerifier | None = None
+) -> Principal:
+    """Resolve a secret to a principal or raise a 401 saying which check failed.
+
+    A secret that is not a ``gw-`` key and looks like a JWT is a signed-in developer's access
+    token, verified by ``tokens`` (a fresh, uncached verifier when None)."""
     if not secret:
         raise unauthenticated(
-            "No API key was sent. Set ANTHROPIC_AUTH_TOKEN to your Tollgate virtual key (gw-…)."
+            "No API key was sent. Set ANTHROPIC_AUTH_TOKEN to your Tollgate virtual key (gw-…), "
+            "or sign in with /login."
         )
+    if not secret.startswith("gw-") and looks_like_jwt(secret):
+        verifier = tokens if tokens is not None else TokenVerifier()
+        developer = verifier.resolve(snapshot, secret, now_ms)
+        return Principal(developer, snapshot.workspaces[developer.workspace], snapshot)
     digest = hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
     key = snapshot.keys_by_hash.get(digest)
     if key is None:
@@ -202,6 +232,7 @@ class AuthMiddleware:
         clock: Callable[[], float] = time.time,
         errors_for: Callable[[str], ErrorRenderer] | None = None,
         on_refuse: Callable[[str, int, str, str], None] | None = None,
+        tokens: TokenVerifier | None = None,
     ) -> None:
         self.app = app
         self.holder = holder
@@ -209,6 +240,7 @@ class AuthMiddleware:
         self.clock = clock
         self.errors_for = errors_for
         self.on_refuse = on_refuse
+        self.tokens = tokens if tokens is not None else TokenVerifier()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.protected):
@@ -226,7 +258,9 @@ class AuthMiddleware:
                     "Try again in a few seconds.",
                     headers=((b"retry-after", b"2"),),
                 )
-            principal = authenticate(snapshot, extract_secret(scope), int(self.clock() * 1000))
+            principal = authenticate(
+                snapshot, extract_secret(scope), int(self.clock() * 1000), self.tokens
+            )
             workspace = principal.workspace.name
             check_client_version(principal.workspace, header(scope, b"user-agent"))
             scope[PRINCIPAL] = principal

@@ -51,10 +51,13 @@ class GatewayError(Exception):
     status: int
     message: str
     headers: Sequence[Header] = field(default=())
+    # The Anthropic error type when the status's usual one is wrong for this refusal (e.g. a
+    # 503 that is a configuration problem, not an overload Claude Code should back off from).
+    type_name: str = ""
 
     @property
     def error_type(self) -> str:
-        return ERROR_TYPES.get(self.status, "api_error")
+        return self.type_name or ERROR_TYPES.get(self.status, "api_error")
 
     def __str__(self) -> str:
         return f"{self.status} {self.error_type}: {self.message}"

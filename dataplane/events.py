@@ -71,6 +71,8 @@ class RequestRecord:
     workspace: str = ""
     key_id: str = ""
     key_name: str = ""
+    developer_id: str = ""  # a signed-in developer (then key_id/key_name stay empty)
+    developer_email: str = ""
     session_id: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     user_agent: str = ""
@@ -120,6 +122,8 @@ class RequestRecord:
             workspace=self.workspace,
             key_id=self.key_id,
             key_name=self.key_name,
+            developer_id=self.developer_id,
+            developer_email=self.developer_email,
             session_id=self.session_id,
             metadata=self.metadata,
             model_requested=self.model_requested,

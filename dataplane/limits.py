@@ -147,9 +147,9 @@ def reservation_micros(prices: PriceTable, model: str, body_bytes: int, max_toke
 class _ScopeInfo:
     """What messages and headers need to know about one checked scope."""
 
-    label: str  # "key 'alice-laptop'" / "workspace 'team-a'"
+    label: str  # "key 'alice-laptop'" / "developer 'alice@example.com'" / "workspace 'team-a'"
     budget_label: str  # "key 'alice-laptop' (workspace team-a)" / "workspace 'team-a'"
-    kind: str  # "key" | "workspace"
+    kind: str  # "key" | "developer" | "workspace"
     windows: tuple[Window, ...]  # per budget
 
 
@@ -209,24 +209,26 @@ class Limiter:
         request_id: str,
         redis_failure: RedisFailure | None = None,
     ) -> Admission:
-        """Reserve and record the request in every limit of its key and workspace, or raise the
-        refusal (GatewayError 429, or 503 when the counters are unreachable and policy says so).
+        """Reserve and record the request in every limit of its member (a key or a developer:
+        counter scope ``k:<id>`` / ``d:<id>``, spend seeds "key" / "developer") and workspace,
+        or raise the refusal (GatewayError 429, or 503 when the counters are unreachable and
+        policy says so).
 
         ``redis_failure`` overrides the limiter's policy for this request (e.g. the workspace's
         own setting, once the snapshot carries one)."""
-        key, ws = principal.key, principal.workspace
-        key_limited, ws_limited = _has_limits(key.limits), _has_limits(ws.limits)
-        if not key_limited and not ws_limited:
+        member, ws = principal.member, principal.workspace
+        member_limited, ws_limited = _has_limits(member.limits), _has_limits(ws.limits)
+        if not member_limited and not ws_limited:
             return Admission(request_id)
         now = self._now_ms()
         spend = principal.snapshot.spend
         checks: list[ScopeCheck] = []
         infos: list[_ScopeInfo] = []
         scopes = (
-            ("key", key.id, key.limits, key_limited),
-            ("workspace", ws.name, ws.limits, ws_limited),
+            (member.kind, member.id, member.counter, member.limits, member_limited),
+            ("workspace", ws.name, "w:" + ws.name, ws.limits, ws_limited),
         )
-        for kind, ident, limits, limited in scopes:
+        for i, (kind, ident, counter, limits, limited) in enumerate(scopes):
             if not limited:
                 continue
             budgets: list[BudgetCheck] = []
@@ -246,7 +248,7 @@ class Limiter:
                 windows.append(window)
             checks.append(
                 ScopeCheck(
-                    ("k:" if kind == "key" else "w:") + ident,
+                    counter,
                     limits.rpm,
                     limits.rph,
                     limits.tpm,
@@ -254,8 +256,8 @@ class Limiter:
                     tuple(budgets),
                 )
             )
-            if kind == "key":
-                label = f"key '{key.name}'"
+            if i == 0:  # the member: "key 'alice-laptop'" | "developer 'alice@example.com'"
+                label = member.label
                 infos.append(
                     _ScopeInfo(label, f"{label} (workspace {ws.name})", kind, tuple(windows))
                 )

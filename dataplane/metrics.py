@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from dataplane.events import RequestRecord
+from dataplane.signin.metrics import SignInMetrics
 from gwcommon.prometheus import Counter, Gauge, Histogram, Registry
 
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -161,6 +162,7 @@ class Metrics:
                 lambda: [((), float(spool_state()[2]))],
             )
         )
+        self.signin = SignInMetrics(r)  # sign-in steps, bearer-token refusals, rate limits
         started = time.time()
         r.add(
             Gauge(

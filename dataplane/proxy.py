@@ -110,8 +110,11 @@ class MessagesHandler:
             request_id=request_id, dataplane_id=self.dataplane_id, path=scope["path"]
         )
         rec.workspace = principal.workspace.name
-        rec.key_id = principal.key.id
-        rec.key_name = principal.key.name
+        member = principal.member
+        rec.key_id = member.key_id
+        rec.key_name = member.key_name
+        rec.developer_id = member.developer_id
+        rec.developer_email = member.developer_email
         rec.session_id = (header(scope, b"x-claude-code-session-id") or b"").decode("latin-1")
         rec.user_agent = (header(scope, b"user-agent") or b"").decode("latin-1")
         workspace = principal.workspace

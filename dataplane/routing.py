@@ -1,7 +1,7 @@
 """Which providers serve a request, in which order, with which retry and timeout rules.
 
-:meth:`Router.plan` turns the caller's key into a :class:`Plan`: the key's provider alone, or its
-route's targets — in order for a ``fallback`` route; for a ``loadbalance`` route a weighted choice
+:meth:`Router.plan` turns the caller (a key or a developer) into a :class:`Plan`: its provider
+alone, or its route's targets — in order for a ``fallback`` route; for a ``loadbalance`` route a weighted choice
 first, sticky per Claude Code session (``x-claude-code-session-id``) so that a session keeps
 hitting the provider where its prompt cache is warm, then the others as fallbacks. Targets whose
 circuit breaker is open go last (never dropped: with every target open, they are still tried).
@@ -118,11 +118,11 @@ class Router:
         self._settings: dict[str, tuple[int, float]] = {}
 
     def candidates(self, principal: Principal) -> list[str]:
-        """Provider names of the key's provider or route, in configuration order."""
-        key = principal.key
-        if key.provider:
-            return [key.provider]
-        route = principal.snapshot.routes.get(key.route)
+        """Provider names of the member's provider or route, in configuration order."""
+        member = principal.member
+        if member.provider:
+            return [member.provider]
+        route = principal.snapshot.routes.get(member.route)
         if route is None:
             return []
         return [t.provider for t in route.targets]
@@ -132,15 +132,15 @@ class Router:
 
         Raises GatewayError 503 when no target has an adapter on this data plane.
         """
-        key = principal.key
-        if key.provider:
-            adapter = self.registry.get(key.provider)
+        member = principal.member
+        if member.provider:
+            adapter = self.registry.get(member.provider)
             if adapter is None:
                 raise self._unservable(principal)
-            self._settings[key.provider] = (DEFAULT_FAILURES, DEFAULT_COOLDOWN_S)
-            self.breaker.allow(key.provider)  # claims the probe if half-open; tried regardless
-            return Plan(targets=(Target(adapter, key.provider, ""),))
-        route = principal.snapshot.routes.get(key.route)
+            self._settings[member.provider] = (DEFAULT_FAILURES, DEFAULT_COOLDOWN_S)
+            self.breaker.allow(member.provider)  # claims the probe if half-open; tried regardless
+            return Plan(targets=(Target(adapter, member.provider, ""),))
+        route = principal.snapshot.routes.get(member.route)
         if route is None:
             raise self._unservable(principal)
         compiled = self._compiled.get(route.name)
@@ -210,15 +210,19 @@ class Router:
 
     @staticmethod
     def _unservable(principal: Principal) -> GatewayError:
-        key = principal.key
-        if key.provider:
-            why = f"its provider '{key.provider}' is not available on this data plane"
-        elif key.route not in principal.snapshot.routes:
-            why = f"its route '{key.route}' does not exist"
+        member = principal.member
+        if member.provider:
+            why = f"its provider '{member.provider}' is not available on this data plane"
+        elif not member.route:
+            return member.no_target_error()
+        elif member.route not in principal.snapshot.routes:
+            why = f"its route '{member.route}' does not exist"
         else:
-            why = f"none of the targets of its route '{key.route}' is available on this data plane"
+            why = (
+                f"none of the targets of its route '{member.route}' is available on this data plane"
+            )
         return GatewayError(
             503,
-            f"Virtual key '{key.name}' has no provider this gateway can serve right now ({why}). "
-            "Ask your platform team to check the key's provider or route.",
+            f"{member.title} has no provider this gateway can serve right now ({why}). "
+            f"Ask your platform team to check the {member.kind}'s provider or route.",
         )

@@ -1,7 +1,8 @@
 """Run a data plane: Hypercorn serving the ASGI app, plus the snapshot and usage loops.
 
-``gwctl dataplane serve --listen HOST:PORT --control-plane HOST:PORT [--state-dir DIR]`` calls
-:func:`main`. Tests and benchmarks use :class:`DataPlane` directly (``await dp.start()``; port 0
+``gwctl dataplane serve --listen HOST:PORT --control-plane HOST:PORT [--state-dir DIR]
+[--public-url https://…]`` calls :func:`main` (``--public-url``: the URL developers sign in to
+with Claude Code, see :mod:`dataplane.signin`). Tests and benchmarks use :class:`DataPlane` directly (``await dp.start()``; port 0
 picks a free port, read back from ``dp.port``).
 """
 
@@ -34,6 +35,15 @@ from dataplane.metrics import Metrics
 from dataplane.providers.registry import ProviderRegistry, shared_transport
 from dataplane.reporter import Reporter
 from dataplane.routing import Router
+from dataplane.signin.client import SignInClient
+from dataplane.signin.context import SignInContext
+from dataplane.signin.publicurl import (
+    PUBLIC_URL_ENV,
+    PublicUrl,
+    listener_is_loopback,
+    parse_public_url,
+)
+from dataplane.signin.routes import SignInRoutes
 from dataplane.snapshot import SnapshotHolder
 from dataplane.spool import Spool
 from dataplane.subscriber import Subscriber
@@ -73,6 +83,9 @@ class Settings:
     redis_url: str = field(default="", repr=False)
     redis_prefix: str = "tollgate:"
     env: Mapping[str, str] | None = field(default=None, repr=False)
+    # The URL developers sign in to with Claude Code (https://gw.example.com). "" = derived from
+    # the request's Host, on a loopback listener only; elsewhere sign-in then says to set it.
+    public_url: str = ""
 
 
 def _node_id(state_dir: Path) -> str:
@@ -90,6 +103,11 @@ def _node_id(state_dir: Path) -> str:
 class DataPlane:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Validated here too (main() already did), so a bad URL never reaches a redirect.
+        self.public_url = PublicUrl(
+            parse_public_url(settings.public_url) if settings.public_url else "",
+            listener_is_loopback(settings.listen),
+        )
         state_dir = settings.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         self.node_id = _node_id(state_dir)
@@ -184,6 +202,15 @@ class DataPlane:
         )
         self.subscriber.load_cached()
         self.reporter = Reporter(self.spool, self._send_batch, self.node_id)
+        # Sign-in: every step is one SignIn call over the same channel, data-plane token.
+        signin = SignInRoutes(
+            SignInContext(
+                self.holder,
+                SignInClient(self._channel, s.token),
+                self.public_url,
+                self.metrics.signin,
+            )
+        )
         app = build_app(
             self.holder,
             self.router,
@@ -195,6 +222,7 @@ class DataPlane:
             self.cache,
             self.metrics,
             body_timeout_s=s.body_timeout_s,
+            signin=signin,
         )
         config = Config()
         # Hypercorn owns the listening fd from here on and closes it at shutdown. Detach ours:
@@ -316,6 +344,13 @@ def main(argv: list[str] | None = None) -> None:
         "(env TOLLGATE_REDIS; default: in-process counters, for a single data plane)",
     )
     parser.add_argument("--redis-prefix", default="tollgate:")
+    parser.add_argument(
+        "--public-url",
+        default=os.environ.get(PUBLIC_URL_ENV, ""),
+        help="the URL developers sign in to with Claude Code, e.g. https://gw.example.com "
+        f"(env {PUBLIC_URL_ENV}); its /oauth/callback is the redirect URI to register at the "
+        "identity provider. Without it, only a data plane listening on loopback serves sign-in",
+    )
     parser.add_argument("--log-level", default=os.environ.get("TOLLGATE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -325,6 +360,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("a data-plane token is required: --token or TOLLGATE_DATAPLANE_TOKEN")
     try:
         read_ca(args.tls_ca)  # a bad --tls-ca is a usage error, not a traceback
+        public_url = parse_public_url(args.public_url) if args.public_url else ""
     except ValueError as exc:
         parser.error(str(exc))
     settings = Settings(
@@ -340,5 +376,6 @@ def main(argv: list[str] | None = None) -> None:
         graceful_s=args.graceful_s,
         redis_url=args.redis,
         redis_prefix=args.redis_prefix,
+        public_url=public_url,
     )
     asyncio.run(run(settings))

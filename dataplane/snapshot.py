@@ -10,7 +10,10 @@ middle of a request never mixes two versions.
 Provider secrets stored on the control plane (``Snapshot.secrets``) are joined into their
 :class:`ProviderConfig` (``api_key``, never in a ``repr``); ``has_secret`` says one is expected,
 so a data plane that has not received it yet (started from its disk cache, which never holds
-secrets) can say so instead of calling upstream without a key.
+secrets) can say so instead of calling upstream without a key. The same goes for the keys that
+verify signed-in developers' access tokens (``signing_keys``; ``signing_keys_missing``).
+Developers (:class:`dataplane.members.Developer`, by id) carry their effective limits and target;
+a workspace's Claude Code managed settings are rendered into their response once, here.
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from dataplane.errors import GatewayError
+from dataplane.members import (
+    MIN_SIGNING_KEY_BYTES,
+    Developer,
+    ManagedSettings,
+    SigningKey,
+    SsoInfo,
+)
 from dataplane.pricing import PriceTable
 from gwapi.v1 import common_pb2, discovery_pb2
 from gwcommon.access import compile_models
@@ -93,6 +104,8 @@ class Workspace:
     allowed_routes: tuple[str, ...] = ()
     allowed_models: tuple[str, ...] = ()
     models_re: re.Pattern[str] | None = None
+    # Claude Code managed settings for the workspace's signed-in developers (None = no policy).
+    managed_settings: ManagedSettings | None = None
 
     def allows_model(self, model: str) -> bool:
         return self.models_re is None or self.models_re.match(model) is not None
@@ -100,6 +113,8 @@ class Workspace:
 
 @dataclass(frozen=True, slots=True)
 class VirtualKey:
+    """A ``gw-…`` key: a :class:`dataplane.members.Member` of its workspace."""
+
     id: str
     name: str
     workspace: str
@@ -109,6 +124,39 @@ class VirtualKey:
     models: tuple[str, ...]
     expires_at_ms: int
     revoked: bool
+
+    kind = "key"
+    model_denied_status = 403
+    sees_managed_settings = False
+    developer_id = ""
+    developer_email = ""
+
+    @property
+    def counter(self) -> str:
+        return "k:" + self.id
+
+    @property
+    def label(self) -> str:
+        return f"key '{self.name}'"
+
+    @property
+    def title(self) -> str:
+        return f"Virtual key '{self.name}'"
+
+    @property
+    def key_id(self) -> str:
+        return self.id
+
+    @property
+    def key_name(self) -> str:
+        return self.name
+
+    def no_target_error(self) -> GatewayError:
+        return GatewayError(
+            503,
+            f"Virtual key '{self.name}' has no provider or route. Ask your platform team to set "
+            "the key's provider or route.",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,11 +210,22 @@ class Snapshot:
     providers: Mapping[str, ProviderConfig]
     routes: Mapping[str, RouteConfig]
     prices: PriceTable
-    # Seeds for the budget counters from the control plane's ledger:
-    # (scope "key"|"workspace", key id or workspace name, period) -> (period_start_ms, spent_micros)
+    # Seeds for the budget counters from the control plane's ledger: (scope "key"|"workspace"|
+    # "developer", key id, workspace name or developer id, period) -> (period_start_ms, spent_micros)
     spend: Mapping[tuple[str, str, Period], tuple[int, int]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # Sign-in with Claude Code: developers by id, access-token keys by kid (secret: memory only,
+    # never in the disk cache, so a data plane started from it has none until the stream
+    # delivers them: ``signing_keys_missing``).
+    sso: SsoInfo = field(default_factory=SsoInfo)
+    developers: Mapping[str, Developer] = field(default_factory=lambda: MappingProxyType({}))
+    signing_keys: Mapping[str, SigningKey] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def signing_keys_missing(self) -> bool:
+        """Sign-in is on but no key to verify its tokens has arrived (yet)."""
+        return self.sso.enabled and not self.signing_keys
 
     @classmethod
     def from_proto(cls, msg: discovery_pb2.Snapshot) -> Snapshot:
@@ -187,6 +246,7 @@ class Snapshot:
                 allowed_routes=tuple(w.allowed_routes),
                 allowed_models=tuple(w.allowed_models),
                 models_re=compile_models(w.allowed_models),
+                managed_settings=_managed_settings(w),
             )
             for w in msg.workspaces
         }
@@ -268,10 +328,75 @@ class Snapshot:
             routes=MappingProxyType(routes),
             prices=prices,
             spend=_spend_from_proto(msg.spend),
+            sso=SsoInfo(msg.sso.enabled, msg.sso.issuer),
+            developers=_developers(msg.developers, workspaces, providers, routes),
+            signing_keys=_signing_keys(msg.signing_keys),
         )
 
 
-_SPEND_SCOPES = frozenset({"key", "workspace"})
+def _managed_settings(w: common_pb2.Workspace) -> ManagedSettings | None:
+    if not w.managed_settings_json:
+        return None
+    try:
+        return ManagedSettings.build(w.name, w.managed_settings_json, w.managed_settings_checksum)
+    except ValueError as exc:
+        raise SnapshotError(f"workspace {w.name!r}: {exc}") from None
+
+
+def _developers(
+    entries: Iterable[discovery_pb2.SnapshotDeveloper],
+    workspaces: Mapping[str, Workspace],
+    providers: Mapping[str, ProviderConfig],
+    routes: Mapping[str, RouteConfig],
+) -> Mapping[str, Developer]:
+    developers: dict[str, Developer] = {}
+    for d in entries:
+        if not d.id:
+            raise SnapshotError("developer without an id")
+        if d.id in developers:
+            raise SnapshotError(f"developer {d.id} appears twice")
+        if d.workspace not in workspaces:
+            raise SnapshotError(f"developer {d.id} belongs to unknown workspace {d.workspace!r}")
+        if d.provider and d.route:
+            raise SnapshotError(f"developer {d.id} has both a provider and a route")
+        if not d.disabled:
+            if d.provider and d.provider not in providers:
+                raise SnapshotError(f"developer {d.id} targets unknown provider {d.provider!r}")
+            if d.route and d.route not in routes:
+                raise SnapshotError(f"developer {d.id} targets unknown route {d.route!r}")
+        if d.tokens_not_before_ms < 0:
+            raise SnapshotError(f"developer {d.id} has a negative tokens_not_before_ms")
+        developers[d.id] = Developer(
+            d.id,
+            d.workspace,
+            d.email,
+            d.name,
+            Limits.from_proto(d.limits),
+            d.provider,
+            d.route,
+            d.disabled,
+            d.tokens_not_before_ms,
+        )
+    return MappingProxyType(developers)
+
+
+def _signing_keys(entries: Iterable[discovery_pb2.SigningKey]) -> Mapping[str, SigningKey]:
+    keys: dict[str, SigningKey] = {}
+    for k in entries:
+        if not k.kid:
+            raise SnapshotError("signing key without a kid")
+        if k.kid in keys:
+            raise SnapshotError(f"two signing keys with kid {k.kid!r}")
+        if len(k.key) < MIN_SIGNING_KEY_BYTES:  # never say more about a secret than its size
+            raise SnapshotError(
+                f"signing key {k.kid!r} is malformed ({len(k.key)} bytes, "
+                f"{MIN_SIGNING_KEY_BYTES} at least)"
+            )
+        keys[k.kid] = SigningKey(k.kid, bytes(k.key), k.current)
+    return MappingProxyType(keys)
+
+
+_SPEND_SCOPES = frozenset({"key", "workspace", "developer"})
 
 
 def _spend_from_proto(

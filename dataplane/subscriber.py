@@ -1,8 +1,8 @@
 """The data plane's side of the snapshot protocol (``Discovery.Watch``), and its disk cache.
 
 On start the last good snapshot is loaded from ``<state-dir>/snapshot.pb`` so the data plane
-serves at once, even with the control plane down (the file never holds provider secrets: see
-:func:`save_cached`). The watch loop then sends the version it runs;
+serves at once, even with the control plane down (the file never holds provider secrets nor
+access-token signing keys: see :func:`save_cached`). The watch loop then sends the version it runs;
 the control plane answers with a snapshot only when it differs. Each snapshot is validated
 (``Snapshot.from_proto``): a good one is swapped in, saved to disk and ACKed; a bad one is NACKed
 and the last good one keeps serving. Lost streams reconnect with jittered exponential backoff.
@@ -52,14 +52,17 @@ def load_cached(state_dir: Path) -> Snapshot | None:
 
 
 def save_cached(state_dir: Path, msg: discovery_pb2.Snapshot) -> None:
-    """Write the snapshot WITHOUT its provider secrets: they live in memory only, so a stolen
-    state directory yields no upstream key. After a restart, providers whose key is stored on
-    the control plane answer 503 until the stream delivers it (``ProviderConfig.has_secret``)."""
+    """Write the snapshot WITHOUT its provider secrets and access-token signing keys: they live
+    in memory only, so a stolen state directory yields no upstream key and cannot mint a
+    developer's token. After a restart, providers whose key is stored on the control plane
+    answer 503 until the stream delivers it (``ProviderConfig.has_secret``), and so do signed-in
+    developers' requests until the signing keys arrive (``Snapshot.signing_keys_missing``)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     tmp = state_dir / (SNAPSHOT_FILE + ".tmp")
     clean = discovery_pb2.Snapshot()
     clean.CopyFrom(msg)
     clean.ClearField("secrets")
+    clean.ClearField("signing_keys")
     tmp.write_bytes(clean.SerializeToString())
     os.chmod(tmp, 0o600)
     os.replace(tmp, state_dir / SNAPSHOT_FILE)
@@ -144,12 +147,15 @@ class Subscriber:
 
     def running_version(self) -> str:
         """The version to announce on connect: "" (send me everything) while the snapshot lacks
-        a provider secret the control plane stores, e.g. after a start from the disk cache —
-        the control plane only sends a snapshot whose version differs from the announced one."""
+        a provider secret the control plane stores or the sign-in keys, e.g. after a start from
+        the disk cache — the control plane only sends a snapshot whose version differs from the
+        announced one."""
         current = self.holder.current
         if current is None:
             return ""
         if any(p.has_secret and not p.api_key for p in current.providers.values()):
+            return ""
+        if current.signing_keys_missing:
             return ""
         return current.version
 

@@ -93,9 +93,9 @@ class BudgetCheck:
 
 @dataclass(frozen=True, slots=True)
 class ScopeCheck:
-    """A key or a workspace with its limits (0 = no limit)."""
+    """A key, a developer or a workspace with its limits (0 = no limit)."""
 
-    counter: str  # e.g. "k:key_123" or "w:team-a"
+    counter: str  # e.g. "k:key_123", "d:dev_123" or "w:team-a"
     rpm: int = 0
     rph: int = 0
     tpm: int = 0

@@ -6,7 +6,7 @@ script on ``NOSCRIPT``), so the check of every limit of both scopes and the reco
 request are one atomic step on the server; settle and release run ``FINISH`` once.
 
 Key layout (``P`` = prefix, default ``tollgate:``; ``T`` = the admission's tag, the workspace
-name; ``S`` = ``k:<key id>`` or ``w:<workspace>``)::
+name; ``S`` = ``k:<key id>``, ``d:<developer id>`` or ``w:<workspace>``)::
 
     P{T}:S:req        ZSET  request id -> admission ms        rpm/rph sliding log
                             TTL: 1 h (or 1 min without rph) + 1 min
