@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from dataplane.pricing import PriceTable
+from dataplane.telemetry.destinations import Destination, destinations_from_proto
 from gwapi.v1 import common_pb2, discovery_pb2
 from gwcommon.access import compile_models
 
@@ -167,6 +168,9 @@ class Snapshot:
     spend: Mapping[tuple[str, str, Period], tuple[int, int]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # Where Claude Code's OTLP telemetry is forwarded (dataplane.telemetry); header values are
+    # secret, as provider secrets are.
+    telemetry_destinations: tuple[Destination, ...] = ()
 
     @classmethod
     def from_proto(cls, msg: discovery_pb2.Snapshot) -> Snapshot:
@@ -268,6 +272,7 @@ class Snapshot:
             routes=MappingProxyType(routes),
             prices=prices,
             spend=_spend_from_proto(msg.spend),
+            telemetry_destinations=destinations_from_proto(msg.telemetry_destinations),
         )
 
 
