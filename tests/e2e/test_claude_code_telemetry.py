@@ -17,17 +17,24 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from sqlmodel import select
 
-from controlplane.server import running
+from controlplane.server import Running, running
 from controlplane.settings import Settings as ControlPlaneSettings
+from controlplane.store.models import DeveloperActivityRow
 from dataplane.server import DataPlane
 from dataplane.server import Settings as DataPlaneSettings
+from dataplane.telemetry.identity import Identity
 from gwapi.v1 import admin_pb2, common_pb2
+from tests.dataplane.otlp_support import fixtures
 from tests.e2e.test_claude_code import CLAUDE, KEY_ENV, TcpTap, claude_env, run_claude
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
 from tests.fakes.otlp_collector import FakeCollector
@@ -43,6 +50,7 @@ COLLECTOR_KEY = "collector-key-telemetry-e2e-0123456789"
 
 @dataclass
 class Setup:
+    cp: Running
     fake: FakeAnthropic
     collector: FakeCollector
     dataplane: DataPlane
@@ -105,7 +113,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
             try:
                 await dp.wait_for_snapshot()
                 await tap.start()
-                yield Setup(fake, collector, dp, tap, created.secret, created.key.id)
+                yield Setup(cp, fake, collector, dp, tap, created.secret, created.key.id)
             finally:
                 await tap.stop()
                 await dp.stop()
@@ -196,3 +204,30 @@ async def test_claude_code_telemetry_reaches_the_collector_with_identity(
         if line.startswith("tollgate_otlp_rejected_total")
     ]
     assert rejected == [], rejected
+
+
+async def test_developer_activity_reaches_the_control_plane(setup: Setup) -> None:
+    """The data plane's own ReportActivity call (its channel and data-plane token) against the
+    real control plane; then a graceful stop flushes what was summed since."""
+    telemetry = setup.dataplane.telemetry
+    assert telemetry is not None
+    dev = Identity(workspace=WORKSPACE, developer_id="dev_e2e", developer_email="e2e@example.com")
+    now = int(time.time() * 1000)
+    exports = [
+        metrics_service_pb2.ExportMetricsServiceRequest.FromString(b)
+        for b in fixtures("metrics-delta-*.pb")
+    ]
+    for export in exports[:3]:
+        telemetry.aggregator.add(export, dev, now)
+    assert await telemetry.reporter.report_once()
+    for export in exports[3:]:
+        telemetry.aggregator.add(export, dev, now)
+    await setup.dataplane.stop()  # flushes the rest
+
+    def rows(s: Any) -> list[DeveloperActivityRow]:
+        return list(s.exec(select(DeveloperActivityRow)).all())
+
+    [row] = setup.cp.state.db.read_sync(rows)
+    assert (row.developer_id, row.workspace) == ("dev_e2e", WORKSPACE)
+    assert (row.cost_micros, row.lines_added, row.commits, row.pull_requests) == (32_610, 6, 1, 1)
+    assert (row.edits_accepted, row.sessions, row.input_tokens) == (2, 1, 412)
