@@ -47,6 +47,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from dataplane.telemetry.identity import Identity
 from dataplane.telemetry.metrics import TelemetryMetrics
+from dataplane.telemetry.otlp import IDENTITY_KEYS
 from gwapi.v1 import telemetry_pb2
 
 DAY_MS = 86_400_000
@@ -96,6 +97,7 @@ _PLAIN = {
 WANTED = frozenset(_PLAIN) | frozenset(_BY_ATTRIBUTE)
 _SCALE = {"cost_micros": 1_000_000}  # USD → micro-dollars; everything else is a count
 
+IDENTITY = frozenset(IDENTITY_KEYS)  # stamped or not, the same series
 SeriesKey = tuple[str, str, int, tuple[tuple[str, bytes], ...], tuple[tuple[str, bytes], ...]]
 RowKey = tuple[str, str, int]  # developer id, workspace, UTC day (ms)
 
@@ -167,7 +169,9 @@ class ActivityAggregator:
                             amount = scaled
                         else:
                             if resource_key is None:
-                                resource_key = _attrs_key(rm.resource.attributes)
+                                resource_key = _attrs_key(
+                                    a for a in rm.resource.attributes if a.key not in IDENTITY
+                                )
                             amount = self._cumulative(
                                 (
                                     identity.developer_id,

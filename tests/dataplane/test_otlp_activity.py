@@ -20,6 +20,7 @@ from dataplane.telemetry.endpoint import OtlpHandler
 from dataplane.telemetry.forwarder import Forwarder
 from dataplane.telemetry.identity import Identity, identity_of
 from dataplane.telemetry.metrics import TelemetryMetrics
+from dataplane.telemetry.otlp import stamp_identity
 from gwapi.v1 import telemetry_pb2
 from tests.dataplane.otlp_support import FIXTURES, fixture
 from tests.fakes.otlp_collector import FakeCollector, parse_otlp_json
@@ -121,6 +122,18 @@ def test_cumulative_series_older_than_this_data_plane_only_set_a_baseline() -> N
         "commits": 1,
         "pull_requests": 1,
     }
+
+
+def test_stamping_does_not_start_a_new_series() -> None:
+    """A destination added mid-session makes the exports arrive stamped: same series."""
+    requests = series("metrics-cumulative-*.pb")
+    agg = ActivityAggregator(started_ns=0)
+    agg.add(requests[-2], DEV, NOW_MS)
+    stamped = metrics_service_pb2.ExportMetricsServiceRequest()
+    stamped.CopyFrom(requests[-1])
+    stamp_identity("metrics", stamped, DEV.attributes())
+    agg.add(stamped, DEV, NOW_MS)
+    assert totals(agg.take()) == SESSION
 
 
 def test_cumulative_reset_counts_from_zero() -> None:
