@@ -11,7 +11,9 @@ Behind :class:`dataplane.auth.AuthMiddleware` (the principal is in the scope). S
 4. When a destination takes the signal, the export is stamped with the caller's identity
    (:mod:`.identity`; client-sent identity attributes are replaced), encoded once in protobuf
    and queued for every such destination; with none, it is discarded.
-5. The answer is 200 with an empty ``Export*ServiceResponse`` in the request's encoding, whether
+5. An export another data plane forwarded (``x-tollgate-forwarded``: a destination pointing back
+   at a gateway) is answered 200 and discarded, so a misconfiguration cannot loop.
+6. The answer is 200 with an empty ``Export*ServiceResponse`` in the request's encoding, whether
    the export is forwarded or discarded (a 404 would make the client log an error at every
    flush). Nothing waits for a collector.
 
@@ -45,7 +47,7 @@ from dataplane.auth import PRINCIPAL, REQUEST_ID, Principal
 from dataplane.errors import GatewayError, new_request_id
 from dataplane.telemetry import otlp
 from dataplane.telemetry.activity import ActivityAggregator
-from dataplane.telemetry.forwarder import Forwarder
+from dataplane.telemetry.forwarder import FORWARDED_HEADER, Forwarder
 from dataplane.telemetry.identity import identity_of
 from dataplane.telemetry.metrics import TelemetryMetrics
 from dataplane.telemetry.otlp import Encoding, OtlpError, Signal, TooLarge
@@ -55,6 +57,7 @@ log = logging.getLogger("tollgate.telemetry")
 PATHS: dict[str, Signal] = {"/v1/metrics": "metrics", "/v1/logs": "logs", "/v1/traces": "traces"}
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 DEFAULT_MAX_DECODED = 32 * 1024 * 1024
+FORWARDED = FORWARDED_HEADER.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,7 @@ class OtlpHandler:
         self.max_decoded = max_decoded
         self.inline_bytes = inline_bytes
         self.clock = clock
+        self._loop_warned = -1e9
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id: str = scope.get(REQUEST_ID) or new_request_id()
@@ -119,6 +123,13 @@ class OtlpHandler:
                 f"The OTLP export is larger than this gateway accepts "
                 f"({self.max_body // (1024 * 1024)} MB); lower the exporter's batch size."
             ) from None
+        if header(scope, FORWARDED) is not None:
+            # Forwarded by a data plane to a destination that is a gateway again: taken (the
+            # first data plane already counted and forwarded it), never forwarded a second time.
+            self.metrics.discarded.inc((signal,))
+            self._warn_loop()
+            await _ok(send, encoding)
+            return
         coding = header(scope, b"content-encoding")
         principal: Principal = scope[PRINCIPAL]
         identity = identity_of(principal)
@@ -148,6 +159,15 @@ class OtlpHandler:
         else:
             self.forwarder.submit(signal, prepared.payload, destinations)
         await _ok(send, encoding)
+
+    def _warn_loop(self) -> None:
+        now = time.monotonic()
+        if now - self._loop_warned >= 60:
+            self._loop_warned = now
+            log.warning(
+                "received telemetry another Tollgate data plane forwarded: a telemetry destination "
+                "points back at a gateway; discarded (gwctl telemetry destinations list)"
+            )
 
 
 async def _ok(send: Send, encoding: Encoding) -> None:

@@ -38,6 +38,9 @@ from dataplane.telemetry.otlp import PROTOBUF_TYPE, Signal
 log = logging.getLogger("tollgate.telemetry")
 
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+# Marks an export a Tollgate data plane forwarded: a data plane receiving one (a destination that
+# points back at a gateway) discards it instead of forwarding it again, so no loop can form.
+FORWARDED_HEADER = "x-tollgate-forwarded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,7 @@ class Forwarder:
         dest = export.destination
         headers = {"Content-Type": PROTOBUF_TYPE.decode(), "User-Agent": "tollgate"}
         headers.update(dest.headers)
+        headers[FORWARDED_HEADER] = "1"
         url = dest.endpoint(export.signal)
         for attempt in range(self.retries + 1):
             status = 0

@@ -421,3 +421,29 @@ async def test_header_values_never_logged(
     assert "did not take" in caplog.text
     assert COLLECTOR_KEY not in caplog.text
     assert COLLECTOR_KEY not in repr(dp.holder.current)
+
+
+async def test_a_destination_pointing_back_at_the_gateway_cannot_loop(dp: DataPlane) -> None:
+    with_destinations(
+        dp,
+        build_snapshot("http://127.0.0.1:9"),
+        destination(
+            "self", f"http://127.0.0.1:{dp.port}", headers={"authorization": f"Bearer {SECRET}"}
+        ),
+    )
+    status, _, _ = await raw_post(
+        dp.port,
+        "/v1/metrics",
+        fixture("metrics-delta-01.pb"),
+        {**AUTH, "content-type": PROTOBUF},
+        chunked=True,
+    )
+    assert status == 200
+    deadline = time.monotonic() + 5
+    while metric_value(dp, 'tollgate_otlp_forwarded_total{destination="self"') < 1:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)
+    assert metric_value(dp, 'tollgate_otlp_forwarded_total{destination="self"') == 1
+    assert metric_value(dp, 'tollgate_otlp_discarded_total{signal="metrics"}') == 1
+    assert metric_value(dp, 'tollgate_otlp_received_total{signal="metrics"') == 1
