@@ -8,7 +8,7 @@ workspaces (``identity.principal().workspaces``).
 Rules:
 
 * ``OPEN`` — health and reflection: no token.
-* ``DATAPLANE`` — Watch, ReportUsage: the data-plane token (or the bootstrap admin token; never a
+* ``DATAPLANE`` — Watch, ReportUsage, ReportActivity: the data-plane token (or the bootstrap admin token; never a
   created token, since Watch carries decrypted provider secrets).
 * ``ANY`` — any admin-API principal (WhoAmI).
 * ``ADMIN_ONLY`` — role admin: workspaces, providers, routes, secrets, tokens.
@@ -188,8 +188,13 @@ POLICIES: dict[str, Policy] = {
     # -- audit log: filtered to the principal's workspaces
     _A + "ListAudit": _scoped(),
     _A + "TailAudit": _scoped(),
+    # -- telemetry destinations: global objects (header values never shown)
+    _A + "ListTelemetryDestinations": _GLOBAL,
+    _A + "AddTelemetryDestination": _ADMIN_WRITE,
+    _A + "RemoveTelemetryDestination": _ADMIN_WRITE,
     # -- telemetry
     _T + "ReportUsage": Policy(Rule.DATAPLANE),
+    _T + "ReportActivity": Policy(Rule.DATAPLANE),
     _T + "QueryUsage": _scoped(),
     _T + "TailLogs": _scoped(),
     _T + "ListAlerts": _scoped(),
@@ -231,7 +236,8 @@ def describe(p: Principal) -> str:
 
 READ_ONLY = "this token is read-only (viewer)"
 DATAPLANE_ONLY = (
-    "this call needs an admin token; the data-plane token only allows Watch and ReportUsage"
+    "this call needs an admin token; the data-plane token only allows Watch, ReportUsage and "
+    "ReportActivity"
 )
 
 

@@ -36,12 +36,26 @@ from gwapi.v1 import common_pb2 as pb
 
 # The messages an audit row may contain. None of them carries a secret (keys hold only a
 # prefix, providers only ``has_secret``, tokens only a prefix).
-AuditedMessage: TypeAlias = pb.Workspace | pb.VirtualKey | pb.Provider | pb.Route | apb.AdminToken
-_AUDITED_TYPES = (pb.Workspace, pb.VirtualKey, pb.Provider, pb.Route, apb.AdminToken)
+AuditedMessage: TypeAlias = (
+    pb.Workspace
+    | pb.VirtualKey
+    | pb.Provider
+    | pb.Route
+    | apb.AdminToken
+    | apb.TelemetryDestination  # header names only: the values never leave the database
+)
+_AUDITED_TYPES = (
+    pb.Workspace,
+    pb.VirtualKey,
+    pb.Provider,
+    pb.Route,
+    apb.AdminToken,
+    apb.TelemetryDestination,
+)
 # Output-only fields that change without an admin change (spend, token use), stripped.
 _NOISE = ("budget_status", "last_used_at_ms")
 
-RESOURCE_KINDS = ("workspace", "key", "provider", "route", "token")
+RESOURCE_KINDS = ("workspace", "key", "provider", "route", "token", "telemetry_destination")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 DEFAULT_QUEUE_SIZE = 1000

@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 
 from controlplane import audit_retention, identity
 from controlplane.auth import Authenticator, AuthInterceptor
-from controlplane.catalog import prices, providers
+from controlplane.catalog import prices, providers, telemetry_destinations
 from controlplane.catalog.common import now_ms
 from controlplane.domain.pricing import load_default_prices
 from controlplane.metrics import ControlPlaneMetrics, MetricsServer
@@ -114,9 +114,20 @@ def reencrypt_secrets(db: Database, master: MasterKey | None) -> list[str]:
         return []
     token = identity.current.set(SYSTEM)
     try:
-        names = db.run_sync(lambda s: providers.reencrypt_secrets(s, master, now_ms()))
+        names, destinations = db.run_sync(
+            lambda s: (
+                providers.reencrypt_secrets(s, master, now_ms()),
+                telemetry_destinations.reencrypt_secrets(s, master, now_ms()),
+            )
+        )
     finally:
         identity.current.reset(token)
+    if destinations:
+        log.info(
+            "re-encrypted the header values of %d telemetry destination(s) under master key %s",
+            len(destinations),
+            master.key_id,
+        )
     if names:
         log.info(
             "re-encrypted %d stored provider secret(s) under master key %s (previous key ids %s)",

@@ -48,6 +48,7 @@ MESSAGES = "/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"
 BEDROCK_MODEL = "/bedrock/model/"
 VERTEX = "/vertex/v1/"
+OTLP_PATHS = frozenset({"/v1/metrics", "/v1/logs", "/v1/traces"})
 
 
 class Health:
@@ -147,6 +148,7 @@ class Routes:
         metrics: Metrics | None = None,
         signin: SignInRoutes | None = None,
         tokens: TokenVerifier | None = None,
+        otlp: ASGIApp | None = None,
     ) -> None:
         self.messages = messages
         self.bedrock = bedrock
@@ -155,6 +157,7 @@ class Routes:
         self.metrics = metrics
         self.signin = signin
         self.tokens = tokens
+        self.otlp = otlp  # Claude Code's OTLP telemetry (dataplane.telemetry)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -183,6 +186,8 @@ class Routes:
             await send_response(send, status, body)
         elif path == "/metrics" and method == "GET" and self.metrics is not None:
             await send_response(send, 200, self.metrics.render(), content_type=CONTENT_TYPE)
+        elif path in OTLP_PATHS and self.otlp is not None:
+            await self.otlp(scope, receive, send)
         elif path == "/v1/models" and method == "GET":
             limit = _query_int(scope, b"limit", 1000)
             await send_response(send, 200, list_models(scope[PRINCIPAL], limit))
@@ -243,8 +248,10 @@ def build_app(
     metrics: Metrics | None = None,
     body_timeout_s: float = 0.0,
     signin: SignInRoutes | None = None,
+    otlp: ASGIApp | None = None,
 ) -> ASGIApp:
-    """The app; with ``metrics``, every finished request is observed and ``/metrics`` served.
+    """The app; with ``metrics``, every finished request is observed and ``/metrics`` served;
+    with ``otlp``, ``/v1/{metrics,logs,traces}`` take OTLP telemetry (behind the auth).
 
     While ``health.draining``, API requests are refused with a 503 (see :mod:`dataplane.guards`);
     ``body_timeout_s`` > 0 bounds how long a request body may take to arrive. ``signin`` serves
@@ -266,6 +273,7 @@ def build_app(
         metrics,
         signin,
         tokens,
+        otlp,
     )
     protected = ("/v1/", BEDROCK_MODEL, VERTEX, MANAGED_SETTINGS)
     app = AuthMiddleware(

@@ -47,6 +47,7 @@ from dataplane.signin.routes import SignInRoutes
 from dataplane.snapshot import SnapshotHolder
 from dataplane.spool import Spool
 from dataplane.subscriber import Subscriber
+from dataplane.telemetry.service import TelemetryService
 from gwapi.v1 import telemetry_pb2, telemetry_pb2_grpc
 from gwcommon.tls import TLS_CA_ENV, read_ca
 
@@ -136,6 +137,7 @@ class DataPlane:
             else MemoryCache()
         )
         self.subscriber: Subscriber | None = None
+        self.telemetry: TelemetryService | None = None
         self.metrics = Metrics(
             breaker_states=self.router.breaker_states,
             snapshot_version=lambda: s.version if (s := self.holder.current) else None,
@@ -164,6 +166,18 @@ class DataPlane:
             timeout=10,
         )
         return int(response.acked_seq)
+
+    async def _send_activity(
+        self, request: telemetry_pb2.ReportActivityRequest
+    ) -> telemetry_pb2.ReportActivityResponse:
+        assert self._channel is not None
+        stub = telemetry_pb2_grpc.TelemetryStub(self._channel)
+        response: telemetry_pb2.ReportActivityResponse = await stub.ReportActivity(
+            request,
+            metadata=(("authorization", f"Bearer {self.settings.token}"),),
+            timeout=10,
+        )
+        return response
 
     def _bind(self) -> socket.socket:
         host, _, port = self.settings.listen.rpartition(":")
@@ -211,6 +225,7 @@ class DataPlane:
                 self.metrics.signin,
             )
         )
+        self.telemetry = TelemetryService(self._send_activity, self.node_id, self.metrics.registry)
         app = build_app(
             self.holder,
             self.router,
@@ -223,6 +238,7 @@ class DataPlane:
             self.metrics,
             body_timeout_s=s.body_timeout_s,
             signin=signin,
+            otlp=self.telemetry.handler,
         )
         config = Config()
         # Hypercorn owns the listening fd from here on and closes it at shutdown. Detach ours:
@@ -245,6 +261,7 @@ class DataPlane:
         ]
         if self.breaker_sync is not None:
             self.breaker_sync.start()
+        self.telemetry.start()
         log.info(
             "data plane %s listening on %s:%d", self.node_id, s.listen.rpartition(":")[0], self.port
         )
@@ -273,6 +290,8 @@ class DataPlane:
         await asyncio.gather(*self._tasks[:2], return_exceptions=True)
         if self.reporter is not None:
             await self.reporter.flush(timeout=5)
+        if self.telemetry is not None:
+            await self.telemetry.stop(timeout=4)
         if self.breaker_sync is not None:
             await self.breaker_sync.stop()
         await self.registry.aclose()

@@ -35,6 +35,7 @@ from dataplane.members import (
     SsoInfo,
 )
 from dataplane.pricing import PriceTable
+from dataplane.telemetry.destinations import Destination, destinations_from_proto
 from gwapi.v1 import common_pb2, discovery_pb2
 from gwcommon.access import compile_models
 
@@ -226,6 +227,9 @@ class Snapshot:
     def signing_keys_missing(self) -> bool:
         """Sign-in is on but no key to verify its tokens has arrived (yet)."""
         return self.sso.enabled and not self.signing_keys
+    # Where Claude Code's OTLP telemetry is forwarded (dataplane.telemetry); header values are
+    # secret, as provider secrets are.
+    telemetry_destinations: tuple[Destination, ...] = ()
 
     @classmethod
     def from_proto(cls, msg: discovery_pb2.Snapshot) -> Snapshot:
@@ -331,6 +335,7 @@ class Snapshot:
             sso=SsoInfo(msg.sso.enabled, msg.sso.issuer),
             developers=_developers(msg.developers, workspaces, providers, routes),
             signing_keys=_signing_keys(msg.signing_keys),
+            telemetry_destinations=destinations_from_proto(msg.telemetry_destinations),
         )
 
 

@@ -28,6 +28,7 @@ from typing import TypeAlias
 import grpc
 
 from dataplane.snapshot import Snapshot, SnapshotError, SnapshotHolder
+from dataplane.telemetry.destinations import strip_secrets as strip_destination_secrets
 from gwapi.v1 import discovery_pb2, discovery_pb2_grpc
 from gwcommon.tls import describe_failure
 
@@ -63,6 +64,7 @@ def save_cached(state_dir: Path, msg: discovery_pb2.Snapshot) -> None:
     clean.CopyFrom(msg)
     clean.ClearField("secrets")
     clean.ClearField("signing_keys")
+    strip_destination_secrets(clean)  # telemetry collectors' header values: names kept, no value
     tmp.write_bytes(clean.SerializeToString())
     os.chmod(tmp, 0o600)
     os.replace(tmp, state_dir / SNAPSHOT_FILE)
@@ -156,6 +158,8 @@ class Subscriber:
         if any(p.has_secret and not p.api_key for p in current.providers.values()):
             return ""
         if current.signing_keys_missing:
+            return ""
+        if any(d.headers_missing for d in current.telemetry_destinations):
             return ""
         return current.version
 

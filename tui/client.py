@@ -342,6 +342,30 @@ class GatewayClient:
         """The caller's own identity and role (works with any valid token)."""
         return await self._unary("WhoAmI", self._admin.WhoAmI, admin_pb2.WhoAmIRequest())
 
+    # ---- telemetry destinations (where Claude Code's OTLP telemetry is forwarded) ----------
+
+    async def list_telemetry_destinations(self) -> list[admin_pb2.TelemetryDestination]:
+        request = admin_pb2.ListTelemetryDestinationsRequest()
+        response: admin_pb2.ListTelemetryDestinationsResponse = await self._unary(
+            "ListTelemetryDestinations", self._admin.ListTelemetryDestinations, request
+        )
+        return list(response.destinations)
+
+    async def add_telemetry_destination(
+        self, destination: admin_pb2.TelemetryDestination, headers: dict[str, str]
+    ) -> admin_pb2.TelemetryDestination:
+        """``headers`` values are secrets: stored encrypted, never returned."""
+        request = admin_pb2.AddTelemetryDestinationRequest(destination=destination, headers=headers)
+        return await self._unary(
+            "AddTelemetryDestination", self._admin.AddTelemetryDestination, request
+        )
+
+    async def remove_telemetry_destination(self, name: str) -> None:
+        request = admin_pb2.RemoveTelemetryDestinationRequest(name=name)
+        await self._unary(
+            "RemoveTelemetryDestination", self._admin.RemoveTelemetryDestination, request
+        )
+
     # ---- discovery & telemetry ------------------------------------------------------------
 
     async def list_dataplanes(self) -> discovery_pb2.ListDataPlanesResponse:

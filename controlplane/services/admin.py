@@ -18,6 +18,7 @@ from controlplane.errors import grpc_errors
 from controlplane.identity import principal
 from controlplane.services.audit import AuditRpcs
 from controlplane.services.state import AppState
+from controlplane.services.telemetry_destinations import TelemetryDestinationRpcs
 from controlplane.services.tokens import TokenRpcs
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import admin_pb2_grpc
@@ -28,7 +29,7 @@ Ctx = Any  # grpc.aio.ServicerContext (grpc ships no type information)
 
 
 @grpc_errors
-class AdminService(TokenRpcs, AuditRpcs, admin_pb2_grpc.AdminServicer):
+class AdminService(TokenRpcs, AuditRpcs, TelemetryDestinationRpcs, admin_pb2_grpc.AdminServicer):
     def __init__(self, state: AppState) -> None:
         self._s = state
 

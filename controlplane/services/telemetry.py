@@ -14,10 +14,19 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from sqlmodel import Session
+
+from controlplane.catalog.common import now_ms
 from controlplane.domain.errors import InvalidArgument
 from controlplane.errors import grpc_errors
 from controlplane.identity import principal
 from controlplane.services.state import AppState
+from controlplane.usage.activity import (
+    BATCH_RETENTION_MS,
+    add_activity,
+    ingest_activity,
+    purge_batches,
+)
 from controlplane.usage.alerts import list_alerts
 from controlplane.usage.ingest import ingest
 from controlplane.usage.ledger import query_usage, recent_events
@@ -39,6 +48,15 @@ def _matches(ev: tpb.UsageEvent, req: tpb.TailLogsRequest, scope: frozenset[str]
     )
 
 
+def with_activity(
+    s: Session, rows: list[tpb.UsageRow], request: tpb.QueryUsageRequest, scope: frozenset[str]
+) -> list[tpb.UsageRow]:
+    """Rows grouped by developer also carry what each developer's Claude Code reported."""
+    if request.group_by != "developer":
+        return rows
+    return add_activity(s, rows, request, scope)
+
+
 @grpc_errors
 class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
     def __init__(
@@ -49,6 +67,7 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
     ) -> None:
         self._s = state
         self._sleep = sleep  # StreamStats' pacing (tests inject one; the clock is the stats')
+        self._purged_at_ms = 0  # ReportActivity forgets old batch ids at most hourly
 
     async def ReportUsage(
         self, request: tpb.ReportUsageRequest, context: Ctx
@@ -61,6 +80,30 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
         self._s.stats.add(fresh)
         self._s.alerts.note(fresh)
         self._s.cache.rebuild_soon()
+
+    async def ReportActivity(
+        self, request: tpb.ReportActivityRequest, context: Ctx
+    ) -> tpb.ReportActivityResponse:
+        """Developers' self-reported activity (:mod:`controlplane.usage.activity`)."""
+        now = now_ms()
+        purge = now - self._purged_at_ms >= 3_600_000
+        if purge:
+            self._purged_at_ms = now
+
+        def store(s: Session) -> tpb.ReportActivityResponse:
+            if purge:
+                purge_batches(s, now - BATCH_RETENTION_MS)
+            return ingest_activity(s, request)
+
+        response = await self._s.db.run(store)
+        log.debug(
+            "activity batch %s from %s: %d rows%s",
+            request.batch_id,
+            request.node_id or "?",
+            len(request.activity),
+            " (duplicate)" if response.duplicate else "",
+        )
+        return response
 
     async def ListAlerts(
         self, request: tpb.ListAlertsRequest, context: Ctx
@@ -76,7 +119,9 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
         self, request: tpb.QueryUsageRequest, context: Ctx
     ) -> tpb.QueryUsageResponse:
         scope = principal().workspaces
-        rows = await self._s.db.read(lambda s: query_usage(s, request, scope))
+        rows = await self._s.db.read(
+            lambda s: with_activity(s, query_usage(s, request, scope), request, scope)
+        )
         return tpb.QueryUsageResponse(rows=rows)
 
     async def TailLogs(

@@ -33,6 +33,7 @@ import hashlib
 
 from sqlmodel import Session, col, select
 
+from controlplane.catalog import telemetry_destinations
 from controlplane.catalog.convert import (
     key_to_snapshot_pb,
     price_to_pb,
@@ -108,6 +109,7 @@ def read_snapshot(
     seeds = [seed_pb(sp) for sp in current_spend(s, [sc for sc in scopes if sc.budgets], now_ms)]
     seeds.sort(key=lambda e: (e.scope, e.id, e.period))
     snap.spend.extend(seeds)
+    snap.telemetry_destinations.extend(telemetry_destinations.snapshot_entries(s, master, warnings))
     return snap
 
 

@@ -270,6 +270,17 @@ async def _revoke_token(env: Env, _m: bool) -> tuple[Message, str]:
     return apb.RevokeTokenRequest(id=created.token.id), ""
 
 
+async def _add_destination(env: Env, _m: bool) -> tuple[Message, str]:
+    dest = apb.TelemetryDestination(name=env.unique("otel"), url="https://otel.example.com")
+    return apb.AddTelemetryDestinationRequest(destination=dest, headers={"x-key": "v"}), ""
+
+
+async def _remove_destination(env: Env, m: bool) -> tuple[Message, str]:
+    request, _ = await _add_destination(env, m)
+    created = await env.boot.AddTelemetryDestination(request)
+    return apb.RemoveTelemetryDestinationRequest(name=created.name), ""
+
+
 def _plain(request: Message) -> Builder:
     async def build(env: Env, _m: bool) -> tuple[Message, str]:
         return request, ""
@@ -330,6 +341,26 @@ CASES = [
         A_READERS,
         _scoped_filter(lambda w: apb.TailAuditRequest(workspace=w)),
         scoped=True,
+    ),
+    Case(
+        "admin",
+        "ListTelemetryDestinations",
+        EVERYONE,
+        _plain(apb.ListTelemetryDestinationsRequest()),
+    ),
+    Case("admin", "AddTelemetryDestination", ADMINS, _add_destination),
+    Case("admin", "RemoveTelemetryDestination", ADMINS, _remove_destination),
+    Case(
+        "telemetry",
+        "ReportActivity",
+        DATAPLANE_CALLERS,
+        _plain(
+            tpb.ReportActivityRequest(
+                node_id="dp-matrix",
+                batch_id="b-matrix",
+                activity=[tpb.DeveloperActivity(developer_id="dev_x", time_ms=1, commits=1)],
+            )
+        ),
     ),
     Case(
         "telemetry",

@@ -4,10 +4,11 @@ Real processes: a control plane (TLS, master key file, Prometheus endpoint) and 
 (``gwctl dataplane serve``, TLS to the control plane), both at DEBUG with stdout/stderr captured;
 ``gwctl`` as a subprocess for the provider secret (``--api-key-stdin``, ``rotate``). Upstreams are
 the strict fakes: Anthropic expecting exactly the stored key, Vertex with its OAuth token
-endpoint. Traffic: good requests on both providers, a wrong virtual key, a spent budget, an
+endpoint, an OTLP collector expecting the telemetry destination's API key (given to gwctl
+through its environment). Traffic: good requests on both providers, a wrong virtual key, a spent budget, an
 upstream error, a rotation applied without restart, and a data-plane restart while the control
 plane is down (the stored key is not on disk, so the provider answers 503 until the control plane
-is back).
+is back); Claude-Code-shaped OTLP exports forwarded before and after that restart.
 
 Then every secret — provider keys (before and after rotation), virtual keys, Vertex OAuth tokens,
 the bootstrap and data-plane tokens, a created admin token, the master key — is searched for, raw
@@ -42,6 +43,7 @@ import pytest
 from gwapi.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 from tests.e2e.test_gateway import free_port
 from tests.fakes.anthropic import FakeAnthropic, Scripted
+from tests.fakes.otlp_collector import FakeCollector
 from tests.fakes.vertex import FakeVertex, write_service_account
 from tests.tls_support import make_pki
 from tui.client import GatewayClient
@@ -153,6 +155,10 @@ def _gwctl(run: Run, args: list[str], stdin: str = "", env: dict[str, str] | Non
     return result.stdout.decode()
 
 
+PROTOBUF = "application/x-protobuf"
+OTLP_EXPORT = (ROOT / "tests" / "fixtures" / "otlp" / "metrics-delta-01.pb").read_bytes()
+
+
 def _body(stream: bool = False) -> bytes:
     return orjson.dumps(
         {
@@ -198,8 +204,10 @@ async def test_no_secret_is_left_anywhere(tmp_path: Path, caplog: pytest.LogCapt
     admin_token = "bootstrap-admin-" + secrets.token_urlsafe(24)
     dp_token = "dataplane-" + secrets.token_urlsafe(24)
     master_key = base64.b64encode(os.urandom(32)).decode()
+    collector_key = "otlp-LEAKCHECK-" + secrets.token_urlsafe(24)
     run.secrets.update(
         {
+            "telemetry collector key": collector_key,
             "provider key": provider_key,
             "rotated provider key": rotated_key,
             "bootstrap admin token": admin_token,
@@ -272,8 +280,10 @@ async def test_no_secret_is_left_anywhere(tmp_path: Path, caplog: pytest.LogCapt
 
     anthropic = FakeAnthropic(api_key=provider_key)
     vertex = FakeVertex()
+    collector = FakeCollector(required_headers={"x-api-key": collector_key})
     await anthropic.start()
     await vertex.start()
+    await collector.start()
     sa_file = write_service_account(tmp_path, vertex.token_uri)
     admin = GatewayClient(cp_addr, admin_token, tls_ca=str(pki.ca))
     dp_url = f"http://127.0.0.1:{dp_port}"
@@ -361,8 +371,34 @@ async def test_no_secret_is_left_anywhere(tmp_path: Path, caplog: pytest.LogCapt
             keys[name] = made.secret
             run.secrets[f"virtual key {name}"] = made.secret
 
+        # A telemetry destination whose API key goes in through gwctl's environment.
+        _gwctl(
+            run,
+            [
+                "telemetry",
+                "destinations",
+                "add",
+                "collector",
+                "--url",
+                collector.base_url,
+                "--header-env",
+                "x-api-key=OTLP_KEY",
+            ],
+            env=gwctl_env | {"OTLP_KEY": collector_key},
+        )
+
+        async def otlp(key: str) -> None:
+            r = await http.post(
+                "/v1/metrics",
+                content=OTLP_EXPORT,
+                headers={"authorization": f"Bearer {key}", "content-type": PROTOBUF},
+            )
+            assert r.status_code == 200, r.text
+
         dp.start()
         await _wait(lambda: _dp_ready(http), "data plane ready")
+        await otlp(keys["alice"])
+        await collector.wait_for(1)
 
         # Good traffic on both providers (the stored key; a Vertex OAuth token).
         await post(keys["alice"], 200)
@@ -433,6 +469,9 @@ async def test_no_secret_is_left_anywhere(tmp_path: Path, caplog: pytest.LogCapt
         cp.start()
         await _wait(rotated, "the key delivered after the control plane is back")
         await post(keys["vera"], 200)
+        await otlp(keys["alice"])  # forwarded again once the header value is back
+        await collector.wait_for(2, timeout=10)
+        assert collector.violations == []
         dp_metrics_text += (await http.get("/metrics")).content
         cp_metrics_text += (await _get(f"http://127.0.0.1:{cp_metrics}/metrics")).content
     finally:
@@ -442,6 +481,7 @@ async def test_no_secret_is_left_anywhere(tmp_path: Path, caplog: pytest.LogCapt
         cp.stop()
         await anthropic.stop()
         await vertex.stop()
+        await collector.stop()
 
     for i, token in enumerate(sorted(vertex.issued)):
         run.secrets[f"vertex oauth token {i}"] = token
