@@ -248,19 +248,19 @@ async def complete(engine: SignIn, req: spb.CompleteBrowserRequest) -> spb.Compl
             outcome = await _finish_once(engine, claimed.key, verified, req.client_ip)
     except _Abort as abort:
         return _response(abort.refusal)
-    except SignInRefused as refusal:
-        await _deny(engine, claimed.key, refusal)
-        return _response(refusal)
+    except SignInRefused as refused:
+        await _deny(engine, claimed.key, refused)
+        return _response(refused)
     except OidcUnavailable as exc:
         log.warning("sign-in: identity provider unusable: %s", exc)
-        refusal = refusals.internal(str(exc))
-        await _deny(engine, claimed.key, refusal)
-        return _response(refusal)
+        unusable = refusals.internal(str(exc))
+        await _deny(engine, claimed.key, unusable)
+        return _response(unusable)
     except Exception:
         log.exception("sign-in: completing a browser sign-in failed")
-        refusal = refusals.internal("an unexpected error (see the control plane's log)")
-        await _deny(engine, claimed.key, refusal)
-        return _response(refusal)
+        failed = refusals.internal("an unexpected error (see the control plane's log)")
+        await _deny(engine, claimed.key, failed)
+        return _response(failed)
     if isinstance(outcome, SignInRefused):
         log.info("sign-in refused (%s): %s", outcome.reason, outcome.message)
         return _response(outcome)

@@ -141,7 +141,8 @@ def find_by_user_code(s: Session, user_code: str, now: int) -> DeviceGrantRow | 
         .order_by(col(DeviceGrantRow.created_at_ms).desc())
     ).all()
     live = [r for r in rows if now < r.expires_at_ms]
-    return (live or list(rows) or [None])[0]
+    found = live or list(rows)
+    return found[0] if found else None
 
 
 @dataclass(frozen=True, slots=True)
