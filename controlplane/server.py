@@ -120,8 +120,13 @@ def reencrypt_secrets(db: Database, master: MasterKey | None) -> list[str]:
         return []
     token = identity.current.set(SYSTEM)
     try:
-        names = db.run_sync(lambda s: providers.reencrypt_secrets(s, master, now_ms()))
-        signin_secrets = db.run_sync(lambda s: signin_reencrypt.reencrypt(s, master, now_ms()))
+        # One transaction for every stored secret: providers' and sign-in's.
+        names, signin_secrets = db.run_sync(
+            lambda s: (
+                providers.reencrypt_secrets(s, master, now_ms()),
+                signin_reencrypt.reencrypt(s, master, now_ms()),
+            )
+        )
     finally:
         identity.current.reset(token)
     if signin_secrets:

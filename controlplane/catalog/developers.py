@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from controlplane import audit
 from controlplane.catalog.common import LIMITS_PATHS, masked_limits, resolve_mask
@@ -56,7 +56,8 @@ def _matching(s: Session, id_or_email: str) -> list[DeveloperRow]:
         raise InvalidArgument(
             f"{shown(text)} is neither a developer id (dev_ + 16 hex) nor an email address"
         )
-    stmt = select(DeveloperRow).where(func.lower(DeveloperRow.email) == text.lower())
+    # Emails are stored in lower case (admission.identity_of): the index serves this lookup.
+    stmt = select(DeveloperRow).where(DeveloperRow.email == text.lower())
     return list(s.exec(stmt.order_by(col(DeveloperRow.id))).all())
 
 
