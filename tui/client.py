@@ -522,8 +522,8 @@ class GatewayClient:
     async def stream_stats(
         self, group_by: str, window_s: int = 60, workspace: str = ""
     ) -> AsyncIterator[telemetry_pb2.StatsFrame]:
-        """Live stats per ``group_by`` (workspace | key | developer | provider): a frame a second until
-        cancelled. An older control plane raises ClientError(UNIMPLEMENTED)."""
+        """Live stats per ``group_by`` (workspace | key | developer | provider): a frame a
+        second until cancelled. An older control plane raises ClientError(UNIMPLEMENTED)."""
         request = telemetry_pb2.StreamStatsRequest(
             group_by=group_by, window_s=window_s, workspace=workspace
         )

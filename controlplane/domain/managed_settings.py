@@ -72,7 +72,8 @@ def parse_managed_settings(text: str) -> ManagedSettings | None:
         doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
         raise InvalidArgument(
-            f"managed settings are not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            f"managed settings are not valid JSON: {exc.msg} at line {exc.lineno} column "
+            f"{exc.colno}"
         ) from None
     except RecursionError:
         raise InvalidArgument(

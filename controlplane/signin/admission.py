@@ -91,7 +91,8 @@ def identity_of(claims: Mapping[str, Any], issuer: str, groups_claim: str) -> Id
 
 
 def admit(identity: Identity, claims: Mapping[str, Any], allowed_domains: Iterable[str]) -> None:
-    """Raise :class:`~controlplane.signin.refusals.SignInRefused` unless the identity may sign in."""
+    """Raise :class:`~controlplane.signin.refusals.SignInRefused` unless the identity may sign
+    in."""
     verified = claims.get("email_verified")
     if verified is False or (isinstance(verified, str) and verified.strip().lower() == "false"):
         raise refusals.email_not_verified(identity.email)

@@ -55,9 +55,7 @@ def _page_error(error: str, message: str) -> spb.BeginBrowserResponse:
 
 
 async def begin(engine: SignIn, req: spb.BeginBrowserRequest) -> spb.BeginBrowserResponse:
-    from controlplane.signin.engine import validate_public_url
-
-    public_url = validate_public_url(req.public_url)
+    public_url = grants.validate_public_url(req.public_url)
     code = normalise_user_code(req.user_code)
     if code is None:
         return _page_error(

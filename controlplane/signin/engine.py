@@ -19,14 +19,13 @@ import functools
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
 
 from sqlmodel import Session
 
 from controlplane import audit
 from controlplane.catalog.common import now_ms
 from controlplane.catalog.convert import developer_to_pb
-from controlplane.domain.errors import FailedPrecondition, InvalidArgument
+from controlplane.domain.errors import FailedPrecondition
 from controlplane.domain.sso import Ttls
 from controlplane.secrets import MasterKey
 from controlplane.signin import browser, config, grants, signing_keys, tokens
@@ -57,28 +56,6 @@ def oauth_error(error: str, description: str, status: int = 400) -> spb.OAuthErr
     return spb.OAuthError(error=error, error_description=description, http_status=status)
 
 
-def validate_public_url(url: str) -> str:
-    """The data plane's public URL without a trailing slash; INVALID_ARGUMENT otherwise (a
-    data-plane bug, not a user's mistake)."""
-    clean = url.strip().rstrip("/")
-    try:
-        parts = urlsplit(clean)
-    except ValueError:
-        parts = urlsplit("")
-    if (
-        len(clean) > grants.MAX_PUBLIC_URL_CHARS
-        or parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.query
-        or parts.fragment
-    ):
-        raise InvalidArgument(
-            f"public_url {clean[:100]!r} is not an http(s) base URL: start the data plane with "
-            "--public-url https://gateway.example.com"
-        )
-    return clean
-
-
 class SignIn:
     def __init__(
         self,
@@ -101,7 +78,7 @@ class SignIn:
     # -- device authorization (RFC 8628) -----------------------------------------------------
 
     async def start_device(self, req: spb.StartDeviceRequest) -> spb.StartDeviceResponse:
-        public_url = validate_public_url(req.public_url)
+        public_url = grants.validate_public_url(req.public_url)
         now = self.clock()
 
         def work(s: Session, _now: int) -> spb.StartDeviceResponse:

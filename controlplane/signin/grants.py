@@ -23,10 +23,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
+from controlplane.domain.errors import InvalidArgument
 from controlplane.signin.codes import (
     MAX_SECRET_CHARS,
     digest,
@@ -43,6 +45,28 @@ MAX_INTERVAL_S = 60
 POLL_SLACK_MS = 500
 KEEP_EXPIRED_MS = 3600_000  # expired grants are deleted an hour after they expired
 MAX_PUBLIC_URL_CHARS = 2048
+
+
+def validate_public_url(url: str) -> str:
+    """The data plane's public URL without a trailing slash; INVALID_ARGUMENT otherwise (a
+    data-plane bug, not a user's mistake)."""
+    clean = url.strip().rstrip("/")
+    try:
+        parts = urlsplit(clean)
+    except ValueError:
+        parts = urlsplit("")
+    if (
+        len(clean) > MAX_PUBLIC_URL_CHARS
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+    ):
+        raise InvalidArgument(
+            f"public_url {clean[:100]!r} is not an http(s) base URL: start the data plane with "
+            "--public-url https://gateway.example.com"
+        )
+    return clean
 
 
 @dataclass(frozen=True, slots=True)

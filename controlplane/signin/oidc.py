@@ -149,11 +149,17 @@ async def exchange_code(
 
 def _reason(exc: jwt.PyJWTError, issuer: str) -> str:
     if isinstance(exc, jwt.ExpiredSignatureError):
-        return "the ID token has expired (check that the clocks of the gateway and the identity provider are right)"
+        return (
+            "the ID token has expired (check that the clocks of the gateway and the identity "
+            "provider are right)"
+        )
     if isinstance(exc, jwt.ImmatureSignatureError):
         return "the ID token was issued in the future (check the clocks)"
     if isinstance(exc, jwt.InvalidAudienceError):
-        return "the ID token was issued for another application (its audience is not this gateway's client_id)"
+        return (
+            "the ID token was issued for another application (its audience is not this "
+            "gateway's client_id)"
+        )
     if isinstance(exc, jwt.InvalidIssuerError):
         return f"the ID token was not issued by {issuer}"
     if isinstance(exc, jwt.InvalidSignatureError):

@@ -138,6 +138,6 @@ def internal(why: str) -> SignInRefused:
     return SignInRefused(
         "internal",
         "The sign-in could not be completed",
-        f"The gateway could not complete the sign-in: {quoted(why, 300)}. In a minute, {AGAIN[0].lower()}"
-        f"{AGAIN[1:]} If it keeps failing, ask your platform team.",
+        f"The gateway could not complete the sign-in: {quoted(why, 300)}. In a minute, "
+        f"{AGAIN[0].lower()}{AGAIN[1:]} If it keeps failing, ask your platform team.",
     )

@@ -131,3 +131,18 @@ async def test_expired_grants_are_purged(flow: Flow, ready: Any) -> None:
     flow.clock.advance(3600)
     done = ready.state.db.run_sync(lambda s: engine.purge(s, flow.clock()))
     assert done["device grants"] == 1 and grant_row(ready, start.device_code) is None
+
+
+async def test_a_bad_public_url_is_a_data_plane_bug(flow: Flow) -> None:
+    from grpc import StatusCode
+
+    from tests.controlplane.conftest import expect_error
+
+    for url in ("", "gw.example.com", "ftp://gw.example.com", "https://gw.example.com/?x=1"):
+        await expect_error(
+            flow.dp.signin.StartDevice(spb.StartDeviceRequest(public_url=url)),
+            StatusCode.INVALID_ARGUMENT,
+            "--public-url",
+        )
+    start = await flow.dp.signin.StartDevice(spb.StartDeviceRequest(public_url=PUBLIC + "/"))
+    assert start.device_code  # a trailing slash is dropped
