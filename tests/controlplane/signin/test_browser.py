@@ -145,6 +145,13 @@ async def test_callback_from_another_issuer_is_refused(flow: Flow) -> None:
     callback["iss"] = "https://evil.example.com"
     done = await flow.complete(begun.begin, callback)
     assert done.reason == "idp_error" and "wrong identity provider" in done.title
+    # The provider announces the RFC 9207 iss parameter: an answer without it is refused too.
+    begun = await flow.started()
+    flow.idp.next_login(ALICE)
+    callback = await flow.idp.authorize(begun.begin.authorization_url)
+    del callback["iss"]
+    assert (await flow.complete(begun.begin, callback)).reason == "idp_error"
+    assert flow.idp.requests["token"] == 0
     flow.idp.codes.clear()
 
 
