@@ -227,6 +227,7 @@ class Snapshot:
     def signing_keys_missing(self) -> bool:
         """Sign-in is on but no key to verify its tokens has arrived (yet)."""
         return self.sso.enabled and not self.signing_keys
+
     # Where Claude Code's OTLP telemetry is forwarded (dataplane.telemetry); header values are
     # secret, as provider secrets are.
     telemetry_destinations: tuple[Destination, ...] = ()

@@ -1,5 +1,5 @@
-"""THE role matrix: every principal × every Admin, Telemetry and Discovery RPC, over real gRPC,
-on SQLite and PostgreSQL.
+"""THE role matrix: every principal × every Admin, Telemetry, Discovery and SignIn RPC, over
+real gRPC, on SQLite and PostgreSQL.
 
 Principals: the bootstrap admin token, a created admin token, workspace-admins of ``ws-a`` and of
 ``ws-b``, an unscoped viewer and a viewer of ``ws-b``. Each RPC gets a valid request aimed at
@@ -32,6 +32,7 @@ from controlplane.settings import Settings
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import discovery_pb2 as dpb
+from gwapi.v1 import signin_pb2 as spb
 from gwapi.v1 import telemetry_pb2 as tpb
 from tests.controlplane.conftest import ADMIN_TOKEN, DATAPLANE_TOKEN, Clients, make_settings
 
@@ -45,6 +46,7 @@ EVERYONE = frozenset(ROLES)
 MISSING_KEY = "key_00000000deadbeef"
 MISSING_WS = "no-such-ws"
 MISSING_REQUEST = "req-does-not-exist"
+MISSING_DEV = "dev_00000000deadbeef"
 
 
 def settings_for(db_url: str) -> Settings:
@@ -59,10 +61,12 @@ class Env:
     """The fixture objects and a client per principal."""
 
     channel: grpc.aio.Channel
+    db: Any = None
     clients: dict[str, Clients] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
     key_a: str = ""
     key_b: str = ""
+    dev_a: str = ""
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
     @property
@@ -86,6 +90,28 @@ class Env:
             )
         )
         return name
+
+    def fresh_developer(self, workspace: str = "ws-a") -> str:
+        """A developer row as a sign-in would leave it (the sign-in flow has its own tests)."""
+        from controlplane.signin.codes import new_developer_id
+        from controlplane.store.models import DeveloperRow
+
+        dev_id = new_developer_id()
+        n = next(self.counter)
+        row = DeveloperRow(
+            id=dev_id,
+            issuer="https://login.example.com",
+            subject=f"sub-{n}",
+            workspace=workspace,
+            email=f"dev{n}@example.com",
+            created_at_ms=int(time.time() * 1000),
+        )
+        self.db.run_sync(lambda s: s.add(row))
+        return dev_id
+
+    async def ensure_sso(self) -> None:
+        if not (await self.boot.GetSso(apb.GetSsoRequest())).configured:
+            await self.boot.SetSso(_SET_SSO)
 
     async def fresh_route(self) -> str:
         name = self.unique("route")
@@ -118,8 +144,14 @@ def usage_event(rid: str, workspace: str, key_id: str) -> tpb.UsageEvent:
     )
 
 
-async def build_env(channel: grpc.aio.Channel) -> Env:
-    env = Env(channel)
+_SET_SSO = apb.SetSsoRequest(
+    sso=apb.SsoConfig(issuer="https://login.example.com", client_id="tollgate"),
+    client_secret="matrix-client-secret",
+)
+
+
+async def build_env(channel: grpc.aio.Channel, db: Any = None) -> Env:
+    env = Env(channel, db)
     env.clients["bootstrap"] = Clients(channel, ADMIN_TOKEN)
     boot = env.boot
     for name in ("ws-a", "ws-b"):
@@ -131,6 +163,9 @@ async def build_env(channel: grpc.aio.Channel) -> Env:
     )
     env.key_a = await env.fresh_key("ws-a")
     env.key_b = await env.fresh_key("ws-b")
+    if db is not None:
+        env.dev_a = env.fresh_developer("ws-a")
+        env.fresh_developer("ws-b")
     dp = Clients(channel, DATAPLANE_TOKEN)
     await dp.telemetry.ReportUsage(
         tpb.ReportUsageRequest(
@@ -162,7 +197,7 @@ Builder = Callable[[Env, bool], Awaitable[tuple[Message, str]]]
 
 @dataclass(frozen=True)
 class Case:
-    service: str  # "admin" | "telemetry" | "discovery"
+    service: str  # "admin" | "telemetry" | "discovery" | "signin"
     method: str
     allowed: frozenset[str]
     build: Builder
@@ -300,6 +335,50 @@ async def _get_log(env: Env, m: bool) -> tuple[Message, str]:
     return tpb.GetLogRequest(request_id=rid), rid
 
 
+async def _delete_sso(env: Env, _m: bool) -> tuple[Message, str]:
+    await env.ensure_sso()
+    return apb.DeleteSsoRequest(), ""
+
+
+async def _rotate_signing_key(env: Env, _m: bool) -> tuple[Message, str]:
+    await env.ensure_sso()
+    return apb.RotateSigningKeyRequest(), ""
+
+
+async def _get_developer(env: Env, m: bool) -> tuple[Message, str]:
+    dev = MISSING_DEV if m else env.dev_a
+    return apb.GetDeveloperRequest(id=dev), dev
+
+
+def _fresh_dev(env: Env, m: bool) -> str:
+    return MISSING_DEV if m else env.fresh_developer()
+
+
+async def _update_developer(env: Env, m: bool) -> tuple[Message, str]:
+    dev = _fresh_dev(env, m)
+    msg = pb.Developer(id=dev, limits=pb.Limits(rpm=5))
+    return apb.UpdateDeveloperRequest(
+        developer=msg, update_mask=FieldMask(paths=["limits.rpm"])
+    ), dev
+
+
+async def _disable_developer(env: Env, m: bool) -> tuple[Message, str]:
+    dev = _fresh_dev(env, m)
+    return apb.DisableDeveloperRequest(id=dev), dev
+
+
+async def _enable_developer(env: Env, m: bool) -> tuple[Message, str]:
+    dev = _fresh_dev(env, m)
+    return apb.EnableDeveloperRequest(id=dev), dev
+
+
+async def _remove_destination(env: Env, _m: bool) -> tuple[Message, str]:
+    return apb.RemoveTelemetryDestinationRequest(name=env.unique("dest")), ""
+
+
+PUBLIC = "https://gw.example.test"
+
+
 CASES = [
     Case("admin", "CreateWorkspace", ADMINS, _create_workspace),
     Case("admin", "GetWorkspace", A_READERS, _get_workspace, scoped=True),
@@ -399,16 +478,75 @@ CASES = [
     Case("telemetry", "GetLog", A_READERS, _get_log, scoped=True),
     Case("discovery", "Watch", DATAPLANE_CALLERS, _plain(dpb.WatchRequest(node_id="dp-matrix"))),
     Case("discovery", "ListDataPlanes", EVERYONE, _plain(dpb.ListDataPlanesRequest())),
+    # -- sign-in with Claude Code
+    Case("admin", "GetSso", ADMINS, _plain(apb.GetSsoRequest())),
+    Case("admin", "SetSso", ADMINS, _plain(_SET_SSO)),
+    Case("admin", "DeleteSso", ADMINS, _delete_sso),
+    Case("admin", "RotateSigningKey", ADMINS, _rotate_signing_key),
+    Case(
+        "admin",
+        "ListDevelopers",
+        A_READERS,
+        _scoped_filter(lambda w: apb.ListDevelopersRequest(workspace=w)),
+        scoped=True,
+    ),
+    Case("admin", "GetDeveloper", A_READERS, _get_developer, scoped=True),
+    Case("admin", "UpdateDeveloper", A_WRITERS, _update_developer, scoped=True),
+    Case("admin", "DisableDeveloper", A_WRITERS, _disable_developer, scoped=True),
+    Case("admin", "EnableDeveloper", A_WRITERS, _enable_developer, scoped=True),
+    Case(
+        "admin",
+        "ListTelemetryDestinations",
+        EVERYONE,
+        _plain(apb.ListTelemetryDestinationsRequest()),
+    ),
+    Case(
+        "admin",
+        "AddTelemetryDestination",
+        ADMINS,
+        _plain(
+            apb.AddTelemetryDestinationRequest(
+                destination=apb.TelemetryDestination(name="otel", url="https://otel.example.com")
+            )
+        ),
+    ),
+    Case("admin", "RemoveTelemetryDestination", ADMINS, _remove_destination),
+    Case(
+        "telemetry",
+        "ReportActivity",
+        DATAPLANE_CALLERS,
+        _plain(tpb.ReportActivityRequest(node_id="dp-matrix", batch_id="b-1")),
+    ),
+    Case(
+        "signin",
+        "StartDevice",
+        DATAPLANE_CALLERS,
+        _plain(spb.StartDeviceRequest(public_url=PUBLIC)),
+    ),
+    Case("signin", "PollDevice", DATAPLANE_CALLERS, _plain(spb.PollDeviceRequest(device_code="x"))),
+    Case(
+        "signin",
+        "BeginBrowser",
+        DATAPLANE_CALLERS,
+        _plain(spb.BeginBrowserRequest(user_code="BCDF-GHJK", public_url=PUBLIC)),
+    ),
+    Case(
+        "signin",
+        "CompleteBrowser",
+        DATAPLANE_CALLERS,
+        _plain(spb.CompleteBrowserRequest(state="x", code="y", public_url=PUBLIC)),
+    ),
+    Case("signin", "Refresh", DATAPLANE_CALLERS, _plain(spb.RefreshRequest(refresh_token="x"))),
 ]
 
 
 def test_the_matrix_covers_every_method() -> None:
     """A new RPC without a row here fails this test (and so gets a rule and a matrix row)."""
-    from gwapi.v1 import admin_pb2, discovery_pb2, telemetry_pb2
+    from gwapi.v1 import admin_pb2, discovery_pb2, signin_pb2, telemetry_pb2
 
     declared = {
         (svc.name.lower(), m.name)
-        for module in (admin_pb2, telemetry_pb2, discovery_pb2)
+        for module in (admin_pb2, telemetry_pb2, discovery_pb2, signin_pb2)
         for svc in module.DESCRIPTOR.services_by_name.values()
         for m in svc.methods
     }
@@ -444,7 +582,7 @@ async def matrix_cp(db_url: str) -> Any:
 
 async def test_role_matrix(matrix_cp: Running) -> None:
     async with grpc.aio.insecure_channel(matrix_cp.address) as channel:
-        env = await build_env(channel)
+        env = await build_env(channel, matrix_cp.state.db)
         await env.boot.CreateRoute(
             apb.CreateRouteRequest(
                 route=pb.Route(name="fixed-route", targets=[pb.RouteTarget(provider="sim")])
