@@ -372,10 +372,6 @@ async def _enable_developer(env: Env, m: bool) -> tuple[Message, str]:
     return apb.EnableDeveloperRequest(id=dev), dev
 
 
-async def _remove_destination(env: Env, _m: bool) -> tuple[Message, str]:
-    return apb.RemoveTelemetryDestinationRequest(name=env.unique("dest")), ""
-
-
 PUBLIC = "https://gw.example.test"
 
 
@@ -494,29 +490,6 @@ CASES = [
     Case("admin", "UpdateDeveloper", A_WRITERS, _update_developer, scoped=True),
     Case("admin", "DisableDeveloper", A_WRITERS, _disable_developer, scoped=True),
     Case("admin", "EnableDeveloper", A_WRITERS, _enable_developer, scoped=True),
-    Case(
-        "admin",
-        "ListTelemetryDestinations",
-        EVERYONE,
-        _plain(apb.ListTelemetryDestinationsRequest()),
-    ),
-    Case(
-        "admin",
-        "AddTelemetryDestination",
-        ADMINS,
-        _plain(
-            apb.AddTelemetryDestinationRequest(
-                destination=apb.TelemetryDestination(name="otel", url="https://otel.example.com")
-            )
-        ),
-    ),
-    Case("admin", "RemoveTelemetryDestination", ADMINS, _remove_destination),
-    Case(
-        "telemetry",
-        "ReportActivity",
-        DATAPLANE_CALLERS,
-        _plain(tpb.ReportActivityRequest(node_id="dp-matrix", batch_id="b-1")),
-    ),
     Case(
         "signin",
         "StartDevice",
