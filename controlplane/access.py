@@ -1,4 +1,5 @@
-"""Who may call what: ONE table with a rule for every method of Admin, Telemetry and Discovery.
+"""Who may call what: ONE table with a rule for every method of Admin, Telemetry, Discovery and
+SignIn.
 
 The auth interceptor (:mod:`controlplane.auth`) authenticates the caller, then applies the
 method's :class:`Policy` here *before* the handler runs. Handlers never check roles by hand; the
@@ -8,8 +9,9 @@ workspaces (``identity.principal().workspaces``).
 Rules:
 
 * ``OPEN`` — health and reflection: no token.
-* ``DATAPLANE`` — Watch, ReportUsage: the data-plane token (or the bootstrap admin token; never a
-  created token, since Watch carries decrypted provider secrets).
+* ``DATAPLANE`` — Watch, ReportUsage, ReportActivity and every SignIn call: the data-plane token
+  (or the bootstrap admin token; never a created token, since Watch carries decrypted provider
+  secrets and SignIn mints developers' tokens).
 * ``ANY`` — any admin-API principal (WhoAmI).
 * ``ADMIN_ONLY`` — role admin: workspaces, providers, routes, secrets, tokens.
 * ``GLOBAL_READ`` — every admin-API role: providers, routes, prices, data planes.
@@ -25,7 +27,7 @@ of another workspace and for an object that does not exist. Only an unscoped pri
 the handler's NOT_FOUND.
 
 Methods missing from the table are denied to everyone but admins (deny by default); a test
-asserts that every method of the three services has an explicit rule.
+asserts that every method of the four services has an explicit rule.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from controlplane.catalog import developers
 from controlplane.catalog.workspaces import UPDATE_PATHS as WORKSPACE_UPDATE_PATHS
 from controlplane.domain import keys as key_rules
 from controlplane.domain.errors import PermissionDenied, Unauthenticated
@@ -102,6 +105,17 @@ def _key_of(get_id: Callable[[Any], str]) -> Resolve:
     return Resolve(fn, needs_db=True)
 
 
+def _developer_of(get: Callable[[Any], str]) -> Resolve:
+    """A developer named by id or email; its workspace (``None``: no such developer)."""
+
+    def fn(request: Any, s: Session | None) -> Target:
+        assert s is not None
+        label = get(request).strip()[:320]
+        return Target("developer", label, developers.workspace_of(s, label))
+
+    return Resolve(fn, needs_db=True)
+
+
 def _logged_request(request: Any, s: Session | None) -> Target:
     assert s is not None
     rid = request.request_id
@@ -139,6 +153,8 @@ def _workspace_fields(principal: Principal, request: Any) -> None:
 
 
 _A, _T, _D = "/gwapi.v1.Admin/", "/gwapi.v1.Telemetry/", "/gwapi.v1.Discovery/"
+_S = "/gwapi.v1.SignIn/"
+_DATAPLANE = Policy(Rule.DATAPLANE)
 _ADMIN_WRITE = Policy(Rule.ADMIN_ONLY, mutates=True)
 _GLOBAL = Policy(Rule.GLOBAL_READ)
 
@@ -188,8 +204,24 @@ POLICIES: dict[str, Policy] = {
     # -- audit log: filtered to the principal's workspaces
     _A + "ListAudit": _scoped(),
     _A + "TailAudit": _scoped(),
+    # -- sign-in with Claude Code: the SSO configuration is the platform's (admins only);
+    # developers belong to a workspace, like keys
+    _A + "GetSso": Policy(Rule.ADMIN_ONLY),
+    _A + "SetSso": _ADMIN_WRITE,
+    _A + "DeleteSso": _ADMIN_WRITE,
+    _A + "RotateSigningKey": _ADMIN_WRITE,
+    _A + "ListDevelopers": _scoped(),
+    _A + "GetDeveloper": Policy(Rule.WORKSPACE_READ, _developer_of(lambda r: r.id)),
+    _A + "UpdateDeveloper": Policy(Rule.WORKSPACE_WRITE, _developer_of(lambda r: r.developer.id)),
+    _A + "DisableDeveloper": Policy(Rule.WORKSPACE_WRITE, _developer_of(lambda r: r.id)),
+    _A + "EnableDeveloper": Policy(Rule.WORKSPACE_WRITE, _developer_of(lambda r: r.id)),
+    # -- where Claude Code's telemetry goes: global (collector headers are secrets)
+    _A + "ListTelemetryDestinations": _GLOBAL,
+    _A + "AddTelemetryDestination": _ADMIN_WRITE,
+    _A + "RemoveTelemetryDestination": _ADMIN_WRITE,
     # -- telemetry
-    _T + "ReportUsage": Policy(Rule.DATAPLANE),
+    _T + "ReportUsage": _DATAPLANE,
+    _T + "ReportActivity": _DATAPLANE,
     _T + "QueryUsage": _scoped(),
     _T + "TailLogs": _scoped(),
     _T + "ListAlerts": _scoped(),
@@ -198,8 +230,14 @@ POLICIES: dict[str, Policy] = {
     _T + "StreamStats": _scoped(),
     _T + "GetLog": Policy(Rule.WORKSPACE_READ, Resolve(_logged_request, needs_db=True)),
     # -- discovery
-    _D + "Watch": Policy(Rule.DATAPLANE),
+    _D + "Watch": _DATAPLANE,
     _D + "ListDataPlanes": _GLOBAL,
+    # -- sign-in steps, served by data planes
+    _S + "StartDevice": _DATAPLANE,
+    _S + "PollDevice": _DATAPLANE,
+    _S + "BeginBrowser": _DATAPLANE,
+    _S + "CompleteBrowser": _DATAPLANE,
+    _S + "Refresh": _DATAPLANE,
 }
 
 _OPEN_PREFIXES = (
@@ -231,7 +269,8 @@ def describe(p: Principal) -> str:
 
 READ_ONLY = "this token is read-only (viewer)"
 DATAPLANE_ONLY = (
-    "this call needs an admin token; the data-plane token only allows Watch and ReportUsage"
+    "this call needs an admin token; the data-plane token only allows Watch, ReportUsage, "
+    "ReportActivity and the SignIn calls"
 )
 
 

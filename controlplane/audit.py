@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeAlias
 
@@ -36,12 +37,29 @@ from gwapi.v1 import common_pb2 as pb
 
 # The messages an audit row may contain. None of them carries a secret (keys hold only a
 # prefix, providers only ``has_secret``, tokens only a prefix).
-AuditedMessage: TypeAlias = pb.Workspace | pb.VirtualKey | pb.Provider | pb.Route | apb.AdminToken
-_AUDITED_TYPES = (pb.Workspace, pb.VirtualKey, pb.Provider, pb.Route, apb.AdminToken)
-# Output-only fields that change without an admin change (spend, token use), stripped.
-_NOISE = ("budget_status", "last_used_at_ms")
+# The SSO configuration shows only ``has_client_secret``; a developer has no secret at all.
+AuditedMessage: TypeAlias = (
+    pb.Workspace
+    | pb.VirtualKey
+    | pb.Provider
+    | pb.Route
+    | apb.AdminToken
+    | apb.SsoConfig
+    | pb.Developer
+)
+_AUDITED_TYPES = (
+    pb.Workspace,
+    pb.VirtualKey,
+    pb.Provider,
+    pb.Route,
+    apb.AdminToken,
+    apb.SsoConfig,
+    pb.Developer,
+)
+# Output-only fields that change without an admin change (spend, token use, sessions), stripped.
+_NOISE = ("budget_status", "last_used_at_ms", "active_sessions")
 
-RESOURCE_KINDS = ("workspace", "key", "provider", "route", "token")
+RESOURCE_KINDS = ("workspace", "key", "provider", "route", "token", "sso", "developer")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 DEFAULT_QUEUE_SIZE = 1000
@@ -66,6 +84,17 @@ def to_json(msg: AuditedMessage | None) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who the row names when it is not the RPC's caller: a developer signing in through a
+    data plane (role ``developer``, peer = the browser's address), for instance."""
+
+    id: str
+    name: str
+    role: str
+    peer: str = ""
+
+
 def record(
     s: Session,
     now: int,
@@ -76,17 +105,21 @@ def record(
     workspace: str = "",
     before: AuditedMessage | None,
     after: AuditedMessage | None,
+    actor: Actor | None = None,
 ) -> None:
-    """Add the audit row for a change to ``s`` (same transaction as the change itself)."""
+    """Add the audit row for a change to ``s`` (same transaction as the change itself).
+    ``actor`` (optional) names someone other than the caller's principal."""
     if resource_kind not in RESOURCE_KINDS:
         raise ValueError(f"unknown audit resource kind {resource_kind!r}")
-    who = principal()
+    if actor is None:
+        who = principal()
+        actor = Actor(who.id, who.name, who.role.value, who.peer)
     row = AuditRow(
         time_ms=now,
-        actor=who.id,
-        actor_name=who.name,
-        actor_role=who.role.value,
-        peer=who.peer,
+        actor=actor.id,
+        actor_name=actor.name,
+        actor_role=actor.role,
+        peer=actor.peer,
         method=current_method.get(),
         action=action,
         resource_kind=resource_kind,

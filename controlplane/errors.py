@@ -31,6 +31,7 @@ STATUS_BY_ERROR: dict[type[d.DomainError], grpc.StatusCode] = {
     d.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     d.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     d.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    d.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 INTERNAL_MESSAGE = "internal error in the control plane; see its log"
 UNAVAILABLE_MESSAGE = "the control plane's database is unavailable; retry shortly"

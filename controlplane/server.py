@@ -47,9 +47,12 @@ from controlplane.metrics import ControlPlaneMetrics, MetricsServer
 from controlplane.secrets import MasterKey, load_master_key
 from controlplane.services.admin import AdminService
 from controlplane.services.discovery import DiscoveryService
+from controlplane.services.signin import SignInService
 from controlplane.services.state import AppState
 from controlplane.services.telemetry import TelemetryService
 from controlplane.settings import Settings
+from controlplane.signin import reencrypt as signin_reencrypt
+from controlplane.signin.engine import SignIn
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database, redact_url
 from controlplane.usage.alerts import AlertMonitor
@@ -59,6 +62,8 @@ from gwapi.v1 import (
     admin_pb2_grpc,
     discovery_pb2,
     discovery_pb2_grpc,
+    signin_pb2,
+    signin_pb2_grpc,
     telemetry_pb2,
     telemetry_pb2_grpc,
 )
@@ -74,6 +79,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
     discovery_pb2.DESCRIPTOR.services_by_name["Discovery"].full_name,
     telemetry_pb2.DESCRIPTOR.services_by_name["Telemetry"].full_name,
+    signin_pb2.DESCRIPTOR.services_by_name["SignIn"].full_name,
 )
 SERVER_OPTIONS = [
     # Ping idle connections so long-lived Watch streams survive NAT/load-balancer idle timeouts
@@ -115,8 +121,15 @@ def reencrypt_secrets(db: Database, master: MasterKey | None) -> list[str]:
     token = identity.current.set(SYSTEM)
     try:
         names = db.run_sync(lambda s: providers.reencrypt_secrets(s, master, now_ms()))
+        signin_secrets = db.run_sync(lambda s: signin_reencrypt.reencrypt(s, master, now_ms()))
     finally:
         identity.current.reset(token)
+    if signin_secrets:
+        log.info(
+            "re-encrypted %d sign-in secret(s) (SSO client secret, signing keys) under master key %s",
+            signin_secrets,
+            master.key_id,
+        )
     if names:
         log.info(
             "re-encrypted %d stored provider secret(s) under master key %s (previous key ids %s)",
@@ -191,6 +204,8 @@ def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
     admin_pb2_grpc.add_AdminServicer_to_server(AdminService(state), server)
     discovery_pb2_grpc.add_DiscoveryServicer_to_server(DiscoveryService(state), server)
     telemetry_pb2_grpc.add_TelemetryServicer_to_server(TelemetryService(state), server)
+    state.signin = SignIn(state, master)
+    signin_pb2_grpc.add_SignInServicer_to_server(SignInService(state.signin), server)
     state.health = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
     reflection.enable_server_reflection(
@@ -232,6 +247,7 @@ async def start(server: grpc.aio.Server, state: AppState) -> None:
         )
     )
     state.tasks.append(asyncio.create_task(purge_forever(state.db), name="log-body-purge"))
+    state.tasks.append(asyncio.create_task(state.signin.purge_forever(), name="signin-purge"))
     days = state.settings.audit_retention_days
     if days:
         state.tasks.append(
@@ -255,6 +271,7 @@ async def stop(server: grpc.aio.Server, state: AppState, grace: float | None = N
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await state.alerts.close()
+    await state.signin.close()
     if state.metrics_server is not None:
         await state.metrics_server.close()
     state.db.dispose()

@@ -342,6 +342,70 @@ class GatewayClient:
         """The caller's own identity and role (works with any valid token)."""
         return await self._unary("WhoAmI", self._admin.WhoAmI, admin_pb2.WhoAmIRequest())
 
+    # ---- sign-in with Claude Code: SSO and developers ------------------------------------
+
+    async def get_sso(self) -> admin_pb2.SsoConfig:
+        """``configured`` is false when sign-in is off; the client secret is never returned."""
+        return await self._unary("GetSso", self._admin.GetSso, admin_pb2.GetSsoRequest())
+
+    async def set_sso(
+        self, sso: admin_pb2.SsoConfig, client_secret: str = "", paths: Iterable[str] = ()
+    ) -> admin_pb2.SsoConfig:
+        """Only the fields named in ``paths`` change (none = the whole configuration);
+        ``client_secret`` (write only) is stored encrypted on the control plane."""
+        request = admin_pb2.SetSsoRequest(
+            sso=sso,
+            client_secret=client_secret,
+            update_mask=field_mask_pb2.FieldMask(paths=list(paths)),
+        )
+        return await self._unary("SetSso", self._admin.SetSso, request)
+
+    async def delete_sso(self) -> None:
+        await self._unary("DeleteSso", self._admin.DeleteSso, admin_pb2.DeleteSsoRequest())
+
+    async def rotate_signing_key(self) -> admin_pb2.SsoConfig:
+        request = admin_pb2.RotateSigningKeyRequest()
+        return await self._unary("RotateSigningKey", self._admin.RotateSigningKey, request)
+
+    async def list_developers(
+        self, workspace: str = "", include_disabled: bool = False
+    ) -> list[common_pb2.Developer]:
+        request = admin_pb2.ListDevelopersRequest(
+            workspace=workspace, include_disabled=include_disabled
+        )
+        response: admin_pb2.ListDevelopersResponse = await self._unary(
+            "ListDevelopers", self._admin.ListDevelopers, request
+        )
+        return list(response.developers)
+
+    async def get_developer(self, id_or_email: str) -> common_pb2.Developer:
+        request = admin_pb2.GetDeveloperRequest(id=id_or_email)
+        return await self._unary("GetDeveloper", self._admin.GetDeveloper, request)
+
+    async def update_developer(
+        self,
+        developer: common_pb2.Developer,
+        paths: Iterable[str] = (),
+        *,
+        clear_limits: bool = False,
+    ) -> common_pb2.Developer:
+        """Set the developer's own limits (``paths``: limits, limits.budgets, …), or drop them
+        with ``clear_limits`` (the workspace's member limits apply again)."""
+        request = admin_pb2.UpdateDeveloperRequest(
+            developer=developer,
+            update_mask=field_mask_pb2.FieldMask(paths=list(paths)),
+            clear_limits=clear_limits,
+        )
+        return await self._unary("UpdateDeveloper", self._admin.UpdateDeveloper, request)
+
+    async def disable_developer(self, id_or_email: str) -> common_pb2.Developer:
+        request = admin_pb2.DisableDeveloperRequest(id=id_or_email)
+        return await self._unary("DisableDeveloper", self._admin.DisableDeveloper, request)
+
+    async def enable_developer(self, id_or_email: str) -> common_pb2.Developer:
+        request = admin_pb2.EnableDeveloperRequest(id=id_or_email)
+        return await self._unary("EnableDeveloper", self._admin.EnableDeveloper, request)
+
     # ---- discovery & telemetry ------------------------------------------------------------
 
     async def list_dataplanes(self) -> discovery_pb2.ListDataPlanesResponse:
@@ -356,6 +420,7 @@ class GatewayClient:
         group_by: str = "",
         since_ms: int = 0,
         until_ms: int = 0,
+        developer_id: str = "",
     ) -> Sequence[telemetry_pb2.UsageRow]:
         """Rows grouped by ``group_by`` (``""`` = one total row) over ``[since_ms, until_ms)``."""
         request = telemetry_pb2.QueryUsageRequest(
@@ -364,6 +429,7 @@ class GatewayClient:
             group_by=group_by,
             since_ms=since_ms,
             until_ms=until_ms,
+            developer_id=developer_id,
         )
         response: telemetry_pb2.QueryUsageResponse = await self._unary(
             "QueryUsage", self._telemetry.QueryUsage, request
@@ -398,6 +464,7 @@ class GatewayClient:
         workspace: str = "",
         key_id: str = "",
         session_id: str = "",
+        developer_id: str = "",
     ) -> AsyncIterator[telemetry_pb2.UsageEvent]:
         """The last ``limit`` events, oldest first; with ``follow`` then new ones until cancelled.
 
@@ -405,7 +472,12 @@ class GatewayClient:
         connection is (a quiet gateway may send nothing for hours).
         """
         request = telemetry_pb2.TailLogsRequest(
-            follow=follow, limit=limit, workspace=workspace, key_id=key_id, session_id=session_id
+            follow=follow,
+            limit=limit,
+            workspace=workspace,
+            key_id=key_id,
+            session_id=session_id,
+            developer_id=developer_id,
         )
         call = self._telemetry.TailLogs(
             request, metadata=self._metadata, timeout=None if follow else self.timeout
@@ -450,7 +522,7 @@ class GatewayClient:
     async def stream_stats(
         self, group_by: str, window_s: int = 60, workspace: str = ""
     ) -> AsyncIterator[telemetry_pb2.StatsFrame]:
-        """Live stats per ``group_by`` (workspace | key | provider): a frame a second until
+        """Live stats per ``group_by`` (workspace | key | developer | provider): a frame a second until
         cancelled. An older control plane raises ClientError(UNIMPLEMENTED)."""
         request = telemetry_pb2.StreamStatsRequest(
             group_by=group_by, window_s=window_s, workspace=workspace

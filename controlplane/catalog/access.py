@@ -79,7 +79,9 @@ def check_key(
     check_key_models(workspace, models)
 
 
-def check_key_target(s: Session, workspace: WorkspaceRow, provider: str, route: str) -> None:
+def check_key_target(
+    s: Session, workspace: WorkspaceRow, provider: str, route: str, who: str = "the key targets"
+) -> None:
     allowed = allowed_of(workspace)
     if allowed.providers or allowed.routes:
         rules.check_key_target(
@@ -89,6 +91,7 @@ def check_key_target(s: Session, workspace: WorkspaceRow, provider: str, route: 
             provider,
             route,
             route_providers(s, route) if route else (),
+            who,
         )
 
 

@@ -12,6 +12,7 @@ from controlplane.domain.errors import InvalidArgument, shown
 from controlplane.domain.limits import LIMIT_FIELDS, Limits, apply_limits_mask
 
 LIMITS_PATHS = ("limits", *(f"limits.{f}" for f in LIMIT_FIELDS))
+MEMBER_LIMITS_PATHS = ("member_limits", *(f"member_limits.{f}" for f in LIMIT_FIELDS))
 
 
 def now_ms() -> int:
@@ -31,21 +32,40 @@ def resolve_mask(mask: FieldMask, msg: Message, allowed: Sequence[str], what: st
         paths = [p for p in allowed if "." not in p and p in set_fields]
         if not paths:
             raise InvalidArgument(
-                f"nothing to update: set update_mask to one of {', '.join(allowed)}"
+                f"nothing to update: set update_mask to one of {describe_paths(allowed)}"
             )
     unknown = [p for p in paths if p not in allowed]
     if unknown:
         raise InvalidArgument(
-            f"unknown update_mask path {shown(unknown[0])} for {what}: use {', '.join(allowed)}"
+            f"unknown update_mask path {_short(unknown[0])} for {what}: use "
+            f"{describe_paths(allowed)}"
         )
     return paths
 
 
-def masked_limits(current: Limits, incoming: Limits, paths: Sequence[str]) -> Limits | None:
-    """New limits if the mask touches them (``limits`` = whole, ``limits.x`` = one field)."""
-    if "limits" in paths:
+def _short(value: str, limit: int = 48) -> str:
+    """``shown`` with the *escaped* text bounded too (one odd character can take 10)."""
+    text = shown(value, 24)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe_paths(allowed: Sequence[str]) -> str:
+    """The allowed paths, sub-fields folded so the list stays short enough for a terminal (and
+    a gRPC trailer): ``description, limits[.*]`` for ``limits``, ``limits.rpm``…"""
+    tops = list(dict.fromkeys(p.partition(".")[0] for p in allowed))
+    return ", ".join(
+        t + ("[.*]" if any(p.startswith(t + ".") for p in allowed) else "") for t in tops
+    )
+
+
+def masked_limits(
+    current: Limits, incoming: Limits, paths: Sequence[str], field: str = "limits"
+) -> Limits | None:
+    """New limits if the mask touches them (``limits`` = whole, ``limits.x`` = one field;
+    ``field`` names another limits field, e.g. ``member_limits``)."""
+    if field in paths:
         return incoming
-    subfields = [p.split(".", 1)[1] for p in paths if p.startswith("limits.")]
+    subfields = [p.split(".", 1)[1] for p in paths if p.startswith(f"{field}.")]
     if not subfields:
         return None
     return apply_limits_mask(current, incoming, subfields)

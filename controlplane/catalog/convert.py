@@ -13,7 +13,14 @@ from controlplane.domain.workspaces import (
     DEFAULT_LOG_RETENTION_DAYS,
     DEFAULT_REDIS_FAILURE,
 )
-from controlplane.store.models import PriceRow, ProviderRow, RouteRow, VirtualKeyRow, WorkspaceRow
+from controlplane.store.models import (
+    DeveloperRow,
+    PriceRow,
+    ProviderRow,
+    RouteRow,
+    VirtualKeyRow,
+    WorkspaceRow,
+)
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import discovery_pb2 as dpb
 
@@ -71,15 +78,68 @@ def workspace_to_pb(row: WorkspaceRow) -> pb.Workspace:
         allowed_providers=json.loads(row.allowed_providers_json or "[]"),
         allowed_routes=json.loads(row.allowed_routes_json or "[]"),
         allowed_models=json.loads(row.allowed_models_json or "[]"),
+        sso_groups=json.loads(row.sso_groups_json or "[]"),
+        sso_priority=row.sso_priority,
+        member_limits=limits_to_pb(limits_from_json(row.member_limits_json)),
+        member_provider=row.member_provider,
+        member_route=row.member_route,
+        managed_settings_json=row.managed_settings_json,
+        managed_settings_checksum=row.managed_settings_checksum,
+        managed_settings_updated_at_ms=row.managed_settings_updated_at_ms,
     )
 
 
 def workspace_to_snapshot_pb(row: WorkspaceRow) -> pb.Workspace:
     """What data planes need: no ``alert_webhook`` (only the control plane posts alerts, and a
-    webhook URL often embeds a secret that has no business on data-plane disks)."""
+    webhook URL often embeds a secret that has no business on data-plane disks), and no member
+    target (each snapshot developer carries its effective target)."""
     msg = workspace_to_pb(row)
     msg.ClearField("alert_webhook")
+    msg.ClearField("member_provider")
+    msg.ClearField("member_route")
     return msg
+
+
+def effective_limits(row: DeveloperRow, workspace: WorkspaceRow | None) -> Limits:
+    """A developer's own limits when it has an override, else its workspace's member limits."""
+    if row.has_limits:
+        return limits_from_json(row.limits_json)
+    return limits_from_json(workspace.member_limits_json) if workspace is not None else Limits()
+
+
+def developer_to_pb(row: DeveloperRow, workspace: WorkspaceRow | None) -> pb.Developer:
+    """Without ``budget_status`` and ``active_sessions`` (the catalog adds them)."""
+    return pb.Developer(
+        id=row.id,
+        workspace=row.workspace,
+        email=row.email,
+        name=row.name,
+        subject=row.subject,
+        groups=json.loads(row.groups_json or "[]"),
+        limits=limits_to_pb(limits_from_json(row.limits_json) if row.has_limits else Limits()),
+        has_limits=row.has_limits,
+        effective_limits=limits_to_pb(effective_limits(row, workspace)),
+        created_at_ms=row.created_at_ms,
+        last_sign_in_ms=row.last_sign_in_ms,
+        disabled_at_ms=row.disabled_at_ms,
+        updated_at_ms=row.updated_at_ms,
+    )
+
+
+def developer_to_snapshot_pb(
+    row: DeveloperRow, workspace: WorkspaceRow, provider: str, route: str
+) -> dpb.SnapshotDeveloper:
+    return dpb.SnapshotDeveloper(
+        id=row.id,
+        workspace=row.workspace,
+        email=row.email,
+        name=row.name,
+        limits=limits_to_pb(effective_limits(row, workspace)),
+        provider=provider,
+        route=route,
+        disabled=row.disabled_at_ms > 0,
+        tokens_not_before_ms=row.tokens_not_before_ms,
+    )
 
 
 def key_to_pb(row: VirtualKeyRow) -> pb.VirtualKey:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from controlplane import audit
-from controlplane.catalog import access, keys
+from controlplane.catalog import access, keys, members
 from controlplane.catalog.common import describe, resolve_mask
 from controlplane.catalog.convert import provider_to_pb, targets_from_json
 from controlplane.domain import providers as rules
@@ -36,7 +36,7 @@ from controlplane.domain.errors import (
 )
 from controlplane.domain.names import validate_slug
 from controlplane.secrets import MasterKey, require, validate_secret
-from controlplane.store.models import ProviderRow, RouteRow
+from controlplane.store.models import ProviderRow, RouteRow, SsoConfigRow
 from gwapi.v1 import common_pb2 as pb
 
 UPDATE_PATHS = ("base_url", "api_key_env", "options")
@@ -218,6 +218,16 @@ def routes_using(s: Session, provider: str) -> list[str]:
     ]
 
 
+def sso_default_target(s: Session) -> tuple[str, str] | None:
+    """``("provider", name)`` or ``("route", name)``: sign-in's default target, if any."""
+    row = s.get(SsoConfigRow, 1)
+    if row is None:
+        return None
+    if row.default_provider:
+        return ("provider", row.default_provider)
+    return ("route", row.default_route) if row.default_route else None
+
+
 def delete_provider(s: Session, name: str, now: int) -> None:
     """Refused while active keys target it directly, any route lists it, or any workspace's
     ``allowed_providers`` names it."""
@@ -227,6 +237,11 @@ def delete_provider(s: Session, name: str, now: int) -> None:
     users += [
         f"workspace {w!r} (allowed_providers)" for w in access.workspaces_allowing(s, provider=name)
     ]
+    users += [
+        f"workspace {w!r} (member_provider)" for w in members.workspaces_targeting(s, provider=name)
+    ]
+    if sso_default_target(s) == ("provider", name):
+        users.append("sign-in (the SSO default_provider)")
     if users:
         raise FailedPrecondition(
             f"provider {name!r} is still used by {describe(users)}; point them elsewhere or "

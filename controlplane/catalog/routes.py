@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from controlplane import audit
-from controlplane.catalog import access, keys
+from controlplane.catalog import access, keys, members, providers
 from controlplane.catalog.common import describe, resolve_mask
 from controlplane.catalog.convert import (
     route_to_pb,
@@ -133,6 +133,11 @@ def delete_route(s: Session, name: str, now: int) -> None:
     users += [
         f"workspace {w!r} (allowed_routes)" for w in access.workspaces_allowing(s, route=name)
     ]
+    users += [
+        f"workspace {w!r} (member_route)" for w in members.workspaces_targeting(s, route=name)
+    ]
+    if providers.sso_default_target(s) == ("route", name):
+        users.append("sign-in (the SSO default_route)")
     if users:
         raise FailedPrecondition(
             f"route {name!r} is still used by {describe(users)}; point the keys elsewhere or "

@@ -4,7 +4,12 @@ Settings besides limits: ``timezone`` (calendar budget periods), ``redis_failure
 planes do while Redis is unreachable) and ``alert_webhook``. Get and List also report each
 budget's current period and spend (``budget_status``), computed by
 :mod:`controlplane.usage.spend` like the snapshot's seeds. Access controls (``allowed_providers``,
-``allowed_routes``, ``allowed_models``): :mod:`controlplane.catalog.access`.
+``allowed_routes``, ``allowed_models``): :mod:`controlplane.catalog.access`. Sign-in fields
+(``sso_groups``, member limits and target, managed settings): :mod:`controlplane.catalog.members`.
+
+Deleting a workspace keeps the developers that signed in to it (their id, identity and spend):
+they are left out of snapshots and their refresh tokens are refused until a new sign-in maps
+them to an existing workspace.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
 from controlplane import audit
-from controlplane.catalog import access
+from controlplane.catalog import access, members
 from controlplane.catalog.common import LIMITS_PATHS, describe, masked_limits, resolve_mask
 from controlplane.catalog.convert import key_to_pb, limits_from_pb, workspace_to_pb
 from controlplane.domain.errors import AlreadyExists, FailedPrecondition, NotFound
@@ -45,6 +50,7 @@ UPDATE_PATHS = (
     "log_retention_days",
     *access.UPDATE_PATHS,
     *LIMITS_PATHS,
+    *members.UPDATE_PATHS,
 )
 
 
@@ -73,6 +79,7 @@ def create(s: Session, msg: pb.Workspace, now: int) -> pb.Workspace:
         updated_at_ms=now,
     )
     access.store_allowed(s, row, msg, access.UPDATE_PATHS)
+    members.store(s, row, msg, members.CREATE_PATHS, now)
     if s.get(WorkspaceRow, name) is not None:
         raise AlreadyExists(f"workspace {name!r} already exists")
     s.add(row)
@@ -132,6 +139,7 @@ def update(s: Session, msg: pb.Workspace, mask: FieldMask, now: int) -> pb.Works
     # Narrowing is allowed while keys fall outside the new lists: data planes refuse those keys
     # (403) until they are updated; `gwctl workspaces show` lists them.
     access.store_allowed(s, row, msg, paths)
+    members.store(s, row, msg, paths, now)
     current = limits_from_json(row.limits_json)
     new_limits = masked_limits(current, limits_from_pb(msg.limits), paths)
     if new_limits is not None:

@@ -44,20 +44,22 @@ def check_key_target(
     provider: str,
     route: str,
     route_providers: Sequence[str] = (),
+    who: str = "the key targets",
 ) -> None:
-    """:class:`InvalidArgument` unless a key on ``provider``/``route`` is within the workspace."""
+    """:class:`InvalidArgument` unless a key on ``provider``/``route`` is within the workspace
+    (``who`` says what targets it in the message, e.g. "the workspace's developers target")."""
     denial = target_denial(allowed_providers, allowed_routes, provider, route, route_providers)
     if denial is None:
         return
     allowed = allowed_targets_text(allowed_providers, allowed_routes)
     if denial.via_route:
         raise InvalidArgument(
-            f"workspace {workspace!r} allows {allowed}; the key targets route "
+            f"workspace {workspace!r} allows {allowed}; {who} route "
             f"{denial.via_route!r}, which reaches provider {denial.name!r}: pick a route within "
             f"those providers, or add the route to the workspace's allowed_routes"
         )
     raise InvalidArgument(
-        f"workspace {workspace!r} allows {allowed}; the key targets {denial.kind} "
+        f"workspace {workspace!r} allows {allowed}; {who} {denial.kind} "
         f"{denial.name!r}: pick one of those, or add it to the workspace's "
         f"allowed_{denial.kind}s"
     )

@@ -64,3 +64,7 @@ class PermissionDenied(DomainError):
 
 class Unauthenticated(DomainError):
     """The caller did not prove who it is."""
+
+
+class Unavailable(DomainError):
+    """Something the control plane depends on (an identity provider) cannot be used right now."""

@@ -100,7 +100,12 @@ def alert_text(
 ) -> str:
     """``Key 'alice' (workspace team-a) reached 80 % of its budget of $50.00/day: $40.01
     spent (80.0 %); it resets at 2026-11-29T00:00:00Z.``"""
-    who = f"Key {name!r} (workspace {workspace})" if scope == "key" else f"Workspace {workspace!r}"
+    if scope == "key":
+        who = f"Key {name!r} (workspace {workspace})"
+    elif scope == "developer":
+        who = f"Developer {name!r} (workspace {workspace})"
+    else:
+        who = f"Workspace {workspace!r}"
     resets = f"it resets at {format_ms(window.end_ms)}" if window.bounded else "it never resets"
     return (
         f"{who} reached {threshold} % of its budget of {format_budget(budget)}: "

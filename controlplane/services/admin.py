@@ -12,7 +12,7 @@ from typing import Any
 
 from google.protobuf.empty_pb2 import Empty
 
-from controlplane.catalog import keys, prices, providers, routes, workspaces
+from controlplane.catalog import developers, keys, prices, providers, routes, sso, workspaces
 from controlplane.catalog.common import now_ms
 from controlplane.errors import grpc_errors
 from controlplane.identity import principal
@@ -185,3 +185,68 @@ class AdminService(TokenRpcs, AuditRpcs, admin_pb2_grpc.AdminServicer):
         self, request: apb.ListPricesRequest, context: Ctx
     ) -> apb.ListPricesResponse:
         return apb.ListPricesResponse(prices=await self._s.db.read(prices.list_all))
+
+    # -- sign-in with Claude Code: SSO ------------------------------------------------------
+
+    async def GetSso(self, request: apb.GetSsoRequest, context: Ctx) -> apb.SsoConfig:
+        return await self._s.db.read(sso.get)
+
+    async def SetSso(self, request: apb.SetSsoRequest, context: Ctx) -> apb.SsoConfig:
+        master = self._s.cache.master
+        config = await self._s.mutate(lambda s, now: sso.set_sso(s, request, now, master))
+        self._s.signin.directory.forget()  # a new issuer's documents are fetched afresh
+        log.info("sign-in configured (issuer %s)", config.issuer)  # never the client secret
+        return config
+
+    async def DeleteSso(self, request: apb.DeleteSsoRequest, context: Ctx) -> Empty:
+        await self._s.mutate(lambda s, now: sso.delete(s, now))
+        self._s.signin.directory.forget()
+        log.info("sign-in turned off: signing keys deleted, every refresh token revoked")
+        return Empty()
+
+    async def RotateSigningKey(
+        self, request: apb.RotateSigningKeyRequest, context: Ctx
+    ) -> apb.SsoConfig:
+        master = self._s.cache.master
+        config = await self._s.mutate(lambda s, now: sso.rotate_signing_key(s, now, master))
+        log.info("sign-in: new access-token signing key %s", config.signing_key_id)
+        return config
+
+    # -- developers ---------------------------------------------------------------------------
+
+    async def ListDevelopers(
+        self, request: apb.ListDevelopersRequest, context: Ctx
+    ) -> apb.ListDevelopersResponse:
+        now = now_ms()
+        scope = principal().workspaces
+        items = await self._s.db.read(
+            lambda s: developers.list_developers(
+                s, request.workspace, request.include_disabled, now, scope
+            )
+        )
+        return apb.ListDevelopersResponse(developers=items)
+
+    async def GetDeveloper(self, request: apb.GetDeveloperRequest, context: Ctx) -> pb.Developer:
+        now = now_ms()
+        return await self._s.db.read(lambda s: developers.get(s, request.id, now))
+
+    async def UpdateDeveloper(
+        self, request: apb.UpdateDeveloperRequest, context: Ctx
+    ) -> pb.Developer:
+        dev = await self._s.mutate(lambda s, now: developers.update(s, request, now))
+        log.info("developer %s updated", dev.id)
+        return dev
+
+    async def DisableDeveloper(
+        self, request: apb.DisableDeveloperRequest, context: Ctx
+    ) -> pb.Developer:
+        dev = await self._s.mutate(lambda s, now: developers.disable(s, request.id, now))
+        log.info("developer %s disabled: tokens refused, sessions revoked", dev.id)
+        return dev
+
+    async def EnableDeveloper(
+        self, request: apb.EnableDeveloperRequest, context: Ctx
+    ) -> pb.Developer:
+        dev = await self._s.mutate(lambda s, now: developers.enable(s, request.id, now))
+        log.info("developer %s enabled", dev.id)
+        return dev

@@ -40,6 +40,7 @@ class AppState:
     metrics: ControlPlaneMetrics = field(default_factory=ControlPlaneMetrics)
     metrics_server: MetricsServer | None = None  # with --metrics-listen
     authenticator: Authenticator | None = None  # the interceptor's (RevokeToken empties its cache)
+    signin: Any = None  # controlplane.signin.engine.SignIn, set by the server
 
     async def mutate(self, fn: Callable[[Session, int], T]) -> T:
         """Run ``fn(session, now_ms)`` in one committed transaction, then publish a new snapshot.

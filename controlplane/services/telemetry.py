@@ -36,6 +36,7 @@ def _matches(ev: tpb.UsageEvent, req: tpb.TailLogsRequest, scope: frozenset[str]
         and (not req.workspace or ev.workspace == req.workspace)
         and (not req.key_id or ev.key_id == req.key_id)
         and (not req.session_id or ev.session_id == req.session_id)
+        and (not req.developer_id or ev.developer_id == req.developer_id)
     )
 
 
@@ -92,7 +93,13 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
         try:
             history = await self._s.db.read(
                 lambda s: recent_events(
-                    s, request.limit, request.workspace, request.key_id, request.session_id, scope
+                    s,
+                    request.limit,
+                    request.workspace,
+                    request.key_id,
+                    request.session_id,
+                    scope,
+                    request.developer_id,
                 )
             )
             sent = set()

@@ -25,6 +25,19 @@ Contract:
   cannot be decrypted (no master key, another master key, damaged) is left out and described in
   ``warnings``: its provider answers "credentials not received" on the data planes while every
   other change keeps flowing (a revocation must never wait for a key problem to be fixed).
+* Sign-in (only when SSO is configured; otherwise ``sso``, ``developers`` and
+  ``signing_keys`` are empty, so no access token verifies anywhere): ``sso`` (enabled, issuer);
+  ``developers`` by id, disabled ones included (data planes say "disabled" rather than
+  "unknown"), each with its effective limits (own override, else the workspace's
+  ``member_limits``) and effective target (the workspace's member target, else the SSO default,
+  else the only provider when exactly one exists). A developer whose workspace no longer exists
+  is left out (its tokens are refused; it is mapped again at its next sign-in). A developer
+  without a usable target is published with an empty target (its requests get 503 on the data
+  plane) and described in ``notices``: it is not a reason to withhold the whole snapshot.
+  ``signing_keys`` are the live keys (:func:`controlplane.signin.signing_keys.live`) decrypted
+  with the master key, by kid; one that cannot be decrypted is left out and described in
+  ``warnings`` like a provider secret. Developers with budgets get spend seeds (scope
+  ``developer``), computed like a key's.
 """
 
 from __future__ import annotations
@@ -34,6 +47,7 @@ import hashlib
 from sqlmodel import Session, col, select
 
 from controlplane.catalog.convert import (
+    developer_to_snapshot_pb,
     key_to_snapshot_pb,
     price_to_pb,
     provider_to_pb,
@@ -42,8 +56,25 @@ from controlplane.catalog.convert import (
 )
 from controlplane.domain.errors import FailedPrecondition
 from controlplane.secrets import MasterKey, require
-from controlplane.store.models import PriceRow, ProviderRow, RouteRow, VirtualKeyRow, WorkspaceRow
-from controlplane.usage.spend import Scope, current_spend, key_scope, seed_pb, workspace_scope
+from controlplane.signin import config as sso_config
+from controlplane.signin import signing_keys
+from controlplane.store.models import (
+    DeveloperRow,
+    PriceRow,
+    ProviderRow,
+    RouteRow,
+    SsoConfigRow,
+    VirtualKeyRow,
+    WorkspaceRow,
+)
+from controlplane.usage.spend import (
+    Scope,
+    current_spend,
+    developer_scope,
+    key_scope,
+    seed_pb,
+    workspace_scope,
+)
 from gwapi.v1 import discovery_pb2 as dpb
 
 VERSION_HEX_CHARS = 16
@@ -67,21 +98,75 @@ def content_version(snapshot: dpb.Snapshot) -> str:
     return digest[:VERSION_HEX_CHARS]
 
 
+def _signin(
+    s: Session,
+    snap: dpb.Snapshot,
+    sso: SsoConfigRow,
+    spaces: dict[str, WorkspaceRow],
+    now_ms: int,
+    master: MasterKey | None,
+    warnings: list[str] | None,
+    notices: list[str] | None,
+) -> list[Scope]:
+    """Fill the sign-in part of ``snap``; returns the developers' budget scopes."""
+    snap.sso.CopyFrom(dpb.SsoInfo(enabled=True, issuer=sso.issuer))
+    for key in signing_keys.live(s, now_ms, sso_config.ttls_of(sso).access_token_s):
+        try:
+            secret = signing_keys.decrypt(master, key)
+        except FailedPrecondition as exc:
+            if warnings is not None:
+                warnings.append(exc.message)
+            continue
+        current = key.retired_at_ms == 0
+        snap.signing_keys.append(
+            dpb.SigningKey(
+                kid=key.kid, key=secret, current=current, created_at_ms=key.created_at_ms
+            )
+        )
+    providers = [p.name for p in snap.providers]
+    only = providers[0] if len(providers) == 1 else ""
+    scopes: list[Scope] = []
+    for dev in s.exec(select(DeveloperRow).order_by(col(DeveloperRow.id))):
+        ws = spaces.get(dev.workspace)
+        if ws is None:
+            continue
+        if ws.member_provider or ws.member_route:
+            provider, route = ws.member_provider, ws.member_route
+        elif sso.default_provider or sso.default_route:
+            provider, route = sso.default_provider, sso.default_route
+        else:
+            provider, route = only, ""
+        if not provider and not route and notices is not None and not dev.disabled_at_ms:
+            notices.append(
+                f"developer {dev.id} ({dev.email}): no provider for signed-in developers in "
+                f"workspace {ws.name!r}: set its member_provider or member_route, or the SSO "
+                "default target (gwctl sso set --default-provider …)"
+            )
+        snap.developers.append(developer_to_snapshot_pb(dev, ws, provider, route))
+        if not dev.disabled_at_ms:
+            scopes.append(developer_scope(dev, ws))
+    return scopes
+
+
 def read_snapshot(
     s: Session,
     now_ms: int = 0,
     master: MasterKey | None = None,
     warnings: list[str] | None = None,
+    notices: list[str] | None = None,
 ) -> dpb.Snapshot:
     """Read every table into an unversioned snapshot (``version``/``built_at_ms`` empty), with
     spend seeds for the periods current at ``now_ms`` and the secrets ``master`` decrypts;
-    secrets it cannot decrypt are described in ``warnings``."""
+    secrets it cannot decrypt are described in ``warnings``, developers without a target in
+    ``notices``."""
     snap = dpb.Snapshot()
     zones: dict[str, str] = {}
+    spaces: dict[str, WorkspaceRow] = {}
     scopes: list[Scope] = []
     for ws in s.exec(select(WorkspaceRow).order_by(col(WorkspaceRow.name))):
         snap.workspaces.append(workspace_to_snapshot_pb(ws))
         zones[ws.name] = ws.timezone
+        spaces[ws.name] = ws
         scopes.append(workspace_scope(ws))
     for key in s.exec(select(VirtualKeyRow).order_by(col(VirtualKeyRow.id))):
         snap.keys.append(key_to_snapshot_pb(key))
@@ -105,6 +190,9 @@ def read_snapshot(
         snap.routes.append(route_to_pb(route))
     for price in s.exec(select(PriceRow).order_by(col(PriceRow.model_prefix))):
         snap.prices.append(price_to_pb(price))
+    sso = sso_config.row(s)
+    if sso is not None:
+        scopes += _signin(s, snap, sso, spaces, now_ms, master, warnings, notices)
     seeds = [seed_pb(sp) for sp in current_spend(s, [sc for sc in scopes if sc.budgets], now_ms)]
     seeds.sort(key=lambda e: (e.scope, e.id, e.period))
     snap.spend.extend(seeds)
@@ -132,6 +220,15 @@ def validate(snap: dpb.Snapshot) -> list[str]:
             problems.append(f"key {key.id}: provider {key.provider!r} does not exist")
         elif key.route and key.route not in routes:
             problems.append(f"key {key.id}: route {key.route!r} does not exist")
+    for dev in snap.developers:
+        if dev.workspace not in workspaces:
+            problems.append(f"developer {dev.id}: workspace {dev.workspace!r} does not exist")
+        # A missing target is not a problem for the whole snapshot (the builder leaves it empty
+        # and warns; data planes answer 503 for that developer), a dangling one is.
+        if dev.provider and dev.provider not in providers:
+            problems.append(f"developer {dev.id}: provider {dev.provider!r} does not exist")
+        if dev.route and dev.route not in routes:
+            problems.append(f"developer {dev.id}: route {dev.route!r} does not exist")
     for route in snap.routes:
         if not route.targets:
             problems.append(f"route {route.name!r}: has no targets")
@@ -148,9 +245,10 @@ def build(
     now_ms: int,
     master: MasterKey | None = None,
     warnings: list[str] | None = None,
+    notices: list[str] | None = None,
 ) -> dpb.Snapshot:
     """Read, validate and version a snapshot. Raises :class:`InvalidSnapshot`."""
-    snap = read_snapshot(s, now_ms, master, warnings)
+    snap = read_snapshot(s, now_ms, master, warnings, notices)
     problems = validate(snap)
     if problems:
         raise InvalidSnapshot(problems)

@@ -19,9 +19,10 @@ previous one started. So under steady traffic spend reaches data planes every
 An invalid snapshot is never published: the last good one stays current and the problem is
 logged (and kept in :attr:`last_error`).
 
-Provider secrets are decrypted with ``master`` on every build; one that cannot be decrypted is
-left out of the snapshot and logged at ERROR when the set of such problems changes (kept in
-:attr:`secret_problems`).
+Provider secrets (and sign-in's signing keys) are decrypted with ``master`` on every build; one
+that cannot be decrypted is left out of the snapshot and logged at ERROR when the set of such
+problems changes (kept in :attr:`secret_problems`). Signed-in developers without a target are
+logged at WARNING the same way (kept in :attr:`notices`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class SnapshotCache:
         self._db = db
         self._master = master
         self.secret_problems: tuple[str, ...] = ()
+        self.notices: tuple[str, ...] = ()
         self._current: dpb.Snapshot | None = None
         self._changed = asyncio.Condition()
         self._rebuild_lock = asyncio.Lock()
@@ -123,8 +125,10 @@ class SnapshotCache:
         started = time.perf_counter()
         try:
             warnings: list[str] = []
-            snap = build(s, now_ms(), self._master, warnings)
+            notices: list[str] = []
+            snap = build(s, now_ms(), self._master, warnings, notices)
             self._note_secret_problems(tuple(warnings))
+            self._note_notices(tuple(notices))
             return snap
         except InvalidSnapshot as exc:
             self.last_error = str(exc)
@@ -144,6 +148,12 @@ class SnapshotCache:
                 if problem not in self.secret_problems:
                     log.error("secret left out of the snapshot: %s", problem)
         self.secret_problems = problems
+
+    def _note_notices(self, notices: tuple[str, ...]) -> None:
+        for notice in notices:
+            if notice not in self.notices:
+                log.warning("snapshot: %s", notice)
+        self.notices = notices
 
     def _install(self, snap: dpb.Snapshot | None, *, quiet: bool = False) -> bool:
         if snap is None:

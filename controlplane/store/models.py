@@ -364,7 +364,10 @@ class DeveloperRow(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=32)  # "dev_…", public, safe to log
     issuer: str = ""
     subject: str = Field(default="", max_length=255)
-    workspace: str = Field(foreign_key="workspace.name", index=True)
+    # No foreign key on purpose: a developer outlives the deletion of its workspace (id, spend
+    # and identity are kept); it is left out of snapshots and its refresh tokens are refused
+    # until the next sign-in maps it to an existing workspace.
+    workspace: str = Field(default="", index=True)
     email: str = Field(default="", index=True)
     name: str = ""
     groups_json: str = Field(default="[]", sa_column=_json("[]"))

@@ -3,7 +3,7 @@
 Contract:
 
 * :meth:`AlertMonitor.note` is called by ingest with the events it newly stored; it only records
-  which keys and workspaces were touched and returns at once. A background task then checks
+  which keys, workspaces and developers were touched and returns at once. A background task then checks
   those scopes (:func:`detect`, with the same spend computation as the snapshot seeds and
   ``budget_status``) and records every threshold reached in the current period of each budget.
   Nothing here can slow down, block or fail an ingest; a failed check is logged and the next
@@ -66,11 +66,16 @@ def _identity(values: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def detect(
-    s: Session, key_ids: Iterable[str], workspaces: Iterable[str], now_ms: int
+    s: Session,
+    key_ids: Iterable[str],
+    workspaces: Iterable[str],
+    now_ms: int,
+    developer_ids: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
     """Row values of the alerts due for these scopes and not recorded yet (read only)."""
     candidates: list[dict[str, Any]] = []
-    for spend in current_spend(s, scopes_for(s, key_ids=key_ids, workspaces=workspaces), now_ms):
+    scopes = scopes_for(s, key_ids=key_ids, workspaces=workspaces, developer_ids=developer_ids)
+    for spend in current_spend(s, scopes, now_ms):
         scope, budget, window = spend.scope, spend.budget, spend.window
         for threshold in thresholds_reached(spend.spent_micros, budget.amount_micros):
             candidates.append(
@@ -276,6 +281,7 @@ class AlertMonitor:
         self.backoff_s = backoff_s
         self._keys: set[str] = set()
         self._workspaces: set[str] = set()
+        self._developers: set[str] = set()
         self._checker: asyncio.Task[None] | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
@@ -290,27 +296,35 @@ class AlertMonitor:
                 self._keys.add(ev.key_id)
             if ev.workspace:
                 self._workspaces.add(ev.workspace)
-        if (self._keys or self._workspaces) and (self._checker is None or self._checker.done()):
+            if ev.developer_id:
+                self._developers.add(ev.developer_id)
+        pending = self._keys or self._workspaces or self._developers
+        if pending and (self._checker is None or self._checker.done()):
             self._checker = asyncio.get_running_loop().create_task(
                 self._check_pending(), name="budget-alerts"
             )
 
     async def _check_pending(self) -> None:
-        while (self._keys or self._workspaces) and not self._closed:
+        while (self._keys or self._workspaces or self._developers) and not self._closed:
             keys, self._keys = self._keys, set()
             workspaces, self._workspaces = self._workspaces, set()
+            developers, self._developers = self._developers, set()
             try:
-                await self.check(keys, workspaces)
+                await self.check(keys, workspaces, developer_ids=developers)
             except Exception:
                 log.exception("budget alert check failed; the next ingest checks again")
 
     async def check(
-        self, key_ids: Iterable[str], workspaces: Iterable[str], now_ms: int | None = None
+        self,
+        key_ids: Iterable[str],
+        workspaces: Iterable[str],
+        now_ms: int | None = None,
+        developer_ids: Iterable[str] = (),
     ) -> list[RecordedAlert]:
         """Record the alerts due for these scopes; schedule their webhooks; return them."""
         now = now_ms if now_ms is not None else _now_ms()
-        keys, names = list(key_ids), list(workspaces)
-        candidates = await self._db.read(lambda s: detect(s, keys, names, now))
+        keys, names, devs = list(key_ids), list(workspaces), list(developer_ids)
+        candidates = await self._db.read(lambda s: detect(s, keys, names, now, devs))
         if not candidates:
             return []
         recorded = await self._db.run(lambda s: record(s, candidates))

@@ -36,6 +36,8 @@ _SCALARS = (
     "client_disconnected",
     "cache_status",
     "cost_saved_micros",
+    "developer_id",
+    "developer_email",
 )
 _USAGE = (
     "input_tokens",

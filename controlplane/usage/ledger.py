@@ -1,11 +1,15 @@
 """Queries over the usage ledger: QueryUsage aggregates and TailLogs history.
 
-QueryUsage contract: filter by workspace, key id and ``[since_ms, until_ms)`` (``until_ms`` 0 =
-no upper bound, i.e. up to now, tolerant of data-plane clock skew); group by one dimension:
+QueryUsage contract: filter by workspace, key id, developer id and ``[since_ms, until_ms)``
+(``until_ms`` 0 = no upper bound, i.e. up to now, tolerant of data-plane clock skew); group by one
+dimension:
 
 * ``""`` — one total row (always present, zeros when nothing matched), group ``""``;
 * ``workspace`` | ``key`` (key id) | ``provider`` | ``session`` | ``client_version`` (Claude
   Code's version from the user-agent; ``""`` for other clients) — a column;
+* ``developer`` — the signed-in developer (by id; the row's group and ``developer_email`` are
+  the developer's current email, ``workspace`` its current workspace, both as the ledger last
+  recorded them when the developer no longer exists); virtual-key traffic forms group ``""``;
 * ``model`` — the model served, or the requested one when nothing was served;
 * ``day`` — the UTC calendar day ``YYYY-MM-DD``;
 * ``metadata.<field>`` — a value of the request's metadata; events without it form group ``""``.
@@ -30,6 +34,7 @@ from sqlalchemy import ColumnElement, case, func
 from sqlmodel import Session, col, select
 
 from controlplane.domain.errors import InvalidArgument
+from controlplane.store.models import DeveloperRow
 from controlplane.store.models import UsageEventRow as U
 from controlplane.usage.events import row_to_event
 from gwapi.v1 import telemetry_pb2 as tpb
@@ -39,6 +44,7 @@ GROUPS = (
     "",
     "workspace",
     "key",
+    "developer",
     "model",
     "provider",
     "session",
@@ -55,6 +61,7 @@ def _group_expr(group_by: str) -> ColumnElement[Any] | None:
     columns: dict[str, Any] = {
         "workspace": col(U.workspace),
         "key": col(U.key_id),
+        "developer": col(U.developer_id),
         "provider": col(U.provider),
         "session": col(U.session_id),
         "client_version": col(U.client_version),
@@ -79,6 +86,8 @@ def _filters(req: tpb.QueryUsageRequest, scope: frozenset[str]) -> list[ColumnEl
         conds.append(col(U.workspace) == req.workspace)
     if req.key_id:
         conds.append(col(U.key_id) == req.key_id)
+    if req.developer_id:
+        conds.append(col(U.developer_id) == req.developer_id)
     if req.since_ms:
         conds.append(col(U.time_ms) >= req.since_ms)
     if req.until_ms:
@@ -122,6 +131,8 @@ def query_usage(
         func.coalesce(func.min(col(U.time_ms)), 0).label("first_ms"),
         func.coalesce(func.max(col(U.time_ms)), 0).label("last_ms"),
         func.coalesce(func.max(col(U.key_id)), "").label("key_id"),
+        func.coalesce(func.max(col(U.developer_email)), "").label("developer_email"),
+        func.coalesce(func.max(col(U.workspace)), "").label("workspace"),
     ]
     stmt = select(*([group.label("grp")] if group is not None else []), *measures)
     for cond in _filters(req, scope):
@@ -131,6 +142,11 @@ def query_usage(
     result = s.exec(stmt).all()
 
     acc: dict[str, tpb.UsageRow] = {}
+    developers = (
+        _developers(s, [str(r._mapping["grp"] or "") for r in result])
+        if group_by == "developer"
+        else {}
+    )
     for r in result:
         m = r._mapping
         if group is None:
@@ -144,6 +160,13 @@ def query_usage(
         row = acc.get(label)
         if row is None:
             row = acc[label] = tpb.UsageRow(group=label, first_ms=int(m["first_ms"]))
+            if group_by == "developer" and label:
+                # Grouped by id (two people may share an email); shown by email.
+                email, workspace = developers.get(
+                    label, (str(m["developer_email"] or ""), str(m["workspace"] or ""))
+                )
+                row.group = email or label
+                row.developer_email, row.workspace = email, workspace
         if group_by == "session":
             row.key_id = max(row.key_id, str(m["key_id"] or ""))
         if m["requests"]:
@@ -163,6 +186,19 @@ def query_usage(
     return rows
 
 
+def _developers(s: Session, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """``{developer id: (email, workspace)}`` as the developer table has them now."""
+    wanted = sorted({i for i in ids if i})
+    out: dict[str, tuple[str, str]] = {}
+    for start in range(0, len(wanted), 500):
+        stmt = select(DeveloperRow.id, DeveloperRow.email, DeveloperRow.workspace).where(
+            col(DeveloperRow.id).in_(wanted[start : start + 500])
+        )
+        for dev_id, email, workspace in s.exec(stmt).all():
+            out[dev_id] = (email, workspace)
+    return out
+
+
 def recent_events(
     s: Session,
     limit: int,
@@ -170,9 +206,11 @@ def recent_events(
     key_id: str = "",
     session_id: str = "",
     scope: frozenset[str] = frozenset(),
+    developer_id: str = "",
 ) -> Sequence[tpb.UsageEvent]:
     """The ``limit`` most recent events (by request time), oldest first; optionally only one
-    workspace's, key's or session's, and (``scope`` non-empty) only of those workspaces."""
+    workspace's, key's, session's or developer's, and (``scope`` non-empty) only of those
+    workspaces."""
     limit = DEFAULT_TAIL if limit <= 0 else min(limit, MAX_TAIL)
     stmt = select(U)
     if scope:
@@ -183,6 +221,8 @@ def recent_events(
         stmt = stmt.where(U.key_id == key_id)
     if session_id:
         stmt = stmt.where(U.session_id == session_id)
+    if developer_id:
+        stmt = stmt.where(U.developer_id == developer_id)
     stmt = stmt.order_by(col(U.time_ms).desc(), col(U.request_id).desc()).limit(limit)
     rows = list(s.exec(stmt).all())
     rows.reverse()

@@ -5,7 +5,7 @@ and budget alerts, so the three always agree.
 
 Contract of :func:`current_spend`: for every budget of every given scope, the sum of
 ``cost_micros`` of the ledger events of that scope (``key_id`` for a key, ``workspace`` for a
-workspace) whose request time ``time_ms`` lies in the budget's current window
+workspace, ``developer_id`` for a signed-in developer, whatever workspace it was in) whose request time ``time_ms`` lies in the budget's current window
 (:func:`controlplane.domain.spend.current_window`, in the workspace's time zone; a lifetime budget
 sums all time). Scopes sharing a window are summed in one ``GROUP BY`` query over the
 ``(scope column, time_ms, cost_micros)`` indexes, so the cost grows with the number of distinct
@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from controlplane.catalog.convert import effective_limits
 from controlplane.domain.budgets import Budget
 from controlplane.domain.limits import limits_from_json
 from controlplane.domain.spend import Window, current_window
+from controlplane.store.models import DeveloperRow, VirtualKeyRow, WorkspaceRow
 from controlplane.store.models import UsageEventRow as U
-from controlplane.store.models import VirtualKeyRow, WorkspaceRow
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import discovery_pb2 as dpb
 
@@ -37,11 +38,11 @@ IN_CHUNK = 500  # ids per IN (...) list: far below every bind-parameter limit
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """A key or a workspace with its budgets and the time zone its periods follow."""
+    """A key, a workspace or a developer with its budgets and the time zone its periods follow."""
 
-    kind: str  # "key" | "workspace"
-    id: str  # key id or workspace name
-    name: str  # key name or workspace name
+    kind: str  # "key" | "workspace" | "developer"
+    id: str  # key id, workspace name or developer id
+    name: str  # key name, workspace name or developer email
     workspace: str
     budgets: tuple[Budget, ...]
     tz: str
@@ -78,6 +79,22 @@ def key_scope(row: VirtualKeyRow, tz: str) -> Scope:
     )
 
 
+def developer_scope(row: DeveloperRow, workspace: WorkspaceRow | None) -> Scope:
+    """Budgets are the effective ones (own override, else the workspace's member limits); the
+    periods follow the time zone of the developer's workspace."""
+    return Scope(
+        kind="developer",
+        id=row.id,
+        name=row.email,
+        workspace=row.workspace,
+        budgets=effective_limits(row, workspace).budgets,
+        tz=workspace.timezone if workspace is not None else "",
+    )
+
+
+_COLUMNS = {"key": col(U.key_id), "workspace": col(U.workspace), "developer": col(U.developer_id)}
+
+
 def _window(budget: Budget, now_ms: int, scope: Scope) -> Window:
     try:
         return current_window(budget.period, now_ms, scope.tz)
@@ -87,7 +104,7 @@ def _window(budget: Budget, now_ms: int, scope: Scope) -> Window:
 
 
 def _sums(s: Session, kind: str, ids: Sequence[str], window: Window) -> dict[str, int]:
-    column = col(U.key_id) if kind == "key" else col(U.workspace)
+    column = _COLUMNS[kind]
     sums: dict[str, int] = {}
     for start in range(0, len(ids), IN_CHUNK):
         stmt = select(column, func.coalesce(func.sum(U.cost_micros), 0)).where(
@@ -120,15 +137,23 @@ def current_spend(s: Session, scopes: Iterable[Scope], now_ms: int) -> list[Budg
 
 
 def scopes_for(
-    s: Session, *, key_ids: Iterable[str] = (), workspaces: Iterable[str] = ()
+    s: Session,
+    *,
+    key_ids: Iterable[str] = (),
+    workspaces: Iterable[str] = (),
+    developer_ids: Iterable[str] = (),
 ) -> list[Scope]:
-    """The scopes (with budgets) among the given key ids and workspace names."""
-    key_ids, names = sorted(set(key_ids)), set(workspaces)
+    """The scopes (with budgets) among the given key ids, workspace names and developer ids."""
+    key_ids, names, dev_ids = sorted(set(key_ids)), set(workspaces), sorted(set(developer_ids))
     keys: list[VirtualKeyRow] = []
     for start in range(0, len(key_ids), IN_CHUNK):
         chunk = key_ids[start : start + IN_CHUNK]
         keys.extend(s.exec(select(VirtualKeyRow).where(col(VirtualKeyRow.id).in_(chunk))).all())
-    ws_names = sorted(names | {k.workspace for k in keys})
+    devs: list[DeveloperRow] = []
+    for start in range(0, len(dev_ids), IN_CHUNK):
+        chunk = dev_ids[start : start + IN_CHUNK]
+        devs.extend(s.exec(select(DeveloperRow).where(col(DeveloperRow.id).in_(chunk))).all())
+    ws_names = sorted(names | {k.workspace for k in keys} | {d.workspace for d in devs})
     rows: dict[str, WorkspaceRow] = {}
     for start in range(0, len(ws_names), IN_CHUNK):
         chunk = ws_names[start : start + IN_CHUNK]
@@ -138,6 +163,12 @@ def scopes_for(
     for k in keys:
         ws = rows.get(k.workspace)
         scopes.append(key_scope(k, ws.timezone if ws is not None else ""))
+    # A disabled developer, or one whose workspace is gone, spends nothing more: no alerts.
+    scopes += [
+        developer_scope(d, rows[d.workspace])
+        for d in devs
+        if d.workspace in rows and not d.disabled_at_ms
+    ]
     return [sc for sc in scopes if sc.budgets]
 
 

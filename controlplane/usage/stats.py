@@ -1,7 +1,7 @@
 """Rolling live stats for ``Telemetry.StreamStats``: an in-memory aggregator fed at ingest.
 
 Every freshly ingested event lands in one one-second bucket, keyed by the event's ``time_ms``
-(when the request arrived), for each of the three groupings (workspace, key, provider), each also
+(when the request arrived), for each of the four groupings (workspace, key, developer, provider), each also
 keyed by the event's workspace so a stream can be narrowed to one workspace. A bucket holds
 counts (requests, errors, tokens, cost) and two sparse fixed-bucket histograms (latency and
 TTFB), so buckets merge exactly and memory stays bounded: values below 32 ms are exact, larger
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from gwapi.v1 import telemetry_pb2 as tpb
 
-GROUPINGS = ("workspace", "key", "provider")
+GROUPINGS = ("workspace", "key", "developer", "provider")
 DEFAULT_WINDOW_S = 60
 MAX_WINDOW_S = 600
 MAX_FUTURE_S = 60  # events stamped further ahead than this (clock skew) are ignored
@@ -103,6 +103,8 @@ def _group_of(ev: tpb.UsageEvent, group_by: str) -> str:
         return ev.workspace
     if group_by == "key":
         return ev.key_id
+    if group_by == "developer":  # shown by email; virtual-key traffic is group ""
+        return ev.developer_email or ev.developer_id
     return ev.provider
 
 

@@ -17,7 +17,7 @@ from controlplane.server import Running, running
 from controlplane.settings import Settings
 from controlplane.store.db import Database
 from gwapi.v1 import admin_pb2 as apb
-from gwapi.v1 import admin_pb2_grpc, discovery_pb2_grpc, telemetry_pb2_grpc
+from gwapi.v1 import admin_pb2_grpc, discovery_pb2_grpc, signin_pb2_grpc, telemetry_pb2_grpc
 from gwapi.v1 import common_pb2 as pb
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -47,6 +47,7 @@ class Clients:
         self.admin = Authed(admin_pb2_grpc.AdminStub(channel), token)
         self.discovery = Authed(discovery_pb2_grpc.DiscoveryStub(channel), token)
         self.telemetry = Authed(telemetry_pb2_grpc.TelemetryStub(channel), token)
+        self.signin = Authed(signin_pb2_grpc.SignInStub(channel), token)
 
 
 def make_settings(db_url: str, **overrides: Any) -> Settings:

@@ -144,13 +144,13 @@ async def test_tokens_never_logged(
 
 
 def test_every_rpc_has_an_explicit_rule() -> None:
-    """Deny by default is the fallback, not the plan: each method of the three services is
+    """Deny by default is the fallback, not the plan: each method of the four services is
     listed in controlplane.access.POLICIES, and rules that look at the request (resolvers) are
     only used where the interceptor can see one request (unary requests)."""
     from controlplane.access import POLICIES
-    from gwapi.v1 import admin_pb2, discovery_pb2, telemetry_pb2
+    from gwapi.v1 import admin_pb2, discovery_pb2, signin_pb2, telemetry_pb2
 
-    for module in (admin_pb2, telemetry_pb2, discovery_pb2):
+    for module in (admin_pb2, telemetry_pb2, discovery_pb2, signin_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 path = f"/{service.full_name}/{method.name}"
@@ -159,7 +159,7 @@ def test_every_rpc_has_an_explicit_rule() -> None:
                     assert POLICIES[path].resolve is None, path
     declared = {
         f"/{s.full_name}/{m.name}"
-        for module in (admin_pb2, telemetry_pb2, discovery_pb2)
+        for module in (admin_pb2, telemetry_pb2, discovery_pb2, signin_pb2)
         for s in module.DESCRIPTOR.services_by_name.values()
         for m in s.methods
     }
