@@ -18,7 +18,8 @@ Column groupings run as SQL ``GROUP BY``; ``metadata.<field>`` groups by the met
 in SQL and re-aggregates the (few) distinct documents in Python, which works identically on
 SQLite and PostgreSQL. Rows carry requests, errors (HTTP status >= 400), token sums, cost and the
 request times of the group's first and last request; grouped by ``session`` they also name the
-session's key.
+session's key (``key_id``) or, for a signed-in developer's session, the developer's email as the
+ledger recorded it (``developer_email``; the greatest if several).
 Rows are sorted by cost descending (then group), except ``day`` which is chronological.
 """
 
@@ -169,6 +170,7 @@ def query_usage(
                 row.developer_email, row.workspace = email, workspace
         if group_by == "session":
             row.key_id = max(row.key_id, str(m["key_id"] or ""))
+            row.developer_email = max(row.developer_email, str(m["developer_email"] or ""))
         if m["requests"]:
             row.first_ms = min(row.first_ms or int(m["first_ms"]), int(m["first_ms"]))
             row.last_ms = max(row.last_ms, int(m["last_ms"]))
