@@ -36,6 +36,7 @@ from gwctl.cli import (
 )
 from gwctl.parse import PERIOD_NAMES
 from tui.client import GatewayClient
+from tui.text import escape_controls
 
 
 def register(subparsers: Subparsers) -> None:
@@ -227,8 +228,9 @@ async def disable(client: GatewayClient, args: argparse.Namespace) -> int:
     if is_json(args):
         out.print_json(developer_dict(dev))
     else:
+        who = escape_controls(dev.email or dev.id)  # from the identity provider
         print(
-            f"disabled developer {dev.email or dev.id} ({dev.id}, workspace {dev.workspace}): "
+            f"disabled developer {who} ({dev.id}, workspace {dev.workspace}): "
             "refused on every data plane within a second; `gwctl developers enable` undoes it"
         )
     return 0
@@ -239,8 +241,9 @@ async def enable(client: GatewayClient, args: argparse.Namespace) -> int:
     if is_json(args):
         out.print_json(developer_dict(dev))
     else:
+        who = escape_controls(dev.email or dev.id)  # from the identity provider
         print(
-            f"enabled developer {dev.email or dev.id} ({dev.id}): they may sign in again "
+            f"enabled developer {who} ({dev.id}): they may sign in again "
             "(tokens issued before the disable stay refused)"
         )
     return 0

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from gwapi.v1 import telemetry_pb2
 from gwcommon.activity import MIN_MICROS, TOLERANCE_PERCENT, cost_disagreement
 from gwctl import output as out
+from tui.text import escape_controls
 
 MISMATCH_MARK = "!"
 NONE = "—"
@@ -154,7 +155,7 @@ def render(rows: Sequence[telemetry_pb2.UsageRow]) -> str:
     body.append(_cells(summed, "TOTAL", developers_cost))
     text = out.render_table(HEADERS, body, right=range(2, 12))
     notes = [
-        f"{MISMATCH_MARK} {label(r)}: {note}"
+        f"{MISMATCH_MARK} {escape_controls(label(r))}: {note}"
         for r in rows
         if (note := cost_disagreement(r.cost_micros, r.client_cost_micros)) is not None
     ]

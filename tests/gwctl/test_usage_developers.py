@@ -81,3 +81,12 @@ def test_json_carries_every_field() -> None:
     bob = ud.row_dict(BOB)
     assert bob["cost_mismatch"] is False and bob["cost_disagreement"] is None
     assert bob["cost_per_100_lines_added_usd"] is None
+
+
+def test_an_email_from_the_idp_cannot_drive_the_terminal_in_the_notes() -> None:
+    evil = row(
+        group="x", developer_email="eve\x1b[2J@example.com", cost_micros=1_000_000,
+        client_cost_micros=2_000_000,
+    )  # fmt: skip
+    notes = ud.render([evil]).split("\n\n", 1)[1]
+    assert "\x1b" not in notes and "! eve\\x1b[2J@example.com: Claude Code reported" in notes
