@@ -84,7 +84,9 @@ def _register_tui(subparsers: Subparsers) -> None:
         " ? for keys",
     )
     p.add_argument(
-        "--readonly", action="store_true", help="never change anything (revoking is disabled)"
+        "--readonly",
+        action="store_true",
+        help="never change anything (no revoking keys, no disabling developers)",
     )
     p.set_defaults(run=_run_tui)
 

@@ -245,6 +245,13 @@ def test_disable_offboards_and_enable_lets_them_back(
     assert doc["status"] == "active" and doc["disabled_at_ms"] == 0
     assert CAROL.email in table(gw(capsys, "developers", "list")[1])
 
+    carol_id = gateway.ids[CAROL.email]
+    events = gw_json(capsys, "audit", "--kind", "developer")
+    mine = [e["action"] for e in events if e["resource"] == carol_id]
+    assert mine[:3] == ["developer.enable", "developer.disable", "developer.sign_in"]
+    sso = gw_json(capsys, "audit", "--kind", "sso")
+    assert [e["action"] for e in sso] == ["sso.set"]
+
 
 def test_usage_by_developer_metered(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = gw(capsys, "usage", "--by", "developer", "--since", "1h")
