@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.tui.make_screenshots
 
-Writes docs/tui-overview.svg and docs/tui-logs.svg (80x24, UTC, a fixed clock), so the files
+Writes docs/tui-overview.svg, docs/tui-logs.svg and docs/tui-developers.svg (80x24, UTC, a fixed clock), so the files
 only change when the UI does.
 """
 
@@ -75,7 +75,12 @@ async def main() -> None:
         client, "logs", DOCS / "tui-logs.svg", clock=lambda: FIXED_NOW,
         min_rows=len(client.initial_logs),
     )  # fmt: skip
-    print(f"wrote {DOCS / 'tui-overview.svg'} and {DOCS / 'tui-logs.svg'}")
+    client = readme_client()
+    await export_svg(
+        client, "developers", DOCS / "tui-developers.svg", clock=lambda: FIXED_NOW,
+        min_rows=len(client.developers),
+    )  # fmt: skip
+    print(f"wrote {DOCS / 'tui-overview.svg'}, {DOCS / 'tui-logs.svg'} and tui-developers.svg")
 
 
 if __name__ == "__main__":
