@@ -24,6 +24,10 @@ Rules:
   (so deleting a line removes that setting). A section missing from the file (no ``keys:`` at
   all) is not looked at; ``keys: []`` manages keys and, with ``--prune``, deletes them all.
   Without ``--prune`` nothing is deleted; objects the file does not mention are listed as a note.
+* **Sign-in.** A workspace's ``sso_groups``, ``sso_priority``, ``member_limits``,
+  ``member_provider`` / ``member_route`` are compared like its other fields; its
+  ``managed_settings_file`` by the checksum of the policy's canonical form (a reformatted file is
+  no change).
 * **Secrets.** ``apply`` never creates, rotates or shows a secret for an existing key: it only
   changes that key's limits, target (provider/route) and model allow-list. A key in the file that
   does not exist yet is created, and its secret (``gw-…``) is printed once, right after it is
@@ -47,7 +51,7 @@ from gwapi.v1 import admin_pb2, common_pb2
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import CommandError, Subparsers, confirm, is_json, leaf
-from gwctl.config_file import ConfigError, GatewayConfig, KeySpec, load
+from gwctl.config_file import ConfigError, GatewayConfig, KeySpec, load, settings_checksum
 from tui.client import ClientError, GatewayClient
 
 KINDS = ("provider", "route", "workspace", "key")  # dependency order
@@ -147,14 +151,29 @@ def _show(value: object) -> str:
     return str(value)
 
 
-def _limits_view(limits: common_pb2.Limits) -> dict[str, str]:
+def _limits_view(limits: common_pb2.Limits, prefix: str = "limits") -> dict[str, str]:
     return {
-        "limits.budgets": out.format_budgets(limits),
-        "limits.rpm": out.format_limit(limits.rpm),
-        "limits.rph": out.format_limit(limits.rph),
-        "limits.tpm": out.format_limit(limits.tpm),
-        "limits.max_parallel": out.format_limit(limits.max_parallel),
+        f"{prefix}.budgets": out.format_budgets(limits),
+        f"{prefix}.rpm": out.format_limit(limits.rpm),
+        f"{prefix}.rph": out.format_limit(limits.rph),
+        f"{prefix}.tpm": out.format_limit(limits.tpm),
+        f"{prefix}.max_parallel": out.format_limit(limits.max_parallel),
     }
+
+
+def _settings_view(ws: common_pb2.Workspace) -> str:
+    """``sha256 1a2b3c4d5e6f7a8b… (123 bytes)``: the file's policy is canonical already, so its
+    checksum is the one the control plane will store."""
+    if not ws.managed_settings_json:
+        return "-"
+    checksum = ws.managed_settings_checksum or settings_checksum(ws.managed_settings_json)
+    return f"sha256 {checksum[:16]}… ({len(ws.managed_settings_json.encode('utf-8'))} bytes)"
+
+
+def _member_target(ws: common_pb2.Workspace) -> str:
+    if ws.member_route:
+        return f"route:{ws.member_route}"
+    return f"provider:{ws.member_provider}" if ws.member_provider else "default"
 
 
 def workspace_view(ws: common_pb2.Workspace) -> dict[str, str]:
@@ -167,6 +186,11 @@ def workspace_view(ws: common_pb2.Workspace) -> dict[str, str]:
         "allowed_providers": ", ".join(ws.allowed_providers) or "any",
         "allowed_routes": ", ".join(ws.allowed_routes) or "any",
         "allowed_models": ", ".join(ws.allowed_models) or "any",
+        "sso_groups": ", ".join(ws.sso_groups) or "-",
+        "sso_priority": str(ws.sso_priority) if ws.sso_priority else "default",
+        **_limits_view(ws.member_limits, "member_limits"),
+        "member_target": _member_target(ws),
+        "managed_settings": _settings_view(ws),
     }
 
 
@@ -281,6 +305,8 @@ def check_references(config: GatewayConfig) -> None:
             check("providers", providers, p, f"workspace {w.name}", "allowed provider")
         for r_name in w.allowed_routes:
             check("routes", routes, r_name, f"workspace {w.name}", "allowed route")
+        check("providers", providers, w.member_provider, f"workspace {w.name}", "member provider")
+        check("routes", routes, w.member_route, f"workspace {w.name}", "member route")
     for k in config.keys:
         where = f"key {k.ident}"
         check("workspaces", workspaces, k.workspace, where, "workspace")
@@ -334,6 +360,11 @@ def _paths(kind: str, fields: list[tuple[str, str, str]]) -> list[str]:
         elif kind == "key" and name == "target":
             paths += ["provider", "route"]
             continue
+        elif kind == "workspace" and name == "member_target":
+            paths += ["member_provider", "member_route"]
+            continue
+        elif kind == "workspace" and name == "managed_settings":
+            path = "managed_settings_json"
         else:
             path = name
         if path not in paths:

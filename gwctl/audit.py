@@ -24,7 +24,16 @@ from tui import audit_diff
 from tui.client import GatewayClient
 
 HEADERS = ("TIME", "ACTOR", "FROM", "ACTION", "RESOURCE", "WORKSPACE", "CHANGED")
-KINDS = ("workspace", "key", "provider", "route", "token", "telemetry_destination")
+KINDS = (
+    "workspace",
+    "key",
+    "provider",
+    "route",
+    "token",
+    "telemetry_destination",
+    "sso",
+    "developer",
+)
 # Follow mode cannot measure the widest cell in advance: these widths fit typical values.
 _WIDTHS = (20, 28, 22, 18, 20, 12, 0)
 

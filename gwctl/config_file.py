@@ -7,12 +7,20 @@ The file has four optional lists, each item named (``keys`` by workspace + name)
     routes:     [{name, mode, targets, retries, retry_on, timeout_connect, timeout_first_byte,
                   timeout_idle, cache_ttl, cache_sampled, breaker_failures, breaker_cooldown}]
     workspaces: [{name, description, timezone, redis_failure, alert_webhook, limits,
-                  allowed_providers, allowed_routes, allowed_models}]
+                  allowed_providers, allowed_routes, allowed_models, sso_groups, sso_priority,
+                  member_limits, member_provider | member_route, managed_settings_file}]
     keys:       [{workspace, name, provider | route, models, limits}]
 
 ``limits`` is ``{budgets, rpm, rph, tpm, max_parallel}``, budgets in the CLI's grammar
 (``["50/day", "1000/month"]``). A workspace's ``allowed_*`` lists (provider names, route names,
 model globs such as ``claude-sonnet-*``) bound what its keys may use; left out or ``[]`` = any.
+Sign-in with Claude Code: ``sso_groups`` (IdP group names, ``"*"`` = anyone who signs in) and
+``sso_priority`` (lower wins; left out = the default, 100) map developers to the workspace,
+``member_limits`` (a ``limits`` mapping) apply to each of its developers, ``member_provider`` or
+``member_route`` is where their requests go, and ``managed_settings_file`` (a path relative to
+the YAML file) is the Claude Code managed settings JSON served to them. The file's JSON is read,
+checked and put in the control plane's canonical form (:func:`canonical_settings`), so the plan
+compares checksums and shows a change only when the policy itself changed.
 Route times are seconds (``30``, ``2.5``, ``"500ms"``, ``"5m"``);
 a target is a provider name or ``{provider, weight, model}``. Provider options are strings
 (numbers are accepted and written as typed); ``model_map`` may be a mapping.
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +70,12 @@ _WORKSPACE_FIELDS = (
     "allowed_providers",
     "allowed_routes",
     "allowed_models",
+    "sso_groups",
+    "sso_priority",
+    "member_limits",
+    "member_provider",
+    "member_route",
+    "managed_settings_file",
 )
 _PROVIDER_FIELDS = ("name", "kind", "base_url", "api_key_env", "options")
 _ROUTE_FIELDS = (
@@ -146,7 +161,8 @@ _UniqueKeyLoader.add_constructor(
 
 
 def load(path: str) -> GatewayConfig:
-    """Read and check ``path`` (``-`` = stdin); raises :class:`ConfigError`."""
+    """Read and check ``path`` (``-`` = stdin); raises :class:`ConfigError`. Files the config
+    names (``managed_settings_file``) are relative to its directory (stdin: the current one)."""
     import sys
 
     source = "<stdin>" if path == "-" else path
@@ -156,10 +172,11 @@ def load(path: str) -> GatewayConfig:
         raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError:
         raise ConfigError(source, ["not UTF-8 text"]) from None
-    return loads(text, source)
+    base_dir = Path.cwd() if path == "-" else Path(path).resolve().parent
+    return loads(text, source, base_dir)
 
 
-def loads(text: str, source: str = "<config>") -> GatewayConfig:
+def loads(text: str, source: str = "<config>", base_dir: Path | None = None) -> GatewayConfig:
     try:
         doc = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
     except yaml.YAMLError as exc:
@@ -167,11 +184,13 @@ def loads(text: str, source: str = "<config>") -> GatewayConfig:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(source, [f"invalid YAML: {where}{problem}"]) from None
-    return from_document(doc, source)
+    return from_document(doc, source, base_dir)
 
 
-def from_document(doc: Any, source: str = "<config>") -> GatewayConfig:
-    reader = _Reader()
+def from_document(
+    doc: Any, source: str = "<config>", base_dir: Path | None = None
+) -> GatewayConfig:
+    reader = _Reader(base_dir or Path.cwd())
     config = reader.document(doc)
     if reader.problems:
         raise ConfigError(source, reader.problems)
@@ -197,9 +216,45 @@ def _type_name(value: object) -> str:
     )
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def canonical_settings(text: str) -> str:
+    """Managed settings in the control plane's stored form (``controlplane.domain.
+    managed_settings``: one JSON object, keys sorted, no blanks, non-ASCII kept), so that the
+    plan compares what the control plane will store. ``ValueError`` saying what is wrong."""
+    try:
+        doc = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"managed settings must be a JSON object, got {_type_name(doc)}")
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def settings_checksum(canonical: str) -> str:
+    """SHA-256 hex of the canonical form, as the control plane computes it."""
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 class _Reader:
-    def __init__(self) -> None:
+    def __init__(self, base_dir: Path) -> None:
         self.problems: list[str] = []
+        self.base_dir = base_dir
 
     def _try(self, fn: Callable[..., Any], *args: Any, default: Any = None, **kw: Any) -> Any:
         """``fn(*args, **kw)``, or ``default`` with the problem recorded."""
@@ -376,7 +431,52 @@ class _Reader:
             allowed_providers=self.text_list(m, "allowed_providers", path),
             allowed_routes=self.text_list(m, "allowed_routes", path),
             allowed_models=self.text_list(m, "allowed_models", path),
+            **self.workspace_signin(m, path),
         )
+
+    def workspace_signin(self, m: dict[str, Any], path: str) -> dict[str, Any]:
+        """The sign-in fields of a workspace, as Workspace keyword arguments."""
+        provider = self._try(
+            self.text, m.get("member_provider"), f"{path}.member_provider", default=""
+        )
+        route = self._try(self.text, m.get("member_route"), f"{path}.member_route", default="")
+        if provider and route:
+            self.problems.append(f"{path}: give at most one of member_provider or member_route")
+        return {
+            "sso_groups": self.text_list(m, "sso_groups", path),
+            "sso_priority": self._try(
+                self.integer, m.get("sso_priority"), f"{path}.sso_priority", 0, 1_000_000, default=0
+            ),
+            "member_limits": self._try(
+                lambda: self.limits(m.get("member_limits"), f"{path}.member_limits")
+            )
+            or common_pb2.Limits(),
+            "member_provider": provider,
+            "member_route": route,
+            "managed_settings_json": self._try(
+                self.managed_settings,
+                m.get("managed_settings_file"),
+                f"{path}.managed_settings_file",
+                default="",
+            ),
+        }
+
+    def managed_settings(self, value: object, path: str) -> str:
+        """The canonical text of the JSON file ``value`` names (relative to the YAML file)."""
+        name = self.text(value, path)
+        if not name:
+            return ""
+        file = self.base_dir / name
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise _Invalid(f"{path}: cannot read {name}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise _Invalid(f"{path}: {name} is not UTF-8 text") from None
+        try:
+            return canonical_settings(text)
+        except ValueError as exc:
+            raise _Invalid(f"{path}: {name}: {exc}") from None
 
     def text_list(self, m: dict[str, Any], name: str, path: str) -> list[str]:
         """A list of non-empty texts, trimmed, duplicates dropped in order (as stored)."""

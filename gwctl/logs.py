@@ -9,7 +9,8 @@ is JSON, ``response_text`` the reconstructed answer).
 
 Table mode prints a header and one aligned line per request (time, status, workspace, key, model,
 provider, tokens in/out/cache write/cache read, cost, latency, ttfb, short session id, request id,
-error type). ``-o json`` prints one JSON array without ``-f`` and JSON lines with it (a stream has
+error type). A signed-in developer's request names the developer (email) in the key column;
+``--developer ID_OR_EMAIL`` keeps only that developer's requests. ``-o json`` prints one JSON array without ``-f`` and JSON lines with it (a stream has
 no end to close an array at). Ctrl-C ends a follow quietly.
 """
 
@@ -45,6 +46,9 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--workspace", "-w", default="")
     p.add_argument("--key", default="", metavar="ID")
     p.add_argument(
+        "--developer", default="", metavar="ID_OR_EMAIL", help="only this developer's requests"
+    )
+    p.add_argument(
         "-n", "--lines", type=parse.parse_count, default=20, metavar="N", help="default 20"
     )
     p.add_argument(
@@ -65,13 +69,20 @@ def event_dict(event: telemetry_pb2.UsageEvent) -> out.JSON:
     return out.with_cost(event, event.usage.cost_micros)
 
 
+def who(event: telemetry_pb2.UsageEvent) -> str:
+    """The key's name, or the signed-in developer's email (their requests carry no key)."""
+    if event.developer_id or event.developer_email:
+        return event.developer_email or event.developer_id
+    return event.key_name or event.key_id or "-"
+
+
 def cells(event: telemetry_pb2.UsageEvent) -> list[str]:
     usage = event.usage
     return [
         out.format_time(event.time_ms),
         str(event.status),
         event.workspace or "-",
-        event.key_name or event.key_id or "-",
+        who(event),
         event.model_served or event.model_requested or "-",
         event.provider or "-",
         out.format_tokens(usage.input_tokens),
@@ -122,8 +133,14 @@ async def tail(client: GatewayClient, args: argparse.Namespace) -> int:
     filtered = bool(getattr(args, "status", None) or getattr(args, "model", ""))
     # Filters apply here, so look further back for N matching requests (the server caps at 1000).
     limit = min(1000, args.lines * 20) if filtered else args.lines
+    developer = getattr(args, "developer", "")
+    developer_id = (await client.get_developer(developer)).id if developer else ""
     source = client.tail_logs(
-        follow=args.follow, limit=limit, workspace=args.workspace, key_id=args.key
+        follow=args.follow,
+        limit=limit,
+        workspace=args.workspace,
+        key_id=args.key,
+        developer_id=developer_id,
     )
 
     async def only_matching() -> AsyncIterator[telemetry_pb2.UsageEvent]:
@@ -221,7 +238,11 @@ def render(event: telemetry_pb2.UsageEvent) -> str:
         ("status", f"{event.status} {event.error_type}".strip()),
         ("error", event.error_message or "-"),
         ("workspace", event.workspace or "-"),
-        ("key", f"{event.key_name or '-'} ({event.key_id or '-'})"),
+        *(
+            [("developer", f"{event.developer_email or '-'} ({event.developer_id or '-'})")]
+            if event.developer_id or event.developer_email
+            else [("key", f"{event.key_name or '-'} ({event.key_id or '-'})")]
+        ),
         ("session", event.session_id or "-"),
         ("model", f"{event.model_requested or '-'} -> {event.model_served or '-'}"),
         ("provider", event.provider or "-"),

@@ -20,6 +20,7 @@ from gwctl import (
     audit,
     clients,
     dataplanes,
+    developers,
     devidp,
     keys,
     logs,
@@ -27,6 +28,7 @@ from gwctl import (
     routes,
     serve,
     sessions,
+    sso,
     telemetry,
     tokens,
     up,
@@ -39,6 +41,8 @@ from tui.client import ClientError, GatewayClient
 _MODULES = (
     workspaces,
     keys,
+    sso,
+    developers,
     providers,
     routes,
     apply,
@@ -61,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gwctl",
         description=(
-            "Operate a Tollgate LLM gateway: workspaces, keys, providers, routes, usage, alerts;"
-            " or all of it from one file with gwctl apply."
+            "Operate a Tollgate LLM gateway: workspaces, keys, sign-in (sso, developers), providers,"
+            " routes, usage, alerts; or all of it from one file with gwctl apply."
         ),
         epilog="Quick start: gwctl up (then paste the export lines it prints).",
     )
@@ -78,10 +82,13 @@ def _register_tui(subparsers: Subparsers) -> None:
     p = leaf(
         subparsers,
         "tui",
-        "live console (k9s-like): overview, keys, providers, sessions, logs, audit; ? for keys",
+        "live console (k9s-like): overview, keys, providers, sessions, logs, audit, developers;"
+        " ? for keys",
     )
     p.add_argument(
-        "--readonly", action="store_true", help="never change anything (revoking is disabled)"
+        "--readonly",
+        action="store_true",
+        help="never change anything (no revoking keys, no disabling developers)",
     )
     p.set_defaults(run=_run_tui)
 

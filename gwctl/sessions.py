@@ -3,7 +3,8 @@ ledger.
 
 ``list`` shows one row per session over ``--since`` (default 24h), most recently active first:
 requests, tokens, cost, cache hit ratio = cache_read / (input + cache_read + cache_creation),
-first/last seen, duration and key (Telemetry.QueryUsage grouped by session). ``show ID`` lists
+first/last seen, duration and who: the key, or the signed-in developer's email
+(Telemetry.QueryUsage grouped by session). ``show ID`` lists
 the session's requests in order with model, status, tokens, cost and latency (Telemetry.TailLogs
 filtered by session, up to the server's 1000 most recent).
 """
@@ -62,6 +63,7 @@ def session_dict(row: telemetry_pb2.UsageRow) -> out.JSON:
     return {
         "session_id": row.group,
         "key_id": row.key_id,
+        "developer_email": row.developer_email,
         "requests": row.requests,
         "errors": row.errors,
         "input_tokens": row.input_tokens,
@@ -91,7 +93,7 @@ async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
     body = [
         [
             r.group,
-            r.key_id or "-",
+            r.key_id or r.developer_email or "-",
             r.requests,
             out.format_tokens(
                 r.input_tokens
@@ -111,7 +113,7 @@ async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
         ]
         for r in sessions
     ]
-    headers = ["SESSION", "KEY", "REQUESTS", "TOKENS", "COST USD", "CACHE HIT"]
+    headers = ["SESSION", "KEY/DEVELOPER", "REQUESTS", "TOKENS", "COST USD", "CACHE HIT"]
     headers += ["FIRST SEEN", "LAST SEEN", "DURATION"]
     print(out.render_table(headers, body, right=[2, 3, 4, 5, 8]))
     return 0
@@ -138,6 +140,12 @@ def request_row(ev: telemetry_pb2.UsageEvent) -> list[object]:
     ]
 
 
+def _who(event: telemetry_pb2.UsageEvent) -> tuple[str, object]:
+    if event.developer_id or event.developer_email:
+        return ("developer", f"{event.developer_email or '-'} ({event.developer_id})")
+    return ("key", f"{event.key_id} ({event.key_name})" if event.key_name else "-")
+
+
 def summary(events: Sequence[telemetry_pb2.UsageEvent]) -> list[tuple[str, object]]:
     cost = sum(e.usage.cost_micros for e in events)
     inp = sum(e.usage.input_tokens for e in events)
@@ -147,7 +155,7 @@ def summary(events: Sequence[telemetry_pb2.UsageEvent]) -> list[tuple[str, objec
     return [
         ("session", events[0].session_id),
         ("workspace", events[0].workspace),
-        ("key", f"{events[0].key_id} ({events[0].key_name})" if events[0].key_name else "-"),
+        _who(events[0]),
         ("requests", len(events)),
         ("cost", out.format_usd(cost)),
         ("cache hit", f"{cache_hit_ratio(inp, read, created):.0%}"),

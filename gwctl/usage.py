@@ -1,10 +1,12 @@
 """``gwctl usage`` — tokens and dollars from the control plane's ledger.
 
-Rows come grouped by ``--by`` (workspace, key, model, provider, session, day or
+Rows come grouped by ``--by`` (workspace, key, developer, model, provider, session, day or
 ``metadata.FIELD``); the table ends with a TOTAL line summed here from the rows, and ``-o json``
 prints ``{"group_by", "since_ms", "rows", "total"}`` with ``cost_usd`` as an exact 6-decimal
 string computed from integer micro-dollars. Grouped ``--by key``, rows also name the key
 (table: ``key_… (alice)``; json: ``name``), looked up in the key list (revoked keys included).
+Grouped ``--by developer``, rows show Claude Code's own figures next to the metered ones (see
+:mod:`gwctl.usage_developers`). ``--developer ID_OR_EMAIL`` keeps one developer's requests.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from collections.abc import Mapping, Sequence
 from gwapi.v1 import telemetry_pb2
 from gwctl import output as out
 from gwctl import parse
+from gwctl import usage_developers as by_developer
 from gwctl.cli import Subparsers, is_json, leaf
 from tui.client import ClientError, GatewayClient
 
-GROUPS = ("workspace", "key", "model", "provider", "session", "day")
+GROUPS = ("workspace", "key", "developer", "model", "provider", "session", "day")
 _COUNTERS = (
     "requests",
     "errors",
@@ -48,11 +51,19 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--workspace", "-w", default="")
     p.add_argument("--key", default="", metavar="ID")
     p.add_argument(
+        "--developer",
+        default="",
+        metavar="ID_OR_EMAIL",
+        help="only this signed-in developer's requests",
+    )
+    p.add_argument(
         "--by",
         type=parse_group,
         default="",
         metavar="GROUP",
-        help=f"{', '.join(GROUPS)} or metadata.FIELD (default: one total)",
+        help=f"{', '.join(GROUPS)} or metadata.FIELD (default: one total); by developer also "
+        "shows Claude Code's own cost (! = more than 5 %% off the metered cost), lines, commits, "
+        "PRs, edit decisions, $ per 100 lines added and $ per PR",
     )
     p.add_argument(
         "--since", type=parse.parse_duration, metavar="DURATION", help="e.g. 24h, 7d (default: all)"
@@ -118,9 +129,27 @@ def render(
 
 async def run(client: GatewayClient, args: argparse.Namespace) -> int:
     since_ms = out.now_ms() - args.since * 1000 if args.since else 0
+    developer_id = (await client.get_developer(args.developer)).id if args.developer else ""
     rows = await client.query_usage(
-        workspace=args.workspace, key_id=args.key, group_by=args.by, since_ms=since_ms
+        workspace=args.workspace,
+        key_id=args.key,
+        group_by=args.by,
+        since_ms=since_ms,
+        developer_id=developer_id,
     )
+    if args.by == "developer":
+        if is_json(args):
+            out.print_json(
+                {
+                    "group_by": args.by,
+                    "since_ms": since_ms,
+                    "rows": [by_developer.row_dict(r) for r in rows],
+                    "total": by_developer.total_dict(rows),
+                }
+            )
+        else:
+            print(by_developer.render(rows))
+        return 0
     names = await key_names(client) if args.by == "key" else None
     if is_json(args):
         out.print_json(

@@ -4,7 +4,9 @@ A workspace is the team-level scope: its budgets and rate limits apply on top of
 its access controls (``--allow-provider``, ``--allow-route``, ``--allow-model``; none = everything)
 bound what its keys may target. ``update`` sends a FieldMask naming only the flags that were given,
 so unspecified settings keep their values on the server; an ``--allow-*`` flag replaces that whole
-list, ``--clear-allowed-*`` empties it. ``show`` lists the keys a narrowing left outside.
+list, ``--clear-allowed-*`` empties it. ``show`` lists the keys a narrowing left outside. The
+sign-in settings (``--sso-group``, ``--member-*``, ``--managed-settings-file``) are described in
+:mod:`gwctl.workspace_signin`; ``show --show-managed-settings`` prints the managed settings' JSON.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 from gwapi.v1 import common_pb2
 from gwcommon.access import target_denial, uncovered_patterns
 from gwctl import output as out
+from gwctl import workspace_signin as signin
 from gwctl.cli import (
     Subparsers,
     UsageError,
@@ -24,7 +27,7 @@ from gwctl.cli import (
     leaf,
     limits_from_args,
 )
-from tui.client import GatewayClient
+from tui.client import ClientError, GatewayClient
 
 
 def register(subparsers: Subparsers) -> None:
@@ -42,6 +45,11 @@ def register(subparsers: Subparsers) -> None:
 
     p = leaf(sub, "show", "show one workspace", aliases=["get"])
     p.add_argument("name")
+    p.add_argument(
+        "--show-managed-settings",
+        action="store_true",
+        help="also print the Claude Code managed settings (JSON) served to its developers",
+    )
     p.set_defaults(handler=show)
 
     p = leaf(sub, "update", "change a workspace's settings (only the flags given)")
@@ -116,6 +124,7 @@ def _add_settings(p: argparse.ArgumentParser, *, update: bool) -> None:
                 action="store_true",
                 help=f"empty the allowed {what}s (any {what} again)",
             )
+    signin.add_flags(p, update=update)
 
 
 # Access-control lists: (flag stem, what, example); flags --allow-X / --clear-allowed-Xs set the
@@ -162,6 +171,7 @@ def _from_args(args: argparse.Namespace) -> tuple[common_pb2.Workspace, list[str
             getattr(ws, field).extend(values)
         if values or clear:
             paths.append(field)
+    signin.apply_args(args, ws, paths)
     return ws, paths
 
 
@@ -200,6 +210,7 @@ def emit(
                 if outside is not None and _restricted(ws)
                 else []
             ),
+            *signin.fields(ws),
             *out.spend_fields(ws.budget_status),
             ("created", out.format_time(ws.created_at_ms)),
             ("updated", out.format_time(ws.updated_at_ms)),
@@ -209,7 +220,11 @@ def emit(
 
 async def create(client: GatewayClient, args: argparse.Namespace) -> int:
     ws, _ = _from_args(args)
-    emit(await client.create_workspace(ws), args)
+    try:
+        created = await client.create_workspace(ws)
+    except ClientError as exc:
+        raise signin.explain_refusal(exc, args) from None
+    emit(created, args)
     return 0
 
 
@@ -219,7 +234,17 @@ async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
         out.print_json([out.workspace_dict(ws) for ws in workspaces])
         return 0
     out.print_table(
-        ["NAME", "BUDGETS", "RPM", "RPH", "TPM", "PARALLEL", "TIMEZONE", "DESCRIPTION"],
+        [
+            "NAME",
+            "BUDGETS",
+            "RPM",
+            "RPH",
+            "TPM",
+            "PARALLEL",
+            "TIMEZONE",
+            "SSO GROUPS",
+            "DESCRIPTION",
+        ],
         (
             [
                 ws.name,
@@ -229,6 +254,7 @@ async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
                 out.format_limit(ws.limits.tpm),
                 out.format_limit(ws.limits.max_parallel),
                 ws.timezone or "UTC",
+                ", ".join(ws.sso_groups) or "-",
                 ws.description,
             ]
             for ws in workspaces
@@ -241,6 +267,9 @@ async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
 async def show(client: GatewayClient, args: argparse.Namespace) -> int:
     ws = await client.get_workspace(args.name)
     emit(ws, args, await _keys_outside(client, ws))
+    if args.show_managed_settings and not is_json(args):
+        print("\nmanaged settings:")
+        print(signin.pretty_settings(ws))
     return 0
 
 
@@ -289,9 +318,15 @@ async def update(client: GatewayClient, args: argparse.Namespace) -> int:
             "nothing to update: give at least one of --budget, --clear-budgets, "
             "--rpm, --rph, --tpm, --max-parallel, --timezone, --redis-failure, "
             "--alert-webhook, --description, --allow-provider/route/model, "
-            "--clear-allowed-providers/routes/models"
+            "--clear-allowed-providers/routes/models, --sso-group, --sso-priority, "
+            "--member-budget, --member-rpm/rph/tpm/max-parallel, --member-provider/route, "
+            "--managed-settings-file and their --clear-… forms"
         )
-    emit(await client.update_workspace(ws, paths), args)
+    try:
+        updated = await client.update_workspace(ws, paths)
+    except ClientError as exc:
+        raise signin.explain_refusal(exc, args) from None
+    emit(updated, args)
     return 0
 
 

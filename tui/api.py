@@ -1,4 +1,4 @@
-"""What the TUI needs from a control plane: the read and revoke methods of
+"""What the TUI needs from a control plane: the read, revoke and disable methods of
 :class:`tui.client.GatewayClient`. Tests pass a fake object with the same methods."""
 
 from __future__ import annotations
@@ -19,6 +19,12 @@ class GatewayLike(Protocol):
     ) -> list[common_pb2.VirtualKey]: ...
 
     async def revoke_key(self, key_id: str) -> common_pb2.VirtualKey: ...
+
+    async def list_developers(
+        self, workspace: str = "", include_disabled: bool = False
+    ) -> list[common_pb2.Developer]: ...
+
+    async def disable_developer(self, id_or_email: str) -> common_pb2.Developer: ...
 
     async def list_providers(self) -> list[common_pb2.Provider]: ...
 

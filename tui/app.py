@@ -1,7 +1,7 @@
 """``gwctl tui``: a k9s-style console over the control plane.
 
-Six views (Overview, Keys, Providers, Sessions, Logs, Audit) in a ContentSwitcher; ``1``-``6`` or
-``:name`` switch views, ``/`` filters the current table, ``?`` helps, ``esc`` goes back, ``q``
+Seven views (Overview, Keys, Providers, Sessions, Logs, Audit, Developers) in a ContentSwitcher;
+``1``-``7`` or ``:name`` switch views, ``/`` filters the current table, ``?`` helps, ``esc`` goes back, ``q``
 quits. Background workers talk to the control plane and *post messages* to the views: the
 poll worker refreshes the current view every ``poll_interval`` seconds (at once after a view
 switch), the tail worker follows the live log stream and reconnects after a failure (the audit
@@ -27,11 +27,20 @@ from textual.widgets import ContentSwitcher, Input
 
 from tui.api import GatewayLike
 from tui.client import ClientError, GatewayClient
-from tui.messages import AuditArrived, LogArrived, RevokeRequested, StatsArrived, StatusUpdate
+from tui.messages import (
+    AuditArrived,
+    DisableRequested,
+    LogArrived,
+    RevokeRequested,
+    StatsArrived,
+    StatusUpdate,
+)
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
+from tui.text import escape_controls
 from tui.widgets.audit import AuditView
 from tui.widgets.chrome import VIEWS, StatusBar, ViewTabs
+from tui.widgets.developers import DevelopersView
 from tui.widgets.logs import LogsView
 from tui.widgets.table_view import TableView
 from tui.widgets.views import KeysView, OverviewView, ProvidersView, SessionsView
@@ -43,6 +52,8 @@ ALIASES = {
     "sessions": "sessions", "session": "sessions", "s": "sessions",
     "logs": "logs", "log": "logs", "l": "logs",
     "audit": "audit", "a": "audit", "changes": "audit",
+    "developers": "developers", "developer": "developers", "devs": "developers",
+    "dev": "developers", "d": "developers",
 }  # fmt: skip
 TAIL_LIMIT = 200
 STATS_WINDOW_S = 60
@@ -93,6 +104,7 @@ class TollgateApp(App[None]):
         self.clock = clock  # "now" for what the views show (tests and screenshots fix it)
         self._wake = asyncio.Event()
         self.revoked: list[str] = []
+        self.disabled: list[str] = []
 
     @property
     def client(self) -> GatewayLike:
@@ -110,8 +122,10 @@ class TollgateApp(App[None]):
             yield SessionsView()
             yield LogsView()
             yield AuditView()
+            yield DevelopersView()
         yield Input(
-            id="cmdline", placeholder=":overview :keys :providers :sessions :logs :audit :q"
+            id="cmdline",
+            placeholder=":overview :keys :providers :sessions :logs :audit :developers :q",
         )
         yield Input(id="filter", placeholder="/ filter rows (enter keeps, esc clears)")
         yield StatusBar(self.target, self.readonly)
@@ -249,6 +263,19 @@ class TollgateApp(App[None]):
         self.post_message(StatusUpdate(f"revoked {key_id}"))
         self._wake.set()
 
+    @work(group="actions", exit_on_error=False)
+    async def disable_developer(self, developer_id: str, label: str) -> None:
+        try:
+            await self.client.disable_developer(developer_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.post_message(StatusUpdate(f"disable {label}: {describe(exc)}", error=True))
+            return
+        self.disabled.append(developer_id)
+        self.post_message(StatusUpdate(f"disabled {label}: refused everywhere within a second"))
+        self._wake.set()
+
     # ---- messages ----------------------------------------------------------------------
 
     def on_status_update(self, message: StatusUpdate) -> None:
@@ -273,6 +300,30 @@ class TollgateApp(App[None]):
                 self.post_message(StatusUpdate(f"kept {message.key_id}"))
 
         self.push_screen(ConfirmScreen(f"Revoke key {label}? It stops working at once."), answered)
+
+    def on_disable_requested(self, message: DisableRequested) -> None:
+        label = escape_controls(message.email or message.developer_id)  # from the IdP
+        if self.readonly:
+            self.bell()
+            self.post_message(StatusUpdate("read-only: disabling developers is off", error=True))
+            return
+        if message.already:
+            self.post_message(StatusUpdate(f"{label} is already disabled"))
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.disable_developer(message.developer_id, label)
+            else:
+                self.post_message(StatusUpdate(f"kept {label}"))
+
+        self.push_screen(
+            ConfirmScreen(
+                f"Disable developer {label} ({message.developer_id})? Their sign-in stops "
+                "working on every data plane within a second."
+            ),
+            answered,
+        )
 
     # ---- actions -----------------------------------------------------------------------
 

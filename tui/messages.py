@@ -78,6 +78,17 @@ class StatusUpdate(Message):
         self.source = source
 
 
+class DisableRequested(Message):
+    """The Developers view asks the app to disable a developer (after confirmation, unless
+    read-only); ``already``: the developer is disabled (nothing to do)."""
+
+    def __init__(self, developer_id: str, email: str, *, already: bool = False) -> None:
+        super().__init__()
+        self.developer_id = developer_id
+        self.email = email
+        self.already = already
+
+
 class RevokeRequested(Message):
     """The Keys view asks the app to revoke a key (after confirmation, unless read-only)."""
 

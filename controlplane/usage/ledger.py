@@ -7,8 +7,8 @@ dimension:
 * ``""`` — one total row (always present, zeros when nothing matched), group ``""``;
 * ``workspace`` | ``key`` (key id) | ``provider`` | ``session`` | ``client_version`` (Claude
   Code's version from the user-agent; ``""`` for other clients) — a column;
-* ``developer`` — the signed-in developer (by id; the row's group and ``developer_email`` are
-  the developer's current email, ``workspace`` its current workspace, both as the ledger last
+* ``developer`` — the signed-in developer: the row's group is the developer id,
+  ``developer_email`` the developer's current email, ``workspace`` its current workspace, both as the ledger last
   recorded them when the developer no longer exists); virtual-key traffic forms group ``""``;
 * ``model`` — the model served, or the requested one when nothing was served;
 * ``day`` — the UTC calendar day ``YYYY-MM-DD``;
@@ -18,7 +18,8 @@ Column groupings run as SQL ``GROUP BY``; ``metadata.<field>`` groups by the met
 in SQL and re-aggregates the (few) distinct documents in Python, which works identically on
 SQLite and PostgreSQL. Rows carry requests, errors (HTTP status >= 400), token sums, cost and the
 request times of the group's first and last request; grouped by ``session`` they also name the
-session's key.
+session's key (``key_id``) or, for a signed-in developer's session, the developer's email as the
+ledger recorded it (``developer_email``; the greatest if several).
 Rows are sorted by cost descending (then group), except ``day`` which is chronological.
 """
 
@@ -161,14 +162,15 @@ def query_usage(
         if row is None:
             row = acc[label] = tpb.UsageRow(group=label, first_ms=int(m["first_ms"]))
             if group_by == "developer" and label:
-                # Grouped by id (two people may share an email); shown by email.
+                # Keyed by id (two identities may share an email; activity joins on the id);
+                # clients show developer_email.
                 email, workspace = developers.get(
                     label, (str(m["developer_email"] or ""), str(m["workspace"] or ""))
                 )
-                row.group = email or label
                 row.developer_email, row.workspace = email, workspace
         if group_by == "session":
             row.key_id = max(row.key_id, str(m["key_id"] or ""))
+            row.developer_email = max(row.developer_email, str(m["developer_email"] or ""))
         if m["requests"]:
             row.first_ms = min(row.first_ms or int(m["first_ms"]), int(m["first_ms"]))
             row.last_ms = max(row.last_ms, int(m["last_ms"]))

@@ -63,6 +63,7 @@ def gw_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
 def gateway_file(tmp_path: Path) -> Path:
     path = tmp_path / "gateway.yaml"
     shutil.copy(EXAMPLE, path)
+    shutil.copy(EXAMPLE.parent / "platform-policy.json", tmp_path)  # named relative to the file
     return path
 
 

@@ -30,3 +30,30 @@ def test_top_level_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> Non
         build_parser().parse_args(["--help"])
     assert done.value.code == 0
     assert "budget alerts (50/80/100 % of a budget reached)" in capsys.readouterr().out
+
+
+# The command groups and their actions, as `gwctl --help` and each group's --help list them.
+GROUPS = {
+    "sso": {"set", "show", "get", "delete", "rm", "rotate-signing-key"},
+    "developers": {"list", "ls", "show", "get", "update", "disable", "enable"},
+    "workspaces": {"create", "list", "ls", "show", "get", "update", "delete", "rm"},
+}
+
+
+def test_command_groups_list_their_actions(capsys: pytest.CaptureFixture[str]) -> None:
+    pages = dict(_parsers(build_parser()))
+    for name, actions in GROUPS.items():
+        assert {path.split()[-1] for path in pages if path.startswith(f"gwctl {name} ")} == actions
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    top = " ".join(capsys.readouterr().out.split())  # wrapped to the terminal's width
+    assert "sign-in with Claude Code: the company's OIDC identity" in top
+    assert "people signed in with Claude Code" in top
+    assert "--client-secret-stdin" in pages["gwctl sso set"].format_help()
+    usage_help = " ".join(pages["gwctl usage"].format_help().split())
+    assert "developer" in usage_help and "5 % off the metered cost" in usage_help
+    for flag in ("--sso-group", "--member-budget", "--managed-settings-file",
+                 "--clear-managed-settings", "--clear-member-target"):  # fmt: skip
+        assert flag in pages["gwctl workspaces update"].format_help(), flag
+    assert "--show-managed-settings" in pages["gwctl workspaces show"].format_help()
+    assert "--developer" in pages["gwctl logs tail"].format_help()

@@ -30,7 +30,7 @@ class Client:
         self.limit = 0
 
     async def tail_logs(
-        self, *, follow: bool, limit: int, workspace: str, key_id: str
+        self, *, follow: bool, limit: int, workspace: str, key_id: str, developer_id: str = ""
     ) -> AsyncIterator[telemetry_pb2.UsageEvent]:
         self.limit = limit
         for e in EVENTS[-limit:]:

@@ -201,7 +201,7 @@ def test_sessions_list_and_show(control_plane: str, capsys: pytest.CaptureFixtur
     code, out, _ = gw(capsys, "sessions", "list", "-w", ws)
     assert code == 0
     header, *lines = out.splitlines()
-    assert header.split()[:4] == ["SESSION", "KEY", "REQUESTS", "TOKENS"]
+    assert header.split()[:4] == ["SESSION", "KEY/DEVELOPER", "REQUESTS", "TOKENS"]
     assert lines[1].startswith(s1) and "80%" in lines[1] and "1m35s" in lines[1]
 
     doc = gw_json(capsys, "sessions", "show", s1)

@@ -146,6 +146,42 @@ class FakeClient:
                 telemetry_pb2.UsageRow(group="sess-beta", requests=3, errors=1, cost_micros=30_000),
             ],
         }  # fmt: skip
+        self.developers = [
+            common_pb2.Developer(
+                id="dev_00000000000000a1", email="alice@example.com", name="Alice",
+                workspace="platform", groups=["platform-eng"], subject="sub-alice",
+                last_sign_in_ms=1_700_000_500_000, created_at_ms=1_699_000_000_000,
+                budget_status=[_budget(50, 12, DAY)], active_sessions=2,
+                effective_limits=common_pb2.Limits(
+                    budgets=[common_pb2.Budget(amount_micros=50_000_000, period=DAY)], rpm=120
+                ),
+            ),
+            common_pb2.Developer(
+                id="dev_00000000000000b2", email="bob@example.com", name="Bob",
+                workspace="research", groups=["research"], subject="sub-bob",
+                last_sign_in_ms=1_700_000_400_000, created_at_ms=1_699_500_000_000,
+                active_sessions=1,
+            ),
+            common_pb2.Developer(
+                id="dev_00000000000000c3", email="carol@example.com", name="Carol",
+                workspace="platform", last_sign_in_ms=1_699_900_000_000,
+                disabled_at_ms=1_700_000_100_000,
+            ),
+        ]  # fmt: skip
+        self.disabled: list[str] = []
+        self.usage["developer"] = [
+            telemetry_pb2.UsageRow(
+                group="alice@example.com", developer_email="alice@example.com",
+                workspace="platform", requests=40, cost_micros=12_000_000,
+                client_cost_micros=13_500_000, lines_added=900, lines_removed=120, commits=6,
+                pull_requests=3, edits_accepted=41, edits_rejected=4, client_sessions=5,
+            ),
+            telemetry_pb2.UsageRow(
+                group="bob@example.com", developer_email="bob@example.com", workspace="research",
+                requests=3, cost_micros=400_000, client_cost_micros=402_000, lines_added=10,
+            ),
+            telemetry_pb2.UsageRow(group="", requests=160, cost_micros=3_300_000),
+        ]  # fmt: skip
         self.initial_logs = [log_event(n) for n in range(1, initial_logs + 1)]
         self._queue: asyncio.Queue[telemetry_pb2.UsageEvent] | None = None
         self.tail_calls = 0
@@ -193,6 +229,22 @@ class FakeClient:
                 key.revoked_at_ms = 1_700_000_900_000
                 return key
         raise ClientError(grpc.StatusCode.NOT_FOUND, f"key {key_id!r} does not exist")
+
+    async def list_developers(
+        self, workspace: str = "", include_disabled: bool = False
+    ) -> list[common_pb2.Developer]:
+        self._check("list_developers")
+        return [d for d in self.developers if include_disabled or not d.disabled_at_ms]
+
+    async def disable_developer(self, id_or_email: str) -> common_pb2.Developer:
+        self._check("disable_developer")
+        self.disabled.append(id_or_email)
+        for developer in self.developers:
+            if id_or_email in (developer.id, developer.email):
+                developer.disabled_at_ms = 1_700_000_900_000
+                developer.active_sessions = 0
+                return developer
+        raise ClientError(grpc.StatusCode.NOT_FOUND, f"developer {id_or_email!r} not found")
 
     async def list_providers(self) -> list[common_pb2.Provider]:
         self._check("list_providers")

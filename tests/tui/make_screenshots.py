@@ -2,8 +2,9 @@
 
     .venv/bin/python -m tests.tui.make_screenshots
 
-Writes docs/tui-overview.svg and docs/tui-logs.svg (80x24, UTC, a fixed clock), so the files
-only change when the UI does.
+Writes docs/tui-overview.svg and docs/tui-logs.svg (80x24), docs/tui-developers.svg (150x10, wide
+enough for every activity column); UTC and a fixed clock, so the files only change when the UI
+does.
 """
 
 from __future__ import annotations
@@ -75,7 +76,12 @@ async def main() -> None:
         client, "logs", DOCS / "tui-logs.svg", clock=lambda: FIXED_NOW,
         min_rows=len(client.initial_logs),
     )  # fmt: skip
-    print(f"wrote {DOCS / 'tui-overview.svg'} and {DOCS / 'tui-logs.svg'}")
+    client = readme_client()
+    await export_svg(
+        client, "developers", DOCS / "tui-developers.svg", clock=lambda: FIXED_NOW,
+        min_rows=len(client.developers), size=(150, 10),  # wide: every activity column
+    )  # fmt: skip
+    print(f"wrote {DOCS / 'tui-overview.svg'}, {DOCS / 'tui-logs.svg'} and tui-developers.svg")
 
 
 if __name__ == "__main__":

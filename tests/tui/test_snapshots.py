@@ -23,6 +23,7 @@ from tests.tui.fake_client import FakeClient
 from tui.app import TollgateApp
 from tui.screens.audit import AuditDetailScreen
 from tui.screens.detail import RequestDetailScreen
+from tui.screens.developer import DeveloperDetailScreen
 from tui.screens.help import HelpScreen
 
 SIZE = (80, 24)
@@ -145,6 +146,21 @@ def test_audit_detail(snap_compare: SnapCompare) -> None:
         await settle(pilot, lambda: len(app.current_view.shown) == 3)
         await pilot.press("up", "up", "enter")  # the workspace.update
         await settle(pilot, lambda: isinstance(app.screen, AuditDetailScreen))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_developers(snap_compare: SnapCompare) -> None:
+    assert snap_compare(snapshot_app(), terminal_size=SIZE, run_before=show("developers"))
+
+
+def test_developer_detail(snap_compare: SnapCompare) -> None:
+    app = snapshot_app()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await show("developers", "enter")(pilot)
+        await settle(pilot, lambda: isinstance(app.screen, DeveloperDetailScreen))
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -17,6 +17,7 @@ from textual.widgets import Static
 
 from gwapi.v1 import telemetry_pb2
 from tui import format as fmt
+from tui.text import plain_text
 
 
 def detail_fields(event: telemetry_pb2.UsageEvent) -> list[tuple[str, str]]:
@@ -28,6 +29,10 @@ def detail_fields(event: telemetry_pb2.UsageEvent) -> list[tuple[str, str]]:
         ("error", f"{event.error_type}: {event.error_message}" if event.error_type else ""),
         ("workspace", event.workspace),
         ("key", f"{event.key_name} ({event.key_id})" if event.key_name else event.key_id),
+        (
+            "developer",
+            f"{event.developer_email} ({event.developer_id})" if event.developer_id else "",
+        ),
         ("session", event.session_id),
         ("model requested", event.model_requested),
         ("model served", event.model_served),
@@ -132,7 +137,7 @@ class RequestDetailScreen(Screen[None]):
         fields.add_column(style="bold cyan", no_wrap=True)
         fields.add_column()
         for name, value in detail_fields(self.event):
-            fields.add_row(name, value)
+            fields.add_row(name, plain_text(value))  # a str here would be markup
         parts: list[Table | Text] = [fields, Text("")]
         if self.event.attempt_log:
             parts.append(attempt_lines(self.event))

@@ -10,12 +10,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 GLOBAL_KEYS = (
-    ("1-6", "Overview, Keys, Providers, Sessions, Logs, Audit"),
-    (":", "command line: :overview :keys :providers :sessions :logs :audit :q"),
+    ("1-7", "Overview, Keys, Providers, Sessions, Logs, Audit, Developers"),
+    (":", "jump: :overview :keys :providers :sessions :logs :audit :devs :q"),
     ("/", "filter the current table (enter keeps it, esc clears it)"),
     ("s / S", "sort by the next column / reverse (or click a header)"),
     ("r", "Keys: revoke the selected key (asks first; off with --readonly)"),
-    ("enter", "Logs: request detail; Audit: the change's before/after"),
+    ("d", "Developers: disable the selected one (asks; off with --readonly)"),
+    ("enter", "Logs: request detail; Audit: before/after; Developers: detail"),
     ("end", "Logs, Audit: follow new records again"),
     ("esc", "back: close a prompt, clear the filter, leave a screen"),
     ("?", "this help"),

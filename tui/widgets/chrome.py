@@ -12,6 +12,7 @@ VIEWS = (
     ("sessions", "Sessions"),
     ("logs", "Logs"),
     ("audit", "Audit"),
+    ("developers", "Devs"),  # short in the tabs: seven fit 80 columns
 )
 
 
@@ -23,7 +24,7 @@ class ViewTabs(Static):
         for number, (view_id, title) in enumerate(VIEWS, 1):
             style = "bold reverse" if view_id == current else ""
             text.append(f" {number} {title} ", style=style)
-        text.append("  ? help  : jump", style="dim")  # "/ filter" is in help: 80 columns
+        text.append("  ? help", style="dim")  # ": jump" and "/ filter" are in help: 80 columns
         self.update(text)
 
 

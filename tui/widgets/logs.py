@@ -4,6 +4,7 @@ until the user scrolls or moves up, and follows again after ``end`` (or scrollin
 
 from __future__ import annotations
 
+from rich.console import RenderableType
 from rich.text import Text
 from textual import events
 from textual.widgets import DataTable
@@ -13,6 +14,7 @@ from tui import format as fmt
 from tui.api import GatewayLike
 from tui.messages import LogArrived, Row, RowsLoaded
 from tui.screens.detail import RequestDetailScreen
+from tui.text import plain_text
 from tui.widgets.table_view import TableView
 
 MAX_EVENTS = 2000
@@ -59,6 +61,13 @@ class LogTable(DataTable[object]):
             self.following = True
 
 
+def who(event: telemetry_pb2.UsageEvent) -> RenderableType:
+    """The key's name, or a signed-in developer's email (from the IdP: literal text)."""
+    if event.developer_id or event.developer_email:
+        return plain_text(event.developer_email or event.developer_id)
+    return event.key_name or event.key_id or "-"
+
+
 def event_row(event: telemetry_pb2.UsageEvent, key: str) -> Row:
     usage = event.usage
     model = event.model_served or event.model_requested or "-"
@@ -66,7 +75,7 @@ def event_row(event: telemetry_pb2.UsageEvent, key: str) -> Row:
         fmt.clock(event.time_ms),
         Text(str(event.status), style=fmt.status_style(event.status)),
         event.workspace or "-",
-        event.key_name or event.key_id or "-",
+        who(event),
         model,
         event.provider or "-",
         Text(
@@ -98,7 +107,10 @@ class LogsView(TableView):
         "REQUEST",
     )
     SORTABLE = False
-    HELP = "live tail · follows until you move up · end follows again · enter detail"
+    HELP = (
+        "live tail · follows until you move up · end follows again · enter detail · KEY is the"
+        " signed-in developer's email for their requests"
+    )
 
     def __init__(self) -> None:
         super().__init__()

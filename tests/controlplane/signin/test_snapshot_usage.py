@@ -117,9 +117,9 @@ async def test_ingest_and_query_usage_by_developer(
         await admin_clients.telemetry.QueryUsage(tpb.QueryUsageRequest(group_by="developer"))
     ).rows
     shown = [(r.group, r.developer_email, r.workspace, r.requests, r.cost_micros) for r in rows]
-    assert shown == [
-        ("bob@example.com", "bob@example.com", "research", 1, 1_000),
-        ("alice@example.com", "alice@example.com", "platform", 2, 500),
+    assert shown == [  # keyed by developer id, shown by email
+        (bob.id, "bob@example.com", "research", 1, 1_000),
+        (alice.id, "alice@example.com", "platform", 2, 500),
         ("", "", "", 1, 50),  # virtual-key traffic
     ]
     only = await admin_clients.telemetry.QueryUsage(tpb.QueryUsageRequest(developer_id=alice.id))

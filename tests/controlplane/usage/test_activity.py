@@ -224,18 +224,12 @@ def test_add_activity_window_and_filters(db: Database) -> None:
 async def test_query_usage_by_developer_carries_activity(
     cp: Running, dataplane: Clients, admin_clients: Clients
 ) -> None:
-    """Through the real QueryUsage: needs the metered part of group_by=developer (P1, control
-    plane); until that lands the ledger refuses the grouping and this test says so."""
+    """Through the real QueryUsage: activity joined to the developer rows by id."""
     await dataplane.telemetry.ReportActivity(
         tpb.ReportActivityRequest(node_id="dp-1", batch_id="q-1", activity=[activity()])
     )
-    try:
-        resp = await admin_clients.telemetry.QueryUsage(
-            tpb.QueryUsageRequest(group_by="developer", since_ms=DAY, until_ms=DAY + DAY_MS)
-        )
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "group_by" in (exc.details() or ""):
-            pytest.skip("group_by=developer (metered part) is not in this branch yet")
-        raise
+    resp = await admin_clients.telemetry.QueryUsage(
+        tpb.QueryUsageRequest(group_by="developer", since_ms=DAY, until_ms=DAY + DAY_MS)
+    )
     [row] = resp.rows
     assert (row.group, row.client_cost_micros, row.commits) == ("dev_alice", 32_610, 1)
