@@ -236,7 +236,10 @@ class Relay:
         finally:
             # Without its final usage (the client or the upstream left early) the output is
             # estimated from the content relayed, so an early close never avoids its cost.
-            rec.usage, rec.output_estimated = meter.billable()
+            max_tokens = self.request.json.get("max_tokens")
+            rec.usage, rec.output_estimated = meter.billable(
+                max_tokens if type(max_tokens) is int else 0
+            )
             rec.model_served = meter.model or self.request.model
             if meter.error is not None:
                 rec.fail(200, meter.error[0], meter.error[1])

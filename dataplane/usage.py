@@ -17,8 +17,8 @@ Contract (see WIRE.md):
 * A stream that ends without its final usage (no ``message_delta`` with usage: the client or the
   upstream went away first) is billed by :meth:`StreamMeter.billable`: its output is *estimated*
   from the content relayed (:class:`ContentCounter`: the bytes of the ``text``, ``partial_json``
-  and ``thinking`` strings of the deltas, at :data:`ESTIMATE_BYTES_PER_TOKEN`), never below the
-  ``output_tokens`` the upstream reported so far.
+  and ``thinking`` strings of the deltas, at :data:`ESTIMATE_BYTES_PER_TOKEN`, at most the
+  request's ``max_tokens``), never below the ``output_tokens`` the upstream reported so far.
 * Only ``message_start``, ``message_delta`` and ``error`` payloads are parsed; the bulk of a stream
   (``content_block_delta``, ``ping``) is counted and skipped without touching its JSON. Those event
   types are ``METER_SKIP``: decoding with ``SSEDecoder(skip=METER_SKIP)`` drops them before they
@@ -197,16 +197,20 @@ class StreamMeter:
             self._usage = _build(self._fields)
         return self._usage
 
-    def billable(self) -> tuple[TokenUsage, bool]:
+    def billable(self, max_tokens: int = 0) -> tuple[TokenUsage, bool]:
         """``(usage to bill, whether its output is estimated)``.
 
         The usage as reported when the final ``message_delta`` usage arrived; otherwise (the
-        stream ended early) the output is ``max(reported output, ⌈content bytes / 3⌉)``. A stream
-        that showed nothing (no ``message_start``, no content) has nothing to estimate."""
+        stream ended early) the output is ``max(reported output, min(⌈content bytes / 3⌉,
+        max_tokens))`` — the request's ``max_tokens`` (when > 0) bounds what the model can have
+        produced. A stream that showed nothing (no ``message_start``, no content) has nothing to
+        estimate."""
         usage = self.usage
         if self.saw_final_usage or not (self.saw_message_start or self.content.bytes):
             return usage, False
         estimate = -(-self.content.bytes // ESTIMATE_BYTES_PER_TOKEN)
+        if max_tokens > 0:
+            estimate = min(estimate, max_tokens)
         return replace(usage, output_tokens=max(usage.output_tokens, estimate)), True
 
     def feed(self, event: SSEEvent) -> None:

@@ -139,16 +139,23 @@ async def test_bedrock_client_cut_short_is_billed_for_the_output_relayed(
     upstream.script.append(
         Scripted(headers=[(b"content-type", b"text/event-stream")], frames=pieces, delay=0.001)
     )
-    r = await client.post(
-        f"/bedrock/model/{BEDROCK_ID}/invoke-with-response-stream",
-        content=orjson.dumps(BEDROCK_BODY),
-        headers=CLIENT_HEADERS,
+    upstream.script.append(
+        Scripted(headers=[(b"content-type", b"text/event-stream")], frames=pieces, delay=0.001)
     )
-    assert decode_chunks(r.content)[-1]["exception"] == "modelStreamErrorException"
-    (event,) = await usage_events(dataplane, 1)
+    for max_tokens in (32000, 50):
+        r = await client.post(
+            f"/bedrock/model/{BEDROCK_ID}/invoke-with-response-stream",
+            content=orjson.dumps({**BEDROCK_BODY, "max_tokens": max_tokens}),
+            headers=CLIENT_HEADERS,
+        )
+        assert decode_chunks(r.content)[-1]["exception"] == "modelStreamErrorException"
+    first, second = await usage_events(dataplane, 2)
     estimate = -(-sum(len(t) for t in texts) // 3)
-    assert event.usage.output_estimated and event.usage.output_tokens == estimate
-    assert event.usage.cost_micros == 20 * 3 + estimate * 15
+    assert estimate == 85
+    assert first.usage.output_estimated and first.usage.output_tokens == estimate
+    assert first.usage.cost_micros == 20 * 3 + estimate * 15
+    # The model cannot have produced more than max_tokens: the estimate stops there.
+    assert second.usage.output_estimated and second.usage.output_tokens == 50
 
 
 async def test_bedrock_mid_stream_failure_is_an_exception_frame(client, upstream) -> None:

@@ -495,10 +495,18 @@ def test_billable_estimates_the_output_of_a_stream_cut_before_its_final_usage() 
     assert m.billable() == (TokenUsage(input_tokens=7, output_tokens=100), True)
 
 
+def test_billable_estimate_is_at_most_max_tokens() -> None:
+    stream = text_stream(texts=("x" * 3000,), start_usage={"input_tokens": 7, "output_tokens": 1})
+    m = _early(stream, b"event: message_delta")
+    assert m.billable() == (TokenUsage(input_tokens=7, output_tokens=1000), True)
+    assert m.billable(max_tokens=64) == (TokenUsage(input_tokens=7, output_tokens=64), True)
+
+
 def test_billable_is_never_below_the_reported_output() -> None:
     stream = text_stream(texts=("ab",), start_usage={"input_tokens": 7, "output_tokens": 40})
     m = _early(stream, b"event: message_delta")
     assert m.billable() == (TokenUsage(input_tokens=7, output_tokens=40), True)
+    assert m.billable(max_tokens=10) == (TokenUsage(input_tokens=7, output_tokens=40), True)
 
 
 def test_billable_estimates_nothing_when_nothing_was_seen() -> None:
