@@ -42,7 +42,7 @@ from controlplane import audit_retention, identity
 from controlplane.auth import Authenticator, AuthInterceptor
 from controlplane.catalog import prices, providers
 from controlplane.catalog.common import now_ms
-from controlplane.domain.pricing import load_default_prices
+from controlplane.domain.pricing import load_default_prices, load_default_tool_rates
 from controlplane.metrics import ControlPlaneMetrics, MetricsServer
 from controlplane.secrets import MasterKey, load_master_key
 from controlplane.services.admin import AdminService
@@ -94,9 +94,10 @@ def open_database(url: str) -> Database:
     db = Database(url)
     db.create_all()
     defaults = load_default_prices()
+    tools = load_default_tool_rates()
     for attempt in (1, 2):
         try:
-            added = db.run_sync(lambda s: prices.seed(s, defaults, now_ms()))
+            added = db.run_sync(lambda s: prices.seed(s, defaults, now_ms(), tools))
             break
         except IntegrityError:  # another replica seeded at the same moment: re-read and retry
             if attempt == 2:

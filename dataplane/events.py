@@ -86,6 +86,7 @@ class RequestRecord:
     upstream_request_id: str = ""
     client_disconnected: bool = False
     usage: TokenUsage = field(default_factory=TokenUsage)
+    output_estimated: bool = False  # usage.output_tokens is an estimate (see dataplane.usage)
     priced: Priced | None = None
     attempt_log: list[telemetry_pb2.Attempt] = field(default_factory=list)
     cache_status: str = ""
@@ -113,6 +114,9 @@ class RequestRecord:
             cache_write_1h_tokens=u.cache_write_1h_tokens,
             cost_micros=self.priced.cost_micros if self.priced else 0,
             priced_as=self.priced.priced_as if self.priced else "",
+            web_search_requests=u.web_search_requests,
+            web_fetch_requests=u.web_fetch_requests,
+            output_estimated=self.output_estimated,
         )
         event = telemetry_pb2.UsageEvent(
             request_id=self.request_id,

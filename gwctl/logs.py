@@ -9,7 +9,8 @@ is JSON, ``response_text`` the reconstructed answer).
 
 Table mode prints a header and one aligned line per request (time, status, workspace, key, model,
 provider, tokens in/out/cache write/cache read, cost, latency, ttfb, short session id, request id,
-error type). ``-o json`` prints one JSON array without ``-f`` and JSON lines with it (a stream has
+error type). An output count the data plane estimated (the stream ended before its final usage)
+reads ``~N``; a count_tokens call shows its model as ``MODEL (count_tokens)``. ``-o json`` prints one JSON array without ``-f`` and JSON lines with it (a stream has
 no end to close an array at). Ctrl-C ends a follow quietly.
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from gwapi.v1 import telemetry_pb2
+from gwapi.v1 import common_pb2, telemetry_pb2
 from gwctl import alerts, parse
 from gwctl import output as out
 from gwctl.cli import Subparsers, group, is_json, leaf
@@ -65,17 +66,28 @@ def event_dict(event: telemetry_pb2.UsageEvent) -> out.JSON:
     return out.with_cost(event, event.usage.cost_micros)
 
 
+def is_count_tokens(event: telemetry_pb2.UsageEvent) -> bool:
+    """A token-counting call (Anthropic and Vertex doors), not a Messages request."""
+    return event.path.endswith(("/count_tokens", "count-tokens:rawPredict"))
+
+
+def output_cell(usage: common_pb2.Usage) -> str:
+    text = out.format_tokens(usage.output_tokens)
+    return f"~{text}" if usage.output_estimated else text
+
+
 def cells(event: telemetry_pb2.UsageEvent) -> list[str]:
     usage = event.usage
+    model = event.model_served or event.model_requested or "-"
     return [
         out.format_time(event.time_ms),
         str(event.status),
         event.workspace or "-",
         event.key_name or event.key_id or "-",
-        event.model_served or event.model_requested or "-",
+        f"{model} (count_tokens)" if is_count_tokens(event) else model,
         event.provider or "-",
         out.format_tokens(usage.input_tokens),
-        out.format_tokens(usage.output_tokens),
+        output_cell(usage),
         out.format_tokens(usage.cache_creation_input_tokens),
         out.format_tokens(usage.cache_read_input_tokens),
         out.format_usd(usage.cost_micros),
@@ -227,8 +239,11 @@ def render(event: telemetry_pb2.UsageEvent) -> str:
         ("provider", event.provider or "-"),
         ("cache", event.cache_status or "-"),
         ("stream", "yes" if event.stream else "no"),
-        ("tokens", f"in {u.input_tokens}  out {u.output_tokens}  "
-         f"cache w {u.cache_creation_input_tokens}  cache r {u.cache_read_input_tokens}"),
+        ("path", event.path or "-"),
+        ("tokens", f"in {u.input_tokens}  out {u.output_tokens}"
+         f"{' (estimated: the stream ended before its final usage)' if u.output_estimated else ''}"
+         f"  cache w {u.cache_creation_input_tokens}  cache r {u.cache_read_input_tokens}"),
+        ("server tools", f"web search {u.web_search_requests}  web fetch {u.web_fetch_requests}"),
         ("cost USD", out.format_usd(u.cost_micros)),
         ("latency", f"{event.latency_ms}ms (ttfb {event.ttfb_ms}ms)"),
         ("client", event.user_agent or "-"),

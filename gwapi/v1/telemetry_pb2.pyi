@@ -460,6 +460,8 @@ class UsageRow(_message.Message):
     FIRST_MS_FIELD_NUMBER: _builtins.int
     LAST_MS_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
+    WEB_SEARCH_REQUESTS_FIELD_NUMBER: _builtins.int
+    WEB_FETCH_REQUESTS_FIELD_NUMBER: _builtins.int
     group: _builtins.str
     requests: _builtins.int
     errors: _builtins.int
@@ -473,6 +475,9 @@ class UsageRow(_message.Message):
     last_ms: _builtins.int
     key_id: _builtins.str
     """group_by=session only: the session's key (the greatest if several)"""
+    web_search_requests: _builtins.int
+    """server-tool requests (their fees are in cost_micros)"""
+    web_fetch_requests: _builtins.int
     def __init__(
         self,
         *,
@@ -487,10 +492,12 @@ class UsageRow(_message.Message):
         first_ms: _builtins.int = ...,
         last_ms: _builtins.int = ...,
         key_id: _builtins.str = ...,
+        web_search_requests: _builtins.int = ...,
+        web_fetch_requests: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "cost_micros", b"cost_micros", "errors", b"errors", "first_ms", b"first_ms", "group", b"group", "input_tokens", b"input_tokens", "key_id", b"key_id", "last_ms", b"last_ms", "output_tokens", b"output_tokens", "requests", b"requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "cost_micros", b"cost_micros", "errors", b"errors", "first_ms", b"first_ms", "group", b"group", "input_tokens", b"input_tokens", "key_id", b"key_id", "last_ms", b"last_ms", "output_tokens", b"output_tokens", "requests", b"requests", "web_fetch_requests", b"web_fetch_requests", "web_search_requests", b"web_search_requests"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -112,16 +112,23 @@ def test_usage_table_ends_with_total(capsys: pytest.CaptureFixture[str]) -> None
     FakeClient.usage_rows = [
         telemetry_pb2.UsageRow(group="team-a", requests=1200, cache_read_input_tokens=1_000_000,
                                cost_micros=2_500_000),
-        telemetry_pb2.UsageRow(group="team-b", requests=1, cost_micros=12_345),
+        telemetry_pb2.UsageRow(group="team-b", requests=1, cost_micros=12_345,
+                               web_search_requests=1_234, web_fetch_requests=2),
     ]  # fmt: skip
     code, stdout, _ = run(capsys, "usage", "--by", "workspace")
     assert code == 0
     lines = stdout.splitlines()
     assert lines[0].split()[:3] == ["WORKSPACE", "REQUESTS", "ERRORS"]
+    assert lines[0].split()[-3:] == ["SEARCHES", "COST", "USD"]
     assert lines[1].split()[0] == "team-a" and "1,000,000" in lines[1]
+    assert lines[2].split()[-2:] == ["1,234", "0.012345"]
     assert lines[-1].split()[0] == "TOTAL"
     assert lines[-1].split()[1] == "1,201"
+    assert lines[-1].split()[-2] == "1,234"
     assert lines[-1].endswith("2.512345")
+    code, stdout, _ = run(capsys, "usage", "--by", "workspace", "-o", "json")
+    total = orjson.loads(stdout)["total"]
+    assert (total["web_search_requests"], total["web_fetch_requests"]) == (1_234, 2)
 
 
 def test_usage_rejects_unknown_grouping(capsys: pytest.CaptureFixture[str]) -> None:
@@ -372,3 +379,22 @@ def test_cli_import_does_not_load_the_servers() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_log_lines_mark_estimated_output_and_count_tokens_calls() -> None:
+    from gwctl import logs
+
+    cut = telemetry_pb2.UsageEvent(
+        path="/v1/messages",
+        model_served="claude-opus-4-8",
+        usage=common_pb2.Usage(output_tokens=1234, output_estimated=True),
+    )
+    cells = logs.cells(cut)
+    assert cells[4] == "claude-opus-4-8" and cells[7] == "~1,234"
+    assert "(estimated: the stream ended before its final usage)" in logs.render(cut)
+    counted = telemetry_pb2.UsageEvent(
+        path="/v1/messages/count_tokens", model_requested="claude-opus-4-8"
+    )
+    cells = logs.cells(counted)
+    assert cells[4] == "claude-opus-4-8 (count_tokens)" and cells[7] == "0"
+    assert "path:" in logs.render(counted) and "/v1/messages/count_tokens" in logs.render(counted)
