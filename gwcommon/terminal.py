@@ -11,6 +11,10 @@ a visible escape (``\\x1b``, ``\\r``, ``\\n``, ``\\u202e``); everything else, ba
 included, is unchanged. With ``keep_newlines`` (multi-line blocks such as logged bodies) ``\\n``
 and ``\\t`` stay as they are and ``\\r\\n`` becomes ``\\n``. Printable text comes back as the
 same string object: the common case costs one scan.
+
+:func:`escape_json_text` is for JSON already written by an encoder that escapes only what JSON
+requires (C0, quote, backslash): it writes the remaining controls as ``\\uXXXX``, which is the
+same JSON value.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ _UNSAFE = [*range(0x20), 0x7F, *range(0x80, 0xA0), *_FORMAT]
 _TABLE = {code: _escape(code) for code in _UNSAFE}
 _BLOCK_TABLE = {code: text for code, text in _TABLE.items() if code not in (0x09, 0x0A)}
 _UNSAFE_RE = re.compile("[" + "".join(re.escape(chr(code)) for code in _UNSAFE) + "]")
+_BEYOND_C0_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in _UNSAFE if c >= 0x20) + "]")
 
 
 def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
@@ -39,3 +44,10 @@ def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
     if keep_newlines:
         return text.replace("\r\n", "\n").translate(_BLOCK_TABLE)
     return text.translate(_TABLE)
+
+
+def escape_json_text(json_text: str) -> str:
+    """JSON text with DEL, C1, bidi marks and line separators written as ``\\uXXXX``.
+
+    Only valid for encoder output: outside strings JSON has none of these characters."""
+    return _BEYOND_C0_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
