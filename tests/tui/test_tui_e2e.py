@@ -12,6 +12,7 @@ import grpc
 import pytest
 from textual.pilot import Pilot
 
+from controlplane import settings as settings_mod
 from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2, telemetry_pb2_grpc
 from tests.gwctl.threaded_cp import threaded_control_plane
 from tests.tui.conftest import find_on_screen, screen_lines
@@ -22,7 +23,6 @@ from tui.widgets.logs import LogsView
 from tui.widgets.views import OverviewView
 
 pytestmark = pytest.mark.e2e
-settings_mod = pytest.importorskip("controlplane.settings")
 
 ADMIN = "tui-admin-" + uuid.uuid4().hex
 DATAPLANE = "tui-dataplane-" + uuid.uuid4().hex
