@@ -51,18 +51,21 @@ def safe_detail(message: str) -> str:
 
 
 def client_message(
-    kind: str, provider: str, request_id: str, status: int, code: str, message: str, *,
+    kind: str,
+    provider: str,
+    request_id: str,
+    status: int,
+    code: str,
+    message: str,
+    *,
     mid_stream: bool = False,
-) -> str:  # fmt: skip
+) -> str:
     """The message the client gets instead of the upstream's (see the module contract)."""
     cloud = CLOUDS.get(kind, kind)
-    what = (
-        "failed mid-answer"
-        if mid_stream
-        else "refused the request"
-        if 400 <= status < 500
-        else "failed"
-    )
+    if mid_stream:
+        what = "failed mid-answer"
+    else:
+        what = "refused the request" if 400 <= status < 500 else "failed"
     name = code if _CODE.fullmatch(code) else f"HTTP {status}" if status else "an error"
     detail = safe_detail(message)
     if detail:
@@ -75,9 +78,14 @@ def client_message(
 
 
 def log_original(
-    kind: str, provider: str, request_id: str, status: int, code: str, message: str,
+    kind: str,
+    provider: str,
+    request_id: str,
+    status: int,
+    code: str,
+    message: str,
     upstream_id: str = "",
-) -> None:  # fmt: skip
+) -> None:
     """The upstream's untouched error, for the operator (WARNING on ``tollgate.providers.KIND``).
 
     ``%r`` keeps a multi-line or control-laden message on one log line."""
