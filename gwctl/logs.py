@@ -100,10 +100,11 @@ def cells(event: telemetry_pb2.UsageEvent) -> list[str]:
 
 
 def format_line(values: list[str] | tuple[str, ...]) -> str:
-    """One fixed-width line (follow mode): wide values push the rest right rather than truncate."""
+    """One fixed-width line (follow mode): wide values push the rest right rather than truncate;
+    controls in a value are shown escaped."""
     parts = []
-    for i, value in enumerate(values):
-        width = _WIDTHS[i]
+    for i, raw in enumerate(values):
+        width, value = _WIDTHS[i], out.printable(raw)
         parts.append(value.rjust(width) if i in _RIGHT else value.ljust(width))
     return "  ".join(parts).rstrip()
 
@@ -219,12 +220,21 @@ def log_dict(event: telemetry_pb2.UsageEvent) -> out.JSON:
     return doc
 
 
+def _pretty(body: bytes) -> str:
+    """A JSON body indented, anything else as text."""
+    obj = _json_or_none(body)
+    return (
+        orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() if obj is not None else _text(body)
+    )
+
+
 def _is_sse(data: bytes) -> bool:
     return data.lstrip().startswith((b"event:", b"data:"))
 
 
 def render(event: telemetry_pb2.UsageEvent) -> str:
-    """The human view of ``gwctl logs show``."""
+    """The human view of ``gwctl logs show``: every value from the client or upstream has its
+    terminal controls escaped (bodies keep their lines)."""
     lines: list[str] = []
     u = event.usage
     fields: list[tuple[str, object]] = [
@@ -251,20 +261,22 @@ def render(event: telemetry_pb2.UsageEvent) -> str:
         ("metadata", ", ".join(f"{k}={v}" for k, v in sorted(event.metadata.items())) or "-"),
     ]  # fmt: skip
     width = max(len(label) for label, _ in fields)
-    lines.extend(f"{label + ':':<{width + 1}} {value}" for label, value in fields)
+    lines.extend(f"{label + ':':<{width + 1}} {out.printable(value)}" for label, value in fields)
     if event.attempt_log:
         lines.append("")
         lines.append("attempts:")
         for i, a in enumerate(event.attempt_log, 1):
             lines.append(
-                f"  {i}. {a.provider} {a.model} -> {a.status or '-'} {a.outcome}"
-                f"{' ' + a.error_type if a.error_type else ''} "
-                f"(+{a.start_offset_ms}ms, {a.duration_ms}ms)"
+                out.printable(
+                    f"  {i}. {a.provider} {a.model} -> {a.status or '-'} {a.outcome}"
+                    f"{' ' + a.error_type if a.error_type else ''} "
+                    f"(+{a.start_offset_ms}ms, {a.duration_ms}ms)"
+                )
             )
     if event.request_headers:
         lines.append("")
         lines.append("request headers:")
-        lines.extend(f"  {k}: {v}" for k, v in sorted(event.request_headers.items()))
+        lines.extend(out.printable(f"  {k}: {v}") for k, v in sorted(event.request_headers.items()))
     if not (event.request_headers or event.request_body or event.response_body):
         lines.append("")
         lines.append("bodies: not logged (the workspace's log_bodies policy is none)")
@@ -275,26 +287,18 @@ def render(event: telemetry_pb2.UsageEvent) -> str:
     if event.request_body:
         lines.append("")
         lines.append("request body:")
-        obj = _json_or_none(event.request_body)
-        if obj is not None:
-            lines.append(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
-        else:
-            lines.append(_text(event.request_body))
+        lines.append(out.printable_block(_pretty(event.request_body)))
     if event.response_body:
         lines.append("")
         if _is_sse(event.response_body):
             lines.append("response (assistant text):")
-            lines.append(assistant_text(event.response_body))
+            lines.append(out.printable_block(assistant_text(event.response_body)))
             lines.append("")
             lines.append("response events:")
-            lines.append(_text(event.response_body).rstrip())
+            lines.append(out.printable_block(_text(event.response_body).rstrip()))
         else:
             lines.append("response body:")
-            obj = _json_or_none(event.response_body)
-            if obj is not None:
-                lines.append(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
-            else:
-                lines.append(_text(event.response_body))
+            lines.append(out.printable_block(_pretty(event.response_body)))
     elif event.request_headers and not event.request_body:
         lines.append("bodies: not logged (the workspace's log_bodies policy is metadata)")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import sys
 
 import grpc
 
+from gwcommon.terminal import escape_controls
 from gwctl import (
     alerts,
     apply,
@@ -93,7 +94,8 @@ def _run_tui(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    # Refusals quote names, models and ids as the server received them.
+    sys.stderr.write(f"error: {escape_controls(message, keep_newlines=True)}\n")
 
 
 async def _run_handler(args: argparse.Namespace) -> int:

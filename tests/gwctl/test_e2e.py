@@ -21,13 +21,13 @@ import grpc
 import orjson
 import pytest
 
+from controlplane import settings as settings_mod
 from gwapi.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
 from gwctl.main import main
 from tests.fakes.webhook import WebhookSink
 from tests.gwctl.threaded_cp import threaded_control_plane
 
 pytestmark = pytest.mark.e2e
-settings_mod = pytest.importorskip("controlplane.settings")
 
 ADMIN = "e2e-admin-token-" + uuid.uuid4().hex
 DATAPLANE = "e2e-dataplane-token-" + uuid.uuid4().hex

@@ -69,6 +69,17 @@ def test_render_table_aligns() -> None:
     assert text.splitlines() == ["NAME         N", "a            1", "long-name  100"]
 
 
+def test_tables_fields_and_json_write_no_raw_controls(capsys: pytest.CaptureFixture[str]) -> None:
+    text = out.render_table(["MODEL", "N"], [["m\x1b[2J", 1], ["a\rb", 22]], right=[1])
+    assert text.splitlines() == ["MODEL      N", "m\\x1b[2J   1", "a\\rb      22"]
+    out.print_fields([("model", "m\x07\u202e")])
+    out.print_json({"model": "m\x1b\x7f\x9b\u202e\u2028"})
+    printed = capsys.readouterr().out
+    assert printed.startswith("model: m\\x07\\u202e\n")
+    assert '"m\\u001b\\u007f\\u009b\\u202e\\u2028"' in printed
+    assert orjson.loads(printed.split("\n", 1)[1]) == {"model": "m\x1b\x7f\x9b\u202e\u2028"}
+
+
 # ---- the CLI over a fake client --------------------------------------------------------------
 
 

@@ -19,8 +19,6 @@ import httpx
 import pytest
 
 pytestmark = pytest.mark.e2e
-pytest.importorskip("controlplane.server")
-pytest.importorskip("dataplane.server")
 
 
 def _free_port() -> int:
