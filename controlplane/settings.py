@@ -13,6 +13,9 @@ TLS: ``TOLLGATE_TLS_CERT`` and
 
 Audit retention: ``TOLLGATE_AUDIT_RETENTION_DAYS`` / ``--audit-retention-days`` (whole days;
 default 0 = keep the audit log forever, see :mod:`controlplane.audit_retention`).
+
+Alert webhooks go to public addresses only unless ``--allow-internal-webhooks`` /
+``TOLLGATE_ALLOW_INTERNAL_WEBHOOKS=1`` (see :mod:`controlplane.usage.webhooks`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,16 @@ DEFAULT_DB_URL = "sqlite:///.tollgate/tollgate.db"
 # 100 years: beyond that the cutoff is meaningless (and would overflow a BIGINT timestamp).
 MAX_AUDIT_RETENTION_DAYS = 36_500
 _DAYS = re.compile(r"-?[0-9]+")  # ASCII only: int() would also take "١٢" or "1_0"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def _flag(value: object, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(f"invalid {name} {str(value)[:20]!r}: use 1 or 0")
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,9 @@ class Settings:
     # how long to keep them is the operator's call, so nothing is deleted unless asked).
     # From text (env/flag) it is parsed in from_env; a non-integer stays text for validate().
     audit_retention_days: int = 0
+    # Let alert webhooks reach loopback, private and link-local addresses. Off by default: a
+    # workspace-admin chooses the URL and can trigger a delivery at will.
+    allow_internal_webhooks: bool = False
 
     def __post_init__(self) -> None:
         if not self.dataplane_token:
@@ -115,8 +131,12 @@ class Settings:
             "tls_cert": env.get("TOLLGATE_TLS_CERT", ""),
             "tls_key": env.get("TOLLGATE_TLS_KEY", ""),
             "audit_retention_days": env.get("TOLLGATE_AUDIT_RETENTION_DAYS", ""),
+            "allow_internal_webhooks": env.get("TOLLGATE_ALLOW_INTERNAL_WEBHOOKS", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None and v != ""})
+        values["allow_internal_webhooks"] = _flag(
+            values["allow_internal_webhooks"], "TOLLGATE_ALLOW_INTERNAL_WEBHOOKS"
+        )
         days = values["audit_retention_days"]
         if isinstance(days, str):
             days = days.strip()
@@ -169,6 +189,14 @@ class Settings:
             metavar="N",
             help="delete audit events older than N days, checked hourly "
             "(env TOLLGATE_AUDIT_RETENTION_DAYS; default 0 = keep forever)",
+        )
+        parser.add_argument(
+            "--allow-internal-webhooks",
+            action="store_true",
+            default=None,
+            help="let workspace alert webhooks reach loopback, private (RFC 1918, ULA) and "
+            "link-local addresses (env TOLLGATE_ALLOW_INTERNAL_WEBHOOKS=1; default: public "
+            "addresses only)",
         )
         args = parser.parse_args(argv)
         return cls.from_env(env, **vars(args))

@@ -47,6 +47,17 @@ def test_settings_from_env_and_args() -> None:
     assert Settings().db_url == "sqlite:///.tollgate/tollgate.db"
 
 
+def test_allow_internal_webhooks_from_flag_and_env() -> None:
+    base = {"TOLLGATE_ADMIN_TOKEN": "a"}
+    assert Settings.from_args([], base).allow_internal_webhooks is False
+    assert Settings.from_args(["--allow-internal-webhooks"], base).allow_internal_webhooks
+    for text, expected in (("1", True), ("true", True), ("0", False), ("no", False)):
+        env = {**base, "TOLLGATE_ALLOW_INTERNAL_WEBHOOKS": text}
+        assert Settings.from_args([], env).allow_internal_webhooks is expected
+    with pytest.raises(ValueError, match="TOLLGATE_ALLOW_INTERNAL_WEBHOOKS"):
+        Settings.from_args([], {**base, "TOLLGATE_ALLOW_INTERNAL_WEBHOOKS": "maybe"})
+
+
 def test_settings_validate() -> None:
     with pytest.raises(ValueError, match="TOLLGATE_ADMIN_TOKEN"):
         Settings().validate()

@@ -43,6 +43,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         admin_token=ADMIN,
         dataplane_token=DATAPLANE,
         shutdown_grace_s=0.5,
+        allow_internal_webhooks=True,  # the alert webhook sink listens on 127.0.0.1
     )
     with threaded_control_plane(settings) as address:
         yield address
