@@ -96,7 +96,7 @@ class Authenticator:
         if not admin_token:
             raise ValueError("an admin token is required")
         self._admin = admin_token
-        self._dataplane = dataplane_token or admin_token
+        self._dataplane = dataplane_token  # "" = no data-plane token (never the admin token)
         self._db = db
         self._ttl = cache_ttl_s
         self._clock = clock
@@ -116,7 +116,7 @@ class Authenticator:
             raise Unauthenticated(
                 "missing data-plane token: set TOLLGATE_DATAPLANE_TOKEN on the data plane"
                 if dataplane_call
-                else "missing admin token: pass --token or set TOLLGATE_ADMIN_TOKEN"
+                else "missing admin token: set TOLLGATE_ADMIN_TOKEN or pass --token-file PATH"
             )
         if _same(token, self._admin):
             return BOOTSTRAP
@@ -130,7 +130,7 @@ class Authenticator:
             raise Unauthenticated(
                 "invalid data-plane token: check TOLLGATE_DATAPLANE_TOKEN on the data plane"
             )
-        raise Unauthenticated("invalid admin token: check --token or TOLLGATE_ADMIN_TOKEN")
+        raise Unauthenticated("invalid admin token: check TOLLGATE_ADMIN_TOKEN or --token-file")
 
     async def _created(self, digest: str) -> Principal | None:
         cached = self._cache.get(digest)

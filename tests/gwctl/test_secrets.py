@@ -27,6 +27,7 @@ def cp(tmp_path: Path) -> Iterator[str]:
         listen="127.0.0.1:0",
         db_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
         admin_token=ADMIN,
+        dataplane_token="gwctl-secrets-dataplane-token",
         master_key=base64.b64encode(b"m" * 32).decode(),
         snapshot_refresh_s=3600.0,
         shutdown_grace_s=0.2,
