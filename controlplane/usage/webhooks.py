@@ -154,6 +154,9 @@ async def post_webhook(
         except (httpx.HTTPError, OSError, UnicodeError) as exc:
             log.info("%s attempt %d: %s", label, attempt, type(exc).__name__)
             outcome = UNREACHABLE
+        except Exception as exc:  # never raise (the caller stores a status), never a detail
+            log.warning("%s attempt %d failed: %s", label, attempt, type(exc).__name__)
+            outcome = UNREACHABLE
         else:
             if 200 <= status < 300:
                 return DELIVERED
