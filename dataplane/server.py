@@ -38,6 +38,7 @@ from dataplane.snapshot import SnapshotHolder
 from dataplane.spool import Spool
 from dataplane.subscriber import Subscriber
 from gwapi.v1 import telemetry_pb2, telemetry_pb2_grpc
+from gwcommon.secret_files import read_secret_file
 from gwcommon.tls import TLS_CA_ENV, read_ca
 
 log = logging.getLogger("tollgate.dataplane")
@@ -278,11 +279,14 @@ def main(argv: list[str] | None = None) -> None:
         "--control-plane", default=os.environ.get("TOLLGATE_CONTROL_PLANE", "127.0.0.1:50051")
     )
     parser.add_argument(
-        "--token",
-        default=os.environ.get("TOLLGATE_DATAPLANE_TOKEN")
-        or os.environ.get("TOLLGATE_ADMIN_TOKEN", ""),
-        help="data-plane token (env TOLLGATE_DATAPLANE_TOKEN)",
+        "--token-file",
+        metavar="PATH",
+        default=os.environ.get("TOLLGATE_DATAPLANE_TOKEN_FILE", ""),
+        help="file (mode 0600) holding the data-plane token (env TOLLGATE_DATAPLANE_TOKEN_FILE, "
+        "or the token itself in TOLLGATE_DATAPLANE_TOKEN)",
     )
+    # The old value-taking flag: refused, since `ps` and shell history would show the token.
+    parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--state-dir", type=Path, default=Path(".tollgate/dataplane"))
     parser.add_argument(
         "--tls-ca",
@@ -321,8 +325,23 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if not args.token:
-        parser.error("a data-plane token is required: --token or TOLLGATE_DATAPLANE_TOKEN")
+    if args.token is not None:
+        parser.error(
+            "--token no longer takes the token on the command line (`ps` and shell history show "
+            "it): set TOLLGATE_DATAPLANE_TOKEN or pass --token-file PATH (mode 0600)"
+        )
+    # Never the admin token: a data plane needs only Watch and ReportUsage.
+    token = os.environ.get("TOLLGATE_DATAPLANE_TOKEN", "")
+    if args.token_file:
+        try:
+            token = read_secret_file(args.token_file, "data-plane token")
+        except ValueError as exc:
+            parser.error(str(exc))
+    if not token:
+        parser.error(
+            "a data-plane token is required: set TOLLGATE_DATAPLANE_TOKEN or pass --token-file "
+            "PATH (the control plane's data-plane token, not the admin token)"
+        )
     try:
         read_ca(args.tls_ca)  # a bad --tls-ca is a usage error, not a traceback
     except ValueError as exc:
@@ -330,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(
         listen=args.listen,
         control_plane=args.control_plane,
-        token=args.token,
+        token=token,
         state_dir=args.state_dir,
         tls_ca=args.tls_ca,
         max_body=args.max_body_mb * 1024 * 1024,

@@ -32,7 +32,14 @@ from gwctl import (
     usage,
     workspaces,
 )
-from gwctl.cli import CommandError, Subparsers, UsageError, add_global_options, leaf
+from gwctl.cli import (
+    CommandError,
+    Subparsers,
+    UsageError,
+    add_global_options,
+    leaf,
+    resolve_token,
+)
 from tui.client import ClientError, GatewayClient
 
 _MODULES = (
@@ -118,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
     try:
+        resolve_token(args)
         if hasattr(args, "run"):
             code: int = args.run(args, extra)
             return code
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.message
         if exc.code == grpc.StatusCode.UNAUTHENTICATED and not getattr(args, "token", ""):
             message += (
-                " (no admin token given: pass --token or set TOLLGATE_ADMIN_TOKEN;"
+                " (no admin token given: set TOLLGATE_ADMIN_TOKEN or pass --token-file PATH;"
                 " `gwctl up` prints it)"
             )
         _error(message)

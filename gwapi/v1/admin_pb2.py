@@ -27,7 +27,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from gwapi.v1 import common_pb2 as gwapi_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14gwapi/v1/admin.proto\x12\x08gwapi.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x15gwapi/v1/common.proto\"@\n\x16\x43reateWorkspaceRequest\x12&\n\tworkspace\x18\x01 \x01(\x0b\x32\x13.gwapi.v1.Workspace\"#\n\x13GetWorkspaceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15ListWorkspacesRequest\"A\n\x16ListWorkspacesResponse\x12\'\n\nworkspaces\x18\x01 \x03(\x0b\x32\x13.gwapi.v1.Workspace\"q\n\x16UpdateWorkspaceRequest\x12&\n\tworkspace\x18\x01 \x01(\x0b\x32\x13.gwapi.v1.Workspace\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"5\n\x16\x44\x65leteWorkspaceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x9b\x01\n\x10\x43reateKeyRequest\x12\x11\n\tworkspace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12 \n\x06limits\x18\x03 \x01(\x0b\x32\x10.gwapi.v1.Limits\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\r\n\x05route\x18\x05 \x01(\t\x12\x0e\n\x06models\x18\x06 \x03(\t\x12\x13\n\x0bttl_seconds\x18\x07 \x01(\x03\"F\n\x11\x43reateKeyResponse\x12!\n\x03key\x18\x01 \x01(\x0b\x32\x14.gwapi.v1.VirtualKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x1b\n\rGetKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"=\n\x0fListKeysRequest\x12\x11\n\tworkspace\x18\x01 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x02 \x01(\x08\"6\n\x10ListKeysResponse\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.gwapi.v1.VirtualKey\"f\n\x10UpdateKeyRequest\x12!\n\x03key\x18\x01 \x01(\x0b\x32\x14.gwapi.v1.VirtualKey\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x1e\n\x10RevokeKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1e\n\x10\x44\x65leteKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"N\n\x15\x43reateProviderRequest\x12$\n\x08provider\x18\x01 \x01(\x0b\x32\x12.gwapi.v1.Provider\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"\"\n\x12GetProviderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14ListProvidersRequest\">\n\x15ListProvidersResponse\x12%\n\tproviders\x18\x01 \x03(\x0b\x32\x12.gwapi.v1.Provider\"n\n\x15UpdateProviderRequest\x12$\n\x08provider\x18\x01 \x01(\x0b\x32\x12.gwapi.v1.Provider\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"%\n\x15\x44\x65leteProviderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"4\n\x12\x43reateRouteRequest\x12\x1e\n\x05route\x18\x01 \x01(\x0b\x32\x0f.gwapi.v1.Route\"\x1f\n\x0fGetRouteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x13\n\x11ListRoutesRequest\"5\n\x12ListRoutesResponse\x12\x1f\n\x06routes\x18\x01 \x03(\x0b\x32\x0f.gwapi.v1.Route\"e\n\x12UpdateRouteRequest\x12\x1e\n\x05route\x18\x01 \x01(\x0b\x32\x0f.gwapi.v1.Route\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\"\n\x12\x44\x65leteRouteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x13\n\x11ListPricesRequest\"5\n\x12ListPricesResponse\x12\x1f\n\x06prices\x18\x01 \x03(\x0b\x32\x0f.gwapi.v1.Price\"<\n\x1bRotateProviderSecretRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"\xca\x01\n\nAdminToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x12\n\nworkspaces\x18\x04 \x03(\t\x12\x0e\n\x06prefix\x18\x05 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x06 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x07 \x01(\x03\x12\x15\n\rrevoked_at_ms\x18\x08 \x01(\x03\x12\x12\n\ncreated_by\x18\t \x01(\t\x12\x17\n\x0flast_used_at_ms\x18\n \x01(\x03\"Y\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x12\n\nworkspaces\x18\x03 \x03(\t\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\x03\"J\n\x13\x43reateTokenResponse\x12#\n\x05token\x18\x01 \x01(\x0b\x32\x14.gwapi.v1.AdminToken\x12\x0e\n\x06secret\x18\x02 \x01(\t\",\n\x11ListTokensRequest\x12\x17\n\x0finclude_revoked\x18\x01 \x01(\x08\":\n\x12ListTokensResponse\x12$\n\x06tokens\x18\x01 \x03(\x0b\x32\x14.gwapi.v1.AdminToken\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x0f\n\rWhoAmIRequest\"\xf3\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0f\n\x07time_ms\x18\x02 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nactor_name\x18\x04 \x01(\t\x12\x12\n\nactor_role\x18\x05 \x01(\t\x12\x0c\n\x04peer\x18\x06 \x01(\t\x12\x0e\n\x06method\x18\x07 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x08 \x01(\t\x12\x15\n\rresource_kind\x18\t \x01(\t\x12\x10\n\x08resource\x18\n \x01(\t\x12\x11\n\tworkspace\x18\x0b \x01(\t\x12\x13\n\x0b\x62\x65\x66ore_json\x18\x0c \x01(\t\x12\x12\n\nafter_json\x18\r \x01(\t\"]\n\x10ListAuditRequest\x12\x11\n\tworkspace\x18\x01 \x01(\t\x12\x10\n\x08since_ms\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x15\n\rresource_kind\x18\x04 \x01(\t\"9\n\x11ListAuditResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.gwapi.v1.AuditEvent\"D\n\x10TailAuditRequest\x12\x11\n\tworkspace\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x32\xe4\x0f\n\x05\x41\x64min\x12H\n\x0f\x43reateWorkspace\x12 .gwapi.v1.CreateWorkspaceRequest\x1a\x13.gwapi.v1.Workspace\x12\x42\n\x0cGetWorkspace\x12\x1d.gwapi.v1.GetWorkspaceRequest\x1a\x13.gwapi.v1.Workspace\x12S\n\x0eListWorkspaces\x12\x1f.gwapi.v1.ListWorkspacesRequest\x1a .gwapi.v1.ListWorkspacesResponse\x12H\n\x0fUpdateWorkspace\x12 .gwapi.v1.UpdateWorkspaceRequest\x1a\x13.gwapi.v1.Workspace\x12K\n\x0f\x44\x65leteWorkspace\x12 .gwapi.v1.DeleteWorkspaceRequest\x1a\x16.google.protobuf.Empty\x12\x44\n\tCreateKey\x12\x1a.gwapi.v1.CreateKeyRequest\x1a\x1b.gwapi.v1.CreateKeyResponse\x12\x37\n\x06GetKey\x12\x17.gwapi.v1.GetKeyRequest\x1a\x14.gwapi.v1.VirtualKey\x12\x41\n\x08ListKeys\x12\x19.gwapi.v1.ListKeysRequest\x1a\x1a.gwapi.v1.ListKeysResponse\x12=\n\tUpdateKey\x12\x1a.gwapi.v1.UpdateKeyRequest\x1a\x14.gwapi.v1.VirtualKey\x12=\n\tRevokeKey\x12\x1a.gwapi.v1.RevokeKeyRequest\x1a\x14.gwapi.v1.VirtualKey\x12?\n\tDeleteKey\x12\x1a.gwapi.v1.DeleteKeyRequest\x1a\x16.google.protobuf.Empty\x12\x45\n\x0e\x43reateProvider\x12\x1f.gwapi.v1.CreateProviderRequest\x1a\x12.gwapi.v1.Provider\x12?\n\x0bGetProvider\x12\x1c.gwapi.v1.GetProviderRequest\x1a\x12.gwapi.v1.Provider\x12P\n\rListProviders\x12\x1e.gwapi.v1.ListProvidersRequest\x1a\x1f.gwapi.v1.ListProvidersResponse\x12\x45\n\x0eUpdateProvider\x12\x1f.gwapi.v1.UpdateProviderRequest\x1a\x12.gwapi.v1.Provider\x12I\n\x0e\x44\x65leteProvider\x12\x1f.gwapi.v1.DeleteProviderRequest\x1a\x16.google.protobuf.Empty\x12<\n\x0b\x43reateRoute\x12\x1c.gwapi.v1.CreateRouteRequest\x1a\x0f.gwapi.v1.Route\x12\x36\n\x08GetRoute\x12\x19.gwapi.v1.GetRouteRequest\x1a\x0f.gwapi.v1.Route\x12G\n\nListRoutes\x12\x1b.gwapi.v1.ListRoutesRequest\x1a\x1c.gwapi.v1.ListRoutesResponse\x12<\n\x0bUpdateRoute\x12\x1c.gwapi.v1.UpdateRouteRequest\x1a\x0f.gwapi.v1.Route\x12\x43\n\x0b\x44\x65leteRoute\x12\x1c.gwapi.v1.DeleteRouteRequest\x1a\x16.google.protobuf.Empty\x12G\n\nListPrices\x12\x1b.gwapi.v1.ListPricesRequest\x1a\x1c.gwapi.v1.ListPricesResponse\x12Q\n\x14RotateProviderSecret\x12%.gwapi.v1.RotateProviderSecretRequest\x1a\x12.gwapi.v1.Provider\x12J\n\x0b\x43reateToken\x12\x1c.gwapi.v1.CreateTokenRequest\x1a\x1d.gwapi.v1.CreateTokenResponse\x12G\n\nListTokens\x12\x1b.gwapi.v1.ListTokensRequest\x1a\x1c.gwapi.v1.ListTokensResponse\x12\x41\n\x0bRevokeToken\x12\x1c.gwapi.v1.RevokeTokenRequest\x1a\x14.gwapi.v1.AdminToken\x12\x37\n\x06WhoAmI\x12\x17.gwapi.v1.WhoAmIRequest\x1a\x14.gwapi.v1.AdminToken\x12\x44\n\tListAudit\x12\x1a.gwapi.v1.ListAuditRequest\x1a\x1b.gwapi.v1.ListAuditResponse\x12?\n\tTailAudit\x12\x1a.gwapi.v1.TailAuditRequest\x1a\x14.gwapi.v1.AuditEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14gwapi/v1/admin.proto\x12\x08gwapi.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x15gwapi/v1/common.proto\"@\n\x16\x43reateWorkspaceRequest\x12&\n\tworkspace\x18\x01 \x01(\x0b\x32\x13.gwapi.v1.Workspace\"#\n\x13GetWorkspaceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15ListWorkspacesRequest\"A\n\x16ListWorkspacesResponse\x12\'\n\nworkspaces\x18\x01 \x03(\x0b\x32\x13.gwapi.v1.Workspace\"q\n\x16UpdateWorkspaceRequest\x12&\n\tworkspace\x18\x01 \x01(\x0b\x32\x13.gwapi.v1.Workspace\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"5\n\x16\x44\x65leteWorkspaceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x9b\x01\n\x10\x43reateKeyRequest\x12\x11\n\tworkspace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12 \n\x06limits\x18\x03 \x01(\x0b\x32\x10.gwapi.v1.Limits\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\r\n\x05route\x18\x05 \x01(\t\x12\x0e\n\x06models\x18\x06 \x03(\t\x12\x13\n\x0bttl_seconds\x18\x07 \x01(\x03\"F\n\x11\x43reateKeyResponse\x12!\n\x03key\x18\x01 \x01(\x0b\x32\x14.gwapi.v1.VirtualKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x1b\n\rGetKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"=\n\x0fListKeysRequest\x12\x11\n\tworkspace\x18\x01 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x02 \x01(\x08\"6\n\x10ListKeysResponse\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.gwapi.v1.VirtualKey\"f\n\x10UpdateKeyRequest\x12!\n\x03key\x18\x01 \x01(\x0b\x32\x14.gwapi.v1.VirtualKey\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x1e\n\x10RevokeKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1e\n\x10\x44\x65leteKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"N\n\x15\x43reateProviderRequest\x12$\n\x08provider\x18\x01 \x01(\x0b\x32\x12.gwapi.v1.Provider\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"\"\n\x12GetProviderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14ListProvidersRequest\">\n\x15ListProvidersResponse\x12%\n\tproviders\x18\x01 \x03(\x0b\x32\x12.gwapi.v1.Provider\"\x94\x01\n\x15UpdateProviderRequest\x12$\n\x08provider\x18\x01 \x01(\x0b\x32\x12.gwapi.v1.Provider\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0f\n\x07\x61pi_key\x18\x03 \x01(\t\x12\x13\n\x0bkeep_secret\x18\x04 \x01(\x08\"%\n\x15\x44\x65leteProviderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"4\n\x12\x43reateRouteRequest\x12\x1e\n\x05route\x18\x01 \x01(\x0b\x32\x0f.gwapi.v1.Route\"\x1f\n\x0fGetRouteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x13\n\x11ListRoutesRequest\"5\n\x12ListRoutesResponse\x12\x1f\n\x06routes\x18\x01 \x03(\x0b\x32\x0f.gwapi.v1.Route\"e\n\x12UpdateRouteRequest\x12\x1e\n\x05route\x18\x01 \x01(\x0b\x32\x0f.gwapi.v1.Route\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\"\n\x12\x44\x65leteRouteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x13\n\x11ListPricesRequest\"5\n\x12ListPricesResponse\x12\x1f\n\x06prices\x18\x01 \x03(\x0b\x32\x0f.gwapi.v1.Price\"<\n\x1bRotateProviderSecretRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"\xca\x01\n\nAdminToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x12\n\nworkspaces\x18\x04 \x03(\t\x12\x0e\n\x06prefix\x18\x05 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x06 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x07 \x01(\x03\x12\x15\n\rrevoked_at_ms\x18\x08 \x01(\x03\x12\x12\n\ncreated_by\x18\t \x01(\t\x12\x17\n\x0flast_used_at_ms\x18\n \x01(\x03\"Y\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x12\n\nworkspaces\x18\x03 \x03(\t\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\x03\"J\n\x13\x43reateTokenResponse\x12#\n\x05token\x18\x01 \x01(\x0b\x32\x14.gwapi.v1.AdminToken\x12\x0e\n\x06secret\x18\x02 \x01(\t\",\n\x11ListTokensRequest\x12\x17\n\x0finclude_revoked\x18\x01 \x01(\x08\":\n\x12ListTokensResponse\x12$\n\x06tokens\x18\x01 \x03(\x0b\x32\x14.gwapi.v1.AdminToken\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x0f\n\rWhoAmIRequest\"\xf3\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0f\n\x07time_ms\x18\x02 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nactor_name\x18\x04 \x01(\t\x12\x12\n\nactor_role\x18\x05 \x01(\t\x12\x0c\n\x04peer\x18\x06 \x01(\t\x12\x0e\n\x06method\x18\x07 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x08 \x01(\t\x12\x15\n\rresource_kind\x18\t \x01(\t\x12\x10\n\x08resource\x18\n \x01(\t\x12\x11\n\tworkspace\x18\x0b \x01(\t\x12\x13\n\x0b\x62\x65\x66ore_json\x18\x0c \x01(\t\x12\x12\n\nafter_json\x18\r \x01(\t\"]\n\x10ListAuditRequest\x12\x11\n\tworkspace\x18\x01 \x01(\t\x12\x10\n\x08since_ms\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x15\n\rresource_kind\x18\x04 \x01(\t\"9\n\x11ListAuditResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.gwapi.v1.AuditEvent\"D\n\x10TailAuditRequest\x12\x11\n\tworkspace\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x32\xe4\x0f\n\x05\x41\x64min\x12H\n\x0f\x43reateWorkspace\x12 .gwapi.v1.CreateWorkspaceRequest\x1a\x13.gwapi.v1.Workspace\x12\x42\n\x0cGetWorkspace\x12\x1d.gwapi.v1.GetWorkspaceRequest\x1a\x13.gwapi.v1.Workspace\x12S\n\x0eListWorkspaces\x12\x1f.gwapi.v1.ListWorkspacesRequest\x1a .gwapi.v1.ListWorkspacesResponse\x12H\n\x0fUpdateWorkspace\x12 .gwapi.v1.UpdateWorkspaceRequest\x1a\x13.gwapi.v1.Workspace\x12K\n\x0f\x44\x65leteWorkspace\x12 .gwapi.v1.DeleteWorkspaceRequest\x1a\x16.google.protobuf.Empty\x12\x44\n\tCreateKey\x12\x1a.gwapi.v1.CreateKeyRequest\x1a\x1b.gwapi.v1.CreateKeyResponse\x12\x37\n\x06GetKey\x12\x17.gwapi.v1.GetKeyRequest\x1a\x14.gwapi.v1.VirtualKey\x12\x41\n\x08ListKeys\x12\x19.gwapi.v1.ListKeysRequest\x1a\x1a.gwapi.v1.ListKeysResponse\x12=\n\tUpdateKey\x12\x1a.gwapi.v1.UpdateKeyRequest\x1a\x14.gwapi.v1.VirtualKey\x12=\n\tRevokeKey\x12\x1a.gwapi.v1.RevokeKeyRequest\x1a\x14.gwapi.v1.VirtualKey\x12?\n\tDeleteKey\x12\x1a.gwapi.v1.DeleteKeyRequest\x1a\x16.google.protobuf.Empty\x12\x45\n\x0e\x43reateProvider\x12\x1f.gwapi.v1.CreateProviderRequest\x1a\x12.gwapi.v1.Provider\x12?\n\x0bGetProvider\x12\x1c.gwapi.v1.GetProviderRequest\x1a\x12.gwapi.v1.Provider\x12P\n\rListProviders\x12\x1e.gwapi.v1.ListProvidersRequest\x1a\x1f.gwapi.v1.ListProvidersResponse\x12\x45\n\x0eUpdateProvider\x12\x1f.gwapi.v1.UpdateProviderRequest\x1a\x12.gwapi.v1.Provider\x12I\n\x0e\x44\x65leteProvider\x12\x1f.gwapi.v1.DeleteProviderRequest\x1a\x16.google.protobuf.Empty\x12<\n\x0b\x43reateRoute\x12\x1c.gwapi.v1.CreateRouteRequest\x1a\x0f.gwapi.v1.Route\x12\x36\n\x08GetRoute\x12\x19.gwapi.v1.GetRouteRequest\x1a\x0f.gwapi.v1.Route\x12G\n\nListRoutes\x12\x1b.gwapi.v1.ListRoutesRequest\x1a\x1c.gwapi.v1.ListRoutesResponse\x12<\n\x0bUpdateRoute\x12\x1c.gwapi.v1.UpdateRouteRequest\x1a\x0f.gwapi.v1.Route\x12\x43\n\x0b\x44\x65leteRoute\x12\x1c.gwapi.v1.DeleteRouteRequest\x1a\x16.google.protobuf.Empty\x12G\n\nListPrices\x12\x1b.gwapi.v1.ListPricesRequest\x1a\x1c.gwapi.v1.ListPricesResponse\x12Q\n\x14RotateProviderSecret\x12%.gwapi.v1.RotateProviderSecretRequest\x1a\x12.gwapi.v1.Provider\x12J\n\x0b\x43reateToken\x12\x1c.gwapi.v1.CreateTokenRequest\x1a\x1d.gwapi.v1.CreateTokenResponse\x12G\n\nListTokens\x12\x1b.gwapi.v1.ListTokensRequest\x1a\x1c.gwapi.v1.ListTokensResponse\x12\x41\n\x0bRevokeToken\x12\x1c.gwapi.v1.RevokeTokenRequest\x1a\x14.gwapi.v1.AdminToken\x12\x37\n\x06WhoAmI\x12\x17.gwapi.v1.WhoAmIRequest\x1a\x14.gwapi.v1.AdminToken\x12\x44\n\tListAudit\x12\x1a.gwapi.v1.ListAuditRequest\x1a\x1b.gwapi.v1.ListAuditResponse\x12?\n\tTailAudit\x12\x1a.gwapi.v1.TailAuditRequest\x1a\x14.gwapi.v1.AuditEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -70,50 +70,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTPROVIDERSREQUEST']._serialized_end=1169
   _globals['_LISTPROVIDERSRESPONSE']._serialized_start=1171
   _globals['_LISTPROVIDERSRESPONSE']._serialized_end=1233
-  _globals['_UPDATEPROVIDERREQUEST']._serialized_start=1235
-  _globals['_UPDATEPROVIDERREQUEST']._serialized_end=1345
-  _globals['_DELETEPROVIDERREQUEST']._serialized_start=1347
-  _globals['_DELETEPROVIDERREQUEST']._serialized_end=1384
-  _globals['_CREATEROUTEREQUEST']._serialized_start=1386
-  _globals['_CREATEROUTEREQUEST']._serialized_end=1438
-  _globals['_GETROUTEREQUEST']._serialized_start=1440
-  _globals['_GETROUTEREQUEST']._serialized_end=1471
-  _globals['_LISTROUTESREQUEST']._serialized_start=1473
-  _globals['_LISTROUTESREQUEST']._serialized_end=1492
-  _globals['_LISTROUTESRESPONSE']._serialized_start=1494
-  _globals['_LISTROUTESRESPONSE']._serialized_end=1547
-  _globals['_UPDATEROUTEREQUEST']._serialized_start=1549
-  _globals['_UPDATEROUTEREQUEST']._serialized_end=1650
-  _globals['_DELETEROUTEREQUEST']._serialized_start=1652
-  _globals['_DELETEROUTEREQUEST']._serialized_end=1686
-  _globals['_LISTPRICESREQUEST']._serialized_start=1688
-  _globals['_LISTPRICESREQUEST']._serialized_end=1707
-  _globals['_LISTPRICESRESPONSE']._serialized_start=1709
-  _globals['_LISTPRICESRESPONSE']._serialized_end=1762
-  _globals['_ROTATEPROVIDERSECRETREQUEST']._serialized_start=1764
-  _globals['_ROTATEPROVIDERSECRETREQUEST']._serialized_end=1824
-  _globals['_ADMINTOKEN']._serialized_start=1827
-  _globals['_ADMINTOKEN']._serialized_end=2029
-  _globals['_CREATETOKENREQUEST']._serialized_start=2031
-  _globals['_CREATETOKENREQUEST']._serialized_end=2120
-  _globals['_CREATETOKENRESPONSE']._serialized_start=2122
-  _globals['_CREATETOKENRESPONSE']._serialized_end=2196
-  _globals['_LISTTOKENSREQUEST']._serialized_start=2198
-  _globals['_LISTTOKENSREQUEST']._serialized_end=2242
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=2244
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=2302
-  _globals['_REVOKETOKENREQUEST']._serialized_start=2304
-  _globals['_REVOKETOKENREQUEST']._serialized_end=2336
-  _globals['_WHOAMIREQUEST']._serialized_start=2338
-  _globals['_WHOAMIREQUEST']._serialized_end=2353
-  _globals['_AUDITEVENT']._serialized_start=2356
-  _globals['_AUDITEVENT']._serialized_end=2599
-  _globals['_LISTAUDITREQUEST']._serialized_start=2601
-  _globals['_LISTAUDITREQUEST']._serialized_end=2694
-  _globals['_LISTAUDITRESPONSE']._serialized_start=2696
-  _globals['_LISTAUDITRESPONSE']._serialized_end=2753
-  _globals['_TAILAUDITREQUEST']._serialized_start=2755
-  _globals['_TAILAUDITREQUEST']._serialized_end=2823
-  _globals['_ADMIN']._serialized_start=2826
-  _globals['_ADMIN']._serialized_end=4846
+  _globals['_UPDATEPROVIDERREQUEST']._serialized_start=1236
+  _globals['_UPDATEPROVIDERREQUEST']._serialized_end=1384
+  _globals['_DELETEPROVIDERREQUEST']._serialized_start=1386
+  _globals['_DELETEPROVIDERREQUEST']._serialized_end=1423
+  _globals['_CREATEROUTEREQUEST']._serialized_start=1425
+  _globals['_CREATEROUTEREQUEST']._serialized_end=1477
+  _globals['_GETROUTEREQUEST']._serialized_start=1479
+  _globals['_GETROUTEREQUEST']._serialized_end=1510
+  _globals['_LISTROUTESREQUEST']._serialized_start=1512
+  _globals['_LISTROUTESREQUEST']._serialized_end=1531
+  _globals['_LISTROUTESRESPONSE']._serialized_start=1533
+  _globals['_LISTROUTESRESPONSE']._serialized_end=1586
+  _globals['_UPDATEROUTEREQUEST']._serialized_start=1588
+  _globals['_UPDATEROUTEREQUEST']._serialized_end=1689
+  _globals['_DELETEROUTEREQUEST']._serialized_start=1691
+  _globals['_DELETEROUTEREQUEST']._serialized_end=1725
+  _globals['_LISTPRICESREQUEST']._serialized_start=1727
+  _globals['_LISTPRICESREQUEST']._serialized_end=1746
+  _globals['_LISTPRICESRESPONSE']._serialized_start=1748
+  _globals['_LISTPRICESRESPONSE']._serialized_end=1801
+  _globals['_ROTATEPROVIDERSECRETREQUEST']._serialized_start=1803
+  _globals['_ROTATEPROVIDERSECRETREQUEST']._serialized_end=1863
+  _globals['_ADMINTOKEN']._serialized_start=1866
+  _globals['_ADMINTOKEN']._serialized_end=2068
+  _globals['_CREATETOKENREQUEST']._serialized_start=2070
+  _globals['_CREATETOKENREQUEST']._serialized_end=2159
+  _globals['_CREATETOKENRESPONSE']._serialized_start=2161
+  _globals['_CREATETOKENRESPONSE']._serialized_end=2235
+  _globals['_LISTTOKENSREQUEST']._serialized_start=2237
+  _globals['_LISTTOKENSREQUEST']._serialized_end=2281
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=2283
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=2341
+  _globals['_REVOKETOKENREQUEST']._serialized_start=2343
+  _globals['_REVOKETOKENREQUEST']._serialized_end=2375
+  _globals['_WHOAMIREQUEST']._serialized_start=2377
+  _globals['_WHOAMIREQUEST']._serialized_end=2392
+  _globals['_AUDITEVENT']._serialized_start=2395
+  _globals['_AUDITEVENT']._serialized_end=2638
+  _globals['_LISTAUDITREQUEST']._serialized_start=2640
+  _globals['_LISTAUDITREQUEST']._serialized_end=2733
+  _globals['_LISTAUDITRESPONSE']._serialized_start=2735
+  _globals['_LISTAUDITRESPONSE']._serialized_end=2792
+  _globals['_TAILAUDITREQUEST']._serialized_start=2794
+  _globals['_TAILAUDITREQUEST']._serialized_end=2862
+  _globals['_ADMIN']._serialized_start=2865
+  _globals['_ADMIN']._serialized_end=4885
 # @@protoc_insertion_point(module_scope)

@@ -112,8 +112,8 @@ async def test_sigterm_during_50_streams_drains_them_and_sends_new_work_elsewher
     s.upstream.on_request = slow_answer
     port = free_port()
     log = s.tmp / "dp1.log"
-    env = {**os.environ, "UPSTREAM_KEY": UPSTREAM_KEY}
-    args = ["--listen", f"127.0.0.1:{port}", "--control-plane", s.cp.address, "--token", DP_TOKEN]
+    env = {**os.environ, "UPSTREAM_KEY": UPSTREAM_KEY, "TOLLGATE_DATAPLANE_TOKEN": DP_TOKEN}
+    args = ["--listen", f"127.0.0.1:{port}", "--control-plane", s.cp.address]
     args += ["--state-dir", str(s.tmp / "dp1"), "--drain-seconds", "2", "--graceful-s", "10"]
     with open(log, "ab") as out:
         proc = subprocess.Popen(

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import types
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import grpc
 import orjson
@@ -160,8 +162,36 @@ def test_output_flag_before_or_after_the_subcommand(capsys: pytest.CaptureFixtur
 
 
 def test_control_plane_and_token_flags_reach_the_client(capsys: pytest.CaptureFixture[str]) -> None:
-    run(capsys, "workspaces", "list", "--control-plane", "10.0.0.1:1", "--token", "t2")
+    _, _, err = run(capsys, "workspaces", "list", "--control-plane", "10.0.0.1:1", "--token", "t2")
     assert FakeClient.calls[0] == ("__init__", ("10.0.0.1:1", "t2"))
+    # Still accepted, but said loudly: `ps` and shell history show a flag's value.
+    assert "warning: --token puts the admin token on the command line" in err
+    assert "TOLLGATE_ADMIN_TOKEN or use --token-file PATH" in err and "t2" not in err
+
+
+def inits() -> list[Any]:
+    return [args for name, args in FakeClient.calls if name == "__init__"]
+
+
+def test_token_from_a_file_or_the_environment_without_a_warning(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("tga-from-file\n")
+    token_file.chmod(0o600)
+    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "from-env")
+    _, _, err = run(capsys, "workspaces", "list", "--control-plane", "h:1")
+    assert inits()[-1] == ("h:1", "from-env") and "warning" not in err
+    _, _, err = run(
+        capsys, "workspaces", "list", "--control-plane", "h:1", "--token-file", str(token_file)
+    )
+    assert inits()[-1] == ("h:1", "tga-from-file") and "warning" not in err
+    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN_FILE", str(token_file))
+    run(capsys, "workspaces", "list", "--control-plane", "h:1")
+    assert inits()[-1] == ("h:1", "tga-from-file")
+    token_file.chmod(0o644)
+    code, _, err = run(capsys, "workspaces", "list", "--control-plane", "h:1")
+    assert code == 2 and "readable by other users (mode 0644)" in err and "tga-from-file" not in err
 
 
 def test_workspace_update_sends_only_given_fields(capsys: pytest.CaptureFixture[str]) -> None:
