@@ -155,8 +155,7 @@ async def test_vertex_and_bedrock_model_ids_in_the_path_are_checked_too(
 ) -> None:
     long_id = "claude-" + "v" * 20_000
     vertex = (
-        "/vertex/v1/projects/p/locations/us-east5/publishers/anthropic/models/"
-        f"{long_id}:rawPredict"
+        f"/vertex/v1/projects/p/locations/us-east5/publishers/anthropic/models/{long_id}:rawPredict"
     )
     r = await big_client.post(
         vertex,
