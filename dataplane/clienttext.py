@@ -39,7 +39,9 @@ def clean(text: str, limit: int) -> str:
     """``text`` with control characters replaced by U+FFFD, cut to ``limit`` characters."""
     if len(text) > limit:
         text = cut(text, limit)
-    if _CONTROL.search(text) is None:
+    # isprintable() is False for every control character (and for a few harmless ones, such
+    # as NBSP, which the regex then keeps): the fast path for the common case.
+    if text.isprintable() or _CONTROL.search(text) is None:
         return text
     return _CONTROL.sub("\ufffd", text)
 
