@@ -20,9 +20,10 @@ No single event may stop reporting. The rule, by the status of a refused batch:
   Refused again, it is **set aside** (``rejected.log`` in the spool directory, counted in
   ``quarantined``, exported as ``tollgate_usage_quarantined`` and shown by ``gwctl dataplanes
   list``) when the refusal is ``INVALID_ARGUMENT`` (the control plane says it is malformed), or
-  when, for the other three, some other event of the same pass was accepted — so the control
-  plane works and this event is the problem. If nothing was accepted, the control plane itself is
-  taken to be broken: nothing is set aside and the batch is retried after a backoff. A pass also
+  when, for the other three, some other event of the same pass was accepted and then this one is
+  refused alone once more — so the control plane works and this event is the problem. If nothing
+  was accepted, the control plane itself is taken to be broken: nothing is set aside and the
+  batch is retried after a backoff. A pass also
   gives up, without setting anything aside, after ``MAX_SUSPECTS`` such single-event refusals
   with no acceptance, so a broken control plane costs a few calls per backoff, not one per event.
 
@@ -159,11 +160,12 @@ class Reporter:
             outcome: Outcome = {}
             try:
                 await self._bisect(records, outcome)
+                settled = await self._settle(records, outcome, confirm=True)
             except _Retry as exc:
-                await self._settle(records, outcome)
+                await self._settle(records, outcome, confirm=False)
                 self._retry_later(exc.cause)
                 return False
-            if not await self._settle(records, outcome):
+            if not settled:
                 self._retry_later(None)
                 return False
 
@@ -242,23 +244,32 @@ class Reporter:
             )
         return "ok", ""
 
-    async def _settle(self, records: list[tuple[int, bytes]], outcome: Outcome) -> bool:
+    async def _settle(
+        self, records: list[tuple[int, bytes]], outcome: Outcome, *, confirm: bool
+    ) -> bool:
         """Set aside what the pass condemned and acknowledge the settled prefix; True if every
-        record was settled."""
+        record was settled. A suspect is set aside only with ``confirm`` (the pass ended
+        normally) and only if, now that another event was accepted, it is refused alone once
+        more: a glitch of the connection that happened to hit it is not its fault."""
         accepted = any(kind == "ok" for kind, _ in outcome.values())
         settled = 0
-        for seq, payload in records:
-            kind, detail = outcome.get(seq, ("", ""))
-            if kind == "ok":
+        try:
+            for seq, payload in records:
+                kind, detail = outcome.get(seq, ("", ""))
+                if kind == "suspect" and accepted and confirm:
+                    kind, detail = outcome[seq] = await self._send_alone(seq, payload)
+                    if kind == "suspect":
+                        kind = "bad"
+                if kind == "bad":
+                    await self._quarantine(seq, payload, detail)
+                    outcome[seq] = ("aside", detail)  # never twice, should this pass be resumed
+                    kind = "aside"
+                if kind not in ("ok", "aside"):
+                    break
                 settled = seq
-                continue
-            if kind == "bad" or (kind == "suspect" and accepted):
-                await self._quarantine(seq, payload, detail)
-                settled = seq
-                continue
-            break
-        if settled:
-            await self._spool(self.spool.ack, settled)
+        finally:
+            if settled:
+                await self._spool(self.spool.ack, settled)
         return settled == records[-1][0]
 
     async def _quarantine(self, seq: int, payload: bytes, detail: str) -> None:
