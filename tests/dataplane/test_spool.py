@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 import dataplane.spool
+from dataplane.server import DataPlane, Settings
 from dataplane.spool import Spool
+from dataplane.subscriber import save_cached
+from gwapi.v1 import discovery_pb2
 
 
 def test_append_pending_ack_and_reopen(tmp_path: Path) -> None:
@@ -152,3 +155,15 @@ def test_set_aside_events_are_counted_across_restarts(tmp_path: Path) -> None:
     spool.reject(3, b"c")
     assert spool.quarantined == 2
     assert Spool(tmp_path).quarantined == 2  # counted from rejected.log itself
+
+
+def test_the_whole_state_directory_is_private(tmp_path: Path, loose_umask: None) -> None:
+    """Snapshot cache, node id and spool: 0700 directories, 0600 files (P2 finding 8)."""
+    state = tmp_path / "state"
+    dp = DataPlane(Settings(state_dir=state))
+    save_cached(state, discovery_pb2.Snapshot(version="v1"))
+    dp.spool.append([b"event"])
+    for path in [state, *state.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+    assert {p.name for p in state.iterdir()} == {"node-id", "snapshot.pb", "spool"}
