@@ -38,7 +38,7 @@ from tui.client import GatewayClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 
-GOOD = 3000
+GOOD = 2400
 WORKERS = 12
 MODEL = "claude-haiku-4-5"
 BIG_BODY = 3_000_000  # bytes of prompt per logged request during the outage
