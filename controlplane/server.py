@@ -62,6 +62,7 @@ from gwapi.v1 import (
     telemetry_pb2,
     telemetry_pb2_grpc,
 )
+from gwcommon.usage_limits import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("controlplane")
 
@@ -85,7 +86,7 @@ SERVER_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     # Snapshots and usage batches can be large.
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),  # data planes batch far below it
 ]
 
 

@@ -191,22 +191,28 @@ def _family_of(model: str) -> str | None:
 
 
 # Model ids already warned about, process-wide: snapshots (and so tables) are rebuilt often.
+# Model ids come from clients (and upstreams), so both this set and each table's lookup cache
+# are bounded in count and in key length: at most _WARNED_MAX / _CACHE_MAX keys of at most
+# KEY_CHARS characters each (~1 MiB apiece), however many distinct or huge ids arrive. An id
+# longer than that is priced without being cached, and warned about by its first KEY_CHARS.
+KEY_CHARS = 256
 _warned: set[str] = set()
 _WARNED_MAX = 4096
 
 
 def _warn_once(model: str, normalised: str, priced_as: str, entry: PriceEntry | None) -> None:
-    if normalised in _warned:
+    key = normalised[:KEY_CHARS]
+    if key in _warned:
         return
-    if len(_warned) >= _WARNED_MAX:  # bounded: model ids are client-controlled
+    if len(_warned) >= _WARNED_MAX:
         _warned.clear()
-    _warned.add(normalised)
+    _warned.add(key)
     if entry is None:
         log.warning("the price table is empty; pricing by %s", priced_as)
         return
     log.warning(
         "model %r is not in the price table; pricing it as %s (entry %r)",
-        model,
+        model[:KEY_CHARS],
         priced_as,
         entry.model_prefix,
     )
@@ -293,9 +299,10 @@ class PriceTable:
             else:
                 hit = (self._most_expensive, MOST_EXPENSIVE, True)
             _warn_once(model, m, hit[1], hit[0])
-        if len(self._cache) >= self._CACHE_MAX:
-            self._cache.clear()
-        self._cache[model] = hit
+        if len(model) <= KEY_CHARS:  # see _warned: bounded in count and key length
+            if len(self._cache) >= self._CACHE_MAX:
+                self._cache.clear()
+            self._cache[model] = hit
         return hit
 
     def price(self, model: str, usage: TokenUsage, betas: Collection[str] = ()) -> Priced:

@@ -45,6 +45,7 @@ from dataplane.cache import (
     replay_headers,
 )
 from dataplane.cache_store import MemoryCache
+from dataplane.clienttext import BadModel
 from dataplane.counters.memory import MemoryCounters
 from dataplane.doors.anthropic import AnthropicDoor
 from dataplane.doors.base import Door, Prepared
@@ -181,6 +182,8 @@ class MessagesHandler:
             rec.client_disconnected = True
             rec.fail(499, "client_disconnected", "client disconnected before the request completed")
         except GatewayError as err:
+            if isinstance(err, BadModel):  # refused, and recorded with a cleaned, cut copy
+                rec.model_requested = err.model
             rec.fail(err.status, err.error_type, err.message)
             if not rec.client_disconnected:  # nobody to tell when the client has gone
                 body, more = door.error_body(err.status, err.error_type, err.message, request_id)

@@ -31,12 +31,14 @@ from dataplane.counters.memory import MemoryCounters
 from dataplane.counters.redis import RedisCounters
 from dataplane.limits import Limiter
 from dataplane.metrics import Metrics
+from dataplane.private import make_private, private_dir, write_atomic
 from dataplane.providers.registry import ProviderRegistry, shared_transport
 from dataplane.reporter import Reporter
 from dataplane.routing import Router
 from dataplane.snapshot import SnapshotHolder
 from dataplane.spool import Spool
 from dataplane.subscriber import Subscriber
+from dataplane.supervise import supervise
 from gwapi.v1 import telemetry_pb2, telemetry_pb2_grpc
 from gwcommon.secret_files import read_secret_file
 from gwcommon.tls import TLS_CA_ENV, read_ca
@@ -80,11 +82,12 @@ def _node_id(state_dir: Path) -> str:
     """A stable identity for this replica, kept across restarts."""
     path = state_dir / "node-id"
     try:
-        return path.read_text().strip()
+        node = path.read_text().strip()
+        make_private(path)
+        return node
     except FileNotFoundError:
         node = "dp-" + uuid.uuid4().hex[:12]
-        state_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(node)
+        write_atomic(path, node.encode())
         return node
 
 
@@ -92,7 +95,7 @@ class DataPlane:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         state_dir = settings.state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(state_dir)  # 0700: the spool may hold prompts (full body logging)
         self.node_id = _node_id(state_dir)
         self.holder = SnapshotHolder()
         self.registry = ProviderRegistry(shared_transport(), settings.env)
@@ -119,11 +122,15 @@ class DataPlane:
             else MemoryCache()
         )
         self.subscriber: Subscriber | None = None
+        # Background loops restarted by dataplane.supervise when they die: name -> restarts.
+        self.restarts: dict[str, int] = {}
         self.metrics = Metrics(
             breaker_states=self.router.breaker_states,
             snapshot_version=lambda: s.version if (s := self.holder.current) else None,
             backlog=lambda: self.reporter.backlog if self.reporter is not None else 0,
             spool_state=self._spool_state,
+            quarantined=lambda: self.spool.quarantined,
+            restarts=lambda: dict(self.restarts),
         )
         # Breakers shared with the other data planes in the background (decisions stay local).
         self.breaker_sync: BreakerSync | None = (
@@ -181,6 +188,7 @@ class DataPlane:
             self.node_id,
             listen,
             status=self.router.breaker_states,
+            quarantined=lambda: self.spool.quarantined,
             tls=bool(s.tls_ca),
         )
         self.subscriber.load_cached()
@@ -209,8 +217,14 @@ class DataPlane:
         config.include_server_header = False
         config.h11_max_incomplete_size = 64 * 1024
         self._tasks = [
-            asyncio.create_task(self.subscriber.run(), name="snapshot-watch"),
-            asyncio.create_task(self.reporter.run(), name="usage-reporter"),
+            asyncio.create_task(
+                supervise("snapshot-watch", self.subscriber.run, self.restarts),
+                name="snapshot-watch",
+            ),
+            asyncio.create_task(
+                supervise("usage-reporter", self.reporter.run, self.restarts),
+                name="usage-reporter",
+            ),
             asyncio.create_task(
                 serve(app, config, shutdown_trigger=self._stop.wait),  # type: ignore[arg-type]
                 name="http",

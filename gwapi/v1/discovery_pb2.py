@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from gwapi.v1 import common_pb2 as gwapi_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gwapi/v1/discovery.proto\x12\x08gwapi.v1\x1a\x15gwapi/v1/common.proto\"\xee\x01\n\x0cWatchRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0cversion_info\x18\x02 \x01(\t\x12\x16\n\x0eresponse_nonce\x18\x03 \x01(\t\x12\x14\n\x0c\x65rror_detail\x18\x04 \x01(\t\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0e\n\x06listen\x18\x06 \x01(\t\x12\x36\n\x08\x62reakers\x18\x07 \x03(\x0b\x32$.gwapi.v1.WatchRequest.BreakersEntry\x1a/\n\rBreakersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"U\n\rWatchResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\t\x12$\n\x08snapshot\x18\x03 \x01(\x0b\x32\x12.gwapi.v1.Snapshot\"\xb2\x02\n\x08Snapshot\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x13\n\x0b\x62uilt_at_ms\x18\x02 \x01(\x03\x12\'\n\nworkspaces\x18\x03 \x03(\x0b\x32\x13.gwapi.v1.Workspace\x12#\n\x04keys\x18\x04 \x03(\x0b\x32\x15.gwapi.v1.SnapshotKey\x12%\n\tproviders\x18\x05 \x03(\x0b\x32\x12.gwapi.v1.Provider\x12\x1f\n\x06routes\x18\x06 \x03(\x0b\x32\x0f.gwapi.v1.Route\x12\x1f\n\x06prices\x18\x07 \x03(\x0b\x32\x0f.gwapi.v1.Price\x12\x1e\n\x05spend\x18\x08 \x03(\x0b\x32\x0f.gwapi.v1.Spend\x12)\n\x07secrets\x18\t \x03(\x0b\x32\x18.gwapi.v1.ProviderSecret\"J\n\x0eProviderSecret\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\x15\n\rrotated_at_ms\x18\x03 \x01(\x03\"\xcc\x01\n\x0bSnapshotKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rsecret_sha256\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tworkspace\x18\x04 \x01(\t\x12 \n\x06limits\x18\x05 \x01(\x0b\x32\x10.gwapi.v1.Limits\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\r\n\x05route\x18\x07 \x01(\t\x12\x0e\n\x06models\x18\x08 \x03(\t\x12\x15\n\rexpires_at_ms\x18\t \x01(\x03\x12\x0f\n\x07revoked\x18\n \x01(\x08\"s\n\x05Spend\x12\r\n\x05scope\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12 \n\x06period\x18\x03 \x01(\x0e\x32\x10.gwapi.v1.Period\x12\x17\n\x0fperiod_start_ms\x18\x04 \x01(\x03\x12\x14\n\x0cspent_micros\x18\x05 \x01(\x03\"\x17\n\x15ListDataPlanesRequest\"\xb5\x02\n\x0f\x44\x61taPlaneStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0e\n\x06listen\x18\x03 \x01(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\x12\x15\n\racked_version\x18\x05 \x01(\t\x12\x16\n\x0enacked_version\x18\x06 \x01(\t\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x17\n\x0f\x63onnected_at_ms\x18\x08 \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\t \x01(\x03\x12\x39\n\x08\x62reakers\x18\n \x03(\x0b\x32\'.gwapi.v1.DataPlaneStatus.BreakersEntry\x1a/\n\rBreakersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\x16ListDataPlanesResponse\x12\x17\n\x0f\x63urrent_version\x18\x01 \x01(\t\x12-\n\ndataplanes\x18\x02 \x03(\x0b\x32\x19.gwapi.v1.DataPlaneStatus2\x9e\x01\n\tDiscovery\x12<\n\x05Watch\x12\x16.gwapi.v1.WatchRequest\x1a\x17.gwapi.v1.WatchResponse(\x01\x30\x01\x12S\n\x0eListDataPlanes\x12\x1f.gwapi.v1.ListDataPlanesRequest\x1a .gwapi.v1.ListDataPlanesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gwapi/v1/discovery.proto\x12\x08gwapi.v1\x1a\x15gwapi/v1/common.proto\"\x8a\x02\n\x0cWatchRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0cversion_info\x18\x02 \x01(\t\x12\x16\n\x0eresponse_nonce\x18\x03 \x01(\t\x12\x14\n\x0c\x65rror_detail\x18\x04 \x01(\t\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0e\n\x06listen\x18\x06 \x01(\t\x12\x36\n\x08\x62reakers\x18\x07 \x03(\x0b\x32$.gwapi.v1.WatchRequest.BreakersEntry\x12\x1a\n\x12quarantined_events\x18\x08 \x01(\x04\x1a/\n\rBreakersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"U\n\rWatchResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\t\x12$\n\x08snapshot\x18\x03 \x01(\x0b\x32\x12.gwapi.v1.Snapshot\"\xb2\x02\n\x08Snapshot\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x13\n\x0b\x62uilt_at_ms\x18\x02 \x01(\x03\x12\'\n\nworkspaces\x18\x03 \x03(\x0b\x32\x13.gwapi.v1.Workspace\x12#\n\x04keys\x18\x04 \x03(\x0b\x32\x15.gwapi.v1.SnapshotKey\x12%\n\tproviders\x18\x05 \x03(\x0b\x32\x12.gwapi.v1.Provider\x12\x1f\n\x06routes\x18\x06 \x03(\x0b\x32\x0f.gwapi.v1.Route\x12\x1f\n\x06prices\x18\x07 \x03(\x0b\x32\x0f.gwapi.v1.Price\x12\x1e\n\x05spend\x18\x08 \x03(\x0b\x32\x0f.gwapi.v1.Spend\x12)\n\x07secrets\x18\t \x03(\x0b\x32\x18.gwapi.v1.ProviderSecret\"J\n\x0eProviderSecret\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\x15\n\rrotated_at_ms\x18\x03 \x01(\x03\"\xcc\x01\n\x0bSnapshotKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rsecret_sha256\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tworkspace\x18\x04 \x01(\t\x12 \n\x06limits\x18\x05 \x01(\x0b\x32\x10.gwapi.v1.Limits\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\r\n\x05route\x18\x07 \x01(\t\x12\x0e\n\x06models\x18\x08 \x03(\t\x12\x15\n\rexpires_at_ms\x18\t \x01(\x03\x12\x0f\n\x07revoked\x18\n \x01(\x08\"s\n\x05Spend\x12\r\n\x05scope\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12 \n\x06period\x18\x03 \x01(\x0e\x32\x10.gwapi.v1.Period\x12\x17\n\x0fperiod_start_ms\x18\x04 \x01(\x03\x12\x14\n\x0cspent_micros\x18\x05 \x01(\x03\"\x17\n\x15ListDataPlanesRequest\"\xd1\x02\n\x0f\x44\x61taPlaneStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0e\n\x06listen\x18\x03 \x01(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\x12\x15\n\racked_version\x18\x05 \x01(\t\x12\x16\n\x0enacked_version\x18\x06 \x01(\t\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x17\n\x0f\x63onnected_at_ms\x18\x08 \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\t \x01(\x03\x12\x39\n\x08\x62reakers\x18\n \x03(\x0b\x32\'.gwapi.v1.DataPlaneStatus.BreakersEntry\x12\x1a\n\x12quarantined_events\x18\x0b \x01(\x04\x1a/\n\rBreakersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\x16ListDataPlanesResponse\x12\x17\n\x0f\x63urrent_version\x18\x01 \x01(\t\x12-\n\ndataplanes\x18\x02 \x03(\x0b\x32\x19.gwapi.v1.DataPlaneStatus2\x9e\x01\n\tDiscovery\x12<\n\x05Watch\x12\x16.gwapi.v1.WatchRequest\x1a\x17.gwapi.v1.WatchResponse(\x01\x30\x01\x12S\n\x0eListDataPlanes\x12\x1f.gwapi.v1.ListDataPlanesRequest\x1a .gwapi.v1.ListDataPlanesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,27 +37,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATAPLANESTATUS_BREAKERSENTRY']._loaded_options = None
   _globals['_DATAPLANESTATUS_BREAKERSENTRY']._serialized_options = b'8\001'
   _globals['_WATCHREQUEST']._serialized_start=62
-  _globals['_WATCHREQUEST']._serialized_end=300
-  _globals['_WATCHREQUEST_BREAKERSENTRY']._serialized_start=253
-  _globals['_WATCHREQUEST_BREAKERSENTRY']._serialized_end=300
-  _globals['_WATCHRESPONSE']._serialized_start=302
-  _globals['_WATCHRESPONSE']._serialized_end=387
-  _globals['_SNAPSHOT']._serialized_start=390
-  _globals['_SNAPSHOT']._serialized_end=696
-  _globals['_PROVIDERSECRET']._serialized_start=698
-  _globals['_PROVIDERSECRET']._serialized_end=772
-  _globals['_SNAPSHOTKEY']._serialized_start=775
-  _globals['_SNAPSHOTKEY']._serialized_end=979
-  _globals['_SPEND']._serialized_start=981
-  _globals['_SPEND']._serialized_end=1096
-  _globals['_LISTDATAPLANESREQUEST']._serialized_start=1098
-  _globals['_LISTDATAPLANESREQUEST']._serialized_end=1121
-  _globals['_DATAPLANESTATUS']._serialized_start=1124
-  _globals['_DATAPLANESTATUS']._serialized_end=1433
-  _globals['_DATAPLANESTATUS_BREAKERSENTRY']._serialized_start=253
-  _globals['_DATAPLANESTATUS_BREAKERSENTRY']._serialized_end=300
-  _globals['_LISTDATAPLANESRESPONSE']._serialized_start=1435
-  _globals['_LISTDATAPLANESRESPONSE']._serialized_end=1531
-  _globals['_DISCOVERY']._serialized_start=1534
-  _globals['_DISCOVERY']._serialized_end=1692
+  _globals['_WATCHREQUEST']._serialized_end=328
+  _globals['_WATCHREQUEST_BREAKERSENTRY']._serialized_start=281
+  _globals['_WATCHREQUEST_BREAKERSENTRY']._serialized_end=328
+  _globals['_WATCHRESPONSE']._serialized_start=330
+  _globals['_WATCHRESPONSE']._serialized_end=415
+  _globals['_SNAPSHOT']._serialized_start=418
+  _globals['_SNAPSHOT']._serialized_end=724
+  _globals['_PROVIDERSECRET']._serialized_start=726
+  _globals['_PROVIDERSECRET']._serialized_end=800
+  _globals['_SNAPSHOTKEY']._serialized_start=803
+  _globals['_SNAPSHOTKEY']._serialized_end=1007
+  _globals['_SPEND']._serialized_start=1009
+  _globals['_SPEND']._serialized_end=1124
+  _globals['_LISTDATAPLANESREQUEST']._serialized_start=1126
+  _globals['_LISTDATAPLANESREQUEST']._serialized_end=1149
+  _globals['_DATAPLANESTATUS']._serialized_start=1152
+  _globals['_DATAPLANESTATUS']._serialized_end=1489
+  _globals['_DATAPLANESTATUS_BREAKERSENTRY']._serialized_start=281
+  _globals['_DATAPLANESTATUS_BREAKERSENTRY']._serialized_end=328
+  _globals['_LISTDATAPLANESRESPONSE']._serialized_start=1491
+  _globals['_LISTDATAPLANESRESPONSE']._serialized_end=1587
+  _globals['_DISCOVERY']._serialized_start=1590
+  _globals['_DISCOVERY']._serialized_end=1748
 # @@protoc_insertion_point(module_scope)

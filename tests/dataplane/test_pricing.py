@@ -450,3 +450,25 @@ def test_lookup_cache_is_bounded() -> None:
     for i in range(PriceTable._CACHE_MAX + 10):
         table.lookup(f"claude-sonnet-4-5-{i:08d}")
     assert len(table._cache) <= PriceTable._CACHE_MAX
+
+
+def test_huge_distinct_model_ids_do_not_grow_memory(caplog: pytest.LogCaptureFixture) -> None:
+    """P2 finding 3: the lookup cache and the warned-once set used to keep every distinct raw
+    id, whatever its size (a few hundred 30 MB names killed the process). Both are bounded by
+    key length as well as count now; huge ids are priced, just not remembered."""
+    import tracemalloc
+
+    table = PriceTable(DEFAULT_PRICES)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(40):
+            model = f"claude-opus-zz{i}-" + "x" * (1024 * 1024)  # 1 MiB each, all distinct
+            assert table.price(model, MIXED).priced_as == "family:opus"
+        retained = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert retained < 2 * 1024 * 1024, f"{retained} bytes retained for 40 MiB of ids"
+    assert all(len(k) <= pricing.KEY_CHARS for k in table._cache)
+    assert all(len(k) <= pricing.KEY_CHARS for k in pricing._warned)
+    assert max(len(r.getMessage()) for r in caplog.records) < 1000  # the log quotes ids cut

@@ -373,6 +373,17 @@ def test_dataplanes_list_shows_breakers(capsys: pytest.CaptureFixture[str]) -> N
     assert "bedrock=open" in dp2  # as last reported, shown with CONNECTED no
 
 
+def test_dataplanes_list_shows_usage_events_set_aside(capsys: pytest.CaptureFixture[str]) -> None:
+    _, stdout, _ = run(capsys, "dataplanes", "list")
+    lines = stdout.splitlines()
+    column = lines[1].split().index("QUARANTINED")
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert rows["dp-2"][column] == "3" and rows["dp-3"][column] == "-"
+    _, stdout, _ = run(capsys, "dataplanes", "list", "-o", "json")
+    doc = orjson.loads(stdout)
+    assert [int(d.get("quarantined_events", 0)) for d in doc["dataplanes"]] == [0, 3, 0]
+
+
 def test_routes_weights_must_match_targets(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "routes", "create", "r", "--mode", "loadbalance",
                        "--targets", "a,b", "--weights", "3")  # fmt: skip
