@@ -1,6 +1,7 @@
 """Run one data plane for the benchmark, optionally under cProfile.
 
-``python -m bench.dp_main --ready-file F --control-plane H:P --token T --state-dir D [--profile OUT]``
+``python -m bench.dp_main --ready-file F --control-plane H:P --state-dir D [--profile OUT]``
+(the data-plane token in ``TOLLGATE_DATAPLANE_TOKEN``)
 
 Like ``gwctl dataplane serve`` (it uses :class:`dataplane.server.DataPlane` the same way) but
 listens on port 0 and, once the first snapshot is in, writes ``{"port": …, "pid": …}`` to the
@@ -29,7 +30,7 @@ async def serve(args: argparse.Namespace) -> None:
         Settings(
             listen="127.0.0.1:0",
             control_plane=args.control_plane,
-            token=args.token,
+            token=os.environ["TOLLGATE_DATAPLANE_TOKEN"],
             state_dir=args.state_dir,
         )
     )
@@ -50,7 +51,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ready-file", type=Path, required=True)
     parser.add_argument("--control-plane", required=True)
-    parser.add_argument("--token", required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--profile", type=Path, help="cProfile stats to this file")
     parser.add_argument("--sample", type=Path, help="sampling-profiler results to this file")

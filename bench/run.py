@@ -175,10 +175,10 @@ def run(args: argparse.Namespace) -> int:
                     "-m", "controlplane",
                     "--listen", "127.0.0.1:0",
                     "--db", f"sqlite:///{work / 'tollgate.db'}",
-                    f"--admin-token={admin_token}",
-                    f"--dataplane-token={dp_token}",
                 ],
                 work,
+                # Tokens in the environment, never in argv (`ps` would show them).
+                env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
             )  # fmt: skip
             children.append(cp)
             cp_addr = wait_for_log(cp, r"control plane listening on (\S+:\d+)").group(1)
@@ -188,7 +188,6 @@ def run(args: argparse.Namespace) -> int:
                 "-m", "bench.dp_main",
                 "--ready-file", str(work / "dp.ready"),
                 "--control-plane", cp_addr,
-                f"--token={dp_token}",
                 "--state-dir", str(work / "dp-state"),
             ]  # fmt: skip
             profile = work / "dp.prof"
@@ -196,7 +195,12 @@ def run(args: argparse.Namespace) -> int:
                 dp_args += ["--sample", str(profile)]
             elif args.cprofile:
                 dp_args += ["--profile", str(profile)]
-            dp = spawn("dataplane", dp_args, work, env={PROVIDER_KEY_ENV: provider_key})
+            dp = spawn(
+                "dataplane",
+                dp_args,
+                work,
+                env={PROVIDER_KEY_ENV: provider_key, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
+            )
             children.append(dp)
             ready = wait_for_json(dp, work / "dp.ready")
             rss_idle = kib(proc_status(dp.pid)["VmRSS"])

@@ -291,7 +291,7 @@ def check_role(policy: Policy, p: Principal, method: str) -> None:
         raise Unauthenticated(DATAPLANE_ONLY)
     if policy.rule is Rule.DATAPLANE:
         # Watch carries decrypted provider secrets: only the data-plane token and the bootstrap
-        # admin token (the data-plane token's default) may call it, never a created token.
+        # admin token (which holds everything anyway) may call it, never a created token.
         if p.id == BOOTSTRAP.id:
             return
         raise PermissionDenied(

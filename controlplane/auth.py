@@ -20,16 +20,24 @@ Created tokens are cached in memory by hash for ``cache_ttl_s`` (default 10 s). 
 through this process drops it from this process's cache at once; other control-plane replicas
 keep accepting it until their cached entry is older than ``cache_ttl_s``. Expiry is checked on
 every call against the cached expiry time, so it is exact everywhere.
+
+Streams (TailLogs, TailAudit, StreamStats: every server-streaming RPC) are authorised at the
+start like any call, and a created token's stream is then authenticated again every
+``recheck_s`` (default 1 s) through the same cached lookup (:func:`_revalidated`), so revoking
+or expiring the token ends its open streams with UNAUTHENTICATED within ``recheck_s`` on the
+replica that revoked it (and within ``cache_ttl_s`` + ``recheck_s`` on the others). Bootstrap
+and data-plane tokens cannot be revoked and are not re-checked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -50,6 +58,7 @@ log = logging.getLogger(__name__)
 DATAPLANE = Principal(id="dataplane", name="data-plane token", role=TokenRole.DATAPLANE)
 TOUCH_EVERY_MS = 60_000  # last_used_at_ms is recorded at most this often per token
 MAX_CACHED = 10_000
+RECHECK_S = 1.0  # an open stream of a created token is re-authenticated this often
 
 
 def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
@@ -96,11 +105,16 @@ class Authenticator:
         if not admin_token:
             raise ValueError("an admin token is required")
         self._admin = admin_token
-        self._dataplane = dataplane_token or admin_token
+        self._dataplane = dataplane_token  # "" = no data-plane token (never the admin token)
         self._db = db
         self._ttl = cache_ttl_s
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
+
+    @staticmethod
+    def revocable(p: Principal) -> bool:
+        """Whether ``p`` is a created token (which can be revoked or expire)."""
+        return p.id not in (BOOTSTRAP.id, DATAPLANE.id)
 
     def forget(self, token_id: str) -> None:
         """Drop a token from the cache (after it was revoked through this process)."""
@@ -116,7 +130,7 @@ class Authenticator:
             raise Unauthenticated(
                 "missing data-plane token: set TOLLGATE_DATAPLANE_TOKEN on the data plane"
                 if dataplane_call
-                else "missing admin token: pass --token or set TOLLGATE_ADMIN_TOKEN"
+                else "missing admin token: set TOLLGATE_ADMIN_TOKEN or pass --token-file PATH"
             )
         if _same(token, self._admin):
             return BOOTSTRAP
@@ -130,7 +144,7 @@ class Authenticator:
             raise Unauthenticated(
                 "invalid data-plane token: check TOLLGATE_DATAPLANE_TOKEN on the data plane"
             )
-        raise Unauthenticated("invalid admin token: check --token or TOLLGATE_ADMIN_TOKEN")
+        raise Unauthenticated("invalid admin token: check TOLLGATE_ADMIN_TOKEN or --token-file")
 
     async def _created(self, digest: str) -> Principal | None:
         cached = self._cache.get(digest)
@@ -178,9 +192,16 @@ class Authenticator:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
-    def __init__(self, authenticator: Authenticator, db: Database | None = None) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        db: Database | None = None,
+        *,
+        recheck_s: float = RECHECK_S,
+    ) -> None:
         self._auth = authenticator
         self._db = db
+        self.recheck_s = recheck_s
 
     async def intercept_service(
         self,
@@ -212,6 +233,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc
         access.check_target(policy, p, request, target)
         return replace(p, peer=peer)
 
+    async def still_valid(self, token: str | None, p: Principal) -> None:
+        """Raise :class:`Unauthenticated` if the token behind ``p`` was revoked or has expired
+        since its call was authorised (a no-op for tokens that cannot be)."""
+        if self._auth.revocable(p):
+            await self._auth.authenticate(token, dataplane_call=False)
+
 
 @dataclass(frozen=True)
 class _Gate:
@@ -220,7 +247,7 @@ class _Gate:
     policy: Policy
     token: str | None
 
-    async def enter(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def enter(self, request: Any, context: grpc.aio.ServicerContext) -> Principal:
         """Authorise, then set the identity context variables for the rest of this task."""
         peer = context.peer() or ""
         try:
@@ -234,9 +261,65 @@ class _Gate:
             else:
                 log.error("authorising %s failed", self.method, exc_info=exc)
             await context.abort(code, message)
-            return  # abort raises; not reached
+            raise  # abort raises; not reached
         identity.current.set(p)
         identity.current_method.set(access.short_name(self.method))
+        return p
+
+    def stream(
+        self, items: AsyncGenerator[Any, None], p: Principal, context: grpc.aio.ServicerContext
+    ) -> AsyncGenerator[Any, None]:
+        """``items``, ended with UNAUTHENTICATED once ``p``'s token is revoked or expires."""
+        if not self.interceptor._auth.revocable(p):
+            return items
+
+        async def check() -> None:
+            try:
+                await self.interceptor.still_valid(self.token, p)
+            except Exception as exc:
+                code, message = status_for(exc)
+                if isinstance(exc, DomainError):
+                    log.info("ended %s for %s: %s", self.method, p.id, message)
+                    message = f"stream ended: {message}"
+                else:
+                    log.error("re-authorising %s failed", self.method, exc_info=exc)
+                await context.abort(code, message)
+
+        return _revalidated(items, check, self.interceptor.recheck_s)
+
+
+async def _next(items: AsyncGenerator[Any, None]) -> Any:
+    return await anext(items)
+
+
+async def _revalidated(
+    items: AsyncGenerator[Any, None], check: Callable[[], Awaitable[None]], every_s: float
+) -> AsyncGenerator[Any, None]:
+    """Yield ``items``; whenever ``every_s`` has passed, also between two items, await
+    ``check()`` first (it raises to end the stream). The next item is awaited in a task of its
+    own so that a stream waiting for news is checked too; that task is cancelled at the end."""
+    pending: asyncio.Task[Any] | None = None
+    due = time.monotonic() + every_s
+    try:
+        while True:
+            if time.monotonic() >= due:
+                await check()
+                due = time.monotonic() + every_s
+            if pending is None:
+                pending = asyncio.get_running_loop().create_task(_next(items))
+            await asyncio.wait({pending}, timeout=max(0.0, due - time.monotonic()))
+            if pending.done():
+                done, pending = pending, None
+                try:
+                    item = done.result()
+                except StopAsyncIteration:
+                    return
+                yield item
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
 
 
 def _guarded(handler: grpc.RpcMethodHandler, gate: _Gate) -> grpc.RpcMethodHandler:
@@ -264,9 +347,12 @@ def _guarded(handler: grpc.RpcMethodHandler, gate: _Gate) -> grpc.RpcMethodHandl
         async def unary_stream(
             request: Any, context: grpc.aio.ServicerContext
         ) -> AsyncIterator[Any]:
-            await gate.enter(request, context)
-            async with contextlib.aclosing(inner_us(request, context)) as items:
-                async for item in items:
+            p = await gate.enter(request, context)
+            async with (
+                contextlib.aclosing(inner_us(request, context)) as items,
+                contextlib.aclosing(gate.stream(items, p, context)) as checked,
+            ):
+                async for item in checked:
                     yield item
 
         return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
@@ -281,9 +367,12 @@ def _guarded(handler: grpc.RpcMethodHandler, gate: _Gate) -> grpc.RpcMethodHandl
     inner_ss = handler.stream_stream
 
     async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        await gate.enter(None, context)
-        async with contextlib.aclosing(inner_ss(requests, context)) as items:
-            async for item in items:
+        p = await gate.enter(None, context)
+        async with (
+            contextlib.aclosing(inner_ss(requests, context)) as items,
+            contextlib.aclosing(gate.stream(items, p, context)) as checked,
+        ):
+            async for item in checked:
                 yield item
 
     return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)

@@ -42,7 +42,7 @@ from controlplane import audit_retention, identity
 from controlplane.auth import Authenticator, AuthInterceptor
 from controlplane.catalog import prices, providers, telemetry_destinations
 from controlplane.catalog.common import now_ms
-from controlplane.domain.pricing import load_default_prices
+from controlplane.domain.pricing import load_default_prices, load_default_tool_rates
 from controlplane.metrics import ControlPlaneMetrics, MetricsServer
 from controlplane.secrets import MasterKey, load_master_key
 from controlplane.services.admin import AdminService
@@ -67,6 +67,7 @@ from gwapi.v1 import (
     telemetry_pb2,
     telemetry_pb2_grpc,
 )
+from gwcommon.usage_limits import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("controlplane")
 
@@ -91,7 +92,7 @@ SERVER_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     # Snapshots and usage batches can be large.
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),  # data planes batch far below it
 ]
 
 
@@ -100,9 +101,10 @@ def open_database(url: str) -> Database:
     db = Database(url)
     db.create_all()
     defaults = load_default_prices()
+    tools = load_default_tool_rates()
     for attempt in (1, 2):
         try:
-            added = db.run_sync(lambda s: prices.seed(s, defaults, now_ms()))
+            added = db.run_sync(lambda s: prices.seed(s, defaults, now_ms(), tools))
             break
         except IntegrityError:  # another replica seeded at the same moment: re-read and retry
             if attempt == 2:
@@ -200,6 +202,7 @@ def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
         timeout_s=settings.webhook_timeout_s,
         attempts=settings.webhook_attempts,
         backoff_s=settings.webhook_backoff_s,
+        allow_internal=settings.allow_internal_webhooks,
     )
     authenticator = Authenticator(settings.admin_token, settings.dataplane_token, db)
     state = AppState(

@@ -1,8 +1,11 @@
 """Control-plane settings: command-line flags over environment variables over defaults.
 
-Environment: ``TOLLGATE_ADMIN_TOKEN``, ``TOLLGATE_DATAPLANE_TOKEN`` (defaults to the admin
-token), ``TOLLGATE_DB`` (database URL), ``TOLLGATE_LISTEN`` (host:port). Tokens never appear in
-``repr()`` or logs.
+Environment: ``TOLLGATE_ADMIN_TOKEN``, ``TOLLGATE_DATAPLANE_TOKEN`` (both required, and
+different: a data plane holding the admin token could administer the gateway), ``TOLLGATE_DB``
+(database URL), ``TOLLGATE_LISTEN`` (host:port). Tokens are read from the environment or from
+files (``--admin-token-file`` / ``TOLLGATE_ADMIN_TOKEN_FILE``, ``--dataplane-token-file`` /
+``TOLLGATE_DATAPLANE_TOKEN_FILE``; mode 0600), never from a flag's value, which ``ps`` and shell
+history would show; they never appear in ``repr()`` or logs.
 
 Secrets at rest: ``TOLLGATE_MASTER_KEY`` (base64 of 32 bytes) or ``TOLLGATE_MASTER_KEY_FILE`` /
 ``--master-key-file`` (see :mod:`controlplane.secrets`); decrypt-only previous keys, whose
@@ -13,6 +16,9 @@ TLS: ``TOLLGATE_TLS_CERT`` and
 
 Audit retention: ``TOLLGATE_AUDIT_RETENTION_DAYS`` / ``--audit-retention-days`` (whole days;
 default 0 = keep the audit log forever, see :mod:`controlplane.audit_retention`).
+
+Alert webhooks go to public addresses only unless ``--allow-internal-webhooks`` /
+``TOLLGATE_ALLOW_INTERNAL_WEBHOOKS=1`` (see :mod:`controlplane.usage.webhooks`).
 """
 
 from __future__ import annotations
@@ -23,11 +29,32 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from gwcommon.secret_files import read_secret_file
+
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DB_URL = "sqlite:///.tollgate/tollgate.db"
 # 100 years: beyond that the cutoff is meaningless (and would overflow a BIGINT timestamp).
 MAX_AUDIT_RETENTION_DAYS = 36_500
 _DAYS = re.compile(r"-?[0-9]+")  # ASCII only: int() would also take "١٢" or "1_0"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+# Flags that used to take a token as their value: now refused, saying what to use instead.
+_TOKEN_FLAGS = {
+    "admin_token_flag": ("--admin-token", "TOLLGATE_ADMIN_TOKEN", "--admin-token-file"),
+    "dataplane_token_flag": (
+        "--dataplane-token",
+        "TOLLGATE_DATAPLANE_TOKEN",
+        "--dataplane-token-file",
+    ),
+}
+
+
+def _flag(value: object, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(f"invalid {name} {str(value)[:20]!r}: use 1 or 0")
 
 
 @dataclass(frozen=True)
@@ -63,10 +90,11 @@ class Settings:
     # how long to keep them is the operator's call, so nothing is deleted unless asked).
     # From text (env/flag) it is parsed in from_env; a non-integer stays text for validate().
     audit_retention_days: int = 0
+    # Let alert webhooks reach loopback, private and link-local addresses. Off by default: a
+    # workspace-admin chooses the URL and can trigger a delivery at will.
+    allow_internal_webhooks: bool = False
 
     def __post_init__(self) -> None:
-        if not self.dataplane_token:
-            object.__setattr__(self, "dataplane_token", self.admin_token)
         # argparse gives a list (append action); keep the frozen settings hashable.
         object.__setattr__(self, "previous_master_key_files", tuple(self.previous_master_key_files))
 
@@ -74,7 +102,19 @@ class Settings:
         """Raise ``ValueError`` with an actionable message when the settings cannot work."""
         if not self.admin_token:
             raise ValueError(
-                "an admin token is required: pass --admin-token or set TOLLGATE_ADMIN_TOKEN"
+                "an admin token is required: set TOLLGATE_ADMIN_TOKEN or pass "
+                "--admin-token-file PATH"
+            )
+        if not self.dataplane_token:
+            raise ValueError(
+                "a data-plane token is required (data planes authenticate with it; it no longer "
+                "defaults to the admin token): set TOLLGATE_DATAPLANE_TOKEN or pass "
+                "--dataplane-token-file PATH, e.g. from `openssl rand -hex 24`"
+            )
+        if self.dataplane_token == self.admin_token:
+            raise ValueError(
+                "the data-plane token must differ from the admin token (data planes would "
+                "otherwise hold full admin rights): give TOLLGATE_DATAPLANE_TOKEN its own value"
             )
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit():
@@ -115,8 +155,27 @@ class Settings:
             "tls_cert": env.get("TOLLGATE_TLS_CERT", ""),
             "tls_key": env.get("TOLLGATE_TLS_KEY", ""),
             "audit_retention_days": env.get("TOLLGATE_AUDIT_RETENTION_DAYS", ""),
+            "allow_internal_webhooks": env.get("TOLLGATE_ALLOW_INTERNAL_WEBHOOKS", ""),
+            "admin_token_file": env.get("TOLLGATE_ADMIN_TOKEN_FILE", ""),
+            "dataplane_token_file": env.get("TOLLGATE_DATAPLANE_TOKEN_FILE", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None and v != ""})
+        for attr, (flag, env_name, file_flag) in _TOKEN_FLAGS.items():
+            if values.pop(attr, None):
+                raise ValueError(
+                    f"{flag} no longer takes the token on the command line (`ps` and shell "
+                    f"history show it): set {env_name} or pass {file_flag} PATH (mode 0600)"
+                )
+        for field_name, what in (
+            ("admin_token", "admin token"),
+            ("dataplane_token", "data-plane token"),
+        ):
+            path = str(values.pop(f"{field_name}_file", "") or "")
+            if path:
+                values[field_name] = read_secret_file(path, what)
+        values["allow_internal_webhooks"] = _flag(
+            values["allow_internal_webhooks"], "TOLLGATE_ALLOW_INTERNAL_WEBHOOKS"
+        )
         days = values["audit_retention_days"]
         if isinstance(days, str):
             days = days.strip()
@@ -138,10 +197,23 @@ class Settings:
             help="database URL: sqlite:///path.db or postgresql://… "
             f"(env TOLLGATE_DB, default {DEFAULT_DB_URL})",
         )
-        parser.add_argument("--admin-token", help="admin bearer token (env TOLLGATE_ADMIN_TOKEN)")
         parser.add_argument(
-            "--dataplane-token",
-            help="data-plane bearer token (env TOLLGATE_DATAPLANE_TOKEN; default: the admin token)",
+            "--admin-token-file",
+            metavar="PATH",
+            help="file (mode 0600) holding the bootstrap admin token (env "
+            "TOLLGATE_ADMIN_TOKEN_FILE, or the token itself in TOLLGATE_ADMIN_TOKEN)",
+        )
+        parser.add_argument(
+            "--dataplane-token-file",
+            metavar="PATH",
+            help="file (mode 0600) holding the token data planes authenticate with, different "
+            "from the admin token (env TOLLGATE_DATAPLANE_TOKEN_FILE, or the token itself in "
+            "TOLLGATE_DATAPLANE_TOKEN)",
+        )
+        # The old value-taking flags, refused with a readable message (see from_env).
+        parser.add_argument("--admin-token", dest="admin_token_flag", help=argparse.SUPPRESS)
+        parser.add_argument(
+            "--dataplane-token", dest="dataplane_token_flag", help=argparse.SUPPRESS
         )
         parser.add_argument(
             "--metrics-listen",
@@ -169,6 +241,14 @@ class Settings:
             metavar="N",
             help="delete audit events older than N days, checked hourly "
             "(env TOLLGATE_AUDIT_RETENTION_DAYS; default 0 = keep forever)",
+        )
+        parser.add_argument(
+            "--allow-internal-webhooks",
+            action="store_true",
+            default=None,
+            help="let workspace alert webhooks reach loopback, private (RFC 1918, ULA) and "
+            "link-local addresses (env TOLLGATE_ALLOW_INTERNAL_WEBHOOKS=1; default: public "
+            "addresses only)",
         )
         args = parser.parse_args(argv)
         return cls.from_env(env, **vars(args))

@@ -12,6 +12,10 @@ reached the client, the answer is committed: later failures end it with an error
 
 When every attempt failed, the client gets the last upstream error as the provider sent it, or
 the gateway's own 502/504 when no provider answered at all.
+
+``relay.upstream_busy`` is set while an attempt talks to its upstream (not while backing off), and
+no attempt starts once ``relay.client_gone``: a non-streamed answer under way when the client left
+is finished and metered, nothing more is tried (``ClientDisconnected``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
+from dataplane.asgi import ClientDisconnected
 from dataplane.codecs.sse import SSEDecoder, SSEEvent
 from dataplane.errors import GatewayError
 from dataplane.events import RequestRecord
@@ -50,6 +55,13 @@ class Attempts:
         self.rng = rng or random.Random()
 
     async def run(self, relay: Relay, plan: Plan) -> None:
+        relay.upstream_busy = True
+        try:
+            await self._run(relay, plan)
+        finally:
+            relay.upstream_busy = False
+
+    async def _run(self, relay: Relay, plan: Plan) -> None:
         rec = relay.rec
         started = time.monotonic()
         deadline = started + DEADLINE_S
@@ -64,7 +76,11 @@ class Attempts:
                     delay = backoff_s(n, retry_after, rng=self.rng)
                     if time.monotonic() + delay > deadline:
                         break  # no time to wait here: next target
+                    relay.upstream_busy = False  # a disconnect now cancels at once
                     await asyncio.sleep(delay)
+                    relay.upstream_busy = True
+                if relay.client_gone:
+                    raise ClientDisconnected  # nobody is waiting for another attempt
                 rec.attempts += 1
                 rec.provider = target.name
                 t0 = time.monotonic()
@@ -164,6 +180,8 @@ class Attempts:
 
     async def _give_up(self, relay: Relay, failure: GatewayError | BufferedResponse | None) -> None:
         """Every attempt failed: the last provider error as sent, or the gateway's own."""
+        if relay.client_gone:
+            raise ClientDisconnected
         if isinstance(failure, BufferedResponse):
             relay.extra.append((b"x-tollgate-attempts", str(relay.rec.attempts).encode()))
             await relay.whole(failure, failure.body)

@@ -16,7 +16,7 @@ failure, so a cache can only make a request faster, never fail it.
   timeout, not one per request.
 
 Frame (version 1): ``b"TGC1"`` + u32 big-endian length of ``meta`` + ``meta`` + the chunks
-concatenated, with ``meta`` = orjson of ``[status, model, [usage…6 ints], cost_micros,
+concatenated, with ``meta`` = orjson of ``[status, model, [TokenUsage fields…], cost_micros,
 [[header name, value]…] (latin-1 strings), [chunk lengths…]]``.
 """
 

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 import orjson
 
 from dataplane.bodylog import BodyLog
+from dataplane.clienttext import clean
 from dataplane.errors import bad_request
 from dataplane.pricing import Priced
 from dataplane.usage import TokenUsage
 from gwapi.v1 import common_pb2, telemetry_pb2
+from gwcommon.usage_limits import EVENT_BODY_BYTES, TEXT_CHARS
 
 _META_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_META_ENTRIES = 16
@@ -49,7 +51,13 @@ def parse_metadata(raw: bytes | None) -> dict[str, str]:
             value = orjson.dumps(value).decode()
         if not isinstance(value, str):
             raise bad_request(f"x-tollgate-metadata value of {key!r} must be a string or number.")
-        out[key] = value[:MAX_META_VALUE]
+        value = value[:MAX_META_VALUE]
+        if clean(value, MAX_META_VALUE) is not value:
+            raise bad_request(
+                f"x-tollgate-metadata value of {key!r} contains a control character "
+                "(such as \\u0000 or a newline): use printable text."
+            )
+        out[key] = value
     return out
 
 
@@ -88,6 +96,7 @@ class RequestRecord:
     upstream_request_id: str = ""
     client_disconnected: bool = False
     usage: TokenUsage = field(default_factory=TokenUsage)
+    output_estimated: bool = False  # usage.output_tokens is an estimate (see dataplane.usage)
     priced: Priced | None = None
     attempt_log: list[telemetry_pb2.Attempt] = field(default_factory=list)
     cache_status: str = ""
@@ -115,7 +124,14 @@ class RequestRecord:
             cache_write_1h_tokens=u.cache_write_1h_tokens,
             cost_micros=self.priced.cost_micros if self.priced else 0,
             priced_as=self.priced.priced_as if self.priced else "",
+            web_search_requests=u.web_search_requests,
+            web_fetch_requests=u.web_fetch_requests,
+            output_estimated=self.output_estimated,
         )
+        t = TEXT_CHARS
+        # Client (and upstream) strings are cleaned and cut here, once: no event carries NUL
+        # (PostgreSQL refuses it) or anything huge into the spool and the ledger.
+        model_requested = clean(self.model_requested, t["model_requested"])
         event = telemetry_pb2.UsageEvent(
             request_id=self.request_id,
             time_ms=self.time_ms,
@@ -123,25 +139,27 @@ class RequestRecord:
             key_id=self.key_id,
             key_name=self.key_name,
             developer_id=self.developer_id,
-            developer_email=self.developer_email,
-            session_id=self.session_id,
+            developer_email=clean(self.developer_email, t["developer_email"]),
+            session_id=clean(self.session_id, t["session_id"]),
             metadata=self.metadata,
-            model_requested=self.model_requested,
-            model_served=self.model_served or self.model_requested,
+            model_requested=model_requested,
+            model_served=clean(self.model_served, t["model_served"])
+            if self.model_served
+            else model_requested,
             provider=self.provider,
             attempts=self.attempts,
             status=self.status,
-            error_type=self.error_type,
-            error_message=self.error_message,
+            error_type=clean(self.error_type, t["error_type"]),
+            error_message=clean(self.error_message, t["error_message"]),
             ttfb_ms=round(self.ttfb_s * 1000) if self.ttfb_s is not None else 0,
             latency_ms=round(latency * 1000),
             usage=usage,
             stream=self.stream,
-            path=self.path,
-            user_agent=self.user_agent[:256],
-            client_version=client_version(self.user_agent.encode()),
+            path=clean(self.path, t["path"]),
+            user_agent=clean(self.user_agent, t["user_agent"]),
+            client_version=clean(client_version(self.user_agent.encode()), t["client_version"]),
             dataplane_id=self.dataplane_id,
-            upstream_request_id=self.upstream_request_id,
+            upstream_request_id=clean(self.upstream_request_id, t["upstream_request_id"]),
             client_disconnected=self.client_disconnected,
             attempt_log=self.attempt_log,
             cache_status=self.cache_status,
@@ -153,7 +171,51 @@ class RequestRecord:
             event.request_body_size = log.request_size
             event.response_body_size = log.response_size
             if log.full:
-                event.request_body = log.scrubbed(log.request)
-                event.response_body = log.scrubbed(log.response)
-                event.bodies_truncated = log.truncated
+                whole = log.scrubbed(log.request), log.scrubbed(log.response)
+                request, response = fit_bodies(*whole, EVENT_BODY_BYTES)
+                event.request_body = request
+                event.response_body = response
+                event.bodies_truncated = log.truncated or (
+                    len(request) + len(response) < len(whole[0]) + len(whole[1])
+                )
         return event
+
+
+def fit_bodies(request: bytes, response: bytes, budget: int) -> tuple[bytes, bytes]:
+    """Both bodies cut so that together they hold at most ``budget`` bytes: the smaller one
+    keeps up to half, the other the rest (so an event always fits a ``ReportUsage`` alone)."""
+    if len(request) + len(response) <= budget:
+        return request, response
+    half = budget // 2
+    if len(request) <= half:
+        return request, response[: budget - len(request)]
+    if len(response) <= half:
+        return request[: budget - len(response)], response
+    return request[:half], response[: budget - half]
+
+
+def repair_event(event: telemetry_pb2.UsageEvent) -> bool:
+    """Make an event the control plane can take: strings cleaned and cut, bodies fitted.
+
+    For events built by older data planes (and kept in a spool across the upgrade) that a
+    control plane refused or that exceed the message size alone; returns True if anything
+    changed (the caller then sends the repaired copy instead)."""
+    changed = False
+    for name, limit in TEXT_CHARS.items():
+        value = getattr(event, name)
+        fixed = clean(value, limit)
+        if fixed is not value:
+            setattr(event, name, fixed)
+            changed = True
+    for key, value in list(event.metadata.items()):
+        fixed_key, fixed = clean(key, 64), clean(value, MAX_META_VALUE)
+        if fixed_key is not key or fixed is not value:
+            del event.metadata[key]
+            event.metadata[fixed_key] = fixed
+            changed = True
+    request, response = fit_bodies(event.request_body, event.response_body, EVENT_BODY_BYTES)
+    if len(request) < len(event.request_body) or len(response) < len(event.response_body):
+        event.request_body, event.response_body = request, response
+        event.bodies_truncated = True
+        changed = True
+    return changed

@@ -1,6 +1,6 @@
 """Budgets and rate limits on the request path: reserve, then settle.
 
-The proxy calls, per ``POST /v1/messages`` (not for count_tokens, which costs nothing)::
+The proxy calls, per ``POST /v1/messages``::
 
     admission = await limiter.admit(principal, model=..., body_bytes=len(body),
                                     max_tokens=..., prices=principal.snapshot.prices,
@@ -18,6 +18,11 @@ reply that was lost (the script ran, the answer timed out) may count that one re
 conservative side for a budget. ``input_tokens`` is every prompt token the
 response reports (input + cache writes + cache reads); tpm counts input + output.
 
+A token-counting call (``count_tokens``) is admitted with ``count_only=True``: it costs no money
+and consumes no tokens, so only the request rates (rpm, rph) and ``max_parallel`` apply — never a
+budget or tpm — and it counts in those like any request (it uses the organisation's upstream
+request quota all the same). The proxy releases it when it ends.
+
 **The reservation** of a request is a worst case at the model's price entry:
 
 * input: ``ceil(body_bytes / 3)`` tokens (JSON text is ≥ 3 bytes a token in practice; images and
@@ -34,7 +39,9 @@ never reserves more than the budget has left, and the end of a budget is usable.
 bound**, per budget and period, across any number of replicas sharing the counters: settled spend
 ≤ limit + (real cost − what was left) of one tail request < limit + one request's real cost (and
 exactly ≤ limit with ``allow_tail=False``), provided the real cost does not exceed the worst-case
-reservation — which the estimate above makes true for any normal request.
+reservation — which the estimate above makes true for any normal request. Server-tool fees (a web
+search is $0.01) are not reserved: the request's tools do not bound how many searches it makes,
+so a request's searches may add to that one request's overshoot; they are settled like the rest.
 
 **Refusals** (``GatewayError``):
 
@@ -170,7 +177,9 @@ class Admission:
         return self.ticket is not None
 
 
-def _has_limits(limits: Limits) -> bool:
+def _has_limits(limits: Limits, count_only: bool = False) -> bool:
+    if count_only:
+        return bool(limits.rpm or limits.rph or limits.max_parallel)
     return bool(limits.budgets or limits.rpm or limits.rph or limits.tpm or limits.max_parallel)
 
 
@@ -208,6 +217,7 @@ class Limiter:
         prices: PriceTable,
         request_id: str,
         redis_failure: RedisFailure | None = None,
+        count_only: bool = False,
     ) -> Admission:
         """Reserve and record the request in every limit of its member (a key or a developer:
         counter scope ``k:<id>`` / ``d:<id>``, spend seeds "key" / "developer") and workspace,
@@ -215,9 +225,11 @@ class Limiter:
         policy says so).
 
         ``redis_failure`` overrides the limiter's policy for this request (e.g. the workspace's
-        own setting, once the snapshot carries one)."""
+        own setting, once the snapshot carries one). ``count_only``: a count_tokens call, checked
+        against rpm, rph and max_parallel only (see the module docstring)."""
         member, ws = principal.member, principal.workspace
-        member_limited, ws_limited = _has_limits(member.limits), _has_limits(ws.limits)
+        member_limited = _has_limits(member.limits, count_only)
+        ws_limited = _has_limits(ws.limits, count_only)
         if not member_limited and not ws_limited:
             return Admission(request_id)
         now = self._now_ms()
@@ -233,7 +245,7 @@ class Limiter:
                 continue
             budgets: list[BudgetCheck] = []
             windows: list[Window] = []
-            for budget in limits.budgets:
+            for budget in () if count_only else limits.budgets:
                 window = current_window(budget.period, now, ws.timezone)
                 seed = spend.get((kind, ident, budget.period))
                 seeded = seed[1] if seed is not None and seed[0] == window.start_ms else 0
@@ -251,7 +263,7 @@ class Limiter:
                     counter,
                     limits.rpm,
                     limits.rph,
-                    limits.tpm,
+                    0 if count_only else limits.tpm,
                     limits.max_parallel,
                     tuple(budgets),
                 )

@@ -52,6 +52,8 @@ class Metrics:
         backlog: Callable[[], int] = lambda: 0,
         # (disk refusing writes 0/1, events held in memory only, events dropped since start)
         spool_state: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0),
+        quarantined: Callable[[], int] = lambda: 0,
+        restarts: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self.registry = r = Registry()
         ws_prov = ("workspace", "provider")
@@ -163,6 +165,24 @@ class Metrics:
             )
         )
         self.signin = SignInMetrics(r)  # sign-in steps, bearer-token refusals, rate limits
+        r.add(
+            Gauge(
+                "tollgate_usage_quarantined",
+                "Usage events the control plane refused for good, set aside in the spool's "
+                "rejected.log (not in the ledger: inspect them).",
+                (),
+                lambda: [((), float(quarantined()))],
+            )
+        )
+        r.add(
+            Gauge(
+                "tollgate_task_restarts",
+                "Times a background loop (usage-reporter, snapshot-watch) died and was "
+                "restarted since start.",
+                ("task",),
+                lambda: [((t,), float(n)) for t, n in sorted(restarts().items())],
+            )
+        )
         started = time.time()
         r.add(
             Gauge(

@@ -25,6 +25,9 @@ Contract:
   exceeds ``long_context_threshold`` and some beta starts with ``long_context_beta`` (an empty
   ``long_context_beta`` requires no beta), the **whole** request is billed at ``long_rates``, and
   ``priced_as`` gets a ``+long-context`` suffix.
+* Server tools: each entry's ``tools`` (:class:`ToolRates`, micro-dollars per 1,000 requests)
+  prices ``web_search_requests`` and ``web_fetch_requests``; the fee is added to the token cost
+  before the one rounding, whatever the long-context tier.
 * An empty table prices by ``DEFAULT_PRICES`` (WIRE.md's list) rather than at zero.
 """
 
@@ -45,6 +48,7 @@ __all__ = [
     "PriceTable",
     "Priced",
     "Rates",
+    "ToolRates",
     "cost_micros",
     "normalize_model",
 ]
@@ -75,6 +79,23 @@ class Rates:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolRates:
+    """Server-tool fees: integer micro-dollars per 1,000 requests ($10 per 1,000 = 10_000_000)."""
+
+    web_search_per_1k: int = 0
+    web_fetch_per_1k: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("web_search_per_1k", "web_fetch_per_1k"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"rate {name} must be a non-negative integer, got {value!r}")
+
+
+NO_TOOL_FEES = ToolRates()
+
+
+@dataclass(frozen=True, slots=True)
 class PriceEntry:
     model_prefix: str
     family: str
@@ -83,6 +104,7 @@ class PriceEntry:
     long_context_threshold: int = 0
     long_context_beta: str = ""
     long_rates: Rates | None = None
+    tools: ToolRates = NO_TOOL_FEES
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +114,9 @@ class Priced:
     fallback: bool
 
 
-def cost_micros(usage: TokenUsage, rates: Rates) -> int:
-    """Exact cost of ``usage`` at ``rates``, rounded half up to the micro-dollar."""
+def cost_micros(usage: TokenUsage, rates: Rates, tools: ToolRates = NO_TOOL_FEES) -> int:
+    """Exact cost of ``usage`` at ``rates`` (tokens) and ``tools`` (server-tool requests),
+    rounded half up to the micro-dollar."""
     # Cache writes the 5m/1h split does not explain are billed as 5m (see dataplane.usage).
     unsplit = (
         usage.cache_creation_input_tokens
@@ -106,6 +129,12 @@ def cost_micros(usage: TokenUsage, rates: Rates) -> int:
         + (usage.cache_write_5m_tokens + max(0, unsplit)) * rates.cache_write_5m
         + usage.cache_write_1h_tokens * rates.cache_write_1h
         + usage.cache_read_input_tokens * rates.cache_read
+        # per 1,000 requests, scaled to the same unit (micro-dollars × 1e6): × 1e6 / 1e3
+        + (
+            usage.web_search_requests * tools.web_search_per_1k
+            + usage.web_fetch_requests * tools.web_fetch_per_1k
+        )
+        * (_PER // 1000)
     )
     return (total + _PER // 2) // _PER
 
@@ -162,22 +191,28 @@ def _family_of(model: str) -> str | None:
 
 
 # Model ids already warned about, process-wide: snapshots (and so tables) are rebuilt often.
+# Model ids come from clients (and upstreams), so both this set and each table's lookup cache
+# are bounded in count and in key length: at most _WARNED_MAX / _CACHE_MAX keys of at most
+# KEY_CHARS characters each (~1 MiB apiece), however many distinct or huge ids arrive. An id
+# longer than that is priced without being cached, and warned about by its first KEY_CHARS.
+KEY_CHARS = 256
 _warned: set[str] = set()
 _WARNED_MAX = 4096
 
 
 def _warn_once(model: str, normalised: str, priced_as: str, entry: PriceEntry | None) -> None:
-    if normalised in _warned:
+    key = normalised[:KEY_CHARS]
+    if key in _warned:
         return
-    if len(_warned) >= _WARNED_MAX:  # bounded: model ids are client-controlled
+    if len(_warned) >= _WARNED_MAX:
         _warned.clear()
-    _warned.add(normalised)
+    _warned.add(key)
     if entry is None:
         log.warning("the price table is empty; pricing by %s", priced_as)
         return
     log.warning(
         "model %r is not in the price table; pricing it as %s (entry %r)",
-        model,
+        model[:KEY_CHARS],
         priced_as,
         entry.model_prefix,
     )
@@ -214,6 +249,7 @@ class PriceTable:
                     e.long_context_threshold,
                     e.long_context_beta,
                     e.long_rates,
+                    e.tools,
                 )
             normalised.append(e)
         self.entries: tuple[PriceEntry, ...] = tuple(normalised)
@@ -239,6 +275,7 @@ class PriceTable:
                 long_context_threshold=p.long_context_threshold,
                 long_context_beta=p.long_context_beta,
                 long_rates=_rates_from_proto(p.long_rates) if p.HasField("long_rates") else None,
+                tools=ToolRates(p.web_search_per_1k, p.web_fetch_per_1k),
             )
             for p in prices
         ]
@@ -262,9 +299,10 @@ class PriceTable:
             else:
                 hit = (self._most_expensive, MOST_EXPENSIVE, True)
             _warn_once(model, m, hit[1], hit[0])
-        if len(self._cache) >= self._CACHE_MAX:
-            self._cache.clear()
-        self._cache[model] = hit
+        if len(model) <= KEY_CHARS:  # see _warned: bounded in count and key length
+            if len(self._cache) >= self._CACHE_MAX:
+                self._cache.clear()
+            self._cache[model] = hit
         return hit
 
     def price(self, model: str, usage: TokenUsage, betas: Collection[str] = ()) -> Priced:
@@ -278,7 +316,7 @@ class PriceTable:
         ):
             rates = entry.long_rates
             priced_as += LONG_CONTEXT_SUFFIX
-        return Priced(cost_micros(usage, rates), priced_as, fallback)
+        return Priced(cost_micros(usage, rates, entry.tools), priced_as, fallback)
 
 
 def _has_beta(betas: Collection[str], wanted: str) -> bool:
@@ -307,22 +345,30 @@ _SONNET_4 = _usd("3", "15", "3.75", "6", "0.30")
 _SONNET_4_LONG = _usd("6", "22.50", "7.50", "12", "0.60")
 _HAIKU_45 = _usd("1", "5", "1.25", "2", "0.10")
 _HAIKU_35 = _usd("0.80", "4", "1.00", "1.60", "0.08")
+_TOOLS = ToolRates(web_search_per_1k=10 * _PER)  # $10 per 1,000 searches; web fetch is free
 
 # The shipped defaults; the control plane's table (in the snapshot) normally replaces them.
 DEFAULT_PRICES: tuple[PriceEntry, ...] = (
-    PriceEntry("claude-opus-4-8", "opus", True, _OPUS_45),
-    PriceEntry("claude-opus-4-7", "opus", False, _OPUS_45),
-    PriceEntry("claude-opus-4-6", "opus", False, _OPUS_45),
-    PriceEntry("claude-opus-4-5", "opus", False, _OPUS_45),
-    PriceEntry("claude-opus-4-1", "opus", False, _OPUS_4),
-    PriceEntry("claude-opus-4", "opus", False, _OPUS_4),
-    PriceEntry("claude-sonnet-4-6", "sonnet", True, _SONNET_4),
+    PriceEntry("claude-opus-4-8", "opus", True, _OPUS_45, tools=_TOOLS),
+    PriceEntry("claude-opus-4-7", "opus", False, _OPUS_45, tools=_TOOLS),
+    PriceEntry("claude-opus-4-6", "opus", False, _OPUS_45, tools=_TOOLS),
+    PriceEntry("claude-opus-4-5", "opus", False, _OPUS_45, tools=_TOOLS),
+    PriceEntry("claude-opus-4-1", "opus", False, _OPUS_4, tools=_TOOLS),
+    PriceEntry("claude-opus-4", "opus", False, _OPUS_4, tools=_TOOLS),
+    PriceEntry("claude-sonnet-4-6", "sonnet", True, _SONNET_4, tools=_TOOLS),
     PriceEntry(
-        "claude-sonnet-4-5", "sonnet", False, _SONNET_4, 200_000, "context-1m", _SONNET_4_LONG
+        "claude-sonnet-4-5",
+        "sonnet",
+        False,
+        _SONNET_4,
+        200_000,
+        "context-1m",
+        _SONNET_4_LONG,
+        _TOOLS,
     ),
     PriceEntry(
-        "claude-sonnet-4", "sonnet", False, _SONNET_4, 200_000, "context-1m", _SONNET_4_LONG
+        "claude-sonnet-4", "sonnet", False, _SONNET_4, 200_000, "context-1m", _SONNET_4_LONG, _TOOLS
     ),
-    PriceEntry("claude-haiku-4-5", "haiku", True, _HAIKU_45),
-    PriceEntry("claude-3-5-haiku", "haiku", False, _HAIKU_35),
+    PriceEntry("claude-haiku-4-5", "haiku", True, _HAIKU_45, tools=_TOOLS),
+    PriceEntry("claude-3-5-haiku", "haiku", False, _HAIKU_35, tools=_TOOLS),
 )

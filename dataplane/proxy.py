@@ -4,8 +4,15 @@ Hot-path rules (ARCHITECTURE.md): the client's body bytes go upstream unchanged;
 parsed once, only to read ``model``/``stream``/``max_tokens``; the upstream's bytes come back
 unchanged, each chunk sent on as it arrives while a side decoder meters usage from it; nothing
 here touches a disk, a database or the control plane. Request logging (the workspace's
-``log_bodies``) captures into memory only, via :mod:`dataplane.bodylog`. A client disconnect cancels the upstream
-call and still records the usage seen so far.
+``log_bodies``) captures into memory only, via :mod:`dataplane.bodylog`.
+
+A client disconnect cancels a streamed upstream call and records the usage seen so far (the
+output estimated when the final usage never came, see :mod:`dataplane.usage`). A *non-streamed*
+call whose upstream exchange is under way is not cancelled: the upstream goes on generating (and
+billing) anyway, so the answer is read to its end — within the route's timeouts, like any answer
+— and metered exactly, with nobody waiting for it (status 499, ``client_disconnected``); no
+further attempt starts. ``count_tokens`` calls pass the rate limits (rpm, rph, max_parallel;
+never a budget) and are recorded at cost 0.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from dataplane.cache import (
     replay_headers,
 )
 from dataplane.cache_store import MemoryCache
+from dataplane.clienttext import BadModel
 from dataplane.counters.memory import MemoryCounters
 from dataplane.doors.anthropic import AnthropicDoor
 from dataplane.doors.base import Door, Prepared
@@ -155,16 +163,17 @@ class MessagesHandler:
                 cache = self._cache_plan(scope, principal, prepared, plan, rec)
                 if cache.read and await self._serve_from_cache(cache, request_id, rec, send):
                     return
-                # A miss or no cache: counting tokens costs nothing and counts against nothing.
-                admission = await self.limiter.admit(
-                    principal,
-                    model=prepared.model,
-                    body_bytes=len(prepared.body),
-                    max_tokens=prepared.max_tokens,
-                    prices=principal.snapshot.prices,
-                    request_id=request_id,
-                    redis_failure=principal.workspace.redis_failure or None,
-                )
+            # A miss or no cache. Counting tokens costs nothing: rate limits only, no budget.
+            admission = await self.limiter.admit(
+                principal,
+                model=prepared.model,
+                body_bytes=len(prepared.body),
+                max_tokens=prepared.max_tokens,
+                prices=principal.snapshot.prices,
+                request_id=request_id,
+                redis_failure=principal.workspace.redis_failure or None,
+                count_only=count_only,
+            )
             extra = self.limiter.headers(admission) if admission is not None else []
             if rec.cache_status:
                 extra.append((b"x-tollgate-cache", rec.cache_status.encode()))
@@ -176,16 +185,18 @@ class MessagesHandler:
             rec.client_disconnected = True
             rec.fail(499, "client_disconnected", "client disconnected before the request completed")
         except GatewayError as err:
+            if isinstance(err, BadModel):  # refused, and recorded with a cleaned, cut copy
+                rec.model_requested = err.model
             rec.fail(err.status, err.error_type, err.message)
-            body, more = door.error_body(err.status, err.error_type, err.message, request_id)
-            await send_error_body(send, err.status, body, [*err.headers, *more], request_id)
+            if not rec.client_disconnected:  # nobody to tell when the client has gone
+                body, more = door.error_body(err.status, err.error_type, err.message, request_id)
+                await send_error_body(send, err.status, body, [*err.headers, *more], request_id)
         finally:
             if plan is not None and not tried:
                 self.router.abandon(plan)
             if admission is not None:
                 await self._finish(admission, rec)
-            if not count_only:
-                self.sink(rec)
+            self.sink(rec)
 
     def _cache_plan(
         self, scope: Scope, principal: Principal, prepared: Prepared, plan: Plan, rec: RequestRecord
@@ -252,18 +263,24 @@ class MessagesHandler:
             log.exception("request %s: settling its reservation failed", rec.request_id)
 
     async def _forward(self, relay: Relay, plan: Plan, receive: Receive) -> None:
-        """Walk the plan and relay the answer, cancelling everything if the client goes away."""
+        """Walk the plan and relay the answer. If the client goes away: cancel everything, except
+        a non-streamed Messages exchange under way, which is read to its end and metered (the
+        upstream bills it anyway; see the module docstring)."""
         task = asyncio.current_task()
         assert task is not None
         gone = asyncio.Event()
         rec = relay.rec
+        meter_to_end = not relay.request.stream and not relay.request.path.endswith("count_tokens")
 
         async def watch_disconnect() -> None:
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     gone.set()
-                    task.cancel()
+                    relay.client_gone = True
+                    rec.client_disconnected = True
+                    if not (meter_to_end and relay.upstream_busy):
+                        task.cancel()
                     return
 
         watcher = asyncio.create_task(watch_disconnect())

@@ -92,6 +92,11 @@ class Relay:
     extra: list[Header]
     recorder: CacheRecorder | None = None
     sent_headers: list[Header] | None = None  # what the client got, for the cache
+    # The client has gone (set by the proxy's disconnect watcher): nothing more is sent, and a
+    # non-streamed answer still arriving is only metered.
+    client_gone: bool = False
+    # An upstream exchange is under way (the attempt chain sets it; not while backing off).
+    upstream_busy: bool = False
 
     def price(self) -> None:
         betas = header_betas(self.request.headers)
@@ -100,7 +105,10 @@ class Relay:
         )
 
     async def whole(self, upstream: UpstreamResponse, body: bytes) -> None:
-        """A complete answer (non-streamed, or an upstream error): forwarded byte for byte."""
+        """A complete answer (non-streamed, or an upstream error): forwarded byte for byte.
+
+        A Messages answer is metered before it is sent, so that it is billed also when the
+        client left while it was being generated (then it is only metered, status 499)."""
         rec = self.rec
         headers = response_headers(
             upstream.headers, self.request.request_id, rec.provider, self.extra
@@ -111,31 +119,41 @@ class Relay:
         etype = message = ""
         if upstream.status != 200:
             etype, message = error_fields(body)
+            rec.fail(
+                upstream.status, etype or ERROR_TYPES.get(upstream.status, "api_error"), message
+            )
             body, more = self.door.upstream_error(upstream.status, body)
             headers.extend(more)
+        elif self.request.path.endswith("/messages"):
+            self._meter_message(body)
+        else:
+            rec.model_served = self.request.model  # count_tokens: nothing to bill
+        if self.client_gone:
+            if upstream.status == 200:
+                rec.fail(499, "client_disconnected", "client disconnected before the answer")
+            return
         headers.append((b"content-length", str(len(body)).encode()))
         await self.send(
             {"type": "http.response.start", "status": upstream.status, "headers": headers}
         )
         await self.send({"type": "http.response.body", "body": body})
         if upstream.status != 200:
-            rec.fail(
-                upstream.status, etype or ERROR_TYPES.get(upstream.status, "api_error"), message
-            )
             return
         self.sent_headers = headers
         if self.recorder is not None:
             self.recorder.add(body)
-        if self.request.path.endswith("/messages"):
-            try:
-                obj = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                return
-            if isinstance(obj, dict):
-                rec.usage = usage_from_message(obj)
-                model = obj.get("model")
-                rec.model_served = model if isinstance(model, str) else self.request.model
-                self.price()
+
+    def _meter_message(self, body: bytes) -> None:
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(obj, dict):
+            rec = self.rec
+            rec.usage = usage_from_message(obj)
+            model = obj.get("model")
+            rec.model_served = model if isinstance(model, str) else self.request.model
+            self.price()
 
     async def stream(self, upstream: UpstreamResponse, chunks: AsyncIterator[bytes]) -> bool:
         """A streamed 200. Returns True when the answer completed (message_stop, no error)."""
@@ -151,6 +169,7 @@ class Relay:
         rec.status = 200
         decoder = SSEDecoder() if encoder is not None else SSEDecoder(skip=METER_SKIP)
         meter = StreamMeter()
+        content = meter.content
         recorder = self.recorder
         failed = False
 
@@ -176,6 +195,7 @@ class Relay:
                     await self.send(
                         {"type": "http.response.body", "body": chunk, "more_body": True}
                     )
+                    content.feed(chunk)
                     for event in decoder.feed(chunk):
                         meter.feed(event)
                     out = chunk
@@ -184,9 +204,13 @@ class Relay:
                     for event in events:
                         meter.feed(event)
                     out = encoder.encode(events)
+                    if out:
+                        await self.send(
+                            {"type": "http.response.body", "body": out, "more_body": True}
+                        )
+                    content.feed(chunk)  # every chunk: a line may end in a later one
                     if not out:
                         continue
-                    await self.send({"type": "http.response.body", "body": out, "more_body": True})
                 if recorder is not None:
                     recorder.add(out)
                 if rec.ttfb_s is None:
@@ -210,7 +234,12 @@ class Relay:
                 f"The stream from provider '{rec.provider}' failed mid-answer; please retry.",
             )
         finally:
-            rec.usage = meter.usage
+            # Without its final usage (the client or the upstream left early) the output is
+            # estimated from the content relayed, so an early close never avoids its cost.
+            max_tokens = self.request.json.get("max_tokens")
+            rec.usage, rec.output_estimated = meter.billable(
+                max_tokens if type(max_tokens) is int else 0
+            )
             rec.model_served = meter.model or self.request.model
             if meter.error is not None:
                 rec.fail(200, meter.error[0], meter.error[1])

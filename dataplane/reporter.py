@@ -2,10 +2,34 @@
 
 The request path only calls :meth:`Reporter.record` (an append to a deque). A background task
 moves queued events to the spool (durable) every ``interval`` seconds, then sends unacknowledged
-events in batches; the control plane's ``acked_seq`` lets the spool forget them. With the control
-plane down, events accumulate in the spool and are replayed in order when it returns; the control
-plane's ingest is idempotent on request id, so a replay after a lost acknowledgement counts
-nothing twice.
+events in batches of at most ``batch_size`` events and ``batch_bytes`` bytes (far below the
+control plane's message limit); the control plane's ``acked_seq`` lets the spool forget them.
+With the control plane down, events accumulate in the spool and are replayed in order when it
+returns; the control plane's ingest is idempotent on request id, so a replay after a lost
+acknowledgement counts nothing twice.
+
+No single event may stop reporting. The rule, by the status of a refused batch:
+
+* ``UNAVAILABLE``, ``DEADLINE_EXCEEDED`` and every other status not named below (and any
+  non-gRPC failure) mean the control plane or the way to it is unwell: retry the same batch with
+  jittered exponential backoff (up to 5 s), for ever. Such failures never set an event aside.
+* ``INVALID_ARGUMENT``, ``INTERNAL``, ``UNKNOWN``, ``RESOURCE_EXHAUSTED`` may be one event's
+  fault: the batch is bisected and its halves resent, down to single events. An event refused
+  alone is first *repaired* (strings cleaned and cut, logged bodies fitted: what current data
+  planes do when they build an event; see :func:`dataplane.events.repair_event`) and resent.
+  Refused again, it is **set aside** (``rejected.log`` in the spool directory, counted in
+  ``quarantined``, exported as ``tollgate_usage_quarantined`` and shown by ``gwctl dataplanes
+  list``) when the refusal is ``INVALID_ARGUMENT`` (the control plane says it is malformed), or
+  when, for the other three, some other event of the same pass was accepted and then this one is
+  refused alone once more — so the control plane works and this event is the problem. If nothing
+  was accepted, the control plane itself is taken to be broken: nothing is set aside and the
+  batch is retried after a backoff. A pass also
+  gives up, without setting anything aside, after ``MAX_SUSPECTS`` such single-event refusals
+  with no acceptance, so a broken control plane costs a few calls per backoff, not one per event.
+
+Events are acknowledged in the spool strictly in order, up to the first one not yet delivered or
+set aside; events behind it that were delivered in the same pass are sent again later (and
+counted as duplicates by the control plane, never twice).
 """
 
 from __future__ import annotations
@@ -19,14 +43,38 @@ from typing import Any
 
 import grpc
 
-from dataplane.events import RequestRecord
+from dataplane.events import RequestRecord, repair_event
 from dataplane.spool import Spool
 from gwapi.v1 import telemetry_pb2
+from gwcommon.usage_limits import BATCH_BYTES, MAX_MESSAGE_BYTES
 
 log = logging.getLogger("tollgate.reporter")
 
 # Sends a batch; returns the acked sequence. Raises on any failure (the batch is retried).
 SendBatch = Callable[[telemetry_pb2.ReportUsageRequest], Awaitable[int]]
+
+# Statuses that may be one event's fault (see the module docstring); INVALID_ARGUMENT is definite.
+PER_EVENT = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+MAX_SUSPECTS = 4
+# A single event larger than this is repaired before it is sent at all.
+SINGLE_MAX_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
+
+Outcome = dict[int, tuple[str, str]]  # seq -> ("ok" | "bad" | "suspect", detail)
+
+
+class _Retry(Exception):
+    """The control plane (or the way to it) is unwell: stop this pass, back off, retry."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 class Reporter:
@@ -38,6 +86,7 @@ class Reporter:
         *,
         interval: float = 0.2,
         batch_size: int = 500,
+        batch_bytes: int = BATCH_BYTES,
         max_queue: int = 200_000,
     ) -> None:
         self.spool = spool
@@ -45,10 +94,12 @@ class Reporter:
         self.node_id = node_id
         self.interval = interval
         self.batch_size = batch_size
+        self.batch_bytes = batch_bytes
         self._queue: deque[bytes] = deque()
         self._max_queue = max_queue
         self._wake = asyncio.Event()
         self.dropped = 0
+        self.repaired = 0  # events delivered only after repair_event
         self._backoff = 0.0
         # The spool operation in progress (append, ack) in its worker thread. A cancelled run()
         # leaves that thread running: flush() must wait for it, not race it on the same spool.
@@ -69,7 +120,11 @@ class Reporter:
         self._queue.append(payload)
 
     async def run(self) -> None:
-        """Flush forever (cancel to stop; call :meth:`flush` afterwards for a final attempt)."""
+        """Flush forever (cancel to stop; call :meth:`flush` afterwards for a final attempt).
+
+        Failures of the control plane are handled here; anything unexpected propagates, and the
+        caller restarts the loop (:func:`dataplane.supervise.supervise`): the queue, the spool
+        and the backoff survive a restart."""
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
@@ -96,58 +151,146 @@ class Reporter:
         await self._spool(self.spool.append, batch)
 
     async def _send_pending(self) -> bool:
-        """Send everything unacknowledged; False if the control plane could not be reached."""
+        """Send everything unacknowledged; False if it must wait (control plane unwell)."""
         while True:
-            records = self.spool.pending(self.batch_size)
+            records = self.spool.pending(self.batch_size, self.batch_bytes)
             if not records:
                 self._backoff = 0.0
                 return True
-            request = telemetry_pb2.ReportUsageRequest(
-                node_id=self.node_id,
-                events=[telemetry_pb2.UsageEvent.FromString(p) for _, p in records],
-                last_seq=records[-1][0],
-            )
+            outcome: Outcome = {}
             try:
-                acked = await self.send_batch(request)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                    await self._isolate(records)
-                    continue
-                self._retry_later(exc)
+                await self._bisect(records, outcome)
+                settled = await self._settle(records, outcome, confirm=True)
+            except _Retry as exc:
+                await self._settle(records, outcome, confirm=False)
+                self._retry_later(exc.cause)
                 return False
-            except Exception as exc:
-                self._retry_later(exc)
-                return False
-            await self._spool(self.spool.ack, acked)
-            if acked < records[-1][0]:
+            if not settled:
+                self._retry_later(None)
                 return False
 
-    def _retry_later(self, exc: BaseException) -> None:
+    async def _send(
+        self,
+        records: list[tuple[int, bytes]],
+        events: list[telemetry_pb2.UsageEvent] | None = None,
+    ) -> int:
+        """One ReportUsage; raises AioRpcError for a PER_EVENT status, _Retry for the rest."""
+        request = telemetry_pb2.ReportUsageRequest(
+            node_id=self.node_id,
+            events=events or [telemetry_pb2.UsageEvent.FromString(p) for _, p in records],
+            last_seq=records[-1][0],
+        )
+        try:
+            acked = await self.send_batch(request)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in PER_EVENT:
+                raise
+            raise _Retry(exc) from exc
+        except Exception as exc:
+            raise _Retry(exc) from exc
+        if acked < request.last_seq:  # not made durable: nothing to settle, try again later
+            raise _Retry(RuntimeError(f"acknowledged up to #{acked} of #{request.last_seq}"))
+        return acked
+
+    async def _bisect(self, records: list[tuple[int, bytes]], outcome: Outcome) -> None:
+        """Deliver ``records`` in order, splitting on refusals that may be one event's fault.
+
+        Fills ``outcome``. Raises _Retry to end the pass (a transient failure, or MAX_SUSPECTS
+        single-event refusals and nothing accepted)."""
+        if len(records) == 1:
+            outcome[records[0][0]] = await self._send_alone(*records[0])
+            kinds = [kind for kind, _ in outcome.values()]
+            if kinds.count("suspect") >= MAX_SUSPECTS and "ok" not in kinds:
+                raise _Retry(RuntimeError(f"{kinds.count('suspect')} events refused alone"))
+            return
+        try:
+            await self._send(records)
+        except grpc.aio.AioRpcError as exc:
+            log.info(
+                "control plane refused a batch of %d usage events (%s: %s); splitting it",
+                len(records),
+                exc.code().name,
+                exc.details(),
+            )
+            mid = len(records) // 2
+            await self._bisect(records[:mid], outcome)
+            await self._bisect(records[mid:], outcome)
+            return
+        for seq, _ in records:
+            outcome[seq] = ("ok", "")
+
+    async def _send_alone(self, seq: int, payload: bytes) -> tuple[str, str]:
+        event = telemetry_pb2.UsageEvent.FromString(payload)
+        repaired = False
+        if len(payload) > SINGLE_MAX_BYTES:  # would be refused for its size: fit it first
+            repaired = repair_event(event)
+        try:
+            await self._send([(seq, payload)], [event])
+        except grpc.aio.AioRpcError as exc:
+            if repaired or not repair_event(event):
+                return _verdict(exc)
+            try:
+                await self._send([(seq, payload)], [event])
+            except grpc.aio.AioRpcError as again:
+                return _verdict(again)
+            repaired = True
+        if repaired:
+            self.repaired += 1
+            log.warning(
+                "usage event #%d (%s) was delivered after cleaning its strings and fitting its "
+                "logged bodies",
+                seq,
+                event.request_id[:128],
+            )
+        return "ok", ""
+
+    async def _settle(
+        self, records: list[tuple[int, bytes]], outcome: Outcome, *, confirm: bool
+    ) -> bool:
+        """Set aside what the pass condemned and acknowledge the settled prefix; True if every
+        record was settled. A suspect is set aside only with ``confirm`` (the pass ended
+        normally) and only if, now that another event was accepted, it is refused alone once
+        more: a glitch of the connection that happened to hit it is not its fault."""
+        accepted = any(kind == "ok" for kind, _ in outcome.values())
+        settled = 0
+        try:
+            for seq, payload in records:
+                kind, detail = outcome.get(seq, ("", ""))
+                if kind == "suspect" and accepted and confirm:
+                    kind, detail = outcome[seq] = await self._send_alone(seq, payload)
+                    if kind == "suspect":
+                        kind = "bad"
+                if kind == "bad":
+                    await self._quarantine(seq, payload, detail)
+                    outcome[seq] = ("aside", detail)  # never twice, should this pass be resumed
+                    kind = "aside"
+                if kind not in ("ok", "aside"):
+                    break
+                settled = seq
+        finally:
+            if settled:
+                await self._spool(self.spool.ack, settled)
+        return settled == records[-1][0]
+
+    async def _quarantine(self, seq: int, payload: bytes, detail: str) -> None:
+        try:
+            request_id = telemetry_pb2.UsageEvent.FromString(payload).request_id[:128]
+        except Exception:
+            request_id = "?"
+        log.error(
+            "control plane refused usage event #%d (%s) for good: %s; set aside in "
+            "%s/rejected.log (%d so far)",
+            seq,
+            request_id,
+            detail,
+            self.spool.dir,
+            self.spool.quarantined + 1,
+        )
+        await self._spool(self.spool.reject, seq, payload)
+
+    def _retry_later(self, exc: BaseException | None) -> None:
         self._backoff = min(5.0, max(0.2, self._backoff * 2)) * random.uniform(0.8, 1.2)
         log.debug("usage report failed (%s); %d events wait in the spool", exc, self.spool.backlog)
-
-    async def _isolate(self, records: list[tuple[int, bytes]]) -> None:
-        """The control plane refused a batch as malformed: resend one by one, and set aside
-        (``rejected.log`` beside the spool, never deleted) only the events it refuses alone, so
-        one bad event cannot block every later one."""
-        for seq, payload in records:
-            request = telemetry_pb2.ReportUsageRequest(
-                node_id=self.node_id,
-                events=[telemetry_pb2.UsageEvent.FromString(payload)],
-                last_seq=seq,
-            )
-            try:
-                await self.send_batch(request)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
-                    raise
-                log.error(
-                    "control plane refused usage event #%d: %s; kept in rejected.log",
-                    seq,
-                    exc.details(),
-                )
-                await self._spool(self.spool.reject, seq, payload)
-            await self._spool(self.spool.ack, seq)
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Persist the queue and try once to deliver everything; True if nothing is left."""
@@ -161,3 +304,12 @@ class Reporter:
     @property
     def backlog(self) -> int:
         return len(self._queue) + self.spool.backlog
+
+    @property
+    def quarantined(self) -> int:
+        return self.spool.quarantined
+
+
+def _verdict(exc: grpc.aio.AioRpcError) -> tuple[str, str]:
+    kind = "bad" if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else "suspect"
+    return kind, f"{exc.code().name}: {exc.details()}"

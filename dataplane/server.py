@@ -32,6 +32,7 @@ from dataplane.counters.memory import MemoryCounters
 from dataplane.counters.redis import RedisCounters
 from dataplane.limits import Limiter
 from dataplane.metrics import Metrics
+from dataplane.private import make_private, private_dir, write_atomic
 from dataplane.providers.registry import ProviderRegistry, shared_transport
 from dataplane.reporter import Reporter
 from dataplane.routing import Router
@@ -47,8 +48,10 @@ from dataplane.signin.routes import SignInRoutes
 from dataplane.snapshot import SnapshotHolder
 from dataplane.spool import Spool
 from dataplane.subscriber import Subscriber
+from dataplane.supervise import supervise
 from dataplane.telemetry.service import TelemetryService
 from gwapi.v1 import telemetry_pb2, telemetry_pb2_grpc
+from gwcommon.secret_files import read_secret_file
 from gwcommon.tls import TLS_CA_ENV, read_ca
 
 log = logging.getLogger("tollgate.dataplane")
@@ -93,11 +96,12 @@ def _node_id(state_dir: Path) -> str:
     """A stable identity for this replica, kept across restarts."""
     path = state_dir / "node-id"
     try:
-        return path.read_text().strip()
+        node = path.read_text().strip()
+        make_private(path)
+        return node
     except FileNotFoundError:
         node = "dp-" + uuid.uuid4().hex[:12]
-        state_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(node)
+        write_atomic(path, node.encode())
         return node
 
 
@@ -110,7 +114,7 @@ class DataPlane:
             listener_is_loopback(settings.listen),
         )
         state_dir = settings.state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(state_dir)  # 0700: the spool may hold prompts (full body logging)
         self.node_id = _node_id(state_dir)
         self.holder = SnapshotHolder()
         self.registry = ProviderRegistry(shared_transport(), settings.env)
@@ -138,11 +142,15 @@ class DataPlane:
         )
         self.subscriber: Subscriber | None = None
         self.telemetry: TelemetryService | None = None
+        # Background loops restarted by dataplane.supervise when they die: name -> restarts.
+        self.restarts: dict[str, int] = {}
         self.metrics = Metrics(
             breaker_states=self.router.breaker_states,
             snapshot_version=lambda: s.version if (s := self.holder.current) else None,
             backlog=lambda: self.reporter.backlog if self.reporter is not None else 0,
             spool_state=self._spool_state,
+            quarantined=lambda: self.spool.quarantined,
+            restarts=lambda: dict(self.restarts),
         )
         # Breakers shared with the other data planes in the background (decisions stay local).
         self.breaker_sync: BreakerSync | None = (
@@ -212,6 +220,7 @@ class DataPlane:
             self.node_id,
             listen,
             status=self.router.breaker_states,
+            quarantined=lambda: self.spool.quarantined,
             tls=bool(s.tls_ca),
         )
         self.subscriber.load_cached()
@@ -252,8 +261,14 @@ class DataPlane:
         config.include_server_header = False
         config.h11_max_incomplete_size = 64 * 1024
         self._tasks = [
-            asyncio.create_task(self.subscriber.run(), name="snapshot-watch"),
-            asyncio.create_task(self.reporter.run(), name="usage-reporter"),
+            asyncio.create_task(
+                supervise("snapshot-watch", self.subscriber.run, self.restarts),
+                name="snapshot-watch",
+            ),
+            asyncio.create_task(
+                supervise("usage-reporter", self.reporter.run, self.restarts),
+                name="usage-reporter",
+            ),
             asyncio.create_task(
                 serve(app, config, shutdown_trigger=self._stop.wait),  # type: ignore[arg-type]
                 name="http",
@@ -325,11 +340,14 @@ def main(argv: list[str] | None = None) -> None:
         "--control-plane", default=os.environ.get("TOLLGATE_CONTROL_PLANE", "127.0.0.1:50051")
     )
     parser.add_argument(
-        "--token",
-        default=os.environ.get("TOLLGATE_DATAPLANE_TOKEN")
-        or os.environ.get("TOLLGATE_ADMIN_TOKEN", ""),
-        help="data-plane token (env TOLLGATE_DATAPLANE_TOKEN)",
+        "--token-file",
+        metavar="PATH",
+        default=os.environ.get("TOLLGATE_DATAPLANE_TOKEN_FILE", ""),
+        help="file (mode 0600) holding the data-plane token (env TOLLGATE_DATAPLANE_TOKEN_FILE, "
+        "or the token itself in TOLLGATE_DATAPLANE_TOKEN)",
     )
+    # The old value-taking flag: refused, since `ps` and shell history would show the token.
+    parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--state-dir", type=Path, default=Path(".tollgate/dataplane"))
     parser.add_argument(
         "--tls-ca",
@@ -375,8 +393,23 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if not args.token:
-        parser.error("a data-plane token is required: --token or TOLLGATE_DATAPLANE_TOKEN")
+    if args.token is not None:
+        parser.error(
+            "--token no longer takes the token on the command line (`ps` and shell history show "
+            "it): set TOLLGATE_DATAPLANE_TOKEN or pass --token-file PATH (mode 0600)"
+        )
+    # Never the admin token: a data plane needs only Watch and ReportUsage.
+    token = os.environ.get("TOLLGATE_DATAPLANE_TOKEN", "")
+    if args.token_file:
+        try:
+            token = read_secret_file(args.token_file, "data-plane token")
+        except ValueError as exc:
+            parser.error(str(exc))
+    if not token:
+        parser.error(
+            "a data-plane token is required: set TOLLGATE_DATAPLANE_TOKEN or pass --token-file "
+            "PATH (the control plane's data-plane token, not the admin token)"
+        )
     try:
         read_ca(args.tls_ca)  # a bad --tls-ca is a usage error, not a traceback
         public_url = parse_public_url(args.public_url) if args.public_url else ""
@@ -385,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(
         listen=args.listen,
         control_plane=args.control_plane,
-        token=args.token,
+        token=token,
         state_dir=args.state_dir,
         tls_ca=args.tls_ca,
         max_body=args.max_body_mb * 1024 * 1024,

@@ -5,10 +5,14 @@ the control plane has made durable, written atomically). A record is
 ``length u32 | seq u64 | crc32 u32 | payload`` (big-endian), the CRC covering seq and payload, so
 a record torn by a crash is detected and dropped on reopen instead of poisoning the file.
 
-Contract: :meth:`append` assigns consecutive sequence numbers and writes the records (fsync'd)
-before returning; :meth:`pending` returns unacknowledged records oldest first; :meth:`ack`
-forgets records up to a sequence and deletes segments that hold nothing newer. Events survive a
-data-plane restart; an event is only forgotten after the control plane acknowledged it.
+Contract: :meth:`append` assigns consecutive sequence numbers and writes the records (fsync'd,
+and the directory too when a segment is created) before returning; :meth:`pending` returns
+unacknowledged records oldest first, bounded in count and bytes; :meth:`ack` forgets records up
+to a sequence and deletes segments that hold nothing newer. Events survive a data-plane restart;
+an event is only forgotten after the control plane acknowledged it, or after it was set aside
+(:meth:`reject`, ``rejected.log``). Memory is bounded in records and bytes: beyond the window,
+records wait on disk only and are read back in order. The directory is 0700, its files 0600
+(:mod:`dataplane.private`): with full body logging they hold prompts.
 Blocking file I/O: call it from a worker thread, never from the event loop's request path.
 """
 
@@ -21,21 +25,39 @@ import zlib
 from collections import deque
 from pathlib import Path
 
+from dataplane.private import fsync_dir, make_private, open_append, private_dir, write_atomic
+
 log = logging.getLogger("tollgate.spool")
 
 _HEAD = struct.Struct(">IQI")
 SEGMENT_BYTES = 8 * 1024 * 1024
 MEMORY_RECORDS = 50_000
+MEMORY_BYTES = 64 * 1024 * 1024
+# rejected.log keeps set-aside events up to this size; later ones are logged and counted only.
+REJECTED_BYTES = 256 * 1024 * 1024
+REJECTED = "rejected.log"
+# What one record adds to a ReportUsage request besides its payload (field tag, length varint).
+RECORD_OVERHEAD = 6
 
 
 class Spool:
-    def __init__(self, directory: Path, memory_records: int = MEMORY_RECORDS) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        memory_records: int = MEMORY_RECORDS,
+        memory_bytes: int = MEMORY_BYTES,
+    ) -> None:
         self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
+        for path in self.dir.iterdir():
+            if path.is_file():
+                make_private(path)
         self.memory_records = memory_records
+        self.memory_bytes = memory_bytes
         self.acked = self._read_acked()
         self.last_seq = self.acked
         self._pending: deque[tuple[int, bytes]] = deque()
+        self._pending_bytes = 0
         self._on_disk_only = False  # records beyond the in-memory window wait on disk
         self._segment: Path | None = None
         self._segment_size = 0
@@ -45,6 +67,8 @@ class Spool:
         self.write_failing = False
         self.dropped = 0
         self._unwritten: set[int] = set()
+        # Events the control plane refused for good (see Reporter): kept in rejected.log.
+        self._rejected_bytes, self.quarantined = self._scan_rejected()
         for path in self._segments():
             last = self.acked
             for seq, payload in self._read_segment(path):
@@ -84,9 +108,34 @@ class Spool:
             pos = start + length
         return out
 
+    def _scan_rejected(self) -> tuple[int, int]:
+        """(bytes, records) of rejected.log, reading only the record headers."""
+        path = self.dir / REJECTED
+        count = 0
+        try:
+            size = path.stat().st_size
+            with open(path, "rb") as f:
+                pos = 0
+                while pos + _HEAD.size <= size:
+                    f.seek(pos)
+                    length = _HEAD.unpack(f.read(_HEAD.size))[0]
+                    pos += _HEAD.size + length
+                    count += pos <= size
+        except FileNotFoundError:
+            return 0, 0
+        return size, count
+
+    def _fits_in_memory(self, payload: bytes) -> bool:
+        # The first record always fits: a single huge event must not wait on disk forever.
+        return not self._pending or (
+            len(self._pending) < self.memory_records
+            and self._pending_bytes + len(payload) <= self.memory_bytes
+        )
+
     def _remember(self, seq: int, payload: bytes) -> None:
-        if len(self._pending) < self.memory_records and not self._on_disk_only:
+        if not self._on_disk_only and self._fits_in_memory(payload):
             self._pending.append((seq, payload))
+            self._pending_bytes += len(payload)
         else:
             self._on_disk_only = True
 
@@ -102,24 +151,10 @@ class Spool:
         """
         if not payloads:
             return self.last_seq
-        buf = bytearray()
         first = self.last_seq + 1
-        for payload in payloads:
-            self.last_seq += 1
-            seq_bytes = struct.pack(">Q", self.last_seq)
-            crc = zlib.crc32(payload, zlib.crc32(seq_bytes))
-            buf += _HEAD.pack(len(payload), self.last_seq, crc)
-            buf += payload
+        self.last_seq += len(payloads)
         try:
-            if self._segment is None or self._segment_size >= SEGMENT_BYTES:
-                self._segment = self.dir / f"seg-{first:020d}.log"
-                self._segment_size = 0
-            with open(self._segment, "ab") as f:
-                f.write(buf)
-                f.flush()
-                os.fsync(f.fileno())
-            self._segment_size += len(buf)
-            self._segment_last[self._segment] = self.last_seq
+            self._write(first, payloads)
         except OSError as exc:
             self._segment = None
             self._keep_unwritten(first, payloads, exc)
@@ -131,16 +166,43 @@ class Spool:
             self._remember(seq, payload)
         return self.last_seq
 
+    def _write(self, first: int, payloads: list[bytes]) -> None:
+        """Write records ``first``… to segments of about SEGMENT_BYTES each, fsync'd."""
+        seq = first
+        i = 0
+        while i < len(payloads):
+            created = self._segment is None or self._segment_size >= SEGMENT_BYTES
+            if created:
+                self._segment = self.dir / f"seg-{seq:020d}.log"
+                self._segment_size = 0
+            segment = self._segment
+            assert segment is not None
+            buf = bytearray()
+            while i < len(payloads) and (not buf or self._segment_size + len(buf) < SEGMENT_BYTES):
+                buf += _record(seq, payloads[i])
+                seq += 1
+                i += 1
+            fd = open_append(segment)
+            with os.fdopen(fd, "ab") as f:
+                f.write(buf)
+                f.flush()
+                os.fsync(f.fileno())
+            if created:  # the new file's directory entry must survive a crash too
+                fsync_dir(self.dir)
+            self._segment_size += len(buf)
+            self._segment_last[segment] = seq - 1
+
     def _keep_unwritten(self, first: int, payloads: list[bytes], exc: OSError) -> None:
         if not self.write_failing:  # once per episode, not once per batch
             self.write_failing = True
             log.error("spool: cannot write usage events to disk (%s); keeping them in memory", exc)
         lost = 0
         for seq, payload in enumerate(payloads, first):
-            if self._on_disk_only or len(self._pending) >= self.memory_records:
+            if self._on_disk_only or not self._fits_in_memory(payload):
                 lost += 1
                 continue
             self._pending.append((seq, payload))
+            self._pending_bytes += len(payload)
             self._unwritten.add(seq)
         if lost:
             self.dropped += lost
@@ -152,11 +214,21 @@ class Spool:
                 self.dropped,
             )
 
-    def pending(self, limit: int) -> list[tuple[int, bytes]]:
-        """Up to ``limit`` unacknowledged records, oldest first."""
+    def pending(self, limit: int, max_bytes: int | None = None) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` unacknowledged records, oldest first; with ``max_bytes``, only as many
+        as fit in that many bytes of a ``ReportUsage`` request (but always at least one)."""
         if not self._pending and self._on_disk_only:
             self._reload()
-        return [self._pending[i] for i in range(min(limit, len(self._pending)))]
+        out: list[tuple[int, bytes]] = []
+        size = 0
+        for record in self._pending:
+            if len(out) >= limit:
+                break
+            size += len(record[1]) + RECORD_OVERHEAD
+            if max_bytes is not None and out and size > max_bytes:
+                break
+            out.append(record)
+        return out
 
     def _reload(self) -> None:
         self._on_disk_only = False
@@ -173,11 +245,11 @@ class Spool:
             return
         self.acked = seq
         while self._pending and self._pending[0][0] <= seq:
-            self._unwritten.discard(self._pending.popleft()[0])
+            done, payload = self._pending.popleft()
+            self._pending_bytes -= len(payload)
+            self._unwritten.discard(done)
         try:
-            tmp = self.dir / "acked.tmp"
-            tmp.write_text(str(seq))
-            os.replace(tmp, self.dir / "acked")
+            write_atomic(self.dir / "acked", str(seq).encode())
         except OSError as exc:
             log.error("spool: cannot record the acknowledgement (%s)", exc)
         self._drop_acked_segments()
@@ -191,11 +263,27 @@ class Spool:
                 del self._segment_last[path]
 
     def reject(self, seq: int, payload: bytes) -> None:
-        """Keep an event the control plane refused, for an operator to inspect (never replayed)."""
-        seq_bytes = struct.pack(">Q", seq)
-        record = _HEAD.pack(len(payload), seq, zlib.crc32(payload, zlib.crc32(seq_bytes))) + payload
-        with open(self.dir / "rejected.log", "ab") as f:
-            f.write(record)
+        """Set aside an event the control plane refused for good: appended to ``rejected.log``
+        (same record format; never replayed, never deleted: an operator inspects it) and
+        counted in ``quarantined``. Past REJECTED_BYTES the event is counted but not kept."""
+        self.quarantined += 1
+        record = _record(seq, payload)
+        if self._rejected_bytes + len(record) > REJECTED_BYTES:
+            log.error(
+                "spool: %s is full (%d bytes); usage event #%d is counted but not kept",
+                REJECTED,
+                self._rejected_bytes,
+                seq,
+            )
+            return
+        try:
+            with os.fdopen(open_append(self.dir / REJECTED), "ab") as f:
+                f.write(record)
+                f.flush()
+                os.fsync(f.fileno())
+            self._rejected_bytes += len(record)
+        except OSError as exc:
+            log.error("spool: cannot keep usage event #%d in %s (%s)", seq, REJECTED, exc)
 
     @property
     def backlog(self) -> int:
@@ -205,3 +293,8 @@ class Spool:
     def memory_only(self) -> int:
         """Unacknowledged events the disk refused: held only in this process's memory."""
         return len(self._unwritten)
+
+
+def _record(seq: int, payload: bytes) -> bytes:
+    seq_bytes = struct.pack(">Q", seq)
+    return _HEAD.pack(len(payload), seq, zlib.crc32(payload, zlib.crc32(seq_bytes))) + payload

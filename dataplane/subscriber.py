@@ -8,7 +8,8 @@ the control plane answers with a snapshot only when it differs. Each snapshot is
 and the last good one keeps serving. Lost streams reconnect with jittered exponential backoff.
 
 The same stream carries the data plane's status upstream: its circuit breakers that are not
-closed (``status()``, provider name → ``open`` | ``half_open``) go in the first request, in every
+closed (``status()``, provider name → ``open`` | ``half_open``) and the number of usage events
+it set aside (``quarantined()``, see :mod:`dataplane.reporter`) go in the first request, in every
 ACK/NACK, and in a status-only request (no nonce) whenever they change, checked every
 ``status_interval`` seconds by a small task beside the read loop. gRPC allows one writer at a
 time on a call, so every write goes through one lock.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import socket
 from collections.abc import Callable
@@ -27,6 +27,7 @@ from typing import TypeAlias
 
 import grpc
 
+from dataplane.private import private_dir, write_atomic
 from dataplane.snapshot import Snapshot, SnapshotError, SnapshotHolder
 from dataplane.telemetry.destinations import strip_secrets as strip_destination_secrets
 from gwapi.v1 import discovery_pb2, discovery_pb2_grpc
@@ -58,16 +59,13 @@ def save_cached(state_dir: Path, msg: discovery_pb2.Snapshot) -> None:
     developer's token. After a restart, providers whose key is stored on the control plane
     answer 503 until the stream delivers it (``ProviderConfig.has_secret``), and so do signed-in
     developers' requests until the signing keys arrive (``Snapshot.signing_keys_missing``)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = state_dir / (SNAPSHOT_FILE + ".tmp")
+    private_dir(state_dir)
     clean = discovery_pb2.Snapshot()
     clean.CopyFrom(msg)
     clean.ClearField("secrets")
     clean.ClearField("signing_keys")
     strip_destination_secrets(clean)  # telemetry collectors' header values: names kept, no value
-    tmp.write_bytes(clean.SerializeToString())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, state_dir / SNAPSHOT_FILE)
+    write_atomic(state_dir / SNAPSHOT_FILE, clean.SerializeToString())
 
 
 class Subscriber:
@@ -82,6 +80,7 @@ class Subscriber:
         status: Callable[[], dict[str, str]] | None = None,
         status_interval: float = 1.0,
         tls: bool = False,
+        quarantined: Callable[[], int] | None = None,
     ) -> None:
         self.stub = discovery_pb2_grpc.DiscoveryStub(channel)
         self.metadata = (("authorization", f"Bearer {token}"),)
@@ -90,12 +89,14 @@ class Subscriber:
         self.node_id = node_id
         self.listen = listen
         self.status = status
+        self.quarantined = quarantined or (lambda: 0)
         self.status_interval = status_interval
         self.tls = tls
         self.connected = asyncio.Event()
         self.last_error = ""
         self._write_lock = asyncio.Lock()
         self._sent_breakers: dict[str, str] = {}
+        self._sent_quarantined = 0
 
     def breakers(self) -> dict[str, str]:
         """The breakers to report: every one that is not closed."""
@@ -177,8 +178,7 @@ class Subscriber:
                 ),
             )
             self.connected.set()
-            if self.status is not None:
-                reporter = asyncio.create_task(self._report_status(call), name="status-report")
+            reporter = asyncio.create_task(self._report_status(call), name="status-report")
             while True:
                 response = await call.read()
                 if response is grpc.aio.EOF:
@@ -191,20 +191,27 @@ class Subscriber:
             call.cancel()
 
     async def _write(self, call: WatchCall, request: discovery_pb2.WatchRequest) -> None:
-        """Send one request with the current breaker states (one writer at a time)."""
+        """Send one request with the current status (one writer at a time)."""
         async with self._write_lock:
             breakers = self.breakers()
+            quarantined = self.quarantined()
             request.breakers.clear()
             request.breakers.update(breakers)
+            request.quarantined_events = quarantined
             await call.write(request)
             self._sent_breakers = breakers
+            self._sent_quarantined = quarantined
 
     async def _report_status(self, call: WatchCall) -> None:
-        """Send a status-only request whenever the breaker states change."""
+        """Send a status-only request whenever the breaker states or the number of usage
+        events set aside change."""
         try:
             while True:
                 await asyncio.sleep(self.status_interval)
-                if self.breakers() == self._sent_breakers:
+                if (
+                    self.breakers() == self._sent_breakers
+                    and self.quarantined() == self._sent_quarantined
+                ):
                     continue
                 current = self.holder.current
                 await self._write(

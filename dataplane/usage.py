@@ -9,8 +9,16 @@ Contract (see WIRE.md):
   Without a split, every cache write counts as 5m. With a split, the split is authoritative and any
   remainder of ``cache_creation_input_tokens`` beyond it also counts as 5m, so no written token goes
   unpriced; ``cache_creation_input_tokens`` is then at least ``5m + 1h``.
+* Server tools: ``server_tool_use.{web_search_requests,web_fetch_requests}`` are counted like the
+  token fields (last value wins). Code execution is billed by Anthropic per container-hour, which
+  the usage object does not report, so it is not metered here.
 * A field that is absent, ``null``, negative, boolean or not an integer is ignored. Unknown events
   and fields are ignored. Malformed JSON never raises; the event simply records nothing.
+* A stream that ends without its final usage (no ``message_delta`` with usage: the client or the
+  upstream went away first) is billed by :meth:`StreamMeter.billable`: its output is *estimated*
+  from the content relayed (:class:`ContentCounter`: the bytes of the ``text``, ``partial_json``
+  and ``thinking`` strings of the deltas, at :data:`ESTIMATE_BYTES_PER_TOKEN`, at most the
+  request's ``max_tokens``), never below the ``output_tokens`` the upstream reported so far.
 * Only ``message_start``, ``message_delta`` and ``error`` payloads are parsed; the bulk of a stream
   (``content_block_delta``, ``ping``) is counted and skipped without touching its JSON. Those event
   types are ``METER_SKIP``: decoding with ``SSEDecoder(skip=METER_SKIP)`` drops them before they
@@ -20,20 +28,35 @@ Contract (see WIRE.md):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from dataplane.codecs.sse import SSEEvent
 
-__all__ = ["METER_SKIP", "StreamMeter", "TokenUsage", "usage_from_message"]
+__all__ = [
+    "ESTIMATE_BYTES_PER_TOKEN",
+    "METER_SKIP",
+    "ContentCounter",
+    "StreamMeter",
+    "TokenUsage",
+    "usage_from_message",
+]
+
+# Claude's tokenizer averages ~3.5-4 characters a token for English and code, fewer for other
+# scripts (a CJK character is 3 UTF-8 bytes and about a token). 3 bytes a token, counted on the
+# JSON-escaped text, errs on the side of billing more, never less.
+ESTIMATE_BYTES_PER_TOKEN = 3
 
 
 @dataclass(frozen=True, slots=True)
 class TokenUsage:
-    """Token counts of one request. ``cache_creation_input_tokens`` = 5m + 1h writes."""
+    """Token counts of one request. ``cache_creation_input_tokens`` = 5m + 1h writes.
+
+    ``web_search_requests`` and ``web_fetch_requests`` are the server tools' request counts."""
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -41,6 +64,8 @@ class TokenUsage:
     cache_read_input_tokens: int = 0
     cache_write_5m_tokens: int = 0
     cache_write_1h_tokens: int = 0
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
 
     @property
     def prompt_tokens(self) -> int:
@@ -48,8 +73,9 @@ class TokenUsage:
         return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
 
 
-# Raw usage fields, in the order kept by _Fields; the last four are the totals and the split.
-_INPUT, _OUTPUT, _CREATE, _READ, _W5M, _W1H = range(6)
+# Raw usage fields, in the order kept by _Fields: four totals, the cache split, the server tools.
+_INPUT, _OUTPUT, _CREATE, _READ, _W5M, _W1H, _SEARCH, _FETCH = range(8)
+_NFIELDS = 8
 _TOP_FIELDS = (
     ("input_tokens", _INPUT),
     ("output_tokens", _OUTPUT),
@@ -57,6 +83,7 @@ _TOP_FIELDS = (
     ("cache_read_input_tokens", _READ),
 )
 _SPLIT_FIELDS = (("ephemeral_5m_input_tokens", _W5M), ("ephemeral_1h_input_tokens", _W1H))
+_TOOL_FIELDS = (("web_search_requests", _SEARCH), ("web_fetch_requests", _FETCH))
 
 
 def _count(value: object) -> int | None:
@@ -74,12 +101,13 @@ def _merge(fields: list[int | None], usage: object) -> None:
         n = _count(usage.get(name))
         if n is not None:
             fields[slot] = n
-    split = usage.get("cache_creation")
-    if isinstance(split, Mapping):
-        for name, slot in _SPLIT_FIELDS:
-            n = _count(split.get(name))
-            if n is not None:
-                fields[slot] = n
+    for key, names in (("cache_creation", _SPLIT_FIELDS), ("server_tool_use", _TOOL_FIELDS)):
+        sub = usage.get(key)
+        if isinstance(sub, Mapping):
+            for name, slot in names:
+                n = _count(sub.get(name))
+                if n is not None:
+                    fields[slot] = n
 
 
 def _build(fields: list[int | None]) -> TokenUsage:
@@ -98,12 +126,14 @@ def _build(fields: list[int | None]) -> TokenUsage:
         cache_read_input_tokens=fields[_READ] or 0,
         cache_write_5m_tokens=w5m,
         cache_write_1h_tokens=w1h,
+        web_search_requests=fields[_SEARCH] or 0,
+        web_fetch_requests=fields[_FETCH] or 0,
     )
 
 
 def usage_from_message(body: Mapping[str, object]) -> TokenUsage:
     """Usage of a non-streaming Messages response body (its ``usage`` object); zeros if absent."""
-    fields: list[int | None] = [None] * 6
+    fields: list[int | None] = [None] * _NFIELDS
     _merge(fields, body.get("usage"))
     return _build(fields)
 
@@ -135,18 +165,23 @@ class StreamMeter:
     __slots__ = (
         "_fields",
         "_usage",
+        "content",
         "error",
         "events",
         "message_id",
         "model",
+        "saw_final_usage",
         "saw_message_start",
         "saw_message_stop",
         "stop_reason",
     )
 
     def __init__(self) -> None:
-        self._fields: list[int | None] = [None] * 6
+        self._fields: list[int | None] = [None] * _NFIELDS
         self._usage: TokenUsage | None = TokenUsage()
+        # Fed by the relay with the raw chunks it passed on: the basis of an output estimate.
+        self.content = ContentCounter()
+        self.saw_final_usage = False  # a message_delta carried usage (its output is final)
         self.model: str | None = None
         self.message_id: str | None = None
         self.stop_reason: str | None = None
@@ -161,6 +196,22 @@ class StreamMeter:
         if self._usage is None:
             self._usage = _build(self._fields)
         return self._usage
+
+    def billable(self, max_tokens: int = 0) -> tuple[TokenUsage, bool]:
+        """``(usage to bill, whether its output is estimated)``.
+
+        The usage as reported when the final ``message_delta`` usage arrived; otherwise (the
+        stream ended early) the output is ``max(reported output, min(⌈content bytes / 3⌉,
+        max_tokens))`` — the request's ``max_tokens`` (when > 0) bounds what the model can have
+        produced. A stream that showed nothing (no ``message_start``, no content) has nothing to
+        estimate."""
+        usage = self.usage
+        if self.saw_final_usage or not (self.saw_message_start or self.content.bytes):
+            return usage, False
+        estimate = -(-self.content.bytes // ESTIMATE_BYTES_PER_TOKEN)
+        if max_tokens > 0:
+            estimate = min(estimate, max_tokens)
+        return replace(usage, output_tokens=max(usage.output_tokens, estimate)), True
 
     def feed(self, event: SSEEvent) -> None:
         """Account for one event. Never raises on malformed or unexpected input."""
@@ -210,7 +261,10 @@ class StreamMeter:
             reason = delta.get("stop_reason")
             if isinstance(reason, str) and reason:
                 self.stop_reason = reason
-        _merge(self._fields, obj.get("usage"))
+        usage = obj.get("usage")
+        if isinstance(usage, Mapping) and _count(usage.get("output_tokens")) is not None:
+            self.saw_final_usage = True
+        _merge(self._fields, usage)
         self._usage = None
 
     def _on_error(self, obj: dict[str, Any]) -> None:
@@ -223,3 +277,56 @@ class StreamMeter:
             )
         else:
             self.error = ("api_error", "")
+
+
+# A string value of "text" (text_delta), "partial_json" (input_json_delta) or "thinking"
+# (thinking_delta), as it stands in the JSON; never spans a line. The quote before the name keeps
+# out e.g. "cited_text"; a quote inside a JSON string is escaped, so model output cannot match.
+# Unrolled and possessive: linear, no backtracking.
+_CONTENT = re.compile(
+    rb'"(?:text|partial_json|thinking)":[ \t]*+"([^"\\\r\n]*+(?:\\.[^"\\\r\n]*+)*+)"'
+)
+_MAX_LINE = 1 << 20  # a longer unterminated line is left out of the count (never a real delta)
+
+
+class ContentCounter:
+    """Bytes of generated content in a stream of Anthropic SSE, fed raw chunks split anywhere.
+
+    ``bytes`` is the total length of every ``"text"``, ``"partial_json"`` and ``"thinking"`` string
+    value (JSON-escaped, as relayed) in complete lines. Signatures, tool names and ids are left
+    out. Cheap: one C-level regex scan per chunk, no JSON parsing; only a line cut by a chunk
+    boundary is copied.
+    """
+
+    __slots__ = ("_tail", "_tail_len", "bytes")
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._tail: list[bytes] = []  # the unterminated last line, as received
+        self._tail_len = 0
+
+    def feed(self, chunk: bytes) -> None:
+        last = chunk.rfind(b"\n")
+        if last < 0:
+            self._keep(chunk)
+            return
+        start = 0
+        if self._tail:
+            first = chunk.find(b"\n")
+            self._tail.append(chunk[:first])
+            if self._tail_len + first <= _MAX_LINE:
+                self._scan(b"".join(self._tail), 0, self._tail_len + first)
+            self._tail, self._tail_len = [], 0
+            start = first + 1
+        if start <= last:
+            self._scan(chunk, start, last)
+        if last + 1 < len(chunk):
+            self._keep(chunk[last + 1 :])
+
+    def _scan(self, data: bytes, start: int, end: int) -> None:
+        self.bytes += sum(map(len, _CONTENT.findall(data, start, end)))
+
+    def _keep(self, part: bytes) -> None:
+        if self._tail_len <= _MAX_LINE:  # beyond that the line is dropped from the count
+            self._tail.append(part)
+        self._tail_len += len(part)

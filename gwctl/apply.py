@@ -35,7 +35,9 @@ Rules:
   json``) — and can never be shown again. Key expiry is not part of the file (it is relative to
   creation): set it with ``gwctl keys update --expires``.
 * ``--dry-run`` prints the plan and changes nothing. ``-f -`` reads the file from stdin.
-* A provider's kind cannot change: the plan refuses (delete it, or give it a new name).
+* A provider's kind cannot change: the plan refuses (delete it, or give it a new name). Nor does
+  ``apply`` move a provider that holds a stored key to another base URL (that would send the key
+  to the new host): the plan refuses and says how to do it with ``gwctl providers update``.
 * If a change is refused mid-way, what was done stays done and the error says how far it got;
   fix the file and apply again (the plan then shows only what is left).
 """
@@ -340,6 +342,15 @@ def _plan_named(
             raise CommandError(
                 f"provider {msg.name!r} is {current.kind} on the control plane but {msg.kind} in "
                 "the file: a provider's kind cannot change (give it a new name, or delete it)"
+            )
+        moved = [(old, new) for name, old, new in fields if name == "base_url"]
+        if kind == "provider" and current.has_secret and moved:
+            raise CommandError(
+                f"provider {msg.name!r} has a key stored on the control plane and the file "
+                f"changes its base URL ({moved[0][0]} → {moved[0][1]}): applying would send that "
+                f"key to the new host. Move it yourself with `gwctl providers update {msg.name} "
+                "--base-url URL --api-key-stdin` (re-entering the key) or `--keep-secret`, then "
+                "apply again"
             )
         result.changes.append(Change("~", kind, msg.name, fields, msg, _paths(kind, fields)))
     for msg in actual:

@@ -86,8 +86,11 @@ def cells(event: admin_pb2.AuditEvent) -> list[str]:
 
 
 def format_line(values: list[str]) -> str:
-    """One fixed-width line (follow mode): a wide value pushes the rest right."""
-    return "  ".join(v.ljust(w) for v, w in zip(values, _WIDTHS, strict=True)).rstrip()
+    """One fixed-width line (follow mode): a wide value pushes the rest right; controls in a
+    value are shown escaped."""
+    return "  ".join(
+        out.printable(v).ljust(w) for v, w in zip(values, _WIDTHS, strict=True)
+    ).rstrip()
 
 
 async def run(client: GatewayClient, args: argparse.Namespace) -> int:

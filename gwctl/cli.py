@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gwapi.v1 import common_pb2
+from gwcommon.secret_files import read_secret_file
 from gwctl import parse
 from tui.client import DEFAULT_TARGET, GatewayClient
 
@@ -31,6 +32,40 @@ class UsageError(Exception):
 
 class CommandError(Exception):
     """The command could not do its job (not a server refusal); exit code 1."""
+
+
+class _TokenOnCommandLine(argparse.Action):
+    """``--token VALUE``: accepted, and remembered so that ``main`` warns about it."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.token_on_command_line = True
+
+
+TOKEN_FLAG_WARNING = (
+    "warning: --token puts the admin token on the command line, where every local user sees it "
+    "(`ps`) and your shell history keeps it; set TOLLGATE_ADMIN_TOKEN or use --token-file PATH"
+)
+
+
+def resolve_token(args: argparse.Namespace) -> None:
+    """Settle ``args.token``: ``--token`` (with a warning on stderr), else the ``--token-file``
+    (or TOLLGATE_ADMIN_TOKEN_FILE), else TOLLGATE_ADMIN_TOKEN. ``UsageError`` for a bad file."""
+    if getattr(args, "token_on_command_line", False):
+        print(TOKEN_FLAG_WARNING, file=sys.stderr)
+        return
+    path = getattr(args, "token_file", "")
+    if path:
+        try:
+            args.token = read_secret_file(path, "admin token")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -61,8 +96,17 @@ def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> No
     parser.add_argument(
         "--token",
         metavar="TOKEN",
+        action=_TokenOnCommandLine,
         default=default(os.environ.get("TOLLGATE_ADMIN_TOKEN", "")),
-        help="admin token (env TOLLGATE_ADMIN_TOKEN)",
+        help="admin token (env TOLLGATE_ADMIN_TOKEN); on the command line it shows in `ps` "
+        "and shell history, so prefer the env or --token-file",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="PATH",
+        default=default(os.environ.get("TOLLGATE_ADMIN_TOKEN_FILE", "")),
+        help="file (mode 0600) holding the admin token, used instead of TOLLGATE_ADMIN_TOKEN "
+        "(env TOLLGATE_ADMIN_TOKEN_FILE)",
     )
     parser.add_argument(
         "--tls-ca",

@@ -3,6 +3,8 @@
 Shows which data plane runs which snapshot version: ``acked`` is the version the replica
 confirmed, compared with the control plane's current one. ``breakers`` are the replica's
 circuit breakers that are not closed (provider → ``open`` | ``half_open``), as last reported.
+``quarantined`` counts the usage events the replica set aside because the control plane refused
+them for good: they are in its spool directory's ``rejected.log``, not in the ledger.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
             "ACKED",
             "SYNC",
             "BREAKERS",
+            "QUARANTINED",
             "LAST SEEN",
             "LAST ERROR",
         ],
@@ -80,6 +83,7 @@ async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
                 short(dp.acked_version),
                 sync_state(dp, current),
                 breakers_text(dp),
+                str(dp.quarantined_events) if dp.quarantined_events else "-",
                 out.format_time(dp.last_seen_ms),
                 dp.last_error or "-",
             ]

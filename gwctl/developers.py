@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 
 from gwapi.v1 import common_pb2
+from gwcommon.terminal import escape_controls
 from gwctl import output as out
 from gwctl import workspace_signin
 from gwctl.cli import (
@@ -36,7 +37,6 @@ from gwctl.cli import (
 )
 from gwctl.parse import PERIOD_NAMES
 from tui.client import GatewayClient
-from tui.text import escape_controls
 
 
 def register(subparsers: Subparsers) -> None:

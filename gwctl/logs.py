@@ -10,7 +10,10 @@ is JSON, ``response_text`` the reconstructed answer).
 Table mode prints a header and one aligned line per request (time, status, workspace, key, model,
 provider, tokens in/out/cache write/cache read, cost, latency, ttfb, short session id, request id,
 error type). A signed-in developer's request names the developer (email) in the key column;
-``--developer ID_OR_EMAIL`` keeps only that developer's requests. ``-o json`` prints one JSON array without ``-f`` and JSON lines with it (a stream has
+``--developer ID_OR_EMAIL`` keeps only that developer's requests. An output count the data plane
+estimated (the stream ended before its final usage) reads ``~N``; a count_tokens call shows its
+model as ``MODEL (count_tokens)``. ``-o json`` prints one JSON array without ``-f`` and JSON lines
+with it (a stream has
 no end to close an array at). Ctrl-C ends a follow quietly.
 """
 
@@ -24,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from gwapi.v1 import telemetry_pb2
+from gwapi.v1 import common_pb2, telemetry_pb2
 from gwctl import alerts, parse
 from gwctl import output as out
 from gwctl.cli import Subparsers, group, is_json, leaf
@@ -76,17 +79,28 @@ def who(event: telemetry_pb2.UsageEvent) -> str:
     return event.key_name or event.key_id or "-"
 
 
+def is_count_tokens(event: telemetry_pb2.UsageEvent) -> bool:
+    """A token-counting call (Anthropic and Vertex doors), not a Messages request."""
+    return event.path.endswith(("/count_tokens", "count-tokens:rawPredict"))
+
+
+def output_cell(usage: common_pb2.Usage) -> str:
+    text = out.format_tokens(usage.output_tokens)
+    return f"~{text}" if usage.output_estimated else text
+
+
 def cells(event: telemetry_pb2.UsageEvent) -> list[str]:
     usage = event.usage
+    model = event.model_served or event.model_requested or "-"
     return [
         out.format_time(event.time_ms),
         str(event.status),
         event.workspace or "-",
         who(event),
-        event.model_served or event.model_requested or "-",
+        f"{model} (count_tokens)" if is_count_tokens(event) else model,
         event.provider or "-",
         out.format_tokens(usage.input_tokens),
-        out.format_tokens(usage.output_tokens),
+        output_cell(usage),
         out.format_tokens(usage.cache_creation_input_tokens),
         out.format_tokens(usage.cache_read_input_tokens),
         out.format_usd(usage.cost_micros),
@@ -99,10 +113,11 @@ def cells(event: telemetry_pb2.UsageEvent) -> list[str]:
 
 
 def format_line(values: list[str] | tuple[str, ...]) -> str:
-    """One fixed-width line (follow mode): wide values push the rest right rather than truncate."""
+    """One fixed-width line (follow mode): wide values push the rest right rather than truncate;
+    controls in a value are shown escaped."""
     parts = []
-    for i, value in enumerate(values):
-        width = _WIDTHS[i]
+    for i, raw in enumerate(values):
+        width, value = _WIDTHS[i], out.printable(raw)
         parts.append(value.rjust(width) if i in _RIGHT else value.ljust(width))
     return "  ".join(parts).rstrip()
 
@@ -224,12 +239,21 @@ def log_dict(event: telemetry_pb2.UsageEvent) -> out.JSON:
     return doc
 
 
+def _pretty(body: bytes) -> str:
+    """A JSON body indented, anything else as text."""
+    obj = _json_or_none(body)
+    return (
+        orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() if obj is not None else _text(body)
+    )
+
+
 def _is_sse(data: bytes) -> bool:
     return data.lstrip().startswith((b"event:", b"data:"))
 
 
 def render(event: telemetry_pb2.UsageEvent) -> str:
-    """The human view of ``gwctl logs show``."""
+    """The human view of ``gwctl logs show``: every value from the client or upstream has its
+    terminal controls escaped (bodies keep their lines)."""
     lines: list[str] = []
     u = event.usage
     fields: list[tuple[str, object]] = [
@@ -248,8 +272,11 @@ def render(event: telemetry_pb2.UsageEvent) -> str:
         ("provider", event.provider or "-"),
         ("cache", event.cache_status or "-"),
         ("stream", "yes" if event.stream else "no"),
-        ("tokens", f"in {u.input_tokens}  out {u.output_tokens}  "
-         f"cache w {u.cache_creation_input_tokens}  cache r {u.cache_read_input_tokens}"),
+        ("path", event.path or "-"),
+        ("tokens", f"in {u.input_tokens}  out {u.output_tokens}"
+         f"{' (estimated: the stream ended before its final usage)' if u.output_estimated else ''}"
+         f"  cache w {u.cache_creation_input_tokens}  cache r {u.cache_read_input_tokens}"),
+        ("server tools", f"web search {u.web_search_requests}  web fetch {u.web_fetch_requests}"),
         ("cost USD", out.format_usd(u.cost_micros)),
         ("latency", f"{event.latency_ms}ms (ttfb {event.ttfb_ms}ms)"),
         ("client", event.user_agent or "-"),
@@ -257,20 +284,22 @@ def render(event: telemetry_pb2.UsageEvent) -> str:
         ("metadata", ", ".join(f"{k}={v}" for k, v in sorted(event.metadata.items())) or "-"),
     ]  # fmt: skip
     width = max(len(label) for label, _ in fields)
-    lines.extend(f"{label + ':':<{width + 1}} {value}" for label, value in fields)
+    lines.extend(f"{label + ':':<{width + 1}} {out.printable(value)}" for label, value in fields)
     if event.attempt_log:
         lines.append("")
         lines.append("attempts:")
         for i, a in enumerate(event.attempt_log, 1):
             lines.append(
-                f"  {i}. {a.provider} {a.model} -> {a.status or '-'} {a.outcome}"
-                f"{' ' + a.error_type if a.error_type else ''} "
-                f"(+{a.start_offset_ms}ms, {a.duration_ms}ms)"
+                out.printable(
+                    f"  {i}. {a.provider} {a.model} -> {a.status or '-'} {a.outcome}"
+                    f"{' ' + a.error_type if a.error_type else ''} "
+                    f"(+{a.start_offset_ms}ms, {a.duration_ms}ms)"
+                )
             )
     if event.request_headers:
         lines.append("")
         lines.append("request headers:")
-        lines.extend(f"  {k}: {v}" for k, v in sorted(event.request_headers.items()))
+        lines.extend(out.printable(f"  {k}: {v}") for k, v in sorted(event.request_headers.items()))
     if not (event.request_headers or event.request_body or event.response_body):
         lines.append("")
         lines.append("bodies: not logged (the workspace's log_bodies policy is none)")
@@ -281,26 +310,18 @@ def render(event: telemetry_pb2.UsageEvent) -> str:
     if event.request_body:
         lines.append("")
         lines.append("request body:")
-        obj = _json_or_none(event.request_body)
-        if obj is not None:
-            lines.append(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
-        else:
-            lines.append(_text(event.request_body))
+        lines.append(out.printable_block(_pretty(event.request_body)))
     if event.response_body:
         lines.append("")
         if _is_sse(event.response_body):
             lines.append("response (assistant text):")
-            lines.append(assistant_text(event.response_body))
+            lines.append(out.printable_block(assistant_text(event.response_body)))
             lines.append("")
             lines.append("response events:")
-            lines.append(_text(event.response_body).rstrip())
+            lines.append(out.printable_block(_text(event.response_body).rstrip()))
         else:
             lines.append("response body:")
-            obj = _json_or_none(event.response_body)
-            if obj is not None:
-                lines.append(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
-            else:
-                lines.append(_text(event.response_body))
+            lines.append(out.printable_block(_pretty(event.response_body)))
     elif event.request_headers and not event.request_body:
         lines.append("bodies: not logged (the workspace's log_bodies policy is metadata)")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import sys
 
 import grpc
 
+from gwcommon.terminal import escape_controls
 from gwctl import (
     alerts,
     apply,
@@ -35,7 +36,14 @@ from gwctl import (
     usage,
     workspaces,
 )
-from gwctl.cli import CommandError, Subparsers, UsageError, add_global_options, leaf
+from gwctl.cli import (
+    CommandError,
+    Subparsers,
+    UsageError,
+    add_global_options,
+    leaf,
+    resolve_token,
+)
 from tui.client import ClientError, GatewayClient
 
 _MODULES = (
@@ -104,7 +112,8 @@ def _run_tui(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    # Refusals quote names, models and ids as the server received them.
+    sys.stderr.write(f"error: {escape_controls(message, keep_newlines=True)}\n")
 
 
 async def _run_handler(args: argparse.Namespace) -> int:
@@ -127,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
     try:
+        resolve_token(args)
         if hasattr(args, "run"):
             code: int = args.run(args, extra)
             return code
@@ -135,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.message
         if exc.code == grpc.StatusCode.UNAUTHENTICATED and not getattr(args, "token", ""):
             message += (
-                " (no admin token given: pass --token or set TOLLGATE_ADMIN_TOKEN;"
+                " (no admin token given: set TOLLGATE_ADMIN_TOKEN or pass --token-file PATH;"
                 " `gwctl up` prints it)"
             )
         _error(message)

@@ -9,6 +9,11 @@ Contracts:
   numbers (int64 counters and micro-dollars stay far below 2**53).
 * Dollar amounts are computed from integer micro-dollars with integer arithmetic only; no float
   ever touches money.
+* Text output never writes a terminal control from a value: every cell, field and note goes
+  through :func:`printable` (``ESC`` shows as ``\\x1b``), so a model name, session id or metadata
+  value a client chose cannot recolour, rewrite or retitle the operator's terminal. JSON escapes
+  C0 itself; DEL, C1, bidi overrides and line separators are written as ``\\uXXXX`` too (the same
+  JSON value, nothing raw on a terminal).
 """
 
 from __future__ import annotations
@@ -24,9 +29,20 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from gwapi.v1 import common_pb2
+from gwcommon.terminal import escape_controls, escape_json_text
 from gwctl.parse import MICROS_PER_USD, PERIOD_NAMES
 
 JSON = dict[str, Any]
+
+
+def printable(value: object) -> str:
+    """``str(value)`` on one line with every terminal control shown escaped (``\\x1b``)."""
+    return escape_controls(str(value))
+
+
+def printable_block(text: str) -> str:
+    """Multi-line text (bodies, notes): lines and tabs kept, every other control escaped."""
+    return escape_controls(text, keep_newlines=True)
 
 
 def now_ms() -> int:
@@ -217,7 +233,8 @@ def with_cost(message: Message, cost_micros: int) -> JSON:
 
 def _dumps(doc: Any, indent: bool) -> str:
     option = orjson.OPT_INDENT_2 if indent else 0
-    return orjson.dumps(doc, option=option | orjson.OPT_NON_STR_KEYS).decode()
+    text = orjson.dumps(doc, option=option | orjson.OPT_NON_STR_KEYS).decode()
+    return escape_json_text(text)  # orjson leaves DEL, C1 and bidi marks raw
 
 
 def print_json(doc: Any) -> None:
@@ -233,7 +250,7 @@ def render_table(
     headers: Sequence[str], rows: Iterable[Sequence[object]], right: Iterable[int] = ()
 ) -> str:
     """Columns padded to their widest cell, two spaces apart; ``right`` = right-aligned columns."""
-    cells = [[str(c) for c in headers], *([str(c) for c in row] for row in rows)]
+    cells = [[printable(c) for c in headers], *([printable(c) for c in row] for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     right_set = set(right)
     lines = []
@@ -254,7 +271,7 @@ def print_table(
 
 def print_fields(pairs: Iterable[tuple[str, object]]) -> None:
     """A ``show`` view: one ``label: value`` per line, labels aligned."""
-    items = [(label, str(value)) for label, value in pairs]
+    items = [(printable(label), printable(value)) for label, value in pairs]
     width = max((len(label) for label, _ in items), default=0)
     for label, value in items:
         sys.stdout.write(f"{label + ':':<{width + 1}} {value}\n")
@@ -262,4 +279,4 @@ def print_fields(pairs: Iterable[tuple[str, object]]) -> None:
 
 def info(message: str) -> None:
     """Human notes go to stderr so stdout stays clean for pipes (and ``eval "$(gwctl up)"``)."""
-    sys.stderr.write(message + "\n")
+    sys.stderr.write(printable_block(message) + "\n")

@@ -13,7 +13,9 @@ object…), which the control plane validates per kind. ``--option KEY=VALUE`` s
 ``update`` changes only what its flags name: each option is sent as its own update-mask path
 (``options.region``), so the others stay as they are; ``--option KEY=`` removes one. Choosing a
 Bedrock credential (``--profile`` | ``--access-key-env``… | ``--bearer-token-env``) clears the
-other ways, and ``--auth passthrough`` clears ``--api-key-env``, as one would expect.
+other ways, and ``--auth passthrough`` clears ``--api-key-env``, as one would expect. A provider
+with a stored key changes its ``--base-url`` only with the key again (``--api-key-stdin``) or
+``--keep-secret``: the control plane refuses otherwise, so an edit cannot send the key elsewhere.
 """
 
 from __future__ import annotations
@@ -80,6 +82,18 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument("name")
     _add_settings(p, update=True)
+    p.add_argument(
+        "--api-key-stdin",
+        action="store_true",
+        help=secrets.API_KEY_STDIN_HELP + "; needed (or --keep-secret) to change the --base-url "
+        "of a provider with a stored key",
+    )
+    p.add_argument(
+        "--keep-secret",
+        action="store_true",
+        help="change the --base-url of a provider with a stored key and send that key to the "
+        "new host",
+    )
     p.set_defaults(handler=update)
 
     secrets.register(sub)
@@ -293,8 +307,23 @@ def update_request(args: argparse.Namespace) -> tuple[common_pb2.Provider, list[
 async def update(client: GatewayClient, args: argparse.Namespace) -> int:
     provider, paths = update_request(args)
     if not paths:
+        if args.api_key_stdin:
+            raise UsageError(
+                f"to replace only the stored key, use `gwctl providers rotate {args.name} "
+                "--api-key-stdin`"
+            )
         raise UsageError("nothing to update: give at least one setting flag (see --help)")
-    emit(await client.update_provider(provider, paths), args)
+    if args.api_key_stdin and args.keep_secret:
+        raise UsageError(
+            "--api-key-stdin replaces the stored key; --keep-secret keeps it: pick one"
+        )
+    api_key = secrets.read_api_key() if args.api_key_stdin else ""
+    emit(
+        await client.update_provider(
+            provider, paths, api_key=api_key, keep_secret=args.keep_secret
+        ),
+        args,
+    )
     return 0
 
 

@@ -107,8 +107,8 @@ async def create(client: GatewayClient, args: argparse.Namespace) -> int:
     out.print_fields([*_fields(response.token), ("secret", response.secret)])
     out.info(
         "\nwarning: this is the only time the token is shown: store it now "
-        "(it cannot be recovered, only revoked and replaced). Use it as --token or "
-        "TOLLGATE_ADMIN_TOKEN."
+        "(it cannot be recovered, only revoked and replaced). Use it as TOLLGATE_ADMIN_TOKEN "
+        "or in a file (mode 0600) given to --token-file."
     )
     return 0
 

@@ -1,7 +1,10 @@
 """``gwctl usage`` — tokens and dollars from the control plane's ledger.
 
 Rows come grouped by ``--by`` (workspace, key, developer, model, provider, session, day or
-``metadata.FIELD``); the table ends with a TOTAL line summed here from the rows, and ``-o json``
+``metadata.FIELD``); the table ends with a TOTAL line summed here from the rows. ``SEARCHES`` is
+the number of server-side web searches (``web_search_requests``; their fees are in the cost, and
+``-o json`` also has ``web_fetch_requests``). count_tokens calls count as requests at no cost.
+``-o json``
 prints ``{"group_by", "since_ms", "rows", "total"}`` with ``cost_usd`` as an exact 6-decimal
 string computed from integer micro-dollars. Grouped ``--by key``, rows also name the key
 (table: ``key_… (alice)``; json: ``name``), looked up in the key list (revoked keys included).
@@ -30,6 +33,8 @@ _COUNTERS = (
     "cache_creation_input_tokens",
     "cache_read_input_tokens",
     "cost_micros",
+    "web_search_requests",
+    "web_fetch_requests",
 )
 
 
@@ -106,6 +111,7 @@ def render(
             out.format_tokens(row.output_tokens),
             out.format_tokens(row.cache_creation_input_tokens),
             out.format_tokens(row.cache_read_input_tokens),
+            format(row.web_search_requests, ","),
             out.format_usd(row.cost_micros),
         ]
 
@@ -120,10 +126,11 @@ def render(
             "OUTPUT",
             "CACHE WRITE",
             "CACHE READ",
+            "SEARCHES",
             "COST USD",
         ],
         body,
-        right=range(1, 8),
+        right=range(1, 9),
     )
 
 

@@ -26,8 +26,8 @@ from collections.abc import Sequence
 
 from gwapi.v1 import telemetry_pb2
 from gwcommon.activity import MIN_MICROS, TOLERANCE_PERCENT, cost_disagreement
+from gwcommon.terminal import escape_controls
 from gwctl import output as out
-from tui.text import escape_controls
 
 MISMATCH_MARK = "!"
 NONE = "—"

@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.ci import unavailable
+
 # Property tests: no example database written into the work tree (runs stay reproducible from
 # the printed seed), and no per-example deadline (the machine is shared; speed is set by each
 # test's max_examples). Fixtures that a property test shares across its examples (one control
@@ -46,13 +48,12 @@ def _pg_url_for(dbname: str) -> str:
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A throw-away PostgreSQL database for this test session; yields its URL."""
-    psycopg = pytest.importorskip("psycopg")
+    import psycopg
+
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:  # pragma: no cover - depends on the machine
-        if os.environ.get("CI"):  # CI's machine runs PostgreSQL: its absence is a failure there
-            pytest.fail(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+        unavailable(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")  # fails under CI
     name = f"tollgate_test_{secrets.token_hex(6)}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')

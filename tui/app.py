@@ -25,6 +25,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import ContentSwitcher, Input
 
+from gwcommon.terminal import escape_controls
 from tui.api import GatewayLike
 from tui.client import ClientError, GatewayClient
 from tui.messages import (
@@ -37,7 +38,6 @@ from tui.messages import (
 )
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
-from tui.text import escape_controls
 from tui.widgets.audit import AuditView
 from tui.widgets.chrome import VIEWS, StatusBar, ViewTabs
 from tui.widgets.developers import DevelopersView

@@ -271,10 +271,20 @@ class GatewayClient:
         return list(response.providers)
 
     async def update_provider(
-        self, provider: common_pb2.Provider, paths: Iterable[str]
+        self,
+        provider: common_pb2.Provider,
+        paths: Iterable[str],
+        *,
+        api_key: str = "",
+        keep_secret: bool = False,
     ) -> common_pb2.Provider:
+        """``api_key`` (optional) is stored encrypted with the update; a provider with a stored
+        secret needs it, or ``keep_secret``, to change its base URL."""
         request = admin_pb2.UpdateProviderRequest(
-            provider=provider, update_mask=field_mask_pb2.FieldMask(paths=list(paths))
+            provider=provider,
+            update_mask=field_mask_pb2.FieldMask(paths=list(paths)),
+            api_key=api_key,
+            keep_secret=keep_secret,
         )
         return await self._unary("UpdateProvider", self._admin.UpdateProvider, request)
 

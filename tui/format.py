@@ -1,4 +1,10 @@
-"""Compact text for narrow terminals (the TUI must not import gwctl's formatters)."""
+"""Compact text for narrow terminals (the TUI must not import gwctl's formatters).
+
+Every string that came from a client, an upstream or an admin (model, session id, metadata, path,
+user agent, names, error messages, audit JSON) reaches a widget through :func:`plain`: Textual
+and Rich parse a bare ``str`` as console markup, so ``x[/]`` would raise in the middle of a
+render (every operator's Logs view down) and ``[@click=app.quit]`` would become a live action.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from datetime import UTC, datetime
 from rich.text import Text
 
 from gwapi.v1 import common_pb2
+from gwcommon.terminal import escape_controls
 
 PERIODS = {
     common_pb2.PERIOD_DAY: "day",
@@ -15,6 +22,11 @@ PERIODS = {
     common_pb2.PERIOD_MONTH: "month",
     common_pb2.PERIOD_LIFETIME: "total",
 }
+
+
+def plain(value: str, style: str = "", *, keep_newlines: bool = False) -> Text:
+    """``value`` as literal text (never markup), terminal controls shown escaped (``\\x1b``)."""
+    return Text(escape_controls(value, keep_newlines=keep_newlines), style=style)
 
 
 def now_ms() -> int:

@@ -10,11 +10,16 @@ from rich.text import Text
 from textual.message import Message
 
 from gwapi.v1 import admin_pb2, telemetry_pb2
+from tui.format import plain
 
 
 @dataclass(frozen=True)
 class Row:
-    """One table row: ``cells`` as shown, ``sort`` one comparable value per column."""
+    """One table row: ``cells`` as shown, ``sort`` one comparable value per column.
+
+    Build rows with :meth:`of`: a ``str`` cell becomes literal text there (DataTable would parse
+    it as markup), so whatever a client put in a model name is shown, never interpreted.
+    """
 
     key: str
     cells: tuple[RenderableType, ...]
@@ -25,9 +30,11 @@ class Row:
     def of(
         cls, key: str, cells: tuple[RenderableType, ...], sort: tuple[Any, ...], extra: str = ""
     ) -> Row:
-        """A row whose filter text is every cell's plain text (plus ``extra``)."""
-        words = [cell.plain if isinstance(cell, Text) else str(cell) for cell in cells]
-        return cls(key, cells, sort, " ".join([*words, extra]).lower())
+        """A row whose ``str`` cells are literal text and whose filter text is every cell's
+        plain text (plus ``extra``)."""
+        shown = tuple(plain(cell) if isinstance(cell, str) else cell for cell in cells)
+        words = [cell.plain if isinstance(cell, Text) else str(cell) for cell in shown]
+        return cls(key, shown, sort, " ".join([*words, extra]).lower())
 
     def matches(self, needle: str) -> bool:
         if not needle:

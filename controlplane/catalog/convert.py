@@ -243,6 +243,8 @@ def price_to_pb(row: PriceRow) -> pb.Price:
             cache_write_1h=row.cache_write_1h,
             cache_read=row.cache_read,
         ),
+        web_search_per_1k=row.web_search_per_1k or 0,
+        web_fetch_per_1k=row.web_fetch_per_1k or 0,
     )
     if row.long_context_threshold > 0:
         msg.long_context_threshold = row.long_context_threshold

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlmodel import Session, col, select
 
 from controlplane.catalog.convert import price_to_pb
-from controlplane.domain.pricing import PriceEntry
+from controlplane.domain.pricing import PriceEntry, ToolRates
 from controlplane.store.models import PriceRow
 from gwapi.v1 import common_pb2 as pb
 
@@ -30,17 +30,35 @@ def row_from_entry(e: PriceEntry, now: int) -> PriceRow:
         long_cache_write_5m=long.cache_write_5m if long else 0,
         long_cache_write_1h=long.cache_write_1h if long else 0,
         long_cache_read=long.cache_read if long else 0,
+        web_search_per_1k=e.tools.web_search_per_1k,
+        web_fetch_per_1k=e.tools.web_fetch_per_1k,
         updated_at_ms=now,
     )
 
 
-def seed(s: Session, entries: Iterable[PriceEntry], now: int) -> list[str]:
-    """Insert the entries whose prefix is not in the table yet; never overwrite a row (an
-    operator may have edited it). Returns the prefixes inserted."""
-    existing = set(s.exec(select(PriceRow.model_prefix)).all())
+def seed(
+    s: Session, entries: Iterable[PriceEntry], now: int, tools: ToolRates | None = None
+) -> list[str]:
+    """Insert the entries whose prefix is not in the table yet; never overwrite a value (an
+    operator may have edited it). Returns the prefixes inserted.
+
+    Rows from before server-tool fees existed have them NULL: they get the shipped entry's fees
+    (``tools``, the table-wide default, for a prefix the shipped table lacks). A value set is
+    never changed, 0 included."""
+    entries = list(entries)
+    shipped = {e.model_prefix: e.tools for e in entries}
     added = []
+    for row in s.exec(select(PriceRow)).all():
+        fees = shipped.get(row.model_prefix, tools or ToolRates())
+        if row.web_search_per_1k is None:
+            row.web_search_per_1k = fees.web_search_per_1k
+            s.add(row)
+        if row.web_fetch_per_1k is None:
+            row.web_fetch_per_1k = fees.web_fetch_per_1k
+            s.add(row)
+        shipped.pop(row.model_prefix, None)
     for e in entries:
-        if e.model_prefix not in existing:
+        if e.model_prefix in shipped:
             s.add(row_from_entry(e, now))
             added.append(e.model_prefix)
     s.flush()

@@ -6,8 +6,10 @@ message does not carry it), so a client can change one option without reading th
 Every rule is checked on the provider as it would be after the update.
 
 A provider may also hold a secret stored encrypted under the master key (``create`` with
-``api_key``, :func:`rotate_secret`); it is never returned, only ``has_secret`` and
-``secret_rotated_at_ms``. Data planes receive it decrypted in the snapshot (see
+``api_key``, :func:`rotate_secret`, ``update`` with ``api_key``); it is never returned, only
+``has_secret`` and ``secret_rotated_at_ms``. The secret is bound to where it is sent: an
+``update`` that changes the base URL of a provider with a stored secret is refused unless it
+brings the secret again or says ``keep_secret`` (an edit must not send the key to another host). Data planes receive it decrypted in the snapshot (see
 :mod:`controlplane.secrets`). :func:`reencrypt_secrets` moves stored secrets from a previous
 master key to the current one (master-key rotation, run once at control-plane start).
 """
@@ -93,7 +95,19 @@ def list_all(s: Session) -> list[pb.Provider]:
     return [provider_to_pb(r) for r in rows]
 
 
-def update(s: Session, msg: pb.Provider, mask: FieldMask, now: int) -> pb.Provider:
+def update(
+    s: Session,
+    msg: pb.Provider,
+    mask: FieldMask,
+    now: int,
+    *,
+    api_key: str = "",
+    keep_secret: bool = False,
+    master: MasterKey | None = None,
+) -> pb.Provider:
+    """Apply the masked settings; a non-empty ``api_key`` is stored (encrypted under ``master``)
+    in the same change. :class:`FailedPrecondition` when the base URL of a provider with a stored
+    secret changes without ``api_key`` or ``keep_secret``."""
     row = get_row(s, msg.name)
     before = provider_to_pb(row)
     if "kind" in mask.paths:
@@ -131,6 +145,17 @@ def update(s: Session, msg: pb.Provider, mask: FieldMask, now: int) -> pb.Provid
             f"own login instead: remove the key first (gwctl providers rotate {row.name} "
             "--remove-secret --yes)"
         )
+    if api_key:
+        secret = validate_secret(row.kind, row.name, api_key, settings.options)
+        row.secret_ciphertext = require(master).encrypt(row.name, secret)
+        row.secret_rotated_at_ms = now
+    elif row.secret_ciphertext and settings.base_url != row.base_url and not keep_secret:
+        raise FailedPrecondition(
+            f"provider {row.name!r} has a stored key; changing its base URL "
+            f"({_url_text(row.base_url)} → {_url_text(settings.base_url)}) would send that key "
+            "to the new host: re-enter the key with --api-key-stdin, or pass --keep-secret to "
+            "send the stored key there"
+        )
     row.base_url = settings.base_url
     row.api_key_env = settings.api_key_env
     row.options_json = json.dumps(settings.options, sort_keys=True)
@@ -140,6 +165,10 @@ def update(s: Session, msg: pb.Provider, mask: FieldMask, now: int) -> pb.Provid
     updated = provider_to_pb(row)
     _audit(s, now, "provider.update", before, updated)
     return updated
+
+
+def _url_text(url: str) -> str:
+    return shown(url) if url else "the default for its region"
 
 
 def rotate_secret(

@@ -62,7 +62,9 @@ def get_row(s: Session, name: str) -> WorkspaceRow:
     return row
 
 
-def create(s: Session, msg: pb.Workspace, now: int) -> pb.Workspace:
+def create(
+    s: Session, msg: pb.Workspace, now: int, *, allow_internal_webhooks: bool = False
+) -> pb.Workspace:
     name = validate_slug(msg.name, "workspace name")
     row = WorkspaceRow(
         name=name,
@@ -70,7 +72,9 @@ def create(s: Session, msg: pb.Workspace, now: int) -> pb.Workspace:
         limits_json=limits_to_json(validate_limits(limits_from_pb(msg.limits), "limits")),
         timezone=validate_timezone(msg.timezone),
         redis_failure=validate_redis_failure(msg.redis_failure),
-        alert_webhook=validate_alert_webhook(msg.alert_webhook),
+        alert_webhook=validate_alert_webhook(
+            msg.alert_webhook, allow_internal=allow_internal_webhooks
+        ),
         min_client_version=validate_min_client_version(msg.min_client_version),
         log_bodies=validate_log_bodies(msg.log_bodies),
         log_body_max_bytes=validate_log_body_max_bytes(msg.log_body_max_bytes),
@@ -116,7 +120,14 @@ def list_all(s: Session, now: int, scope: frozenset[str] = frozenset()) -> list[
     return with_status(s, rows, now)
 
 
-def update(s: Session, msg: pb.Workspace, mask: FieldMask, now: int) -> pb.Workspace:
+def update(
+    s: Session,
+    msg: pb.Workspace,
+    mask: FieldMask,
+    now: int,
+    *,
+    allow_internal_webhooks: bool = False,
+) -> pb.Workspace:
     row = get_row(s, msg.name)
     before = workspace_to_pb(row)
     paths = resolve_mask(mask, msg, UPDATE_PATHS, "a workspace")
@@ -127,7 +138,9 @@ def update(s: Session, msg: pb.Workspace, mask: FieldMask, now: int) -> pb.Works
     if "redis_failure" in paths:
         row.redis_failure = validate_redis_failure(msg.redis_failure)
     if "alert_webhook" in paths:
-        row.alert_webhook = validate_alert_webhook(msg.alert_webhook)
+        row.alert_webhook = validate_alert_webhook(
+            msg.alert_webhook, allow_internal=allow_internal_webhooks
+        )
     if "min_client_version" in paths:
         row.min_client_version = validate_min_client_version(msg.min_client_version)
     if "log_bodies" in paths:

@@ -11,6 +11,11 @@ empty, ``@…`` (Vertex), ``-YYYYMMDD…`` (a date) or ``-latest``. So ``claude-
 Opus 4, but ``claude-opus-4-9`` (newer than the table) is *not* Opus 4 and ``claude-opus-4-10`` is
 not Opus 4.1. When nothing matches, use the ``family_default`` entry of the family named in the
 id (``opus``/``sonnet``/``haiku``); each family in the table has exactly one, its newest model.
+
+Server-tool fees (``server_tools``: USD per 1,000 requests of ``web_search`` and ``web_fetch``, as
+the answer's ``usage.server_tool_use`` counts them) are given once at the top of ``prices.json``
+and apply to every entry that does not give its own. Code execution is billed per container-hour,
+which no answer reports, so it has no rate here.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from controlplane.domain.errors import InvalidArgument
 
 FAMILIES = ("opus", "sonnet", "haiku")
 RATE_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+TOOL_FIELDS = ("web_search_per_1k", "web_fetch_per_1k")
 _BOUNDARY_RE = re.compile(r"^(?:$|@|-\d{8}(?:$|[-@:])|-latest$)")
 
 
@@ -42,6 +48,14 @@ class Rates:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolRates:
+    """Server-tool fees in micro-dollars per 1,000 requests ($10 per 1,000 = 10_000_000)."""
+
+    web_search_per_1k: int = 0
+    web_fetch_per_1k: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class PriceEntry:
     model_prefix: str
     family: str
@@ -50,6 +64,7 @@ class PriceEntry:
     long_context_threshold: int = 0
     long_context_beta: str = ""
     long_rates: Rates | None = None
+    tools: ToolRates = ToolRates()
 
 
 def usd_per_mtok_to_micros(value: str | int) -> int:
@@ -72,9 +87,28 @@ def _rates(doc: Mapping[str, Any], where: str) -> Rates:
     return Rates(**{f: usd_per_mtok_to_micros(doc[f]) for f in RATE_FIELDS})
 
 
+def _tool_rates(doc: Mapping[str, Any], where: str, base: ToolRates) -> ToolRates:
+    """``{"web_search_per_1k": "10", …}`` (USD per 1,000 requests); fields not given keep ``base``."""
+    unknown = sorted(set(doc) - set(TOOL_FIELDS))
+    if unknown:
+        raise InvalidArgument(
+            f"{where}: unknown server-tool rate {unknown[0]!r}: use {', '.join(TOOL_FIELDS)}"
+        )
+    values = {
+        f: usd_per_mtok_to_micros(doc[f]) if f in doc else getattr(base, f) for f in TOOL_FIELDS
+    }
+    return ToolRates(**values)
+
+
+def default_tool_rates(doc: Mapping[str, Any]) -> ToolRates:
+    """The table-wide server-tool fees of a ``prices.json`` document (zero when absent)."""
+    return _tool_rates(doc.get("server_tools", {}), "server_tools", ToolRates())
+
+
 def parse_price_table(doc: Mapping[str, Any]) -> tuple[PriceEntry, ...]:
     """Parse the ``prices.json`` document and validate it (see :func:`validate_price_table`)."""
     entries: list[PriceEntry] = []
+    table_tools = default_tool_rates(doc)
     for item in doc.get("prices", []):
         prefix = str(item.get("model_prefix", ""))
         where = f"price {prefix or '?'}"
@@ -88,6 +122,7 @@ def parse_price_table(doc: Mapping[str, Any]) -> tuple[PriceEntry, ...]:
                 long_context_threshold=int(long_doc["threshold"]) if long_doc else 0,
                 long_context_beta=str(long_doc["beta"]) if long_doc else "",
                 long_rates=_rates(long_doc["rates"], where + " long_context") if long_doc else None,
+                tools=_tool_rates(item.get("server_tools", {}), where, table_tools),
             )
         )
     return validate_price_table(entries)
@@ -124,10 +159,20 @@ def validate_price_table(entries: Iterable[PriceEntry]) -> tuple[PriceEntry, ...
     return tuple(by_prefix[p] for p in sorted(by_prefix))
 
 
+def _default_doc() -> Mapping[str, Any]:
+    text = resources.files("controlplane.domain").joinpath("prices.json").read_text("utf-8")
+    doc: Mapping[str, Any] = json.loads(text)
+    return doc
+
+
 def load_default_prices() -> tuple[PriceEntry, ...]:
     """The table shipped with the control plane (``controlplane/domain/prices.json``)."""
-    text = resources.files("controlplane.domain").joinpath("prices.json").read_text("utf-8")
-    return parse_price_table(json.loads(text))
+    return parse_price_table(_default_doc())
+
+
+def load_default_tool_rates() -> ToolRates:
+    """The shipped table-wide server-tool fees (for entries an operator added by hand)."""
+    return default_tool_rates(_default_doc())
 
 
 def resolve_price(model: str, entries: Sequence[PriceEntry]) -> tuple[PriceEntry, str] | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from controlplane.domain.destinations import literal_internal_kind
 from controlplane.domain.errors import InvalidArgument, shown
 
 REDIS_FAILURE_MODES = ("closed", "open")
@@ -44,11 +45,14 @@ def validate_redis_failure(value: str) -> str:
     return mode
 
 
-def validate_alert_webhook(url: str) -> str:
+def validate_alert_webhook(url: str, *, allow_internal: bool = False) -> str:
     """``""`` (no webhook) or an absolute ``http``/``https`` URL with a host and no credentials.
 
     Credentials in the URL (``https://user:pass@host/…``) are refused: the URL is shown by
     ``gwctl workspaces show``. Put a secret in the path or query instead if the receiver needs one.
+    A host that is an internal IP literal (:mod:`controlplane.domain.destinations`) is refused
+    unless ``allow_internal`` (the control plane's ``--allow-internal-webhooks``); names are
+    checked at each delivery, after they are resolved.
     """
     url = url.strip()
     if not url:
@@ -78,6 +82,13 @@ def validate_alert_webhook(url: str) -> str:
         )
     if port == 0:
         raise InvalidArgument(f"invalid alert_webhook {shown(url)}: port 0")
+    kind = None if allow_internal else literal_internal_kind(parts.hostname)
+    if kind is not None:
+        raise InvalidArgument(
+            f"invalid alert_webhook {shown(url)}: {parts.hostname} is a {kind} address, and this "
+            "control plane delivers alerts to public addresses only (an operator can allow "
+            "internal ones with `gwctl controlplane serve --allow-internal-webhooks`)"
+        )
     return url
 
 

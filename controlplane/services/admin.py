@@ -38,7 +38,12 @@ class AdminService(TokenRpcs, AuditRpcs, TelemetryDestinationRpcs, admin_pb2_grp
     async def CreateWorkspace(
         self, request: apb.CreateWorkspaceRequest, context: Ctx
     ) -> pb.Workspace:
-        ws = await self._s.mutate(lambda s, now: workspaces.create(s, request.workspace, now))
+        internal = self._s.settings.allow_internal_webhooks
+        ws = await self._s.mutate(
+            lambda s, now: workspaces.create(
+                s, request.workspace, now, allow_internal_webhooks=internal
+            )
+        )
         log.info("workspace %s created", ws.name)
         return ws
 
@@ -57,8 +62,11 @@ class AdminService(TokenRpcs, AuditRpcs, TelemetryDestinationRpcs, admin_pb2_grp
     async def UpdateWorkspace(
         self, request: apb.UpdateWorkspaceRequest, context: Ctx
     ) -> pb.Workspace:
+        internal = self._s.settings.allow_internal_webhooks
         ws = await self._s.mutate(
-            lambda s, now: workspaces.update(s, request.workspace, request.update_mask, now)
+            lambda s, now: workspaces.update(
+                s, request.workspace, request.update_mask, now, allow_internal_webhooks=internal
+            )
         )
         log.info("workspace %s updated (%s)", ws.name, ",".join(request.update_mask.paths) or "*")
         return ws
@@ -130,10 +138,24 @@ class AdminService(TokenRpcs, AuditRpcs, TelemetryDestinationRpcs, admin_pb2_grp
         return apb.ListProvidersResponse(providers=await self._s.db.read(providers.list_all))
 
     async def UpdateProvider(self, request: apb.UpdateProviderRequest, context: Ctx) -> pb.Provider:
+        master = self._s.cache.master
         prov = await self._s.mutate(
-            lambda s, now: providers.update(s, request.provider, request.update_mask, now)
+            lambda s, now: providers.update(
+                s,
+                request.provider,
+                request.update_mask,
+                now,
+                api_key=request.api_key,
+                keep_secret=request.keep_secret,
+                master=master,
+            )
         )
-        log.info("provider %s updated (%s)", prov.name, ",".join(request.update_mask.paths) or "*")
+        log.info(
+            "provider %s updated (%s)%s",
+            prov.name,
+            ",".join(request.update_mask.paths) or "*",
+            " with a new stored secret" if request.api_key else "",
+        )  # never the secret
         return prov
 
     async def RotateProviderSecret(

@@ -13,7 +13,8 @@ Watch, per stream:
    now runs ``version_info``) or a NACK (``error_detail`` set; recorded as ``nacked_version`` and
    ``last_error``). Requests with unknown nonces only refresh ``last_seen``. Every request
    (including the first, and status-only ones without a nonce) also carries the data plane's
-   non-closed circuit breakers, recorded as the node's ``breakers`` — never an ACK or NACK.
+   non-closed circuit breakers and its count of usage events set aside, recorded as the node's
+   ``breakers`` and ``quarantined_events`` — never an ACK or NACK.
 4. The server then waits on the snapshot cache's change notification (no polling).
 5. The stream ends when the client cancels or half-closes, or the server shuts down; the node is
    then marked disconnected.
@@ -78,6 +79,7 @@ class DiscoveryService(discovery_pb2_grpc.DiscoveryServicer):
             first.node_id, first.hostname, first.listen, first.version_info
         )
         registry.report_breakers(first.node_id, first.breakers)
+        registry.report_quarantined(first.node_id, first.quarantined_events)
         log.info(
             "data plane %s connected (%s, running %s)",
             first.node_id,
@@ -111,6 +113,7 @@ class DiscoveryService(discovery_pb2_grpc.DiscoveryServicer):
         registry = self._s.registry
         async for req in requests:
             registry.report_breakers(stream.node_id, req.breakers)  # also refreshes last_seen
+            registry.report_quarantined(stream.node_id, req.quarantined_events)
             version = stream.pending.pop(req.response_nonce, None) if req.response_nonce else None
             if version is None:
                 continue

@@ -6,8 +6,9 @@ newest stream may mark the node disconnected. Disconnected entries are kept (bou
 operators can see a data plane that went away.
 
 Each node also reports its circuit breakers that are not closed (provider name → ``open`` |
-``half_open``) on every Watch request; the registry keeps the last report (bounded), which is
-independent of the acked/nacked versions.
+``half_open``) and how many usage events it set aside (``quarantined_events``) on every Watch
+request; the registry keeps the last report (bounded), which is independent of the acked/nacked
+versions.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ class DataPlaneRegistry:
             if state and state != "closed":
                 status.breakers[name[:MAX_BREAKER_CHARS]] = state[:MAX_BREAKER_CHARS]
         status.last_seen_ms = now_ms()
+
+    def report_quarantined(self, node_id: str, count: int) -> None:
+        """The node's count of usage events set aside (refused for good), as last reported."""
+        status = self._nodes.get(node_id)
+        if status is not None:
+            status.quarantined_events = count
 
     def ack(self, node_id: str, version: str) -> None:
         status = self._nodes.get(node_id)

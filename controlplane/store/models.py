@@ -161,6 +161,10 @@ class PriceRow(SQLModel, table=True):
     long_cache_write_1h: int = Field(default=0, sa_type=BigInteger)
     long_cache_read: int = Field(default=0, sa_type=BigInteger)
     updated_at_ms: int = Field(default=0, sa_type=BigInteger)
+    # Server-tool fees, micro-dollars per 1,000 requests. NULL = not set (a table from before
+    # they existed): the control plane fills in the shipped rate at start, never over a value.
+    web_search_per_1k: int | None = Field(default=None, sa_column=Column(BigInteger))
+    web_fetch_per_1k: int | None = Field(default=None, sa_column=Column(BigInteger))
 
 
 class UsageEventRow(SQLModel, table=True):
@@ -218,6 +222,16 @@ class UsageEventRow(SQLModel, table=True):
         default=0,
         sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"),
     )
+    # Server tools (their fees are in cost_micros) and whether output_tokens is an estimate.
+    web_search_requests: int = Field(
+        default=0,
+        sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"),
+    )
+    web_fetch_requests: int = Field(
+        default=0,
+        sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"),
+    )
+    output_estimated: bool = Field(default=False, sa_column=_bool())
 
 
 class RequestLogBodyRow(SQLModel, table=True):

@@ -14,10 +14,12 @@ Contract:
   alert exactly once, and only the process whose insert won delivers its webhook.
 * Webhook: when the workspace has ``alert_webhook``, the alert is POSTed as JSON (see
   :func:`webhook_payload`; its ``text`` makes it readable in a Slack-style incoming webhook) in
-  a background task: ``timeout_s`` per attempt, ``attempts`` tries with exponential backoff on
-  connection errors, timeouts, 408, 429 and 5xx; redirects are not followed. The row's
-  ``webhook_status`` goes ``pending`` → ``delivered`` | ``failed: <reason>`` (``""`` when no
-  webhook is configured). A delivery interrupted by a shutdown stays ``pending``.
+  a background task by :func:`controlplane.usage.webhooks.post_webhook`: ``timeout_s`` per
+  attempt, ``attempts`` tries with exponential backoff on connection errors, timeouts, 408, 429
+  and 5xx; redirects are not followed; internal destinations are refused unless
+  ``allow_internal``. The row's ``webhook_status`` goes ``pending`` → ``delivered`` |
+  ``failed: <coarse reason>`` | ``refused: …`` (``""`` when no webhook is configured), never a
+  response or error detail. A delivery interrupted by a shutdown stays ``pending``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from controlplane.domain.spend import Window, alert_text, format_ms, thresholds_
 from controlplane.store.db import Database
 from controlplane.store.models import BudgetAlertRow, WorkspaceRow
 from controlplane.usage.spend import IN_CHUNK, current_spend, scopes_for
+from controlplane.usage.webhooks import DELIVERED, new_client, post_webhook
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import telemetry_pb2 as tpb
 
@@ -47,7 +50,6 @@ log = logging.getLogger(__name__)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 PENDING = "pending"
-DELIVERED = "delivered"
 _UNIQUE = ("scope", "scope_id", "period", "period_start_ms", "threshold_percent")
 
 
@@ -227,43 +229,6 @@ def webhook_payload(recorded: RecordedAlert) -> dict[str, Any]:
     }
 
 
-def _retryable(status: int) -> bool:
-    return status in (408, 429) or status >= 500
-
-
-async def post_webhook(
-    client: httpx.AsyncClient,
-    url: str,
-    payload: dict[str, Any],
-    *,
-    timeout_s: float,
-    attempts: int,
-    backoff_s: float,
-) -> str:
-    """POST ``payload``; ``"delivered"`` or ``"failed: <reason>"`` (never raises, never logs
-    the URL, which may embed a secret)."""
-    reason = "not attempted"
-    tries = max(1, attempts)
-    for attempt in range(1, tries + 1):
-        try:
-            response = await client.post(url, json=payload, timeout=timeout_s)
-        except httpx.TimeoutException:
-            reason = f"timed out after {timeout_s:g}s"
-        except httpx.HTTPError as exc:
-            reason = (str(exc) or type(exc).__name__)[:200]
-        else:
-            if 200 <= response.status_code < 300:
-                return DELIVERED
-            reason = f"HTTP {response.status_code}"
-            if 300 <= response.status_code < 400:
-                return f"failed: {reason} (redirects are not followed)"
-            if not _retryable(response.status_code):
-                return f"failed: {reason}"
-        if attempt < tries:
-            await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
-    return f"failed: {reason} (after {tries} attempts)"
-
-
 class AlertMonitor:
     """Checks the scopes ingest touched and delivers webhooks, all off the ingest path."""
 
@@ -274,8 +239,10 @@ class AlertMonitor:
         timeout_s: float = 5.0,
         attempts: int = 3,
         backoff_s: float = 1.0,
+        allow_internal: bool = False,
     ) -> None:
         self._db = db
+        self.allow_internal = allow_internal  # --allow-internal-webhooks
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.backoff_s = backoff_s
@@ -340,7 +307,7 @@ class AlertMonitor:
 
     async def _deliver(self, alert: RecordedAlert) -> None:
         if self._client is None:
-            self._client = httpx.AsyncClient(follow_redirects=False)
+            self._client = new_client()
         status = await post_webhook(
             self._client,
             alert.webhook,
@@ -348,6 +315,8 @@ class AlertMonitor:
             timeout_s=self.timeout_s,
             attempts=self.attempts,
             backoff_s=self.backoff_s,
+            allow_internal=self.allow_internal,
+            label=f"alert {alert.row.id} (workspace {alert.row.workspace}): webhook",
         )
         if status != DELIVERED:
             log.warning("alert %d: webhook %s", alert.row.id, status)

@@ -48,6 +48,9 @@ _USAGE = (
     "cache_write_1h_tokens",
     "cost_micros",
     "priced_as",
+    "web_search_requests",
+    "web_fetch_requests",
+    "output_estimated",
 )
 
 

@@ -1,6 +1,11 @@
 """Idempotent ingest of usage batches from data planes.
 
-Contract of :func:`ingest`: every event is inserted with ``ON CONFLICT (request_id) DO NOTHING``
+Contract of :func:`ingest`: events are checked (a missing, over-long or NUL-bearing
+``request_id`` is ``INVALID_ARGUMENT`` naming the event) and made storable (:func:`sanitize`: NUL
+replaced, text cut to :data:`gwcommon.usage_limits.TEXT_CHARS`), so one odd event cannot make a
+whole batch fail. If the database still refuses the data itself (not an outage), the call is
+``INVALID_ARGUMENT`` naming the event when the batch holds one, so the data plane can split the
+batch and set that event aside (see :mod:`dataplane.reporter`). Every event is inserted with ``ON CONFLICT (request_id) DO NOTHING``
 (dialect-specific statement for SQLite and PostgreSQL) inside one transaction. After the commit,
 ``accepted`` = newly stored events, ``duplicates`` = events already in the ledger (or repeated
 within the batch), and ``acked_seq`` = the request's ``last_seq``: the data plane may drop its
@@ -20,21 +25,26 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlmodel import Session, col
 
 from controlplane.catalog.common import now_ms
-from controlplane.domain.errors import InvalidArgument
+from controlplane.domain.errors import InvalidArgument, shown
 from controlplane.store.db import Database
 from controlplane.store.models import UsageEventRow
 from controlplane.usage.events import event_to_values
 from controlplane.usage.hub import UsageHub
 from controlplane.usage.request_logs import has_log, store_bodies, strip_log
 from gwapi.v1 import telemetry_pb2 as tpb
+from gwcommon.usage_limits import TEXT_CHARS, cut
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 200  # ~40 columns each: well under SQLite's and PostgreSQL's bind-parameter limits
 MAX_REQUEST_ID = 128
+MAX_PRICED_AS = 256
+MAX_METADATA_CHARS = 256
+_REFUSED_SQLSTATES = ("22", "23", "54")
 
 
 def _validate(events: list[tpb.UsageEvent]) -> None:
@@ -43,6 +53,57 @@ def _validate(events: list[tpb.UsageEvent]) -> None:
             raise InvalidArgument(f"event #{i}: request_id is required (it is the idempotency key)")
         if len(ev.request_id) > MAX_REQUEST_ID:
             raise InvalidArgument(f"event #{i}: request_id longer than {MAX_REQUEST_ID} characters")
+        if "\x00" in ev.request_id:
+            raise InvalidArgument(f"event #{i}: request_id {shown(ev.request_id)} contains NUL")
+
+
+def _text(value: str, limit: int) -> str:
+    return cut(value.replace("\x00", "\ufffd"), limit)
+
+
+def sanitize(ev: tpb.UsageEvent) -> bool:
+    """Make an event's text storable, in place: NUL (which PostgreSQL refuses in text) becomes
+    U+FFFD and over-long strings are cut to ``TEXT_CHARS`` (an over-long ``session_id`` would
+    pass PostgreSQL's B-tree entry limit). Current data planes never send such events; older
+    ones, or their spools, may. Returns True if anything changed."""
+    changed = False
+    for name, limit in TEXT_CHARS.items():
+        value = getattr(ev, name)
+        if len(value) > limit or "\x00" in value:
+            setattr(ev, name, _text(value, limit))
+            changed = True
+    priced_as = ev.usage.priced_as
+    if len(priced_as) > MAX_PRICED_AS or "\x00" in priced_as:
+        ev.usage.priced_as = _text(priced_as, MAX_PRICED_AS)
+        changed = True
+    bad = [k for k, v in ev.metadata.items() if "\x00" in k or "\x00" in v]
+    for key in bad:
+        value = ev.metadata.pop(key)
+        ev.metadata[_text(key, MAX_METADATA_CHARS)] = _text(value, MAX_METADATA_CHARS)
+        changed = True
+    return changed
+
+
+def _refused_by_database(exc: DBAPIError) -> bool:
+    """The database refused the data itself (not an outage): a data exception, an integrity
+    violation or a program limit (SQLSTATE classes 22, 23, 54)."""
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return sqlstate[:2] in _REFUSED_SQLSTATES
+
+
+def _refusal(events: list[tpb.UsageEvent], exc: DBAPIError) -> InvalidArgument:
+    reason = (str(exc.orig).strip().splitlines() or ["?"])[0][:200]
+    if len(events) == 1:
+        return InvalidArgument(
+            f"usage event {shown(events[0].request_id)} was refused by the database ({reason}); "
+            "it cannot be stored"
+        )
+    return InvalidArgument(
+        f"the database refused one of the {len(events)} usage events of this batch ({reason}); "
+        "send them one at a time to find it"
+    )
 
 
 def insert_new(s: Session, rows: list[dict[str, Any]]) -> set[str]:
@@ -77,6 +138,15 @@ async def ingest(
 ) -> tpb.ReportUsageResponse:
     events = list(request.events)
     _validate(events)
+    cleaned = [ev.request_id for ev in events if sanitize(ev)]
+    if cleaned:
+        log.warning(
+            "usage from %s: %d events carried NUL or over-long text, stored cleaned and cut "
+            "(first: %s)",
+            request.node_id or "?",
+            len(cleaned),
+            cleaned[0],
+        )
     received = now_ms()
     # Later copies of a request id inside one batch are duplicates too; keep the first.
     unique: dict[str, tpb.UsageEvent] = {}
@@ -91,7 +161,13 @@ async def ingest(
             store_bodies(s, logged, received)
         return ids
 
-    inserted = await db.run(store) if rows else set()
+    try:
+        inserted = await db.run(store) if rows else set()
+    except DBAPIError as exc:
+        if not _refused_by_database(exc):
+            raise  # an outage (UNAVAILABLE) or a bug (INTERNAL): the data plane retries
+        log.warning("usage from %s refused by the database: %s", request.node_id or "?", exc.orig)
+        raise _refusal(list(unique.values()), exc) from exc
     # Committed: from here on the batch is durable and may be acknowledged.
     for ev in logged:
         strip_log(ev)  # the live tail and post-ingest callbacks never carry bodies

@@ -16,10 +16,10 @@ dimension:
 
 Column groupings run as SQL ``GROUP BY``; ``metadata.<field>`` groups by the metadata JSON text
 in SQL and re-aggregates the (few) distinct documents in Python, which works identically on
-SQLite and PostgreSQL. Rows carry requests, errors (HTTP status >= 400), token sums, cost and the
-request times of the group's first and last request; grouped by ``session`` they also name the
-session's key (``key_id``) or, for a signed-in developer's session, the developer's email as the
-ledger recorded it (``developer_email``; the greatest if several).
+SQLite and PostgreSQL. Rows carry requests, errors (HTTP status >= 400), token sums, server-tool
+request sums, cost and the request times of the group's first and last request; grouped by
+``session`` they also name the session's key (``key_id``) or, for a signed-in developer's session,
+the developer's email as the ledger recorded it (``developer_email``; the greatest if several).
 Rows are sorted by cost descending (then group), except ``day`` which is chronological.
 """
 
@@ -114,6 +114,8 @@ _SUMS = (
     "cache_creation_input_tokens",
     "cache_read_input_tokens",
     "cost_micros",
+    "web_search_requests",
+    "web_fetch_requests",
 )
 
 

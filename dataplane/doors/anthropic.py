@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from dataplane.asgi import Scope
+from dataplane.clienttext import check_model
 from dataplane.doors.base import AnthropicErrors, Header, Prepared, StreamEncoder
 from dataplane.errors import bad_request
 
@@ -35,11 +36,7 @@ class AnthropicDoor(AnthropicErrors):
 
     def prepare(self, scope: Scope, body: bytes, headers: tuple[Header, ...]) -> Prepared:
         obj = parse_json_object(body)
-        model = obj.get("model")
-        if not isinstance(model, str) or not model:
-            raise bad_request(
-                "model: Field required. Name the model to use, e.g. claude-sonnet-4-5."
-            )
+        model = check_model(obj.get("model"))  # before it is recorded anywhere
         count_only = scope["path"].endswith("/count_tokens")
         return Prepared(
             body=body,

@@ -20,6 +20,7 @@ from urllib.parse import unquote
 import orjson
 
 from dataplane.asgi import Scope
+from dataplane.clienttext import check_model
 from dataplane.codecs.eventstream import encode_message
 from dataplane.codecs.sse import SSEEvent
 from dataplane.doors.anthropic import max_tokens_of, parse_json_object
@@ -124,7 +125,7 @@ class BedrockDoor:
                 f"Not found: {scope['path']}. Bedrock clients use "
                 "/bedrock/model/{modelId}/invoke or /invoke-with-response-stream."
             )
-        bedrock_id = unquote(model_id.decode("latin-1"))
+        bedrock_id = check_model(unquote(model_id.decode("latin-1")), "modelId")
         model = normalize_model(bedrock_id)
         if not model.startswith("claude-"):
             raise not_found(

@@ -17,9 +17,10 @@ import re
 import orjson
 
 from dataplane.asgi import Scope
+from dataplane.clienttext import check_model
 from dataplane.doors.anthropic import max_tokens_of, parse_json_object
 from dataplane.doors.base import AnthropicErrors, Header, Prepared, StreamEncoder
-from dataplane.errors import bad_request, not_found
+from dataplane.errors import not_found
 from dataplane.pricing import normalize_model
 
 _PATH = re.compile(
@@ -41,9 +42,7 @@ class VertexDoor(AnthropicErrors):
         obj = parse_json_object(body)
         obj.pop("anthropic_version", None)
         count_only = match["model"] == "count-tokens"
-        raw_model = obj.get("model") if count_only else match["model"]
-        if not isinstance(raw_model, str) or not raw_model:
-            raise bad_request("model: Field required.")
+        raw_model = check_model(obj.get("model") if count_only else match["model"])
         model = normalize_model(raw_model)
         if not model.startswith("claude-"):
             raise not_found(f"Model '{raw_model}' is not a Claude model this gateway can route.")

@@ -36,7 +36,10 @@ byte, with a ``ping`` during every silence longer than ``ping_interval_s``; an i
 a corrupt frame or a truncated stream becomes one SSE ``error`` event and ends the stream.
 ``count_tokens`` goes to ``/model/{base id}/count-tokens`` (CountTokens takes the foundation model
 id, not an inference profile) and is answered as ``{"input_tokens": N}``. Bedrock errors before
-the stream become Anthropic-shaped JSON errors (``Bedrock: <message>``) with the mapped status.
+the stream become Anthropic-shaped JSON errors with the mapped status and type; their message
+names the exception (``ValidationException``) and the gateway request id, never Bedrock's text,
+which can name the AWS account (:mod:`dataplane.providers.cloud_errors`; the original goes to the
+data plane's log). In-stream exceptions are told the same way.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, RefreshableCredentials
 
 from dataplane.errors import GatewayError, error_response_body
+from dataplane.providers import cloud_errors
 from dataplane.providers.anthropic import timeouts
 from dataplane.providers.base import BufferedResponse, Header, UpstreamRequest, secret_not_received
 from dataplane.providers.bedrock_models import (
@@ -172,8 +176,13 @@ class BedrockProvider:
         return creds
 
     def _credential_error(self, exc: Exception) -> GatewayError:
+        # botocore's text can name the account, role or profile (an STS refusal quotes the ARN):
+        # the operator's log gets it, the client the exception's name.
+        cloud_errors.log_original("bedrock", self.name, "-", 0, type(exc).__name__, str(exc))
         return GatewayError(
-            500, f"Provider '{self.name}': AWS credentials could not be loaded ({exc})."
+            500,
+            f"Provider '{self.name}': AWS credentials could not be loaded"
+            f" ({type(exc).__name__}). Ask your platform team to check the data plane's log.",
         )
 
     async def _frozen_credentials(self) -> Any:
@@ -272,7 +281,7 @@ class BedrockProvider:
             [(b"request-id", aws_id), (b"x-amzn-requestid", aws_id)] if aws_id else []
         )
         if response.status != 200:
-            return self._error(response, raw, aws_id.decode("latin-1") or request.request_id, ids)
+            return self._error(response, raw, request.request_id, aws_id.decode("latin-1"), ids)
         if count_only:
             tokens = orjson.loads(raw).get("inputTokens") if raw.startswith(b"{") else None
             if not isinstance(tokens, int):
@@ -287,27 +296,36 @@ class BedrockProvider:
                 (b"content-type", b"text/event-stream; charset=utf-8"),
                 (b"cache-control", b"no-cache"),
             ]
-            return BedrockStream(response, [*sse, *ids], self.name, self._ping_s)
+            return BedrockStream(
+                response, [*sse, *ids], self.name, self._ping_s, request.request_id
+            )
         response.headers = [(b"content-type", b"application/json"), *ids] + [
             (k, v) for k, v in response.headers if k.startswith(b"x-amzn-bedrock-")
         ]
         return response
 
     def _error(
-        self, response: TransportResponse, raw: bytes, request_id: str, ids: list[Header]
+        self,
+        response: TransportResponse,
+        raw: bytes,
+        request_id: str,
+        aws_id: str,
+        ids: list[Header],
     ) -> BufferedResponse:
         code = response.status
         status, etype = _ERRORS.get(code) or (
             (400, "invalid_request_error") if code < 500 else (502, "api_error")
         )
         kind = (response.header(b"x-amzn-errortype") or b"").decode("latin-1").split(":", 1)[0]
-        text = message_of(raw) or kind or f"HTTP {code}"
+        original = message_of(raw)
+        cloud_errors.log_original("bedrock", self.name, request_id, code, kind, original, aws_id)
+        text = cloud_errors.client_message("bedrock", self.name, request_id, code, kind, original)
         headers: list[Header] = [(b"content-type", b"application/json"), *ids]
         retry_after = response.header(b"retry-after")
         if retry_after is not None:
             headers.append((b"retry-after", retry_after))
         return BufferedResponse(
-            status, headers, error_response_body(etype, f"Bedrock: {text}", request_id)
+            status, headers, error_response_body(etype, text, aws_id or request_id)
         )
 
     async def aclose(self) -> None:

@@ -12,6 +12,7 @@ import orjson
 
 from dataplane.codecs.eventstream import EventStreamDecoder, EventStreamMessage
 from dataplane.errors import error_event
+from dataplane.providers import cloud_errors
 from dataplane.providers.base import Header
 from dataplane.providers.transport import TransportResponse
 
@@ -31,13 +32,19 @@ class BedrockStream:
     """A streamed 200: the AWS event stream, translated to Anthropic SSE as it arrives."""
 
     def __init__(
-        self, response: TransportResponse, headers: list[Header], provider: str, ping_s: float
+        self,
+        response: TransportResponse,
+        headers: list[Header],
+        provider: str,
+        ping_s: float,
+        request_id: str = "",
     ) -> None:
         self.status = 200
         self.headers = headers
         self._response = response
         self._provider = provider
         self._ping_s = ping_s
+        self._request_id = request_id  # the gateway's: the operator finds the original under it
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
         decoder = EventStreamDecoder()
@@ -96,13 +103,19 @@ class BedrockStream:
                 data = orjson.dumps(orjson.loads(data))
             return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n", False
         if kind == "exception":
-            etype = STREAM_EXCEPTIONS.get(message.exception_type, "api_error")
-            text = message_of(message.payload) or message.exception_type
-            return error_event(etype, f"Bedrock: {text}"), True
+            code = message.exception_type
+            etype = STREAM_EXCEPTIONS.get(code, "api_error")
+            return error_event(etype, self._told(code, message_of(message.payload))), True
         if kind == "error":
             code, text = message.header(":error-code"), message.header(":error-message")
-            return error_event("api_error", f"Bedrock: {code}: {text}".rstrip(": ")), True
+            return error_event("api_error", self._told(code, text)), True
         return b"", False
+
+    def _told(self, code: str, original: str) -> str:
+        """An in-stream exception as the client may see it (no account in it), logged whole."""
+        rid, name = self._request_id or "-", self._provider
+        cloud_errors.log_original("bedrock", name, rid, 0, code, original)
+        return cloud_errors.client_message("bedrock", name, rid, 0, code, original, mid_stream=True)
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.aiter_raw()])

@@ -19,10 +19,13 @@ with a cached Google token (:mod:`dataplane.providers.gcp_auth`); the client's q
 any ``x-goog-user-project`` are not forwarded.
 
 Response: a 200 is ordinary Anthropic SSE / JSON and is relayed unchanged, unbuffered. An error
-whose body is already Anthropic-shaped passes unchanged. A Google front-end error (``{"error":
-{"code", "status", "message"}}``, possibly wrapped in a JSON array) becomes an Anthropic error
-with the status and type of :data:`GOOGLE_STATUS` and the message ``"Vertex AI: …"``. A 401 also
-drops the cached token so the next request fetches a new one. Transport failures before a
+whose body is already Anthropic-shaped (Anthropic's model server) passes unchanged. A Google
+front-end error (``{"error": {"code", "status", "message"}}``, possibly wrapped in a JSON array)
+or any other body becomes an Anthropic error with the status and type of :data:`GOOGLE_STATUS`;
+its message names the Google status (``PERMISSION_DENIED``) and the gateway request id, never
+Google's text, which can name the project (:mod:`dataplane.providers.cloud_errors`; the original
+goes to the data plane's log). A 401 also drops the cached token so the next request fetches a
+new one. Transport failures before a
 response raise ``GatewayError`` 502/504 like the Anthropic adapter.
 
 Model map (:func:`vertex_model_id`), first rule that applies:
@@ -48,6 +51,7 @@ from urllib.parse import quote
 import orjson
 
 from dataplane.errors import ERROR_TYPES, GatewayError, not_found
+from dataplane.providers import cloud_errors
 from dataplane.providers.anthropic import timeouts
 from dataplane.providers.base import BufferedResponse, Header, UpstreamRequest
 from dataplane.providers.betas import filter_betas, header_betas
@@ -132,8 +136,11 @@ def _map_model(model: str, explicit: Mapping[str, str], provider: str) -> str:
     return model
 
 
-def translate_error(status: int, headers: list[Header], body: bytes) -> BufferedResponse:
-    """An upstream error as an Anthropic error: unchanged if it already is one, else rewritten."""
+def translate_error(
+    status: int, headers: list[Header], body: bytes, provider: str, request_id: str
+) -> BufferedResponse:
+    """An upstream error as an Anthropic error: unchanged if it already is one, else rewritten
+    without Google's message (logged for the operator under ``request_id``)."""
     try:
         obj: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -153,12 +160,12 @@ def translate_error(status: int, headers: list[Header], body: bytes) -> Buffered
         google_status, (status, ERROR_TYPES.get(status, "api_error"))
     )
     if not message:
-        snippet = body[:200].decode("utf-8", "replace").strip()
-        message = f"HTTP {status}" + (f": {snippet}" if snippet else "")
-    detail = f"{google_status}: {message}" if google_status else message
-    out = orjson.dumps(
-        {"type": "error", "error": {"type": etype, "message": f"Vertex AI: {detail}"}}
+        message = body[:500].decode("utf-8", "replace").strip()
+    cloud_errors.log_original("vertex", provider, request_id, status, google_status, message)
+    told = cloud_errors.client_message(
+        "vertex", provider, request_id, status, google_status, message
     )
+    out = orjson.dumps({"type": "error", "error": {"type": etype, "message": told}})
     kept = [(k, v) for k, v in headers if k.lower() in _KEEP_ON_ERROR]
     return BufferedResponse(new_status, [(b"content-type", b"application/json"), *kept], out)
 
@@ -250,7 +257,9 @@ class VertexProvider:
         body = await response.drain()
         if response.status == 401:
             self.tokens.invalidate(token)
-        translated = translate_error(response.status, response.headers, body)
+        translated = translate_error(
+            response.status, response.headers, body, self.name, request.request_id
+        )
         log.info("provider %s: upstream %d -> %d", self.name, response.status, translated.status)
         return translated
 

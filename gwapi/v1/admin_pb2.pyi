@@ -850,14 +850,22 @@ Global___ListProvidersResponse: _TypeAlias = ListProvidersResponse  # noqa: Y015
 
 @_typing.final
 class UpdateProviderRequest(_message.Message):
-    """update_mask paths: base_url, api_key_env, options
-    (the stored secret changes only through RotateProviderSecret)
+    """update_mask paths: base_url, api_key_env, options, options.<name>
+    A provider with a stored secret keeps it across an update, except that changing its
+    base_url needs either the secret again (api_key) or keep_secret: otherwise the update is
+    refused (FAILED_PRECONDITION), so an edit cannot send the stored secret to another host.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     PROVIDER_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    API_KEY_FIELD_NUMBER: _builtins.int
+    KEEP_SECRET_FIELD_NUMBER: _builtins.int
+    api_key: _builtins.str
+    """optional: store this secret (encrypted) with the update"""
+    keep_secret: _builtins.bool
+    """keep the stored secret although base_url changes"""
     @_builtins.property
     def provider(self) -> _common_pb2.Provider: ...
     @_builtins.property
@@ -867,10 +875,12 @@ class UpdateProviderRequest(_message.Message):
         *,
         provider: _common_pb2.Provider | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
+        api_key: _builtins.str = ...,
+        keep_secret: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "keep_secret", b"keep_secret", "provider", b"provider", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

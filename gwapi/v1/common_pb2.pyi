@@ -626,6 +626,8 @@ class Price(_message.Message):
     LONG_CONTEXT_THRESHOLD_FIELD_NUMBER: _builtins.int
     LONG_CONTEXT_BETA_FIELD_NUMBER: _builtins.int
     LONG_RATES_FIELD_NUMBER: _builtins.int
+    WEB_SEARCH_PER_1K_FIELD_NUMBER: _builtins.int
+    WEB_FETCH_PER_1K_FIELD_NUMBER: _builtins.int
     model_prefix: _builtins.str
     """Longest matching prefix of the normalised model id wins ("claude-opus-4-5" beats "claude-opus-4")."""
     family: _builtins.str
@@ -637,6 +639,11 @@ class Price(_message.Message):
     request is billed at long_rates.
     """
     long_context_beta: _builtins.str
+    web_search_per_1k: _builtins.int
+    """Server-tool fees, in micro-dollars per 1,000 requests as reported in the answer's
+    usage.server_tool_use ($10 per 1,000 web searches = 10_000_000). Not affected by long context.
+    """
+    web_fetch_per_1k: _builtins.int
     @_builtins.property
     def rates(self) -> Global___PriceRates: ...
     @_builtins.property
@@ -651,10 +658,12 @@ class Price(_message.Message):
         long_context_threshold: _builtins.int = ...,
         long_context_beta: _builtins.str = ...,
         long_rates: Global___PriceRates | None = ...,
+        web_search_per_1k: _builtins.int = ...,
+        web_fetch_per_1k: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["long_rates", b"long_rates", "rates", b"rates"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["family", b"family", "family_default", b"family_default", "long_context_beta", b"long_context_beta", "long_context_threshold", b"long_context_threshold", "long_rates", b"long_rates", "model_prefix", b"model_prefix", "rates", b"rates"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["family", b"family", "family_default", b"family_default", "long_context_beta", b"long_context_beta", "long_context_threshold", b"long_context_threshold", "long_rates", b"long_rates", "model_prefix", b"model_prefix", "rates", b"rates", "web_fetch_per_1k", b"web_fetch_per_1k", "web_search_per_1k", b"web_search_per_1k"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -674,6 +683,9 @@ class Usage(_message.Message):
     CACHE_WRITE_1H_TOKENS_FIELD_NUMBER: _builtins.int
     COST_MICROS_FIELD_NUMBER: _builtins.int
     PRICED_AS_FIELD_NUMBER: _builtins.int
+    WEB_SEARCH_REQUESTS_FIELD_NUMBER: _builtins.int
+    WEB_FETCH_REQUESTS_FIELD_NUMBER: _builtins.int
+    OUTPUT_ESTIMATED_FIELD_NUMBER: _builtins.int
     input_tokens: _builtins.int
     """uncached input only"""
     output_tokens: _builtins.int
@@ -683,8 +695,16 @@ class Usage(_message.Message):
     cache_write_5m_tokens: _builtins.int
     cache_write_1h_tokens: _builtins.int
     cost_micros: _builtins.int
+    """tokens and server-tool fees"""
     priced_as: _builtins.str
     """the price entry used; "family:opus" etc. for fallbacks"""
+    web_search_requests: _builtins.int
+    """usage.server_tool_use, priced per the entry's rates"""
+    web_fetch_requests: _builtins.int
+    output_estimated: _builtins.bool
+    """The stream ended without its final usage (client or upstream gone before message_delta):
+    output_tokens is estimated from the content relayed, never below what the upstream reported.
+    """
     def __init__(
         self,
         *,
@@ -696,10 +716,13 @@ class Usage(_message.Message):
         cache_write_1h_tokens: _builtins.int = ...,
         cost_micros: _builtins.int = ...,
         priced_as: _builtins.str = ...,
+        web_search_requests: _builtins.int = ...,
+        web_fetch_requests: _builtins.int = ...,
+        output_estimated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "cache_write_1h_tokens", b"cache_write_1h_tokens", "cache_write_5m_tokens", b"cache_write_5m_tokens", "cost_micros", b"cost_micros", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens", "priced_as", b"priced_as"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "cache_write_1h_tokens", b"cache_write_1h_tokens", "cache_write_5m_tokens", b"cache_write_5m_tokens", "cost_micros", b"cost_micros", "input_tokens", b"input_tokens", "output_estimated", b"output_estimated", "output_tokens", b"output_tokens", "priced_as", b"priced_as", "web_fetch_requests", b"web_fetch_requests", "web_search_requests", b"web_search_requests"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

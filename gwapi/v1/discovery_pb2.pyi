@@ -52,6 +52,7 @@ class WatchRequest(_message.Message):
     HOSTNAME_FIELD_NUMBER: _builtins.int
     LISTEN_FIELD_NUMBER: _builtins.int
     BREAKERS_FIELD_NUMBER: _builtins.int
+    QUARANTINED_EVENTS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     version_info: _builtins.str
     response_nonce: _builtins.str
@@ -59,6 +60,10 @@ class WatchRequest(_message.Message):
     hostname: _builtins.str
     listen: _builtins.str
     """the data plane's serving address, for operators"""
+    quarantined_events: _builtins.int
+    """Usage events this data plane set aside because the control plane refused them for good
+    (kept in its spool's rejected.log, not in the ledger). Sent like breakers.
+    """
     @_builtins.property
     def breakers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """The sender's circuit breakers that are not closed: provider name -> "open" | "half_open".
@@ -75,10 +80,11 @@ class WatchRequest(_message.Message):
         hostname: _builtins.str = ...,
         listen: _builtins.str = ...,
         breakers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        quarantined_events: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakers", b"breakers", "error_detail", b"error_detail", "hostname", b"hostname", "listen", b"listen", "node_id", b"node_id", "response_nonce", b"response_nonce", "version_info", b"version_info"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakers", b"breakers", "error_detail", b"error_detail", "hostname", b"hostname", "listen", b"listen", "node_id", b"node_id", "quarantined_events", b"quarantined_events", "response_nonce", b"response_nonce", "version_info", b"version_info"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -507,6 +513,7 @@ class DataPlaneStatus(_message.Message):
     CONNECTED_AT_MS_FIELD_NUMBER: _builtins.int
     LAST_SEEN_MS_FIELD_NUMBER: _builtins.int
     BREAKERS_FIELD_NUMBER: _builtins.int
+    QUARANTINED_EVENTS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     hostname: _builtins.str
     listen: _builtins.str
@@ -516,6 +523,8 @@ class DataPlaneStatus(_message.Message):
     last_error: _builtins.str
     connected_at_ms: _builtins.int
     last_seen_ms: _builtins.int
+    quarantined_events: _builtins.int
+    """as last reported (see WatchRequest)"""
     @_builtins.property
     def breakers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """as last reported: provider name -> "open" | "half_open" """
@@ -533,10 +542,11 @@ class DataPlaneStatus(_message.Message):
         connected_at_ms: _builtins.int = ...,
         last_seen_ms: _builtins.int = ...,
         breakers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        quarantined_events: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_version", b"acked_version", "breakers", b"breakers", "connected", b"connected", "connected_at_ms", b"connected_at_ms", "hostname", b"hostname", "last_error", b"last_error", "last_seen_ms", b"last_seen_ms", "listen", b"listen", "nacked_version", b"nacked_version", "node_id", b"node_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_version", b"acked_version", "breakers", b"breakers", "connected", b"connected", "connected_at_ms", b"connected_at_ms", "hostname", b"hostname", "last_error", b"last_error", "last_seen_ms", b"last_seen_ms", "listen", b"listen", "nacked_version", b"nacked_version", "node_id", b"node_id", "quarantined_events", b"quarantined_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

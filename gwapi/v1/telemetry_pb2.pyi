@@ -593,6 +593,8 @@ class UsageRow(_message.Message):
     FIRST_MS_FIELD_NUMBER: _builtins.int
     LAST_MS_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
+    WEB_SEARCH_REQUESTS_FIELD_NUMBER: _builtins.int
+    WEB_FETCH_REQUESTS_FIELD_NUMBER: _builtins.int
     DEVELOPER_EMAIL_FIELD_NUMBER: _builtins.int
     WORKSPACE_FIELD_NUMBER: _builtins.int
     CLIENT_COST_MICROS_FIELD_NUMBER: _builtins.int
@@ -616,6 +618,9 @@ class UsageRow(_message.Message):
     last_ms: _builtins.int
     key_id: _builtins.str
     """group_by=session only: the session's key (the greatest if several)"""
+    web_search_requests: _builtins.int
+    """server-tool requests (their fees are in cost_micros)"""
+    web_fetch_requests: _builtins.int
     developer_email: _builtins.str
     """group_by=developer: who, and what their Claude Code reported about itself in the same
     window (DeveloperActivity); client_cost_micros is the client's own estimate, to set against
@@ -644,6 +649,8 @@ class UsageRow(_message.Message):
         first_ms: _builtins.int = ...,
         last_ms: _builtins.int = ...,
         key_id: _builtins.str = ...,
+        web_search_requests: _builtins.int = ...,
+        web_fetch_requests: _builtins.int = ...,
         developer_email: _builtins.str = ...,
         workspace: _builtins.str = ...,
         client_cost_micros: _builtins.int = ...,
@@ -657,7 +664,7 @@ class UsageRow(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "client_cost_micros", b"client_cost_micros", "client_sessions", b"client_sessions", "commits", b"commits", "cost_micros", b"cost_micros", "developer_email", b"developer_email", "edits_accepted", b"edits_accepted", "edits_rejected", b"edits_rejected", "errors", b"errors", "first_ms", b"first_ms", "group", b"group", "input_tokens", b"input_tokens", "key_id", b"key_id", "last_ms", b"last_ms", "lines_added", b"lines_added", "lines_removed", b"lines_removed", "output_tokens", b"output_tokens", "pull_requests", b"pull_requests", "requests", b"requests", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "client_cost_micros", b"client_cost_micros", "client_sessions", b"client_sessions", "commits", b"commits", "cost_micros", b"cost_micros", "developer_email", b"developer_email", "edits_accepted", b"edits_accepted", "edits_rejected", b"edits_rejected", "errors", b"errors", "first_ms", b"first_ms", "group", b"group", "input_tokens", b"input_tokens", "key_id", b"key_id", "last_ms", b"last_ms", "lines_added", b"lines_added", "lines_removed", b"lines_removed", "output_tokens", b"output_tokens", "pull_requests", b"pull_requests", "requests", b"requests", "web_fetch_requests", b"web_fetch_requests", "web_search_requests", b"web_search_requests", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -161,17 +161,19 @@ async def test_server_purges_on_start_only_when_asked(db_url: str, db: Database,
 
 
 def test_setting_from_flag_and_env() -> None:
-    env = {"TOLLGATE_ADMIN_TOKEN": "adm"}
+    env = {"TOLLGATE_ADMIN_TOKEN": "adm", "TOLLGATE_DATAPLANE_TOKEN": "dp"}
     assert Settings.from_args([], env).audit_retention_days == 0
     assert Settings.from_args([], {**env, "TOLLGATE_AUDIT_RETENTION_DAYS": " 90 "}) == (
-        Settings(admin_token="adm", audit_retention_days=90)
+        Settings(admin_token="adm", dataplane_token="dp", audit_retention_days=90)
     )
     s = Settings.from_args(
         ["--audit-retention-days", "365"], {**env, "TOLLGATE_AUDIT_RETENTION_DAYS": "90"}
     )
     assert s.audit_retention_days == 365  # the flag wins over the environment
     s.validate()
-    Settings(admin_token="x", audit_retention_days=MAX_AUDIT_RETENTION_DAYS).validate()
+    Settings(
+        admin_token="x", dataplane_token="y", audit_retention_days=MAX_AUDIT_RETENTION_DAYS
+    ).validate()
 
 
 @pytest.mark.parametrize(
@@ -188,7 +190,7 @@ def test_setting_from_flag_and_env() -> None:
 )
 def test_invalid_setting_is_refused_readably(flag: str | None, env: str | None) -> None:
     argv = ["--audit-retention-days", flag] if flag is not None else []
-    environ = {"TOLLGATE_ADMIN_TOKEN": "adm"}
+    environ = {"TOLLGATE_ADMIN_TOKEN": "adm", "TOLLGATE_DATAPLANE_TOKEN": "dp"}
     if env is not None:
         environ["TOLLGATE_AUDIT_RETENTION_DAYS"] = env
     s = Settings.from_args(argv, environ)
@@ -203,10 +205,14 @@ def test_invalid_setting_is_refused_readably(flag: str | None, env: str | None) 
 @pytest.mark.parametrize("value", [-1, True, 1.5])
 def test_invalid_value_given_directly_is_refused(value: Any) -> None:
     with pytest.raises(ValueError, match="--audit-retention-days"):
-        Settings(admin_token="x", audit_retention_days=value).validate()
+        Settings(admin_token="x", dataplane_token="y", audit_retention_days=value).validate()
 
 
-def test_command_line_refuses_bad_value_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--admin-token", "x", "--audit-retention-days", "soon"]) == 2
+def test_command_line_refuses_bad_value_with_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "x")
+    monkeypatch.setenv("TOLLGATE_DATAPLANE_TOKEN", "y")
+    assert main(["--audit-retention-days", "soon"]) == 2
     err = capsys.readouterr().err
     assert "--audit-retention-days 'soon'" in err and "Traceback" not in err

@@ -53,7 +53,7 @@ async def test_admin_calls_need_the_admin_token(channel: grpc.aio.Channel) -> No
     await expect_error(
         Clients(channel, None).admin.ListWorkspaces(req),
         StatusCode.UNAUTHENTICATED,
-        "missing admin token: pass --token or set TOLLGATE_ADMIN_TOKEN",
+        "missing admin token: set TOLLGATE_ADMIN_TOKEN or pass --token-file PATH",
     )
     await expect_error(
         Clients(channel, "wrong").admin.ListWorkspaces(req),

@@ -18,7 +18,7 @@ from controlplane.server import Running, main, running
 from controlplane.settings import Settings
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
-from tests.controlplane.conftest import ADMIN_TOKEN, Clients, make_settings
+from tests.controlplane.conftest import ADMIN_TOKEN, DATAPLANE_TOKEN, Clients, make_settings
 
 RAW_A, RAW_B, RAW_C = b"A" * 32, b"B" * 32, b"C" * 32
 KEY_A, KEY_B, KEY_C = (base64.b64encode(raw).decode() for raw in (RAW_A, RAW_B, RAW_C))
@@ -268,15 +268,16 @@ async def test_a_damaged_secret_under_the_old_key_does_not_stop_the_start(
 
 
 def test_the_command_line_refuses_a_readable_previous_key_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("TOLLGATE_DATAPLANE_TOKEN", DATAPLANE_TOKEN)
     new_key = _key_file(tmp_path, "new.key", KEY_B)
     old_key = _key_file(tmp_path, "old.key", KEY_A, mode=0o644)
     code = main(
         [
             "--listen=127.0.0.1:0",
             f"--db=sqlite:///{tmp_path / 'cp.db'}",
-            f"--admin-token={ADMIN_TOKEN}",
             f"--master-key-file={new_key}",
             f"--previous-master-key-file={old_key}",
         ]

@@ -129,7 +129,7 @@ def test_settings_read_the_environment_and_flags(tmp_path: Path) -> None:
     )
     assert (s.master_key, s.master_key_file, s.tls_cert, s.tls_key) == (KEY_A, "/k", "/c", "/p")
     with pytest.raises(ValueError, match="both --tls-cert and --tls-key"):
-        Settings(admin_token="t", tls_cert="/c").validate()
+        Settings(admin_token="t", dataplane_token="d", tls_cert="/c").validate()
 
 
 async def test_a_bad_master_key_stops_the_start(sqlite_url: str) -> None:

@@ -88,11 +88,19 @@ def test_build_server_refuses_without_admin_token(db_url) -> None:
 
 
 def test_main_reports_bad_configuration(capsys, monkeypatch) -> None:
-    monkeypatch.delenv("TOLLGATE_ADMIN_TOKEN", raising=False)
+    for name in ("TOLLGATE_ADMIN_TOKEN", "TOLLGATE_DATAPLANE_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(server_mod, "configure_logging", lambda *_a: None)  # keep pytest's handlers
     assert server_mod.main([]) == 2
-    assert "pass --admin-token or set TOLLGATE_ADMIN_TOKEN" in capsys.readouterr().err
-    assert server_mod.main(["--admin-token", "x", "--listen", "nope"]) == 2
+    assert "set TOLLGATE_ADMIN_TOKEN or pass --admin-token-file PATH" in capsys.readouterr().err
+    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "x")
+    assert server_mod.main(["--listen", "127.0.0.1:0"]) == 2
+    assert "a data-plane token is required" in capsys.readouterr().err
+    monkeypatch.setenv("TOLLGATE_DATAPLANE_TOKEN", "y")
+    assert server_mod.main(["--listen", "nope"]) == 2
+    assert server_mod.main(["--admin-token", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "--admin-token no longer takes the token on the command line" in err
 
 
 async def test_process_serves_and_stops_on_sigterm(tmp_path) -> None:

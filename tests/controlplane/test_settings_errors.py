@@ -1,5 +1,7 @@
 """Settings precedence, and the single domain-error → gRPC status table."""
 
+from pathlib import Path
+
 import grpc
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -9,25 +11,29 @@ from controlplane.errors import INTERNAL_MESSAGE, STATUS_BY_ERROR, status_for
 from controlplane.settings import Settings
 
 
-def test_settings_from_env_and_args() -> None:
+def test_settings_from_env_and_args(tmp_path: Path) -> None:
     env = {"TOLLGATE_ADMIN_TOKEN": "adm", "TOLLGATE_DB": "sqlite:///x.db"}
     s = Settings.from_args([], env)
     assert (s.listen, s.db_url, s.admin_token, s.dataplane_token) == (
         "127.0.0.1:50051",
         "sqlite:///x.db",
         "adm",
-        "adm",
+        "",  # no longer the admin token: validate() refuses to start without one
     )
+    admin_file, dp_file = tmp_path / "admin", tmp_path / "dp"
+    for path, token in ((admin_file, "a2"), (dp_file, "dp")):
+        path.write_text(token + "\n")
+        path.chmod(0o600)
     s = Settings.from_args(
         [
             "--listen",
             "127.0.0.1:1",
             "--db",
             "postgresql://p@127.0.0.1/x",
-            "--admin-token",
-            "a2",
-            "--dataplane-token",
-            "dp",
+            "--admin-token-file",
+            str(admin_file),
+            "--dataplane-token-file",
+            str(dp_file),
         ],
         {**env, "TOLLGATE_DATAPLANE_TOKEN": "env-dp"},
     )
@@ -41,18 +47,81 @@ def test_settings_from_env_and_args() -> None:
         Settings.from_args([], {**env, "TOLLGATE_DATAPLANE_TOKEN": "env-dp"}).dataplane_token
         == "env-dp"
     )
+    from_env_files = Settings.from_args(
+        [],
+        {
+            "TOLLGATE_ADMIN_TOKEN_FILE": str(admin_file),
+            "TOLLGATE_DATAPLANE_TOKEN_FILE": str(dp_file),
+        },
+    )
+    assert (from_env_files.admin_token, from_env_files.dataplane_token) == ("a2", "dp")
     assert "adm" not in repr(
         Settings(admin_token="adm", dataplane_token="dpx")
     ) and "dpx" not in repr(Settings(admin_token="adm", dataplane_token="dpx"))
     assert Settings().db_url == "sqlite:///.tollgate/tollgate.db"
 
 
+@pytest.mark.parametrize(
+    ("flag", "env_name", "file_flag"),
+    [
+        ("--admin-token", "TOLLGATE_ADMIN_TOKEN", "--admin-token-file"),
+        ("--dataplane-token", "TOLLGATE_DATAPLANE_TOKEN", "--dataplane-token-file"),
+    ],
+)
+def test_token_values_on_the_command_line_are_refused(
+    flag: str, env_name: str, file_flag: str
+) -> None:
+    """A flag's value shows in `ps` and shell history: the token must come from env or a file."""
+    for argv in ([flag, "secret-value-123"], [f"{flag}=secret-value-123"]):
+        with pytest.raises(ValueError) as caught:
+            Settings.from_args(argv, {})
+        message = str(caught.value)
+        assert f"set {env_name} or pass {file_flag} PATH" in message
+        assert "secret-value-123" not in message
+
+
+def test_token_files_must_be_private_and_readable(tmp_path: Path) -> None:
+    loose = tmp_path / "loose"
+    loose.write_text("tok")
+    loose.chmod(0o644)
+    with pytest.raises(ValueError, match=r"readable by other users \(mode 0644\); run `chmod 600"):
+        Settings.from_args(["--admin-token-file", str(loose)], {})
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    empty.chmod(0o600)
+    with pytest.raises(ValueError, match=r"data-plane token file .* is empty"):
+        Settings.from_args(["--dataplane-token-file", str(empty)], {})
+    with pytest.raises(ValueError, match=r"cannot read the admin token file .*missing"):
+        Settings.from_args(["--admin-token-file", str(tmp_path / "missing")], {})
+
+
+def test_allow_internal_webhooks_from_flag_and_env() -> None:
+    base = {"TOLLGATE_ADMIN_TOKEN": "a"}
+    assert Settings.from_args([], base).allow_internal_webhooks is False
+    assert Settings.from_args(["--allow-internal-webhooks"], base).allow_internal_webhooks
+    for text, expected in (("1", True), ("true", True), ("0", False), ("no", False)):
+        env = {**base, "TOLLGATE_ALLOW_INTERNAL_WEBHOOKS": text}
+        assert Settings.from_args([], env).allow_internal_webhooks is expected
+    with pytest.raises(ValueError, match="TOLLGATE_ALLOW_INTERNAL_WEBHOOKS"):
+        Settings.from_args([], {**base, "TOLLGATE_ALLOW_INTERNAL_WEBHOOKS": "maybe"})
+
+
 def test_settings_validate() -> None:
     with pytest.raises(ValueError, match="TOLLGATE_ADMIN_TOKEN"):
         Settings().validate()
     with pytest.raises(ValueError, match="HOST:PORT"):
-        Settings(admin_token="x", listen="nope").validate()
-    Settings(admin_token="x").validate()
+        Settings(admin_token="x", dataplane_token="y", listen="nope").validate()
+    Settings(admin_token="x", dataplane_token="y").validate()
+
+
+def test_the_dataplane_token_never_defaults_to_the_admin_token() -> None:
+    """A data plane holding the admin token could administer the whole gateway."""
+    with pytest.raises(
+        ValueError, match=r"a data-plane token is required .*TOLLGATE_DATAPLANE_TOKEN"
+    ):
+        Settings(admin_token="x").validate()
+    with pytest.raises(ValueError, match="must differ from the admin token"):
+        Settings(admin_token="same", dataplane_token="same").validate()
 
 
 def test_status_table() -> None:

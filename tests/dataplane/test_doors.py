@@ -125,6 +125,39 @@ async def test_bedrock_client_errors_are_bedrock_shaped(client, upstream) -> Non
     assert r.headers["x-amzn-errortype"] == "ThrottlingException"
 
 
+async def test_bedrock_client_cut_short_is_billed_for_the_output_relayed(
+    client, upstream: FakeAnthropic, dataplane
+) -> None:
+    """The re-framing door estimates the output like the pass-through one, however the
+    upstream's bytes were split (pieces that complete no event still count once completed)."""
+    texts = [f"part {i} of the answer " for i in range(12)]
+    frames = stream_frames(
+        "claude-sonnet-4-5-20250929", texts, usage={"input_tokens": 20, "output_tokens": 1}
+    )
+    raw = b"".join(frames[:-2])  # no message_delta, no message_stop: the stream ends early
+    pieces = [raw[i : i + 7] for i in range(0, len(raw), 7)]
+    upstream.script.append(
+        Scripted(headers=[(b"content-type", b"text/event-stream")], frames=pieces, delay=0.001)
+    )
+    upstream.script.append(
+        Scripted(headers=[(b"content-type", b"text/event-stream")], frames=pieces, delay=0.001)
+    )
+    for max_tokens in (32000, 50):
+        r = await client.post(
+            f"/bedrock/model/{BEDROCK_ID}/invoke-with-response-stream",
+            content=orjson.dumps({**BEDROCK_BODY, "max_tokens": max_tokens}),
+            headers=CLIENT_HEADERS,
+        )
+        assert decode_chunks(r.content)[-1]["exception"] == "modelStreamErrorException"
+    first, second = await usage_events(dataplane, 2)
+    estimate = -(-sum(len(t) for t in texts) // 3)
+    assert estimate == 85
+    assert first.usage.output_estimated and first.usage.output_tokens == estimate
+    assert first.usage.cost_micros == 20 * 3 + estimate * 15
+    # The model cannot have produced more than max_tokens: the estimate stops there.
+    assert second.usage.output_estimated and second.usage.output_tokens == 50
+
+
 async def test_bedrock_mid_stream_failure_is_an_exception_frame(client, upstream) -> None:
     frames = stream_frames("claude-sonnet-4-5-20250929", ["a", "b", "c"])
     upstream.script.append(

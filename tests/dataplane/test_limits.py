@@ -247,6 +247,43 @@ async def test_rph_tpm_and_parallel_messages() -> None:
     )
 
 
+async def test_count_tokens_passes_rate_limits_only_never_a_budget() -> None:
+    clock = Clock(ts(2026, 11, 28, 15, 0, 0))
+    start = int(ts(2026, 11, 28) * 1000)
+    spent = {("key", "key_alice", Period.DAY): (start, 50_020_000)}  # the budget is spent
+    limiter = Limiter(MemoryCounters(), clock)
+    p = principal(Limits(budgets=daily(50).budgets, rpm=2, tpm=1_000, max_parallel=1), spend=spent)
+    assert (await refused(limiter, p)).message.startswith("Budget of $50.00/day")
+
+    async def count() -> Admission:
+        return await limiter.admit(
+            p, model=SONNET, body_bytes=900_000, max_tokens=0, prices=PRICES,
+            request_id=f"req-{random.getrandbits(48):x}", count_only=True,
+        )  # fmt: skip
+
+    a = await count()
+    assert a.reserve_micros == 0 and a.limited  # counted, nothing reserved
+    with pytest.raises(GatewayError) as info:  # max_parallel applies
+        await count()
+    assert info.value.message.startswith("Limit of 1 parallel requests for key 'alice-laptop'")
+    await limiter.settle(a, 0, 0, 0)
+    await limiter.release(await count())
+    with pytest.raises(GatewayError) as info:  # the refused one counted nothing: rpm 2 is full
+        await count()
+    assert info.value.status == 429
+    assert info.value.message.startswith(
+        "Rate limit of 2 requests per minute for key 'alice-laptop' reached; retry in "
+    )
+    # tpm neither refuses nor is consumed by counting; with no rate limit at all, nothing is checked.
+    free = principal(Limits(budgets=daily(50).budgets, tpm=1), spend=spent)
+    untouched = Limiter(Untouchable(), clock)  # type: ignore[arg-type]
+    admission = await untouched.admit(
+        free, model=SONNET, body_bytes=10, max_tokens=0, prices=PRICES, request_id="r",
+        count_only=True,
+    )  # fmt: skip
+    assert not admission.limited
+
+
 # --- budgets -----------------------------------------------------------------------------------
 
 

@@ -15,10 +15,9 @@ import pytest
 from dataplane.server import DataPlane, Settings
 from tests.dataplane.conftest import SECRET
 from tests.dataplane.otlp_support import PROTOBUF, destination, fixture, raw_post
+from tests.fakes import signin
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
 from tests.fakes.otlp_collector import FakeCollector
-
-signin: Any = pytest.importorskip("tests.fakes.signin", reason="needs the P1 sign-in data plane")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from dataplane.pricing import (
     PriceEntry,
     PriceTable,
     Rates,
+    ToolRates,
     cost_micros,
     normalize_model,
 )
@@ -377,6 +378,52 @@ def test_from_proto() -> None:
     assert table.price("claude-sonnet-4-5", MIXED) == Priced(33_000, "claude-sonnet-4-5", False)
 
 
+# --- server tools -------------------------------------------------------------------------------
+
+
+def test_server_tool_fees_are_priced_from_the_entry() -> None:
+    # Defaults: $10 per 1,000 web searches (10,000 µ$ each), web fetch free.
+    searches = TokenUsage(input_tokens=1000, output_tokens=700, web_search_requests=3)
+    # Opus 4.8: 1000×5 + 700×25 = 22_500 µ$ of tokens, + 3 × 10_000
+    assert TABLE.price("claude-opus-4-8", searches) == Priced(52_500, "claude-opus-4-8", False)
+    fetches = TokenUsage(web_fetch_requests=5)
+    assert TABLE.price("claude-opus-4-8", fetches).cost_micros == 0
+    # Every entry carries them, fallbacks included: a search is never free by accident.
+    assert TABLE.price("claude-opus-9", TokenUsage(web_search_requests=1)).cost_micros == 10_000
+    # Long context changes the token rates, not the tool fees.
+    long = TokenUsage(input_tokens=200_001, web_search_requests=2)
+    priced = TABLE.price("claude-sonnet-4-5", long, ["context-1m-2025-08-07"])
+    assert priced == Priced(200_001 * 6 + 20_000, "claude-sonnet-4-5+long-context", False)
+
+
+def test_server_tool_fees_round_once_with_the_tokens() -> None:
+    rates = Rates(0, 0, 0, 0, 80_000)  # $0.08/MTok reads: 1 read = 0.08 µ$
+    tools = ToolRates(web_search_per_1k=1_500, web_fetch_per_1k=1)  # 1.5 µ$ and 0.001 µ$ each
+    assert cost_micros(TokenUsage(web_search_requests=1), rates, tools) == 2  # 1.5 → 2
+    u = TokenUsage(cache_read_input_tokens=5, web_fetch_requests=100)  # 0.4 + 0.1 = 0.5 → 1
+    assert cost_micros(u, rates, tools) == 1
+
+
+def test_server_tool_fees_from_proto() -> None:
+    table = PriceTable.from_proto(
+        [
+            common_pb2.Price(
+                model_prefix="claude-haiku-4-5",
+                family="haiku",
+                rates=common_pb2.PriceRates(input=1_000_000, output=5_000_000),
+                web_search_per_1k=10_000_000,
+                web_fetch_per_1k=2_000_000,
+            )
+        ]
+    )
+    (entry,) = table.entries
+    assert entry.tools == ToolRates(10_000_000, 2_000_000)
+    u = TokenUsage(web_search_requests=2, web_fetch_requests=3)
+    assert table.price("claude-haiku-4-5", u).cost_micros == 26_000
+    with pytest.raises(ValueError, match="non-negative"):
+        ToolRates(web_search_per_1k=-1)
+
+
 def test_invalid_entries_are_rejected() -> None:
     with pytest.raises(ValueError, match="non-negative"):
         Rates(-1, 0, 0, 0, 0)
@@ -403,3 +450,25 @@ def test_lookup_cache_is_bounded() -> None:
     for i in range(PriceTable._CACHE_MAX + 10):
         table.lookup(f"claude-sonnet-4-5-{i:08d}")
     assert len(table._cache) <= PriceTable._CACHE_MAX
+
+
+def test_huge_distinct_model_ids_do_not_grow_memory(caplog: pytest.LogCaptureFixture) -> None:
+    """P2 finding 3: the lookup cache and the warned-once set used to keep every distinct raw
+    id, whatever its size (a few hundred 30 MB names killed the process). Both are bounded by
+    key length as well as count now; huge ids are priced, just not remembered."""
+    import tracemalloc
+
+    table = PriceTable(DEFAULT_PRICES)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(40):
+            model = f"claude-opus-zz{i}-" + "x" * (1024 * 1024)  # 1 MiB each, all distinct
+            assert table.price(model, MIXED).priced_as == "family:opus"
+        retained = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert retained < 2 * 1024 * 1024, f"{retained} bytes retained for 40 MiB of ids"
+    assert all(len(k) <= pricing.KEY_CHARS for k in table._cache)
+    assert all(len(k) <= pricing.KEY_CHARS for k in pricing._warned)
+    assert max(len(r.getMessage()) for r in caplog.records) < 1000  # the log quotes ids cut

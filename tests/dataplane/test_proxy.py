@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
@@ -325,8 +324,15 @@ async def test_probe_health_models_and_count_tokens(client, upstream, dataplane)
     r = await client.post("/v1/messages/count_tokens", content=ODD_BODY, headers=HEADERS)
     assert r.status_code == 200 and r.json()["input_tokens"] > 0
     assert upstream.requests[-1].path == "/v1/messages/count_tokens"
-    await asyncio.sleep(0.3)
-    assert dataplane.spool.pending(10) == []  # count_tokens costs nothing and is not metered
+    # Recorded (it uses the upstream's request quota), at no cost and with no tokens billed.
+    (event,) = await usage_events(dataplane, 1)
+    assert (event.path, event.status, event.key_id) == (
+        "/v1/messages/count_tokens",
+        200,
+        "key_alice",
+    )
+    assert event.usage.cost_micros == 0 and event.usage.input_tokens == 0
+    assert event.model_served == "claude-opus-4-8"
 
 
 async def test_simulator_answers_like_anthropic(client, dataplane) -> None:

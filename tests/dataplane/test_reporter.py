@@ -1,4 +1,5 @@
-"""The usage reporter: retries through outages, delivers in order, isolates a poison event."""
+"""The usage reporter: retries through outages, delivers in order, and no single event (bad,
+huge, refused) stops it; a reporter loop that dies is restarted."""
 
 from __future__ import annotations
 
@@ -6,12 +7,17 @@ import asyncio
 from pathlib import Path
 
 import grpc
+import httpx
+import orjson
 import pytest
 
 from dataplane.events import RequestRecord
 from dataplane.reporter import Reporter
+from dataplane.server import DataPlane
 from dataplane.spool import Spool
 from gwapi.v1 import telemetry_pb2
+from gwcommon.usage_limits import BATCH_BYTES, EVENT_BODY_BYTES, MAX_MESSAGE_BYTES
+from tests.dataplane.conftest import SECRET
 
 
 def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
@@ -74,3 +80,238 @@ async def test_poison_event_is_set_aside_not_blocking(tmp_path: Path, cp: Contro
     assert cp.delivered == ["r0", "r1", "r2", "r4", "r5"]
     assert reporter.backlog == 0
     assert b"r3" in (tmp_path / "rejected.log").read_bytes()
+
+
+# --- P2 finding 1: no single event stops usage reporting ------------------------------------
+
+
+class StrictControlPlane(ControlPlane):
+    """Also: the real control plane's 32 MiB message limit, INTERNAL for chosen ids (or for
+    every call, or — like an older control plane on PostgreSQL — for any event with NUL)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.max_bytes = MAX_MESSAGE_BYTES
+        self.internal: set[str] = set()
+        self.glitches: dict[str, int] = {}  # id -> how many more calls holding it fail INTERNAL
+        self.broken = False
+        self.nul_is_internal = False
+        self.sizes: list[int] = []
+        self.calls = 0
+        self.events: dict[str, telemetry_pb2.UsageEvent] = {}
+
+    async def send(self, request: telemetry_pb2.ReportUsageRequest) -> int:
+        self.calls += 1
+        size = request.ByteSize()
+        self.sizes.append(size)
+        if size > self.max_bytes:
+            raise rpc_error(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"Received message larger than max ({size} vs. {self.max_bytes})",
+            )
+        glitched = [e.request_id for e in request.events if self.glitches.get(e.request_id)]
+        for rid in glitched:
+            self.glitches[rid] -= 1
+        if glitched or self.broken or any(e.request_id in self.internal for e in request.events):
+            raise rpc_error(grpc.StatusCode.INTERNAL, "internal error in the control plane")
+        if self.nul_is_internal and any(has_nul(e) for e in request.events):
+            raise rpc_error(grpc.StatusCode.INTERNAL, "internal error in the control plane")
+        for e in request.events:
+            self.events.setdefault(e.request_id, e)
+        return await super().send(request)
+
+
+def has_nul(event: telemetry_pb2.UsageEvent) -> bool:
+    return any(isinstance(v, str) and "\x00" in v for _, v in event.ListFields())
+
+
+def raw_event(rid: str, **fields: object) -> bytes:
+    """An event as an older data plane may have spooled it (not built by to_event)."""
+    return telemetry_pb2.UsageEvent(request_id=rid, status=200, **fields).SerializeToString()  # type: ignore[arg-type]
+
+
+async def drain(reporter: Reporter, timeout: float = 20.0) -> None:
+    task = asyncio.create_task(reporter.run())
+    try:
+        async with asyncio.timeout(timeout):
+            while reporter.backlog:
+                await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+
+
+async def test_batches_stay_under_the_message_limit(tmp_path: Path) -> None:
+    """--log-bodies full with big bodies after an outage used to make one batch over the
+    control plane's 32 MiB limit, refused (RESOURCE_EXHAUSTED) for ever."""
+    cp = StrictControlPlane()
+    spool = Spool(tmp_path)
+    spool.append([raw_event(f"r{i}", request_body=b"x" * (1024 * 1024)) for i in range(40)])
+    reporter = Reporter(spool, cp.send, "dp", interval=0.01)
+    assert await reporter.flush(timeout=20)
+    assert cp.delivered == [f"r{i}" for i in range(40)]
+    assert max(cp.sizes) <= BATCH_BYTES + 1024 * 1024 + 100  # one event past the budget at most
+    assert reporter.quarantined == 0
+
+
+async def test_an_event_refused_alone_is_set_aside_while_the_rest_flows(tmp_path: Path) -> None:
+    cp = StrictControlPlane()
+    cp.internal = {"r3"}  # e.g. PostgreSQL refusing a value: INTERNAL, whatever the batch
+    spool = Spool(tmp_path)
+    reporter = Reporter(spool, cp.send, "dp", interval=0.01)
+    for i in range(8):
+        reporter.record(record(i))
+    assert await reporter.flush()
+    assert cp.delivered == ["r0", "r1", "r2", "r4", "r5", "r6", "r7"]
+    assert reporter.backlog == 0 and reporter.quarantined == 1
+    assert b"r3" in (tmp_path / "rejected.log").read_bytes()
+    assert Spool(tmp_path).quarantined == 1  # still counted after a restart
+
+
+async def test_a_passing_glitch_on_one_event_sets_nothing_aside(tmp_path: Path) -> None:
+    """INTERNAL can also be the connection's fault: a suspect is refused alone once more,
+    after another event was accepted, before it is set aside."""
+    cp = StrictControlPlane()
+    cp.glitches = {"r2": 3}  # the batch, its half, then r2 alone: then it goes through
+    reporter = Reporter(Spool(tmp_path), cp.send, "dp", interval=0.01)
+    for i in range(5):
+        reporter.record(record(i))
+    assert await reporter.flush()
+    assert sorted(cp.delivered) == [f"r{i}" for i in range(5)]
+    assert reporter.quarantined == 0
+
+
+async def test_a_bad_event_alone_waits_until_another_is_accepted(tmp_path: Path) -> None:
+    """Alone, an INTERNAL cannot tell a bad event from a broken control plane: keep it."""
+    cp = StrictControlPlane()
+    cp.internal = {"r0"}
+    reporter = Reporter(Spool(tmp_path), cp.send, "dp", interval=0.01)
+    reporter.record(record(0))
+    assert not await reporter.flush()
+    assert reporter.quarantined == 0 and reporter.backlog == 1
+    reporter.record(record(1))
+    assert await reporter.flush()  # r1 was accepted while r0 was refused alone: set r0 aside
+    assert cp.delivered == ["r1"] and reporter.quarantined == 1
+
+
+async def test_a_broken_control_plane_sets_nothing_aside(tmp_path: Path) -> None:
+    cp = StrictControlPlane()
+    cp.broken = True  # INTERNAL for every call: the control plane is the problem, not events
+    reporter = Reporter(Spool(tmp_path), cp.send, "dp", interval=0.01)
+    for i in range(50):
+        reporter.record(record(i))
+    task = asyncio.create_task(reporter.run())
+    await asyncio.sleep(1.5)
+    assert reporter.quarantined == 0 and reporter.backlog == 50
+    assert cp.calls < 60  # a few calls per backoff, not one per event
+    cp.broken = False
+    try:
+        async with asyncio.timeout(15):
+            while reporter.backlog:
+                await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+    assert cp.delivered == [f"r{i}" for i in range(50)]
+    assert not (tmp_path / "rejected.log").exists()
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED])
+async def test_transient_failures_never_set_anything_aside(
+    tmp_path: Path, code: grpc.StatusCode
+) -> None:
+    cp = StrictControlPlane()
+    failures = [0]
+
+    async def flaky(request: telemetry_pb2.ReportUsageRequest) -> int:
+        if failures[0] < 3:
+            failures[0] += 1
+            raise rpc_error(code, "try later")
+        return await cp.send(request)
+
+    reporter = Reporter(Spool(tmp_path), flaky, "dp", interval=0.01)
+    for i in range(5):
+        reporter.record(record(i))
+    await drain(reporter)
+    assert cp.delivered == [f"r{i}" for i in range(5)] and reporter.quarantined == 0
+
+
+async def test_an_older_event_with_nul_is_repaired_not_lost(tmp_path: Path) -> None:
+    """An event spooled by an older data plane, refused by an older control plane on
+    PostgreSQL (NUL in text -> INTERNAL), is cleaned and delivered; the rest is not blocked."""
+    cp = StrictControlPlane()
+    cp.nul_is_internal = True
+    spool = Spool(tmp_path)
+    spool.append(
+        [
+            raw_event("old", model_requested="claude\x00" + "x" * 100_000, session_id="s\x00"),
+            raw_event("next"),
+        ]
+    )
+    reporter = Reporter(spool, cp.send, "dp", interval=0.01)
+    assert await reporter.flush()
+    assert cp.delivered == ["next", "old"] or cp.delivered == ["old", "next"]
+    old = cp.events["old"]
+    assert old.model_requested.startswith("claude\ufffd") and len(old.model_requested) == 256
+    assert old.session_id == "s\ufffd"
+    assert reporter.quarantined == 0 and reporter.repaired == 1
+
+
+async def test_an_event_too_large_alone_is_fitted(tmp_path: Path) -> None:
+    cp = StrictControlPlane()
+    spool = Spool(tmp_path)
+    big = 20 * 1024 * 1024
+    spool.append(
+        [raw_event("huge", request_body=b"q" * big, response_body=b"a" * big), raw_event("x")]
+    )
+    reporter = Reporter(spool, cp.send, "dp", interval=0.01)
+    assert await reporter.flush(timeout=20)
+    assert cp.delivered == ["huge", "x"]
+    huge = cp.events["huge"]
+    assert huge.bodies_truncated
+    assert len(huge.request_body) + len(huge.response_body) <= EVENT_BODY_BYTES
+    assert max(cp.sizes) <= MAX_MESSAGE_BYTES
+
+
+async def test_a_dead_reporter_is_restarted_and_delivers(
+    dataplane: DataPlane, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reporter loop dying (here: an injected exception) used to end usage reporting
+    silently for the life of the process."""
+    cp = StrictControlPlane()
+    reporter = dataplane.reporter
+    assert reporter is not None
+    reporter.send_batch = cp.send
+    spool = dataplane.spool
+    real_pending = spool.pending
+    injected = [False]
+
+    def pending(limit: int, max_bytes: int | None = None) -> list[tuple[int, bytes]]:
+        if not injected[0]:
+            injected[0] = True
+            raise RuntimeError("injected reporter failure")
+        return real_pending(limit, max_bytes)
+
+    spool.pending = pending  # type: ignore[method-assign]
+    body = orjson.dumps(
+        {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+        }
+    )
+    headers = {
+        "x-api-key": SECRET,
+        "anthropic-version": "2023-06-01",
+        "content-type": "application/json",
+    }
+    for _ in range(3):
+        r = await client.post("/v1/messages", content=body, headers=headers)
+        assert r.status_code == 200, r.text
+    async with asyncio.timeout(10):
+        while len(cp.delivered) < 3:
+            await asyncio.sleep(0.02)
+    assert injected[0] and dataplane.restarts["usage-reporter"] == 1
+    failure = next(r for r in caplog.records if "usage-reporter failed" in r.getMessage())
+    assert failure.levelname == "ERROR" and "injected reporter failure" in caplog.text
+    metrics = (await client.get("/metrics")).text
+    assert 'tollgate_task_restarts{task="usage-reporter"} 1' in metrics
+    assert "tollgate_usage_quarantined 0" in metrics

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import builtins
 import errno
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,14 +15,14 @@ from dataplane.spool import Spool
 def full_disk(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Appends fail with ENOSPC while the returned flag is set."""
     state = [True]
-    real_open = builtins.open
+    real_open = dataplane.spool.open_append
 
-    def open_(file: Any, mode: str = "r", *args: Any, **kw: Any) -> Any:
-        if state[0] and "a" in mode:
-            raise OSError(errno.ENOSPC, "No space left on device", str(file))
-        return real_open(file, mode, *args, **kw)
+    def open_(path: Path) -> int:
+        if state[0]:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_open(path)
 
-    monkeypatch.setattr(dataplane.spool, "open", open_, raising=False)
+    monkeypatch.setattr(dataplane.spool, "open_append", open_)
     return state
 
 

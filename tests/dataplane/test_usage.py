@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from dataplane.codecs import SSEDecoder, SSEEvent
-from dataplane.usage import METER_SKIP, StreamMeter, TokenUsage, usage_from_message
-from tests.dataplane.anthropic_streams import text_stream, tool_use_stream
+from dataplane.usage import (
+    ESTIMATE_BYTES_PER_TOKEN,
+    METER_SKIP,
+    ContentCounter,
+    StreamMeter,
+    TokenUsage,
+    usage_from_message,
+)
+from tests.dataplane.anthropic_streams import frame, text_stream, tool_use_stream
 
 
 def meter_of(stream: bytes, chunk: int = 0) -> StreamMeter:
@@ -234,7 +242,7 @@ def test_bad_field_values_are_ignored() -> None:
         "cache_read_input_tokens": 1.5,
         "cache_creation_input_tokens": "100",
         "cache_creation": {"ephemeral_5m_input_tokens": None, "ephemeral_1h_input_tokens": False},
-        "server_tool_use": {"web_search_requests": 2},
+        "server_tool_use": {"web_search_requests": -2, "web_fetch_requests": True},
     }
     assert usage_from_message({"usage": usage}) == TokenUsage()
 
@@ -360,3 +368,146 @@ def test_skipping_decoder_meters_identically_at_every_split(name: str) -> None:
         assert metered(_meter(SSEDecoder(skip=METER_SKIP), chunks)) == full, i
     one_by_one = [stream[i : i + 1] for i in range(len(stream))]
     assert metered(_meter(SSEDecoder(skip=METER_SKIP), one_by_one)) == full
+
+
+# --- server tools ---------------------------------------------------------------------------------
+
+
+def test_server_tool_use_is_counted_last_value_wins() -> None:
+    stream = text_stream(
+        start_usage={
+            "input_tokens": 10,
+            "output_tokens": 1,
+            "server_tool_use": {"web_search_requests": 0},
+        },
+        delta_usage={
+            "output_tokens": 50,
+            "server_tool_use": {"web_search_requests": 3, "web_fetch_requests": 2},
+        },
+    )
+    for chunk in (0, 1, 13):
+        m = meter_of(stream, chunk)
+        assert m.usage == TokenUsage(
+            input_tokens=10, output_tokens=50, web_search_requests=3, web_fetch_requests=2
+        )
+    body = {"usage": {"input_tokens": 5, "server_tool_use": {"web_search_requests": 4}}}
+    assert usage_from_message(body) == TokenUsage(input_tokens=5, web_search_requests=4)
+
+
+# --- output estimate when a stream ends early -------------------------------------------------
+
+
+def _strings(stream: bytes) -> int:
+    """Expected ContentCounter total: the JSON-escaped text/partial_json/thinking values."""
+    total = 0
+    for block in stream.split(b"\n\n"):
+        for line in block.split(b"\n"):
+            if line.startswith(b"data: "):
+                obj = orjson.loads(line[6:])
+                delta = obj.get("delta") if isinstance(obj, dict) else None
+                if isinstance(delta, dict):
+                    for key in ("text", "partial_json", "thinking"):
+                        if isinstance(delta.get(key), str):
+                            total += len(orjson.dumps(delta[key])) - 2
+    return total
+
+
+CONTENT_STREAMS = {
+    "text": text_stream(texts=("Hello", ', "quoted" wörld\n', "世界 😀", "\\ end")),
+    "tools": tool_use_stream(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONTENT_STREAMS))
+def test_content_counter_counts_the_delta_strings_at_every_split(name: str) -> None:
+    stream = CONTENT_STREAMS[name]
+    expected = _strings(stream)
+    assert expected > 20
+    for i in range(len(stream) + 1):
+        c = ContentCounter()
+        c.feed(stream[:i])
+        c.feed(stream[i:])
+        assert c.bytes == expected, i
+    c = ContentCounter()
+    for i in range(len(stream)):
+        c.feed(stream[i : i + 1])
+    assert c.bytes == expected
+
+
+def test_content_counter_ignores_other_strings() -> None:
+    c = ContentCounter()
+    c.feed(
+        frame(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 2,
+                "delta": {
+                    "type": "citations_delta",
+                    "citation": {"cited_text": "not generated", "title": "x", "url": "y"},
+                },
+            },
+        )
+        + frame(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
+        + frame(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM"},
+            },
+        )
+    )
+    assert c.bytes == 0
+
+
+def _early(stream: bytes, before: bytes) -> StreamMeter:
+    """A meter fed the stream up to (not including) the first occurrence of ``before``."""
+    m = meter_of(stream[: stream.index(before)])
+    m.content.feed(stream[: stream.index(before)])
+    return m
+
+
+def test_billable_is_the_reported_usage_when_the_final_usage_arrived() -> None:
+    stream = text_stream()
+    m = meter_of(stream)
+    m.content.feed(stream)
+    assert m.saw_final_usage
+    assert m.billable() == (TokenUsage(input_tokens=12, output_tokens=9), False)
+
+
+def test_billable_estimates_the_output_of_a_stream_cut_before_its_final_usage() -> None:
+    texts = ("x" * 300, "y" * 301)
+    stream = text_stream(texts=texts, start_usage={"input_tokens": 7, "output_tokens": 1})
+    m = _early(stream, b"event: message_delta")
+    usage, estimated = m.billable()
+    assert estimated
+    assert usage == TokenUsage(input_tokens=7, output_tokens=-(-601 // ESTIMATE_BYTES_PER_TOKEN))
+    # Cut in the middle of the content: only what was relayed counts.
+    m = _early(stream, b"yyy")
+    assert m.billable() == (TokenUsage(input_tokens=7, output_tokens=100), True)
+
+
+def test_billable_estimate_is_at_most_max_tokens() -> None:
+    stream = text_stream(texts=("x" * 3000,), start_usage={"input_tokens": 7, "output_tokens": 1})
+    m = _early(stream, b"event: message_delta")
+    assert m.billable() == (TokenUsage(input_tokens=7, output_tokens=1000), True)
+    assert m.billable(max_tokens=64) == (TokenUsage(input_tokens=7, output_tokens=64), True)
+
+
+def test_billable_is_never_below_the_reported_output() -> None:
+    stream = text_stream(texts=("ab",), start_usage={"input_tokens": 7, "output_tokens": 40})
+    m = _early(stream, b"event: message_delta")
+    assert m.billable() == (TokenUsage(input_tokens=7, output_tokens=40), True)
+    assert m.billable(max_tokens=10) == (TokenUsage(input_tokens=7, output_tokens=40), True)
+
+
+def test_billable_estimates_nothing_when_nothing_was_seen() -> None:
+    assert StreamMeter().billable() == (TokenUsage(), False)

@@ -37,13 +37,13 @@ from controlplane.settings import Settings as ControlPlaneSettings
 from dataplane.server import DataPlane
 from dataplane.server import Settings as DataPlaneSettings
 from gwapi.v1 import admin_pb2, common_pb2
+from tests.ci import claude_code_path
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic, Received
 from tui.client import GatewayClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
-ROOT = Path(__file__).resolve().parents[2]
-CLAUDE = ROOT / "node_modules" / ".bin" / "claude"
+CLAUDE = claude_code_path()
 ADMIN_TOKEN = "admin-token-claude-code-e2e"
 DP_TOKEN = "dataplane-token-claude-code-e2e"
 KEY_ENV = "TOLLGATE_E2E_ANTHROPIC_KEY"
@@ -263,7 +263,7 @@ async def wait_for_usage(
         await asyncio.sleep(0.2)
 
 
-@pytest.mark.skipif(not CLAUDE.exists(), reason="Claude Code is not installed: run `make install`")
+@pytest.mark.usefixtures("claude_code")  # missing: a skip here, a failure under CI
 async def test_claude_code_prints_the_upstream_answer_through_the_gateway(
     gateway: Gateway, tmp_path: Path
 ) -> None:
@@ -361,7 +361,7 @@ async def test_claude_code_prints_the_upstream_answer_through_the_gateway(
     assert cost_usd * 1_000_000 == cost > 0
 
 
-@pytest.mark.skipif(not CLAUDE.exists(), reason="Claude Code is not installed: run `make install`")
+@pytest.mark.usefixtures("claude_code")  # missing: a skip here, a failure under CI
 async def test_claude_code_gives_up_at_once_on_an_unknown_virtual_key(
     gateway: Gateway, tmp_path: Path
 ) -> None:

@@ -27,7 +27,7 @@ from dataplane.server import DataPlane
 from dataplane.server import Settings as DataPlaneSettings
 from dataplane.usage import TokenUsage
 from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2
-from tests.e2e.test_claude_code import CLAUDE, claude_env, run_claude
+from tests.e2e.test_claude_code import claude_env, run_claude
 from tests.fakes.anthropic import DEFAULT_USAGE, FakeAnthropic, Scripted
 from tests.fakes.bedrock import ACCESS_KEY, SECRET_KEY, FakeBedrock
 from tests.fakes.vertex import FakeVertex, write_service_account
@@ -36,9 +36,7 @@ from tui.client import GatewayClient
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(150),
-    pytest.mark.skipif(
-        not CLAUDE.exists(), reason="Claude Code is not installed: run `make install`"
-    ),
+    pytest.mark.usefixtures("claude_code"),  # missing: a skip here, a failure under CI
 ]
 
 ADMIN = "admin-token-providers-e2e"

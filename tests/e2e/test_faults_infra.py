@@ -8,7 +8,6 @@ The control plane's own restart (killed, data plane keeps serving, usage replaye
 from __future__ import annotations
 
 import asyncio
-import builtins
 import errno
 import os
 import signal
@@ -112,8 +111,8 @@ async def test_sigterm_during_50_streams_drains_them_and_sends_new_work_elsewher
     s.upstream.on_request = slow_answer
     port = free_port()
     log = s.tmp / "dp1.log"
-    env = {**os.environ, "UPSTREAM_KEY": UPSTREAM_KEY}
-    args = ["--listen", f"127.0.0.1:{port}", "--control-plane", s.cp.address, "--token", DP_TOKEN]
+    env = {**os.environ, "UPSTREAM_KEY": UPSTREAM_KEY, "TOLLGATE_DATAPLANE_TOKEN": DP_TOKEN}
+    args = ["--listen", f"127.0.0.1:{port}", "--control-plane", s.cp.address]
     args += ["--state-dir", str(s.tmp / "dp1"), "--drain-seconds", "2", "--graceful-s", "10"]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -195,13 +194,14 @@ async def test_sigterm_during_50_streams_drains_them_and_sends_new_work_elsewher
 
 
 def enospc_for(spool_dir: Path) -> Any:
-    """``open`` as seen by the spool module: appends under ``spool_dir`` fail like a full disk."""
-    real_open = builtins.open
+    """``open_append`` as seen by the spool module: appends under ``spool_dir`` fail like a
+    full disk."""
+    real_open = dataplane.spool.open_append
 
-    def full_disk_open(file: Any, mode: str = "r", *args: Any, **kw: Any) -> Any:
-        if "a" in mode and Path(file).parent == spool_dir:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
-        return real_open(file, mode, *args, **kw)
+    def full_disk_open(path: Path) -> int:
+        if path.parent == spool_dir:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_open(path)
 
     return full_disk_open
 
@@ -227,7 +227,7 @@ async def test_spool_disk_full_while_control_plane_down_keeps_usage_in_memory(
         await dp.wait_for_snapshot()
         await link.kill()  # the control plane is unreachable from here on
         spool_dir = dp.settings.state_dir / "spool"
-        monkeypatch.setattr(dataplane.spool, "open", enospc_for(spool_dir), raising=False)
+        monkeypatch.setattr(dataplane.spool, "open_append", enospc_for(spool_dir))
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{dp.port}", timeout=10) as c:
             for _ in range(6):  # still served: usage goes to memory, not to the full disk
                 r = await call(c, s.secret)

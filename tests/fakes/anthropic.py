@@ -142,6 +142,8 @@ class Scripted:
     delay: float = 0.0
     drop_after: int | None = None  # close the connection abruptly after this many frames
     hang: bool = False  # never answer (for timeout tests)
+    wait: float = 0.0  # seconds before the status line (a non-streamed answer being generated)
+    pauses: dict[int, float] = field(default_factory=dict)  # frame index -> seconds before it
 
 
 class FakeAnthropic(LoopbackServer):
@@ -251,6 +253,8 @@ class FakeAnthropic(LoopbackServer):
     async def _play(self, send: Any, s: Scripted) -> None:
         if s.hang:
             await asyncio.sleep(3600)
+        if s.wait:
+            await asyncio.sleep(s.wait)
         await send({"type": "http.response.start", "status": s.status, "headers": s.headers})
         for i, frame in enumerate(s.frames):
             if s.drop_after is not None and i >= s.drop_after:
@@ -259,6 +263,8 @@ class FakeAnthropic(LoopbackServer):
                 )  # hypercorn aborts
             if s.delay and i:
                 await asyncio.sleep(s.delay)
+            if i in s.pauses:
+                await asyncio.sleep(s.pauses[i])
             await send({"type": "http.response.body", "body": frame, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 

@@ -2,7 +2,11 @@
 
 ``with WebhookSink(statuses=[500, 200]) as sink:`` answers each POST with the next status (the
 last one repeats), records every JSON body in ``sink.bodies`` and can stall (``delay_s``) to
-exercise client timeouts. Usable from sync and async tests alike.
+exercise client timeouts. With ``endless_body`` each answer's body never ends (bytes are written
+until the client hangs up; ``sink.body_bytes_sent`` counts them), for clients that must not read
+a whole answer. With ``trickle_s`` the answer's header lines come one every ``trickle_s`` seconds
+for ``trickle_lines`` lines (a receiver keeping a client busy without ever idling long enough for
+a per-read timeout). Usable from sync and async tests alike.
 """
 
 from __future__ import annotations
@@ -16,9 +20,20 @@ from typing import Any
 
 
 class WebhookSink:
-    def __init__(self, statuses: list[int] | None = None, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        statuses: list[int] | None = None,
+        delay_s: float = 0.0,
+        endless_body: bool = False,
+        trickle_s: float = 0.0,
+        trickle_lines: int = 20,
+    ) -> None:
+        self.trickle_s = trickle_s
+        self.trickle_lines = trickle_lines
         self.statuses = list(statuses or [200])
         self.delay_s = delay_s
+        self.endless_body = endless_body
+        self.body_bytes_sent = 0
         self.bodies: list[Any] = []
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -34,9 +49,34 @@ class WebhookSink:
                     status = sink.statuses.pop(0) if len(sink.statuses) > 1 else sink.statuses[0]
                 if sink.delay_s:
                     time.sleep(sink.delay_s)
+                if sink.trickle_s:
+                    try:
+                        self.wfile.write(f"HTTP/1.1 {status} OK\r\n".encode())
+                        for n in range(sink.trickle_lines):
+                            time.sleep(sink.trickle_s)
+                            self.wfile.write(f"x-pad-{n}: .\r\n".encode())
+                        self.wfile.write(b"content-length: 0\r\n\r\n")
+                    except OSError:
+                        pass
+                    self.close_connection = True
+                    return
                 self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
+                if not sink.endless_body:
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                self.send_header("content-type", "text/plain")
+                self.end_headers()  # no length: the body lasts until the connection closes
+                self.close_connection = True
+                chunk = b"x" * 65536
+                deadline = time.monotonic() + 30
+                try:
+                    while time.monotonic() < deadline:
+                        self.wfile.write(chunk)
+                        with sink._lock:
+                            sink.body_bytes_sent += len(chunk)
+                except OSError:  # the client hung up, as it should
+                    return
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return
@@ -48,8 +88,12 @@ class WebhookSink:
         )
 
     @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/tollgate"
+        return f"http://127.0.0.1:{self.port}/hooks/tollgate"
 
     def __enter__(self) -> WebhookSink:
         self._thread.start()

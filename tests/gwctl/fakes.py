@@ -227,6 +227,7 @@ class FakeClient:
                 discovery_pb2.DataPlaneStatus(
                     node_id="dp-2", connected=False, acked_version="v1old",
                     last_error="stream closed", breakers={"bedrock": "open"},
+                    quarantined_events=3,
                 ),
                 discovery_pb2.DataPlaneStatus(
                     node_id="dp-3", connected=True, acked_version="v2abcdef0123456789",

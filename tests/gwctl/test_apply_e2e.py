@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 import pytest
 
+from controlplane import settings as settings_mod
 from gwctl.main import main
 from tests.gwctl.threaded_cp import threaded_control_plane
 
 pytestmark = pytest.mark.e2e
-settings_mod = pytest.importorskip("controlplane.settings")
 
 ADMIN = "apply-admin-token-" + uuid.uuid4().hex
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gateway.yaml"

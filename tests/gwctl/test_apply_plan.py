@@ -288,6 +288,24 @@ def test_provider_kind_change_is_refused() -> None:
         plan(loads(BASE), state)
 
 
+def test_moving_a_provider_with_a_stored_key_is_refused() -> None:
+    """apply must not send a stored key to the host a file names: the plan stops, saying how."""
+    state = stored()
+    state.providers[0].has_secret = True
+    moved = BASE.replace(
+        "kind: anthropic, api_key_env", "kind: anthropic, base_url: https://x.example, api_key_env"
+    )
+    assert moved != BASE
+    with pytest.raises(CommandError) as info:
+        plan(loads(moved), state)
+    message = str(info.value)
+    assert "provider 'anthropic' has a key stored on the control plane" in message
+    assert "https://api.anthropic.com → https://x.example" in message
+    assert "gwctl providers update anthropic --base-url URL --api-key-stdin" in message
+    state.providers[0].has_secret = False  # a provider reading its key from env moves freely
+    assert titles(plan(loads(moved), state)) == ["~ provider anthropic"]
+
+
 def test_references_inside_managed_sections_are_checked() -> None:
     with pytest.raises(CommandError) as info:
         plan(loads(BASE.replace("route: main", "route: mian")), State())

@@ -21,13 +21,13 @@ import grpc
 import orjson
 import pytest
 
+from controlplane import settings as settings_mod
 from gwapi.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
 from gwctl.main import main
 from tests.fakes.webhook import WebhookSink
 from tests.gwctl.threaded_cp import threaded_control_plane
 
 pytestmark = pytest.mark.e2e
-settings_mod = pytest.importorskip("controlplane.settings")
 
 ADMIN = "e2e-admin-token-" + uuid.uuid4().hex
 DATAPLANE = "e2e-dataplane-token-" + uuid.uuid4().hex
@@ -43,6 +43,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         admin_token=ADMIN,
         dataplane_token=DATAPLANE,
         shutdown_grace_s=0.5,
+        allow_internal_webhooks=True,  # the alert webhook sink listens on 127.0.0.1
     )
     with threaded_control_plane(settings) as address:
         yield address
@@ -260,7 +261,8 @@ def test_missing_and_wrong_token_are_refused(
     assert err.startswith("error: ") and "TOLLGATE_ADMIN_TOKEN" in err
     assert "Traceback" not in err
     code, _, err = gw(capsys, "workspaces", "list", "--token", "wrong-token-value")
-    assert code == 1 and err.startswith("error: ")
+    assert code == 1 and err.startswith("warning: --token puts the admin token on the command line")
+    assert "\nerror: invalid admin token" in err
     assert "wrong-token-value" not in err
 
 
@@ -291,7 +293,7 @@ def test_controlplane_serve_passes_flags_through(tmp_path: Path) -> None:
         [sys.executable, "-m", "gwctl.main", "controlplane", "serve", "--help"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
     )  # fmt: skip
-    assert result.returncode == 0 and "--dataplane-token" in result.stdout
+    assert result.returncode == 0 and "--dataplane-token-file" in result.stdout
 
 
 def test_bedrock_vertex_passthrough_providers(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import types
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import grpc
 import orjson
@@ -69,6 +71,17 @@ def test_render_table_aligns() -> None:
     assert text.splitlines() == ["NAME         N", "a            1", "long-name  100"]
 
 
+def test_tables_fields_and_json_write_no_raw_controls(capsys: pytest.CaptureFixture[str]) -> None:
+    text = out.render_table(["MODEL", "N"], [["m\x1b[2J", 1], ["a\rb", 22]], right=[1])
+    assert text.splitlines() == ["MODEL      N", "m\\x1b[2J   1", "a\\rb      22"]
+    out.print_fields([("model", "m\x07\u202e")])
+    out.print_json({"model": "m\x1b\x7f\x9b\u202e\u2028"})
+    printed = capsys.readouterr().out
+    assert printed.startswith("model: m\\x07\\u202e\n")
+    assert '"m\\u001b\\u007f\\u009b\\u202e\\u2028"' in printed
+    assert orjson.loads(printed.split("\n", 1)[1]) == {"model": "m\x1b\x7f\x9b\u202e\u2028"}
+
+
 # ---- the CLI over a fake client --------------------------------------------------------------
 
 
@@ -112,16 +125,23 @@ def test_usage_table_ends_with_total(capsys: pytest.CaptureFixture[str]) -> None
     FakeClient.usage_rows = [
         telemetry_pb2.UsageRow(group="team-a", requests=1200, cache_read_input_tokens=1_000_000,
                                cost_micros=2_500_000),
-        telemetry_pb2.UsageRow(group="team-b", requests=1, cost_micros=12_345),
+        telemetry_pb2.UsageRow(group="team-b", requests=1, cost_micros=12_345,
+                               web_search_requests=1_234, web_fetch_requests=2),
     ]  # fmt: skip
     code, stdout, _ = run(capsys, "usage", "--by", "workspace")
     assert code == 0
     lines = stdout.splitlines()
     assert lines[0].split()[:3] == ["WORKSPACE", "REQUESTS", "ERRORS"]
+    assert lines[0].split()[-3:] == ["SEARCHES", "COST", "USD"]
     assert lines[1].split()[0] == "team-a" and "1,000,000" in lines[1]
+    assert lines[2].split()[-2:] == ["1,234", "0.012345"]
     assert lines[-1].split()[0] == "TOTAL"
     assert lines[-1].split()[1] == "1,201"
+    assert lines[-1].split()[-2] == "1,234"
     assert lines[-1].endswith("2.512345")
+    code, stdout, _ = run(capsys, "usage", "--by", "workspace", "-o", "json")
+    total = orjson.loads(stdout)["total"]
+    assert (total["web_search_requests"], total["web_fetch_requests"]) == (1_234, 2)
 
 
 def test_usage_rejects_unknown_grouping(capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,8 +162,36 @@ def test_output_flag_before_or_after_the_subcommand(capsys: pytest.CaptureFixtur
 
 
 def test_control_plane_and_token_flags_reach_the_client(capsys: pytest.CaptureFixture[str]) -> None:
-    run(capsys, "workspaces", "list", "--control-plane", "10.0.0.1:1", "--token", "t2")
+    _, _, err = run(capsys, "workspaces", "list", "--control-plane", "10.0.0.1:1", "--token", "t2")
     assert FakeClient.calls[0] == ("__init__", ("10.0.0.1:1", "t2"))
+    # Still accepted, but said loudly: `ps` and shell history show a flag's value.
+    assert "warning: --token puts the admin token on the command line" in err
+    assert "TOLLGATE_ADMIN_TOKEN or use --token-file PATH" in err and "t2" not in err
+
+
+def inits() -> list[Any]:
+    return [args for name, args in FakeClient.calls if name == "__init__"]
+
+
+def test_token_from_a_file_or_the_environment_without_a_warning(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("tga-from-file\n")
+    token_file.chmod(0o600)
+    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "from-env")
+    _, _, err = run(capsys, "workspaces", "list", "--control-plane", "h:1")
+    assert inits()[-1] == ("h:1", "from-env") and "warning" not in err
+    _, _, err = run(
+        capsys, "workspaces", "list", "--control-plane", "h:1", "--token-file", str(token_file)
+    )
+    assert inits()[-1] == ("h:1", "tga-from-file") and "warning" not in err
+    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN_FILE", str(token_file))
+    run(capsys, "workspaces", "list", "--control-plane", "h:1")
+    assert inits()[-1] == ("h:1", "tga-from-file")
+    token_file.chmod(0o644)
+    code, _, err = run(capsys, "workspaces", "list", "--control-plane", "h:1")
+    assert code == 2 and "readable by other users (mode 0644)" in err and "tga-from-file" not in err
 
 
 def test_workspace_update_sends_only_given_fields(capsys: pytest.CaptureFixture[str]) -> None:
@@ -325,6 +373,17 @@ def test_dataplanes_list_shows_breakers(capsys: pytest.CaptureFixture[str]) -> N
     assert "bedrock=open" in dp2  # as last reported, shown with CONNECTED no
 
 
+def test_dataplanes_list_shows_usage_events_set_aside(capsys: pytest.CaptureFixture[str]) -> None:
+    _, stdout, _ = run(capsys, "dataplanes", "list")
+    lines = stdout.splitlines()
+    column = lines[1].split().index("QUARANTINED")
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert rows["dp-2"][column] == "3" and rows["dp-3"][column] == "-"
+    _, stdout, _ = run(capsys, "dataplanes", "list", "-o", "json")
+    doc = orjson.loads(stdout)
+    assert [int(d.get("quarantined_events", 0)) for d in doc["dataplanes"]] == [0, 3, 0]
+
+
 def test_routes_weights_must_match_targets(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "routes", "create", "r", "--mode", "loadbalance",
                        "--targets", "a,b", "--weights", "3")  # fmt: skip
@@ -372,3 +431,22 @@ def test_cli_import_does_not_load_the_servers() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_log_lines_mark_estimated_output_and_count_tokens_calls() -> None:
+    from gwctl import logs
+
+    cut = telemetry_pb2.UsageEvent(
+        path="/v1/messages",
+        model_served="claude-opus-4-8",
+        usage=common_pb2.Usage(output_tokens=1234, output_estimated=True),
+    )
+    cells = logs.cells(cut)
+    assert cells[4] == "claude-opus-4-8" and cells[7] == "~1,234"
+    assert "(estimated: the stream ended before its final usage)" in logs.render(cut)
+    counted = telemetry_pb2.UsageEvent(
+        path="/v1/messages/count_tokens", model_requested="claude-opus-4-8"
+    )
+    cells = logs.cells(counted)
+    assert cells[4] == "claude-opus-4-8 (count_tokens)" and cells[7] == "0"
+    assert "path:" in logs.render(counted) and "/v1/messages/count_tokens" in logs.render(counted)

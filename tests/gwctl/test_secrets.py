@@ -27,6 +27,7 @@ def cp(tmp_path: Path) -> Iterator[str]:
         listen="127.0.0.1:0",
         db_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
         admin_token=ADMIN,
+        dataplane_token="gwctl-secrets-dataplane-token",
         master_key=base64.b64encode(b"m" * 32).decode(),
         snapshot_refresh_s=3600.0,
         shutdown_grace_s=0.2,
@@ -121,3 +122,44 @@ def test_bedrock_stores_an_access_key_pair(
     assert code == 0, err
     assert "AWS access key pair stored on the control plane" in out
     assert "wJalrXUtnFEMI" not in out and "AKIDEXAMPLE000000001" not in out
+
+
+def test_base_url_of_a_stored_key_changes_only_knowingly(
+    cp: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = gwctl(
+        monkeypatch, capsys, cp, "providers", "create", "claude", "--kind", "anthropic",
+        "--api-key-stdin", stdin=KEY + "\n",
+    )  # fmt: skip
+    assert code == 0, err
+    code, _, err = gwctl(
+        monkeypatch, capsys, cp, "providers", "update", "claude", "--base-url", "https://x.example"
+    )
+    assert code == 1
+    assert "provider 'claude' has a stored key; changing its base URL" in err
+    assert "re-enter the key with --api-key-stdin, or pass --keep-secret" in err
+    code, _, err = gwctl(
+        monkeypatch, capsys, cp, "providers", "update", "claude", "--base-url",
+        "https://x.example", "--keep-secret", "--api-key-stdin", stdin=ROTATED + "\n",
+    )  # fmt: skip
+    assert code == 2 and "pick one" in err
+    code, out, err = gwctl(
+        monkeypatch, capsys, cp, "providers", "update", "claude", "--base-url",
+        "https://x.example", "--keep-secret", "-o", "json",
+    )  # fmt: skip
+    assert code == 0, err
+    kept = json.loads(out)
+    assert kept["base_url"] == "https://x.example" and kept["has_secret"] is True
+    code, out, err = gwctl(
+        monkeypatch, capsys, cp, "providers", "update", "claude", "--base-url",
+        "https://api.anthropic.com", "--api-key-stdin", "-o", "json", stdin=ROTATED + "\n",
+    )  # fmt: skip
+    assert code == 0, err
+    moved = json.loads(out)
+    assert moved["base_url"] == "https://api.anthropic.com"
+    assert int(moved["secret_rotated_at_ms"]) >= int(kept["secret_rotated_at_ms"])
+    code, _, err = gwctl(
+        monkeypatch, capsys, cp, "providers", "update", "claude", "--api-key-stdin",
+        stdin=ROTATED + "\n",
+    )  # fmt: skip
+    assert code == 2 and "gwctl providers rotate claude --api-key-stdin" in err

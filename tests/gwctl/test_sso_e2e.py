@@ -18,7 +18,7 @@ from tests.gwctl.signin_support import MASTER_KEY
 from tests.gwctl.threaded_cp import threaded_control_plane
 
 pytestmark = pytest.mark.e2e
-settings_mod = pytest.importorskip("controlplane.settings")
+import controlplane.settings as settings_mod  # noqa: E402
 
 ADMIN = "sso-admin-token-" + uuid.uuid4().hex
 SECRET = "oidc-client-secret-" + uuid.uuid4().hex

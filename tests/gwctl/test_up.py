@@ -19,8 +19,6 @@ import httpx
 import pytest
 
 pytestmark = pytest.mark.e2e
-pytest.importorskip("controlplane.server")
-pytest.importorskip("dataplane.server")
 
 
 def _free_port() -> int:
@@ -76,11 +74,20 @@ def test_up_status_request_down(workdir: Path) -> None:
     assert (state / "admin-token").read_text().strip() == exports["TOLLGATE_ADMIN_TOKEN"]
     assert (state / "virtual-key").read_text().strip() == exports["ANTHROPIC_AUTH_TOKEN"]
     pids = {n: (state / f"{n}.pid").read_text().strip() for n in ("controlplane", "dataplane")}
+    # Two tokens: the data plane never holds the admin token (it could administer the gateway).
+    admin_token = exports["TOLLGATE_ADMIN_TOKEN"].encode()
+    dp_token = (state / "dataplane-token").read_text().strip().encode()
+    assert dp_token and dp_token != admin_token
     # Tokens are handed over in the environment, never on a command line anyone can `ps`.
     for pid in pids.values():
         cmdline = Path(f"/proc/{pid}/cmdline")
         if cmdline.exists():
-            assert exports["TOLLGATE_ADMIN_TOKEN"].encode() not in cmdline.read_bytes()
+            assert admin_token not in cmdline.read_bytes()
+            assert dp_token not in cmdline.read_bytes()
+    dp_environ = Path(f"/proc/{pids['dataplane']}/environ")
+    if dp_environ.exists():
+        assert admin_token not in dp_environ.read_bytes()
+        assert b"TOLLGATE_DATAPLANE_TOKEN=" + dp_token in dp_environ.read_bytes()
 
     # Idempotent: nothing restarted, the same key reused, the same lines printed.
     second = _gwctl(workdir, "up")

@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 import pytest
 
+from controlplane import settings as settings_mod
 from gwctl.main import main
 from tests.gwctl.threaded_cp import threaded_control_plane
 
 pytestmark = pytest.mark.e2e
-settings_mod = pytest.importorskip("controlplane.settings")
 
 ADMIN = "access-admin-token-" + uuid.uuid4().hex
 

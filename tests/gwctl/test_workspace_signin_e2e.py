@@ -20,7 +20,7 @@ from gwctl.main import main
 from tests.gwctl.threaded_cp import threaded_control_plane
 
 pytestmark = pytest.mark.e2e
-settings_mod = pytest.importorskip("controlplane.settings")
+import controlplane.settings as settings_mod  # noqa: E402
 
 ADMIN = "ws-signin-admin-token-" + uuid.uuid4().hex
 POLICY = {"env": {"CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1"}, "permissions": {"deny": []}}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.cells import cell_len
+from textual.app import App
+from textual.geometry import Offset
 from textual.pilot import Pilot
 
 from tests.tui.fake_client import FakeClient
@@ -21,3 +24,17 @@ async def settle(pilot: Pilot[None], until: Callable[[], bool], tries: int = 100
             return
         await pilot.pause()
     raise AssertionError("the UI did not reach the expected state")
+
+
+def screen_lines(app: App[None]) -> list[str]:
+    """The terminal's current lines, as the compositor draws them."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def find_on_screen(app: App[None], needle: str) -> Offset | None:
+    """Where ``needle`` starts on the screen (in cells), or None when it is not shown."""
+    for y, line in enumerate(screen_lines(app)):
+        index = line.find(needle)
+        if index >= 0:
+            return Offset(cell_len(line[:index]), y)
+    return None

@@ -24,7 +24,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.widgets.developers import DevelopersView
 
 pytestmark = pytest.mark.e2e
-settings_mod = pytest.importorskip("controlplane.settings")
+import controlplane.settings as settings_mod  # noqa: E402
 
 ADMIN = "tui-dev-admin-" + uuid.uuid4().hex
 DATAPLANE = "tui-dev-dataplane-" + uuid.uuid4().hex

@@ -1,6 +1,6 @@
 """The TUI with the real GatewayClient against a real control plane (loopback, in a thread):
-rows appear, reported traffic shows on screen within 2 s, the live tail delivers, and revoking
-a key reaches the server."""
+rows appear, reported traffic shows on screen within 2 s, the live tail delivers, revoking
+a key reaches the server, and hostile client strings are drawn as text."""
 
 from __future__ import annotations
 
@@ -12,15 +12,17 @@ import grpc
 import pytest
 from textual.pilot import Pilot
 
+from controlplane import settings as settings_mod
 from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2, telemetry_pb2_grpc
 from tests.gwctl.threaded_cp import threaded_control_plane
+from tests.tui.conftest import find_on_screen, screen_lines
 from tui.app import TollgateApp
 from tui.client import GatewayClient
+from tui.screens.detail import RequestDetailScreen
 from tui.widgets.logs import LogsView
 from tui.widgets.views import OverviewView
 
 pytestmark = pytest.mark.e2e
-settings_mod = pytest.importorskip("controlplane.settings")
 
 ADMIN = "tui-admin-" + uuid.uuid4().hex
 DATAPLANE = "tui-dataplane-" + uuid.uuid4().hex
@@ -133,3 +135,57 @@ async def test_unreachable_control_plane_is_a_status_line_not_a_crash() -> None:
         await wait_until(pilot, lambda: "cannot reach" in app.status_bar.message, 10)
         await pilot.press("2", "3", "4", "5", "1")
         assert app.status_bar.error
+
+
+async def test_hostile_client_strings_from_a_real_control_plane_are_shown_as_text(
+    control_plane: str,
+) -> None:
+    """Usage events carrying markup and terminal controls (what any client can put in a model
+    name, a session id or metadata) reach the console through ingest and the live tail: the
+    Logs view keeps working, shows them literally, and a click on ``[@click=app.quit]`` is just
+    a click on a row."""
+    ws = "tui-x-" + uuid.uuid4().hex[:6]
+    tag = uuid.uuid4().hex[:6]
+    hostile = [
+        usage_event(ws, "key_x", 1),
+        usage_event(ws, "key_x", 2),
+        usage_event(ws, "key_x", 3),
+    ]
+    hostile[0].model_requested = hostile[0].model_served = "x[/]"
+    hostile[1].model_requested = hostile[1].model_served = f"[@click=app.quit]{tag}[/]"
+    hostile[2].model_requested = hostile[2].model_served = "m\x1b[2J\x1b]0;pwned\x07"
+    hostile[2].session_id = f"s-{tag}\x1b[31m[/]"
+    hostile[2].metadata.update({"team": "t\rforged[/]"})
+    report(control_plane, hostile, seq=10)
+
+    app = TollgateApp(target=control_plane, token=ADMIN)
+    async with app.run_test(size=(220, 30)) as pilot:
+        await pilot.press("5")
+        logs = app.query_one(LogsView)
+        await wait_until(pilot, lambda: f"req_{ws}_3" in logs.events, 5)
+        await pilot.pause()
+        assert find_on_screen(app, "x[/]")
+        assert find_on_screen(app, "m\\x1b[2J\\x1b]0;pwned\\x07")
+        click = f"[@click=app.quit]{tag}[/]"
+        where = find_on_screen(app, click)
+        assert where is not None
+        await pilot.click(offset=(where.x + len("[@click=app.quit]"), where.y))
+        await pilot.pause()
+        assert app.is_running and app.return_code is None
+        for line in screen_lines(app):
+            assert "\x1b" not in line and "\r" not in line and "\x07" not in line
+
+        logs.table.move_cursor(row=[r.key for r in logs.shown].index(f"req_{ws}_3"))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, RequestDetailScreen), 2)
+        await pilot.pause()
+        assert find_on_screen(app, f"s-{tag}\\x1b[31m[/]")
+        assert find_on_screen(app, "t\\rforged[/]")
+        await pilot.press("escape")
+
+        await pilot.press("4")
+        sessions = app.current_view
+        await wait_until(pilot, lambda: any(tag in r.key for r in sessions.shown), 5)
+        await pilot.pause()
+        assert find_on_screen(app, f"s-{tag}\\x1b[31m[/]")
+        assert app.is_running

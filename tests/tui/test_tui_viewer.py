@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterator
 import pytest
 from textual.pilot import Pilot
 
+from controlplane import settings as settings_mod
 from gwapi.v1 import admin_pb2, common_pb2
 from tests.gwctl.threaded_cp import threaded_control_plane
 from tui.app import TollgateApp
 from tui.client import GatewayClient
 
 pytestmark = pytest.mark.e2e
-settings_mod = pytest.importorskip("controlplane.settings")
 
 ADMIN = "tui-viewer-admin-" + uuid.uuid4().hex
 DATAPLANE = "tui-viewer-dataplane-" + uuid.uuid4().hex

@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from gwapi.v1 import admin_pb2
+from gwcommon.terminal import escape_controls
 from tui import audit_diff
 from tui import format as fmt
 
@@ -39,7 +40,9 @@ def diff_text(event: admin_pb2.AuditEvent) -> Text:
     if not lines:
         text.append("no field changed\n", style="dim")
     for marker, line in lines:
-        text.append(f"{marker} {line}\n", style="red" if marker == "-" else "green")
+        text.append(
+            f"{marker} {escape_controls(line)}\n", style="red" if marker == "-" else "green"
+        )
     return text
 
 
@@ -55,14 +58,16 @@ class AuditDetailScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(
-            Text(f"Audit event {self.event.id} · {self.event.action} · esc back", style="bold"),
+            fmt.plain(
+                f"Audit event {self.event.id} · {self.event.action} · esc back", style="bold"
+            ),
             classes="view-title",
         )
         fields = Table.grid(padding=(0, 2))
         fields.add_column(style="bold cyan", no_wrap=True)
         fields.add_column()
         for name, value in detail_fields(self.event):
-            fields.add_row(name, value)
+            fields.add_row(fmt.plain(name), fmt.plain(value))  # a str here would be markup
         with VerticalScroll(id="detail-body"):
             yield Static(Group(fields, Text(""), diff_text(self.event)), id="detail")
 

@@ -16,8 +16,8 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from gwapi.v1 import telemetry_pb2
+from gwcommon.terminal import escape_controls
 from tui import format as fmt
-from tui.text import plain_text
 
 
 def detail_fields(event: telemetry_pb2.UsageEvent) -> list[tuple[str, str]]:
@@ -70,14 +70,14 @@ def attempt_lines(event: telemetry_pb2.UsageEvent) -> Text:
     """One line per upstream attempt (a line, not a table: it reads at 80 columns)."""
     text = Text("attempt log\n", style="bold")
     for index, attempt in enumerate(event.attempt_log, 1):
-        text.append(f"{index}. {attempt.provider}")
+        text.append(f"{index}. {escape_controls(attempt.provider)}")
         if attempt.model:
-            text.append(f" {attempt.model}", style="dim")
+            text.append(f" {escape_controls(attempt.model)}", style="dim")
         text.append(" → ")
         text.append(str(attempt.status), style=fmt.status_style(attempt.status))
-        text.append(f" {attempt.outcome}", style="bold")
+        text.append(f" {escape_controls(attempt.outcome)}", style="bold")
         if attempt.error_type:
-            text.append(f" {attempt.error_type}", style="red")
+            text.append(f" {escape_controls(attempt.error_type)}", style="red")
         text.append(f"  +{attempt.start_offset_ms}ms, took {attempt.duration_ms}ms\n")
     return text
 
@@ -91,7 +91,7 @@ def body_text(event: telemetry_pb2.UsageEvent) -> Text:
     if event.request_headers:
         text.append("request headers\n", style="bold")
         for name, value in sorted(event.request_headers.items()):
-            text.append(f"  {name}: {value}\n")
+            text.append(f"  {escape_controls(name)}: {escape_controls(value)}\n")
     for title, body in (
         ("request body", event.request_body),
         ("response body", event.response_body),
@@ -105,7 +105,7 @@ def body_text(event: telemetry_pb2.UsageEvent) -> Text:
             shown = body.decode("utf-8", "replace")
         if len(shown) > BODY_PREVIEW:
             shown = shown[:BODY_PREVIEW] + f"\n… ({len(shown) - BODY_PREVIEW} more characters)"
-        text.append(shown + "\n")
+        text.append(escape_controls(shown, keep_newlines=True) + "\n")
     if event.bodies_truncated:
         text.append("(bodies were cut at the workspace's size cap)\n", style="dim")
     return text
@@ -130,14 +130,14 @@ class RequestDetailScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(
-            Text(f"Request {self.event.request_id} · esc back", style="bold"),
+            fmt.plain(f"Request {self.event.request_id} · esc back", style="bold"),
             classes="view-title",
         )
         fields = Table.grid(padding=(0, 2))
         fields.add_column(style="bold cyan", no_wrap=True)
         fields.add_column()
         for name, value in detail_fields(self.event):
-            fields.add_row(name, plain_text(value))  # a str here would be markup
+            fields.add_row(fmt.plain(name), fmt.plain(value))  # a str here would be markup
         parts: list[Table | Text] = [fields, Text("")]
         if self.event.attempt_log:
             parts.append(attempt_lines(self.event))

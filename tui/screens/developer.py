@@ -16,7 +16,6 @@ from textual.widgets import Static
 from gwapi.v1 import common_pb2, telemetry_pb2
 from gwcommon.activity import cost_disagreement
 from tui import format as fmt
-from tui.text import plain_text
 
 
 def format_limits(limits: common_pb2.Limits) -> str:
@@ -39,12 +38,12 @@ def detail_fields(
     source = "own" if d.has_limits else "workspace member limits"
     lines: list[tuple[str, Text]] = [
         ("id", Text(d.id)),
-        ("email", plain_text(d.email or "-")),
-        ("name", plain_text(d.name or "-")),
-        ("workspace", plain_text(d.workspace or "-")),
+        ("email", fmt.plain(d.email or "-")),
+        ("name", fmt.plain(d.name or "-")),
+        ("workspace", fmt.plain(d.workspace or "-")),
         ("state", Text("disabled", "red") if d.disabled_at_ms else Text("active", "green")),
-        ("groups", plain_text(", ".join(d.groups) or "-")),
-        ("subject", plain_text(d.subject or "-")),
+        ("groups", fmt.plain(", ".join(d.groups) or "-")),
+        ("subject", fmt.plain(d.subject or "-")),
         ("limits", Text(f"{format_limits(d.effective_limits)} ({source})")),
     ]
     for status in d.budget_status:
@@ -96,7 +95,7 @@ class DeveloperDetailScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         title = Text("Developer ", style="bold")
-        title.append_text(plain_text(self.developer.email or self.developer.id, "bold"))
+        title.append_text(fmt.plain(self.developer.email or self.developer.id, "bold"))
         title.append(" · esc back", style="bold")
         yield Static(title, classes="view-title")
         grid = Table.grid(padding=(0, 2))

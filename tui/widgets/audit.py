@@ -5,7 +5,6 @@ posts each event here; like the Logs view it follows the newest row until the us
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual.widgets import DataTable
 
 from gwapi.v1 import admin_pb2
@@ -29,7 +28,7 @@ def audit_row(event: admin_pb2.AuditEvent) -> Row:
     # What changed first, who and from where after: the first columns are the ones 80 fit.
     cells = (
         fmt.clock(event.time_ms),
-        Text(event.action, style=action_style(event.action)),
+        fmt.plain(event.action, style=action_style(event.action)),
         event.resource or "-",
         event.workspace or "-",
         audit_diff.actor_text(event),

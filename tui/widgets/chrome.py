@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from gwcommon.terminal import escape_controls
+
 VIEWS = (
     ("overview", "Overview"),
     ("keys", "Keys"),
@@ -52,10 +54,11 @@ class StatusBar(Static):
             self.set_message("")
 
     def _draw(self) -> None:
-        text = Text(f" {self.target}", style="bold")
+        text = Text(f" {escape_controls(self.target)}", style="bold")
         if self.readonly:
             text.append(" [read-only]", style="yellow")
         if self.message:
             text.append("  ")
-            text.append(self.message, style="bold red" if self.error else "cyan")
+            # Error messages quote names and models as the server received them.
+            text.append(escape_controls(self.message), style="bold red" if self.error else "cyan")
         self.update(text)

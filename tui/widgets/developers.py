@@ -24,7 +24,6 @@ from tui import format as fmt
 from tui.api import GatewayLike
 from tui.messages import DisableRequested, Row, RowsLoaded
 from tui.screens.developer import DeveloperDetailScreen
-from tui.text import plain_text
 from tui.widgets.table_view import TableView
 
 DAY_MS = 86_400_000
@@ -93,8 +92,8 @@ def developer_row(item: DeveloperActivity) -> Row:
     per_pr = per_count(cost, prs)
     state = "disabled" if d.disabled_at_ms else "active"
     cells = (
-        plain_text(d.email or d.id),
-        plain_text(d.workspace or "-"),
+        fmt.plain(d.email or d.id),
+        fmt.plain(d.workspace or "-"),
         state_text(d),
         fmt.spend_bar(status, width=5),
         Text(fmt.usd(cost), justify="right"),

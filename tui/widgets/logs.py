@@ -14,7 +14,6 @@ from tui import format as fmt
 from tui.api import GatewayLike
 from tui.messages import LogArrived, Row, RowsLoaded
 from tui.screens.detail import RequestDetailScreen
-from tui.text import plain_text
 from tui.widgets.table_view import TableView
 
 MAX_EVENTS = 2000
@@ -64,7 +63,7 @@ class LogTable(DataTable[object]):
 def who(event: telemetry_pb2.UsageEvent) -> RenderableType:
     """The key's name, or a signed-in developer's email (from the IdP: literal text)."""
     if event.developer_id or event.developer_email:
-        return plain_text(event.developer_email or event.developer_id)
+        return fmt.plain(event.developer_email or event.developer_id)
     return event.key_name or event.key_id or "-"
 
 

@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable
 from typing import ClassVar
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from tui.api import GatewayLike
+from tui.format import plain
 from tui.messages import Row, RowsLoaded
 
 
@@ -153,4 +153,4 @@ class TableView(Vertical):
         return " · ".join(parts)
 
     def _update_title(self) -> None:
-        self.query_one(".view-title", Static).update(Text(self.title_text()))
+        self.query_one(".view-title", Static).update(plain(self.title_text()))

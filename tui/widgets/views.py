@@ -318,7 +318,7 @@ def _breaker_text(states: list[str], connected: int) -> Text:
     worst = "open" if "open" in states else states[0]
     style = "red" if worst == "open" else "yellow"
     suffix = f" {len(states)}/{connected}" if connected > 1 else ""
-    return Text(worst + suffix, style=style)
+    return fmt.plain(worst + suffix, style=style)
 
 
 class SessionsView(TableView):

@@ -7,6 +7,7 @@ from controlplane.domain.errors import InvalidArgument
 from controlplane.domain.pricing import (
     PriceEntry,
     Rates,
+    ToolRates,
     load_default_prices,
     parse_price_table,
     resolve_price,
@@ -145,3 +146,26 @@ def test_table_validation() -> None:
         parse_price_table({"prices": [{"model_prefix": "a", "family": "gpt", "rates": rates}]})
     with pytest.raises(InvalidArgument, match="missing rates"):
         parse_price_table({"prices": [{"model_prefix": "a", "family": "opus", "rates": {}}]})
+
+
+def test_server_tool_fees_apply_to_every_entry_unless_it_has_its_own() -> None:
+    # Anthropic: $10 per 1,000 web searches; web fetch costs only its tokens.
+    assert {e.tools for e in load_default_prices()} == {ToolRates(10_000_000, 0)}
+    rates = {f: "1" for f in ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")}
+    doc = {
+        "server_tools": {"web_search_per_1k": "10"},
+        "prices": [
+            {"model_prefix": "claude-opus-4-8", "family": "opus", "family_default": True,
+             "rates": rates},
+            {"model_prefix": "claude-haiku-4-5", "family": "haiku", "family_default": True,
+             "rates": rates, "server_tools": {"web_fetch_per_1k": "0.5"}},
+        ],
+    }  # fmt: skip
+    table = {e.model_prefix: e.tools for e in parse_price_table(doc)}
+    assert table == {
+        "claude-opus-4-8": ToolRates(10_000_000, 0),
+        "claude-haiku-4-5": ToolRates(10_000_000, 500_000),
+    }
+    doc["server_tools"] = {"code_execution_per_1k": "1"}
+    with pytest.raises(InvalidArgument, match="unknown server-tool rate 'code_execution_per_1k'"):
+        parse_price_table(doc)

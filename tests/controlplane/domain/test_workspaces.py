@@ -25,13 +25,38 @@ def test_redis_failure_refuses_other_words() -> None:
     "url",
     [
         "https://hooks.example.com/services/T000/B000/XXXX",
-        "http://127.0.0.1:8099/alerts?token=abc",
-        "https://[::1]:8443/x",
+        "http://93.184.216.34:8080/alerts?token=abc",
+        "https://[2606:4700::1111]:8443/x",
+        "http://localhost:8099/x",  # a name: checked when a delivery resolves it
     ],
 )
 def test_webhook_accepted(url: str) -> None:
     assert validate_alert_webhook(url) == url
     assert validate_alert_webhook(f"  {url} ") == url
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("http://127.0.0.1:8099/alerts?token=abc", "loopback"),
+        ("https://[::1]:8443/x", "loopback"),
+        ("http://10.20.30.40/x", "private"),
+        ("http://172.31.255.1/x", "private"),
+        ("http://192.168.0.1/x", "private"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://[fe80::1]/x", "link-local"),
+        ("http://[fd00:ec2::254]/x", "private"),
+        ("http://[::ffff:127.0.0.1]/x", "loopback (inside an IPv6 address)"),
+        ("http://0.0.0.0:9/x", "unspecified"),
+    ],
+)
+def test_internal_ip_literals_refused_unless_allowed(url: str, kind: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        validate_alert_webhook(url)
+    message = str(info.value)
+    assert f"is a {kind} address" in message
+    assert "public addresses only" in message and "--allow-internal-webhooks" in message
+    assert validate_alert_webhook(url, allow_internal=True) == url
 
 
 def test_webhook_empty_means_none() -> None:

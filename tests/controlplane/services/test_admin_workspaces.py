@@ -216,7 +216,7 @@ async def test_settings_create_update_and_snapshot(cp, admin) -> None:
     await admin.UpdateWorkspace(
         apb.UpdateWorkspaceRequest(
             workspace=pb.Workspace(
-                name="team-a", redis_failure="open", alert_webhook="http://127.0.0.1:9/x"
+                name="team-a", redis_failure="open", alert_webhook="https://hooks.example.com/x"
             )
         )  # empty mask: the set fields
     )

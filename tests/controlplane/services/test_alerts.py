@@ -9,7 +9,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import StatusCode
 
 from controlplane.server import Running, running
@@ -18,18 +20,26 @@ from controlplane.usage.alerts import AlertMonitor
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import telemetry_pb2 as tpb
-from tests.controlplane.conftest import Clients, expect_error, make_settings
+from tests.controlplane.conftest import (
+    ADMIN_TOKEN,
+    DATAPLANE_TOKEN,
+    Clients,
+    expect_error,
+    make_settings,
+)
 from tests.fakes.webhook import WebhookSink
 
 MONTH = pb.PERIOD_MONTH
 
 
+FAST = {"spend_refresh_s": 0.2, "webhook_backoff_s": 0.02, "webhook_timeout_s": 2.0}
+
+
 @pytest.fixture
 async def cp(db_url: str) -> AsyncIterator[Running]:
-    """Fast spend refresh and webhook retries, so tests wait milliseconds, not seconds."""
-    settings = make_settings(
-        db_url, spend_refresh_s=0.2, webhook_backoff_s=0.02, webhook_timeout_s=2.0
-    )
+    """Fast spend refresh and webhook retries, so tests wait milliseconds, not seconds. The
+    webhook sinks listen on 127.0.0.1, so internal destinations are allowed here."""
+    settings = make_settings(db_url, allow_internal_webhooks=True, **FAST)
     async with running(settings) as r:
         yield r
 
@@ -227,3 +237,54 @@ async def test_ingested_spend_reaches_the_snapshot_soon(
     # A replay changes nothing, so no rebuild is even requested.
     await report(dataplane, [usage("p1", 123_456, key=key)])
     assert not await cache.wait_for_change(after.version, timeout=0.5)
+
+
+async def test_internal_webhook_destinations_are_refused_by_default(db_url: str) -> None:
+    """SSRF: a workspace-admin may set the webhook and trigger it at will (a tiny budget). With
+    the default settings, internal IP literals are refused when saved, a name that resolves to
+    loopback is refused when delivering, nothing reaches the internal receiver, and the status
+    says nothing about how it would have answered."""
+    with WebhookSink() as sink:
+        async with (
+            running(make_settings(db_url, **FAST)) as r,
+            grpc.aio.insecure_channel(r.address) as channel,
+        ):
+            admin = Clients(channel, ADMIN_TOKEN).admin
+            key = await setup(admin)
+            lead = await admin.CreateToken(
+                apb.CreateTokenRequest(name="lead", role="workspace-admin", workspaces=["team-a"])
+            )
+            as_lead = Clients(channel, lead.secret).admin
+
+            def set_webhook(url: str) -> Any:
+                return as_lead.UpdateWorkspace(
+                    apb.UpdateWorkspaceRequest(
+                        workspace=pb.Workspace(name="team-a", alert_webhook=url),
+                        update_mask=FieldMask(paths=["alert_webhook"]),
+                    )
+                )
+
+            for url in (
+                f"http://127.0.0.1:{sink.port}/hooks",
+                "http://10.0.0.1/x",
+                "http://192.168.1.1/x",
+                "http://169.254.169.254/latest/meta-data",
+                "http://[::1]:8080/x",
+                "http://[fd00::1]/x",
+                "http://[::ffff:127.0.0.1]/x",
+            ):
+                await expect_error(
+                    set_webhook(url),
+                    StatusCode.INVALID_ARGUMENT,
+                    "control plane delivers alerts to public addresses only",
+                )
+            await set_webhook(f"http://localhost:{sink.port}/hooks/tollgate")
+
+            await report(Clients(channel, DATAPLANE_TOKEN), [usage("l1", 4_000_000, key=key)])
+            await r.state.alerts.idle()
+            listed = await alerts(Clients(channel, lead.secret))
+            assert len(listed) == 3
+            assert {a.webhook_status for a in listed} == {
+                "refused: destination not allowed (internal address)"
+            }
+    assert sink.bodies == []

@@ -302,3 +302,26 @@ def test_registry_breakers_are_bounded_and_leave_versions_alone() -> None:
     reg.report_breakers("dp-1", {"a": "half_open", "b": "closed"})
     st = reg.get("dp-1")
     assert st is not None and dict(st.breakers) == {"a": "half_open"}
+
+
+async def test_quarantined_events_are_recorded_from_first_and_status_requests(
+    cp, admin, admin_clients, dataplane
+) -> None:
+    """P2 finding 1: the usage events a data plane set aside show in ListDataPlanes."""
+    await seed_basics(admin)
+    w = Watcher(dataplane, "dp-q")
+    w.first.quarantined_events = 2
+    await w.start()
+    await w.next()  # every request carries the count (the data plane's ACKs too)
+
+    async def two() -> bool:
+        return (await status_of(admin_clients, "dp-q")).quarantined_events == 2
+
+    await eventually(two)
+    await w.call.write(dpb.WatchRequest(node_id="dp-q", quarantined_events=3))  # status-only
+
+    async def three() -> bool:
+        return (await status_of(admin_clients, "dp-q")).quarantined_events == 3
+
+    await eventually(three)
+    w.call.cancel()

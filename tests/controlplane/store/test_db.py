@@ -120,3 +120,61 @@ def test_route_settings_columns_added_to_an_existing_table(db_url: str) -> None:
         assert (row.cache_sampled, row.breaker_failures, row.breaker_cooldown_s) == (False, 0, 0)
     finally:
         db.dispose()
+
+
+def test_server_tool_columns_added_and_fees_filled_in_at_start(db_url: str) -> None:
+    """A database from before server-tool fees: the ledger gains its columns (old rows read 0),
+    price rows get the shipped fees at start, and a fee an operator set (0 included) stays."""
+    from controlplane.catalog.prices import list_all
+    from controlplane.server import open_database
+    from controlplane.store.models import PriceRow
+
+    db = open_database(db_url)
+    db.run_sync(lambda s: s.add(UsageEventRow(request_id="req_old", cost_micros=7)))
+    with db.engine.begin() as conn:
+        for column in ("web_search_requests", "web_fetch_requests", "output_estimated"):
+            conn.execute(text(f"ALTER TABLE usage_event DROP COLUMN {column}"))
+        for column in ("web_search_per_1k", "web_fetch_per_1k"):
+            conn.execute(text(f"ALTER TABLE price DROP COLUMN {column}"))
+        conn.execute(
+            text(
+                "INSERT INTO price (model_prefix, family, family_default, input, output, "
+                "cache_write_5m, cache_write_1h, cache_read, long_context_threshold, "
+                "long_context_beta, long_input, long_output, long_cache_write_5m, "
+                "long_cache_write_1h, long_cache_read, updated_at_ms) VALUES "
+                "('claude-custom-1', 'opus', false, 1, 2, 3, 4, 5, 0, '', 0, 0, 0, 0, 0, 0)"
+            )
+        )
+    db.dispose()
+
+    db = open_database(db_url)
+    try:
+        old = db.read_sync(lambda s: s.get(UsageEventRow, "req_old"))
+        assert old is not None
+        assert (old.web_search_requests, old.web_fetch_requests, old.output_estimated) == (
+            0,
+            0,
+            False,
+        )
+        prices = {p.model_prefix: p for p in db.read_sync(list_all)}
+        # Shipped rows and an operator's own row alike: $10 per 1,000 searches, fetch free.
+        for prefix in ("claude-opus-4-8", "claude-custom-1"):
+            assert prices[prefix].web_search_per_1k == 10_000_000, prefix
+            assert prices[prefix].web_fetch_per_1k == 0
+        assert prices["claude-custom-1"].rates.output == 2  # the rest untouched
+
+        def operator_sets(s) -> None:  # type: ignore[no-untyped-def]
+            row = s.get(PriceRow, "claude-opus-4-8")
+            row.web_search_per_1k = 0
+            s.add(row)
+
+        db.run_sync(operator_sets)
+    finally:
+        db.dispose()
+    db = open_database(db_url)  # a restart keeps the operator's value
+    try:
+        prices = {p.model_prefix: p for p in db.read_sync(list_all)}
+        assert prices["claude-opus-4-8"].web_search_per_1k == 0
+        assert prices["claude-sonnet-4-6"].web_search_per_1k == 10_000_000
+    finally:
+        db.dispose()

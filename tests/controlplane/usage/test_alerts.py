@@ -1,22 +1,30 @@
-"""Webhook delivery against a real HTTP server on 127.0.0.1: retries, give-ups, timeouts."""
+"""Webhook delivery against a real HTTP server on 127.0.0.1: retries, give-ups, timeouts, and
+statuses that never carry a response or error detail. The sink is on loopback, so these
+deliveries allow internal destinations; test_webhook_destinations.py covers the refusals."""
 
 from __future__ import annotations
 
 import socket
+import time
 
-import httpx
 import pytest
 
-from controlplane.usage.alerts import post_webhook
+from controlplane.usage.webhooks import new_client, post_webhook
 from tests.fakes.webhook import WebhookSink
 
 PAYLOAD = {"type": "budget_alert", "text": "Key 'alice' reached 50 %"}
 
 
 async def post(url: str, *, attempts: int = 3, timeout_s: float = 2.0) -> str:
-    async with httpx.AsyncClient(follow_redirects=False) as client:
+    async with new_client() as client:
         return await post_webhook(
-            client, url, PAYLOAD, timeout_s=timeout_s, attempts=attempts, backoff_s=0.01
+            client,
+            url,
+            PAYLOAD,
+            timeout_s=timeout_s,
+            attempts=attempts,
+            backoff_s=0.01,
+            allow_internal=True,
         )
 
 
@@ -65,4 +73,28 @@ async def test_connection_refused_never_raises() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     status = await post(f"http://127.0.0.1:{port}/hook", attempts=2)
-    assert status.startswith("failed: ") and status.endswith("(after 2 attempts)")
+    # Exactly this: no "Connection refused", errno or address that would tell a workspace-admin
+    # how an internal port answered.
+    assert status == "failed: unreachable (after 2 attempts)"
+
+
+async def test_a_name_that_does_not_resolve_is_unreachable() -> None:
+    assert await post("http://hooks.invalid/x", attempts=1) == "failed: unreachable"
+
+
+async def test_the_answer_body_is_never_read() -> None:
+    """A receiver answering with an endless body: the status is taken from the status line and
+    the connection closed, instead of reading (and holding) the body until the timeout."""
+    with WebhookSink([200], endless_body=True) as sink:
+        started = time.monotonic()
+        assert await post(sink.url, attempts=1, timeout_s=5.0) == "delivered"
+        assert time.monotonic() - started < 2.0
+    assert sink.body_bytes_sent < 8 * 1024 * 1024  # the client hung up early
+
+
+async def test_a_trickling_answer_is_bounded_by_the_timeout_overall() -> None:
+    """Each attempt (DNS, connect, send, status line) has one deadline, not one per read."""
+    with WebhookSink([200], trickle_s=0.1, trickle_lines=30) as sink:
+        started = time.monotonic()
+        assert await post(sink.url, attempts=1, timeout_s=0.5) == "failed: timed out after 0.5s"
+        assert time.monotonic() - started < 1.5

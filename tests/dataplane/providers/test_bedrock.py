@@ -172,9 +172,9 @@ async def test_wrong_secret_is_refused_as_permission_error(
     assert body["type"] == "error"
     assert body["error"]["type"] == "permission_error"
     assert body["error"]["message"].startswith(
-        "Bedrock: The request signature we calculated does not match"
+        "Amazon Bedrock (provider 'bdrk') refused the request: InvalidSignatureException."
     )
-    assert fake.violations
+    assert "signature we calculated does not match" in fake.violations[0]
 
 
 async def test_tampered_body_fails_signature(fake: FakeBedrock, client: Transport) -> None:
@@ -196,7 +196,8 @@ async def test_tampered_body_fails_signature(fake: FakeBedrock, client: Transpor
     client.request = tamper  # type: ignore[method-assign,assignment]
     response = await provider.send(messages_request())
     assert response.status == 403
-    assert b"signature we calculated does not match" in await response.read()
+    assert b"InvalidSignatureException" in await response.read()
+    assert "signature we calculated does not match" in fake.violations[0]
 
 
 async def test_session_token_is_sent_and_checked(client: Transport) -> None:
@@ -312,7 +313,7 @@ async def test_failed_resolution_is_not_rerun_per_request(
 
 
 async def test_unknown_profile_is_a_clear_500(
-    client: Transport, monkeypatch: pytest.MonkeyPatch
+    client: Transport, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
@@ -321,7 +322,9 @@ async def test_unknown_profile_is_a_clear_500(
     )
     with pytest.raises(GatewayError) as info:
         await BedrockProvider(cfg, client, {}).send(messages_request())
-    assert info.value.status == 500 and "nope" in info.value.message
+    # botocore's text (which can quote a role ARN) goes to the log; the client gets its kind.
+    assert info.value.status == 500 and "ProfileNotFound" in info.value.message
+    assert "nope" not in info.value.message and "nope" in caplog.text
 
 
 async def test_a_cancelled_caller_does_not_waste_the_resolution(
@@ -534,11 +537,16 @@ async def test_in_stream_exception_becomes_an_error_event_and_ends(
         BedrockProvider(config(fake.base_url), client, ENV), messages_request()
     )
     assert events[-1].event == "error"
+    told = (
+        "Amazon Bedrock (provider 'bdrk') failed mid-answer: throttlingException. The cloud's own"
+        " message can name accounts, so it is not passed on: your platform team can find it in"
+        " the gateway's data-plane log under request id gwreq_test."
+    )
     assert orjson.loads(events[-1].data) == {
         "type": "error",
-        "error": {"type": "rate_limit_error", "message": "Bedrock: Too many tokens, please wait."},
+        "error": {"type": "rate_limit_error", "message": told},
     }
-    assert meter.error == ("rate_limit_error", "Bedrock: Too many tokens, please wait.")
+    assert meter.error == ("rate_limit_error", told)
     assert not meter.saw_message_stop  # nothing after the exception is relayed
 
 
@@ -690,10 +698,11 @@ async def test_pre_stream_errors_are_anthropic_shaped(
     response = await BedrockProvider(config(fake.base_url), client, ENV).send(messages_request())
     assert response.status == mapped
     body = orjson.loads(await response.read())
-    assert body["type"] == "error" and body["error"] == {
-        "type": etype,
-        "message": f"Bedrock: {kind} says no",
-    }
+    verb = "refused the request" if status < 500 else "failed"
+    assert body["type"] == "error" and body["error"]["type"] == etype
+    message = body["error"]["message"]
+    assert message.startswith(f"Amazon Bedrock (provider 'bdrk') {verb}: {kind}. ")
+    assert "says no" not in message and "gwreq_test" in message
     assert (b"retry-after", b"7") in response.headers
 
 

@@ -234,7 +234,7 @@ async def test_unknown_or_expired_token_refused_then_replaced(
     assert refused.status == 401
     etype, message = error_of(await body_of(refused))
     assert etype == "authentication_error"
-    assert message.startswith("Vertex AI: UNAUTHENTICATED: Request had invalid authentication")
+    assert message.startswith("Vertex AI (provider 'vtx') refused the request: UNAUTHENTICATED. ")
     # The refused token was dropped: the next request fetches a new one and succeeds.
     ok = await provider.send(request())
     assert ok.status == 200
@@ -558,7 +558,9 @@ async def test_google_errors_translated(
     assert response.status == http_status
     got_type, message = error_of(await body_of(response))
     assert got_type == etype
-    assert message == f"Vertex AI: {status}: Quota exceeded for aiplatform."
+    verb = "refused the request" if code < 500 else "failed"
+    assert message.startswith(f"Vertex AI (provider 'vtx') {verb}: {status}. ")
+    assert "Quota exceeded" not in message and "gwreq_test" in message
     assert (b"content-type", b"application/json") in response.headers
 
 
@@ -594,7 +596,9 @@ async def test_non_json_error_becomes_an_anthropic_error(
     response = await provider.send(request())
     assert response.status == 502
     etype, message = error_of(await body_of(response))
-    assert etype == "api_error" and message == "Vertex AI: HTTP 502: <html>Bad Gateway</html>"
+    assert etype == "api_error"
+    assert message.startswith("Vertex AI (provider 'vtx') failed: HTTP 502. ")
+    assert "html" not in message
     assert (b"retry-after", b"3") in response.headers
 
 
