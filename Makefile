@@ -8,7 +8,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install up down status test lint typecheck unit proto proto-check bench clean
+.PHONY: install up up-signin down status test lint typecheck unit proto proto-check bench clean
 
 install: $(STAMP) $(CLAUDE)
 
@@ -24,6 +24,11 @@ $(CLAUDE):
 
 up: $(STAMP)
 	$(BIN)/gwctl up
+
+# `make up` plus the development identity provider (NOT for production) and sign-in against it:
+# prints how to point Claude Code's /login at the local gateway.
+up-signin: $(STAMP)
+	$(BIN)/gwctl up --dev-idp
 
 down: $(STAMP)
 	$(BIN)/gwctl down

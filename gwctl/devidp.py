@@ -1,4 +1,4 @@
-"""``gwctl dev-idp`` — a small OpenID Connect identity provider for trying sign-in on one machine.
+"""``gwctl dev-idp serve`` — a small OpenID Connect identity provider for trying sign-in on one machine.
 
 **For development only.** Anyone who can reach it signs in as whoever they type: it exists so
 that a newcomer can watch the whole "Sign in with Claude Code" flow (``/login`` → browser → IdP →
@@ -318,11 +318,12 @@ async def serve(idp: DevIdp, host: str, port: int, ready: asyncio.Event | None =
 
 
 def register(subparsers: Subparsers) -> None:
-    p = subparsers.add_parser(
+    group = subparsers.add_parser(
         "dev-idp",
         help="a development-only OIDC identity provider, for trying sign-in locally",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
+    ).add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = group.add_parser("serve", help="run it (loopback only; gwctl up --dev-idp starts it)")
     p.add_argument("--listen", default="127.0.0.1:9180", help="loopback host:port")
     p.add_argument("--client-id", default="tollgate")
     p.add_argument(

@@ -46,9 +46,11 @@ from tui.client import ClientError, GatewayClient
 
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_PORT = 8080
+DEFAULT_DEV_IDP_PORT = 9180
 WORKSPACE = "default"
 KEY_NAME = "make-up"
-CP, DP = "controlplane", "dataplane"
+CP, DP, IDP = "controlplane", "dataplane", "dev-idp"
+DEV_IDP_CLIENT = "tollgate"
 
 
 def register(subparsers: Subparsers) -> None:
@@ -62,6 +64,15 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--grpc-port", type=_port, metavar="PORT", help="control plane port (50051)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for health")
     p.add_argument("--status", action="store_true", help="show what is running and exit")
+    p.add_argument(
+        "--dev-idp",
+        action="store_true",
+        help="also start the development identity provider (NOT for production) and turn on "
+        "sign-in with Claude Code against it",
+    )
+    p.add_argument(
+        "--dev-idp-port", type=_port, metavar="PORT", help=f"its port ({DEFAULT_DEV_IDP_PORT})"
+    )
     p.set_defaults(run=run_up)
 
     p = subparsers.add_parser("down", help="stop the local gateway started by `gwctl up`")
@@ -109,13 +120,16 @@ def run_up(args: argparse.Namespace, extra: list[str]) -> int:
     layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     layout.dataplane_dir.mkdir(mode=0o700, exist_ok=True)
     grpc_port, http_port = _ports(layout, args)
-    return asyncio.run(bring_up(layout, grpc_port, http_port, args.timeout))
+    idp_port = (args.dev_idp_port or DEFAULT_DEV_IDP_PORT) if args.dev_idp else 0
+    return asyncio.run(bring_up(layout, grpc_port, http_port, args.timeout, idp_port))
 
 
 def run_down(args: argparse.Namespace, extra: list[str]) -> int:
     layout = Layout.at(args.state_dir)
     # The data plane first: on SIGTERM it flushes its last usage events to the control plane.
-    for name in (DP, CP):
+    for name in (DP, CP, IDP):
+        if name == IDP and not layout.pid_file(IDP).exists():
+            continue  # never started: nothing to say
         pid = stop_service(layout, name, timeout=args.timeout)
         out.info(f"{name}: stopped (pid {pid})" if pid else f"{name}: not running")
     return 0
@@ -175,7 +189,7 @@ def _start(
     if not port_free(port):
         raise CommandError(
             f"port 127.0.0.1:{port} is already in use by another program: stop it or choose "
-            f"another port ({'--grpc-port' if name == CP else '--port'})"
+            f"another port ({ {CP: '--grpc-port', DP: '--port'}.get(name, '--dev-idp-port') })"
         )
     proc = spawn(layout, name, argv, env)
     out.info(
@@ -195,7 +209,11 @@ def ensure_master_key(layout: Layout) -> Path:
     return path
 
 
-async def bring_up(layout: Layout, grpc_port: int, http_port: int, wait_s: float) -> int:
+async def bring_up(
+    layout: Layout, grpc_port: int, http_port: int, wait_s: float, idp_port: int = 0
+) -> int:
+    """Start (or find) both servers, converge the local configuration, print the env lines.
+    With ``idp_port``, also the development IdP there, and sign-in configured against it."""
     admin_token = ensure_secret(layout.admin_token)
     dp_token = ensure_secret(layout.dataplane_token)
     master_key = ensure_master_key(layout)
@@ -214,6 +232,8 @@ async def bring_up(layout: Layout, grpc_port: int, http_port: int, wait_s: float
         await _ensure_workspace(client)
         provider = await _ensure_provider(client, has_api_key)
         secret = await _ensure_key(client, layout, provider)
+        if idp_port:
+            await _ensure_dev_idp(layout, client, idp_port, provider, wait_s)
 
     state = _load_state(layout)
     dp_was_running = running_pid(layout, DP) is not None
@@ -226,6 +246,8 @@ async def bring_up(layout: Layout, grpc_port: int, http_port: int, wait_s: float
     if not dp_was_running:
         state["anthropic_key"] = has_api_key
     state.update(grpc_port=grpc_port, port=http_port)
+    if idp_port:
+        state["dev_idp_port"] = idp_port
     layout.state_file.write_text(json.dumps(state) + "\n")
     await _wait_healthy(layout, DP, http_port, admin_token, wait_s)
     await _wait_synced(target, admin_token, min(wait_s, 10.0))
@@ -248,7 +270,75 @@ async def bring_up(layout: Layout, grpc_port: int, http_port: int, wait_s: float
     out.info('then: claude -p "hello"  ·  gwctl usage  ·  gwctl logs tail -f  ·  make down')
     if has_api_key:
         out.info("(in that shell, `unset ANTHROPIC_API_KEY` so Claude Code uses the virtual key)")
+    _sign_in_hint(http_port, idp_port)
     return 0
+
+
+def _sign_in_hint(http_port: int, idp_port: int) -> None:
+    """How to try sign-in with Claude Code (``/login`` → Cloud gateway) on this machine."""
+    gateway = f"http://127.0.0.1:{http_port}"
+    if not idp_port:
+        out.info(
+            "sign-in with Claude Code (no key on the laptop): try it locally with "
+            "`gwctl up --dev-idp` (make up-signin), or use your company's IdP: `gwctl sso set`"
+        )
+        return
+    settings = json.dumps({"forceLoginMethod": "gateway", "forceLoginGatewayUrl": gateway})
+    out.info(
+        f"sign-in with Claude Code, against the DEVELOPMENT identity provider on "
+        f"http://127.0.0.1:{idp_port} (it signs in whoever you type: for trying the flow only, "
+        "never for production):\n"
+        "  1. point Claude Code at the gateway (managed settings, an admin-only file):\n"
+        "       sudo mkdir -p /etc/claude-code && echo "
+        f"'{settings}' | sudo tee /etc/claude-code/managed-settings.json\n"
+        "  2. run `claude`, type /login, trust the gateway, confirm the code in the browser and "
+        "sign in as anyone@example.com\n"
+        "  3. gwctl developers list  ·  gwctl usage --by developer  ·  make down\n"
+        "  (remove the managed-settings file afterwards to use Claude Code as before)"
+    )
+
+
+async def _ensure_dev_idp(
+    layout: Layout, client: GatewayClient, port: int, provider: str, wait_s: float
+) -> None:
+    """The development IdP running on ``port`` and the gateway's sign-in pointed at it, with
+    workspace ``default`` taking every signed-in developer ("*") onto ``provider``."""
+    secret_file = layout.root / "dev-idp-secret"
+    secret = ensure_secret(secret_file)
+    _start(layout, IDP, port, [
+        "dev-idp", "serve", "--listen", f"127.0.0.1:{port}", "--client-id", DEV_IDP_CLIENT,
+        "--client-secret-file", str(secret_file),
+    ], env={"TOLLGATE_ADMIN_TOKEN": None, "TOLLGATE_DATAPLANE_TOKEN": None})  # fmt: skip
+    issuer = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            async with httpx.AsyncClient(trust_env=False, timeout=2.0) as http:
+                r = await http.get(issuer + "/.well-known/openid-configuration")
+                if r.status_code == 200:
+                    break
+        except httpx.HTTPError:
+            pass
+        if running_pid(layout, IDP) is None or time.monotonic() >= deadline:
+            tail = log_tail(layout.log_file(IDP))
+            raise CommandError(
+                f"the development IdP on {issuer} did not start; see "
+                f"{layout.display(layout.log_file(IDP))}" + (f":\n{tail}" if tail else "")
+            )
+        await asyncio.sleep(0.2)
+    current = await client.get_sso()
+    if not (current.configured and current.issuer == issuer):
+        await client.set_sso(
+            admin_pb2.SsoConfig(issuer=issuer, client_id=DEV_IDP_CLIENT), client_secret=secret
+        )
+        out.info(f"sso: sign-in goes to the development identity provider {issuer}")
+    ws = await client.get_workspace(WORKSPACE)
+    if "*" not in ws.sso_groups or not (ws.member_provider or ws.member_route):
+        await client.update_workspace(
+            common_pb2.Workspace(name=WORKSPACE, sso_groups=["*"], member_provider=provider),
+            ["sso_groups", "member_provider", "member_route"],
+        )
+        out.info(f"workspace: {WORKSPACE!r} takes every signed-in developer (provider {provider})")
 
 
 async def _wait_synced(target: str, token: str, wait_s: float) -> None:
@@ -336,8 +426,21 @@ async def status(layout: Layout) -> int:
     ports = {CP: state.get("grpc_port", DEFAULT_GRPC_PORT), DP: state.get("port", DEFAULT_PORT)}
     token = read_text(layout.admin_token)
     rows, ok = [], True
-    for name in (CP, DP):
+    for name in (CP, DP, IDP):
         pid = running_pid(layout, name)
+        if name == IDP:  # optional (--dev-idp): listed only while it runs
+            if pid is not None:
+                port = state.get("dev_idp_port", DEFAULT_DEV_IDP_PORT)
+                rows.append(
+                    [
+                        name,
+                        pid,
+                        "running",
+                        f"127.0.0.1:{port}",
+                        layout.display(layout.log_file(name)),
+                    ]
+                )
+            continue
         health = "stopped"
         if pid is not None:
             try:

@@ -7,11 +7,14 @@ one request through the data plane with the printed key, and always tears down.
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,3 +146,74 @@ def test_up_refuses_a_busy_port(workdir: Path) -> None:
     assert result.returncode == 1
     assert f"port 127.0.0.1:{taken} is already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_up_with_the_dev_idp_signs_a_developer_in(workdir: Path) -> None:
+    """``gwctl up --dev-idp``: the whole sign-in (device grant, browser at the development IdP,
+    token), then a request as the developer, attributed to them; ``down`` stops the IdP too."""
+    port, grpc_port, idp_port = _free_port(), _free_port(), _free_port()
+    up = _gwctl(
+        workdir, "up", "--port", str(port), "--grpc-port", str(grpc_port),
+        "--dev-idp", "--dev-idp-port", str(idp_port),
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    assert "DEVELOPMENT identity provider" in up.stderr and "never for production" in up.stderr
+    assert f'"forceLoginGatewayUrl": "http://127.0.0.1:{port}"' in up.stderr
+    exports = _exports(up.stdout)
+    gateway = f"http://127.0.0.1:{port}"
+
+    with httpx.Client(trust_env=False, follow_redirects=False, timeout=20) as http:
+        meta = http.get(f"{gateway}/.well-known/oauth-authorization-server").json()
+        grant = http.post(meta["device_authorization_endpoint"]).json()
+        code = grant["user_code"]
+        # The browser: confirm the code, then sign in at the development IdP's form.
+        assert http.get(f"{gateway}/device", params={"user_code": code}).status_code == 200
+        to_idp = http.post(f"{gateway}/device", data={"user_code": code},
+                           headers={"Origin": gateway})  # fmt: skip
+        assert to_idp.status_code == 302, to_idp.text
+        form_page = http.get(to_idp.headers["location"])
+        assert "NOT for production" in form_page.text
+        fields = dict(re.findall(r"<input type=hidden name='([^']*)' value='([^']*)'>",
+                                 form_page.text))  # fmt: skip
+        fields = {k: html.unescape(v) for k, v in fields.items()}
+        back = http.post(f"http://127.0.0.1:{idp_port}/authorize",
+                         data={**fields, "email": "newcomer@example.com", "name": "New Comer",
+                               "groups": "developers"})  # fmt: skip
+        assert back.status_code == 302, back.text
+        done = http.get(back.headers["location"])  # the binding cookie rides along
+        assert done.status_code == 200 and "newcomer@example.com" in done.text, done.text
+        tokens = http.post(meta["token_endpoint"], data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+            "device_code": grant["device_code"],
+        }).json()  # fmt: skip
+        assert tokens["token_type"] == "Bearer" and tokens["refresh_token"], tokens
+
+        deadline = time.monotonic() + 10
+        while True:  # the new developer reaches the data plane with the next snapshot
+            answer = http.post(
+                f"{gateway}/v1/messages",
+                headers={"authorization": f"Bearer {tokens['access_token']}",
+                         "anthropic-version": "2023-06-01"},
+                json={"model": "claude-sonnet-4-5", "max_tokens": 32,
+                      "messages": [{"role": "user", "content": "hello"}]},
+            )  # fmt: skip
+            if answer.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert answer.status_code == 200, answer.text
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "ANTHROPIC_"))}
+    env.update(TOLLGATE_CONTROL_PLANE=exports["TOLLGATE_CONTROL_PLANE"],
+               TOLLGATE_ADMIN_TOKEN=exports["TOLLGATE_ADMIN_TOKEN"])  # fmt: skip
+    listed = subprocess.run(
+        [sys.executable, "-m", "gwctl.main", "developers", "list", "-o", "json"],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert "newcomer@example.com" in listed.stdout
+
+    status = _gwctl(workdir, "up", "--status")
+    assert "dev-idp" in status.stdout
+    down = _gwctl(workdir, "down")
+    assert "dev-idp: stopped" in down.stderr, down.stderr
+    assert not (workdir / ".tollgate" / "dev-idp.pid").exists()
