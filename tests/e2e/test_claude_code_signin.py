@@ -51,6 +51,7 @@ from tests.fakes.anthropic import (
     stream_frames,
 )
 from tests.fakes.oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc, Login
+from tests.fakes.otlp_collector import FakeCollector
 from tui.client import GatewayClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -357,8 +358,11 @@ async def test_sign_in_prompt_usage_and_offboarding_with_the_real_cli(stack: Sta
             term.close()
 
 
-async def sign_in_home(stack: Stack, home: Path, workdir: Path) -> None:
-    """One laptop: the interactive CLI signs in through the gateway, then exits."""
+async def sign_in_home(
+    stack: Stack, home: Path, workdir: Path, *, exits_after_sign_in: bool = False
+) -> None:
+    """One laptop: the interactive CLI signs in through the gateway, then is closed. With a
+    policy that carries ``env``, the CLI exits by itself after the sign-in screen (observed)."""
     stack.idp.next_login(ALICE)
     term = ClaudeTerminal(home, workdir)
     try:
@@ -369,7 +373,8 @@ async def sign_in_home(stack: Stack, home: Path, workdir: Path) -> None:
         page = await asyncio.to_thread(browser_sign_in, stack.router.url, code)
         assert page.status_code == 200, page.text
         await asyncio.to_thread(term.finish_gateway_login, 60)
-        await asyncio.to_thread(term.wait_for, r"Login successful", 30)
+        if not exits_after_sign_in:
+            await asyncio.to_thread(term.wait_for, r"Login successful", 30)
     except BaseException:
         print(term.screen())
         raise
@@ -464,3 +469,65 @@ async def test_a_developers_budget_holds_across_two_laptops(stack: Stack) -> Non
     )
     developer = (await stack.admin.list_developers(workspace="platform"))[0]
     assert [b.spent_micros for b in developer.budget_status] == [spent]
+
+
+async def test_policy_and_telemetry_reach_the_real_cli_and_come_back_attributed(
+    stack: Stack,
+) -> None:
+    """The workspace's managed settings turn Claude Code's telemetry on; signed in, the CLI
+    fetches the policy from the gateway, exports OTLP to the gateway with its bearer token, the
+    data plane stamps the developer's identity on it and forwards it to the collector, and the
+    activity (Claude Code's own cost and token counts) shows next to the metered spend."""
+    collector = FakeCollector(required_headers={"x-collector-key": "collector-secret-1"})
+    await collector.start()
+    try:
+        await stack.admin.add_telemetry_destination(
+            admin_pb2.TelemetryDestination(name="collector", url=collector.base_url),
+            {"x-collector-key": "collector-secret-1"},
+        )
+        policy = {
+            "env": {
+                "CLAUDE_CODE_ENABLE_TELEMETRY": "1",
+                # Without a protocol Claude Code's exporter setup fails (silently): it is needed
+                # even though, signed in to a gateway, the endpoint is the gateway's.
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_METRICS_EXPORTER": "otlp",
+                "OTEL_LOGS_EXPORTER": "otlp",
+                "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+                "OTEL_LOGS_EXPORT_INTERVAL": "1000",
+            }
+        }
+        await stack.admin.update_workspace(
+            common_pb2.Workspace(
+                name="platform", managed_settings_json=orjson.dumps(policy).decode()
+            ),
+            ["managed_settings_json"],
+        )
+        home, workdir = new_home(stack.tmp), stack.tmp / "project-telemetry"
+        workdir.mkdir()
+        with managed_settings(stack.router.url):
+            await sign_in_home(stack, home, workdir, exits_after_sign_in=True)
+            code, out = await claude_print(home, workdir, "Say hello to the collector")
+        assert code == 0 and "Signed-in greetings" in out, out
+        served = [path for path, _ in stack.router.served]
+        assert "/managed/settings" in served, stack.diagnostics()
+        assert "/v1/metrics" in served or "/v1/logs" in served, stack.diagnostics()
+        await collector.wait_for(1, timeout=20)
+        alice = (await stack.admin.list_developers(workspace="platform"))[0]
+        for export in collector.received:
+            for attributes in export.resource_attributes():
+                assert attributes["tollgate.developer.id"] == alice.id, attributes
+                assert attributes["tollgate.developer.email"] == "alice@example.com"
+                assert attributes["enduser.id"] == "alice@example.com"
+                assert attributes["tollgate.workspace"] == "platform"
+        assert collector.violations == [], collector.violations
+
+        async def activity_arrived() -> bool:
+            rows = await stack.admin.query_usage(workspace="platform", group_by="developer")
+            return bool(rows) and rows[0].client_cost_micros > 0
+
+        await until(activity_arrived, 30, "Claude Code's own cost next to the metered one")
+        [row] = await stack.admin.query_usage(workspace="platform", group_by="developer")
+        assert row.group == alice.id and row.requests >= 1 and row.cost_micros > 0, row
+    finally:
+        await collector.stop()
