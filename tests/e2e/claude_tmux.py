@@ -21,6 +21,7 @@ Facts this relies on (Claude Code 2.1.197, observed; see also ../shared/GATEWAY-
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -31,7 +32,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -51,6 +52,19 @@ def cli_lock() -> Iterator[None]:
     LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
     with open(LOCK_FILE, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.asynccontextmanager
+async def cli_lock_async() -> AsyncIterator[None]:
+    """:func:`cli_lock` for a coroutine (waits in a thread; the event loop keeps running).
+    Not re-entrant: never take it inside :func:`managed_settings`, which holds it already."""
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_FILE, "a") as f:
+        await asyncio.to_thread(fcntl.flock, f, fcntl.LOCK_EX)
         try:
             yield
         finally:

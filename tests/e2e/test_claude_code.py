@@ -38,6 +38,7 @@ from dataplane.server import DataPlane
 from dataplane.server import Settings as DataPlaneSettings
 from gwapi.v1 import admin_pb2, common_pb2
 from tests.ci import claude_code_path
+from tests.e2e.claude_tmux import cli_lock_async
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic, Received
 from tui.client import GatewayClient
 
@@ -212,7 +213,15 @@ def claude_env(home: Path, base_url: str, token: str) -> dict[str, str]:
 async def run_claude(
     env: dict[str, str], cwd: Path, timeout: float = CLAUDE_TIMEOUT_S
 ) -> tuple[int, str, str]:
-    """``claude -p hello``; returns (exit code, stdout, stderr), exit code -9 when killed."""
+    """``claude -p hello``; returns (exit code, stdout, stderr), exit code -9 when killed.
+
+    Holds the machine-wide CLI lock: a sign-in test's managed-settings file must not be in place
+    while this runs (it would turn this CLI to the gateway login)."""
+    async with cli_lock_async():
+        return await _run_claude(env, cwd, timeout)
+
+
+async def _run_claude(env: dict[str, str], cwd: Path, timeout: float) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         str(CLAUDE),
         "-p",

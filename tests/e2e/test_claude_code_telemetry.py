@@ -15,11 +15,8 @@ says; the collector must receive metrics and logs stamped with ``enduser.id``,
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
-import fcntl
-import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -127,22 +124,6 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
             await fake.stop()
 
 
-# The real CLI reads machine-wide managed settings (/etc/claude-code): tests that write them
-# (sign-in, driven in tmux) and tests that run the CLI take this same fcntl lock in turn.
-LOCK_FILE = Path(os.environ.get("TMPDIR", "/tmp")) / "tollgate-claude-cli.lock"
-
-
-@contextlib.asynccontextmanager
-async def cli_lock() -> AsyncIterator[None]:
-    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_FILE, "a") as f:
-        await asyncio.to_thread(fcntl.flock, f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def raw_heads(tap: TcpTap) -> list[bytes]:
     """The request heads (line + headers) of every OTLP export Claude Code sent."""
     heads = []
@@ -184,8 +165,7 @@ async def test_claude_code_telemetry_reaches_the_collector_with_identity(
             "OTEL_LOGS_EXPORT_INTERVAL": "1000",
         }
     )
-    async with cli_lock():
-        code, out, err = await run_claude(env, workdir)
+    code, out, err = await run_claude(env, workdir)  # holds the machine-wide CLI lock
     assert code == 0, f"claude exited {code}\nstdout: {out[-2000:]}\nstderr: {err[-2000:]}"
     assert setup.fake.text in out
 

@@ -263,7 +263,7 @@ async def test_count_tokens_is_rate_limited_never_budgeted_and_recorded(
         assert e.usage.cost_micros == 0 and e.usage.input_tokens == 0 and e.model_served
     # gwctl usage counts them as requests, at no cost.
     args = argparse.Namespace(
-        workspace="", key=stack.keys["carol"][0], by="", since=0, output="json"
+        workspace="", key=stack.keys["carol"][0], by="", since=0, output="json", developer=""
     )
     assert await gwctl_usage.run(stack.admin, args) == 0
     total = orjson.loads(capsys.readouterr().out)["total"]
@@ -336,7 +336,9 @@ async def test_server_tool_fees_are_priced_budgeted_and_in_the_ledger(
     await stack.settled("bob", cost(20, 70, 1))
     (total,) = await stack.admin.query_usage()
     assert (total.web_search_requests, total.web_fetch_requests) == (10, 1)
-    args = argparse.Namespace(workspace="", key="", by="provider", since=0, output="table")
+    args = argparse.Namespace(
+        workspace="", key="", by="provider", since=0, output="table", developer=""
+    )
     assert await gwctl_usage.run(stack.admin, args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[-3] == "SEARCHES" and lines[-1].split()[-2] == "10"

@@ -107,14 +107,17 @@ async def test_public_url_wins_over_the_host(start_dp: StartDataPlane) -> None:
     assert doc["token_endpoint"] == "https://gw.example.com/oauth/token"
 
 
-def test_the_flag_is_validated(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_flag_is_validated(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TOLLGATE_DATAPLANE_TOKEN", "t")
     with pytest.raises(SystemExit) as exit_info:
-        main(["--token", "t", "--public-url", "http://gw.example.com"])
+        main(["--public-url", "http://gw.example.com"])
     assert exit_info.value.code == 2
     assert "https only" in capsys.readouterr().err
 
     with pytest.raises(SystemExit):
-        main(["--token", "t", "--public-url", "https://gw.example.com/prefix"])
+        main(["--public-url", "https://gw.example.com/prefix"])
     assert "origin only" in capsys.readouterr().err
 
 
@@ -122,6 +125,7 @@ def test_the_flag_comes_from_the_environment_too(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("TOLLGATE_PUBLIC_URL", "ftp://gw.example.com")
+    monkeypatch.setenv("TOLLGATE_DATAPLANE_TOKEN", "t")
     with pytest.raises(SystemExit):
-        main(["--token", "t"])
+        main([])
     assert "must look like" in capsys.readouterr().err
