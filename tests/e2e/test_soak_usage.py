@@ -110,7 +110,7 @@ async def test_soak_usage_reporting_stays_whole_and_bounded(
     state = tmp_path / "dp"
     spool = state / "spool"
     dp_log = tmp_path / "dp.log"
-    args = ["--listen", f"127.0.0.1:{port}", "--control-plane", cp.address, "--token", DP_TOKEN]
+    args = ["--listen", f"127.0.0.1:{port}", "--control-plane", cp.address]
     with open(dp_log, "ab") as out:
         proc = subprocess.Popen(
             [
@@ -124,7 +124,7 @@ async def test_soak_usage_reporting_stays_whole_and_bounded(
                 str(state),
             ],
             cwd=ROOT,
-            env=dict(os.environ),
+            env={**os.environ, "TOLLGATE_DATAPLANE_TOKEN": DP_TOKEN},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
