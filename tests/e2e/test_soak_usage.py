@@ -66,7 +66,7 @@ COUNT_FLOOD = 2_000  # count_tokens from a key with its budget spent ...
 BROKE_MESSAGES = 100  # ... and Messages requests from it, refused
 CONSOLE_ROUNDS = 10  # of 8 requests with hostile strings
 CLOUD_DENIED = 100  # Bedrock refusals naming the account
-# Bounds. Measured with the fixes: RSS grows by 70-80 MiB over 20,000 requests (most of it the
+# Bounds. Measured with the fixes: RSS grows by 65-80 MiB over 20,000 requests (most of it the
 # 36 MB of logged bodies passing through memory: request, event, spool window; it was ~65 MiB over
 # 2,700) and the spool peaks at ~35 MiB. Without them the
 # 40 distinct 1 MiB model ids alone were kept in the price caches and in every queued event,
