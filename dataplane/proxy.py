@@ -12,7 +12,8 @@ call whose upstream exchange is under way is not cancelled: the upstream goes on
 billing) anyway, so the answer is read to its end — within the route's timeouts, like any answer
 — and metered exactly, with nobody waiting for it (status 499, ``client_disconnected``); no
 further attempt starts. ``count_tokens`` calls pass the rate limits (rpm, rph, max_parallel;
-never a budget) and are recorded at cost 0.
+never a budget) and are recorded at cost 0. A disconnect seen once the answer's last bytes were
+handed to the server is the server closing the exchange, not the client leaving.
 """
 
 from __future__ import annotations
@@ -276,6 +277,8 @@ class MessagesHandler:
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
+                    if relay.answered:
+                        return  # the response is complete: nobody left early
                     gone.set()
                     relay.client_gone = True
                     rec.client_disconnected = True

@@ -97,6 +97,10 @@ class Relay:
     client_gone: bool = False
     # An upstream exchange is under way (the attempt chain sets it; not while backing off).
     upstream_busy: bool = False
+    # The answer's last bytes have been handed to the server. A disconnect from then on is the
+    # server ending the exchange (Hypercorn says ``http.disconnect`` from inside that very send,
+    # as ASGI allows), not the client leaving.
+    answered: bool = False
 
     def price(self) -> None:
         betas = header_betas(self.request.headers)
@@ -136,6 +140,7 @@ class Relay:
         await self.send(
             {"type": "http.response.start", "status": upstream.status, "headers": headers}
         )
+        self.answered = True
         await self.send({"type": "http.response.body", "body": body})
         if upstream.status != 200:
             return
@@ -244,6 +249,7 @@ class Relay:
             if meter.error is not None:
                 rec.fail(200, meter.error[0], meter.error[1])
             self.price()
+        self.answered = True
         await self.send({"type": "http.response.body", "body": b""})
         return not failed and meter.error is None and meter.saw_message_stop
 
