@@ -34,20 +34,12 @@ from gwapi.v1 import telemetry_pb2 as tpb
 DAY_MS = 86_400_000
 MAX_ROWS = 10_000
 BATCH_RETENTION_MS = 7 * DAY_MS
-# DeveloperActivity field → DeveloperActivityRow column (same names).
-COUNTERS = (
-    "cost_micros",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_creation_tokens",
-    "lines_added",
-    "lines_removed",
-    "commits",
-    "pull_requests",
-    "edits_accepted",
-    "edits_rejected",
-    "sessions",
+# DeveloperActivity's counters (the proto is the one list; DeveloperActivityRow has the same
+# column names): every field but who and when.
+COUNTERS = tuple(
+    f.name
+    for f in tpb.DeveloperActivity.DESCRIPTOR.fields
+    if f.name not in ("developer_id", "workspace", "time_ms")
 )
 # UsageRow field ← summed DeveloperActivityRow column.
 USAGE_FIELDS = {

@@ -54,20 +54,12 @@ DAY_MS = 86_400_000
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
 
-# DeveloperActivity fields filled from metrics (all int64 counters).
-FIELDS = (
-    "cost_micros",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_creation_tokens",
-    "lines_added",
-    "lines_removed",
-    "commits",
-    "pull_requests",
-    "edits_accepted",
-    "edits_rejected",
-    "sessions",
+# DeveloperActivity's counters, filled from metrics (the proto is the one list): every field but
+# who and when.
+FIELDS = tuple(
+    f.name
+    for f in telemetry_pb2.DeveloperActivity.DESCRIPTOR.fields
+    if f.name not in ("developer_id", "workspace", "time_ms")
 )
 _BY_ATTRIBUTE: dict[str, tuple[str, dict[str, str]]] = {
     "claude_code.token.usage": (
