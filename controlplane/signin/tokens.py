@@ -8,9 +8,13 @@ access-token TTL, cut so it never outlives its session.
 Refresh tokens: 32 random bytes base64url; only the SHA-256 is stored. A sign-in starts a
 *family* (``fam_…``) that ends at ``family_expires_at_ms`` (the absolute session lifetime); each
 token also expires when unused for the idle TTL. :func:`redeem` is single use and atomic
-(compare-and-set on ``used_at_ms``): of two concurrent redemptions only one succeeds. A token
-presented after it was used is *reuse* (a stolen copy, or a replay): the whole family is revoked
-and the caller answers ``invalid_grant``; the caller logs and audits it.
+(compare-and-set on ``used_at_ms``). A token presented again more than ``REUSE_GRACE_MS`` after
+its first use is *reuse* (a stolen copy, or a replay): the whole family is revoked and the caller
+answers ``invalid_grant``; the caller logs and audits it. Within the grace period a second
+redemption gets the next token of the same family too: two Claude Code processes of one laptop
+share one credentials file and may refresh together (the reuse interval of OAuth 2.0 Security
+BCP §4.14.2 and of common IdPs; the price is that a thief using a copy within those seconds of
+the real use is not caught by that use).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ ISSUER = "tollgate"
 AUDIENCE = "tollgate"
 ALGORITHM = "HS256"
 IN_CHUNK = 500
+REUSE_GRACE_MS = 30_000
 
 
 def mint_access_token(
@@ -120,6 +125,8 @@ def redeem(s: Session, token: str, now: int) -> Redeemed:
     if row.revoked_at_ms:
         return _with(found, Outcome.REVOKED)
     if row.used_at_ms:
+        if now - row.used_at_ms <= REUSE_GRACE_MS and now < row.family_expires_at_ms:
+            return _with(found, Outcome.ROTATED)  # the same laptop refreshing twice at once
         return _with(found, Outcome.REUSED, revoke_family(s, row.family_id, now))
     if now >= row.expires_at_ms or now >= row.family_expires_at_ms:
         return _with(found, Outcome.EXPIRED)
@@ -133,8 +140,10 @@ def redeem(s: Session, token: str, now: int) -> Redeemed:
         .values(used_at_ms=now)
         .execution_options(synchronize_session=False)
     )
-    if claimed.rowcount != 1:  # a concurrent redemption won: this one is the second use
-        return _with(found, Outcome.REUSED, revoke_family(s, row.family_id, now))
+    if claimed.rowcount != 1:  # a concurrent redemption won just now: within the grace period
+        s.refresh(row)
+        if row.revoked_at_ms:
+            return _with(found, Outcome.REVOKED)
     return _with(found, Outcome.ROTATED)
 
 
