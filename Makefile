@@ -53,9 +53,14 @@ lock: $(LOCK_VENV)/.pip-tools-$(PIP_TOOLS_VERSION)
 	@$(LOCK_VENV)/bin/python -c 'import platform as p, sys; \
 	  sys.exit(None if (p.python_implementation(), sys.version_info[:2], sys.platform, p.machine()) \
 	    == ("CPython", (3, 11), "linux", "x86_64") else "make lock needs CPython 3.11 on Linux x86_64")'
+	@cp $(LOCK) $(LOCK).new 2>/dev/null || true
 	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes \
 	  --allow-unsafe --strip-extras --extra dev --no-emit-index-url --no-emit-trusted-host \
-	  --no-emit-find-links $(LOCK_ARGS) --output-file $(LOCK) pyproject.toml
+	  --no-emit-find-links $(LOCK_ARGS) --output-file $(LOCK).new pyproject.toml \
+	  || { rm -f $(LOCK).new; exit 1; }
+	@# Replaced only when it changed: a newer lock makes the next `make install` rebuild .venv.
+	@if cmp -s $(LOCK).new $(LOCK); then rm $(LOCK).new; echo "$(LOCK) unchanged"; \
+	else mv $(LOCK).new $(LOCK); echo "$(LOCK) updated: make install rebuilds .venv from it"; fi
 
 # The real Claude Code CLI, for the end-to-end tests (no lock file: nothing pins a registry host).
 $(CLAUDE):
