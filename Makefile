@@ -4,19 +4,63 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCKED := $(VENV)/.locked
+LOCK := requirements.lock
+PIP_VERSION := 26.3
+PIP_TOOLS_VERSION := 7.7.0
+LOCK_VENV := .venv-lock
 CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install up up-signin down status test lint typecheck unit proto proto-check bench clean
+.PHONY: install lock up up-signin down status test lint typecheck unit proto proto-check bench clean
 
 install: $(STAMP) $(CLAUDE)
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Installs are reproducible: every package, dev tools and setuptools included, comes from
+# requirements.lock at the exact version and with the hashes recorded there (a changed file on the
+# registry fails the install). The lock is made by pip-tools rather than uv because pip-tools runs
+# on pip itself: it honours this machine's pip configuration (CA bundle, local wheel directories,
+# constraints) and writes a plain requirements file with no index addresses in it, which any pip
+# installs; uv reads none of pip's settings and records each package's index address in uv.lock.
+# A changed lock rebuilds the venv from nothing, so nothing outside the lock lingers in it.
+$(LOCKED): $(LOCK)
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	@touch $(LOCKED)
+
+# The project itself, editable, without resolving anything (its dependencies are the lock's) and
+# built with the locked setuptools. `pip check` fails when pyproject.toml asks for something the
+# lock does not satisfy: then run `make lock`.
+$(STAMP): $(LOCKED) pyproject.toml
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@$(BIN)/python -m pip check || { echo "$(LOCK) does not satisfy pyproject.toml: run make lock"; exit 1; }
 	@touch $(STAMP)
+
+# Regenerates requirements.lock from pyproject.toml (dependencies + the dev extra), keeping every
+# pin that still fits; `make lock LOCK_ARGS=--upgrade` moves everything to the newest allowed,
+# `LOCK_ARGS='--upgrade-package textual'` one package. It resolves for the interpreter it runs on,
+# so it refuses anything but the CI machine's: CPython 3.11 on Linux x86_64.
+$(LOCK_VENV)/.pip-tools-$(PIP_TOOLS_VERSION):
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet pip==$(PIP_VERSION) pip-tools==$(PIP_TOOLS_VERSION)
+	@touch $@
+
+lock: $(LOCK_VENV)/.pip-tools-$(PIP_TOOLS_VERSION)
+	@$(LOCK_VENV)/bin/python -c 'import platform as p, sys; \
+	  sys.exit(None if (p.python_implementation(), sys.version_info[:2], sys.platform, p.machine()) \
+	    == ("CPython", (3, 11), "linux", "x86_64") else "make lock needs CPython 3.11 on Linux x86_64")'
+	@cp $(LOCK) $(LOCK).new 2>/dev/null || true
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes \
+	  --allow-unsafe --strip-extras --extra dev --no-emit-index-url --no-emit-trusted-host \
+	  --no-emit-find-links $(LOCK_ARGS) --output-file $(LOCK).new pyproject.toml \
+	  || { rm -f $(LOCK).new; exit 1; }
+	@# Replaced only when it changed: a newer lock makes the next `make install` rebuild .venv.
+	@if cmp -s $(LOCK).new $(LOCK); then rm $(LOCK).new; echo "$(LOCK) unchanged"; \
+	else mv $(LOCK).new $(LOCK); echo "$(LOCK) updated: make install rebuilds .venv from it"; fi
 
 # The real Claude Code CLI, for the end-to-end tests (no lock file: nothing pins a registry host).
 $(CLAUDE):
@@ -71,4 +115,4 @@ bench: install
 	$(BIN)/python -m bench.auth
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
