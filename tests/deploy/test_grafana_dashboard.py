@@ -89,13 +89,15 @@ async def _configure(cp: ControlPlaneProcess) -> dict[str, str]:
             budgets=[common_pb2.Budget(amount_micros=1, period=common_pb2.PERIOD_DAY)]
         )
         secrets = {}
-        for name, ws, target, limits in (
-            ("alice", "team-a", {"route": "main"}, None),
-            ("bob", "team-b", {"provider": "sim"}, None),
-            ("broke", "team-b", {"provider": "sim"}, spent),
+        for name, ws, route, provider, limits in (
+            ("alice", "team-a", "main", "", None),
+            ("bob", "team-b", "", "sim", None),
+            ("broke", "team-b", "", "sim", spent),
         ):
             created = await admin.create_key(
-                admin_pb2.CreateKeyRequest(workspace=ws, name=name, limits=limits, **target)
+                admin_pb2.CreateKeyRequest(
+                    workspace=ws, name=name, limits=limits, route=route, provider=provider
+                )
             )
             secrets[name] = created.secret
         return secrets
