@@ -20,6 +20,7 @@ from gwctl import (
     apply,
     audit,
     clients,
+    completion,
     dataplanes,
     developers,
     devidp,
@@ -44,6 +45,7 @@ from gwctl.cli import (
     leaf,
     resolve_token,
 )
+from gwctl.groups import GroupedHelpParser
 from tui.client import ClientError, GatewayClient
 
 _MODULES = (
@@ -70,7 +72,7 @@ _MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = GroupedHelpParser(
         prog="gwctl",
         description=(
             "Operate a Tollgate LLM gateway: workspaces, keys, sign-in (sso, developers), providers,"
@@ -79,10 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Quick start: gwctl up (then paste the export lines it prints).",
     )
     add_global_options(parser, suppress=False)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # parser_class: the commands' own parsers list their actions the plain way.
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=argparse.ArgumentParser
+    )
     for module in _MODULES:
         module.register(sub)
     _register_tui(sub)
+    completion.register(sub, parser)  # last: it walks the finished tree when it runs
     return parser
 
 

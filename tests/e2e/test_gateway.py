@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +41,11 @@ def free_port() -> int:
 
 
 class ControlPlaneProcess:
-    def __init__(self, db_url: str, log: Path) -> None:
+    def __init__(self, db_url: str, log: Path, extra_args: Sequence[str] = ()) -> None:
         self.db_url = db_url
         self.port = free_port()
         self.log = log
+        self.extra_args = tuple(extra_args)  # more `controlplane serve` flags
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -65,6 +66,7 @@ class ControlPlaneProcess:
                     self.address,
                     "--db",
                     self.db_url,
+                    *self.extra_args,
                 ],
                 cwd=ROOT,
                 env=env,

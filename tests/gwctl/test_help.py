@@ -6,6 +6,7 @@ import argparse
 
 import pytest
 
+from gwctl.groups import COMMAND_GROUPS, OTHER, commands_action, grouped
 from gwctl.main import build_parser
 
 
@@ -57,3 +58,71 @@ def test_command_groups_list_their_actions(capsys: pytest.CaptureFixture[str]) -
         assert flag in pages["gwctl workspaces update"].format_help(), flag
     assert "--show-managed-settings" in pages["gwctl workspaces show"].format_help()
     assert "--developer" in pages["gwctl logs tail"].format_help()
+
+
+# ---- gwctl --help lists the commands by group (gwctl/groups.py) -----------------------------
+
+
+def _top_level_sections(text: str) -> dict[str, list[str]]:
+    """Section title -> the command names listed under it (first word of each entry line)."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line and not line[0].isspace() and line.endswith(":"):
+            current = sections.setdefault(line[:-1], [])
+        elif current is not None and line.startswith("  ") and not line.startswith("   "):
+            current.append(line.split()[0])
+        elif not line:
+            current = None
+    return sections
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    action = commands_action(parser)
+    assert action is not None
+    return list(dict.fromkeys(a.dest for a in action._get_subactions()))
+
+
+def test_top_level_help_groups_every_command_once(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    sections = _top_level_sections(capsys.readouterr().out)
+    titles = [t for t, _ in COMMAND_GROUPS]
+    listed = {t: names for t, names in sections.items() if t in titles}
+    assert list(listed) == titles  # every group, in the table's order
+    assert OTHER not in sections  # every command has its group
+    for title, members in COMMAND_GROUPS:
+        assert listed[title] == list(members), title
+    flat = [name for names in listed.values() for name in names]
+    assert sorted(flat) == sorted(_commands(parser))  # every command, exactly once
+    assert "positional arguments" not in sections
+    assert "--control-plane" in sections["options"]  # argparse's own sections follow
+
+
+def test_group_table_names_only_registered_commands() -> None:
+    registered = set(_commands(build_parser()))
+    for title, members in COMMAND_GROUPS:
+        assert set(members) <= registered, (title, set(members) - registered)
+
+
+def test_a_command_missing_from_the_table_is_listed_under_other(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = build_parser()
+    action = commands_action(parser)
+    assert action is not None
+    action.add_parser("frobnicate", help="a command nobody put in a group")
+    text = parser.format_help()
+    sections = _top_level_sections(text)
+    assert sections[OTHER] == ["frobnicate"]
+    assert list(sections)[-2:] == [OTHER, "options"]
+    assert "a command nobody put in a group" in text
+
+
+def test_grouped_keeps_unknown_names_in_order() -> None:
+    assert grouped(["zeta", "keys", "alpha", "up"]) == [
+        ("Get started", ["up"]),
+        ("Workspaces, keys and admin tokens", ["keys"]),
+        (OTHER, ["zeta", "alpha"]),
+    ]
