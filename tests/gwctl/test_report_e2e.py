@@ -11,7 +11,6 @@ import io
 import random
 import sys
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -178,7 +177,7 @@ def seed(
                 "sim",
                 "-o",
                 "json",
-            )  # fmt: skip
+            )
         )
         keys[doc["id"]] = name
     plat_keys = [k for k, n in keys.items() if n != "etl"]
@@ -336,7 +335,7 @@ def test_monthly_report_matches_the_ledger_to_the_micro_dollar(
                     "csv",
                 )
             )
-        )  # fmt: skip
+        )
         if r["row_type"] == "group"
     ]
     assert [r["group"] for r in per_day] == ["2026-11-30"]
