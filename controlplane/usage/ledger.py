@@ -125,7 +125,8 @@ _SUMS = (
     "web_fetch_requests",
     "cost_saved_micros",
 )
-_MEMBER = (col(U.workspace), col(U.key_id), col(U.developer_id))
+_MEMBER: tuple[Any, ...] = (col(U.workspace), col(U.key_id), col(U.developer_id))
+_MEMBER_LABELS = ("m_workspace", "m_key_id", "m_developer_id")
 
 
 def query_usage(
@@ -218,7 +219,8 @@ def _query_members(
     s: Session, req: tpb.QueryUsageRequest, scope: frozenset[str]
 ) -> list[tpb.UsageRow]:
     """``group_by=member``: one SQL ``GROUP BY workspace, key_id, developer_id``."""
-    stmt = select(*(c.label(f"m_{c.key}") for c in _MEMBER), *_measures())
+    labelled = [c.label(name) for c, name in zip(_MEMBER, _MEMBER_LABELS, strict=True)]
+    stmt = select(*labelled, *_measures())
     for cond in _filters(req, scope):
         stmt = stmt.where(cond)
     result = s.exec(stmt.group_by(*_MEMBER)).all()
