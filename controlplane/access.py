@@ -129,6 +129,7 @@ WORKSPACE_ADMIN_FIELDS = frozenset(
     {
         "description",
         "alert_webhook",
+        "alert_format",
         "min_client_version",
         "log_bodies",
         "log_body_max_bytes",

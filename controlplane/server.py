@@ -202,6 +202,7 @@ def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
         timeout_s=settings.webhook_timeout_s,
         attempts=settings.webhook_attempts,
         backoff_s=settings.webhook_backoff_s,
+        max_delay_s=settings.webhook_max_delay_s,
         allow_internal=settings.allow_internal_webhooks,
     )
     authenticator = Authenticator(settings.admin_token, settings.dataplane_token, db)

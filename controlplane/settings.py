@@ -70,10 +70,12 @@ class Settings:
     # often: spend reaches data planes within this delay under steady traffic.
     spend_refresh_s: float = 2.0
     shutdown_grace_s: float = 5.0
-    # Budget alert webhooks: per-attempt timeout, attempts, first backoff (doubling).
+    # Budget alert webhooks: per-attempt timeout, attempts, first backoff (doubling, jittered),
+    # and the longest wait between attempts (also caps a receiver's Retry-After).
     webhook_timeout_s: float = 5.0
-    webhook_attempts: int = 3
+    webhook_attempts: int = 5
     webhook_backoff_s: float = 1.0
+    webhook_max_delay_s: float = 60.0
     # HOST:PORT for a plain-HTTP Prometheus /metrics endpoint; "" = off.
     metrics_listen: str = ""
     # Master key for provider secrets at rest (base64 text, or a file holding it); "" = none.

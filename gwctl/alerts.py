@@ -1,9 +1,14 @@
 """``gwctl alerts`` (also ``gwctl logs alerts``) — budget alerts, newest first.
 
-An alert is recorded once when a key's or a workspace's spend reaches 50, 80 or 100 % of a budget
-in its current period. The table shows when, whose budget, the threshold, the spend when it was
-recorded and what became of the workspace's webhook; ``-o json`` prints one array of alerts
-with derived ``budget``, ``spent_usd``, ``period_start`` and ``time`` fields.
+An alert is recorded once when a key's, a developer's or a workspace's spend reaches 50, 80 or
+100 % of a budget in its current period. The table shows when, whose budget, the threshold, the
+spend when it was recorded and the delivery to the workspace's webhook: its status (``pending``,
+``retrying: <reason>``, ``delivered``, ``failed: …``, ``refused: …``; ``-`` without a webhook)
+with the format (``slack``) when not the generic one, the attempts made and when the last one
+ended (or, while retrying, when the next is due). ``-o json`` prints one array of alerts with
+every field (``webhook_attempts``, ``webhook_last_attempt_ms``, ``webhook_next_attempt_ms``,
+``webhook_format``) and derived ``budget_text``, ``spent_usd``, ``period_start``, ``time``,
+``webhook_last_attempt`` and ``webhook_next_attempt`` fields.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ from gwctl import parse
 from gwctl.cli import Subparsers, is_json, leaf
 from tui.client import GatewayClient
 
-HEADERS = ("TIME", "WORKSPACE", "SCOPE", "WHO", "THRESHOLD", "BUDGET", "SPENT", "PERIOD", "WEBHOOK")
+HEADERS = (
+    "TIME", "WORKSPACE", "SCOPE", "WHO", "THRESHOLD", "BUDGET", "SPENT", "PERIOD", "WEBHOOK",
+    "TRIES", "LAST TRY",
+)  # fmt: skip
 
 
 def register(subparsers: Subparsers) -> None:
@@ -42,7 +50,26 @@ def alert_dict(alert: telemetry_pb2.BudgetAlert) -> out.JSON:
         "budget_text": out.format_budget(alert.budget),
         "spent_usd": out.format_usd(alert.spent_micros),
         "period_start": None if lifetime else out.format_time(alert.period_start_ms),
+        "webhook_last_attempt": _time_or_none(alert.webhook_last_attempt_ms),
+        "webhook_next_attempt": _time_or_none(alert.webhook_next_attempt_ms),
     }
+
+
+def _time_or_none(ms: int) -> str | None:
+    return out.format_time(ms) if ms else None
+
+
+def webhook_cells(alert: telemetry_pb2.BudgetAlert) -> list[object]:
+    """WEBHOOK, TRIES, LAST TRY."""
+    if not alert.webhook_status:
+        return ["-", "-", "-"]
+    status = alert.webhook_status
+    if alert.webhook_format and alert.webhook_format != "generic":
+        status += f" ({alert.webhook_format})"
+    last = out.format_time(alert.webhook_last_attempt_ms)
+    if alert.webhook_next_attempt_ms:
+        last += f", next {out.format_time(alert.webhook_next_attempt_ms)}"
+    return [status, alert.webhook_attempts, last]
 
 
 def cells(alert: telemetry_pb2.BudgetAlert) -> list[object]:
@@ -61,7 +88,7 @@ def cells(alert: telemetry_pb2.BudgetAlert) -> list[object]:
         out.format_budget(alert.budget),
         out.format_cents(alert.spent_micros),
         period,
-        alert.webhook_status or "-",
+        *webhook_cells(alert),
     ]
 
 
@@ -75,5 +102,5 @@ async def run(client: GatewayClient, args: argparse.Namespace) -> int:
             "no budget alerts" + (f" for workspace {args.workspace}" if args.workspace else "")
         )
     else:
-        out.print_table(HEADERS, (cells(a) for a in alerts), right=(4, 6))
+        out.print_table(HEADERS, (cells(a) for a in alerts), right=(4, 6, 9))
     return 0

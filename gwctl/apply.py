@@ -184,6 +184,7 @@ def workspace_view(ws: common_pb2.Workspace) -> dict[str, str]:
         "timezone": ws.timezone or "UTC",
         "redis_failure": ws.redis_failure or "closed",
         "alert_webhook": _show(ws.alert_webhook),
+        "alert_format": ws.alert_format or "generic",
         **_limits_view(ws.limits),
         "allowed_providers": ", ".join(ws.allowed_providers) or "any",
         "allowed_routes": ", ".join(ws.allowed_routes) or "any",
@@ -255,7 +256,8 @@ def _diff(before: dict[str, str], after: dict[str, str]) -> list[tuple[str, str,
     ]
 
 
-_DEFAULTS = {'""', "default", "off", "false", "no limit", "-", "all", "any", "UTC", "closed", "0"}
+_DEFAULTS = {'""', "default", "off", "false", "no limit", "-", "all", "any", "UTC", "closed", "0",
+             "generic"}  # fmt: skip
 
 
 def _created(view: dict[str, str]) -> list[tuple[str, str, str]]:

@@ -83,9 +83,9 @@ def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> No
     parser.add_argument(
         "-o",
         "--output",
-        choices=["table", "json"],
+        choices=["table", "json", "csv"],
         default=default("table"),
-        help="output format (default: table)",
+        help="output format (default: table; csv: gwctl usage and gwctl report only)",
     )
     parser.add_argument(
         "--control-plane",
@@ -132,6 +132,28 @@ def group(subparsers: Subparsers, name: str, help_text: str, **kwargs: Any) -> S
 
 def is_json(args: argparse.Namespace) -> bool:
     return getattr(args, "output", "table") == "json"
+
+
+# Commands that write CSV set ``csv_output=True`` as a parser default; the others refuse it.
+CSV_COMMANDS = "gwctl usage and gwctl report monthly"
+
+
+def is_csv(args: argparse.Namespace) -> bool:
+    return getattr(args, "output", "table") == "csv"
+
+
+def check_output_format(args: argparse.Namespace) -> None:
+    """``UsageError`` for ``-o csv`` on a command that has no CSV form."""
+    if is_csv(args) and not getattr(args, "csv_output", False):
+        command = " ".join(
+            str(part)
+            for part in (getattr(args, "command", ""), getattr(args, "action", ""))
+            if part
+        )
+        raise UsageError(
+            f"-o csv is not available for gwctl {command or 'this command'}: only {CSV_COMMANDS} "
+            "write CSV; use -o json (or the default table) here"
+        )
 
 
 def add_limit_flags(parser: argparse.ArgumentParser, *, update: bool = False) -> None:

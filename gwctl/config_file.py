@@ -6,7 +6,7 @@ The file has four optional lists, each item named (``keys`` by workspace + name)
     providers:  [{name, kind, base_url, api_key_env, options}]
     routes:     [{name, mode, targets, retries, retry_on, timeout_connect, timeout_first_byte,
                   timeout_idle, cache_ttl, cache_sampled, breaker_failures, breaker_cooldown}]
-    workspaces: [{name, description, timezone, redis_failure, alert_webhook, limits,
+    workspaces: [{name, description, timezone, redis_failure, alert_webhook, alert_format, limits,
                   allowed_providers, allowed_routes, allowed_models, sso_groups, sso_priority,
                   member_limits, member_provider | member_route, managed_settings_file}]
     keys:       [{workspace, name, provider | route, models, limits}]
@@ -58,6 +58,7 @@ VERTEX_DEFAULT_REGION = "global"
 PROVIDER_KINDS = ("anthropic", "simulator", "bedrock", "vertex")
 ROUTE_MODES = ("fallback", "loadbalance")
 REDIS_FAILURE_MODES = ("closed", "open")
+ALERT_FORMATS = ("generic", "slack")
 
 _LIMIT_FIELDS = ("budgets", "rpm", "rph", "tpm", "max_parallel")
 _WORKSPACE_FIELDS = (
@@ -66,6 +67,7 @@ _WORKSPACE_FIELDS = (
     "timezone",
     "redis_failure",
     "alert_webhook",
+    "alert_format",
     "limits",
     "allowed_providers",
     "allowed_routes",
@@ -425,6 +427,14 @@ class _Reader:
             ),
             alert_webhook=self._try(
                 self.text, m.get("alert_webhook"), f"{path}.alert_webhook", default=""
+            ),
+            alert_format=self._try(
+                self.choice,
+                m.get("alert_format"),
+                f"{path}.alert_format",
+                ALERT_FORMATS,
+                "generic",
+                default="generic",
             ),
             limits=self._try(lambda: self.limits(m.get("limits"), f"{path}.limits"))
             or common_pb2.Limits(),

@@ -27,6 +27,7 @@ from gwctl import (
     keys,
     logs,
     providers,
+    report,
     routes,
     serve,
     sessions,
@@ -42,6 +43,7 @@ from gwctl.cli import (
     Subparsers,
     UsageError,
     add_global_options,
+    check_output_format,
     leaf,
     resolve_token,
 )
@@ -57,6 +59,7 @@ _MODULES = (
     routes,
     apply,
     usage,
+    report,
     clients,
     sessions,
     logs,
@@ -142,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
     try:
+        check_output_format(args)
         resolve_token(args)
         if hasattr(args, "run"):
             code: int = args.run(args, extra)

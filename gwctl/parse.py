@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from gwapi.v1 import common_pb2
@@ -125,6 +127,66 @@ def parse_duration(text: str) -> int:
     if total <= 0:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be longer than 0s")
     return total
+
+
+MOMENT_HELP = (
+    "a duration before now (7d, 12h) or a UTC date or time (2026-11-01, 2026-11-01T09:00, "
+    "2026-11-01T09:00:00+01:00)"
+)
+_MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$", re.ASCII)
+_DATE_START = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A point in time given on the command line: ``at_ms`` (absolute) or ``ago_s`` before now."""
+
+    at_ms: int = 0
+    ago_s: int = 0
+
+    def resolve(self, now_ms: int) -> int:
+        return self.at_ms if self.at_ms else now_ms - self.ago_s * 1000
+
+
+def _utc_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # a date or time without an offset is UTC
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+
+def parse_moment(text: str) -> Moment:
+    """``"7d"`` → 7 days before now; ``"2026-11-01"`` (UTC midnight), ``"2026-11-01T09:00Z"``
+    or with an offset → that instant."""
+    raw = text.strip()
+    if not _DATE_START.match(raw):
+        try:
+            return Moment(ago_s=parse_duration(raw))
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"invalid time {_shown(text)}: expected {MOMENT_HELP}"
+            ) from None
+    try:
+        moment = datetime.fromisoformat(raw.replace("z", "Z"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {_shown(text)}: expected {MOMENT_HELP}"
+        ) from None
+    if moment.year < 1970:
+        raise argparse.ArgumentTypeError(f"invalid time {_shown(text)}: before 1970")
+    return Moment(at_ms=max(1, _utc_ms(moment)))
+
+
+def parse_month(text: str) -> tuple[int, int]:
+    """``"2026-11"`` → the UTC calendar month as ``[start_ms, end_ms)``."""
+    match = _MONTH.fullmatch(text.strip())
+    year, month = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    if not match or not 1970 <= year <= 9998 or not 1 <= month <= 12:
+        raise argparse.ArgumentTypeError(
+            f"invalid month {_shown(text)}: expected YYYY-MM, e.g. 2026-11"
+        )
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    return _utc_ms(start), _utc_ms(end)
 
 
 def parse_count(text: str) -> int:

@@ -5,8 +5,13 @@ Rows come grouped by ``--by`` (workspace, key, developer, model, provider, sessi
 the number of server-side web searches (``web_search_requests``; their fees are in the cost, and
 ``-o json`` also has ``web_fetch_requests``). count_tokens calls count as requests at no cost.
 ``-o json``
-prints ``{"group_by", "since_ms", "rows", "total"}`` with ``cost_usd`` as an exact 6-decimal
-string computed from integer micro-dollars. Grouped ``--by key``, rows also name the key
+prints ``{"group_by", "since_ms", "until_ms", "rows", "total"}`` with ``cost_usd`` and
+``cost_saved_usd`` as exact 6-decimal strings computed from integer micro-dollars. ``-o csv``
+writes the same rows and the TOTAL (``row_type`` ``group`` | ``total``) as RFC 4180 CSV
+(:mod:`gwctl.export`), with the period in every record.
+
+The period: ``--since`` and ``--until`` each take a duration before now (``7d``) or a UTC date or
+time (``2026-11-01``); ``--month YYYY-MM`` is that UTC calendar month. ``--until`` is exclusive. Grouped ``--by key``, rows also name the key
 (table: ``key_… (alice)``; json: ``name``), looked up in the key list (revoked keys included).
 Grouped ``--by developer``, rows show Claude Code's own figures next to the metered ones (see
 :mod:`gwctl.usage_developers`). ``--developer ID_OR_EMAIL`` keeps one developer's requests.
@@ -18,10 +23,10 @@ import argparse
 from collections.abc import Mapping, Sequence
 
 from gwapi.v1 import telemetry_pb2
+from gwctl import export, parse
 from gwctl import output as out
-from gwctl import parse
 from gwctl import usage_developers as by_developer
-from gwctl.cli import Subparsers, is_json, leaf
+from gwctl.cli import Subparsers, UsageError, is_csv, is_json, leaf
 from tui.client import ClientError, GatewayClient
 
 GROUPS = ("workspace", "key", "developer", "model", "provider", "session", "day")
@@ -35,6 +40,8 @@ _COUNTERS = (
     "cost_micros",
     "web_search_requests",
     "web_fetch_requests",
+    "cost_saved_micros",
+    "cache_hits",
 )
 
 
@@ -70,10 +77,48 @@ def register(subparsers: Subparsers) -> None:
         "shows Claude Code's own cost (! = more than 5 %% off the metered cost), lines, commits, "
         "PRs, edit decisions, $ per 100 lines added and $ per PR",
     )
+    add_period_flags(p)
+    p.set_defaults(handler=run, csv_output=True)
+
+
+def add_period_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--since", type=parse.parse_duration, metavar="DURATION", help="e.g. 24h, 7d (default: all)"
+        "--since",
+        type=parse.parse_moment,
+        metavar="WHEN",
+        help="from this moment: a duration before now (24h, 7d) or a UTC date/time "
+        "(2026-11-01, 2026-11-01T09:00Z) (default: all)",
     )
-    p.set_defaults(handler=run)
+    p.add_argument(
+        "--until",
+        type=parse.parse_moment,
+        metavar="WHEN",
+        help="up to this moment, excluded; same forms as --since (default: now)",
+    )
+    p.add_argument(
+        "--month",
+        type=parse.parse_month,
+        metavar="YYYY-MM",
+        help="one UTC calendar month, e.g. 2026-11 (instead of --since/--until)",
+    )
+
+
+def period(args: argparse.Namespace) -> tuple[int, int]:
+    """``[since_ms, until_ms)`` from --since/--until/--month; 0 = unbounded."""
+    if args.month is not None:
+        if args.since is not None or args.until is not None:
+            raise UsageError("--month is a whole period: give it without --since/--until")
+        since_ms, until_ms = args.month
+        return since_ms, until_ms
+    now = out.now_ms()
+    since_ms = args.since.resolve(now) if args.since is not None else 0
+    until_ms = args.until.resolve(now) if args.until is not None else 0
+    if until_ms and since_ms and until_ms <= since_ms:
+        raise UsageError(
+            f"--until ({out.format_time(until_ms)}) must be after --since "
+            f"({out.format_time(since_ms)})"
+        )
+    return since_ms, until_ms
 
 
 def total_row(rows: Sequence[telemetry_pb2.UsageRow]) -> telemetry_pb2.UsageRow:
@@ -86,6 +131,7 @@ def total_row(rows: Sequence[telemetry_pb2.UsageRow]) -> telemetry_pb2.UsageRow:
 
 def row_dict(row: telemetry_pb2.UsageRow, names: Mapping[str, str] | None = None) -> out.JSON:
     doc = out.with_cost(row, row.cost_micros)
+    doc["cost_saved_usd"] = out.format_usd(row.cost_saved_micros)
     if names is not None:
         doc["name"] = names.get(row.group, "")
     return doc
@@ -135,21 +181,28 @@ def render(
 
 
 async def run(client: GatewayClient, args: argparse.Namespace) -> int:
-    since_ms = out.now_ms() - args.since * 1000 if args.since else 0
+    since_ms, until_ms = period(args)
     developer_id = (await client.get_developer(args.developer)).id if args.developer else ""
     rows = await client.query_usage(
         workspace=args.workspace,
         key_id=args.key,
         group_by=args.by,
         since_ms=since_ms,
+        until_ms=until_ms,
         developer_id=developer_id,
     )
+    names = await key_names(client) if args.by == "key" else None
+    if is_csv(args):
+        headers, records = csv_table(rows, args.by, since_ms, until_ms, names)
+        export.print_csv(headers, records)
+        return 0
     if args.by == "developer":
         if is_json(args):
             out.print_json(
                 {
                     "group_by": args.by,
                     "since_ms": since_ms,
+                    "until_ms": until_ms,
                     "rows": [by_developer.row_dict(r) for r in rows],
                     "total": by_developer.total_dict(rows),
                 }
@@ -157,12 +210,12 @@ async def run(client: GatewayClient, args: argparse.Namespace) -> int:
         else:
             print(by_developer.render(rows))
         return 0
-    names = await key_names(client) if args.by == "key" else None
     if is_json(args):
         out.print_json(
             {
                 "group_by": args.by,
                 "since_ms": since_ms,
+                "until_ms": until_ms,
                 "rows": [row_dict(r, names) for r in rows],
                 "total": row_dict(total_row(rows)),
             }
@@ -170,6 +223,81 @@ async def run(client: GatewayClient, args: argparse.Namespace) -> int:
         return 0
     print(render(rows, args.by, names))
     return 0
+
+
+CSV_HEADERS = (
+    "row_type", "group_by", "group", "period_start", "period_end", "requests", "errors",
+    "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+    "web_search_requests", "web_fetch_requests", "cache_hits", "cost_usd", "cost_micros",
+    "cost_saved_usd", "cost_saved_micros", "first_request", "last_request",
+)  # fmt: skip
+# Per grouping, the columns that say more about the group (after the common ones).
+CSV_EXTRAS = {
+    "key": ("key_name",),
+    "session": ("key_id", "developer_email"),
+    "developer": (
+        "developer_email", "workspace", "client_cost_usd", "client_cost_micros", "lines_added",
+        "lines_removed", "commits", "pull_requests", "edits_accepted", "edits_rejected",
+        "client_sessions",
+    ),
+}  # fmt: skip
+
+
+def csv_table(
+    rows: Sequence[telemetry_pb2.UsageRow],
+    group_by: str,
+    since_ms: int,
+    until_ms: int,
+    names: Mapping[str, str] | None = None,
+) -> tuple[list[str], list[list[export.Cell]]]:
+    """The header and the records of ``usage -o csv``: each group, then the total."""
+    extras = CSV_EXTRAS.get(group_by, ())
+    if group_by == "developer":
+        summed, _ = by_developer.total(rows)
+    else:
+        summed = total_row(rows)
+    summed.group = ""
+    firsts = [r.first_ms for r in rows if r.first_ms]
+    summed.first_ms, summed.last_ms = (
+        min(firsts, default=0),
+        max((r.last_ms for r in rows), default=0),
+    )
+
+    def record(row: telemetry_pb2.UsageRow, row_type: str) -> list[export.Cell]:
+        cells: list[export.Cell] = [
+            row_type,
+            group_by,
+            row.group,
+            export.time_cell(since_ms),
+            export.time_cell(until_ms),
+            row.requests,
+            row.errors,
+            row.input_tokens,
+            row.output_tokens,
+            row.cache_creation_input_tokens,
+            row.cache_read_input_tokens,
+            row.web_search_requests,
+            row.web_fetch_requests,
+            row.cache_hits,
+            export.usd_cell(row.cost_micros),
+            row.cost_micros,
+            export.usd_cell(row.cost_saved_micros),
+            row.cost_saved_micros,
+            export.time_cell(row.first_ms),
+            export.time_cell(row.last_ms),
+        ]
+        for name in extras:
+            if name == "key_name":
+                cells.append((names or {}).get(row.group, "") if row_type == "group" else "")
+            elif name == "client_cost_usd":
+                cells.append(export.usd_cell(row.client_cost_micros))
+            else:
+                cells.append(getattr(row, name))
+        return cells
+
+    records = [record(r, "group") for r in rows] if group_by else []
+    records.append(record(summed, "total"))
+    return [*CSV_HEADERS, *extras], records
 
 
 async def key_names(client: GatewayClient) -> dict[str, str]:

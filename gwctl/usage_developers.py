@@ -44,6 +44,10 @@ _METERED = (
     "cache_creation_input_tokens",
     "cache_read_input_tokens",
     "cost_micros",
+    "web_search_requests",
+    "web_fetch_requests",
+    "cost_saved_micros",
+    "cache_hits",
 )
 _ACTIVITY = (
     "client_cost_micros",

@@ -85,6 +85,12 @@ def _add_settings(p: argparse.ArgumentParser, *, update: bool) -> None:
         + ("; '' removes it" if update else ""),
     )
     p.add_argument(
+        "--alert-format",
+        choices=["generic", "slack"],
+        help="the webhook's body: generic (Tollgate's JSON document; default) or slack "
+        "(a Slack incoming-webhook message with one readable line)",
+    )
+    p.add_argument(
         "--min-client-version",
         metavar="VERSION",
         help="refuse Claude Code older than this (dotted numbers, e.g. 2.1.0)"
@@ -141,6 +147,7 @@ _SETTINGS = (
     "timezone",
     "redis_failure",
     "alert_webhook",
+    "alert_format",
     "min_client_version",
     "log_bodies",
     "log_body_max_bytes",
@@ -198,6 +205,7 @@ def emit(
             ("timezone", ws.timezone or "UTC"),
             ("redis failure", ws.redis_failure or "closed"),
             ("alert webhook", ws.alert_webhook or "-"),
+            ("alert format", ws.alert_format or "generic"),
             ("min client version", ws.min_client_version or "-"),
             ("log bodies", ws.log_bodies or "none"),
             ("log body max bytes", ws.log_body_max_bytes),
@@ -317,7 +325,7 @@ async def update(client: GatewayClient, args: argparse.Namespace) -> int:
         raise UsageError(
             "nothing to update: give at least one of --budget, --clear-budgets, "
             "--rpm, --rph, --tpm, --max-parallel, --timezone, --redis-failure, "
-            "--alert-webhook, --description, --allow-provider/route/model, "
+            "--alert-webhook, --alert-format, --description, --allow-provider/route/model, "
             "--clear-allowed-providers/routes/models, --sso-group, --sso-priority, "
             "--member-budget, --member-rpm/rph/tpm/max-parallel, --member-provider/route, "
             "--managed-settings-file and their --clear-… forms"

@@ -9,6 +9,7 @@ from controlplane.domain.errors import InvalidArgument
 from controlplane.domain.limits import Limits, limits_from_json
 from controlplane.domain.routing import Target
 from controlplane.domain.workspaces import (
+    DEFAULT_ALERT_FORMAT,
     DEFAULT_LOG_BODY_MAX_BYTES,
     DEFAULT_LOG_RETENTION_DAYS,
     DEFAULT_REDIS_FAILURE,
@@ -71,6 +72,7 @@ def workspace_to_pb(row: WorkspaceRow) -> pb.Workspace:
         updated_at_ms=row.updated_at_ms,
         redis_failure=row.redis_failure or DEFAULT_REDIS_FAILURE,
         alert_webhook=row.alert_webhook,
+        alert_format=row.alert_format or DEFAULT_ALERT_FORMAT,
         min_client_version=row.min_client_version or "",
         log_bodies=row.log_bodies or "none",
         log_body_max_bytes=row.log_body_max_bytes or DEFAULT_LOG_BODY_MAX_BYTES,
@@ -90,11 +92,12 @@ def workspace_to_pb(row: WorkspaceRow) -> pb.Workspace:
 
 
 def workspace_to_snapshot_pb(row: WorkspaceRow) -> pb.Workspace:
-    """What data planes need: no ``alert_webhook`` (only the control plane posts alerts, and a
+    """What data planes need: no ``alert_webhook`` nor ``alert_format`` (only the control plane posts alerts, and a
     webhook URL often embeds a secret that has no business on data-plane disks), and no member
     target (each snapshot developer carries its effective target)."""
     msg = workspace_to_pb(row)
     msg.ClearField("alert_webhook")
+    msg.ClearField("alert_format")
     msg.ClearField("member_provider")
     msg.ClearField("member_route")
     return msg

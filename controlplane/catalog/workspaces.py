@@ -1,7 +1,7 @@
 """Workspaces: the budget and rate-limit scope that keys belong to.
 
 Settings besides limits: ``timezone`` (calendar budget periods), ``redis_failure`` (what data
-planes do while Redis is unreachable) and ``alert_webhook``. Get and List also report each
+planes do while Redis is unreachable), ``alert_webhook`` and ``alert_format``. Get and List also report each
 budget's current period and spend (``budget_status``), computed by
 :mod:`controlplane.usage.spend` like the snapshot's seeds. Access controls (``allowed_providers``,
 ``allowed_routes``, ``allowed_models``): :mod:`controlplane.catalog.access`. Sign-in fields
@@ -28,6 +28,7 @@ from controlplane.domain.errors import AlreadyExists, FailedPrecondition, NotFou
 from controlplane.domain.limits import limits_from_json, limits_to_json, validate_limits
 from controlplane.domain.names import validate_label, validate_slug, validate_timezone
 from controlplane.domain.workspaces import (
+    validate_alert_format,
     validate_alert_webhook,
     validate_log_bodies,
     validate_log_body_max_bytes,
@@ -44,6 +45,7 @@ UPDATE_PATHS = (
     "timezone",
     "redis_failure",
     "alert_webhook",
+    "alert_format",
     "min_client_version",
     "log_bodies",
     "log_body_max_bytes",
@@ -75,6 +77,7 @@ def create(
         alert_webhook=validate_alert_webhook(
             msg.alert_webhook, allow_internal=allow_internal_webhooks
         ),
+        alert_format=validate_alert_format(msg.alert_format),
         min_client_version=validate_min_client_version(msg.min_client_version),
         log_bodies=validate_log_bodies(msg.log_bodies),
         log_body_max_bytes=validate_log_body_max_bytes(msg.log_body_max_bytes),
@@ -141,6 +144,8 @@ def update(
         row.alert_webhook = validate_alert_webhook(
             msg.alert_webhook, allow_internal=allow_internal_webhooks
         )
+    if "alert_format" in paths:
+        row.alert_format = validate_alert_format(msg.alert_format)
     if "min_client_version" in paths:
         row.min_client_version = validate_min_client_version(msg.min_client_version)
     if "log_bodies" in paths:

@@ -1,5 +1,5 @@
-"""Workspace settings beyond limits: the Redis failure mode, the alert webhook URL, the
-minimum Claude Code version and the request-log policy (bodies, cap, retention)."""
+"""Workspace settings beyond limits: the Redis failure mode, the alert webhook URL and format,
+the minimum Claude Code version and the request-log policy (bodies, cap, retention)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from controlplane.domain.errors import InvalidArgument, shown
 REDIS_FAILURE_MODES = ("closed", "open")
 DEFAULT_REDIS_FAILURE = "closed"
 MAX_WEBHOOK_CHARS = 2048
+ALERT_FORMATS = ("generic", "slack")
+DEFAULT_ALERT_FORMAT = "generic"
 LOG_BODIES = ("none", "metadata", "full")
 DEFAULT_LOG_BODY_MAX_BYTES = 256 * 1024
 MAX_LOG_BODY_MAX_BYTES = 16 * 1024 * 1024
@@ -90,6 +92,18 @@ def validate_alert_webhook(url: str, *, allow_internal: bool = False) -> str:
             "internal ones with `gwctl controlplane serve --allow-internal-webhooks`)"
         )
     return url
+
+
+def validate_alert_format(value: str) -> str:
+    """``""`` → ``"generic"``; otherwise ``generic`` (Tollgate's JSON document with a readable
+    ``text``) or ``slack`` (a Slack incoming-webhook message)."""
+    fmt = value.strip().lower() or DEFAULT_ALERT_FORMAT
+    if fmt not in ALERT_FORMATS:
+        raise InvalidArgument(
+            f"invalid alert_format {shown(value)}: use 'generic' (Tollgate's JSON document; the "
+            "default) or 'slack' (a Slack incoming-webhook message)"
+        )
+    return fmt
 
 
 def validate_log_bodies(value: str) -> str:

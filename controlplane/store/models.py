@@ -56,6 +56,8 @@ class WorkspaceRow(SQLModel, table=True):
     # "closed" | "open" ("" in rows written before the column existed: closed).
     redis_failure: str = Field(default="closed", sa_column=_text("closed"))
     alert_webhook: str = Field(default="", sa_column=_text(""))
+    # The body POSTed to alert_webhook: "generic" | "slack".
+    alert_format: str = Field(default="generic", sa_column=_text("generic"))
     min_client_version: str = Field(default="", sa_column=_text(""))
     # Request logging: none | metadata | full, the per-body cap, the retention of stored bodies.
     log_bodies: str = Field(default="none", sa_column=_text("none"))
@@ -281,8 +283,17 @@ class BudgetAlertRow(SQLModel, table=True):
     period_start_ms: int = Field(default=0, sa_type=BigInteger)
     period_end_ms: int = Field(default=0, sa_type=BigInteger)  # 0 for lifetime
     spent_micros: int = Field(default=0, sa_type=BigInteger)
-    # "" (no webhook) | "pending" | "delivered" | "failed: <reason>"
+    # "" (no webhook) | "pending" | "retrying: <reason>" | "delivered" | "failed: <reason>" |
+    # "refused: …"; the attempts made, when the last one ended and when the next is due.
     webhook_status: str = Field(default="", sa_type=Text)
+    webhook_format: str = Field(default="", sa_column=_text(""))  # generic | slack
+    webhook_attempts: int = Field(default=0, sa_column=_int())
+    webhook_last_attempt_ms: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
+    webhook_next_attempt_ms: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
 
 
 class AuditRow(SQLModel, table=True):

@@ -12,14 +12,18 @@ Contract:
   threshold) and rows are inserted with ``ON CONFLICT DO NOTHING … RETURNING``, so concurrent
   ingests, replayed batches, several control planes on one PostgreSQL and restarts record each
   alert exactly once, and only the process whose insert won delivers its webhook.
-* Webhook: when the workspace has ``alert_webhook``, the alert is POSTed as JSON (see
-  :func:`webhook_payload`; its ``text`` makes it readable in a Slack-style incoming webhook) in
-  a background task by :func:`controlplane.usage.webhooks.post_webhook`: ``timeout_s`` per
-  attempt, ``attempts`` tries with exponential backoff on connection errors, timeouts, 408, 429
-  and 5xx; redirects are not followed; internal destinations are refused unless
-  ``allow_internal``. The row's ``webhook_status`` goes ``pending`` → ``delivered`` |
+* Webhook: when the workspace has ``alert_webhook``, the alert is POSTed as JSON in the
+  workspace's ``alert_format`` (:mod:`controlplane.usage.alert_formats`: ``generic`` or
+  ``slack``, fixed when the alert is recorded) in a background task by
+  :func:`controlplane.usage.webhooks.post_webhook`: ``timeout_s`` per attempt, ``attempts``
+  tries with jittered exponential backoff (honouring ``Retry-After`` up to ``max_delay_s``) on
+  connection errors, timeouts, 408, 429 and 5xx; redirects are not followed; internal
+  destinations are refused unless ``allow_internal``. Every try is recorded on the row
+  (``webhook_attempts``, ``webhook_last_attempt_ms``, ``webhook_next_attempt_ms``) and its
+  ``webhook_status`` goes ``pending`` → ``retrying: <coarse reason>`` → ``delivered`` |
   ``failed: <coarse reason>`` | ``refused: …`` (``""`` when no webhook is configured), never a
-  response or error detail. A delivery interrupted by a shutdown stays ``pending``.
+  response or error detail. A delivery still under way when the monitor closes (shutdown) is
+  not resumed later: its row says :data:`INTERRUPTED` (with the attempts made so far).
 """
 
 from __future__ import annotations
@@ -35,13 +39,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from controlplane.catalog.common import now_ms as _now_ms
-from controlplane.domain.budgets import Budget, Period, format_budget
+from controlplane.domain.budgets import Budget, Period
 from controlplane.domain.errors import InvalidArgument
-from controlplane.domain.spend import Window, alert_text, format_ms, thresholds_reached
+from controlplane.domain.spend import Window, alert_text, thresholds_reached
 from controlplane.store.db import Database
 from controlplane.store.models import BudgetAlertRow, WorkspaceRow
+from controlplane.usage import alert_formats
 from controlplane.usage.spend import IN_CHUNK, current_spend, scopes_for
-from controlplane.usage.webhooks import DELIVERED, new_client, post_webhook
+from controlplane.usage.webhooks import (
+    DELIVERED,
+    RETRYING,
+    AttemptReport,
+    new_client,
+    post_webhook,
+)
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import telemetry_pb2 as tpb
 
@@ -50,6 +61,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 PENDING = "pending"
+INTERRUPTED = "failed: interrupted (the control plane stopped)"
 _UNIQUE = ("scope", "scope_id", "period", "period_start_ms", "threshold_percent")
 
 
@@ -114,20 +126,23 @@ def detect(
 def record(s: Session, candidates: list[dict[str, Any]]) -> list[RecordedAlert]:
     """Insert the candidates; returns those this call inserted (a concurrent twin loses)."""
     names = sorted({c["workspace"] for c in candidates})
-    hooks: dict[str, str] = dict(
-        s.exec(
-            select(WorkspaceRow.name, WorkspaceRow.alert_webhook).where(
+    hooks: dict[str, tuple[str, str]] = {
+        name: (url, fmt or alert_formats.GENERIC)
+        for name, url, fmt in s.exec(
+            select(WorkspaceRow.name, WorkspaceRow.alert_webhook, WorkspaceRow.alert_format).where(
                 col(WorkspaceRow.name).in_(names)
             )
         ).all()
-    )
+    }
     dialect = s.get_bind().dialect.name
     insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = BudgetAlertRow.__table__  # type: ignore[attr-defined]
     recorded: list[RecordedAlert] = []
     for values in candidates:
-        hook = hooks.get(values["workspace"], "")
-        row = BudgetAlertRow(**values, webhook_status=PENDING if hook else "")
+        hook, fmt = hooks.get(values["workspace"], ("", ""))
+        row = BudgetAlertRow(
+            **values, webhook_status=PENDING if hook else "", webhook_format=fmt if hook else ""
+        )
         stmt = (
             insert_fn(table)
             .values(row.model_dump(exclude={"id"}))
@@ -170,14 +185,34 @@ def to_pb(row: BudgetAlertRow) -> tpb.BudgetAlert:
         period_start_ms=row.period_start_ms,
         spent_micros=row.spent_micros,
         webhook_status=row.webhook_status,
+        webhook_attempts=row.webhook_attempts,
+        webhook_last_attempt_ms=row.webhook_last_attempt_ms,
+        webhook_next_attempt_ms=row.webhook_next_attempt_ms,
+        webhook_format=row.webhook_format,
     )
 
 
-def set_webhook_status(s: Session, alert_id: int, status: str) -> None:
+def record_attempt(s: Session, alert_id: int, report: AttemptReport) -> None:
+    """Store one delivery try: its count, when it ended, the status and any next try."""
     row = s.get(BudgetAlertRow, alert_id)
     if row is not None:
-        row.webhook_status = status
+        row.webhook_status = report.status
+        row.webhook_attempts = max(row.webhook_attempts, report.attempt)
+        row.webhook_last_attempt_ms = report.ended_ms
+        row.webhook_next_attempt_ms = report.next_attempt_ms
         s.add(row)
+
+
+def mark_interrupted(s: Session, alert_ids: Iterable[int]) -> None:
+    """Deliveries cut short by a shutdown: a final status instead of a "retrying" forever."""
+    for alert_id in alert_ids:
+        row = s.get(BudgetAlertRow, alert_id)
+        if row is not None and (
+            row.webhook_status == PENDING or row.webhook_status.startswith(RETRYING)
+        ):
+            row.webhook_status = INTERRUPTED
+            row.webhook_next_attempt_ms = 0
+            s.add(row)
 
 
 def list_alerts(
@@ -202,31 +237,9 @@ def list_alerts(
 
 
 def webhook_payload(recorded: RecordedAlert) -> dict[str, Any]:
-    """The JSON document POSTed to a workspace's ``alert_webhook``."""
+    """The JSON document POSTed to a workspace's ``alert_webhook``, in the alert's format."""
     row = recorded.row
-    budget = Budget(row.amount_micros, Period[row.period.upper()])
-    return {
-        "type": "budget_alert",
-        "text": recorded.text,
-        "alert_id": row.id,
-        "time": format_ms(row.time_ms),
-        "time_ms": row.time_ms,
-        "scope": row.scope,
-        "id": row.scope_id,
-        "name": row.name,
-        "workspace": row.workspace,
-        "threshold_percent": row.threshold_percent,
-        "budget": format_budget(budget),
-        "budget_amount_micros": row.amount_micros,
-        "period": row.period,
-        "period_id": row.period_id,
-        "period_start": format_ms(row.period_start_ms) if row.period_end_ms else None,
-        "period_start_ms": row.period_start_ms,
-        "period_end": format_ms(row.period_end_ms) if row.period_end_ms else None,
-        "period_end_ms": row.period_end_ms,
-        "spent_micros": row.spent_micros,
-        "spent_usd": f"{row.spent_micros // 1_000_000}.{row.spent_micros % 1_000_000:06d}",
-    }
+    return alert_formats.payload(row.webhook_format, row, recorded.text)
 
 
 class AlertMonitor:
@@ -239,6 +252,7 @@ class AlertMonitor:
         timeout_s: float = 5.0,
         attempts: int = 3,
         backoff_s: float = 1.0,
+        max_delay_s: float = 60.0,
         allow_internal: bool = False,
     ) -> None:
         self._db = db
@@ -246,11 +260,12 @@ class AlertMonitor:
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.backoff_s = backoff_s
+        self.max_delay_s = max_delay_s
         self._keys: set[str] = set()
         self._workspaces: set[str] = set()
         self._developers: set[str] = set()
         self._checker: asyncio.Task[None] | None = None
-        self._deliveries: set[asyncio.Task[None]] = set()
+        self._deliveries: dict[asyncio.Task[None], int] = {}  # task → alert id
         self._client: httpx.AsyncClient | None = None
         self._closed = False
 
@@ -301,13 +316,18 @@ class AlertMonitor:
                 task = asyncio.get_running_loop().create_task(
                     self._deliver(alert), name=f"alert-webhook-{alert.row.id}"
                 )
-                self._deliveries.add(task)
-                task.add_done_callback(self._deliveries.discard)
+                self._deliveries[task] = alert.row.id or 0
+                task.add_done_callback(lambda done: self._deliveries.pop(done, None))
         return recorded
 
     async def _deliver(self, alert: RecordedAlert) -> None:
         if self._client is None:
             self._client = new_client()
+        alert_id = alert.row.id or 0
+
+        async def note(report: AttemptReport) -> None:  # post_webhook logs a failure here
+            await self._db.run(lambda s: record_attempt(s, alert_id, report))
+
         status = await post_webhook(
             self._client,
             alert.webhook,
@@ -315,16 +335,13 @@ class AlertMonitor:
             timeout_s=self.timeout_s,
             attempts=self.attempts,
             backoff_s=self.backoff_s,
+            max_delay_s=self.max_delay_s,
             allow_internal=self.allow_internal,
-            label=f"alert {alert.row.id} (workspace {alert.row.workspace}): webhook",
+            label=f"alert {alert_id} (workspace {alert.row.workspace}): webhook",
+            on_attempt=note,
         )
         if status != DELIVERED:
-            log.warning("alert %d: webhook %s", alert.row.id, status)
-        alert_id = alert.row.id or 0
-        try:
-            await self._db.run(lambda s: set_webhook_status(s, alert_id, status))
-        except Exception:
-            log.exception("alert %d: could not store webhook status %r", alert_id, status)
+            log.warning("alert %d: webhook %s", alert_id, status)
 
     async def idle(self) -> None:
         """Wait until pending checks and webhook deliveries are done (tests, shutdown)."""
@@ -337,12 +354,18 @@ class AlertMonitor:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close(self) -> None:
-        """Stop checking and delivering (in-flight deliveries stay ``pending``)."""
+        """Stop checking and delivering; deliveries still under way end :data:`INTERRUPTED`."""
         self._closed = True
+        interrupted = [aid for task, aid in self._deliveries.items() if not task.done()]
         tasks = [t for t in (self._checker, *self._deliveries) if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if interrupted:
+            try:
+                await self._db.run(lambda s: mark_interrupted(s, interrupted))
+            except Exception:
+                log.exception("could not mark %d interrupted alert deliveries", len(interrupted))
         if self._client is not None:
             await self._client.aclose()
             self._client = None

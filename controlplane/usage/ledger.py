@@ -12,12 +12,18 @@ dimension:
   recorded them when the developer no longer exists); virtual-key traffic forms group ``""``;
 * ``model`` — the model served, or the requested one when nothing was served;
 * ``day`` — the UTC calendar day ``YYYY-MM-DD``;
-* ``metadata.<field>`` — a value of the request's metadata; events without it form group ``""``.
+* ``metadata.<field>`` — a value of the request's metadata; events without it form group ``""``;
+* ``member`` — who spent it, per workspace (chargeback): one row per (workspace, key) and
+  (workspace, developer) as the events recorded them, in one ``GROUP BY``. The group is the key
+  id or the developer id (``""`` for events with neither, e.g. refused unknown keys); rows carry
+  ``workspace`` (where the requests were made, not where a developer is now), ``key_id`` and
+  ``key_name`` (the key's current name, else the ledger's) or ``developer_id`` and
+  ``developer_email`` (current, else the ledger's). Sorted by workspace, then cost descending.
 
 Column groupings run as SQL ``GROUP BY``; ``metadata.<field>`` groups by the metadata JSON text
 in SQL and re-aggregates the (few) distinct documents in Python, which works identically on
 SQLite and PostgreSQL. Rows carry requests, errors (HTTP status >= 400), token sums, server-tool
-request sums, cost and the request times of the group's first and last request; grouped by
+request sums, cost, cache hits and what they saved (``cost_saved_micros``) and the request times of the group's first and last request; grouped by
 ``session`` they also name the session's key (``key_id``) or, for a signed-in developer's session,
 the developer's email as the ledger recorded it (``developer_email``; the greatest if several).
 Rows are sorted by cost descending (then group), except ``day`` which is chronological.
@@ -35,7 +41,7 @@ from sqlalchemy import ColumnElement, case, func
 from sqlmodel import Session, col, select
 
 from controlplane.domain.errors import InvalidArgument
-from controlplane.store.models import DeveloperRow
+from controlplane.store.models import DeveloperRow, VirtualKeyRow
 from controlplane.store.models import UsageEventRow as U
 from controlplane.usage.events import row_to_event
 from gwapi.v1 import telemetry_pb2 as tpb
@@ -51,6 +57,7 @@ GROUPS = (
     "session",
     "client_version",
     "day",
+    "member",
     "metadata.<field>",
 )
 _METADATA_RE = re.compile(r"^metadata\.([A-Za-z0-9_.-]{1,64})$")
@@ -73,7 +80,7 @@ def _group_expr(group_by: str) -> ColumnElement[Any] | None:
         "metadata": col(U.metadata_json),
     }
     key = "metadata" if group_by.startswith("metadata.") else group_by
-    if key == "":
+    if key in ("", "member"):
         return None
     expr: ColumnElement[Any] = columns[key]
     return expr
@@ -116,7 +123,10 @@ _SUMS = (
     "cost_micros",
     "web_search_requests",
     "web_fetch_requests",
+    "cost_saved_micros",
 )
+_MEMBER: tuple[Any, ...] = (col(U.workspace), col(U.key_id), col(U.developer_id))
+_MEMBER_LABELS = ("m_workspace", "m_key_id", "m_developer_id")
 
 
 def query_usage(
@@ -126,18 +136,10 @@ def query_usage(
     group_by = validate_group_by(req.group_by)
     if req.until_ms and req.since_ms and req.until_ms <= req.since_ms:
         raise InvalidArgument("until_ms must be after since_ms")
+    if group_by == "member":
+        return _query_members(s, req, scope)
     group = _group_expr(group_by)
-    measures = [
-        func.count().label("requests"),
-        func.coalesce(func.sum(case((col(U.status) >= 400, 1), else_=0)), 0).label("errors"),
-        *(func.coalesce(func.sum(getattr(U, name)), 0).label(name) for name in _SUMS),
-        func.coalesce(func.min(col(U.time_ms)), 0).label("first_ms"),
-        func.coalesce(func.max(col(U.time_ms)), 0).label("last_ms"),
-        func.coalesce(func.max(col(U.key_id)), "").label("key_id"),
-        func.coalesce(func.max(col(U.developer_email)), "").label("developer_email"),
-        func.coalesce(func.max(col(U.workspace)), "").label("workspace"),
-    ]
-    stmt = select(*([group.label("grp")] if group is not None else []), *measures)
+    stmt = select(*([group.label("grp")] if group is not None else []), *_measures())
     for cond in _filters(req, scope):
         stmt = stmt.where(cond)
     if group is not None:
@@ -173,13 +175,7 @@ def query_usage(
         if group_by == "session":
             row.key_id = max(row.key_id, str(m["key_id"] or ""))
             row.developer_email = max(row.developer_email, str(m["developer_email"] or ""))
-        if m["requests"]:
-            row.first_ms = min(row.first_ms or int(m["first_ms"]), int(m["first_ms"]))
-            row.last_ms = max(row.last_ms, int(m["last_ms"]))
-        row.requests += int(m["requests"])
-        row.errors += int(m["errors"])
-        for name in _SUMS:
-            setattr(row, name, getattr(row, name) + int(m[name]))
+        _add(row, m)
     if group is None and not acc:
         acc[""] = tpb.UsageRow(group="")
     rows = list(acc.values())
@@ -188,6 +184,79 @@ def query_usage(
     else:
         rows.sort(key=lambda r: (-r.cost_micros, r.group))
     return rows
+
+
+def _measures() -> list[Any]:
+    return [
+        func.count().label("requests"),
+        func.coalesce(func.sum(case((col(U.status) >= 400, 1), else_=0)), 0).label("errors"),
+        *(func.coalesce(func.sum(getattr(U, name)), 0).label(name) for name in _SUMS),
+        func.coalesce(func.sum(case((col(U.cache_status) == "hit", 1), else_=0)), 0).label(
+            "cache_hits"
+        ),
+        func.coalesce(func.min(col(U.time_ms)), 0).label("first_ms"),
+        func.coalesce(func.max(col(U.time_ms)), 0).label("last_ms"),
+        func.coalesce(func.max(col(U.key_id)), "").label("key_id"),
+        func.coalesce(func.max(col(U.key_name)), "").label("key_name"),
+        func.coalesce(func.max(col(U.developer_email)), "").label("developer_email"),
+        func.coalesce(func.max(col(U.workspace)), "").label("workspace"),
+    ]
+
+
+def _add(row: tpb.UsageRow, m: Any) -> None:
+    """Add one SQL result row's measures to ``row``."""
+    if m["requests"]:
+        row.first_ms = min(row.first_ms or int(m["first_ms"]), int(m["first_ms"]))
+        row.last_ms = max(row.last_ms, int(m["last_ms"]))
+    row.requests += int(m["requests"])
+    row.errors += int(m["errors"])
+    row.cache_hits += int(m["cache_hits"])
+    for name in _SUMS:
+        setattr(row, name, getattr(row, name) + int(m[name]))
+
+
+def _query_members(
+    s: Session, req: tpb.QueryUsageRequest, scope: frozenset[str]
+) -> list[tpb.UsageRow]:
+    """``group_by=member``: one SQL ``GROUP BY workspace, key_id, developer_id``."""
+    labelled = [c.label(name) for c, name in zip(_MEMBER, _MEMBER_LABELS, strict=True)]
+    stmt = select(*labelled, *_measures())
+    for cond in _filters(req, scope):
+        stmt = stmt.where(cond)
+    result = s.exec(stmt.group_by(*_MEMBER)).all()
+    key_ids = [str(r._mapping["m_key_id"] or "") for r in result]
+    key_names = _key_names(s, key_ids)
+    developers = _developers(s, [str(r._mapping["m_developer_id"] or "") for r in result])
+    rows = []
+    for r in result:
+        m = r._mapping
+        key_id, dev_id = str(m["m_key_id"] or ""), str(m["m_developer_id"] or "")
+        row = tpb.UsageRow(
+            group=key_id or dev_id,
+            workspace=str(m["m_workspace"] or ""),
+            key_id=key_id,
+            key_name=key_names.get(key_id, str(m["key_name"] or "")) if key_id else "",
+            developer_id=dev_id,
+            developer_email=(
+                developers.get(dev_id, (str(m["developer_email"] or ""), ""))[0] if dev_id else ""
+            ),
+        )
+        _add(row, m)
+        rows.append(row)
+    rows.sort(key=lambda r: (r.workspace, -r.cost_micros, r.group))
+    return rows
+
+
+def _key_names(s: Session, ids: Sequence[str]) -> dict[str, str]:
+    """``{key id: name}`` as the key table has them now (revoked keys included)."""
+    wanted = sorted({i for i in ids if i})
+    out: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):
+        stmt = select(VirtualKeyRow.id, VirtualKeyRow.name).where(
+            col(VirtualKeyRow.id).in_(wanted[start : start + 500])
+        )
+        out.update({key_id: name for key_id, name in s.exec(stmt).all()})
+    return out
 
 
 def _developers(s: Session, ids: Sequence[str]) -> dict[str, tuple[str, str]]:

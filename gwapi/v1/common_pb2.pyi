@@ -134,6 +134,7 @@ class Workspace(_message.Message):
     MANAGED_SETTINGS_JSON_FIELD_NUMBER: _builtins.int
     MANAGED_SETTINGS_CHECKSUM_FIELD_NUMBER: _builtins.int
     MANAGED_SETTINGS_UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
+    ALERT_FORMAT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """unique slug, the workspace's identity"""
     description: _builtins.str
@@ -171,6 +172,10 @@ class Workspace(_message.Message):
     """
     managed_settings_checksum: _builtins.str
     managed_settings_updated_at_ms: _builtins.int
+    alert_format: _builtins.str
+    """The body POSTed to alert_webhook: "generic" (the default: Tollgate's JSON document, with a
+    readable "text") or "slack" (a Slack incoming-webhook message: {"text": "…"}).
+    """
     @_builtins.property
     def limits(self) -> Global___Limits: ...
     @_builtins.property
@@ -230,10 +235,11 @@ class Workspace(_message.Message):
         managed_settings_json: _builtins.str = ...,
         managed_settings_checksum: _builtins.str = ...,
         managed_settings_updated_at_ms: _builtins.int = ...,
+        alert_format: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits", "member_limits", b"member_limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_webhook", b"alert_webhook", "allowed_models", b"allowed_models", "allowed_providers", b"allowed_providers", "allowed_routes", b"allowed_routes", "budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "description", b"description", "limits", b"limits", "log_bodies", b"log_bodies", "log_body_max_bytes", b"log_body_max_bytes", "log_retention_days", b"log_retention_days", "managed_settings_checksum", b"managed_settings_checksum", "managed_settings_json", b"managed_settings_json", "managed_settings_updated_at_ms", b"managed_settings_updated_at_ms", "member_limits", b"member_limits", "member_provider", b"member_provider", "member_route", b"member_route", "min_client_version", b"min_client_version", "name", b"name", "redis_failure", b"redis_failure", "sso_groups", b"sso_groups", "sso_priority", b"sso_priority", "timezone", b"timezone", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_format", b"alert_format", "alert_webhook", b"alert_webhook", "allowed_models", b"allowed_models", "allowed_providers", b"allowed_providers", "allowed_routes", b"allowed_routes", "budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "description", b"description", "limits", b"limits", "log_bodies", b"log_bodies", "log_body_max_bytes", b"log_body_max_bytes", "log_retention_days", b"log_retention_days", "managed_settings_checksum", b"managed_settings_checksum", "managed_settings_json", b"managed_settings_json", "managed_settings_updated_at_ms", b"managed_settings_updated_at_ms", "member_limits", b"member_limits", "member_provider", b"member_provider", "member_route", b"member_route", "min_client_version", b"min_client_version", "name", b"name", "redis_failure", b"redis_failure", "sso_groups", b"sso_groups", "sso_priority", b"sso_priority", "timezone", b"timezone", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

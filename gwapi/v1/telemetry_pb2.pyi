@@ -176,6 +176,10 @@ class BudgetAlert(_message.Message):
     PERIOD_START_MS_FIELD_NUMBER: _builtins.int
     SPENT_MICROS_FIELD_NUMBER: _builtins.int
     WEBHOOK_STATUS_FIELD_NUMBER: _builtins.int
+    WEBHOOK_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    WEBHOOK_LAST_ATTEMPT_MS_FIELD_NUMBER: _builtins.int
+    WEBHOOK_NEXT_ATTEMPT_MS_FIELD_NUMBER: _builtins.int
+    WEBHOOK_FORMAT_FIELD_NUMBER: _builtins.int
     time_ms: _builtins.int
     scope: _builtins.str
     """"key" | "workspace" | "developer" """
@@ -189,7 +193,17 @@ class BudgetAlert(_message.Message):
     period_start_ms: _builtins.int
     spent_micros: _builtins.int
     webhook_status: _builtins.str
-    """"" (none configured) | "delivered" | "failed: …" """
+    """"" (none configured) | "pending" | "retrying: <last outcome>" | "delivered" |
+    "failed: …" | "refused: …" (coarse: never a response or error detail)
+    """
+    webhook_attempts: _builtins.int
+    """delivery attempts made so far"""
+    webhook_last_attempt_ms: _builtins.int
+    """when the last one ended; 0 = none yet"""
+    webhook_next_attempt_ms: _builtins.int
+    """when the next retry is due (status "retrying: …")"""
+    webhook_format: _builtins.str
+    """"generic" | "slack": the body that was POSTed"""
     @_builtins.property
     def budget(self) -> _common_pb2.Budget: ...
     def __init__(
@@ -205,10 +219,14 @@ class BudgetAlert(_message.Message):
         period_start_ms: _builtins.int = ...,
         spent_micros: _builtins.int = ...,
         webhook_status: _builtins.str = ...,
+        webhook_attempts: _builtins.int = ...,
+        webhook_last_attempt_ms: _builtins.int = ...,
+        webhook_next_attempt_ms: _builtins.int = ...,
+        webhook_format: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "id", b"id", "name", b"name", "period_start_ms", b"period_start_ms", "scope", b"scope", "spent_micros", b"spent_micros", "threshold_percent", b"threshold_percent", "time_ms", b"time_ms", "webhook_status", b"webhook_status", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "id", b"id", "name", b"name", "period_start_ms", b"period_start_ms", "scope", b"scope", "spent_micros", b"spent_micros", "threshold_percent", b"threshold_percent", "time_ms", b"time_ms", "webhook_attempts", b"webhook_attempts", "webhook_format", b"webhook_format", "webhook_last_attempt_ms", b"webhook_last_attempt_ms", "webhook_next_attempt_ms", b"webhook_next_attempt_ms", "webhook_status", b"webhook_status", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -553,7 +571,9 @@ class QueryUsageRequest(_message.Message):
     key_id: _builtins.str
     group_by: _builtins.str
     """workspace | key | developer | model | provider | session | client_version | day |
-    metadata.<field>; "" = one total row
+    metadata.<field> | member; "" = one total row. member: one row per (workspace, key) and
+    (workspace, developer): group is the key id or developer id, with workspace, key_id,
+    key_name, developer_id and developer_email filled in.
     """
     since_ms: _builtins.int
     until_ms: _builtins.int
@@ -595,6 +615,10 @@ class UsageRow(_message.Message):
     KEY_ID_FIELD_NUMBER: _builtins.int
     WEB_SEARCH_REQUESTS_FIELD_NUMBER: _builtins.int
     WEB_FETCH_REQUESTS_FIELD_NUMBER: _builtins.int
+    COST_SAVED_MICROS_FIELD_NUMBER: _builtins.int
+    CACHE_HITS_FIELD_NUMBER: _builtins.int
+    KEY_NAME_FIELD_NUMBER: _builtins.int
+    DEVELOPER_ID_FIELD_NUMBER: _builtins.int
     DEVELOPER_EMAIL_FIELD_NUMBER: _builtins.int
     WORKSPACE_FIELD_NUMBER: _builtins.int
     CLIENT_COST_MICROS_FIELD_NUMBER: _builtins.int
@@ -621,6 +645,14 @@ class UsageRow(_message.Message):
     web_search_requests: _builtins.int
     """server-tool requests (their fees are in cost_micros)"""
     web_fetch_requests: _builtins.int
+    cost_saved_micros: _builtins.int
+    """What cache hits saved (the upstream cost they avoided; not in cost_micros) and how many."""
+    cache_hits: _builtins.int
+    key_name: _builtins.str
+    """group_by=member: the key's name (as the key table has it now, else as the ledger recorded
+    it) or the developer's id; workspace is then the workspace the requests were made in.
+    """
+    developer_id: _builtins.str
     developer_email: _builtins.str
     """group_by=developer: who, and what their Claude Code reported about itself in the same
     window (DeveloperActivity); client_cost_micros is the client's own estimate, to set against
@@ -651,6 +683,10 @@ class UsageRow(_message.Message):
         key_id: _builtins.str = ...,
         web_search_requests: _builtins.int = ...,
         web_fetch_requests: _builtins.int = ...,
+        cost_saved_micros: _builtins.int = ...,
+        cache_hits: _builtins.int = ...,
+        key_name: _builtins.str = ...,
+        developer_id: _builtins.str = ...,
         developer_email: _builtins.str = ...,
         workspace: _builtins.str = ...,
         client_cost_micros: _builtins.int = ...,
@@ -664,7 +700,7 @@ class UsageRow(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "client_cost_micros", b"client_cost_micros", "client_sessions", b"client_sessions", "commits", b"commits", "cost_micros", b"cost_micros", "developer_email", b"developer_email", "edits_accepted", b"edits_accepted", "edits_rejected", b"edits_rejected", "errors", b"errors", "first_ms", b"first_ms", "group", b"group", "input_tokens", b"input_tokens", "key_id", b"key_id", "last_ms", b"last_ms", "lines_added", b"lines_added", "lines_removed", b"lines_removed", "output_tokens", b"output_tokens", "pull_requests", b"pull_requests", "requests", b"requests", "web_fetch_requests", b"web_fetch_requests", "web_search_requests", b"web_search_requests", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_hits", b"cache_hits", "cache_read_input_tokens", b"cache_read_input_tokens", "client_cost_micros", b"client_cost_micros", "client_sessions", b"client_sessions", "commits", b"commits", "cost_micros", b"cost_micros", "cost_saved_micros", b"cost_saved_micros", "developer_email", b"developer_email", "developer_id", b"developer_id", "edits_accepted", b"edits_accepted", "edits_rejected", b"edits_rejected", "errors", b"errors", "first_ms", b"first_ms", "group", b"group", "input_tokens", b"input_tokens", "key_id", b"key_id", "key_name", b"key_name", "last_ms", b"last_ms", "lines_added", b"lines_added", "lines_removed", b"lines_removed", "output_tokens", b"output_tokens", "pull_requests", b"pull_requests", "requests", b"requests", "web_fetch_requests", b"web_fetch_requests", "web_search_requests", b"web_search_requests", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

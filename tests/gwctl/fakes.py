@@ -69,6 +69,9 @@ def sample_alert(threshold: int = 80, scope: str = "key") -> telemetry_pb2.Budge
         period_start_ms=1_795_824_000_000,
         spent_micros=40_012_345,
         webhook_status="delivered",
+        webhook_attempts=2,
+        webhook_last_attempt_ms=1_795_850_003_000,
+        webhook_format="slack" if scope == "key" else "generic",
     )
 
 

@@ -111,6 +111,8 @@ def test_route_times_in_seconds_with_units() -> None:
         ("workspaces:\n  - {name: a, limits: {rpm: fast}}\n",
          "workspaces[0].limits.rpm: expected a whole number, got text"),
         ("workspaces:\n  - {name: a, redis_failure: maybe}\n", "'maybe' is not one of closed, open"),
+        ("workspaces:\n  - {name: a, alert_format: teams}\n",
+         "workspaces[0].alert_format: 'teams' is not one of generic, slack"),
         ("workspaces:\n  - {name: a}\n  - {name: a}\n", "workspaces: 'a' is listed twice"),
         ("workspaces:\n  - {description: x}\n", "workspaces[0].name: required"),
         ("workspaces: {name: a}\n", "workspaces: expected a list, got a mapping"),
@@ -229,6 +231,24 @@ def test_field_level_updates_and_their_masks() -> None:
     ] and ws.paths == ["limits.budgets"]
     assert key.paths == ["provider", "route"] and key.message.id == "key_0"
     assert "    retries: 2 → 3" in render_plan(p, prune=False)
+
+
+def test_alert_format_is_planned_like_any_setting() -> None:
+    slack = BASE.replace(
+        '    limits: {budgets: ["1000/month", "50/day"], rpm: 60}\n',
+        '    limits: {budgets: ["1000/month", "50/day"], rpm: 60}\n'
+        "    alert_webhook: https://hooks.slack.com/services/T/B/x\n    alert_format: slack\n",
+    )
+    assert loads(BASE).workspaces[0].alert_format == "generic"  # left out: the default
+    (change,) = plan(loads(slack), stored()).changes
+    assert change.fields == [
+        ("alert_webhook", '""', "https://hooks.slack.com/services/T/B/x"),
+        ("alert_format", "generic", "slack"),
+    ]
+    assert change.paths == ["alert_webhook", "alert_format"]
+    assert plan(loads(slack), stored(slack)).changes == []
+    (back,) = plan(loads(BASE), stored(slack)).changes  # the line removed: generic again
+    assert ("alert_format", "slack", "generic") in back.fields
 
 
 def test_removed_line_resets_the_setting() -> None:

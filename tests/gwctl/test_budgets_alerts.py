@@ -158,15 +158,21 @@ def test_alerts_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert kwargs["workspace"] == "team-a" and kwargs["since_ms"] > 0 and kwargs["limit"] == 0
     header, first, second = stdout.splitlines()
     assert header.split() == ["TIME", "WORKSPACE", "SCOPE", "WHO", "THRESHOLD", "BUDGET",
-                              "SPENT", "PERIOD", "WEBHOOK"]  # fmt: skip
+                              "SPENT", "PERIOD", "WEBHOOK", "TRIES", "LAST", "TRY"]  # fmt: skip
     assert "alice (key_abc123)" in first and "80 %" in first and "$40.01" in first
-    assert "since 2026-11-28T00:00:00Z" in first and first.endswith("delivered")
+    assert "since 2026-11-28T00:00:00Z" in first
+    assert first.endswith("delivered (slack)      2  2026-11-28T07:13:23Z")
     assert second.split()[1:4] == ["team-a", "workspace", "team-a"]
+    assert second.endswith("delivered              2  2026-11-28T07:13:23Z")
 
     doc = orjson.loads(run(capsys, "alerts", "-o", "json")[1])
     assert doc[0]["threshold_percent"] == 80 and doc[0]["spent_usd"] == "40.012345"
     assert doc[0]["budget_text"] == "$50/day" and doc[0]["time"] == "2026-11-28T07:13:20Z"
     assert doc[0]["period_start"] == "2026-11-28T00:00:00Z"
+    assert (doc[0]["webhook_attempts"], doc[0]["webhook_format"]) == (2, "slack")
+    assert doc[0]["webhook_last_attempt_ms"] == 1_795_850_003_000
+    assert doc[0]["webhook_last_attempt"] == "2026-11-28T07:13:23Z"
+    assert doc[0]["webhook_next_attempt"] is None and doc[0]["webhook_next_attempt_ms"] == 0
 
 
 def test_logs_alerts_is_the_same_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,6 +27,7 @@ from tests.controlplane.conftest import (
     expect_error,
     make_settings,
 )
+from tests.fakes.slack import FakeSlack
 from tests.fakes.webhook import WebhookSink
 
 MONTH = pb.PERIOD_MONTH
@@ -288,3 +289,30 @@ async def test_internal_webhook_destinations_are_refused_by_default(db_url: str)
                 "refused: destination not allowed (internal address)"
             }
     assert sink.bodies == []
+
+
+async def test_a_delivery_cut_short_by_a_shutdown_says_so(db_url: str) -> None:
+    """Waiting out a receiver's Retry-After when the control plane stops: the alert does not
+    stay "retrying" forever; after a restart it reads as interrupted, with its one attempt."""
+    settings = make_settings(db_url, allow_internal_webhooks=True, webhook_max_delay_s=30, **FAST)
+    with FakeSlack([(429, {"Retry-After": "30"})]) as slack:
+        async with running(settings) as r, grpc.aio.insecure_channel(r.address) as channel:
+            key = await setup(Clients(channel, ADMIN_TOKEN).admin, slack.url)
+            await report(Clients(channel, DATAPLANE_TOKEN), [usage("i1", 2_100_000, key=key)])
+            deadline = time.monotonic() + 10
+            listed: list[tpb.BudgetAlert] = []
+            while time.monotonic() < deadline:
+                listed = await alerts(Clients(channel, ADMIN_TOKEN))
+                if listed and listed[0].webhook_status.startswith("retrying"):
+                    break
+                await asyncio.sleep(0.05)
+            (alert,) = listed
+            assert alert.webhook_status == "retrying: HTTP 429"
+            assert alert.webhook_next_attempt_ms - alert.webhook_last_attempt_ms >= 29_000
+            stopping = time.monotonic()
+        assert time.monotonic() - stopping < 10  # the 30 s wait did not hold the shutdown
+        async with running(settings) as r, grpc.aio.insecure_channel(r.address) as channel:
+            (alert,) = await alerts(Clients(channel, ADMIN_TOKEN))
+    assert alert.webhook_status == "failed: interrupted (the control plane stopped)"
+    assert (alert.webhook_attempts, alert.webhook_next_attempt_ms) == (1, 0)
+    assert len(slack.requests) == 1
