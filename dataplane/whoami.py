@@ -108,7 +108,13 @@ class Whoami:
         spend = principal.snapshot.spend
         out: list[dict[str, Any]] = []
         scopes = (
-            (member.kind, member.id, member.counter, member.limits, member.label),
+            (
+                member.kind,
+                member.id,
+                member.counter,
+                member.limits,
+                f"{member.label} (workspace {ws.name})",  # as the limiter's refusals say it
+            ),
             ("workspace", ws.name, "w:" + ws.name, ws.limits, f"workspace '{ws.name}'"),
         )
         for kind, ident, counter, limits, label in scopes:

@@ -13,29 +13,24 @@ use: doctor would end Claude Code's session).
 from __future__ import annotations
 
 import re
-import socket
-import ssl
 import subprocess
 import time
-import urllib.request
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-import certifi
 import httpx
 
 from gwctl.clients import below
-from gwctl.doctor_budgets import budget_findings, limits_finding
-from gwctl.doctor_env import Credential, Finding, Setup, is_loopback, now_ms, shown
+from gwctl.doctor_env import Credential, Finding, Setup, now_ms
+from gwctl.doctor_net import ASK, Network, json_of, reason, tls_context
+from gwctl.doctor_whoami import budget_findings, limits_finding, provider_findings
 
 WHOAMI = "/v1/tollgate/whoami"
 USER_AGENT = "gwctl-doctor"
 SIGNIN_MIN_VERSION = "2.1.195"  # the first Claude Code that signs in to a gateway with /login
 _VERSION = re.compile(r"\d+\.\d+[0-9A-Za-z.+-]*")
-_ASK = "ask your platform team"
 
 
 @dataclass
@@ -46,21 +41,13 @@ class Options:
     send: bool = False
 
 
-def tls_context(env: Mapping[str, str], ca_file: str) -> ssl.SSLContext:
-    """What Claude Code trusts: the public CAs, plus NODE_EXTRA_CA_CERTS (and ``--ca-file``)."""
-    context = ssl.create_default_context(cafile=certifi.where())
-    for extra in (env.get("NODE_EXTRA_CA_CERTS", ""), ca_file):
-        if extra:
-            context.load_verify_locations(cafile=extra)
-    return context
-
-
 class Doctor:
     def __init__(self, setup: Setup, options: Options, env: Mapping[str, str]) -> None:
         self.setup = setup
         self.options = options
         self.env = env
         self.context = tls_context(env, options.ca_file)
+        self.net = Network(setup, options.timeout, self.context)
         self.whoami: dict[str, Any] | None = None
         self.claude_version = ""
 
@@ -80,14 +67,14 @@ class Doctor:
             )
             yield from self._client(None)
             return
-        reachable = yield from self._connection()
+        reachable = yield from self.net.connection()
         with httpx.Client(
             verify=self.context, timeout=self.options.timeout, headers={"user-agent": USER_AGENT}
         ) as http:
             if reachable:
-                reachable = yield from self._probe(http)
+                reachable = yield from self.net.probe(http)
             if reachable:
-                yield from self._health(http)
+                yield from self.net.health(http)
             if reachable and credential is not None:
                 self.whoami = yield from self._auth(http, credential)
             else:
@@ -101,7 +88,7 @@ class Doctor:
                 yield from budget_findings(self.whoami)
                 yield limits_finding(self.whoami)
                 yield from self._model(http, credential)
-                yield from self._providers(self.whoami)
+                yield from provider_findings(self.whoami, self.setup.model)
             yield from self._client(self.whoami)
             if self.options.send and self.whoami is not None and credential is not None:
                 yield self._send(http, credential)
@@ -156,180 +143,6 @@ class Doctor:
         yield Finding("credential", "OK", what)
         return credential
 
-    # -- reaching the data plane ------------------------------------------------------------
-
-    def _connection(self) -> Generator[Finding, None, bool]:
-        """URL shape, DNS, TCP and TLS; returns whether HTTP may be tried."""
-        url, source = self.setup.url, self.setup.url_source
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            yield Finding(
-                "url",
-                "FAIL",
-                f"{url!r} ({source}) is not an http(s) URL",
-                "use the data plane's URL, e.g. https://gw.example.com",
-            )
-            return False
-        if parts.scheme == "https":
-            yield Finding("url", "OK", f"{url} ({source})")
-        elif is_loopback(url):
-            yield Finding("url", "OK", f"{url} ({source}): plain http on loopback")
-        else:
-            yield Finding(
-                "url",
-                "WARN",
-                f"{url} ({source}) is plain http to another host: your "
-                "key travels in clear text, and Claude Code's /login only accepts https",
-                "use the gateway's https URL (ask your platform team)",
-            )
-        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-        if _proxied(url):
-            return True  # the proxy decides: HTTP errors will tell
-        try:
-            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            yield Finding(
-                "reachable",
-                "FAIL",
-                f"cannot resolve {host} ({exc.strerror})",
-                f"check the host name in {source}; on a company network, connect the VPN",
-            )
-            return False
-        try:
-            sock = socket.create_connection((host, port), timeout=self.options.timeout)
-        except ConnectionRefusedError:
-            yield Finding(
-                "reachable",
-                "FAIL",
-                f"connection refused by {host}:{port}: nothing listens there",
-                f"check the port in {source}; is the data plane "
-                f"running? ({_ASK}; on your machine: make up)",
-            )
-            return False
-        except TimeoutError:
-            yield Finding(
-                "reachable",
-                "FAIL",
-                f"no answer from {host}:{port} within {self.options.timeout:g} s",
-                f"a firewall, proxy or VPN is in the way, or the host in {source} is wrong",
-            )
-            return False
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            yield Finding(
-                "reachable",
-                "FAIL",
-                f"cannot connect to {host}:{port} ({reason})",
-                f"check {source} and your network",
-            )
-            return False
-        with sock:
-            if parts.scheme == "https":
-                return (yield from self._tls(sock, host, source))
-        return True
-
-    def _tls(self, sock: socket.socket, host: str, source: str) -> Generator[Finding, None, bool]:
-        sock.settimeout(self.options.timeout)
-        try:
-            with self.context.wrap_socket(sock, server_hostname=host) as tls:
-                cert = tls.getpeercert() or {}
-        except ssl.SSLCertVerificationError as exc:
-            reason = exc.verify_message or exc.reason or str(exc)
-            fix = (
-                f"use the host name the certificate names in {source}"
-                if "mismatch" in str(reason).lower()
-                else "if your company has its own CA, export NODE_EXTRA_CA_CERTS=/path/ca.pem "
-                "(Claude Code and doctor trust it; or pass --ca-file); else tell your platform "
-                "team the gateway's certificate is not valid"
-            )
-            yield Finding("tls", "FAIL", f"the certificate of {host} is not trusted: {reason}", fix)
-            return False
-        except (ssl.SSLError, OSError) as exc:
-            yield Finding(
-                "tls",
-                "FAIL",
-                f"TLS handshake with {host} failed ({exc})",
-                "does this port speak plain http? then use http:// (on loopback only)",
-            )
-            return False
-        not_after = cert.get("notAfter")
-        days = (
-            int((ssl.cert_time_to_seconds(not_after) - time.time()) // 86400)
-            if isinstance(not_after, str)
-            else -1
-        )
-        if 0 <= days < 14:
-            yield Finding(
-                "tls",
-                "WARN",
-                f"certificate valid, but it expires in {days} days",
-                f"tell your platform team to renew the certificate of {host}",
-            )
-        else:
-            yield Finding(
-                "tls",
-                "OK",
-                f"certificate valid for {host}" + (f" ({days} more days)" if days >= 0 else ""),
-            )
-        return True
-
-    def _probe(self, http: httpx.Client) -> Generator[Finding, None, bool]:
-        url = self.setup.url
-        start = time.perf_counter()
-        try:
-            r = http.get(url + "/")
-        except httpx.HTTPError as exc:
-            yield Finding(
-                "reachable",
-                "FAIL",
-                f"{url} did not answer ({_reason(exc)})",
-                f"check {self.setup.url_source} and your network (proxy, VPN)",
-            )
-            return False
-        ms = int((time.perf_counter() - start) * 1000)
-        if r.status_code == 200 and _json(r).get("service") == "tollgate":
-            yield Finding("reachable", "OK", f"a Tollgate data plane answered in {ms} ms")
-            return True
-        yield Finding(
-            "reachable",
-            "FAIL",
-            f"{url} answers (HTTP {r.status_code}), but not as a Tollgate data plane",
-            f"{self.setup.url_source} must be the data plane's "
-            "root URL, as your platform team gave it (no /v1)",
-        )
-        return False
-
-    def _health(self, http: httpx.Client) -> Iterator[Finding]:
-        try:
-            r = http.get(self.setup.url + "/healthz")
-        except httpx.HTTPError as exc:
-            yield Finding("gateway", "WARN", f"/healthz did not answer ({_reason(exc)})")
-            return
-        state = _json(r)
-        status = state.get("status")
-        if r.status_code == 200 and status == "ok":
-            yield Finding(
-                "gateway", "OK", f"serving (configuration {state.get('snapshot_version')})"
-            )
-        elif status == "draining":
-            yield Finding(
-                "gateway",
-                "FAIL",
-                "this data plane is shutting down (draining): requests get 503",
-                "retry in a minute; if it persists, "
-                f"{_ASK} (the balancer should send you to another replica)",
-            )
-        elif status == "no-snapshot":
-            yield Finding(
-                "gateway",
-                "FAIL",
-                "this data plane has not received its configuration "
-                "from the control plane: every request gets 503",
-                f"{_ASK}: the data plane cannot reach the control plane (gwctl dataplanes list)",
-            )
-        else:
-            yield Finding("gateway", "WARN", f"/healthz answered HTTP {r.status_code}")
-
     # -- the credential, as the gateway sees it ---------------------------------------------
 
     def _auth(
@@ -345,8 +158,8 @@ class Doctor:
             yield Finding(
                 "auth",
                 "FAIL",
-                f"the gateway did not answer ({_reason(exc)})",
-                "retry; if it persists, " + _ASK,
+                f"the gateway did not answer ({reason(exc)})",
+                "retry; if it persists, " + ASK,
             )
             return None
         message = _error_message(r)
@@ -365,7 +178,7 @@ class Doctor:
                 "WARN",
                 "this data plane predates gwctl doctor (no "
                 f"{WHOAMI}): budgets, models and providers are not checked",
-                f"{_ASK} to upgrade the data planes",
+                f"{ASK} to upgrade the data planes",
             )
             return None
         if r.status_code != 200:
@@ -373,10 +186,10 @@ class Doctor:
                 "auth",
                 "FAIL",
                 f"HTTP {r.status_code}: {message}",
-                "retry in a few seconds; if it persists, " + _ASK,
+                "retry in a few seconds; if it persists, " + ASK,
             )
             return None
-        body = _json(r)
+        body = json_of(r)
         member, ws = body.get("member") or {}, body.get("workspace") or {}
         what = "virtual key" if member.get("kind") == "key" else "signed-in developer"
         detail = (
@@ -406,7 +219,7 @@ class Doctor:
             return
         message = model.get("message") or "refused"
         if model.get("status") == 503:
-            yield Finding("model", "FAIL", message, _ASK)
+            yield Finding("model", "FAIL", message, ASK)
             return
         allowed = self._allowed_models(http, credential)
         example = f" (allowed here: {', '.join(allowed[:4])})" if allowed else ""
@@ -424,34 +237,11 @@ class Doctor:
             r = http.get(self.setup.url + "/v1/models", headers=credential.headers())
         except httpx.HTTPError:
             return []
-        data = _json(r).get("data")
+        data = json_of(r).get("data")
         return (
             [str(m.get("id")) for m in data if isinstance(m, dict)]
             if isinstance(data, list)
             else []
-        )
-
-    def _providers(self, whoami: dict[str, Any]) -> Iterator[Finding]:
-        targets = [t for t in whoami.get("targets") or [] if isinstance(t, dict)]
-        if not targets:
-            return  # no target at all: the model check said so
-        route = whoami.get("target") or {}
-        good: list[dict[str, Any]] = []
-        bad: list[dict[str, Any]] = []
-        for t in targets:
-            (bad if _target_problem(t) else good).append(t)
-        lines = [_describe_target(t) for t in targets]
-        detail = "; ".join(lines)
-        if route.get("kind") == "route":
-            detail = f"route '{route.get('name')}' ({route.get('mode')}): {detail}"
-        if not bad:
-            yield Finding("provider", "OK", detail)
-            return
-        yield Finding(
-            "provider",
-            "WARN" if good else "FAIL",
-            detail,
-            _target_fix(bad[0], self.setup.model, bool(good)),
         )
 
     # -- the local Claude Code -------------------------------------------------------------
@@ -536,7 +326,7 @@ class Doctor:
             )
         except httpx.HTTPError as exc:
             return Finding(
-                "request", "FAIL", f"no answer ({_reason(exc)})", "retry; if it persists, " + _ASK
+                "request", "FAIL", f"no answer ({reason(exc)})", "retry; if it persists, " + ASK
             )
         ms = int((time.perf_counter() - start) * 1000)
         if r.status_code == 200:
@@ -548,83 +338,15 @@ class Doctor:
             "request",
             "FAIL",
             f"HTTP {r.status_code}: {_error_message(r)}",
-            "the message says what to do; else " + _ASK,
+            "the message says what to do; else " + ASK,
         )
-
-
-def _target_problem(t: dict[str, Any]) -> str:
-    if t.get("problem"):
-        return str(t.get("message") or t.get("problem"))
-    if t.get("model_error"):
-        return str(t["model_error"])
-    if t.get("breaker") == "open":
-        return "open"
-    return ""
-
-
-def _describe_target(t: dict[str, Any]) -> str:
-    name = f"'{t.get('provider')}' ({t.get('kind')})"
-    if t.get("problem"):
-        return f"{name}: {t.get('message')}"
-    if t.get("model_error"):
-        return f"{name}: {t.get('model_error')}"
-    text = f"{name}: {t.get('model')} → {t.get('upstream_model')}"
-    breaker = t.get("breaker")
-    if breaker == "open":
-        text += f", circuit breaker OPEN (failing; next try in {t.get('breaker_retry_s')} s)"
-    elif breaker == "half_open":
-        text += ", circuit breaker half-open (recovering)"
-    else:
-        text += ", breaker closed"
-    return text
-
-
-def _target_fix(t: dict[str, Any], model: str, others: bool) -> str:
-    lead = "your requests go to the other targets meanwhile; " if others else ""
-    if t.get("problem") == "secret_not_received":
-        return (
-            lead
-            + f"{_ASK}: the data plane has not received the provider's key from the control plane (gwctl dataplanes list)"
-        )
-    if t.get("problem"):
-        return lead + f"{_ASK} to fix provider '{t.get('provider')}'"
-    if t.get("model_error"):
-        return lead + (
-            f"pick a model provider '{t.get('provider')}' serves with /model, or ask "
-            f"your platform team to map {model} (gwctl providers update "
-            f"{t.get('provider')} --model-map {model}=…)"
-        )
-    return lead + (
-        "the provider is failing right now; retry later, and if it persists tell your "
-        "platform team (gwctl logs tail --status 5xx)"
-    )
-
-
-def _proxied(url: str) -> bool:
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies()
-    return bool(proxies.get(parts.scheme)) and not urllib.request.proxy_bypass(parts.netloc)
-
-
-def _json(r: httpx.Response) -> dict[str, Any]:
-    try:
-        doc = r.json()
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 def _error_message(r: httpx.Response) -> str:
-    error = _json(r).get("error")
+    error = json_of(r).get("error")
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         return str(error["message"])
     return r.text[:200] or f"HTTP {r.status_code}"
-
-
-def _reason(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    return str(exc) or type(exc).__name__
 
 
 def _instant(ms: int) -> str:
@@ -638,4 +360,4 @@ def _parse_instant(text: str) -> int:
         return 0
 
 
-__all__ = ["Doctor", "Options", "shown", "tls_context"]
+__all__ = ["Doctor", "Options"]

@@ -128,6 +128,8 @@ async def test_a_key_sees_itself_its_workspace_budgets_and_target(
     assert ws["allowed_models"] == ["claude-*", "mistral-*"] and ws["min_client_version"] == "2.1.0"
     key_day, ws_month = body["budgets"]
     assert (key_day["scope"], key_day["period"], key_day["limit_micros"]) == ("key", "day", 10**6)
+    assert key_day["label"] == "key 'alice-laptop' (workspace team-a)"  # as refusals say it
+    assert ws_month["label"] == "workspace 'team-a'"
     assert key_day["spent_micros"] == 0 and key_day["remaining_micros"] == 10**6
     assert key_day["resets_at"].endswith(("+01:00", "+02:00"))  # the workspace's own midnight
     assert (ws_month["scope"], ws_month["period"], ws_month["source"]) == (
