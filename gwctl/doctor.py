@@ -85,8 +85,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     options = Options(timeout=args.timeout, ca_file=args.ca_file, claude=claude, send=args.send)
     try:
         doctor = Doctor(setup, options, env)
-    except (OSError, ValueError) as exc:  # an unreadable --ca-file or NODE_EXTRA_CA_CERTS
-        raise UsageError(f"cannot read the CA file: {exc}") from None
+    except OSError as exc:  # an unreadable --ca-file
+        raise UsageError(f"--ca-file {args.ca_file}: {exc}") from None
     findings = doctor.run()
     if args.token and doctor.whoami is not None:
         findings.append(_operator(args, doctor.whoami))

@@ -46,7 +46,7 @@ class Doctor:
         self.setup = setup
         self.options = options
         self.env = env
-        self.context = tls_context(env, options.ca_file)
+        self.context, self.early = tls_context(env, options.ca_file)
         self.net = Network(setup, options.timeout, self.context)
         self.whoami: dict[str, Any] | None = None
         self.claude_version = ""
@@ -57,6 +57,7 @@ class Doctor:
     def checks(self) -> Iterator[Finding]:
         setup = self.setup
         yield from setup.findings
+        yield from self.early
         credential = yield from self._credential(setup.credential)
         if not setup.url:
             yield Finding(

@@ -13,7 +13,9 @@ Claude Code reads them.
   prefix (:attr:`Credential.shown`).
 * **Model**: ``--model``; else ``ANTHROPIC_MODEL``; else ``model`` in Claude Code's
   ``settings.json``; else :data:`DEFAULT_MODEL`, Claude Code's default. Aliases (``opus``,
-  ``sonnet``, ``haiku``) resolve through ``ANTHROPIC_DEFAULT_*_MODEL`` like Claude Code does.
+  ``sonnet``, ``haiku``) resolve through ``ANTHROPIC_DEFAULT_*_MODEL`` like Claude Code does;
+  through the Bedrock or Vertex door a cloud id (``us.anthropic.…-v1:0``, ``…@2025…``) is read
+  as the gateway reads it, as the Anthropic id inside.
 
 Problems found here (a provider key where a virtual key belongs, a URL ending in ``/v1``) are
 returned as :class:`Finding` s for the report; nothing here touches the network.
@@ -30,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+
+from dataplane.pricing import normalize_model
 
 Status = Literal["OK", "WARN", "FAIL", "SKIP"]
 
@@ -202,11 +206,7 @@ def _gateway_url(
     """(data plane root, where it came from, findings about the variable's shape)."""
     findings: list[Finding] = []
     if args_url:
-        url, source = args_url.strip().rstrip("/"), "--url"
-        for suffix in ("/v1", "/bedrock", "/vertex/v1"):
-            if url.endswith(suffix):
-                url = url[: -len(suffix)]
-        return url, source, findings
+        return _strip_doors(args_url.strip().rstrip("/")), "--url", findings
     doors = (
         (
             "CLAUDE_CODE_USE_BEDROCK",
@@ -236,16 +236,15 @@ def _gateway_url(
             )
             break
         if not raw.endswith(suffix):
+            root = _strip_doors(raw)
             findings.append(
                 Finding(
                     "url",
                     "FAIL",
-                    f"{var} does not end in {suffix}: Claude Code's requests "
-                    "miss the gateway's door",
-                    f"export {var}={raw}{suffix}",
+                    f"{var} does not end in {suffix}: Claude Code's requests miss the gateway's door",
+                    f"export {var}={root}{suffix}",
                 )
             )
-            return raw, var, findings
         if not _truthy(env.get(skip, "")):
             findings.append(
                 Finding(
@@ -256,7 +255,7 @@ def _gateway_url(
                     f"export {skip}=1",
                 )
             )
-        return raw[: -len(suffix)], var, findings
+        return _strip_doors(raw), var, findings
     raw = env.get("ANTHROPIC_BASE_URL", "").strip().rstrip("/")
     if raw:
         if raw.endswith("/v1"):
@@ -273,6 +272,14 @@ def _gateway_url(
     if login is not None:
         return login[0], login[1].source, findings
     return "", "", findings
+
+
+def _strip_doors(url: str) -> str:
+    """``url`` without a trailing door path (``/vertex/v1``, ``/vertex``, ``/bedrock``, ``/v1``)."""
+    for suffix in ("/vertex/v1", "/vertex", "/bedrock", "/v1"):
+        if url.endswith(suffix):
+            return url[: -len(suffix)]
+    return url
 
 
 def _truthy(value: str) -> bool:
@@ -329,6 +336,11 @@ def discover(
     root, source, found = _gateway_url(url, env, login)
     findings += found
     chosen, model_source = _model(model, env)
+    if source in ("ANTHROPIC_BEDROCK_BASE_URL", "ANTHROPIC_VERTEX_BASE_URL"):
+        # Through the Bedrock or Vertex door the gateway reads the Anthropic id in a cloud id.
+        plain = normalize_model(chosen)
+        if plain != chosen:
+            chosen, model_source = plain, f"{model_source}: {chosen}"
     if (
         credential is not None
         and credential.expires_at_ms == 0

@@ -21,13 +21,28 @@ from gwctl.doctor_env import Finding, Setup, is_loopback
 ASK = "ask your platform team"
 
 
-def tls_context(env: Mapping[str, str], ca_file: str) -> ssl.SSLContext:
-    """What Claude Code trusts: the public CAs, plus NODE_EXTRA_CA_CERTS (and ``--ca-file``)."""
+def tls_context(env: Mapping[str, str], ca_file: str) -> tuple[ssl.SSLContext, list[Finding]]:
+    """What Claude Code trusts: the public CAs, plus NODE_EXTRA_CA_CERTS (and ``--ca-file``:
+    OSError when unreadable). An unreadable NODE_EXTRA_CA_CERTS is a finding, as Node only warns
+    about it."""
     context = ssl.create_default_context(cafile=certifi.where())
-    for extra in (env.get("NODE_EXTRA_CA_CERTS", ""), ca_file):
-        if extra:
+    findings: list[Finding] = []
+    extra = env.get("NODE_EXTRA_CA_CERTS", "")
+    if extra:
+        try:
             context.load_verify_locations(cafile=extra)
-    return context
+        except OSError as exc:
+            findings.append(
+                Finding(
+                    "environment",
+                    "WARN",
+                    f"NODE_EXTRA_CA_CERTS={extra} cannot be read ({exc}): Claude Code ignores it",
+                    "point NODE_EXTRA_CA_CERTS at your company's CA file (PEM), or unset it",
+                )
+            )
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context, findings
 
 
 class Network:

@@ -206,6 +206,15 @@ def test_tls_with_an_untrusted_certificate_then_trusted(
         )
         assert checks["auth"][0]["status"] == "OK" and checks["budget"][0]["status"] == "OK"
 
+        # The same CA given to doctor alone; an unreadable NODE_EXTRA_CA_CERTS is pointed out.
+        monkeypatch.setenv("NODE_EXTRA_CA_CERTS", str(env / "missing.pem"))
+        code, checks, _ = run_doctor(capsys, "--ca-file", str(pki.ca))
+        assert code == 0 and checks["tls"][0]["status"] == "WARN"
+        (note,) = checks["environment"]
+        assert note["status"] == "WARN" and "cannot be read" in note["detail"]
+        assert main(["doctor", "--ca-file", str(env / "missing.pem")]) == 2
+        assert "--ca-file" in capsys.readouterr().err
+
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
     """Answers like a data plane's probe, records every request's headers."""
