@@ -33,8 +33,6 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from dataplane.pricing import normalize_model
-
 Status = Literal["OK", "WARN", "FAIL", "SKIP"]
 
 # Claude Code 2.1.197's model when nothing chooses one (what tests/e2e/test_claude_code.py sees).
@@ -337,7 +335,10 @@ def discover(
     findings += found
     chosen, model_source = _model(model, env)
     if source in ("ANTHROPIC_BEDROCK_BASE_URL", "ANTHROPIC_VERTEX_BASE_URL"):
-        # Through the Bedrock or Vertex door the gateway reads the Anthropic id in a cloud id.
+        # Through the Bedrock or Vertex door the gateway reads the Anthropic id in a cloud id,
+        # with this very function (imported here only: gwctl starts without the servers' code).
+        from dataplane.pricing import normalize_model
+
         plain = normalize_model(chosen)
         if plain != chosen:
             chosen, model_source = plain, f"{model_source}: {chosen}"

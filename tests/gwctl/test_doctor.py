@@ -223,8 +223,9 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         _Recorder.seen.append(str(self.headers))
-        body = b'{"service":"tollgate"}' if self.path == "/" else b'{"status":"ok"}'
-        self.send_response(200)
+        answers = {"/": b'{"service":"tollgate"}', "/healthz": b'{"status":"ok"}'}
+        body = answers.get(self.path, b'{"type":"error","error":{"type":"not_found_error"}}')
+        self.send_response(200 if self.path in answers else 404)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -300,3 +301,20 @@ def _now_ms() -> int:
     import time
 
     return int(time.time() * 1000)
+
+
+def test_a_data_plane_older_than_doctor(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    """No /v1/tollgate/whoami (404): the gateway checks that need it are said to be skipped."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "gw-some-key-0123456789abcdefghijklmnop")
+        code, checks, _ = run_doctor(capsys)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0
+    (auth,) = checks["auth"]
+    assert auth["status"] == "WARN" and "predates gwctl doctor" in auth["detail"]
+    assert "budget" not in checks and "provider" not in checks
