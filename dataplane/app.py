@@ -4,7 +4,8 @@
 reports whether this replica can serve (it has a snapshot and is not draining). The three front
 doors — Anthropic ``/v1/messages``, Bedrock ``/bedrock/model/…``, Vertex ``/vertex/v1/…`` — sit
 behind :class:`dataplane.auth.AuthMiddleware` and share one :class:`MessagesHandler` code path;
-so do ``/v1/models`` and ``/managed/settings``. The sign-in endpoints
+so do ``/v1/models``, ``/managed/settings`` and ``/v1/tollgate/whoami`` (``gwctl doctor``'s view of
+the caller, :mod:`dataplane.whoami`). The sign-in endpoints
 (:mod:`dataplane.signin`) are unauthenticated.
 """
 
@@ -42,6 +43,8 @@ from dataplane.routing import Router
 from dataplane.signin.routes import SignInRoutes
 from dataplane.snapshot import Snapshot, SnapshotHolder
 from dataplane.tokens import TokenVerifier
+from dataplane.whoami import PATH as WHOAMI
+from dataplane.whoami import Whoami
 from gwcommon.prometheus import CONTENT_TYPE
 
 MESSAGES = "/v1/messages"
@@ -149,6 +152,7 @@ class Routes:
         signin: SignInRoutes | None = None,
         tokens: TokenVerifier | None = None,
         otlp: ASGIApp | None = None,
+        whoami: ASGIApp | None = None,
     ) -> None:
         self.messages = messages
         self.bedrock = bedrock
@@ -158,6 +162,7 @@ class Routes:
         self.signin = signin
         self.tokens = tokens
         self.otlp = otlp  # Claude Code's OTLP telemetry (dataplane.telemetry)
+        self.whoami = whoami  # gwctl doctor's view of the caller (dataplane.whoami)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -191,6 +196,8 @@ class Routes:
         elif path == "/v1/models" and method == "GET":
             limit = _query_int(scope, b"limit", 1000)
             await send_response(send, 200, list_models(scope[PRINCIPAL], limit))
+        elif path == WHOAMI and method == "GET" and self.whoami is not None:
+            await self.whoami(scope, receive, send)
         elif path == MANAGED_SETTINGS and method == "GET":
             await send_managed_settings(scope, send, scope.get(REQUEST_ID) or new_request_id())
         elif self.signin is not None and self.signin.handles(path):
@@ -274,6 +281,7 @@ def build_app(
         signin,
         tokens,
         otlp,
+        Whoami(router, limiter, dataplane_id),
     )
     protected = ("/v1/", BEDROCK_MODEL, VERTEX, MANAGED_SETTINGS)
     app = AuthMiddleware(

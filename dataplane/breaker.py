@@ -78,6 +78,13 @@ class CircuitBreaker:
             return "closed"
         return "open" if self._clock() < cell.open_until else "half_open"
 
+    def cooldown_left(self, name: str) -> float:
+        """Seconds until an open breaker lets a probe through; 0 when closed or half-open."""
+        cell = self._cells.get(name)
+        if cell is None or cell.open_until is None:
+            return 0.0
+        return max(0.0, cell.open_until - self._clock())
+
     def states(self) -> dict[str, State]:
         return {name: self.state(name) for name in self._cells}
 

@@ -74,7 +74,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -95,13 +95,14 @@ from dataplane.counters.base import (
 from dataplane.errors import GatewayError, Header
 from dataplane.periods import Window, current_window, format_instant
 from dataplane.pricing import PriceTable, Rates
-from dataplane.snapshot import Limits, Period
+from dataplane.snapshot import Budget, Limits, Period
 
 __all__ = [
     "INPUT_TOKENS_CAP",
     "Admission",
     "Limiter",
     "RedisFailure",
+    "budget_check",
     "format_usd",
     "reservation_micros",
 ]
@@ -148,6 +149,23 @@ def reservation_micros(prices: PriceTable, model: str, body_bytes: int, max_toke
     input_rate = max(rates.input, rates.cache_write_5m, rates.cache_write_1h)
     total = est_input * input_rate + max(0, max_tokens) * rates.output
     return -(-total // _PER)
+
+
+def budget_check(
+    budget: Budget,
+    kind: str,
+    ident: str,
+    spend: Mapping[tuple[str, str, Period], tuple[int, int]],
+    now_ms: int,
+    tz: str,
+) -> tuple[BudgetCheck, Window]:
+    """The counter check of one budget of scope ``kind``/``ident`` (the spend seeds' key) for
+    the current period, seeded from the ledger when the seed is for this very period."""
+    window = current_window(budget.period, now_ms, tz)
+    seed = spend.get((kind, ident, budget.period))
+    seeded = seed[1] if seed is not None and seed[0] == window.start_ms else 0
+    expires = window.end_ms if window.resets else 0
+    return BudgetCheck(f"b:{window.id}", budget.amount_micros, seeded, expires), window
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,17 +264,8 @@ class Limiter:
             budgets: list[BudgetCheck] = []
             windows: list[Window] = []
             for budget in () if count_only else limits.budgets:
-                window = current_window(budget.period, now, ws.timezone)
-                seed = spend.get((kind, ident, budget.period))
-                seeded = seed[1] if seed is not None and seed[0] == window.start_ms else 0
-                budgets.append(
-                    BudgetCheck(
-                        f"b:{window.id}",
-                        budget.amount_micros,
-                        seeded,
-                        window.end_ms if window.resets else 0,
-                    )
-                )
+                check, window = budget_check(budget, kind, ident, spend, now, ws.timezone)
+                budgets.append(check)
                 windows.append(window)
             checks.append(
                 ScopeCheck(

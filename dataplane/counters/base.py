@@ -191,4 +191,12 @@ class Counters(Protocol):
         request entries stay in the rpm/rph logs: the request was made)."""
         ...
 
+    async def peek(
+        self, tag: str, scope: str, budgets: tuple[BudgetCheck, ...]
+    ) -> tuple[BudgetUsage, ...]:
+        """Each budget's ``spent`` (raised to its seed, as an admission would) and ``reserved``
+        now, changing nothing (``held`` is 0): ``GET /v1/tollgate/whoami`` only, never the
+        request path. ``tag`` and ``scope`` are an admission's. Raises CountersUnavailable."""
+        ...
+
     async def aclose(self) -> None: ...

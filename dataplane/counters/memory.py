@@ -19,6 +19,7 @@ from dataplane.counters.base import (
     MINUTE_MS,
     TPM_BUCKETS,
     AdmitRequest,
+    BudgetCheck,
     BudgetUsage,
     Refusal,
     RefusalKind,
@@ -71,6 +72,17 @@ class MemoryCounters:
 
     async def release(self, ticket: Ticket, now_ms: int) -> None:
         self._finish(ticket, 0, 0, now_ms)
+
+    async def peek(
+        self, tag: str, scope: str, budgets: tuple[BudgetCheck, ...]
+    ) -> tuple[BudgetUsage, ...]:
+        st = self._scopes.get(scope)
+        out: list[BudgetUsage] = []
+        for bc in budgets:
+            b = st.budgets.get(bc.counter) if st is not None else None
+            spent = max(b.spent if b is not None else 0, bc.seed_micros)
+            out.append(BudgetUsage(spent, b.reserved if b is not None else 0, 0))
+        return tuple(out)
 
     async def aclose(self) -> None:
         self._scopes.clear()

@@ -51,6 +51,7 @@ from redis.exceptions import RedisError
 
 from dataplane.counters.base import (
     AdmitRequest,
+    BudgetCheck,
     BudgetUsage,
     CountersUnavailable,
     Refusal,
@@ -398,6 +399,27 @@ class RedisCounters:
 
     async def release(self, ticket: Ticket, now_ms: int) -> None:
         await self._done(ticket, 0, 0, now_ms)
+
+    async def peek(
+        self, tag: str, scope: str, budgets: tuple[BudgetCheck, ...]
+    ) -> tuple[BudgetUsage, ...]:
+        if not budgets:
+            return ()
+        if self._down_until and time.monotonic() < self._down_until:
+            raise CountersUnavailable("Redis was unreachable moments ago")
+        base = f"{self._prefix}{{{tag}}}:{scope}:"
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for bc in budgets:
+                    pipe.hmget(base + bc.counter, "spent", "reserved")
+                replies = await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._down_until = time.monotonic() + self._breaker_s
+            raise CountersUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return tuple(
+            BudgetUsage(max(int(spent or 0), bc.seed_micros), int(reserved or 0), 0)
+            for bc, (spent, reserved) in zip(budgets, replies, strict=True)
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

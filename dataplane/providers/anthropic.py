@@ -14,7 +14,13 @@ import os
 from collections.abc import Mapping
 
 from dataplane.errors import GatewayError
-from dataplane.providers.base import Header, UpstreamRequest, secret_not_received
+from dataplane.providers.base import (
+    Diagnosis,
+    Header,
+    UpstreamRequest,
+    problem_of,
+    secret_not_received,
+)
 from dataplane.providers.transport import Timeouts, Transport, TransportResponse
 from dataplane.snapshot import ProviderConfig
 
@@ -62,21 +68,32 @@ class AnthropicProvider:
             return [(b"authorization", request.client_authorization)]
         if self.config.api_key:
             return [(b"x-api-key", self.config.api_key.encode())]
+        problem = self._key_problem()
+        if problem is not None:
+            raise problem
+        var = self.config.api_key_env
+        return [(b"x-api-key", self._env[var].encode())] if var else []
+
+    def _key_problem(self) -> GatewayError | None:
+        """Why this provider's own key is unusable, when it has no stored key in hand."""
         if self.config.has_secret:
             # Started from the disk cache (which never holds secrets) and the control plane has
             # not answered yet: calling upstream without the key would only earn a 401.
-            raise secret_not_received(self.name)
+            return secret_not_received(self.name)
         var = self.config.api_key_env
-        if not var:
-            return []
-        secret = self._env.get(var)
-        if not secret:
-            raise GatewayError(
+        if var and not self._env.get(var):
+            return GatewayError(
                 500,
                 f"Provider '{self.name}' is misconfigured: the data plane's environment has no "
                 f"{var}. Ask your platform team to set it on the data plane.",
             )
-        return [(b"x-api-key", secret.encode())]
+        return None
+
+    def diagnose(self, model: str) -> Diagnosis:
+        """Anthropic ids pass unchanged; a key that is missing refuses everything."""
+        passthrough = self.config.option("auth", "key") == "passthrough"
+        problem = None if passthrough or self.config.api_key else self._key_problem()
+        return problem_of(problem) if problem is not None else Diagnosis(upstream_model=model)
 
     async def send(self, request: UpstreamRequest) -> TransportResponse:
         url = self._base + request.path

@@ -50,6 +50,26 @@ class UpstreamRequest:
     timeouts: Timeouts | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """What an adapter knows, without calling upstream, about serving ``model`` (``gwctl
+    doctor``, via ``GET /v1/tollgate/whoami``): the id it would send (``upstream_model``) or the
+    refusal its model map gives (``model_error``), and a problem that refuses every request
+    (``problem``: ``secret_not_received`` or ``misconfigured``, with the refusal's ``message``).
+    Never a secret, a base URL or a cloud account id."""
+
+    upstream_model: str = ""
+    model_error: str = ""
+    problem: str = ""
+    message: str = ""
+
+
+def problem_of(err: GatewayError) -> Diagnosis:
+    """The Diagnosis of a refusal every request would get (a 503 is a secret not received)."""
+    kind = "secret_not_received" if err.status == 503 else "misconfigured"
+    return Diagnosis(problem=kind, message=err.message)
+
+
 class UpstreamResponse(Protocol):
     status: int
     headers: list[Header]
@@ -70,6 +90,10 @@ class Provider(Protocol):
     kind: str
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+
+    def diagnose(self, model: str) -> Diagnosis:
+        """See :class:`Diagnosis`: pure, no I/O (no credential chain is run)."""
+        ...
 
     async def aclose(self) -> None: ...
 

@@ -61,12 +61,20 @@ from botocore.credentials import Credentials, RefreshableCredentials
 from dataplane.errors import GatewayError, error_response_body
 from dataplane.providers import cloud_errors
 from dataplane.providers.anthropic import timeouts
-from dataplane.providers.base import BufferedResponse, Header, UpstreamRequest, secret_not_received
+from dataplane.providers.base import (
+    BufferedResponse,
+    Diagnosis,
+    Header,
+    UpstreamRequest,
+    problem_of,
+    secret_not_received,
+)
 from dataplane.providers.bedrock_models import (
     PROFILES,
     bedrock_model_id,
     foundation_model_id,
     model_map,
+    shown_model_id,
 )
 from dataplane.providers.bedrock_stream import BedrockStream, message_of
 from dataplane.providers.betas import filter_betas, header_betas
@@ -221,6 +229,33 @@ class BedrockProvider:
             SigV4Auth(await self._frozen_credentials(), "bedrock", self.region).add_auth(aws)
             headers = dict(aws.headers.items())
         return [(k.lower(), str(v)) for k, v in headers.items()]
+
+    def diagnose(self, model: str) -> Diagnosis:
+        """The Bedrock id ``model`` maps to (an ARN's account id hidden), or why nothing is
+        served: misconfiguration, a stored key not received, a credential variable missing on
+        the data plane, a failed credential resolution (remembered, never re-run here)."""
+        if self._problem:
+            return Diagnosis(problem="misconfigured", message=self._problem)
+        if self.config.has_secret and not self.config.api_key:
+            return problem_of(secret_not_received(self.name))
+        try:
+            if self._bearer:
+                self._env_var("bearer_token_env")
+            elif not self.config.api_key and self.config.option("access_key_env"):
+                self._env_var("access_key_env")
+                self._env_var("secret_key_env")
+        except GatewayError as err:
+            return problem_of(err)
+        task = self._resolving
+        if self._creds is None and task is not None and task.done() and not task.cancelled():
+            failure = task.exception()
+            if isinstance(failure, GatewayError):
+                return problem_of(failure)
+        try:
+            model_id = bedrock_model_id(model, self.config)
+        except GatewayError as err:
+            return Diagnosis(model_error=err.message)
+        return Diagnosis(upstream_model=shown_model_id(model_id))
 
     # -- requests -------------------------------------------------------------------------------
 

@@ -100,3 +100,11 @@ def bedrock_model_id(model: str, config: ProviderConfig) -> str:
 def foundation_model_id(model_id: str) -> str:
     """``us.anthropic.x`` → ``anthropic.x`` (CountTokens wants the foundation model)."""
     return _GEO_PREFIX.sub("", model_id, count=1)
+
+
+_ARN_ACCOUNT = re.compile(r"^(arn:[^:]*:[^:]*:[^:]*:)\d{12}(:)")
+
+
+def shown_model_id(model_id: str) -> str:
+    """``model_id`` as a client may see it: an ARN's account id replaced by ``…``."""
+    return _ARN_ACCOUNT.sub(r"\1…\2", model_id, count=1)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from dataplane.providers.base import Header, UpstreamRequest
+from dataplane.providers.base import Diagnosis, Header, UpstreamRequest
 from dataplane.simulator import count_tokens, simulate
 from dataplane.snapshot import ProviderConfig
 
@@ -61,6 +61,10 @@ class SimulatorProvider:
             return SimulatedResponse(200, headers, reply.sse_frames(), self._chunk_delay)
         headers.append((b"content-type", b"application/json"))
         return SimulatedResponse(200, headers, [orjson.dumps(reply.message)], 0)
+
+    def diagnose(self, model: str) -> Diagnosis:
+        """Answers any model, as given."""
+        return Diagnosis(upstream_model=model)
 
     async def aclose(self) -> None:
         return None

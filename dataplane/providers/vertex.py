@@ -53,7 +53,7 @@ import orjson
 from dataplane.errors import ERROR_TYPES, GatewayError, not_found
 from dataplane.providers import cloud_errors
 from dataplane.providers.anthropic import timeouts
-from dataplane.providers.base import BufferedResponse, Header, UpstreamRequest
+from dataplane.providers.base import BufferedResponse, Diagnosis, Header, UpstreamRequest
 from dataplane.providers.betas import filter_betas, header_betas
 from dataplane.providers.gcp_auth import GoogleTokenSource
 from dataplane.providers.transport import Transport, TransportResponse
@@ -233,6 +233,18 @@ class VertexProvider:
             (b"accept-encoding", b"identity"),
         ]
         return out
+
+    def diagnose(self, model: str) -> Diagnosis:
+        """The Vertex id ``model`` maps to, or why nothing is served (misconfiguration)."""
+        if self._misconfigured:
+            return Diagnosis(
+                problem="misconfigured",
+                message=f"Provider '{self.name}' is misconfigured: {self._misconfigured}.",
+            )
+        try:
+            return Diagnosis(upstream_model=_map_model(model, self._map, self.name))
+        except GatewayError as err:
+            return Diagnosis(model_error=err.message)
 
     async def send(self, request: UpstreamRequest) -> TransportResponse | BufferedResponse:
         if self._misconfigured:

@@ -256,3 +256,24 @@ class CounterContract:
         v: Verdict = await counters.admit(req(T0, ScopeCheck("k:free")))
         assert v.ticket is not None and v.usage[0].in_flight == 0
         await counters.settle(v.ticket, 5, 5, T0 + 1)
+
+    async def test_peek_reads_spent_and_reserved_and_changes_nothing(
+        self, counters: Counters
+    ) -> None:
+        b, other = budget(1000, seed=50), budget(500, seed=40, counter="b:m:2026-11-01@UTC")
+        s = key_scope(budgets=(b,))
+        # Nothing recorded yet: the seed is what is spent.
+        assert [(u.spent, u.reserved) for u in await counters.peek("team-a", s.counter, (b,))] == [
+            (50, 0)
+        ]
+        v = await counters.admit(req(T0, s, reserve=300))
+        assert v.ticket is not None
+        seen = await counters.peek("team-a", s.counter, (b, other))
+        assert [(u.spent, u.reserved, u.held) for u in seen] == [(50, 300, 0), (40, 0, 0)]
+        await counters.settle(v.ticket, 120, 0, T0 + 1)
+        seen = await counters.peek("team-a", s.counter, (b,))
+        assert [(u.spent, u.reserved) for u in seen] == [(170, 0)]
+        # Peeking changed nothing: exactly what is left is still admitted, no more.
+        assert await admitted(counters, req(T0 + 2, s, reserve=830, tail=False))
+        assert not await admitted(counters, req(T0 + 3, s, reserve=1, tail=False))
+        assert await counters.peek("team-a", "k:nobody", ()) == ()
