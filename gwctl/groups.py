@@ -13,12 +13,12 @@ from typing import Any
 
 # Titles follow the README's section headings where there is one.
 COMMAND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Get started", ("up", "down", "tui", "completion")),
+    ("Get started", ("up", "down", "tui", "doctor", "completion")),
     ("Workspaces, keys and admin tokens", ("workspaces", "keys", "tokens", "whoami")),
     ("Sign-in with Claude Code", ("sso", "developers", "dev-idp")),
     ("Providers and routes", ("providers", "routes")),
     ("Configuration", ("apply", "telemetry")),
-    ("Watching it", ("usage", "logs", "sessions", "clients", "alerts", "audit")),
+    ("Watching it", ("usage", "report", "logs", "sessions", "clients", "alerts", "audit")),
     ("Running the parts yourself", ("controlplane", "dataplanes")),
 )
 OTHER = "Other commands"

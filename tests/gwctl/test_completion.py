@@ -80,7 +80,7 @@ def test_bash_completes_commands_actions_flags_and_values(
         (["gwctl", "ws", "cr"], ["create"]),  # an alias
         (["gwctl", "-o", "json", "workspaces", "cr"], ["create"]),  # a flag and its value skipped
         (["gwctl", "--control-plane", "cr", "workspaces", "cr"], ["create"]),  # a value like a word
-        (["gwctl", "-o", ""], ["table", "json"]),
+        (["gwctl", "-o", ""], ["table", "json", "csv"]),
         (["gwctl", "workspaces", "list", "--output", "j"], ["json"]),
         (["gwctl", "completion", ""], ["bash", "zsh", "fish"]),
         (["gwctl", "workspaces", "create", "team-a", "--bu"], ["--budget"]),
@@ -120,7 +120,7 @@ def test_the_tree_follows_the_parser(tree: Command) -> None:
     }
     assert by_key["completion"].choices == ("bash", "zsh", "fish")
     output = next(o for o in by_key["keys create"].options if "--output" in o.flags)
-    assert output.value == "choices" and output.choices == ("table", "json")
+    assert output.value == "choices" and output.choices == ("table", "json", "csv")
     assert next(o for o in by_key["apply"].options if "-f" in o.flags).value == "file"
     assert next(o for o in by_key["up"].options if "--state-dir" in o.flags).value == "dir"
     assert {c.key for c in tree.walk() if c.passthrough} == {
@@ -167,7 +167,7 @@ def test_fish_script_has_every_command_alias_and_flag(
                 f"-l {f[2:]}" if f.startswith("--") else f"-s {f[1:]}" for f in option.flags
             )
             assert any(line.startswith(spec + " ") for line in mine), (cmd.key, option.flags)
-    assert "-s o -l output -x -a 'table json'" in " ".join(lines[""])
+    assert "-s o -l output -x -a 'table json csv'" in " ".join(lines[""])
     assert "-a 'bash zsh fish'" in lines["completion"]
 
 
@@ -200,7 +200,7 @@ def test_zsh_script_has_every_command_alias_and_flag(
             listed = re.findall(r"^ +'([^:']+)(?::|')", arm, re.M)
             assert listed == [f for o in cmd.options for f in o.flags], cmd.key
     values = _zsh_case(script, "_gwctl_values")
-    assert values["'/-o'|'/--output'"] == "REPLY='table json'"
+    assert values["'/-o'|'/--output'"] == "REPLY='table json csv'"
     assert values["'apply/-f'|'apply/--file'"] == "REPLY='@file'"
 
 
