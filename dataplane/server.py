@@ -101,6 +101,7 @@ class Settings:
     # headers its exports carry (an API key: never on the command line). "" = no tracing.
     otlp_endpoint: str = ""
     otlp_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    otlp_flush_s: float = 5.0  # at stop, how long queued spans may take to reach the collector
 
 
 def parse_otlp_endpoint(url: str) -> str:
@@ -355,7 +356,7 @@ class DataPlane:
         if self.telemetry is not None:
             await self.telemetry.stop(timeout=4)
         if self.tracer is not None:
-            await self._stop_tracer(self.tracer)
+            await self._stop_tracer(self.tracer, self.settings.otlp_flush_s)
         if self.breaker_sync is not None:
             await self.breaker_sync.stop()
         await self.registry.aclose()
@@ -369,12 +370,8 @@ class DataPlane:
             with contextlib.suppress(OSError):  # detached once Hypercorn has it: then a no-op
                 self._socket.close()
 
-    async def _stop_tracer(self, tracer: Tracer, timeout: float = 5.0) -> None:
-        """Flush the queued spans off the event loop; a dead collector costs at most
-        ``timeout`` (the exporter's thread then finishes alone, or dies with the process)."""
-        try:
-            await asyncio.wait_for(asyncio.to_thread(tracer.shutdown), timeout)
-        except TimeoutError:
+    async def _stop_tracer(self, tracer: Tracer, timeout: float) -> None:
+        if not await tracer.aclose(timeout):
             log.warning("tracing: spans still queued after %.0f s were not exported", timeout)
 
 

@@ -31,7 +31,10 @@ once per span.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -122,6 +125,31 @@ class Tracer:
     def shutdown(self) -> None:
         """Export what is queued (bounded by the exporter's timeout), then stop the thread."""
         self.processor.shutdown()  # type: ignore[no-untyped-call]
+
+    async def aclose(self, timeout: float) -> bool:
+        """:meth:`shutdown` off the event loop, waited for at most ``timeout``; False if the
+        collector took longer. It runs in a daemon thread of its own, not the loop's executor:
+        ``asyncio.run`` waits for that one at exit, so a dead collector would hold the process."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finished() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def flush() -> None:
+            try:
+                self.shutdown()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+                    loop.call_soon_threadsafe(finished)
+
+        threading.Thread(target=flush, name="tollgate-tracing-flush", daemon=True).start()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     # -- building ------------------------------------------------------------------------------
 

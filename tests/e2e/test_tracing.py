@@ -6,6 +6,13 @@ client's trace headers passed through untouched."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +24,21 @@ import pytest
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from dataplane.server import DataPlane
-from gwapi.v1 import common_pb2
+from gwapi.v1 import admin_pb2, common_pb2
 from tests.dataplane.conftest import SECRET, UPSTREAM_KEY, build_snapshot, start_dataplane
+from tests.e2e.test_gateway import (
+    ADMIN,
+    DP_TOKEN,
+    ROOT,
+    ControlPlaneProcess,
+    call,
+    free_port,
+    wait_for,
+)
 from tests.e2e.test_routing import FAILURES, ROUTED, routed_snapshot
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.otlp_collector import FakeCollector
+from tui.client import GatewayClient
 
 pytestmark = pytest.mark.e2e
 
@@ -84,8 +101,6 @@ def spans_of(collector: FakeCollector) -> tuple[list[Span], list[dict[str, str]]
 
 
 async def wait_for_spans(collector: FakeCollector, n: int, timeout: float = 5.0) -> list[Span]:
-    import asyncio
-
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -325,3 +340,102 @@ async def test_refusal_at_admission_is_a_refused_admission_span_and_no_attempt(
     assert admission.attrs["error.type"] == "rate_limit_error"
     assert admission.status == trace_pb2.Status.STATUS_CODE_ERROR
     assert admission.parent == request.span_id
+
+
+async def test_a_stuck_collector_never_slows_requests_nor_holds_up_shutdown(
+    tmp_path: Path, upstream: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
+    # A collector that takes connections and never answers: each export waits out the
+    # exporter's own timeout (10 s) in the exporter's thread.
+    stuck = socket.socket()
+    stuck.bind(("127.0.0.1", 0))
+    stuck.listen(64)
+    dp = await start_dataplane(
+        tmp_path / "dp",
+        build_snapshot(upstream.base_url),
+        otlp_endpoint=f"http://127.0.0.1:{stuck.getsockname()[1]}",
+        otlp_flush_s=1.0,
+    )
+    try:
+        for _ in range(20):
+            t0 = time.monotonic()
+            assert (await post(dp, SECRET)).status_code == 200
+            assert time.monotonic() - t0 < 1.0
+    finally:
+        t0 = time.monotonic()
+        await dp.stop()
+        stopped_in = time.monotonic() - t0
+        stuck.close()
+    assert stopped_in < 3.0  # the flush gives up after otlp_flush_s, not the exporter's 10 s
+
+
+@pytest.mark.slow
+async def test_sigterm_with_a_stuck_collector_exits_within_the_flush_bound(
+    sqlite_url: str, tmp_path: Path, upstream: FakeAnthropic
+) -> None:
+    """The real process (``gwctl dataplane serve``), not only DataPlane.stop(): spans queued for
+    a collector that never answers must not keep it alive past the 5 s flush bound at exit
+    (``asyncio.run`` waits for the loop's executor threads, so the flush may not run there)."""
+    stuck = socket.socket()
+    stuck.bind(("127.0.0.1", 0))
+    stuck.listen(64)
+    cp = ControlPlaneProcess(sqlite_url, tmp_path / "cp.log")
+    await cp.start()
+    proc: subprocess.Popen[bytes] | None = None
+    log = tmp_path / "dp.log"
+    try:
+        async with GatewayClient(cp.address, ADMIN) as admin:
+            await admin.create_workspace(common_pb2.Workspace(name="team-a"))
+            await admin.create_provider(
+                common_pb2.Provider(
+                    name="anthropic",
+                    kind="anthropic",
+                    base_url=upstream.base_url,
+                    api_key_env="UPSTREAM_KEY",
+                )
+            )
+            key = await admin.create_key(
+                admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", provider="anthropic")
+            )
+        port = free_port()
+        env = {
+            **os.environ,
+            "UPSTREAM_KEY": UPSTREAM_KEY,
+            "TOLLGATE_DATAPLANE_TOKEN": DP_TOKEN,
+            "OTEL_BSP_SCHEDULE_DELAY": "20",
+        }
+        args = ["--listen", f"127.0.0.1:{port}", "--control-plane", cp.address]
+        args += ["--state-dir", str(tmp_path / "dp"), "--drain-seconds", "0"]
+        args += ["--otlp-endpoint", f"http://127.0.0.1:{stuck.getsockname()[1]}"]
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gwctl.main", "dataplane", "serve", *args],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+
+            async def served() -> bool:
+                try:
+                    return (await call(client, key.secret)).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(served, timeout=20, interval=0.1)
+            for _ in range(10):
+                assert (await call(client, key.secret)).status_code == 200
+        await asyncio.sleep(0.2)  # the first batch is now stuck at the collector
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert await asyncio.to_thread(proc.wait, 30) == 0, log.read_text()[-2000:]
+        assert time.monotonic() - signalled < 5 + 3, log.read_text()[-2000:]
+        assert "spans still queued after 5 s were not exported" in log.read_text()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        cp.stop()
+        stuck.close()
