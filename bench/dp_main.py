@@ -1,6 +1,7 @@
 """Run one data plane for the benchmark, optionally under cProfile.
 
-``python -m bench.dp_main --ready-file F --control-plane H:P --state-dir D [--profile OUT]``
+``python -m bench.dp_main --ready-file F --control-plane H:P --state-dir D [--profile OUT]
+[--otlp-endpoint URL]``
 (the data-plane token in ``TOLLGATE_DATAPLANE_TOKEN``)
 
 Like ``gwctl dataplane serve`` (it uses :class:`dataplane.server.DataPlane` the same way) but
@@ -32,6 +33,7 @@ async def serve(args: argparse.Namespace) -> None:
             control_plane=args.control_plane,
             token=os.environ["TOLLGATE_DATAPLANE_TOKEN"],
             state_dir=args.state_dir,
+            otlp_endpoint=args.otlp_endpoint,
         )
     )
     await dp.start()
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument("--ready-file", type=Path, required=True)
     parser.add_argument("--control-plane", required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--otlp-endpoint", default="", help="trace to this OTLP/HTTP receiver")
     parser.add_argument("--profile", type=Path, help="cProfile stats to this file")
     parser.add_argument("--sample", type=Path, help="sampling-profiler results to this file")
     args = parser.parse_args()

@@ -373,6 +373,15 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         ),
         expected,
     )
+    traced = Target(
+        "traced",
+        host,
+        plan["traced_port"],
+        build_request(
+            host, plan["traced_port"], body, ("authorization", f"Bearer {plan['virtual_key']}")
+        ),
+        expected,
+    )
     d = plan["durations"]
     dp_pid, up_pid = plan["dataplane_pid"], plan["upstream_pid"]
     result: dict[str, Any] = {"body_bytes": len(body), "response_bytes": len(expected)}
@@ -397,6 +406,21 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
     await closed_loop(routed, 4, d["warmup"] / 3)
     rp = await interleaved_single(routed, gw, d["c1"])
     result["route_vs_plain"] = {"route": summary(rp["gateway"]), "plain": summary(rp["direct"])}
+
+    # The same data plane with tracing on (--otlp-endpoint, a local receiver) against the plain
+    # one, request by request: what building and exporting the spans adds to a request.
+    await closed_loop(traced, 4, d["warmup"] / 2)
+    traced_pid = plan["traced_pid"]
+    cpu_at = {"traced": cpu_seconds(traced_pid), "plain": cpu_seconds(dp_pid)}
+    tp = await interleaved_single(traced, gw, d["c1"])
+    result["tracing"] = {
+        "traced": summary(tp["gateway"]),
+        "plain": summary(tp["direct"]),
+        "cpu_s": {
+            "traced": cpu_seconds(traced_pid) - cpu_at["traced"],
+            "plain": cpu_seconds(dp_pid) - cpu_at["plain"],
+        },
+    }
 
     tput: dict[str, Any] = {}
     conns = plan["throughput_conns"]
@@ -423,7 +447,12 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         }
     result["throughput"] = tput
     result["throughput_conns"] = conns
-    result["completed"] = {"gateway": gw.ok, "direct": direct.ok, "route": routed.ok}
+    result["completed"] = {
+        "gateway": gw.ok,
+        "direct": direct.ok,
+        "route": routed.ok,
+        "traced": traced.ok,
+    }
     return result
 
 

@@ -8,6 +8,8 @@ TARGET_RPS = 400.0
 TARGET_ADDED_P50_MS = 2.0
 TARGET_RSS_MB = 150.0
 TARGET_ROUTE_P50_MS = 0.2
+TARGET_TRACING_P50_MS = 0.1
+SPANS_PER_REQUEST = 4  # request, admission, one attempt, ttfb (a plain provider, no retry)
 
 
 def _ratio(gw: float, direct: float) -> str:
@@ -116,6 +118,24 @@ def render(r: dict[str, Any], profiled: bool = False) -> str:
             f"  {'':34}(plain provider in the first column, a 2-target fallback route with a"
             f" healthy primary in the second; samples {rvp['route']['n']} / {rvp['plain']['n']})"
         )
+    tr = r.get("tracing")
+    if tr:
+        row("tracing on vs off: TTLB p50", tr["plain"]["ttlb_p50_ms"], tr["traced"]["ttlb_p50_ms"])
+        row("tracing on vs off: TTFB p50", tr["plain"]["ttfb_p50_ms"], tr["traced"]["ttfb_p50_ms"])
+        cpu = {k: tr["cpu_s"][k] / (tr[k]["n"] or 1) * 1e6 for k in ("plain", "traced")}
+        lines.append(
+            f"  {'':34}(off in the first column, on in the second: two data planes, 1 conn,"
+            f" samples {tr['plain']['n']} / {tr['traced']['n']}; data plane CPU"
+            f" {cpu['plain']:.0f} / {cpu['traced']:.0f} µs/request)"
+        )
+        if "spans" in tr:
+            expected = r["completed"]["traced"] * SPANS_PER_REQUEST
+            lines.append(
+                f"  {'':34}(spans received by the OTLP sink: {tr['spans']} in {tr['exports']}"
+                f" exports, expected {expected}; undecodable {tr['undecodable']})"
+            )
+        if tr.get("log_errors"):
+            lines.append("  traced data plane logged: " + " | ".join(tr["log_errors"]))
     added_p50 = r["c1"]["gateway"]["ttlb_p50_ms"] - r["c1"]["direct"]["ttlb_p50_ms"]
     rss_mb = rss["hwm"] / 1024
     lines.append("")
@@ -138,5 +158,11 @@ def render(r: dict[str, Any], profiled: bool = False) -> str:
         lines.append(
             f"    fallback route overhead p50 <= {TARGET_ROUTE_P50_MS} ms over a plain provider:"
             f" {route_added:+.2f} ms  {_mark(route_added <= TARGET_ROUTE_P50_MS)}"
+        )
+    if tr:
+        traced_added = tr["traced"]["ttlb_p50_ms"] - tr["plain"]["ttlb_p50_ms"]
+        lines.append(
+            f"    tracing on overhead p50 <= {TARGET_TRACING_P50_MS} ms over tracing off:"
+            f" {traced_added:+.2f} ms  {_mark(traced_added <= TARGET_TRACING_P50_MS)}"
         )
     return "\n".join(lines)

@@ -9,12 +9,16 @@ Processes (all on loopback, each its own interpreter):
   data plane's environment) and the virtual key are created through its Admin gRPC API;
 * one data plane (``bench.dp_main``: ``dataplane.server.DataPlane``), which gets its snapshot
   from that control plane and reports usage back to it;
+* a second, identical data plane with tracing on (``--otlp-endpoint``) exporting to
+  ``bench.otlp_sink``, a minimal OTLP/HTTP receiver that counts the spans it gets;
 * ``bench.loadgen`` — a raw asyncio client sending the Claude Code fixture body.
 
 In one run the load generator drives the gateway and the upstream directly, interleaved (request
 by request at 1 connection, in 0.5 s slices at 8) so machine noise hits both sides alike, then
 measures saturated throughput. "Added latency" is a gateway percentile minus the same direct
 percentile, on time to last byte (TTFB shown too). Peak RSS is the data plane's ``VmHWM``.
+Tracing's cost is the traced data plane against the plain one, request by request at 1
+connection (both through the gateway, same key and upstream).
 
 Flags: ``--quick`` (shorter phases), ``--profile`` (sample the data plane's stacks and print
 where its CPU goes), ``--cprofile`` (the same under cProfile: exact call counts, inflated
@@ -205,6 +209,28 @@ def run(args: argparse.Namespace) -> int:
             ready = wait_for_json(dp, work / "dp.ready")
             rss_idle = kib(proc_status(dp.pid)["VmRSS"])
 
+            sink = spawn(
+                "otlp-sink",
+                ["-m", "bench.otlp_sink", "--ready-file", str(work / "sink.ready")],
+                work,
+            )
+            children.append(sink)
+            sink_port = int(wait_for_file(sink, work / "sink.ready"))
+            traced = spawn(
+                "dataplane-traced",
+                [
+                    "-m", "bench.dp_main",
+                    "--ready-file", str(work / "traced.ready"),
+                    "--control-plane", cp_addr,
+                    "--state-dir", str(work / "traced-state"),
+                    "--otlp-endpoint", f"http://127.0.0.1:{sink_port}",
+                ],
+                work,
+                env={PROVIDER_KEY_ENV: provider_key, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
+            )  # fmt: skip
+            children.append(traced)
+            traced_ready = wait_for_json(traced, work / "traced.ready")
+
             plan = {
                 "fixture": str(fixture),
                 "gateway_port": ready["port"],
@@ -213,6 +239,8 @@ def run(args: argparse.Namespace) -> int:
                 "route_key": route_secret,
                 "provider_key": provider_key,
                 "dataplane_pid": dp.pid,
+                "traced_port": traced_ready["port"],
+                "traced_pid": traced.pid,
                 "upstream_pid": upstream.pid,
                 "durations": durations,
                 "throughput_conns": args.conns,
@@ -239,7 +267,9 @@ def run(args: argparse.Namespace) -> int:
                 usage_total(
                     cp_addr,
                     admin_token,
-                    result["completed"]["gateway"] + result["completed"]["route"],
+                    result["completed"]["gateway"]
+                    + result["completed"]["route"]
+                    + result["completed"]["traced"],
                 )
             )
             result["machine"] = {
@@ -256,6 +286,19 @@ def run(args: argparse.Namespace) -> int:
                 if "ERROR" in line or "Traceback" in line
             ]
             result["dataplane_log_errors"] = dp_violations[:5]
+            traced.stop()  # flushes its span queue to the sink
+            children.remove(traced)
+            sink.stop()
+            children.remove(sink)
+            got = wait_for_log(sink, r"otlp sink: (\d+) exports, (\d+) spans, (\d+) undecodable")
+            result["tracing"]["exports"] = int(got.group(1))
+            result["tracing"]["spans"] = int(got.group(2))
+            result["tracing"]["undecodable"] = int(got.group(3))
+            result["tracing"]["log_errors"] = [
+                line
+                for line in traced.log.read_text().splitlines()
+                if "ERROR" in line or "Traceback" in line or "WARNING" in line
+            ][:5]
         finally:
             for child in reversed(children):
                 child.stop()

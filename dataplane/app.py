@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -46,6 +47,9 @@ from dataplane.tokens import TokenVerifier
 from dataplane.whoami import PATH as WHOAMI
 from dataplane.whoami import Whoami
 from gwcommon.prometheus import CONTENT_TYPE
+
+if TYPE_CHECKING:  # imported only when tracing is on (dataplane.server)
+    from dataplane.tracing.spans import Tracer
 
 MESSAGES = "/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"
@@ -256,9 +260,11 @@ def build_app(
     body_timeout_s: float = 0.0,
     signin: SignInRoutes | None = None,
     otlp: ASGIApp | None = None,
+    tracer: Tracer | None = None,
 ) -> ASGIApp:
     """The app; with ``metrics``, every finished request is observed and ``/metrics`` served;
-    with ``otlp``, ``/v1/{metrics,logs,traces}`` take OTLP telemetry (behind the auth).
+    with ``otlp``, ``/v1/{metrics,logs,traces}`` take OTLP telemetry (behind the auth); with
+    ``tracer``, every API request is traced (:mod:`dataplane.tracing`).
 
     While ``health.draining``, API requests are refused with a 503 (see :mod:`dataplane.guards`);
     ``body_timeout_s`` > 0 bounds how long a request body may take to arrive. ``signin`` serves
@@ -270,7 +276,7 @@ def build_app(
     tokens = TokenVerifier(on_refuse=metrics.signin.bearer_refused if metrics is not None else None)
 
     def handler(door: Door) -> MessagesHandler:
-        return MessagesHandler(router, sink, dataplane_id, max_body, door, limiter, cache)
+        return MessagesHandler(router, sink, dataplane_id, max_body, door, limiter, cache, tracer)
 
     routes = Routes(
         handler(AnthropicDoor()),

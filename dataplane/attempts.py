@@ -13,6 +13,9 @@ reached the client, the answer is committed: later failures end it with an error
 When every attempt failed, the client gets the last upstream error as the provider sent it, or
 the gateway's own 502/504 when no provider answered at all.
 
+With tracing on (``dataplane.tracing``), each attempt sends its own W3C ``traceparent``, whose
+parent is that attempt's span.
+
 ``relay.upstream_busy`` is set while an attempt talks to its upstream (not while backing off), and
 no attempt starts once ``relay.client_gone``: a non-streamed answer under way when the client left
 is finished and metered, nothing more is tried (``ClientDisconnected``).
@@ -63,7 +66,8 @@ class Attempts:
 
     async def _run(self, relay: Relay, plan: Plan) -> None:
         rec = relay.rec
-        started = time.monotonic()
+        trace = rec.trace
+        started = time.perf_counter()
         deadline = started + DEADLINE_S
         # Peeking costs a little; it only pays when there is somewhere else to go.
         can_move_on = len(plan.targets) > 1 or plan.attempts_per_target > 1
@@ -74,7 +78,7 @@ class Attempts:
             for n in range(plan.attempts_per_target):
                 if n:
                     delay = backoff_s(n, retry_after, rng=self.rng)
-                    if time.monotonic() + delay > deadline:
+                    if time.perf_counter() + delay > deadline:
                         break  # no time to wait here: next target
                     relay.upstream_busy = False  # a disconnect now cancels at once
                     await asyncio.sleep(delay)
@@ -83,9 +87,10 @@ class Attempts:
                     raise ClientDisconnected  # nobody is waiting for another attempt
                 rec.attempts += 1
                 rec.provider = target.name
-                t0 = time.monotonic()
+                t0 = time.perf_counter()
+                sent = request if trace is None else trace.upstream(request, target.provider.kind)
                 try:
-                    upstream = await target.provider.send(request)
+                    upstream = await target.provider.send(sent)
                 except GatewayError as err:
                     failure = err
                     transport = err.status in (502, 504)
@@ -144,6 +149,8 @@ class Attempts:
                 await relay.stream(upstream, chunks if chunks is not None else upstream.aiter_raw())
         finally:
             await upstream.aclose()
+            if relay.rec.trace is not None:
+                relay.rec.trace.relay_end = time.perf_counter()
 
     async def _peek(
         self, upstream: UpstreamResponse, target: Target, rec: RequestRecord
@@ -201,7 +208,9 @@ class Attempts:
         error_type: str,
         outcome: str,
     ) -> None:
-        now = time.monotonic()
+        now = time.perf_counter()
+        if rec.trace is not None:
+            rec.trace.attempt_done(now)
         rec.attempt_log.append(
             telemetry_pb2.Attempt(
                 provider=target.name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -20,6 +21,9 @@ from dataplane.pricing import Priced
 from dataplane.usage import TokenUsage
 from gwapi.v1 import common_pb2, telemetry_pb2
 from gwcommon.usage_limits import EVENT_BODY_BYTES, TEXT_CHARS
+
+if TYPE_CHECKING:
+    from dataplane.tracing.context import TraceContext
 
 _META_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_META_ENTRIES = 16
@@ -102,6 +106,7 @@ class RequestRecord:
     cache_status: str = ""
     cost_saved_micros: int = 0
     log: BodyLog | None = None  # set only when the workspace's log_bodies policy is not "none"
+    trace: TraceContext | None = None  # set only when the data plane traces itself (--otlp-…)
 
     def mark_first_byte(self) -> None:
         if self.ttfb_s is None:

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dataplane.asgi import (
     ClientDisconnected,
@@ -57,6 +59,9 @@ from dataplane.providers.base import Header, UpstreamRequest
 from dataplane.relay import Relay
 from dataplane.routing import Plan, Router
 
+if TYPE_CHECKING:  # imported only when tracing is on (dataplane.server)
+    from dataplane.tracing.spans import Tracer
+
 log = logging.getLogger("tollgate.proxy")
 
 # Request headers never forwarded: hop-by-hop, the client's own credentials (the virtual key never
@@ -82,10 +87,15 @@ _DROP_REQUEST = frozenset(
 )
 
 
-def forwardable_headers(headers: list[Header]) -> tuple[Header, ...]:
-    return tuple(
-        (k, v) for k, v in headers if k not in _DROP_REQUEST and not k.startswith(b"x-tollgate-")
-    )
+# With tracing on, the client's W3C trace context is continued, not forwarded: each attempt sends
+# its own traceparent (dataplane.tracing.context). With tracing off both pass through untouched.
+_DROP_REQUEST_TRACED = _DROP_REQUEST | {b"traceparent", b"tracestate"}
+
+
+def forwardable_headers(
+    headers: list[Header], drop: frozenset[bytes] = _DROP_REQUEST
+) -> tuple[Header, ...]:
+    return tuple((k, v) for k, v in headers if k not in drop and not k.startswith(b"x-tollgate-"))
 
 
 class MessagesHandler:
@@ -100,6 +110,7 @@ class MessagesHandler:
         door: Door | None = None,
         limiter: Limiter | None = None,
         cache: CacheBackend | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.router = router
         self.attempts = Attempts(router)
@@ -110,6 +121,8 @@ class MessagesHandler:
         self.dataplane_id = dataplane_id
         self.max_body = max_body
         self.door: Door = door or AnthropicDoor()
+        self.tracer = tracer
+        self._drop = _DROP_REQUEST if tracer is None else _DROP_REQUEST_TRACED
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal: Principal = scope[PRINCIPAL]
@@ -118,6 +131,9 @@ class MessagesHandler:
         rec = RequestRecord(
             request_id=request_id, dataplane_id=self.dataplane_id, path=scope["path"]
         )
+        tracer = self.tracer
+        if tracer is not None:  # the whole cost of tracing when it is off
+            rec.trace = tracer.begin(scope["headers"], rec.started)
         rec.workspace = principal.workspace.name
         member = principal.member
         rec.key_id = member.key_id
@@ -139,10 +155,14 @@ class MessagesHandler:
             body = await read_body(receive, scope, self.max_body)
             if rec.log is not None:
                 rec.log.add_request(body)
-            prepared = door.prepare(scope, body, forwardable_headers(scope["headers"]))
+            prepared = door.prepare(scope, body, forwardable_headers(scope["headers"], self._drop))
             count_only = prepared.count_only
             rec.model_requested = prepared.model
             rec.stream = prepared.stream
+            trace = rec.trace
+            if trace is not None:
+                trace.max_tokens = prepared.max_tokens
+                trace.count_only = count_only
             principal.check_access(prepared.model)  # before any limit is reserved
             plan = self.router.plan(principal, rec.session_id)
             request = UpstreamRequest(
@@ -165,6 +185,8 @@ class MessagesHandler:
                 if cache.read and await self._serve_from_cache(cache, request_id, rec, send):
                     return
             # A miss or no cache. Counting tokens costs nothing: rate limits only, no budget.
+            if trace is not None:
+                trace.admit_start = time.perf_counter()
             admission = await self.limiter.admit(
                 principal,
                 model=prepared.model,
@@ -175,6 +197,9 @@ class MessagesHandler:
                 redis_failure=principal.workspace.redis_failure or None,
                 count_only=count_only,
             )
+            if trace is not None:
+                trace.admit_end = time.perf_counter()
+                trace.admission = admission
             extra = self.limiter.headers(admission) if admission is not None else []
             if rec.cache_status:
                 extra.append((b"x-tollgate-cache", rec.cache_status.encode()))
@@ -198,6 +223,8 @@ class MessagesHandler:
             if admission is not None:
                 await self._finish(admission, rec)
             self.sink(rec)
+            if tracer is not None:
+                tracer.finish(rec)
 
     def _cache_plan(
         self, scope: Scope, principal: Principal, prepared: Prepared, plan: Plan, rec: RequestRecord

@@ -19,6 +19,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import grpc
 from hypercorn.asyncio import serve
@@ -53,6 +55,11 @@ from dataplane.telemetry.service import TelemetryService
 from gwapi.v1 import telemetry_pb2, telemetry_pb2_grpc
 from gwcommon.secret_files import read_secret_file
 from gwcommon.tls import TLS_CA_ENV, read_ca
+
+if TYPE_CHECKING:
+    from dataplane.tracing.spans import Tracer
+
+OTLP_ENDPOINT_ENV = "TOLLGATE_OTLP_ENDPOINT"
 
 log = logging.getLogger("tollgate.dataplane")
 
@@ -90,6 +97,41 @@ class Settings:
     # The URL developers sign in to with Claude Code (https://gw.example.com). "" = derived from
     # the request's Host, on a loopback listener only; elsewhere sign-in then says to set it.
     public_url: str = ""
+    # The gateway's own traces (dataplane.tracing): an OTLP/HTTP collector's base URL, and the
+    # headers its exports carry (an API key: never on the command line). "" = no tracing.
+    otlp_endpoint: str = ""
+    otlp_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    otlp_flush_s: float = 5.0  # at stop, how long queued spans may take to reach the collector
+
+
+def parse_otlp_endpoint(url: str) -> str:
+    """``--otlp-endpoint``: an http(s) URL with a host; refused with a readable reason."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"--otlp-endpoint must be an http:// or https:// URL of an OTLP/HTTP collector, "
+            f"e.g. http://127.0.0.1:4318 (got {url[:100]!r})"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(
+            "--otlp-endpoint takes no query, fragment or credentials: put an API key in a "
+            "variable named by --otlp-headers-env"
+        )
+    return url
+
+
+def otlp_headers_from_env(var: str, env: Mapping[str, str]) -> dict[str, str]:
+    """The headers in ``env[var]``, ``k=v,k2=v2`` as ``OTEL_EXPORTER_OTLP_HEADERS`` (values
+    URL-encoded)."""
+    from opentelemetry.util.re import parse_env_headers
+
+    value = env.get(var, "")
+    if not value:
+        raise ValueError(f"--otlp-headers-env names {var}, which is not set or empty")
+    headers = dict(parse_env_headers(value, liberal=True))
+    if not headers:
+        raise ValueError(f"{var} holds no header: write it as name=value[,name2=value2]")
+    return headers
 
 
 def _node_id(state_dir: Path) -> str:
@@ -142,6 +184,11 @@ class DataPlane:
         )
         self.subscriber: Subscriber | None = None
         self.telemetry: TelemetryService | None = None
+        self.tracer: Tracer | None = None
+        if settings.otlp_endpoint:  # the SDK is loaded only by a data plane that traces
+            from dataplane.tracing.spans import Tracer
+
+            self.tracer = Tracer(settings.otlp_endpoint, self.node_id, settings.otlp_headers)
         # Background loops restarted by dataplane.supervise when they die: name -> restarts.
         self.restarts: dict[str, int] = {}
         self.metrics = Metrics(
@@ -248,6 +295,7 @@ class DataPlane:
             body_timeout_s=s.body_timeout_s,
             signin=signin,
             otlp=self.telemetry.handler,
+            tracer=self.tracer,
         )
         config = Config()
         # Hypercorn owns the listening fd from here on and closes it at shutdown. Detach ours:
@@ -307,6 +355,8 @@ class DataPlane:
             await self.reporter.flush(timeout=5)
         if self.telemetry is not None:
             await self.telemetry.stop(timeout=4)
+        if self.tracer is not None:
+            await self._stop_tracer(self.tracer, self.settings.otlp_flush_s)
         if self.breaker_sync is not None:
             await self.breaker_sync.stop()
         await self.registry.aclose()
@@ -319,6 +369,10 @@ class DataPlane:
         if self._socket is not None:
             with contextlib.suppress(OSError):  # detached once Hypercorn has it: then a no-op
                 self._socket.close()
+
+    async def _stop_tracer(self, tracer: Tracer, timeout: float) -> None:
+        if not await tracer.aclose(timeout):
+            log.warning("tracing: spans still queued after %.0f s were not exported", timeout)
 
 
 async def run(settings: Settings) -> None:
@@ -388,6 +442,20 @@ def main(argv: list[str] | None = None) -> None:
         f"(env {PUBLIC_URL_ENV}); its /oauth/callback is the redirect URI to register at the "
         "identity provider. Without it, only a data plane listening on loopback serves sign-in",
     )
+    parser.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        default=os.environ.get(OTLP_ENDPOINT_ENV, ""),
+        help="trace the gateway itself: export one span tree per request over OTLP/HTTP to this "
+        f"collector, e.g. http://127.0.0.1:4318 (env {OTLP_ENDPOINT_ENV}; default: no tracing)",
+    )
+    parser.add_argument(
+        "--otlp-headers-env",
+        metavar="VAR",
+        default="",
+        help="the environment variable holding the collector's headers, name=value[,…] "
+        "(e.g. an API key; OTEL_EXPORTER_OTLP_HEADERS is read too)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("TOLLGATE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -413,6 +481,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         read_ca(args.tls_ca)  # a bad --tls-ca is a usage error, not a traceback
         public_url = parse_public_url(args.public_url) if args.public_url else ""
+        otlp_endpoint = parse_otlp_endpoint(args.otlp_endpoint) if args.otlp_endpoint else ""
+        otlp_headers = (
+            otlp_headers_from_env(args.otlp_headers_env, os.environ)
+            if args.otlp_headers_env
+            else {}
+        )
+        if otlp_headers and not otlp_endpoint:
+            raise ValueError("--otlp-headers-env needs --otlp-endpoint")
     except ValueError as exc:
         parser.error(str(exc))
     settings = Settings(
@@ -429,5 +505,7 @@ def main(argv: list[str] | None = None) -> None:
         redis_url=args.redis,
         redis_prefix=args.redis_prefix,
         public_url=public_url,
+        otlp_endpoint=otlp_endpoint,
+        otlp_headers=otlp_headers,
     )
     asyncio.run(run(settings))

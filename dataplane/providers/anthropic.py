@@ -99,7 +99,12 @@ class AnthropicProvider:
         url = self._base + request.path
         if request.query:
             url += "?" + request.query.decode("latin-1")
-        headers = [*request.headers, *self._credentials(request), (b"accept-encoding", b"identity")]
+        headers = [
+            *request.headers,
+            *request.trace_headers,
+            *self._credentials(request),
+            (b"accept-encoding", b"identity"),
+        ]
         return await self._transport.request(
             "POST", url, headers, request.body, request.timeouts or self._timeout, self.name
         )

@@ -48,6 +48,9 @@ class UpstreamRequest:
     client_authorization: bytes | None = None
     # The route's timeouts for this attempt; None = the provider's own (options timeout_*_s).
     timeouts: Timeouts | None = None
+    # This attempt's W3C ``traceparent`` (and ``tracestate``) when the gateway traces itself
+    # (dataplane.tracing); every adapter sends them. Empty with tracing off.
+    trace_headers: tuple[Header, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

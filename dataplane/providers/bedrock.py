@@ -300,9 +300,10 @@ class BedrockProvider:
             if operation[-6:] == "stream"
             else "application/json"
         )
-        headers = await self._auth(
-            url, body, {"Content-Type": "application/json", "Accept": accept}
-        )
+        signed = {"Content-Type": "application/json", "Accept": accept}
+        for k, v in request.trace_headers:  # sent; botocore leaves them out of the signature
+            signed[k.decode()] = v.decode()
+        headers = await self._auth(url, body, signed)
         headers += [("user-agent", "tollgate"), ("accept-encoding", "identity")]
         # The URL goes out exactly as signed (not re-quoted: ARNs carry %2F), the body likewise.
         response = await self._transport.request(

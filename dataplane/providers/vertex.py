@@ -228,6 +228,7 @@ class VertexProvider:
         if betas:
             out.append((b"anthropic-beta", ",".join(betas).encode()))
         out += [
+            *request.trace_headers,
             (b"content-type", b"application/json"),
             (b"authorization", b"Bearer " + token.encode()),
             (b"accept-encoding", b"identity"),

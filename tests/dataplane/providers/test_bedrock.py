@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -719,3 +720,23 @@ async def test_read_timeout_before_headers_is_504(fake: FakeBedrock, client: Tra
     with pytest.raises(GatewayError) as info:
         await provider.send(messages_request())
     assert info.value.status == 504
+
+
+async def test_trace_headers_are_sent_beside_the_signature(
+    fake: FakeBedrock, client: Transport
+) -> None:
+    """With tracing on, the attempt's traceparent goes to Bedrock too. SigV4 leaves trace headers
+    unsigned (botocore's rule: tracing proxies on the way may rewrite them), and the signature of
+    the rest still holds."""
+    parent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    request = dataclasses.replace(
+        messages_request(),
+        trace_headers=((b"traceparent", parent), (b"tracestate", b"vendor=v")),
+    )
+    status, *_ = await collect(BedrockProvider(config(fake.base_url), client, ENV), request)
+    assert status == 200 and fake.violations == []
+    [req] = fake.requests
+    assert req.header("traceparent") == parent.decode()
+    assert req.header("tracestate") == "vendor=v"
+    signed = (req.header("authorization") or "").split("SignedHeaders=")[1].split(",")[0]
+    assert "traceparent" not in signed.split(";") and "x-amz-date" in signed.split(";")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -652,3 +653,11 @@ async def test_transport_failures_are_502_and_504(
     assert info.value.status == 504
     await dead.aclose()
     await slow.aclose()
+
+
+async def test_trace_headers_are_sent(fake: FakeVertex, provider: VertexProvider) -> None:
+    """With tracing on, the attempt's traceparent goes to Vertex too."""
+    parent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    req = dataclasses.replace(request(), trace_headers=((b"traceparent", parent),))
+    await roundtrip(provider, req)
+    assert fake.requests[-1].header("traceparent") == parent.decode()
