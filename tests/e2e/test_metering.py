@@ -31,6 +31,7 @@ from dataplane.counters.memory import MemoryCounters
 from dataplane.server import DataPlane, Settings
 from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2
 from gwctl import usage as gwctl_usage
+from gwctl.main import build_parser
 from tests.dataplane.providers.test_bedrock import ENV as BEDROCK_ENV
 from tests.e2e.faults_support import WatchedAnthropic
 from tests.fakes import bedrock as fake_bedrock
@@ -262,13 +263,16 @@ async def test_count_tokens_is_rate_limited_never_budgeted_and_recorded(
     for e in counts:
         assert e.usage.cost_micros == 0 and e.usage.input_tokens == 0 and e.model_served
     # gwctl usage counts them as requests, at no cost.
-    args = argparse.Namespace(
-        workspace="", key=stack.keys["carol"][0], by="", since=0, output="json", developer=""
-    )
+    args = usage_args("--key", stack.keys["carol"][0], "-o", "json")
     assert await gwctl_usage.run(stack.admin, args) == 0
     total = orjson.loads(capsys.readouterr().out)["total"]
     assert (total["requests"], total["errors"]) == (6, 2)
     assert total["cost_micros"] == events[0].usage.cost_micros > 0  # the one Messages answer
+
+
+def usage_args(*argv: str) -> argparse.Namespace:
+    """``gwctl usage …`` parsed by gwctl's own parser (every flag gets its real default)."""
+    return build_parser().parse_args(["usage", *argv])
 
 
 def _searches(searches: int, fetches: int = 0) -> dict[str, Any]:
@@ -336,9 +340,7 @@ async def test_server_tool_fees_are_priced_budgeted_and_in_the_ledger(
     await stack.settled("bob", cost(20, 70, 1))
     (total,) = await stack.admin.query_usage()
     assert (total.web_search_requests, total.web_fetch_requests) == (10, 1)
-    args = argparse.Namespace(
-        workspace="", key="", by="provider", since=0, output="table", developer=""
-    )
+    args = usage_args("--by", "provider")
     assert await gwctl_usage.run(stack.admin, args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[-3] == "SEARCHES" and lines[-1].split()[-2] == "10"

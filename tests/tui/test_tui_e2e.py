@@ -107,7 +107,9 @@ async def test_tui_against_a_real_control_plane(control_plane: str) -> None:
 
         await wait_until(pilot, lambda: requests_shown() == "1", 5)
         report(control_plane, [usage_event(ws, key_id, n) for n in (2, 3)], seq=2)
-        await wait_until(pilot, lambda: requests_shown() == "3", 2)  # within 2 s of traffic
+        # Within a few of the console's 1 s refreshes of traffic (each refresh is several RPCs;
+        # a latency figure belongs in a benchmark, not here).
+        await wait_until(pilot, lambda: requests_shown() == "3", 4)
         bar = next(r for r in overview.shown if r.key == ws).cells[SPEND]
         assert "$0.75/$10.00 day" in getattr(bar, "plain", "")
 
@@ -115,7 +117,7 @@ async def test_tui_against_a_real_control_plane(control_plane: str) -> None:
         logs = app.query_one(LogsView)
         await wait_until(pilot, lambda: f"req_{ws}_3" in logs.events, 5)
         report(control_plane, [usage_event(ws, key_id, 4)], seq=3)
-        await wait_until(pilot, lambda: f"req_{ws}_4" in logs.events, 2)
+        await wait_until(pilot, lambda: f"req_{ws}_4" in logs.events, 4)
 
         await pilot.press("2")
         keys = app.current_view
