@@ -34,6 +34,7 @@ from controlplane.identity import current_method, principal
 from controlplane.store.models import AuditRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
+from gwcommon.audit_kinds import RESOURCE_KINDS
 
 # The messages an audit row may contain. None of them carries a secret (keys hold only a
 # prefix, providers only ``has_secret``, tokens only a prefix).
@@ -61,16 +62,6 @@ _AUDITED_TYPES = (
 # Output-only fields that change without an admin change (spend, token use, sessions), stripped.
 _NOISE = ("budget_status", "last_used_at_ms", "active_sessions")
 
-RESOURCE_KINDS = (
-    "workspace",
-    "key",
-    "provider",
-    "route",
-    "token",
-    "telemetry_destination",
-    "sso",
-    "developer",
-)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 DEFAULT_QUEUE_SIZE = 1000

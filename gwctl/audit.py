@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator
 
 from gwapi.v1 import admin_pb2
+from gwcommon.audit_kinds import RESOURCE_KINDS as KINDS
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import Subparsers, UsageError, is_json, leaf
@@ -24,16 +25,6 @@ from tui import audit_diff
 from tui.client import GatewayClient
 
 HEADERS = ("TIME", "ACTOR", "FROM", "ACTION", "RESOURCE", "WORKSPACE", "CHANGED")
-KINDS = (
-    "workspace",
-    "key",
-    "provider",
-    "route",
-    "token",
-    "telemetry_destination",
-    "sso",
-    "developer",
-)
 # Follow mode cannot measure the widest cell in advance: these widths fit typical values.
 _WIDTHS = (20, 28, 22, 18, 20, 12, 0)
 

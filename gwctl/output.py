@@ -34,6 +34,21 @@ from gwctl.parse import MICROS_PER_USD, PERIOD_NAMES
 
 JSON = dict[str, Any]
 
+# The summable fields of a usage row (``UsageRow``), in display order: totals add these.
+USAGE_COUNTERS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "cost_micros",
+    "web_search_requests",
+    "web_fetch_requests",
+    "cost_saved_micros",
+    "cache_hits",
+)
+
 
 def printable(value: object) -> str:
     """``str(value)`` on one line with every terminal control shown escaped (``\\x1b``)."""

@@ -30,19 +30,7 @@ from gwctl.cli import Subparsers, UsageError, is_csv, is_json, leaf
 from tui.client import ClientError, GatewayClient
 
 GROUPS = ("workspace", "key", "developer", "model", "provider", "session", "day")
-_COUNTERS = (
-    "requests",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-    "cost_micros",
-    "web_search_requests",
-    "web_fetch_requests",
-    "cost_saved_micros",
-    "cache_hits",
-)
+_COUNTERS = out.USAGE_COUNTERS
 
 
 def parse_group(text: str) -> str:

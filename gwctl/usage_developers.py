@@ -36,19 +36,8 @@ MISMATCH_LEGEND = (
     f"{MISMATCH_MARK} Claude Code's self-reported cost differs from the metered cost by more "
     f"than {TOLERANCE_PERCENT} % (and at least ${MIN_MICROS / 1_000_000:.2f})"
 )
-_METERED = (
-    "requests",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-    "cost_micros",
-    "web_search_requests",
-    "web_fetch_requests",
-    "cost_saved_micros",
-    "cache_hits",
-)
+# The metered sums of a usage row (one list, shared with `gwctl usage`'s totals).
+_METERED = out.USAGE_COUNTERS
 _ACTIVITY = (
     "client_cost_micros",
     "lines_added",
