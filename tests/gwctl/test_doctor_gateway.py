@@ -6,6 +6,7 @@ draining or has no configuration. Always as a developer: no admin token."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from dataplane.server import Settings
+from gwapi.v1 import discovery_pb2
 from tests.gwctl.doctor_support import (
     ADMIN,
     CLEARED,
@@ -187,8 +189,18 @@ def test_provider_key_not_received(
              stdin="sk-ant-stored-provider-key-0123456789")  # fmt: skip
     _, secret = gw.key("team", "--provider", "vault")
     # A second data plane started from the first one's disk cache (which never holds provider
-    # secrets) while the control plane is out of its reach.
-    gw.dp.wait_for(lambda _: (gw.tmp / "dp" / "snapshot.pb").exists())
+    # secrets) while the control plane is out of its reach. The cache is written after the
+    # swap: wait until it holds the new key, not merely until it exists.
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    cache = gw.tmp / "dp" / "snapshot.pb"
+
+    def cached() -> bool:
+        if not cache.exists():
+            return False
+        snapshot = discovery_pb2.Snapshot.FromString(cache.read_bytes())
+        return any(k.secret_sha256 == digest for k in snapshot.keys)
+
+    gw.dp.wait_for(lambda _: cached())
     state = env / "dp2"
     state.mkdir()
     shutil.copy(gw.tmp / "dp" / "snapshot.pb", state / "snapshot.pb")
