@@ -13,7 +13,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install lock up up-signin down status test lint typecheck unit proto proto-check bench clean
+.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench clean
 
 install: $(STAMP) $(CLAUDE)
 
@@ -61,6 +61,12 @@ lock: $(LOCK_VENV)/.pip-tools-$(PIP_TOOLS_VERSION)
 	@# Replaced only when it changed: a newer lock makes the next `make install` rebuild .venv.
 	@if cmp -s $(LOCK).new $(LOCK); then rm $(LOCK).new; echo "$(LOCK) unchanged"; \
 	else mv $(LOCK).new $(LOCK); echo "$(LOCK) updated: make install rebuilds .venv from it"; fi
+
+# deploy/requirements-runtime.lock: requirements.lock's entries for the runtime dependencies only
+# (pins and hashes verbatim), which the container image installs. Run after `make lock`; a test
+# (tests/deploy/test_image.py) fails while it is stale.
+runtime-lock: $(STAMP)
+	$(BIN)/python -m deploy.runtime_lock
 
 # The real Claude Code CLI, for the end-to-end tests (no lock file: nothing pins a registry host).
 $(CLAUDE):

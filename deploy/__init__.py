@@ -1,0 +1,2 @@
+"""Deployment: the container image (``Containerfile``), the Helm chart (``helm/tollgate``), the
+Grafana dashboard, and :mod:`deploy.runtime_lock` (the image's hash-checked requirements)."""
