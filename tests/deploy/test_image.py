@@ -125,7 +125,9 @@ def test_the_context_leaves_out_what_the_image_does_not_need() -> None:
 
 def test_every_shipped_package_is_copied(stages: list[Stage]) -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    shipped = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    shipped = {
+        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    }
     copied = {w[0] for _, w in (c.flags_and_words() for c in stages[0].all("COPY")) if len(w) == 2}
     assert shipped <= copied, f"packages the image would lack: {sorted(shipped - copied)}"
 
