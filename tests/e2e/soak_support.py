@@ -12,6 +12,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,14 @@ def dir_bytes(path: Path) -> int:
 class DataPlaneProcess:
     """``gwctl dataplane serve`` as a child process on a free loopback port."""
 
-    def __init__(self, control_plane: str, state: Path, log: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        control_plane: str,
+        state: Path,
+        log: Path,
+        env: dict[str, str],
+        args: Sequence[str] = (),  # more `dataplane serve` flags
+    ) -> None:
         self.port = free_port()
         self.state = state
         self.spool = state / "spool"
@@ -86,7 +94,7 @@ class DataPlaneProcess:
                 [
                     sys.executable, "-m", "gwctl.main", "dataplane", "serve",
                     "--listen", f"127.0.0.1:{self.port}", "--control-plane", control_plane,
-                    "--state-dir", str(state),
+                    "--state-dir", str(state), *args,
                 ],
                 cwd=ROOT,
                 env={**os.environ, "TOLLGATE_DATAPLANE_TOKEN": DP_TOKEN, **env},
