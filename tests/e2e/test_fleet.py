@@ -210,6 +210,7 @@ async def test_a_fleet_loses_nothing_and_counts_nothing_twice(fleet: Fleet) -> N
     await traffic_for(PHASE_S)
     # 1. A control-plane replica dies mid-traffic.
     fleet.control_planes[0].kill()
+    cp_killed_at = time.monotonic()
     await traffic_for(PHASE_S)
 
     # 2. A data-plane process crashes; its container is restarted on the same state directory.
@@ -301,7 +302,7 @@ async def test_a_fleet_loses_nothing_and_counts_nothing_twice(fleet: Fleet) -> N
     # Budgets hold, through the crash and the restarts: spend never passes a budget by more than
     # one request's cost, and each budget was reached (else the bound said nothing).
     spend = Counter[str]()
-    for _, key_id, status, cost in rows:
+    for _, key_id, _status, cost in rows:
         spend[key_id] += cost
     refused = Counter(
         by_id[a.request_id][1] for a in traffic.answers if a.status == 429 and a.request_id in by_id
