@@ -476,6 +476,11 @@ def test_network_policies_admit_the_data_planes_to_the_control_plane() -> None:
         ({"secrets": {"tokens": {"name": ""}}}, "secrets.tokens.name: name an existing Secret"),
         ({"postgresql": {"existingSecret": ""}}, "postgresql.existingSecret"),
         ({"tls": {"enabled": True}}, "tls.enabled: name the kubernetes.io/tls Secret"),
+        # values.schema.json: a misspelt or impossible value fails instead of being ignored.
+        ({"controlPlane": {"replicas": 1}}, "/controlPlane/replicas': minimum: got 1, want 2"),
+        ({"dataPlane": {"replica": 3}}, "additional properties 'replica' not allowed"),
+        ({"dataPlane": {"workers": 0}}, "/dataPlane/workers"),
+        ({"dataPlane": {"publicUrl": "gateway.example.com"}}, "/dataPlane/publicUrl"),
     ],
 )
 def test_refuses_values_that_cannot_work(values: dict[str, Any], message: str) -> None:
