@@ -21,9 +21,9 @@ from controlplane.store.db import make_engine, redact_url
 from controlplane.store.schema import Migrator, SchemaError, Status
 
 _STATES = {
-    "empty": "empty (no Tollgate tables): initialised at head by migrate or serve",
-    "unversioned": "made before schema migrations: adopted as the baseline by migrate or serve",
-    "behind": "behind: serve refuses until migrated (or starts with --migrate)",
+    "empty": "empty database: migrate or serve initialises it at head",
+    "unversioned": "made before schema migrations: migrate or serve adopts it as the baseline",
+    "behind": "behind: serve refuses until it is migrated (or starts with --migrate)",
     "current": "up to date",
     "ahead": "ahead: migrated by a newer release",
 }
@@ -50,15 +50,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _line(label: str, text: str) -> None:
+    print(f"{label:<9} {text}")
+
+
 def _show(migrator: Migrator, label: str, status: Status) -> None:
-    print(f"{label:<9} {migrator.describe(status.current)}")
-    print(f"{'state':<9} {_STATES[status.state]}")
-    if status.state == "ahead":
-        for applied in status.newer:
-            kind = (
-                "backward compatible" if applied.backward_compatible else "NOT backward compatible"
-            )
-            print(f"{'newer':<9} {applied.revision} ({kind})")
+    _line(label, migrator.describe(status.current))
+    _line("state", _STATES[status.state])
+    for applied in status.newer:
+        kind = "backward compatible" if applied.backward_compatible else "NOT backward compatible"
+        _line("newer", f"{applied.revision} ({kind})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,22 +70,23 @@ def run(args: argparse.Namespace) -> int:
         if args.sql:
             sys.stdout.write(migrator.upgrade_sql(args.to))
             return 0
-        print(f"{'database':<9} {redact_url(str(engine.url))}")
-        print(f"{'release':<9} head {migrator.describe(migrator.head)}")
+        _line("database", redact_url(str(engine.url)))
+        _line("release", f"head {migrator.describe(migrator.head)}")
         if args.status:
             status = migrator.status()
             _show(migrator, "schema", status)
             for revision in status.pending:
-                print(f"{'pending':<9} {migrator.describe(revision)}")
+                _line("pending", migrator.describe(revision))
             return 0 if status.servable else 1
         before, after = migrator.upgrade(args.to)
         _show(migrator, "before", before)
-        applied = [r for r in before.pending if r not in after.pending] if after.current else []
-        for revision in applied:
-            print(f"{'applied':<9} {migrator.describe(revision)}")
         if before.state == "unversioned":
-            print(f"{'adopted':<9} the tables match the baseline: stamped")
-        print(f"{'now':<9} {migrator.describe(after.current)}")
+            _line("adopted", "its tables match the baseline: stamped as the baseline")
+        for revision in before.pending:
+            if revision not in after.pending and after.current is not None:
+                _line("applied", migrator.describe(revision))
+        _line("now", migrator.describe(after.current))
+        _line("state", _STATES[after.state])
         return 0
     finally:
         engine.dispose()

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alembic import command
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
@@ -227,7 +228,7 @@ class Migrator:
             if status.state == "unversioned":
                 self._check_baseline(conn)
         out = io.StringIO()
-        out.write(bookkeeping.create_table_sql(self.engine.dialect) + "\n")
+        out.write(bookkeeping.create_table_sql(self.engine.dialect) + "\n\n")
         start = status.current
         if status.state == "unversioned":
             out.write(f"-- adopt the database made before migrations as {BASELINE}\n")
@@ -298,7 +299,7 @@ class Migrator:
         bookkeeping.ensure_table(conn)
         command.upgrade(self._config(conn), target)
 
-    def _config(self, conn: Connection) -> object:
+    def _config(self, conn: Connection) -> Config:
         return alembic_config(
             connection=conn,
             extra_version_dirs=self.extra_version_dirs,
@@ -327,7 +328,7 @@ class _Offline:
         self.migrator = migrator
         self.out = out
 
-    def _config(self) -> object:
+    def _config(self) -> Config:
         cfg = alembic_config(
             url=self.migrator.engine.url.render_as_string(hide_password=True),
             extra_version_dirs=self.migrator.extra_version_dirs,
@@ -337,7 +338,7 @@ class _Offline:
         return cfg
 
     def stamp_sql(self, revision: str) -> None:
-        command.stamp(self._config(), revision, sql=True)  # type: ignore[arg-type]
+        command.stamp(self._config(), revision, sql=True)
 
     def upgrade_sql(self, revisions: str) -> None:
-        command.upgrade(self._config(), revisions, sql=True)  # type: ignore[arg-type]
+        command.upgrade(self._config(), revisions, sql=True)

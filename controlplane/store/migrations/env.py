@@ -12,14 +12,13 @@ from alembic import context
 
 from controlplane.store.migrations.compare import OPTIONS
 
-
 config = context.config
 callbacks = config.attributes.get("on_version_apply")
 if context.is_offline_mode():
     context.configure(
         url=config.attributes["url"],
         literal_binds=True,
-        on_version_apply=callbacks or (),
+        on_version_apply=callbacks,
         **OPTIONS,
     )
     with context.begin_transaction():
@@ -27,7 +26,7 @@ if context.is_offline_mode():
 else:
     context.configure(
         connection=config.attributes["connection"],
-        on_version_apply=callbacks or (),
+        on_version_apply=callbacks,
         **OPTIONS,
     )
     with context.begin_transaction():

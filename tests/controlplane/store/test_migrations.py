@@ -29,9 +29,9 @@ def test_head_matches_the_models(db_url: str) -> None:
             found = differences(conn)
     finally:
         db.dispose()
-    assert not found, "the migrations at head and the models differ:\n  " + "\n  ".join(
-        found
-    ) + "\n" + HOW_TO_FIX
+    assert not found, (
+        "the migrations at head and the models differ:\n  " + "\n  ".join(found) + "\n" + HOW_TO_FIX
+    )
 
 
 def test_the_comparison_names_what_is_missing(sqlite_url: str) -> None:
