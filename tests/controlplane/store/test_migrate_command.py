@@ -103,3 +103,38 @@ def test_replicas_starting_together_migrate_once(db_url: str, start: str) -> Non
         assert sorted(r[0] for r in rows) == ["0001", "0002"]
     finally:
         db.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_schema_from_the_url_holds_everything(pg_database: str) -> None:
+    """A URL selecting a schema (search_path) gets the tables, Alembic's version table and the
+    revision records there, and nothing in public; another schema migrates independently."""
+    import secrets
+
+    import psycopg
+
+    names = [f"tollgate_mig_{secrets.token_hex(4)}" for _ in range(2)]
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+        for name in names:
+            conn.execute(f"CREATE SCHEMA {name}")
+    try:
+        for name in names:
+            db = Database(f"{pg_database}?options=-csearch_path%3D{name}")
+            try:
+                assert db.prepare_schema(migrate=False).state == "current"
+            finally:
+                db.dispose()
+        with psycopg.connect(pg_database) as conn:
+            rows = conn.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "WHERE table_name IN ('alembic_version', 'schema_revision', 'workspace')"
+            ).fetchall()
+        assert sorted(rows) == sorted(
+            (n, t) for n in names for t in ("alembic_version", "schema_revision", "workspace")
+        )
+    finally:
+        with psycopg.connect(pg_database, autocommit=True) as conn:
+            for name in names:
+                conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
