@@ -110,14 +110,8 @@ class Migrator:
             return Status("unversioned", None, self.head, self._pending(BASELINE))
         if current == self.head:
             return Status("current", current, self.head)
-        if self._known(current):
-            pending = self._pending(current)
-            if not pending or current not in self._chain():
-                raise SchemaError(
-                    f"the database is at revision {current}, which is not an ancestor of this "
-                    f"release's head {self.head}: it was migrated by another line of releases"
-                )
-            return Status("behind", current, self.head, pending)
+        if self._known(current):  # one linear chain: a known revision is an ancestor of head
+            return Status("behind", current, self.head, self._pending(current))
         return Status("ahead", current, self.head, newer=self._newer(conn, current))
 
     def _current(self, conn: Connection) -> str | None:
@@ -128,14 +122,14 @@ class Migrator:
         return heads[0] if heads else None
 
     def _known(self, revision: str) -> bool:
-        return revision in self._chain()
+        return revision in self.chain()
 
-    def _chain(self) -> list[str]:
+    def chain(self) -> list[str]:
         """Every revision of this code, oldest first."""
         return [s.revision for s in reversed(list(self.script.walk_revisions()))]
 
     def _pending(self, current: str | None) -> tuple[str, ...]:
-        chain = self._chain()
+        chain = self.chain()
         return tuple(chain if current is None else chain[chain.index(current) + 1 :])
 
     def _newer(self, conn: Connection, current: str) -> tuple[bookkeeping.Applied, ...]:
@@ -204,7 +198,7 @@ class Migrator:
             if before.state == "unversioned":
                 self._adopt(conn)
             current = self.status(conn).current
-            chain = self._chain()
+            chain = self.chain()
             if current is not None and chain.index(target) < chain.index(current):
                 raise SchemaError(
                     f"the database is at {current}, past {target}: migrations only go forward "
@@ -243,9 +237,9 @@ class Migrator:
     def _target(self, to: str) -> str:
         if to == "head":
             return self.head
-        if to not in self._chain():
+        if to not in self.chain():
             raise SchemaError(
-                f"unknown revision {to!r}: this release has {', '.join(self._chain())}"
+                f"unknown revision {to!r}: this release has {', '.join(self.chain())}"
             )
         return to
 

@@ -8,6 +8,7 @@ number). Always review the file: see this package's docstring.
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -49,6 +50,9 @@ def generate(name: str) -> Path:
             engine.dispose()
     if script is None or isinstance(script, list):
         raise RuntimeError("alembic wrote no single revision")
+    ruff = Path(sys.executable).with_name("ruff")  # the project's formatter, when installed
+    if ruff.exists():
+        subprocess.run([str(ruff), "format", "--quiet", script.path], check=False)
     return Path(script.path)
 
 

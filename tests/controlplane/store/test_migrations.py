@@ -55,7 +55,7 @@ def test_revisions_form_one_reviewed_chain() -> None:
     from sqlalchemy import create_engine
 
     migrator = Migrator(create_engine("sqlite://"))
-    chain = migrator._chain()
+    chain = migrator.chain()
     assert chain[0] == "0001" and migrator.head == chain[-1]
     for script in migrator.script.walk_revisions():
         assert isinstance(bookkeeping.declared_compatible(script.module), bool)

@@ -210,7 +210,7 @@ def test_an_empty_database_is_initialised_at_head_and_records_its_revisions(db_u
             rows = conn.execute(
                 text("SELECT revision, down_revision, backward_compatible FROM schema_revision")
             ).all()
-        chain = Migrator(db.engine)._chain()
+        chain = Migrator(db.engine).chain()
         assert sorted(r[0] for r in rows) == chain
         assert {r[0]: r[1] for r in rows}["0001"] == ""
     finally:
