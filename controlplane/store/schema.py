@@ -13,8 +13,9 @@ A database is in one of five states (:class:`Status`):
   (expand-only, per the ``schema_revision`` table), refused otherwise.
 
 Every decision and change happens in one transaction holding a lock (PostgreSQL: a
-transaction-scoped advisory lock per database and schema), so replicas starting together
-migrate once; the others wait, then find the database at head. Everything runs in the schema
+transaction-scoped advisory lock per database and schema; SQLite: ``BEGIN IMMEDIATE``, its write
+lock), so replicas starting together migrate once, the others wait and then find the database
+at head, and a revision that fails leaves nothing behind (DDL included, on both databases). Everything runs in the schema
 the connection's ``search_path`` selects, Alembic's version table included.
 """
 
@@ -25,8 +26,9 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -170,7 +172,10 @@ class Migrator:
                 return self.status(conn)
             adopted = status.state == "unversioned"
             if adopted:
-                self._adopt(conn)  # rolled back with the rest if refused below
+                self._check_baseline(conn)
+                if not migrate and status.pending:  # refused below: leave it untouched
+                    raise SchemaError(self._behind_message(replace(status, current=BASELINE), True))
+                self._adopt(conn)
                 status = self.status(conn)
             if status.state == "behind":
                 if not migrate:
@@ -284,7 +289,7 @@ class Migrator:
             )
 
     def _adopt(self, conn: Connection) -> None:
-        self._check_baseline(conn)
+        self._check_baseline(conn)  # again after prepare's check: cheap, and upgrade needs it
         bookkeeping.ensure_table(conn)
         command.stamp(self._config(conn), BASELINE)
         log.info("database made before schema migrations matches %s: stamped", BASELINE)
@@ -305,14 +310,30 @@ class Migrator:
 
     @contextmanager
     def _locked(self) -> Iterator[Connection]:
-        """One transaction holding the migration lock; commits when the block returns."""
+        """One transaction holding the migration lock; commits when the block returns, rolls
+        everything back (DDL included) when it raises."""
         if self.engine.dialect.name == "postgresql":
             with self.engine.begin() as conn:
                 conn.execute(_PG_LOCK_SQL)
                 yield conn
             return
-        with _SQLITE_LOCK, self.engine.begin() as conn:
-            yield conn
+        with _SQLITE_LOCK, self.engine.connect() as conn:
+            # pysqlite opens transactions only before DML, so DDL would commit as it goes: take
+            # the transaction into our hands. BEGIN IMMEDIATE is also SQLite's write lock, which
+            # serialises control planes in other processes on the same file.
+            raw: Any = conn.connection.dbapi_connection
+            previous = raw.isolation_level
+            raw.isolation_level = None
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+            finally:
+                raw.isolation_level = previous
 
 
 class _Offline:

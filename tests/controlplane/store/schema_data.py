@@ -28,6 +28,7 @@ from controlplane.store.schema import Migrator
 EXTRA = Path(__file__).parent / "extra_revisions"
 COMPATIBLE = EXTRA / "compatible"
 BREAKING = EXTRA / "breaking"
+FAILING = EXTRA / "failing"
 
 
 def at_revision(engine: Engine, revision: str, extra: tuple[Path, ...] = ()) -> None:

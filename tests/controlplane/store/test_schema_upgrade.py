@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from controlplane.secrets import MasterKey
@@ -23,7 +23,7 @@ from controlplane.store.schema import Migrator, SchemaError
 from gwapi.v1 import admin_pb2 as apb
 from tests.controlplane.conftest import Clients, make_settings
 from tests.controlplane.store import schema_data
-from tests.controlplane.store.schema_data import BREAKING, COMPATIBLE
+from tests.controlplane.store.schema_data import BREAKING, COMPATIBLE, FAILING
 
 KEY = base64.b64encode(b"M" * 32).decode()
 MASTER = MasterKey(base64.b64decode(KEY))
@@ -232,5 +232,18 @@ def test_migrating_to_a_revision_then_onwards_and_never_back(sqlite_url: str) ->
         engine.dispose()
 
 
-def test_unused_extra_dirs_exist() -> None:
-    assert all(Path(d).is_dir() for d in (COMPATIBLE, BREAKING))
+def test_a_failing_revision_changes_nothing(db_url: str) -> None:
+    """A revision that fails halfway leaves no trace, on SQLite too (its DDL is transactional
+    inside the migration lock), and the database stays at the revision before it."""
+    engine = make_engine(db_url)
+    try:
+        schema_data.at_revision(engine, "0002")
+        with pytest.raises(DBAPIError):
+            Migrator(engine, (FAILING,)).upgrade()
+        assert Migrator(engine).status().current == "0002"
+        assert "test_half_done" not in inspect(engine).get_table_names()
+        assert "test_half" not in {c["name"] for c in inspect(engine).get_columns("workspace")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM schema_revision")).scalar() == 2
+    finally:
+        engine.dispose()
