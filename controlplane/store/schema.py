@@ -201,6 +201,7 @@ class Migrator:
                 self._check_ahead(before)
                 return before, before
             if before.state == "unversioned":
+                self._check_baseline(conn)
                 self._adopt(conn)
             current = self.status(conn).current
             chain = self.chain()
@@ -289,7 +290,7 @@ class Migrator:
             )
 
     def _adopt(self, conn: Connection) -> None:
-        self._check_baseline(conn)  # again after prepare's check: cheap, and upgrade needs it
+        """Stamp a database made before migrations, already checked, as the baseline."""
         bookkeeping.ensure_table(conn)
         command.stamp(self._config(conn), BASELINE)
         log.info("database made before schema migrations matches %s: stamped", BASELINE)

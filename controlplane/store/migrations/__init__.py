@@ -34,9 +34,13 @@ Developer workflow (a model change)
 2. ``make migration NAME=add_foo_to_bar``: autogenerates ``versions/NNNN_add_foo_to_bar.py``
    against a scratch SQLite database at head (``python -m controlplane.store.migrations.dev``).
 3. Review it by hand: autogenerate misses renames (it sees drop + add) and server defaults; set
-   ``backward_compatible``; make new NOT NULL columns carry a ``server_default``.
-4. ``pytest tests/controlplane/store/test_migrations.py`` checks head == models on SQLite and
-   PostgreSQL, names anything missing, and upgrades a database full of data.
+   ``backward_compatible`` and delete the ``TODO(review)`` comment (a test refuses it); make new
+   NOT NULL columns carry a ``server_default``; a docstring's first line is what
+   ``gwctl controlplane migrate`` prints for the revision.
+4. ``pytest tests/controlplane/store/`` checks head == models on SQLite and PostgreSQL (naming
+   anything missing) and upgrades a baseline database full of data to head.
+5. Two branches that each added ``NNNN``: two heads, which every start refuses; renumber one and
+   point its ``down_revision`` at the other.
 """
 
 from __future__ import annotations
