@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--db",
         dest="db_url",
+        metavar="URL",
         help=f"database URL (env TOLLGATE_DB, default {DEFAULT_DB_URL})",
     )
     p.add_argument("--to", default="head", metavar="REV", help="target revision (default head)")
@@ -45,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--status",
         action="store_true",
-        help="only show the database's and this release's revisions",
+        help="only show the database's and this release's revisions (exit 1 when serve would "
+        "refuse the database)",
     )
     return p
 
