@@ -103,10 +103,13 @@ def open_database(url: str, *, migrate: bool = False) -> Database:
     (existing rows are never overwritten)."""
     db = Database(url)
     try:
-        db.prepare_schema(migrate=migrate)
+        schema = db.prepare_schema(migrate=migrate)
     except BaseException:
         db.dispose()
         raise
+    log.info(
+        "database schema at revision %s (this release's head: %s)", schema.current, schema.head
+    )
     defaults = load_default_prices()
     tools = load_default_tool_rates()
     for attempt in (1, 2):
