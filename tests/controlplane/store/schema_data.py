@@ -3,7 +3,7 @@ the revision a test starts from), for the migration tests.
 
 * :func:`at_revision` — an Alembic-managed database at ``revision``.
 * :func:`pre_migrations` — what a control plane from before migrations left: the baseline's
-  tables (the baseline revision is that ``create_all``, frozen) and no version table.
+  tables made by ``metadata.create_all``, no version table.
 * :func:`fill_every_table` — three rows in every table, every column set to a value distinct
   per table, column and row (big integers, non-ASCII text, bytes, JSON), foreign keys
   consistent, provider secrets really encrypted; returns what it wrote for :func:`read_back`.
@@ -36,9 +36,14 @@ def at_revision(engine: Engine, revision: str, extra: tuple[Path, ...] = ()) -> 
 
 
 def pre_migrations(engine: Engine) -> None:
+    """Plain ``metadata.create_all`` of the baseline's tables (as reflected from the baseline
+    revision on this very backend), the way control planes made their schema before."""
     with engine.begin() as conn:
         command.upgrade(alembic_config(connection=conn), BASELINE)
-        conn.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")
+        metadata = reflect(conn)
+        metadata.drop_all(conn)
+        metadata.remove(metadata.tables[VERSION_TABLE])
+        metadata.create_all(conn)
 
 
 def reflect(conn: Connection) -> MetaData:
