@@ -13,7 +13,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench clean
+.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench clean migration
 
 install: $(STAMP) $(CLAUDE)
 
@@ -98,6 +98,14 @@ proto-check: $(STAMP)
 	for f in $$(cd $$tmp && find gwapi -type f); do \
 	  cmp -s $$tmp/$$f $$f || { echo "generated $$f is stale: run make proto"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "proto stubs up to date"
+
+# A schema change: after editing controlplane/store/models.py, `make migration NAME=add_foo`
+# autogenerates controlplane/store/migrations/versions/NNNN_add_foo.py against a scratch SQLite
+# database at head. Review it by hand (see the migrations package docstring), then run
+# tests/controlplane/store/test_migrations.py.
+migration: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make migration NAME=add_something"; exit 2; }
+	$(BIN)/python -m controlplane.store.migrations.dev $(NAME)
 
 lint: $(STAMP) proto-check
 	$(BIN)/ruff check .

@@ -3,8 +3,8 @@ reflection, authenticated by :class:`~controlplane.auth.AuthInterceptor`.
 
 Entry points:
 
-* ``build_server(settings) -> (server, port, state)`` — open the database (create tables, seed
-  prices), build the first snapshot, bind ``settings.listen``; the server is not started. Call it
+* ``build_server(settings) -> (server, port, state)`` — open the database (schema at this
+  release's revision, see :mod:`controlplane.store.schema`; seed prices), build the first snapshot, bind ``settings.listen``; the server is not started. Call it
   from a running event loop.
 * ``start(server, state)`` / ``stop(server, state)`` — start serving plus background work
   (periodic snapshot refresh, log-body and audit retention purges; after ingest, budget alerts
@@ -55,6 +55,7 @@ from controlplane.signin import reencrypt as signin_reencrypt
 from controlplane.signin.engine import SignIn
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database, redact_url
+from controlplane.store.schema import SchemaError
 from controlplane.usage.alerts import AlertMonitor
 from controlplane.usage.request_logs import purge_forever
 from gwapi.v1 import (
@@ -96,10 +97,19 @@ SERVER_OPTIONS = [
 ]
 
 
-def open_database(url: str) -> Database:
-    """Create tables and seed the default prices (existing rows are never overwritten)."""
+def open_database(url: str, *, migrate: bool = False) -> Database:
+    """Bring the schema to this release's revision (an empty database is initialised; one behind
+    is upgraded only when ``migrate``, else :class:`SchemaError`), then seed the default prices
+    (existing rows are never overwritten)."""
     db = Database(url)
-    db.create_all()
+    try:
+        schema = db.prepare_schema(migrate=migrate)
+    except BaseException:
+        db.dispose()
+        raise
+    log.info(
+        "database schema at revision %s (this release's head: %s)", schema.current, schema.head
+    )
     defaults = load_default_prices()
     tools = load_default_tool_rates()
     for attempt in (1, 2):
@@ -185,7 +195,7 @@ def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
         settings.previous_master_key_files,
     )
     tls = server_credentials(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
-    db = open_database(settings.db_url)
+    db = open_database(settings.db_url, migrate=settings.migrate)
     try:
         reencrypt_secrets(db, master)
     except BaseException:
@@ -339,6 +349,8 @@ def configure_logging(level: int = logging.INFO) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # Alembic narrates every step at INFO; controlplane.store.schema logs what matters.
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         asyncio.run(serve(settings))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SchemaError) as exc:
         print(f"tollgate control plane: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -17,6 +17,9 @@ TLS: ``TOLLGATE_TLS_CERT`` and
 Audit retention: ``TOLLGATE_AUDIT_RETENTION_DAYS`` / ``--audit-retention-days`` (whole days;
 default 0 = keep the audit log forever, see :mod:`controlplane.audit_retention`).
 
+Schema: a database behind this release's migrations is refused unless ``--migrate`` /
+``TOLLGATE_MIGRATE=1`` (see :mod:`controlplane.store.schema`).
+
 Alert webhooks go to public addresses only unless ``--allow-internal-webhooks`` /
 ``TOLLGATE_ALLOW_INTERNAL_WEBHOOKS=1`` (see :mod:`controlplane.usage.webhooks`).
 """
@@ -95,6 +98,9 @@ class Settings:
     # Let alert webhooks reach loopback, private and link-local addresses. Off by default: a
     # workspace-admin chooses the URL and can trigger a delivery at will.
     allow_internal_webhooks: bool = False
+    # Apply pending schema migrations at start instead of refusing to start (see
+    # controlplane.store.schema); an empty database is initialised either way.
+    migrate: bool = False
 
     def __post_init__(self) -> None:
         # argparse gives a list (append action); keep the frozen settings hashable.
@@ -158,6 +164,7 @@ class Settings:
             "tls_key": env.get("TOLLGATE_TLS_KEY", ""),
             "audit_retention_days": env.get("TOLLGATE_AUDIT_RETENTION_DAYS", ""),
             "allow_internal_webhooks": env.get("TOLLGATE_ALLOW_INTERNAL_WEBHOOKS", ""),
+            "migrate": env.get("TOLLGATE_MIGRATE", ""),
             "admin_token_file": env.get("TOLLGATE_ADMIN_TOKEN_FILE", ""),
             "dataplane_token_file": env.get("TOLLGATE_DATAPLANE_TOKEN_FILE", ""),
         }
@@ -178,6 +185,7 @@ class Settings:
         values["allow_internal_webhooks"] = _flag(
             values["allow_internal_webhooks"], "TOLLGATE_ALLOW_INTERNAL_WEBHOOKS"
         )
+        values["migrate"] = _flag(values["migrate"], "TOLLGATE_MIGRATE")
         days = values["audit_retention_days"]
         if isinstance(days, str):
             days = days.strip()
@@ -251,6 +259,13 @@ class Settings:
             help="let workspace alert webhooks reach loopback, private (RFC 1918, ULA) and "
             "link-local addresses (env TOLLGATE_ALLOW_INTERNAL_WEBHOOKS=1; default: public "
             "addresses only)",
+        )
+        parser.add_argument(
+            "--migrate",
+            action="store_true",
+            default=None,
+            help="apply pending schema migrations at start instead of refusing to start "
+            "(env TOLLGATE_MIGRATE=1; or run `gwctl controlplane migrate` first)",
         )
         args = parser.parse_args(argv)
         return cls.from_env(env, **vars(args))

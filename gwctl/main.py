@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
             " routes, usage, alerts; or all of it from one file with gwctl apply."
         ),
         epilog="Quick start: gwctl up (then paste the export lines it prints).",
+        # No abbreviated global flags: the top level scans the whole line, and a pass-through
+        # command's own flag (`controlplane migrate --to REV`) would read as an ambiguous
+        # `--token`/`--token-file`. The commands' own parsers keep argparse's default.
+        allow_abbrev=False,
     )
     add_global_options(parser, suppress=False)
     # parser_class: the commands' own parsers list their actions the plain way.

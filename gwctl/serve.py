@@ -1,7 +1,7 @@
-"""``gwctl controlplane serve …`` and ``gwctl dataplane serve …``.
+"""``gwctl controlplane serve …``, ``gwctl controlplane migrate …`` and ``gwctl dataplane serve …``.
 
-Everything after ``serve`` is handed unchanged to ``controlplane.server.main`` /
-``dataplane.server.main`` (``--help`` included, so the server documents its own flags). The
+Everything after ``serve`` / ``migrate`` is handed unchanged to ``controlplane.server.main`` /
+``controlplane.migrate_cli.main`` / ``dataplane.server.main`` (``--help`` included, so the server documents its own flags). The
 server packages are imported inside the functions: plain gwctl commands must not pay for (or
 depend on) SQLModel, Hypercorn and the rest.
 """
@@ -21,6 +21,12 @@ def register(subparsers: Subparsers) -> None:
         "run the control plane server (see: gwctl controlplane serve --help)",
         serve_controlplane,
     )
+    p = sub.add_parser(
+        "migrate",
+        help="upgrade the database schema (see: gwctl controlplane migrate --help)",
+        add_help=False,
+    )
+    p.set_defaults(run=migrate_controlplane, passthrough=True)
 
 
 def add_serve(sub: Subparsers, help_text: str, run: object) -> None:
@@ -31,6 +37,10 @@ def add_serve(sub: Subparsers, help_text: str, run: object) -> None:
 
 def serve_controlplane(args: argparse.Namespace, argv: list[str]) -> int:
     return _run("controlplane.server", argv)
+
+
+def migrate_controlplane(args: argparse.Namespace, argv: list[str]) -> int:
+    return _run("controlplane.migrate_cli", argv)
 
 
 def serve_dataplane(args: argparse.Namespace, argv: list[str]) -> int:

@@ -221,9 +221,10 @@ async def bring_up(
     has_api_key = bool(os.environ.get("ANTHROPIC_API_KEY"))
 
     # Tokens travel in the environment the servers read, never in argv (visible in `ps`).
+    # --migrate: this one local control plane owns its database, so a newer gwctl upgrades it.
     _start(layout, CP, grpc_port, [
         "controlplane", "serve", "--listen", target, "--db", layout.db_url,
-        "--master-key-file", str(master_key),
+        "--master-key-file", str(master_key), "--migrate",
     ], env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token,
             "TOLLGATE_MASTER_KEY": None, "TOLLGATE_MASTER_KEY_FILE": None})  # fmt: skip
     await _wait_healthy(layout, CP, grpc_port, admin_token, wait_s)

@@ -1,4 +1,4 @@
-"""Engine from a URL, schema creation, and an async facade over sync SQLModel sessions.
+"""Engine from a URL, the schema (migrations: :mod:`controlplane.store.schema`), and an async facade over sync SQLModel sessions.
 
 Supported URLs:
 
@@ -15,21 +15,18 @@ grpc.aio event loop never blocks on I/O.
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event, inspect
+from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.schema import CreateColumn
+from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session, create_engine
 
-from controlplane.store import models
+from controlplane.store.schema import Migrator, Status
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -87,51 +84,6 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur.close()
 
 
-def add_missing_columns(engine: Engine) -> list[str]:
-    """Add columns and indexes the models declare but existing tables lack; returns their names.
-
-    Only additive, backward-compatible changes: a missing NOT NULL column must have a server
-    default (existing rows take it). Safe when several control planes start at once: on
-    PostgreSQL ``ADD COLUMN IF NOT EXISTS``; a lost index race is checked again and ignored.
-    """
-    added: list[str] = []
-    dialect = engine.dialect
-    insp = inspect(engine)
-    tables = set(insp.get_table_names())
-    for table in models.metadata.sorted_tables:
-        if table.name not in tables:
-            continue
-        have = {c["name"] for c in insp.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in have:
-                continue
-            if not column.nullable and column.server_default is None:
-                raise RuntimeError(
-                    f"table {table.name} lacks column {column.name}, which has no server "
-                    "default to fill existing rows: migrate the database by hand"
-                )
-            spec = str(CreateColumn(column).compile(dialect=dialect))
-            guard = "IF NOT EXISTS " if dialect.name == "postgresql" else ""
-            with engine.begin() as conn:
-                conn.exec_driver_sql(
-                    f"ALTER TABLE {dialect.identifier_preparer.format_table(table)} "
-                    f"ADD COLUMN {guard}{spec}"
-                )
-            added.append(f"{table.name}.{column.name}")
-        indexes = {i["name"] for i in insp.get_indexes(table.name)}
-        for index in table.indexes:
-            if index.name in indexes:
-                continue
-            try:
-                with engine.begin() as conn:
-                    index.create(conn, checkfirst=True)
-            except DBAPIError:  # another control plane created it meanwhile
-                if index.name not in {i["name"] for i in inspect(engine).get_indexes(table.name)}:
-                    raise
-            added.append(f"index {index.name}")
-    return added
-
-
 class Database:
     """The control plane's database handle.
 
@@ -149,17 +101,16 @@ class Database:
             threading.Lock() if self.dialect == "sqlite" else None
         )
 
-    def create_all(self) -> None:
-        """Create missing tables, then add missing columns and indexes (idempotent).
+    def prepare_schema(self, *, migrate: bool) -> Status:
+        """Bring the schema to this code's revision, or refuse (:class:`SchemaError`): see
+        :meth:`controlplane.store.schema.Migrator.prepare`. An empty database is initialised
+        and one made before migrations is adopted either way; one behind head is upgraded only
+        when ``migrate``."""
+        return Migrator(self.engine).prepare(migrate=migrate)
 
-        The project has no migration tool yet. ``create_all`` never alters an existing table,
-        so :func:`add_missing_columns` does the one kind of change made so far: new columns
-        that have a server default, and new indexes. Anything else needs a real migration.
-        """
-        models.metadata.create_all(self.engine)
-        added = add_missing_columns(self.engine)
-        if added:
-            log.info("schema upgraded: added %s", ", ".join(added))
+    def create_all(self) -> None:
+        """The schema at head, migrating as needed (tests, tools): ``prepare_schema(migrate=True)``."""
+        self.prepare_schema(migrate=True)
 
     def run_sync(self, fn: Callable[[Session], T]) -> T:
         """Run ``fn`` in one transaction on the calling thread."""

@@ -242,6 +242,8 @@ class RequestLogBodyRow(SQLModel, table=True):
     the workspace's ``log_retention_days`` (by ``created_ms``)."""
 
     __tablename__ = "request_log_body"
+    # The retention purge deletes, per workspace, the rows older than its cutoff (revision 0002).
+    __table_args__ = (Index("ix_request_log_body_workspace_created", "workspace", "created_ms"),)
 
     request_id: str = Field(primary_key=True, max_length=128)
     workspace: str = Field(default="", index=True)

@@ -3,7 +3,7 @@
 import asyncio
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 from sqlmodel import select
 
 from controlplane.store.db import Database, make_engine, normalize_url, redact_url
@@ -67,44 +67,15 @@ async def test_big_integers_fit(db: Database) -> None:
     assert row is not None and row.time_ms == big and row.cost_micros == big
 
 
-def test_create_all_upgrades_a_database_from_before_p3(db_url: str) -> None:
-    """An existing database without the P3 columns, indexes and table is upgraded in place."""
-    old = Database(db_url)
-    old.create_all()
-    with old.engine.begin() as conn:
-        conn.execute(text("DROP TABLE budget_alert"))
-        conn.execute(text("DROP INDEX ix_usage_event_key_time_cost"))
-        conn.execute(text("ALTER TABLE workspace DROP COLUMN redis_failure"))
-        conn.execute(text("ALTER TABLE workspace DROP COLUMN alert_webhook"))
-        conn.execute(
-            text(
-                "INSERT INTO workspace (name, description, limits_json, timezone, created_at_ms,"
-                " updated_at_ms) VALUES ('legacy', '', '{}', '', 1, 1)"
-            )
-        )
-    old.dispose()
-
-    db = Database(db_url)
-    db.create_all()
-    db.create_all()  # idempotent
-    row = db.read_sync(lambda s: s.get(WorkspaceRow, "legacy"))
-    assert row is not None and (row.redis_failure, row.alert_webhook) == ("closed", "")
-    indexes = {i["name"] for i in inspect(db.engine).get_indexes("usage_event")}
-    assert {"ix_usage_event_key_time_cost", "ix_usage_event_workspace_time_cost"} <= indexes
-    assert "budget_alert" in inspect(db.engine).get_table_names()
-    db.dispose()
-
-
-def test_route_settings_columns_added_to_an_existing_table(db_url: str) -> None:
-    """A database made before the cache/breaker settings gains them; old rows read as defaults."""
+def test_route_rows_written_without_the_settings_read_as_defaults(db_url: str) -> None:
+    """A row written by code that predates the cache/breaker settings (an older replica during
+    a rolling upgrade) gets the columns' server defaults and reads as the defaults."""
     from controlplane.store.models import RouteRow
 
     db = Database(db_url)
     try:
         db.create_all()
         with db.engine.begin() as conn:
-            for column in ("cache_sampled", "breaker_failures", "breaker_cooldown_s"):
-                conn.execute(text(f"ALTER TABLE route DROP COLUMN {column}"))
             conn.execute(
                 text(
                     "INSERT INTO route (name, mode, retries, timeout_connect_ms, "
@@ -112,9 +83,6 @@ def test_route_settings_columns_added_to_an_existing_table(db_url: str) -> None:
                     "updated_at_ms) VALUES ('old', 'fallback', 0, 0, 0, 0, 0, 0, 0)"
                 )
             )
-        db.create_all()
-        have = {c["name"] for c in inspect(db.engine).get_columns("route")}
-        assert {"cache_sampled", "breaker_failures", "breaker_cooldown_s"} <= have
         row = db.run_sync(lambda s: s.get(RouteRow, "old"))
         assert row is not None
         assert (row.cache_sampled, row.breaker_failures, row.breaker_cooldown_s) == (False, 0, 0)
@@ -122,20 +90,28 @@ def test_route_settings_columns_added_to_an_existing_table(db_url: str) -> None:
         db.dispose()
 
 
-def test_server_tool_columns_added_and_fees_filled_in_at_start(db_url: str) -> None:
-    """A database from before server-tool fees: the ledger gains its columns (old rows read 0),
-    price rows get the shipped fees at start, and a fee an operator set (0 included) stays."""
+def test_server_tool_fees_filled_in_at_start(db_url: str) -> None:
+    """Rows written by code from before server-tool fees: ledger rows read 0, price rows get
+    the shipped fees at start, and a fee an operator set (0 included) stays."""
     from controlplane.catalog.prices import list_all
     from controlplane.server import open_database
     from controlplane.store.models import PriceRow
 
     db = open_database(db_url)
-    db.run_sync(lambda s: s.add(UsageEventRow(request_id="req_old", cost_micros=7)))
     with db.engine.begin() as conn:
-        for column in ("web_search_requests", "web_fetch_requests", "output_estimated"):
-            conn.execute(text(f"ALTER TABLE usage_event DROP COLUMN {column}"))
-        for column in ("web_search_per_1k", "web_fetch_per_1k"):
-            conn.execute(text(f"ALTER TABLE price DROP COLUMN {column}"))
+        conn.execute(
+            text(
+                "INSERT INTO usage_event (request_id, time_ms, workspace, key_id, key_name, "
+                "session_id, model_requested, model_served, provider, attempts, status, "
+                "error_type, error_message, ttfb_ms, latency_ms, input_tokens, output_tokens, "
+                "cache_creation_input_tokens, cache_read_input_tokens, cache_write_5m_tokens, "
+                "cache_write_1h_tokens, cost_micros, priced_as, stream, path, user_agent, "
+                "client_version, dataplane_id, upstream_request_id, client_disconnected, "
+                "received_at_ms) VALUES ('req_old', 0, '', '', '', '', '', '', '', 0, 0, '', '', "
+                "0, 0, 0, 0, 0, 0, 0, 0, 7, '', false, '', '', '', '', '', false, 0)"
+            )
+        )
+        conn.execute(text("UPDATE price SET web_search_per_1k = NULL, web_fetch_per_1k = NULL"))
         conn.execute(
             text(
                 "INSERT INTO price (model_prefix, family, family_default, input, output, "
