@@ -91,7 +91,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "drain": {"preStopSleepSeconds": 10, "drainSeconds": 3, "gracefulSeconds": 300},
             "extraArgs": ["--otlp-endpoint=http://otel-collector:4318"],
         },
-        "controlPlane": {"replicas": 3, "auditRetentionDays": 400},
+        "controlPlane": {"replicas": 3, "auditRetentionDays": 400, "migrateOnStart": False},
         "metrics": {"podAnnotations": False},
         "serviceAccount": {"create": False, "name": "tollgate-sa"},
     },
@@ -235,6 +235,7 @@ def test_control_plane(name: str) -> None:
     fake |= {e["name"]: e["value"] for e in c["env"] if "value" in e}
     settings = ControlPlaneSettings.from_args(c["args"][2:], env=fake)
     settings.validate()
+    assert settings.migrate == values["controlPlane"]["migrateOnStart"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert settings.listen == f"0.0.0.0:{ports['grpc']}"
     assert settings.metrics_listen == f"0.0.0.0:{ports['metrics']}"
