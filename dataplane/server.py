@@ -17,7 +17,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -34,6 +34,7 @@ from dataplane.counters.memory import MemoryCounters
 from dataplane.counters.redis import RedisCounters
 from dataplane.limits import Limiter
 from dataplane.metrics import Metrics
+from dataplane.metrics_peers import MetricsPeers
 from dataplane.private import make_private, private_dir, write_atomic
 from dataplane.providers.registry import ProviderRegistry, shared_transport
 from dataplane.reporter import Reporter
@@ -52,6 +53,7 @@ from dataplane.spool import Spool
 from dataplane.subscriber import Subscriber
 from dataplane.supervise import supervise
 from dataplane.telemetry.service import TelemetryService
+from dataplane.workerrole import WorkerRole, bind_listener
 from gwapi.v1 import telemetry_pb2, telemetry_pb2_grpc
 from gwcommon.secret_files import read_secret_file
 from gwcommon.tls import TLS_CA_ENV, read_ca
@@ -102,6 +104,11 @@ class Settings:
     otlp_endpoint: str = ""
     otlp_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     otlp_flush_s: float = 5.0  # at stop, how long queued spans may take to reach the collector
+    # One worker of `--workers N` (dataplane.workers): its index, the listening socket it
+    # inherited (or SO_REUSEPORT), its own node id, and the peers /metrics gathers from.
+    worker: WorkerRole | None = None
+    # Spools of workers that no longer run (another --workers count before): replayed too.
+    adopt_spools: tuple[Path, ...] = ()
 
 
 def parse_otlp_endpoint(url: str) -> str:
@@ -157,7 +164,8 @@ class DataPlane:
         )
         state_dir = settings.state_dir
         private_dir(state_dir)  # 0700: the spool may hold prompts (full body logging)
-        self.node_id = _node_id(state_dir)
+        role = settings.worker
+        self.node_id = role.node_id if role is not None else _node_id(state_dir)
         self.holder = SnapshotHolder()
         self.registry = ProviderRegistry(shared_transport(), settings.env)
         self.holder.on_swap(self.registry.update)
@@ -165,11 +173,17 @@ class DataPlane:
         self.health = Health(self.holder)
         self._channel: grpc.aio.Channel | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: list[asyncio.Task[None]] = []
+        self.peers: MetricsPeers | None = None
         self._stop = asyncio.Event()
         self._socket: socket.socket | None = None
         self.port = 0
         self.spool = Spool(state_dir / "spool")
         self.reporter: Reporter | None = None
+        # Spools left by workers that no longer run: only replayed (nothing new goes there).
+        self.adopted = [
+            Reporter(Spool(path), self._send_batch, self.node_id) for path in settings.adopt_spools
+        ]
         self.counters: Counters = (
             RedisCounters.from_url(settings.redis_url, prefix=settings.redis_prefix)
             if settings.redis_url
@@ -194,7 +208,10 @@ class DataPlane:
         self.metrics = Metrics(
             breaker_states=self.router.breaker_states,
             snapshot_version=lambda: s.version if (s := self.holder.current) else None,
-            backlog=lambda: self.reporter.backlog if self.reporter is not None else 0,
+            backlog=lambda: (
+                (self.reporter.backlog if self.reporter is not None else 0)
+                + sum(a.backlog for a in self.adopted)
+            ),
             spool_state=self._spool_state,
             quarantined=lambda: self.spool.quarantined,
             restarts=lambda: dict(self.restarts),
@@ -235,13 +252,10 @@ class DataPlane:
         return response
 
     def _bind(self) -> socket.socket:
-        host, _, port = self.settings.listen.rpartition(":")
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host.strip("[]"), int(port)))
-        sock.listen(1024)
-        sock.set_inheritable(True)
-        return sock
+        role = self.settings.worker
+        if role is not None and role.listen_fd >= 0:  # the supervisor's socket, inherited
+            return socket.socket(fileno=role.listen_fd)
+        return bind_listener(self.settings.listen, reuse_port=role is not None)
 
     async def start(self) -> None:
         s = self.settings
@@ -322,6 +336,14 @@ class DataPlane:
                 name="http",
             ),
         ]
+        for i, adopted in enumerate(self.adopted):
+            name = f"usage-reporter-adopted-{i}"
+            self._background.append(
+                asyncio.create_task(supervise(name, adopted.run, self.restarts), name=name)
+            )
+        if self.settings.worker is not None:
+            self.peers = MetricsPeers(self.settings.worker, self.metrics)
+            await self.peers.start()
         if self.breaker_sync is not None:
             self.breaker_sync.start()
         self.telemetry.start()
@@ -348,11 +370,15 @@ class DataPlane:
                 await asyncio.wait_for(http, timeout=self.settings.graceful_s + 5)
             except (TimeoutError, asyncio.CancelledError):
                 pass
-        for task in self._tasks[:2]:
+        for task in (*self._tasks[:2], *self._background):
             task.cancel()
-        await asyncio.gather(*self._tasks[:2], return_exceptions=True)
+        await asyncio.gather(*self._tasks[:2], *self._background, return_exceptions=True)
+        if self.peers is not None:
+            await self.peers.stop()
         if self.reporter is not None:
             await self.reporter.flush(timeout=5)
+        for adopted in self.adopted:
+            await adopted.flush(timeout=2)
         if self.telemetry is not None:
             await self.telemetry.stop(timeout=4)
         if self.tracer is not None:
@@ -456,6 +482,14 @@ def main(argv: list[str] | None = None) -> None:
         help="the environment variable holding the collector's headers, name=value[,…] "
         "(e.g. an API key; OTEL_EXPORTER_OTLP_HEADERS is read too)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ["TOLLGATE_WORKERS"]) if os.environ.get("TOLLGATE_WORKERS") else None,
+        metavar="N",
+        help="data-plane processes on the one listening port (env TOLLGATE_WORKERS; default: one "
+        "per core with --redis, else 1: without Redis, limits cannot be exact across processes)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("TOLLGATE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -491,6 +525,12 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError("--otlp-headers-env needs --otlp-endpoint")
     except ValueError as exc:
         parser.error(str(exc))
+    from dataplane.workers import cores, decide_workers, orphan_spools, run_workers
+
+    try:
+        workers, why = decide_workers(args.workers, bool(args.redis), cores())
+    except ValueError as exc:
+        parser.error(str(exc))
     settings = Settings(
         listen=args.listen,
         control_plane=args.control_plane,
@@ -508,4 +548,12 @@ def main(argv: list[str] | None = None) -> None:
         otlp_endpoint=otlp_endpoint,
         otlp_headers=otlp_headers,
     )
+    log.info("running %s", why)
+    if workers > 1:
+        code = run_workers(settings, workers, args.log_level)
+        if code:
+            raise SystemExit(code)
+        return
+    # One process, no supervisor; it also replays spools a --workers N run left behind.
+    settings = replace(settings, adopt_spools=tuple(orphan_spools(settings.state_dir, 1)[0]))
     asyncio.run(run(settings))
