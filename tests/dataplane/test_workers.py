@@ -1,0 +1,155 @@
+"""``--workers N`` without processes: how many workers and why, the refusal without Redis, which
+spools a worker adopts, the gathered ``/metrics`` text, the settings a worker receives, and an
+adopted spool replayed by a data plane (the multi-process behaviour is in tests/e2e/test_workers.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dataplane import server
+from dataplane.metrics_peers import label_worker, merge
+from dataplane.server import DataPlane, Settings
+from dataplane.spool import Spool
+from dataplane.worker import settings_from_json, settings_to_json
+from dataplane.workerrole import WorkerRole
+from dataplane.workers import decide_workers, orphan_spools
+from gwcommon.prometheus import Counter, Gauge, Histogram, Registry
+from tests.dataplane.test_reporter import ControlPlane, record
+
+
+def test_default_is_every_core_with_redis_and_one_without() -> None:
+    assert decide_workers(None, redis=True, ncores=4)[0] == 4
+    assert decide_workers(3, redis=True, ncores=4)[0] == 3
+    n, why = decide_workers(None, redis=False, ncores=4)
+    assert n == 1
+    assert "without --redis" in why and "cannot be shared between processes" in why
+    assert "pass --redis redis://… to run one worker per core (4 here)" in why
+    assert decide_workers(1, redis=False, ncores=4)[0] == 1
+
+
+def test_several_workers_without_redis_are_refused() -> None:
+    with pytest.raises(ValueError) as info:
+        decide_workers(2, redis=False, ncores=2)
+    assert "--workers 2 needs --redis" in str(info.value)
+    assert "each allow the whole limit" in str(info.value)
+    with pytest.raises(ValueError, match="at least 1"):
+        decide_workers(0, redis=True, ncores=2)
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    seen: list[Any] = []
+
+    async def fake_run(settings: Any) -> None:
+        seen.append(settings)
+
+    monkeypatch.setattr(server, "run", fake_run)
+    monkeypatch.setenv("TOLLGATE_DATAPLANE_TOKEN", "dp-token")
+    monkeypatch.delenv("TOLLGATE_REDIS", raising=False)
+    monkeypatch.delenv("TOLLGATE_WORKERS", raising=False)
+    return seen
+
+
+def test_serve_refuses_workers_without_redis_and_says_why_it_runs_one(
+    started: list[Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        server.main(["--state-dir", str(tmp_path / "dp"), "--workers", "2"])
+    assert info.value.code == 2
+    assert "--workers 2 needs --redis" in capsys.readouterr().err
+    assert started == []
+    with caplog.at_level(logging.INFO, logger="tollgate.dataplane"):
+        server.main(["--state-dir", str(tmp_path / "dp")])
+    assert len(started) == 1 and started[0].worker is None
+    assert "running 1 worker: without --redis" in caplog.text
+
+
+def test_orphaned_spools_are_adopted(tmp_path: Path) -> None:
+    for d in ("spool", "workers/0/spool", "workers/1/spool", "workers/2/spool", "workers/5/spool"):
+        (tmp_path / d).mkdir(parents=True)
+    # Two workers: the single-process spool goes to worker 0, workers 2 and 5 to 0 and 1.
+    assert orphan_spools(tmp_path, 2) == {
+        0: [tmp_path / "spool", tmp_path / "workers/2/spool"],
+        1: [tmp_path / "workers/5/spool"],
+    }
+    # One process (no supervisor): it owns STATE/spool and replays every worker's.
+    assert orphan_spools(tmp_path, 1) == {
+        0: [tmp_path / f"workers/{i}/spool" for i in (0, 1, 2, 5)]
+    }
+    assert orphan_spools(tmp_path / "nothing", 3) == {0: [], 1: [], 2: []}
+
+
+def registry() -> Registry:
+    r = Registry()
+    c = r.add(Counter("t_requests_total", "Requests.", ("workspace",)))
+    c.inc(('a "b" {c}',), 2)
+    h = r.add(Histogram("t_seconds", "Latency.", ("ws",), (0.1, 1.0)))
+    h.observe(("x",), 0.5)
+    r.add(Gauge("t_up", "Up.", (), lambda: [((), 1.0)]))
+    return r
+
+
+def test_merge_labels_every_sample_with_its_worker() -> None:
+    text = registry().render()
+    families = label_worker(text, 1)
+    assert list(families) == ["t_requests_total", "t_seconds", "t_up"]
+    assert families["t_requests_total"][1] == [
+        't_requests_total{worker="1",workspace="a \\"b\\" {c}"} 2'
+    ]
+    assert 't_seconds_bucket{worker="1",ws="x",le="1"} 1' in families["t_seconds"][1]
+    assert families["t_up"][1] == ['t_up{worker="1"} 1']
+    merged = merge({0: text, 1: text}, 3).decode()
+    assert merged.count("# HELP t_requests_total") == 1
+    assert merged.count("# TYPE t_seconds histogram") == 1
+    assert 't_up{worker="0"} 1\nt_up{worker="1"} 1' in merged
+    assert 'tollgate_worker_up{worker="2"} 0' in merged  # a worker that did not answer shows
+
+
+def test_a_workers_settings_travel_whole(tmp_path: Path) -> None:
+    role = WorkerRole(index=1, count=2, run_id="abc", base_node_id="dp-x", listen_fd=7)
+    s = Settings(
+        token="dp-secret",
+        state_dir=tmp_path / "w1",
+        redis_url="redis://127.0.0.1:6379/0",
+        otlp_headers={"x-api-key": "k"},
+        worker=role,
+        adopt_spools=(tmp_path / "spool",),
+    )
+    back, level = settings_from_json(settings_to_json(s, "DEBUG"))
+    assert back == s and level == "DEBUG"
+    assert back.worker is not None and back.worker.node_id == "dp-x-w1"
+
+
+async def test_an_adopted_spool_is_replayed(tmp_path: Path) -> None:
+    orphan = Spool(tmp_path / "workers" / "3" / "spool")
+    orphan.append([record(i).to_event().SerializeToString() for i in range(5)])
+    dp = DataPlane(
+        Settings(
+            listen="127.0.0.1:0",
+            control_plane="127.0.0.1:1",
+            token="dp-token",
+            state_dir=tmp_path,
+            adopt_spools=(tmp_path / "workers" / "3" / "spool",),
+        )
+    )
+    cp = ControlPlane()
+    dp.adopted[0].send_batch = cp.send
+    assert dp.adopted[0].backlog == 5
+    await dp.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(cp.delivered) < 5 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+    finally:
+        await dp.stop()
+    assert cp.delivered == [f"r{i}" for i in range(5)]
+    assert Spool(tmp_path / "workers" / "3" / "spool").backlog == 0
