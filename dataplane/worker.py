@@ -1,7 +1,7 @@
 """One worker process of ``gwctl dataplane serve --workers N`` (started by :mod:`dataplane.workers`).
 
 ``python -m dataplane.worker`` reads one JSON line from stdin, the worker's
-:class:`~dataplane.server.Settings` (:func:`settings_to_json`: secrets travel on this pipe, never in
+:class:`~dataplane.server.Settings` (:func:`dataplane.settings.settings_to_json`: secrets travel on this pipe, never in
 argv or the environment), runs a :class:`~dataplane.server.DataPlane` on the listening socket the
 role names, and writes ``ready`` to stdout once it listens. It drains and exits on SIGTERM/SIGINT,
 and also when stdin reaches end of file: the supervisor holds that pipe open for the worker's
@@ -11,44 +11,14 @@ life, so a supervisor killed with SIGKILL leaves no worker behind.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
 import signal
 import sys
-from pathlib import Path
-from typing import Any
 
-from dataplane.server import DataPlane, Settings
-from dataplane.workerrole import WorkerRole
+from dataplane.server import DataPlane
+from dataplane.settings import Settings, settings_from_json
 
 log = logging.getLogger("tollgate.worker")
-
-
-def settings_to_json(settings: Settings, log_level: str) -> str:
-    out: dict[str, Any] = {"log_level": log_level}
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if isinstance(value, Path):
-            value = str(value)
-        elif f.name == "adopt_spools":
-            value = [str(p) for p in value]
-        elif isinstance(value, WorkerRole):
-            value = dataclasses.asdict(value)
-        elif f.name in ("env", "otlp_headers") and value is not None:
-            value = dict(value)
-        out[f.name] = value
-    return json.dumps(out)
-
-
-def settings_from_json(text: str) -> tuple[Settings, str]:
-    raw: dict[str, Any] = json.loads(text)
-    level = str(raw.pop("log_level", "INFO"))
-    raw["state_dir"] = Path(raw["state_dir"])
-    raw["adopt_spools"] = tuple(Path(p) for p in raw.get("adopt_spools", ()))
-    if raw.get("worker") is not None:
-        raw["worker"] = WorkerRole(**raw["worker"])
-    return Settings(**raw), level
 
 
 async def _stdin_closed() -> None:

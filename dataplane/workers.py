@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from dataplane.private import private_dir, write_atomic
-from dataplane.server import Settings, _node_id
-from dataplane.worker import settings_to_json
+from dataplane.settings import Settings, settings_to_json
+from dataplane.settings import node_id as _node_id
 from dataplane.workerrole import WorkerRole, bind_listener
 
 log = logging.getLogger("tollgate.workers")

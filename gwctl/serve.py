@@ -1,7 +1,7 @@
 """``gwctl controlplane serve …`` and ``gwctl dataplane serve …``.
 
 Everything after ``serve`` is handed unchanged to ``controlplane.server.main`` /
-``dataplane.server.main`` (``--help`` included, so the server documents its own flags). The
+``dataplane.cli.main`` (``--help`` included, so the server documents its own flags). The
 server packages are imported inside the functions: plain gwctl commands must not pay for (or
 depend on) SQLModel, Hypercorn and the rest.
 """
@@ -34,7 +34,7 @@ def serve_controlplane(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def serve_dataplane(args: argparse.Namespace, argv: list[str]) -> int:
-    return _run("dataplane.server", argv)
+    return _run("dataplane.cli", argv)
 
 
 def _run(module: str, argv: list[str]) -> int:

@@ -15,8 +15,8 @@ import pytest
 from dataplane import server
 from dataplane.metrics_peers import label_worker, merge
 from dataplane.server import DataPlane, Settings
+from dataplane.settings import settings_from_json, settings_to_json
 from dataplane.spool import Spool
-from dataplane.worker import settings_from_json, settings_to_json
 from dataplane.workerrole import WorkerRole
 from dataplane.workers import decide_workers, orphan_spools
 from gwcommon.prometheus import Counter, Gauge, Histogram, Registry

@@ -82,7 +82,10 @@ async def fleet(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
     await admin.create_workspace(common_pb2.Workspace(name="team-a"))
     await admin.create_provider(
         common_pb2.Provider(
-            name="anthropic", kind="anthropic", base_url=upstream.base_url, api_key_env="UPSTREAM_KEY"
+            name="anthropic",
+            kind="anthropic",
+            base_url=upstream.base_url,
+            api_key_env="UPSTREAM_KEY",
         )
     )
     created = await admin.create_key(
