@@ -126,6 +126,9 @@ class Supervisor:
         self.mode = mode
         self.log_level = log_level
         self.slots: list[Slot] = []
+        # What a worker runs (tests start stand-ins that crash on cue).
+        self.worker_argv: list[str] = ["-m", "dataplane.worker"]
+        self.first_delay = FIRST_DELAY_S
         self.stopping = asyncio.Event()
         self.port = 0
         self._sock: socket.socket | None = None
@@ -169,8 +172,7 @@ class Supervisor:
         slot.ready = asyncio.Event()
         slot.proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "dataplane.worker",
+            *self.worker_argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             pass_fds=fds,
@@ -275,7 +277,7 @@ class Supervisor:
         assert slot.proc is not None
         lived = time.monotonic() - slot.started
         slot.quick_deaths = slot.quick_deaths + 1 if lived < HEALTHY_AFTER_S else 1
-        delay = min(FIRST_DELAY_S * 2 ** (slot.quick_deaths - 1), MAX_DELAY_S)
+        delay = min(self.first_delay * 2 ** (slot.quick_deaths - 1), MAX_DELAY_S)
         code = slot.proc.returncode
         how = f"signal {-code}" if code is not None and code < 0 else f"code {code}"
         if slot.quick_deaths >= CRASH_LOOP:

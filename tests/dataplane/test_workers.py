@@ -18,7 +18,7 @@ from dataplane.server import DataPlane, Settings
 from dataplane.settings import settings_from_json, settings_to_json
 from dataplane.spool import Spool
 from dataplane.workerrole import WorkerRole
-from dataplane.workers import decide_workers, orphan_spools
+from dataplane.workers import CRASH_LOOP, Supervisor, decide_workers, orphan_spools
 from gwcommon.prometheus import Counter, Gauge, Histogram, Registry
 from tests.dataplane.test_reporter import ControlPlane, record
 
@@ -153,3 +153,78 @@ async def test_an_adopted_spool_is_replayed(tmp_path: Path) -> None:
         await dp.stop()
     assert cp.delivered == [f"r{i}" for i in range(5)]
     assert Spool(tmp_path / "workers" / "3" / "spool").backlog == 0
+
+
+def stand_in(code: str) -> list[str]:
+    """A worker stand-in: reads its settings line like dataplane.worker, then runs ``code``."""
+    return ["-c", f"import sys, time\nsys.stdin.readline()\n{code}"]
+
+
+async def supervised(tmp_path: Path, code: str) -> tuple[Supervisor, int]:
+    sup = Supervisor(Settings(listen="127.0.0.1:0", state_dir=tmp_path, token="t"), 2, "reuseport")
+    sup.worker_argv = stand_in(code)
+    sup.first_delay = 0.01
+    return sup, await asyncio.wait_for(sup.run(), 30)
+
+
+async def test_a_worker_that_cannot_start_stops_the_rest_with_exit_1(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="tollgate.workers"):
+        _, code = await supervised(tmp_path, "sys.exit(3)")
+    assert code == 1
+    assert "data plane not started: worker 0 exited with code 3 before it was ready" in caplog.text
+
+
+async def test_a_crash_loop_is_reported_backed_off_and_ends_in_exit_1(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Ready at once, then dead: every worker dies within HEALTHY_AFTER_S of every start.
+    with caplog.at_level(logging.INFO, logger="tollgate.workers"):
+        sup, code = await supervised(tmp_path, "print('ready', flush=True)\nsys.exit(5)")
+    assert code == 1
+    assert all(slot.quick_deaths >= CRASH_LOOP for slot in sup.slots)
+    assert "worker 0 is crash-looping: it died 5 times in a row" in caplog.text
+    assert "every worker is crash-looping: giving up" in caplog.text
+    # Backed off, not spun: each slot was restarted only until the loop was declared.
+    restarts = caplog.text.count("restarted (pid")
+    assert restarts <= 2 * CRASH_LOOP, restarts
+
+
+async def test_one_dead_worker_is_restarted_and_sigterm_stops_all(tmp_path: Path) -> None:
+    # Worker 0 of the first generation exits once; everything else runs until told to stop.
+    marker = tmp_path / "died-once"
+    code = (
+        "import os, pathlib, signal\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+        "print('ready', flush=True)\n"
+        f"m = pathlib.Path({str(marker)!r})\n"
+        "if not m.exists():\n"
+        "    try:\n"
+        "        fd = os.open(m, os.O_CREAT | os.O_EXCL)\n"
+        "        sys.exit(4)\n"
+        "    except FileExistsError:\n"
+        "        pass\n"
+        "while True: time.sleep(1)\n"
+    )
+    sup = Supervisor(Settings(listen="127.0.0.1:0", state_dir=tmp_path, token="t"), 2, "reuseport")
+    sup.worker_argv = stand_in(code)
+    sup.first_delay = 0.01
+    run = asyncio.create_task(sup.run())
+    deadline = asyncio.get_running_loop().time() + 20
+    restarted: list[int] = []
+    while asyncio.get_running_loop().time() < deadline and not restarted:
+        # A replacement is running and ready (the dead one's returncode is set until then).
+        restarted = [
+            s.index
+            for s in sup.slots
+            if s.quick_deaths == 1
+            and s.proc is not None
+            and s.proc.returncode is None
+            and s.ready.is_set()
+        ]
+        await asyncio.sleep(0.02)
+    assert len(restarted) == 1, "no worker was restarted"
+    sup.stopping.set()
+    assert await asyncio.wait_for(run, 20) == 0
+    assert [s.proc.returncode for s in sup.slots if s.proc is not None] == [0, 0]
