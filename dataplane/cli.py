@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=int(os.environ["TOLLGATE_WORKERS"]) if os.environ.get("TOLLGATE_WORKERS") else None,
+        default=os.environ.get("TOLLGATE_WORKERS") or None,  # a string: argparse converts it
         metavar="N",
         help="data-plane processes on the one listening port (env TOLLGATE_WORKERS; default: one "
         "per core with --redis, else 1: without Redis, limits cannot be exact across processes)",

@@ -228,3 +228,19 @@ async def test_one_dead_worker_is_restarted_and_sigterm_stops_all(tmp_path: Path
     sup.stopping.set()
     assert await asyncio.wait_for(run, 20) == 0
     assert [s.proc.returncode for s in sup.slots if s.proc is not None] == [0, 0]
+
+
+def test_workers_from_the_environment_and_a_bad_value(
+    started: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TOLLGATE_WORKERS", "3")
+    with pytest.raises(SystemExit):  # 3 workers, no Redis: refused like the flag
+        server.main(["--state-dir", str(tmp_path / "dp")])
+    assert "--workers 3 needs --redis" in capsys.readouterr().err
+    monkeypatch.setenv("TOLLGATE_WORKERS", "many")
+    with pytest.raises(SystemExit):
+        server.main(["--state-dir", str(tmp_path / "dp")])
+    assert "--workers: invalid int value: 'many'" in capsys.readouterr().err
