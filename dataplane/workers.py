@@ -39,7 +39,6 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from dataplane.private import private_dir, write_atomic
 from dataplane.settings import Settings, settings_to_json
@@ -133,6 +132,8 @@ class Supervisor:
         self.port = 0
         self._sock: socket.socket | None = None
         self._watchers: set[asyncio.Task[None]] = set()
+        self._spawning = asyncio.Lock()  # held while a worker starts: shutdown waits for it
+        self._given_up = asyncio.Event()
 
     def _plan(self) -> None:
         s = self.settings
@@ -249,28 +250,24 @@ class Supervisor:
         return code
 
     async def _watch(self) -> int:
-        exits: dict[asyncio.Task[Any], Slot] = {
-            asyncio.create_task(self._wait_exit(s)): s for s in self.slots
-        }
+        """One keeper per worker (a crash-looping worker's 30 s backoff delays no other
+        worker's restart) until SIGTERM/SIGINT (0) or every worker is crash-looping (1)."""
+        keepers = [asyncio.create_task(self._keep(slot)) for slot in self.slots]
         stop = asyncio.create_task(self.stopping.wait())
-        try:
-            while True:
-                done, _ = await asyncio.wait({stop, *exits}, return_when=asyncio.FIRST_COMPLETED)
-                if stop in done:
-                    return 0
-                for task in done:
-                    slot = exits.pop(task)
-                    if not await self._restart(slot):
-                        return 1
-                    exits[asyncio.create_task(self._wait_exit(slot))] = slot
-        finally:
-            stop.cancel()
-            for task in exits:
+        give_up = asyncio.create_task(self._given_up.wait())
+        await asyncio.wait({stop, give_up}, return_when=asyncio.FIRST_COMPLETED)
+        async with self._spawning:  # no worker is half started while the keepers are cancelled
+            for task in (*keepers, stop, give_up):
                 task.cancel()
+            await asyncio.gather(*keepers, return_exceptions=True)
+        return 1 if self._given_up.is_set() else 0
 
-    async def _wait_exit(self, slot: Slot) -> None:
-        assert slot.proc is not None
-        await slot.proc.wait()
+    async def _keep(self, slot: Slot) -> None:
+        while True:
+            assert slot.proc is not None
+            await slot.proc.wait()
+            if self.stopping.is_set() or not await self._restart(slot):
+                return
 
     async def _restart(self, slot: Slot) -> bool:
         """Restart a worker that exited; False when every worker is crash-looping."""
@@ -286,8 +283,9 @@ class Supervisor:
                 "(last: %s); restarting it in %.0f s (its log lines above say why)",
                 slot.index, slot.quick_deaths, HEALTHY_AFTER_S, how, delay,
             )  # fmt: skip
-            if all(s.quick_deaths >= CRASH_LOOP for s in self.slots):
+            if all(self._looping(s) for s in self.slots):
                 log.error("every worker is crash-looping: giving up")
+                self._given_up.set()
                 return False
         else:
             log.warning(
@@ -296,11 +294,22 @@ class Supervisor:
             )  # fmt: skip
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), delay)
-        if self.stopping.is_set():
-            return True
-        await self._spawn(slot)
+        async with self._spawning:
+            if self.stopping.is_set() or self._given_up.is_set():
+                return False
+            await self._spawn(slot)
         log.info("worker %d restarted (pid %d)", slot.index, slot.proc.pid)
         return True
+
+    def _looping(self, slot: Slot) -> bool:
+        """Crash-looping: died CRASH_LOOP times quickly and not running healthily since."""
+        proc = slot.proc
+        running_well = (
+            proc is not None
+            and proc.returncode is None
+            and time.monotonic() - slot.started >= HEALTHY_AFTER_S
+        )
+        return slot.quick_deaths >= CRASH_LOOP and not running_well
 
     async def _stop_all(self) -> None:
         """SIGTERM every live worker (each drains), wait, then SIGKILL stragglers."""
