@@ -11,7 +11,8 @@ uses it too, so both pay the same admission cost):
 * ``w2-shared``: ``--workers 2`` with the supervisor's listening socket inherited by both
   workers (``TOLLGATE_WORKER_SOCKET=shared``), to compare how connections are spread.
 
-``bench.workers_load`` then runs paired rounds (see there) of the Claude-Code-shaped streamed
+The key has a (never reached) budget and rate limits, so every request is admitted through the
+counters in Redis, as in a deployment with limits. ``bench.workers_load`` then runs paired rounds (see there) of the Claude-Code-shaped streamed
 request. Reported: requests/s per data plane and the w2/w1 ratio (median of the per-round
 ratios), CPU per request of each process group, how busy the whole machine was, and how the
 requests were spread over the workers (their ``tollgate_requests_total``, per ``worker`` label).
@@ -39,11 +40,30 @@ from typing import Any
 
 from bench.procs import Child, spawn, wait_for_file, wait_for_log
 from bench.run import PROVIDER_KEY_ENV, fixture_path, provision
+from gwapi.v1 import admin_pb2, common_pb2
+from tui.client import GatewayClient
 
 TARGET_RATIO = 1.7
 TIME_LIMIT_S = 300
 REDIS_ENV = "TOLLGATE_BENCH_REDIS"
 DATAPLANES = (("w1", 1, "reuseport"), ("w2", 2, "reuseport"), ("w2-shared", 2, "shared"))
+
+
+async def limited_key(cp_addr: str, admin_token: str) -> str:
+    """A key with a budget and rate limits far above what the run spends: every request then
+    takes the whole admission path (reserve, then settle) through the counters in Redis."""
+    limits = common_pb2.Limits(
+        budgets=[common_pb2.Budget(amount_micros=10**12, period=common_pb2.PERIOD_DAY)],
+        rpm=10**7,
+        tpm=2_000_000_000,
+    )
+    async with GatewayClient(cp_addr, admin_token) as client:
+        created = await client.create_key(
+            admin_pb2.CreateKeyRequest(
+                workspace="bench", name="bench-workers", provider="fake-upstream", limits=limits
+            )
+        )
+    return str(created.secret)
 
 
 def free_port() -> int:
@@ -128,16 +148,17 @@ def render(s: dict[str, Any], meta: dict[str, Any]) -> str:
         "Tollgate data plane: --workers 1 vs --workers 2",
         f"  machine: {meta['cpus']} CPUs, SHARED (load avg before {meta['load_before']}, after "
         f"{meta['load_after']}); {meta['rounds']} paired rounds x {meta['seconds']} s, "
-        f"{meta['conns']} connections; counters in Redis for all three",
+        f"{meta['conns']} connections; a key with a budget and rate limits, counted in Redis "
+        "by all three",
         "  request: Claude Code fixture, stream=true; answer: 200 SSE events",
         "",
         f"  {'':10} {'req/s':>8} {'ratio':>6} {'p50 ms':>7}  CPU ms/request (cores used)"
-        f"{'':10} machine busy (others' cores)",
+        f"{'':30} machine busy (others' cores)",
     ]
     for name, row in s.items():
         cpu = "  ".join(
             f"{k[:4]} {row['cpu_ms_per_request'][k]:.2f} ({row['cores_used'][k]:.2f})"
-            for k in ("dataplane", "upstream", "loadgen", "controlplane")
+            for k in ("dataplane", "upstream", "loadgen", "controlplane", "redis")
         )
         ratio = f"{row['ratio_vs_w1']:5.2f}x" if "ratio_vs_w1" in row else "    - "
         lines.append(
@@ -156,9 +177,21 @@ def render(s: dict[str, Any], meta: dict[str, Any]) -> str:
         lines.append(f"  requests per worker, {name}: {parts}")
     dp1, dp2 = (s[n]["cpu_ms_per_request"]["dataplane"] for n in ("w1", "w2"))
     others = sum(v for k, v in s["w1"]["cpu_ms_per_request"].items() if k != "dataplane")
+    path_only = others - s["w1"]["cpu_ms_per_request"]["controlplane"]
+
+    def ceiling(rest: float) -> float:
+        """What the CPU per request allows on 2 idle cores: 1 worker is held to one core (or to
+        both, shared with the rest, if that binds first); 2 workers share both with the rest."""
+        return float((2 / (dp2 + rest)) / min(1 / dp1, 2 / (dp1 + rest)))
+
     lines.append(
         f"  data-plane CPU per request: {dp1:.2f} ms with 1 worker, {dp2:.2f} ms with 2; the "
         f"other processes here add {others:.2f} ms per request on the same {meta['cpus']} cores"
+    )
+    lines.append(
+        f"  ceiling on this box without neighbours: {ceiling(others):.2f}x with every process "
+        f"above on the 2 cores; {ceiling(path_only):.2f}x with the control plane elsewhere "
+        "(upstream, load generator and Redis still here)"
     )
     lines.append(
         f"  projected on 2 cores for the data plane alone (2 x {dp1:.2f} / {dp2:.2f}): "
@@ -207,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
             )  # fmt: skip
             children.append(cp)
             cp_addr = wait_for_log(cp, r"control plane listening on (\S+:\d+)").group(1)
-            key, _ = asyncio.run(provision(cp_addr, admin_token, upstream_port))
+            asyncio.run(provision(cp_addr, admin_token, upstream_port))
+            key = asyncio.run(limited_key(cp_addr, admin_token))
             dps: dict[str, dict[str, Any]] = {}
             started: list[tuple[Child, int, int]] = []
             for name, workers, mode in DATAPLANES:

@@ -7,7 +7,8 @@ leanest client we have, so the load generator takes as little of the 2 cores as 
 
 Per phase it records requests/s and the CPU seconds of: the data plane (the supervisor and all
 its workers, found through /proc), the upstream, the control plane, this load generator, and
-the whole machine (/proc/stat: what neighbours took shows there). Paired rounds mean a noisy
+Redis (shared with whatever else uses it), and the whole machine (/proc/stat: what neighbours
+took shows there). Paired rounds mean a noisy
 neighbour hits both worker counts alike; the ratio is taken round by round.
 """
 
@@ -41,6 +42,20 @@ def descendants(pid: int) -> list[int]:
         p = todo.pop()
         out.append(p)
         todo.extend(children.get(p, []))
+    return out
+
+
+def pids_named(comm: str) -> list[int]:
+    """Processes whose command name is ``comm`` (the local Redis: shared with anything else on
+    the machine that uses it, so its CPU is an upper bound of what the benchmark cost it)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == comm:
+                    out.append(int(entry.name))
+            except OSError:
+                continue
     return out
 
 
@@ -91,6 +106,7 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
                 "upstream": [plan["upstream_pid"]],
                 "controlplane": [plan["controlplane_pid"]],
                 "loadgen": [os.getpid()],
+                "redis": pids_named("redis-server"),
             }
             before = {"dataplane": group_cpu(pids[name])}
             before.update({k: group_cpu(v) for k, v in others.items()})
