@@ -201,7 +201,11 @@ class DataPlane:
             quarantined=lambda: self.spool.quarantined,
             tls=bool(s.tls_ca),
         )
-        self.subscriber.load_cached()
+        role = s.worker
+        root = s.state_dir.parent.parent  # a worker's directory is STATE/workers/<i>
+        self.subscriber.load_cached(
+            [root, *sorted((root / "workers").glob("*"))] if role is not None else ()
+        )
         self.reporter = Reporter(self.spool, self._send_batch, self.node_id)
         # Sign-in: every step is one SignIn call over the same channel, data-plane token.
         signin = SignInRoutes(

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,11 @@ from dataplane.metrics_peers import label_worker, merge
 from dataplane.server import DataPlane, Settings
 from dataplane.settings import settings_from_json, settings_to_json
 from dataplane.spool import Spool
+from dataplane.subscriber import SNAPSHOT_FILE, save_cached
 from dataplane.workerrole import WorkerRole
 from dataplane.workers import CRASH_LOOP, Supervisor, decide_workers, orphan_spools
 from gwcommon.prometheus import Counter, Gauge, Histogram, Registry
+from tests.dataplane.conftest import build_snapshot
 from tests.dataplane.test_reporter import ControlPlane, record
 
 
@@ -244,3 +248,32 @@ def test_workers_from_the_environment_and_a_bad_value(
     with pytest.raises(SystemExit):
         server.main(["--state-dir", str(tmp_path / "dp")])
     assert "--workers: invalid int value: 'many'" in capsys.readouterr().err
+
+
+async def test_a_new_worker_serves_the_newest_cached_snapshot_of_the_data_plane(
+    tmp_path: Path,
+) -> None:
+    """A worker with an empty directory (N raised while the control plane is down) starts from
+    the data plane's or a sibling worker's cache, the newest first."""
+    old, new = build_snapshot("http://127.0.0.1:1"), build_snapshot("http://127.0.0.1:2")
+    new.version = "newer"
+    save_cached(tmp_path, old)  # a one-process run's cache
+    save_cached(tmp_path / "workers" / "0", new)
+    stamp = (tmp_path / "workers" / "0" / SNAPSHOT_FILE).stat().st_mtime + 5
+    os.utime(tmp_path / "workers" / "0" / SNAPSHOT_FILE, (stamp, stamp))
+    role = WorkerRole(index=1, count=2, run_id=secrets.token_hex(4), base_node_id="dp-t")
+    dp = DataPlane(
+        Settings(
+            listen="127.0.0.1:0",
+            control_plane="127.0.0.1:1",
+            token="dp-token",
+            state_dir=tmp_path / "workers" / "1",
+            worker=role,
+        )
+    )
+    await dp.start()
+    try:
+        assert dp.holder.current is not None and dp.holder.current.version == "newer"
+        assert dp.node_id == "dp-t-w1"
+    finally:
+        await dp.stop()
