@@ -113,7 +113,6 @@ class Slot:
     started: float = 0.0
     quick_deaths: int = 0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    ever_ready: bool = False
 
 
 class Supervisor:
@@ -194,7 +193,6 @@ class Supervisor:
         async for line in proc.stdout:
             if line == b"ready\n" and not slot.ready.is_set():
                 slot.ready.set()
-                slot.ever_ready = True
             else:  # anything else a worker prints goes where ours goes
                 sys.stdout.buffer.write(line)
                 sys.stdout.flush()
@@ -332,6 +330,8 @@ class Supervisor:
         for slot in self.slots:
             if slot.proc is not None and slot.proc.stdin is not None:
                 slot.proc.stdin.close()
+            with contextlib.suppress(OSError):  # STATE/workers/<i>/pid names running workers only
+                (slot.settings.state_dir / "pid").unlink()
         for task in list(self._watchers):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 2)

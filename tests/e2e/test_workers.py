@@ -226,6 +226,7 @@ async def test_sigterm_drains_every_worker(fleet: Fleet) -> None:
     assert fleet.dp.proc is not None
     assert await asyncio.to_thread(fleet.dp.proc.wait, 30) == 0
     assert not any(fleet.dp.alive(p) for p in pids)
+    assert not list(fleet.dp.state_dir.glob("workers/*/pid"))  # they name running workers
     with pytest.raises(httpx.ConnectError):
         await fleet.call_fresh()
     assert await fleet.ledger() == 6  # flushed by the drain, before the workers exited
