@@ -102,6 +102,16 @@ def requests_by_worker(port: int) -> dict[str, float]:
     return out
 
 
+def log_problems(path: Path, keep: int = 3) -> list[str]:
+    """A data plane's distinct WARNING/ERROR messages (timestamps dropped), with their counts."""
+    seen: dict[str, int] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        if " WARNING " in line or " ERROR " in line:
+            message = line.split(" ", 2)[-1][:200]
+            seen[message] = seen.get(message, 0) + 1
+    return [f"{n} x {m}" for m, n in sorted(seen.items(), key=lambda kv: -kv[1])[:keep]]
+
+
 def clean_redis(url: str, prefix: str) -> None:
     import redis
 
@@ -281,10 +291,7 @@ def run(args: argparse.Namespace) -> int:
                 raise RuntimeError(f"load generator failed:\n{lg.tail(40)}")
             result = json.loads(lg.log.read_text().strip().splitlines()[-1])
             spread = {name: requests_by_worker(dps[name]["port"]) for name in ("w2", "w2-shared")}
-            errors = {
-                child.name: [ln for ln in child.log.read_text().splitlines() if "ERROR" in ln][:3]
-                for child, _, _ in started
-            }
+            errors = {child.name: log_problems(child.log) for child, _, _ in started}
         finally:
             for child in reversed(children):
                 child.stop()
