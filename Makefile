@@ -13,7 +13,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench clean migration
+.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers clean migration
 
 install: $(STAMP) $(CLAUDE)
 
@@ -127,6 +127,10 @@ bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.limits --redis $${TOLLGATE_BENCH_REDIS:-redis://127.0.0.1:6379/0}
 	$(BIN)/python -m bench.auth
+
+# --workers 1 against --workers 2 on the Claude-Code-shaped stream (needs the local Redis).
+bench-workers: install
+	TOLLGATE_BENCH_REDIS=$${TOLLGATE_BENCH_REDIS:-redis://127.0.0.1:6379/0} $(BIN)/python -m bench.workers
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -194,7 +194,7 @@ class Routes:
             status, body = self.health.report()
             await send_response(send, status, body)
         elif path == "/metrics" and method == "GET" and self.metrics is not None:
-            await send_response(send, 200, self.metrics.render(), content_type=CONTENT_TYPE)
+            await send_response(send, 200, await self.metrics.scrape(), content_type=CONTENT_TYPE)
         elif path in OTLP_PATHS and self.otlp is not None:
             await self.otlp(scope, receive, send)
         elif path == "/v1/models" and method == "GET":

@@ -9,7 +9,7 @@ are read at scrape time through callbacks. ``GET /metrics`` renders the text exp
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from dataplane.events import RequestRecord
 from dataplane.signin.metrics import SignInMetrics
@@ -183,6 +183,9 @@ class Metrics:
                 lambda: [((t,), float(n)) for t, n in sorted(restarts().items())],
             )
         )
+        # What GET /metrics answers: this registry, or (one worker of several) every worker's,
+        # gathered by dataplane.metrics_peers.
+        self.scrape: Callable[[], Awaitable[bytes]] = self._render_async
         started = time.time()
         r.add(
             Gauge(
@@ -236,4 +239,7 @@ class Metrics:
         return record
 
     def render(self) -> bytes:
+        return self.registry.render()
+
+    async def _render_async(self) -> bytes:
         return self.registry.render()

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeAlias
 
@@ -109,8 +109,17 @@ class Subscriber:
             return dict(self._sent_breakers)
         return {name: state for name, state in states.items() if state != "closed"}
 
-    def load_cached(self) -> bool:
+    def load_cached(self, fallbacks: Sequence[Path] = ()) -> bool:
+        """Serve the cached snapshot until the control plane answers. Without one in our state
+        directory, the newest in ``fallbacks`` (a new worker of ``--workers N``: the data
+        plane's own directory and its sibling workers')."""
         snapshot = load_cached(self.state_dir)
+        if snapshot is None:
+            candidates = [d for d in fallbacks if (d / SNAPSHOT_FILE).is_file()]
+            candidates.sort(key=lambda d: (d / SNAPSHOT_FILE).stat().st_mtime, reverse=True)
+            for directory in candidates:
+                if (snapshot := load_cached(directory)) is not None:
+                    break
         if snapshot is None:
             return False
         self.holder.swap(snapshot)

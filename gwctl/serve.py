@@ -1,7 +1,8 @@
 """``gwctl controlplane serve …``, ``gwctl controlplane migrate …`` and ``gwctl dataplane serve …``.
 
 Everything after ``serve`` / ``migrate`` is handed unchanged to ``controlplane.server.main`` /
-``controlplane.migrate_cli.main`` / ``dataplane.server.main`` (``--help`` included, so the server documents its own flags). The
+``controlplane.migrate_cli.main`` / ``dataplane.cli.main`` (``--help`` included, so the server
+documents its own flags). The
 server packages are imported inside the functions: plain gwctl commands must not pay for (or
 depend on) SQLModel, Hypercorn and the rest.
 """
@@ -44,7 +45,7 @@ def migrate_controlplane(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def serve_dataplane(args: argparse.Namespace, argv: list[str]) -> int:
-    return _run("dataplane.server", argv)
+    return _run("dataplane.cli", argv)
 
 
 def _run(module: str, argv: list[str]) -> int:

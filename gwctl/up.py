@@ -243,6 +243,9 @@ async def bring_up(
         "--state-dir", str(layout.dataplane_dir),
         # One local replica has no load balancer to drain away from: stop at once.
         "--drain-seconds", "0",
+        # One worker: the local stack has no Redis, and without it limits are exact only in one
+        # process (a TOLLGATE_WORKERS in the caller's environment must not change that).
+        "--workers", "1",
     ], env={"TOLLGATE_DATAPLANE_TOKEN": dp_token, "TOLLGATE_ADMIN_TOKEN": None})  # fmt: skip
     if not dp_was_running:
         state["anthropic_key"] = has_api_key

@@ -30,9 +30,6 @@ from tests.deploy.test_image import UID
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "tollgate"
 RELEASE, NAMESPACE = "gw", "tollgate"
-# Flags another change adds to `gwctl dataplane serve`: while the data plane lacks one, the
-# chart's use of it is not checked against the parser (delete once --workers is merged).
-PENDING_DATAPLANE_FLAGS = {"--workers"}
 SECRET_ENV = {"TOLLGATE_DB", "TOLLGATE_ADMIN_TOKEN", "TOLLGATE_DATAPLANE_TOKEN", "TOLLGATE_REDIS"}
 SECRET_ENV |= {"TOLLGATE_MASTER_KEY", "TOLLGATE_PREVIOUS_MASTER_KEY"}
 FLUSH_BOUND_S = 20  # values.yaml: the data plane's shutdown bound past the grace
@@ -270,8 +267,6 @@ def test_data_plane_flags_are_the_servers(name: str) -> None:
     given = flags(c["args"])
     known = serve_help("dataplane")
     for flag in given:
-        if flag in PENDING_DATAPLANE_FLAGS and flag not in known:
-            continue
         assert f"{flag} " in known or f"{flag}\n" in known, f"gwctl dataplane serve has no {flag}"
     dp = values["dataPlane"]
     assert given["--workers"] == str(expected_workers(values))

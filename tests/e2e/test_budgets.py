@@ -1,5 +1,6 @@
 """Budgets and rate limits through real data planes: no overshoot under concurrency, also across
-three replicas sharing the local Redis; exact rate limits; refusals Claude Code shows well.
+three replicas sharing the local Redis and across the two worker processes of one data plane
+(``--workers 2``, the ledger checked too); exact rate limits; refusals Claude Code shows well.
 
 The fake upstream answers every request with ``max_tokens`` output tokens and the input the data
 plane estimates, so a request's real cost is close to its reservation — the condition under which
@@ -9,6 +10,7 @@ any zero-overshoot scheme can serve ⌊budget / cost⌋ concurrent requests.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,10 +19,13 @@ import orjson
 import pytest
 
 from dataplane.server import DataPlane
-from gwapi.v1 import common_pb2, discovery_pb2
+from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2
 from tests.dataplane.conftest import SECRET, build_snapshot, sha, start_dataplane, usage_events
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
+from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ControlPlaneProcess
+from tests.e2e.workers_support import WorkersProcess, per_worker
 from tests.fakes.anthropic import FakeAnthropic, Scripted, stream_frames
+from tui.client import GatewayClient
 
 pytestmark = pytest.mark.e2e
 
@@ -199,3 +204,69 @@ async def test_rate_limits_are_exact_and_refusals_do_not_count(
             assert first[0].headers["x-tollgate-ratelimit-requests-limit"] == "10"
     finally:
         await dp.stop()
+
+
+async def test_two_workers_of_one_data_plane_never_overshoot_and_the_ledger_is_exact(
+    tmp_path: Path, upstream: FakeAnthropic, sqlite_url: str
+) -> None:
+    """The concurrency test above against ``gwctl dataplane serve --workers 2 --redis``: two
+    processes behind one port, a real control plane; the ledger holds exactly what was served."""
+    cp = ControlPlaneProcess(sqlite_url, tmp_path / "cp.log")
+    await cp.start()
+    admin = GatewayClient(cp.address, ADMIN)
+    try:
+        await admin.create_workspace(common_pb2.Workspace(name="team-a"))
+        await admin.create_provider(
+            common_pb2.Provider(
+                name="anthropic",
+                kind="anthropic",
+                base_url=upstream.base_url,
+                api_key_env="UPSTREAM_KEY",
+            )
+        )
+        budget = common_pb2.Budget(amount_micros=BUDGET, period=common_pb2.PERIOD_DAY)
+        created = await admin.create_key(
+            admin_pb2.CreateKeyRequest(
+                workspace="team-a",
+                name="alice-laptop",
+                provider="anthropic",
+                limits=common_pb2.Limits(budgets=[budget]),
+            )
+        )
+        async with redis_namespace() as prefix:
+            dp = WorkersProcess(
+                tmp_path / "dp",
+                cp.address,
+                DP_TOKEN,
+                2,
+                extra=["--redis", REDIS_URL, "--redis-prefix", prefix],
+            )
+            dp.start()
+            try:
+                await dp.wait_serving()
+
+                async def fresh() -> httpx.Response:  # a connection each: both workers serve
+                    async with httpx.AsyncClient(base_url=dp.url, timeout=30) as c:
+                        return await stream_one(c, created.secret)
+
+                responses = await asyncio.gather(*(fresh() for _ in range(48)))
+                served = [r for r in responses if r.status_code == 200]
+                by_worker = per_worker(await dp.metrics(), "tollgate_requests_total")
+                assert set(by_worker) == {"0", "1"} and min(by_worker.values()) > 0, by_worker
+
+                async def ledger() -> tuple[int, int]:
+                    rows = await admin.query_usage(workspace="team-a")
+                    return (rows[0].requests, rows[0].cost_micros) if rows else (0, 0)
+
+                deadline = time.monotonic() + 20
+                while (await ledger())[0] < len(responses) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                requests, spend = await ledger()
+                assert requests == len(responses)  # refusals are ledger rows too (cost 0)
+                assert_no_overshoot(responses, spend)
+                assert spend == len(served) * COST
+            finally:
+                dp.stop()
+    finally:
+        await admin.close()
+        cp.stop()
