@@ -69,6 +69,9 @@ class Settings:
     # After usage is ingested the snapshot (which carries spend seeds) is rebuilt at most this
     # often: spend reaches data planes within this delay under steady traffic.
     spend_refresh_s: float = 2.0
+    # Several replicas on PostgreSQL: how often a follower tries to take the leader lock (and
+    # the leader checks it still holds it): a dead leader's jobs resume within this delay.
+    leader_retry_s: float = 1.0
     shutdown_grace_s: float = 5.0
     # Budget alert webhooks: per-attempt timeout, attempts, first backoff (doubling, jittered),
     # and the longest wait between attempts (also caps a receiver's Retry-After).
