@@ -107,6 +107,7 @@ class PgLeader(Leadership):
         self.retry_s = retry_s
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self.attempts = 0  # tries at the lock as a follower
 
     def _become_leader(self) -> None:
         if not self._closing:
@@ -147,6 +148,7 @@ class PgLeader(Leadership):
             if self.is_leader:
                 await asyncio.wait_for(conn.execute("SELECT 1"), self.retry_s * 3)
             else:
+                self.attempts += 1
                 cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,))
                 row = await cur.fetchone()
                 if row is not None and row[0]:
