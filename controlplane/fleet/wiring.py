@@ -12,7 +12,9 @@ tokens     another replica's change: the admin-token cache is emptied (a revocat
            at once, and ends open streams within the interceptor's recheck)
 audit      any replica's change: :class:`~controlplane.fleet.feeds.AuditFeed` reads the new rows
 usage      another replica's ingest: :class:`~controlplane.fleet.feeds.UsageFeed` reads the
-           named rows into TailLogs, StreamStats, alerts (leader only) and the spend refresh
+           named rows into TailLogs, StreamStats, alerts (leader only) and, while data planes
+           are connected here, the throttled spend refresh (a replica without data planes
+           leaves spend to its periodic refresh, so it does not rebuild every 2 s for nothing)
 =========  =====================================================================================
 
 Once per fleet (the leader): purges of logged bodies, of the audit log past its retention, of
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -68,9 +71,15 @@ class ConfigFollower:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
+            woken = time.perf_counter()
             try:
-                await self._cache.rebuild()
+                published = await self._cache.rebuild()
                 self.rebuilds += 1
+                log.debug(
+                    "caught up with another replica's change in %.1f ms (new version: %s)",
+                    (time.perf_counter() - woken) * 1000,
+                    published,
+                )
             except Exception:
                 log.exception("snapshot rebuild after another replica's change failed")
 
@@ -101,7 +110,8 @@ def build(state: AppState, *, leader_retry_s: float | None = None) -> Fleet:
         state.stats.add(events)
         if leader.is_leader:
             state.alerts.note(events)
-        state.cache.rebuild_soon()
+        if state.registry.connected_count():  # spend seeds only matter to connected planes
+            state.cache.rebuild_soon()
 
     config = ConfigFollower(state.cache)
     audit_feed = AuditFeed(db, state.audit)
