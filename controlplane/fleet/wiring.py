@@ -126,6 +126,11 @@ def build(state: AppState, *, leader_retry_s: float | None = None) -> Fleet:
     days = state.settings.audit_retention_days
     if days:
         leader.add_job("audit-purge", lambda: audit_retention.purge_forever(db, days))
+    state.metrics.fleet(
+        leader=lambda: leader.is_leader,
+        listening=lambda: not isinstance(bus, PgBus) or bus.listening.is_set(),
+        notices=lambda: bus.delivered,
+    )
     return Fleet(bus, leader, config, audit_feed, usage)
 
 
