@@ -9,7 +9,8 @@ replica already acted on its own change (a mutation rebuilds the snapshot; a rev
 the token; ingest publishes its events) subscribe with ``own=False``.
 
 ``resync`` notices (``ids`` empty) are delivered to every subscriber when announcements may have
-been missed (the listening connection was re-established): "catch up with the database now".
+been missed (the listening connection was re-established): "catch up with the database now";
+``since_ms`` says since when (the last moment the previous connection was known to listen).
 
 :class:`LocalBus` is the SQLite form: SQLite serves one control-plane replica by design (one
 writer, a local file), so the fleet is this process and announcements are delivered after the
@@ -37,6 +38,7 @@ class Notice:
     origin: str  # the announcing replica's id
     ids: tuple[str, ...] = ()
     resync: bool = False
+    since_ms: int = 0  # resync: notices sent after this wall time may be lost (0: none were)
 
 
 Callback = Callable[[Notice], None]
@@ -76,10 +78,11 @@ class FleetBus:
             except Exception:
                 log.exception("fleet bus: %s subscriber failed", notice.topic)
 
-    def resync(self) -> None:
-        """Tell every subscriber to catch up with the database (event loop thread)."""
+    def resync(self, since_ms: int = 0) -> None:
+        """Tell every subscriber to catch up with the database (event loop thread); notices
+        sent after ``since_ms`` (wall clock, ms) may have been lost."""
         for topic in TOPICS:
-            self.deliver(Notice(topic, self.origin, resync=True))
+            self.deliver(Notice(topic, self.origin, resync=True, since_ms=since_ms))
 
     def _deliver_threadsafe(self, notice: Notice) -> None:
         loop = self._loop

@@ -14,9 +14,12 @@ ids; this replica's own events were handed over by ingest itself): it reads thos
 primary key, in chunks, coalescing the notices that arrive while a read runs, and hands the
 events (without logged bodies) to ``on_events`` (TailLogs hub, StreamStats, alerts on the
 leader, the spend refresh). At most ``max_pending`` ids wait; beyond that the oldest are dropped
-and counted (a replica that cannot keep up skips live events, never the ledger). A *resync*
-(the bus was down: notices may have been lost) cannot name the missed rows: it only refreshes
-spend, and the live streams may lack other replicas' events of that outage (logged).
+and counted (a replica that cannot keep up skips live events, never the ledger). It remembers
+the last ``max_recent`` request ids it has seen (its own ingest's too). A *resync* with
+``since_ms`` (the bus was down: notices may have been lost) reads the rows received since then
+(less ``RESYNC_MARGIN_MS``; bounded by the ``time_ms`` index to events that started at most
+``RESYNC_LOOKBACK_MS`` earlier, and by ``max_pending`` rows) and hands over those it has not
+seen, so live streams have no gap beyond those bounds; it also refreshes spend.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
@@ -47,6 +51,9 @@ HOLE_TTL_S = 60.0
 MAX_HOLES = 1000
 READ_BATCH = 500
 MAX_PENDING = 100_000
+MAX_RECENT = 200_000
+RESYNC_MARGIN_MS = 5_000
+RESYNC_LOOKBACK_MS = 600_000
 
 
 def _newest_audit_id(s: Session) -> int:
@@ -156,6 +163,20 @@ def read_usage(s: Session, ids: list[str]) -> list[tpb.UsageEvent]:
     return [row_to_event(r) for r in rows]
 
 
+def received_since(s: Session, since_ms: int, limit: int) -> list[str]:
+    """Request ids received since ``since_ms`` (events started at most the lookback before)."""
+    q = (
+        select(UsageEventRow.request_id)
+        .where(
+            col(UsageEventRow.time_ms) >= since_ms - RESYNC_LOOKBACK_MS,
+            col(UsageEventRow.received_at_ms) >= since_ms,
+        )
+        .order_by(col(UsageEventRow.received_at_ms))
+        .limit(limit)
+    )
+    return list(s.exec(q).all())
+
+
 class UsageFeed(_Woken):
     def __init__(
         self,
@@ -163,25 +184,43 @@ class UsageFeed(_Woken):
         on_events: Callable[[list[tpb.UsageEvent]], None],
         on_resync: Callable[[], None],
         *,
+        origin: str,
         max_pending: int = MAX_PENDING,
+        max_recent: int = MAX_RECENT,
     ) -> None:
         super().__init__("usage-feed", None)
         self._db = db
         self._on_events = on_events
         self._on_resync = on_resync
+        self.origin = origin  # this replica's notices: remembered, not read
         self._pending: deque[str] = deque()
         self._max_pending = max_pending
+        self._recent: dict[str, None] = {}  # insertion-ordered: the oldest go first
+        self._max_recent = max_recent
+        self._catch_up_since = 0
         self.dropped = 0
         self.received = 0
+        self.caught_up = 0  # events handed over by resyncs
+
+    def _seen(self, ids: Iterable[str]) -> None:
+        recent = self._recent
+        for rid in ids:
+            recent[rid] = None
+        over = len(recent) - self._max_recent
+        if over > 0:
+            for rid in list(itertools.islice(recent, over)):
+                del recent[rid]
 
     def notify(self, notice: Notice) -> None:
-        """A ``usage`` notice from another replica (or a resync)."""
+        """A ``usage`` notice (this replica's own: only remembered), or a resync."""
         if notice.resync:
-            log.info(
-                "fleet bus resynchronised: live logs and stats may lack other replicas' "
-                "events of the interruption (the ledger has them)"
-            )
             self._on_resync()
+            if notice.since_ms:
+                self._catch_up_since = notice.since_ms - RESYNC_MARGIN_MS
+                self.wake()
+            return
+        if notice.origin == self.origin:
+            self._seen(notice.ids)
             return
         self._pending.extend(notice.ids)
         over = len(self._pending) - self._max_pending
@@ -193,10 +232,22 @@ class UsageFeed(_Woken):
         self.wake()
 
     async def step(self) -> None:
+        if self._catch_up_since:
+            since, self._catch_up_since = self._catch_up_since, 0
+            ids = await self._db.read(
+                functools.partial(received_since, since_ms=since, limit=self._max_pending)
+            )
+            missed = [rid for rid in ids if rid not in self._recent]
+            log.info(
+                "fleet bus resynchronised: %d usage events of other replicas caught up", len(missed)
+            )
+            self._pending.extendleft(reversed(missed))
+            self.caught_up += len(missed)
         while self._pending:
             n = min(READ_BATCH, len(self._pending))
             ids = [self._pending.popleft() for _ in range(n)]
             events = await self._db.read(functools.partial(read_usage, ids=ids))
+            self._seen(ids)
             self.received += len(events)
             if events:
                 self._on_events(events)

@@ -13,7 +13,8 @@ Contract:
   to ``max_backoff_s``) when it fails. Every (re)connection delivers a *resync* to every topic:
   notices sent while no connection listened are lost by PostgreSQL's design, so subscribers
   catch up with the database instead (the snapshot is rebuilt, the token cache emptied, the
-  audit feed reads past its last id).
+  audit feed reads past its last id, the usage feed reads what was ingested since the previous
+  connection was last known to listen: ``Notice.since_ms``).
 * The channel is per database *and schema* (``tollgate_<hash>``), so fleets sharing a server
   (one schema each) never hear each other. :func:`namespace` also keys the leader lock.
 """
@@ -25,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 from typing import Any
 
 import psycopg
@@ -49,6 +51,10 @@ KEEPALIVES = {
     "keepalives_interval": 5,
     "keepalives_count": 3,
 }
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def conninfo(db: Database) -> str:
@@ -119,6 +125,7 @@ class PgBus(FleetBus):
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
         self.connections = 0  # successful (re)connections
+        self.backend_pid = 0  # the listening session's server process (tests, diagnosis)
 
     def stage(self, session: Session, topics: dict[str, list[str]]) -> None:
         stmt = text("SELECT pg_notify(:channel, :payload)")
@@ -140,23 +147,27 @@ class PgBus(FleetBus):
 
     async def _listen(self) -> None:
         delay = self.backoff_s
+        alive_ms = 0  # the first connection has missed nothing: the server built from the db
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
                 async with conn:
                     await conn.execute(f'LISTEN "{self.channel}"')
+                    self.backend_pid = conn.info.backend_pid
                     self.connections += 1
                     if self.connections > 1:
                         log.info("fleet bus: listening again on %s", self.channel)
                     self.listening.set()
                     delay = self.backoff_s
-                    self.resync()
+                    self.resync(since_ms=alive_ms)
+                    alive_ms = _now_ms()
                     while True:
                         async for n in conn.notifies(timeout=self.check_s):
                             notice = parse(n.payload)
                             if notice is not None:
                                 self.deliver(notice)
                         await conn.execute("SELECT 1")  # silence: is the connection alive?
+                        alive_ms = _now_ms()  # every notice sent before this was heard
             except (psycopg.Error, OSError) as exc:
                 self.listening.clear()
                 log.warning(

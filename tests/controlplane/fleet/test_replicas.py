@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import grpc
+import psycopg
 import pytest
 
 from gwapi.v1 import admin_pb2 as apb
@@ -119,6 +120,40 @@ async def test_tail_logs_and_stats_on_a_show_traffic_ingested_by_b(
 
     await within(3.0, three_requests, "A's stats counting B's traffic")
     stats.cancel()
+
+
+async def test_a_replica_that_lost_its_bus_catches_up_on_reconnect(
+    pair: tuple[Replica, Replica], db_url: str
+) -> None:
+    a, b = pair
+    bus = a.cp.state.fleet.bus
+    tail = a.admin.telemetry.TailLogs(tpb.TailLogsRequest(follow=True), timeout=None)
+    await b.dataplane.telemetry.ReportUsage(
+        tpb.ReportUsageRequest(node_id="dp-b", last_seq=1, events=[event("before", t=T0)])
+    )
+    first = await asyncio.wait_for(tail.read(), 2.0)
+    assert first.request_id == "before"
+    created = await a.admin.admin.CreateToken(apb.CreateTokenRequest(name="ops", role="admin"))
+    await Authed(a.admin.admin._stub, created.secret).WhoAmI(apb.WhoAmIRequest())  # cached
+    connections = bus.connections
+    now = int(time.time() * 1000)
+    with psycopg.connect(db_url, autocommit=True) as admin:  # A's LISTEN session dies
+        admin.execute("SELECT pg_terminate_backend(%s)", (bus.backend_pid,))
+    # While A does not listen: traffic and a revocation through B.
+    await b.dataplane.telemetry.ReportUsage(
+        tpb.ReportUsageRequest(
+            node_id="dp-b",
+            last_seq=2,
+            events=[event("during-1", t=now), event("during-2", t=now)],  # within the lookback
+        )
+    )
+    await b.admin.admin.RevokeToken(apb.RevokeTokenRequest(id=created.token.id))
+    await within(5.0, lambda: _true(bus.connections > connections), "A listens again")
+    got = sorted([(await asyncio.wait_for(tail.read(), 5.0)).request_id for _ in range(2)])
+    assert got == ["during-1", "during-2"]
+    with pytest.raises(grpc.aio.AioRpcError, match="revoked"):
+        await Authed(a.admin.admin._stub, created.secret).WhoAmI(apb.WhoAmIRequest())
+    tail.cancel()
 
 
 async def test_ingest_of_the_same_batches_through_both_replicas_counts_once(
