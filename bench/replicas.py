@@ -163,6 +163,19 @@ class Traffic:
         await asyncio.gather(*self._tasks)
 
 
+async def builds(url: str) -> tuple[int, float]:
+    """(count, total seconds) of a replica's snapshot builds, from its /metrics."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(url)).text
+    count = total = 0.0
+    for line in text.splitlines():
+        if line.startswith("tollgate_cp_snapshot_build_seconds_count"):
+            count = float(line.split()[-1])
+        elif line.startswith("tollgate_cp_snapshot_build_seconds_sum"):
+            total = float(line.split()[-1])
+    return int(count), total
+
+
 async def ledger_rows(conninfo: str) -> int:
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         cur = await conn.execute("SELECT count(*) FROM usage_event")
@@ -207,9 +220,11 @@ async def measure(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, A
     try:
         await asyncio.sleep(3.0)  # warm-up: pools, first spend refreshes
         cpu0 = {name: cpu_seconds(pid) for name, pid in plan["cp_pids"].items()}
+        b0 = {name: await builds(url) for name, url in plan["metrics"].items()}
         rows0, done0, t0 = await ledger_rows(plan["conninfo"]), traffic.completed, time.monotonic()
         await asyncio.sleep(args.seconds)
         cpu1 = {name: cpu_seconds(pid) for name, pid in plan["cp_pids"].items()}
+        b1 = {name: await builds(url) for name, url in plan["metrics"].items()}
         rows1, done1, t1 = await ledger_rows(plan["conninfo"]), traffic.completed, time.monotonic()
         elapsed = t1 - t0
         ingest_rps = (rows1 - rows0) / elapsed
@@ -234,6 +249,15 @@ async def measure(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, A
         "ingest_rps": round(ingest_rps, 1),
         "cp_cpu_core_share": {k: round(v, 3) for k, v in cpu.items()},
         "cp_cpu_per_1k_rps_pct": round(per_1k * 100, 1),
+        "snapshot_builds": {
+            name: {
+                "count": b1[name][0] - b0[name][0],
+                "mean_ms": round(
+                    (b1[name][1] - b0[name][1]) / max(1, b1[name][0] - b0[name][0]) * 1000, 1
+                ),
+            }
+            for name in b0
+        },
         "revocation_s": [round(r, 3) for r in revocations],
         "revocation_max_s": round(max(revocations), 3) if revocations else None,
         "revocation_median_s": round(statistics.median(revocations), 3) if revocations else None,
@@ -260,19 +284,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             children.append(up)
             upstream_port = int(wait_for_file(up, work / "up"))
             cps: dict[str, Child] = {}
+            metrics: dict[str, str] = {}
             addresses: dict[str, str] = {}
             for name in ("a", "b"):
                 cp = spawn(
                     f"cp-{name}",
-                    ["-m", "controlplane", "--listen", "127.0.0.1:0", "--db", db_url],
+                    [
+                        "-m", "controlplane",
+                        "--listen", "127.0.0.1:0",
+                        "--db", db_url,
+                        "--metrics-listen", "127.0.0.1:0",
+                    ],
                     work,
                     env=env,
-                )
+                )  # fmt: skip
                 children.append(cp)
                 cps[name] = cp
                 addresses[name] = wait_for_log(
                     cp, r"control plane listening on (\S+:\d+)", timeout=60
                 ).group(1)
+                metrics[name] = wait_for_log(cp, r"metrics on (http://\S+/metrics)").group(1)
             print(f"creating {args.keys} keys through replica A ...", flush=True)
             keys, create_s = asyncio.run(
                 create_keys(addresses["a"], token, args.keys, args.workspaces, upstream_port)
@@ -300,6 +331,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "dp_ports": ports,
                 "cp_pids": {name: cp.pid for name, cp in cps.items()},
                 "b": addresses["b"],
+                "metrics": metrics,
                 "token": token,
                 "conninfo": make_conninfo(args.pg, options=f"-csearch_path={schema}"),
             }
@@ -367,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         f"B {result['cp_cpu_core_share']['b']:.0%} of a core = "
         f"{result['cp_cpu_per_1k_rps_pct']} % of a core per 1,000 req/s of ingest "
         f"({'ok' if ok_cpu else 'OVER'} <= 25 %)\n"
+        f"snapshot builds in the window: {result['snapshot_builds']}\n"
         f"revocation through B refused by both data planes on A: "
         f"max {result['revocation_max_s']} s, median {result['revocation_median_s']} s "
         f"({'ok' if ok_revoke else 'OVER'} <= 1 s) {result['revocation_s']}\n"
