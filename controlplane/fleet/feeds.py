@@ -6,20 +6,23 @@ rows committed since its last id, in id order, and publishes them. Ids are assig
 but rows become visible at commit, so on PostgreSQL a lower id can appear after a higher one:
 ids skipped over are remembered for ``hole_ttl_s`` and read again at every wake-up, then given
 up (a rolled-back insert leaves a hole forever). So: no gaps (beyond ``hole_ttl_s`` of commit
-delay), no duplicates (each id is published once), one indexed range query per wake-up. With no
-follower connected it only moves its mark to the newest id.
+delay), no duplicates (each id is published once), one indexed range query per wake-up (audit
+rows are admin changes: few, so they are read whether or not a follower is connected).
 
 :class:`UsageFeed` brings *other* replicas' ingest (a ``usage`` notice names the stored request
 ids; this replica's own events were handed over by ingest itself): it reads those rows by
 primary key, in chunks, coalescing the notices that arrive while a read runs, and hands the
 events (without logged bodies) to ``on_events`` (TailLogs hub, StreamStats, alerts on the
 leader, the spend refresh). At most ``max_pending`` ids wait; beyond that the oldest are dropped
-and counted (a replica that cannot keep up skips live events, never the ledger). It remembers
-the last ``max_recent`` request ids it has seen (its own ingest's too). A *resync* with
-``since_ms`` (the bus was down: notices may have been lost) reads the rows received since then
-(less ``RESYNC_MARGIN_MS``; bounded by the ``time_ms`` index to events that started at most
-``RESYNC_LOOKBACK_MS`` earlier, and by ``max_pending`` rows) and hands over those it has not
-seen, so live streams have no gap beyond those bounds; it also refreshes spend.
+and counted (a replica that cannot keep up skips live events, never the ledger).
+
+It remembers the request ids it handed over, and those of its own ingest (:meth:`remember`),
+for ``recent_s`` (at most ``max_recent`` of them). A *resync* with ``since_ms`` (the bus was
+down: notices may have been lost) reads the rows received since then, less
+``RESYNC_MARGIN_MS`` — but no further back than it remembers, so nothing is sent twice —
+bounded by the ``time_ms`` index to events that started at most ``RESYNC_LOOKBACK_MS`` earlier
+and by ``max_pending`` rows, and hands over those it has not seen: live streams have no gap for
+an interruption shorter than ``recent_s``. It also refreshes spend.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 import logging
 import time
 from collections import deque
@@ -51,7 +53,8 @@ HOLE_TTL_S = 60.0
 MAX_HOLES = 1000
 READ_BATCH = 500
 MAX_PENDING = 100_000
-MAX_RECENT = 200_000
+MAX_RECENT = 100_000
+RECENT_S = 60.0
 RESYNC_MARGIN_MS = 5_000
 RESYNC_LOOKBACK_MS = 600_000
 
@@ -133,10 +136,8 @@ class AuditFeed(_Woken):
         await super().start()
 
     async def step(self) -> None:
-        if not self._hub.subscriber_count:
-            self.last_id = max(self.last_id, await self._db.read(_newest_audit_id))
-            self.holes.clear()
-            return
+        # Rows are read even with no follower connected: skipping ahead to the newest id could
+        # pass over a lower id still being committed, which a follower joining now would miss.
         now = self._clock()
         for hole in [h for h, since in self.holes.items() if now - since > self._hole_ttl_s]:
             del self.holes[hole]
@@ -184,43 +185,52 @@ class UsageFeed(_Woken):
         on_events: Callable[[list[tpb.UsageEvent]], None],
         on_resync: Callable[[], None],
         *,
-        origin: str,
         max_pending: int = MAX_PENDING,
         max_recent: int = MAX_RECENT,
+        recent_s: float = RECENT_S,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         super().__init__("usage-feed", None)
         self._db = db
         self._on_events = on_events
         self._on_resync = on_resync
-        self.origin = origin  # this replica's notices: remembered, not read
         self._pending: deque[str] = deque()
         self._max_pending = max_pending
-        self._recent: dict[str, None] = {}  # insertion-ordered: the oldest go first
+        self._recent: dict[str, int] = {}  # id -> wall ms seen; insertion-ordered, oldest first
         self._max_recent = max_recent
+        self._recent_ms = int(recent_s * 1000)
+        self._wall_ms = wall_ms
+        self.remembers_since_ms = wall_ms()  # a catch-up reaches no further back
         self._catch_up_since = 0
         self.dropped = 0
         self.received = 0
         self.caught_up = 0  # events handed over by resyncs
 
+    def remember(self, events: Iterable[tpb.UsageEvent]) -> None:
+        """This replica's own ingest (already handed over by ingest itself)."""
+        self._seen(ev.request_id for ev in events)
+
     def _seen(self, ids: Iterable[str]) -> None:
-        recent = self._recent
+        recent, now = self._recent, self._wall_ms()
         for rid in ids:
-            recent[rid] = None
-        over = len(recent) - self._max_recent
-        if over > 0:
-            for rid in list(itertools.islice(recent, over)):
-                del recent[rid]
+            recent.pop(rid, None)
+            recent[rid] = now
+        cutoff = now - self._recent_ms
+        while recent:
+            rid = next(iter(recent))
+            seen = recent[rid]
+            if seen >= cutoff and len(recent) <= self._max_recent:
+                break
+            del recent[rid]
+            self.remembers_since_ms = max(self.remembers_since_ms, seen + 1)
 
     def notify(self, notice: Notice) -> None:
-        """A ``usage`` notice (this replica's own: only remembered), or a resync."""
+        """Another replica's ``usage`` notice, or a resync."""
         if notice.resync:
             self._on_resync()
             if notice.since_ms:
                 self._catch_up_since = notice.since_ms - RESYNC_MARGIN_MS
                 self.wake()
-            return
-        if notice.origin == self.origin:
-            self._seen(notice.ids)
             return
         self._pending.extend(notice.ids)
         over = len(self._pending) - self._max_pending
@@ -234,6 +244,13 @@ class UsageFeed(_Woken):
     async def step(self) -> None:
         if self._catch_up_since:
             since, self._catch_up_since = self._catch_up_since, 0
+            if since < self.remembers_since_ms:
+                log.warning(
+                    "fleet bus was interrupted for longer than the usage feed remembers: "
+                    "live logs and stats lack other replicas' events of %.0f s",
+                    (self.remembers_since_ms - since) / 1000,
+                )
+                since = self.remembers_since_ms
             ids = await self._db.read(
                 functools.partial(received_since, since_ms=since, limit=self._max_pending)
             )

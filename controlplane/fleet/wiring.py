@@ -115,11 +115,11 @@ def build(state: AppState, *, leader_retry_s: float | None = None) -> Fleet:
 
     config = ConfigFollower(state.cache)
     audit_feed = AuditFeed(db, state.audit)
-    usage = UsageFeed(db, remote_usage, state.cache.rebuild_soon, origin=bus.origin)
+    usage = UsageFeed(db, remote_usage, state.cache.rebuild_soon)
     bus.subscribe(topics.CONFIG, config.wake, own=False)
     bus.subscribe(topics.TOKENS, _forget_tokens(state), own=False)
     bus.subscribe(topics.AUDIT, audit_feed.wake, own=True)
-    bus.subscribe(topics.USAGE, usage.notify, own=True)  # its own: remembered, for resyncs
+    bus.subscribe(topics.USAGE, usage.notify, own=False)
 
     leader.add_job("log-body-purge", lambda: purge_forever(db))
     leader.add_job("signin-purge", lambda: state.signin.purge_forever())

@@ -6,9 +6,13 @@ import pytest
 from sqlmodel import Session
 
 from controlplane.audit import AuditHub
-from controlplane.fleet.feeds import AuditFeed
+from controlplane.fleet.bus import Notice
+from controlplane.fleet.feeds import AuditFeed, UsageFeed
 from controlplane.store.db import Database
 from controlplane.store.models import AuditRow
+from controlplane.usage.events import event_to_values
+from controlplane.usage.ingest import insert_new
+from tests.controlplane.services.test_telemetry import event
 
 pytestmark = pytest.mark.parametrize(
     "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
@@ -66,3 +70,43 @@ async def test_a_rolled_back_id_is_given_up_after_the_ttl(db: Database) -> None:
     clock[0] = 61.0
     await feed.step()
     assert not feed.holes
+
+
+def store(db: Database, rid: str, received_ms: int) -> None:
+    ev = event(rid, t=received_ms - 100)
+    db.run_sync(lambda s: insert_new(s, [event_to_values(ev, received_ms)]))
+
+
+async def test_a_resync_hands_over_what_was_missed_once_and_no_further_back_than_it_remembers(
+    db: Database,
+) -> None:
+    start = 1_000_000
+    wall = [start - 30_000]  # the feed starts (with the server) before all this
+    got: list[str] = []
+    resyncs: list[int] = []
+    feed = UsageFeed(
+        db,
+        lambda events: got.extend(ev.request_id for ev in events),
+        lambda: resyncs.append(1),
+        recent_s=60,
+        wall_ms=lambda: wall[0],
+    )
+    wall[0] = start
+    store(db, "own", start - 10)  # ingested here (handed over by ingest itself), then noted
+    feed.remember([event("own")])
+    store(db, "missed", start - 5)  # another replica's, while the bus was down
+    store(db, "long-ago", start - 60_000)  # before the bus was last known to listen
+    feed.notify(Notice("usage", "x", resync=True, since_ms=start - 1_000))
+    await feed.step()
+    assert got == ["missed"] and resyncs == [1]
+    feed.notify(Notice("usage", "x", resync=True, since_ms=start - 1_000))
+    await feed.step()
+    assert got == ["missed"]  # nothing twice
+    # Two minutes later, the feed has forgotten what it saw then: a catch-up from before that
+    # would send "own" and "missed" again, so it starts where its memory starts.
+    wall[0] += 120_000
+    store(db, "later", wall[0] - 1_000)
+    feed.remember([event("newer")])  # prunes the old entries
+    feed.notify(Notice("usage", "x", resync=True, since_ms=start - 1_000))
+    await feed.step()
+    assert got == ["missed", "later"]
