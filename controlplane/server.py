@@ -228,7 +228,6 @@ def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
     telemetry_pb2_grpc.add_TelemetryServicer_to_server(telemetry, server)
     state.signin = SignIn(state, master)
     signin_pb2_grpc.add_SignInServicer_to_server(SignInService(state.signin), server)
-    state.fleet = fleet.build(state, leader_retry_s=settings.leader_retry_s)
     state.health = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
     reflection.enable_server_reflection(
@@ -242,6 +241,8 @@ def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
     except RuntimeError as exc:
         db.dispose()
         raise OSError(f"cannot listen on {settings.listen}: {exc}") from exc
+    # Replicas on one database hear each other from here on (controlplane.fleet).
+    state.fleet = fleet.build(state, leader_retry_s=settings.leader_retry_s)
     log.info(
         "database %s, snapshot %s, master key %s, %s",
         redact_url(db.url),

@@ -126,6 +126,10 @@ class Settings:
             raise ValueError(
                 f"invalid --listen {self.listen!r}: use HOST:PORT, e.g. 127.0.0.1:50051"
             )
+        if not 0 < self.leader_retry_s <= 60:
+            raise ValueError(
+                f"leader_retry_s must be between 0 and 60 seconds (got {self.leader_retry_s})"
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError(
                 "TLS needs both --tls-cert and --tls-key (env TOLLGATE_TLS_CERT, TOLLGATE_TLS_KEY)"
