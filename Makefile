@@ -13,7 +13,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers clean migration
+.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas clean migration
 
 install: $(STAMP) $(CLAUDE)
 
@@ -131,6 +131,14 @@ bench: install
 # --workers 1 against --workers 2 on the Claude-Code-shaped stream (needs the local Redis).
 bench-workers: install
 	TOLLGATE_BENCH_REDIS=$${TOLLGATE_BENCH_REDIS:-redis://127.0.0.1:6379/0} $(BIN)/python -m bench.workers
+
+# Two control-plane replicas on PostgreSQL, two data planes on Redis connected to replica A:
+# revocation through replica B, and control-plane CPU per 1,000 req/s of ingest. The fleet's
+# size: TOLLGATE_BENCH_KEYS (acceptance figure at 20000).
+bench-replicas: install
+	$(BIN)/python -m bench.replicas --keys $${TOLLGATE_BENCH_KEYS:-1000} \
+		--pg $${TOLLGATE_BENCH_PG:-postgresql://postgres@127.0.0.1:5432/test} \
+		--redis $${TOLLGATE_BENCH_REDIS:-redis://127.0.0.1:6379/0}
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,7 +1,7 @@
 """Run one data plane for the benchmark, optionally under cProfile.
 
 ``python -m bench.dp_main --ready-file F --control-plane H:P --state-dir D [--profile OUT]
-[--otlp-endpoint URL]``
+[--otlp-endpoint URL] [--redis URL --redis-prefix P]``
 (the data-plane token in ``TOLLGATE_DATAPLANE_TOKEN``)
 
 Like ``gwctl dataplane serve`` (it uses :class:`dataplane.server.DataPlane` the same way) but
@@ -34,6 +34,8 @@ async def serve(args: argparse.Namespace) -> None:
             token=os.environ["TOLLGATE_DATAPLANE_TOKEN"],
             state_dir=args.state_dir,
             otlp_endpoint=args.otlp_endpoint,
+            redis_url=args.redis,
+            redis_prefix=args.redis_prefix,
         )
     )
     await dp.start()
@@ -55,6 +57,8 @@ def main() -> None:
     parser.add_argument("--control-plane", required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--otlp-endpoint", default="", help="trace to this OTLP/HTTP receiver")
+    parser.add_argument("--redis", default="", help="shared counters in this Redis")
+    parser.add_argument("--redis-prefix", default="tollgate:", help="key prefix in Redis")
     parser.add_argument("--profile", type=Path, help="cProfile stats to this file")
     parser.add_argument("--sample", type=Path, help="sampling-profiler results to this file")
     args = parser.parse_args()

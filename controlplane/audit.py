@@ -12,9 +12,8 @@ Contract:
   ``CreateTokenResponse``, ``ProviderSecret``, a request carrying ``api_key`` — is a
   ``TypeError``, so a secret cannot reach the log by accident.
 * Live followers (``TailAudit``) get events from :class:`AuditHub` only *after* the transaction
-  commits: ``record`` parks each event on the session (see :func:`collect`), and
-  ``AppState.mutate`` publishes what was parked once the commit succeeded. A change made outside
-  ``mutate`` is still stored, just not pushed live.
+  commits, from every control-plane replica: the fleet's audit feed
+  (:mod:`controlplane.fleet.feeds`) reads committed rows by id when the fleet bus announces them.
 """
 
 from __future__ import annotations
@@ -65,8 +64,6 @@ _NOISE = ("budget_status", "last_used_at_ms", "active_sessions")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 DEFAULT_QUEUE_SIZE = 1000
-
-_PENDING = "tollgate_audit_pending"  # Session.info key: events awaiting the commit
 
 
 def to_json(msg: AuditedMessage | None) -> str:
@@ -131,15 +128,7 @@ def record(
         after_json=to_json(after),
     )
     s.add(row)
-    s.flush()  # assigns the id the live event carries
-    pending = s.info.get(_PENDING)
-    if pending is not None:
-        pending.append(to_event(row))
-
-
-def collect(s: Session, into: list[apb.AuditEvent]) -> None:
-    """Have :func:`record` append this session's events to ``into`` (publish after commit)."""
-    s.info[_PENDING] = into
+    s.flush()
 
 
 def to_event(row: AuditRow) -> apb.AuditEvent:

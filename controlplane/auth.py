@@ -18,14 +18,16 @@ message that never echoes a token. Tokens are compared in constant time and neve
 
 Created tokens are cached in memory by hash for ``cache_ttl_s`` (default 10 s). Revoking a token
 through this process drops it from this process's cache at once; other control-plane replicas
-keep accepting it until their cached entry is older than ``cache_ttl_s``. Expiry is checked on
-every call against the cached expiry time, so it is exact everywhere.
+empty theirs when the fleet bus announces the ``admin_token`` change
+(:mod:`controlplane.fleet`), so a revocation holds on every replica at once; ``cache_ttl_s`` is
+only the fallback while the bus is reconnecting. Expiry is checked on every call against the
+cached expiry time, so it is exact everywhere.
 
 Streams (TailLogs, TailAudit, StreamStats: every server-streaming RPC) are authorised at the
 start like any call, and a created token's stream is then authenticated again every
 ``recheck_s`` (default 1 s) through the same cached lookup (:func:`_revalidated`), so revoking
 or expiring the token ends its open streams with UNAUTHENTICATED within ``recheck_s`` on the
-replica that revoked it (and within ``cache_ttl_s`` + ``recheck_s`` on the others). Bootstrap
+replica that revoked it and on the others. Bootstrap
 and data-plane tokens cannot be revoked and are not re-checked.
 """
 
@@ -115,6 +117,10 @@ class Authenticator:
     def revocable(p: Principal) -> bool:
         """Whether ``p`` is a created token (which can be revoked or expire)."""
         return p.id not in (BOOTSTRAP.id, DATAPLANE.id)
+
+    def forget_all(self) -> None:
+        """Empty the cache (another replica changed a token: revoked, created, used)."""
+        self._cache.clear()
 
     def forget(self, token_id: str) -> None:
         """Drop a token from the cache (after it was revoked through this process)."""

@@ -1,7 +1,8 @@
 """Prometheus ``/metrics`` for the control plane, on its own port (``--metrics-listen``).
 
 Serves watchers (data planes connected by ``Discovery.Watch``), the snapshot version and how
-long building it took, and usage ingest: batches, events and lag (event time to ingest). A
+long building it took, usage ingest: batches, events and lag (event time to ingest), and the
+fleet: leadership, whether the bus listens, notices delivered. A
 minimal asyncio HTTP/1.1 responder: ``GET /metrics`` answers the text format, anything else 404;
 one request per connection.
 """
@@ -67,6 +68,39 @@ class ControlPlaneMetrics:
                 "From a request's start on a data plane to its usage event being ingested.",
                 (),
                 LAG_BUCKETS,
+            )
+        )
+
+    def fleet(
+        self,
+        leader: Callable[[], bool],
+        listening: Callable[[], bool],
+        notices: Callable[[], int],
+    ) -> None:
+        """The fleet's gauges (:mod:`controlplane.fleet`), once it is built."""
+        r = self.registry
+        r.add(
+            Gauge(
+                "tollgate_cp_fleet_leader",
+                "1 if this replica runs the once-per-fleet jobs (purges, budget alerts).",
+                (),
+                lambda: [((), float(leader()))],
+            )
+        )
+        r.add(
+            Gauge(
+                "tollgate_cp_fleet_bus_up",
+                "1 while this replica hears the other replicas' changes (PostgreSQL LISTEN).",
+                (),
+                lambda: [((), float(listening()))],
+            )
+        )
+        r.add(
+            Gauge(
+                "tollgate_cp_fleet_notices",
+                "Fleet bus notices delivered to this replica since it started (a counter).",
+                (),
+                lambda: [((), float(notices()))],
             )
         )
 

@@ -7,8 +7,9 @@ Entry points:
   release's revision, see :mod:`controlplane.store.schema`; seed prices), build the first snapshot, bind ``settings.listen``; the server is not started. Call it
   from a running event loop.
 * ``start(server, state)`` / ``stop(server, state)`` — start serving plus background work
-  (periodic snapshot refresh, log-body and audit retention purges; after ingest, budget alerts
-  and a throttled spend refresh);
+  (periodic snapshot refresh; the fleet bus and its followers; once per fleet, on the leader:
+  log-body, sign-in and audit retention purges and budget alerts — :mod:`controlplane.fleet`;
+  after ingest, a throttled spend refresh);
   graceful shutdown (health NOT_SERVING, Watch and tail streams ended, in-flight calls get
   ``shutdown_grace_s``, alert work stopped, database disposed).
 * ``running(settings)`` — async context manager doing all of the above; yields :class:`Running`
@@ -38,11 +39,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.exc import IntegrityError
 
-from controlplane import audit_retention, identity
+from controlplane import identity
 from controlplane.auth import Authenticator, AuthInterceptor
 from controlplane.catalog import prices, providers, telemetry_destinations
 from controlplane.catalog.common import now_ms
 from controlplane.domain.pricing import load_default_prices, load_default_tool_rates
+from controlplane.fleet import wiring as fleet
 from controlplane.metrics import ControlPlaneMetrics, MetricsServer
 from controlplane.secrets import MasterKey, load_master_key
 from controlplane.services.admin import AdminService
@@ -57,7 +59,6 @@ from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database, redact_url
 from controlplane.store.schema import SchemaError
 from controlplane.usage.alerts import AlertMonitor
-from controlplane.usage.request_logs import purge_forever
 from gwapi.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -250,6 +251,8 @@ def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
     except RuntimeError as exc:
         db.dispose()
         raise OSError(f"cannot listen on {settings.listen}: {exc}") from exc
+    # Replicas on one database hear each other from here on (controlplane.fleet).
+    state.fleet = fleet.build(state, leader_retry_s=settings.leader_retry_s)
     log.info(
         "database %s, snapshot %s, master key %s, %s",
         redact_url(db.url),
@@ -277,14 +280,10 @@ async def start(server: grpc.aio.Server, state: AppState) -> None:
             state.cache.refresh_forever(state.settings.snapshot_refresh_s), name="snapshot-refresh"
         )
     )
-    state.tasks.append(asyncio.create_task(purge_forever(state.db), name="log-body-purge"))
-    state.tasks.append(asyncio.create_task(state.signin.purge_forever(), name="signin-purge"))
+    await fleet.start(state.fleet)
     days = state.settings.audit_retention_days
     if days:
-        state.tasks.append(
-            asyncio.create_task(audit_retention.purge_forever(state.db, days), name="audit-purge")
-        )
-        log.info("audit events older than %d days are purged hourly", days)
+        log.info("audit events older than %d days are purged hourly (by the leader)", days)
     else:
         log.info("audit log kept forever (set --audit-retention-days to purge old events)")
 
@@ -292,6 +291,7 @@ async def start(server: grpc.aio.Server, state: AppState) -> None:
 async def stop(server: grpc.aio.Server, state: AppState, grace: float | None = None) -> None:
     grace = state.settings.shutdown_grace_s if grace is None else grace
     await state.health.enter_graceful_shutdown()
+    await fleet.stop(state.fleet, state.db.engine)  # leadership released first
     await state.cache.close()  # Watch streams end; data planes reconnect elsewhere / later
     state.hub.close()  # TailLogs follow streams end
     state.audit.close()  # TailAudit follow streams end

@@ -72,6 +72,9 @@ class Settings:
     # After usage is ingested the snapshot (which carries spend seeds) is rebuilt at most this
     # often: spend reaches data planes within this delay under steady traffic.
     spend_refresh_s: float = 2.0
+    # Several replicas on PostgreSQL: how often a follower tries to take the leader lock (and
+    # the leader checks it still holds it): a dead leader's jobs resume within this delay.
+    leader_retry_s: float = 1.0
     shutdown_grace_s: float = 5.0
     # Budget alert webhooks: per-attempt timeout, attempts, first backoff (doubling, jittered),
     # and the longest wait between attempts (also caps a receiver's Retry-After).
@@ -128,6 +131,10 @@ class Settings:
         if not sep or not host or not port.isdigit():
             raise ValueError(
                 f"invalid --listen {self.listen!r}: use HOST:PORT, e.g. 127.0.0.1:50051"
+            )
+        if not 0 < self.leader_retry_s <= 60:
+            raise ValueError(
+                f"leader_retry_s must be between 0 and 60 seconds (got {self.leader_retry_s})"
             )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError(

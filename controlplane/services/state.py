@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session
 
-from controlplane.audit import AuditHub, collect
+from controlplane.audit import AuditHub
 from controlplane.auth import Authenticator
 from controlplane.catalog.common import now_ms
 from controlplane.metrics import ControlPlaneMetrics, MetricsServer
@@ -41,6 +41,12 @@ class AppState:
     metrics_server: MetricsServer | None = None  # with --metrics-listen
     authenticator: Authenticator | None = None  # the interceptor's (RevokeToken empties its cache)
     signin: Any = None  # controlplane.signin.engine.SignIn, set by the server
+    fleet: Any = None  # controlplane.fleet.wiring.Fleet, set by the server
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica runs the once-per-fleet work (alone, or elected)."""
+        return self.fleet is None or bool(self.fleet.leader.is_leader)
 
     async def mutate(self, fn: Callable[[Session, int], T]) -> T:
         """Run ``fn(session, now_ms)`` in one committed transaction, then publish a new snapshot.
@@ -57,17 +63,9 @@ class AppState:
         return result
 
     async def change(self, fn: Callable[[Session, int], T]) -> T:
-        """Run ``fn(session, now_ms)`` in one committed transaction; once it has committed, push
-        the audit events it recorded (:func:`controlplane.audit.record`) to ``TailAudit``
-        followers. For admin changes that data planes need not see (tokens); others: ``mutate``.
-        """
+        """Run ``fn(session, now_ms)`` in one committed transaction. For admin changes that data
+        planes need not see (tokens); others: ``mutate``. The audit rows it records reach
+        ``TailAudit`` followers of every replica through the fleet's audit feed
+        (:mod:`controlplane.fleet.feeds`), once committed."""
         now = now_ms()
-        events: list[Any] = []
-
-        def work(s: Session) -> T:
-            collect(s, events)  # audit rows written by fn, published once committed
-            return fn(s, now)
-
-        result = await self.db.run(work)
-        self.audit.publish(events)
-        return result
+        return await self.db.run(lambda s: fn(s, now))

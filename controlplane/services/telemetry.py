@@ -79,7 +79,10 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
 
     def _after_ingest(self, fresh: list[tpb.UsageEvent]) -> None:
         self._s.stats.add(fresh)
-        self._s.alerts.note(fresh)
+        if self._s.fleet is not None:  # after a bus interruption, these are not caught up again
+            self._s.fleet.usage.remember(fresh)
+        if self._s.is_leader:  # alerts are evaluated once per fleet, by the leader
+            self._s.alerts.note(fresh)
         self._s.cache.rebuild_soon()
 
     async def ReportActivity(

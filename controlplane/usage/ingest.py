@@ -30,6 +30,7 @@ from sqlmodel import Session, col
 
 from controlplane.catalog.common import now_ms
 from controlplane.domain.errors import InvalidArgument, shown
+from controlplane.fleet import topics as fleet_topics
 from controlplane.store.db import Database
 from controlplane.store.models import UsageEventRow
 from controlplane.usage.events import event_to_values
@@ -157,6 +158,7 @@ async def ingest(
 
     def store(s: Session) -> set[str]:
         ids = insert_new(s, rows)
+        fleet_topics.attach(s, fleet_topics.USAGE, sorted(ids))  # other replicas read these
         if logged:  # headers/bodies, policy-checked, compressed, in the same transaction
             store_bodies(s, logged, received)
         return ids

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import grpc
@@ -33,6 +34,10 @@ async def test_scrape_after_ingest(db_url: str) -> None:
             request = tpb.ReportUsageRequest(node_id="dp-1", events=events, last_seq=3)
             await telemetry.ReportUsage(request)
             await telemetry.ReportUsage(request)  # a replay: all duplicates
+        leader = cp.state.fleet.leader
+        if not leader.is_leader:  # PostgreSQL: the lock is taken in the background
+            await asyncio.wait_for(leader.changed.wait(), 5)
+        await asyncio.wait_for(_listening(cp), 5)
         async with httpx.AsyncClient() as http:
             r = await http.get(f"http://127.0.0.1:{server.port}/metrics")
             missing = await http.get(f"http://127.0.0.1:{server.port}/nope")
@@ -48,6 +53,16 @@ async def test_scrape_after_ingest(db_url: str) -> None:
     assert 'tollgate_cp_ingest_lag_seconds_bucket{le="1"} 0' in text
     assert "tollgate_cp_snapshot_build_seconds_count" in text
     assert 'tollgate_cp_snapshot_info{version="' in text
+    # One replica (SQLite, or alone on PostgreSQL): the leader, hearing the fleet bus.
+    assert "tollgate_cp_fleet_leader 1" in text
+    assert "tollgate_cp_fleet_bus_up 1" in text
+    assert "# TYPE tollgate_cp_fleet_notices gauge" in text
+
+
+async def _listening(cp) -> None:  # type: ignore[no-untyped-def]
+    listening = getattr(cp.state.fleet.bus, "listening", None)
+    if listening is not None:
+        await listening.wait()
 
 
 async def test_metrics_off_by_default(cp) -> None:

@@ -135,3 +135,11 @@ def test_status_table() -> None:
     code, msg = status_for(OperationalError("select", {}, Exception("password=x")))
     assert code == grpc.StatusCode.UNAVAILABLE and "password" not in msg
     assert set(STATUS_BY_ERROR) == set(d.DomainError.__subclasses__())
+
+
+@pytest.mark.parametrize("retry", [0.0, -1.0, 61.0])
+def test_leader_retry_must_be_a_sane_delay(retry: float) -> None:
+    s = Settings(admin_token="a", dataplane_token="d", leader_retry_s=retry)
+    with pytest.raises(ValueError, match="leader_retry_s must be between 0 and 60"):
+        s.validate()
+    Settings(admin_token="a", dataplane_token="d", leader_retry_s=0.1).validate()
