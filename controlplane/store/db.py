@@ -27,6 +27,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.schema import CreateColumn
 from sqlmodel import Session, create_engine
 
+from controlplane.store import changes as _changes  # noqa: F401  (registers the hooks)
 from controlplane.store import models
 
 log = logging.getLogger(__name__)
