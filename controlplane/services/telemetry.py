@@ -3,7 +3,8 @@ stats (:mod:`controlplane.usage.stats`, fed at ingest) and budget alerts.
 
 After an ingest stores new events, two things are *requested*, neither awaited by the call:
 budget alerts for the touched scopes (:class:`~controlplane.usage.alerts.AlertMonitor`) and a
-throttled snapshot rebuild so data planes get fresh spend seeds
+throttled spend refresh of the touched scopes (never a configuration rebuild) so data planes get
+fresh spend seeds
 (:meth:`~controlplane.snapshots.cache.SnapshotCache.rebuild_soon`).
 """
 
@@ -80,7 +81,14 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
     def _after_ingest(self, fresh: list[tpb.UsageEvent]) -> None:
         self._s.stats.add(fresh)
         self._s.alerts.note(fresh)
-        self._s.cache.rebuild_soon()
+        scopes: set[tuple[str, str]] = set()
+        for e in fresh:  # only these scopes' spend can have changed: config stays untouched
+            scopes.add(("workspace", e.workspace))
+            if e.key_id:
+                scopes.add(("key", e.key_id))
+            if e.developer_id:
+                scopes.add(("developer", e.developer_id))
+        self._s.cache.rebuild_soon(scopes)
 
     async def ReportActivity(
         self, request: tpb.ReportActivityRequest, context: Ctx

@@ -55,6 +55,7 @@ CHECK_INTERVAL_S = 1.0  # the periodic catch-up (until LISTEN/NOTIFY wakes it)
 KEEP_CHANGES_MS = 3_600_000  # change rows older than this are trimmed
 GAP_TTL_S = 60.0  # a seq skipped by a concurrent transaction is looked for this long
 MAX_GAPS = 10_000
+RECONCILE_S = 300.0  # a full read this often, whatever the change log says
 
 
 class SnapshotCache:
@@ -115,6 +116,11 @@ class SnapshotCache:
         return self.table.spend_version if self._published else ""
 
     @property
+    def built_at_ms(self) -> int:
+        """When the last publication (config or spend) was made."""
+        return self._stamp
+
+    @property
     def publication(self) -> int:
         """Counts publications (config or spend)."""
         return self.table.publication
@@ -126,8 +132,10 @@ class SnapshotCache:
     # -- catching up -------------------------------------------------------------------------
 
     def rebuild_sync(self) -> bool:
-        """Blocking first catch-up, for startup before the event loop serves anything."""
+        """Blocking full read (startup, before the event loop serves anything; tests and tools
+        that wrote behind the session hooks' back)."""
         started = time.perf_counter()
+        self._full = True
         try:
             update, seq = self._db.read_sync(self._read_config)
             published = self._install(update, seq, quiet=False)
@@ -179,8 +187,9 @@ class SnapshotCache:
         """Read the changes since the last catch-up and the resources they name."""
         now = now_ms()
         top = s.exec(select(func.max(ConfigChangeRow.seq))).one() or 0
-        if self._seq is None or self._trimmed_past(s):
+        if self._seq is None or self._full or self._trimmed_past(s):
             wanted = everything()
+            self._gaps.clear()
         else:
             query = select(ConfigChangeRow.seq, ConfigChangeRow.kind, ConfigChangeRow.name)
             cond = col(ConfigChangeRow.seq) > self._seq
@@ -218,7 +227,7 @@ class SnapshotCache:
 
     def _install(self, update: Update | None, seq: int, *, quiet: bool) -> bool:
         """Validate and commit a read; the change-log position advances only when it is good."""
-        self._sweep_signing_keys = False
+        self._sweep_signing_keys = self._full = False
         if update is None:
             self._seq = seq
             return False
@@ -245,6 +254,7 @@ class SnapshotCache:
         return bool(staged) or first
 
     _stamp = 0
+    _full = False  # the next catch-up reads everything (reconciliation)
 
     def _install_spend(self, seeds: dict[str, object]) -> bool:
         staged = self.table.stage_spend(seeds)  # type: ignore[arg-type]
@@ -355,16 +365,23 @@ class SnapshotCache:
         async with self._changed:
             self._changed.notify_all()
 
-    async def refresh_forever(self, interval_s: float, sweep_s: float | None = None) -> None:
+    async def refresh_forever(
+        self, interval_s: float, sweep_s: float | None = None, reconcile_s: float = RECONCILE_S
+    ) -> None:
         """Catch up every ``min(interval_s, 1 s)``; every ``sweep_s`` (default ``interval_s``)
-        also refresh all spend and the signing keys, and trim the change log."""
+        also refresh all spend and the signing keys, and trim the change log; every
+        ``reconcile_s`` read everything (a safety net for writes that bypass the session hooks:
+        raw SQL, or a control plane of the previous version during a rolling upgrade)."""
         check = min(interval_s, CHECK_INTERVAL_S)
         sweep = interval_s if sweep_s is None else sweep_s
         loop = asyncio.get_running_loop()
-        last_sweep = loop.time()
+        last_sweep = last_reconcile = loop.time()
         while not self._closed:
             await asyncio.sleep(check)
             try:
+                if loop.time() - last_reconcile >= reconcile_s:
+                    last_reconcile = loop.time()
+                    self._full = True
                 if loop.time() - last_sweep >= sweep:
                     last_sweep = loop.time()
                     self._spend_dirty = self._spend_all = True
