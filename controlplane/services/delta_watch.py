@@ -122,7 +122,12 @@ async def delta_watch(
         while not cache.closed:
             if cache.current is not None and stream.publication != cache.publication:
                 yield _respond(
-                    cache.table, stream, known, cache.version, cache.spend_version, cache.built_at_ms
+                    cache.table,
+                    stream,
+                    known,
+                    cache.version,
+                    cache.spend_version,
+                    cache.built_at_ms,
                 )
                 known = None
             waiter = asyncio.create_task(cache.wait_for_publication(stream.publication))

@@ -85,6 +85,8 @@ class SnapshotCache:
         self.min_interval_s = min_interval_s
         self._last_started = float("-inf")
         self._spend_dirty = False
+        self._spend_all = False  # all scopes' spend is dirty
+        self._spend_refs: set[ScopeRef] = set()  # these scopes' spend is dirty
         self._sweep_signing_keys = False
         self._soon: asyncio.Task[None] | None = None
         self.on_build: Callable[[float], None] | None = None  # seconds per catch-up (metrics)
@@ -179,9 +181,6 @@ class SnapshotCache:
             seeds = await self._db.read(lambda s: self.spend.seeds(s, now))
             published |= self._install_spend(seeds)
         return published
-
-    _spend_all = False
-    _spend_refs: set[ScopeRef] = set()  # noqa: RUF012 (replaced, never mutated in place)
 
     def _read_config(self, s: Session) -> tuple[Update | None, int]:
         """Read the changes since the last catch-up and the resources they name."""

@@ -62,7 +62,15 @@ from controlplane.usage.spend import IN_CHUNK
 from gwapi.v1 import discovery_pb2 as dpb
 
 BIG_KINDS = ("workspace", "key", "developer")
-SMALL_KINDS = ("provider", "secret", "route", "price", "signing_key", "telemetry_destination", "sso")
+SMALL_KINDS = (
+    "provider",
+    "secret",
+    "route",
+    "price",
+    "signing_key",
+    "telemetry_destination",
+    "sso",
+)
 CONFIG_KINDS = BIG_KINDS + SMALL_KINDS
 Wanted = dict[str, set[str] | None]  # kind -> names (None: all of the kind)
 
@@ -133,7 +141,8 @@ class Reader:
             self._keys(s, wanted["key"], up)
         if "route" in wanted:
             up.whole["route"] = {
-                r.name: route_to_pb(r) for r in s.exec(select(RouteRow).order_by(col(RouteRow.name)))
+                r.name: route_to_pb(r)
+                for r in s.exec(select(RouteRow).order_by(col(RouteRow.name)))
             }
         if "price" in wanted:
             up.whole["price"] = {

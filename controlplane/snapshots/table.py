@@ -177,13 +177,11 @@ class ResourceTable:
             routes = list(current("route"))
         else:
             keys = [(n, e[1]) for (k, n), e in staged.items() if k == "key" and e is not None]
-            devs = [
-                (n, e[1]) for (k, n), e in staged.items() if k == "developer" and e is not None
-            ]
+            devs = [(n, e[1]) for (k, n), e in staged.items() if k == "developer" and e is not None]
             routes = [(n, e[1]) for (k, n), e in staged.items() if k == "route" and e is not None]
         problems: list[str] = []
         seen: dict[str, str] = {}
-        for name, key in keys:
+        for _, key in keys:
             problems += self._key_problems(key, has, staged, seen)  # type: ignore[arg-type]
         for _, dev in devs:
             problems += _developer_problems(dev, has)  # type: ignore[arg-type]
