@@ -114,5 +114,9 @@ bench: install
 	$(BIN)/python -m bench.limits --redis $${TOLLGATE_BENCH_REDIS:-redis://127.0.0.1:6379/0}
 	$(BIN)/python -m bench.auth
 
+# Fleet scale (issue #16): gwctl apply of 5,000 / 20,000 keys on PostgreSQL, two data planes.
+bench-fleet: install
+	$(BIN)/python -m bench.fleet_apply --keys $${TOLLGATE_BENCH_KEYS:-20000}
+
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

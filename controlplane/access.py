@@ -232,6 +232,7 @@ POLICIES: dict[str, Policy] = {
     _T + "GetLog": Policy(Rule.WORKSPACE_READ, Resolve(_logged_request, needs_db=True)),
     # -- discovery
     _D + "Watch": _DATAPLANE,
+    _D + "DeltaWatch": _DATAPLANE,
     _D + "ListDataPlanes": _GLOBAL,
     # -- sign-in steps, served by data planes
     _S + "StartDevice": _DATAPLANE,
@@ -270,8 +271,8 @@ def describe(p: Principal) -> str:
 
 READ_ONLY = "this token is read-only (viewer)"
 DATAPLANE_ONLY = (
-    "this call needs an admin token; the data-plane token only allows Watch, ReportUsage, "
-    "ReportActivity and the SignIn calls"
+    "this call needs an admin token; the data-plane token only allows Watch, DeltaWatch, "
+    "ReportUsage, ReportActivity and the SignIn calls"
 )
 
 

@@ -45,6 +45,7 @@ Rules:
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -473,28 +474,71 @@ class CreatedKey:
     secret: str
 
 
+KEY_CONCURRENCY = 16  # key changes in flight at once (each is one small RPC)
+
+
+def _batches(changes: list[Change]) -> list[list[Change]]:
+    """Consecutive key changes (each key once) form one batch, run concurrently; every other
+    change is a batch of its own, run in order (later changes may depend on it)."""
+    batches: list[list[Change]] = []
+    names: set[str] = set()
+    for change in changes:
+        last = batches[-1] if batches else None
+        if (
+            change.kind == "key"
+            and last is not None
+            and last[0].kind == "key"
+            and change.name not in names
+        ):
+            last.append(change)
+        else:
+            batches.append([change])
+            names = set()
+        names.add(change.name)
+    return batches
+
+
 async def execute(
     client: GatewayClient,
     p: Plan,
     *,
     on_done: Callable[[Change, CreatedKey | None], None] = lambda c, k: None,
+    concurrency: int = KEY_CONCURRENCY,
 ) -> list[CreatedKey]:
-    """Apply ``p.changes`` in order; ``on_done`` is told after each one (with a new key's
-    secret, which the caller must show at once). Raises :class:`CommandError` naming the change
-    that was refused and how many were done before it."""
+    """Apply ``p.changes`` in order; ``on_done`` is told after each one, in the plan's order
+    (with a new key's secret, which the caller must show at once). Key changes are pipelined,
+    ``concurrency`` at a time: the control plane coalesces the snapshot catch-ups they cause,
+    so a bulk apply publishes a few times, not once per key. Raises :class:`CommandError`
+    naming the first change that was refused and how many were done (every change that
+    succeeded is reported to ``on_done`` first, so no new key's secret is lost)."""
     created: list[CreatedKey] = []
-    for done, change in enumerate(p.changes):
-        try:
-            new_key = await _execute_one(client, change, p)
-        except ClientError as exc:
+    done = 0
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(change: Change) -> CreatedKey | None:
+        async with gate:
+            return await _execute_one(client, change, p)
+
+    for batch in _batches(p.changes):
+        results = await asyncio.gather(*(one(c) for c in batch), return_exceptions=True)
+        failed: tuple[Change, ClientError] | None = None
+        for change, result in zip(batch, results, strict=True):
+            if isinstance(result, ClientError):
+                failed = failed or (change, result)
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            done += 1
+            if result is not None:
+                created.append(result)
+            on_done(change, result)
+        if failed is not None:
+            change, exc = failed
             raise CommandError(
                 f"{ACTION_WORDS[change.action]} {change.kind} {change.name} was refused: "
                 f"{exc.message} ({done} of {len(p.changes)} change(s) applied; "
                 "fix the file and apply again)"
-            ) from None
-        if new_key is not None:
-            created.append(new_key)
-        on_done(change, new_key)
+            )
     return created
 
 
