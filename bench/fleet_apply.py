@@ -124,8 +124,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         admin.execute(f'CREATE DATABASE "{dbname}"')
     children: list[Child] = []
     result: dict[str, Any] = {"keys": args.keys, "workspaces": args.workspaces}
-    try:
-        with tempfile.TemporaryDirectory(prefix="tollgate-fleet-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tollgate-fleet-") as tmp:
+        try:
             work = Path(tmp)
             token, dp_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
             env = {"TOLLGATE_ADMIN_TOKEN": token, "TOLLGATE_DATAPLANE_TOKEN": dp_token}
@@ -183,11 +183,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             for child in children:
                 child.check_alive()
-    finally:
-        for child in reversed(children):
-            child.stop()
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        finally:
+            for child in reversed(children):
+                child.stop()
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
     return result
 
 

@@ -45,7 +45,15 @@ from dataplane.telemetry.destinations import destinations_from_proto
 from dataplane.telemetry.destinations import strip_secrets as strip_destination_secrets
 from gwapi.v1 import discovery_pb2
 
-Raw = Mapping[str, Mapping[str, discovery_pb2.Resource]]
+# kind -> name -> the serialised ``Resource`` (bytes: a parsed message per resource would keep
+# its whole response's arena alive, several KiB a key; bytes are ~200 B). Parsed when needed.
+Raw = Mapping[str, Mapping[str, bytes]]
+
+
+def _parse(blob: bytes) -> discovery_pb2.Resource:
+    return discovery_pb2.Resource.FromString(blob)
+
+
 KINDS = (
     "workspace",
     "key",
@@ -82,12 +90,12 @@ def apply(state: DeltaState | None, response: discovery_pb2.DeltaWatchResponse) 
     """The state after ``response``. Raises :class:`SnapshotError`; ``state`` is untouched."""
     if not response.system_version:
         raise SnapshotError("delta response has no system version")
-    base: dict[str, Mapping[str, discovery_pb2.Resource]]
+    base: dict[str, Mapping[str, bytes]]
     base = {k: {} for k in KINDS} if state is None or response.full_state else dict(state.raw)
-    touched: dict[str, dict[str, discovery_pb2.Resource]] = {}
-    removed: dict[str, dict[str, discovery_pb2.Resource]] = {}
+    touched: dict[str, dict[str, bytes]] = {}
+    removed: dict[str, dict[str, bytes]] = {}
 
-    def edit(kind: str) -> dict[str, discovery_pb2.Resource]:
+    def edit(kind: str) -> dict[str, bytes]:
         if kind not in touched:
             touched[kind] = dict(base[kind])
             base[kind] = touched[kind]
@@ -106,7 +114,7 @@ def apply(state: DeltaState | None, response: discovery_pb2.DeltaWatchResponse) 
         old = entries.get(res.name)
         if old is not None:
             removed.setdefault(res.kind, {})[res.name] = old
-        entries[res.name] = res
+        entries[res.name] = res.SerializeToString()
         changed.setdefault(res.kind, []).append(res)
     raw = MappingProxyType(base)
     meta = (response.system_version, response.spend_version, response.built_at_ms)
@@ -122,7 +130,7 @@ def assemble(
     """The state of the world as one ``Snapshot`` message (version = the system version)."""
 
     def bodies(kind: str) -> list:  # type: ignore[type-arg]
-        return [getattr(r, kind) for _, r in sorted(raw[kind].items())]
+        return [getattr(_parse(b), kind) for _, b in sorted(raw[kind].items())]
 
     snap = discovery_pb2.Snapshot(version=system_version, built_at_ms=built_at_ms)
     snap.workspaces.extend(bodies("workspace"))
@@ -133,7 +141,7 @@ def assemble(
     snap.spend.extend(bodies("spend"))
     snap.secrets.extend(bodies("secret"))
     if "sso" in raw["sso"]:
-        snap.sso.CopyFrom(raw["sso"]["sso"].sso)
+        snap.sso.CopyFrom(_parse(raw["sso"]["sso"]).sso)
     snap.developers.extend(bodies("developer"))
     snap.signing_keys.extend(bodies("signing_key"))
     snap.telemetry_destinations.extend(bodies("telemetry_destination"))
@@ -145,7 +153,7 @@ def _patch(
     raw: Raw,
     touched: set[str],
     changed: dict[str, list[discovery_pb2.Resource]],
-    removed: dict[str, dict[str, discovery_pb2.Resource]],
+    removed: dict[str, dict[str, bytes]],
     response: discovery_pb2.DeltaWatchResponse,
 ) -> Snapshot:
     fields: dict[str, object] = {
@@ -162,24 +170,24 @@ def _patch(
         workspaces = fields["workspaces"] = MappingProxyType(ws)
     providers = old.providers
     if touched & {"provider", "secret"}:
-        secrets = {n: r.secret.api_key for n, r in raw["secret"].items()}
+        secrets = {n: _parse(b).secret.api_key for n, b in raw["secret"].items()}
         if any(n not in raw["provider"] for n in secrets):
             raise SnapshotError("secret for unknown provider")
         providers = fields["providers"] = MappingProxyType(
             {
-                n: provider_from_pb(r.provider, secrets.get(n, ""))
-                for n, r in raw["provider"].items()
+                n: provider_from_pb(_parse(b).provider, secrets.get(n, ""))
+                for n, b in raw["provider"].items()
             }
         )
     routes = old.routes
     if touched & {"route", "provider"}:
         routes = fields["routes"] = MappingProxyType(
-            {n: route_from_pb(r.route, providers) for n, r in raw["route"].items()}
+            {n: route_from_pb(_parse(b).route, providers) for n, b in raw["route"].items()}
         )
     if "price" in touched:
         try:
             fields["prices"] = PriceTable.from_proto(
-                [r.price for _, r in sorted(raw["price"].items())]
+                [_parse(b).price for _, b in sorted(raw["price"].items())]
             )
         except ValueError as exc:
             raise SnapshotError(f"bad price table: {exc}") from exc
@@ -190,8 +198,8 @@ def _patch(
     )
     if "key" in touched:
         keys = dict(old.keys_by_hash)
-        for res in removed.get("key", {}).values():
-            keys.pop(res.key.secret_sha256, None)
+        for blob in removed.get("key", {}).values():
+            keys.pop(_parse(blob).key.secret_sha256, None)
         for res in changed.get("key", ()):
             if res.key.secret_sha256 in keys and keys[res.key.secret_sha256].id != res.name:
                 raise SnapshotError(f"key {res.name}: duplicate secret hash")
@@ -207,27 +215,33 @@ def _patch(
     if structural:
         _check_all(raw, workspaces, providers, routes)
     if "signing_key" in touched:
-        fields["signing_keys"] = _signing_keys(r.signing_key for r in raw["signing_key"].values())
+        fields["signing_keys"] = _signing_keys(
+            _parse(b).signing_key for b in raw["signing_key"].values()
+        )
     if "telemetry_destination" in touched:
         fields["telemetry_destinations"] = destinations_from_proto(
-            [r.telemetry_destination for _, r in sorted(raw["telemetry_destination"].items())]
+            [
+                _parse(b).telemetry_destination
+                for _, b in sorted(raw["telemetry_destination"].items())
+            ]
         )
     if "sso" in touched:
-        sso = raw["sso"].get("sso")
-        fields["sso"] = SsoInfo(sso.sso.enabled, sso.sso.issuer) if sso else SsoInfo()
+        held = raw["sso"].get("sso")
+        sso = _parse(held).sso if held is not None else None
+        fields["sso"] = SsoInfo(sso.enabled, sso.issuer) if sso is not None else SsoInfo()
     if "spend" in touched:
         fields["spend"] = _patch_spend(old, changed.get("spend", ()), removed.get("spend", {}))
     return dataclasses.replace(old, **fields)  # type: ignore[arg-type]
 
 
 def _check_all(raw: Raw, workspaces: Mapping, providers: Mapping, routes: Mapping) -> None:  # type: ignore[type-arg]
-    for res in raw["key"].values():
-        k = res.key
+    for blob in raw["key"].values():
+        k = _parse(blob).key
         check_key_refs(
             k.id, k.workspace, k.provider, k.route, k.revoked, workspaces, providers, routes
         )
-    for res in raw["developer"].values():
-        d = res.developer
+    for blob in raw["developer"].values():
+        d = _parse(blob).developer
         check_developer_refs(
             d.id, d.workspace, d.provider, d.route, d.disabled, workspaces, providers, routes
         )
@@ -236,11 +250,11 @@ def _check_all(raw: Raw, workspaces: Mapping, providers: Mapping, routes: Mappin
 def _patch_spend(
     old: Snapshot,
     changed: Iterable[discovery_pb2.Resource],
-    removed: Mapping[str, discovery_pb2.Resource],
+    removed: Mapping[str, bytes],
 ) -> Mapping:  # type: ignore[type-arg]
     spend = dict(old.spend)
-    for res in removed.values():
-        key, _ = spend_entry(res.spend)
+    for blob in removed.values():
+        key, _ = spend_entry(_parse(blob).spend)
         spend.pop(key, None)
     for res in changed:
         key, value = spend_entry(res.spend)
@@ -257,7 +271,8 @@ def initial_versions(state: DeltaState | None) -> dict[str, str]:
     for kind, entries in state.raw.items():
         if kind in SECRET_KINDS:
             continue
-        for name, res in entries.items():
+        for name, blob in entries.items():
+            res = _parse(blob)
             if kind == "telemetry_destination" and res.telemetry_destination.headers:
                 continue
             out[f"{kind}/{name}"] = res.version
@@ -274,7 +289,8 @@ def to_cache(state: DeltaState) -> discovery_pb2.ResourceCache:
     for kind, entries in state.raw.items():
         if kind in SECRET_KINDS:
             continue
-        cache.resources.extend(entries.values())
+        for blob in entries.values():
+            cache.resources.add().MergeFromString(blob)
     stripped = discovery_pb2.Snapshot()
     for res in cache.resources:
         if res.kind == "telemetry_destination":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -87,6 +88,22 @@ class Limits:
         if min(msg.rpm, msg.rph, msg.tpm, msg.max_parallel) < 0:
             raise SnapshotError("negative rate limit")
         return cls(tuple(budgets), msg.rpm, msg.rph, msg.tpm, msg.max_parallel)
+
+    @classmethod
+    def shared(cls, msg: common_pb2.Limits) -> Limits:
+        """Like :meth:`from_proto`, but one frozen object per distinct value: thousands of keys
+        usually share a handful of limits (memory per key matters at fleet scale)."""
+        raw = msg.SerializeToString(deterministic=True)
+        limits = _SHARED_LIMITS.get(raw)
+        if limits is None:
+            if len(_SHARED_LIMITS) >= MAX_SHARED_LIMITS:
+                _SHARED_LIMITS.clear()
+            limits = _SHARED_LIMITS[raw] = cls.from_proto(msg)
+        return limits
+
+
+MAX_SHARED_LIMITS = 4096
+_SHARED_LIMITS: dict[bytes, Limits] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,10 +354,10 @@ def key_from_pb(
     return VirtualKey(
         k.id,
         k.name,
-        k.workspace,
-        Limits.from_proto(k.limits),
-        k.provider,
-        k.route,
+        sys.intern(k.workspace),
+        Limits.shared(k.limits),
+        sys.intern(k.provider),
+        sys.intern(k.route),
         tuple(k.models),
         k.expires_at_ms,
         k.revoked,
@@ -409,9 +426,9 @@ def developer_from_pb(
         d.workspace,
         d.email,
         d.name,
-        Limits.from_proto(d.limits),
-        d.provider,
-        d.route,
+        Limits.shared(d.limits),
+        sys.intern(d.provider),
+        sys.intern(d.route),
         d.disabled,
         d.tokens_not_before_ms,
     )

@@ -120,7 +120,7 @@ async def delta_watch(
     known: dict[str, str] | None = dict(first.initial_resource_versions)
     try:
         while not cache.closed:
-            if cache.current is not None and stream.publication != cache.publication:
+            if cache.published and stream.publication != cache.publication:
                 yield _respond(
                     cache.table,
                     stream,

@@ -105,6 +105,11 @@ class SnapshotCache:
         return snap
 
     @property
+    def published(self) -> bool:
+        """One valid state has been read (cheap; :attr:`current` assembles the whole world)."""
+        return self._published
+
+    @property
     def master(self) -> MasterKey | None:
         return self._master
 
