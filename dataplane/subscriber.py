@@ -49,6 +49,7 @@ log = logging.getLogger("tollgate.subscriber")
 
 SNAPSHOT_FILE = "snapshot.pb"
 RESOURCES_FILE = "resources.pb"
+SAVE_INTERVAL_S = 1.0
 WatchCall: TypeAlias = grpc.aio.StreamStreamCall[Any, Any]  # Watch or DeltaWatch
 
 
@@ -304,9 +305,12 @@ class Subscriber:
         )
 
     async def _save_forever(self) -> None:
-        """Write the latest delta state to disk, one write per burst of responses."""
+        """Write the latest delta state to disk: at most one write per ``SAVE_INTERVAL_S`` (a
+        burst of responses, e.g. a bulk apply, is one write of the latest state; the write
+        serialises every resource, so it must not follow each one-key change)."""
         while True:
             await self._save_wanted.wait()
+            await asyncio.sleep(SAVE_INTERVAL_S)
             self._save_wanted.clear()
             state, self._to_save = self._to_save, None
             if state is None:
