@@ -168,6 +168,11 @@ class Subscriber:
             await self._run()
         finally:
             self._saver.cancel()
+            if self._to_save is not None:  # stopping: keep the latest state (one write)
+                try:
+                    save_resources(self.state_dir, self._to_save)
+                except OSError as exc:
+                    log.error("cannot save the resources to %s: %s", self.state_dir, exc)
 
     async def _run(self) -> None:
         delay = 0.1
