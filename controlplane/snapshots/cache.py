@@ -37,6 +37,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from google.protobuf.message import Message
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
@@ -200,7 +201,7 @@ class SnapshotCache:
             if self._gaps:
                 cond = cond | col(ConfigChangeRow.seq).in_(list(self._gaps))
             rows = s.exec(query.where(cond)).all()
-            self._note_gaps({r[0] for r in rows}, top)
+            self._note_gaps({r[0] for r in rows if r[0] is not None}, top)
             wanted = from_changes((kind, name) for _, kind, name in rows)
             if self._sweep_signing_keys:
                 wanted["signing_key"] = None
@@ -260,8 +261,8 @@ class SnapshotCache:
     _stamp = 0
     _full = False  # the next catch-up reads everything (reconciliation)
 
-    def _install_spend(self, seeds: dict[str, object]) -> bool:
-        staged = self.table.stage_spend(seeds)  # type: ignore[arg-type]
+    def _install_spend(self, seeds: dict[str, Message | None]) -> bool:
+        staged = self.table.stage_spend(seeds)
         self.table.commit(staged)
         if staged:
             self._stamp = now_ms()
@@ -401,7 +402,7 @@ def trim(s: Session, keep_ms: int = KEEP_CHANGES_MS) -> int:
     top = s.exec(select(func.max(ConfigChangeRow.seq))).one()
     if top is None:
         return 0
-    result = s.exec(  # type: ignore[call-overload]
+    result = s.exec(
         delete(ConfigChangeRow).where(
             col(ConfigChangeRow.at_ms) < now_ms() - keep_ms, col(ConfigChangeRow.seq) < top
         )

@@ -245,7 +245,7 @@ class ResourceTable:
         snap.secrets.extend(ordered("secret"))  # type: ignore[arg-type]
         sso = self.get("sso", "sso")
         if sso is not None:
-            snap.sso.CopyFrom(sso)
+            snap.sso.CopyFrom(sso)  # type: ignore[arg-type]
         snap.developers.extend(ordered("developer"))  # type: ignore[arg-type]
         snap.signing_keys.extend(ordered("signing_key"))  # type: ignore[arg-type]
         snap.telemetry_destinations.extend(ordered("telemetry_destination"))  # type: ignore[arg-type]
