@@ -113,6 +113,12 @@ async def one_key_latency(cp_addr: str, token: str, ports: list[int], label: str
     return statistics.median(times)
 
 
+def cpu_s(child: Child) -> float:
+    """User + system CPU seconds the child has used so far."""
+    fields = Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(children: list[Child]) -> list[float]:
     return [round(kib(proc_status(c.pid)["VmRSS"]) / 1024, 1) for c in children]
 
@@ -172,9 +178,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             applied = 10
             total = 0.0
             for size in sizes:
+                cpu = [cpu_s(c) for c in children]
                 seconds = step(size)
                 total += seconds
                 result[f"apply_s_{applied}_to_{size}"] = round(seconds, 2)
+                result[f"cpu_s_{applied}_to_{size}"] = {
+                    c.name: round(cpu_s(c) - before, 1) for c, before in zip(children, cpu)
+                }
                 result[f"rss_mib_{size}_keys"] = rss_mib(dps)
                 applied = size
             result[f"apply_s_0_to_{args.keys}_sum"] = round(total, 2)

@@ -179,6 +179,7 @@ POLICIES: dict[str, Policy] = {
     _A + "DeleteWorkspace": _ADMIN_WRITE,
     # -- keys
     _A + "CreateKey": Policy(Rule.WORKSPACE_WRITE, _named("workspace", lambda r: r.workspace)),
+    _A + "CreateKeys": Policy(Rule.WORKSPACE_WRITE, _named("workspace", lambda r: r.workspace)),
     _A + "GetKey": Policy(Rule.WORKSPACE_READ, _key_of(lambda r: r.id)),
     _A + "ListKeys": _scoped(),
     _A + "UpdateKey": Policy(Rule.WORKSPACE_WRITE, _key_of(lambda r: r.key.id)),

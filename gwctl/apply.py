@@ -50,6 +50,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
+
 from gwapi.v1 import admin_pb2, common_pb2
 from gwctl import output as out
 from gwctl import parse
@@ -474,7 +476,8 @@ class CreatedKey:
     secret: str
 
 
-KEY_CONCURRENCY = 16  # key changes in flight at once (each is one small RPC)
+KEY_CONCURRENCY = 16  # key calls in flight at once
+KEYS_PER_CALL = 500  # new keys of one workspace per CreateKeys call
 
 
 def _batches(changes: list[Change]) -> list[list[Change]]:
@@ -498,6 +501,23 @@ def _batches(changes: list[Change]) -> list[list[Change]]:
     return batches
 
 
+def _units(batch: list[Change]) -> list[list[Change]]:
+    """A batch's calls: new keys grouped by workspace (``KEYS_PER_CALL`` per call), every
+    other change alone."""
+    units: list[list[Change]] = []
+    by_workspace: dict[str, list[Change]] = {}
+    for change in batch:
+        if change.kind == "key" and change.action == "+":
+            group = by_workspace.setdefault(change.message.workspace, [])
+            if len(group) == KEYS_PER_CALL:
+                units.append(group)
+                group = by_workspace[change.message.workspace] = []
+            group.append(change)
+        else:
+            units.append([change])
+    return units + [g for g in by_workspace.values() if g]
+
+
 async def execute(
     client: GatewayClient,
     p: Plan,
@@ -507,31 +527,47 @@ async def execute(
 ) -> list[CreatedKey]:
     """Apply ``p.changes`` in order; ``on_done`` is told after each one, in the plan's order
     (with a new key's secret, which the caller must show at once). Key changes are pipelined,
-    ``concurrency`` at a time: the control plane coalesces the snapshot catch-ups they cause,
-    so a bulk apply publishes a few times, not once per key. Raises :class:`CommandError`
+    ``concurrency`` calls at a time, and new keys go ``KEYS_PER_CALL`` per ``CreateKeys`` call
+    (one transaction each; a control plane without it gets one ``CreateKey`` per key): a bulk
+    apply publishes a few snapshot changes, not one per key. Raises :class:`CommandError`
     naming the first change that was refused and how many were done (every change that
     succeeded is reported to ``on_done`` first, so no new key's secret is lost)."""
     created: list[CreatedKey] = []
     done = 0
     gate = asyncio.Semaphore(max(1, concurrency))
+    batch_rpc = [True]  # False once the control plane answered UNIMPLEMENTED
 
-    async def one(change: Change) -> CreatedKey | None:
+    async def run(unit: list[Change]) -> list[CreatedKey | None]:
         async with gate:
-            return await _execute_one(client, change, p)
+            if len(unit) > 1 or (unit[0].kind == "key" and unit[0].action == "+" and batch_rpc[0]):
+                try:
+                    return await _create_keys(client, unit)
+                except ClientError as exc:
+                    if exc.code != grpc.StatusCode.UNIMPLEMENTED:
+                        raise
+                    batch_rpc[0] = False
+                return [await _execute_one(client, c, p) for c in unit]
+            return [await _execute_one(client, unit[0], p)]
 
     for batch in _batches(p.changes):
-        results = await asyncio.gather(*(one(c) for c in batch), return_exceptions=True)
-        failed: tuple[Change, ClientError] | None = None
-        for change, result in zip(batch, results, strict=True):
-            if isinstance(result, ClientError):
-                failed = failed or (change, result)
-                continue
-            if isinstance(result, BaseException):
+        units = _units(batch)
+        results = await asyncio.gather(*(run(u) for u in units), return_exceptions=True)
+        outcome: dict[int, CreatedKey | ClientError | None] = {}
+        for unit, result in zip(units, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, ClientError):
                 raise result
+            for i, change in enumerate(unit):
+                outcome[id(change)] = result if isinstance(result, ClientError) else result[i]
+        failed: tuple[Change, ClientError] | None = None
+        for change in batch:
+            got = outcome[id(change)]
+            if isinstance(got, ClientError):
+                failed = failed or (change, got)
+                continue
             done += 1
-            if result is not None:
-                created.append(result)
-            on_done(change, result)
+            if got is not None:
+                created.append(got)
+            on_done(change, got)
         if failed is not None:
             change, exc = failed
             raise CommandError(
@@ -540,6 +576,28 @@ async def execute(
                 "fix the file and apply again)"
             )
     return created
+
+
+async def _create_keys(client: GatewayClient, unit: list[Change]) -> list[CreatedKey | None]:
+    specs: list[KeySpec] = [c.message for c in unit]
+    response = await client.create_keys(
+        specs[0].workspace,
+        [
+            admin_pb2.CreateKeyRequest(
+                workspace=spec.workspace,
+                name=spec.name,
+                limits=spec.limits,
+                provider=spec.provider,
+                route=spec.route,
+                models=list(spec.models),
+            )
+            for spec in specs
+        ],
+    )
+    return [
+        CreatedKey(spec.workspace, spec.name, r.key.id, r.secret)
+        for spec, r in zip(specs, response.keys, strict=True)
+    ]
 
 
 async def _execute_one(client: GatewayClient, c: Change, p: Plan) -> CreatedKey | None:
