@@ -183,7 +183,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 total += seconds
                 result[f"apply_s_{applied}_to_{size}"] = round(seconds, 2)
                 result[f"cpu_s_{applied}_to_{size}"] = {
-                    c.name: round(cpu_s(c) - before, 1) for c, before in zip(children, cpu)
+                    c.name: round(cpu_s(c) - before, 1)
+                    for c, before in zip(children, cpu, strict=True)
                 }
                 result[f"rss_mib_{size}_keys"] = rss_mib(dps)
                 applied = size
