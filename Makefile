@@ -13,7 +13,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install lock up up-signin down status test lint typecheck unit proto proto-check bench clean
+.PHONY: install lock up up-signin down status test lint typecheck unit proto proto-check bench bench-fleet clean
 
 install: $(STAMP) $(CLAUDE)
 
