@@ -13,7 +13,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas clean migration
+.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet clean migration
 
 install: $(STAMP) $(CLAUDE)
 
@@ -139,6 +139,10 @@ bench-replicas: install
 	$(BIN)/python -m bench.replicas --keys $${TOLLGATE_BENCH_KEYS:-1000} \
 		--pg $${TOLLGATE_BENCH_PG:-postgresql://postgres@127.0.0.1:5432/test} \
 		--redis $${TOLLGATE_BENCH_REDIS:-redis://127.0.0.1:6379/0}
+
+# Fleet scale (issue #16): gwctl apply of 5,000 / 20,000 keys on PostgreSQL, two data planes.
+bench-fleet: install
+	$(BIN)/python -m bench.fleet_apply --keys $${TOLLGATE_BENCH_KEYS:-20000}
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -179,6 +179,7 @@ POLICIES: dict[str, Policy] = {
     _A + "DeleteWorkspace": _ADMIN_WRITE,
     # -- keys
     _A + "CreateKey": Policy(Rule.WORKSPACE_WRITE, _named("workspace", lambda r: r.workspace)),
+    _A + "CreateKeys": Policy(Rule.WORKSPACE_WRITE, _named("workspace", lambda r: r.workspace)),
     _A + "GetKey": Policy(Rule.WORKSPACE_READ, _key_of(lambda r: r.id)),
     _A + "ListKeys": _scoped(),
     _A + "UpdateKey": Policy(Rule.WORKSPACE_WRITE, _key_of(lambda r: r.key.id)),
@@ -232,6 +233,7 @@ POLICIES: dict[str, Policy] = {
     _T + "GetLog": Policy(Rule.WORKSPACE_READ, Resolve(_logged_request, needs_db=True)),
     # -- discovery
     _D + "Watch": _DATAPLANE,
+    _D + "DeltaWatch": _DATAPLANE,
     _D + "ListDataPlanes": _GLOBAL,
     # -- sign-in steps, served by data planes
     _S + "StartDevice": _DATAPLANE,
@@ -270,8 +272,8 @@ def describe(p: Principal) -> str:
 
 READ_ONLY = "this token is read-only (viewer)"
 DATAPLANE_ONLY = (
-    "this call needs an admin token; the data-plane token only allows Watch, ReportUsage, "
-    "ReportActivity and the SignIn calls"
+    "this call needs an admin token; the data-plane token only allows Watch, DeltaWatch, "
+    "ReportUsage, ReportActivity and the SignIn calls"
 )
 
 

@@ -277,7 +277,10 @@ async def start(server: grpc.aio.Server, state: AppState) -> None:
         await state.health.set(name, health_pb2.HealthCheckResponse.SERVING)
     state.tasks.append(
         asyncio.create_task(
-            state.cache.refresh_forever(state.settings.snapshot_refresh_s), name="snapshot-refresh"
+            # A cheap catch-up every second (other replicas' changes); spend and signing keys
+            # every snapshot_refresh_s.
+            state.cache.refresh_forever(1.0, sweep_s=state.settings.snapshot_refresh_s),
+            name="snapshot-refresh",
         )
     )
     await fleet.start(state.fleet)

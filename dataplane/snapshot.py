@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -87,6 +88,22 @@ class Limits:
         if min(msg.rpm, msg.rph, msg.tpm, msg.max_parallel) < 0:
             raise SnapshotError("negative rate limit")
         return cls(tuple(budgets), msg.rpm, msg.rph, msg.tpm, msg.max_parallel)
+
+    @classmethod
+    def shared(cls, msg: common_pb2.Limits) -> Limits:
+        """Like :meth:`from_proto`, but one frozen object per distinct value: thousands of keys
+        usually share a handful of limits (memory per key matters at fleet scale)."""
+        raw = msg.SerializeToString(deterministic=True)
+        limits = _SHARED_LIMITS.get(raw)
+        if limits is None:
+            if len(_SHARED_LIMITS) >= MAX_SHARED_LIMITS:
+                _SHARED_LIMITS.clear()
+            limits = _SHARED_LIMITS[raw] = cls.from_proto(msg)
+        return limits
+
+
+MAX_SHARED_LIMITS = 4096
+_SHARED_LIMITS: dict[bytes, Limits] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,89 +254,19 @@ class Snapshot:
         """Validate and index a snapshot. Raises SnapshotError on any inconsistency."""
         if not msg.version:
             raise SnapshotError("snapshot has no version")
-        workspaces = {
-            w.name: Workspace(
-                w.name,
-                Limits.from_proto(w.limits),
-                w.timezone,
-                _redis_failure(w.redis_failure),
-                w.min_client_version,
-                _version_parts(w.min_client_version, f"workspace {w.name!r} min_client_version"),
-                _log_bodies(w.log_bodies),
-                w.log_body_max_bytes if w.log_body_max_bytes > 0 else 256 * 1024,
-                allowed_providers=tuple(w.allowed_providers),
-                allowed_routes=tuple(w.allowed_routes),
-                allowed_models=tuple(w.allowed_models),
-                models_re=compile_models(w.allowed_models),
-                managed_settings=_managed_settings(w),
-            )
-            for w in msg.workspaces
-        }
+        workspaces = {w.name: workspace_from_pb(w) for w in msg.workspaces}
         secrets: dict[str, str] = {}
         for secret in msg.secrets:
             if secret.provider in secrets:
                 raise SnapshotError(f"two secrets for provider {secret.provider!r}")
             secrets[secret.provider] = secret.api_key
-        providers = {
-            p.name: ProviderConfig(
-                p.name,
-                p.kind,
-                p.base_url.rstrip("/"),
-                p.api_key_env,
-                tuple(sorted(p.options.items())),
-                p.has_secret,
-                secrets.pop(p.name, ""),
-            )
-            for p in msg.providers
-        }
+        providers = {p.name: provider_from_pb(p, secrets.pop(p.name, "")) for p in msg.providers}
         if secrets:
             raise SnapshotError(f"secret for unknown provider {sorted(secrets)[0]!r}")
-        routes: dict[str, RouteConfig] = {}
-        for r in msg.routes:
-            targets = tuple(RouteTarget(t.provider, t.weight or 1, t.model) for t in r.targets)
-            if not targets:
-                raise SnapshotError(f"route {r.name!r} has no targets")
-            for t in targets:
-                if t.provider not in providers:
-                    raise SnapshotError(f"route {r.name!r} targets unknown provider {t.provider!r}")
-            if r.breaker_failures < 0 or r.breaker_cooldown_s < 0:
-                raise SnapshotError(f"route {r.name!r} has a negative circuit-breaker setting")
-            routes[r.name] = RouteConfig(
-                r.name,
-                r.mode or "fallback",
-                targets,
-                r.retries,
-                tuple(r.retry_on),
-                r.timeout_connect_ms,
-                r.timeout_first_byte_ms,
-                r.timeout_idle_ms,
-                r.cache_ttl_s,
-                r.cache_sampled,
-                r.breaker_failures or 5,
-                r.breaker_cooldown_s or 30,
-            )
+        routes = {r.name: route_from_pb(r, providers) for r in msg.routes}
         keys: dict[str, VirtualKey] = {}
         for k in msg.keys:
-            if len(k.secret_sha256) != 64:
-                raise SnapshotError(f"key {k.id} has a malformed hash")
-            if k.workspace not in workspaces:
-                raise SnapshotError(f"key {k.id} belongs to unknown workspace {k.workspace!r}")
-            if not k.revoked:
-                if k.provider and k.provider not in providers:
-                    raise SnapshotError(f"key {k.id} targets unknown provider {k.provider!r}")
-                if k.route and k.route not in routes:
-                    raise SnapshotError(f"key {k.id} targets unknown route {k.route!r}")
-            keys[k.secret_sha256] = VirtualKey(
-                k.id,
-                k.name,
-                k.workspace,
-                Limits.from_proto(k.limits),
-                k.provider,
-                k.route,
-                tuple(k.models),
-                k.expires_at_ms,
-                k.revoked,
-            )
+            keys[k.secret_sha256] = key_from_pb(k, workspaces, providers, routes)
         try:
             prices = PriceTable.from_proto(msg.prices)
         except ValueError as exc:
@@ -340,6 +287,102 @@ class Snapshot:
         )
 
 
+def workspace_from_pb(w: common_pb2.Workspace) -> Workspace:
+    return Workspace(
+        w.name,
+        Limits.from_proto(w.limits),
+        w.timezone,
+        _redis_failure(w.redis_failure),
+        w.min_client_version,
+        _version_parts(w.min_client_version, f"workspace {w.name!r} min_client_version"),
+        _log_bodies(w.log_bodies),
+        w.log_body_max_bytes if w.log_body_max_bytes > 0 else 256 * 1024,
+        allowed_providers=tuple(w.allowed_providers),
+        allowed_routes=tuple(w.allowed_routes),
+        allowed_models=tuple(w.allowed_models),
+        models_re=compile_models(w.allowed_models),
+        managed_settings=_managed_settings(w),
+    )
+
+
+def provider_from_pb(p: common_pb2.Provider, api_key: str) -> ProviderConfig:
+    return ProviderConfig(
+        p.name,
+        p.kind,
+        p.base_url.rstrip("/"),
+        p.api_key_env,
+        tuple(sorted(p.options.items())),
+        p.has_secret,
+        api_key,
+    )
+
+
+def route_from_pb(r: common_pb2.Route, providers: Mapping[str, ProviderConfig]) -> RouteConfig:
+    targets = tuple(RouteTarget(t.provider, t.weight or 1, t.model) for t in r.targets)
+    if not targets:
+        raise SnapshotError(f"route {r.name!r} has no targets")
+    for t in targets:
+        if t.provider not in providers:
+            raise SnapshotError(f"route {r.name!r} targets unknown provider {t.provider!r}")
+    if r.breaker_failures < 0 or r.breaker_cooldown_s < 0:
+        raise SnapshotError(f"route {r.name!r} has a negative circuit-breaker setting")
+    return RouteConfig(
+        r.name,
+        r.mode or "fallback",
+        targets,
+        r.retries,
+        tuple(r.retry_on),
+        r.timeout_connect_ms,
+        r.timeout_first_byte_ms,
+        r.timeout_idle_ms,
+        r.cache_ttl_s,
+        r.cache_sampled,
+        r.breaker_failures or 5,
+        r.breaker_cooldown_s or 30,
+    )
+
+
+def key_from_pb(
+    k: discovery_pb2.SnapshotKey,
+    workspaces: Mapping[str, Workspace],
+    providers: Mapping[str, ProviderConfig],
+    routes: Mapping[str, RouteConfig],
+) -> VirtualKey:
+    if len(k.secret_sha256) != 64:
+        raise SnapshotError(f"key {k.id} has a malformed hash")
+    check_key_refs(k.id, k.workspace, k.provider, k.route, k.revoked, workspaces, providers, routes)
+    return VirtualKey(
+        k.id,
+        k.name,
+        sys.intern(k.workspace),
+        Limits.shared(k.limits),
+        sys.intern(k.provider),
+        sys.intern(k.route),
+        tuple(k.models),
+        k.expires_at_ms,
+        k.revoked,
+    )
+
+
+def check_key_refs(
+    key_id: str,
+    workspace: str,
+    provider: str,
+    route: str,
+    revoked: bool,
+    workspaces: Mapping[str, Workspace],
+    providers: Mapping[str, ProviderConfig],
+    routes: Mapping[str, RouteConfig],
+) -> None:
+    if workspace not in workspaces:
+        raise SnapshotError(f"key {key_id} belongs to unknown workspace {workspace!r}")
+    if not revoked:
+        if provider and provider not in providers:
+            raise SnapshotError(f"key {key_id} targets unknown provider {provider!r}")
+        if route and route not in routes:
+            raise SnapshotError(f"key {key_id} targets unknown route {route!r}")
+
+
 def _managed_settings(w: common_pb2.Workspace) -> ManagedSettings | None:
     if not w.managed_settings_json:
         return None
@@ -357,33 +400,57 @@ def _developers(
 ) -> Mapping[str, Developer]:
     developers: dict[str, Developer] = {}
     for d in entries:
-        if not d.id:
-            raise SnapshotError("developer without an id")
         if d.id in developers:
             raise SnapshotError(f"developer {d.id} appears twice")
-        if d.workspace not in workspaces:
-            raise SnapshotError(f"developer {d.id} belongs to unknown workspace {d.workspace!r}")
-        if d.provider and d.route:
-            raise SnapshotError(f"developer {d.id} has both a provider and a route")
-        if not d.disabled:
-            if d.provider and d.provider not in providers:
-                raise SnapshotError(f"developer {d.id} targets unknown provider {d.provider!r}")
-            if d.route and d.route not in routes:
-                raise SnapshotError(f"developer {d.id} targets unknown route {d.route!r}")
-        if d.tokens_not_before_ms < 0:
-            raise SnapshotError(f"developer {d.id} has a negative tokens_not_before_ms")
-        developers[d.id] = Developer(
-            d.id,
-            d.workspace,
-            d.email,
-            d.name,
-            Limits.from_proto(d.limits),
-            d.provider,
-            d.route,
-            d.disabled,
-            d.tokens_not_before_ms,
-        )
+        developers[d.id] = developer_from_pb(d, workspaces, providers, routes)
     return MappingProxyType(developers)
+
+
+def developer_from_pb(
+    d: discovery_pb2.SnapshotDeveloper,
+    workspaces: Mapping[str, Workspace],
+    providers: Mapping[str, ProviderConfig],
+    routes: Mapping[str, RouteConfig],
+) -> Developer:
+    if not d.id:
+        raise SnapshotError("developer without an id")
+    if d.provider and d.route:
+        raise SnapshotError(f"developer {d.id} has both a provider and a route")
+    check_developer_refs(
+        d.id, d.workspace, d.provider, d.route, d.disabled, workspaces, providers, routes
+    )
+    if d.tokens_not_before_ms < 0:
+        raise SnapshotError(f"developer {d.id} has a negative tokens_not_before_ms")
+    return Developer(
+        d.id,
+        d.workspace,
+        d.email,
+        d.name,
+        Limits.shared(d.limits),
+        sys.intern(d.provider),
+        sys.intern(d.route),
+        d.disabled,
+        d.tokens_not_before_ms,
+    )
+
+
+def check_developer_refs(
+    dev_id: str,
+    workspace: str,
+    provider: str,
+    route: str,
+    disabled: bool,
+    workspaces: Mapping[str, Workspace],
+    providers: Mapping[str, ProviderConfig],
+    routes: Mapping[str, RouteConfig],
+) -> None:
+    if workspace not in workspaces:
+        raise SnapshotError(f"developer {dev_id} belongs to unknown workspace {workspace!r}")
+    if not disabled:
+        if provider and provider not in providers:
+            raise SnapshotError(f"developer {dev_id} targets unknown provider {provider!r}")
+        if route and route not in routes:
+            raise SnapshotError(f"developer {dev_id} targets unknown route {route!r}")
 
 
 def _signing_keys(entries: Iterable[discovery_pb2.SigningKey]) -> Mapping[str, SigningKey]:
@@ -412,17 +479,23 @@ def _spend_from_proto(
     spend, wins (a seed only ever raises a counter)."""
     spend: dict[tuple[str, str, Period], tuple[int, int]] = {}
     for s in entries:
-        if s.scope not in _SPEND_SCOPES:
-            raise SnapshotError(f"spend entry with unknown scope {s.scope!r}")
-        if s.period not in _PERIODS:
-            raise SnapshotError(f"spend entry with unknown period {s.period}")
-        if s.spent_micros < 0 or s.period_start_ms < 0:
-            raise SnapshotError(f"negative spend entry for {s.scope} {s.id!r}")
-        key = (s.scope, s.id, _PERIODS[s.period])
-        value = (s.period_start_ms, s.spent_micros)
+        key, value = spend_entry(s)
         if key not in spend or value > spend[key]:
             spend[key] = value
     return MappingProxyType(spend)
+
+
+SpendKey = tuple[str, str, Period]
+
+
+def spend_entry(s: discovery_pb2.Spend) -> tuple[SpendKey, tuple[int, int]]:
+    if s.scope not in _SPEND_SCOPES:
+        raise SnapshotError(f"spend entry with unknown scope {s.scope!r}")
+    if s.period not in _PERIODS:
+        raise SnapshotError(f"spend entry with unknown period {s.period}")
+    if s.spent_micros < 0 or s.period_start_ms < 0:
+        raise SnapshotError(f"negative spend entry for {s.scope} {s.id!r}")
+    return (s.scope, s.id, _PERIODS[s.period]), (s.period_start_ms, s.spent_micros)
 
 
 def version_parts(version: str) -> tuple[int, ...] | None:

@@ -1,4 +1,14 @@
-"""The data plane's side of the snapshot protocol (``Discovery.Watch``), and its disk cache.
+"""The data plane's side of the snapshot protocol (``Discovery.DeltaWatch``, else ``Watch``),
+and its disk cache.
+
+The data plane prefers the incremental stream (``DeltaWatch``, :mod:`dataplane.delta`): it
+announces the resource versions it holds, receives only differences, applies them to the
+immutable snapshot copy-on-write, and ACKs/NACKs each response. Its disk cache is then
+``<state-dir>/resources.pb`` (:func:`dataplane.delta.to_cache`: no secrets, signing keys or
+collector header values), written by a background task off the request path and coalesced (a
+burst of responses is one write, of the latest state). A control plane of the previous version
+answers ``DeltaWatch`` with UNIMPLEMENTED: the data plane then uses ``Watch`` (state of the
+world, below) on that connection and every later one, until it restarts.
 
 On start the last good snapshot is loaded from ``<state-dir>/snapshot.pb`` so the data plane
 serves at once, even with the control plane down (the file never holds provider secrets nor
@@ -23,10 +33,12 @@ import random
 import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import grpc
 
+from dataplane import delta
+from dataplane.delta import DeltaState
 from dataplane.private import private_dir, write_atomic
 from dataplane.snapshot import Snapshot, SnapshotError, SnapshotHolder
 from dataplane.telemetry.destinations import strip_secrets as strip_destination_secrets
@@ -36,9 +48,9 @@ from gwcommon.tls import describe_failure
 log = logging.getLogger("tollgate.subscriber")
 
 SNAPSHOT_FILE = "snapshot.pb"
-WatchCall: TypeAlias = grpc.aio.StreamStreamCall[
-    discovery_pb2.WatchRequest, discovery_pb2.WatchResponse
-]
+RESOURCES_FILE = "resources.pb"
+SAVE_INTERVAL_S = 1.0
+WatchCall: TypeAlias = grpc.aio.StreamStreamCall[Any, Any]  # Watch or DeltaWatch
 
 
 def load_cached(state_dir: Path) -> Snapshot | None:
@@ -66,6 +78,25 @@ def save_cached(state_dir: Path, msg: discovery_pb2.Snapshot) -> None:
     clean.ClearField("signing_keys")
     strip_destination_secrets(clean)  # telemetry collectors' header values: names kept, no value
     write_atomic(state_dir / SNAPSHOT_FILE, clean.SerializeToString())
+    (state_dir / RESOURCES_FILE).unlink(missing_ok=True)  # the delta cache is now older
+
+
+def load_resources(state_dir: Path) -> DeltaState | None:
+    path = state_dir / RESOURCES_FILE
+    try:
+        return delta.from_cache(discovery_pb2.ResourceCache.FromString(path.read_bytes()))
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # a corrupt cache is not fatal: the control plane will resend
+        log.warning("ignoring unreadable cached resources %s: %s", path, exc)
+        return None
+
+
+def save_resources(state_dir: Path, state: DeltaState) -> None:
+    """Write the delta state without secrets (see :func:`dataplane.delta.to_cache`)."""
+    private_dir(state_dir)
+    write_atomic(state_dir / RESOURCES_FILE, delta.to_cache(state).SerializeToString())
+    (state_dir / SNAPSHOT_FILE).unlink(missing_ok=True)  # the state-of-the-world cache is older
 
 
 class Subscriber:
@@ -97,6 +128,11 @@ class Subscriber:
         self._write_lock = asyncio.Lock()
         self._sent_breakers: dict[str, str] = {}
         self._sent_quarantined = 0
+        self.delta: DeltaState | None = None  # what the delta stream delivered
+        self.use_delta = True  # False once the control plane answered UNIMPLEMENTED
+        self._to_save: DeltaState | None = None
+        self._save_wanted = asyncio.Event()
+        self._saver: asyncio.Task[None] | None = None
 
     def breakers(self) -> dict[str, str]:
         """The breakers to report: every one that is not closed."""
@@ -110,28 +146,66 @@ class Subscriber:
         return {name: state for name, state in states.items() if state != "closed"}
 
     def load_cached(self, fallbacks: Sequence[Path] = ()) -> bool:
-        """Serve the cached snapshot until the control plane answers. Without one in our state
-        directory, the newest in ``fallbacks`` (a new worker of ``--workers N``: the data
+        """Serve the cached state until the control plane answers: our state directory's
+        resources (the delta stream's cache), else its older state-of-the-world snapshot; without
+        either, the newest of those in ``fallbacks`` (a new worker of ``--workers N``: the data
         plane's own directory and its sibling workers')."""
-        snapshot = load_cached(self.state_dir)
-        if snapshot is None:
-            candidates = [d for d in fallbacks if (d / SNAPSHOT_FILE).is_file()]
-            candidates.sort(key=lambda d: (d / SNAPSHOT_FILE).stat().st_mtime, reverse=True)
-            for directory in candidates:
-                if (snapshot := load_cached(directory)) is not None:
-                    break
-        if snapshot is None:
-            return False
-        self.holder.swap(snapshot)
-        log.info("serving cached snapshot %s until the control plane answers", snapshot.version)
-        return True
+        for directory in [self.state_dir, *self._newest_first(fallbacks)]:
+            state = load_resources(directory)
+            if state is not None:
+                self.delta = state
+                self.holder.swap(state.snapshot)
+                log.info(
+                    "serving cached resources %s until the control plane answers",
+                    state.system_version,
+                )
+                return True
+            snapshot = load_cached(directory)
+            if snapshot is not None:
+                self.holder.swap(snapshot)
+                log.info(
+                    "serving cached snapshot %s until the control plane answers", snapshot.version
+                )
+                return True
+        return False
+
+    @staticmethod
+    def _newest_first(directories: Sequence[Path]) -> list[Path]:
+        def mtime(d: Path) -> float:
+            times = [f.stat().st_mtime for f in (d / RESOURCES_FILE, d / SNAPSHOT_FILE) if f.is_file()]
+            return max(times, default=-1.0)
+
+        found = [d for d in directories if mtime(d) >= 0]
+        return sorted(found, key=mtime, reverse=True)
 
     async def run(self) -> None:
         """Watch forever; cancel to stop."""
+        self._saver = asyncio.create_task(self._save_forever(), name="resource-cache-writer")
+        try:
+            await self._run()
+        finally:
+            self._saver.cancel()
+            if self._to_save is not None:  # stopping: keep the latest state (one write)
+                try:
+                    save_resources(self.state_dir, self._to_save)
+                except OSError as exc:
+                    log.error("cannot save the resources to %s: %s", self.state_dir, exc)
+
+    async def _run(self) -> None:
         delay = 0.1
         while True:
             try:
-                await self._watch_once()
+                if self.use_delta:
+                    try:
+                        await self._delta_once()
+                    except grpc.aio.AioRpcError as exc:
+                        if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                            raise
+                        self.use_delta = False
+                        log.info("the control plane has no DeltaWatch; using Watch")
+                        await self._watch_once()
+                else:
+                    await self._watch_once()
                 delay = 0.1
             except asyncio.CancelledError:
                 raise
@@ -187,7 +261,9 @@ class Subscriber:
                 ),
             )
             self.connected.set()
-            reporter = asyncio.create_task(self._report_status(call), name="status-report")
+            reporter = asyncio.create_task(
+                self._report_status(call, self._watch_status), name="status-report"
+            )
             while True:
                 response = await call.read()
                 if response is grpc.aio.EOF:
@@ -199,7 +275,85 @@ class Subscriber:
                 reporter.cancel()
             call.cancel()
 
-    async def _write(self, call: WatchCall, request: discovery_pb2.WatchRequest) -> None:
+    async def _delta_once(self) -> None:
+        call = self.stub.DeltaWatch(metadata=self.metadata)
+        reporter: asyncio.Task[None] | None = None
+        try:
+            await self._write(
+                call,
+                discovery_pb2.DeltaWatchRequest(
+                    node_id=self.node_id,
+                    hostname=socket.gethostname(),
+                    listen=self.listen,
+                    initial_resource_versions=delta.initial_versions(self.delta),
+                    system_version=self.delta.system_version if self.delta else "",
+                ),
+            )
+            response = await call.read()  # UNIMPLEMENTED from an older control plane, here
+            self.connected.set()
+            reporter = asyncio.create_task(
+                self._report_status(call, self._delta_status), name="status-report"
+            )
+            while response is not grpc.aio.EOF:
+                assert isinstance(response, discovery_pb2.DeltaWatchResponse)
+                await self._write(call, self._apply_delta(response))
+                response = await call.read()
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+            call.cancel()
+
+    def _apply_delta(
+        self, response: discovery_pb2.DeltaWatchResponse
+    ) -> discovery_pb2.DeltaWatchRequest:
+        """Apply one response (copy-on-write) and swap it in; the request ACKs or NACKs it."""
+        previous = self.delta
+        try:
+            state = delta.apply(previous, response)
+        except SnapshotError as exc:
+            log.error("rejecting resources of %s: %s", response.system_version, exc)
+            return discovery_pb2.DeltaWatchRequest(
+                node_id=self.node_id,
+                system_version=previous.system_version if previous else "",
+                response_nonce=response.nonce,
+                error_detail=str(exc),
+            )
+        self.delta = state
+        self.holder.swap(state.snapshot)
+        self._to_save = state
+        self._save_wanted.set()
+        return discovery_pb2.DeltaWatchRequest(
+            node_id=self.node_id, system_version=state.system_version, response_nonce=response.nonce
+        )
+
+    async def _save_forever(self) -> None:
+        """Write the latest delta state to disk: at most one write per ``SAVE_INTERVAL_S`` (a
+        burst of responses, e.g. a bulk apply, is one write of the latest state; the write
+        serialises every resource, so it must not follow each one-key change)."""
+        while True:
+            await self._save_wanted.wait()
+            await asyncio.sleep(SAVE_INTERVAL_S)
+            self._save_wanted.clear()
+            state, self._to_save = self._to_save, None
+            if state is None:
+                continue
+            try:
+                await asyncio.to_thread(save_resources, self.state_dir, state)
+            except OSError as exc:  # serving matters more than the cache; say so and go on
+                log.error("cannot save the resources to %s: %s", self.state_dir, exc)
+
+    def _watch_status(self) -> discovery_pb2.WatchRequest:
+        current = self.holder.current
+        return discovery_pb2.WatchRequest(
+            node_id=self.node_id, version_info=current.version if current else ""
+        )
+
+    def _delta_status(self) -> discovery_pb2.DeltaWatchRequest:
+        return discovery_pb2.DeltaWatchRequest(
+            node_id=self.node_id, system_version=self.delta.system_version if self.delta else ""
+        )
+
+    async def _write(self, call: WatchCall, request: Any) -> None:
         """Send one request with the current status (one writer at a time)."""
         async with self._write_lock:
             breakers = self.breakers()
@@ -211,7 +365,7 @@ class Subscriber:
             self._sent_breakers = breakers
             self._sent_quarantined = quarantined
 
-    async def _report_status(self, call: WatchCall) -> None:
+    async def _report_status(self, call: WatchCall, status_request: Callable[[], Any]) -> None:
         """Send a status-only request whenever the breaker states or the number of usage
         events set aside change."""
         try:
@@ -222,13 +376,7 @@ class Subscriber:
                     and self.quarantined() == self._sent_quarantined
                 ):
                     continue
-                current = self.holder.current
-                await self._write(
-                    call,
-                    discovery_pb2.WatchRequest(
-                        node_id=self.node_id, version_info=current.version if current else ""
-                    ),
-                )
+                await self._write(call, status_request())
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the stream is gone; the read loop notices and reconnects

@@ -216,6 +216,13 @@ class GatewayClient:
         """The response's ``secret`` is the only time the key's secret is ever available."""
         return await self._unary("CreateKey", self._admin.CreateKey, request)
 
+    async def create_keys(
+        self, workspace: str, requests: list[admin_pb2.CreateKeyRequest]
+    ) -> admin_pb2.CreateKeysResponse:
+        """Several keys of one workspace, all or none; the secrets are only ever here."""
+        request = admin_pb2.CreateKeysRequest(workspace=workspace, keys=requests)
+        return await self._unary("CreateKeys", self._admin.CreateKeys, request)
+
     async def get_key(self, key_id: str) -> common_pb2.VirtualKey:
         request = admin_pb2.GetKeyRequest(id=key_id)
         return await self._unary("GetKey", self._admin.GetKey, request)

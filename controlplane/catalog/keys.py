@@ -55,36 +55,53 @@ def check_target(s: Session, provider: str, route: str) -> None:
 
 def create(s: Session, req: apb.CreateKeyRequest, now: int) -> tuple[pb.VirtualKey, str]:
     """Mint a key; returns the stored key and the secret (to be shown once, never stored)."""
-    workspace = workspaces.get_row(s, req.workspace)
-    name = validate_label(req.name, "key name")
-    limits = validate_limits(limits_from_pb(req.limits), "limits")
-    models = rules.validate_models(req.models)
-    expires = rules.expires_at_ms(now, req.ttl_seconds)
-    check_target(s, req.provider, req.route)
-    access.check_key(s, workspace, req.provider, req.route, models)
-    minted = rules.generate_key()
-    row = VirtualKeyRow(
-        id=minted.id,
-        secret_sha256=minted.secret_sha256,
-        prefix=minted.prefix,
-        name=name,
-        workspace=req.workspace,
-        limits_json=limits_to_json(limits),
-        provider=req.provider,
-        route=req.route,
-        models_json=json.dumps(list(models)),
-        expires_at_ms=expires,
-        created_at_ms=now,
-        updated_at_ms=now,
-    )
-    s.add(row)
+    return create_many(s, [req], now)[0]
+
+
+MAX_BATCH = 1000
+
+
+def create_many(
+    s: Session, reqs: Sequence[apb.CreateKeyRequest], now: int
+) -> list[tuple[pb.VirtualKey, str]]:
+    """Mint several keys in this transaction (each checked as :func:`create` checks one); the
+    stored keys with their secrets, in order. One flush and one budget-status read for all."""
+    if len(reqs) > MAX_BATCH:
+        raise InvalidArgument(f"at most {MAX_BATCH} keys per call, got {len(reqs)}")
+    minted_rows: list[tuple[VirtualKeyRow, str]] = []
+    for req in reqs:
+        workspace = workspaces.get_row(s, req.workspace)
+        name = validate_label(req.name, "key name")
+        limits = validate_limits(limits_from_pb(req.limits), "limits")
+        models = rules.validate_models(req.models)
+        expires = rules.expires_at_ms(now, req.ttl_seconds)
+        check_target(s, req.provider, req.route)
+        access.check_key(s, workspace, req.provider, req.route, models)
+        minted = rules.generate_key()
+        row = VirtualKeyRow(
+            id=minted.id,
+            secret_sha256=minted.secret_sha256,
+            prefix=minted.prefix,
+            name=name,
+            workspace=req.workspace,
+            limits_json=limits_to_json(limits),
+            provider=req.provider,
+            route=req.route,
+            models_json=json.dumps(list(models)),
+            expires_at_ms=expires,
+            created_at_ms=now,
+            updated_at_ms=now,
+        )
+        s.add(row)
+        minted_rows.append((row, minted.secret))
     try:
         s.flush()
     except IntegrityError:  # 2^64 ids, 2^256 secrets: a collision means a bug, not bad luck
         raise FailedPrecondition("could not mint a unique key; try again") from None
-    created = with_status(s, [row], now)[0]
-    _audit(s, now, "key.create", row, None, created)  # the message, never the secret
-    return created, minted.secret
+    created = with_status(s, [row for row, _ in minted_rows], now)
+    for (row, _), msg in zip(minted_rows, created, strict=True):
+        _audit(s, now, "key.create", row, None, msg)  # the message, never the secret
+    return [(msg, secret) for (_, secret), msg in zip(minted_rows, created, strict=True)]
 
 
 def with_status(s: Session, rows: Sequence[VirtualKeyRow], now: int) -> list[pb.VirtualKey]:

@@ -40,6 +40,7 @@ from controlplane.fleet.leader import Leadership, PgLeader, SoleLeader
 from controlplane.fleet.pg import PgBus
 from controlplane.services.state import AppState
 from controlplane.snapshots.cache import SnapshotCache
+from controlplane.snapshots.spend_seeds import spend_scopes
 from controlplane.usage.request_logs import purge_forever
 from gwapi.v1 import telemetry_pb2 as tpb
 
@@ -111,7 +112,7 @@ def build(state: AppState, *, leader_retry_s: float | None = None) -> Fleet:
         if leader.is_leader:
             state.alerts.note(events)
         if state.registry.connected_count():  # spend seeds only matter to connected planes
-            state.cache.rebuild_soon()
+            state.cache.rebuild_soon(spend_scopes(events))
 
     config = ConfigFollower(state.cache)
     audit_feed = AuditFeed(db, state.audit)

@@ -14,6 +14,7 @@ from google.protobuf.empty_pb2 import Empty
 
 from controlplane.catalog import developers, keys, prices, providers, routes, sso, workspaces
 from controlplane.catalog.common import now_ms
+from controlplane.domain.errors import InvalidArgument
 from controlplane.errors import grpc_errors
 from controlplane.identity import principal
 from controlplane.services.audit import AuditRpcs
@@ -84,6 +85,22 @@ class AdminService(TokenRpcs, AuditRpcs, TelemetryDestinationRpcs, admin_pb2_grp
         key, secret = await self._s.mutate(lambda s, now: keys.create(s, request, now))
         log.info("key %s created in workspace %s", key.id, key.workspace)  # never the secret
         return apb.CreateKeyResponse(key=key, secret=secret)
+
+    async def CreateKeys(
+        self, request: apb.CreateKeysRequest, context: Ctx
+    ) -> apb.CreateKeysResponse:
+        for req in request.keys:
+            if req.workspace and req.workspace != request.workspace:
+                raise InvalidArgument(
+                    f"key {req.name!r} is in workspace {req.workspace!r}, not the request's "
+                    f"{request.workspace!r}: one workspace per CreateKeys call"
+                )
+            req.workspace = request.workspace
+        created = await self._s.mutate(lambda s, now: keys.create_many(s, request.keys, now))
+        log.info("%d keys created in workspace %s", len(created), request.workspace)
+        return apb.CreateKeysResponse(
+            keys=[apb.CreateKeyResponse(key=key, secret=secret) for key, secret in created]
+        )
 
     async def GetKey(self, request: apb.GetKeyRequest, context: Ctx) -> pb.VirtualKey:
         now = now_ms()

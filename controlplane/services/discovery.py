@@ -4,11 +4,15 @@ Watch, per stream:
 
 1. The first request must carry ``node_id``; its ``version_info`` is the version the data plane
    already runs (from its disk cache, or ``""``). The node is registered as connected.
-2. Whenever the current snapshot's version differs both from the version the data plane runs
-   and from the last version sent on this stream, the server sends ``WatchResponse(version,
-   nonce, snapshot)`` with a fresh nonce. So: nothing is sent to a data plane that already runs
-   the current version; a newer change is sent at once even if the previous response was not
-   answered yet; a NACKed version is not sent again on the same stream.
+2. Whenever the current snapshot's version (the config version) differs both from the version
+   the data plane runs and from the last version sent on this stream, the server sends
+   ``WatchResponse(version, nonce, snapshot)`` with a fresh nonce. So: nothing is sent to a data
+   plane that already runs the current version; a newer change is sent at once even if the
+   previous response was not answered yet; a NACKed version is not sent again on the same
+   stream. Spend seeds do not change the version: new spend is sent (the same version, the new
+   seeds) to a stream that runs or was sent the current version, whenever the spend version
+   differs from the last one sent on the stream. The snapshot is assembled from the snapshot
+   cache's resource table (:attr:`SnapshotCache.current`), once per version pair.
 3. A request carrying one of the stream's nonces is an ACK (``error_detail`` empty; the data plane
    now runs ``version_info``) or a NACK (``error_detail`` set; recorded as ``nacked_version`` and
    ``last_error``). Requests with unknown nonces only refresh ``last_seen``. Every request
@@ -18,6 +22,9 @@ Watch, per stream:
 4. The server then waits on the snapshot cache's change notification (no polling).
 5. The stream ends when the client cancels or half-closes, or the server shuts down; the node is
    then marked disconnected.
+
+``DeltaWatch`` (:mod:`controlplane.services.delta_watch`) is the incremental protocol new data
+planes prefer; ``Watch`` stays for data planes of the previous version.
 
 ListDataPlanes reports every known node with its acked/nacked version and the current version.
 """
@@ -33,6 +40,7 @@ from typing import Any
 
 from controlplane.domain.errors import InvalidArgument
 from controlplane.errors import grpc_errors
+from controlplane.services.delta_watch import delta_watch
 from controlplane.services.state import AppState
 from gwapi.v1 import discovery_pb2 as dpb
 from gwapi.v1 import discovery_pb2_grpc
@@ -47,6 +55,7 @@ class _Stream:
     node_id: str
     running: str  # the version the data plane says it runs (initial, then each ACK)
     sent: str = ""  # the last version sent on this stream
+    spend_sent: str = ""  # the spend version of the last snapshot sent (or assumed held)
     pending: dict[str, str] = field(default_factory=dict)  # nonce -> version sent
 
     def issue(self, version: str) -> str:
@@ -75,6 +84,8 @@ class DiscoveryService(discovery_pb2_grpc.DiscoveryServicer):
             raise InvalidArgument("node_id is required in the first WatchRequest")
         registry, cache = self._s.registry, self._s.cache
         stream = _Stream(node_id=first.node_id, running=first.version_info)
+        if first.version_info and first.version_info == cache.version:
+            stream.spend_sent = cache.spend_version  # up to date; new spend will be sent
         generation = registry.connect(
             first.node_id, first.hostname, first.listen, first.version_info
         )
@@ -93,10 +104,14 @@ class DiscoveryService(discovery_pb2_grpc.DiscoveryServicer):
         try:
             while not cache.closed:
                 snap = cache.current
-                if snap is not None and snap.version not in (stream.running, stream.sent):
+                if snap is not None and (
+                    snap.version not in (stream.running, stream.sent)
+                    or stream.spend_sent != cache.spend_version
+                ):
                     nonce = stream.issue(snap.version)
+                    stream.spend_sent = cache.spend_version
                     yield dpb.WatchResponse(version=snap.version, nonce=nonce, snapshot=snap)
-                waiter = asyncio.create_task(cache.wait_for_change(snap.version if snap else ""))
+                waiter = asyncio.create_task(cache.wait_for_publication(cache.publication))
                 done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if reader in done:
                     reader.result()  # surface a reader failure
@@ -107,6 +122,12 @@ class DiscoveryService(discovery_pb2_grpc.DiscoveryServicer):
             reader.cancel()
             registry.disconnect(first.node_id, generation)
             log.info("data plane %s disconnected", first.node_id)
+
+    async def DeltaWatch(
+        self, request_iterator: AsyncIterator[dpb.DeltaWatchRequest], context: Ctx
+    ) -> AsyncIterator[dpb.DeltaWatchResponse]:
+        async for response in delta_watch(self._s, request_iterator):
+            yield response
 
     async def _read(self, requests: AsyncIterator[dpb.WatchRequest], stream: _Stream) -> None:
         """Consume ACK/NACKs and status reports until the client half-closes."""

@@ -3,7 +3,8 @@ stats (:mod:`controlplane.usage.stats`, fed at ingest) and budget alerts.
 
 After an ingest stores new events, two things are *requested*, neither awaited by the call:
 budget alerts for the touched scopes (:class:`~controlplane.usage.alerts.AlertMonitor`) and a
-throttled snapshot rebuild so data planes get fresh spend seeds
+throttled spend refresh of the touched scopes (never a configuration rebuild) so data planes get
+fresh spend seeds
 (:meth:`~controlplane.snapshots.cache.SnapshotCache.rebuild_soon`).
 """
 
@@ -21,6 +22,7 @@ from controlplane.domain.errors import InvalidArgument
 from controlplane.errors import grpc_errors
 from controlplane.identity import principal
 from controlplane.services.state import AppState
+from controlplane.snapshots.spend_seeds import spend_scopes
 from controlplane.usage.activity import (
     BATCH_RETENTION_MS,
     add_activity,
@@ -83,7 +85,7 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
             self._s.fleet.usage.remember(fresh)
         if self._s.is_leader:  # alerts are evaluated once per fleet, by the leader
             self._s.alerts.note(fresh)
-        self._s.cache.rebuild_soon()
+        self._s.cache.rebuild_soon(spend_scopes(fresh))
 
     async def ReportActivity(
         self, request: tpb.ReportActivityRequest, context: Ctx

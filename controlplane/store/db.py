@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session, create_engine
 
+from controlplane.store import changes as _changes  # noqa: F401  (registers the hooks)
 from controlplane.store.schema import Migrator, Status
 
 T = TypeVar("T")

@@ -496,3 +496,20 @@ class ActivityBatchRow(SQLModel, table=True):
     node_id: str = Field(primary_key=True, max_length=128)
     batch_id: str = Field(primary_key=True, max_length=64)
     received_at_ms: int = Field(default=0, sa_type=BigInteger, index=True)
+
+
+class ConfigChangeRow(SQLModel, table=True):
+    """One configuration resource changed (written by :mod:`controlplane.snapshots.changes` in
+    the transaction of the change, never by catalog code). ``seq`` is monotonic: a snapshot
+    cache that has read up to ``seq`` N re-reads only the resources named after N. Rows older
+    than an hour are trimmed; a cache whose last seq was trimmed reads everything again."""
+
+    __tablename__ = "config_change"
+
+    seq: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    kind: str = Field(default="", max_length=32)  # see changes.KINDS
+    name: str = Field(default="", max_length=200)  # the resource's key ("*": all of the kind)
+    at_ms: int = Field(default=0, sa_type=BigInteger)

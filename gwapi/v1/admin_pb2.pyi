@@ -622,6 +622,51 @@ class CreateKeyRequest(_message.Message):
 Global___CreateKeyRequest: _TypeAlias = CreateKeyRequest  # noqa: Y015
 
 @_typing.final
+class CreateKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    workspace: _builtins.str
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateKeyRequest]: ...
+    def __init__(
+        self,
+        *,
+        workspace: _builtins.str = ...,
+        keys: _abc.Iterable[Global___CreateKeyRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "workspace", b"workspace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateKeysRequest: _TypeAlias = CreateKeysRequest  # noqa: Y015
+
+@_typing.final
+class CreateKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateKeyResponse]:
+        """in the request's order, each secret shown only here"""
+
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___CreateKeyResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateKeysResponse: _TypeAlias = CreateKeysResponse  # noqa: Y015
+
+@_typing.final
 class CreateKeyResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

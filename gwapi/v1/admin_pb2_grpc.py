@@ -66,6 +66,11 @@ class AdminStub:
                 request_serializer=gwapi_dot_v1_dot_admin__pb2.CreateKeyRequest.SerializeToString,
                 response_deserializer=gwapi_dot_v1_dot_admin__pb2.CreateKeyResponse.FromString,
                 _registered_method=True)
+        self.CreateKeys = channel.unary_unary(
+                '/gwapi.v1.Admin/CreateKeys',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.CreateKeysRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_admin__pb2.CreateKeysResponse.FromString,
+                _registered_method=True)
         self.GetKey = channel.unary_unary(
                 '/gwapi.v1.Admin/GetKey',
                 request_serializer=gwapi_dot_v1_dot_admin__pb2.GetKeyRequest.SerializeToString,
@@ -278,6 +283,14 @@ class AdminServicer:
 
     def CreateKey(self, request, context):
         """The response carries the secret; it is never shown again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateKeys(self, request, context):
+        """Many keys of one workspace in one transaction (all or none; at most 1,000): what a bulk
+        `gwctl apply` uses. Each key's workspace must be empty or the request's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -537,6 +550,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.CreateKey,
                     request_deserializer=gwapi_dot_v1_dot_admin__pb2.CreateKeyRequest.FromString,
                     response_serializer=gwapi_dot_v1_dot_admin__pb2.CreateKeyResponse.SerializeToString,
+            ),
+            'CreateKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKeys,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.CreateKeysRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_admin__pb2.CreateKeysResponse.SerializeToString,
             ),
             'GetKey': grpc.unary_unary_rpc_method_handler(
                     servicer.GetKey,
@@ -876,6 +894,33 @@ class Admin:
             '/gwapi.v1.Admin/CreateKey',
             gwapi_dot_v1_dot_admin__pb2.CreateKeyRequest.SerializeToString,
             gwapi_dot_v1_dot_admin__pb2.CreateKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/CreateKeys',
+            gwapi_dot_v1_dot_admin__pb2.CreateKeysRequest.SerializeToString,
+            gwapi_dot_v1_dot_admin__pb2.CreateKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,10 @@ class AdminStub:
     DeleteWorkspace: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteWorkspaceRequest, _empty_pb2.Empty]
     CreateKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateKeyRequest, _admin_pb2.CreateKeyResponse]
     """The response carries the secret; it is never shown again."""
+    CreateKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateKeysRequest, _admin_pb2.CreateKeysResponse]
+    """Many keys of one workspace in one transaction (all or none; at most 1,000): what a bulk
+    `gwctl apply` uses. Each key's workspace must be empty or the request's.
+    """
     GetKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetKeyRequest, _common_pb2.VirtualKey]
     ListKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListKeysRequest, _admin_pb2.ListKeysResponse]
     UpdateKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.UpdateKeyRequest, _common_pb2.VirtualKey]
@@ -104,6 +108,10 @@ class AdminAsyncStub(AdminStub):
     DeleteWorkspace: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteWorkspaceRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     CreateKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateKeyRequest, _admin_pb2.CreateKeyResponse]  # type: ignore[assignment]
     """The response carries the secret; it is never shown again."""
+    CreateKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateKeysRequest, _admin_pb2.CreateKeysResponse]  # type: ignore[assignment]
+    """Many keys of one workspace in one transaction (all or none; at most 1,000): what a bulk
+    `gwctl apply` uses. Each key's workspace must be empty or the request's.
+    """
     GetKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetKeyRequest, _common_pb2.VirtualKey]  # type: ignore[assignment]
     ListKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListKeysRequest, _admin_pb2.ListKeysResponse]  # type: ignore[assignment]
     UpdateKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.UpdateKeyRequest, _common_pb2.VirtualKey]  # type: ignore[assignment]
@@ -198,6 +206,16 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.CreateKeyResponse, _abc.Awaitable[_admin_pb2.CreateKeyResponse]]:
         """The response carries the secret; it is never shown again."""
+
+    @_abc_1.abstractmethod
+    def CreateKeys(
+        self,
+        request: _admin_pb2.CreateKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.CreateKeysResponse, _abc.Awaitable[_admin_pb2.CreateKeysResponse]]:
+        """Many keys of one workspace in one transaction (all or none; at most 1,000): what a bulk
+        `gwctl apply` uses. Each key's workspace must be empty or the request's.
+        """
 
     @_abc_1.abstractmethod
     def GetKey(

@@ -117,6 +117,256 @@ class WatchResponse(_message.Message):
 Global___WatchResponse: _TypeAlias = WatchResponse  # noqa: Y015
 
 @_typing.final
+class DeltaWatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class InitialResourceVersionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class BreakersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
+    LISTEN_FIELD_NUMBER: _builtins.int
+    INITIAL_RESOURCE_VERSIONS_FIELD_NUMBER: _builtins.int
+    RESPONSE_NONCE_FIELD_NUMBER: _builtins.int
+    ERROR_DETAIL_FIELD_NUMBER: _builtins.int
+    SYSTEM_VERSION_FIELD_NUMBER: _builtins.int
+    BREAKERS_FIELD_NUMBER: _builtins.int
+    QUARANTINED_EVENTS_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    hostname: _builtins.str
+    listen: _builtins.str
+    response_nonce: _builtins.str
+    """ACK (error_detail empty) or NACK of that response"""
+    error_detail: _builtins.str
+    system_version: _builtins.str
+    """the config version the data plane runs (after this ACK/NACK)"""
+    quarantined_events: _builtins.int
+    """as in WatchRequest"""
+    @_builtins.property
+    def initial_resource_versions(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """First request only: what the data plane holds, "kind/name" -> resource version. Resources
+        it lacks or holds at another version are sent; ones it holds that no longer exist are
+        removed. Secrets, signing keys and destinations whose header values are missing must not
+        be listed (the disk cache has none), so they are always sent.
+        """
+
+    @_builtins.property
+    def breakers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """as in WatchRequest"""
+
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        hostname: _builtins.str = ...,
+        listen: _builtins.str = ...,
+        initial_resource_versions: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        response_nonce: _builtins.str = ...,
+        error_detail: _builtins.str = ...,
+        system_version: _builtins.str = ...,
+        breakers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        quarantined_events: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakers", b"breakers", "error_detail", b"error_detail", "hostname", b"hostname", "initial_resource_versions", b"initial_resource_versions", "listen", b"listen", "node_id", b"node_id", "quarantined_events", b"quarantined_events", "response_nonce", b"response_nonce", "system_version", b"system_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeltaWatchRequest: _TypeAlias = DeltaWatchRequest  # noqa: Y015
+
+@_typing.final
+class Resource(_message.Message):
+    """One resource. name is unique within kind; version is a content hash of the body."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    DEVELOPER_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    SIGNING_KEY_FIELD_NUMBER: _builtins.int
+    TELEMETRY_DESTINATION_FIELD_NUMBER: _builtins.int
+    SSO_FIELD_NUMBER: _builtins.int
+    SPEND_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """workspace | key | developer | provider | secret | route | price |"""
+    name: _builtins.str
+    """signing_key | telemetry_destination | sso | spend"""
+    version: _builtins.str
+    @_builtins.property
+    def workspace(self) -> _common_pb2.Workspace: ...
+    @_builtins.property
+    def key(self) -> Global___SnapshotKey: ...
+    @_builtins.property
+    def developer(self) -> Global___SnapshotDeveloper: ...
+    @_builtins.property
+    def provider(self) -> _common_pb2.Provider: ...
+    @_builtins.property
+    def secret(self) -> Global___ProviderSecret: ...
+    @_builtins.property
+    def route(self) -> _common_pb2.Route: ...
+    @_builtins.property
+    def price(self) -> _common_pb2.Price: ...
+    @_builtins.property
+    def signing_key(self) -> Global___SigningKey: ...
+    @_builtins.property
+    def telemetry_destination(self) -> Global___TelemetryDestinationConfig: ...
+    @_builtins.property
+    def sso(self) -> Global___SsoInfo: ...
+    @_builtins.property
+    def spend(self) -> Global___Spend: ...
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        name: _builtins.str = ...,
+        version: _builtins.str = ...,
+        workspace: _common_pb2.Workspace | None = ...,
+        key: Global___SnapshotKey | None = ...,
+        developer: Global___SnapshotDeveloper | None = ...,
+        provider: _common_pb2.Provider | None = ...,
+        secret: Global___ProviderSecret | None = ...,
+        route: _common_pb2.Route | None = ...,
+        price: _common_pb2.Price | None = ...,
+        signing_key: Global___SigningKey | None = ...,
+        telemetry_destination: Global___TelemetryDestinationConfig | None = ...,
+        sso: Global___SsoInfo | None = ...,
+        spend: Global___Spend | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "developer", b"developer", "key", b"key", "price", b"price", "provider", b"provider", "route", b"route", "secret", b"secret", "signing_key", b"signing_key", "spend", b"spend", "sso", b"sso", "telemetry_destination", b"telemetry_destination", "workspace", b"workspace"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "developer", b"developer", "key", b"key", "kind", b"kind", "name", b"name", "price", b"price", "provider", b"provider", "route", b"route", "secret", b"secret", "signing_key", b"signing_key", "spend", b"spend", "sso", b"sso", "telemetry_destination", b"telemetry_destination", "version", b"version", "workspace", b"workspace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["workspace", "key", "developer", "provider", "secret", "route", "price", "signing_key", "telemetry_destination", "sso", "spend"]  # noqa: Y015
+    _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
+
+Global___Resource: _TypeAlias = Resource  # noqa: Y015
+
+@_typing.final
+class DeltaWatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYSTEM_VERSION_FIELD_NUMBER: _builtins.int
+    SPEND_VERSION_FIELD_NUMBER: _builtins.int
+    NONCE_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    REMOVED_RESOURCES_FIELD_NUMBER: _builtins.int
+    FULL_STATE_FIELD_NUMBER: _builtins.int
+    BUILT_AT_MS_FIELD_NUMBER: _builtins.int
+    system_version: _builtins.str
+    """the config version once this response is applied"""
+    spend_version: _builtins.str
+    """the spend version once this response is applied"""
+    nonce: _builtins.str
+    full_state: _builtins.bool
+    """resources is the whole state: everything the data plane holds that is not in it goes."""
+    built_at_ms: _builtins.int
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___Resource]:
+        """added or updated"""
+
+    @_builtins.property
+    def removed_resources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"kind/name" """
+
+    def __init__(
+        self,
+        *,
+        system_version: _builtins.str = ...,
+        spend_version: _builtins.str = ...,
+        nonce: _builtins.str = ...,
+        resources: _abc.Iterable[Global___Resource] | None = ...,
+        removed_resources: _abc.Iterable[_builtins.str] | None = ...,
+        full_state: _builtins.bool = ...,
+        built_at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["built_at_ms", b"built_at_ms", "full_state", b"full_state", "nonce", b"nonce", "removed_resources", b"removed_resources", "resources", b"resources", "spend_version", b"spend_version", "system_version", b"system_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeltaWatchResponse: _TypeAlias = DeltaWatchResponse  # noqa: Y015
+
+@_typing.final
+class ResourceCache(_message.Message):
+    """A data plane's disk cache of a delta stream's state (never secrets, signing keys or
+    collector header values).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYSTEM_VERSION_FIELD_NUMBER: _builtins.int
+    SPEND_VERSION_FIELD_NUMBER: _builtins.int
+    BUILT_AT_MS_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    system_version: _builtins.str
+    spend_version: _builtins.str
+    built_at_ms: _builtins.int
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___Resource]: ...
+    def __init__(
+        self,
+        *,
+        system_version: _builtins.str = ...,
+        spend_version: _builtins.str = ...,
+        built_at_ms: _builtins.int = ...,
+        resources: _abc.Iterable[Global___Resource] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["built_at_ms", b"built_at_ms", "resources", b"resources", "spend_version", b"spend_version", "system_version", b"system_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResourceCache: _TypeAlias = ResourceCache  # noqa: Y015
+
+@_typing.final
 class Snapshot(_message.Message):
     """Everything a data plane needs to serve, immutable once built. version is a content hash."""
 

@@ -39,6 +39,11 @@ class DiscoveryStub:
                 request_serializer=gwapi_dot_v1_dot_discovery__pb2.WatchRequest.SerializeToString,
                 response_deserializer=gwapi_dot_v1_dot_discovery__pb2.WatchResponse.FromString,
                 _registered_method=True)
+        self.DeltaWatch = channel.stream_stream(
+                '/gwapi.v1.Discovery/DeltaWatch',
+                request_serializer=gwapi_dot_v1_dot_discovery__pb2.DeltaWatchRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_discovery__pb2.DeltaWatchResponse.FromString,
+                _registered_method=True)
         self.ListDataPlanes = channel.unary_unary(
                 '/gwapi.v1.Discovery/ListDataPlanes',
                 request_serializer=gwapi_dot_v1_dot_discovery__pb2.ListDataPlanesRequest.SerializeToString,
@@ -60,6 +65,18 @@ class DiscoveryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeltaWatch(self, request_iterator, context):
+        """Incremental (delta) distribution, after Envoy's delta xDS: typed resources added/updated
+        and removed by name. The first request carries the resource versions the data plane holds
+        (from its disk cache); the server answers with the differences, then with every change.
+        Each response is ACKed or NACKed by nonce. Spend seeds are resources of kind "spend" with
+        their own spend_version: a spend-only response leaves system_version unchanged. Data
+        planes prefer this RPC and fall back to Watch when it answers UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDataPlanes(self, request, context):
         """Which data plane runs which version (admin token).
         """
@@ -74,6 +91,11 @@ def add_DiscoveryServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=gwapi_dot_v1_dot_discovery__pb2.WatchRequest.FromString,
                     response_serializer=gwapi_dot_v1_dot_discovery__pb2.WatchResponse.SerializeToString,
+            ),
+            'DeltaWatch': grpc.stream_stream_rpc_method_handler(
+                    servicer.DeltaWatch,
+                    request_deserializer=gwapi_dot_v1_dot_discovery__pb2.DeltaWatchRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_discovery__pb2.DeltaWatchResponse.SerializeToString,
             ),
             'ListDataPlanes': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDataPlanes,
@@ -108,6 +130,33 @@ class Discovery:
             '/gwapi.v1.Discovery/Watch',
             gwapi_dot_v1_dot_discovery__pb2.WatchRequest.SerializeToString,
             gwapi_dot_v1_dot_discovery__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeltaWatch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/gwapi.v1.Discovery/DeltaWatch',
+            gwapi_dot_v1_dot_discovery__pb2.DeltaWatchRequest.SerializeToString,
+            gwapi_dot_v1_dot_discovery__pb2.DeltaWatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

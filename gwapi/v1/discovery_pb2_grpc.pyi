@@ -40,6 +40,14 @@ class DiscoveryStub:
     an ACK (version_info = the new version) or a NACK (version_info = the previous version and
     error_detail set).
     """
+    DeltaWatch: _grpc.StreamStreamMultiCallable[_discovery_pb2.DeltaWatchRequest, _discovery_pb2.DeltaWatchResponse]
+    """Incremental (delta) distribution, after Envoy's delta xDS: typed resources added/updated
+    and removed by name. The first request carries the resource versions the data plane holds
+    (from its disk cache); the server answers with the differences, then with every change.
+    Each response is ACKed or NACKed by nonce. Spend seeds are resources of kind "spend" with
+    their own spend_version: a spend-only response leaves system_version unchanged. Data
+    planes prefer this RPC and fall back to Watch when it answers UNIMPLEMENTED.
+    """
     ListDataPlanes: _grpc.UnaryUnaryMultiCallable[_discovery_pb2.ListDataPlanesRequest, _discovery_pb2.ListDataPlanesResponse]
     """Which data plane runs which version (admin token)."""
 
@@ -52,6 +60,14 @@ class DiscoveryAsyncStub(DiscoveryStub):
     data plane ACKed. Each response is answered by a request carrying the response's nonce:
     an ACK (version_info = the new version) or a NACK (version_info = the previous version and
     error_detail set).
+    """
+    DeltaWatch: _aio.StreamStreamMultiCallable[_discovery_pb2.DeltaWatchRequest, _discovery_pb2.DeltaWatchResponse]  # type: ignore[assignment]
+    """Incremental (delta) distribution, after Envoy's delta xDS: typed resources added/updated
+    and removed by name. The first request carries the resource versions the data plane holds
+    (from its disk cache); the server answers with the differences, then with every change.
+    Each response is ACKed or NACKed by nonce. Spend seeds are resources of kind "spend" with
+    their own spend_version: a spend-only response leaves system_version unchanged. Data
+    planes prefer this RPC and fall back to Watch when it answers UNIMPLEMENTED.
     """
     ListDataPlanes: _aio.UnaryUnaryMultiCallable[_discovery_pb2.ListDataPlanesRequest, _discovery_pb2.ListDataPlanesResponse]  # type: ignore[assignment]
     """Which data plane runs which version (admin token)."""
@@ -68,6 +84,20 @@ class DiscoveryServicer(metaclass=_abc_1.ABCMeta):
         data plane ACKed. Each response is answered by a request carrying the response's nonce:
         an ACK (version_info = the new version) or a NACK (version_info = the previous version and
         error_detail set).
+        """
+
+    @_abc_1.abstractmethod
+    def DeltaWatch(
+        self,
+        request_iterator: _MaybeAsyncIterator[_discovery_pb2.DeltaWatchRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_discovery_pb2.DeltaWatchResponse], _abc.AsyncIterator[_discovery_pb2.DeltaWatchResponse]]:
+        """Incremental (delta) distribution, after Envoy's delta xDS: typed resources added/updated
+        and removed by name. The first request carries the resource versions the data plane holds
+        (from its disk cache); the server answers with the differences, then with every change.
+        Each response is ACKed or NACKed by nonce. Spend seeds are resources of kind "spend" with
+        their own spend_version: a spend-only response leaves system_version unchanged. Data
+        planes prefer this RPC and fall back to Watch when it answers UNIMPLEMENTED.
         """
 
     @_abc_1.abstractmethod

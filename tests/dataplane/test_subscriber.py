@@ -87,6 +87,8 @@ async def test_ack_nack_and_disk_cache(server, tmp_path: Path) -> None:
         finally:
             task.cancel()
     first, ack, nack = script.requests
+    # This server has no DeltaWatch (a control plane of the previous version): Watch is used.
+    assert sub.use_delta is False
     assert first.node_id == "dp-1" and first.version_info == "" and first.listen == "127.0.0.1:8080"
     assert (ack.version_info, ack.response_nonce, ack.error_detail) == ("good", "n0", "")
     assert nack.version_info == "good" and nack.response_nonce == "n1"

@@ -504,7 +504,7 @@ async def test_no_secret_is_left_anywhere(tmp_path: Path, caplog: pytest.LogCapt
     corpus["error bodies"] = b"\n".join(run.error_bodies)
 
     # The search is not vacuous: the places hold what they should, and a planted secret is found.
-    assert any(place.endswith("snapshot.pb") for place in corpus)
+    assert any(place.endswith("resources.pb") for place in corpus)  # the delta cache
     assert b"secret rotated" in corpus["controlplane stderr"]
     assert b"serving snapshot" in corpus["dataplane stderr"] + corpus["dataplane stdout"]
     assert b"DEBUG" in corpus["dataplane stderr"] + corpus["dataplane stdout"]

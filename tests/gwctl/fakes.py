@@ -176,6 +176,12 @@ class FakeClient:
         key = sample_key(workspace=request.workspace, name=request.name, provider=request.provider)
         return admin_pb2.CreateKeyResponse(key=key, secret=SECRET)
 
+    async def create_keys(
+        self, workspace: str, requests: list[admin_pb2.CreateKeyRequest]
+    ) -> admin_pb2.CreateKeysResponse:
+        """Recorded as one ``create_key`` per key (what the calls amount to)."""
+        return admin_pb2.CreateKeysResponse(keys=[await self.create_key(r) for r in requests])
+
     async def list_keys(
         self, workspace: str = "", include_revoked: bool = False
     ) -> list[common_pb2.VirtualKey]:

@@ -341,15 +341,28 @@ def test_references_inside_managed_sections_are_checked() -> None:
 class RecordingClient:
     """Records every call; ``refuse`` names a method that fails."""
 
-    def __init__(self, refuse: str = "") -> None:
+    def __init__(
+        self, refuse: str = "", code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION
+    ) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.refuse = refuse
+        self.code = code
 
     def __getattr__(self, name: str) -> Any:
         async def call(*args: Any, **kwargs: Any) -> Any:
             self.calls.append((name, args))
             if name == self.refuse:
-                raise ClientError(grpc.StatusCode.FAILED_PRECONDITION, "no, because reasons")
+                raise ClientError(self.code, "no, because reasons")
+            if name == "create_keys":
+                return admin_pb2.CreateKeysResponse(
+                    keys=[
+                        admin_pb2.CreateKeyResponse(
+                            key=common_pb2.VirtualKey(id=f"key_{r.name}", name=r.name),
+                            secret=SECRET,
+                        )
+                        for r in args[1]
+                    ]
+                )
             if name == "create_key":
                 req: admin_pb2.CreateKeyRequest = args[0]
                 return admin_pb2.CreateKeyResponse(
@@ -375,10 +388,35 @@ async def test_execute_in_order_and_report_new_secrets() -> None:
         "create_provider",
         "create_route",
         "create_workspace",
-        "create_key",
+        "create_keys",
     ]
     assert seen[-1] == f"+ key team/bot {SECRET}"
-    assert [(k.workspace, k.name, k.id) for k in created] == [("team", "bot", "key_new")]
+    assert [(k.workspace, k.name, k.id) for k in created] == [("team", "bot", "key_bot")]
+
+
+async def test_new_keys_go_in_batches_per_workspace_and_fall_back_to_one_call_each() -> None:
+    doc = BASE + "".join(
+        f"  - {{workspace: team, name: k{i}, provider: anthropic}}\n" for i in range(1200)
+    )
+    client = RecordingClient()
+    seen: list[str] = []
+    created = await apply.execute(
+        client,  # type: ignore[arg-type]
+        plan(loads(doc), State()),
+        on_done=lambda c, k: seen.append(c.name),
+    )
+    sizes = [len(args[1]) for name, args in client.calls if name == "create_keys"]
+    assert sorted(sizes) == [201, 500, 500]  # bot + 1,200, KEYS_PER_CALL per call
+    assert (
+        len(created) == 1201
+        and seen[-1201:] == [c.name for c in plan(loads(doc), State()).changes][-1201:]
+    )
+
+    # A control plane of the previous version has no CreateKeys: one CreateKey per key.
+    old = RecordingClient(refuse="create_keys", code=grpc.StatusCode.UNIMPLEMENTED)
+    created = await apply.execute(old, plan(loads(BASE), State()))  # type: ignore[arg-type]
+    assert [c[0] for c in old.calls][-2:] == ["create_keys", "create_key"]
+    assert [k.id for k in created] == ["key_new"]
 
 
 async def test_execute_stops_at_a_refusal_and_says_how_far() -> None:

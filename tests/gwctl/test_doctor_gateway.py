@@ -192,18 +192,18 @@ def test_provider_key_not_received(
     # secrets) while the control plane is out of its reach. The cache is written after the
     # swap: wait until it holds the new key, not merely until it exists.
     digest = hashlib.sha256(secret.encode()).hexdigest()
-    cache = gw.tmp / "dp" / "snapshot.pb"
+    cache = gw.tmp / "dp" / "resources.pb"  # the delta stream's disk cache
 
     def cached() -> bool:
         if not cache.exists():
             return False
-        snapshot = discovery_pb2.Snapshot.FromString(cache.read_bytes())
-        return any(k.secret_sha256 == digest for k in snapshot.keys)
+        held = discovery_pb2.ResourceCache.FromString(cache.read_bytes())
+        return any(r.kind == "key" and r.key.secret_sha256 == digest for r in held.resources)
 
     gw.dp.wait_for(lambda _: cached())
     state = env / "dp2"
     state.mkdir()
-    shutil.copy(gw.tmp / "dp" / "snapshot.pb", state / "snapshot.pb")
+    shutil.copy(cache, state / "resources.pb")
     settings = Settings(listen="127.0.0.1:0", control_plane=f"127.0.0.1:{closed_port()}",
                         token="unused", state_dir=state, graceful_s=1)  # fmt: skip
     with threaded_dataplane(settings) as cut_off:

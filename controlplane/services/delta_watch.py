@@ -1,0 +1,196 @@
+"""``Discovery.DeltaWatch``: incremental resource distribution (Envoy delta-xDS style).
+
+Per stream:
+
+1. The first request must carry ``node_id``; ``initial_resource_versions`` says what the data
+   plane holds ("kind/name" → version, from its disk cache). The first response carries every
+   resource it lacks or holds at another version, and removes what it holds that no longer
+   exists (sent even when empty, so the node ACKs the current versions and shows as in sync).
+2. Then, whenever the snapshot cache publishes (config or spend), the stream sends the resources
+   changed since the last publication it sent (:meth:`ResourceTable.changed_since`, a bounded
+   history); a stream too far behind, or one whose data plane NACKed a response (its state is
+   no longer what the server thinks), gets the full state (``full_state``) instead.
+3. Each response has a fresh nonce; a request carrying it is an ACK (``system_version`` =
+   the config version now running) or a NACK (``error_detail``), recorded for ``gwctl
+   dataplanes list`` exactly like ``Watch``. Spend-only responses change ``spend_version``,
+   never ``system_version``. Breakers and set-aside events are reported as in ``Watch``.
+
+Responses are built synchronously on the event loop, where the table is also committed, so a
+response is always one consistent publication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from google.protobuf.message import Message
+
+from controlplane.domain.errors import InvalidArgument
+from controlplane.services.state import AppState
+from controlplane.snapshots.table import Ref, ResourceTable
+from gwapi.v1 import discovery_pb2 as dpb
+
+log = logging.getLogger(__name__)
+MAX_PENDING_NONCES = 16
+
+
+def resource_pb(kind: str, name: str, version: str, msg: Message) -> dpb.Resource:
+    res = dpb.Resource(kind=kind, name=name, version=version)
+    getattr(res, kind).CopyFrom(msg)
+    return res
+
+
+def full_state(table: ResourceTable) -> list[dpb.Resource]:
+    return [
+        resource_pb(kind, name, version, msg)
+        for kind, entries in table.items.items()
+        for name, (version, msg) in entries.items()
+    ]
+
+
+def initial_diff(
+    table: ResourceTable, known: dict[str, str]
+) -> tuple[list[dpb.Resource], list[str]]:
+    """What a data plane holding ``known`` lacks, and what it holds that is gone."""
+    send: list[dpb.Resource] = []
+    present: set[str] = set()
+    for kind, entries in table.items.items():
+        for name, (version, msg) in entries.items():
+            key = f"{kind}/{name}"
+            present.add(key)
+            if known.get(key) != version:
+                send.append(resource_pb(kind, name, version, msg))
+    return send, sorted(k for k in known if k not in present)
+
+
+def changes(table: ResourceTable, refs: frozenset[Ref]) -> tuple[list[dpb.Resource], list[str]]:
+    send: list[dpb.Resource] = []
+    removed: list[str] = []
+    for kind, name in sorted(refs):
+        entry = table.items[kind].get(name)
+        if entry is None:
+            removed.append(f"{kind}/{name}")
+        else:
+            send.append(resource_pb(kind, name, entry[0], entry[1]))
+    return send, removed
+
+
+@dataclass
+class _Stream:
+    node_id: str
+    publication: int = -1  # the last publication sent
+    diverged: bool = False  # a NACK: the next response is the full state
+    pending: dict[str, str] = field(default_factory=dict)  # nonce -> system version
+
+    def issue(self, version: str) -> str:
+        nonce = secrets.token_hex(8)
+        self.pending[nonce] = version
+        while len(self.pending) > MAX_PENDING_NONCES:
+            self.pending.pop(next(iter(self.pending)))
+        return nonce
+
+
+async def delta_watch(
+    state: AppState, request_iterator: AsyncIterator[dpb.DeltaWatchRequest]
+) -> AsyncIterator[dpb.DeltaWatchResponse]:
+    requests = request_iterator.__aiter__()
+    try:
+        first = await requests.__anext__()
+    except StopAsyncIteration:
+        return
+    if not first.node_id:
+        raise InvalidArgument("node_id is required in the first DeltaWatchRequest")
+    registry, cache = state.registry, state.cache
+    stream = _Stream(first.node_id)
+    generation = registry.connect(first.node_id, first.hostname, first.listen, first.system_version)
+    registry.report_breakers(first.node_id, first.breakers)
+    registry.report_quarantined(first.node_id, first.quarantined_events)
+    log.info(
+        "data plane %s connected for deltas (%s, holding %d resources)",
+        first.node_id,
+        first.hostname or "?",
+        len(first.initial_resource_versions),
+    )
+    reader = asyncio.create_task(_read(state, requests, stream), name=f"delta-{first.node_id}")
+    waiter: asyncio.Task[bool] | None = None
+    known: dict[str, str] | None = dict(first.initial_resource_versions)
+    try:
+        while not cache.closed:
+            if cache.published and stream.publication != cache.publication:
+                yield _respond(
+                    cache.table,
+                    stream,
+                    known,
+                    cache.version,
+                    cache.spend_version,
+                    cache.built_at_ms,
+                )
+                known = None
+            waiter = asyncio.create_task(cache.wait_for_publication(stream.publication))
+            done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if reader in done:
+                reader.result()
+                break
+    finally:
+        if waiter is not None:
+            waiter.cancel()
+        reader.cancel()
+        registry.disconnect(first.node_id, generation)
+        log.info("data plane %s disconnected", first.node_id)
+
+
+def _respond(
+    table: ResourceTable,
+    stream: _Stream,
+    known: dict[str, str] | None,
+    system_version: str,
+    spend_version: str,
+    built_at_ms: int,
+) -> dpb.DeltaWatchResponse:
+    full = False
+    if known is not None:
+        send, removed = initial_diff(table, known)
+    else:
+        refs = None if stream.diverged else table.changed_since(stream.publication)
+        if refs is None:
+            send, removed, full = full_state(table), [], True
+        else:
+            send, removed = changes(table, refs)
+    stream.diverged = False
+    stream.publication = table.publication
+    return dpb.DeltaWatchResponse(
+        system_version=system_version,
+        spend_version=spend_version,
+        nonce=stream.issue(system_version),
+        resources=send,
+        removed_resources=removed,
+        full_state=full,
+        built_at_ms=built_at_ms,
+    )
+
+
+async def _read(
+    state: AppState, requests: AsyncIterator[dpb.DeltaWatchRequest], stream: _Stream
+) -> None:
+    registry = state.registry
+    async for req in requests:
+        registry.report_breakers(stream.node_id, req.breakers)
+        registry.report_quarantined(stream.node_id, req.quarantined_events)
+        version = stream.pending.pop(req.response_nonce, None) if req.response_nonce else None
+        if version is None:
+            continue
+        if req.error_detail:
+            stream.diverged = True
+            registry.nack(stream.node_id, version, req.error_detail)
+            log.warning(
+                "data plane %s rejected resources of %s: %s",
+                stream.node_id,
+                version,
+                req.error_detail[:300],
+            )
+        else:
+            registry.ack(stream.node_id, req.system_version or version)
