@@ -172,7 +172,9 @@ class Subscriber:
     @staticmethod
     def _newest_first(directories: Sequence[Path]) -> list[Path]:
         def mtime(d: Path) -> float:
-            times = [f.stat().st_mtime for f in (d / RESOURCES_FILE, d / SNAPSHOT_FILE) if f.is_file()]
+            times = [
+                f.stat().st_mtime for f in (d / RESOURCES_FILE, d / SNAPSHOT_FILE) if f.is_file()
+            ]
             return max(times, default=-1.0)
 
         found = [d for d in directories if mtime(d) >= 0]
