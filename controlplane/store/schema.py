@@ -87,6 +87,12 @@ class Migrator:
             )
         self.head = heads[0]
 
+    @staticmethod
+    def release_head() -> str:
+        """This release's newest revision (no database needed)."""
+        heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+        return ",".join(sorted(heads))
+
     def describe(self, revision: str | None) -> str:
         """``"0002 (index on …)"``: a revision id with its docstring's first line."""
         if revision is None:

@@ -234,6 +234,11 @@ async def _create_key(env: Env, m: bool) -> tuple[Message, str]:
     return apb.CreateKeyRequest(workspace=_ws(m), name="k", provider="sim"), _ws(m)
 
 
+async def _create_keys(env: Env, m: bool) -> tuple[Message, str]:
+    one = apb.CreateKeyRequest(workspace=_ws(m), name="k", provider="sim")
+    return apb.CreateKeysRequest(workspace=_ws(m), keys=[one]), _ws(m)
+
+
 async def _get_key(env: Env, m: bool) -> tuple[Message, str]:
     key = MISSING_KEY if m else env.key_a
     return apb.GetKeyRequest(id=key), key
@@ -382,6 +387,7 @@ CASES = [
     Case("admin", "UpdateWorkspace", A_WRITERS, _update_workspace, scoped=True),
     Case("admin", "DeleteWorkspace", ADMINS, _delete_workspace),
     Case("admin", "CreateKey", A_WRITERS, _create_key, scoped=True),
+    Case("admin", "CreateKeys", A_WRITERS, _create_keys, scoped=True),
     Case("admin", "GetKey", A_READERS, _get_key, scoped=True),
     Case("admin", "ListKeys", A_READERS, _list_keys, scoped=True),
     Case("admin", "UpdateKey", A_WRITERS, _update_key, scoped=True),
@@ -473,6 +479,12 @@ CASES = [
     ),
     Case("telemetry", "GetLog", A_READERS, _get_log, scoped=True),
     Case("discovery", "Watch", DATAPLANE_CALLERS, _plain(dpb.WatchRequest(node_id="dp-matrix"))),
+    Case(
+        "discovery",
+        "DeltaWatch",
+        DATAPLANE_CALLERS,
+        _plain(dpb.DeltaWatchRequest(node_id="dp-matrix")),
+    ),
     Case("discovery", "ListDataPlanes", EVERYONE, _plain(dpb.ListDataPlanesRequest())),
     # -- sign-in with Claude Code
     Case("admin", "GetSso", ADMINS, _plain(apb.GetSsoRequest())),
@@ -530,8 +542,8 @@ async def call(clients: Clients, case: Case, request: Message) -> tuple[StatusCo
     """Make the call as ``clients``; its status and details (OK, "" on success)."""
     stub = getattr(clients, case.service)
     try:
-        if case.method == "Watch":
-            stream = stub.Watch()
+        if case.method in ("Watch", "DeltaWatch"):
+            stream = getattr(stub, case.method)()
             await stream.write(request)
             await stream.read()
             stream.cancel()

@@ -26,6 +26,8 @@ from controlplane.store.migrations import BASELINE, VERSION_TABLE, alembic_confi
 from controlplane.store.schema import Migrator
 
 EXTRA = Path(__file__).parent / "extra_revisions"
+# This release's last revision: the test-only revisions below build on it, whatever it is.
+PACKAGE_HEAD: str = Migrator.release_head()
 COMPATIBLE = EXTRA / "compatible"
 BREAKING = EXTRA / "breaking"
 FAILING = EXTRA / "failing"

@@ -1,13 +1,15 @@
 """Test only: a contract revision a newer release might ship (drops a column older code reads).
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: x_contract
+Revises: this release's head
 """
 
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+from tests.controlplane.store.schema_data import PACKAGE_HEAD
+
+revision = "x_contract"
+down_revision = PACKAGE_HEAD
 branch_labels = None
 depends_on = None
 backward_compatible = False

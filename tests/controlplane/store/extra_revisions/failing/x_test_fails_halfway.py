@@ -1,14 +1,16 @@
 """Test only: a revision that fails after some of its DDL ran.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: x_fails
+Revises: this release's head
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+from tests.controlplane.store.schema_data import PACKAGE_HEAD
+
+revision = "x_fails"
+down_revision = PACKAGE_HEAD
 branch_labels = None
 depends_on = None
 backward_compatible = True
