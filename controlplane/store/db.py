@@ -29,6 +29,9 @@ from sqlmodel import Session, create_engine
 
 from controlplane.store import models
 
+# Registers the hook that keeps the ledger's totals and rollups in step with ORM inserts.
+from controlplane.usage import derived as _ledger_hook  # noqa: F401
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 

@@ -5,7 +5,9 @@ Contract of :func:`ingest`: events are checked (a missing, over-long or NUL-bear
 replaced, text cut to :data:`gwcommon.usage_limits.TEXT_CHARS`), so one odd event cannot make a
 whole batch fail. If the database still refuses the data itself (not an outage), the call is
 ``INVALID_ARGUMENT`` naming the event when the batch holds one, so the data plane can split the
-batch and set that event aside (see :mod:`dataplane.reporter`). Every event is inserted with ``ON CONFLICT (request_id) DO NOTHING``
+batch and set that event aside (see :mod:`dataplane.reporter`). The events actually inserted
+are added to the spend totals and usage rollups in the same transaction
+(:mod:`controlplane.usage.derived`). Every event is inserted with ``ON CONFLICT (request_id) DO NOTHING``
 (dialect-specific statement for SQLite and PostgreSQL) inside one transaction. After the commit,
 ``accepted`` = newly stored events, ``duplicates`` = events already in the ledger (or repeated
 within the batch), and ``acked_seq`` = the request's ``last_seq``: the data plane may drop its
@@ -32,6 +34,7 @@ from controlplane.catalog.common import now_ms
 from controlplane.domain.errors import InvalidArgument, shown
 from controlplane.store.db import Database
 from controlplane.store.models import UsageEventRow
+from controlplane.usage import derived
 from controlplane.usage.events import event_to_values
 from controlplane.usage.hub import UsageHub
 from controlplane.usage.request_logs import has_log, store_bodies, strip_log
@@ -157,6 +160,8 @@ async def ingest(
 
     def store(s: Session) -> set[str]:
         ids = insert_new(s, rows)
+        # Only what this transaction stored: a replay, or another replica's copy, adds nothing.
+        derived.apply(s, [r for r in rows if r["request_id"] in ids], received)
         if logged:  # headers/bodies, policy-checked, compressed, in the same transaction
             store_bodies(s, logged, received)
         return ids
