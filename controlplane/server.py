@@ -55,6 +55,7 @@ from controlplane.signin import reencrypt as signin_reencrypt
 from controlplane.signin.engine import SignIn
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database, redact_url
+from controlplane.usage import rebuild
 from controlplane.usage.alerts import AlertMonitor
 from controlplane.usage.request_logs import purge_forever
 from gwapi.v1 import (
@@ -100,6 +101,8 @@ def open_database(url: str) -> Database:
     """Create tables and seed the default prices (existing rows are never overwritten)."""
     db = Database(url)
     db.create_all()
+    # A database from before the ledger's totals (an upgrade) gets them before anything reads.
+    rebuild.ensure_built(db)
     defaults = load_default_prices()
     tools = load_default_tool_rates()
     for attempt in (1, 2):
@@ -269,6 +272,14 @@ async def start(server: grpc.aio.Server, state: AppState) -> None:
     )
     state.tasks.append(asyncio.create_task(purge_forever(state.db), name="log-body-purge"))
     state.tasks.append(asyncio.create_task(state.signin.purge_forever(), name="signin-purge"))
+    usage_days = state.settings.usage_retention_days
+    if usage_days:
+        state.tasks.append(
+            asyncio.create_task(
+                rebuild.purge_forever(state.db, usage_days), name="usage-event-purge"
+            )
+        )
+        log.info("raw usage events older than %d days are purged hourly", usage_days)
     days = state.settings.audit_retention_days
     if days:
         state.tasks.append(

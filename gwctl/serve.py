@@ -21,6 +21,12 @@ def register(subparsers: Subparsers) -> None:
         "run the control plane server (see: gwctl controlplane serve --help)",
         serve_controlplane,
     )
+    p = sub.add_parser(
+        "rebuild-ledger",
+        help="recompute spend totals and usage rollups from the raw usage events",
+        add_help=False,
+    )
+    p.set_defaults(run=rebuild_ledger, passthrough=True)
 
 
 def add_serve(sub: Subparsers, help_text: str, run: object) -> None:
@@ -31,6 +37,10 @@ def add_serve(sub: Subparsers, help_text: str, run: object) -> None:
 
 def serve_controlplane(args: argparse.Namespace, argv: list[str]) -> int:
     return _run("controlplane.server", argv)
+
+
+def rebuild_ledger(args: argparse.Namespace, argv: list[str]) -> int:
+    return _run("controlplane.ledger_cli", argv)
 
 
 def serve_dataplane(args: argparse.Namespace, argv: list[str]) -> int:

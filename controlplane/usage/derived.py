@@ -27,12 +27,18 @@ from controlplane.usage.totals import add_totals
 _FIELDS = tuple(c.name for c in UsageEventRow.__table__.columns)  # type: ignore[attr-defined]
 
 
-def apply(s: Session, rows: Sequence[Mapping[str, Any]], now: int | None = None) -> None:
+def apply(
+    s: Session, rows: Sequence[Mapping[str, Any]], now: int | None = None, keep_before: int = 0
+) -> None:
+    """``keep_before`` (a rebuild after a retention purge): leave out events before it and
+    calendar-period cells starting before it (see :mod:`controlplane.usage.rebuild`)."""
+    if keep_before:
+        rows = [r for r in rows if int(r.get("time_ms") or 0) >= keep_before]
     if not rows:
         return
     now = now_ms() if now is None else now
     with s.no_autoflush:
-        add_totals(s, rows, now)
+        add_totals(s, rows, now, keep_before)
         add_rollups(s, rows, now)
 
 

@@ -16,7 +16,7 @@ of raw rows, however long the ledger is.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, case, literal, select, union_all
 from sqlalchemy.sql import Subquery
@@ -151,5 +151,5 @@ def usage_source(
         else:
             model = UsageHourRow if source == "hour" else UsageDayRow
             parts.append(_filtered(_rollup(model, rng), model, filters))
-    sub: Subquery = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("src")
-    return sub
+    query: Any = parts[0] if len(parts) == 1 else union_all(*parts)
+    return cast(Subquery, query.subquery("src"))

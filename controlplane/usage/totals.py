@@ -44,6 +44,7 @@ IN_CHUNK = 500
 CALENDAR = (Period.DAY, Period.WEEK, Period.MONTH)
 TABLE = T.__table__  # type: ignore[attr-defined]
 Cell = tuple[str, str, str, int]  # (scope kind, scope id, period word, period start ms)
+_MIN_MS, _MAX_MS = -62_000_000_000_000, 250_000_000_000_000  # ~ year 5 .. ~ year 9900
 
 
 class Windows:
@@ -54,7 +55,11 @@ class Windows:
         self._last: dict[tuple[Period, str], Window] = {}
         self._bad: set[str] = set()
 
-    def start(self, period: Period, time_ms: int, tz: str) -> int:
+    def start(self, period: Period, time_ms: int, tz: str) -> int | None:
+        """The start of the window holding ``time_ms``; None for a time no calendar holds
+        (beyond the years 5..9900: such an event only counts in lifetime totals)."""
+        if not _MIN_MS <= time_ms <= _MAX_MS:
+            return None
         if tz in self._bad:
             tz = ""
         last = self._last.get((period, tz))
@@ -102,8 +107,11 @@ def cells(
     for row in rows:
         time_ms, cost = int(row.get("time_ms") or 0), int(row.get("cost_micros") or 0)
         tz = tz_of.get(str(row.get("workspace") or ""), "")
-        starts = [(p.word, windows.start(p, time_ms, tz)) for p in CALENDAR]
-        starts.append(("lifetime", 0))
+        starts: list[tuple[str, int]] = [("lifetime", 0)]
+        for p in CALENDAR:
+            start = windows.start(p, time_ms, tz)
+            if start is not None:
+                starts.append((p.word, start))
         for kind, scope_id in scopes_of(row):
             for period, start in starts:
                 cell = acc[(kind, scope_id, period, start)]
@@ -128,11 +136,17 @@ def write_cells(s: Session, acc: Mapping[Cell, Sequence[int]], now: int) -> None
     upsert_add(s, TABLE, rows, added=("spent_micros", "requests"), greatest=("updated_at_ms",))
 
 
-def add_totals(s: Session, rows: Sequence[Mapping[str, Any]], now: int) -> None:
-    """Add freshly inserted events to their totals, in the caller's transaction."""
+def add_totals(
+    s: Session, rows: Sequence[Mapping[str, Any]], now: int, keep_before: int = 0
+) -> None:
+    """Add freshly inserted events to their totals, in the caller's transaction
+    (``keep_before``: leave calendar cells that start before it alone)."""
     if rows:
         tz_of = zones(s, {str(r.get("workspace") or "") for r in rows})
-        write_cells(s, cells(rows, tz_of), now)
+        acc = cells(rows, tz_of)
+        if keep_before:
+            acc = {c: v for c, v in acc.items() if c[2] == "lifetime" or c[3] >= keep_before}
+        write_cells(s, acc, now)
 
 
 def read_totals(
@@ -198,3 +212,16 @@ def recompute_current(s: Session, scopes: Iterable[tuple[str, str, str]], now: i
                 written += 1
     s.flush()
     return written
+
+
+def retime_workspace(s: Session, name: str, tz: str, now: int) -> int:
+    """After workspace ``name``'s time zone became ``tz``: its own, its keys' and its developers'
+    current windows, recomputed in ``tz`` (:func:`recompute_current`)."""
+    from controlplane.store.models import DeveloperRow, VirtualKeyRow
+
+    keys = s.execute(sa_select(col(VirtualKeyRow.id)).where(col(VirtualKeyRow.workspace) == name))
+    devs = s.execute(sa_select(col(DeveloperRow.id)).where(col(DeveloperRow.workspace) == name))
+    scopes = [("workspace", name, tz)]
+    scopes += [("key", str(k), tz) for (k,) in keys.all()]
+    scopes += [("developer", str(d), tz) for (d,) in devs.all()]
+    return recompute_current(s, scopes, now)
