@@ -38,6 +38,7 @@ from controlplane.usage import derived
 from controlplane.usage.events import event_to_values
 from controlplane.usage.hub import UsageHub
 from controlplane.usage.request_logs import has_log, store_bodies, strip_log
+from controlplane.usage.upsert import PG_CHUNK_ROWS, pg_unnest_insert
 from gwapi.v1 import telemetry_pb2 as tpb
 from gwcommon.usage_limits import TEXT_CHARS, cut
 
@@ -121,6 +122,12 @@ def insert_new(s: Session, rows: list[dict[str, Any]]) -> set[str]:
         raise RuntimeError(f"unsupported dialect {dialect}")
     inserted: set[str] = set()
     table = UsageEventRow.__table__  # type: ignore[attr-defined]
+    if dialect == "postgresql":  # one statement of arrays per batch: far cheaper than VALUES
+        suffix = "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+        for start in range(0, len(rows), PG_CHUNK_ROWS):
+            cursor = pg_unnest_insert(s, table, rows[start : start + PG_CHUNK_ROWS], suffix)
+            inserted.update(r[0] for r in cursor.fetchall())
+        return inserted
     for start in range(0, len(rows), CHUNK_ROWS):
         chunk = rows[start : start + CHUNK_ROWS]
         stmt = (

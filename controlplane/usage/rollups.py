@@ -40,7 +40,6 @@ SUMS = (
 ADDED = ("requests", "errors", *SUMS, "cache_hits")
 HOUR_TABLE = UsageHourRow.__table__  # type: ignore[attr-defined]
 DAY_TABLE = UsageDayRow.__table__  # type: ignore[attr-defined]
-TABLES = ((HOUR_TABLE, HOUR_MS, HOUR_DIMS), (DAY_TABLE, DAY_MS, DAY_DIMS))
 
 
 def model_of(row: Mapping[str, Any]) -> str:
@@ -54,57 +53,73 @@ def dims_key(values: Sequence[str]) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
-def _dims(row: Mapping[str, Any]) -> dict[str, str]:
+def _new_cell(
+    bucket: int, key: str, dims: dict[str, str], time_ms: int, now: int
+) -> dict[str, Any]:
     return {
-        "workspace": str(row.get("workspace") or ""),
-        "key_id": str(row.get("key_id") or ""),
-        "developer_id": str(row.get("developer_id") or ""),
-        "model": model_of(row),
-        "provider": str(row.get("provider") or ""),
-        "client_version": str(row.get("client_version") or ""),
-        "session_id": str(row.get("session_id") or ""),
-        "metadata_json": str(row.get("metadata_json") or "{}"),
+        "bucket_ms": bucket,
+        "dims_key": key,
+        **dims,
+        **dict.fromkeys(ADDED, 0),
+        "first_ms": time_ms,
+        "last_ms": time_ms,
+        "key_name": "",
+        "developer_email": "",
+        "updated_at_ms": now,
     }
 
 
 def cells(
-    rows: Iterable[Mapping[str, Any]], bucket_ms: int, dim_names: Sequence[str], now: int
-) -> list[dict[str, Any]]:
-    """The rollup rows (one per bucket and dimension combination) of ``rows``."""
-    acc: dict[tuple[int, str], dict[str, Any]] = {}
+    rows: Iterable[Mapping[str, Any]], now: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The hourly and the daily rollup rows (one per bucket and dimension combination)."""
+    hours: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
+    days: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
+    n_day = len(DAY_DIMS)
     for row in rows:
         time_ms = int(row.get("time_ms") or 0)
-        bucket = time_ms - time_ms % bucket_ms  # Python's % floors: negative times too
-        all_dims = _dims(row)
-        dims = {name: all_dims[name] for name in dim_names}
-        key = (bucket, dims_key([dims[n] for n in dim_names]))
-        cell = acc.get(key)
-        if cell is None:
-            cell = acc[key] = {
-                "bucket_ms": bucket,
-                "dims_key": key[1],
-                **dims,
-                **dict.fromkeys(ADDED, 0),
-                "first_ms": time_ms,
-                "last_ms": time_ms,
-                "key_name": "",
-                "developer_email": "",
-                "updated_at_ms": now,
-            }
-        cell["requests"] += 1
-        cell["errors"] += 1 if int(row.get("status") or 0) >= 400 else 0
-        cell["cache_hits"] += 1 if row.get("cache_status") == "hit" else 0
-        for name in SUMS:
-            cell[name] += int(row.get(name) or 0)
-        cell["first_ms"] = min(cell["first_ms"], time_ms)
-        cell["last_ms"] = max(cell["last_ms"], time_ms)
-        # The database's collation orders text for max(); PostgreSQL databases we create use
-        # C.UTF-8 (code point order, as Python's).
-        cell["key_name"] = max(cell["key_name"], str(row.get("key_name") or ""))
-        cell["developer_email"] = max(
-            cell["developer_email"], str(row.get("developer_email") or "")
+        dims = (
+            str(row.get("workspace") or ""),
+            str(row.get("key_id") or ""),
+            str(row.get("developer_id") or ""),
+            model_of(row),
+            str(row.get("provider") or ""),
+            str(row.get("client_version") or ""),
+            str(row.get("session_id") or ""),
+            str(row.get("metadata_json") or "{}"),
         )
-    return list(acc.values())
+        errors = 1 if int(row.get("status") or 0) >= 400 else 0
+        hit = 1 if row.get("cache_status") == "hit" else 0
+        sums = [int(row.get(name) or 0) for name in SUMS]
+        key_name = str(row.get("key_name") or "")
+        email = str(row.get("developer_email") or "")
+        # Python's % floors, so negative times bucket like positive ones.
+        for acc, bucket, names in (
+            (hours, time_ms - time_ms % HOUR_MS, HOUR_DIMS),
+            (days, time_ms - time_ms % DAY_MS, DAY_DIMS),
+        ):
+            values = dims if names is HOUR_DIMS else dims[:n_day]
+            cell = acc.get((bucket, values))
+            if cell is None:
+                cell = acc[(bucket, values)] = _new_cell(
+                    bucket, dims_key(values), dict(zip(names, values, strict=True)), time_ms, now
+                )
+            cell["requests"] += 1
+            cell["errors"] += errors
+            cell["cache_hits"] += hit
+            for name, value in zip(SUMS, sums, strict=True):
+                cell[name] += value
+            if time_ms < cell["first_ms"]:
+                cell["first_ms"] = time_ms
+            if time_ms > cell["last_ms"]:
+                cell["last_ms"] = time_ms
+            # The database's collation orders text for max(); PostgreSQL databases we create
+            # use C.UTF-8 (code point order, as Python's).
+            if key_name > cell["key_name"]:
+                cell["key_name"] = key_name
+            if email > cell["developer_email"]:
+                cell["developer_email"] = email
+    return list(hours.values()), list(days.values())
 
 
 def write(s: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:
@@ -121,7 +136,7 @@ def write(s: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:
 def add_rollups(s: Session, rows: Sequence[Mapping[str, Any]], now: int) -> None:
     """Add freshly inserted events to the hourly and daily rollups, in the caller's
     transaction."""
-    if not rows:
-        return
-    for table, bucket_ms, dim_names in TABLES:
-        write(s, table, cells(rows, bucket_ms, dim_names, now))
+    if rows:
+        hours, days = cells(rows, now)
+        write(s, HOUR_TABLE, hours)
+        write(s, DAY_TABLE, days)
