@@ -510,10 +510,11 @@ class SpendTotalRow(SQLModel, table=True):
 
     __tablename__ = "spend_total"
 
+    # Key order: one window's cells of one scope kind (every developer's today) are one range.
     scope_kind: str = Field(primary_key=True, max_length=16)
-    scope_id: str = Field(primary_key=True, max_length=256)
     period: str = Field(primary_key=True, max_length=16)
     period_start_ms: int = Field(primary_key=True, sa_type=BigInteger)
+    scope_id: str = Field(primary_key=True, max_length=256)
     spent_micros: int = Field(default=0, sa_type=BigInteger)
     requests: int = Field(default=0, sa_type=BigInteger)
     updated_at_ms: int = Field(default=0, sa_type=BigInteger, index=True)

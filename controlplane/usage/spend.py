@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from controlplane.catalog.convert import effective_limits
-from controlplane.domain.budgets import Budget
+from controlplane.domain.budgets import Budget, Period
 from controlplane.domain.limits import limits_from_json
 from controlplane.domain.spend import Window, current_window
 from controlplane.store.models import DeveloperRow, VirtualKeyRow, WorkspaceRow
@@ -107,9 +107,12 @@ def current_spend(s: Session, scopes: Iterable[Scope], now_ms: int) -> list[Budg
     """Every budget of ``scopes`` with its current window and spend, in the scopes' order."""
     planned: list[tuple[Scope, Budget, Window]] = []
     groups: dict[tuple[str, Window], list[str]] = defaultdict(list)
+    windows: dict[tuple[Period, str], Window] = {}  # scopes share a handful of windows
     for scope in scopes:
         for budget in scope.budgets:
-            window = _window(budget, now_ms, scope)
+            window = windows.get((budget.period, scope.tz))
+            if window is None:
+                window = windows[(budget.period, scope.tz)] = _window(budget, now_ms, scope)
             planned.append((scope, budget, window))
             groups[(scope.kind, window)].append(scope.id)
     totals: dict[tuple[str, Window], dict[str, int]] = {

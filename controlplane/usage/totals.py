@@ -41,6 +41,7 @@ from controlplane.usage.upsert import upsert_add
 log = logging.getLogger(__name__)
 
 IN_CHUNK = 500
+FEW_IDS = 50
 CALENDAR = (Period.DAY, Period.WEEK, Period.MONTH)
 TABLE = T.__table__  # type: ignore[attr-defined]
 Cell = tuple[str, str, str, int]  # (scope kind, scope id, period word, period start ms)
@@ -152,15 +153,19 @@ def add_totals(
 def read_totals(
     s: Session, kind: str, period: str, start_ms: int, ids: Sequence[str]
 ) -> dict[str, int]:
+    """``{scope id: spent}`` of one window's cells. Many ids: the window's whole key range (one
+    scan of the primary key, no long IN list to render); few: a lookup per id."""
+    stmt = select(col(T.scope_id), col(T.spent_micros)).where(
+        col(T.scope_kind) == kind, col(T.period) == period, col(T.period_start_ms) == start_ms
+    )
+    if len(ids) > FEW_IDS:
+        wanted = set(ids)
+        rows = s.execute(stmt).all()
+        return {str(sid): int(spent) for sid, spent in rows if sid in wanted}
     out: dict[str, int] = {}
     for i in range(0, len(ids), IN_CHUNK):
-        stmt = select(col(T.scope_id), col(T.spent_micros)).where(
-            col(T.scope_kind) == kind,
-            col(T.period) == period,
-            col(T.period_start_ms) == start_ms,
-            col(T.scope_id).in_(ids[i : i + IN_CHUNK]),
-        )
-        out.update({str(sid): int(spent) for sid, spent in s.execute(stmt).all()})
+        chunk = stmt.where(col(T.scope_id).in_(ids[i : i + IN_CHUNK]))
+        out.update({str(sid): int(spent) for sid, spent in s.execute(chunk).all()})
     return out
 
 
