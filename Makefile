@@ -13,7 +13,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install lock up up-signin down status test lint typecheck unit proto proto-check bench clean
+.PHONY: install lock up up-signin down status test lint typecheck unit proto proto-check bench bench-ledger clean
 
 install: $(STAMP) $(CLAUDE)
 
@@ -109,6 +109,10 @@ test: install lint unit
 
 # The data plane against a direct call (same run), then the limits engine (in-process and Redis),
 # then authentication (a virtual key against a signed-in developer's token).
+# The ledger at a year of traffic (PostgreSQL): LEDGER_EVENTS=300000 for a quick run.
+bench-ledger: install
+	$(BIN)/python -m bench.ledger --events $${LEDGER_EVENTS:-30000000} --pg $${TOLLGATE_BENCH_PG:-postgresql://postgres@127.0.0.1:5432/test}
+
 bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.limits --redis $${TOLLGATE_BENCH_REDIS:-redis://127.0.0.1:6379/0}

@@ -38,8 +38,10 @@ def apply(
         return
     now = now_ms() if now is None else now
     with s.no_autoflush:
-        add_totals(s, rows, now, keep_before)
         add_rollups(s, rows, now)
+        # Last: every batch adds to its workspaces' cells, so concurrent ingest transactions
+        # queue on those rows; taking them just before the commit keeps that queue short.
+        add_totals(s, rows, now, keep_before)
 
 
 def _values(row: UsageEventRow) -> dict[str, Any]:

@@ -167,10 +167,10 @@ async def ingest(
 
     def store(s: Session) -> set[str]:
         ids = insert_new(s, rows)
-        # Only what this transaction stored: a replay, or another replica's copy, adds nothing.
-        derived.apply(s, [r for r in rows if r["request_id"] in ids], received)
         if logged:  # headers/bodies, policy-checked, compressed, in the same transaction
             store_bodies(s, logged, received)
+        # Only what this transaction stored: a replay, or another replica's copy, adds nothing.
+        derived.apply(s, [r for r in rows if r["request_id"] in ids], received)
         return ids
 
     try:
