@@ -81,8 +81,11 @@ def _counts(s: Session) -> dict[str, int]:
 
 
 def _lock(s: Session) -> None:
+    """Writers wait for the rebuild, readers do not."""
     if s.get_bind().dialect.name == "postgresql":
         s.execute(text("LOCK TABLE usage_event IN SHARE ROW EXCLUSIVE MODE"))
+    else:  # SQLite: take the write lock before reading (a write statement does, even a no-op)
+        s.execute(text("UPDATE ledger_state SET id = id WHERE 0 = 1"))
 
 
 def _clear(s: Session, purged: int) -> None:

@@ -166,3 +166,19 @@ def test_gwctl_rebuild_ledger_says_what_it_did(
     assert "rebuilt the ledger from 5 usage events" in out and "spend_total" in out
     assert rebuild_cli(["--db", "mysql://nope/x"]) == 1
     assert "unsupported database" in capsys.readouterr().err
+
+
+def test_usage_retention_setting() -> None:
+    from controlplane.settings import MIN_USAGE_RETENTION_DAYS, Settings
+
+    env = {"TOLLGATE_ADMIN_TOKEN": "a", "TOLLGATE_DATAPLANE_TOKEN": "d"}
+    assert Settings.from_args([], env).usage_retention_days == 0
+    got = Settings.from_args(["--usage-retention-days", "90"], env)
+    got.validate()
+    assert got.usage_retention_days == 90
+    from_env = Settings.from_args([], {**env, "TOLLGATE_USAGE_RETENTION_DAYS": "400"})
+    assert from_env.usage_retention_days == 400
+    for bad in ("7", "x", "-1"):
+        with pytest.raises(ValueError, match="--usage-retention-days"):
+            Settings.from_args(["--usage-retention-days", bad], env).validate()
+    Settings.from_args(["--usage-retention-days", str(MIN_USAGE_RETENTION_DAYS)], env).validate()
