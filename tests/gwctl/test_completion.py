@@ -125,6 +125,7 @@ def test_the_tree_follows_the_parser(tree: Command) -> None:
     assert next(o for o in by_key["up"].options if "--state-dir" in o.flags).value == "dir"
     assert {c.key for c in tree.walk() if c.passthrough} == {
         "controlplane serve",
+        "controlplane rebuild-ledger",
         "dataplanes serve",
     }
     # the global flags after a command too
