@@ -92,7 +92,7 @@ def pg_unnest_insert(
     statement whose single parameter is the rows as JSON text: one statement and one plan per
     batch, and the encoding is the C JSON encoder's (binding a value per row and column, or an
     array per column, costs microseconds of Python per value). ``suffix`` is the
-    ``ON CONFLICT …`` / ``RETURNING …`` text. Returns the DB-API cursor (for RETURNING)."""
+    ``ON CONFLICT …`` / ``RETURNING …`` text. Returns the result (for RETURNING)."""
     names = ", ".join(c.name for c in table.columns if c.name in rows[0])
     sql = (
         f"INSERT INTO {table.name} ({names}) SELECT {names} "
@@ -100,7 +100,5 @@ def pg_unnest_insert(
     )
     payload = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
     connection = conn.connection() if isinstance(conn, Session) else conn
-    dbapi: Any = connection.connection.dbapi_connection
-    cursor = dbapi.cursor()  # the session's own connection: the same transaction
-    cursor.execute(sql, (payload,))
-    return cursor
+    # The driver's own paramstyle, through SQLAlchemy (its errors stay DBAPIError).
+    return connection.exec_driver_sql(sql, (payload,))
