@@ -13,7 +13,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet clean migration
+.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet bench-ledger clean migration
 
 install: $(STAMP) $(CLAUDE)
 
@@ -123,6 +123,10 @@ test: install lint unit
 
 # The data plane against a direct call (same run), then the limits engine (in-process and Redis),
 # then authentication (a virtual key against a signed-in developer's token).
+# The ledger at a year of traffic (PostgreSQL): LEDGER_EVENTS=300000 for a quick run.
+bench-ledger: install
+	$(BIN)/python -m bench.ledger --events $${LEDGER_EVENTS:-30000000} --pg $${TOLLGATE_BENCH_PG:-postgresql://postgres@127.0.0.1:5432/test}
+
 bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.limits --redis $${TOLLGATE_BENCH_REDIS:-redis://127.0.0.1:6379/0}

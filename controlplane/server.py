@@ -58,6 +58,7 @@ from controlplane.signin.engine import SignIn
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database, redact_url
 from controlplane.store.schema import SchemaError
+from controlplane.usage import rebuild
 from controlplane.usage.alerts import AlertMonitor
 from gwapi.v1 import (
     admin_pb2,
@@ -111,6 +112,8 @@ def open_database(url: str, *, migrate: bool = False) -> Database:
     log.info(
         "database schema at revision %s (this release's head: %s)", schema.current, schema.head
     )
+    # A database from before the ledger's totals (an upgrade) gets them before anything reads.
+    rebuild.ensure_built(db)
     defaults = load_default_prices()
     tools = load_default_tool_rates()
     for attempt in (1, 2):

@@ -20,6 +20,10 @@ default 0 = keep the audit log forever, see :mod:`controlplane.audit_retention`)
 Schema: a database behind this release's migrations is refused unless ``--migrate`` /
 ``TOLLGATE_MIGRATE=1`` (see :mod:`controlplane.store.schema`).
 
+Usage retention: ``TOLLGATE_USAGE_RETENTION_DAYS`` / ``--usage-retention-days`` (0 = keep raw
+usage events forever, else at least :data:`MIN_USAGE_RETENTION_DAYS`; spend totals and usage
+rollups are kept, see :mod:`controlplane.usage.rebuild`).
+
 Alert webhooks go to public addresses only unless ``--allow-internal-webhooks`` /
 ``TOLLGATE_ALLOW_INTERNAL_WEBHOOKS=1`` (see :mod:`controlplane.usage.webhooks`).
 """
@@ -38,6 +42,8 @@ DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DB_URL = "sqlite:///.tollgate/tollgate.db"
 # 100 years: beyond that the cutoff is meaningless (and would overflow a BIGINT timestamp).
 MAX_AUDIT_RETENTION_DAYS = 36_500
+# Raw events of the current budget windows stay: a time-zone change recomputes them from raw rows.
+MIN_USAGE_RETENTION_DAYS = 35
 _DAYS = re.compile(r"-?[0-9]+")  # ASCII only: int() would also take "١٢" or "1_0"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 # Flags that used to take a token as their value: now refused, saying what to use instead.
@@ -98,6 +104,8 @@ class Settings:
     # how long to keep them is the operator's call, so nothing is deleted unless asked).
     # From text (env/flag) it is parsed in from_env; a non-integer stays text for validate().
     audit_retention_days: int = 0
+    # Delete raw usage events older than this many days (0 = never); totals and rollups stay.
+    usage_retention_days: int = 0
     # Let alert webhooks reach loopback, private and link-local addresses. Off by default: a
     # workspace-admin chooses the URL and can trigger a delivery at will.
     allow_internal_webhooks: bool = False
@@ -152,6 +160,18 @@ class Settings:
                 "(0 = keep the audit log forever)"
             )
 
+        usage: object = self.usage_retention_days
+        if (
+            isinstance(usage, bool)
+            or not isinstance(usage, int)
+            or not (usage == 0 or MIN_USAGE_RETENTION_DAYS <= usage <= MAX_AUDIT_RETENTION_DAYS)
+        ):
+            raise ValueError(
+                f"invalid --usage-retention-days {usage!r} (env TOLLGATE_USAGE_RETENTION_DAYS): "
+                f"use 0 (keep raw usage events forever) or a whole number of days from "
+                f"{MIN_USAGE_RETENTION_DAYS} to {MAX_AUDIT_RETENTION_DAYS}"
+            )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         env = os.environ if env is None else env
@@ -170,6 +190,7 @@ class Settings:
             "tls_cert": env.get("TOLLGATE_TLS_CERT", ""),
             "tls_key": env.get("TOLLGATE_TLS_KEY", ""),
             "audit_retention_days": env.get("TOLLGATE_AUDIT_RETENTION_DAYS", ""),
+            "usage_retention_days": env.get("TOLLGATE_USAGE_RETENTION_DAYS", ""),
             "allow_internal_webhooks": env.get("TOLLGATE_ALLOW_INTERNAL_WEBHOOKS", ""),
             "migrate": env.get("TOLLGATE_MIGRATE", ""),
             "admin_token_file": env.get("TOLLGATE_ADMIN_TOKEN_FILE", ""),
@@ -193,11 +214,12 @@ class Settings:
             values["allow_internal_webhooks"], "TOLLGATE_ALLOW_INTERNAL_WEBHOOKS"
         )
         values["migrate"] = _flag(values["migrate"], "TOLLGATE_MIGRATE")
-        days = values["audit_retention_days"]
-        if isinstance(days, str):
-            days = days.strip()
-            # Not a number: kept as text so validate() refuses it with the flag's name.
-            values["audit_retention_days"] = int(days) if _DAYS.fullmatch(days) else days or 0
+        for name in ("audit_retention_days", "usage_retention_days"):
+            days = values[name]
+            if isinstance(days, str):
+                days = days.strip()
+                # Not a number: kept as text so validate() refuses it with the flag's name.
+                values[name] = int(days) if _DAYS.fullmatch(days) else days or 0
         return cls(**values)  # type: ignore[arg-type]
 
     @classmethod
@@ -258,6 +280,13 @@ class Settings:
             metavar="N",
             help="delete audit events older than N days, checked hourly "
             "(env TOLLGATE_AUDIT_RETENTION_DAYS; default 0 = keep forever)",
+        )
+        parser.add_argument(
+            "--usage-retention-days",
+            metavar="N",
+            help="delete raw usage events older than N days (whole UTC days), checked hourly; "
+            "spend totals and usage rollups are kept (env TOLLGATE_USAGE_RETENTION_DAYS; "
+            f"default 0 = keep forever; else at least {MIN_USAGE_RETENTION_DAYS})",
         )
         parser.add_argument(
             "--allow-internal-webhooks",

@@ -1,9 +1,8 @@
-"""``gwctl controlplane serve …``, ``gwctl controlplane migrate …`` and ``gwctl dataplane serve …``.
+"""``gwctl controlplane serve|migrate|rebuild-ledger …`` and ``gwctl dataplane serve …``.
 
-Everything after ``serve`` / ``migrate`` is handed unchanged to ``controlplane.server.main`` /
-``controlplane.migrate_cli.main`` / ``dataplane.cli.main`` (``--help`` included, so the server
-documents its own flags). The
-server packages are imported inside the functions: plain gwctl commands must not pay for (or
+Everything after the command is handed unchanged to ``controlplane.server.main`` /
+``controlplane.migrate_cli.main`` / ``controlplane.ledger_cli.main`` / ``dataplane.cli.main``
+(``--help`` included, so the server documents its own flags). The server packages are imported inside the functions: plain gwctl commands must not pay for (or
 depend on) SQLModel, Hypercorn and the rest.
 """
 
@@ -28,6 +27,12 @@ def register(subparsers: Subparsers) -> None:
         add_help=False,
     )
     p.set_defaults(run=migrate_controlplane, passthrough=True)
+    p = sub.add_parser(
+        "rebuild-ledger",
+        help="recompute spend totals and usage rollups from the raw usage events",
+        add_help=False,
+    )
+    p.set_defaults(run=rebuild_ledger, passthrough=True)
 
 
 def add_serve(sub: Subparsers, help_text: str, run: object) -> None:
@@ -42,6 +47,10 @@ def serve_controlplane(args: argparse.Namespace, argv: list[str]) -> int:
 
 def migrate_controlplane(args: argparse.Namespace, argv: list[str]) -> int:
     return _run("controlplane.migrate_cli", argv)
+
+
+def rebuild_ledger(args: argparse.Namespace, argv: list[str]) -> int:
+    return _run("controlplane.ledger_cli", argv)
 
 
 def serve_dataplane(args: argparse.Namespace, argv: list[str]) -> int:

@@ -36,6 +36,7 @@ from controlplane.signin.admission import Identity
 from controlplane.signin.codes import DEVELOPER_ID_RE, new_developer_id
 from controlplane.store.models import DeveloperRow, WorkspaceRow
 from controlplane.usage.spend import developer_scope, statuses_by_scope
+from controlplane.usage.totals import recompute_current
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 
@@ -201,11 +202,15 @@ def record_sign_in(
     row.email = identity.email
     row.name = identity.name
     row.groups_json = json.dumps(list(identity.groups))
+    moved = before is not None and row.workspace != workspace
     row.workspace = workspace
     row.last_sign_in_ms = now
     row.updated_at_ms = now
     s.add(row)
     s.flush()  # IntegrityError on a concurrent first sign-in (see above)
+    if moved:  # its budget windows now follow the new workspace's time zone
+        ws = s.get(WorkspaceRow, workspace)
+        recompute_current(s, [("developer", row.id, ws.timezone if ws else "")], now)
     _audit(
         s,
         now,

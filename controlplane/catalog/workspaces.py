@@ -38,6 +38,7 @@ from controlplane.domain.workspaces import (
 )
 from controlplane.store.models import VirtualKeyRow, WorkspaceRow
 from controlplane.usage.spend import statuses_by_scope, workspace_scope
+from controlplane.usage.totals import retime_workspace
 from gwapi.v1 import common_pb2 as pb
 
 UPDATE_PATHS = (
@@ -136,6 +137,7 @@ def update(
     paths = resolve_mask(mask, msg, UPDATE_PATHS, "a workspace")
     if "description" in paths:
         row.description = validate_label(msg.description, "description", max_len=1000)
+    old_tz = row.timezone or ""
     if "timezone" in paths:
         row.timezone = validate_timezone(msg.timezone)
     if "redis_failure" in paths:
@@ -165,6 +167,8 @@ def update(
     row.updated_at_ms = now
     s.add(row)
     s.flush()
+    if (row.timezone or "") != old_tz:  # budget windows moved: recount the current ones
+        retime_workspace(s, row.name, row.timezone or "", now)
     updated = with_status(s, [row], now)[0]
     _audit(s, now, "workspace.update", row.name, before, updated)
     return updated

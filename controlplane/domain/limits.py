@@ -6,6 +6,7 @@ converted to/from ``gwapi.v1.Limits`` outside the domain package.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -81,8 +82,11 @@ def limits_to_json(limits: Limits) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=4096)
 def limits_from_json(text: str | None) -> Limits:
-    """Inverse of :func:`limits_to_json`; empty or ``None`` means no limits."""
+    """Inverse of :func:`limits_to_json`; empty or ``None`` means no limits. Cached by text
+    (``Limits`` is immutable): snapshot seeds and budget alerts parse the same few documents for
+    thousands of developers."""
     if not text:
         return Limits()
     doc = json.loads(text)

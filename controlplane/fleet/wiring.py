@@ -41,6 +41,7 @@ from controlplane.fleet.pg import PgBus
 from controlplane.services.state import AppState
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.snapshots.spend_seeds import spend_scopes
+from controlplane.usage import rebuild as ledger_rebuild
 from controlplane.usage.request_logs import purge_forever
 from gwapi.v1 import telemetry_pb2 as tpb
 
@@ -127,6 +128,9 @@ def build(state: AppState, *, leader_retry_s: float | None = None) -> Fleet:
     days = state.settings.audit_retention_days
     if days:
         leader.add_job("audit-purge", lambda: audit_retention.purge_forever(db, days))
+    usage_days = state.settings.usage_retention_days
+    if usage_days:  # raw usage events only: spend totals and rollups are kept
+        leader.add_job("usage-event-purge", lambda: ledger_rebuild.purge_forever(db, usage_days))
     state.metrics.fleet(
         leader=lambda: leader.is_leader,
         listening=lambda: not isinstance(bus, PgBus) or bus.listening.is_set(),

@@ -28,6 +28,8 @@ from sqlmodel import Session, create_engine
 from controlplane.store import changes as _changes  # noqa: F401  (registers the hooks)
 from controlplane.store.schema import Migrator, Status
 
+# Registers the hook that keeps the ledger's totals and rollups in step with ORM inserts.
+from controlplane.usage import derived as _ledger_hook  # noqa: F401
 T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000

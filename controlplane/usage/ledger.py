@@ -20,7 +20,10 @@ dimension:
   ``key_name`` (the key's current name, else the ledger's) or ``developer_id`` and
   ``developer_email`` (current, else the ledger's). Sorted by workspace, then cost descending.
 
-Column groupings run as SQL ``GROUP BY``; ``metadata.<field>`` groups by the metadata JSON text
+The rows aggregated are rollup cells for whole UTC days and hours and raw events only for the
+partial hour at each end of the range (:mod:`controlplane.usage.sources`): the answers equal a
+scan of the raw events, at a cost that does not grow with the ledger. Column groupings run as
+SQL ``GROUP BY``; ``metadata.<field>`` groups by the metadata JSON text
 in SQL and re-aggregates the (few) distinct documents in Python, which works identically on
 SQLite and PostgreSQL. Rows carry requests, errors (HTTP status >= 400), token sums, server-tool
 request sums, cost, cache hits and what they saved (``cost_saved_micros``) and the request times of the group's first and last request; grouped by
@@ -37,13 +40,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func
+from sqlalchemy import ColumnElement, func
+from sqlalchemy.sql import Subquery
 from sqlmodel import Session, col, select
 
 from controlplane.domain.errors import InvalidArgument
 from controlplane.store.models import DeveloperRow, VirtualKeyRow
 from controlplane.store.models import UsageEventRow as U
 from controlplane.usage.events import row_to_event
+from controlplane.usage.sources import usage_source
 from gwapi.v1 import telemetry_pb2 as tpb
 
 DAY_MS = 86_400_000
@@ -65,19 +70,18 @@ DEFAULT_TAIL = 20
 MAX_TAIL = 1000
 
 
-def _group_expr(group_by: str) -> ColumnElement[Any] | None:
+def _group_expr(src: Subquery, group_by: str) -> ColumnElement[Any] | None:
+    c = src.c
     columns: dict[str, Any] = {
-        "workspace": col(U.workspace),
-        "key": col(U.key_id),
-        "developer": col(U.developer_id),
-        "provider": col(U.provider),
-        "session": col(U.session_id),
-        "client_version": col(U.client_version),
-        "model": case(
-            (col(U.model_served) != "", col(U.model_served)), else_=col(U.model_requested)
-        ),
-        "day": col(U.time_ms) // DAY_MS,
-        "metadata": col(U.metadata_json),
+        "workspace": c.workspace,
+        "key": c.key_id,
+        "developer": c.developer_id,
+        "provider": c.provider,
+        "session": c.session_id,
+        "client_version": c.client_version,
+        "model": c.model,
+        "day": c.t // DAY_MS,
+        "metadata": c.metadata_json,
     }
     key = "metadata" if group_by.startswith("metadata.") else group_by
     if key in ("", "member"):
@@ -86,21 +90,18 @@ def _group_expr(group_by: str) -> ColumnElement[Any] | None:
     return expr
 
 
-def _filters(req: tpb.QueryUsageRequest, scope: frozenset[str]) -> list[ColumnElement[bool]]:
-    conds: list[ColumnElement[bool]] = []
-    if scope:
-        conds.append(col(U.workspace).in_(sorted(scope)))
-    if req.workspace:
-        conds.append(col(U.workspace) == req.workspace)
-    if req.key_id:
-        conds.append(col(U.key_id) == req.key_id)
-    if req.developer_id:
-        conds.append(col(U.developer_id) == req.developer_id)
-    if req.since_ms:
-        conds.append(col(U.time_ms) >= req.since_ms)
-    if req.until_ms:
-        conds.append(col(U.time_ms) < req.until_ms)
-    return conds
+def _source(req: tpb.QueryUsageRequest, scope: frozenset[str], group_by: str) -> Subquery:
+    """The events of the request's range and filters, from rollups and edge rows
+    (:mod:`controlplane.usage.sources`); session and metadata groupings need hourly cells."""
+    return usage_source(
+        req.since_ms,
+        req.until_ms,
+        coarse=group_by != "session" and not group_by.startswith("metadata."),
+        scope=scope,
+        workspace=req.workspace,
+        key_id=req.key_id,
+        developer_id=req.developer_id,
+    )
 
 
 def validate_group_by(group_by: str) -> str:
@@ -125,7 +126,6 @@ _SUMS = (
     "web_fetch_requests",
     "cost_saved_micros",
 )
-_MEMBER: tuple[Any, ...] = (col(U.workspace), col(U.key_id), col(U.developer_id))
 _MEMBER_LABELS = ("m_workspace", "m_key_id", "m_developer_id")
 
 
@@ -138,10 +138,9 @@ def query_usage(
         raise InvalidArgument("until_ms must be after since_ms")
     if group_by == "member":
         return _query_members(s, req, scope)
-    group = _group_expr(group_by)
-    stmt = select(*([group.label("grp")] if group is not None else []), *_measures())
-    for cond in _filters(req, scope):
-        stmt = stmt.where(cond)
+    src = _source(req, scope, group_by)
+    group = _group_expr(src, group_by)
+    stmt = select(*([group.label("grp")] if group is not None else []), *_measures(src))
     if group is not None:
         stmt = stmt.group_by(group)
     result = s.exec(stmt).all()
@@ -186,20 +185,19 @@ def query_usage(
     return rows
 
 
-def _measures() -> list[Any]:
+def _measures(src: Subquery) -> list[Any]:
+    c = src.c
     return [
-        func.count().label("requests"),
-        func.coalesce(func.sum(case((col(U.status) >= 400, 1), else_=0)), 0).label("errors"),
-        *(func.coalesce(func.sum(getattr(U, name)), 0).label(name) for name in _SUMS),
-        func.coalesce(func.sum(case((col(U.cache_status) == "hit", 1), else_=0)), 0).label(
-            "cache_hits"
-        ),
-        func.coalesce(func.min(col(U.time_ms)), 0).label("first_ms"),
-        func.coalesce(func.max(col(U.time_ms)), 0).label("last_ms"),
-        func.coalesce(func.max(col(U.key_id)), "").label("key_id"),
-        func.coalesce(func.max(col(U.key_name)), "").label("key_name"),
-        func.coalesce(func.max(col(U.developer_email)), "").label("developer_email"),
-        func.coalesce(func.max(col(U.workspace)), "").label("workspace"),
+        func.coalesce(func.sum(c.requests), 0).label("requests"),
+        func.coalesce(func.sum(c.errors), 0).label("errors"),
+        *(func.coalesce(func.sum(c[name]), 0).label(name) for name in _SUMS),
+        func.coalesce(func.sum(c.cache_hits), 0).label("cache_hits"),
+        func.coalesce(func.min(c.first_ms), 0).label("first_ms"),
+        func.coalesce(func.max(c.last_ms), 0).label("last_ms"),
+        func.coalesce(func.max(c.key_id), "").label("key_id"),
+        func.coalesce(func.max(c.key_name), "").label("key_name"),
+        func.coalesce(func.max(c.developer_email), "").label("developer_email"),
+        func.coalesce(func.max(c.workspace), "").label("workspace"),
     ]
 
 
@@ -219,11 +217,11 @@ def _query_members(
     s: Session, req: tpb.QueryUsageRequest, scope: frozenset[str]
 ) -> list[tpb.UsageRow]:
     """``group_by=member``: one SQL ``GROUP BY workspace, key_id, developer_id``."""
-    labelled = [c.label(name) for c, name in zip(_MEMBER, _MEMBER_LABELS, strict=True)]
-    stmt = select(*labelled, *_measures())
-    for cond in _filters(req, scope):
-        stmt = stmt.where(cond)
-    result = s.exec(stmt.group_by(*_MEMBER)).all()
+    src = _source(req, scope, "member")
+    member = (src.c.workspace, src.c.key_id, src.c.developer_id)
+    labelled = [c.label(name) for c, name in zip(member, _MEMBER_LABELS, strict=True)]
+    stmt = select(*labelled, *_measures(src))
+    result = s.exec(stmt.group_by(*member)).all()
     key_ids = [str(r._mapping["m_key_id"] or "") for r in result]
     key_names = _key_names(s, key_ids)
     developers = _developers(s, [str(r._mapping["m_developer_id"] or "") for r in result])

@@ -7,9 +7,9 @@ Contract of :func:`current_spend`: for every budget of every given scope, the su
 ``cost_micros`` of the ledger events of that scope (``key_id`` for a key, ``workspace`` for a
 workspace, ``developer_id`` for a signed-in developer, whatever workspace it was in) whose request time ``time_ms`` lies in the budget's current window
 (:func:`controlplane.domain.spend.current_window`, in the workspace's time zone; a lifetime budget
-sums all time). Scopes sharing a window are summed in one ``GROUP BY`` query over the
-``(scope column, time_ms, cost_micros)`` indexes, so the cost grows with the number of distinct
-(period, time zone) pairs and the events inside the windows, not with the number of scopes.
+sums all time). The sums are read from the running totals kept at ingest
+(:mod:`controlplane.usage.totals`): one primary-key lookup per scope and window, batched per
+(kind, window), so the cost no longer grows with the events inside the windows.
 """
 
 from __future__ import annotations
@@ -19,15 +19,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from controlplane.catalog.convert import effective_limits
-from controlplane.domain.budgets import Budget
+from controlplane.domain.budgets import Budget, Period
 from controlplane.domain.limits import limits_from_json
 from controlplane.domain.spend import Window, current_window
 from controlplane.store.models import DeveloperRow, VirtualKeyRow, WorkspaceRow
-from controlplane.store.models import UsageEventRow as U
+from controlplane.usage.totals import read_totals
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import discovery_pb2 as dpb
 
@@ -92,9 +91,6 @@ def developer_scope(row: DeveloperRow, workspace: WorkspaceRow | None) -> Scope:
     )
 
 
-_COLUMNS = {"key": col(U.key_id), "workspace": col(U.workspace), "developer": col(U.developer_id)}
-
-
 def _window(budget: Budget, now_ms: int, scope: Scope) -> Window:
     try:
         return current_window(budget.period, now_ms, scope.tz)
@@ -104,26 +100,19 @@ def _window(budget: Budget, now_ms: int, scope: Scope) -> Window:
 
 
 def _sums(s: Session, kind: str, ids: Sequence[str], window: Window) -> dict[str, int]:
-    column = _COLUMNS[kind]
-    sums: dict[str, int] = {}
-    for start in range(0, len(ids), IN_CHUNK):
-        stmt = select(column, func.coalesce(func.sum(U.cost_micros), 0)).where(
-            column.in_(ids[start : start + IN_CHUNK])
-        )
-        if window.bounded:
-            stmt = stmt.where(col(U.time_ms) >= window.start_ms, col(U.time_ms) < window.end_ms)
-        for scope_id, total in s.exec(stmt.group_by(column)).all():
-            sums[str(scope_id)] = int(total)
-    return sums
+    return read_totals(s, kind, window.period.word, window.start_ms, ids)
 
 
 def current_spend(s: Session, scopes: Iterable[Scope], now_ms: int) -> list[BudgetSpend]:
     """Every budget of ``scopes`` with its current window and spend, in the scopes' order."""
     planned: list[tuple[Scope, Budget, Window]] = []
     groups: dict[tuple[str, Window], list[str]] = defaultdict(list)
+    windows: dict[tuple[Period, str], Window] = {}  # scopes share a handful of windows
     for scope in scopes:
         for budget in scope.budgets:
-            window = _window(budget, now_ms, scope)
+            window = windows.get((budget.period, scope.tz))
+            if window is None:
+                window = windows[(budget.period, scope.tz)] = _window(budget, now_ms, scope)
             planned.append((scope, budget, window))
             groups[(scope.kind, window)].append(scope.id)
     totals: dict[tuple[str, Window], dict[str, int]] = {

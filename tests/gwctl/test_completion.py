@@ -126,6 +126,7 @@ def test_the_tree_follows_the_parser(tree: Command) -> None:
     assert {c.key for c in tree.walk() if c.passthrough} == {
         "controlplane serve",
         "controlplane migrate",
+        "controlplane rebuild-ledger",
         "dataplanes serve",
     }
     # the global flags after a command too

@@ -1,0 +1,104 @@
+"""Atomic additive upserts for the ledger's derived tables, on SQLite and PostgreSQL.
+
+Contract of :func:`upsert_add`: for every given row, insert it, or, when a row with the same
+primary key exists, add the ``added`` columns to it (``spent = spent + excluded.spent``), keep the
+smaller of the ``least`` columns and the greater of the ``greatest`` columns, and overwrite the
+``replaced`` ones. The database does the arithmetic on the stored row, so two transactions (two
+control-plane replicas) adding to one cell both count. Rows are sent sorted by primary key, so
+concurrent writers lock cells in one order and cannot deadlock each other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Table, func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlmodel import Session
+
+CHUNK_ROWS = 500  # rows per statement: far below both bind-parameter limits for our tables
+PG_CHUNK_ROWS = 5000  # rows per unnest statement (one parameter per column, whatever the rows)
+
+
+def _dialect(conn: Connection | Session) -> str:
+    return conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
+
+
+def upsert_add(
+    conn: Connection | Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    added: Iterable[str] = (),
+    least: Iterable[str] = (),
+    greatest: Iterable[str] = (),
+    replaced: Iterable[str] = (),
+) -> None:
+    if not rows:
+        return
+    dialect = _dialect(conn)
+    if dialect == "postgresql":
+        insert_fn: Any = postgresql.insert
+        lo: Any = func.least
+        hi: Any = func.greatest
+    elif dialect == "sqlite":
+        insert_fn = sqlite.insert
+        lo, hi = func.min, func.max  # SQLite's two-argument min()/max() are scalar
+    else:  # pragma: no cover - make_engine only builds these two
+        raise RuntimeError(f"unsupported dialect {dialect}")
+    keys = [c.name for c in table.primary_key.columns]
+    ordered = sorted(rows, key=lambda r: tuple(r[k] for k in keys))
+    stmt = insert_fn(table)
+    added, least, greatest = tuple(added), tuple(least), tuple(greatest)
+    updates: dict[str, Any] = {}
+    for name in added:
+        updates[name] = table.c[name] + stmt.excluded[name]
+    for name in least:
+        updates[name] = lo(table.c[name], stmt.excluded[name])
+    for name in greatest:
+        updates[name] = hi(table.c[name], stmt.excluded[name])
+    for name in replaced:
+        updates[name] = stmt.excluded[name]
+    if dialect == "postgresql":
+        sets = ", ".join(
+            f"{name} = {_pg_update(table.name, name, added, least, greatest)}" for name in updates
+        )
+        suffix = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
+        for start in range(0, len(ordered), PG_CHUNK_ROWS):
+            pg_unnest_insert(conn, table, ordered[start : start + PG_CHUNK_ROWS], suffix)
+        return
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+    for start in range(0, len(ordered), CHUNK_ROWS):
+        conn.execute(stmt, list(ordered[start : start + CHUNK_ROWS]))
+
+
+def _pg_update(table: str, name: str, added: Any, least: Any, greatest: Any) -> str:
+    if name in added:
+        return f"{table}.{name} + EXCLUDED.{name}"
+    if name in least:
+        return f"LEAST({table}.{name}, EXCLUDED.{name})"
+    if name in greatest:
+        return f"GREATEST({table}.{name}, EXCLUDED.{name})"
+    return f"EXCLUDED.{name}"
+
+
+def pg_unnest_insert(
+    conn: Connection | Session, table: Table, rows: Sequence[dict[str, Any]], suffix: str
+) -> Any:
+    """PostgreSQL: insert ``rows`` with one ``INSERT … SELECT … FROM json_populate_recordset``
+    statement whose single parameter is the rows as JSON text: one statement and one plan per
+    batch, and the encoding is the C JSON encoder's (binding a value per row and column, or an
+    array per column, costs microseconds of Python per value). ``suffix`` is the
+    ``ON CONFLICT …`` / ``RETURNING …`` text. Returns the result (for RETURNING)."""
+    names = ", ".join(c.name for c in table.columns if c.name in rows[0])
+    sql = (
+        f"INSERT INTO {table.name} ({names}) SELECT {names} "
+        f"FROM json_populate_recordset(NULL::{table.name}, %s::json) {suffix}"
+    )
+    payload = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+    connection = conn.connection() if isinstance(conn, Session) else conn
+    # The driver's own paramstyle, through SQLAlchemy (its errors stay DBAPIError).
+    return connection.exec_driver_sql(sql, (payload,))
