@@ -1,9 +1,19 @@
 """Usage reporting: a bounded in-memory queue, the disk spool, batches to the control plane.
 
-The request path only calls :meth:`Reporter.record` (an append to a deque). A background task
-moves queued events to the spool (durable) every ``interval`` seconds, then sends unacknowledged
-events in batches of at most ``batch_size`` events and ``batch_bytes`` bytes (far below the
-control plane's message limit); the control plane's ``acked_seq`` lets the spool forget them.
+The request path only calls :meth:`Reporter.record` (an append to a deque, and a wake-up). Two
+background loops share the spool (one spool operation at a time, in a worker thread, in FIFO
+order):
+
+* **persist** wakes on every record and moves *everything* queued to the spool (fsync'd): while
+  one write is under way, the events recorded meanwhile queue up and go in the next write (a
+  group commit). A crash (SIGKILL) thus loses only the events recorded in the last moments
+  (one write's latency, milliseconds), not a whole ``interval``; a control plane that is down or
+  slow does not delay it.
+* **send** runs every ``interval`` seconds (plus the backoff while the control plane is unwell)
+  and sends what was spooled before the pass began, in batches of at most ``batch_size`` events
+  and ``batch_bytes`` bytes (far below the control plane's message limit); the control plane's
+  ``acked_seq`` lets the spool forget them. Persisting promptly does not make the batches
+  smaller: the control plane's cost per event stays what the cadence makes it.
 With the control plane down, events accumulate in the spool and are replayed in order when it
 returns; the control plane's ingest is idempotent on request id, so a replay after a lost
 acknowledgement counts nothing twice.
@@ -88,6 +98,7 @@ class Reporter:
         batch_size: int = 500,
         batch_bytes: int = BATCH_BYTES,
         max_queue: int = 200_000,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.spool = spool
         self.send_batch = send_batch
@@ -95,9 +106,14 @@ class Reporter:
         self.interval = interval
         self.batch_size = batch_size
         self.batch_bytes = batch_bytes
+        self._sleep = sleep  # the send loop's cadence and backoff (tests step it)
         self._queue: deque[bytes] = deque()
         self._max_queue = max_queue
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # set by record(): something is queued
+        self._spool_lock = asyncio.Lock()
+        self._persisting = 0  # events taken off the queue, not yet appended to the spool
+        self.persists = 0  # spool writes by the persist loop (each holds 1+ events)
+        self.batches = 0  # ReportUsage calls
         self.dropped = 0
         self.repaired = 0  # events delivered only after repair_event
         self._backoff = 0.0
@@ -118,42 +134,76 @@ class Reporter:
             log.error("usage queue full: dropped the event of %s", rec.request_id)
             return
         self._queue.append(payload)
+        self._wake.set()  # the persist loop writes it (with whatever else is queued) at once
 
     async def run(self) -> None:
-        """Flush forever (cancel to stop; call :meth:`flush` afterwards for a final attempt).
+        """Persist and send forever (cancel to stop; call :meth:`flush` afterwards for a final
+        attempt).
 
-        Failures of the control plane are handled here; anything unexpected propagates, and the
-        caller restarts the loop (:func:`dataplane.supervise.supervise`): the queue, the spool
-        and the backoff survive a restart."""
+        Failures of the control plane are handled here; anything unexpected propagates (the
+        other loop is then stopped too), and the caller restarts the whole
+        (:func:`dataplane.supervise.supervise`): the queue, the spool and the backoff survive a
+        restart."""
+        loops = [
+            asyncio.create_task(self._persist_loop(), name="usage-persist"),
+            asyncio.create_task(self._send_loop(), name="usage-send"),
+        ]
+        try:
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+            raise RuntimeError("a usage reporter loop returned")  # they never do
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _persist_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-            except TimeoutError:
-                pass
+            await self._wake.wait()
             self._wake.clear()
             await self._persist()
+
+    async def _send_loop(self) -> None:
+        while True:
+            # A cadence, not a wait for something: batching is what keeps the control
+            # plane's ingest cost per event low.
+            await self._sleep(self.interval)
             if self._backoff:
-                await asyncio.sleep(self._backoff)
+                await self._sleep(self._backoff)
             await self._send_pending()
 
     async def _spool(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run one spool operation in a worker thread, never two at once."""
-        while self._spool_io is not None and not self._spool_io.done():
-            await asyncio.wait([self._spool_io])
-        self._spool_io = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-        return await asyncio.shield(self._spool_io)
+        """Run one spool operation in a worker thread, never two at once, callers served in
+        order (a busy persist loop cannot starve the sender's acknowledgements)."""
+        async with self._spool_lock:
+            # An operation a cancelled caller left running in its thread: wait for it, never
+            # race it on the same spool.
+            if self._spool_io is not None and not self._spool_io.done():
+                await asyncio.wait([self._spool_io])
+            self._spool_io = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+            return await asyncio.shield(self._spool_io)
 
     async def _persist(self) -> None:
         if not self._queue:
             return
         batch = list(self._queue)
         self._queue.clear()
-        await self._spool(self.spool.append, batch)
+        self._persisting += len(batch)  # still counted in the backlog while being written
+        try:
+            await self._spool(self.spool.append, batch)
+        finally:
+            self._persisting -= len(batch)
+        self.persists += 1
 
     async def _send_pending(self) -> bool:
-        """Send everything unacknowledged; False if it must wait (control plane unwell)."""
+        """Send what was spooled when the pass began; False if it must wait (control plane
+        unwell). Events spooled during the pass wait for the next one: chasing them would turn
+        a steady trickle into a stream of small batches."""
+        upto = self.spool.last_seq
         while True:
-            records = self.spool.pending(self.batch_size, self.batch_bytes)
+            records = await self._spool(self.spool.pending, self.batch_size, self.batch_bytes)
+            records = [r for r in records if r[0] <= upto]
             if not records:
                 self._backoff = 0.0
                 return True
@@ -180,6 +230,7 @@ class Reporter:
             events=events or [telemetry_pb2.UsageEvent.FromString(p) for _, p in records],
             last_seq=records[-1][0],
         )
+        self.batches += 1
         try:
             acked = await self.send_batch(request)
         except grpc.aio.AioRpcError as exc:
@@ -303,7 +354,7 @@ class Reporter:
 
     @property
     def backlog(self) -> int:
-        return len(self._queue) + self.spool.backlog
+        return len(self._queue) + self._persisting + self.spool.backlog
 
     @property
     def quarantined(self) -> int:

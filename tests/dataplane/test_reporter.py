@@ -315,3 +315,109 @@ async def test_a_dead_reporter_is_restarted_and_delivers(
     metrics = (await client.get("/metrics")).text
     assert 'tollgate_task_restarts{task="usage-reporter"} 1' in metrics
     assert "tollgate_usage_quarantined 0" in metrics
+
+
+# --- issue #16: a crash loses milliseconds of events, not an interval --------------------------
+
+
+class WatchedSpool(Spool):
+    """A spool that tells the test's event loop about each append once it is on disk."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.loop = asyncio.get_running_loop()
+        self.appended: asyncio.Queue[int] = asyncio.Queue()
+
+    def append(self, payloads: list[bytes]) -> int:
+        last = super().append(payloads)  # in the reporter's worker thread
+        self.loop.call_soon_threadsafe(self.appended.put_nowait, last)
+        return last
+
+
+class Ticks:
+    """The send loop's clock: each tick is one ``interval`` gone by, when the test says so."""
+
+    def __init__(self) -> None:
+        self.permits: asyncio.Queue[None] = asyncio.Queue()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.permits.get()
+
+
+def on_disk(directory: Path) -> list[str]:
+    """The request ids a restarted data plane would find in the spool."""
+    return [
+        telemetry_pb2.UsageEvent.FromString(p).request_id
+        for _, p in Spool(directory).pending(1000)
+    ]
+
+
+async def test_a_record_is_durable_at_once_and_sends_stay_batched(tmp_path: Path) -> None:
+    cp = StrictControlPlane()
+    spool = WatchedSpool(tmp_path)
+    ticks = Ticks()
+    reporter = Reporter(spool, cp.send, "dp", interval=0.2, sleep=ticks.sleep)
+    task = asyncio.create_task(reporter.run())
+    try:
+        # Each record is written to the spool without waiting for the send cadence (no tick
+        # has passed: the old reporter wrote nothing before one).
+        for i in range(5):
+            reporter.record(record(i))
+            assert await asyncio.wait_for(spool.appended.get(), 5) == i + 1
+            assert on_disk(tmp_path) == [f"r{j}" for j in range(i + 1)]
+        # Records made while nothing yields are coalesced into one write.
+        for i in range(5, 105):
+            reporter.record(record(i))
+        assert await asyncio.wait_for(spool.appended.get(), 5) == 105
+        assert spool.appended.empty()  # one write for the hundred
+        assert cp.calls == 0  # nothing sent between ticks: persisting is not sending
+        # One tick: everything spooled goes in one ReportUsage.
+        ticks.permits.put_nowait(None)
+        async with asyncio.timeout(5):
+            while reporter.backlog:
+                await asyncio.sleep(0.01)
+        assert cp.calls == reporter.batches == 1
+        assert cp.delivered == [f"r{i}" for i in range(105)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert on_disk(tmp_path) == []  # acknowledged: forgotten
+
+
+async def test_events_spooled_during_a_pass_wait_for_the_next(tmp_path: Path) -> None:
+    """A sender chasing events persisted while it sends would make many small batches."""
+    cp = StrictControlPlane()
+    spool = WatchedSpool(tmp_path)
+    ticks = Ticks()
+    reporter = Reporter(spool, cp.send, "dp", interval=0.2, sleep=ticks.sleep)
+    sending = asyncio.Event()
+    release = asyncio.Event()
+    real_send = cp.send
+
+    async def slow_send(request: telemetry_pb2.ReportUsageRequest) -> int:
+        sending.set()
+        await release.wait()
+        return await real_send(request)
+
+    reporter.send_batch = slow_send
+    task = asyncio.create_task(reporter.run())
+    try:
+        reporter.record(record(0))
+        await asyncio.wait_for(spool.appended.get(), 5)
+        ticks.permits.put_nowait(None)
+        await asyncio.wait_for(sending.wait(), 5)
+        reporter.record(record(1))  # spooled while the first batch is in flight
+        await asyncio.wait_for(spool.appended.get(), 5)
+        release.set()
+        async with asyncio.timeout(5):
+            while cp.delivered != ["r0"] or reporter.backlog != 1:
+                await asyncio.sleep(0.01)
+        assert cp.calls == 1  # r1 was not chased
+        ticks.permits.put_nowait(None)
+        async with asyncio.timeout(5):
+            while reporter.backlog:
+                await asyncio.sleep(0.01)
+        assert cp.delivered == ["r0", "r1"] and cp.calls == 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
