@@ -4,11 +4,13 @@ The request path only calls :meth:`Reporter.record` (an append to a deque, and a
 background loops share the spool (one spool operation at a time, in a worker thread, in FIFO
 order):
 
-* **persist** wakes on every record and moves *everything* queued to the spool (fsync'd): while
-  one write is under way, the events recorded meanwhile queue up and go in the next write (a
-  group commit). A crash (SIGKILL) thus loses only the events recorded in the last moments
-  (one write's latency, milliseconds), not a whole ``interval``; a control plane that is down or
-  slow does not delay it.
+* **persist** wakes on every record and writes *everything* queued to the spool: while one
+  write is under way, the events recorded meanwhile queue up and go in the next (a group
+  commit). A process crash (SIGKILL) thus loses only the events of the last moments (one
+  write's latency: a millisecond or so), not a whole ``interval``; a control plane that is down
+  or slow does not delay it. The fsync that makes them survive a power loss too follows in its
+  own worker thread (**sync**, again covering all that was written meanwhile), outside the
+  spool's lock, so a slow fsync (tens of ms on a busy disk) never holds up the next write.
 * **send** runs every ``interval`` seconds (plus the backoff while the control plane is unwell)
   and sends what was spooled before the pass began, in batches of at most ``batch_size`` events
   and ``batch_bytes`` bytes (far below the control plane's message limit); the control plane's
@@ -45,6 +47,7 @@ counted as duplicates by the control plane, never twice).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections import deque
@@ -54,7 +57,7 @@ from typing import Any
 import grpc
 
 from dataplane.events import RequestRecord, repair_event
-from dataplane.spool import Spool
+from dataplane.spool import Spool, sync_files
 from gwapi.v1 import telemetry_pb2
 from gwcommon.usage_limits import BATCH_BYTES, MAX_MESSAGE_BYTES
 
@@ -110,6 +113,8 @@ class Reporter:
         self._queue: deque[bytes] = deque()
         self._max_queue = max_queue
         self._wake = asyncio.Event()  # set by record(): something is queued
+        self._sync_wake = asyncio.Event()  # set by the persist loop: something to fsync
+        self._sync_io: asyncio.Future[None] | None = None  # the fsync in its thread
         self._spool_lock = asyncio.Lock()
         self._persisting = 0  # events taken off the queue, not yet appended to the spool
         self.persists = 0  # spool writes by the persist loop (each holds 1+ events)
@@ -146,6 +151,7 @@ class Reporter:
         restart."""
         loops = [
             asyncio.create_task(self._persist_loop(), name="usage-persist"),
+            asyncio.create_task(self._sync_loop(), name="usage-sync"),
             asyncio.create_task(self._send_loop(), name="usage-send"),
         ]
         try:
@@ -162,7 +168,28 @@ class Reporter:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await self._persist()
+            if await self._persist(sync=False):
+                self._sync_wake.set()
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await self._sync_wake.wait()
+            self._sync_wake.clear()
+            await self._sync()
+
+    async def _sync(self) -> None:
+        """fsync what was written unsynced so far (after any fsync a cancelled caller left
+        running), in a worker thread, not holding the spool: writes go on meanwhile."""
+        if self._sync_io is not None and not self._sync_io.done():
+            await asyncio.wait([self._sync_io])
+        files, directory = await self._spool(self.spool.unsynced)
+        if not files and directory is None:
+            return
+        self._sync_io = asyncio.ensure_future(asyncio.to_thread(sync_files, files, directory))
+        try:
+            await asyncio.shield(self._sync_io)
+        except OSError as exc:  # the records are written and kept in memory: still delivered
+            log.error("spool: fsync of usage events failed (%s); a power loss may lose them", exc)
 
     async def _send_loop(self) -> None:
         while True:
@@ -184,17 +211,19 @@ class Reporter:
             self._spool_io = asyncio.ensure_future(asyncio.to_thread(fn, *args))
             return await asyncio.shield(self._spool_io)
 
-    async def _persist(self) -> None:
+    async def _persist(self, sync: bool = True) -> bool:
+        """Write the queue to the spool (fsync'd unless ``sync`` is False); False if empty."""
         if not self._queue:
-            return
+            return False
         batch = list(self._queue)
         self._queue.clear()
         self._persisting += len(batch)  # still counted in the backlog while being written
         try:
-            await self._spool(self.spool.append, batch)
+            await self._spool(functools.partial(self.spool.append, batch, sync=sync))
         finally:
             self._persisting -= len(batch)
         self.persists += 1
+        return True
 
     async def _send_pending(self) -> bool:
         """Send what was spooled when the pass began; False if it must wait (control plane
@@ -347,7 +376,8 @@ class Reporter:
         """Persist the queue and try once to deliver everything; True if nothing is left."""
         try:
             async with asyncio.timeout(timeout):
-                await self._persist()
+                await self._persist(sync=False)
+                await self._sync()  # and whatever the persist loop wrote unsynced
                 return await self._send_pending()
         except TimeoutError:
             return False

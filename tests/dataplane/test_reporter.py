@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+import dataplane.reporter
 from dataplane.events import RequestRecord
 from dataplane.reporter import Reporter
 from dataplane.server import DataPlane
@@ -321,15 +322,24 @@ async def test_a_dead_reporter_is_restarted_and_delivers(
 
 
 class WatchedSpool(Spool):
-    """A spool that tells the test's event loop about each append once it is on disk."""
+    """A spool that tells the test's event loop about each append once it is written, and
+    about each fsync of written segments (the reporter's sync_files) once done."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         super().__init__(directory)
         self.loop = asyncio.get_running_loop()
         self.appended: asyncio.Queue[int] = asyncio.Queue()
+        self.synced: asyncio.Queue[list[Path]] = asyncio.Queue()
+        real_sync = dataplane.reporter.sync_files
 
-    def append(self, payloads: list[bytes]) -> int:
-        last = super().append(payloads)  # in the reporter's worker thread
+        def sync_files(files: list[Path], directory: Path | None) -> None:
+            real_sync(files, directory)
+            self.loop.call_soon_threadsafe(self.synced.put_nowait, files)
+
+        monkeypatch.setattr(dataplane.reporter, "sync_files", sync_files)
+
+    def append(self, payloads: list[bytes], *, sync: bool = True) -> int:
+        last = super().append(payloads, sync=sync)  # in the reporter's worker thread
         self.loop.call_soon_threadsafe(self.appended.put_nowait, last)
         return last
 
@@ -347,24 +357,26 @@ class Ticks:
 def on_disk(directory: Path) -> list[str]:
     """The request ids a restarted data plane would find in the spool."""
     return [
-        telemetry_pb2.UsageEvent.FromString(p).request_id
-        for _, p in Spool(directory).pending(1000)
+        telemetry_pb2.UsageEvent.FromString(p).request_id for _, p in Spool(directory).pending(1000)
     ]
 
 
-async def test_a_record_is_durable_at_once_and_sends_stay_batched(tmp_path: Path) -> None:
+async def test_a_record_is_durable_at_once_and_sends_stay_batched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cp = StrictControlPlane()
-    spool = WatchedSpool(tmp_path)
+    spool = WatchedSpool(tmp_path, monkeypatch)
     ticks = Ticks()
     reporter = Reporter(spool, cp.send, "dp", interval=0.2, sleep=ticks.sleep)
     task = asyncio.create_task(reporter.run())
     try:
         # Each record is written to the spool without waiting for the send cadence (no tick
-        # has passed: the old reporter wrote nothing before one).
+        # has passed: the old reporter wrote nothing before one), then fsync'd.
         for i in range(5):
             reporter.record(record(i))
             assert await asyncio.wait_for(spool.appended.get(), 5) == i + 1
             assert on_disk(tmp_path) == [f"r{j}" for j in range(i + 1)]
+            assert await asyncio.wait_for(spool.synced.get(), 5) == list(tmp_path.glob("seg-*"))
         # Records made while nothing yields are coalesced into one write.
         for i in range(5, 105):
             reporter.record(record(i))
@@ -384,10 +396,12 @@ async def test_a_record_is_durable_at_once_and_sends_stay_batched(tmp_path: Path
     assert on_disk(tmp_path) == []  # acknowledged: forgotten
 
 
-async def test_events_spooled_during_a_pass_wait_for_the_next(tmp_path: Path) -> None:
+async def test_events_spooled_during_a_pass_wait_for_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A sender chasing events persisted while it sends would make many small batches."""
     cp = StrictControlPlane()
-    spool = WatchedSpool(tmp_path)
+    spool = WatchedSpool(tmp_path, monkeypatch)
     ticks = Ticks()
     reporter = Reporter(spool, cp.send, "dp", interval=0.2, sleep=ticks.sleep)
     sending = asyncio.Event()

@@ -14,11 +14,13 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import orjson
 
 from tests.e2e.balancer import RoundRobin
+from tests.e2e.workers_support import per_worker
 
 MODEL = "claude-sonnet-4-5-20250929"
 BODY = orjson.dumps(
@@ -118,3 +120,30 @@ class Traffic:
         answer = Answer(request_id, str(key), response.status_code, time.monotonic(), served_by)
         self.answers.append(answer)
         return answer
+
+
+def worker_pid(state: Path, index: int) -> int:
+    """The pid of worker ``index`` of the data plane on ``state`` (``--workers N``)."""
+    return int((state / "workers" / str(index) / "pid").read_text())
+
+
+def alive(pid: int) -> bool:
+    """Running (not a zombie the supervisor has yet to reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+async def all_workers_serve(url: str, workers: int) -> bool:
+    """Every worker answers the gathered scrape and holds a snapshot."""
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            text = (await client.get("/metrics")).text
+    except httpx.HTTPError:
+        return False
+    up = per_worker(text, "tollgate_worker_up")
+    return (
+        sum(up.values()) == workers and len(per_worker(text, "tollgate_snapshot_info")) == workers
+    )
