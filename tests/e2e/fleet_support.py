@@ -11,6 +11,7 @@ spent) is final for that request.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class Answer:
     status: int
     done: float  # time.monotonic() when the answer ended
     served_by: str  # the data plane's "host:port"
+    connection: int = 0  # the balancer's number for the client connection (0: not known)
 
 
 @dataclass
@@ -113,11 +115,15 @@ class Traffic:
             b'data: {"type":"message_stop"}'
         ):
             self.incomplete.append(request_id)
+        connection = 0
         if routes is None:
             served_by = str(client.base_url.netloc.decode())
         else:
             served_by = routes.get(local[1], "?") if local else "?"
-        answer = Answer(request_id, str(key), response.status_code, time.monotonic(), served_by)
+            connection = self.balancer.connections.get(local[1], 0) if local else 0
+        answer = Answer(
+            request_id, str(key), response.status_code, time.monotonic(), served_by, connection
+        )
         self.answers.append(answer)
         return answer
 
@@ -147,3 +153,24 @@ async def all_workers_serve(url: str, workers: int) -> bool:
     return (
         sum(up.values()) == workers and len(per_worker(text, "tollgate_snapshot_info")) == workers
     )
+
+
+def tcp_peer_ports(pid: int, port: int) -> set[int]:
+    """The remote ports of the IPv4 loopback TCP connections process ``pid`` holds on local
+    ``port`` (from /proc: its socket inodes, matched in the namespace's table)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    peers = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        peer = int(remote.rpartition(":")[2], 16)
+        if inode in inodes and int(local.rpartition(":")[2], 16) == port and peer:
+            peers.add(peer)
+    return peers
