@@ -5,8 +5,8 @@ streamed traffic through the strict fake Anthropic. Mid-traffic:
 
 1. a control-plane replica is killed (SIGKILL): the data planes' Watch streams and usage reports
    move to the survivor through the balancer;
-2. one worker process of a data plane is killed (SIGKILL, a crash; its pid from
-   ``STATE/workers/<i>/pid``): the supervisor restarts it on the same worker state directory, and
+2. one worker process of a data plane is killed (SIGKILL, a crash; the worker holding most
+   client connections, its pid from ``STATE/workers/<i>/pid``): the supervisor restarts it on the same worker state directory, and
    the new worker replays the usage spool the dead one left (same node id: the control plane's
    ingest, idempotent on request id, counts nothing twice); the other worker serves meanwhile;
 3. a data plane is stopped (SIGTERM: its workers drain), a key is created through the surviving
@@ -60,7 +60,6 @@ from tui.client import GatewayClient
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 WORKERS = 2  # --workers per data plane
-VICTIM = 1  # the worker of dp3 that step 2 kills
 CLIENTS = 12  # concurrent client connections
 USAGE = {"input_tokens": 20, "output_tokens": 1}
 OUTPUT_TOKENS = 40
@@ -233,26 +232,33 @@ async def test_a_fleet_loses_nothing_and_counts_nothing_twice(fleet: Fleet) -> N
 
     # 2. One worker process of a data plane crashes; its supervisor restarts it on the same
     # state directory, and the new worker replays the spool the dead one left.
-    victim = worker_pid(dp3.state, VICTIM)
-    # The client connections the victim holds (no await until the kill: the balancer, on this
-    # event loop, can make no new one meanwhile): the requests it served, told from its sibling's.
+    # The client connections each worker holds (no await until the kill: the balancer, on this
+    # event loop, can make no new one meanwhile), to tell what the victim served from what its
+    # sibling did. The victim is the worker holding most (the kernel may have given one all).
     lb = fleet.dp_balancer
-    victim_connections = {
-        lb.upstream_ports[p] for p in tcp_peer_ports(victim, dp3.port) if p in lb.upstream_ports
+    held = {
+        i: {
+            lb.upstream_ports[p]
+            for p in tcp_peer_ports(worker_pid(dp3.state, i), dp3.port)
+            if p in lb.upstream_ports
+        }
+        for i in range(WORKERS)
     }
+    victim_index = max(held, key=lambda i: len(held[i]))
+    victim, victim_connections = worker_pid(dp3.state, victim_index), held[victim_index]
     os.kill(victim, signal.SIGKILL)
     crashed_at = time.monotonic()
     # Read before the supervisor's restart delay (0.5 s) is over: what the replay must deliver.
-    left_in_spool = spooled_records(dp3.state / "workers" / str(VICTIM) / "spool")
+    left_in_spool = spooled_records(dp3.state / "workers" / str(victim_index) / "spool")
 
     async def restarted() -> bool:
-        pid = worker_pid(dp3.state, VICTIM)
+        pid = worker_pid(dp3.state, victim_index)
         return pid != victim and alive(pid) and await all_workers_serve(dp3.url, WORKERS)
 
     try:
         await wait_for(restarted, timeout=20, interval=0.05)
     except AssertionError:
-        raise AssertionError(f"worker {VICTIM} not restarted:\n{dp3.tail_log()}") from None
+        raise AssertionError(f"worker {victim_index} not restarted:\n{dp3.tail_log()}") from None
     await traffic_for(PHASE_S)
 
     # 3. A data plane is stopped (drained), a key is created meanwhile, and it comes back from
@@ -320,7 +326,7 @@ async def test_a_fleet_loses_nothing_and_counts_nothing_twice(fleet: Fleet) -> N
     assert lost <= at_risk
     # The crash hit a worker that was serving: its reports (before the kill, and the replay of
     # its spool by its successor, same node id) are in the ledger.
-    victim_node = f"{(dp3.state / 'node-id').read_text().strip()}-w{VICTIM}"
+    victim_node = f"{(dp3.state / 'node-id').read_text().strip()}-w{victim_index}"
     assert sum(1 for r in rows if r[4] == victim_node) > 0, victim_node
     # Nothing the client did not cause: each row is an answer it got, or a stream cut by the crash.
     seen = {a.request_id for a in traffic.answers} | traffic.interrupted
