@@ -47,7 +47,6 @@ counted as duplicates by the control plane, never twice).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 from collections import deque
@@ -182,10 +181,14 @@ class Reporter:
         running), in a worker thread, not holding the spool: writes go on meanwhile."""
         if self._sync_io is not None and not self._sync_io.done():
             await asyncio.wait([self._sync_io])
-        files, directory = await self._spool(self.spool.unsynced)
-        if not files and directory is None:
-            return
-        self._sync_io = asyncio.ensure_future(asyncio.to_thread(sync_files, files, directory))
+        async with self._spool_lock:
+            await self._io_done()
+            # In memory, and no spool operation runs now; the fsync starts with no await in
+            # between, so a cancellation cannot lose what was handed out.
+            files, directory = self.spool.unsynced()
+            if not files and directory is None:
+                return
+            self._sync_io = asyncio.ensure_future(asyncio.to_thread(sync_files, files, directory))
         try:
             await asyncio.shield(self._sync_io)
         except OSError as exc:  # the records are written and kept in memory: still delivered
@@ -204,26 +207,38 @@ class Reporter:
         """Run one spool operation in a worker thread, never two at once, callers served in
         order (a busy persist loop cannot starve the sender's acknowledgements)."""
         async with self._spool_lock:
-            # An operation a cancelled caller left running in its thread: wait for it, never
-            # race it on the same spool.
-            if self._spool_io is not None and not self._spool_io.done():
-                await asyncio.wait([self._spool_io])
+            await self._io_done()
             self._spool_io = asyncio.ensure_future(asyncio.to_thread(fn, *args))
             return await asyncio.shield(self._spool_io)
+
+    async def _io_done(self) -> None:
+        """Wait for an operation a cancelled caller left running in its thread: never race it
+        on the same spool."""
+        if self._spool_io is not None and not self._spool_io.done():
+            await asyncio.wait([self._spool_io])
 
     async def _persist(self, sync: bool = True) -> bool:
         """Write the queue to the spool (fsync'd unless ``sync`` is False); False if empty."""
         if not self._queue:
             return False
-        batch = list(self._queue)
-        self._queue.clear()
-        self._persisting += len(batch)  # still counted in the backlog while being written
-        try:
-            await self._spool(functools.partial(self.spool.append, batch, sync=sync))
-        finally:
-            self._persisting -= len(batch)
+        async with self._spool_lock:
+            await self._io_done()
+            if not self._queue:
+                return False
+            # Taken off the queue only now, with the write starting at once: a cancellation from
+            # here on cannot drop them (the write goes on in its thread).
+            batch = list(self._queue)
+            self._queue.clear()
+            self._persisting += len(batch)  # still counted in the backlog while being written
+            io = asyncio.ensure_future(asyncio.to_thread(self.spool.append, batch, sync=sync))
+            io.add_done_callback(lambda _: self._written(len(batch)))
+            self._spool_io = io
+            await asyncio.shield(io)
         self.persists += 1
         return True
+
+    def _written(self, count: int) -> None:
+        self._persisting -= count
 
     async def _send_pending(self) -> bool:
         """Send what was spooled when the pass began; False if it must wait (control plane

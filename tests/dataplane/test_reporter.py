@@ -4,6 +4,7 @@ huge, refused) stops it; a reporter loop that dies is restarted."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import grpc
@@ -435,3 +436,31 @@ async def test_events_spooled_during_a_pass_wait_for_the_next(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_stopping_while_a_write_waits_for_the_spool_loses_nothing(tmp_path: Path) -> None:
+    """The persist loop waiting for the spool (busy with the sender's read) when the data plane
+    stops: its events must still be written by the final flush, not dropped with the task."""
+    cp = ControlPlane()
+    entered, gate = threading.Event(), threading.Event()
+
+    class BusySpool(Spool):
+        def pending(self, limit: int, max_bytes: int | None = None) -> list[tuple[int, bytes]]:
+            entered.set()
+            gate.wait(5)
+            return super().pending(limit, max_bytes)
+
+    ticks = Ticks()
+    reporter = Reporter(BusySpool(tmp_path), cp.send, "dp", sleep=ticks.sleep)
+    task = asyncio.create_task(reporter.run())
+    ticks.permits.put_nowait(None)
+    assert await asyncio.to_thread(entered.wait, 5)  # the sender holds the spool
+    reporter.record(record(0))
+    for _ in range(10):  # let the persist loop wake and queue up for the spool
+        await asyncio.sleep(0)
+    assert reporter.persists == 0 and reporter.backlog == 1
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    gate.set()
+    assert await reporter.flush()
+    assert cp.delivered == ["r0"]
