@@ -174,3 +174,10 @@ def tcp_peer_ports(pid: int, port: int) -> set[int]:
         if inode in inodes and int(local.rpartition(":")[2], 16) == port and peer:
             peers.add(peer)
     return peers
+
+
+async def usage_backlog(url: str) -> float:
+    """Usage events a data plane has yet to see acknowledged, summed over its workers."""
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        text = (await client.get("/metrics")).text
+    return sum(per_worker(text, "tollgate_usage_backlog").values())

@@ -49,6 +49,7 @@ from tests.e2e.fleet_support import (
     alive,
     all_workers_serve,
     tcp_peer_ports,
+    usage_backlog,
     worker_pid,
 )
 from tests.e2e.soak_support import DataPlaneProcess
@@ -320,6 +321,12 @@ async def test_a_fleet_loses_nothing_and_counts_nothing_twice(fleet: Fleet) -> N
             f"{[(m, names.get(ok[m].served_by), round(ok[m].done - crashed_at, 3), round(ok[m].done - cp_killed_at, 3)) for m in missing[:5]]}"
         ) from None
 
+    # Every event of the live data planes is acknowledged (refusals included), so the ledger
+    # no longer changes while it is compared with the control plane's totals.
+    async def settled() -> bool:
+        return sum([await usage_backlog(dp.url) for dp in (dp1b, dp2, dp3)]) == 0
+
+    await wait_for(settled, timeout=20, interval=0.1)
     rows = ledger(fleet.db_url)
     by_id = {r[0]: r for r in rows}
     lost = set(ok) - set(by_id)
