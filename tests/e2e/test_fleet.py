@@ -14,13 +14,13 @@ streamed traffic through the strict fake Anthropic. Mid-traffic:
    come back with the newer snapshot.
 
 Then: every 200 the client got is one ledger row (request ids compared), except only requests
-the crashed worker finished in its very last moments: its usage reporter writes each event to
-the spool as soon as the request ends (dataplane/reporter.py), so a SIGKILL loses only what it
-had not yet written, measured at a few milliseconds (up to ~0.1 s in a stall); those must have been served by that data
-plane (the client cannot tell its workers apart) in the last ``CRASH_WINDOW_S`` before the kill.
-No row the client did not cause; the control plane's totals equal the rows; no key's spend
-passes its budget by more than one request's cost (README, "Budgets and rate limits"); the
-killed worker had reported usage (the crash hit a serving worker).
+the killed worker finished in its very last moments: its usage reporter writes each event to the
+spool as soon as the request ends (dataplane/reporter.py), so a SIGKILL loses only what it had
+not yet written, measured at a few milliseconds (up to ~0.1 s in a stall of the box). Those must
+have been served by that worker (told from its sibling by the client connections it held at the
+kill) in the last ``CRASH_WINDOW_S`` before it. No row the client did not cause; the control
+plane's totals equal the rows; no key's spend passes its budget by more than one request's cost
+(README, "Budgets and rate limits"); the killed worker had served and reported usage.
 """
 
 from __future__ import annotations
