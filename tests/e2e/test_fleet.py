@@ -6,9 +6,10 @@ streamed traffic through the strict fake Anthropic. Mid-traffic:
 1. a control-plane replica is killed (SIGKILL): the data planes' Watch streams and usage reports
    move to the survivor through the balancer;
 2. one worker process of a data plane is killed (SIGKILL, a crash; the worker holding most
-   client connections, its pid from ``STATE/workers/<i>/pid``): the supervisor restarts it on the same worker state directory, and
-   the new worker replays the usage spool the dead one left (same node id: the control plane's
-   ingest, idempotent on request id, counts nothing twice); the other worker serves meanwhile;
+   client connections, its pid from ``STATE/workers/<i>/pid``): the supervisor restarts it on
+   the same worker state directory, and the new worker replays the usage spool the dead one
+   left (same node id: the control plane's ingest, idempotent on request id, counts nothing
+   twice); the other worker serves meanwhile;
 3. a data plane is stopped (SIGTERM: its workers drain), a key is created through the surviving
    control plane while it is down, and it is restarted from its now stale disk cache: it must
    come back with the newer snapshot.
