@@ -1,6 +1,6 @@
 """Usage reporting: a bounded in-memory queue, the disk spool, batches to the control plane.
 
-The request path only calls :meth:`Reporter.record` (an append to a deque, and a wake-up). Two
+The request path only calls :meth:`Reporter.record` (an append to a deque, and a wake-up). Three
 background loops share the spool (one spool operation at a time, in a worker thread, in FIFO
 order):
 
@@ -16,6 +16,7 @@ order):
   and ``batch_bytes`` bytes (far below the control plane's message limit); the control plane's
   ``acked_seq`` lets the spool forget them. Persisting promptly does not make the batches
   smaller: the control plane's cost per event stays what the cadence makes it.
+
 With the control plane down, events accumulate in the spool and are replayed in order when it
 returns; the control plane's ingest is idempotent on request id, so a replay after a lost
 acknowledgement counts nothing twice.
