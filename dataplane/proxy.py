@@ -220,9 +220,12 @@ class MessagesHandler:
         finally:
             if plan is not None and not tried:
                 self.router.abandon(plan)
+            # The usage event first: the client has its answer, and what the data plane owes
+            # the ledger must not wait for a counter round trip (a crash in between would
+            # lose it; see dataplane/reporter.py).
+            self.sink(rec)
             if admission is not None:
                 await self._finish(admission, rec)
-            self.sink(rec)
             if tracer is not None:
                 tracer.finish(rec)
 

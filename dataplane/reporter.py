@@ -1,9 +1,22 @@
 """Usage reporting: a bounded in-memory queue, the disk spool, batches to the control plane.
 
-The request path only calls :meth:`Reporter.record` (an append to a deque). A background task
-moves queued events to the spool (durable) every ``interval`` seconds, then sends unacknowledged
-events in batches of at most ``batch_size`` events and ``batch_bytes`` bytes (far below the
-control plane's message limit); the control plane's ``acked_seq`` lets the spool forget them.
+The request path only calls :meth:`Reporter.record` (an append to a deque, and a wake-up). Three
+background loops share the spool (one spool operation at a time, in a worker thread, in FIFO
+order):
+
+* **persist** wakes on every record and writes *everything* queued to the spool: while one
+  write is under way, the events recorded meanwhile queue up and go in the next (a group
+  commit). A process crash (SIGKILL) thus loses only the events of the last moments (one
+  write's latency: a millisecond or so), not a whole ``interval``; a control plane that is down
+  or slow does not delay it. The fsync that makes them survive a power loss too follows in its
+  own worker thread (**sync**, again covering all that was written meanwhile), outside the
+  spool's lock, so a slow fsync (tens of ms on a busy disk) never holds up the next write.
+* **send** runs every ``interval`` seconds (plus the backoff while the control plane is unwell)
+  and sends what was spooled before the pass began, in batches of at most ``batch_size`` events
+  and ``batch_bytes`` bytes (far below the control plane's message limit); the control plane's
+  ``acked_seq`` lets the spool forget them. Persisting promptly does not make the batches
+  smaller: the control plane's cost per event stays what the cadence makes it.
+
 With the control plane down, events accumulate in the spool and are replayed in order when it
 returns; the control plane's ingest is idempotent on request id, so a replay after a lost
 acknowledgement counts nothing twice.
@@ -44,7 +57,7 @@ from typing import Any
 import grpc
 
 from dataplane.events import RequestRecord, repair_event
-from dataplane.spool import Spool
+from dataplane.spool import Spool, sync_files
 from gwapi.v1 import telemetry_pb2
 from gwcommon.usage_limits import BATCH_BYTES, MAX_MESSAGE_BYTES
 
@@ -88,6 +101,7 @@ class Reporter:
         batch_size: int = 500,
         batch_bytes: int = BATCH_BYTES,
         max_queue: int = 200_000,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.spool = spool
         self.send_batch = send_batch
@@ -95,9 +109,16 @@ class Reporter:
         self.interval = interval
         self.batch_size = batch_size
         self.batch_bytes = batch_bytes
+        self._sleep = sleep  # the send loop's cadence and backoff (tests step it)
         self._queue: deque[bytes] = deque()
         self._max_queue = max_queue
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # set by record(): something is queued
+        self._sync_wake = asyncio.Event()  # set by the persist loop: something to fsync
+        self._sync_io: asyncio.Future[None] | None = None  # the fsync in its thread
+        self._spool_lock = asyncio.Lock()
+        self._persisting = 0  # events taken off the queue, not yet appended to the spool
+        self.persists = 0  # spool writes by the persist loop (each holds 1+ events)
+        self.batches = 0  # ReportUsage calls
         self.dropped = 0
         self.repaired = 0  # events delivered only after repair_event
         self._backoff = 0.0
@@ -118,42 +139,116 @@ class Reporter:
             log.error("usage queue full: dropped the event of %s", rec.request_id)
             return
         self._queue.append(payload)
+        self._wake.set()  # the persist loop writes it (with whatever else is queued) at once
 
     async def run(self) -> None:
-        """Flush forever (cancel to stop; call :meth:`flush` afterwards for a final attempt).
+        """Persist and send forever (cancel to stop; call :meth:`flush` afterwards for a final
+        attempt).
 
-        Failures of the control plane are handled here; anything unexpected propagates, and the
-        caller restarts the loop (:func:`dataplane.supervise.supervise`): the queue, the spool
-        and the backoff survive a restart."""
+        Failures of the control plane are handled here; anything unexpected propagates (the
+        other loop is then stopped too), and the caller restarts the whole
+        (:func:`dataplane.supervise.supervise`): the queue, the spool and the backoff survive a
+        restart."""
+        loops = [
+            asyncio.create_task(self._persist_loop(), name="usage-persist"),
+            asyncio.create_task(self._sync_loop(), name="usage-sync"),
+            asyncio.create_task(self._send_loop(), name="usage-send"),
+        ]
+        try:
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+            raise RuntimeError("a usage reporter loop returned")  # they never do
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _persist_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-            except TimeoutError:
-                pass
+            await self._wake.wait()
             self._wake.clear()
-            await self._persist()
+            if await self._persist(sync=False):
+                self._sync_wake.set()
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await self._sync_wake.wait()
+            self._sync_wake.clear()
+            await self._sync()
+
+    async def _sync(self) -> None:
+        """fsync what was written unsynced so far (after any fsync a cancelled caller left
+        running), in a worker thread, not holding the spool: writes go on meanwhile."""
+        if self._sync_io is not None and not self._sync_io.done():
+            await asyncio.wait([self._sync_io])
+        async with self._spool_lock:
+            await self._io_done()
+            # In memory, and no spool operation runs now; the fsync starts with no await in
+            # between, so a cancellation cannot lose what was handed out.
+            files, directory = self.spool.unsynced()
+            if not files and directory is None:
+                return
+            self._sync_io = asyncio.ensure_future(asyncio.to_thread(sync_files, files, directory))
+        try:
+            await asyncio.shield(self._sync_io)
+        except OSError as exc:  # the records are written and kept in memory: still delivered
+            log.error("spool: fsync of usage events failed (%s); a power loss may lose them", exc)
+
+    async def _send_loop(self) -> None:
+        while True:
+            # A cadence, not a wait for something: batching is what keeps the control
+            # plane's ingest cost per event low.
+            await self._sleep(self.interval)
             if self._backoff:
-                await asyncio.sleep(self._backoff)
+                await self._sleep(self._backoff)
             await self._send_pending()
 
     async def _spool(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run one spool operation in a worker thread, never two at once."""
-        while self._spool_io is not None and not self._spool_io.done():
-            await asyncio.wait([self._spool_io])
-        self._spool_io = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-        return await asyncio.shield(self._spool_io)
+        """Run one spool operation in a worker thread, never two at once, callers served in
+        order (a busy persist loop cannot starve the sender's acknowledgements)."""
+        async with self._spool_lock:
+            await self._io_done()
+            self._spool_io = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+            return await asyncio.shield(self._spool_io)
 
-    async def _persist(self) -> None:
+    async def _io_done(self) -> None:
+        """Wait for an operation a cancelled caller left running in its thread: never race it
+        on the same spool."""
+        if self._spool_io is not None and not self._spool_io.done():
+            await asyncio.wait([self._spool_io])
+
+    async def _persist(self, sync: bool = True) -> bool:
+        """Write the queue to the spool (fsync'd unless ``sync`` is False); False if empty."""
         if not self._queue:
-            return
-        batch = list(self._queue)
-        self._queue.clear()
-        await self._spool(self.spool.append, batch)
+            return False
+        async with self._spool_lock:
+            await self._io_done()
+            if not self._queue:
+                return False
+            # Taken off the queue only now, with the write starting at once: a cancellation from
+            # here on cannot drop them (the write goes on in its thread).
+            batch = list(self._queue)
+            self._queue.clear()
+            self._persisting += len(batch)  # still counted in the backlog while being written
+            io = asyncio.ensure_future(asyncio.to_thread(self.spool.append, batch, sync=sync))
+            io.add_done_callback(lambda _: self._written(len(batch)))
+            self._spool_io = io
+            await asyncio.shield(io)
+        self.persists += 1
+        return True
+
+    def _written(self, count: int) -> None:
+        self._persisting -= count
 
     async def _send_pending(self) -> bool:
-        """Send everything unacknowledged; False if it must wait (control plane unwell)."""
+        """Send what was spooled when the pass began; False if it must wait (control plane
+        unwell). Events spooled during the pass wait for the next one: chasing them would turn
+        a steady trickle into a stream of small batches."""
+        upto = self.spool.last_seq
         while True:
-            records = self.spool.pending(self.batch_size, self.batch_bytes)
+            records = await self._spool(self.spool.pending, self.batch_size, self.batch_bytes)
+            records = [r for r in records if r[0] <= upto]
             if not records:
                 self._backoff = 0.0
                 return True
@@ -180,6 +275,7 @@ class Reporter:
             events=events or [telemetry_pb2.UsageEvent.FromString(p) for _, p in records],
             last_seq=records[-1][0],
         )
+        self.batches += 1
         try:
             acked = await self.send_batch(request)
         except grpc.aio.AioRpcError as exc:
@@ -296,14 +392,15 @@ class Reporter:
         """Persist the queue and try once to deliver everything; True if nothing is left."""
         try:
             async with asyncio.timeout(timeout):
-                await self._persist()
+                await self._persist(sync=False)
+                await self._sync()  # and whatever the persist loop wrote unsynced
                 return await self._send_pending()
         except TimeoutError:
             return False
 
     @property
     def backlog(self) -> int:
-        return len(self._queue) + self.spool.backlog
+        return len(self._queue) + self._persisting + self.spool.backlog
 
     @property
     def quarantined(self) -> int:

@@ -6,7 +6,10 @@ the control plane has made durable, written atomically). A record is
 a record torn by a crash is detected and dropped on reopen instead of poisoning the file.
 
 Contract: :meth:`append` assigns consecutive sequence numbers and writes the records (fsync'd,
-and the directory too when a segment is created) before returning; :meth:`pending` returns
+and the directory too when a segment is created) before returning — or, with ``sync=False``,
+writes them (a process crash can no longer lose them) and leaves the fsync to
+:func:`sync_files`, which touches no spool state and so may run in another thread while the
+spool writes more (:meth:`unsynced` says what to fsync); :meth:`pending` returns
 unacknowledged records oldest first, bounded in count and bytes; :meth:`ack` forgets records up
 to a sequence and deletes segments that hold nothing newer. Events survive a data-plane restart;
 an event is only forgotten after the control plane acknowledged it, or after it was set aside
@@ -62,6 +65,8 @@ class Spool:
         self._segment: Path | None = None
         self._segment_size = 0
         self._segment_last: dict[Path, int] = {}
+        self._unsynced: set[Path] = set()  # written with sync=False, not yet handed out
+        self._dir_unsynced = False
         # Disk refusing writes (full, read-only): events wait in memory only, up to
         # memory_records; past that they are dropped and counted (see append).
         self.write_failing = False
@@ -141,8 +146,9 @@ class Spool:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def append(self, payloads: list[bytes]) -> int:
-        """Persist payloads with new sequence numbers; returns the last one assigned.
+    def append(self, payloads: list[bytes], *, sync: bool = True) -> int:
+        """Persist payloads with new sequence numbers; returns the last one assigned. With
+        ``sync`` False they are written but not fsync'd (see :meth:`unsynced`).
 
         If the disk refuses (full, read-only), the records are still kept in memory so that a
         healthy control plane receives them; they are lost only if the process also dies. Memory
@@ -154,7 +160,7 @@ class Spool:
         first = self.last_seq + 1
         self.last_seq += len(payloads)
         try:
-            self._write(first, payloads)
+            self._write(first, payloads, sync)
         except OSError as exc:
             self._segment = None
             self._keep_unwritten(first, payloads, exc)
@@ -166,8 +172,9 @@ class Spool:
             self._remember(seq, payload)
         return self.last_seq
 
-    def _write(self, first: int, payloads: list[bytes]) -> None:
-        """Write records ``first``… to segments of about SEGMENT_BYTES each, fsync'd."""
+    def _write(self, first: int, payloads: list[bytes], sync: bool) -> None:
+        """Write records ``first``… to segments of about SEGMENT_BYTES each, fsync'd if
+        ``sync``, else noted for :meth:`unsynced`."""
         seq = first
         i = 0
         while i < len(payloads):
@@ -186,8 +193,12 @@ class Spool:
             with os.fdopen(fd, "ab") as f:
                 f.write(buf)
                 f.flush()
-                os.fsync(f.fileno())
-            if created:  # the new file's directory entry must survive a crash too
+                if sync:
+                    os.fsync(f.fileno())
+            if not sync:
+                self._unsynced.add(segment)
+                self._dir_unsynced |= created
+            elif created:  # the new file's directory entry must survive a crash too
                 fsync_dir(self.dir)
             self._segment_size += len(buf)
             self._segment_last[segment] = seq - 1
@@ -285,6 +296,16 @@ class Spool:
         except OSError as exc:
             log.error("spool: cannot keep usage event #%d in %s (%s)", seq, REJECTED, exc)
 
+    def unsynced(self) -> tuple[list[Path], Path | None]:
+        """The segments written with ``sync=False`` since the last call, and the directory if
+        one was created: what :func:`sync_files` must fsync to make those records survive a
+        power loss too."""
+        files = sorted(self._unsynced)
+        self._unsynced.clear()
+        directory = self.dir if self._dir_unsynced else None
+        self._dir_unsynced = False
+        return files, directory
+
     @property
     def backlog(self) -> int:
         return self.last_seq - self.acked
@@ -298,3 +319,20 @@ class Spool:
 def _record(seq: int, payload: bytes) -> bytes:
     seq_bytes = struct.pack(">Q", seq)
     return _HEAD.pack(len(payload), seq, zlib.crc32(payload, zlib.crc32(seq_bytes))) + payload
+
+
+def sync_files(files: list[Path], directory: Path | None) -> None:
+    """fsync what :meth:`Spool.unsynced` returned. Reads no spool state: it may run in one thread
+    while the spool appends in another. A segment deleted meanwhile was acknowledged: nothing
+    in it needs keeping. Raises OSError if the disk refuses."""
+    for path in files:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    if directory is not None:
+        fsync_dir(directory)

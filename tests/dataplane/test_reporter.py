@@ -4,6 +4,7 @@ huge, refused) stops it; a reporter loop that dies is restarted."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import grpc
@@ -11,6 +12,7 @@ import httpx
 import orjson
 import pytest
 
+import dataplane.reporter
 from dataplane.events import RequestRecord
 from dataplane.reporter import Reporter
 from dataplane.server import DataPlane
@@ -315,3 +317,150 @@ async def test_a_dead_reporter_is_restarted_and_delivers(
     metrics = (await client.get("/metrics")).text
     assert 'tollgate_task_restarts{task="usage-reporter"} 1' in metrics
     assert "tollgate_usage_quarantined 0" in metrics
+
+
+# --- issue #16: a crash loses milliseconds of events, not an interval --------------------------
+
+
+class WatchedSpool(Spool):
+    """A spool that tells the test's event loop about each append once it is written, and
+    about each fsync of written segments (the reporter's sync_files) once done."""
+
+    def __init__(self, directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().__init__(directory)
+        self.loop = asyncio.get_running_loop()
+        self.appended: asyncio.Queue[int] = asyncio.Queue()
+        self.synced: asyncio.Queue[list[Path]] = asyncio.Queue()
+        real_sync = dataplane.reporter.sync_files
+
+        def sync_files(files: list[Path], directory: Path | None) -> None:
+            real_sync(files, directory)
+            self.loop.call_soon_threadsafe(self.synced.put_nowait, files)
+
+        monkeypatch.setattr(dataplane.reporter, "sync_files", sync_files)
+
+    def append(self, payloads: list[bytes], *, sync: bool = True) -> int:
+        last = super().append(payloads, sync=sync)  # in the reporter's worker thread
+        self.loop.call_soon_threadsafe(self.appended.put_nowait, last)
+        return last
+
+
+class Ticks:
+    """The send loop's clock: each tick is one ``interval`` gone by, when the test says so."""
+
+    def __init__(self) -> None:
+        self.permits: asyncio.Queue[None] = asyncio.Queue()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.permits.get()
+
+
+def on_disk(directory: Path) -> list[str]:
+    """The request ids a restarted data plane would find in the spool."""
+    return [
+        telemetry_pb2.UsageEvent.FromString(p).request_id for _, p in Spool(directory).pending(1000)
+    ]
+
+
+async def test_a_record_is_durable_at_once_and_sends_stay_batched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cp = StrictControlPlane()
+    spool = WatchedSpool(tmp_path, monkeypatch)
+    ticks = Ticks()
+    reporter = Reporter(spool, cp.send, "dp", interval=0.2, sleep=ticks.sleep)
+    task = asyncio.create_task(reporter.run())
+    try:
+        # Each record is written to the spool without waiting for the send cadence (no tick
+        # has passed: the old reporter wrote nothing before one), then fsync'd.
+        for i in range(5):
+            reporter.record(record(i))
+            assert await asyncio.wait_for(spool.appended.get(), 5) == i + 1
+            assert on_disk(tmp_path) == [f"r{j}" for j in range(i + 1)]
+            assert await asyncio.wait_for(spool.synced.get(), 5) == list(tmp_path.glob("seg-*"))
+        # Records made while nothing yields are coalesced into one write.
+        for i in range(5, 105):
+            reporter.record(record(i))
+        assert await asyncio.wait_for(spool.appended.get(), 5) == 105
+        assert spool.appended.empty()  # one write for the hundred
+        assert cp.calls == 0  # nothing sent between ticks: persisting is not sending
+        # One tick: everything spooled goes in one ReportUsage.
+        ticks.permits.put_nowait(None)
+        async with asyncio.timeout(5):
+            while reporter.backlog:
+                await asyncio.sleep(0.01)
+        assert cp.calls == reporter.batches == 1
+        assert cp.delivered == [f"r{i}" for i in range(105)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert on_disk(tmp_path) == []  # acknowledged: forgotten
+
+
+async def test_events_spooled_during_a_pass_wait_for_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender chasing events persisted while it sends would make many small batches."""
+    cp = StrictControlPlane()
+    spool = WatchedSpool(tmp_path, monkeypatch)
+    ticks = Ticks()
+    reporter = Reporter(spool, cp.send, "dp", interval=0.2, sleep=ticks.sleep)
+    sending = asyncio.Event()
+    release = asyncio.Event()
+    real_send = cp.send
+
+    async def slow_send(request: telemetry_pb2.ReportUsageRequest) -> int:
+        sending.set()
+        await release.wait()
+        return await real_send(request)
+
+    reporter.send_batch = slow_send
+    task = asyncio.create_task(reporter.run())
+    try:
+        reporter.record(record(0))
+        await asyncio.wait_for(spool.appended.get(), 5)
+        ticks.permits.put_nowait(None)
+        await asyncio.wait_for(sending.wait(), 5)
+        reporter.record(record(1))  # spooled while the first batch is in flight
+        await asyncio.wait_for(spool.appended.get(), 5)
+        release.set()
+        async with asyncio.timeout(5):
+            while cp.delivered != ["r0"] or reporter.backlog != 1:
+                await asyncio.sleep(0.01)
+        assert cp.calls == 1  # r1 was not chased
+        ticks.permits.put_nowait(None)
+        async with asyncio.timeout(5):
+            while reporter.backlog:
+                await asyncio.sleep(0.01)
+        assert cp.delivered == ["r0", "r1"] and cp.calls == 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_stopping_while_a_write_waits_for_the_spool_loses_nothing(tmp_path: Path) -> None:
+    """The persist loop waiting for the spool (busy with the sender's read) when the data plane
+    stops: its events must still be written by the final flush, not dropped with the task."""
+    cp = ControlPlane()
+    entered, gate = threading.Event(), threading.Event()
+
+    class BusySpool(Spool):
+        def pending(self, limit: int, max_bytes: int | None = None) -> list[tuple[int, bytes]]:
+            entered.set()
+            gate.wait(5)
+            return super().pending(limit, max_bytes)
+
+    ticks = Ticks()
+    reporter = Reporter(BusySpool(tmp_path), cp.send, "dp", sleep=ticks.sleep)
+    task = asyncio.create_task(reporter.run())
+    ticks.permits.put_nowait(None)
+    assert await asyncio.to_thread(entered.wait, 5)  # the sender holds the spool
+    reporter.record(record(0))
+    for _ in range(10):  # let the persist loop wake and queue up for the spool
+        await asyncio.sleep(0)
+    assert reporter.persists == 0 and reporter.backlog == 1
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    gate.set()
+    assert await reporter.flush()
+    assert cp.delivered == ["r0"]

@@ -11,7 +11,7 @@ import pytest
 
 import dataplane.spool
 from dataplane.server import DataPlane, Settings
-from dataplane.spool import Spool
+from dataplane.spool import Spool, sync_files
 from dataplane.subscriber import save_cached
 from gwapi.v1 import discovery_pb2
 
@@ -109,6 +109,34 @@ def test_a_new_segment_is_made_durable_with_its_directory(
     synced.clear()
     spool.append([b"b"])  # same segment: no new directory entry to sync
     assert synced == [segment]
+
+
+def test_an_unsynced_append_is_written_now_and_fsynced_by_sync_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reporter writes at once (a process crash loses nothing written) and fsyncs apart."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    spool = Spool(tmp_path)
+    spool.append([b"a"], sync=False)
+    spool.append([b"b"], sync=False)
+    assert synced == []
+    assert [p for _, p in Spool(tmp_path).pending(10)] == [b"a", b"b"]  # written
+    segment = tmp_path / f"seg-{1:020d}.log"
+    todo = spool.unsynced()
+    assert todo == ([segment], tmp_path) and spool.unsynced() == ([], None)
+    sync_files(*todo)
+    assert synced == [str(segment), str(tmp_path)]
+    spool.ack(2)  # the segment is deleted: an fsync handed out before that skips it
+    synced.clear()
+    sync_files([segment], None)
+    assert synced == []
 
 
 def test_memory_is_bounded_in_bytes_and_order_is_kept(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ it (503 and ``connection: close``). When either side of a relayed connection clo
 the other side is closed too: a killed backend looks killed to its clients.
 
 It records which backend each client connection reached (by the client's source port), so a
-test can tell which process served a response.
+test can tell which process served a response; and, per connection (numbered in order of
+acceptance), its own source port towards the backend, so a test can tell which of a backend's
+processes (``--workers N``) holds a connection.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class RoundRobin:
         self.backends = list(backends)  # "host:port"; replaced in place by replace()
         self.port = 0
         self.routes: dict[int, str] = {}  # client source port -> the backend it reached
+        self.connections: dict[int, int] = {}  # client source port -> its connection number
+        self.upstream_ports: dict[int, int] = {}  # our source port to a backend -> connection
         self.accepted = 0
         self._next = 0
         self._server: asyncio.Server | None = None
@@ -62,6 +66,7 @@ class RoundRobin:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        number = self.accepted
         upstream = await self._connect()
         if upstream is None:
             writer.transport.abort()  # every backend is down: the client sees a reset
@@ -70,6 +75,8 @@ class RoundRobin:
         peer = writer.get_extra_info("peername")
         if peer:
             self.routes[peer[1]] = backend
+            self.connections[peer[1]] = number
+        self.upstream_ports[up_writer.get_extra_info("sockname")[1]] = number
         self._writers |= {writer, up_writer}
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

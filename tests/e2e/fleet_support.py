@@ -11,14 +11,17 @@ spent) is final for that request.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import orjson
 
 from tests.e2e.balancer import RoundRobin
+from tests.e2e.workers_support import per_worker
 
 MODEL = "claude-sonnet-4-5-20250929"
 BODY = orjson.dumps(
@@ -47,6 +50,7 @@ class Answer:
     status: int
     done: float  # time.monotonic() when the answer ended
     served_by: str  # the data plane's "host:port"
+    connection: int = 0  # the balancer's number for the client connection (0: not known)
 
 
 @dataclass
@@ -111,10 +115,69 @@ class Traffic:
             b'data: {"type":"message_stop"}'
         ):
             self.incomplete.append(request_id)
+        connection = 0
         if routes is None:
             served_by = str(client.base_url.netloc.decode())
         else:
             served_by = routes.get(local[1], "?") if local else "?"
-        answer = Answer(request_id, str(key), response.status_code, time.monotonic(), served_by)
+            connection = self.balancer.connections.get(local[1], 0) if local else 0
+        answer = Answer(
+            request_id, str(key), response.status_code, time.monotonic(), served_by, connection
+        )
         self.answers.append(answer)
         return answer
+
+
+def worker_pid(state: Path, index: int) -> int:
+    """The pid of worker ``index`` of the data plane on ``state`` (``--workers N``)."""
+    return int((state / "workers" / str(index) / "pid").read_text())
+
+
+def alive(pid: int) -> bool:
+    """Running (not a zombie the supervisor has yet to reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+async def all_workers_serve(url: str, workers: int) -> bool:
+    """Every worker answers the gathered scrape and holds a snapshot."""
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            text = (await client.get("/metrics")).text
+    except httpx.HTTPError:
+        return False
+    up = per_worker(text, "tollgate_worker_up")
+    return (
+        sum(up.values()) == workers and len(per_worker(text, "tollgate_snapshot_info")) == workers
+    )
+
+
+def tcp_peer_ports(pid: int, port: int) -> set[int]:
+    """The remote ports of the IPv4 loopback TCP connections process ``pid`` holds on local
+    ``port`` (from /proc: its socket inodes, matched in the namespace's table)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    peers = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        peer = int(remote.rpartition(":")[2], 16)
+        if inode in inodes and int(local.rpartition(":")[2], 16) == port and peer:
+            peers.add(peer)
+    return peers
+
+
+async def usage_backlog(url: str) -> float:
+    """Usage events a data plane has yet to see acknowledged, summed over its workers."""
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        text = (await client.get("/metrics")).text
+    return sum(per_worker(text, "tollgate_usage_backlog").values())

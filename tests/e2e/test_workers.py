@@ -26,11 +26,10 @@ import httpx
 import orjson
 import pytest
 
-from dataplane.spool import _HEAD
 from gwapi.v1 import admin_pb2, common_pb2
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
 from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ROOT, ControlPlaneProcess
-from tests.e2e.workers_support import WorkersProcess, free_port, per_worker
+from tests.e2e.workers_support import WorkersProcess, free_port, per_worker, spooled_records
 from tests.fakes.anthropic import FakeAnthropic, Received, Scripted, stream_frames
 from tui.client import GatewayClient
 
@@ -117,24 +116,6 @@ async def wait_until(predicate, timeout: float = 20.0) -> None:  # type: ignore[
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.05)
-
-
-def spooled_records(spool_dir: Path) -> int:
-    """Records in a spool's segment files beyond its ``acked`` mark (read, not opened as a
-    Spool: the worker owns that directory)."""
-    acked_file = spool_dir / "acked"
-    acked = int(acked_file.read_text()) if acked_file.exists() else 0
-    n = 0
-    for seg in spool_dir.glob("seg-*.log"):
-        data = seg.read_bytes()
-        pos = 0
-        while pos + _HEAD.size <= len(data):
-            length, seq, _crc = _HEAD.unpack_from(data, pos)
-            if pos + _HEAD.size + length > len(data):
-                break
-            n += seq > acked
-            pos += _HEAD.size + length
-    return n
 
 
 async def test_two_workers_share_the_port_serve_and_gather_metrics(fleet: Fleet) -> None:

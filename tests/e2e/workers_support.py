@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from dataplane.spool import _HEAD
 from tests.fakes.anthropic import UPSTREAM_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +51,24 @@ def per_worker(text: str, name: str) -> dict[str, float]:
     for labels, value in samples(text, name):
         out[labels.get("worker", "")] = out.get(labels.get("worker", ""), 0.0) + value
     return out
+
+
+def spooled_records(spool_dir: Path) -> int:
+    """Records in a spool's segment files beyond its ``acked`` mark (read, not opened as a
+    Spool: the worker owns that directory)."""
+    acked_file = spool_dir / "acked"
+    acked = int(acked_file.read_text()) if acked_file.exists() else 0
+    n = 0
+    for seg in spool_dir.glob("seg-*.log"):
+        data = seg.read_bytes()
+        pos = 0
+        while pos + _HEAD.size <= len(data):
+            length, seq, _crc = _HEAD.unpack_from(data, pos)
+            if pos + _HEAD.size + length > len(data):
+                break
+            n += seq > acked
+            pos += _HEAD.size + length
+    return n
 
 
 class WorkersProcess:
