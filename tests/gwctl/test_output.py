@@ -415,9 +415,9 @@ def test_serve_passes_argv_through(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[list[str]] = []
-    fake = types.ModuleType("dataplane.server")
+    fake = types.ModuleType("dataplane.cli")
     fake.main = seen.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "dataplane.server", fake)
+    monkeypatch.setitem(sys.modules, "dataplane.cli", fake)
     argv = ["--listen", "127.0.0.1:9", "--control-plane", "127.0.0.1:1", "-h", "--token=x"]
     assert gwctl_main.main(["dataplane", "serve", *argv]) == 0
     assert seen == [argv]
