@@ -59,7 +59,8 @@ def load_events(
                   cache_write_1h_tokens, cost_micros, priced_as, stream, path, user_agent,
                   client_version, dataplane_id, upstream_request_id, client_disconnected,
                   received_at_ms, developer_id, developer_email, attempt_log_json, cache_status,
-                  cost_saved_micros, web_search_requests, web_fetch_requests, output_estimated)
+                  cost_saved_micros, web_search_requests, web_fetch_requests, output_estimated,
+                  ledger_counted)
                 SELECT
                   'bench-' || g,
                   t,
@@ -77,7 +78,8 @@ def load_events(
                   t,
                   CASE WHEN keyed THEN '' ELSE 'dev_' || lpad(d::text, 5, '0') END,
                   CASE WHEN keyed THEN '' ELSE 'dev' || d || '@example.com' END,
-                  '[]', CASE WHEN g % 13 = 0 THEN 'hit' ELSE '' END, 0, 0, 0, false
+                  '[]', CASE WHEN g % 13 = 0 THEN 'hit' ELSE '' END, 0, 0, 0, false,
+                  true  -- counted: the derived tables are built from these rows below
                 FROM (
                   SELECT g,
                          :now - ((g * 48271::bigint) % :year) AS t,

@@ -1,0 +1,163 @@
+"""Counting the usage events that ingest did not count: the ledger reconciler (once per fleet).
+
+Why: ``usage_event.ledger_counted`` is true on every row this release inserts (ingest adds it to
+``spend_total`` and the rollups in the same transaction). Rows are false when nobody has counted
+them yet: rows stored before revision 0004 (an upgraded database: the first fill), and rows the
+previous release inserts while replicas roll (it does not know the column; the server default
+is false). Without this job budgets would undercount and usage views miss those events.
+
+Contract of :func:`reconcile_batch`: in the caller's transaction, claims at most ``limit``
+uncounted rows, newest first (the current day/week/month windows, which budgets enforce, are
+complete first), with ``UPDATE … SET ledger_counted = true WHERE … AND NOT ledger_counted
+RETURNING *``, and adds exactly the rows it flipped to the totals and rollups
+(:func:`controlplane.usage.derived.apply`). Exactly once, whoever races: on PostgreSQL the
+candidate rows are picked ``FOR UPDATE SKIP LOCKED`` (two reconcilers take disjoint rows) and
+the outer ``NOT ledger_counted`` is re-checked on the newest row version after any wait, so a
+row flipped by a committed transaction (another reconciler, a rebuild) is not returned again; on
+SQLite the writer lock serialises the whole transaction. A rollback undoes the flip and the sums
+together. Candidates come from the partial index ``ix_usage_event_uncounted`` (only uncounted
+rows), so a batch costs the same whatever the size of the table.
+
+Contract of :func:`reconcile_forever` (a leader job): batch after batch while batches come back
+full, then waits ``interval_s`` and looks again; a failure is logged and retried. While a
+backlog larger than one batch drains it logs its progress (counted, remaining, rate, time left)
+every ``progress_s``, and once when done. ``on_counted`` (the snapshot's spend refresh) gets
+every batch's rows after its commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from controlplane.store.db import Database
+from controlplane.usage import derived
+
+log = logging.getLogger(__name__)
+
+BATCH = 2000
+INTERVAL_S = 1.0
+PROGRESS_S = 10.0
+Rows = list[dict[str, Any]]
+
+_CLAIM = """
+UPDATE usage_event SET ledger_counted = true
+WHERE request_id IN (
+    SELECT request_id FROM usage_event WHERE NOT ledger_counted
+    ORDER BY time_ms DESC LIMIT :limit{lock}
+) AND NOT ledger_counted
+RETURNING *
+"""
+_CLAIM_PG = text(_CLAIM.format(lock=" FOR UPDATE SKIP LOCKED"))
+_CLAIM_SQLITE = text(_CLAIM.format(lock=""))
+
+
+def reconcile_batch(s: Session, limit: int = BATCH, now: int | None = None) -> Rows:
+    """Claim and count up to ``limit`` uncounted rows (see the module's contract); returns them."""
+    claim = _CLAIM_PG if s.get_bind().dialect.name == "postgresql" else _CLAIM_SQLITE
+    rows = [dict(r) for r in s.execute(claim, {"limit": limit}).mappings()]
+    derived.apply(s, rows, now)
+    return rows
+
+
+def uncounted(s: Session) -> int:
+    """How many rows wait to be counted (reads only the partial index's rows)."""
+    return int(
+        s.execute(text("SELECT count(*) FROM usage_event WHERE NOT ledger_counted")).scalar_one()
+    )
+
+
+class Progress:
+    """Log lines for draining a backlog (a clock is injectable for tests)."""
+
+    def __init__(
+        self, backlog: int, clock: Callable[[], float] = time.monotonic, every_s: float = PROGRESS_S
+    ) -> None:
+        self.backlog, self.clock, self.every_s = backlog, clock, every_s
+        self.started = self.last = clock()
+        self.counted = 0
+
+    def add(self, n: int) -> None:
+        self.counted += n
+        now = self.clock()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = self.counted / max(now - self.started, 1e-9)
+        left = max(self.backlog - self.counted, 0)
+        log.info(
+            "ledger: counted %d of %d usage events not yet in the totals (%.0f/s, about %.0f s "
+            "left); budgets and usage views are complete back to the oldest window counted",
+            self.counted,
+            self.backlog,
+            rate,
+            left / rate if rate else 0.0,
+        )
+
+    def done(self) -> None:
+        seconds = self.clock() - self.started
+        log.info(
+            "ledger: all usage events are in the totals and rollups (counted %d in %.1f s)",
+            self.counted,
+            seconds,
+        )
+
+
+async def catch_up(
+    db: Database,
+    *,
+    batch: int = BATCH,
+    on_counted: Callable[[Sequence[Mapping[str, Any]]], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    progress_s: float = PROGRESS_S,
+) -> int:
+    """Count every uncounted row, batch by batch (one transaction each, so a cancellation
+    loses at most the batch in flight, which rolls back); returns how many were counted."""
+    progress: Progress | None = None
+    total = 0
+    while True:
+        rows = await db.run(lambda s: reconcile_batch(s, batch))
+        total += len(rows)
+        if rows and on_counted is not None:
+            on_counted(rows)
+        if len(rows) < batch:
+            break
+        if progress is None:  # a backlog, not a trickle: say how big, then how it goes
+            backlog = len(rows) + await db.read(uncounted)
+            log.info(
+                "ledger: %d usage events are not yet in the totals and rollups (an upgraded "
+                "database, or rows from a previous release's replica); counting them, newest "
+                "first, in batches of %d",
+                backlog,
+                batch,
+            )
+            progress = Progress(backlog, clock, progress_s)
+        progress.add(len(rows))
+    if progress is not None:
+        progress.add(len(rows))
+        progress.done()
+    elif total:
+        log.debug("ledger: counted %d usage events stored by a previous release", total)
+    return total
+
+
+async def reconcile_forever(
+    db: Database,
+    *,
+    interval_s: float = INTERVAL_S,
+    batch: int = BATCH,
+    on_counted: Callable[[Sequence[Mapping[str, Any]]], None] | None = None,
+) -> None:
+    """The leader job: :func:`catch_up`, then again every ``interval_s``."""
+    while True:
+        try:
+            await catch_up(db, batch=batch, on_counted=on_counted)
+        except Exception:
+            log.exception("counting usage events into the ledger failed; will retry")
+        await asyncio.sleep(interval_s)
