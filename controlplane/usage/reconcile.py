@@ -31,6 +31,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -41,21 +42,34 @@ from controlplane.usage import derived
 
 log = logging.getLogger(__name__)
 
-BATCH = 2000
+BATCH = 5000
 INTERVAL_S = 1.0
 PROGRESS_S = 10.0
 Rows = list[dict[str, Any]]
 
-_CLAIM = """
+# PostgreSQL: the candidates as an array (an InitPlan) so the UPDATE finds them through the
+# primary key; with ``IN (subquery)`` the planner, which cannot know how few rows are uncounted,
+# may hash-join against a scan of the whole table.
+_CLAIM_PG = text(
+    """
+UPDATE usage_event SET ledger_counted = true
+WHERE request_id = ANY(ARRAY(
+    SELECT request_id FROM usage_event WHERE NOT ledger_counted
+    ORDER BY time_ms DESC LIMIT :limit FOR UPDATE SKIP LOCKED
+)) AND NOT ledger_counted
+RETURNING *
+"""
+)
+_CLAIM_SQLITE = text(
+    """
 UPDATE usage_event SET ledger_counted = true
 WHERE request_id IN (
     SELECT request_id FROM usage_event WHERE NOT ledger_counted
-    ORDER BY time_ms DESC LIMIT :limit{lock}
+    ORDER BY time_ms DESC LIMIT :limit
 ) AND NOT ledger_counted
 RETURNING *
 """
-_CLAIM_PG = text(_CLAIM.format(lock=" FOR UPDATE SKIP LOCKED"))
-_CLAIM_SQLITE = text(_CLAIM.format(lock=""))
+)
 
 
 def reconcile_batch(s: Session, limit: int = BATCH, now: int | None = None) -> Rows:
@@ -73,6 +87,10 @@ def uncounted(s: Session) -> int:
     )
 
 
+def _utc(time_ms: int) -> str:
+    return datetime.fromtimestamp(time_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 class Progress:
     """Log lines for draining a backlog (a clock is injectable for tests)."""
 
@@ -82,9 +100,13 @@ class Progress:
         self.backlog, self.clock, self.every_s = backlog, clock, every_s
         self.started = self.last = clock()
         self.counted = 0
+        self.oldest: int | None = None  # newest first: everything after it is counted
 
-    def add(self, n: int) -> None:
-        self.counted += n
+    def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.counted += len(rows)
+        if rows:
+            oldest = min(int(r["time_ms"]) for r in rows)
+            self.oldest = oldest if self.oldest is None else min(self.oldest, oldest)
         now = self.clock()
         if now - self.last < self.every_s:
             return
@@ -93,11 +115,12 @@ class Progress:
         left = max(self.backlog - self.counted, 0)
         log.info(
             "ledger: counted %d of %d usage events not yet in the totals (%.0f/s, about %.0f s "
-            "left); budgets and usage views are complete back to the oldest window counted",
+            "left); totals and rollups are complete for events after %s",
             self.counted,
             self.backlog,
             rate,
             left / rate if rate else 0.0,
+            _utc(self.oldest) if self.oldest is not None else "-",
         )
 
     def done(self) -> None:
@@ -138,9 +161,9 @@ async def catch_up(
                 batch,
             )
             progress = Progress(backlog, clock, progress_s)
-        progress.add(len(rows))
+        progress.add(rows)
     if progress is not None:
-        progress.add(len(rows))
+        progress.add(rows)
         progress.done()
     elif total:
         log.debug("ledger: counted %d usage events stored by a previous release", total)

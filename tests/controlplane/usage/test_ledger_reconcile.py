@@ -218,6 +218,8 @@ def test_a_pre_ledger_database_starts_at_once_and_is_filled_in_the_background(
         assert counted == 300
         assert "ledger: 300 usage events are not yet in the totals" in caplog.text
         assert "ledger: counted 150 of 300 usage events" in caplog.text
+        oldest = reconcile._utc(events[150].time_ms)  # newest first: 299 down to 150
+        assert f"totals and rollups are complete for events after {oldest}" in caplog.text
         assert "all usage events are in the totals and rollups (counted 300" in caplog.text
         assert_exact(db)
     finally:
