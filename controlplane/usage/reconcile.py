@@ -18,11 +18,14 @@ SQLite the writer lock serialises the whole transaction. A rollback undoes the f
 together. Candidates come from the partial index ``ix_usage_event_uncounted`` (only uncounted
 rows), so a batch costs the same whatever the size of the table.
 
-Contract of :func:`reconcile_forever` (a leader job): batch after batch while batches come back
-full, then waits ``interval_s`` and looks again; a failure is logged and retried. While a
-backlog larger than one batch drains it logs its progress (counted, remaining, rate, time left)
-every ``progress_s``, and once when done. ``on_counted`` (the snapshot's spend refresh) gets
-every batch's rows after its commit.
+Contract of :func:`catch_up`: batch after batch, each starting below the previous one's oldest
+row (so a batch costs the same at the end of a large backlog as at its start), from the newest
+row again whenever a progress line is due and when the region below is drained, until a batch
+from the newest row comes back short. While a backlog larger than one batch drains it logs its
+progress (counted, remaining, rate, time left, how far back the ledger is complete) every
+``progress_s``, and once when done. ``on_counted`` (the snapshot's spend refresh) gets every
+batch's rows after its commit. :func:`reconcile_forever` (the leader job) runs it, then again
+every ``interval_s``; a failure is logged and retried.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ BATCH = 5000
 INTERVAL_S = 1.0
 PROGRESS_S = 10.0
 Rows = list[dict[str, Any]]
+_TOP = 2**63 - 1
 
 # PostgreSQL: the candidates as an array (an InitPlan) so the UPDATE finds them through the
 # primary key; with ``IN (subquery)`` the planner, which cannot know how few rows are uncounted,
@@ -54,7 +58,7 @@ _CLAIM_PG = text(
     """
 UPDATE usage_event SET ledger_counted = true
 WHERE request_id = ANY(ARRAY(
-    SELECT request_id FROM usage_event WHERE NOT ledger_counted
+    SELECT request_id FROM usage_event WHERE NOT ledger_counted AND time_ms <= :below
     ORDER BY time_ms DESC LIMIT :limit FOR UPDATE SKIP LOCKED
 )) AND NOT ledger_counted
 RETURNING *
@@ -64,7 +68,7 @@ _CLAIM_SQLITE = text(
     """
 UPDATE usage_event SET ledger_counted = true
 WHERE request_id IN (
-    SELECT request_id FROM usage_event WHERE NOT ledger_counted
+    SELECT request_id FROM usage_event WHERE NOT ledger_counted AND time_ms <= :below
     ORDER BY time_ms DESC LIMIT :limit
 ) AND NOT ledger_counted
 RETURNING *
@@ -72,10 +76,16 @@ RETURNING *
 )
 
 
-def reconcile_batch(s: Session, limit: int = BATCH, now: int | None = None) -> Rows:
-    """Claim and count up to ``limit`` uncounted rows (see the module's contract); returns them."""
+def reconcile_batch(
+    s: Session, limit: int = BATCH, below: int | None = None, now: int | None = None
+) -> Rows:
+    """Claim and count up to ``limit`` uncounted rows with ``time_ms <= below`` (None: any), see
+    the module's contract; returns them. ``below`` lets a backlog's next batch start where the
+    previous one ended: claimed rows stay in the partial index (dead) until a vacuum, and a scan
+    from the top would walk all of them again at every batch."""
     claim = _CLAIM_PG if s.get_bind().dialect.name == "postgresql" else _CLAIM_SQLITE
-    rows = [dict(r) for r in s.execute(claim, {"limit": limit}).mappings()]
+    params = {"limit": limit, "below": _TOP if below is None else below}
+    rows = [dict(r) for r in s.execute(claim, params).mappings()]
     derived.apply(s, rows, now)
     return rows
 
@@ -102,14 +112,15 @@ class Progress:
         self.counted = 0
         self.oldest: int | None = None  # newest first: everything after it is counted
 
-    def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def add(self, rows: Sequence[Mapping[str, Any]]) -> bool:
+        """Count ``rows``; True when it logged (every ``every_s``)."""
         self.counted += len(rows)
         if rows:
             oldest = min(int(r["time_ms"]) for r in rows)
             self.oldest = oldest if self.oldest is None else min(self.oldest, oldest)
         now = self.clock()
         if now - self.last < self.every_s:
-            return
+            return False
         self.last = now
         rate = self.counted / max(now - self.started, 1e-9)
         left = max(self.backlog - self.counted, 0)
@@ -122,6 +133,7 @@ class Progress:
             left / rate if rate else 0.0,
             _utc(self.oldest) if self.oldest is not None else "-",
         )
+        return True
 
     def done(self) -> None:
         seconds = self.clock() - self.started
@@ -144,13 +156,18 @@ async def catch_up(
     loses at most the batch in flight, which rolls back); returns how many were counted."""
     progress: Progress | None = None
     total = 0
+    below: int | None = None  # where the next batch starts (None: the newest row)
     while True:
-        rows = await db.run(lambda s: reconcile_batch(s, batch))
+        rows = await db.run(lambda s, below=below: reconcile_batch(s, batch, below))
         total += len(rows)
         if rows and on_counted is not None:
             on_counted(rows)
         if len(rows) < batch:
-            break
+            if below is None:
+                break
+            below = None  # drained below the mark: look once more from the top (new rows)
+            continue
+        below = min(int(r["time_ms"]) for r in rows)
         if progress is None:  # a backlog, not a trickle: say how big, then how it goes
             backlog = len(rows) + await db.read(uncounted)
             log.info(
@@ -161,7 +178,8 @@ async def catch_up(
                 batch,
             )
             progress = Progress(backlog, clock, progress_s)
-        progress.add(rows)
+        if progress.add(rows):
+            below = None  # now and then from the top: rows a previous release stored meanwhile
     if progress is not None:
         progress.add(rows)
         progress.done()
