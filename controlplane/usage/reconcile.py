@@ -31,6 +31,7 @@ every ``interval_s``; a failure is logged and retried.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -158,7 +159,7 @@ async def catch_up(
     total = 0
     below: int | None = None  # where the next batch starts (None: the newest row)
     while True:
-        rows = await db.run(lambda s, below=below: reconcile_batch(s, batch, below))
+        rows = await db.run(functools.partial(reconcile_batch, limit=batch, below=below))
         total += len(rows)
         if rows and on_counted is not None:
             on_counted(rows)
