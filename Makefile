@@ -13,7 +13,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet bench-ledger clean migration
+.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet bench-ledger bench-ledger-upgrade clean migration
 
 install: $(STAMP) $(CLAUDE)
 
@@ -126,6 +126,10 @@ test: install lint unit
 # The ledger at a year of traffic (PostgreSQL): LEDGER_EVENTS=300000 for a quick run.
 bench-ledger: install
 	$(BIN)/python -m bench.ledger --events $${LEDGER_EVENTS:-30000000} --pg $${TOLLGATE_BENCH_PG:-postgresql://postgres@127.0.0.1:5432/test}
+
+# Upgrading a database from before the ledger: migration, start, background fill (PostgreSQL).
+bench-ledger-upgrade: install
+	$(BIN)/python -m bench.ledger_upgrade --events $${LEDGER_UPGRADE_EVENTS:-1000000} --pg $${TOLLGATE_BENCH_PG:-postgresql://postgres@127.0.0.1:5432/test}
 
 bench: install
 	$(BIN)/python -m bench.run

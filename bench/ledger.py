@@ -62,7 +62,10 @@ def best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return min(times), result
 
 
-def seed_fleet(db: Database, developers: int, workspaces: int) -> None:
+def seed_fleet(db: Database, developers: int, workspaces: int, *, ledger: bool = True) -> None:
+    """Workspaces and developers with budgets; ``ledger``: mark the ledger built (a database
+    from before the ledger has no ``ledger_state``)."""
+
     def fill(s: Session) -> None:
         for w in range(workspaces):
             s.add(
@@ -84,7 +87,8 @@ def seed_fleet(db: Database, developers: int, workspaces: int) -> None:
                     email=f"dev{d}@example.com",
                 )
             )
-        s.add(LedgerStateRow(id=1, rebuilt_at_ms=now_ms()))  # serve must not rebuild
+        if ledger:
+            s.add(LedgerStateRow(id=1, rebuilt_at_ms=now_ms()))  # the derived tables are built
 
     db.run_sync(fill)
 

@@ -41,16 +41,11 @@ def index_ddl(conn: Connection) -> list[str]:
     return [ddl for name, ddl in rows if name in _EVENT_INDEXES]
 
 
-def load_events(
-    conn: Connection, lo: int, hi: int, developers: int, workspaces: int, now_ms: int
-) -> None:
-    """Events number ``lo`` to ``hi - 1`` of the year before ``now_ms``: event ``g`` is made by
-    developer ``g % developers`` (in workspace ``dev % workspaces``), except every 10th, made
-    with one of 500 virtual keys."""
-    if lo < hi:
-        conn.execute(
-            text(
-                """
+_COUNTED_COLUMN = ",\n                  ledger_counted)"
+_COUNTED_VALUE = (
+    ",\n                  true  -- counted: the derived tables are built from these rows\n"
+)
+_EVENTS_SQL = """
                 INSERT INTO usage_event (
                   request_id, time_ms, workspace, key_id, key_name, session_id, metadata_json,
                   model_requested, model_served, provider, attempts, status, error_type,
@@ -59,7 +54,8 @@ def load_events(
                   cache_write_1h_tokens, cost_micros, priced_as, stream, path, user_agent,
                   client_version, dataplane_id, upstream_request_id, client_disconnected,
                   received_at_ms, developer_id, developer_email, attempt_log_json, cache_status,
-                  cost_saved_micros, web_search_requests, web_fetch_requests, output_estimated)
+                  cost_saved_micros, web_search_requests, web_fetch_requests, output_estimated,
+                  ledger_counted)
                 SELECT
                   'bench-' || g,
                   t,
@@ -77,7 +73,8 @@ def load_events(
                   t,
                   CASE WHEN keyed THEN '' ELSE 'dev_' || lpad(d::text, 5, '0') END,
                   CASE WHEN keyed THEN '' ELSE 'dev' || d || '@example.com' END,
-                  '[]', CASE WHEN g % 13 = 0 THEN 'hit' ELSE '' END, 0, 0, 0, false
+                  '[]', CASE WHEN g % 13 = 0 THEN 'hit' ELSE '' END, 0, 0, 0, false,
+                  true  -- counted: the derived tables are built from these rows
                 FROM (
                   SELECT g,
                          :now - ((g * 48271::bigint) % :year) AS t,
@@ -89,7 +86,28 @@ def load_events(
                         FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS g) AS s
                 ) AS x
                 """
-            ),
+
+
+def load_events(
+    conn: Connection,
+    lo: int,
+    hi: int,
+    developers: int,
+    workspaces: int,
+    now_ms: int,
+    *,
+    previous_release: bool = False,
+) -> None:
+    """Events number ``lo`` to ``hi - 1`` of the year before ``now_ms``: event ``g`` is made by
+    developer ``g % developers`` (in workspace ``dev % workspaces``), except every 10th, made
+    with one of 500 virtual keys. ``previous_release``: only the columns revision 0003 has (no
+    ``ledger_counted``), as in a database from before the ledger (:mod:`bench.ledger_upgrade`)."""
+    if lo < hi:
+        sql = _EVENTS_SQL
+        if previous_release:
+            sql = sql.replace(_COUNTED_COLUMN, ")").replace(_COUNTED_VALUE, "\n")
+        conn.execute(
+            text(sql),
             {
                 "lo": lo,
                 "hi": hi - 1,

@@ -112,7 +112,8 @@ def open_database(url: str, *, migrate: bool = False) -> Database:
     log.info(
         "database schema at revision %s (this release's head: %s)", schema.current, schema.head
     )
-    # A database from before the ledger's totals (an upgrade) gets them before anything reads.
+    # A database from before the ledger's totals (an upgrade): the leader's reconciler fills
+    # them in the background (start-up does not wait for it).
     rebuild.ensure_built(db)
     defaults = load_default_prices()
     tools = load_default_tool_rates()

@@ -17,7 +17,8 @@ usage      another replica's ingest: :class:`~controlplane.fleet.feeds.UsageFeed
            leaves spend to its periodic refresh, so it does not rebuild every 2 s for nothing)
 =========  =====================================================================================
 
-Once per fleet (the leader): purges of logged bodies, of the audit log past its retention, of
+Once per fleet (the leader): the ledger reconciler (usage events no replica counted into the
+totals yet: :mod:`controlplane.usage.reconcile`), purges of logged bodies, of the audit log past its retention, of
 sign-in's expired grants, and budget alert evaluation with its webhooks.
 """
 
@@ -27,8 +28,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -42,7 +44,9 @@ from controlplane.services.state import AppState
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.snapshots.spend_seeds import spend_scopes
 from controlplane.usage import rebuild as ledger_rebuild
+from controlplane.usage import reconcile
 from controlplane.usage.request_logs import purge_forever
+from controlplane.usage.totals import scopes_of
 from gwapi.v1 import telemetry_pb2 as tpb
 
 log = logging.getLogger(__name__)
@@ -123,6 +127,12 @@ def build(state: AppState, *, leader_retry_s: float | None = None) -> Fleet:
     bus.subscribe(topics.AUDIT, audit_feed.wake, own=True)
     bus.subscribe(topics.USAGE, usage.notify, own=False)
 
+    def counted(rows: Sequence[Mapping[str, Any]]) -> None:
+        if state.registry.connected_count():
+            state.cache.rebuild_soon({scope for row in rows for scope in scopes_of(row)})
+
+    # Usage events no replica counted yet (an upgraded database, a previous release's inserts).
+    leader.add_job("ledger-reconcile", lambda: reconcile.reconcile_forever(db, on_counted=counted))
     leader.add_job("log-body-purge", lambda: purge_forever(db))
     leader.add_job("signin-purge", lambda: state.signin.purge_forever())
     days = state.settings.audit_retention_days

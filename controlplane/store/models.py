@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy import false as sql_false
 from sqlmodel import Field, SQLModel
@@ -181,6 +182,14 @@ class UsageEventRow(SQLModel, table=True):
         Index("ix_usage_event_key_time_cost", "key_id", "time_ms", "cost_micros"),
         Index("ix_usage_event_workspace_time_cost", "workspace", "time_ms", "cost_micros"),
         Index("ix_usage_event_developer_time_cost", "developer_id", "time_ms", "cost_micros"),
+        # The reconciler's queue (controlplane.usage.reconcile): only rows not yet counted in the
+        # totals and rollups, so it stays as small as that backlog (empty in steady state).
+        Index(
+            "ix_usage_event_uncounted",
+            "time_ms",
+            postgresql_where=text("NOT ledger_counted"),
+            sqlite_where=text("NOT ledger_counted"),
+        ),
     )
 
     request_id: str = Field(primary_key=True, max_length=128)
@@ -236,6 +245,14 @@ class UsageEventRow(SQLModel, table=True):
         sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"),
     )
     output_estimated: bool = Field(default=False, sa_column=_bool())
+    # Whether the row is in spend_total and the rollups. This release's inserts say true (ingest
+    # counts the row in the same transaction); the server default false is what a row inserted
+    # by the previous release (which does not know the column) and every row from before
+    # revision 0004 get, and the reconciler counts those (controlplane.usage.reconcile).
+    ledger_counted: bool = Field(
+        default=True,
+        sa_column=Column(Boolean, nullable=False, default=True, server_default=sql_false()),
+    )
 
 
 class RequestLogBodyRow(SQLModel, table=True):

@@ -55,11 +55,14 @@ _USAGE = (
 
 
 def event_to_values(ev: tpb.UsageEvent, received_at_ms: int) -> dict[str, Any]:
-    """Column values for one ledger row (metadata as sorted JSON text)."""
+    """Column values for one ledger row (metadata as sorted JSON text), marked counted: whoever
+    inserts it adds it to the totals and rollups in the same transaction
+    (:func:`controlplane.usage.derived.apply`)."""
     values: dict[str, Any] = {name: getattr(ev, name) for name in _SCALARS}
     values.update({name: getattr(ev.usage, name) for name in _USAGE})
     values["metadata_json"] = json.dumps(dict(ev.metadata), sort_keys=True, separators=(",", ":"))
     values["received_at_ms"] = received_at_ms
+    values["ledger_counted"] = True
     values["attempt_log_json"] = json.dumps(
         [json_format.MessageToDict(a, preserving_proto_field_name=True) for a in ev.attempt_log],
         separators=(",", ":"),

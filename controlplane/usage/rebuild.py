@@ -14,8 +14,11 @@ rollup buckets before P, calendar totals of windows that began before P, and, fo
 totals, the spend before P as the daily rollups hold it (P is a UTC midnight); everything from P
 on is recomputed from the raw events.
 
+The rebuild marks every raw event counted (``ledger_counted``), so the reconciler
+(:mod:`controlplane.usage.reconcile`, which waits for the lock) adds none of them again.
+
 Contract of :func:`purge`: deletes raw events with ``time_ms`` before the UTC midnight
-``retention_days`` ago, in batches (one transaction each), and records that midnight as
+``retention_days`` ago (only events already counted in the totals), in batches (one transaction each), and records that midnight as
 ``purged_before_ms``. Totals and rollups are never touched.
 """
 
@@ -34,7 +37,7 @@ from sqlmodel import Session, col
 from controlplane.store.db import Database
 from controlplane.store.models import LedgerStateRow, SpendTotalRow, UsageDayRow, UsageHourRow
 from controlplane.store.models import UsageEventRow as U
-from controlplane.usage import derived
+from controlplane.usage import derived, reconcile
 from controlplane.usage.rollups import DAY_MS
 from controlplane.usage.totals import write_cells
 
@@ -140,6 +143,20 @@ def _apply_raw(s: Session, purged: int, now: int) -> int:
     return events
 
 
+def _count_before(s: Session, purged: int, now: int) -> None:
+    """Add the uncounted events before ``purged`` (which the rebuild does not recompute) to the
+    derived tables, as the reconciler would have: their days and windows before ``purged`` are
+    kept, and lifetime totals are recomputed from those days."""
+    claimed = s.execute(
+        text(
+            "UPDATE usage_event SET ledger_counted = true "
+            "WHERE NOT ledger_counted AND time_ms < :p RETURNING *"
+        ),
+        {"p": purged},
+    )
+    derived.apply(s, [dict(r) for r in claimed.mappings()], now)
+
+
 def rebuild_sync(db: Database, *, only_if_missing: bool = False) -> RebuildReport | None:
     """Rebuild (see the module's contract). ``only_if_missing``: only when the ledger has never
     been built (a database from before the totals existed), else None."""
@@ -153,6 +170,11 @@ def rebuild_sync(db: Database, *, only_if_missing: bool = False) -> RebuildRepor
         now = int(time.time() * 1000)
         purged = st.purged_before_ms if st is not None else 0
         before = _counts(s)
+        if purged:  # uncounted events the purge kept, before P: only the rollups keep them
+            _count_before(s, purged, now)
+        # Every raw event is counted below: the reconciler (which waits for the lock) must not
+        # count any of them again.
+        s.execute(text("UPDATE usage_event SET ledger_counted = true WHERE NOT ledger_counted"))
         _clear(s, purged)
         if purged:
             _lifetime_before(s, purged, now)
@@ -167,23 +189,24 @@ def rebuild_sync(db: Database, *, only_if_missing: bool = False) -> RebuildRepor
     return db.run_sync(work)
 
 
-def ensure_built(db: Database) -> RebuildReport | None:
-    """At start: a database that has usage events but has never had its ledger built (an upgrade)
-    gets it now, before the control plane serves (budget seeds read the totals)."""
-
-    def empty(s: Session) -> bool:
-        return state(s) is None and s.execute(select(col(U.request_id)).limit(1)).first() is None
-
+def ensure_built(db: Database) -> int:
+    """At start, never blocking on the size of the ledger: a database without ``ledger_state``
+    (new, or upgraded from before the totals) gets its row; the events not yet in the totals
+    (``ledger_counted`` false: every event of an upgraded database) are counted in the
+    background, newest first, by the leader's reconciler (:mod:`controlplane.usage.reconcile`).
+    Returns how many wait (0 when the ledger was already built: nothing is read then)."""
     if db.read_sync(lambda s: state(s) is not None):
-        return None
-    if db.read_sync(empty):
-        db.run_sync(lambda s: s.merge(LedgerStateRow(id=1, rebuilt_at_ms=int(time.time() * 1000))))
-        return None
-    log.warning("usage events predate the ledger's running totals: rebuilding them now")
-    report = rebuild_sync(db, only_if_missing=True)
-    if report is not None:
-        log.info("%s", report.text())
-    return report
+        return 0
+    db.run_sync(lambda s: s.merge(LedgerStateRow(id=1, rebuilt_at_ms=int(time.time() * 1000))))
+    waiting = db.read_sync(reconcile.uncounted)
+    if waiting:
+        log.warning(
+            "%d usage events predate the ledger's running totals: the leader counts them in "
+            "the background, newest first (progress in its log); until then budgets and usage "
+            "views miss the events not yet counted",
+            waiting,
+        )
+    return waiting
 
 
 def purge_cutoff(now: int, retention_days: int) -> int:
@@ -196,7 +219,8 @@ def purge_batch(s: Session, cutoff: int, batch: int) -> int:
     ids = list(
         s.execute(
             select(col(U.request_id))
-            .where(col(U.time_ms) < cutoff)
+            # An event not yet counted stays until the reconciler has added it to the totals.
+            .where(col(U.time_ms) < cutoff, col(U.ledger_counted))
             .order_by(col(U.time_ms))
             .limit(batch)
         ).scalars()

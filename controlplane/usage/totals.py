@@ -174,7 +174,8 @@ _SCOPE_COLUMNS = {"key": U.key_id, "workspace": U.workspace, "developer": U.deve
 
 def recompute_current(s: Session, scopes: Iterable[tuple[str, str, str]], now: int) -> int:
     """Set the current day/week/month cells of ``(kind, id, tz)`` scopes to the raw ledger's sums
-    in ``tz``: after a workspace's time zone changed (in the same transaction, so ingest either
+    in ``tz`` (counted rows only: the reconciler adds the others, under the same workspace
+    row lock as ingest): after a workspace's time zone changed (in the same transaction, so ingest either
     used the old zone and committed first, or waits and sees the new one). Returns the cells
     written. Earlier windows keep the zone they were counted in."""
     written = 0
@@ -190,6 +191,8 @@ def recompute_current(s: Session, scopes: Iterable[tuple[str, str, str]], now: i
                 .select_from(U)
                 .where(
                     column == scope_id,
+                    # Uncounted rows are the reconciler's: it adds them after this commits.
+                    col(U.ledger_counted),
                     col(U.time_ms) >= window.start_ms,
                     col(U.time_ms) < window.end_ms,
                 )

@@ -16,6 +16,8 @@ from gwapi.v1 import telemetry_pb2 as tpb
 from tests.controlplane.conftest import Authed, seed_basics
 from tests.controlplane.fleet.conftest import Replica, replica, within
 from tests.controlplane.services.test_telemetry import T0, event
+from tests.controlplane.usage import ledger_support
+from tests.controlplane.usage.test_ledger_reconcile import old_release_insert
 
 pytestmark = pytest.mark.parametrize(
     "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
@@ -202,3 +204,26 @@ async def test_exactly_one_leader_and_failover_when_it_closes(db_url: str) -> No
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_the_leader_counts_what_a_previous_release_stores(db_url: str) -> None:
+    """A replica of the previous release (its Core insert, no ledger_counted) ingests alongside
+    this release's: the leader's reconciler brings its events into the totals and rollups."""
+    new = [event(f"new-{i}", t=T0 + i, cost=1_000 + i) for i in range(30)]
+    old = [event(f"old-{i}", t=T0 + 100 + i, cost=2_000 + i) for i in range(40)]
+    async with replica(db_url) as a:
+        await within(2.0, lambda: _true(a.cp.state.fleet.leader.is_leader), "A leads")
+        assert "ledger-reconcile" in {t.get_name() for t in a.cp.state.fleet.leader._running}
+        await a.dataplane.telemetry.ReportUsage(
+            tpb.ReportUsageRequest(node_id="dp-new", last_seq=1, events=new)
+        )
+        assert await asyncio.to_thread(old_release_insert, a.cp.state.db.engine, old) == 40
+        cost = sum(ev.usage.cost_micros for ev in new + old)
+
+        async def counted() -> bool:
+            rows = (await a.admin.telemetry.QueryUsage(tpb.QueryUsageRequest())).rows
+            return bool(rows) and (rows[0].requests, rows[0].cost_micros) == (70, cost)
+
+        await within(10.0, counted, "the previous release's events are in the rollups")
+        totals = await a.cp.state.db.read(ledger_support.totals)
+        assert totals == await a.cp.state.db.read(ledger_support.raw_totals)

@@ -4,9 +4,17 @@ Revision ID: 0004
 Revises: 0003
 
 Maintained by ingest in the transaction that inserts usage events (controlplane.usage.totals,
-rollups); filled from the raw events at the first start of a release that has them
-(controlplane.usage.rebuild.ensure_built) or by ``gwctl controlplane rebuild-ledger``. Replicas
-of the previous release neither read nor write them.
+rollups). ``usage_event.ledger_counted`` says whether a row is in them: every row already stored
+gets false (there are no totals yet), as does every row the previous release inserts during a
+rolling upgrade (it does not know the column: the server default), while this release's inserts
+say true. The reconciler, a once-per-fleet job (controlplane.usage.reconcile), counts the false
+rows in bounded batches through the partial index ``ix_usage_event_uncounted``: the first fill of
+an upgraded database runs in the background instead of blocking the start.
+
+Cost on PostgreSQL (11+): ``ADD COLUMN … NOT NULL DEFAULT false`` is metadata only (a constant
+default is stored in the catalog, no table rewrite); the partial index is built by one scan of
+``usage_event`` (all its rows qualify at first), during which writes to the table wait. On
+SQLite ``ADD COLUMN`` with a constant default is a plain ALTER (no table copy).
 """
 
 import sqlalchemy as sa
@@ -22,6 +30,17 @@ backward_compatible = True
 
 
 def upgrade() -> None:
+    op.add_column(
+        "usage_event",
+        sa.Column("ledger_counted", sa.Boolean(), server_default=sa.false(), nullable=False),
+    )
+    op.create_index(
+        "ix_usage_event_uncounted",
+        "usage_event",
+        ["time_ms"],
+        postgresql_where=sa.text("NOT ledger_counted"),
+        sqlite_where=sa.text("NOT ledger_counted"),
+    )
     op.create_table(
         "ledger_state",
         sa.Column("id", sa.Integer(), nullable=False),
