@@ -84,7 +84,7 @@ class Stream(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.transport.write(self.request)
+        transport.write(self.request)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish(f"connection closed after {self.tokens} tokens ({exc})")
@@ -181,7 +181,7 @@ def delay_summary(ns: array[int]) -> dict[str, float]:
 async def run(plan: dict[str, Any]) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     n, events = int(plan["streams"]), int(plan["events"])
-    request = build_request(plan["host"], plan["port"], tuple(plan["auth"]))  # type: ignore[arg-type]
+    request = build_request(plan["host"], plan["port"], tuple(plan["auth"]))
     delays = Delays()
     lags: list[float] = []
     lag_task = asyncio.create_task(sample_lag(lags))
