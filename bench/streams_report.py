@@ -88,6 +88,15 @@ def render(r: dict[str, Any]) -> str:
     out.append(
         f"\nmemory per 100 open streams (slope over the sizes): {slope_per_100(points):.2f} MiB"
     )
+    gw_phases = [p for p in r["phases"] if p["target"] == "gateway"]
+    if gw_phases:
+        per_token = statistics.median(p["dataplane"]["cpu_us_per_token"] for p in gw_phases)
+        rate = max(r["sizes"]) * 1000 / r["pace_ms"]
+        out.append(
+            f"data plane CPU per relayed token (median of the gateway phases): {per_token:.0f} µs"
+            f" -> {max(r['sizes'])} streams at {rate:,.0f} tokens/s need "
+            f"{per_token * rate / 1e6:.2f} of a core"
+        )
     usage, expected = r.get("usage", {}), r["usage_expected"]
     out.append(
         f"usage ledger: {usage.get('requests')} requests (expected {expected['requests']}), "
