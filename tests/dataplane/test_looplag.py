@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import pytest
 
 from dataplane.looplag import LoopLag
+from dataplane.server import DataPlane
 from gwcommon.prometheus import Registry
 
 
@@ -53,3 +55,18 @@ async def test_a_blocked_loop_shows_as_lag() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_data_plane_samples_its_loop_and_serves_the_lag(
+    dataplane: DataPlane, client: httpx.AsyncClient
+) -> None:
+    async with asyncio.timeout(10):
+        while dataplane.loop_lag.histogram.count(()) < 2:  # the sampler runs from start()
+            await asyncio.sleep(0.02)
+    metrics = (await client.get("/metrics")).text
+    assert "# TYPE tollgate_event_loop_lag_seconds histogram" in metrics
+    count = next(
+        x for x in metrics.splitlines() if x.startswith("tollgate_event_loop_lag_seconds_count")
+    )
+    assert int(count.split()[-1]) >= 2
+    assert "tollgate_event_loop_lag_max_seconds " in metrics
