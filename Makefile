@@ -13,7 +13,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet bench-ledger bench-ledger-upgrade clean migration
+.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet bench-ledger bench-ledger-upgrade bench-streams clean migration
 
 install: $(STAMP) $(CLAUDE)
 
@@ -151,6 +151,11 @@ bench-replicas: install
 # Fleet scale (issue #16): gwctl apply of 5,000 / 20,000 keys on PostgreSQL, two data planes.
 bench-fleet: install
 	$(BIN)/python -m bench.fleet_apply --keys $${TOLLGATE_BENCH_KEYS:-20000}
+
+# Many open streams (issue #14): 100 / 250 / 1,000 concurrent streams, a token every 20 ms for
+# 10 s, through one data plane and directly; RSS, per-token delay, event-loop lag, ledger.
+bench-streams: install
+	$(BIN)/python -m bench.streams --sizes $${TOLLGATE_BENCH_STREAMS:-100,250,1000}
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

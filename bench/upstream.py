@@ -12,6 +12,15 @@ no framework, no per-request JSON, the response bytes rendered once at start.
 * ``x-api-key`` is not checked (the strict fake in ``tests/fakes`` does that); the count of
   requests that carried one is printed at exit, for the record.
 
+Paced mode (``--pace-ms MS --events N``, for ``bench.streams``): each answer is chunked and
+generated over time, as a model would: ``message_start`` and ``content_block_start`` at once, then
+one ``text_delta`` every MS milliseconds on the connection's own schedule (start + k·MS, so no
+drift), then ``content_block_stop``, ``message_delta`` (``output_tokens`` = N) and
+``message_stop``. Each delta's text begins with the upstream's ``time.monotonic_ns()`` at the
+moment of the write, 19 digits (CLOCK_MONOTONIC is one clock for every process on the box), so a
+client can compute each token's delay. Usage is that of the fast mode, so metering stays exact.
+Without ``--pace-ms`` the behaviour is unchanged.
+
 Run: ``python -m bench.upstream --port 0 --ready-file PATH`` (the port is written to the file).
 """
 
@@ -22,6 +31,8 @@ import asyncio
 import json
 import os
 import signal
+import time
+from collections import deque
 from pathlib import Path
 
 TEXT_DELTAS = 195  # + message_start, content_block_start, content_block_stop, message_delta,
@@ -140,6 +151,38 @@ _NOT_FOUND = (
 )
 
 
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n" % len(data) + data + b"\r\n"
+
+
+PACED_HEAD = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"content-type: text/event-stream; charset=utf-8\r\n"
+    b"cache-control: no-cache\r\n"
+    b"request-id: req_bench_upstream\r\n"
+    b"transfer-encoding: chunked\r\n"
+    b"\r\n"
+)
+# A text delta around its 19-digit emit timestamp (monotonic ns): fixed length, so each tick
+# renders one bytes join and no JSON.
+_DELTA_PREFIX = (
+    b"event: content_block_delta\ndata: "
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"'
+)
+_DELTA_SUFFIX = b' token"}}\n\n'
+_DELTA_CHUNK_HEAD = b"%x\r\n" % (len(_DELTA_PREFIX) + 19 + len(_DELTA_SUFFIX))
+
+
+class Paced:
+    """A paced answer's schedule: the frames before and after the deltas, the pace, the count."""
+
+    def __init__(self, pace_s: float, events: int) -> None:
+        frames = render_stream(deltas=events)
+        self.pace_s, self.events = pace_s, events
+        self.first = PACED_HEAD + _chunk(frames[0]) + _chunk(frames[1])
+        self.last = b"".join(_chunk(f) for f in frames[-3:]) + b"0\r\n\r\n"
+
+
 class Stats:
     requests = 0
     with_api_key = 0
@@ -148,11 +191,18 @@ class Stats:
 class UpstreamProtocol(asyncio.Protocol):
     """One connection: parse request heads, skip bodies, write the canned answer."""
 
-    def __init__(self, response: list[bytes], stats: Stats) -> None:
+    def __init__(self, response: list[bytes], stats: Stats, paced: Paced | None = None) -> None:
         self.response = response
         self.stats = stats
+        self.paced = paced
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
+        # Paced mode: the answer being generated (its timer, deltas sent, start) and the heads
+        # of pipelined requests waiting for it to end.
+        self.timer: asyncio.TimerHandle | None = None
+        self.sent = 0
+        self.t0 = 0.0
+        self.waiting: deque[bytes] = deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
@@ -175,7 +225,10 @@ class UpstreamProtocol(asyncio.Protocol):
             if len(buf) < total:
                 return
             del buf[:total]
-            self._answer(head)
+            if self.timer is not None:
+                self.waiting.append(head)
+            else:
+                self._answer(head)
 
     def _answer(self, head: bytes) -> None:
         assert self.transport is not None
@@ -187,6 +240,9 @@ class UpstreamProtocol(asyncio.Protocol):
             self.stats.requests += 1
             if b"\r\nx-api-key:" in head.lower():
                 self.stats.with_api_key += 1
+            if self.paced is not None:
+                self._start_paced(self.paced)
+                return
             for part in self.response:
                 self.transport.write(part)
         elif path == b"/" and method in (b"HEAD", b"GET"):
@@ -194,16 +250,53 @@ class UpstreamProtocol(asyncio.Protocol):
         else:
             self.transport.write(_NOT_FOUND)
 
+    def _start_paced(self, paced: Paced) -> None:
+        assert self.transport is not None
+        self.transport.write(paced.first)
+        loop = asyncio.get_running_loop()
+        self.sent, self.t0 = 0, loop.time()
+        self.timer = loop.call_at(self.t0 + paced.pace_s, self._tick, paced)
+
+    def _tick(self, paced: Paced) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        transport.write(
+            b"".join(
+                (
+                    _DELTA_CHUNK_HEAD,
+                    _DELTA_PREFIX,
+                    b"%019d" % time.monotonic_ns(),
+                    _DELTA_SUFFIX,
+                    b"\r\n",
+                )
+            )
+        )
+        self.sent += 1
+        if self.sent < paced.events:
+            due = self.t0 + (self.sent + 1) * paced.pace_s
+            self.timer = asyncio.get_running_loop().call_at(due, self._tick, paced)
+            return
+        transport.write(paced.last)
+        self.timer = None
+        if self.waiting:
+            self._answer(self.waiting.popleft())
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
-async def serve(port: int, writes: int, ready_file: Path | None) -> None:
+async def serve(
+    port: int, writes: int, ready_file: Path | None, paced: Paced | None = None
+) -> None:
     loop = asyncio.get_running_loop()
     response = render_response(render_body(), writes)
     stats = Stats()
     server = await loop.create_server(
-        lambda: UpstreamProtocol(response, stats),
+        lambda: UpstreamProtocol(response, stats, paced),
         "127.0.0.1",
         port,
         backlog=1024,
@@ -227,8 +320,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--writes", type=int, default=8, help="slices the body is written in")
     parser.add_argument("--ready-file", type=Path)
+    parser.add_argument(
+        "--pace-ms", type=float, default=0.0, help="paced mode: one text delta every MS ms"
+    )
+    parser.add_argument(
+        "--events", type=int, default=TEXT_DELTAS, help="paced mode: text deltas per answer"
+    )
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.port, args.writes, args.ready_file))
+    if args.pace_ms < 0 or args.events < 1:
+        parser.error("--pace-ms must be >= 0 and --events >= 1")
+    paced = Paced(args.pace_ms / 1000, args.events) if args.pace_ms else None
+    asyncio.run(serve(args.port, args.writes, args.ready_file, paced))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from dataplane.counters.base import Counters
 from dataplane.counters.memory import MemoryCounters
 from dataplane.counters.redis import RedisCounters
 from dataplane.limits import Limiter
+from dataplane.looplag import LoopLag
 from dataplane.metrics import Metrics
 from dataplane.metrics_peers import MetricsPeers
 from dataplane.private import private_dir
@@ -133,6 +134,9 @@ class DataPlane:
             quarantined=lambda: self.spool.quarantined,
             restarts=lambda: dict(self.restarts),
         )
+        # Event-loop lag on /metrics: whether this worker's loop keeps up (sampled from start()).
+        self.loop_lag = LoopLag()
+        self.loop_lag.register(self.metrics.registry)
         # Breakers shared with the other data planes in the background (decisions stay local).
         self.breaker_sync: BreakerSync | None = (
             BreakerSync.from_url(
@@ -257,6 +261,7 @@ class DataPlane:
                 name="http",
             ),
         ]
+        self._background.append(asyncio.create_task(self.loop_lag.run(), name="loop-lag"))
         for i, adopted in enumerate(self.adopted):
             name = f"usage-reporter-adopted-{i}"
             self._background.append(
