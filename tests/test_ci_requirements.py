@@ -35,7 +35,7 @@ CASES = {
     ),
     "postgres": (
         "tests/controlplane/test_secrets.py::"
-        "test_the_secret_columns_are_added_to_an_existing_provider_table[postgres]",
+        "test_provider_rows_written_without_the_secret_columns_read_as_none[postgres]",
         {"TOLLGATE_TEST_PG": "postgresql://postgres@127.0.0.1:1/test"},
         "",
         "PostgreSQL not reachable",
