@@ -7,7 +7,6 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from controlplane.store.models import UsageEventRow
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import telemetry_pb2 as tpb
 
@@ -67,7 +66,8 @@ def event_to_values(ev: tpb.UsageEvent, received_at_ms: int) -> dict[str, Any]:
     return values
 
 
-def row_to_event(row: UsageEventRow) -> tpb.UsageEvent:
+def row_to_event(row: Any) -> tpb.UsageEvent:
+    """``row``: a ``UsageEventRow`` or a Core row of the ``usage_event`` table (attributes)."""
     ev = tpb.UsageEvent(**{name: getattr(row, name) for name in _SCALARS})
     ev.usage.CopyFrom(pb.Usage(**{name: getattr(row, name) for name in _USAGE}))
     ev.metadata.update(json.loads(row.metadata_json or "{}"))
