@@ -18,7 +18,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
@@ -89,7 +89,17 @@ def key_scope(row: KeyLike, tz: str) -> Scope:
     )
 
 
-def developer_scope(row: DeveloperRow, workspace: WorkspaceRow | None) -> Scope:
+class DeveloperLike(Protocol):
+    """What a developer scope reads: a ``DeveloperRow``, or a Core row of those columns."""
+
+    id: str
+    email: str
+    workspace: str
+    has_limits: bool
+    limits_json: str
+
+
+def developer_scope(row: DeveloperLike, workspace: WorkspaceRow | None) -> Scope:
     """Budgets are the effective ones (own override, else the workspace's member limits); the
     periods follow the time zone of the developer's workspace."""
     return Scope(
@@ -145,18 +155,23 @@ def scopes_for(
 ) -> list[Scope]:
     """The scopes (with budgets) among the given key ids, workspace names and developer ids."""
     key_ids, names, dev_ids = sorted(set(key_ids)), set(workspaces), sorted(set(developer_ids))
-    # Budget alerts call this for every key of every ingested batch: the four columns a scope
-    # reads, as Core rows (ORM instances cost several times more per key).
+    # Budget alerts call this for every key and developer of the ingested batches: the columns
+    # a scope reads, as Core rows (ORM instances cost several times more each).
     keys: list[KeyLike] = []
     vk = VirtualKeyRow
     columns = (col(vk.id), col(vk.name), col(vk.workspace), col(vk.limits_json))
     for start in range(0, len(key_ids), IN_CHUNK):
         chunk = key_ids[start : start + IN_CHUNK]
         keys.extend(s.execute(sa_select(*columns).where(col(vk.id).in_(chunk))).all())
-    devs: list[DeveloperRow] = []
+    d = DeveloperRow
+    dev_columns = (
+        *(col(c) for c in (d.id, d.email, d.workspace, d.has_limits, d.limits_json)),
+        col(d.disabled_at_ms),
+    )
+    devs: list[Any] = []
     for start in range(0, len(dev_ids), IN_CHUNK):
         chunk = dev_ids[start : start + IN_CHUNK]
-        devs.extend(s.exec(select(DeveloperRow).where(col(DeveloperRow.id).in_(chunk))).all())
+        devs.extend(s.execute(sa_select(*dev_columns).where(col(d.id).in_(chunk))).all())
     ws_names = sorted(names | {k.workspace for k in keys} | {d.workspace for d in devs})
     rows: dict[str, WorkspaceRow] = {}
     for start in range(0, len(ws_names), IN_CHUNK):
