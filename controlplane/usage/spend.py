@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
@@ -37,8 +36,7 @@ log = logging.getLogger(__name__)
 IN_CHUNK = 500  # ids per IN (...) list: far below every bind-parameter limit
 
 
-@dataclass(frozen=True, slots=True)
-class Scope:
+class Scope(NamedTuple):
     """A key, a workspace or a developer with its budgets and the time zone its periods follow."""
 
     kind: str  # "key" | "workspace" | "developer"
@@ -49,8 +47,10 @@ class Scope:
     tz: str
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetSpend:
+class BudgetSpend(NamedTuple):
+    """One budget's current window and spend (a tuple: built by the thousand per alert check
+    and snapshot, where a frozen dataclass's ``__init__`` cost several times more)."""
+
     scope: Scope
     budget: Budget
     window: Window

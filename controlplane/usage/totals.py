@@ -105,7 +105,9 @@ def cells(
 ) -> dict[Cell, list[int]]:
     """``{cell: [spent, requests]}`` for the given event rows."""
     windows = windows or Windows()
-    acc: dict[Cell, list[int]] = defaultdict(lambda: [0, 0])
+    # First per (scope, its windows): a batch's events mostly share their windows, so this is
+    # one addition per scope of an event, not one per scope and period.
+    by_scope: dict[tuple[str, str, tuple[tuple[str, int], ...]], list[int]] = {}
     for row in rows:
         time_ms, cost = int(row.get("time_ms") or 0), int(row.get("cost_micros") or 0)
         tz = tz_of.get(str(row.get("workspace") or ""), "")
@@ -114,11 +116,20 @@ def cells(
             start = windows.start(p, time_ms, tz)
             if start is not None:
                 starts.append((p.word, start))
+        windows_key = tuple(starts)
         for kind, scope_id in scopes_of(row):
-            for period, start in starts:
-                cell = acc[(kind, scope_id, period, start)]
-                cell[0] += cost
-                cell[1] += 1
+            sums = by_scope.get((kind, scope_id, windows_key))
+            if sums is None:
+                by_scope[(kind, scope_id, windows_key)] = [cost, 1]
+            else:
+                sums[0] += cost
+                sums[1] += 1
+    acc: dict[Cell, list[int]] = defaultdict(lambda: [0, 0])
+    for (kind, scope_id, windows_key), (spent, requests) in by_scope.items():
+        for period, start in windows_key:
+            cell = acc[(kind, scope_id, period, start)]
+            cell[0] += spent
+            cell[1] += requests
     return acc
 
 
