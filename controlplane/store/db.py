@@ -30,6 +30,7 @@ from controlplane.store.schema import Migrator, Status
 
 # Registers the hook that keeps the ledger's totals and rollups in step with ORM inserts.
 from controlplane.usage import derived as _ledger_hook  # noqa: F401
+
 T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
