@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 IN_CHUNK = 500
 FEW_IDS = 50
+MANY_IDS = 2000  # PostgreSQL: up to this many, a lookup each; beyond, the range scan
 CALENDAR = (Period.DAY, Period.WEEK, Period.MONTH)
 TABLE = T.__table__  # type: ignore[attr-defined]
 Cell = tuple[str, str, str, int]  # (scope kind, scope id, period word, period start ms)
@@ -165,15 +166,15 @@ def add_totals(
 def read_totals(
     s: Session, kind: str, period: str, start_ms: int, ids: Sequence[str]
 ) -> dict[str, int]:
-    """``{scope id: spent}`` of one window's cells. PostgreSQL: ``scope_id = ANY(array)``.
-    SQLite, many ids: the window's whole key range (one scan of the primary key, no long IN list
+    """``{scope id: spent}`` of one window's cells. PostgreSQL, up to ``MANY_IDS``:
+    ``scope_id = ANY(array)``. Else, many ids: the window's whole key range (one scan of the primary key, no long IN list
     to render); few: a lookup per id."""
     stmt = select(col(T.scope_id), col(T.spent_micros)).where(
         col(T.scope_kind) == kind, col(T.period) == period, col(T.period_start_ms) == start_ms
     )
-    if s.get_bind().dialect.name == "postgresql":
-        # One array parameter, whatever the count: a lookup per id, never the window's whole
-        # key range (alerts and the dirty-scope spend refresh ask for tens of 20,000 keys).
+    if len(ids) <= MANY_IDS and s.get_bind().dialect.name == "postgresql":
+        # One array parameter: a lookup per id, not the window's whole key range (alerts and the
+        # dirty-scope spend refresh ask for tens of 20,000 keys; a sweep of all, the scan).
         array = bindparam("ids", list(ids), type_=ARRAY(String))
         rows = s.execute(stmt.where(col(T.scope_id) == any_(array))).all()
         return {str(sid): int(spent) for sid, spent in rows}
