@@ -27,9 +27,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, delete, select, text
+import orjson
+from sqlalchemy import delete, select, text
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col
 
 from controlplane.domain.budgets import Period
@@ -175,8 +175,11 @@ def read_totals(
     if len(ids) <= MANY_IDS and s.get_bind().dialect.name == "postgresql":
         # One array parameter: a lookup per id, not the window's whole key range (alerts and the
         # dirty-scope spend refresh ask for tens of 20,000 keys; a sweep of all, the scan).
-        array = bindparam("ids", list(ids), type_=ARRAY(String))
-        rows = s.execute(stmt.where(col(T.scope_id) == any_(array))).all()
+        # The ids as one JSON text parameter (orjson), unpacked by the server: binding an array
+        # element by element cost more Python than the lookup itself.
+        listed = text("scope_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))")
+        payload = orjson.dumps(list(ids)).decode()
+        rows = s.execute(stmt.where(listed.bindparams(ids=payload))).all()
         return {str(sid): int(spent) for sid, spent in rows}
     if len(ids) > FEW_IDS:
         wanted = set(ids)
