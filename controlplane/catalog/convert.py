@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Protocol
 
 from controlplane.domain.budgets import Budget, Period
 from controlplane.domain.errors import InvalidArgument
@@ -103,7 +104,18 @@ def workspace_to_snapshot_pb(row: WorkspaceRow) -> pb.Workspace:
     return msg
 
 
-def effective_limits(row: DeveloperRow, workspace: WorkspaceRow | None) -> Limits:
+class DeveloperLimits(Protocol):
+    """What :func:`effective_limits` reads of a developer (a ``DeveloperRow`` or a Core row)."""
+
+    has_limits: bool
+    limits_json: str
+
+
+class MemberLimits(Protocol):
+    member_limits_json: str
+
+
+def effective_limits(row: DeveloperLimits, workspace: MemberLimits | None) -> Limits:
     """A developer's own limits when it has an override, else its workspace's member limits."""
     if row.has_limits:
         return limits_from_json(row.limits_json)

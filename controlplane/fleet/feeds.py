@@ -36,6 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from sqlalchemy import func, or_
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from controlplane import audit
@@ -160,7 +161,10 @@ class AuditFeed(_Woken):
 
 
 def read_usage(s: Session, ids: list[str]) -> list[tpb.UsageEvent]:
-    rows = s.exec(select(UsageEventRow).where(col(UsageEventRow.request_id).in_(ids))).all()
+    """Every other replica's event passes here: Core rows (no ORM instances), whose attributes
+    :func:`row_to_event` reads alike."""
+    table = UsageEventRow.__table__  # type: ignore[attr-defined]
+    rows = s.execute(sa_select(table).where(table.c.request_id.in_(ids))).all()
     return [row_to_event(r) for r in rows]
 
 

@@ -148,7 +148,7 @@ class SnapshotCache:
             update, seq = self._db.read_sync(self._read_config)
             published = self._install(update, seq, quiet=False)
             if self.spend.dirty:
-                seeds = self._db.read_sync(lambda s: self.spend.seeds(s, now_ms()))
+                seeds = self._db.read_sync(lambda s: self.spend.seeds(s, now_ms(), self._held_seed))
                 published |= self._install_spend(seeds)
             return published
         finally:
@@ -184,7 +184,7 @@ class SnapshotCache:
             self._spend_all, self._spend_refs = False, set()
         if self.spend.dirty:
             now = now_ms()
-            seeds = await self._db.read(lambda s: self.spend.seeds(s, now))
+            seeds = await self._db.read(lambda s: self.spend.seeds(s, now, self._held_seed))
             published |= self._install_spend(seeds)
         return published
 
@@ -260,6 +260,10 @@ class SnapshotCache:
 
     _stamp = 0
     _full = False  # the next catch-up reads everything (reconciliation)
+
+    def _held_seed(self, name: str) -> Message | None:
+        entry = self.table.items["spend"].get(name)
+        return entry[1] if entry is not None else None
 
     def _install_spend(self, seeds: dict[str, Message | None]) -> bool:
         staged = self.table.stage_spend(seeds)

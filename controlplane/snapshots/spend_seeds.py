@@ -16,7 +16,7 @@ scopes whose spend changed travel to data planes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from google.protobuf.message import Message
 from sqlmodel import Session
@@ -24,7 +24,7 @@ from sqlmodel import Session
 from controlplane.catalog.convert import limits_from_pb
 from controlplane.domain.errors import InvalidArgument
 from controlplane.snapshots.table import Entry, Ref, ResourceTable
-from controlplane.usage.spend import Scope, current_spend, seed_pb
+from controlplane.usage.spend import BudgetSpend, Scope, current_spend, seed_pb
 from gwapi.v1.telemetry_pb2 import UsageEvent
 
 ScopeRef = tuple[str, str]  # ("key" | "workspace" | "developer", id)
@@ -91,23 +91,39 @@ class SpendScopes:
         else:
             self.dirty |= {r for r in refs if r in self.scopes}
 
-    def seeds(self, s: Session, now_ms: int) -> dict[str, Message | None]:
-        """The dirty scopes' seeds (and None for their seeds that are gone); clears ``dirty``."""
+    def seeds(
+        self,
+        s: Session,
+        now_ms: int,
+        held: Callable[[str], Message | None] = lambda _name: None,
+    ) -> dict[str, Message | None]:
+        """The dirty scopes' seeds (and None for their seeds that are gone); clears ``dirty``.
+        ``held(name)``: the seed the resource table holds now; a seed equal to it is left out
+        (the table would keep it anyway), so a sweep over 20,000 idle keys builds no messages."""
         dirty, self.dirty = self.dirty, set()
         out: dict[str, Message | None] = {}
         for ref in dirty:
             for name in self._seeds.pop(ref, ()):
                 out[name] = None
         wanted = [self.scopes[r] for r in sorted(dirty) if r in self.scopes]
+        best: dict[str, BudgetSpend] = {}
         for spend in current_spend(s, [sc for sc in wanted if sc.budgets], now_ms):
-            msg = seed_pb(spend)
-            name = f"{msg.scope}/{msg.id}/{int(msg.period)}"
-            prev = out.get(name)
-            if prev is not None and (prev.period_start_ms, prev.spent_micros) >= (  # type: ignore[attr-defined]
-                msg.period_start_ms,
-                msg.spent_micros,
+            name = f"{spend.scope.kind}/{spend.scope.id}/{int(spend.budget.period)}"
+            prev = best.get(name)
+            if prev is not None and (prev.window.start_ms, prev.spent_micros) >= (
+                spend.window.start_ms,
+                spend.spent_micros,
             ):
                 continue  # two budgets of one period: the data plane keeps the higher seed
-            out[name] = msg
-            self._seeds.setdefault((msg.scope, msg.id), set()).add(name)
+            best[name] = spend
+        for name, spend in best.items():
+            self._seeds.setdefault((spend.scope.kind, spend.scope.id), set()).add(name)
+            have = held(name)
+            if have is not None and (have.period_start_ms, have.spent_micros) == (  # type: ignore[attr-defined]
+                spend.window.start_ms,
+                spend.spent_micros,
+            ):
+                out.pop(name, None)  # unchanged: nothing to stage
+                continue
+            out[name] = seed_pb(spend)
         return out

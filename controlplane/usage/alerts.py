@@ -5,7 +5,8 @@ Contract:
 * :meth:`AlertMonitor.note` is called by ingest with the events it newly stored; it only records
   which keys, workspaces and developers were touched and returns at once. A background task then checks
   those scopes (:func:`detect`, with the same spend computation as the snapshot seeds and
-  ``budget_status``) and records every threshold reached in the current period of each budget.
+  ``budget_status``) and records every threshold reached in the current period of each budget;
+  at most one check starts per ``min_interval_s`` (scopes noted in between are checked together).
   Nothing here can slow down, block or fail an ingest; a failed check is logged and the next
   ingest touching the scope checks again.
 * Once: ``budget_alert`` has a unique constraint on (scope, id, period, period_start_ms,
@@ -254,8 +255,13 @@ class AlertMonitor:
         backoff_s: float = 1.0,
         max_delay_s: float = 60.0,
         allow_internal: bool = False,
+        min_interval_s: float = 1.0,
     ) -> None:
         self._db = db
+        # Checks start at most this often: under load every data-plane batch (5 a second per
+        # plane) would otherwise cost a check of its own; waiting gathers their scopes into one,
+        # and an alert is at most this much later.
+        self.min_interval_s = min_interval_s
         self.allow_internal = allow_internal  # --allow-internal-webhooks
         self.timeout_s = timeout_s
         self.attempts = attempts
@@ -265,6 +271,7 @@ class AlertMonitor:
         self._workspaces: set[str] = set()
         self._developers: set[str] = set()
         self._checker: asyncio.Task[None] | None = None
+        self._last_check = float("-inf")  # the event loop's clock when the last check started
         self._deliveries: dict[asyncio.Task[None], int] = {}  # task → alert id
         self._client: httpx.AsyncClient | None = None
         self._closed = False
@@ -287,7 +294,12 @@ class AlertMonitor:
             )
 
     async def _check_pending(self) -> None:
+        loop = asyncio.get_running_loop()
         while (self._keys or self._workspaces or self._developers) and not self._closed:
+            wait = self._last_check + self.min_interval_s - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)  # a rate limit: scopes noted meanwhile join this check
+            self._last_check = loop.time()
             keys, self._keys = self._keys, set()
             workspaces, self._workspaces = self._workspaces, set()
             developers, self._developers = self._developers, set()

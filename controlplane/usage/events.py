@@ -7,7 +7,6 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from controlplane.store.models import UsageEventRow
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import telemetry_pb2 as tpb
 
@@ -54,26 +53,71 @@ _USAGE = (
 )
 
 
+# Attempt <-> its proto3 JSON dict (as MessageToDict(preserving_proto_field_name=True) writes it
+# and ParseDict reads it), by hand: json_format costs tens of microseconds per attempt, and every
+# event carries at least one. Used only while Attempt has exactly these fields (else json_format).
+_ATTEMPT_TEXT = ("provider", "model", "error_type", "outcome")
+_ATTEMPT_INT32 = ("status",)
+_ATTEMPT_INT64 = ("start_offset_ms", "duration_ms")  # proto3 JSON writes 64-bit ints as strings
+_ATTEMPT_FIELDS = (*_ATTEMPT_TEXT, *_ATTEMPT_INT32, *_ATTEMPT_INT64)
+_FAST_ATTEMPTS = sorted(f.name for f in tpb.Attempt.DESCRIPTOR.fields) == sorted(_ATTEMPT_FIELDS)
+_ATTEMPT_ORDER = [f.name for f in tpb.Attempt.DESCRIPTOR.fields]  # MessageToDict's key order
+
+
+def attempt_to_dict(a: tpb.Attempt) -> dict[str, Any]:
+    if not _FAST_ATTEMPTS:
+        return json_format.MessageToDict(a, preserving_proto_field_name=True)
+    out: dict[str, Any] = {}
+    for name in _ATTEMPT_ORDER:
+        value = getattr(a, name)
+        if value:  # proto3 JSON leaves default values out
+            out[name] = str(value) if name in _ATTEMPT_INT64 else value
+    return out
+
+
+def attempt_from_dict(d: dict[str, Any], into: tpb.Attempt) -> None:
+    if not _FAST_ATTEMPTS or not d.keys() <= set(_ATTEMPT_FIELDS):
+        json_format.ParseDict(d, into, ignore_unknown_fields=True)
+        return
+    for name, value in d.items():
+        setattr(into, name, value if name in _ATTEMPT_TEXT else int(value))
+
+
 def event_to_values(ev: tpb.UsageEvent, received_at_ms: int) -> dict[str, Any]:
     """Column values for one ledger row (metadata as sorted JSON text), marked counted: whoever
     inserts it adds it to the totals and rollups in the same transaction
     (:func:`controlplane.usage.derived.apply`)."""
     values: dict[str, Any] = {name: getattr(ev, name) for name in _SCALARS}
     values.update({name: getattr(ev.usage, name) for name in _USAGE})
-    values["metadata_json"] = json.dumps(dict(ev.metadata), sort_keys=True, separators=(",", ":"))
+    # Most events carry neither: their text is known without running the JSON encoder.
+    values["metadata_json"] = (
+        json.dumps(dict(ev.metadata), sort_keys=True, separators=(",", ":"))
+        if ev.metadata
+        else "{}"
+    )
     values["received_at_ms"] = received_at_ms
     values["ledger_counted"] = True
-    values["attempt_log_json"] = json.dumps(
-        [json_format.MessageToDict(a, preserving_proto_field_name=True) for a in ev.attempt_log],
-        separators=(",", ":"),
+    values["attempt_log_json"] = (
+        json.dumps(
+            [
+                json_format.MessageToDict(a, preserving_proto_field_name=True)
+                for a in ev.attempt_log
+            ],
+            separators=(",", ":"),
+        )
+        if ev.attempt_log
+        else "[]"
     )
     return values
 
 
-def row_to_event(row: UsageEventRow) -> tpb.UsageEvent:
+def row_to_event(row: Any) -> tpb.UsageEvent:
+    """``row``: a ``UsageEventRow`` or a Core row of the ``usage_event`` table (attributes)."""
     ev = tpb.UsageEvent(**{name: getattr(row, name) for name in _SCALARS})
     ev.usage.CopyFrom(pb.Usage(**{name: getattr(row, name) for name in _USAGE}))
-    ev.metadata.update(json.loads(row.metadata_json or "{}"))
-    for attempt in json.loads(row.attempt_log_json or "[]"):
-        json_format.ParseDict(attempt, ev.attempt_log.add(), ignore_unknown_fields=True)
+    if row.metadata_json and row.metadata_json != "{}":
+        ev.metadata.update(json.loads(row.metadata_json))
+    if row.attempt_log_json and row.attempt_log_json != "[]":
+        for attempt in json.loads(row.attempt_log_json):
+            attempt_from_dict(attempt, ev.attempt_log.add())
     return ev
