@@ -44,6 +44,7 @@ from dataplane.snapshot import (
 from dataplane.telemetry.destinations import destinations_from_proto
 from dataplane.telemetry.destinations import strip_secrets as strip_destination_secrets
 from gwapi.v1 import discovery_pb2
+from gwcommon.resource_kinds import KINDS, SECRET_KINDS
 
 # kind -> name -> the serialised ``Resource`` (bytes: a parsed message per resource would keep
 # its whole response's arena alive, several KiB a key; bytes are ~200 B). Parsed when needed.
@@ -52,22 +53,6 @@ Raw = Mapping[str, Mapping[str, bytes]]
 
 def _parse(blob: bytes) -> discovery_pb2.Resource:
     return discovery_pb2.Resource.FromString(blob)
-
-
-KINDS = (
-    "workspace",
-    "key",
-    "developer",
-    "provider",
-    "secret",
-    "route",
-    "price",
-    "signing_key",
-    "telemetry_destination",
-    "sso",
-    "spend",
-)
-SECRET_KINDS = frozenset({"secret", "signing_key"})  # memory only, never on disk
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,7 @@ def read_audit(
     return [audit.to_event(r) for r in rows]
 
 
-class _Woken:
+class Woken:
     """A task that runs ``step`` whenever woken, and every ``poll_s`` (None: only when woken)."""
 
     def __init__(self, name: str, poll_s: float | None) -> None:
@@ -113,7 +113,7 @@ class _Woken:
         raise NotImplementedError
 
 
-class AuditFeed(_Woken):
+class AuditFeed(Woken):
     def __init__(
         self,
         db: Database,
@@ -182,7 +182,7 @@ def received_since(s: Session, since_ms: int, limit: int) -> list[str]:
     return list(s.exec(q).all())
 
 
-class UsageFeed(_Woken):
+class UsageFeed(Woken):
     def __init__(
         self,
         db: Database,

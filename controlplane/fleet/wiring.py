@@ -24,8 +24,6 @@ sign-in's expired grants, and budget alert evaluation with its webhooks.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +35,7 @@ from sqlalchemy.engine import Engine
 from controlplane import audit_retention
 from controlplane.fleet import topics
 from controlplane.fleet.bus import FleetBus, LocalBus, Notice
-from controlplane.fleet.feeds import AuditFeed, UsageFeed
+from controlplane.fleet.feeds import AuditFeed, UsageFeed, Woken
 from controlplane.fleet.leader import Leadership, PgLeader, SoleLeader
 from controlplane.fleet.pg import PgBus
 from controlplane.services.state import AppState
@@ -52,42 +50,21 @@ from gwapi.v1 import telemetry_pb2 as tpb
 log = logging.getLogger(__name__)
 
 
-class ConfigFollower:
+class ConfigFollower(Woken):
     """Rebuilds the snapshot when woken; wake-ups during a rebuild coalesce into one more."""
 
     def __init__(self, cache: SnapshotCache) -> None:
+        super().__init__("config-follow", poll_s=None)
         self._cache = cache
-        self._dirty = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.rebuilds = 0
 
-    def wake(self, _notice: Notice | None = None) -> None:
-        self._dirty.set()
-
-    async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="config-follow")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            woken = time.perf_counter()
-            try:
-                published = await self._cache.rebuild()
-                self.rebuilds += 1
-                log.debug(
-                    "caught up with another replica's change in %.1f ms (new version: %s)",
-                    (time.perf_counter() - woken) * 1000,
-                    published,
-                )
-            except Exception:
-                log.exception("snapshot rebuild after another replica's change failed")
+    async def step(self) -> None:
+        woken = time.perf_counter()
+        published = await self._cache.rebuild()
+        log.debug(
+            "caught up with another replica's change in %.1f ms (new version: %s)",
+            (time.perf_counter() - woken) * 1000,
+            published,
+        )
 
 
 @dataclass

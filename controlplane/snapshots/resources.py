@@ -60,18 +60,8 @@ from controlplane.store.models import (
 )
 from controlplane.usage.spend import IN_CHUNK
 from gwapi.v1 import discovery_pb2 as dpb
+from gwcommon.resource_kinds import BIG_KINDS, CONFIG_KINDS
 
-BIG_KINDS = ("workspace", "key", "developer")
-SMALL_KINDS = (
-    "provider",
-    "secret",
-    "route",
-    "price",
-    "signing_key",
-    "telemetry_destination",
-    "sso",
-)
-CONFIG_KINDS = BIG_KINDS + SMALL_KINDS
 Wanted = dict[str, set[str] | None]  # kind -> names (None: all of the kind)
 
 

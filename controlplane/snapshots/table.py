@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from controlplane.snapshots.resources import CONFIG_KINDS, Update
+from controlplane.snapshots.resources import Update
 from gwapi.v1 import discovery_pb2 as dpb
+from gwcommon.resource_kinds import KINDS
 
 Ref = tuple[str, str]  # (kind, name)
 Entry = tuple[str, Message]  # (version, message)
@@ -51,7 +52,7 @@ class Publication:
 
 class ResourceTable:
     def __init__(self) -> None:
-        self.items: dict[str, dict[str, Entry]] = {k: {} for k in (*CONFIG_KINDS, "spend")}
+        self.items: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
         self._config_mix = 0
         self._spend_mix = 0
         self._hash_owner: dict[str, str] = {}  # key secret hash -> key id

@@ -48,6 +48,7 @@ from controlplane.domain.errors import InvalidArgument
 from controlplane.store.models import DeveloperRow, VirtualKeyRow
 from controlplane.store.models import UsageEventRow as U
 from controlplane.usage.events import row_to_event
+from controlplane.usage.rollups import SUMS
 from controlplane.usage.sources import usage_source
 from gwapi.v1 import telemetry_pb2 as tpb
 
@@ -116,16 +117,6 @@ def _day_label(day_index: int) -> str:
     )
 
 
-_SUMS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-    "cost_micros",
-    "web_search_requests",
-    "web_fetch_requests",
-    "cost_saved_micros",
-)
 _MEMBER_LABELS = ("m_workspace", "m_key_id", "m_developer_id")
 
 
@@ -190,7 +181,7 @@ def _measures(src: Subquery) -> list[Any]:
     return [
         func.coalesce(func.sum(c.requests), 0).label("requests"),
         func.coalesce(func.sum(c.errors), 0).label("errors"),
-        *(func.coalesce(func.sum(c[name]), 0).label(name) for name in _SUMS),
+        *(func.coalesce(func.sum(c[name]), 0).label(name) for name in SUMS),
         func.coalesce(func.sum(c.cache_hits), 0).label("cache_hits"),
         func.coalesce(func.min(c.first_ms), 0).label("first_ms"),
         func.coalesce(func.max(c.last_ms), 0).label("last_ms"),
@@ -209,7 +200,7 @@ def _add(row: tpb.UsageRow, m: Any) -> None:
     row.requests += int(m["requests"])
     row.errors += int(m["errors"])
     row.cache_hits += int(m["cache_hits"])
-    for name in _SUMS:
+    for name in SUMS:
         setattr(row, name, getattr(row, name) + int(m[name]))
 
 
