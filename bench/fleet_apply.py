@@ -12,7 +12,8 @@ database's server; dropped at the end) it runs one control plane and two data pl
    key: ``GET /v1/tollgate/whoami`` answers 200 with it), median of 5;
 3. ``gwctl apply`` of a file with 5,000 keys (timed; acceptance ≤ 30 s), then of files with
    10,000 and ``--keys`` keys (each apply creates only the keys the previous file lacked; the
-   time for ``--keys`` from scratch is reported as the sum, acceptance ≤ 120 s for 20,000),
+   time for ``--keys`` from scratch is reported as the sum, acceptance ≤ 120 s for 20,000;
+   ``--sizes ''`` applies the ``--keys`` file at once instead),
    measuring RSS after each;
 4. times one key creation again at the full size.
 
@@ -174,7 +175,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["one_key_s_at_10"] = round(
                 asyncio.run(one_key_latency(cp_addr, token, ports, "small")), 4
             )
-            sizes = sorted({min(5000, args.keys), min(10000, args.keys), args.keys})
+            sizes = sorted(
+                {min(int(s), args.keys) for s in args.sizes.split(",") if s} | {args.keys}
+            )
             applied = 10
             total = 0.0
             for size in sizes:
@@ -206,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keys", type=int, default=20_000)
     parser.add_argument("--workspaces", type=int, default=50)
+    parser.add_argument(
+        "--sizes",
+        default="5000,10000",
+        help="fleet sizes applied one after the other before --keys (comma-separated; '' applies "
+        "--keys in one file from scratch)",
+    )
     args = parser.parse_args(argv)
     print(json.dumps(run(args), indent=2))
     return 0
