@@ -22,6 +22,7 @@ from controlplane.usage import rebuild, reconcile
 from controlplane.usage.events import event_to_values
 from controlplane.usage.ledger import query_usage
 from gwapi.v1 import telemetry_pb2 as tpb
+from tests.conftest import _reset_pg_schema
 from tests.controlplane.store import schema_data
 from tests.controlplane.usage.ledger_support import (
     add_workspace,
@@ -234,10 +235,12 @@ def test_the_fill_goes_newest_first(db: Database) -> None:
     assert got == sorted(ev.time_ms for ev in events)[-10:]
 
 
-def test_adding_the_column_rewrites_no_table_on_postgresql(db_url: str) -> None:
-    """Revision 0004's column is metadata only: usage_event keeps its file (no rewrite)."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL's file node; SQLite's ADD COLUMN never copies the table")
+@pytest.mark.postgres
+def test_adding_the_column_rewrites_no_table_on_postgresql(pg_database: str) -> None:
+    """Revision 0004's column is metadata only: usage_event keeps its file (no rewrite). (A
+    PostgreSQL matter: SQLite's ADD COLUMN never copies the table.)"""
+    _reset_pg_schema(pg_database)
+    db_url = pg_database
     _pre_ledger_database(db_url, traffic("before", 50))
     engine = make_engine(db_url)
     try:
