@@ -7,9 +7,14 @@ from sqlmodel import Session
 
 from controlplane.catalog import prices
 from controlplane.domain.pricing import load_default_prices
-from controlplane.snapshots.builder import InvalidSnapshot, build, content_version, read_snapshot
 from controlplane.store.db import Database
 from controlplane.store.models import ProviderRow, RouteRow, VirtualKeyRow, WorkspaceRow
+from tests.controlplane.snapshots.reference_builder import (
+    InvalidSnapshot,
+    build,
+    content_version,
+    read_snapshot,
+)
 
 
 def fill(s: Session, order: int = 1) -> None:

@@ -19,7 +19,6 @@ from controlplane.catalog.common import now_ms
 from controlplane.secrets import MasterKey
 from controlplane.services.delta_watch import changes, full_state
 from controlplane.signin import signing_keys
-from controlplane.snapshots.builder import build
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database
 from controlplane.store.models import (
@@ -38,6 +37,7 @@ from controlplane.store.models import (
 from dataplane import delta
 from dataplane.snapshot import Snapshot
 from gwapi.v1 import discovery_pb2 as dpb
+from tests.controlplane.snapshots.reference_builder import build
 
 MASTER = MasterKey(os.urandom(32))
 BUDGET = json.dumps({"budgets": [{"amount_micros": 5_000_000, "period": "day"}], "rpm": 3})

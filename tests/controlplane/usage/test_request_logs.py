@@ -10,13 +10,13 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import StatusCode
 from sqlalchemy import MetaData, select
 
-from controlplane.snapshots.builder import read_snapshot
 from controlplane.store.models import RequestLogBodyRow
 from controlplane.usage.request_logs import DAY_MS, purge, purge_forever
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import telemetry_pb2 as tpb
 from tests.controlplane.conftest import Clients, expect_error
+from tests.controlplane.snapshots.reference_builder import read_snapshot
 
 MARKER = "quokka-marker-51e7"
 

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session
 
-from controlplane.snapshots.builder import build
 from controlplane.store.db import Database
 from controlplane.store.models import ProviderRow, UsageEventRow, VirtualKeyRow, WorkspaceRow
 from controlplane.usage.spend import current_spend, scopes_for
 from gwapi.v1 import common_pb2 as pb
+from tests.controlplane.snapshots.reference_builder import build
 
 
 def ms(*args: int) -> int:

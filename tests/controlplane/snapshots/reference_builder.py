@@ -1,4 +1,5 @@
-"""Build the data planes' snapshot from the database.
+"""A whole snapshot in one full read of the database: the test oracle for the incremental
+resource table (controlplane/snapshots/), which replaced it on the control plane.
 
 Contract:
 
