@@ -43,11 +43,17 @@ async def upstream() -> AsyncIterator[WatchedAnthropic]:
 
 
 async def closed_by_server(reader: asyncio.StreamReader, within: float) -> bytes:
-    """Everything the server sent until it closed the connection (fails if it never does)."""
+    """Everything the server sent until it closed the connection (fails if it never does).
+
+    A reset is a close too: a server closing a socket with client bytes still unread (a client
+    that keeps trickling) makes the kernel send RST instead of FIN."""
     data = b""
     async with asyncio.timeout(within):
-        while chunk := await reader.read(65536):
-            data += chunk
+        try:
+            while chunk := await reader.read(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
     return data
 
 
