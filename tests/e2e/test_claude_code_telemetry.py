@@ -29,7 +29,7 @@ from sqlmodel import select
 
 from controlplane.server import Running, running
 from controlplane.settings import Settings as ControlPlaneSettings
-from controlplane.store.models import DeveloperActivityRow
+from controlplane.store.models.usage import DeveloperActivityRow
 from dataplane.server import DataPlane
 from dataplane.server import Settings as DataPlaneSettings
 from dataplane.telemetry.identity import Identity

@@ -284,7 +284,7 @@ def _seed_activity(db: Path, ids: dict[str, str]) -> None:
     """What the data planes' ReportActivity would have stored for today (UTC)."""
     from sqlmodel import Session, create_engine
 
-    from controlplane.store.models import DeveloperActivityRow
+    from controlplane.store.models.usage import DeveloperActivityRow
 
     day = int(time.time() * 1000) // 86_400_000 * 86_400_000
     engine = create_engine(f"sqlite:///{db}")
