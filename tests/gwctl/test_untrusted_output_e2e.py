@@ -18,15 +18,10 @@ import orjson
 import pytest
 
 from gwapi.v1 import telemetry_pb2
-from tests.gwctl.test_observability_e2e import (  # noqa: F401  (fixtures)
-    control_plane,
-    env,
-    event,
-    gw,
-    gw_json,
-    report,
-    unique,
-)
+from tests.gwctl.cli import gw, gw_json, report, unique
+from tests.gwctl.test_observability_e2e import event
+
+pytestmark = pytest.mark.usefixtures("gwctl_env")
 
 MODEL = "claude\x1b[2J\x1b]0;pwned\x07\x9b31m"
 SESSION = "sess\rforged\u202etxt"
@@ -61,7 +56,7 @@ def hostile(ws: str, n: int) -> telemetry_pb2.UsageEvent:
     return ev
 
 
-def seeded(control_plane: str, capsys: pytest.CaptureFixture[str]) -> telemetry_pb2.UsageEvent:  # noqa: F811
+def seeded(control_plane: str, capsys: pytest.CaptureFixture[str]) -> telemetry_pb2.UsageEvent:
     ws = unique("esc")
     gw_json(capsys, "workspaces", "create", ws, "--log-bodies", "full")
     ev = hostile(ws, 1)
@@ -70,7 +65,7 @@ def seeded(control_plane: str, capsys: pytest.CaptureFixture[str]) -> telemetry_
 
 
 def test_text_output_escapes_controls_and_json_keeps_values(
-    control_plane: str,  # noqa: F811
+    control_plane: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     ev = seeded(control_plane, capsys)
@@ -130,7 +125,7 @@ def test_text_output_escapes_controls_and_json_keeps_values(
 
 
 def test_logs_tail_follow_writes_no_raw_controls(
-    control_plane: str,  # noqa: F811
+    control_plane: str,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
