@@ -57,7 +57,21 @@ class _RollupMeasures(SQLModel):
     updated_at_ms: int = _sum()
 
 
-class UsageHourRow(_RollupMeasures, table=True):
+class _RollupCell(_RollupMeasures):
+    """A rollup cell's key: its UTC bucket and the dimensions it groups by (``dims_key`` is their
+    hash)."""
+
+    bucket_ms: int = Field(primary_key=True, sa_type=BigInteger)
+    dims_key: str = Field(primary_key=True, max_length=32)
+    workspace: str = _dim()
+    key_id: str = _dim()
+    developer_id: str = _dim()
+    model: str = _dim()  # served, else requested
+    provider: str = _dim()
+    client_version: str = _dim()
+
+
+class UsageHourRow(_RollupCell, table=True):
     """Usage per UTC hour and (workspace, key, developer, model, provider, client version,
     session, metadata): every ``gwctl usage`` grouping can be answered from it."""
 
@@ -68,21 +82,13 @@ class UsageHourRow(_RollupMeasures, table=True):
         Index("ix_usage_rollup_hour_developer", "developer_id", "bucket_ms"),
     )
 
-    bucket_ms: int = Field(primary_key=True, sa_type=BigInteger)
-    dims_key: str = Field(primary_key=True, max_length=32)  # hash of the dimensions below
-    workspace: str = _dim()
-    key_id: str = _dim()
-    developer_id: str = _dim()
-    model: str = _dim()  # served, else requested
-    provider: str = _dim()
-    client_version: str = _dim()
     session_id: str = _dim()
     metadata_json: str = Field(
         default="{}", sa_type=Text, sa_column_kwargs={"server_default": "{}"}
     )
 
 
-class UsageDayRow(_RollupMeasures, table=True):
+class UsageDayRow(_RollupCell, table=True):
     """Usage per UTC day and (workspace, key, developer, model, provider, client version)."""
 
     __tablename__ = "usage_rollup_day"
@@ -91,15 +97,6 @@ class UsageDayRow(_RollupMeasures, table=True):
         Index("ix_usage_rollup_day_key", "key_id", "bucket_ms"),
         Index("ix_usage_rollup_day_developer", "developer_id", "bucket_ms"),
     )
-
-    bucket_ms: int = Field(primary_key=True, sa_type=BigInteger)
-    dims_key: str = Field(primary_key=True, max_length=32)
-    workspace: str = _dim()
-    key_id: str = _dim()
-    developer_id: str = _dim()
-    model: str = _dim()
-    provider: str = _dim()
-    client_version: str = _dim()
 
 
 class LedgerStateRow(SQLModel, table=True):
