@@ -44,8 +44,9 @@ import orjson
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from bench.loadgen import Conn, Target, build_request, cpu_seconds
+from bench.loadgen import cpu_seconds
 from bench.procs import Child, spawn, wait_for_file, wait_for_json, wait_for_log
+from bench.rawclient import Conn, Target, build_request
 from gwapi.v1 import admin_pb2, common_pb2
 from tui.client import GatewayClient
 
