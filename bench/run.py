@@ -41,7 +41,17 @@ from pathlib import Path
 from typing import Any
 
 from bench import sampler
-from bench.procs import Child, kib, proc_status, spawn, wait_for_file, wait_for_json, wait_for_log
+from bench.procs import (
+    Child,
+    kib,
+    proc_status,
+    spawn,
+    start_controlplane,
+    start_upstream,
+    wait_for_file,
+    wait_for_json,
+    wait_for_log,
+)
 from bench.report import render
 from gwapi.v1 import admin_pb2, common_pb2
 from tui.client import GatewayClient
@@ -165,27 +175,9 @@ def run(args: argparse.Namespace) -> int:
         dp_token = secrets.token_urlsafe(16)
         provider_key = "sk-ant-bench-" + secrets.token_hex(8)
         try:
-            upstream = spawn(
-                "upstream",
-                ["-m", "bench.upstream", "--ready-file", str(work / "upstream.ready")],
-                work,
-            )
-            children.append(upstream)
-            upstream_port = int(wait_for_file(upstream, work / "upstream.ready"))
-
-            cp = spawn(
-                "controlplane",
-                [
-                    "-m", "controlplane",
-                    "--listen", "127.0.0.1:0",
-                    "--db", f"sqlite:///{work / 'tollgate.db'}",
-                ],
-                work,
-                # Tokens in the environment, never in argv (`ps` would show them).
-                env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
-            )  # fmt: skip
-            children.append(cp)
-            cp_addr = wait_for_log(cp, r"control plane listening on (\S+:\d+)").group(1)
+            upstream, upstream_port = start_upstream(work, children)
+            db_url = f"sqlite:///{work / 'tollgate.db'}"
+            _, cp_addr = start_controlplane(work, children, db_url, (admin_token, dp_token))
             secret, route_secret = asyncio.run(provision(cp_addr, admin_token, upstream_port))
 
             dp_args = [
