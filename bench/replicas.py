@@ -22,6 +22,10 @@ B (``python -m controlplane``) on one PostgreSQL database in a throw-away schema
    its ``/metrics``) show how much of the rest is the whole-snapshot rebuild.
 
 Everything is removed afterwards (schema dropped, Redis keys deleted, children stopped).
+
+Why one module of ~440 lines: it is one scenario (set-up, traffic, the three measurements,
+tear-down), read top to bottom; what it shares with the other benchmarks (processes, the raw
+client) is in :mod:`bench.procs` and :mod:`bench.rawclient`.
 """
 
 from __future__ import annotations
@@ -45,7 +49,14 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from bench.loadgen import cpu_seconds
-from bench.procs import Child, spawn, wait_for_file, wait_for_json, wait_for_log
+from bench.procs import (
+    Child,
+    spawn,
+    start_controlplane,
+    start_upstream,
+    wait_for_json,
+    wait_for_log,
+)
 from bench.rawclient import Conn, Target, build_request
 from gwapi.v1 import admin_pb2, common_pb2
 from tui.client import GatewayClient
@@ -308,29 +319,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="tollgate-replicas-") as tmp:
             work = Path(args.logs or tmp)
             work.mkdir(parents=True, exist_ok=True)
-            up = spawn("upstream", ["-m", "bench.upstream", "--ready-file", str(work / "up")], work)
-            children.append(up)
-            upstream_port = int(wait_for_file(up, work / "up"))
+            _, upstream_port = start_upstream(work, children)
             cps: dict[str, Child] = {}
             metrics: dict[str, str] = {}
             addresses: dict[str, str] = {}
             for name in ("a", "b"):
-                cp = spawn(
-                    f"cp-{name}",
-                    [
-                        "-m", "controlplane",
-                        "--listen", "127.0.0.1:0",
-                        "--db", db_url,
-                        "--metrics-listen", "127.0.0.1:0",
-                    ],
-                    work,
-                    env=env,
+                cp, addresses[name] = start_controlplane(
+                    work, children, db_url, (token, dp_token), name=f"cp-{name}",
+                    extra_args=["--metrics-listen", "127.0.0.1:0"], timeout=60,
                 )  # fmt: skip
-                children.append(cp)
                 cps[name] = cp
-                addresses[name] = wait_for_log(
-                    cp, r"control plane listening on (\S+:\d+)", timeout=60
-                ).group(1)
                 metrics[name] = wait_for_log(cp, r"metrics on (http://\S+/metrics)").group(1)
             print(f"creating {args.keys} keys through replica A ...", flush=True)
             keys, create_s = asyncio.run(
