@@ -24,13 +24,14 @@ import pytest
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from dataplane.server import DataPlane
-from gwapi.v1 import admin_pb2, common_pb2
+from gwapi.v1 import common_pb2
 from tests.dataplane.conftest import SECRET, UPSTREAM_KEY, build_snapshot, start_dataplane
 from tests.e2e.test_gateway import (
     ADMIN,
     DP_TOKEN,
     ROOT,
     ControlPlaneProcess,
+    alice_in_team_a,
     call,
     free_port,
     wait_for,
@@ -386,18 +387,7 @@ async def test_sigterm_with_a_stuck_collector_exits_within_the_flush_bound(
     log = tmp_path / "dp.log"
     try:
         async with GatewayClient(cp.address, ADMIN) as admin:
-            await admin.create_workspace(common_pb2.Workspace(name="team-a"))
-            await admin.create_provider(
-                common_pb2.Provider(
-                    name="anthropic",
-                    kind="anthropic",
-                    base_url=upstream.base_url,
-                    api_key_env="UPSTREAM_KEY",
-                )
-            )
-            key = await admin.create_key(
-                admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", provider="anthropic")
-            )
+            key = await alice_in_team_a(admin, upstream.base_url)
         port = free_port()
         env = {
             **os.environ,

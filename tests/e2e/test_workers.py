@@ -26,9 +26,8 @@ import httpx
 import orjson
 import pytest
 
-from gwapi.v1 import admin_pb2, common_pb2
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
-from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ROOT, ControlPlaneProcess
+from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ROOT, ControlPlaneProcess, alice_in_team_a
 from tests.e2e.workers_support import WorkersProcess, free_port, per_worker, spooled_records
 from tests.fakes.anthropic import FakeAnthropic, Received, Scripted, stream_frames
 from tui.client import GatewayClient
@@ -78,18 +77,7 @@ async def fleet(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
     cp = ControlPlaneProcess(sqlite_url, tmp_path / "cp.log")
     await cp.start()
     admin = GatewayClient(cp.address, ADMIN)
-    await admin.create_workspace(common_pb2.Workspace(name="team-a"))
-    await admin.create_provider(
-        common_pb2.Provider(
-            name="anthropic",
-            kind="anthropic",
-            base_url=upstream.base_url,
-            api_key_env="UPSTREAM_KEY",
-        )
-    )
-    created = await admin.create_key(
-        admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", provider="anthropic")
-    )
+    created = await alice_in_team_a(admin, upstream.base_url)
     async with redis_namespace() as prefix:
         dp = WorkersProcess(
             tmp_path / "dp",
