@@ -6,8 +6,11 @@ The fixtures built on these (``control_plane``, ``gwctl_env``) are in ``conftest
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -57,6 +60,18 @@ def gw_json(capsys: pytest.CaptureFixture[str], *argv: str, stdin: str | None = 
     code, stdout, err = gw(capsys, *argv, "-o", "json", stdin=stdin)
     assert code == 0, err
     return orjson.loads(stdout)
+
+
+def following(cwd: Path, *argv: str) -> subprocess.Popen[bytes]:
+    """``gwctl ARGV`` (a ``-f``/``--follow`` command) as its own process, its output unbuffered
+    and piped, in the environment :func:`point_gwctl_at` set: the test reads it line by line."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gwctl.main", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=cwd,
+    )
 
 
 def fields(text: str) -> dict[str, str]:

@@ -3,15 +3,12 @@ thread: changes made with gwctl show up with who/what/before/after; filters; --f
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.gwctl.cli import gw, gw_json, unique
+from tests.gwctl.cli import following, gw, gw_json, unique
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gwctl_env")]
 
@@ -74,13 +71,7 @@ def test_follow_prints_new_changes_as_they_happen(
 ) -> None:
     ws = unique("follow")
     assert gw(capsys, "workspaces", "create", ws)[0] == 0
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gwctl.main", "audit", "-f", "-o", "json", "-w", ws],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        cwd=tmp_path,
-    )
+    proc = following(tmp_path, "audit", "-f", "-o", "json", "-w", ws)
     try:
         assert proc.stdout is not None
         first = orjson.loads(proc.stdout.readline())

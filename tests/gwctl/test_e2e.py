@@ -20,7 +20,7 @@ import pytest
 
 from gwapi.v1 import common_pb2, telemetry_pb2
 from tests.fakes.webhook import WebhookSink
-from tests.gwctl.cli import gw, gw_json, report, unique
+from tests.gwctl.cli import following, gw, gw_json, report, unique
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gwctl_env")]
 
@@ -175,13 +175,7 @@ def test_logs_follow_streams_json_lines(
     ws = unique("follow")
     assert gw(capsys, "workspaces", "create", ws)[0] == 0
     report(control_plane, [event(ws, "key_x", 1, "claude-sonnet-4-5", 5)])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gwctl.main", "logs", "tail", "-f", "-o", "json", "-w", ws],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        cwd=tmp_path,
-    )
+    proc = following(tmp_path, "logs", "tail", "-f", "-o", "json", "-w", ws)
     try:
         assert proc.stdout is not None
         first = orjson.loads(proc.stdout.readline())

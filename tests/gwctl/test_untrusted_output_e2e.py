@@ -8,17 +8,14 @@ bidi overrides straight to the operator's terminal.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
 from gwapi.v1 import telemetry_pb2
-from tests.gwctl.cli import gw, gw_json, report, unique
+from tests.gwctl.cli import following, gw, gw_json, report, unique
 from tests.gwctl.test_observability_e2e import event
 
 pytestmark = pytest.mark.usefixtures("gwctl_env")
@@ -132,13 +129,7 @@ def test_logs_tail_follow_writes_no_raw_controls(
     ws = unique("escf")
     gw_json(capsys, "workspaces", "create", ws)
     report(control_plane, [hostile(ws, 1)])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gwctl.main", "logs", "tail", "-f", "-w", ws],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        cwd=tmp_path,
-    )
+    proc = following(tmp_path, "logs", "tail", "-f", "-w", ws)
     try:
         assert proc.stdout is not None
         header = proc.stdout.readline()
