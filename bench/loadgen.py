@@ -136,40 +136,17 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
     body = Path(plan["fixture"]).read_bytes()
     expected = render_body()
     host = "127.0.0.1"
-    gw = Target(
-        "gateway",
-        host,
-        plan["gateway_port"],
-        build_request(
-            host, plan["gateway_port"], body, ("authorization", f"Bearer {plan['virtual_key']}")
-        ),
-        expected,
-    )
-    direct = Target(
-        "direct",
-        host,
-        plan["upstream_port"],
-        build_request(host, plan["upstream_port"], body, ("x-api-key", plan["provider_key"])),
-        expected,
-    )
-    routed = Target(
-        "route",
-        host,
-        plan["gateway_port"],
-        build_request(
-            host, plan["gateway_port"], body, ("authorization", f"Bearer {plan['route_key']}")
-        ),
-        expected,
-    )
-    traced = Target(
-        "traced",
-        host,
-        plan["traced_port"],
-        build_request(
-            host, plan["traced_port"], body, ("authorization", f"Bearer {plan['virtual_key']}")
-        ),
-        expected,
-    )
+
+    def make_target(name: str, port: int, auth: tuple[str, str]) -> Target:
+        return Target(name, host, port, build_request(host, port, body, auth), expected)
+
+    def bearer(secret: str) -> tuple[str, str]:
+        return ("authorization", f"Bearer {secret}")
+
+    gw = make_target("gateway", plan["gateway_port"], bearer(plan["virtual_key"]))
+    direct = make_target("direct", plan["upstream_port"], ("x-api-key", plan["provider_key"]))
+    routed = make_target("route", plan["gateway_port"], bearer(plan["route_key"]))
+    traced = make_target("traced", plan["traced_port"], bearer(plan["virtual_key"]))
     d = plan["durations"]
     dp_pid, up_pid = plan["dataplane_pid"], plan["upstream_pid"]
     result: dict[str, Any] = {"body_bytes": len(body), "response_bytes": len(expected)}

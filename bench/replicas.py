@@ -58,10 +58,10 @@ from bench.procs import (
     wait_for_log,
 )
 from bench.rawclient import Conn, Target, build_request
+from bench.run import PROVIDER_KEY_ENV, upstream_provider
 from gwapi.v1 import admin_pb2, common_pb2
 from tui.client import GatewayClient
 
-PROVIDER_KEY_ENV = "BENCH_UPSTREAM_KEY"
 BUDGET = common_pb2.Limits(
     budgets=[common_pb2.Budget(amount_micros=1_000_000_000, period=common_pb2.PERIOD_MONTH)]
 )
@@ -82,14 +82,7 @@ async def create_keys(
     async with GatewayClient(address, token) as client:
         for w in range(workspaces):
             await client.create_workspace(common_pb2.Workspace(name=f"ws-{w:03d}"))
-        await client.create_provider(
-            common_pb2.Provider(
-                name="fake-upstream",
-                kind="anthropic",
-                base_url=f"http://127.0.0.1:{upstream_port}",
-                api_key_env=PROVIDER_KEY_ENV,
-            )
-        )
+        await client.create_provider(upstream_provider("fake-upstream", upstream_port))
         keys: list[tuple[str, str]] = []
         todo = iter(range(n))
         started = time.monotonic()

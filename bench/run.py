@@ -70,28 +70,24 @@ TIME_LIMIT_S = 170
 QUICK = {"warmup": 1.0, "c1": 3.0, "c8": 3.0, "throughput": 4.0}
 
 
+def upstream_provider(name: str, upstream_port: int) -> common_pb2.Provider:
+    """A provider at the fake upstream on ``upstream_port`` (its key from PROVIDER_KEY_ENV)."""
+    return common_pb2.Provider(
+        name=name,
+        kind="anthropic",
+        base_url=f"http://127.0.0.1:{upstream_port}",
+        api_key_env=PROVIDER_KEY_ENV,
+    )
+
+
 async def provision(cp_addr: str, admin_token: str, upstream_port: int) -> tuple[str, str]:
     """Workspace, providers, a fallback route and two keys through the Admin API; returns the
     secrets of the key on the plain provider and of the key on the route."""
     async with GatewayClient(cp_addr, admin_token) as client:
         await client.create_workspace(common_pb2.Workspace(name="bench", description="make bench"))
-        await client.create_provider(
-            common_pb2.Provider(
-                name="fake-upstream",
-                kind="anthropic",
-                base_url=f"http://127.0.0.1:{upstream_port}",
-                api_key_env=PROVIDER_KEY_ENV,
-            )
-        )
+        await client.create_provider(upstream_provider("fake-upstream", upstream_port))
         # A second, healthy provider behind the same upstream: the route's fallback target.
-        await client.create_provider(
-            common_pb2.Provider(
-                name="fake-backup",
-                kind="anthropic",
-                base_url=f"http://127.0.0.1:{upstream_port}",
-                api_key_env=PROVIDER_KEY_ENV,
-            )
-        )
+        await client.create_provider(upstream_provider("fake-backup", upstream_port))
         await client.create_route(
             common_pb2.Route(
                 name="bench-fallback",
