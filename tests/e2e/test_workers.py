@@ -26,9 +26,15 @@ import httpx
 import orjson
 import pytest
 
-from tests.dataplane.redis_support import REDIS_URL, redis_namespace
+from tests.dataplane.redis_support import REDIS_URL
 from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ROOT, ControlPlaneProcess, alice_in_team_a
-from tests.e2e.workers_support import WorkersProcess, free_port, per_worker, spooled_records
+from tests.e2e.workers_support import (
+    WorkersProcess,
+    free_port,
+    per_worker,
+    spooled_records,
+    workers_on_redis,
+)
 from tests.fakes.anthropic import FakeAnthropic, Received, Scripted, stream_frames
 from tui.client import GatewayClient
 
@@ -78,23 +84,13 @@ async def fleet(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
     await cp.start()
     admin = GatewayClient(cp.address, ADMIN)
     created = await alice_in_team_a(admin, upstream.base_url)
-    async with redis_namespace() as prefix:
-        dp = WorkersProcess(
-            tmp_path / "dp",
-            cp.address,
-            DP_TOKEN,
-            2,
-            extra=["--redis", REDIS_URL, "--redis-prefix", prefix],
-        )
-        dp.start()
-        try:
-            await dp.wait_serving()
+    try:
+        async with workers_on_redis(tmp_path / "dp", cp.address, DP_TOKEN) as dp:
             yield Fleet(cp, dp, upstream, admin, created.secret)
-        finally:
-            dp.stop()
-            await admin.close()
-            cp.stop()
-            await upstream.stop()
+    finally:
+        await admin.close()
+        cp.stop()
+        await upstream.stop()
     assert not upstream.violations
 
 
