@@ -50,14 +50,6 @@ pytestmark = pytest.mark.e2e
 OPEN = "gw-open-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI"
 
 
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
 @contextlib.asynccontextmanager
 async def load(port: int, secret: str) -> AsyncIterator[list[int]]:
     """Requests one after another for as long as the block runs; yields their statuses."""

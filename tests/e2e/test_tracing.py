@@ -137,14 +137,6 @@ async def collector() -> AsyncIterator[FakeCollector]:
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def backup() -> AsyncIterator[FakeAnthropic]:
     fake = FakeAnthropic(text="Served by the backup provider.")
     await fake.start()
