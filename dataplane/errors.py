@@ -11,8 +11,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import orjson
+
+if TYPE_CHECKING:  # dataplane.asgi imports this module: the alias is for the type checker
+    from dataplane.asgi import Header
 
 # status -> Anthropic error type (WIRE.md). The gateway uses nothing outside this table.
 ERROR_TYPES: dict[int, str] = {
@@ -35,8 +39,6 @@ ERROR_TYPES: dict[int, str] = {
 # Refusals a retry cannot fix. They carry `x-should-retry: false`, without which Claude Code
 # keeps retrying (a revoked key would leave `claude -p` hanging instead of printing why).
 NOT_RETRYABLE = frozenset({400, 401, 402, 403, 404, 405, 413})
-
-Header = tuple[bytes, bytes]
 
 
 def new_request_id() -> str:

@@ -78,6 +78,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from dataplane.asgi import Header
 from dataplane.auth import Principal
 from dataplane.counters.base import (
     HOUR_MS,
@@ -92,7 +93,7 @@ from dataplane.counters.base import (
     ScopeUsage,
     Ticket,
 )
-from dataplane.errors import GatewayError, Header
+from dataplane.errors import GatewayError
 from dataplane.periods import Window, current_window, format_instant
 from dataplane.pricing import PriceTable, Rates
 from dataplane.snapshot import Budget, Limits, Period

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from dataplane.asgi import (
     ClientDisconnected,
+    Header,
     Receive,
     Scope,
     Send,
@@ -55,7 +56,7 @@ from dataplane.doors.base import Door, Prepared
 from dataplane.errors import GatewayError, new_request_id
 from dataplane.events import RequestRecord, parse_metadata
 from dataplane.limits import Admission, Limiter
-from dataplane.providers.base import Header, UpstreamRequest
+from dataplane.providers.base import UpstreamRequest
 from dataplane.relay import Relay
 from dataplane.routing import Plan, Router
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 import orjson
 
-from dataplane.asgi import Send
+from dataplane.asgi import Header, Send
 from dataplane.auth import Principal
 from dataplane.cache import CacheRecorder
 from dataplane.codecs.sse import SSEDecoder
 from dataplane.doors.base import Door
 from dataplane.errors import ERROR_TYPES, error_event
 from dataplane.events import RequestRecord
-from dataplane.providers.base import Header, UpstreamRequest, UpstreamResponse
+from dataplane.providers.base import UpstreamRequest, UpstreamResponse
 from dataplane.providers.betas import header_betas
 from dataplane.usage import METER_SKIP, StreamMeter, usage_from_message
 

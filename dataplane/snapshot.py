@@ -38,6 +38,7 @@ from dataplane.members import (
 from dataplane.pricing import PriceTable
 from dataplane.telemetry.destinations import Destination, destinations_from_proto
 from gwapi.v1 import common_pb2, discovery_pb2
+from gwcommon import breaker_defaults
 from gwcommon.access import compile_models
 
 log = logging.getLogger("tollgate.snapshot")
@@ -215,8 +216,12 @@ class RouteConfig:
     timeout_idle_ms: int
     cache_ttl_s: int
     cache_sampled: bool = False  # cache answers to temperature > 0 requests too
-    breaker_failures: int = 5  # consecutive failures that open a target's breaker
-    breaker_cooldown_s: int = 30  # how long an open breaker skips its target before one probe
+    breaker_failures: int = (
+        breaker_defaults.FAILURES
+    )  # consecutive failures that open a target's breaker
+    breaker_cooldown_s: int = (
+        breaker_defaults.COOLDOWN_S
+    )  # how long an open breaker skips its target before one probe
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,8 +342,8 @@ def route_from_pb(r: common_pb2.Route, providers: Mapping[str, ProviderConfig]) 
         r.timeout_idle_ms,
         r.cache_ttl_s,
         r.cache_sampled,
-        r.breaker_failures or 5,
-        r.breaker_cooldown_s or 30,
+        r.breaker_failures or breaker_defaults.FAILURES,
+        r.breaker_cooldown_s or breaker_defaults.COOLDOWN_S,
     )
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
-from dataplane.asgi import Scope
+from dataplane.asgi import Header, Scope
 from dataplane.clienttext import check_model
-from dataplane.doors.base import AnthropicErrors, Header, Prepared, StreamEncoder
+from dataplane.doors.base import AnthropicErrors, Prepared, StreamEncoder
 from dataplane.errors import bad_request
 
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dataplane.asgi import Scope
+from dataplane.asgi import Header, Scope
 from dataplane.codecs.sse import SSEEvent
 from dataplane.errors import error_response_body
-
-Header = tuple[bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)

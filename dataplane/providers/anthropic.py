@@ -13,14 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from dataplane.asgi import Header
 from dataplane.errors import GatewayError
-from dataplane.providers.base import (
-    Diagnosis,
-    Header,
-    UpstreamRequest,
-    problem_of,
-    secret_not_received,
-)
+from dataplane.providers.base import Diagnosis, UpstreamRequest, problem_of, secret_not_received
 from dataplane.providers.transport import Timeouts, Transport, TransportResponse
 from dataplane.snapshot import ProviderConfig
 

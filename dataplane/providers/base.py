@@ -13,10 +13,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dataplane.asgi import Header
 from dataplane.errors import GatewayError
 from dataplane.providers.transport import Timeouts
-
-Header = tuple[bytes, bytes]
 
 
 def secret_not_received(provider: str) -> GatewayError:

@@ -58,13 +58,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, RefreshableCredentials
 
+from dataplane.asgi import Header
 from dataplane.errors import GatewayError, error_response_body
 from dataplane.providers import cloud_errors
 from dataplane.providers.anthropic import timeouts
 from dataplane.providers.base import (
     BufferedResponse,
     Diagnosis,
-    Header,
     UpstreamRequest,
     problem_of,
     secret_not_received,

@@ -34,9 +34,9 @@ import aiohttp
 import certifi
 from yarl import URL
 
+from dataplane.asgi import Header
 from dataplane.errors import GatewayError, upstream_timeout, upstream_unreachable
 
-Header = tuple[bytes, bytes]
 OutHeader = tuple[bytes | str, bytes | str]
 
 MAX_CONNECTIONS = 1024

@@ -50,10 +50,11 @@ from urllib.parse import quote
 
 import orjson
 
+from dataplane.asgi import Header
 from dataplane.errors import ERROR_TYPES, GatewayError, not_found
 from dataplane.providers import cloud_errors
 from dataplane.providers.anthropic import timeouts
-from dataplane.providers.base import BufferedResponse, Diagnosis, Header, UpstreamRequest
+from dataplane.providers.base import BufferedResponse, Diagnosis, UpstreamRequest
 from dataplane.providers.betas import filter_betas, header_betas
 from dataplane.providers.gcp_auth import GoogleTokenSource
 from dataplane.providers.transport import Transport, TransportResponse
