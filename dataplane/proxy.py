@@ -168,8 +168,7 @@ class MessagesHandler:
             plan = self.router.plan(principal, rec.session_id)
             request = UpstreamRequest(
                 path="/v1/messages/count_tokens" if count_only else "/v1/messages",
-                # Only the Anthropic door's query means anything to an Anthropic-format upstream.
-                query=scope.get("query_string", b"") if door.name == "anthropic" else b"",
+                query=scope.get("query_string", b"") if door.forwards_query else b"",
                 headers=prepared.headers,
                 body=prepared.body,
                 model=prepared.model,

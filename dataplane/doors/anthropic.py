@@ -33,6 +33,7 @@ def max_tokens_of(obj: dict[str, Any]) -> int:
 
 class AnthropicDoor(AnthropicErrors):
     name = "anthropic"
+    forwards_query = True
 
     def prepare(self, scope: Scope, body: bytes, headers: tuple[Header, ...]) -> Prepared:
         obj = parse_json_object(body)

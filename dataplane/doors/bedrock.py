@@ -115,6 +115,7 @@ def _error_fields(body: bytes) -> tuple[str, str]:
 
 class BedrockDoor:
     name = "bedrock"
+    forwards_query = False
 
     def prepare(self, scope: Scope, body: bytes, headers: tuple[Header, ...]) -> Prepared:
         raw: bytes = scope.get("raw_path") or scope["path"].encode()

@@ -31,6 +31,7 @@ _PATH = re.compile(
 
 class VertexDoor(AnthropicErrors):
     name = "vertex"
+    forwards_query = False
 
     def prepare(self, scope: Scope, body: bytes, headers: tuple[Header, ...]) -> Prepared:
         match = _PATH.match(scope["path"])
