@@ -270,7 +270,7 @@ def route_table(
     tokens: TokenVerifier,
     whoami: ASGIApp,
     metrics: Metrics | None = None,
-    signin: SignInRoutes | None = None,
+    signin: ASGIApp | None = None,
     otlp: ASGIApp | None = None,
 ) -> RouteTable:
     """Every route the data plane serves; ``messages(door)`` serves one door's API calls.
