@@ -38,7 +38,7 @@ from dataplane.doors.anthropic import AnthropicDoor
 from dataplane.doors.base import Door
 from dataplane.doors.bedrock import BedrockDoor
 from dataplane.doors.vertex import VertexDoor
-from dataplane.errors import GatewayError, new_request_id, not_found
+from dataplane.errors import GatewayError, MethodNotAllowed, new_request_id, not_found
 from dataplane.events import RequestRecord
 from dataplane.guards import BodyDeadline, DrainGate
 from dataplane.limits import Limiter
@@ -224,7 +224,7 @@ class RouteTable:
             await _refuse(scope, send, door, _not_found(method, path))
         elif route.methods and method not in route.methods:
             err = (
-                GatewayError(405, f"Use {' or '.join(sorted(route.methods))} for {path}.")
+                MethodNotAllowed(405, f"Use {' or '.join(sorted(route.methods))} for {path}.")
                 if route.wrong_method == 405
                 else _not_found(method, path)
             )

@@ -33,10 +33,10 @@ import orjson
 
 from dataplane.asgi import ClientDisconnected
 from dataplane.codecs.sse import SSEDecoder, SSEEvent
-from dataplane.errors import GatewayError
+from dataplane.errors import GatewayError, UpstreamError, answer_failed
 from dataplane.events import RequestRecord
 from dataplane.providers.base import BufferedResponse, UpstreamRequest, UpstreamResponse
-from dataplane.relay import Relay, chain, error_fields, find_header, is_timeout
+from dataplane.relay import Relay, chain, error_fields, find_header
 from dataplane.retry import RETRYABLE_ERROR_TYPES, backoff_s, is_retryable
 from dataplane.routing import Plan, Router, Target
 from dataplane.usage import METER_SKIP
@@ -93,7 +93,7 @@ class Attempts:
                     upstream = await target.provider.send(sent)
                 except GatewayError as err:
                     failure = err
-                    transport = err.status in (502, 504)
+                    transport = isinstance(err, UpstreamError)
                     if transport:
                         self.router.record(target.name, False)
                     self._log(rec, target, request, started, t0, 0, err.error_type, "retried")
@@ -139,9 +139,8 @@ class Attempts:
                 try:
                     body = await upstream.read()
                 except Exception as exc:  # transport failure while reading the body
-                    status = 504 if is_timeout(exc) else 502
-                    raise GatewayError(
-                        status,
+                    raise answer_failed(
+                        exc,
                         f"The answer from provider '{relay.rec.provider}' failed; please retry.",
                     ) from exc
                 await relay.whole(upstream, body)
@@ -173,8 +172,7 @@ class Attempts:
                     first = events[0]
         except Exception as exc:
             await upstream.aclose()
-            status = 504 if is_timeout(exc) else 502
-            return GatewayError(status, f"Provider '{target.name}' failed before its first event.")
+            return answer_failed(exc, f"Provider '{target.name}' failed before its first event.")
         if first is not None and first.event == "error":
             etype, message = error_fields(first.data.encode())
             if etype in RETRYABLE_ERROR_TYPES:

@@ -36,7 +36,9 @@ from dataplane.asgi import (
     send_response,
 )
 from dataplane.errors import (
+    Forbidden,
     GatewayError,
+    Unavailable,
     bad_request,
     forbidden,
     new_request_id,
@@ -79,7 +81,7 @@ class Principal:
         """Refused unless the member's allow-list (glob patterns) admits ``model``."""
         if not self.member_admits(model):
             member = self.member
-            raise GatewayError(
+            raise Forbidden(
                 member.model_denied_status,
                 f"{member.title} may not use model '{model}'. "
                 f"Allowed models: {', '.join(member.models)}.",
@@ -115,7 +117,7 @@ class Principal:
                 )
         self.check_model(model)
         if not ws.allows_model(model):
-            raise GatewayError(
+            raise Forbidden(
                 member.model_denied_status,
                 f"Model '{model}' is not allowed in workspace '{ws.name}' (allowed: "
                 f"{', '.join(ws.allowed_models)}). Pick an allowed model with /model, or ask "
@@ -253,7 +255,7 @@ class AuthMiddleware:
         workspace = ""
         try:
             if snapshot is None:
-                raise GatewayError(
+                raise Unavailable(
                     503,
                     "The gateway has not received its configuration from the control plane yet. "
                     "Try again in a few seconds.",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from dataplane.asgi import ASGIApp, Message, Receive, Scope, Send, send_error_body
 from dataplane.doors.base import Door
-from dataplane.errors import GatewayError, new_request_id
+from dataplane.errors import BodyTimeout, Unavailable, new_request_id
 
 DRAINING_MESSAGE = (
     "This gateway replica is shutting down; retry the request (it will reach another replica)."
@@ -50,7 +50,7 @@ class BodyDeadline:
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
-                raise GatewayError(
+                raise BodyTimeout(
                     408,
                     f"The request body did not arrive within {self.seconds:g} s; "
                     "check the network and retry.",
@@ -83,7 +83,7 @@ class DrainGate:
             await self.app(scope, receive, send)
             return
         request_id = new_request_id()
-        err = GatewayError(503, DRAINING_MESSAGE)
+        err = Unavailable(503, DRAINING_MESSAGE)
         body, more = door.error_body(err.status, err.error_type, err.message, request_id)
         # connection: close — the client's next attempt opens a new connection, which the load
         # balancer gives to a healthy replica (this one's listener closes after the drain).

@@ -21,7 +21,7 @@ from dataplane.auth import Principal
 from dataplane.cache import CacheRecorder
 from dataplane.codecs.sse import SSEDecoder
 from dataplane.doors.base import Door
-from dataplane.errors import ERROR_TYPES, error_event
+from dataplane.errors import ERROR_TYPES, UpstreamTimeout, error_event
 from dataplane.events import RequestRecord
 from dataplane.providers.base import UpstreamRequest, UpstreamResponse
 from dataplane.providers.betas import header_betas
@@ -72,12 +72,6 @@ def error_fields(body: bytes) -> tuple[str, str]:
         return str(err.get("type", "")), str(err.get("message", ""))
     except (orjson.JSONDecodeError, AttributeError):
         return "", body[:200].decode("utf-8", "replace")
-
-
-def is_timeout(exc: BaseException) -> bool:
-    """A read that timed out: any TimeoutError (asyncio's; aiohttp's SocketTimeoutError and
-    ServerTimeoutError subclass it) or an exception class named like one."""
-    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
 
 
 @dataclass(slots=True)
@@ -235,7 +229,7 @@ class Relay:
                 type(exc).__name__,
             )
             await emit_error(
-                "timeout_error" if is_timeout(exc) else "api_error",
+                "timeout_error" if isinstance(exc, UpstreamTimeout) else "api_error",
                 f"The stream from provider '{rec.provider}' failed mid-answer; please retry.",
             )
         finally:
