@@ -123,6 +123,17 @@ def chunked(*parts: bytes | float) -> Reply:
     return reply
 
 
+def aborted(rest: bytes) -> Reply:
+    """A 200 whose headers and body so far are ``rest``, then the connection reset."""
+
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\n" + rest)
+        await writer.drain()
+        writer.transport.abort()
+
+    return reply
+
+
 def hang(seconds: float) -> Reply:
     async def reply(writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(seconds)
@@ -273,12 +284,7 @@ async def test_a_silence_mid_stream_is_a_timeout_for_the_relay(
 async def test_a_dropped_stream_is_an_error_not_a_clean_end(
     server: RawServer, transport: Transport
 ) -> None:
-    async def drop(writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
-        await writer.drain()
-        writer.transport.abort()
-
-    server.replies.append(drop)
+    server.replies.append(aborted(b"Transfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"))
     response = await transport.request("POST", server.url + "/", [], b"", FAST, "p")
     chunks = response.aiter_raw()
     assert await anext(chunks) == b"first"
@@ -356,12 +362,7 @@ def test_every_aiohttp_failure_maps_to_one_node_of_the_tree(
 
 
 async def test_a_body_read_failure_is_mapped_too(server: RawServer, transport: Transport) -> None:
-    async def cut(writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a part")
-        await writer.drain()
-        writer.transport.abort()
-
-    server.replies.append(cut)
+    server.replies.append(aborted(b"Content-Length: 100\r\n\r\nonly a part"))
     response = await transport.request("POST", server.url + "/", [], b"", FAST, "p")
     with pytest.raises(UpstreamProtocolError) as info:
         await response.read()
