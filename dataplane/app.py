@@ -3,7 +3,7 @@
 ``HEAD /`` and ``GET /`` answer 200 at once (Claude Code's connectivity probe); ``/healthz``
 reports whether this replica can serve (it has a snapshot and is not draining). The three front
 doors — Anthropic ``/v1/messages``, Bedrock ``/bedrock/model/…``, Vertex ``/vertex/v1/…`` — sit
-behind :class:`dataplane.auth.AuthMiddleware` and share one :class:`MessagesHandler` code path;
+behind :class:`dataplane.auth.AuthMiddleware` and share one :class:`ApiHandler` code path;
 so do ``/v1/models``, ``/managed/settings`` and ``/v1/tollgate/whoami`` (``gwctl doctor``'s view of
 the caller, :mod:`dataplane.whoami`). The sign-in endpoints
 (:mod:`dataplane.signin`) are unauthenticated.
@@ -33,13 +33,13 @@ from dataplane.doors.base import Door
 from dataplane.doors.bedrock import BedrockDoor
 from dataplane.doors.vertex import VertexDoor
 from dataplane.errors import GatewayError, new_request_id, not_found
-from dataplane.events import RequestRecord
 from dataplane.guards import BodyDeadline, DrainGate
 from dataplane.limits import Limiter
 from dataplane.managed import PATH as MANAGED_SETTINGS
 from dataplane.managed import send_managed_settings
 from dataplane.metrics import Metrics
-from dataplane.proxy import MessagesHandler
+from dataplane.proxy import ApiHandler
+from dataplane.record import RequestRecord
 from dataplane.routing import Router
 from dataplane.signin.routes import SignInRoutes
 from dataplane.snapshot import Snapshot, SnapshotHolder
@@ -148,9 +148,9 @@ class Routes:
 
     def __init__(
         self,
-        messages: MessagesHandler,
-        bedrock: MessagesHandler,
-        vertex: MessagesHandler,
+        messages: ApiHandler,
+        bedrock: ApiHandler,
+        vertex: ApiHandler,
         health: Health,
         metrics: Metrics | None = None,
         signin: SignInRoutes | None = None,
@@ -275,8 +275,8 @@ def build_app(
         sink = metrics.sink(sink)
     tokens = TokenVerifier(on_refuse=metrics.signin.bearer_refused if metrics is not None else None)
 
-    def handler(door: Door) -> MessagesHandler:
-        return MessagesHandler(router, sink, dataplane_id, max_body, door, limiter, cache, tracer)
+    def handler(door: Door) -> ApiHandler:
+        return ApiHandler(router, sink, dataplane_id, max_body, door, limiter, cache, tracer)
 
     routes = Routes(
         handler(AnthropicDoor()),

@@ -34,12 +34,12 @@ import orjson
 from dataplane.asgi import ClientDisconnected
 from dataplane.codecs.sse import SSEDecoder, SSEEvent
 from dataplane.errors import GatewayError
-from dataplane.events import RequestRecord
+from dataplane.metering import METER_SKIP
 from dataplane.providers.base import BufferedResponse, UpstreamRequest, UpstreamResponse
+from dataplane.record import RequestRecord
 from dataplane.relay import Relay, chain, error_fields, find_header, is_timeout
 from dataplane.retry import RETRYABLE_ERROR_TYPES, backoff_s, is_retryable
 from dataplane.routing import Plan, Router, Target
-from dataplane.usage import METER_SKIP
 from gwapi.v1 import telemetry_pb2
 
 DEADLINE_S = 600.0  # the whole chain, retries and backoff included

@@ -42,8 +42,8 @@ from dataplane.errors import (
     new_request_id,
     unauthenticated,
 )
-from dataplane.events import client_version
 from dataplane.members import Member
+from dataplane.record import client_version
 from dataplane.snapshot import Snapshot, SnapshotHolder, Workspace, version_parts
 from dataplane.tokens import TokenVerifier, looks_like_jwt
 from gwcommon.access import allowed_targets_text, target_denial

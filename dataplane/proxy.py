@@ -7,7 +7,7 @@ here touches a disk, a database or the control plane. Request logging (the works
 ``log_bodies``) captures into memory only, via :mod:`dataplane.bodylog`.
 
 A client disconnect cancels a streamed upstream call and records the usage seen so far (the
-output estimated when the final usage never came, see :mod:`dataplane.usage`). A *non-streamed*
+output estimated when the final usage never came, see :mod:`dataplane.metering`). A *non-streamed*
 call whose upstream exchange is under way is not cancelled: the upstream goes on generating (and
 billing) anyway, so the answer is read to its end — within the route's timeouts, like any answer
 — and metered exactly, with nobody waiting for it (status 499, ``client_disconnected``); no
@@ -53,9 +53,9 @@ from dataplane.counters.memory import MemoryCounters
 from dataplane.doors.anthropic import AnthropicDoor
 from dataplane.doors.base import Door, Prepared
 from dataplane.errors import GatewayError, new_request_id
-from dataplane.events import RequestRecord, parse_metadata
 from dataplane.limits import Admission, Limiter
 from dataplane.providers.base import Header, UpstreamRequest
+from dataplane.record import RequestRecord, parse_metadata
 from dataplane.relay import Relay
 from dataplane.routing import Plan, Router
 
@@ -98,7 +98,7 @@ def forwardable_headers(
     return tuple((k, v) for k, v in headers if k not in drop and not k.startswith(b"x-tollgate-"))
 
 
-class MessagesHandler:
+class ApiHandler:
     """ASGI endpoint for Messages and count_tokens; needs AuthMiddleware in front."""
 
     def __init__(

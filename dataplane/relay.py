@@ -22,10 +22,10 @@ from dataplane.cache import CacheRecorder
 from dataplane.codecs.sse import SSEDecoder
 from dataplane.doors.base import Door
 from dataplane.errors import ERROR_TYPES, error_event
-from dataplane.events import RequestRecord
+from dataplane.metering import METER_SKIP, StreamMeter, usage_from_message
 from dataplane.providers.base import Header, UpstreamRequest, UpstreamResponse
 from dataplane.providers.betas import header_betas
-from dataplane.usage import METER_SKIP, StreamMeter, usage_from_message
+from dataplane.record import RequestRecord
 
 log = logging.getLogger("tollgate.relay")
 

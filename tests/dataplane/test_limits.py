@@ -33,10 +33,10 @@ from dataplane.limits import (
     format_usd,
     reservation_micros,
 )
+from dataplane.metering import TokenUsage
 from dataplane.periods import current_window
 from dataplane.pricing import DEFAULT_PRICES, PriceTable
 from dataplane.snapshot import Budget, Limits, Period, Snapshot, VirtualKey, Workspace
-from dataplane.usage import TokenUsage
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
 
 PRICES = PriceTable(DEFAULT_PRICES)

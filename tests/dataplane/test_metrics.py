@@ -6,8 +6,8 @@ import re
 
 import orjson
 
-from dataplane.events import RequestRecord
 from dataplane.metrics import Metrics
+from dataplane.record import RequestRecord
 from dataplane.server import DataPlane
 from gwcommon.prometheus import escape_label
 from tests.dataplane.conftest import REVOKED, SECRET, usage_events
