@@ -197,15 +197,20 @@ def test_open_breakers_go_last_and_recover() -> None:
     assert router.breaker_states() == {"a": "closed", "b": "closed", "c": "half_open"}
 
 
-def test_a_plan_never_tried_claims_no_probe() -> None:
-    """A plan answered from the cache or refused by a limit never sends its probe: planning
-    claims nothing, so the next request may probe at once, not after the probe lease."""
-    snap = build(FALLBACK)
+def fallback_with_a_half_open() -> tuple[Router, Principal]:
+    """The FALLBACK route's key, with target a half-open (opened, then its cooldown over)."""
     router, clock = router_for()
-    p = principal(snap, "key-fb")
+    p = principal(build(FALLBACK), "key-fb")
     for _ in range(2):
         record(router, p, "a", False)
     clock.now = 11
+    return router, p
+
+
+def test_a_plan_never_tried_claims_no_probe() -> None:
+    """A plan answered from the cache or refused by a limit never sends its probe: planning
+    claims nothing, so the next request may probe at once, not after the probe lease."""
+    router, p = fallback_with_a_half_open()
     plan = router.plan(p, "")
     assert names(plan) == ["a", "b", "c"]  # a's probe leads
     assert router.breaker.may_probe("a")  # ... and is still free
@@ -240,12 +245,7 @@ def test_planning_is_pure() -> None:
 def test_a_probe_is_claimed_only_when_its_attempt_is_made() -> None:
     """The attempt chain claims a half-open lead's probe when it hands that target out (to be
     sent); a lead whose probe another request claimed since the plan moves behind the others."""
-    snap = build(FALLBACK)
-    router, clock = router_for()
-    p = principal(snap, "key-fb")
-    for _ in range(2):
-        record(router, p, "a", False)
-    clock.now = 11
+    router, p = fallback_with_a_half_open()
     mine, theirs = router.plan(p, ""), router.plan(p, "")
     assert names(mine) == names(theirs) == ["a", "b", "c"]
     order = claimed_order(router.breaker, mine.targets)
