@@ -1,15 +1,33 @@
 """The attempt chain: it claims a half-open target's probe only when it sends to it, records the
-outcome with the target's thresholds, and returns what it settled on (``Served``)."""
+outcome with the target's thresholds, and returns what it settled on (``Served``), which the
+relay takes."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
+
 from dataplane.attempts import Attempts
+from dataplane.auth import Principal
 from dataplane.breaker import CircuitBreaker
-from dataplane.providers.base import BufferedResponse, Diagnosis, UpstreamRequest, UpstreamResponse
+from dataplane.cache import CacheRecorder
+from dataplane.doors.anthropic import AnthropicDoor
+from dataplane.providers.base import (
+    BufferedResponse,
+    Diagnosis,
+    Header,
+    UpstreamRequest,
+    UpstreamResponse,
+)
 from dataplane.record import RequestRecord
-from dataplane.relay import Exchange
+from dataplane.relay import Exchange, Relay, Served
 from dataplane.routing import Plan
 from dataplane.runtime import Target
+from dataplane.snapshot import Snapshot
+from tests.dataplane import runtimes
+from tests.dataplane.anthropic_streams import text_stream
+from tests.dataplane.conftest import build_snapshot
 
 
 class Clock:
@@ -86,3 +104,37 @@ async def test_when_every_attempt_fails_the_last_error_is_served() -> None:
     served = await Attempts(breaker).run(REQUEST, Plan((Target(a, "a", ""),)), rec, Exchange())
     assert (served.provider, served.attempts, served.upstream.status) == ("a", 1, 529)
     assert a.probe_free_when_sent == [False]  # closed: there was no probe to take
+
+
+async def _relayed(stream: bytes) -> list[Header] | None:
+    """Relay ``stream`` as a served streamed 200 (cut into 7-byte chunks); what answer gives."""
+    runtime = runtimes.runtime(Snapshot.from_proto(build_snapshot("http://127.0.0.1:1")))
+    key = next(iter(runtime.snapshot.keys_by_hash.values()))
+    principal = Principal(key, runtime.snapshot.workspaces[key.workspace], runtime)
+    rec = RequestRecord("req_1", "dp", "/v1/messages")
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    relay = Relay(AnthropicDoor(), principal, rec, send, [], Exchange(), CacheRecorder())
+    request = dataclasses.replace(REQUEST, stream=True)
+    chunks = [stream[i : i + 7] for i in range(0, len(stream), 7)]
+    served = Served(request, BufferedResponse(200, [], b""), "sim", 1, _iterate(chunks))
+    headers = await relay.answer(served)
+    assert sent[0]["status"] == 200 and relay.exchange.answered
+    assert (b"x-tollgate-attempts", b"1") in sent[0]["headers"]
+    return headers
+
+
+async def _iterate(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def test_the_relay_returns_its_headers_only_for_a_complete_answer() -> None:
+    """What the handler stores in the response cache: a complete stream only (message_stop seen,
+    no error), never one that ended early."""
+    complete = await _relayed(text_stream())
+    assert complete is not None and (b"x-tollgate-provider", b"sim") in complete
+    assert await _relayed(text_stream(finish=False)) is None
