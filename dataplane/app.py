@@ -8,7 +8,7 @@ dispatch (:class:`RouteTable`), :class:`dataplane.auth.AuthMiddleware` and
 ``HEAD /`` and ``GET /`` answer 200 at once (Claude Code's connectivity probe); ``/healthz``
 reports whether this replica can serve (it has a snapshot and is not draining). The three front
 doors — Anthropic ``/v1/messages``, Bedrock ``/bedrock/model/…``, Vertex ``/vertex/v1/…`` — are
-authenticated and share one :class:`MessagesHandler` code path; so are ``/v1/models``,
+authenticated and share one :class:`ApiHandler` code path; so are ``/v1/models``,
 ``/managed/settings``, ``/v1/tollgate/whoami`` (``gwctl doctor``'s view of the caller,
 :mod:`dataplane.whoami`), the OTLP paths and every other path under ``/v1/``. The sign-in
 endpoints (:mod:`dataplane.signin`) and ``GET /bedrock/inference-profiles`` are not.
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from dataplane.asgi import ASGIApp, Receive, Scope, Send, send_error_body, send_response
+from dataplane.attempts import Attempts
 from dataplane.auth import (
     PRINCIPAL,
     REQUEST_ID,
@@ -39,17 +40,17 @@ from dataplane.doors.base import Door
 from dataplane.doors.bedrock import BedrockDoor
 from dataplane.doors.vertex import VertexDoor
 from dataplane.errors import GatewayError, MethodNotAllowed, new_request_id, not_found
-from dataplane.events import RequestRecord
 from dataplane.guards import BodyDeadline, DrainGate
 from dataplane.limits import Limiter
 from dataplane.managed import PATH as MANAGED_SETTINGS
 from dataplane.managed import send_managed_settings
 from dataplane.metrics import Metrics
-from dataplane.proxy import MessagesHandler
+from dataplane.proxy import ApiHandler
+from dataplane.record import RequestRecord
 from dataplane.routing import Router
+from dataplane.runtime import Runtime, SnapshotHolder
 from dataplane.signin.routes import PATHS as SIGNIN_PATHS
 from dataplane.signin.routes import SignInRoutes
-from dataplane.snapshot import Snapshot, SnapshotHolder
 from dataplane.tokens import TokenVerifier
 from dataplane.whoami import PATH as WHOAMI
 from dataplane.whoami import Whoami
@@ -119,7 +120,7 @@ def list_models(principal: Principal, limit: int) -> bytes:
 
 
 def inference_profiles(
-    snapshot: Snapshot | None, scope: Scope, tokens: TokenVerifier | None = None
+    runtime: Runtime | None, scope: Scope, tokens: TokenVerifier | None = None
 ) -> bytes:
     """``GET /bedrock/inference-profiles``: the Claude models this gateway can meter, as Bedrock
     system-defined inference profiles (``us.``/``global.`` ids).
@@ -130,12 +131,12 @@ def inference_profiles(
     workspace) may use.
     """
     models = (
-        sorted({e.model_prefix for e in snapshot.prices.entries}, reverse=True) if snapshot else []
+        sorted({e.model_prefix for e in runtime.prices.entries}, reverse=True) if runtime else []
     )
     secret = extract_secret(scope)
-    if snapshot is not None and secret:
+    if runtime is not None and secret:
         with contextlib.suppress(GatewayError):
-            principal = authenticate(snapshot, secret, int(time.time() * 1000), tokens)
+            principal = authenticate(runtime, secret, int(time.time() * 1000), tokens)
             models = [m for m in models if principal.allows_model(m)]
     summaries = []
     for model in models:
@@ -280,7 +281,7 @@ def route_table(
     """
 
     async def profiles(scope: Scope, receive: Receive, send: Send) -> None:
-        await send_response(send, 200, inference_profiles(health.holder.current, scope, tokens))
+        await send_response(send, 200, inference_profiles(health.holder.runtime, scope, tokens))
 
     async def root(scope: Scope, receive: Receive, send: Send) -> None:
         head = scope["method"] == "HEAD"
@@ -354,8 +355,12 @@ def build_app(
         sink = metrics.sink(sink)
     tokens = TokenVerifier(on_refuse=metrics.signin.bearer_refused if metrics is not None else None)
 
-    def handler(door: Door) -> MessagesHandler:
-        return MessagesHandler(router, sink, dataplane_id, max_body, door, limiter, cache, tracer)
+    attempts = Attempts(router.breaker)
+
+    def handler(door: Door) -> ApiHandler:
+        return ApiHandler(
+            router, attempts, sink, dataplane_id, max_body, door, limiter, cache, tracer
+        )
 
     routes = route_table(
         handler, health, tokens, Whoami(router, limiter, dataplane_id), metrics, signin, otlp

@@ -17,8 +17,8 @@ says what happened, its ``status`` what the client is told. Code that must tell 
     ├── LimitError                  429: a rate limit or a budget (dataplane.limits)
     ├── Unavailable                 503: not now — no configuration yet, draining, the counter
     │                                    store unreachable, a provider's secret not received
-    ├── Misconfigured               500 (503 for a workspace without a developer provider): the
-    │                                    operator's setup, not the request, is wrong
+    ├── Misconfigured               500 (503 for a key, or a workspace's developers, without a
+    │                                    provider): the operator's setup, not the request, is wrong
     └── UpstreamError               no usable answer from a provider: the attempt chain moves on,
         │                           and the target's circuit breaker counts a failure
         ├── UpstreamConnectError    502: never reached it (refused, DNS, TLS, connect or pool

@@ -49,7 +49,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from dataplane.asgi import Header
 from dataplane.clienttext import clean
-from dataplane.events import RequestRecord
+from dataplane.record import RequestRecord
 from dataplane.tracing.context import TraceContext, begin, new_span_id
 from gwcommon.usage_limits import TEXT_CHARS
 

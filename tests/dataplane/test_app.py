@@ -10,12 +10,11 @@ import httpx
 import orjson
 import pytest
 
-from dataplane.app import Health, Route, RouteTable, route_table
+from dataplane.app import Route, RouteTable, route_table
 from dataplane.asgi import Receive, Scope, Send
 from dataplane.doors.anthropic import AnthropicDoor
 from dataplane.metrics import Metrics
 from dataplane.server import DataPlane
-from dataplane.snapshot import SnapshotHolder
 from dataplane.tokens import TokenVerifier
 from tests.dataplane.conftest import SECRET
 
@@ -74,10 +73,10 @@ async def _nothing(scope: Scope, receive: Receive, send: Send) -> None:
     raise AssertionError("not called")
 
 
-def test_every_row_of_the_table_is_tested_here() -> None:
+async def test_every_row_of_the_table_is_tested_here(dataplane: DataPlane) -> None:
     table = route_table(
         lambda door: _nothing,
-        Health(SnapshotHolder()),
+        dataplane.health,
         TokenVerifier(),
         _nothing,
         Metrics(),
