@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 
 from gwapi.v1 import common_pb2
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError
 from gwcommon.access import target_denial, uncovered_patterns
 from gwctl import output as out
 from gwctl import workspace_signin as signin
@@ -27,7 +29,6 @@ from gwctl.cli import (
     leaf,
     limits_from_args,
 )
-from tui.client import ClientError, GatewayClient
 
 
 def register(subparsers: Subparsers) -> None:

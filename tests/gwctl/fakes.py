@@ -1,4 +1,4 @@
-"""A stand-in for ``tui.client.GatewayClient``: canned protobufs, recorded calls, no network."""
+"""A stand-in for ``gwclient.client.GatewayClient``: canned protobufs, recorded calls, no network."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2, telemetry_pb2
-from tui.client import ClientError
+from gwclient.errors import ClientError
 
 SECRET = "gw-Sup3rS3cretValue0123456789abcdef"
 

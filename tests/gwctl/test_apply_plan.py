@@ -14,13 +14,13 @@ import orjson
 import pytest
 
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.errors import ClientError
 from gwctl import apply, config_file, parse
 from gwctl import main as gwctl_main
 from gwctl.apply import Plan, State, plan, render_plan
 from gwctl.cli import CommandError
 from gwctl.config_file import ConfigError, loads
 from tests.gwctl.fakes import SECRET, FakeClient
-from tui.client import ClientError
 
 BASE = """
 providers:

@@ -1,4 +1,4 @@
-"""A fixed-data stand-in for ``tui.client.GatewayClient``: no network, no clock dependence."""
+"""A fixed-data stand-in for ``gwclient.client.GatewayClient``: no network, no clock dependence."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 
 from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2, telemetry_pb2
-from tui.client import ClientError
+from gwclient.errors import ClientError
 
 DAY = common_pb2.PERIOD_DAY
 MONTH = common_pb2.PERIOD_MONTH

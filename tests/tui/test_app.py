@@ -10,10 +10,10 @@ from rich.text import Text
 from textual.widgets import Input, Sparkline
 
 from gwapi.v1 import telemetry_pb2
+from gwclient.errors import ClientError
 from tests.tui.conftest import make_app, settle
 from tests.tui.fake_client import FakeClient, log_event
 from tui.app import TollgateApp
-from tui.client import ClientError
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import RequestDetailScreen
 from tui.screens.help import HelpScreen

@@ -6,10 +6,10 @@ from __future__ import annotations
 import grpc
 from rich.text import Text
 
+from gwclient.errors import ClientError
 from tests.tui.conftest import make_app, settle
 from tests.tui.fake_client import FakeClient, audit_event
 from tests.tui.test_app import screen_text
-from tui.client import ClientError
 from tui.screens.audit import AuditDetailScreen
 from tui.screens.help import HelpScreen
 from tui.widgets.audit import AuditView

@@ -8,9 +8,9 @@ from __future__ import annotations
 from textual.widgets import DataTable
 
 from gwapi.v1 import admin_pb2
-from tui import audit_diff
+from gwclient import audit_diff
+from gwclient.api import ConsoleAPI
 from tui import format as fmt
-from tui.api import GatewayLike
 from tui.messages import AuditArrived, Row, RowsLoaded
 from tui.screens.audit import AuditDetailScreen
 from tui.widgets.logs import LogTable
@@ -58,7 +58,7 @@ class AuditView(TableView):
     def log_table(self) -> LogTable:
         return self.query_one(LogTable)
 
-    async def fetch(self, client: GatewayLike) -> RowsLoaded:  # the audit worker feeds this view
+    async def fetch(self, client: ConsoleAPI) -> RowsLoaded:  # the audit worker feeds this view
         raise NotImplementedError
 
     def on_audit_arrived(self, message: AuditArrived) -> None:

@@ -10,8 +10,8 @@ from textual import events
 from textual.widgets import DataTable
 
 from gwapi.v1 import telemetry_pb2
+from gwclient.api import ConsoleAPI
 from tui import format as fmt
-from tui.api import GatewayLike
 from tui.messages import LogArrived, Row, RowsLoaded
 from tui.screens.detail import RequestDetailScreen
 from tui.widgets.table_view import TableView
@@ -124,7 +124,7 @@ class LogsView(TableView):
     def log_table(self) -> LogTable:
         return self.query_one(LogTable)
 
-    async def fetch(self, client: GatewayLike) -> RowsLoaded:  # the tail worker feeds this view
+    async def fetch(self, client: ConsoleAPI) -> RowsLoaded:  # the tail worker feeds this view
         raise NotImplementedError
 
     def on_log_arrived(self, message: LogArrived) -> None:

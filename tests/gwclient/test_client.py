@@ -18,7 +18,8 @@ from gwapi.v1 import (
     telemetry_pb2,
     telemetry_pb2_grpc,
 )
-from tui.client import ClientError, GatewayClient, translate_error
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError, translate_error
 
 TOKEN = "tok-very-secret"
 
