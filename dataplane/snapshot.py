@@ -38,7 +38,7 @@ from dataplane.members import (
 from dataplane.pricing import PriceTable
 from dataplane.telemetry.destinations import Destination, destinations_from_proto
 from gwapi.v1 import common_pb2, discovery_pb2
-from gwcommon.access import compile_models
+from gwcommon.allowlists import compile_models
 
 log = logging.getLogger("tollgate.snapshot")
 
@@ -116,7 +116,7 @@ class Workspace:
     min_client_parts: tuple[int, ...] = ()  # the same, parsed for numeric comparison
     log_bodies: Literal["none", "metadata", "full"] = "none"  # request logging policy
     log_body_max_bytes: int = 256 * 1024  # cap per logged body (full)
-    # Access controls (gwcommon.access; empty = everything). ``models_re`` is allowed_models
+    # Access controls (gwcommon.allowlists; empty = everything). ``models_re`` is allowed_models
     # compiled once per snapshot into one regex (None = every model): O(1) regex call per request.
     allowed_providers: tuple[str, ...] = ()
     allowed_routes: tuple[str, ...] = ()

@@ -16,7 +16,7 @@ import argparse
 from gwapi.v1 import common_pb2
 from gwclient.client import GatewayClient
 from gwclient.errors import ClientError
-from gwcommon.access import target_denial, uncovered_patterns
+from gwcommon.allowlists import target_denial, uncovered_patterns
 from gwctl import output as out
 from gwctl import workspace_signin as signin
 from gwctl.cli import (

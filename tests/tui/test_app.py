@@ -15,8 +15,8 @@ from tests.tui.conftest import make_app, settle
 from tests.tui.fake_client import FakeClient, log_event
 from tui.app import TollgateApp
 from tui.screens.confirm import ConfirmScreen
-from tui.screens.detail import RequestDetailScreen
 from tui.screens.help import HelpScreen
+from tui.screens.request_detail import RequestDetailScreen
 from tui.screenshot import export_svg
 from tui.widgets.logs import LogsView
 from tui.widgets.table_view import TableView

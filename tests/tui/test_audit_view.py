@@ -10,7 +10,7 @@ from gwclient.errors import ClientError
 from tests.tui.conftest import make_app, settle
 from tests.tui.fake_client import FakeClient, audit_event
 from tests.tui.test_app import screen_text
-from tui.screens.audit import AuditDetailScreen
+from tui.screens.audit_detail import AuditDetailScreen
 from tui.screens.help import HelpScreen
 from tui.widgets.audit import AuditView
 

@@ -9,9 +9,9 @@ from tests.tui.conftest import make_app, settle
 from tests.tui.fake_client import FakeClient, log_event
 from tui.app import TollgateApp
 from tui.screens.confirm import ConfirmScreen
-from tui.screens.detail import RequestDetailScreen, detail_fields
-from tui.screens.developer import DeveloperDetailScreen
+from tui.screens.developer_detail import DeveloperDetailScreen
 from tui.screens.help import HelpScreen
+from tui.screens.request_detail import RequestDetailScreen, detail_fields
 from tui.widgets.developers import DevelopersView, window_start
 from tui.widgets.logs import LogsView
 from tui.widgets.table_view import TableView
@@ -107,7 +107,7 @@ async def test_enter_opens_the_developers_detail_and_esc_returns() -> None:
 
 
 def screen_fields(screen: DeveloperDetailScreen) -> list[tuple[str, Text]]:
-    from tui.screens.developer import detail_fields as developer_fields
+    from tui.screens.developer_detail import detail_fields as developer_fields
 
     return developer_fields(screen.developer, screen.usage)
 

@@ -22,10 +22,10 @@ from tests.ci import unavailable
 from tests.tui.conftest import settle
 from tests.tui.fake_client import FakeClient
 from tui.app import TollgateApp
-from tui.screens.audit import AuditDetailScreen
-from tui.screens.detail import RequestDetailScreen
-from tui.screens.developer import DeveloperDetailScreen
+from tui.screens.audit_detail import AuditDetailScreen
+from tui.screens.developer_detail import DeveloperDetailScreen
 from tui.screens.help import HelpScreen
+from tui.screens.request_detail import RequestDetailScreen
 
 SIZE = (80, 24)
 FIXED_NOW = 1_700_000_600.0  # a few minutes after the fake data's timestamps

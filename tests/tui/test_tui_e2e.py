@@ -18,7 +18,7 @@ from gwclient.client import GatewayClient
 from tests.gwctl.threaded_cp import threaded_control_plane
 from tests.tui.conftest import find_on_screen, screen_lines
 from tui.app import TollgateApp
-from tui.screens.detail import RequestDetailScreen
+from tui.screens.request_detail import RequestDetailScreen
 from tui.widgets.logs import LogsView
 from tui.widgets.views import OverviewView
 

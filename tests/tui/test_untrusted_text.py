@@ -11,9 +11,9 @@ from __future__ import annotations
 from gwapi.v1 import telemetry_pb2
 from tests.tui.conftest import find_on_screen, make_app, screen_lines, settle
 from tests.tui.fake_client import FakeClient, audit_event, log_event
-from tui.screens.audit import AuditDetailScreen
+from tui.screens.audit_detail import AuditDetailScreen
 from tui.screens.confirm import ConfirmScreen
-from tui.screens.detail import RequestDetailScreen
+from tui.screens.request_detail import RequestDetailScreen
 from tui.widgets.logs import LogsView
 
 WIDE = (200, 30)  # every column of the Logs view on screen

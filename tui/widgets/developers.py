@@ -24,7 +24,7 @@ from gwclient.budgets import main_budget
 from gwcommon.activity import cost_disagreement
 from tui import format as fmt
 from tui.messages import DisableRequested, Row, RowsLoaded
-from tui.screens.developer import DeveloperDetailScreen
+from tui.screens.developer_detail import DeveloperDetailScreen
 from tui.widgets.table_view import TableView
 
 DAY_MS = 86_400_000
