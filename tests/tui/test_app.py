@@ -12,7 +12,7 @@ from textual.widgets import Input, Sparkline
 from gwapi.v1 import telemetry_pb2
 from gwclient.errors import ClientError
 from tests.tui.conftest import make_app, settle
-from tests.tui.fake_client import FakeClient, log_event
+from tests.tui.console_data import console_fake, log_event
 from tui.app import TollgateApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
@@ -60,7 +60,7 @@ async def test_overview_shows_workspaces_spend_and_last_hour() -> None:
 
 
 async def test_number_keys_switch_views() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         expected = {
@@ -142,7 +142,7 @@ async def test_keys_sort_by_column() -> None:
 
 
 async def test_revoke_asks_and_calls_revoke_key_on_yes() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
@@ -162,7 +162,7 @@ async def test_revoke_asks_and_calls_revoke_key_on_yes() -> None:
 
 
 async def test_readonly_refuses_revoke() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client, readonly=True)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
@@ -195,7 +195,7 @@ def stats_row(group: str, **fields: object) -> telemetry_pb2.StatsRow:
 
 
 async def test_overview_live_stats_frames_update_rows_and_sparkline() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         view = app.current_view
@@ -226,7 +226,7 @@ async def test_overview_live_stats_frames_update_rows_and_sparkline() -> None:
 
 
 async def test_providers_live_latency_and_errors() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("3")
@@ -244,7 +244,7 @@ async def test_providers_live_latency_and_errors() -> None:
 
 
 async def test_without_stream_stats_the_poll_goes_on_and_the_status_bar_says_so() -> None:
-    client = FakeClient()
+    client = console_fake()
     client.stats_error = ClientError(grpc.StatusCode.UNIMPLEMENTED, "does not implement")
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
@@ -257,7 +257,7 @@ async def test_without_stream_stats_the_poll_goes_on_and_the_status_bar_says_so(
 
 
 async def test_stream_stats_outage_is_reported_and_retried() -> None:
-    client = FakeClient()
+    client = console_fake()
     client.stats_error = ClientError(grpc.StatusCode.UNAVAILABLE, "cannot reach it")
     app = TollgateApp(client, poll_interval=0.01)
     async with app.run_test(size=SIZE) as pilot:
@@ -283,7 +283,7 @@ async def test_sessions_show_requests_tokens_cost() -> None:
 
 
 async def test_logs_follow_new_records_until_scrolled_up() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("5")
@@ -309,7 +309,7 @@ async def test_logs_follow_new_records_until_scrolled_up() -> None:
 
 
 async def test_logs_filter_applies_to_new_records() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("5")
@@ -326,7 +326,7 @@ async def test_logs_filter_applies_to_new_records() -> None:
 
 
 async def test_enter_opens_request_detail_with_attempt_log() -> None:
-    client = FakeClient(initial_logs=0)
+    client = console_fake(initial_logs=0)
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("5")
@@ -358,13 +358,15 @@ async def test_enter_opens_request_detail_with_attempt_log() -> None:
 
 
 async def test_control_plane_errors_show_in_the_status_bar() -> None:
-    client = FakeClient()
-    client.fail = "cannot reach the control plane at fake: is it running?"
+    client = console_fake()
+    client.fail = ClientError(
+        grpc.StatusCode.UNAVAILABLE, "cannot reach the control plane at fake: is it running?"
+    )
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, lambda: "cannot reach" in app.status_bar.message)
         assert app.status_bar.error
-        client.fail = ""
+        client.fail = None
         await pilot.press("2")  # a view switch polls at once
         view = app.current_view
         await settle(pilot, lambda: len(view.shown) == 3)
@@ -403,7 +405,7 @@ async def test_clicking_a_header_sorts_and_again_reverses() -> None:
 
 
 async def test_logs_pageup_pauses_following() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("5")
@@ -417,14 +419,14 @@ async def test_logs_pageup_pauses_following() -> None:
 
 
 async def test_svg_export_of_a_view(tmp_path: Path) -> None:
-    svg = await export_svg(FakeClient(), "overview", tmp_path / "overview.svg")
+    svg = await export_svg(console_fake(), "overview", tmp_path / "overview.svg")
     assert (tmp_path / "overview.svg").read_text() == svg
     text = html.unescape(svg).replace("\xa0", " ")
     assert "research" in text and "Overview" in text
 
 
 async def test_request_detail_loads_logged_headers_and_bodies() -> None:
-    client = FakeClient(initial_logs=2)
+    client = console_fake(initial_logs=2)
     client.bodies["req_0002"] = (
         b'{"model":"claude-opus-4-8","messages":[]}',
         b"event: message_stop\n",
