@@ -41,7 +41,7 @@ def created(capsys: pytest.CaptureFixture[str], *argv: str) -> common_pb2.Provid
     assert code == 0, err
     name, (provider, _) = fake_cp.calls[-1]
     assert name == "create_provider"
-    return provider  # type: ignore[no-any-return]
+    return provider
 
 
 def update_args(*argv: str) -> argparse.Namespace:

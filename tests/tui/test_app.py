@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 from pathlib import Path
 
@@ -36,6 +37,10 @@ def plain(cell: object) -> str:
 
 def cells_of(view: TableView) -> dict[str, list[str]]:
     return {row.key: [plain(cell) for cell in row.cells] for row in view.shown}
+
+
+def has_bodies(screen: RequestDetailScreen) -> bool:
+    return screen.bodies is not None
 
 
 def keys_of(view: TableView) -> list[str]:
@@ -444,7 +449,7 @@ async def test_request_detail_loads_logged_headers_and_bodies() -> None:
             await pilot.press("enter")
             screen = app.screen
             assert isinstance(screen, RequestDetailScreen)
-            await settle(pilot, lambda s=screen: s.bodies is not None)
+            await settle(pilot, functools.partial(has_bodies, screen))
             assert expected in screen.bodies.plain  # type: ignore[union-attr]
             if request_id == "req_0002":
                 assert "x-api-key: [redacted]" in screen.bodies.plain  # type: ignore[union-attr]
