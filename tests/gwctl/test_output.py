@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -418,10 +417,10 @@ def test_unknown_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) 
 def test_serve_passes_argv_through(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from dataplane import cli
+
     seen: list[list[str]] = []
-    fake = types.ModuleType("dataplane.cli")
-    fake.main = seen.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "dataplane.cli", fake)
+    monkeypatch.setattr(cli, "main", seen.append)
     argv = ["--listen", "127.0.0.1:9", "--control-plane", "127.0.0.1:1", "-h", "--token=x"]
     assert gwctl_main.main(["dataplane", "serve", *argv]) == 0
     assert seen == [argv]
