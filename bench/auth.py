@@ -29,7 +29,10 @@ from typing import Any
 import jwt
 
 from dataplane.auth import AuthMiddleware
-from dataplane.snapshot import Snapshot, SnapshotHolder
+from dataplane.providers.registry import ProviderRegistry
+from dataplane.providers.transport import Transport
+from dataplane.runtime import SnapshotHolder
+from dataplane.snapshot import Snapshot
 from gwapi.v1 import common_pb2, discovery_pb2
 
 LIMIT_MS = 0.05
@@ -90,7 +93,7 @@ def scope(secret: str) -> dict[str, Any]:
 
 
 async def run(n: int) -> bool:
-    holder = SnapshotHolder()
+    holder = SnapshotHolder(ProviderRegistry(Transport()))
     holder.swap(snapshot())
     served = 0
 

@@ -3,7 +3,7 @@
 ``HEAD /`` and ``GET /`` answer 200 at once (Claude Code's connectivity probe); ``/healthz``
 reports whether this replica can serve (it has a snapshot and is not draining). The three front
 doors — Anthropic ``/v1/messages``, Bedrock ``/bedrock/model/…``, Vertex ``/vertex/v1/…`` — sit
-behind :class:`dataplane.auth.AuthMiddleware` and share one :class:`MessagesHandler` code path;
+behind :class:`dataplane.auth.AuthMiddleware` and share one :class:`ApiHandler` code path;
 so do ``/v1/models``, ``/managed/settings`` and ``/v1/tollgate/whoami`` (``gwctl doctor``'s view of
 the caller, :mod:`dataplane.whoami`). The sign-in endpoints
 (:mod:`dataplane.signin`) are unauthenticated.
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from dataplane.asgi import ASGIApp, Receive, Scope, Send, send_error, send_response
+from dataplane.attempts import Attempts
 from dataplane.auth import (
     PRINCIPAL,
     REQUEST_ID,
@@ -33,16 +34,16 @@ from dataplane.doors.base import Door
 from dataplane.doors.bedrock import BedrockDoor
 from dataplane.doors.vertex import VertexDoor
 from dataplane.errors import GatewayError, new_request_id, not_found
-from dataplane.events import RequestRecord
 from dataplane.guards import BodyDeadline, DrainGate
 from dataplane.limits import Limiter
 from dataplane.managed import PATH as MANAGED_SETTINGS
 from dataplane.managed import send_managed_settings
 from dataplane.metrics import Metrics
-from dataplane.proxy import MessagesHandler
+from dataplane.proxy import ApiHandler
+from dataplane.record import RequestRecord
 from dataplane.routing import Router
+from dataplane.runtime import Runtime, SnapshotHolder
 from dataplane.signin.routes import SignInRoutes
-from dataplane.snapshot import Snapshot, SnapshotHolder
 from dataplane.tokens import TokenVerifier
 from dataplane.whoami import PATH as WHOAMI
 from dataplane.whoami import Whoami
@@ -104,7 +105,7 @@ def list_models(principal: Principal, limit: int) -> bytes:
 
 
 def inference_profiles(
-    snapshot: Snapshot | None, scope: Scope, tokens: TokenVerifier | None = None
+    runtime: Runtime | None, scope: Scope, tokens: TokenVerifier | None = None
 ) -> bytes:
     """``GET /bedrock/inference-profiles``: the Claude models this gateway can meter, as Bedrock
     system-defined inference profiles (``us.``/``global.`` ids).
@@ -115,12 +116,12 @@ def inference_profiles(
     workspace) may use.
     """
     models = (
-        sorted({e.model_prefix for e in snapshot.prices.entries}, reverse=True) if snapshot else []
+        sorted({e.model_prefix for e in runtime.prices.entries}, reverse=True) if runtime else []
     )
     secret = extract_secret(scope)
-    if snapshot is not None and secret:
+    if runtime is not None and secret:
         with contextlib.suppress(GatewayError):
-            principal = authenticate(snapshot, secret, int(time.time() * 1000), tokens)
+            principal = authenticate(runtime, secret, int(time.time() * 1000), tokens)
             models = [m for m in models if principal.allows_model(m)]
     summaries = []
     for model in models:
@@ -148,9 +149,9 @@ class Routes:
 
     def __init__(
         self,
-        messages: MessagesHandler,
-        bedrock: MessagesHandler,
-        vertex: MessagesHandler,
+        messages: ApiHandler,
+        bedrock: ApiHandler,
+        vertex: ApiHandler,
         health: Health,
         metrics: Metrics | None = None,
         signin: SignInRoutes | None = None,
@@ -186,7 +187,7 @@ class Routes:
         elif path.startswith(VERTEX) and method == "POST":
             await self.vertex(scope, receive, send)
         elif path == "/bedrock/inference-profiles" and method == "GET":
-            profiles = inference_profiles(self.health.holder.current, scope, self.tokens)
+            profiles = inference_profiles(self.health.holder.runtime, scope, self.tokens)
             await send_response(send, 200, profiles)
         elif path == "/" and method in ("GET", "HEAD"):
             await send_response(send, 200, b"" if method == "HEAD" else b'{"service":"tollgate"}')
@@ -275,8 +276,12 @@ def build_app(
         sink = metrics.sink(sink)
     tokens = TokenVerifier(on_refuse=metrics.signin.bearer_refused if metrics is not None else None)
 
-    def handler(door: Door) -> MessagesHandler:
-        return MessagesHandler(router, sink, dataplane_id, max_body, door, limiter, cache, tracer)
+    attempts = Attempts(router.breaker)
+
+    def handler(door: Door) -> ApiHandler:
+        return ApiHandler(
+            router, attempts, sink, dataplane_id, max_body, door, limiter, cache, tracer
+        )
 
     routes = Routes(
         handler(AnthropicDoor()),

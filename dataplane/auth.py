@@ -42,9 +42,10 @@ from dataplane.errors import (
     new_request_id,
     unauthenticated,
 )
-from dataplane.events import client_version
 from dataplane.members import Member
-from dataplane.snapshot import Snapshot, SnapshotHolder, Workspace, version_parts
+from dataplane.record import client_version
+from dataplane.runtime import Runtime, SnapshotHolder
+from dataplane.snapshot import Snapshot, Workspace, version_parts
 from dataplane.tokens import TokenVerifier, looks_like_jwt
 from gwcommon.allowlists import allowed_targets_text, target_denial
 
@@ -64,11 +65,15 @@ REQUEST_ID = "tollgate.request_id"
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling, resolved against one snapshot that the whole request then uses."""
+    """Who is calling, resolved against one runtime that the whole request then uses."""
 
     member: Member  # a virtual key or a signed-in developer
     workspace: Workspace
-    snapshot: Snapshot
+    runtime: Runtime  # pinned: its snapshot, adapters and compiled routes serve the request
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.runtime.snapshot
 
     def member_admits(self, model: str) -> bool:
         """Whether the member's own allow-list (glob patterns; empty = any) admits ``model``."""
@@ -160,12 +165,13 @@ def extract_secret(scope: Scope) -> str | None:
 
 
 def authenticate(
-    snapshot: Snapshot, secret: str | None, now_ms: int, tokens: TokenVerifier | None = None
+    runtime: Runtime, secret: str | None, now_ms: int, tokens: TokenVerifier | None = None
 ) -> Principal:
     """Resolve a secret to a principal or raise a 401 saying which check failed.
 
     A secret that is not a ``gw-`` key and looks like a JWT is a signed-in developer's access
     token, verified by ``tokens`` (a fresh, uncached verifier when None)."""
+    snapshot = runtime.snapshot
     if not secret:
         raise unauthenticated(
             "No API key was sent. Set ANTHROPIC_AUTH_TOKEN to your Tollgate virtual key (gw-…), "
@@ -174,7 +180,7 @@ def authenticate(
     if not secret.startswith("gw-") and looks_like_jwt(secret):
         verifier = tokens if tokens is not None else TokenVerifier()
         developer = verifier.resolve(snapshot, secret, now_ms)
-        return Principal(developer, snapshot.workspaces[developer.workspace], snapshot)
+        return Principal(developer, snapshot.workspaces[developer.workspace], runtime)
     digest = hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
     key = snapshot.keys_by_hash.get(digest)
     if key is None:
@@ -197,7 +203,7 @@ def authenticate(
             "new key."
         )
     workspace = snapshot.workspaces[key.workspace]  # validated when the snapshot was parsed
-    return Principal(key, workspace, snapshot)
+    return Principal(key, workspace, runtime)
 
 
 def check_client_version(workspace: Workspace, user_agent: bytes | None) -> None:
@@ -248,10 +254,10 @@ class AuthMiddleware:
             return
         request_id = new_request_id()
         scope[REQUEST_ID] = request_id
-        snapshot = self.holder.current
+        runtime = self.holder.runtime
         workspace = ""
         try:
-            if snapshot is None:
+            if runtime is None:
                 raise GatewayError(
                     503,
                     "The gateway has not received its configuration from the control plane yet. "
@@ -259,7 +265,7 @@ class AuthMiddleware:
                     headers=((b"retry-after", b"2"),),
                 )
             principal = authenticate(
-                snapshot, extract_secret(scope), int(self.clock() * 1000), self.tokens
+                runtime, extract_secret(scope), int(self.clock() * 1000), self.tokens
             )
             workspace = principal.workspace.name
             check_client_version(principal.workspace, header(scope, b"user-agent"))

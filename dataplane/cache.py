@@ -60,8 +60,8 @@ from typing import Any, Protocol
 import orjson
 
 from dataplane.asgi import Send
+from dataplane.metering import TokenUsage
 from dataplane.providers.betas import header_betas
-from dataplane.usage import TokenUsage
 
 __all__ = [
     "BYPASS",

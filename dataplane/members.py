@@ -24,8 +24,8 @@ import orjson
 
 from dataplane.errors import GatewayError
 
-if TYPE_CHECKING:  # snapshot.py imports this module: annotations only
-    from dataplane.snapshot import Limits
+if TYPE_CHECKING:  # resources.py imports this module: annotations only
+    from dataplane.resources import Limits
 
 
 class Member(Protocol):

@@ -14,7 +14,7 @@ from dataplane.providers.base import UpstreamRequest
 from dataplane.providers.bedrock import BedrockProvider
 from dataplane.providers.transport import Timeouts, Transport
 from dataplane.providers.vertex import VertexProvider
-from dataplane.routing import route_timeouts
+from dataplane.runtime import route_timeouts
 from dataplane.snapshot import ProviderConfig, RouteConfig, RouteTarget
 from tests.dataplane.providers import test_bedrock as bedrock_t
 from tests.dataplane.providers import test_vertex as vertex_t
