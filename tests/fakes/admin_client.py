@@ -107,12 +107,6 @@ class FakeAdminClient:
             for method, args in self.calls
         )
 
-    def args_of(self, name: str) -> tuple[Any, ...]:
-        """The arguments of the last call of ``name`` (AssertionError if none)."""
-        found = [args for method, args in self.calls if method == name]
-        assert found, f"{name} was not called: {self.calls}"
-        return found[-1]
-
     def push_log(self, event: telemetry_pb2.UsageEvent) -> None:
         self._queue_of_logs().put_nowait(event)
 
