@@ -49,7 +49,7 @@ from dataplane.record import client_version
 from dataplane.runtime import Runtime, SnapshotHolder
 from dataplane.snapshot import Snapshot, Workspace, version_parts
 from dataplane.tokens import TokenVerifier, looks_like_jwt
-from gwcommon.access import allowed_targets_text, target_denial
+from gwcommon.allowlists import allowed_targets_text, target_denial
 
 PRINCIPAL = "tollgate.principal"
 
@@ -94,7 +94,7 @@ class Principal:
 
     def check_access(self, model: str) -> None:
         """503 when the member has no target at all; 403 ``permission_error`` unless its target
-        is within its workspace's access controls (:mod:`gwcommon.access`); refused unless both
+        is within its workspace's access controls (:mod:`gwcommon.allowlists`); refused unless both
         the member's and the workspace's model lists admit ``model`` (403 for a key, 400
         ``invalid_request_error`` for a developer, as Claude Code's gateway protocol asks). Runs
         before any limit is reserved, so a refusal costs no budget."""

@@ -92,7 +92,7 @@ class Workspace:
     min_client_parts: tuple[int, ...] = ()  # the same, parsed for numeric comparison
     log_bodies: Literal["none", "metadata", "full"] = "none"  # request logging policy
     log_body_max_bytes: int = 256 * 1024  # cap per logged body (full)
-    # Access controls (gwcommon.access; empty = everything). ``models_re`` is allowed_models
+    # Access controls (gwcommon.allowlists; empty = everything). ``models_re`` is allowed_models
     # compiled once per snapshot into one regex (None = every model): O(1) regex call per request.
     allowed_providers: tuple[str, ...] = ()
     allowed_routes: tuple[str, ...] = ()

@@ -48,7 +48,7 @@ from dataplane.resources import (
 from dataplane.telemetry.destinations import Destination, destinations_from_proto
 from gwapi.v1 import common_pb2, discovery_pb2
 from gwcommon import breaker_defaults
-from gwcommon.access import compile_models
+from gwcommon.allowlists import compile_models
 
 __all__ = [
     "Budget",

@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 
 from gwapi.v1 import common_pb2
+from gwclient.client import GatewayClient
 from gwcommon import breaker_defaults
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
-from tui.client import GatewayClient
 
 MODES = ("fallback", "loadbalance")
 DEFAULT_RETRY_ON = "429,500,502,503,504,529"
