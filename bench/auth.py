@@ -29,6 +29,7 @@ from typing import Any
 import jwt
 
 from dataplane.auth import AuthMiddleware
+from dataplane.doors.anthropic import AnthropicDoor
 from dataplane.providers.registry import ProviderRegistry
 from dataplane.providers.transport import Transport
 from dataplane.runtime import SnapshotHolder
@@ -107,7 +108,8 @@ async def run(n: int) -> bool:
     async def refuse(message: Any) -> None:
         raise AssertionError(f"refused: {message}")
 
-    mw = AuthMiddleware(app, holder, protected=("/v1/",))
+    door = AnthropicDoor()  # every path here is protected, refused in the Anthropic format
+    mw = AuthMiddleware(app, holder, protects=lambda _path: door)
     cached_token = mint("dev_1")
     fresh = [mint("dev_1", jti=str(i)) for i in range(n)]  # minted before timing starts
     samples: dict[str, list[float]] = {"virtual key": [], "JWT, cached": [], "JWT, first use": []}

@@ -42,11 +42,11 @@ import orjson
 from dataplane.asgi import ClientDisconnected
 from dataplane.breaker import CircuitBreaker
 from dataplane.codecs.sse import SSEDecoder, SSEEvent
-from dataplane.errors import GatewayError
+from dataplane.errors import GatewayError, Unavailable, UpstreamError, answer_failed
 from dataplane.metering import METER_SKIP
 from dataplane.providers.base import BufferedResponse, UpstreamRequest, UpstreamResponse
 from dataplane.record import RequestRecord
-from dataplane.relay import Exchange, Served, error_fields, find_header, is_timeout
+from dataplane.relay import Exchange, Served, error_fields, find_header
 from dataplane.retry import RETRYABLE_ERROR_TYPES, backoff_s, is_retryable
 from dataplane.routing import Plan
 from dataplane.runtime import Target
@@ -130,7 +130,7 @@ class Attempts:
                     upstream = await target.provider.send(sent)
                 except GatewayError as err:
                     failure = err
-                    transport = err.status in (502, 504)
+                    transport = isinstance(err, UpstreamError)
                     if transport:
                         record_outcome(self.breaker, target, False)
                     self._log(rec, target, sent_request, started, t0, 0, err.error_type, "retried")
@@ -187,8 +187,7 @@ class Attempts:
                     first = events[0]
         except Exception as exc:
             await upstream.aclose()
-            status = 504 if is_timeout(exc) else 502
-            return GatewayError(status, f"Provider '{target.name}' failed before its first event.")
+            return answer_failed(exc, f"Provider '{target.name}' failed before its first event.")
         if first is not None and first.event == "error":
             etype, message = error_fields(first.data.encode())
             if etype in RETRYABLE_ERROR_TYPES:
@@ -212,7 +211,7 @@ class Attempts:
         if isinstance(failure, BufferedResponse):
             return Served(request, failure, rec.provider, rec.attempts)
         if failure is None:
-            failure = GatewayError(503, "No provider of this route could be tried; please retry.")
+            failure = Unavailable(503, "No provider of this route could be tried; please retry.")
         raise failure
 
     @staticmethod

@@ -27,16 +27,18 @@ from typing import Protocol
 
 from dataplane.asgi import (
     ASGIApp,
+    Header,
     Receive,
     Scope,
     Send,
     header,
-    send_error,
     send_error_body,
     send_response,
 )
 from dataplane.errors import (
+    Forbidden,
     GatewayError,
+    Unavailable,
     bad_request,
     forbidden,
     new_request_id,
@@ -57,7 +59,7 @@ class ErrorRenderer(Protocol):
 
     def error_body(
         self, status: int, error_type: str, message: str, request_id: str
-    ) -> tuple[bytes, list[tuple[bytes, bytes]]]: ...
+    ) -> tuple[bytes, list[Header]]: ...
 
 
 REQUEST_ID = "tollgate.request_id"
@@ -84,7 +86,7 @@ class Principal:
         """Refused unless the member's allow-list (glob patterns) admits ``model``."""
         if not self.member_admits(model):
             member = self.member
-            raise GatewayError(
+            raise Forbidden(
                 member.model_denied_status,
                 f"{member.title} may not use model '{model}'. "
                 f"Allowed models: {', '.join(member.models)}.",
@@ -120,7 +122,7 @@ class Principal:
                 )
         self.check_model(model)
         if not ws.allows_model(model):
-            raise GatewayError(
+            raise Forbidden(
                 member.model_denied_status,
                 f"Model '{model}' is not allowed in workspace '{ws.name}' (allowed: "
                 f"{', '.join(ws.allowed_models)}). Pick an allowed model with /model, or ask "
@@ -228,28 +230,29 @@ def check_client_version(workspace: Workspace, user_agent: bytes | None) -> None
 
 
 class AuthMiddleware:
-    """Authenticates requests whose path starts with one of ``protected`` prefixes."""
+    """Authenticates the requests on protected paths: ``protects(path)`` gives the renderer of a
+    protected path's refusals (its door, from :class:`dataplane.app.RouteTable`), None for an
+    open path."""
 
     def __init__(
         self,
         app: ASGIApp,
         holder: SnapshotHolder,
-        protected: tuple[str, ...] = ("/v1/",),
+        protects: Callable[[str], ErrorRenderer | None],
         clock: Callable[[], float] = time.time,
-        errors_for: Callable[[str], ErrorRenderer] | None = None,
         on_refuse: Callable[[str, int, str, str], None] | None = None,
         tokens: TokenVerifier | None = None,
     ) -> None:
         self.app = app
         self.holder = holder
-        self.protected = protected
+        self.protects = protects
         self.clock = clock
-        self.errors_for = errors_for
         self.on_refuse = on_refuse
         self.tokens = tokens if tokens is not None else TokenVerifier()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.protected):
+        renderer = self.protects(scope["path"]) if scope["type"] == "http" else None
+        if renderer is None:
             await self.app(scope, receive, send)
             return
         request_id = new_request_id()
@@ -258,7 +261,7 @@ class AuthMiddleware:
         workspace = ""
         try:
             if runtime is None:
-                raise GatewayError(
+                raise Unavailable(
                     503,
                     "The gateway has not received its configuration from the control plane yet. "
                     "Try again in a few seconds.",
@@ -273,14 +276,8 @@ class AuthMiddleware:
         except GatewayError as err:
             if self.on_refuse is not None:
                 self.on_refuse(workspace, err.status, err.error_type, err.message)
-            if self.errors_for is None:
-                await send_error(send, err, request_id)
-            else:
-                renderer = self.errors_for(scope["path"])
-                body, extra = renderer.error_body(
-                    err.status, err.error_type, err.message, request_id
-                )
-                await send_error_body(send, err.status, body, [*err.headers, *extra], request_id)
+            body, extra = renderer.error_body(err.status, err.error_type, err.message, request_id)
+            await send_error_body(send, err.status, body, [*err.headers, *extra], request_id)
             return
         await self.app(scope, receive, send)
 

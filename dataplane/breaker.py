@@ -27,10 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from gwcommon import breaker_defaults
+
 State = Literal["closed", "open", "half_open"]
 
-DEFAULT_FAILURES = 5
-DEFAULT_COOLDOWN_S = 30.0
+DEFAULT_FAILURES = breaker_defaults.FAILURES
+DEFAULT_COOLDOWN_S = float(breaker_defaults.COOLDOWN_S)
 DEFAULT_PROBE_LEASE_S = 120.0
 
 

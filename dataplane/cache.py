@@ -59,7 +59,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from dataplane.asgi import Send
+from dataplane.asgi import Header, Send
 from dataplane.metering import TokenUsage
 from dataplane.providers.betas import header_betas
 
@@ -83,7 +83,6 @@ __all__ = [
     "storable_headers",
 ]
 
-Header = tuple[bytes, bytes]
 
 CONTROL_HEADER = b"x-tollgate-cache"
 # Values of the usage event's cache_status ("" = the route has no cache).

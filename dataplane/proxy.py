@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from dataplane.asgi import (
     ClientDisconnected,
+    Header,
     Receive,
     Scope,
     Send,
@@ -51,7 +52,7 @@ from dataplane.clienttext import BadModel
 from dataplane.doors.base import Door, Prepared
 from dataplane.errors import GatewayError, new_request_id
 from dataplane.limits import Admission, Limiter
-from dataplane.providers.base import Header, UpstreamRequest
+from dataplane.providers.base import UpstreamRequest
 from dataplane.record import RequestRecord, parse_metadata
 from dataplane.relay import Exchange, Relay
 from dataplane.routing import Plan, Router
@@ -166,8 +167,7 @@ class ApiHandler:
             plan = self.router.plan(principal, rec.session_id)
             request = UpstreamRequest(
                 path="/v1/messages/count_tokens" if count_only else "/v1/messages",
-                # Only the Anthropic door's query means anything to an Anthropic-format upstream.
-                query=scope.get("query_string", b"") if door.name == "anthropic" else b"",
+                query=scope.get("query_string", b"") if door.forwards_query else b"",
                 headers=prepared.headers,
                 body=prepared.body,
                 model=prepared.model,

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 
 import orjson
 
-from dataplane.asgi import Send
+from dataplane.asgi import Header, Send
 from dataplane.auth import Principal
 from dataplane.cache import CacheRecorder
 from dataplane.codecs.sse import SSEDecoder
 from dataplane.doors.base import Door
-from dataplane.errors import ERROR_TYPES, GatewayError, error_event
+from dataplane.errors import ERROR_TYPES, UpstreamTimeout, answer_failed, error_event
 from dataplane.metering import METER_SKIP, StreamMeter, usage_from_message
-from dataplane.providers.base import Header, UpstreamRequest, UpstreamResponse
+from dataplane.providers.base import UpstreamRequest, UpstreamResponse
 from dataplane.providers.betas import header_betas
 from dataplane.record import RequestRecord
 
@@ -77,12 +77,6 @@ def error_fields(body: bytes) -> tuple[str, str]:
         return str(err.get("type", "")), str(err.get("message", ""))
     except (orjson.JSONDecodeError, AttributeError):
         return "", body[:200].decode("utf-8", "replace")
-
-
-def is_timeout(exc: BaseException) -> bool:
-    """A read that timed out: any TimeoutError (asyncio's; aiohttp's SocketTimeoutError and
-    ServerTimeoutError subclass it) or an exception class named like one."""
-    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +128,8 @@ class Relay:
                 try:
                     body = await upstream.read()
                 except Exception as exc:  # transport failure while reading the body
-                    status = 504 if is_timeout(exc) else 502
-                    raise GatewayError(
-                        status,
-                        f"The answer from provider '{served.provider}' failed; please retry.",
+                    raise answer_failed(
+                        exc, f"The answer from provider '{served.provider}' failed; please retry."
                     ) from exc
                 return await self.whole(request, upstream, body, served.provider, extra)
             chunks = served.chunks if served.chunks is not None else upstream.aiter_raw()
@@ -290,7 +282,7 @@ class Relay:
                 type(exc).__name__,
             )
             await emit_error(
-                "timeout_error" if is_timeout(exc) else "api_error",
+                "timeout_error" if isinstance(exc, UpstreamTimeout) else "api_error",
                 f"The stream from provider '{provider}' failed mid-answer; please retry.",
             )
         finally:

@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dataplane.errors import GatewayError
+from dataplane.errors import GatewayError, Misconfigured
 from dataplane.members import ManagedSettings
 from gwapi.v1 import common_pb2
+from gwcommon import breaker_defaults
 
 
 class SnapshotError(ValueError):
@@ -145,7 +146,7 @@ class VirtualKey:
         return self.name
 
     def no_target_error(self) -> GatewayError:
-        return GatewayError(
+        return Misconfigured(
             503,
             f"Virtual key '{self.name}' has no provider or route. Ask your platform team to set "
             "the key's provider or route.",
@@ -190,5 +191,9 @@ class RouteConfig:
     timeout_idle_ms: int
     cache_ttl_s: int
     cache_sampled: bool = False  # cache answers to temperature > 0 requests too
-    breaker_failures: int = 5  # consecutive failures that open a target's breaker
-    breaker_cooldown_s: int = 30  # how long an open breaker skips its target before one probe
+    breaker_failures: int = (
+        breaker_defaults.FAILURES
+    )  # consecutive failures that open a target's breaker
+    breaker_cooldown_s: int = (
+        breaker_defaults.COOLDOWN_S
+    )  # how long an open breaker skips its target before one probe

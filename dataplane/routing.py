@@ -23,7 +23,7 @@ from hashlib import blake2b
 
 from dataplane.auth import Principal
 from dataplane.breaker import CircuitBreaker
-from dataplane.errors import GatewayError
+from dataplane.errors import GatewayError, Unavailable
 from dataplane.providers.transport import Timeouts
 from dataplane.retry import DEFAULT_RETRY_ON
 from dataplane.runtime import Target
@@ -137,7 +137,7 @@ class Router:
             why = (
                 f"none of the targets of its route '{member.route}' is available on this data plane"
             )
-        return GatewayError(
+        return Unavailable(
             503,
             f"{member.title} has no provider this gateway can serve right now ({why}). "
             f"Ask your platform team to check the {member.kind}'s provider or route.",

@@ -47,6 +47,7 @@ from dataplane.resources import (
 )
 from dataplane.telemetry.destinations import Destination, destinations_from_proto
 from gwapi.v1 import common_pb2, discovery_pb2
+from gwcommon import breaker_defaults
 from gwcommon.allowlists import compile_models
 
 __all__ = [
@@ -190,8 +191,8 @@ def route_from_pb(r: common_pb2.Route, providers: Mapping[str, ProviderConfig]) 
         r.timeout_idle_ms,
         r.cache_ttl_s,
         r.cache_sampled,
-        r.breaker_failures or 5,
-        r.breaker_cooldown_s or 30,
+        r.breaker_failures or breaker_defaults.FAILURES,
+        r.breaker_cooldown_s or breaker_defaults.COOLDOWN_S,
     )
 
 

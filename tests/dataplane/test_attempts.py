@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
+from dataplane.asgi import Header
 from dataplane.attempts import Attempts
 from dataplane.auth import Principal
 from dataplane.breaker import CircuitBreaker
@@ -16,7 +17,6 @@ from dataplane.doors.anthropic import AnthropicDoor
 from dataplane.providers.base import (
     BufferedResponse,
     Diagnosis,
-    Header,
     UpstreamRequest,
     UpstreamResponse,
 )

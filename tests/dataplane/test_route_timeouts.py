@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dataplane.errors import GatewayError
+from dataplane.errors import GatewayError, UpstreamTimeout
 from dataplane.providers.anthropic import AnthropicProvider
 from dataplane.providers.base import UpstreamRequest
 from dataplane.providers.bedrock import BedrockProvider
@@ -111,7 +111,7 @@ async def test_idle_timeout_between_chunks_after_a_longer_first_byte_limit(
     upstream.script.append(Scripted(frames=frames, delay=0.6))
     response = await provider.send(messages(Timeouts(connect=2.0, read=0.2, first_byte=5.0)))
     assert response.status == 200
-    with pytest.raises(TimeoutError):
+    with pytest.raises(UpstreamTimeout):
         async for _ in response.aiter_raw():
             pass
     await response.aclose()
