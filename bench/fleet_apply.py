@@ -49,7 +49,7 @@ from bench.procs import (
     wait_for_json,
 )
 from gwapi.v1 import admin_pb2
-from tui.client import GatewayClient
+from gwclient.client import GatewayClient
 
 PG_ADMIN_URL = os.environ.get("TOLLGATE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 VISIBLE_TIMEOUT_S = 30.0

@@ -60,7 +60,7 @@ from bench.procs import (
 from bench.rawclient import Conn, Target, build_request
 from bench.run import PROVIDER_KEY_ENV, upstream_provider
 from gwapi.v1 import admin_pb2, common_pb2
-from tui.client import GatewayClient
+from gwclient.client import GatewayClient
 
 BUDGET = common_pb2.Limits(
     budgets=[common_pb2.Budget(amount_micros=1_000_000_000, period=common_pb2.PERIOD_MONTH)]

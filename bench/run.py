@@ -54,7 +54,7 @@ from bench.procs import (
 )
 from bench.report import render
 from gwapi.v1 import admin_pb2, common_pb2
-from tui.client import GatewayClient
+from gwclient.client import GatewayClient
 
 REPO = Path(__file__).resolve().parent.parent
 # The realistic Claude Code request body lives in the shared folder beside the repository.

@@ -46,7 +46,7 @@ from bench.procs import (
 )
 from bench.run import PROVIDER_KEY_ENV, fixture_path, provision
 from gwapi.v1 import admin_pb2, common_pb2
-from tui.client import GatewayClient
+from gwclient.client import GatewayClient
 
 TARGET_RATIO = 1.7
 TIME_LIMIT_S = 300

@@ -46,7 +46,8 @@ from dataplane.disk_cache import (
     save_resources,
     saved_at,
 )
-from dataplane.snapshot import Snapshot, SnapshotError, SnapshotHolder
+from dataplane.runtime import SnapshotHolder
+from dataplane.snapshot import Snapshot, SnapshotError
 from gwapi.v1 import discovery_pb2, discovery_pb2_grpc
 from gwcommon.tls import describe_failure
 

@@ -25,10 +25,11 @@ import json
 import re
 
 from gwapi.v1 import common_pb2, discovery_pb2
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError
 from gwctl import output as out
 from gwctl import parse, secrets
 from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
-from tui.client import ClientError, GatewayClient
 
 KINDS = ("anthropic", "simulator", "bedrock", "vertex")
 AUTH_MODES = ("key", "passthrough")

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import httpx
 
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import CommandError, Subparsers
@@ -48,7 +50,6 @@ from gwctl.up_config import (
     ensure_workspace,
     sign_in_hint,
 )
-from tui.client import ClientError, GatewayClient
 
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_PORT = 8080

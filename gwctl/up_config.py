@@ -11,9 +11,10 @@ import json
 import grpc
 
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError
 from gwctl import output as out
 from gwctl.procs import Layout, read_text, write_private
-from tui.client import ClientError, GatewayClient
 
 WORKSPACE = "default"
 KEY_NAME = "make-up"

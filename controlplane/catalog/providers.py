@@ -24,8 +24,8 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from controlplane import audit
-from controlplane.catalog import access, keys, members
+from controlplane import audit_log
+from controlplane.catalog import allowlists, keys, members
 from controlplane.catalog.common import describe, resolve_mask
 from controlplane.catalog.convert import provider_to_pb, targets_from_json
 from controlplane.domain import providers as rules
@@ -265,7 +265,8 @@ def delete_provider(s: Session, name: str, now: int) -> None:
     users = [f"key {k}" for k in keys.active_users(s, provider=name)]
     users += [f"route {r!r}" for r in routes_using(s, name)]
     users += [
-        f"workspace {w!r} (allowed_providers)" for w in access.workspaces_allowing(s, provider=name)
+        f"workspace {w!r} (allowed_providers)"
+        for w in allowlists.workspaces_allowing(s, provider=name)
     ]
     users += [
         f"workspace {w!r} (member_provider)" for w in members.workspaces_targeting(s, provider=name)
@@ -287,6 +288,6 @@ def _audit(
     s: Session, now: int, action: str, before: pb.Provider | None, after: pb.Provider | None
 ) -> None:
     name = (after if after is not None else before or pb.Provider()).name
-    audit.record(
+    audit_log.record(
         s, now, action=action, resource_kind="provider", resource=name, before=before, after=after
     )

@@ -9,8 +9,8 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from controlplane import audit
-from controlplane.catalog import access, keys, members, providers
+from controlplane import audit_log
+from controlplane.catalog import allowlists, keys, members, providers
 from controlplane.catalog.common import describe, resolve_mask
 from controlplane.catalog.convert import (
     route_to_pb,
@@ -131,7 +131,7 @@ def delete_route(s: Session, name: str, now: int) -> None:
     row = get_row(s, name)
     users = [f"key {k}" for k in keys.active_users(s, route=name)]
     users += [
-        f"workspace {w!r} (allowed_routes)" for w in access.workspaces_allowing(s, route=name)
+        f"workspace {w!r} (allowed_routes)" for w in allowlists.workspaces_allowing(s, route=name)
     ]
     users += [
         f"workspace {w!r} (member_route)" for w in members.workspaces_targeting(s, route=name)
@@ -153,6 +153,6 @@ def _audit(
     s: Session, now: int, action: str, before: pb.Route | None, after: pb.Route | None
 ) -> None:
     name = (after if after is not None else before or pb.Route()).name
-    audit.record(
+    audit_log.record(
         s, now, action=action, resource_kind="route", resource=name, before=before, after=after
     )

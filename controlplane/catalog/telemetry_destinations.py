@@ -16,7 +16,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from controlplane import audit
+from controlplane import audit_log
 from controlplane.domain import telemetry_destinations as rules
 from controlplane.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from controlplane.domain.names import validate_slug
@@ -180,7 +180,7 @@ def _audit(
     after: apb.TelemetryDestination | None,
 ) -> None:
     name = (after if after is not None else before or apb.TelemetryDestination()).name
-    audit.record(
+    audit_log.record(
         s,
         now,
         action=action,

@@ -33,6 +33,7 @@ from controlplane.store.models.usage import DeveloperActivityRow
 from dataplane.server import DataPlane
 from dataplane.telemetry.identity import Identity
 from gwapi.v1 import admin_pb2
+from gwclient.client import GatewayClient
 from tests.dataplane.otlp_support import fixtures
 from tests.e2e.test_claude_code import (
     CLAUDE,
@@ -44,7 +45,6 @@ from tests.e2e.test_claude_code import (
 )
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.otlp_collector import FakeCollector
-from tui.client import GatewayClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

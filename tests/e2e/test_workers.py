@@ -26,6 +26,7 @@ import httpx
 import orjson
 import pytest
 
+from gwclient.client import GatewayClient
 from tests.dataplane.redis_support import REDIS_URL
 from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ROOT, ControlPlaneProcess, alice_in_team_a
 from tests.e2e.workers_support import (
@@ -36,7 +37,6 @@ from tests.e2e.workers_support import (
     workers_on_redis,
 )
 from tests.fakes.anthropic import FakeAnthropic, Received, Scripted, stream_frames
-from tui.client import GatewayClient
 
 pytestmark = pytest.mark.e2e
 

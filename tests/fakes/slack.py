@@ -65,6 +65,7 @@ class FakeSlack(ThreadedHTTP):
             body: Any = json.loads(raw)
         except ValueError:
             body = None
+        extra: dict[str, str]
         with self._lock:
             if path != PATH:
                 status, extra, text = 404, {}, "no_service"

@@ -17,7 +17,7 @@ from controlplane.store.models.columns import json_col
 class AuditRow(SQLModel, table=True):
     """One admin change: who (token id, name, role), from where (peer), what (RPC method, action,
     object) and the object before and after, as the Admin API shows it. Never a secret: see
-    :mod:`controlplane.audit`. Written in the transaction of the change it records."""
+    :mod:`controlplane.audit_log`. Written in the transaction of the change it records."""
 
     __tablename__ = "audit_event"
     __table_args__ = (Index("ix_audit_event_workspace_time", "workspace", "time_ms"),)

@@ -33,7 +33,7 @@ class WorkspaceRow(SQLModel, table=True):
     log_bodies: str = Field(default="none", sa_column=text_col("none"))
     log_body_max_bytes: int = Field(default=262144, sa_column=int_col(262144))
     log_retention_days: int = Field(default=30, sa_column=int_col(30))
-    # Access controls (JSON lists of names / glob patterns; [] = everything): gwcommon.access.
+    # Access controls (JSON lists of names / glob patterns; [] = everything): gwcommon.allowlists.
     allowed_providers_json: str = Field(default="[]", sa_column=json_col("[]"))
     allowed_routes_json: str = Field(default="[]", sa_column=json_col("[]"))
     allowed_models_json: str = Field(default="[]", sa_column=json_col("[]"))

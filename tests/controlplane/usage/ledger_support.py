@@ -11,11 +11,11 @@ from sqlmodel import Session, select
 
 from controlplane.domain.budgets import Period
 from controlplane.domain.spend import current_window
+from controlplane.fanout import UsageHub
 from controlplane.store.db import Database
 from controlplane.store.models.config import WorkspaceRow
 from controlplane.store.models.derived import SpendTotalRow
 from controlplane.store.models.usage import UsageEventRow
-from controlplane.usage.hub import UsageHub
 from controlplane.usage.ingest import ingest
 from gwapi.v1 import telemetry_pb2 as tpb
 
