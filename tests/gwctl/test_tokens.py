@@ -43,33 +43,15 @@ def test_tokens_lifecycle(capsys: pytest.CaptureFixture[str]) -> None:
 
     # the workspace-admin manages keys of its workspace only
     assert gw(capsys, "providers", "create", "sim", "--kind", "simulator")[0] == 0
-    code, _, err = gw(
-        capsys,
-        "keys",
-        "create",
-        "-w",
-        "team-a",
-        "--name",
-        "ci",
-        "--provider",
-        "sim",
-        "--token",
-        secret,
-    )
+
+    def key_in(workspace: str) -> tuple[int, str, str]:
+        """``keys create`` in ``workspace`` with the scoped token."""
+        argv = ("-w", workspace, "--name", "ci", "--provider", "sim", "--token", secret)
+        return gw(capsys, "keys", "create", *argv)
+
+    code, _, err = key_in("team-a")
     assert code == 0, err
-    code, _, err = gw(
-        capsys,
-        "keys",
-        "create",
-        "-w",
-        "team-b",
-        "--name",
-        "ci",
-        "--provider",
-        "sim",
-        "--token",
-        secret,
-    )
+    code, _, err = key_in("team-b")
     assert code == 1
     assert "workspace 'team-b': not found in the workspaces this token can access" in err
     code, _, err = gw(capsys, "tokens", "list", "--token", secret)
