@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 
 from controlplane.domain.errors import InvalidArgument, shown
 from controlplane.domain.limits import LIMIT_FIELDS, Limits, apply_limits_mask
+from gwapi.vocab import TEXT_FIELDS
 
 LIMITS_PATHS = ("limits", *(f"limits.{f}" for f in LIMIT_FIELDS))
 MEMBER_LIMITS_PATHS = ("member_limits", *(f"member_limits.{f}" for f in LIMIT_FIELDS))
@@ -26,9 +27,10 @@ def resolve_mask(mask: FieldMask, msg: Message, allowed: Sequence[str], what: st
     scalars, present sub-messages), as in Google's AIP-134. Unknown paths are an
     :class:`InvalidArgument` naming the allowed ones.
     """
-    paths = list(dict.fromkeys(mask.paths))
+    # A typed field (route_mode, a provider's settings…) stands for the text field it replaces.
+    paths = list(dict.fromkeys(TEXT_FIELDS.get(p, p) for p in mask.paths))
     if not paths:
-        set_fields = {fd.name for fd, _ in msg.ListFields()}
+        set_fields = {TEXT_FIELDS.get(fd.name, fd.name) for fd, _ in msg.ListFields()}
         paths = [p for p in allowed if "." not in p and p in set_fields]
         if not paths:
             raise InvalidArgument(

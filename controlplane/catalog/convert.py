@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Protocol
+from typing import Any, Protocol
 
 from controlplane.domain.budgets import Budget, Period
 from controlplane.domain.errors import InvalidArgument
@@ -25,6 +25,21 @@ from controlplane.store.models import (
 )
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import discovery_pb2 as dpb
+from gwapi.vocab import (
+    KIND,
+    LOG_BODIES,
+    MODE,
+    REDIS_FAILURE,
+    OptionError,
+    choices,
+    fill_provider,
+    fill_route,
+    fill_workspace,
+    options_to_settings,
+    provider_options,
+    settings_to_options,
+    spell,
+)
 
 _PERIODS = frozenset(int(p) for p in Period)
 
@@ -63,19 +78,69 @@ def limits_to_pb(limits: Limits) -> pb.Limits:
     )
 
 
+# -- the vocabulary at the API edge: typed fields first, the deprecated text ones as a fallback --
+
+
+def spelling(enum: Any, number: int, text: str, what: str) -> str:
+    """The word a request gives for ``what``: the enum value's spelling, else ``text``.
+
+    Both may be given (a response sent back) but must agree; an enum number this control plane
+    does not know is refused, naming the known words.
+    """
+    word = spell(enum, number)
+    if number and not word:
+        raise InvalidArgument(f"unknown {what} {number}: use one of {', '.join(choices(enum))}")
+    if word and text and text != word:
+        raise InvalidArgument(f"{what} is given twice and the two disagree ({word!r}, {text!r})")
+    return word or text
+
+
+def provider_from_pb(msg: pb.Provider) -> tuple[str, dict[str, str]]:
+    """The kind and options a request gives: ``provider_kind`` and the typed settings, else the
+    deprecated text fields. Given in both forms, they must agree."""
+    kind = spelling(KIND, msg.provider_kind, msg.kind, "provider kind")
+    member = msg.WhichOneof("settings")
+    if member is not None and kind and member != kind:
+        raise InvalidArgument(f"{member} settings given for {kind!r} provider: give its kind's")
+    kind = kind or member or ""
+    options = provider_options(msg)
+    if member is not None and msg.options:
+        try:
+            typed = options_to_settings(kind, dict(msg.options))
+        except OptionError:
+            typed = None
+        text_form = settings_to_options(typed) if typed is not None else {}
+        if text_form != options:
+            raise InvalidArgument(
+                "options are given twice (typed settings and the options map) and the two "
+                "disagree: give one form"
+            )
+    return kind, options
+
+
+def route_mode_from_pb(msg: pb.Route) -> str:
+    return spelling(MODE, msg.route_mode, msg.mode, "route mode")
+
+
+def redis_failure_from_pb(msg: pb.Workspace) -> str:
+    return spelling(REDIS_FAILURE, msg.redis_failure_policy, msg.redis_failure, "redis_failure")
+
+
+def log_bodies_from_pb(msg: pb.Workspace) -> str:
+    return spelling(LOG_BODIES, msg.log_bodies_policy, msg.log_bodies, "log_bodies")
+
+
 def workspace_to_pb(row: WorkspaceRow) -> pb.Workspace:
-    return pb.Workspace(
+    msg = pb.Workspace(
         name=row.name,
         description=row.description,
         limits=limits_to_pb(limits_from_json(row.limits_json)),
         timezone=row.timezone,
         created_at_ms=row.created_at_ms,
         updated_at_ms=row.updated_at_ms,
-        redis_failure=row.redis_failure or DEFAULT_REDIS_FAILURE,
         alert_webhook=row.alert_webhook,
         alert_format=row.alert_format or DEFAULT_ALERT_FORMAT,
         min_client_version=row.min_client_version or "",
-        log_bodies=row.log_bodies or "none",
         log_body_max_bytes=row.log_body_max_bytes or DEFAULT_LOG_BODY_MAX_BYTES,
         log_retention_days=row.log_retention_days or DEFAULT_LOG_RETENTION_DAYS,
         allowed_providers=json.loads(row.allowed_providers_json or "[]"),
@@ -90,6 +155,7 @@ def workspace_to_pb(row: WorkspaceRow) -> pb.Workspace:
         managed_settings_checksum=row.managed_settings_checksum,
         managed_settings_updated_at_ms=row.managed_settings_updated_at_ms,
     )
+    return fill_workspace(msg, row.redis_failure or DEFAULT_REDIS_FAILURE, row.log_bodies or "none")
 
 
 def workspace_to_snapshot_pb(row: WorkspaceRow) -> pb.Workspace:
@@ -190,18 +256,17 @@ def key_to_snapshot_pb(row: VirtualKeyRow) -> dpb.SnapshotKey:
 
 
 def provider_to_pb(row: ProviderRow) -> pb.Provider:
-    return pb.Provider(
+    msg = pb.Provider(
         name=row.name,
-        kind=row.kind,
         base_url=row.base_url,
         api_key_env=row.api_key_env,
-        options=json.loads(row.options_json or "{}"),
         created_at_ms=row.created_at_ms,
         updated_at_ms=row.updated_at_ms,
         # Never the secret itself: only whether one is stored and when it was last set.
         has_secret=bool(row.secret_ciphertext),
         secret_rotated_at_ms=row.secret_rotated_at_ms,
     )
+    return fill_provider(msg, row.kind, json.loads(row.options_json or "{}"))
 
 
 def targets_from_pb(targets: list[pb.RouteTarget]) -> tuple[Target, ...]:
@@ -225,9 +290,8 @@ def targets_from_json(text: str) -> tuple[Target, ...]:
 
 
 def route_to_pb(row: RouteRow) -> pb.Route:
-    return pb.Route(
+    msg = pb.Route(
         name=row.name,
-        mode=row.mode,
         targets=[
             pb.RouteTarget(provider=t.provider, weight=t.weight, model=t.model)
             for t in targets_from_json(row.targets_json)
@@ -244,6 +308,7 @@ def route_to_pb(row: RouteRow) -> pb.Route:
         breaker_failures=row.breaker_failures,
         breaker_cooldown_s=row.breaker_cooldown_s,
     )
+    return fill_route(msg, row.mode)
 
 
 def price_to_pb(row: PriceRow) -> pb.Price:

@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 from controlplane import audit
 from controlplane.catalog import access, keys, members
 from controlplane.catalog.common import describe, resolve_mask
-from controlplane.catalog.convert import provider_to_pb, targets_from_json
+from controlplane.catalog.convert import provider_from_pb, provider_to_pb, targets_from_json
 from controlplane.domain import providers as rules
 from controlplane.domain.errors import (
     AlreadyExists,
@@ -57,8 +57,9 @@ def create(
 ) -> pb.Provider:
     """Create a provider; a non-empty ``api_key`` is stored encrypted under ``master``."""
     name = validate_slug(msg.name, "provider name")
-    kind = rules.validate_kind(msg.kind)
-    settings = rules.validate_provider(kind, msg.base_url, msg.api_key_env, dict(msg.options))
+    kind, given = provider_from_pb(msg)
+    kind = rules.validate_kind(kind)
+    settings = rules.validate_provider(kind, msg.base_url, msg.api_key_env, given)
     ciphertext = ""
     if api_key:
         secret = validate_secret(kind, name, api_key, settings.options)
@@ -110,7 +111,9 @@ def update(
     secret changes without ``api_key`` or ``keep_secret``."""
     row = get_row(s, msg.name)
     before = provider_to_pb(row)
-    if "kind" in mask.paths:
+    _, given = provider_from_pb(msg)
+    member = msg.WhichOneof("settings")
+    if "kind" in mask.paths or "provider_kind" in mask.paths or member not in (None, row.kind):
         raise InvalidArgument("a provider's kind cannot change; create a new provider instead")
     option_paths = [p for p in dict.fromkeys(mask.paths) if p.startswith("options.")]
     other = [p for p in mask.paths if not p.startswith("options.")]
@@ -120,12 +123,12 @@ def update(
         else []
     )
     current: dict[str, str] = json.loads(row.options_json or "{}")
-    options = dict(msg.options) if "options" in paths else dict(current)
+    options = dict(given) if "options" in paths else dict(current)
     if "options" not in paths:
         for path in option_paths:
             key = path.removeprefix("options.")
-            if key in msg.options:
-                options[key] = msg.options[key]
+            if key in given:
+                options[key] = given[key]
             elif key in current or key in rules.known_options(row.kind):
                 options.pop(key, None)
             else:

@@ -13,6 +13,7 @@ from controlplane import audit
 from controlplane.catalog import access, keys, members, providers
 from controlplane.catalog.common import describe, resolve_mask
 from controlplane.catalog.convert import (
+    route_mode_from_pb,
     route_to_pb,
     targets_from_json,
     targets_from_pb,
@@ -37,7 +38,7 @@ def get_row(s: Session, name: str) -> RouteRow:
 
 def _policy_from_pb(msg: pb.Route) -> RoutePolicy:
     return RoutePolicy(
-        mode=msg.mode or "fallback",
+        mode=route_mode_from_pb(msg) or "fallback",
         targets=targets_from_pb(list(msg.targets)),
         retries=msg.retries,
         retry_on=tuple(msg.retry_on),
