@@ -24,15 +24,16 @@ import argparse
 import json
 import re
 
+from gwapi import vocab
 from gwapi.v1 import common_pb2, discovery_pb2
 from gwctl import output as out
 from gwctl import parse, secrets
 from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
 from tui.client import ClientError, GatewayClient
 
-KINDS = ("anthropic", "simulator", "bedrock", "vertex")
-AUTH_MODES = ("key", "passthrough")
-INFERENCE_PROFILES = ("us", "eu", "apac", "jp", "global", "none")
+KINDS = vocab.choices(vocab.KIND)
+AUTH_MODES = vocab.choices(vocab.AUTH)
+INFERENCE_PROFILES = vocab.choices(vocab.INFERENCE_PROFILE)
 _HTTP_KINDS = ("anthropic", "bedrock", "vertex")
 
 # argparse dest -> (flag, option name, kinds it applies to)

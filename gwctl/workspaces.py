@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from gwapi import vocab
 from gwapi.v1 import common_pb2
 from gwcommon.access import target_denial, uncovered_patterns
 from gwctl import output as out
@@ -74,7 +75,7 @@ def _add_settings(p: argparse.ArgumentParser, *, update: bool) -> None:
     )
     p.add_argument(
         "--redis-failure",
-        choices=["closed", "open"],
+        choices=vocab.choices(vocab.REDIS_FAILURE),
         help="when data planes cannot reach Redis: closed refuses budgeted requests (default), "
         "open serves them without shared limits",
     )
@@ -98,7 +99,7 @@ def _add_settings(p: argparse.ArgumentParser, *, update: bool) -> None:
     )
     p.add_argument(
         "--log-bodies",
-        choices=["none", "metadata", "full"],
+        choices=vocab.choices(vocab.LOG_BODIES),
         help="request logging: none (default), metadata (redacted headers, sizes) or full "
         "(also request and response bodies)",
     )

@@ -17,9 +17,22 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlmodel import Session
 
 from controlplane.catalog import providers, routes, workspaces
-from controlplane.domain.errors import DomainError
+from controlplane.catalog.convert import provider_from_pb
+from controlplane.domain.errors import DomainError, FailedPrecondition
 from controlplane.store.models import ProviderRow, RouteRow, WorkspaceRow
 from gwapi.v1 import admin_pb2 as apb
+
+
+def _same_kind(row: Any, msg: Any) -> None:
+    """An update never changes a provider's kind (UpdateProvider ignores a kind it is not asked
+    to change); a dry run of the file's replacement says so instead."""
+    if isinstance(row, ProviderRow):
+        kind, _ = provider_from_pb(msg)
+        if kind and kind != row.kind:
+            raise FailedPrecondition(
+                f"provider {row.name!r} is {row.kind} on the control plane but {kind} here: a "
+                "provider's kind cannot change (give it a new name, or delete it)"
+            )
 
 
 def validate(
@@ -47,7 +60,9 @@ def validate(
             result = response.results.add(kind=kind, name=msg.name)
             try:
                 with s.begin_nested():
-                    if msg.name and s.get(row_type, msg.name) is not None:
+                    row = s.get(row_type, msg.name) if msg.name else None
+                    if row is not None:
+                        _same_kind(row, msg)
                         stored = update(s, msg, FieldMask(paths=list(paths)), now)
                     else:
                         stored = create(s, msg, now)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 
 from controlplane.domain.errors import InvalidArgument, shown
 from controlplane.domain.names import validate_slug
+from gwapi import vocab
 
-MODES = ("fallback", "loadbalance")
+MODES = vocab.choices(vocab.MODE)
 MAX_TARGETS = 16
 MAX_RETRIES = 10
 MAX_WEIGHT = 10_000
@@ -98,7 +99,7 @@ def validate_policy(policy: RoutePolicy) -> RoutePolicy:
     """
     if policy.mode not in MODES:
         raise InvalidArgument(
-            f"unknown route mode {shown(policy.mode)}: use fallback or loadbalance"
+            f"unknown route mode {shown(policy.mode)}: use {' or '.join(MODES)}"
         )
     if not policy.targets:
         raise InvalidArgument("a route needs at least one target provider")

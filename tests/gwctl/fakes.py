@@ -206,6 +206,21 @@ class FakeClient:
         self._record("create_provider", provider)
         return provider
 
+    async def validate(
+        self,
+        providers: Any = (),
+        routes: Any = (),
+        workspaces: Any = (),
+    ) -> list[admin_pb2.ValidationResult]:
+        """Every object accepted as it is (the control plane's rules are its own tests')."""
+        self._record("validate", list(providers), list(routes), list(workspaces))
+        return [
+            *(admin_pb2.ValidationResult(kind="provider", name=p.name, provider=p) for p in providers),
+            *(admin_pb2.ValidationResult(kind="route", name=r.name, route=r) for r in routes),
+            *(admin_pb2.ValidationResult(kind="workspace", name=w.name, workspace=w)
+              for w in workspaces),
+        ]  # fmt: skip
+
     async def list_providers(self) -> list[common_pb2.Provider]:
         self._record("list_providers")
         return [
