@@ -29,6 +29,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from gwapi.v1 import common_pb2
+from gwapi.vocab import TEXT_FIELDS
 from gwcommon import money
 from gwcommon.terminal import escape_controls, escape_json_text
 from gwctl.parse import PERIOD_NAMES
@@ -164,6 +165,10 @@ def message_dict(message: Message) -> JSON:
         always_print_fields_with_no_presence=True,
         unquote_int64_if_possible=True,
     )
+    # The vocabulary's typed fields repeat the text ones (gwapi.vocab) this output has always
+    # had: shown once, in the words the CLI takes.
+    for name in TEXT_FIELDS:
+        doc.pop(name, None)
     return _in_proto_order(message.DESCRIPTOR, doc)
 
 

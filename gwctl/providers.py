@@ -28,7 +28,7 @@ from gwapi import vocab
 from gwapi.v1 import common_pb2, discovery_pb2
 from gwctl import output as out
 from gwctl import parse, secrets
-from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
+from gwctl.cli import CommandError, Subparsers, UsageError, confirm, group, is_json, leaf
 from tui.client import ClientError, GatewayClient
 
 KINDS = vocab.choices(vocab.KIND)
@@ -259,16 +259,6 @@ async def create(client: GatewayClient, args: argparse.Namespace) -> int:
     empty = sorted(k for k, v in options.items() if not v)
     if empty:
         raise UsageError(f"--option {empty[0]}= has no value")
-    if args.kind == "bedrock":
-        pair = (bool(options.get("access_key_env")), bool(options.get("secret_key_env")))
-        if any(pair) and not all(pair):
-            raise UsageError("--access-key-env and --secret-key-env go together")
-        if options.get("session_token_env") and not all(pair):
-            raise UsageError("--session-token-env needs --access-key-env and --secret-key-env")
-    if options.get("auth") == "passthrough" and args.api_key_env:
-        raise UsageError(
-            "--auth passthrough sends the client's own Claude login upstream: drop --api-key-env"
-        )
     provider = common_pb2.Provider(
         name=args.name,
         kind=args.kind,
@@ -276,7 +266,13 @@ async def create(client: GatewayClient, args: argparse.Namespace) -> int:
         api_key_env=args.api_key_env or "",
         options=options,
     )
+    # Every rule is the control plane's (CreateProvider refuses with its reason). With a key to
+    # read from stdin it is asked first (Admin.Validate), so a refusal does not cost the
+    # operator a secret pasted for nothing.
     if args.api_key_stdin:
+        (checked,) = await client.validate([provider])
+        if checked.error:
+            raise CommandError(checked.error)
         emit(await client.create_provider(provider, api_key=secrets.read_api_key()), args)
     else:
         emit(await client.create_provider(provider), args)
