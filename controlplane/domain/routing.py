@@ -98,9 +98,7 @@ def validate_policy(policy: RoutePolicy) -> RoutePolicy:
     Does not check that target providers exist (that needs the store).
     """
     if policy.mode not in MODES:
-        raise InvalidArgument(
-            f"unknown route mode {shown(policy.mode)}: use {' or '.join(MODES)}"
-        )
+        raise InvalidArgument(f"unknown route mode {shown(policy.mode)}: use {' or '.join(MODES)}")
     if not policy.targets:
         raise InvalidArgument("a route needs at least one target provider")
     if len(policy.targets) > MAX_TARGETS:
