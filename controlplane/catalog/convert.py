@@ -223,17 +223,24 @@ def developer_to_snapshot_pb(
     )
 
 
+def _key_fields(row: VirtualKeyRow) -> dict[str, Any]:
+    """What the Admin API's and the snapshot's key have in common."""
+    return {
+        "id": row.id,
+        "workspace": row.workspace,
+        "name": row.name,
+        "limits": limits_to_pb(limits_from_json(row.limits_json)),
+        "provider": row.provider,
+        "route": row.route,
+        "models": json.loads(row.models_json or "[]"),
+        "expires_at_ms": row.expires_at_ms,
+    }
+
+
 def key_to_pb(row: VirtualKeyRow) -> pb.VirtualKey:
     return pb.VirtualKey(
-        id=row.id,
-        workspace=row.workspace,
-        name=row.name,
+        **_key_fields(row),
         prefix=row.prefix,
-        limits=limits_to_pb(limits_from_json(row.limits_json)),
-        provider=row.provider,
-        route=row.route,
-        models=json.loads(row.models_json or "[]"),
-        expires_at_ms=row.expires_at_ms,
         revoked_at_ms=row.revoked_at_ms,
         created_at_ms=row.created_at_ms,
         updated_at_ms=row.updated_at_ms,
@@ -242,16 +249,7 @@ def key_to_pb(row: VirtualKeyRow) -> pb.VirtualKey:
 
 def key_to_snapshot_pb(row: VirtualKeyRow) -> dpb.SnapshotKey:
     return dpb.SnapshotKey(
-        id=row.id,
-        secret_sha256=row.secret_sha256,
-        name=row.name,
-        workspace=row.workspace,
-        limits=limits_to_pb(limits_from_json(row.limits_json)),
-        provider=row.provider,
-        route=row.route,
-        models=json.loads(row.models_json or "[]"),
-        expires_at_ms=row.expires_at_ms,
-        revoked=row.revoked_at_ms > 0,
+        **_key_fields(row), secret_sha256=row.secret_sha256, revoked=row.revoked_at_ms > 0
     )
 
 

@@ -9,9 +9,8 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from controlplane import audit
-from controlplane.catalog import access, keys, members, providers
-from controlplane.catalog.common import describe, resolve_mask
+from controlplane.catalog import providers
+from controlplane.catalog.common import audit_change, describe, resolve_mask
 from controlplane.catalog.convert import (
     route_mode_from_pb,
     route_to_pb,
@@ -19,7 +18,7 @@ from controlplane.catalog.convert import (
     targets_from_pb,
     targets_to_json,
 )
-from controlplane.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from controlplane.domain.errors import AlreadyExists, NotFound
 from controlplane.domain.names import validate_slug
 from controlplane.domain.routing import RoutePolicy, validate_policy
 from controlplane.store.models import ProviderRow, RouteRow
@@ -129,31 +128,18 @@ def update(s: Session, msg: pb.Route, mask: FieldMask, now: int) -> pb.Route:
 
 def delete_route(s: Session, name: str, now: int) -> None:
     """Refused while active keys target it or any workspace's ``allowed_routes`` names it."""
-    row = get_row(s, name)
-    users = [f"key {k}" for k in keys.active_users(s, route=name)]
-    users += [
-        f"workspace {w!r} (allowed_routes)" for w in access.workspaces_allowing(s, route=name)
-    ]
-    users += [
-        f"workspace {w!r} (member_route)" for w in members.workspaces_targeting(s, route=name)
-    ]
-    if providers.sso_default_target(s) == ("route", name):
-        users.append("sign-in (the SSO default_route)")
-    if users:
-        raise FailedPrecondition(
-            f"route {name!r} is still used by {describe(users)}; point the keys elsewhere or "
-            "revoke them, and take the route out of those workspaces' allowed_routes, first"
-        )
-    before = route_to_pb(row)
-    s.delete(row)
-    s.flush()
-    _audit(s, now, "route.delete", before, None)
+    providers.delete_unused(
+        s,
+        now,
+        "route",
+        get_row(s, name),
+        route_to_pb,
+        "point the keys elsewhere or revoke them, and take the route out of those workspaces' "
+        "allowed_routes, first",
+    )
 
 
 def _audit(
     s: Session, now: int, action: str, before: pb.Route | None, after: pb.Route | None
 ) -> None:
-    name = (after if after is not None else before or pb.Route()).name
-    audit.record(
-        s, now, action=action, resource_kind="route", resource=name, before=before, after=after
-    )
+    audit_change(s, now, action, "route", before, after)
