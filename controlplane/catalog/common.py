@@ -85,9 +85,7 @@ def describe(items: Sequence[str], limit: int = 5) -> str:
     return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
 
 
-def audit_change(
-    s: Session, now: int, action: str, kind: str, before: Any | None, after: Any | None
-) -> None:
+def audit_change(s: Session, now: int, action: str, kind: str, before: Any, after: Any) -> None:
     """One audit row for a change of a global object found by its name (a provider, route or
     telemetry destination), filed under the name ``after`` carries (``before``'s for a delete)."""
     name = (after if after is not None else before).name

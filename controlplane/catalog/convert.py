@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields as dataclass_fields
 from typing import Any, Protocol
 
 from controlplane.domain.budgets import Budget, Period
 from controlplane.domain.errors import InvalidArgument
 from controlplane.domain.limits import Limits, limits_from_json
-from controlplane.domain.routing import Target
+from controlplane.domain.routing import RoutePolicy, Target
 from controlplane.domain.workspaces import (
     DEFAULT_ALERT_FORMAT,
     DEFAULT_LOG_BODY_MAX_BYTES,
@@ -287,26 +288,36 @@ def targets_from_json(text: str) -> tuple[Target, ...]:
     )
 
 
+# A route policy's fields that are the same number or flag in the row, the domain value and the
+# message (mode, targets and retry_on each have their own form).
+POLICY_SCALARS = tuple(
+    f.name for f in dataclass_fields(RoutePolicy) if f.name not in ("mode", "targets", "retry_on")
+)
+
+
+def route_policy_from_row(row: RouteRow) -> RoutePolicy:
+    return RoutePolicy(
+        mode=row.mode,
+        targets=targets_from_json(row.targets_json),
+        retry_on=tuple(sorted(json.loads(row.retry_on_json or "[]"))),
+        **{name: getattr(row, name) for name in POLICY_SCALARS},
+    )
+
+
 def route_to_pb(row: RouteRow) -> pb.Route:
+    policy = route_policy_from_row(row)
     msg = pb.Route(
         name=row.name,
         targets=[
             pb.RouteTarget(provider=t.provider, weight=t.weight, model=t.model)
-            for t in targets_from_json(row.targets_json)
+            for t in policy.targets
         ],
-        retries=row.retries,
-        retry_on=sorted(json.loads(row.retry_on_json or "[]")),
-        timeout_connect_ms=row.timeout_connect_ms,
-        timeout_first_byte_ms=row.timeout_first_byte_ms,
-        timeout_idle_ms=row.timeout_idle_ms,
-        cache_ttl_s=row.cache_ttl_s,
+        retry_on=policy.retry_on,
         created_at_ms=row.created_at_ms,
         updated_at_ms=row.updated_at_ms,
-        cache_sampled=row.cache_sampled,
-        breaker_failures=row.breaker_failures,
-        breaker_cooldown_s=row.breaker_cooldown_s,
+        **{name: getattr(policy, name) for name in POLICY_SCALARS},
     )
-    return fill_route(msg, row.mode)
+    return fill_route(msg, policy.mode)
 
 
 def price_to_pb(row: PriceRow) -> pb.Price:

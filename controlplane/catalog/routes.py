@@ -12,9 +12,10 @@ from sqlmodel import Session, col, select
 from controlplane.catalog import providers
 from controlplane.catalog.common import audit_change, describe, resolve_mask
 from controlplane.catalog.convert import (
+    POLICY_SCALARS,
     route_mode_from_pb,
+    route_policy_from_row,
     route_to_pb,
-    targets_from_json,
     targets_from_pb,
     targets_to_json,
 )
@@ -39,31 +40,8 @@ def _policy_from_pb(msg: pb.Route) -> RoutePolicy:
     return RoutePolicy(
         mode=route_mode_from_pb(msg) or "fallback",
         targets=targets_from_pb(list(msg.targets)),
-        retries=msg.retries,
         retry_on=tuple(msg.retry_on),
-        timeout_connect_ms=msg.timeout_connect_ms,
-        timeout_first_byte_ms=msg.timeout_first_byte_ms,
-        timeout_idle_ms=msg.timeout_idle_ms,
-        cache_ttl_s=msg.cache_ttl_s,
-        cache_sampled=msg.cache_sampled,
-        breaker_failures=msg.breaker_failures,
-        breaker_cooldown_s=msg.breaker_cooldown_s,
-    )
-
-
-def _policy_from_row(row: RouteRow) -> RoutePolicy:
-    return RoutePolicy(
-        mode=row.mode,
-        targets=targets_from_json(row.targets_json),
-        retries=row.retries,
-        retry_on=tuple(json.loads(row.retry_on_json or "[]")),
-        timeout_connect_ms=row.timeout_connect_ms,
-        timeout_first_byte_ms=row.timeout_first_byte_ms,
-        timeout_idle_ms=row.timeout_idle_ms,
-        cache_ttl_s=row.cache_ttl_s,
-        cache_sampled=row.cache_sampled,
-        breaker_failures=row.breaker_failures,
-        breaker_cooldown_s=row.breaker_cooldown_s,
+        **{name: getattr(msg, name) for name in POLICY_SCALARS},
     )
 
 
@@ -116,7 +94,7 @@ def update(s: Session, msg: pb.Route, mask: FieldMask, now: int) -> pb.Route:
     before = route_to_pb(row)
     paths = resolve_mask(mask, msg, UPDATE_PATHS, "a route")
     incoming = _policy_from_pb(msg)
-    policy = replace(_policy_from_row(row), **{p: getattr(incoming, p) for p in paths})
+    policy = replace(route_policy_from_row(row), **{p: getattr(incoming, p) for p in paths})
     _store_policy(s, row, policy)
     row.updated_at_ms = now
     s.add(row)
