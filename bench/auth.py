@@ -29,7 +29,11 @@ from typing import Any
 import jwt
 
 from dataplane.auth import AuthMiddleware
-from dataplane.snapshot import Snapshot, SnapshotHolder
+from dataplane.doors.anthropic import AnthropicDoor
+from dataplane.providers.registry import ProviderRegistry
+from dataplane.providers.transport import Transport
+from dataplane.runtime import SnapshotHolder
+from dataplane.snapshot import Snapshot
 from gwapi.v1 import common_pb2, discovery_pb2
 
 LIMIT_MS = 0.05
@@ -90,7 +94,7 @@ def scope(secret: str) -> dict[str, Any]:
 
 
 async def run(n: int) -> bool:
-    holder = SnapshotHolder()
+    holder = SnapshotHolder(ProviderRegistry(Transport()))
     holder.swap(snapshot())
     served = 0
 
@@ -104,7 +108,8 @@ async def run(n: int) -> bool:
     async def refuse(message: Any) -> None:
         raise AssertionError(f"refused: {message}")
 
-    mw = AuthMiddleware(app, holder, protected=("/v1/",))
+    door = AnthropicDoor()  # every path here is protected, refused in the Anthropic format
+    mw = AuthMiddleware(app, holder, protects=lambda _path: door)
     cached_token = mint("dev_1")
     fresh = [mint("dev_1", jti=str(i)) for i in range(n)]  # minted before timing starts
     samples: dict[str, list[float]] = {"virtual key": [], "JWT, cached": [], "JWT, first use": []}

@@ -41,7 +41,7 @@ import yaml
 
 from bench.procs import REPO, Child, kib, proc_status, spawn, wait_for_json, wait_for_log
 from gwapi.v1 import admin_pb2
-from tui.client import GatewayClient
+from gwclient.client import GatewayClient
 
 PG_ADMIN_URL = os.environ.get("TOLLGATE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 VISIBLE_TIMEOUT_S = 30.0

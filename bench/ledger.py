@@ -40,7 +40,7 @@ from controlplane.store.models import DeveloperRow, LedgerStateRow, WorkspaceRow
 from controlplane.usage.rebuild import rebuild_sync
 from controlplane.usage.spend import current_spend, developer_scope, workspace_scope
 from gwapi.v1 import telemetry_pb2, telemetry_pb2_grpc
-from tui.client import GatewayClient
+from gwclient.client import GatewayClient
 
 BUDGETS = (
     '{"budgets":[{"amount_micros":500000000,"period":"day"},'

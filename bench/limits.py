@@ -24,9 +24,13 @@ from dataplane.counters.memory import MemoryCounters
 from dataplane.counters.redis import RedisCounters
 from dataplane.limits import Limiter
 from dataplane.pricing import DEFAULT_PRICES, PriceTable
+from dataplane.providers.registry import ProviderRegistry
+from dataplane.providers.transport import Transport
+from dataplane.runtime import compile_runtime
 from dataplane.snapshot import Budget, Limits, Period, Snapshot, VirtualKey, Workspace
 
 PRICES = PriceTable(DEFAULT_PRICES)
+REGISTRY = ProviderRegistry(Transport())  # the snapshots here have no providers
 
 
 def principal(limited: bool, i: int = 0) -> Principal:
@@ -41,7 +45,7 @@ def principal(limited: bool, i: int = 0) -> Principal:
         "v", 0, MappingProxyType({ws.name: ws}), MappingProxyType({"h": key}),
         MappingProxyType({}), MappingProxyType({}), PRICES,
     )  # fmt: skip
-    return Principal(key, ws, snap)
+    return Principal(key, ws, compile_runtime(snap, REGISTRY, None))
 
 
 async def one(limiter: Limiter, p: Principal, admit_only: list[float] | None = None) -> float:

@@ -47,7 +47,7 @@ from psycopg.conninfo import make_conninfo
 from bench.loadgen import Conn, Target, build_request, cpu_seconds
 from bench.procs import Child, spawn, wait_for_file, wait_for_json, wait_for_log
 from gwapi.v1 import admin_pb2, common_pb2
-from tui.client import GatewayClient
+from gwclient.client import GatewayClient
 
 PROVIDER_KEY_ENV = "BENCH_UPSTREAM_KEY"
 BUDGET = common_pb2.Limits(

@@ -44,7 +44,7 @@ from bench import sampler
 from bench.procs import Child, kib, proc_status, spawn, wait_for_file, wait_for_json, wait_for_log
 from bench.report import render
 from gwapi.v1 import admin_pb2, common_pb2
-from tui.client import GatewayClient
+from gwclient.client import GatewayClient
 
 REPO = Path(__file__).resolve().parent.parent
 # The realistic Claude Code request body lives in the shared folder beside the repository.

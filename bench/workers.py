@@ -41,7 +41,7 @@ from typing import Any
 from bench.procs import Child, spawn, wait_for_file, wait_for_log
 from bench.run import PROVIDER_KEY_ENV, fixture_path, provision
 from gwapi.v1 import admin_pb2, common_pb2
-from tui.client import GatewayClient
+from gwclient.client import GatewayClient
 
 TARGET_RATIO = 1.7
 TIME_LIMIT_S = 300

@@ -7,7 +7,7 @@ the servicer runs:
    :class:`Authenticator`: the bootstrap admin token (``TOLLGATE_ADMIN_TOKEN``, principal
    :data:`~controlplane.identity.BOOTSTRAP`), the data-plane token (a ``dataplane`` principal)
    or a created admin token (``tga-…``, looked up by SHA-256);
-2. the method's policy from :mod:`controlplane.access` is applied, including its resolver (which
+2. the method's policy from :mod:`controlplane.rpc_policies` is applied, including its resolver (which
    workspace the request targets);
 3. :data:`controlplane.identity.current` and ``current_method`` are set, so the service layer
    (list filtering, audit) sees who is calling.
@@ -45,14 +45,14 @@ from typing import Any
 
 import grpc
 
-from controlplane import access, identity
-from controlplane.access import Policy, Rule, Target
+from controlplane import identity, rpc_policies
 from controlplane.catalog import tokens as token_store
 from controlplane.catalog.common import now_ms
 from controlplane.domain import tokens as token_rules
 from controlplane.domain.errors import DomainError, Unauthenticated
 from controlplane.errors import status_for
 from controlplane.identity import BOOTSTRAP, Principal, TokenRole
+from controlplane.rpc_policies import Policy, Rule, Target
 from controlplane.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         method = handler_call_details.method
-        policy = access.policy_for(method)
+        policy = rpc_policies.policy_for(method)
         handler = await continuation(handler_call_details)
         if handler is None or policy.rule is Rule.OPEN:
             return handler
@@ -227,16 +227,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc
     ) -> Principal:
         """The caller's principal if ``policy`` lets it make this request; raises otherwise."""
         p = await self._auth.authenticate(token, dataplane_call=policy.rule is Rule.DATAPLANE)
-        access.check_role(policy, p, method)
+        rpc_policies.check_role(policy, p, method)
         target: Target | None = None
         if policy.resolve is not None and request is not None:
-            if access.needs_lookup(policy, p):
+            if rpc_policies.needs_lookup(policy, p):
                 assert self._db is not None
                 fn = policy.resolve.fn
                 target = await self._db.read(lambda s: fn(request, s))
             elif not policy.resolve.needs_db:
                 target = policy.resolve.fn(request, None)
-        access.check_target(policy, p, request, target)
+        rpc_policies.check_target(policy, p, request, target)
         return replace(p, peer=peer)
 
     async def still_valid(self, token: str | None, p: Principal) -> None:
@@ -269,7 +269,7 @@ class _Gate:
             await context.abort(code, message)
             raise  # abort raises; not reached
         identity.current.set(p)
-        identity.current_method.set(access.short_name(self.method))
+        identity.current_method.set(rpc_policies.short_name(self.method))
         return p
 
     def stream(

@@ -1,24 +1,31 @@
-"""The data plane's ASGI application: a handful of routes, no framework.
+"""The data plane's ASGI application: one route table, no framework.
+
+Each row of the table (:func:`route_table`) says, for a path, which methods it serves, through
+which door's format every refusal on it goes, whether it is authenticated, and what serves it;
+dispatch (:class:`RouteTable`), :class:`dataplane.auth.AuthMiddleware` and
+:class:`dataplane.guards.DrainGate` all read that one row.
 
 ``HEAD /`` and ``GET /`` answer 200 at once (Claude Code's connectivity probe); ``/healthz``
 reports whether this replica can serve (it has a snapshot and is not draining). The three front
-doors — Anthropic ``/v1/messages``, Bedrock ``/bedrock/model/…``, Vertex ``/vertex/v1/…`` — sit
-behind :class:`dataplane.auth.AuthMiddleware` and share one :class:`MessagesHandler` code path;
-so do ``/v1/models``, ``/managed/settings`` and ``/v1/tollgate/whoami`` (``gwctl doctor``'s view of
-the caller, :mod:`dataplane.whoami`). The sign-in endpoints
-(:mod:`dataplane.signin`) are unauthenticated.
+doors — Anthropic ``/v1/messages``, Bedrock ``/bedrock/model/…``, Vertex ``/vertex/v1/…`` — are
+authenticated and share one :class:`ApiHandler` code path; so are ``/v1/models``,
+``/managed/settings``, ``/v1/tollgate/whoami`` (``gwctl doctor``'s view of the caller,
+:mod:`dataplane.whoami`), the OTLP paths and every other path under ``/v1/``. The sign-in
+endpoints (:mod:`dataplane.signin`) and ``GET /bedrock/inference-profiles`` are not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
 
-from dataplane.asgi import ASGIApp, Receive, Scope, Send, send_error, send_response
+from dataplane.asgi import ASGIApp, Receive, Scope, Send, send_error_body, send_response
+from dataplane.attempts import Attempts
 from dataplane.auth import (
     PRINCIPAL,
     REQUEST_ID,
@@ -32,17 +39,18 @@ from dataplane.doors.anthropic import AnthropicDoor
 from dataplane.doors.base import Door
 from dataplane.doors.bedrock import BedrockDoor
 from dataplane.doors.vertex import VertexDoor
-from dataplane.errors import GatewayError, new_request_id, not_found
-from dataplane.events import RequestRecord
+from dataplane.errors import GatewayError, MethodNotAllowed, new_request_id, not_found
 from dataplane.guards import BodyDeadline, DrainGate
 from dataplane.limits import Limiter
 from dataplane.managed import PATH as MANAGED_SETTINGS
 from dataplane.managed import send_managed_settings
 from dataplane.metrics import Metrics
-from dataplane.proxy import MessagesHandler
+from dataplane.proxy import ApiHandler
+from dataplane.record import RequestRecord
 from dataplane.routing import Router
+from dataplane.runtime import Runtime, SnapshotHolder
+from dataplane.signin.routes import PATHS as SIGNIN_PATHS
 from dataplane.signin.routes import SignInRoutes
-from dataplane.snapshot import Snapshot, SnapshotHolder
 from dataplane.tokens import TokenVerifier
 from dataplane.whoami import PATH as WHOAMI
 from dataplane.whoami import Whoami
@@ -54,8 +62,16 @@ if TYPE_CHECKING:  # imported only when tracing is on (dataplane.server)
 MESSAGES = "/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"
 BEDROCK_MODEL = "/bedrock/model/"
-VERTEX = "/vertex/v1/"
+INFERENCE_PROFILES = "/bedrock/inference-profiles"
+VERTEX_PREFIX = "/vertex/v1/"
 OTLP_PATHS = frozenset({"/v1/metrics", "/v1/logs", "/v1/traces"})
+
+ANTHROPIC = AnthropicDoor()
+BEDROCK = BedrockDoor()
+VERTEX = VertexDoor()
+POST = frozenset({"POST"})
+GET = frozenset({"GET"})
+ANY: frozenset[str] = frozenset()
 
 
 class Health:
@@ -104,7 +120,7 @@ def list_models(principal: Principal, limit: int) -> bytes:
 
 
 def inference_profiles(
-    snapshot: Snapshot | None, scope: Scope, tokens: TokenVerifier | None = None
+    runtime: Runtime | None, scope: Scope, tokens: TokenVerifier | None = None
 ) -> bytes:
     """``GET /bedrock/inference-profiles``: the Claude models this gateway can meter, as Bedrock
     system-defined inference profiles (``us.``/``global.`` ids).
@@ -115,12 +131,12 @@ def inference_profiles(
     workspace) may use.
     """
     models = (
-        sorted({e.model_prefix for e in snapshot.prices.entries}, reverse=True) if snapshot else []
+        sorted({e.model_prefix for e in runtime.prices.entries}, reverse=True) if runtime else []
     )
     secret = extract_secret(scope)
-    if snapshot is not None and secret:
+    if runtime is not None and secret:
         with contextlib.suppress(GatewayError):
-            principal = authenticate(snapshot, secret, int(time.time() * 1000), tokens)
+            principal = authenticate(runtime, secret, int(time.time() * 1000), tokens)
             models = [m for m in models if principal.allows_model(m)]
     summaries = []
     for model in models:
@@ -143,30 +159,57 @@ def inference_profiles(
     return orjson.dumps({"inferenceProfileSummaries": summaries})
 
 
-class Routes:
-    """Dispatch by method and path."""
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One row of the route table: which requests it takes, and how every answer on it is shaped.
 
-    def __init__(
-        self,
-        messages: MessagesHandler,
-        bedrock: MessagesHandler,
-        vertex: MessagesHandler,
-        health: Health,
-        metrics: Metrics | None = None,
-        signin: SignInRoutes | None = None,
-        tokens: TokenVerifier | None = None,
-        otlp: ASGIApp | None = None,
-        whoami: ASGIApp | None = None,
-    ) -> None:
-        self.messages = messages
-        self.bedrock = bedrock
-        self.vertex = vertex
-        self.health = health
-        self.metrics = metrics
-        self.signin = signin
-        self.tokens = tokens
-        self.otlp = otlp  # Claude Code's OTLP telemetry (dataplane.telemetry)
-        self.whoami = whoami  # gwctl doctor's view of the caller (dataplane.whoami)
+    ``path`` is exact, or a prefix when ``prefix``. A method outside ``methods`` is answered
+    ``wrong_method`` (404, or 405 where clients are told which method to use); empty ``methods``
+    leave every method to the handler. ``door`` is the wire format of every refusal made on the
+    path (authentication, draining, 404/405). ``protected`` puts the path behind
+    :class:`dataplane.auth.AuthMiddleware` and the :class:`dataplane.guards.DrainGate`.
+    ``handler`` None claims the path without serving it: authenticated (when protected), then 404.
+    """
+
+    path: str
+    methods: frozenset[str]
+    door: Door
+    protected: bool
+    handler: ASGIApp | None
+    prefix: bool = False
+    wrong_method: int = 404
+
+
+class RouteTable:
+    """The data plane's routes, and the ASGI app that dispatches on them.
+
+    A path finds its exact row first, then the first prefix row that matches. Dispatch, the
+    protection of a path and the format of its refusals are all read from that one row.
+    """
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes = tuple(routes)
+        self._exact: dict[str, Route] = {}
+        for route in self.routes:
+            if not route.prefix:
+                if route.path in self._exact:
+                    raise ValueError(f"two routes for {route.path}")
+                self._exact[route.path] = route
+        self._prefixes = tuple(r for r in self.routes if r.prefix)
+
+    def find(self, path: str) -> Route | None:
+        route = self._exact.get(path)
+        if route is not None:
+            return route
+        for route in self._prefixes:
+            if path.startswith(route.path):
+                return route
+        return None
+
+    def protected_door(self, path: str) -> Door | None:
+        """The door whose format refusals use on a protected path; None for an open path."""
+        route = self.find(path)
+        return route.door if route is not None and route.protected else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -176,48 +219,32 @@ class Routes:
             return
         path: str = scope["path"]
         method: str = scope["method"]
-        if path in (MESSAGES, COUNT_TOKENS):
-            if method != "POST":
-                await self._error(scope, send, GatewayError(405, f"Use POST for {path}."))
-                return
-            await self.messages(scope, receive, send)
-        elif path.startswith(BEDROCK_MODEL) and method == "POST":
-            await self.bedrock(scope, receive, send)
-        elif path.startswith(VERTEX) and method == "POST":
-            await self.vertex(scope, receive, send)
-        elif path == "/bedrock/inference-profiles" and method == "GET":
-            profiles = inference_profiles(self.health.holder.current, scope, self.tokens)
-            await send_response(send, 200, profiles)
-        elif path == "/" and method in ("GET", "HEAD"):
-            await send_response(send, 200, b"" if method == "HEAD" else b'{"service":"tollgate"}')
-        elif path == "/healthz":
-            status, body = self.health.report()
-            await send_response(send, status, body)
-        elif path == "/metrics" and method == "GET" and self.metrics is not None:
-            await send_response(send, 200, await self.metrics.scrape(), content_type=CONTENT_TYPE)
-        elif path in OTLP_PATHS and self.otlp is not None:
-            await self.otlp(scope, receive, send)
-        elif path == "/v1/models" and method == "GET":
-            limit = _query_int(scope, b"limit", 1000)
-            await send_response(send, 200, list_models(scope[PRINCIPAL], limit))
-        elif path == WHOAMI and method == "GET" and self.whoami is not None:
-            await self.whoami(scope, receive, send)
-        elif path == MANAGED_SETTINGS and method == "GET":
-            await send_managed_settings(scope, send, scope.get(REQUEST_ID) or new_request_id())
-        elif self.signin is not None and self.signin.handles(path):
-            await self.signin(scope, receive, send)
-        else:
-            await self._error(
-                scope,
-                send,
-                not_found(
-                    f"Not found: {method} {path}. This gateway serves the "
-                    "Anthropic Messages API at /v1/messages."
-                ),
+        route = self.find(path)
+        if route is None or route.handler is None:
+            door = route.door if route is not None else ANTHROPIC
+            await _refuse(scope, send, door, _not_found(method, path))
+        elif route.methods and method not in route.methods:
+            err = (
+                MethodNotAllowed(405, f"Use {' or '.join(sorted(route.methods))} for {path}.")
+                if route.wrong_method == 405
+                else _not_found(method, path)
             )
+            await _refuse(scope, send, route.door, err)
+        else:
+            await route.handler(scope, receive, send)
 
-    async def _error(self, scope: Scope, send: Send, err: GatewayError) -> None:
-        await send_error(send, err, scope.get(REQUEST_ID) or new_request_id())
+
+def _not_found(method: str, path: str) -> GatewayError:
+    return not_found(
+        f"Not found: {method} {path}. This gateway serves the Anthropic Messages API at "
+        "/v1/messages."
+    )
+
+
+async def _refuse(scope: Scope, send: Send, door: Door, err: GatewayError) -> None:
+    request_id = scope.get(REQUEST_ID) or new_request_id()
+    body, more = door.error_body(err.status, err.error_type, err.message, request_id)
+    await send_error_body(send, err.status, body, [*err.headers, *more], request_id)
 
 
 def _query_int(scope: Scope, name: bytes, default: int) -> int:
@@ -238,13 +265,66 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def door_for(path: str) -> Door:
-    """The door whose error format a refusal on ``path`` must use."""
-    if path.startswith("/bedrock/"):
-        return BedrockDoor()
-    if path.startswith("/vertex/"):
-        return VertexDoor()
-    return AnthropicDoor()
+def route_table(
+    messages: Callable[[Door], ASGIApp],
+    health: Health,
+    tokens: TokenVerifier,
+    whoami: ASGIApp,
+    metrics: Metrics | None = None,
+    signin: ASGIApp | None = None,
+    otlp: ASGIApp | None = None,
+) -> RouteTable:
+    """Every route the data plane serves; ``messages(door)`` serves one door's API calls.
+
+    Without ``metrics``, ``signin`` or ``otlp`` their paths are not served (404; the OTLP paths
+    after authentication, like any other path under ``/v1/``).
+    """
+
+    async def profiles(scope: Scope, receive: Receive, send: Send) -> None:
+        await send_response(send, 200, inference_profiles(health.holder.runtime, scope, tokens))
+
+    async def root(scope: Scope, receive: Receive, send: Send) -> None:
+        head = scope["method"] == "HEAD"
+        await send_response(send, 200, b"" if head else b'{"service":"tollgate"}')
+
+    async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
+        status, body = health.report()
+        await send_response(send, status, body)
+
+    async def models(scope: Scope, receive: Receive, send: Send) -> None:
+        limit = _query_int(scope, b"limit", 1000)
+        await send_response(send, 200, list_models(scope[PRINCIPAL], limit))
+
+    async def managed(scope: Scope, receive: Receive, send: Send) -> None:
+        await send_managed_settings(scope, send, scope.get(REQUEST_ID) or new_request_id())
+
+    anthropic = messages(ANTHROPIC)
+    routes = [
+        Route(MESSAGES, POST, ANTHROPIC, True, anthropic, wrong_method=405),
+        Route(COUNT_TOKENS, POST, ANTHROPIC, True, anthropic, wrong_method=405),
+        Route(BEDROCK_MODEL, POST, BEDROCK, True, messages(BEDROCK), prefix=True),
+        Route(VERTEX_PREFIX, POST, VERTEX, True, messages(VERTEX), prefix=True),
+        Route(INFERENCE_PROFILES, GET, BEDROCK, False, profiles),  # the AWS SDK sends no key
+        Route("/", frozenset({"GET", "HEAD"}), ANTHROPIC, False, root),
+        Route("/healthz", ANY, ANTHROPIC, False, healthz),
+        Route("/v1/models", GET, ANTHROPIC, True, models),
+        Route(WHOAMI, GET, ANTHROPIC, True, whoami),
+        Route(MANAGED_SETTINGS, GET, ANTHROPIC, True, managed),
+        # Every other path under /v1/ is the API's: authenticated, then 404.
+        Route("/v1/", ANY, ANTHROPIC, True, None, prefix=True),
+    ]
+    if metrics is not None:
+        scrape = metrics.scrape
+
+        async def prometheus(scope: Scope, receive: Receive, send: Send) -> None:
+            await send_response(send, 200, await scrape(), content_type=CONTENT_TYPE)
+
+        routes.append(Route("/metrics", GET, ANTHROPIC, False, prometheus))
+    if otlp is not None:  # the handler answers every method (405 but for POST)
+        routes += [Route(path, ANY, ANTHROPIC, True, otlp) for path in sorted(OTLP_PATHS)]
+    if signin is not None:  # unauthenticated: this is where a developer gets a token
+        routes += [Route(path, ANY, ANTHROPIC, False, signin) for path in sorted(SIGNIN_PATHS)]
+    return RouteTable(routes)
 
 
 def build_app(
@@ -275,29 +355,23 @@ def build_app(
         sink = metrics.sink(sink)
     tokens = TokenVerifier(on_refuse=metrics.signin.bearer_refused if metrics is not None else None)
 
-    def handler(door: Door) -> MessagesHandler:
-        return MessagesHandler(router, sink, dataplane_id, max_body, door, limiter, cache, tracer)
+    attempts = Attempts(router.breaker)
 
-    routes = Routes(
-        handler(AnthropicDoor()),
-        handler(BedrockDoor()),
-        handler(VertexDoor()),
-        health,
-        metrics,
-        signin,
-        tokens,
-        otlp,
-        Whoami(router, limiter, dataplane_id),
+    def handler(door: Door) -> ApiHandler:
+        return ApiHandler(
+            router, attempts, sink, dataplane_id, max_body, door, limiter, cache, tracer
+        )
+
+    routes = route_table(
+        handler, health, tokens, Whoami(router, limiter, dataplane_id), metrics, signin, otlp
     )
-    protected = ("/v1/", BEDROCK_MODEL, VERTEX, MANAGED_SETTINGS)
     app = AuthMiddleware(
         routes,
         holder,
-        protected=protected,
-        errors_for=door_for,
+        protects=routes.protected_door,
         on_refuse=metrics.auth_refused if metrics is not None else None,
         tokens=tokens,
     )
     return DrainGate(
-        BodyDeadline(app, body_timeout_s), lambda: health.draining, protected, door_for
+        BodyDeadline(app, body_timeout_s), lambda: health.draining, routes.protected_door
     )

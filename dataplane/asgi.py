@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from dataplane.errors import NOT_RETRYABLE, GatewayError, error_response_body, too_large
+from dataplane.errors import NOT_RETRYABLE, BadRequest, GatewayError, error_response_body, too_large
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -45,7 +45,7 @@ async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes:
         try:
             size = int(declared)
         except ValueError:
-            raise GatewayError(400, "Malformed content-length header.") from None
+            raise BadRequest(400, "Malformed content-length header.") from None
         if size > limit:
             await drain_body(receive)
             raise too_large(limit)

@@ -16,9 +16,17 @@ the gateway's own 502/504 when no provider answered at all.
 With tracing on (``dataplane.tracing``), each attempt sends its own W3C ``traceparent``, whose
 parent is that attempt's span.
 
-``relay.upstream_busy`` is set while an attempt talks to its upstream (not while backing off), and
-no attempt starts once ``relay.client_gone``: a non-streamed answer under way when the client left
-is finished and metered, nothing more is tried (``ClientDisconnected``).
+Circuit breakers: the plan (:mod:`dataplane.routing`) only orders the targets by their breakers'
+state; the chain claims a half-open target's one probe when it is about to send it (the first
+target tried), and records every attempt's outcome with the target's route's thresholds. A lead
+whose probe another request claimed since the plan was made (or whose breaker opened meanwhile)
+moves behind the other targets, as it would have been planned a moment later.
+
+The chain returns what it settled on, a :class:`dataplane.relay.Served`, for the handler to relay;
+it writes into nothing but the request's record. ``exchange.upstream_busy`` is cleared while the
+chain backs off (a disconnect then cancels at once), and no attempt starts once
+``exchange.client_gone``: a non-streamed answer under way when the client left is finished and
+metered, nothing more is tried (``ClientDisconnected``).
 """
 
 from __future__ import annotations
@@ -27,19 +35,21 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import orjson
 
 from dataplane.asgi import ClientDisconnected
+from dataplane.breaker import CircuitBreaker
 from dataplane.codecs.sse import SSEDecoder, SSEEvent
-from dataplane.errors import GatewayError
-from dataplane.events import RequestRecord
+from dataplane.errors import GatewayError, Unavailable, UpstreamError, answer_failed
+from dataplane.metering import METER_SKIP
 from dataplane.providers.base import BufferedResponse, UpstreamRequest, UpstreamResponse
-from dataplane.relay import Relay, chain, error_fields, find_header, is_timeout
+from dataplane.record import RequestRecord
+from dataplane.relay import Exchange, Served, error_fields, find_header
 from dataplane.retry import RETRYABLE_ERROR_TYPES, backoff_s, is_retryable
-from dataplane.routing import Plan, Router, Target
-from dataplane.usage import METER_SKIP
+from dataplane.routing import Plan
+from dataplane.runtime import Target
 from gwapi.v1 import telemetry_pb2
 
 DEADLINE_S = 600.0  # the whole chain, retries and backoff included
@@ -52,20 +62,43 @@ _STATUS_OF_ERROR = {
 }
 
 
+def record_outcome(breaker: CircuitBreaker, target: Target, ok: bool) -> None:
+    """One attempt's outcome on ``target``: ok = a usable response; failures are connect errors,
+    timeouts and retryable statuses (or a retryable first error event)."""
+    breaker.record(
+        target.name, ok, failures=target.breaker_failures, cooldown_s=target.breaker_cooldown_s
+    )
+
+
+def claimed_order(breaker: CircuitBreaker, targets: tuple[Target, ...]) -> Iterator[Target]:
+    """``targets`` in the order they are tried, claiming the probe of a half-open lead as it is
+    handed out: each target yielded is about to be tried. A lead that is not closed and cannot
+    claim its probe (another request's probe is in flight, or it opened after the plan was made)
+    goes behind the rest; once one target was handed out, the others follow in plan order."""
+    deferred: list[Target] = []
+    started = False
+    for target in targets:
+        if started or breaker.is_closed(target.name) or breaker.allow(target.name):
+            started = True
+            yield target
+        else:
+            deferred.append(target)
+    yield from deferred
+
+
 class Attempts:
-    def __init__(self, router: Router, rng: random.Random | None = None) -> None:
-        self.router = router
+    """The attempt chain of one data plane (it claims and feeds that data plane's breakers)."""
+
+    def __init__(self, breaker: CircuitBreaker, rng: random.Random | None = None) -> None:
+        self.breaker = breaker
         self.rng = rng or random.Random()
 
-    async def run(self, relay: Relay, plan: Plan) -> None:
-        relay.upstream_busy = True
-        try:
-            await self._run(relay, plan)
-        finally:
-            relay.upstream_busy = False
-
-    async def _run(self, relay: Relay, plan: Plan) -> None:
-        rec = relay.rec
+    async def run(
+        self, request: UpstreamRequest, plan: Plan, rec: RequestRecord, exchange: Exchange
+    ) -> Served:
+        """The first usable answer of the plan's targets, or (every attempt failed) the last
+        error a provider sent. Raises the gateway's own error when no provider answered at all,
+        and ``ClientDisconnected`` once the client has gone."""
         trace = rec.trace
         started = time.perf_counter()
         deadline = started + DEADLINE_S
@@ -73,30 +106,34 @@ class Attempts:
         can_move_on = len(plan.targets) > 1 or plan.attempts_per_target > 1
         failure: GatewayError | BufferedResponse | None = None
         retry_after: str | None = None
-        for target in plan.targets:
-            request = for_target(relay.request, target, plan)
+        for target in claimed_order(self.breaker, plan.targets):
+            sent_request = for_target(request, target, plan)
             for n in range(plan.attempts_per_target):
                 if n:
                     delay = backoff_s(n, retry_after, rng=self.rng)
                     if time.perf_counter() + delay > deadline:
                         break  # no time to wait here: next target
-                    relay.upstream_busy = False  # a disconnect now cancels at once
+                    exchange.upstream_busy = False  # a disconnect now cancels at once
                     await asyncio.sleep(delay)
-                    relay.upstream_busy = True
-                if relay.client_gone:
+                    exchange.upstream_busy = True
+                if exchange.client_gone:
                     raise ClientDisconnected  # nobody is waiting for another attempt
                 rec.attempts += 1
                 rec.provider = target.name
                 t0 = time.perf_counter()
-                sent = request if trace is None else trace.upstream(request, target.provider.kind)
+                sent = (
+                    sent_request
+                    if trace is None
+                    else trace.upstream(sent_request, target.provider.kind)
+                )
                 try:
                     upstream = await target.provider.send(sent)
                 except GatewayError as err:
                     failure = err
-                    transport = err.status in (502, 504)
+                    transport = isinstance(err, UpstreamError)
                     if transport:
-                        self.router.record(target.name, False)
-                    self._log(rec, target, request, started, t0, 0, err.error_type, "retried")
+                        record_outcome(self.breaker, target, False)
+                    self._log(rec, target, sent_request, started, t0, 0, err.error_type, "retried")
                     retry_after = None
                     if transport:
                         continue
@@ -104,53 +141,30 @@ class Attempts:
                 if upstream.status != 200 and is_retryable(upstream.status, plan.retry_on):
                     failure = await _buffer(upstream)
                     retry_after = find_header(upstream.headers, b"retry-after") or None
-                    self.router.record(target.name, False)
+                    record_outcome(self.breaker, target, False)
                     etype = error_fields(failure.body)[0]
-                    self._log(rec, target, request, started, t0, upstream.status, etype, "retried")
+                    status = upstream.status
+                    self._log(rec, target, sent_request, started, t0, status, etype, "retried")
                     continue
                 chunks: AsyncIterator[bytes] | None = None
-                if upstream.status == 200 and request.stream and can_move_on:
+                if upstream.status == 200 and sent_request.stream and can_move_on:
                     peeked = await self._peek(upstream, target, rec)
                     if isinstance(peeked, BufferedResponse | GatewayError):
                         failure = peeked
-                        self.router.record(target.name, False)
+                        record_outcome(self.breaker, target, False)
                         status = peeked.status
                         etype = peeked.error_type if isinstance(peeked, GatewayError) else ""
-                        self._log(rec, target, request, started, t0, status, etype, "retried")
+                        self._log(rec, target, sent_request, started, t0, status, etype, "retried")
                         retry_after = None
                         continue
                     chunks = peeked
                 # A usable answer (a non-retryable 4xx included: the client's problem, not the
                 # provider's). From here on the answer is this target's.
-                self.router.record(target.name, True)
-                self._log(rec, target, request, started, t0, upstream.status, "", "served")
-                relay.request = request
-                relay.extra.append((b"x-tollgate-attempts", str(rec.attempts).encode()))
-                await self._relay(relay, upstream, chunks)
-                return
+                record_outcome(self.breaker, target, True)
+                self._log(rec, target, sent_request, started, t0, upstream.status, "", "served")
+                return Served(sent_request, upstream, target.name, rec.attempts, chunks)
             _mark_fell_back(rec)
-        await self._give_up(relay, failure)
-
-    async def _relay(
-        self, relay: Relay, upstream: UpstreamResponse, chunks: AsyncIterator[bytes] | None
-    ) -> None:
-        try:
-            if upstream.status != 200 or not relay.request.stream:
-                try:
-                    body = await upstream.read()
-                except Exception as exc:  # transport failure while reading the body
-                    status = 504 if is_timeout(exc) else 502
-                    raise GatewayError(
-                        status,
-                        f"The answer from provider '{relay.rec.provider}' failed; please retry.",
-                    ) from exc
-                await relay.whole(upstream, body)
-            else:
-                await relay.stream(upstream, chunks if chunks is not None else upstream.aiter_raw())
-        finally:
-            await upstream.aclose()
-            if relay.rec.trace is not None:
-                relay.rec.trace.relay_end = time.perf_counter()
+        return self._give_up(request, rec, exchange, failure)
 
     async def _peek(
         self, upstream: UpstreamResponse, target: Target, rec: RequestRecord
@@ -173,8 +187,7 @@ class Attempts:
                     first = events[0]
         except Exception as exc:
             await upstream.aclose()
-            status = 504 if is_timeout(exc) else 502
-            return GatewayError(status, f"Provider '{target.name}' failed before its first event.")
+            return answer_failed(exc, f"Provider '{target.name}' failed before its first event.")
         if first is not None and first.event == "error":
             etype, message = error_fields(first.data.encode())
             if etype in RETRYABLE_ERROR_TYPES:
@@ -183,18 +196,22 @@ class Attempts:
                 return BufferedResponse(
                     _STATUS_OF_ERROR.get(etype, 500), [(b"content-type", b"application/json")], body
                 )
-        return chain(prefix, source)
+        return _chain(prefix, source)
 
-    async def _give_up(self, relay: Relay, failure: GatewayError | BufferedResponse | None) -> None:
+    @staticmethod
+    def _give_up(
+        request: UpstreamRequest,
+        rec: RequestRecord,
+        exchange: Exchange,
+        failure: GatewayError | BufferedResponse | None,
+    ) -> Served:
         """Every attempt failed: the last provider error as sent, or the gateway's own."""
-        if relay.client_gone:
+        if exchange.client_gone:
             raise ClientDisconnected
         if isinstance(failure, BufferedResponse):
-            relay.extra.append((b"x-tollgate-attempts", str(relay.rec.attempts).encode()))
-            await relay.whole(failure, failure.body)
-            return
+            return Served(request, failure, rec.provider, rec.attempts)
         if failure is None:
-            failure = GatewayError(503, "No provider of this route could be tried; please retry.")
+            failure = Unavailable(503, "No provider of this route could be tried; please retry.")
         raise failure
 
     @staticmethod
@@ -253,3 +270,11 @@ async def _buffer(upstream: UpstreamResponse) -> BufferedResponse:
     finally:
         await upstream.aclose()
     return BufferedResponse(upstream.status, list(upstream.headers), body)
+
+
+async def _chain(prefix: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The chunks read while peeking, then the rest of the stream."""
+    for chunk in prefix:
+        yield chunk
+    async for chunk in rest:
+        yield chunk

@@ -27,26 +27,29 @@ from typing import Protocol
 
 from dataplane.asgi import (
     ASGIApp,
+    Header,
     Receive,
     Scope,
     Send,
     header,
-    send_error,
     send_error_body,
     send_response,
 )
 from dataplane.errors import (
+    Forbidden,
     GatewayError,
+    Unavailable,
     bad_request,
     forbidden,
     new_request_id,
     unauthenticated,
 )
-from dataplane.events import client_version
 from dataplane.members import Member
-from dataplane.snapshot import Snapshot, SnapshotHolder, Workspace, version_parts
+from dataplane.record import client_version
+from dataplane.runtime import Runtime, SnapshotHolder
+from dataplane.snapshot import Snapshot, Workspace, version_parts
 from dataplane.tokens import TokenVerifier, looks_like_jwt
-from gwcommon.access import allowed_targets_text, target_denial
+from gwcommon.allowlists import allowed_targets_text, target_denial
 
 PRINCIPAL = "tollgate.principal"
 
@@ -56,7 +59,7 @@ class ErrorRenderer(Protocol):
 
     def error_body(
         self, status: int, error_type: str, message: str, request_id: str
-    ) -> tuple[bytes, list[tuple[bytes, bytes]]]: ...
+    ) -> tuple[bytes, list[Header]]: ...
 
 
 REQUEST_ID = "tollgate.request_id"
@@ -64,11 +67,15 @@ REQUEST_ID = "tollgate.request_id"
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling, resolved against one snapshot that the whole request then uses."""
+    """Who is calling, resolved against one runtime that the whole request then uses."""
 
     member: Member  # a virtual key or a signed-in developer
     workspace: Workspace
-    snapshot: Snapshot
+    runtime: Runtime  # pinned: its snapshot, adapters and compiled routes serve the request
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.runtime.snapshot
 
     def member_admits(self, model: str) -> bool:
         """Whether the member's own allow-list (glob patterns; empty = any) admits ``model``."""
@@ -79,7 +86,7 @@ class Principal:
         """Refused unless the member's allow-list (glob patterns) admits ``model``."""
         if not self.member_admits(model):
             member = self.member
-            raise GatewayError(
+            raise Forbidden(
                 member.model_denied_status,
                 f"{member.title} may not use model '{model}'. "
                 f"Allowed models: {', '.join(member.models)}.",
@@ -87,7 +94,7 @@ class Principal:
 
     def check_access(self, model: str) -> None:
         """503 when the member has no target at all; 403 ``permission_error`` unless its target
-        is within its workspace's access controls (:mod:`gwcommon.access`); refused unless both
+        is within its workspace's access controls (:mod:`gwcommon.allowlists`); refused unless both
         the member's and the workspace's model lists admit ``model`` (403 for a key, 400
         ``invalid_request_error`` for a developer, as Claude Code's gateway protocol asks). Runs
         before any limit is reserved, so a refusal costs no budget."""
@@ -115,7 +122,7 @@ class Principal:
                 )
         self.check_model(model)
         if not ws.allows_model(model):
-            raise GatewayError(
+            raise Forbidden(
                 member.model_denied_status,
                 f"Model '{model}' is not allowed in workspace '{ws.name}' (allowed: "
                 f"{', '.join(ws.allowed_models)}). Pick an allowed model with /model, or ask "
@@ -160,12 +167,13 @@ def extract_secret(scope: Scope) -> str | None:
 
 
 def authenticate(
-    snapshot: Snapshot, secret: str | None, now_ms: int, tokens: TokenVerifier | None = None
+    runtime: Runtime, secret: str | None, now_ms: int, tokens: TokenVerifier | None = None
 ) -> Principal:
     """Resolve a secret to a principal or raise a 401 saying which check failed.
 
     A secret that is not a ``gw-`` key and looks like a JWT is a signed-in developer's access
     token, verified by ``tokens`` (a fresh, uncached verifier when None)."""
+    snapshot = runtime.snapshot
     if not secret:
         raise unauthenticated(
             "No API key was sent. Set ANTHROPIC_AUTH_TOKEN to your Tollgate virtual key (gw-…), "
@@ -174,7 +182,7 @@ def authenticate(
     if not secret.startswith("gw-") and looks_like_jwt(secret):
         verifier = tokens if tokens is not None else TokenVerifier()
         developer = verifier.resolve(snapshot, secret, now_ms)
-        return Principal(developer, snapshot.workspaces[developer.workspace], snapshot)
+        return Principal(developer, snapshot.workspaces[developer.workspace], runtime)
     digest = hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
     key = snapshot.keys_by_hash.get(digest)
     if key is None:
@@ -197,7 +205,7 @@ def authenticate(
             "new key."
         )
     workspace = snapshot.workspaces[key.workspace]  # validated when the snapshot was parsed
-    return Principal(key, workspace, snapshot)
+    return Principal(key, workspace, runtime)
 
 
 def check_client_version(workspace: Workspace, user_agent: bytes | None) -> None:
@@ -222,44 +230,45 @@ def check_client_version(workspace: Workspace, user_agent: bytes | None) -> None
 
 
 class AuthMiddleware:
-    """Authenticates requests whose path starts with one of ``protected`` prefixes."""
+    """Authenticates the requests on protected paths: ``protects(path)`` gives the renderer of a
+    protected path's refusals (its door, from :class:`dataplane.app.RouteTable`), None for an
+    open path."""
 
     def __init__(
         self,
         app: ASGIApp,
         holder: SnapshotHolder,
-        protected: tuple[str, ...] = ("/v1/",),
+        protects: Callable[[str], ErrorRenderer | None],
         clock: Callable[[], float] = time.time,
-        errors_for: Callable[[str], ErrorRenderer] | None = None,
         on_refuse: Callable[[str, int, str, str], None] | None = None,
         tokens: TokenVerifier | None = None,
     ) -> None:
         self.app = app
         self.holder = holder
-        self.protected = protected
+        self.protects = protects
         self.clock = clock
-        self.errors_for = errors_for
         self.on_refuse = on_refuse
         self.tokens = tokens if tokens is not None else TokenVerifier()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.protected):
+        renderer = self.protects(scope["path"]) if scope["type"] == "http" else None
+        if renderer is None:
             await self.app(scope, receive, send)
             return
         request_id = new_request_id()
         scope[REQUEST_ID] = request_id
-        snapshot = self.holder.current
+        runtime = self.holder.runtime
         workspace = ""
         try:
-            if snapshot is None:
-                raise GatewayError(
+            if runtime is None:
+                raise Unavailable(
                     503,
                     "The gateway has not received its configuration from the control plane yet. "
                     "Try again in a few seconds.",
                     headers=((b"retry-after", b"2"),),
                 )
             principal = authenticate(
-                snapshot, extract_secret(scope), int(self.clock() * 1000), self.tokens
+                runtime, extract_secret(scope), int(self.clock() * 1000), self.tokens
             )
             workspace = principal.workspace.name
             check_client_version(principal.workspace, header(scope, b"user-agent"))
@@ -267,14 +276,8 @@ class AuthMiddleware:
         except GatewayError as err:
             if self.on_refuse is not None:
                 self.on_refuse(workspace, err.status, err.error_type, err.message)
-            if self.errors_for is None:
-                await send_error(send, err, request_id)
-            else:
-                renderer = self.errors_for(scope["path"])
-                body, extra = renderer.error_body(
-                    err.status, err.error_type, err.message, request_id
-                )
-                await send_error_body(send, err.status, body, [*err.headers, *extra], request_id)
+            body, extra = renderer.error_body(err.status, err.error_type, err.message, request_id)
+            await send_error_body(send, err.status, body, [*err.headers, *extra], request_id)
             return
         await self.app(scope, receive, send)
 

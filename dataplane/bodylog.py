@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from dataplane.asgi import Message, Send
+from dataplane.asgi import Header, Message, Send
 
 REDACTED = "[redacted]"
 _REDACTED_B = REDACTED.encode()
@@ -37,7 +37,7 @@ def is_secret_header(name: bytes) -> bool:
     return name in SECRET_HEADERS or any(word in name for word in _SECRET_WORDS)
 
 
-def redact_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+def redact_headers(headers: Iterable[Header]) -> dict[str, str]:
     """Lower-cased names → values (repeats joined with ", "), credentials ``[redacted]``."""
     out: dict[str, str] = {}
     for raw_name, raw_value in headers:
@@ -47,7 +47,7 @@ def redact_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return out
 
 
-def _credentials(headers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
+def _credentials(headers: Iterable[Header]) -> list[bytes]:
     """The secret values the client presented (a Bearer token without its scheme too)."""
     out = []
     for name, value in headers:
@@ -75,7 +75,7 @@ class BodyLog:
         "truncated",
     )
 
-    def __init__(self, policy: str, cap: int, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, policy: str, cap: int, headers: list[Header]) -> None:
         self.full = policy == "full"
         self.cap = max(cap, 0)
         self.headers = redact_headers(headers)

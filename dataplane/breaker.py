@@ -27,10 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from gwcommon import breaker_defaults
+
 State = Literal["closed", "open", "half_open"]
 
-DEFAULT_FAILURES = 5
-DEFAULT_COOLDOWN_S = 30.0
+DEFAULT_FAILURES = breaker_defaults.FAILURES
+DEFAULT_COOLDOWN_S = float(breaker_defaults.COOLDOWN_S)
 DEFAULT_PROBE_LEASE_S = 120.0
 
 
@@ -92,26 +94,24 @@ class CircuitBreaker:
         cell = self._cells.get(name)
         return cell is None or cell.open_until is None
 
+    def may_probe(self, name: str) -> bool:
+        """Whether ``name`` is half-open with its probe free: what :meth:`allow` would claim now.
+        Reads only (routing orders plans with it; the attempt chain claims)."""
+        cell = self._cells.get(name)
+        if cell is None or cell.open_until is None:
+            return False
+        now = self._clock()
+        return now >= cell.open_until and (cell.probe_until is None or now >= cell.probe_until)
+
     def allow(self, name: str) -> bool:
         """Whether a request may go to ``name`` now. In half-open state, True claims the one
         probe: the caller must send it and record its outcome (or the lease frees it)."""
-        cell = self._cells.get(name)
-        if cell is None or cell.open_until is None:
+        if self.is_closed(name):
             return True
-        now = self._clock()
-        if now < cell.open_until:
+        if not self.may_probe(name):
             return False
-        if cell.probe_until is not None and now < cell.probe_until:
-            return False
-        cell.probe_until = now + self._probe_lease_s
+        self._cells[name].probe_until = self._clock() + self._probe_lease_s
         return True
-
-    def release(self, name: str) -> None:
-        """Give back a probe claimed by :meth:`allow` that will not be sent after all (the request
-        was answered from the cache or refused first), so the next request may probe at once."""
-        cell = self._cells.get(name)
-        if cell is not None:
-            cell.probe_until = None
 
     def record(
         self,

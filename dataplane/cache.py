@@ -59,9 +59,9 @@ from typing import Any, Protocol
 
 import orjson
 
-from dataplane.asgi import Send
+from dataplane.asgi import Header, Send
+from dataplane.metering import TokenUsage
 from dataplane.providers.betas import header_betas
-from dataplane.usage import TokenUsage
 
 __all__ = [
     "BYPASS",
@@ -83,7 +83,6 @@ __all__ = [
     "storable_headers",
 ]
 
-Header = tuple[bytes, bytes]
 
 CONTROL_HEADER = b"x-tollgate-cache"
 # Values of the usage event's cache_status ("" = the route has no cache).

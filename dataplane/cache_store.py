@@ -36,7 +36,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from dataplane.cache import MAX_ENTRY_BYTES, CachedResponse
-from dataplane.usage import TokenUsage
+from dataplane.metering import TokenUsage
 
 __all__ = ["DEFAULT_MEMORY_BYTES", "MemoryCache", "RedisCache", "decode_entry", "encode_entry"]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from dataplane.errors import GatewayError
+from dataplane.errors import BadRequest
 from gwcommon.usage_limits import MODEL_CHARS, cut
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -29,7 +29,7 @@ _SHOWN = 60  # characters of a refused value quoted back in a message
 
 
 @dataclass(frozen=True, slots=True)
-class BadModel(GatewayError):
+class BadModel(BadRequest):
     """A refused ``model``; ``model`` is the value cleaned and cut, for the usage event."""
 
     model: str = ""

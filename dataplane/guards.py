@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from dataplane.asgi import ASGIApp, Message, Receive, Scope, Send, send_error_body
 from dataplane.doors.base import Door
-from dataplane.errors import GatewayError, new_request_id
+from dataplane.errors import BodyTimeout, Unavailable, new_request_id
 
 DRAINING_MESSAGE = (
     "This gateway replica is shutting down; retry the request (it will reach another replica)."
@@ -50,7 +50,7 @@ class BodyDeadline:
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
-                raise GatewayError(
+                raise BodyTimeout(
                     408,
                     f"The request body did not arrive within {self.seconds:g} s; "
                     "check the network and retry.",
@@ -63,30 +63,28 @@ class BodyDeadline:
 
 
 class DrainGate:
-    """While ``draining()`` is true, refuse new requests on ``protected`` paths with a 503."""
+    """While ``draining()`` is true, refuse new requests on protected paths with a 503:
+    ``protects(path)`` is the door of a protected path (its refusals' format), None for an open
+    one (as for :class:`dataplane.auth.AuthMiddleware`)."""
 
     def __init__(
         self,
         app: ASGIApp,
         draining: Callable[[], bool],
-        protected: tuple[str, ...],
-        errors_for: Callable[[str], Door],
+        protects: Callable[[str], Door | None],
     ) -> None:
         self.app = app
         self.draining = draining
-        self.protected = protected
-        self.errors_for = errors_for
+        self.protects = protects
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or not self.draining() or not path.startswith(self.protected):
+        door = self.protects(scope["path"]) if scope["type"] == "http" and self.draining() else None
+        if door is None:
             await self.app(scope, receive, send)
             return
         request_id = new_request_id()
-        err = GatewayError(503, DRAINING_MESSAGE)
-        body, more = self.errors_for(path).error_body(
-            err.status, err.error_type, err.message, request_id
-        )
+        err = Unavailable(503, DRAINING_MESSAGE)
+        body, more = door.error_body(err.status, err.error_type, err.message, request_id)
         # connection: close — the client's next attempt opens a new connection, which the load
         # balancer gives to a healthy replica (this one's listener closes after the drain).
         headers = [(b"retry-after", b"1"), (b"connection", b"close"), *more]

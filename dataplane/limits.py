@@ -78,6 +78,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from dataplane.asgi import Header
 from dataplane.auth import Principal
 from dataplane.counters.base import (
     HOUR_MS,
@@ -92,7 +93,7 @@ from dataplane.counters.base import (
     ScopeUsage,
     Ticket,
 )
-from dataplane.errors import GatewayError, Header
+from dataplane.errors import GatewayError, LimitError, Unavailable
 from dataplane.periods import Window, current_window, format_instant
 from dataplane.pricing import PriceTable, Rates
 from dataplane.snapshot import Budget, Limits, Period
@@ -295,7 +296,7 @@ class Limiter:
         except CountersUnavailable as exc:
             if has_budget and (redis_failure or self.redis_failure) == "closed":
                 log.warning("request %s refused: counters unavailable (%s)", request_id, exc)
-                raise GatewayError(
+                raise Unavailable(
                     503,
                     "The gateway cannot check budgets right now (its shared counter store is "
                     "unreachable); try again shortly. If this persists, tell your platform team.",
@@ -453,10 +454,10 @@ class Limiter:
                 else:
                     tail = "it does not reset; ask your platform team to raise it."
                 spent = format_usd(refusal.used, round_up=True)
-                return GatewayError(429, f"{what} is spent ({spent}); {tail}", tuple(headers))
+                return LimitError(429, f"{what} is spent ({spent}); {tail}", tuple(headers))
             spent = format_usd(refusal.used, round_up=True)
             held = format_usd(refusal.reserved, round_up=True)
-            return GatewayError(
+            return LimitError(
                 429,
                 f"{what} is almost spent ({spent} spent, {held} held by requests in flight); "
                 f"retry in {HELD_RETRY_S} s.",
@@ -478,7 +479,7 @@ class Limiter:
                 f"Rate limit of {refusal.limit:,} {unit} for {info.label} reached; "
                 f"retry in {seconds} s."
             )
-        return GatewayError(429, message, ((b"retry-after", str(seconds).encode()),))
+        return LimitError(429, message, ((b"retry-after", str(seconds).encode()),))
 
 
 def _per(window: Window) -> str:

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
-from dataplane.errors import GatewayError
+from dataplane.errors import GatewayError, Misconfigured
 
-if TYPE_CHECKING:  # snapshot.py imports this module: annotations only
-    from dataplane.snapshot import Limits
+if TYPE_CHECKING:  # resources.py imports this module: annotations only
+    from dataplane.resources import Limits
 
 
 class Member(Protocol):
@@ -116,7 +116,7 @@ class Developer:
 
     def no_target_error(self) -> GatewayError:
         ws = self.workspace
-        return GatewayError(
+        return Misconfigured(
             503,
             f"No provider is set for signed-in developers of workspace '{ws}'; ask your platform "
             f"team (gwctl workspaces update {ws} --member-provider …).",

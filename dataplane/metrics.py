@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from dataplane.events import RequestRecord
+from dataplane.record import RequestRecord
 from dataplane.signin.metrics import SignInMetrics
 from gwcommon.prometheus import Counter, Gauge, Histogram, Registry
 

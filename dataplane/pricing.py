@@ -39,7 +39,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from dataplane.usage import TokenUsage
+from dataplane.metering import TokenUsage
 from gwapi.v1 import common_pb2
 
 __all__ = [
@@ -117,7 +117,7 @@ class Priced:
 def cost_micros(usage: TokenUsage, rates: Rates, tools: ToolRates = NO_TOOL_FEES) -> int:
     """Exact cost of ``usage`` at ``rates`` (tokens) and ``tools`` (server-tool requests),
     rounded half up to the micro-dollar."""
-    # Cache writes the 5m/1h split does not explain are billed as 5m (see dataplane.usage).
+    # Cache writes the 5m/1h split does not explain are billed as 5m (see dataplane.metering).
     unsplit = (
         usage.cache_creation_input_tokens
         - usage.cache_write_5m_tokens

@@ -7,7 +7,7 @@ here touches a disk, a database or the control plane. Request logging (the works
 ``log_bodies``) captures into memory only, via :mod:`dataplane.bodylog`.
 
 A client disconnect cancels a streamed upstream call and records the usage seen so far (the
-output estimated when the final usage never came, see :mod:`dataplane.usage`). A *non-streamed*
+output estimated when the final usage never came, see :mod:`dataplane.metering`). A *non-streamed*
 call whose upstream exchange is under way is not cancelled: the upstream goes on generating (and
 billing) anyway, so the answer is read to its end — within the route's timeouts, like any answer
 — and metered exactly, with nobody waiting for it (status 499, ``client_disconnected``); no
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from dataplane.asgi import (
     ClientDisconnected,
+    Header,
     Receive,
     Scope,
     Send,
@@ -47,16 +48,13 @@ from dataplane.cache import (
     replay,
     replay_headers,
 )
-from dataplane.cache_store import MemoryCache
 from dataplane.clienttext import BadModel
-from dataplane.counters.memory import MemoryCounters
-from dataplane.doors.anthropic import AnthropicDoor
 from dataplane.doors.base import Door, Prepared
 from dataplane.errors import GatewayError, new_request_id
-from dataplane.events import RequestRecord, parse_metadata
 from dataplane.limits import Admission, Limiter
-from dataplane.providers.base import Header, UpstreamRequest
-from dataplane.relay import Relay
+from dataplane.providers.base import UpstreamRequest
+from dataplane.record import RequestRecord, parse_metadata
+from dataplane.relay import Exchange, Relay
 from dataplane.routing import Plan, Router
 
 if TYPE_CHECKING:  # imported only when tracing is on (dataplane.server)
@@ -98,29 +96,33 @@ def forwardable_headers(
     return tuple((k, v) for k, v in headers if k not in drop and not k.startswith(b"x-tollgate-"))
 
 
-class MessagesHandler:
-    """ASGI endpoint for Messages and count_tokens; needs AuthMiddleware in front."""
+class ApiHandler:
+    """ASGI endpoint for Messages and count_tokens behind one door (Anthropic, Bedrock or
+    Vertex: one handler per door, one code path); needs AuthMiddleware in front.
+
+    Every collaborator is given: ``tracer`` None means tracing is off."""
 
     def __init__(
         self,
         router: Router,
+        attempts: Attempts,
         record_sink: Callable[[RequestRecord], None],
         dataplane_id: str,
         max_body: int,
-        door: Door | None = None,
-        limiter: Limiter | None = None,
-        cache: CacheBackend | None = None,
-        tracer: Tracer | None = None,
+        door: Door,
+        limiter: Limiter,
+        cache: CacheBackend,
+        tracer: Tracer | None,
     ) -> None:
         self.router = router
-        self.attempts = Attempts(router)
-        self.limiter = limiter or Limiter(MemoryCounters())
-        self.cache: CacheBackend = cache or MemoryCache()
+        self.attempts = attempts
+        self.limiter = limiter
+        self.cache = cache
         self._background: set[asyncio.Task[None]] = set()
         self.sink = record_sink
         self.dataplane_id = dataplane_id
         self.max_body = max_body
-        self.door: Door = door or AnthropicDoor()
+        self.door = door
         self.tracer = tracer
         self._drop = _DROP_REQUEST if tracer is None else _DROP_REQUEST_TRACED
 
@@ -148,8 +150,6 @@ class MessagesHandler:
             send = rec.log.wrap(send)
         count_only = False
         admission: Admission | None = None
-        plan: Plan | None = None
-        tried = False
         try:
             rec.metadata = parse_metadata(header(scope, b"x-tollgate-metadata"))
             body = await read_body(receive, scope, self.max_body)
@@ -167,8 +167,7 @@ class MessagesHandler:
             plan = self.router.plan(principal, rec.session_id)
             request = UpstreamRequest(
                 path="/v1/messages/count_tokens" if count_only else "/v1/messages",
-                # Only the Anthropic door's query means anything to an Anthropic-format upstream.
-                query=scope.get("query_string", b"") if door.name == "anthropic" else b"",
+                query=scope.get("query_string", b"") if door.forwards_query else b"",
                 headers=prepared.headers,
                 body=prepared.body,
                 model=prepared.model,
@@ -203,10 +202,10 @@ class MessagesHandler:
             extra = self.limiter.headers(admission) if admission is not None else []
             if rec.cache_status:
                 extra.append((b"x-tollgate-cache", rec.cache_status.encode()))
-            relay = Relay(door, principal, request, rec, send, extra, cache.recorder())
-            tried = True
-            await self._forward(relay, plan, receive)
-            self._store(cache, relay)
+            relay = Relay(door, principal, rec, send, extra, Exchange(), cache.recorder())
+            sent_headers = await self._forward(relay, request, plan, receive)
+            if sent_headers is not None:
+                self._store(cache, relay, sent_headers)
         except ClientDisconnected:
             rec.client_disconnected = True
             rec.fail(499, "client_disconnected", "client disconnected before the request completed")
@@ -218,8 +217,6 @@ class MessagesHandler:
                 body, more = door.error_body(err.status, err.error_type, err.message, request_id)
                 await send_error_body(send, err.status, body, [*err.headers, *more], request_id)
         finally:
-            if plan is not None and not tried:
-                self.router.abandon(plan)
             # The usage event first: the client has its answer, and what the data plane owes
             # the ledger must not wait for a counter round trip (a crash in between would
             # lose it; see dataplane/reporter.py).
@@ -265,14 +262,14 @@ class MessagesHandler:
         await replay(send, entry, replay_headers(entry, request_id, extra))
         return True
 
-    def _store(self, cache: CachePlan, relay: Relay) -> None:
+    def _store(self, cache: CachePlan, relay: Relay, sent_headers: list[Header]) -> None:
         """Keep a complete, successful answer for the route's TTL (off the request's path)."""
         recorder = relay.recorder
         rec = relay.rec
-        if recorder is None or rec.status != 200 or rec.error_type or relay.sent_headers is None:
+        if recorder is None or rec.status != 200 or rec.error_type:
             return
         cost = rec.priced.cost_micros if rec.priced is not None else 0
-        entry = recorder.entry(200, relay.sent_headers, rec.model_served, rec.usage, cost)
+        entry = recorder.entry(200, sent_headers, rec.model_served, rec.usage, cost)
         if entry is None:
             return
         task = asyncio.create_task(self.cache.put(cache.key, entry, cache.ttl_s))
@@ -293,32 +290,38 @@ class MessagesHandler:
         except Exception:  # never let bookkeeping break a response that is already out
             log.exception("request %s: settling its reservation failed", rec.request_id)
 
-    async def _forward(self, relay: Relay, plan: Plan, receive: Receive) -> None:
-        """Walk the plan and relay the answer. If the client goes away: cancel everything, except
-        a non-streamed Messages exchange under way, which is read to its end and metered (the
+    async def _forward(
+        self, relay: Relay, request: UpstreamRequest, plan: Plan, receive: Receive
+    ) -> list[Header] | None:
+        """Walk the plan and relay the answer: the headers sent with a complete, successful
+        answer (for the cache), else None. If the client goes away: cancel everything, except a
+        non-streamed Messages exchange under way, which is read to its end and metered (the
         upstream bills it anyway; see the module docstring)."""
         task = asyncio.current_task()
         assert task is not None
         gone = asyncio.Event()
         rec = relay.rec
-        meter_to_end = not relay.request.stream and not relay.request.path.endswith("count_tokens")
+        exchange = relay.exchange
+        meter_to_end = not request.stream and not request.path.endswith("count_tokens")
 
         async def watch_disconnect() -> None:
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    if relay.answered:
+                    if exchange.answered:
                         return  # the response is complete: nobody left early
                     gone.set()
-                    relay.client_gone = True
+                    exchange.client_gone = True
                     rec.client_disconnected = True
-                    if not (meter_to_end and relay.upstream_busy):
+                    if not (meter_to_end and exchange.upstream_busy):
                         task.cancel()
                     return
 
         watcher = asyncio.create_task(watch_disconnect())
+        exchange.upstream_busy = True
         try:
-            await self.attempts.run(relay, plan)
+            served = await self.attempts.run(request, plan, rec, exchange)
+            return await relay.answer(served)
         except asyncio.CancelledError:
             if not gone.is_set():
                 raise
@@ -326,7 +329,9 @@ class MessagesHandler:
             rec.client_disconnected = True
             if not rec.status:
                 rec.fail(499, "client_disconnected", "client disconnected")
+            return None
         finally:
+            exchange.upstream_busy = False
             watcher.cancel()
 
 

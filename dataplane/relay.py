@@ -5,27 +5,32 @@ the side decoder looks at it; the Bedrock door re-frames every decoded event. A 
 200 was committed ends the stream with an error event in the client's format — never a silent,
 clean-looking end. When the response cache records the answer, the exact bytes the client got are
 what it keeps.
+
+The relay takes what the attempt chain settled on (:class:`Served`) and nothing else from it;
+:class:`Exchange` is the one piece of state the relay, the attempt chain and the handler's
+disconnect watcher share.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import orjson
 
-from dataplane.asgi import Send
+from dataplane.asgi import Header, Send
 from dataplane.auth import Principal
 from dataplane.cache import CacheRecorder
 from dataplane.codecs.sse import SSEDecoder
 from dataplane.doors.base import Door
-from dataplane.errors import ERROR_TYPES, error_event
-from dataplane.events import RequestRecord
-from dataplane.providers.base import Header, UpstreamRequest, UpstreamResponse
+from dataplane.errors import ERROR_TYPES, UpstreamTimeout, answer_failed, error_event
+from dataplane.metering import METER_SKIP, StreamMeter, usage_from_message
+from dataplane.providers.base import UpstreamRequest, UpstreamResponse
 from dataplane.providers.betas import header_betas
-from dataplane.usage import METER_SKIP, StreamMeter, usage_from_message
+from dataplane.record import RequestRecord
 
 log = logging.getLogger("tollgate.relay")
 
@@ -74,10 +79,31 @@ def error_fields(body: bytes) -> tuple[str, str]:
         return "", body[:200].decode("utf-8", "replace")
 
 
-def is_timeout(exc: BaseException) -> bool:
-    """A read that timed out: any TimeoutError (asyncio's; aiohttp's SocketTimeoutError and
-    ServerTimeoutError subclass it) or an exception class named like one."""
-    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What the attempt chain settled on (:meth:`dataplane.attempts.Attempts.run`)."""
+
+    request: UpstreamRequest  # as the answering target got it (its model, the route's timeouts)
+    upstream: UpstreamResponse  # that target's answer, or the last failure kept (buffered)
+    provider: str  # the target that answered, or the last one tried when none did
+    attempts: int  # attempts made, this one included
+    chunks: AsyncIterator[bytes] | None = None  # a streamed body whose start was peeked
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the handler's disconnect watcher, the attempt chain and the relay share."""
+
+    # The client has gone (set by the watcher): nothing more is sent, no attempt starts, and a
+    # non-streamed answer still arriving is only metered.
+    client_gone: bool = False
+    # An upstream exchange is under way (the handler sets it; the chain clears it while backing
+    # off, when a disconnect may cancel at once).
+    upstream_busy: bool = False
+    # The answer's last bytes have been handed to the server. A disconnect from then on is the
+    # server ending the exchange (Hypercorn says ``http.disconnect`` from inside that very send,
+    # as ASGI allows), not the client leaving.
+    answered: bool = False
 
 
 @dataclass(slots=True)
@@ -86,37 +112,53 @@ class Relay:
 
     door: Door
     principal: Principal
-    request: UpstreamRequest
     rec: RequestRecord
     send: Send
-    extra: list[Header]
+    extra: list[Header]  # headers of the gateway's own (limits, cache status)
+    exchange: Exchange
     recorder: CacheRecorder | None = None
-    sent_headers: list[Header] | None = None  # what the client got, for the cache
-    # The client has gone (set by the proxy's disconnect watcher): nothing more is sent, and a
-    # non-streamed answer still arriving is only metered.
-    client_gone: bool = False
-    # An upstream exchange is under way (the attempt chain sets it; not while backing off).
-    upstream_busy: bool = False
-    # The answer's last bytes have been handed to the server. A disconnect from then on is the
-    # server ending the exchange (Hypercorn says ``http.disconnect`` from inside that very send,
-    # as ASGI allows), not the client leaving.
-    answered: bool = False
 
-    def price(self) -> None:
-        betas = header_betas(self.request.headers)
+    async def answer(self, served: Served) -> list[Header] | None:
+        """Relay ``served`` to the client; the headers it got with a complete, successful
+        answer (what the cache keeps with it), else None."""
+        upstream, request = served.upstream, served.request
+        extra = [*self.extra, (b"x-tollgate-attempts", str(served.attempts).encode())]
+        try:
+            if upstream.status != 200 or not request.stream:
+                try:
+                    body = await upstream.read()
+                except Exception as exc:  # transport failure while reading the body
+                    raise answer_failed(
+                        exc, f"The answer from provider '{served.provider}' failed; please retry."
+                    ) from exc
+                return await self.whole(request, upstream, body, served.provider, extra)
+            chunks = served.chunks if served.chunks is not None else upstream.aiter_raw()
+            return await self.stream(request, upstream, chunks, served.provider, extra)
+        finally:
+            await upstream.aclose()
+            if self.rec.trace is not None:
+                self.rec.trace.relay_end = time.perf_counter()
+
+    def price(self, request: UpstreamRequest) -> None:
+        betas = header_betas(request.headers)
         self.rec.priced = self.principal.snapshot.prices.price(
             self.rec.model_served, self.rec.usage, betas
         )
 
-    async def whole(self, upstream: UpstreamResponse, body: bytes) -> None:
+    async def whole(
+        self,
+        request: UpstreamRequest,
+        upstream: UpstreamResponse,
+        body: bytes,
+        provider: str,
+        extra: list[Header],
+    ) -> list[Header] | None:
         """A complete answer (non-streamed, or an upstream error): forwarded byte for byte.
 
         A Messages answer is metered before it is sent, so that it is billed also when the
         client left while it was being generated (then it is only metered, status 499)."""
         rec = self.rec
-        headers = response_headers(
-            upstream.headers, self.request.request_id, rec.provider, self.extra
-        )
+        headers = response_headers(upstream.headers, request.request_id, provider, extra)
         rec.upstream_request_id = find_header(upstream.headers, b"request-id")
         rec.status = upstream.status
         rec.mark_first_byte()
@@ -128,27 +170,27 @@ class Relay:
             )
             body, more = self.door.upstream_error(upstream.status, body)
             headers.extend(more)
-        elif self.request.path.endswith("/messages"):
-            self._meter_message(body)
+        elif request.path.endswith("/messages"):
+            self._meter_message(request, body)
         else:
-            rec.model_served = self.request.model  # count_tokens: nothing to bill
-        if self.client_gone:
+            rec.model_served = request.model  # count_tokens: nothing to bill
+        if self.exchange.client_gone:
             if upstream.status == 200:
                 rec.fail(499, "client_disconnected", "client disconnected before the answer")
-            return
+            return None
         headers.append((b"content-length", str(len(body)).encode()))
         await self.send(
             {"type": "http.response.start", "status": upstream.status, "headers": headers}
         )
-        self.answered = True
+        self.exchange.answered = True
         await self.send({"type": "http.response.body", "body": body})
         if upstream.status != 200:
-            return
-        self.sent_headers = headers
+            return None
         if self.recorder is not None:
             self.recorder.add(body)
+        return headers
 
-    def _meter_message(self, body: bytes) -> None:
+    def _meter_message(self, request: UpstreamRequest, body: bytes) -> None:
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -157,15 +199,21 @@ class Relay:
             rec = self.rec
             rec.usage = usage_from_message(obj)
             model = obj.get("model")
-            rec.model_served = model if isinstance(model, str) else self.request.model
-            self.price()
+            rec.model_served = model if isinstance(model, str) else request.model
+            self.price(request)
 
-    async def stream(self, upstream: UpstreamResponse, chunks: AsyncIterator[bytes]) -> bool:
-        """A streamed 200. Returns True when the answer completed (message_stop, no error)."""
+    async def stream(
+        self,
+        request: UpstreamRequest,
+        upstream: UpstreamResponse,
+        chunks: AsyncIterator[bytes],
+        provider: str,
+        extra: list[Header],
+    ) -> list[Header] | None:
+        """A streamed 200: the headers sent when the answer completed (message_stop, no
+        error), else None."""
         rec = self.rec
-        headers = response_headers(
-            upstream.headers, self.request.request_id, rec.provider, self.extra
-        )
+        headers = response_headers(upstream.headers, request.request_id, provider, extra)
         encoder = self.door.encoder()
         if encoder is not None:
             headers = [(k, v) for k, v in headers if k != b"content-type"]
@@ -190,7 +238,6 @@ class Relay:
             rec.fail(200, error_type, message)
 
         await self.send({"type": "http.response.start", "status": 200, "headers": headers})
-        self.sent_headers = headers
         try:
             async for chunk in chunks:
                 if not chunk:
@@ -224,39 +271,32 @@ class Relay:
                 # The upstream ended cleanly but early: never let that look like a finished answer.
                 await emit_error(
                     "api_error",
-                    f"The stream from provider '{rec.provider}' ended before message_stop.",
+                    f"The stream from provider '{provider}' ended before message_stop.",
                 )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # transport failure mid-stream: the 200 is committed already
             log.warning(
                 "request %s: upstream stream failed: %s",
-                self.request.request_id,
+                request.request_id,
                 type(exc).__name__,
             )
             await emit_error(
-                "timeout_error" if is_timeout(exc) else "api_error",
-                f"The stream from provider '{rec.provider}' failed mid-answer; please retry.",
+                "timeout_error" if isinstance(exc, UpstreamTimeout) else "api_error",
+                f"The stream from provider '{provider}' failed mid-answer; please retry.",
             )
         finally:
             # Without its final usage (the client or the upstream left early) the output is
             # estimated from the content relayed, so an early close never avoids its cost.
-            max_tokens = self.request.json.get("max_tokens")
+            max_tokens = request.json.get("max_tokens")
             rec.usage, rec.output_estimated = meter.billable(
                 max_tokens if type(max_tokens) is int else 0
             )
-            rec.model_served = meter.model or self.request.model
+            rec.model_served = meter.model or request.model
             if meter.error is not None:
                 rec.fail(200, meter.error[0], meter.error[1])
-            self.price()
-        self.answered = True
+            self.price(request)
+        self.exchange.answered = True
         await self.send({"type": "http.response.body", "body": b""})
-        return not failed and meter.error is None and meter.saw_message_stop
-
-
-async def chain(prefix: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The chunks read while peeking, then the rest of the stream."""
-    for chunk in prefix:
-        yield chunk
-    async for chunk in rest:
-        yield chunk
+        complete = not failed and meter.error is None and meter.saw_message_stop
+        return headers if complete else None

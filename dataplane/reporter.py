@@ -29,7 +29,7 @@ No single event may stop reporting. The rule, by the status of a refused batch:
 * ``INVALID_ARGUMENT``, ``INTERNAL``, ``UNKNOWN``, ``RESOURCE_EXHAUSTED`` may be one event's
   fault: the batch is bisected and its halves resent, down to single events. An event refused
   alone is first *repaired* (strings cleaned and cut, logged bodies fitted: what current data
-  planes do when they build an event; see :func:`dataplane.events.repair_event`) and resent.
+  planes do when they build an event; see :func:`dataplane.record.repair_event`) and resent.
   Refused again, it is **set aside** (``rejected.log`` in the spool directory, counted in
   ``quarantined``, exported as ``tollgate_usage_quarantined`` and shown by ``gwctl dataplanes
   list``) when the refusal is ``INVALID_ARGUMENT`` (the control plane says it is malformed), or
@@ -56,7 +56,7 @@ from typing import Any
 
 import grpc
 
-from dataplane.events import RequestRecord, repair_event
+from dataplane.record import RequestRecord, repair_event
 from dataplane.spool import Spool, sync_files
 from gwapi.v1 import telemetry_pb2
 from gwcommon.usage_limits import BATCH_BYTES, MAX_MESSAGE_BYTES

@@ -1,46 +1,34 @@
 """Which providers serve a request, in which order, with which retry and timeout rules.
 
 :meth:`Router.plan` turns the caller (a key or a developer) into a :class:`Plan`: its provider
-alone, or its route's targets — in order for a ``fallback`` route; for a ``loadbalance`` route a weighted choice
-first, sticky per Claude Code session (``x-claude-code-session-id``) so that a session keeps
-hitting the provider where its prompt cache is warm, then the others as fallbacks. Targets whose
-circuit breaker is open go last (never dropped: with every target open, they are still tried).
-The proxy walks the plan and reports each attempt's outcome with :meth:`Router.record`.
+alone, or its route's targets — in order for a ``fallback`` route; for a ``loadbalance`` route a
+weighted choice first, sticky per Claude Code session (``x-claude-code-session-id``) so that a
+session keeps hitting the provider where its prompt cache is warm, then the others as fallbacks.
+Targets whose circuit breaker is open go last (never dropped: with every target open, they are
+still tried); a half-open target whose probe is free may lead. The attempt chain
+(:mod:`dataplane.attempts`) walks the plan, claims the probe when it sends it, and reports each
+attempt's outcome to the breaker.
 
-Pure and fast: in-memory snapshot and breaker state only, no I/O.
+A pure function of the request's runtime (:mod:`dataplane.runtime`, pinned by its principal) and
+the breakers' state, which it reads and never changes: no I/O, no bookkeeping. Only the order of a
+load-balanced plan without a session draws on the random source.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import blake2b
 
 from dataplane.auth import Principal
-from dataplane.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURES, CircuitBreaker
-from dataplane.errors import GatewayError
-from dataplane.providers.base import Provider
-from dataplane.providers.registry import ProviderRegistry
+from dataplane.breaker import CircuitBreaker
+from dataplane.errors import GatewayError, Unavailable
 from dataplane.providers.transport import Timeouts
 from dataplane.retry import DEFAULT_RETRY_ON
-from dataplane.snapshot import RouteConfig
-
-# A route's timeouts replace the provider's as a set; the ones it leaves unset (0) take these
-# (the providers' own defaults, options timeout_connect_s / timeout_read_s).
-DEFAULT_CONNECT_S = 10.0
-DEFAULT_IDLE_S = 600.0
+from dataplane.runtime import Target
 
 _2_64 = float(2**64)
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    provider: Provider
-    name: str  # the provider's name: what Router.record and the breaker know it by
-    model: str  # the route's model override for this target, or "" (send the requested model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,45 +42,6 @@ class Plan:
     route: str = ""  # "" when the key names a provider directly
 
 
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    """What a route contributes to every plan, computed once per route object."""
-
-    config: RouteConfig
-    loadbalance: bool
-    retry_on: frozenset[int]
-    timeouts: Timeouts | None
-    hash_keys: tuple[bytes, ...]  # per target: b"\0" + provider name, for rendezvous hashing
-    weights: tuple[float, ...]
-
-
-def route_timeouts(route: RouteConfig) -> Timeouts | None:
-    """The route's timeouts (None when it sets none: the providers' own apply)."""
-    connect, first_byte, idle = (
-        route.timeout_connect_ms,
-        route.timeout_first_byte_ms,
-        route.timeout_idle_ms,
-    )
-    if connect <= 0 and first_byte <= 0 and idle <= 0:
-        return None
-    return Timeouts(
-        connect=connect / 1000 if connect > 0 else DEFAULT_CONNECT_S,
-        read=idle / 1000 if idle > 0 else DEFAULT_IDLE_S,
-        first_byte=first_byte / 1000 if first_byte > 0 else None,
-    )
-
-
-def _compile(route: RouteConfig) -> _Compiled:
-    return _Compiled(
-        config=route,
-        loadbalance=route.mode == "loadbalance",
-        retry_on=frozenset(route.retry_on) if route.retry_on else DEFAULT_RETRY_ON,
-        timeouts=route_timeouts(route),
-        hash_keys=tuple(b"\0" + t.provider.encode() for t in route.targets),
-        weights=tuple(float(max(t.weight, 1)) for t in route.targets),
-    )
-
-
 def rendezvous_score(session: bytes, hash_key: bytes, weight: float) -> float:
     """Weighted rendezvous hashing: the target with the LOWEST score wins a session, and a
     target wins with probability weight / total. Adding or removing a target only moves the
@@ -102,20 +51,12 @@ def rendezvous_score(session: bytes, hash_key: bytes, weight: float) -> float:
 
 
 class Router:
-    def __init__(
-        self,
-        registry: ProviderRegistry,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
-        breaker: CircuitBreaker | None = None,
-    ) -> None:
-        self.registry = registry
-        self.breaker = breaker if breaker is not None else CircuitBreaker(clock)
+    """Plans requests; one per data plane, reading its breakers (see the module docstring)."""
+
+    def __init__(self, breaker: CircuitBreaker, rng: random.Random | None = None) -> None:
+        self.breaker = breaker
+        # The source of a load-balanced plan's order when there is no session to stick to.
         self._rng = rng if rng is not None else random.Random()
-        self._compiled: dict[str, _Compiled] = {}
-        # Breaker thresholds per target, from the last plan that included it.
-        self._settings: dict[str, tuple[int, float]] = {}
 
     def candidates(self, principal: Principal) -> list[str]:
         """Provider names of the member's provider or route, in configuration order."""
@@ -132,81 +73,56 @@ class Router:
 
         Raises GatewayError 503 when no target has an adapter on this data plane.
         """
-        member = principal.member
+        runtime, member = principal.runtime, principal.member
         if member.provider:
-            adapter = self.registry.get(member.provider)
-            if adapter is None:
+            direct = runtime.direct.get(member.provider)
+            if direct is None:
                 raise self._unservable(principal)
-            self._settings[member.provider] = (DEFAULT_FAILURES, DEFAULT_COOLDOWN_S)
-            self.breaker.allow(member.provider)  # claims the probe if half-open; tried regardless
-            return Plan(targets=(Target(adapter, member.provider, ""),))
-        route = principal.snapshot.routes.get(member.route)
-        if route is None:
+            return Plan(targets=(direct,))
+        route = runtime.routes.get(member.route)
+        if route is None or not route.targets:
             raise self._unservable(principal)
-        compiled = self._compiled.get(route.name)
-        if compiled is None or compiled.config is not route:
-            compiled = self._compiled[route.name] = _compile(route)
-
-        # (order key, Target) for every target with an adapter.
-        settings = (route.breaker_failures, float(route.breaker_cooldown_s))
-        scored: list[tuple[float, Target]] = []
-        session = session_id.encode() if compiled.loadbalance and session_id else b""
-        for i, t in enumerate(route.targets):
-            adapter = self.registry.get(t.provider)
-            if adapter is None:
-                continue
-            self._settings[t.provider] = settings
-            if not compiled.loadbalance:
-                order = float(i)
-            elif session:
-                order = rendezvous_score(session, compiled.hash_keys[i], compiled.weights[i])
-            else:  # weighted random order (exponential race: P(first) = weight / total)
-                order = -math.log(1.0 - self._rng.random()) / compiled.weights[i]
-            scored.append((order, Target(adapter, t.provider, t.model)))
-        if not scored:
-            raise self._unservable(principal)
-        if compiled.loadbalance:
+        targets = route.targets
+        if route.loadbalance:
+            # (order key, Target): the lowest key leads.
+            session = session_id.encode() if session_id else b""
+            scored: list[tuple[float, Target]] = []
+            for i, target in enumerate(targets):
+                if session:
+                    order = rendezvous_score(session, route.hash_keys[i], route.weights[i])
+                else:  # weighted random order (exponential race: P(first) = weight / total)
+                    order = -math.log(1.0 - self._rng.random()) / route.weights[i]
+                scored.append((order, target))
             scored.sort(key=lambda pair: pair[0])
+            targets = tuple(t for _, t in scored)
+        config = route.config
         return Plan(
-            targets=self._healthy_first([t for _, t in scored]),
-            attempts_per_target=1 + max(route.retries, 0),
-            retry_on=compiled.retry_on,
-            timeouts=compiled.timeouts,
-            cache_ttl_s=route.cache_ttl_s,
-            cache_sampled=route.cache_sampled,
-            route=route.name,
+            targets=self._healthy_first(targets),
+            attempts_per_target=route.attempts_per_target,
+            retry_on=route.retry_on,
+            timeouts=route.timeouts,
+            cache_ttl_s=config.cache_ttl_s,
+            cache_sampled=config.cache_sampled,
+            route=config.name,
         )
 
-    def _healthy_first(self, targets: list[Target]) -> tuple[Target, ...]:
-        """Closed targets keep their order; a half-open one may take the lead as the probe
-        (only ever the first target of a plan claims it, the one surely tried); the rest
-        (open, or half-open behind a healthier target) go last, in order."""
+    def _healthy_first(self, targets: tuple[Target, ...]) -> tuple[Target, ...]:
+        """Closed targets keep their order; a half-open one whose probe is free may take the
+        lead (only ever the first target of a plan probes, the one surely tried); the rest (open,
+        probing already, or half-open behind a healthier target) go last, in order."""
         breaker = self.breaker
         ready: list[Target] = []
         later: list[Target] = []
         for target in targets:
-            if breaker.is_closed(target.name) or (not ready and breaker.allow(target.name)):
+            if breaker.is_closed(target.name) or (not ready and breaker.may_probe(target.name)):
                 ready.append(target)
             else:
                 later.append(target)
-        return tuple(ready + later) if later else tuple(ready)
-
-    def record(self, name: str, ok: bool) -> None:
-        """One attempt's outcome on target ``name``: ok = a usable response; failures are
-        connect errors, timeouts and retryable statuses (or a retryable first error event)."""
-        failures, cooldown_s = self._settings.get(name, (DEFAULT_FAILURES, DEFAULT_COOLDOWN_S))
-        self.breaker.record(name, ok, failures=failures, cooldown_s=cooldown_s)
+        return tuple(ready + later) if later else targets
 
     def breaker_states(self) -> dict[str, str]:
         """Breaker state of every target that ever failed: closed | open | half_open."""
         return dict(self.breaker.states())
-
-    def abandon(self, plan: Plan) -> None:
-        """The plan will not be tried (cache hit, a refusal before any attempt): give back the
-        half-open probe it may hold, instead of blocking the target until the probe lease ends."""
-        first = plan.targets[0].name
-        if not self.breaker.is_closed(first):
-            self.breaker.release(first)
 
     @staticmethod
     def _unservable(principal: Principal) -> GatewayError:
@@ -221,7 +137,7 @@ class Router:
             why = (
                 f"none of the targets of its route '{member.route}' is available on this data plane"
             )
-        return GatewayError(
+        return Unavailable(
             503,
             f"{member.title} has no provider this gateway can serve right now ({why}). "
             f"Ask your platform team to check the {member.kind}'s provider or route.",

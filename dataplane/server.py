@@ -20,6 +20,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from dataplane.app import Health, build_app
+from dataplane.breaker import CircuitBreaker
 from dataplane.breaker_sync import BreakerSync
 from dataplane.cache_store import MemoryCache, RedisCache
 from dataplane.counters.base import Counters
@@ -33,6 +34,7 @@ from dataplane.private import private_dir
 from dataplane.providers.registry import ProviderRegistry, shared_transport
 from dataplane.reporter import Reporter
 from dataplane.routing import Router
+from dataplane.runtime import SnapshotHolder
 from dataplane.settings import (  # re-exported: Settings and the flag checks live there
     DEFAULT_MAX_BODY,
     OTLP_ENDPOINT_ENV,
@@ -49,7 +51,6 @@ from dataplane.signin.publicurl import (
     parse_public_url,
 )
 from dataplane.signin.routes import SignInRoutes
-from dataplane.snapshot import SnapshotHolder
 from dataplane.spool import Spool
 from dataplane.subscriber import Subscriber
 from dataplane.supervise import supervise
@@ -84,10 +85,11 @@ class DataPlane:
         private_dir(state_dir)  # 0700: the spool may hold prompts (full body logging)
         role = settings.worker
         self.node_id = role.node_id if role is not None else _node_id(state_dir)
-        self.holder = SnapshotHolder()
-        self.registry = ProviderRegistry(shared_transport(), settings.env)
-        self.holder.on_swap(self.registry.update)
-        self.router = Router(self.registry)  # one per data plane: its breakers are reported
+        # Each snapshot is compiled, adapters included, into the runtime requests pin.
+        self.holder = SnapshotHolder(ProviderRegistry(shared_transport(), settings.env))
+        # One set of breakers per data plane: routing reads them, the attempt chain feeds them,
+        # and they are reported (and shared through Redis when configured).
+        self.router = Router(CircuitBreaker())
         self.health = Health(self.holder)
         self._channel: grpc.aio.Channel | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -311,7 +313,7 @@ class DataPlane:
             await self._stop_tracer(self.tracer, self.settings.otlp_flush_s)
         if self.breaker_sync is not None:
             await self.breaker_sync.stop()
-        await self.registry.aclose()
+        await self.holder.aclose()
         await self.limiter.aclose()
         await self.counters.aclose()
         if isinstance(self.cache, RedisCache):

@@ -1,11 +1,12 @@
-"""The data plane's view of the world: an immutable snapshot, parsed once, swapped atomically.
+"""The data plane's view of the world: an immutable snapshot, parsed and validated once.
 
-The control plane sends a ``gwapi.v1.Snapshot`` proto. :meth:`Snapshot.from_proto` validates it
-and turns it into frozen value objects indexed for the hot path (keys by secret hash, providers and
-routes by name). A snapshot that fails validation raises :class:`SnapshotError` and is NACKed; the
-data plane keeps serving the last good one. :class:`SnapshotHolder` is the single mutable cell:
-readers take ``holder.current`` once per request and use that object throughout, so a swap in the
-middle of a request never mixes two versions.
+The control plane sends a ``gwapi.v1.Snapshot`` proto (or resources, applied by
+:mod:`dataplane.delta` with the converters below). :meth:`Snapshot.from_proto` validates it and
+turns it into the frozen value objects of :mod:`dataplane.resources` (exported here too), indexed
+for the hot path (keys by secret hash, providers and routes by name). A snapshot that fails
+validation raises :class:`SnapshotError` and is NACKed; the data plane keeps serving the last good
+one. :class:`dataplane.runtime.SnapshotHolder` compiles each snapshot into the runtime requests
+pin.
 
 Provider secrets stored on the control plane (``Snapshot.secrets``) are joined into their
 :class:`ProviderConfig` (``api_key``, never in a ``repr``); ``has_secret`` says one is expected,
@@ -18,16 +19,12 @@ a workspace's Claude Code managed settings are rendered into their response once
 
 from __future__ import annotations
 
-import enum
-import logging
-import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-from dataplane.errors import GatewayError
 from dataplane.members import (
     MIN_SIGNING_KEY_BYTES,
     Developer,
@@ -36,188 +33,45 @@ from dataplane.members import (
     SsoInfo,
 )
 from dataplane.pricing import PriceTable
+from dataplane.resources import (
+    PERIODS,
+    Budget,
+    Limits,
+    Period,
+    ProviderConfig,
+    RouteConfig,
+    RouteTarget,
+    SnapshotError,
+    VirtualKey,
+    Workspace,
+)
 from dataplane.telemetry.destinations import Destination, destinations_from_proto
 from gwapi import vocab
 from gwapi.v1 import common_pb2, discovery_pb2
-from gwcommon.access import compile_models
+from gwcommon import breaker_defaults
+from gwcommon.allowlists import compile_models
 
-log = logging.getLogger("tollgate.snapshot")
-
-
-class SnapshotError(ValueError):
-    """The snapshot is inconsistent; the data plane refuses (NACKs) it."""
-
-
-class Period(enum.Enum):
-    DAY = "day"
-    WEEK = "week"
-    MONTH = "month"
-    LIFETIME = "lifetime"
-
-
-_PERIODS = {
-    common_pb2.PERIOD_DAY: Period.DAY,
-    common_pb2.PERIOD_WEEK: Period.WEEK,
-    common_pb2.PERIOD_MONTH: Period.MONTH,
-    common_pb2.PERIOD_LIFETIME: Period.LIFETIME,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    amount_micros: int
-    period: Period
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    budgets: tuple[Budget, ...] = ()
-    rpm: int = 0
-    rph: int = 0
-    tpm: int = 0
-    max_parallel: int = 0
-
-    @classmethod
-    def from_proto(cls, msg: common_pb2.Limits) -> Limits:
-        budgets = []
-        for b in msg.budgets:
-            if b.period not in _PERIODS:
-                raise SnapshotError(f"budget with unknown period {b.period}")
-            if b.amount_micros < 0:
-                raise SnapshotError("budget amount is negative")
-            budgets.append(Budget(b.amount_micros, _PERIODS[b.period]))
-        if min(msg.rpm, msg.rph, msg.tpm, msg.max_parallel) < 0:
-            raise SnapshotError("negative rate limit")
-        return cls(tuple(budgets), msg.rpm, msg.rph, msg.tpm, msg.max_parallel)
-
-    @classmethod
-    def shared(cls, msg: common_pb2.Limits) -> Limits:
-        """Like :meth:`from_proto`, but one frozen object per distinct value: thousands of keys
-        usually share a handful of limits (memory per key matters at fleet scale)."""
-        raw = msg.SerializeToString(deterministic=True)
-        limits = _SHARED_LIMITS.get(raw)
-        if limits is None:
-            if len(_SHARED_LIMITS) >= MAX_SHARED_LIMITS:
-                _SHARED_LIMITS.clear()
-            limits = _SHARED_LIMITS[raw] = cls.from_proto(msg)
-        return limits
-
-
-MAX_SHARED_LIMITS = 4096
-_SHARED_LIMITS: dict[bytes, Limits] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class Workspace:
-    name: str
-    limits: Limits
-    timezone: str
-    redis_failure: Literal["", "closed", "open"] = ""  # "" = closed; see gwapi Workspace
-    min_client_version: str = ""  # "" = any Claude Code version
-    min_client_parts: tuple[int, ...] = ()  # the same, parsed for numeric comparison
-    log_bodies: Literal["none", "metadata", "full"] = "none"  # request logging policy
-    log_body_max_bytes: int = 256 * 1024  # cap per logged body (full)
-    # Access controls (gwcommon.access; empty = everything). ``models_re`` is allowed_models
-    # compiled once per snapshot into one regex (None = every model): O(1) regex call per request.
-    allowed_providers: tuple[str, ...] = ()
-    allowed_routes: tuple[str, ...] = ()
-    allowed_models: tuple[str, ...] = ()
-    models_re: re.Pattern[str] | None = None
-    # Claude Code managed settings for the workspace's signed-in developers (None = no policy).
-    managed_settings: ManagedSettings | None = None
-
-    def allows_model(self, model: str) -> bool:
-        return self.models_re is None or self.models_re.match(model) is not None
-
-
-@dataclass(frozen=True, slots=True)
-class VirtualKey:
-    """A ``gw-…`` key: a :class:`dataplane.members.Member` of its workspace."""
-
-    id: str
-    name: str
-    workspace: str
-    limits: Limits
-    provider: str
-    route: str
-    models: tuple[str, ...]
-    expires_at_ms: int
-    revoked: bool
-
-    kind = "key"
-    model_denied_status = 403
-    sees_managed_settings = False
-    developer_id = ""
-    developer_email = ""
-
-    @property
-    def counter(self) -> str:
-        return "k:" + self.id
-
-    @property
-    def label(self) -> str:
-        return f"key '{self.name}'"
-
-    @property
-    def title(self) -> str:
-        return f"Virtual key '{self.name}'"
-
-    @property
-    def key_id(self) -> str:
-        return self.id
-
-    @property
-    def key_name(self) -> str:
-        return self.name
-
-    def no_target_error(self) -> GatewayError:
-        return GatewayError(
-            503,
-            f"Virtual key '{self.name}' has no provider or route. Ask your platform team to set "
-            "the key's provider or route.",
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderConfig:
-    name: str
-    kind: str
-    base_url: str
-    api_key_env: str
-    options: tuple[tuple[str, str], ...]
-    # A secret is stored on the control plane for this provider; api_key is "" until it arrives.
-    has_secret: bool = False
-    # Compared (a rotation rebuilds the adapter) but never shown.
-    api_key: str = field(default="", repr=False)
-
-    def option(self, name: str, default: str = "") -> str:
-        for k, v in self.options:
-            if k == name:
-                return v
-        return default
-
-
-@dataclass(frozen=True, slots=True)
-class RouteTarget:
-    provider: str
-    weight: int
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class RouteConfig:
-    name: str
-    mode: str
-    targets: tuple[RouteTarget, ...]
-    retries: int
-    retry_on: tuple[int, ...]
-    timeout_connect_ms: int
-    timeout_first_byte_ms: int
-    timeout_idle_ms: int
-    cache_ttl_s: int
-    cache_sampled: bool = False  # cache answers to temperature > 0 requests too
-    breaker_failures: int = 5  # consecutive failures that open a target's breaker
-    breaker_cooldown_s: int = 30  # how long an open breaker skips its target before one probe
+__all__ = [
+    "Budget",
+    "Limits",
+    "Period",
+    "ProviderConfig",
+    "RouteConfig",
+    "RouteTarget",
+    "Snapshot",
+    "SnapshotError",
+    "VirtualKey",
+    "Workspace",
+    "check_developer_refs",
+    "check_key_refs",
+    "developer_from_pb",
+    "key_from_pb",
+    "provider_from_pb",
+    "route_from_pb",
+    "spend_entry",
+    "version_parts",
+    "workspace_from_pb",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,8 +192,8 @@ def route_from_pb(r: common_pb2.Route, providers: Mapping[str, ProviderConfig]) 
         r.timeout_idle_ms,
         r.cache_ttl_s,
         r.cache_sampled,
-        r.breaker_failures or 5,
-        r.breaker_cooldown_s or 30,
+        r.breaker_failures or breaker_defaults.FAILURES,
+        r.breaker_cooldown_s or breaker_defaults.COOLDOWN_S,
     )
 
 
@@ -492,11 +346,11 @@ SpendKey = tuple[str, str, Period]
 def spend_entry(s: discovery_pb2.Spend) -> tuple[SpendKey, tuple[int, int]]:
     if s.scope not in _SPEND_SCOPES:
         raise SnapshotError(f"spend entry with unknown scope {s.scope!r}")
-    if s.period not in _PERIODS:
+    if s.period not in PERIODS:
         raise SnapshotError(f"spend entry with unknown period {s.period}")
     if s.spent_micros < 0 or s.period_start_ms < 0:
         raise SnapshotError(f"negative spend entry for {s.scope} {s.id!r}")
-    return (s.scope, s.id, _PERIODS[s.period]), (s.period_start_ms, s.spent_micros)
+    return (s.scope, s.id, PERIODS[s.period]), (s.period_start_ms, s.spent_micros)
 
 
 def version_parts(version: str) -> tuple[int, ...] | None:
@@ -543,32 +397,3 @@ def _log_bodies(value: str) -> Literal["none", "metadata", "full"]:
     if value == "metadata":
         return "metadata"
     return "none"
-
-
-Listener = Callable[[Snapshot], None]
-
-
-class SnapshotHolder:
-    """The one mutable reference to the current snapshot.
-
-    Assignment of an attribute is atomic in CPython, and snapshots are immutable, so readers need
-    no lock. Listeners run synchronously on swap (e.g. to rebuild provider adapters) before the
-    new snapshot becomes visible to requests.
-    """
-
-    def __init__(self) -> None:
-        self._current: Snapshot | None = None
-        self._listeners: list[Listener] = []
-
-    @property
-    def current(self) -> Snapshot | None:
-        return self._current
-
-    def on_swap(self, listener: Listener) -> None:
-        self._listeners.append(listener)
-
-    def swap(self, snapshot: Snapshot) -> None:
-        for listener in self._listeners:
-            listener(snapshot)
-        self._current = snapshot
-        log.info("serving snapshot %s", snapshot.version)

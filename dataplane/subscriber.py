@@ -40,7 +40,8 @@ import grpc
 from dataplane import delta
 from dataplane.delta import DeltaState
 from dataplane.private import private_dir, write_atomic
-from dataplane.snapshot import Snapshot, SnapshotError, SnapshotHolder
+from dataplane.runtime import SnapshotHolder
+from dataplane.snapshot import Snapshot, SnapshotError
 from dataplane.telemetry.destinations import strip_secrets as strip_destination_secrets
 from gwapi.v1 import discovery_pb2, discovery_pb2_grpc
 from gwcommon.tls import describe_failure

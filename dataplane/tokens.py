@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from dataplane.errors import GatewayError
+from dataplane.errors import GatewayError, Unauthenticated, Unavailable
 from dataplane.members import Developer
 from dataplane.snapshot import Snapshot
 
@@ -59,7 +59,7 @@ class _Verified:
 
 
 def _refusal(message: str) -> GatewayError:
-    return GatewayError(401, message)
+    return Unauthenticated(401, message)
 
 
 _INVALID = "This sign-in token is not valid on this gateway; run /login again."
@@ -145,7 +145,7 @@ class TokenVerifier:
         if verified.iat_ms > snapshot.built_at_ms and now_ms - verified.iat_ms < PROPAGATION_MS:
             raise _Refused(
                 "propagating",
-                GatewayError(
+                Unavailable(
                     503,
                     "Your sign-in is still reaching this gateway; retry in a second.",
                     headers=((b"retry-after", b"1"),),
@@ -156,7 +156,7 @@ class TokenVerifier:
         if snapshot.signing_keys_missing:
             raise _Refused(
                 "keys_missing",
-                GatewayError(
+                Unavailable(
                     503,
                     "This gateway has not received its sign-in keys from the control plane yet "
                     "(it is starting, or cannot reach the control plane). Try again in a few "

@@ -155,7 +155,7 @@ class Whoami:
         out: list[dict[str, Any]] = []
         for name in self.router.candidates(principal):
             config = snapshot.providers.get(name)
-            adapter = self.router.registry.get(name)
+            adapter = principal.runtime.adapters.get(name)
             sent = overrides.get(name) or model
             entry: dict[str, Any] = {
                 "provider": name,

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 
 from gwapi.v1 import common_pb2, telemetry_pb2
+from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import Subparsers, is_json, leaf
-from tui.client import GatewayClient
 
 HEADERS = (
     "TIME", "WORKSPACE", "SCOPE", "WHO", "THRESHOLD", "BUDGET", "SPENT", "PERIOD", "WEBHOOK",

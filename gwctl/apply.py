@@ -54,11 +54,12 @@ from typing import Any
 import grpc
 
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import CommandError, Subparsers, confirm, is_json, leaf
 from gwctl.config_file import ConfigError, GatewayConfig, KeySpec, load, settings_checksum
-from tui.client import ClientError, GatewayClient
 
 KINDS = ("provider", "route", "workspace", "key")  # dependency order
 SECTION_OF = {"provider": "providers", "route": "routes", "workspace": "workspaces", "key": "keys"}

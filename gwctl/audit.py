@@ -17,12 +17,12 @@ import sys
 from collections.abc import AsyncIterator
 
 from gwapi.v1 import admin_pb2
+from gwclient import audit_diff
+from gwclient.client import GatewayClient
 from gwcommon.audit_kinds import RESOURCE_KINDS as KINDS
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import Subparsers, UsageError, is_json, leaf
-from tui import audit_diff
-from tui.client import GatewayClient
 
 HEADERS = ("TIME", "ACTOR", "FROM", "ACTION", "RESOURCE", "WORKSPACE", "CHANGED")
 # Follow mode cannot measure the widest cell in advance: these widths fit typical values.

@@ -18,9 +18,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gwapi.v1 import common_pb2
+from gwclient.channel import DEFAULT_TARGET
+from gwclient.client import GatewayClient
 from gwcommon.secret_files import read_secret_file
 from gwctl import parse
-from tui.client import DEFAULT_TARGET, GatewayClient
 
 Handler = Callable[[GatewayClient, argparse.Namespace], Awaitable[int]]
 Subparsers = Any  # argparse's _SubParsersAction is private; its type adds nothing here

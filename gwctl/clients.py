@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 
+from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import Subparsers, is_json, leaf
-from tui.client import GatewayClient
 
 DEFAULT_SINCE_S = 7 * 86_400
 

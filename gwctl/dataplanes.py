@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 
 from gwapi.v1 import discovery_pb2
+from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl import serve
 from gwctl.cli import Subparsers, group, is_json, leaf
-from tui.client import GatewayClient
 
 
 def register(subparsers: Subparsers) -> None:

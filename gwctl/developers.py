@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 
 from gwapi.v1 import common_pb2
+from gwclient.budgets import main_budget
+from gwclient.client import GatewayClient
 from gwcommon.terminal import escape_controls
 from gwctl import output as out
 from gwctl import workspace_signin
@@ -36,7 +38,6 @@ from gwctl.cli import (
     limits_from_args,
 )
 from gwctl.parse import PERIOD_NAMES
-from tui.client import GatewayClient
 
 
 def register(subparsers: Subparsers) -> None:
@@ -90,20 +91,6 @@ def register(subparsers: Subparsers) -> None:
 
 def status(dev: common_pb2.Developer) -> str:
     return "disabled" if dev.disabled_at_ms else "active"
-
-
-def main_budget(statuses: list[common_pb2.BudgetStatus]) -> common_pb2.BudgetStatus | None:
-    """The budget closest to running out (highest spent/amount ratio, integer arithmetic)."""
-    best: common_pb2.BudgetStatus | None = None
-    for st in statuses:
-        if st.budget.amount_micros <= 0:
-            continue
-        if best is None or (
-            st.spent_micros * best.budget.amount_micros
-            > best.spent_micros * st.budget.amount_micros
-        ):
-            best = st
-    return best
 
 
 def spend_text(statuses: list[common_pb2.BudgetStatus]) -> str:

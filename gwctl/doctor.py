@@ -17,12 +17,13 @@ import shutil
 import sys
 from typing import Any
 
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError
 from gwcommon.secret_files import read_secret_file
 from gwctl.cli import Subparsers, UsageError, is_json, leaf
 from gwctl.doctor_checks import Doctor, Options
 from gwctl.doctor_env import Finding, discover, environ
 from gwctl.output import print_json, printable
-from tui.client import ClientError, GatewayClient
 
 KEY_FLAG_WARNING = (
     "warning: --key puts your key on the command line, where `ps` and your shell history see "

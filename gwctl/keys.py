@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import (
@@ -22,7 +23,6 @@ from gwctl.cli import (
     leaf,
     limits_from_args,
 )
-from tui.client import GatewayClient
 
 
 def register(subparsers: Subparsers) -> None:

@@ -28,10 +28,10 @@ from typing import Any
 import orjson
 
 from gwapi.v1 import common_pb2, telemetry_pb2
+from gwclient.client import GatewayClient
 from gwctl import alerts, parse
 from gwctl import output as out
 from gwctl.cli import Subparsers, group, is_json, leaf
-from tui.client import GatewayClient
 
 HEADERS = (
     "TIME", "STATUS", "WORKSPACE", "KEY", "MODEL", "PROVIDER", "IN", "OUT", "CACHE W", "CACHE R",

@@ -14,6 +14,8 @@ import sys
 
 import grpc
 
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError
 from gwcommon.terminal import escape_controls
 from gwctl import (
     alerts,
@@ -49,7 +51,6 @@ from gwctl.cli import (
     resolve_token,
 )
 from gwctl.groups import GroupedHelpParser
-from tui.client import ClientError, GatewayClient
 
 _MODULES = (
     workspaces,

@@ -26,10 +26,12 @@ import re
 
 from gwapi import vocab
 from gwapi.v1 import common_pb2, discovery_pb2
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError
 from gwctl import output as out
 from gwctl import parse, secrets
 from gwctl.cli import CommandError, Subparsers, UsageError, confirm, group, is_json, leaf
-from tui.client import ClientError, GatewayClient
+
 
 KINDS = vocab.choices(vocab.KIND)
 AUTH_MODES = vocab.choices(vocab.AUTH)

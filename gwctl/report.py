@@ -24,10 +24,10 @@ import argparse
 from collections.abc import Iterable, Sequence
 
 from gwapi.v1 import telemetry_pb2
+from gwclient.client import GatewayClient
 from gwctl import export, parse
 from gwctl import output as out
 from gwctl.cli import Subparsers, group, is_csv, is_json, leaf
-from tui.client import GatewayClient
 
 UNATTRIBUTED = "(no key or developer)"
 _SUMMED = (

@@ -19,10 +19,11 @@ import argparse
 
 from gwapi import vocab
 from gwapi.v1 import common_pb2
+from gwclient.client import GatewayClient
+from gwcommon import breaker_defaults
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
-from tui.client import GatewayClient
 
 MODES = vocab.choices(vocab.MODE)
 DEFAULT_RETRY_ON = "429,500,502,503,504,529"
@@ -219,8 +220,12 @@ def describe_cache(route: common_pb2.Route) -> str:
 
 
 def describe_breaker(route: common_pb2.Route) -> str:
-    failures = route.breaker_failures or "5 (default)"
-    cooldown = f"{route.breaker_cooldown_s}s" if route.breaker_cooldown_s else "30s (default)"
+    failures = route.breaker_failures or f"{breaker_defaults.FAILURES} (default)"
+    cooldown = (
+        f"{route.breaker_cooldown_s}s"
+        if route.breaker_cooldown_s
+        else f"{breaker_defaults.COOLDOWN_S}s (default)"
+    )
     return f"after {failures} failures, skip for {cooldown}"
 
 

@@ -18,9 +18,9 @@ import sys
 from typing import TextIO
 
 from gwapi.v1 import common_pb2
+from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl.cli import Subparsers, UsageError, confirm, is_json, leaf
-from tui.client import GatewayClient
 
 API_KEY_STDIN_HELP = (
     "read the provider's API key (bedrock: ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]) "

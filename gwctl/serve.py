@@ -2,14 +2,16 @@
 
 Everything after the command is handed unchanged to ``controlplane.server.main`` /
 ``controlplane.migrate_cli.main`` / ``controlplane.ledger_cli.main`` / ``dataplane.cli.main``
-(``--help`` included, so the server documents its own flags). The server packages are imported inside the functions: plain gwctl commands must not pay for (or
-depend on) SQLModel, Hypercorn and the rest.
+(``--help`` included, so the server documents its own flags). Each entry point is imported
+inside its function: plain gwctl commands must not pay for SQLModel, Hypercorn and the rest.
+They are imported by name all the same, so import-linter sees them: this module is the only one
+of gwctl that may reach the servers (a contract in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+from collections.abc import Callable
 
 from gwctl.cli import Subparsers, group
 
@@ -42,25 +44,30 @@ def add_serve(sub: Subparsers, help_text: str, run: object) -> None:
 
 
 def serve_controlplane(args: argparse.Namespace, argv: list[str]) -> int:
-    return _run("controlplane.server", argv)
+    from controlplane import server
+
+    return _run(server.main, argv)
 
 
 def migrate_controlplane(args: argparse.Namespace, argv: list[str]) -> int:
-    return _run("controlplane.migrate_cli", argv)
+    from controlplane import migrate_cli
+
+    return _run(migrate_cli.main, argv)
 
 
 def rebuild_ledger(args: argparse.Namespace, argv: list[str]) -> int:
-    return _run("controlplane.ledger_cli", argv)
+    from controlplane import ledger_cli
+
+    return _run(ledger_cli.main, argv)
 
 
 def serve_dataplane(args: argparse.Namespace, argv: list[str]) -> int:
-    return _run("dataplane.cli", argv)
+    from dataplane import cli
+
+    return _run(cli.main, argv)
 
 
-def _run(module: str, argv: list[str]) -> int:
-    # Imported lazily (see module docstring) and by name, so type-checking gwctl does not pull
-    # the servers in either.
-    server_main = importlib.import_module(module).main
+def _run(server_main: Callable[[list[str]], object], argv: list[str]) -> int:
     try:
         code = server_main(argv)
     except SystemExit as exc:  # the server's argparse: --help (0) or a usage error (2)

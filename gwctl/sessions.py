@@ -15,10 +15,10 @@ import argparse
 from collections.abc import Sequence
 
 from gwapi.v1 import telemetry_pb2
+from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import CommandError, Subparsers, group, is_json, leaf
-from tui.client import GatewayClient
 
 DEFAULT_SINCE_S = 86_400
 MAX_EVENTS = 1000

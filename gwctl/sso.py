@@ -27,10 +27,10 @@ import sys
 from typing import TextIO
 
 from gwapi.v1 import admin_pb2
+from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import CommandError, Subparsers, UsageError, confirm, group, is_json, leaf
-from tui.client import GatewayClient
 
 # What the control plane always asks for (controlplane.domain.sso.DEFAULT_SCOPES).
 DEFAULT_SCOPES = ("openid", "profile", "email", "offline_access")

@@ -19,9 +19,9 @@ import os
 import re
 
 from gwapi.v1 import admin_pb2
+from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
-from tui.client import GatewayClient
 
 SIGNALS = ("metrics", "logs", "traces")
 HEADERS = ("NAME", "URL", "SIGNALS", "HEADERS", "CREATED")

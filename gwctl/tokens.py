@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 
 from gwapi.v1 import admin_pb2
+from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import Subparsers, confirm, group, is_json, leaf
-from tui.client import GatewayClient
 
 ROLES = ("admin", "workspace-admin", "viewer")
 HEADERS = ("ID", "NAME", "ROLE", "WORKSPACES", "PREFIX", "STATUS", "EXPIRES", "LAST USED")

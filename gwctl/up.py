@@ -28,6 +28,8 @@ import grpc
 import httpx
 
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import CommandError, Subparsers
@@ -42,7 +44,6 @@ from gwctl.procs import (
     write_private,
 )
 from gwctl.procs import stop as stop_service
-from tui.client import ClientError, GatewayClient
 
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_PORT = 8080

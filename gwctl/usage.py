@@ -23,11 +23,12 @@ import argparse
 from collections.abc import Mapping, Sequence
 
 from gwapi.v1 import telemetry_pb2
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError
 from gwctl import export, parse
 from gwctl import output as out
 from gwctl import usage_developers as by_developer
 from gwctl.cli import Subparsers, UsageError, is_csv, is_json, leaf
-from tui.client import ClientError, GatewayClient
 
 GROUPS = ("workspace", "key", "developer", "model", "provider", "session", "day")
 _COUNTERS = out.USAGE_COUNTERS

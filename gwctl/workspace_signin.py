@@ -27,10 +27,10 @@ from pathlib import Path
 import grpc
 
 from gwapi.v1 import common_pb2
+from gwclient.errors import ClientError
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import CommandError, UsageError
-from tui.client import ClientError
 
 DEFAULT_PRIORITY = 100
 _MEMBER_COUNTS = (

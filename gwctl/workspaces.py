@@ -15,7 +15,9 @@ import argparse
 
 from gwapi import vocab
 from gwapi.v1 import common_pb2
-from gwcommon.access import target_denial, uncovered_patterns
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError
+from gwcommon.allowlists import target_denial, uncovered_patterns
 from gwctl import output as out
 from gwctl import workspace_signin as signin
 from gwctl.cli import (
@@ -28,7 +30,6 @@ from gwctl.cli import (
     leaf,
     limits_from_args,
 )
-from tui.client import ClientError, GatewayClient
 
 
 def register(subparsers: Subparsers) -> None:

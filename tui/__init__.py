@@ -1,2 +1,2 @@
-"""Operator-facing clients of the control plane: ``tui.client`` (the async gRPC facade shared by
-gwctl and the TUI). This package never imports the server packages."""
+"""The console (``gwctl tui``): a Textual app over the control plane, talking to it through the
+admin client in :mod:`gwclient`. This package never imports the server packages or gwctl."""

@@ -25,9 +25,10 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import ContentSwitcher, Input
 
+from gwclient.api import ConsoleAPI
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError
 from gwcommon.terminal import escape_controls
-from tui.api import GatewayLike
-from tui.client import ClientError, GatewayClient
 from tui.messages import (
     AuditArrived,
     DisableRequested,
@@ -84,7 +85,7 @@ class TollgateApp(App[None]):
 
     def __init__(
         self,
-        client: GatewayLike | None = None,
+        client: ConsoleAPI | None = None,
         *,
         target: str = "",
         token: str = "",
@@ -107,7 +108,7 @@ class TollgateApp(App[None]):
         self.disabled: list[str] = []
 
     @property
-    def client(self) -> GatewayLike:
+    def client(self) -> ConsoleAPI:
         assert self._client is not None, "the client is made on mount"
         return self._client
 

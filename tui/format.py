@@ -69,20 +69,6 @@ def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
-def main_budget(statuses: list[common_pb2.BudgetStatus]) -> common_pb2.BudgetStatus | None:
-    """The budget closest to running out (highest spent/amount ratio)."""
-    best: common_pb2.BudgetStatus | None = None
-    best_ratio = -1.0
-    for status in statuses:
-        amount = status.budget.amount_micros
-        if amount <= 0:
-            continue
-        ratio = status.spent_micros / amount
-        if ratio > best_ratio:
-            best, best_ratio = status, ratio
-    return best
-
-
 def spend_bar(status: common_pb2.BudgetStatus | None, width: int = 10) -> Text:
     """``███░░░░░░░  30% $3.00/$10 day`` coloured green / yellow (≥ 80 %) / red (≥ 100 %)."""
     if status is None:

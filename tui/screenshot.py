@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tui.api import GatewayLike
+from gwclient.api import ConsoleAPI
 from tui.app import TollgateApp
 
 
 async def export_svg(
-    client: GatewayLike,
+    client: ConsoleAPI,
     view_id: str,
     path: str | Path,
     *,

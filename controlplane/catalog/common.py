@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 
-from controlplane import audit
+from controlplane import audit_log
 from controlplane.domain.errors import FailedPrecondition, InvalidArgument, shown
 from controlplane.domain.limits import LIMIT_FIELDS, Limits, apply_limits_mask
 from controlplane.secrets import MasterKey
@@ -89,7 +89,7 @@ def audit_change(s: Session, now: int, action: str, kind: str, before: Any, afte
     """One audit row for a change of a global object found by its name (a provider, route or
     telemetry destination), filed under the name ``after`` carries (``before``'s for a delete)."""
     name = (after if after is not None else before).name
-    audit.record(
+    audit_log.record(
         s, now, action=action, resource_kind=kind, resource=name, before=before, after=after
     )
 

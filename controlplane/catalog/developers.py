@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 
-from controlplane import audit
+from controlplane import audit_log
 from controlplane.catalog.common import LIMITS_PATHS, masked_limits, resolve_mask
 from controlplane.catalog.convert import developer_to_pb, effective_limits, limits_from_pb
 from controlplane.domain.errors import FailedPrecondition, InvalidArgument, NotFound, shown
@@ -218,7 +218,7 @@ def record_sign_in(
         row,
         before,
         _shown(s, row),
-        actor=audit.Actor(id=row.id, name=row.email, role="developer", peer=peer),
+        actor=audit_log.Actor(id=row.id, name=row.email, role="developer", peer=peer),
     )
     return row
 
@@ -230,9 +230,9 @@ def _audit(
     row: DeveloperRow,
     before: pb.Developer | None,
     after: pb.Developer | None,
-    actor: audit.Actor | None = None,
+    actor: audit_log.Actor | None = None,
 ) -> None:
-    audit.record(
+    audit_log.record(
         s,
         now,
         action=action,

@@ -1,7 +1,7 @@
 """Virtual keys: minted here, shown once, stored hashed, revoked or deleted by id.
 
 Contract: a key belongs to an existing workspace and targets exactly one existing provider *or*
-route, within its workspace's access controls (:mod:`controlplane.catalog.access`; an update
+route, within its workspace's access controls (:mod:`controlplane.catalog.allowlists`; an update
 checks what it changes, the target or the models). Revocation is a timestamp (the key stays in
 snapshots with ``revoked=true`` so data planes answer "revoked" rather than "unknown"); deletion
 removes it entirely.
@@ -16,8 +16,8 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from controlplane import audit
-from controlplane.catalog import access, workspaces
+from controlplane import audit_log
+from controlplane.catalog import allowlists, workspaces
 from controlplane.catalog.common import LIMITS_PATHS, masked_limits, resolve_mask
 from controlplane.catalog.convert import key_to_pb, limits_from_pb
 from controlplane.domain import keys as rules
@@ -76,7 +76,7 @@ def create_many(
         models = rules.validate_models(req.models)
         expires = rules.expires_at_ms(now, req.ttl_seconds)
         check_target(s, req.provider, req.route)
-        access.check_key(s, workspace, req.provider, req.route, models)
+        allowlists.check_key(s, workspace, req.provider, req.route, models)
         minted = rules.generate_key()
         row = VirtualKeyRow(
             id=minted.id,
@@ -155,7 +155,7 @@ def update(s: Session, msg: pb.VirtualKey, mask: FieldMask, now: int) -> pb.Virt
     workspace = workspaces.get_row(s, row.workspace)
     if "models" in paths:
         models = rules.validate_models(msg.models)
-        access.check_key_models(workspace, models)
+        allowlists.check_key_models(workspace, models)
         row.models_json = json.dumps(list(models))
     if "expires_at_ms" in paths:
         if msg.expires_at_ms < 0:
@@ -169,7 +169,7 @@ def update(s: Session, msg: pb.VirtualKey, mask: FieldMask, now: int) -> pb.Virt
         if "route" in paths and msg.route and "provider" not in paths:
             provider = ""
         check_target(s, provider, route)
-        access.check_key_target(s, workspace, provider, route)
+        allowlists.check_key_target(s, workspace, provider, route)
         row.provider, row.route = provider, route
     new_limits = masked_limits(limits_from_json(row.limits_json), limits_from_pb(msg.limits), paths)
     if new_limits is not None:
@@ -214,7 +214,7 @@ def _audit(
     before: pb.VirtualKey | None,
     after: pb.VirtualKey | None,
 ) -> None:
-    audit.record(
+    audit_log.record(
         s,
         now,
         action=action,

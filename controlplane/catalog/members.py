@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 
-from controlplane.catalog import access
+from controlplane.catalog import allowlists
 from controlplane.catalog.common import MEMBER_LIMITS_PATHS, masked_limits
 from controlplane.catalog.convert import limits_from_pb
 from controlplane.domain.errors import InvalidArgument, NotFound
@@ -62,7 +62,7 @@ def _member_target(s: Session, row: WorkspaceRow, msg: pb.Workspace, paths: Sequ
         if s.get(RouteRow, route) is None:
             raise NotFound(f"member_route {route!r} not found; create it first")
     if provider or route:
-        access.check_key_target(s, row, provider, route, "the workspace's developers target")
+        allowlists.check_key_target(s, row, provider, route, "the workspace's developers target")
     row.member_provider, row.member_route = provider, route
 
 

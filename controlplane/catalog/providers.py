@@ -23,7 +23,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from controlplane.catalog import access, keys, members
+from controlplane.catalog import allowlists, keys, members
 from controlplane.catalog.common import audit_change, describe, reencrypt_column, resolve_mask
 from controlplane.catalog.convert import provider_from_pb, provider_to_pb, targets_from_json
 from controlplane.domain import providers as rules
@@ -248,7 +248,7 @@ def users_of(s: Session, kind: str, name: str) -> list[str]:
     users = [f"key {k}" for k in keys.active_users(s, **by)]
     if kind == "provider":
         users += [f"route {r!r}" for r in routes_using(s, name)]
-    users += [f"workspace {w!r} (allowed_{kind}s)" for w in access.workspaces_allowing(s, **by)]
+    users += [f"workspace {w!r} (allowed_{kind}s)" for w in allowlists.workspaces_allowing(s, **by)]
     users += [f"workspace {w!r} (member_{kind})" for w in members.workspaces_targeting(s, **by)]
     if sso_default_target(s) == (kind, name):
         users.append(f"sign-in (the SSO default_{kind})")

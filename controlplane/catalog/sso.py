@@ -25,7 +25,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy import delete as sql_delete
 from sqlmodel import Session
 
-from controlplane import audit
+from controlplane import audit_log
 from controlplane.catalog import keys as key_catalog
 from controlplane.domain.errors import FailedPrecondition, InvalidArgument, NotFound, shown
 from controlplane.domain.sso import (
@@ -196,6 +196,6 @@ def rotate_signing_key(s: Session, now: int, master: MasterKey | None) -> apb.Ss
 def _audit(
     s: Session, now: int, action: str, before: apb.SsoConfig | None, after: apb.SsoConfig | None
 ) -> None:
-    audit.record(
+    audit_log.record(
         s, now, action=action, resource_kind="sso", resource="sso", before=before, after=after
     )

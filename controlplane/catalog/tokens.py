@@ -12,7 +12,7 @@ import json
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from controlplane import audit
+from controlplane import audit_log
 from controlplane.domain import tokens as rules
 from controlplane.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from controlplane.identity import Principal, TokenRole
@@ -145,7 +145,7 @@ def _audit(
     """Record the change in the audit log, in this transaction (the message has no secret).
     A token of exactly one workspace is filed under it (its workspace-admins see it)."""
     workspaces = json.loads(row.workspaces_json or "[]")
-    audit.record(
+    audit_log.record(
         s,
         now,
         action=action,

@@ -4,7 +4,7 @@ Settings besides limits: ``timezone`` (calendar budget periods), ``redis_failure
 planes do while Redis is unreachable), ``alert_webhook`` and ``alert_format``. Get and List also report each
 budget's current period and spend (``budget_status``), computed by
 :mod:`controlplane.usage.spend` like the snapshot's seeds. Access controls (``allowed_providers``,
-``allowed_routes``, ``allowed_models``): :mod:`controlplane.catalog.access`. Sign-in fields
+``allowed_routes``, ``allowed_models``): :mod:`controlplane.catalog.allowlists`. Sign-in fields
 (``sso_groups``, member limits and target, managed settings): :mod:`controlplane.catalog.members`.
 
 Deleting a workspace keeps the developers that signed in to it (their id, identity and spend):
@@ -20,8 +20,8 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
-from controlplane import audit
-from controlplane.catalog import access, members
+from controlplane import audit_log
+from controlplane.catalog import allowlists, members
 from controlplane.catalog.common import LIMITS_PATHS, describe, masked_limits, resolve_mask
 from controlplane.catalog.convert import (
     key_to_pb,
@@ -57,7 +57,7 @@ UPDATE_PATHS = (
     "log_bodies",
     "log_body_max_bytes",
     "log_retention_days",
-    *access.UPDATE_PATHS,
+    *allowlists.UPDATE_PATHS,
     *LIMITS_PATHS,
     *members.UPDATE_PATHS,
 )
@@ -92,7 +92,7 @@ def create(
         created_at_ms=now,
         updated_at_ms=now,
     )
-    access.store_allowed(s, row, msg, access.UPDATE_PATHS)
+    allowlists.store_allowed(s, row, msg, allowlists.UPDATE_PATHS)
     members.store(s, row, msg, members.CREATE_PATHS, now)
     if s.get(WorkspaceRow, name) is not None:
         raise AlreadyExists(f"workspace {name!r} already exists")
@@ -164,7 +164,7 @@ def update(
         row.log_retention_days = validate_log_retention_days(msg.log_retention_days)
     # Narrowing is allowed while keys fall outside the new lists: data planes refuse those keys
     # (403) until they are updated; `gwctl workspaces show` lists them.
-    access.store_allowed(s, row, msg, paths)
+    allowlists.store_allowed(s, row, msg, paths)
     members.store(s, row, msg, paths, now)
     current = limits_from_json(row.limits_json)
     new_limits = masked_limits(current, limits_from_pb(msg.limits), paths)
@@ -199,7 +199,7 @@ def delete_workspace(s: Session, name: str, force: bool, now: int) -> None:
         select(VirtualKeyRow).where(VirtualKeyRow.workspace == name).order_by(col(VirtualKeyRow.id))
     ).all()
     for key in doomed:
-        audit.record(
+        audit_log.record(
             s,
             now,
             action="key.delete",
@@ -222,7 +222,7 @@ def _audit(
     before: pb.Workspace | None,
     after: pb.Workspace | None,
 ) -> None:
-    audit.record(
+    audit_log.record(
         s,
         now,
         action=action,

@@ -1,6 +1,6 @@
 """The whole fleet's audit events and usage, into this replica's live streams.
 
-:class:`AuditFeed` is the only source of :class:`~controlplane.audit.AuditHub` (TailAudit): woken
+:class:`AuditFeed` is the only source of :class:`~controlplane.fanout.AuditHub` (TailAudit): woken
 by an ``audit`` notice (any replica's, this one's included) or every ``poll_s``, it reads the
 rows committed since its last id, in id order, and publishes them. Ids are assigned at insert
 but rows become visible at commit, so on PostgreSQL a lower id can appear after a higher one:
@@ -39,7 +39,8 @@ from sqlalchemy import func, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from controlplane import audit
+from controlplane import audit_log
+from controlplane.fanout import AuditHub
 from controlplane.fleet.bus import Notice
 from controlplane.store.db import Database
 from controlplane.store.models import AuditRow, UsageEventRow
@@ -72,7 +73,7 @@ def read_audit(
     if holes:
         cond = or_(cond, col(AuditRow.id).in_(holes))
     rows = s.exec(select(AuditRow).where(cond).order_by(col(AuditRow.id)).limit(limit)).all()
-    return [audit.to_event(r) for r in rows]
+    return [audit_log.to_event(r) for r in rows]
 
 
 class Woken:
@@ -117,7 +118,7 @@ class AuditFeed(Woken):
     def __init__(
         self,
         db: Database,
-        hub: audit.AuditHub,
+        hub: AuditHub,
         *,
         poll_s: float = POLL_S,
         hole_ttl_s: float = HOLE_TTL_S,

@@ -65,7 +65,7 @@ class AdminService(TokenRpcs, AuditRpcs, TelemetryDestinationRpcs, admin_pb2_grp
         self, request: apb.ListWorkspacesRequest, context: Ctx
     ) -> apb.ListWorkspacesResponse:
         now = now_ms()
-        scope = principal().workspaces  # access.py: ListWorkspaces is filtered to the token's
+        scope = principal().workspaces  # rpc_policies.py: ListWorkspaces is filtered to the token's
         items = await self._s.db.read(lambda s: workspaces.list_all(s, now, scope))
         return apb.ListWorkspacesResponse(workspaces=items)
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from controlplane import audit
+from controlplane import audit_log
 from controlplane.domain.errors import PermissionDenied
 from controlplane.errors import grpc_errors
 from controlplane.identity import principal
@@ -43,7 +43,7 @@ class AuditRpcs:
     async def ListAudit(self, request: apb.ListAuditRequest, context: Ctx) -> apb.ListAuditResponse:
         scope = _scope(request.workspace)
         events = await self._s.db.read(
-            lambda s: audit.list_events(
+            lambda s: audit_log.list_events(
                 s,
                 workspaces=scope,
                 workspace=request.workspace,
@@ -61,11 +61,11 @@ class AuditRpcs:
         change has committed. The live subscription starts before the history is read, so an
         event committed in between is neither lost nor sent twice."""
         scope = _scope(request.workspace)
-        limit = audit.validate_filter(request.workspace, "", request.limit or DEFAULT_TAIL)
+        limit = audit_log.validate_filter(request.workspace, "", request.limit or DEFAULT_TAIL)
         sub = self._s.audit.subscribe() if request.follow else None
         try:
             history = await self._s.db.read(
-                lambda s: audit.list_events(
+                lambda s: audit_log.list_events(
                     s, workspaces=scope, workspace=request.workspace, limit=limit
                 )
             )
@@ -79,7 +79,7 @@ class AuditRpcs:
                 live = await sub.get()
                 if live is None:  # server shutting down
                     return
-                if live.id not in sent and audit.visible(live, scope, request.workspace):
+                if live.id not in sent and audit_log.visible(live, scope, request.workspace):
                     yield live
         finally:
             if sub is not None:

@@ -9,16 +9,15 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session
 
-from controlplane.audit import AuditHub
 from controlplane.auth import Authenticator
 from controlplane.catalog.common import now_ms
+from controlplane.fanout import AuditHub, UsageHub
 from controlplane.metrics import ControlPlaneMetrics, MetricsServer
 from controlplane.services.registry import DataPlaneRegistry
 from controlplane.settings import Settings
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database
 from controlplane.usage.alerts import AlertMonitor
-from controlplane.usage.hub import UsageHub
 from controlplane.usage.stats import StatsAggregator
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Telemetry-destination RPCs of the Admin service (List/Add/RemoveTelemetryDestination), as a
 mixin of :class:`~controlplane.services.admin.AdminService`.
 
-Who may call them: :mod:`controlplane.access` (add/remove: admin; list: every admin-API role,
+Who may call them: :mod:`controlplane.rpc_policies` (add/remove: admin; list: every admin-API role,
 like providers — it shows header names, never values). Add and remove rebuild the snapshot, so
 data planes forward to the new set within a second.
 """

@@ -1,7 +1,7 @@
 """Admin-token RPCs of the Admin service (CreateToken, ListTokens, RevokeToken, WhoAmI), as a
 mixin of :class:`~controlplane.services.admin.AdminService`.
 
-Who may call them is decided by :mod:`controlplane.access` (create/list/revoke: admin only;
+Who may call them is decided by :mod:`controlplane.rpc_policies` (create/list/revoke: admin only;
 WhoAmI: every principal). Revoking drops the token from this process's authentication cache at
 once (other replicas: within the cache's lifetime, see :mod:`controlplane.auth`).
 """

@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlmodel import Session
 
-from controlplane import audit
+from controlplane import audit_log
 from controlplane.catalog.common import now_ms
 from controlplane.catalog.convert import developer_to_pb
 from controlplane.domain.errors import FailedPrecondition
@@ -245,7 +245,7 @@ def _audit_reuse(s: Session, redeemed: tokens.Redeemed, now: int, client_ip: str
     if dev is None:
         return
     shown: Any = developer_to_pb(dev, s.get(WorkspaceRow, dev.workspace))
-    audit.record(
+    audit_log.record(
         s,
         now,
         action="developer.refresh_token_reuse",
@@ -254,7 +254,7 @@ def _audit_reuse(s: Session, redeemed: tokens.Redeemed, now: int, client_ip: str
         workspace=dev.workspace,
         before=shown,
         after=shown,
-        actor=audit.Actor(
+        actor=audit_log.Actor(
             id="dataplane",
             name=f"a client presenting a used refresh token of session {redeemed.family_id}",
             role="dataplane",

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from controlplane import audit
+from controlplane import audit_log
 from controlplane.catalog import sso as sso_catalog
 from controlplane.domain.errors import FailedPrecondition
 from controlplane.secrets import MasterKey
@@ -65,7 +65,7 @@ def reencrypt(s: Session, master: MasterKey, now: int) -> int:
             done += 1
     if done:
         shown = sso_catalog.get(s)
-        audit.record(
+        audit_log.record(
             s,
             now,
             action="sso.reencrypt_secrets",

@@ -66,7 +66,7 @@ class WorkspaceRow(SQLModel, table=True):
     log_bodies: str = Field(default="none", sa_column=_text("none"))
     log_body_max_bytes: int = Field(default=262144, sa_column=_int(262144))
     log_retention_days: int = Field(default=30, sa_column=_int(30))
-    # Access controls (JSON lists of names / glob patterns; [] = everything): gwcommon.access.
+    # Access controls (JSON lists of names / glob patterns; [] = everything): gwcommon.allowlists.
     allowed_providers_json: str = Field(default="[]", sa_column=_json("[]"))
     allowed_routes_json: str = Field(default="[]", sa_column=_json("[]"))
     allowed_models_json: str = Field(default="[]", sa_column=_json("[]"))
@@ -320,7 +320,7 @@ class BudgetAlertRow(SQLModel, table=True):
 class AuditRow(SQLModel, table=True):
     """One admin change: who (token id, name, role), from where (peer), what (RPC method, action,
     object) and the object before and after, as the Admin API shows it. Never a secret: see
-    :mod:`controlplane.audit`. Written in the transaction of the change it records."""
+    :mod:`controlplane.audit_log`. Written in the transaction of the change it records."""
 
     __tablename__ = "audit_event"
     __table_args__ = (Index("ix_audit_event_workspace_time", "workspace", "time_ms"),)

@@ -13,7 +13,7 @@ are added to the spend totals and usage rollups in the same transaction
 within the batch), and ``acked_seq`` = the request's ``last_seq``: the data plane may drop its
 spool up to that sequence. If anything fails nothing is acknowledged and the data plane replays
 the batch later, which is safe because of the conflict rule. Newly stored events are then
-published to the live :class:`~controlplane.usage.hub.UsageHub` and handed to each ``after``
+published to the live :class:`~controlplane.fanout.UsageHub` and handed to each ``after``
 callback (budget alerts, the snapshot's spend refresh): callbacks must return at once and
 their failures are logged, never turned into an ingest failure. Logged headers and bodies go to
 ``request_log_body`` in the same transaction (:mod:`controlplane.usage.request_logs`) and are
@@ -32,12 +32,12 @@ from sqlmodel import Session, col
 
 from controlplane.catalog.common import now_ms
 from controlplane.domain.errors import InvalidArgument, shown
+from controlplane.fanout import UsageHub
 from controlplane.fleet import topics as fleet_topics
 from controlplane.store.db import Database
 from controlplane.store.models import UsageEventRow
 from controlplane.usage import derived
 from controlplane.usage.events import event_to_values
-from controlplane.usage.hub import UsageHub
 from controlplane.usage.request_logs import has_log, store_bodies, strip_log
 from controlplane.usage.upsert import PG_CHUNK_ROWS, pg_unnest_insert
 from gwapi.v1 import telemetry_pb2 as tpb

@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
-from dataplane.asgi import Scope
+from dataplane.asgi import Header, Scope
 from dataplane.clienttext import check_model
-from dataplane.doors.base import AnthropicErrors, Header, Prepared, StreamEncoder
+from dataplane.doors.base import AnthropicErrors, Prepared, StreamEncoder
 from dataplane.errors import bad_request
 
 
@@ -33,6 +33,7 @@ def max_tokens_of(obj: dict[str, Any]) -> int:
 
 class AnthropicDoor(AnthropicErrors):
     name = "anthropic"
+    forwards_query = True
 
     def prepare(self, scope: Scope, body: bytes, headers: tuple[Header, ...]) -> Prepared:
         obj = parse_json_object(body)

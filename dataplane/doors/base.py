@@ -12,11 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dataplane.asgi import Scope
+from dataplane.asgi import Header, Scope
 from dataplane.codecs.sse import SSEEvent
 from dataplane.errors import error_response_body
-
-Header = tuple[bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +43,13 @@ class StreamEncoder(Protocol):
 
 
 class Door(Protocol):
-    name: str
+    """A client wire format. What sets one door apart is declared here, as attributes and
+    methods, so that nothing downstream asks which door it is."""
+
+    name: str  # the door's identity in logs and cache keys; never compared to decide anything
+    # Whether the client's query string means anything upstream: only an Anthropic-format
+    # client's does (Bedrock and Vertex clients put everything in the path and body).
+    forwards_query: bool
 
     def prepare(self, scope: Scope, body: bytes, headers: tuple[Header, ...]) -> Prepared: ...
 

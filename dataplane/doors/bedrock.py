@@ -19,12 +19,12 @@ from urllib.parse import unquote
 
 import orjson
 
-from dataplane.asgi import Scope
+from dataplane.asgi import Header, Scope
 from dataplane.clienttext import check_model
 from dataplane.codecs.eventstream import encode_message
 from dataplane.codecs.sse import SSEEvent
 from dataplane.doors.anthropic import max_tokens_of, parse_json_object
-from dataplane.doors.base import Header, Prepared
+from dataplane.doors.base import Prepared
 from dataplane.errors import ERROR_TYPES, bad_request, not_found
 from dataplane.pricing import normalize_model
 from dataplane.providers.betas import header_betas
@@ -115,6 +115,7 @@ def _error_fields(body: bytes) -> tuple[str, str]:
 
 class BedrockDoor:
     name = "bedrock"
+    forwards_query = False
 
     def prepare(self, scope: Scope, body: bytes, headers: tuple[Header, ...]) -> Prepared:
         raw: bytes = scope.get("raw_path") or scope["path"].encode()

@@ -16,10 +16,10 @@ import re
 
 import orjson
 
-from dataplane.asgi import Scope
+from dataplane.asgi import Header, Scope
 from dataplane.clienttext import check_model
 from dataplane.doors.anthropic import max_tokens_of, parse_json_object
-from dataplane.doors.base import AnthropicErrors, Header, Prepared, StreamEncoder
+from dataplane.doors.base import AnthropicErrors, Prepared, StreamEncoder
 from dataplane.errors import not_found
 from dataplane.pricing import normalize_model
 
@@ -31,6 +31,7 @@ _PATH = re.compile(
 
 class VertexDoor(AnthropicErrors):
     name = "vertex"
+    forwards_query = False
 
     def prepare(self, scope: Scope, body: bytes, headers: tuple[Header, ...]) -> Prepared:
         match = _PATH.match(scope["path"])

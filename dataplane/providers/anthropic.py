@@ -13,14 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from dataplane.errors import GatewayError
-from dataplane.providers.base import (
-    Diagnosis,
-    Header,
-    UpstreamRequest,
-    problem_of,
-    secret_not_received,
-)
+from dataplane.asgi import Header
+from dataplane.errors import GatewayError, Misconfigured, Unauthenticated
+from dataplane.providers.base import Diagnosis, UpstreamRequest, problem_of, secret_not_received
 from dataplane.providers.transport import Timeouts, Transport, TransportResponse
 from dataplane.snapshot import ProviderConfig
 
@@ -59,7 +54,7 @@ class AnthropicProvider:
         if self.config.option("auth", "key") == "passthrough":
             # A Claude subscription: the user's own OAuth token goes upstream, never stored or logged.
             if not request.client_authorization:
-                raise GatewayError(
+                raise Unauthenticated(
                     401,
                     f"Provider '{self.name}' uses your own Claude login: sign in with `claude` "
                     "as usual and send your virtual key in the x-tollgate-key header "
@@ -82,7 +77,7 @@ class AnthropicProvider:
             return secret_not_received(self.name)
         var = self.config.api_key_env
         if var and not self._env.get(var):
-            return GatewayError(
+            return Misconfigured(
                 500,
                 f"Provider '{self.name}' is misconfigured: the data plane's environment has no "
                 f"{var}. Ask your platform team to set it on the data plane.",

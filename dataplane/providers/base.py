@@ -13,16 +13,15 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dataplane.errors import GatewayError
+from dataplane.asgi import Header
+from dataplane.errors import GatewayError, Unavailable
 from dataplane.providers.transport import Timeouts
-
-Header = tuple[bytes, bytes]
 
 
 def secret_not_received(provider: str) -> GatewayError:
     """The refusal of a provider whose credential is stored on the control plane but not (yet)
     held by this data plane: after a start from the disk cache, which never holds secrets."""
-    return GatewayError(
+    return Unavailable(
         503,
         f"Provider '{provider}' has its key stored on the control plane, and this data plane "
         "has not received it yet (the control plane is unreachable, or cannot decrypt the key). "
@@ -68,8 +67,9 @@ class Diagnosis:
 
 
 def problem_of(err: GatewayError) -> Diagnosis:
-    """The Diagnosis of a refusal every request would get (a 503 is a secret not received)."""
-    kind = "secret_not_received" if err.status == 503 else "misconfigured"
+    """The Diagnosis of a refusal every request would get: a secret not received yet
+    (:class:`Unavailable`), or the provider's setup."""
+    kind = "secret_not_received" if isinstance(err, Unavailable) else "misconfigured"
     return Diagnosis(problem=kind, message=err.message)
 
 

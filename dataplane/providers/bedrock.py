@@ -58,13 +58,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, RefreshableCredentials
 
-from dataplane.errors import GatewayError, error_response_body
+from dataplane.asgi import Header
+from dataplane.errors import GatewayError, Misconfigured, UpstreamProtocolError, error_response_body
 from dataplane.providers import cloud_errors
 from dataplane.providers.anthropic import timeouts
 from dataplane.providers.base import (
     BufferedResponse,
     Diagnosis,
-    Header,
     UpstreamRequest,
     problem_of,
     secret_not_received,
@@ -148,7 +148,7 @@ class BedrockProvider:
         var = self.config.option(option)
         value = self._env.get(var, "") if var else ""
         if required and not value:
-            raise GatewayError(
+            raise Misconfigured(
                 500,
                 f"Provider '{self.name}' is misconfigured: the data plane's environment has no "
                 f"{var or option}. Ask your platform team to set it on the data plane.",
@@ -176,7 +176,7 @@ class BedrockProvider:
         except Exception as exc:  # botocore: profile not found, SSO expired, STS refused…
             raise self._credential_error(exc) from None
         if creds is None:
-            raise GatewayError(
+            raise Misconfigured(
                 500,
                 f"Provider '{self.name}' found no AWS credentials on the data plane. Ask your "
                 "platform team to configure a profile, an instance role or access-key variables.",
@@ -187,7 +187,7 @@ class BedrockProvider:
         # botocore's text can name the account, role or profile (an STS refusal quotes the ARN):
         # the operator's log gets it, the client the exception's name.
         cloud_errors.log_original("bedrock", self.name, "-", 0, type(exc).__name__, str(exc))
-        return GatewayError(
+        return Misconfigured(
             500,
             f"Provider '{self.name}': AWS credentials could not be loaded"
             f" ({type(exc).__name__}). Ask your platform team to check the data plane's log.",
@@ -282,7 +282,7 @@ class BedrockProvider:
         self, request: UpstreamRequest
     ) -> BufferedResponse | BedrockStream | TransportResponse:
         if self._problem:
-            raise GatewayError(500, self._problem)
+            raise Misconfigured(500, self._problem)
         count_only = request.path.endswith("/count_tokens")
         model_id = bedrock_model_id(request.model, self.config)
         body = orjson.dumps(self._body(request, count_only))
@@ -321,7 +321,8 @@ class BedrockProvider:
         if count_only:
             tokens = orjson.loads(raw).get("inputTokens") if raw.startswith(b"{") else None
             if not isinstance(tokens, int):
-                raise GatewayError(502, f"Provider '{self.name}' gave an unreadable token count.")
+                message = f"Provider '{self.name}' gave an unreadable token count."
+                raise UpstreamProtocolError(502, message)
             return BufferedResponse(
                 200,
                 [(b"content-type", b"application/json"), *ids],

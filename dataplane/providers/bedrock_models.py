@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 import orjson
 
-from dataplane.errors import GatewayError
+from dataplane.errors import NotFound
 from dataplane.snapshot import ProviderConfig
 
 PROFILES = ("us", "eu", "apac", "jp", "global", "none")
@@ -84,7 +84,7 @@ def bedrock_model_id(model: str, config: ProviderConfig) -> str:
         return model
     if not model.startswith("claude-"):
         served = ", ".join(f"{k} → {v}" for k, v in sorted(explicit.items())) or "none"
-        raise GatewayError(
+        raise NotFound(
             404,
             f"Model '{model}' is not served by Bedrock provider '{config.name}'. It serves any "
             f"Claude model id (claude-…, mapped to {profile}.anthropic.<id>[-v1:0]), Bedrock "

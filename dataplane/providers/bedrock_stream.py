@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 
 import orjson
 
+from dataplane.asgi import Header
 from dataplane.codecs.eventstream import EventStreamDecoder, EventStreamMessage
 from dataplane.errors import error_event
 from dataplane.providers import cloud_errors
-from dataplane.providers.base import Header
 from dataplane.providers.transport import TransportResponse
 
 # In-stream :exception-type -> Anthropic error type.

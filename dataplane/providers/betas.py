@@ -39,6 +39,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
+from dataplane.asgi import Header
+
 __all__ = ["ACCEPTED", "filter_betas", "header_betas"]
 
 _BEDROCK = frozenset(
@@ -107,7 +109,7 @@ def filter_betas(kind: str, betas: Iterable[str]) -> list[str]:
     return out
 
 
-def header_betas(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
+def header_betas(headers: Iterable[Header]) -> list[str]:
     """Every value of the (possibly repeated, comma-separated) ``anthropic-beta`` headers."""
     out: list[str] = []
     for name, value in headers:

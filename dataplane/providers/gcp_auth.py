@@ -25,6 +25,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import json
 import logging
@@ -41,7 +42,7 @@ import httpx
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
-from dataplane.errors import GatewayError
+from dataplane.errors import GatewayError, Misconfigured, UpstreamAuthError
 
 log = logging.getLogger("tollgate.providers.gcp_auth")
 
@@ -229,7 +230,7 @@ class GoogleTokenSource:
         token = self._token
         if token is not None and self._clock() < self._expires_at - _STILL_VALID_S:
             return token
-        raise GatewayError(err.status, err.message)
+        raise dataclasses.replace(err)  # a fresh exception each time: no traceback piles up
 
     # -- worker thread ----------------------------------------------------------------------
 
@@ -245,7 +246,7 @@ class GoogleTokenSource:
                 credentials.refresh(self._request)
             except google.auth.exceptions.GoogleAuthError as exc:
                 log.warning("provider %s: token refresh failed: %s", self.provider, exc)
-                raise GatewayError(
+                raise UpstreamAuthError(
                     502,
                     f"Provider '{self.provider}' could not get a Google access token "
                     f"({type(exc).__name__}). Ask your platform team to check that the data "
@@ -254,7 +255,7 @@ class GoogleTokenSource:
                 ) from None
             token = credentials.token
             if not isinstance(token, str) or not token:
-                raise GatewayError(
+                raise UpstreamAuthError(
                     502,
                     f"Provider '{self.provider}': Google's token endpoint returned no access "
                     "token. Ask your platform team to check the data plane's Google credentials.",
@@ -282,7 +283,7 @@ class GoogleTokenSource:
                 "or the metadata server)"
             )
             log.warning("provider %s: cannot load Google credentials: %s", self.provider, exc)
-            raise GatewayError(
+            raise Misconfigured(
                 500,
                 f"Provider '{self.provider}' is misconfigured: the data plane could not load "
                 f"Google credentials from {where} ({type(exc).__name__}). Ask your platform team "

@@ -1,13 +1,15 @@
-"""Provider adapters by name, rebuilt when a snapshot changes their configuration.
+"""Provider adapters: built from a snapshot's provider configurations, off the request path.
 
-Adapters are created on snapshot swap, never on the request path, and an adapter whose
-configuration did not change is kept (with its warm connection pool and cached credentials).
+:meth:`ProviderRegistry.adapters` is called when a snapshot is compiled into a runtime
+(:mod:`dataplane.runtime`), never on the request path. An adapter whose configuration did not
+change is kept (with its warm connection pool and cached credentials); the registry itself holds
+no adapters, only what they are built with (the shared transport and the environment).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from dataplane.providers.anthropic import AnthropicProvider
@@ -16,7 +18,7 @@ from dataplane.providers.bedrock import BedrockProvider
 from dataplane.providers.simulator import SimulatorProvider
 from dataplane.providers.transport import Transport
 from dataplane.providers.vertex import VertexProvider
-from dataplane.snapshot import ProviderConfig, Snapshot
+from dataplane.snapshot import ProviderConfig
 
 log = logging.getLogger("tollgate.providers")
 
@@ -30,8 +32,6 @@ class ProviderRegistry:
     def __init__(self, transport: Transport, env: Mapping[str, str] | None = None) -> None:
         self._transport = transport
         self._env = env
-        self._configs: dict[str, ProviderConfig] = {}
-        self._adapters: Mapping[str, Provider] = MappingProxyType({})
 
     def build(self, config: ProviderConfig) -> Provider | None:
         if config.kind == "anthropic":
@@ -47,24 +47,28 @@ class ProviderRegistry:
         )
         return None
 
-    def update(self, snapshot: Snapshot) -> None:
-        """Snapshot listener: rebuild changed adapters, keep unchanged ones."""
+    def adapters(
+        self,
+        providers: Mapping[str, ProviderConfig],
+        previous: Mapping[str, ProviderConfig],
+        built: Mapping[str, Provider],
+    ) -> Mapping[str, Provider]:
+        """Adapters for ``providers``: those in ``built`` (made from the ``previous``
+        configurations) are kept where the configuration is unchanged, the others are built."""
         adapters: dict[str, Provider] = {}
-        for name, config in snapshot.providers.items():
-            current = self._adapters.get(name)
-            if current is not None and self._configs.get(name) == config:
+        for name, config in providers.items():
+            current = built.get(name)
+            was = previous.get(name)
+            if current is not None and (was is config or was == config):
                 adapters[name] = current
                 continue
             adapter = self.build(config)
             if adapter is not None:
                 adapters[name] = adapter
-        self._configs = dict(snapshot.providers)
-        self._adapters = MappingProxyType(adapters)
+        return MappingProxyType(adapters)
 
-    def get(self, name: str) -> Provider | None:
-        return self._adapters.get(name)
-
-    async def aclose(self) -> None:
-        for adapter in self._adapters.values():
+    async def aclose(self, adapters: Iterable[Provider]) -> None:
+        """Close ``adapters`` (the serving ones), then the transport they share."""
+        for adapter in adapters:
             await adapter.aclose()
         await self._transport.aclose()

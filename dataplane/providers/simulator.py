@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from dataplane.providers.base import Diagnosis, Header, UpstreamRequest
+from dataplane.asgi import Header
+from dataplane.providers.base import Diagnosis, UpstreamRequest
 from dataplane.simulator import count_tokens, simulate
 from dataplane.snapshot import ProviderConfig
 

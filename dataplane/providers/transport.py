@@ -13,14 +13,16 @@ Contract (what adapters and the relay rely on):
   from the environment (no proxies, no netrc), no redirects followed, no decompression.
   Header values are written as UTF-8 by aiohttp, so a value that is valid UTF-8 (ASCII above all)
   goes out byte for byte; a value that is not is sent as its Latin-1 reading, re-encoded.
-* Failures before the response headers are :class:`GatewayError`: 502 when the provider cannot
-  be reached (refused, DNS, TLS, connect or pool timeout, connection dropped), 504 when it
+* Every failure is an :class:`~dataplane.errors.UpstreamError`: :func:`failure` maps aiohttp's
+  and asyncio's exceptions into the gateway's tree (drawn in :mod:`dataplane.errors`), here and
+  nowhere else. Before the response headers the client is told 502 when the provider cannot be
+  reached (refused, DNS, TLS, connect or pool timeout, connection dropped) and 504 when it
   accepted the request but sent no headers within the read timeout.
 * :class:`TransportResponse` is an ``UpstreamResponse``: ``aiter_raw`` yields body chunks as they
-  arrive (de-chunked, never decompressed); failures while reading the body surface as aiohttp's
-  own exceptions (``ClientPayloadError``, ``SocketTimeoutError`` — a ``TimeoutError``), which the
-  relay turns into an error event. ``aclose`` returns a fully read connection to the pool and
-  closes any other.
+  arrive (de-chunked, never decompressed); a failure while reading the body is an
+  ``UpstreamTimeout`` (silent past the idle timeout) or an ``UpstreamProtocolError`` (cut
+  short), which the relay turns into an error event. ``aclose`` returns a fully read connection
+  to the pool and closes any other.
 """
 
 from __future__ import annotations
@@ -34,9 +36,16 @@ import aiohttp
 import certifi
 from yarl import URL
 
-from dataplane.errors import GatewayError, upstream_timeout, upstream_unreachable
+from dataplane.asgi import Header
+from dataplane.errors import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    timeout_message,
+    unreachable_message,
+)
 
-Header = tuple[bytes, bytes]
 OutHeader = tuple[bytes | str, bytes | str]
 
 MAX_CONNECTIONS = 1024
@@ -73,13 +82,49 @@ class Timeouts:
         object.__setattr__(self, "client_timeout", timeout)
 
 
-def failure(exc: BaseException, provider: str) -> GatewayError:
-    """The gateway's answer to a transport failure before the answer exists (502 or 504)."""
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # connect or pool wait: never reached it
-        return upstream_unreachable(provider)
+def failure(exc: BaseException, provider: str, *, mid_answer: bool = False) -> UpstreamError:
+    """aiohttp's and asyncio's exceptions as the gateway's: the one place they are mapped.
+
+    * ``aiohttp.ConnectionTimeoutError`` (connect or pool wait) and ``ClientConnectorError``
+      (refused, DNS, TLS) -> :class:`UpstreamConnectError`: the provider was never reached;
+    * any other ``TimeoutError`` (asyncio's, aiohttp's ``ServerTimeoutError`` and
+      ``SocketTimeoutError``) -> :class:`UpstreamTimeout`;
+    * anything else (``ServerDisconnectedError``, ``ClientPayloadError``, a reset) ->
+      :class:`UpstreamProtocolError`.
+
+    The message is the client's answer when the request fails before any answer (502 "could not
+    reach", 504 "did not answer in time"); ``mid_answer`` words it for a body that broke off,
+    which the attempt chain and the relay report in their own words.
+    """
+    if isinstance(exc, aiohttp.ConnectionTimeoutError | aiohttp.ClientConnectorError):
+        return UpstreamConnectError(502, unreachable_message(provider))
     if isinstance(exc, TimeoutError):
-        return upstream_timeout(provider)
-    return upstream_unreachable(provider)
+        silent = f"Provider '{provider}' went silent mid-answer."
+        return UpstreamTimeout(504, silent if mid_answer else timeout_message(provider))
+    broke = f"The answer from provider '{provider}' broke off ({type(exc).__name__})."
+    return UpstreamProtocolError(502, broke if mid_answer else unreachable_message(provider))
+
+
+class _Chunks:
+    """Body chunks as they arrive, aiohttp's failures mapped (``iter_any``, plus :func:`failure`)."""
+
+    __slots__ = ("_content", "_provider")
+
+    def __init__(self, content: aiohttp.StreamReader, provider: str) -> None:
+        self._content = content
+        self._provider = provider
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            chunk = await self._content.readany()
+        except TRANSPORT_ERRORS as exc:
+            raise failure(exc, self._provider, mid_answer=True) from exc
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
 
 
 def _text(value: bytes | str) -> str:
@@ -111,15 +156,19 @@ class TransportResponse:
 
     def aiter_raw(self) -> AsyncIterator[bytes]:
         """Body chunks as they arrive (whatever the socket delivered since the last one)."""
-        return self._response.content.iter_any()
+        return _Chunks(self._response.content, self.provider)
 
     async def read(self) -> bytes:
-        """The whole body; transport failures raise aiohttp's exceptions."""
-        return await self._response.read()
+        """The whole body; a failure is an ``UpstreamError`` worded for a broken-off answer."""
+        try:
+            return await self._response.read()
+        except TRANSPORT_ERRORS as exc:
+            raise failure(exc, self.provider, mid_answer=True) from exc
 
     async def drain(self) -> bytes:
-        """The whole body, then the connection released; failures are ``GatewayError``s
-        (for adapters reading an error body or a small answer before they return)."""
+        """The whole body, then the connection released: for adapters reading an error body or a
+        small answer inside their ``send``, whose failure the client then gets as the request's
+        (worded as a failure before the answer)."""
         try:
             return await self._response.read()
         except TRANSPORT_ERRORS as exc:

@@ -50,10 +50,11 @@ from urllib.parse import quote
 
 import orjson
 
-from dataplane.errors import ERROR_TYPES, GatewayError, not_found
+from dataplane.asgi import Header
+from dataplane.errors import ERROR_TYPES, GatewayError, Misconfigured, not_found
 from dataplane.providers import cloud_errors
 from dataplane.providers.anthropic import timeouts
-from dataplane.providers.base import BufferedResponse, Diagnosis, Header, UpstreamRequest
+from dataplane.providers.base import BufferedResponse, Diagnosis, UpstreamRequest
 from dataplane.providers.betas import filter_betas, header_betas
 from dataplane.providers.gcp_auth import GoogleTokenSource
 from dataplane.providers.transport import Transport, TransportResponse
@@ -112,7 +113,7 @@ def vertex_model_id(model: str, config: ProviderConfig) -> str:
     try:
         explicit = model_map(config)
     except ValueError as exc:
-        raise GatewayError(500, f"Provider '{config.name}' is misconfigured: {exc}.") from None
+        raise Misconfigured(500, f"Provider '{config.name}' is misconfigured: {exc}.") from None
     return _map_model(model, explicit, config.name)
 
 
@@ -249,7 +250,7 @@ class VertexProvider:
 
     async def send(self, request: UpstreamRequest) -> TransportResponse | BufferedResponse:
         if self._misconfigured:
-            raise GatewayError(
+            raise Misconfigured(
                 500,
                 f"Provider '{self.name}' is misconfigured: {self._misconfigured}. "
                 "Ask your platform team to fix the provider's options.",

@@ -16,8 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from dataplane.asgi import ClientDisconnected, Receive, Scope, Send, header, send_response
-from dataplane.errors import Header
+from dataplane.asgi import ClientDisconnected, Header, Receive, Scope, Send, header, send_response
 from dataplane.signin import pages
 from dataplane.signin.client import SignInUnavailable
 from dataplane.signin.context import FormError, SignInContext, client_ip, read_form, read_query

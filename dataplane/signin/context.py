@@ -8,11 +8,11 @@ from urllib.parse import parse_qsl
 
 from dataplane.asgi import Receive, Scope, header, read_body
 from dataplane.errors import GatewayError
+from dataplane.runtime import SnapshotHolder
 from dataplane.signin.client import SignInClient
 from dataplane.signin.metrics import SignInMetrics
 from dataplane.signin.publicurl import PublicUrl
 from dataplane.signin.ratelimit import PerIpLimiter
-from dataplane.snapshot import SnapshotHolder
 
 FORM = b"application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 4 * 1024  # device codes and refresh tokens are ~43 characters

@@ -21,8 +21,7 @@ from urllib.parse import quote
 
 import orjson
 
-from dataplane.asgi import ClientDisconnected, Receive, Scope, Send, send_response
-from dataplane.errors import Header
+from dataplane.asgi import ClientDisconnected, Header, Receive, Scope, Send, send_response
 from dataplane.signin.client import SignInUnavailable
 from dataplane.signin.context import (
     FormError,

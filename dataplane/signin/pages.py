@@ -13,7 +13,7 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import urlsplit
 
-from dataplane.errors import Header
+from dataplane.asgi import Header
 
 HTML = b"text/html; charset=utf-8"
 

@@ -30,9 +30,5 @@ class SignInRoutes:
             CALLBACK: browser.callback,
         }
 
-    @staticmethod
-    def handles(path: str) -> bool:
-        return path in PATHS
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._handlers[scope["path"]](scope, receive, send)

@@ -44,7 +44,13 @@ from dataplane.asgi import (
     send_response,
 )
 from dataplane.auth import PRINCIPAL, REQUEST_ID, Principal
-from dataplane.errors import GatewayError, new_request_id
+from dataplane.errors import (
+    BadRequest,
+    GatewayError,
+    MethodNotAllowed,
+    RequestTooLarge,
+    new_request_id,
+)
 from dataplane.telemetry import otlp
 from dataplane.telemetry.activity import ActivityAggregator
 from dataplane.telemetry.forwarder import FORWARDED_HEADER, Forwarder
@@ -96,19 +102,19 @@ class OtlpHandler:
             return
         except TooLarge as exc:
             self.metrics.rejected.inc((signal, "too_large"))
-            await send_error(send, GatewayError(413, str(exc)), request_id)
+            await send_error(send, RequestTooLarge(413, str(exc)), request_id)
         except OtlpError as exc:
             self.metrics.rejected.inc((signal, "malformed"))
-            await send_error(send, GatewayError(400, str(exc)), request_id)
+            await send_error(send, BadRequest(400, str(exc)), request_id)
         except GatewayError as err:
-            reason = "too_large" if err.status == 413 else "invalid"
+            reason = "too_large" if isinstance(err, RequestTooLarge) else "invalid"
             self.metrics.rejected.inc((signal, reason))
             await send_error(send, err, request_id)
 
     async def _handle(self, signal: Signal, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             await drain_body(receive)
-            raise GatewayError(405, f"Use POST for {scope['path']} (OTLP/HTTP).")
+            raise MethodNotAllowed(405, f"Use POST for {scope['path']} (OTLP/HTTP).")
         try:
             encoding = otlp.encoding_of(header(scope, b"content-type"))
         except OtlpError:
@@ -116,9 +122,7 @@ class OtlpHandler:
             raise
         try:
             body = await read_body(receive, scope, self.max_body)
-        except GatewayError as err:
-            if err.status != 413:
-                raise
+        except RequestTooLarge:
             raise TooLarge(
                 f"The OTLP export is larger than this gateway accepts "
                 f"({self.max_body // (1024 * 1024)} MB); lower the exporter's batch size."

@@ -27,7 +27,8 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanContext, TraceFlags, TraceState, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from dataplane.providers.base import Header, UpstreamRequest
+from dataplane.asgi import Header
+from dataplane.providers.base import UpstreamRequest
 
 if TYPE_CHECKING:
     from dataplane.limits import Admission

@@ -47,9 +47,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
+from dataplane.asgi import Header
 from dataplane.clienttext import clean
-from dataplane.events import RequestRecord
-from dataplane.providers.base import Header
+from dataplane.record import RequestRecord
 from dataplane.tracing.context import TraceContext, begin, new_span_id
 from gwcommon.usage_limits import TEXT_CHARS
 

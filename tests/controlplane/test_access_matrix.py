@@ -9,7 +9,7 @@ object, the same call aimed at an object that does not exist must give the same 
 same message (with the object's name swapped): the caller learns nothing, not even existence.
 
 The expectations below are written out by hand from the role semantics (README "Security"), not
-derived from :mod:`controlplane.access`, so a wrong rule there fails here.
+derived from :mod:`controlplane.rpc_policies`, so a wrong rule there fails here.
 """
 
 from __future__ import annotations

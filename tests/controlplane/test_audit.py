@@ -16,7 +16,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import StatusCode
 from sqlmodel import Session, select
 
-from controlplane import audit, identity
+from controlplane import audit_log, identity
 from controlplane.identity import Principal, TokenRole
 from controlplane.server import running
 from controlplane.store.models import AuditRow
@@ -195,7 +195,7 @@ async def test_failed_mutations_leave_no_row(cp, admin) -> None:
 
 def test_rolled_back_change_leaves_no_row_and_committed_one_does(db) -> None:
     def change_then_fail(s: Session) -> None:
-        audit.record(
+        audit_log.record(
             s, 1, action="route.create", resource_kind="route", resource="r",
             before=None, after=pb.Route(name="r"),
         )  # fmt: skip
@@ -206,7 +206,7 @@ def test_rolled_back_change_leaves_no_row_and_committed_one_does(db) -> None:
     assert db.read_sync(lambda s: s.exec(select(AuditRow)).all()) == []
 
     def change(s: Session) -> None:
-        audit.record(
+        audit_log.record(
             s, 2, action="route.create", resource_kind="route", resource="r",
             before=None, after=pb.Route(name="r"),
         )  # fmt: skip
@@ -226,8 +226,8 @@ def test_record_refuses_messages_that_can_carry_secrets() -> None:
         apb.CreateKeyRequest(workspace="w"),
     ):
         with pytest.raises(TypeError, match="audit log refuses"):
-            audit.to_json(secretive)  # type: ignore[arg-type]
-    assert json.loads(audit.to_json(key)) == {"id": "key_1", "prefix": "gw-abc"}
+            audit_log.to_json(secretive)  # type: ignore[arg-type]
+    assert json.loads(audit_log.to_json(key)) == {"id": "key_1", "prefix": "gw-abc"}
 
 
 async def test_audit_rows_never_contain_a_key_or_provider_secret(cp, admin) -> None:
@@ -271,7 +271,7 @@ async def test_list_filters_kind_since_and_limit(cp, admin) -> None:
 def test_scope_hides_other_workspaces_and_global_objects(db) -> None:
     def seed(s: Session) -> None:
         for i, (kind, ws) in enumerate([("workspace", "a"), ("workspace", "b"), ("provider", "")]):
-            audit.record(
+            audit_log.record(
                 s, i, action=f"{kind}.create", resource_kind=kind, resource=ws or "p",
                 workspace=ws, before=None, after=None,
             )  # fmt: skip
@@ -279,7 +279,9 @@ def test_scope_hides_other_workspaces_and_global_objects(db) -> None:
     db.run_sync(seed)
 
     def visible_to(scope: frozenset[str] | None, workspace: str = "") -> list[str]:
-        got = db.read_sync(lambda s: audit.list_events(s, workspaces=scope, workspace=workspace))
+        got = db.read_sync(
+            lambda s: audit_log.list_events(s, workspaces=scope, workspace=workspace)
+        )
         return [e.resource for e in got]
 
     assert visible_to(None) == ["p", "b", "a"]

@@ -8,9 +8,9 @@ from grpc import StatusCode
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from controlplane.access import Rule, policy_for
 from controlplane.auth import Authenticator, bearer_token
 from controlplane.identity import BOOTSTRAP, TokenRole
+from controlplane.rpc_policies import Rule, policy_for
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import discovery_pb2 as dpb
 from gwapi.v1 import telemetry_pb2 as tpb
@@ -145,9 +145,9 @@ async def test_tokens_never_logged(
 
 def test_every_rpc_has_an_explicit_rule() -> None:
     """Deny by default is the fallback, not the plan: each method of the four services is
-    listed in controlplane.access.POLICIES, and rules that look at the request (resolvers) are
+    listed in controlplane.rpc_policies.POLICIES, and rules that look at the request (resolvers) are
     only used where the interceptor can see one request (unary requests)."""
-    from controlplane.access import POLICIES
+    from controlplane.rpc_policies import POLICIES
     from gwapi.v1 import admin_pb2, discovery_pb2, signin_pb2, telemetry_pb2
 
     for module in (admin_pb2, telemetry_pb2, discovery_pb2, signin_pb2):

@@ -20,11 +20,12 @@ from controlplane.server import Running, build_server, running
 from dataplane.server import DataPlane
 from dataplane.server import Settings as DataPlaneSettings
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError
 from gwctl.main import main as gwctl_main
 from tests.controlplane.conftest import ADMIN_TOKEN, DATAPLANE_TOKEN, make_settings
 from tests.gwctl.threaded_cp import threaded_control_plane
 from tests.tls_support import Pki, make_pki
-from tui.client import ClientError, GatewayClient
 
 BODY = orjson.dumps(
     {

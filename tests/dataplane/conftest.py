@@ -11,6 +11,7 @@ import hashlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -161,7 +162,7 @@ async def upstream() -> AsyncIterator[FakeAnthropic]:
 
 
 async def start_dataplane(
-    state_dir: Path, snapshot: discovery_pb2.Snapshot | None, **kw: object
+    state_dir: Path, snapshot: discovery_pb2.Snapshot | None, **kw: Any
 ) -> DataPlane:
     settings = Settings(
         listen="127.0.0.1:0",
@@ -170,7 +171,7 @@ async def start_dataplane(
         state_dir=state_dir,
         env={"UPSTREAM_KEY": UPSTREAM_KEY},
         **kw,
-    )  # type: ignore[arg-type]
+    )
     dp = DataPlane(settings)
     await dp.start()
     if snapshot is not None:

@@ -12,6 +12,7 @@ from dataplane.errors import GatewayError
 from dataplane.members import Developer
 from dataplane.snapshot import Snapshot
 from dataplane.tokens import TokenVerifier
+from tests.dataplane import runtimes
 from tests.dataplane.conftest import EXPIRED, REVOKED, SECRET, build_snapshot
 from tests.fakes.signin import mint, sso_snapshot
 
@@ -33,11 +34,13 @@ def test_secret_from_x_api_key_or_bearer() -> None:
 
 def test_authenticate() -> None:
     snap = Snapshot.from_proto(build_snapshot("http://127.0.0.1:1"))
-    p = authenticate(snap, SECRET, 0)
-    assert p.member.id == "key_alice" and p.workspace.name == "team-a" and p.snapshot is snap
+    rt = runtimes.runtime(snap)
+    p = authenticate(rt, SECRET, 0)
+    assert p.member.id == "key_alice" and p.workspace.name == "team-a" and p.runtime is rt
+    assert p.snapshot is snap
     for secret, words in ((REVOKED, "revoked"), (EXPIRED, "expired"), ("gw-x", "not a valid")):
         with pytest.raises(GatewayError) as err:
-            authenticate(snap, secret, 10**13)
+            authenticate(rt, secret, 10**13)
         assert err.value.status == 401 and words in err.value.message
         assert secret not in err.value.message
 
@@ -54,22 +57,24 @@ def test_a_signed_in_developers_token_is_found_beside_a_stray_provider_key() -> 
 
 def test_authenticate_a_developer() -> None:
     snap = Snapshot.from_proto(sso_snapshot("http://127.0.0.1:1"))
-    p = authenticate(snap, mint(), int(time.time() * 1000), TokenVerifier())
+    rt = runtimes.runtime(snap)
+    p = authenticate(rt, mint(), int(time.time() * 1000), TokenVerifier())
     assert isinstance(p.member, Developer) and p.workspace.name == "team-a"
     assert p.member.key_id == "" and p.member.developer_email == "alice@example.com"
-    key = authenticate(snap, SECRET, 0)
+    key = authenticate(rt, SECRET, 0)
     assert key.member.key_id == "key_alice" and key.member.developer_id == ""
     # Not a JWT and not a key: the usual virtual-key refusal, no token talk.
     with pytest.raises(GatewayError) as err:
-        authenticate(snap, "not-a-key", 0)
+        authenticate(rt, "not-a-key", 0)
     assert "not a valid Tollgate virtual key" in err.value.message
 
 
 def test_model_denial_is_400_for_developers_and_403_for_keys() -> None:
     msg = sso_snapshot("http://127.0.0.1:1", allowed_models=("claude-haiku-*",))
     snap = Snapshot.from_proto(msg)
-    developer = authenticate(snap, mint(), int(time.time() * 1000))
-    key = authenticate(snap, SECRET, 0)
+    rt = runtimes.runtime(snap)
+    developer = authenticate(rt, mint(), int(time.time() * 1000))
+    key = authenticate(rt, SECRET, 0)
     for principal, status in ((developer, 400), (key, 403)):
         with pytest.raises(GatewayError) as err:
             principal.check_access("claude-opus-4-8")
@@ -82,7 +87,8 @@ def test_no_target_is_said_before_the_access_controls() -> None:
     msg = sso_snapshot("http://127.0.0.1:1", member_provider="")
     msg.workspaces[0].allowed_routes.append("main")
     snap = Snapshot.from_proto(msg)
-    developer = authenticate(snap, mint(), int(time.time() * 1000))
+    rt = runtimes.runtime(snap)
+    developer = authenticate(rt, mint(), int(time.time() * 1000))
     with pytest.raises(GatewayError) as err:
         developer.check_access("claude-haiku-4-5")
     assert err.value.status == 503 and err.value.error_type == "api_error"

@@ -11,12 +11,10 @@ import pytest
 
 from dataplane.breaker import CircuitBreaker
 from dataplane.breaker_sync import BreakerSync
-from dataplane.providers.registry import ProviderRegistry
-from dataplane.providers.transport import Transport
 from dataplane.routing import Router
 from gwapi.v1 import common_pb2
 from tests.dataplane.redis_support import REDIS_URL, keys_under, redis_namespace
-from tests.dataplane.test_routing import build, names, principal, target
+from tests.dataplane.test_routing import build, names, principal, record, target
 
 ROUTE = common_pb2.Route(
     name="fb",
@@ -40,12 +38,8 @@ class Skewable:
 
 
 def replica() -> tuple[Router, Skewable]:
-    registry = ProviderRegistry(Transport())
-    registry.update(SNAP)
     clock = Skewable()
-    router = Router(registry, breaker=CircuitBreaker(clock))
-    router.plan(KEY)  # learns the route's breaker settings
-    return router, clock
+    return Router(CircuitBreaker(clock)), clock
 
 
 async def until(check: Callable[[], bool], timeout: float = 2.0) -> float:
@@ -69,8 +63,8 @@ async def test_two_replicas_share_open_and_close(prefix: str) -> None:
     sa.start()
     sb.start()
     try:
-        ra.record("a", False)
-        ra.record("a", False)  # opens on A
+        record(ra, KEY, "a", False)
+        record(ra, KEY, "a", False)  # opens on A
         assert ra.breaker_states() == {"a": "open"}
         took = await until(lambda: rb.breaker_states().get("a") == "open")
         assert took < 1.2
@@ -80,7 +74,7 @@ async def test_two_replicas_share_open_and_close(prefix: str) -> None:
         clock_b.offset = 11.0  # B's cooldown is over: its next plan probes a
         assert rb.breaker_states() == {"a": "half_open"}
         assert names(rb.plan(KEY)) == ["a", "b"]
-        rb.record("a", True)  # the probe succeeded
+        record(rb, KEY, "a", True)  # the probe succeeded
         took = await until(lambda: ra.breaker_states().get("a") == "closed")
         assert took < 1.2
         assert names(ra.plan(KEY)) == ["a", "b"]
@@ -97,11 +91,11 @@ async def test_a_newer_entry_is_never_overwritten(prefix: str) -> None:
     sa = BreakerSync.from_url(REDIS_URL, ra.breaker, prefix=prefix)
     sb = BreakerSync.from_url(REDIS_URL, rb.breaker, prefix=prefix)
     try:
-        ra.record("a", False)
-        ra.record("a", False)  # A opens first ...
+        record(ra, KEY, "a", False)
+        record(ra, KEY, "a", False)  # A opens first ...
         await asyncio.sleep(0.01)
-        rb.record("a", False)
-        rb.record("a", False)  # ... B later
+        record(rb, KEY, "a", False)
+        record(rb, KEY, "a", False)  # ... B later
         await sb.publish_pending()
         await sa.publish_pending()  # A's older change arrives last: dropped
         await sa.pull()
@@ -125,12 +119,12 @@ async def test_redis_down_both_keep_working_locally(caplog: pytest.LogCaptureFix
     try:
         for _ in range(3):
             start = time.monotonic()
-            ra.record("a", False)
-            ra.record("a", False)
+            record(ra, KEY, "a", False)
+            record(ra, KEY, "a", False)
             assert time.monotonic() - start < 0.01  # never waits on Redis
             assert names(ra.plan(KEY)) == ["b", "a"]  # local breaker still decides
             assert names(rb.plan(KEY)) == ["a", "b"]  # B, alone, has seen nothing
-            ra.record("a", True)
+            record(ra, KEY, "a", True)
             assert names(ra.plan(KEY)) == ["a", "b"]
             await asyncio.sleep(0.3)
     finally:

@@ -24,7 +24,7 @@ from dataplane.cache import (
     storable_headers,
 )
 from dataplane.cache_store import MemoryCache, decode_entry, encode_entry
-from dataplane.usage import TokenUsage
+from dataplane.metering import TokenUsage
 from tests.dataplane.anthropic_streams import text_stream
 
 MODEL = "claude-sonnet-4-5-20250929"

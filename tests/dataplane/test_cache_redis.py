@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from dataplane.cache import CachedResponse, CacheRecorder, cache_key
 from dataplane.cache_store import RedisCache, encode_entry
-from dataplane.usage import TokenUsage
+from dataplane.metering import TokenUsage
 from tests.dataplane.anthropic_streams import text_stream
 from tests.dataplane.redis_support import REDIS_URL, keys_under, redis_namespace
 

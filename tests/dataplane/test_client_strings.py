@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from dataplane.clienttext import BadModel, check_model, clean
-from dataplane.events import RequestRecord, fit_bodies
+from dataplane.record import RequestRecord, fit_bodies
 from dataplane.server import DataPlane
 from gwcommon.usage_limits import TEXT_CHARS
 from tests.dataplane.conftest import SECRET, build_snapshot, start_dataplane, usage_events

@@ -222,3 +222,21 @@ async def test_vertex_bad_path_and_unknown_model(client) -> None:
         headers=CLIENT_HEADERS,
     )
     assert r.status_code == 404 and "gpt-4" in r.json()["error"]["message"]
+
+
+async def test_only_the_anthropic_door_forwards_the_query_string(client, upstream) -> None:
+    """``Door.forwards_query``: a Bedrock or Vertex client's query means nothing upstream."""
+    body = {"max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    quoted = BEDROCK_ID.replace(":", "%3A")
+    for path in (
+        f"/bedrock/model/{quoted}/invoke?x=1",
+        "/vertex/v1/projects/p/locations/r/publishers/anthropic/models/"
+        "claude-sonnet-4-5@20250929:rawPredict?alt=sse",
+    ):
+        r = await client.post(path, content=orjson.dumps(body), headers=CLIENT_HEADERS)
+        assert r.status_code == 200, r.text
+        assert upstream.requests[-1].query == b""
+    anthropic = orjson.dumps({**body, "model": "claude-sonnet-4-5-20250929"})
+    r = await client.post("/v1/messages?beta=true", content=anthropic, headers=CLIENT_HEADERS)
+    assert r.status_code == 200, r.text
+    assert upstream.requests[-1].query == b"beta=true"

@@ -33,10 +33,11 @@ from dataplane.limits import (
     format_usd,
     reservation_micros,
 )
+from dataplane.metering import TokenUsage
 from dataplane.periods import current_window
 from dataplane.pricing import DEFAULT_PRICES, PriceTable
 from dataplane.snapshot import Budget, Limits, Period, Snapshot, VirtualKey, Workspace
-from dataplane.usage import TokenUsage
+from tests.dataplane import runtimes
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
 
 PRICES = PriceTable(DEFAULT_PRICES)
@@ -80,7 +81,7 @@ def principal(
         prices=PRICES,
         spend=MappingProxyType(dict(spend or {})),
     )
-    return Principal(key, ws, snap)
+    return Principal(key, ws, runtimes.runtime(snap))
 
 
 def daily(usd: int | float, *, period: Period = Period.DAY) -> Limits:

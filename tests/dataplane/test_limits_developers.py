@@ -13,6 +13,7 @@ from dataplane.limits import Limiter
 from dataplane.members import Developer
 from dataplane.periods import current_window
 from dataplane.snapshot import Limits, Period, Snapshot, Workspace
+from tests.dataplane import runtimes
 from tests.dataplane.test_limits import PRICES, USD, Clock, admit, daily, hdr, refused, ts
 
 T0 = ts(2026, 11, 28, 12)
@@ -37,7 +38,7 @@ def developer_principal(
         spend=MappingProxyType(dict(spend or {})),
         developers=MappingProxyType({dev.id: dev}),
     )
-    return Principal(dev, ws, snap)
+    return Principal(dev, ws, runtimes.runtime(snap))
 
 
 class Recording(MemoryCounters):

@@ -6,8 +6,8 @@ import re
 
 import orjson
 
-from dataplane.events import RequestRecord
 from dataplane.metrics import Metrics
+from dataplane.record import RequestRecord
 from dataplane.server import DataPlane
 from gwcommon.prometheus import escape_label
 from tests.dataplane.conftest import REVOKED, SECRET, usage_events
@@ -87,7 +87,7 @@ async def test_scrape_after_requests(client, upstream, dataplane: DataPlane) -> 
 
 
 async def test_upstream_failures_and_breaker_gauge(client, upstream, dataplane: DataPlane) -> None:
-    dataplane.router.record("anthropic", False)
+    dataplane.router.breaker.record("anthropic", False)  # one failed attempt
     r = await client.get("/metrics")
     assert 'tollgate_breaker_state{target="anthropic"}' in r.text
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from dataplane.snapshot import Snapshot, SnapshotHolder
+from dataplane.snapshot import Snapshot
 from dataplane.subscriber import SNAPSHOT_FILE, Subscriber, load_cached, save_cached
 from dataplane.telemetry.forwarder import Forwarder
 from dataplane.telemetry.metrics import TelemetryMetrics
 from gwapi.v1 import discovery_pb2
+from tests.dataplane import runtimes
 from tests.dataplane.conftest import build_snapshot
 from tests.dataplane.otlp_support import destination, fixture
 from tests.fakes.otlp_collector import FakeCollector
@@ -77,7 +78,7 @@ async def test_restart_from_the_cache_asks_again_and_sends_nothing_meanwhile(
     await collector.start()
     msg = snapshot_with(destination("c", collector.base_url, headers={"x-api-key": COLLECTOR_KEY}))
     save_cached(tmp_path, msg)
-    holder = SnapshotHolder()
+    holder = runtimes.holder()
     channel = grpc.aio.insecure_channel("127.0.0.1:1")  # lazy: never connected here
     sub = Subscriber(channel, "t", holder, tmp_path, "dp-1", "127.0.0.1:1")
     metrics = TelemetryMetrics()

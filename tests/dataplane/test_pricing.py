@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from dataplane import pricing
+from dataplane.metering import TokenUsage
 from dataplane.pricing import (
     DEFAULT_PRICES,
     Priced,
@@ -18,7 +19,6 @@ from dataplane.pricing import (
     cost_micros,
     normalize_model,
 )
-from dataplane.usage import TokenUsage
 from gwapi.v1 import common_pb2
 
 TABLE = PriceTable(DEFAULT_PRICES)

@@ -16,9 +16,11 @@ from dataplane.providers.base import UpstreamRequest
 from dataplane.providers.bedrock import BedrockProvider
 from dataplane.providers.registry import ProviderRegistry
 from dataplane.providers.transport import Transport
-from dataplane.snapshot import ProviderConfig, Snapshot, SnapshotError, SnapshotHolder
+from dataplane.runtime import SnapshotHolder
+from dataplane.snapshot import ProviderConfig, Snapshot, SnapshotError
 from dataplane.subscriber import SNAPSHOT_FILE, Subscriber, load_cached, save_cached
 from gwapi.v1 import common_pb2, discovery_pb2
+from tests.dataplane import runtimes
 from tests.dataplane.providers.test_bedrock import messages_request as bedrock_request
 from tests.fakes.bedrock import FakeBedrock
 
@@ -89,19 +91,18 @@ def test_a_secret_for_an_unknown_provider_is_refused() -> None:
 async def test_the_stored_secret_wins_over_the_environment_and_rotates_live() -> None:
     transport = RecordingTransport()
     registry = ProviderRegistry(transport, env={"ANTHROPIC_API_KEY": ENV_KEY})  # type: ignore[arg-type]
-    holder = SnapshotHolder()
-    holder.on_swap(registry.update)
+    holder = SnapshotHolder(registry)
 
-    holder.swap(Snapshot.from_proto(_snapshot_pb(None, "v0")))
-    await registry.get("anthropic").send(_request())  # type: ignore[union-attr]
+    runtime = holder.swap(Snapshot.from_proto(_snapshot_pb(None, "v0")))
+    await runtime.adapters["anthropic"].send(_request())
     assert _api_key(transport) == ENV_KEY.encode()
 
-    holder.swap(Snapshot.from_proto(_snapshot_pb(SECRET, "v1")))
-    await registry.get("anthropic").send(_request())  # type: ignore[union-attr]
+    runtime = holder.swap(Snapshot.from_proto(_snapshot_pb(SECRET, "v1")))
+    await runtime.adapters["anthropic"].send(_request())
     assert _api_key(transport) == SECRET.encode()
 
-    holder.swap(Snapshot.from_proto(_snapshot_pb(ROTATED, "v2")))  # no restart
-    await registry.get("anthropic").send(_request())  # type: ignore[union-attr]
+    runtime = holder.swap(Snapshot.from_proto(_snapshot_pb(ROTATED, "v2")))  # no restart
+    await runtime.adapters["anthropic"].send(_request())
     assert _api_key(transport) == ROTATED.encode()
 
 
@@ -141,7 +142,7 @@ def test_the_disk_cache_never_holds_secrets(tmp_path: Path) -> None:
 async def test_after_a_restart_from_the_cache_the_subscriber_asks_for_everything(
     tmp_path: Path,
 ) -> None:
-    holder = SnapshotHolder()
+    holder = runtimes.holder()
     channel = grpc.aio.insecure_channel("127.0.0.1:1")  # lazy: never connected here
     sub = Subscriber(channel, "t", holder, tmp_path, "dp-1", "127.0.0.1:1")
     assert sub.running_version() == ""

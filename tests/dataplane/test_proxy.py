@@ -11,7 +11,7 @@ import pytest
 
 from dataplane.app import build_app
 from dataplane.asgi import JSON as JSON_TYPE
-from dataplane.events import RequestRecord
+from dataplane.record import RequestRecord
 from dataplane.server import DataPlane
 from tests.dataplane.conftest import (
     EXPIRED,

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 import dataplane.reporter
-from dataplane.events import RequestRecord
+from dataplane.record import RequestRecord
 from dataplane.reporter import Reporter
 from dataplane.server import DataPlane
 from dataplane.spool import Spool

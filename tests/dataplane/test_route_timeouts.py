@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from dataplane.errors import GatewayError
+from dataplane.errors import GatewayError, UpstreamTimeout
 from dataplane.providers.anthropic import AnthropicProvider
 from dataplane.providers.base import UpstreamRequest
 from dataplane.providers.bedrock import BedrockProvider
 from dataplane.providers.transport import Timeouts, Transport
 from dataplane.providers.vertex import VertexProvider
-from dataplane.routing import route_timeouts
+from dataplane.runtime import route_timeouts
 from dataplane.snapshot import ProviderConfig, RouteConfig, RouteTarget
 from tests.dataplane.providers import test_bedrock as bedrock_t
 from tests.dataplane.providers import test_vertex as vertex_t
@@ -111,7 +111,7 @@ async def test_idle_timeout_between_chunks_after_a_longer_first_byte_limit(
     upstream.script.append(Scripted(frames=frames, delay=0.6))
     response = await provider.send(messages(Timeouts(connect=2.0, read=0.2, first_byte=5.0)))
     assert response.status == 200
-    with pytest.raises(TimeoutError):
+    with pytest.raises(UpstreamTimeout):
         async for _ in response.aiter_raw():
             pass
     await response.aclose()

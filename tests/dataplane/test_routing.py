@@ -1,22 +1,25 @@
-"""Router.plan: key providers, fallback order, weighted and sticky load balancing, breakers."""
+"""Router.plan: key providers, fallback order, weighted and sticky load balancing, breakers; and
+that planning is pure (the attempt chain claims probes, not the plan)."""
 
 from __future__ import annotations
 
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
+from dataplane.attempts import claimed_order, record_outcome
 from dataplane.auth import Principal
+from dataplane.breaker import CircuitBreaker
 from dataplane.errors import GatewayError
-from dataplane.providers.registry import ProviderRegistry
-from dataplane.providers.transport import Timeouts, Transport
+from dataplane.providers.transport import Timeouts
 from dataplane.retry import DEFAULT_RETRY_ON
 from dataplane.routing import Plan, Router
+from dataplane.runtime import Target
 from dataplane.snapshot import Snapshot
 from gwapi.v1 import common_pb2, discovery_pb2
+from tests.dataplane import runtimes
 
 
 class Clock:
@@ -63,24 +66,34 @@ def build(*routes: common_pb2.Route, kinds: dict[str, str] | None = None) -> Sna
 
 def principal(snapshot: Snapshot, key_name: str) -> Principal:
     key = next(k for k in snapshot.keys_by_hash.values() if k.name == key_name)
-    return Principal(key, snapshot.workspaces["w"], snapshot)
+    return Principal(key, snapshot.workspaces["w"], runtimes.runtime(snapshot))
 
 
-@pytest.fixture
-def registry() -> Iterator[ProviderRegistry]:
-    yield ProviderRegistry(Transport())
-
-
-def router_for(
-    registry: ProviderRegistry, snapshot: Snapshot, seed: int = 42
-) -> tuple[Router, Clock]:
-    registry.update(snapshot)
+def router_for(seed: int = 42) -> tuple[Router, Clock]:
     clock = Clock()
-    return Router(registry, clock=clock, rng=random.Random(seed)), clock
+    return Router(CircuitBreaker(clock), rng=random.Random(seed)), clock
 
 
 def names(plan: Plan) -> list[str]:
     return [t.name for t in plan.targets]
+
+
+def target_of(p: Principal, name: str) -> Target:
+    runtime, member = p.runtime, p.member
+    if member.provider:
+        return runtime.direct[name]
+    return next(t for t in runtime.routes[member.route].targets if t.name == name)
+
+
+def record(router: Router, p: Principal, name: str, ok: bool) -> None:
+    """An attempt's outcome on ``name``, recorded as the attempt chain does (with the thresholds
+    of the principal's route)."""
+    record_outcome(router.breaker, target_of(p, name), ok)
+
+
+def first_attempt(router: Router, plan: Plan) -> str:
+    """The target the attempt chain sends to first (claiming its probe if it is half-open)."""
+    return next(claimed_order(router.breaker, plan.targets)).name
 
 
 FALLBACK = common_pb2.Route(
@@ -99,20 +112,21 @@ FALLBACK = common_pb2.Route(
 LB = common_pb2.Route(name="lb", mode="loadbalance", targets=[target("a", 3), target("b", 1)])
 
 
-def test_a_key_with_a_provider_gets_a_one_target_plan(registry: ProviderRegistry) -> None:
+def test_a_key_with_a_provider_gets_a_one_target_plan() -> None:
     snap = build()
-    router, _ = router_for(registry, snap)
-    plan = router.plan(principal(snap, "direct"), "sess")
+    router, _ = router_for()
+    p = principal(snap, "direct")
+    plan = router.plan(p, "sess")
     assert names(plan) == ["a"] and plan.targets[0].model == ""
-    assert plan.targets[0].provider is registry.get("a")
+    assert plan.targets[0].provider is p.runtime.adapters["a"]
     assert plan == Plan(plan.targets)  # defaults: one attempt, default retry_on, no overrides
     assert plan.attempts_per_target == 1 and plan.retry_on == DEFAULT_RETRY_ON
     assert plan.timeouts is None and plan.route == "" and plan.cache_ttl_s == 0
 
 
-def test_fallback_route_plan(registry: ProviderRegistry) -> None:
+def test_fallback_route_plan() -> None:
     snap = build(FALLBACK)
-    router, _ = router_for(registry, snap)
+    router, _ = router_for()
     plan = router.plan(principal(snap, "key-fb"), "")
     assert names(plan) == ["a", "b", "c"]
     assert [t.model for t in plan.targets] == ["", "claude-sonnet-4-5@20250929", ""]
@@ -124,27 +138,27 @@ def test_fallback_route_plan(registry: ProviderRegistry) -> None:
     assert (route.breaker_failures, route.breaker_cooldown_s, route.cache_sampled) == (2, 10, True)
 
 
-def test_route_defaults(registry: ProviderRegistry) -> None:
+def test_route_defaults() -> None:
     snap = build(LB)
     route = snap.routes["lb"]
     assert (route.breaker_failures, route.breaker_cooldown_s, route.cache_sampled) == (5, 30, False)
-    router, _ = router_for(registry, snap)
+    router, _ = router_for()
     plan = router.plan(principal(snap, "key-lb"), "")
     assert plan.timeouts is None and plan.retry_on == DEFAULT_RETRY_ON
     assert plan.attempts_per_target == 1
 
 
-def test_targets_without_an_adapter_are_dropped(registry: ProviderRegistry) -> None:
+def test_targets_without_an_adapter_are_dropped() -> None:
     route = common_pb2.Route(name="r", targets=[target("x"), target("b")])
     snap = build(route)
-    router, _ = router_for(registry, snap)
+    router, _ = router_for()
     assert names(router.plan(principal(snap, "key-r"), "")) == ["b"]
 
 
-def test_nothing_servable_is_a_readable_503(registry: ProviderRegistry) -> None:
+def test_nothing_servable_is_a_readable_503() -> None:
     route = common_pb2.Route(name="r", targets=[target("x")])
     snap = build(route)
-    router, _ = router_for(registry, snap)
+    router, _ = router_for()
     for key, words in [("key-r", "route 'r'"), ("ghost", "provider 'x'")]:
         with pytest.raises(GatewayError) as info:
             router.plan(principal(snap, key), "")
@@ -152,54 +166,104 @@ def test_nothing_servable_is_a_readable_503(registry: ProviderRegistry) -> None:
         assert words in info.value.message and "platform team" in info.value.message
 
 
-def test_open_breakers_go_last_and_recover(registry: ProviderRegistry) -> None:
+def test_open_breakers_go_last_and_recover() -> None:
     snap = build(FALLBACK)
-    router, clock = router_for(registry, snap)
+    router, clock = router_for()
     p = principal(snap, "key-fb")
-    router.plan(p, "")  # learns the route's breaker settings (2 failures, 10 s)
-    router.record("a", False)
+    record(router, p, "a", False)  # the route's breaker settings: 2 failures, 10 s
     assert names(router.plan(p, "")) == ["a", "b", "c"]
-    router.record("a", False)
+    record(router, p, "a", False)
     assert router.breaker_states() == {"a": "open"}
     assert names(router.plan(p, "")) == ["b", "c", "a"]
     for _ in range(2):
-        router.record("b", False)
+        record(router, p, "b", False)
     assert names(router.plan(p, "")) == ["c", "a", "b"]
     for _ in range(2):
-        router.record("c", False)
+        record(router, p, "c", False)
     assert names(router.plan(p, "")) == ["a", "b", "c"]  # all open: still tried, in order
     clock.now = 11
     assert router.breaker_states() == {"a": "half_open", "b": "half_open", "c": "half_open"}
-    assert names(router.plan(p, "")) == ["a", "b", "c"]  # a's probe leads
-    assert names(router.plan(p, "")) == ["b", "a", "c"]  # a probing: skipped; b's probe leads
-    router.record("a", True)
+    plan = router.plan(p, "")
+    assert names(plan) == ["a", "b", "c"]  # a's probe leads
+    assert first_attempt(router, plan) == "a"  # sent: the probe is claimed
+    plan = router.plan(p, "")
+    assert names(plan) == ["b", "a", "c"]  # a probing: skipped; b's probe leads
+    assert first_attempt(router, plan) == "b"
+    record(router, p, "a", True)
     assert router.breaker_states()["a"] == "closed"
     assert names(router.plan(p, "")) == ["a", "b", "c"]  # b probing, c half-open: behind a
-    router.record("b", True)
+    record(router, p, "b", True)
     assert names(router.plan(p, "")) == ["a", "b", "c"]
     assert router.breaker_states() == {"a": "closed", "b": "closed", "c": "half_open"}
 
 
-def test_an_abandoned_plan_gives_its_probe_back(registry: ProviderRegistry) -> None:
-    """A plan answered from the cache or refused by a limit never sends its probe: the next
-    request must be able to probe at once, not after the probe lease."""
-    snap = build(FALLBACK)
-    router, clock = router_for(registry, snap)
-    p = principal(snap, "key-fb")
-    router.plan(p, "")
+def fallback_with_a_half_open() -> tuple[Router, Principal]:
+    """The FALLBACK route's key, with target a half-open (opened, then its cooldown over)."""
+    router, clock = router_for()
+    p = principal(build(FALLBACK), "key-fb")
     for _ in range(2):
-        router.record("a", False)
+        record(router, p, "a", False)
     clock.now = 11
+    return router, p
+
+
+def test_a_plan_never_tried_claims_no_probe() -> None:
+    """A plan answered from the cache or refused by a limit never sends its probe: planning
+    claims nothing, so the next request may probe at once, not after the probe lease."""
+    router, p = fallback_with_a_half_open()
     plan = router.plan(p, "")
     assert names(plan) == ["a", "b", "c"]  # a's probe leads
+    assert router.breaker.may_probe("a")  # ... and is still free
+    plan = router.plan(p, "")
+    assert names(plan) == ["a", "b", "c"]  # so the next plan leads with it too
+    assert first_attempt(router, plan) == "a"  # the attempt claims it
+    assert not router.breaker.may_probe("a")
     assert names(router.plan(p, "")) == ["b", "c", "a"]  # claimed: the next plan puts it last
-    router.abandon(plan)
-    assert names(router.plan(p, "")) == ["a", "b", "c"]  # given back: probed again at once
 
 
-def test_weighted_split_without_sessions(registry: ProviderRegistry) -> None:
+def test_planning_is_pure() -> None:
+    """The same request planned twice against the same runtime and breakers gets the same plan,
+    and planning changes no breaker state (a half-open target's probe stays free)."""
+    three = common_pb2.Route(
+        name="lb", mode="loadbalance", targets=[target("a", 3), target("b", 1), target("c", 2)]
+    )
+    snap = build(FALLBACK, three)
+    router, clock = router_for()
+    fb, lb = principal(snap, "key-fb"), principal(snap, "key-lb")
+    for _ in range(2):
+        record(router, fb, "b", False)  # b opens (2 failures, 10 s)
+    clock.now = 11  # ... and is half-open now
+    before = (router.breaker_states(), router.breaker.may_probe("b"))
+    assert before == ({"b": "half_open"}, True)
+    for p, session in ((fb, ""), (lb, "s-1"), (lb, "s-2"), (fb, "x")):
+        first, second = router.plan(p, session), router.plan(p, session)
+        assert first == second
+        assert all(a is b for a, b in zip(first.targets, second.targets, strict=True))
+    assert (router.breaker_states(), router.breaker.may_probe("b")) == before
+
+
+def test_a_probe_is_claimed_only_when_its_attempt_is_made() -> None:
+    """The attempt chain claims a half-open lead's probe when it hands that target out (to be
+    sent); a lead whose probe another request claimed since the plan moves behind the others."""
+    router, p = fallback_with_a_half_open()
+    mine, theirs = router.plan(p, ""), router.plan(p, "")
+    assert names(mine) == names(theirs) == ["a", "b", "c"]
+    order = claimed_order(router.breaker, mine.targets)
+    assert router.breaker.may_probe("a")  # nothing claimed before the first attempt
+    assert next(order).name == "a" and not router.breaker.may_probe("a")
+    assert [t.name for t in order] == ["b", "c"]  # the rest follow, in plan order
+    # The other request lost the race for a's probe: it goes to b first, a last.
+    assert [t.name for t in claimed_order(router.breaker, theirs.targets)] == ["b", "c", "a"]
+    # A one-target plan (a key naming its provider) is tried regardless.
+    direct = router.plan(principal(build(), "direct"), "")
+    for _ in range(5):
+        record(router, principal(build(), "direct"), "a", False)
+    assert [t.name for t in claimed_order(router.breaker, direct.targets)] == ["a"]
+
+
+def test_weighted_split_without_sessions() -> None:
     snap = build(LB)
-    router, _ = router_for(registry, snap, seed=2024)
+    router, _ = router_for(seed=2024)
     p = principal(snap, "key-lb")
     plans = [router.plan(p, "") for _ in range(2000)]
     firsts = Counter(plan.targets[0].name for plan in plans)
@@ -208,9 +272,9 @@ def test_weighted_split_without_sessions(registry: ProviderRegistry) -> None:
     assert all(sorted(names(plan)) == ["a", "b"] for plan in plans)  # the other is the fallback
 
 
-def test_sticky_sessions_split_by_weight_and_stay(registry: ProviderRegistry) -> None:
+def test_sticky_sessions_split_by_weight_and_stay() -> None:
     snap = build(LB)
-    router, _ = router_for(registry, snap)
+    router, _ = router_for()
     p = principal(snap, "key-lb")
     sessions = [f"session-{i:04d}" for i in range(1000)]
     first = {s: router.plan(p, s).targets[0].name for s in sessions}
@@ -219,49 +283,49 @@ def test_sticky_sessions_split_by_weight_and_stay(registry: ProviderRegistry) ->
     for s in sessions[:200]:
         assert router.plan(p, s).targets[0].name == first[s]
     # Another router (another data plane) maps every session the same way.
-    other, _ = router_for(registry, snap, seed=7)
+    other, _ = router_for(seed=7)
     assert all(other.plan(p, s).targets[0].name == first[s] for s in sessions)
 
 
-def test_removing_a_target_moves_only_its_sessions(registry: ProviderRegistry) -> None:
+def test_removing_a_target_moves_only_its_sessions() -> None:
     three = common_pb2.Route(
         name="lb", mode="loadbalance", targets=[target("a", 3), target("b", 1), target("c", 2)]
     )
     snap = build(three)
-    router, _ = router_for(registry, snap)
+    router, _ = router_for()
     sessions = [f"s{i}" for i in range(1000)]
     before = {s: router.plan(principal(snap, "key-lb"), s).targets[0].name for s in sessions}
     assert set(before.values()) == {"a", "b", "c"}
     snap2 = build(
         common_pb2.Route(name="lb", mode="loadbalance", targets=[target("a", 3), target("c", 2)])
     )
-    router2, _ = router_for(registry, snap2)
+    router2, _ = router_for()
     after = {s: router2.plan(principal(snap2, "key-lb"), s).targets[0].name for s in sessions}
     moved = [s for s in sessions if before[s] != after[s]]
     assert moved and all(before[s] == "b" for s in moved)
     assert len(moved) == sum(1 for s in sessions if before[s] == "b")
 
 
-def test_a_sticky_session_fails_over_while_its_target_is_open(registry: ProviderRegistry) -> None:
+def test_a_sticky_session_fails_over_while_its_target_is_open() -> None:
     snap = build(LB)
-    router, clock = router_for(registry, snap)
+    router, clock = router_for()
     p = principal(snap, "key-lb")
     session = next(
         s for s in (f"s{i}" for i in range(100)) if router.plan(p, s).targets[0].name == "a"
     )
     for _ in range(5):
-        router.record("a", False)
+        record(router, p, "a", False)
     assert names(router.plan(p, session)) == ["b", "a"]
     clock.now = 31
     assert names(router.plan(p, session)) == ["a", "b"]  # the probe
-    router.record("a", True)
+    record(router, p, "a", True)
     assert names(router.plan(p, session)) == ["a", "b"]
 
 
-def test_plan_is_fast(registry: ProviderRegistry) -> None:
+def test_plan_is_fast() -> None:
 
     snap = build(FALLBACK, LB)
-    router, _ = router_for(registry, snap)
+    router, _ = router_for()
     fb, lb = principal(snap, "key-fb"), principal(snap, "key-lb")
     start = time.perf_counter()
     for _ in range(2000):

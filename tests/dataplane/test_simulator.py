@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from dataplane.codecs import SSEDecoder
+from dataplane.metering import StreamMeter, TokenUsage, usage_from_message
 from dataplane.simulator import MIN_CACHEABLE_TOKENS, count_tokens, simulate
-from dataplane.usage import StreamMeter, TokenUsage, usage_from_message
 
 SYSTEM = [
     {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197"},

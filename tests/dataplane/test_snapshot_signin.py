@@ -10,9 +10,10 @@ import orjson
 import pytest
 
 from dataplane.members import ManagedSettings
-from dataplane.snapshot import Period, Snapshot, SnapshotError, SnapshotHolder
+from dataplane.snapshot import Period, Snapshot, SnapshotError
 from dataplane.subscriber import SNAPSHOT_FILE, Subscriber, load_cached, save_cached
 from gwapi.v1 import common_pb2, discovery_pb2
+from tests.dataplane import runtimes
 from tests.fakes.signin import DEVELOPER_ID, KID, SIGNING_KEY, sso_snapshot
 
 POLICY = '{"env": {"CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1"}, "permissions": {}}'
@@ -154,7 +155,7 @@ def test_the_disk_cache_never_holds_signing_keys(tmp_path: Path) -> None:
 
 async def test_a_start_from_the_cache_asks_for_everything_again(tmp_path: Path) -> None:
     save_cached(tmp_path, proto())
-    holder = SnapshotHolder()
+    holder = runtimes.holder()
     channel = grpc.aio.insecure_channel("127.0.0.1:1")
     subscriber = Subscriber(channel, "t", holder, tmp_path, "dp-1", "127.0.0.1:0")
     await channel.close()

@@ -9,9 +9,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from dataplane.snapshot import SnapshotHolder
 from dataplane.subscriber import SNAPSHOT_FILE, Subscriber, load_cached
 from gwapi.v1 import discovery_pb2, discovery_pb2_grpc
+from tests.dataplane import runtimes
 from tests.dataplane.conftest import build_snapshot
 
 
@@ -78,7 +78,7 @@ async def test_ack_nack_and_disk_cache(server, tmp_path: Path) -> None:
     good = build_snapshot("http://127.0.0.1:1", version="good")
     script = ScriptedDiscovery([good, bad_snapshot()])
     holder.append(script)
-    snapshots = SnapshotHolder()
+    snapshots = runtimes.holder()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         sub = Subscriber(channel, "dp-secret", snapshots, tmp_path, "dp-1", "127.0.0.1:8080")
         task = asyncio.create_task(sub.run())
@@ -105,7 +105,7 @@ async def test_reconnect_sends_the_version_it_runs(server, tmp_path: Path) -> No
     srv, port, holder = server
     good = build_snapshot("http://127.0.0.1:1", version="good")
     holder.append(ScriptedDiscovery([good]))
-    snapshots = SnapshotHolder()
+    snapshots = runtimes.holder()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         sub = Subscriber(channel, "t", snapshots, tmp_path, "dp-1", "x")
         task = asyncio.create_task(sub.run())
@@ -139,7 +139,7 @@ async def test_breaker_states_reported_on_change(server, tmp_path: Path) -> None
     states = {"p1": "closed", "p2": "open"}
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         sub = Subscriber(
-            channel, "t", SnapshotHolder(), tmp_path, "dp-1", "x",
+            channel, "t", runtimes.holder(), tmp_path, "dp-1", "x",
             status=lambda: dict(states), status_interval=0.02,
         )  # fmt: skip
         task = asyncio.create_task(sub.run())
@@ -175,7 +175,7 @@ async def test_failing_status_does_not_break_the_stream(server, tmp_path: Path) 
     def broken() -> dict[str, str]:
         raise RuntimeError("boom")
 
-    snapshots = SnapshotHolder()
+    snapshots = runtimes.holder()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         sub = Subscriber(
             channel, "t", snapshots, tmp_path, "dp-1", "x", status=broken, status_interval=0.02

@@ -15,9 +15,9 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from dataplane import server
 from dataplane.bodylog import BodyLog
-from dataplane.events import RequestRecord
 from dataplane.providers.base import UpstreamRequest
 from dataplane.proxy import forwardable_headers
+from dataplane.record import RequestRecord
 from dataplane.tracing.context import begin
 from dataplane.tracing.spans import Tracer, traces_url
 

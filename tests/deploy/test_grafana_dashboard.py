@@ -27,9 +27,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from tests.deploy.promql import PromQLError, Series, check, exported_series, read
 from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ROOT, ControlPlaneProcess, body, free_port
-from tui.client import GatewayClient
 
 pytestmark = pytest.mark.e2e
 

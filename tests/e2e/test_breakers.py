@@ -20,9 +20,9 @@ import orjson
 import pytest
 
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from tests.e2e.test_gateway import ADMIN, ROOT, ControlPlaneProcess, body, start_dp
 from tests.fakes.anthropic import FakeAnthropic
-from tui.client import GatewayClient
 
 pytestmark = pytest.mark.e2e
 

@@ -20,12 +20,12 @@ import pytest
 
 from dataplane.server import DataPlane
 from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2
+from gwclient.client import GatewayClient
 from tests.dataplane.conftest import SECRET, build_snapshot, sha, start_dataplane, usage_events
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
 from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ControlPlaneProcess
 from tests.e2e.workers_support import WorkersProcess, per_worker
 from tests.fakes.anthropic import FakeAnthropic, Scripted, stream_frames
-from tui.client import GatewayClient
 
 pytestmark = pytest.mark.e2e
 

@@ -37,10 +37,10 @@ from controlplane.settings import Settings as ControlPlaneSettings
 from dataplane.server import DataPlane
 from dataplane.server import Settings as DataPlaneSettings
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from tests.ci import claude_code_path
 from tests.e2e.claude_tmux import cli_lock_async
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic, Received
-from tui.client import GatewayClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

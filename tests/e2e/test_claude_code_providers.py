@@ -22,16 +22,16 @@ import pytest
 
 from controlplane.server import running
 from controlplane.settings import Settings as ControlPlaneSettings
+from dataplane.metering import TokenUsage
 from dataplane.pricing import PriceTable
 from dataplane.server import DataPlane
 from dataplane.server import Settings as DataPlaneSettings
-from dataplane.usage import TokenUsage
 from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2
+from gwclient.client import GatewayClient
 from tests.e2e.test_claude_code import claude_env, run_claude
 from tests.fakes.anthropic import DEFAULT_USAGE, FakeAnthropic, Scripted
 from tests.fakes.bedrock import ACCESS_KEY, SECRET_KEY, FakeBedrock
 from tests.fakes.vertex import FakeVertex, write_service_account
-from tui.client import GatewayClient
 
 pytestmark = [
     pytest.mark.e2e,

@@ -40,6 +40,7 @@ from aiohttp import web
 from controlplane.server import running
 from controlplane.settings import Settings as ControlPlaneSettings
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
 from tests.e2e.claude_tmux import ClaudeTerminal, browser_sign_in, managed_settings, new_home
 from tests.e2e.test_gateway import ROOT, free_port
@@ -52,7 +53,6 @@ from tests.fakes.anthropic import (
 )
 from tests.fakes.oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc, Login
 from tests.fakes.otlp_collector import FakeCollector
-from tui.client import GatewayClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 

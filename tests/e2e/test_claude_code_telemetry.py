@@ -34,11 +34,11 @@ from dataplane.server import DataPlane
 from dataplane.server import Settings as DataPlaneSettings
 from dataplane.telemetry.identity import Identity
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from tests.dataplane.otlp_support import fixtures
 from tests.e2e.test_claude_code import CLAUDE, KEY_ENV, TcpTap, claude_env, run_claude
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
 from tests.fakes.otlp_collector import FakeCollector
-from tui.client import GatewayClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

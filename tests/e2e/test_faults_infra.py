@@ -25,6 +25,7 @@ import pytest
 import dataplane.spool
 from dataplane.server import DataPlane, Settings
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from tests.e2e.faults_support import MODEL, SMALL_USAGE, TcpProxy, sse_names
 from tests.e2e.test_gateway import (
     ADMIN,
@@ -38,7 +39,6 @@ from tests.e2e.test_gateway import (
     wait_for,
 )
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic, Scripted, stream_frames
-from tui.client import GatewayClient
 
 pytestmark = pytest.mark.e2e
 

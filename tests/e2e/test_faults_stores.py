@@ -19,6 +19,8 @@ import redis.asyncio as aioredis
 
 from dataplane.server import DataPlane
 from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2
+from gwclient.client import GatewayClient
+from gwclient.errors import ClientError
 from tests.conftest import _reset_pg_schema
 from tests.dataplane.conftest import SECRET, sha, usage_events
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
@@ -35,7 +37,6 @@ from tests.e2e.faults_support import (
 )
 from tests.e2e.test_gateway import ADMIN, ControlPlaneProcess, call, start_dp, total, wait_for
 from tests.fakes.anthropic import FakeAnthropic, Scripted, stream_frames
-from tui.client import ClientError, GatewayClient
 
 pytestmark = pytest.mark.e2e
 

@@ -41,6 +41,7 @@ import psycopg
 import pytest
 
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from tests.conftest import _reset_pg_schema
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
 from tests.e2e.balancer import RoundRobin
@@ -57,7 +58,6 @@ from tests.e2e.soak_support import DataPlaneProcess
 from tests.e2e.test_gateway import ADMIN, ControlPlaneProcess, wait_for
 from tests.e2e.workers_support import spooled_records
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic, Received, Scripted, stream_frames
-from tui.client import GatewayClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 

@@ -24,8 +24,8 @@ import pytest
 
 from dataplane.server import DataPlane, Settings
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
-from tui.client import GatewayClient
 
 pytestmark = pytest.mark.e2e
 

@@ -30,13 +30,13 @@ from controlplane.settings import Settings as ControlPlaneSettings
 from dataplane.counters.memory import MemoryCounters
 from dataplane.server import DataPlane, Settings
 from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2
+from gwclient.client import GatewayClient
 from gwctl import usage as gwctl_usage
 from gwctl.main import build_parser
 from tests.dataplane.providers.test_bedrock import ENV as BEDROCK_ENV
 from tests.e2e.faults_support import WatchedAnthropic
 from tests.fakes import bedrock as fake_bedrock
 from tests.fakes.anthropic import UPSTREAM_KEY, Scripted, message_body, stream_frames
-from tui.client import GatewayClient
 
 pytestmark = pytest.mark.e2e
 

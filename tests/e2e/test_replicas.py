@@ -16,11 +16,11 @@ import pytest
 from controlplane.server import running
 from dataplane.server import DataPlane, Settings
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from tests.controlplane.conftest import make_settings
 from tests.controlplane.fleet.conftest import within
 from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ControlPlaneProcess, call
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
-from tui.client import GatewayClient
 
 pytestmark = [
     pytest.mark.e2e,

@@ -41,12 +41,12 @@ import orjson
 import pytest
 
 from gwapi.v1 import admin_pb2, admin_pb2_grpc, common_pb2
+from gwclient.client import GatewayClient
 from tests.e2e.test_gateway import free_port
 from tests.fakes.anthropic import FakeAnthropic, Scripted
 from tests.fakes.otlp_collector import FakeCollector
 from tests.fakes.vertex import FakeVertex, write_service_account
 from tests.tls_support import make_pki
-from tui.client import GatewayClient
 
 pytestmark = pytest.mark.e2e
 

@@ -36,6 +36,7 @@ import httpx
 import pytest
 
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from tests.conftest import _reset_pg_schema
 from tests.dataplane.providers.test_bedrock import ENV as BEDROCK_ENV
 from tests.e2e.soak_support import (
@@ -53,7 +54,6 @@ from tests.e2e.soak_support import (
 from tests.e2e.soak_traffic import BIG_BODY, LOGGED, MARKUP, RPM, Traffic, body
 from tests.e2e.test_gateway import ADMIN, ControlPlaneProcess, wait_for
 from tests.fakes.anthropic import UPSTREAM_KEY
-from tui.client import GatewayClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600)]
 

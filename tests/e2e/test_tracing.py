@@ -25,6 +25,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from dataplane.server import DataPlane
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from tests.dataplane.conftest import SECRET, UPSTREAM_KEY, build_snapshot, start_dataplane
 from tests.e2e.test_gateway import (
     ADMIN,
@@ -38,7 +39,6 @@ from tests.e2e.test_gateway import (
 from tests.e2e.test_routing import FAILURES, ROUTED, routed_snapshot
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.otlp_collector import FakeCollector
-from tui.client import GatewayClient
 
 pytestmark = pytest.mark.e2e
 

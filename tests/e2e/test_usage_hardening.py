@@ -17,10 +17,10 @@ import pytest
 from dataplane.server import DataPlane
 from dataplane.spool import Spool
 from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2
+from gwclient.client import GatewayClient
 from tests.conftest import _reset_pg_schema
 from tests.e2e.test_gateway import ADMIN, ControlPlaneProcess, start_dp, total, wait_for
 from tests.fakes.anthropic import FakeAnthropic
-from tui.client import GatewayClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 

@@ -27,11 +27,11 @@ import orjson
 import pytest
 
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
 from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ROOT, ControlPlaneProcess
 from tests.e2e.workers_support import WorkersProcess, free_port, per_worker, spooled_records
 from tests.fakes.anthropic import FakeAnthropic, Received, Scripted, stream_frames
-from tui.client import GatewayClient
 
 pytestmark = pytest.mark.e2e
 

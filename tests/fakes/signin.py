@@ -239,7 +239,7 @@ class FakeSignInControlPlane(
 
     # -- SignIn -------------------------------------------------------------------------------
 
-    async def StartDevice(self, request, context):  # type: ignore[no-untyped-def]
+    async def StartDevice(self, request, context):
         await self._enter("StartDevice", request, context)
         if self.start_error is not None:
             return signin_pb2.StartDeviceResponse(error=self.start_error)
@@ -256,7 +256,7 @@ class FakeSignInControlPlane(
     def _by_device_code(self, device_code: str) -> Grant | None:
         return next((g for g in self.grants.values() if g.device_code == device_code), None)
 
-    async def PollDevice(self, request, context):  # type: ignore[no-untyped-def]
+    async def PollDevice(self, request, context):
         await self._enter("PollDevice", request, context)
         if self.poll_script:
             return signin_pb2.TokenResponse(error=self.poll_script.popleft())
@@ -270,7 +270,7 @@ class FakeSignInControlPlane(
         grant.used = True
         return self._token_response(DEVELOPER_ID)
 
-    async def Refresh(self, request, context):  # type: ignore[no-untyped-def]
+    async def Refresh(self, request, context):
         await self._enter("Refresh", request, context)
         used = self.refresh_tokens.get(request.refresh_token)
         developer = next(d for d in self.snapshot.developers if d.id == DEVELOPER_ID)
@@ -283,7 +283,7 @@ class FakeSignInControlPlane(
         self.refresh_tokens[request.refresh_token] = True
         return self._token_response(DEVELOPER_ID)
 
-    async def BeginBrowser(self, request, context):  # type: ignore[no-untyped-def]
+    async def BeginBrowser(self, request, context):
         await self._enter("BeginBrowser", request, context)
         code = request.user_code.upper().replace("-", "")
         if len(code) != 8 or any(c not in USER_CODE_ALPHABET for c in code):
@@ -315,7 +315,7 @@ class FakeSignInControlPlane(
         """What the pretend identity provider sends back to the callback with ``state``."""
         return next(g.idp_code for g in self.grants.values() if g.state == state)
 
-    async def CompleteBrowser(self, request, context):  # type: ignore[no-untyped-def]
+    async def CompleteBrowser(self, request, context):
         await self._enter("CompleteBrowser", request, context)
         if self.complete_answer is not None:
             return self.complete_answer
@@ -346,7 +346,7 @@ class FakeSignInControlPlane(
 
     # -- Discovery and Telemetry ------------------------------------------------------------
 
-    async def Watch(self, request_iterator, context):  # type: ignore[no-untyped-def]
+    async def Watch(self, request_iterator, context):
         metadata = dict(context.invocation_metadata() or ())
         if metadata.get("authorization") != f"Bearer {self.token}":
             self.violations.append("Watch: wrong or missing data-plane token")
@@ -372,7 +372,7 @@ class FakeSignInControlPlane(
         async for request in request_iterator:
             self.watch_requests.append(request)
 
-    async def ReportUsage(self, request, context):  # type: ignore[no-untyped-def]
+    async def ReportUsage(self, request, context):
         metadata = dict(context.invocation_metadata() or ())
         if metadata.get("authorization") != f"Bearer {self.token}":
             self.violations.append("ReportUsage: wrong or missing data-plane token")

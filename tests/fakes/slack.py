@@ -68,6 +68,7 @@ class FakeSlack:
             body: Any = json.loads(raw)
         except ValueError:
             body = None
+        extra: dict[str, str]
         with self._lock:
             if path != PATH:
                 status, extra, text = 404, {}, "no_service"

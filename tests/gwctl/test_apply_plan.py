@@ -13,14 +13,15 @@ import grpc
 import orjson
 import pytest
 
-from gwapi.v1 import admin_pb2, common_pb2
+from gwapi.v1 import common_pb2
+from gwclient.errors import ClientError
 from gwctl import apply, config_file, parse
 from gwctl import main as gwctl_main
 from gwctl.apply import Plan, State, plan, render_plan
 from gwctl.cli import CommandError
 from gwctl.config_file import ConfigError, loads
-from tests.gwctl.fakes import SECRET, FakeClient
-from tui.client import ClientError
+from tests.fakes.admin_client import FakeAdminClient
+from tests.gwctl.cli_data import SECRET, cli_fake
 
 BASE = """
 providers:
@@ -342,45 +343,18 @@ def test_references_inside_managed_sections_are_checked() -> None:
 # -- execution against a fake client ------------------------------------------------------------
 
 
-class RecordingClient:
-    """Records every call; ``refuse`` names a method that fails."""
-
-    def __init__(
-        self, refuse: str = "", code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION
-    ) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.refuse = refuse
-        self.code = code
-
-    def __getattr__(self, name: str) -> Any:
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls.append((name, args))
-            if name == self.refuse:
-                raise ClientError(self.code, "no, because reasons")
-            if name == "create_keys":
-                return admin_pb2.CreateKeysResponse(
-                    keys=[
-                        admin_pb2.CreateKeyResponse(
-                            key=common_pb2.VirtualKey(id=f"key_{r.name}", name=r.name),
-                            secret=SECRET,
-                        )
-                        for r in args[1]
-                    ]
-                )
-            if name == "create_key":
-                req: admin_pb2.CreateKeyRequest = args[0]
-                return admin_pb2.CreateKeyResponse(
-                    key=common_pb2.VirtualKey(id="key_new", name=req.name), secret=SECRET
-                )
-            if name.startswith("list_"):
-                return []
-            return args[0] if args else None
-
-        return call
+def recording_client(
+    refuse: str = "", code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION, **data: Any
+) -> FakeAdminClient:
+    """An empty gateway that records every call; ``refuse`` names a method that fails."""
+    client = FakeAdminClient(new_key_secret=SECRET, **data)
+    if refuse:
+        client.refuse[refuse] = ClientError(code, "no, because reasons")
+    return client
 
 
 async def test_execute_in_order_and_report_new_secrets() -> None:
-    client = RecordingClient()
+    client = recording_client()
     seen: list[str] = []
     created = await apply.execute(
         client,  # type: ignore[arg-type]
@@ -402,7 +376,7 @@ async def test_new_keys_go_in_batches_per_workspace_and_fall_back_to_one_call_ea
     doc = BASE + "".join(
         f"  - {{workspace: team, name: k{i}, provider: anthropic}}\n" for i in range(1200)
     )
-    client = RecordingClient()
+    client = recording_client()
     seen: list[str] = []
     created = await apply.execute(
         client,  # type: ignore[arg-type]
@@ -417,14 +391,14 @@ async def test_new_keys_go_in_batches_per_workspace_and_fall_back_to_one_call_ea
     )
 
     # A control plane of the previous version has no CreateKeys: one CreateKey per key.
-    old = RecordingClient(refuse="create_keys", code=grpc.StatusCode.UNIMPLEMENTED)
+    old = recording_client("create_keys", grpc.StatusCode.UNIMPLEMENTED, new_key_id="key_new")
     created = await apply.execute(old, plan(loads(BASE), State()))  # type: ignore[arg-type]
     assert [c[0] for c in old.calls][-2:] == ["create_keys", "create_key"]
     assert [k.id for k in created] == ["key_new"]
 
 
 async def test_execute_stops_at_a_refusal_and_says_how_far() -> None:
-    client = RecordingClient(refuse="create_workspace")
+    client = recording_client("create_workspace")
     with pytest.raises(CommandError) as info:
         await apply.execute(client, plan(loads(BASE), State()))  # type: ignore[arg-type]
     assert "create workspace team was refused: no, because reasons" in str(info.value)
@@ -435,8 +409,9 @@ async def test_execute_stops_at_a_refusal_and_says_how_far() -> None:
 # -- the command line ---------------------------------------------------------------------------
 
 
-class RoutesFake(FakeClient):
-    current = common_pb2.Route(
+def routes_fake() -> FakeAdminClient:
+    """An empty gateway but for the load-balanced route ``main`` (a: 3, b: 1 with its model)."""
+    main = common_pb2.Route(
         name="main",
         mode="loadbalance",
         targets=[
@@ -444,42 +419,21 @@ class RoutesFake(FakeClient):
             common_pb2.RouteTarget(provider="b", weight=1, model="claude-x@1"),
         ],
     )
+    return FakeAdminClient(routes=[main], new_key_secret=SECRET)
 
-    async def get_route(self, name: str) -> common_pb2.Route:
-        self._record("get_route", name)
-        return RoutesFake.current
 
-    async def update_route(self, route: common_pb2.Route, paths: list[str]) -> common_pb2.Route:
-        self._record("update_route", route, list(paths))
-        return route
-
-    async def list_providers(self) -> list[common_pb2.Provider]:
-        self._record("list_providers")
-        return []
-
-    async def list_routes(self) -> list[common_pb2.Route]:
-        self._record("list_routes")
-        return []
-
-    async def list_workspaces(self) -> list[common_pb2.Workspace]:
-        self._record("list_workspaces")
-        return []
-
-    async def list_keys(
-        self, workspace: str = "", include_revoked: bool = False
-    ) -> list[common_pb2.VirtualKey]:
-        self._record("list_keys", workspace, include_revoked)
-        return []
+# The fake control plane of the running test (a fresh one each time: the fixture below).
+fake_cp: FakeAdminClient = cli_fake()
 
 
 @pytest.fixture(autouse=True)
-def fake_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    FakeClient.calls = []
-    FakeClient.fail = None
-    monkeypatch.setattr(gwctl_main, "GatewayClient", RoutesFake)
+def fake_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAdminClient]:
+    global fake_cp
+    fake_cp = routes_fake()
+    monkeypatch.setattr(gwctl_main, "GatewayClient", fake_cp.connect)
     monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "admin-secret-token")
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    yield
+    yield fake_cp
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -489,8 +443,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def last_call(name: str) -> tuple[Any, ...]:
-    calls = [args for method, args in FakeClient.calls if method == name]
-    assert calls, FakeClient.calls
+    calls = [args for method, args in fake_cp.calls if method == name]
+    assert calls, fake_cp.calls
     return calls[-1]
 
 
@@ -536,7 +490,7 @@ def test_routes_create_usage_errors(
 ) -> None:
     code, _, err = run(capsys, "routes", "create", "r", "--mode", "loadbalance", *argv)
     assert code == 2 and message in err, err
-    assert not any(m == "create_route" for m, _ in FakeClient.calls)
+    assert not any(m == "create_route" for m, _ in fake_cp.calls)
 
 
 def test_routes_update_masks(capsys: pytest.CaptureFixture[str]) -> None:
@@ -546,7 +500,7 @@ def test_routes_update_masks(capsys: pytest.CaptureFixture[str]) -> None:
     route, paths = last_call("update_route")
     assert paths == ["retries", "timeout_idle_ms", "cache_sampled"]
     assert route.retries == 1 and not route.cache_sampled
-    assert not any(m == "get_route" for m, _ in FakeClient.calls)
+    assert not any(m == "get_route" for m, _ in fake_cp.calls)
 
     # --weights without --targets: read, re-weight, keep the model overrides.
     code, _, err = run(capsys, "routes", "update", "main", "--weights", "1,4")
@@ -572,11 +526,12 @@ def test_routes_update_masks(capsys: pytest.CaptureFixture[str]) -> None:
 def test_apply_command_dry_run_and_confirmation(
     capsys: pytest.CaptureFixture[str], tmp_path: Any
 ) -> None:
+    fake_cp.routes.clear()  # an empty gateway: every change of the file is a create
     path = tmp_path / "g.yaml"
     path.write_text(BASE)
     code, stdout, err = run(capsys, "apply", "-f", str(path), "--dry-run")
     assert code == 0 and "Plan: 5 to create" in stdout and "dry run" in err
-    assert not any(m.startswith("create_") for m, _ in FakeClient.calls)
+    assert not any(m.startswith("create_") for m, _ in fake_cp.calls)
     code, _, err = run(capsys, "apply", "-f", str(path))
     assert code == 2 and "--yes" in err
     code, stdout, _ = run(capsys, "apply", "-f", str(path), "--yes", "-o", "json")

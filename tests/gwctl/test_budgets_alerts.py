@@ -10,20 +10,21 @@ import pytest
 from gwapi.v1 import common_pb2, telemetry_pb2
 from gwctl import main as gwctl_main
 from gwctl import output as out
-from tests.gwctl.fakes import FakeClient, sample_alert
+from tests.fakes.admin_client import FakeAdminClient
+from tests.gwctl.cli_data import cli_fake, sample_alert
+
+# The fake control plane of the running test (a fresh one each time: the fixture below).
+fake_cp: FakeAdminClient = cli_fake()
 
 
 @pytest.fixture(autouse=True)
-def fake_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeClient]]:
-    FakeClient.calls = []
-    FakeClient.fail = None
-    FakeClient.usage_rows = []
-    FakeClient.events = []
-    FakeClient.alerts = []
-    monkeypatch.setattr(gwctl_main, "GatewayClient", FakeClient)
+def fake_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAdminClient]:
+    global fake_cp
+    fake_cp = cli_fake()
+    monkeypatch.setattr(gwctl_main, "GatewayClient", fake_cp.connect)
     monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "admin-secret-token")
     monkeypatch.delenv("TOLLGATE_CONTROL_PLANE", raising=False)
-    yield FakeClient
+    yield fake_cp
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -94,7 +95,7 @@ def test_workspace_create_with_settings(capsys: pytest.CaptureFixture[str]) -> N
                        "--redis-failure", "open", "--alert-webhook", "https://h.example.com/x",
                        "--budget", "50/day", "--budget", "1000", "--budget", "$200/monthly")  # fmt: skip
     assert code == 0, err
-    _, (ws,) = FakeClient.calls[-1]
+    _, (ws,) = fake_cp.calls[-1]
     assert (ws.timezone, ws.redis_failure, ws.alert_webhook) == (
         "Europe/Berlin",
         "open",
@@ -111,7 +112,7 @@ def test_workspace_update_settings_mask(capsys: pytest.CaptureFixture[str]) -> N
     code, _, _ = run(capsys, "workspaces", "update", "team-a", "--redis-failure", "closed",
                      "--alert-webhook", "", "--timezone", "")  # fmt: skip
     assert code == 0
-    _, (ws, paths) = FakeClient.calls[-1]
+    _, (ws, paths) = fake_cp.calls[-1]
     assert paths == ["timezone", "redis_failure", "alert_webhook"]
     assert (ws.timezone, ws.redis_failure, ws.alert_webhook) == ("", "closed", "")
     code, _, err = run(capsys, "workspaces", "update", "team-a", "--redis-failure", "sometimes")
@@ -151,10 +152,10 @@ def test_key_show_spend_vs_budget(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_alerts_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
-    FakeClient.alerts = [sample_alert(80), sample_alert(50, scope="workspace")]
+    fake_cp.alerts = [sample_alert(80), sample_alert(50, scope="workspace")]
     code, stdout, _ = run(capsys, "alerts", "--workspace", "team-a", "--since", "7d")
     assert code == 0
-    (_, (kwargs,)) = FakeClient.calls[-1]
+    (_, (kwargs,)) = fake_cp.calls[-1]
     assert kwargs["workspace"] == "team-a" and kwargs["since_ms"] > 0 and kwargs["limit"] == 0
     header, first, second = stdout.splitlines()
     assert header.split() == ["TIME", "WORKSPACE", "SCOPE", "WHO", "THRESHOLD", "BUDGET",
@@ -176,10 +177,10 @@ def test_alerts_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_logs_alerts_is_the_same_command(capsys: pytest.CaptureFixture[str]) -> None:
-    FakeClient.alerts = [sample_alert(100)]
+    fake_cp.alerts = [sample_alert(100)]
     code, stdout, _ = run(capsys, "logs", "alerts", "-n", "5")
     assert code == 0 and "100 %" in stdout
-    (_, (kwargs,)) = FakeClient.calls[-1]
+    (_, (kwargs,)) = fake_cp.calls[-1]
     assert kwargs["limit"] == 5
 
 
@@ -193,7 +194,7 @@ def test_no_alerts_says_so_on_stderr(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_usage_by_key_names_the_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    FakeClient.usage_rows = [
+    fake_cp.usage["key"] = [
         telemetry_pb2.UsageRow(group="key_abc123", requests=2, cost_micros=5),
         telemetry_pb2.UsageRow(group="key_gone", requests=1, cost_micros=1),
     ]
@@ -204,6 +205,6 @@ def test_usage_by_key_names_the_keys(capsys: pytest.CaptureFixture[str]) -> None
     doc = orjson.loads(run(capsys, "usage", "--by", "key", "-o", "json")[1])
     assert [r["name"] for r in doc["rows"]] == ["alice", ""]
     # Other groupings make no extra call.
-    FakeClient.calls = []
+    fake_cp.calls = []
     run(capsys, "usage", "--by", "workspace")
-    assert "list_keys" not in [c[0] for c in FakeClient.calls]
+    assert "list_keys" not in [c[0] for c in fake_cp.calls]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from gwapi.v1 import telemetry_pb2
 from gwctl import logs
+from tests.fakes.admin_client import FakeAdminClient
 
 
 def ev(i: int, status: int, model: str) -> telemetry_pb2.UsageEvent:
@@ -23,18 +23,6 @@ EVENTS = [
     ev(4, 404, "claude-opus-4-8"),
     ev(5, 200, "claude-haiku-4-5"),
 ]
-
-
-class Client:
-    def __init__(self) -> None:
-        self.limit = 0
-
-    async def tail_logs(
-        self, *, follow: bool, limit: int, workspace: str, key_id: str, developer_id: str = ""
-    ) -> AsyncIterator[telemetry_pb2.UsageEvent]:
-        self.limit = limit
-        for e in EVENTS[-limit:]:
-            yield e
 
 
 def args(**kw: object) -> argparse.Namespace:
@@ -53,7 +41,7 @@ def args(**kw: object) -> argparse.Namespace:
 def shown(capsys: pytest.CaptureFixture[str], **kw: object) -> list[str]:
     import orjson
 
-    client = Client()
+    client = FakeAdminClient(logs=EVENTS)
     assert asyncio.run(logs.tail(client, args(**kw))) == 0  # type: ignore[arg-type]
     return [e["request_id"] for e in orjson.loads(capsys.readouterr().out)]
 

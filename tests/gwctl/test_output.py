@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,11 @@ import orjson
 import pytest
 
 from gwapi.v1 import common_pb2, telemetry_pb2
+from gwclient.errors import ClientError
 from gwctl import main as gwctl_main
 from gwctl import output as out
-from tests.gwctl.fakes import SECRET, FakeClient, refusal, sample_event, sample_key
+from tests.fakes.admin_client import FakeAdminClient
+from tests.gwctl.cli_data import SECRET, cli_fake, sample_event, sample_key
 
 
 @pytest.mark.parametrize(
@@ -85,16 +86,18 @@ def test_tables_fields_and_json_write_no_raw_controls(capsys: pytest.CaptureFixt
 # ---- the CLI over a fake client --------------------------------------------------------------
 
 
+# The fake control plane of the running test (a fresh one each time: the fixture below).
+fake_cp: FakeAdminClient = cli_fake()
+
+
 @pytest.fixture(autouse=True)
-def fake_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeClient]]:
-    FakeClient.calls = []
-    FakeClient.fail = None
-    FakeClient.usage_rows = []
-    FakeClient.events = []
-    monkeypatch.setattr(gwctl_main, "GatewayClient", FakeClient)
+def fake_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAdminClient]:
+    global fake_cp
+    fake_cp = cli_fake()
+    monkeypatch.setattr(gwctl_main, "GatewayClient", fake_cp.connect)
     monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "admin-secret-token")
     monkeypatch.delenv("TOLLGATE_CONTROL_PLANE", raising=False)
-    yield FakeClient
+    yield fake_cp
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -104,7 +107,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_usage_json_has_exact_costs_and_a_total(capsys: pytest.CaptureFixture[str]) -> None:
-    FakeClient.usage_rows = [
+    fake_cp.usage["model"] = [
         telemetry_pb2.UsageRow(group="claude-sonnet-4-5", requests=2, input_tokens=10,
                                cost_micros=12_345),
         telemetry_pb2.UsageRow(group="claude-haiku-4-5", requests=1, output_tokens=5,
@@ -117,12 +120,12 @@ def test_usage_json_has_exact_costs_and_a_total(capsys: pytest.CaptureFixture[st
     assert doc["total"]["cost_usd"] == "0.012346"
     assert doc["total"]["requests"] == 3
     assert doc["group_by"] == "model"
-    (_, (kwargs,)) = next(c for c in FakeClient.calls if c[0] == "query_usage")
+    (_, (kwargs,)) = next(c for c in fake_cp.calls if c[0] == "query_usage")
     assert kwargs["group_by"] == "model" and kwargs["since_ms"] > 0
 
 
 def test_usage_table_ends_with_total(capsys: pytest.CaptureFixture[str]) -> None:
-    FakeClient.usage_rows = [
+    fake_cp.usage["workspace"] = [
         telemetry_pb2.UsageRow(group="team-a", requests=1200, cache_read_input_tokens=1_000_000,
                                cost_micros=2_500_000),
         telemetry_pb2.UsageRow(group="team-b", requests=1, cost_micros=12_345,
@@ -163,14 +166,14 @@ def test_output_flag_before_or_after_the_subcommand(capsys: pytest.CaptureFixtur
 
 def test_control_plane_and_token_flags_reach_the_client(capsys: pytest.CaptureFixture[str]) -> None:
     _, _, err = run(capsys, "workspaces", "list", "--control-plane", "10.0.0.1:1", "--token", "t2")
-    assert FakeClient.calls[0] == ("__init__", ("10.0.0.1:1", "t2"))
+    assert fake_cp.calls[0] == ("__init__", ("10.0.0.1:1", "t2"))
     # Still accepted, but said loudly: `ps` and shell history show a flag's value.
     assert "warning: --token puts the admin token on the command line" in err
     assert "TOLLGATE_ADMIN_TOKEN or use --token-file PATH" in err and "t2" not in err
 
 
 def inits() -> list[Any]:
-    return [args for name, args in FakeClient.calls if name == "__init__"]
+    return [args for name, args in fake_cp.calls if name == "__init__"]
 
 
 def test_token_from_a_file_or_the_environment_without_a_warning(
@@ -198,7 +201,7 @@ def test_workspace_update_sends_only_given_fields(capsys: pytest.CaptureFixture[
     code, _, _ = run(capsys, "workspaces", "update", "team-a", "--budget", "20/week", "--rpm", "0",
                      "--description", "")  # fmt: skip
     assert code == 0
-    _, (ws, paths) = FakeClient.calls[-1]
+    _, (ws, paths) = fake_cp.calls[-1]
     assert paths == ["limits.budgets", "limits.rpm", "description"]
     assert ws.limits.budgets[0].amount_micros == 20_000_000
 
@@ -226,7 +229,7 @@ def test_key_create_table_shows_secret_once_with_warning(
     assert code == 0
     assert SECRET in stdout
     assert "only time" in err
-    _, (request,) = FakeClient.calls[-1]
+    _, (request,) = fake_cp.calls[-1]
     assert request.ttl_seconds == 30 * 86400
     assert list(request.models) == ["claude-sonnet-*", "claude-haiku-*"]
     assert request.limits.budgets[0].amount_micros == 50_000_000
@@ -254,7 +257,7 @@ def test_key_list_never_shows_secrets(capsys: pytest.CaptureFixture[str]) -> Non
     assert SECRET not in stdout
     assert "gw-Sup3r…" in stdout
     assert "revoked" in stdout and "active" in stdout
-    assert FakeClient.calls[-1] == ("list_keys", ("", True))
+    assert fake_cp.calls[-1] == ("list_keys", ("", True))
 
 
 def test_key_update_target_switch_clears_the_other(capsys: pytest.CaptureFixture[str]) -> None:
@@ -262,7 +265,7 @@ def test_key_update_target_switch_clears_the_other(capsys: pytest.CaptureFixture
         capsys, "keys", "update", "key_abc123", "--route", "main", "--expires", "never"
     )
     assert code == 0
-    _, (key, paths) = FakeClient.calls[-1]
+    _, (key, paths) = fake_cp.calls[-1]
     assert key.route == "main" and key.provider == ""
     assert paths == ["provider", "route", "expires_at_ms"]
 
@@ -274,7 +277,7 @@ def test_revoke_without_yes_on_non_tty_is_refused(
     code, _, err = run(capsys, "keys", "revoke", "key_abc123")
     assert code == 2
     assert "not a terminal" in err and "--yes" in err
-    assert not any(c[0] == "revoke_key" for c in FakeClient.calls)
+    assert not any(c[0] == "revoke_key" for c in fake_cp.calls)
     assert run(capsys, "keys", "revoke", "key_abc123", "--yes")[0] == 0
 
 
@@ -293,7 +296,7 @@ def test_revoke_prompts_on_a_tty(
 
 
 def test_server_refusal_exits_1_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
-    FakeClient.fail = refusal(grpc.StatusCode.NOT_FOUND, "workspace 'nope' does not exist")
+    fake_cp.fail = ClientError(grpc.StatusCode.NOT_FOUND, "workspace 'nope' does not exist")
     code, stdout, err = run(capsys, "workspaces", "list")
     assert code == 1
     assert err == "error: workspace 'nope' does not exist\n"
@@ -304,7 +307,7 @@ def test_missing_token_hint(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("TOLLGATE_ADMIN_TOKEN")
-    FakeClient.fail = refusal(grpc.StatusCode.UNAUTHENTICATED, "missing admin token")
+    fake_cp.fail = ClientError(grpc.StatusCode.UNAUTHENTICATED, "missing admin token")
     code, _, err = run(capsys, "workspaces", "list")
     assert code == 1
     assert err.startswith("error: missing admin token")
@@ -312,7 +315,7 @@ def test_missing_token_hint(
 
 
 def test_logs_tail_json_and_follow_lines(capsys: pytest.CaptureFixture[str]) -> None:
-    FakeClient.events = [sample_event(1), sample_event(2)]
+    fake_cp.initial_logs = [sample_event(1), sample_event(2)]
     code, stdout, _ = run(capsys, "logs", "tail", "-n", "5", "-o", "json")
     assert code == 0
     doc = orjson.loads(stdout)
@@ -323,12 +326,12 @@ def test_logs_tail_json_and_follow_lines(capsys: pytest.CaptureFixture[str]) -> 
         "req_0001",
         "req_0002",
     ]
-    _, (kwargs,) = FakeClient.calls[-1]
+    _, (kwargs,) = fake_cp.calls[-1]
     assert kwargs["follow"] is True
 
 
 def test_logs_tail_table_line(capsys: pytest.CaptureFixture[str]) -> None:
-    FakeClient.events = [sample_event(7)]
+    fake_cp.initial_logs = [sample_event(7)]
     code, stdout, _ = run(capsys, "logs", "tail")
     assert code == 0
     header, line = stdout.splitlines()
@@ -391,7 +394,7 @@ def test_routes_weights_must_match_targets(capsys: pytest.CaptureFixture[str]) -
     code, _, _ = run(capsys, "routes", "create", "r", "--mode", "loadbalance",
                      "--targets", "a,b", "--weights", "3,1", "--retries", "2")  # fmt: skip
     assert code == 0
-    _, (route,) = FakeClient.calls[-1]
+    _, (route,) = fake_cp.calls[-1]
     assert [(t.provider, t.weight) for t in route.targets] == [("a", 3), ("b", 1)]
 
 
@@ -399,7 +402,7 @@ def test_provider_simulator_latency_option(capsys: pytest.CaptureFixture[str]) -
     code, _, _ = run(capsys, "providers", "create", "sim", "--kind", "simulator",
                      "--latency-ms", "25", "--option", "chunk_delay_ms=1")  # fmt: skip
     assert code == 0
-    _, (provider,) = FakeClient.calls[-1]
+    _, (provider, _) = fake_cp.calls[-1]
     assert dict(provider.options) == {"latency_ms": "25", "chunk_delay_ms": "1"}
     code, _, err = run(capsys, "providers", "create", "a", "--kind", "anthropic",
                        "--latency-ms", "25")  # fmt: skip
@@ -414,10 +417,10 @@ def test_unknown_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) 
 def test_serve_passes_argv_through(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from dataplane import cli
+
     seen: list[list[str]] = []
-    fake = types.ModuleType("dataplane.cli")
-    fake.main = seen.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "dataplane.cli", fake)
+    monkeypatch.setattr(cli, "main", seen.append)
     argv = ["--listen", "127.0.0.1:9", "--control-plane", "127.0.0.1:1", "-h", "--token=x"]
     assert gwctl_main.main(["dataplane", "serve", *argv]) == 0
     assert seen == [argv]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -36,7 +37,7 @@ ANY_TEXT = st.one_of(
 )
 
 
-def dollars_text(micros: int, draw: st.DrawFn) -> str:
+def dollars_text(micros: int, draw: Callable[[st.SearchStrategy[Any]], Any]) -> str:
     """One of the ways to write ``micros`` as dollars: commas or not, $ or not, trailing zeros."""
     whole, frac = divmod(micros, 1_000_000)
     digits = f"{whole:,}" if draw(st.booleans()) else str(whole)

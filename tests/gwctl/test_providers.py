@@ -10,19 +10,24 @@ import grpc
 import pytest
 
 from gwapi.v1 import common_pb2
+from gwclient.errors import ClientError
 from gwctl import main as gwctl_main
 from gwctl import providers
 from gwctl.cli import UsageError
-from tests.gwctl.fakes import FakeClient, refusal
+from tests.fakes.admin_client import FakeAdminClient
+from tests.gwctl.cli_data import cli_fake
+
+# The fake control plane of the running test (a fresh one each time: the fixture below).
+fake_cp: FakeAdminClient = cli_fake()
 
 
 @pytest.fixture(autouse=True)
-def fake_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeClient]]:
-    FakeClient.calls = []
-    FakeClient.fail = None
-    monkeypatch.setattr(gwctl_main, "GatewayClient", FakeClient)
+def fake_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAdminClient]:
+    global fake_cp
+    fake_cp = cli_fake()
+    monkeypatch.setattr(gwctl_main, "GatewayClient", fake_cp.connect)
     monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "admin-secret-token")
-    yield FakeClient
+    yield fake_cp
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -34,9 +39,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def created(capsys: pytest.CaptureFixture[str], *argv: str) -> common_pb2.Provider:
     code, _, err = run(capsys, "providers", "create", *argv)
     assert code == 0, err
-    name, (provider,) = FakeClient.calls[-1]
+    name, (provider, _) = fake_cp.calls[-1]
     assert name == "create_provider"
-    return provider  # type: ignore[no-any-return]
+    return provider
 
 
 def update_args(*argv: str) -> argparse.Namespace:
@@ -132,7 +137,7 @@ def test_create_usage_errors(
 ) -> None:
     code, _, err = run(capsys, "providers", "create", "p", *argv)
     assert code == 2 and message in err, err
-    assert not any(c[0] == "create_provider" for c in FakeClient.calls)
+    assert not any(c[0] == "create_provider" for c in fake_cp.calls)
 
 
 # -- update -------------------------------------------------------------------------------------
@@ -261,10 +266,10 @@ def test_list_json_has_breakers_per_node(capsys: pytest.CaptureFixture[str]) -> 
 def test_list_without_dataplane_status(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def refused(self: FakeClient) -> None:
-        raise refusal(grpc.StatusCode.PERMISSION_DENIED, "no")
+    async def refused() -> None:
+        raise ClientError(grpc.StatusCode.PERMISSION_DENIED, "no")
 
-    monkeypatch.setattr(FakeClient, "list_dataplanes", refused)
+    monkeypatch.setattr(fake_cp, "list_dataplanes", refused)
     code, stdout, err = run(capsys, "providers", "list")
     assert code == 0, err
     assert all(line.rstrip().endswith("?") for line in stdout.splitlines()[1:])

@@ -9,12 +9,13 @@ from textual.app import App
 from textual.geometry import Offset
 from textual.pilot import Pilot
 
-from tests.tui.fake_client import FakeClient
+from tests.fakes.admin_client import FakeAdminClient
+from tests.tui.console_data import console_fake
 from tui.app import TollgateApp
 
 
-def make_app(client: FakeClient | None = None, *, readonly: bool = False) -> TollgateApp:
-    return TollgateApp(client or FakeClient(), readonly=readonly)
+def make_app(client: FakeAdminClient | None = None, *, readonly: bool = False) -> TollgateApp:
+    return TollgateApp(client or console_fake(), readonly=readonly)
 
 
 async def settle(pilot: Pilot[None], until: Callable[[], bool], tries: int = 100) -> None:

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from gwapi.v1 import common_pb2, telemetry_pb2
-from tests.tui.fake_client import FakeClient, log_event
+from tests.fakes.admin_client import FakeAdminClient
+from tests.tui.console_data import console_fake, log_event
 from tui.screenshot import export_svg
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -31,9 +32,9 @@ def event(
     return made
 
 
-def readme_client() -> FakeClient:
+def readme_client() -> FakeAdminClient:
     """The fake control plane with a livelier log: a fallback, a refusal, a cache hit, Opus."""
-    client = FakeClient(initial_logs=0)
+    client = console_fake(initial_logs=0)
     fallback = [
         telemetry_pb2.Attempt(
             provider="anthropic", status=529, outcome="fell_back", error_type="overloaded_error"

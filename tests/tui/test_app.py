@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 from pathlib import Path
 
@@ -10,13 +11,13 @@ from rich.text import Text
 from textual.widgets import Input, Sparkline
 
 from gwapi.v1 import telemetry_pb2
+from gwclient.errors import ClientError
 from tests.tui.conftest import make_app, settle
-from tests.tui.fake_client import FakeClient, log_event
+from tests.tui.console_data import console_fake, log_event
 from tui.app import TollgateApp
-from tui.client import ClientError
 from tui.screens.confirm import ConfirmScreen
-from tui.screens.detail import RequestDetailScreen
 from tui.screens.help import HelpScreen
+from tui.screens.request_detail import RequestDetailScreen
 from tui.screenshot import export_svg
 from tui.widgets.logs import LogsView
 from tui.widgets.table_view import TableView
@@ -36,6 +37,10 @@ def plain(cell: object) -> str:
 
 def cells_of(view: TableView) -> dict[str, list[str]]:
     return {row.key: [plain(cell) for cell in row.cells] for row in view.shown}
+
+
+def has_bodies(screen: RequestDetailScreen) -> bool:
+    return screen.bodies is not None
 
 
 def keys_of(view: TableView) -> list[str]:
@@ -60,7 +65,7 @@ async def test_overview_shows_workspaces_spend_and_last_hour() -> None:
 
 
 async def test_number_keys_switch_views() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         expected = {
@@ -142,7 +147,7 @@ async def test_keys_sort_by_column() -> None:
 
 
 async def test_revoke_asks_and_calls_revoke_key_on_yes() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
@@ -162,7 +167,7 @@ async def test_revoke_asks_and_calls_revoke_key_on_yes() -> None:
 
 
 async def test_readonly_refuses_revoke() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client, readonly=True)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
@@ -195,7 +200,7 @@ def stats_row(group: str, **fields: object) -> telemetry_pb2.StatsRow:
 
 
 async def test_overview_live_stats_frames_update_rows_and_sparkline() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         view = app.current_view
@@ -226,7 +231,7 @@ async def test_overview_live_stats_frames_update_rows_and_sparkline() -> None:
 
 
 async def test_providers_live_latency_and_errors() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("3")
@@ -244,7 +249,7 @@ async def test_providers_live_latency_and_errors() -> None:
 
 
 async def test_without_stream_stats_the_poll_goes_on_and_the_status_bar_says_so() -> None:
-    client = FakeClient()
+    client = console_fake()
     client.stats_error = ClientError(grpc.StatusCode.UNIMPLEMENTED, "does not implement")
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
@@ -257,7 +262,7 @@ async def test_without_stream_stats_the_poll_goes_on_and_the_status_bar_says_so(
 
 
 async def test_stream_stats_outage_is_reported_and_retried() -> None:
-    client = FakeClient()
+    client = console_fake()
     client.stats_error = ClientError(grpc.StatusCode.UNAVAILABLE, "cannot reach it")
     app = TollgateApp(client, poll_interval=0.01)
     async with app.run_test(size=SIZE) as pilot:
@@ -283,7 +288,7 @@ async def test_sessions_show_requests_tokens_cost() -> None:
 
 
 async def test_logs_follow_new_records_until_scrolled_up() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("5")
@@ -309,7 +314,7 @@ async def test_logs_follow_new_records_until_scrolled_up() -> None:
 
 
 async def test_logs_filter_applies_to_new_records() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("5")
@@ -326,7 +331,7 @@ async def test_logs_filter_applies_to_new_records() -> None:
 
 
 async def test_enter_opens_request_detail_with_attempt_log() -> None:
-    client = FakeClient(initial_logs=0)
+    client = console_fake(initial_logs=0)
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("5")
@@ -358,13 +363,15 @@ async def test_enter_opens_request_detail_with_attempt_log() -> None:
 
 
 async def test_control_plane_errors_show_in_the_status_bar() -> None:
-    client = FakeClient()
-    client.fail = "cannot reach the control plane at fake: is it running?"
+    client = console_fake()
+    client.fail = ClientError(
+        grpc.StatusCode.UNAVAILABLE, "cannot reach the control plane at fake: is it running?"
+    )
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, lambda: "cannot reach" in app.status_bar.message)
         assert app.status_bar.error
-        client.fail = ""
+        client.fail = None
         await pilot.press("2")  # a view switch polls at once
         view = app.current_view
         await settle(pilot, lambda: len(view.shown) == 3)
@@ -403,7 +410,7 @@ async def test_clicking_a_header_sorts_and_again_reverses() -> None:
 
 
 async def test_logs_pageup_pauses_following() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("5")
@@ -417,14 +424,14 @@ async def test_logs_pageup_pauses_following() -> None:
 
 
 async def test_svg_export_of_a_view(tmp_path: Path) -> None:
-    svg = await export_svg(FakeClient(), "overview", tmp_path / "overview.svg")
+    svg = await export_svg(console_fake(), "overview", tmp_path / "overview.svg")
     assert (tmp_path / "overview.svg").read_text() == svg
     text = html.unescape(svg).replace("\xa0", " ")
     assert "research" in text and "Overview" in text
 
 
 async def test_request_detail_loads_logged_headers_and_bodies() -> None:
-    client = FakeClient(initial_logs=2)
+    client = console_fake(initial_logs=2)
     client.bodies["req_0002"] = (
         b'{"model":"claude-opus-4-8","messages":[]}',
         b"event: message_stop\n",
@@ -442,7 +449,7 @@ async def test_request_detail_loads_logged_headers_and_bodies() -> None:
             await pilot.press("enter")
             screen = app.screen
             assert isinstance(screen, RequestDetailScreen)
-            await settle(pilot, lambda s=screen: s.bodies is not None)
+            await settle(pilot, functools.partial(has_bodies, screen))
             assert expected in screen.bodies.plain  # type: ignore[union-attr]
             if request_id == "req_0002":
                 assert "x-api-key: [redacted]" in screen.bodies.plain  # type: ignore[union-attr]

@@ -6,11 +6,11 @@ from __future__ import annotations
 import grpc
 from rich.text import Text
 
+from gwclient.errors import ClientError
 from tests.tui.conftest import make_app, settle
-from tests.tui.fake_client import FakeClient, audit_event
+from tests.tui.console_data import audit_event, console_fake
 from tests.tui.test_app import screen_text
-from tui.client import ClientError
-from tui.screens.audit import AuditDetailScreen
+from tui.screens.audit_detail import AuditDetailScreen
 from tui.screens.help import HelpScreen
 from tui.widgets.audit import AuditView
 
@@ -25,7 +25,7 @@ def cells(view: AuditView) -> dict[str, list[str]]:
 
 
 async def test_six_and_colon_audit_open_the_live_audit_log() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("6")
@@ -51,7 +51,7 @@ async def test_six_and_colon_audit_open_the_live_audit_log() -> None:
 
 
 async def test_new_changes_stream_in_and_replays_are_not_duplicated() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("6")
@@ -73,7 +73,7 @@ async def test_new_changes_stream_in_and_replays_are_not_duplicated() -> None:
 
 
 async def test_filter_keeps_matching_changes_including_new_ones() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("6")
@@ -91,7 +91,7 @@ async def test_filter_keeps_matching_changes_including_new_ones() -> None:
 
 
 async def test_enter_shows_before_and_after() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("6")
@@ -109,7 +109,7 @@ async def test_enter_shows_before_and_after() -> None:
 
 
 async def test_a_token_without_audit_access_gets_a_note_not_a_retry_loop() -> None:
-    client = FakeClient()
+    client = console_fake()
     client.audit_error = ClientError(
         grpc.StatusCode.PERMISSION_DENIED, "a viewer token may not read the audit log"
     )
@@ -127,7 +127,7 @@ async def test_a_token_without_audit_access_gets_a_note_not_a_retry_loop() -> No
 
 
 async def test_an_outage_is_reported_and_the_tail_reconnects() -> None:
-    client = FakeClient()
+    client = console_fake()
     client.audit_error = ClientError(grpc.StatusCode.UNAVAILABLE, "control plane unreachable")
     app = make_app(client)
     app.poll_interval = 0.01

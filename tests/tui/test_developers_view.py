@@ -6,12 +6,12 @@ from rich.text import Text
 
 from gwapi.v1 import common_pb2
 from tests.tui.conftest import make_app, settle
-from tests.tui.fake_client import FakeClient, log_event
+from tests.tui.console_data import console_fake, log_event
 from tui.app import TollgateApp
 from tui.screens.confirm import ConfirmScreen
-from tui.screens.detail import RequestDetailScreen, detail_fields
-from tui.screens.developer import DeveloperDetailScreen
+from tui.screens.developer_detail import DeveloperDetailScreen
 from tui.screens.help import HelpScreen
+from tui.screens.request_detail import RequestDetailScreen, detail_fields
 from tui.widgets.developers import DevelopersView, window_start
 from tui.widgets.logs import LogsView
 from tui.widgets.table_view import TableView
@@ -41,7 +41,7 @@ async def open_developers(app: TollgateApp, pilot: object, key: str = "7") -> De
 
 
 async def test_seven_shows_developers_spend_and_activity() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         view = await open_developers(app, pilot)
@@ -60,7 +60,8 @@ async def test_seven_shows_developers_spend_and_activity() -> None:
         carol = cells[CAROL]
         assert carol[2] == "disabled" and carol[4:6] == ["$0", "-"]
         assert "2 active" in view.summary and "$12.40 metered" in view.summary
-        assert "query_usage:developer" in client.calls and "list_developers" in client.calls
+        assert client.called("query_usage", group_by="developer")
+        assert client.called("list_developers")
 
 
 def test_the_window_is_seven_whole_utc_days() -> None:
@@ -107,7 +108,7 @@ async def test_enter_opens_the_developers_detail_and_esc_returns() -> None:
 
 
 def screen_fields(screen: DeveloperDetailScreen) -> list[tuple[str, Text]]:
-    from tui.screens.developer import detail_fields as developer_fields
+    from tui.screens.developer_detail import detail_fields as developer_fields
 
     return developer_fields(screen.developer, screen.usage)
 
@@ -127,7 +128,7 @@ async def test_help_lists_the_developers_view() -> None:
 
 
 async def test_d_asks_then_disables_and_the_row_follows() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         view = await open_developers(app, pilot)
@@ -145,7 +146,7 @@ async def test_d_asks_then_disables_and_the_row_follows() -> None:
 
 
 async def test_d_on_a_disabled_developer_does_nothing() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client)
     async with app.run_test(size=SIZE) as pilot:
         view = await open_developers(app, pilot)
@@ -158,7 +159,7 @@ async def test_d_on_a_disabled_developer_does_nothing() -> None:
 
 
 async def test_readonly_refuses_d() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = make_app(client, readonly=True)
     async with app.run_test(size=SIZE) as pilot:
         await open_developers(app, pilot)
@@ -166,11 +167,11 @@ async def test_readonly_refuses_d() -> None:
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen)
         assert "read-only" in app.status_bar.message
-        assert client.disabled == [] and "disable_developer" not in client.calls
+        assert client.disabled == [] and not client.called("disable_developer")
 
 
 async def test_refreshes_live() -> None:
-    client = FakeClient()
+    client = console_fake()
     app = TollgateApp(client, poll_interval=0.05)
     async with app.run_test(size=SIZE) as pilot:
         view = await open_developers(app, pilot)
@@ -181,7 +182,7 @@ async def test_refreshes_live() -> None:
 
 
 async def test_strings_from_the_idp_are_text_not_markup() -> None:
-    client = FakeClient()
+    client = console_fake()
     client.developers[1].email = "[bold red]bob[/]\x1b[2J@example.com"
     client.developers[1].name = "[@click=app.quit]Bob[/]"
     app = make_app(client)
@@ -195,7 +196,7 @@ async def test_strings_from_the_idp_are_text_not_markup() -> None:
 
 
 async def test_logs_name_the_developer_in_the_key_column() -> None:
-    client = FakeClient(initial_logs=2)
+    client = console_fake(initial_logs=2)
     client.initial_logs.append(
         log_event(
             3,

@@ -20,12 +20,12 @@ from textual.pilot import Pilot
 
 from tests.ci import unavailable
 from tests.tui.conftest import settle
-from tests.tui.fake_client import FakeClient
+from tests.tui.console_data import console_fake
 from tui.app import TollgateApp
-from tui.screens.audit import AuditDetailScreen
-from tui.screens.detail import RequestDetailScreen
-from tui.screens.developer import DeveloperDetailScreen
+from tui.screens.audit_detail import AuditDetailScreen
+from tui.screens.developer_detail import DeveloperDetailScreen
 from tui.screens.help import HelpScreen
+from tui.screens.request_detail import RequestDetailScreen
 
 SIZE = (80, 24)
 FIXED_NOW = 1_700_000_600.0  # a few minutes after the fake data's timestamps
@@ -63,7 +63,7 @@ def utc_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def snapshot_app() -> TollgateApp:
     # A long poll interval: one fetch per view switch, no refresh racing the screenshot.
-    return TollgateApp(FakeClient(initial_logs=4), poll_interval=3600, clock=lambda: FIXED_NOW)
+    return TollgateApp(console_fake(initial_logs=4), poll_interval=3600, clock=lambda: FIXED_NOW)
 
 
 def show(view_id: str, *keys: str) -> RunBefore:

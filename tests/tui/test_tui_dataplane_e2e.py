@@ -13,9 +13,9 @@ import pytest
 from dataplane.server import DataPlane
 from dataplane.server import Settings as DataPlaneSettings
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from tests.tui.test_tui_e2e import ADMIN, DATAPLANE, control_plane, wait_until  # noqa: F401
 from tui.app import TollgateApp
-from tui.client import GatewayClient
 from tui.widgets.views import OverviewView
 
 pytestmark = pytest.mark.e2e

@@ -15,11 +15,11 @@ import pytest
 from textual.pilot import Pilot
 
 from gwapi.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
+from gwclient.client import GatewayClient
 from gwctl.main import main
 from tests.gwctl.signin_support import CLIENT_SECRET, MASTER_KEY, Login, sign_in, threaded_idp
 from tests.gwctl.threaded_cp import threaded_control_plane
 from tui.app import TollgateApp
-from tui.client import GatewayClient
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.developers import DevelopersView
 

@@ -14,11 +14,11 @@ from textual.pilot import Pilot
 
 from controlplane import settings as settings_mod
 from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2, telemetry_pb2_grpc
+from gwclient.client import GatewayClient
 from tests.gwctl.threaded_cp import threaded_control_plane
 from tests.tui.conftest import find_on_screen, screen_lines
 from tui.app import TollgateApp
-from tui.client import GatewayClient
-from tui.screens.detail import RequestDetailScreen
+from tui.screens.request_detail import RequestDetailScreen
 from tui.widgets.logs import LogsView
 from tui.widgets.views import OverviewView
 

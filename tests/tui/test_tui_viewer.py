@@ -13,9 +13,9 @@ from textual.pilot import Pilot
 
 from controlplane import settings as settings_mod
 from gwapi.v1 import admin_pb2, common_pb2
+from gwclient.client import GatewayClient
 from tests.gwctl.threaded_cp import threaded_control_plane
 from tui.app import TollgateApp
-from tui.client import GatewayClient
 
 pytestmark = pytest.mark.e2e
 

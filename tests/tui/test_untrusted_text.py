@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from gwapi.v1 import telemetry_pb2
 from tests.tui.conftest import find_on_screen, make_app, screen_lines, settle
-from tests.tui.fake_client import FakeClient, audit_event, log_event
-from tui.screens.audit import AuditDetailScreen
+from tests.tui.console_data import audit_event, console_fake, log_event
+from tui.screens.audit_detail import AuditDetailScreen
 from tui.screens.confirm import ConfirmScreen
-from tui.screens.detail import RequestDetailScreen
+from tui.screens.request_detail import RequestDetailScreen
 from tui.widgets.logs import LogsView
 
 WIDE = (200, 30)  # every column of the Logs view on screen
@@ -27,7 +27,7 @@ def assert_no_raw_controls(lines: list[str]) -> None:
 
 
 async def test_markup_in_a_model_name_leaves_the_logs_view_working() -> None:
-    client = FakeClient(initial_logs=1)
+    client = console_fake(initial_logs=1)
     app = make_app(client)
     async with app.run_test(size=WIDE) as pilot:
         await pilot.press("5")
@@ -44,7 +44,7 @@ async def test_markup_in_a_model_name_leaves_the_logs_view_working() -> None:
 
 
 async def test_click_markup_is_shown_literally_and_clicking_it_does_nothing() -> None:
-    client = FakeClient(initial_logs=0)
+    client = console_fake(initial_logs=0)
     client.push_log(log_event(1, model_served=CLICK))
     app = make_app(client)
     async with app.run_test(size=WIDE) as pilot:
@@ -62,7 +62,7 @@ async def test_click_markup_is_shown_literally_and_clicking_it_does_nothing() ->
 
 
 async def test_control_characters_are_shown_escaped_in_rows_and_detail() -> None:
-    client = FakeClient(initial_logs=0)
+    client = console_fake(initial_logs=0)
     event = log_event(
         1,
         model_served="m" + ANSI,
@@ -109,7 +109,7 @@ async def test_control_characters_are_shown_escaped_in_rows_and_detail() -> None
 
 
 async def test_key_names_with_markup_in_keys_view_and_revoke_prompt() -> None:
-    client = FakeClient()
+    client = console_fake()
     client.keys[0].name = "[@click=app.quit]ci[/]"
     app = make_app(client)
     async with app.run_test(size=WIDE) as pilot:
@@ -128,7 +128,7 @@ async def test_key_names_with_markup_in_keys_view_and_revoke_prompt() -> None:
 
 
 async def test_audit_rows_and_diff_show_admin_strings_literally() -> None:
-    client = FakeClient()
+    client = console_fake()
     client.initial_audit = [
         audit_event(
             1,

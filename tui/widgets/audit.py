@@ -1,22 +1,17 @@
-"""The Audit view: every admin change, live. The app's audit worker follows ``TailAudit`` and
-posts each event here; like the Logs view it follows the newest row until the user moves up
-(``end`` follows again). ``enter`` shows the selected change's before/after diff.
+"""The Audit view: every admin change, live (a :class:`LiveView`). The app's audit worker
+follows ``TailAudit`` and posts each event here. ``enter`` shows the selected change's
+before/after diff.
 """
 
 from __future__ import annotations
 
-from textual.widgets import DataTable
-
 from gwapi.v1 import admin_pb2
-from tui import audit_diff
+from gwclient import audit_diff
 from tui import format as fmt
-from tui.api import GatewayLike
-from tui.messages import AuditArrived, Row, RowsLoaded
-from tui.screens.audit import AuditDetailScreen
-from tui.widgets.logs import LogTable
-from tui.widgets.table_view import TableView
+from tui.messages import AuditArrived, Row
+from tui.screens.audit_detail import AuditDetailScreen
+from tui.widgets.live_view import LiveView
 
-MAX_EVENTS = 2000
 _ACTION_STYLES = {"create": "green", "delete": "red", "revoke": "red"}
 
 
@@ -38,75 +33,28 @@ def audit_row(event: admin_pb2.AuditEvent) -> Row:
     return Row.of(f"audit-{event.id}", cells, (), f"{event.actor} {event.method}")
 
 
-class AuditView(TableView):
+class AuditView(LiveView[admin_pb2.AuditEvent]):
     VIEW_ID = "audit"
     TITLE = "Audit"
     COLUMNS = ("TIME", "ACTION", "RESOURCE", "WORKSPACE", "ACTOR", "FROM", "CHANGED")
-    SORTABLE = False
     HELP = "admin changes, live · follows until you move up · end follows again · enter diff"
 
     def __init__(self) -> None:
         super().__init__()
-        self.events: dict[str, admin_pb2.AuditEvent] = {}
-        self.loaded = True
         self.unavailable = ""  # why the log cannot be shown (no permission, older server)
-
-    def make_table(self) -> DataTable[object]:
-        return LogTable(cursor_type="row", zebra_stripes=True)
-
-    @property
-    def log_table(self) -> LogTable:
-        return self.query_one(LogTable)
-
-    async def fetch(self, client: GatewayLike) -> RowsLoaded:  # the audit worker feeds this view
-        raise NotImplementedError
 
     def on_audit_arrived(self, message: AuditArrived) -> None:
         message.stop()
-        row = audit_row(message.event)
-        if row.key in self.events:  # a reconnected tail replays its last events
-            return
-        self.events[row.key] = message.event
-        self.rows.append(row)
-        if len(self.rows) > MAX_EVENTS:
-            dropped = self.rows.pop(0)
-            self.events.pop(dropped.key, None)
-            if self.shown and self.shown[0].key == dropped.key:
-                self.shown.pop(0)
-                self.table.remove_row(dropped.key)
-        if row.matches(self.filter_text):
-            table = self.log_table
-            table.add_row(*row.cells, key=row.key)
-            self.shown.append(row)
-            if table.following:
-                table.move_cursor(row=table.row_count - 1, animate=False)
-        self._update_title()
+        self.add(audit_row(message.event), message.event)
 
     def set_unavailable(self, reason: str) -> None:
         self.unavailable = reason
         self._update_title()
 
-    def render_rows(self) -> None:
-        super().render_rows()
-        table = self.log_table
-        if table.following and table.row_count:
-            table.move_cursor(row=table.row_count - 1, animate=False)
-
-    def selected_event(self) -> admin_pb2.AuditEvent | None:
-        row = self.current_row()
-        return self.events.get(row.key) if row else None
-
     def title_text(self) -> str:
         if self.unavailable:
             return f"{self.TITLE} · {self.unavailable}"
-        state = "following" if self.log_table.following else "paused (end: follow)"
-        return f"{super().title_text()} · {state}"
+        return super().title_text()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._update_title()
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        event.stop()
-        selected = self.selected_event()
-        if selected is not None:
-            self.app.push_screen(AuditDetailScreen(selected))
+    def show_detail(self, event: admin_pb2.AuditEvent) -> None:
+        self.app.push_screen(AuditDetailScreen(event))

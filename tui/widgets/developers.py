@@ -19,11 +19,12 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from gwapi.v1 import common_pb2, telemetry_pb2
+from gwclient.api import ConsoleAPI
+from gwclient.budgets import main_budget
 from gwcommon.activity import cost_disagreement
 from tui import format as fmt
-from tui.api import GatewayLike
 from tui.messages import DisableRequested, Row, RowsLoaded
-from tui.screens.developer import DeveloperDetailScreen
+from tui.screens.developer_detail import DeveloperDetailScreen
 from tui.widgets.table_view import TableView
 
 DAY_MS = 86_400_000
@@ -85,7 +86,7 @@ def state_text(developer: common_pb2.Developer) -> Text:
 
 def developer_row(item: DeveloperActivity) -> Row:
     d, u = item.developer, item.usage
-    status = fmt.main_budget(list(d.budget_status))
+    status = main_budget(list(d.budget_status))
     cost = u.cost_micros if u else 0
     added, removed = (u.lines_added, u.lines_removed) if u else (0, 0)
     prs = u.pull_requests if u else 0
@@ -140,7 +141,7 @@ class DevelopersView(TableView):
         super().__init__()
         self.items: dict[str, DeveloperActivity] = {}
 
-    async def fetch(self, client: GatewayLike) -> RowsLoaded:
+    async def fetch(self, client: ConsoleAPI) -> RowsLoaded:
         developers = await client.list_developers(include_disabled=True)
         usage = await client.query_usage(group_by="developer", since_ms=window_start(self.now_ms()))
         items = match_usage(list(developers), list(usage))

@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from tui.api import GatewayLike
+from gwclient.api import ConsoleAPI
 from tui.format import plain
 from tui.messages import Row, RowsLoaded
 
@@ -63,7 +63,7 @@ class TableView(Vertical):
             self.table.add_column(name, key=str(index))
         self._update_title()
 
-    async def fetch(self, client: GatewayLike) -> RowsLoaded:
+    async def fetch(self, client: ConsoleAPI) -> RowsLoaded:
         raise NotImplementedError
 
     # ---- data --------------------------------------------------------------------------

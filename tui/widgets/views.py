@@ -8,8 +8,9 @@ from textual.binding import Binding
 from textual.widgets import Sparkline, Static
 
 from gwapi.v1 import common_pb2, telemetry_pb2
+from gwclient.api import ConsoleAPI
+from gwclient.budgets import main_budget
 from tui import format as fmt
-from tui.api import GatewayLike
 from tui.messages import RevokeRequested, Row, RowsLoaded, StatsArrived
 from tui.widgets.table_view import TableView
 
@@ -45,7 +46,7 @@ class OverviewView(TableView):
         yield Sparkline([], summary_function=max, id="overview-spark")
         yield self.make_table()
 
-    async def fetch(self, client: GatewayLike) -> RowsLoaded:
+    async def fetch(self, client: ConsoleAPI) -> RowsLoaded:
         workspaces = await client.list_workspaces()
         usage = await client.query_usage(group_by="workspace", since_ms=self.now_ms() - HOUR_MS)
         self._workspaces, self._usage = list(workspaces), list(usage)
@@ -69,7 +70,7 @@ class OverviewView(TableView):
         live = {row.group: row for row in self.stats.rows} if self.stats else {}
         rows = []
         for ws in self._workspaces:
-            status = fmt.main_budget(list(ws.budget_status))
+            status = main_budget(list(ws.budget_status))
             u = by_name.get(ws.name)
             requests, errors, cost = (u.requests, u.errors, u.cost_micros) if u else (0, 0, 0)
             s = live.get(ws.name)
@@ -174,13 +175,13 @@ class KeysView(TableView):
         super().__init__()
         self.keys: dict[str, common_pb2.VirtualKey] = {}
 
-    async def fetch(self, client: GatewayLike) -> RowsLoaded:
+    async def fetch(self, client: ConsoleAPI) -> RowsLoaded:
         keys = await client.list_keys(include_revoked=True)
         now = self.now_ms()
         rows = []
         for key in keys:
             state = key_state(key, now)
-            status = fmt.main_budget(list(key.budget_status))
+            status = main_budget(list(key.budget_status))
             spend = (
                 f"{fmt.usd(status.spent_micros)}/{fmt.usd(status.budget.amount_micros)}"
                 f" {fmt.PERIODS.get(status.budget.period, '?')}"
@@ -242,7 +243,7 @@ class ProvidersView(TableView):
         self._connected = 0
         self._summary = ""
 
-    async def fetch(self, client: GatewayLike) -> RowsLoaded:
+    async def fetch(self, client: ConsoleAPI) -> RowsLoaded:
         providers = await client.list_providers()
         planes = await client.list_dataplanes()
         states: dict[str, list[str]] = {}
@@ -329,7 +330,7 @@ class SessionsView(TableView):
     COLUMNS = ("SESSION", "REQ", "ERR", "IN", "OUT", "CACHE R", "COST")
     HELP = "sessions (x-claude-code-session-id) over the last 24 hours"
 
-    async def fetch(self, client: GatewayLike) -> RowsLoaded:
+    async def fetch(self, client: ConsoleAPI) -> RowsLoaded:
         usage = await client.query_usage(group_by="session", since_ms=self.now_ms() - DAY_MS)
         rows = []
         for u in usage:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session
 
-from controlplane.audit import AuditHub
+from controlplane.fanout import AuditHub
 from controlplane.fleet.bus import Notice
 from controlplane.fleet.feeds import AuditFeed, UsageFeed
 from controlplane.store.db import Database

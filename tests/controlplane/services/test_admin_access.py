@@ -283,7 +283,7 @@ def test_workspace_rows_written_without_the_access_columns_allow_all(db_url: str
     rolling upgrade) gets the columns' server defaults: it allows everything."""
     from sqlalchemy import text
 
-    from controlplane.catalog.access import allowed_of
+    from controlplane.catalog.allowlists import allowed_of
     from controlplane.catalog.convert import workspace_to_pb
     from controlplane.store.db import Database
     from controlplane.store.models import WorkspaceRow

@@ -12,11 +12,12 @@ from typing import Any
 import grpc
 
 from controlplane.server import Running
-from dataplane.snapshot import SnapshotHolder
+from dataplane.runtime import SnapshotHolder
 from dataplane.subscriber import RESOURCES_FILE, Subscriber
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import discovery_pb2 as dpb
 from tests.controlplane.conftest import DATAPLANE_TOKEN, Clients, seed_basics
+from tests.dataplane import runtimes
 
 
 async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -52,7 +53,7 @@ async def test_deltas_then_a_reconnect_from_disk_gets_only_differences(
 ) -> None:
     basics = await seed_basics(admin)
     target = f"127.0.0.1:{cp.port}"
-    holder = SnapshotHolder()
+    holder = runtimes.holder()
     async with grpc.aio.insecure_channel(target) as channel:
         sub = subscriber(cp, holder, tmp_path, channel)
         task = asyncio.create_task(sub.run())
@@ -84,7 +85,7 @@ async def test_deltas_then_a_reconnect_from_disk_gets_only_differences(
     third = await admin.CreateKey(
         apb.CreateKeyRequest(workspace="team-a", name="carol", provider="sim")
     )
-    restarted = SnapshotHolder()
+    restarted = runtimes.holder()
     async with grpc.aio.insecure_channel(target) as channel:
         sub = subscriber(cp, restarted, tmp_path, channel)
         assert sub.load_cached()  # serves the disk state at once
@@ -111,7 +112,7 @@ async def test_a_nack_keeps_the_last_good_state_and_the_next_change_is_the_full_
     cp: Running, admin: Any, admin_clients: Clients, dataplane: Clients, tmp_path: Path
 ) -> None:
     await seed_basics(admin)
-    holder = SnapshotHolder()
+    holder = runtimes.holder()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{cp.port}") as channel:
         sub = subscriber(cp, holder, tmp_path, channel)
         good = sub._apply_delta(

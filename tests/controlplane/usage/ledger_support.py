@@ -11,9 +11,9 @@ from sqlmodel import Session, select
 
 from controlplane.domain.budgets import Period
 from controlplane.domain.spend import current_window
+from controlplane.fanout import UsageHub
 from controlplane.store.db import Database
 from controlplane.store.models import SpendTotalRow, UsageEventRow, WorkspaceRow
-from controlplane.usage.hub import UsageHub
 from controlplane.usage.ingest import ingest
 from gwapi.v1 import telemetry_pb2 as tpb
 

@@ -8,11 +8,18 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+import aiohttp
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 
-from dataplane.errors import GatewayError
-from dataplane.providers.transport import OutHeader, Timeouts, Transport
-from dataplane.relay import is_timeout as _is_timeout
+from dataplane.errors import (
+    GatewayError,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+from dataplane.providers.transport import OutHeader, Timeouts, Transport, failure
 
 Reply = Callable[[asyncio.StreamWriter], Awaitable[None]]
 FAST = Timeouts(connect=2.0, read=2.0)
@@ -112,6 +119,17 @@ def chunked(*parts: bytes | float) -> Reply:
             await writer.drain()
         writer.write(b"0\r\n\r\n")
         await writer.drain()
+
+    return reply
+
+
+def aborted(rest: bytes) -> Reply:
+    """A 200 whose headers and body so far are ``rest``, then the connection reset."""
+
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\n" + rest)
+        await writer.drain()
+        writer.transport.abort()
 
     return reply
 
@@ -260,25 +278,20 @@ async def test_a_silence_mid_stream_is_a_timeout_for_the_relay(
     with pytest.raises(Exception) as info:
         await anext(chunks)
     await response.aclose()
-    assert _is_timeout(info.value)  # the relay emits a timeout_error event, not an api_error
+    assert isinstance(info.value, UpstreamTimeout)  # the relay emits a timeout_error event
 
 
 async def test_a_dropped_stream_is_an_error_not_a_clean_end(
     server: RawServer, transport: Transport
 ) -> None:
-    async def drop(writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
-        await writer.drain()
-        writer.transport.abort()
-
-    server.replies.append(drop)
+    server.replies.append(aborted(b"Transfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"))
     response = await transport.request("POST", server.url + "/", [], b"", FAST, "p")
     chunks = response.aiter_raw()
     assert await anext(chunks) == b"first"
     with pytest.raises(Exception) as info:
         await anext(chunks)
     await response.aclose()
-    assert not _is_timeout(info.value)
+    assert isinstance(info.value, UpstreamProtocolError)
 
 
 async def test_drain_reads_releases_and_maps_failures(
@@ -294,3 +307,72 @@ async def test_drain_reads_releases_and_maps_failures(
     with pytest.raises(GatewayError) as info:
         await response.drain()
     assert info.value.status == 504
+
+
+_KEY = ConnectionKey("p.example", 443, True, True, None, None, None, None)
+UNREACHABLE = "The gateway could not reach provider 'p'"
+SILENT = "Provider 'p' did not answer in time"
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "status", "before_headers"),
+    [
+        (aiohttp.ConnectionTimeoutError(), UpstreamConnectError, 502, UNREACHABLE),
+        (
+            aiohttp.ClientConnectorError(_KEY, ConnectionRefusedError(111, "refused")),
+            UpstreamConnectError,
+            502,
+            UNREACHABLE,
+        ),
+        (
+            aiohttp.ClientConnectorDNSError(_KEY, OSError(-2, "Name or service not known")),
+            UpstreamConnectError,
+            502,
+            UNREACHABLE,
+        ),
+        (aiohttp.ServerTimeoutError(), UpstreamTimeout, 504, SILENT),
+        (aiohttp.SocketTimeoutError(), UpstreamTimeout, 504, SILENT),
+        (TimeoutError(), UpstreamTimeout, 504, SILENT),
+        (aiohttp.ServerDisconnectedError(), UpstreamProtocolError, 502, UNREACHABLE),
+        (
+            aiohttp.ClientPayloadError("Response payload is not completed"),
+            UpstreamProtocolError,
+            502,
+            UNREACHABLE,
+        ),
+        (
+            aiohttp.ClientOSError(104, "Connection reset by peer"),
+            UpstreamProtocolError,
+            502,
+            UNREACHABLE,
+        ),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None,
+)
+def test_every_aiohttp_failure_maps_to_one_node_of_the_tree(
+    exc: BaseException, kind: type[UpstreamError], status: int, before_headers: str
+) -> None:
+    """The one mapping: the class says what happened, the status and message are what the
+    client is told when the request fails before any answer (unchanged from before the tree)."""
+    err = failure(exc, "p")
+    assert type(err) is kind and err.status == status and err.message.startswith(before_headers)
+    assert isinstance(err, UpstreamError)  # the attempt chain moves on, the breaker counts it
+    mid = failure(exc, "p", mid_answer=True)
+    assert type(mid) is kind and mid.status == status and "'p'" in mid.message
+
+
+async def test_a_body_read_failure_is_mapped_too(server: RawServer, transport: Transport) -> None:
+    server.replies.append(aborted(b"Content-Length: 100\r\n\r\nonly a part"))
+    response = await transport.request("POST", server.url + "/", [], b"", FAST, "p")
+    with pytest.raises(UpstreamProtocolError) as info:
+        await response.read()
+    await response.aclose()
+    assert "The answer from provider 'p' broke off" in info.value.message
+    assert isinstance(info.value.__cause__, aiohttp.ClientError)  # the original, for the log
+    server.replies.append(chunked(b"x", 3.0, b"y"))
+    response = await transport.request(
+        "POST", server.url + "/", [], b"", Timeouts(connect=2.0, read=0.2), "p"
+    )
+    with pytest.raises(UpstreamTimeout):
+        await response.read()
+    await response.aclose()

@@ -16,7 +16,7 @@ from dataplane.signin.publicurl import (
     parse_public_url,
 )
 from dataplane.signin.routes import SignInRoutes
-from dataplane.snapshot import SnapshotHolder
+from tests.dataplane import runtimes
 from tests.dataplane.signin.conftest import StartDataPlane
 from tests.fakes.signin import FakeSignInControlPlane
 
@@ -69,7 +69,7 @@ async def test_a_non_loopback_listener_without_public_url_says_to_set_it(
 ) -> None:
     # The same routes a data plane on 0.0.0.0 would serve (tests bind loopback only).
     assert dp.holder.current is not None
-    holder = SnapshotHolder()
+    holder = runtimes.holder()
     holder.swap(dp.holder.current)
     assert dp._channel is not None
     routes = SignInRoutes(

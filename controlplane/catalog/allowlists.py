@@ -1,8 +1,8 @@
 """Workspace access controls in the catalog: storing a workspace's allow-lists, checking a key
 against its workspace, and the delete guards for providers and routes those lists name.
 
-Rules: :mod:`gwcommon.access` (shared with the data planes); syntax and messages:
-:mod:`controlplane.domain.access`. Lists are JSON text on :class:`WorkspaceRow`; ``[]`` = everything.
+Rules: :mod:`gwcommon.allowlists` (shared with the data planes); syntax and messages:
+:mod:`controlplane.domain.allowlists`. Lists are JSON text on :class:`WorkspaceRow`; ``[]`` = everything.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from controlplane.catalog.convert import targets_from_json
-from controlplane.domain import access as rules
+from controlplane.domain import allowlists as rules
 from controlplane.domain.errors import InvalidArgument
 from controlplane.store.models import ProviderRow, RouteRow, WorkspaceRow
 from gwapi.v1 import common_pb2 as pb

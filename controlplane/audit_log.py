@@ -1,4 +1,5 @@
-"""The audit log: every admin change — who, what, before/after, when, from where.
+"""The audit log: every admin change — who, what, before/after, when, from where — recorded in
+the change's transaction and read back for ListAudit/TailAudit.
 
 Contract:
 
@@ -11,17 +12,14 @@ Contract:
   accepted (:data:`AuditedMessage`); anything else — ``CreateKeyResponse``,
   ``CreateTokenResponse``, ``ProviderSecret``, a request carrying ``api_key`` — is a
   ``TypeError``, so a secret cannot reach the log by accident.
-* Live followers (``TailAudit``) get events from :class:`AuditHub` only *after* the transaction
+* Live followers (``TailAudit``) get events from the :data:`~controlplane.fanout.AuditHub` only *after* the transaction
   commits, from every control-plane replica: the fleet's audit feed
   (:mod:`controlplane.fleet.feeds`) reads committed rows by id when the fleet bus announces them.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TypeAlias
 
 from google.protobuf import json_format
@@ -64,7 +62,6 @@ _NOISE = ("budget_status", "last_used_at_ms", "active_sessions")
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-DEFAULT_QUEUE_SIZE = 1000
 
 
 def to_json(msg: AuditedMessage | None) -> str:
@@ -197,73 +194,3 @@ def list_events(
         q = q.where(AuditRow.resource_kind == resource_kind)
     q = q.order_by(col(AuditRow.time_ms).desc(), col(AuditRow.id).desc()).limit(limit)
     return [to_event(r) for r in s.exec(q).all()]
-
-
-class AuditSubscription:
-    """A follower's bounded queue; ``None`` marks the hub's close (server shutdown)."""
-
-    def __init__(self, hub: AuditHub, maxsize: int) -> None:
-        self._hub = hub
-        self._queue: asyncio.Queue[apb.AuditEvent | None] = asyncio.Queue(maxsize)
-        self.dropped = 0
-
-    def _offer(self, item: apb.AuditEvent | None) -> None:
-        if self._queue.full():  # a stalled follower never blocks admin calls
-            self._queue.get_nowait()
-            self.dropped += 1
-        self._queue.put_nowait(item)
-
-    async def get(self) -> apb.AuditEvent | None:
-        return await self._queue.get()
-
-    def close(self) -> None:
-        self._hub._subscribers.discard(self)
-
-    def __enter__(self) -> AuditSubscription:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class AuditHub:
-    """In-process fan-out of committed audit events to ``TailAudit`` followers (event loop
-    thread only; ``publish`` never awaits)."""
-
-    def __init__(self, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
-        self._subscribers: set[AuditSubscription] = set()
-        self._queue_size = queue_size
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscribers)
-
-    def subscribe(self) -> AuditSubscription:
-        sub = AuditSubscription(self, self._queue_size)
-        if self._closed:
-            sub._offer(None)
-        else:
-            self._subscribers.add(sub)
-        return sub
-
-    def publish(self, events: Iterable[apb.AuditEvent]) -> None:
-        batch = list(events)
-        for sub in list(self._subscribers):
-            for ev in batch:
-                sub._offer(ev)
-
-    def close(self) -> None:
-        self._closed = True
-        for sub in list(self._subscribers):
-            sub._offer(None)
-        self._subscribers.clear()

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from dataplane.codecs import SSEDecoder, SSEEvent
-from dataplane.usage import (
+from dataplane.metering import (
     ESTIMATE_BYTES_PER_TOKEN,
     METER_SKIP,
     ContentCounter,

@@ -17,8 +17,8 @@ import orjson
 from dataplane.bodylog import BodyLog
 from dataplane.clienttext import clean
 from dataplane.errors import bad_request
+from dataplane.metering import TokenUsage
 from dataplane.pricing import Priced
-from dataplane.usage import TokenUsage
 from gwapi.v1 import common_pb2, telemetry_pb2
 from gwcommon.usage_limits import EVENT_BODY_BYTES, TEXT_CHARS
 
@@ -100,7 +100,7 @@ class RequestRecord:
     upstream_request_id: str = ""
     client_disconnected: bool = False
     usage: TokenUsage = field(default_factory=TokenUsage)
-    output_estimated: bool = False  # usage.output_tokens is an estimate (see dataplane.usage)
+    output_estimated: bool = False  # usage.output_tokens is an estimate (see dataplane.metering)
     priced: Priced | None = None
     attempt_log: list[telemetry_pb2.Attempt] = field(default_factory=list)
     cache_status: str = ""

@@ -1,5 +1,5 @@
 """Workspace access controls on the admin API: the allow-lists' syntax, and the check that a key
-stays within its workspace (the rules themselves live in :mod:`gwcommon.access`, shared with the
+stays within its workspace (the rules themselves live in :mod:`gwcommon.allowlists`, shared with the
 data planes, which apply them again on every request).
 
 Narrowing a workspace is allowed while keys exist outside the new lists: those keys are refused
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from controlplane.domain.errors import InvalidArgument
 from controlplane.domain.keys import validate_models
 from controlplane.domain.names import validate_slug
-from gwcommon.access import allowed_targets_text, target_denial, uncovered_patterns
+from gwcommon.allowlists import allowed_targets_text, target_denial, uncovered_patterns
 
 MAX_ALLOWED_NAMES = 100
 

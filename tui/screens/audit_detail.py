@@ -12,8 +12,8 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from gwapi.v1 import admin_pb2
+from gwclient import audit_diff
 from gwcommon.terminal import escape_controls
-from tui import audit_diff
 from tui import format as fmt
 
 

@@ -1,4 +1,4 @@
-"""The workspace access rules both planes apply (gwcommon.access)."""
+"""The workspace access rules both planes apply (gwcommon.allowlists)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gwcommon.access import (
+from gwcommon.allowlists import (
     TargetDenial,
     allowed_targets_text,
     compile_models,

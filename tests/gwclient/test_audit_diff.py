@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from gwapi.v1 import admin_pb2
-from tui import audit_diff
+from gwclient import audit_diff
 
 
 def event(

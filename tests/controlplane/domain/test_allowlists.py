@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controlplane.domain.access import (
+from controlplane.domain.allowlists import (
     MAX_ALLOWED_NAMES,
     check_key_models,
     check_key_target,
