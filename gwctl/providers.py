@@ -32,7 +32,6 @@ from gwctl import output as out
 from gwctl import parse, secrets
 from gwctl.cli import CommandError, Subparsers, UsageError, confirm, group, is_json, leaf
 
-
 KINDS = vocab.choices(vocab.KIND)
 AUTH_MODES = vocab.choices(vocab.AUTH)
 INFERENCE_PROFILES = vocab.choices(vocab.INFERENCE_PROFILE)
