@@ -22,6 +22,11 @@ ones. The values are checked here with the same reading the data plane gives the
   ``base_url`` ends in ``/v1``, like ``ANTHROPIC_VERTEX_BASE_URL``.
 * ``simulator`` — ``latency_ms``, ``chunk_delay_ms`` (integers).
 * ``timeout_connect_s`` / ``timeout_read_s`` for the HTTP kinds: positive numbers of seconds.
+
+The option names are the fields of the kind's typed settings message in the proto
+(:mod:`gwapi.vocab`); the values are checked as text, the form they are stored in. One module
+over ~400 lines on purpose: the rules of the four kinds relate a provider's URL, credential and
+options to each other, and read best side by side.
 """
 
 from __future__ import annotations
