@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from controlplane.settings import Settings
 from gwapi.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
+from gwcommon import money
 from gwctl.main import main
 from tests.gwctl.threaded_cp import threaded_control_plane
 
@@ -123,7 +124,7 @@ def summed(rows: Any) -> dict[str, int]:
 
 
 def usd(micros: int) -> str:
-    return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+    return money.decimal(micros)
 
 
 def event(n: int, ws: str, at_ms: int, rng: random.Random, **who: Any) -> telemetry_pb2.UsageEvent:
