@@ -23,7 +23,7 @@ import signal
 from pathlib import Path
 
 from bench.sampler import Sampler
-from dataplane.server import DataPlane, Settings
+from dataplane.server import DataPlane, Settings, run_loop
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -69,18 +69,18 @@ def main() -> None:
         sampler = Sampler()
         sampler.start()
         try:
-            asyncio.run(serve(args))
+            run_loop(serve(args))
         finally:
             sampler.stop()
             sampler.dump(args.sample)
         return
     if args.profile is None:
-        asyncio.run(serve(args))
+        run_loop(serve(args))
         return
     profiler = cProfile.Profile()
     profiler.enable()
     try:
-        asyncio.run(serve(args))
+        run_loop(serve(args))
     finally:
         profiler.disable()
         profiler.dump_stats(str(args.profile))
