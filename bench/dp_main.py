@@ -14,7 +14,6 @@ the way out (so the profile covers exactly the data plane's life, start-up inclu
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import json
 import logging
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from bench.child import announce, until_signalled
 from bench.sampler import Sampler
-from dataplane.server import DataPlane, Settings
+from dataplane.server import DataPlane, Settings, run_loop
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -63,18 +62,18 @@ def main() -> None:
         sampler = Sampler()
         sampler.start()
         try:
-            asyncio.run(serve(args))
+            run_loop(serve(args))
         finally:
             sampler.stop()
             sampler.dump(args.sample)
         return
     if args.profile is None:
-        asyncio.run(serve(args))
+        run_loop(serve(args))
         return
     profiler = cProfile.Profile()
     profiler.enable()
     try:
-        asyncio.run(serve(args))
+        run_loop(serve(args))
     finally:
         profiler.disable()
         profiler.dump_stats(str(args.profile))

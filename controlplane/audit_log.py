@@ -31,6 +31,7 @@ from controlplane.identity import current_method, principal
 from controlplane.store.models.admin import AuditRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
+from gwapi.vocab import TEXT_FIELDS
 from gwcommon.audit_kinds import RESOURCE_KINDS
 
 # The messages an audit row may contain. None of them carries a secret (keys hold only a
@@ -72,7 +73,8 @@ def to_json(msg: AuditedMessage | None) -> str:
         raise TypeError(f"audit log refuses {type(msg).__name__}: only public resource messages")
     clean: Message = type(msg)()
     clean.CopyFrom(msg)
-    for name in _NOISE:
+    # The vocabulary's typed fields repeat the text ones (gwapi.vocab): recorded once, as before.
+    for name in (*_NOISE, *TEXT_FIELDS):
         if name in clean.DESCRIPTOR.fields_by_name:
             clean.ClearField(name)
     return json_format.MessageToJson(

@@ -199,6 +199,7 @@ POLICIES: dict[str, Policy] = {
     _A + "UpdateRoute": _ADMIN_WRITE,
     _A + "DeleteRoute": _ADMIN_WRITE,
     _A + "ListPrices": _GLOBAL,
+    _A + "Validate": _ADMIN_WRITE,  # a dry run of provider, route and workspace writes
     # -- tokens: only admins manage them; everyone may ask who they are
     _A + "CreateToken": _ADMIN_WRITE,
     _A + "ListTokens": Policy(Rule.ADMIN_ONLY),

@@ -8,7 +8,6 @@ Imports only light modules: with ``--workers N`` > 1 this process is the supervi
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 from dataclasses import replace
@@ -181,4 +180,4 @@ def main(argv: list[str] | None = None) -> None:
     settings = replace(settings, adopt_spools=tuple(orphan_spools(settings.state_dir, 1)[0]))
     from dataplane import server  # looked up here: tests replace server.run
 
-    asyncio.run(server.run(settings))
+    server.run_loop(server.run(settings))

@@ -101,6 +101,7 @@ from dataplane.errors import GatewayError, LimitError, Unavailable
 from dataplane.periods import Window, current_window, format_instant
 from dataplane.pricing import PriceTable, Rates
 from dataplane.snapshot import Budget, Limits, Period
+from gwcommon import money
 
 __all__ = [
     "INPUT_TOKENS_CAP",
@@ -129,14 +130,7 @@ _PERIOD_WORD = {Period.DAY: "day", Period.WEEK: "week", Period.MONTH: "month"}
 
 def format_usd(micros: int, *, round_up: bool = False) -> str:
     """``$1,000.00``; exact (up to 6 decimals) unless whole cents, or rounded up to the cent."""
-    sign = "-" if micros < 0 else ""
-    micros = abs(micros)
-    if round_up:
-        micros = -(-micros // 10_000) * 10_000
-    dollars, frac = divmod(micros, _PER)
-    decimals = f"{frac:06d}"
-    decimals = decimals[:2] if decimals[2:] == "0000" else decimals.rstrip("0")
-    return f"{sign}${dollars:,}.{decimals}"
+    return money.dollars(micros, round_up=round_up)
 
 
 def _decimal_usd(micros: int) -> str:

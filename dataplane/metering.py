@@ -289,23 +289,54 @@ _CONTENT = re.compile(
 _MAX_LINE = 1 << 20  # a longer unterminated line is left out of the count (never a real delta)
 
 
+# Chunks are kept unscanned up to this many bytes: most streams end with their final usage,
+# which makes the count moot, so it is taken only when asked for (or to bound the memory held).
+# 32 KiB covers a typical Claude Code answer; 1,000 open streams hold at most 32 MiB for it.
+_DEFER_BYTES = 32 * 1024
+# The builtin, for ContentCounter's annotations: its property ``bytes`` shadows the name there.
+_Bytes = bytes
+
+
 class ContentCounter:
     """Bytes of generated content in a stream of Anthropic SSE, fed raw chunks split anywhere.
 
     ``bytes`` is the total length of every ``"text"``, ``"partial_json"`` and ``"thinking"`` string
     value (JSON-escaped, as relayed) in complete lines. Signatures, tool names and ids are left
-    out. Cheap: one C-level regex scan per chunk, no JSON parsing; only a line cut by a chunk
-    boundary is copied.
+    out. Cheap: one C-level regex scan per batch of chunks, no JSON parsing; only a line cut by a
+    chunk boundary is copied. The scan is deferred: chunks are held (at most
+    :data:`_DEFER_BYTES` of them, then scanned) until ``bytes`` is read, so a stream whose final
+    usage arrived, and whose count is never read, is usually never scanned at all.
     """
 
-    __slots__ = ("_tail", "_tail_len", "bytes")
+    __slots__ = ("_counted", "_held", "_held_len", "_tail", "_tail_len")
 
     def __init__(self) -> None:
-        self.bytes = 0
-        self._tail: list[bytes] = []  # the unterminated last line, as received
+        self._counted = 0
+        self._held: list[_Bytes] = []  # fed, not scanned yet
+        self._held_len = 0
+        self._tail: list[_Bytes] = []  # the unterminated last line, as received
         self._tail_len = 0
 
-    def feed(self, chunk: bytes) -> None:
+    @property
+    def bytes(self) -> int:
+        """The total so far: every chunk fed is counted (complete lines only)."""
+        if self._held:
+            self._flush()
+        return self._counted
+
+    def feed(self, chunk: _Bytes) -> None:
+        self._held.append(chunk)
+        self._held_len += len(chunk)
+        if self._held_len > _DEFER_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        # The count does not depend on how the stream is split: the held chunks are scanned as one.
+        held = self._held
+        self._held, self._held_len = [], 0
+        self._scan_chunk(held[0] if len(held) == 1 else b"".join(held))
+
+    def _scan_chunk(self, chunk: _Bytes) -> None:
         last = chunk.rfind(b"\n")
         if last < 0:
             self._keep(chunk)
@@ -323,10 +354,10 @@ class ContentCounter:
         if last + 1 < len(chunk):
             self._keep(chunk[last + 1 :])
 
-    def _scan(self, data: bytes, start: int, end: int) -> None:
-        self.bytes += sum(map(len, _CONTENT.findall(data, start, end)))
+    def _scan(self, data: _Bytes, start: int, end: int) -> None:
+        self._counted += sum(map(len, _CONTENT.findall(data, start, end)))
 
-    def _keep(self, part: bytes) -> None:
+    def _keep(self, part: _Bytes) -> None:
         if self._tail_len <= _MAX_LINE:  # beyond that the line is dropped from the count
             self._tail.append(part)
         self._tail_len += len(part)

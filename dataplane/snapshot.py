@@ -46,6 +46,7 @@ from dataplane.resources import (
     Workspace,
 )
 from dataplane.telemetry.destinations import Destination, destinations_from_proto
+from gwapi import vocab
 from gwapi.v1 import common_pb2, discovery_pb2
 from gwcommon import breaker_defaults
 from gwcommon.allowlists import compile_models
@@ -146,10 +147,10 @@ def workspace_from_pb(w: common_pb2.Workspace) -> Workspace:
         w.name,
         Limits.from_proto(w.limits),
         w.timezone,
-        _redis_failure(w.redis_failure),
+        _redis_failure(vocab.redis_failure(w)),
         w.min_client_version,
         _version_parts(w.min_client_version, f"workspace {w.name!r} min_client_version"),
-        _log_bodies(w.log_bodies),
+        _log_bodies(vocab.log_bodies(w)),
         w.log_body_max_bytes if w.log_body_max_bytes > 0 else 256 * 1024,
         allowed_providers=tuple(w.allowed_providers),
         allowed_routes=tuple(w.allowed_routes),
@@ -162,10 +163,10 @@ def workspace_from_pb(w: common_pb2.Workspace) -> Workspace:
 def provider_from_pb(p: common_pb2.Provider, api_key: str) -> ProviderConfig:
     return ProviderConfig(
         p.name,
-        p.kind,
+        vocab.provider_kind(p),
         p.base_url.rstrip("/"),
         p.api_key_env,
-        tuple(sorted(p.options.items())),
+        tuple(vocab.provider_options(p).items()),
         p.has_secret,
         api_key,
     )
@@ -182,7 +183,7 @@ def route_from_pb(r: common_pb2.Route, providers: Mapping[str, ProviderConfig]) 
         raise SnapshotError(f"route {r.name!r} has a negative circuit-breaker setting")
     return RouteConfig(
         r.name,
-        r.mode or "fallback",
+        vocab.route_mode(r) or "fallback",
         targets,
         r.retries,
         tuple(r.retry_on),

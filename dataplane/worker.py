@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 
-from dataplane.server import DataPlane
+from dataplane.server import DataPlane, run_loop
 from dataplane.settings import Settings, settings_from_json
 
 log = logging.getLogger("tollgate.worker")
@@ -57,7 +57,7 @@ def main() -> None:
         level=level.upper(),
         format=f"%(asctime)s %(levelname)s w{index} %(name)s: %(message)s",
     )
-    asyncio.run(serve(settings))
+    run_loop(serve(settings))
 
 
 if __name__ == "__main__":

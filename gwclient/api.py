@@ -103,6 +103,13 @@ class AdminAPI(ConsoleAPI, Protocol):
 
     async def create_route(self, route: common_pb2.Route) -> common_pb2.Route: ...
 
+    async def validate(
+        self,
+        providers: Iterable[common_pb2.Provider] = (),
+        routes: Iterable[common_pb2.Route] = (),
+        workspaces: Iterable[common_pb2.Workspace] = (),
+    ) -> list[admin_pb2.ValidationResult]: ...
+
     async def list_alerts(
         self, *, workspace: str = "", since_ms: int = 0, limit: int = 0
     ) -> list[telemetry_pb2.BudgetAlert]: ...

@@ -133,6 +133,22 @@ class CatalogCalls(Channel):
         )
         return await self._unary("UpdateProvider", self._admin.UpdateProvider, request)
 
+    async def validate(
+        self,
+        providers: Iterable[common_pb2.Provider] = (),
+        routes: Iterable[common_pb2.Route] = (),
+        workspaces: Iterable[common_pb2.Workspace] = (),
+    ) -> list[admin_pb2.ValidationResult]:
+        """A dry run of creating or updating each object: one result per object (its error, or
+        the form the control plane would store), providers first, then routes, workspaces."""
+        request = admin_pb2.ValidateRequest(
+            providers=list(providers), routes=list(routes), workspaces=list(workspaces)
+        )
+        response: admin_pb2.ValidateResponse = await self._unary(
+            "Validate", self._admin.Validate, request
+        )
+        return list(response.results)
+
     async def delete_provider(self, name: str) -> None:
         request = admin_pb2.DeleteProviderRequest(name=name)
         await self._unary("DeleteProvider", self._admin.DeleteProvider, request)

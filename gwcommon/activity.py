@@ -14,15 +14,15 @@ arithmetic only; no float touches money. Stdlib only.
 
 from __future__ import annotations
 
+from gwcommon import money
+
 TOLERANCE_PERCENT = 5
 MIN_MICROS = 10_000  # one cent
 
 
 def usd(micros: int) -> str:
     """``32_610`` → ``"$0.0326"`` (four decimals, rounded half up)."""
-    sign = "-" if micros < 0 else ""
-    units = (abs(micros) + 50) // 100  # 1/10_000 dollars
-    return f"{sign}${units // 10_000:,}.{units % 10_000:04d}"
+    return money.four_places(micros)
 
 
 def cost_disagreement(

@@ -18,8 +18,9 @@ Rules:
   change refers to exists first; deletes then go the other way (keys → workspaces → routes →
   providers), after the updates that stopped using what they delete.
 * **Idempotent.** The file is normalised to the form the control plane stores (defaults filled
-  in, budgets sorted…), so applying the same file twice plans nothing the second time:
-  ``No changes.``
+  in, budgets sorted…: the control plane itself says what it would store, or why it refuses,
+  with ``Admin.Validate`` before anything is planned), so applying the same file twice plans
+  nothing the second time: ``No changes.``
 * **Declarative per field, managed per section.** A field missing from an item means its default
   (so deleting a line removes that setting). A section missing from the file (no ``keys:`` at
   all) is not looked at; ``keys: []`` manages keys and, with ``--prune``, deletes them all.
@@ -456,6 +457,27 @@ def render_plan(p: Plan, *, prune: bool) -> str:
 # -- execution ----------------------------------------------------------------------------------
 
 
+async def stored_forms(client: GatewayClient, config: GatewayConfig) -> None:
+    """Replace the file's providers, routes and workspaces by the form the control plane would
+    store (its defaults filled in, options normalised), asking it (``Admin.Validate``, which
+    writes nothing); raises :class:`CommandError` listing every object it would refuse, and
+    why. The plan then compares like with like, and gwctl holds none of the control plane's
+    rules or defaults."""
+    if not (config.providers or config.routes or config.workspaces):
+        return
+    results = await client.validate(config.providers, config.routes, config.workspaces)
+    refused = [f"{r.kind} {r.name}: {r.error}" for r in results if r.error]
+    if refused:
+        raise CommandError(
+            "the control plane would refuse the file (nothing was changed):\n  "
+            + "\n  ".join(refused)
+        )
+    stored = {(r.kind, r.name): getattr(r, r.kind) for r in results}
+    config.providers = [stored["provider", p.name] for p in config.providers]
+    config.routes = [stored["route", r.name] for r in config.routes]
+    config.workspaces = [stored["workspace", w.name] for w in config.workspaces]
+
+
 async def fetch_state(client: GatewayClient, config: GatewayConfig) -> State:
     state = State()
     if "providers" in config.sections:
@@ -654,6 +676,8 @@ async def run(client: GatewayClient, args: argparse.Namespace) -> int:
         config = load(args.file)
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
+    check_references(config)  # before asking the control plane, which would name only the first
+    await stored_forms(client, config)
     state = await fetch_state(client, config)
     the_plan = plan(config, state, prune=args.prune)
     as_json = is_json(args)

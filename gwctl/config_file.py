@@ -29,9 +29,11 @@ Everything a field can hold is described by the file: a field left out means its
 limit, no override, the kind's base URL…), so removing a line from the file removes the setting.
 A *section* left out entirely is not managed at all (see ``gwctl apply``).
 
-:func:`load` returns a :class:`GatewayConfig` of protobuf messages in the form the control plane
-stores them (budgets sorted by period, weights defaulted to 1…), so comparing them with what the
-control plane returns shows only real differences. Every problem is reported with its path
+:func:`load` returns a :class:`GatewayConfig` of protobuf messages (budgets sorted by period,
+weights defaulted to 1…). What the control plane fills in (a kind's base URL, Vertex's region,
+options in their canonical text) is not repeated here: ``gwctl apply`` asks the control plane
+for the stored form of each provider, route and workspace (``Admin.Validate``) before comparing
+them with what it has, so only real differences show. Every problem is reported with its path
 (``routes[1].targts: unknown field; did you mean targets?``), all at once.
 """
 
@@ -48,16 +50,14 @@ from typing import Any
 
 import yaml
 
+from gwapi import vocab
 from gwapi.v1 import common_pb2
 from gwctl import parse
 
 SECTIONS = ("version", "providers", "routes", "workspaces", "keys")
-# Mirrors of the control plane's defaults, so a file that leaves them out does not show a diff.
-DEFAULT_BASE_URLS = {"anthropic": "https://api.anthropic.com"}
-VERTEX_DEFAULT_REGION = "global"
-PROVIDER_KINDS = ("anthropic", "simulator", "bedrock", "vertex")
-ROUTE_MODES = ("fallback", "loadbalance")
-REDIS_FAILURE_MODES = ("closed", "open")
+PROVIDER_KINDS = vocab.choices(vocab.KIND)
+ROUTE_MODES = vocab.choices(vocab.MODE)
+REDIS_FAILURE_MODES = vocab.choices(vocab.REDIS_FAILURE)
 ALERT_FORMATS = ("generic", "slack")
 
 _LIMIT_FIELDS = ("budgets", "rpm", "rph", "tpm", "max_parallel")
@@ -542,10 +542,7 @@ class _Reader:
             text = self._try(self.option_value, key, v, f"{path}.options.{key}")
             if text is not None:
                 options[key] = text
-        if kind == "vertex":
-            options.setdefault("region", VERTEX_DEFAULT_REGION)
         base_url = self._try(lambda: self.text(m.get("base_url"), f"{path}.base_url"), default="")
-        base_url = base_url.rstrip("/") or DEFAULT_BASE_URLS.get(kind, "")
         return common_pb2.Provider(
             name=name,
             kind=kind,

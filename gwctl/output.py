@@ -29,8 +29,10 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from gwapi.v1 import common_pb2
+from gwapi.vocab import TEXT_FIELDS
+from gwcommon import money
 from gwcommon.terminal import escape_controls, escape_json_text
-from gwctl.parse import MICROS_PER_USD, PERIOD_NAMES
+from gwctl.parse import PERIOD_NAMES
 
 JSON = dict[str, Any]
 
@@ -64,31 +66,11 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def format_usd(micros: int, places: int = 6) -> str:
-    """Micro-dollars → dollars as a decimal string: ``12_345`` → ``"0.012345"``.
-
-    With fewer than 6 ``places`` the value is rounded half-up on the integer micros.
-    """
-    sign = "-" if micros < 0 else ""
-    value = abs(micros)
-    if places < 6:
-        step = 10 ** (6 - places)
-        value = (value + step // 2) // step * step
-    dollars, frac = divmod(value, MICROS_PER_USD)
-    if places == 0:
-        return f"{sign}{dollars}"
-    return f"{sign}{dollars}.{frac:06d}"[: len(f"{sign}{dollars}.") + places]
-
-
-def format_money(micros: int) -> str:
-    """For budgets: ``"$50"``, ``"$1,000.50"``, ``"$0.000001"`` (cents kept, zeros trimmed)."""
-    sign = "-" if micros < 0 else ""
-    dollars, frac = divmod(abs(micros), MICROS_PER_USD)
-    text = f"{sign}${dollars:,}"
-    if frac:
-        digits = f"{frac:06d}".rstrip("0")
-        text += "." + digits.ljust(2, "0")
-    return text
+# The money spellings live in gwcommon.money; these names are what gwctl's modules call.
+format_usd = money.decimal
+format_money = money.budget
+format_dollars = money.dollars
+format_cents = money.cents
 
 
 def format_budget(budget: common_pb2.Budget) -> str:
@@ -99,21 +81,6 @@ def format_budget(budget: common_pb2.Budget) -> str:
 
 def format_budgets(limits: common_pb2.Limits) -> str:
     return ", ".join(format_budget(b) for b in limits.budgets) or "-"
-
-
-def format_dollars(micros: int) -> str:
-    """Always cents, more digits only when needed: ``"$50.00"``, ``"$1,000.50"``, ``"$0.125"``."""
-    sign = "-" if micros < 0 else ""
-    dollars, frac = divmod(abs(micros), MICROS_PER_USD)
-    digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
-    return f"{sign}${dollars:,}.{digits}"
-
-
-def format_cents(micros: int) -> str:
-    """Rounded half-up to cents (spend): ``12_345_678`` → ``"$12.35"``."""
-    sign = "-" if micros < 0 else ""
-    cents = (abs(micros) + 5_000) // 10_000
-    return f"{sign}${cents // 100:,}.{cents % 100:02d}"
 
 
 def format_percent(spent_micros: int, amount_micros: int) -> str:
@@ -198,6 +165,10 @@ def message_dict(message: Message) -> JSON:
         always_print_fields_with_no_presence=True,
         unquote_int64_if_possible=True,
     )
+    # The vocabulary's typed fields repeat the text ones (gwapi.vocab) this output has always
+    # had: shown once, in the words the CLI takes.
+    for name in TEXT_FIELDS:
+        doc.pop(name, None)
     return _in_proto_order(message.DESCRIPTOR, doc)
 
 

@@ -13,12 +13,14 @@ import argparse
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from gwapi.v1 import common_pb2
+from gwcommon import durations, money
+from gwcommon.durations import DURATION_HELP as DURATION_HELP
+from gwcommon.durations import MAX_DURATION_S as MAX_DURATION_S
+from gwcommon.money import AMOUNT_RE as _AMOUNT
 
-MICROS_PER_USD = 1_000_000
-_INT64_MAX = 2**63 - 1
 _INT32_MAX = 2**31 - 1
 
 PERIODS: dict[str, common_pb2.Period.ValueType] = {
@@ -31,45 +33,17 @@ PERIOD_NAMES: dict[common_pb2.Period.ValueType, str] = {v: k for k, v in PERIODS
 # The words the control plane's budget grammar also accepts.
 _PERIOD_ALIASES = {"daily": "day", "weekly": "week", "monthly": "month", "total": "lifetime"}
 
-# Plain digits, or digits grouped by commas in threes ("1,000,000"); optional decimals.
-_AMOUNT = re.compile(r"^(?:\d+|\d{1,3}(?:,\d{3})+)(?:\.\d+)?$|^\.\d+$", re.ASCII)
-_DURATION_PART = re.compile(r"(\d+)([smhdw])", re.ASCII)
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 BUDGET_HELP = "AMOUNT[/day|/week|/month|/lifetime], e.g. 50/day, '$1,000.50/month', 100 (lifetime)"
-DURATION_HELP = "a duration such as 30d, 12h, 90m, 45s or 1h30m"
-# 100 years: the control plane's longest key TTL, and far inside the int64 milliseconds that
-# durations become (a bigger number would fail inside protobuf with a traceback).
-MAX_DURATION_S = 100 * 365 * 86400
 
 
-def _shown(text: str, limit: int = 60) -> str:
-    """The operator's value for a message, cut short: ``'9999…' (5001 characters)``."""
-    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
-
-
-def _micros(text: str) -> int:
-    """Dollars → micro-dollars, exactly; ValueError(reason) when ``text`` is not such an amount."""
-    cleaned = text.strip().removeprefix("$").strip()
-    if not _AMOUNT.match(cleaned):
-        raise ValueError("expected dollars such as 50, 12.5 or $1,000.50")
-    try:
-        amount = Decimal(cleaned.replace(",", ""))
-    except InvalidOperation:  # pragma: no cover - the regex already ruled this out
-        raise ValueError("expected dollars such as 50, 12.5 or $1,000.50") from None
-    micros = amount * MICROS_PER_USD
-    if micros != micros.to_integral_value():
-        raise ValueError("at most 6 decimal places (one micro-dollar)")
-    value = int(micros)
-    if value > _INT64_MAX:
-        raise ValueError("too large")
-    return value
+_shown = durations.shown
 
 
 def usd_to_micros(text: str) -> int:
     """``"$1,000.50"`` → ``1_000_500_000``. Exact; refuses sub-micro-dollar precision."""
     try:
-        return _micros(text)
+        return money.parse_usd(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"invalid amount {text.strip()!r}: {exc}") from None
 
@@ -89,7 +63,7 @@ def parse_budget(text: str) -> common_pb2.Budget:
             f"(expected day, week, month or lifetime)"
         )
     try:
-        micros = _micros(amount_text)
+        micros = money.parse_usd(amount_text)
     except ValueError as exc:
         reason = str(exc) if _AMOUNT.match(amount_text.strip().removeprefix("$").strip()) else ""
         raise argparse.ArgumentTypeError(
@@ -103,30 +77,11 @@ def parse_budget(text: str) -> common_pb2.Budget:
 
 
 def parse_duration(text: str) -> int:
-    """``"30d"`` → 2_592_000 seconds; units s, m, h, d, w, combinable (``"1h30m"``); > 0."""
-    raw = text.strip().lower()
-    pos = 0
-    total = 0
-    for match in _DURATION_PART.finditer(raw):
-        if match.start() != pos:
-            break
-        digits = match.group(1).lstrip("0") or "0"
-        if len(digits) > 12:  # already centuries; int() refuses beyond 4300 digits anyway
-            total = MAX_DURATION_S + 1
-        else:
-            total += int(digits) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    if not raw or pos != len(raw):
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {_shown(text)}: expected {DURATION_HELP}"
-        )
-    if total > MAX_DURATION_S:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {_shown(text)}: at most {MAX_DURATION_S // (365 * 86400)} years"
-        )
-    if total <= 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be longer than 0s")
-    return total
+    """``"30d"`` → 2_592_000 seconds (the grammar of :mod:`gwcommon.durations`)."""
+    try:
+        return durations.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 MOMENT_HELP = (

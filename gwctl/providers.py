@@ -24,16 +24,17 @@ import argparse
 import json
 import re
 
+from gwapi import vocab
 from gwapi.v1 import common_pb2, discovery_pb2
 from gwclient.client import GatewayClient
 from gwclient.errors import ClientError
 from gwctl import output as out
 from gwctl import parse, secrets
-from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
+from gwctl.cli import CommandError, Subparsers, UsageError, confirm, group, is_json, leaf
 
-KINDS = ("anthropic", "simulator", "bedrock", "vertex")
-AUTH_MODES = ("key", "passthrough")
-INFERENCE_PROFILES = ("us", "eu", "apac", "jp", "global", "none")
+KINDS = vocab.choices(vocab.KIND)
+AUTH_MODES = vocab.choices(vocab.AUTH)
+INFERENCE_PROFILES = vocab.choices(vocab.INFERENCE_PROFILE)
 _HTTP_KINDS = ("anthropic", "bedrock", "vertex")
 
 # argparse dest -> (flag, option name, kinds it applies to)
@@ -259,16 +260,6 @@ async def create(client: GatewayClient, args: argparse.Namespace) -> int:
     empty = sorted(k for k, v in options.items() if not v)
     if empty:
         raise UsageError(f"--option {empty[0]}= has no value")
-    if args.kind == "bedrock":
-        pair = (bool(options.get("access_key_env")), bool(options.get("secret_key_env")))
-        if any(pair) and not all(pair):
-            raise UsageError("--access-key-env and --secret-key-env go together")
-        if options.get("session_token_env") and not all(pair):
-            raise UsageError("--session-token-env needs --access-key-env and --secret-key-env")
-    if options.get("auth") == "passthrough" and args.api_key_env:
-        raise UsageError(
-            "--auth passthrough sends the client's own Claude login upstream: drop --api-key-env"
-        )
     provider = common_pb2.Provider(
         name=args.name,
         kind=args.kind,
@@ -276,7 +267,13 @@ async def create(client: GatewayClient, args: argparse.Namespace) -> int:
         api_key_env=args.api_key_env or "",
         options=options,
     )
+    # Every rule is the control plane's (CreateProvider refuses with its reason). With a key to
+    # read from stdin it is asked first (Admin.Validate), so a refusal does not cost the
+    # operator a secret pasted for nothing.
     if args.api_key_stdin:
+        (checked,) = await client.validate([provider])
+        if checked.error:
+            raise CommandError(checked.error)
         emit(await client.create_provider(provider, api_key=secrets.read_api_key()), args)
     else:
         emit(await client.create_provider(provider), args)

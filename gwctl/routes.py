@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 
+from gwapi import vocab
 from gwapi.v1 import common_pb2
 from gwclient.client import GatewayClient
 from gwcommon import breaker_defaults
@@ -24,7 +25,7 @@ from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
 
-MODES = ("fallback", "loadbalance")
+MODES = vocab.choices(vocab.MODE)
 DEFAULT_RETRY_ON = "429,500,502,503,504,529"
 
 # argparse dest -> (flag, Route field) of the plain scalar settings

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from gwapi import vocab
 from gwapi.v1 import common_pb2
 from gwclient.client import GatewayClient
 from gwclient.errors import ClientError
@@ -75,7 +76,7 @@ def _add_settings(p: argparse.ArgumentParser, *, update: bool) -> None:
     )
     p.add_argument(
         "--redis-failure",
-        choices=["closed", "open"],
+        choices=vocab.choices(vocab.REDIS_FAILURE),
         help="when data planes cannot reach Redis: closed refuses budgeted requests (default), "
         "open serves them without shared limits",
     )
@@ -99,7 +100,7 @@ def _add_settings(p: argparse.ArgumentParser, *, update: bool) -> None:
     )
     p.add_argument(
         "--log-bodies",
-        choices=["none", "metadata", "full"],
+        choices=vocab.choices(vocab.LOG_BODIES),
         help="request logging: none (default), metadata (redacted headers, sizes) or full "
         "(also request and response bodies)",
     )

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from rich.text import Text
 
 from gwapi.v1 import common_pb2
+from gwcommon import money
 from gwcommon.terminal import escape_controls
 
 PERIODS = {
@@ -35,15 +36,7 @@ def now_ms() -> int:
 
 def usd(micros: int) -> str:
     """``$12.34``; sub-cent amounts keep four decimals (``$0.0012``)."""
-    if micros == 0:
-        return "$0"
-    sign = "-" if micros < 0 else ""
-    value = abs(micros) / 1_000_000
-    if abs(micros) < 10_000:
-        return f"{sign}${value:.4f}"
-    if value >= 1000:
-        return f"{sign}${value:,.0f}"
-    return f"{sign}${value:.2f}"
+    return money.glance(micros)
 
 
 def tokens(n: int) -> str:

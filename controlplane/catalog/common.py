@@ -1,15 +1,22 @@
-"""Helpers shared by the catalog modules: the clock, update masks, dependant lists."""
+"""Helpers shared by the catalog modules: the clock, update masks, dependant lists, the audit
+row of a named object's change and the master-key rotation of an encrypted column."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
+from sqlalchemy import update as sql_update
+from sqlmodel import Session, col, select
 
-from controlplane.domain.errors import InvalidArgument, shown
+from controlplane import audit_log
+from controlplane.domain.errors import FailedPrecondition, InvalidArgument, shown
 from controlplane.domain.limits import LIMIT_FIELDS, Limits, apply_limits_mask
+from controlplane.secrets import MasterKey
+from gwapi.vocab import TEXT_FIELDS
 
 LIMITS_PATHS = ("limits", *(f"limits.{f}" for f in LIMIT_FIELDS))
 MEMBER_LIMITS_PATHS = ("member_limits", *(f"member_limits.{f}" for f in LIMIT_FIELDS))
@@ -26,9 +33,10 @@ def resolve_mask(mask: FieldMask, msg: Message, allowed: Sequence[str], what: st
     scalars, present sub-messages), as in Google's AIP-134. Unknown paths are an
     :class:`InvalidArgument` naming the allowed ones.
     """
-    paths = list(dict.fromkeys(mask.paths))
+    # A typed field (route_mode, a provider's settings…) stands for the text field it replaces.
+    paths = list(dict.fromkeys(TEXT_FIELDS.get(p, p) for p in mask.paths))
     if not paths:
-        set_fields = {fd.name for fd, _ in msg.ListFields()}
+        set_fields = {TEXT_FIELDS.get(fd.name, fd.name) for fd, _ in msg.ListFields()}
         paths = [p for p in allowed if "." not in p and p in set_fields]
         if not paths:
             raise InvalidArgument(
@@ -75,3 +83,61 @@ def describe(items: Sequence[str], limit: int = 5) -> str:
     """``["a", "b", …]`` → ``"a, b and 3 more"`` for error messages."""
     shown = ", ".join(items[:limit])
     return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
+
+
+def audit_change(s: Session, now: int, action: str, kind: str, before: Any, after: Any) -> None:
+    """One audit row for a change of a global object found by its name (a provider, route or
+    telemetry destination), filed under the name ``after`` carries (``before``'s for a delete)."""
+    name = (after if after is not None else before).name
+    audit_log.record(
+        s, now, action=action, resource_kind=kind, resource=name, before=before, after=after
+    )
+
+
+def reencrypt_column(
+    s: Session,
+    master: MasterKey,
+    now: int,
+    column: Any,
+    *,
+    bound: Callable[[str], str],
+    shown: Callable[[Any], Message],
+    action: str,
+    kind: str,
+) -> list[str]:
+    """Master-key rotation of one encrypted column (``ProviderRow.secret_ciphertext``…): every
+    value still under one of ``master``'s previous keys is re-encrypted under its current one
+    (``bound(name)`` is the associated data it was sealed with); returns the rewritten rows'
+    names.
+
+    One audit row each (``action``; what ``shown`` shows does not change, since the secret
+    did not). Values under an unknown key, or damaged, are left alone (the snapshot leaves them
+    out and says why). Each row is rewritten only if it still holds the value that was read
+    (compare-and-set), so a secret another replica rotated meanwhile is never overwritten with
+    the old one; running it again finds nothing to do.
+    """
+    done: list[str] = []
+    if not master.previous_ids:
+        return done
+    model, attr = column.class_, column.key
+    rows = s.exec(select(model).where(column != "").order_by(col(model.name))).all()
+    for row in rows:
+        old = getattr(row, attr)
+        if not master.is_previous(old):
+            continue
+        try:
+            new = master.reencrypt(bound(row.name), old)
+        except FailedPrecondition:
+            continue  # damaged: left as is
+        changed: Any = s.exec(
+            sql_update(model)
+            .where(col(model.name) == row.name, column == old)
+            .values({attr: new})
+            .execution_options(synchronize_session=False)
+        )
+        if changed.rowcount != 1:
+            continue
+        message = shown(row)
+        audit_change(s, now, action, kind, message, message)
+        done.append(row.name)
+    return done

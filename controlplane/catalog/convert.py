@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Protocol
+from dataclasses import fields as dataclass_fields
+from typing import Any, Protocol
 
 from controlplane.domain.budgets import Budget, Period
 from controlplane.domain.errors import InvalidArgument
 from controlplane.domain.limits import Limits, limits_from_json
-from controlplane.domain.routing import Target
+from controlplane.domain.routing import RoutePolicy, Target
 from controlplane.domain.workspaces import (
     DEFAULT_ALERT_FORMAT,
     DEFAULT_LOG_BODY_MAX_BYTES,
@@ -25,6 +26,21 @@ from controlplane.store.models.config import (
 from controlplane.store.models.signin import DeveloperRow
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import discovery_pb2 as dpb
+from gwapi.vocab import (
+    KIND,
+    LOG_BODIES,
+    MODE,
+    REDIS_FAILURE,
+    OptionError,
+    choices,
+    fill_provider,
+    fill_route,
+    fill_workspace,
+    options_to_settings,
+    provider_options,
+    settings_to_options,
+    spell,
+)
 
 _PERIODS = frozenset(int(p) for p in Period)
 
@@ -63,19 +79,69 @@ def limits_to_pb(limits: Limits) -> pb.Limits:
     )
 
 
+# -- the vocabulary at the API edge: typed fields first, the deprecated text ones as a fallback --
+
+
+def spelling(enum: Any, number: int, text: str, what: str) -> str:
+    """The word a request gives for ``what``: the enum value's spelling, else ``text``.
+
+    Both may be given (a response sent back) but must agree; an enum number this control plane
+    does not know is refused, naming the known words.
+    """
+    word = spell(enum, number)
+    if number and not word:
+        raise InvalidArgument(f"unknown {what} {number}: use one of {', '.join(choices(enum))}")
+    if word and text and text != word:
+        raise InvalidArgument(f"{what} is given twice and the two disagree ({word!r}, {text!r})")
+    return word or text
+
+
+def provider_from_pb(msg: pb.Provider) -> tuple[str, dict[str, str]]:
+    """The kind and options a request gives: ``provider_kind`` and the typed settings, else the
+    deprecated text fields. Given in both forms, they must agree."""
+    kind = spelling(KIND, msg.provider_kind, msg.kind, "provider kind")
+    member = msg.WhichOneof("settings")
+    if member is not None and kind and member != kind:
+        raise InvalidArgument(f"{member} settings given for {kind!r} provider: give its kind's")
+    kind = kind or member or ""
+    options = provider_options(msg)
+    if member is not None and msg.options:
+        try:
+            typed = options_to_settings(kind, dict(msg.options))
+        except OptionError:
+            typed = None
+        text_form = settings_to_options(typed) if typed is not None else {}
+        if text_form != options:
+            raise InvalidArgument(
+                "options are given twice (typed settings and the options map) and the two "
+                "disagree: give one form"
+            )
+    return kind, options
+
+
+def route_mode_from_pb(msg: pb.Route) -> str:
+    return spelling(MODE, msg.route_mode, msg.mode, "route mode")
+
+
+def redis_failure_from_pb(msg: pb.Workspace) -> str:
+    return spelling(REDIS_FAILURE, msg.redis_failure_policy, msg.redis_failure, "redis_failure")
+
+
+def log_bodies_from_pb(msg: pb.Workspace) -> str:
+    return spelling(LOG_BODIES, msg.log_bodies_policy, msg.log_bodies, "log_bodies")
+
+
 def workspace_to_pb(row: WorkspaceRow) -> pb.Workspace:
-    return pb.Workspace(
+    msg = pb.Workspace(
         name=row.name,
         description=row.description,
         limits=limits_to_pb(limits_from_json(row.limits_json)),
         timezone=row.timezone,
         created_at_ms=row.created_at_ms,
         updated_at_ms=row.updated_at_ms,
-        redis_failure=row.redis_failure or DEFAULT_REDIS_FAILURE,
         alert_webhook=row.alert_webhook,
         alert_format=row.alert_format or DEFAULT_ALERT_FORMAT,
         min_client_version=row.min_client_version or "",
-        log_bodies=row.log_bodies or "none",
         log_body_max_bytes=row.log_body_max_bytes or DEFAULT_LOG_BODY_MAX_BYTES,
         log_retention_days=row.log_retention_days or DEFAULT_LOG_RETENTION_DAYS,
         allowed_providers=json.loads(row.allowed_providers_json or "[]"),
@@ -90,6 +156,7 @@ def workspace_to_pb(row: WorkspaceRow) -> pb.Workspace:
         managed_settings_checksum=row.managed_settings_checksum,
         managed_settings_updated_at_ms=row.managed_settings_updated_at_ms,
     )
+    return fill_workspace(msg, row.redis_failure or DEFAULT_REDIS_FAILURE, row.log_bodies or "none")
 
 
 def workspace_to_snapshot_pb(row: WorkspaceRow) -> pb.Workspace:
@@ -157,17 +224,24 @@ def developer_to_snapshot_pb(
     )
 
 
+def _key_fields(row: VirtualKeyRow) -> dict[str, Any]:
+    """What the Admin API's and the snapshot's key have in common."""
+    return {
+        "id": row.id,
+        "workspace": row.workspace,
+        "name": row.name,
+        "limits": limits_to_pb(limits_from_json(row.limits_json)),
+        "provider": row.provider,
+        "route": row.route,
+        "models": json.loads(row.models_json or "[]"),
+        "expires_at_ms": row.expires_at_ms,
+    }
+
+
 def key_to_pb(row: VirtualKeyRow) -> pb.VirtualKey:
     return pb.VirtualKey(
-        id=row.id,
-        workspace=row.workspace,
-        name=row.name,
+        **_key_fields(row),
         prefix=row.prefix,
-        limits=limits_to_pb(limits_from_json(row.limits_json)),
-        provider=row.provider,
-        route=row.route,
-        models=json.loads(row.models_json or "[]"),
-        expires_at_ms=row.expires_at_ms,
         revoked_at_ms=row.revoked_at_ms,
         created_at_ms=row.created_at_ms,
         updated_at_ms=row.updated_at_ms,
@@ -176,32 +250,22 @@ def key_to_pb(row: VirtualKeyRow) -> pb.VirtualKey:
 
 def key_to_snapshot_pb(row: VirtualKeyRow) -> dpb.SnapshotKey:
     return dpb.SnapshotKey(
-        id=row.id,
-        secret_sha256=row.secret_sha256,
-        name=row.name,
-        workspace=row.workspace,
-        limits=limits_to_pb(limits_from_json(row.limits_json)),
-        provider=row.provider,
-        route=row.route,
-        models=json.loads(row.models_json or "[]"),
-        expires_at_ms=row.expires_at_ms,
-        revoked=row.revoked_at_ms > 0,
+        **_key_fields(row), secret_sha256=row.secret_sha256, revoked=row.revoked_at_ms > 0
     )
 
 
 def provider_to_pb(row: ProviderRow) -> pb.Provider:
-    return pb.Provider(
+    msg = pb.Provider(
         name=row.name,
-        kind=row.kind,
         base_url=row.base_url,
         api_key_env=row.api_key_env,
-        options=json.loads(row.options_json or "{}"),
         created_at_ms=row.created_at_ms,
         updated_at_ms=row.updated_at_ms,
         # Never the secret itself: only whether one is stored and when it was last set.
         has_secret=bool(row.secret_ciphertext),
         secret_rotated_at_ms=row.secret_rotated_at_ms,
     )
+    return fill_provider(msg, row.kind, json.loads(row.options_json or "{}"))
 
 
 def targets_from_pb(targets: list[pb.RouteTarget]) -> tuple[Target, ...]:
@@ -224,26 +288,36 @@ def targets_from_json(text: str) -> tuple[Target, ...]:
     )
 
 
-def route_to_pb(row: RouteRow) -> pb.Route:
-    return pb.Route(
-        name=row.name,
+# A route policy's fields that are the same number or flag in the row, the domain value and the
+# message (mode, targets and retry_on each have their own form).
+POLICY_SCALARS = tuple(
+    f.name for f in dataclass_fields(RoutePolicy) if f.name not in ("mode", "targets", "retry_on")
+)
+
+
+def route_policy_from_row(row: RouteRow) -> RoutePolicy:
+    return RoutePolicy(
         mode=row.mode,
+        targets=targets_from_json(row.targets_json),
+        retry_on=tuple(sorted(json.loads(row.retry_on_json or "[]"))),
+        **{name: getattr(row, name) for name in POLICY_SCALARS},
+    )
+
+
+def route_to_pb(row: RouteRow) -> pb.Route:
+    policy = route_policy_from_row(row)
+    msg = pb.Route(
+        name=row.name,
         targets=[
             pb.RouteTarget(provider=t.provider, weight=t.weight, model=t.model)
-            for t in targets_from_json(row.targets_json)
+            for t in policy.targets
         ],
-        retries=row.retries,
-        retry_on=sorted(json.loads(row.retry_on_json or "[]")),
-        timeout_connect_ms=row.timeout_connect_ms,
-        timeout_first_byte_ms=row.timeout_first_byte_ms,
-        timeout_idle_ms=row.timeout_idle_ms,
-        cache_ttl_s=row.cache_ttl_s,
+        retry_on=policy.retry_on,
         created_at_ms=row.created_at_ms,
         updated_at_ms=row.updated_at_ms,
-        cache_sampled=row.cache_sampled,
-        breaker_failures=row.breaker_failures,
-        breaker_cooldown_s=row.breaker_cooldown_s,
+        **{name: getattr(policy, name) for name in POLICY_SCALARS},
     )
+    return fill_route(msg, policy.mode)
 
 
 def price_to_pb(row: PriceRow) -> pb.Price:

@@ -20,14 +20,12 @@ import json
 from typing import Any
 
 from google.protobuf.field_mask_pb2 import FieldMask
-from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from controlplane import audit_log
 from controlplane.catalog import allowlists, keys, members
-from controlplane.catalog.common import describe, resolve_mask
-from controlplane.catalog.convert import provider_to_pb, targets_from_json
+from controlplane.catalog.common import audit_change, describe, reencrypt_column, resolve_mask
+from controlplane.catalog.convert import provider_from_pb, provider_to_pb, targets_from_json
 from controlplane.domain import providers as rules
 from controlplane.domain.errors import (
     AlreadyExists,
@@ -58,8 +56,9 @@ def create(
 ) -> pb.Provider:
     """Create a provider; a non-empty ``api_key`` is stored encrypted under ``master``."""
     name = validate_slug(msg.name, "provider name")
-    kind = rules.validate_kind(msg.kind)
-    settings = rules.validate_provider(kind, msg.base_url, msg.api_key_env, dict(msg.options))
+    kind, given = provider_from_pb(msg)
+    kind = rules.validate_kind(kind)
+    settings = rules.validate_provider(kind, msg.base_url, msg.api_key_env, given)
     ciphertext = ""
     if api_key:
         secret = validate_secret(kind, name, api_key, settings.options)
@@ -111,7 +110,9 @@ def update(
     secret changes without ``api_key`` or ``keep_secret``."""
     row = get_row(s, msg.name)
     before = provider_to_pb(row)
-    if "kind" in mask.paths:
+    _, given = provider_from_pb(msg)
+    member = msg.WhichOneof("settings")
+    if "kind" in mask.paths or "provider_kind" in mask.paths or member not in (None, row.kind):
         raise InvalidArgument("a provider's kind cannot change; create a new provider instead")
     option_paths = [p for p in dict.fromkeys(mask.paths) if p.startswith("options.")]
     other = [p for p in mask.paths if not p.startswith("options.")]
@@ -121,12 +122,12 @@ def update(
         else []
     )
     current: dict[str, str] = json.loads(row.options_json or "{}")
-    options = dict(msg.options) if "options" in paths else dict(current)
+    options = dict(given) if "options" in paths else dict(current)
     if "options" not in paths:
         for path in option_paths:
             key = path.removeprefix("options.")
-            if key in msg.options:
-                options[key] = msg.options[key]
+            if key in given:
+                options[key] = given[key]
             elif key in current or key in rules.known_options(row.kind):
                 options.pop(key, None)
             else:
@@ -209,34 +210,16 @@ def reencrypt_secrets(s: Session, master: MasterKey, now: int) -> list[str]:
     replica rotated meanwhile is never overwritten with the old one. Running it again finds
     nothing to do.
     """
-    done: list[str] = []
-    if not master.previous_ids:
-        return done
-    rows = s.exec(
-        select(ProviderRow)
-        .where(ProviderRow.secret_ciphertext != "")
-        .order_by(col(ProviderRow.name))
-    ).all()
-    for row in rows:
-        old = row.secret_ciphertext
-        if not master.is_previous(old):
-            continue
-        try:
-            new = master.reencrypt(row.name, old)
-        except FailedPrecondition:
-            continue  # damaged: left as is; the snapshot leaves it out and says why
-        changed: Any = s.exec(
-            sql_update(ProviderRow)
-            .where(col(ProviderRow.name) == row.name, col(ProviderRow.secret_ciphertext) == old)
-            .values(secret_ciphertext=new)
-            .execution_options(synchronize_session=False)
-        )
-        if changed.rowcount != 1:
-            continue
-        shown_row = provider_to_pb(row)
-        _audit(s, now, "provider.reencrypt_secret", shown_row, shown_row)
-        done.append(row.name)
-    return done
+    return reencrypt_column(
+        s,
+        master,
+        now,
+        ProviderRow.secret_ciphertext,
+        bound=lambda name: name,
+        shown=provider_to_pb,
+        action="provider.reencrypt_secret",
+        kind="provider",
+    )
 
 
 def routes_using(s: Session, provider: str) -> list[str]:
@@ -258,36 +241,50 @@ def sso_default_target(s: Session) -> tuple[str, str] | None:
     return ("route", row.default_route) if row.default_route else None
 
 
+def users_of(s: Session, kind: str, name: str) -> list[str]:
+    """What still uses the provider or route (``kind``) ``name``: active keys targeting it, the
+    routes listing a provider, workspaces allowing it or sending their members to it, and
+    sign-in's default target."""
+    by = {kind: name}
+    users = [f"key {k}" for k in keys.active_users(s, **by)]
+    if kind == "provider":
+        users += [f"route {r!r}" for r in routes_using(s, name)]
+    users += [f"workspace {w!r} (allowed_{kind}s)" for w in allowlists.workspaces_allowing(s, **by)]
+    users += [f"workspace {w!r} (member_{kind})" for w in members.workspaces_targeting(s, **by)]
+    if sso_default_target(s) == (kind, name):
+        users.append(f"sign-in (the SSO default_{kind})")
+    return users
+
+
+def delete_unused(s: Session, now: int, kind: str, row: Any, shown: Any, advice: str) -> None:
+    """Delete the provider or route ``row`` unless something uses it (:func:`users_of`):
+    then :class:`FailedPrecondition` naming the users, and ``advice``."""
+    users = users_of(s, kind, row.name)
+    if users:
+        raise FailedPrecondition(
+            f"{kind} {row.name!r} is still used by {describe(users)}; {advice}"
+        )
+    before = shown(row)
+    s.delete(row)
+    s.flush()
+    audit_change(s, now, f"{kind}.delete", kind, before, None)
+
+
 def delete_provider(s: Session, name: str, now: int) -> None:
     """Refused while active keys target it directly, any route lists it, or any workspace's
     ``allowed_providers`` names it."""
-    row = get_row(s, name)
-    users = [f"key {k}" for k in keys.active_users(s, provider=name)]
-    users += [f"route {r!r}" for r in routes_using(s, name)]
-    users += [
-        f"workspace {w!r} (allowed_providers)"
-        for w in allowlists.workspaces_allowing(s, provider=name)
-    ]
-    users += [
-        f"workspace {w!r} (member_provider)" for w in members.workspaces_targeting(s, provider=name)
-    ]
-    if sso_default_target(s) == ("provider", name):
-        users.append("sign-in (the SSO default_provider)")
-    if users:
-        raise FailedPrecondition(
-            f"provider {name!r} is still used by {describe(users)}; point them elsewhere or "
-            "delete them, and take the provider out of those workspaces' allowed_providers, first"
-        )
-    before = provider_to_pb(row)
-    s.delete(row)
-    s.flush()
-    _audit(s, now, "provider.delete", before, None)
+    delete_unused(
+        s,
+        now,
+        "provider",
+        get_row(s, name),
+        provider_to_pb,
+        "point them elsewhere or delete them, and take the provider out of those workspaces' "
+        "allowed_providers, first",
+    )
 
 
 def _audit(
     s: Session, now: int, action: str, before: pb.Provider | None, after: pb.Provider | None
 ) -> None:
-    name = (after if after is not None else before or pb.Provider()).name
-    audit_log.record(
-        s, now, action=action, resource_kind="provider", resource=name, before=before, after=after
-    )
+    audit_change(s, now, action, "provider", before, after)

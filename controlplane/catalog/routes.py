@@ -9,16 +9,17 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from controlplane import audit_log
-from controlplane.catalog import allowlists, keys, members, providers
-from controlplane.catalog.common import describe, resolve_mask
+from controlplane.catalog import providers
+from controlplane.catalog.common import audit_change, describe, resolve_mask
 from controlplane.catalog.convert import (
+    POLICY_SCALARS,
+    route_mode_from_pb,
+    route_policy_from_row,
     route_to_pb,
-    targets_from_json,
     targets_from_pb,
     targets_to_json,
 )
-from controlplane.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from controlplane.domain.errors import AlreadyExists, NotFound
 from controlplane.domain.names import validate_slug
 from controlplane.domain.routing import RoutePolicy, validate_policy
 from controlplane.store.models.config import ProviderRow, RouteRow
@@ -37,33 +38,10 @@ def get_row(s: Session, name: str) -> RouteRow:
 
 def _policy_from_pb(msg: pb.Route) -> RoutePolicy:
     return RoutePolicy(
-        mode=msg.mode or "fallback",
+        mode=route_mode_from_pb(msg) or "fallback",
         targets=targets_from_pb(list(msg.targets)),
-        retries=msg.retries,
         retry_on=tuple(msg.retry_on),
-        timeout_connect_ms=msg.timeout_connect_ms,
-        timeout_first_byte_ms=msg.timeout_first_byte_ms,
-        timeout_idle_ms=msg.timeout_idle_ms,
-        cache_ttl_s=msg.cache_ttl_s,
-        cache_sampled=msg.cache_sampled,
-        breaker_failures=msg.breaker_failures,
-        breaker_cooldown_s=msg.breaker_cooldown_s,
-    )
-
-
-def _policy_from_row(row: RouteRow) -> RoutePolicy:
-    return RoutePolicy(
-        mode=row.mode,
-        targets=targets_from_json(row.targets_json),
-        retries=row.retries,
-        retry_on=tuple(json.loads(row.retry_on_json or "[]")),
-        timeout_connect_ms=row.timeout_connect_ms,
-        timeout_first_byte_ms=row.timeout_first_byte_ms,
-        timeout_idle_ms=row.timeout_idle_ms,
-        cache_ttl_s=row.cache_ttl_s,
-        cache_sampled=row.cache_sampled,
-        breaker_failures=row.breaker_failures,
-        breaker_cooldown_s=row.breaker_cooldown_s,
+        **{name: getattr(msg, name) for name in POLICY_SCALARS},
     )
 
 
@@ -116,7 +94,7 @@ def update(s: Session, msg: pb.Route, mask: FieldMask, now: int) -> pb.Route:
     before = route_to_pb(row)
     paths = resolve_mask(mask, msg, UPDATE_PATHS, "a route")
     incoming = _policy_from_pb(msg)
-    policy = replace(_policy_from_row(row), **{p: getattr(incoming, p) for p in paths})
+    policy = replace(route_policy_from_row(row), **{p: getattr(incoming, p) for p in paths})
     _store_policy(s, row, policy)
     row.updated_at_ms = now
     s.add(row)
@@ -128,31 +106,18 @@ def update(s: Session, msg: pb.Route, mask: FieldMask, now: int) -> pb.Route:
 
 def delete_route(s: Session, name: str, now: int) -> None:
     """Refused while active keys target it or any workspace's ``allowed_routes`` names it."""
-    row = get_row(s, name)
-    users = [f"key {k}" for k in keys.active_users(s, route=name)]
-    users += [
-        f"workspace {w!r} (allowed_routes)" for w in allowlists.workspaces_allowing(s, route=name)
-    ]
-    users += [
-        f"workspace {w!r} (member_route)" for w in members.workspaces_targeting(s, route=name)
-    ]
-    if providers.sso_default_target(s) == ("route", name):
-        users.append("sign-in (the SSO default_route)")
-    if users:
-        raise FailedPrecondition(
-            f"route {name!r} is still used by {describe(users)}; point the keys elsewhere or "
-            "revoke them, and take the route out of those workspaces' allowed_routes, first"
-        )
-    before = route_to_pb(row)
-    s.delete(row)
-    s.flush()
-    _audit(s, now, "route.delete", before, None)
+    providers.delete_unused(
+        s,
+        now,
+        "route",
+        get_row(s, name),
+        route_to_pb,
+        "point the keys elsewhere or revoke them, and take the route out of those workspaces' "
+        "allowed_routes, first",
+    )
 
 
 def _audit(
     s: Session, now: int, action: str, before: pb.Route | None, after: pb.Route | None
 ) -> None:
-    name = (after if after is not None else before or pb.Route()).name
-    audit_log.record(
-        s, now, action=action, resource_kind="route", resource=name, before=before, after=after
-    )
+    audit_change(s, now, action, "route", before, after)

@@ -10,13 +10,11 @@ telemetry_destinations`. Changes are audited (``telemetry_destination.add`` / ``
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from controlplane import audit_log
+from controlplane.catalog.common import audit_change, reencrypt_column
 from controlplane.domain import telemetry_destinations as rules
 from controlplane.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from controlplane.domain.names import validate_slug
@@ -139,37 +137,16 @@ def reencrypt_secrets(s: Session, master: MasterKey, now: int) -> list[str]:
     """Master-key rotation: move header values under a previous key to the current one, as
     :func:`controlplane.catalog.providers.reencrypt_secrets` does for provider secrets (one
     audit row each, compare-and-set per row, idempotent)."""
-    done: list[str] = []
-    if not master.previous_ids:
-        return done
-    rows = s.exec(
-        select(TelemetryDestinationRow)
-        .where(TelemetryDestinationRow.headers_ciphertext != "")
-        .order_by(col(TelemetryDestinationRow.name))
-    ).all()
-    for row in rows:
-        old = row.headers_ciphertext
-        if not master.is_previous(old):
-            continue
-        try:
-            new = master.reencrypt(_bound(row.name), old)
-        except FailedPrecondition:
-            continue
-        changed: Any = s.exec(
-            sql_update(TelemetryDestinationRow)
-            .where(
-                col(TelemetryDestinationRow.name) == row.name,
-                col(TelemetryDestinationRow.headers_ciphertext) == old,
-            )
-            .values(headers_ciphertext=new)
-            .execution_options(synchronize_session=False)
-        )
-        if changed.rowcount != 1:
-            continue
-        shown_row = to_pb(row)
-        _audit(s, now, "telemetry_destination.reencrypt_secret", shown_row, shown_row)
-        done.append(row.name)
-    return done
+    return reencrypt_column(
+        s,
+        master,
+        now,
+        TelemetryDestinationRow.headers_ciphertext,
+        bound=_bound,
+        shown=to_pb,
+        action="telemetry_destination.reencrypt_secret",
+        kind=RESOURCE_KIND,
+    )
 
 
 def _audit(
@@ -179,13 +156,4 @@ def _audit(
     before: apb.TelemetryDestination | None,
     after: apb.TelemetryDestination | None,
 ) -> None:
-    name = (after if after is not None else before or apb.TelemetryDestination()).name
-    audit_log.record(
-        s,
-        now,
-        action=action,
-        resource_kind=RESOURCE_KIND,
-        resource=name,
-        before=before,
-        after=after,
-    )
+    audit_change(s, now, action, RESOURCE_KIND, before, after)

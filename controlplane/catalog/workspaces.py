@@ -23,7 +23,13 @@ from sqlmodel import Session, col, delete, select
 from controlplane import audit_log
 from controlplane.catalog import allowlists, members
 from controlplane.catalog.common import LIMITS_PATHS, describe, masked_limits, resolve_mask
-from controlplane.catalog.convert import key_to_pb, limits_from_pb, workspace_to_pb
+from controlplane.catalog.convert import (
+    key_to_pb,
+    limits_from_pb,
+    log_bodies_from_pb,
+    redis_failure_from_pb,
+    workspace_to_pb,
+)
 from controlplane.domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from controlplane.domain.limits import limits_from_json, limits_to_json, validate_limits
 from controlplane.domain.names import validate_label, validate_slug, validate_timezone
@@ -74,13 +80,13 @@ def create(
         description=validate_label(msg.description, "description", max_len=1000),
         limits_json=limits_to_json(validate_limits(limits_from_pb(msg.limits), "limits")),
         timezone=validate_timezone(msg.timezone),
-        redis_failure=validate_redis_failure(msg.redis_failure),
+        redis_failure=validate_redis_failure(redis_failure_from_pb(msg)),
         alert_webhook=validate_alert_webhook(
             msg.alert_webhook, allow_internal=allow_internal_webhooks
         ),
         alert_format=validate_alert_format(msg.alert_format),
         min_client_version=validate_min_client_version(msg.min_client_version),
-        log_bodies=validate_log_bodies(msg.log_bodies),
+        log_bodies=validate_log_bodies(log_bodies_from_pb(msg)),
         log_body_max_bytes=validate_log_body_max_bytes(msg.log_body_max_bytes),
         log_retention_days=validate_log_retention_days(msg.log_retention_days),
         created_at_ms=now,
@@ -141,7 +147,7 @@ def update(
     if "timezone" in paths:
         row.timezone = validate_timezone(msg.timezone)
     if "redis_failure" in paths:
-        row.redis_failure = validate_redis_failure(msg.redis_failure)
+        row.redis_failure = validate_redis_failure(redis_failure_from_pb(msg))
     if "alert_webhook" in paths:
         row.alert_webhook = validate_alert_webhook(
             msg.alert_webhook, allow_internal=allow_internal_webhooks
@@ -151,7 +157,7 @@ def update(
     if "min_client_version" in paths:
         row.min_client_version = validate_min_client_version(msg.min_client_version)
     if "log_bodies" in paths:
-        row.log_bodies = validate_log_bodies(msg.log_bodies)
+        row.log_bodies = validate_log_bodies(log_bodies_from_pb(msg))
     if "log_body_max_bytes" in paths:
         row.log_body_max_bytes = validate_log_body_max_bytes(msg.log_body_max_bytes)
     if "log_retention_days" in paths:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from controlplane.domain.errors import InvalidArgument, shown
+from gwcommon import money
 
 MICROS_PER_USD = 1_000_000
 MAX_MICROS = 2**63 - 1
@@ -107,12 +108,7 @@ def parse_budget(text: str) -> Budget:
 
 def format_amount(micros: int) -> str:
     """``50_000_000`` → ``"$50.00"``; sub-cent amounts keep their digits (``"$0.0125"``)."""
-    sign = "-" if micros < 0 else ""
-    dollars = Decimal(abs(micros)) / MICROS_PER_USD
-    if abs(micros) % 10_000 == 0:
-        return f"{sign}${dollars:,.2f}"
-    text = f"{dollars:,.6f}".rstrip("0")
-    return f"{sign}${text}"
+    return money.dollars(micros)
 
 
 def format_budget(budget: Budget) -> str:

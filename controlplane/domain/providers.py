@@ -22,6 +22,11 @@ ones. The values are checked here with the same reading the data plane gives the
   ``base_url`` ends in ``/v1``, like ``ANTHROPIC_VERTEX_BASE_URL``.
 * ``simulator`` — ``latency_ms``, ``chunk_delay_ms`` (integers).
 * ``timeout_connect_s`` / ``timeout_read_s`` for the HTTP kinds: positive numbers of seconds.
+
+The option names are the fields of the kind's typed settings message in the proto
+(:mod:`gwapi.vocab`); the values are checked as text, the form they are stored in. One module
+over ~400 lines on purpose: the rules of the four kinds relate a provider's URL, credential and
+options to each other, and read best side by side.
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from controlplane.domain.errors import InvalidArgument, shown
+from gwapi import vocab
 
-KINDS = ("anthropic", "simulator", "bedrock", "vertex")
+KINDS = vocab.choices(vocab.KIND)
 DEFAULT_BASE_URLS = {"anthropic": "https://api.anthropic.com"}
 EXAMPLE_BASE_URLS = {
     "anthropic": "https://api.anthropic.com",
@@ -55,8 +61,8 @@ MAX_OPTIONS = 50
 MAX_BASE_URL_CHARS = 2048
 MAX_OPTION_CHARS = 1000
 
-AUTH_MODES = ("key", "passthrough")
-INFERENCE_PROFILES = ("us", "eu", "apac", "jp", "global", "none")
+AUTH_MODES = vocab.choices(vocab.AUTH)
+INFERENCE_PROFILES = vocab.choices(vocab.INFERENCE_PROFILE)
 VERTEX_DEFAULT_REGION = "global"
 BEDROCK_CREDENTIAL_OPTIONS = (
     "profile",
@@ -65,20 +71,9 @@ BEDROCK_CREDENTIAL_OPTIONS = (
     "session_token_env",
     "bearer_token_env",
 )
-_TIMEOUTS = ("timeout_connect_s", "timeout_read_s")
-KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
-    "anthropic": ("auth", *_TIMEOUTS),
-    "simulator": ("latency_ms", "chunk_delay_ms"),
-    "bedrock": (
-        "region",
-        *BEDROCK_CREDENTIAL_OPTIONS,
-        "inference_profile",
-        "model_map",
-        *_TIMEOUTS,
-        "ping_interval_s",
-    ),
-    "vertex": ("project", "region", "credentials_file", "model_map", *_TIMEOUTS),
-}
+# A kind's options are its typed settings message's fields (gwapi.v1 AnthropicOptions…), in
+# field-number order: the proto is the one list.
+KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {kind: vocab.option_names(kind) for kind in KINDS}
 REQUIRED_OPTIONS: dict[str, dict[str, str]] = {
     "bedrock": {"region": "an AWS region such as us-east-1"},
     "vertex": {"project": "the Google Cloud project id, such as my-project-123"},

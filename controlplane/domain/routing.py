@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 
 from controlplane.domain.errors import InvalidArgument, shown
 from controlplane.domain.names import validate_slug
+from gwapi import vocab
 
-MODES = ("fallback", "loadbalance")
+MODES = vocab.choices(vocab.MODE)
 MAX_TARGETS = 16
 MAX_RETRIES = 10
 MAX_WEIGHT = 10_000
@@ -97,9 +98,7 @@ def validate_policy(policy: RoutePolicy) -> RoutePolicy:
     Does not check that target providers exist (that needs the store).
     """
     if policy.mode not in MODES:
-        raise InvalidArgument(
-            f"unknown route mode {shown(policy.mode)}: use fallback or loadbalance"
-        )
+        raise InvalidArgument(f"unknown route mode {shown(policy.mode)}: use {' or '.join(MODES)}")
     if not policy.targets:
         raise InvalidArgument("a route needs at least one target provider")
     if len(policy.targets) > MAX_TARGETS:

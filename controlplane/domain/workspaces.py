@@ -8,13 +8,14 @@ from urllib.parse import urlsplit
 
 from controlplane.domain.destinations import literal_internal_kind
 from controlplane.domain.errors import InvalidArgument, shown
+from gwapi import vocab
 
-REDIS_FAILURE_MODES = ("closed", "open")
+REDIS_FAILURE_MODES = vocab.choices(vocab.REDIS_FAILURE)
 DEFAULT_REDIS_FAILURE = "closed"
 MAX_WEBHOOK_CHARS = 2048
 ALERT_FORMATS = ("generic", "slack")
 DEFAULT_ALERT_FORMAT = "generic"
-LOG_BODIES = ("none", "metadata", "full")
+LOG_BODIES = vocab.choices(vocab.LOG_BODIES)
 DEFAULT_LOG_BODY_MAX_BYTES = 256 * 1024
 MAX_LOG_BODY_MAX_BYTES = 16 * 1024 * 1024
 DEFAULT_LOG_RETENTION_DAYS = 30

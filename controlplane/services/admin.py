@@ -12,7 +12,16 @@ from typing import Any
 
 from google.protobuf.empty_pb2 import Empty
 
-from controlplane.catalog import developers, keys, prices, providers, routes, sso, workspaces
+from controlplane.catalog import (
+    developers,
+    keys,
+    prices,
+    providers,
+    routes,
+    sso,
+    validate,
+    workspaces,
+)
 from controlplane.catalog.common import now_ms
 from controlplane.domain.errors import InvalidArgument
 from controlplane.errors import grpc_errors
@@ -218,6 +227,13 @@ class AdminService(TokenRpcs, AuditRpcs, TelemetryDestinationRpcs, admin_pb2_grp
         await self._s.mutate(lambda s, now: routes.delete_route(s, request.name, now))
         log.info("route %s deleted", request.name)
         return Empty()
+
+    async def Validate(self, request: apb.ValidateRequest, context: Ctx) -> apb.ValidateResponse:
+        internal = self._s.settings.allow_internal_webhooks
+        now = now_ms()
+        return await self._s.db.dry_run(
+            lambda s: validate.validate(s, request, now, allow_internal_webhooks=internal)
+        )
 
     # -- prices -----------------------------------------------------------------------------
 

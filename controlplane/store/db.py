@@ -15,6 +15,7 @@ grpc.aio event loop never blocks on I/O.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -132,6 +133,25 @@ class Database:
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         return await asyncio.to_thread(self.read_sync, fn)
+
+    async def dry_run(self, fn: Callable[[Session], T]) -> T:
+        """Like :meth:`run`, but the transaction is always rolled back: what ``fn`` writes is
+        checked by the database (constraints, flushes) and then forgotten."""
+
+        def rolled_back() -> T:
+            with self._write_lock or contextlib.nullcontext():
+                with Session(self.engine, expire_on_commit=False) as session:
+                    if self.dialect == "sqlite":
+                        # pysqlite begins a transaction only before its first write, so a
+                        # SAVEPOINT issued first would be the outermost one, and releasing it
+                        # would commit: open the transaction the savepoints nest in.
+                        session.connection().exec_driver_sql("BEGIN")
+                    try:
+                        return fn(session)
+                    finally:
+                        session.rollback()
+
+        return await asyncio.to_thread(rolled_back)
 
     def _transaction(self, fn: Callable[[Session], T]) -> T:
         with Session(self.engine, expire_on_commit=False) as session:

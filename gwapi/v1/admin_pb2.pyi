@@ -1068,6 +1068,95 @@ class DeleteRouteRequest(_message.Message):
 Global___DeleteRouteRequest: _TypeAlias = DeleteRouteRequest  # noqa: Y015
 
 @_typing.final
+class ValidateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDERS_FIELD_NUMBER: _builtins.int
+    ROUTES_FIELD_NUMBER: _builtins.int
+    WORKSPACES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def providers(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Provider]: ...
+    @_builtins.property
+    def routes(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Route]: ...
+    @_builtins.property
+    def workspaces(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Workspace]: ...
+    def __init__(
+        self,
+        *,
+        providers: _abc.Iterable[_common_pb2.Provider] | None = ...,
+        routes: _abc.Iterable[_common_pb2.Route] | None = ...,
+        workspaces: _abc.Iterable[_common_pb2.Workspace] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["providers", b"providers", "routes", b"routes", "workspaces", b"workspaces"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateRequest: _TypeAlias = ValidateRequest  # noqa: Y015
+
+@_typing.final
+class ValidationResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """provider | route | workspace"""
+    name: _builtins.str
+    error: _builtins.str
+    """"" = it would be accepted; else the message CreateX/UpdateX gives"""
+    @_builtins.property
+    def provider(self) -> _common_pb2.Provider: ...
+    @_builtins.property
+    def route(self) -> _common_pb2.Route: ...
+    @_builtins.property
+    def workspace(self) -> _common_pb2.Workspace: ...
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        name: _builtins.str = ...,
+        error: _builtins.str = ...,
+        provider: _common_pb2.Provider | None = ...,
+        route: _common_pb2.Route | None = ...,
+        workspace: _common_pb2.Workspace | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider", "route", b"route", "stored", b"stored", "workspace", b"workspace"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kind", b"kind", "name", b"name", "provider", b"provider", "route", b"route", "stored", b"stored", "workspace", b"workspace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_stored: _TypeAlias = _typing.Literal["provider", "route", "workspace"]  # noqa: Y015
+    _WhichOneofArgType_stored: _TypeAlias = _typing.Literal["stored", b"stored"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_stored) -> _WhichOneofReturnType_stored | None: ...
+
+Global___ValidationResult: _TypeAlias = ValidationResult  # noqa: Y015
+
+@_typing.final
+class ValidateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValidationResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ValidationResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateResponse: _TypeAlias = ValidateResponse  # noqa: Y015
+
+@_typing.final
 class ListPricesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

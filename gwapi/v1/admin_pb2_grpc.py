@@ -151,6 +151,11 @@ class AdminStub:
                 request_serializer=gwapi_dot_v1_dot_admin__pb2.ListPricesRequest.SerializeToString,
                 response_deserializer=gwapi_dot_v1_dot_admin__pb2.ListPricesResponse.FromString,
                 _registered_method=True)
+        self.Validate = channel.unary_unary(
+                '/gwapi.v1.Admin/Validate',
+                request_serializer=gwapi_dot_v1_dot_admin__pb2.ValidateRequest.SerializeToString,
+                response_deserializer=gwapi_dot_v1_dot_admin__pb2.ValidateResponse.FromString,
+                _registered_method=True)
         self.RotateProviderSecret = channel.unary_unary(
                 '/gwapi.v1.Admin/RotateProviderSecret',
                 request_serializer=gwapi_dot_v1_dot_admin__pb2.RotateProviderSecretRequest.SerializeToString,
@@ -388,6 +393,16 @@ class AdminServicer:
 
     def ListPrices(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Validate(self, request, context):
+        """Dry run of creating or updating each object (an existing name is an update of every field):
+        the same rules as CreateX/UpdateX, with objects earlier in the request (providers, then
+        routes, then workspaces) counted as existing, and nothing written. Answers one result per
+        object, in the request's order. Needs the role those writes need (admin).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -635,6 +650,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListPrices,
                     request_deserializer=gwapi_dot_v1_dot_admin__pb2.ListPricesRequest.FromString,
                     response_serializer=gwapi_dot_v1_dot_admin__pb2.ListPricesResponse.SerializeToString,
+            ),
+            'Validate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Validate,
+                    request_deserializer=gwapi_dot_v1_dot_admin__pb2.ValidateRequest.FromString,
+                    response_serializer=gwapi_dot_v1_dot_admin__pb2.ValidateResponse.SerializeToString,
             ),
             'RotateProviderSecret': grpc.unary_unary_rpc_method_handler(
                     servicer.RotateProviderSecret,
@@ -1353,6 +1373,33 @@ class Admin:
             '/gwapi.v1.Admin/ListPrices',
             gwapi_dot_v1_dot_admin__pb2.ListPricesRequest.SerializeToString,
             gwapi_dot_v1_dot_admin__pb2.ListPricesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Validate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gwapi.v1.Admin/Validate',
+            gwapi_dot_v1_dot_admin__pb2.ValidateRequest.SerializeToString,
+            gwapi_dot_v1_dot_admin__pb2.ValidateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,12 @@ class AdminStub:
     UpdateRoute: _grpc.UnaryUnaryMultiCallable[_admin_pb2.UpdateRouteRequest, _common_pb2.Route]
     DeleteRoute: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteRouteRequest, _empty_pb2.Empty]
     ListPrices: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListPricesRequest, _admin_pb2.ListPricesResponse]
+    Validate: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ValidateRequest, _admin_pb2.ValidateResponse]
+    """Dry run of creating or updating each object (an existing name is an update of every field):
+    the same rules as CreateX/UpdateX, with objects earlier in the request (providers, then
+    routes, then workspaces) counted as existing, and nothing written. Answers one result per
+    object, in the request's order. Needs the role those writes need (admin).
+    """
     RotateProviderSecret: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RotateProviderSecretRequest, _common_pb2.Provider]
     """Stores (encrypted at rest) a new secret for the provider; data planes get it over Watch."""
     CreateToken: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateTokenRequest, _admin_pb2.CreateTokenResponse]
@@ -128,6 +134,12 @@ class AdminAsyncStub(AdminStub):
     UpdateRoute: _aio.UnaryUnaryMultiCallable[_admin_pb2.UpdateRouteRequest, _common_pb2.Route]  # type: ignore[assignment]
     DeleteRoute: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteRouteRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     ListPrices: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListPricesRequest, _admin_pb2.ListPricesResponse]  # type: ignore[assignment]
+    Validate: _aio.UnaryUnaryMultiCallable[_admin_pb2.ValidateRequest, _admin_pb2.ValidateResponse]  # type: ignore[assignment]
+    """Dry run of creating or updating each object (an existing name is an update of every field):
+    the same rules as CreateX/UpdateX, with objects earlier in the request (providers, then
+    routes, then workspaces) counted as existing, and nothing written. Answers one result per
+    object, in the request's order. Needs the role those writes need (admin).
+    """
     RotateProviderSecret: _aio.UnaryUnaryMultiCallable[_admin_pb2.RotateProviderSecretRequest, _common_pb2.Provider]  # type: ignore[assignment]
     """Stores (encrypted at rest) a new secret for the provider; data planes get it over Watch."""
     CreateToken: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateTokenRequest, _admin_pb2.CreateTokenResponse]  # type: ignore[assignment]
@@ -328,6 +340,18 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.ListPricesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListPricesResponse, _abc.Awaitable[_admin_pb2.ListPricesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Validate(
+        self,
+        request: _admin_pb2.ValidateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ValidateResponse, _abc.Awaitable[_admin_pb2.ValidateResponse]]:
+        """Dry run of creating or updating each object (an existing name is an update of every field):
+        the same rules as CreateX/UpdateX, with objects earlier in the request (providers, then
+        routes, then workspaces) counted as existing, and nothing written. Answers one result per
+        object, in the request's order. Needs the role those writes need (admin).
+        """
 
     @_abc_1.abstractmethod
     def RotateProviderSecret(

@@ -19,6 +19,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _Period:
@@ -43,6 +48,160 @@ PERIOD_MONTH: Period.ValueType  # 3
 PERIOD_LIFETIME: Period.ValueType  # 4
 """a total that never resets"""
 Global___Period: _TypeAlias = Period  # noqa: Y015
+
+class _ProviderKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProviderKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProviderKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROVIDER_KIND_UNSPECIFIED: _ProviderKind.ValueType  # 0
+    PROVIDER_KIND_ANTHROPIC: _ProviderKind.ValueType  # 1
+    """Anthropic's API (or anything speaking it)"""
+    PROVIDER_KIND_SIMULATOR: _ProviderKind.ValueType  # 2
+    """the built-in fake upstream, for tests and demos"""
+    PROVIDER_KIND_BEDROCK: _ProviderKind.ValueType  # 3
+    """Amazon Bedrock"""
+    PROVIDER_KIND_VERTEX: _ProviderKind.ValueType  # 4
+    """Google Cloud Vertex AI"""
+
+class ProviderKind(_ProviderKind, metaclass=_ProviderKindEnumTypeWrapper):
+    """The vocabulary. Each enum value is spelt in YAML files and on the command line as its name in
+    lower case without the enum's prefix: PROVIDER_KIND_BEDROCK is "bedrock", ROUTE_MODE_FALLBACK
+    "fallback" (gwapi/vocab.py derives every list of choices from these descriptors). A new value
+    is a new spelling everywhere at once. UNSPECIFIED (0) is "not given": the string field it
+    replaces is read instead, or the default applies.
+    """
+
+PROVIDER_KIND_UNSPECIFIED: ProviderKind.ValueType  # 0
+PROVIDER_KIND_ANTHROPIC: ProviderKind.ValueType  # 1
+"""Anthropic's API (or anything speaking it)"""
+PROVIDER_KIND_SIMULATOR: ProviderKind.ValueType  # 2
+"""the built-in fake upstream, for tests and demos"""
+PROVIDER_KIND_BEDROCK: ProviderKind.ValueType  # 3
+"""Amazon Bedrock"""
+PROVIDER_KIND_VERTEX: ProviderKind.ValueType  # 4
+"""Google Cloud Vertex AI"""
+Global___ProviderKind: _TypeAlias = ProviderKind  # noqa: Y015
+
+class _RouteMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RouteModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RouteMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ROUTE_MODE_UNSPECIFIED: _RouteMode.ValueType  # 0
+    ROUTE_MODE_FALLBACK: _RouteMode.ValueType  # 1
+    """targets in order; the next one when a target fails"""
+    ROUTE_MODE_LOADBALANCE: _RouteMode.ValueType  # 2
+    """targets by weight"""
+
+class RouteMode(_RouteMode, metaclass=_RouteModeEnumTypeWrapper): ...
+
+ROUTE_MODE_UNSPECIFIED: RouteMode.ValueType  # 0
+ROUTE_MODE_FALLBACK: RouteMode.ValueType  # 1
+"""targets in order; the next one when a target fails"""
+ROUTE_MODE_LOADBALANCE: RouteMode.ValueType  # 2
+"""targets by weight"""
+Global___RouteMode: _TypeAlias = RouteMode  # noqa: Y015
+
+class _RedisFailure:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RedisFailureEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RedisFailure.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REDIS_FAILURE_UNSPECIFIED: _RedisFailure.ValueType  # 0
+    REDIS_FAILURE_CLOSED: _RedisFailure.ValueType  # 1
+    """refuse requests that have a budget (the default)"""
+    REDIS_FAILURE_OPEN: _RedisFailure.ValueType  # 2
+    """serve them, enforcing nothing shared"""
+
+class RedisFailure(_RedisFailure, metaclass=_RedisFailureEnumTypeWrapper):
+    """What data planes do when the shared counter store (Redis) is unreachable."""
+
+REDIS_FAILURE_UNSPECIFIED: RedisFailure.ValueType  # 0
+REDIS_FAILURE_CLOSED: RedisFailure.ValueType  # 1
+"""refuse requests that have a budget (the default)"""
+REDIS_FAILURE_OPEN: RedisFailure.ValueType  # 2
+"""serve them, enforcing nothing shared"""
+Global___RedisFailure: _TypeAlias = RedisFailure  # noqa: Y015
+
+class _LogBodies:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LogBodiesEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LogBodies.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOG_BODIES_UNSPECIFIED: _LogBodies.ValueType  # 0
+    LOG_BODIES_NONE: _LogBodies.ValueType  # 1
+    """no headers, no bodies (the default)"""
+    LOG_BODIES_METADATA: _LogBodies.ValueType  # 2
+    """request headers (secrets redacted) and body sizes"""
+    LOG_BODIES_FULL: _LogBodies.ValueType  # 3
+    """also the request and response bodies"""
+
+class LogBodies(_LogBodies, metaclass=_LogBodiesEnumTypeWrapper):
+    """Request logging."""
+
+LOG_BODIES_UNSPECIFIED: LogBodies.ValueType  # 0
+LOG_BODIES_NONE: LogBodies.ValueType  # 1
+"""no headers, no bodies (the default)"""
+LOG_BODIES_METADATA: LogBodies.ValueType  # 2
+"""request headers (secrets redacted) and body sizes"""
+LOG_BODIES_FULL: LogBodies.ValueType  # 3
+"""also the request and response bodies"""
+Global___LogBodies: _TypeAlias = LogBodies  # noqa: Y015
+
+class _AnthropicAuth:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AnthropicAuthEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AnthropicAuth.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ANTHROPIC_AUTH_UNSPECIFIED: _AnthropicAuth.ValueType  # 0
+    """= key"""
+    ANTHROPIC_AUTH_KEY: _AnthropicAuth.ValueType  # 1
+    """the provider's key (api_key_env or a stored secret)"""
+    ANTHROPIC_AUTH_PASSTHROUGH: _AnthropicAuth.ValueType  # 2
+    """the client's own Authorization (a Claude subscription)"""
+
+class AnthropicAuth(_AnthropicAuth, metaclass=_AnthropicAuthEnumTypeWrapper):
+    """How an anthropic provider authenticates upstream."""
+
+ANTHROPIC_AUTH_UNSPECIFIED: AnthropicAuth.ValueType  # 0
+"""= key"""
+ANTHROPIC_AUTH_KEY: AnthropicAuth.ValueType  # 1
+"""the provider's key (api_key_env or a stored secret)"""
+ANTHROPIC_AUTH_PASSTHROUGH: AnthropicAuth.ValueType  # 2
+"""the client's own Authorization (a Claude subscription)"""
+Global___AnthropicAuth: _TypeAlias = AnthropicAuth  # noqa: Y015
+
+class _InferenceProfile:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _InferenceProfileEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InferenceProfile.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INFERENCE_PROFILE_UNSPECIFIED: _InferenceProfile.ValueType  # 0
+    INFERENCE_PROFILE_US: _InferenceProfile.ValueType  # 1
+    INFERENCE_PROFILE_EU: _InferenceProfile.ValueType  # 2
+    INFERENCE_PROFILE_APAC: _InferenceProfile.ValueType  # 3
+    INFERENCE_PROFILE_JP: _InferenceProfile.ValueType  # 4
+    INFERENCE_PROFILE_GLOBAL: _InferenceProfile.ValueType  # 5
+    INFERENCE_PROFILE_NONE: _InferenceProfile.ValueType  # 6
+
+class InferenceProfile(_InferenceProfile, metaclass=_InferenceProfileEnumTypeWrapper):
+    """Bedrock cross-region inference profile prefixed to model ids ("none": the plain model id)."""
+
+INFERENCE_PROFILE_UNSPECIFIED: InferenceProfile.ValueType  # 0
+INFERENCE_PROFILE_US: InferenceProfile.ValueType  # 1
+INFERENCE_PROFILE_EU: InferenceProfile.ValueType  # 2
+INFERENCE_PROFILE_APAC: InferenceProfile.ValueType  # 3
+INFERENCE_PROFILE_JP: InferenceProfile.ValueType  # 4
+INFERENCE_PROFILE_GLOBAL: InferenceProfile.ValueType  # 5
+INFERENCE_PROFILE_NONE: InferenceProfile.ValueType  # 6
+Global___InferenceProfile: _TypeAlias = InferenceProfile  # noqa: Y015
 
 @_typing.final
 class Budget(_message.Message):
@@ -135,6 +294,8 @@ class Workspace(_message.Message):
     MANAGED_SETTINGS_CHECKSUM_FIELD_NUMBER: _builtins.int
     MANAGED_SETTINGS_UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
     ALERT_FORMAT_FIELD_NUMBER: _builtins.int
+    REDIS_FAILURE_POLICY_FIELD_NUMBER: _builtins.int
+    LOG_BODIES_POLICY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """unique slug, the workspace's identity"""
     description: _builtins.str
@@ -142,21 +303,40 @@ class Workspace(_message.Message):
     """IANA name for calendar budget periods; "" = UTC"""
     created_at_ms: _builtins.int
     updated_at_ms: _builtins.int
-    redis_failure: _builtins.str
-    """What data planes do when the shared counter store (Redis) is unreachable: "closed" (refuse
-    requests that have a budget; the default) or "open" (serve, enforcing nothing shared).
-    """
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def redis_failure(self) -> _builtins.str:
+        """Deprecated spelling of redis_failure_policy ("closed" | "open"), read when that is
+        unspecified; the control plane fills both in what it sends.
+        """
+
+    @redis_failure.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def redis_failure(self, value: _builtins.str) -> None:
+        """Deprecated spelling of redis_failure_policy ("closed" | "open"), read when that is
+        unspecified; the control plane fills both in what it sends.
+        """
+
     alert_webhook: _builtins.str
     """optional URL POSTed on budget alerts (50/80/100 %)"""
     min_client_version: _builtins.str
     """Oldest Claude Code version (dotted numbers, e.g. "2.1.0") data planes serve; older
     claude-cli clients get 400 invalid_request_error asking for `claude update`. "" = any.
     """
-    log_bodies: _builtins.str
-    """Request logging: "none" (the default: no headers, no bodies), "metadata" (request headers,
-    secrets redacted, and body sizes) or "full" (also the request and response bodies, each cut
-    at log_body_max_bytes). Bodies are stored compressed and purged after log_retention_days.
-    """
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def log_bodies(self) -> _builtins.str:
+        """Deprecated spelling of log_bodies_policy ("none" | "metadata" | "full"), read when that is
+        unspecified; the control plane fills both in what it sends.
+        """
+
+    @log_bodies.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def log_bodies(self, value: _builtins.str) -> None:
+        """Deprecated spelling of log_bodies_policy ("none" | "metadata" | "full"), read when that is
+        unspecified; the control plane fills both in what it sends.
+        """
+
     log_body_max_bytes: _builtins.int
     """0 = default 256 KiB"""
     log_retention_days: _builtins.int
@@ -175,6 +355,12 @@ class Workspace(_message.Message):
     alert_format: _builtins.str
     """The body POSTed to alert_webhook: "generic" (the default: Tollgate's JSON document, with a
     readable "text") or "slack" (a Slack incoming-webhook message: {"text": "…"}).
+    """
+    redis_failure_policy: Global___RedisFailure.ValueType
+    """unspecified = redis_failure, else closed"""
+    log_bodies_policy: Global___LogBodies.ValueType
+    """Request logging; bodies ("full") are each cut at log_body_max_bytes, stored compressed and
+    purged after log_retention_days. Unspecified = log_bodies, else none.
     """
     @_builtins.property
     def limits(self) -> Global___Limits: ...
@@ -236,10 +422,12 @@ class Workspace(_message.Message):
         managed_settings_checksum: _builtins.str = ...,
         managed_settings_updated_at_ms: _builtins.int = ...,
         alert_format: _builtins.str = ...,
+        redis_failure_policy: Global___RedisFailure.ValueType = ...,
+        log_bodies_policy: Global___LogBodies.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits", "member_limits", b"member_limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_format", b"alert_format", "alert_webhook", b"alert_webhook", "allowed_models", b"allowed_models", "allowed_providers", b"allowed_providers", "allowed_routes", b"allowed_routes", "budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "description", b"description", "limits", b"limits", "log_bodies", b"log_bodies", "log_body_max_bytes", b"log_body_max_bytes", "log_retention_days", b"log_retention_days", "managed_settings_checksum", b"managed_settings_checksum", "managed_settings_json", b"managed_settings_json", "managed_settings_updated_at_ms", b"managed_settings_updated_at_ms", "member_limits", b"member_limits", "member_provider", b"member_provider", "member_route", b"member_route", "min_client_version", b"min_client_version", "name", b"name", "redis_failure", b"redis_failure", "sso_groups", b"sso_groups", "sso_priority", b"sso_priority", "timezone", b"timezone", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_format", b"alert_format", "alert_webhook", b"alert_webhook", "allowed_models", b"allowed_models", "allowed_providers", b"allowed_providers", "allowed_routes", b"allowed_routes", "budget_status", b"budget_status", "created_at_ms", b"created_at_ms", "description", b"description", "limits", b"limits", "log_bodies", b"log_bodies", "log_bodies_policy", b"log_bodies_policy", "log_body_max_bytes", b"log_body_max_bytes", "log_retention_days", b"log_retention_days", "managed_settings_checksum", b"managed_settings_checksum", "managed_settings_json", b"managed_settings_json", "managed_settings_updated_at_ms", b"managed_settings_updated_at_ms", "member_limits", b"member_limits", "member_provider", b"member_provider", "member_route", b"member_route", "min_client_version", b"min_client_version", "name", b"name", "redis_failure", b"redis_failure", "redis_failure_policy", b"redis_failure_policy", "sso_groups", b"sso_groups", "sso_priority", b"sso_priority", "timezone", b"timezone", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -458,9 +646,28 @@ class Provider(_message.Message):
     UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
     HAS_SECRET_FIELD_NUMBER: _builtins.int
     SECRET_ROTATED_AT_MS_FIELD_NUMBER: _builtins.int
+    PROVIDER_KIND_FIELD_NUMBER: _builtins.int
+    ANTHROPIC_FIELD_NUMBER: _builtins.int
+    SIMULATOR_FIELD_NUMBER: _builtins.int
+    BEDROCK_FIELD_NUMBER: _builtins.int
+    VERTEX_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    kind: _builtins.str
-    """anthropic | simulator | bedrock | vertex"""
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def kind(self) -> _builtins.str:
+        """Deprecated: kind and options as text (read when provider_kind / settings are not given; the
+        control plane fills both forms in what it sends, so older clients and data planes still
+        read them). options' names are the typed settings' field names, values their text.
+        """
+
+    @kind.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def kind(self, value: _builtins.str) -> None:
+        """Deprecated: kind and options as text (read when provider_kind / settings are not given; the
+        control plane fills both forms in what it sends, so older clients and data planes still
+        read them). options' names are the typed settings' field names, values their text.
+        """
+
     base_url: _builtins.str
     """the API root, without /v1 (as in ANTHROPIC_BASE_URL)"""
     api_key_env: _builtins.str
@@ -472,10 +679,18 @@ class Provider(_message.Message):
     it was last set. The secret itself is never returned by the Admin API.
     """
     secret_rotated_at_ms: _builtins.int
+    provider_kind: Global___ProviderKind.ValueType
     @_builtins.property
-    def options(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """kind-specific settings (e.g. simulator latency_ms, region)"""
-
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def options(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def anthropic(self) -> Global___AnthropicOptions: ...
+    @_builtins.property
+    def simulator(self) -> Global___SimulatorOptions: ...
+    @_builtins.property
+    def bedrock(self) -> Global___BedrockOptions: ...
+    @_builtins.property
+    def vertex(self) -> Global___VertexOptions: ...
     def __init__(
         self,
         *,
@@ -488,14 +703,244 @@ class Provider(_message.Message):
         updated_at_ms: _builtins.int = ...,
         has_secret: _builtins.bool = ...,
         secret_rotated_at_ms: _builtins.int = ...,
+        provider_kind: Global___ProviderKind.ValueType = ...,
+        anthropic: Global___AnthropicOptions | None = ...,
+        simulator: Global___SimulatorOptions | None = ...,
+        bedrock: Global___BedrockOptions | None = ...,
+        vertex: Global___VertexOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["anthropic", b"anthropic", "bedrock", b"bedrock", "settings", b"settings", "simulator", b"simulator", "vertex", b"vertex"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "base_url", b"base_url", "created_at_ms", b"created_at_ms", "has_secret", b"has_secret", "kind", b"kind", "name", b"name", "options", b"options", "secret_rotated_at_ms", b"secret_rotated_at_ms", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anthropic", b"anthropic", "api_key_env", b"api_key_env", "base_url", b"base_url", "bedrock", b"bedrock", "created_at_ms", b"created_at_ms", "has_secret", b"has_secret", "kind", b"kind", "name", b"name", "options", b"options", "provider_kind", b"provider_kind", "secret_rotated_at_ms", b"secret_rotated_at_ms", "settings", b"settings", "simulator", b"simulator", "updated_at_ms", b"updated_at_ms", "vertex", b"vertex"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["anthropic", "simulator", "bedrock", "vertex"]  # noqa: Y015
+    _WhichOneofArgType_settings: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_settings) -> _WhichOneofReturnType_settings | None: ...
 
 Global___Provider: _TypeAlias = Provider  # noqa: Y015
+
+@_typing.final
+class AnthropicOptions(_message.Message):
+    """Per-kind provider settings. An unset field takes its default; "*_env" name environment
+    variables the data plane reads a credential from (never the credential). Times in seconds.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTH_FIELD_NUMBER: _builtins.int
+    TIMEOUT_CONNECT_S_FIELD_NUMBER: _builtins.int
+    TIMEOUT_READ_S_FIELD_NUMBER: _builtins.int
+    auth: Global___AnthropicAuth.ValueType
+    """passthrough excludes api_key_env and a stored secret"""
+    timeout_connect_s: _builtins.float
+    timeout_read_s: _builtins.float
+    def __init__(
+        self,
+        *,
+        auth: Global___AnthropicAuth.ValueType = ...,
+        timeout_connect_s: _builtins.float | None = ...,
+        timeout_read_s: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_timeout_connect_s", b"_timeout_connect_s", "_timeout_read_s", b"_timeout_read_s", "timeout_connect_s", b"timeout_connect_s", "timeout_read_s", b"timeout_read_s"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_connect_s", b"_timeout_connect_s", "_timeout_read_s", b"_timeout_read_s", "auth", b"auth", "timeout_connect_s", b"timeout_connect_s", "timeout_read_s", b"timeout_read_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__timeout_connect_s: _TypeAlias = _typing.Literal["timeout_connect_s"]  # noqa: Y015
+    _WhichOneofArgType__timeout_connect_s: _TypeAlias = _typing.Literal["_timeout_connect_s", b"_timeout_connect_s"]  # noqa: Y015
+    _WhichOneofReturnType__timeout_read_s: _TypeAlias = _typing.Literal["timeout_read_s"]  # noqa: Y015
+    _WhichOneofArgType__timeout_read_s: _TypeAlias = _typing.Literal["_timeout_read_s", b"_timeout_read_s"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_connect_s) -> _WhichOneofReturnType__timeout_connect_s | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_read_s) -> _WhichOneofReturnType__timeout_read_s | None: ...
+
+Global___AnthropicOptions: _TypeAlias = AnthropicOptions  # noqa: Y015
+
+@_typing.final
+class SimulatorOptions(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LATENCY_MS_FIELD_NUMBER: _builtins.int
+    CHUNK_DELAY_MS_FIELD_NUMBER: _builtins.int
+    latency_ms: _builtins.int
+    """before the first byte"""
+    chunk_delay_ms: _builtins.int
+    """between streamed chunks"""
+    def __init__(
+        self,
+        *,
+        latency_ms: _builtins.int | None = ...,
+        chunk_delay_ms: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_chunk_delay_ms", b"_chunk_delay_ms", "_latency_ms", b"_latency_ms", "chunk_delay_ms", b"chunk_delay_ms", "latency_ms", b"latency_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chunk_delay_ms", b"_chunk_delay_ms", "_latency_ms", b"_latency_ms", "chunk_delay_ms", b"chunk_delay_ms", "latency_ms", b"latency_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__chunk_delay_ms: _TypeAlias = _typing.Literal["chunk_delay_ms"]  # noqa: Y015
+    _WhichOneofArgType__chunk_delay_ms: _TypeAlias = _typing.Literal["_chunk_delay_ms", b"_chunk_delay_ms"]  # noqa: Y015
+    _WhichOneofReturnType__latency_ms: _TypeAlias = _typing.Literal["latency_ms"]  # noqa: Y015
+    _WhichOneofArgType__latency_ms: _TypeAlias = _typing.Literal["_latency_ms", b"_latency_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__chunk_delay_ms) -> _WhichOneofReturnType__chunk_delay_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__latency_ms) -> _WhichOneofReturnType__latency_ms | None: ...
+
+Global___SimulatorOptions: _TypeAlias = SimulatorOptions  # noqa: Y015
+
+@_typing.final
+class BedrockOptions(_message.Message):
+    """Credentials: at most one way of bearer_token_env | access_key_env + secret_key_env
+    [+ session_token_env] | profile; none = the standard AWS credential chain.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ModelMapEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REGION_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    ACCESS_KEY_ENV_FIELD_NUMBER: _builtins.int
+    SECRET_KEY_ENV_FIELD_NUMBER: _builtins.int
+    SESSION_TOKEN_ENV_FIELD_NUMBER: _builtins.int
+    BEARER_TOKEN_ENV_FIELD_NUMBER: _builtins.int
+    INFERENCE_PROFILE_FIELD_NUMBER: _builtins.int
+    MODEL_MAP_FIELD_NUMBER: _builtins.int
+    TIMEOUT_CONNECT_S_FIELD_NUMBER: _builtins.int
+    TIMEOUT_READ_S_FIELD_NUMBER: _builtins.int
+    PING_INTERVAL_S_FIELD_NUMBER: _builtins.int
+    region: _builtins.str
+    """required, an AWS region such as us-east-1"""
+    profile: _builtins.str
+    access_key_env: _builtins.str
+    secret_key_env: _builtins.str
+    session_token_env: _builtins.str
+    bearer_token_env: _builtins.str
+    inference_profile: Global___InferenceProfile.ValueType
+    timeout_connect_s: _builtins.float
+    timeout_read_s: _builtins.float
+    ping_interval_s: _builtins.float
+    @_builtins.property
+    def model_map(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """model id -> Bedrock model id"""
+
+    def __init__(
+        self,
+        *,
+        region: _builtins.str = ...,
+        profile: _builtins.str = ...,
+        access_key_env: _builtins.str = ...,
+        secret_key_env: _builtins.str = ...,
+        session_token_env: _builtins.str = ...,
+        bearer_token_env: _builtins.str = ...,
+        inference_profile: Global___InferenceProfile.ValueType = ...,
+        model_map: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        timeout_connect_s: _builtins.float | None = ...,
+        timeout_read_s: _builtins.float | None = ...,
+        ping_interval_s: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ping_interval_s", b"_ping_interval_s", "_timeout_connect_s", b"_timeout_connect_s", "_timeout_read_s", b"_timeout_read_s", "ping_interval_s", b"ping_interval_s", "timeout_connect_s", b"timeout_connect_s", "timeout_read_s", b"timeout_read_s"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ping_interval_s", b"_ping_interval_s", "_timeout_connect_s", b"_timeout_connect_s", "_timeout_read_s", b"_timeout_read_s", "access_key_env", b"access_key_env", "bearer_token_env", b"bearer_token_env", "inference_profile", b"inference_profile", "model_map", b"model_map", "ping_interval_s", b"ping_interval_s", "profile", b"profile", "region", b"region", "secret_key_env", b"secret_key_env", "session_token_env", b"session_token_env", "timeout_connect_s", b"timeout_connect_s", "timeout_read_s", b"timeout_read_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__ping_interval_s: _TypeAlias = _typing.Literal["ping_interval_s"]  # noqa: Y015
+    _WhichOneofArgType__ping_interval_s: _TypeAlias = _typing.Literal["_ping_interval_s", b"_ping_interval_s"]  # noqa: Y015
+    _WhichOneofReturnType__timeout_connect_s: _TypeAlias = _typing.Literal["timeout_connect_s"]  # noqa: Y015
+    _WhichOneofArgType__timeout_connect_s: _TypeAlias = _typing.Literal["_timeout_connect_s", b"_timeout_connect_s"]  # noqa: Y015
+    _WhichOneofReturnType__timeout_read_s: _TypeAlias = _typing.Literal["timeout_read_s"]  # noqa: Y015
+    _WhichOneofArgType__timeout_read_s: _TypeAlias = _typing.Literal["_timeout_read_s", b"_timeout_read_s"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ping_interval_s) -> _WhichOneofReturnType__ping_interval_s | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_connect_s) -> _WhichOneofReturnType__timeout_connect_s | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_read_s) -> _WhichOneofReturnType__timeout_read_s | None: ...
+
+Global___BedrockOptions: _TypeAlias = BedrockOptions  # noqa: Y015
+
+@_typing.final
+class VertexOptions(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ModelMapEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PROJECT_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    CREDENTIALS_FILE_FIELD_NUMBER: _builtins.int
+    MODEL_MAP_FIELD_NUMBER: _builtins.int
+    TIMEOUT_CONNECT_S_FIELD_NUMBER: _builtins.int
+    TIMEOUT_READ_S_FIELD_NUMBER: _builtins.int
+    project: _builtins.str
+    """required, a Google Cloud project id"""
+    region: _builtins.str
+    """"" = global"""
+    credentials_file: _builtins.str
+    """absolute path of a service-account JSON on the data plane"""
+    timeout_connect_s: _builtins.float
+    timeout_read_s: _builtins.float
+    @_builtins.property
+    def model_map(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """model id -> Vertex model id"""
+
+    def __init__(
+        self,
+        *,
+        project: _builtins.str = ...,
+        region: _builtins.str = ...,
+        credentials_file: _builtins.str = ...,
+        model_map: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        timeout_connect_s: _builtins.float | None = ...,
+        timeout_read_s: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_timeout_connect_s", b"_timeout_connect_s", "_timeout_read_s", b"_timeout_read_s", "timeout_connect_s", b"timeout_connect_s", "timeout_read_s", b"timeout_read_s"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_connect_s", b"_timeout_connect_s", "_timeout_read_s", b"_timeout_read_s", "credentials_file", b"credentials_file", "model_map", b"model_map", "project", b"project", "region", b"region", "timeout_connect_s", b"timeout_connect_s", "timeout_read_s", b"timeout_read_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__timeout_connect_s: _TypeAlias = _typing.Literal["timeout_connect_s"]  # noqa: Y015
+    _WhichOneofArgType__timeout_connect_s: _TypeAlias = _typing.Literal["_timeout_connect_s", b"_timeout_connect_s"]  # noqa: Y015
+    _WhichOneofReturnType__timeout_read_s: _TypeAlias = _typing.Literal["timeout_read_s"]  # noqa: Y015
+    _WhichOneofArgType__timeout_read_s: _TypeAlias = _typing.Literal["_timeout_read_s", b"_timeout_read_s"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_connect_s) -> _WhichOneofReturnType__timeout_connect_s | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_read_s) -> _WhichOneofReturnType__timeout_read_s | None: ...
+
+Global___VertexOptions: _TypeAlias = VertexOptions  # noqa: Y015
 
 @_typing.final
 class RouteTarget(_message.Message):
@@ -541,9 +986,18 @@ class Route(_message.Message):
     CACHE_SAMPLED_FIELD_NUMBER: _builtins.int
     BREAKER_FAILURES_FIELD_NUMBER: _builtins.int
     BREAKER_COOLDOWN_S_FIELD_NUMBER: _builtins.int
+    ROUTE_MODE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    mode: _builtins.str
-    """fallback | loadbalance"""
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def mode(self) -> _builtins.str:
+        """route_mode as text, read when that is unspecified"""
+
+    @mode.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def mode(self, value: _builtins.str) -> None:
+        """route_mode as text, read when that is unspecified"""
+
     retries: _builtins.int
     timeout_connect_ms: _builtins.int
     timeout_first_byte_ms: _builtins.int
@@ -558,6 +1012,8 @@ class Route(_message.Message):
     this long (0 = default 30 s), then let one probe through.
     """
     breaker_cooldown_s: _builtins.int
+    route_mode: Global___RouteMode.ValueType
+    """unspecified = mode, else fallback"""
     @_builtins.property
     def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteTarget]: ...
     @_builtins.property
@@ -579,10 +1035,11 @@ class Route(_message.Message):
         cache_sampled: _builtins.bool = ...,
         breaker_failures: _builtins.int = ...,
         breaker_cooldown_s: _builtins.int = ...,
+        route_mode: Global___RouteMode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaker_cooldown_s", b"breaker_cooldown_s", "breaker_failures", b"breaker_failures", "cache_sampled", b"cache_sampled", "cache_ttl_s", b"cache_ttl_s", "created_at_ms", b"created_at_ms", "mode", b"mode", "name", b"name", "retries", b"retries", "retry_on", b"retry_on", "targets", b"targets", "timeout_connect_ms", b"timeout_connect_ms", "timeout_first_byte_ms", b"timeout_first_byte_ms", "timeout_idle_ms", b"timeout_idle_ms", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaker_cooldown_s", b"breaker_cooldown_s", "breaker_failures", b"breaker_failures", "cache_sampled", b"cache_sampled", "cache_ttl_s", b"cache_ttl_s", "created_at_ms", b"created_at_ms", "mode", b"mode", "name", b"name", "retries", b"retries", "retry_on", b"retry_on", "route_mode", b"route_mode", "targets", b"targets", "timeout_connect_ms", b"timeout_connect_ms", "timeout_first_byte_ms", b"timeout_first_byte_ms", "timeout_idle_ms", b"timeout_idle_ms", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

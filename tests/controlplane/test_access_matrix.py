@@ -287,6 +287,11 @@ async def _rotate_secret(env: Env, _m: bool) -> tuple[Message, str]:
     return apb.RotateProviderSecretRequest(name=name, api_key="sk-ant-test-0123456789abcdef"), ""
 
 
+async def _validate(env: Env, _m: bool) -> tuple[Message, str]:
+    prov = pb.Provider(name=env.unique("prov"), kind="simulator")
+    return apb.ValidateRequest(providers=[prov]), ""
+
+
 async def _create_route(env: Env, _m: bool) -> tuple[Message, str]:
     route = pb.Route(name=env.unique("route"), targets=[pb.RouteTarget(provider="sim")])
     return apb.CreateRouteRequest(route=route), ""
@@ -405,6 +410,7 @@ CASES = [
     Case("admin", "UpdateRoute", ADMINS, _update_route),
     Case("admin", "DeleteRoute", ADMINS, _delete_route),
     Case("admin", "ListPrices", EVERYONE, _plain(apb.ListPricesRequest())),
+    Case("admin", "Validate", ADMINS, _validate),
     Case("admin", "CreateToken", ADMINS, _create_token),
     Case("admin", "ListTokens", ADMINS, _plain(apb.ListTokensRequest(include_revoked=True))),
     Case("admin", "RevokeToken", ADMINS, _revoke_token),

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 
 from controlplane.server import Running, running
 from controlplane.store.db import make_engine
+from gwapi import vocab
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 from tests.controlplane.conftest import make_settings
@@ -866,6 +867,8 @@ async def test_valid_cloud_provider_options_round_trip(
         got = await admin.CreateProvider(apb.CreateProviderRequest(provider=sent))
         try:
             assert dict(got.options) == options
+            # The typed settings say the same, and are read back as the same options.
+            assert got.WhichOneof("settings") == kind and vocab.provider_options(got) == options
         finally:
             await admin.DeleteProvider(apb.DeleteProviderRequest(name=sent.name))
 
@@ -909,6 +912,7 @@ async def test_valid_routes_round_trip(
         breaker_failures=breaker[0],
         breaker_cooldown_s=breaker[1],
     )
+    vocab.fill_route(sent, mode)  # the mode in both its forms, as every response carries it
     got = await admin.CreateRoute(apb.CreateRouteRequest(route=sent))
     try:
         got.ClearField("created_at_ms")

@@ -9,6 +9,7 @@ import pytest
 
 from dataplane.codecs import SSEDecoder, SSEEvent
 from dataplane.metering import (
+    _DEFER_BYTES,
     ESTIMATE_BYTES_PER_TOKEN,
     METER_SKIP,
     ContentCounter,
@@ -432,6 +433,22 @@ def test_content_counter_counts_the_delta_strings_at_every_split(name: str) -> N
     for i in range(len(stream)):
         c.feed(stream[i : i + 1])
     assert c.bytes == expected
+
+
+def test_content_counter_is_exact_across_its_deferred_scans() -> None:
+    """Chunks are held unscanned up to _DEFER_BYTES: a stream several times that long, fed in
+    uneven chunks and read at every point, counts what the whole stream counts so far."""
+    texts = tuple(f"part {i} " + 'é\\"x' * (i % 97) for i in range(1500))
+    stream = text_stream(texts=texts)
+    assert len(stream) > 4 * _DEFER_BYTES
+    c, fed, step = ContentCounter(), 0, 1
+    while fed < len(stream):
+        c.feed(stream[fed : fed + step])
+        fed += step
+        step = step * 7 % 9001 + 1
+        if fed % 3 == 0:
+            assert c.bytes == _strings(stream[: stream.rfind(b"\n", 0, fed) + 1]), fed
+    assert c.bytes == _strings(stream)
 
 
 def test_content_counter_ignores_other_strings() -> None:

@@ -224,6 +224,22 @@ class FakeAdminClient:
         self._record("create_provider", provider, api_key)
         return provider
 
+    async def validate(
+        self,
+        providers: Iterable[common_pb2.Provider] = (),
+        routes: Iterable[common_pb2.Route] = (),
+        workspaces: Iterable[common_pb2.Workspace] = (),
+    ) -> list[admin_pb2.ValidationResult]:
+        """Every object accepted as it is (the control plane's rules are its own tests')."""
+        providers, routes, workspaces = list(providers), list(routes), list(workspaces)
+        self._record("validate", providers, routes, workspaces)
+        return [
+            *(admin_pb2.ValidationResult(kind="provider", name=p.name, provider=p) for p in providers),
+            *(admin_pb2.ValidationResult(kind="route", name=r.name, route=r) for r in routes),
+            *(admin_pb2.ValidationResult(kind="workspace", name=w.name, workspace=w)
+              for w in workspaces),
+        ]  # fmt: skip
+
     async def list_providers(self) -> list[common_pb2.Provider]:
         self._record("list_providers")
         return list(self.providers)

@@ -149,6 +149,45 @@ def test_apply_json_creates_keys_once_and_manages_only_its_sections(
     assert "team" in {w["name"] for w in gw_json(capsys, "workspaces", "list")}
 
 
+def test_the_control_plane_fills_in_its_defaults(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """gwctl holds none of them: the plan compares the stored form Admin.Validate gives."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "providers:\n  - {name: a, kind: anthropic}\n"
+        "  - {name: v, kind: vertex, base_url: 'https://x.example/v1/',"
+        " options: {project: my-project, timeout_read_s: 300}}\n"
+    )
+    code, stdout, err = gw(capsys, "apply", "-f", str(path), "--yes")
+    assert code == 0, err
+    assert "base_url: https://api.anthropic.com" in stdout  # the plan shows what is stored
+    v = gw_json(capsys, "providers", "show", "v")
+    assert v["base_url"] == "https://x.example/v1"
+    assert v["options"] == {"project": "my-project", "region": "global", "timeout_read_s": "300"}
+    assert gw(capsys, "apply", "-f", str(path))[1].strip() == "No changes."
+
+
+def test_apply_reports_every_refusal_before_changing_anything(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert gw(capsys, "providers", "create", "sim", "--kind", "simulator")[0] == 0
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "providers:\n  - {name: sim, kind: anthropic}\n"
+        "  - {name: br, kind: bedrock, options: {region: mars}}\n"
+        "  - {name: ok, kind: simulator}\n"
+        "workspaces:\n  - {name: w, timezone: Mars/Olympus}\n"
+    )
+    code, stdout, err = gw(capsys, "apply", "-f", str(path), "--yes")
+    assert code == 1 and stdout == ""
+    assert "the control plane would refuse the file (nothing was changed)" in err
+    assert "provider sim: provider 'sim' is simulator on the control plane but anthropic" in err
+    assert "provider br: invalid region 'mars' for a bedrock provider" in err
+    assert "workspace w: " in err and "provider ok" not in err
+    assert [p["name"] for p in gw_json(capsys, "providers", "list")] == ["sim"]
+
+
 def test_apply_refuses_bad_files_and_changes_nothing(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -168,7 +207,9 @@ def test_apply_refuses_bad_files_and_changes_nothing(
 
     path.write_text("routes:\n  - {name: a, targets: [ghost]}\n")
     code, _, err = gw(capsys, "apply", "-f", str(path), "--yes")
-    assert code == 1 and "create route a was refused" in err and "ghost" in err
+    # Refused by the control plane's dry run, before any change.
+    assert code == 1 and "would refuse the file (nothing was changed)" in err
+    assert "route a: route target provider(s) not found: ghost" in err
 
     code, _, err = gw(capsys, "apply", "-f", str(tmp_path / "missing.yaml"))
     assert code == 1 and "cannot read" in err

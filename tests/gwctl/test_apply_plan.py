@@ -56,7 +56,8 @@ def test_file_is_normalised_to_the_stored_form() -> None:
     c = loads(BASE)
     assert c.sections == {"providers", "routes", "workspaces", "keys"}
     anthropic, bedrock = c.providers
-    assert anthropic.base_url == "https://api.anthropic.com"  # the kind's default
+    assert anthropic.base_url == ""  # the kind's default is the control plane's to fill in
+    # (test_apply_e2e.py: test_the_control_plane_fills_in_its_defaults)
     assert dict(bedrock.options)["model_map"] == '{"claude-x":"eu.x-v1:0"}'
     (route,) = c.routes
     assert route.mode == "fallback"
@@ -78,8 +79,10 @@ def test_vertex_region_default_and_option_numbers() -> None:
         "    options: {project: my-project, timeout_read_s: 300}\n"
     )
     (v,) = c.providers
-    assert dict(v.options) == {"project": "my-project", "region": "global", "timeout_read_s": "300"}
-    assert v.base_url == "https://x.example/v1"
+    # Numbers are written as text; the region's default and the URL's form are the control
+    # plane's (test_apply_e2e.py: test_the_control_plane_fills_in_its_defaults).
+    assert dict(v.options) == {"project": "my-project", "timeout_read_s": "300"}
+    assert v.base_url == "https://x.example/v1/"
 
 
 def test_route_times_in_seconds_with_units() -> None:
@@ -313,6 +316,7 @@ def test_moving_a_provider_with_a_stored_key_is_refused() -> None:
     """apply must not send a stored key to the host a file names: the plan stops, saying how."""
     state = stored()
     state.providers[0].has_secret = True
+    state.providers[0].base_url = "https://api.anthropic.com"  # the kind's default, as stored
     moved = BASE.replace(
         "kind: anthropic, api_key_env", "kind: anthropic, base_url: https://x.example, api_key_env"
     )

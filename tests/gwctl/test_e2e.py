@@ -275,6 +275,20 @@ def test_bedrock_vertex_passthrough_providers(capsys: pytest.CaptureFixture[str]
                       "https://bedrock-runtime.us-east-1.amazonaws.com/model/x")  # fmt: skip
     assert code == 1 and "without /model" in err
 
+    # The rules relating settings to each other are the control plane's: its reasons, and
+    # nothing created.
+    for argv, reason in (
+        (["--kind", "bedrock", "--region", "us-east-1", "--access-key-env", "A"],
+         "access_key_env and secret_key_env go together"),
+        (["--kind", "bedrock", "--region", "us-east-1", "--session-token-env", "T"],
+         "session_token_env needs access_key_env and secret_key_env"),
+        (["--kind", "anthropic", "--auth", "passthrough", "--api-key-env", "K"],
+         "leave api_key_env empty"),
+    ):  # fmt: skip
+        code, _, err = gw(capsys, "providers", "create", unique("refused"), *argv)
+        assert code == 1 and reason in err, err
+    assert not [p for p in gw_json(capsys, "providers", "list") if "refused" in p["name"]]
+
     code, _, err = gw(capsys, "providers", "create", vx, "--kind", "vertex", "--project", "my-proj",
                       "--base-url", "https://us-east5-aiplatform.googleapis.com")  # fmt: skip
     assert code == 1 and "https://us-east5-aiplatform.googleapis.com/v1" in err

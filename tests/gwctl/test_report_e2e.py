@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from gwapi.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
+from gwcommon import money
 from tests.gwctl import cli
 from tests.gwctl.cli import DATAPLANE, gw
 from tests.gwctl.threaded_cp import threaded_control_plane
@@ -104,7 +105,7 @@ def summed(rows: Any) -> dict[str, int]:
 
 
 def usd(micros: int) -> str:
-    return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+    return money.decimal(micros)
 
 
 def event(n: int, ws: str, at_ms: int, rng: random.Random, **who: Any) -> telemetry_pb2.UsageEvent:

@@ -97,6 +97,12 @@ def test_refusals_are_readable(
         "--api-key-stdin", stdin="\n",
     )  # fmt: skip
     assert code == 2 and "read an empty line" in err
+    # A provider the control plane would refuse is refused before the key is read.
+    code, _, err = gwctl(
+        monkeypatch, capsys, cp, "providers", "create", "br", "--kind", "bedrock",
+        "--region", "mars", "--api-key-stdin", stdin="\n",
+    )  # fmt: skip
+    assert code == 1 and "invalid region 'mars'" in err and "empty line" not in err
     code, _, err = gwctl(
         monkeypatch, capsys, cp, "providers", "create", "br", "--kind", "bedrock",
         "--region", "us-east-1", "--api-key-stdin", stdin=KEY + "\n",

@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controlplane.domain.budgets import MAX_MICROS, Budget, Period, format_budget, parse_budget
-from controlplane.domain.durations import format_duration, parse_duration
 from controlplane.domain.errors import MAX_MESSAGE_CHARS, InvalidArgument, shown
 from controlplane.domain.keys import MAX_TTL_SECONDS, expires_at_ms
 from controlplane.domain.names import validate_label, validate_slug
@@ -46,24 +45,6 @@ def test_any_budget_text_is_a_budget_in_range_or_invalid_argument(text: str) -> 
     budget = invalid_or(parse_budget, text)
     if budget is not None:
         assert isinstance(budget, Budget) and 0 < budget.amount_micros <= MAX_MICROS
-
-
-@FAST
-@given(st.integers(1, 10**12))
-def test_durations_round_trip_through_their_display_form(seconds: int) -> None:
-    assert parse_duration(format_duration(seconds)) == seconds
-
-
-@FAST
-@given(ANY_TEXT)
-def test_any_duration_text_is_seconds_or_invalid_argument(text: str) -> None:
-    seconds = invalid_or(parse_duration, text)
-    assert seconds is None or (isinstance(seconds, int) and seconds > 0)
-
-
-def test_a_duration_beyond_the_int_digit_limit_is_invalid_not_a_crash() -> None:
-    with pytest.raises(InvalidArgument, match="too large"):
-        parse_duration("9" * 5000 + "s")
 
 
 @FAST
