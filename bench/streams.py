@@ -46,7 +46,15 @@ from typing import Any
 
 from bench import sampler
 from bench.loadgen import cpu_seconds
-from bench.procs import Child, kib, proc_status, spawn, wait_for_file, wait_for_json, wait_for_log
+from bench.procs import (
+    Child,
+    kib,
+    proc_status,
+    spawn,
+    start_controlplane,
+    start_upstream,
+    wait_for_json,
+)
 from bench.run import PROVIDER_KEY_ENV, provision, usage_total
 from bench.streams_report import render
 
@@ -168,27 +176,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         admin_token, dp_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
         provider_key = "sk-ant-bench-" + secrets.token_hex(8)
         try:
-            upstream = spawn(
-                "upstream",
-                [
-                    "-m", "bench.upstream", "--ready-file", str(work / "upstream.ready"),
-                    "--pace-ms", str(args.pace_ms), "--events", str(args.events),
-                ],
-                work,
-            )  # fmt: skip
-            children.append(upstream)
-            upstream_port = int(wait_for_file(upstream, work / "upstream.ready"))
-            cp = spawn(
-                "controlplane",
-                [
-                    "-m", "controlplane", "--listen", "127.0.0.1:0",
-                    "--db", f"sqlite:///{work / 'tollgate.db'}",
-                ],
-                work,
-                env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
-            )  # fmt: skip
-            children.append(cp)
-            cp_addr = wait_for_log(cp, r"control plane listening on (\S+:\d+)").group(1)
+            upstream, upstream_port = start_upstream(
+                work, children, "--pace-ms", str(args.pace_ms), "--events", str(args.events)
+            )
+            db_url = f"sqlite:///{work / 'tollgate.db'}"
+            _, cp_addr = start_controlplane(work, children, db_url, (admin_token, dp_token))
             secret, _ = asyncio.run(provision(cp_addr, admin_token, upstream_port))
             profile = work / "dp.samples"
             dp = spawn(

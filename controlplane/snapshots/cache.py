@@ -48,7 +48,7 @@ from controlplane.snapshots.spend_seeds import ScopeRef, SpendScopes
 from controlplane.snapshots.table import Entry, Ref, ResourceTable
 from controlplane.store.changes import ALL
 from controlplane.store.db import Database
-from controlplane.store.models import ConfigChangeRow
+from controlplane.store.models.config import ConfigChangeRow
 from gwapi.v1 import discovery_pb2 as dpb
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from dataplane.disk_cache import SNAPSHOT_FILE, load_cached, save_cached
 from dataplane.snapshot import Snapshot
-from dataplane.subscriber import SNAPSHOT_FILE, Subscriber, load_cached, save_cached
+from dataplane.subscriber import Subscriber
 from dataplane.telemetry.forwarder import Forwarder
 from dataplane.telemetry.metrics import TelemetryMetrics
 from gwapi.v1 import discovery_pb2

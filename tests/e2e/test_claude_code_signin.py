@@ -23,9 +23,6 @@ import base64
 import contextlib
 import itertools
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -43,6 +40,7 @@ from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
 from tests.e2e.claude_tmux import ClaudeTerminal, browser_sign_in, managed_settings, new_home
+from tests.e2e.dataplane_process import DataPlaneProcess
 from tests.e2e.test_gateway import ROOT, free_port
 from tests.fakes.anthropic import (
     DEFAULT_USAGE,
@@ -126,60 +124,16 @@ class Router:
             return out
 
 
-class DataPlane:
-    """``gwctl dataplane serve`` as its own process."""
+class DataPlane(DataPlaneProcess):
+    """One of the gateway's replicas: they share their counters through Redis, as a multi-replica
+    gateway must."""
 
     def __init__(
         self, control_plane: str, state_dir: Path, public_url: str, redis_prefix: str
     ) -> None:
-        self.control_plane, self.state_dir, self.public_url = control_plane, state_dir, public_url
-        self.redis_prefix = redis_prefix
-        self.port = free_port()
-        self.log = state_dir.with_suffix(".log")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        args = ["--listen", f"127.0.0.1:{self.port}", "--control-plane", self.control_plane]
-        args += ["--state-dir", str(self.state_dir), "--drain-seconds", "0", "--graceful-s", "2"]
-        # Two replicas share their counters through Redis, as a multi-replica gateway must.
-        args += ["--redis", REDIS_URL, "--redis-prefix", self.redis_prefix]
-        env = {
-            **os.environ,
-            KEY_ENV: UPSTREAM_KEY,
-            "TOLLGATE_DATAPLANE_TOKEN": DP_TOKEN,
-            "TOLLGATE_PUBLIC_URL": self.public_url,
-        }
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gwctl.main", "dataplane", "serve", *args],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        async with aiohttp.ClientSession() as probe:
-            while True:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with probe.get(self.url + "/healthz") as r:
-                        if r.status == 200:
-                            return
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("data plane did not start:\n" + self.log.read_text()[-3000:])
-                await asyncio.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        env = {KEY_ENV: UPSTREAM_KEY, "TOLLGATE_DATAPLANE_TOKEN": DP_TOKEN}
+        redis = ["--redis", REDIS_URL, "--redis-prefix", redis_prefix]
+        super().__init__(control_plane, state_dir, public_url, free_port(), env, redis)
 
 
 @dataclass

@@ -24,7 +24,7 @@ import pytest
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from dataplane.server import DataPlane
-from gwapi.v1 import admin_pb2, common_pb2
+from gwapi.v1 import common_pb2
 from gwclient.client import GatewayClient
 from tests.dataplane.conftest import SECRET, UPSTREAM_KEY, build_snapshot, start_dataplane
 from tests.e2e.test_gateway import (
@@ -32,6 +32,7 @@ from tests.e2e.test_gateway import (
     DP_TOKEN,
     ROOT,
     ControlPlaneProcess,
+    alice_in_team_a,
     call,
     free_port,
     wait_for,
@@ -130,14 +131,6 @@ async def post(dp: DataPlane, secret: str, **extra: str) -> httpx.Response:
 @pytest.fixture
 async def collector() -> AsyncIterator[FakeCollector]:
     fake = FakeCollector(required_headers={"authorization": f"Bearer {COLLECTOR_KEY}"})
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
     await fake.start()
     yield fake
     await fake.stop()
@@ -386,18 +379,7 @@ async def test_sigterm_with_a_stuck_collector_exits_within_the_flush_bound(
     log = tmp_path / "dp.log"
     try:
         async with GatewayClient(cp.address, ADMIN) as admin:
-            await admin.create_workspace(common_pb2.Workspace(name="team-a"))
-            await admin.create_provider(
-                common_pb2.Provider(
-                    name="anthropic",
-                    kind="anthropic",
-                    base_url=upstream.base_url,
-                    api_key_env="UPSTREAM_KEY",
-                )
-            )
-            key = await admin.create_key(
-                admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", provider="anthropic")
-            )
+            key = await alice_in_team_a(admin, upstream.base_url)
         port = free_port()
         env = {
             **os.environ,

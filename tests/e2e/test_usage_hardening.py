@@ -16,10 +16,17 @@ import pytest
 
 from dataplane.server import DataPlane
 from dataplane.spool import Spool
-from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2
+from gwapi.v1 import common_pb2, telemetry_pb2
 from gwclient.client import GatewayClient
 from tests.conftest import _reset_pg_schema
-from tests.e2e.test_gateway import ADMIN, ControlPlaneProcess, start_dp, total, wait_for
+from tests.e2e.test_gateway import (
+    ADMIN,
+    ControlPlaneProcess,
+    alice_in_team_a,
+    start_dp,
+    total,
+    wait_for,
+)
 from tests.fakes.anthropic import FakeAnthropic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -44,18 +51,7 @@ async def setup(pg_database: str, tmp_path: Path) -> AsyncIterator[Setup]:
     await cp.start()
     admin = GatewayClient(cp.address, ADMIN)
     try:
-        await admin.create_workspace(common_pb2.Workspace(name="team-a"))
-        await admin.create_provider(
-            common_pb2.Provider(
-                name="anthropic",
-                kind="anthropic",
-                base_url=upstream.base_url,
-                api_key_env="UPSTREAM_KEY",
-            )
-        )
-        created = await admin.create_key(
-            admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", provider="anthropic")
-        )
+        created = await alice_in_team_a(admin, upstream.base_url)
         yield Setup(cp, admin, created.secret, tmp_path)
     finally:
         await admin.close()

@@ -10,7 +10,8 @@ import pytest
 from sqlmodel import select
 
 from controlplane.signin.codes import digest
-from controlplane.store.models import AuditRow, DeveloperRow, DeviceGrantRow
+from controlplane.store.models.admin import AuditRow
+from controlplane.store.models.signin import DeveloperRow, DeviceGrantRow
 from gwapi.v1 import admin_pb2 as apb
 from tests.controlplane.signin.conftest import ALICE, CALLBACK, Flow, configure, workspace
 from tests.fakes.oidc import CLIENT_ID, Login

@@ -6,7 +6,7 @@ from sqlmodel import Session
 
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database
-from controlplane.store.models import VirtualKeyRow, WorkspaceRow
+from controlplane.store.models.config import VirtualKeyRow, WorkspaceRow
 
 
 async def test_publish_only_on_change_and_wake_watchers(db: Database) -> None:
