@@ -34,7 +34,7 @@ from tests.fakes.vertex import (
     write_service_account,
 )
 
-FIXTURE = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "claude_code_request.json"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "claude_code_request.json"
 SESSION = "3f0c1f7e-8f6a-4d8e-9a51-5f3b0c0d9e11"
 HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"anthropic-version", b"2023-06-01"),
