@@ -40,6 +40,7 @@ from tests.fakes.bedrock import (
     exception,
     stream_frames,
 )
+from tests.fakes.eventstream import encode_frame
 
 ENV = {"FAKE_AK": ACCESS_KEY, "FAKE_SK": SECRET_KEY, "FAKE_BEARER": BEARER_TOKEN}
 SONNET = "claude-sonnet-4-5-20250929"
@@ -605,9 +606,7 @@ async def test_truncated_frame_and_undecodable_chunk_are_errors(
     )
     assert [e.event for e in events] == ["message_start", "error"]
     assert "middle of a frame" in orjson.loads(events[-1].data)["error"]["message"]
-    from dataplane.codecs.eventstream import encode_message
-
-    junk = encode_message({":event-type": "chunk", ":message-type": "event"}, b'{"bytes": "!!!"}')
+    junk = encode_frame({":event-type": "chunk", ":message-type": "event"}, b'{"bytes": "!!!"}')
     fake.script.append(Scripted(frames=[frames[0], junk]))
     _, events, _, _ = await collect(
         BedrockProvider(config(fake.base_url), client, ENV), messages_request()
@@ -616,10 +615,8 @@ async def test_truncated_frame_and_undecodable_chunk_are_errors(
 
 
 async def test_unknown_event_types_are_ignored(fake: FakeBedrock, client: Transport) -> None:
-    from dataplane.codecs.eventstream import encode_message
-
     frames = stream_frames(SONNET, ["a"])
-    other = encode_message({":event-type": "metadata", ":message-type": "event"}, b"{}")
+    other = encode_frame({":event-type": "metadata", ":message-type": "event"}, b"{}")
     fake.script.append(Scripted(frames=[frames[0], other, *frames[1:]]))
     _, _, meter, _ = await collect(
         BedrockProvider(config(fake.base_url), client, ENV), messages_request()
