@@ -85,7 +85,6 @@ async def test_body_and_headers_reach_upstream_byte_identical(
         ):
             assert got.header(name) == HEADERS[name], name
         assert got.header("x-tollgate-metadata") is None
-    assert upstream.violations == []
 
 
 async def test_stream_bytes_come_back_unchanged_and_metered_exactly(

@@ -186,7 +186,7 @@ async def test_corrupt_bedrock_event_stream_frame_ends_the_stream_with_an_error(
     dp = await start_faulty(tmp_path / "dp", snap, env=bedrock_t.ENV)
     try:
         r = await post(dp.port)
-        assert r.status_code == 200 and not bedrock.violations, bedrock.violations
+        assert r.status_code == 200
         names = sse_names(r.content)
         assert names[0] == "message_start" and names[-1] == "error", names
         assert "message_stop" not in names

@@ -42,6 +42,7 @@ from dataplane.providers.betas import ACCEPTED
 from tests.fakes.anthropic import DEFAULT_USAGE, message_body
 from tests.fakes.eventstream import encode_frame
 from tests.fakes.server import LoopbackServer
+from tests.fakes.strict import Strict
 
 ACCESS_KEY = "AKIDTOLLGATEFAKE0001"
 SECRET_KEY = "fake/secret/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -175,7 +176,7 @@ def error(status: int, kind: str, message: str, retry_after: str | None = None) 
     return Scripted(status=status, headers=headers, frames=[orjson.dumps({"message": message})])
 
 
-class FakeBedrock(LoopbackServer):
+class FakeBedrock(LoopbackServer, Strict):
     def __init__(
         self,
         keys: dict[str, tuple[str, str | None]] | None = None,
