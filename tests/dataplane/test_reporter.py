@@ -464,3 +464,43 @@ async def test_stopping_while_a_write_waits_for_the_spool_loses_nothing(tmp_path
     gate.set()
     assert await reporter.flush()
     assert cp.delivered == ["r0"]
+
+
+async def test_drain_returns_once_every_recorded_event_is_on_disk(tmp_path: Path) -> None:
+    """Whether the persist loop has taken an event already (its write under way) or it is still
+    queued, drain() returns once both are in the spool; nothing is sent meanwhile."""
+    entered, gate = threading.Event(), threading.Event()
+
+    class SlowSpool(Spool):
+        def append(self, payloads: list[bytes], *, sync: bool = True) -> int:
+            entered.set()
+            gate.wait(5)
+            return super().append(payloads, sync=sync)
+
+    cp = ControlPlane()
+    reporter = Reporter(SlowSpool(tmp_path), cp.send, "dp", sleep=Ticks().sleep)
+    task = asyncio.create_task(reporter.run())
+    try:
+        reporter.record(record(0))
+        assert await asyncio.to_thread(entered.wait, 5)  # the persist loop is writing r0
+        reporter.record(record(1))  # queued behind it
+        drained = asyncio.create_task(reporter.drain())
+        await asyncio.sleep(0)
+        assert not drained.done() and on_disk(tmp_path) == []
+        gate.set()
+        await asyncio.wait_for(drained, 5)
+        assert on_disk(tmp_path) == ["r0", "r1"]
+        entered.clear()
+        gate.clear()
+        reporter.record(record(2))
+        assert await asyncio.to_thread(entered.wait, 5)  # being written; nothing queued
+        drained = asyncio.create_task(reporter.drain())
+        await asyncio.sleep(0)
+        assert not drained.done()
+        gate.set()
+        await asyncio.wait_for(drained, 5)
+        assert on_disk(tmp_path) == ["r0", "r1", "r2"] and cp.delivered == []
+    finally:
+        gate.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

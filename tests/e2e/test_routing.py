@@ -3,7 +3,6 @@ client, attempt headers and log, the response cache, and per-target model overri
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -210,7 +209,9 @@ async def test_cache_hit_replays_identical_bytes_and_never_crosses_workspaces(
     dp = await routed(tmp_path, upstream.base_url, backup, cache_ttl_s=60)
     try:
         first = await one_stream(dp)
-        await asyncio.sleep(0.1)  # the entry is stored off the request's path
+        # The entry is stored off the request's path, before the request's usage event is
+        # recorded (the handler's last step): once the event is in, so is the entry.
+        assert len(await usage_events(dp, 1)) == 1
         second = await one_stream(dp)
         assert len(upstream.requests) == 1
         assert second.content == first.content

@@ -337,18 +337,21 @@ async def test_a_cancelled_caller_does_not_waste_the_resolution(
     fake: FakeBedrock, client: Transport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     original = BedrockProvider._resolve
+    resolving, release = threading.Event(), threading.Event()
 
     def slow(self: BedrockProvider) -> Any:
-        time.sleep(0.2)
+        resolving.set()
+        release.wait(5)
         return original(self)
 
     monkeypatch.setattr(BedrockProvider, "_resolve", slow)
     provider = BedrockProvider(config(fake.base_url), client, ENV)
     first = asyncio.create_task(provider.send(messages_request()))
-    await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(resolving.wait, 5)  # the resolution is under way
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
+    release.set()
     status, _, meter, _ = await collect(provider, messages_request())
     assert status == 200 and meter.saw_message_stop
     assert provider.credential_resolutions == 1

@@ -33,6 +33,7 @@ from tests.fakes.vertex import (
     sign_jwt,
     write_service_account,
 )
+from tests.waiting import eventually
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "claude_code_request.json"
 SESSION = "3f0c1f7e-8f6a-4d8e-9a51-5f3b0c0d9e11"
@@ -175,11 +176,13 @@ async def test_one_token_fetch_serves_many_concurrent_requests(
 async def test_a_cancelled_caller_does_not_waste_the_refresh(
     provider: VertexProvider, fake: FakeVertex
 ) -> None:
-    fake.token_delay = 0.3
+    fake.token_gate = asyncio.Event()
     first = asyncio.create_task(provider.tokens.token())
-    await asyncio.sleep(0.05)
+    await eventually(lambda: len(fake.token_requests) == 1, "the refresh under way")
     first.cancel()  # e.g. the client hung up while its request waited for the token
-    token = await provider.tokens.token()  # joins the refresh already in flight
+    second = asyncio.create_task(provider.tokens.token())  # joins the refresh in flight
+    fake.token_gate.set()
+    token = await second
     assert fake.issuances == 1 and len(fake.token_requests) == 1
     assert list(fake.issued) == [token]
     assert first.cancelled()
