@@ -51,6 +51,7 @@ from tests.fakes.anthropic import (
 )
 from tests.fakes.oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc, Login
 from tests.fakes.otlp_collector import FakeCollector
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -293,8 +294,21 @@ async def test_sign_in_prompt_usage_and_offboarding_with_the_real_cli(stack: Sta
 
             # Offboarding: disabled, the next prompt is refused and nothing reaches upstream.
             before = len(stack.upstream.requests)
+            served = (await stack.admin.list_dataplanes()).current_version
             await stack.admin.disable_developer(alice.email)
-            await asyncio.sleep(1.5)  # the snapshot reaches both data planes within a second
+
+            async def both_serve_it() -> bool:  # each data plane ACKs a snapshot once swapped in
+                status = await stack.admin.list_dataplanes()
+                return (
+                    status.current_version != served
+                    and len(status.dataplanes) == 2
+                    and all(
+                        d.connected and d.acked_version == status.current_version
+                        for d in status.dataplanes
+                    )
+                )
+
+            await eventually(both_serve_it, "the snapshot without alice on both data planes")
             await asyncio.to_thread(term.wait_ready, 30)
             await asyncio.to_thread(term.type, "Say hello again")
             await asyncio.to_thread(term.keys, "Enter")
