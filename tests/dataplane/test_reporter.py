@@ -54,16 +54,39 @@ def cp() -> ControlPlane:
     return ControlPlane()
 
 
+class Steps:
+    """The send loop's sleeps, not slept: each returns at once (its length recorded) until
+    ``budget`` were taken; the next waits for :meth:`release`, after which none waits."""
+
+    def __init__(self, budget: int) -> None:
+        self.slept: list[float] = []
+        self.budget = budget
+        self.used = asyncio.Event()
+        self._released = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        if len(self.slept) >= self.budget and not self._released.is_set():
+            self.used.set()
+            await self._released.wait()
+        self.slept.append(seconds)
+        await asyncio.sleep(0)
+
+    def release(self) -> None:
+        self._released.set()
+
+
 async def test_outage_then_delivery_in_order(tmp_path: Path, cp: ControlPlane) -> None:
     cp.up = False
-    reporter = Reporter(Spool(tmp_path), cp.send, "dp", interval=0.01)
+    steps = Steps(3)  # the first cadence, then cadence and backoff: two passes while down
+    reporter = Reporter(Spool(tmp_path), cp.send, "dp", interval=0.01, sleep=steps.sleep)
+    for i in range(20):
+        reporter.record(record(i))
     task = asyncio.create_task(reporter.run())
     try:
-        for i in range(20):
-            reporter.record(record(i))
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(steps.used.wait(), 10)
         assert cp.delivered == [] and reporter.backlog == 20
         cp.up = True
+        steps.release()
         async with asyncio.timeout(10):
             while reporter.backlog:
                 await asyncio.sleep(0.02)
@@ -198,14 +221,17 @@ async def test_a_bad_event_alone_waits_until_another_is_accepted(tmp_path: Path)
 async def test_a_broken_control_plane_sets_nothing_aside(tmp_path: Path) -> None:
     cp = StrictControlPlane()
     cp.broken = True  # INTERNAL for every call: the control plane is the problem, not events
-    reporter = Reporter(Spool(tmp_path), cp.send, "dp", interval=0.01)
+    steps = Steps(7)  # the first cadence, then cadence and backoff before each of 3 more passes
+    reporter = Reporter(Spool(tmp_path), cp.send, "dp", interval=0.01, sleep=steps.sleep)
     for i in range(50):
         reporter.record(record(i))
     task = asyncio.create_task(reporter.run())
-    await asyncio.sleep(1.5)
+    await asyncio.wait_for(steps.used.wait(), 10)  # 4 passes made, all refused
     assert reporter.quarantined == 0 and reporter.backlog == 50
     assert cp.calls < 60  # a few calls per backoff, not one per event
+    assert steps.slept[2] < steps.slept[4] < steps.slept[6]  # the backoff grows
     cp.broken = False
+    steps.release()
     try:
         async with asyncio.timeout(15):
             while reporter.backlog:
