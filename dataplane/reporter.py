@@ -390,11 +390,12 @@ class Reporter:
 
     async def drain(self) -> None:
         """Wait until every event recorded before the call is written to the spool (not yet
-        fsync'd nor sent, both of which follow as usual): whoever reads the spool directory
-        afterwards, a restarted data plane for one, finds them."""
+        fsync'd nor sent, both of which follow as usual) and no spool operation (a write, an
+        acknowledgement) is under way: whoever reads the spool directory afterwards, a
+        restarted data plane for one, finds what this process has."""
         if await self._persist(sync=False):
             self._sync_wake.set()
-        async with self._spool_lock:  # a write the persist loop has under way
+        async with self._spool_lock:  # an operation the loops have under way
             await self._io_done()
 
     async def flush(self, timeout: float = 5.0) -> bool:
