@@ -57,12 +57,8 @@ from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 
 REPO = Path(__file__).resolve().parent.parent
-# The realistic Claude Code request body lives in the shared folder beside the repository.
-FIXTURE_NAME = "claude_code_request.json"
-FIXTURE_CANDIDATES = (
-    REPO.parent / "shared" / "fixtures" / FIXTURE_NAME,
-    Path("/work/shared/fixtures") / FIXTURE_NAME,
-)
+# The realistic Claude Code request body, the same one the tests send.
+FIXTURE_CANDIDATES = (REPO / "tests" / "fixtures" / "claude_code_request.json",)
 PROVIDER_KEY_ENV = "BENCH_UPSTREAM_KEY"
 
 DURATIONS = {"warmup": 2.0, "c1": 8.0, "c8": 8.0, "throughput": 10.0}

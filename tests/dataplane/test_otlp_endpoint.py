@@ -312,7 +312,6 @@ async def test_signals_filter(dp: DataPlane) -> None:
         await asyncio.sleep(0.2)
         assert [e.signal for e in a.received] == ["metrics"]
         assert sorted(e.signal for e in b.received) == ["logs", "traces"]
-        assert a.violations == [] and b.violations == []
     finally:
         await a.stop()
         await b.stop()

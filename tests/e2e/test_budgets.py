@@ -19,13 +19,14 @@ import orjson
 import pytest
 
 from dataplane.server import DataPlane
-from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2
+from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2, telemetry_pb2
 from gwclient.client import GatewayClient
-from tests.dataplane.conftest import SECRET, build_snapshot, sha, start_dataplane, usage_events
+from tests.dataplane.conftest import SECRET, build_snapshot, sha, start_dataplane
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
 from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ControlPlaneProcess, anthropic_at
 from tests.e2e.workers_support import per_worker, workers_on_redis
 from tests.fakes.anthropic import FakeAnthropic, Scripted, stream_frames
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -113,13 +114,19 @@ def check_refusal(r: httpx.Response) -> None:
     assert r.headers["retry-after"].isdigit()
 
 
-async def settled_spend(dps: list[DataPlane]) -> int:
-    """What the data planes metered for served requests (their usage events, still spooled)."""
-    total = 0
-    for dp in dps:
-        events = await usage_events(dp, 0, timeout=0.5)
-        total += sum(e.usage.cost_micros for e in events if e.status == 200)
-    return total
+async def settled_spend(dps: list[DataPlane], requests: int) -> int:
+    """What the data planes metered for served requests (their usage events, still spooled),
+    once every one of ``requests`` has its event (recorded after its answer went out)."""
+
+    def events() -> list[telemetry_pb2.UsageEvent]:
+        return [
+            telemetry_pb2.UsageEvent.FromString(p)
+            for dp in dps
+            for _, p in dp.spool.pending(10_000)
+        ]
+
+    await eventually(lambda: len(events()) >= requests, f"the {requests} usage events spooled")
+    return sum(e.usage.cost_micros for e in events() if e.status == 200)
 
 
 async def run_concurrently(dps: list[DataPlane], n: int) -> list[httpx.Response]:
@@ -147,8 +154,7 @@ async def test_32_concurrent_streams_never_overshoot_the_budget(
     dp = await start_dataplane(tmp_path / "dp", limited_snapshot(upstream, budget=BUDGET))
     try:
         responses = await run_concurrently([dp], 32)
-        await asyncio.sleep(0.5)
-        assert_no_overshoot(responses, await settled_spend([dp]))
+        assert_no_overshoot(responses, await settled_spend([dp], len(responses)))
         # Once spent, the refusal says so and tells Claude Code not to retry before the reset.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{dp.port}") as client:
             spent = await client.post("/v1/messages", content=BODY, headers=HEADERS)
@@ -175,8 +181,7 @@ async def test_three_replicas_sharing_redis_never_overshoot(
         ]
         try:
             responses = await run_concurrently(dps, 48)
-            await asyncio.sleep(0.5)
-            assert_no_overshoot(responses, await settled_spend(dps))
+            assert_no_overshoot(responses, await settled_spend(dps, len(responses)))
         finally:
             for dp in dps:
                 await dp.stop()

@@ -303,7 +303,6 @@ async def test_claude_code_prints_the_upstream_answer_through_the_gateway(
 
     # The upstream only ever saw the provider key; the virtual key never left the gateway.
     fake = gateway.fake
-    assert fake.violations == [], f"{fake.violations}\n{seen}"
     assert fake.requests, seen
     for r in fake.requests:
         assert r.header("x-api-key") == UPSTREAM_KEY, seen

@@ -149,7 +149,6 @@ async def test_claude_code_telemetry_reaches_the_collector_with_identity(
     exports = await setup.collector.wait_for(2, timeout=15)
     signals = {e.signal for e in exports}
     assert {"metrics", "logs"} <= signals, signals
-    assert setup.collector.violations == []
     for export in exports:
         assert export.headers["x-api-key"] == COLLECTOR_KEY
         for attrs in export.resource_attributes():

@@ -26,6 +26,7 @@ from dataplane.server import DataPlane, Settings
 from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -260,8 +261,11 @@ async def test_control_plane_outage_loses_nothing_and_counts_nothing_twice(
         gw.cp.kill()  # no goodbye: the data plane just loses its streams
         for _ in range(7):  # served from the last snapshot while the control plane is gone
             assert (await call(client, gw.secret)).status_code == 200
-        await asyncio.sleep(0.5)
-        assert gw.dp.reporter is not None and gw.dp.reporter.backlog == 7  # spooled on disk
+        reporter = gw.dp.reporter
+        assert reporter is not None
+        await eventually(lambda: reporter.backlog == 7, "the 7 events recorded")
+        await reporter.drain()  # and on disk, for the copy
+        assert reporter.spool.backlog == 7
         spool_copy = gw.tmp / "spool-copy"
         shutil.copytree(gw.dp.settings.state_dir / "spool", spool_copy)
 

@@ -175,7 +175,6 @@ async def stack(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
     finally:
         await bedrock.stop()
         await upstream.stop()
-    assert not upstream.violations and not bedrock.violations
 
 
 # --- finding 2: closing early no longer avoids the output cost ------------------------------------

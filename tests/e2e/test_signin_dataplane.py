@@ -77,7 +77,6 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
         two.stop()
         await cp.stop()
         await upstream.stop()
-    assert cp.violations == []
 
 
 async def wait_events(cp: FakeSignInControlPlane, n: int) -> list[telemetry_pb2.UsageEvent]:

@@ -5,7 +5,6 @@ reporting for good: the same batch was resent for ever while the ledger stood st
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.e2e.test_gateway import (
     wait_for,
 )
 from tests.fakes.anthropic import FakeAnthropic
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -208,8 +208,11 @@ async def test_a_backlog_over_the_grpc_limit_gets_through(setup: Setup) -> None:
                     "/v1/messages", content=body(text=f"{i} {text}"), headers=headers(s.secret)
                 )
                 assert r.status_code == 200
-        await asyncio.sleep(0.5)
-        assert dp.reporter is not None and dp.reporter.backlog == 11
+        reporter = dp.reporter
+        assert reporter is not None
+        await eventually(lambda: reporter.backlog == 11, "the 11 events recorded")
+        await reporter.drain()
+        assert reporter.spool.backlog == 11  # waiting in the spool
         await s.cp.start()
         await wait_for(lambda: ledger_has(s.admin, 11), timeout=30)
         (last,) = [ev async for ev in s.admin.tail_logs(limit=1)]

@@ -316,8 +316,6 @@ async def test_client_secret_post_and_wrong_secret(
         begun = await flow.started()
         done = await flow.browser(begun, ALICE)
         assert done.reason == "idp_error" and "invalid_client" in done.message
-        assert idp.violations == ["token: wrong client credentials"]
-        idp.violations.clear()
-        idp.assert_clean()
+        assert idp.take_violations() == ["token: wrong client credentials"]
     finally:
         await idp.stop()
