@@ -2,7 +2,7 @@
 
 ``python -m bench.auth [--n 20000]``
 
-Times one pass through :class:`dataplane.auth.AuthMiddleware` (secret extraction, lookup or token
+Times one pass through :class:`dataplane.policy.auth.AuthMiddleware` (secret extraction, lookup or token
 verification, the per-request checks against the snapshot, the principal put into the scope) in
 front of an app that does nothing, for:
 
@@ -28,12 +28,12 @@ from typing import Any
 
 import jwt
 
-from dataplane.auth import AuthMiddleware
-from dataplane.doors.anthropic import AnthropicDoor
+from dataplane.config.snapshot import Snapshot
+from dataplane.edge.doors.anthropic import AnthropicDoor
+from dataplane.policy.auth import AuthMiddleware
+from dataplane.policy.runtime import SnapshotHolder
 from dataplane.providers.registry import ProviderRegistry
 from dataplane.providers.transport import Transport
-from dataplane.runtime import SnapshotHolder
-from dataplane.snapshot import Snapshot
 from gwapi.v1 import common_pb2, discovery_pb2
 
 LIMIT_MS = 0.05

@@ -4,7 +4,7 @@
 [--otlp-endpoint URL] [--redis URL --redis-prefix P]``
 (the data-plane token in ``TOLLGATE_DATAPLANE_TOKEN``)
 
-Like ``gwctl dataplane serve`` (it uses :class:`dataplane.server.DataPlane` the same way) but
+Like ``gwctl dataplane serve`` (it uses :class:`dataplane.process.server.DataPlane` the same way) but
 listens on port 0 and, once the first snapshot is in, writes ``{"port": …, "pid": …}`` to the
 ready file. SIGTERM drains and exits; with ``--profile`` the cProfile stats are dumped to OUT on
 the way out (so the profile covers exactly the data plane's life, start-up included); with
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.child import announce, until_signalled
 from bench.sampler import Sampler
-from dataplane.server import DataPlane, Settings, run_loop
+from dataplane.process.server import DataPlane, Settings, run_loop
 
 
 async def serve(args: argparse.Namespace) -> None:

@@ -48,7 +48,7 @@ BUDGETS = (
     '{"budgets":[{"amount_micros":500000000,"period":"day"},'
     '{"amount_micros":5000000000,"period":"month"}]}'
 )
-BATCH = 500  # dataplane.reporter.UsageReporter's default batch_size
+BATCH = 500  # dataplane.sync.reporter.UsageReporter's default batch_size
 
 
 def now_ms() -> int:

@@ -18,16 +18,16 @@ import statistics
 import time
 from types import MappingProxyType
 
-from dataplane.auth import Principal
-from dataplane.counters.base import Counters
-from dataplane.counters.memory import MemoryCounters
-from dataplane.counters.redis import RedisCounters
-from dataplane.limits import Limiter
-from dataplane.pricing import DEFAULT_PRICES, PriceTable
+from dataplane.config.snapshot import Budget, Limits, Period, Snapshot, VirtualKey, Workspace
+from dataplane.metering.pricing import DEFAULT_PRICES, PriceTable
+from dataplane.policy.auth import Principal
+from dataplane.policy.counters.base import Counters
+from dataplane.policy.counters.memory import MemoryCounters
+from dataplane.policy.counters.redis import RedisCounters
+from dataplane.policy.limits import Limiter
+from dataplane.policy.runtime import compile_runtime
 from dataplane.providers.registry import ProviderRegistry
 from dataplane.providers.transport import Transport
-from dataplane.runtime import compile_runtime
-from dataplane.snapshot import Budget, Limits, Period, Snapshot, VirtualKey, Workspace
 
 PRICES = PriceTable(DEFAULT_PRICES)
 REGISTRY = ProviderRegistry(Transport())  # the snapshots here have no providers

@@ -7,7 +7,7 @@ Processes (all on loopback, each its own interpreter):
 * the control plane (``python -m controlplane``) on a throw-away SQLite database; the workspace,
   the provider (kind ``anthropic``, ``base_url`` = the fake, ``api_key_env`` set only in the
   data plane's environment) and the virtual key are created through its Admin gRPC API;
-* one data plane (``bench.dp_main``: ``dataplane.server.DataPlane``), which gets its snapshot
+* one data plane (``bench.dp_main``: ``dataplane.process.server.DataPlane``), which gets its snapshot
   from that control plane and reports usage back to it;
 * a second, identical data plane with tracing on (``--otlp-endpoint``) exporting to
   ``bench.otlp_sink``, a minimal OTLP/HTTP receiver that counts the spans it gets;

@@ -11,7 +11,7 @@ plane (``bench.dp_main``), provisioned as ``bench.run`` does, and per phase one
 
 Measured per phase: per-token delay (arrival minus the upstream's emit stamp) p50/p99/p99.9 over
 the tokens emitted while all N streams were open; the data plane's RSS before and at its peak
-(sampled every 0.1 s), its CPU share, and its event-loop lag (``dataplane.looplag`` on
+(sampled every 0.1 s), its CPU share, and its event-loop lag (``dataplane.process.looplag`` on
 ``/metrics``: quantiles from the histogram's buckets over the phase, so an upper bound, and the
 largest sample); how long its loop waited, runnable, for a CPU the box did not give it
 (``/proc/<pid>/schedstat``: the shared box's noise, per scheduling and as a share of the phase)

@@ -16,7 +16,7 @@ de-chunked before scanning, so a chunk boundary never splits a stamp.
 
 A stream counts as an error if its status is not 200, the connection closes before
 ``message_stop``, it does not finish by ``timeout_s``, or it has not exactly ``events`` deltas.
-The process's own event-loop lag (a 10 ms sampler, like ``dataplane.looplag``) and CPU time are
+The process's own event-loop lag (a 10 ms sampler, like ``dataplane.process.looplag``) and CPU time are
 reported, so a result limited by the load generator says so.
 """
 

@@ -12,9 +12,9 @@ says what happened, its ``status`` what the client is told. Code that must tell 
     │   ├── Forbidden               403 (400 for a developer, as Claude Code asks): outside access
     │   ├── NotFound                404: no such path, door URL or model
     │   ├── MethodNotAllowed        405
-    │   ├── BodyTimeout             408: the body did not arrive in time (dataplane.guards)
+    │   ├── BodyTimeout             408: the body did not arrive in time (dataplane.edge.guards)
     │   └── RequestTooLarge         413: the body is over this gateway's limit
-    ├── LimitError                  429: a rate limit or a budget (dataplane.limits)
+    ├── LimitError                  429: a rate limit or a budget (dataplane.policy.limits)
     ├── Unavailable                 503: not now — no configuration yet, draining, the counter
     │                                    store unreachable, a provider's secret not received
     ├── Misconfigured               500 (503 for a key, or a workspace's developers, without a

@@ -1,6 +1,6 @@
 """The checks of ``gwctl doctor``, in the order a request meets them: the URL, the connection and
 TLS, the data plane's health, the credential, then — from ``GET /v1/tollgate/whoami`` (see
-:mod:`dataplane.whoami`) — budgets, the model, the providers behind it, and the local Claude
+:mod:`dataplane.edge.whoami`) — budgets, the model, the providers behind it, and the local Claude
 Code's version against the workspace's minimum. Each yields a :class:`Finding` whose fix mirrors
 the README's *Errors* wording; a check that cannot run because an earlier one failed is
 ``SKIP``. Only the data-plane URL and the developer's own credential are needed.

@@ -103,7 +103,7 @@ def kind_of(secret: str) -> str:
 
 
 def looks_like_jwt(secret: str) -> bool:
-    """As the data plane decides (dataplane.tokens.looks_like_jwt)."""
+    """As the data plane decides (dataplane.policy.tokens.looks_like_jwt)."""
     return secret.startswith("eyJ") and secret.count(".") == 2
 
 
@@ -337,7 +337,7 @@ def discover(
     if source in ("ANTHROPIC_BEDROCK_BASE_URL", "ANTHROPIC_VERTEX_BASE_URL"):
         # Through the Bedrock or Vertex door the gateway reads the Anthropic id in a cloud id,
         # with this very function (imported here only: gwctl starts without the servers' code).
-        from dataplane.pricing import normalize_model
+        from dataplane.metering.pricing import normalize_model
 
         plain = normalize_model(chosen)
         if plain != chosen:

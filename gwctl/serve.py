@@ -1,7 +1,7 @@
 """``gwctl controlplane serve|migrate|rebuild-ledger …`` and ``gwctl dataplane serve …``.
 
 Everything after the command is handed unchanged to ``controlplane.server.main`` /
-``controlplane.migrate_cli.main`` / ``controlplane.ledger_cli.main`` / ``dataplane.cli.main``
+``controlplane.migrate_cli.main`` / ``controlplane.ledger_cli.main`` / ``dataplane.process.cli.main``
 (``--help`` included, so the server documents its own flags). Each entry point is imported
 inside its function: plain gwctl commands must not pay for SQLModel, Hypercorn and the rest.
 They are imported by name all the same, so import-linter sees them: this module is the only one
@@ -62,7 +62,7 @@ def rebuild_ledger(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def serve_dataplane(args: argparse.Namespace, argv: list[str]) -> int:
-    from dataplane import cli
+    from dataplane.process import cli
 
     return _run(cli.main, argv)
 

@@ -28,7 +28,7 @@ CASES = {
     "claude": (CLAUDE_TEST, {"TOLLGATE_TEST_CLAUDE": "/nonexistent/claude"}, "", "Claude Code"),
     "snapshots": (SNAPSHOT_TEST, {}, OTHER_TEXTUAL, "Textual 99.0.0 is installed"),
     "redis": (
-        "tests/dataplane/counters/test_redis.py::test_key_layout_and_expiry",
+        "tests/dataplane/policy/counters/test_redis.py::test_key_layout_and_expiry",
         {"TOLLGATE_TEST_REDIS": "redis://127.0.0.1:1/0"},
         "",
         "Redis not reachable",

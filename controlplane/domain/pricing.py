@@ -3,7 +3,7 @@
 ``prices.json`` holds decimal strings in USD per million tokens so a human can edit it; they are
 converted with :class:`~decimal.Decimal` (``"0.08"`` → ``80_000``), never through a float.
 
-Matching rule (applied by the data plane, whose ``dataplane/pricing.py`` is authoritative;
+Matching rule (applied by the data plane, whose ``dataplane/metering/pricing.py`` is authoritative;
 :func:`resolve_price` is the reference for tests and tools): normalise the model id (drop
 provider prefixes such as ``us.anthropic.`` and suffixes such as ``-v1:0``), then take the entry
 with the longest ``model_prefix`` that matches *on a version boundary*: the rest of the id must be

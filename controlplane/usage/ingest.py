@@ -5,7 +5,7 @@ Contract of :func:`ingest`: events are checked (a missing, over-long or NUL-bear
 replaced, text cut to :data:`gwcommon.usage_limits.TEXT_CHARS`), so one odd event cannot make a
 whole batch fail. If the database still refuses the data itself (not an outage), the call is
 ``INVALID_ARGUMENT`` naming the event when the batch holds one, so the data plane can split the
-batch and set that event aside (see :mod:`dataplane.reporter`). The events actually inserted
+batch and set that event aside (see :mod:`dataplane.sync.reporter`). The events actually inserted
 are added to the spend totals and usage rollups in the same transaction
 (:mod:`controlplane.usage.derived`). Every event is inserted with ``ON CONFLICT (request_id) DO NOTHING``
 (dialect-specific statement for SQLite and PostgreSQL) inside one transaction. After the commit,

@@ -14,10 +14,10 @@ import os
 from collections.abc import Mapping
 
 from dataplane.asgi import Header
+from dataplane.config.snapshot import ProviderConfig
 from dataplane.errors import GatewayError, Misconfigured, Unauthenticated
 from dataplane.providers.base import Diagnosis, UpstreamRequest, problem_of, secret_not_received
 from dataplane.providers.transport import Timeouts, Transport, TransportResponse
-from dataplane.snapshot import ProviderConfig
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 

@@ -3,7 +3,7 @@
 An adapter takes an Anthropic-format request (the client's body bytes, the headers to forward)
 and returns an :class:`UpstreamResponse` whose body is Anthropic-format too: SSE for streams,
 JSON otherwise. Adapters that speak another wire format (Bedrock's event stream) translate inside
-their response object, so the relay in ``dataplane.proxy`` never knows which provider it talks to.
+their response object, so the relay in ``dataplane.edge.proxy`` never knows which provider it talks to.
 Transport failures before a response exists are raised as ``GatewayError`` (502/504).
 """
 
@@ -48,7 +48,7 @@ class UpstreamRequest:
     # The route's timeouts for this attempt; None = the provider's own (options timeout_*_s).
     timeouts: Timeouts | None = None
     # This attempt's W3C ``traceparent`` (and ``tracestate``) when the gateway traces itself
-    # (dataplane.tracing); every adapter sends them. Empty with tracing off.
+    # (dataplane.edge.tracing); every adapter sends them. Empty with tracing off.
     trace_headers: tuple[Header, ...] = ()
 
 

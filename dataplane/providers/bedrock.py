@@ -59,6 +59,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, RefreshableCredentials
 
 from dataplane.asgi import Header
+from dataplane.config.snapshot import ProviderConfig
 from dataplane.errors import GatewayError, Misconfigured, UpstreamProtocolError, error_response_body
 from dataplane.providers import cloud_errors
 from dataplane.providers.anthropic import timeouts
@@ -79,7 +80,6 @@ from dataplane.providers.bedrock_models import (
 from dataplane.providers.bedrock_stream import BedrockStream, message_of
 from dataplane.providers.betas import filter_betas, header_betas
 from dataplane.providers.transport import Transport, TransportResponse
-from dataplane.snapshot import ProviderConfig
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 # Bedrock HTTP status -> (status, Anthropic error type) for errors before the stream.

@@ -14,8 +14,8 @@ from types import MappingProxyType
 
 import orjson
 
+from dataplane.config.snapshot import ProviderConfig
 from dataplane.errors import NotFound
-from dataplane.snapshot import ProviderConfig
 
 PROFILES = ("us", "eu", "apac", "jp", "global", "none")
 # Dateless aliases of models whose Bedrock id is dated (Anthropic's documented aliases).

@@ -1,7 +1,7 @@
 """Provider adapters: built from a snapshot's provider configurations, off the request path.
 
 :meth:`ProviderRegistry.adapters` is called when a snapshot is compiled into a runtime
-(:mod:`dataplane.runtime`), never on the request path. An adapter whose configuration did not
+(:mod:`dataplane.policy.runtime`), never on the request path. An adapter whose configuration did not
 change is kept (with its warm connection pool and cached credentials); the registry itself holds
 no adapters, only what they are built with (the shared transport and the environment).
 """
@@ -12,13 +12,13 @@ import logging
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
+from dataplane.config.snapshot import ProviderConfig
 from dataplane.providers.anthropic import AnthropicProvider
 from dataplane.providers.base import Provider
 from dataplane.providers.bedrock import BedrockProvider
 from dataplane.providers.simulator import SimulatorProvider
 from dataplane.providers.transport import Transport
 from dataplane.providers.vertex import VertexProvider
-from dataplane.snapshot import ProviderConfig
 
 log = logging.getLogger("tollgate.providers")
 

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 import orjson
 
 from dataplane.asgi import Header
+from dataplane.config.snapshot import ProviderConfig
 from dataplane.providers.base import Diagnosis, UpstreamRequest
 from dataplane.simulator import count_tokens, simulate
-from dataplane.snapshot import ProviderConfig
 
 
 class SimulatedResponse:

@@ -51,6 +51,7 @@ from urllib.parse import quote
 import orjson
 
 from dataplane.asgi import Header
+from dataplane.config.snapshot import ProviderConfig
 from dataplane.errors import ERROR_TYPES, GatewayError, Misconfigured, not_found
 from dataplane.providers import cloud_errors
 from dataplane.providers.anthropic import timeouts
@@ -58,7 +59,6 @@ from dataplane.providers.base import BufferedResponse, Diagnosis, UpstreamReques
 from dataplane.providers.betas import filter_betas, header_betas
 from dataplane.providers.gcp_auth import GoogleTokenSource
 from dataplane.providers.transport import Transport, TransportResponse
-from dataplane.snapshot import ProviderConfig
 
 log = logging.getLogger("tollgate.providers.vertex")
 

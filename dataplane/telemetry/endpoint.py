@@ -1,6 +1,6 @@
 """``POST /v1/metrics``, ``/v1/logs``, ``/v1/traces``: one OTLP/HTTP export, answered fast.
 
-Behind :class:`dataplane.auth.AuthMiddleware` (the principal is in the scope). Steps:
+Behind :class:`dataplane.policy.auth.AuthMiddleware` (the principal is in the scope). Steps:
 
 1. The body is read from the ASGI stream, with or without Content-Length (Claude Code's exporter
    sends it chunked), refused past ``max_body`` bytes (413 ``request_too_large``), then
@@ -43,7 +43,6 @@ from dataplane.asgi import (
     send_error,
     send_response,
 )
-from dataplane.auth import PRINCIPAL, REQUEST_ID, Principal
 from dataplane.errors import (
     BadRequest,
     GatewayError,
@@ -51,6 +50,7 @@ from dataplane.errors import (
     RequestTooLarge,
     new_request_id,
 )
+from dataplane.policy.auth import PRINCIPAL, REQUEST_ID, Principal
 from dataplane.telemetry import otlp
 from dataplane.telemetry.activity import ActivityAggregator
 from dataplane.telemetry.forwarder import FORWARDED_HEADER, Forwarder

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dataplane.auth import Principal
+from dataplane.policy.auth import Principal
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from controlplane.server import Running, build_server, running
-from dataplane.server import DataPlane
-from dataplane.server import Settings as DataPlaneSettings
+from dataplane.process.server import DataPlane
+from dataplane.process.server import Settings as DataPlaneSettings
 from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from gwclient.errors import ClientError

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from dataplane.server import DataPlane, Settings
-from dataplane.snapshot import Snapshot
+from dataplane.config.snapshot import Snapshot
+from dataplane.process.server import DataPlane, Settings
 from gwapi.v1 import common_pb2, discovery_pb2, telemetry_pb2
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
 

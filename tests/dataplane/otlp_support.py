@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import Iterable
 from pathlib import Path
 
-from dataplane.server import DataPlane
-from dataplane.snapshot import Snapshot
+from dataplane.config.snapshot import Snapshot
+from dataplane.process.server import DataPlane
 from gwapi.v1 import discovery_pb2
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "otlp"

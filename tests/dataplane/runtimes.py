@@ -7,10 +7,10 @@ that sends upstream through HTTP adapters builds its own registry instead.
 
 from __future__ import annotations
 
+from dataplane.config.snapshot import Snapshot
+from dataplane.policy.runtime import Runtime, SnapshotHolder, compile_runtime
 from dataplane.providers.registry import ProviderRegistry
 from dataplane.providers.transport import Transport
-from dataplane.runtime import Runtime, SnapshotHolder, compile_runtime
-from dataplane.snapshot import Snapshot
 
 REGISTRY = ProviderRegistry(Transport())
 

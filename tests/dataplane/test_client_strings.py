@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from dataplane.clienttext import BadModel, check_model, clean
-from dataplane.record import RequestRecord, fit_bodies
-from dataplane.server import DataPlane
+from dataplane.metering.record import RequestRecord, fit_bodies
+from dataplane.process.server import DataPlane
 from gwcommon.usage_limits import TEXT_CHARS
 from tests.dataplane.conftest import SECRET, build_snapshot, start_dataplane, usage_events
 from tests.fakes.anthropic import FakeAnthropic

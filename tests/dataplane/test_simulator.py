@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from dataplane.codecs import SSEDecoder
-from dataplane.metering import StreamMeter, TokenUsage, usage_from_message
+from dataplane.metering.meter import StreamMeter, TokenUsage, usage_from_message
 from dataplane.simulator import MIN_CACHEABLE_TOKENS, count_tokens, simulate
 
 SYSTEM = [

@@ -370,7 +370,7 @@ def test_security_context_and_writable_paths(name: str) -> None:
         assert "/tmp" in writable
         if component == "dataplane":
             # Everything the data plane writes lives under --state-dir: node-id, the snapshot
-            # cache (dataplane/subscriber.py) and the spool (dataplane/spool.py).
+            # cache (dataplane/sync/subscriber.py) and the spool (dataplane/sync/spool.py).
             state = flags(c["args"])["--state-dir"]
             assert any(state == w or state.startswith(w + "/") for w in writable), state
         for e in c["env"]:

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from dataplane.counters.memory import MemoryCounters
-from dataplane.server import DataPlane, Settings
-from dataplane.snapshot import Snapshot
+from dataplane.config.snapshot import Snapshot
+from dataplane.policy.counters.memory import MemoryCounters
+from dataplane.process.server import DataPlane, Settings
 from gwapi.v1 import common_pb2, discovery_pb2, telemetry_pb2
 from tests.dataplane.conftest import SECRET, build_snapshot, usage_events
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic

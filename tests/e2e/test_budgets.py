@@ -18,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from dataplane.server import DataPlane
+from dataplane.process.server import DataPlane
 from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2, telemetry_pb2
 from gwclient.client import GatewayClient
 from tests.dataplane.conftest import SECRET, build_snapshot, sha, start_dataplane

@@ -3,7 +3,7 @@
 ``claude -p hello`` (``node_modules/.bin/claude``, installed by ``make install``) runs with
 ``ANTHROPIC_BASE_URL`` pointing at a data plane and ``ANTHROPIC_AUTH_TOKEN`` set to a virtual key
 created through the control plane's Admin API. The control plane runs in-process (SQLite in the
-test's tmp dir), the data plane is :class:`dataplane.server.DataPlane`, the upstream is
+test's tmp dir), the data plane is :class:`dataplane.process.server.DataPlane`, the upstream is
 :class:`tests.fakes.anthropic.FakeAnthropic`.
 
 Between Claude Code and the data plane sits a byte-recording TCP tap, so the test can compare the
@@ -34,8 +34,8 @@ import pytest
 
 from controlplane.server import running
 from controlplane.settings import Settings as ControlPlaneSettings
-from dataplane.server import DataPlane
-from dataplane.server import Settings as DataPlaneSettings
+from dataplane.process.server import DataPlane
+from dataplane.process.server import Settings as DataPlaneSettings
 from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from tests.ci import claude_code_path

@@ -22,10 +22,10 @@ import pytest
 
 from controlplane.server import running
 from controlplane.settings import Settings as ControlPlaneSettings
-from dataplane.metering import TokenUsage
-from dataplane.pricing import PriceTable
-from dataplane.server import DataPlane
-from dataplane.server import Settings as DataPlaneSettings
+from dataplane.metering.meter import TokenUsage
+from dataplane.metering.pricing import PriceTable
+from dataplane.process.server import DataPlane
+from dataplane.process.server import Settings as DataPlaneSettings
 from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2
 from gwclient.client import GatewayClient
 from tests.e2e.test_claude_code import claude_env, run_claude

@@ -30,7 +30,7 @@ from sqlmodel import select
 from controlplane.server import Running, running
 from controlplane.settings import Settings as ControlPlaneSettings
 from controlplane.store.models.usage import DeveloperActivityRow
-from dataplane.server import DataPlane
+from dataplane.process.server import DataPlane
 from dataplane.telemetry.identity import Identity
 from gwapi.v1 import admin_pb2
 from gwclient.client import GatewayClient

@@ -20,7 +20,7 @@ import pytest
 
 from dataplane.codecs.eventstream import EventStreamDecoder
 from dataplane.codecs.sse import SSEDecoder
-from dataplane.server import DataPlane
+from dataplane.process.server import DataPlane
 from gwapi.v1 import common_pb2, discovery_pb2
 from tests.dataplane.conftest import build_snapshot, sha, usage_events
 from tests.dataplane.providers import test_bedrock as bedrock_t

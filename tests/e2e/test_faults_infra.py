@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-import dataplane.spool
-from dataplane.server import DataPlane, Settings
+import dataplane.sync.spool
+from dataplane.process.server import DataPlane, Settings
 from gwclient.client import GatewayClient
 from tests.e2e.faults_support import MODEL, SMALL_USAGE, TcpProxy, sse_names
 from tests.e2e.test_gateway import (
@@ -185,7 +185,7 @@ async def test_sigterm_during_50_streams_drains_them_and_sends_new_work_elsewher
 def enospc_for(spool_dir: Path) -> Any:
     """``open_append`` as seen by the spool module: appends under ``spool_dir`` fail like a
     full disk."""
-    real_open = dataplane.spool.open_append
+    real_open = dataplane.sync.spool.open_append
 
     def full_disk_open(path: Path) -> int:
         if path.parent == spool_dir:
@@ -216,7 +216,7 @@ async def test_spool_disk_full_while_control_plane_down_keeps_usage_in_memory(
         await dp.wait_for_snapshot()
         await link.kill()  # the control plane is unreachable from here on
         spool_dir = dp.settings.state_dir / "spool"
-        monkeypatch.setattr(dataplane.spool, "open_append", enospc_for(spool_dir))
+        monkeypatch.setattr(dataplane.sync.spool, "open_append", enospc_for(spool_dir))
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{dp.port}", timeout=10) as c:
             for _ in range(6):  # still served: usage goes to memory, not to the full disk
                 r = await call(c, s.secret)

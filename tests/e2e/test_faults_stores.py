@@ -17,7 +17,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from dataplane.server import DataPlane
+from dataplane.process.server import DataPlane
 from gwapi.v1 import common_pb2, discovery_pb2
 from gwclient.client import GatewayClient
 from gwclient.errors import ClientError

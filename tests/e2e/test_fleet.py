@@ -16,7 +16,7 @@ streamed traffic through the strict fake Anthropic. Mid-traffic:
 
 Then: every 200 the client got is one ledger row (request ids compared), except only requests
 the killed worker finished in its very last moments: its usage reporter writes each event to the
-spool as soon as the request ends (dataplane/reporter.py), so a SIGKILL loses only what it had
+spool as soon as the request ends (dataplane/sync/reporter.py), so a SIGKILL loses only what it had
 not yet written, measured at a few milliseconds (up to ~0.1 s in a stall of the box). Those must
 have been served by that worker (told from its sibling by the client connections it held at the
 kill) in the last ``CRASH_WINDOW_S`` before it. No row the client did not cause; the control

@@ -22,7 +22,7 @@ import httpx
 import orjson
 import pytest
 
-from dataplane.server import DataPlane, Settings
+from dataplane.process.server import DataPlane, Settings
 from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic

@@ -27,8 +27,8 @@ import pytest
 
 from controlplane.server import running
 from controlplane.settings import Settings as ControlPlaneSettings
-from dataplane.counters.memory import MemoryCounters
-from dataplane.server import DataPlane, Settings
+from dataplane.policy.counters.memory import MemoryCounters
+from dataplane.process.server import DataPlane, Settings
 from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2
 from gwclient.client import GatewayClient
 from gwctl import usage as gwctl_usage

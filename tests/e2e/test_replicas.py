@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from controlplane.server import running
-from dataplane.server import DataPlane, Settings
+from dataplane.process.server import DataPlane, Settings
 from gwclient.client import GatewayClient
 from tests.controlplane.conftest import make_settings
 from tests.controlplane.fleet.conftest import within

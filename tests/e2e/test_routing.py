@@ -11,8 +11,8 @@ import httpx
 import orjson
 import pytest
 
-from dataplane.cache_store import MemoryCache
-from dataplane.server import DataPlane
+from dataplane.policy.cache_store import MemoryCache
+from dataplane.process.server import DataPlane
 from gwapi.v1 import common_pb2, discovery_pb2
 from tests.dataplane.conftest import build_snapshot, sha, start_dataplane, usage_events
 from tests.fakes.anthropic import FakeAnthropic, Scripted, sse, stream_frames

@@ -23,7 +23,7 @@ import orjson
 import pytest
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from dataplane.server import DataPlane
+from dataplane.process.server import DataPlane
 from gwapi.v1 import common_pb2
 from gwclient.client import GatewayClient
 from tests.dataplane.conftest import SECRET, UPSTREAM_KEY, build_snapshot, start_dataplane

@@ -13,8 +13,8 @@ import httpx
 import orjson
 import pytest
 
-from dataplane.server import DataPlane
-from dataplane.spool import Spool
+from dataplane.process.server import DataPlane
+from dataplane.sync.spool import Spool
 from gwapi.v1 import common_pb2, telemetry_pb2
 from gwclient.client import GatewayClient
 from tests.conftest import _reset_pg_schema

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from dataplane.spool import _HEAD
+from dataplane.sync.spool import _HEAD
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
 from tests.fakes.anthropic import UPSTREAM_KEY
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from dataplane.snapshot import ProviderConfig, route_from_pb
+from dataplane.config.snapshot import ProviderConfig, route_from_pb
 from gwapi.v1 import common_pb2
 from gwcommon import breaker_defaults
 from gwctl.routes import describe_breaker

@@ -26,7 +26,7 @@ import httpx
 import orjson
 import pytest
 
-from dataplane.server import DataPlane, Settings
+from dataplane.process.server import DataPlane, Settings
 from gwctl.main import main
 from tests.gwctl import cli
 from tests.gwctl.cli import ADMIN, DATAPLANE

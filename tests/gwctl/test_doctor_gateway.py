@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dataplane.server import Settings
+from dataplane.process.server import Settings
 from gwapi.v1 import discovery_pb2
 from tests.gwctl.doctor_support import (
     ADMIN,

@@ -417,7 +417,7 @@ def test_unknown_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) 
 def test_serve_passes_argv_through(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dataplane import cli
+    from dataplane.process import cli
 
     seen: list[list[str]] = []
     monkeypatch.setattr(cli, "main", seen.append)

@@ -10,8 +10,8 @@ import httpx
 import orjson
 import pytest
 
-from dataplane.server import DataPlane
-from dataplane.server import Settings as DataPlaneSettings
+from dataplane.process.server import DataPlane
+from dataplane.process.server import Settings as DataPlaneSettings
 from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from tests.tui.test_tui_e2e import ADMIN, DATAPLANE, control_plane, wait_until  # noqa: F401

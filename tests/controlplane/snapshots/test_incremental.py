@@ -32,8 +32,8 @@ from controlplane.store.models.config import (
 )
 from controlplane.store.models.signin import DeveloperRow, SigningKeyRow, SsoConfigRow
 from controlplane.store.models.usage import UsageEventRow
-from dataplane import delta
-from dataplane.snapshot import Snapshot
+from dataplane.config.snapshot import Snapshot
+from dataplane.sync import delta
 from gwapi.v1 import discovery_pb2 as dpb
 from tests.controlplane.snapshots.reference_builder import build
 

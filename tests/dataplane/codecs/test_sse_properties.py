@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataplane.codecs.sse import MAX_EVENT_BYTES, SSEDecoder, SSEError, SSEEvent
-from dataplane.metering import METER_SKIP
+from dataplane.metering.meter import METER_SKIP
 
 FAST = settings(max_examples=150, deadline=None)
 

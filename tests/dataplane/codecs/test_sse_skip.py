@@ -17,7 +17,7 @@ import pytest
 
 from dataplane.codecs import SSEDecoder, SSEEvent
 from dataplane.codecs import sse as sse_module
-from dataplane.metering import METER_SKIP
+from dataplane.metering.meter import METER_SKIP
 from tests.dataplane.anthropic_streams import frame, text_stream, tool_use_stream
 from tests.dataplane.codecs.test_sse import _TOKENS, FIXTURES
 

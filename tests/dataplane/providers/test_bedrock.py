@@ -17,8 +17,9 @@ import pytest
 from botocore.credentials import RefreshableCredentials
 
 from dataplane.codecs.sse import SSEDecoder, SSEEvent
+from dataplane.config.snapshot import ProviderConfig
 from dataplane.errors import GatewayError
-from dataplane.metering import StreamMeter, TokenUsage
+from dataplane.metering.meter import StreamMeter, TokenUsage
 from dataplane.providers.base import UpstreamRequest
 from dataplane.providers.bedrock import BedrockProvider
 from dataplane.providers.bedrock_models import (
@@ -28,7 +29,6 @@ from dataplane.providers.bedrock_models import (
 )
 from dataplane.providers.betas import filter_betas, header_betas
 from dataplane.providers.transport import OutHeader, Timeouts, Transport, TransportResponse
-from dataplane.snapshot import ProviderConfig
 from tests.fakes.anthropic import DEFAULT_USAGE
 from tests.fakes.bedrock import (
     ACCESS_KEY,

@@ -16,13 +16,13 @@ import orjson
 import pytest
 
 from dataplane.codecs.sse import SSEDecoder
+from dataplane.config.snapshot import ProviderConfig
 from dataplane.errors import GatewayError
-from dataplane.metering import StreamMeter, TokenUsage, usage_from_message
+from dataplane.metering.meter import StreamMeter, TokenUsage, usage_from_message
 from dataplane.providers.base import UpstreamRequest, UpstreamResponse
 from dataplane.providers.gcp_auth import GoogleTokenSource
 from dataplane.providers.transport import Transport
 from dataplane.providers.vertex import VertexProvider, vertex_model_id
-from dataplane.snapshot import ProviderConfig
 from tests.fakes.anthropic import DEFAULT_USAGE, Scripted, message_body, stream_frames
 from tests.fakes.vertex import (
     CLIENT_EMAIL,

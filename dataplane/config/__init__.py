@@ -1,0 +1,1 @@
+"""The configuration a snapshot carries, as frozen value objects, parsed and validated once."""

@@ -1,0 +1,1 @@
+"""What a request used and cost, and the record it leaves."""
