@@ -314,10 +314,12 @@ def route_table(
         Route("/v1/", ANY, ANTHROPIC, True, None, prefix=True),
     ]
     if metrics is not None:
-        scrape = metrics.scrape
+        registry = metrics
 
         async def prometheus(scope: Scope, receive: Receive, send: Send) -> None:
-            await send_response(send, 200, await scrape(), content_type=CONTENT_TYPE)
+            # Looked up per scrape: a worker of --workers N replaces `scrape` after the app is
+            # built (MetricsPeers.start), to gather every worker's samples.
+            await send_response(send, 200, await registry.scrape(), content_type=CONTENT_TYPE)
 
         routes.append(Route("/metrics", GET, ANTHROPIC, False, prometheus))
     if otlp is not None:  # the handler answers every method (405 but for POST)
