@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 
 from dataplane.edge.metrics import Metrics
 from dataplane.process.workerrole import WorkerRole
@@ -84,9 +85,11 @@ class MetricsPeers:
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_unix_server(
-            self._serve, path=self.role.metrics_address(self.role.index)
-        )
+        # Bound here, not by path=: uvloop refuses an abstract name as a path (EINVAL) but serves
+        # and connects a socket bound to one.
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(self.role.metrics_address(self.role.index))
+        self._server = await asyncio.start_unix_server(self._serve, sock=sock)
         self.metrics.scrape = self.gather
 
     async def stop(self) -> None:
@@ -105,11 +108,16 @@ class MetricsPeers:
             writer.close()
 
     async def _fetch(self, index: int) -> bytes | None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(self.role.metrics_address(index)), self.timeout
+            loop = asyncio.get_running_loop()
+            await asyncio.wait_for(
+                loop.sock_connect(sock, self.role.metrics_address(index)), self.timeout
             )
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
         except (OSError, TimeoutError):
+            sock.close()
             return None  # not running (restarting) or not answering: tollgate_worker_up 0
         try:
             return await asyncio.wait_for(reader.read(), self.timeout)  # to EOF
