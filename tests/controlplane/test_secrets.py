@@ -158,7 +158,7 @@ def _anthropic(name: str = "anthropic", **kw: str) -> pb.Provider:
 
 
 def _stored_columns(cp: Running, name: str) -> tuple[str, int]:
-    def q(s):  # type: ignore[no-untyped-def]
+    def q(s):
         row = s.execute(
             text("SELECT secret_ciphertext, secret_rotated_at_ms FROM provider WHERE name = :n"),
             {"n": name},

@@ -140,7 +140,7 @@ async def test_query_usage_grouping(dataplane, admin_clients) -> None:
     async def rows(group_by: str, **kw: object) -> list[tuple[str, int, int, int]]:
         resp = await admin_clients.telemetry.QueryUsage(
             tpb.QueryUsageRequest(group_by=group_by, **kw)
-        )  # type: ignore[arg-type]
+        )
         return [(r.group, r.requests, r.errors, r.cost_micros) for r in resp.rows]
 
     assert await rows("") == [("", 4, 1, 1650)]
