@@ -141,9 +141,7 @@ def test_keys_and_developers_and_bulk_statements(db: Database) -> None:
         ("key", "key_0000000000000003"),
     ]
     seq = top(db)
-    db.run_sync(
-        lambda s: s.exec(delete(VirtualKeyRow).where(col(VirtualKeyRow.workspace) == "v"))
-    )
+    db.run_sync(lambda s: s.exec(delete(VirtualKeyRow).where(col(VirtualKeyRow.workspace) == "v")))
     assert sorted(changes_after(db, seq)) == [
         ("key", "key_0000000000000000"),
         ("key", "key_0000000000000002"),
