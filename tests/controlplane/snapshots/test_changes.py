@@ -39,7 +39,12 @@ def changes_after(db: Database, seq: int) -> list[tuple[str, str]]:
 
 def top(db: Database) -> int:
     return max(
-        (s for s in db.read_sync(lambda s: list(s.exec(select(ConfigChangeRow.seq))))), default=0
+        (
+            s
+            for s in db.read_sync(lambda s: list(s.exec(select(ConfigChangeRow.seq))))
+            if s is not None
+        ),
+        default=0,
     )
 
 
