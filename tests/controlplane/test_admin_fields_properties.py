@@ -114,8 +114,9 @@ async def refused(admin: Any, engine: Engine, method: str, request: Any, *names:
 
 # -- strategies for malformed values --------------------------------------------------------
 
-TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=24)
-CONTROL = st.characters(whitelist_categories=("Cc",))  # C0 incl. NUL, DEL, C1
+TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=24)
+CONTROL = st.characters(categories=["Cc"])  # C0 incl. NUL, DEL, C1
+PERIODS = [pb.PERIOD_DAY, pb.PERIOD_WEEK, pb.PERIOD_MONTH, pb.PERIOD_LIFETIME]  # 1..4
 LINEBREAKS = st.sampled_from(["\u2028", "\u2029", "\u202e", "\u2066", "\u0085"])
 
 
@@ -255,11 +256,13 @@ def upd_route(path: str, **kw: Any) -> tuple[str, Any]:
 
 
 def limits_cases(prefix: str, build: Callable[[pb.Limits], tuple[str, Any]]) -> dict[str, Case]:
-    periods = st.sampled_from([pb.PERIOD_DAY, pb.PERIOD_WEEK, pb.PERIOD_MONTH, pb.PERIOD_LIFETIME])
+    periods = st.sampled_from(PERIODS)
     cases = {
         f"{prefix}.budget.amount": Case(
             st.integers(INT64[0], 0),
-            lambda v, w: build(pb.Limits(budgets=[pb.Budget(amount_micros=v, period=1)])),
+            lambda v, w: build(
+                pb.Limits(budgets=[pb.Budget(amount_micros=v, period=pb.PERIOD_DAY)])
+            ),
             ("budget must be greater than zero",),
         ),
         f"{prefix}.budget.period": Case(
@@ -274,11 +277,11 @@ def limits_cases(prefix: str, build: Callable[[pb.Limits], tuple[str, Any]]) -> 
         ),
     }
     for rate in ("rpm", "rph", "tpm", "max_parallel"):
-        cases[f"{prefix}.{rate}"] = Case(
-            NEG32,
-            lambda v, w, rate=rate: build(pb.Limits(**{rate: v})),
-            (f"{rate} must not be negative",),
-        )
+
+        def with_rate(v: Any, w: dict[str, Any], rate: str = rate) -> tuple[str, Any]:
+            return build(pb.Limits(**{rate: v}))
+
+        cases[f"{prefix}.{rate}"] = Case(NEG32, with_rate, (f"{rate} must not be negative",))
     return cases
 
 
@@ -655,9 +658,11 @@ for _field, _upper in (
     ("breaker_failures", 100),
     ("breaker_cooldown_s", 3_600),
 ):
-    CASES[f"route.{_field}"] = Case(
-        NEG32 | above(_upper), lambda v, w, f=_field: new_route(**{f: v}), (_field,)
-    )
+
+    def _with_field(v: Any, w: dict[str, Any], f: str = _field) -> tuple[str, Any]:
+        return new_route(**{f: v})
+
+    CASES[f"route.{_field}"] = Case(NEG32 | above(_upper), _with_field, (_field,))
 
 
 def _paths(module: str) -> tuple[str, ...]:
@@ -666,9 +671,9 @@ def _paths(module: str) -> tuple[str, ...]:
     return tuple(importlib.import_module(f"controlplane.catalog.{module}").UPDATE_PATHS)
 
 
-_WS_PATHS = _paths("workspaces")
-_KEY_PATHS = _paths("keys")
-_ROUTE_PATHS = _paths("routes")
+_WS_PATHS: tuple[str, ...] = _paths("workspaces")
+_KEY_PATHS: tuple[str, ...] = _paths("keys")
+_ROUTE_PATHS: tuple[str, ...] = _paths("routes")
 
 
 @SQLITE_ONLY
@@ -730,7 +735,7 @@ GOOD_URLS = st.builds(
 
 @st.composite
 def limits(draw: st.DrawFn) -> pb.Limits:
-    periods = draw(st.lists(st.sampled_from([1, 2, 3, 4]), unique=True, max_size=4))
+    periods = draw(st.lists(st.sampled_from(PERIODS), unique=True, max_size=4))
     return pb.Limits(
         budgets=[
             pb.Budget(amount_micros=draw(st.integers(1, INT64[1])), period=p)
@@ -818,7 +823,7 @@ async def test_valid_providers_round_trip(
     )
     got = await admin.CreateProvider(apb.CreateProviderRequest(provider=sent))
     try:
-        assert (got.base_url, dict(got.options)) == (base_url.rstrip("/"), sent.options)
+        assert (got.base_url, dict(got.options)) == (base_url.rstrip("/"), dict(sent.options))
         assert await admin.GetProvider(apb.GetProviderRequest(name=name)) == got
     finally:
         await admin.DeleteProvider(apb.DeleteProviderRequest(name=name))

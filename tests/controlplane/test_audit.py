@@ -328,7 +328,7 @@ class _Context:
 
 
 async def read_n(call: Any, n: int, timeout: float = 5.0) -> list[apb.AuditEvent]:
-    out = []
+    out: list[apb.AuditEvent] = []
     while len(out) < n:
         msg = await asyncio.wait_for(call.read(), timeout)
         assert msg is not grpc.aio.EOF

@@ -39,7 +39,7 @@ def _key_file(tmp_path: Path, name: str, value: str, mode: int = 0o600) -> str:
 def _stored(r: Running) -> dict[str, tuple[str, int]]:
     """name -> (secret_ciphertext, secret_rotated_at_ms), straight from the database."""
 
-    def q(s):  # type: ignore[no-untyped-def]
+    def q(s):
         rows = s.execute(
             text("SELECT name, secret_ciphertext, secret_rotated_at_ms FROM provider")
         ).all()
@@ -235,7 +235,7 @@ async def test_a_secret_stored_under_the_old_key_while_running_still_decrypts(
     async with running(make_settings(sqlite_url, master_key=KEY_B, previous_master_key=KEY_A)) as r:
         late = MasterKey(RAW_A).encrypt("other", SECRET)
 
-        def write(s):  # type: ignore[no-untyped-def]
+        def write(s):
             s.execute(
                 text("UPDATE provider SET secret_ciphertext = :c WHERE name = 'other'"),
                 {"c": late},
@@ -253,7 +253,7 @@ async def test_a_damaged_secret_under_the_old_key_does_not_stop_the_start(
     async with running(make_settings(sqlite_url, master_key=KEY_A)) as r:
         damaged = f"v1:{ID_A}:" + base64.b64encode(b"x" * 40).decode()
 
-        def write(s):  # type: ignore[no-untyped-def]
+        def write(s):
             s.execute(
                 text("UPDATE provider SET secret_ciphertext = :c WHERE name = 'other'"),
                 {"c": damaged},

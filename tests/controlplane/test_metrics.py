@@ -59,7 +59,7 @@ async def test_scrape_after_ingest(db_url: str) -> None:
     assert "# TYPE tollgate_cp_fleet_notices gauge" in text
 
 
-async def _listening(cp) -> None:  # type: ignore[no-untyped-def]
+async def _listening(cp) -> None:
     listening = getattr(cp.state.fleet.bus, "listening", None)
     if listening is not None:
         await listening.wait()

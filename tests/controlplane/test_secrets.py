@@ -8,6 +8,7 @@ import base64
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -153,12 +154,12 @@ async def keyed_admin(keyed_cp: Running) -> AsyncIterator[Clients]:
         yield Clients(ch, ADMIN_TOKEN)
 
 
-def _anthropic(name: str = "anthropic", **kw: str) -> pb.Provider:
+def _anthropic(name: str = "anthropic", **kw: Any) -> pb.Provider:
     return pb.Provider(name=name, kind="anthropic", base_url="http://127.0.0.1:9", **kw)
 
 
 def _stored_columns(cp: Running, name: str) -> tuple[str, int]:
-    def q(s):  # type: ignore[no-untyped-def]
+    def q(s):
         row = s.execute(
             text("SELECT secret_ciphertext, secret_rotated_at_ms FROM provider WHERE name = :n"),
             {"n": name},

@@ -44,6 +44,7 @@ def test_options_and_typed_settings_are_one_reading() -> None:
     assert settings.timeout_read_s == 2.5 and dict(settings.model_map) == {"a": "é", "b": "y"}
     assert vocab.settings_to_options(settings) == dict(sorted(options.items()))
     sim = vocab.options_to_settings("simulator", {"latency_ms": "0"})
+    assert sim is not None
     assert vocab.settings_to_options(sim) == {"latency_ms": "0"}  # presence, not zero-is-unset
 
 

@@ -9,8 +9,10 @@ import pytest
 from gwcommon.periods import EPOCH, FOREVER, period_id, period_window
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def test_day_week_month_in_utc() -> None:

@@ -18,8 +18,8 @@ from controlplane.domain.spend import (
 )
 
 
-def ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=UTC).timestamp()) * 1000
+def ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
+    return int(datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()) * 1000
 
 
 def test_windows_in_utc() -> None:

@@ -23,7 +23,7 @@ def row(name: str) -> AuditRow:
     return AuditRow(action="create", resource_kind="workspace", resource=name, time_ms=1)
 
 
-async def drain(sub) -> list[str]:  # type: ignore[no-untyped-def]
+async def drain(sub) -> list[str]:
     out = []
     while not sub._queue.empty():
         ev = await sub.get()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import delete
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from controlplane.fleet import topics
 from controlplane.fleet.bus import LocalBus, Notice
@@ -48,7 +48,7 @@ def test_orm_and_core_writes_are_announced_once_per_topic_on_commit(db: Database
         s.add(WorkspaceRow(name="w1"))  # flushed by the commit itself
         s.add(AuditRow(action="x", resource_kind="workspace", resource="w1"))
         s.flush()
-        s.exec(delete(AuditRow).where(AuditRow.id == -1))  # a Core statement
+        s.exec(delete(AuditRow).where(col(AuditRow.id) == -1))  # a Core statement
         topics.attach(s, topics.USAGE, ["r1", "r2"])
 
     db.run_sync(work)

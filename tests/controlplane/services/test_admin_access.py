@@ -33,13 +33,13 @@ async def setup(admin: Any) -> None:
         )
 
 
-async def make_ws(admin: Any, name: str = "team-a", **lists: list[str]) -> pb.Workspace:
+async def make_ws(admin: Any, name: str = "team-a", **lists: Any) -> pb.Workspace:
     return await admin.CreateWorkspace(
         apb.CreateWorkspaceRequest(workspace=pb.Workspace(name=name, **lists))
     )
 
 
-async def update_ws(admin: Any, paths: list[str], **lists: list[str]) -> pb.Workspace:
+async def update_ws(admin: Any, paths: list[str], **lists: Any) -> pb.Workspace:
     return await admin.UpdateWorkspace(
         apb.UpdateWorkspaceRequest(
             workspace=pb.Workspace(name="team-a", **lists), update_mask=FieldMask(paths=paths)
@@ -258,12 +258,7 @@ async def test_a_workspace_admin_cannot_widen_its_own_workspace(admin, channel) 
         ([], {"allowed_routes": ["wide"]}),  # an empty mask means the fields that are set
     ):
         await expect_error(
-            lead.UpdateWorkspace(
-                apb.UpdateWorkspaceRequest(
-                    workspace=pb.Workspace(name="team-a", **lists),
-                    update_mask=FieldMask(paths=paths),
-                )
-            ),
+            update_ws(lead, paths, **lists),
             StatusCode.PERMISSION_DENIED,
             "needs an admin token",
         )

@@ -1,5 +1,7 @@
 """Every Admin mutation publishes a new snapshot before it answers; reads never do."""
 
+from typing import Any
+
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from gwapi.v1 import admin_pb2 as apb
@@ -11,13 +13,13 @@ async def test_each_mutation_publishes_a_new_snapshot(cp, admin) -> None:
     cache = cp.state.cache
     seen = [cache.version]
 
-    async def changed(awaitable) -> None:
+    async def changed(awaitable) -> Any:
         result = await awaitable
         assert cache.version != seen[-1], "mutation did not publish a new snapshot"
         seen.append(cache.version)
         return result
 
-    async def unchanged(awaitable) -> None:
+    async def unchanged(awaitable) -> Any:
         result = await awaitable
         assert cache.version == seen[-1]
         return result

@@ -16,6 +16,7 @@ from dataplane.policy.runtime import SnapshotHolder
 from dataplane.sync.disk_cache import RESOURCES_FILE
 from dataplane.sync.subscriber import Subscriber
 from gwapi.v1 import admin_pb2 as apb
+from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import discovery_pb2 as dpb
 from tests.controlplane.conftest import DATAPLANE_TOKEN, Clients, seed_basics
 from tests.dataplane import runtimes
@@ -121,7 +122,9 @@ async def test_a_nack_keeps_the_last_good_state_and_the_next_change_is_the_full_
                 system_version="v1",
                 nonce="n1",
                 resources=[
-                    dpb.Resource(kind="workspace", name="w", version="1", workspace={"name": "w"})
+                    dpb.Resource(
+                        kind="workspace", name="w", version="1", workspace=pb.Workspace(name="w")
+                    )
                 ],
             )
         )
@@ -136,7 +139,9 @@ async def test_a_nack_keeps_the_last_good_state_and_the_next_change_is_the_full_
                         kind="key",
                         name="key_1",
                         version="1",
-                        key={"id": "key_1", "secret_sha256": "a" * 64, "workspace": "nowhere"},
+                        key=dpb.SnapshotKey(
+                            id="key_1", secret_sha256="a" * 64, workspace="nowhere"
+                        ),
                     )
                 ],
             )

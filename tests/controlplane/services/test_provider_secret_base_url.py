@@ -66,6 +66,7 @@ def update(admin: Any, paths: list[str], *, name: str = "claude", **kw: Any) -> 
 async def stored_key(cp: Running, name: str = "claude") -> tuple[str, str]:
     """(base_url, decrypted stored secret) as the database holds them."""
     row = await cp.state.db.read(lambda s: s.get(ProviderRow, name))
+    assert row is not None
     return row.base_url, MasterKey(RAW_KEY).decrypt(name, row.secret_ciphertext)
 
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import datetime as dt
+from typing import Any
 
 import grpc
 import pytest
@@ -137,10 +138,10 @@ async def test_query_usage_grouping(dataplane, admin_clients) -> None:
         seq=4,
     )
 
-    async def rows(group_by: str, **kw: object) -> list[tuple[str, int, int, int]]:
+    async def rows(group_by: str, **kw: Any) -> list[tuple[str, int, int, int]]:
         resp = await admin_clients.telemetry.QueryUsage(
             tpb.QueryUsageRequest(group_by=group_by, **kw)
-        )  # type: ignore[arg-type]
+        )
         return [(r.group, r.requests, r.errors, r.cost_micros) for r in resp.rows]
 
     assert await rows("") == [("", 4, 1, 1650)]

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import StatusCode
-from sqlmodel import select
+from sqlmodel import col, select
 
 from controlplane.store.models.admin import AuditRow
 from gwapi.v1 import admin_pb2 as apb
@@ -136,7 +136,7 @@ async def test_disable_enable_audit_and_idempotence(flow: Flow, admin: Any, read
     assert enabled.disabled_at_ms == 0
     rows = ready.state.db.read_sync(
         lambda s: s.exec(
-            select(AuditRow).where(AuditRow.resource == first.id).order_by(AuditRow.id)
+            select(AuditRow).where(AuditRow.resource == first.id).order_by(col(AuditRow.id))
         ).all()
     )
     assert [r.action for r in rows] == [

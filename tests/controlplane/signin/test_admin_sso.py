@@ -267,6 +267,7 @@ async def test_snapshot_without_the_master_key_has_no_signing_keys(db_url: str, 
         await configure(Clients(ch, ADMIN_TOKEN).admin, idp)
     async with running(make_settings(db_url)) as r:
         snap = r.state.cache.current
+        assert snap is not None
         assert snap.sso.enabled and not snap.signing_keys
         problems = " ".join(r.state.cache.secret_problems)
         assert "signing key" in problems and "no master key" in problems
@@ -285,7 +286,9 @@ async def test_master_key_rotation_reencrypts_sign_in_secrets(
         grpc.aio.insecure_channel(r.address) as ch,
     ):
         before = await configure(Clients(ch, ADMIN_TOKEN).admin, idp)
-        old_key = r.state.cache.current.signing_keys[0].key
+        snap = r.state.cache.current
+        assert snap is not None
+        old_key = snap.signing_keys[0].key
     new_master = base64.b64encode(b"n" * 32).decode()
     previous = tmp_path / "old.key"
     previous.write_text(MASTER_KEY)
@@ -294,10 +297,14 @@ async def test_master_key_rotation_reencrypts_sign_in_secrets(
         db_url, master_key=new_master, previous_master_key_files=(str(previous),)
     )
     async with running(settings) as r:
-        assert r.state.cache.current.signing_keys[0].key == old_key
+        snap = r.state.cache.current
+        assert snap is not None
+        assert snap.signing_keys[0].key == old_key
     async with running(make_settings(db_url, master_key=new_master)) as r:  # old key dropped
-        assert r.state.cache.current.signing_keys[0].kid == before.signing_key_id
-        assert r.state.cache.current.signing_keys[0].key == old_key
+        snap = r.state.cache.current
+        assert snap is not None
+        assert snap.signing_keys[0].kid == before.signing_key_id
+        assert snap.signing_keys[0].key == old_key
         actions = r.state.db.read_sync(lambda s: [a.action for a in s.exec(select(AuditRow)).all()])
         assert "sso.reencrypt_secrets" in actions
         loaded = r.state.db.read_sync(lambda s: sso_config.load(s, r.state.cache.master))

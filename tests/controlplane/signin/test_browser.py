@@ -7,6 +7,7 @@ import urllib.parse
 from typing import Any
 
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 from sqlmodel import select
 
 from controlplane.signin.codes import digest
@@ -310,7 +311,7 @@ async def test_client_secret_post_and_wrong_secret(
         await flow.sign_in(ALICE)  # client_secret_post, as announced
         await admin.SetSso(
             apb.SetSsoRequest(
-                client_secret="wrong-secret", update_mask={"paths": ["client_secret"]}
+                client_secret="wrong-secret", update_mask=FieldMask(paths=["client_secret"])
             )
         )
         begun = await flow.started()

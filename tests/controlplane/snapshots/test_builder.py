@@ -1,6 +1,7 @@
 """Snapshot building: deterministic content, content-hash version, validation."""
 
 import json
+from functools import partial
 
 import pytest
 from sqlmodel import Session
@@ -66,7 +67,7 @@ def test_snapshot_is_sorted_and_version_is_a_content_hash(tmp_path) -> None:
     dbs = [Database(f"sqlite:///{tmp_path}/{n}.db") for n in ("one", "two")]
     for db, order in zip(dbs, (1, -1), strict=True):
         db.create_all()
-        db.run_sync(lambda s, o=order: fill(s, o))
+        db.run_sync(partial(fill, order=order))
     a = dbs[0].read_sync(lambda s: build(s, now_ms=1))
     b = dbs[1].read_sync(lambda s: build(s, now_ms=2))
     assert a.version == b.version and len(a.version) == 16

@@ -39,7 +39,12 @@ def changes_after(db: Database, seq: int) -> list[tuple[str, str]]:
 
 def top(db: Database) -> int:
     return max(
-        (s for s in db.read_sync(lambda s: list(s.exec(select(ConfigChangeRow.seq))))), default=0
+        (
+            s
+            for s in db.read_sync(lambda s: list(s.exec(select(ConfigChangeRow.seq))))
+            if s is not None
+        ),
+        default=0,
     )
 
 
@@ -132,7 +137,7 @@ def test_keys_and_developers_and_bulk_statements(db: Database) -> None:
     seq = top(db)
     # A bulk statement is recorded by the primary keys its WHERE clause matches.
     db.run_sync(
-        lambda s: s.exec(  # type: ignore[call-overload]
+        lambda s: s.exec(
             update(VirtualKeyRow).where(col(VirtualKeyRow.workspace) == "w").values(name="n")
         )
     )
@@ -141,9 +146,7 @@ def test_keys_and_developers_and_bulk_statements(db: Database) -> None:
         ("key", "key_0000000000000003"),
     ]
     seq = top(db)
-    db.run_sync(
-        lambda s: s.exec(delete(VirtualKeyRow).where(col(VirtualKeyRow.workspace) == "v"))  # type: ignore[call-overload]
-    )
+    db.run_sync(lambda s: s.exec(delete(VirtualKeyRow).where(col(VirtualKeyRow.workspace) == "v")))
     assert sorted(changes_after(db, seq)) == [
         ("key", "key_0000000000000000"),
         ("key", "key_0000000000000002"),
@@ -191,7 +194,7 @@ def test_a_rolled_back_transaction_records_nothing_and_names_are_written_once(db
 def test_a_huge_bulk_statement_records_the_whole_kind(db: Database) -> None:
     _seed_keys(db, MAX_NAMES_PER_STATEMENT + 1)
     seq = top(db)
-    db.run_sync(lambda s: s.exec(update(VirtualKeyRow).values(name="all")))  # type: ignore[call-overload]
+    db.run_sync(lambda s: s.exec(update(VirtualKeyRow).values(name="all")))
     assert changes_after(db, seq) == [("key", ALL)]
 
 

@@ -70,9 +70,9 @@ def ws_delete(s: Session, i: int) -> None:  # bulk statements, as the catalog's 
     name = _pick(_names(s, WorkspaceRow, "name"), i)
     if name is None:
         return
-    s.exec(delete(VirtualKeyRow).where(col(VirtualKeyRow.workspace) == name))  # type: ignore[call-overload]
-    s.exec(delete(DeveloperRow).where(col(DeveloperRow.workspace) == name))  # type: ignore[call-overload]
-    s.exec(delete(WorkspaceRow).where(col(WorkspaceRow.name) == name))  # type: ignore[call-overload]
+    s.exec(delete(VirtualKeyRow).where(col(VirtualKeyRow.workspace) == name))
+    s.exec(delete(DeveloperRow).where(col(DeveloperRow.workspace) == name))
+    s.exec(delete(WorkspaceRow).where(col(WorkspaceRow.name) == name))
 
 
 def key_add(s: Session, i: int) -> None:
@@ -120,17 +120,17 @@ def provider_delete(s: Session, i: int) -> None:
     for route in s.exec(select(RouteRow)).all():
         if name in route.targets_json:
             _drop_route(s, route.name)
-    s.exec(update(VirtualKeyRow).where(col(VirtualKeyRow.provider) == name).values(revoked_at_ms=2))  # type: ignore[call-overload]
+    s.exec(update(VirtualKeyRow).where(col(VirtualKeyRow.provider) == name).values(revoked_at_ms=2))
     s.exec(
         update(WorkspaceRow)
         .where(col(WorkspaceRow.member_provider) == name)
         .values(member_provider="")
-    )  # type: ignore[call-overload]
+    )
     s.exec(
         update(SsoConfigRow)
         .where(col(SsoConfigRow.default_provider) == name)
         .values(default_provider="")
-    )  # type: ignore[call-overload]
+    )
     s.flush()
     s.delete(s.get(ProviderRow, name))
 
@@ -143,13 +143,13 @@ def route_add(s: Session, i: int) -> None:
 
 
 def _drop_route(s: Session, name: str) -> None:
-    s.exec(update(VirtualKeyRow).where(col(VirtualKeyRow.route) == name).values(revoked_at_ms=3))  # type: ignore[call-overload]
+    s.exec(update(VirtualKeyRow).where(col(VirtualKeyRow.route) == name).values(revoked_at_ms=3))
     s.exec(
         update(WorkspaceRow).where(col(WorkspaceRow.member_route) == name).values(member_route="")
-    )  # type: ignore[call-overload]
+    )
     s.exec(
         update(SsoConfigRow).where(col(SsoConfigRow.default_route) == name).values(default_route="")
-    )  # type: ignore[call-overload]
+    )
     s.flush()
     s.delete(s.get(RouteRow, name))
 
@@ -254,7 +254,7 @@ def _reset(s: Session) -> None:
         UsageEventRow,
         ConfigChangeRow,
     ):
-        s.exec(delete(model))  # type: ignore[call-overload]
+        s.exec(delete(model))
 
 
 async def _check(db: Database, steps: list[tuple[int, int]]) -> None:
@@ -290,7 +290,7 @@ async def _check(db: Database, steps: list[tuple[int, int]]) -> None:
         )
         expected = Snapshot.from_proto(full)
         assert _comparable(state.snapshot) == _comparable(expected), OPS[op].__name__
-        assert state.snapshot.prices.entries == expected.prices.entries  # type: ignore[attr-defined]
+        assert state.snapshot.prices.entries == expected.prices.entries
 
 
 # Every example starts with some of everything, so that each random step has material.

@@ -140,7 +140,7 @@ def test_server_tool_fees_filled_in_at_start(db_url: str) -> None:
             assert prices[prefix].web_fetch_per_1k == 0
         assert prices["claude-custom-1"].rates.output == 2  # the rest untouched
 
-        def operator_sets(s) -> None:  # type: ignore[no-untyped-def]
+        def operator_sets(s) -> None:
             row = s.get(PriceRow, "claude-opus-4-8")
             row.web_search_per_1k = 0
             s.add(row)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from typing import Any
 
 import pytest
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, inspect, text
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from controlplane.secrets import MasterKey
 from controlplane.server import running
@@ -45,7 +46,7 @@ def test_baseline_with_data_upgrades_to_head_losing_nothing(db_url: str) -> None
     engine = make_engine(db_url)
     try:
         schema_data.at_revision(engine, "0001")
-        written: dict[str, list[dict[str, object]]] = {}
+        written: dict[str, list[dict[str, Any]]] = {}
         chain = Migrator(engine).chain()
         for step, revision in enumerate(chain):
             if step:
@@ -64,13 +65,15 @@ def test_baseline_with_data_upgrades_to_head_losing_nothing(db_url: str) -> None
                 assert stored is not None
                 assert MASTER.decrypt(stored.name, stored.secret_ciphertext) == f"sk-secret-{i}"
             secret = written["virtual_key"][1]["secret_sha256"]
-            key = s.exec(select(VirtualKeyRow).where(VirtualKeyRow.secret_sha256 == secret)).one()
-            assert key[0].workspace == written["workspace"][1]["name"]
-            total = s.exec(select(func.sum(UsageEventRow.cost_micros))).one()[0]
+            key = s.exec(
+                select(VirtualKeyRow).where(col(VirtualKeyRow.secret_sha256) == secret)
+            ).one()
+            assert key.workspace == written["workspace"][1]["name"]
+            total = s.exec(select(func.sum(col(UsageEventRow.cost_micros)))).one()
             assert total == sum(r["cost_micros"] for r in written["usage_event"])
             s.add(AuditRow(time_ms=1, action="test.after-upgrade"))  # ids keep counting
             s.commit()
-            audit_rows = s.exec(select(func.count()).select_from(AuditRow)).one()[0]
+            audit_rows = s.exec(select(func.count()).select_from(AuditRow)).one()
             assert audit_rows == len(written["audit_event"]) + 1
     finally:
         engine.dispose()

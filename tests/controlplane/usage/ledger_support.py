@@ -20,8 +20,8 @@ from controlplane.usage.ingest import ingest
 from gwapi.v1 import telemetry_pb2 as tpb
 
 
-def ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=UTC).timestamp()) * 1000
+def ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
+    return int(datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()) * 1000
 
 
 def event(

@@ -4,6 +4,7 @@ every grouping, filter and range; property-tested on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import itertools
+from functools import partial
 from typing import Any
 
 import pytest
@@ -111,10 +112,11 @@ def test_rollups_answer_what_raw_rows_answer(
             req = tpb.QueryUsageRequest(
                 group_by=group_by, since_ms=since, until_ms=until, **q["filter"]
             )
-            fast = db.read_sync(lambda s, r=req, sc=q["scope"]: query_usage(s, r, sc))
+            read = partial(query_usage, req=req, scope=q["scope"])
+            fast = db.read_sync(read)
             with monkeypatch.context() as m:
                 m.setattr(sources, "plan", raw_plan)
-                slow = db.read_sync(lambda s, r=req, sc=q["scope"]: query_usage(s, r, sc))
+                slow = db.read_sync(read)
             assert fast == slow, (group_by, since, until, q)
 
 

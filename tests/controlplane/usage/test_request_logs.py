@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from typing import Any
 
 from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import StatusCode
 from sqlalchemy import MetaData, select
+from sqlmodel import col
 
 from controlplane.store.models.usage import RequestLogBodyRow
 from controlplane.usage.request_logs import DAY_MS, purge, purge_forever
@@ -21,7 +23,7 @@ from tests.controlplane.snapshots.reference_builder import read_snapshot
 MARKER = "quokka-marker-51e7"
 
 
-async def make_ws(admin, name: str, policy: str, **kw: int) -> pb.Workspace:
+async def make_ws(admin, name: str, policy: str, **kw: Any) -> pb.Workspace:
     return await admin.CreateWorkspace(
         apb.CreateWorkspaceRequest(workspace=pb.Workspace(name=name, log_bodies=policy, **kw))
     )
@@ -166,7 +168,9 @@ async def test_retention_purge_with_injected_clock(cp, admin, dataplane) -> None
     created = db.read_sync(lambda s: s.get(RequestLogBodyRow, "r-s")).created_ms
 
     def ids() -> set[str]:
-        return set(db.read_sync(lambda s: s.exec(select(RequestLogBodyRow.request_id)).scalars()))
+        return set(
+            db.read_sync(lambda s: s.exec(select(col(RequestLogBodyRow.request_id))).scalars())
+        )
 
     assert db.run_sync(lambda s: purge(s, created + DAY_MS - 1)) == 0
     assert db.run_sync(lambda s: purge(s, created + DAY_MS + 1)) == 1

@@ -14,8 +14,8 @@ from gwapi.v1 import common_pb2 as pb
 from tests.controlplane.snapshots.reference_builder import build
 
 
-def ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=UTC).timestamp()) * 1000
+def ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
+    return int(datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()) * 1000
 
 
 NOW = ms(2026, 11, 28, 23, 30)  # already 29 November in Berlin

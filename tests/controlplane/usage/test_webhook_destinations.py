@@ -73,7 +73,7 @@ class Recorder:
         return httpx.AsyncClient(transport=httpx.MockTransport(handle), follow_redirects=False)
 
 
-def resolver(*answers: list[str]):  # type: ignore[no-untyped-def]
+def resolver(*answers: list[str]):
     """A resolver giving each answer in turn (the last one repeats); records the names asked."""
     asked: list[tuple[str, int]] = []
     queue = list(answers)
