@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +96,9 @@ def cpu_pressure_us() -> int | None:
     return int(first.rsplit("total=", 1)[1])
 
 
-def run_phase(
-    work: Path, name: str, plan: dict[str, Any], dp: Child, dp_port: int, upstream: Child
-) -> dict[str, Any]:
+def run_phase(work: Path, name: str, plan: dict[str, Any], stack: Stack) -> dict[str, Any]:
     """One load-generator run, sampling the data plane meanwhile."""
+    dp, dp_port, upstream = stack.dp, stack.dp_port, stack.upstream
     plan_path = work / f"{name}.json"
     plan_path.write_text(json.dumps(plan))
     lag_before, _ = scrape_lag(dp_port)
@@ -107,7 +107,9 @@ def run_phase(
     sched0, psi0 = schedstat(dp.pid), cpu_pressure_us()
     lg = spawn(name, ["-m", "bench.streams_load", str(plan_path)], work)
     rss_peak, lag_max, next_scrape = rss_before, 0.0, 0.0
-    deadline = time.monotonic() + plan["timeout_s"] + plan["ramp_s"] + 30
+    deadline = (
+        time.monotonic() + plan["timeout_s"] + plan["ramp_s"] + plan.get("duration_s", 0) + 30
+    )
     try:
         while lg.proc.poll() is None:  # sampling cadence, not a wait for an event
             if time.monotonic() > deadline:
@@ -145,6 +147,82 @@ def run_phase(
     return result
 
 
+@dataclass(frozen=True)
+class Stack:
+    """The processes of a paced-stream benchmark: upstream, control plane, one data plane."""
+
+    upstream: Child
+    upstream_port: int
+    cp_addr: str
+    admin_token: str
+    dp: Child
+    dp_port: int
+    provider_key: str
+    secret: str  # the bench workspace's virtual key
+    profile: Path  # the data plane's sampler output (with ``profile``)
+
+    def targets(self) -> dict[str, dict[str, Any]]:
+        """Load-generator plan entries: straight at the upstream, and through the data plane."""
+        return {
+            "direct": {"port": self.upstream_port, "auth": ["x-api-key", self.provider_key]},
+            "gateway": {"port": self.dp_port, "auth": ["x-api-key", self.secret]},
+        }
+
+
+def start_stack(
+    work: Path, children: list[Child], pace_ms: float, events: int, profile: bool
+) -> Stack:
+    """Start the paced upstream, the control plane (SQLite) and one data plane, provisioned as
+    ``bench.run`` does; every child is appended to ``children`` (the caller stops them)."""
+    admin_token, dp_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    provider_key = "sk-ant-bench-" + secrets.token_hex(8)
+    upstream = spawn(
+        "upstream",
+        [
+            "-m", "bench.upstream", "--ready-file", str(work / "upstream.ready"),
+            "--pace-ms", str(pace_ms), "--events", str(events),
+        ],
+        work,
+    )  # fmt: skip
+    children.append(upstream)
+    upstream_port = int(wait_for_file(upstream, work / "upstream.ready"))
+    cp = spawn(
+        "controlplane",
+        [
+            "-m", "controlplane", "--listen", "127.0.0.1:0",
+            "--db", f"sqlite:///{work / 'tollgate.db'}",
+        ],
+        work,
+        env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
+    )  # fmt: skip
+    children.append(cp)
+    cp_addr = wait_for_log(cp, r"control plane listening on (\S+:\d+)").group(1)
+    secret, _ = asyncio.run(provision(cp_addr, admin_token, upstream_port))
+    samples = work / "dp.samples"
+    dp = spawn(
+        "dataplane",
+        [
+            "-m", "bench.dp_main", "--ready-file", str(work / "dp.ready"),
+            "--control-plane", cp_addr, "--state-dir", str(work / "dp-state"),
+            *(["--sample", str(samples)] if profile else []),
+        ],
+        work,
+        env={PROVIDER_KEY_ENV: provider_key, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
+    )  # fmt: skip
+    children.append(dp)
+    dp_port = int(wait_for_json(dp, work / "dp.ready")["port"])
+    return Stack(
+        upstream, upstream_port, cp_addr, admin_token, dp, dp_port, provider_key, secret, samples
+    )
+
+
+def dataplane_log_errors(dp: Child) -> list[str]:
+    """The first few ERROR or Traceback lines of a (stopped) data plane's log."""
+    return [
+        line for line in dp.log.read_text().splitlines() if "ERROR" in line or "Traceback" in line
+    ][:5]
+
+
 def _overrun(signum: int, frame: object) -> None:
     raise TimeoutError("bench.streams overran its time limit")
 
@@ -165,44 +243,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="tollgate-streams-") as tmp:
         work = Path(tmp)
-        admin_token, dp_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-        provider_key = "sk-ant-bench-" + secrets.token_hex(8)
         try:
-            upstream = spawn(
-                "upstream",
-                [
-                    "-m", "bench.upstream", "--ready-file", str(work / "upstream.ready"),
-                    "--pace-ms", str(args.pace_ms), "--events", str(args.events),
-                ],
-                work,
-            )  # fmt: skip
-            children.append(upstream)
-            upstream_port = int(wait_for_file(upstream, work / "upstream.ready"))
-            cp = spawn(
-                "controlplane",
-                [
-                    "-m", "controlplane", "--listen", "127.0.0.1:0",
-                    "--db", f"sqlite:///{work / 'tollgate.db'}",
-                ],
-                work,
-                env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
-            )  # fmt: skip
-            children.append(cp)
-            cp_addr = wait_for_log(cp, r"control plane listening on (\S+:\d+)").group(1)
-            secret, _ = asyncio.run(provision(cp_addr, admin_token, upstream_port))
-            profile = work / "dp.samples"
-            dp = spawn(
-                "dataplane",
-                [
-                    "-m", "bench.dp_main", "--ready-file", str(work / "dp.ready"),
-                    "--control-plane", cp_addr, "--state-dir", str(work / "dp-state"),
-                    *(["--sample", str(profile)] if args.profile else []),
-                ],
-                work,
-                env={PROVIDER_KEY_ENV: provider_key, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
-            )  # fmt: skip
-            children.append(dp)
-            dp_port = int(wait_for_json(dp, work / "dp.ready")["port"])
+            stack = start_stack(work, children, args.pace_ms, args.events, args.profile)
+            dp = stack.dp
             result["rss_idle_kib"] = kib(proc_status(dp.pid)["VmRSS"])
             common = {
                 "host": "127.0.0.1",
@@ -211,33 +254,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "ramp_s": args.ramp_s,
                 "timeout_s": phase_s,
             }
-            targets = {
-                "direct": {"port": upstream_port, "auth": ["x-api-key", provider_key]},
-                "gateway": {"port": dp_port, "auth": ["x-api-key", secret]},
-            }
+            targets = stack.targets()
             phases = result["phases"] = []
             for n in sizes:
                 for round_ in range(args.rounds):
                     for target, where in targets.items():
                         plan = {**common, **where, "streams": n}
                         name = f"{target}-{n}-{round_}"
-                        phase = run_phase(work, name, plan, dp, dp_port, upstream)
+                        phase = run_phase(work, name, plan, stack)
                         phases.append({"target": target, "round": round_, **phase})
             expected = sum(sizes) * args.rounds
-            result["usage"] = asyncio.run(usage_total(cp_addr, admin_token, expected, 20.0))
+            result["usage"] = asyncio.run(
+                usage_total(stack.cp_addr, stack.admin_token, expected, 20.0)
+            )
             result["usage_expected"] = {
                 "requests": expected,
                 "output_tokens": expected * args.events,
             }
             dp.stop()
             children.remove(dp)
-            result["dataplane_log_errors"] = [
-                line
-                for line in dp.log.read_text().splitlines()
-                if "ERROR" in line or "Traceback" in line
-            ][:5]
-            if args.profile and profile.exists():
-                result["profile"] = sampler.render(profile)
+            result["dataplane_log_errors"] = dataplane_log_errors(dp)
+            if args.profile and stack.profile.exists():
+                result["profile"] = sampler.render(stack.profile)
         finally:
             for child in reversed(children):
                 child.stop()

@@ -14,6 +14,12 @@ request. Each text delta carries the upstream's ``time.monotonic_ns()`` at its w
 completed it) minus that stamp — the same clock in every process on the box. Responses are
 de-chunked before scanning, so a chunk boundary never splits a stamp.
 
+Closed-loop mode (``duration_s`` in the plan, for ``bench.sweep``): each of the N stream slots,
+once started, opens a new stream as soon as its previous one ends, until ``ramp_s + duration_s``
+after the start, so N streams stay open. Each stream's time to last byte (from just before its
+connect to the read that held ``message_stop``) is summarised over streams started after the
+ramp.
+
 A stream counts as an error if its status is not 200, the connection closes before
 ``message_stop``, it does not finish by ``timeout_s``, or it has not exactly ``events`` deltas.
 The process's own event-loop lag (a 10 ms sampler, like ``dataplane.looplag``) and CPU time are
@@ -80,6 +86,7 @@ class Stream(asyncio.Protocol):
         self.chunk_left = -1  # data bytes left in this chunk; -1: a size line is next
         self.tokens = 0
         self.stopped = False
+        self.stopped_ns = 0  # monotonic ns of the read that held message_stop
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -151,7 +158,7 @@ class Stream(asyncio.Protocol):
             add(now, int(m.group(1)))
             self.tokens += 1
         if b"event: message_stop" in complete:
-            self.stopped = True
+            self.stopped, self.stopped_ns = True, now
             self._finish("ok")
 
 
@@ -195,20 +202,31 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         int((t0 + events * plan["pace_s"]) * 1e9),
     )
 
+    duration = plan.get("duration_s")
+    ttlb: array[int] = array("q")
+    steady_from = int((t0 + plan["ramp_s"]) * 1e9)
+    until = steady_from + int(duration * 1e9) if duration is not None else 0
+
     async def one(i: int) -> None:
         await asyncio.sleep(i * plan["ramp_s"] / n)
-        done: asyncio.Future[str] = loop.create_future()
-        stream = Stream(request, delays, done)
-        streams.append(stream)
-        try:
-            await loop.create_connection(lambda: stream, plan["host"], plan["port"])
-            outcome = await asyncio.wait_for(done, plan["timeout_s"])
-        except (OSError, TimeoutError) as exc:
-            outcome = f"{type(exc).__name__}: {exc}"
-            stream._finish(outcome)
-        if outcome == "ok" and stream.tokens != events:
-            outcome = f"{stream.tokens} tokens, expected {events}"
-        outcomes.append(outcome)
+        while True:
+            started = time.monotonic_ns()
+            done: asyncio.Future[str] = loop.create_future()
+            stream = Stream(request, delays, done)
+            streams.append(stream)
+            try:
+                await loop.create_connection(lambda s=stream: s, plan["host"], plan["port"])
+                outcome = await asyncio.wait_for(done, plan["timeout_s"])
+            except (OSError, TimeoutError) as exc:
+                outcome = f"{type(exc).__name__}: {exc}"
+                stream._finish(outcome)
+            if outcome == "ok" and stream.tokens != events:
+                outcome = f"{stream.tokens} tokens, expected {events}"
+            outcomes.append(outcome)
+            if outcome == "ok" and started >= steady_from:
+                ttlb.append(stream.stopped_ns - started)
+            if time.monotonic_ns() >= until:
+                return
 
     await asyncio.gather(*(one(i) for i in range(n)))
     wall = time.monotonic() - t0
@@ -226,6 +244,8 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         "delay_ms": delay_summary(delays.all),
         "steady_tokens": len(delays.steady),
         "steady_delay_ms": delay_summary(delays.steady),
+        "ttlb_streams": len(ttlb),
+        "ttlb_ms": delay_summary(ttlb),
         "wall_s": wall,
         "cpu_s": cpu,
         "lag_ms": {

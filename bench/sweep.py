@@ -1,0 +1,163 @@
+"""``make bench-sweep``: time to last byte of paced answers at 1, 64, 256 and 1,000 concurrent
+streams, through one data plane and straight at the upstream, in the same run (issue #14, item 2).
+
+An agent fleet is many slow streams at once, not back-to-back instant answers: the upstream
+(``bench.upstream --pace-ms``) generates each answer over about half a second (default 25 text
+deltas, one every 20 ms), and the load generator (``bench.streams_load`` in closed-loop mode)
+keeps C streams open for ``--duration-s``: each slot opens a new connection and request as soon
+as its previous answer ends. Per level, a direct phase then a gateway phase run back to back, so
+the shared box's noise hits both alike; added latency is gateway minus direct, per quantile.
+
+Per phase: time to last byte (TTLB, connect to ``message_stop``) p50/p99 over the streams started
+after the ramp, errors, and the data plane's CPU share and event-loop lag (via
+``bench.streams.run_phase``, which also reports how long the box kept the data plane waiting for
+a CPU, and the load generator's own lag — a phase limited by the load generator says so). The
+usage ledger must hold exactly one request per successful gateway stream.
+
+Flags: ``--levels 1,64,256,1000``, ``--duration-s 10``, ``--ramp-s 2``, ``--pace-ms 20``,
+``--events 25``, ``--json``, ``--profile`` (the data plane under ``bench.sampler``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import sampler
+from bench.procs import Child
+from bench.run import usage_total
+from bench.streams import dataplane_log_errors, ok, run_phase, start_stack
+from bench.streams_report import footer
+
+
+def _overrun(signum: int, frame: object) -> None:
+    raise TimeoutError("bench.sweep overran its time limit")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    levels = [int(c) for c in args.levels.split(",")]
+    answer_s = args.events * args.pace_ms / 1000
+    timeout_s = 10 * answer_s + 10  # per stream: an answer this late is an error
+    signal.signal(signal.SIGALRM, _overrun)
+    signal.alarm(int(90 + 2 * len(levels) * (args.ramp_s + args.duration_s + timeout_s + 5)))
+    load_before = os.getloadavg()
+    children: list[Child] = []
+    result: dict[str, Any] = {
+        "levels": levels,
+        "pace_ms": args.pace_ms,
+        "events": args.events,
+        "duration_s": args.duration_s,
+        "ramp_s": args.ramp_s,
+    }
+    with tempfile.TemporaryDirectory(prefix="tollgate-sweep-") as tmp:
+        work = Path(tmp)
+        try:
+            stack = start_stack(work, children, args.pace_ms, args.events, args.profile)
+            phases: list[dict[str, Any]] = []
+            result["phases"] = phases
+            for c in levels:
+                for target, where in stack.targets().items():
+                    plan = {
+                        "host": "127.0.0.1",
+                        "events": args.events,
+                        "pace_s": args.pace_ms / 1000,
+                        "ramp_s": args.ramp_s * min(1.0, c / 64),  # one stream needs no ramp
+                        "duration_s": args.duration_s,
+                        "timeout_s": timeout_s,
+                        "streams": c,
+                        **where,
+                    }
+                    phase = run_phase(work, f"{target}-{c}", plan, stack)
+                    phases.append({"target": target, **phase})
+            expected = sum(p["ok"] for p in phases if p["target"] == "gateway")
+            result["usage"] = asyncio.run(
+                usage_total(stack.cp_addr, stack.admin_token, expected, 20.0)
+            )
+            result["usage_expected"] = {
+                "requests": expected,
+                "output_tokens": expected * args.events,
+            }
+            stack.dp.stop()
+            children.remove(stack.dp)
+            result["dataplane_log_errors"] = dataplane_log_errors(stack.dp)
+            if args.profile and stack.profile.exists():
+                result["profile"] = sampler.render(stack.profile)
+        finally:
+            for child in reversed(children):
+                child.stop()
+    result["machine"] = {
+        "cpus": os.cpu_count(),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+    }
+    signal.alarm(0)
+    return result
+
+
+def render(r: dict[str, Any]) -> str:
+    by = {(p["streams"], p["target"]): p for p in r["phases"]}
+    out = [
+        f"paced concurrency sweep: answers of {r['events']} deltas every {r['pace_ms']:g} ms "
+        f"(~{r['events'] * r['pace_ms']:.0f} ms), C streams kept open for {r['duration_s']:g} s "
+        "per phase; TTLB = connect to message_stop, over streams started after the ramp",
+        "",
+        "| C | streams (direct / gw) | direct TTLB p50 / p99 | gateway TTLB p50 / p99 "
+        "| added p50 / p99 | errors (direct / gw) | DP CPU | DP loop lag p99 / max "
+        "| DP wait for CPU | loadgen lag p99 (direct / gw) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in r["levels"]:
+        d, g = by.get((c, "direct")), by.get((c, "gateway"))
+        if d is None or g is None:
+            continue
+        dt, gt, dp = d["ttlb_ms"], g["ttlb_ms"], g["dataplane"]
+        out.append(
+            f"| {c} | {d['ttlb_streams']} / {g['ttlb_streams']} "
+            f"| {dt['p50']:.1f} / {dt['p99']:.1f} ms | {gt['p50']:.1f} / {gt['p99']:.1f} ms "
+            f"| {gt['p50'] - dt['p50']:+.1f} / {gt['p99'] - dt['p99']:+.1f} ms "
+            f"| {d['errors']} / {g['errors']} | {dp['cpu_share']:.0%} "
+            f"| ≤{dp['lag_p99_ms']:g} / {dp['lag_max_ms']:.1f} ms "
+            f"| {dp['runqueue_wait_share']:.0%} "
+            f"| {d['lag_ms']['p99']:.1f} / {g['lag_ms']['p99']:.1f} ms |"
+        )
+    out += ["", *footer(r)]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--levels", default="1,64,256,1000", help="concurrent streams per level")
+    parser.add_argument("--duration-s", type=float, default=10.0, help="per phase, after ramp")
+    parser.add_argument("--ramp-s", type=float, default=2.0, help="spread of the slots' starts")
+    parser.add_argument("--pace-ms", type=float, default=20.0, help="the upstream's delta pace")
+    parser.add_argument("--events", type=int, default=25, help="text deltas per answer")
+    parser.add_argument("--json", action="store_true", help="also print the raw results")
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the data plane's stacks (bench.sampler)"
+    )
+    args = parser.parse_args(argv)
+    if args.events < 1 or args.pace_ms <= 0 or args.duration_s <= 0:
+        parser.error("--events must be >= 1, --pace-ms and --duration-s > 0")
+    result = run(args)
+    print(render(result))
+    if "profile" in result:
+        print()
+        print(result.pop("profile"))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return 0 if ok(result) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
