@@ -103,6 +103,24 @@ async def provision(cp_addr: str, admin_token: str, upstream_port: int) -> tuple
         return created.secret, routed.secret
 
 
+def start_controlplane(work: Path, children: list[Child], admin_token: str, dp_token: str) -> str:
+    """Start a control plane on a throw-away SQLite database in ``work`` (appended to
+    ``children``, which the caller stops); its address once it listens."""
+    cp = spawn(
+        "controlplane",
+        [
+            "-m", "controlplane",
+            "--listen", "127.0.0.1:0",
+            "--db", f"sqlite:///{work / 'tollgate.db'}",
+        ],
+        work,
+        # Tokens in the environment, never in argv (`ps` would show them).
+        env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
+    )  # fmt: skip
+    children.append(cp)
+    return wait_for_log(cp, r"control plane listening on (\S+:\d+)").group(1)
+
+
 async def usage_total(
     cp_addr: str, admin_token: str, expected: int, wait_s: float = 8.0
 ) -> dict[str, int]:
@@ -173,19 +191,7 @@ def run(args: argparse.Namespace) -> int:
             children.append(upstream)
             upstream_port = int(wait_for_file(upstream, work / "upstream.ready"))
 
-            cp = spawn(
-                "controlplane",
-                [
-                    "-m", "controlplane",
-                    "--listen", "127.0.0.1:0",
-                    "--db", f"sqlite:///{work / 'tollgate.db'}",
-                ],
-                work,
-                # Tokens in the environment, never in argv (`ps` would show them).
-                env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
-            )  # fmt: skip
-            children.append(cp)
-            cp_addr = wait_for_log(cp, r"control plane listening on (\S+:\d+)").group(1)
+            cp_addr = start_controlplane(work, children, admin_token, dp_token)
             secret, route_secret = asyncio.run(provision(cp_addr, admin_token, upstream_port))
 
             dp_args = [

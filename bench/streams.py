@@ -41,14 +41,15 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import sampler
 from bench.loadgen import cpu_seconds
-from bench.procs import Child, kib, proc_status, spawn, wait_for_file, wait_for_json, wait_for_log
-from bench.run import PROVIDER_KEY_ENV, provision, usage_total
+from bench.procs import Child, kib, proc_status, spawn, wait_for_file, wait_for_json
+from bench.run import PROVIDER_KEY_ENV, provision, start_controlplane, usage_total
 from bench.streams_report import render
 
 LAG_METRIC = "tollgate_event_loop_lag_seconds"
@@ -186,17 +187,7 @@ def start_stack(
     )  # fmt: skip
     children.append(upstream)
     upstream_port = int(wait_for_file(upstream, work / "upstream.ready"))
-    cp = spawn(
-        "controlplane",
-        [
-            "-m", "controlplane", "--listen", "127.0.0.1:0",
-            "--db", f"sqlite:///{work / 'tollgate.db'}",
-        ],
-        work,
-        env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
-    )  # fmt: skip
-    children.append(cp)
-    cp_addr = wait_for_log(cp, r"control plane listening on (\S+:\d+)").group(1)
+    cp_addr = start_controlplane(work, children, admin_token, dp_token)
     secret, _ = asyncio.run(provision(cp_addr, admin_token, upstream_port))
     samples = work / "dp.samples"
     dp = spawn(
@@ -216,54 +207,28 @@ def start_stack(
     )
 
 
-def dataplane_log_errors(dp: Child) -> list[str]:
-    """The first few ERROR or Traceback lines of a (stopped) data plane's log."""
-    return [
-        line for line in dp.log.read_text().splitlines() if "ERROR" in line or "Traceback" in line
-    ][:5]
-
-
 def _overrun(signum: int, frame: object) -> None:
     raise TimeoutError("bench.streams overran its time limit")
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    sizes = [int(s) for s in args.sizes.split(",")]
-    phase_s = args.ramp_s + args.events * args.pace_ms / 1000 + 20
+def run_on_stack(
+    result: dict[str, Any],
+    args: argparse.Namespace,
+    alarm_s: float,
+    phases: Callable[[Path, Stack], int],
+) -> dict[str, Any]:
+    """Start the stack (``args.pace_ms``, ``args.events``, ``args.profile``), run ``phases`` on
+    it (it returns how many gateway requests the ledger must hold), check the ledger, stop every
+    child; the whole bounded by ``alarm_s``. Fills and returns ``result``."""
     signal.signal(signal.SIGALRM, _overrun)
-    signal.alarm(int(60 + 2 * len(sizes) * args.rounds * phase_s))
+    signal.alarm(int(alarm_s))
     load_before = os.getloadavg()
     children: list[Child] = []
-    result: dict[str, Any] = {
-        "sizes": sizes,
-        "pace_ms": args.pace_ms,
-        "events": args.events,
-        "ramp_s": args.ramp_s,
-        "rounds": args.rounds,
-    }
     with tempfile.TemporaryDirectory(prefix="tollgate-streams-") as tmp:
         work = Path(tmp)
         try:
             stack = start_stack(work, children, args.pace_ms, args.events, args.profile)
-            dp = stack.dp
-            result["rss_idle_kib"] = kib(proc_status(dp.pid)["VmRSS"])
-            common = {
-                "host": "127.0.0.1",
-                "events": args.events,
-                "pace_s": args.pace_ms / 1000,
-                "ramp_s": args.ramp_s,
-                "timeout_s": phase_s,
-            }
-            targets = stack.targets()
-            phases = result["phases"] = []
-            for n in sizes:
-                for round_ in range(args.rounds):
-                    for target, where in targets.items():
-                        plan = {**common, **where, "streams": n}
-                        name = f"{target}-{n}-{round_}"
-                        phase = run_phase(work, name, plan, stack)
-                        phases.append({"target": target, "round": round_, **phase})
-            expected = sum(sizes) * args.rounds
+            expected = phases(work, stack)
             result["usage"] = asyncio.run(
                 usage_total(stack.cp_addr, stack.admin_token, expected, 20.0)
             )
@@ -271,9 +236,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "requests": expected,
                 "output_tokens": expected * args.events,
             }
-            dp.stop()
-            children.remove(dp)
-            result["dataplane_log_errors"] = dataplane_log_errors(dp)
+            stack.dp.stop()
+            children.remove(stack.dp)
+            result["dataplane_log_errors"] = [
+                line
+                for line in stack.dp.log.read_text().splitlines()
+                if "ERROR" in line or "Traceback" in line
+            ][:5]
             if args.profile and stack.profile.exists():
                 result["profile"] = sampler.render(stack.profile)
         finally:
@@ -288,37 +257,81 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = [int(s) for s in args.sizes.split(",")]
+    phase_s = args.ramp_s + args.events * args.pace_ms / 1000 + 20
+    result: dict[str, Any] = {
+        "sizes": sizes,
+        "pace_ms": args.pace_ms,
+        "events": args.events,
+        "ramp_s": args.ramp_s,
+        "rounds": args.rounds,
+    }
+
+    def phases(work: Path, stack: Stack) -> int:
+        result["rss_idle_kib"] = kib(proc_status(stack.dp.pid)["VmRSS"])
+        common = {
+            "host": "127.0.0.1",
+            "events": args.events,
+            "pace_s": args.pace_ms / 1000,
+            "ramp_s": args.ramp_s,
+            "timeout_s": phase_s,
+        }
+        done = result["phases"] = []
+        for n in sizes:
+            for round_ in range(args.rounds):
+                for target, where in stack.targets().items():
+                    plan = {**common, **where, "streams": n}
+                    phase = run_phase(work, f"{target}-{n}-{round_}", plan, stack)
+                    done.append({"target": target, "round": round_, **phase})
+        return sum(sizes) * args.rounds
+
+    return run_on_stack(result, args, 60 + 2 * len(sizes) * args.rounds * phase_s, phases)
+
+
+def emit(result: dict[str, Any], text: str, as_json: bool) -> int:
+    """Print a paced-stream benchmark's tables (then its profile, its raw JSON); its exit code."""
+    print(text)
+    if "profile" in result:
+        print()
+        print(result.pop("profile"))
+    if as_json:
+        print(json.dumps(result, indent=2))
+    return 0 if ok(result) else 1
+
+
+def paced_parser(prog: str, doc: str | None, events: int) -> argparse.ArgumentParser:
+    """The flags every paced-stream benchmark has: the upstream's pace and answer length, the
+    ramp of the starts, ``--json`` and ``--profile``."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench.streams",
-        description=__doc__,
+        prog=f"python -m {prog}",
+        description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--sizes", default="100,250,1000", help="concurrent streams per phase")
     parser.add_argument("--pace-ms", type=float, default=20.0, help="the upstream's token pace")
-    parser.add_argument("--events", type=int, default=500, help="text deltas per stream")
+    parser.add_argument("--events", type=int, default=events, help="text deltas per stream")
     parser.add_argument("--ramp-s", type=float, default=2.0, help="spread of the stream starts")
+    parser.add_argument("--json", action="store_true", help="also print the raw results")
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the data plane's stacks (bench.sampler)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = paced_parser("bench.streams", __doc__, events=500)
+    parser.add_argument("--sizes", default="100,250,1000", help="concurrent streams per phase")
     parser.add_argument(
         "--rounds",
         type=int,
         default=1,
         help="direct-then-gateway pairs per size (the summary takes the median over rounds)",
     )
-    parser.add_argument("--json", action="store_true", help="also print the raw results")
-    parser.add_argument(
-        "--profile", action="store_true", help="sample the data plane's stacks (bench.sampler)"
-    )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.events < 1 or args.pace_ms <= 0:
         parser.error("--rounds and --events must be >= 1, --pace-ms > 0")
     result = run(args)
-    print(render(result))
-    if "profile" in result:
-        print()
-        print(result.pop("profile"))
-    if args.json:
-        print(json.dumps(result, indent=2))
-    return 0 if ok(result) else 1
+    return emit(result, render(result), args.json)
 
 
 def ok(result: dict[str, Any]) -> bool:

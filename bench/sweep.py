@@ -21,34 +21,17 @@ Flags: ``--levels 1,64,256,1000``, ``--duration-s 10``, ``--ramp-s 2``, ``--pace
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import os
-import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import sampler
-from bench.procs import Child
-from bench.run import usage_total
-from bench.streams import dataplane_log_errors, ok, run_phase, start_stack
+from bench.streams import Stack, emit, paced_parser, run_on_stack, run_phase
 from bench.streams_report import footer
-
-
-def _overrun(signum: int, frame: object) -> None:
-    raise TimeoutError("bench.sweep overran its time limit")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     levels = [int(c) for c in args.levels.split(",")]
-    answer_s = args.events * args.pace_ms / 1000
-    timeout_s = 10 * answer_s + 10  # per stream: an answer this late is an error
-    signal.signal(signal.SIGALRM, _overrun)
-    signal.alarm(int(90 + 2 * len(levels) * (args.ramp_s + args.duration_s + timeout_s + 5)))
-    load_before = os.getloadavg()
-    children: list[Child] = []
+    timeout_s = 10 * args.events * args.pace_ms / 1000 + 10  # per stream: later is an error
     result: dict[str, Any] = {
         "levels": levels,
         "pace_ms": args.pace_ms,
@@ -56,49 +39,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": args.duration_s,
         "ramp_s": args.ramp_s,
     }
-    with tempfile.TemporaryDirectory(prefix="tollgate-sweep-") as tmp:
-        work = Path(tmp)
-        try:
-            stack = start_stack(work, children, args.pace_ms, args.events, args.profile)
-            phases: list[dict[str, Any]] = []
-            result["phases"] = phases
-            for c in levels:
-                for target, where in stack.targets().items():
-                    plan = {
-                        "host": "127.0.0.1",
-                        "events": args.events,
-                        "pace_s": args.pace_ms / 1000,
-                        "ramp_s": args.ramp_s * min(1.0, c / 64),  # one stream needs no ramp
-                        "duration_s": args.duration_s,
-                        "timeout_s": timeout_s,
-                        "streams": c,
-                        **where,
-                    }
-                    phase = run_phase(work, f"{target}-{c}", plan, stack)
-                    phases.append({"target": target, **phase})
-            expected = sum(p["ok"] for p in phases if p["target"] == "gateway")
-            result["usage"] = asyncio.run(
-                usage_total(stack.cp_addr, stack.admin_token, expected, 20.0)
-            )
-            result["usage_expected"] = {
-                "requests": expected,
-                "output_tokens": expected * args.events,
-            }
-            stack.dp.stop()
-            children.remove(stack.dp)
-            result["dataplane_log_errors"] = dataplane_log_errors(stack.dp)
-            if args.profile and stack.profile.exists():
-                result["profile"] = sampler.render(stack.profile)
-        finally:
-            for child in reversed(children):
-                child.stop()
-    result["machine"] = {
-        "cpus": os.cpu_count(),
-        "loadavg_before": load_before,
-        "loadavg_after": os.getloadavg(),
-    }
-    signal.alarm(0)
-    return result
+
+    def phases(work: Path, stack: Stack) -> int:
+        done: list[dict[str, Any]] = []
+        result["phases"] = done
+        for c in levels:
+            for target, where in stack.targets().items():
+                plan = {
+                    "host": "127.0.0.1",
+                    "events": args.events,
+                    "pace_s": args.pace_ms / 1000,
+                    "ramp_s": args.ramp_s * min(1.0, c / 64),  # a few streams need no ramp
+                    "duration_s": args.duration_s,
+                    "timeout_s": timeout_s,
+                    "streams": c,
+                    **where,
+                }
+                done.append({"target": target, **run_phase(work, f"{target}-{c}", plan, stack)})
+        return sum(p["ok"] for p in done if p["target"] == "gateway")
+
+    phase_s = args.ramp_s + args.duration_s + timeout_s + 5
+    return run_on_stack(result, args, 90 + 2 * len(levels) * phase_s, phases)
 
 
 def render(r: dict[str, Any]) -> str:
@@ -132,31 +93,14 @@ def render(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.sweep",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = paced_parser("bench.sweep", __doc__, events=25)
     parser.add_argument("--levels", default="1,64,256,1000", help="concurrent streams per level")
     parser.add_argument("--duration-s", type=float, default=10.0, help="per phase, after ramp")
-    parser.add_argument("--ramp-s", type=float, default=2.0, help="spread of the slots' starts")
-    parser.add_argument("--pace-ms", type=float, default=20.0, help="the upstream's delta pace")
-    parser.add_argument("--events", type=int, default=25, help="text deltas per answer")
-    parser.add_argument("--json", action="store_true", help="also print the raw results")
-    parser.add_argument(
-        "--profile", action="store_true", help="sample the data plane's stacks (bench.sampler)"
-    )
     args = parser.parse_args(argv)
     if args.events < 1 or args.pace_ms <= 0 or args.duration_s <= 0:
         parser.error("--events must be >= 1, --pace-ms and --duration-s > 0")
     result = run(args)
-    print(render(result))
-    if "profile" in result:
-        print()
-        print(result.pop("profile"))
-    if args.json:
-        print(json.dumps(result, indent=2))
-    return 0 if ok(result) else 1
+    return emit(result, render(result), args.json)
 
 
 if __name__ == "__main__":
