@@ -4,8 +4,9 @@ streams, through one data plane and straight at the upstream, in the same run (i
 An agent fleet is many slow streams at once, not back-to-back instant answers: the upstream
 (``bench.upstream --pace-ms``) generates each answer over about half a second (default 25 text
 deltas, one every 20 ms), and the load generator (``bench.streams_load`` in closed-loop mode)
-keeps C streams open for ``--duration-s``: each slot opens a new connection and request as soon
-as its previous answer ends. Per level, a direct phase then a gateway phase run back to back, so
+keeps C streams open for ``--duration-s``: each slot sends its next request as soon as its
+previous answer ends, on the same kept-alive connection (as Claude Code's HTTP client does;
+``--new-connections`` opens one per stream instead). Per level, a direct phase then a gateway phase run back to back, so
 the shared box's noise hits both alike; added latency is gateway minus direct, per quantile.
 
 Per phase: time to last byte (TTLB, connect to ``message_stop``) p50/p99 over the streams started
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "events": args.events,
         "duration_s": args.duration_s,
         "ramp_s": args.ramp_s,
+        "keepalive": not args.new_connections,
     }
 
     def phases(work: Path, stack: Stack) -> int:
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "pace_s": args.pace_ms / 1000,
                     "ramp_s": args.ramp_s * min(1.0, c / 64),  # a few streams need no ramp
                     "duration_s": args.duration_s,
+                    "keepalive": not args.new_connections,
                     "timeout_s": timeout_s,
                     "streams": c,
                     **where,
@@ -67,7 +70,8 @@ def render(r: dict[str, Any]) -> str:
     out = [
         f"paced concurrency sweep: answers of {r['events']} deltas every {r['pace_ms']:g} ms "
         f"(~{r['events'] * r['pace_ms']:.0f} ms), C streams kept open for {r['duration_s']:g} s "
-        "per phase; TTLB = connect to message_stop, over streams started after the ramp",
+        f"per phase ({'kept-alive connections' if r['keepalive'] else 'a connection per stream'}"
+        "); TTLB = request (or connect) to message_stop, over streams started after the ramp",
         "",
         "| C | streams (direct / gw) | direct TTLB p50 / p99 | gateway TTLB p50 / p99 "
         "| added p50 / p99 | errors (direct / gw) | DP CPU | DP loop lag p99 / max "
@@ -96,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = paced_parser("bench.sweep", __doc__, events=25)
     parser.add_argument("--levels", default="1,64,256,1000", help="concurrent streams per level")
     parser.add_argument("--duration-s", type=float, default=10.0, help="per phase, after ramp")
+    parser.add_argument(
+        "--new-connections",
+        action="store_true",
+        help="a new connection per stream (default: the next request on the same one)",
+    )
     args = parser.parse_args(argv)
     if args.events < 1 or args.pace_ms <= 0 or args.duration_s <= 0:
         parser.error("--events must be >= 1, --pace-ms and --duration-s > 0")
