@@ -88,7 +88,8 @@ def render(r: dict[str, Any]) -> str:
             f"| {dt['p50']:.1f} / {dt['p99']:.1f} ms | {gt['p50']:.1f} / {gt['p99']:.1f} ms "
             f"| {gt['p50'] - dt['p50']:+.1f} / {gt['p99'] - dt['p99']:+.1f} ms "
             f"| {d['errors']} / {g['errors']} | {dp['cpu_share']:.0%} "
-            f"| ≤{dp['lag_p99_ms']:g} / {dp['lag_max_ms']:.1f} ms "
+            f"| ≤{dp['lag_p99_ms']:g} / {dp['lag_max_ms']:.1f} ms"
+            f"{' (/metrics timed out)' if dp['metrics_scrapes_timed_out'] else ''} "
             f"| {dp['runqueue_wait_share']:.0%} "
             f"| {d['lag_ms']['p99']:.1f} / {g['lag_ms']['p99']:.1f} ms |"
         )
