@@ -9,8 +9,10 @@ previous answer ends, on the same kept-alive connection (as Claude Code's HTTP c
 ``--new-connections`` opens one per stream instead). Per level, a direct phase then a gateway phase run back to back, so
 the shared box's noise hits both alike; added latency is gateway minus direct, per quantile.
 
-Per phase: time to last byte (TTLB, connect to ``message_stop``) p50/p99 over the streams started
-after the ramp, errors, and the data plane's CPU share and event-loop lag (via
+Per phase: time to last byte (TTLB, request — or connect — to ``message_stop``) p50/p99 over the
+streams started after the ramp; the added per-token delay (each delta's arrival minus the
+upstream's write stamp, every token of the phase), so added TTLB splits into the request's way
+in (TTLB minus per-token) and the relay of the answer (per-token); errors, and the data plane's CPU share and event-loop lag (via
 ``bench.streams.run_phase``, which also reports how long the box kept the data plane waiting for
 a CPU, and the load generator's own lag — a phase limited by the load generator says so). The
 usage ledger must hold exactly one request per successful gateway stream.
@@ -74,19 +76,21 @@ def render(r: dict[str, Any]) -> str:
         "); TTLB = request (or connect) to message_stop, over streams started after the ramp",
         "",
         "| C | streams (direct / gw) | direct TTLB p50 / p99 | gateway TTLB p50 / p99 "
-        "| added p50 / p99 | errors (direct / gw) | DP CPU | DP loop lag p99 / max "
+        "| added p50 / p99 | added per-token delay p50 / p99 | errors (direct / gw) | DP CPU | DP loop lag p99 / max "
         "| DP wait for CPU | loadgen lag p99 (direct / gw) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in r["levels"]:
         d, g = by.get((c, "direct")), by.get((c, "gateway"))
         if d is None or g is None:
             continue
         dt, gt, dp = d["ttlb_ms"], g["ttlb_ms"], g["dataplane"]
+        dd, gd = d["delay_ms"], g["delay_ms"]  # every token: upstream's write to its arrival
         out.append(
             f"| {c} | {d['ttlb_streams']} / {g['ttlb_streams']} "
             f"| {dt['p50']:.1f} / {dt['p99']:.1f} ms | {gt['p50']:.1f} / {gt['p99']:.1f} ms "
             f"| {gt['p50'] - dt['p50']:+.1f} / {gt['p99'] - dt['p99']:+.1f} ms "
+            f"| {gd['p50'] - dd['p50']:+.1f} / {gd['p99'] - dd['p99']:+.1f} ms "
             f"| {d['errors']} / {g['errors']} | {dp['cpu_share']:.0%} "
             f"| ≤{dp['lag_p99_ms']:g} / {dp['lag_max_ms']:.1f} ms"
             f"{' (/metrics timed out)' if dp['metrics_scrapes_timed_out'] else ''} "
