@@ -14,14 +14,13 @@ the way out (so the profile covers exactly the data plane's life, start-up inclu
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import json
 import logging
 import os
-import signal
 from pathlib import Path
 
+from bench.child import announce, until_signalled
 from bench.sampler import Sampler
 from dataplane.server import DataPlane, Settings, run_loop
 
@@ -40,14 +39,8 @@ async def serve(args: argparse.Namespace) -> None:
     )
     await dp.start()
     await dp.wait_for_snapshot(timeout=20)
-    tmp = args.ready_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"port": dp.port, "pid": os.getpid()}))
-    os.replace(tmp, args.ready_file)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    announce(args.ready_file, json.dumps({"port": dp.port, "pid": os.getpid()}))
+    await until_signalled()
     await dp.stop()
 
 

@@ -39,7 +39,15 @@ import aiohttp
 import psycopg
 import yaml
 
-from bench.procs import REPO, Child, kib, proc_status, spawn, wait_for_json, wait_for_log
+from bench.procs import (
+    REPO,
+    Child,
+    kib,
+    proc_status,
+    spawn,
+    start_controlplane,
+    wait_for_json,
+)
 from gwapi.v1 import admin_pb2
 from gwclient.client import GatewayClient
 
@@ -135,15 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             work = Path(tmp)
             token, dp_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-            env = {"TOLLGATE_ADMIN_TOKEN": token, "TOLLGATE_DATAPLANE_TOKEN": dp_token}
-            cp = spawn(
-                "controlplane",
-                ["-m", "controlplane", "--listen", "127.0.0.1:0", "--db", f"{base}/{dbname}"],
-                work,
-                env=env,
-            )
-            children.append(cp)
-            cp_addr = wait_for_log(cp, r"control plane listening on (\S+:\d+)").group(1)
+            _, cp_addr = start_controlplane(work, children, f"{base}/{dbname}", (token, dp_token))
             dps: list[Child] = []
             ports: list[int] = []
             for n in range(2):

@@ -36,7 +36,9 @@ from sqlmodel import Session, select
 from bench.ledger_load import DAY_MS, ZONES, build_rollups, build_totals, index_ddl, load_events
 from bench.procs import Child, spawn, wait_for_log
 from controlplane.store.db import Database
-from controlplane.store.models import DeveloperRow, LedgerStateRow, WorkspaceRow
+from controlplane.store.models.config import WorkspaceRow
+from controlplane.store.models.derived import LedgerStateRow
+from controlplane.store.models.signin import DeveloperRow
 from controlplane.usage.rebuild import rebuild_sync
 from controlplane.usage.spend import current_spend, developer_scope, workspace_scope
 from gwapi.v1 import telemetry_pb2, telemetry_pb2_grpc

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 from pathlib import Path
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from bench.child import announce, take_request, until_signalled
 
 _OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
@@ -38,24 +38,10 @@ class SinkProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        while True:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(buf[:end]).lower()
-            length = 0
-            i = head.find(b"\r\ncontent-length:")
-            if i >= 0:
-                j = head.find(b"\r\n", i + 2)
-                length = int(head[i + 17 : j if j >= 0 else None])
-            total = end + 4 + length
-            if len(buf) < total:
-                return
-            body = bytes(buf[end + 4 : total])
-            del buf[:total]
-            self._answer(head, body)
+        self.buf += data
+        while (request := take_request(self.buf)) is not None:
+            head, body = request
+            self._answer(head.lower(), body)
 
     def _answer(self, head: bytes, body: bytes) -> None:
         assert self.transport is not None
@@ -81,14 +67,9 @@ async def serve(ready_file: Path) -> None:
     loop = asyncio.get_running_loop()
     stats = Stats()
     server = await loop.create_server(lambda: SinkProtocol(stats), "127.0.0.1", 0)
-    tmp = ready_file.with_suffix(".tmp")
-    tmp.write_text(str(server.sockets[0].getsockname()[1]))
-    os.replace(tmp, ready_file)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    announce(ready_file, str(server.sockets[0].getsockname()[1]))
     async with server:
-        await stop.wait()
+        await until_signalled()
     print(
         f"otlp sink: {stats.exports} exports, {stats.spans} spans, {stats.bad} undecodable",
         flush=True,

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,42 @@ def wait_for_log(child: Child, pattern: str, timeout: float = 30.0) -> re.Match[
     raise TimeoutError(
         f"{child.name}: no line matching {pattern!r} after {timeout:.0f}s:\n{child.tail()}"
     )
+
+
+def start_upstream(work: Path, children: list[Child], *extra_args: str) -> tuple[Child, int]:
+    """``bench.upstream`` (the fast fake upstream) on a free port, added to ``children``: the
+    child and its port."""
+    ready = work / "upstream.ready"
+    upstream = spawn(
+        "upstream", ["-m", "bench.upstream", "--ready-file", str(ready), *extra_args], work
+    )
+    children.append(upstream)
+    return upstream, int(wait_for_file(upstream, ready))
+
+
+def start_controlplane(
+    work: Path,
+    children: list[Child],
+    db_url: str,
+    tokens: tuple[str, str],
+    *,
+    name: str = "controlplane",
+    python_args: Sequence[str] = ("-m", "controlplane"),
+    extra_args: Sequence[str] = (),
+    timeout: float = 30.0,
+) -> tuple[Child, str]:
+    """A control plane on a free loopback port (``python_args`` run it), added to ``children``:
+    the child and its gRPC address. ``tokens`` (admin, data plane) go in its environment, never in
+    argv (`ps` would show them)."""
+    admin_token, dp_token = tokens
+    cp = spawn(
+        name,
+        [*python_args, "--listen", "127.0.0.1:0", "--db", db_url, *extra_args],
+        work,
+        env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
+    )
+    children.append(cp)
+    return cp, wait_for_log(cp, r"control plane listening on (\S+:\d+)", timeout).group(1)
 
 
 def proc_status(pid: int) -> dict[str, str]:

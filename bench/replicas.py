@@ -22,6 +22,10 @@ B (``python -m controlplane``) on one PostgreSQL database in a throw-away schema
    its ``/metrics``) show how much of the rest is the whole-snapshot rebuild.
 
 Everything is removed afterwards (schema dropped, Redis keys deleted, children stopped).
+
+Why one module of ~440 lines: it is one scenario (set-up, traffic, the three measurements,
+tear-down), read top to bottom; what it shares with the other benchmarks (processes, the raw
+client) is in :mod:`bench.procs` and :mod:`bench.rawclient`.
 """
 
 from __future__ import annotations
@@ -44,12 +48,20 @@ import orjson
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from bench.loadgen import Conn, Target, build_request, cpu_seconds
-from bench.procs import Child, spawn, wait_for_file, wait_for_json, wait_for_log
+from bench.loadgen import cpu_seconds
+from bench.procs import (
+    Child,
+    spawn,
+    start_controlplane,
+    start_upstream,
+    wait_for_json,
+    wait_for_log,
+)
+from bench.rawclient import Conn, Target, build_request
+from bench.run import PROVIDER_KEY_ENV, upstream_provider
 from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 
-PROVIDER_KEY_ENV = "BENCH_UPSTREAM_KEY"
 BUDGET = common_pb2.Limits(
     budgets=[common_pb2.Budget(amount_micros=1_000_000_000, period=common_pb2.PERIOD_MONTH)]
 )
@@ -70,14 +82,7 @@ async def create_keys(
     async with GatewayClient(address, token) as client:
         for w in range(workspaces):
             await client.create_workspace(common_pb2.Workspace(name=f"ws-{w:03d}"))
-        await client.create_provider(
-            common_pb2.Provider(
-                name="fake-upstream",
-                kind="anthropic",
-                base_url=f"http://127.0.0.1:{upstream_port}",
-                api_key_env=PROVIDER_KEY_ENV,
-            )
-        )
+        await client.create_provider(upstream_provider("fake-upstream", upstream_port))
         keys: list[tuple[str, str]] = []
         todo = iter(range(n))
         started = time.monotonic()
@@ -307,29 +312,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="tollgate-replicas-") as tmp:
             work = Path(args.logs or tmp)
             work.mkdir(parents=True, exist_ok=True)
-            up = spawn("upstream", ["-m", "bench.upstream", "--ready-file", str(work / "up")], work)
-            children.append(up)
-            upstream_port = int(wait_for_file(up, work / "up"))
+            _, upstream_port = start_upstream(work, children)
             cps: dict[str, Child] = {}
             metrics: dict[str, str] = {}
             addresses: dict[str, str] = {}
             for name in ("a", "b"):
-                cp = spawn(
-                    f"cp-{name}",
-                    [
-                        "-m", "controlplane",
-                        "--listen", "127.0.0.1:0",
-                        "--db", db_url,
-                        "--metrics-listen", "127.0.0.1:0",
-                    ],
-                    work,
-                    env=env,
+                cp, addresses[name] = start_controlplane(
+                    work, children, db_url, (token, dp_token), name=f"cp-{name}",
+                    extra_args=["--metrics-listen", "127.0.0.1:0"], timeout=60,
                 )  # fmt: skip
-                children.append(cp)
                 cps[name] = cp
-                addresses[name] = wait_for_log(
-                    cp, r"control plane listening on (\S+:\d+)", timeout=60
-                ).group(1)
                 metrics[name] = wait_for_log(cp, r"metrics on (http://\S+/metrics)").group(1)
             print(f"creating {args.keys} keys through replica A ...", flush=True)
             keys, create_s = asyncio.run(

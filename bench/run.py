@@ -41,18 +41,24 @@ from pathlib import Path
 from typing import Any
 
 from bench import sampler
-from bench.procs import Child, kib, proc_status, spawn, wait_for_file, wait_for_json, wait_for_log
+from bench.procs import (
+    Child,
+    kib,
+    proc_status,
+    spawn,
+    start_controlplane,
+    start_upstream,
+    wait_for_file,
+    wait_for_json,
+    wait_for_log,
+)
 from bench.report import render
 from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 
 REPO = Path(__file__).resolve().parent.parent
-# The realistic Claude Code request body lives in the shared folder beside the repository.
-FIXTURE_NAME = "claude_code_request.json"
-FIXTURE_CANDIDATES = (
-    REPO.parent / "shared" / "fixtures" / FIXTURE_NAME,
-    Path("/work/shared/fixtures") / FIXTURE_NAME,
-)
+# The realistic Claude Code request body, the same one the tests send.
+FIXTURE_CANDIDATES = (REPO / "tests" / "fixtures" / "claude_code_request.json",)
 PROVIDER_KEY_ENV = "BENCH_UPSTREAM_KEY"
 
 DURATIONS = {"warmup": 2.0, "c1": 8.0, "c8": 8.0, "throughput": 10.0}
@@ -60,28 +66,24 @@ TIME_LIMIT_S = 170
 QUICK = {"warmup": 1.0, "c1": 3.0, "c8": 3.0, "throughput": 4.0}
 
 
+def upstream_provider(name: str, upstream_port: int) -> common_pb2.Provider:
+    """A provider at the fake upstream on ``upstream_port`` (its key from PROVIDER_KEY_ENV)."""
+    return common_pb2.Provider(
+        name=name,
+        kind="anthropic",
+        base_url=f"http://127.0.0.1:{upstream_port}",
+        api_key_env=PROVIDER_KEY_ENV,
+    )
+
+
 async def provision(cp_addr: str, admin_token: str, upstream_port: int) -> tuple[str, str]:
     """Workspace, providers, a fallback route and two keys through the Admin API; returns the
     secrets of the key on the plain provider and of the key on the route."""
     async with GatewayClient(cp_addr, admin_token) as client:
         await client.create_workspace(common_pb2.Workspace(name="bench", description="make bench"))
-        await client.create_provider(
-            common_pb2.Provider(
-                name="fake-upstream",
-                kind="anthropic",
-                base_url=f"http://127.0.0.1:{upstream_port}",
-                api_key_env=PROVIDER_KEY_ENV,
-            )
-        )
+        await client.create_provider(upstream_provider("fake-upstream", upstream_port))
         # A second, healthy provider behind the same upstream: the route's fallback target.
-        await client.create_provider(
-            common_pb2.Provider(
-                name="fake-backup",
-                kind="anthropic",
-                base_url=f"http://127.0.0.1:{upstream_port}",
-                api_key_env=PROVIDER_KEY_ENV,
-            )
-        )
+        await client.create_provider(upstream_provider("fake-backup", upstream_port))
         await client.create_route(
             common_pb2.Route(
                 name="bench-fallback",
@@ -101,24 +103,6 @@ async def provision(cp_addr: str, admin_token: str, upstream_port: int) -> tuple
             )
         )
         return created.secret, routed.secret
-
-
-def start_controlplane(work: Path, children: list[Child], admin_token: str, dp_token: str) -> str:
-    """Start a control plane on a throw-away SQLite database in ``work`` (appended to
-    ``children``, which the caller stops); its address once it listens."""
-    cp = spawn(
-        "controlplane",
-        [
-            "-m", "controlplane",
-            "--listen", "127.0.0.1:0",
-            "--db", f"sqlite:///{work / 'tollgate.db'}",
-        ],
-        work,
-        # Tokens in the environment, never in argv (`ps` would show them).
-        env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
-    )  # fmt: skip
-    children.append(cp)
-    return wait_for_log(cp, r"control plane listening on (\S+:\d+)").group(1)
 
 
 async def usage_total(
@@ -183,15 +167,9 @@ def run(args: argparse.Namespace) -> int:
         dp_token = secrets.token_urlsafe(16)
         provider_key = "sk-ant-bench-" + secrets.token_hex(8)
         try:
-            upstream = spawn(
-                "upstream",
-                ["-m", "bench.upstream", "--ready-file", str(work / "upstream.ready")],
-                work,
-            )
-            children.append(upstream)
-            upstream_port = int(wait_for_file(upstream, work / "upstream.ready"))
-
-            cp_addr = start_controlplane(work, children, admin_token, dp_token)
+            upstream, upstream_port = start_upstream(work, children)
+            db_url = f"sqlite:///{work / 'tollgate.db'}"
+            _, cp_addr = start_controlplane(work, children, db_url, (admin_token, dp_token))
             secret, route_secret = asyncio.run(provision(cp_addr, admin_token, upstream_port))
 
             dp_args = [

@@ -48,8 +48,16 @@ from typing import Any
 
 from bench import sampler
 from bench.loadgen import cpu_seconds
-from bench.procs import Child, kib, proc_status, spawn, wait_for_file, wait_for_json
-from bench.run import PROVIDER_KEY_ENV, provision, start_controlplane, usage_total
+from bench.procs import (
+    Child,
+    kib,
+    proc_status,
+    spawn,
+    start_controlplane,
+    start_upstream,
+    wait_for_json,
+)
+from bench.run import PROVIDER_KEY_ENV, provision, usage_total
 from bench.streams_report import render
 
 LAG_METRIC = "tollgate_event_loop_lag_seconds"
@@ -181,17 +189,11 @@ def start_stack(
     ``bench.run`` does; every child is appended to ``children`` (the caller stops them)."""
     admin_token, dp_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     provider_key = "sk-ant-bench-" + secrets.token_hex(8)
-    upstream = spawn(
-        "upstream",
-        [
-            "-m", "bench.upstream", "--ready-file", str(work / "upstream.ready"),
-            "--pace-ms", str(pace_ms), "--events", str(events),
-        ],
-        work,
-    )  # fmt: skip
-    children.append(upstream)
-    upstream_port = int(wait_for_file(upstream, work / "upstream.ready"))
-    cp_addr = start_controlplane(work, children, admin_token, dp_token)
+    upstream, upstream_port = start_upstream(
+        work, children, "--pace-ms", str(pace_ms), "--events", str(events)
+    )
+    db_url = f"sqlite:///{work / 'tollgate.db'}"
+    _, cp_addr = start_controlplane(work, children, db_url, (admin_token, dp_token))
     secret, _ = asyncio.run(provision(cp_addr, admin_token, upstream_port))
     samples = work / "dp.samples"
     dp = spawn(

@@ -29,11 +29,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
 import time
 from collections import deque
 from pathlib import Path
+
+from bench.child import announce, take_request, until_signalled
 
 TEXT_DELTAS = 195  # + message_start, content_block_start, content_block_stop, message_delta,
 # message_stop = 200 events
@@ -208,23 +208,9 @@ class UpstreamProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        while True:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(buf[:end])
-            length = 0
-            lower = head.lower()
-            i = lower.find(b"\r\ncontent-length:")
-            if i >= 0:
-                j = lower.find(b"\r\n", i + 2)
-                length = int(lower[i + 17 : j if j >= 0 else None])
-            total = end + 4 + length
-            if len(buf) < total:
-                return
-            del buf[:total]
+        self.buf += data
+        while (request := take_request(self.buf)) is not None:
+            head = request[0]
             if self.timer is not None:
                 self.waiting.append(head)
             else:
@@ -304,14 +290,9 @@ async def serve(
     )
     actual = server.sockets[0].getsockname()[1]
     if ready_file is not None:
-        tmp = ready_file.with_suffix(".tmp")
-        tmp.write_text(str(actual))
-        os.replace(tmp, ready_file)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        announce(ready_file, str(actual))
     async with server:
-        await stop.wait()
+        await until_signalled()
     print(f"upstream: {stats.requests} requests, {stats.with_api_key} with x-api-key", flush=True)
 
 

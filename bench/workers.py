@@ -38,7 +38,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.procs import Child, spawn, wait_for_file, wait_for_log
+from bench.procs import (
+    Child,
+    spawn,
+    start_controlplane,
+    start_upstream,
+)
 from bench.run import PROVIDER_KEY_ENV, fixture_path, provision
 from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
@@ -231,25 +236,14 @@ def run(args: argparse.Namespace) -> int:
         admin_token, dp_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
         provider_key = "sk-ant-bench-" + secrets.token_hex(8)
         try:
-            upstream = spawn(
-                "upstream",
-                ["-m", "bench.upstream", "--ready-file", str(work / "upstream.ready")],
-                work,
-            )
-            children.append(upstream)
-            upstream_port = int(wait_for_file(upstream, work / "upstream.ready"))
+            upstream, upstream_port = start_upstream(work, children)
             # At nice 19: in production the control plane runs elsewhere; here it takes only
             # CPU the request path leaves idle (its ingest catches up between phases).
-            cp = spawn(
-                "controlplane",
-                ["-c", "import os, runpy; os.nice(19); runpy.run_module('controlplane', "
-                 "run_name='__main__')", "--listen", "127.0.0.1:0",
-                 "--db", f"sqlite:///{work / 'tollgate.db'}"],
-                work,
-                env={"TOLLGATE_ADMIN_TOKEN": admin_token, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
+            cp, cp_addr = start_controlplane(
+                work, children, f"sqlite:///{work / 'tollgate.db'}", (admin_token, dp_token),
+                python_args=["-c", "import os, runpy; os.nice(19); "
+                             "runpy.run_module('controlplane', run_name='__main__')"],
             )  # fmt: skip
-            children.append(cp)
-            cp_addr = wait_for_log(cp, r"control plane listening on (\S+:\d+)").group(1)
             asyncio.run(provision(cp_addr, admin_token, upstream_port))
             key = asyncio.run(limited_key(cp_addr, admin_token))
             dps: dict[str, dict[str, Any]] = {}

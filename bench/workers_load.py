@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import CLK_TCK, Target, build_request, closed_loop, cpu_seconds, summary
+from bench.loadgen import CLK_TCK, closed_loop, cpu_seconds, summary
+from bench.rawclient import Target, build_request
 
 
 def descendants(pid: int) -> list[int]:

@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 
 from controlplane.domain.errors import InvalidArgument
 from controlplane.identity import current_method, principal
-from controlplane.store.models import AuditRow
+from controlplane.store.models.admin import AuditRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 from gwapi.vocab import TEXT_FIELDS

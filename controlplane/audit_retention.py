@@ -23,7 +23,7 @@ from sqlmodel import Session, col, delete, select
 
 from controlplane.catalog.common import now_ms
 from controlplane.store.db import Database
-from controlplane.store.models import AuditRow
+from controlplane.store.models.admin import AuditRow
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,8 @@ from controlplane.catalog.workspaces import UPDATE_PATHS as WORKSPACE_UPDATE_PAT
 from controlplane.domain import keys as key_rules
 from controlplane.domain.errors import PermissionDenied, Unauthenticated
 from controlplane.identity import BOOTSTRAP, Principal, TokenRole
-from controlplane.store.models import UsageEventRow, VirtualKeyRow
+from controlplane.store.models.config import VirtualKeyRow
+from controlplane.store.models.usage import UsageEventRow
 
 
 class Rule(enum.Enum):

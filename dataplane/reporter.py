@@ -388,11 +388,21 @@ class Reporter:
         self._backoff = min(5.0, max(0.2, self._backoff * 2)) * random.uniform(0.8, 1.2)
         log.debug("usage report failed (%s); %d events wait in the spool", exc, self.spool.backlog)
 
+    async def drain(self) -> None:
+        """Wait until every event recorded before the call is written to the spool (not yet
+        fsync'd nor sent, both of which follow as usual) and no spool operation (a write, an
+        acknowledgement) is under way: whoever reads the spool directory afterwards, a
+        restarted data plane for one, finds what this process has."""
+        if await self._persist(sync=False):
+            self._sync_wake.set()
+        async with self._spool_lock:  # an operation the loops have under way
+            await self._io_done()
+
     async def flush(self, timeout: float = 5.0) -> bool:
         """Persist the queue and try once to deliver everything; True if nothing is left."""
         try:
             async with asyncio.timeout(timeout):
-                await self._persist(sync=False)
+                await self.drain()
                 await self._sync()  # and whatever the persist loop wrote unsynced
                 return await self._send_pending()
         except TimeoutError:

@@ -1,5 +1,5 @@
-"""The data plane's side of the snapshot protocol (``Discovery.DeltaWatch``, else ``Watch``),
-and its disk cache.
+"""The data plane's side of the snapshot protocol (``Discovery.DeltaWatch``, else ``Watch``); the
+files it keeps on disk are :mod:`dataplane.disk_cache`'s.
 
 The data plane prefers the incremental stream (``DeltaWatch``, :mod:`dataplane.delta`): it
 announces the resource versions it holds, receives only differences, applies them to the
@@ -12,7 +12,7 @@ world, below) on that connection and every later one, until it restarts.
 
 On start the last good snapshot is loaded from ``<state-dir>/snapshot.pb`` so the data plane
 serves at once, even with the control plane down (the file never holds provider secrets nor
-access-token signing keys: see :func:`save_cached`). The watch loop then sends the version it runs;
+access-token signing keys: see :func:`dataplane.disk_cache.save_cached`). The watch loop then sends the version it runs;
 the control plane answers with a snapshot only when it differs. Each snapshot is validated
 (``Snapshot.from_proto``): a good one is swapped in, saved to disk and ACKed; a bad one is NACKed
 and the last good one keeps serving. Lost streams reconnect with jittered exponential backoff.
@@ -39,65 +39,22 @@ import grpc
 
 from dataplane import delta
 from dataplane.delta import DeltaState
-from dataplane.private import private_dir, write_atomic
+from dataplane.disk_cache import (
+    load_cached,
+    load_resources,
+    save_cached,
+    save_resources,
+    saved_at,
+)
 from dataplane.runtime import SnapshotHolder
 from dataplane.snapshot import Snapshot, SnapshotError
-from dataplane.telemetry.destinations import strip_secrets as strip_destination_secrets
 from gwapi.v1 import discovery_pb2, discovery_pb2_grpc
 from gwcommon.tls import describe_failure
 
 log = logging.getLogger("tollgate.subscriber")
 
-SNAPSHOT_FILE = "snapshot.pb"
-RESOURCES_FILE = "resources.pb"
 SAVE_INTERVAL_S = 1.0
 WatchCall: TypeAlias = grpc.aio.StreamStreamCall[Any, Any]  # Watch or DeltaWatch
-
-
-def load_cached(state_dir: Path) -> Snapshot | None:
-    path = state_dir / SNAPSHOT_FILE
-    try:
-        msg = discovery_pb2.Snapshot.FromString(path.read_bytes())
-        return Snapshot.from_proto(msg)
-    except FileNotFoundError:
-        return None
-    except Exception as exc:  # a corrupt cache is not fatal: the control plane will resend
-        log.warning("ignoring unreadable cached snapshot %s: %s", path, exc)
-        return None
-
-
-def save_cached(state_dir: Path, msg: discovery_pb2.Snapshot) -> None:
-    """Write the snapshot WITHOUT its provider secrets and access-token signing keys: they live
-    in memory only, so a stolen state directory yields no upstream key and cannot mint a
-    developer's token. After a restart, providers whose key is stored on the control plane
-    answer 503 until the stream delivers it (``ProviderConfig.has_secret``), and so do signed-in
-    developers' requests until the signing keys arrive (``Snapshot.signing_keys_missing``)."""
-    private_dir(state_dir)
-    clean = discovery_pb2.Snapshot()
-    clean.CopyFrom(msg)
-    clean.ClearField("secrets")
-    clean.ClearField("signing_keys")
-    strip_destination_secrets(clean)  # telemetry collectors' header values: names kept, no value
-    write_atomic(state_dir / SNAPSHOT_FILE, clean.SerializeToString())
-    (state_dir / RESOURCES_FILE).unlink(missing_ok=True)  # the delta cache is now older
-
-
-def load_resources(state_dir: Path) -> DeltaState | None:
-    path = state_dir / RESOURCES_FILE
-    try:
-        return delta.from_cache(discovery_pb2.ResourceCache.FromString(path.read_bytes()))
-    except FileNotFoundError:
-        return None
-    except Exception as exc:  # a corrupt cache is not fatal: the control plane will resend
-        log.warning("ignoring unreadable cached resources %s: %s", path, exc)
-        return None
-
-
-def save_resources(state_dir: Path, state: DeltaState) -> None:
-    """Write the delta state without secrets (see :func:`dataplane.delta.to_cache`)."""
-    private_dir(state_dir)
-    write_atomic(state_dir / RESOURCES_FILE, delta.to_cache(state).SerializeToString())
-    (state_dir / SNAPSHOT_FILE).unlink(missing_ok=True)  # the state-of-the-world cache is older
 
 
 class Subscriber:
@@ -172,14 +129,8 @@ class Subscriber:
 
     @staticmethod
     def _newest_first(directories: Sequence[Path]) -> list[Path]:
-        def mtime(d: Path) -> float:
-            times = [
-                f.stat().st_mtime for f in (d / RESOURCES_FILE, d / SNAPSHOT_FILE) if f.is_file()
-            ]
-            return max(times, default=-1.0)
-
-        found = [d for d in directories if mtime(d) >= 0]
-        return sorted(found, key=mtime, reverse=True)
+        found = [d for d in directories if saved_at(d) >= 0]
+        return sorted(found, key=saved_at, reverse=True)
 
     async def run(self) -> None:
         """Watch forever; cancel to stop."""

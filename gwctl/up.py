@@ -10,7 +10,7 @@ stored with ``--api-key-stdin``; losing it means storing those secrets again), `
 
 ``up`` is idempotent: a server whose pid is alive is not started again, the workspace
 ``default``, the provider and the key ``make-up`` are created only when missing, and the stored
-key is reused while it is still active. It then prints three ``export`` lines on stdout (and
+key is reused while it is still active (what it creates: :mod:`gwctl.up_config`). It then prints three ``export`` lines on stdout (and
 everything else on stderr, so ``eval "$(gwctl up)"`` works).
 """
 
@@ -24,10 +24,8 @@ import os
 import time
 from pathlib import Path
 
-import grpc
 import httpx
 
-from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from gwclient.errors import ClientError
 from gwctl import output as out
@@ -44,14 +42,19 @@ from gwctl.procs import (
     write_private,
 )
 from gwctl.procs import stop as stop_service
+from gwctl.up_config import (
+    DEV_IDP_CLIENT,
+    ensure_dev_sign_in,
+    ensure_key,
+    ensure_provider,
+    ensure_workspace,
+    sign_in_hint,
+)
 
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_PORT = 8080
 DEFAULT_DEV_IDP_PORT = 9180
-WORKSPACE = "default"
-KEY_NAME = "make-up"
 CP, DP, IDP = "controlplane", "dataplane", "dev-idp"
-DEV_IDP_CLIENT = "tollgate"
 
 
 def register(subparsers: Subparsers) -> None:
@@ -231,9 +234,9 @@ async def bring_up(
     await _wait_healthy(layout, CP, grpc_port, admin_token, wait_s)
 
     async with GatewayClient(target, admin_token) as client:
-        await _ensure_workspace(client)
-        provider = await _ensure_provider(client, has_api_key)
-        secret = await _ensure_key(client, layout, provider)
+        await ensure_workspace(client)
+        provider = await ensure_provider(client, has_api_key)
+        secret = await ensure_key(client, layout, provider)
         if idp_port:
             await _ensure_dev_idp(layout, client, idp_port, provider, wait_s)
 
@@ -275,39 +278,15 @@ async def bring_up(
     out.info('then: claude -p "hello"  ·  gwctl usage  ·  gwctl logs tail -f  ·  make down')
     if has_api_key:
         out.info("(in that shell, `unset ANTHROPIC_API_KEY` so Claude Code uses the virtual key)")
-    _sign_in_hint(http_port, idp_port)
+    sign_in_hint(http_port, idp_port)
     return 0
-
-
-def _sign_in_hint(http_port: int, idp_port: int) -> None:
-    """How to try sign-in with Claude Code (``/login`` → Cloud gateway) on this machine."""
-    gateway = f"http://127.0.0.1:{http_port}"
-    if not idp_port:
-        out.info(
-            "sign-in with Claude Code (no key on the laptop): try it locally with "
-            "`gwctl up --dev-idp` (make up-signin), or use your company's IdP: `gwctl sso set`"
-        )
-        return
-    settings = json.dumps({"forceLoginMethod": "gateway", "forceLoginGatewayUrl": gateway})
-    out.info(
-        f"sign-in with Claude Code, against the DEVELOPMENT identity provider on "
-        f"http://127.0.0.1:{idp_port} (it signs in whoever you type: for trying the flow only, "
-        "never for production):\n"
-        "  1. point Claude Code at the gateway (managed settings, an admin-only file):\n"
-        "       sudo mkdir -p /etc/claude-code && echo "
-        f"'{settings}' | sudo tee /etc/claude-code/managed-settings.json\n"
-        "  2. run `claude`, type /login, trust the gateway, confirm the code in the browser and "
-        "sign in as anyone@example.com\n"
-        "  3. gwctl developers list  ·  gwctl usage --by developer  ·  make down\n"
-        "  (remove the managed-settings file afterwards to use Claude Code as before)"
-    )
 
 
 async def _ensure_dev_idp(
     layout: Layout, client: GatewayClient, port: int, provider: str, wait_s: float
 ) -> None:
-    """The development IdP running on ``port`` and the gateway's sign-in pointed at it, with
-    workspace ``default`` taking every signed-in developer ("*") onto ``provider``."""
+    """The development IdP running on ``port`` and the gateway's sign-in pointed at it
+    (:func:`gwctl.up_config.ensure_dev_sign_in`)."""
     secret_file = layout.root / "dev-idp-secret"
     secret = ensure_secret(secret_file)
     _start(layout, IDP, port, [
@@ -331,19 +310,7 @@ async def _ensure_dev_idp(
                 f"{layout.display(layout.log_file(IDP))}" + (f":\n{tail}" if tail else "")
             )
         await asyncio.sleep(0.2)
-    current = await client.get_sso()
-    if not (current.configured and current.issuer == issuer):
-        await client.set_sso(
-            admin_pb2.SsoConfig(issuer=issuer, client_id=DEV_IDP_CLIENT), client_secret=secret
-        )
-        out.info(f"sso: sign-in goes to the development identity provider {issuer}")
-    ws = await client.get_workspace(WORKSPACE)
-    if "*" not in ws.sso_groups or not (ws.member_provider or ws.member_route):
-        await client.update_workspace(
-            common_pb2.Workspace(name=WORKSPACE, sso_groups=["*"], member_provider=provider),
-            ["sso_groups", "member_provider", "member_route"],
-        )
-        out.info(f"workspace: {WORKSPACE!r} takes every signed-in developer (provider {provider})")
+    await ensure_dev_sign_in(client, issuer, secret, provider)
 
 
 async def _wait_synced(target: str, token: str, wait_s: float) -> None:
@@ -362,67 +329,6 @@ async def _wait_synced(target: str, token: str, wait_s: float) -> None:
         "warning: the data plane has not confirmed the latest configuration yet; "
         "check `gwctl dataplanes list`"
     )
-
-
-async def _ensure_workspace(client: GatewayClient) -> None:
-    try:
-        await client.get_workspace(WORKSPACE)
-        return
-    except ClientError as exc:
-        if exc.code != grpc.StatusCode.NOT_FOUND:
-            raise
-    await client.create_workspace(
-        common_pb2.Workspace(name=WORKSPACE, description="created by gwctl up")
-    )
-    out.info(f"workspace: created {WORKSPACE!r}")
-
-
-async def _ensure_provider(client: GatewayClient, has_api_key: bool) -> str:
-    if has_api_key:
-        wanted = common_pb2.Provider(
-            name="anthropic",
-            kind="anthropic",
-            base_url="https://api.anthropic.com",
-            api_key_env="ANTHROPIC_API_KEY",
-        )
-    else:
-        wanted = common_pb2.Provider(name="simulator", kind="simulator")
-    try:
-        await client.get_provider(wanted.name)
-        return wanted.name
-    except ClientError as exc:
-        if exc.code != grpc.StatusCode.NOT_FOUND:
-            raise
-    await client.create_provider(wanted)
-    out.info(f"provider: created {wanted.name!r} (kind {wanted.kind})")
-    return wanted.name
-
-
-async def _ensure_key(client: GatewayClient, layout: Layout, provider: str) -> str:
-    """The stored "make-up" secret while its key is active, else a new key's (stored 0600)."""
-    secret, key_id = read_text(layout.virtual_key), read_text(layout.virtual_key_id)
-    if secret and key_id:
-        try:
-            key = await client.get_key(key_id)
-        except ClientError as exc:
-            if exc.code != grpc.StatusCode.NOT_FOUND:
-                raise
-        else:
-            if out.key_status(key) == "active" and secret.startswith(key.prefix):
-                if key.provider != provider or key.route:
-                    # Converge: ANTHROPIC_API_KEY appeared or vanished since the key was made.
-                    await client.update_key(
-                        common_pb2.VirtualKey(id=key.id, provider=provider), ["provider", "route"]
-                    )
-                    out.info(f"key: {KEY_NAME} now targets provider {provider!r}")
-                return secret
-    response = await client.create_key(
-        admin_pb2.CreateKeyRequest(workspace=WORKSPACE, name=KEY_NAME, provider=provider)
-    )
-    write_private(layout.virtual_key, response.secret + "\n")
-    write_private(layout.virtual_key_id, response.key.id + "\n")
-    out.info(f"key: created {KEY_NAME!r} ({response.key.id}) in workspace {WORKSPACE!r}")
-    return response.secret
 
 
 async def status(layout: Layout) -> int:

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.ci import unavailable
+from tests.fakes import strict
 
 # Property tests: no example database written into the work tree (runs stay reproducible from
 # the printed seed), and no per-example deadline (the machine is shared; speed is set by each
@@ -38,6 +39,15 @@ settings.register_profile(
 settings.load_profile("tollgate")
 
 PG_ADMIN_URL = os.environ.get("TOLLGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def strict_fakes_saw_no_violations() -> Iterator[None]:
+    """Fails a test during which a strict fake recorded a protocol violation it did not take
+    (:mod:`tests.fakes.strict`). Autouse, so it is set up before and torn down after the fixtures
+    that start fakes: it sees what they recorded up to their own teardown."""
+    with strict.no_new_violations():
+        yield
 
 
 def _pg_url_for(dbname: str) -> str:

@@ -10,6 +10,9 @@ stats worker per view with a ``STATS_GROUP`` (Overview, Providers) follows ``Str
 (a frame a second). A control plane without StreamStats leaves those views on the poll alone,
 with a note in the status bar. Every control-plane error lands in the status bar; none
 reaches the screen as a traceback.
+
+Why one module of ~400 lines: a Textual ``App`` is one class (its bindings, workers and message
+handlers are its methods); the views and widgets it switches between live in their own modules.
 """
 
 from __future__ import annotations

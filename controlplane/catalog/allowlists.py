@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from controlplane.catalog.convert import targets_from_json
 from controlplane.domain import allowlists as rules
 from controlplane.domain.errors import InvalidArgument
-from controlplane.store.models import ProviderRow, RouteRow, WorkspaceRow
+from controlplane.store.models.config import ProviderRow, RouteRow, WorkspaceRow
 from gwapi.v1 import common_pb2 as pb
 
 UPDATE_PATHS = ("allowed_providers", "allowed_routes", "allowed_models")

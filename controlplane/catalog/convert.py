@@ -16,14 +16,14 @@ from controlplane.domain.workspaces import (
     DEFAULT_LOG_RETENTION_DAYS,
     DEFAULT_REDIS_FAILURE,
 )
-from controlplane.store.models import (
-    DeveloperRow,
+from controlplane.store.models.config import (
     PriceRow,
     ProviderRow,
     RouteRow,
     VirtualKeyRow,
     WorkspaceRow,
 )
+from controlplane.store.models.signin import DeveloperRow
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import discovery_pb2 as dpb
 from gwapi.vocab import (

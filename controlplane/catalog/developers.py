@@ -34,7 +34,8 @@ from controlplane.domain.limits import limits_to_json, validate_limits
 from controlplane.signin import tokens
 from controlplane.signin.admission import Identity
 from controlplane.signin.codes import DEVELOPER_ID_RE, new_developer_id
-from controlplane.store.models import DeveloperRow, WorkspaceRow
+from controlplane.store.models.config import WorkspaceRow
+from controlplane.store.models.signin import DeveloperRow
 from controlplane.usage.spend import developer_scope, statuses_by_scope
 from controlplane.usage.totals import recompute_current
 from gwapi.v1 import admin_pb2 as apb

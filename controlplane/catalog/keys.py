@@ -24,7 +24,7 @@ from controlplane.domain import keys as rules
 from controlplane.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from controlplane.domain.limits import limits_from_json, limits_to_json, validate_limits
 from controlplane.domain.names import validate_label, validate_slug
-from controlplane.store.models import ProviderRow, RouteRow, VirtualKeyRow, WorkspaceRow
+from controlplane.store.models.config import ProviderRow, RouteRow, VirtualKeyRow, WorkspaceRow
 from controlplane.usage.spend import key_scope, statuses_by_scope
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb

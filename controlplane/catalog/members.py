@@ -24,7 +24,7 @@ from controlplane.domain.limits import limits_from_json, limits_to_json, validat
 from controlplane.domain.managed_settings import parse_managed_settings
 from controlplane.domain.names import validate_slug
 from controlplane.domain.sso import validate_sso_groups, validate_sso_priority
-from controlplane.store.models import ProviderRow, RouteRow, WorkspaceRow
+from controlplane.store.models.config import ProviderRow, RouteRow, WorkspaceRow
 from gwapi.v1 import common_pb2 as pb
 
 UPDATE_PATHS = (

@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 
 from controlplane.catalog.convert import price_to_pb
 from controlplane.domain.pricing import PriceEntry, ToolRates
-from controlplane.store.models import PriceRow
+from controlplane.store.models.config import PriceRow
 from gwapi.v1 import common_pb2 as pb
 
 

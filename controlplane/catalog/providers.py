@@ -36,7 +36,8 @@ from controlplane.domain.errors import (
 )
 from controlplane.domain.names import validate_slug
 from controlplane.secrets import MasterKey, require, validate_secret
-from controlplane.store.models import ProviderRow, RouteRow, SsoConfigRow
+from controlplane.store.models.config import ProviderRow, RouteRow
+from controlplane.store.models.signin import SsoConfigRow
 from gwapi.v1 import common_pb2 as pb
 
 UPDATE_PATHS = ("base_url", "api_key_env", "options")

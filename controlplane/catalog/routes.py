@@ -22,7 +22,7 @@ from controlplane.catalog.convert import (
 from controlplane.domain.errors import AlreadyExists, NotFound
 from controlplane.domain.names import validate_slug
 from controlplane.domain.routing import RoutePolicy, validate_policy
-from controlplane.store.models import ProviderRow, RouteRow
+from controlplane.store.models.config import ProviderRow, RouteRow
 from gwapi.v1 import common_pb2 as pb
 
 UPDATE_PATHS = tuple(f.name for f in fields(RoutePolicy))

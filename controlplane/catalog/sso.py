@@ -40,7 +40,7 @@ from controlplane.domain.sso import (
 )
 from controlplane.secrets import MasterKey
 from controlplane.signin import config, signing_keys, tokens
-from controlplane.store.models import DeviceGrantRow, SsoConfigRow
+from controlplane.store.models.signin import DeviceGrantRow, SsoConfigRow
 from gwapi.v1 import admin_pb2 as apb
 
 UPDATE_PATHS = (

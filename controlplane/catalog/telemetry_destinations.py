@@ -19,7 +19,7 @@ from controlplane.domain import telemetry_destinations as rules
 from controlplane.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from controlplane.domain.names import validate_slug
 from controlplane.secrets import HOW_TO_SET, MasterKey
-from controlplane.store.models import TelemetryDestinationRow
+from controlplane.store.models.config import TelemetryDestinationRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import discovery_pb2 as dpb
 

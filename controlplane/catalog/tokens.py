@@ -16,7 +16,8 @@ from controlplane import audit_log
 from controlplane.domain import tokens as rules
 from controlplane.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from controlplane.identity import Principal, TokenRole
-from controlplane.store.models import AdminTokenRow, WorkspaceRow
+from controlplane.store.models.admin import AdminTokenRow
+from controlplane.store.models.config import WorkspaceRow
 from gwapi.v1 import admin_pb2 as apb
 
 

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from controlplane.catalog import providers, routes, workspaces
 from controlplane.catalog.convert import provider_from_pb
 from controlplane.domain.errors import DomainError, FailedPrecondition
-from controlplane.store.models import ProviderRow, RouteRow, WorkspaceRow
+from controlplane.store.models.config import ProviderRow, RouteRow, WorkspaceRow
 from gwapi.v1 import admin_pb2 as apb
 
 

@@ -42,7 +42,7 @@ from controlplane.domain.workspaces import (
     validate_min_client_version,
     validate_redis_failure,
 )
-from controlplane.store.models import VirtualKeyRow, WorkspaceRow
+from controlplane.store.models.config import VirtualKeyRow, WorkspaceRow
 from controlplane.usage.spend import statuses_by_scope, workspace_scope
 from controlplane.usage.totals import retime_workspace
 from gwapi.v1 import common_pb2 as pb

@@ -43,7 +43,8 @@ from controlplane import audit_log
 from controlplane.fanout import AuditHub
 from controlplane.fleet.bus import Notice
 from controlplane.store.db import Database
-from controlplane.store.models import AuditRow, UsageEventRow
+from controlplane.store.models.admin import AuditRow
+from controlplane.store.models.usage import UsageEventRow
 from controlplane.usage.events import row_to_event
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import telemetry_pb2 as tpb

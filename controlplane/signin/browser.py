@@ -33,7 +33,7 @@ from controlplane.signin import admission, config, grants, oidc, refusals, signi
 from controlplane.signin.codes import normalise_user_code
 from controlplane.signin.discovery import OidcUnavailable
 from controlplane.signin.refusals import SignInRefused
-from controlplane.store.models import WorkspaceRow
+from controlplane.store.models.config import WorkspaceRow
 from gwapi.v1 import signin_pb2 as spb
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from sqlmodel import Session
 from controlplane.domain.errors import FailedPrecondition
 from controlplane.domain.sso import DEFAULT_GROUPS_CLAIM, Ttls, effective_ttls
 from controlplane.secrets import MasterKey, WrongMasterKey, envelope_key_id
-from controlplane.store.models import SsoConfigRow
+from controlplane.store.models.signin import SsoConfigRow
 
 SECRET_BINDING = "sso"
 ROW_ID = 1

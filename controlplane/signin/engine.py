@@ -32,7 +32,8 @@ from controlplane.signin import browser, config, grants, signing_keys, tokens
 from controlplane.signin.codes import format_user_code
 from controlplane.signin.discovery import OidcDirectory
 from controlplane.store.db import Database
-from controlplane.store.models import DeveloperRow, WorkspaceRow
+from controlplane.store.models.config import WorkspaceRow
+from controlplane.store.models.signin import DeveloperRow
 from gwapi.v1 import signin_pb2 as spb
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from controlplane.signin.codes import (
     random_secret,
     same_digest,
 )
-from controlplane.store.models import DeviceGrantRow
+from controlplane.store.models.signin import DeviceGrantRow
 
 EXPIRES_IN_S = 600
 INTERVAL_S = 5

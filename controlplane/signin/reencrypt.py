@@ -22,7 +22,7 @@ from controlplane.catalog import sso as sso_catalog
 from controlplane.domain.errors import FailedPrecondition
 from controlplane.secrets import MasterKey
 from controlplane.signin import config, signing_keys
-from controlplane.store.models import SigningKeyRow, SsoConfigRow
+from controlplane.store.models.signin import SigningKeyRow, SsoConfigRow
 
 
 def _rewrite(

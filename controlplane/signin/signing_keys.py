@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from controlplane.domain.errors import FailedPrecondition
 from controlplane.secrets import HOW_TO_SET, MasterKey
 from controlplane.signin.codes import new_kid
-from controlplane.store.models import SigningKeyRow
+from controlplane.store.models.signin import SigningKeyRow
 
 KEY_BYTES = 32
 RETIRED_MARGIN_MS = 5 * 60_000

@@ -31,7 +31,7 @@ from sqlmodel import Session, col, select
 
 from controlplane.domain.sso import Ttls
 from controlplane.signin.codes import MAX_SECRET_CHARS, digest, new_family_id, random_secret
-from controlplane.store.models import RefreshTokenRow
+from controlplane.store.models.signin import RefreshTokenRow
 
 ISSUER = "tollgate"
 AUDIENCE = "tollgate"

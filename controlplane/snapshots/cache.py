@@ -18,7 +18,8 @@ never change the config version. Watchers wait with :meth:`wait_for_change` (con
 Spend: usage ingest calls :meth:`rebuild_soon` with the scopes it touched; it marks their spend
 dirty (not the configuration) and throttles: the first call after a quiet spell catches up at
 once (in a background task), a burst coalesces into one more catch-up no sooner than
-``min_interval_s`` after the previous one started. Every ``sweep_s`` the periodic refresh marks
+``min_interval_s`` after the previous one started; :meth:`drain` waits until that background
+catch-up is done. Every ``sweep_s`` the periodic refresh marks
 all spend dirty (period rollovers, other replicas' ingest) and re-reads the signing keys (they
 expire by time). Only seeds whose content changed are published.
 
@@ -35,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from google.protobuf.message import Message
 from sqlalchemy import delete, func
@@ -48,7 +49,7 @@ from controlplane.snapshots.spend_seeds import ScopeRef, SpendScopes
 from controlplane.snapshots.table import Entry, Ref, ResourceTable
 from controlplane.store.changes import ALL
 from controlplane.store.db import Database
-from controlplane.store.models import ConfigChangeRow
+from controlplane.store.models.config import ConfigChangeRow
 from gwapi.v1 import discovery_pb2 as dpb
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,21 @@ RECONCILE_S = 300.0  # a full read this often, whatever the change log says
 
 
 class SnapshotCache:
+    """``clock`` (monotonic seconds) and ``sleep`` time the spend throttle and the periodic
+    refresh; tests pass a manual clock whose ``sleep`` returns when they advance it."""
+
     def __init__(
-        self, db: Database, min_interval_s: float = 2.0, master: MasterKey | None = None
+        self,
+        db: Database,
+        min_interval_s: float = 2.0,
+        master: MasterKey | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._db = db
+        self._clock = clock
+        self._sleep = sleep
         self._master = master
         self._reader = Reader(master)
         self.table = ResourceTable()
@@ -163,7 +175,7 @@ class SnapshotCache:
             if self._completed >= ticket:
                 return self._last_result
             target = self._requested
-            self._last_started = asyncio.get_running_loop().time()
+            self._last_started = self._clock()
             started = time.perf_counter()
             try:
                 result = await self._catch_up(quiet)
@@ -325,12 +337,17 @@ class SnapshotCache:
                 self._rebuild_when_due(), name="snapshot-rebuild-soon"
             )
 
+    async def drain(self) -> None:
+        """Wait until the catch-up :meth:`rebuild_soon` scheduled has run (after the throttle's
+        delay) and published; returns at once when none is pending."""
+        if self._soon is not None:
+            await asyncio.wait([self._soon])  # neither raises its outcome nor cancels it
+
     async def _rebuild_when_due(self) -> None:
-        loop = asyncio.get_running_loop()
         while self._spend_dirty and not self._closed:
-            delay = self._last_started + self.min_interval_s - loop.time()
+            delay = self._last_started + self.min_interval_s - self._clock()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
             try:
                 await self.rebuild(quiet=True)
             except Exception:
@@ -383,16 +400,15 @@ class SnapshotCache:
         raw SQL, or a control plane of the previous version during a rolling upgrade)."""
         check = min(interval_s, CHECK_INTERVAL_S)
         sweep = interval_s if sweep_s is None else sweep_s
-        loop = asyncio.get_running_loop()
-        last_sweep = last_reconcile = loop.time()
+        last_sweep = last_reconcile = self._clock()
         while not self._closed:
-            await asyncio.sleep(check)
+            await self._sleep(check)
             try:
-                if loop.time() - last_reconcile >= reconcile_s:
-                    last_reconcile = loop.time()
+                if self._clock() - last_reconcile >= reconcile_s:
+                    last_reconcile = self._clock()
                     self._full = True
-                if loop.time() - last_sweep >= sweep:
-                    last_sweep = loop.time()
+                if self._clock() - last_sweep >= sweep:
+                    last_sweep = self._clock()
                     self._spend_dirty = self._spend_all = True
                     self._sweep_signing_keys = True
                     await self._db.run(trim)

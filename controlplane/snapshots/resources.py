@@ -49,15 +49,14 @@ from controlplane.secrets import MasterKey, require
 from controlplane.signin import config as sso_config
 from controlplane.signin import signing_keys
 from controlplane.store.changes import ALL
-from controlplane.store.models import (
-    DeveloperRow,
+from controlplane.store.models.config import (
     PriceRow,
     ProviderRow,
     RouteRow,
-    SsoConfigRow,
     VirtualKeyRow,
     WorkspaceRow,
 )
+from controlplane.store.models.signin import DeveloperRow, SsoConfigRow
 from controlplane.usage.spend import IN_CHUNK
 from gwapi.v1 import discovery_pb2 as dpb
 from gwcommon.resource_kinds import BIG_KINDS, CONFIG_KINDS

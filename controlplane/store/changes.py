@@ -2,7 +2,7 @@
 
 Every SQLAlchemy session (this module registers the hooks on import; :mod:`controlplane.store.db`
 imports it) records which configuration resources a transaction changes as
-:class:`~controlplane.store.models.ConfigChangeRow` rows, in the same transaction:
+:class:`~controlplane.store.models.config.ConfigChangeRow` rows, in the same transaction:
 
 * ``before_flush``: every new, modified or deleted ORM object of a tracked table;
 * ``do_orm_execute``: bulk ``update()`` / ``delete()`` statements on a tracked table (they bypass
@@ -24,18 +24,16 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
 
-from controlplane.store.models import (
+from controlplane.store.models.config import (
     ConfigChangeRow,
-    DeveloperRow,
     PriceRow,
     ProviderRow,
     RouteRow,
-    SigningKeyRow,
-    SsoConfigRow,
     TelemetryDestinationRow,
     VirtualKeyRow,
     WorkspaceRow,
 )
+from controlplane.store.models.signin import DeveloperRow, SigningKeyRow, SsoConfigRow
 
 ALL = "*"
 MAX_NAMES_PER_STATEMENT = 1000

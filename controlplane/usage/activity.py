@@ -28,7 +28,8 @@ from sqlmodel import Session, col, select
 
 from controlplane.catalog.common import now_ms
 from controlplane.domain.errors import InvalidArgument
-from controlplane.store.models import ActivityBatchRow, DeveloperActivityRow, DeveloperRow
+from controlplane.store.models.signin import DeveloperRow
+from controlplane.store.models.usage import ActivityBatchRow, DeveloperActivityRow
 from gwapi.v1 import telemetry_pb2 as tpb
 
 DAY_MS = 86_400_000

@@ -17,7 +17,7 @@ from typing import Any
 
 from controlplane.domain.budgets import Budget, Period, format_budget
 from controlplane.domain.spend import format_ms, format_percent, format_spent
-from controlplane.store.models import BudgetAlertRow
+from controlplane.store.models.usage import BudgetAlertRow
 from gwcommon.periods import zone
 
 GENERIC = "generic"

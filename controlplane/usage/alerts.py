@@ -44,7 +44,8 @@ from controlplane.domain.budgets import Budget, Period
 from controlplane.domain.errors import InvalidArgument
 from controlplane.domain.spend import Window, alert_text, thresholds_reached
 from controlplane.store.db import Database
-from controlplane.store.models import BudgetAlertRow, WorkspaceRow
+from controlplane.store.models.config import WorkspaceRow
+from controlplane.store.models.usage import BudgetAlertRow
 from controlplane.usage import alert_formats
 from controlplane.usage.spend import IN_CHUNK, current_spend, scopes_for
 from controlplane.usage.webhooks import (

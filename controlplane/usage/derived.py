@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from controlplane.catalog.common import now_ms
-from controlplane.store.models import UsageEventRow
+from controlplane.store.models.usage import UsageEventRow
 from controlplane.usage.rollups import add_rollups
 from controlplane.usage.totals import add_totals
 

@@ -35,7 +35,7 @@ from controlplane.domain.errors import InvalidArgument, shown
 from controlplane.fanout import UsageHub
 from controlplane.fleet import topics as fleet_topics
 from controlplane.store.db import Database
-from controlplane.store.models import UsageEventRow
+from controlplane.store.models.usage import UsageEventRow
 from controlplane.usage import derived
 from controlplane.usage.events import event_to_values
 from controlplane.usage.request_logs import has_log, store_bodies, strip_log

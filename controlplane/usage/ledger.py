@@ -45,8 +45,9 @@ from sqlalchemy.sql import Subquery
 from sqlmodel import Session, col, select
 
 from controlplane.domain.errors import InvalidArgument
-from controlplane.store.models import DeveloperRow, VirtualKeyRow
-from controlplane.store.models import UsageEventRow as U
+from controlplane.store.models.config import VirtualKeyRow
+from controlplane.store.models.signin import DeveloperRow
+from controlplane.store.models.usage import UsageEventRow as U
 from controlplane.usage.events import row_to_event
 from controlplane.usage.rollups import SUMS
 from controlplane.usage.sources import usage_source

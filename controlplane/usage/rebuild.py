@@ -35,8 +35,13 @@ from sqlalchemy import delete, func, select, text
 from sqlmodel import Session, col
 
 from controlplane.store.db import Database
-from controlplane.store.models import LedgerStateRow, SpendTotalRow, UsageDayRow, UsageHourRow
-from controlplane.store.models import UsageEventRow as U
+from controlplane.store.models.derived import (
+    LedgerStateRow,
+    SpendTotalRow,
+    UsageDayRow,
+    UsageHourRow,
+)
+from controlplane.store.models.usage import UsageEventRow as U
 from controlplane.usage import derived, reconcile
 from controlplane.usage.rollups import DAY_MS
 from controlplane.usage.totals import write_cells

@@ -27,7 +27,8 @@ from controlplane.catalog.common import now_ms
 from controlplane.domain.errors import NotFound
 from controlplane.domain.workspaces import DEFAULT_LOG_RETENTION_DAYS
 from controlplane.store.db import Database
-from controlplane.store.models import RequestLogBodyRow, UsageEventRow, WorkspaceRow
+from controlplane.store.models.config import WorkspaceRow
+from controlplane.store.models.usage import RequestLogBodyRow, UsageEventRow
 from controlplane.usage.events import row_to_event
 from gwapi.v1 import telemetry_pb2 as tpb
 

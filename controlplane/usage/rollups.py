@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from controlplane.store.models import UsageDayRow, UsageHourRow
+from controlplane.store.models.derived import UsageDayRow, UsageHourRow
 from controlplane.usage.upsert import upsert_add
 
 HOUR_MS = 3_600_000

@@ -22,8 +22,8 @@ from sqlalchemy import ColumnElement, case, literal, select, union_all
 from sqlalchemy.sql import Subquery
 from sqlmodel import col
 
-from controlplane.store.models import UsageDayRow, UsageHourRow
-from controlplane.store.models import UsageEventRow as U
+from controlplane.store.models.derived import UsageDayRow, UsageHourRow
+from controlplane.store.models.usage import UsageEventRow as U
 from controlplane.usage.rollups import DAY_MS, HOUR_MS, SUMS
 
 Range = tuple[int | None, int | None]  # [lo, hi); None = unbounded

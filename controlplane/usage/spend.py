@@ -26,7 +26,8 @@ from controlplane.catalog.convert import effective_limits
 from controlplane.domain.budgets import Budget, Period
 from controlplane.domain.limits import limits_from_json
 from controlplane.domain.spend import Window, current_window
-from controlplane.store.models import DeveloperRow, VirtualKeyRow, WorkspaceRow
+from controlplane.store.models.config import VirtualKeyRow, WorkspaceRow
+from controlplane.store.models.signin import DeveloperRow
 from controlplane.usage.totals import read_totals
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import discovery_pb2 as dpb

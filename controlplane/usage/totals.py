@@ -34,9 +34,9 @@ from sqlmodel import Session, col
 
 from controlplane.domain.budgets import Period
 from controlplane.domain.spend import Window, current_window
-from controlplane.store.models import SpendTotalRow as T
-from controlplane.store.models import UsageEventRow as U
-from controlplane.store.models import WorkspaceRow
+from controlplane.store.models.config import WorkspaceRow
+from controlplane.store.models.derived import SpendTotalRow as T
+from controlplane.store.models.usage import UsageEventRow as U
 from controlplane.usage.upsert import upsert_add
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,8 @@ def recompute_current(s: Session, scopes: Iterable[tuple[str, str, str]], now: i
 def retime_workspace(s: Session, name: str, tz: str, now: int) -> int:
     """After workspace ``name``'s time zone became ``tz``: its own, its keys' and its developers'
     current windows, recomputed in ``tz`` (:func:`recompute_current`)."""
-    from controlplane.store.models import DeveloperRow, VirtualKeyRow
+    from controlplane.store.models.config import VirtualKeyRow
+    from controlplane.store.models.signin import DeveloperRow
 
     keys = s.execute(sa_select(col(VirtualKeyRow.id)).where(col(VirtualKeyRow.workspace) == name))
     devs = s.execute(sa_select(col(DeveloperRow.id)).where(col(DeveloperRow.workspace) == name))

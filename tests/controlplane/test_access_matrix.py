@@ -94,7 +94,7 @@ class Env:
     def fresh_developer(self, workspace: str = "ws-a") -> str:
         """A developer row as a sign-in would leave it (the sign-in flow has its own tests)."""
         from controlplane.signin.codes import new_developer_id
-        from controlplane.store.models import DeveloperRow
+        from controlplane.store.models.signin import DeveloperRow
 
         dev_id = new_developer_id()
         n = next(self.counter)

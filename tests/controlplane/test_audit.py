@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from controlplane import audit_log, identity
 from controlplane.identity import Principal, TokenRole
 from controlplane.server import running
-from controlplane.store.models import AuditRow
+from controlplane.store.models.admin import AuditRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 from tests.controlplane.conftest import (

@@ -18,7 +18,7 @@ from controlplane.audit_retention import DAY_MS, purge, purge_batch, purge_forev
 from controlplane.server import main, running
 from controlplane.settings import MAX_AUDIT_RETENTION_DAYS, Settings
 from controlplane.store.db import Database
-from controlplane.store.models import AuditRow
+from controlplane.store.models.admin import AuditRow
 from tests.controlplane.conftest import make_settings
 
 NOW = 1_800_000_000_000  # a fixed "now" (2027-01-15), ms

@@ -358,7 +358,7 @@ def test_generated_keys_load(tmp_path: Path) -> None:
 def test_provider_rows_written_without_the_secret_columns_read_as_none(db_url: str) -> None:
     """A row written by code from before stored secrets reads as "none stored"."""
     from controlplane.store.db import Database
-    from controlplane.store.models import ProviderRow
+    from controlplane.store.models.config import ProviderRow
 
     db = Database(db_url)
     try:

@@ -16,7 +16,7 @@ from controlplane import server as server_mod
 from controlplane.catalog import workspaces
 from controlplane.errors import INTERNAL_MESSAGE
 from controlplane.server import open_database, running
-from controlplane.store.models import PriceRow
+from controlplane.store.models.config import PriceRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import discovery_pb2 as dpb

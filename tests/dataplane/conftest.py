@@ -72,7 +72,19 @@ PRICES = [
 def build_snapshot(upstream_url: str, version: str = "v1") -> discovery_pb2.Snapshot:
     now = int(time.time() * 1000)
     ws = common_pb2.Workspace(name="team-a")
-    key = discovery_pb2.SnapshotKey
+
+    def key(
+        id: str, secret: str, name: str, provider: str = "anthropic", **extra: Any
+    ) -> discovery_pb2.SnapshotKey:
+        return discovery_pb2.SnapshotKey(
+            id=id,
+            secret_sha256=sha(secret),
+            name=name,
+            workspace="team-a",
+            provider=provider,
+            **extra,
+        )
+
     snap = discovery_pb2.Snapshot(
         version=version,
         built_at_ms=now,
@@ -100,56 +112,15 @@ def build_snapshot(upstream_url: str, version: str = "v1") -> discovery_pb2.Snap
             ),
         ],
         keys=[
-            key(
-                id="key_alice",
-                secret_sha256=sha(SECRET),
-                name="alice-laptop",
-                workspace="team-a",
-                provider="anthropic",
-            ),
-            key(
-                id="key_old",
-                secret_sha256=sha(REVOKED),
-                name="old-laptop",
-                workspace="team-a",
-                provider="anthropic",
-                revoked=True,
-            ),
-            key(
-                id="key_exp",
-                secret_sha256=sha(EXPIRED),
-                name="temp",
-                workspace="team-a",
-                provider="anthropic",
-                expires_at_ms=now - 1000,
-            ),
-            key(
-                id="key_sim",
-                secret_sha256=sha(SIMULATED),
-                name="demo",
-                workspace="team-a",
-                provider="sim",
-            ),
-            key(
-                id="key_lim",
-                secret_sha256=sha(LIMITED),
-                name="haiku-only",
-                workspace="team-a",
-                provider="anthropic",
-                models=["claude-haiku-*"],
-            ),
+            key("key_alice", SECRET, "alice-laptop"),
+            key("key_old", REVOKED, "old-laptop", revoked=True),
+            key("key_exp", EXPIRED, "temp", expires_at_ms=now - 1000),
+            key("key_sim", SIMULATED, "demo", provider="sim"),
+            key("key_lim", LIMITED, "haiku-only", models=["claude-haiku-*"]),
         ],
         prices=PRICES,
     )
-    snap.keys.append(
-        key(
-            id="key_sub",
-            secret_sha256=sha(SUBSCRIBER),
-            name="max-plan",
-            workspace="team-a",
-            provider="subscription",
-        )
-    )
+    snap.keys.append(key("key_sub", SUBSCRIBER, "max-plan", provider="subscription"))
     return snap
 
 

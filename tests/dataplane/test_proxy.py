@@ -25,7 +25,7 @@ from tests.dataplane.conftest import (
 )
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic, Scripted, stream_frames
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "claude_code_request.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "claude_code_request.json"
 
 # Everything a gateway that re-serialises JSON would break: pretty-printing, key order, unknown
 # fields, a future beta field, a system message inside `messages`, cache_control everywhere,
@@ -85,7 +85,6 @@ async def test_body_and_headers_reach_upstream_byte_identical(
         ):
             assert got.header(name) == HEADERS[name], name
         assert got.header("x-tollgate-metadata") is None
-    assert upstream.violations == []
 
 
 async def test_stream_bytes_come_back_unchanged_and_metered_exactly(

@@ -54,16 +54,39 @@ def cp() -> ControlPlane:
     return ControlPlane()
 
 
+class Steps:
+    """The send loop's sleeps, not slept: each returns at once (its length recorded) until
+    ``budget`` were taken; the next waits for :meth:`release`, after which none waits."""
+
+    def __init__(self, budget: int) -> None:
+        self.slept: list[float] = []
+        self.budget = budget
+        self.used = asyncio.Event()
+        self._released = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        if len(self.slept) >= self.budget and not self._released.is_set():
+            self.used.set()
+            await self._released.wait()
+        self.slept.append(seconds)
+        await asyncio.sleep(0)
+
+    def release(self) -> None:
+        self._released.set()
+
+
 async def test_outage_then_delivery_in_order(tmp_path: Path, cp: ControlPlane) -> None:
     cp.up = False
-    reporter = Reporter(Spool(tmp_path), cp.send, "dp", interval=0.01)
+    steps = Steps(3)  # the first cadence, then cadence and backoff: two passes while down
+    reporter = Reporter(Spool(tmp_path), cp.send, "dp", interval=0.01, sleep=steps.sleep)
+    for i in range(20):
+        reporter.record(record(i))
     task = asyncio.create_task(reporter.run())
     try:
-        for i in range(20):
-            reporter.record(record(i))
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(steps.used.wait(), 10)
         assert cp.delivered == [] and reporter.backlog == 20
         cp.up = True
+        steps.release()
         async with asyncio.timeout(10):
             while reporter.backlog:
                 await asyncio.sleep(0.02)
@@ -132,12 +155,13 @@ def raw_event(rid: str, **fields: object) -> bytes:
     return telemetry_pb2.UsageEvent(request_id=rid, status=200, **fields).SerializeToString()  # type: ignore[arg-type]
 
 
-async def drain(reporter: Reporter, timeout: float = 20.0) -> None:
+async def deliver_all(reporter: Reporter, timeout: float = 20.0) -> None:
     task = asyncio.create_task(reporter.run())
     try:
         async with asyncio.timeout(timeout):
             while reporter.backlog:
                 await asyncio.sleep(0.02)
+            await reporter.drain()  # the last acknowledgement's spool write is done too
     finally:
         task.cancel()
 
@@ -198,14 +222,17 @@ async def test_a_bad_event_alone_waits_until_another_is_accepted(tmp_path: Path)
 async def test_a_broken_control_plane_sets_nothing_aside(tmp_path: Path) -> None:
     cp = StrictControlPlane()
     cp.broken = True  # INTERNAL for every call: the control plane is the problem, not events
-    reporter = Reporter(Spool(tmp_path), cp.send, "dp", interval=0.01)
+    steps = Steps(7)  # the first cadence, then cadence and backoff before each of 3 more passes
+    reporter = Reporter(Spool(tmp_path), cp.send, "dp", interval=0.01, sleep=steps.sleep)
     for i in range(50):
         reporter.record(record(i))
     task = asyncio.create_task(reporter.run())
-    await asyncio.sleep(1.5)
+    await asyncio.wait_for(steps.used.wait(), 10)  # 4 passes made, all refused
     assert reporter.quarantined == 0 and reporter.backlog == 50
     assert cp.calls < 60  # a few calls per backoff, not one per event
+    assert steps.slept[2] < steps.slept[4] < steps.slept[6]  # the backoff grows
     cp.broken = False
+    steps.release()
     try:
         async with asyncio.timeout(15):
             while reporter.backlog:
@@ -232,7 +259,7 @@ async def test_transient_failures_never_set_anything_aside(
     reporter = Reporter(Spool(tmp_path), flaky, "dp", interval=0.01)
     for i in range(5):
         reporter.record(record(i))
-    await drain(reporter)
+    await deliver_all(reporter)
     assert cp.delivered == [f"r{i}" for i in range(5)] and reporter.quarantined == 0
 
 
@@ -389,6 +416,9 @@ async def test_a_record_is_durable_at_once_and_sends_stay_batched(
         async with asyncio.timeout(5):
             while reporter.backlog:
                 await asyncio.sleep(0.01)
+        # The backlog is 0 once the ack is taken in; its spool write (the segment dropped)
+        # may still be under way.
+        await reporter.drain()
         assert cp.calls == reporter.batches == 1
         assert cp.delivered == [f"r{i}" for i in range(105)]
     finally:
@@ -464,3 +494,43 @@ async def test_stopping_while_a_write_waits_for_the_spool_loses_nothing(tmp_path
     gate.set()
     assert await reporter.flush()
     assert cp.delivered == ["r0"]
+
+
+async def test_drain_returns_once_every_recorded_event_is_on_disk(tmp_path: Path) -> None:
+    """Whether the persist loop has taken an event already (its write under way) or it is still
+    queued, drain() returns once both are in the spool; nothing is sent meanwhile."""
+    entered, gate = threading.Event(), threading.Event()
+
+    class SlowSpool(Spool):
+        def append(self, payloads: list[bytes], *, sync: bool = True) -> int:
+            entered.set()
+            gate.wait(5)
+            return super().append(payloads, sync=sync)
+
+    cp = ControlPlane()
+    reporter = Reporter(SlowSpool(tmp_path), cp.send, "dp", sleep=Ticks().sleep)
+    task = asyncio.create_task(reporter.run())
+    try:
+        reporter.record(record(0))
+        assert await asyncio.to_thread(entered.wait, 5)  # the persist loop is writing r0
+        reporter.record(record(1))  # queued behind it
+        drained = asyncio.create_task(reporter.drain())
+        await asyncio.sleep(0)
+        assert not drained.done() and on_disk(tmp_path) == []
+        gate.set()
+        await asyncio.wait_for(drained, 5)
+        assert on_disk(tmp_path) == ["r0", "r1"]
+        entered.clear()
+        gate.clear()
+        reporter.record(record(2))
+        assert await asyncio.to_thread(entered.wait, 5)  # being written; nothing queued
+        drained = asyncio.create_task(reporter.drain())
+        await asyncio.sleep(0)
+        assert not drained.done()
+        gate.set()
+        await asyncio.wait_for(drained, 5)
+        assert on_disk(tmp_path) == ["r0", "r1", "r2"] and cp.delivered == []
+    finally:
+        gate.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

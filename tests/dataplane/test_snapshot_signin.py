@@ -9,9 +9,10 @@ import grpc
 import orjson
 import pytest
 
+from dataplane.disk_cache import SNAPSHOT_FILE, load_cached, save_cached
 from dataplane.members import ManagedSettings
 from dataplane.snapshot import Period, Snapshot, SnapshotError
-from dataplane.subscriber import SNAPSHOT_FILE, Subscriber, load_cached, save_cached
+from dataplane.subscriber import Subscriber
 from gwapi.v1 import common_pb2, discovery_pb2
 from tests.dataplane import runtimes
 from tests.fakes.signin import DEVELOPER_ID, KID, SIGNING_KEY, sso_snapshot

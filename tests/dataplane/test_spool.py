@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import dataplane.spool
+from dataplane.disk_cache import save_cached
 from dataplane.server import DataPlane, Settings
 from dataplane.spool import Spool, sync_files
-from dataplane.subscriber import save_cached
 from gwapi.v1 import discovery_pb2
 
 

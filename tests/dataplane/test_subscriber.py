@@ -9,7 +9,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from dataplane.subscriber import SNAPSHOT_FILE, Subscriber, load_cached
+from dataplane.disk_cache import SNAPSHOT_FILE, load_cached
+from dataplane.subscriber import Subscriber
 from gwapi.v1 import discovery_pb2, discovery_pb2_grpc
 from tests.dataplane import runtimes
 from tests.dataplane.conftest import build_snapshot

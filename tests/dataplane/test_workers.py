@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from dataplane import server
+from dataplane.disk_cache import SNAPSHOT_FILE, save_cached
 from dataplane.metrics_peers import label_worker, merge
 from dataplane.server import DataPlane, Settings
 from dataplane.settings import settings_from_json, settings_to_json
 from dataplane.spool import Spool
-from dataplane.subscriber import SNAPSHOT_FILE, save_cached
 from dataplane.workerrole import WorkerRole
 from dataplane.workers import CRASH_LOOP, Supervisor, decide_workers, orphan_spools
 from gwcommon.prometheus import Counter, Gauge, Histogram, Registry

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,26 @@ def test_every_shipped_package_is_copied(stages: list[Stage]) -> None:
     }
     copied = {w[0] for _, w in (c.flags_and_words() for c in stages[0].all("COPY")) if len(w) == 2}
     assert shipped <= copied, f"packages the image would lack: {sorted(shipped - copied)}"
+
+
+def test_every_data_file_of_a_shipped_package_is_package_data() -> None:
+    """A file a package reads at run time (prices.json, the counters' Lua scripts, ...) reaches
+    the wheel, hence the image, only if ``package-data`` names it."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = setuptools["package-data"]["*"]
+    data = [
+        f
+        for pkg in setuptools["packages"]["find"]["include"]
+        for f in (ROOT / pkg.rstrip("*")).rglob("*")
+        if f.is_file() and f.suffix not in (".py", ".pyc") and "__pycache__" not in f.parts
+    ]
+    assert any(f.suffix == ".lua" for f in data)
+    missing = [
+        f.relative_to(ROOT).as_posix()
+        for f in data
+        if not any(fnmatch(f.name, p) for p in patterns)
+    ]
+    assert not missing, f"left out of the wheel (add to package-data): {missing}"
 
 
 def test_the_runtime_lock_is_the_locks_runtime_entries_verbatim() -> None:

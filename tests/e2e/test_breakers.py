@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -25,14 +24,6 @@ from tests.e2e.test_gateway import ADMIN, ROOT, ControlPlaneProcess, body, start
 from tests.fakes.anthropic import FakeAnthropic
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def test_open_breaker_is_visible_in_list_dataplanes_and_gwctl(

@@ -19,13 +19,14 @@ import orjson
 import pytest
 
 from dataplane.server import DataPlane
-from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2
+from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2, telemetry_pb2
 from gwclient.client import GatewayClient
-from tests.dataplane.conftest import SECRET, build_snapshot, sha, start_dataplane, usage_events
+from tests.dataplane.conftest import SECRET, build_snapshot, sha, start_dataplane
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
-from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ControlPlaneProcess
-from tests.e2e.workers_support import WorkersProcess, per_worker
+from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ControlPlaneProcess, anthropic_at
+from tests.e2e.workers_support import per_worker, workers_on_redis
 from tests.fakes.anthropic import FakeAnthropic, Scripted, stream_frames
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -113,13 +114,19 @@ def check_refusal(r: httpx.Response) -> None:
     assert r.headers["retry-after"].isdigit()
 
 
-async def settled_spend(dps: list[DataPlane]) -> int:
-    """What the data planes metered for served requests (their usage events, still spooled)."""
-    total = 0
-    for dp in dps:
-        events = await usage_events(dp, 0, timeout=0.5)
-        total += sum(e.usage.cost_micros for e in events if e.status == 200)
-    return total
+async def settled_spend(dps: list[DataPlane], requests: int) -> int:
+    """What the data planes metered for served requests (their usage events, still spooled),
+    once every one of ``requests`` has its event (recorded after its answer went out)."""
+
+    def events() -> list[telemetry_pb2.UsageEvent]:
+        return [
+            telemetry_pb2.UsageEvent.FromString(p)
+            for dp in dps
+            for _, p in dp.spool.pending(10_000)
+        ]
+
+    await eventually(lambda: len(events()) >= requests, f"the {requests} usage events spooled")
+    return sum(e.usage.cost_micros for e in events() if e.status == 200)
 
 
 async def run_concurrently(dps: list[DataPlane], n: int) -> list[httpx.Response]:
@@ -147,8 +154,7 @@ async def test_32_concurrent_streams_never_overshoot_the_budget(
     dp = await start_dataplane(tmp_path / "dp", limited_snapshot(upstream, budget=BUDGET))
     try:
         responses = await run_concurrently([dp], 32)
-        await asyncio.sleep(0.5)
-        assert_no_overshoot(responses, await settled_spend([dp]))
+        assert_no_overshoot(responses, await settled_spend([dp], len(responses)))
         # Once spent, the refusal says so and tells Claude Code not to retry before the reset.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{dp.port}") as client:
             spent = await client.post("/v1/messages", content=BODY, headers=HEADERS)
@@ -175,8 +181,7 @@ async def test_three_replicas_sharing_redis_never_overshoot(
         ]
         try:
             responses = await run_concurrently(dps, 48)
-            await asyncio.sleep(0.5)
-            assert_no_overshoot(responses, await settled_spend(dps))
+            assert_no_overshoot(responses, await settled_spend(dps, len(responses)))
         finally:
             for dp in dps:
                 await dp.stop()
@@ -216,14 +221,7 @@ async def test_two_workers_of_one_data_plane_never_overshoot_and_the_ledger_is_e
     admin = GatewayClient(cp.address, ADMIN)
     try:
         await admin.create_workspace(common_pb2.Workspace(name="team-a"))
-        await admin.create_provider(
-            common_pb2.Provider(
-                name="anthropic",
-                kind="anthropic",
-                base_url=upstream.base_url,
-                api_key_env="UPSTREAM_KEY",
-            )
-        )
+        await admin.create_provider(anthropic_at(upstream.base_url))
         budget = common_pb2.Budget(amount_micros=BUDGET, period=common_pb2.PERIOD_DAY)
         created = await admin.create_key(
             admin_pb2.CreateKeyRequest(
@@ -233,40 +231,28 @@ async def test_two_workers_of_one_data_plane_never_overshoot_and_the_ledger_is_e
                 limits=common_pb2.Limits(budgets=[budget]),
             )
         )
-        async with redis_namespace() as prefix:
-            dp = WorkersProcess(
-                tmp_path / "dp",
-                cp.address,
-                DP_TOKEN,
-                2,
-                extra=["--redis", REDIS_URL, "--redis-prefix", prefix],
-            )
-            dp.start()
-            try:
-                await dp.wait_serving()
+        async with workers_on_redis(tmp_path / "dp", cp.address, DP_TOKEN) as dp:
 
-                async def fresh() -> httpx.Response:  # a connection each: both workers serve
-                    async with httpx.AsyncClient(base_url=dp.url, timeout=30) as c:
-                        return await stream_one(c, created.secret)
+            async def fresh() -> httpx.Response:  # a connection each: both workers serve
+                async with httpx.AsyncClient(base_url=dp.url, timeout=30) as c:
+                    return await stream_one(c, created.secret)
 
-                responses = await asyncio.gather(*(fresh() for _ in range(48)))
-                served = [r for r in responses if r.status_code == 200]
-                by_worker = per_worker(await dp.metrics(), "tollgate_requests_total")
-                assert set(by_worker) == {"0", "1"} and min(by_worker.values()) > 0, by_worker
+            responses = await asyncio.gather(*(fresh() for _ in range(48)))
+            served = [r for r in responses if r.status_code == 200]
+            by_worker = per_worker(await dp.metrics(), "tollgate_requests_total")
+            assert set(by_worker) == {"0", "1"} and min(by_worker.values()) > 0, by_worker
 
-                async def ledger() -> tuple[int, int]:
-                    rows = await admin.query_usage(workspace="team-a")
-                    return (rows[0].requests, rows[0].cost_micros) if rows else (0, 0)
+            async def ledger() -> tuple[int, int]:
+                rows = await admin.query_usage(workspace="team-a")
+                return (rows[0].requests, rows[0].cost_micros) if rows else (0, 0)
 
-                deadline = time.monotonic() + 20
-                while (await ledger())[0] < len(responses) and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
-                requests, spend = await ledger()
-                assert requests == len(responses)  # refusals are ledger rows too (cost 0)
-                assert_no_overshoot(responses, spend)
-                assert spend == len(served) * COST
-            finally:
-                dp.stop()
+            deadline = time.monotonic() + 20
+            while (await ledger())[0] < len(responses) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            requests, spend = await ledger()
+            assert requests == len(responses)  # refusals are ledger rows too (cost 0)
+            assert_no_overshoot(responses, spend)
+            assert spend == len(served) * COST
     finally:
         await admin.close()
         cp.stop()

@@ -24,7 +24,6 @@ import pytest
 
 import dataplane.spool
 from dataplane.server import DataPlane, Settings
-from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from tests.e2e.faults_support import MODEL, SMALL_USAGE, TcpProxy, sse_names
 from tests.e2e.test_gateway import (
@@ -32,6 +31,7 @@ from tests.e2e.test_gateway import (
     DP_TOKEN,
     ROOT,
     ControlPlaneProcess,
+    alice_in_team_a,
     call,
     free_port,
     start_dp,
@@ -61,18 +61,7 @@ async def setup(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Setup]:
     cp = ControlPlaneProcess(sqlite_url, tmp_path / "cp.log")
     await cp.start()
     admin = GatewayClient(cp.address, ADMIN)
-    await admin.create_workspace(common_pb2.Workspace(name="team-a"))
-    await admin.create_provider(
-        common_pb2.Provider(
-            name="anthropic",
-            kind="anthropic",
-            base_url=upstream.base_url,
-            api_key_env="UPSTREAM_KEY",
-        )
-    )
-    created = await admin.create_key(
-        admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", provider="anthropic")
-    )
+    created = await alice_in_team_a(admin, upstream.base_url)
     try:
         yield Setup(cp, admin, upstream, created.secret, tmp_path)
     finally:

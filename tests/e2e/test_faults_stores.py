@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from dataplane.server import DataPlane
-from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2
+from gwapi.v1 import common_pb2, discovery_pb2
 from gwclient.client import GatewayClient
 from gwclient.errors import ClientError
 from tests.conftest import _reset_pg_schema
@@ -35,20 +35,20 @@ from tests.e2e.faults_support import (
     sse_names,
     start_faulty,
 )
-from tests.e2e.test_gateway import ADMIN, ControlPlaneProcess, call, start_dp, total, wait_for
+from tests.e2e.test_gateway import (
+    ADMIN,
+    ControlPlaneProcess,
+    alice_in_team_a,
+    call,
+    start_dp,
+    total,
+    wait_for,
+)
 from tests.fakes.anthropic import FakeAnthropic, Scripted, stream_frames
 
 pytestmark = pytest.mark.e2e
 
 OPEN = "gw-open-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI"
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @contextlib.asynccontextmanager
@@ -86,18 +86,7 @@ async def test_postgres_outage_under_load_loses_and_doubles_nothing(
     admin = GatewayClient(cp.address, ADMIN)
     dp: DataPlane | None = None
     try:
-        await admin.create_workspace(common_pb2.Workspace(name="team-a"))
-        await admin.create_provider(
-            common_pb2.Provider(
-                name="anthropic",
-                kind="anthropic",
-                base_url=upstream.base_url,
-                api_key_env="UPSTREAM_KEY",
-            )
-        )
-        created = await admin.create_key(
-            admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", provider="anthropic")
-        )
+        created = await alice_in_team_a(admin, upstream.base_url)
         dp = await start_dp(cp, tmp_path / "dp")
         await dp.wait_for_snapshot()
         async with load(dp.port, created.secret) as statuses:

@@ -55,7 +55,7 @@ from tests.e2e.fleet_support import (
     worker_pid,
 )
 from tests.e2e.soak_support import DataPlaneProcess
-from tests.e2e.test_gateway import ADMIN, ControlPlaneProcess, wait_for
+from tests.e2e.test_gateway import ADMIN, ControlPlaneProcess, anthropic_at, wait_for
 from tests.e2e.workers_support import spooled_records
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic, Received, Scripted, stream_frames
 
@@ -156,14 +156,7 @@ async def fleet(pg_database: str, tmp_path: Path) -> AsyncIterator[Fleet]:
     try:
         async with redis_namespace() as prefix:
             await admin.create_workspace(common_pb2.Workspace(name="fleet"))
-            await admin.create_provider(
-                common_pb2.Provider(
-                    name="anthropic",
-                    kind="anthropic",
-                    base_url=upstream.base_url,
-                    api_key_env="UPSTREAM_KEY",
-                )
-            )
+            await admin.create_provider(anthropic_at(upstream.base_url))
             keys: dict[str, str] = {}
             budgeted: set[str] = set()
             for i in range(4):

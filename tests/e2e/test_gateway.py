@@ -26,6 +26,7 @@ from dataplane.server import DataPlane, Settings
 from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -130,6 +131,24 @@ async def start_dp(cp: ControlPlaneProcess, state_dir: Path) -> DataPlane:
     return dp
 
 
+def anthropic_at(upstream_url: str) -> common_pb2.Provider:
+    """Provider ``anthropic`` at the fake upstream, its key from the data plane's
+    ``UPSTREAM_KEY``."""
+    return common_pb2.Provider(
+        name="anthropic", kind="anthropic", base_url=upstream_url, api_key_env="UPSTREAM_KEY"
+    )
+
+
+async def alice_in_team_a(admin: GatewayClient, upstream_url: str) -> admin_pb2.CreateKeyResponse:
+    """Workspace ``team-a``, :func:`anthropic_at` ``upstream_url`` and key ``alice`` on it: what
+    most end-to-end tests start from."""
+    await admin.create_workspace(common_pb2.Workspace(name="team-a"))
+    await admin.create_provider(anthropic_at(upstream_url))
+    return await admin.create_key(
+        admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", provider="anthropic")
+    )
+
+
 @pytest.fixture
 async def gateway(db_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
     upstream = FakeAnthropic()
@@ -137,18 +156,7 @@ async def gateway(db_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
     cp = ControlPlaneProcess(db_url, tmp_path / "cp.log")
     await cp.start()
     admin = GatewayClient(cp.address, ADMIN)
-    await admin.create_workspace(common_pb2.Workspace(name="team-a"))
-    await admin.create_provider(
-        common_pb2.Provider(
-            name="anthropic",
-            kind="anthropic",
-            base_url=upstream.base_url,
-            api_key_env="UPSTREAM_KEY",
-        )
-    )
-    created = await admin.create_key(
-        admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", provider="anthropic")
-    )
+    created = await alice_in_team_a(admin, upstream.base_url)
     dp = await start_dp(cp, tmp_path / "dp")
     await dp.wait_for_snapshot()
     gw = Gateway(cp, dp, upstream, admin, created.secret, created.key.id, tmp_path)
@@ -253,8 +261,11 @@ async def test_control_plane_outage_loses_nothing_and_counts_nothing_twice(
         gw.cp.kill()  # no goodbye: the data plane just loses its streams
         for _ in range(7):  # served from the last snapshot while the control plane is gone
             assert (await call(client, gw.secret)).status_code == 200
-        await asyncio.sleep(0.5)
-        assert gw.dp.reporter is not None and gw.dp.reporter.backlog == 7  # spooled on disk
+        reporter = gw.dp.reporter
+        assert reporter is not None
+        await eventually(lambda: reporter.backlog == 7, "the 7 events recorded")
+        await reporter.drain()  # and on disk, for the copy
+        assert reporter.spool.backlog == 7
         spool_copy = gw.tmp / "spool-copy"
         shutil.copytree(gw.dp.settings.state_dir / "spool", spool_copy)
 

@@ -35,6 +35,7 @@ from gwctl import usage as gwctl_usage
 from gwctl.main import build_parser
 from tests.dataplane.providers.test_bedrock import ENV as BEDROCK_ENV
 from tests.e2e.faults_support import WatchedAnthropic
+from tests.e2e.test_gateway import anthropic_at
 from tests.fakes import bedrock as fake_bedrock
 from tests.fakes.anthropic import UPSTREAM_KEY, Scripted, message_body, stream_frames
 
@@ -126,14 +127,7 @@ async def stack(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
     try:
         async with running(settings) as cp, GatewayClient(f"127.0.0.1:{cp.port}", ADMIN) as admin:
             await admin.create_workspace(common_pb2.Workspace(name="team-a"))
-            await admin.create_provider(
-                common_pb2.Provider(
-                    name="anthropic",
-                    kind="anthropic",
-                    base_url=upstream.base_url,
-                    api_key_env="UPSTREAM_KEY",
-                )
-            )
+            await admin.create_provider(anthropic_at(upstream.base_url))
             await admin.create_provider(
                 common_pb2.Provider(
                     name="bedrock",
@@ -181,7 +175,6 @@ async def stack(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
     finally:
         await bedrock.stop()
         await upstream.stop()
-    assert not upstream.violations and not bedrock.violations
 
 
 # --- finding 2: closing early no longer avoids the output cost ------------------------------------

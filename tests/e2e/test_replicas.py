@@ -15,11 +15,10 @@ import pytest
 
 from controlplane.server import running
 from dataplane.server import DataPlane, Settings
-from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from tests.controlplane.conftest import make_settings
 from tests.controlplane.fleet.conftest import within
-from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ControlPlaneProcess, call
+from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ControlPlaneProcess, alice_in_team_a, call
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
 
 pytestmark = [
@@ -50,20 +49,7 @@ async def test_a_key_revoked_through_b_is_refused_by_a_data_plane_on_a(
             await b.state.fleet.bus.listening.wait()
             await a.state.fleet.bus.listening.wait()
             async with GatewayClient(b.address, ADMIN) as admin_b:
-                await admin_b.create_workspace(common_pb2.Workspace(name="team-a"))
-                await admin_b.create_provider(
-                    common_pb2.Provider(
-                        name="anthropic",
-                        kind="anthropic",
-                        base_url=upstream.base_url,
-                        api_key_env="UPSTREAM_KEY",
-                    )
-                )
-                created = await admin_b.create_key(
-                    admin_pb2.CreateKeyRequest(
-                        workspace="team-a", name="alice", provider="anthropic"
-                    )
-                )
+                created = await alice_in_team_a(admin_b, upstream.base_url)
                 dp = DataPlane(
                     Settings(
                         listen="127.0.0.1:0",

@@ -3,7 +3,6 @@ client, attempt headers and log, the response cache, and per-target model overri
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,10 +11,12 @@ import httpx
 import orjson
 import pytest
 
+from dataplane.cache_store import MemoryCache
 from dataplane.server import DataPlane
 from gwapi.v1 import common_pb2, discovery_pb2
 from tests.dataplane.conftest import build_snapshot, sha, start_dataplane, usage_events
 from tests.fakes.anthropic import FakeAnthropic, Scripted, sse, stream_frames
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -210,7 +211,8 @@ async def test_cache_hit_replays_identical_bytes_and_never_crosses_workspaces(
     dp = await routed(tmp_path, upstream.base_url, backup, cache_ttl_s=60)
     try:
         first = await one_stream(dp)
-        await asyncio.sleep(0.1)  # the entry is stored off the request's path
+        assert isinstance(dp.cache, MemoryCache)
+        await eventually(lambda: len(dp.cache) == 1, "the entry stored, off the request's path")
         second = await one_stream(dp)
         assert len(upstream.requests) == 1
         assert second.content == first.content

@@ -471,7 +471,6 @@ async def test_no_secret_is_left_anywhere(tmp_path: Path, caplog: pytest.LogCapt
         await post(keys["vera"], 200)
         await otlp(keys["alice"])  # forwarded again once the header value is back
         await collector.wait_for(2, timeout=10)
-        assert collector.violations == []
         dp_metrics_text += (await http.get("/metrics")).content
         cp_metrics_text += (await _get(f"http://127.0.0.1:{cp_metrics}/metrics")).content
     finally:

@@ -24,7 +24,7 @@ import pytest
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from dataplane.server import DataPlane
-from gwapi.v1 import admin_pb2, common_pb2
+from gwapi.v1 import common_pb2
 from gwclient.client import GatewayClient
 from tests.dataplane.conftest import SECRET, UPSTREAM_KEY, build_snapshot, start_dataplane
 from tests.e2e.test_gateway import (
@@ -32,6 +32,7 @@ from tests.e2e.test_gateway import (
     DP_TOKEN,
     ROOT,
     ControlPlaneProcess,
+    alice_in_team_a,
     call,
     free_port,
     wait_for,
@@ -136,14 +137,6 @@ async def collector() -> AsyncIterator[FakeCollector]:
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def backup() -> AsyncIterator[FakeAnthropic]:
     fake = FakeAnthropic(text="Served by the backup provider.")
     await fake.start()
@@ -182,7 +175,6 @@ async def test_fallback_request_is_one_trace_continued_from_the_client_and_sent_
         spans = await wait_for_spans(collector, 5)
     finally:
         await dp.stop()
-    assert collector.violations == []
     spans, resources = spans_of(collector)
     assert len(spans) == 5, [s.name for s in spans]
     by_name = {s.name: s for s in spans}
@@ -383,21 +375,11 @@ async def test_sigterm_with_a_stuck_collector_exits_within_the_flush_bound(
     cp = ControlPlaneProcess(sqlite_url, tmp_path / "cp.log")
     await cp.start()
     proc: subprocess.Popen[bytes] | None = None
+    held: socket.socket | None = None
     log = tmp_path / "dp.log"
     try:
         async with GatewayClient(cp.address, ADMIN) as admin:
-            await admin.create_workspace(common_pb2.Workspace(name="team-a"))
-            await admin.create_provider(
-                common_pb2.Provider(
-                    name="anthropic",
-                    kind="anthropic",
-                    base_url=upstream.base_url,
-                    api_key_env="UPSTREAM_KEY",
-                )
-            )
-            key = await admin.create_key(
-                admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", provider="anthropic")
-            )
+            key = await alice_in_team_a(admin, upstream.base_url)
         port = free_port()
         env = {
             **os.environ,
@@ -427,7 +409,10 @@ async def test_sigterm_with_a_stuck_collector_exits_within_the_flush_bound(
             await wait_for(served, timeout=20, interval=0.1)
             for _ in range(10):
                 assert (await call(client, key.secret)).status_code == 200
-        await asyncio.sleep(0.2)  # the first batch is now stuck at the collector
+        # The exporter has connected (the collector accepts and never answers): its first
+        # batch is now stuck there.
+        stuck.setblocking(False)
+        held, _ = await asyncio.wait_for(asyncio.get_running_loop().sock_accept(stuck), 10)
         proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         assert await asyncio.to_thread(proc.wait, 30) == 0, log.read_text()[-2000:]
@@ -438,4 +423,6 @@ async def test_sigterm_with_a_stuck_collector_exits_within_the_flush_bound(
             proc.kill()
             proc.wait(5)
         cp.stop()
+        if held is not None:
+            held.close()
         stuck.close()

@@ -5,7 +5,6 @@ reporting for good: the same batch was resent for ever while the ledger stood st
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +15,19 @@ import pytest
 
 from dataplane.server import DataPlane
 from dataplane.spool import Spool
-from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2
+from gwapi.v1 import common_pb2, telemetry_pb2
 from gwclient.client import GatewayClient
 from tests.conftest import _reset_pg_schema
-from tests.e2e.test_gateway import ADMIN, ControlPlaneProcess, start_dp, total, wait_for
+from tests.e2e.test_gateway import (
+    ADMIN,
+    ControlPlaneProcess,
+    alice_in_team_a,
+    start_dp,
+    total,
+    wait_for,
+)
 from tests.fakes.anthropic import FakeAnthropic
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -44,18 +51,7 @@ async def setup(pg_database: str, tmp_path: Path) -> AsyncIterator[Setup]:
     await cp.start()
     admin = GatewayClient(cp.address, ADMIN)
     try:
-        await admin.create_workspace(common_pb2.Workspace(name="team-a"))
-        await admin.create_provider(
-            common_pb2.Provider(
-                name="anthropic",
-                kind="anthropic",
-                base_url=upstream.base_url,
-                api_key_env="UPSTREAM_KEY",
-            )
-        )
-        created = await admin.create_key(
-            admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", provider="anthropic")
-        )
+        created = await alice_in_team_a(admin, upstream.base_url)
         yield Setup(cp, admin, created.secret, tmp_path)
     finally:
         await admin.close()
@@ -212,8 +208,11 @@ async def test_a_backlog_over_the_grpc_limit_gets_through(setup: Setup) -> None:
                     "/v1/messages", content=body(text=f"{i} {text}"), headers=headers(s.secret)
                 )
                 assert r.status_code == 200
-        await asyncio.sleep(0.5)
-        assert dp.reporter is not None and dp.reporter.backlog == 11
+        reporter = dp.reporter
+        assert reporter is not None
+        await eventually(lambda: reporter.backlog == 11, "the 11 events recorded")
+        await reporter.drain()
+        assert reporter.spool.backlog == 11  # waiting in the spool
         await s.cp.start()
         await wait_for(lambda: ledger_has(s.admin, 11), timeout=30)
         (last,) = [ev async for ev in s.admin.tail_logs(limit=1)]

@@ -26,11 +26,16 @@ import httpx
 import orjson
 import pytest
 
-from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
-from tests.dataplane.redis_support import REDIS_URL, redis_namespace
-from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ROOT, ControlPlaneProcess
-from tests.e2e.workers_support import WorkersProcess, free_port, per_worker, spooled_records
+from tests.dataplane.redis_support import REDIS_URL
+from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ROOT, ControlPlaneProcess, alice_in_team_a
+from tests.e2e.workers_support import (
+    WorkersProcess,
+    free_port,
+    per_worker,
+    spooled_records,
+    workers_on_redis,
+)
 from tests.fakes.anthropic import FakeAnthropic, Received, Scripted, stream_frames
 
 pytestmark = pytest.mark.e2e
@@ -78,36 +83,14 @@ async def fleet(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
     cp = ControlPlaneProcess(sqlite_url, tmp_path / "cp.log")
     await cp.start()
     admin = GatewayClient(cp.address, ADMIN)
-    await admin.create_workspace(common_pb2.Workspace(name="team-a"))
-    await admin.create_provider(
-        common_pb2.Provider(
-            name="anthropic",
-            kind="anthropic",
-            base_url=upstream.base_url,
-            api_key_env="UPSTREAM_KEY",
-        )
-    )
-    created = await admin.create_key(
-        admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", provider="anthropic")
-    )
-    async with redis_namespace() as prefix:
-        dp = WorkersProcess(
-            tmp_path / "dp",
-            cp.address,
-            DP_TOKEN,
-            2,
-            extra=["--redis", REDIS_URL, "--redis-prefix", prefix],
-        )
-        dp.start()
-        try:
-            await dp.wait_serving()
+    created = await alice_in_team_a(admin, upstream.base_url)
+    try:
+        async with workers_on_redis(tmp_path / "dp", cp.address, DP_TOKEN) as dp:
             yield Fleet(cp, dp, upstream, admin, created.secret)
-        finally:
-            dp.stop()
-            await admin.close()
-            cp.stop()
-            await upstream.stop()
-    assert not upstream.violations
+    finally:
+        await admin.close()
+        cp.stop()
+        await upstream.stop()
 
 
 async def wait_until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]

@@ -9,18 +9,20 @@ SIGTERM like a process manager does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import httpx
 
 from dataplane.spool import _HEAD
+from tests.dataplane.redis_support import REDIS_URL, redis_namespace
 from tests.fakes.anthropic import UPSTREAM_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,3 +164,25 @@ class WorkersProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         return self.proc.returncode
+
+
+@contextlib.asynccontextmanager
+async def workers_on_redis(
+    state_dir: Path, control_plane: str, token: str, workers: int = 2
+) -> AsyncIterator[WorkersProcess]:
+    """``gwctl dataplane serve --workers N`` sharing its counters in a throw-away Redis
+    namespace, once every worker serves; stopped on the way out."""
+    async with redis_namespace() as prefix:
+        dp = WorkersProcess(
+            state_dir,
+            control_plane,
+            token,
+            workers,
+            extra=["--redis", REDIS_URL, "--redis-prefix", prefix],
+        )
+        dp.start()
+        try:
+            await dp.wait_serving()
+            yield dp
+        finally:
+            dp.stop()

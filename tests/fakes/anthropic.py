@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from tests.fakes.server import LoopbackServer
+from tests.fakes.strict import Strict
 
 UPSTREAM_KEY = "sk-ant-fake-upstream-0123456789"
 
@@ -146,7 +147,7 @@ class Scripted:
     pauses: dict[int, float] = field(default_factory=dict)  # frame index -> seconds before it
 
 
-class FakeAnthropic(LoopbackServer):
+class FakeAnthropic(LoopbackServer, Strict):
     def __init__(
         self,
         api_key: str = UPSTREAM_KEY,

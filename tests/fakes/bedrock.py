@@ -13,10 +13,11 @@ Strict where the gateway could go wrong:
   and ``messages`` present; count-tokens wraps that body base64-encoded in
   ``input.invokeModel.body`` and takes a foundation model id (no inference-profile prefix).
 
-It records every request and answers with real event-stream frames carrying base64 Anthropic
-events (usage with cache fields, a final chunk with ``amazon-bedrock-invocationMetrics``), plain
-JSON for ``/invoke``, ``{"inputTokens": N}`` for count-tokens, or scripted answers (pre-stream
-errors, in-stream exceptions, silences, corrupt frames).
+It records every request and answers with real event-stream frames (made by its own encoder,
+:mod:`tests.fakes.eventstream`) carrying base64 Anthropic events (usage with cache fields, a final
+chunk with ``amazon-bedrock-invocationMetrics``), plain JSON for ``/invoke``,
+``{"inputTokens": N}`` for count-tokens, or scripted answers (pre-stream errors, in-stream
+exceptions, silences, corrupt frames).
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from dataplane.codecs.eventstream import encode_message
 from dataplane.providers.betas import ACCEPTED
 from tests.fakes.anthropic import DEFAULT_USAGE, message_body
+from tests.fakes.eventstream import encode_frame
 from tests.fakes.server import LoopbackServer
+from tests.fakes.strict import Strict
 
 ACCESS_KEY = "AKIDTOLLGATEFAKE0001"
 SECRET_KEY = "fake/secret/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -71,7 +73,7 @@ def chunk(event: dict[str, Any]) -> bytes:
     payload = orjson.dumps(
         {"bytes": base64.b64encode(data).decode(), "p": "abcdefghijklmnop"[: len(data) % 16]}
     )
-    return encode_message(
+    return encode_frame(
         {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"},
         payload,
     )
@@ -79,7 +81,7 @@ def chunk(event: dict[str, Any]) -> bytes:
 
 def exception(kind: str, message: str) -> bytes:
     """An in-stream exception frame (``:message-type=exception``)."""
-    return encode_message(
+    return encode_frame(
         {
             ":exception-type": kind,
             ":content-type": "application/json",
@@ -174,7 +176,7 @@ def error(status: int, kind: str, message: str, retry_after: str | None = None) 
     return Scripted(status=status, headers=headers, frames=[orjson.dumps({"message": message})])
 
 
-class FakeBedrock(LoopbackServer):
+class FakeBedrock(LoopbackServer, Strict):
     def __init__(
         self,
         keys: dict[str, tuple[str, str | None]] | None = None,

@@ -21,7 +21,7 @@ because it is loopback):
   :data:`FAULTS`) for negative tests.
 
 Every refusal is recorded in :attr:`FakeOidc.violations` (a correct gateway causes none);
-:meth:`FakeOidc.assert_clean` is meant for teardown. :meth:`FakeOidc.authorize` plays the
+a test fails if one was recorded during it (:mod:`tests.fakes.strict`). :meth:`FakeOidc.authorize` plays the
 browser: it follows the gateway's authorization URL and returns the callback's query
 parameters. Typical use::
 
@@ -31,7 +31,7 @@ parameters. Typical use::
     idp.next_login(Login(sub="u-1", email="alice@example.com", groups=["platform"]))
     callback = await idp.authorize(begin.authorization_url)   # {"code", "state", "iss"}
     ...
-    idp.assert_clean(); await idp.stop()
+    await idp.stop()
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fakes.server import LoopbackServer
+from tests.fakes.strict import Strict
 
 CLIENT_ID = "tollgate-gateway"
 CLIENT_SECRET = "fake-oidc-client-secret-0123456789"
@@ -110,7 +111,7 @@ class _Code:
     used: bool = False
 
 
-class FakeOidc(LoopbackServer):
+class FakeOidc(LoopbackServer, Strict):
     def __init__(
         self,
         *,
@@ -155,9 +156,6 @@ class FakeOidc(LoopbackServer):
     def next_refusal(self, error: str = "access_denied", description: str = "") -> None:
         """The next authorization request is refused (the user cancelled, a policy said no)."""
         self.logins.append(_Refusal(error, description))
-
-    def assert_clean(self) -> None:
-        assert self.violations == [], self.violations
 
     async def authorize(self, url: str) -> dict[str, str]:
         """Play the browser: GET the authorization URL; return the query parameters of the

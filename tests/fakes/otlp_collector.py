@@ -28,6 +28,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from tests.fakes.server import LoopbackServer
+from tests.fakes.strict import Strict
 
 REQUESTS: dict[str, type[Message]] = {
     "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
@@ -83,7 +84,7 @@ def parse_otlp_json(signal: str, body: bytes) -> Message:
 
 
 @dataclass
-class FakeCollector(LoopbackServer):
+class FakeCollector(LoopbackServer, Strict):
     required_headers: dict[str, str] = field(default_factory=dict)
     prefix: str = ""
     received: list[Export] = field(default_factory=list)

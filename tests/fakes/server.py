@@ -13,12 +13,15 @@ from typing import Any
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from tests.fakes.strict import Strict, watch
+
 
 class LoopbackServer:
     port = 0
     _stop: asyncio.Event | None = None
     _task: asyncio.Task[None] | None = None
     _sock: socket.socket | None = None
+    _started: asyncio.Event | None = None
 
     @property
     def base_url(self) -> str:
@@ -26,6 +29,7 @@ class LoopbackServer:
 
     async def start(self) -> None:
         self._stop = asyncio.Event()
+        self._started = asyncio.Event()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -40,7 +44,17 @@ class LoopbackServer:
         self._task = asyncio.create_task(
             serve(self._asgi, config, shutdown_trigger=self._stop.wait)  # type: ignore[arg-type]
         )
-        await asyncio.sleep(0.05)
+        # Serving once Hypercorn has run the lifespan startup (it listens right after; until
+        # then the kernel queues connections on the socket, which is listening already). A
+        # server that fails to start raises here.
+        started = asyncio.ensure_future(self._started.wait())
+        await asyncio.wait([started, self._task], return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            started.cancel()
+            await self._task  # raises why it stopped
+            raise RuntimeError(f"{type(self).__name__} stopped while starting")
+        if isinstance(self, Strict):
+            watch(self)
 
     async def stop(self) -> None:
         if self._stop is not None:
@@ -60,6 +74,8 @@ class LoopbackServer:
                 msg = await receive()
                 if msg["type"] == "lifespan.startup":
                     await send({"type": "lifespan.startup.complete"})
+                    if self._started is not None:
+                        self._started.set()
                 else:
                     await send({"type": "lifespan.shutdown.complete"})
                     return

@@ -34,6 +34,7 @@ from gwapi.v1 import (
     telemetry_pb2_grpc,
 )
 from tests.dataplane.conftest import PRICES, SECRET, sha
+from tests.fakes.strict import Strict, watch
 
 DP_TOKEN = "dp-token-signin-0123456789"
 KID = "k1"
@@ -156,6 +157,7 @@ class FakeSignInControlPlane(
     signin_pb2_grpc.SignInServicer,
     discovery_pb2_grpc.DiscoveryServicer,
     telemetry_pb2_grpc.TelemetryServicer,
+    Strict,
 ):
     snapshot: discovery_pb2.Snapshot
     public_url: str = ""  # what the data plane must send; "" = take the first one seen
@@ -194,6 +196,7 @@ class FakeSignInControlPlane(
         self.port = server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
         self._server = server
+        watch(self)
 
     async def stop(self) -> None:
         if self._server is not None:

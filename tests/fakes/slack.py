@@ -15,9 +15,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.threaded_http import ThreadedHTTP
 
 PATH = "/services/T0TOLLGATE/B0ALERTS/s3cr3tT0ken"
 
@@ -30,7 +31,7 @@ class Received:
     status: int
 
 
-class FakeSlack:
+class FakeSlack(ThreadedHTTP):
     def __init__(self, script: list[tuple[int, dict[str, str]]] | None = None) -> None:
         self.script = list(script or [])
         self.requests: list[Received] = []
@@ -55,11 +56,7 @@ class FakeSlack:
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._serve(Handler)
 
     def _answer(
         self, path: str, headers: dict[str, str], raw: bytes
@@ -90,18 +87,4 @@ class FakeSlack:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{PATH}"
-
-    def __enter__(self) -> FakeSlack:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        return f"http://127.0.0.1:{self.port}{PATH}"

@@ -154,7 +154,7 @@ class FakeVertex(FakeAnthropic):
         self.issued: dict[str, float] = {}
         self.token_requests: list[Received] = []
         self.token_failure: tuple[int, dict[str, Any]] | None = None
-        self.token_delay = 0.0  # seconds the token endpoint takes to answer
+        self.token_gate: asyncio.Event | None = None  # set: the token endpoint answers
         self.rejected_betas = REJECTED_BETAS
         self.on_request: Callable[[Received], Scripted | None] | None = None
 
@@ -191,8 +191,8 @@ class FakeVertex(FakeAnthropic):
         )
         if req.path == "/token":
             self.token_requests.append(req)
-            if self.token_delay:
-                await asyncio.sleep(self.token_delay)
+            if self.token_gate is not None:
+                await self.token_gate.wait()
             status, answer = self._token(req)
             await self._send_json(send, status, orjson.dumps(answer))
             return

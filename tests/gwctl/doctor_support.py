@@ -24,10 +24,13 @@ from unittest import mock
 
 import httpx
 import orjson
+import pytest
 
-import controlplane.settings as cp_settings
 from dataplane.server import DataPlane, Settings
 from gwctl.main import main
+from tests.gwctl import cli
+from tests.gwctl.cli import ADMIN, DATAPLANE
+from tests.gwctl.signin_support import MASTER_KEY
 from tests.gwctl.threaded_cp import threaded_control_plane
 
 T = TypeVar("T")
@@ -155,8 +158,6 @@ def fake_claude(directory: Path, version: str) -> Path:
 
 # --- a whole gateway: control plane and data plane, for gwctl doctor ---------------------------
 
-ADMIN = "doctor-admin-" + uuid.uuid4().hex
-DATAPLANE = "doctor-dataplane-" + uuid.uuid4().hex
 # Variables that would change what doctor reads: cleared for every test.
 CLEARED = (
     "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_MODEL",
@@ -167,6 +168,18 @@ CLEARED = (
     "TOLLGATE_ADMIN_TOKEN", "TOLLGATE_ADMIN_TOKEN_FILE", "TOLLGATE_CONTROL_PLANE",
     "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
 )  # fmt: skip
+
+
+def developer_shell(monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
+    """A developer's shell: none of :data:`CLEARED` set, PATH with a Claude Code 2.1.197 on it,
+    and a Claude Code config directory of its own (``home/claude-config``, returned, not made)."""
+    for name in CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    config = home / "claude-config"
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(config))
+    fake_claude(home / "bin", "2.1.197")
+    monkeypatch.setenv("PATH", f"{home / 'bin'}:/usr/bin:/bin")
+    return config
 
 
 class Gateway:
@@ -234,14 +247,7 @@ class Gateway:
 def gateway(tmp: Path, master_key: str) -> Iterator[Gateway]:
     """A control plane (SQLite, ``master_key`` for stored secrets and sign-in) with a simulator
     provider ``sim``, and a data plane connected to it."""
-    settings = cp_settings.Settings(
-        listen="127.0.0.1:0",
-        db_url=f"sqlite:///{tmp / 'tollgate.db'}",
-        admin_token=ADMIN,
-        dataplane_token=DATAPLANE,
-        master_key=master_key,
-        shutdown_grace_s=0.2,
-    )
+    settings = cli.settings(f"sqlite:///{tmp / 'tollgate.db'}", master_key=master_key)
     with threaded_control_plane(settings) as address:
         dp_settings = Settings(
             listen="127.0.0.1:0",
@@ -255,6 +261,14 @@ def gateway(tmp: Path, master_key: str) -> Iterator[Gateway]:
             gw = Gateway(address, dp, tmp)
             gw.admin("providers", "create", "sim", "--kind", "simulator")
             yield gw
+
+
+@contextlib.contextmanager
+def team_gateway(tmp: Path) -> Iterator[Gateway]:
+    """:func:`gateway` with workspace ``team``, which needs Claude Code 2.1.0 or newer."""
+    with gateway(tmp, MASTER_KEY) as running:
+        running.admin("workspaces", "create", "team", "--min-client-version", "2.1.0")
+        yield running
 
 
 def run_doctor(capsys: Any, *argv: str) -> tuple[int, dict[str, list[dict[str, str]]], Any]:

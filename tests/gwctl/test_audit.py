@@ -3,62 +3,14 @@ thread: changes made with gwctl show up with who/what/before/after; filters; --f
 
 from __future__ import annotations
 
-import io
-import os
-import subprocess
-import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
-from controlplane.settings import Settings
-from gwctl.main import main
-from tests.gwctl.threaded_cp import threaded_control_plane
+from tests.gwctl.cli import following, gw, gw_json, unique
 
-pytestmark = pytest.mark.e2e
-
-ADMIN = "audit-admin-token-" + uuid.uuid4().hex
-
-
-@pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    db = tmp_path_factory.mktemp("cp") / "tollgate.db"
-    settings = Settings(
-        listen="127.0.0.1:0",
-        db_url=f"sqlite:///{db}",
-        admin_token=ADMIN,
-        dataplane_token="audit-dataplane-token-" + uuid.uuid4().hex,
-        shutdown_grace_s=0.5,
-    )
-    with threaded_control_plane(settings) as address:
-        yield address
-
-
-@pytest.fixture(autouse=True)
-def env(control_plane: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", control_plane)
-    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-
-
-def gw(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def gw_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    code, stdout, err = gw(capsys, *argv, "-o", "json")
-    assert code == 0, err
-    return orjson.loads(stdout)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gwctl_env")]
 
 
 def test_changes_made_with_gwctl_are_listed_with_before_and_after(
@@ -119,13 +71,7 @@ def test_follow_prints_new_changes_as_they_happen(
 ) -> None:
     ws = unique("follow")
     assert gw(capsys, "workspaces", "create", ws)[0] == 0
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gwctl.main", "audit", "-f", "-o", "json", "-w", ws],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        cwd=tmp_path,
-    )
+    proc = following(tmp_path, "audit", "-f", "-o", "json", "-w", ws)
     try:
         assert proc.stdout is not None
         first = orjson.loads(proc.stdout.readline())

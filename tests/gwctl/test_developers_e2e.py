@@ -14,20 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import orjson
 import pytest
 
-from gwapi.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
+from gwapi.v1 import common_pb2, telemetry_pb2
 from gwctl.main import main
+from tests.gwctl import cli
+from tests.gwctl.cli import DATAPLANE, fields, gw, gw_json, report
 from tests.gwctl.signin_support import CLIENT_SECRET, MASTER_KEY, Login, sign_in, threaded_idp
 from tests.gwctl.threaded_cp import threaded_control_plane
 
 pytestmark = pytest.mark.e2e
-import controlplane.settings as settings_mod  # noqa: E402
 
-ADMIN = "dev-admin-token-" + uuid.uuid4().hex
-DATAPLANE = "dev-dataplane-token-" + uuid.uuid4().hex
 ALICE = Login(sub="sub-alice", email="alice@example.com", name="Alice", groups=["platform-eng"])
 BOB = Login(sub="sub-bob", email="bob@example.com", name="Bob", groups=["platform-eng", "x"])
 CAROL = Login(sub="sub-carol", email="carol@example.com", name="Carol", groups=["platform-eng"])
@@ -49,15 +47,6 @@ def run(*argv: str, stdin: str = "") -> tuple[int, str]:
         return main(list(argv)), out.getvalue()
     finally:
         sys.stdin, sys.stdout = saved
-
-
-def report(address: str, events: list[telemetry_pb2.UsageEvent]) -> None:
-    with grpc.insecure_channel(address) as channel:
-        telemetry_pb2_grpc.TelemetryStub(channel).ReportUsage(
-            telemetry_pb2.ReportUsageRequest(node_id="dp-test", events=events, last_seq=1),
-            metadata=(("authorization", f"Bearer {DATAPLANE}"),),
-            timeout=10,
-        )
 
 
 def usage_event(
@@ -87,18 +76,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """Sign-in configured against the fake IdP; alice, bob and carol signed in to workspace
     platform (group platform-eng, $50/day and 120 rpm each, target sim); usage reported."""
     db = tmp_path_factory.mktemp("cp") / "tollgate.db"
-    settings = settings_mod.Settings(
-        listen="127.0.0.1:0",
-        db_url=f"sqlite:///{db}",
-        admin_token=ADMIN,
-        dataplane_token=DATAPLANE,
-        master_key=MASTER_KEY,
-        shutdown_grace_s=0.2,
-    )
+    settings = cli.settings(f"sqlite:///{db}", master_key=MASTER_KEY)
     mp = pytest.MonkeyPatch()
     with threaded_control_plane(settings) as address, threaded_idp() as idp:
-        mp.setenv("TOLLGATE_CONTROL_PLANE", address)
-        mp.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
+        cli.point_gwctl_at(mp, address)
         gw = Gateway(address, db)
         try:
             assert run("sso", "set", "--issuer", idp.issuer, "--client-id", idp.client_id,
@@ -130,27 +111,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 @pytest.fixture(autouse=True)
 def env(gateway: Gateway, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", gateway.address)
-    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a TTY: confirmations refuse
+    cli.point_gwctl_at(monkeypatch, gateway.address)
     capsys.readouterr()
-
-
-def gw(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def gw_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    code, stdout, err = gw(capsys, *argv, "-o", "json")
-    assert code == 0, err
-    return orjson.loads(stdout)
-
-
-def fields(text: str) -> dict[str, str]:
-    pairs = (line.partition(":") for line in text.splitlines() if ":" in line)
-    return {label.strip(): value.strip() for label, _, value in pairs}
 
 
 def table(text: str) -> dict[str, list[str]]:
@@ -284,7 +246,7 @@ def _seed_activity(db: Path, ids: dict[str, str]) -> None:
     """What the data planes' ReportActivity would have stored for today (UTC)."""
     from sqlmodel import Session, create_engine
 
-    from controlplane.store.models import DeveloperActivityRow
+    from controlplane.store.models.usage import DeveloperActivityRow
 
     day = int(time.time() * 1000) // 86_400_000 * 86_400_000
     engine = create_engine(f"sqlite:///{db}")

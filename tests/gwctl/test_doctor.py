@@ -15,17 +15,15 @@ import pytest
 from gwctl.main import main
 from tests.gwctl.doctor_support import (
     ADMIN,
-    CLEARED,
     Gateway,
     closed_port,
-    fake_claude,
-    gateway,
+    developer_shell,
     run_doctor,
     silent_port,
     statuses,
+    team_gateway,
     tls_front,
 )
-from tests.gwctl.signin_support import MASTER_KEY
 from tests.tls_support import make_pki
 
 pytestmark = pytest.mark.e2e
@@ -33,8 +31,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    with gateway(tmp_path_factory.mktemp("doctor"), MASTER_KEY) as running:
-        running.admin("workspaces", "create", "team", "--min-client-version", "2.1.0")
+    with team_gateway(tmp_path_factory.mktemp("doctor")) as running:
         yield running
 
 
@@ -42,11 +39,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A developer's shell: nothing set but PATH (with a Claude Code 2.1.197 on it) and a
     Claude Code config directory of its own."""
-    for name in CLEARED:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude-config"))
-    fake_claude(tmp_path / "bin", "2.1.197")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    developer_shell(monkeypatch, tmp_path)
     return tmp_path
 
 

@@ -18,34 +18,28 @@ from dataplane.server import Settings
 from gwapi.v1 import discovery_pb2
 from tests.gwctl.doctor_support import (
     ADMIN,
-    CLEARED,
     Gateway,
     closed_port,
+    developer_shell,
     fake_claude,
-    gateway,
     run_doctor,
     statuses,
+    team_gateway,
     threaded_dataplane,
 )
-from tests.gwctl.signin_support import MASTER_KEY
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    with gateway(tmp_path_factory.mktemp("doctor-gw"), MASTER_KEY) as running:
-        running.admin("workspaces", "create", "team", "--min-client-version", "2.1.0")
+    with team_gateway(tmp_path_factory.mktemp("doctor-gw")) as running:
         yield running
 
 
 @pytest.fixture(autouse=True)
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gw: Gateway) -> Path:
-    for name in CLEARED:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude-config"))
-    fake_claude(tmp_path / "bin", "2.1.197")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    developer_shell(monkeypatch, tmp_path)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", gw.url)
     return tmp_path
 

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from tests.gwctl.doctor_support import (
-    CLEARED,
     DATAPLANE,
     Gateway,
-    fake_claude,
+    developer_shell,
     gateway,
     run_doctor,
     statuses,
@@ -58,13 +57,8 @@ def signed_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignedIn]:
 @pytest.fixture(autouse=True)
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A laptop whose Claude Code signed in: no ANTHROPIC_* variable at all."""
-    for name in CLEARED:
-        monkeypatch.delenv(name, raising=False)
-    config = tmp_path / "claude-config"
+    config = developer_shell(monkeypatch, tmp_path)
     config.mkdir()
-    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(config))
-    fake_claude(tmp_path / "bin", "2.1.197")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
     return config
 
 

@@ -7,78 +7,27 @@ with the data-plane token, exactly as a data plane would send them.
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import orjson
 import pytest
 
-from controlplane import settings as settings_mod
-from gwapi.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
-from gwctl.main import main
+from gwapi.v1 import common_pb2, telemetry_pb2
 from tests.fakes.webhook import WebhookSink
-from tests.gwctl.threaded_cp import threaded_control_plane
+from tests.gwctl.cli import following, gw, gw_json, report, unique
 
-pytestmark = pytest.mark.e2e
-
-ADMIN = "e2e-admin-token-" + uuid.uuid4().hex
-DATAPLANE = "e2e-dataplane-token-" + uuid.uuid4().hex
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gwctl_env")]
 
 
 @pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The address of a running control plane; stopped when the module's tests are done."""
-    db = tmp_path_factory.mktemp("cp") / "tollgate.db"
-    settings = settings_mod.Settings(
-        listen="127.0.0.1:0",
-        db_url=f"sqlite:///{db}",
-        admin_token=ADMIN,
-        dataplane_token=DATAPLANE,
-        shutdown_grace_s=0.5,
-        allow_internal_webhooks=True,  # the alert webhook sink listens on 127.0.0.1
-    )
-    with threaded_control_plane(settings) as address:
-        yield address
-
-
-@pytest.fixture(autouse=True)
-def env(control_plane: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", control_plane)
-    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a TTY: confirmations refuse
-
-
-def gw(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def gw_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    code, stdout, err = gw(capsys, *argv, "-o", "json")
-    assert code == 0, err
-    return orjson.loads(stdout)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def report(address: str, events: list[telemetry_pb2.UsageEvent]) -> None:
-    with grpc.insecure_channel(address) as channel:
-        telemetry_pb2_grpc.TelemetryStub(channel).ReportUsage(
-            telemetry_pb2.ReportUsageRequest(node_id="dp-test", events=events, last_seq=1),
-            metadata=(("authorization", f"Bearer {DATAPLANE}"),),
-            timeout=10,
-        )
+def control_plane_settings() -> dict[str, Any]:
+    return {"allow_internal_webhooks": True}  # the alert webhook sink listens on 127.0.0.1
 
 
 def event(ws: str, key_id: str, n: int, model: str, cost: int) -> telemetry_pb2.UsageEvent:
@@ -226,13 +175,7 @@ def test_logs_follow_streams_json_lines(
     ws = unique("follow")
     assert gw(capsys, "workspaces", "create", ws)[0] == 0
     report(control_plane, [event(ws, "key_x", 1, "claude-sonnet-4-5", 5)])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gwctl.main", "logs", "tail", "-f", "-o", "json", "-w", ws],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        cwd=tmp_path,
-    )
+    proc = following(tmp_path, "logs", "tail", "-f", "-o", "json", "-w", ws)
     try:
         assert proc.stdout is not None
         first = orjson.loads(proc.stdout.readline())

@@ -6,15 +6,10 @@ from __future__ import annotations
 import pytest
 
 from gwapi.v1 import telemetry_pb2
-from tests.gwctl.test_observability_e2e import (  # noqa: F401  (fixtures)
-    control_plane,
-    env,
-    event,
-    gw,
-    gw_json,
-    report,
-    unique,
-)
+from tests.gwctl.cli import gw, gw_json, report, unique
+from tests.gwctl.test_observability_e2e import event
+
+pytestmark = pytest.mark.usefixtures("gwctl_env")
 
 SSE = (
     b'event: message_start\ndata: {"type":"message_start","message":{"id":"m"}}\n\n'
@@ -59,7 +54,7 @@ def test_log_policy_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert code != 0 and "log_retention_days" in err
 
 
-def test_logs_show_full(control_plane: str, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+def test_logs_show_full(control_plane: str, capsys: pytest.CaptureFixture[str]) -> None:
     ws = unique("lf")
     gw_json(capsys, "workspaces", "create", ws, "--log-bodies", "full")
     ev = logged(ws)
@@ -77,7 +72,7 @@ def test_logs_show_full(control_plane: str, capsys: pytest.CaptureFixture[str]) 
     assert doc["request_headers"]["authorization"] == "[redacted]"
 
 
-def test_logs_show_none_and_unknown(control_plane: str, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+def test_logs_show_none_and_unknown(control_plane: str, capsys: pytest.CaptureFixture[str]) -> None:
     ws = unique("ln")
     gw_json(capsys, "workspaces", "create", ws)
     ev = logged(ws)

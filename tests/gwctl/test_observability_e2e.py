@@ -3,71 +3,15 @@ version (and, below, ``sessions``). Usage events enter through Telemetry.ReportU
 
 from __future__ import annotations
 
-import io
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import grpc
-import orjson
 import pytest
 
-from controlplane.settings import Settings
-from gwapi.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
-from gwctl.main import main
-from tests.gwctl.threaded_cp import threaded_control_plane
+from gwapi.v1 import common_pb2, telemetry_pb2
+from tests.gwctl.cli import gw, gw_json, report, unique
 
-ADMIN = "obs-admin-token-" + uuid.uuid4().hex
-DATAPLANE = "obs-dataplane-token-" + uuid.uuid4().hex
-
-
-@pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    db: Path = tmp_path_factory.mktemp("cp") / "tollgate.db"
-    settings = Settings(
-        listen="127.0.0.1:0",
-        db_url=f"sqlite:///{db}",
-        admin_token=ADMIN,
-        dataplane_token=DATAPLANE,
-        shutdown_grace_s=0.5,
-    )
-    with threaded_control_plane(settings) as address:
-        yield address
-
-
-@pytest.fixture(autouse=True)
-def env(control_plane: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", control_plane)
-    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-
-
-def gw(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def gw_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    code, stdout, err = gw(capsys, *argv, "-o", "json")
-    assert code == 0, err
-    return orjson.loads(stdout)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def report(address: str, events: list[telemetry_pb2.UsageEvent]) -> None:
-    with grpc.insecure_channel(address) as channel:
-        telemetry_pb2_grpc.TelemetryStub(channel).ReportUsage(
-            telemetry_pb2.ReportUsageRequest(node_id="dp-obs", events=events, last_seq=1),
-            metadata=(("authorization", f"Bearer {DATAPLANE}"),),
-            timeout=10,
-        )
+pytestmark = pytest.mark.usefixtures("gwctl_env")
 
 
 def event(

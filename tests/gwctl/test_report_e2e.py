@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import random
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,14 +20,11 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from controlplane.settings import Settings
 from gwapi.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
 from gwcommon import money
-from gwctl.main import main
+from tests.gwctl import cli
+from tests.gwctl.cli import DATAPLANE, gw
 from tests.gwctl.threaded_cp import threaded_control_plane
-
-ADMIN = "report-admin-" + uuid.uuid4().hex
-DATAPLANE = "report-dataplane-" + uuid.uuid4().hex
 
 
 def ms(text: str) -> int:
@@ -54,24 +50,9 @@ COUNTERS = {
 
 @pytest.fixture
 def control_plane(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
-    settings = Settings(
-        listen="127.0.0.1:0",
-        db_url=db_url,
-        admin_token=ADMIN,
-        dataplane_token=DATAPLANE,
-        shutdown_grace_s=0.5,
-    )
-    with threaded_control_plane(settings) as address:
-        monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", address)
-        monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
-        monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    with threaded_control_plane(cli.settings(db_url)) as address:
+        cli.point_gwctl_at(monkeypatch, address)
         yield address, db_url
-
-
-def gw(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def gw_ok(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

@@ -7,66 +7,35 @@ configured attempts, and a deleted one (404) is not retried."""
 
 from __future__ import annotations
 
-import io
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import grpc
-import orjson
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from controlplane.settings import Settings
 from gwapi.v1 import admin_pb2, admin_pb2_grpc, common_pb2, telemetry_pb2, telemetry_pb2_grpc
-from gwctl.main import main
 from tests.fakes.slack import FakeSlack
-from tests.gwctl.threaded_cp import threaded_control_plane
+from tests.gwctl.cli import ADMIN, DATAPLANE, gw, gw_json
 
-ADMIN = "slack-admin-" + uuid.uuid4().hex
-DATAPLANE = "slack-dataplane-" + uuid.uuid4().hex
+pytestmark = pytest.mark.usefixtures("gwctl_env")
+
 ATTEMPTS = 4
 
 
 @pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    settings = Settings(
-        listen="127.0.0.1:0",
-        db_url=f"sqlite:///{tmp_path_factory.mktemp('cp') / 'tollgate.db'}",
-        admin_token=ADMIN,
-        dataplane_token=DATAPLANE,
-        shutdown_grace_s=0.5,
-        allow_internal_webhooks=True,
-        webhook_timeout_s=2.0,
-        webhook_attempts=ATTEMPTS,
-        webhook_backoff_s=0.05,
-        webhook_max_delay_s=5.0,
-    )
-    with threaded_control_plane(settings) as address:
-        yield address
-
-
-@pytest.fixture(autouse=True)
-def env(control_plane: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", control_plane)
-    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-
-
-def gw(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def gw_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    code, stdout, err = gw(capsys, *argv, "-o", "json")
-    assert code == 0, err
-    return orjson.loads(stdout)
+def control_plane_settings() -> dict[str, Any]:
+    return {
+        "allow_internal_webhooks": True,
+        "webhook_timeout_s": 2.0,
+        "webhook_attempts": ATTEMPTS,
+        "webhook_backoff_s": 0.05,
+        "webhook_max_delay_s": 5.0,
+    }
 
 
 def spend(address: str, ws: str, key_id: str, cost_micros: int) -> None:

@@ -3,8 +3,7 @@ test): the secret from stdin and never shown, update semantics, readable refusal
 
 from __future__ import annotations
 
-import io
-import sys
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,59 +12,30 @@ from typing import Any
 import orjson
 import pytest
 
-from gwctl.main import main
+from tests.gwctl import cli
+from tests.gwctl.cli import fields, gw, gw_json
 from tests.gwctl.signin_support import MASTER_KEY
 from tests.gwctl.threaded_cp import threaded_control_plane
 
 pytestmark = pytest.mark.e2e
-import controlplane.settings as settings_mod  # noqa: E402
 
-ADMIN = "sso-admin-token-" + uuid.uuid4().hex
 SECRET = "oidc-client-secret-" + uuid.uuid4().hex
 ISSUER = "https://login.example.com"
 
 
-def _settings(tmp_path: Path, master_key: str) -> Any:
-    return settings_mod.Settings(
-        listen="127.0.0.1:0",
-        db_url=f"sqlite:///{tmp_path / 'tollgate.db'}",
-        admin_token=ADMIN,
-        dataplane_token="sso-dataplane-token-" + uuid.uuid4().hex,
-        master_key=master_key,
-        shutdown_grace_s=0.2,
-    )
+@contextlib.contextmanager
+def serving(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, master_key: str) -> Iterator[str]:
+    """A control plane for one test (on a fresh database), gwctl pointed at it."""
+    settings = cli.settings(f"sqlite:///{tmp_path / 'tollgate.db'}", master_key=master_key)
+    with threaded_control_plane(settings) as address:
+        cli.point_gwctl_at(monkeypatch, address)
+        yield address
 
 
 @pytest.fixture
 def control_plane(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with threaded_control_plane(_settings(tmp_path, MASTER_KEY)) as address:
-        monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", address)
+    with serving(tmp_path, monkeypatch, MASTER_KEY) as address:
         yield address
-
-
-@pytest.fixture(autouse=True)
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a TTY: confirmations refuse
-
-
-def gw(capsys: pytest.CaptureFixture[str], *argv: str, stdin: str = "") -> tuple[int, str, str]:
-    sys.stdin = io.StringIO(stdin)
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def gw_json(capsys: pytest.CaptureFixture[str], *argv: str, stdin: str = "") -> Any:
-    code, stdout, err = gw(capsys, *argv, "-o", "json", stdin=stdin)
-    assert code == 0, err
-    return orjson.loads(stdout)
-
-
-def fields(text: str) -> dict[str, str]:
-    """A ``show`` view's ``label: value`` lines as a dict."""
-    pairs = (line.partition(":") for line in text.splitlines() if ":" in line)
-    return {label.strip(): value.strip() for label, _, value in pairs}
 
 
 def configure(capsys: pytest.CaptureFixture[str], *extra: str) -> Any:
@@ -210,8 +180,7 @@ def test_delete_and_rotate_take_yes(control_plane: str, capsys: pytest.CaptureFi
 def test_without_a_master_key_the_refusal_says_how_to_set_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with threaded_control_plane(_settings(tmp_path, "")) as address:
-        monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", address)
+    with serving(tmp_path, monkeypatch, master_key=""):
         code, out, err = gw(capsys, "sso", "set", "--issuer", ISSUER, "--client-id", "tollgate",
                             "--client-secret-stdin", stdin=SECRET)  # fmt: skip
     assert code == 1 and out == ""

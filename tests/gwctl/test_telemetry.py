@@ -6,51 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
-import sys
 import uuid
-from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
 
-from controlplane.settings import Settings
 from gwapi.v1 import discovery_pb2, discovery_pb2_grpc
-from gwctl.main import main
-from tests.gwctl.threaded_cp import threaded_control_plane
+from tests.gwctl.cli import DATAPLANE, gw
 
-ADMIN = "telemetry-admin-" + uuid.uuid4().hex
-DATAPLANE = "telemetry-dataplane-" + uuid.uuid4().hex
+pytestmark = pytest.mark.usefixtures("gwctl_env")
+
 API_KEY = "hny-collector-key-" + uuid.uuid4().hex
 
 
 @pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    db = tmp_path_factory.mktemp("cp") / "tollgate.db"
-    settings = Settings(
-        listen="127.0.0.1:0",
-        db_url=f"sqlite:///{db}",
-        admin_token=ADMIN,
-        dataplane_token=DATAPLANE,
-        shutdown_grace_s=0.5,
-        master_key=base64.b64encode(b"t" * 32).decode(),
-    )
-    with threaded_control_plane(settings) as address:
-        yield address
-
-
-@pytest.fixture(autouse=True)
-def env(control_plane: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", control_plane)
-    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a TTY: confirmations refuse
-
-
-def gw(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+def control_plane_settings() -> dict[str, Any]:
+    return {"master_key": base64.b64encode(b"t" * 32).decode()}
 
 
 def snapshot_destinations(address: str) -> dict[str, discovery_pb2.TelemetryDestinationConfig]:

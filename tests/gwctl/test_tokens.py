@@ -4,55 +4,13 @@ do; list/revoke; -o json everywhere; exit codes and messages for refusals."""
 
 from __future__ import annotations
 
-import io
-import json
-import sys
-import uuid
-from collections.abc import Iterator
-
 import pytest
 
-from controlplane.settings import Settings
 from gwapi.v1 import admin_pb2
-from gwctl.main import main
 from gwctl.tokens import status
-from tests.gwctl.threaded_cp import threaded_control_plane
+from tests.gwctl.cli import gw, gw_json
 
-ADMIN = "tokens-admin-" + uuid.uuid4().hex
-DATAPLANE = "tokens-dataplane-" + uuid.uuid4().hex
-
-
-@pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    db = tmp_path_factory.mktemp("cp") / "tollgate.db"
-    settings = Settings(
-        listen="127.0.0.1:0",
-        db_url=f"sqlite:///{db}",
-        admin_token=ADMIN,
-        dataplane_token=DATAPLANE,
-        shutdown_grace_s=0.5,
-    )
-    with threaded_control_plane(settings) as address:
-        yield address
-
-
-@pytest.fixture(autouse=True)
-def env(control_plane: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", control_plane)
-    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a TTY: confirmations refuse
-
-
-def gw(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def gw_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
-    code, out, err = gw(capsys, *argv, "-o", "json")
-    assert code == 0, err
-    return json.loads(out)
+pytestmark = pytest.mark.usefixtures("gwctl_env")
 
 
 def test_tokens_lifecycle(capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,33 +43,15 @@ def test_tokens_lifecycle(capsys: pytest.CaptureFixture[str]) -> None:
 
     # the workspace-admin manages keys of its workspace only
     assert gw(capsys, "providers", "create", "sim", "--kind", "simulator")[0] == 0
-    code, _, err = gw(
-        capsys,
-        "keys",
-        "create",
-        "-w",
-        "team-a",
-        "--name",
-        "ci",
-        "--provider",
-        "sim",
-        "--token",
-        secret,
-    )
+
+    def key_in(workspace: str) -> tuple[int, str, str]:
+        """``keys create`` in ``workspace`` with the scoped token."""
+        argv = ("-w", workspace, "--name", "ci", "--provider", "sim", "--token", secret)
+        return gw(capsys, "keys", "create", *argv)
+
+    code, _, err = key_in("team-a")
     assert code == 0, err
-    code, _, err = gw(
-        capsys,
-        "keys",
-        "create",
-        "-w",
-        "team-b",
-        "--name",
-        "ci",
-        "--provider",
-        "sim",
-        "--token",
-        secret,
-    )
+    code, _, err = key_in("team-b")
     assert code == 1
     assert "workspace 'team-b': not found in the workspaces this token can access" in err
     code, _, err = gw(capsys, "tokens", "list", "--token", secret)

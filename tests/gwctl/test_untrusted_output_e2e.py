@@ -8,25 +8,17 @@ bidi overrides straight to the operator's terminal.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
 from gwapi.v1 import telemetry_pb2
-from tests.gwctl.test_observability_e2e import (  # noqa: F401  (fixtures)
-    control_plane,
-    env,
-    event,
-    gw,
-    gw_json,
-    report,
-    unique,
-)
+from tests.gwctl.cli import following, gw, gw_json, report, unique
+from tests.gwctl.test_observability_e2e import event
+
+pytestmark = pytest.mark.usefixtures("gwctl_env")
 
 MODEL = "claude\x1b[2J\x1b]0;pwned\x07\x9b31m"
 SESSION = "sess\rforged\u202etxt"
@@ -61,7 +53,7 @@ def hostile(ws: str, n: int) -> telemetry_pb2.UsageEvent:
     return ev
 
 
-def seeded(control_plane: str, capsys: pytest.CaptureFixture[str]) -> telemetry_pb2.UsageEvent:  # noqa: F811
+def seeded(control_plane: str, capsys: pytest.CaptureFixture[str]) -> telemetry_pb2.UsageEvent:
     ws = unique("esc")
     gw_json(capsys, "workspaces", "create", ws, "--log-bodies", "full")
     ev = hostile(ws, 1)
@@ -70,7 +62,7 @@ def seeded(control_plane: str, capsys: pytest.CaptureFixture[str]) -> telemetry_
 
 
 def test_text_output_escapes_controls_and_json_keeps_values(
-    control_plane: str,  # noqa: F811
+    control_plane: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     ev = seeded(control_plane, capsys)
@@ -130,20 +122,14 @@ def test_text_output_escapes_controls_and_json_keeps_values(
 
 
 def test_logs_tail_follow_writes_no_raw_controls(
-    control_plane: str,  # noqa: F811
+    control_plane: str,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
     ws = unique("escf")
     gw_json(capsys, "workspaces", "create", ws)
     report(control_plane, [hostile(ws, 1)])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gwctl.main", "logs", "tail", "-f", "-w", ws],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        cwd=tmp_path,
-    )
+    proc = following(tmp_path, "logs", "tail", "-f", "-w", ws)
     try:
         assert proc.stdout is not None
         header = proc.stdout.readline()

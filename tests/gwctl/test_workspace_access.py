@@ -4,55 +4,19 @@ and the allowed_* lists in `gwctl apply` files."""
 
 from __future__ import annotations
 
-import io
-import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 
-from controlplane import settings as settings_mod
-from gwctl.main import main
-from tests.gwctl.threaded_cp import threaded_control_plane
+from tests.gwctl.cli import gw, gw_json
 
-pytestmark = pytest.mark.e2e
-
-ADMIN = "access-admin-token-" + uuid.uuid4().hex
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gwctl_env")]
 
 
 @pytest.fixture
-def control_plane(db_url: str) -> Iterator[str]:
-    settings = settings_mod.Settings(
-        listen="127.0.0.1:0",
-        db_url=db_url,
-        admin_token=ADMIN,
-        dataplane_token="access-dataplane-token-" + uuid.uuid4().hex,
-        shutdown_grace_s=0.2,
-    )
-    with threaded_control_plane(settings) as address:
-        yield address
-
-
-@pytest.fixture(autouse=True)
-def env(control_plane: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", control_plane)
-    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-
-
-def gw(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def gw_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    code, stdout, err = gw(capsys, *argv, "-o", "json")
-    assert code == 0, err
-    return orjson.loads(stdout)
+def control_plane(control_plane_per_backend: str) -> str:
+    """A control plane per test, on every database backend."""
+    return control_plane_per_backend
 
 
 BASE = """

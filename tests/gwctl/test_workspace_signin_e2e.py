@@ -8,43 +8,24 @@ import hashlib
 import io
 import json
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from gwctl.main import main
-from tests.gwctl.threaded_cp import threaded_control_plane
+from tests.gwctl.cli import fields, gw, gw_json, point_gwctl_at, unique
 
-pytestmark = pytest.mark.e2e
-import controlplane.settings as settings_mod  # noqa: E402
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gwctl_env")]
 
-ADMIN = "ws-signin-admin-token-" + uuid.uuid4().hex
 POLICY = {"env": {"CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1"}, "permissions": {"deny": []}}
-
-
-@pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    settings = settings_mod.Settings(
-        listen="127.0.0.1:0",
-        db_url=f"sqlite:///{tmp_path_factory.mktemp('cp') / 'tollgate.db'}",
-        admin_token=ADMIN,
-        dataplane_token="ws-signin-dataplane-" + uuid.uuid4().hex,
-        shutdown_grace_s=0.2,
-    )
-    with threaded_control_plane(settings) as address:
-        yield address
 
 
 @pytest.fixture(scope="module", autouse=True)
 def objects(control_plane: str) -> None:
     """A provider and a route the member targets can name."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("TOLLGATE_CONTROL_PLANE", control_plane)
-    mp.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
+    point_gwctl_at(mp, control_plane)
     try:
         assert main(["providers", "create", "sim", "--kind", "simulator", "-o", "json"]) == 0
         assert (
@@ -58,32 +39,8 @@ def objects(control_plane: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def env(control_plane: str, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    monkeypatch.setenv("TOLLGATE_CONTROL_PLANE", control_plane)
-    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", ADMIN)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    capsys.readouterr()  # the fixture's own output
-
-
-def gw(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def gw_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    code, stdout, err = gw(capsys, *argv, "-o", "json")
-    assert code == 0, err
-    return orjson.loads(stdout)
-
-
-def fields(text: str) -> dict[str, str]:
-    pairs = (line.partition(":") for line in text.splitlines() if ":" in line)
-    return {label.strip(): value.strip() for label, _, value in pairs}
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+def drop_setup_output(capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()  # what the module's fixture printed
 
 
 def canonical_checksum(doc: dict[str, Any]) -> str:

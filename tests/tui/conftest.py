@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 from rich.cells import cell_len
 from textual.app import App
@@ -12,6 +14,9 @@ from textual.pilot import Pilot
 from tests.fakes.admin_client import FakeAdminClient
 from tests.tui.console_data import console_fake
 from tui.app import TollgateApp
+from tui.widgets.table_view import TableView
+
+V = TypeVar("V", bound=TableView)
 
 
 def make_app(client: FakeAdminClient | None = None, *, readonly: bool = False) -> TollgateApp:
@@ -25,6 +30,20 @@ async def settle(pilot: Pilot[None], until: Callable[[], bool], tries: int = 100
             return
         await pilot.pause()
     raise AssertionError("the UI did not reach the expected state")
+
+
+@contextlib.asynccontextmanager
+async def on_view(
+    app: TollgateApp, key: str, view_type: type[V], rows: int, size: tuple[int, int]
+) -> AsyncIterator[tuple[Pilot[None], V]]:
+    """``app`` running at ``size`` and switched to its view ``key`` ("1"-"7", a ``view_type``),
+    once that view shows ``rows`` rows: the pilot and the view."""
+    async with app.run_test(size=size) as pilot:
+        await pilot.press(key)
+        view = app.current_view
+        assert isinstance(view, view_type)
+        await settle(pilot, lambda: len(view.shown) == rows)
+        yield pilot, view
 
 
 def screen_lines(app: App[None]) -> list[str]:

@@ -12,7 +12,7 @@ from textual.widgets import Input, Sparkline
 
 from gwapi.v1 import telemetry_pb2
 from gwclient.errors import ClientError
-from tests.tui.conftest import make_app, settle
+from tests.tui.conftest import make_app, on_view, settle
 from tests.tui.console_data import console_fake, log_event
 from tui.app import TollgateApp
 from tui.screens.confirm import ConfirmScreen
@@ -21,6 +21,7 @@ from tui.screens.request_detail import RequestDetailScreen
 from tui.screenshot import export_svg
 from tui.widgets.logs import LogsView
 from tui.widgets.table_view import TableView
+from tui.widgets.views import KeysView, ProvidersView, SessionsView
 
 SIZE = (80, 24)
 
@@ -104,10 +105,7 @@ async def test_colon_jumps_to_a_view_and_reports_unknown_names() -> None:
 
 async def test_slash_filters_the_current_table_and_esc_clears() -> None:
     app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        view = app.current_view
-        await settle(pilot, lambda: len(view.shown) == 3)
+    async with on_view(app, "2", KeysView, 3, SIZE) as (pilot, view):
         await pilot.press("slash", *"plat")
         assert keys_of(view) == ["key_a", "key_c"]
         await pilot.press("enter")  # keeps the filter, back to the table
@@ -133,10 +131,7 @@ async def test_question_mark_shows_help_and_esc_returns() -> None:
 
 async def test_keys_sort_by_column() -> None:
     app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        view = app.current_view
-        await settle(pilot, lambda: len(view.shown) == 3)
+    async with on_view(app, "2", KeysView, 3, SIZE) as (pilot, view):
         await pilot.press("s")  # NAME ascending
         assert keys_of(view) == ["key_a", "key_b", "key_c"]
         await pilot.press("S")  # reversed
@@ -149,10 +144,7 @@ async def test_keys_sort_by_column() -> None:
 async def test_revoke_asks_and_calls_revoke_key_on_yes() -> None:
     client = console_fake()
     app = make_app(client)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        view = app.current_view
-        await settle(pilot, lambda: len(view.shown) == 3)
+    async with on_view(app, "2", KeysView, 3, SIZE) as (pilot, view):
         assert view.current_row().key == "key_b"  # type: ignore[union-attr]
         await pilot.press("r")
         assert isinstance(app.screen, ConfirmScreen)
@@ -169,10 +161,7 @@ async def test_revoke_asks_and_calls_revoke_key_on_yes() -> None:
 async def test_readonly_refuses_revoke() -> None:
     client = console_fake()
     app = make_app(client, readonly=True)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        view = app.current_view
-        await settle(pilot, lambda: len(view.shown) == 3)
+    async with on_view(app, "2", KeysView, 3, SIZE) as (pilot, _view):
         await pilot.press("r")
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen)
@@ -182,10 +171,7 @@ async def test_readonly_refuses_revoke() -> None:
 
 async def test_providers_show_settings_and_breakers() -> None:
     app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        view = app.current_view
-        await settle(pilot, lambda: len(view.shown) == 3)
+    async with on_view(app, "3", ProvidersView, 3, SIZE) as (_pilot, view):
         cells = cells_of(view)
         assert cells["anthropic"][1:3] == ["anthropic", "closed"]
         assert "$ANTHROPIC_API_KEY" in cells["anthropic"][6]
@@ -233,10 +219,7 @@ async def test_overview_live_stats_frames_update_rows_and_sparkline() -> None:
 async def test_providers_live_latency_and_errors() -> None:
     client = console_fake()
     app = make_app(client)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        view = app.current_view
-        await settle(pilot, lambda: len(view.shown) == 3)
+    async with on_view(app, "3", ProvidersView, 3, SIZE) as (pilot, view):
         client.push_stats(
             "provider",
             stats_row("anthropic", latency_p50_ms=420, latency_p95_ms=1900, error_rate=0.01),
@@ -279,10 +262,7 @@ async def test_stream_stats_outage_is_reported_and_retried() -> None:
 
 async def test_sessions_show_requests_tokens_cost() -> None:
     app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("4")
-        view = app.current_view
-        await settle(pilot, lambda: len(view.shown) == 2)
+    async with on_view(app, "4", SessionsView, 2, SIZE) as (_pilot, view):
         alpha = cells_of(view)["sess-alpha"]
         assert alpha == ["sess-alpha", "12", "0", "50k", "4.0k", "120k", "$1.25"]
 
@@ -290,11 +270,8 @@ async def test_sessions_show_requests_tokens_cost() -> None:
 async def test_logs_follow_new_records_until_scrolled_up() -> None:
     client = console_fake()
     app = make_app(client)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("5")
-        view = app.query_one(LogsView)
+    async with on_view(app, "5", LogsView, 3, SIZE) as (pilot, view):
         table = view.log_table
-        await settle(pilot, lambda: len(view.shown) == 3)
         assert table.cursor_row == 2 and table.following
         for n in range(4, 40):  # more than a screen
             client.push_log(log_event(n))
@@ -316,10 +293,7 @@ async def test_logs_follow_new_records_until_scrolled_up() -> None:
 async def test_logs_filter_applies_to_new_records() -> None:
     client = console_fake()
     app = make_app(client)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("5")
-        view = app.query_one(LogsView)
-        await settle(pilot, lambda: len(view.shown) == 3)
+    async with on_view(app, "5", LogsView, 3, SIZE) as (pilot, view):
         await pilot.press("slash", *"overloaded", "enter")
         assert view.shown == []
         client.push_log(log_event(4, status=529, error_type="overloaded_error"))
@@ -397,10 +371,7 @@ async def test_colon_q_quits() -> None:
 
 async def test_clicking_a_header_sorts_and_again_reverses() -> None:
     app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        view = app.current_view
-        await settle(pilot, lambda: len(view.shown) == 3)
+    async with on_view(app, "2", KeysView, 3, SIZE) as (pilot, view):
         id_x = len("old-laptop") + 2 + 1  # past the NAME column and its padding
         await pilot.click("#keys DataTable", offset=(id_x, 0))
         await settle(pilot, lambda: keys_of(view) == ["key_a", "key_b", "key_c"])
@@ -412,10 +383,7 @@ async def test_clicking_a_header_sorts_and_again_reverses() -> None:
 async def test_logs_pageup_pauses_following() -> None:
     client = console_fake()
     app = make_app(client)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("5")
-        view = app.query_one(LogsView)
-        await settle(pilot, lambda: len(view.shown) == 3)
+    async with on_view(app, "5", LogsView, 3, SIZE) as (pilot, view):
         await pilot.press("pageup")
         assert not view.log_table.following
         client.push_log(log_event(9))
@@ -437,10 +405,7 @@ async def test_request_detail_loads_logged_headers_and_bodies() -> None:
         b"event: message_stop\n",
     )
     app = make_app(client)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("5")
-        view = app.query_one(LogsView)
-        await settle(pilot, lambda: len(view.shown) == 2)
+    async with on_view(app, "5", LogsView, 2, SIZE) as (pilot, view):
         for request_id, expected in (
             ("req_0002", '"model": "claude-opus-4-8"'),
             ("req_0001", "no headers or bodies"),

@@ -7,7 +7,7 @@ import grpc
 from rich.text import Text
 
 from gwclient.errors import ClientError
-from tests.tui.conftest import make_app, settle
+from tests.tui.conftest import make_app, on_view, settle
 from tests.tui.console_data import audit_event, console_fake
 from tests.tui.test_app import screen_text
 from tui.screens.audit_detail import AuditDetailScreen
@@ -53,11 +53,8 @@ async def test_six_and_colon_audit_open_the_live_audit_log() -> None:
 async def test_new_changes_stream_in_and_replays_are_not_duplicated() -> None:
     client = console_fake()
     app = make_app(client)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("6")
-        view = app.query_one(AuditView)
+    async with on_view(app, "6", AuditView, 3, SIZE) as (pilot, view):
         table = view.log_table
-        await settle(pilot, lambda: len(view.shown) == 3)
         client.push_audit(audit_event(4, actor_name="ci", actor_role="workspace-admin"))
         client.push_audit(audit_event(2))  # a reconnected tail replays what it sent
         client.push_audit(audit_event(5))
@@ -75,10 +72,7 @@ async def test_new_changes_stream_in_and_replays_are_not_duplicated() -> None:
 async def test_filter_keeps_matching_changes_including_new_ones() -> None:
     client = console_fake()
     app = make_app(client)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("6")
-        view = app.query_one(AuditView)
-        await settle(pilot, lambda: len(view.shown) == 3)
+    async with on_view(app, "6", AuditView, 3, SIZE) as (pilot, view):
         await pilot.press("slash", *"key.create", "enter")
         assert [row.key for row in view.shown] == ["audit-2"]
         client.push_audit(audit_event(4))  # another key.create
@@ -93,10 +87,7 @@ async def test_filter_keeps_matching_changes_including_new_ones() -> None:
 async def test_enter_shows_before_and_after() -> None:
     client = console_fake()
     app = make_app(client)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("6")
-        view = app.query_one(AuditView)
-        await settle(pilot, lambda: len(view.shown) == 3)
+    async with on_view(app, "6", AuditView, 3, SIZE) as (pilot, view):
         await pilot.press("up", "up", "enter")  # the workspace.update (event 1)
         assert isinstance(app.screen, AuditDetailScreen)
         assert app.screen.event.id == 1

@@ -30,7 +30,7 @@ revisions make that safe; after a contract revision, restore from a backup.
 
 Developer workflow (a model change)
 -----------------------------------
-1. Change ``controlplane/store/models.py``.
+1. Change the tables in ``controlplane/store/models/``.
 2. ``make migration NAME=add_foo_to_bar``: autogenerates ``versions/NNNN_add_foo_to_bar.py``
    against a scratch SQLite database at head (``python -m controlplane.store.migrations.dev``).
 3. Review it by hand: autogenerate misses renames (it sees drop + add) and server defaults; set

@@ -9,7 +9,7 @@ from controlplane.fanout import AuditHub
 from controlplane.fleet.bus import Notice
 from controlplane.fleet.feeds import AuditFeed, UsageFeed
 from controlplane.store.db import Database
-from controlplane.store.models import AuditRow
+from controlplane.store.models.admin import AuditRow
 from controlplane.usage.events import event_to_values
 from controlplane.usage.ingest import insert_new
 from tests.controlplane.services.test_telemetry import event

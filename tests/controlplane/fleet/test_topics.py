@@ -13,7 +13,8 @@ from controlplane.fleet import topics
 from controlplane.fleet.bus import LocalBus, Notice
 from controlplane.fleet.pg import MAX_PAYLOAD, parse, payloads
 from controlplane.store.db import Database
-from controlplane.store.models import AuditRow, WorkspaceRow
+from controlplane.store.models.admin import AuditRow
+from controlplane.store.models.config import WorkspaceRow
 
 
 @pytest.fixture

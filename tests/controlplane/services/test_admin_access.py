@@ -286,7 +286,7 @@ def test_workspace_rows_written_without_the_access_columns_allow_all(db_url: str
     from controlplane.catalog.allowlists import allowed_of
     from controlplane.catalog.convert import workspace_to_pb
     from controlplane.store.db import Database
-    from controlplane.store.models import WorkspaceRow
+    from controlplane.store.models.config import WorkspaceRow
 
     db = Database(db_url)
     try:

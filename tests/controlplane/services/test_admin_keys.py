@@ -7,7 +7,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import StatusCode
 from sqlmodel import select
 
-from controlplane.store.models import VirtualKeyRow
+from controlplane.store.models.config import VirtualKeyRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import telemetry_pb2 as tpb

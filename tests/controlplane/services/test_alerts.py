@@ -29,6 +29,7 @@ from tests.controlplane.conftest import (
 )
 from tests.fakes.slack import FakeSlack
 from tests.fakes.webhook import WebhookSink
+from tests.waiting import eventually
 
 MONTH = pb.PERIOD_MONTH
 
@@ -200,7 +201,11 @@ async def test_alert_trouble_never_fails_or_slows_ingest(
         started = time.monotonic()
         resp = await report(dataplane, [usage("s1", 4_000_000, key=key)])
         assert resp.accepted == 1 and time.monotonic() - started < 1.0
-        await asyncio.sleep(0.2)
+
+        async def three_recorded() -> bool:
+            return len(await alerts(admin_clients)) == 3
+
+        await eventually(three_recorded, "the 3 alerts recorded (checked off the ingest path)")
         pending = await alerts(admin_clients)
         assert len(pending) == 3 and {a.webhook_status for a in pending} == {"pending"}
         await cp.state.alerts.idle()

@@ -12,8 +12,9 @@ from typing import Any
 import grpc
 
 from controlplane.server import Running
+from dataplane.disk_cache import RESOURCES_FILE
 from dataplane.runtime import SnapshotHolder
-from dataplane.subscriber import RESOURCES_FILE, Subscriber
+from dataplane.subscriber import Subscriber
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import discovery_pb2 as dpb
 from tests.controlplane.conftest import DATAPLANE_TOKEN, Clients, seed_basics

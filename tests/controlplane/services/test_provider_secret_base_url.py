@@ -17,7 +17,8 @@ from sqlmodel import select
 
 from controlplane.secrets import MasterKey
 from controlplane.server import Running, running
-from controlplane.store.models import AuditRow, ProviderRow
+from controlplane.store.models.admin import AuditRow
+from controlplane.store.models.config import ProviderRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 from tests.controlplane.conftest import ADMIN_TOKEN, Clients, expect_error, make_settings

@@ -13,7 +13,8 @@ from sqlmodel import select
 from controlplane.server import running
 from controlplane.signin import config as sso_config
 from controlplane.signin import signing_keys
-from controlplane.store.models import AuditRow, SigningKeyRow, SsoConfigRow
+from controlplane.store.models.admin import AuditRow
+from controlplane.store.models.signin import SigningKeyRow, SsoConfigRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 from tests.controlplane.conftest import ADMIN_TOKEN, Clients, expect_error, make_settings

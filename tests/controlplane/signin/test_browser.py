@@ -10,7 +10,8 @@ import pytest
 from sqlmodel import select
 
 from controlplane.signin.codes import digest
-from controlplane.store.models import AuditRow, DeveloperRow, DeviceGrantRow
+from controlplane.store.models.admin import AuditRow
+from controlplane.store.models.signin import DeveloperRow, DeviceGrantRow
 from gwapi.v1 import admin_pb2 as apb
 from tests.controlplane.signin.conftest import ALICE, CALLBACK, Flow, configure, workspace
 from tests.fakes.oidc import CLIENT_ID, Login
@@ -315,8 +316,6 @@ async def test_client_secret_post_and_wrong_secret(
         begun = await flow.started()
         done = await flow.browser(begun, ALICE)
         assert done.reason == "idp_error" and "invalid_client" in done.message
-        assert idp.violations == ["token: wrong client credentials"]
-        idp.violations.clear()
-        idp.assert_clean()
+        assert idp.take_violations() == ["token: wrong client credentials"]
     finally:
         await idp.stop()

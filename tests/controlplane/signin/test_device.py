@@ -10,7 +10,7 @@ import jwt
 from sqlmodel import select
 
 from controlplane.signin.codes import USER_CODE_ALPHABET, digest
-from controlplane.store.models import DeviceGrantRow, RefreshTokenRow
+from controlplane.store.models.signin import DeviceGrantRow, RefreshTokenRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import signin_pb2 as spb
 from tests.controlplane.signin.conftest import ALICE, PUBLIC, Flow

@@ -11,7 +11,8 @@ import jwt
 from sqlmodel import select
 
 from controlplane.signin.tokens import REUSE_GRACE_MS
-from controlplane.store.models import AuditRow, RefreshTokenRow
+from controlplane.store.models.admin import AuditRow
+from controlplane.store.models.signin import RefreshTokenRow
 from gwapi.v1 import admin_pb2 as apb
 from tests.controlplane.signin.conftest import ALICE, Flow, configure
 

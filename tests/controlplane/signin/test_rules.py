@@ -157,7 +157,6 @@ async def test_identity_provider_down_during_the_callback(flow: Flow) -> None:
     flow.idp.codes.clear()
     await flow.idp.stop()
     flow.idp.port = 9  # nothing listens there
-    flow.idp.violations.clear()
     done = await flow.complete(begun.begin, callback)
     assert (done.ok, done.reason) == (False, "internal"), done
     assert "could not be used" in done.message or "cannot fetch" in done.message

@@ -60,15 +60,14 @@ from controlplane.domain.errors import FailedPrecondition
 from controlplane.secrets import MasterKey, require
 from controlplane.signin import config as sso_config
 from controlplane.signin import signing_keys
-from controlplane.store.models import (
-    DeveloperRow,
+from controlplane.store.models.config import (
     PriceRow,
     ProviderRow,
     RouteRow,
-    SsoConfigRow,
     VirtualKeyRow,
     WorkspaceRow,
 )
+from controlplane.store.models.signin import DeveloperRow, SsoConfigRow
 from controlplane.usage.spend import (
     Scope,
     current_spend,

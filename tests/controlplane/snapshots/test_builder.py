@@ -8,7 +8,7 @@ from sqlmodel import Session
 from controlplane.catalog import prices
 from controlplane.domain.pricing import load_default_prices
 from controlplane.store.db import Database
-from controlplane.store.models import ProviderRow, RouteRow, VirtualKeyRow, WorkspaceRow
+from controlplane.store.models.config import ProviderRow, RouteRow, VirtualKeyRow, WorkspaceRow
 from tests.controlplane.snapshots.reference_builder import (
     InvalidSnapshot,
     build,

@@ -2,11 +2,12 @@
 
 import asyncio
 
+import pytest
 from sqlmodel import Session
 
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database
-from controlplane.store.models import VirtualKeyRow, WorkspaceRow
+from controlplane.store.models.config import VirtualKeyRow, WorkspaceRow
 
 
 async def test_publish_only_on_change_and_wake_watchers(db: Database) -> None:
@@ -58,40 +59,72 @@ async def test_close_wakes_watchers(db: Database) -> None:
     assert await asyncio.wait_for(waiter, 1) is False and cache.closed
 
 
+class ManualClock:
+    """Monotonic seconds that move only when the test says so; ``sleep`` returns once the clock
+    has been advanced past its deadline."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []  # every delay asked for
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+        self._asleep = asyncio.Event()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.now + seconds, wake))
+        self._asleep.set()
+        await wake
+
+    async def asleep(self) -> None:
+        """Wait until something sleeps on this clock."""
+        await asyncio.wait_for(self._asleep.wait(), 5)
+        self._asleep.clear()
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        due = [w for at, w in self._sleepers if at <= self.now]
+        self._sleepers = [(at, w) for at, w in self._sleepers if at > self.now]
+        for wake in due:
+            wake.set_result(None)
+
+
 async def test_rebuild_soon_is_throttled_not_per_call(db: Database, monkeypatch) -> None:
-    """The first request rebuilds at once; a burst coalesces into one more rebuild after the
-    interval; a request during a rebuild is not lost."""
-    cache = SnapshotCache(db, min_interval_s=0.3)
+    """The first request rebuilds at once; a burst coalesces into one more rebuild when the
+    interval since the last one has passed; then nothing more. The clock is manual: no window of
+    real time to miss on a loaded machine."""
+    clock = ManualClock()
+    cache = SnapshotCache(db, min_interval_s=0.3, clock=clock, sleep=clock.sleep)
     starts: list[float] = []
     real = cache.rebuild
-    loop = asyncio.get_running_loop()
 
     async def counting(**kw: bool) -> bool:
-        starts.append(loop.time())
+        starts.append(clock.now)
         return await real(**kw)
 
     monkeypatch.setattr(cache, "rebuild", counting)
-    t0 = loop.time()
     cache.rebuild_soon()
-    await asyncio.sleep(0.05)
-    assert len(starts) == 1 and starts[0] - t0 < 0.05  # leading edge: at once
+    await cache.drain()
+    assert starts == [0.0] and clock.sleeps == []  # leading edge: at once
 
+    clock.advance(0.1)
     await db.run(lambda s: s.add(WorkspaceRow(name="w1")))
-    # A burst of ingests. Issued back to back (no sleeps between them): a burst that itself
-    # lasts longer than the interval (a loaded machine) rightly yields a third rebuild.
-    for _ in range(50):
+    for _ in range(50):  # a burst of ingests
         cache.rebuild_soon()
-    deadline = loop.time() + 5
-    while len(starts) < 2 and loop.time() < deadline:  # wait for the trailing rebuild
-        await asyncio.sleep(0.01)
-    assert len(starts) == 2 and starts[1] - starts[0] >= 0.3
-    while cache._soon is not None and not cache._soon.done():  # let it finish
-        await asyncio.sleep(0.01)
+    await clock.asleep()
+    assert clock.sleeps == [pytest.approx(0.2)] and starts == [0.0]  # the rest of the interval
+    clock.advance(0.2)
+    await cache.drain()
+    assert starts == [0.0, pytest.approx(0.3)]  # one trailing rebuild for the whole burst
     assert [w.name for w in cache.current.workspaces] == ["w1"]  # type: ignore[union-attr]
 
-    await asyncio.sleep(0.4)
-    assert len(starts) == 2  # quiet: nothing more
+    clock.advance(10)
+    await cache.drain()
+    assert len(starts) == 2 and len(clock.sleeps) == 1  # quiet: nothing more
     await cache.close()
     cache.rebuild_soon()  # after close: ignored
-    await asyncio.sleep(0.05)
+    await cache.drain()
     assert len(starts) == 2

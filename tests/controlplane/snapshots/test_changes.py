@@ -12,19 +12,17 @@ from sqlmodel import Session, col, select
 from controlplane.snapshots.cache import trim
 from controlplane.store.changes import ALL, MAX_NAMES_PER_STATEMENT
 from controlplane.store.db import Database
-from controlplane.store.models import (
+from controlplane.store.models.config import (
     ConfigChangeRow,
-    DeveloperRow,
     PriceRow,
     ProviderRow,
     RouteRow,
-    SigningKeyRow,
-    SsoConfigRow,
     TelemetryDestinationRow,
-    UsageEventRow,
     VirtualKeyRow,
     WorkspaceRow,
 )
+from controlplane.store.models.signin import DeveloperRow, SigningKeyRow, SsoConfigRow
+from controlplane.store.models.usage import UsageEventRow
 
 
 def changes_after(db: Database, seq: int) -> list[tuple[str, str]]:

@@ -21,19 +21,17 @@ from controlplane.services.delta_watch import changes, full_state
 from controlplane.signin import signing_keys
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database
-from controlplane.store.models import (
+from controlplane.store.models.config import (
     ConfigChangeRow,
-    DeveloperRow,
     PriceRow,
     ProviderRow,
     RouteRow,
-    SigningKeyRow,
-    SsoConfigRow,
     TelemetryDestinationRow,
-    UsageEventRow,
     VirtualKeyRow,
     WorkspaceRow,
 )
+from controlplane.store.models.signin import DeveloperRow, SigningKeyRow, SsoConfigRow
+from controlplane.store.models.usage import UsageEventRow
 from dataplane import delta
 from dataplane.snapshot import Snapshot
 from gwapi.v1 import discovery_pb2 as dpb

@@ -7,7 +7,8 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from controlplane.store.db import Database, make_engine, normalize_url, redact_url
-from controlplane.store.models import UsageEventRow, WorkspaceRow
+from controlplane.store.models.config import WorkspaceRow
+from controlplane.store.models.usage import UsageEventRow
 
 
 def test_normalize_and_redact_urls() -> None:
@@ -70,7 +71,7 @@ async def test_big_integers_fit(db: Database) -> None:
 def test_route_rows_written_without_the_settings_read_as_defaults(db_url: str) -> None:
     """A row written by code that predates the cache/breaker settings (an older replica during
     a rolling upgrade) gets the columns' server defaults and reads as the defaults."""
-    from controlplane.store.models import RouteRow
+    from controlplane.store.models.config import RouteRow
 
     db = Database(db_url)
     try:
@@ -95,7 +96,7 @@ def test_server_tool_fees_filled_in_at_start(db_url: str) -> None:
     the shipped fees at start, and a fee an operator set (0 included) stays."""
     from controlplane.catalog.prices import list_all
     from controlplane.server import open_database
-    from controlplane.store.models import PriceRow
+    from controlplane.store.models.config import PriceRow
 
     db = open_database(db_url)
     with db.engine.begin() as conn:

@@ -18,7 +18,9 @@ from sqlmodel import Session
 from controlplane.secrets import MasterKey
 from controlplane.server import running
 from controlplane.store.db import Database, make_engine
-from controlplane.store.models import AuditRow, ProviderRow, UsageEventRow, VirtualKeyRow
+from controlplane.store.models.admin import AuditRow
+from controlplane.store.models.config import ProviderRow, VirtualKeyRow
+from controlplane.store.models.usage import UsageEventRow
 from controlplane.store.schema import Migrator, SchemaError
 from gwapi.v1 import admin_pb2 as apb
 from tests.controlplane.conftest import Clients, make_settings

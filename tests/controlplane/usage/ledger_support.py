@@ -13,7 +13,9 @@ from controlplane.domain.budgets import Period
 from controlplane.domain.spend import current_window
 from controlplane.fanout import UsageHub
 from controlplane.store.db import Database
-from controlplane.store.models import SpendTotalRow, UsageEventRow, WorkspaceRow
+from controlplane.store.models.config import WorkspaceRow
+from controlplane.store.models.derived import SpendTotalRow
+from controlplane.store.models.usage import UsageEventRow
 from controlplane.usage.ingest import ingest
 from gwapi.v1 import telemetry_pb2 as tpb
 

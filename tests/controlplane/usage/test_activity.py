@@ -13,12 +13,9 @@ from sqlmodel import select
 
 from controlplane.server import Running
 from controlplane.store.db import Database
-from controlplane.store.models import (
-    ActivityBatchRow,
-    DeveloperActivityRow,
-    DeveloperRow,
-    WorkspaceRow,
-)
+from controlplane.store.models.config import WorkspaceRow
+from controlplane.store.models.signin import DeveloperRow
+from controlplane.store.models.usage import ActivityBatchRow, DeveloperActivityRow
 from controlplane.usage.activity import DAY_MS, add_activity, ingest_activity, purge_batches
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import telemetry_pb2 as tpb

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.store.models import BudgetAlertRow
+from controlplane.store.models.usage import BudgetAlertRow
 from controlplane.usage.alert_formats import generic_payload, payload, slack_payload, slack_text
 
 

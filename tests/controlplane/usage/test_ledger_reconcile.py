@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from controlplane.server import open_database
 from controlplane.store.db import Database, make_engine
-from controlplane.store.models import UsageEventRow
+from controlplane.store.models.usage import UsageEventRow
 from controlplane.store.schema import Migrator
 from controlplane.usage import rebuild, reconcile
 from controlplane.usage.events import event_to_values

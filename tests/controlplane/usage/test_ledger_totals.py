@@ -10,7 +10,9 @@ from sqlmodel import Session
 
 from controlplane.catalog import workspaces
 from controlplane.store.db import Database
-from controlplane.store.models import DeveloperRow, UsageEventRow, VirtualKeyRow, WorkspaceRow
+from controlplane.store.models.config import VirtualKeyRow, WorkspaceRow
+from controlplane.store.models.signin import DeveloperRow
+from controlplane.store.models.usage import UsageEventRow
 from controlplane.usage.spend import current_spend, scopes_for
 from gwapi.v1 import common_pb2 as pb
 from tests.controlplane.usage.ledger_support import (

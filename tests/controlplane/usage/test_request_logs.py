@@ -10,7 +10,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import StatusCode
 from sqlalchemy import MetaData, select
 
-from controlplane.store.models import RequestLogBodyRow
+from controlplane.store.models.usage import RequestLogBodyRow
 from controlplane.usage.request_logs import DAY_MS, purge, purge_forever
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from sqlmodel import Session
 
 from controlplane.store.db import Database
-from controlplane.store.models import ProviderRow, UsageEventRow, VirtualKeyRow, WorkspaceRow
+from controlplane.store.models.config import ProviderRow, VirtualKeyRow, WorkspaceRow
+from controlplane.store.models.usage import UsageEventRow
 from controlplane.usage.spend import current_spend, scopes_for
 from gwapi.v1 import common_pb2 as pb
 from tests.controlplane.snapshots.reference_builder import build

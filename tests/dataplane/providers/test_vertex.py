@@ -33,8 +33,9 @@ from tests.fakes.vertex import (
     sign_jwt,
     write_service_account,
 )
+from tests.waiting import eventually
 
-FIXTURE = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "claude_code_request.json"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "claude_code_request.json"
 SESSION = "3f0c1f7e-8f6a-4d8e-9a51-5f3b0c0d9e11"
 HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"anthropic-version", b"2023-06-01"),
@@ -170,17 +171,18 @@ async def test_one_token_fetch_serves_many_concurrent_requests(
     # ... and it keeps serving later requests.
     await body_of(await provider.send(request()))
     assert fake.issuances == 1
-    assert fake.violations == []
 
 
 async def test_a_cancelled_caller_does_not_waste_the_refresh(
     provider: VertexProvider, fake: FakeVertex
 ) -> None:
-    fake.token_delay = 0.3
+    fake.token_gate = asyncio.Event()
     first = asyncio.create_task(provider.tokens.token())
-    await asyncio.sleep(0.05)
+    await eventually(lambda: len(fake.token_requests) == 1, "the refresh under way")
     first.cancel()  # e.g. the client hung up while its request waited for the token
-    token = await provider.tokens.token()  # joins the refresh already in flight
+    second = asyncio.create_task(provider.tokens.token())  # joins the refresh in flight
+    fake.token_gate.set()
+    token = await second
     assert fake.issuances == 1 and len(fake.token_requests) == 1
     assert list(fake.issued) == [token]
     assert first.cancelled()
@@ -214,7 +216,6 @@ async def test_short_lived_tokens_refresh_at_half_life_in_real_time(
     await body_of(await provider.send(request()))
     await body_of(await provider.send(request()))
     assert fake.issuances == 2
-    assert fake.violations == []
 
 
 async def test_unknown_or_expired_token_refused_then_replaced(
@@ -241,6 +242,8 @@ async def test_unknown_or_expired_token_refused_then_replaced(
     assert ok.status == 200
     await body_of(ok)
     assert fake.issuances == 1 and len(fake.token_requests) == 2
+    refusals = fake.take_violations()  # the made-up, the expired and the revoked token
+    assert len(refusals) == 3 and all("invalid authentication credentials" in v for v in refusals)
 
 
 @pytest.mark.parametrize(
@@ -265,6 +268,8 @@ async def test_token_endpoint_checks_the_service_account_jwt(
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
     assert problem in r.json()["error_description"]
     assert fake.issuances == 0
+    [violation] = fake.take_violations()
+    assert problem in violation
     good = await http.post(fake.token_uri, data={**grant, "assertion": sign_jwt(_claims(now))})
     assert good.status_code == 200 and good.json()["expires_in"] == 3600
     assert fake.issuances == 1
@@ -292,7 +297,8 @@ async def test_wrong_key_refresh_failure_is_a_clear_502(
     assert "could not get a Google access token" in err.message
     assert "token endpoint" in err.message and "service account" in err.message
     assert "PRIVATE KEY" not in err.message and "eyJ" not in err.message
-    assert fake.violations == ["token endpoint: invalid JWT signature"] and fake.requests == []
+    assert fake.take_violations() == ["token endpoint: invalid JWT signature"]
+    assert fake.requests == []
     await p.aclose()
 
 
@@ -387,7 +393,6 @@ async def test_body_rewrite_and_headers_exact(provider: VertexProvider, fake: Fa
         assert seen.header("content-type") == "application/json"
         assert seen.header("x-goog-user-project") is None
         assert (seen.header("authorization") or "").startswith("Bearer ya29.fake-")
-    assert fake.violations == []
 
 
 def test_urls_regional_and_global(transport: Transport) -> None:
@@ -630,7 +635,6 @@ async def test_count_tokens(provider: VertexProvider, fake: FakeVertex) -> None:
     assert answer == {"input_tokens": len(seen.body) // 4}
     # count-tokens takes a stricter beta set than Messages.
     assert seen.header("anthropic-beta") == "claude-code-20250219,interleaved-thinking-2025-05-14"
-    assert fake.violations == []
 
 
 async def test_transport_failures_are_502_and_504(

@@ -30,7 +30,6 @@ async def cp(upstream: FakeAnthropic) -> AsyncIterator[FakeSignInControlPlane]:
     await fake.start()
     yield fake
     await fake.stop()
-    assert fake.violations == []
 
 
 @pytest.fixture
