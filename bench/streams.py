@@ -290,7 +290,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     plan = {**common, **where, "streams": n}
                     phase = run_phase(work, f"{target}-{n}-{round_}", plan, stack)
                     done.append({"target": target, "round": round_, **phase})
-        return sum(sizes) * args.rounds
+        rounds: int = args.rounds
+        return sum(sizes) * rounds
 
     return run_on_stack(result, args, 60 + 2 * len(sizes) * args.rounds * phase_s, phases)
 

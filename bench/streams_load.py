@@ -98,6 +98,10 @@ class Stream(asyncio.Protocol):
         self.stopped = False
         self.stopped_ns = 0  # monotonic ns of the read that held message_stop
 
+    def itself(self) -> Stream:
+        """The protocol factory of this stream's connection."""
+        return self
+
     def reusable(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
 
@@ -246,7 +250,7 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
                 else:
                     stream = Stream(request, delays, done, keepalive)
                     streams.append(stream)
-                    await loop.create_connection(lambda s=stream: s, plan["host"], plan["port"])
+                    await loop.create_connection(stream.itself, plan["host"], plan["port"])
                 outcome = await asyncio.wait_for(done, plan["timeout_s"])
             except (OSError, TimeoutError) as exc:
                 outcome = f"{type(exc).__name__}: {exc}"
