@@ -13,7 +13,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet bench-ledger bench-ledger-upgrade bench-streams clean migration
+.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet bench-ledger bench-ledger-upgrade bench-streams bench-sweep clean migration
 
 install: $(STAMP) $(CLAUDE)
 
@@ -161,6 +161,11 @@ bench-fleet: install
 # 10 s, through one data plane and directly; RSS, per-token delay, event-loop lag, ledger.
 bench-streams: install
 	$(BIN)/python -m bench.streams --sizes $${TOLLGATE_BENCH_STREAMS:-100,250,1000}
+
+# Paced concurrency sweep (issue #14): answers generated over ~0.5 s, 1 / 64 / 256 / 1,000 streams
+# kept open, time to last byte through one data plane and directly, added p50/p99 (~4 minutes).
+bench-sweep: install
+	$(BIN)/python -m bench.sweep --levels $${TOLLGATE_BENCH_LEVELS:-1,64,256,1000}
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -41,6 +41,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +105,9 @@ def cpu_pressure_us() -> int | None:
     return int(first.rsplit("total=", 1)[1])
 
 
-def run_phase(
-    work: Path, name: str, plan: dict[str, Any], dp: Child, dp_port: int, upstream: Child
-) -> dict[str, Any]:
+def run_phase(work: Path, name: str, plan: dict[str, Any], stack: Stack) -> dict[str, Any]:
     """One load-generator run, sampling the data plane meanwhile."""
+    dp, dp_port, upstream = stack.dp, stack.dp_port, stack.upstream
     plan_path = work / f"{name}.json"
     plan_path.write_text(json.dumps(plan))
     lag_before, _ = scrape_lag(dp_port)
@@ -114,8 +115,10 @@ def run_phase(
     cpu_dp0, cpu_up0, t0 = cpu_seconds(dp.pid), cpu_seconds(upstream.pid), time.monotonic()
     sched0, psi0 = schedstat(dp.pid), cpu_pressure_us()
     lg = spawn(name, ["-m", "bench.streams_load", str(plan_path)], work)
-    rss_peak, lag_max, next_scrape = rss_before, 0.0, 0.0
-    deadline = time.monotonic() + plan["timeout_s"] + plan["ramp_s"] + 30
+    rss_peak, lag_max, next_scrape, scrape_timeouts = rss_before, 0.0, 0.0, 0
+    deadline = (
+        time.monotonic() + plan["timeout_s"] + plan["ramp_s"] + plan.get("duration_s", 0) + 30
+    )
     try:
         while lg.proc.poll() is None:  # sampling cadence, not a wait for an event
             if time.monotonic() > deadline:
@@ -123,7 +126,10 @@ def run_phase(
             dp.check_alive()
             rss_peak = max(rss_peak, kib(proc_status(dp.pid)["VmRSS"]))
             if time.monotonic() >= next_scrape:
-                lag_max = max(lag_max, scrape_lag(dp_port)[1])
+                try:
+                    lag_max = max(lag_max, scrape_lag(dp_port)[1])
+                except OSError:  # a saturated loop accepts or answers late: counted, not fatal
+                    scrape_timeouts += 1
                 next_scrape = time.monotonic() + 1.0
             time.sleep(0.1)
     finally:
@@ -142,6 +148,7 @@ def run_phase(
         "lag_p50_ms": bucket_quantile(lag_before, lag_after, 0.5) * 1e3,
         "lag_p99_ms": bucket_quantile(lag_before, lag_after, 0.99) * 1e3,
         "lag_max_ms": max(lag_max, recent) * 1e3,
+        "metrics_scrapes_timed_out": scrape_timeouts,  # /metrics slower than 5 s mid-phase
         # Time its loop was ready to run but the box gave it no CPU: noise, not the gateway.
         "runqueue_wait_share": (sched1[1] - sched0[1]) / 1e9 / wall,
         "runqueue_wait_per_slice_ms": (sched1[1] - sched0[1]) / 1e6 / max(1, sched1[2] - sched0[2]),
@@ -153,83 +160,97 @@ def run_phase(
     return result
 
 
+@dataclass(frozen=True)
+class Stack:
+    """The processes of a paced-stream benchmark: upstream, control plane, one data plane."""
+
+    upstream: Child
+    upstream_port: int
+    cp_addr: str
+    admin_token: str
+    dp: Child
+    dp_port: int
+    provider_key: str
+    secret: str  # the bench workspace's virtual key
+    profile: Path  # the data plane's sampler output (with ``profile``)
+
+    def targets(self) -> dict[str, dict[str, Any]]:
+        """Load-generator plan entries: straight at the upstream, and through the data plane."""
+        return {
+            "direct": {"port": self.upstream_port, "auth": ["x-api-key", self.provider_key]},
+            "gateway": {"port": self.dp_port, "auth": ["x-api-key", self.secret]},
+        }
+
+
+def start_stack(
+    work: Path, children: list[Child], pace_ms: float, events: int, profile: bool
+) -> Stack:
+    """Start the paced upstream, the control plane (SQLite) and one data plane, provisioned as
+    ``bench.run`` does; every child is appended to ``children`` (the caller stops them)."""
+    admin_token, dp_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    provider_key = "sk-ant-bench-" + secrets.token_hex(8)
+    upstream, upstream_port = start_upstream(
+        work, children, "--pace-ms", str(pace_ms), "--events", str(events)
+    )
+    db_url = f"sqlite:///{work / 'tollgate.db'}"
+    _, cp_addr = start_controlplane(work, children, db_url, (admin_token, dp_token))
+    secret, _ = asyncio.run(provision(cp_addr, admin_token, upstream_port))
+    samples = work / "dp.samples"
+    dp = spawn(
+        "dataplane",
+        [
+            "-m", "bench.dp_main", "--ready-file", str(work / "dp.ready"),
+            "--control-plane", cp_addr, "--state-dir", str(work / "dp-state"),
+            *(["--sample", str(samples)] if profile else []),
+        ],
+        work,
+        env={PROVIDER_KEY_ENV: provider_key, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
+    )  # fmt: skip
+    children.append(dp)
+    dp_port = int(wait_for_json(dp, work / "dp.ready")["port"])
+    return Stack(
+        upstream, upstream_port, cp_addr, admin_token, dp, dp_port, provider_key, secret, samples
+    )
+
+
 def _overrun(signum: int, frame: object) -> None:
     raise TimeoutError("bench.streams overran its time limit")
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    sizes = [int(s) for s in args.sizes.split(",")]
-    phase_s = args.ramp_s + args.events * args.pace_ms / 1000 + 20
+def run_on_stack(
+    result: dict[str, Any],
+    args: argparse.Namespace,
+    alarm_s: float,
+    phases: Callable[[Path, Stack], int],
+) -> dict[str, Any]:
+    """Start the stack (``args.pace_ms``, ``args.events``, ``args.profile``), run ``phases`` on
+    it (it returns how many gateway requests the ledger must hold), check the ledger, stop every
+    child; the whole bounded by ``alarm_s``. Fills and returns ``result``."""
     signal.signal(signal.SIGALRM, _overrun)
-    signal.alarm(int(60 + 2 * len(sizes) * args.rounds * phase_s))
+    signal.alarm(int(alarm_s))
     load_before = os.getloadavg()
     children: list[Child] = []
-    result: dict[str, Any] = {
-        "sizes": sizes,
-        "pace_ms": args.pace_ms,
-        "events": args.events,
-        "ramp_s": args.ramp_s,
-        "rounds": args.rounds,
-    }
     with tempfile.TemporaryDirectory(prefix="tollgate-streams-") as tmp:
         work = Path(tmp)
-        admin_token, dp_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-        provider_key = "sk-ant-bench-" + secrets.token_hex(8)
         try:
-            upstream, upstream_port = start_upstream(
-                work, children, "--pace-ms", str(args.pace_ms), "--events", str(args.events)
+            stack = start_stack(work, children, args.pace_ms, args.events, args.profile)
+            expected = phases(work, stack)
+            result["usage"] = asyncio.run(
+                usage_total(stack.cp_addr, stack.admin_token, expected, 20.0)
             )
-            db_url = f"sqlite:///{work / 'tollgate.db'}"
-            _, cp_addr = start_controlplane(work, children, db_url, (admin_token, dp_token))
-            secret, _ = asyncio.run(provision(cp_addr, admin_token, upstream_port))
-            profile = work / "dp.samples"
-            dp = spawn(
-                "dataplane",
-                [
-                    "-m", "bench.dp_main", "--ready-file", str(work / "dp.ready"),
-                    "--control-plane", cp_addr, "--state-dir", str(work / "dp-state"),
-                    *(["--sample", str(profile)] if args.profile else []),
-                ],
-                work,
-                env={PROVIDER_KEY_ENV: provider_key, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
-            )  # fmt: skip
-            children.append(dp)
-            dp_port = int(wait_for_json(dp, work / "dp.ready")["port"])
-            result["rss_idle_kib"] = kib(proc_status(dp.pid)["VmRSS"])
-            common = {
-                "host": "127.0.0.1",
-                "events": args.events,
-                "pace_s": args.pace_ms / 1000,
-                "ramp_s": args.ramp_s,
-                "timeout_s": phase_s,
-            }
-            targets = {
-                "direct": {"port": upstream_port, "auth": ["x-api-key", provider_key]},
-                "gateway": {"port": dp_port, "auth": ["x-api-key", secret]},
-            }
-            phases = result["phases"] = []
-            for n in sizes:
-                for round_ in range(args.rounds):
-                    for target, where in targets.items():
-                        plan = {**common, **where, "streams": n}
-                        name = f"{target}-{n}-{round_}"
-                        phase = run_phase(work, name, plan, dp, dp_port, upstream)
-                        phases.append({"target": target, "round": round_, **phase})
-            expected = sum(sizes) * args.rounds
-            result["usage"] = asyncio.run(usage_total(cp_addr, admin_token, expected, 20.0))
             result["usage_expected"] = {
                 "requests": expected,
                 "output_tokens": expected * args.events,
             }
-            dp.stop()
-            children.remove(dp)
+            stack.dp.stop()
+            children.remove(stack.dp)
             result["dataplane_log_errors"] = [
                 line
-                for line in dp.log.read_text().splitlines()
+                for line in stack.dp.log.read_text().splitlines()
                 if "ERROR" in line or "Traceback" in line
             ][:5]
-            if args.profile and profile.exists():
-                result["profile"] = sampler.render(profile)
+            if args.profile and stack.profile.exists():
+                result["profile"] = sampler.render(stack.profile)
         finally:
             for child in reversed(children):
                 child.stop()
@@ -242,37 +263,82 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = [int(s) for s in args.sizes.split(",")]
+    phase_s = args.ramp_s + args.events * args.pace_ms / 1000 + 20
+    result: dict[str, Any] = {
+        "sizes": sizes,
+        "pace_ms": args.pace_ms,
+        "events": args.events,
+        "ramp_s": args.ramp_s,
+        "rounds": args.rounds,
+    }
+
+    def phases(work: Path, stack: Stack) -> int:
+        result["rss_idle_kib"] = kib(proc_status(stack.dp.pid)["VmRSS"])
+        common = {
+            "host": "127.0.0.1",
+            "events": args.events,
+            "pace_s": args.pace_ms / 1000,
+            "ramp_s": args.ramp_s,
+            "timeout_s": phase_s,
+        }
+        done = result["phases"] = []
+        for n in sizes:
+            for round_ in range(args.rounds):
+                for target, where in stack.targets().items():
+                    plan = {**common, **where, "streams": n}
+                    phase = run_phase(work, f"{target}-{n}-{round_}", plan, stack)
+                    done.append({"target": target, "round": round_, **phase})
+        rounds: int = args.rounds
+        return sum(sizes) * rounds
+
+    return run_on_stack(result, args, 60 + 2 * len(sizes) * args.rounds * phase_s, phases)
+
+
+def emit(result: dict[str, Any], text: str, as_json: bool) -> int:
+    """Print a paced-stream benchmark's tables (then its profile, its raw JSON); its exit code."""
+    print(text)
+    if "profile" in result:
+        print()
+        print(result.pop("profile"))
+    if as_json:
+        print(json.dumps(result, indent=2))
+    return 0 if ok(result) else 1
+
+
+def paced_parser(prog: str, doc: str | None, events: int) -> argparse.ArgumentParser:
+    """The flags every paced-stream benchmark has: the upstream's pace and answer length, the
+    ramp of the starts, ``--json`` and ``--profile``."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench.streams",
-        description=__doc__,
+        prog=f"python -m {prog}",
+        description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--sizes", default="100,250,1000", help="concurrent streams per phase")
     parser.add_argument("--pace-ms", type=float, default=20.0, help="the upstream's token pace")
-    parser.add_argument("--events", type=int, default=500, help="text deltas per stream")
+    parser.add_argument("--events", type=int, default=events, help="text deltas per stream")
     parser.add_argument("--ramp-s", type=float, default=2.0, help="spread of the stream starts")
+    parser.add_argument("--json", action="store_true", help="also print the raw results")
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the data plane's stacks (bench.sampler)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = paced_parser("bench.streams", __doc__, events=500)
+    parser.add_argument("--sizes", default="100,250,1000", help="concurrent streams per phase")
     parser.add_argument(
         "--rounds",
         type=int,
         default=1,
         help="direct-then-gateway pairs per size (the summary takes the median over rounds)",
     )
-    parser.add_argument("--json", action="store_true", help="also print the raw results")
-    parser.add_argument(
-        "--profile", action="store_true", help="sample the data plane's stacks (bench.sampler)"
-    )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.events < 1 or args.pace_ms <= 0:
         parser.error("--rounds and --events must be >= 1, --pace-ms > 0")
     result = run(args)
-    print(render(result))
-    if "profile" in result:
-        print()
-        print(result.pop("profile"))
-    if args.json:
-        print(json.dumps(result, indent=2))
-    return 0 if ok(result) else 1
+    return emit(result, render(result), args.json)
 
 
 def ok(result: dict[str, Any]) -> bool:

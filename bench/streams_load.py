@@ -14,6 +14,13 @@ request. Each text delta carries the upstream's ``time.monotonic_ns()`` at its w
 completed it) minus that stamp — the same clock in every process on the box. Responses are
 de-chunked before scanning, so a chunk boundary never splits a stamp.
 
+Closed-loop mode (``duration_s`` in the plan, for ``bench.sweep``): each of the N stream slots,
+once started, opens a new stream as soon as its previous one ends, until ``ramp_s + duration_s``
+after the start, so N streams stay open; with ``keepalive`` it sends the next request on the
+same connection (as an HTTP client with a pool does). Each stream's time to last byte (from just before its
+connect to the read that held ``message_stop``) is summarised over streams started after the
+ramp.
+
 A stream counts as an error if its status is not 200, the connection closes before
 ``message_stop``, it does not finish by ``timeout_s``, or it has not exactly ``events`` deltas.
 The process's own event-loop lag (a 10 ms sampler, like ``dataplane.process.looplag``) and CPU time are
@@ -69,18 +76,40 @@ class Delays:
 
 
 class Stream(asyncio.Protocol):
-    """One streamed request on its own connection; token delays go to the shared ``delays``."""
+    """One streamed request on its own connection (or, with ``keepalive``, one request after
+    another on it: :meth:`restart`); token delays go to the shared ``delays``."""
 
-    def __init__(self, request: bytes, delays: Delays, done: asyncio.Future[str]) -> None:
-        self.request, self.delays, self.done = request, delays, done
+    def __init__(
+        self, request: bytes, delays: Delays, done: asyncio.Future[str], keepalive: bool = False
+    ) -> None:
+        self.request, self.delays, self.keepalive = request, delays, keepalive
+        self.transport: asyncio.Transport | None = None
+        self._reset(done)
+
+    def _reset(self, done: asyncio.Future[str]) -> None:
+        self.done = done
         self.raw = bytearray()  # bytes not yet de-chunked (or the head, before it is complete)
         self.body = bytearray()  # de-chunked SSE text not yet scanned
         self.head_done = False
         self.chunked = False
         self.chunk_left = -1  # data bytes left in this chunk; -1: a size line is next
+        self.last_chunk = False  # the zero-size chunk that ends the response has arrived
         self.tokens = 0
         self.stopped = False
-        self.transport: asyncio.Transport | None = None
+        self.stopped_ns = 0  # monotonic ns of the read that held message_stop
+
+    def itself(self) -> Stream:
+        """The protocol factory of this stream's connection."""
+        return self
+
+    def reusable(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def restart(self, done: asyncio.Future[str]) -> None:
+        """The next request on this (idle, kept-alive) connection."""
+        assert self.transport is not None
+        self._reset(done)
+        self.transport.write(self.request)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -88,11 +117,12 @@ class Stream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish(f"connection closed after {self.tokens} tokens ({exc})")
+        self.transport = None
 
     def _finish(self, outcome: str) -> None:
         if not self.done.done():
             self.done.set_result(outcome)
-        if self.transport is not None:
+        if self.transport is not None and not (self.keepalive and outcome == "ok"):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -129,7 +159,9 @@ class Stream(asyncio.Protocol):
                     continue
                 self.chunk_left = int(raw[pos:eol].split(b";")[0], 16)
                 pos = eol + 2
-                if self.chunk_left == 0:
+                if self.chunk_left == 0:  # the last chunk (no trailers are sent): its CRLF too
+                    self.last_chunk = True
+                    pos = min(len(raw), pos + 2)
                     break
             take = min(self.chunk_left, len(raw) - pos)
             self.body += raw[pos : pos + take]
@@ -143,6 +175,8 @@ class Stream(asyncio.Protocol):
         body = self.body
         end = body.rfind(b"\n\n")
         if end < 0:
+            if self.stopped and self.last_chunk:
+                self._finish("ok")
             return
         complete = bytes(body[: end + 2])
         del body[: end + 2]
@@ -151,7 +185,10 @@ class Stream(asyncio.Protocol):
             add(now, int(m.group(1)))
             self.tokens += 1
         if b"event: message_stop" in complete:
-            self.stopped = True
+            self.stopped, self.stopped_ns = True, now
+        # Reused only once the response has fully arrived, so its end is not read as the next
+        # response's head.
+        if self.stopped and (self.last_chunk or not self.chunked):
             self._finish("ok")
 
 
@@ -195,20 +232,42 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         int((t0 + events * plan["pace_s"]) * 1e9),
     )
 
+    duration = plan.get("duration_s")
+    keepalive = bool(plan.get("keepalive", False))
+    ttlb: array[int] = array("q")
+    steady_from = int((t0 + plan["ramp_s"]) * 1e9)
+    until = steady_from + int(duration * 1e9) if duration is not None else 0
+
     async def one(i: int) -> None:
         await asyncio.sleep(i * plan["ramp_s"] / n)
-        done: asyncio.Future[str] = loop.create_future()
-        stream = Stream(request, delays, done)
-        streams.append(stream)
-        try:
-            await loop.create_connection(lambda: stream, plan["host"], plan["port"])
-            outcome = await asyncio.wait_for(done, plan["timeout_s"])
-        except (OSError, TimeoutError) as exc:
-            outcome = f"{type(exc).__name__}: {exc}"
-            stream._finish(outcome)
-        if outcome == "ok" and stream.tokens != events:
-            outcome = f"{stream.tokens} tokens, expected {events}"
-        outcomes.append(outcome)
+        stream: Stream | None = None
+        while True:
+            started = time.monotonic_ns()
+            done: asyncio.Future[str] = loop.create_future()
+            try:
+                if stream is not None and stream.reusable():
+                    stream.restart(done)
+                else:
+                    stream = Stream(request, delays, done, keepalive)
+                    streams.append(stream)
+                    await loop.create_connection(stream.itself, plan["host"], plan["port"])
+                outcome = await asyncio.wait_for(done, plan["timeout_s"])
+            except (OSError, TimeoutError) as exc:
+                outcome = f"{type(exc).__name__}: {exc}"
+                if stream is not None:
+                    stream._finish(outcome)
+            assert stream is not None
+            if outcome == "ok" and stream.tokens != events:
+                outcome = f"{stream.tokens} tokens, expected {events}"
+            outcomes.append(outcome)
+            if outcome == "ok" and started >= steady_from:
+                ttlb.append(stream.stopped_ns - started)
+            if time.monotonic_ns() >= until:
+                if stream.transport is not None:
+                    stream.transport.close()
+                return
+            if outcome != "ok":
+                stream = None
 
     await asyncio.gather(*(one(i) for i in range(n)))
     wall = time.monotonic() - t0
@@ -226,6 +285,8 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         "delay_ms": delay_summary(delays.all),
         "steady_tokens": len(delays.steady),
         "steady_delay_ms": delay_summary(delays.steady),
+        "ttlb_streams": len(ttlb),
+        "ttlb_ms": delay_summary(ttlb),
         "wall_s": wall,
         "cpu_s": cpu,
         "lag_ms": {

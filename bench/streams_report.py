@@ -97,12 +97,6 @@ def render(r: dict[str, Any]) -> str:
             f" -> {max(r['sizes'])} streams at {rate:,.0f} tokens/s need "
             f"{per_token * rate / 1e6:.2f} of a core"
         )
-    usage, expected = r.get("usage", {}), r["usage_expected"]
-    out.append(
-        f"usage ledger: {usage.get('requests')} requests (expected {expected['requests']}), "
-        f"{usage.get('output_tokens')} output tokens (expected {expected['output_tokens']}), "
-        f"{usage.get('errors')} errors"
-    )
     biggest = max(r["sizes"])
     if biggest in added_p99:
         added = added_p99[biggest]
@@ -114,19 +108,36 @@ def render(r: dict[str, Any]) -> str:
             f"RSS {peak:.1f} MiB (≤ {ACCEPT_RSS_MIB:g}: {verdict(peak <= ACCEPT_RSS_MIB)}), "
             f"errors {errors} ({verdict(errors == 0)})",
         ]
+    out += footer(r)
+    return "\n".join(out)
+
+
+def footer(r: dict[str, Any]) -> list[str]:
+    """The lines that close a paced-stream report (``bench.streams``, ``bench.sweep``): the usage
+    ledger against what it must hold, phases whose load generator lagged, errors, the machine."""
+    usage, expected = r.get("usage", {}), r["usage_expected"]
+    out = [
+        f"usage ledger: {usage.get('requests')} requests (expected {expected['requests']}), "
+        f"{usage.get('output_tokens')} output tokens (expected {expected['output_tokens']}), "
+        f"{usage.get('errors')} errors"
+    ]
+
+    def label(p: dict[str, Any]) -> str:
+        return f"{p['target']} {p['streams']}" + (f"/{p['round']}" if "round" in p else "")
+
     limited = [
-        f"{p['target']} {p['streams']}/{p['round']}: {p['lag_ms']['p99']:.1f} ms"
+        f"{label(p)}: {p['lag_ms']['p99']:.1f} ms"
         for p in r["phases"]
         if p["lag_ms"]["p99"] > LOADGEN_LAG_LIMIT_MS
     ]
     if limited:
         out.append(
             "the load generator's own loop lag p99 exceeds "
-            f"{LOADGEN_LAG_LIMIT_MS:g} ms ({', '.join(limited)}): those delays include its lag"
+            f"{LOADGEN_LAG_LIMIT_MS:g} ms ({', '.join(limited)}): those figures include its lag"
         )
     for p in r["phases"]:
         if p["error_samples"]:
-            out.append(f"{p['target']} {p['streams']} errors: {p['error_samples']}")
+            out.append(f"{label(p)} errors: {p['error_samples']}")
     if r.get("dataplane_log_errors"):
         out.append(f"data plane log errors: {r['dataplane_log_errors']}")
     m = r["machine"]
@@ -135,4 +146,4 @@ def render(r: dict[str, Any]) -> str:
         f"{' '.join(f'{x:.2f}' for x in m['loadavg_before'])}, after "
         f"{' '.join(f'{x:.2f}' for x in m['loadavg_after'])}"
     )
-    return "\n".join(out)
+    return out

@@ -1,0 +1,121 @@
+"""``make bench-sweep``: time to last byte of paced answers at 1, 64, 256 and 1,000 concurrent
+streams, through one data plane and straight at the upstream, in the same run (issue #14, item 2).
+
+An agent fleet is many slow streams at once, not back-to-back instant answers: the upstream
+(``bench.upstream --pace-ms``) generates each answer over about half a second (default 25 text
+deltas, one every 20 ms), and the load generator (``bench.streams_load`` in closed-loop mode)
+keeps C streams open for ``--duration-s``: each slot sends its next request as soon as its
+previous answer ends, on the same kept-alive connection (as Claude Code's HTTP client does;
+``--new-connections`` opens one per stream instead). Per level, a direct phase then a gateway phase run back to back, so
+the shared box's noise hits both alike; added latency is gateway minus direct, per quantile.
+
+Per phase: time to last byte (TTLB, request — or connect — to ``message_stop``) p50/p99 over the
+streams started after the ramp; the added per-token delay (each delta's arrival minus the
+upstream's write stamp, every token of the phase), so added TTLB splits into the request's way
+in (TTLB minus per-token) and the relay of the answer (per-token); errors, and the data plane's CPU share and event-loop lag (via
+``bench.streams.run_phase``, which also reports how long the box kept the data plane waiting for
+a CPU, and the load generator's own lag — a phase limited by the load generator says so). The
+usage ledger must hold exactly one request per successful gateway stream.
+
+Flags: ``--levels 1,64,256,1000``, ``--duration-s 10``, ``--ramp-s 2``, ``--pace-ms 20``,
+``--events 25``, ``--json``, ``--profile`` (the data plane under ``bench.sampler``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.streams import Stack, emit, paced_parser, run_on_stack, run_phase
+from bench.streams_report import footer
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    levels = [int(c) for c in args.levels.split(",")]
+    timeout_s = 10 * args.events * args.pace_ms / 1000 + 10  # per stream: later is an error
+    result: dict[str, Any] = {
+        "levels": levels,
+        "pace_ms": args.pace_ms,
+        "events": args.events,
+        "duration_s": args.duration_s,
+        "ramp_s": args.ramp_s,
+        "keepalive": not args.new_connections,
+    }
+
+    def phases(work: Path, stack: Stack) -> int:
+        done: list[dict[str, Any]] = []
+        result["phases"] = done
+        for c in levels:
+            for target, where in stack.targets().items():
+                plan = {
+                    "host": "127.0.0.1",
+                    "events": args.events,
+                    "pace_s": args.pace_ms / 1000,
+                    "ramp_s": args.ramp_s * min(1.0, c / 64),  # a few streams need no ramp
+                    "duration_s": args.duration_s,
+                    "keepalive": not args.new_connections,
+                    "timeout_s": timeout_s,
+                    "streams": c,
+                    **where,
+                }
+                done.append({"target": target, **run_phase(work, f"{target}-{c}", plan, stack)})
+        return sum(p["ok"] for p in done if p["target"] == "gateway")
+
+    phase_s = args.ramp_s + args.duration_s + timeout_s + 5
+    return run_on_stack(result, args, 90 + 2 * len(levels) * phase_s, phases)
+
+
+def render(r: dict[str, Any]) -> str:
+    by = {(p["streams"], p["target"]): p for p in r["phases"]}
+    out = [
+        f"paced concurrency sweep: answers of {r['events']} deltas every {r['pace_ms']:g} ms "
+        f"(~{r['events'] * r['pace_ms']:.0f} ms), C streams kept open for {r['duration_s']:g} s "
+        f"per phase ({'kept-alive connections' if r['keepalive'] else 'a connection per stream'}"
+        "); TTLB = request (or connect) to message_stop, over streams started after the ramp",
+        "",
+        "| C | streams (direct / gw) | direct TTLB p50 / p99 | gateway TTLB p50 / p99 "
+        "| added p50 / p99 | added per-token delay p50 / p99 | errors (direct / gw) | DP CPU | DP loop lag p99 / max "
+        "| DP wait for CPU | loadgen lag p99 (direct / gw) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in r["levels"]:
+        d, g = by.get((c, "direct")), by.get((c, "gateway"))
+        if d is None or g is None:
+            continue
+        dt, gt, dp = d["ttlb_ms"], g["ttlb_ms"], g["dataplane"]
+        dd, gd = d["delay_ms"], g["delay_ms"]  # every token: upstream's write to its arrival
+        out.append(
+            f"| {c} | {d['ttlb_streams']} / {g['ttlb_streams']} "
+            f"| {dt['p50']:.1f} / {dt['p99']:.1f} ms | {gt['p50']:.1f} / {gt['p99']:.1f} ms "
+            f"| {gt['p50'] - dt['p50']:+.1f} / {gt['p99'] - dt['p99']:+.1f} ms "
+            f"| {gd['p50'] - dd['p50']:+.1f} / {gd['p99'] - dd['p99']:+.1f} ms "
+            f"| {d['errors']} / {g['errors']} | {dp['cpu_share']:.0%} "
+            f"| ≤{dp['lag_p99_ms']:g} / {dp['lag_max_ms']:.1f} ms"
+            f"{' (/metrics timed out)' if dp['metrics_scrapes_timed_out'] else ''} "
+            f"| {dp['runqueue_wait_share']:.0%} "
+            f"| {d['lag_ms']['p99']:.1f} / {g['lag_ms']['p99']:.1f} ms |"
+        )
+    out += ["", *footer(r)]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = paced_parser("bench.sweep", __doc__, events=25)
+    parser.add_argument("--levels", default="1,64,256,1000", help="concurrent streams per level")
+    parser.add_argument("--duration-s", type=float, default=10.0, help="per phase, after ramp")
+    parser.add_argument(
+        "--new-connections",
+        action="store_true",
+        help="a new connection per stream (default: the next request on the same one)",
+    )
+    args = parser.parse_args(argv)
+    if args.events < 1 or args.pace_ms <= 0 or args.duration_s <= 0:
+        parser.error("--events must be >= 1, --pace-ms and --duration-s > 0")
+    result = run(args)
+    return emit(result, render(result), args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
