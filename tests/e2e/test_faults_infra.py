@@ -186,6 +186,7 @@ async def test_sigterm_during_50_streams_drains_them_and_sends_new_work_elsewher
 def enospc_for(spool_dir: Path) -> Any:
     """``open_append`` as seen by the spool module: appends under ``spool_dir`` fail like a
     full disk."""
+
     def full_disk_open(path: Path) -> int:
         if path.parent == spool_dir:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))

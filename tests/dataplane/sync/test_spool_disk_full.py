@@ -16,6 +16,7 @@ from dataplane.sync.spool import Spool
 def full_disk(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Appends fail with ENOSPC while the returned flag is set."""
     state = [True]
+
     def open_(path: Path) -> int:
         if state[0]:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
