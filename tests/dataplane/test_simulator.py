@@ -11,7 +11,7 @@ from dataplane.codecs import SSEDecoder
 from dataplane.metering.meter import StreamMeter, TokenUsage, usage_from_message
 from dataplane.simulator import MIN_CACHEABLE_TOKENS, count_tokens, simulate
 
-SYSTEM = [
+SYSTEM: list[dict[str, Any]] = [
     {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197"},
     {
         "type": "text",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -96,10 +96,11 @@ class Traffic:
         content: bytes,
         stream: bool,
         price: Callable[[int, int], int] = haiku_cost,
-        **headers: str,
+        headers: Mapping[str, str] | None = None,
     ) -> str:
-        """A simulator request that must be served, and billed exactly as its client saw it."""
-        r = await self.post("/v1/messages", content, self.headers(key, **headers))
+        """A simulator request that must be served, and billed exactly as its client saw it;
+        ``headers`` are sent besides the key's."""
+        r = await self.post("/v1/messages", content, self.headers(key, **(headers or {})))
         assert r.status_code == 200, r.text[:300]
         seen_in, seen_out = usage_seen(r.content, stream)
         model = orjson.loads(content)["model"]
@@ -137,7 +138,7 @@ class Traffic:
         while (i := next(self._numbers)) < total:
             stream = i % 3 == 0
             session = {"x-claude-code-session-id": f"good-{w}"}
-            await self.good("alice", body(text=f"good {i}", stream=stream), stream, **session)
+            await self.good("alice", body(text=f"good {i}", stream=stream), stream, headers=session)
             self.served += 1
 
     async def bad_strings(self) -> None:
@@ -149,8 +150,8 @@ class Traffic:
             nul = f"claude-sonnet-4-5\x00{i}"
             await self.refused("/v1/messages", body(nul), h, 400, "not a model id")
         for i in range(20):
-            nul = {"x-tollgate-metadata": f'{{"team":"a\\u0000{i}"}}'}
-            await self.refused("/v1/messages", body(), self.headers("alice", **nul), 400, "control character")  # fmt: skip
+            nul_meta = {"x-tollgate-metadata": f'{{"team":"a\\u0000{i}"}}'}
+            await self.refused("/v1/messages", body(), self.headers("alice", **nul_meta), 400, "control character")  # fmt: skip
             many = metadata({f"k{n}": "v" for n in range(17)})
             await self.refused("/v1/messages", body(), self.headers("alice", **many), 400, "more than 16")  # fmt: skip
         vertex = "/vertex/v1/projects/p/locations/r/publishers/anthropic/models/"
@@ -162,7 +163,7 @@ class Traffic:
             path = f"/bedrock/model/{quote(f'claude-x{i}' + chr(0), safe='')}/invoke"
             await self.refused(path, content, h, 400, "not a model id")
         for i in range(20):  # odd but acceptable: served, and cut in the event
-            await self.good("alice", body(text=f"odd {i}"), False, **{
+            await self.good("alice", body(text=f"odd {i}"), False, headers={
                 "x-claude-code-session-id": f"{i}-" + "s" * 20_000,
                 "user-agent": "claude-cli/2.1.197 " + "u" * 20_000,
                 **metadata({f"k{n}": "m" * 2000 for n in range(16)}),
@@ -256,7 +257,7 @@ class Traffic:
             for model in MARKUP:  # valid model ids: served (priced as an unknown model)
                 price = haiku_cost if model.startswith(MODEL) else fallback_cost
                 await self.good("mallory", body(model, f"markup {i}"), False, price)
-            await self.good("mallory", body(text=f"session {i}"), False, **{
+            await self.good("mallory", body(text=f"session {i}"), False, headers={
                 "x-claude-code-session-id": MARKUP[i % 2],
                 "user-agent": f"claude-cli/2.1.197 {MARKUP[1]}",
                 **metadata({"note": MARKUP[1], "x": MARKUP[0]}),

@@ -294,13 +294,13 @@ async def test_sign_in_prompt_usage_and_offboarding_with_the_real_cli(stack: Sta
 
             # Offboarding: disabled, the next prompt is refused and nothing reaches upstream.
             before = len(stack.upstream.requests)
-            served = (await stack.admin.list_dataplanes()).current_version
+            version_before = (await stack.admin.list_dataplanes()).current_version
             await stack.admin.disable_developer(alice.email)
 
             async def both_serve_it() -> bool:  # each worker ACKs a snapshot once swapped in
                 status = await stack.admin.list_dataplanes()
                 return (
-                    status.current_version != served
+                    status.current_version != version_before
                     and len({d.listen for d in status.dataplanes}) == 2  # both data planes
                     and all(
                         d.connected and d.acked_version == status.current_version

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 import dataplane.sync.spool
+from dataplane.private import open_append
 from dataplane.process.server import DataPlane, Settings
 from gwclient.client import GatewayClient
 from tests.e2e.faults_support import MODEL, SMALL_USAGE, TcpProxy, sse_names
@@ -185,12 +186,11 @@ async def test_sigterm_during_50_streams_drains_them_and_sends_new_work_elsewher
 def enospc_for(spool_dir: Path) -> Any:
     """``open_append`` as seen by the spool module: appends under ``spool_dir`` fail like a
     full disk."""
-    real_open = dataplane.sync.spool.open_append
 
     def full_disk_open(path: Path) -> int:
         if path.parent == spool_dir:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return real_open(path)
+        return open_append(path)
 
     return full_disk_open
 

@@ -183,8 +183,9 @@ async def fleet(pg_database: str, tmp_path: Path) -> AsyncIterator[Fleet]:
             yield fleet
     finally:
         await admin.close()
+        processes: list[DataPlaneProcess | ControlPlaneProcess] = [*dps, *cps]
         await asyncio.gather(
-            *(asyncio.to_thread(p.stop) for p in [*dps, *cps]), return_exceptions=True
+            *(asyncio.to_thread(p.stop) for p in processes), return_exceptions=True
         )
         await cp_lb.stop()
         await dp_lb.stop()

@@ -193,7 +193,7 @@ async def call(client: httpx.AsyncClient, secret: str, session: str = "sess-1") 
     )
 
 
-async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01) -> float:  # type: ignore[no-untyped-def]
+async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01) -> float:
     start = time.monotonic()
     while not await predicate():
         if time.monotonic() - start > timeout:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -41,9 +42,7 @@ def headers(secret: str = ROUTED) -> dict[str, str]:
     }
 
 
-def routed_snapshot(
-    primary: str, secondary: FakeAnthropic, **route: object
-) -> discovery_pb2.Snapshot:
+def routed_snapshot(primary: str, secondary: FakeAnthropic, **route: Any) -> discovery_pb2.Snapshot:
     snap = build_snapshot(primary)  # provider "anthropic" = the primary
     snap.workspaces.append(common_pb2.Workspace(name="team-b"))
     snap.providers.append(
@@ -211,8 +210,9 @@ async def test_cache_hit_replays_identical_bytes_and_never_crosses_workspaces(
     dp = await routed(tmp_path, upstream.base_url, backup, cache_ttl_s=60)
     try:
         first = await one_stream(dp)
-        assert isinstance(dp.cache, MemoryCache)
-        await eventually(lambda: len(dp.cache) == 1, "the entry stored, off the request's path")
+        cache = dp.cache
+        assert isinstance(cache, MemoryCache)
+        await eventually(lambda: len(cache) == 1, "the entry stored, off the request's path")
         second = await one_stream(dp)
         assert len(upstream.requests) == 1
         assert second.content == first.content

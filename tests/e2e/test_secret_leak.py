@@ -128,7 +128,7 @@ def _base_env() -> dict[str, str]:
     return env
 
 
-async def _wait(predicate, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+async def _wait(predicate, what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -59,7 +59,8 @@ class Setup:
 async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     upstream = FakeAnthropic()
     await upstream.start()
-    cp = FakeSignInControlPlane(sso_snapshot(upstream.base_url))
+    # Only the RPCs a data plane calls are served (the rest answer UNIMPLEMENTED).
+    cp = FakeSignInControlPlane(sso_snapshot(upstream.base_url))  # type: ignore[abstract]
     await cp.start()
     port_one, port_two = free_port(), free_port()
     public = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -148,8 +149,8 @@ async def test_events_of_an_older_spool_reach_postgres_and_a_refused_one_is_visi
     shown by ListDataPlanes and /metrics, and blocks nothing."""
     s = setup
 
-    def raw(rid: str, **fields: object) -> bytes:
-        return telemetry_pb2.UsageEvent(  # type: ignore[arg-type]
+    def raw(rid: str, **fields: Any) -> bytes:
+        return telemetry_pb2.UsageEvent(
             request_id=rid, workspace="team-a", status=200, time_ms=1, **fields
         ).SerializeToString()
 

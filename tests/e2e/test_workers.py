@@ -93,7 +93,7 @@ async def fleet(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
         await upstream.stop()
 
 
-async def wait_until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_until(predicate, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not await predicate():
         if time.monotonic() > deadline:

@@ -46,7 +46,7 @@ DEVELOPER_EMAIL = "alice@example.com"
 
 
 def mint(
-    sub: str = DEVELOPER_ID,
+    sub: str | None = DEVELOPER_ID,
     key: bytes = SIGNING_KEY,
     kid: str = KID,
     iat: float | None = None,
@@ -54,7 +54,8 @@ def mint(
     algorithm: str = "HS256",
     **claims: Any,
 ) -> str:
-    """An access token as the control plane mints it; keyword arguments override claims."""
+    """An access token as the control plane mints it; keyword arguments override claims, and
+    a claim given as None (``sub`` too) is left out."""
     now = time.time() if iat is None else iat
     payload: dict[str, Any] = {
         "iss": "tollgate",

@@ -43,9 +43,11 @@ def reference(stream: bytes) -> tuple[list[SSEEvent], int]:
         if not m.group(1):
             boundary = m.end()
     events: list[SSEEvent] = []
-    data, event, last_id, retry = "", "", None, None
-    for m in _STR_LINE.finditer(stream.decode("utf-8", "replace")):
-        line = m.group(1)
+    data, event = "", ""
+    last_id: str | None = None
+    retry: int | None = None
+    for text_match in _STR_LINE.finditer(stream.decode("utf-8", "replace")):
+        line = text_match.group(1)
         if line == "":
             if data:
                 events.append(SSEEvent(event or "message", data.removesuffix("\n"), last_id, retry))

@@ -139,8 +139,8 @@ def test_if_none_match() -> None:
     s = ManagedSettings.build("w", "{}", "abc123")
     for value in (b'"abc123"', b"abc123", b'W/"abc123"', b'"x", "abc123"', b"*"):
         assert s.matches(value), value
-    for value in (b'"abc12"', b"", None, b'"ABC123"'):
-        assert not s.matches(value), value
+    for other in (b'"abc12"', b"", None, b'"ABC123"'):
+        assert not s.matches(other), other
 
 
 def test_the_disk_cache_never_holds_signing_keys(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ door's format its refusals come, and which paths the drain gate closes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import orjson
@@ -103,7 +104,7 @@ def test_an_exact_path_wins_over_a_prefix_and_duplicates_are_refused() -> None:
         RouteTable([models, models])
 
 
-def _assert_door(r: httpx.Response, door: str, status: int) -> dict[str, object]:
+def _assert_door(r: httpx.Response, door: str, status: int) -> dict[str, Any]:
     assert r.status_code == status, r.text
     body = orjson.loads(r.content)
     assert body["type"] == "error" and body["request_id"] == r.headers["request-id"]
@@ -138,7 +139,7 @@ async def test_protected_rows_authenticate_first(client: httpx.AsyncClient, case
         assert body["error"] == {
             "type": "authentication_error",
             "message": body["error"]["message"],
-        }  # type: ignore[index]
+        }
     else:
         assert r.status_code == case.status
 
@@ -172,7 +173,7 @@ async def test_draining_closes_the_protected_rows_in_their_door_format(
                 assert r.status_code == case.status
                 continue
             body = _assert_door(r, case.door, 503)
-            assert body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+            assert body["error"]["type"] == "overloaded_error"
             assert r.headers["retry-after"] == "1" and r.headers["connection"] == "close"
         assert (await client.get("/")).status_code == 200
         assert (await client.get("/healthz")).status_code == 503

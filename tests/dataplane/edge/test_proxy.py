@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from dataplane.asgi import JSON as JSON_TYPE
+from dataplane.asgi import Message
 from dataplane.edge.app import build_app
 from dataplane.metering.record import RequestRecord
 from dataplane.process.server import DataPlane
@@ -420,9 +421,9 @@ async def test_disconnect_after_a_complete_answer_is_not_the_client_leaving(
         await closed.wait()
         return {"type": "http.disconnect"}
 
-    sent: list[dict[str, object]] = []
+    sent: list[Message] = []
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
         if message["type"] == "http.response.body" and not message.get("more_body"):
             closed.set()  # the exchange is over: the server says so ...

@@ -325,10 +325,10 @@ def test_meter_skip_names_exactly_what_the_meter_ignores() -> None:
         m = StreamMeter()
         m.feed(SSEEvent(name.decode(), loud))
         assert metered(m) == metered(StreamMeter()), name
-    for name in ("message_start", "message_delta", "message_stop", "error"):
+    for counted in ("message_start", "message_delta", "message_stop", "error"):
         m = StreamMeter()
-        m.feed(SSEEvent(name, loud))
-        assert metered(m) != metered(StreamMeter()), name
+        m.feed(SSEEvent(counted, loud))
+        assert metered(m) != metered(StreamMeter()), counted
 
 
 def _meter(decoder: SSEDecoder, chunks: list[bytes]) -> StreamMeter:

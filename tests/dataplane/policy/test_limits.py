@@ -21,6 +21,7 @@ from dataplane.policy.auth import Principal
 from dataplane.policy.counters.base import (
     AdmitRequest,
     BudgetCheck,
+    BudgetUsage,
     Counters,
     CountersUnavailable,
     ScopeCheck,
@@ -131,6 +132,11 @@ class Untouchable:
         raise AssertionError("counters touched")
 
     async def release(self, ticket: Ticket, now_ms: int) -> None:
+        raise AssertionError("counters touched")
+
+    async def peek(
+        self, tag: str, scope: str, budgets: tuple[BudgetCheck, ...]
+    ) -> tuple[BudgetUsage, ...]:
         raise AssertionError("counters touched")
 
     async def aclose(self) -> None:
@@ -277,7 +283,7 @@ async def test_count_tokens_passes_rate_limits_only_never_a_budget() -> None:
     )
     # tpm neither refuses nor is consumed by counting; with no rate limit at all, nothing is checked.
     free = principal(Limits(budgets=daily(50).budgets, tpm=1), spend=spent)
-    untouched = Limiter(Untouchable(), clock)  # type: ignore[arg-type]
+    untouched = Limiter(Untouchable(), clock)
     admission = await untouched.admit(
         free, model=SONNET, body_bytes=10, max_tokens=0, prices=PRICES, request_id="r",
         count_only=True,

@@ -63,7 +63,7 @@ def snapshot(upstream: FakeAnthropic, version: str = "v1", **access: object) -> 
         if field == "limits":
             ws.limits.CopyFrom(value)  # type: ignore[arg-type]
         else:
-            getattr(ws, field).extend(value)  # type: ignore[arg-type]
+            getattr(ws, field).extend(value)
     return Snapshot.from_proto(msg)
 
 

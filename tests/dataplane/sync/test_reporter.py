@@ -16,7 +16,7 @@ import dataplane.sync.reporter
 from dataplane.metering.record import RequestRecord
 from dataplane.process.server import DataPlane
 from dataplane.sync.reporter import Reporter
-from dataplane.sync.spool import Spool
+from dataplane.sync.spool import Spool, sync_files
 from gwapi.v1 import telemetry_pb2
 from gwcommon.usage_limits import BATCH_BYTES, EVENT_BODY_BYTES, MAX_MESSAGE_BYTES
 from tests.dataplane.conftest import SECRET
@@ -358,13 +358,12 @@ class WatchedSpool(Spool):
         self.loop = asyncio.get_running_loop()
         self.appended: asyncio.Queue[int] = asyncio.Queue()
         self.synced: asyncio.Queue[list[Path]] = asyncio.Queue()
-        real_sync = dataplane.sync.reporter.sync_files
 
-        def sync_files(files: list[Path], directory: Path | None) -> None:
-            real_sync(files, directory)
+        def synced_files(files: list[Path], directory: Path | None) -> None:
+            sync_files(files, directory)
             self.loop.call_soon_threadsafe(self.synced.put_nowait, files)
 
-        monkeypatch.setattr(dataplane.sync.reporter, "sync_files", sync_files)
+        monkeypatch.setattr(dataplane.sync.reporter, "sync_files", synced_files)
 
     def append(self, payloads: list[bytes], *, sync: bool = True) -> int:
         last = super().append(payloads, sync=sync)  # in the reporter's worker thread

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import dataplane.sync.spool
+from dataplane.private import open_append
 from dataplane.sync.spool import Spool
 
 
@@ -15,12 +16,11 @@ from dataplane.sync.spool import Spool
 def full_disk(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Appends fail with ENOSPC while the returned flag is set."""
     state = [True]
-    real_open = dataplane.sync.spool.open_append
 
     def open_(path: Path) -> int:
         if state[0]:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real_open(path)
+        return open_append(path)
 
     monkeypatch.setattr(dataplane.sync.spool, "open_append", open_)
     return state

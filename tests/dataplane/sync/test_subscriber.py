@@ -16,8 +16,9 @@ from tests.dataplane import runtimes
 from tests.dataplane.conftest import build_snapshot
 
 
-class ScriptedDiscovery(discovery_pb2_grpc.DiscoveryServicer):
-    """Sends each scripted snapshot in turn, recording every request it gets."""
+class ScriptedDiscovery:
+    """Sends each scripted snapshot in turn, recording every request it gets (the Watch that
+    :class:`Latest`, the servicer, delegates to)."""
 
     def __init__(self, snapshots: list[discovery_pb2.Snapshot]) -> None:
         self.snapshots = snapshots
@@ -25,7 +26,7 @@ class ScriptedDiscovery(discovery_pb2_grpc.DiscoveryServicer):
         self.metadata: list[tuple[str, str]] = []
         self.streams = 0
 
-    async def Watch(self, request_iterator, context):  # type: ignore[no-untyped-def]
+    async def Watch(self, request_iterator, context):
         self.streams += 1
         self.metadata = list(context.invocation_metadata())
         first = await request_iterator.__anext__()
@@ -40,12 +41,14 @@ class ScriptedDiscovery(discovery_pb2_grpc.DiscoveryServicer):
 
 
 class Latest(discovery_pb2_grpc.DiscoveryServicer):
-    """Delegates each new stream to the most recently installed script."""
+    """Delegates each new stream to the most recently installed script. It serves Watch only:
+    DeltaWatch and ListDataPlanes answer UNIMPLEMENTED, as a control plane of the previous
+    version does (so it is made under ``type: ignore[abstract]``)."""
 
     def __init__(self, scripts: list[ScriptedDiscovery]) -> None:
         self.scripts = scripts
 
-    async def Watch(self, request_iterator, context):  # type: ignore[no-untyped-def]
+    async def Watch(self, request_iterator, context):
         async for response in self.scripts[-1].Watch(request_iterator, context):
             yield response
 
@@ -56,7 +59,7 @@ async def server() -> AsyncIterator[tuple[grpc.aio.Server, int, list[ScriptedDis
     holder: list[ScriptedDiscovery] = []
     port = srv.add_insecure_port("127.0.0.1:0")
 
-    discovery_pb2_grpc.add_DiscoveryServicer_to_server(Latest(holder), srv)
+    discovery_pb2_grpc.add_DiscoveryServicer_to_server(Latest(holder), srv)  # type: ignore[abstract]
     await srv.start()
     yield srv, port, holder
     await srv.stop(0)
@@ -68,7 +71,7 @@ def bad_snapshot() -> discovery_pb2.Snapshot:
     return snap
 
 
-async def until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+async def until(predicate, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.01)
@@ -119,7 +122,7 @@ async def test_reconnect_sends_the_version_it_runs(server, tmp_path: Path) -> No
             await srv.stop(0)
             srv2 = grpc.aio.server()
 
-            discovery_pb2_grpc.add_DiscoveryServicer_to_server(Latest(holder), srv2)
+            discovery_pb2_grpc.add_DiscoveryServicer_to_server(Latest(holder), srv2)  # type: ignore[abstract]
             srv2.add_insecure_port(f"127.0.0.1:{port}")
             await srv2.start()
             try:

@@ -13,6 +13,7 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
+from dataplane.asgi import Message
 from dataplane.telemetry.activity import DAY_MS, ActivityAggregator
 from dataplane.telemetry.activity_reporter import ActivityReporter
 from dataplane.telemetry.destinations import Destination
@@ -226,12 +227,12 @@ async def test_a_developers_export_is_stamped_and_summed() -> None:
     )
     body = fixture("metrics-delta-01.pb")
     messages = [{"type": "http.request", "body": body, "more_body": False}]
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
     async def receive() -> dict[str, Any]:
         return messages.pop(0)
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {

@@ -28,7 +28,8 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[DataPlane, FakeCollector,
     await collector.start()
     snap = signin.sso_snapshot(upstream.base_url)
     snap.telemetry_destinations.append(destination("c", collector.base_url))
-    cp = signin.FakeSignInControlPlane(snap)
+    # Only the RPCs a data plane calls are served (the rest answer UNIMPLEMENTED).
+    cp = signin.FakeSignInControlPlane(snap)  # type: ignore[abstract]
     await cp.start()
     dp = DataPlane(
         Settings(

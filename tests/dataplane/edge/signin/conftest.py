@@ -26,7 +26,8 @@ async def upstream() -> AsyncIterator[FakeAnthropic]:
 
 @pytest.fixture
 async def cp(upstream: FakeAnthropic) -> AsyncIterator[FakeSignInControlPlane]:
-    fake = FakeSignInControlPlane(sso_snapshot(upstream.base_url))
+    # Only the RPCs a data plane calls are served (the rest answer UNIMPLEMENTED).
+    fake = FakeSignInControlPlane(sso_snapshot(upstream.base_url))  # type: ignore[abstract]
     await fake.start()
     yield fake
     await fake.stop()

@@ -196,7 +196,7 @@ async def test_keys_not_received_after_a_restart_from_the_cache(
         before = len(cp.watch_requests)
         await cp.start(port)  # back: the data plane announces "" and gets the keys
         async with asyncio.timeout(10):
-            while dp.holder.current.signing_keys_missing:  # type: ignore[union-attr]
+            while dp.holder.current.signing_keys_missing:
                 await asyncio.sleep(0.05)
         r = await c.post("/v1/messages", json=BODY, headers=bearer(token))
         assert r.status_code == 200, r.text

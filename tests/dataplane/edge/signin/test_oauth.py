@@ -23,7 +23,7 @@ def assert_oauth_error(r: httpx.Response, status: int, error: str) -> dict[str, 
     body = orjson.loads(r.content)
     assert set(body) == {"error", "error_description"} and body["error"] == error, body
     assert body["error_description"]
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 async def test_discovery_names_both_endpoints_on_the_base_origin(
