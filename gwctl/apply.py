@@ -55,7 +55,8 @@ from gwctl import output as out
 from gwctl.apply_execute import CreatedKey, execute
 from gwctl.apply_plan import Change, State, check_references, plan, render_plan
 from gwctl.cli import CommandError, Subparsers, confirm, is_json, leaf
-from gwctl.config_file import ConfigError, GatewayConfig, load
+from gwctl.config_file import load
+from gwctl.config_model import ConfigError, GatewayConfig
 
 
 def register(subparsers: Subparsers) -> None:

@@ -15,7 +15,7 @@ from gwclient.client import GatewayClient
 from gwclient.errors import ClientError
 from gwctl.apply_plan import ACTION_WORDS, Change, Plan
 from gwctl.cli import CommandError
-from gwctl.config_file import KeySpec
+from gwctl.config_model import KeySpec
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The plan of ``gwctl apply`` (pure): what the file changes against what the control plane has.
 
-:func:`plan` compares a normalised :class:`~gwctl.config_file.GatewayConfig` with a
+:func:`plan` compares a normalised :class:`~gwctl.config_model.GatewayConfig` with a
 :class:`State` and orders the changes (the rules are in :mod:`gwctl.apply`);
 :func:`render_plan` prints it like ``terraform plan``. Nothing here talks to the control plane.
 """
@@ -20,7 +20,7 @@ from gwctl.apply_views import (
     workspace_view,
 )
 from gwctl.cli import CommandError
-from gwctl.config_file import GatewayConfig, KeySpec
+from gwctl.config_model import GatewayConfig, KeySpec
 
 KINDS = ("provider", "route", "workspace", "key")  # dependency order
 SECTION_OF = {"provider": "providers", "route": "routes", "workspace": "workspaces", "key": "keys"}

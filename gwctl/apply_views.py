@@ -8,7 +8,7 @@ object's listing (:func:`created_fields`).
 from gwapi.v1 import common_pb2
 from gwctl import output as out
 from gwctl import parse
-from gwctl.config_file import KeySpec, settings_checksum
+from gwctl.config_model import KeySpec, settings_checksum
 
 
 def _show(value: object) -> str:

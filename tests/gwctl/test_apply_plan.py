@@ -19,7 +19,8 @@ from gwctl import apply_execute, config_file, parse
 from gwctl import main as gwctl_main
 from gwctl.apply_plan import Plan, State, plan, render_plan
 from gwctl.cli import CommandError
-from gwctl.config_file import ConfigError, loads
+from gwctl.config_file import loads
+from gwctl.config_model import ConfigError
 from tests.fakes.admin_client import FakeAdminClient
 from tests.gwctl.cli_data import SECRET, cli_fake
 
