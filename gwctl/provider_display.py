@@ -1,5 +1,6 @@
 """How ``gwctl providers list|show`` displays a provider: base URL, credentials, settings,
-breakers; readable text, never a secret (a stored key shows as stored, not its value).
+breakers; readable text. Credentials show by variable or file name, a key stored on the control
+plane as stored: never a secret's value.
 """
 
 from __future__ import annotations
