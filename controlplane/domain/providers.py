@@ -24,24 +24,26 @@ ones. The values are checked here with the same reading the data plane gives the
 * ``timeout_connect_s`` / ``timeout_read_s`` for the HTTP kinds: positive numbers of seconds.
 
 The option names are the fields of the kind's typed settings message in the proto
-(:mod:`gwapi.vocab`); the values are checked as text, the form they are stored in. One module
-over ~400 lines on purpose: the rules of the four kinds relate a provider's URL, credential and
-options to each other, and read best side by side.
+(:mod:`gwapi.vocab`); the values are checked as text, the form they are stored in. The rules of
+the four kinds that relate a provider's URL, credential and options to each other stay here, side
+by side; each option's own value check is :mod:`controlplane.domain.provider_options`.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
-import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
-from typing import Any
 from urllib.parse import urlsplit
 
 from controlplane.domain.errors import InvalidArgument, shown
+from controlplane.domain.provider_options import (
+    ENV_NAME_RE,
+    MAX_MODEL_MAP_CHARS,
+    VALIDATORS,
+    a_kind,
+)
 from gwapi import vocab
 
 KINDS = vocab.choices(vocab.KIND)
@@ -52,7 +54,6 @@ EXAMPLE_BASE_URLS = {
     "bedrock": "https://bedrock-runtime.us-east-1.amazonaws.com",
     "vertex": "https://us-east5-aiplatform.googleapis.com/v1",
 }
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 OPTION_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 # Option names that would hold a credential. "*_env" / "*_file" point at one, which is fine.
 _SECRET_OPTION_RE = re.compile(r"(secret|password|passwd|token|api_?key|access_key|credential)")
@@ -60,9 +61,6 @@ _SECRET_VALUE_PREFIXES = ("sk-ant-", "AKIA", "ASIA", "-----BEGIN")
 MAX_OPTIONS = 50
 MAX_BASE_URL_CHARS = 2048
 MAX_OPTION_CHARS = 1000
-
-AUTH_MODES = vocab.choices(vocab.AUTH)
-INFERENCE_PROFILES = vocab.choices(vocab.INFERENCE_PROFILE)
 VERTEX_DEFAULT_REGION = "global"
 BEDROCK_CREDENTIAL_OPTIONS = (
     "profile",
@@ -78,23 +76,6 @@ REQUIRED_OPTIONS: dict[str, dict[str, str]] = {
     "bedrock": {"region": "an AWS region such as us-east-1"},
     "vertex": {"project": "the Google Cloud project id, such as my-project-123"},
 }
-
-MODEL_MAP_MAX_ENTRIES = 100
-MODEL_ID_MAX_CHARS = 256
-MAX_MODEL_MAP_CHARS = 60_000
-MAX_SECONDS = 86_400.0
-MAX_SIMULATOR_MS = 600_000
-
-# us-east-1, eu-west-3, ap-northeast-1, us-gov-west-1, cn-northwest-1, us-isob-east-1.
-AWS_REGION_RE = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[1-9][0-9]?$")
-# global, us-east5, europe-west1, northamerica-northeast1.
-GCP_REGION_RE = re.compile(r"^(?:global|[a-z]+-[a-z]+[1-9][0-9]?)$")
-# 6-30 characters: lowercase letters, digits, hyphens; starts with a letter, no trailing hyphen.
-# Legacy domain-scoped projects ("example.com:my-project") are accepted too.
-GCP_PROJECT_RE = re.compile(r"^(?:[a-z0-9][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-AWS_PROFILE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}$")
-_DECIMAL_RE = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
-_INTEGER_RE = re.compile(r"^\d+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,10 +269,10 @@ def validate_options(options: Mapping[str, str], kind: str) -> dict[str, str]:
         limit = MAX_MODEL_MAP_CHARS if key == "model_map" else MAX_OPTION_CHARS
         if len(value) > limit:
             raise InvalidArgument(f"option {key!r} is too long (at most {limit} characters)")
-        out[key] = _VALIDATORS[key](key, value, kind)
+        out[key] = VALIDATORS[key](key, value, kind)
     for key, what in REQUIRED_OPTIONS.get(kind, {}).items():
         if key not in out:
-            raise InvalidArgument(f"{_a(kind)} provider needs the option {key!r}: {what}")
+            raise InvalidArgument(f"{a_kind(kind)} provider needs the option {key!r}: {what}")
     if kind == "vertex":
         out.setdefault("region", VERTEX_DEFAULT_REGION)
     if kind == "bedrock":
@@ -299,16 +280,12 @@ def validate_options(options: Mapping[str, str], kind: str) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def _a(kind: str) -> str:
-    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
-
-
 def _unknown_option(key: str, kind: str) -> str:
     known = known_options(kind)
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return (
-        f"unknown option {key!r} for {_a(kind)} provider{hint}: "
+        f"unknown option {key!r} for {a_kind(kind)} provider{hint}: "
         f"the known options are {', '.join(known)}"
     )
 
@@ -337,148 +314,3 @@ def _check_bedrock_credentials(opts: Mapping[str, str]) -> None:
             "keep one of bearer_token_env (a Bedrock API key), access_key_env + secret_key_env "
             "[+ session_token_env], or profile (or none, for the standard AWS credential chain)"
         )
-
-
-def _env_name(key: str, value: str, kind: str) -> str:
-    if not ENV_NAME_RE.fullmatch(value):
-        raise InvalidArgument(
-            f"option {key!r} must be the NAME of an environment variable the data plane reads "
-            "the credential from (e.g. AWS_SECRET_ACCESS_KEY), never the credential itself"
-        )
-    return value
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[str, str, str], str]:
-    def check(key: str, value: str, kind: str) -> str:
-        if value not in choices:
-            raise InvalidArgument(
-                f"invalid {key} {shown(value)} for {_a(kind)} provider: use one of {', '.join(choices)}"
-            )
-        return value
-
-    return check
-
-
-def _region(key: str, value: str, kind: str) -> str:
-    if kind == "bedrock" and not AWS_REGION_RE.fullmatch(value):
-        raise InvalidArgument(
-            f"invalid region {shown(value)} for a bedrock provider: use an AWS region such as "
-            "us-east-1, eu-west-3 or ap-northeast-1"
-        )
-    if kind == "vertex" and not GCP_REGION_RE.fullmatch(value):
-        raise InvalidArgument(
-            f"invalid region {shown(value)} for a vertex provider: use a Google Cloud region such as "
-            "us-east5 or europe-west1, or global"
-        )
-    return value
-
-
-def _project(key: str, value: str, kind: str) -> str:
-    if not GCP_PROJECT_RE.fullmatch(value):
-        raise InvalidArgument(
-            f"invalid project {shown(value)}: a Google Cloud project id has 6-30 lowercase letters, "
-            "digits or hyphens, starts with a letter and does not end with a hyphen "
-            "(e.g. my-project-123)"
-        )
-    return value
-
-
-def _profile(key: str, value: str, kind: str) -> str:
-    if not AWS_PROFILE_RE.fullmatch(value):
-        raise InvalidArgument(
-            "option 'profile' must be the name of an AWS profile in the data plane's shared "
-            "config (letters, digits, '_', '.', '-', '+', '@'; e.g. bedrock-prod)"
-        )
-    return value
-
-
-def _credentials_file(key: str, value: str, kind: str) -> str:
-    if value.startswith("{"):
-        raise InvalidArgument(
-            "option 'credentials_file' is the PATH of a service-account JSON file on the data "
-            "plane, not its content"
-        )
-    if (
-        any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
-        or not PurePosixPath(value).is_absolute()
-    ):
-        raise InvalidArgument(
-            "option 'credentials_file' must be an absolute path on the data plane "
-            "(e.g. /etc/tollgate/vertex-sa.json): the data plane reads it, relative to nothing"
-        )
-    return value
-
-
-def _seconds(key: str, value: str, kind: str) -> str:
-    number = float(value) if _DECIMAL_RE.fullmatch(value) else math.nan
-    if not (0 < number <= MAX_SECONDS):
-        raise InvalidArgument(
-            f"option {key!r} must be a positive number of seconds (e.g. 10 or 2.5, at most "
-            f"{int(MAX_SECONDS)}), got {value[:40]!r}"
-        )
-    return value
-
-
-def _milliseconds(key: str, value: str, kind: str) -> str:
-    if not _INTEGER_RE.fullmatch(value) or int(value) > MAX_SIMULATOR_MS:
-        raise InvalidArgument(
-            f"option {key!r} must be a whole number of milliseconds from 0 to "
-            f"{MAX_SIMULATOR_MS}, got {value[:40]!r}"
-        )
-    return str(int(value))
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise InvalidArgument(f"model_map lists {shown(key)} twice")
-        out[key] = value
-    return out
-
-
-def _model_map(key: str, value: str, kind: str) -> str:
-    """A JSON object of model id → model id; returned compact, keys sorted."""
-    shape = '{"claude-sonnet-4-5": "<provider model id>", ...}'
-    try:
-        obj = json.loads(value, object_pairs_hook=_no_duplicates)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(
-            f"option 'model_map' is not valid JSON ({exc.msg}): use {shape}"
-        ) from None
-    if not isinstance(obj, dict):
-        raise InvalidArgument(f"option 'model_map' must be a JSON object: {shape}")
-    if len(obj) > MODEL_MAP_MAX_ENTRIES:
-        raise InvalidArgument(f"model_map has {len(obj)} entries, at most {MODEL_MAP_MAX_ENTRIES}")
-    for src, dst in obj.items():
-        for what, text in (("model name", src), ("target", dst)):
-            if not isinstance(text, str) or not text.strip():
-                raise InvalidArgument(
-                    f"model_map entry {shown(src)}: the {what} must be a non-empty string ({shape})"
-                )
-            if len(text) > MODEL_ID_MAX_CHARS or any(ch.isspace() or ord(ch) < 32 for ch in text):
-                raise InvalidArgument(
-                    f"model_map entry {src[:60]!r}: the {what} must be a model id of at most "
-                    f"{MODEL_ID_MAX_CHARS} characters, without spaces or control characters"
-                )
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-_VALIDATORS: dict[str, Callable[[str, str, str], str]] = {
-    "auth": _choice(AUTH_MODES),
-    "inference_profile": _choice(INFERENCE_PROFILES),
-    "region": _region,
-    "project": _project,
-    "profile": _profile,
-    "access_key_env": _env_name,
-    "secret_key_env": _env_name,
-    "session_token_env": _env_name,
-    "bearer_token_env": _env_name,
-    "credentials_file": _credentials_file,
-    "model_map": _model_map,
-    "timeout_connect_s": _seconds,
-    "timeout_read_s": _seconds,
-    "ping_interval_s": _seconds,
-    "latency_ms": _milliseconds,
-    "chunk_delay_ms": _milliseconds,
-}

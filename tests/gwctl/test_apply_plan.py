@@ -15,11 +15,12 @@ import pytest
 
 from gwapi.v1 import common_pb2
 from gwclient.errors import ClientError
-from gwctl import apply, config_file, parse
+from gwctl import apply_execute, config_file, parse
 from gwctl import main as gwctl_main
-from gwctl.apply import Plan, State, plan, render_plan
+from gwctl.apply_plan import Plan, State, plan, render_plan
 from gwctl.cli import CommandError
-from gwctl.config_file import ConfigError, loads
+from gwctl.config_file import loads
+from gwctl.config_model import ConfigError
 from tests.fakes.admin_client import FakeAdminClient
 from tests.gwctl.cli_data import SECRET, cli_fake
 
@@ -356,7 +357,7 @@ def recording_client(
 async def test_execute_in_order_and_report_new_secrets() -> None:
     client = recording_client()
     seen: list[str] = []
-    created = await apply.execute(
+    created = await apply_execute.execute(
         client,  # type: ignore[arg-type]
         plan(loads(BASE), State()),
         on_done=lambda c, k: seen.append(c.title + (f" {k.secret}" if k else "")),
@@ -378,7 +379,7 @@ async def test_new_keys_go_in_batches_per_workspace_and_fall_back_to_one_call_ea
     )
     client = recording_client()
     seen: list[str] = []
-    created = await apply.execute(
+    created = await apply_execute.execute(
         client,  # type: ignore[arg-type]
         plan(loads(doc), State()),
         on_done=lambda c, k: seen.append(c.name),
@@ -392,7 +393,7 @@ async def test_new_keys_go_in_batches_per_workspace_and_fall_back_to_one_call_ea
 
     # A control plane of the previous version has no CreateKeys: one CreateKey per key.
     old = recording_client("create_keys", grpc.StatusCode.UNIMPLEMENTED, new_key_id="key_new")
-    created = await apply.execute(old, plan(loads(BASE), State()))  # type: ignore[arg-type]
+    created = await apply_execute.execute(old, plan(loads(BASE), State()))  # type: ignore[arg-type]
     assert [c[0] for c in old.calls][-2:] == ["create_keys", "create_key"]
     assert [k.id for k in created] == ["key_new"]
 
@@ -400,7 +401,7 @@ async def test_new_keys_go_in_batches_per_workspace_and_fall_back_to_one_call_ea
 async def test_execute_stops_at_a_refusal_and_says_how_far() -> None:
     client = recording_client("create_workspace")
     with pytest.raises(CommandError) as info:
-        await apply.execute(client, plan(loads(BASE), State()))  # type: ignore[arg-type]
+        await apply_execute.execute(client, plan(loads(BASE), State()))  # type: ignore[arg-type]
     assert "create workspace team was refused: no, because reasons" in str(info.value)
     assert "(3 of 5 change(s) applied" in str(info.value)
     assert client.calls[-1][0] == "create_workspace"

@@ -12,7 +12,7 @@ import pytest
 from gwapi.v1 import common_pb2
 from gwclient.errors import ClientError
 from gwctl import main as gwctl_main
-from gwctl import providers
+from gwctl import provider_display, provider_flags
 from gwctl.cli import UsageError
 from tests.fakes.admin_client import FakeAdminClient
 from tests.gwctl.cli_data import cli_fake
@@ -53,28 +53,30 @@ def update_args(*argv: str) -> argparse.Namespace:
 
 @pytest.mark.parametrize(("text", "value"), [("10", "10"), ("2.5", "2.5"), (" 30s ", "30")])
 def test_parse_seconds(text: str, value: str) -> None:
-    assert providers.parse_seconds(text) == value
+    assert provider_flags.parse_seconds(text) == value
 
 
 @pytest.mark.parametrize("text", ["0", "-1", "abc", "1e3", "", "inf"])
 def test_parse_seconds_refused(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="positive number"):
-        providers.parse_seconds(text)
+        provider_flags.parse_seconds(text)
 
 
 def test_parse_model_mapping() -> None:
     arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc"
-    assert providers.parse_model_mapping(f"claude-x={arn}") == ("claude-x", arn)
-    assert providers.parse_model_mapping(" a = b@1 ") == ("a", "b@1")
+    assert provider_flags.parse_model_mapping(f"claude-x={arn}") == ("claude-x", arn)
+    assert provider_flags.parse_model_mapping(" a = b@1 ") == ("a", "b@1")
     for bad in ("claude-x", "=x", "x=", " = "):
         with pytest.raises(argparse.ArgumentTypeError, match="FROM=TO"):
-            providers.parse_model_mapping(bad)
+            provider_flags.parse_model_mapping(bad)
 
 
 def test_model_map_json() -> None:
-    assert providers.model_map_json([("b", "2"), ("a", "1"), ("a", "1")]) == '{"a":"1","b":"2"}'
+    assert (
+        provider_flags.model_map_json([("b", "2"), ("a", "1"), ("a", "1")]) == '{"a":"1","b":"2"}'
+    )
     with pytest.raises(UsageError, match="mapped twice"):
-        providers.model_map_json([("a", "1"), ("a", "2")])
+        provider_flags.model_map_json([("a", "1"), ("a", "2")])
 
 
 # -- create -------------------------------------------------------------------------------------
@@ -144,43 +146,45 @@ def test_create_usage_errors(
 
 
 def test_update_sends_one_mask_path_per_option() -> None:
-    provider, paths = providers.update_request(update_args("--region", "eu-west-3",
+    provider, paths = provider_flags.update_request(update_args("--region", "eu-west-3",
                                                            "--timeout-read", "60"))  # fmt: skip
     assert paths == ["options.region", "options.timeout_read_s"]
     assert dict(provider.options) == {"region": "eu-west-3", "timeout_read_s": "60"}
 
 
 def test_update_choosing_a_bedrock_credential_clears_the_others() -> None:
-    provider, paths = providers.update_request(update_args("--bearer-token-env", "BR"))
+    provider, paths = provider_flags.update_request(update_args("--bearer-token-env", "BR"))
     assert dict(provider.options) == {"bearer_token_env": "BR"}
     assert sorted(paths) == sorted(f"options.{n}" for n in (
         "profile", "access_key_env", "secret_key_env", "session_token_env", "bearer_token_env"
     ))  # fmt: skip
-    provider, paths = providers.update_request(update_args("--profile", "prod"))
+    provider, paths = provider_flags.update_request(update_args("--profile", "prod"))
     assert dict(provider.options) == {"profile": "prod"}
     assert "options.bearer_token_env" in paths and "options.access_key_env" in paths
     # Within the access-key way only the given flags change.
-    provider, paths = providers.update_request(update_args("--session-token-env", "ST"))
+    provider, paths = provider_flags.update_request(update_args("--session-token-env", "ST"))
     assert "options.access_key_env" not in paths and "options.profile" in paths
 
 
 def test_update_removals_and_model_map() -> None:
-    provider, paths = providers.update_request(update_args("--option", "profile=",
+    provider, paths = provider_flags.update_request(update_args("--option", "profile=",
                                                            "--clear-model-map"))  # fmt: skip
     assert paths == ["options.model_map", "options.profile"] and not provider.options
-    provider, paths = providers.update_request(update_args("--model-map", "a=b"))
+    provider, paths = provider_flags.update_request(update_args("--model-map", "a=b"))
     assert paths == ["options.model_map"] and provider.options["model_map"] == '{"a":"b"}'
 
 
 def test_update_passthrough_clears_the_api_key_env() -> None:
-    provider, paths = providers.update_request(update_args("--auth", "passthrough"))
+    provider, paths = provider_flags.update_request(update_args("--auth", "passthrough"))
     assert paths == ["api_key_env", "options.auth"] and provider.api_key_env == ""
-    provider, paths = providers.update_request(update_args("--auth", "key", "--api-key-env", "K"))
+    provider, paths = provider_flags.update_request(
+        update_args("--auth", "key", "--api-key-env", "K")
+    )
     assert paths == ["api_key_env", "options.auth"] and provider.api_key_env == "K"
 
 
 def test_update_base_url_and_nothing_to_do(capsys: pytest.CaptureFixture[str]) -> None:
-    provider, paths = providers.update_request(update_args("--base-url", ""))
+    provider, paths = provider_flags.update_request(update_args("--base-url", ""))
     assert paths == ["base_url"] and provider.base_url == ""
     code, _, err = run(capsys, "providers", "update", "p")
     assert code == 2 and "nothing to update" in err
@@ -199,36 +203,39 @@ def prov(kind: str, **options: str) -> common_pb2.Provider:
 def test_display_bedrock() -> None:
     p = prov("bedrock", region="eu-west-3", profile="prod",
              model_map='{"a":"eu.anthropic.a-v1:0","b":"c"}', ping_interval_s="5")  # fmt: skip
-    assert providers.base_url_text(p) == "https://bedrock-runtime.eu-west-3.amazonaws.com (default)"
-    rows = dict(providers.settings_rows(p))
+    assert (
+        provider_display.base_url_text(p)
+        == "https://bedrock-runtime.eu-west-3.amazonaws.com (default)"
+    )
+    rows = dict(provider_display.settings_rows(p))
     assert rows["region"] == "eu-west-3"
     assert rows["inference profile"] == "default for the region"
     assert rows["credentials"] == "AWS profile prod"
     assert rows["model map"] == "2 entries: a → eu.anthropic.a-v1:0, b → c"
     assert rows["other options"] == "ping_interval_s=5"
-    assert providers.settings_summary(p) == "region=eu-west-3 profile=prod model-map=2"
-    assert providers.credentials_summary(p) == "profile prod"
+    assert provider_display.settings_summary(p) == "region=eu-west-3 profile=prod model-map=2"
+    assert provider_display.credentials_summary(p) == "profile prod"
     keys = prov("bedrock", region="us-east-1", access_key_env="AK", secret_key_env="SK")
-    assert providers.credentials_text(keys) == "access keys from $AK / $SK"
-    assert providers.credentials_summary(prov("bedrock", region="us-east-1")) == "aws chain"
+    assert provider_display.credentials_text(keys) == "access keys from $AK / $SK"
+    assert provider_display.credentials_summary(prov("bedrock", region="us-east-1")) == "aws chain"
 
 
 def test_display_vertex_and_anthropic() -> None:
     v = prov("vertex", project="my-proj", region="global")
-    assert providers.base_url_text(v) == "https://aiplatform.googleapis.com/v1 (default)"
+    assert provider_display.base_url_text(v) == "https://aiplatform.googleapis.com/v1 (default)"
     v.options["region"] = "us-east5"
-    assert providers.default_base_url(v) == "https://us-east5-aiplatform.googleapis.com/v1"
-    rows = dict(providers.settings_rows(v))
+    assert provider_display.default_base_url(v) == "https://us-east5-aiplatform.googleapis.com/v1"
+    rows = dict(provider_display.settings_rows(v))
     assert rows["project"] == "my-proj" and rows["model map"] == "none"
     assert rows["credentials"] == "application default credentials"
     a = common_pb2.Provider(name="a", kind="anthropic", base_url="https://api.anthropic.com",
                             api_key_env="ANTHROPIC_API_KEY")  # fmt: skip
-    assert dict(providers.settings_rows(a)) == {
+    assert dict(provider_display.settings_rows(a)) == {
         "auth": "key",
         "credentials": "API key from $ANTHROPIC_API_KEY",
     }
     a = prov("anthropic", auth="passthrough", timeout_read_s="60")
-    rows = dict(providers.settings_rows(a))
+    rows = dict(provider_display.settings_rows(a))
     assert rows["credentials"].startswith("passthrough") and rows["timeouts"] == "read 60s"
 
 
@@ -236,11 +243,14 @@ def test_display_vertex_and_anthropic() -> None:
 
 
 def test_breakers_text() -> None:
-    assert providers.breakers_text({}, 3) == "-"
-    assert providers.breakers_text({"dp-1a2b": "open"}, 3) == "open on dp-1a2b"
-    assert providers.breakers_text({"a": "half_open", "b": "half_open"}, 3) == "half_open on 2 of 3"
+    assert provider_display.breakers_text({}, 3) == "-"
+    assert provider_display.breakers_text({"dp-1a2b": "open"}, 3) == "open on dp-1a2b"
+    assert (
+        provider_display.breakers_text({"a": "half_open", "b": "half_open"}, 3)
+        == "half_open on 2 of 3"
+    )
     mixed = {"a": "half_open", "b": "open", "c": "open"}
-    assert providers.breakers_text(mixed, 3) == "open on 2 of 3; half_open on a"
+    assert provider_display.breakers_text(mixed, 3) == "open on 2 of 3; half_open on a"
 
 
 def test_list_shows_breakers_of_connected_dataplanes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from controlplane.domain import provider_options
 from controlplane.domain import providers as rules
 from controlplane.domain.errors import InvalidArgument
 
@@ -22,7 +23,7 @@ def refused(message: str, kind: str, options: dict[str, str], **kw: str) -> str:
 def test_every_known_option_has_a_validator() -> None:
     for kind in rules.KINDS:
         for name in rules.known_options(kind):
-            assert name in rules._VALIDATORS, (kind, name)
+            assert name in provider_options.VALIDATORS, (kind, name)
 
 
 # -- base URLs ----------------------------------------------------------------------------------
@@ -157,7 +158,7 @@ def test_bedrock_region_is_required() -> None:
 
 
 def test_bedrock_inference_profile() -> None:
-    for profile in rules.INFERENCE_PROFILES:
+    for profile in provider_options.INFERENCE_PROFILES:
         rules.validate_options({**BEDROCK, "inference_profile": profile}, "bedrock")
     refused(
         "us, eu, apac, jp, global, none",
