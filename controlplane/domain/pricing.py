@@ -23,48 +23,21 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from typing import Any
 
 from controlplane.domain.errors import InvalidArgument
 
+# The value objects are shared with the data plane; they stay importable from here (explicitly
+# re-exported) because this module is where the control plane's code looks for the price table.
+from gwcommon.price_rates import RATE_FIELDS, TOOL_FIELDS
+from gwcommon.price_rates import PriceEntry as PriceEntry
+from gwcommon.price_rates import Rates as Rates
+from gwcommon.price_rates import ToolRates as ToolRates
+
 FAMILIES = ("opus", "sonnet", "haiku")
-RATE_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
-TOOL_FIELDS = ("web_search_per_1k", "web_fetch_per_1k")
 _BOUNDARY_RE = re.compile(r"^(?:$|@|-\d{8}(?:$|[-@:])|-latest$)")
-
-
-@dataclass(frozen=True, slots=True)
-class Rates:
-    """Micro-dollars per million tokens ($3.00/MTok = 3_000_000)."""
-
-    input: int
-    output: int
-    cache_write_5m: int
-    cache_write_1h: int
-    cache_read: int
-
-
-@dataclass(frozen=True, slots=True)
-class ToolRates:
-    """Server-tool fees in micro-dollars per 1,000 requests ($10 per 1,000 = 10_000_000)."""
-
-    web_search_per_1k: int = 0
-    web_fetch_per_1k: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class PriceEntry:
-    model_prefix: str
-    family: str
-    family_default: bool
-    rates: Rates
-    long_context_threshold: int = 0
-    long_context_beta: str = ""
-    long_rates: Rates | None = None
-    tools: ToolRates = ToolRates()
 
 
 def usd_per_mtok_to_micros(value: str | int) -> int:

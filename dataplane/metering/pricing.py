@@ -41,6 +41,7 @@ from urllib.parse import unquote
 
 from dataplane.metering.meter import TokenUsage
 from gwapi.v1 import common_pb2
+from gwcommon.price_rates import NO_TOOL_FEES, PriceEntry, Rates, ToolRates
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -59,52 +60,6 @@ _PER = 1_000_000  # rates are per million tokens
 FAMILIES = ("opus", "sonnet", "haiku")
 MOST_EXPENSIVE = "fallback:most-expensive"
 LONG_CONTEXT_SUFFIX = "+long-context"
-
-
-@dataclass(frozen=True, slots=True)
-class Rates:
-    """Integer micro-dollars per million tokens."""
-
-    input: int
-    output: int
-    cache_write_5m: int
-    cache_write_1h: int
-    cache_read: int
-
-    def __post_init__(self) -> None:
-        for name in ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read"):
-            value = getattr(self, name)
-            if type(value) is not int or value < 0:
-                raise ValueError(f"rate {name} must be a non-negative integer, got {value!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class ToolRates:
-    """Server-tool fees: integer micro-dollars per 1,000 requests ($10 per 1,000 = 10_000_000)."""
-
-    web_search_per_1k: int = 0
-    web_fetch_per_1k: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("web_search_per_1k", "web_fetch_per_1k"):
-            value = getattr(self, name)
-            if type(value) is not int or value < 0:
-                raise ValueError(f"rate {name} must be a non-negative integer, got {value!r}")
-
-
-NO_TOOL_FEES = ToolRates()
-
-
-@dataclass(frozen=True, slots=True)
-class PriceEntry:
-    model_prefix: str
-    family: str
-    family_default: bool
-    rates: Rates
-    long_context_threshold: int = 0
-    long_context_beta: str = ""
-    long_rates: Rates | None = None
-    tools: ToolRates = NO_TOOL_FEES
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,45 +10,26 @@ back as raw bytes, unbuffered.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-
 from dataplane.asgi import Header
 from dataplane.config.snapshot import ProviderConfig
 from dataplane.errors import GatewayError, Misconfigured, Unauthenticated
-from dataplane.providers.base import Diagnosis, UpstreamRequest, problem_of, secret_not_received
-from dataplane.providers.transport import Timeouts, Transport, TransportResponse
+from dataplane.providers.base import (
+    Diagnosis,
+    HttpAdapter,
+    UpstreamRequest,
+    problem_of,
+    secret_not_received,
+)
+from dataplane.providers.transport import TransportResponse
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 
-def timeouts(config: ProviderConfig) -> Timeouts:
-    """Per-provider timeouts (options ``timeout_connect_s``, ``timeout_read_s``).
-
-    ``read`` bounds both the wait for the response headers and each silence between chunks:
-    Anthropic pings at least every few seconds while a stream is alive, so a long read timeout
-    only matters for a dead upstream.
-    """
-    connect = float(config.option("timeout_connect_s", "10"))
-    read = float(config.option("timeout_read_s", "600"))
-    return Timeouts(connect=connect, read=read)
-
-
-class AnthropicProvider:
+class AnthropicProvider(HttpAdapter):
     kind = "anthropic"
 
-    def __init__(
-        self,
-        config: ProviderConfig,
-        transport: Transport,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        self.name = config.name
-        self.config = config
-        self._transport = transport
+    def _configure(self, config: ProviderConfig) -> None:
         self._base = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._timeout = timeouts(config)
-        self._env = os.environ if env is None else env
 
     def _credentials(self, request: UpstreamRequest) -> list[Header]:
         if self.config.option("auth", "key") == "passthrough":

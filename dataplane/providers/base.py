@@ -9,13 +9,15 @@ Transport failures before a response exists are raised as ``GatewayError`` (502/
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dataplane.asgi import Header
+from dataplane.config.snapshot import ProviderConfig
 from dataplane.errors import GatewayError, Unavailable
-from dataplane.providers.transport import Timeouts
+from dataplane.providers.transport import Timeouts, Transport
 
 
 def secret_not_received(provider: str) -> GatewayError:
@@ -99,6 +101,41 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def timeouts(config: ProviderConfig) -> Timeouts:
+    """Per-provider timeouts (options ``timeout_connect_s``, ``timeout_read_s``).
+
+    ``read`` bounds both the wait for the response headers and each silence between chunks:
+    Anthropic pings at least every few seconds while a stream is alive, so a long read timeout
+    only matters for a dead upstream.
+    """
+    connect = float(config.option("timeout_connect_s", "10"))
+    read = float(config.option("timeout_read_s", "600"))
+    return Timeouts(connect=connect, read=read)
+
+
+class HttpAdapter:
+    """What every adapter that calls upstream over :class:`Transport` holds: its config, the
+    shared transport, its own timeouts (:func:`timeouts`) and the environment its credentials are
+    read from (the process's unless one is given, as tests do). A subclass sets up what is its
+    own in :meth:`_configure`, which the constructor calls last."""
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        transport: Transport,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self._transport = transport
+        self._timeout = timeouts(config)
+        self._env: Mapping[str, str] = os.environ if env is None else env
+        self._configure(config)
+
+    def _configure(self, config: ProviderConfig) -> None:
+        """The subclass's own set-up from ``config`` (nothing here)."""
 
 
 class BufferedResponse:

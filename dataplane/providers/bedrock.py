@@ -46,9 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import time
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -62,10 +60,10 @@ from dataplane.asgi import Header
 from dataplane.config.snapshot import ProviderConfig
 from dataplane.errors import GatewayError, Misconfigured, UpstreamProtocolError, error_response_body
 from dataplane.providers import cloud_errors
-from dataplane.providers.anthropic import timeouts
 from dataplane.providers.base import (
     BufferedResponse,
     Diagnosis,
+    HttpAdapter,
     UpstreamRequest,
     problem_of,
     secret_not_received,
@@ -79,7 +77,7 @@ from dataplane.providers.bedrock_models import (
 )
 from dataplane.providers.bedrock_stream import BedrockStream, message_of
 from dataplane.providers.betas import filter_betas, header_betas
-from dataplane.providers.transport import Transport, TransportResponse
+from dataplane.providers.transport import TransportResponse
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 # Bedrock HTTP status -> (status, Anthropic error type) for errors before the stream.
@@ -97,20 +95,10 @@ _ERRORS = {
 _RETRY_FAILED_RESOLUTION_S = 30.0
 
 
-class BedrockProvider:
+class BedrockProvider(HttpAdapter):
     kind = "bedrock"
 
-    def __init__(
-        self,
-        config: ProviderConfig,
-        transport: Transport,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        self.name = config.name
-        self.config = config
-        self._transport = transport
-        self._env: Mapping[str, str] = os.environ if env is None else env
-        self._timeout = timeouts(config)
+    def _configure(self, config: ProviderConfig) -> None:
         self.region = config.option("region")
         self._base = (
             config.base_url or f"https://bedrock-runtime.{self.region}.amazonaws.com"

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -54,11 +53,10 @@ from dataplane.asgi import Header
 from dataplane.config.snapshot import ProviderConfig
 from dataplane.errors import ERROR_TYPES, GatewayError, Misconfigured, not_found
 from dataplane.providers import cloud_errors
-from dataplane.providers.anthropic import timeouts
-from dataplane.providers.base import BufferedResponse, Diagnosis, UpstreamRequest
+from dataplane.providers.base import BufferedResponse, Diagnosis, HttpAdapter, UpstreamRequest
 from dataplane.providers.betas import filter_betas, header_betas
 from dataplane.providers.gcp_auth import GoogleTokenSource
-from dataplane.providers.transport import Transport, TransportResponse
+from dataplane.providers.transport import TransportResponse
 
 log = logging.getLogger("tollgate.providers.vertex")
 
@@ -171,20 +169,10 @@ def translate_error(
     return BufferedResponse(new_status, [(b"content-type", b"application/json"), *kept], out)
 
 
-class VertexProvider:
+class VertexProvider(HttpAdapter):
     kind = "vertex"
 
-    def __init__(
-        self,
-        config: ProviderConfig,
-        transport: Transport,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        self.name = config.name
-        self.config = config
-        self._transport = transport
-        self._timeout = timeouts(config)
-        env = os.environ if env is None else env
+    def _configure(self, config: ProviderConfig) -> None:
         self.project = config.option("project")
         self.region = config.option("region", "global") or "global"
         self.base_url = (config.base_url or default_base_url(self.region)).rstrip("/")
@@ -197,7 +185,7 @@ class VertexProvider:
             self._misconfigured = str(exc)
         if not self.project:
             self._misconfigured = "it has no 'project' option"
-        credentials_file = config.option("credentials_file") or env.get(
+        credentials_file = config.option("credentials_file") or self._env.get(
             "GOOGLE_APPLICATION_CREDENTIALS", ""
         )
         self.tokens = GoogleTokenSource(self.name, credentials_file)

@@ -31,6 +31,22 @@ def max_tokens_of(obj: dict[str, Any]) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def rewritten(
+    obj: dict[str, Any], model: str, stream: bool, count_only: bool, headers: tuple[Header, ...]
+) -> Prepared:
+    """The Prepared request of a door that rewrites the client's body (Bedrock, Vertex): ``obj``,
+    already in Anthropic format, is what goes upstream, serialised again."""
+    return Prepared(
+        body=orjson.dumps(obj),
+        json=obj,
+        model=model,
+        stream=stream,
+        max_tokens=max_tokens_of(obj),
+        count_only=count_only,
+        headers=headers,
+    )
+
+
 class AnthropicDoor(AnthropicErrors):
     name = "anthropic"
     forwards_query = True

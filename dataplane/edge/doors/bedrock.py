@@ -23,7 +23,7 @@ from dataplane.asgi import Header, Scope
 from dataplane.clienttext import check_model
 from dataplane.codecs.eventstream import encode_message
 from dataplane.codecs.sse import SSEEvent
-from dataplane.edge.doors.anthropic import max_tokens_of, parse_json_object
+from dataplane.edge.doors.anthropic import parse_json_object, rewritten
 from dataplane.edge.doors.base import Prepared
 from dataplane.errors import ERROR_TYPES, bad_request, not_found
 from dataplane.metering.pricing import normalize_model
@@ -144,15 +144,7 @@ class BedrockDoor:
             obj["stream"] = True
         else:
             obj.pop("stream", None)
-        return Prepared(
-            body=orjson.dumps(obj),
-            json=obj,
-            model=model,
-            stream=stream,
-            max_tokens=max_tokens_of(obj),
-            count_only=False,
-            headers=merge_betas(headers, betas),
-        )
+        return rewritten(obj, model, stream, False, merge_betas(headers, betas))
 
     def encoder(self) -> BedrockEncoder:
         return BedrockEncoder()

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import re
 
-import orjson
-
 from dataplane.asgi import Header, Scope
 from dataplane.clienttext import check_model
-from dataplane.edge.doors.anthropic import max_tokens_of, parse_json_object
+from dataplane.edge.doors.anthropic import parse_json_object, rewritten
 from dataplane.edge.doors.base import AnthropicErrors, Prepared, StreamEncoder
 from dataplane.errors import not_found
 from dataplane.metering.pricing import normalize_model
@@ -49,15 +47,7 @@ class VertexDoor(AnthropicErrors):
             raise not_found(f"Model '{raw_model}' is not a Claude model this gateway can route.")
         obj["model"] = model
         stream = obj.get("stream") is True and not count_only
-        return Prepared(
-            body=orjson.dumps(obj),
-            json=obj,
-            model=model,
-            stream=stream,
-            max_tokens=max_tokens_of(obj),
-            count_only=count_only,
-            headers=headers,
-        )
+        return rewritten(obj, model, stream, count_only, headers)
 
     def encoder(self) -> StreamEncoder | None:
         return None
