@@ -488,8 +488,10 @@ async def test_policy_and_telemetry_reach_the_real_cli_and_come_back_attributed(
                 assert attributes["tollgate.workspace"] == "platform"
 
         async def activity_arrived() -> bool:
+            # The two halves travel apart (OTLP through the forwarder, the metered request
+            # through the reporter): wait until the row holds both, then check it.
             rows = await stack.admin.query_usage(workspace="platform", group_by="developer")
-            return bool(rows) and rows[0].client_cost_micros > 0
+            return bool(rows) and rows[0].client_cost_micros > 0 and rows[0].requests >= 1
 
         await until(activity_arrived, 30, "Claude Code's own cost next to the metered one")
         [row] = await stack.admin.query_usage(workspace="platform", group_by="developer")
