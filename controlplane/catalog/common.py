@@ -141,3 +141,13 @@ def reencrypt_column(
         audit_change(s, now, action, kind, message, message)
         done.append(row.name)
     return done
+
+
+def in_workspaces(stmt: Any, column: Any, workspace: str, scope: frozenset[str]) -> Any:
+    """``stmt`` narrowed to rows whose ``column`` is ``workspace`` ("" = any) and, when ``scope``
+    is non-empty (a caller scoped to some workspaces), one of ``scope``."""
+    if scope:
+        stmt = stmt.where(col(column).in_(sorted(scope)))
+    if workspace:
+        stmt = stmt.where(col(column) == workspace)
+    return stmt

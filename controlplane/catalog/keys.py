@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from controlplane import audit_log
 from controlplane.catalog import allowlists, workspaces
-from controlplane.catalog.common import LIMITS_PATHS, masked_limits, resolve_mask
+from controlplane.catalog.common import LIMITS_PATHS, in_workspaces, masked_limits, resolve_mask
 from controlplane.catalog.convert import key_to_pb, limits_from_pb
 from controlplane.domain import keys as rules
 from controlplane.domain.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -130,12 +130,9 @@ def list_keys(
     scope: frozenset[str] = frozenset(),
 ) -> list[pb.VirtualKey]:
     """Keys of ``workspace`` ("" = all); ``scope`` (non-empty) keeps only those workspaces'."""
-    stmt = select(VirtualKeyRow)
-    if scope:
-        stmt = stmt.where(col(VirtualKeyRow.workspace).in_(sorted(scope)))
     if workspace:
-        workspaces.get_row(s, workspace)
-        stmt = stmt.where(VirtualKeyRow.workspace == workspace)
+        workspaces.get_row(s, workspace)  # an unknown workspace is NotFound, not an empty list
+    stmt = in_workspaces(select(VirtualKeyRow), VirtualKeyRow.workspace, workspace, scope)
     if not include_revoked:
         stmt = stmt.where(VirtualKeyRow.revoked_at_ms == 0)
     rows = s.exec(stmt.order_by(col(VirtualKeyRow.workspace), col(VirtualKeyRow.id))).all()
