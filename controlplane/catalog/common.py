@@ -156,10 +156,10 @@ def in_workspaces(stmt: Any, column: Any, workspace: str, scope: frozenset[str])
 def updated_target(
     paths: Sequence[str], prefix: str, given: tuple[str, str], current: tuple[str, str]
 ) -> tuple[str, str] | None:
-    """The ``(provider, route)`` left by an update of ``{prefix}_provider`` / ``{prefix}_route``
+    """The ``(provider, route)`` left by an update of ``{prefix}provider`` / ``{prefix}route``
     (``given`` the request's values, ``current`` the stored ones); None when ``paths`` names
-    neither. Naming one without the other switches the target to it, as for a key's target."""
-    provider_path, route_path = f"{prefix}_provider", f"{prefix}_route"
+    neither. Naming one without the other switches the target to it."""
+    provider_path, route_path = f"{prefix}provider", f"{prefix}route"
     if provider_path not in paths and route_path not in paths:
         return None
     provider = given[0] if provider_path in paths else current[0]

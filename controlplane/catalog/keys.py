@@ -18,7 +18,13 @@ from sqlmodel import Session, col, select
 
 from controlplane import audit_log
 from controlplane.catalog import allowlists, workspaces
-from controlplane.catalog.common import LIMITS_PATHS, in_workspaces, masked_limits, resolve_mask
+from controlplane.catalog.common import (
+    LIMITS_PATHS,
+    in_workspaces,
+    masked_limits,
+    resolve_mask,
+    updated_target,
+)
 from controlplane.catalog.convert import key_to_pb, limits_from_pb
 from controlplane.domain import keys as rules
 from controlplane.domain.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -158,13 +164,9 @@ def update(s: Session, msg: pb.VirtualKey, mask: FieldMask, now: int) -> pb.Virt
         if msg.expires_at_ms < 0:
             raise InvalidArgument("expires_at_ms must not be negative (0 means never)")
         row.expires_at_ms = msg.expires_at_ms
-    if "provider" in paths or "route" in paths:
-        provider = msg.provider if "provider" in paths else row.provider
-        route = msg.route if "route" in paths else row.route
-        if "provider" in paths and msg.provider and "route" not in paths:
-            route = ""
-        if "route" in paths and msg.route and "provider" not in paths:
-            provider = ""
+    target = updated_target(paths, "", (msg.provider, msg.route), (row.provider, row.route))
+    if target is not None:
+        provider, route = target
         check_target(s, provider, route)
         allowlists.check_key_target(s, workspace, provider, route)
         row.provider, row.route = provider, route

@@ -41,7 +41,7 @@ CREATE_PATHS = tuple(p for p in UPDATE_PATHS if "." not in p)
 def _member_target(s: Session, row: WorkspaceRow, msg: pb.Workspace, paths: Sequence[str]) -> None:
     target = updated_target(
         paths,
-        "member",
+        "member_",
         (msg.member_provider, msg.member_route),
         (row.member_provider, row.member_route),
     )

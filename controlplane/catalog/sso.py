@@ -100,7 +100,7 @@ def _paths(mask: FieldMask) -> list[str]:
 def _default_target(s: Session, row: SsoConfigRow, msg: apb.SsoConfig, paths: list[str]) -> None:
     target = updated_target(
         paths,
-        "default",
+        "default_",
         (msg.default_provider, msg.default_route),
         (row.default_provider, row.default_route),
     )
