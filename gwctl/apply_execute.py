@@ -154,25 +154,14 @@ async def _create_keys(client: GatewayClient, unit: list[Change]) -> list[Create
 
 
 async def _execute_one(client: GatewayClient, c: Change, p: Plan) -> CreatedKey | None:
-    if c.kind == "provider":
+    if c.kind in ("provider", "route", "workspace"):
+        # The client's calls for these follow one naming: create_<kind>, update_<kind>, delete_<kind>.
         if c.action == "+":
-            await client.create_provider(c.message)
+            await getattr(client, f"create_{c.kind}")(c.message)
         elif c.action == "~":
-            await client.update_provider(c.message, c.paths)
-        else:
-            await client.delete_provider(c.name)
-    elif c.kind == "route":
-        if c.action == "+":
-            await client.create_route(c.message)
-        elif c.action == "~":
-            await client.update_route(c.message, c.paths)
-        else:
-            await client.delete_route(c.name)
-    elif c.kind == "workspace":
-        if c.action == "+":
-            await client.create_workspace(c.message)
-        elif c.action == "~":
-            await client.update_workspace(c.message, c.paths)
+            await getattr(client, f"update_{c.kind}")(c.message, c.paths)
+        elif c.kind != "workspace":
+            await getattr(client, f"delete_{c.kind}")(c.name)
         else:
             # When the file manages keys, this plan has already deleted the workspace's active
             # keys; force also removes its revoked ones (which apply does not manage). When it
