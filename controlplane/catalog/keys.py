@@ -173,12 +173,7 @@ def update(s: Session, msg: pb.VirtualKey, mask: FieldMask, now: int) -> pb.Virt
     new_limits = masked_limits(limits_from_json(row.limits_json), limits_from_pb(msg.limits), paths)
     if new_limits is not None:
         row.limits_json = limits_to_json(validate_limits(new_limits, "limits"))
-    row.updated_at_ms = now
-    s.add(row)
-    s.flush()
-    updated = with_status(s, [row], now)[0]
-    _audit(s, now, "key.update", row, before, updated)
-    return updated
+    return _saved(s, row, before, "key.update", now)
 
 
 def revoke(s: Session, key_id: str, now: int) -> pb.VirtualKey:
@@ -189,12 +184,19 @@ def revoke(s: Session, key_id: str, now: int) -> pb.VirtualKey:
         return with_status(s, [row], now)[0]
     before = key_to_pb(row)
     row.revoked_at_ms = now
+    return _saved(s, row, before, "key.revoke", now)
+
+
+def _saved(
+    s: Session, row: VirtualKeyRow, before: pb.VirtualKey, action: str, now: int
+) -> pb.VirtualKey:
+    """Write a changed ``row`` and audit ``action``; returns the key as it is now."""
     row.updated_at_ms = now
     s.add(row)
     s.flush()
-    revoked = with_status(s, [row], now)[0]
-    _audit(s, now, "key.revoke", row, before, revoked)
-    return revoked
+    after = with_status(s, [row], now)[0]
+    _audit(s, now, action, row, before, after)
+    return after
 
 
 def delete_key(s: Session, key_id: str, now: int) -> None:
