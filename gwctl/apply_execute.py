@@ -131,21 +131,22 @@ async def execute(
     return created
 
 
+def _create_key_request(spec: KeySpec) -> admin_pb2.CreateKeyRequest:
+    return admin_pb2.CreateKeyRequest(
+        workspace=spec.workspace,
+        name=spec.name,
+        limits=spec.limits,
+        provider=spec.provider,
+        route=spec.route,
+        models=list(spec.models),
+    )
+
+
 async def _create_keys(client: GatewayClient, unit: list[Change]) -> list[CreatedKey | None]:
     specs: list[KeySpec] = [c.message for c in unit]
     response = await client.create_keys(
         specs[0].workspace,
-        [
-            admin_pb2.CreateKeyRequest(
-                workspace=spec.workspace,
-                name=spec.name,
-                limits=spec.limits,
-                provider=spec.provider,
-                route=spec.route,
-                models=list(spec.models),
-            )
-            for spec in specs
-        ],
+        [_create_key_request(spec) for spec in specs],
     )
     return [
         CreatedKey(spec.workspace, spec.name, r.key.id, r.secret)
@@ -169,16 +170,7 @@ async def _execute_one(client: GatewayClient, c: Change, p: Plan) -> CreatedKey 
             await client.delete_workspace(c.name, force=p.keys_managed)
     elif c.action == "+":
         spec: KeySpec = c.message
-        response = await client.create_key(
-            admin_pb2.CreateKeyRequest(
-                workspace=spec.workspace,
-                name=spec.name,
-                limits=spec.limits,
-                provider=spec.provider,
-                route=spec.route,
-                models=list(spec.models),
-            )
-        )
+        response = await client.create_key(_create_key_request(spec))
         return CreatedKey(spec.workspace, spec.name, response.key.id, response.secret)
     elif c.action == "~":
         await client.update_key(c.message, c.paths)
