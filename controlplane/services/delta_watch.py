@@ -159,18 +159,13 @@ async def _read(
 ) -> None:
     registry = state.registry
     async for req in requests:
-        watch_stream.report_status(registry, stream.node_id, req)
-        version = stream.pending.pop(req.response_nonce, None) if req.response_nonce else None
+        version = watch_stream.answered(registry, stream.node_id, stream.pending, req)
         if version is None:
             continue
         if req.error_detail:
             stream.diverged = True
-            registry.nack(stream.node_id, version, req.error_detail)
-            log.warning(
-                "data plane %s rejected resources of %s: %s",
-                stream.node_id,
-                version,
-                req.error_detail[:300],
+            watch_stream.record_nack(
+                registry, stream.node_id, version, req.error_detail, "resources of"
             )
         else:
             registry.ack(stream.node_id, req.system_version or version)

@@ -112,17 +112,12 @@ class DiscoveryService(discovery_pb2_grpc.DiscoveryServicer):
         """Consume ACK/NACKs and status reports until the client half-closes."""
         registry = self._s.registry
         async for req in requests:
-            watch_stream.report_status(registry, stream.node_id, req)
-            version = stream.pending.pop(req.response_nonce, None) if req.response_nonce else None
+            version = watch_stream.answered(registry, stream.node_id, stream.pending, req)
             if version is None:
                 continue
             if req.error_detail:
-                registry.nack(stream.node_id, version, req.error_detail)
-                log.warning(
-                    "data plane %s rejected snapshot %s: %s",
-                    stream.node_id,
-                    version,
-                    req.error_detail[:300],
+                watch_stream.record_nack(
+                    registry, stream.node_id, version, req.error_detail, "snapshot"
                 )
             else:
                 stream.running = req.version_info or version

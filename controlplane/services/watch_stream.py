@@ -32,6 +32,13 @@ class StatusReport(Protocol):
     def quarantined_events(self) -> int: ...
 
 
+class Answer(StatusReport, Protocol):
+    """A request that may ACK or NACK a response by its nonce."""
+
+    @property
+    def response_nonce(self) -> str: ...
+
+
 class FirstRequest(StatusReport, Protocol):
     @property
     def node_id(self) -> str: ...
@@ -69,6 +76,23 @@ def report_status(registry: DataPlaneRegistry, node_id: str, req: StatusReport) 
     """Record a request's breaker states and set-aside count (also refreshes last_seen)."""
     registry.report_breakers(node_id, req.breakers)
     registry.report_quarantined(node_id, req.quarantined_events)
+
+
+def answered(
+    registry: DataPlaneRegistry, node_id: str, pending: dict[str, str], req: Answer
+) -> str | None:
+    """Record ``req``'s status; the version it ACKs or NACKs, None when it answers nothing we
+    sent (no nonce, or one no longer pending)."""
+    report_status(registry, node_id, req)
+    return pending.pop(req.response_nonce, None) if req.response_nonce else None
+
+
+def record_nack(
+    registry: DataPlaneRegistry, node_id: str, version: str, detail: str, what: str
+) -> None:
+    """A data plane refused ``version`` (``what``: how the log names it, e.g. "snapshot")."""
+    registry.nack(node_id, version, detail)
+    log.warning("data plane %s rejected %s %s: %s", node_id, what, version, detail[:300])
 
 
 def issue_nonce(pending: dict[str, str], version: str) -> str:
