@@ -131,21 +131,22 @@ async def execute(
     return created
 
 
+def _create_key_request(spec: KeySpec) -> admin_pb2.CreateKeyRequest:
+    return admin_pb2.CreateKeyRequest(
+        workspace=spec.workspace,
+        name=spec.name,
+        limits=spec.limits,
+        provider=spec.provider,
+        route=spec.route,
+        models=list(spec.models),
+    )
+
+
 async def _create_keys(client: GatewayClient, unit: list[Change]) -> list[CreatedKey | None]:
     specs: list[KeySpec] = [c.message for c in unit]
     response = await client.create_keys(
         specs[0].workspace,
-        [
-            admin_pb2.CreateKeyRequest(
-                workspace=spec.workspace,
-                name=spec.name,
-                limits=spec.limits,
-                provider=spec.provider,
-                route=spec.route,
-                models=list(spec.models),
-            )
-            for spec in specs
-        ],
+        [_create_key_request(spec) for spec in specs],
     )
     return [
         CreatedKey(spec.workspace, spec.name, r.key.id, r.secret)
@@ -154,25 +155,14 @@ async def _create_keys(client: GatewayClient, unit: list[Change]) -> list[Create
 
 
 async def _execute_one(client: GatewayClient, c: Change, p: Plan) -> CreatedKey | None:
-    if c.kind == "provider":
+    if c.kind in ("provider", "route", "workspace"):
+        # The client's calls for these follow one naming: create_<kind>, update_<kind>, delete_<kind>.
         if c.action == "+":
-            await client.create_provider(c.message)
+            await getattr(client, f"create_{c.kind}")(c.message)
         elif c.action == "~":
-            await client.update_provider(c.message, c.paths)
-        else:
-            await client.delete_provider(c.name)
-    elif c.kind == "route":
-        if c.action == "+":
-            await client.create_route(c.message)
-        elif c.action == "~":
-            await client.update_route(c.message, c.paths)
-        else:
-            await client.delete_route(c.name)
-    elif c.kind == "workspace":
-        if c.action == "+":
-            await client.create_workspace(c.message)
-        elif c.action == "~":
-            await client.update_workspace(c.message, c.paths)
+            await getattr(client, f"update_{c.kind}")(c.message, c.paths)
+        elif c.kind != "workspace":
+            await getattr(client, f"delete_{c.kind}")(c.name)
         else:
             # When the file manages keys, this plan has already deleted the workspace's active
             # keys; force also removes its revoked ones (which apply does not manage). When it
@@ -180,16 +170,7 @@ async def _execute_one(client: GatewayClient, c: Change, p: Plan) -> CreatedKey 
             await client.delete_workspace(c.name, force=p.keys_managed)
     elif c.action == "+":
         spec: KeySpec = c.message
-        response = await client.create_key(
-            admin_pb2.CreateKeyRequest(
-                workspace=spec.workspace,
-                name=spec.name,
-                limits=spec.limits,
-                provider=spec.provider,
-                route=spec.route,
-                models=list(spec.models),
-            )
-        )
+        response = await client.create_key(_create_key_request(spec))
         return CreatedKey(spec.workspace, spec.name, response.key.id, response.secret)
     elif c.action == "~":
         await client.update_key(c.message, c.paths)

@@ -212,25 +212,29 @@ async def disable(client: GatewayClient, args: argparse.Namespace) -> int:
         args.yes,
     )
     dev = await client.disable_developer(args.developer)
-    if is_json(args):
-        out.print_json(developer_dict(dev))
-    else:
-        who = escape_controls(dev.email or dev.id)  # from the identity provider
-        print(
-            f"disabled developer {who} ({dev.id}, workspace {dev.workspace}): "
-            "refused on every data plane within a second; `gwctl developers enable` undoes it"
-        )
-    return 0
+    return _changed(
+        dev,
+        args,
+        "disabled developer {who} ({id}, workspace {workspace}): refused on every data plane "
+        "within a second; `gwctl developers enable` undoes it",
+    )
 
 
 async def enable(client: GatewayClient, args: argparse.Namespace) -> int:
     dev = await client.enable_developer(args.developer)
+    return _changed(
+        dev,
+        args,
+        "enabled developer {who} ({id}): they may sign in again "
+        "(tokens issued before the disable stay refused)",
+    )
+
+
+def _changed(dev: common_pb2.Developer, args: argparse.Namespace, line: str) -> int:
+    """Print the changed developer: as JSON, or ``line`` with {who}, {id} and {workspace}."""
     if is_json(args):
         out.print_json(developer_dict(dev))
     else:
         who = escape_controls(dev.email or dev.id)  # from the identity provider
-        print(
-            f"enabled developer {who} ({dev.id}): they may sign in again "
-            "(tokens issued before the disable stay refused)"
-        )
+        print(line.format(who=who, id=dev.id, workspace=dev.workspace))
     return 0

@@ -38,32 +38,59 @@ def base_url_text(provider: common_pb2.Provider) -> str:
     return f"{default} (default)" if default else "-"
 
 
-def credentials_text(provider: common_pb2.Provider) -> str:
-    """How the data plane authenticates upstream, by variable or file NAME (never a secret)."""
+def _credential_source(provider: common_pb2.Provider) -> tuple[str, str]:
+    """Which credentials the data plane uses upstream, as (source, variable / file / profile
+    NAME): the one decision both renderings below share."""
     o = provider.options
     if provider.kind == "anthropic":
         if o.get("auth") == "passthrough":
-            return "passthrough: the client's own Claude login (virtual key in x-tollgate-key)"
+            return "passthrough", ""
         if provider.has_secret:
-            return secrets.stored_text(provider)
-        return f"API key from ${provider.api_key_env}" if provider.api_key_env else "none"
+            return "stored", ""
+        return ("env", provider.api_key_env) if provider.api_key_env else ("none", "")
     if provider.kind == "bedrock":
         if provider.has_secret:
-            return secrets.stored_text(provider)
+            return "stored", ""
         if o.get("bearer_token_env"):
-            return f"Bedrock API key from ${o['bearer_token_env']}"
+            return "bedrock-key", o["bearer_token_env"]
         if o.get("access_key_env"):
-            text = f"access keys from ${o['access_key_env']} / ${o.get('secret_key_env', '?')}"
+            return "access-keys", o["access_key_env"]
+        if o.get("profile"):
+            return "profile", o["profile"]
+        return "aws-chain", ""
+    if provider.kind == "vertex":
+        if o.get("credentials_file"):
+            return "service-account", o["credentials_file"]
+        return "adc", ""
+    return "none", ""
+
+
+def credentials_text(provider: common_pb2.Provider) -> str:
+    """How the data plane authenticates upstream, by variable or file NAME (never a secret)."""
+    o = provider.options
+    source, name = _credential_source(provider)
+    match source:
+        case "passthrough":
+            return "passthrough: the client's own Claude login (virtual key in x-tollgate-key)"
+        case "stored":
+            return secrets.stored_text(provider)
+        case "env":
+            return f"API key from ${name}"
+        case "bedrock-key":
+            return f"Bedrock API key from ${name}"
+        case "access-keys":
+            text = f"access keys from ${name} / ${o.get('secret_key_env', '?')}"
             if o.get("session_token_env"):
                 text += f" (session token ${o['session_token_env']})"
             return text
-        if o.get("profile"):
-            return f"AWS profile {o['profile']}"
-        return "standard AWS credential chain (env, shared config, role)"
-    if provider.kind == "vertex":
-        if o.get("credentials_file"):
-            return f"service account {o['credentials_file']}"
-        return "application default credentials"
+        case "profile":
+            return f"AWS profile {name}"
+        case "aws-chain":
+            return "standard AWS credential chain (env, shared config, role)"
+        case "service-account":
+            return f"service account {name}"
+        case "adc":
+            return "application default credentials"
     return "none"
 
 
@@ -134,23 +161,25 @@ def settings_summary(provider: common_pb2.Provider) -> str:
 
 
 def credentials_summary(provider: common_pb2.Provider) -> str:
-    o = provider.options
-    if provider.kind == "anthropic":
-        if o.get("auth") == "passthrough":
+    """:func:`credentials_text` in a table cell's few characters."""
+    source, name = _credential_source(provider)
+    match source:
+        case "passthrough":
             return "passthrough"
-        if provider.has_secret:
+        case "stored":
             return secrets.stored_summary(provider)
-        return f"${provider.api_key_env}" if provider.api_key_env else "-"
-    if provider.kind == "bedrock":
-        if provider.has_secret:
-            return secrets.stored_summary(provider)
-        if o.get("bearer_token_env"):
-            return f"${o['bearer_token_env']}"
-        if o.get("access_key_env"):
-            return f"${o['access_key_env']}+${o.get('secret_key_env', '?')}"
-        return f"profile {o['profile']}" if o.get("profile") else "aws chain"
-    if provider.kind == "vertex":
-        return o.get("credentials_file") or "adc"
+        case "env" | "bedrock-key":
+            return f"${name}"
+        case "access-keys":
+            return f"${name}+${provider.options.get('secret_key_env', '?')}"
+        case "profile":
+            return f"profile {name}"
+        case "aws-chain":
+            return "aws chain"
+        case "service-account":
+            return name
+        case "adc":
+            return "adc"
     return "-"
 
 

@@ -32,17 +32,25 @@ API_KEY_STDIN_HELP = (
 def read_api_key(stream: TextIO | None = None) -> str:
     """One line from ``stream`` (default stdin) without its line ending; a no-echo prompt when
     stdin is a terminal. ``UsageError`` when nothing was given."""
+    return read_secret_line(
+        stream,
+        "API key",
+        "--api-key-stdin read an empty line: pipe the key in, e.g. "
+        '`printf %s "$KEY" | gwctl providers … --api-key-stdin`',
+    )
+
+
+def read_secret_line(stream: TextIO | None, what: str, empty: str) -> str:
+    """One line from ``stream`` (None = stdin), stripped; a no-echo prompt naming ``what`` when
+    stdin is a terminal. ``UsageError(empty)`` when nothing was given. Never echoes the value."""
     stream = sys.stdin if stream is None else stream
     if stream is sys.stdin and stream.isatty():
-        value = getpass.getpass("API key (not echoed): ")
+        value = getpass.getpass(f"{what} (not echoed): ")
     else:
         value = stream.readline()
     value = value.rstrip("\r\n").strip()
     if not value:
-        raise UsageError(
-            "--api-key-stdin read an empty line: pipe the key in, e.g. "
-            '`printf %s "$KEY" | gwctl providers … --api-key-stdin`'
-        )
+        raise UsageError(empty)
     return value
 
 

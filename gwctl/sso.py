@@ -22,8 +22,6 @@ serves the sign-in endpoints at its ``--public-url``. Contract:
 from __future__ import annotations
 
 import argparse
-import getpass
-import sys
 from typing import TextIO
 
 from gwapi.v1 import admin_pb2
@@ -31,6 +29,7 @@ from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl import parse
 from gwctl.cli import CommandError, Subparsers, UsageError, confirm, group, is_json, leaf
+from gwctl.secrets import read_secret_line
 
 # What the control plane always asks for (controlplane.domain.sso.DEFAULT_SCOPES).
 DEFAULT_SCOPES = ("openid", "profile", "email", "offline_access")
@@ -159,18 +158,12 @@ def register(subparsers: Subparsers) -> None:
 def read_client_secret(stream: TextIO | None = None) -> str:
     """One line from ``stream`` (default stdin) without its line ending; a no-echo prompt when
     stdin is a terminal. ``UsageError`` when nothing was given. Never echoes the value."""
-    stream = sys.stdin if stream is None else stream
-    if stream is sys.stdin and stream.isatty():
-        value = getpass.getpass("OIDC client secret (not echoed): ")
-    else:
-        value = stream.readline()
-    value = value.rstrip("\r\n").strip()
-    if not value:
-        raise UsageError(
-            "--client-secret-stdin read an empty line: pipe the secret in, e.g. "
-            '`printf %s "$OIDC_SECRET" | gwctl sso set … --client-secret-stdin`'
-        )
-    return value
+    return read_secret_line(
+        stream,
+        "OIDC client secret",
+        "--client-secret-stdin read an empty line: pipe the secret in, e.g. "
+        '`printf %s "$OIDC_SECRET" | gwctl sso set … --client-secret-stdin`',
+    )
 
 
 def request_from_args(args: argparse.Namespace) -> tuple[admin_pb2.SsoConfig, list[str]]:

@@ -141,3 +141,31 @@ def reencrypt_column(
         audit_change(s, now, action, kind, message, message)
         done.append(row.name)
     return done
+
+
+def in_workspaces(stmt: Any, column: Any, workspace: str, scope: frozenset[str]) -> Any:
+    """``stmt`` narrowed to rows whose ``column`` is ``workspace`` ("" = any) and, when ``scope``
+    is non-empty (a caller scoped to some workspaces), one of ``scope``."""
+    if scope:
+        stmt = stmt.where(col(column).in_(sorted(scope)))
+    if workspace:
+        stmt = stmt.where(col(column) == workspace)
+    return stmt
+
+
+def updated_target(
+    paths: Sequence[str], prefix: str, given: tuple[str, str], current: tuple[str, str]
+) -> tuple[str, str] | None:
+    """The ``(provider, route)`` left by an update of ``{prefix}provider`` / ``{prefix}route``
+    (``given`` the request's values, ``current`` the stored ones); None when ``paths`` names
+    neither. Naming one without the other switches the target to it."""
+    provider_path, route_path = f"{prefix}provider", f"{prefix}route"
+    if provider_path not in paths and route_path not in paths:
+        return None
+    provider = given[0] if provider_path in paths else current[0]
+    route = given[1] if route_path in paths else current[1]
+    if provider_path in paths and given[0] and route_path not in paths:
+        route = ""
+    if route_path in paths and given[1] and provider_path not in paths:
+        provider = ""
+    return provider, route

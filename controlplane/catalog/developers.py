@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from sqlmodel import Session, col, select
 
 from controlplane import audit_log
-from controlplane.catalog.common import LIMITS_PATHS, masked_limits, resolve_mask
+from controlplane.catalog.common import LIMITS_PATHS, in_workspaces, masked_limits, resolve_mask
 from controlplane.catalog.convert import developer_to_pb, effective_limits, limits_from_pb
 from controlplane.domain.errors import FailedPrecondition, InvalidArgument, NotFound, shown
 from controlplane.domain.limits import limits_to_json, validate_limits
@@ -113,11 +113,7 @@ def list_developers(
 ) -> list[pb.Developer]:
     """Developers of ``workspace`` ("" = all) by workspace then email; ``scope`` (non-empty)
     keeps only those workspaces' developers."""
-    stmt = select(DeveloperRow)
-    if scope:
-        stmt = stmt.where(col(DeveloperRow.workspace).in_(sorted(scope)))
-    if workspace:
-        stmt = stmt.where(DeveloperRow.workspace == workspace)
+    stmt = in_workspaces(select(DeveloperRow), DeveloperRow.workspace, workspace, scope)
     if not include_disabled:
         stmt = stmt.where(DeveloperRow.disabled_at_ms == 0)
     order = (col(DeveloperRow.workspace), col(DeveloperRow.email), col(DeveloperRow.id))

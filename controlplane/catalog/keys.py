@@ -18,7 +18,13 @@ from sqlmodel import Session, col, select
 
 from controlplane import audit_log
 from controlplane.catalog import allowlists, workspaces
-from controlplane.catalog.common import LIMITS_PATHS, masked_limits, resolve_mask
+from controlplane.catalog.common import (
+    LIMITS_PATHS,
+    in_workspaces,
+    masked_limits,
+    resolve_mask,
+    updated_target,
+)
 from controlplane.catalog.convert import key_to_pb, limits_from_pb
 from controlplane.domain import keys as rules
 from controlplane.domain.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -130,12 +136,9 @@ def list_keys(
     scope: frozenset[str] = frozenset(),
 ) -> list[pb.VirtualKey]:
     """Keys of ``workspace`` ("" = all); ``scope`` (non-empty) keeps only those workspaces'."""
-    stmt = select(VirtualKeyRow)
-    if scope:
-        stmt = stmt.where(col(VirtualKeyRow.workspace).in_(sorted(scope)))
     if workspace:
-        workspaces.get_row(s, workspace)
-        stmt = stmt.where(VirtualKeyRow.workspace == workspace)
+        workspaces.get_row(s, workspace)  # an unknown workspace is NotFound, not an empty list
+    stmt = in_workspaces(select(VirtualKeyRow), VirtualKeyRow.workspace, workspace, scope)
     if not include_revoked:
         stmt = stmt.where(VirtualKeyRow.revoked_at_ms == 0)
     rows = s.exec(stmt.order_by(col(VirtualKeyRow.workspace), col(VirtualKeyRow.id))).all()
@@ -161,25 +164,16 @@ def update(s: Session, msg: pb.VirtualKey, mask: FieldMask, now: int) -> pb.Virt
         if msg.expires_at_ms < 0:
             raise InvalidArgument("expires_at_ms must not be negative (0 means never)")
         row.expires_at_ms = msg.expires_at_ms
-    if "provider" in paths or "route" in paths:
-        provider = msg.provider if "provider" in paths else row.provider
-        route = msg.route if "route" in paths else row.route
-        if "provider" in paths and msg.provider and "route" not in paths:
-            route = ""
-        if "route" in paths and msg.route and "provider" not in paths:
-            provider = ""
+    target = updated_target(paths, "", (msg.provider, msg.route), (row.provider, row.route))
+    if target is not None:
+        provider, route = target
         check_target(s, provider, route)
         allowlists.check_key_target(s, workspace, provider, route)
         row.provider, row.route = provider, route
     new_limits = masked_limits(limits_from_json(row.limits_json), limits_from_pb(msg.limits), paths)
     if new_limits is not None:
         row.limits_json = limits_to_json(validate_limits(new_limits, "limits"))
-    row.updated_at_ms = now
-    s.add(row)
-    s.flush()
-    updated = with_status(s, [row], now)[0]
-    _audit(s, now, "key.update", row, before, updated)
-    return updated
+    return _saved(s, row, before, "key.update", now)
 
 
 def revoke(s: Session, key_id: str, now: int) -> pb.VirtualKey:
@@ -190,12 +184,19 @@ def revoke(s: Session, key_id: str, now: int) -> pb.VirtualKey:
         return with_status(s, [row], now)[0]
     before = key_to_pb(row)
     row.revoked_at_ms = now
+    return _saved(s, row, before, "key.revoke", now)
+
+
+def _saved(
+    s: Session, row: VirtualKeyRow, before: pb.VirtualKey, action: str, now: int
+) -> pb.VirtualKey:
+    """Write a changed ``row`` and audit ``action``; returns the key as it is now."""
     row.updated_at_ms = now
     s.add(row)
     s.flush()
-    revoked = with_status(s, [row], now)[0]
-    _audit(s, now, "key.revoke", row, before, revoked)
-    return revoked
+    after = with_status(s, [row], now)[0]
+    _audit(s, now, action, row, before, after)
+    return after
 
 
 def delete_key(s: Session, key_id: str, now: int) -> None:

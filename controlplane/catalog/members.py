@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from sqlmodel import Session, col, select
 
 from controlplane.catalog import allowlists
-from controlplane.catalog.common import MEMBER_LIMITS_PATHS, masked_limits
+from controlplane.catalog.common import MEMBER_LIMITS_PATHS, masked_limits, updated_target
 from controlplane.catalog.convert import limits_from_pb
 from controlplane.domain.errors import InvalidArgument, NotFound
 from controlplane.domain.limits import limits_from_json, limits_to_json, validate_limits
@@ -39,15 +39,15 @@ CREATE_PATHS = tuple(p for p in UPDATE_PATHS if "." not in p)
 
 
 def _member_target(s: Session, row: WorkspaceRow, msg: pb.Workspace, paths: Sequence[str]) -> None:
-    if "member_provider" not in paths and "member_route" not in paths:
+    target = updated_target(
+        paths,
+        "member_",
+        (msg.member_provider, msg.member_route),
+        (row.member_provider, row.member_route),
+    )
+    if target is None:
         return
-    provider = msg.member_provider if "member_provider" in paths else row.member_provider
-    route = msg.member_route if "member_route" in paths else row.member_route
-    # Naming one switches the target to it, as for a key's provider / route.
-    if "member_provider" in paths and msg.member_provider and "member_route" not in paths:
-        route = ""
-    if "member_route" in paths and msg.member_route and "member_provider" not in paths:
-        provider = ""
+    provider, route = target
     if provider and route:
         raise InvalidArgument(
             "a workspace's developers target a provider or a route, not both: set "

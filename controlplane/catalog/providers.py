@@ -148,9 +148,7 @@ def update(
             "--remove-secret --yes)"
         )
     if api_key:
-        secret = validate_secret(row.kind, row.name, api_key, settings.options)
-        row.secret_ciphertext = require(master).encrypt(row.name, secret)
-        row.secret_rotated_at_ms = now
+        _store_secret(row, api_key, settings.options, master, now)
     elif row.secret_ciphertext and settings.base_url != row.base_url and not keep_secret:
         raise FailedPrecondition(
             f"provider {row.name!r} has a stored key; changing its base URL "
@@ -161,12 +159,26 @@ def update(
     row.base_url = settings.base_url
     row.api_key_env = settings.api_key_env
     row.options_json = json.dumps(settings.options, sort_keys=True)
+    return _saved(s, row, before, "provider.update", now)
+
+
+def _store_secret(
+    row: ProviderRow, api_key: str, options: dict[str, str], master: MasterKey | None, now: int
+) -> None:
+    """Validate ``api_key`` for the provider and store it encrypted under ``master``."""
+    secret = validate_secret(row.kind, row.name, api_key, options)
+    row.secret_ciphertext = require(master).encrypt(row.name, secret)
+    row.secret_rotated_at_ms = now
+
+
+def _saved(s: Session, row: ProviderRow, before: pb.Provider, action: str, now: int) -> pb.Provider:
+    """Write a changed ``row`` and audit ``action``; returns the provider as it is now."""
     row.updated_at_ms = now
     s.add(row)
     s.flush()
-    updated = provider_to_pb(row)
-    _audit(s, now, "provider.update", before, updated)
-    return updated
+    after = provider_to_pb(row)
+    _audit(s, now, action, before, after)
+    return after
 
 
 def _url_text(url: str) -> str:
@@ -181,21 +193,13 @@ def rotate_secret(
     row = get_row(s, name)
     before = provider_to_pb(row)
     if api_key:
-        options: dict[str, str] = json.loads(row.options_json or "{}")
-        secret = validate_secret(row.kind, name, api_key, options)
-        row.secret_ciphertext = require(master).encrypt(name, secret)
-        row.secret_rotated_at_ms = now
+        _store_secret(row, api_key, json.loads(row.options_json or "{}"), master, now)
     elif not row.secret_ciphertext:
         raise FailedPrecondition(f"provider {name!r} has no stored secret to remove")
     else:
         row.secret_ciphertext = ""
         row.secret_rotated_at_ms = 0
-    row.updated_at_ms = now
-    s.add(row)
-    s.flush()
-    after = provider_to_pb(row)
-    _audit(s, now, "provider.rotate_secret", before, after)
-    return after
+    return _saved(s, row, before, "provider.rotate_secret", now)
 
 
 def reencrypt_secrets(s: Session, master: MasterKey, now: int) -> list[str]:

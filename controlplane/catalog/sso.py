@@ -27,6 +27,7 @@ from sqlmodel import Session
 
 from controlplane import audit_log
 from controlplane.catalog import keys as key_catalog
+from controlplane.catalog.common import updated_target
 from controlplane.domain.errors import FailedPrecondition, InvalidArgument, NotFound, shown
 from controlplane.domain.sso import (
     DEFAULT_GROUPS_CLAIM,
@@ -97,14 +98,15 @@ def _paths(mask: FieldMask) -> list[str]:
 
 
 def _default_target(s: Session, row: SsoConfigRow, msg: apb.SsoConfig, paths: list[str]) -> None:
-    if "default_provider" not in paths and "default_route" not in paths:
+    target = updated_target(
+        paths,
+        "default_",
+        (msg.default_provider, msg.default_route),
+        (row.default_provider, row.default_route),
+    )
+    if target is None:
         return
-    provider = msg.default_provider if "default_provider" in paths else row.default_provider
-    route = msg.default_route if "default_route" in paths else row.default_route
-    if "default_provider" in paths and msg.default_provider and "default_route" not in paths:
-        route = ""
-    if "default_route" in paths and msg.default_route and "default_provider" not in paths:
-        provider = ""
+    provider, route = target
     if provider and route:
         raise InvalidArgument("set default_provider or default_route, not both")
     if provider or route:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from controlplane.domain.errors import InvalidArgument
 from controlplane.domain.keys import validate_models
-from controlplane.domain.names import validate_slug
+from controlplane.domain.names import unique_list, validate_slug
 from gwcommon.allowlists import allowed_targets_text, target_denial, uncovered_patterns
 
 MAX_ALLOWED_NAMES = 100
@@ -22,14 +22,12 @@ def validate_allowed_names(names: Iterable[str], what: str) -> tuple[str, ...]:
     """Normalise ``allowed_providers`` / ``allowed_routes`` (``what`` = ``"provider"`` or
     ``"route"``): valid names, blanks refused, duplicates dropped, order kept. Whether each exists
     is the catalog's check."""
-    out: list[str] = []
-    for raw in names:
-        name = validate_slug(raw.strip(), f"allowed {what} name")
-        if name not in out:
-            out.append(name)
-    if len(out) > MAX_ALLOWED_NAMES:
-        raise InvalidArgument(f"too many allowed {what}s ({len(out)}, at most {MAX_ALLOWED_NAMES})")
-    return tuple(out)
+    return unique_list(
+        names,
+        lambda raw: validate_slug(raw.strip(), f"allowed {what} name"),
+        MAX_ALLOWED_NAMES,
+        f"allowed {what}s",
+    )
 
 
 def validate_allowed_models(patterns: Iterable[str]) -> tuple[str, ...]:

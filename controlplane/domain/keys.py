@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from controlplane.domain.errors import InvalidArgument, shown
+from controlplane.domain.names import unique_list
 
 SECRET_PREFIX = "gw-"
 PREFIX_LEN = 10
@@ -66,18 +67,16 @@ def validate_key_id(key_id: str) -> str:
 
 def validate_models(patterns: Iterable[str]) -> tuple[str, ...]:
     """Normalise the model allow-list: glob patterns, no blanks, duplicates dropped, order kept."""
-    out: list[str] = []
-    for raw in patterns:
-        pattern = raw.strip()
-        if not _MODEL_PATTERN_RE.fullmatch(pattern):
-            raise InvalidArgument(
-                f"invalid model pattern {shown(raw)}: use a model id or a glob such as 'claude-sonnet-*'"
-            )
-        if pattern not in out:
-            out.append(pattern)
-    if len(out) > MAX_MODELS:
-        raise InvalidArgument(f"too many model patterns ({len(out)}, at most {MAX_MODELS})")
-    return tuple(out)
+    return unique_list(patterns, _model_pattern, MAX_MODELS, "model patterns")
+
+
+def _model_pattern(raw: str) -> str:
+    pattern = raw.strip()
+    if not _MODEL_PATTERN_RE.fullmatch(pattern):
+        raise InvalidArgument(
+            f"invalid model pattern {shown(raw)}: use a model id or a glob such as 'claude-sonnet-*'"
+        )
+    return pattern
 
 
 def validate_target(provider: str, route: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable, Iterable
 
 from controlplane.domain.errors import InvalidArgument, shown
 from gwcommon.periods import zone
@@ -63,3 +64,18 @@ def validate_timezone(name: str) -> str:
             "'America/New_York', or leave it empty for UTC"
         ) from None
     return name
+
+
+def unique_list(
+    raws: Iterable[str], one: Callable[[str], str | None], most: int, what: str
+) -> tuple[str, ...]:
+    """Each of ``raws`` validated and normalised by ``one`` (None drops it), duplicates dropped,
+    order kept; more than ``most`` left is an :class:`InvalidArgument` naming ``what``."""
+    out: list[str] = []
+    for raw in raws:
+        item = one(raw)
+        if item is not None and item not in out:
+            out.append(item)
+    if len(out) > most:
+        raise InvalidArgument(f"too many {what} ({len(out)}, at most {most})")
+    return tuple(out)

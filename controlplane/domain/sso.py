@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from controlplane.domain.errors import InvalidArgument, shown
-from controlplane.domain.names import is_invisible_control
+from controlplane.domain.names import is_invisible_control, unique_list
 
 DEFAULT_SCOPES = ("openid", "profile", "email", "offline_access")
 DEFAULT_GROUPS_CLAIM = "groups"
@@ -119,19 +119,17 @@ def validate_client_secret(value: str) -> str:
 def validate_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
     """Extra scopes (the defaults ``openid profile email offline_access`` are always asked for
     and dropped here); duplicates dropped, order kept."""
-    out: list[str] = []
-    for raw in scopes:
-        scope = raw.strip()
-        if not _SCOPE_RE.fullmatch(scope):
-            raise InvalidArgument(
-                f"invalid scope {shown(raw)}: a scope is 1-128 printable ASCII characters without "
-                "spaces, quotes or backslashes (give several scopes as separate values)"
-            )
-        if scope not in DEFAULT_SCOPES and scope not in out:
-            out.append(scope)
-    if len(out) > MAX_SCOPES:
-        raise InvalidArgument(f"too many scopes ({len(out)}, at most {MAX_SCOPES})")
-    return tuple(out)
+    return unique_list(scopes, _extra_scope, MAX_SCOPES, "scopes")
+
+
+def _extra_scope(raw: str) -> str | None:
+    scope = raw.strip()
+    if not _SCOPE_RE.fullmatch(scope):
+        raise InvalidArgument(
+            f"invalid scope {shown(raw)}: a scope is 1-128 printable ASCII characters without "
+            "spaces, quotes or backslashes (give several scopes as separate values)"
+        )
+    return None if scope in DEFAULT_SCOPES else scope
 
 
 def validate_groups_claim(value: str) -> str:
@@ -147,18 +145,16 @@ def validate_groups_claim(value: str) -> str:
 
 def validate_email_domains(domains: Iterable[str]) -> tuple[str, ...]:
     """Lower-case domain names (a leading ``@`` is dropped); duplicates dropped, order kept."""
-    out: list[str] = []
-    for raw in domains:
-        domain = raw.strip().lower().removeprefix("@")
-        if not _DOMAIN_RE.fullmatch(domain):
-            raise InvalidArgument(
-                f"invalid email domain {shown(raw)}: use a domain name such as example.com"
-            )
-        if domain not in out:
-            out.append(domain)
-    if len(out) > MAX_DOMAINS:
-        raise InvalidArgument(f"too many email domains ({len(out)}, at most {MAX_DOMAINS})")
-    return tuple(out)
+    return unique_list(domains, _email_domain, MAX_DOMAINS, "email domains")
+
+
+def _email_domain(raw: str) -> str:
+    domain = raw.strip().lower().removeprefix("@")
+    if not _DOMAIN_RE.fullmatch(domain):
+        raise InvalidArgument(
+            f"invalid email domain {shown(raw)}: use a domain name such as example.com"
+        )
+    return domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,14 +227,7 @@ def validate_group_name(value: str, what: str = "sso group") -> str:
 
 def validate_sso_groups(groups: Iterable[str]) -> tuple[str, ...]:
     """A workspace's ``sso_groups``: valid names or ``"*"``; duplicates dropped, order kept."""
-    out: list[str] = []
-    for raw in groups:
-        name = validate_group_name(raw)
-        if name not in out:
-            out.append(name)
-    if len(out) > MAX_SSO_GROUPS:
-        raise InvalidArgument(f"too many sso_groups ({len(out)}, at most {MAX_SSO_GROUPS})")
-    return tuple(out)
+    return unique_list(groups, validate_group_name, MAX_SSO_GROUPS, "sso_groups")
 
 
 def validate_sso_priority(value: int) -> int:

@@ -120,21 +120,22 @@ def validate_log_bodies(value: str) -> str:
 
 def validate_log_body_max_bytes(value: int) -> int:
     """0 → the default (256 KiB); otherwise 1 byte … 16 MiB."""
-    if value == 0:
-        return DEFAULT_LOG_BODY_MAX_BYTES
-    if not 0 < value <= MAX_LOG_BODY_MAX_BYTES:
-        raise InvalidArgument(
-            f"invalid log_body_max_bytes {value}: use 1 to {MAX_LOG_BODY_MAX_BYTES} (16 MiB)"
-        )
-    return value
+    return _count_or_default(
+        value, "log_body_max_bytes", DEFAULT_LOG_BODY_MAX_BYTES, MAX_LOG_BODY_MAX_BYTES, " (16 MiB)"
+    )
 
 
 def validate_log_retention_days(value: int) -> int:
     """0 → the default (30 days); otherwise 1 … 3650."""
+    return _count_or_default(
+        value, "log_retention_days", DEFAULT_LOG_RETENTION_DAYS, MAX_LOG_RETENTION_DAYS
+    )
+
+
+def _count_or_default(value: int, field: str, default: int, most: int, note: str = "") -> int:
+    """0 → ``default``; otherwise ``value`` when it is 1 … ``most`` (``note`` glosses ``most``)."""
     if value == 0:
-        return DEFAULT_LOG_RETENTION_DAYS
-    if not 0 < value <= MAX_LOG_RETENTION_DAYS:
-        raise InvalidArgument(
-            f"invalid log_retention_days {value}: use 1 to {MAX_LOG_RETENTION_DAYS}"
-        )
+        return default
+    if not 0 < value <= most:
+        raise InvalidArgument(f"invalid {field} {value}: use 1 to {most}{note}")
     return value

@@ -23,19 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
-from controlplane.domain.errors import InvalidArgument
+from controlplane.services import watch_stream
 from controlplane.services.state import AppState
 from controlplane.snapshots.table import Ref, ResourceTable
 from gwapi.v1 import discovery_pb2 as dpb
 
 log = logging.getLogger(__name__)
-MAX_PENDING_NONCES = 16
 
 
 def resource_pb(kind: str, name: str, version: str, msg: Message) -> dpb.Resource:
@@ -87,28 +85,19 @@ class _Stream:
     pending: dict[str, str] = field(default_factory=dict)  # nonce -> system version
 
     def issue(self, version: str) -> str:
-        nonce = secrets.token_hex(8)
-        self.pending[nonce] = version
-        while len(self.pending) > MAX_PENDING_NONCES:
-            self.pending.pop(next(iter(self.pending)))
-        return nonce
+        return watch_stream.issue_nonce(self.pending, version)
 
 
 async def delta_watch(
     state: AppState, request_iterator: AsyncIterator[dpb.DeltaWatchRequest]
 ) -> AsyncIterator[dpb.DeltaWatchResponse]:
     requests = request_iterator.__aiter__()
-    try:
-        first = await requests.__anext__()
-    except StopAsyncIteration:
+    first = await watch_stream.first_request(requests, "DeltaWatchRequest")
+    if first is None:
         return
-    if not first.node_id:
-        raise InvalidArgument("node_id is required in the first DeltaWatchRequest")
     registry, cache = state.registry, state.cache
     stream = _Stream(first.node_id)
-    generation = registry.connect(first.node_id, first.hostname, first.listen, first.system_version)
-    registry.report_breakers(first.node_id, first.breakers)
-    registry.report_quarantined(first.node_id, first.quarantined_events)
+    generation = watch_stream.connect(registry, first, first.system_version)
     log.info(
         "data plane %s connected for deltas (%s, holding %d resources)",
         first.node_id,
@@ -116,7 +105,6 @@ async def delta_watch(
         len(first.initial_resource_versions),
     )
     reader = asyncio.create_task(_read(state, requests, stream), name=f"delta-{first.node_id}")
-    waiter: asyncio.Task[bool] | None = None
     known: dict[str, str] | None = dict(first.initial_resource_versions)
     try:
         while not cache.closed:
@@ -130,17 +118,10 @@ async def delta_watch(
                     cache.built_at_ms,
                 )
                 known = None
-            waiter = asyncio.create_task(cache.wait_for_publication(stream.publication))
-            done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if reader in done:
-                reader.result()
+            if not await watch_stream.published(cache, stream.publication, reader):
                 break
     finally:
-        if waiter is not None:
-            waiter.cancel()
-        reader.cancel()
-        registry.disconnect(first.node_id, generation)
-        log.info("data plane %s disconnected", first.node_id)
+        watch_stream.close(registry, first.node_id, generation, reader)
 
 
 def _respond(
@@ -178,19 +159,13 @@ async def _read(
 ) -> None:
     registry = state.registry
     async for req in requests:
-        registry.report_breakers(stream.node_id, req.breakers)
-        registry.report_quarantined(stream.node_id, req.quarantined_events)
-        version = stream.pending.pop(req.response_nonce, None) if req.response_nonce else None
+        version = watch_stream.answered(registry, stream.node_id, stream.pending, req)
         if version is None:
             continue
         if req.error_detail:
             stream.diverged = True
-            registry.nack(stream.node_id, version, req.error_detail)
-            log.warning(
-                "data plane %s rejected resources of %s: %s",
-                stream.node_id,
-                version,
-                req.error_detail[:300],
+            watch_stream.record_nack(
+                registry, stream.node_id, version, req.error_detail, "resources of"
             )
         else:
             registry.ack(stream.node_id, req.system_version or version)

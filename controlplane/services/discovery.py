@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from controlplane.domain.errors import InvalidArgument
 from controlplane.errors import grpc_errors
+from controlplane.services import watch_stream
 from controlplane.services.delta_watch import delta_watch
 from controlplane.services.state import AppState
 from gwapi.v1 import discovery_pb2 as dpb
@@ -47,7 +46,6 @@ from gwapi.v1 import discovery_pb2_grpc
 
 log = logging.getLogger(__name__)
 Ctx = Any  # grpc.aio.ServicerContext
-MAX_PENDING_NONCES = 16
 
 
 @dataclass
@@ -59,12 +57,8 @@ class _Stream:
     pending: dict[str, str] = field(default_factory=dict)  # nonce -> version sent
 
     def issue(self, version: str) -> str:
-        nonce = secrets.token_hex(8)
         self.sent = version
-        self.pending[nonce] = version
-        while len(self.pending) > MAX_PENDING_NONCES:  # a client that never answers
-            self.pending.pop(next(iter(self.pending)))
-        return nonce
+        return watch_stream.issue_nonce(self.pending, version)
 
 
 @grpc_errors
@@ -76,21 +70,14 @@ class DiscoveryService(discovery_pb2_grpc.DiscoveryServicer):
         self, request_iterator: AsyncIterator[dpb.WatchRequest], context: Ctx
     ) -> AsyncIterator[dpb.WatchResponse]:
         requests = request_iterator.__aiter__()
-        try:
-            first = await requests.__anext__()
-        except StopAsyncIteration:
+        first = await watch_stream.first_request(requests, "WatchRequest")
+        if first is None:
             return
-        if not first.node_id:
-            raise InvalidArgument("node_id is required in the first WatchRequest")
         registry, cache = self._s.registry, self._s.cache
         stream = _Stream(node_id=first.node_id, running=first.version_info)
         if first.version_info and first.version_info == cache.version:
             stream.spend_sent = cache.spend_version  # up to date; new spend will be sent
-        generation = registry.connect(
-            first.node_id, first.hostname, first.listen, first.version_info
-        )
-        registry.report_breakers(first.node_id, first.breakers)
-        registry.report_quarantined(first.node_id, first.quarantined_events)
+        generation = watch_stream.connect(registry, first, first.version_info)
         log.info(
             "data plane %s connected (%s, running %s)",
             first.node_id,
@@ -100,7 +87,6 @@ class DiscoveryService(discovery_pb2_grpc.DiscoveryServicer):
         reader = asyncio.create_task(
             self._read(requests, stream), name=f"watch-read-{first.node_id}"
         )
-        waiter: asyncio.Task[bool] | None = None
         try:
             while not cache.closed:
                 snap = cache.current
@@ -111,17 +97,10 @@ class DiscoveryService(discovery_pb2_grpc.DiscoveryServicer):
                     nonce = stream.issue(snap.version)
                     stream.spend_sent = cache.spend_version
                     yield dpb.WatchResponse(version=snap.version, nonce=nonce, snapshot=snap)
-                waiter = asyncio.create_task(cache.wait_for_publication(cache.publication))
-                done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if reader in done:
-                    reader.result()  # surface a reader failure
+                if not await watch_stream.published(cache, cache.publication, reader):
                     break
         finally:
-            if waiter is not None:
-                waiter.cancel()
-            reader.cancel()
-            registry.disconnect(first.node_id, generation)
-            log.info("data plane %s disconnected", first.node_id)
+            watch_stream.close(registry, first.node_id, generation, reader)
 
     async def DeltaWatch(
         self, request_iterator: AsyncIterator[dpb.DeltaWatchRequest], context: Ctx
@@ -133,18 +112,12 @@ class DiscoveryService(discovery_pb2_grpc.DiscoveryServicer):
         """Consume ACK/NACKs and status reports until the client half-closes."""
         registry = self._s.registry
         async for req in requests:
-            registry.report_breakers(stream.node_id, req.breakers)  # also refreshes last_seen
-            registry.report_quarantined(stream.node_id, req.quarantined_events)
-            version = stream.pending.pop(req.response_nonce, None) if req.response_nonce else None
+            version = watch_stream.answered(registry, stream.node_id, stream.pending, req)
             if version is None:
                 continue
             if req.error_detail:
-                registry.nack(stream.node_id, version, req.error_detail)
-                log.warning(
-                    "data plane %s rejected snapshot %s: %s",
-                    stream.node_id,
-                    version,
-                    req.error_detail[:300],
+                watch_stream.record_nack(
+                    registry, stream.node_id, version, req.error_detail, "snapshot"
                 )
             else:
                 stream.running = req.version_info or version

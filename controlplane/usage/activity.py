@@ -26,7 +26,7 @@ from sqlalchemy import delete, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from controlplane.catalog.common import now_ms
+from controlplane.catalog.common import in_workspaces, now_ms
 from controlplane.domain.errors import InvalidArgument
 from controlplane.store.models.signin import DeveloperRow
 from controlplane.store.models.usage import ActivityBatchRow, DeveloperActivityRow
@@ -159,10 +159,7 @@ def add_activity(
         func.max(col(DeveloperActivityRow.workspace)).label("workspace"),
         *sums,
     )
-    if scope:
-        stmt = stmt.where(col(DeveloperActivityRow.workspace).in_(sorted(scope)))
-    if req.workspace:
-        stmt = stmt.where(col(DeveloperActivityRow.workspace) == req.workspace)
+    stmt = in_workspaces(stmt, DeveloperActivityRow.workspace, req.workspace, scope)
     if req.developer_id:
         stmt = stmt.where(col(DeveloperActivityRow.developer_id) == req.developer_id)
     if req.since_ms:

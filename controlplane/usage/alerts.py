@@ -39,6 +39,7 @@ import httpx
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from controlplane.catalog.common import in_workspaces
 from controlplane.catalog.common import now_ms as _now_ms
 from controlplane.domain.budgets import Budget, Period
 from controlplane.domain.errors import InvalidArgument
@@ -227,11 +228,7 @@ def list_alerts(
     if req.limit < 0:
         raise InvalidArgument("limit must not be negative (0 means the default, 100)")
     limit = min(req.limit or DEFAULT_LIMIT, MAX_LIMIT)
-    stmt = select(BudgetAlertRow)
-    if scope:
-        stmt = stmt.where(col(BudgetAlertRow.workspace).in_(sorted(scope)))
-    if req.workspace:
-        stmt = stmt.where(col(BudgetAlertRow.workspace) == req.workspace)
+    stmt = in_workspaces(select(BudgetAlertRow), BudgetAlertRow.workspace, req.workspace, scope)
     if req.since_ms:
         stmt = stmt.where(col(BudgetAlertRow.time_ms) >= req.since_ms)
     stmt = stmt.order_by(col(BudgetAlertRow.time_ms).desc(), col(BudgetAlertRow.id).desc())

@@ -44,6 +44,7 @@ from sqlalchemy import ColumnElement, func
 from sqlalchemy.sql import Subquery
 from sqlmodel import Session, col, select
 
+from controlplane.catalog.common import in_workspaces
 from controlplane.domain.errors import InvalidArgument
 from controlplane.store.models.config import VirtualKeyRow
 from controlplane.store.models.signin import DeveloperRow
@@ -275,11 +276,7 @@ def recent_events(
     workspace's, key's, session's or developer's, and (``scope`` non-empty) only of those
     workspaces."""
     limit = DEFAULT_TAIL if limit <= 0 else min(limit, MAX_TAIL)
-    stmt = select(U)
-    if scope:
-        stmt = stmt.where(col(U.workspace).in_(sorted(scope)))
-    if workspace:
-        stmt = stmt.where(U.workspace == workspace)
+    stmt = in_workspaces(select(U), U.workspace, workspace, scope)
     if key_id:
         stmt = stmt.where(U.key_id == key_id)
     if session_id:

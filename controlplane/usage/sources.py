@@ -37,26 +37,31 @@ def plan(since_ms: int, until_ms: int, coarse: bool) -> list[tuple[str, Range]]:
     """``[(source, (lo, hi))]`` covering ``[since, until)`` exactly once; ``coarse`` allows the
     daily table. Rollup ranges are bucket-aligned."""
     lo, hi = (since_ms or None), (until_ms or None)
-    h_lo = None if lo is None else _ceil(lo, HOUR_MS)
-    h_hi = None if hi is None else hi - hi % HOUR_MS
-    if h_lo is not None and h_hi is not None and h_lo >= h_hi:
+    hourly = _aligned((lo, hi), HOUR_MS, "raw")
+    if hourly is None:
         return [("raw", (lo, hi))]
-    parts: list[tuple[str, Range]] = []
-    if lo is not None and h_lo is not None and lo < h_lo:
-        parts.append(("raw", (lo, h_lo)))
-    if hi is not None and h_hi is not None and h_hi < hi:
-        parts.append(("raw", (h_hi, hi)))
-    if not coarse:
-        return [*parts, ("hour", (h_lo, h_hi))]
-    d_lo = None if h_lo is None else _ceil(h_lo, DAY_MS)
-    d_hi = None if h_hi is None else h_hi - h_hi % DAY_MS
-    if d_lo is not None and d_hi is not None and d_lo >= d_hi:
-        return [*parts, ("hour", (h_lo, h_hi))]
-    if h_lo is not None and d_lo is not None and h_lo < d_lo:
-        parts.append(("hour", (h_lo, d_lo)))
-    if h_hi is not None and d_hi is not None and d_hi < h_hi:
-        parts.append(("hour", (d_hi, h_hi)))
-    return [*parts, ("day", (d_lo, d_hi))]
+    hours, parts = hourly
+    daily = _aligned(hours, DAY_MS, "hour") if coarse else None
+    if daily is None:
+        return [*parts, ("hour", hours)]
+    days, edges = daily
+    return [*parts, *edges, ("day", days)]
+
+
+def _aligned(rng: Range, bucket: int, finer: str) -> tuple[Range, list[tuple[str, Range]]] | None:
+    """The whole buckets inside ``rng`` and the unaligned edges (read from ``finer``), in that
+    order; None when ``rng`` holds no whole bucket."""
+    lo, hi = rng
+    a_lo = None if lo is None else _ceil(lo, bucket)
+    a_hi = None if hi is None else hi - hi % bucket
+    if a_lo is not None and a_hi is not None and a_lo >= a_hi:
+        return None
+    edges: list[tuple[str, Range]] = []
+    if lo is not None and a_lo is not None and lo < a_lo:
+        edges.append((finer, (lo, a_lo)))
+    if hi is not None and a_hi is not None and a_hi < hi:
+        edges.append((finer, (a_hi, hi)))
+    return (a_lo, a_hi), edges
 
 
 def _raw(rng: Range) -> Any:
@@ -80,12 +85,7 @@ def _raw(rng: Range) -> Any:
         col(U.key_name).label("key_name"),
         col(U.developer_email).label("developer_email"),
     )
-    lo, hi = rng
-    if lo is not None:
-        stmt = stmt.where(col(U.time_ms) >= lo)
-    if hi is not None:
-        stmt = stmt.where(col(U.time_ms) < hi)
-    return stmt
+    return _within(stmt, U.time_ms, rng)
 
 
 def _rollup(model: Any, rng: Range) -> Any:
@@ -109,11 +109,16 @@ def _rollup(model: Any, rng: Range) -> Any:
         col(model.key_name).label("key_name"),
         col(model.developer_email).label("developer_email"),
     )
+    return _within(stmt, model.bucket_ms, rng)
+
+
+def _within(stmt: Any, time_column: Any, rng: Range) -> Any:
+    """``stmt`` narrowed to ``lo <= time_column < hi`` (an open end when None)."""
     lo, hi = rng
     if lo is not None:
-        stmt = stmt.where(col(model.bucket_ms) >= lo)
+        stmt = stmt.where(col(time_column) >= lo)
     if hi is not None:
-        stmt = stmt.where(col(model.bucket_ms) < hi)
+        stmt = stmt.where(col(time_column) < hi)
     return stmt
 
 
