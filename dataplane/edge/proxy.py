@@ -42,7 +42,7 @@ from dataplane.edge.relay import Exchange, Relay
 from dataplane.errors import GatewayError, new_request_id
 from dataplane.metering.bodylog import BodyLog
 from dataplane.metering.record import RequestRecord, parse_metadata
-from dataplane.policy.auth import PRINCIPAL, REQUEST_ID, Principal
+from dataplane.policy.auth import PRINCIPAL, REQUEST_ID, Principal, passthrough_authorization
 from dataplane.policy.cache import (
     CONTROL_HEADER,
     HIT,
@@ -174,9 +174,7 @@ class ApiHandler:
                 stream=prepared.stream,
                 request_id=request_id,
                 json=prepared.json,
-                client_authorization=header(scope, b"authorization")
-                if header(scope, b"x-tollgate-key")
-                else None,
+                client_authorization=passthrough_authorization(scope),
             )
             cache = CachePlan.none()
             if not count_only:

@@ -166,6 +166,17 @@ def extract_secret(scope: Scope) -> str | None:
     return candidates[0] if candidates else None
 
 
+def passthrough_authorization(scope: Scope) -> bytes | None:
+    """The client's own ``Authorization`` header, for a provider with ``auth: passthrough``,
+    or None.
+
+    Only when the virtual key travelled apart in ``x-tollgate-key`` (a Claude subscription's
+    OAuth token then fills ``Authorization``): otherwise ``Authorization`` carries the gateway's
+    own credential, which must never reach an upstream.
+    """
+    return header(scope, b"authorization") if header(scope, b"x-tollgate-key") else None
+
+
 def authenticate(
     runtime: Runtime, secret: str | None, now_ms: int, tokens: TokenVerifier | None = None
 ) -> Principal:

@@ -10,7 +10,7 @@ import pytest
 from dataplane.config.members import Developer
 from dataplane.config.snapshot import Snapshot
 from dataplane.errors import GatewayError
-from dataplane.policy.auth import authenticate, extract_secret
+from dataplane.policy.auth import authenticate, extract_secret, passthrough_authorization
 from dataplane.policy.tokens import TokenVerifier
 from tests.dataplane import runtimes
 from tests.dataplane.conftest import EXPIRED, REVOKED, SECRET, build_snapshot
@@ -93,3 +93,17 @@ def test_no_target_is_said_before_the_access_controls() -> None:
         developer.check_access("claude-haiku-4-5")
     assert err.value.status == 503 and err.value.error_type == "api_error"
     assert "--member-provider" in err.value.message
+
+
+def test_the_clients_authorization_passes_through_only_when_the_key_travelled_apart() -> None:
+    """With ``x-tollgate-key`` the Authorization header is the user's own credential (a
+    passthrough provider forwards it); without it, Authorization carries the gateway's key and
+    must never go upstream."""
+    oauth = (b"authorization", b"Bearer sk-ant-oat01-user")
+    assert passthrough_authorization(scope(oauth, (b"x-tollgate-key", SECRET.encode()))) == (
+        b"Bearer sk-ant-oat01-user"
+    )
+    assert (
+        passthrough_authorization(scope((b"authorization", b"Bearer " + SECRET.encode()))) is None
+    )
+    assert passthrough_authorization(scope((b"x-tollgate-key", SECRET.encode()))) is None
