@@ -162,10 +162,15 @@ class PgBus(FleetBus):
                     self.resync(since_ms=alive_ms)
                     alive_ms = _now_ms()
                     while True:
-                        async for n in conn.notifies(timeout=self.check_s):
-                            notice = parse(n.payload)
-                            if notice is not None:
-                                self.deliver(notice)
+                        # Closed on every way out: psycopg's notifies() holds the connection's
+                        # lock across its yields, so a generator left suspended at one would keep
+                        # it until garbage collection, and the connection's exit needs it.
+                        notices = conn.notifies(timeout=self.check_s)
+                        async with contextlib.aclosing(notices):
+                            async for n in notices:
+                                notice = parse(n.payload)
+                                if notice is not None:
+                                    self.deliver(notice)
                         await conn.execute("SELECT 1")  # silence: is the connection alive?
                         alive_ms = _now_ms()  # every notice sent before this was heard
             except (psycopg.Error, OSError) as exc:
