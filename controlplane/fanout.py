@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from types import TracebackType
 from typing import Generic, TypeAlias, TypeVar
 
@@ -109,7 +109,7 @@ async def tail(
     key: Callable[[E], Hashable],
     wanted: Callable[[E], bool],
     what: str,
-) -> AsyncGenerator[E, None]:
+) -> AsyncIterator[E]:
     """The events ``history()`` reads, then (``follow``) every published one that ``wanted``
     keeps, until the hub closes. The subscription starts *before* the history is read, so an
     event published in between is neither lost nor sent twice (``key`` identifies it).
