@@ -12,16 +12,13 @@ on the event loop thread; ``publish`` never awaits. ``None`` in a queue marks th
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Generic, TypeAlias, TypeVar
 
 from gwapi.v1 import admin_pb2, telemetry_pb2
 
-__all__ = ["DEFAULT_QUEUE_SIZE", "AuditHub", "Hub", "Subscription", "UsageHub", "tail"]
-
-log = logging.getLogger(__name__)
+__all__ = ["DEFAULT_QUEUE_SIZE", "AuditHub", "Hub", "Subscription", "UsageHub"]
 
 DEFAULT_QUEUE_SIZE = 1000
 E = TypeVar("E")
@@ -100,39 +97,3 @@ class Hub(Generic[E]):
 UsageHub: TypeAlias = Hub[telemetry_pb2.UsageEvent]
 # Committed admin changes, fed by the fleet's audit feed (TailAudit followers).
 AuditHub: TypeAlias = Hub[admin_pb2.AuditEvent]
-
-
-async def tail(
-    hub: Hub[E],
-    follow: bool,
-    history: Callable[[], Awaitable[Iterable[E]]],
-    key: Callable[[E], Hashable],
-    wanted: Callable[[E], bool],
-    what: str,
-) -> AsyncIterator[E]:
-    """The events ``history()`` reads, then (``follow``) every published one that ``wanted``
-    keeps, until the hub closes. The subscription starts *before* the history is read, so an
-    event published in between is neither lost nor sent twice (``key`` identifies it).
-
-    Close it (``contextlib.aclosing``) when the stream ends, which ends the subscription; a
-    follower too slow for its queue is logged as ``what`` with the count of events skipped.
-    """
-    sub = hub.subscribe() if follow else None
-    try:
-        sent = set()
-        for ev in await history():
-            sent.add(key(ev))
-            yield ev
-        if sub is None:
-            return
-        while True:
-            live = await sub.get()
-            if live is None:  # server shutting down
-                return
-            if key(live) not in sent and wanted(live):
-                yield live
-    finally:
-        if sub is not None:
-            if sub.dropped:
-                log.warning("%s was too slow: %d events skipped", what, sub.dropped)
-            sub.close()

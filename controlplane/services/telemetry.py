@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sqlmodel import Session
@@ -21,7 +20,6 @@ from sqlmodel import Session
 from controlplane.catalog.common import now_ms
 from controlplane.domain.errors import InvalidArgument
 from controlplane.errors import grpc_errors
-from controlplane.fanout import tail
 from controlplane.identity import principal
 from controlplane.services.state import AppState
 from controlplane.snapshots.spend_seeds import spend_scopes
@@ -141,9 +139,9 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
         ingested in between is neither lost nor sent twice.
         """
         scope = principal().workspaces
-
-        async def history() -> Sequence[tpb.UsageEvent]:
-            return await self._s.db.read(
+        sub = self._s.hub.subscribe() if request.follow else None
+        try:
+            history = await self._s.db.read(
                 lambda s: recent_events(
                     s,
                     request.limit,
@@ -154,18 +152,23 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
                     request.developer_id,
                 )
             )
-
-        events = tail(
-            self._s.hub,
-            request.follow,
-            history,
-            lambda ev: ev.request_id,
-            lambda ev: _matches(ev, request, scope),
-            "log tail",
-        )
-        async with aclosing(events):
-            async for ev in events:
+            sent = set()
+            for ev in history:
+                sent.add(ev.request_id)
                 yield ev
+            if sub is None:
+                return
+            while True:
+                live = await sub.get()
+                if live is None:  # server shutting down
+                    return
+                if live.request_id not in sent and _matches(live, request, scope):
+                    yield live
+        finally:
+            if sub is not None:
+                if sub.dropped:
+                    log.warning("log tail was too slow: %d events skipped", sub.dropped)
+                sub.close()
 
     async def StreamStats(
         self, request: tpb.StreamStatsRequest, context: Ctx
