@@ -23,9 +23,9 @@ B (``python -m controlplane``) on one PostgreSQL database in a throw-away schema
 
 Everything is removed afterwards (schema dropped, Redis keys deleted, children stopped).
 
-Why one module of ~440 lines: it is one scenario (set-up, traffic, the three measurements,
-tear-down), read top to bottom; what it shares with the other benchmarks (processes, the raw
-client) is in :mod:`bench.procs` and :mod:`bench.rawclient`.
+This module is long (~440 lines) because it is one scenario (set-up, traffic, the three
+measurements, tear-down), read top to bottom; what it shares with the other benchmarks (processes,
+the raw client) is in :mod:`bench.procs` and :mod:`bench.rawclient`.
 """
 
 from __future__ import annotations

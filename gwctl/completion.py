@@ -16,8 +16,8 @@ fish, and this walk was needed for fish anyway.
 Every word a script completes (names, flags, choices) must match :data:`_WORD`, so the scripts
 never quote a completion candidate; help texts are quoted for the shell that shows them.
 
-Why one module of ~470 lines: the walk, the quoting rules and the three renderers are one
-contract (every shell completes the same words by the same rule); split per shell, the rule
+This module is long (~470 lines) because the walk, the quoting rules and the three renderers are
+one contract (every shell completes the same words by the same rule); split per shell, the rule
 they share would live in a fourth module that each of them must still agree with.
 """
 

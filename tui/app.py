@@ -11,8 +11,9 @@ stats worker per view with a ``STATS_GROUP`` (Overview, Providers) follows ``Str
 with a note in the status bar. Every control-plane error lands in the status bar; none
 reaches the screen as a traceback.
 
-Why one module of ~400 lines: a Textual ``App`` is one class (its bindings, workers and message
-handlers are its methods); the views and widgets it switches between live in their own modules.
+This module is long (~400 lines) because a Textual ``App`` is one class (its bindings, workers and
+message handlers are its methods); the views and widgets it switches between live in their own
+modules.
 """
 
 from __future__ import annotations

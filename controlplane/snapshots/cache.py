@@ -30,10 +30,10 @@ that cannot be decrypted are left out and logged at ERROR when the set of such p
 (:attr:`notices`). :attr:`current` assembles the state of the world (the ``Watch`` protocol),
 once per version pair.
 
-Why one module of ~430 lines: it is one class, :class:`SnapshotCache`, whose catch-up,
-coalescing, spend throttling and publication share one lock and one set of positions in the
-change log; what can stand alone (reading resources, the table, spend seeds) already lives in
-its own module.
+This module is long (~430 lines) because it is one class, :class:`SnapshotCache`, whose catch-up,
+coalescing, spend throttling and publication share one lock and one set of positions in the change
+log; what can stand alone (reading resources, the table, spend seeds) already lives in its own
+module.
 """
 
 from __future__ import annotations

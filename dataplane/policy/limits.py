@@ -67,9 +67,10 @@ resets are RFC 3339 instants in UTC, remaining budget is exact dollars (``49.200
 Never ``anthropic-ratelimit-*``: upstream sends those (the proxy passes them through) and a second
 copy with other numbers would be ambiguous to clients that read them.
 
-Why one module of ~490 lines: a quarter is this docstring, the limiter's contract; the rest is
-that one contract (what admit reserves is what settle and release give back, and the refusals and
-headers speak of the same counters), which would be harder to check spread over several files.
+This module is long (~490 lines) because a quarter is this docstring, the limiter's contract; the
+rest is that one contract (what admit reserves is what settle and release give back, and the
+refusals and headers speak of the same counters), which would be harder to check spread over
+several files.
 """
 
 from __future__ import annotations

@@ -44,9 +44,9 @@ Events are acknowledged in the spool strictly in order, up to the first one not 
 set aside; events behind it that were delivered in the same pass are sent again later (and
 counted as duplicates by the control plane, never twice).
 
-Why one module of ~420 lines: it is one class, :class:`Reporter`, whose three loops share one
-queue, one spool lock and one backoff, and whose bisect-and-set-aside rule above is one contract;
-the spool itself lives in :mod:`dataplane.sync.spool`.
+This module is long (~420 lines) because it is one class, :class:`Reporter`, whose three loops
+share one queue, one spool lock and one backoff, and whose bisect-and-set-aside rule above is one
+contract; the spool itself lives in :mod:`dataplane.sync.spool`.
 """
 
 from __future__ import annotations

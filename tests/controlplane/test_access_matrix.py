@@ -10,6 +10,9 @@ same message (with the object's name swapped): the caller learns nothing, not ev
 
 The expectations below are written out by hand from the role semantics (README "Security"), not
 derived from :mod:`controlplane.rpc_policies`, so a wrong rule there fails here.
+
+This module is long because it is the role matrix itself: one valid request per RPC, listed here so
+that a new RPC without a row fails the test.
 """
 
 from __future__ import annotations

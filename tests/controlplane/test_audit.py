@@ -1,6 +1,10 @@
 """The audit log: every admin change leaves exactly one row (who, what, before/after, when, from
 where) in the transaction of the change; never a secret; scoped; TailAudit follows live.
-Real gRPC on SQLite and PostgreSQL."""
+Real gRPC on SQLite and PostgreSQL.
+
+This module is long because each audited change is checked the same way (one row, in the change's
+transaction, never a secret) on SQLite and PostgreSQL, and TailAudit's live follow is tested with
+them."""
 
 from __future__ import annotations
 

@@ -9,6 +9,10 @@ understand (an unknown function, an unbalanced bracket, a bare ``{…}`` selecto
 so a typo cannot pass as a metric name.
 
 :func:`check` then holds the queries against a scrape parsed by ``prometheus_client``'s parser.
+
+This module is long because the tokenizer and the classifier read one grammar (functions,
+aggregations, matchers, grouping lists) and are only checkable together; split, the grammar's
+tables would sit away from the code that applies them.
 """
 
 from __future__ import annotations

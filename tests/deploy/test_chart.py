@@ -9,6 +9,10 @@ Kubernetes schema) is checked by hand against the Services it must select.
 Beyond the schemas, each value set is held to what the planes really do: their flags exist in
 their parsers, readiness is the data plane's /healthz, the grace period covers the drain, every
 directory the data plane writes is a writable volume, every secret comes from a Secret.
+
+This module is long because each value set is rendered and validated the same way, and the checks
+of what a platform team relies on (probes, drain, PDB, HPA, TLS, metrics) read the same rendered
+manifests.
 """
 
 from __future__ import annotations

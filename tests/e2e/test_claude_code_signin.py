@@ -14,6 +14,10 @@ Everything is real but the identity provider and Anthropic, which are the strict
 * Claude Code in tmux (:mod:`tests.e2e.claude_tmux`): the machine's managed-settings file points
   it at the gateway; the test types ``/login``, trusts the gateway, and plays the browser:
   the verification page, the code, the IdP, the callback.
+
+This module is long because the real interactive CLI is driven in tmux through the whole sign-in
+(IdP, consent, token, refresh, sign-out) and each step's checks depend on the state the previous
+one left.
 """
 
 from __future__ import annotations

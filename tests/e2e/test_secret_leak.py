@@ -16,6 +16,10 @@ and base64-encoded, in: both processes' stdout and stderr, gwctl's output, this 
 records, the SQLite file (and WAL) bytes and a dump of every row of every table, every file under
 the data plane's state directory, both /metrics outputs, and every error body received. A planted
 sentinel proves the search finds what it looks for.
+
+This module is long because its one test is an end-to-end run followed by a search of everything
+the run left behind (logs, databases, spool, process output), and the run and the search must share
+one set of secrets.
 """
 
 from __future__ import annotations

@@ -2,7 +2,11 @@
 receiver (tests/fakes/otlp_collector.py decodes the exports with opentelemetry-proto): the span
 tree of a fallback request, the client's W3C trace context continued and each attempt's sent
 upstream, sampling, refusals at admission, flush on shutdown — and, with tracing off, the
-client's trace headers passed through untouched."""
+client's trace headers passed through untouched.
+
+This module is long because each case needs the same real processes (a data plane, the OTLP
+receiver, strict upstreams) and reads the same span tree; the span helpers are kept beside the
+cases that read them."""
 
 from __future__ import annotations
 

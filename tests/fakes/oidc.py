@@ -32,6 +32,10 @@ parameters. Typical use::
     callback = await idp.authorize(begin.authorization_url)   # {"code", "state", "iss"}
     ...
     await idp.stop()
+
+This module is long because a strict identity provider must check every step of the flow it serves
+(discovery, JWKS, authorize with PKCE, token with client authentication); a fake split by endpoint
+would lose the state that ties a code to its verifier.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The gateway file, the apply plan and its execution order (pure, fake client); routes CLI
-parsing. The real control plane is exercised in test_apply_e2e.py."""
+parsing. The real control plane is exercised in test_apply_e2e.py.
+
+This module is long because the gateway file's parsing, the plan and its execution order are one
+pipeline, checked case by case against one fake client."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Rendering: money from micros, tables, JSON documents, and the CLI end to end over a fake client."""
+"""Rendering: money from micros, tables, JSON documents, and the CLI end to end over a fake client.
+
+This module is long because it covers every renderer (money, tables, JSON) and then the CLI end to
+end over the same fake client, so a format and its use are read together."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The TUI against a fake client, at 80x24: every view and every key binding."""
+"""The TUI against a fake client, at 80x24: every view and every key binding.
+
+This module is long because it walks every view and every key binding of one App at one terminal
+size, against one fake client."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Admin providers, routes and prices over real gRPC, on SQLite and PostgreSQL."""
+"""Admin providers, routes and prices over real gRPC, on SQLite and PostgreSQL.
+
+This module is long because providers, routes and prices refer to one another, so their create,
+update, delete and validation rules are tested on one fleet, on both databases."""
 
 from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import StatusCode

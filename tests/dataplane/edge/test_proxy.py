@@ -1,4 +1,7 @@
-"""The Messages pass-through: byte fidelity both ways, metering, and every refusal's shape."""
+"""The Messages pass-through: byte fidelity both ways, metering, and every refusal's shape.
+
+This module is long because byte fidelity, metering and every refusal's shape are checked on the
+same pass-through, with one recorded stream and one fake upstream."""
 
 from __future__ import annotations
 

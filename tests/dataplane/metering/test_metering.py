@@ -1,4 +1,7 @@
-"""StreamMeter and usage_from_message against realistic Anthropic streams and bodies."""
+"""StreamMeter and usage_from_message against realistic Anthropic streams and bodies.
+
+This module is long because metering is money: every stream shape Anthropic sends (text, tools,
+thinking, cache reads and writes, errors mid-stream, truncation) gets its own exact case."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""PriceTable: exact integer costs, id normalisation, prefix matching, fallbacks, long context."""
+"""PriceTable: exact integer costs, id normalisation, prefix matching, fallbacks, long context.
+
+This module is long because prices are money: every rule of the table (normalisation, prefixes,
+fallbacks, long context, cache reads and writes) gets its own exact-integer case."""
 
 from __future__ import annotations
 

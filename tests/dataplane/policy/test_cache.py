@@ -1,4 +1,8 @@
-"""The response cache without I/O: key, policy, recorder, replay, frame and the in-process LRU."""
+"""The response cache without I/O: key, policy, recorder, replay, frame and the in-process LRU.
+
+This module is long because it covers every piece of the cache's I/O-free core (key, policy,
+recorder, replay, frame, LRU) against one set of recorded answers; the cache on a live data plane
+is tested apart."""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """The enforcement engine: reservations, refusals Claude Code shows well, headers, seeds, periods,
 the counter-store failure policy, and the concurrency acceptance on one and on three data planes.
+
+This module is long because the enforcement engine's rules (reservations, refusals, headers, seeds,
+periods, the counter-store failure policy) are checked on the same limiter, then together in the
+concurrency acceptance.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""BedrockProvider against the strict fake Bedrock runtime (real SigV4, real event-stream frames)."""
+"""BedrockProvider against the strict fake Bedrock runtime (real SigV4, real event-stream frames).
+
+This module is long because every request shape and failure is checked against the strict fake
+Bedrock runtime with real SigV4 and real event-stream frames."""
 
 from __future__ import annotations
 

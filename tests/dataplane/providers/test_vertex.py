@@ -1,4 +1,7 @@
-"""The Vertex AI adapter and its Google token source, against the strict fake Vertex."""
+"""The Vertex AI adapter and its Google token source, against the strict fake Vertex.
+
+This module is long because the adapter and its Google token source are tested together against the
+strict fake Vertex and its fake token endpoint, for every request shape and failure."""
 
 from __future__ import annotations
 

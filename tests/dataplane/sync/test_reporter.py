@@ -1,5 +1,8 @@
 """The usage reporter: retries through outages, delivers in order, and no single event (bad,
-huge, refused) stops it; a reporter loop that dies is restarted."""
+huge, refused) stops it; a reporter loop that dies is restarted.
+
+This module is long because each failure mode (outage, refusal, a bad or huge event, a dead loop)
+is checked against the same reporter, spool and fake control plane."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """``POST /v1/{metrics,logs,traces}`` on a real data plane, forwarding to the strict fake
 collector: Claude Code's captured exports (protobuf, OTLP/JSON, gzip; chunked as the CLI sends
-them, or with Content-Length), identity attributes, spoofing, refusals, and a dead collector."""
+them, or with Content-Length), identity attributes, spoofing, refusals, and a dead collector.
+
+This module is long because every case runs a real data plane against the strict fake collector,
+and the captured Claude Code exports they replay share one setup."""
 
 from __future__ import annotations
 
