@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from collections import deque
 from pathlib import Path
 
 from bench.child import announce, take_request, until_signalled
+from dataplane.simulator import SimulatedReply
 
 TEXT_DELTAS = 195  # + message_start, content_block_start, content_block_stop, message_delta,
 # message_stop = 200 events
@@ -48,73 +48,23 @@ USAGE_START = {
 }
 
 
-def _event(name: str, data: dict[str, object]) -> bytes:
-    return (
-        b"event: "
-        + name.encode()
-        + b"\ndata: "
-        + json.dumps(data, separators=(",", ":")).encode()
-        + b"\n\n"
-    )
-
-
 def render_stream(model: str = "claude-sonnet-4-5", deltas: int = TEXT_DELTAS) -> list[bytes]:
-    """The events of one streamed answer, each as its own SSE frame."""
-    events = [
-        _event(
-            "message_start",
-            {
-                "type": "message_start",
-                "message": {
-                    "id": "msg_bench_0001",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [],
-                    "stop_reason": None,
-                    "stop_sequence": None,
-                    "usage": USAGE_START,
-                },
-            },
-        ),
-        _event(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-    ]
-    for i in range(deltas):
-        events.append(
-            _event(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": 0,
-                    "delta": {
-                        "type": "text_delta",
-                        "text": f"token{i:03d} of the benchmark answer ",
-                    },
-                },
-            )
-        )
-    final = {k: v for k, v in USAGE_START.items() if k not in ("cache_creation", "service_tier")}
-    final["output_tokens"] = deltas
-    events += [
-        _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        _event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": final,
-            },
-        ),
-        _event("message_stop", {"type": "message_stop"}),
-    ]
-    return events
+    """The events of one streamed answer, each as its own SSE frame: the gateway's own rendering
+    of an Anthropic stream (the simulator's), without its ``ping``."""
+    texts = tuple(f"token{i:03d} of the benchmark answer " for i in range(deltas))
+    message = {
+        "id": "msg_bench_0001",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": "".join(texts)}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {**USAGE_START, "output_tokens": deltas},
+    }
+    frames = SimulatedReply(message, texts).sse_frames()
+    del frames[2]  # the ping: an answer stays TEXT_DELTAS + 5 = 200 events, as measured before
+    return frames
 
 
 def render_body() -> bytes:

@@ -40,6 +40,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from gwcommon.hosts import is_loopback_host
 from gwctl.cli import CommandError, Subparsers
 
 log = logging.getLogger("tollgate.devidp")
@@ -197,13 +198,7 @@ def _loopback_callback(uri: str) -> bool:
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.path.endswith("/oauth/callback"):
         return False
-    host = parts.hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(parts.hostname or "")
 
 
 def _page(title: str, body: str) -> web.Response:

@@ -14,7 +14,6 @@ Contract:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 
 from controlplane.domain.errors import InvalidArgument, shown
 from controlplane.domain.names import is_invisible_control, unique_list
+from gwcommon.hosts import is_loopback_host
 
 DEFAULT_SCOPES = ("openid", "profile", "email", "offline_access")
 DEFAULT_GROUPS_CLAIM = "groups"
@@ -47,15 +47,6 @@ _CLAIM_RE = re.compile(r"^[A-Za-z0-9_:./-]{1,128}$")
 _DOMAIN_RE = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
 )
-
-
-def is_loopback_host(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def validate_issuer(value: str) -> str:

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from controlplane.domain.sso import is_loopback_host
+from gwcommon.hosts import is_loopback_host
 
 ASYMMETRIC_ALGS = (
     "RS256",

@@ -32,11 +32,10 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from dataplane.metering.meter import TokenUsage
 from dataplane.policy.cache import MAX_ENTRY_BYTES, CachedResponse
+from dataplane.policy.redis_client import connection_options
 
 __all__ = ["DEFAULT_MEMORY_BYTES", "MemoryCache", "RedisCache", "decode_entry", "encode_entry"]
 
@@ -184,14 +183,7 @@ class RedisCache:
         breaker_s: float = 1.0,
     ) -> RedisCache:
         """A backend with its own pool and short timeouts: a slow cache is worse than none."""
-        client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            max_connections=max_connections,
-            health_check_interval=30,
-            retry=Retry(NoBackoff(), 1),
-        )
+        client = aioredis.Redis.from_url(url, **connection_options(timeout_s, max_connections))
         return cls(client, prefix=prefix, max_entry_bytes=max_entry_bytes, breaker_s=breaker_s)
 
     @property

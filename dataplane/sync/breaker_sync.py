@@ -30,11 +30,10 @@ import time
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from dataplane.policy.breaker import CircuitBreaker, Transition
+from dataplane.policy.redis_client import connection_options
 
 __all__ = ["PUBLISH_LUA", "BreakerSync"]
 
@@ -99,14 +98,7 @@ class BreakerSync:
         timeout_s: float = 0.5,
     ) -> BreakerSync:
         """A sync task with its own small connection pool and short timeouts."""
-        client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            max_connections=2,
-            health_check_interval=30,
-            retry=Retry(NoBackoff(), 1),
-        )
+        client = aioredis.Redis.from_url(url, **connection_options(timeout_s, max_connections=2))
         return cls(
             client,
             breaker,

@@ -10,12 +10,12 @@ answers every sign-in endpoint with an error telling the operator to set it.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from dataplane.asgi import Scope, header
+from gwcommon.hosts import is_loopback_host
 
 PUBLIC_URL_ENV = "TOLLGATE_PUBLIC_URL"
 
@@ -25,17 +25,6 @@ MISSING = (
 )
 
 _HOST = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?$")
-
-
-def is_loopback_host(host: str) -> bool:
-    """``localhost``, ``127.0.0.0/8``, ``::1`` (brackets allowed)."""
-    host = host.strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_public_url(value: str) -> str:

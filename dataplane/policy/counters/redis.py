@@ -47,8 +47,6 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from dataplane.policy.counters.base import (
@@ -63,6 +61,7 @@ from dataplane.policy.counters.base import (
     Ticket,
     Verdict,
 )
+from dataplane.policy.redis_client import connection_options
 
 __all__ = ["ADMIT_LUA", "FINISH_LUA", "RedisCounters"]
 
@@ -119,15 +118,7 @@ class RedisCounters:
         ran past 64 connections in bursts and refused requests with ``Too many connections``,
         503, while Redis itself was healthy)."""
         pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            timeout=timeout_s,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            max_connections=max_connections,
-            health_check_interval=30,
-            # One immediate retry (a pooled connection that went stale), no backoff: the
-            # request path is waiting; the breaker takes over after that.
-            retry=Retry(NoBackoff(), 1),
+            url, timeout=timeout_s, **connection_options(timeout_s, max_connections)
         )
         return cls(aioredis.Redis.from_pool(pool), prefix=prefix, breaker_s=breaker_s)
 

@@ -10,12 +10,12 @@ from dataplane.edge.signin.client import SignInClient
 from dataplane.edge.signin.context import SignInContext
 from dataplane.edge.signin.publicurl import (
     PublicUrl,
-    is_loopback_host,
     listener_is_loopback,
     parse_public_url,
 )
 from dataplane.edge.signin.routes import SignInRoutes
 from dataplane.process.server import DataPlane, main
+from gwcommon.hosts import is_loopback_host
 from tests.dataplane import runtimes
 from tests.dataplane.edge.signin.conftest import StartDataPlane
 from tests.fakes.signin import FakeSignInControlPlane
