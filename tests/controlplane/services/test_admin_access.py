@@ -276,28 +276,19 @@ async def test_a_workspace_admin_cannot_widen_its_own_workspace(admin, channel) 
 def test_workspace_rows_written_without_the_access_columns_allow_all(db_url: str) -> None:
     """A workspace written by code from before access controls (an older replica during a
     rolling upgrade) gets the columns' server defaults: it allows everything."""
-    from sqlalchemy import text
-
     from controlplane.catalog.allowlists import allowed_of
     from controlplane.catalog.convert import workspace_to_pb
-    from controlplane.store.db import Database
     from controlplane.store.models.config import WorkspaceRow
+    from tests.controlplane.store.schema_data import written_by_older_code
 
-    db = Database(db_url)
-    try:
-        db.create_all()
-        with db.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO workspace (name, description, timezone, created_at_ms, "
-                    "updated_at_ms) VALUES ('old', '', '', 1, 1)"
-                )
-            )
-        row = db.run_sync(lambda s: s.get(WorkspaceRow, "old"))
-        assert row is not None
-        assert allowed_of(row) == allowed_of(WorkspaceRow(name="new"))
-        msg = workspace_to_pb(row)
-        assert (list(msg.allowed_providers), list(msg.allowed_routes)) == ([], [])
-        assert list(msg.allowed_models) == []
-    finally:
-        db.dispose()
+    row = written_by_older_code(
+        db_url,
+        "INSERT INTO workspace (name, description, timezone, created_at_ms, "
+        "updated_at_ms) VALUES ('old', '', '', 1, 1)",
+        WorkspaceRow,
+        "old",
+    )
+    assert allowed_of(row) == allowed_of(WorkspaceRow(name="new"))
+    msg = workspace_to_pb(row)
+    assert (list(msg.allowed_providers), list(msg.allowed_routes)) == ([], [])
+    assert list(msg.allowed_models) == []
