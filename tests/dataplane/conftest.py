@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from dataplane.config.snapshot import Snapshot
@@ -175,3 +176,18 @@ async def usage_events(
         if len(records) >= n or time.monotonic() > deadline:
             return [telemetry_pb2.UsageEvent.FromString(p) for _, p in records]
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def jwt_decodes(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """One entry per ``jwt.decode`` call from now (each call still decodes): how often a
+    token was really verified rather than found in a cache."""
+    calls: list[None] = []
+    real = jwt.decode
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        calls.append(None)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return calls
