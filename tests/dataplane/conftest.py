@@ -18,6 +18,7 @@ import jwt
 import pytest
 
 from dataplane.config.snapshot import Snapshot
+from dataplane.process import server
 from dataplane.process.server import DataPlane, Settings
 from gwapi.v1 import common_pb2, discovery_pb2, telemetry_pb2
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
@@ -191,3 +192,16 @@ def jwt_decodes(monkeypatch: pytest.MonkeyPatch) -> list[None]:
 
     monkeypatch.setattr(jwt, "decode", counting)
     return calls
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The settings each ``dataplane.process.server.main()`` call would serve with, in order
+    (``server.run`` is replaced: nothing is started)."""
+    seen: list[Any] = []
+
+    async def fake_run(settings: Any) -> None:
+        seen.append(settings)
+
+    monkeypatch.setattr(server, "run", fake_run)
+    return seen
