@@ -20,6 +20,7 @@ import pytest
 from dataplane.config.snapshot import Snapshot
 from dataplane.process import server
 from dataplane.process.server import DataPlane, Settings
+from dataplane.providers.transport import Transport
 from gwapi.v1 import common_pb2, discovery_pb2, telemetry_pb2
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
 
@@ -127,8 +128,14 @@ def build_snapshot(upstream_url: str, version: str = "v1") -> discovery_pb2.Snap
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic(oauth_tokens=(OAUTH_TOKEN,))
+def upstream_oauth_tokens() -> tuple[str, ...]:
+    """The Claude subscription tokens the fake Anthropic API takes (a module may override)."""
+    return (OAUTH_TOKEN,)
+
+
+@pytest.fixture
+async def upstream(upstream_oauth_tokens: tuple[str, ...]) -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic(oauth_tokens=upstream_oauth_tokens)
     await fake.start()
     yield fake
     await fake.stop()
@@ -205,3 +212,11 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     monkeypatch.setattr(server, "run", fake_run)
     return seen
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[Transport]:
+    """The providers' shared HTTP transport, closed after the test."""
+    t = Transport()
+    yield t
+    await t.aclose()

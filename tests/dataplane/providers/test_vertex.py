@@ -117,13 +117,6 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def transport() -> AsyncIterator[Transport]:
-    t = Transport()
-    yield t
-    await t.aclose()
-
-
-@pytest.fixture
 async def provider(
     fake: FakeVertex, sa_file: Path, transport: Transport
 ) -> AsyncIterator[VertexProvider]:
