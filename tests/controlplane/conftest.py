@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from controlplane.server import Running, running
 from controlplane.settings import Settings
@@ -123,3 +124,17 @@ async def expect_error(awaitable: Any, code: grpc.StatusCode, contains: str = ""
     details = info.value.details() or ""
     assert contains.lower() in details.lower(), details
     return details
+
+
+def ws_update(name: str, **fields: Any) -> apb.UpdateWorkspaceRequest:
+    """An UpdateWorkspace request for ``name`` that sets ``fields`` and masks exactly them."""
+    return apb.UpdateWorkspaceRequest(
+        workspace=pb.Workspace(name=name, **fields), update_mask=FieldMask(paths=list(fields))
+    )
+
+
+def key_update(key_id: str, **fields: Any) -> apb.UpdateKeyRequest:
+    """An UpdateKey request for ``key_id`` that sets ``fields`` and masks exactly them."""
+    return apb.UpdateKeyRequest(
+        key=pb.VirtualKey(id=key_id, **fields), update_mask=FieldMask(paths=list(fields))
+    )

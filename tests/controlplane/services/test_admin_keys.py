@@ -11,7 +11,7 @@ from controlplane.store.models.config import VirtualKeyRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import telemetry_pb2 as tpb
-from tests.controlplane.conftest import expect_error, seed_basics
+from tests.controlplane.conftest import expect_error, key_update, seed_basics
 
 
 async def add_route(admin, name: str = "main", provider: str = "sim") -> pb.Route:
@@ -153,69 +153,37 @@ async def test_update_key(admin) -> None:
     assert (upd.route, upd.provider) == ("main", "")  # switching target clears the other one
     assert list(upd.models) == []  # not in the mask
     assert (upd.limits.rpm, upd.limits.rph) == (3, 0)
-    upd = await admin.UpdateKey(
-        apb.UpdateKeyRequest(
-            key=pb.VirtualKey(id=kid, expires_at_ms=123, models=["claude-*"]),
-            update_mask=FieldMask(paths=["expires_at_ms", "models"]),
-        )
-    )
+    upd = await admin.UpdateKey(key_update(kid, expires_at_ms=123, models=["claude-*"]))
     assert upd.expires_at_ms == 123 and list(upd.models) == ["claude-*"]
 
     await expect_error(
-        admin.UpdateKey(
-            apb.UpdateKeyRequest(
-                key=pb.VirtualKey(id=kid, provider="sim", route="main"),
-                update_mask=FieldMask(paths=["provider", "route"]),
-            )
-        ),
+        admin.UpdateKey(key_update(kid, provider="sim", route="main")),
         StatusCode.INVALID_ARGUMENT,
         "exactly one",
     )
     await expect_error(
-        admin.UpdateKey(
-            apb.UpdateKeyRequest(
-                key=pb.VirtualKey(id=kid, provider="ghost"),
-                update_mask=FieldMask(paths=["provider"]),
-            )
-        ),
+        admin.UpdateKey(key_update(kid, provider="ghost")),
         StatusCode.NOT_FOUND,
         "provider 'ghost'",
     )
     await expect_error(
-        admin.UpdateKey(
-            apb.UpdateKeyRequest(
-                key=pb.VirtualKey(id=kid, workspace="x"), update_mask=FieldMask(paths=["workspace"])
-            )
-        ),
+        admin.UpdateKey(key_update(kid, workspace="x")),
         StatusCode.INVALID_ARGUMENT,
         "unknown update_mask path 'workspace'",
     )
     await expect_error(
-        admin.UpdateKey(
-            apb.UpdateKeyRequest(
-                key=pb.VirtualKey(id="key_0000000000000000", name="x"),
-                update_mask=FieldMask(paths=["name"]),
-            )
-        ),
+        admin.UpdateKey(key_update("key_0000000000000000", name="x")),
         StatusCode.NOT_FOUND,
     )
     await expect_error(
-        admin.UpdateKey(
-            apb.UpdateKeyRequest(
-                key=pb.VirtualKey(id="bogus", name="x"), update_mask=FieldMask(paths=["name"])
-            )
-        ),
+        admin.UpdateKey(key_update("bogus", name="x")),
         StatusCode.INVALID_ARGUMENT,
         "invalid key id",
     )
 
     await admin.RevokeKey(apb.RevokeKeyRequest(id=kid))
     await expect_error(
-        admin.UpdateKey(
-            apb.UpdateKeyRequest(
-                key=pb.VirtualKey(id=kid, name="x"), update_mask=FieldMask(paths=["name"])
-            )
-        ),
+        admin.UpdateKey(key_update(kid, name="x")),
         StatusCode.FAILED_PRECONDITION,
         "revoked",
     )

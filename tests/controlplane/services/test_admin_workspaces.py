@@ -8,7 +8,7 @@ from grpc import StatusCode
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import telemetry_pb2 as tpb
-from tests.controlplane.conftest import expect_error, seed_basics
+from tests.controlplane.conftest import expect_error, seed_basics, ws_update
 
 DAY = pb.Budget(amount_micros=50_000_000, period=pb.PERIOD_DAY)
 MONTH = pb.Budget(amount_micros=1_000_000_000, period=pb.PERIOD_MONTH)
@@ -82,12 +82,7 @@ async def test_already_exists_and_not_found(admin) -> None:
         "workspace 'nope' not found",
     )
     await expect_error(
-        admin.UpdateWorkspace(
-            apb.UpdateWorkspaceRequest(
-                workspace=pb.Workspace(name="nope", description="x"),
-                update_mask=FieldMask(paths=["description"]),
-            )
-        ),
+        admin.UpdateWorkspace(ws_update("nope", description="x")),
         StatusCode.NOT_FOUND,
     )
     await expect_error(
@@ -116,12 +111,7 @@ async def test_update_with_field_mask(admin) -> None:
     assert list(upd.limits.budgets) == [DAY]
     assert upd.updated_at_ms >= upd.created_at_ms
 
-    upd = await admin.UpdateWorkspace(
-        apb.UpdateWorkspaceRequest(
-            workspace=pb.Workspace(name="team-a", limits=pb.Limits(budgets=[MONTH])),
-            update_mask=FieldMask(paths=["limits"]),
-        )
-    )
+    upd = await admin.UpdateWorkspace(ws_update("team-a", limits=pb.Limits(budgets=[MONTH])))
     assert list(upd.limits.budgets) == [MONTH] and upd.limits.rpm == 0  # whole limits replaced
 
     upd = await admin.UpdateWorkspace(
@@ -198,12 +188,7 @@ async def test_settings_create_update_and_snapshot(cp, admin) -> None:
     )
     assert await admin.GetWorkspace(apb.GetWorkspaceRequest(name="berlin")) == created
 
-    upd = await admin.UpdateWorkspace(
-        apb.UpdateWorkspaceRequest(
-            workspace=pb.Workspace(name="berlin", redis_failure="closed", alert_webhook=""),
-            update_mask=FieldMask(paths=["redis_failure", "alert_webhook"]),
-        )
-    )
+    upd = await admin.UpdateWorkspace(ws_update("berlin", redis_failure="closed", alert_webhook=""))
     assert (upd.timezone, upd.redis_failure, upd.alert_webhook) == ("Europe/Berlin", "closed", "")
     upd = await admin.UpdateWorkspace(
         apb.UpdateWorkspaceRequest(
@@ -249,12 +234,7 @@ async def test_settings_validation(admin) -> None:
     )
     await admin.CreateWorkspace(ws_req())
     await expect_error(
-        admin.UpdateWorkspace(
-            apb.UpdateWorkspaceRequest(
-                workspace=pb.Workspace(name="team-a", timezone="Mars/Olympus"),
-                update_mask=FieldMask(paths=["timezone"]),
-            )
-        ),
+        admin.UpdateWorkspace(ws_update("team-a", timezone="Mars/Olympus")),
         StatusCode.INVALID_ARGUMENT,
         "unknown time zone",
     )
