@@ -29,6 +29,7 @@ from dataplane.providers.bedrock_models import (
 )
 from dataplane.providers.betas import filter_betas, header_betas
 from dataplane.providers.transport import OutHeader, Timeouts, Transport, TransportResponse
+from tests.dataplane.providers.support import upstream_request
 from tests.fakes.anthropic import DEFAULT_USAGE
 from tests.fakes.bedrock import (
     ACCESS_KEY,
@@ -75,17 +76,8 @@ def messages_request(
         "metadata": {"user_id": '{"device":"d"}'},
         "some_future_field": {"x": [1, 2]},
     }
-    raw = orjson.dumps(obj)
-    return UpstreamRequest(
-        path=path,
-        query=b"beta=true",
-        headers=((b"anthropic-version", b"2023-06-01"), (b"anthropic-beta", betas.encode())),
-        body=raw,
-        model=str(obj["model"]),
-        stream=obj.get("stream") is True and not path.endswith("count_tokens"),
-        request_id="gwreq_test",
-        json=obj,
-    )
+    headers = ((b"anthropic-version", b"2023-06-01"), (b"anthropic-beta", betas.encode()))
+    return upstream_request(obj, path, headers)
 
 
 @pytest.fixture
