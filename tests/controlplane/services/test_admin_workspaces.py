@@ -7,8 +7,13 @@ from grpc import StatusCode
 
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
-from gwapi.v1 import telemetry_pb2 as tpb
-from tests.controlplane.conftest import expect_error, seed_basics, ws_update
+from tests.controlplane.conftest import (
+    cost_event,
+    expect_error,
+    report_usage,
+    seed_basics,
+    ws_update,
+)
 
 DAY = pb.Budget(amount_micros=50_000_000, period=pb.PERIOD_DAY)
 MONTH = pb.Budget(amount_micros=1_000_000_000, period=pb.PERIOD_MONTH)
@@ -245,20 +250,8 @@ async def test_budget_status_on_get_and_list(admin, dataplane) -> None:
     await admin.CreateWorkspace(ws_req(limits=pb.Limits(budgets=[MONTH, DAY])))
     await admin.CreateWorkspace(ws_req("idle"))
     now = time.time_ns() // 1_000_000
-    await dataplane.telemetry.ReportUsage(
-        tpb.ReportUsageRequest(
-            node_id="dp",
-            events=[
-                tpb.UsageEvent(
-                    request_id=f"r{i}",
-                    time_ms=now,
-                    workspace="team-a",
-                    key_id="key_x",
-                    usage=pb.Usage(cost_micros=1_234_567),
-                )
-                for i in range(2)
-            ],
-        )
+    await report_usage(
+        dataplane, [cost_event(f"r{i}", now, "team-a", "key_x", 1_234_567) for i in range(2)]
     )
     ws = await admin.GetWorkspace(apb.GetWorkspaceRequest(name="team-a"))
     assert [(s.budget.period, s.spent_micros) for s in ws.budget_status] == [
