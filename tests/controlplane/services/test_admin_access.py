@@ -70,26 +70,14 @@ async def test_lists_are_stored_normalised_and_returned(admin) -> None:
 
 async def test_create_refuses_unknown_or_malformed_entries(admin) -> None:
     await setup(admin)
-    await expect_error(
-        make_ws(admin, allowed_providers=["a", "ghost"]),
-        StatusCode.INVALID_ARGUMENT,
-        "allowed provider 'ghost' does not exist",
-    )
-    await expect_error(
-        make_ws(admin, allowed_routes=["nope"]),
-        StatusCode.INVALID_ARGUMENT,
-        "allowed route 'nope' does not exist",
-    )
-    await expect_error(
-        make_ws(admin, allowed_providers=["Bad Name"]),
-        StatusCode.INVALID_ARGUMENT,
-        "invalid allowed provider name",
-    )
-    await expect_error(
-        make_ws(admin, allowed_models=["claude sonnet"]),
-        StatusCode.INVALID_ARGUMENT,
-        "invalid model pattern",
-    )
+    refused: list[tuple[dict[str, list[str]], str]] = [
+        ({"allowed_providers": ["a", "ghost"]}, "allowed provider 'ghost' does not exist"),
+        ({"allowed_routes": ["nope"]}, "allowed route 'nope' does not exist"),
+        ({"allowed_providers": ["Bad Name"]}, "invalid allowed provider name"),
+        ({"allowed_models": ["claude sonnet"]}, "invalid model pattern"),
+    ]
+    for lists, contains in refused:
+        await expect_error(make_ws(admin, **lists), StatusCode.INVALID_ARGUMENT, contains)
     # Nothing was stored by the refused calls.
     listed = await admin.ListWorkspaces(apb.ListWorkspacesRequest())
     assert list(listed.workspaces) == []
