@@ -145,12 +145,9 @@ def cost_event(
     request_id: str, time_ms: int, workspace: str, key_id: str, cost_micros: int
 ) -> tpb.UsageEvent:
     """A usage event that only costs: ``cost_micros`` spent by ``key_id`` in ``workspace``."""
+    usage = pb.Usage(cost_micros=cost_micros)
     return tpb.UsageEvent(
-        request_id=request_id,
-        time_ms=time_ms,
-        workspace=workspace,
-        key_id=key_id,
-        usage=pb.Usage(cost_micros=cost_micros),
+        request_id=request_id, time_ms=time_ms, workspace=workspace, key_id=key_id, usage=usage
     )
 
 

@@ -70,7 +70,7 @@ async def test_lists_are_stored_normalised_and_returned(admin) -> None:
 
 async def test_create_refuses_unknown_or_malformed_entries(admin) -> None:
     await setup(admin)
-    refused: list[tuple[dict[str, list[str]], str]] = [
+    refused: list[tuple[dict[str, Any], str]] = [
         ({"allowed_providers": ["a", "ghost"]}, "allowed provider 'ghost' does not exist"),
         ({"allowed_routes": ["nope"]}, "allowed route 'nope' does not exist"),
         ({"allowed_providers": ["Bad Name"]}, "invalid allowed provider name"),
