@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from controlplane.server import Running, running
 from controlplane.settings import Settings
@@ -19,6 +20,7 @@ from controlplane.store.db import Database
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import admin_pb2_grpc, discovery_pb2_grpc, signin_pb2_grpc, telemetry_pb2_grpc
 from gwapi.v1 import common_pb2 as pb
+from gwapi.v1 import telemetry_pb2 as tpb
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 DATAPLANE_TOKEN = "test-dataplane-token-9876543210"
@@ -123,3 +125,32 @@ async def expect_error(awaitable: Any, code: grpc.StatusCode, contains: str = ""
     details = info.value.details() or ""
     assert contains.lower() in details.lower(), details
     return details
+
+
+def ws_update(name: str, **fields: Any) -> apb.UpdateWorkspaceRequest:
+    """An UpdateWorkspace request for ``name`` that sets ``fields`` and masks exactly them."""
+    return apb.UpdateWorkspaceRequest(
+        workspace=pb.Workspace(name=name, **fields), update_mask=FieldMask(paths=list(fields))
+    )
+
+
+def key_update(key_id: str, **fields: Any) -> apb.UpdateKeyRequest:
+    """An UpdateKey request for ``key_id`` that sets ``fields`` and masks exactly them."""
+    return apb.UpdateKeyRequest(
+        key=pb.VirtualKey(id=key_id, **fields), update_mask=FieldMask(paths=list(fields))
+    )
+
+
+def cost_event(
+    request_id: str, time_ms: int, workspace: str, key_id: str, cost_micros: int
+) -> tpb.UsageEvent:
+    """A usage event that only costs: ``cost_micros`` spent by ``key_id`` in ``workspace``."""
+    usage = pb.Usage(cost_micros=cost_micros)
+    return tpb.UsageEvent(
+        request_id=request_id, time_ms=time_ms, workspace=workspace, key_id=key_id, usage=usage
+    )
+
+
+async def report_usage(dataplane: Clients, events: list[tpb.UsageEvent]) -> None:
+    """Reports ``events`` as the data plane ``dp`` does."""
+    await dataplane.telemetry.ReportUsage(tpb.ReportUsageRequest(node_id="dp", events=events))

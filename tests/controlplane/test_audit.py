@@ -30,8 +30,10 @@ from tests.controlplane.conftest import (
     ADMIN_TOKEN,
     Clients,
     expect_error,
+    key_update,
     make_settings,
     seed_basics,
+    ws_update,
 )
 
 
@@ -122,11 +124,7 @@ async def test_every_mutation_leaves_one_row_with_before_and_after(cp, admin) ->
     key_id = created.key.id
     ev = await step("key.create", key_id, "team-a")
     assert ev.method == "CreateKey" and doc(ev.after_json)["name"] == "alice"
-    await admin.UpdateKey(
-        apb.UpdateKeyRequest(
-            key=pb.VirtualKey(id=key_id, name="bob"), update_mask=FieldMask(paths=["name"])
-        )
-    )
+    await admin.UpdateKey(key_update(key_id, name="bob"))
     ev = await step("key.update", key_id, "team-a")
     assert doc(ev.before_json)["name"] == "alice" and doc(ev.after_json)["name"] == "bob"
     await admin.RevokeKey(apb.RevokeKeyRequest(id=key_id))
@@ -179,12 +177,7 @@ async def test_failed_mutations_leave_no_row(cp, admin) -> None:
         StatusCode.NOT_FOUND,
     )
     await expect_error(
-        admin.UpdateWorkspace(
-            apb.UpdateWorkspaceRequest(
-                workspace=pb.Workspace(name="team-a", timezone="Mars/Olympus"),
-                update_mask=FieldMask(paths=["timezone"]),
-            )
-        ),
+        admin.UpdateWorkspace(ws_update("team-a", timezone="Mars/Olympus")),
         StatusCode.INVALID_ARGUMENT,
     )
     await expect_error(  # the key still uses it
@@ -396,12 +389,7 @@ async def test_a_workspace_admin_token_sees_and_follows_only_its_workspace(
         ("workspace.create", "team-b"),
         ("token.create", tok.id),  # a token of one workspace is filed under it
     ]
-    await scoped.UpdateWorkspace(
-        apb.UpdateWorkspaceRequest(
-            workspace=pb.Workspace(name="team-b", description="mine"),
-            update_mask=FieldMask(paths=["description"]),
-        )
-    )
+    await scoped.UpdateWorkspace(ws_update("team-b", description="mine"))
     await admin.CreateKey(apb.CreateKeyRequest(workspace="team-a", name="x", provider="sim"))
     await admin.CreateKey(apb.CreateKeyRequest(workspace="team-b", name="y", provider="sim"))
     own, admins = await read_n(call, 2)  # team-a's key never arrives

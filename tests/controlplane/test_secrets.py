@@ -358,20 +358,14 @@ def test_generated_keys_load(tmp_path: Path) -> None:
 
 def test_provider_rows_written_without_the_secret_columns_read_as_none(db_url: str) -> None:
     """A row written by code from before stored secrets reads as "none stored"."""
-    from controlplane.store.db import Database
     from controlplane.store.models.config import ProviderRow
+    from tests.controlplane.store.schema_data import written_by_older_code
 
-    db = Database(db_url)
-    try:
-        db.create_all()
-        with db.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO provider (name, kind, base_url, api_key_env, options_json, "
-                    "created_at_ms, updated_at_ms) VALUES ('old', 'anthropic', '', 'K', '{}', 1, 1)"
-                )
-            )
-        row = db.run_sync(lambda s: s.get(ProviderRow, "old"))
-        assert row is not None and (row.secret_ciphertext, row.secret_rotated_at_ms) == ("", 0)
-    finally:
-        db.dispose()
+    row = written_by_older_code(
+        db_url,
+        "INSERT INTO provider (name, kind, base_url, api_key_env, options_json, "
+        "created_at_ms, updated_at_ms) VALUES ('old', 'anthropic', '', 'K', '{}', 1, 1)",
+        ProviderRow,
+        "old",
+    )
+    assert (row.secret_ciphertext, row.secret_rotated_at_ms) == ("", 0)

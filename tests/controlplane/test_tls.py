@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -118,6 +119,19 @@ def test_gwctl_over_tls(
         assert f"cannot read --tls-ca {missing}" in capsys.readouterr().err
 
 
+def data_plane_of(cp: Running, tmp_path: Path, **settings: Any) -> DataPlane:
+    """A data plane (not started) of ``cp``, with its state in ``tmp_path/dp``."""
+    return DataPlane(
+        DataPlaneSettings(
+            listen="127.0.0.1:0",
+            control_plane=cp.address,
+            token=DATAPLANE_TOKEN,
+            state_dir=tmp_path / "dp",
+            **settings,
+        )
+    )
+
+
 async def test_a_data_plane_over_tls_gets_snapshots_and_reports_usage(
     tls_cp: Running, pki: Pki, tmp_path: Path
 ) -> None:
@@ -127,15 +141,7 @@ async def test_a_data_plane_over_tls_gets_snapshots_and_reports_usage(
         key = await admin.create_key(
             admin_pb2.CreateKeyRequest(workspace="ws", name="k", provider="sim")
         )
-        dp = DataPlane(
-            DataPlaneSettings(
-                listen="127.0.0.1:0",
-                control_plane=tls_cp.address,
-                token=DATAPLANE_TOKEN,
-                state_dir=tmp_path / "dp",
-                tls_ca=str(pki.ca),
-            )
-        )
+        dp = data_plane_of(tls_cp, tmp_path, tls_ca=str(pki.ca))
         await dp.start()
         try:
             await dp.wait_for_snapshot()
@@ -158,14 +164,7 @@ async def test_a_plaintext_data_plane_says_why_it_cannot_connect(
     tls_cp: Running, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, "tollgate.subscriber")
-    dp = DataPlane(
-        DataPlaneSettings(
-            listen="127.0.0.1:0",
-            control_plane=tls_cp.address,
-            token=DATAPLANE_TOKEN,
-            state_dir=tmp_path / "dp",
-        )
-    )
+    dp = data_plane_of(tls_cp, tmp_path)
     await dp.start()
     try:
         with pytest.raises(TimeoutError):

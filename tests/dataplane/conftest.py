@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from dataplane.config.snapshot import Snapshot
+from dataplane.process import server
 from dataplane.process.server import DataPlane, Settings
+from dataplane.providers.transport import Transport
 from gwapi.v1 import common_pb2, discovery_pb2, telemetry_pb2
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
 
@@ -125,8 +128,14 @@ def build_snapshot(upstream_url: str, version: str = "v1") -> discovery_pb2.Snap
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic(oauth_tokens=(OAUTH_TOKEN,))
+def upstream_oauth_tokens() -> tuple[str, ...]:
+    """The Claude subscription tokens the fake Anthropic API takes (a module may override)."""
+    return (OAUTH_TOKEN,)
+
+
+@pytest.fixture
+async def upstream(upstream_oauth_tokens: tuple[str, ...]) -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic(oauth_tokens=upstream_oauth_tokens)
     await fake.start()
     yield fake
     await fake.stop()
@@ -175,3 +184,39 @@ async def usage_events(
         if len(records) >= n or time.monotonic() > deadline:
             return [telemetry_pb2.UsageEvent.FromString(p) for _, p in records]
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def jwt_decodes(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """One entry per ``jwt.decode`` call from now (each call still decodes): how often a
+    token was really verified rather than found in a cache."""
+    calls: list[None] = []
+    real = jwt.decode
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        calls.append(None)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return calls
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The settings each ``dataplane.process.server.main()`` call would serve with, in order
+    (``server.run`` is replaced: nothing is started)."""
+    seen: list[Any] = []
+
+    async def fake_run(settings: Any) -> None:
+        seen.append(settings)
+
+    monkeypatch.setattr(server, "run", fake_run)
+    return seen
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[Transport]:
+    """The providers' shared HTTP transport, closed after the test."""
+    t = Transport()
+    yield t
+    await t.aclose()

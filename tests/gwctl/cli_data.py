@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from gwapi.v1 import common_pb2, discovery_pb2, telemetry_pb2
+from gwctl import main as gwctl_main
 from tests.fakes.admin_client import FakeAdminClient
 
 SECRET = "gw-Sup3rS3cretValue0123456789abcdef"
@@ -155,3 +158,12 @@ def cli_fake() -> FakeAdminClient:
         new_key_secret=SECRET,
         ends_streams=True,
     )
+
+
+def use_fake(monkeypatch: pytest.MonkeyPatch, fake: FakeAdminClient) -> FakeAdminClient:
+    """gwctl's client is ``fake``, talked to as the admin with no control plane address in the
+    environment (so none leaks in from the shell running the tests); returns ``fake``."""
+    monkeypatch.setattr(gwctl_main, "GatewayClient", fake.connect)
+    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "admin-secret-token")
+    monkeypatch.delenv("TOLLGATE_CONTROL_PLANE", raising=False)
+    return fake

@@ -4,6 +4,7 @@ thread, on a temporary SQLite database) and gwctl pointed at it.
 A module changes the control plane's settings by overriding ``control_plane_settings``, or runs
 one per test on every database backend by overriding ``control_plane`` with
 ``control_plane_per_backend``; it opts in with ``pytestmark = pytest.mark.usefixtures("gwctl_env")``.
+A module of unit tests instead runs gwctl against ``fake_cp``, an in-process fake control plane.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.admin_client import FakeAdminClient
 from tests.gwctl import cli
+from tests.gwctl.cli_data import cli_fake, use_fake
 from tests.gwctl.threaded_cp import threaded_control_plane
 
 
@@ -44,3 +47,10 @@ def control_plane_per_backend(db_url: str, control_plane_settings: dict[str, Any
 def gwctl_env(control_plane: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """gwctl (``cli.gw``) talks to the module's control plane as the admin."""
     cli.point_gwctl_at(monkeypatch, control_plane)
+
+
+@pytest.fixture
+def fake_cp(monkeypatch: pytest.MonkeyPatch) -> FakeAdminClient:
+    """A fresh fake control plane with the tests' data (:func:`tests.gwctl.cli_data.cli_fake`),
+    which gwctl's client talks to instead of a real one."""
+    return use_fake(monkeypatch, cli_fake())

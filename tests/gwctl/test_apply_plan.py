@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -19,13 +18,16 @@ import pytest
 from gwapi.v1 import common_pb2
 from gwclient.errors import ClientError
 from gwctl import apply_execute, config_file, parse
-from gwctl import main as gwctl_main
 from gwctl.apply_plan import Plan, State, plan, render_plan
 from gwctl.cli import CommandError
 from gwctl.config_file import loads
 from gwctl.config_model import ConfigError
 from tests.fakes.admin_client import FakeAdminClient
-from tests.gwctl.cli_data import SECRET, cli_fake
+from tests.gwctl.cli import gw
+from tests.gwctl.cli_data import SECRET, use_fake
+
+# gwctl's client is this test's fresh fake control plane (the ``fake_cp`` fixture).
+pytestmark = pytest.mark.usefixtures("fake_cp")
 
 BASE = """
 providers:
@@ -426,34 +428,23 @@ def routes_fake() -> FakeAdminClient:
     return FakeAdminClient(routes=[main], new_key_secret=SECRET)
 
 
-# The fake control plane of the running test (a fresh one each time: the fixture below).
-fake_cp: FakeAdminClient = cli_fake()
-
-
-@pytest.fixture(autouse=True)
-def fake_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAdminClient]:
-    global fake_cp
-    fake_cp = routes_fake()
-    monkeypatch.setattr(gwctl_main, "GatewayClient", fake_cp.connect)
-    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "admin-secret-token")
+@pytest.fixture
+def fake_cp(monkeypatch: pytest.MonkeyPatch) -> FakeAdminClient:
+    """This module's fake holds :func:`routes_fake`; stdin is not a TTY, so confirmations refuse."""
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    yield fake_cp
+    return use_fake(monkeypatch, routes_fake())
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = gwctl_main.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def last_call(name: str) -> tuple[Any, ...]:
+def last_call(fake_cp: FakeAdminClient, name: str) -> tuple[Any, ...]:
     calls = [args for method, args in fake_cp.calls if method == name]
     assert calls, fake_cp.calls
     return calls[-1]
 
 
-def test_routes_create_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "routes", "create", "r", "--mode", "fallback",
+def test_routes_create_every_flag(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
+    code, _, err = gw(capsys, "routes", "create", "r", "--mode", "fallback",
                        "--targets", "anthropic,bedrock", "--retries", "3",
                        "--retry-on", "429,500,502,503,504,529", "--timeout-connect", "5",
                        "--timeout-first-byte", "2.5", "--timeout-idle", "500ms",
@@ -461,7 +452,7 @@ def test_routes_create_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
                        "--breaker-cooldown", "90",
                        "--target-model", "bedrock=eu.anthropic.claude-x-v1:0")  # fmt: skip
     assert code == 0, err
-    (route,) = last_call("create_route")
+    (route,) = last_call(fake_cp, "create_route")
     assert [(t.provider, t.weight, t.model) for t in route.targets] == [
         ("anthropic", 1, ""),
         ("bedrock", 1, "eu.anthropic.claude-x-v1:0"),
@@ -490,59 +481,59 @@ def test_routes_create_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     ],
 )
 def test_routes_create_usage_errors(
-    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str, fake_cp: FakeAdminClient
 ) -> None:
-    code, _, err = run(capsys, "routes", "create", "r", "--mode", "loadbalance", *argv)
+    code, _, err = gw(capsys, "routes", "create", "r", "--mode", "loadbalance", *argv)
     assert code == 2 and message in err, err
     assert not any(m == "create_route" for m, _ in fake_cp.calls)
 
 
-def test_routes_update_masks(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "routes", "update", "main", "--retries", "1",
+def test_routes_update_masks(capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient) -> None:
+    code, _, err = gw(capsys, "routes", "update", "main", "--retries", "1",
                        "--timeout-idle", "0", "--no-cache-sampled")  # fmt: skip
     assert code == 0, err
-    route, paths = last_call("update_route")
+    route, paths = last_call(fake_cp, "update_route")
     assert paths == ["retries", "timeout_idle_ms", "cache_sampled"]
     assert route.retries == 1 and not route.cache_sampled
     assert not any(m == "get_route" for m, _ in fake_cp.calls)
 
     # --weights without --targets: read, re-weight, keep the model overrides.
-    code, _, err = run(capsys, "routes", "update", "main", "--weights", "1,4")
+    code, _, err = gw(capsys, "routes", "update", "main", "--weights", "1,4")
     assert code == 0, err
-    route, paths = last_call("update_route")
+    route, paths = last_call(fake_cp, "update_route")
     assert paths == ["targets"]
     assert [(t.provider, t.weight, t.model) for t in route.targets] == [
         ("a", 1, ""),
         ("b", 4, "claude-x@1"),
     ]
-    code, _, _ = run(capsys, "routes", "update", "main", "--target-model", "a=m2",
+    code, _, _ = gw(capsys, "routes", "update", "main", "--target-model", "a=m2",
                      "--target-model", "b=")  # fmt: skip
-    route, _ = last_call("update_route")
+    route, _ = last_call(fake_cp, "update_route")
     assert [(t.provider, t.weight, t.model) for t in route.targets] == [
         ("a", 3, "m2"),
         ("b", 1, ""),
     ]
 
-    code, _, err = run(capsys, "routes", "update", "main")
+    code, _, err = gw(capsys, "routes", "update", "main")
     assert code == 2 and "nothing to update" in err
 
 
 def test_apply_command_dry_run_and_confirmation(
-    capsys: pytest.CaptureFixture[str], tmp_path: Any
+    capsys: pytest.CaptureFixture[str], tmp_path: Any, fake_cp: FakeAdminClient
 ) -> None:
     fake_cp.routes.clear()  # an empty gateway: every change of the file is a create
     path = tmp_path / "g.yaml"
     path.write_text(BASE)
-    code, stdout, err = run(capsys, "apply", "-f", str(path), "--dry-run")
+    code, stdout, err = gw(capsys, "apply", "-f", str(path), "--dry-run")
     assert code == 0 and "Plan: 5 to create" in stdout and "dry run" in err
     assert not any(m.startswith("create_") for m, _ in fake_cp.calls)
-    code, _, err = run(capsys, "apply", "-f", str(path))
+    code, _, err = gw(capsys, "apply", "-f", str(path))
     assert code == 2 and "--yes" in err
-    code, stdout, _ = run(capsys, "apply", "-f", str(path), "--yes", "-o", "json")
+    code, stdout, _ = gw(capsys, "apply", "-f", str(path), "--yes", "-o", "json")
     doc = orjson.loads(stdout)
     assert doc["applied"] and doc["created_keys"][0]["key"] == SECRET
     assert [c["action"] for c in doc["changes"]] == ["create"] * 5
-    code, _, err = run(capsys, "apply")
+    code, _, err = gw(capsys, "apply")
     assert code == 2 and "-f" in err
 
 

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import orjson
 import pytest
 
 from gwapi.v1 import common_pb2, telemetry_pb2
-from gwctl import main as gwctl_main
 from gwctl import output as out
 from tests.fakes.admin_client import FakeAdminClient
-from tests.gwctl.cli_data import cli_fake, sample_alert
+from tests.gwctl.cli import gw
+from tests.gwctl.cli_data import sample_alert
 
-# The fake control plane of the running test (a fresh one each time: the fixture below).
-fake_cp: FakeAdminClient = cli_fake()
-
-
-@pytest.fixture(autouse=True)
-def fake_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAdminClient]:
-    global fake_cp
-    fake_cp = cli_fake()
-    monkeypatch.setattr(gwctl_main, "GatewayClient", fake_cp.connect)
-    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "admin-secret-token")
-    monkeypatch.delenv("TOLLGATE_CONTROL_PLANE", raising=False)
-    yield fake_cp
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = gwctl_main.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+# gwctl's client is this test's fresh fake control plane (the ``fake_cp`` fixture).
+pytestmark = pytest.mark.usefixtures("fake_cp")
 
 
 # ---- formatting ---------------------------------------------------------------------------
@@ -90,8 +72,10 @@ def test_budget_status_text() -> None:
 # ---- workspaces and keys ----------------------------------------------------------------------
 
 
-def test_workspace_create_with_settings(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "workspaces", "create", "team-a", "--timezone", "Europe/Berlin",
+def test_workspace_create_with_settings(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
+    code, _, err = gw(capsys, "workspaces", "create", "team-a", "--timezone", "Europe/Berlin",
                        "--redis-failure", "open", "--alert-webhook", "https://h.example.com/x",
                        "--budget", "50/day", "--budget", "1000", "--budget", "$200/monthly")  # fmt: skip
     assert code == 0, err
@@ -108,19 +92,21 @@ def test_workspace_create_with_settings(capsys: pytest.CaptureFixture[str]) -> N
     ]
 
 
-def test_workspace_update_settings_mask(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, _ = run(capsys, "workspaces", "update", "team-a", "--redis-failure", "closed",
+def test_workspace_update_settings_mask(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
+    code, _, _ = gw(capsys, "workspaces", "update", "team-a", "--redis-failure", "closed",
                      "--alert-webhook", "", "--timezone", "")  # fmt: skip
     assert code == 0
     _, (ws, paths) = fake_cp.calls[-1]
     assert paths == ["timezone", "redis_failure", "alert_webhook"]
     assert (ws.timezone, ws.redis_failure, ws.alert_webhook) == ("", "closed", "")
-    code, _, err = run(capsys, "workspaces", "update", "team-a", "--redis-failure", "sometimes")
+    code, _, err = gw(capsys, "workspaces", "update", "team-a", "--redis-failure", "sometimes")
     assert code == 2 and "invalid choice" in err
 
 
 def test_workspace_show_spend_vs_budget(capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, _ = run(capsys, "workspaces", "show", "team-a")
+    code, stdout, _ = gw(capsys, "workspaces", "show", "team-a")
     assert code == 0
     lines = {k: v.strip() for k, v in (line.split(":", 1) for line in stdout.splitlines())}
     assert lines["spend/day"] == ("$12.34 of $50.00/day (24.6 %), resets 2026-11-28T23:00:00Z")
@@ -128,7 +114,7 @@ def test_workspace_show_spend_vs_budget(capsys: pytest.CaptureFixture[str]) -> N
     assert lines["redis failure"] == "open" and lines["timezone"] == "Europe/Berlin"
     assert "https://hooks.example.com/tollgate" in stdout
 
-    doc = orjson.loads(run(capsys, "workspaces", "show", "team-a", "-o", "json")[1])
+    doc = orjson.loads(gw(capsys, "workspaces", "show", "team-a", "-o", "json")[1])
     assert [s["text"] for s in doc["spend"]] == [
         "$12.34 of $50.00/day (24.6 %), resets 2026-11-28T23:00:00Z",
         "$1,000.02 of $1,000.00 lifetime (100.0 %), never resets",
@@ -139,11 +125,11 @@ def test_workspace_show_spend_vs_budget(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_key_show_spend_vs_budget(capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, _ = run(capsys, "keys", "show", "key_abc123")
+    code, stdout, _ = gw(capsys, "keys", "show", "key_abc123")
     assert code == 0
     assert "spend/day:" in stdout
     assert "$12.34 of $50.00/day (24.6 %), resets 2026-11-29T00:00:00Z" in stdout
-    doc = orjson.loads(run(capsys, "keys", "show", "key_abc123", "-o", "json")[1])
+    doc = orjson.loads(gw(capsys, "keys", "show", "key_abc123", "-o", "json")[1])
     assert doc["spend"][0]["spent_usd"] == "12.340000"
     assert doc["spend"][0]["resets_at"] == "2026-11-29T00:00:00Z"
 
@@ -151,9 +137,11 @@ def test_key_show_spend_vs_budget(capsys: pytest.CaptureFixture[str]) -> None:
 # ---- alerts ------------------------------------------------------------------------------------
 
 
-def test_alerts_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+def test_alerts_table_and_json(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
     fake_cp.alerts = [sample_alert(80), sample_alert(50, scope="workspace")]
-    code, stdout, _ = run(capsys, "alerts", "--workspace", "team-a", "--since", "7d")
+    code, stdout, _ = gw(capsys, "alerts", "--workspace", "team-a", "--since", "7d")
     assert code == 0
     (_, (kwargs,)) = fake_cp.calls[-1]
     assert kwargs["workspace"] == "team-a" and kwargs["since_ms"] > 0 and kwargs["limit"] == 0
@@ -166,7 +154,7 @@ def test_alerts_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert second.split()[1:4] == ["team-a", "workspace", "team-a"]
     assert second.endswith("delivered              2  2026-11-28T07:13:23Z")
 
-    doc = orjson.loads(run(capsys, "alerts", "-o", "json")[1])
+    doc = orjson.loads(gw(capsys, "alerts", "-o", "json")[1])
     assert doc[0]["threshold_percent"] == 80 and doc[0]["spent_usd"] == "40.012345"
     assert doc[0]["budget_text"] == "$50/day" and doc[0]["time"] == "2026-11-28T07:13:20Z"
     assert doc[0]["period_start"] == "2026-11-28T00:00:00Z"
@@ -176,35 +164,39 @@ def test_alerts_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc[0]["webhook_next_attempt"] is None and doc[0]["webhook_next_attempt_ms"] == 0
 
 
-def test_logs_alerts_is_the_same_command(capsys: pytest.CaptureFixture[str]) -> None:
+def test_logs_alerts_is_the_same_command(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
     fake_cp.alerts = [sample_alert(100)]
-    code, stdout, _ = run(capsys, "logs", "alerts", "-n", "5")
+    code, stdout, _ = gw(capsys, "logs", "alerts", "-n", "5")
     assert code == 0 and "100 %" in stdout
     (_, (kwargs,)) = fake_cp.calls[-1]
     assert kwargs["limit"] == 5
 
 
 def test_no_alerts_says_so_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, err = run(capsys, "alerts", "-w", "team-a")
+    code, stdout, err = gw(capsys, "alerts", "-w", "team-a")
     assert code == 0 and stdout == "" and "no budget alerts for workspace team-a" in err
-    assert run(capsys, "alerts", "-o", "json")[1].strip() == "[]"
+    assert gw(capsys, "alerts", "-o", "json")[1].strip() == "[]"
 
 
 # ---- usage -------------------------------------------------------------------------------------
 
 
-def test_usage_by_key_names_the_keys(capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_by_key_names_the_keys(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
     fake_cp.usage["key"] = [
         telemetry_pb2.UsageRow(group="key_abc123", requests=2, cost_micros=5),
         telemetry_pb2.UsageRow(group="key_gone", requests=1, cost_micros=1),
     ]
-    code, stdout, _ = run(capsys, "usage", "--by", "key", "--since", "7d")
+    code, stdout, _ = gw(capsys, "usage", "--by", "key", "--since", "7d")
     assert code == 0
     assert stdout.splitlines()[1].startswith("key_abc123 (alice)")
     assert stdout.splitlines()[2].startswith("key_gone ")
-    doc = orjson.loads(run(capsys, "usage", "--by", "key", "-o", "json")[1])
+    doc = orjson.loads(gw(capsys, "usage", "--by", "key", "-o", "json")[1])
     assert [r["name"] for r in doc["rows"]] == ["alice", ""]
     # Other groupings make no extra call.
     fake_cp.calls = []
-    run(capsys, "usage", "--by", "workspace")
+    gw(capsys, "usage", "--by", "workspace")
     assert "list_keys" not in [c[0] for c in fake_cp.calls]

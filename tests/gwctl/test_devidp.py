@@ -64,23 +64,26 @@ async def _sign_in(http: httpx.AsyncClient, idp: DevIdp, challenge: str, **over:
     return q["code"][0]
 
 
-async def test_code_flow_with_pkce_yields_a_verifiable_id_token(idp: DevIdp) -> None:
+async def _token_form(http: httpx.AsyncClient, idp: DevIdp) -> dict[str, str]:
+    """Signs alice in with a fresh PKCE pair: the form that exchanges her code for tokens."""
     verifier, challenge = _pkce()
+    code = await _sign_in(http, idp, challenge)
+    return {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "code_verifier": verifier,
+    }
+
+
+async def test_code_flow_with_pkce_yields_a_verifiable_id_token(idp: DevIdp) -> None:
     async with httpx.AsyncClient() as http:
         disco = (await http.get(f"{idp.issuer}/.well-known/openid-configuration")).json()
         assert disco["issuer"] == idp.issuer and disco["code_challenge_methods_supported"] == [
             "S256"
         ]
-        code = await _sign_in(http, idp, challenge)
         r = await http.post(
-            disco["token_endpoint"],
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": REDIRECT,
-                "code_verifier": verifier,
-            },
-            auth=("tollgate", "s3cret"),
+            disco["token_endpoint"], data=await _token_form(http, idp), auth=("tollgate", "s3cret")
         )
         assert r.status_code == 200, r.text
         keys = jwt.PyJWKSet.from_dict((await http.get(disco["jwks_uri"])).json())
@@ -92,15 +95,10 @@ async def test_code_flow_with_pkce_yields_a_verifiable_id_token(idp: DevIdp) -> 
         assert claims["nonce"] == "n-1" and claims["email"] == "alice@example.com"
         assert claims["groups"] == ["eng", "oncall"] and claims["email_verified"] is True
         # The same person gets the same subject every time.
-        verifier2, challenge2 = _pkce()
-        code2 = await _sign_in(http, idp, challenge2)
         r2 = await http.post(
             disco["token_endpoint"],
             data={
-                "grant_type": "authorization_code",
-                "code": code2,
-                "redirect_uri": REDIRECT,
-                "code_verifier": verifier2,
+                **await _token_form(http, idp),
                 "client_id": "tollgate",
                 "client_secret": "s3cret",
             },
@@ -122,16 +120,10 @@ async def test_code_flow_with_pkce_yields_a_verifiable_id_token(idp: DevIdp) -> 
 async def test_token_endpoint_refuses_what_does_not_match(
     idp: DevIdp, change: dict[str, str], error: str
 ) -> None:
-    verifier, challenge = _pkce()
     async with httpx.AsyncClient() as http:
-        code = await _sign_in(http, idp, challenge)
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": verifier,
-            **change,
-        }
+        signed_in = await _token_form(http, idp)
+        verifier = signed_in["code_verifier"]
+        form = {**signed_in, **change}
         r = await http.post(f"{idp.issuer}/token", data=form, auth=("tollgate", "s3cret"))
         assert r.status_code == 400 and r.json()["error"] == error
         # A refused exchange of the code used it up (the grant type is checked before it).
@@ -144,15 +136,8 @@ async def test_token_endpoint_refuses_what_does_not_match(
 
 
 async def test_wrong_client_secret_and_code_reuse_are_refused(idp: DevIdp) -> None:
-    verifier, challenge = _pkce()
     async with httpx.AsyncClient() as http:
-        code = await _sign_in(http, idp, challenge)
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": verifier,
-        }
+        form = await _token_form(http, idp)
         bad = await http.post(f"{idp.issuer}/token", data=form, auth=("tollgate", "nope"))
         assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
         ok = await http.post(f"{idp.issuer}/token", data=form, auth=("tollgate", "s3cret"))

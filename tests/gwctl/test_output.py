@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,11 @@ from gwclient.errors import ClientError
 from gwctl import main as gwctl_main
 from gwctl import output as out
 from tests.fakes.admin_client import FakeAdminClient
-from tests.gwctl.cli_data import SECRET, cli_fake, sample_event, sample_key
+from tests.gwctl.cli import gw
+from tests.gwctl.cli_data import SECRET, sample_event, sample_key
+
+# gwctl's client is this test's fresh fake control plane (the ``fake_cp`` fixture).
+pytestmark = pytest.mark.usefixtures("fake_cp")
 
 
 @pytest.mark.parametrize(
@@ -89,34 +92,16 @@ def test_tables_fields_and_json_write_no_raw_controls(capsys: pytest.CaptureFixt
 # ---- the CLI over a fake client --------------------------------------------------------------
 
 
-# The fake control plane of the running test (a fresh one each time: the fixture below).
-fake_cp: FakeAdminClient = cli_fake()
-
-
-@pytest.fixture(autouse=True)
-def fake_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAdminClient]:
-    global fake_cp
-    fake_cp = cli_fake()
-    monkeypatch.setattr(gwctl_main, "GatewayClient", fake_cp.connect)
-    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "admin-secret-token")
-    monkeypatch.delenv("TOLLGATE_CONTROL_PLANE", raising=False)
-    yield fake_cp
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = gwctl_main.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_usage_json_has_exact_costs_and_a_total(capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_json_has_exact_costs_and_a_total(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
     fake_cp.usage["model"] = [
         telemetry_pb2.UsageRow(group="claude-sonnet-4-5", requests=2, input_tokens=10,
                                cost_micros=12_345),
         telemetry_pb2.UsageRow(group="claude-haiku-4-5", requests=1, output_tokens=5,
                                cost_micros=1),
     ]  # fmt: skip
-    code, stdout, _ = run(capsys, "usage", "--by", "model", "--since", "24h", "-o", "json")
+    code, stdout, _ = gw(capsys, "usage", "--by", "model", "--since", "24h", "-o", "json")
     assert code == 0
     doc = orjson.loads(stdout)  # exactly one document
     assert [r["cost_usd"] for r in doc["rows"]] == ["0.012345", "0.000001"]
@@ -127,14 +112,16 @@ def test_usage_json_has_exact_costs_and_a_total(capsys: pytest.CaptureFixture[st
     assert kwargs["group_by"] == "model" and kwargs["since_ms"] > 0
 
 
-def test_usage_table_ends_with_total(capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_table_ends_with_total(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
     fake_cp.usage["workspace"] = [
         telemetry_pb2.UsageRow(group="team-a", requests=1200, cache_read_input_tokens=1_000_000,
                                cost_micros=2_500_000),
         telemetry_pb2.UsageRow(group="team-b", requests=1, cost_micros=12_345,
                                web_search_requests=1_234, web_fetch_requests=2),
     ]  # fmt: skip
-    code, stdout, _ = run(capsys, "usage", "--by", "workspace")
+    code, stdout, _ = gw(capsys, "usage", "--by", "workspace")
     assert code == 0
     lines = stdout.splitlines()
     assert lines[0].split()[:3] == ["WORKSPACE", "REQUESTS", "ERRORS"]
@@ -145,21 +132,21 @@ def test_usage_table_ends_with_total(capsys: pytest.CaptureFixture[str]) -> None
     assert lines[-1].split()[1] == "1,201"
     assert lines[-1].split()[-2] == "1,234"
     assert lines[-1].endswith("2.512345")
-    code, stdout, _ = run(capsys, "usage", "--by", "workspace", "-o", "json")
+    code, stdout, _ = gw(capsys, "usage", "--by", "workspace", "-o", "json")
     total = orjson.loads(stdout)["total"]
     assert (total["web_search_requests"], total["web_fetch_requests"]) == (1_234, 2)
 
 
 def test_usage_rejects_unknown_grouping(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "usage", "--by", "colour")
+    code, _, err = gw(capsys, "usage", "--by", "colour")
     assert code == 2
     assert "metadata.FIELD" in err
-    assert run(capsys, "usage", "--by", "metadata.team")[0] == 0
+    assert gw(capsys, "usage", "--by", "metadata.team")[0] == 0
 
 
 def test_output_flag_before_or_after_the_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
-    _, before, _ = run(capsys, "-o", "json", "workspaces", "list")
-    _, after, _ = run(capsys, "workspaces", "list", "-o", "json")
+    _, before, _ = gw(capsys, "-o", "json", "workspaces", "list")
+    _, after, _ = gw(capsys, "workspaces", "list", "-o", "json")
     assert orjson.loads(before) == orjson.loads(after)
     ws = orjson.loads(after)[0]
     assert ws["budgets"] == ["$1,000.50/month"]
@@ -167,41 +154,48 @@ def test_output_flag_before_or_after_the_subcommand(capsys: pytest.CaptureFixtur
     assert ws["limits"]["budgets"][0]["period"] == "PERIOD_MONTH"
 
 
-def test_control_plane_and_token_flags_reach_the_client(capsys: pytest.CaptureFixture[str]) -> None:
-    _, _, err = run(capsys, "workspaces", "list", "--control-plane", "10.0.0.1:1", "--token", "t2")
+def test_control_plane_and_token_flags_reach_the_client(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
+    _, _, err = gw(capsys, "workspaces", "list", "--control-plane", "10.0.0.1:1", "--token", "t2")
     assert fake_cp.calls[0] == ("__init__", ("10.0.0.1:1", "t2"))
     # Still accepted, but said loudly: `ps` and shell history show a flag's value.
     assert "warning: --token puts the admin token on the command line" in err
     assert "TOLLGATE_ADMIN_TOKEN or use --token-file PATH" in err and "t2" not in err
 
 
-def inits() -> list[Any]:
+def inits(fake_cp: FakeAdminClient) -> list[Any]:
     return [args for name, args in fake_cp.calls if name == "__init__"]
 
 
 def test_token_from_a_file_or_the_environment_without_a_warning(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    fake_cp: FakeAdminClient,
 ) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("tga-from-file\n")
     token_file.chmod(0o600)
     monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "from-env")
-    _, _, err = run(capsys, "workspaces", "list", "--control-plane", "h:1")
-    assert inits()[-1] == ("h:1", "from-env") and "warning" not in err
-    _, _, err = run(
+    _, _, err = gw(capsys, "workspaces", "list", "--control-plane", "h:1")
+    assert inits(fake_cp)[-1] == ("h:1", "from-env") and "warning" not in err
+    _, _, err = gw(
         capsys, "workspaces", "list", "--control-plane", "h:1", "--token-file", str(token_file)
     )
-    assert inits()[-1] == ("h:1", "tga-from-file") and "warning" not in err
+    assert inits(fake_cp)[-1] == ("h:1", "tga-from-file") and "warning" not in err
     monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN_FILE", str(token_file))
-    run(capsys, "workspaces", "list", "--control-plane", "h:1")
-    assert inits()[-1] == ("h:1", "tga-from-file")
+    gw(capsys, "workspaces", "list", "--control-plane", "h:1")
+    assert inits(fake_cp)[-1] == ("h:1", "tga-from-file")
     token_file.chmod(0o644)
-    code, _, err = run(capsys, "workspaces", "list", "--control-plane", "h:1")
+    code, _, err = gw(capsys, "workspaces", "list", "--control-plane", "h:1")
     assert code == 2 and "readable by other users (mode 0644)" in err and "tga-from-file" not in err
 
 
-def test_workspace_update_sends_only_given_fields(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, _ = run(capsys, "workspaces", "update", "team-a", "--budget", "20/week", "--rpm", "0",
+def test_workspace_update_sends_only_given_fields(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
+    code, _, _ = gw(capsys, "workspaces", "update", "team-a", "--budget", "20/week", "--rpm", "0",
                      "--description", "")  # fmt: skip
     assert code == 0
     _, (ws, paths) = fake_cp.calls[-1]
@@ -212,21 +206,21 @@ def test_workspace_update_sends_only_given_fields(capsys: pytest.CaptureFixture[
 def test_workspace_update_without_flags_is_a_usage_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, _, err = run(capsys, "workspaces", "update", "team-a")
+    code, _, err = gw(capsys, "workspaces", "update", "team-a")
     assert code == 2
     assert err.startswith("error: nothing to update")
 
 
 def test_bad_budget_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "workspaces", "create", "x", "--budget", "1.0000001/day")
+    code, _, err = gw(capsys, "workspaces", "create", "x", "--budget", "1.0000001/day")
     assert code == 2
     assert "6 decimal places" in err
 
 
 def test_key_create_table_shows_secret_once_with_warning(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
 ) -> None:
-    code, stdout, err = run(capsys, "keys", "create", "--workspace", "team-a", "--name", "alice",
+    code, stdout, err = gw(capsys, "keys", "create", "--workspace", "team-a", "--name", "alice",
                             "--provider", "anthropic", "--budget", "50/day", "--expires", "30d",
                             "--models", "claude-sonnet-*, claude-haiku-*")  # fmt: skip
     assert code == 0
@@ -239,7 +233,7 @@ def test_key_create_table_shows_secret_once_with_warning(
 
 
 def test_key_create_json_has_id_and_key(capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, _ = run(capsys, "keys", "create", "-w", "team-a", "--name", "a", "--route", "r",
+    code, stdout, _ = gw(capsys, "keys", "create", "-w", "team-a", "--name", "a", "--route", "r",
                           "-o", "json")  # fmt: skip
     assert code == 0
     doc = orjson.loads(stdout)
@@ -249,13 +243,15 @@ def test_key_create_json_has_id_and_key(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_key_create_needs_a_target(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "keys", "create", "-w", "team-a", "--name", "a")
+    code, _, err = gw(capsys, "keys", "create", "-w", "team-a", "--name", "a")
     assert code == 2
     assert "--provider" in err
 
 
-def test_key_list_never_shows_secrets(capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, _ = run(capsys, "keys", "list", "--all")
+def test_key_list_never_shows_secrets(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
+    code, stdout, _ = gw(capsys, "keys", "list", "--all")
     assert code == 0
     assert SECRET not in stdout
     assert "gw-Sup3r…" in stdout
@@ -263,10 +259,10 @@ def test_key_list_never_shows_secrets(capsys: pytest.CaptureFixture[str]) -> Non
     assert fake_cp.calls[-1] == ("list_keys", ("", True))
 
 
-def test_key_update_target_switch_clears_the_other(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, _ = run(
-        capsys, "keys", "update", "key_abc123", "--route", "main", "--expires", "never"
-    )
+def test_key_update_target_switch_clears_the_other(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
+    code, _, _ = gw(capsys, "keys", "update", "key_abc123", "--route", "main", "--expires", "never")
     assert code == 0
     _, (key, paths) = fake_cp.calls[-1]
     assert key.route == "main" and key.provider == ""
@@ -274,14 +270,14 @@ def test_key_update_target_switch_clears_the_other(capsys: pytest.CaptureFixture
 
 
 def test_revoke_without_yes_on_non_tty_is_refused(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, fake_cp: FakeAdminClient
 ) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
-    code, _, err = run(capsys, "keys", "revoke", "key_abc123")
+    code, _, err = gw(capsys, "keys", "revoke", "key_abc123")
     assert code == 2
     assert "not a terminal" in err and "--yes" in err
     assert not any(c[0] == "revoke_key" for c in fake_cp.calls)
-    assert run(capsys, "keys", "revoke", "key_abc123", "--yes")[0] == 0
+    assert gw(capsys, "keys", "revoke", "key_abc123", "--yes")[0] == 0
 
 
 def test_revoke_prompts_on_a_tty(
@@ -292,39 +288,43 @@ def test_revoke_prompts_on_a_tty(
             return True
 
     monkeypatch.setattr(sys, "stdin", Tty("n\n"))
-    assert run(capsys, "keys", "revoke", "key_abc123")[0] == 2
+    assert gw(capsys, "keys", "revoke", "key_abc123")[0] == 2
     monkeypatch.setattr(sys, "stdin", Tty("yes\n"))
-    code, stdout, _ = run(capsys, "keys", "revoke", "key_abc123")
+    code, stdout, _ = gw(capsys, "keys", "revoke", "key_abc123")
     assert code == 0 and "revoked key key_abc123" in stdout
 
 
-def test_server_refusal_exits_1_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+def test_server_refusal_exits_1_without_traceback(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
     fake_cp.fail = ClientError(grpc.StatusCode.NOT_FOUND, "workspace 'nope' does not exist")
-    code, stdout, err = run(capsys, "workspaces", "list")
+    code, stdout, err = gw(capsys, "workspaces", "list")
     assert code == 1
     assert err == "error: workspace 'nope' does not exist\n"
     assert stdout == ""
 
 
 def test_missing_token_hint(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, fake_cp: FakeAdminClient
 ) -> None:
     monkeypatch.delenv("TOLLGATE_ADMIN_TOKEN")
     fake_cp.fail = ClientError(grpc.StatusCode.UNAUTHENTICATED, "missing admin token")
-    code, _, err = run(capsys, "workspaces", "list")
+    code, _, err = gw(capsys, "workspaces", "list")
     assert code == 1
     assert err.startswith("error: missing admin token")
     assert "TOLLGATE_ADMIN_TOKEN" in err
 
 
-def test_logs_tail_json_and_follow_lines(capsys: pytest.CaptureFixture[str]) -> None:
+def test_logs_tail_json_and_follow_lines(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
     fake_cp.initial_logs = [sample_event(1), sample_event(2)]
-    code, stdout, _ = run(capsys, "logs", "tail", "-n", "5", "-o", "json")
+    code, stdout, _ = gw(capsys, "logs", "tail", "-n", "5", "-o", "json")
     assert code == 0
     doc = orjson.loads(stdout)
     assert [e["request_id"] for e in doc] == ["req_0001", "req_0002"]
     assert doc[0]["cost_usd"] == "0.012345"
-    code, stdout, _ = run(capsys, "logs", "tail", "-f", "-o", "json")
+    code, stdout, _ = gw(capsys, "logs", "tail", "-f", "-o", "json")
     assert [orjson.loads(line)["request_id"] for line in stdout.splitlines()] == [
         "req_0001",
         "req_0002",
@@ -333,9 +333,9 @@ def test_logs_tail_json_and_follow_lines(capsys: pytest.CaptureFixture[str]) -> 
     assert kwargs["follow"] is True
 
 
-def test_logs_tail_table_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_logs_tail_table_line(capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient) -> None:
     fake_cp.initial_logs = [sample_event(7)]
-    code, stdout, _ = run(capsys, "logs", "tail")
+    code, stdout, _ = gw(capsys, "logs", "tail")
     assert code == 0
     header, line = stdout.splitlines()
     assert header.split()[:3] == ["TIME", "STATUS", "WORKSPACE"]
@@ -359,18 +359,18 @@ def test_logs_tail_table_line(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_dataplanes_list(capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, _ = run(capsys, "dataplanes", "list")
+    code, stdout, _ = gw(capsys, "dataplanes", "list")
     assert code == 0
     assert "current snapshot version: v2abcdef0123" in stdout
     assert "behind" in stdout and "stream closed" in stdout
-    code, stdout, _ = run(capsys, "dataplanes", "list", "-o", "json")
+    code, stdout, _ = gw(capsys, "dataplanes", "list", "-o", "json")
     doc = orjson.loads(stdout)
     assert [d["sync"] for d in doc["dataplanes"]] == ["current", "behind", "current"]
     assert doc["dataplanes"][0]["breakers"] == {"anthropic": "open", "sim": "half_open"}
 
 
 def test_dataplanes_list_shows_breakers(capsys: pytest.CaptureFixture[str]) -> None:
-    _, stdout, _ = run(capsys, "dataplanes", "list")
+    _, stdout, _ = gw(capsys, "dataplanes", "list")
     lines = stdout.splitlines()
     assert "BREAKERS" in lines[1]
     (dp1,) = [line for line in lines if line.startswith("dp-1")]
@@ -380,40 +380,44 @@ def test_dataplanes_list_shows_breakers(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_dataplanes_list_shows_usage_events_set_aside(capsys: pytest.CaptureFixture[str]) -> None:
-    _, stdout, _ = run(capsys, "dataplanes", "list")
+    _, stdout, _ = gw(capsys, "dataplanes", "list")
     lines = stdout.splitlines()
     column = lines[1].split().index("QUARANTINED")
     rows = {line.split()[0]: line.split() for line in lines[2:]}
     assert rows["dp-2"][column] == "3" and rows["dp-3"][column] == "-"
-    _, stdout, _ = run(capsys, "dataplanes", "list", "-o", "json")
+    _, stdout, _ = gw(capsys, "dataplanes", "list", "-o", "json")
     doc = orjson.loads(stdout)
     assert [int(d.get("quarantined_events", 0)) for d in doc["dataplanes"]] == [0, 3, 0]
 
 
-def test_routes_weights_must_match_targets(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "routes", "create", "r", "--mode", "loadbalance",
+def test_routes_weights_must_match_targets(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
+    code, _, err = gw(capsys, "routes", "create", "r", "--mode", "loadbalance",
                        "--targets", "a,b", "--weights", "3")  # fmt: skip
     assert code == 2 and "one each" in err
-    code, _, _ = run(capsys, "routes", "create", "r", "--mode", "loadbalance",
+    code, _, _ = gw(capsys, "routes", "create", "r", "--mode", "loadbalance",
                      "--targets", "a,b", "--weights", "3,1", "--retries", "2")  # fmt: skip
     assert code == 0
     _, (route,) = fake_cp.calls[-1]
     assert [(t.provider, t.weight) for t in route.targets] == [("a", 3), ("b", 1)]
 
 
-def test_provider_simulator_latency_option(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, _ = run(capsys, "providers", "create", "sim", "--kind", "simulator",
+def test_provider_simulator_latency_option(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
+    code, _, _ = gw(capsys, "providers", "create", "sim", "--kind", "simulator",
                      "--latency-ms", "25", "--option", "chunk_delay_ms=1")  # fmt: skip
     assert code == 0
     _, (provider, _) = fake_cp.calls[-1]
     assert dict(provider.options) == {"latency_ms": "25", "chunk_delay_ms": "1"}
-    code, _, err = run(capsys, "providers", "create", "a", "--kind", "anthropic",
+    code, _, err = gw(capsys, "providers", "create", "a", "--kind", "anthropic",
                        "--latency-ms", "25")  # fmt: skip
     assert code == 2 and "simulator" in err
 
 
 def test_unknown_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "workspaces", "list", "--bogus")
+    code, _, err = gw(capsys, "workspaces", "list", "--bogus")
     assert code == 2 and "--bogus" in err
 
 

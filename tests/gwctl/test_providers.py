@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -15,29 +14,16 @@ from gwctl import main as gwctl_main
 from gwctl import provider_display, provider_flags
 from gwctl.cli import UsageError
 from tests.fakes.admin_client import FakeAdminClient
-from tests.gwctl.cli_data import cli_fake
+from tests.gwctl.cli import gw
 
-# The fake control plane of the running test (a fresh one each time: the fixture below).
-fake_cp: FakeAdminClient = cli_fake()
-
-
-@pytest.fixture(autouse=True)
-def fake_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAdminClient]:
-    global fake_cp
-    fake_cp = cli_fake()
-    monkeypatch.setattr(gwctl_main, "GatewayClient", fake_cp.connect)
-    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "admin-secret-token")
-    yield fake_cp
+# gwctl's client is this test's fresh fake control plane (the ``fake_cp`` fixture).
+pytestmark = pytest.mark.usefixtures("fake_cp")
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = gwctl_main.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def created(capsys: pytest.CaptureFixture[str], *argv: str) -> common_pb2.Provider:
-    code, _, err = run(capsys, "providers", "create", *argv)
+def created(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient, *argv: str
+) -> common_pb2.Provider:
+    code, _, err = gw(capsys, "providers", "create", *argv)
     assert code == 0, err
     name, (provider, _) = fake_cp.calls[-1]
     assert name == "create_provider"
@@ -82,8 +68,10 @@ def test_model_map_json() -> None:
 # -- create -------------------------------------------------------------------------------------
 
 
-def test_create_bedrock_flags_become_options(capsys: pytest.CaptureFixture[str]) -> None:
-    p = created(capsys, "br", "--kind", "bedrock", "--region", "us-east-1",
+def test_create_bedrock_flags_become_options(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
+    p = created(capsys, fake_cp, "br", "--kind", "bedrock", "--region", "us-east-1",
                 "--access-key-env", "AK", "--secret-key-env", "SK", "--session-token-env", "ST",
                 "--inference-profile", "global", "--model-map", "claude-x=us.anthropic.x-v1:0",
                 "--model-map", "claude-y=anthropic.y", "--timeout-connect", "5",
@@ -105,15 +93,17 @@ def test_create_bedrock_flags_become_options(capsys: pytest.CaptureFixture[str])
     }
 
 
-def test_create_vertex_and_anthropic(capsys: pytest.CaptureFixture[str]) -> None:
-    p = created(capsys, "vx", "--kind", "vertex", "--project", "my-proj", "--region", "us-east5",
+def test_create_vertex_and_anthropic(
+    capsys: pytest.CaptureFixture[str], fake_cp: FakeAdminClient
+) -> None:
+    p = created(capsys, fake_cp, "vx", "--kind", "vertex", "--project", "my-proj", "--region", "us-east5",
                 "--credentials-file", "/etc/sa.json")  # fmt: skip
     assert dict(p.options) == {
         "project": "my-proj",
         "region": "us-east5",
         "credentials_file": "/etc/sa.json",
     }
-    p = created(capsys, "max", "--kind", "anthropic", "--auth", "passthrough")
+    p = created(capsys, fake_cp, "max", "--kind", "anthropic", "--auth", "passthrough")
     assert dict(p.options) == {"auth": "passthrough"} and p.api_key_env == ""
 
 
@@ -135,9 +125,9 @@ def test_create_vertex_and_anthropic(capsys: pytest.CaptureFixture[str]) -> None
     ],
 )  # fmt: skip
 def test_create_usage_errors(
-    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str, fake_cp: FakeAdminClient
 ) -> None:
-    code, _, err = run(capsys, "providers", "create", "p", *argv)
+    code, _, err = gw(capsys, "providers", "create", "p", *argv)
     assert code == 2 and message in err, err
     assert not any(c[0] == "create_provider" for c in fake_cp.calls)
 
@@ -186,9 +176,9 @@ def test_update_passthrough_clears_the_api_key_env() -> None:
 def test_update_base_url_and_nothing_to_do(capsys: pytest.CaptureFixture[str]) -> None:
     provider, paths = provider_flags.update_request(update_args("--base-url", ""))
     assert paths == ["base_url"] and provider.base_url == ""
-    code, _, err = run(capsys, "providers", "update", "p")
+    code, _, err = gw(capsys, "providers", "update", "p")
     assert code == 2 and "nothing to update" in err
-    code, _, err = run(capsys, "providers", "update", "p", "--model-map", "a=b",
+    code, _, err = gw(capsys, "providers", "update", "p", "--model-map", "a=b",
                        "--clear-model-map")  # fmt: skip
     assert code == 2 and "not both" in err
 
@@ -254,7 +244,7 @@ def test_breakers_text() -> None:
 
 
 def test_list_shows_breakers_of_connected_dataplanes(capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, err = run(capsys, "providers", "list")
+    code, stdout, err = gw(capsys, "providers", "list")
     assert code == 0, err
     lines = stdout.splitlines()
     assert lines[0].split()[-1] == "BREAKERS"
@@ -265,7 +255,7 @@ def test_list_shows_breakers_of_connected_dataplanes(capsys: pytest.CaptureFixtu
 
 
 def test_list_json_has_breakers_per_node(capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, err = run(capsys, "providers", "list", "-o", "json")
+    code, stdout, err = gw(capsys, "providers", "list", "-o", "json")
     assert code == 0, err
     doc = {p["name"]: p for p in json.loads(stdout)}
     assert doc["anthropic"]["breakers"] == {"dp-1": "open"}
@@ -274,14 +264,14 @@ def test_list_json_has_breakers_per_node(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_list_without_dataplane_status(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, fake_cp: FakeAdminClient
 ) -> None:
     async def refused() -> None:
         raise ClientError(grpc.StatusCode.PERMISSION_DENIED, "no")
 
     monkeypatch.setattr(fake_cp, "list_dataplanes", refused)
-    code, stdout, err = run(capsys, "providers", "list")
+    code, stdout, err = gw(capsys, "providers", "list")
     assert code == 0, err
     assert all(line.rstrip().endswith("?") for line in stdout.splitlines()[1:])
-    code, stdout, _ = run(capsys, "providers", "list", "-o", "json")
+    code, stdout, _ = gw(capsys, "providers", "list", "-o", "json")
     assert all(p["breakers"] is None for p in json.loads(stdout))

@@ -70,26 +70,14 @@ async def test_lists_are_stored_normalised_and_returned(admin) -> None:
 
 async def test_create_refuses_unknown_or_malformed_entries(admin) -> None:
     await setup(admin)
-    await expect_error(
-        make_ws(admin, allowed_providers=["a", "ghost"]),
-        StatusCode.INVALID_ARGUMENT,
-        "allowed provider 'ghost' does not exist",
-    )
-    await expect_error(
-        make_ws(admin, allowed_routes=["nope"]),
-        StatusCode.INVALID_ARGUMENT,
-        "allowed route 'nope' does not exist",
-    )
-    await expect_error(
-        make_ws(admin, allowed_providers=["Bad Name"]),
-        StatusCode.INVALID_ARGUMENT,
-        "invalid allowed provider name",
-    )
-    await expect_error(
-        make_ws(admin, allowed_models=["claude sonnet"]),
-        StatusCode.INVALID_ARGUMENT,
-        "invalid model pattern",
-    )
+    refused: list[tuple[dict[str, Any], str]] = [
+        ({"allowed_providers": ["a", "ghost"]}, "allowed provider 'ghost' does not exist"),
+        ({"allowed_routes": ["nope"]}, "allowed route 'nope' does not exist"),
+        ({"allowed_providers": ["Bad Name"]}, "invalid allowed provider name"),
+        ({"allowed_models": ["claude sonnet"]}, "invalid model pattern"),
+    ]
+    for lists, contains in refused:
+        await expect_error(make_ws(admin, **lists), StatusCode.INVALID_ARGUMENT, contains)
     # Nothing was stored by the refused calls.
     listed = await admin.ListWorkspaces(apb.ListWorkspacesRequest())
     assert list(listed.workspaces) == []
@@ -276,28 +264,19 @@ async def test_a_workspace_admin_cannot_widen_its_own_workspace(admin, channel) 
 def test_workspace_rows_written_without_the_access_columns_allow_all(db_url: str) -> None:
     """A workspace written by code from before access controls (an older replica during a
     rolling upgrade) gets the columns' server defaults: it allows everything."""
-    from sqlalchemy import text
-
     from controlplane.catalog.allowlists import allowed_of
     from controlplane.catalog.convert import workspace_to_pb
-    from controlplane.store.db import Database
     from controlplane.store.models.config import WorkspaceRow
+    from tests.controlplane.store.schema_data import written_by_older_code
 
-    db = Database(db_url)
-    try:
-        db.create_all()
-        with db.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO workspace (name, description, timezone, created_at_ms, "
-                    "updated_at_ms) VALUES ('old', '', '', 1, 1)"
-                )
-            )
-        row = db.run_sync(lambda s: s.get(WorkspaceRow, "old"))
-        assert row is not None
-        assert allowed_of(row) == allowed_of(WorkspaceRow(name="new"))
-        msg = workspace_to_pb(row)
-        assert (list(msg.allowed_providers), list(msg.allowed_routes)) == ([], [])
-        assert list(msg.allowed_models) == []
-    finally:
-        db.dispose()
+    row = written_by_older_code(
+        db_url,
+        "INSERT INTO workspace (name, description, timezone, created_at_ms, "
+        "updated_at_ms) VALUES ('old', '', '', 1, 1)",
+        WorkspaceRow,
+        "old",
+    )
+    assert allowed_of(row) == allowed_of(WorkspaceRow(name="new"))
+    msg = workspace_to_pb(row)
+    assert (list(msg.allowed_providers), list(msg.allowed_routes)) == ([], [])
+    assert list(msg.allowed_models) == []

@@ -10,8 +10,13 @@ from sqlmodel import select
 from controlplane.store.models.config import VirtualKeyRow
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
-from gwapi.v1 import telemetry_pb2 as tpb
-from tests.controlplane.conftest import expect_error, seed_basics
+from tests.controlplane.conftest import (
+    cost_event,
+    expect_error,
+    key_update,
+    report_usage,
+    seed_basics,
+)
 
 
 async def add_route(admin, name: str = "main", provider: str = "sim") -> pb.Route:
@@ -153,69 +158,26 @@ async def test_update_key(admin) -> None:
     assert (upd.route, upd.provider) == ("main", "")  # switching target clears the other one
     assert list(upd.models) == []  # not in the mask
     assert (upd.limits.rpm, upd.limits.rph) == (3, 0)
-    upd = await admin.UpdateKey(
-        apb.UpdateKeyRequest(
-            key=pb.VirtualKey(id=kid, expires_at_ms=123, models=["claude-*"]),
-            update_mask=FieldMask(paths=["expires_at_ms", "models"]),
-        )
-    )
+    upd = await admin.UpdateKey(key_update(kid, expires_at_ms=123, models=["claude-*"]))
     assert upd.expires_at_ms == 123 and list(upd.models) == ["claude-*"]
 
-    await expect_error(
-        admin.UpdateKey(
-            apb.UpdateKeyRequest(
-                key=pb.VirtualKey(id=kid, provider="sim", route="main"),
-                update_mask=FieldMask(paths=["provider", "route"]),
-            )
+    refused = [
+        (key_update(kid, provider="sim", route="main"), StatusCode.INVALID_ARGUMENT, "exactly one"),
+        (key_update(kid, provider="ghost"), StatusCode.NOT_FOUND, "provider 'ghost'"),
+        (
+            key_update(kid, workspace="x"),
+            StatusCode.INVALID_ARGUMENT,
+            "unknown update_mask path 'workspace'",
         ),
-        StatusCode.INVALID_ARGUMENT,
-        "exactly one",
-    )
-    await expect_error(
-        admin.UpdateKey(
-            apb.UpdateKeyRequest(
-                key=pb.VirtualKey(id=kid, provider="ghost"),
-                update_mask=FieldMask(paths=["provider"]),
-            )
-        ),
-        StatusCode.NOT_FOUND,
-        "provider 'ghost'",
-    )
-    await expect_error(
-        admin.UpdateKey(
-            apb.UpdateKeyRequest(
-                key=pb.VirtualKey(id=kid, workspace="x"), update_mask=FieldMask(paths=["workspace"])
-            )
-        ),
-        StatusCode.INVALID_ARGUMENT,
-        "unknown update_mask path 'workspace'",
-    )
-    await expect_error(
-        admin.UpdateKey(
-            apb.UpdateKeyRequest(
-                key=pb.VirtualKey(id="key_0000000000000000", name="x"),
-                update_mask=FieldMask(paths=["name"]),
-            )
-        ),
-        StatusCode.NOT_FOUND,
-    )
-    await expect_error(
-        admin.UpdateKey(
-            apb.UpdateKeyRequest(
-                key=pb.VirtualKey(id="bogus", name="x"), update_mask=FieldMask(paths=["name"])
-            )
-        ),
-        StatusCode.INVALID_ARGUMENT,
-        "invalid key id",
-    )
+        (key_update("key_0000000000000000", name="x"), StatusCode.NOT_FOUND, ""),
+        (key_update("bogus", name="x"), StatusCode.INVALID_ARGUMENT, "invalid key id"),
+    ]
+    for request, code, contains in refused:
+        await expect_error(admin.UpdateKey(request), code, contains)
 
     await admin.RevokeKey(apb.RevokeKeyRequest(id=kid))
     await expect_error(
-        admin.UpdateKey(
-            apb.UpdateKeyRequest(
-                key=pb.VirtualKey(id=kid, name="x"), update_mask=FieldMask(paths=["name"])
-            )
-        ),
+        admin.UpdateKey(key_update(kid, name="x")),
         StatusCode.FAILED_PRECONDITION,
         "revoked",
     )
@@ -250,26 +212,12 @@ async def test_budget_status_in_the_workspace_time_zone(admin, dataplane) -> Non
     key = created.key
     assert [s.spent_micros for s in key.budget_status] == [0, 0]
     now = time.time_ns() // 1_000_000
-    await dataplane.telemetry.ReportUsage(
-        tpb.ReportUsageRequest(
-            node_id="dp",
-            events=[
-                tpb.UsageEvent(
-                    request_id="old",
-                    time_ms=now - 3 * 86_400_000,
-                    workspace="tokyo",
-                    key_id=key.id,
-                    usage=pb.Usage(cost_micros=1_000_000),
-                ),
-                tpb.UsageEvent(
-                    request_id="new",
-                    time_ms=now,
-                    workspace="tokyo",
-                    key_id=key.id,
-                    usage=pb.Usage(cost_micros=250_000),
-                ),
-            ],
-        )
+    await report_usage(
+        dataplane,
+        [
+            cost_event("old", now - 3 * 86_400_000, "tokyo", key.id, 1_000_000),
+            cost_event("new", now, "tokyo", key.id, 250_000),
+        ],
     )
     got = await admin.GetKey(apb.GetKeyRequest(id=key.id))
     d, lt = got.budget_status

@@ -7,8 +7,13 @@ from grpc import StatusCode
 
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
-from gwapi.v1 import telemetry_pb2 as tpb
-from tests.controlplane.conftest import expect_error, seed_basics
+from tests.controlplane.conftest import (
+    cost_event,
+    expect_error,
+    report_usage,
+    seed_basics,
+    ws_update,
+)
 
 DAY = pb.Budget(amount_micros=50_000_000, period=pb.PERIOD_DAY)
 MONTH = pb.Budget(amount_micros=1_000_000_000, period=pb.PERIOD_MONTH)
@@ -82,12 +87,7 @@ async def test_already_exists_and_not_found(admin) -> None:
         "workspace 'nope' not found",
     )
     await expect_error(
-        admin.UpdateWorkspace(
-            apb.UpdateWorkspaceRequest(
-                workspace=pb.Workspace(name="nope", description="x"),
-                update_mask=FieldMask(paths=["description"]),
-            )
-        ),
+        admin.UpdateWorkspace(ws_update("nope", description="x")),
         StatusCode.NOT_FOUND,
     )
     await expect_error(
@@ -116,12 +116,7 @@ async def test_update_with_field_mask(admin) -> None:
     assert list(upd.limits.budgets) == [DAY]
     assert upd.updated_at_ms >= upd.created_at_ms
 
-    upd = await admin.UpdateWorkspace(
-        apb.UpdateWorkspaceRequest(
-            workspace=pb.Workspace(name="team-a", limits=pb.Limits(budgets=[MONTH])),
-            update_mask=FieldMask(paths=["limits"]),
-        )
-    )
+    upd = await admin.UpdateWorkspace(ws_update("team-a", limits=pb.Limits(budgets=[MONTH])))
     assert list(upd.limits.budgets) == [MONTH] and upd.limits.rpm == 0  # whole limits replaced
 
     upd = await admin.UpdateWorkspace(
@@ -198,12 +193,7 @@ async def test_settings_create_update_and_snapshot(cp, admin) -> None:
     )
     assert await admin.GetWorkspace(apb.GetWorkspaceRequest(name="berlin")) == created
 
-    upd = await admin.UpdateWorkspace(
-        apb.UpdateWorkspaceRequest(
-            workspace=pb.Workspace(name="berlin", redis_failure="closed", alert_webhook=""),
-            update_mask=FieldMask(paths=["redis_failure", "alert_webhook"]),
-        )
-    )
+    upd = await admin.UpdateWorkspace(ws_update("berlin", redis_failure="closed", alert_webhook=""))
     assert (upd.timezone, upd.redis_failure, upd.alert_webhook) == ("Europe/Berlin", "closed", "")
     upd = await admin.UpdateWorkspace(
         apb.UpdateWorkspaceRequest(
@@ -249,12 +239,7 @@ async def test_settings_validation(admin) -> None:
     )
     await admin.CreateWorkspace(ws_req())
     await expect_error(
-        admin.UpdateWorkspace(
-            apb.UpdateWorkspaceRequest(
-                workspace=pb.Workspace(name="team-a", timezone="Mars/Olympus"),
-                update_mask=FieldMask(paths=["timezone"]),
-            )
-        ),
+        admin.UpdateWorkspace(ws_update("team-a", timezone="Mars/Olympus")),
         StatusCode.INVALID_ARGUMENT,
         "unknown time zone",
     )
@@ -265,20 +250,8 @@ async def test_budget_status_on_get_and_list(admin, dataplane) -> None:
     await admin.CreateWorkspace(ws_req(limits=pb.Limits(budgets=[MONTH, DAY])))
     await admin.CreateWorkspace(ws_req("idle"))
     now = time.time_ns() // 1_000_000
-    await dataplane.telemetry.ReportUsage(
-        tpb.ReportUsageRequest(
-            node_id="dp",
-            events=[
-                tpb.UsageEvent(
-                    request_id=f"r{i}",
-                    time_ms=now,
-                    workspace="team-a",
-                    key_id="key_x",
-                    usage=pb.Usage(cost_micros=1_234_567),
-                )
-                for i in range(2)
-            ],
-        )
+    await report_usage(
+        dataplane, [cost_event(f"r{i}", now, "team-a", "key_x", 1_234_567) for i in range(2)]
     )
     ws = await admin.GetWorkspace(apb.GetWorkspaceRequest(name="team-a"))
     assert [(s.budget.period, s.spent_micros) for s in ws.budget_status] == [

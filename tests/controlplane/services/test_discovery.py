@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from typing import Any
 
 import grpc
 import pytest
@@ -80,6 +81,27 @@ async def eventually(check, timeout: float = 2.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def nacked_watcher(
+    admin: Any, admin_clients: Clients, dataplane: Clients, node_id: str, error: str
+) -> tuple[Watcher, dpb.WatchResponse, dpb.WatchResponse]:
+    """A watcher ``node_id`` on the seeded config that ACKed its first snapshot and NACKed the
+    second (after a new workspace) with ``error``, once the control plane has recorded the NACK:
+    the watcher and the two snapshots."""
+    await seed_basics(admin)
+    w = await Watcher(dataplane, node_id).start()
+    first = await w.next()
+    await w.ack(first)
+    await admin.CreateWorkspace(apb.CreateWorkspaceRequest(workspace=pb.Workspace(name="bad")))
+    second = await w.next()
+    await w.nack(second, first.version, error)
+
+    async def nacked() -> bool:
+        return (await status_of(admin_clients, node_id)).nacked_version == second.version
+
+    await eventually(nacked)
+    return w, first, second
+
+
 async def test_initial_snapshot_and_ack(cp, admin, admin_clients, dataplane) -> None:
     seeded = await seed_basics(admin)
     w = await Watcher(dataplane, "dp-1").start()
@@ -141,19 +163,9 @@ async def test_revocation_pushed_in_under_a_second(cp, admin, dataplane) -> None
 
 
 async def test_nack_recorded_and_not_resent(cp, admin, admin_clients, dataplane) -> None:
-    await seed_basics(admin)
-    w = await Watcher(dataplane, "dp-n").start()
-    first = await w.next()
-    await w.ack(first)
-    await admin.CreateWorkspace(apb.CreateWorkspaceRequest(workspace=pb.Workspace(name="bad")))
-    second = await w.next()
-    await w.nack(second, first.version, "route 'x' has no usable target")
-
-    async def nacked() -> bool:
-        st = await status_of(admin_clients, "dp-n")
-        return st.nacked_version == second.version
-
-    await eventually(nacked)
+    w, first, second = await nacked_watcher(
+        admin, admin_clients, dataplane, "dp-n", "route 'x' has no usable target"
+    )
     st = await status_of(admin_clients, "dp-n")
     assert st.acked_version == first.version and st.last_error == "route 'x' has no usable target"
     assert st.connected
@@ -245,18 +257,7 @@ async def test_revoked_key_in_snapshot_when_reconnecting_after_change(cp, admin,
 
 
 async def test_breakers_recorded_without_acking(cp, admin, admin_clients, dataplane) -> None:
-    await seed_basics(admin)
-    w = await Watcher(dataplane, "dp-b").start()
-    first = await w.next()
-    await w.ack(first)
-    await admin.CreateWorkspace(apb.CreateWorkspaceRequest(workspace=pb.Workspace(name="bad")))
-    second = await w.next()
-    await w.nack(second, first.version, "nope")
-
-    async def nacked() -> bool:
-        return (await status_of(admin_clients, "dp-b")).nacked_version == second.version
-
-    await eventually(nacked)
+    w, first, second = await nacked_watcher(admin, admin_clients, dataplane, "dp-b", "nope")
     # A status-only request (no nonce) claiming another version: only the breakers change.
     await w.call.write(
         dpb.WatchRequest(

@@ -40,6 +40,16 @@ async def report(dp: Any, *events: tpb.UsageEvent) -> None:
     )
 
 
+async def alice_and_bob(flow: Flow, admin: Any) -> tuple[pb.Developer, pb.Developer]:
+    """Alice (platform) and Bob (the workspace research) signed in: their developer records."""
+    await workspace(admin, "research", ["research"])
+    await flow.sign_in(ALICE)
+    await flow.sign_in(BOB)
+    alice = await admin.GetDeveloper(apb.GetDeveloperRequest(id="alice@example.com"))
+    bob = await admin.GetDeveloper(apb.GetDeveloperRequest(id="bob@example.com"))
+    return alice, bob
+
+
 async def test_snapshot_developers_targets_and_seeds(
     flow: Flow, admin: Any, ready: Any, dp: Any
 ) -> None:
@@ -92,11 +102,7 @@ async def test_target_fallbacks_and_the_warning(
 async def test_ingest_and_query_usage_by_developer(
     flow: Flow, admin: Any, dp: Any, admin_clients: Any
 ) -> None:
-    await workspace(admin, "research", ["research"])
-    await flow.sign_in(ALICE)
-    await flow.sign_in(BOB)
-    alice = await admin.GetDeveloper(apb.GetDeveloperRequest(id="alice@example.com"))
-    bob = await admin.GetDeveloper(apb.GetDeveloperRequest(id="bob@example.com"))
+    alice, bob = await alice_and_bob(flow, admin)
     key = await admin.CreateKey(
         apb.CreateKeyRequest(workspace="platform", name="ci", provider="sim")
     )
@@ -129,11 +135,7 @@ async def test_ingest_and_query_usage_by_developer(
 async def test_tail_logs_and_stream_stats_by_developer(
     flow: Flow, admin: Any, dp: Any, admin_clients: Any
 ) -> None:
-    await workspace(admin, "research", ["research"])
-    await flow.sign_in(ALICE)
-    await flow.sign_in(BOB)
-    alice = await admin.GetDeveloper(apb.GetDeveloperRequest(id="alice@example.com"))
-    bob = await admin.GetDeveloper(apb.GetDeveloperRequest(id="bob@example.com"))
+    alice, bob = await alice_and_bob(flow, admin)
     await report(dp, event("a-1", alice, 300), event("b-1", bob, 1_000))
     telemetry = admin_clients.telemetry
     tail = [

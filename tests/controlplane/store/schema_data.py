@@ -8,6 +8,8 @@ the revision a test starts from), for the migration tests.
   per table, column and row (big integers, non-ASCII text, bytes, JSON), foreign keys
   consistent, provider secrets really encrypted; returns what it wrote for :func:`read_back`.
 * :func:`insert` — one row with chosen values, the rest neutral ("" / 0 / false).
+* :func:`written_by_older_code` — one row inserted naming only the columns older code knew,
+  read back through head's model.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ from __future__ import annotations
 import json
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
-from sqlalchemy import Column, MetaData, Table, select
+from sqlalchemy import Column, MetaData, Table, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from controlplane.secrets import MasterKey
+from controlplane.store.db import Database
 from controlplane.store.migrations import BASELINE, VERSION_TABLE, alembic_config
 from controlplane.store.schema import Migrator
+
+T = TypeVar("T")
 
 EXTRA = Path(__file__).parent / "extra_revisions"
 # This release's last revision: the test-only revisions below build on it, whatever it is.
@@ -128,3 +133,19 @@ def insert(conn: Connection, table_name: str, **values: Any) -> None:
         neutral = {bool: False, int: 0, bytes: b""}.get(c.type.python_type, "")
         row[c.name] = "{}" if c.name.endswith("_json") and neutral == "" else neutral
     conn.execute(table.insert(), [row])
+
+
+def written_by_older_code(db_url: str, insert_sql: str, model: type[T], key: str) -> T:
+    """Head's tables on ``db_url`` (``create_all``), one row inserted by ``insert_sql``, which names
+    only the columns code from an older release knew (the rest take their server defaults, as
+    during a rolling upgrade), read back as ``model`` by its primary key ``key``."""
+    db = Database(db_url)
+    try:
+        db.create_all()
+        with db.engine.begin() as conn:
+            conn.execute(text(insert_sql))
+        row = db.run_sync(lambda s: s.get(model, key))
+    finally:
+        db.dispose()
+    assert row is not None
+    return row

@@ -9,6 +9,7 @@ from sqlmodel import select
 from controlplane.store.db import Database, make_engine, normalize_url, redact_url
 from controlplane.store.models.config import WorkspaceRow
 from controlplane.store.models.usage import UsageEventRow
+from tests.controlplane.store.schema_data import written_by_older_code
 
 
 def test_normalize_and_redact_urls() -> None:
@@ -73,22 +74,15 @@ def test_route_rows_written_without_the_settings_read_as_defaults(db_url: str) -
     a rolling upgrade) gets the columns' server defaults and reads as the defaults."""
     from controlplane.store.models.config import RouteRow
 
-    db = Database(db_url)
-    try:
-        db.create_all()
-        with db.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO route (name, mode, retries, timeout_connect_ms, "
-                    "timeout_first_byte_ms, timeout_idle_ms, cache_ttl_s, created_at_ms, "
-                    "updated_at_ms) VALUES ('old', 'fallback', 0, 0, 0, 0, 0, 0, 0)"
-                )
-            )
-        row = db.run_sync(lambda s: s.get(RouteRow, "old"))
-        assert row is not None
-        assert (row.cache_sampled, row.breaker_failures, row.breaker_cooldown_s) == (False, 0, 0)
-    finally:
-        db.dispose()
+    row = written_by_older_code(
+        db_url,
+        "INSERT INTO route (name, mode, retries, timeout_connect_ms, "
+        "timeout_first_byte_ms, timeout_idle_ms, cache_ttl_s, created_at_ms, "
+        "updated_at_ms) VALUES ('old', 'fallback', 0, 0, 0, 0, 0, 0, 0)",
+        RouteRow,
+        "old",
+    )
+    assert (row.cache_sampled, row.breaker_failures, row.breaker_cooldown_s) == (False, 0, 0)
 
 
 def test_server_tool_fees_filled_in_at_start(db_url: str) -> None:

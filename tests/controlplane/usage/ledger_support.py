@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlmodel import Session, select
@@ -22,6 +23,13 @@ from gwapi.v1 import telemetry_pb2 as tpb
 
 def ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
     return int(datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()) * 1000
+
+
+# The rebuild and reconcile tests' clock: their traffic lies in the days before NOW.
+NOW = ms(2026, 11, 28, 12)
+DAY = 86_400_000
+# The tables derived from usage_event, which a rebuild writes again.
+TABLES = ("spend_total", "usage_rollup_hour", "usage_rollup_day")
 
 
 def event(
@@ -90,3 +98,13 @@ def raw_totals(s: Session) -> dict[tuple[str, str, str, int], tuple[int, int]]:
 
 def count(s: Session, table: str) -> int:
     return int(s.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def derived(s: Session) -> dict[str, list[tuple[Any, ...]]]:
+    """Every derived row, without ``updated_at_ms`` (when it was written is not content)."""
+    out = {}
+    for table in TABLES:
+        result = s.execute(text(f"SELECT * FROM {table}"))
+        keys = [k for k in result.keys() if k != "updated_at_ms"]
+        out[table] = sorted(tuple(row._mapping[k] for k in keys) for row in result)
+    return out

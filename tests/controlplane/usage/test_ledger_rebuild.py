@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlmodel import Session
 
 from controlplane.ledger_cli import main as rebuild_cli
 from controlplane.store.db import Database
@@ -18,28 +16,17 @@ from controlplane.usage.ledger import query_usage
 from gwapi.v1 import telemetry_pb2 as tpb
 from gwctl.main import main as gwctl_main
 from tests.controlplane.usage.ledger_support import (
+    DAY,
+    NOW,
+    TABLES,
     add_workspace,
     count,
+    derived,
     event,
-    ms,
     raw_totals,
     report,
     totals,
 )
-
-NOW = ms(2026, 11, 28, 12)
-DAY = 86_400_000
-TABLES = ("spend_total", "usage_rollup_hour", "usage_rollup_day")
-
-
-def derived(s: Session) -> dict[str, list[tuple[Any, ...]]]:
-    """Every derived row, without ``updated_at_ms`` (when it was written is not content)."""
-    out = {}
-    for table in TABLES:
-        result = s.execute(text(f"SELECT * FROM {table}"))
-        keys = [k for k in result.keys() if k != "updated_at_ms"]
-        out[table] = sorted(tuple(row._mapping[k] for k in keys) for row in result)
-    return out
 
 
 def traffic(db: Database, days: int = 3, per_day: int = 30, seq: int = 1) -> None:

@@ -25,18 +25,16 @@ from gwapi.v1 import telemetry_pb2 as tpb
 from tests.conftest import _reset_pg_schema
 from tests.controlplane.store import schema_data
 from tests.controlplane.usage.ledger_support import (
+    DAY,
+    NOW,
     add_workspace,
     count,
+    derived,
     event,
-    ms,
     raw_totals,
     report,
     totals,
 )
-from tests.controlplane.usage.test_ledger_rebuild import derived
-
-NOW = ms(2026, 11, 28, 12)
-DAY = 86_400_000
 
 # usage_event as the previous release (revision 0003) knows it: no ledger_counted.
 _OLD = Table(

@@ -152,32 +152,28 @@ def test_cache_write_1h_only() -> None:
     )
 
 
-def test_split_with_unexplained_remainder_prices_it_as_5m() -> None:
-    body = {
-        "usage": {
-            "cache_creation_input_tokens": 1000,
-            "cache_creation": {"ephemeral_1h_input_tokens": 300},
-        }
-    }
-    u = usage_from_message(body)
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        pytest.param(
+            {
+                "cache_creation_input_tokens": 1000,
+                "cache_creation": {"ephemeral_1h_input_tokens": 300},
+            },
+            (1000, 700, 300),
+            id="an_unexplained_remainder_is_priced_as_5m",
+        ),
+        pytest.param(
+            {"cache_creation": {"ephemeral_5m_input_tokens": 10, "ephemeral_1h_input_tokens": 20}},
+            (30, 10, 20),
+            id="a_split_without_total_derives_the_total",
+        ),
+    ],
+)
+def test_cache_write_split(usage: dict[str, Any], expected: tuple[int, int, int]) -> None:
+    u = usage_from_message({"usage": usage})
     assert (u.cache_creation_input_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens) == (
-        1000,
-        700,
-        300,
-    )
-
-
-def test_split_without_total_derives_the_total() -> None:
-    body = {
-        "usage": {
-            "cache_creation": {"ephemeral_5m_input_tokens": 10, "ephemeral_1h_input_tokens": 20}
-        }
-    }
-    u = usage_from_message(body)
-    assert (u.cache_creation_input_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens) == (
-        30,
-        10,
-        20,
+        expected
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -45,18 +44,9 @@ def test_route_timeouts_from_the_route_fields() -> None:
 
 
 @pytest.fixture
-async def transport() -> AsyncIterator[Transport]:
-    t = Transport()
-    yield t
-    await t.aclose()
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.stop()
+def upstream_oauth_tokens() -> tuple[str, ...]:
+    """This module's fake Anthropic API takes no subscription tokens."""
+    return ()
 
 
 def anthropic(upstream: FakeAnthropic, transport: Transport) -> AnthropicProvider:

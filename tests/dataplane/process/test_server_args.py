@@ -13,21 +13,15 @@ from dataplane.process import server
 
 
 @pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+def started(served: list[Any], monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The settings main() would serve with (nothing is started)."""
-    seen: list[Any] = []
-
-    async def fake_run(settings: Any) -> None:
-        seen.append(settings)
-
-    monkeypatch.setattr(server, "run", fake_run)
     for name in (
         "TOLLGATE_DATAPLANE_TOKEN",
         "TOLLGATE_DATAPLANE_TOKEN_FILE",
         "TOLLGATE_ADMIN_TOKEN",
     ):
         monkeypatch.delenv(name, raising=False)
-    return seen
+    return served
 
 
 def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

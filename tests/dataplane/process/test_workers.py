@@ -47,17 +47,11 @@ def test_several_workers_without_redis_are_refused() -> None:
 
 
 @pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    seen: list[Any] = []
-
-    async def fake_run(settings: Any) -> None:
-        seen.append(settings)
-
-    monkeypatch.setattr(server, "run", fake_run)
+def started(served: list[Any], monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     monkeypatch.setenv("TOLLGATE_DATAPLANE_TOKEN", "dp-token")
     monkeypatch.delenv("TOLLGATE_REDIS", raising=False)
     monkeypatch.delenv("TOLLGATE_WORKERS", raising=False)
-    return seen
+    return served
 
 
 def test_serve_refuses_workers_without_redis_and_says_why_it_runs_one(

@@ -32,6 +32,7 @@ from dataplane.providers.bedrock_models import (
 )
 from dataplane.providers.betas import filter_betas, header_betas
 from dataplane.providers.transport import OutHeader, Timeouts, Transport, TransportResponse
+from tests.dataplane.providers.support import upstream_request
 from tests.fakes.anthropic import DEFAULT_USAGE
 from tests.fakes.bedrock import (
     ACCESS_KEY,
@@ -78,17 +79,8 @@ def messages_request(
         "metadata": {"user_id": '{"device":"d"}'},
         "some_future_field": {"x": [1, 2]},
     }
-    raw = orjson.dumps(obj)
-    return UpstreamRequest(
-        path=path,
-        query=b"beta=true",
-        headers=((b"anthropic-version", b"2023-06-01"), (b"anthropic-beta", betas.encode())),
-        body=raw,
-        model=str(obj["model"]),
-        stream=obj.get("stream") is True and not path.endswith("count_tokens"),
-        request_id="gwreq_test",
-        json=obj,
-    )
+    headers = ((b"anthropic-version", b"2023-06-01"), (b"anthropic-beta", betas.encode()))
+    return upstream_request(obj, path, headers)
 
 
 @pytest.fixture
@@ -97,13 +89,6 @@ async def fake() -> AsyncIterator[FakeBedrock]:
     await f.start()
     yield f
     await f.stop()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[Transport]:
-    transport = Transport()
-    yield transport
-    await transport.aclose()
 
 
 async def collect(
@@ -129,9 +114,9 @@ async def collect(
 
 
 async def test_stream_signed_translated_and_metered_exactly(
-    fake: FakeBedrock, client: Transport
+    fake: FakeBedrock, transport: Transport
 ) -> None:
-    provider = BedrockProvider(config(fake.base_url), client, ENV)
+    provider = BedrockProvider(config(fake.base_url), transport, ENV)
     status, events, meter, raw = await collect(provider, messages_request())
     assert status == 200
     [req] = fake.requests
@@ -155,9 +140,9 @@ async def test_stream_signed_translated_and_metered_exactly(
 
 
 async def test_response_headers_are_sse_with_aws_request_id(
-    fake: FakeBedrock, client: Transport
+    fake: FakeBedrock, transport: Transport
 ) -> None:
-    provider = BedrockProvider(config(fake.base_url), client, ENV)
+    provider = BedrockProvider(config(fake.base_url), transport, ENV)
     response = await provider.send(messages_request())
     await response.aclose()
     headers = dict(response.headers)
@@ -167,10 +152,10 @@ async def test_response_headers_are_sse_with_aws_request_id(
 
 
 async def test_wrong_secret_is_refused_as_permission_error(
-    fake: FakeBedrock, client: Transport
+    fake: FakeBedrock, transport: Transport
 ) -> None:
     env = {**ENV, "FAKE_SK": "not-the-secret"}
-    provider = BedrockProvider(config(fake.base_url), client, env)
+    provider = BedrockProvider(config(fake.base_url), transport, env)
     response = await provider.send(messages_request())
     assert response.status == 403
     body = orjson.loads(await response.read())
@@ -183,10 +168,10 @@ async def test_wrong_secret_is_refused_as_permission_error(
     assert "signature we calculated does not match" in violation
 
 
-async def test_tampered_body_fails_signature(fake: FakeBedrock, client: Transport) -> None:
+async def test_tampered_body_fails_signature(fake: FakeBedrock, transport: Transport) -> None:
     """The fake really recomputes the signature: change one byte after signing and it refuses."""
-    provider = BedrockProvider(config(fake.base_url), client, ENV)
-    original = client.request
+    provider = BedrockProvider(config(fake.base_url), transport, ENV)
+    original = transport.request
 
     async def tamper(
         method: str,
@@ -199,7 +184,7 @@ async def test_tampered_body_fails_signature(fake: FakeBedrock, client: Transpor
         forged = body.replace(b'"hi"', b'"HI"')
         return await original(method, url, headers, forged, timeout, provider)
 
-    client.request = tamper  # type: ignore[method-assign,assignment]
+    transport.request = tamper  # type: ignore[method-assign,assignment]
     response = await provider.send(messages_request())
     assert response.status == 403
     assert b"InvalidSignatureException" in await response.read()
@@ -207,36 +192,40 @@ async def test_tampered_body_fails_signature(fake: FakeBedrock, client: Transpor
     assert "signature we calculated does not match" in violation
 
 
-async def test_session_token_is_sent_and_checked(client: Transport) -> None:
+async def test_session_token_is_sent_and_checked(transport: Transport) -> None:
     f = FakeBedrock(keys={"ASIATEMP": ("tmp-secret", "the-session-token")})
     await f.start()
     try:
         env = {"AK": "ASIATEMP", "SK": "tmp-secret", "TOK": "the-session-token"}
         cfg = config(f.base_url, access_key_env="AK", secret_key_env="SK", session_token_env="TOK")
-        status, _, meter, _ = await collect(BedrockProvider(cfg, client, env), messages_request())
+        status, _, meter, _ = await collect(
+            BedrockProvider(cfg, transport, env), messages_request()
+        )
         assert status == 200 and meter.saw_message_stop
         assert f.requests[0].header("x-amz-security-token") == "the-session-token"
     finally:
         await f.stop()
 
 
-async def test_bearer_api_key_mode(fake: FakeBedrock, client: Transport) -> None:
+async def test_bearer_api_key_mode(fake: FakeBedrock, transport: Transport) -> None:
     cfg = config(fake.base_url, bearer_token_env="FAKE_BEARER")
-    provider = BedrockProvider(cfg, client, ENV)
+    provider = BedrockProvider(cfg, transport, ENV)
     status, _, meter, _ = await collect(provider, messages_request())
     assert status == 200 and meter.usage == EXPECTED_USAGE
     assert fake.requests[0].header("authorization") == f"Bearer {BEARER_TOKEN}"
     assert fake.requests[0].header("x-amz-date") is None
     assert provider.credential_resolutions == 0
-    wrong = BedrockProvider(cfg, client, {**ENV, "FAKE_BEARER": "ABSKwrong"})
+    wrong = BedrockProvider(cfg, transport, {**ENV, "FAKE_BEARER": "ABSKwrong"})
     response = await wrong.send(messages_request())
     assert response.status == 403
     [violation] = fake.take_violations()
     assert "Please make sure your API Key is valid" in violation
 
 
-async def test_missing_secret_variable_is_a_clear_500(fake: FakeBedrock, client: Transport) -> None:
-    provider = BedrockProvider(config(fake.base_url), client, {"FAKE_AK": ACCESS_KEY})
+async def test_missing_secret_variable_is_a_clear_500(
+    fake: FakeBedrock, transport: Transport
+) -> None:
+    provider = BedrockProvider(config(fake.base_url), transport, {"FAKE_AK": ACCESS_KEY})
     with pytest.raises(GatewayError) as info:
         await provider.send(messages_request())
     assert info.value.status == 500 and "FAKE_SK" in info.value.message
@@ -247,7 +236,7 @@ async def test_missing_secret_variable_is_a_clear_500(fake: FakeBedrock, client:
 
 
 async def test_credentials_resolved_once_across_many_requests(
-    fake: FakeBedrock, client: Transport, monkeypatch: pytest.MonkeyPatch
+    fake: FakeBedrock, transport: Transport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The default botocore chain (here: AWS_* variables) runs once for 25 concurrent requests."""
     for var in (
@@ -262,7 +251,7 @@ async def test_credentials_resolved_once_across_many_requests(
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
     cfg = ProviderConfig("bdrk", "bedrock", fake.base_url, "", (("region", "us-east-1"),))
-    provider = BedrockProvider(cfg, client, {})
+    provider = BedrockProvider(cfg, transport, {})
     results = await asyncio.gather(*(collect(provider, messages_request()) for _ in range(25)))
     assert all(r[0] == 200 and r[2].usage == EXPECTED_USAGE for r in results)
     assert provider.credential_resolutions == 1
@@ -270,7 +259,7 @@ async def test_credentials_resolved_once_across_many_requests(
 
 
 async def test_refreshable_credentials_refresh_once_in_a_thread(
-    fake: FakeBedrock, client: Transport, monkeypatch: pytest.MonkeyPatch
+    fake: FakeBedrock, transport: Transport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake.keys["ASIAROTATED"] = ("rotated-secret", "rotated-token")
     loop_thread = threading.get_ident()
@@ -291,7 +280,7 @@ async def test_refreshable_credentials_refresh_once_in_a_thread(
         return RefreshableCredentials.create_from_metadata(metadata(), metadata, "test")
 
     monkeypatch.setattr(BedrockProvider, "_resolve", resolve)
-    provider = BedrockProvider(config(fake.base_url), client, ENV)
+    provider = BedrockProvider(config(fake.base_url), transport, ENV)
     for _ in range(5):
         assert (await collect(provider, messages_request()))[0] == 200
     assert provider.credential_resolutions == 1 and refreshes == [False]  # no refresh needed yet
@@ -304,7 +293,7 @@ async def test_refreshable_credentials_refresh_once_in_a_thread(
 
 
 async def test_failed_resolution_is_not_rerun_per_request(
-    client: Transport, monkeypatch: pytest.MonkeyPatch
+    transport: Transport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
 
@@ -313,7 +302,7 @@ async def test_failed_resolution_is_not_rerun_per_request(
 
     monkeypatch.setattr(botocore.session.Session, "get_credentials", nothing)
     cfg = ProviderConfig("bdrk", "bedrock", "http://127.0.0.1:9", "", (("region", "us-east-1"),))
-    provider = BedrockProvider(cfg, client, {})
+    provider = BedrockProvider(cfg, transport, {})
     for _ in range(3):
         with pytest.raises(GatewayError) as info:
             await provider.send(messages_request())
@@ -322,7 +311,7 @@ async def test_failed_resolution_is_not_rerun_per_request(
 
 
 async def test_unknown_profile_is_a_clear_500(
-    client: Transport, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    transport: Transport, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
@@ -330,14 +319,14 @@ async def test_unknown_profile_is_a_clear_500(
         "bdrk", "bedrock", "http://127.0.0.1:9", "", (("profile", "nope"), ("region", "us-east-1"))
     )
     with pytest.raises(GatewayError) as info:
-        await BedrockProvider(cfg, client, {}).send(messages_request())
+        await BedrockProvider(cfg, transport, {}).send(messages_request())
     # botocore's text (which can quote a role ARN) goes to the log; the client gets its kind.
     assert info.value.status == 500 and "ProfileNotFound" in info.value.message
     assert "nope" not in info.value.message and "nope" in caplog.text
 
 
 async def test_a_cancelled_caller_does_not_waste_the_resolution(
-    fake: FakeBedrock, client: Transport, monkeypatch: pytest.MonkeyPatch
+    fake: FakeBedrock, transport: Transport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     original = BedrockProvider._resolve
     resolving, release = threading.Event(), threading.Event()
@@ -348,7 +337,7 @@ async def test_a_cancelled_caller_does_not_waste_the_resolution(
         return original(self)
 
     monkeypatch.setattr(BedrockProvider, "_resolve", slow)
-    provider = BedrockProvider(config(fake.base_url), client, ENV)
+    provider = BedrockProvider(config(fake.base_url), transport, ENV)
     first = asyncio.create_task(provider.send(messages_request()))
     assert await asyncio.to_thread(resolving.wait, 5)  # the resolution is under way
     first.cancel()
@@ -363,9 +352,9 @@ async def test_a_cancelled_caller_does_not_waste_the_resolution(
 # --- body rewrite, paths, model map ---------------------------------------------------------------
 
 
-async def test_body_rewrite_is_exact(fake: FakeBedrock, client: Transport) -> None:
+async def test_body_rewrite_is_exact(fake: FakeBedrock, transport: Transport) -> None:
     request = messages_request()
-    await collect(BedrockProvider(config(fake.base_url), client, ENV), request)
+    await collect(BedrockProvider(config(fake.base_url), transport, ENV), request)
     sent = orjson.loads(fake.requests[0].body)
     expected = {k: v for k, v in request.json.items() if k not in ("model", "stream")}
     expected["anthropic_version"] = "bedrock-2023-05-31"
@@ -375,20 +364,22 @@ async def test_body_rewrite_is_exact(fake: FakeBedrock, client: Transport) -> No
 
 
 async def test_no_accepted_betas_means_no_anthropic_beta_key(
-    fake: FakeBedrock, client: Transport
+    fake: FakeBedrock, transport: Transport
 ) -> None:
     request = messages_request(betas="claude-code-20250219")
-    await collect(BedrockProvider(config(fake.base_url), client, ENV), request)
+    await collect(BedrockProvider(config(fake.base_url), transport, ENV), request)
     assert "anthropic_beta" not in orjson.loads(fake.requests[0].body)
 
 
 async def test_arn_is_quoted_and_routed_on_the_raw_path(
-    fake: FakeBedrock, client: Transport
+    fake: FakeBedrock, transport: Transport
 ) -> None:
     arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123"
     cfg = config(fake.base_url, model_map=orjson.dumps({"claude-opus-4-8": arn}).decode())
     body = {**messages_request().json, "model": "claude-opus-4-8"}
-    status, _, meter, _ = await collect(BedrockProvider(cfg, client, ENV), messages_request(body))
+    status, _, meter, _ = await collect(
+        BedrockProvider(cfg, transport, ENV), messages_request(body)
+    )
     assert status == 200 and meter.saw_message_stop
     req = fake.requests[0]
     assert (
@@ -479,9 +470,11 @@ def test_region_rule_and_foundation_id() -> None:
     ],
 )
 async def test_misconfiguration_is_reported_per_request_not_raised(
-    client: Transport, options: dict[str, str], fragment: str
+    transport: Transport, options: dict[str, str], fragment: str
 ) -> None:
-    provider = BedrockProvider(config("http://127.0.0.1:9", **options), client, ENV)  # never raises
+    provider = BedrockProvider(
+        config("http://127.0.0.1:9", **options), transport, ENV
+    )  # never raises
     with pytest.raises(GatewayError) as info:
         await provider.send(messages_request())
     assert info.value.status == 500 and fragment in info.value.message
@@ -512,7 +505,7 @@ def test_beta_table() -> None:
 # --- stream translation: pings, exceptions, corruption ---------------------------------------------
 
 
-async def test_synthetic_pings_during_a_silence(fake: FakeBedrock, client: Transport) -> None:
+async def test_synthetic_pings_during_a_silence(fake: FakeBedrock, transport: Transport) -> None:
     frames = stream_frames(SONNET, ["a", "b"])
     fake.script.append(
         Scripted(
@@ -521,7 +514,7 @@ async def test_synthetic_pings_during_a_silence(fake: FakeBedrock, client: Trans
             delays={3: 0.45},
         )
     )
-    provider = BedrockProvider(config(fake.base_url, ping_interval_s="0.1"), client, ENV)
+    provider = BedrockProvider(config(fake.base_url, ping_interval_s="0.1"), transport, ENV)
     started = time.monotonic()
     _, events, meter, _ = await collect(provider, messages_request())
     assert time.monotonic() - started >= 0.45
@@ -534,7 +527,7 @@ async def test_synthetic_pings_during_a_silence(fake: FakeBedrock, client: Trans
 
 
 async def test_in_stream_exception_becomes_an_error_event_and_ends(
-    fake: FakeBedrock, client: Transport
+    fake: FakeBedrock, transport: Transport
 ) -> None:
     frames = stream_frames(SONNET, ["a", "b"])
     frames = [
@@ -546,7 +539,7 @@ async def test_in_stream_exception_becomes_an_error_event_and_ends(
         Scripted(headers=[(b"content-type", b"application/vnd.amazon.eventstream")], frames=frames)
     )
     _, events, meter, _ = await collect(
-        BedrockProvider(config(fake.base_url), client, ENV), messages_request()
+        BedrockProvider(config(fake.base_url), transport, ENV), messages_request()
     )
     assert events[-1].event == "error"
     told = (
@@ -574,11 +567,11 @@ async def test_in_stream_exception_becomes_an_error_event_and_ends(
     ],
 )
 async def test_exception_type_mapping(
-    fake: FakeBedrock, client: Transport, kind: str, etype: str
+    fake: FakeBedrock, transport: Transport, kind: str, etype: str
 ) -> None:
     fake.script.append(Scripted(frames=[exception(kind, "boom")]))
     _, events, _, _ = await collect(
-        BedrockProvider(config(fake.base_url), client, ENV), messages_request()
+        BedrockProvider(config(fake.base_url), transport, ENV), messages_request()
     )
     assert [e.event for e in events] == ["error"] and orjson.loads(events[0].data)["error"][
         "type"
@@ -586,14 +579,14 @@ async def test_exception_type_mapping(
 
 
 async def test_corrupt_crc_ends_the_stream_with_an_api_error(
-    fake: FakeBedrock, client: Transport
+    fake: FakeBedrock, transport: Transport
 ) -> None:
     frames = stream_frames(SONNET, ["a", "b"])
     bad = bytearray(frames[3])
     bad[-8] ^= 0x01  # inside the payload: only the message CRC can tell
     fake.script.append(Scripted(frames=[*frames[:3], bytes(bad), *frames[4:]]))
     _, events, meter, _ = await collect(
-        BedrockProvider(config(fake.base_url), client, ENV), messages_request()
+        BedrockProvider(config(fake.base_url), transport, ENV), messages_request()
     )
     assert [e.event for e in events] == [
         "message_start",
@@ -607,29 +600,29 @@ async def test_corrupt_crc_ends_the_stream_with_an_api_error(
 
 
 async def test_truncated_frame_and_undecodable_chunk_are_errors(
-    fake: FakeBedrock, client: Transport
+    fake: FakeBedrock, transport: Transport
 ) -> None:
     frames = stream_frames(SONNET, ["a"])
     fake.script.append(Scripted(frames=[frames[0], frames[1][:20]]))
     _, events, _, _ = await collect(
-        BedrockProvider(config(fake.base_url), client, ENV), messages_request()
+        BedrockProvider(config(fake.base_url), transport, ENV), messages_request()
     )
     assert [e.event for e in events] == ["message_start", "error"]
     assert "middle of a frame" in orjson.loads(events[-1].data)["error"]["message"]
     junk = encode_frame({":event-type": "chunk", ":message-type": "event"}, b'{"bytes": "!!!"}')
     fake.script.append(Scripted(frames=[frames[0], junk]))
     _, events, _, _ = await collect(
-        BedrockProvider(config(fake.base_url), client, ENV), messages_request()
+        BedrockProvider(config(fake.base_url), transport, ENV), messages_request()
     )
     assert [e.event for e in events] == ["message_start", "error"]
 
 
-async def test_unknown_event_types_are_ignored(fake: FakeBedrock, client: Transport) -> None:
+async def test_unknown_event_types_are_ignored(fake: FakeBedrock, transport: Transport) -> None:
     frames = stream_frames(SONNET, ["a"])
     other = encode_frame({":event-type": "metadata", ":message-type": "event"}, b"{}")
     fake.script.append(Scripted(frames=[frames[0], other, *frames[1:]]))
     _, _, meter, _ = await collect(
-        BedrockProvider(config(fake.base_url), client, ENV), messages_request()
+        BedrockProvider(config(fake.base_url), transport, ENV), messages_request()
     )
     assert meter.saw_message_stop and meter.error is None
 
@@ -638,10 +631,10 @@ async def test_unknown_event_types_are_ignored(fake: FakeBedrock, client: Transp
 
 
 async def test_non_streamed_invoke_passes_the_message_json(
-    fake: FakeBedrock, client: Transport
+    fake: FakeBedrock, transport: Transport
 ) -> None:
     body = {**messages_request().json, "stream": False}
-    response = await BedrockProvider(config(fake.base_url), client, ENV).send(
+    response = await BedrockProvider(config(fake.base_url), transport, ENV).send(
         messages_request(body)
     )
     assert response.status == 200
@@ -662,7 +655,7 @@ async def test_non_streamed_invoke_passes_the_message_json(
     )
 
 
-async def test_count_tokens(fake: FakeBedrock, client: Transport) -> None:
+async def test_count_tokens(fake: FakeBedrock, transport: Transport) -> None:
     body = {
         "model": SONNET,
         "messages": [{"role": "user", "content": "count me"}],
@@ -670,7 +663,7 @@ async def test_count_tokens(fake: FakeBedrock, client: Transport) -> None:
         "thinking": {"type": "enabled", "budget_tokens": 2048},
     }
     request = messages_request(body, path="/v1/messages/count_tokens")
-    response = await BedrockProvider(config(fake.base_url), client, ENV).send(request)
+    response = await BedrockProvider(config(fake.base_url), transport, ENV).send(request)
     assert response.status == 200
     req = fake.requests[0]
     assert req.raw_path == f"/model/anthropic.{SONNET}-v1:0/count-tokens"
@@ -700,10 +693,10 @@ async def test_count_tokens(fake: FakeBedrock, client: Transport) -> None:
     ],
 )
 async def test_pre_stream_errors_are_anthropic_shaped(
-    fake: FakeBedrock, client: Transport, status: int, kind: str, mapped: int, etype: str
+    fake: FakeBedrock, transport: Transport, status: int, kind: str, mapped: int, etype: str
 ) -> None:
     fake.script.append(error(status, kind, f"{kind} says no", retry_after="7"))
-    response = await BedrockProvider(config(fake.base_url), client, ENV).send(messages_request())
+    response = await BedrockProvider(config(fake.base_url), transport, ENV).send(messages_request())
     assert response.status == mapped
     body = orjson.loads(await response.read())
     verb = "refused the request" if status < 500 else "failed"
@@ -714,23 +707,23 @@ async def test_pre_stream_errors_are_anthropic_shaped(
     assert (b"retry-after", b"7") in response.headers
 
 
-async def test_transport_failures_are_gateway_errors(client: Transport) -> None:
-    closed = BedrockProvider(config("http://127.0.0.1:9"), client, ENV)
+async def test_transport_failures_are_gateway_errors(transport: Transport) -> None:
+    closed = BedrockProvider(config("http://127.0.0.1:9"), transport, ENV)
     with pytest.raises(GatewayError) as info:
         await closed.send(messages_request())
     assert info.value.status == 502
 
 
-async def test_read_timeout_before_headers_is_504(fake: FakeBedrock, client: Transport) -> None:
+async def test_read_timeout_before_headers_is_504(fake: FakeBedrock, transport: Transport) -> None:
     fake.script.append(Scripted(hang=2.0))
-    provider = BedrockProvider(config(fake.base_url, timeout_read_s="0.2"), client, ENV)
+    provider = BedrockProvider(config(fake.base_url, timeout_read_s="0.2"), transport, ENV)
     with pytest.raises(GatewayError) as info:
         await provider.send(messages_request())
     assert info.value.status == 504
 
 
 async def test_trace_headers_are_sent_beside_the_signature(
-    fake: FakeBedrock, client: Transport
+    fake: FakeBedrock, transport: Transport
 ) -> None:
     """With tracing on, the attempt's traceparent goes to Bedrock too. SigV4 leaves trace headers
     unsigned (botocore's rule: tracing proxies on the way may rewrite them), and the signature of
@@ -740,7 +733,7 @@ async def test_trace_headers_are_sent_beside_the_signature(
         messages_request(),
         trace_headers=((b"traceparent", parent), (b"tracestate", b"vendor=v")),
     )
-    status, *_ = await collect(BedrockProvider(config(fake.base_url), client, ENV), request)
+    status, *_ = await collect(BedrockProvider(config(fake.base_url), transport, ENV), request)
     assert status == 200
     [req] = fake.requests
     assert req.header("traceparent") == parent.decode()

@@ -149,13 +149,6 @@ async def server() -> AsyncIterator[RawServer]:
     await s.stop()
 
 
-@pytest.fixture
-async def transport() -> AsyncIterator[Transport]:
-    t = Transport()
-    yield t
-    await t.aclose()
-
-
 async def test_request_goes_out_exactly_as_given(server: RawServer, transport: Transport) -> None:
     server.replies.append(fixed(b"{}"))
     body = '{"model":"x","messages":[{"role":"user","content":"Grüß 🚀"}]}'.encode()

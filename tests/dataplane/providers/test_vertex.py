@@ -26,6 +26,7 @@ from dataplane.providers.base import UpstreamRequest, UpstreamResponse
 from dataplane.providers.gcp_auth import GoogleTokenSource
 from dataplane.providers.transport import Transport
 from dataplane.providers.vertex import VertexProvider, vertex_model_id
+from tests.dataplane.providers.support import upstream_request
 from tests.fakes.anthropic import DEFAULT_USAGE, Scripted, message_body, stream_frames
 from tests.fakes.vertex import (
     CLIENT_EMAIL,
@@ -86,17 +87,7 @@ def request(
     path: str = "/v1/messages",
     headers: tuple[tuple[bytes, bytes], ...] = HEADERS,
 ) -> UpstreamRequest:
-    body = dict(BODY if body is None else body)
-    return UpstreamRequest(
-        path=path,
-        query=b"beta=true",
-        headers=headers,
-        body=orjson.dumps(body),
-        model=body["model"],
-        stream=body.get("stream") is True and not path.endswith("/count_tokens"),
-        request_id="gwreq_test",
-        json=body,
-    )
+    return upstream_request(dict(BODY if body is None else body), path, headers)
 
 
 @pytest.fixture
@@ -117,13 +108,6 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
     """For the tests' own calls to the fake (never the adapter's transport)."""
     async with httpx.AsyncClient(trust_env=False) as c:
         yield c
-
-
-@pytest.fixture
-async def transport() -> AsyncIterator[Transport]:
-    t = Transport()
-    yield t
-    await t.aclose()
 
 
 @pytest.fixture

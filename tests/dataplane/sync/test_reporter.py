@@ -384,6 +384,17 @@ class Ticks:
         await self.permits.get()
 
 
+def ticked_reporter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[StrictControlPlane, WatchedSpool, Ticks, Reporter]:
+    """A reporter to a strict control plane over a watched spool in ``tmp_path``, whose send
+    cadence moves on only when the test puts a permit in ``ticks``."""
+    cp = StrictControlPlane()
+    spool = WatchedSpool(tmp_path, monkeypatch)
+    ticks = Ticks()
+    return cp, spool, ticks, Reporter(spool, cp.send, "dp", interval=0.2, sleep=ticks.sleep)
+
+
 def on_disk(directory: Path) -> list[str]:
     """The request ids a restarted data plane would find in the spool."""
     return [
@@ -394,10 +405,7 @@ def on_disk(directory: Path) -> list[str]:
 async def test_a_record_is_durable_at_once_and_sends_stay_batched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cp = StrictControlPlane()
-    spool = WatchedSpool(tmp_path, monkeypatch)
-    ticks = Ticks()
-    reporter = Reporter(spool, cp.send, "dp", interval=0.2, sleep=ticks.sleep)
+    cp, spool, ticks, reporter = ticked_reporter(tmp_path, monkeypatch)
     task = asyncio.create_task(reporter.run())
     try:
         # Each record is written to the spool without waiting for the send cadence (no tick
@@ -433,10 +441,7 @@ async def test_events_spooled_during_a_pass_wait_for_the_next(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sender chasing events persisted while it sends would make many small batches."""
-    cp = StrictControlPlane()
-    spool = WatchedSpool(tmp_path, monkeypatch)
-    ticks = Ticks()
-    reporter = Reporter(spool, cp.send, "dp", interval=0.2, sleep=ticks.sleep)
+    cp, spool, ticks, reporter = ticked_reporter(tmp_path, monkeypatch)
     sending = asyncio.Event()
     release = asyncio.Event()
     real_send = cp.send

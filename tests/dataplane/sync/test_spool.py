@@ -91,17 +91,23 @@ def test_files_left_wider_by_an_older_version_are_made_private(tmp_path: Path) -
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in tmp_path.iterdir())
 
 
-def test_a_new_segment_is_made_durable_with_its_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    synced: list[str] = []
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths ``os.fsync`` is called on from now, in order (each call still syncs)."""
+    paths: list[str] = []
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        paths.append(os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
+    return paths
+
+
+def test_a_new_segment_is_made_durable_with_its_directory(
+    tmp_path: Path, synced: list[str]
+) -> None:
     spool = Spool(tmp_path)
     spool.append([b"a"])
     segment = str(tmp_path / f"seg-{1:020d}.log")
@@ -112,17 +118,9 @@ def test_a_new_segment_is_made_durable_with_its_directory(
 
 
 def test_an_unsynced_append_is_written_now_and_fsynced_by_sync_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, synced: list[str]
 ) -> None:
     """The reporter writes at once (a process crash loses nothing written) and fsyncs apart."""
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
     spool = Spool(tmp_path)
     spool.append([b"a"], sync=False)
     spool.append([b"b"], sync=False)

@@ -17,11 +17,9 @@ StartDataPlane = Callable[..., Awaitable[DataPlane]]
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.stop()
+def upstream_oauth_tokens() -> tuple[str, ...]:
+    """This module's fake Anthropic API takes no subscription tokens."""
+    return ()
 
 
 @pytest.fixture

@@ -7,12 +7,9 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
-import jwt
 import orjson
-import pytest
 
 from dataplane.process.server import DataPlane
 from gwapi.v1 import common_pb2
@@ -215,19 +212,10 @@ async def test_bad_tokens_are_refused_with_a_login_hint(client: httpx.AsyncClien
 
 
 async def test_the_middleware_verifies_a_token_once(
-    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, jwt_decodes: list[None]
 ) -> None:
-    calls = 0
-    real = jwt.decode
-
-    def counting(*args: Any, **kw: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return real(*args, **kw)
-
-    monkeypatch.setattr(jwt, "decode", counting)
     token = mint()
     for _ in range(3):
         assert (await client.get("/v1/models", headers=bearer(token))).status_code == 200
     assert (await client.get("/managed/settings", headers=bearer(token))).status_code == 404
-    assert calls == 1
+    assert len(jwt_decodes) == 1

@@ -111,16 +111,10 @@ def test_traces_url_takes_a_base_or_the_full_path() -> None:
 
 
 @pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    seen: list[Any] = []
-
-    async def fake_run(settings: Any) -> None:
-        seen.append(settings)
-
-    monkeypatch.setattr(server, "run", fake_run)
+def started(served: list[Any], monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     monkeypatch.setenv("TOLLGATE_DATAPLANE_TOKEN", "dp-token")
     monkeypatch.delenv(server.OTLP_ENDPOINT_ENV, raising=False)
-    return seen
+    return served
 
 
 def test_otlp_flags_reach_the_settings_with_headers_from_the_environment(
