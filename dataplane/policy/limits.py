@@ -54,8 +54,9 @@ so a request's searches may add to that one request's overshoot; they are settle
 
 **Headers** (``Admission.headers``, computed at the admission):
 ``x-tollgate-ratelimit-{requests,tokens}-{limit,remaining,reset}``,
-``x-tollgate-budget-{limit,remaining}-usd`` and ``x-tollgate-budget-{reset,scope}`` — the tightest limit of each kind over key and workspace;
-resets are RFC 3339 instants in UTC, remaining budget is exact dollars (``49.200000``).
+``x-tollgate-budget-{limit,remaining}-usd`` and ``x-tollgate-budget-{reset,scope}`` — the
+tightest limit of each kind over key and workspace; resets are RFC 3339 instants in UTC,
+remaining budget is exact dollars (``49.200000``).
 Never ``anthropic-ratelimit-*``: upstream sends those (the proxy passes them through) and a second
 copy with other numbers would be ambiguous to clients that read them.
 """
