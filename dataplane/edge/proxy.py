@@ -14,12 +14,15 @@ billing) anyway, so the answer is read to its end — within the route's timeout
 further attempt starts. ``count_tokens`` calls pass the rate limits (rpm, rph, max_parallel;
 never a budget) and are recorded at cost 0. A disconnect seen once the answer's last bytes were
 handed to the server is the server closing the exchange, not the client leaving.
+
+The handler goes forward only: once the answer is out, or the request failed, it hands the request
+to :class:`dataplane.edge.closeout.CloseOut` (the failure written, the cache store, the usage
+event, the reservation settled — in that order) and is done with it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,10 +36,9 @@ from dataplane.asgi import (
     Send,
     header,
     read_body,
-    send_error_body,
 )
-from dataplane.clienttext import BadModel
 from dataplane.edge.attempts import Attempts
+from dataplane.edge.closeout import Answered, CloseOut
 from dataplane.edge.doors.base import Door, Prepared
 from dataplane.edge.relay import Exchange, Relay
 from dataplane.errors import GatewayError, new_request_id
@@ -53,14 +55,13 @@ from dataplane.policy.cache import (
     replay,
     replay_headers,
 )
-from dataplane.policy.limits import Admission, Limiter
+from dataplane.policy.limits import Limiter
+from dataplane.policy.reservation import Admission
 from dataplane.policy.routing import Plan, Router
 from dataplane.providers.base import UpstreamRequest
 
 if TYPE_CHECKING:  # imported only when tracing is on (dataplane.process.server)
     from dataplane.edge.tracing.spans import Tracer
-
-log = logging.getLogger("tollgate.proxy")
 
 # Request headers never forwarded: hop-by-hop, the client's own credentials (the virtual key never
 # goes upstream), and our own control headers. Everything else, anthropic-* above all, passes.
@@ -118,12 +119,11 @@ class ApiHandler:
         self.attempts = attempts
         self.limiter = limiter
         self.cache = cache
-        self._background: set[asyncio.Task[None]] = set()
-        self.sink = record_sink
         self.dataplane_id = dataplane_id
         self.max_body = max_body
         self.door = door
         self.tracer = tracer
+        self.closeout = CloseOut(door, cache, record_sink, tracer)
         self._drop = _DROP_REQUEST if tracer is None else _DROP_REQUEST_TRACED
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -150,6 +150,8 @@ class ApiHandler:
             send = rec.log.wrap(send)
         count_only = False
         admission: Admission | None = None
+        answered: Answered | None = None
+        failure: GatewayError | ClientDisconnected | None = None
         try:
             rec.metadata = parse_metadata(header(scope, b"x-tollgate-metadata"))
             body = await read_body(receive, scope, self.max_body)
@@ -197,32 +199,18 @@ class ApiHandler:
             if trace is not None:
                 trace.admit_end = time.perf_counter()
                 trace.admission = admission
-            extra = self.limiter.headers(admission) if admission is not None else []
+            extra = list(admission.headers)
             if rec.cache_status:
                 extra.append((b"x-tollgate-cache", rec.cache_status.encode()))
             relay = Relay(door, principal, rec, send, extra, Exchange(), cache.recorder())
             sent_headers = await self._forward(relay, request, plan, receive)
-            if sent_headers is not None:
-                self._store(cache, relay, sent_headers)
-        except ClientDisconnected:
-            rec.client_disconnected = True
-            rec.fail(499, "client_disconnected", "client disconnected before the request completed")
-        except GatewayError as err:
-            if isinstance(err, BadModel):  # refused, and recorded with a cleaned, cut copy
-                rec.model_requested = err.model
-            rec.fail(err.status, err.error_type, err.message)
-            if not rec.client_disconnected:  # nobody to tell when the client has gone
-                body, more = door.error_body(err.status, err.error_type, err.message, request_id)
-                await send_error_body(send, err.status, body, [*err.headers, *more], request_id)
+            if sent_headers is not None and relay.recorder is not None:
+                answered = Answered(cache.key, cache.ttl_s, relay.recorder, sent_headers)
+        except (ClientDisconnected, GatewayError) as err:
+            failure = err
         finally:
-            # The usage event first: the client has its answer, and what the data plane owes
-            # the ledger must not wait for a counter round trip (a crash in between would
-            # lose it; see dataplane/sync/reporter.py).
-            self.sink(rec)
-            if admission is not None:
-                await self._finish(admission, rec)
-            if tracer is not None:
-                tracer.finish(rec)
+            # Handed forward, whatever way the request ended: the close-out owns its end.
+            await self.closeout.close(rec, send, admission, answered, failure)
 
     def _cache_plan(
         self, scope: Scope, principal: Principal, prepared: Prepared, plan: Plan, rec: RequestRecord
@@ -259,34 +247,6 @@ class ApiHandler:
         extra = [(b"x-tollgate-provider", b"cache"), (b"x-tollgate-attempts", b"0")]
         await replay(send, entry, replay_headers(entry, request_id, extra))
         return True
-
-    def _store(self, cache: CachePlan, relay: Relay, sent_headers: list[Header]) -> None:
-        """Keep a complete, successful answer for the route's TTL (off the request's path)."""
-        recorder = relay.recorder
-        rec = relay.rec
-        if recorder is None or rec.status != 200 or rec.error_type:
-            return
-        cost = rec.priced.cost_micros if rec.priced is not None else 0
-        entry = recorder.entry(200, sent_headers, rec.model_served, rec.usage, cost)
-        if entry is None:
-            return
-        task = asyncio.create_task(self.cache.put(cache.key, entry, cache.ttl_s))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _finish(self, admission: Admission, rec: RequestRecord) -> None:
-        """Settle the reservation to what the answer cost (a disconnect included), or release
-        it when nothing was served (an upstream error, a failure before any usage was seen)."""
-        try:
-            if rec.priced is not None:
-                u = rec.usage
-                await self.limiter.settle(
-                    admission, rec.priced.cost_micros, u.prompt_tokens, u.output_tokens
-                )
-            else:
-                await self.limiter.release(admission)
-        except Exception:  # never let bookkeeping break a response that is already out
-            log.exception("request %s: settling its reservation failed", rec.request_id)
 
     async def _forward(
         self, relay: Relay, request: UpstreamRequest, plan: Plan, receive: Receive

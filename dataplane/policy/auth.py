@@ -12,12 +12,13 @@ failure it answers 401 ``authentication_error`` saying *why* (missing, unknown, 
 sign-in ended) without echoing the secret. A workspace with a minimum Claude Code version refuses
 older ``claude-cli`` clients with 400 ``invalid_request_error`` (:func:`check_client_version`).
 What the member may reach — its own model list and its workspace's access controls — is checked
-per request, once the model is known (:meth:`Principal.check_access`).
+per request, once the model is known (:meth:`Principal.check_access`), against model lists compiled
+once: the member's on first use, kept across runtimes (``Runtime.model_lists``), the workspace's
+when the snapshot was read (``Workspace.models_re``).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import time
 from collections.abc import Callable
@@ -78,9 +79,9 @@ class Principal:
         return self.runtime.snapshot
 
     def member_admits(self, model: str) -> bool:
-        """Whether the member's own allow-list (glob patterns; empty = any) admits ``model``."""
-        patterns = self.member.models
-        return not patterns or any(fnmatch.fnmatchcase(model, p) for p in patterns)
+        """Whether the member's own allow-list (glob patterns, as fnmatchcase; empty = any)
+        admits ``model``: one match of the list compiled once (the runtime's model lists)."""
+        return self.runtime.model_lists.admits(self.member.models, model)
 
     def check_model(self, model: str) -> None:
         """Refused unless the member's allow-list (glob patterns) admits ``model``."""

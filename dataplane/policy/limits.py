@@ -1,27 +1,19 @@
-"""Budgets and rate limits on the request path: reserve, then settle.
+"""Budgets and rate limits on the request path: the admission.
 
 The proxy calls, per ``POST /v1/messages``::
 
-    admission = await limiter.admit(principal, model=..., body_bytes=len(body),
-                                    max_tokens=..., prices=principal.snapshot.prices,
-                                    request_id=request_id)     # raises GatewayError 429/503
-    ... forward; add limiter.headers(admission) to the response headers ...
-    await limiter.settle(admission, cost_micros, input_tokens, output_tokens)   # response ended,
-                                                                   # also on client disconnect
-    await limiter.release(admission)   # failed before any cost (upstream error, no answer)
+    admission = await limiter.admit(principal, model=..., body_bytes=len(body), max_tokens=...,
+        prices=principal.snapshot.prices, request_id=request_id)   # raises GatewayError 429/503
 
-settle and release are idempotent and never raise. When the counter store fails at that point
-(Redis gone mid-request) the outcome is kept and retried in the background (0.5 s, doubling to
-5 s; at most ``MAX_UNFINISHED`` kept, the lease frees the rest) until the store answers: the
-reservation does not stay stuck until its lease ends, and the spend still counts. A retry after a
-reply that was lost (the script ran, the answer timed out) may count that one request twice: the
-conservative side for a budget. ``input_tokens`` is every prompt token the
-response reports (input + cache writes + cache reads); tpm counts input + output.
+and is done with this module: the :class:`~dataplane.policy.reservation.Admission` it gets
+carries the response's limit headers and is bound to the counters it reserved in, so the
+request's close-out settles it (or releases it when nothing was served) through
+:mod:`dataplane.policy.reservation`, whose docstring states that half of the contract.
 
 A token-counting call (``count_tokens``) is admitted with ``count_only=True``: it costs no money
 and consumes no tokens, so only the request rates (rpm, rph) and ``max_parallel`` apply — never a
 budget or tpm — and it counts in those like any request (it uses the organisation's upstream
-request quota all the same). The proxy releases it when it ends.
+request quota all the same). The close-out releases it when it ends.
 
 **The reservation** of a request is a worst case at the model's price entry:
 
@@ -60,27 +52,20 @@ so a request's searches may add to that one request's overshoot; they are settle
   With the ``open`` policy, or for a request with rate limits only (they protect capacity, not
   money), the request goes through unchecked and the failure is logged.
 
-**Headers** (:meth:`Limiter.headers`): ``x-tollgate-ratelimit-requests-{limit,remaining,reset}``,
-``x-tollgate-ratelimit-tokens-{limit,remaining,reset}``, ``x-tollgate-budget-{limit,remaining}-usd``
-and ``x-tollgate-budget-{reset,scope}`` — the tightest limit of each kind over key and workspace;
-resets are RFC 3339 instants in UTC, remaining budget is exact dollars (``49.200000``).
+**Headers** (``Admission.headers``, computed at the admission):
+``x-tollgate-ratelimit-{requests,tokens}-{limit,remaining,reset}``,
+``x-tollgate-budget-{limit,remaining}-usd`` and ``x-tollgate-budget-{reset,scope}`` — the
+tightest limit of each kind over key and workspace; resets are RFC 3339 instants in UTC,
+remaining budget is exact dollars (``49.200000``).
 Never ``anthropic-ratelimit-*``: upstream sends those (the proxy passes them through) and a second
 copy with other numbers would be ambiguous to clients that read them.
-
-This module is long (~490 lines) because a quarter is this docstring, the limiter's contract; the
-rest is that one contract (what admit reserves is what settle and release give back, and the
-refusals and headers speak of the same counters), which would be harder to check spread over
-several files.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Literal
 
 from dataplane.asgi import Header
@@ -102,6 +87,7 @@ from dataplane.policy.counters.base import (
     Ticket,
 )
 from dataplane.policy.periods import Window, current_window, format_instant
+from dataplane.policy.reservation import Admission, ScopeInfo, Settlements
 from gwcommon import money
 
 __all__ = [
@@ -115,8 +101,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("tollgate.limits")
-
-MAX_UNFINISHED = 10_000  # settles/releases waiting for the counter store to come back
 
 RedisFailure = Literal["closed", "open"]
 
@@ -168,33 +152,6 @@ def budget_check(
     return BudgetCheck(f"b:{window.id}", budget.amount_micros, seeded, expires), window
 
 
-@dataclass(frozen=True, slots=True)
-class _ScopeInfo:
-    """What messages and headers need to know about one checked scope."""
-
-    label: str  # "key 'alice-laptop'" / "developer 'alice@example.com'" / "workspace 'team-a'"
-    budget_label: str  # "key 'alice-laptop' (workspace team-a)" / "workspace 'team-a'"
-    kind: str  # "key" | "developer" | "workspace"
-    windows: tuple[Window, ...]  # per budget
-
-
-@dataclass(slots=True)
-class Admission:
-    """One admitted request. Opaque to the proxy: pass it back to settle/release/headers."""
-
-    request_id: str
-    reserve_micros: int = 0
-    ticket: Ticket | None = None
-    scopes: tuple[_ScopeInfo, ...] = ()
-    usage: tuple[ScopeUsage, ...] = ()
-    unchecked: bool = False  # admitted without counters (store unreachable, policy open)
-    done: bool = False
-
-    @property
-    def limited(self) -> bool:
-        return self.ticket is not None
-
-
 def _has_limits(limits: Limits, count_only: bool = False) -> bool:
     if count_only:
         return bool(limits.rpm or limits.rph or limits.max_parallel)
@@ -218,9 +175,8 @@ class Limiter:
         self.redis_failure: RedisFailure = redis_failure
         self.lease_ms = int(lease_s * 1000)
         self.allow_tail = allow_tail
-        # (ticket, cost, tokens, now_ms); cost < 0 marks a release.
-        self._unfinished: deque[tuple[Ticket, int, int, int]] = deque(maxlen=MAX_UNFINISHED)
-        self._retrying: asyncio.Task[None] | None = None
+        # What every admission settles through (and the store's missed settlements, retried).
+        self.settlements = Settlements(counters, clock)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -253,7 +209,7 @@ class Limiter:
         now = self._now_ms()
         spend = principal.snapshot.spend
         checks: list[ScopeCheck] = []
-        infos: list[_ScopeInfo] = []
+        infos: list[ScopeInfo] = []
         scopes = (
             (member.kind, member.id, member.counter, member.limits, member_limited),
             ("workspace", ws.name, "w:" + ws.name, ws.limits, ws_limited),
@@ -280,11 +236,11 @@ class Limiter:
             if i == 0:  # the member: "key 'alice-laptop'" | "developer 'alice@example.com'"
                 label = member.label
                 infos.append(
-                    _ScopeInfo(label, f"{label} (workspace {ws.name})", kind, tuple(windows))
+                    ScopeInfo(label, f"{label} (workspace {ws.name})", kind, tuple(windows))
                 )
             else:
                 label = f"workspace '{ws.name}'"
-                infos.append(_ScopeInfo(label, label, kind, tuple(windows)))
+                infos.append(ScopeInfo(label, label, kind, tuple(windows)))
         has_budget = any(c.budgets for c in checks)
         reserve = reservation_micros(prices, model, body_bytes, max_tokens) if has_budget else 0
         request = AdmitRequest(
@@ -311,138 +267,31 @@ class Limiter:
             return Admission(request_id, reserve, unchecked=True)
         if verdict.refusal is not None:
             raise self._refusal(verdict.refusal, request, tuple(infos), now)
-        return Admission(request_id, reserve, verdict.ticket, tuple(infos), verdict.usage)
-
-    async def settle(
-        self, admission: Admission, cost_micros: int, input_tokens: int, output_tokens: int
-    ) -> None:
-        """The response ended (fully, with an error mid-stream, or the client went away)."""
-        if admission.done or admission.ticket is None:
-            return
-        admission.done = True
-        tokens = max(0, input_tokens) + max(0, output_tokens)
-        now = self._now_ms()
-        try:
-            await self.counters.settle(admission.ticket, max(0, cost_micros), tokens, now)
-        except CountersUnavailable as exc:
-            log.warning(
-                "request %s: could not settle %d micro-dollars yet (%s); retrying",
-                admission.request_id,
-                cost_micros,
-                exc,
-            )
-            self._later(admission.ticket, max(0, cost_micros), tokens, now)
-
-    async def release(self, admission: Admission) -> None:
-        """The request failed before it cost anything: free its reservation and slot."""
-        if admission.done or admission.ticket is None:
-            return
-        admission.done = True
-        now = self._now_ms()
-        try:
-            await self.counters.release(admission.ticket, now)
-        except CountersUnavailable as exc:
-            log.warning(
-                "request %s: could not release yet (%s); retrying", admission.request_id, exc
-            )
-            self._later(admission.ticket, -1, 0, now)
+        scope_infos = tuple(infos)
+        return Admission(
+            request_id,
+            reserve,
+            verdict.ticket,
+            scope_infos,
+            verdict.usage,
+            headers=_headers(verdict.ticket, verdict.usage, scope_infos),
+            settlements=self.settlements,
+        )
 
     @property
     def unfinished(self) -> int:
         """Settles and releases waiting for the counter store."""
-        return len(self._unfinished)
-
-    def _later(self, ticket: Ticket, cost: int, tokens: int, now_ms: int) -> None:
-        self._unfinished.append((ticket, cost, tokens, now_ms))
-        if self._retrying is None or self._retrying.done():
-            self._retrying = asyncio.create_task(self._retry(), name="limits-retry")
-
-    async def _retry(self) -> None:
-        delay = 0.5
-        while self._unfinished:
-            await asyncio.sleep(delay)
-            while self._unfinished:
-                ticket, cost, tokens, now_ms = self._unfinished[0]
-                try:
-                    if cost < 0:
-                        await self.counters.release(ticket, now_ms)
-                    else:
-                        await self.counters.settle(ticket, cost, tokens, now_ms)
-                except CountersUnavailable:
-                    delay = min(5.0, delay * 2)
-                    break
-                self._unfinished.popleft()
-        log.info("counter store back: pending settlements applied")
+        return self.settlements.unfinished
 
     async def aclose(self) -> None:
         """Stop retrying (what is still pending is left to the reservations' leases)."""
-        if self._retrying is not None:
-            self._retrying.cancel()
-            await asyncio.gather(self._retrying, return_exceptions=True)
-
-    def headers(self, admission: Admission) -> list[Header]:
-        """The gateway's own remaining requests/tokens/budget, tightest over key and workspace."""
-        ticket = admission.ticket
-        if ticket is None:
-            return []
-        out: list[Header] = []
-        now = ticket.request.now_ms
-        # requests: (remaining, limit, reset_ms)
-        best_req: tuple[int, int, int] | None = None
-        best_tok: tuple[int, int, int] | None = None
-        best_budget: tuple[int, int, int, str] | None = None
-        for sc, usage, info in zip(
-            ticket.request.scopes, admission.usage, admission.scopes, strict=True
-        ):
-            for limit, used, oldest, span in (
-                (sc.rpm, usage.requests_minute, usage.oldest_minute_ms, MINUTE_MS),
-                (sc.rph, usage.requests_hour, usage.oldest_hour_ms, HOUR_MS),
-            ):
-                if limit > 0:
-                    cand = (max(0, limit - used), limit, (oldest or now) + span)
-                    if best_req is None or cand[0] < best_req[0]:
-                        best_req = cand
-            if sc.tpm > 0:
-                cand = (max(0, sc.tpm - usage.tokens_minute), sc.tpm, now + MINUTE_MS)
-                if best_tok is None or cand[0] < best_tok[0]:
-                    best_tok = cand
-            for bc, bu, window in zip(sc.budgets, usage.budgets, info.windows, strict=True):
-                remaining = max(0, bc.limit_micros - bu.spent)
-                label = f"{info.kind}/{window.period.value}"
-                if best_budget is None or remaining < best_budget[0]:
-                    best_budget = (
-                        remaining,
-                        bc.limit_micros,
-                        window.end_ms if window.resets else 0,
-                        label,
-                    )
-        if best_req is not None:
-            out += [
-                (b"x-tollgate-ratelimit-requests-limit", str(best_req[1]).encode()),
-                (b"x-tollgate-ratelimit-requests-remaining", str(best_req[0]).encode()),
-                (b"x-tollgate-ratelimit-requests-reset", format_instant(best_req[2]).encode()),
-            ]
-        if best_tok is not None:
-            out += [
-                (b"x-tollgate-ratelimit-tokens-limit", str(best_tok[1]).encode()),
-                (b"x-tollgate-ratelimit-tokens-remaining", str(best_tok[0]).encode()),
-                (b"x-tollgate-ratelimit-tokens-reset", format_instant(best_tok[2]).encode()),
-            ]
-        if best_budget is not None:
-            out += [
-                (b"x-tollgate-budget-limit-usd", _decimal_usd(best_budget[1]).encode()),
-                (b"x-tollgate-budget-remaining-usd", _decimal_usd(best_budget[0]).encode()),
-                (b"x-tollgate-budget-scope", best_budget[3].encode()),
-            ]
-            if best_budget[2]:
-                out.append((b"x-tollgate-budget-reset", format_instant(best_budget[2]).encode()))
-        return out
+        await self.settlements.aclose()
 
     def _refusal(
         self,
         refusal: Refusal,
         request: AdmitRequest,
-        infos: tuple[_ScopeInfo, ...],
+        infos: tuple[ScopeInfo, ...],
         now: int,
     ) -> GatewayError:
         info = infos[refusal.scope]
@@ -485,6 +334,64 @@ class Limiter:
                 f"retry in {seconds} s."
             )
         return LimitError(429, message, ((b"retry-after", str(seconds).encode()),))
+
+
+def _headers(
+    ticket: Ticket | None, usages: tuple[ScopeUsage, ...], infos: tuple[ScopeInfo, ...]
+) -> tuple[Header, ...]:
+    """The gateway's own remaining requests/tokens/budget, tightest over key and workspace."""
+    if ticket is None:
+        return ()
+    out: list[Header] = []
+    now = ticket.request.now_ms
+    # requests: (remaining, limit, reset_ms)
+    best_req: tuple[int, int, int] | None = None
+    best_tok: tuple[int, int, int] | None = None
+    best_budget: tuple[int, int, int, str] | None = None
+    for sc, usage, info in zip(ticket.request.scopes, usages, infos, strict=True):
+        for limit, used, oldest, span in (
+            (sc.rpm, usage.requests_minute, usage.oldest_minute_ms, MINUTE_MS),
+            (sc.rph, usage.requests_hour, usage.oldest_hour_ms, HOUR_MS),
+        ):
+            if limit > 0:
+                cand = (max(0, limit - used), limit, (oldest or now) + span)
+                if best_req is None or cand[0] < best_req[0]:
+                    best_req = cand
+        if sc.tpm > 0:
+            cand = (max(0, sc.tpm - usage.tokens_minute), sc.tpm, now + MINUTE_MS)
+            if best_tok is None or cand[0] < best_tok[0]:
+                best_tok = cand
+        for bc, bu, window in zip(sc.budgets, usage.budgets, info.windows, strict=True):
+            remaining = max(0, bc.limit_micros - bu.spent)
+            label = f"{info.kind}/{window.period.value}"
+            if best_budget is None or remaining < best_budget[0]:
+                best_budget = (
+                    remaining,
+                    bc.limit_micros,
+                    window.end_ms if window.resets else 0,
+                    label,
+                )
+    if best_req is not None:
+        out += [
+            (b"x-tollgate-ratelimit-requests-limit", str(best_req[1]).encode()),
+            (b"x-tollgate-ratelimit-requests-remaining", str(best_req[0]).encode()),
+            (b"x-tollgate-ratelimit-requests-reset", format_instant(best_req[2]).encode()),
+        ]
+    if best_tok is not None:
+        out += [
+            (b"x-tollgate-ratelimit-tokens-limit", str(best_tok[1]).encode()),
+            (b"x-tollgate-ratelimit-tokens-remaining", str(best_tok[0]).encode()),
+            (b"x-tollgate-ratelimit-tokens-reset", format_instant(best_tok[2]).encode()),
+        ]
+    if best_budget is not None:
+        out += [
+            (b"x-tollgate-budget-limit-usd", _decimal_usd(best_budget[1]).encode()),
+            (b"x-tollgate-budget-remaining-usd", _decimal_usd(best_budget[0]).encode()),
+            (b"x-tollgate-budget-scope", best_budget[3].encode()),
+        ]
+        if best_budget[2]:
+            out.append((b"x-tollgate-budget-reset", format_instant(best_budget[2]).encode()))
+    return tuple(out)
 
 
 def _per(window: Window) -> str:

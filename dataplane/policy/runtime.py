@@ -13,12 +13,16 @@ Compiling is cheap when little changed, which is the common case with incrementa
 adapter is reused when its provider's configuration is the same object or an equal one (its warm
 connection pool and cached credentials kept), and a delta that touched neither providers nor
 routes (a key, a developer, spend) shares the previous runtime's adapters and compiled routes
-whole, so one key changed in a fleet of 20,000 costs the same as in a fleet of 10.
+whole, so one key changed in a fleet of 20,000 costs the same as in a fleet of 10. For the same
+reason the members' own model lists are not compiled by walking every member at a swap: each
+distinct list is compiled once, into one regex, by the first request that meets it, and kept for
+every later request and runtime (:class:`ModelLists`, handed from runtime to runtime).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -30,6 +34,7 @@ from dataplane.policy.retry import DEFAULT_RETRY_ON
 from dataplane.providers.base import Provider
 from dataplane.providers.registry import ProviderRegistry
 from dataplane.providers.transport import Timeouts
+from gwcommon.allowlists import compile_models
 
 log = logging.getLogger("tollgate.snapshot")
 
@@ -98,6 +103,31 @@ def compile_route(route: RouteConfig, adapters: Mapping[str, Provider]) -> Compi
     )
 
 
+class ModelLists:
+    """Members' model lists (glob patterns), each distinct list compiled once into one regex that
+    matches exactly what :func:`fnmatch.fnmatchcase` over the list matches
+    (:func:`gwcommon.allowlists.compile_models`). Members mostly share a few lists; a list no
+    longer used stays until ``MAX_LISTS`` distinct lists were kept, then all are compiled anew."""
+
+    MAX_LISTS = 65_536
+
+    def __init__(self) -> None:
+        self._compiled: dict[tuple[str, ...], re.Pattern[str]] = {}
+
+    def admits(self, patterns: tuple[str, ...], model: str) -> bool:
+        """Whether the list ``patterns`` (empty = any model) admits ``model``."""
+        if not patterns:
+            return True
+        matcher = self._compiled.get(patterns)
+        if matcher is None:
+            matcher = compile_models(patterns)
+            assert matcher is not None  # a non-empty list
+            if len(self._compiled) >= self.MAX_LISTS:
+                self._compiled.clear()
+            self._compiled[patterns] = matcher
+        return matcher.match(model) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Runtime:
     """One snapshot compiled for the request path; never changed once built."""
@@ -106,6 +136,7 @@ class Runtime:
     adapters: Mapping[str, Provider]  # by provider name; a kind this data plane cannot serve: none
     routes: Mapping[str, CompiledRoute]  # by route name
     direct: Mapping[str, Target]  # by provider name: the target of a member naming a provider
+    model_lists: ModelLists  # the members' model lists, compiled (shared with the previous)
 
     @property
     def version(self) -> str:
@@ -145,7 +176,8 @@ def compile_runtime(
             same = was is not None and was.config is route and _same_adapters(was, adapters)
             compiled[name] = was if same and was is not None else compile_route(route, adapters)
         routes = MappingProxyType(compiled)
-    return Runtime(snapshot, adapters, routes, direct)
+    lists = previous.model_lists if previous is not None else ModelLists()
+    return Runtime(snapshot, adapters, routes, direct, lists)
 
 
 def _same_adapters(compiled: CompiledRoute, adapters: Mapping[str, Provider]) -> bool:

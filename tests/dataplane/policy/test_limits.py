@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
 
@@ -118,7 +118,7 @@ async def refused(limiter: Limiter, p: Principal, **kw: object) -> GatewayError:
     return info.value
 
 
-def hdr(err: GatewayError | list[tuple[bytes, bytes]], name: str) -> str | None:
+def hdr(err: GatewayError | Sequence[tuple[bytes, bytes]], name: str) -> str | None:
     headers = err.headers if isinstance(err, GatewayError) else err
     for k, v in headers:
         if k == name.encode():
@@ -182,9 +182,9 @@ def test_format_usd() -> None:
 async def test_no_limits_is_a_noop_that_never_touches_counters() -> None:
     limiter = Limiter(Untouchable())
     a = await admit(limiter, principal())
-    assert not a.limited and limiter.headers(a) == []
-    await limiter.settle(a, 100, 10, 10)
-    await limiter.release(a)
+    assert not a.limited and a.headers == ()
+    await a.settle(100, 10, 10)
+    await a.release()
 
 
 # --- rate limits -------------------------------------------------------------------------------
@@ -242,7 +242,7 @@ async def test_rph_tpm_and_parallel_messages() -> None:
     )
     assert hdr(err, "retry-after") == "1"
     clock.t += 2
-    await limiter.settle(a, 1000, 9_000, 1_500)  # tpm counts input + output
+    await a.settle(1000, 9_000, 1_500)  # tpm counts input + output
     clock.t += 1
     err = await refused(limiter, p)
     assert err.message.startswith(
@@ -250,7 +250,7 @@ async def test_rph_tpm_and_parallel_messages() -> None:
     )
     clock.t += 61
     b = await admit(limiter, p)
-    await limiter.release(b)
+    await b.release()
     clock.t += 1
     err = await refused(limiter, p)
     assert err.message == (
@@ -277,8 +277,8 @@ async def test_count_tokens_passes_rate_limits_only_never_a_budget() -> None:
     with pytest.raises(GatewayError) as info:  # max_parallel applies
         await count()
     assert info.value.message.startswith("Limit of 1 parallel requests for key 'alice-laptop'")
-    await limiter.settle(a, 0, 0, 0)
-    await limiter.release(await count())
+    await a.settle(0, 0, 0)
+    await (await count()).release()
     with pytest.raises(GatewayError) as info:  # the refused one counted nothing: rpm 2 is full
         await count()
     assert info.value.status == 429
@@ -344,7 +344,7 @@ async def test_time_zone_reset_and_rollover_at_local_midnight() -> None:
     limiter = Limiter(MemoryCounters(), clock)
     p = principal(daily(0.10), tz=berlin)
     a = await admit(limiter, p, body_bytes=0, max_tokens=6000)  # reserves $0.09
-    await limiter.settle(a, 100_000, 10, 10)
+    await a.settle(100_000, 10, 10)
     err = await refused(limiter, p, body_bytes=0, max_tokens=10)
     assert err.message.endswith("is spent ($0.10); it resets at 2026-11-29T00:00:00+01:00.")
     assert hdr(err, "retry-after") == "3600"
@@ -352,9 +352,9 @@ async def test_time_zone_reset_and_rollover_at_local_midnight() -> None:
     await refused(limiter, p, body_bytes=0, max_tokens=10)
     clock.t = ts(2026, 11, 28, 23, 0, 0)  # local midnight: a new day, a fresh counter
     b = await admit(limiter, p, body_bytes=0, max_tokens=10)
-    assert hdr(limiter.headers(b), "x-tollgate-budget-remaining-usd") == "0.100000"
+    assert hdr(b.headers, "x-tollgate-budget-remaining-usd") == "0.100000"
     # Headers give instants in UTC (RFC 3339), like Anthropic's own reset headers.
-    assert hdr(limiter.headers(b), "x-tollgate-budget-reset") == "2026-11-29T23:00:00Z"
+    assert hdr(b.headers, "x-tollgate-budget-reset") == "2026-11-29T23:00:00Z"
 
 
 async def test_seed_counts_only_for_its_own_period() -> None:
@@ -364,17 +364,17 @@ async def test_seed_counts_only_for_its_own_period() -> None:
     limiter = Limiter(MemoryCounters(), clock)
     stale = {("key", "key_alice", Period.DAY): (yesterday, 50 * USD)}
     a = await admit(limiter, principal(daily(50), spend=stale))
-    assert hdr(limiter.headers(a), "x-tollgate-budget-remaining-usd") == "50.000000"
-    await limiter.release(a)
+    assert hdr(a.headers, "x-tollgate-budget-remaining-usd") == "50.000000"
+    await a.release()
     fresh = {("key", "key_alice", Period.DAY): (today, 49 * USD)}
     a = await admit(limiter, principal(daily(50), spend=fresh))
-    assert hdr(limiter.headers(a), "x-tollgate-budget-remaining-usd") == "1.000000"
-    await limiter.settle(a, 600_000, 1, 1)
+    assert hdr(a.headers, "x-tollgate-budget-remaining-usd") == "1.000000"
+    await a.settle(600_000, 1, 1)
     # A restart / new replica: fresh counters, the ledger says 49.60 now.
     restarted = Limiter(MemoryCounters(), clock)
     seed = {("key", "key_alice", Period.DAY): (today, 49_600_000)}
     a = await admit(restarted, principal(daily(50), spend=seed))
-    assert hdr(restarted.headers(a), "x-tollgate-budget-remaining-usd") == "0.400000"
+    assert hdr(a.headers, "x-tollgate-budget-remaining-usd") == "0.400000"
 
 
 async def test_reserve_settle_release_and_held_refusal() -> None:
@@ -390,13 +390,13 @@ async def test_reserve_settle_release_and_held_refusal() -> None:
         "($0.00 spent, $0.20 held by requests in flight); retry in 5 s."
     )
     assert hdr(err, "retry-after") == "5" and hdr(err, "x-should-retry") is None
-    await limiter.release(held[0])
+    await held[0].release()
     again = await admit(limiter, p)
-    await limiter.settle(again, 50_000, 1000, 3000)
-    await limiter.settle(again, 50_000, 1000, 3000)  # idempotent
-    await limiter.release(again)  # after settle: no effect
+    await again.settle(50_000, 1000, 3000)
+    await again.settle(50_000, 1000, 3000)  # idempotent
+    await again.release()  # after settle: no effect
     for a in (*held[1:], tail):
-        await limiter.settle(a, 50_000, 1000, 3000)
+        await a.settle(50_000, 1000, 3000)
     err = await refused(limiter, p)
     assert "is spent ($0.20)" in err.message and hdr(err, "x-should-retry") == "false"
 
@@ -408,7 +408,7 @@ async def test_headers() -> None:
     a = await admit(limiter, p)
     await admit(limiter, p)
     b = await admit(limiter, p)
-    headers = dict(limiter.headers(b))
+    headers = dict(b.headers)
     assert headers == {
         b"x-tollgate-ratelimit-requests-limit": b"10",
         b"x-tollgate-ratelimit-requests-remaining": b"7",
@@ -422,7 +422,7 @@ async def test_headers() -> None:
         b"x-tollgate-budget-reset": b"2026-11-29T00:00:00Z",
     }
     assert not any(k.startswith(b"anthropic-") for k in headers)
-    await limiter.settle(a, 1_234_567, 100, 200)
+    await a.settle(1_234_567, 100, 200)
 
 
 # --- counter store failure policy -------------------------------------------------------------
@@ -441,8 +441,8 @@ async def test_counters_down_fail_closed_for_budgets() -> None:
 async def test_counters_down_fail_open_when_configured() -> None:
     limiter = Limiter(Down(), redis_failure="open")
     a = await admit(limiter, principal(daily(50)))
-    assert a.unchecked and limiter.headers(a) == []
-    await limiter.settle(a, 100, 1, 1)
+    assert a.unchecked and a.headers == ()
+    await a.settle(100, 1, 1)
     # A per-request override (the workspace's own policy) wins over the limiter's default.
     with pytest.raises(GatewayError):
         await limiter.admit(
@@ -463,7 +463,7 @@ async def test_settle_failure_is_logged_not_raised(caplog: pytest.LogCaptureFixt
 
     limiter = Limiter(SettleDown())
     a = await admit(limiter, principal(daily(50)))
-    await limiter.settle(a, 100, 1, 1)
+    await a.settle(100, 1, 1)
     assert "could not settle" in caplog.text
 
 
@@ -509,7 +509,7 @@ async def run_burst(limiters: list[Limiter], n: int, seed: int) -> tuple[int, in
             refusals.append(err.message)
             return
         await asyncio.sleep(0.001 + d2 * 0.01)
-        await limiter.settle(a, *cost)
+        await a.settle(*cost)
         settled.append(cost[0])
 
     await asyncio.gather(*(one(*args) for args in plan))
@@ -581,7 +581,7 @@ async def test_engine_on_redis_rpm_and_budget(redis_prefix: str) -> None:
         for _ in range(12):
             try:
                 a = await admit(limiter, alice)
-                await limiter.settle(a, 10_000, 10, 10)
+                await a.settle(10_000, 10, 10)
                 outcomes.append(True)
             except GatewayError as err:
                 assert err.message.startswith("Rate limit of 10 requests per minute for key ")

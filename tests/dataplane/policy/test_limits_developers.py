@@ -84,6 +84,6 @@ async def test_spend_is_seeded_from_the_developer_scope() -> None:
     # A key's seed with the same id does not count for the developer.
     other = {("key", "dev_alice", Period.DAY): (window.start_ms, 50 * USD)}
     admission = await admit(limiter, developer_principal(daily(50), spend=other))
-    headers = limiter.headers(admission)
+    headers = admission.headers
     assert hdr(headers, "x-tollgate-budget-scope") == "developer/day"
     assert hdr(headers, "x-tollgate-budget-limit-usd") == "50.000000"

@@ -41,8 +41,8 @@ async def test_missed_settle_and_release_are_applied_when_the_store_returns() ->
     served, failed = await admit(limiter, p), await admit(limiter, p)
     assert budget(counters)[1] > 0
     counters.down = True
-    await limiter.settle(served, 1234, 10, 5)
-    await limiter.release(failed)
+    await served.settle(1234, 10, 5)
+    await failed.release()
     assert limiter.unfinished == 2 and budget(counters)[1] > 0
     await asyncio.sleep(0.7)
     assert limiter.unfinished == 2  # still down: kept, retried later
@@ -53,7 +53,7 @@ async def test_missed_settle_and_release_are_applied_when_the_store_returns() ->
         await asyncio.sleep(0.05)
     assert limiter.unfinished == 0
     assert budget(counters) == (1234, 0)  # the spend counted once, nothing held
-    await limiter.settle(served, 1234, 10, 5)  # idempotent afterwards too
+    await served.settle(1234, 10, 5)  # idempotent afterwards too
     assert budget(counters) == (1234, 0)
     await limiter.aclose()
 
@@ -63,6 +63,6 @@ async def test_aclose_stops_retrying() -> None:
     limiter = Limiter(counters)
     a = await admit(limiter, principal(daily(50)))
     counters.down = True
-    await limiter.settle(a, 10, 1, 1)
+    await a.settle(10, 1, 1)
     await limiter.aclose()
-    assert limiter._retrying is not None and limiter._retrying.done()
+    assert limiter.settlements._retrying is not None and limiter.settlements._retrying.done()

@@ -3,6 +3,7 @@ an applied delta reuses what did not change (adapters, compiled routes)."""
 
 from __future__ import annotations
 
+import fnmatch
 import time
 
 from dataplane.config.snapshot import Snapshot
@@ -109,9 +110,44 @@ def test_a_key_delta_in_a_big_fleet_shares_everything_else() -> None:
     after = holder.swap(state.snapshot)
     took = time.perf_counter() - started
     assert after.adapters is before.adapters and after.routes is before.routes
-    assert after.direct is before.direct
+    assert after.direct is before.direct and after.model_lists is before.model_lists
     assert len(after.snapshot.keys_by_hash) == 20_001 and after is holder.runtime
     assert took < 0.01  # typically tens of microseconds
+
+
+def test_a_members_model_list_is_compiled_once_and_matches_as_fnmatchcase() -> None:
+    """The member's glob list is one compiled regex, kept across swaps, deciding exactly as
+    fnmatchcase over the list (empty = any model)."""
+    globs = ["claude-sonnet-*", "claude-haiku-4-5", "*[!a-z]opus?"]
+    listed_key = key(2)
+    listed_key.models.extend(globs)
+    msg = discovery_pb2.Snapshot(
+        version="v1",
+        workspaces=[common_pb2.Workspace(name="w")],
+        providers=[provider("a"), provider("b")],
+        routes=[ROUTE],
+        keys=[key(1), listed_key],
+    )
+    holder = runtimes.holder()
+    first = holder.swap(Snapshot.from_proto(msg))
+    free, listed = pinned(first, 1), pinned(first, 2)
+    models = [
+        "claude-sonnet-4-5",
+        "claude-haiku-4-5",
+        "claude-haiku-4-5x",
+        "x9opus1",
+        "Claude-sonnet",
+    ]
+    for model in models:
+        assert free.member_admits(model)
+        assert listed.member_admits(model) == any(fnmatch.fnmatchcase(model, g) for g in globs)
+    assert {listed.member_admits(m) for m in models} == {True, False}
+    compiled = first.model_lists._compiled[tuple(globs)]
+    msg.version = "v2"
+    second = holder.swap(Snapshot.from_proto(msg))
+    assert second.model_lists is first.model_lists
+    assert pinned(second, 2).member_admits("claude-sonnet-4")
+    assert second.model_lists._compiled[tuple(globs)] is compiled  # not compiled again
 
 
 def test_a_holder_before_its_first_snapshot() -> None:
