@@ -16,6 +16,29 @@ from hypercorn.config import Config
 from tests.fakes.strict import Strict, watch
 
 
+async def read_body(receive: Any) -> bytes:
+    """The whole body of an ASGI HTTP request, however many ``http.request`` messages carry it."""
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
+
+
+class HeaderLookup:
+    """For a recorded request keeping the raw ASGI ``headers``: one header's value by its
+    lower-case name (the first, decoded as Latin-1), or None."""
+
+    headers: list[tuple[bytes, bytes]]
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.decode().lower() == name:
+                return v.decode("latin-1")
+        return None
+
+
 class LoopbackServer:
     port = 0
     _stop: asyncio.Event | None = None
