@@ -28,11 +28,10 @@ from dataplane.process.server import DataPlane, Settings
 from gwclient.client import GatewayClient
 from tests.e2e.faults_support import MODEL, SMALL_USAGE, TcpProxy, sse_names
 from tests.e2e.test_gateway import (
-    ADMIN,
     DP_TOKEN,
     ROOT,
     ControlPlaneProcess,
-    alice_in_team_a,
+    alice_on_control_plane,
     call,
     free_port,
     start_dp,
@@ -57,18 +56,8 @@ class Setup:
 
 @pytest.fixture
 async def setup(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Setup]:
-    upstream = FakeAnthropic()
-    await upstream.start()
-    cp = ControlPlaneProcess(sqlite_url, tmp_path / "cp.log")
-    await cp.start()
-    admin = GatewayClient(cp.address, ADMIN)
-    created = await alice_in_team_a(admin, upstream.base_url)
-    try:
-        yield Setup(cp, admin, upstream, created.secret, tmp_path)
-    finally:
-        await admin.close()
-        cp.stop()
-        await upstream.stop()
+    async with alice_on_control_plane(sqlite_url, tmp_path) as s:
+        yield Setup(s.cp, s.admin, s.upstream, s.created.secret, tmp_path)
 
 
 def slow_answer(_req: object) -> Scripted:

@@ -7,6 +7,7 @@ real subprocess so that it can be killed (SIGKILL, no goodbye) and restarted on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -149,24 +150,42 @@ async def alice_in_team_a(admin: GatewayClient, upstream_url: str) -> admin_pb2.
     )
 
 
+@dataclass
+class AliceSetup:
+    upstream: FakeAnthropic
+    cp: ControlPlaneProcess
+    admin: GatewayClient
+    created: admin_pb2.CreateKeyResponse
+
+
+@contextlib.asynccontextmanager
+async def alice_on_control_plane(db_url: str, tmp_path: Path) -> AsyncIterator[AliceSetup]:
+    """The fake upstream, a control-plane process on ``db_url`` (its log ``tmp_path/cp.log``),
+    an admin client and :func:`alice_in_team_a`; on the way out the client is closed, then the
+    control plane and the upstream stopped."""
+    async with FakeAnthropic() as upstream:
+        cp = ControlPlaneProcess(db_url, tmp_path / "cp.log")
+        await cp.start()
+        admin = GatewayClient(cp.address, ADMIN)
+        try:
+            created = await alice_in_team_a(admin, upstream.base_url)
+            yield AliceSetup(upstream, cp, admin, created)
+        finally:
+            await admin.close()
+            cp.stop()
+
+
 @pytest.fixture
 async def gateway(db_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
-    upstream = FakeAnthropic()
-    await upstream.start()
-    cp = ControlPlaneProcess(db_url, tmp_path / "cp.log")
-    await cp.start()
-    admin = GatewayClient(cp.address, ADMIN)
-    created = await alice_in_team_a(admin, upstream.base_url)
-    dp = await start_dp(cp, tmp_path / "dp")
-    await dp.wait_for_snapshot()
-    gw = Gateway(cp, dp, upstream, admin, created.secret, created.key.id, tmp_path)
-    try:
-        yield gw
-    finally:
-        await gw.dp.stop()
-        await admin.close()
-        cp.stop()
-        await upstream.stop()
+    async with alice_on_control_plane(db_url, tmp_path) as s:
+        dp = await start_dp(s.cp, tmp_path / "dp")
+        try:
+            await dp.wait_for_snapshot()
+            yield Gateway(
+                s.cp, dp, s.upstream, s.admin, s.created.secret, s.created.key.id, tmp_path
+            )
+        finally:
+            await dp.stop()
 
 
 def body(text: str = "hi", stream: bool = True) -> bytes:

@@ -42,6 +42,7 @@ import pytest
 
 from gwapi.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 from gwclient.client import GatewayClient
+from tests.e2e.providers_support import vertex_at
 from tests.e2e.test_gateway import free_port
 from tests.fakes.anthropic import FakeAnthropic, Scripted
 from tests.fakes.otlp_collector import FakeCollector
@@ -340,18 +341,7 @@ async def test_no_secret_is_left_anywhere(tmp_path: Path, caplog: pytest.LogCapt
             env=gwctl_env,
         )
         assert "stored on the control plane" in shown
-        await admin.create_provider(
-            common_pb2.Provider(
-                name="vertex",
-                kind="vertex",
-                base_url=vertex.api_base,
-                options={
-                    "project": vertex.project,
-                    "region": "us-east5",
-                    "credentials_file": str(sa_file),
-                },
-            )
-        )
+        await admin.create_provider(vertex_at(vertex.api_base, vertex.project, sa_file))
         keys = {}
         for name, provider, budget in (
             ("alice", "anthropic", 0),

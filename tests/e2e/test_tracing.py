@@ -130,18 +130,8 @@ async def post(dp: DataPlane, secret: str, **extra: str) -> httpx.Response:
 
 @pytest.fixture
 async def collector() -> AsyncIterator[FakeCollector]:
-    fake = FakeCollector(required_headers={"authorization": f"Bearer {COLLECTOR_KEY}"})
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def backup() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic(text="Served by the backup provider.")
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with FakeCollector(required_headers={"authorization": f"Bearer {COLLECTOR_KEY}"}) as fake:
+        yield fake
 
 
 def traced(collector: FakeCollector) -> dict[str, Any]:

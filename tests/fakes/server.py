@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import Any
+from typing import Any, Self
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -78,6 +78,14 @@ class LoopbackServer:
             raise RuntimeError(f"{type(self).__name__} stopped while starting")
         if isinstance(self, Strict):
             watch(self)
+
+    async def __aenter__(self) -> Self:
+        """Serving (:meth:`start`) inside the block, stopped (:meth:`stop`) on the way out."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     async def stop(self) -> None:
         if self._stop is not None:

@@ -1,0 +1,44 @@
+"""The cloud providers the end-to-end tests configure against the Bedrock and Vertex fakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gwapi.v1 import common_pb2
+
+
+def bedrock_at(
+    base_url: str,
+    name: str = "bedrock",
+    access_key_env: str = "FAKE_AK",
+    secret_key_env: str = "FAKE_SK",
+) -> common_pb2.Provider:
+    """A Bedrock provider in ``us-east-1`` at ``base_url``, signing with the AWS key pair the
+    data plane reads from ``access_key_env`` and ``secret_key_env``."""
+    return common_pb2.Provider(
+        name=name,
+        kind="bedrock",
+        base_url=base_url,
+        options={
+            "region": "us-east-1",
+            "access_key_env": access_key_env,
+            "secret_key_env": secret_key_env,
+        },
+    )
+
+
+def vertex_at(
+    base_url: str, project: str, credentials_file: Path, name: str = "vertex"
+) -> common_pb2.Provider:
+    """A Vertex provider in ``us-east5`` at ``base_url`` for ``project``, authenticating with
+    the service-account file ``credentials_file``."""
+    return common_pb2.Provider(
+        name=name,
+        kind="vertex",
+        base_url=base_url,
+        options={
+            "project": project,
+            "region": "us-east5",
+            "credentials_file": str(credentials_file),
+        },
+    )
