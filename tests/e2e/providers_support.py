@@ -1,4 +1,5 @@
-"""The cloud providers the end-to-end tests configure against the Bedrock and Vertex fakes."""
+"""Providers and routes the end-to-end tests configure: the cloud providers against the Bedrock
+and Vertex fakes, and a breaker route whose first target is dead."""
 
 from __future__ import annotations
 
@@ -41,4 +42,22 @@ def vertex_at(
             "region": "us-east5",
             "credentials_file": str(credentials_file),
         },
+    )
+
+
+DEAD_URL = "http://127.0.0.1:9"  # the discard port: nothing listens, every call fails to connect
+
+
+def dead_then(provider: str) -> common_pb2.Route:
+    """Route ``main``: provider ``dead`` (an anthropic provider at :data:`DEAD_URL`, configured by
+    the test) first, then ``provider``; the breaker opens after 2 failures for 10 minutes."""
+    return common_pb2.Route(
+        name="main",
+        mode="fallback",
+        targets=[
+            common_pb2.RouteTarget(provider="dead"),
+            common_pb2.RouteTarget(provider=provider),
+        ],
+        breaker_failures=2,
+        breaker_cooldown_s=600,
     )

@@ -36,9 +36,8 @@ from gwctl.main import build_parser
 from tests.dataplane.providers.test_bedrock import ENV as BEDROCK_ENV
 from tests.e2e.faults_support import WatchedAnthropic
 from tests.e2e.providers_support import bedrock_at
-from tests.e2e.test_gateway import anthropic_at
 from tests.fakes import bedrock as fake_bedrock
-from tests.fakes.anthropic import UPSTREAM_KEY, Scripted, message_body, stream_frames
+from tests.fakes.anthropic import UPSTREAM_KEY, Scripted, anthropic_at, message_body, stream_frames
 
 pytestmark = pytest.mark.e2e
 

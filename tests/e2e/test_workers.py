@@ -28,10 +28,15 @@ import pytest
 
 from gwclient.client import GatewayClient
 from tests.dataplane.redis_support import REDIS_URL
-from tests.e2e.test_gateway import DP_TOKEN, ROOT, ControlPlaneProcess, alice_on_control_plane
+from tests.e2e.test_gateway import (
+    DP_TOKEN,
+    ROOT,
+    ControlPlaneProcess,
+    alice_on_control_plane,
+    free_port,
+)
 from tests.e2e.workers_support import (
     WorkersProcess,
-    free_port,
     per_worker,
     spooled_records,
     workers_on_redis,

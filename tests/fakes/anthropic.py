@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from gwapi.v1 import common_pb2
 from tests.fakes.server import HeaderLookup, LoopbackServer, read_body
 from tests.fakes.strict import Strict
 
@@ -29,6 +30,14 @@ DEFAULT_USAGE: dict[str, Any] = {
     "cache_creation": {"ephemeral_5m_input_tokens": 2000, "ephemeral_1h_input_tokens": 500},
     "output_tokens": 1,
 }
+
+
+def anthropic_at(upstream_url: str) -> common_pb2.Provider:
+    """Provider ``anthropic`` at a fake upstream, its key (:data:`UPSTREAM_KEY`) from the data
+    plane's environment variable ``UPSTREAM_KEY``."""
+    return common_pb2.Provider(
+        name="anthropic", kind="anthropic", base_url=upstream_url, api_key_env="UPSTREAM_KEY"
+    )
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
