@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from tests.deploy.promql import PromQLError, Series, check, exported_series, read
+from tests.e2e.providers_support import DEAD_URL, dead_then
 from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ROOT, ControlPlaneProcess, body, free_port
 
 pytestmark = pytest.mark.e2e
@@ -69,22 +70,9 @@ async def _configure(cp: ControlPlaneProcess) -> dict[str, str]:
             await admin.create_workspace(common_pb2.Workspace(name=ws))
         await admin.create_provider(common_pb2.Provider(name="sim", kind="simulator"))
         await admin.create_provider(
-            common_pb2.Provider(
-                name="dead", kind="anthropic", base_url="http://127.0.0.1:9", api_key_env="UK"
-            )
+            common_pb2.Provider(name="dead", kind="anthropic", base_url=DEAD_URL, api_key_env="UK")
         )
-        await admin.create_route(
-            common_pb2.Route(
-                name="main",
-                mode="fallback",
-                targets=[
-                    common_pb2.RouteTarget(provider="dead"),
-                    common_pb2.RouteTarget(provider="sim"),
-                ],
-                breaker_failures=2,
-                breaker_cooldown_s=600,
-            )
-        )
+        await admin.create_route(dead_then("sim"))
         spent = common_pb2.Limits(
             budgets=[common_pb2.Budget(amount_micros=1, period=common_pb2.PERIOD_DAY)]
         )

@@ -18,6 +18,18 @@ from __future__ import annotations
 import asyncio
 
 
+async def relay(
+    src: asyncio.StreamReader, dst: asyncio.StreamWriter, record: bytearray | None = None
+) -> None:
+    """Copy ``src`` to ``dst`` until ``src`` ends, appending each chunk to ``record`` too when one
+    is given. A failure on either side propagates; ending ``dst`` is the caller's choice."""
+    while data := await src.read(65536):
+        if record is not None:
+            record += data
+        dst.write(data)
+        await dst.drain()
+
+
 class RoundRobin:
     """``await RoundRobin(["127.0.0.1:8001", …]).start()``; then ``address`` and ``port``."""
 
@@ -81,9 +93,7 @@ class RoundRobin:
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
+                await relay(src, dst)
             except (OSError, RuntimeError):
                 dst.transport.abort()  # a reset on one side is a reset on the other
             else:

@@ -20,7 +20,12 @@ def claude_code() -> Path:
 @pytest.fixture
 async def upstream() -> AsyncIterator[FakeAnthropic]:
     """The strict fake Anthropic API for one test (a module may override it with its own)."""
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def backup() -> AsyncIterator[FakeAnthropic]:
+    """A second fake Anthropic API, answering with its own text: where a route falls back to."""
+    async with FakeAnthropic(text="Served by the backup provider.") as fake:
+        yield fake

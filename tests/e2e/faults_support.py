@@ -22,6 +22,7 @@ from dataplane.policy.counters.memory import MemoryCounters
 from dataplane.process.server import DataPlane, Settings
 from gwapi.v1 import common_pb2, discovery_pb2, telemetry_pb2
 from tests.dataplane.conftest import SECRET, build_snapshot, usage_events
+from tests.e2e.balancer import relay
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
 
 KEY_ID = "key_alice"
@@ -202,9 +203,7 @@ class TcpProxy:
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
+                await relay(src, dst)
             except (OSError, RuntimeError):
                 pass
             finally:

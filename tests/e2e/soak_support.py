@@ -21,7 +21,7 @@ import httpx
 import orjson
 import psycopg
 
-from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ROOT, free_port, wait_for
+from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ROOT, free_port, stop_process, wait_for
 from tests.fakes import bedrock as fake_bedrock
 from tests.fakes.anthropic import FakeAnthropic, Received, Scripted, message_body, stream_frames
 
@@ -121,12 +121,7 @@ class DataPlaneProcess:
         return self.log.read_text(errors="replace")[-3000:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, 15)
 
 
 class Peaks:

@@ -20,6 +20,7 @@ import pytest
 
 from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
+from tests.e2e.providers_support import DEAD_URL, dead_then
 from tests.e2e.test_gateway import ADMIN, ROOT, ControlPlaneProcess, body, start_dp
 from tests.fakes.anthropic import FakeAnthropic
 
@@ -35,24 +36,13 @@ async def test_open_breaker_is_visible_in_list_dataplanes_and_gwctl(
     dp = None
     try:
         await admin.create_workspace(common_pb2.Workspace(name="team-a"))
-        for name, url in (("dead", "http://127.0.0.1:9"), ("anthropic", upstream.base_url)):
+        for name, url in (("dead", DEAD_URL), ("anthropic", upstream.base_url)):
             await admin.create_provider(
                 common_pb2.Provider(
                     name=name, kind="anthropic", base_url=url, api_key_env="UPSTREAM_KEY"
                 )
             )
-        await admin.create_route(
-            common_pb2.Route(
-                name="main",
-                mode="fallback",
-                targets=[
-                    common_pb2.RouteTarget(provider="dead"),
-                    common_pb2.RouteTarget(provider="anthropic"),
-                ],
-                breaker_failures=2,
-                breaker_cooldown_s=600,
-            )
-        )
+        await admin.create_route(dead_then("anthropic"))
         created = await admin.create_key(
             admin_pb2.CreateKeyRequest(workspace="team-a", name="alice", route="main")
         )

@@ -23,9 +23,9 @@ from gwapi.v1 import admin_pb2, common_pb2, discovery_pb2, telemetry_pb2
 from gwclient.client import GatewayClient
 from tests.dataplane.conftest import SECRET, build_snapshot, sha, start_dataplane
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
-from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ControlPlaneProcess, anthropic_at
+from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ControlPlaneProcess
 from tests.e2e.workers_support import per_worker, workers_on_redis
-from tests.fakes.anthropic import FakeAnthropic, Scripted, stream_frames
+from tests.fakes.anthropic import FakeAnthropic, Scripted, anthropic_at, stream_frames
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e

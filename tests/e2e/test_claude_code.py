@@ -39,6 +39,7 @@ from dataplane.process.server import Settings as DataPlaneSettings
 from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from tests.ci import claude_code_path
+from tests.e2e.balancer import relay
 from tests.e2e.claude_tmux import cli_lock_async
 from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic, Received
 
@@ -82,11 +83,7 @@ class TcpTap:
             src: asyncio.StreamReader, dst: asyncio.StreamWriter, rec: bytearray | None
         ) -> None:
             try:
-                while data := await src.read(65536):
-                    if rec is not None:
-                        rec += data
-                    dst.write(data)
-                    await dst.drain()
+                await relay(src, dst, rec)
             except (ConnectionError, asyncio.CancelledError):
                 pass
             finally:
@@ -129,19 +126,26 @@ class TcpTap:
         return out
 
 
+class ThroughTap:
+    """A setup where Claude Code connects through ``tap``, a :class:`TcpTap` in front of the
+    data plane."""
+
+    tap: TcpTap
+
+    @property
+    def base_url(self) -> str:
+        """Where Claude Code connects: the tap in front of the data plane."""
+        return f"http://127.0.0.1:{self.tap.port}"
+
+
 @dataclass
-class Gateway:
+class Gateway(ThroughTap):
     fake: FakeAnthropic
     dataplane: DataPlane
     admin: GatewayClient
     tap: TcpTap
     secret: str
     key_id: str
-
-    @property
-    def base_url(self) -> str:
-        """Where Claude Code connects: the tap in front of the data plane."""
-        return f"http://127.0.0.1:{self.tap.port}"
 
 
 async def key_on_fake(

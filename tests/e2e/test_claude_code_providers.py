@@ -28,6 +28,7 @@ from dataplane.process.server import DataPlane
 from dataplane.process.server import Settings as DataPlaneSettings
 from gwapi.v1 import admin_pb2, common_pb2, telemetry_pb2
 from gwclient.client import GatewayClient
+from tests.e2e.providers_support import bedrock_at, vertex_at
 from tests.e2e.test_claude_code import claude_env, run_claude
 from tests.fakes.anthropic import DEFAULT_USAGE, FakeAnthropic, Scripted
 from tests.fakes.bedrock import ACCESS_KEY, SECRET_KEY, FakeBedrock
@@ -86,29 +87,9 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         async with running(settings) as cp, GatewayClient(f"127.0.0.1:{cp.port}", ADMIN) as admin:
             await admin.create_workspace(common_pb2.Workspace(name="cloud"))
             await admin.create_provider(
-                common_pb2.Provider(
-                    name="bedrock",
-                    kind="bedrock",
-                    base_url=bedrock.base_url,
-                    options={
-                        "region": "us-east-1",
-                        "access_key_env": "E2E_AWS_ACCESS",
-                        "secret_key_env": "E2E_AWS_SECRET",
-                    },
-                )
+                bedrock_at(bedrock.base_url, "bedrock", "E2E_AWS_ACCESS", "E2E_AWS_SECRET")
             )
-            await admin.create_provider(
-                common_pb2.Provider(
-                    name="vertex",
-                    kind="vertex",
-                    base_url=vertex.api_base,
-                    options={
-                        "project": vertex.project,
-                        "region": "us-east5",
-                        "credentials_file": str(sa_file),
-                    },
-                )
-            )
+            await admin.create_provider(vertex_at(vertex.api_base, vertex.project, sa_file))
             await admin.create_provider(
                 common_pb2.Provider(
                     name="anthropic",
@@ -182,7 +163,28 @@ def client_env(stack: Stack, home: Path, door: str, provider: str) -> dict[str, 
 
 
 async def events_of(admin: GatewayClient, key_name: str) -> list[telemetry_pb2.UsageEvent]:
-    return [e async for e in admin.tail_logs(limit=100) if e.key_name == key_name]
+    """The usage events of key ``key_name``, once the first reached the control plane."""
+    events: list[telemetry_pb2.UsageEvent] = []
+    for _ in range(100):
+        events = [e async for e in admin.tail_logs(limit=100) if e.key_name == key_name]
+        if events:
+            break
+        await asyncio.sleep(0.1)
+    assert events, "no usage reached the control plane"
+    return events
+
+
+def usage_of(event: telemetry_pb2.UsageEvent) -> TokenUsage:
+    """The token counts an event was metered on."""
+    u = event.usage
+    return TokenUsage(
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_creation_input_tokens,
+        u.cache_read_input_tokens,
+        u.cache_write_5m_tokens,
+        u.cache_write_1h_tokens,
+    )
 
 
 def expected_usage() -> TokenUsage:
@@ -227,24 +229,11 @@ async def test_claude_code_through_bedrock_and_vertex(
 
     # Metered exactly: the fake's token counts at the served model's price, to the micro-dollar.
     prices = PriceTable.from_proto(await stack.admin.list_prices())
-    events: list[telemetry_pb2.UsageEvent] = []
-    for _ in range(100):
-        events = await events_of(stack.admin, f"cc-{provider}")
-        if events:
-            break
-        await asyncio.sleep(0.1)
-    assert events, "no usage reached the control plane"
+    events = await events_of(stack.admin, f"cc-{provider}")
     for event in events:
         assert event.status == 200 and event.provider == provider and not event.error_type
         u = event.usage
-        got = TokenUsage(
-            u.input_tokens,
-            u.output_tokens,
-            u.cache_creation_input_tokens,
-            u.cache_read_input_tokens,
-            u.cache_write_5m_tokens,
-            u.cache_write_1h_tokens,
-        )
+        got = usage_of(event)
         assert got == expected_usage()
         assert u.cost_micros == prices.price(event.model_served, got).cost_micros > 0
         assert event.session_id
@@ -268,26 +257,13 @@ async def test_claude_code_falls_back_from_anthropic_to_bedrock_with_a_model_ove
         r.model_id for r in stack.bedrock.requests
     ]
     prices = PriceTable.from_proto(await stack.admin.list_prices())
-    events: list[telemetry_pb2.UsageEvent] = []
-    for _ in range(100):
-        events = await events_of(stack.admin, "cc-fallback")
-        if events:
-            break
-        await asyncio.sleep(0.1)
-    assert events, "no usage reached the control plane"
+    events = await events_of(stack.admin, "cc-fallback")
     for event in events:
         assert event.status == 200 and event.provider == "bedrock"
         assert [a.outcome for a in event.attempt_log] == ["fell_back", "served"]
         assert event.attempt_log[1].model == OVERRIDE
         u = event.usage
-        got = TokenUsage(
-            u.input_tokens,
-            u.output_tokens,
-            u.cache_creation_input_tokens,
-            u.cache_read_input_tokens,
-            u.cache_write_5m_tokens,
-            u.cache_write_1h_tokens,
-        )
+        got = usage_of(event)
         assert got == expected_usage()
         # Priced as the model that served (Sonnet 4.5), not the one Claude Code asked for.
         assert u.cost_micros == prices.price("claude-sonnet-4-5-20250929", got).cost_micros

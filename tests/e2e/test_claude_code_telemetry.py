@@ -38,6 +38,7 @@ from tests.dataplane.otlp_support import fixtures
 from tests.e2e.test_claude_code import (
     CLAUDE,
     TcpTap,
+    ThroughTap,
     claude_env,
     key_on_fake,
     run_claude,
@@ -55,7 +56,7 @@ COLLECTOR_KEY = "collector-key-telemetry-e2e-0123456789"
 
 
 @dataclass
-class Setup:
+class Setup(ThroughTap):
     cp: Running
     fake: FakeAnthropic
     collector: FakeCollector
@@ -63,10 +64,6 @@ class Setup:
     tap: TcpTap
     secret: str
     key_id: str
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.tap.port}"
 
 
 @pytest.fixture

@@ -37,10 +37,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[WatchedAnthropic]:
-    fake = WatchedAnthropic()
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with WatchedAnthropic() as fake:
+        yield fake
 
 
 async def closed_by_server(reader: asyncio.StreamReader, within: float) -> bytes:

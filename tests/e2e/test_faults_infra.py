@@ -11,8 +11,6 @@ import asyncio
 import errno
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,13 +26,12 @@ from dataplane.process.server import DataPlane, Settings
 from gwclient.client import GatewayClient
 from tests.e2e.faults_support import MODEL, SMALL_USAGE, TcpProxy, sse_names
 from tests.e2e.test_gateway import (
-    ADMIN,
     DP_TOKEN,
-    ROOT,
     ControlPlaneProcess,
-    alice_in_team_a,
+    alice_on_control_plane,
     call,
     free_port,
+    spawn_dp,
     start_dp,
     total,
     wait_for,
@@ -57,18 +54,8 @@ class Setup:
 
 @pytest.fixture
 async def setup(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Setup]:
-    upstream = FakeAnthropic()
-    await upstream.start()
-    cp = ControlPlaneProcess(sqlite_url, tmp_path / "cp.log")
-    await cp.start()
-    admin = GatewayClient(cp.address, ADMIN)
-    created = await alice_in_team_a(admin, upstream.base_url)
-    try:
-        yield Setup(cp, admin, upstream, created.secret, tmp_path)
-    finally:
-        await admin.close()
-        cp.stop()
-        await upstream.stop()
+    async with alice_on_control_plane(sqlite_url, tmp_path) as s:
+        yield Setup(s.cp, s.admin, s.upstream, s.created.secret, tmp_path)
 
 
 def slow_answer(_req: object) -> Scripted:
@@ -101,17 +88,9 @@ async def test_sigterm_during_50_streams_drains_them_and_sends_new_work_elsewher
     s.upstream.on_request = slow_answer
     port = free_port()
     log = s.tmp / "dp1.log"
-    env = {**os.environ, "UPSTREAM_KEY": UPSTREAM_KEY, "TOLLGATE_DATAPLANE_TOKEN": DP_TOKEN}
-    args = ["--listen", f"127.0.0.1:{port}", "--control-plane", s.cp.address]
-    args += ["--state-dir", str(s.tmp / "dp1"), "--drain-seconds", "2", "--graceful-s", "10"]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gwctl.main", "dataplane", "serve", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = spawn_dp(
+        s.cp.address, port, s.tmp / "dp1", log, "--drain-seconds", "2", "--graceful-s", "10"
+    )
     other: DataPlane | None = None
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as probe:

@@ -38,10 +38,8 @@ SSE = [(b"content-type", b"text/event-stream")]
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[WatchedAnthropic]:
-    fake = WatchedAnthropic()
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with WatchedAnthropic() as fake:
+        yield fake
 
 
 async def post(port: int) -> httpx.Response:

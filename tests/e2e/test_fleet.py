@@ -55,9 +55,16 @@ from tests.e2e.fleet_support import (
     worker_pid,
 )
 from tests.e2e.soak_support import DataPlaneProcess
-from tests.e2e.test_gateway import ADMIN, ControlPlaneProcess, anthropic_at, wait_for
+from tests.e2e.test_gateway import ADMIN, ControlPlaneProcess, wait_for
 from tests.e2e.workers_support import spooled_records
-from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic, Received, Scripted, stream_frames
+from tests.fakes.anthropic import (
+    UPSTREAM_KEY,
+    FakeAnthropic,
+    Received,
+    Scripted,
+    anthropic_at,
+    stream_frames,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 

@@ -7,6 +7,7 @@ real subprocess so that it can be killed (SIGKILL, no goodbye) and restarted on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -14,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import pytest
 from dataplane.process.server import DataPlane, Settings
 from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
-from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic
+from tests.fakes.anthropic import UPSTREAM_KEY, FakeAnthropic, anthropic_at
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -39,6 +40,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM ``proc`` if it still runs; if it has not exited ``timeout`` seconds later, SIGKILL
+    it (and reap it)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 class ControlPlaneProcess:
@@ -94,12 +107,8 @@ class ControlPlaneProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self.proc is not None:
+            stop_process(self.proc, 10)
 
 
 @dataclass
@@ -117,6 +126,30 @@ class Gateway:
         return f"http://127.0.0.1:{self.dp.port}"
 
 
+def spawn_dp(
+    control_plane: str,
+    port: int,
+    state_dir: Path,
+    log: Path,
+    *flags: str,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``gwctl dataplane serve`` as its own process on ``127.0.0.1:port``, its output appended
+    to ``log``: the data-plane token and the fake upstream's key in its environment (and
+    ``env``), ``flags`` after listen, control plane and state directory. Not waited for."""
+    args = ["--listen", f"127.0.0.1:{port}", "--control-plane", control_plane]
+    args += ["--state-dir", str(state_dir), *flags]
+    variables = {**os.environ, "UPSTREAM_KEY": UPSTREAM_KEY, "TOLLGATE_DATAPLANE_TOKEN": DP_TOKEN}
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gwctl.main", "dataplane", "serve", *args],
+            cwd=ROOT,
+            env={**variables, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 async def start_dp(cp: ControlPlaneProcess, state_dir: Path) -> DataPlane:
     dp = DataPlane(
         Settings(
@@ -131,14 +164,6 @@ async def start_dp(cp: ControlPlaneProcess, state_dir: Path) -> DataPlane:
     return dp
 
 
-def anthropic_at(upstream_url: str) -> common_pb2.Provider:
-    """Provider ``anthropic`` at the fake upstream, its key from the data plane's
-    ``UPSTREAM_KEY``."""
-    return common_pb2.Provider(
-        name="anthropic", kind="anthropic", base_url=upstream_url, api_key_env="UPSTREAM_KEY"
-    )
-
-
 async def alice_in_team_a(admin: GatewayClient, upstream_url: str) -> admin_pb2.CreateKeyResponse:
     """Workspace ``team-a``, :func:`anthropic_at` ``upstream_url`` and key ``alice`` on it: what
     most end-to-end tests start from."""
@@ -149,24 +174,42 @@ async def alice_in_team_a(admin: GatewayClient, upstream_url: str) -> admin_pb2.
     )
 
 
+@dataclass
+class AliceSetup:
+    upstream: FakeAnthropic
+    cp: ControlPlaneProcess
+    admin: GatewayClient
+    created: admin_pb2.CreateKeyResponse
+
+
+@contextlib.asynccontextmanager
+async def alice_on_control_plane(db_url: str, tmp_path: Path) -> AsyncIterator[AliceSetup]:
+    """The fake upstream, a control-plane process on ``db_url`` (its log ``tmp_path/cp.log``),
+    an admin client and :func:`alice_in_team_a`; on the way out the client is closed, then the
+    control plane and the upstream stopped."""
+    async with FakeAnthropic() as upstream:
+        cp = ControlPlaneProcess(db_url, tmp_path / "cp.log")
+        await cp.start()
+        admin = GatewayClient(cp.address, ADMIN)
+        try:
+            created = await alice_in_team_a(admin, upstream.base_url)
+            yield AliceSetup(upstream, cp, admin, created)
+        finally:
+            await admin.close()
+            cp.stop()
+
+
 @pytest.fixture
 async def gateway(db_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
-    upstream = FakeAnthropic()
-    await upstream.start()
-    cp = ControlPlaneProcess(db_url, tmp_path / "cp.log")
-    await cp.start()
-    admin = GatewayClient(cp.address, ADMIN)
-    created = await alice_in_team_a(admin, upstream.base_url)
-    dp = await start_dp(cp, tmp_path / "dp")
-    await dp.wait_for_snapshot()
-    gw = Gateway(cp, dp, upstream, admin, created.secret, created.key.id, tmp_path)
-    try:
-        yield gw
-    finally:
-        await gw.dp.stop()
-        await admin.close()
-        cp.stop()
-        await upstream.stop()
+    async with alice_on_control_plane(db_url, tmp_path) as s:
+        dp = await start_dp(s.cp, tmp_path / "dp")
+        try:
+            await dp.wait_for_snapshot()
+            yield Gateway(
+                s.cp, dp, s.upstream, s.admin, s.created.secret, s.created.key.id, tmp_path
+            )
+        finally:
+            await dp.stop()
 
 
 def body(text: str = "hi", stream: bool = True) -> bytes:

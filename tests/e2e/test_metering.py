@@ -35,9 +35,9 @@ from gwctl import usage as gwctl_usage
 from gwctl.main import build_parser
 from tests.dataplane.providers.test_bedrock import ENV as BEDROCK_ENV
 from tests.e2e.faults_support import WatchedAnthropic
-from tests.e2e.test_gateway import anthropic_at
+from tests.e2e.providers_support import bedrock_at
 from tests.fakes import bedrock as fake_bedrock
-from tests.fakes.anthropic import UPSTREAM_KEY, Scripted, message_body, stream_frames
+from tests.fakes.anthropic import UPSTREAM_KEY, Scripted, anthropic_at, message_body, stream_frames
 
 pytestmark = pytest.mark.e2e
 
@@ -128,18 +128,7 @@ async def stack(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
         async with running(settings) as cp, GatewayClient(f"127.0.0.1:{cp.port}", ADMIN) as admin:
             await admin.create_workspace(common_pb2.Workspace(name="team-a"))
             await admin.create_provider(anthropic_at(upstream.base_url))
-            await admin.create_provider(
-                common_pb2.Provider(
-                    name="bedrock",
-                    kind="bedrock",
-                    base_url=bedrock.base_url,
-                    options={
-                        "region": "us-east-1",
-                        "access_key_env": "FAKE_AK",
-                        "secret_key_env": "FAKE_SK",
-                    },
-                )
-            )
+            await admin.create_provider(bedrock_at(bedrock.base_url))
             budget = common_pb2.Budget(amount_micros=BUDGET, period=common_pb2.PERIOD_DAY)
             keys = {}
             for name, provider, limits in (

@@ -70,18 +70,8 @@ def routed_snapshot(primary: str, secondary: FakeAnthropic, **route: Any) -> dis
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic(text="Served by the primary provider.")
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def backup() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic(text="Served by the backup provider.")
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with FakeAnthropic(text="Served by the primary provider.") as fake:
+        yield fake
 
 
 async def routed(

@@ -46,6 +46,7 @@ import pytest
 
 from gwapi.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 from gwclient.client import GatewayClient
+from tests.e2e.providers_support import vertex_at
 from tests.e2e.test_gateway import free_port
 from tests.fakes.anthropic import FakeAnthropic, Scripted
 from tests.fakes.otlp_collector import FakeCollector
@@ -293,7 +294,8 @@ async def test_no_secret_is_left_anywhere(tmp_path: Path, caplog: pytest.LogCapt
     dp_url = f"http://127.0.0.1:{dp_port}"
     http = httpx.AsyncClient(base_url=dp_url, timeout=30)
 
-    async def post(key: str, expect: int, stream: bool = False) -> httpx.Response:
+    async def send(key: str, stream: bool = False) -> httpx.Response:
+        """One Messages request with virtual key ``key``; an error's body is kept for the scan."""
         r = await http.post(
             "/v1/messages",
             content=_body(stream),
@@ -301,6 +303,10 @@ async def test_no_secret_is_left_anywhere(tmp_path: Path, caplog: pytest.LogCapt
         )
         if r.status_code >= 400:
             run.error_bodies.append(r.content)
+        return r
+
+    async def post(key: str, expect: int, stream: bool = False) -> httpx.Response:
+        r = await send(key, stream)
         assert r.status_code == expect, r.text
         return r
 
@@ -344,18 +350,7 @@ async def test_no_secret_is_left_anywhere(tmp_path: Path, caplog: pytest.LogCapt
             env=gwctl_env,
         )
         assert "stored on the control plane" in shown
-        await admin.create_provider(
-            common_pb2.Provider(
-                name="vertex",
-                kind="vertex",
-                base_url=vertex.api_base,
-                options={
-                    "project": vertex.project,
-                    "region": "us-east5",
-                    "credentials_file": str(sa_file),
-                },
-            )
-        )
+        await admin.create_provider(vertex_at(vertex.api_base, vertex.project, sa_file))
         keys = {}
         for name, provider, budget in (
             ("alice", "anthropic", 0),
@@ -414,14 +409,7 @@ async def test_no_secret_is_left_anywhere(tmp_path: Path, caplog: pytest.LogCapt
         await post(keys["tiny"], 200)
 
         async def budget_refused() -> bool:
-            r = await http.post(
-                "/v1/messages",
-                content=_body(),
-                headers={"x-api-key": keys["tiny"], "anthropic-version": "2023-06-01", **JSON},
-            )
-            if r.status_code >= 400:
-                run.error_bodies.append(r.content)
-            return r.status_code == 429
+            return (await send(keys["tiny"])).status_code == 429
 
         await _wait(budget_refused, "budget refusal")
         anthropic.script.append(
@@ -447,14 +435,7 @@ async def test_no_secret_is_left_anywhere(tmp_path: Path, caplog: pytest.LogCapt
         )
 
         async def rotated() -> bool:
-            r = await http.post(
-                "/v1/messages",
-                content=_body(),
-                headers={"x-api-key": keys["alice"], "anthropic-version": "2023-06-01", **JSON},
-            )
-            if r.status_code >= 400:
-                run.error_bodies.append(r.content)
-            return r.status_code == 200
+            return (await send(keys["alice"])).status_code == 200
 
         await _wait(rotated, "the rotated key in use", timeout=10)
         shown = _gwctl(run, ["providers", "list"], env=gwctl_env)

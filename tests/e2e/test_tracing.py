@@ -11,11 +11,9 @@ cases that read them."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,12 +31,11 @@ from gwclient.client import GatewayClient
 from tests.dataplane.conftest import SECRET, UPSTREAM_KEY, build_snapshot, start_dataplane
 from tests.e2e.test_gateway import (
     ADMIN,
-    DP_TOKEN,
-    ROOT,
     ControlPlaneProcess,
     alice_in_team_a,
     call,
     free_port,
+    spawn_dp,
     wait_for,
 )
 from tests.e2e.test_routing import FAILURES, ROUTED, routed_snapshot
@@ -134,18 +131,8 @@ async def post(dp: DataPlane, secret: str, **extra: str) -> httpx.Response:
 
 @pytest.fixture
 async def collector() -> AsyncIterator[FakeCollector]:
-    fake = FakeCollector(required_headers={"authorization": f"Bearer {COLLECTOR_KEY}"})
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def backup() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic(text="Served by the backup provider.")
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with FakeCollector(required_headers={"authorization": f"Bearer {COLLECTOR_KEY}"}) as fake:
+        yield fake
 
 
 def traced(collector: FakeCollector) -> dict[str, Any]:
@@ -385,23 +372,10 @@ async def test_sigterm_with_a_stuck_collector_exits_within_the_flush_bound(
         async with GatewayClient(cp.address, ADMIN) as admin:
             key = await alice_in_team_a(admin, upstream.base_url)
         port = free_port()
-        env = {
-            **os.environ,
-            "UPSTREAM_KEY": UPSTREAM_KEY,
-            "TOLLGATE_DATAPLANE_TOKEN": DP_TOKEN,
-            "OTEL_BSP_SCHEDULE_DELAY": "20",
-        }
-        args = ["--listen", f"127.0.0.1:{port}", "--control-plane", cp.address]
-        args += ["--state-dir", str(tmp_path / "dp"), "--drain-seconds", "0"]
-        args += ["--otlp-endpoint", f"http://127.0.0.1:{stuck.getsockname()[1]}"]
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "gwctl.main", "dataplane", "serve", *args],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        otlp = f"http://127.0.0.1:{stuck.getsockname()[1]}"
+        flags = ("--drain-seconds", "0", "--otlp-endpoint", otlp)
+        env = {"OTEL_BSP_SCHEDULE_DELAY": "20"}
+        proc = spawn_dp(cp.address, port, tmp_path / "dp", log, *flags, env=env)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
 
             async def served() -> bool:

@@ -20,14 +20,12 @@ from gwapi.v1 import common_pb2, telemetry_pb2
 from gwclient.client import GatewayClient
 from tests.conftest import _reset_pg_schema
 from tests.e2e.test_gateway import (
-    ADMIN,
     ControlPlaneProcess,
-    alice_in_team_a,
+    alice_on_control_plane,
     start_dp,
     total,
     wait_for,
 )
-from tests.fakes.anthropic import FakeAnthropic
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -46,18 +44,8 @@ class Setup:
 @pytest.fixture
 async def setup(pg_database: str, tmp_path: Path) -> AsyncIterator[Setup]:
     _reset_pg_schema(pg_database)
-    upstream = FakeAnthropic()
-    await upstream.start()
-    cp = ControlPlaneProcess(pg_database, tmp_path / "cp.log")
-    await cp.start()
-    admin = GatewayClient(cp.address, ADMIN)
-    try:
-        created = await alice_in_team_a(admin, upstream.base_url)
-        yield Setup(cp, admin, created.secret, tmp_path)
-    finally:
-        await admin.close()
-        cp.stop()
-        await upstream.stop()
+    async with alice_on_control_plane(pg_database, tmp_path) as s:
+        yield Setup(s.cp, s.admin, s.created.secret, tmp_path)
 
 
 def body(model: str = MODEL, text: str = "hi") -> bytes:

@@ -28,10 +28,15 @@ import pytest
 
 from gwclient.client import GatewayClient
 from tests.dataplane.redis_support import REDIS_URL
-from tests.e2e.test_gateway import ADMIN, DP_TOKEN, ROOT, ControlPlaneProcess, alice_in_team_a
+from tests.e2e.test_gateway import (
+    DP_TOKEN,
+    ROOT,
+    ControlPlaneProcess,
+    alice_on_control_plane,
+    free_port,
+)
 from tests.e2e.workers_support import (
     WorkersProcess,
-    free_port,
     per_worker,
     spooled_records,
     workers_on_redis,
@@ -78,19 +83,11 @@ class Fleet:
 
 @pytest.fixture
 async def fleet(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
-    upstream = FakeAnthropic()
-    await upstream.start()
-    cp = ControlPlaneProcess(sqlite_url, tmp_path / "cp.log")
-    await cp.start()
-    admin = GatewayClient(cp.address, ADMIN)
-    created = await alice_in_team_a(admin, upstream.base_url)
-    try:
-        async with workers_on_redis(tmp_path / "dp", cp.address, DP_TOKEN) as dp:
-            yield Fleet(cp, dp, upstream, admin, created.secret)
-    finally:
-        await admin.close()
-        cp.stop()
-        await upstream.stop()
+    async with (
+        alice_on_control_plane(sqlite_url, tmp_path) as s,
+        workers_on_redis(tmp_path / "dp", s.cp.address, DP_TOKEN) as dp,
+    ):
+        yield Fleet(s.cp, dp, s.upstream, s.admin, s.created.secret)
 
 
 async def wait_until(predicate, timeout: float = 20.0) -> None:

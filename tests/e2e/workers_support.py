@@ -23,18 +23,10 @@ import httpx
 
 from dataplane.sync.spool import _HEAD
 from tests.dataplane.redis_support import REDIS_URL, redis_namespace
+from tests.e2e.test_gateway import ROOT, free_port, stop_process
 from tests.fakes.anthropic import UPSTREAM_KEY
 
-ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = re.compile(r"^([a-z_]+)(?:\{(.*)\})? (\S+)$", re.M)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
@@ -156,13 +148,7 @@ class WorkersProcess:
     def stop(self, timeout: float = 30.0) -> int:
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout)
         return self.proc.returncode
 
 

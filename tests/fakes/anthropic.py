@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from tests.fakes.server import LoopbackServer
+from gwapi.v1 import common_pb2
+from tests.fakes.server import HeaderLookup, LoopbackServer, read_body
 from tests.fakes.strict import Strict
 
 UPSTREAM_KEY = "sk-ant-fake-upstream-0123456789"
@@ -31,8 +32,46 @@ DEFAULT_USAGE: dict[str, Any] = {
 }
 
 
+def anthropic_at(upstream_url: str) -> common_pb2.Provider:
+    """Provider ``anthropic`` at a fake upstream, its key (:data:`UPSTREAM_KEY`) from the data
+    plane's environment variable ``UPSTREAM_KEY``."""
+    return common_pb2.Provider(
+        name="anthropic", kind="anthropic", base_url=upstream_url, api_key_env="UPSTREAM_KEY"
+    )
+
+
 def sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def stream_events(
+    model: str,
+    text_chunks: list[str],
+    usage: dict[str, Any] | None = None,
+    output_tokens: int = 42,
+    msg_id: str = "msg_fake_01",
+) -> list[dict[str, Any]]:
+    """The events of an Anthropic stream, in order: ``usage`` as sent in ``message_start``, the
+    final ``message_delta`` usage the same without ``cache_creation``, with ``output_tokens``."""
+    start_usage = dict(usage or DEFAULT_USAGE)
+    final_usage = {k: v for k, v in start_usage.items() if k != "cache_creation"}
+    final_usage["output_tokens"] = output_tokens
+    return [
+        {"type": "message_start", "message": _message(msg_id, model, [], None, start_usage)},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "ping"},
+        *(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}
+            for t in text_chunks
+        ),
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": final_usage,
+        },
+        {"type": "message_stop"},
+    ]
 
 
 def stream_frames(
@@ -43,60 +82,8 @@ def stream_frames(
     msg_id: str = "msg_fake_01",
 ) -> list[bytes]:
     """An Anthropic stream exactly as the API sends it (one frame per event)."""
-    start_usage = dict(usage or DEFAULT_USAGE)
-    frames = [
-        sse(
-            "message_start",
-            {
-                "type": "message_start",
-                "message": {
-                    "id": msg_id,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [],
-                    "stop_reason": None,
-                    "stop_sequence": None,
-                    "usage": start_usage,
-                },
-            },
-        ),
-        sse(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        sse("ping", {"type": "ping"}),
-    ]
-    for chunk in text_chunks:
-        frames.append(
-            sse(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": 0,
-                    "delta": {"type": "text_delta", "text": chunk},
-                },
-            )
-        )
-    final_usage = {k: v for k, v in start_usage.items() if k != "cache_creation"}
-    final_usage["output_tokens"] = output_tokens
-    frames += [
-        sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        sse(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": final_usage,
-            },
-        ),
-        sse("message_stop", {"type": "message_stop"}),
-    ]
-    return frames
+    events = stream_events(model, text_chunks, usage, output_tokens, msg_id)
+    return [sse(event["type"], event) for event in events]
 
 
 def message_body(
@@ -104,33 +91,33 @@ def message_body(
 ) -> bytes:
     u = dict(usage or DEFAULT_USAGE)
     u["output_tokens"] = output_tokens
-    return orjson.dumps(
-        {
-            "id": "msg_fake_01",
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": u,
-        }
-    )
+    content = [{"type": "text", "text": text}]
+    return orjson.dumps(_message("msg_fake_01", model, content, "end_turn", u))
+
+
+def _message(
+    msg_id: str, model: str, content: list[Any], stop_reason: str | None, usage: dict[str, Any]
+) -> dict[str, Any]:
+    """A Messages API ``message`` object (whole, or as ``message_start`` opens a stream)."""
+    return {
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage,
+    }
 
 
 @dataclass
-class Received:
+class Received(HeaderLookup):
     method: str
     path: str
     query: bytes
     headers: list[tuple[bytes, bytes]]
     body: bytes
-
-    def header(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k.decode().lower() == name:
-                return v.decode("latin-1")
-        return None
 
 
 @dataclass
@@ -165,12 +152,7 @@ class FakeAnthropic(LoopbackServer, Strict):
     # -- the ASGI app ------------------------------------------------------------------------
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(receive)
         req = Received(
             scope["method"], scope["path"], scope["query_string"], list(scope["headers"]), body
         )
@@ -191,6 +173,11 @@ class FakeAnthropic(LoopbackServer, Strict):
                 ),
             )
             return
+        await self._answer(send, req)
+
+    async def _answer(self, send: Any, req: Received) -> None:
+        """Play the answer to an accepted request: what ``on_request`` returns for it, else the
+        next scripted answer, else :meth:`default_answer`."""
         scripted = self.on_request(req) if self.on_request else None
         if scripted is None and self.script:
             scripted = self.script.popleft()

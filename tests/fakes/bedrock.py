@@ -39,9 +39,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from dataplane.providers.betas import ACCEPTED
-from tests.fakes.anthropic import DEFAULT_USAGE, message_body
+from tests.fakes.anthropic import message_body, stream_events
 from tests.fakes.eventstream import encode_frame
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import HeaderLookup, LoopbackServer, read_body
 from tests.fakes.strict import Strict
 
 ACCESS_KEY = "AKIDTOLLGATEFAKE0001"
@@ -102,37 +102,14 @@ METRICS = {
 def anthropic_events(
     model: str, text_chunks: list[str], usage: dict[str, Any] | None = None, output_tokens: int = 42
 ) -> list[dict[str, Any]]:
-    """The Anthropic stream events Bedrock wraps; the last carries the invocation metrics."""
-    start_usage = dict(usage or DEFAULT_USAGE)
-    final_usage = {k: v for k, v in start_usage.items() if k != "cache_creation"}
-    final_usage["output_tokens"] = output_tokens
-    message: dict[str, Any] = {
-        "id": "msg_bdrk_01",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": start_usage,
-    }
-    events: list[dict[str, Any]] = [
-        {"type": "message_start", "message": message},
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    """The Anthropic stream events Bedrock wraps (no ``ping``); the last carries the invocation
+    metrics."""
+    events = [
+        e
+        for e in stream_events(model, text_chunks, usage, output_tokens, msg_id="msg_bdrk_01")
+        if e["type"] != "ping"
     ]
-    events += [
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}
-        for t in text_chunks
-    ]
-    events += [
-        {"type": "content_block_stop", "index": 0},
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": final_usage,
-        },
-        {"type": "message_stop", "amazon-bedrock-invocationMetrics": METRICS},
-    ]
+    events[-1]["amazon-bedrock-invocationMetrics"] = METRICS
     return events
 
 
@@ -141,7 +118,7 @@ def stream_frames(model: str, text_chunks: list[str], **kw: Any) -> list[bytes]:
 
 
 @dataclass
-class Received:
+class Received(HeaderLookup):
     method: str
     raw_path: str
     model_id: str
@@ -149,12 +126,6 @@ class Received:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     json: dict[str, Any] = field(default_factory=dict)  # the invoke body (unwrapped for count)
-
-    def header(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k.decode().lower() == name:
-                return v.decode("latin-1")
-        return None
 
 
 @dataclass
@@ -200,12 +171,7 @@ class FakeBedrock(LoopbackServer, Strict):
     # -- the ASGI app ------------------------------------------------------------------------
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(receive)
         raw_path = scope["raw_path"].decode("latin-1")
         route = _ROUTE.match(raw_path)
         req = Received(

@@ -56,7 +56,7 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import LoopbackServer, read_body
 from tests.fakes.strict import Strict
 
 CLIENT_ID = "tollgate-gateway"
@@ -175,12 +175,7 @@ class FakeOidc(LoopbackServer, Strict):
     # -- HTTP -----------------------------------------------------------------------------------
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(receive)
         path, method = scope["path"], scope["method"]
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         query = {k: v[0] for k, v in urllib.parse.parse_qs(scope["query_string"].decode()).items()}

@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import LoopbackServer, read_body
 from tests.fakes.strict import Strict
 
 REQUESTS: dict[str, type[Message]] = {
@@ -113,12 +113,7 @@ class FakeCollector(LoopbackServer, Strict):
         return self.received
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}
         self.attempts += 1
         if self.delay:

@@ -8,12 +8,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import Any
+from typing import Any, Self
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from tests.fakes.strict import Strict, watch
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole body of an ASGI HTTP request, however many ``http.request`` messages carry it."""
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
+
+
+class HeaderLookup:
+    """For a recorded request keeping the raw ASGI ``headers``: one header's value by its
+    lower-case name (the first, decoded as Latin-1), or None."""
+
+    headers: list[tuple[bytes, bytes]]
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.decode().lower() == name:
+                return v.decode("latin-1")
+        return None
 
 
 class LoopbackServer:
@@ -55,6 +78,14 @@ class LoopbackServer:
             raise RuntimeError(f"{type(self).__name__} stopped while starting")
         if isinstance(self, Strict):
             watch(self)
+
+    async def __aenter__(self) -> Self:
+        """Serving (:meth:`start`) inside the block, stopped (:meth:`stop`) on the way out."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     async def stop(self) -> None:
         if self._stop is not None:

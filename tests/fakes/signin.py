@@ -34,6 +34,7 @@ from gwapi.v1 import (
     telemetry_pb2_grpc,
 )
 from tests.dataplane.conftest import PRICES, SECRET, sha
+from tests.fakes.anthropic import anthropic_at
 from tests.fakes.strict import Strict, watch
 
 DP_TOKEN = "dp-token-signin-0123456789"
@@ -97,14 +98,7 @@ def sso_snapshot(
         version=version,
         built_at_ms=int(time.time() * 1000),
         workspaces=[ws],
-        providers=[
-            common_pb2.Provider(
-                name="anthropic",
-                kind="anthropic",
-                base_url=upstream_url,
-                api_key_env="UPSTREAM_KEY",
-            )
-        ],
+        providers=[anthropic_at(upstream_url)],
         keys=[
             discovery_pb2.SnapshotKey(
                 id="key_alice",

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.fakes.anthropic import FakeAnthropic, Received, Scripted, message_body, stream_frames
+from tests.fakes.server import read_body
 
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -180,12 +181,7 @@ class FakeVertex(FakeAnthropic):
         if scope["type"] == "lifespan":
             await super().app(scope, receive, send)
             return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(receive)
         req = Received(
             scope["method"], scope["path"], scope["query_string"], list(scope["headers"]), body
         )
@@ -204,12 +200,7 @@ class FakeVertex(FakeAnthropic):
             err = {"error": {"code": status, "message": message, "status": google_status}}
             await self._send_json(send, status, orjson.dumps(err))
             return
-        scripted = self.on_request(req) if self.on_request else None
-        if scripted is None and self.script:
-            scripted = self.script.popleft()
-        if scripted is None:
-            scripted = self.default_answer(req)
-        await self._play(send, scripted)
+        await self._answer(send, req)
 
     async def _send_json(self, send: Any, status: int, body: bytes) -> None:
         headers = [(b"content-type", b"application/json; charset=UTF-8")]

@@ -11,10 +11,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from textual.pilot import Pilot
 
-from controlplane import settings as settings_mod
 from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
-from tests.gwctl.threaded_cp import threaded_control_plane
+from tests.tui.e2e_support import sqlite_control_plane
 from tui.app import TollgateApp
 
 pytestmark = pytest.mark.e2e
@@ -25,15 +24,7 @@ DATAPLANE = "tui-viewer-dataplane-" + uuid.uuid4().hex
 
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    db = tmp_path_factory.mktemp("cp") / "tollgate.db"
-    settings = settings_mod.Settings(
-        listen="127.0.0.1:0",
-        db_url=f"sqlite:///{db}",
-        admin_token=ADMIN,
-        dataplane_token=DATAPLANE,
-        shutdown_grace_s=0.5,
-    )
-    with threaded_control_plane(settings) as address:
+    with sqlite_control_plane(tmp_path_factory, ADMIN, DATAPLANE) as address:
         yield address
 
 

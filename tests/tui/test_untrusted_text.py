@@ -9,12 +9,14 @@ link that quit the console; an ``ESC`` reached the operator's terminal.
 from __future__ import annotations
 
 from gwapi.v1 import telemetry_pb2
-from tests.tui.conftest import find_on_screen, make_app, screen_lines, settle
+from tests.tui.conftest import find_on_screen, make_app, on_view, screen_lines, settle
 from tests.tui.console_data import audit_event, console_fake, log_event
 from tui.screens.audit_detail import AuditDetailScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.request_detail import RequestDetailScreen
+from tui.widgets.audit import AuditView
 from tui.widgets.logs import LogsView
+from tui.widgets.views import KeysView
 
 WIDE = (200, 30)  # every column of the Logs view on screen
 CLICK = "[@click=app.quit]quit[/]"
@@ -29,10 +31,7 @@ def assert_no_raw_controls(lines: list[str]) -> None:
 async def test_markup_in_a_model_name_leaves_the_logs_view_working() -> None:
     client = console_fake(initial_logs=1)
     app = make_app(client)
-    async with app.run_test(size=WIDE) as pilot:
-        await pilot.press("5")
-        view = app.query_one(LogsView)
-        await settle(pilot, lambda: len(view.shown) == 1)
+    async with on_view(app, "5", LogsView, 1, WIDE) as (pilot, view):
         client.push_log(log_event(2, model_served="x[/]"))
         client.push_log(log_event(3, model_served="[bold]loud", key_name="[red]k"))
         client.push_log(log_event(4))  # later rows keep arriving
@@ -47,10 +46,7 @@ async def test_click_markup_is_shown_literally_and_clicking_it_does_nothing() ->
     client = console_fake(initial_logs=0)
     client.push_log(log_event(1, model_served=CLICK))
     app = make_app(client)
-    async with app.run_test(size=WIDE) as pilot:
-        await pilot.press("5")
-        view = app.query_one(LogsView)
-        await settle(pilot, lambda: len(view.shown) == 1)
+    async with on_view(app, "5", LogsView, 1, WIDE) as (pilot, _view):
         await pilot.pause()
         where = find_on_screen(app, CLICK)
         assert where is not None, "\n".join(screen_lines(app))
@@ -76,10 +72,7 @@ async def test_control_characters_are_shown_escaped_in_rows_and_detail() -> None
     client.push_log(event)
     client.usage["session"].append(telemetry_pb2.UsageRow(group="sess" + ANSI + "[/]", requests=1))
     app = make_app(client)
-    async with app.run_test(size=WIDE) as pilot:
-        await pilot.press("5")
-        view = app.query_one(LogsView)
-        await settle(pilot, lambda: len(view.shown) == 1)
+    async with on_view(app, "5", LogsView, 1, WIDE) as (pilot, _view):
         await pilot.pause()
         assert find_on_screen(app, "m\\x1b[2J\\x1b]0;pwned\\x07")
         assert_no_raw_controls(screen_lines(app))
@@ -112,10 +105,7 @@ async def test_key_names_with_markup_in_keys_view_and_revoke_prompt() -> None:
     client = console_fake()
     client.keys[0].name = "[@click=app.quit]ci[/]"
     app = make_app(client)
-    async with app.run_test(size=WIDE) as pilot:
-        await pilot.press("2")
-        view = app.current_view
-        await settle(pilot, lambda: len(view.shown) == 3)
+    async with on_view(app, "2", KeysView, 3, WIDE) as (pilot, view):
         await pilot.pause()
         assert find_on_screen(app, "[@click=app.quit]ci[/]")
         view.table.move_cursor(row=next(i for i, r in enumerate(view.shown) if r.key == "key_b"))
@@ -142,10 +132,7 @@ async def test_audit_rows_and_diff_show_admin_strings_literally() -> None:
         )
     ]
     app = make_app(client)
-    async with app.run_test(size=WIDE) as pilot:
-        await pilot.press("6")
-        view = app.current_view
-        await settle(pilot, lambda: len(view.shown) == 1)
+    async with on_view(app, "6", AuditView, 1, WIDE) as (pilot, _view):
         await pilot.pause()
         assert find_on_screen(app, "[@click=app.quit]lead[/] (admin)")
         assert find_on_screen(app, "metadata.x[/]\\x1b, name")
