@@ -1,11 +1,12 @@
-"""Helpers shared by the catalog modules: the clock, update masks, dependant lists, the audit
-row of a named object's change and the master-key rotation of an encrypted column."""
+"""Helpers shared by the catalog modules: the clock, the lookup of a row by its name, update
+masks, dependant lists, the audit row of a named object's change and the master-key rotation of
+an encrypted column."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
@@ -13,17 +14,29 @@ from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 
 from controlplane import audit_log
-from controlplane.domain.errors import FailedPrecondition, InvalidArgument, shown
+from controlplane.domain.errors import FailedPrecondition, InvalidArgument, NotFound, shown
 from controlplane.domain.limits import LIMIT_FIELDS, Limits, apply_limits_mask
+from controlplane.domain.names import validate_slug
 from controlplane.secrets import MasterKey
 from gwapi.vocab import TEXT_FIELDS
 
 LIMITS_PATHS = ("limits", *(f"limits.{f}" for f in LIMIT_FIELDS))
 MEMBER_LIMITS_PATHS = ("member_limits", *(f"member_limits.{f}" for f in LIMIT_FIELDS))
+R = TypeVar("R")
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def get_named(s: Session, model: type[R], kind: str, name: str) -> R:
+    """The ``model`` row whose primary key is ``name``; ``name`` is checked as a slug (its
+    messages say ``"{kind} name"``) and a missing row is NotFound ("{kind} 'name' not found")."""
+    validate_slug(name, f"{kind} name")
+    row = s.get(model, name)
+    if row is None:
+        raise NotFound(f"{kind} {name!r} not found")
+    return row
 
 
 def resolve_mask(mask: FieldMask, msg: Message, allowed: Sequence[str], what: str) -> list[str]:

@@ -24,14 +24,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from controlplane.catalog import allowlists, keys, members
-from controlplane.catalog.common import audit_change, describe, reencrypt_column, resolve_mask
+from controlplane.catalog.common import (
+    audit_change,
+    describe,
+    get_named,
+    reencrypt_column,
+    resolve_mask,
+)
 from controlplane.catalog.convert import provider_from_pb, provider_to_pb, targets_from_json
 from controlplane.domain import providers as rules
 from controlplane.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
     shown,
 )
 from controlplane.domain.names import validate_slug
@@ -44,11 +49,7 @@ UPDATE_PATHS = ("base_url", "api_key_env", "options")
 
 
 def get_row(s: Session, name: str) -> ProviderRow:
-    validate_slug(name, "provider name")
-    row = s.get(ProviderRow, name)
-    if row is None:
-        raise NotFound(f"provider {name!r} not found")
-    return row
+    return get_named(s, ProviderRow, "provider", name)
 
 
 def create(

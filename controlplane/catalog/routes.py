@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from controlplane.catalog import providers
-from controlplane.catalog.common import audit_change, describe, resolve_mask
+from controlplane.catalog.common import audit_change, describe, get_named, resolve_mask
 from controlplane.catalog.convert import (
     POLICY_SCALARS,
     route_mode_from_pb,
@@ -29,11 +29,7 @@ UPDATE_PATHS = tuple(f.name for f in fields(RoutePolicy))
 
 
 def get_row(s: Session, name: str) -> RouteRow:
-    validate_slug(name, "route name")
-    row = s.get(RouteRow, name)
-    if row is None:
-        raise NotFound(f"route {name!r} not found")
-    return row
+    return get_named(s, RouteRow, "route", name)
 
 
 def _policy_from_pb(msg: pb.Route) -> RoutePolicy:

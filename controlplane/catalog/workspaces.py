@@ -22,7 +22,13 @@ from sqlmodel import Session, col, delete, select
 
 from controlplane import audit_log
 from controlplane.catalog import allowlists, members
-from controlplane.catalog.common import LIMITS_PATHS, describe, masked_limits, resolve_mask
+from controlplane.catalog.common import (
+    LIMITS_PATHS,
+    describe,
+    get_named,
+    masked_limits,
+    resolve_mask,
+)
 from controlplane.catalog.convert import (
     key_to_pb,
     limits_from_pb,
@@ -30,7 +36,7 @@ from controlplane.catalog.convert import (
     redis_failure_from_pb,
     workspace_to_pb,
 )
-from controlplane.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from controlplane.domain.errors import AlreadyExists, FailedPrecondition
 from controlplane.domain.limits import limits_from_json, limits_to_json, validate_limits
 from controlplane.domain.names import validate_label, validate_slug, validate_timezone
 from controlplane.domain.workspaces import (
@@ -64,11 +70,7 @@ UPDATE_PATHS = (
 
 
 def get_row(s: Session, name: str) -> WorkspaceRow:
-    validate_slug(name, "workspace name")
-    row = s.get(WorkspaceRow, name)
-    if row is None:
-        raise NotFound(f"workspace {name!r} not found")
-    return row
+    return get_named(s, WorkspaceRow, "workspace", name)
 
 
 def create(

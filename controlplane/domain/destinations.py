@@ -1,4 +1,5 @@
-"""Which IP addresses count as internal, for outbound calls a tenant chooses (alert webhooks).
+"""Outbound URLs an operator types: the checks every such URL gets (:func:`split_url`) and which
+IP addresses count as internal, for outbound calls a tenant chooses (alert webhooks).
 
 Internal: loopback, private (RFC 1918, IPv6 unique-local), link-local, shared/CGNAT
 (100.64.0.0/10), unspecified, multicast, site-local, reserved, and anything else Python does not
@@ -10,11 +11,39 @@ the IPv4 one inside it.
 from __future__ import annotations
 
 import ipaddress
+from urllib.parse import SplitResult, urlsplit
+
+from controlplane.domain.errors import InvalidArgument
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+
+
+def split_url(
+    url: str, what: str, max_chars: int, credentials_hint: str = ""
+) -> tuple[SplitResult, int | None]:
+    """The parts and port of ``url`` (stripped, non-empty) once it passes, in this order: at most
+    ``max_chars`` characters, no blanks or control characters, a URL with a valid port, no
+    ``user:password@`` (checked before any caller's message echoes the URL). Each failure is an
+    :class:`InvalidArgument` naming the field ``what``."""
+    if len(url) > max_chars:
+        raise InvalidArgument(f"{what} is too long (at most {max_chars} characters)")
+    # isprintable() is False for C0/C1 controls, NUL, separators and other invisible characters.
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise InvalidArgument(f"{what} must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a bad port
+    except ValueError:
+        raise InvalidArgument(f"invalid {what}: not a URL (check the host and port)") from None
+    if parts.username is not None or parts.password is not None:
+        raise InvalidArgument(
+            f"invalid {what}: credentials in the URL (user:password@) are not allowed"
+            + credentials_hint
+        )
+    return parts, port
 
 
 def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

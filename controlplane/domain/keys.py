@@ -7,12 +7,11 @@ operator recognise a key in a list without revealing it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from controlplane.domain.credentials import Minted, mint
 from controlplane.domain.errors import InvalidArgument, shown
 from controlplane.domain.names import unique_list
 
@@ -24,22 +23,10 @@ MAX_MODELS = 100
 MAX_TTL_SECONDS = 100 * 365 * 86_400
 
 
-@dataclass(frozen=True, slots=True)
-class NewKey:
-    """A freshly minted key. ``secret`` must only ever travel back to the creator."""
+class NewKey(Minted):
+    """A freshly minted virtual key (see :class:`~controlplane.domain.credentials.Minted`)."""
 
-    id: str
-    secret: str
-    secret_sha256: str
-    prefix: str
-
-    def __repr__(self) -> str:  # keep the secret out of tracebacks and debug logs
-        return f"NewKey(id={self.id!r}, prefix={self.prefix!r})"
-
-
-def hash_secret(secret: str) -> str:
-    """Hex SHA-256 of the secret: the only form that is stored or distributed."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+    __slots__ = ()
 
 
 def new_key_id() -> str:
@@ -48,13 +35,7 @@ def new_key_id() -> str:
 
 
 def generate_key() -> NewKey:
-    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    return NewKey(
-        id=new_key_id(),
-        secret=secret,
-        secret_sha256=hash_secret(secret),
-        prefix=secret[:PREFIX_LEN],
-    )
+    return mint(NewKey, new_key_id(), SECRET_PREFIX, PREFIX_LEN)
 
 
 def validate_key_id(key_id: str) -> str:

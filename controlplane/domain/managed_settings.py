@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.domain.errors import InvalidArgument, shown
+from controlplane.domain.names import unique_keys
 
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32
@@ -36,13 +37,7 @@ class ManagedSettings:
     checksum: str
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise InvalidArgument(f"managed settings: the key {shown(key)} appears twice")
-        out[key] = value
-    return out
+_no_duplicates = unique_keys(lambda key: f"managed settings: the key {key} appears twice")
 
 
 def _no_constants(name: str) -> Any:

@@ -1,10 +1,12 @@
-"""Identity names (workspaces, providers, routes) and free-text labels."""
+"""Identity names (workspaces, providers, routes), free-text labels, and the no-duplicates rules
+for lists and JSON object keys."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from controlplane.domain.errors import InvalidArgument, shown
 from gwcommon.periods import zone
@@ -79,3 +81,21 @@ def unique_list(
     if len(out) > most:
         raise InvalidArgument(f"too many {what} ({len(out)}, at most {most})")
     return tuple(out)
+
+
+def unique_keys(
+    message: Callable[[str], str],
+) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """A ``json.loads`` ``object_pairs_hook`` that builds each object as usual but raises
+    :class:`InvalidArgument` with ``message(shown(key))`` for a key that appears twice (plain
+    ``json.loads`` would silently keep the last value)."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise InvalidArgument(message(shown(key)))
+            out[key] = value
+        return out
+
+    return hook

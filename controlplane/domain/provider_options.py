@@ -13,9 +13,9 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Any
 
 from controlplane.domain.errors import InvalidArgument, shown
+from controlplane.domain.names import unique_keys
 from gwapi import vocab
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -133,13 +133,7 @@ def _milliseconds(key: str, value: str, kind: str) -> str:
     return str(int(value))
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise InvalidArgument(f"model_map lists {shown(key)} twice")
-        out[key] = value
-    return out
+_no_duplicates = unique_keys(lambda key: f"model_map lists {key} twice")
 
 
 def _model_map(key: str, value: str, kind: str) -> str:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from controlplane.domain.destinations import split_url
 from controlplane.domain.errors import InvalidArgument, shown
 from controlplane.domain.names import is_invisible_control, unique_list
 from gwcommon.hosts import is_loopback_host
@@ -56,19 +56,7 @@ def validate_issuer(value: str) -> str:
         raise InvalidArgument(
             "issuer is required: the OIDC issuer URL, e.g. https://login.example.com"
         )
-    if len(url) > MAX_URL_CHARS:
-        raise InvalidArgument(f"issuer is too long (at most {MAX_URL_CHARS} characters)")
-    if any(ch.isspace() or not ch.isprintable() for ch in url):
-        raise InvalidArgument("issuer must not contain spaces or control characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise InvalidArgument("invalid issuer: not a URL (check the host and port)") from None
-    if parts.username is not None or parts.password is not None:
-        raise InvalidArgument(
-            "invalid issuer: credentials in the URL (user:password@) are not allowed"
-        )
+    parts, port = split_url(url, "issuer", MAX_URL_CHARS)
     host = parts.hostname or ""
     if parts.scheme not in ("https", "http") or not host or port == 0:
         raise InvalidArgument(

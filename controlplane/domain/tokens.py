@@ -13,12 +13,13 @@ Role rules:
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from controlplane.domain.credentials import Minted, mint
+from controlplane.domain.credentials import hash_secret as hash_secret  # auth looks tokens up by it
 from controlplane.domain.errors import InvalidArgument, shown
 from controlplane.domain.names import validate_label, validate_slug
 from controlplane.identity import TokenRole
@@ -32,17 +33,10 @@ MAX_TTL_S = 10 * 365 * 86_400  # ten years: beyond that "never" says what is mea
 CREATABLE_ROLES = (TokenRole.ADMIN, TokenRole.WORKSPACE_ADMIN, TokenRole.VIEWER)
 
 
-@dataclass(frozen=True, slots=True)
-class NewToken:
-    """A freshly minted token. ``secret`` must only ever travel back to the creator."""
+class NewToken(Minted):
+    """A freshly minted admin token (see :class:`~controlplane.domain.credentials.Minted`)."""
 
-    id: str
-    secret: str
-    secret_sha256: str
-    prefix: str
-
-    def __repr__(self) -> str:  # keep the secret out of tracebacks and debug logs
-        return f"NewToken(id={self.id!r}, prefix={self.prefix!r})"
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,24 +49,13 @@ class TokenSpec:
     ttl_s: int  # 0 = never expires
 
 
-def hash_secret(secret: str) -> str:
-    """Hex SHA-256 of the secret: the only form that is stored."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
 def looks_like_token(secret: str) -> bool:
     """Whether a bearer value has the shape of a created admin token (worth a lookup)."""
     return secret.startswith(SECRET_PREFIX) and len(secret) > len(SECRET_PREFIX)
 
 
 def generate_token() -> NewToken:
-    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    return NewToken(
-        id="tok_" + secrets.token_hex(8),
-        secret=secret,
-        secret_sha256=hash_secret(secret),
-        prefix=secret[:PREFIX_LEN],
-    )
+    return mint(NewToken, "tok_" + secrets.token_hex(8), SECRET_PREFIX, PREFIX_LEN)
 
 
 def parse_role(text: str) -> TokenRole:

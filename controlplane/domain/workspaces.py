@@ -4,9 +4,8 @@ the minimum Claude Code version and the request-log policy (bodies, cap, retenti
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
-from controlplane.domain.destinations import literal_internal_kind
+from controlplane.domain.destinations import literal_internal_kind, split_url
 from controlplane.domain.errors import InvalidArgument, shown
 from gwapi import vocab
 
@@ -60,24 +59,7 @@ def validate_alert_webhook(url: str, *, allow_internal: bool = False) -> str:
     url = url.strip()
     if not url:
         return ""
-    if len(url) > MAX_WEBHOOK_CHARS:
-        raise InvalidArgument(f"alert_webhook is too long (at most {MAX_WEBHOOK_CHARS} characters)")
-    # isprintable() is False for C0/C1 controls, NUL, separators and other invisible characters.
-    if any(ch.isspace() or not ch.isprintable() for ch in url):
-        raise InvalidArgument("alert_webhook must not contain spaces or control characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises ValueError for a bad port
-    except ValueError:
-        raise InvalidArgument(
-            "invalid alert_webhook: not a URL (check the host and port)"
-        ) from None
-    # Checked first so no later message echoes a password.
-    if parts.username is not None or parts.password is not None:
-        raise InvalidArgument(
-            "invalid alert_webhook: credentials in the URL (user:password@) are not allowed; "
-            "use a URL without them"
-        )
+    parts, port = split_url(url, "alert_webhook", MAX_WEBHOOK_CHARS, "; use a URL without them")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgument(
             f"invalid alert_webhook {shown(url)}: use an http:// or https:// URL such as "

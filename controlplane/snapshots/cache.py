@@ -365,28 +365,25 @@ class SnapshotCache:
         """Wait until the config version differs from ``seen_version`` or the cache closes.
         Returns True on a change, False on timeout or close."""
 
-        def ready() -> bool:
-            return self._closed or self.version != seen_version
+        def changed() -> bool:
+            return self.version != seen_version
 
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait_for(ready), timeout)
-            except TimeoutError:
-                return False
-        return not self._closed and self.version != seen_version
+        return await self._wait(changed, timeout) and not self._closed and changed()
 
     async def wait_for_publication(self, seen: int, timeout: float | None = None) -> bool:
         """Wait until anything (config or spend) is published after publication ``seen``."""
+        return await self._wait(lambda: self.publication != seen, timeout) and not self._closed
 
-        def ready() -> bool:
-            return self._closed or self.publication != seen
-
+    async def _wait(self, changed: Callable[[], bool], timeout: float | None) -> bool:
+        """False on timeout; True once ``changed()`` or the cache is closed."""
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(ready), timeout)
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._closed or changed()), timeout
+                )
             except TimeoutError:
                 return False
-        return not self._closed
+        return True
 
     async def close(self) -> None:
         """Wake every watcher so streams can end before the server stops."""
