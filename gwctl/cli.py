@@ -165,6 +165,46 @@ def add_since(
     )
 
 
+def read_list(
+    message: Any,
+    paths: list[str],
+    field: str,
+    values: list[str] | None,
+    clear: bool,
+    flag: str,
+    clear_flag: str = "",
+) -> None:
+    """A list setting on update: ``--X`` (repeatable) replaces the list, ``--clear-Xs`` (or
+    ``clear_flag``) empties it, both at once contradict; either names ``field`` in the mask."""
+    if values and clear:
+        raise UsageError(f"--{flag} and --{clear_flag or f'clear-{flag}s'} contradict each other")
+    if values:
+        getattr(message, field).extend(values)
+    if values or clear:
+        paths.append(field)
+
+
+def read_target(
+    message: Any,
+    paths: list[str],
+    prefix: str,
+    provider: str | None,
+    route: str | None,
+    clear: bool = False,
+) -> None:
+    """Set ``{prefix}provider`` or ``{prefix}route`` from the flag given (``clear``: neither).
+    A message targets at most one of them, so naming one clears the other: both go into the
+    update mask."""
+    fields = [f"{prefix}provider", f"{prefix}route"]
+    if provider is not None:
+        setattr(message, fields[0], provider)
+    elif route is not None:
+        setattr(message, fields[1], route)
+    elif not clear:
+        return
+    paths += fields
+
+
 def confirm(prompt: str, yes: bool, flag_hint: str = "--yes") -> None:
     """Proceed when ``yes``; otherwise ask on a terminal; never guess when stdin is not a TTY."""
     if yes:

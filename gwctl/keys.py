@@ -13,7 +13,7 @@ from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl import parse
-from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
+from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf, read_target
 from gwctl.limit_flags import add_limit_flags, limits_from_args
 
 
@@ -172,13 +172,7 @@ async def update(client: GatewayClient, args: argparse.Namespace) -> int:
     if args.name is not None:
         key.name = args.name
         paths.append("name")
-    # A key targets exactly one of provider/route: setting one clears the other.
-    if args.provider is not None:
-        key.provider = args.provider
-        paths += ["provider", "route"]
-    if args.route is not None:
-        key.route = args.route
-        paths += ["provider", "route"]
+    read_target(key, paths, "", args.provider, args.route)
     if args.models is not None:
         key.models.extend(args.models)
         paths.append("models")

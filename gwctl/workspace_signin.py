@@ -30,7 +30,7 @@ from gwapi.v1 import common_pb2
 from gwclient.errors import ClientError
 from gwctl import limit_flags, parse
 from gwctl import output as out
-from gwctl.cli import CommandError, UsageError
+from gwctl.cli import CommandError, UsageError, read_list, read_target
 
 DEFAULT_PRIORITY = 100
 
@@ -128,28 +128,15 @@ def apply_args(args: argparse.Namespace, ws: common_pb2.Workspace, paths: list[s
     """Set the sign-in fields the flags give on ``ws`` and append their update-mask paths."""
     groups = getattr(args, "sso_groups", None)
     clear_groups = getattr(args, "clear_sso_groups", False)
-    if groups and clear_groups:
-        raise UsageError("--sso-group and --clear-sso-groups contradict each other")
-    if groups:
-        ws.sso_groups.extend(groups)
-    if groups or clear_groups:
-        paths.append("sso_groups")
+    read_list(ws, paths, "sso_groups", groups, clear_groups, "sso-group")
     if args.sso_priority is not None:
         ws.sso_priority = args.sso_priority
         paths.append("sso_priority")
 
     limit_flags.read_limits(args, limit_flags.MEMBER, ws.member_limits, paths)
 
-    # A workspace's developers target at most one of provider / route: naming one clears the
-    # other, as for a key.
-    if args.member_provider is not None:
-        ws.member_provider = args.member_provider
-        paths += ["member_provider", "member_route"]
-    elif args.member_route is not None:
-        ws.member_route = args.member_route
-        paths += ["member_provider", "member_route"]
-    elif getattr(args, "clear_member_target", False):
-        paths += ["member_provider", "member_route"]
+    clear_target = getattr(args, "clear_member_target", False)
+    read_target(ws, paths, "member_", args.member_provider, args.member_route, clear_target)
 
     settings_file = args.managed_settings_file
     clear_settings = getattr(args, "clear_managed_settings", False)

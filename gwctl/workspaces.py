@@ -20,7 +20,7 @@ from gwclient.errors import ClientError
 from gwcommon.allowlists import target_denial, uncovered_patterns
 from gwctl import output as out
 from gwctl import workspace_signin as signin
-from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
+from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf, read_list
 from gwctl.limit_flags import add_limit_flags, limits_from_args
 
 
@@ -162,16 +162,11 @@ def _from_args(args: argparse.Namespace) -> tuple[common_pb2.Workspace, list[str
         field = f"allowed_{flag}s"
         values = getattr(args, field)
         clear = getattr(args, f"clear_allowed_{flag}s", False)
-        if values and clear:
-            raise UsageError(f"--allow-{flag} and --clear-allowed-{flag}s contradict each other")
-        if values and not all(v.strip() for v in values):
+        if values and not clear and not all(v.strip() for v in values):
             raise UsageError(
                 f"--allow-{flag} '' names nothing; use --clear-allowed-{flag}s to allow any {flag}"
             )
-        if values:
-            getattr(ws, field).extend(values)
-        if values or clear:
-            paths.append(field)
+        read_list(ws, paths, field, values, clear, f"allow-{flag}", f"clear-allowed-{flag}s")
     signin.apply_args(args, ws, paths)
     return ws, paths
 
