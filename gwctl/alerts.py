@@ -19,7 +19,7 @@ from gwapi.v1 import common_pb2, telemetry_pb2
 from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl import parse
-from gwctl.cli import Subparsers, is_json, leaf
+from gwctl.cli import Subparsers, add_since, is_json, leaf
 
 HEADERS = (
     "TIME", "WORKSPACE", "SCOPE", "WHO", "THRESHOLD", "BUDGET", "SPENT", "PERIOD", "WEBHOOK",
@@ -33,9 +33,7 @@ def register(subparsers: Subparsers) -> None:
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workspace", "-w", default="", help="only this workspace and its keys")
-    p.add_argument(
-        "--since", type=parse.parse_duration, metavar="DURATION", help="e.g. 24h, 7d (default: all)"
-    )
+    add_since(p, "e.g. 24h, 7d (default: all)")
     p.add_argument(
         "-n", "--limit", type=parse.parse_count, default=0, metavar="N", help="at most N (100)"
     )

@@ -13,7 +13,6 @@ workspaces sees only their changes; providers and routes are global and shown to
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import AsyncIterator
 
 from gwapi.v1 import admin_pb2
@@ -22,7 +21,7 @@ from gwclient.client import GatewayClient
 from gwcommon.audit_kinds import RESOURCE_KINDS as KINDS
 from gwctl import output as out
 from gwctl import parse
-from gwctl.cli import Subparsers, UsageError, is_json, leaf
+from gwctl.cli import Subparsers, UsageError, add_since, is_json, leaf
 
 HEADERS = ("TIME", "ACTOR", "FROM", "ACTION", "RESOURCE", "WORKSPACE", "CHANGED")
 # Follow mode cannot measure the widest cell in advance: these widths fit typical values.
@@ -34,9 +33,7 @@ def register(subparsers: Subparsers) -> None:
         subparsers, "audit", "audit log of admin changes (who, what, before/after, from where)"
     )
     p.add_argument("--workspace", "-w", default="", help="only changes in this workspace")
-    p.add_argument(
-        "--since", type=parse.parse_duration, metavar="DURATION", help="e.g. 1h, 7d (default: all)"
-    )
+    add_since(p, "e.g. 1h, 7d (default: all)")
     p.add_argument("--kind", choices=KINDS, default="", help="only this kind of object")
     p.add_argument(
         "-n",
@@ -77,11 +74,8 @@ def cells(event: admin_pb2.AuditEvent) -> list[str]:
 
 
 def format_line(values: list[str]) -> str:
-    """One fixed-width line (follow mode): a wide value pushes the rest right; controls in a
-    value are shown escaped."""
-    return "  ".join(
-        out.printable(v).ljust(w) for v, w in zip(values, _WIDTHS, strict=True)
-    ).rstrip()
+    """One fixed-width line (follow mode)."""
+    return out.fixed_width_line(values, _WIDTHS)
 
 
 async def run(client: GatewayClient, args: argparse.Namespace) -> int:
@@ -110,12 +104,11 @@ async def follow(client: GatewayClient, args: argparse.Namespace, since_ms: int)
             if (not args.kind or event.resource_kind == args.kind) and event.time_ms >= since_ms:
                 yield event
 
-    if not is_json(args):
-        print(format_line(list(HEADERS)), flush=True)
-    async for event in matching():
-        if is_json(args):
-            out.print_json_line(event_dict(event))
-        else:
-            sys.stdout.write(format_line(cells(event)) + "\n")
-            sys.stdout.flush()
+    await out.print_follow(
+        matching(),
+        is_json(args),
+        format_line(list(HEADERS)),
+        lambda event: format_line(cells(event)),
+        event_dict,
+    )
     return 0

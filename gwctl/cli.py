@@ -17,7 +17,6 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gwapi.v1 import common_pb2
 from gwclient.channel import DEFAULT_TARGET
 from gwclient.client import GatewayClient
 from gwcommon.secret_files import read_secret_file
@@ -157,51 +156,53 @@ def check_output_format(args: argparse.Namespace) -> None:
         )
 
 
-def add_limit_flags(parser: argparse.ArgumentParser, *, update: bool = False) -> None:
-    """--budget/--rpm/--rph/--tpm/--max-parallel; on update also --clear-budgets."""
+def add_since(
+    parser: argparse.ArgumentParser, help_text: str, default_s: int | None = None
+) -> None:
+    """``--since DURATION`` (``24h``, ``7d``…, parsed to seconds): how far back a command looks."""
     parser.add_argument(
-        "--budget",
-        action="append",
-        type=parse.parse_budget,
-        metavar="AMOUNT/PERIOD",
-        help=f"a spending limit, repeatable (one per period): {parse.BUDGET_HELP}"
-        + ("; replaces all budgets" if update else ""),
+        "--since", type=parse.parse_duration, default=default_s, metavar="DURATION", help=help_text
     )
-    if update:
-        parser.add_argument("--clear-budgets", action="store_true", help="remove every budget")
-    for flag, what in (
-        ("--rpm", "requests per minute"),
-        ("--rph", "requests per hour"),
-        ("--tpm", "tokens (input + output) per minute"),
-        ("--max-parallel", "concurrent requests"),
-    ):
-        parser.add_argument(
-            flag, type=parse.parse_count, metavar="N", help=f"{what} (0 = no limit)"
-        )
 
 
-_LIMIT_FIELDS = ("rpm", "rph", "tpm", "max_parallel")
+def read_list(
+    message: Any,
+    paths: list[str],
+    field: str,
+    values: list[str] | None,
+    clear: bool,
+    flag: str,
+    clear_flag: str = "",
+) -> None:
+    """A list setting on update: ``--X`` (repeatable) replaces the list, ``--clear-Xs`` (or
+    ``clear_flag``) empties it, both at once contradict; either names ``field`` in the mask."""
+    if values and clear:
+        raise UsageError(f"--{flag} and --{clear_flag or f'clear-{flag}s'} contradict each other")
+    if values:
+        getattr(message, field).extend(values)
+    if values or clear:
+        paths.append(field)
 
 
-def limits_from_args(args: argparse.Namespace) -> tuple[common_pb2.Limits, list[str]]:
-    """The Limits the flags describe and the ``limits.*`` update-mask paths that were given."""
-    limits = common_pb2.Limits()
-    paths: list[str] = []
-    if getattr(args, "clear_budgets", False) and args.budget:
-        raise UsageError("--budget and --clear-budgets contradict each other")
-    if args.budget:
-        periods = [b.period for b in args.budget]
-        if len(set(periods)) != len(periods):
-            raise UsageError("give at most one --budget per period (day, week, month, lifetime)")
-        limits.budgets.extend(args.budget)
-    if args.budget or getattr(args, "clear_budgets", False):
-        paths.append("limits.budgets")
-    for field in _LIMIT_FIELDS:
-        value = getattr(args, field)
-        if value is not None:
-            setattr(limits, field, value)
-            paths.append(f"limits.{field}")
-    return limits, paths
+def read_target(
+    message: Any,
+    paths: list[str],
+    prefix: str,
+    provider: str | None,
+    route: str | None,
+    clear: bool = False,
+) -> None:
+    """Set ``{prefix}provider`` or ``{prefix}route`` from the flag given (``clear``: neither).
+    A message targets at most one of them, so naming one clears the other: both go into the
+    update mask."""
+    fields = [f"{prefix}provider", f"{prefix}route"]
+    if provider is not None:
+        setattr(message, fields[0], provider)
+    elif route is not None:
+        setattr(message, fields[1], route)
+    elif not clear:
+        return
+    paths += fields
 
 
 def confirm(prompt: str, yes: bool, flag_hint: str = "--yes") -> None:

@@ -11,8 +11,7 @@ import argparse
 
 from gwclient.client import GatewayClient
 from gwctl import output as out
-from gwctl import parse
-from gwctl.cli import Subparsers, is_json, leaf
+from gwctl.cli import Subparsers, add_since, is_json, leaf
 
 DEFAULT_SINCE_S = 7 * 86_400
 
@@ -20,13 +19,7 @@ DEFAULT_SINCE_S = 7 * 86_400
 def register(subparsers: Subparsers) -> None:
     p = leaf(subparsers, "clients", "Claude Code versions in use per workspace")
     p.add_argument("--workspace", "-w", default="")
-    p.add_argument(
-        "--since",
-        type=parse.parse_duration,
-        default=DEFAULT_SINCE_S,
-        metavar="DURATION",
-        help="e.g. 24h, 30d (default 7d)",
-    )
+    add_since(p, "e.g. 24h, 30d (default 7d)", DEFAULT_SINCE_S)
     p.set_defaults(handler=run)
 
 

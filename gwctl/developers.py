@@ -27,16 +27,8 @@ from gwclient.client import GatewayClient
 from gwcommon.terminal import escape_controls
 from gwctl import output as out
 from gwctl import workspace_signin
-from gwctl.cli import (
-    Subparsers,
-    UsageError,
-    add_limit_flags,
-    confirm,
-    group,
-    is_json,
-    leaf,
-    limits_from_args,
-)
+from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
+from gwctl.limit_flags import add_limit_flags, limits_from_args
 from gwctl.parse import PERIOD_NAMES
 
 
@@ -144,39 +136,29 @@ def emit(dev: common_pb2.Developer, args: argparse.Namespace) -> None:
         out.print_fields(fields(dev))
 
 
+LIST_HEADERS = (
+    "EMAIL", "NAME", "WORKSPACE", "LAST SIGN-IN", "STATUS", "SPEND / BUDGET", "SESSIONS", "ID",
+)  # fmt: skip
+
+
+def list_row(d: common_pb2.Developer) -> list[object]:
+    return [
+        d.email or "-",
+        d.name or "-",
+        d.workspace or "-",
+        out.format_time(d.last_sign_in_ms),
+        status(d),
+        spend_text(list(d.budget_status)),
+        d.active_sessions,
+        d.id,
+    ]
+
+
 async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
     developers = await client.list_developers(
         args.workspace, include_disabled=args.include_disabled
     )
-    if is_json(args):
-        out.print_json([developer_dict(d) for d in developers])
-        return 0
-    out.print_table(
-        [
-            "EMAIL",
-            "NAME",
-            "WORKSPACE",
-            "LAST SIGN-IN",
-            "STATUS",
-            "SPEND / BUDGET",
-            "SESSIONS",
-            "ID",
-        ],
-        (
-            [
-                d.email or "-",
-                d.name or "-",
-                d.workspace or "-",
-                out.format_time(d.last_sign_in_ms),
-                status(d),
-                spend_text(list(d.budget_status)),
-                d.active_sessions,
-                d.id,
-            ]
-            for d in developers
-        ),
-        right=(6,),
-    )
+    out.print_list(is_json(args), developers, developer_dict, LIST_HEADERS, list_row, right=(6,))
     return 0
 
 

@@ -13,16 +13,8 @@ from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl import parse
-from gwctl.cli import (
-    Subparsers,
-    UsageError,
-    add_limit_flags,
-    confirm,
-    group,
-    is_json,
-    leaf,
-    limits_from_args,
-)
+from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf, read_target
+from gwctl.limit_flags import add_limit_flags, limits_from_args
 
 
 def register(subparsers: Subparsers) -> None:
@@ -140,27 +132,31 @@ async def create(client: GatewayClient, args: argparse.Namespace) -> int:
     return 0
 
 
+LIST_HEADERS = ("ID", "NAME", "WORKSPACE", "PREFIX", "STATUS", "TARGET", "BUDGETS", "EXPIRES")
+
+
+def list_row(k: common_pb2.VirtualKey, now: int) -> list[object]:
+    return [
+        k.id,
+        k.name,
+        k.workspace,
+        f"{k.prefix}…",
+        out.key_status(k, now),
+        target_of(k),
+        out.format_budgets(k.limits),
+        out.format_time(k.expires_at_ms) if k.expires_at_ms else "never",
+    ]
+
+
 async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
     keys = await client.list_keys(args.workspace, include_revoked=args.all)
-    now = out.now_ms()
-    if is_json(args):
-        out.print_json([out.key_dict(k, now) for k in keys])
-        return 0
-    out.print_table(
-        ["ID", "NAME", "WORKSPACE", "PREFIX", "STATUS", "TARGET", "BUDGETS", "EXPIRES"],
-        (
-            [
-                k.id,
-                k.name,
-                k.workspace,
-                f"{k.prefix}…",
-                out.key_status(k, now),
-                target_of(k),
-                out.format_budgets(k.limits),
-                out.format_time(k.expires_at_ms) if k.expires_at_ms else "never",
-            ]
-            for k in keys
-        ),
+    now = out.now_ms()  # one "now" for every key's status, in JSON and table alike
+    out.print_list(
+        is_json(args),
+        keys,
+        lambda k: out.key_dict(k, now),
+        LIST_HEADERS,
+        lambda k: list_row(k, now),
     )
     return 0
 
@@ -176,13 +172,7 @@ async def update(client: GatewayClient, args: argparse.Namespace) -> int:
     if args.name is not None:
         key.name = args.name
         paths.append("name")
-    # A key targets exactly one of provider/route: setting one clears the other.
-    if args.provider is not None:
-        key.provider = args.provider
-        paths += ["provider", "route"]
-    if args.route is not None:
-        key.route = args.route
-        paths += ["provider", "route"]
+    read_target(key, paths, "", args.provider, args.route)
     if args.models is not None:
         key.models.extend(args.models)
         paths.append("models")
@@ -215,8 +205,5 @@ async def revoke(client: GatewayClient, args: argparse.Namespace) -> int:
 async def delete(client: GatewayClient, args: argparse.Namespace) -> int:
     confirm(f"delete key {args.id}", args.yes)
     await client.delete_key(args.id)
-    if is_json(args):
-        out.print_json({"deleted": args.id})
-    else:
-        print(f"deleted key {args.id}")
+    out.print_gone(is_json(args), "deleted", "key", args.id)
     return 0

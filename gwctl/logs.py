@@ -113,13 +113,8 @@ def cells(event: telemetry_pb2.UsageEvent) -> list[str]:
 
 
 def format_line(values: list[str] | tuple[str, ...]) -> str:
-    """One fixed-width line (follow mode): wide values push the rest right rather than truncate;
-    controls in a value are shown escaped."""
-    parts = []
-    for i, raw in enumerate(values):
-        width, value = _WIDTHS[i], out.printable(raw)
-        parts.append(value.rjust(width) if i in _RIGHT else value.ljust(width))
-    return "  ".join(parts).rstrip()
+    """One fixed-width line (follow mode)."""
+    return out.fixed_width_line(values, _WIDTHS, _RIGHT)
 
 
 def status_filter(value: str) -> str:
@@ -171,14 +166,9 @@ async def tail(client: GatewayClient, args: argparse.Namespace) -> int:
         else:
             out.print_table(HEADERS, (cells(e) for e in collected), right=_RIGHT)
         return 0
-    if not is_json(args):
-        print(format_line(HEADERS), flush=True)
-    async for event in events:
-        if is_json(args):
-            out.print_json_line(event_dict(event))
-        else:
-            sys.stdout.write(format_line(cells(event)) + "\n")
-            sys.stdout.flush()
+    await out.print_follow(
+        events, is_json(args), format_line(HEADERS), lambda e: format_line(cells(e)), event_dict
+    )
     return 0
 
 

@@ -20,21 +20,22 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterable, Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from gwapi.v1 import common_pb2
+from gwapi.v1 import common_pb2, telemetry_pb2
 from gwapi.vocab import TEXT_FIELDS
 from gwcommon import money
 from gwcommon.terminal import escape_controls, escape_json_text
 from gwctl.parse import PERIOD_NAMES
 
 JSON = dict[str, Any]
+T = TypeVar("T")
 
 # The summable fields of a usage row (``UsageRow``), in display order: totals add these.
 USAGE_COUNTERS = (
@@ -50,6 +51,10 @@ USAGE_COUNTERS = (
     "cost_saved_micros",
     "cache_hits",
 )
+# The count and token columns of the usage tables (``gwctl usage``, ``gwctl report``), in order.
+USAGE_COUNT_HEADERS = (
+    "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE WRITE", "CACHE READ", "SEARCHES",
+)  # fmt: skip
 
 
 def printable(value: object) -> str:
@@ -146,6 +151,19 @@ def format_time(ms: int) -> str:
 
 def format_tokens(n: int) -> str:
     return f"{n:,}"
+
+
+def usage_count_cells(row: telemetry_pb2.UsageRow) -> list[object]:
+    """A usage row's cells under :data:`USAGE_COUNT_HEADERS`."""
+    return [
+        format(row.requests, ","),
+        format(row.errors, ","),
+        format_tokens(row.input_tokens),
+        format_tokens(row.output_tokens),
+        format_tokens(row.cache_creation_input_tokens),
+        format_tokens(row.cache_read_input_tokens),
+        format(row.web_search_requests, ","),
+    ]
 
 
 def key_status(key: common_pb2.VirtualKey, at_ms: int | None = None) -> str:
@@ -253,6 +271,62 @@ def print_table(
     headers: Sequence[str], rows: Iterable[Sequence[object]], right: Iterable[int] = ()
 ) -> None:
     sys.stdout.write(render_table(headers, rows, right) + "\n")
+
+
+def print_list(
+    as_json: bool,
+    items: Sequence[T],
+    doc: Callable[[T], JSON],
+    headers: Sequence[str],
+    row: Callable[[T], Sequence[object]],
+    right: Iterable[int] = (),
+) -> None:
+    """A ``list`` command's output: ``-o json`` one array of the items' documents, else a table
+    with one ``row`` per item."""
+    if as_json:
+        print_json([doc(item) for item in items])
+    else:
+        print_table(headers, (row(item) for item in items), right)
+
+
+def print_gone(as_json: bool, verb: str, what: str, name: str) -> None:
+    """What a ``delete`` (``remove``) prints: ``{"deleted": name}``, or ``deleted key key_…``."""
+    if as_json:
+        print_json({verb: name})
+    else:
+        print(f"{verb} {what} {name}")
+
+
+def fixed_width_line(
+    values: Sequence[str], widths: Sequence[int], right: Collection[int] = ()
+) -> str:
+    """One line of a follow mode, which cannot measure the widest cell in advance: each value
+    padded to its column's width (``right``: right-aligned), a wider one pushing the rest right
+    rather than being cut; controls in a value are shown escaped."""
+    parts = []
+    for i, (raw, width) in enumerate(zip(values, widths, strict=True)):
+        value = printable(raw)
+        parts.append(value.rjust(width) if i in right else value.ljust(width))
+    return "  ".join(parts).rstrip()
+
+
+async def print_follow(
+    events: AsyncIterable[T],
+    as_json: bool,
+    header: str,
+    line: Callable[[T], str],
+    doc: Callable[[T], JSON],
+) -> None:
+    """A follow mode's output, each event as it comes: ``-o json`` one compact document per line;
+    otherwise ``header`` then one ``line`` per event, flushed so a pipe sees it at once."""
+    if not as_json:
+        print(header, flush=True)
+    async for event in events:
+        if as_json:
+            print_json_line(doc(event))
+        else:
+            sys.stdout.write(line(event) + "\n")
+            sys.stdout.flush()
 
 
 def print_fields(pairs: Iterable[tuple[str, object]]) -> None:

@@ -187,8 +187,5 @@ async def show(client: GatewayClient, args: argparse.Namespace) -> int:
 async def delete(client: GatewayClient, args: argparse.Namespace) -> int:
     confirm(f"delete provider {args.name!r}", args.yes)
     await client.delete_provider(args.name)
-    if is_json(args):
-        out.print_json({"deleted": args.name})
-    else:
-        print(f"deleted provider {args.name}")
+    out.print_gone(is_json(args), "deleted", "provider", args.name)
     return 0

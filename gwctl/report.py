@@ -30,19 +30,10 @@ from gwctl import output as out
 from gwctl.cli import Subparsers, group, is_csv, is_json, leaf
 
 UNATTRIBUTED = "(no key or developer)"
-_SUMMED = (
-    "requests",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-    "web_search_requests",
-    "web_fetch_requests",
-    "cache_hits",
-    "cost_saved_micros",
-    "cost_micros",
-)
+# The report's columns: the usage counters, money last (cost saved, then cost), as in its CSV.
+_MONEY = ("cost_saved_micros", "cost_micros")
+_COUNTS = tuple(name for name in out.USAGE_COUNTERS if name not in _MONEY)
+_SUMMED = (*_COUNTS, *_MONEY)
 
 
 def register(subparsers: Subparsers) -> None:
@@ -145,7 +136,7 @@ def csv_records(
             export.time_cell(start_ms),
             export.time_cell(end_ms),
             *who,
-            *(getattr(f, name) for name in _SUMMED[:-2]),
+            *(getattr(f, name) for name in _COUNTS),
             export.usd_cell(f.cost_saved_micros),
             f.cost_saved_micros,
             export.usd_cell(f.cost_micros),
@@ -165,8 +156,7 @@ def csv_records(
 
 
 HEADERS = (
-    "WORKSPACE", "KIND", "MEMBER", "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE WRITE",
-    "CACHE READ", "SEARCHES", "CACHE HITS", "SAVED USD", "COST USD",
+    "WORKSPACE", "KIND", "MEMBER", *out.USAGE_COUNT_HEADERS, "CACHE HITS", "SAVED USD", "COST USD",
 )  # fmt: skip
 
 
@@ -175,13 +165,7 @@ def _cells(workspace: str, kind: str, who: str, f: telemetry_pb2.UsageRow) -> li
         workspace,
         kind,
         who,
-        format(f.requests, ","),
-        format(f.errors, ","),
-        out.format_tokens(f.input_tokens),
-        out.format_tokens(f.output_tokens),
-        out.format_tokens(f.cache_creation_input_tokens),
-        out.format_tokens(f.cache_read_input_tokens),
-        format(f.web_search_requests, ","),
+        *out.usage_count_cells(f),
         format(f.cache_hits, ","),
         out.format_usd(f.cost_saved_micros),
         out.format_usd(f.cost_micros),

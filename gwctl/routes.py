@@ -265,25 +265,17 @@ async def create(client: GatewayClient, args: argparse.Namespace) -> int:
     return 0
 
 
+LIST_HEADERS = ("NAME", "MODE", "TARGETS", "RETRIES", "CACHE")
+
+
+def list_row(r: common_pb2.Route) -> list[object]:
+    cache = f"{r.cache_ttl_s}s" if r.cache_ttl_s else "off"
+    return [r.name, r.mode, describe_targets(r), r.retries, cache]
+
+
 async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
     routes = await client.list_routes()
-    if is_json(args):
-        out.print_json([out.message_dict(r) for r in routes])
-        return 0
-    out.print_table(
-        ["NAME", "MODE", "TARGETS", "RETRIES", "CACHE"],
-        (
-            [
-                r.name,
-                r.mode,
-                describe_targets(r),
-                r.retries,
-                f"{r.cache_ttl_s}s" if r.cache_ttl_s else "off",
-            ]
-            for r in routes
-        ),
-        right=(3,),
-    )
+    out.print_list(is_json(args), routes, out.message_dict, LIST_HEADERS, list_row, right=(3,))
     return 0
 
 
@@ -336,8 +328,5 @@ async def update(client: GatewayClient, args: argparse.Namespace) -> int:
 async def delete(client: GatewayClient, args: argparse.Namespace) -> int:
     confirm(f"delete route {args.name!r}", args.yes)
     await client.delete_route(args.name)
-    if is_json(args):
-        out.print_json({"deleted": args.name})
-    else:
-        print(f"deleted route {args.name}")
+    out.print_gone(is_json(args), "deleted", "route", args.name)
     return 0

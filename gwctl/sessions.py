@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from gwapi.v1 import telemetry_pb2
 from gwclient.client import GatewayClient
 from gwctl import output as out
-from gwctl import parse
-from gwctl.cli import CommandError, Subparsers, group, is_json, leaf
+from gwctl.cli import CommandError, Subparsers, add_since, group, is_json, leaf
 
 DEFAULT_SINCE_S = 86_400
 MAX_EVENTS = 1000
@@ -29,13 +28,7 @@ def register(subparsers: Subparsers) -> None:
 
     p = leaf(sub, "list", "sessions with their requests, tokens, cost and duration", aliases=["ls"])
     p.add_argument("--workspace", "-w", default="")
-    p.add_argument(
-        "--since",
-        type=parse.parse_duration,
-        default=DEFAULT_SINCE_S,
-        metavar="DURATION",
-        help="e.g. 1h, 7d (default 24h)",
-    )
+    add_since(p, "e.g. 1h, 7d (default 24h)", DEFAULT_SINCE_S)
     p.set_defaults(handler=list_)
 
     p = leaf(sub, "show", "one session's requests in order", aliases=["get"])

@@ -28,7 +28,17 @@ from gwapi.v1 import admin_pb2
 from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl import parse
-from gwctl.cli import CommandError, Subparsers, UsageError, confirm, group, is_json, leaf
+from gwctl.cli import (
+    CommandError,
+    Subparsers,
+    UsageError,
+    confirm,
+    group,
+    is_json,
+    leaf,
+    read_list,
+    read_target,
+)
 from gwctl.secrets import read_secret_line
 
 # What the control plane always asks for (controlplane.domain.sso.DEFAULT_SCOPES).
@@ -182,25 +192,15 @@ def request_from_args(args: argparse.Namespace) -> tuple[admin_pb2.SsoConfig, li
         (args.email_domain, args.clear_email_domains, "allowed_email_domains", "email-domain"),
         (args.scope, args.clear_scopes, "scopes", "scope"),
     ):
-        if values and clear:
-            raise UsageError(f"--{flag} and --clear-{flag}s contradict each other")
-        if values:
-            getattr(sso, field).extend(values)
-        if values or clear:
-            paths.append(field)
+        read_list(sso, paths, field, values, clear, flag)
     for _, field, _ in _TTL_FLAGS:
         value = getattr(args, field)
         if value is not None:
             setattr(sso, field, value)
             paths.append(field)
-    if args.default_provider is not None:
-        sso.default_provider = args.default_provider
-        paths += ["default_provider", "default_route"]
-    elif args.default_route is not None:
-        sso.default_route = args.default_route
-        paths += ["default_provider", "default_route"]
-    elif args.clear_default_target:
-        paths += ["default_provider", "default_route"]
+    read_target(
+        sso, paths, "default_", args.default_provider, args.default_route, args.clear_default_target
+    )
     return sso, paths
 
 

@@ -181,8 +181,5 @@ async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
 async def remove(client: GatewayClient, args: argparse.Namespace) -> int:
     confirm(f"stop forwarding telemetry to {args.name}", args.yes)
     await client.remove_telemetry_destination(args.name)
-    if is_json(args):
-        out.print_json({"removed": args.name})
-    else:
-        print(f"removed telemetry destination {args.name}")
+    out.print_gone(is_json(args), "removed", "telemetry destination", args.name)
     return 0

@@ -140,30 +140,14 @@ def render(
     def cells(row: telemetry_pb2.UsageRow) -> list[object]:
         return [
             label(row),
-            format(row.requests, ","),
-            format(row.errors, ","),
-            out.format_tokens(row.input_tokens),
-            out.format_tokens(row.output_tokens),
-            out.format_tokens(row.cache_creation_input_tokens),
-            out.format_tokens(row.cache_read_input_tokens),
-            format(row.web_search_requests, ","),
+            *out.usage_count_cells(row),
             out.format_usd(row.cost_micros),
         ]
 
     body = [cells(r) for r in rows] if group_by else []
     body.append(cells(total_row(rows)))
     return out.render_table(
-        [
-            (group_by or "scope").upper(),
-            "REQUESTS",
-            "ERRORS",
-            "INPUT",
-            "OUTPUT",
-            "CACHE WRITE",
-            "CACHE READ",
-            "SEARCHES",
-            "COST USD",
-        ],
+        [(group_by or "scope").upper(), *out.USAGE_COUNT_HEADERS, "COST USD"],
         body,
         right=range(1, 9),
     )

@@ -28,17 +28,11 @@ import grpc
 
 from gwapi.v1 import common_pb2
 from gwclient.errors import ClientError
+from gwctl import limit_flags, parse
 from gwctl import output as out
-from gwctl import parse
-from gwctl.cli import CommandError, UsageError
+from gwctl.cli import CommandError, UsageError, read_list, read_target
 
 DEFAULT_PRIORITY = 100
-_MEMBER_COUNTS = (
-    ("rpm", "requests per minute"),
-    ("rph", "requests per hour"),
-    ("tpm", "tokens (input + output) per minute"),
-    ("max_parallel", "concurrent requests"),
-)
 
 
 def add_flags(p: argparse.ArgumentParser, *, update: bool) -> None:
@@ -58,23 +52,8 @@ def add_flags(p: argparse.ArgumentParser, *, update: bool) -> None:
         help="when several workspaces match a developer's groups, the lowest wins "
         f"(0 = default {DEFAULT_PRIORITY}, then by name)",
     )
-    p.add_argument(
-        "--member-budget",
-        dest="member_budgets",
-        action="append",
-        type=parse.parse_budget,
-        metavar="AMOUNT/PERIOD",
-        help="each developer's spending limit, repeatable (one per period): "
-        f"{parse.BUDGET_HELP}" + ("; replaces all member budgets" if update else ""),
-    )
-    for field, what in _MEMBER_COUNTS:
-        p.add_argument(
-            f"--member-{field.replace('_', '-')}",
-            dest=f"member_{field}",
-            type=parse.parse_count,
-            metavar="N",
-            help=f"each developer's {what} (0 = no limit)",
-        )
+    limit_flags.add_budget_flag(p, limit_flags.MEMBER, update=update)
+    limit_flags.add_count_flags(p, limit_flags.MEMBER)
     target = p.add_mutually_exclusive_group()
     target.add_argument(
         "--member-provider", metavar="NAME", help="developers' requests go to this provider"
@@ -92,9 +71,7 @@ def add_flags(p: argparse.ArgumentParser, *, update: bool) -> None:
         p.add_argument(
             "--clear-sso-groups", action="store_true", help="no developer lands here any more"
         )
-        p.add_argument(
-            "--clear-member-budgets", action="store_true", help="remove every member budget"
-        )
+        limit_flags.add_clear_budgets_flag(p, limit_flags.MEMBER)
         target.add_argument(
             "--clear-member-target",
             action="store_true",
@@ -151,45 +128,15 @@ def apply_args(args: argparse.Namespace, ws: common_pb2.Workspace, paths: list[s
     """Set the sign-in fields the flags give on ``ws`` and append their update-mask paths."""
     groups = getattr(args, "sso_groups", None)
     clear_groups = getattr(args, "clear_sso_groups", False)
-    if groups and clear_groups:
-        raise UsageError("--sso-group and --clear-sso-groups contradict each other")
-    if groups:
-        ws.sso_groups.extend(groups)
-    if groups or clear_groups:
-        paths.append("sso_groups")
+    read_list(ws, paths, "sso_groups", groups, clear_groups, "sso-group")
     if args.sso_priority is not None:
         ws.sso_priority = args.sso_priority
         paths.append("sso_priority")
 
-    budgets = args.member_budgets
-    clear_budgets = getattr(args, "clear_member_budgets", False)
-    if budgets and clear_budgets:
-        raise UsageError("--member-budget and --clear-member-budgets contradict each other")
-    if budgets:
-        periods = [b.period for b in budgets]
-        if len(set(periods)) != len(periods):
-            raise UsageError(
-                "give at most one --member-budget per period (day, week, month, lifetime)"
-            )
-        ws.member_limits.budgets.extend(budgets)
-    if budgets or clear_budgets:
-        paths.append("member_limits.budgets")
-    for field, _ in _MEMBER_COUNTS:
-        value = getattr(args, f"member_{field}")
-        if value is not None:
-            setattr(ws.member_limits, field, value)
-            paths.append(f"member_limits.{field}")
+    limit_flags.read_limits(args, limit_flags.MEMBER, ws.member_limits, paths)
 
-    # A workspace's developers target at most one of provider / route: naming one clears the
-    # other, as for a key.
-    if args.member_provider is not None:
-        ws.member_provider = args.member_provider
-        paths += ["member_provider", "member_route"]
-    elif args.member_route is not None:
-        ws.member_route = args.member_route
-        paths += ["member_provider", "member_route"]
-    elif getattr(args, "clear_member_target", False):
-        paths += ["member_provider", "member_route"]
+    clear_target = getattr(args, "clear_member_target", False)
+    read_target(ws, paths, "member_", args.member_provider, args.member_route, clear_target)
 
     settings_file = args.managed_settings_file
     clear_settings = getattr(args, "clear_managed_settings", False)

@@ -20,16 +20,8 @@ from gwclient.errors import ClientError
 from gwcommon.allowlists import target_denial, uncovered_patterns
 from gwctl import output as out
 from gwctl import workspace_signin as signin
-from gwctl.cli import (
-    Subparsers,
-    UsageError,
-    add_limit_flags,
-    confirm,
-    group,
-    is_json,
-    leaf,
-    limits_from_args,
-)
+from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf, read_list
+from gwctl.limit_flags import add_limit_flags, limits_from_args
 
 
 def register(subparsers: Subparsers) -> None:
@@ -170,16 +162,11 @@ def _from_args(args: argparse.Namespace) -> tuple[common_pb2.Workspace, list[str
         field = f"allowed_{flag}s"
         values = getattr(args, field)
         clear = getattr(args, f"clear_allowed_{flag}s", False)
-        if values and clear:
-            raise UsageError(f"--allow-{flag} and --clear-allowed-{flag}s contradict each other")
-        if values and not all(v.strip() for v in values):
+        if values and not clear and not all(v.strip() for v in values):
             raise UsageError(
                 f"--allow-{flag} '' names nothing; use --clear-allowed-{flag}s to allow any {flag}"
             )
-        if values:
-            getattr(ws, field).extend(values)
-        if values or clear:
-            paths.append(field)
+        read_list(ws, paths, field, values, clear, f"allow-{flag}", f"clear-allowed-{flag}s")
     signin.apply_args(args, ws, paths)
     return ws, paths
 
@@ -238,38 +225,29 @@ async def create(client: GatewayClient, args: argparse.Namespace) -> int:
     return 0
 
 
+LIST_HEADERS = (
+    "NAME", "BUDGETS", "RPM", "RPH", "TPM", "PARALLEL", "TIMEZONE", "SSO GROUPS", "DESCRIPTION",
+)  # fmt: skip
+
+
+def list_row(ws: common_pb2.Workspace) -> list[object]:
+    return [
+        ws.name,
+        out.format_budgets(ws.limits),
+        out.format_limit(ws.limits.rpm),
+        out.format_limit(ws.limits.rph),
+        out.format_limit(ws.limits.tpm),
+        out.format_limit(ws.limits.max_parallel),
+        ws.timezone or "UTC",
+        ", ".join(ws.sso_groups) or "-",
+        ws.description,
+    ]
+
+
 async def list_(client: GatewayClient, args: argparse.Namespace) -> int:
     workspaces = await client.list_workspaces()
-    if is_json(args):
-        out.print_json([out.workspace_dict(ws) for ws in workspaces])
-        return 0
-    out.print_table(
-        [
-            "NAME",
-            "BUDGETS",
-            "RPM",
-            "RPH",
-            "TPM",
-            "PARALLEL",
-            "TIMEZONE",
-            "SSO GROUPS",
-            "DESCRIPTION",
-        ],
-        (
-            [
-                ws.name,
-                out.format_budgets(ws.limits),
-                out.format_limit(ws.limits.rpm),
-                out.format_limit(ws.limits.rph),
-                out.format_limit(ws.limits.tpm),
-                out.format_limit(ws.limits.max_parallel),
-                ws.timezone or "UTC",
-                ", ".join(ws.sso_groups) or "-",
-                ws.description,
-            ]
-            for ws in workspaces
-        ),
-        right=(2, 3, 4, 5),
+    out.print_list(
+        is_json(args), workspaces, out.workspace_dict, LIST_HEADERS, list_row, right=(2, 3, 4, 5)
     )
     return 0
 
@@ -344,8 +322,5 @@ async def delete(client: GatewayClient, args: argparse.Namespace) -> int:
     what = f"delete workspace {args.name!r}" + (" and all its keys" if args.force else "")
     confirm(what, args.yes)
     await client.delete_workspace(args.name, force=args.force)
-    if is_json(args):
-        out.print_json({"deleted": args.name})
-    else:
-        print(f"deleted workspace {args.name}")
+    out.print_gone(is_json(args), "deleted", "workspace", args.name)
     return 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 import grpc
@@ -255,31 +255,32 @@ class TollgateApp(App[None]):
                 )
             await asyncio.sleep(self.poll_interval)
 
-    @work(group="actions", exit_on_error=False)
-    async def revoke(self, key_id: str) -> None:
+    async def _act(
+        self, call: Awaitable[object], attempt: str, success: str, done: list[str], done_id: str
+    ) -> None:
+        """One admin action (in an ``actions`` worker): a refusal shows as ``attempt: why``; a
+        success is remembered in ``done`` (the views mark it), shown, and wakes the poller."""
         try:
-            await self.client.revoke_key(key_id)
+            await call
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.post_message(StatusUpdate(f"revoke {key_id}: {describe(exc)}", error=True))
+            self.post_message(StatusUpdate(f"{attempt}: {describe(exc)}", error=True))
             return
-        self.revoked.append(key_id)
-        self.post_message(StatusUpdate(f"revoked {key_id}"))
+        done.append(done_id)
+        self.post_message(StatusUpdate(success))
         self._wake.set()
 
     @work(group="actions", exit_on_error=False)
+    async def revoke(self, key_id: str) -> None:
+        call = self.client.revoke_key(key_id)
+        await self._act(call, f"revoke {key_id}", f"revoked {key_id}", self.revoked, key_id)
+
+    @work(group="actions", exit_on_error=False)
     async def disable_developer(self, developer_id: str, label: str) -> None:
-        try:
-            await self.client.disable_developer(developer_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.post_message(StatusUpdate(f"disable {label}: {describe(exc)}", error=True))
-            return
-        self.disabled.append(developer_id)
-        self.post_message(StatusUpdate(f"disabled {label}: refused everywhere within a second"))
-        self._wake.set()
+        call = self.client.disable_developer(developer_id)
+        success = f"disabled {label}: refused everywhere within a second"
+        await self._act(call, f"disable {label}", success, self.disabled, developer_id)
 
     # ---- messages ----------------------------------------------------------------------
 

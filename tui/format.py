@@ -9,8 +9,10 @@ render (every operator's Logs view down) and ``[@click=app.quit]`` would become 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from rich.table import Table
 from rich.text import Text
 
 from gwapi.v1 import common_pb2
@@ -28,6 +30,17 @@ PERIODS = {
 def plain(value: str, style: str = "", *, keep_newlines: bool = False) -> Text:
     """``value`` as literal text (never markup), terminal controls shown escaped (``\\x1b``)."""
     return Text(escape_controls(value, keep_newlines=keep_newlines), style=style)
+
+
+def field_grid(rows: Iterable[tuple[str | Text, Text]]) -> Table:
+    """A detail screen's ``label  value`` lines, labels bold cyan; a value is ``Text`` (a ``str``
+    would be markup), a ``str`` label is one of ours."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold cyan", no_wrap=True)
+    grid.add_column()
+    for label, value in rows:
+        grid.add_row(label, value)
+    return grid
 
 
 def now_ms() -> int:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Static
 
 from gwapi.v1 import admin_pb2
 from gwclient import audit_diff
 from gwcommon.terminal import escape_controls
 from tui import format as fmt
+from tui.screens.detail import DetailScreen
 
 
 def detail_fields(event: admin_pb2.AuditEvent) -> list[tuple[str, str]]:
@@ -46,12 +44,7 @@ def diff_text(event: admin_pb2.AuditEvent) -> Text:
     return text
 
 
-class AuditDetailScreen(Screen[None]):
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "back"),
-        Binding("q", "app.pop_screen", "back", show=False),
-    ]
-
+class AuditDetailScreen(DetailScreen):
     def __init__(self, event: admin_pb2.AuditEvent) -> None:
         super().__init__()
         self.event = event
@@ -63,13 +56,8 @@ class AuditDetailScreen(Screen[None]):
             ),
             classes="view-title",
         )
-        fields = Table.grid(padding=(0, 2))
-        fields.add_column(style="bold cyan", no_wrap=True)
-        fields.add_column()
-        for name, value in detail_fields(self.event):
-            fields.add_row(fmt.plain(name), fmt.plain(value))  # a str here would be markup
+        fields = fmt.field_grid(
+            (fmt.plain(name), fmt.plain(value)) for name, value in detail_fields(self.event)
+        )
         with VerticalScroll(id="detail-body"):
             yield Static(Group(fields, Text(""), diff_text(self.event)), id="detail")
-
-    def on_mount(self) -> None:
-        self.query_one("#detail-body", VerticalScroll).focus()  # arrows and page keys scroll

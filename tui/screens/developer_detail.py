@@ -5,17 +5,15 @@ the metered cost, with the reason when the two costs disagree."""
 from __future__ import annotations
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Static
 
 from gwapi.v1 import common_pb2, telemetry_pb2
 from gwcommon.activity import cost_disagreement
 from tui import format as fmt
+from tui.screens.detail import DetailScreen
 
 
 def format_limits(limits: common_pb2.Limits) -> str:
@@ -80,12 +78,7 @@ def detail_fields(
     return lines
 
 
-class DeveloperDetailScreen(Screen[None]):
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "back"),
-        Binding("q", "app.pop_screen", "back", show=False),
-    ]
-
+class DeveloperDetailScreen(DetailScreen):
     def __init__(
         self, developer: common_pb2.Developer, usage: telemetry_pb2.UsageRow | None
     ) -> None:
@@ -98,13 +91,6 @@ class DeveloperDetailScreen(Screen[None]):
         title.append_text(fmt.plain(self.developer.email or self.developer.id, "bold"))
         title.append(" · esc back", style="bold")
         yield Static(title, classes="view-title")
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(style="bold cyan", no_wrap=True)
-        grid.add_column()
-        for label, value in detail_fields(self.developer, self.usage):
-            grid.add_row(label, value)
+        grid = fmt.field_grid(detail_fields(self.developer, self.usage))
         with VerticalScroll(id="detail-body"):
             yield Static(Group(grid), id="developer-detail")
-
-    def on_mount(self) -> None:
-        self.query_one("#detail-body", VerticalScroll).focus()

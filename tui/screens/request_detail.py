@@ -10,14 +10,13 @@ from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Static
 
 from gwapi.v1 import telemetry_pb2
 from gwcommon.terminal import escape_controls
 from tui import format as fmt
+from tui.screens.detail import DetailScreen
 
 
 def detail_fields(event: telemetry_pb2.UsageEvent) -> list[tuple[str, str]]:
@@ -111,12 +110,7 @@ def body_text(event: telemetry_pb2.UsageEvent) -> Text:
     return text
 
 
-class RequestDetailScreen(Screen[None]):
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "back"),
-        Binding("q", "app.pop_screen", "back", show=False),
-    ]
-
+class RequestDetailScreen(DetailScreen):
     def __init__(
         self,
         event: telemetry_pb2.UsageEvent,
@@ -133,11 +127,9 @@ class RequestDetailScreen(Screen[None]):
             fmt.plain(f"Request {self.event.request_id} · esc back", style="bold"),
             classes="view-title",
         )
-        fields = Table.grid(padding=(0, 2))
-        fields.add_column(style="bold cyan", no_wrap=True)
-        fields.add_column()
-        for name, value in detail_fields(self.event):
-            fields.add_row(fmt.plain(name), fmt.plain(value))  # a str here would be markup
+        fields = fmt.field_grid(
+            (fmt.plain(name), fmt.plain(value)) for name, value in detail_fields(self.event)
+        )
         parts: list[Table | Text] = [fields, Text("")]
         if self.event.attempt_log:
             parts.append(attempt_lines(self.event))
@@ -147,8 +139,7 @@ class RequestDetailScreen(Screen[None]):
             yield Static(Group(*parts), id="detail")
             yield Static(Text(""), id="bodies")
 
-    def on_mount(self) -> None:
-        self.query_one("#detail-body", VerticalScroll).focus()  # arrows and page keys scroll
+    def on_mount(self) -> None:  # Textual calls DetailScreen.on_mount (the focus) too
         if self.fetch is not None:
             self.load_bodies()
 
