@@ -65,6 +65,22 @@ def number(enum: EnumDescriptor, word: str) -> int:
     return value.number if value is not None and value.number != 0 else 0
 
 
+# The summable fields of a usage row (``telemetry.UsageRow``), in display order: ``gwctl usage``
+# and ``gwctl report`` total them, and the ledger's hourly and daily rollups keep a column of each.
+USAGE_COUNTERS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "cost_micros",
+    "web_search_requests",
+    "web_fetch_requests",
+    "cost_saved_micros",
+    "cache_hits",
+)
+
 KIND = pb.ProviderKind.DESCRIPTOR
 MODE = pb.RouteMode.DESCRIPTOR
 REDIS_FAILURE = pb.RedisFailure.DESCRIPTOR

@@ -28,6 +28,7 @@ import orjson
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from gwapi import vocab
 from gwapi.v1 import common_pb2, telemetry_pb2
 from gwapi.vocab import TEXT_FIELDS
 from gwcommon import money
@@ -37,20 +38,8 @@ from gwctl.parse import PERIOD_NAMES
 JSON = dict[str, Any]
 T = TypeVar("T")
 
-# The summable fields of a usage row (``UsageRow``), in display order: totals add these.
-USAGE_COUNTERS = (
-    "requests",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-    "cost_micros",
-    "web_search_requests",
-    "web_fetch_requests",
-    "cost_saved_micros",
-    "cache_hits",
-)
+# The summable fields of a usage row, in display order: totals add these.
+USAGE_COUNTERS = vocab.USAGE_COUNTERS
 # The count and token columns of the usage tables (``gwctl usage``, ``gwctl report``), in order.
 USAGE_COUNT_HEADERS = (
     "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE WRITE", "CACHE READ", "SEARCHES",

@@ -8,18 +8,17 @@ call the RPCs at all is decided by the auth interceptor.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from controlplane import audit_log
 from controlplane.domain.errors import PermissionDenied
 from controlplane.errors import grpc_errors
+from controlplane.fanout import Tail
 from controlplane.identity import principal
 from controlplane.services.state import AppState
 from gwapi.v1 import admin_pb2 as apb
 
-log = logging.getLogger(__name__)
 Ctx = Any  # grpc.aio.ServicerContext
 
 DEFAULT_TAIL = 20
@@ -62,27 +61,20 @@ class AuditRpcs:
         event committed in between is neither lost nor sent twice."""
         scope = _scope(request.workspace)
         limit = audit_log.validate_filter(request.workspace, "", request.limit or DEFAULT_TAIL)
-        sub = self._s.audit.subscribe() if request.follow else None
-        try:
+
+        def wanted(ev: apb.AuditEvent) -> bool:
+            return audit_log.visible(ev, scope, request.workspace)
+
+        with Tail(self._s.audit, request.follow, _audit_id, wanted, "audit tail") as tail:
             history = await self._s.db.read(
                 lambda s: audit_log.list_events(
                     s, workspaces=scope, workspace=request.workspace, limit=limit
                 )
             )
-            sent = set()
-            for ev in reversed(history):
-                sent.add(ev.id)
+            tail.seed(reversed(history))
+            async for ev in tail:
                 yield ev
-            if sub is None:
-                return
-            while True:
-                live = await sub.get()
-                if live is None:  # server shutting down
-                    return
-                if live.id not in sent and audit_log.visible(live, scope, request.workspace):
-                    yield live
-        finally:
-            if sub is not None:
-                if sub.dropped:
-                    log.warning("audit tail was too slow: %d events skipped", sub.dropped)
-                sub.close()
+
+
+def _audit_id(ev: apb.AuditEvent) -> int:
+    return ev.id

@@ -20,6 +20,7 @@ from sqlmodel import Session
 from controlplane.catalog.common import now_ms
 from controlplane.domain.errors import InvalidArgument
 from controlplane.errors import grpc_errors
+from controlplane.fanout import Tail
 from controlplane.identity import principal
 from controlplane.services.state import AppState
 from controlplane.snapshots.spend_seeds import spend_scopes
@@ -139,8 +140,11 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
         ingested in between is neither lost nor sent twice.
         """
         scope = principal().workspaces
-        sub = self._s.hub.subscribe() if request.follow else None
-        try:
+
+        def wanted(ev: tpb.UsageEvent) -> bool:
+            return _matches(ev, request, scope)
+
+        with Tail(self._s.hub, request.follow, _request_id, wanted, "log tail") as tail:
             history = await self._s.db.read(
                 lambda s: recent_events(
                     s,
@@ -152,23 +156,9 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
                     request.developer_id,
                 )
             )
-            sent = set()
-            for ev in history:
-                sent.add(ev.request_id)
+            tail.seed(history)
+            async for ev in tail:
                 yield ev
-            if sub is None:
-                return
-            while True:
-                live = await sub.get()
-                if live is None:  # server shutting down
-                    return
-                if live.request_id not in sent and _matches(live, request, scope):
-                    yield live
-        finally:
-            if sub is not None:
-                if sub.dropped:
-                    log.warning("log tail was too slow: %d events skipped", sub.dropped)
-                sub.close()
 
     async def StreamStats(
         self, request: tpb.StreamStatsRequest, context: Ctx
@@ -188,3 +178,7 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
                 request.group_by, window_s, request.workspace, now_ms=now, scope=scope
             )
             await self._sleep((1000 - now % 1000) / 1000)
+
+
+def _request_id(ev: tpb.UsageEvent) -> str:
+    return ev.request_id

@@ -23,22 +23,16 @@ from sqlmodel import Session
 
 from controlplane.store.models.derived import UsageDayRow, UsageHourRow
 from controlplane.usage.upsert import upsert_add
+from gwapi.vocab import USAGE_COUNTERS
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 DAY_DIMS = ("workspace", "key_id", "developer_id", "model", "provider", "client_version")
 HOUR_DIMS = (*DAY_DIMS, "session_id", "metadata_json")
-SUMS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-    "cost_micros",
-    "web_search_requests",
-    "web_fetch_requests",
-    "cost_saved_micros",
-)
-ADDED = ("requests", "errors", *SUMS, "cache_hits")
+# What a rollup row adds up: the usage row's counters. Requests, errors and cache hits are
+# counted per event; the rest (SUMS) are the events' own fields, summed.
+ADDED = USAGE_COUNTERS
+SUMS = tuple(name for name in ADDED if name not in ("requests", "errors", "cache_hits"))
 HOUR_TABLE = UsageHourRow.__table__  # type: ignore[attr-defined]
 DAY_TABLE = UsageDayRow.__table__  # type: ignore[attr-defined]
 

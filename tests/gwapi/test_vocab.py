@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from google.protobuf.descriptor import FieldDescriptor
 
 from gwapi import vocab
 from gwapi.v1 import common_pb2 as pb
+from gwapi.v1 import telemetry_pb2
 
 
 def test_choices_follow_the_enums() -> None:
@@ -83,3 +85,12 @@ def test_readings_prefer_the_typed_form_and_fall_back_to_the_text() -> None:
         pb.LOG_BODIES_FULL,
     )
     assert (vocab.redis_failure(pb.Workspace()), vocab.log_bodies(pb.Workspace())) == ("", "")
+
+
+def test_the_usage_counters_are_usage_row_fields_that_add_up() -> None:
+    # The ledger's rollups and gwctl's totals both add these: each must be an integer field of
+    # the usage row, and none may be listed twice.
+    fields = telemetry_pb2.UsageRow.DESCRIPTOR.fields_by_name
+    assert len(set(vocab.USAGE_COUNTERS)) == len(vocab.USAGE_COUNTERS)
+    for name in vocab.USAGE_COUNTERS:
+        assert fields[name].type == FieldDescriptor.TYPE_INT64, name
