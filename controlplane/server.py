@@ -70,6 +70,7 @@ from gwapi.v1 import (
     telemetry_pb2,
     telemetry_pb2_grpc,
 )
+from gwcommon.tasks import cancel_and_wait
 from gwcommon.usage_limits import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("controlplane")
@@ -306,8 +307,7 @@ async def stop(server: grpc.aio.Server, state: AppState, grace: float | None = N
         task.cancel()
     await server.stop(grace)
     for task in state.tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
     await state.alerts.close()
     await state.signin.close()
     if state.metrics_server is not None:

@@ -48,6 +48,7 @@ from controlplane.store.models.usage import UsageEventRow
 from controlplane.usage.events import row_to_event
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import telemetry_pb2 as tpb
+from gwcommon.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +96,13 @@ class Woken:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                async with asyncio.timeout(self._poll_s):  # not wait_for: see gwcommon.tasks
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.step()

@@ -30,6 +30,7 @@ import psycopg
 
 from controlplane.fleet.pg import conninfo, namespace
 from controlplane.store.db import Database
+from gwcommon.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ class Leadership:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            with contextlib.suppress(Exception):
+                await cancel_and_wait(task)
         log.info("fleet: this replica is no longer the leader (%s)", why)
         self.changed.set()
 
@@ -121,9 +122,7 @@ class PgLeader(Leadership):
         self._closing = True
         await self._step_down("shutting down")
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def _campaign(self) -> None:
         delay = self.retry_s
@@ -146,7 +145,8 @@ class PgLeader(Leadership):
     async def _hold(self, conn: psycopg.AsyncConnection[Any]) -> None:
         while True:
             if self.is_leader:
-                await asyncio.wait_for(conn.execute("SELECT 1"), self.retry_s * 3)
+                async with asyncio.timeout(self.retry_s * 3):  # not wait_for: gwcommon.tasks
+                    await conn.execute("SELECT 1")
             else:
                 self.attempts += 1
                 cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,))

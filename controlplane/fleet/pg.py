@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from controlplane.fleet.bus import FleetBus, Notice
 from controlplane.fleet.topics import TOPICS
 from controlplane.store.db import Database
+from gwcommon.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +140,7 @@ class PgBus(FleetBus):
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         self.listening.clear()
         await super().close()
 

@@ -378,9 +378,8 @@ class SnapshotCache:
         """False on timeout; True once ``changed()`` or the cache is closed."""
         async with self._changed:
             try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._closed or changed()), timeout
-                )
+                async with asyncio.timeout(timeout):  # not wait_for: see gwcommon.tasks
+                    await self._changed.wait_for(lambda: self._closed or changed())
             except TimeoutError:
                 return False
         return True

@@ -291,7 +291,8 @@ class Supervisor:
                 slot.index, slot.proc.pid, how, lived, delay,
             )  # fmt: skip
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), delay)
+            async with asyncio.timeout(delay):  # not wait_for: see gwcommon.tasks
+                await self.stopping.wait()
         async with self._spawning:
             if self.stopping.is_set() or self._given_up.is_set():
                 return False

@@ -195,7 +195,8 @@ class BreakerSync:
             wait = next_pull - loop.time()
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    async with asyncio.timeout(wait):  # not wait_for: see gwcommon.tasks
+                        await self._wake.wait()
             self._wake.clear()
             try:
                 ok = await self.step()
