@@ -1,4 +1,4 @@
-"""Small ASGI helpers: header access, bounded body reading, whole responses.
+"""Small ASGI helpers: header access and forwarding, bounded body reading, whole responses.
 
 No framework: the data plane's routes are few and its hot path wants nothing between the server
 and the relay loop.
@@ -31,6 +31,40 @@ def header(scope: Scope, name: bytes) -> bytes | None:
         if k == name:
             return v  # type: ignore[no-any-return]
     return None
+
+
+# Request headers never forwarded: hop-by-hop, the client's own credentials (the virtual key never
+# goes upstream), and our own control headers. Everything else, anthropic-* above all, passes.
+DROP_REQUEST = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"expect",
+        b"authorization",
+        b"x-api-key",
+        b"accept-encoding",
+        b"cookie",
+    }
+)
+
+# With tracing on, the client's W3C trace context is continued, not forwarded: each attempt sends
+# its own traceparent (dataplane.edge.tracing.context). With tracing off both pass through untouched.
+DROP_REQUEST_TRACED = DROP_REQUEST | {b"traceparent", b"tracestate"}
+
+
+def forwardable_headers(
+    headers: list[Header], drop: frozenset[bytes] = DROP_REQUEST
+) -> tuple[Header, ...]:
+    """The client's request headers that may go upstream: all but ``drop`` and ``x-tollgate-*``."""
+    return tuple((k, v) for k, v in headers if k not in drop and not k.startswith(b"x-tollgate-"))
 
 
 async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes:

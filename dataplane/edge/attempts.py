@@ -22,8 +22,9 @@ target tried), and records every attempt's outcome with the target's route's thr
 whose probe another request claimed since the plan was made (or whose breaker opened meanwhile)
 moves behind the other targets, as it would have been planned a moment later.
 
-The chain returns what it settled on, a :class:`dataplane.edge.relay.Served`, for the handler to relay;
-it writes into nothing but the request's record. ``exchange.upstream_busy`` is cleared while the
+The chain returns what it settled on, a :class:`dataplane.edge.relay.Served`, which
+:meth:`Attempts.forward` has the request's relay answer with, while it watches for the client
+leaving; the chain writes into nothing but the request's record. ``exchange.upstream_busy`` is cleared while the
 chain backs off (a disconnect then cancels at once), and no attempt starts once
 ``exchange.client_gone``: a non-streamed answer under way when the client left is finished and
 metered, nothing more is tried (``ClientDisconnected``).
@@ -39,9 +40,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import orjson
 
-from dataplane.asgi import ClientDisconnected
+from dataplane.asgi import ClientDisconnected, Header, Receive
 from dataplane.codecs.sse import SSEDecoder, SSEEvent
-from dataplane.edge.relay import Exchange, Served, error_fields, find_header
+from dataplane.edge.relay import Exchange, Relay, Served, error_fields, find_header
 from dataplane.errors import GatewayError, Unavailable, UpstreamError, answer_failed
 from dataplane.metering.meter import METER_SKIP
 from dataplane.metering.record import RequestRecord
@@ -92,6 +93,50 @@ class Attempts:
     def __init__(self, breaker: CircuitBreaker, rng: random.Random | None = None) -> None:
         self.breaker = breaker
         self.rng = rng or random.Random()
+
+    async def forward(
+        self, relay: Relay, request: UpstreamRequest, plan: Plan, receive: Receive
+    ) -> list[Header] | None:
+        """Walk the plan and relay the answer: the headers sent with a complete, successful
+        answer (for the cache), else None. If the client goes away: cancel everything, except a
+        non-streamed Messages exchange under way, which is read to its end and metered (the
+        upstream bills it anyway; see :mod:`dataplane.edge.proxy`)."""
+        task = asyncio.current_task()
+        assert task is not None
+        gone = asyncio.Event()
+        rec = relay.rec
+        exchange = relay.exchange
+        meter_to_end = not request.stream and not request.path.endswith("count_tokens")
+
+        async def watch_disconnect() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    if exchange.answered:
+                        return  # the response is complete: nobody left early
+                    gone.set()
+                    exchange.client_gone = True
+                    rec.client_disconnected = True
+                    if not (meter_to_end and exchange.upstream_busy):
+                        task.cancel()
+                    return
+
+        watcher = asyncio.create_task(watch_disconnect())
+        exchange.upstream_busy = True
+        try:
+            served = await self.run(request, plan, rec, exchange)
+            return await relay.answer(served)
+        except asyncio.CancelledError:
+            if not gone.is_set():
+                raise
+            task.uncancel()
+            rec.client_disconnected = True
+            if not rec.status:
+                rec.fail(499, "client_disconnected", "client disconnected")
+            return None
+        finally:
+            exchange.upstream_busy = False
+            watcher.cancel()
 
     async def run(
         self, request: UpstreamRequest, plan: Plan, rec: RequestRecord, exchange: Exchange

@@ -22,79 +22,75 @@ event, the reservation settled — in that order) and is done with it.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dataplane.asgi import (
+    DROP_REQUEST,
+    DROP_REQUEST_TRACED,
     ClientDisconnected,
-    Header,
     Receive,
     Scope,
     Send,
-    header,
+    forwardable_headers,
     read_body,
 )
 from dataplane.edge.attempts import Attempts
 from dataplane.edge.closeout import Answered, CloseOut
-from dataplane.edge.doors.base import Door, Prepared
+from dataplane.edge.doors.base import Door
 from dataplane.edge.relay import Exchange, Relay
 from dataplane.errors import GatewayError, new_request_id
 from dataplane.metering.bodylog import BodyLog
 from dataplane.metering.record import RequestRecord, parse_metadata
 from dataplane.policy.auth import PRINCIPAL, REQUEST_ID, Principal, passthrough_authorization
-from dataplane.policy.cache import (
-    CONTROL_HEADER,
-    HIT,
-    CacheBackend,
-    CacheRecorder,
-    cache_key,
-    decide,
-    replay,
-    replay_headers,
-)
+from dataplane.policy.cache import CONTROL_HEADER, NO_CACHE, CacheBackend, consult_cache
 from dataplane.policy.limits import Limiter
 from dataplane.policy.reservation import Admission
-from dataplane.policy.routing import Plan, Router
+from dataplane.policy.routing import Router
 from dataplane.providers.base import UpstreamRequest
 
 if TYPE_CHECKING:  # imported only when tracing is on (dataplane.process.server)
     from dataplane.edge.tracing.spans import Tracer
 
-# Request headers never forwarded: hop-by-hop, the client's own credentials (the virtual key never
-# goes upstream), and our own control headers. Everything else, anthropic-* above all, passes.
-_DROP_REQUEST = frozenset(
-    {
-        b"host",
-        b"content-length",
-        b"transfer-encoding",
-        b"connection",
-        b"keep-alive",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"expect",
-        b"authorization",
-        b"x-api-key",
-        b"accept-encoding",
-        b"cookie",
-    }
+# The request headers the handler itself reads, each once (the first value, as ``asgi.header``).
+_SESSION_ID = b"x-claude-code-session-id"
+_USER_AGENT = b"user-agent"
+_METADATA = b"x-tollgate-metadata"
+_AUTHORIZATION = b"authorization"
+_VIRTUAL_KEY = b"x-tollgate-key"
+_READ = frozenset(
+    {_SESSION_ID, _USER_AGENT, _METADATA, CONTROL_HEADER, _AUTHORIZATION, _VIRTUAL_KEY}
 )
 
 
-# With tracing on, the client's W3C trace context is continued, not forwarded: each attempt sends
-# its own traceparent (dataplane.edge.tracing.context). With tracing off both pass through untouched.
-_DROP_REQUEST_TRACED = _DROP_REQUEST | {b"traceparent", b"tracestate"}
+@dataclass(frozen=True, slots=True)
+class ClientHeaders:
+    """What the request path needs from the client's headers, read in one pass at the start;
+    a value is None when the header is absent."""
 
+    session_id: str
+    user_agent: str
+    metadata: bytes | None
+    cache_control: bytes | None
+    authorization: bytes | None
+    virtual_key: bytes | None
 
-def forwardable_headers(
-    headers: list[Header], drop: frozenset[bytes] = _DROP_REQUEST
-) -> tuple[Header, ...]:
-    return tuple((k, v) for k, v in headers if k not in drop and not k.startswith(b"x-tollgate-"))
+    @classmethod
+    def read(cls, scope: Scope) -> ClientHeaders:
+        found: dict[bytes, bytes] = {}
+        for k, v in scope["headers"]:
+            if k in _READ and k not in found:
+                found[k] = v
+        return cls(
+            session_id=found.get(_SESSION_ID, b"").decode("latin-1"),
+            user_agent=found.get(_USER_AGENT, b"").decode("latin-1"),
+            metadata=found.get(_METADATA),
+            cache_control=found.get(CONTROL_HEADER),
+            authorization=found.get(_AUTHORIZATION),
+            virtual_key=found.get(_VIRTUAL_KEY),
+        )
 
 
 class ApiHandler:
@@ -124,11 +120,12 @@ class ApiHandler:
         self.door = door
         self.tracer = tracer
         self.closeout = CloseOut(door, cache, record_sink, tracer)
-        self._drop = _DROP_REQUEST if tracer is None else _DROP_REQUEST_TRACED
+        self._drop = DROP_REQUEST if tracer is None else DROP_REQUEST_TRACED
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal: Principal = scope[PRINCIPAL]
         request_id: str = scope.get(REQUEST_ID) or new_request_id()
+        client = ClientHeaders.read(scope)
         door = self.door
         rec = RequestRecord(
             request_id=request_id, dataplane_id=self.dataplane_id, path=scope["path"]
@@ -142,18 +139,17 @@ class ApiHandler:
         rec.key_name = member.key_name
         rec.developer_id = member.developer_id
         rec.developer_email = member.developer_email
-        rec.session_id = (header(scope, b"x-claude-code-session-id") or b"").decode("latin-1")
-        rec.user_agent = (header(scope, b"user-agent") or b"").decode("latin-1")
+        rec.session_id = client.session_id
+        rec.user_agent = client.user_agent
         workspace = principal.workspace
         if workspace.log_bodies != "none":  # the only cost of request logging when it is off
             rec.log = BodyLog(workspace.log_bodies, workspace.log_body_max_bytes, scope["headers"])
             send = rec.log.wrap(send)
-        count_only = False
         admission: Admission | None = None
         answered: Answered | None = None
         failure: GatewayError | ClientDisconnected | None = None
         try:
-            rec.metadata = parse_metadata(header(scope, b"x-tollgate-metadata"))
+            rec.metadata = parse_metadata(client.metadata)
             body = await read_body(receive, scope, self.max_body)
             if rec.log is not None:
                 rec.log.add_request(body)
@@ -165,6 +161,7 @@ class ApiHandler:
             if trace is not None:
                 trace.max_tokens = prepared.max_tokens
                 trace.count_only = count_only
+            authorization = passthrough_authorization(client.authorization, client.virtual_key)
             principal.check_access(prepared.model)  # before any limit is reserved
             plan = self.router.plan(principal, rec.session_id)
             request = UpstreamRequest(
@@ -176,12 +173,25 @@ class ApiHandler:
                 stream=prepared.stream,
                 request_id=request_id,
                 json=prepared.json,
-                client_authorization=passthrough_authorization(scope),
+                client_authorization=authorization,
             )
-            cache = CachePlan.none()
-            if not count_only:
-                cache = self._cache_plan(scope, principal, prepared, plan, rec)
-                if cache.read and await self._serve_from_cache(cache, request_id, rec, send):
+            cache = NO_CACHE
+            if not count_only:  # counting tokens is free and never cached
+                cache = await consult_cache(
+                    self.cache,
+                    rec,
+                    send,
+                    workspace=principal.workspace.name,
+                    door=door.name,
+                    model=prepared.model,
+                    body=prepared.json,
+                    headers=prepared.headers,
+                    stream=prepared.stream,
+                    ttl_s=plan.cache_ttl_s,
+                    sampled=plan.cache_sampled,
+                    control=client.cache_control,
+                )
+                if cache.served:
                     return
             # A miss or no cache. Counting tokens costs nothing: rate limits only, no budget.
             if trace is not None:
@@ -201,9 +211,9 @@ class ApiHandler:
                 trace.admission = admission
             extra = list(admission.headers)
             if rec.cache_status:
-                extra.append((b"x-tollgate-cache", rec.cache_status.encode()))
-            relay = Relay(door, principal, rec, send, extra, Exchange(), cache.recorder())
-            sent_headers = await self._forward(relay, request, plan, receive)
+                extra.append((CONTROL_HEADER, rec.cache_status.encode()))
+            relay = Relay(door, principal, rec, send, extra, Exchange(), cache.recorder)
+            sent_headers = await self.attempts.forward(relay, request, plan, receive)
             if sent_headers is not None and relay.recorder is not None:
                 answered = Answered(cache.key, cache.ttl_s, relay.recorder, sent_headers)
         except (ClientDisconnected, GatewayError) as err:
@@ -211,98 +221,3 @@ class ApiHandler:
         finally:
             # Handed forward, whatever way the request ended: the close-out owns its end.
             await self.closeout.close(rec, send, admission, answered, failure)
-
-    def _cache_plan(
-        self, scope: Scope, principal: Principal, prepared: Prepared, plan: Plan, rec: RequestRecord
-    ) -> CachePlan:
-        decision = decide(
-            prepared.json, plan.cache_ttl_s, plan.cache_sampled, header(scope, CONTROL_HEADER)
-        )
-        rec.cache_status = decision.status
-        if not (decision.read or decision.write):
-            return CachePlan.none()
-        key = cache_key(
-            principal.workspace.name,
-            prepared.model,
-            prepared.json,
-            prepared.headers,
-            stream=prepared.stream,
-            door=self.door.name,
-        )
-        return CachePlan(key, decision.read, decision.write, plan.cache_ttl_s)
-
-    async def _serve_from_cache(
-        self, cache: CachePlan, request_id: str, rec: RequestRecord, send: Send
-    ) -> bool:
-        entry = await self.cache.get(cache.key)
-        if entry is None:
-            return False
-        rec.cache_status = HIT
-        rec.status = entry.status
-        rec.provider = "cache"
-        rec.usage = entry.usage
-        rec.model_served = entry.model
-        rec.cost_saved_micros = entry.cost_micros  # the hit itself costs no upstream money
-        rec.mark_first_byte()
-        extra = [(b"x-tollgate-provider", b"cache"), (b"x-tollgate-attempts", b"0")]
-        await replay(send, entry, replay_headers(entry, request_id, extra))
-        return True
-
-    async def _forward(
-        self, relay: Relay, request: UpstreamRequest, plan: Plan, receive: Receive
-    ) -> list[Header] | None:
-        """Walk the plan and relay the answer: the headers sent with a complete, successful
-        answer (for the cache), else None. If the client goes away: cancel everything, except a
-        non-streamed Messages exchange under way, which is read to its end and metered (the
-        upstream bills it anyway; see the module docstring)."""
-        task = asyncio.current_task()
-        assert task is not None
-        gone = asyncio.Event()
-        rec = relay.rec
-        exchange = relay.exchange
-        meter_to_end = not request.stream and not request.path.endswith("count_tokens")
-
-        async def watch_disconnect() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    if exchange.answered:
-                        return  # the response is complete: nobody left early
-                    gone.set()
-                    exchange.client_gone = True
-                    rec.client_disconnected = True
-                    if not (meter_to_end and exchange.upstream_busy):
-                        task.cancel()
-                    return
-
-        watcher = asyncio.create_task(watch_disconnect())
-        exchange.upstream_busy = True
-        try:
-            served = await self.attempts.run(request, plan, rec, exchange)
-            return await relay.answer(served)
-        except asyncio.CancelledError:
-            if not gone.is_set():
-                raise
-            task.uncancel()
-            rec.client_disconnected = True
-            if not rec.status:
-                rec.fail(499, "client_disconnected", "client disconnected")
-            return None
-        finally:
-            exchange.upstream_busy = False
-            watcher.cancel()
-
-
-@dataclass(frozen=True, slots=True)
-class CachePlan:
-    key: str
-    read: bool
-    write: bool
-    ttl_s: int
-
-    @classmethod
-    def none(cls) -> CachePlan:
-        return cls("", False, False, 0)
-
-    def recorder(self) -> CacheRecorder | None:
-        return CacheRecorder() if self.write else None

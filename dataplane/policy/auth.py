@@ -167,15 +167,17 @@ def extract_secret(scope: Scope) -> str | None:
     return candidates[0] if candidates else None
 
 
-def passthrough_authorization(scope: Scope) -> bytes | None:
+def passthrough_authorization(
+    authorization: bytes | None, virtual_key: bytes | None
+) -> bytes | None:
     """The client's own ``Authorization`` header, for a provider with ``auth: passthrough``,
-    or None.
+    or None. The arguments are the request's ``Authorization`` and ``x-tollgate-key`` headers.
 
     Only when the virtual key travelled apart in ``x-tollgate-key`` (a Claude subscription's
     OAuth token then fills ``Authorization``): otherwise ``Authorization`` carries the gateway's
     own credential, which must never reach an upstream.
     """
-    return header(scope, b"authorization") if header(scope, b"x-tollgate-key") else None
+    return authorization if virtual_key else None
 
 
 def authenticate(

@@ -1,7 +1,10 @@
-"""Exact-match response cache: the key, the policy, the entry, the recorder and the replay.
+"""Exact-match response cache: the key, the policy, the entry, the recorder and the replay, and
+:func:`consult_cache`, the cache's one part in a request (decide, look up, replay a hit).
 
 Backends (in-process LRU, Redis) live in :mod:`dataplane.policy.cache_store`; both implement
-:class:`CacheBackend`. Nothing here does I/O; only a backend's ``get``/``put`` may.
+:class:`CacheBackend`. Nothing here does I/O; only a backend's ``get``/``put`` may. This module is
+long (~420 lines) because the request path enters the cache once, so the one entry sits next to
+the key, policy and replay contract it applies.
 
 **Key** (:func:`cache_key`) — hex SHA-256 over one orjson document (``OPT_SORT_KEYS``, so nested
 key order and the client's whitespace never matter)::
@@ -61,6 +64,7 @@ import orjson
 
 from dataplane.asgi import Header, Send
 from dataplane.metering.meter import TokenUsage
+from dataplane.metering.record import RequestRecord
 from dataplane.providers.betas import header_betas
 
 __all__ = [
@@ -69,13 +73,16 @@ __all__ = [
     "HIT",
     "MAX_ENTRY_BYTES",
     "MISS",
+    "NO_CACHE",
     "REFRESH",
     "CacheBackend",
     "CacheDecision",
+    "CachePlan",
     "CacheRecorder",
     "CachedResponse",
     "cache_key",
     "cacheable",
+    "consult_cache",
     "decide",
     "is_sampled",
     "replay",
@@ -349,3 +356,60 @@ async def replay(send: Send, entry: CachedResponse, headers: list[Header]) -> No
             await send({"type": "http.response.body", "body": b"".join(piece), "more_body": True})
             piece, size = [], 0
     await send({"type": "http.response.body", "body": b"".join(piece)})
+
+
+# ----------------------------------------------------------------------------------- request
+
+
+@dataclass(frozen=True, slots=True)
+class CachePlan:
+    """What :func:`consult_cache` settled for one request: ``served`` (a hit was replayed; the
+    request is answered), else where a complete answer is stored (``key``, ``ttl_s``) and the
+    ``recorder`` that collects it (None: the answer is not stored)."""
+
+    key: str
+    ttl_s: int
+    recorder: CacheRecorder | None
+    served: bool = False
+
+
+NO_CACHE = CachePlan("", 0, None)
+
+
+async def consult_cache(
+    backend: CacheBackend,
+    rec: RequestRecord,
+    send: Send,
+    *,
+    workspace: str,
+    door: str,
+    model: str,
+    body: Mapping[str, Any],
+    headers: Sequence[Header],
+    stream: bool,
+    ttl_s: int,
+    sampled: bool,
+    control: bytes | None,
+) -> CachePlan:
+    """Decide (:func:`decide`: the route's ``ttl_s`` and ``sampled``, the ``control`` header),
+    and when the decision reads, look the key up; a hit is replayed to ``send`` at once. Sets
+    ``rec.cache_status``, and on a hit what the usage event says of it (provider ``cache``, the
+    stored usage, ``cost_saved_micros``)."""
+    decision = decide(body, ttl_s, sampled, control)
+    rec.cache_status = decision.status
+    if not (decision.read or decision.write):
+        return NO_CACHE
+    key = cache_key(workspace, model, body, headers, stream=stream, door=door)
+    entry = await backend.get(key) if decision.read else None
+    if entry is None:
+        return CachePlan(key, ttl_s, CacheRecorder() if decision.write else None)
+    rec.cache_status = HIT
+    rec.status = entry.status
+    rec.provider = "cache"
+    rec.usage = entry.usage
+    rec.model_served = entry.model
+    rec.cost_saved_micros = entry.cost_micros  # the hit itself costs no upstream money
+    rec.mark_first_byte()
+    extra = [(b"x-tollgate-provider", b"cache"), (b"x-tollgate-attempts", b"0")]
+    await replay(send, entry, replay_headers(entry, rec.request_id, extra))
+    return CachePlan(key, ttl_s, None, served=True)

@@ -36,7 +36,7 @@ def secret_not_received(provider: str) -> GatewayError:
 class UpstreamRequest:
     path: str  # "/v1/messages" or "/v1/messages/count_tokens"
     query: bytes  # the client's raw query string, passed on as-is
-    headers: tuple[Header, ...]  # client headers safe to forward (see proxy.forwardable_headers)
+    headers: tuple[Header, ...]  # client headers safe to forward (see asgi.forwardable_headers)
     body: bytes  # the client's body, byte for byte
     model: str
     stream: bool

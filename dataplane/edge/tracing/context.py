@@ -9,7 +9,7 @@ span's id is chosen here, up front, so that the attempts can name it as their pa
 Each attempt (:meth:`TraceContext.upstream`) gets its own span id and sends the provider
 ``traceparent: 00-{trace id}-{attempt span id}-{flags}`` (plus the client's ``tracestate``): the
 provider's spans, if it records any, hang under that attempt. The client's own ``traceparent``
-is never forwarded while tracing is on (``proxy.forwardable_headers`` drops it); with tracing off
+is never forwarded while tracing is on (``asgi.forwardable_headers`` drops it); with tracing off
 it passes through untouched, as any other header.
 
 Nothing here allocates a live span: the record holds ids and ``perf_counter`` instants, and

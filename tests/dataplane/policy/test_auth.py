@@ -9,6 +9,7 @@ import pytest
 
 from dataplane.config.members import Developer
 from dataplane.config.snapshot import Snapshot
+from dataplane.edge.proxy import ClientHeaders
 from dataplane.errors import GatewayError
 from dataplane.policy.auth import authenticate, extract_secret, passthrough_authorization
 from dataplane.policy.tokens import TokenVerifier
@@ -95,15 +96,19 @@ def test_no_target_is_said_before_the_access_controls() -> None:
     assert "--member-provider" in err.value.message
 
 
+def passthrough(scope: dict[str, object]) -> bytes | None:
+    """As the handler asks: the headers read once, then the two that decide."""
+    client = ClientHeaders.read(scope)
+    return passthrough_authorization(client.authorization, client.virtual_key)
+
+
 def test_the_clients_authorization_passes_through_only_when_the_key_travelled_apart() -> None:
     """With ``x-tollgate-key`` the Authorization header is the user's own credential (a
     passthrough provider forwards it); without it, Authorization carries the gateway's key and
     must never go upstream."""
     oauth = (b"authorization", b"Bearer sk-ant-oat01-user")
-    assert passthrough_authorization(scope(oauth, (b"x-tollgate-key", SECRET.encode()))) == (
+    assert passthrough(scope(oauth, (b"x-tollgate-key", SECRET.encode()))) == (
         b"Bearer sk-ant-oat01-user"
     )
-    assert (
-        passthrough_authorization(scope((b"authorization", b"Bearer " + SECRET.encode()))) is None
-    )
-    assert passthrough_authorization(scope((b"x-tollgate-key", SECRET.encode()))) is None
+    assert passthrough(scope((b"authorization", b"Bearer " + SECRET.encode()))) is None
+    assert passthrough(scope((b"x-tollgate-key", SECRET.encode()))) is None

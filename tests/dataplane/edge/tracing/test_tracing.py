@@ -13,7 +13,7 @@ import orjson
 import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from dataplane.edge.proxy import forwardable_headers
+from dataplane.asgi import forwardable_headers
 from dataplane.edge.tracing.context import begin
 from dataplane.edge.tracing.spans import Tracer, traces_url
 from dataplane.metering.bodylog import BodyLog
@@ -96,9 +96,9 @@ def test_with_tracing_on_the_clients_trace_headers_are_not_forwarded() -> None:
 
 
 def server_drop() -> frozenset[bytes]:
-    from dataplane.edge import proxy
+    from dataplane import asgi
 
-    return proxy._DROP_REQUEST_TRACED
+    return asgi.DROP_REQUEST_TRACED
 
 
 def test_traces_url_takes_a_base_or_the_full_path() -> None:
