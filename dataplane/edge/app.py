@@ -49,6 +49,7 @@ from dataplane.policy.auth import (
     authenticate,
     extract_secret,
 )
+from dataplane.policy.breaker import CircuitBreaker
 from dataplane.policy.cache import CacheBackend
 from dataplane.policy.limits import Limiter
 from dataplane.policy.routing import Router
@@ -332,6 +333,7 @@ def route_table(
 def build_app(
     holder: SnapshotHolder,
     router: Router,
+    breaker: CircuitBreaker,
     sink: Callable[[RequestRecord], None],
     dataplane_id: str,
     max_body: int,
@@ -357,7 +359,7 @@ def build_app(
         sink = metrics.sink(sink)
     tokens = TokenVerifier(on_refuse=metrics.signin.bearer_refused if metrics is not None else None)
 
-    attempts = Attempts(router.breaker)
+    attempts = Attempts(breaker)
 
     def handler(door: Door) -> ApiHandler:
         return ApiHandler(
@@ -365,7 +367,13 @@ def build_app(
         )
 
     routes = route_table(
-        handler, health, tokens, Whoami(router, limiter, dataplane_id), metrics, signin, otlp
+        handler,
+        health,
+        tokens,
+        Whoami(router, breaker, limiter, dataplane_id),
+        metrics,
+        signin,
+        otlp,
     )
     app = AuthMiddleware(
         routes,

@@ -16,11 +16,10 @@ the gateway's own 502/504 when no provider answered at all.
 With tracing on (``dataplane.edge.tracing``), each attempt sends its own W3C ``traceparent``, whose
 parent is that attempt's span.
 
-Circuit breakers: the plan (:mod:`dataplane.policy.routing`) only orders the targets by their breakers'
-state; the chain claims a half-open target's one probe when it is about to send it (the first
-target tried), and records every attempt's outcome with the target's route's thresholds. A lead
-whose probe another request claimed since the plan was made (or whose breaker opened meanwhile)
-moves behind the other targets, as it would have been planned a moment later.
+Circuit breakers: the plan (:mod:`dataplane.policy.routing`) never reads them; the chain asks the
+breakers for the order in which to try the plan's targets as it starts (open ones last, a half-open
+lead's one probe claimed: :meth:`dataplane.policy.breaker.CircuitBreaker.tried_order`), and records
+every attempt's outcome with the target's route's thresholds.
 
 The chain returns what it settled on, a :class:`dataplane.edge.relay.Served`, which
 :meth:`Attempts.forward` has the request's relay answer with, while it watches for the client
@@ -36,7 +35,7 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import orjson
 
@@ -69,22 +68,6 @@ def record_outcome(breaker: CircuitBreaker, target: Target, ok: bool) -> None:
     breaker.record(
         target.name, ok, failures=target.breaker_failures, cooldown_s=target.breaker_cooldown_s
     )
-
-
-def claimed_order(breaker: CircuitBreaker, targets: tuple[Target, ...]) -> Iterator[Target]:
-    """``targets`` in the order they are tried, claiming the probe of a half-open lead as it is
-    handed out: each target yielded is about to be tried. A lead that is not closed and cannot
-    claim its probe (another request's probe is in flight, or it opened after the plan was made)
-    goes behind the rest; once one target was handed out, the others follow in plan order."""
-    deferred: list[Target] = []
-    started = False
-    for target in targets:
-        if started or breaker.is_closed(target.name) or breaker.allow(target.name):
-            started = True
-            yield target
-        else:
-            deferred.append(target)
-    yield from deferred
 
 
 class Attempts:
@@ -151,7 +134,7 @@ class Attempts:
         can_move_on = len(plan.targets) > 1 or plan.attempts_per_target > 1
         failure: GatewayError | BufferedResponse | None = None
         retry_after: str | None = None
-        for target in claimed_order(self.breaker, plan.targets):
+        for target in self.breaker.tried_order(plan.targets):
             sent_request = for_target(request, target, plan)
             for n in range(plan.attempts_per_target):
                 if n:

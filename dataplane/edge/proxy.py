@@ -173,6 +173,7 @@ class ApiHandler:
                 stream=prepared.stream,
                 request_id=request_id,
                 json=prepared.json,
+                betas=prepared.betas,
                 client_authorization=authorization,
             )
             cache = NO_CACHE
@@ -181,12 +182,9 @@ class ApiHandler:
                     self.cache,
                     rec,
                     send,
+                    request,
                     workspace=principal.workspace.name,
                     door=door.name,
-                    model=prepared.model,
-                    body=prepared.json,
-                    headers=prepared.headers,
-                    stream=prepared.stream,
                     ttl_s=plan.cache_ttl_s,
                     sampled=plan.cache_sampled,
                     control=client.cache_control,

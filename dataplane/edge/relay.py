@@ -30,7 +30,6 @@ from dataplane.metering.record import RequestRecord
 from dataplane.policy.auth import Principal
 from dataplane.policy.cache import CacheRecorder
 from dataplane.providers.base import UpstreamRequest, UpstreamResponse
-from dataplane.providers.betas import header_betas
 
 log = logging.getLogger("tollgate.relay")
 
@@ -140,9 +139,8 @@ class Relay:
                 self.rec.trace.relay_end = time.perf_counter()
 
     def price(self, request: UpstreamRequest) -> None:
-        betas = header_betas(request.headers)
         self.rec.priced = self.principal.snapshot.prices.price(
-            self.rec.model_served, self.rec.usage, betas
+            self.rec.model_served, self.rec.usage, request.betas
         )
 
     async def whole(

@@ -37,6 +37,7 @@ from dataplane.clienttext import check_model
 from dataplane.config.snapshot import Limits, VirtualKey
 from dataplane.errors import GatewayError, new_request_id
 from dataplane.policy.auth import PRINCIPAL, REQUEST_ID, Principal
+from dataplane.policy.breaker import CircuitBreaker
 from dataplane.policy.counters.base import BudgetUsage, CountersUnavailable
 from dataplane.policy.limits import Limiter, budget_check
 from dataplane.policy.periods import format_instant
@@ -46,16 +47,18 @@ PATH = "/v1/tollgate/whoami"
 
 
 class Whoami:
-    """The endpoint; one per data plane (it reads the router's breakers and the counters)."""
+    """The endpoint; one per data plane (it reads its breakers and counters)."""
 
     def __init__(
         self,
         router: Router,
+        breaker: CircuitBreaker,
         limiter: Limiter,
         dataplane_id: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.router = router
+        self.breaker = breaker
         self.limiter = limiter
         self.dataplane_id = dataplane_id
         self.clock = clock
@@ -151,7 +154,7 @@ class Whoami:
         snapshot, member = principal.snapshot, principal.member
         route = snapshot.routes.get(member.route) if not member.provider else None
         overrides = {t.provider: t.model for t in route.targets} if route is not None else {}
-        breaker = self.router.breaker
+        breaker = self.breaker
         out: list[dict[str, Any]] = []
         for name in self.router.candidates(principal):
             config = snapshot.providers.get(name)

@@ -12,6 +12,13 @@ States, per target (a provider name):
 Any success closes the breaker, whatever the state (a request sent before it opened, or one sent
 because every target was open, proves the target works).
 
+The attempt chain asks :meth:`CircuitBreaker.tried_order` for the order in which to try a plan's
+targets, at the moment it starts trying them: closed targets keep the plan's order, a half-open
+target whose probe is free may lead (only the first target tried ever probes: it is the one
+surely sent) and claims that probe as it is handed out; the rest (open, probing already, or
+half-open behind a healthier target) go last, in plan order. Never dropped: with every target
+open, they are still tried. Routing (:mod:`dataplane.policy.routing`) never reads the breakers.
+
 The state lives in this process and decides alone: no request ever waits on another replica.
 With Redis configured, :mod:`dataplane.sync.breaker_sync` shares it in the background through two
 hooks: ``on_transition`` reports this process's own state changes (opened until T, closed), and
@@ -23,9 +30,9 @@ from an injected clock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from gwcommon import breaker_defaults
 
@@ -34,6 +41,16 @@ State = Literal["closed", "open", "half_open"]
 DEFAULT_FAILURES = breaker_defaults.FAILURES
 DEFAULT_COOLDOWN_S = float(breaker_defaults.COOLDOWN_S)
 DEFAULT_PROBE_LEASE_S = 120.0
+
+
+class Named(Protocol):
+    """What the breaker knows of a target: its name (a provider name)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=Named)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +104,8 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, cell.open_until - self._clock())
 
-    def states(self) -> dict[str, State]:
+    def states(self) -> dict[str, str]:
+        """:meth:`state` of every target that ever failed (for metrics and status)."""
         return {name: self.state(name) for name in self._cells}
 
     def is_closed(self, name: str) -> bool:
@@ -96,7 +114,7 @@ class CircuitBreaker:
 
     def may_probe(self, name: str) -> bool:
         """Whether ``name`` is half-open with its probe free: what :meth:`allow` would claim now.
-        Reads only (routing orders plans with it; the attempt chain claims)."""
+        Reads only."""
         cell = self._cells.get(name)
         if cell is None or cell.open_until is None:
             return False
@@ -112,6 +130,25 @@ class CircuitBreaker:
             return False
         self._cells[name].probe_until = self._clock() + self._probe_lease_s
         return True
+
+    def tried_order(self, targets: Sequence[T]) -> Iterator[T]:
+        """``targets`` (a plan's, never empty) in the order to try them now, healthy first (see
+        the module docstring). Handing out the first one claims its probe when it is half-open:
+        iterate only when about to send, and record that attempt's outcome (or the probe lease
+        frees it). Nothing is claimed until then: a plan answered from the cache or refused by a
+        limit leaves the probe to the next request."""
+        ready: list[T] = []
+        later: list[T] = []
+        for target in targets:
+            if self.is_closed(target.name) or (not ready and self.may_probe(target.name)):
+                ready.append(target)
+            else:
+                later.append(target)
+        ordered = [*ready, *later] if later else targets
+        lead = ordered[0].name
+        if not self.is_closed(lead):
+            self.allow(lead)  # claims the probe when it is free; else every target is open
+        yield from ordered
 
     def record(
         self,

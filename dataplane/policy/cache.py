@@ -65,7 +65,7 @@ import orjson
 from dataplane.asgi import Header, Send
 from dataplane.metering.meter import TokenUsage
 from dataplane.metering.record import RequestRecord
-from dataplane.providers.betas import header_betas
+from dataplane.providers.base import UpstreamRequest
 
 __all__ = [
     "BYPASS",
@@ -139,12 +139,15 @@ def cache_key(
     model: str,
     body: Mapping[str, Any],
     headers: Sequence[Header],
+    betas: Sequence[str],
     *,
     stream: bool | None = None,
     door: str = "anthropic",
 ) -> str:
     """The entry's key: 64 hex chars. ``body`` is the parsed request body (JSON types only);
-    ``headers`` the request headers (any case); ``stream`` overrides ``body["stream"]``."""
+    ``headers`` the request headers (any case; only ``anthropic-version`` is read); ``betas``
+    their ``anthropic-beta`` values (any order, duplicates allowed); ``stream`` overrides
+    ``body["stream"]``."""
     if stream is None:
         stream = body.get("stream") is True
     rest = {k: v for k, v in body.items() if k not in _EXCLUDED_FIELDS}
@@ -156,7 +159,7 @@ def cache_key(
         stream,
         rest,
         _version(headers),
-        sorted(set(header_betas(headers))),
+        sorted(set(betas)),
     ]
     return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -380,13 +383,10 @@ async def consult_cache(
     backend: CacheBackend,
     rec: RequestRecord,
     send: Send,
+    request: UpstreamRequest,
     *,
     workspace: str,
     door: str,
-    model: str,
-    body: Mapping[str, Any],
-    headers: Sequence[Header],
-    stream: bool,
     ttl_s: int,
     sampled: bool,
     control: bytes | None,
@@ -395,11 +395,20 @@ async def consult_cache(
     and when the decision reads, look the key up; a hit is replayed to ``send`` at once. Sets
     ``rec.cache_status``, and on a hit what the usage event says of it (provider ``cache``, the
     stored usage, ``cost_saved_micros``)."""
+    body = request.json
     decision = decide(body, ttl_s, sampled, control)
     rec.cache_status = decision.status
     if not (decision.read or decision.write):
         return NO_CACHE
-    key = cache_key(workspace, model, body, headers, stream=stream, door=door)
+    key = cache_key(
+        workspace,
+        request.model,
+        body,
+        request.headers,
+        request.betas,
+        stream=request.stream,
+        door=door,
+    )
     entry = await backend.get(key) if decision.read else None
     if entry is None:
         return CachePlan(key, ttl_s, CacheRecorder() if decision.write else None)

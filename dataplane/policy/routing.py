@@ -4,14 +4,13 @@
 alone, or its route's targets — in order for a ``fallback`` route; for a ``loadbalance`` route a
 weighted choice first, sticky per Claude Code session (``x-claude-code-session-id``) so that a
 session keeps hitting the provider where its prompt cache is warm, then the others as fallbacks.
-Targets whose circuit breaker is open go last (never dropped: with every target open, they are
-still tried); a half-open target whose probe is free may lead. The attempt chain
-(:mod:`dataplane.edge.attempts`) walks the plan, claims the probe when it sends it, and reports each
-attempt's outcome to the breaker.
 
-A pure function of the request's runtime (:mod:`dataplane.policy.runtime`, pinned by its principal) and
-the breakers' state, which it reads and never changes: no I/O, no bookkeeping. Only the order of a
-load-balanced plan without a session draws on the random source.
+A pure function of the request's runtime (:mod:`dataplane.policy.runtime`, pinned by its principal)
+and the request: no I/O, no bookkeeping, no circuit breaker. Only the order of a load-balanced plan
+without a session draws on the random source. The breakers are consulted where attempts are made:
+the attempt chain (:mod:`dataplane.edge.attempts`) asks
+:meth:`dataplane.policy.breaker.CircuitBreaker.tried_order` to put open targets last and claim a
+half-open one's probe as it starts, and reports each attempt's outcome.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from hashlib import blake2b
 
 from dataplane.errors import GatewayError, Unavailable
 from dataplane.policy.auth import Principal
-from dataplane.policy.breaker import CircuitBreaker
 from dataplane.policy.retry import DEFAULT_RETRY_ON
 from dataplane.policy.runtime import Target
 from dataplane.providers.transport import Timeouts
@@ -51,10 +49,9 @@ def rendezvous_score(session: bytes, hash_key: bytes, weight: float) -> float:
 
 
 class Router:
-    """Plans requests; one per data plane, reading its breakers (see the module docstring)."""
+    """Plans requests; one per data plane (see the module docstring)."""
 
-    def __init__(self, breaker: CircuitBreaker, rng: random.Random | None = None) -> None:
-        self.breaker = breaker
+    def __init__(self, rng: random.Random | None = None) -> None:
         # The source of a load-balanced plan's order when there is no session to stick to.
         self._rng = rng if rng is not None else random.Random()
 
@@ -97,7 +94,7 @@ class Router:
             targets = tuple(t for _, t in scored)
         config = route.config
         return Plan(
-            targets=self._healthy_first(targets),
+            targets=targets,
             attempts_per_target=route.attempts_per_target,
             retry_on=route.retry_on,
             timeouts=route.timeouts,
@@ -105,24 +102,6 @@ class Router:
             cache_sampled=config.cache_sampled,
             route=config.name,
         )
-
-    def _healthy_first(self, targets: tuple[Target, ...]) -> tuple[Target, ...]:
-        """Closed targets keep their order; a half-open one whose probe is free may take the
-        lead (only ever the first target of a plan probes, the one surely tried); the rest (open,
-        probing already, or half-open behind a healthier target) go last, in order."""
-        breaker = self.breaker
-        ready: list[Target] = []
-        later: list[Target] = []
-        for target in targets:
-            if breaker.is_closed(target.name) or (not ready and breaker.may_probe(target.name)):
-                ready.append(target)
-            else:
-                later.append(target)
-        return tuple(ready + later) if later else targets
-
-    def breaker_states(self) -> dict[str, str]:
-        """Breaker state of every target that ever failed: closed | open | half_open."""
-        return dict(self.breaker.states())
 
     @staticmethod
     def _unservable(principal: Principal) -> GatewayError:

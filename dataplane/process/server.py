@@ -89,9 +89,10 @@ class DataPlane:
         self.node_id = role.node_id if role is not None else _node_id(state_dir)
         # Each snapshot is compiled, adapters included, into the runtime requests pin.
         self.holder = SnapshotHolder(ProviderRegistry(shared_transport(), settings.env))
-        # One set of breakers per data plane: routing reads them, the attempt chain feeds them,
-        # and they are reported (and shared through Redis when configured).
-        self.router = Router(CircuitBreaker())
+        # One set of breakers per data plane: the attempt chain orders targets with them and
+        # feeds them; they are reported (and shared through Redis when configured).
+        self.breaker = CircuitBreaker()
+        self.router = Router()
         self.health = Health(self.holder)
         self._channel: grpc.aio.Channel | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -128,7 +129,7 @@ class DataPlane:
         # Background loops restarted by dataplane.process.supervise when they die: name -> restarts.
         self.restarts: dict[str, int] = {}
         self.metrics = Metrics(
-            breaker_states=self.router.breaker_states,
+            breaker_states=self.breaker.states,
             snapshot_version=lambda: s.version if (s := self.holder.current) else None,
             backlog=lambda: (
                 (self.reporter.backlog if self.reporter is not None else 0)
@@ -143,9 +144,7 @@ class DataPlane:
         self.loop_lag.register(self.metrics.registry)
         # Breakers shared with the other data planes in the background (decisions stay local).
         self.breaker_sync: BreakerSync | None = (
-            BreakerSync.from_url(
-                settings.redis_url, self.router.breaker, prefix=settings.redis_prefix
-            )
+            BreakerSync.from_url(settings.redis_url, self.breaker, prefix=settings.redis_prefix)
             if settings.redis_url
             else None
         )
@@ -205,7 +204,7 @@ class DataPlane:
             s.state_dir,
             self.node_id,
             listen,
-            status=self.router.breaker_states,
+            status=self.breaker.states,
             quarantined=lambda: self.spool.quarantined,
             tls=bool(s.tls_ca),
         )
@@ -228,6 +227,7 @@ class DataPlane:
         app = build_app(
             self.holder,
             self.router,
+            self.breaker,
             self.reporter.record,
             self.node_id,
             s.max_body,

@@ -44,6 +44,8 @@ class UpstreamRequest:
     # The body parsed once at the edge. Adapters that must rewrite the body (Bedrock, Vertex)
     # start from this instead of parsing again; the Anthropic adapter never looks at it.
     json: Mapping[str, Any]
+    # The ``anthropic-beta`` values of ``headers``, read once at the edge (doors.base.Prepared).
+    betas: tuple[str, ...]
     # The client's own Authorization header, present only when the virtual key came separately in
     # x-tollgate-key: for providers that pass a Claude subscription's OAuth token through.
     client_authorization: bytes | None = None

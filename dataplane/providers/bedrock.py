@@ -76,7 +76,7 @@ from dataplane.providers.bedrock_models import (
     shown_model_id,
 )
 from dataplane.providers.bedrock_stream import BedrockStream, message_of
-from dataplane.providers.betas import filter_betas, header_betas
+from dataplane.providers.betas import filter_betas
 from dataplane.providers.transport import TransportResponse
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
@@ -256,7 +256,7 @@ class BedrockProvider(HttpAdapter):
         )
         listed = request.json.get("anthropic_beta")
         in_body = [b for b in listed if isinstance(b, str)] if isinstance(listed, list) else []
-        betas = filter_betas("bedrock", [*header_betas(request.headers), *in_body])
+        betas = filter_betas("bedrock", [*request.betas, *in_body])
         if betas:
             body["anthropic_beta"] = betas
         if count_only and "max_tokens" not in body:

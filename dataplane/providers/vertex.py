@@ -54,7 +54,7 @@ from dataplane.config.snapshot import ProviderConfig
 from dataplane.errors import ERROR_TYPES, GatewayError, Misconfigured, not_found
 from dataplane.providers import cloud_errors
 from dataplane.providers.base import BufferedResponse, Diagnosis, HttpAdapter, UpstreamRequest
-from dataplane.providers.betas import filter_betas, header_betas
+from dataplane.providers.betas import filter_betas
 from dataplane.providers.gcp_auth import GoogleTokenSource
 from dataplane.providers.transport import TransportResponse
 
@@ -211,9 +211,7 @@ class VertexProvider(HttpAdapter):
 
     def headers(self, request: UpstreamRequest, token: str, count_tokens: bool) -> list[Header]:
         out = [(k, v) for k, v in request.headers if k.lower() not in _DROP]
-        betas = filter_betas(
-            "vertex_count_tokens" if count_tokens else "vertex", header_betas(request.headers)
-        )
+        betas = filter_betas("vertex_count_tokens" if count_tokens else "vertex", request.betas)
         if betas:
             out.append((b"anthropic-beta", ",".join(betas).encode()))
         out += [

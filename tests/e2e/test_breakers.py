@@ -62,7 +62,7 @@ async def test_open_breaker_is_visible_in_list_dataplanes_and_gwctl(
                     },
                 )
                 assert r.status_code == 200, r.text
-        assert dp.router.breaker_states().get("dead") == "open"
+        assert dp.breaker.states().get("dead") == "open"
 
         started = time.monotonic()
         while True:

@@ -14,6 +14,7 @@ from dataplane.asgi import Header, Scope
 from dataplane.clienttext import check_model
 from dataplane.edge.doors.base import AnthropicErrors, Prepared, StreamEncoder
 from dataplane.errors import bad_request
+from dataplane.providers.betas import header_betas
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -44,6 +45,7 @@ def rewritten(
         max_tokens=max_tokens_of(obj),
         count_only=count_only,
         headers=headers,
+        betas=tuple(header_betas(headers)),
     )
 
 
@@ -63,6 +65,7 @@ class AnthropicDoor(AnthropicErrors):
             max_tokens=max_tokens_of(obj),
             count_only=count_only,
             headers=headers,
+            betas=tuple(header_betas(headers)),
         )
 
     def encoder(self) -> StreamEncoder | None:

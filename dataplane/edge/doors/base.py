@@ -28,6 +28,9 @@ class Prepared:
     max_tokens: int
     count_only: bool
     headers: tuple[Header, ...]  # forwardable client headers (betas normalised into the header)
+    # The request's ``anthropic-beta`` values, read once here from ``headers`` (in order, as
+    # sent): the cache key, the price and the adapters all use these, never the headers again.
+    betas: tuple[str, ...]
 
 
 class StreamEncoder(Protocol):

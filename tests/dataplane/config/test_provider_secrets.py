@@ -67,6 +67,7 @@ def _request() -> UpstreamRequest:
         stream=False,
         request_id="gwreq_1",
         json={},
+        betas=(),
     )
 
 

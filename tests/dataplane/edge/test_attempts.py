@@ -71,6 +71,7 @@ REQUEST = UpstreamRequest(
     stream=False,
     request_id="req_1",
     json={},
+    betas=(),
 )
 
 

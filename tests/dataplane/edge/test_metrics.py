@@ -87,7 +87,7 @@ async def test_scrape_after_requests(client, upstream, dataplane: DataPlane) -> 
 
 
 async def test_upstream_failures_and_breaker_gauge(client, upstream, dataplane: DataPlane) -> None:
-    dataplane.router.breaker.record("anthropic", False)  # one failed attempt
+    dataplane.breaker.record("anthropic", False)  # one failed attempt
     r = await client.get("/metrics")
     assert 'tollgate_breaker_state{target="anthropic"}' in r.text
 

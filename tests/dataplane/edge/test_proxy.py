@@ -402,7 +402,7 @@ async def test_disconnect_after_a_complete_answer_is_not_the_client_leaving(
     soak as ~1 in 1,500 complete answers recorded ``client_disconnected``."""
     records: list[RequestRecord] = []
     app = build_app(
-        dataplane.holder, dataplane.router, records.append, "dp-test", 1024 * 1024,
+        dataplane.holder, dataplane.router, dataplane.breaker, records.append, "dp-test", 1024 * 1024,
         dataplane.health, dataplane.limiter, dataplane.cache,
     )  # fmt: skip
     body = orjson.dumps(

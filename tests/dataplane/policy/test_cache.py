@@ -29,6 +29,7 @@ from dataplane.policy.cache import (
     storable_headers,
 )
 from dataplane.policy.cache_store import MemoryCache, decode_entry, encode_entry
+from dataplane.providers.betas import header_betas
 from tests.dataplane.anthropic_streams import text_stream
 
 MODEL = "claude-sonnet-4-5-20250929"
@@ -53,7 +54,7 @@ def key(b: dict[str, Any] | None = None, **kw: Any) -> str:
     ws = kw.pop("workspace", "team-a")
     model = kw.pop("model", MODEL)
     headers = kw.pop("headers", HEADERS)
-    return cache_key(ws, model, body() if b is None else b, headers, **kw)
+    return cache_key(ws, model, body() if b is None else b, headers, header_betas(headers), **kw)
 
 
 # --------------------------------------------------------------------------------------- key
@@ -129,7 +130,7 @@ def test_key_changes_with_model_argument_workspace_door_and_headers() -> None:
 
 
 def test_no_ambiguity_between_workspace_and_model() -> None:
-    assert cache_key("a", "bc", {}, []) != cache_key("ab", "c", {}, [])
+    assert cache_key("a", "bc", {}, [], []) != cache_key("ab", "c", {}, [], [])
 
 
 # ------------------------------------------------------------------------------------ policy
@@ -404,6 +405,6 @@ async def test_memory_ttl_expiry_with_injected_clock() -> None:
 async def test_workspaces_never_share_an_entry() -> None:
     cache = MemoryCache()
     b = body()
-    await cache.put(cache_key("team-a", MODEL, b, HEADERS), entry([b"answer"]), 60)
-    assert await cache.get(cache_key("team-a", MODEL, b, HEADERS)) is not None
-    assert await cache.get(cache_key("team-b", MODEL, b, HEADERS)) is None
+    await cache.put(cache_key("team-a", MODEL, b, HEADERS, ["a-1", "b-2"]), entry([b"answer"]), 60)
+    assert await cache.get(cache_key("team-a", MODEL, b, HEADERS, ["a-1", "b-2"])) is not None
+    assert await cache.get(cache_key("team-b", MODEL, b, HEADERS, ["a-1", "b-2"])) is None

@@ -48,7 +48,7 @@ async def cache(prefix: str) -> AsyncIterator[RedisCache]:
 async def test_round_trip_byte_identical(cache: RedisCache, prefix: str) -> None:
     stream = text_stream()
     e = recorded(stream)
-    k = cache_key("team-a", MODEL, {"model": MODEL, "temperature": 0}, [])
+    k = cache_key("team-a", MODEL, {"model": MODEL, "temperature": 0}, [], [])
     assert await cache.get(k) is None
     await cache.put(k, e, 60)
     got = await cache.get(k)
@@ -57,7 +57,8 @@ async def test_round_trip_byte_identical(cache: RedisCache, prefix: str) -> None
     assert await keys_under(prefix) == [f"{prefix}cache:{k}"]
     # another workspace, same request: a miss
     assert (
-        await cache.get(cache_key("team-b", MODEL, {"model": MODEL, "temperature": 0}, [])) is None
+        await cache.get(cache_key("team-b", MODEL, {"model": MODEL, "temperature": 0}, [], []))
+        is None
     )
 
 

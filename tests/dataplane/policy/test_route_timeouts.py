@@ -68,6 +68,7 @@ def messages(timeouts: Timeouts | None) -> UpstreamRequest:
         stream=True,
         request_id="gwreq_t",
         json={},
+        betas=(),
         timeouts=timeouts,
     )
 

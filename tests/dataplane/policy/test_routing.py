@@ -1,16 +1,18 @@
-"""Router.plan: key providers, fallback order, weighted and sticky load balancing, breakers; and
-that planning is pure (the attempt chain claims probes, not the plan)."""
+"""Router.plan: key providers, fallback order, weighted and sticky load balancing, and that
+planning is pure; and the order in which the attempt chain tries a plan's targets
+(CircuitBreaker.tried_order: open targets last, a half-open lead's probe claimed as it starts)."""
 
 from __future__ import annotations
 
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
 from dataplane.config.snapshot import Snapshot
-from dataplane.edge.attempts import claimed_order, record_outcome
+from dataplane.edge.attempts import record_outcome
 from dataplane.errors import GatewayError
 from dataplane.policy.auth import Principal
 from dataplane.policy.breaker import CircuitBreaker
@@ -69,9 +71,29 @@ def principal(snapshot: Snapshot, key_name: str) -> Principal:
     return Principal(key, snapshot.workspaces["w"], runtimes.runtime(snapshot))
 
 
-def router_for(seed: int = 42) -> tuple[Router, Clock]:
+class Planner:
+    """A data plane's router and breakers, as the request path uses them: the router plans, the
+    attempt chain orders the plan's targets with the breakers and feeds them."""
+
+    def __init__(self, clock: Callable[[], float] | None = None, seed: int = 42) -> None:
+        self.router = Router(rng=random.Random(seed))
+        self.breaker = CircuitBreaker(clock) if clock is not None else CircuitBreaker()
+
+    def plan(self, p: Principal, session_id: str = "") -> Plan:
+        return self.router.plan(p, session_id)
+
+    def tried(self, p: Principal, session_id: str = "") -> list[str]:
+        """The targets of a new plan in the order the attempt chain tries them now (claiming a
+        half-open lead's probe, as the chain does when it starts)."""
+        return [t.name for t in self.breaker.tried_order(self.plan(p, session_id).targets)]
+
+    def breaker_states(self) -> dict[str, str]:
+        return self.breaker.states()
+
+
+def router_for(seed: int = 42) -> tuple[Planner, Clock]:
     clock = Clock()
-    return Router(CircuitBreaker(clock), rng=random.Random(seed)), clock
+    return Planner(clock, seed), clock
 
 
 def names(plan: Plan) -> list[str]:
@@ -85,15 +107,10 @@ def target_of(p: Principal, name: str) -> Target:
     return next(t for t in runtime.routes[member.route].targets if t.name == name)
 
 
-def record(router: Router, p: Principal, name: str, ok: bool) -> None:
+def record(planner: Planner, p: Principal, name: str, ok: bool) -> None:
     """An attempt's outcome on ``name``, recorded as the attempt chain does (with the thresholds
     of the principal's route)."""
-    record_outcome(router.breaker, target_of(p, name), ok)
-
-
-def first_attempt(router: Router, plan: Plan) -> str:
-    """The target the attempt chain sends to first (claiming its probe if it is half-open)."""
-    return next(claimed_order(router.breaker, plan.targets)).name
+    record_outcome(planner.breaker, target_of(p, name), ok)
 
 
 FALLBACK = common_pb2.Route(
@@ -171,33 +188,32 @@ def test_open_breakers_go_last_and_recover() -> None:
     router, clock = router_for()
     p = principal(snap, "key-fb")
     record(router, p, "a", False)  # the route's breaker settings: 2 failures, 10 s
-    assert names(router.plan(p, "")) == ["a", "b", "c"]
+    assert router.tried(p) == ["a", "b", "c"]
     record(router, p, "a", False)
     assert router.breaker_states() == {"a": "open"}
-    assert names(router.plan(p, "")) == ["b", "c", "a"]
+    assert names(router.plan(p)) == ["a", "b", "c"]  # the plan never reads the breakers ...
+    assert router.tried(p) == ["b", "c", "a"]  # ... the chain puts the open target last
     for _ in range(2):
         record(router, p, "b", False)
-    assert names(router.plan(p, "")) == ["c", "a", "b"]
+    assert router.tried(p) == ["c", "a", "b"]
     for _ in range(2):
         record(router, p, "c", False)
-    assert names(router.plan(p, "")) == ["a", "b", "c"]  # all open: still tried, in order
+    assert router.tried(p) == ["a", "b", "c"]  # all open: still tried, in order
+    assert router.breaker_states() == {"a": "open", "b": "open", "c": "open"}
     clock.now = 11
     assert router.breaker_states() == {"a": "half_open", "b": "half_open", "c": "half_open"}
-    plan = router.plan(p, "")
-    assert names(plan) == ["a", "b", "c"]  # a's probe leads
-    assert first_attempt(router, plan) == "a"  # sent: the probe is claimed
-    plan = router.plan(p, "")
-    assert names(plan) == ["b", "a", "c"]  # a probing: skipped; b's probe leads
-    assert first_attempt(router, plan) == "b"
+    assert router.tried(p) == ["a", "b", "c"]  # a's probe leads, and is claimed
+    assert not router.breaker.may_probe("a")
+    assert router.tried(p) == ["b", "a", "c"]  # a probing: behind; b's probe leads
     record(router, p, "a", True)
     assert router.breaker_states()["a"] == "closed"
-    assert names(router.plan(p, "")) == ["a", "b", "c"]  # b probing, c half-open: behind a
+    assert router.tried(p) == ["a", "b", "c"]  # b probing, c half-open: behind a
     record(router, p, "b", True)
-    assert names(router.plan(p, "")) == ["a", "b", "c"]
+    assert router.tried(p) == ["a", "b", "c"]
     assert router.breaker_states() == {"a": "closed", "b": "closed", "c": "half_open"}
 
 
-def fallback_with_a_half_open() -> tuple[Router, Principal]:
+def fallback_with_a_half_open() -> tuple[Planner, Principal]:
     """The FALLBACK route's key, with target a half-open (opened, then its cooldown over)."""
     router, clock = router_for()
     p = principal(build(FALLBACK), "key-fb")
@@ -207,23 +223,29 @@ def fallback_with_a_half_open() -> tuple[Router, Principal]:
     return router, p
 
 
-def test_a_plan_never_tried_claims_no_probe() -> None:
-    """A plan answered from the cache or refused by a limit never sends its probe: planning
-    claims nothing, so the next request may probe at once, not after the probe lease."""
+def test_a_probe_is_claimed_only_when_its_attempt_is_made() -> None:
+    """A plan answered from the cache or refused by a limit never sends its probe: nothing is
+    claimed until the attempt chain hands its first target out, so the next request may probe
+    at once, not after the probe lease."""
     router, p = fallback_with_a_half_open()
-    plan = router.plan(p, "")
-    assert names(plan) == ["a", "b", "c"]  # a's probe leads
-    assert router.breaker.may_probe("a")  # ... and is still free
-    plan = router.plan(p, "")
-    assert names(plan) == ["a", "b", "c"]  # so the next plan leads with it too
-    assert first_attempt(router, plan) == "a"  # the attempt claims it
-    assert not router.breaker.may_probe("a")
-    assert names(router.plan(p, "")) == ["b", "c", "a"]  # claimed: the next plan puts it last
+    mine, theirs = router.plan(p), router.plan(p)
+    order = router.breaker.tried_order(mine.targets)
+    assert router.breaker.may_probe("a")  # planned, ordered: nothing claimed yet
+    assert next(order).name == "a" and not router.breaker.may_probe("a")  # sent: claimed
+    assert [t.name for t in order] == ["b", "c"]  # the rest follow, in plan order
+    # Another request planned at the same time starts later: a is probing, so b leads.
+    assert [t.name for t in router.breaker.tried_order(theirs.targets)] == ["b", "c", "a"]
+    # A one-target plan (a key naming its provider) is tried regardless.
+    direct = principal(build(), "direct")
+    for _ in range(5):
+        record(router, direct, "a", False)
+    assert router.breaker_states()["a"] == "open"
+    assert router.tried(direct) == ["a"]
 
 
 def test_planning_is_pure() -> None:
-    """The same request planned twice against the same runtime and breakers gets the same plan,
-    and planning changes no breaker state (a half-open target's probe stays free)."""
+    """The same request planned twice against the same runtime gets the same plan, and planning
+    changes no breaker state (a half-open target's probe stays free)."""
     three = common_pb2.Route(
         name="lb", mode="loadbalance", targets=[target("a", 3), target("b", 1), target("c", 2)]
     )
@@ -240,25 +262,6 @@ def test_planning_is_pure() -> None:
         assert first == second
         assert all(a is b for a, b in zip(first.targets, second.targets, strict=True))
     assert (router.breaker_states(), router.breaker.may_probe("b")) == before
-
-
-def test_a_probe_is_claimed_only_when_its_attempt_is_made() -> None:
-    """The attempt chain claims a half-open lead's probe when it hands that target out (to be
-    sent); a lead whose probe another request claimed since the plan moves behind the others."""
-    router, p = fallback_with_a_half_open()
-    mine, theirs = router.plan(p, ""), router.plan(p, "")
-    assert names(mine) == names(theirs) == ["a", "b", "c"]
-    order = claimed_order(router.breaker, mine.targets)
-    assert router.breaker.may_probe("a")  # nothing claimed before the first attempt
-    assert next(order).name == "a" and not router.breaker.may_probe("a")
-    assert [t.name for t in order] == ["b", "c"]  # the rest follow, in plan order
-    # The other request lost the race for a's probe: it goes to b first, a last.
-    assert [t.name for t in claimed_order(router.breaker, theirs.targets)] == ["b", "c", "a"]
-    # A one-target plan (a key naming its provider) is tried regardless.
-    direct = router.plan(principal(build(), "direct"), "")
-    for _ in range(5):
-        record(router, principal(build(), "direct"), "a", False)
-    assert [t.name for t in claimed_order(router.breaker, direct.targets)] == ["a"]
 
 
 def test_weighted_split_without_sessions() -> None:
@@ -315,11 +318,12 @@ def test_a_sticky_session_fails_over_while_its_target_is_open() -> None:
     )
     for _ in range(5):
         record(router, p, "a", False)
-    assert names(router.plan(p, session)) == ["b", "a"]
+    assert names(router.plan(p, session)) == ["a", "b"]  # still its target in the plan ...
+    assert router.tried(p, session) == ["b", "a"]  # ... but tried last while open
     clock.now = 31
-    assert names(router.plan(p, session)) == ["a", "b"]  # the probe
+    assert router.tried(p, session) == ["a", "b"]  # the probe
     record(router, p, "a", True)
-    assert names(router.plan(p, session)) == ["a", "b"]
+    assert router.tried(p, session) == ["a", "b"]
 
 
 def test_plan_is_fast() -> None:

@@ -8,7 +8,6 @@ import time
 
 from dataplane.config.snapshot import Snapshot
 from dataplane.policy.auth import Principal
-from dataplane.policy.breaker import CircuitBreaker
 from dataplane.policy.routing import Router
 from dataplane.policy.runtime import Runtime, SnapshotHolder
 from dataplane.sync import delta
@@ -67,7 +66,7 @@ def test_a_request_keeps_the_adapters_of_the_runtime_it_pinned() -> None:
     new = holder.swap(snapshot("v2", "http://elsewhere"))  # ... then a's configuration changes
     assert new.adapters["a"] is not old.adapters["a"]  # rebuilt for v2
     assert new.adapters["b"] is old.adapters["b"]  # unchanged: kept, with its warm pool
-    plan = Router(CircuitBreaker()).plan(request)
+    plan = Router().plan(request)
     assert [t.provider for t in plan.targets] == [old.adapters["a"], old.adapters["b"]]
     assert request.snapshot.version == "v1"
 

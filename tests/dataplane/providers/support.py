@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from dataplane.providers.base import UpstreamRequest
+from dataplane.providers.betas import header_betas
 
 
 def upstream_request(
@@ -23,4 +24,5 @@ def upstream_request(
         stream=body.get("stream") is True and not path.endswith("/count_tokens"),
         request_id="gwreq_test",
         json=body,
+        betas=tuple(header_betas(headers)),
     )

@@ -9,11 +9,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from dataplane.policy.breaker import CircuitBreaker
-from dataplane.policy.routing import Router
 from dataplane.sync.breaker_sync import BreakerSync
 from gwapi.v1 import common_pb2
-from tests.dataplane.policy.test_routing import build, names, principal, record, target
+from tests.dataplane.policy.test_routing import Planner, build, principal, record, target
 from tests.dataplane.redis_support import REDIS_URL, keys_under, redis_namespace
 
 ROUTE = common_pb2.Route(
@@ -37,9 +35,9 @@ class Skewable:
         return time.monotonic() + self.offset
 
 
-def replica() -> tuple[Router, Skewable]:
+def replica() -> tuple[Planner, Skewable]:
     clock = Skewable()
-    return Router(CircuitBreaker(clock)), clock
+    return Planner(clock), clock
 
 
 async def until(check: Callable[[], bool], timeout: float = 2.0) -> float:
@@ -68,16 +66,16 @@ async def test_two_replicas_share_open_and_close(prefix: str) -> None:
         assert ra.breaker_states() == {"a": "open"}
         took = await until(lambda: rb.breaker_states().get("a") == "open")
         assert took < 1.2
-        assert names(rb.plan(KEY)) == ["b", "a"]  # B skips a without having seen it fail
+        assert rb.tried(KEY) == ["b", "a"]  # B skips a without having seen it fail
         assert f"{prefix}breaker:a" in await keys_under(prefix)
 
         clock_b.offset = 11.0  # B's cooldown is over: its next plan probes a
         assert rb.breaker_states() == {"a": "half_open"}
-        assert names(rb.plan(KEY)) == ["a", "b"]
+        assert rb.tried(KEY) == ["a", "b"]
         record(rb, KEY, "a", True)  # the probe succeeded
         took = await until(lambda: ra.breaker_states().get("a") == "closed")
         assert took < 1.2
-        assert names(ra.plan(KEY)) == ["a", "b"]
+        assert ra.tried(KEY) == ["a", "b"]
         await asyncio.sleep(0.7)  # a few more rounds change nothing
         assert ra.breaker_states() == {"a": "closed"} and rb.breaker_states() == {"a": "closed"}
     finally:
@@ -122,10 +120,10 @@ async def test_redis_down_both_keep_working_locally(caplog: pytest.LogCaptureFix
             record(ra, KEY, "a", False)
             record(ra, KEY, "a", False)
             assert time.monotonic() - start < 0.01  # never waits on Redis
-            assert names(ra.plan(KEY)) == ["b", "a"]  # local breaker still decides
-            assert names(rb.plan(KEY)) == ["a", "b"]  # B, alone, has seen nothing
+            assert ra.tried(KEY) == ["b", "a"]  # local breaker still decides
+            assert rb.tried(KEY) == ["a", "b"]  # B, alone, has seen nothing
             record(ra, KEY, "a", True)
-            assert names(ra.plan(KEY)) == ["a", "b"]
+            assert ra.tried(KEY) == ["a", "b"]
             await asyncio.sleep(0.3)
     finally:
         await sa.stop()

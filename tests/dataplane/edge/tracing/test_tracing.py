@@ -38,7 +38,7 @@ def test_a_valid_traceparent_is_continued_with_its_flags_and_tracestate() -> Non
     assert f"{t.trace_id:032x}" == TRACE and t.parent is not None
     assert f"{t.parent.span_id:016x}" == SPAN and t.parent.is_remote
     assert t.sampled and t.span_id not in (0, int(SPAN, 16))
-    request = UpstreamRequest("/v1/messages", b"", (), b"{}", "m", True, "r", {})
+    request = UpstreamRequest("/v1/messages", b"", (), b"{}", "m", True, "r", {}, ())
     sent = t.upstream(request, "anthropic")
     (attempt,) = t.attempts
     assert sent.trace_headers == (
@@ -63,7 +63,7 @@ def test_a_valid_traceparent_is_continued_with_its_flags_and_tracestate() -> Non
 def test_an_invalid_traceparent_starts_a_new_sampled_trace(value: str) -> None:
     t = ctx((b"traceparent", value.encode()), (b"tracestate", b"a=1"))
     assert t.parent is None and t.sampled and f"{t.trace_id:032x}" != TRACE
-    sent = t.upstream(UpstreamRequest("/v1/messages", b"", (), b"{}", "m", True, "r", {}), "x")
+    sent = t.upstream(UpstreamRequest("/v1/messages", b"", (), b"{}", "m", True, "r", {}, ()), "x")
     assert [k for k, _ in sent.trace_headers] == [b"traceparent"]  # its tracestate is not kept
 
 
