@@ -54,7 +54,7 @@ from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl.apply_execute import CreatedKey, execute
 from gwctl.apply_plan import Change, State, check_references, plan, render_plan
-from gwctl.cli import CommandError, Subparsers, confirm, is_json, leaf
+from gwctl.cli import CommandError, Subparsers, add_yes, confirm, is_json, leaf
 from gwctl.config_file import load
 from gwctl.config_model import ConfigError, GatewayConfig
 
@@ -74,7 +74,7 @@ def register(subparsers: Subparsers) -> None:
         action="store_true",
         help="also delete what the file does not mention (in the sections it has)",
     )
-    p.add_argument("--yes", action="store_true", help="apply without asking for confirmation")
+    add_yes(p, "apply without asking for confirmation")
     p.set_defaults(handler=run)
 
 

@@ -205,6 +205,11 @@ def read_target(
     paths += fields
 
 
+def add_yes(p: argparse.ArgumentParser, help: str = "do not ask for confirmation") -> None:
+    """The ``--yes`` of a destructive verb: what :func:`confirm` is then given."""
+    p.add_argument("--yes", action="store_true", help=help)
+
+
 def confirm(prompt: str, yes: bool, flag_hint: str = "--yes") -> None:
     """Proceed when ``yes``; otherwise ask on a terminal; never guess when stdin is not a TTY."""
     if yes:

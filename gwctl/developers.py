@@ -27,7 +27,7 @@ from gwclient.client import GatewayClient
 from gwcommon.terminal import escape_controls
 from gwctl import output as out
 from gwctl import workspace_signin
-from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
+from gwctl.cli import Subparsers, UsageError, add_yes, confirm, group, is_json, leaf
 from gwctl.limit_flags import add_limit_flags, limits_from_args
 from gwctl.parse import PERIOD_NAMES
 
@@ -73,7 +73,7 @@ def register(subparsers: Subparsers) -> None:
         "offboard: refused on every data plane within a second, every session ended",
     )
     p.add_argument("developer", metavar="ID_OR_EMAIL")
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_yes(p)
     p.set_defaults(handler=disable)
 
     p = leaf(sub, "enable", "let a disabled developer sign in again")

@@ -13,7 +13,7 @@ from gwapi.v1 import admin_pb2, common_pb2
 from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl import parse
-from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf, read_target
+from gwctl.cli import Subparsers, UsageError, add_yes, confirm, group, is_json, leaf, read_target
 from gwctl.limit_flags import add_limit_flags, limits_from_args
 
 
@@ -43,12 +43,12 @@ def register(subparsers: Subparsers) -> None:
 
     p = leaf(sub, "revoke", "revoke a key: refused by every data plane within a second")
     p.add_argument("id")
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_yes(p)
     p.set_defaults(handler=revoke)
 
     p = leaf(sub, "delete", "delete a key and forget it", aliases=["rm"])
     p.add_argument("id")
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_yes(p)
     p.set_defaults(handler=delete)
 
 

@@ -30,7 +30,7 @@ from gwclient.client import GatewayClient
 from gwclient.errors import ClientError
 from gwctl import output as out
 from gwctl import secrets
-from gwctl.cli import CommandError, Subparsers, UsageError, confirm, group, is_json, leaf
+from gwctl.cli import CommandError, Subparsers, UsageError, add_yes, confirm, group, is_json, leaf
 from gwctl.provider_display import (
     base_url_text,
     breakers_by_provider,
@@ -87,7 +87,7 @@ def register(subparsers: Subparsers) -> None:
 
     p = leaf(sub, "delete", "delete a provider", aliases=["rm"])
     p.add_argument("name")
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_yes(p)
     p.set_defaults(handler=delete)
 
 

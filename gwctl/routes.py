@@ -23,7 +23,7 @@ from gwclient.client import GatewayClient
 from gwcommon import breaker_defaults
 from gwctl import output as out
 from gwctl import parse
-from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
+from gwctl.cli import Subparsers, UsageError, add_yes, confirm, group, is_json, leaf
 
 MODES = vocab.choices(vocab.MODE)
 DEFAULT_RETRY_ON = "429,500,502,503,504,529"
@@ -75,7 +75,7 @@ def register(subparsers: Subparsers) -> None:
 
     p = leaf(sub, "delete", "delete a route", aliases=["rm"])
     p.add_argument("name")
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_yes(p)
     p.set_defaults(handler=delete)
 
 

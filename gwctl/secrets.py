@@ -20,7 +20,7 @@ from typing import TextIO
 from gwapi.v1 import common_pb2
 from gwclient.client import GatewayClient
 from gwctl import output as out
-from gwctl.cli import Subparsers, UsageError, confirm, is_json, leaf
+from gwctl.cli import Subparsers, UsageError, add_yes, confirm, is_json, leaf
 
 API_KEY_STDIN_HELP = (
     "read the provider's API key (bedrock: ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]) "
@@ -81,7 +81,7 @@ def register(sub: Subparsers) -> None:
         action="store_true",
         help="delete the stored key (the provider falls back to its --api-key-env)",
     )
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_yes(p)
     p.set_defaults(handler=rotate)
 
 

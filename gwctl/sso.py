@@ -32,6 +32,7 @@ from gwctl.cli import (
     CommandError,
     Subparsers,
     UsageError,
+    add_yes,
     confirm,
     group,
     is_json,
@@ -152,7 +153,7 @@ def register(subparsers: Subparsers) -> None:
         "turn sign-in off: every developer is signed out (developers and their spend are kept)",
         aliases=["rm"],
     )
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_yes(p)
     p.set_defaults(handler=delete)
 
     p = leaf(
@@ -161,7 +162,7 @@ def register(subparsers: Subparsers) -> None:
         "a new access-token signing key (tokens signed with the previous one stay valid until "
         "they expire)",
     )
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_yes(p)
     p.set_defaults(handler=rotate)
 
 

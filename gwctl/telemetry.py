@@ -21,7 +21,7 @@ import re
 from gwapi.v1 import admin_pb2
 from gwclient.client import GatewayClient
 from gwctl import output as out
-from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf
+from gwctl.cli import Subparsers, UsageError, add_yes, confirm, group, is_json, leaf
 
 SIGNALS = ("metrics", "logs", "traces")
 HEADERS = ("NAME", "URL", "SIGNALS", "HEADERS", "CREATED")
@@ -78,7 +78,7 @@ def register(subparsers: Subparsers) -> None:
 
     p = leaf(actions, "remove", "stop forwarding to a destination", aliases=["rm", "delete"])
     p.add_argument("name")
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_yes(p)
     p.set_defaults(handler=remove)
 
 

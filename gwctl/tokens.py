@@ -15,7 +15,7 @@ from gwapi.v1 import admin_pb2
 from gwclient.client import GatewayClient
 from gwctl import output as out
 from gwctl import parse
-from gwctl.cli import Subparsers, confirm, group, is_json, leaf
+from gwctl.cli import Subparsers, add_yes, confirm, group, is_json, leaf
 
 ROLES = ("admin", "workspace-admin", "viewer")
 HEADERS = ("ID", "NAME", "ROLE", "WORKSPACES", "PREFIX", "STATUS", "EXPIRES", "LAST USED")
@@ -50,7 +50,7 @@ def register(subparsers: Subparsers) -> None:
 
     p = leaf(sub, "revoke", "revoke a token: refused by this control plane at once")
     p.add_argument("id", help="the token's id (tok_…)")
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_yes(p)
     p.set_defaults(handler=revoke)
 
     p = leaf(subparsers, "whoami", "the identity and role of the token in use")

@@ -20,7 +20,7 @@ from gwclient.errors import ClientError
 from gwcommon.allowlists import target_denial, uncovered_patterns
 from gwctl import output as out
 from gwctl import workspace_signin as signin
-from gwctl.cli import Subparsers, UsageError, confirm, group, is_json, leaf, read_list
+from gwctl.cli import Subparsers, UsageError, add_yes, confirm, group, is_json, leaf, read_list
 from gwctl.limit_flags import add_limit_flags, limits_from_args
 
 
@@ -54,7 +54,7 @@ def register(subparsers: Subparsers) -> None:
     p = leaf(sub, "delete", "delete a workspace", aliases=["rm"])
     p.add_argument("name")
     p.add_argument("--force", action="store_true", help="also delete the workspace's keys")
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_yes(p)
     p.set_defaults(handler=delete)
 
 
