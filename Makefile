@@ -13,7 +13,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet bench-ledger bench-ledger-upgrade bench-streams bench-sweep clean migration
+.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet bench-ledger bench-ledger-upgrade bench-streams bench-sweep bench-soak clean migration
 
 install: $(STAMP) $(CLAUDE)
 
@@ -163,6 +163,16 @@ bench-streams: install
 # kept open, time to last byte through one data plane and directly, added p50/p99 (~4 minutes).
 bench-sweep: install
 	$(BIN)/python -m bench.sweep --levels $${TOLLGATE_BENCH_LEVELS:-1,64,256,1000}
+
+# Memory over time (issue #14): Claude Code requests at a steady open-loop rate (answers paced
+# over ~0.5 s) through one data plane for TOLLGATE_SOAK_MINUTES; RSS at the start, minute 5, the
+# middle and the end, tracemalloc's growing allocation sites, the ledger (~21 minutes; a short
+# run: TOLLGATE_SOAK_MINUTES=3 TOLLGATE_SOAK_BASELINE_MIN=1). TOLLGATE_SOAK_TRACEMALLOC=0: RSS
+# without tracemalloc's overhead (about twice the data plane's CPU), and no snapshots.
+bench-soak: install
+	$(BIN)/python -m bench.soak --minutes $${TOLLGATE_SOAK_MINUTES:-20} --rate $${TOLLGATE_SOAK_RATE:-50} \
+		--baseline-min $${TOLLGATE_SOAK_BASELINE_MIN:-5} \
+		--tracemalloc-frames $${TOLLGATE_SOAK_TRACEMALLOC:-1}
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

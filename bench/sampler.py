@@ -103,13 +103,15 @@ class Sampler:
         )
 
 
-def _short(filename: str) -> str:
+def short_path(filename: str) -> str:
+    """A source file's path from its package (``dataplane/edge/app.py``, ``h11/_util.py``,
+    ``asyncio/streams.py``)."""
     if "site-packages/" in filename:
         return filename.split("site-packages/", 1)[1]
     for pkg in ("dataplane/", "gwapi/", "bench/"):
         if pkg in filename:
             return pkg + filename.split(pkg, 1)[1]
-    return filename.rsplit("/", 2)[-1] if "/" in filename else filename
+    return "/".join(filename.rsplit("/", 2)[-2:])  # stdlib: asyncio/streams.py
 
 
 def render(path: Path, top: int = 25) -> str:
@@ -125,10 +127,10 @@ def render(path: Path, top: int = 25) -> str:
     out.append(f"  top {top} functions by self time:")
     for f, name, line, k in d["self"][:top]:
         callers = [c for c in d["callers"] if c[:3] == [f, name, line]][:2]
-        via = "; ".join(f"{c[4]} {_short(c[3])}:{c[5]} {c[6] / k * 100:.0f}%" for c in callers)
-        out.append(f"    {k / busy * 100:5.1f}%  {name}  ({_short(f)}:{line})  <- {via}")
+        via = "; ".join(f"{c[4]} {short_path(c[3])}:{c[5]} {c[6] / k * 100:.0f}%" for c in callers)
+        out.append(f"    {k / busy * 100:5.1f}%  {name}  ({short_path(f)}:{line})  <- {via}")
     out.append(f"  top {top + 15} functions by inclusive time (below the request handler):")
     inclusive = [r for r in d["inclusive"] if r[3] / busy < 0.80]
     for f, name, line, k in inclusive[: top + 15]:
-        out.append(f"    {k / busy * 100:5.1f}%  {name}  ({_short(f)}:{line})")
+        out.append(f"    {k / busy * 100:5.1f}%  {name}  ({short_path(f)}:{line})")
     return "\n".join(out)

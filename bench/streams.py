@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,7 @@ class Stack:
     provider_key: str
     secret: str  # the bench workspace's virtual key
     profile: Path  # the data plane's sampler output (with ``profile``)
+    state_dir: Path  # the data plane's (heap snapshots land here unless told otherwise)
 
     def targets(self) -> dict[str, dict[str, Any]]:
         """Load-generator plan entries: straight at the upstream, and through the data plane."""
@@ -183,10 +184,16 @@ class Stack:
 
 
 def start_stack(
-    work: Path, children: list[Child], pace_ms: float, events: int, profile: bool
+    work: Path,
+    children: list[Child],
+    pace_ms: float,
+    events: int,
+    profile: bool,
+    dp_env: Mapping[str, str] | None = None,
 ) -> Stack:
-    """Start the paced upstream, the control plane (SQLite) and one data plane, provisioned as
-    ``bench.run`` does; every child is appended to ``children`` (the caller stops them)."""
+    """Start the paced upstream, the control plane (SQLite) and one data plane (``dp_env`` added
+    to its environment), provisioned as ``bench.run`` does; every child is appended to
+    ``children`` (the caller stops them)."""
     admin_token, dp_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     provider_key = "sk-ant-bench-" + secrets.token_hex(8)
     upstream, upstream_port = start_upstream(
@@ -195,21 +202,32 @@ def start_stack(
     db_url = f"sqlite:///{work / 'tollgate.db'}"
     _, cp_addr = start_controlplane(work, children, db_url, (admin_token, dp_token))
     secret, _ = asyncio.run(provision(cp_addr, admin_token, upstream_port))
-    samples = work / "dp.samples"
+    samples, state_dir = work / "dp.samples", work / "dp-state"
     dp = spawn(
         "dataplane",
         [
             "-m", "bench.dp_main", "--ready-file", str(work / "dp.ready"),
-            "--control-plane", cp_addr, "--state-dir", str(work / "dp-state"),
+            "--control-plane", cp_addr, "--state-dir", str(state_dir),
             *(["--sample", str(samples)] if profile else []),
         ],
         work,
-        env={PROVIDER_KEY_ENV: provider_key, "TOLLGATE_DATAPLANE_TOKEN": dp_token},
+        env={
+            PROVIDER_KEY_ENV: provider_key, "TOLLGATE_DATAPLANE_TOKEN": dp_token, **(dp_env or {}),
+        },
     )  # fmt: skip
     children.append(dp)
     dp_port = int(wait_for_json(dp, work / "dp.ready")["port"])
     return Stack(
-        upstream, upstream_port, cp_addr, admin_token, dp, dp_port, provider_key, secret, samples
+        upstream,
+        upstream_port,
+        cp_addr,
+        admin_token,
+        dp,
+        dp_port,
+        provider_key,
+        secret,
+        samples,
+        state_dir,
     )
 
 
@@ -222,10 +240,11 @@ def run_on_stack(
     args: argparse.Namespace,
     alarm_s: float,
     phases: Callable[[Path, Stack], int],
+    dp_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Start the stack (``args.pace_ms``, ``args.events``, ``args.profile``), run ``phases`` on
-    it (it returns how many gateway requests the ledger must hold), check the ledger, stop every
-    child; the whole bounded by ``alarm_s``. Fills and returns ``result``."""
+    """Start the stack (``args.pace_ms``, ``args.events``, ``args.profile``, ``dp_env``), run
+    ``phases`` on it (it returns how many gateway requests the ledger must hold), check the
+    ledger, stop every child; the whole bounded by ``alarm_s``. Fills and returns ``result``."""
     signal.signal(signal.SIGALRM, _overrun)
     signal.alarm(int(alarm_s))
     load_before = os.getloadavg()
@@ -233,7 +252,7 @@ def run_on_stack(
     with tempfile.TemporaryDirectory(prefix="tollgate-streams-") as tmp:
         work = Path(tmp)
         try:
-            stack = start_stack(work, children, args.pace_ms, args.events, args.profile)
+            stack = start_stack(work, children, args.pace_ms, args.events, args.profile, dp_env)
             expected = phases(work, stack)
             result["usage"] = asyncio.run(
                 usage_total(stack.cp_addr, stack.admin_token, expected, 20.0)

@@ -36,6 +36,7 @@ import resource
 import sys
 import time
 from array import array
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +98,14 @@ class Stream(asyncio.Protocol):
         self.tokens = 0
         self.stopped = False
         self.stopped_ns = 0  # monotonic ns of the read that held message_stop
+        self.closing = False  # the server said `connection: close` (Hypercorn, every 1,000th)
 
     def itself(self) -> Stream:
         """The protocol factory of this stream's connection."""
         return self
 
     def reusable(self) -> bool:
-        return self.transport is not None and not self.transport.is_closing()
+        return self.transport is not None and not self.transport.is_closing() and not self.closing
 
     def restart(self, done: asyncio.Future[str]) -> None:
         """The next request on this (idle, kept-alive) connection."""
@@ -140,6 +142,7 @@ class Stream(asyncio.Protocol):
                 self._finish(f"status {head[9:12].decode()}")
                 return
             self.chunked = b"\r\ntransfer-encoding: chunked" in head
+            self.closing = b"\r\nconnection: close" in head
         if self.chunked:
             self._dechunk()
         else:
@@ -297,12 +300,22 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def run_plan(
+    prog: str,
+    run_fn: Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]],
+    argv: list[str] | None,
+) -> None:
+    """A load generator's entry point: ``python -m PROG PLAN.json`` runs ``run_fn`` on the plan
+    and prints its result as one JSON line."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        raise SystemExit("usage: python -m bench.streams_load PLAN.json")
+        raise SystemExit(f"usage: python -m {prog} PLAN.json")
     plan = json.loads(Path(args[0]).read_text())
-    print(json.dumps(asyncio.run(run(plan))), flush=True)
+    print(json.dumps(asyncio.run(run_fn(plan))), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_plan("bench.streams_load", run, argv)
 
 
 if __name__ == "__main__":

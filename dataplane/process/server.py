@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import Coroutine
@@ -40,6 +41,7 @@ from dataplane.policy.limits import Limiter
 from dataplane.policy.routing import Router
 from dataplane.policy.runtime import SnapshotHolder
 from dataplane.private import private_dir
+from dataplane.process.heapsnap import HeapSnapshots
 from dataplane.process.looplag import LoopLag
 from dataplane.process.metrics_peers import MetricsPeers
 from dataplane.process.settings import (  # re-exported: Settings and the flag checks live there
@@ -142,6 +144,10 @@ class DataPlane:
         # Event-loop lag on /metrics: whether this worker's loop keeps up (sampled from start()).
         self.loop_lag = LoopLag()
         self.loop_lag.register(self.metrics.registry)
+        # Heap snapshots on SIGUSR2, only when TOLLGATE_TRACEMALLOC asks (a bad value fails here).
+        self.heap = HeapSnapshots.from_env(
+            settings.env if settings.env is not None else os.environ, state_dir
+        )
         # Breakers shared with the other data planes in the background (decisions stay local).
         self.breaker_sync: BreakerSync | None = (
             BreakerSync.from_url(settings.redis_url, self.breaker, prefix=settings.redis_prefix)
@@ -277,6 +283,8 @@ class DataPlane:
         if self.breaker_sync is not None:
             self.breaker_sync.start()
         self.telemetry.start()
+        if self.heap is not None:
+            self.heap.install(asyncio.get_running_loop())
         log.info(
             "data plane %s listening on %s:%d", self.node_id, s.listen.rpartition(":")[0], self.port
         )
@@ -291,6 +299,8 @@ class DataPlane:
     async def stop(self) -> None:
         """Drain: report unhealthy, stop accepting, finish in-flight requests, flush usage."""
         self.health.draining = True
+        if self.heap is not None:
+            self.heap.uninstall(asyncio.get_running_loop())
         if self.settings.drain_seconds:
             await asyncio.sleep(self.settings.drain_seconds)
         self._stop.set()
