@@ -13,7 +13,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet bench-ledger bench-ledger-upgrade bench-streams bench-sweep bench-soak clean migration
+.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet bench-ledger bench-ledger-upgrade bench-streams bench-sweep bench-soak bench-instructions clean migration
 
 install: $(STAMP) $(CLAUDE)
 
@@ -173,6 +173,12 @@ bench-soak: install
 	$(BIN)/python -m bench.soak --minutes $${TOLLGATE_SOAK_MINUTES:-20} --rate $${TOLLGATE_SOAK_RATE:-50} \
 		--baseline-min $${TOLLGATE_SOAK_BASELINE_MIN:-5} \
 		--tracemalloc-frames $${TOLLGATE_SOAK_TRACEMALLOC:-1}
+
+# The data plane's instructions per request under callgrind (python -m bench.instructions): two
+# processes (100 and 400 requests), measured twice; a figure that repeats on a busy machine, for
+# comparing commits (~10 minutes; needs valgrind).
+bench-instructions: install
+	$(BIN)/python -m bench.instructions --repeat 2
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
