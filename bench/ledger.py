@@ -2,7 +2,8 @@
 
 ``python -m bench.ledger [--events N] [--pg URL]`` (``make bench-ledger``):
 
-1. creates a unique schema in the PostgreSQL database (dropped at the end, whatever happens);
+1. creates a unique schema in the PostgreSQL database (dropped at the end, whatever happens,
+   unless ``--keep-schema``);
 2. loads N usage events (default 30,000,000) spread over the past year — 5,000 developers in 50
    workspaces (five time zones), every 10th request with one of 500 virtual keys — and the
    totals and rollups ingest would have kept (:mod:`bench.ledger_load`); ``--verify`` (use a small
@@ -11,7 +12,15 @@
    the 50 workspaces and 5,000 developers, all with day and month budgets), and
    ``gwctl usage --by workspace --since 30d`` through a real control plane's gRPC ``QueryUsage``;
 4. measures ingest through the real ``ReportUsage`` path: ``--ingest-events`` fresh events in
-   batches of 500 (the data-plane reporter's batch size) from ``--senders`` concurrent senders.
+   batches of 500 (the data-plane reporter's batch size) from ``--senders`` concurrent senders,
+   ``--ingest-runs`` times, each with the CPU seconds the control plane and the ``postgres``
+   processes spent on it and the load average; ``--io-stats`` adds the blocks each index and
+   table read from outside shared buffers, and found in them, during the run.
+
+Loading 30 M events takes the box about half an hour: ``--keep-schema NAME`` leaves the loaded
+schema in place, and ``--reuse-schema NAME`` measures on it again without loading (each run adds
+its ingested events to it). Drop it when done: ``DROP SCHEMA "NAME" CASCADE`` (the database is
+shared with CI).
 
 Acceptance (issue #16): each query <= 1 s; ingest >= 5,000 events/s.
 """
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import sys
 import tempfile
@@ -230,19 +240,71 @@ async def ingest(addr: str, token: str, args: argparse.Namespace) -> float:
     return accepted / elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc; the control plane's
+    own cost of ingest, apart from PostgreSQL's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds used so far by the processes named ``postgres`` on this box (the server and
+    its backends, whoever's; a backend that exits in between takes its share with it)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:  # exited meanwhile
+            continue
+        if raw[raw.index("(") + 1 : raw.rindex(")")] == "postgres":
+            fields = raw.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+IO_SQL = """
+SELECT relname, indexrelname, idx_blks_read, idx_blks_hit FROM pg_statio_user_indexes
+ WHERE schemaname = current_schema()
+UNION ALL
+SELECT relname, '(heap)', heap_blks_read, heap_blks_hit FROM pg_statio_user_tables
+ WHERE schemaname = current_schema()
+"""
+
+
+def io_counters(db: Database) -> dict[tuple[str, str], tuple[int, int]]:
+    """Blocks read from outside shared buffers and found in them, per index and table heap of
+    the bench's schema (cumulative statistics; backends flush them within a second)."""
+    with db.engine.connect() as conn:
+        return {(r[0], r[1]): (r[2] or 0, r[3] or 0) for r in conn.execute(text(IO_SQL))}
+
+
+def io_report(before: dict[Any, tuple[int, int]], after: dict[Any, tuple[int, int]]) -> str:
+    rows = []
+    for name, (read, hit) in after.items():
+        r0, h0 = before.get(name, (0, 0))
+        if read - r0 or hit - h0:
+            rows.append((read - r0, hit - h0, name))
+    rows.sort(reverse=True)
+    return "\n".join(f"  {r:>9,} read {h:>10,} hit  {t}.{i}" for r, h, (t, i) in rows)
+
+
 def run(args: argparse.Namespace) -> int:
-    schema = f"bench_ledger_{secrets.token_hex(4)}"
+    reuse = args.reuse_schema is not None
+    schema = args.reuse_schema or args.keep_schema or f"bench_ledger_{secrets.token_hex(4)}"
+    keep = reuse or args.keep_schema is not None
     admin = Database(args.pg)
-    with admin.engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    if not reuse:
+        with admin.engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = f"{args.pg}{'&' if '?' in args.pg else '?'}options={quote(f'-csearch_path={schema}')}"
     db = Database(url)
     cp: Child | None = None
     try:
-        db.create_all()
-        now = now_ms()
-        seed_fleet(db, args.developers, args.workspaces)
-        load(db, args, now)
+        if not reuse:
+            db.create_all()
+            now = now_ms()
+            seed_fleet(db, args.developers, args.workspaces)
+            load(db, args, now)
         print(counts(db))
         if args.verify:
             verify(db)
@@ -264,11 +326,26 @@ def run(args: argparse.Namespace) -> int:
                 f"gwctl usage --by workspace --since 30d (gRPC QueryUsage): {rows} rows in "
                 f"{elapsed * 1000:.0f} ms (best of {args.repeat})"
             )
-            rate = asyncio.run(ingest(addr, dp_token, args))
-            print(
-                f"ingest (ReportUsage, batches of {BATCH}, {args.senders} senders): "
-                f"{rate:,.0f} events/s over {args.ingest_events:,} events"
-            )
+            for _ in range(args.ingest_runs):
+                io0 = io_counters(db) if args.io_stats else {}
+                pg0, cp0, load0 = postgres_cpu_seconds(), cpu_seconds(cp.pid), os.getloadavg()[0]
+                t0 = time.perf_counter()
+                rate = asyncio.run(ingest(addr, dp_token, args))
+                wall = time.perf_counter() - t0
+                cp_cpu = cpu_seconds(cp.pid) - cp0
+                pg_cpu = postgres_cpu_seconds() - pg0
+                per = 1e6 / args.ingest_events
+                print(
+                    f"ingest (ReportUsage, batches of {BATCH}, {args.senders} senders): "
+                    f"{rate:,.0f} events/s over {args.ingest_events:,} events in {wall:.1f} s; "
+                    f"CPU: control plane {cp_cpu:.1f} s ({cp_cpu * per:.0f} us/event), "
+                    f"PostgreSQL {pg_cpu:.1f} s ({pg_cpu * per:.0f} us/event); "
+                    f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+                if args.io_stats:
+                    time.sleep(1.5)  # backends flush their I/O statistics at most once a second
+                    print(io_report(io0, io_counters(db)), flush=True)
             cp.stop()
             cp = None
         return 0
@@ -276,8 +353,11 @@ def run(args: argparse.Namespace) -> int:
         if cp is not None:
             cp.stop()
         db.dispose()
-        with admin.engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        if keep:
+            print(f'kept schema {schema} (drop it: DROP SCHEMA "{schema}" CASCADE)')
+        else:
+            with admin.engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
 
 
@@ -291,7 +371,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--ingest-events", type=int, default=50_000)
     p.add_argument("--senders", type=int, default=2, help="concurrent ReportUsage senders")
+    p.add_argument("--ingest-runs", type=int, default=1, help="ingest measurements in a row")
     p.add_argument("--verify", action="store_true", help="check the bulk-built tables (small N)")
+    p.add_argument(
+        "--io-stats", action="store_true", help="blocks read/hit per index during each ingest"
+    )
+    keep = p.add_mutually_exclusive_group()
+    keep.add_argument(
+        "--keep-schema",
+        metavar="NAME",
+        help="load into schema NAME and leave it for --reuse-schema",
+    )
+    keep.add_argument(
+        "--reuse-schema",
+        metavar="NAME",
+        help="measure on a schema kept by --keep-schema (no load; it is left in place)",
+    )
     return run(p.parse_args(argv))
 
 
