@@ -43,6 +43,7 @@ import grpc
 from sqlalchemy import text
 from sqlmodel import Session, select
 
+from bench import pyspy
 from bench.ledger_load import DAY_MS, ZONES, build_rollups, build_totals, index_ddl, load_events
 from bench.procs import Child, spawn, wait_for_log
 from controlplane.store.db import Database
@@ -326,12 +327,17 @@ def run(args: argparse.Namespace) -> int:
                 f"gwctl usage --by workspace --since 30d (gRPC QueryUsage): {rows} rows in "
                 f"{elapsed * 1000:.0f} ms (best of {args.repeat})"
             )
-            for _ in range(args.ingest_runs):
+            for run_no in range(1, args.ingest_runs + 1):
                 io0 = io_counters(db) if args.io_stats else {}
                 pg0, cp0, load0 = postgres_cpu_seconds(), cpu_seconds(cp.pid), os.getloadavg()[0]
+                spy = (
+                    pyspy.start(cp.pid, args.profile, f"ingest-{run_no}") if args.profile else None
+                )
                 t0 = time.perf_counter()
                 rate = asyncio.run(ingest(addr, dp_token, args))
                 wall = time.perf_counter() - t0
+                if spy is not None:
+                    print(spy.stop(), flush=True)
                 cp_cpu = cpu_seconds(cp.pid) - cp0
                 pg_cpu = postgres_cpu_seconds() - pg0
                 per = 1e6 / args.ingest_events
@@ -375,6 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verify", action="store_true", help="check the bulk-built tables (small N)")
     p.add_argument(
         "--io-stats", action="store_true", help="blocks read/hit per index during each ingest"
+    )
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        type=Path,
+        help="py-spy the control plane during each ingest run; stacks and top functions to DIR",
     )
     keep = p.add_mutually_exclusive_group()
     keep.add_argument(

@@ -22,8 +22,6 @@ ZONES = ("", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Tokyo")
 # usage_event indexes are dropped during the load and created again after it (much faster).
 _EVENT_INDEXES = (
     "ix_usage_event_time_ms",
-    "ix_usage_event_workspace",
-    "ix_usage_event_key_id",
     "ix_usage_event_session_id",
     "ix_usage_event_key_time_cost",
     "ix_usage_event_workspace_time_cost",

@@ -31,7 +31,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -60,6 +60,7 @@ from controlplane.store.db import Database, redact_url
 from controlplane.store.schema import SchemaError
 from controlplane.usage import rebuild
 from controlplane.usage.alerts import AlertMonitor
+from controlplane.usage.spend import BudgetSpend
 from gwapi.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -230,6 +231,13 @@ def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
         metrics=metrics,
         authenticator=authenticator,
     )
+
+    def spend_seen(spends: Sequence[BudgetSpend], now: int) -> None:
+        if state.is_leader:  # alerts are recorded once per fleet, by the leader
+            alerts.observe(spends, now)
+
+    cache.on_spend = spend_seen  # alerts use the spend the data planes are seeded with
+    alerts.feeder_idle = cache.drain
     server = grpc.aio.server(
         interceptors=[AuthInterceptor(authenticator, db)],
         options=SERVER_OPTIONS,

@@ -91,9 +91,8 @@ def build(state: AppState, *, leader_retry_s: float | None = None) -> Fleet:
     def remote_usage(events: list[tpb.UsageEvent]) -> None:
         state.hub.publish(events)
         state.stats.add(events)
-        if leader.is_leader:
-            state.alerts.note(events)
-        if state.registry.connected_count():  # spend seeds only matter to connected planes
+        # Spend seeds matter to connected planes, and to the leader's budget alerts.
+        if state.registry.connected_count() or leader.is_leader:
             state.cache.rebuild_soon(spend_scopes(events))
 
     config = ConfigFollower(state.cache)
@@ -105,7 +104,7 @@ def build(state: AppState, *, leader_retry_s: float | None = None) -> Fleet:
     bus.subscribe(topics.USAGE, usage.notify, own=False)
 
     def counted(rows: Sequence[Mapping[str, Any]]) -> None:
-        if state.registry.connected_count():
+        if state.registry.connected_count() or leader.is_leader:
             state.cache.rebuild_soon({scope for row in rows for scope in scopes_of(row)})
 
     # Usage events no replica counted yet (an upgraded database, a previous release's inserts).

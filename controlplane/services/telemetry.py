@@ -1,11 +1,10 @@
 """The Telemetry service: usage ingest from data planes, usage queries, the live log tail, live
 stats (:mod:`controlplane.usage.stats`, fed at ingest) and budget alerts.
 
-After an ingest stores new events, two things are *requested*, neither awaited by the call:
-budget alerts for the touched scopes (:class:`~controlplane.usage.alerts.AlertMonitor`) and a
-throttled spend refresh of the touched scopes (never a configuration rebuild) so data planes get
-fresh spend seeds
-(:meth:`~controlplane.snapshots.cache.SnapshotCache.rebuild_soon`).
+After an ingest stores new events, a throttled spend refresh of the touched scopes is
+*requested*, not awaited (:meth:`~controlplane.snapshots.cache.SnapshotCache.rebuild_soon`,
+never a configuration rebuild): data planes get fresh spend seeds, and the leader's budget alerts
+(:class:`~controlplane.usage.alerts.AlertMonitor`) are checked against the same spend.
 """
 
 from __future__ import annotations
@@ -84,8 +83,7 @@ class TelemetryService(telemetry_pb2_grpc.TelemetryServicer):
         self._s.stats.add(fresh)
         if self._s.fleet is not None:  # after a bus interruption, these are not caught up again
             self._s.fleet.usage.remember(fresh)
-        if self._s.is_leader:  # alerts are evaluated once per fleet, by the leader
-            self._s.alerts.note(fresh)
+        # Seeds for the data planes; on the leader, the budget alerts (fed by the same refresh).
         self._s.cache.rebuild_soon(spend_scopes(fresh))
 
     async def ReportActivity(

@@ -55,6 +55,7 @@ from controlplane.snapshots.table import Entry, Ref, ResourceTable
 from controlplane.store.changes import ALL
 from controlplane.store.db import Database
 from controlplane.store.models.config import ConfigChangeRow
+from controlplane.usage.spend import BudgetSpend
 from gwapi.v1 import discovery_pb2 as dpb
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ class SnapshotCache:
         self._sweep_signing_keys = False
         self._soon: asyncio.Task[None] | None = None
         self.on_build: Callable[[float], None] | None = None  # seconds per catch-up (metrics)
+        # Every budget whose spend a refresh computed, with the time it used (budget alerts).
+        self.on_spend: Callable[[list[BudgetSpend], int], None] | None = None
 
     # -- what is published -------------------------------------------------------------------
 
@@ -165,8 +168,12 @@ class SnapshotCache:
             update, seq = self._db.read_sync(self._read_config)
             published = self._install(update, seq, quiet=False)
             if self.spend.dirty:
-                seeds = self._db.read_sync(lambda s: self.spend.seeds(s, now_ms(), self._held_seed))
+                now, spent = now_ms(), list[BudgetSpend]()
+                seeds = self._db.read_sync(
+                    lambda s: self.spend.seeds(s, now, self._held_seed, spent)
+                )
                 published |= self._install_spend(seeds)
+                self._spent(spent, now)
             return published
         finally:
             self._note_build(started)
@@ -200,10 +207,18 @@ class SnapshotCache:
             self.spend.mark(None if self._spend_all else self._spend_refs)
             self._spend_all, self._spend_refs = False, set()
         if self.spend.dirty:
-            now = now_ms()
-            seeds = await self._db.read(lambda s: self.spend.seeds(s, now, self._held_seed))
+            now, spent = now_ms(), list[BudgetSpend]()
+            seeds = await self._db.read(lambda s: self.spend.seeds(s, now, self._held_seed, spent))
             published |= self._install_spend(seeds)
+            self._spent(spent, now)
         return published
+
+    def _spent(self, spent: list[BudgetSpend], now: int) -> None:
+        if spent and self.on_spend is not None:
+            try:
+                self.on_spend(spent, now)
+            except Exception:
+                log.exception("spend observer failed (the seeds are published)")
 
     def _read_config(self, s: Session) -> tuple[Update | None, int]:
         """Read the changes since the last catch-up and the resources they name."""

@@ -75,14 +75,17 @@ class SpendScopes:
         self.dirty.add(ref)
         if msg is None or getattr(msg, "revoked", False) or getattr(msg, "disabled", False):
             return
+        name = ident
         if kind == "workspace":
             ws_name, tz = ident, msg.timezone  # type: ignore[attr-defined]
         else:
+            # What an alert calls the scope: the key's name, the developer's email.
+            name = getattr(msg, "email" if kind == "developer" else "name", "") or ident
             ws_name = msg.workspace  # type: ignore[attr-defined]
             ws = table.get("workspace", ws_name)
             tz = ws.timezone if ws is not None else ""  # type: ignore[attr-defined]
             self._members.setdefault(ws_name, set()).add(ref)
-        self.scopes[ref] = Scope(kind, ident, ident, ws_name, _budgets(msg), tz)
+        self.scopes[ref] = Scope(kind, ident, name, ws_name, _budgets(msg), tz)
 
     def mark(self, refs: Iterable[ScopeRef] | None) -> None:
         """Mark scopes whose spend may have changed (None: every scope)."""
@@ -96,10 +99,12 @@ class SpendScopes:
         s: Session,
         now_ms: int,
         held: Callable[[str], Message | None] = lambda _name: None,
+        spent: list[BudgetSpend] | None = None,
     ) -> dict[str, Message | None]:
         """The dirty scopes' seeds (and None for their seeds that are gone); clears ``dirty``.
         ``held(name)``: the seed the resource table holds now; a seed equal to it is left out
-        (the table would keep it anyway), so a sweep over 20,000 idle keys builds no messages."""
+        (the table would keep it anyway), so a sweep over 20,000 idle keys builds no messages.
+        ``spent`` receives every budget's spend computed (each budget, not one per period)."""
         dirty, self.dirty = self.dirty, set()
         out: dict[str, Message | None] = {}
         for ref in dirty:
@@ -107,7 +112,10 @@ class SpendScopes:
                 out[name] = None
         wanted = [self.scopes[r] for r in sorted(dirty) if r in self.scopes]
         best: dict[str, BudgetSpend] = {}
-        for spend in current_spend(s, [sc for sc in wanted if sc.budgets], now_ms):
+        computed = current_spend(s, [sc for sc in wanted if sc.budgets], now_ms)
+        if spent is not None:
+            spent.extend(computed)
+        for spend in computed:
             name = f"{spend.scope.kind}/{spend.scope.id}/{int(spend.budget.period)}"
             prev = best.get(name)
             if prev is not None and (prev.window.start_ms, prev.spent_micros) >= (

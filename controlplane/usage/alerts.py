@@ -2,13 +2,19 @@
 
 Contract:
 
-* :meth:`AlertMonitor.note` is called by ingest with the events it newly stored; it only records
-  which keys, workspaces and developers were touched and returns at once. A background task then checks
-  those scopes (:func:`detect`, with the same spend computation as the snapshot seeds and
-  ``budget_status``) and records every threshold reached in the current period of each budget;
-  at most one check starts per ``min_interval_s`` (scopes noted in between are checked together).
-  Nothing here can slow down, block or fail an ingest; a failed check is logged and the next
-  ingest touching the scope checks again.
+* Detection reads no spend of its own. The snapshot cache's spend refresh
+  (:mod:`controlplane.snapshots.spend_seeds`), which ingest requests for the scopes it touched
+  and the periodic sweep for every scope, computes each dirty scope's budgets and spend with
+  :func:`controlplane.usage.spend.current_spend` for the data planes' seeds; on the leader the
+  same values are handed to :meth:`AlertMonitor.observe`, so an alert and the seed the data
+  planes enforce are one computation. ``observe`` returns at once: it keeps the thresholds
+  reached (:func:`candidates`) that this monitor has not seen recorded, and a background task
+  records them (:func:`unrecorded`, then :func:`record`). Nothing here can slow down, block or
+  fail an ingest; a failed recording is logged and the next refresh of the scope tries again.
+  Only scopes the data planes serve are checked: a revoked key or a disabled developer spends
+  nothing more.
+* :meth:`AlertMonitor.check` (and :func:`detect`) does the whole detection from the database for
+  given scopes, for tools and tests.
 * Once: ``budget_alert`` has a unique constraint on (scope, id, period, period_start_ms,
   threshold) and rows are inserted with ``ON CONFLICT DO NOTHING … RETURNING``, so concurrent
   ingests, replayed batches, several control planes on one PostgreSQL and restarts record each
@@ -30,8 +36,9 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +55,7 @@ from controlplane.store.db import Database
 from controlplane.store.models.config import WorkspaceRow
 from controlplane.store.models.usage import BudgetAlertRow
 from controlplane.usage import alert_formats
-from controlplane.usage.spend import IN_CHUNK, current_spend, scopes_for
+from controlplane.usage.spend import IN_CHUNK, BudgetSpend, current_spend, scopes_for
 from controlplane.usage.webhooks import (
     DELIVERED,
     RETRYING,
@@ -66,6 +73,8 @@ MAX_LIMIT = 1000
 PENDING = "pending"
 INTERRUPTED = "failed: interrupted (the control plane stopped)"
 _UNIQUE = ("scope", "scope_id", "period", "period_start_ms", "threshold_percent")
+_KIND_ORDER = {"workspace": 0, "key": 1, "developer": 2}  # recorded in this order, as detect's
+KNOWN_MAX = 200_000  # alert identities remembered as recorded (then the expired ones go)
 
 
 @dataclass(frozen=True)
@@ -82,20 +91,13 @@ def _identity(values: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(values[name] for name in _UNIQUE)
 
 
-def detect(
-    s: Session,
-    key_ids: Iterable[str],
-    workspaces: Iterable[str],
-    now_ms: int,
-    developer_ids: Iterable[str] = (),
-) -> list[dict[str, Any]]:
-    """Row values of the alerts due for these scopes and not recorded yet (read only)."""
-    candidates: list[dict[str, Any]] = []
-    scopes = scopes_for(s, key_ids=key_ids, workspaces=workspaces, developer_ids=developer_ids)
-    for spend in current_spend(s, scopes, now_ms):
+def candidates(spends: Iterable[BudgetSpend], now_ms: int) -> list[dict[str, Any]]:
+    """Row values of every threshold these budgets' spend has reached (pure)."""
+    out: list[dict[str, Any]] = []
+    for spend in spends:
         scope, budget, window = spend.scope, spend.budget, spend.window
         for threshold in thresholds_reached(spend.spent_micros, budget.amount_micros):
-            candidates.append(
+            out.append(
                 {
                     "time_ms": now_ms,
                     "scope": scope.kind,
@@ -111,19 +113,36 @@ def detect(
                     "spent_micros": spend.spent_micros,
                 }
             )
-    if not candidates:
+    return out
+
+
+def unrecorded(s: Session, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The candidates not recorded yet (read only)."""
+    if not found:
         return []
-    ids = sorted({c["scope_id"] for c in candidates})
+    ids = sorted({c["scope_id"] for c in found})
+    starts = sorted({c["period_start_ms"] for c in found})
     known: set[tuple[Any, ...]] = set()
     for start in range(0, len(ids), IN_CHUNK):
         stmt = select(*(getattr(BudgetAlertRow, name) for name in _UNIQUE)).where(
             col(BudgetAlertRow.scope_id).in_(ids[start : start + IN_CHUNK]),
-            col(BudgetAlertRow.period_start_ms).in_(
-                sorted({c["period_start_ms"] for c in candidates})
-            ),
+            col(BudgetAlertRow.period_start_ms).in_(starts),
         )
         known.update(tuple(row) for row in s.exec(stmt).all())
-    return [c for c in candidates if _identity(c) not in known]
+    return [c for c in found if _identity(c) not in known]
+
+
+def detect(
+    s: Session,
+    key_ids: Iterable[str],
+    workspaces: Iterable[str],
+    now_ms: int,
+    developer_ids: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    """Row values of the alerts due for these scopes and not recorded yet, all read from the
+    database (read only)."""
+    scopes = scopes_for(s, key_ids=key_ids, workspaces=workspaces, developer_ids=developer_ids)
+    return unrecorded(s, candidates(current_spend(s, scopes, now_ms), now_ms))
 
 
 def record(s: Session, candidates: list[dict[str, Any]]) -> list[RecordedAlert]:
@@ -242,7 +261,9 @@ def webhook_payload(recorded: RecordedAlert) -> dict[str, Any]:
 
 
 class AlertMonitor:
-    """Checks the scopes ingest touched and delivers webhooks, all off the ingest path."""
+    """Records the alerts the spend refresh finds and delivers webhooks, all off the ingest
+    path. ``feeder_idle`` (the snapshot cache's ``drain``) lets :meth:`idle` wait for the
+    refresh that feeds :meth:`observe`."""
 
     def __init__(
         self,
@@ -253,58 +274,62 @@ class AlertMonitor:
         backoff_s: float = 1.0,
         max_delay_s: float = 60.0,
         allow_internal: bool = False,
-        min_interval_s: float = 1.0,
     ) -> None:
         self._db = db
-        # Checks start at most this often: under load every data-plane batch (5 a second per
-        # plane) would otherwise cost a check of its own; waiting gathers their scopes into one,
-        # and an alert is at most this much later.
-        self.min_interval_s = min_interval_s
         self.allow_internal = allow_internal  # --allow-internal-webhooks
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.max_delay_s = max_delay_s
-        self._keys: set[str] = set()
-        self._workspaces: set[str] = set()
-        self._developers: set[str] = set()
-        self._checker: asyncio.Task[None] | None = None
-        self._last_check = float("-inf")  # the event loop's clock when the last check started
+        self.feeder_idle: Callable[[], Awaitable[None]] | None = None
+        # Candidates waiting to be recorded, by identity (a later observation replaces an
+        # earlier one: its spend is newer).
+        self._pending: dict[tuple[Any, ...], dict[str, Any]] = {}
+        # Identities known to be in budget_alert, with their period's end: a budget past 50 %
+        # stays a candidate at every refresh until its period ends, and must not cost a query
+        # each time.
+        self._known: dict[tuple[Any, ...], int] = {}
+        self._recorder: asyncio.Task[None] | None = None
         self._deliveries: dict[asyncio.Task[None], int] = {}  # task → alert id
         self._client: httpx.AsyncClient | None = None
         self._closed = False
 
-    def note(self, events: Iterable[tpb.UsageEvent]) -> None:
-        """Remember the scopes of newly stored events and start a check; never raises."""
+    def observe(self, spends: Sequence[BudgetSpend], now_ms: int) -> None:
+        """Budgets and their current spend, as the spend refresh computed them: start recording
+        the thresholds reached that are not known to be recorded; never raises, never waits."""
         if self._closed:
             return
-        for ev in events:
-            if ev.key_id:
-                self._keys.add(ev.key_id)
-            if ev.workspace:
-                self._workspaces.add(ev.workspace)
-            if ev.developer_id:
-                self._developers.add(ev.developer_id)
-        pending = self._keys or self._workspaces or self._developers
-        if pending and (self._checker is None or self._checker.done()):
-            self._checker = asyncio.get_running_loop().create_task(
-                self._check_pending(), name="budget-alerts"
+        for found in candidates(spends, now_ms):
+            key = _identity(found)
+            if key not in self._known:
+                self._pending[key] = found
+        if self._pending and (self._recorder is None or self._recorder.done()):
+            self._recorder = asyncio.get_running_loop().create_task(
+                self._record_pending(), name="budget-alerts"
             )
 
-    async def _check_pending(self) -> None:
-        loop = asyncio.get_running_loop()
-        while (self._keys or self._workspaces or self._developers) and not self._closed:
-            wait = self._last_check + self.min_interval_s - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)  # a rate limit: scopes noted meanwhile join this check
-            self._last_check = loop.time()
-            keys, self._keys = self._keys, set()
-            workspaces, self._workspaces = self._workspaces, set()
-            developers, self._developers = self._developers, set()
+    async def _record_pending(self) -> None:
+        while self._pending and not self._closed:
+            batch, self._pending = list(self._pending.values()), {}
+            batch.sort(key=lambda c: _KIND_ORDER.get(c["scope"], 3))
             try:
-                await self.check(keys, workspaces, developer_ids=developers)
+                fresh = await self._db.read(functools.partial(unrecorded, found=batch))
+                if fresh:
+                    await self._record(fresh)
             except Exception:
-                log.exception("budget alert check failed; the next ingest checks again")
+                log.exception("budget alert check failed; the next spend refresh checks again")
+                return
+            # Recorded now, by a concurrent twin, or earlier: in the table either way.
+            self._remember(batch)
+
+    def _remember(self, found: Iterable[dict[str, Any]]) -> None:
+        for c in found:
+            self._known[_identity(c)] = int(c["period_end_ms"])
+        if len(self._known) > KNOWN_MAX:
+            now = _now_ms()
+            self._known = {k: end for k, end in self._known.items() if end > now}
+            if len(self._known) > KNOWN_MAX:  # still too many: forget, at worst a query more
+                self._known.clear()
 
     async def check(
         self,
@@ -313,13 +338,15 @@ class AlertMonitor:
         now_ms: int | None = None,
         developer_ids: Iterable[str] = (),
     ) -> list[RecordedAlert]:
-        """Record the alerts due for these scopes; schedule their webhooks; return them."""
+        """Detect from the database and record the alerts due for these scopes; schedule their
+        webhooks; return those this call recorded."""
         now = now_ms if now_ms is not None else _now_ms()
         keys, names, devs = list(key_ids), list(workspaces), list(developer_ids)
-        candidates = await self._db.read(lambda s: detect(s, keys, names, now, devs))
-        if not candidates:
-            return []
-        recorded = await self._db.run(lambda s: record(s, candidates))
+        found = await self._db.read(lambda s: detect(s, keys, names, now, devs))
+        return await self._record(found) if found else []
+
+    async def _record(self, found: list[dict[str, Any]]) -> list[RecordedAlert]:
+        recorded = await self._db.run(lambda s: record(s, found))
         for alert in recorded:
             log.warning("budget alert: %s", alert.text)
             if alert.webhook and not self._closed:
@@ -355,9 +382,11 @@ class AlertMonitor:
 
     async def idle(self) -> None:
         """Wait until pending checks and webhook deliveries are done (tests, shutdown)."""
+        if self.feeder_idle is not None:
+            await self.feeder_idle()
         while True:
             tasks = [
-                t for t in (self._checker, *self._deliveries) if t is not None and not t.done()
+                t for t in (self._recorder, *self._deliveries) if t is not None and not t.done()
             ]
             if not tasks:
                 return
@@ -367,7 +396,7 @@ class AlertMonitor:
         """Stop checking and delivering; deliveries still under way end :data:`INTERRUPTED`."""
         self._closed = True
         interrupted = [aid for task, aid in self._deliveries.items() if not task.done()]
-        tasks = [t for t in (self._checker, *self._deliveries) if t is not None and not t.done()]
+        tasks = [t for t in (self._recorder, *self._deliveries) if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -15,8 +15,8 @@ Contract:
   (:func:`controlplane.usage.upsert.upsert_add`): two replicas ingesting at once stay exact.
   On PostgreSQL the workspace rows are read ``FOR SHARE``, so a time-zone change
   (:func:`recompute_current`) waits for, or is waited on by, every ingest that used the old zone.
-* ``updated_at_ms`` is the wall clock of the writing transaction; rows become visible at commit,
-  so a reader of "changed since X" must overlap its reads by the longest transaction (seconds).
+* ``updated_at_ms`` is the wall clock of the writing transaction (not indexed: see
+  :class:`~controlplane.store.models.derived.SpendTotalRow`).
 * :func:`read_totals` answers ``{scope id: spent}`` for one (kind, period, start) and many ids.
 """
 

@@ -13,9 +13,12 @@ from sqlmodel import Field, SQLModel
 class SpendTotalRow(SQLModel, table=True):
     """Spend of one scope (key id, workspace name, developer id) in one budget period (day, week,
     month in the workspace's time zone as of ingest; lifetime with ``period_start_ms`` 0).
-    ``updated_at_ms`` (indexed) lets a reader fetch the totals changed since a moment."""
+    ``updated_at_ms`` is when ingest last added to the cell. Only the primary key is indexed:
+    an index on a column every upsert changes would rule out PostgreSQL's in-place (HOT)
+    updates, and ``fillfactor`` leaves room on each page for them (revision 0005)."""
 
     __tablename__ = "spend_total"
+    __table_args__ = ({"postgresql_with": {"fillfactor": 70}},)
 
     # Key order: one window's cells of one scope kind (every developer's today) are one range.
     scope_kind: str = Field(primary_key=True, max_length=16)
@@ -24,7 +27,7 @@ class SpendTotalRow(SQLModel, table=True):
     scope_id: str = Field(primary_key=True, max_length=256)
     spent_micros: int = Field(default=0, sa_type=BigInteger)
     requests: int = Field(default=0, sa_type=BigInteger)
-    updated_at_ms: int = Field(default=0, sa_type=BigInteger, index=True)
+    updated_at_ms: int = Field(default=0, sa_type=BigInteger)
 
 
 def _sum() -> Any:

@@ -41,8 +41,10 @@ class UsageEventRow(SQLModel, table=True):
 
     request_id: str = Field(primary_key=True, max_length=128)
     time_ms: int = Field(default=0, sa_type=BigInteger, index=True)
-    workspace: str = Field(default="", index=True)
-    key_id: str = Field(default="", index=True)
+    # Lookups by workspace or key id use the leading column of the *_time_cost indexes above
+    # (revision 0005 dropped the single-column ones: two fewer B-trees per stored event).
+    workspace: str = ""
+    key_id: str = ""
     key_name: str = ""
     session_id: str = Field(default="", index=True)
     metadata_json: str = Field(default="{}", sa_column=json_col("{}"))

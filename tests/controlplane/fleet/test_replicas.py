@@ -227,3 +227,39 @@ async def test_the_leader_counts_what_a_previous_release_stores(db_url: str) -> 
         await within(10.0, counted, "the previous release's events are in the rollups")
         totals = await a.cp.state.db.read(ledger_support.totals)
         assert totals == await a.cp.state.db.read(ledger_support.raw_totals)
+
+
+async def test_spend_ingested_by_b_raises_one_alert_recorded_by_the_leader(db_url: str) -> None:
+    """Alerts are recorded by the leader alone, from its spend refresh: traffic ingested by
+    another replica (no data plane connected to the leader) still crosses the thresholds."""
+    fast = {"spend_refresh_s": 0.2}
+    async with replica(db_url, **fast) as a:
+        await within(2.0, lambda: _true(a.cp.state.fleet.leader.is_leader), "A leads")
+        async with replica(db_url, **fast) as b:
+            assert not b.cp.state.fleet.leader.is_leader
+            month = pb.Budget(amount_micros=1_000_000, period=pb.PERIOD_MONTH)
+            await a.admin.admin.CreateWorkspace(
+                apb.CreateWorkspaceRequest(
+                    workspace=pb.Workspace(name="team-a", limits=pb.Limits(budgets=[month]))
+                )
+            )
+            now = int(time.time() * 1000)
+            for seq, (rid, cost) in enumerate((("b-1", 300_000), ("b-2", 300_000)), 1):
+                await b.dataplane.telemetry.ReportUsage(
+                    tpb.ReportUsageRequest(
+                        node_id="dp-b", last_seq=seq, events=[event(rid, t=now, cost=cost)]
+                    )
+                )
+
+            async def listed() -> list[tuple[str, int, int]]:
+                resp = await b.admin.telemetry.ListAlerts(tpb.ListAlertsRequest())
+                return [(x.id, x.threshold_percent, x.spent_micros) for x in resp.alerts]
+
+            async def fifty() -> bool:
+                return len(await listed()) == 1
+
+            await within(5.0, fifty, "the 50 % alert, recorded by A")
+            assert await listed() == [("team-a", 50, 600_000)]
+            await a.cp.state.alerts.idle()
+            await b.cp.state.alerts.idle()
+            assert await listed() == [("team-a", 50, 600_000)]  # once, though both refreshed

@@ -214,9 +214,10 @@ async def test_alert_trouble_never_fails_or_slows_ingest(
     def broken(*_: Any) -> None:
         raise RuntimeError("detector exploded")
 
-    monkeypatch.setattr(alerts_mod, "detect", broken)
+    monkeypatch.setattr(alerts_mod, "unrecorded", broken)
     with caplog.at_level(logging.ERROR):
-        resp = await report(dataplane, [usage("s2", 1, key=key)])
+        # The workspace reaches 50 %: a new threshold, so the recorder asks the database.
+        resp = await report(dataplane, [usage("s2", 1_000_000, key=key)])
         await cp.state.alerts.idle()
     assert resp.accepted == 1
     assert "budget alert check failed" in caplog.text
@@ -325,3 +326,34 @@ async def test_a_delivery_cut_short_by_a_shutdown_says_so(db_url: str) -> None:
     assert alert.webhook_status == "failed: interrupted (the control plane stopped)"
     assert (alert.webhook_attempts, alert.webhook_next_attempt_ms) == (1, 0)
     assert len(slack.requests) == 1
+
+
+async def test_thresholds_already_recorded_cost_no_query(
+    cp: Running,
+    admin: Any,
+    admin_clients: Clients,
+    dataplane: Clients,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A budget past a threshold stays a candidate at every spend refresh until its period ends;
+    the monitor remembers what is recorded instead of asking the database each time."""
+    key = await setup(admin)
+    await report(dataplane, [usage("q1", 2_500_000, key=key)])  # key 62.5 %
+    await cp.state.alerts.idle()
+    assert summary(await alerts(admin_clients)) == [("key", 50)]
+    asked: list[int] = []
+    real = alerts_mod.unrecorded
+
+    def counting(s: Any, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        asked.append(len(found))
+        return real(s, found)
+
+    monkeypatch.setattr(alerts_mod, "unrecorded", counting)
+    for i in range(3):  # still 50 % and over, nothing new
+        await report(dataplane, [usage(f"q-small-{i}", 10_000, key=key)])
+        await cp.state.alerts.idle()
+    assert asked == []
+    await report(dataplane, [usage("q2", 700_000, key=key)])  # key 81.25 %
+    await cp.state.alerts.idle()
+    assert asked == [1]  # only the new threshold is looked up
+    assert summary(await alerts(admin_clients)) == [("key", 80), ("key", 50)]
