@@ -98,13 +98,9 @@ def event_to_values(ev: tpb.UsageEvent, received_at_ms: int) -> dict[str, Any]:
     values["received_at_ms"] = received_at_ms
     values["ledger_counted"] = True
     values["attempt_log_json"] = (
-        json.dumps(
-            [
-                json_format.MessageToDict(a, preserving_proto_field_name=True)
-                for a in ev.attempt_log
-            ],
-            separators=(",", ":"),
-        )
+        # attempt_to_dict writes what json_format.MessageToDict would, several times faster
+        # (every real request carries at least one attempt).
+        json.dumps([attempt_to_dict(a) for a in ev.attempt_log], separators=(",", ":"))
         if ev.attempt_log
         else "[]"
     )

@@ -70,23 +70,19 @@ class Bucket:
     ttfb: dict[int, int] = field(default_factory=dict)
 
     def add(self, ev: tpb.UsageEvent) -> None:
+        self.add_point(_point(ev))
+
+    def add_point(self, point: tuple[int, int, int, int, int]) -> None:
+        """Add one event as :func:`_point` made it (read once, added to four groupings)."""
+        errors, tokens, cost, latency, ttfb = point
         self.requests += 1
-        if ev.status >= 400 or ev.error_type:
-            self.errors += 1
-        u = ev.usage
-        self.tokens += (
-            u.input_tokens
-            + u.output_tokens
-            + u.cache_creation_input_tokens
-            + u.cache_read_input_tokens
-        )
-        self.cost_micros += u.cost_micros
-        if ev.latency_ms > 0:
-            i = hist_index(ev.latency_ms)
-            self.latency[i] = self.latency.get(i, 0) + 1
-        if ev.ttfb_ms > 0:
-            i = hist_index(ev.ttfb_ms)
-            self.ttfb[i] = self.ttfb.get(i, 0) + 1
+        self.errors += errors
+        self.tokens += tokens
+        self.cost_micros += cost
+        if latency >= 0:
+            self.latency[latency] = self.latency.get(latency, 0) + 1
+        if ttfb >= 0:
+            self.ttfb[ttfb] = self.ttfb.get(ttfb, 0) + 1
 
     def merge(self, other: Bucket) -> None:
         self.requests += other.requests
@@ -96,6 +92,23 @@ class Bucket:
         for mine, theirs in ((self.latency, other.latency), (self.ttfb, other.ttfb)):
             for i, n in theirs.items():
                 mine[i] = mine.get(i, 0) + n
+
+
+def _point(ev: tpb.UsageEvent) -> tuple[int, int, int, int, int]:
+    """(error 0/1, tokens, cost, latency slot, TTFB slot) of an event; a slot is -1 when the
+    value is not positive (not measured)."""
+    u = ev.usage
+    tokens = (
+        u.input_tokens + u.output_tokens + u.cache_creation_input_tokens + u.cache_read_input_tokens
+    )
+    latency, ttfb = ev.latency_ms, ev.ttfb_ms
+    return (
+        1 if ev.status >= 400 or ev.error_type else 0,
+        tokens,
+        u.cost_micros,
+        hist_index(latency) if latency > 0 else -1,
+        hist_index(ttfb) if ttfb > 0 else -1,
+    )
 
 
 def _group_of(ev: tpb.UsageEvent, group_by: str) -> str:
@@ -133,13 +146,15 @@ class StatsAggregator:
             second = ev.time_ms // 1000
             if not oldest < second <= newest:
                 continue
+            point = _point(ev)  # the event's fields read once, for all four groupings
+            workspace = ev.workspace
             for group_by, seconds in self._seconds.items():
                 cell = seconds.setdefault(second, {})
-                key = (ev.workspace, _group_of(ev, group_by))
+                key = (workspace, _group_of(ev, group_by))
                 bucket = cell.get(key)
                 if bucket is None:
                     bucket = cell[key] = Bucket()
-                bucket.add(ev)
+                bucket.add_point(point)
         self.prune(now_s)
 
     def prune(self, now_s: int) -> None:
