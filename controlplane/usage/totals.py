@@ -23,7 +23,6 @@ Contract:
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -77,6 +76,14 @@ class Windows:
         self._last[(period, tz)] = window
         return window.start_ms
 
+    def span(self, period: Period, time_ms: int, tz: str) -> tuple[int, int] | None:
+        """``(start, end)`` of the window :meth:`start` last found for ``time_ms`` (call it
+        first); None when there is none."""
+        if self.start(period, time_ms, tz) is None:
+            return None
+        window = self._last.get((period, "" if tz in self._bad else tz))
+        return (window.start_ms, window.end_ms) if window is not None else None
+
 
 def scopes_of(row: Mapping[str, Any]) -> list[tuple[str, str]]:
     scopes = [("workspace", str(row.get("workspace") or ""))]
@@ -106,18 +113,23 @@ def cells(
 ) -> dict[Cell, list[int]]:
     """``{cell: [spent, requests]}`` for the given event rows."""
     windows = windows or Windows()
+    # Per time zone, the last event's windows and the span of its day (the shortest period):
+    # an event inside that span has the same windows, so most events of a batch compute none.
+    last: dict[str, tuple[int, int, tuple[tuple[str, int], ...]]] = {}
     # First per (scope, its windows): a batch's events mostly share their windows, so this is
     # one addition per scope of an event, not one per scope and period.
     by_scope: dict[tuple[str, str, tuple[tuple[str, int], ...]], list[int]] = {}
     for row in rows:
         time_ms, cost = int(row.get("time_ms") or 0), int(row.get("cost_micros") or 0)
         tz = tz_of.get(str(row.get("workspace") or ""), "")
-        starts: list[tuple[str, int]] = [("lifetime", 0)]
-        for p in CALENDAR:
-            start = windows.start(p, time_ms, tz)
-            if start is not None:
-                starts.append((p.word, start))
-        windows_key = tuple(starts)
+        seen = last.get(tz)
+        if seen is not None and seen[0] <= time_ms < seen[1]:
+            windows_key = seen[2]
+        else:
+            windows_key = _windows_key(windows, time_ms, tz)
+            day = windows.span(Period.DAY, time_ms, tz)
+            if day is not None:
+                last[tz] = (day[0], day[1], windows_key)
         for kind, scope_id in scopes_of(row):
             sums = by_scope.get((kind, scope_id, windows_key))
             if sums is None:
@@ -125,13 +137,25 @@ def cells(
             else:
                 sums[0] += cost
                 sums[1] += 1
-    acc: dict[Cell, list[int]] = defaultdict(lambda: [0, 0])
+    acc: dict[Cell, list[int]] = {}
     for (kind, scope_id, windows_key), (spent, requests) in by_scope.items():
         for period, start in windows_key:
-            cell = acc[(kind, scope_id, period, start)]
-            cell[0] += spent
-            cell[1] += requests
+            cell = acc.get((kind, scope_id, period, start))
+            if cell is None:
+                acc[(kind, scope_id, period, start)] = [spent, requests]
+            else:
+                cell[0] += spent
+                cell[1] += requests
     return acc
+
+
+def _windows_key(windows: Windows, time_ms: int, tz: str) -> tuple[tuple[str, int], ...]:
+    starts: list[tuple[str, int]] = [("lifetime", 0)]
+    for p in CALENDAR:
+        start = windows.start(p, time_ms, tz)
+        if start is not None:
+            starts.append((p.word, start))
+    return tuple(starts)
 
 
 def write_cells(s: Session, acc: Mapping[Cell, Sequence[int]], now: int) -> None:

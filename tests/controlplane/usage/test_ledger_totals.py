@@ -168,3 +168,59 @@ def test_orm_inserts_update_the_totals_too(db: Database) -> None:
     )
     assert db.read_sync(totals) == db.read_sync(raw_totals)
     assert db.read_sync(totals)[("key", "k", "lifetime", 0)] == (9, 1)
+
+
+def test_cells_of_a_batch_match_each_events_own_windows() -> None:
+    """``cells`` reuses an event's windows for the next event of its time zone while it falls in
+    the same day: across day, week, month and year ends, in zones on both sides of UTC and one
+    this machine does not know, the sums equal a window computed per event."""
+    import random
+
+    from controlplane.domain.budgets import Period
+    from controlplane.domain.spend import current_window
+    from controlplane.usage import totals as totals_mod
+
+    zones = {
+        "ws-utc": "",
+        "ws-ber": "Europe/Berlin",
+        "ws-syd": "Australia/Sydney",
+        "ws-ny": "America/New_York",
+        "ws-bad": "Mars/Olympus_Mons",
+    }
+    rng = random.Random(7)
+    edges = [
+        ms(2026, 12, 31, 23, 0),
+        ms(2026, 11, 30, 22, 0),
+        ms(2026, 11, 29, 12, 0),
+        ms(2026, 3, 29, 0, 30),
+        ms(2026, 10, 25, 0, 30),
+    ]  # year, month, week, DST ends
+    rows = []
+    for _ in range(3000):
+        edge = rng.choice(edges)
+        rows.append(
+            {
+                "time_ms": edge + rng.randint(-30, 30) * 600_000,  # ±5 h around the edge
+                "cost_micros": rng.randint(0, 9_999),
+                "workspace": rng.choice(list(zones)),
+                "key_id": rng.choice(["", "key_a", "key_b"]),
+                "developer_id": rng.choice(["", "dev_1"]),
+            }
+        )
+    want: dict[tuple[str, str, str, int], list[int]] = {}
+    for row in rows:
+        tz = zones[row["workspace"]]
+        for kind, scope_id in totals_mod.scopes_of(row):
+            periods = [("lifetime", 0)]
+            for p in (Period.DAY, Period.WEEK, Period.MONTH):
+                try:
+                    window = current_window(p, row["time_ms"], tz)
+                except ValueError:
+                    window = current_window(p, row["time_ms"], "")
+                periods.append((p.word, window.start_ms))
+            for word, start in periods:
+                cell = want.setdefault((kind, scope_id, word, start), [0, 0])
+                cell[0] += row["cost_micros"]
+                cell[1] += 1
+    got = totals_mod.cells(rows, zones)
+    assert {k: list(v) for k, v in got.items()} == want
