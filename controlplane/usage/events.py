@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import operator
 from typing import Any
 
+import orjson
 from google.protobuf import json_format
 
 from gwapi.v1 import common_pb2 as pb
@@ -83,12 +85,18 @@ def attempt_from_dict(d: dict[str, Any], into: tpb.Attempt) -> None:
         setattr(into, name, value if name in _ATTEMPT_TEXT else int(value))
 
 
+_read_scalars = operator.attrgetter(*_SCALARS)
+_read_usage = operator.attrgetter(*_USAGE)
+
+
 def event_to_values(ev: tpb.UsageEvent, received_at_ms: int) -> dict[str, Any]:
     """Column values for one ledger row (metadata as sorted JSON text), marked counted: whoever
     inserts it adds it to the totals and rollups in the same transaction
     (:func:`controlplane.usage.derived.apply`)."""
-    values: dict[str, Any] = {name: getattr(ev, name) for name in _SCALARS}
-    values.update({name: getattr(ev.usage, name) for name in _USAGE})
+    # attrgetter reads every field in one C call: a dict comprehension of getattr cost twice as
+    # much, per event.
+    values: dict[str, Any] = dict(zip(_SCALARS, _read_scalars(ev), strict=True))
+    values.update(zip(_USAGE, _read_usage(ev.usage), strict=True))
     # Most events carry neither: their text is known without running the JSON encoder.
     values["metadata_json"] = (
         json.dumps(dict(ev.metadata), sort_keys=True, separators=(",", ":"))
@@ -99,8 +107,9 @@ def event_to_values(ev: tpb.UsageEvent, received_at_ms: int) -> dict[str, Any]:
     values["ledger_counted"] = True
     values["attempt_log_json"] = (
         # attempt_to_dict writes what json_format.MessageToDict would, several times faster
-        # (every real request carries at least one attempt).
-        json.dumps([attempt_to_dict(a) for a in ev.attempt_log], separators=(",", ":"))
+        # (every real request carries at least one attempt); orjson writes compact JSON, with
+        # text as UTF-8 rather than \u escapes (the same values once read back).
+        orjson.dumps([attempt_to_dict(a) for a in ev.attempt_log]).decode()
         if ev.attempt_log
         else "[]"
     )
