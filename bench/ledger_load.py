@@ -145,6 +145,7 @@ def build_rollups(conn: Connection, now_ms: int) -> None:
             SELECT time_ms - time_ms % 3600000,
                    md5(concat_ws(chr(31), {hour_dims})), {hour_dims}, {_MEASURES}
             FROM usage_event GROUP BY time_ms - time_ms % 3600000, {hour_dims}
+            ORDER BY 1  -- stored in time order, as a year of ingest writes them
             """
         ),
         {"now": now_ms},
@@ -158,6 +159,7 @@ def build_rollups(conn: Connection, now_ms: int) -> None:
             SELECT time_ms - time_ms % 86400000, md5(concat_ws(chr(31), {day_dims})),
                    {day_dims}, {_MEASURES}
             FROM usage_event GROUP BY time_ms - time_ms % 86400000, {day_dims}
+            ORDER BY 1  -- stored in time order, as a year of ingest writes them
             """
         ),
         {"now": now_ms},
