@@ -48,6 +48,7 @@ import orjson
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from bench import pyspy
 from bench.loadgen import cpu_seconds
 from bench.procs import (
     Child,
@@ -246,6 +247,14 @@ async def measure(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, A
     traffic.start()
     try:
         await asyncio.sleep(3.0)  # warm-up: pools, first spend refreshes
+        spies = (
+            [
+                pyspy.start(pid, args.profile, f"replica-{name}")
+                for name, pid in plan["cp_pids"].items()
+            ]
+            if args.profile
+            else []
+        )
         cpu0 = {name: cpu_seconds(pid) for name, pid in plan["cp_pids"].items()}
         b0 = {name: await builds(url) for name, url in plan["metrics"].items()}
         rows0, done0, t0 = await ledger_rows(plan["conninfo"]), traffic.completed, time.monotonic()
@@ -253,6 +262,8 @@ async def measure(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, A
         cpu1 = {name: cpu_seconds(pid) for name, pid in plan["cp_pids"].items()}
         b1 = {name: await builds(url) for name, url in plan["metrics"].items()}
         rows1, done1, t1 = await ledger_rows(plan["conninfo"]), traffic.completed, time.monotonic()
+        for spy in spies:
+            print(spy.stop(), file=sys.stderr, flush=True)
         elapsed = t1 - t0
         ingest_rps = (rows1 - rows0) / elapsed
         cpu = {name: (cpu1[name] - cpu0[name]) / elapsed for name in cpu0}
@@ -400,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     ap.add_argument("--logs", default="", help="keep the processes' logs in this directory")
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON only")
+    ap.add_argument(
+        "--profile",
+        metavar="DIR",
+        type=Path,
+        help="py-spy both replicas during the ingest window; stacks and top functions to DIR",
+    )
     args = ap.parse_args(argv)
     if args.keys < 1 or args.active < 1 or args.revocations < 1:
         ap.error("--keys, --active and --revocations must be at least 1")

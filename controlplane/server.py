@@ -237,6 +237,7 @@ def build_server(settings: Settings) -> tuple[grpc.aio.Server, int, AppState]:
             alerts.observe(spends, now)
 
     cache.on_spend = spend_seen  # alerts use the spend the data planes are seeded with
+    cache.spend_wanted = lambda: state.registry.connected_count() > 0 or state.is_leader
     alerts.feeder_idle = cache.drain
     server = grpc.aio.server(
         interceptors=[AuthInterceptor(authenticator, db)],

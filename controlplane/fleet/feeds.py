@@ -35,7 +35,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import func, or_
+import orjson
+from sqlalchemy import func, or_, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -45,7 +46,7 @@ from controlplane.fleet.bus import Notice
 from controlplane.store.db import Database
 from controlplane.store.models.admin import AuditRow
 from controlplane.store.models.usage import UsageEventRow
-from controlplane.usage.events import row_to_event
+from controlplane.usage.events import EVENT_COLUMNS, event_from_tuple
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import telemetry_pb2 as tpb
 from gwcommon.tasks import cancel_and_wait
@@ -163,11 +164,20 @@ class AuditFeed(Woken):
 
 
 def read_usage(s: Session, ids: list[str]) -> list[tpb.UsageEvent]:
-    """Every other replica's event passes here: Core rows (no ORM instances), whose attributes
-    :func:`row_to_event` reads alike."""
+    """Every other replica's event passes here: the event columns as plain tuples
+    (:func:`event_from_tuple`), the ids as one JSON parameter on PostgreSQL (one statement text
+    whatever the count, so the driver prepares it once; an ``IN`` list of bound ids was rendered
+    and parsed anew for every batch)."""
     table = UsageEventRow.__table__  # type: ignore[attr-defined]
-    rows = s.execute(sa_select(table).where(table.c.request_id.in_(ids))).all()
-    return [row_to_event(r) for r in rows]
+    stmt = sa_select(*(table.c[name] for name in EVENT_COLUMNS))
+    if s.get_bind().dialect.name == "postgresql":
+        listed = text(
+            "request_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))"
+        )
+        stmt = stmt.where(listed.bindparams(ids=orjson.dumps(ids).decode()))
+    else:
+        stmt = stmt.where(table.c.request_id.in_(ids))
+    return [event_from_tuple(r) for r in s.execute(stmt).all()]
 
 
 def received_since(s: Session, since_ms: int, limit: int) -> list[str]:

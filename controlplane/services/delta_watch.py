@@ -98,6 +98,7 @@ async def delta_watch(
     registry, cache = state.registry, state.cache
     stream = _Stream(first.node_id)
     generation = watch_stream.connect(registry, first, first.system_version)
+    await cache.fresh_spend()  # before the first response: seeds a sweep skipped
     log.info(
         "data plane %s connected for deltas (%s, holding %d resources)",
         first.node_id,

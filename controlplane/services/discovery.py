@@ -78,6 +78,7 @@ class DiscoveryService(discovery_pb2_grpc.DiscoveryServicer):
         if first.version_info and first.version_info == cache.version:
             stream.spend_sent = cache.spend_version  # up to date; new spend will be sent
         generation = watch_stream.connect(registry, first, first.version_info)
+        await cache.fresh_spend()  # after spend_sent: seeds a sweep skipped are then sent
         log.info(
             "data plane %s connected (%s, running %s)",
             first.node_id,

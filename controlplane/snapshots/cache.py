@@ -111,6 +111,11 @@ class SnapshotCache:
         self.on_build: Callable[[float], None] | None = None  # seconds per catch-up (metrics)
         # Every budget whose spend a refresh computed, with the time it used (budget alerts).
         self.on_spend: Callable[[list[BudgetSpend], int], None] | None = None
+        # Whether anyone reads this replica's spend seeds now (a connected data plane, the
+        # leader's alerts): when not, the periodic sweep skips them, and :meth:`fresh_spend`
+        # brings them up to date for the first data plane that connects.
+        self.spend_wanted: Callable[[], bool] = lambda: True
+        self._spend_stale = False
 
     # -- what is published -------------------------------------------------------------------
 
@@ -357,6 +362,14 @@ class SnapshotCache:
                 self._rebuild_when_due(), name="snapshot-rebuild-soon"
             )
 
+    async def fresh_spend(self) -> None:
+        """Before serving a data plane: if periodic sweeps skipped the spend seeds (nobody read
+        them), refresh them all now."""
+        if self._spend_stale and not self._closed:
+            self._spend_stale = False
+            self._spend_dirty = self._spend_all = True
+            await self.rebuild(quiet=True)
+
     async def drain(self) -> None:
         """Wait until the catch-up :meth:`rebuild_soon` scheduled has run (after the throttle's
         delay) and published; returns at once when none is pending."""
@@ -425,7 +438,10 @@ class SnapshotCache:
                     self._full = True
                 if self._clock() - last_sweep >= sweep:
                     last_sweep = self._clock()
-                    self._spend_dirty = self._spend_all = True
+                    if self.spend_wanted():
+                        self._spend_dirty = self._spend_all = True
+                    else:  # 20,000 keys' spend read for nobody: once somebody asks
+                        self._spend_stale = True
                     self._sweep_signing_keys = True
                     await self._db.run(trim)
                 await self.rebuild(quiet=True)

@@ -116,6 +116,28 @@ def event_to_values(ev: tpb.UsageEvent, received_at_ms: int) -> dict[str, Any]:
     return values
 
 
+# The columns :func:`event_from_tuple` reads, in its order.
+EVENT_COLUMNS = (*_SCALARS, *_USAGE, "metadata_json", "attempt_log_json")
+_N_SCALARS, _N_USAGE = len(_SCALARS), len(_USAGE)
+
+
+def event_from_tuple(values: Any) -> tpb.UsageEvent:
+    """:func:`row_to_event` for a row of :data:`EVENT_COLUMNS`, read by position: every other
+    replica's event passes here, and a Row's attribute reads cost more than the event itself.
+    Only set fields are passed to the constructors (the defaults cost as much to pass)."""
+    scalars = values[:_N_SCALARS]
+    ev = tpb.UsageEvent(**{k: v for k, v in zip(_SCALARS, scalars, strict=True) if v})
+    used = values[_N_SCALARS : _N_SCALARS + _N_USAGE]
+    ev.usage.CopyFrom(pb.Usage(**{k: v for k, v in zip(_USAGE, used, strict=True) if v}))
+    metadata_json, attempt_log_json = values[-2], values[-1]
+    if metadata_json and metadata_json != "{}":
+        ev.metadata.update(json.loads(metadata_json))
+    if attempt_log_json and attempt_log_json != "[]":
+        for attempt in json.loads(attempt_log_json):
+            attempt_from_dict(attempt, ev.attempt_log.add())
+    return ev
+
+
 def row_to_event(row: Any) -> tpb.UsageEvent:
     """``row``: a ``UsageEventRow`` or a Core row of the ``usage_event`` table (attributes)."""
     ev = tpb.UsageEvent(**{name: getattr(row, name) for name in _SCALARS})

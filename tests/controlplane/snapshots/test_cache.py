@@ -128,3 +128,47 @@ async def test_rebuild_soon_is_throttled_not_per_call(db: Database, monkeypatch)
     cache.rebuild_soon()  # after close: ignored
     await cache.drain()
     assert len(starts) == 2
+
+
+async def test_sweeps_skip_spend_nobody_reads_until_a_data_plane_asks(db: Database) -> None:
+    """A replica with no data plane connected (and not the leader) reads no spend at its periodic
+    sweeps; :meth:`fresh_spend` (a data plane connecting) brings every seed up to date first."""
+    import time
+
+    from controlplane.fanout import UsageHub
+    from controlplane.usage.ingest import ingest
+    from gwapi.v1 import telemetry_pb2 as tpb
+
+    budget = '{"budgets":[{"amount_micros":1000000,"period":"month"}]}'
+    await db.run(lambda s: s.add(WorkspaceRow(name="w1", limits_json=budget)))
+    clock = ManualClock()
+    cache = SnapshotCache(db, clock=clock, sleep=clock.sleep)
+    wanted = [False]
+    cache.spend_wanted = lambda: wanted[0]
+    cache.rebuild_sync()
+
+    def seed() -> int:
+        return {e.id: e.spent_micros for e in cache.current.spend}["w1"]  # type: ignore[union-attr]
+
+    ev = tpb.UsageEvent(request_id="r1", time_ms=int(time.time() * 1000), workspace="w1")
+    ev.usage.cost_micros = 250_000
+    await ingest(db, UsageHub(), tpb.ReportUsageRequest(node_id="dp", last_seq=1, events=[ev]))
+    assert seed() == 0
+    loop = asyncio.create_task(cache.refresh_forever(1.0, sweep_s=5.0))
+    for _ in range(6):  # past a sweep
+        await clock.asleep()
+        clock.advance(1.0)
+    await clock.asleep()
+    assert seed() == 0  # nobody reads it: not read
+    await cache.fresh_spend()
+    assert seed() == 250_000
+    wanted[0] = True
+    ev2 = tpb.UsageEvent(request_id="r2", time_ms=int(time.time() * 1000), workspace="w1")
+    ev2.usage.cost_micros = 100_000
+    await ingest(db, UsageHub(), tpb.ReportUsageRequest(node_id="dp", last_seq=2, events=[ev2]))
+    for _ in range(6):  # wanted now: the next sweep reads it
+        clock.advance(1.0)
+        await clock.asleep()
+    assert seed() == 350_000
+    loop.cancel()
+    await cache.close()

@@ -74,3 +74,38 @@ def test_an_event_round_trips_through_row_values() -> None:
     row = Row()
     row.__dict__.update(values)
     assert events.row_to_event(row) == ev
+
+
+def test_events_read_by_position_equal_events_read_by_name() -> None:
+    """``event_from_tuple`` (other replicas' events, as plain tuples) builds the same event as
+    ``row_to_event``: every field set, none set, metadata, attempts, booleans, negatives."""
+    full = tpb.UsageEvent(
+        **{
+            f.name: (True if f.type == f.TYPE_BOOL else 7 if f.type != f.TYPE_STRING else "x")
+            for f in tpb.UsageEvent.DESCRIPTOR.fields
+            if f.name in events._SCALARS
+        }
+    )
+    for f in full.usage.DESCRIPTOR.fields:
+        setattr(
+            full.usage,
+            f.name,
+            True if f.type == f.TYPE_BOOL else 9 if f.type != f.TYPE_STRING else "p",
+        )
+    full.metadata["team"] = "ünï"
+    full.attempt_log.add(provider="p", status=529, duration_ms=2**40)
+    full.attempt_log.add(provider="q", status=200, start_offset_ms=-3)
+    odd = tpb.UsageEvent(request_id="r3", status=-1, error_message="é\n", time_ms=-5)
+    for ev in (full, tpb.UsageEvent(request_id="r2"), odd):
+        values = events.event_to_values(ev, 6)
+        row = tuple(values[name] for name in events.EVENT_COLUMNS)
+
+        class Row:
+            pass
+
+        named = Row()
+        named.__dict__.update(values)
+        by_name = events.row_to_event(named)
+        assert events.event_from_tuple(row) == by_name
+        ev.usage.SetInParent()  # a stored event always reads back with its usage present
+        assert by_name == ev
