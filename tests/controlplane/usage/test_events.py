@@ -79,13 +79,14 @@ def test_an_event_round_trips_through_row_values() -> None:
 def test_events_read_by_position_equal_events_read_by_name() -> None:
     """``event_from_tuple`` (other replicas' events, as plain tuples) builds the same event as
     ``row_to_event``: every field set, none set, metadata, attempts, booleans, negatives."""
-    full = tpb.UsageEvent(
-        **{
-            f.name: (True if f.type == f.TYPE_BOOL else 7 if f.type != f.TYPE_STRING else "x")
-            for f in tpb.UsageEvent.DESCRIPTOR.fields
-            if f.name in events._SCALARS
-        }
-    )
+    full = tpb.UsageEvent()
+    for f in tpb.UsageEvent.DESCRIPTOR.fields:
+        if f.name in events._SCALARS:
+            setattr(
+                full,
+                f.name,
+                True if f.type == f.TYPE_BOOL else 7 if f.type != f.TYPE_STRING else "x",
+            )
     for f in full.usage.DESCRIPTOR.fields:
         setattr(
             full.usage,

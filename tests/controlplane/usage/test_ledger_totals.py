@@ -4,6 +4,7 @@ control planes ingesting at once, per period and time zone, on SQLite and Postgr
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from google.protobuf.field_mask_pb2 import FieldMask
 from sqlmodel import Session
@@ -195,7 +196,7 @@ def test_cells_of_a_batch_match_each_events_own_windows() -> None:
         ms(2026, 3, 29, 0, 30),
         ms(2026, 10, 25, 0, 30),
     ]  # year, month, week, DST ends
-    rows = []
+    rows: list[dict[str, Any]] = []
     for _ in range(3000):
         edge = rng.choice(edges)
         rows.append(
