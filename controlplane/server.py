@@ -293,7 +293,11 @@ async def start(server: grpc.aio.Server, state: AppState) -> None:
         asyncio.create_task(
             # A cheap catch-up every second (other replicas' changes); spend and signing keys
             # every snapshot_refresh_s.
-            state.cache.refresh_forever(1.0, sweep_s=state.settings.snapshot_refresh_s),
+            state.cache.refresh_forever(
+                1.0,
+                sweep_s=state.settings.snapshot_refresh_s,
+                spend_sweep_s=state.settings.spend_sweep_s,
+            ),
             name="snapshot-refresh",
         )
     )

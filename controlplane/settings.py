@@ -78,6 +78,10 @@ class Settings:
     # After usage is ingested the snapshot (which carries spend seeds) is rebuilt at most this
     # often: spend reaches data planes within this delay under steady traffic.
     spend_refresh_s: float = 2.0
+    # Every scope's spend is re-read this often, a safety net: ingest (this replica's, and other
+    # replicas' through the fleet bus) already refreshes the scopes it touched, and a data plane
+    # starts a new period's count by itself. At 20,000 keys a sweep is ~0.3 s of work.
+    spend_sweep_s: float = 60.0
     # Several replicas on PostgreSQL: how often a follower tries to take the leader lock (and
     # the leader checks it still holds it): a dead leader's jobs resume within this delay.
     leader_retry_s: float = 1.0

@@ -19,9 +19,10 @@ Spend: usage ingest calls :meth:`rebuild_soon` with the scopes it touched; it ma
 dirty (not the configuration) and throttles: the first call after a quiet spell catches up at
 once (in a background task), a burst coalesces into one more catch-up no sooner than
 ``min_interval_s`` after the previous one started; :meth:`drain` waits until that background
-catch-up is done. Every ``sweep_s`` the periodic refresh marks
-all spend dirty (period rollovers, other replicas' ingest) and re-reads the signing keys (they
-expire by time). Only seeds whose content changed are published.
+catch-up is done. Every ``spend_sweep_s`` the periodic refresh marks all spend dirty (a safety
+net: period rollovers, ingest whose bus notice was lost), unless nobody reads this replica's
+seeds (:attr:`spend_wanted`); every ``sweep_s`` it re-reads the signing keys (they expire by
+time). Only seeds whose content changed are published.
 
 An invalid state is never published: the last good one stays current, the problem is logged and
 kept in :attr:`last_error`, and the same changes are read again at the next catch-up. Secrets
@@ -421,27 +422,35 @@ class SnapshotCache:
             self._changed.notify_all()
 
     async def refresh_forever(
-        self, interval_s: float, sweep_s: float | None = None, reconcile_s: float = RECONCILE_S
+        self,
+        interval_s: float,
+        sweep_s: float | None = None,
+        reconcile_s: float = RECONCILE_S,
+        spend_sweep_s: float | None = None,
     ) -> None:
         """Catch up every ``min(interval_s, 1 s)``; every ``sweep_s`` (default ``interval_s``)
-        also refresh all spend and the signing keys, and trim the change log; every
-        ``reconcile_s`` read everything (a safety net for writes that bypass the session hooks:
-        raw SQL, or a control plane of the previous version during a rolling upgrade)."""
+        also re-read the signing keys and trim the change log, and every ``spend_sweep_s``
+        (default ``sweep_s``) refresh all spend; every ``reconcile_s`` read everything (a safety
+        net for writes that bypass the session hooks: raw SQL, or a control plane of the previous
+        version during a rolling upgrade)."""
         check = min(interval_s, CHECK_INTERVAL_S)
         sweep = interval_s if sweep_s is None else sweep_s
-        last_sweep = last_reconcile = self._clock()
+        spend_sweep = sweep if spend_sweep_s is None else spend_sweep_s
+        last_sweep = last_spend_sweep = last_reconcile = self._clock()
         while not self._closed:
             await self._sleep(check)
             try:
                 if self._clock() - last_reconcile >= reconcile_s:
                     last_reconcile = self._clock()
                     self._full = True
-                if self._clock() - last_sweep >= sweep:
-                    last_sweep = self._clock()
+                if self._clock() - last_spend_sweep >= spend_sweep:
+                    last_spend_sweep = self._clock()
                     if self.spend_wanted():
                         self._spend_dirty = self._spend_all = True
                     else:  # 20,000 keys' spend read for nobody: once somebody asks
                         self._spend_stale = True
+                if self._clock() - last_sweep >= sweep:
+                    last_sweep = self._clock()
                     self._sweep_signing_keys = True
                     await self._db.run(trim)
                 await self.rebuild(quiet=True)
