@@ -185,12 +185,14 @@ async def query(addr: str, token: str, repeat: int) -> tuple[float, int]:
     return min(times), rows
 
 
-def batches(sender: int, count: int, developers: int, workspaces: int) -> list[Any]:
+def batches(
+    sender: int, count: int, developers: int, workspaces: int, batch: int = BATCH
+) -> list[Any]:
     now = now_ms()
     out = []
-    for b in range(0, count, BATCH):
+    for b in range(0, count, batch):
         events = []
-        for i in range(b, min(count, b + BATCH)):
+        for i in range(b, min(count, b + batch)):
             d = (sender * 7919 + i) % developers
             ev = telemetry_pb2.UsageEvent(
                 request_id=f"ingest-{sender}-{i}-{secrets.token_hex(4)}",
@@ -221,7 +223,10 @@ def batches(sender: int, count: int, developers: int, workspaces: int) -> list[A
 
 async def ingest(addr: str, token: str, args: argparse.Namespace) -> float:
     per_sender = args.ingest_events // args.senders
-    work = [batches(s, per_sender, args.developers, args.workspaces) for s in range(args.senders)]
+    work = [
+        batches(s, per_sender, args.developers, args.workspaces, args.batch)
+        for s in range(args.senders)
+    ]
     metadata = (("authorization", f"Bearer {token}"),)
     async with grpc.aio.insecure_channel(addr) as channel:
         stub = telemetry_pb2_grpc.TelemetryStub(channel)
@@ -342,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
                 pg_cpu = postgres_cpu_seconds() - pg0
                 per = 1e6 / args.ingest_events
                 print(
-                    f"ingest (ReportUsage, batches of {BATCH}, {args.senders} senders): "
+                    f"ingest (ReportUsage, batches of {args.batch}, {args.senders} senders): "
                     f"{rate:,.0f} events/s over {args.ingest_events:,} events in {wall:.1f} s; "
                     f"CPU: control plane {cp_cpu:.1f} s ({cp_cpu * per:.0f} us/event), "
                     f"PostgreSQL {pg_cpu:.1f} s ({pg_cpu * per:.0f} us/event); "
@@ -377,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--ingest-events", type=int, default=50_000)
     p.add_argument("--senders", type=int, default=2, help="concurrent ReportUsage senders")
+    p.add_argument(
+        "--batch", type=int, default=BATCH, help="events per ReportUsage (data planes: <= 500)"
+    )
     p.add_argument("--ingest-runs", type=int, default=1, help="ingest measurements in a row")
     p.add_argument("--verify", action="store_true", help="check the bulk-built tables (small N)")
     p.add_argument(

@@ -83,6 +83,9 @@ def start(pid: int, out_dir: Path, name: str, rate: int = 200) -> Spy:
     exe = Path(sys.executable).with_name("py-spy")
     cmd = [str(exe), "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate)]
     cmd += ["--nonblocking", "-o", str(path)]
+    # e.g. TOLLGATE_PYSPY_ARGS=--gil: only the thread holding the GIL (Python's own CPU, not
+    # the driver's waits, which py-spy cannot always tell from work).
+    cmd += os.environ.get("TOLLGATE_PYSPY_ARGS", "").split()
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ
     )
