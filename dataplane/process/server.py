@@ -41,6 +41,7 @@ from dataplane.policy.limits import Limiter
 from dataplane.policy.routing import Router
 from dataplane.policy.runtime import SnapshotHolder
 from dataplane.private import private_dir
+from dataplane.process import hangup
 from dataplane.process.heapsnap import HeapSnapshots
 from dataplane.process.looplag import LoopLag
 from dataplane.process.metrics_peers import MetricsPeers
@@ -246,6 +247,7 @@ class DataPlane:
             otlp=self.telemetry.handler,
             tracer=self.tracer,
         )
+        hangup.install()  # a client's FIN closes its idle connection now, not 75 s later
         config = Config()
         # Hypercorn owns the listening fd from here on and closes it at shutdown. Detach ours:
         # closing it again later would close whatever file reused that number meanwhile (seen:
