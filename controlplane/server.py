@@ -59,7 +59,7 @@ from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database, redact_url
 from controlplane.store.schema import SchemaError
 from controlplane.usage import rebuild
-from controlplane.usage.alerts import AlertMonitor
+from controlplane.usage.alert_monitor import AlertMonitor
 from controlplane.usage.spend import BudgetSpend
 from gwapi.v1 import (
     admin_pb2,

@@ -17,7 +17,7 @@ from controlplane.services.registry import DataPlaneRegistry
 from controlplane.settings import Settings
 from controlplane.snapshots.cache import SnapshotCache
 from controlplane.store.db import Database
-from controlplane.usage.alerts import AlertMonitor
+from controlplane.usage.alert_monitor import AlertMonitor
 from controlplane.usage.stats import StatsAggregator
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ stats (:mod:`controlplane.usage.stats`, fed at ingest) and budget alerts.
 After an ingest stores new events, a throttled spend refresh of the touched scopes is
 *requested*, not awaited (:meth:`~controlplane.snapshots.cache.SnapshotCache.rebuild_soon`,
 never a configuration rebuild): data planes get fresh spend seeds, and the leader's budget alerts
-(:class:`~controlplane.usage.alerts.AlertMonitor`) are checked against the same spend.
+(:class:`~controlplane.usage.alert_monitor.AlertMonitor`) are checked against the same spend.
 """
 
 from __future__ import annotations

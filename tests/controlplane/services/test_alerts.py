@@ -16,7 +16,7 @@ from grpc import StatusCode
 
 from controlplane.server import Running, running
 from controlplane.usage import alerts as alerts_mod
-from controlplane.usage.alerts import AlertMonitor
+from controlplane.usage.alert_monitor import AlertMonitor
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import common_pb2 as pb
 from gwapi.v1 import telemetry_pb2 as tpb
