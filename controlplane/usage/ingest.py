@@ -26,9 +26,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from controlplane.catalog.common import now_ms
 from controlplane.domain.errors import InvalidArgument, shown
@@ -114,31 +114,30 @@ def _refusal(events: list[tpb.UsageEvent], exc: DBAPIError) -> InvalidArgument:
 def insert_new(s: Session, rows: list[dict[str, Any]]) -> set[str]:
     """Insert rows, skipping request ids already stored; returns the ids actually inserted."""
     dialect = s.get_bind().dialect.name
-    insert_fn: Any
-    if dialect == "postgresql":
-        insert_fn = postgresql.insert
-    elif dialect == "sqlite":
-        insert_fn = sqlite.insert
-    else:  # pragma: no cover - make_engine only builds these two
-        raise RuntimeError(f"unsupported dialect {dialect}")
-    inserted: set[str] = set()
     table = UsageEventRow.__table__  # type: ignore[attr-defined]
+    inserted: set[str] = set()
     if dialect == "postgresql":  # one statement of arrays per batch: far cheaper than VALUES
         suffix = "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
         for start in range(0, len(rows), PG_CHUNK_ROWS):
             cursor = pg_unnest_insert(s, table, rows[start : start + PG_CHUNK_ROWS], suffix)
             inserted.update(r[0] for r in cursor.fetchall())
         return inserted
+    if dialect != "sqlite":  # pragma: no cover - make_engine only builds these two
+        raise RuntimeError(f"unsupported dialect {dialect}")
+    # One statement, compiled once and cached; the rows go as executemany parameters, which
+    # SQLAlchemy sends in batched VALUES ("insertmanyvalues") with RETURNING. A statement built
+    # with .values(rows) was compiled anew for every batch: ~1 ms of CPU per event.
     for start in range(0, len(rows), CHUNK_ROWS):
-        chunk = rows[start : start + CHUNK_ROWS]
-        stmt = (
-            insert_fn(table)
-            .values(chunk)
-            .on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(col(UsageEventRow.request_id))
-        )
-        inserted.update(s.exec(stmt).scalars().all())
+        result = s.connection().execute(_SQLITE_INSERT, rows[start : start + CHUNK_ROWS])
+        inserted.update(r[0] for r in result.all())
     return inserted
+
+
+_SQLITE_INSERT = (
+    sqlite.insert(UsageEventRow.__table__)  # type: ignore[attr-defined]
+    .on_conflict_do_nothing(index_elements=["request_id"])
+    .returning(UsageEventRow.__table__.c.request_id)  # type: ignore[attr-defined]
+)
 
 
 async def ingest(
