@@ -103,6 +103,7 @@ class Authenticator:
         *,
         cache_ttl_s: float = 10.0,
         clock: Callable[[], int] = now_ms,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if not admin_token:
             raise ValueError("an admin token is required")
@@ -111,6 +112,7 @@ class Authenticator:
         self._db = db
         self._ttl = cache_ttl_s
         self._clock = clock
+        self._monotonic = monotonic  # the cache's age (tests pass a manual one)
         self._cache: dict[str, _Cached] = {}
 
     @staticmethod
@@ -154,7 +156,7 @@ class Authenticator:
 
     async def _created(self, digest: str) -> Principal | None:
         cached = self._cache.get(digest)
-        if cached is None or time.monotonic() - cached.fetched > self._ttl:
+        if cached is None or self._monotonic() - cached.fetched > self._ttl:
             cached = await self._load(digest)
             if cached is None:
                 self._cache.pop(digest, None)
@@ -182,7 +184,7 @@ class Authenticator:
             principal=token_store.principal_of(row),
             expires_at_ms=row.expires_at_ms,
             revoked_at_ms=row.revoked_at_ms,
-            fetched=time.monotonic(),
+            fetched=self._monotonic(),
         )
         if len(self._cache) >= MAX_CACHED:
             self._cache.clear()

@@ -297,12 +297,16 @@ async def test_cache_lifetime_bounds_revocation_on_other_replicas(cp: Running, a
     """This process forgets a revoked token at once; another replica (its own cache) keeps
     accepting it until its cached entry is older than cache_ttl_s."""
     created = await token(admin, "viewer", name="dash")
-    other = Authenticator("other-admin", "other-dp", cp.state.db, cache_ttl_s=0.3)
+    now = [100.0]  # the other replica's monotonic clock: moved by hand, not by a loaded box
+    other = Authenticator(
+        "other-admin", "other-dp", cp.state.db, cache_ttl_s=0.3, monotonic=lambda: now[0]
+    )
     assert (await other.authenticate(created.secret, dataplane_call=False)).id == created.token.id
     await admin.RevokeToken(apb.RevokeTokenRequest(id=created.token.id))
+    now[0] += 0.29
     still = await other.authenticate(created.secret, dataplane_call=False)  # within its TTL
     assert still.id == created.token.id
-    await asyncio.sleep(0.35)
+    now[0] += 0.02  # the cached entry is now older than the TTL
     with pytest.raises(Exception, match="was revoked"):
         await other.authenticate(created.secret, dataplane_call=False)
     # The row itself says so too.
