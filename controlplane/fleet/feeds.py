@@ -35,8 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-import orjson
-from sqlalchemy import func, or_, text
+from sqlalchemy import func, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -47,6 +46,7 @@ from controlplane.store.db import Database
 from controlplane.store.models.admin import AuditRow
 from controlplane.store.models.usage import UsageEventRow
 from controlplane.usage.events import EVENT_COLUMNS, event_from_tuple
+from controlplane.usage.upsert import pg_any_of
 from gwapi.v1 import admin_pb2 as apb
 from gwapi.v1 import telemetry_pb2 as tpb
 from gwcommon.tasks import cancel_and_wait
@@ -171,10 +171,7 @@ def read_usage(s: Session, ids: list[str]) -> list[tpb.UsageEvent]:
     table = UsageEventRow.__table__  # type: ignore[attr-defined]
     stmt = sa_select(*(table.c[name] for name in EVENT_COLUMNS))
     if s.get_bind().dialect.name == "postgresql":
-        listed = text(
-            "request_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))"
-        )
-        stmt = stmt.where(listed.bindparams(ids=orjson.dumps(ids).decode()))
+        stmt = stmt.where(pg_any_of("request_id", ids))
     else:
         stmt = stmt.where(table.c.request_id.in_(ids))
     return [event_from_tuple(r) for r in s.execute(stmt).all()]

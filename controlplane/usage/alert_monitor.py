@@ -16,8 +16,6 @@ from controlplane.catalog.common import now_ms as _now_ms
 from controlplane.store.db import Database
 from controlplane.usage import alerts
 from controlplane.usage.alerts import (
-    KIND_ORDER,
-    KNOWN_MAX,
     RecordedAlert,
     identity,
     mark_interrupted,
@@ -28,6 +26,8 @@ from controlplane.usage.spend import BudgetSpend
 from controlplane.usage.webhooks import DELIVERED, AttemptReport, new_client, post_webhook
 
 log = logging.getLogger(__name__)
+KIND_ORDER = {"workspace": 0, "key": 1, "developer": 2}  # recorded in this order, as detect's
+KNOWN_MAX = 200_000  # alert identities remembered as recorded (then the expired ones go)
 
 
 class AlertMonitor:

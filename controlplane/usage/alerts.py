@@ -8,9 +8,8 @@ Contract:
   :func:`controlplane.usage.spend.current_spend` for the data planes' seeds; on the leader the
   same values are handed to ``AlertMonitor.observe`` (:mod:`controlplane.usage.alert_monitor`),
   so an alert and the seed the data planes enforce are one computation. ``observe`` returns at
-  once: it keeps the thresholds
-  reached (:func:`candidates`) that this monitor has not seen recorded, and a background task
-  records them (:func:`unrecorded`, then :func:`record`). Nothing here can slow down, block or
+  once: it keeps the thresholds reached (:func:`candidates`) that this monitor has not seen
+  recorded, and a background task records them (:func:`unrecorded`, then :func:`record`). Nothing here can slow down, block or
   fail an ingest; a failed recording is logged and the next refresh of the scope tries again.
   Only scopes the data planes serve are checked: a revoked key or a disabled developer spends
   nothing more.
@@ -66,8 +65,6 @@ MAX_LIMIT = 1000
 PENDING = "pending"
 INTERRUPTED = "failed: interrupted (the control plane stopped)"
 _UNIQUE = ("scope", "scope_id", "period", "period_start_ms", "threshold_percent")
-KIND_ORDER = {"workspace": 0, "key": 1, "developer": 2}  # recorded in this order, as detect's
-KNOWN_MAX = 200_000  # alert identities remembered as recorded (then the expired ones go)
 
 
 @dataclass(frozen=True)

@@ -122,9 +122,10 @@ _N_SCALARS, _N_USAGE = len(_SCALARS), len(_USAGE)
 
 
 def event_from_tuple(values: Any) -> tpb.UsageEvent:
-    """:func:`row_to_event` for a row of :data:`EVENT_COLUMNS`, read by position: every other
-    replica's event passes here, and a Row's attribute reads cost more than the event itself.
-    Only set fields are passed to the constructors (the defaults cost as much to pass)."""
+    """The event a stored row holds, from its :data:`EVENT_COLUMNS` values in order (every other
+    replica's event passes here as a plain tuple: a Row's attribute reads cost more than the
+    event itself). Only set fields are passed to the constructors (defaults cost as much to
+    pass); ``usage`` is always present."""
     scalars = values[:_N_SCALARS]
     ev = tpb.UsageEvent(**{k: v for k, v in zip(_SCALARS, scalars, strict=True) if v})
     used = values[_N_SCALARS : _N_SCALARS + _N_USAGE]
@@ -140,11 +141,4 @@ def event_from_tuple(values: Any) -> tpb.UsageEvent:
 
 def row_to_event(row: Any) -> tpb.UsageEvent:
     """``row``: a ``UsageEventRow`` or a Core row of the ``usage_event`` table (attributes)."""
-    ev = tpb.UsageEvent(**{name: getattr(row, name) for name in _SCALARS})
-    ev.usage.CopyFrom(pb.Usage(**{name: getattr(row, name) for name in _USAGE}))
-    if row.metadata_json and row.metadata_json != "{}":
-        ev.metadata.update(json.loads(row.metadata_json))
-    if row.attempt_log_json and row.attempt_log_json != "[]":
-        for attempt in json.loads(row.attempt_log_json):
-            attempt_from_dict(attempt, ev.attempt_log.add())
-    return ev
+    return event_from_tuple(tuple(getattr(row, name) for name in EVENT_COLUMNS))

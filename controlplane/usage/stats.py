@@ -69,9 +69,6 @@ class Bucket:
     latency: dict[int, int] = field(default_factory=dict)
     ttfb: dict[int, int] = field(default_factory=dict)
 
-    def add(self, ev: tpb.UsageEvent) -> None:
-        self.add_point(_point(ev))
-
     def add_point(self, point: tuple[int, int, int, int, int]) -> None:
         """Add one event as :func:`_point` made it (read once, added to four groupings)."""
         errors, tokens, cost, latency, ttfb = point

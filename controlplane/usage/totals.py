@@ -26,7 +26,6 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import orjson
 from sqlalchemy import delete, select, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
@@ -36,7 +35,7 @@ from controlplane.domain.spend import Window, current_window
 from controlplane.store.models.config import WorkspaceRow
 from controlplane.store.models.derived import SpendTotalRow as T
 from controlplane.store.models.usage import UsageEventRow as U
-from controlplane.usage.upsert import upsert_add
+from controlplane.usage.upsert import pg_any_of, upsert_add
 
 log = logging.getLogger(__name__)
 
@@ -94,24 +93,17 @@ def scopes_of(row: Mapping[str, Any]) -> list[tuple[str, str]]:
     return scopes
 
 
-_ZONES_PG = text(
-    "SELECT name, timezone FROM workspace "
-    "WHERE name = ANY(ARRAY(SELECT json_array_elements_text(CAST(:names AS json)))) "
-    "FOR SHARE"
-)
-
-
 def zones(s: Session, workspaces: Iterable[str], lock: bool = True) -> dict[str, str]:
     """``{workspace: time zone}``; on PostgreSQL (``lock``) the rows are read FOR SHARE."""
     names = sorted(set(workspaces))
+    columns = (col(WorkspaceRow.name), col(WorkspaceRow.timezone))
     if lock and s.get_bind().dialect.name == "postgresql":
-        # Every ingest batch asks: one statement text whatever the names (prepared once by
-        # the driver), the names as one JSON parameter.
-        rows = s.execute(_ZONES_PG, {"names": orjson.dumps(names).decode()}).all()
-        return {name: tz or "" for name, tz in rows}
+        # Every ingest batch asks: one prepared statement whatever the names.
+        stmt = sa_select(*columns).where(pg_any_of("name", names)).with_for_update(read=True)
+        return {name: tz or "" for name, tz in s.execute(stmt).all()}
     out: dict[str, str] = {}
     for start in range(0, len(names), IN_CHUNK):
-        stmt = sa_select(col(WorkspaceRow.name), col(WorkspaceRow.timezone)).where(
+        stmt = sa_select(*columns).where(
             col(WorkspaceRow.name).in_(names[start : start + IN_CHUNK])
         )
         out.update({name: tz or "" for name, tz in s.execute(stmt).all()})
@@ -209,11 +201,9 @@ def read_totals(
     if len(ids) <= MANY_IDS and s.get_bind().dialect.name == "postgresql":
         # One array parameter: a lookup per id, not the window's whole key range (alerts and the
         # dirty-scope spend refresh ask for tens of 20,000 keys; a sweep of all, the scan).
-        # The ids as one JSON text parameter (orjson), unpacked by the server: binding an array
-        # element by element cost more Python than the lookup itself.
-        listed = text("scope_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))")
-        payload = orjson.dumps(list(ids)).decode()
-        rows = s.execute(stmt.where(listed.bindparams(ids=payload))).all()
+        # The ids as one JSON text parameter: binding an array element by element cost more
+        # Python than the lookup itself.
+        rows = s.execute(stmt.where(pg_any_of("scope_id", ids))).all()
         return {str(sid): int(spent) for sid, spent in rows}
     if len(ids) > FEW_IDS:
         wanted = set(ids)

@@ -16,7 +16,7 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, func
+from sqlalchemy import Table, TextClause, func, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
@@ -105,3 +105,12 @@ def pg_unnest_insert(
     connection = conn.connection() if isinstance(conn, Session) else conn
     # The driver's own paramstyle, through SQLAlchemy (its errors stay DBAPIError).
     return connection.exec_driver_sql(sql, (payload,))
+
+
+def pg_any_of(column: str, values: Sequence[str], name: str = "values") -> TextClause:
+    """PostgreSQL: ``column = ANY(…)`` of ``values``, sent as one JSON text parameter (orjson)
+    and unpacked by the server. The statement text is the same whatever the count, so the driver
+    prepares it once; an ``IN`` list of bound values was rendered, bound value by value and
+    parsed anew for every call."""
+    clause = text(f"{column} = ANY(ARRAY(SELECT json_array_elements_text(CAST(:{name} AS json))))")
+    return clause.bindparams(**{name: orjson.dumps(list(values)).decode()})
