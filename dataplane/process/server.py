@@ -54,7 +54,7 @@ from dataplane.process.settings import (  # re-exported: Settings and the flag c
 )
 from dataplane.process.settings import node_id as _node_id
 from dataplane.process.supervise import supervise
-from dataplane.process.workerrole import bind_listener
+from dataplane.process.workerrole import BACKLOG, bind_listener
 from dataplane.providers.registry import ProviderRegistry, shared_transport
 from dataplane.sync.breaker_sync import BreakerSync
 from dataplane.sync.reporter import Reporter
@@ -253,6 +253,10 @@ class DataPlane:
         # closing it again later would close whatever file reused that number meanwhile (seen:
         # the usage spool's segment, mid-write, during a drain).
         config.bind = [f"fd://{self._socket.detach()}"]
+        # Hypercorn calls listen() again on that fd with its own backlog (100 by default), which
+        # would undo ours: at a few hundred connections opened at once (an agent fleet starting,
+        # a deploy) the accept queue overflowed and clients saw resets.
+        config.backlog = BACKLOG
         config.accesslog = None
         config.errorlog = logging.getLogger("tollgate.http")
         config.keep_alive_timeout = s.keep_alive_s
