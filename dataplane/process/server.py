@@ -41,7 +41,7 @@ from dataplane.policy.limits import Limiter
 from dataplane.policy.routing import Router
 from dataplane.policy.runtime import SnapshotHolder
 from dataplane.private import private_dir
-from dataplane.process import hangup
+from dataplane.process import gctune, hangup
 from dataplane.process.heapsnap import HeapSnapshots
 from dataplane.process.looplag import LoopLag
 from dataplane.process.metrics_peers import MetricsPeers
@@ -355,6 +355,7 @@ def run_loop(main: Coroutine[Any, Any, _T]) -> _T:
     (ready queue, selector, transports' writes) is a large share of a request's CPU on asyncio's
     pure-Python loop, and libuv's costs less per request (``make bench``). Everything the data
     plane runs (Hypercorn, aiohttp, grpc.aio, signal handlers) is plain asyncio on top of it."""
+    gctune.settle()  # everything imported so far lives as long as the process
     return uvloop.run(main)
 
 
