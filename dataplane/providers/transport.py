@@ -28,12 +28,16 @@ Contract (what adapters and the relay rely on):
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import aiohttp
 import certifi
+from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
 from dataplane.asgi import Header
@@ -47,6 +51,8 @@ from dataplane.errors import (
 )
 
 OutHeader = tuple[bytes | str, bytes | str]
+
+log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 1024
 KEEPALIVE_S = 60.0
@@ -184,6 +190,30 @@ class TransportResponse:
             response.close()  # a half-read body must never reach the next request
 
 
+class _ResponseHandler(ResponseHandler):
+    """aiohttp's connection protocol, minus a per-chunk cost of a streamed answer.
+
+    aiohttp's ``StreamReader`` calls ``resume_reading()`` after every chunk it hands out while its
+    buffer is below the low-water mark, whether reading was paused or not; unpaused, that is an
+    empty parse and a transport call per relayed token, for nothing. Paused (the buffer filled
+    while the client was slow), it resumes exactly as aiohttp would."""
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        if self._reading_paused or self._buffer_paused:
+            super().resume_reading(resume_parser)
+
+
+def _use_quiet_resume(connector: aiohttp.TCPConnector) -> None:
+    """Make ``connector`` build :class:`_ResponseHandler` s (its private ``_factory``; left as is,
+    with a warning, if a future aiohttp renamed it)."""
+    factory = getattr(connector, "_factory", None)
+    if not isinstance(factory, functools.partial) or factory.func is not ResponseHandler:
+        log.warning("aiohttp's connector has no ResponseHandler factory: per-chunk resume kept")
+        return
+    quiet = functools.partial(_ResponseHandler, *factory.args, **factory.keywords)
+    connector._factory = cast("functools.partial[ResponseHandler]", quiet)
+
+
 class Transport:
     """One ``aiohttp.ClientSession`` (created on first use, inside the event loop)."""
 
@@ -204,6 +234,7 @@ class Transport:
             keepalive_timeout=KEEPALIVE_S,
             ssl=self._ssl,
         )
+        _use_quiet_resume(connector)
         self._session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),

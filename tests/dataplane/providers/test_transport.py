@@ -19,7 +19,13 @@ from dataplane.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-from dataplane.providers.transport import OutHeader, Timeouts, Transport, failure
+from dataplane.providers.transport import (
+    OutHeader,
+    Timeouts,
+    Transport,
+    _ResponseHandler,
+    failure,
+)
 
 Reply = Callable[[asyncio.StreamWriter], Awaitable[None]]
 FAST = Timeouts(connect=2.0, read=2.0)
@@ -205,6 +211,30 @@ async def test_chunks_arrive_as_sent_and_headers_are_raw(
     await response.aclose()
     assert [c for c, _ in got] == [b"event: a\n\n", b"event: b\n\n"]
     assert got[0][1] < 0.25 <= got[1][1]  # the first chunk was not held back for the second
+
+
+async def test_a_slow_reader_pauses_the_upstream_and_gets_every_byte(
+    server: RawServer, transport: Transport
+) -> None:
+    """Reading pauses while the relay does not keep up (aiohttp's buffer past its high-water
+    mark) and resumes when it drains: the quiet per-chunk resume must not lose a wake-up."""
+    parts = [b"%05d" % i + b"x" * 2043 for i in range(1000)]  # 2 MiB in 2 KiB chunks
+    server.replies.append(chunked(*parts))
+    response = await transport.request("POST", server.url + "/", [], b"", FAST, "p")
+    protocol = response._response.connection.protocol  # type: ignore[union-attr]
+    assert isinstance(protocol, _ResponseHandler)
+    got: list[bytes] = []
+    async with asyncio.timeout(10):  # a lost wake-up stalls the read forever: fail instead
+        async for chunk in response.aiter_raw():
+            got.append(chunk)
+            if len(got) == 1:  # a slow client: the upstream's bytes pile up meanwhile
+                for _ in range(100):
+                    await asyncio.sleep(0.01)
+                    if protocol._reading_paused:
+                        break
+                assert protocol._reading_paused, "the buffer never filled: no pause to resume"
+    await response.aclose()
+    assert b"".join(got) == b"".join(parts)
 
 
 async def test_bodies_are_never_decompressed(server: RawServer, transport: Transport) -> None:
