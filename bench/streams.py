@@ -143,6 +143,7 @@ def run_phase(work: Path, name: str, plan: dict[str, Any], stack: Stack) -> dict
     result["dataplane"] = {
         "rss_before_kib": rss_before,
         "rss_peak_kib": rss_peak,
+        "cpu_s": cpu_seconds(dp.pid) - cpu_dp0,
         "cpu_share": (cpu_seconds(dp.pid) - cpu_dp0) / wall,
         "cpu_us_per_token": (cpu_seconds(dp.pid) - cpu_dp0) * 1e6 / max(1, result["tokens"]),
         "lag_p50_ms": bucket_quantile(lag_before, lag_after, 0.5) * 1e3,

@@ -18,16 +18,23 @@ a CPU, and the load generator's own lag — a phase limited by the load generato
 usage ledger must hold exactly one request per successful gateway stream.
 
 Flags: ``--levels 1,64,256,1000``, ``--duration-s 10``, ``--ramp-s 2``, ``--pace-ms 20``,
-``--events 25``, ``--json``, ``--profile`` (the data plane under ``bench.sampler``).
+``--events 25``, ``--json``, ``--profile`` (the data plane under ``bench.sampler``), ``--floor``.
+
+``--floor`` adds a third phase per level, between the two: the same streams through
+``bench.bare_relay``, the data plane's process shell (uvloop, Hypercorn as configured, the
+aiohttp transport) relaying with no gateway in between. Its CPU per stream and its added latency
+are the frameworks' floor: the share of the gateway's cost that Tollgate's own code does not add.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
+from bench.procs import Child, spawn, wait_for_json
 from bench.streams import Stack, emit, paced_parser, run_on_stack, run_phase
 from bench.streams_report import footer
 
@@ -47,8 +54,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def phases(work: Path, stack: Stack) -> int:
         done: list[dict[str, Any]] = []
         result["phases"] = done
+        bare = start_bare(work, stack) if args.floor else None
+        try:
+            run_levels(work, stack, bare, done)
+        finally:
+            if bare is not None:
+                bare[0].stop()
+        return sum(p["ok"] for p in done if p["target"] == "gateway")
+
+    def run_levels(
+        work: Path, stack: Stack, bare: tuple[Child, int] | None, done: list[dict[str, Any]]
+    ) -> None:
+        targets = stack.targets()
+        if bare is not None:  # between direct and gateway, measured as the data plane would be
+            direct = targets["direct"]
+            targets = {"direct": direct, "bare": {**direct, "port": bare[1]}, **targets}
         for c in levels:
-            for target, where in stack.targets().items():
+            for target, where in targets.items():
                 plan = {
                     "host": "127.0.0.1",
                     "events": args.events,
@@ -60,11 +82,54 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "streams": c,
                     **where,
                 }
-                done.append({"target": target, **run_phase(work, f"{target}-{c}", plan, stack)})
-        return sum(p["ok"] for p in done if p["target"] == "gateway")
+                on = stack
+                if target == "bare" and bare is not None:
+                    on = dataclasses.replace(stack, dp=bare[0], dp_port=bare[1])
+                done.append({"target": target, **run_phase(work, f"{target}-{c}", plan, on)})
 
     phase_s = args.ramp_s + args.duration_s + timeout_s + 5
     return run_on_stack(result, args, 90 + 2 * len(levels) * phase_s, phases)
+
+
+def start_bare(work: Path, stack: Stack) -> tuple[Child, int]:
+    """``bench.bare_relay`` in front of the stack's upstream: the child and its port."""
+    ready = work / "bare.ready"
+    upstream = f"http://127.0.0.1:{stack.upstream_port}"
+    child = spawn(
+        "bare", ["-m", "bench.bare_relay", "--ready-file", str(ready), "--upstream", upstream], work
+    )
+    return child, int(wait_for_json(child, ready)["port"])
+
+
+def render_floor(r: dict[str, Any]) -> list[str]:
+    """The bare relay against the gateway, per level (with ``--floor``)."""
+    by = {(p["streams"], p["target"]): p for p in r["phases"]}
+    out = [
+        "",
+        "frameworks' floor (bench.bare_relay: the same process shell, no gateway) against the "
+        "gateway; CPU per stream = the process's CPU seconds / streams answered",
+        "",
+        "| C | bare: added p50 / p99 | bare CPU, per stream | gateway: added p50 / p99 "
+        "| gateway CPU, per stream | gateway / bare CPU per stream |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in r["levels"]:
+        d, b, g = (by.get((c, t)) for t in ("direct", "bare", "gateway"))
+        if d is None or b is None or g is None:
+            continue
+        per = {
+            name: p["dataplane"]["cpu_s"] * 1e3 / max(1, p["ok"])
+            for name, p in (("bare", b), ("gateway", g))
+        }
+        dt = d["ttlb_ms"]
+        out.append(
+            f"| {c} | {b['ttlb_ms']['p50'] - dt['p50']:+.1f} / {b['ttlb_ms']['p99'] - dt['p99']:+.1f} ms "
+            f"| {b['dataplane']['cpu_share']:.0%}, {per['bare']:.2f} ms "
+            f"| {g['ttlb_ms']['p50'] - dt['p50']:+.1f} / {g['ttlb_ms']['p99'] - dt['p99']:+.1f} ms "
+            f"| {g['dataplane']['cpu_share']:.0%}, {per['gateway']:.2f} ms "
+            f"| {per['gateway'] / per['bare']:.2f}x |"
+        )
+    return out
 
 
 def render(r: dict[str, Any]) -> str:
@@ -97,6 +162,8 @@ def render(r: dict[str, Any]) -> str:
             f"| {dp['runqueue_wait_share']:.0%} "
             f"| {d['lag_ms']['p99']:.1f} / {g['lag_ms']['p99']:.1f} ms |"
         )
+    if any(p["target"] == "bare" for p in r["phases"]):
+        out += render_floor(r)
     out += ["", *footer(r)]
     return "\n".join(out)
 
@@ -109,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         "--new-connections",
         action="store_true",
         help="a new connection per stream (default: the next request on the same one)",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also through bench.bare_relay: the frameworks' floor (see the module docstring)",
     )
     args = parser.parse_args(argv)
     if args.events < 1 or args.pace_ms <= 0 or args.duration_s <= 0:
