@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench.child import announce, until_signalled
 from bench.sampler import Sampler
+from dataplane.process import gctune
 from dataplane.process.server import DataPlane, Settings, run_loop
 
 
@@ -39,6 +40,7 @@ async def serve(args: argparse.Namespace) -> None:
     )
     await dp.start()
     await dp.wait_for_snapshot(timeout=20)
+    gctune.settle()  # as `gwctl dataplane serve` does once the snapshot is in
     announce(args.ready_file, json.dumps({"port": dp.port, "pid": os.getpid()}))
     await until_signalled()
     await dp.stop()

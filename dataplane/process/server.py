@@ -362,11 +362,14 @@ def run_loop(main: Coroutine[Any, Any, _T]) -> _T:
 async def run(settings: Settings) -> None:
     dp = DataPlane(settings)
     await dp.start()
+    # Start-up's long-lived objects out of the collector's way once the snapshot is in.
+    settled = asyncio.create_task(gctune.settle_after(dp.wait_for_snapshot(timeout=60)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    settled.cancel()
     log.info("shutting down: draining in-flight requests")
     await dp.stop()
 
