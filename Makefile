@@ -160,9 +160,10 @@ bench-streams: install
 	$(BIN)/python -m bench.streams --sizes $${TOLLGATE_BENCH_STREAMS:-100,250,1000}
 
 # Paced concurrency sweep (issue #14): answers generated over ~0.5 s, 1 / 64 / 256 / 1,000 streams
-# kept open, time to last byte through one data plane and directly, added p50/p99 (~4 minutes).
+# kept open, time to last byte through one data plane and directly, added p50/p99, and through
+# bench.bare_relay (the same process shell with no gateway: the frameworks' floor) (~7 minutes).
 bench-sweep: install
-	$(BIN)/python -m bench.sweep --levels $${TOLLGATE_BENCH_LEVELS:-1,64,256,1000}
+	$(BIN)/python -m bench.sweep --floor --levels $${TOLLGATE_BENCH_LEVELS:-1,64,256,1000}
 
 # Memory over time (issue #14): Claude Code requests at a steady open-loop rate (answers paced
 # over ~0.5 s) through one data plane for TOLLGATE_SOAK_MINUTES; RSS at the start, minute 5, the
