@@ -19,13 +19,7 @@ from dataplane.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-from dataplane.providers.transport import (
-    OutHeader,
-    Timeouts,
-    Transport,
-    _ResponseHandler,
-    failure,
-)
+from dataplane.providers.transport import OutHeader, Timeouts, Transport, _ResponseHandler, failure
 
 Reply = Callable[[asyncio.StreamWriter], Awaitable[None]]
 FAST = Timeouts(connect=2.0, read=2.0)
