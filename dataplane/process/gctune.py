@@ -12,7 +12,9 @@ streams open, their long-lived objects were walked again at every young collecti
   (connections, requests, later snapshots) are collected as usual. ``run_loop`` settles before
   the loop starts, and :func:`settle_after` once more when the first snapshot is in: start-up
   itself imports and builds another ~95,000 long-lived objects (gRPC, aiohttp, the snapshot),
-  which otherwise made every full collection under load a 70-80 ms pause.
+  which otherwise made every full collection under load a 70-80 ms pause. Requests already in
+  flight by then are frozen too: they are still freed by reference counting; only a reference
+  cycle among them would stay (once, at start-up, bounded by what was in flight).
 * The young generation's threshold is raised from 700 to :data:`GEN0_THRESHOLD` allocations, so
   the collector runs less often per request; cyclic garbage waits a little longer (bounded by that
   many objects). Most of a request's objects are freed by reference counting anyway; what a young
