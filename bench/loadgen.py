@@ -147,6 +147,8 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
     direct = make_target("direct", plan["upstream_port"], ("x-api-key", plan["provider_key"]))
     routed = make_target("route", plan["gateway_port"], bearer(plan["route_key"]))
     traced = make_target("traced", plan["traced_port"], bearer(plan["virtual_key"]))
+    # The frameworks' floor (bench.bare_relay), given the provider's key as a direct call is.
+    bare = make_target("bare", plan["bare_port"], ("x-api-key", plan["provider_key"]))
     d = plan["durations"]
     dp_pid, up_pid = plan["dataplane_pid"], plan["upstream_pid"]
     result: dict[str, Any] = {"body_bytes": len(body), "response_bytes": len(expected)}
@@ -189,21 +191,21 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
 
     tput: dict[str, Any] = {}
     conns = plan["throughput_conns"]
+    pids = {
+        "dataplane": dp_pid,
+        "upstream": up_pid,
+        "loadgen": os.getpid(),
+        "bare": plan["bare_pid"],
+    }
+    await closed_loop(bare, 8, d["warmup"] / 3)
     for name, target, seconds in (
         ("gateway", gw, d["throughput"]),
+        ("bare", bare, d["throughput"] / 2),
         ("direct", direct, d["throughput"] / 2),
     ):
-        before = {
-            "dataplane": cpu_seconds(dp_pid),
-            "upstream": cpu_seconds(up_pid),
-            "loadgen": cpu_seconds(os.getpid()),
-        }
+        before = {k: cpu_seconds(pid) for k, pid in pids.items()}
         samples, elapsed = await closed_loop(target, conns, seconds)
-        after = {
-            "dataplane": cpu_seconds(dp_pid),
-            "upstream": cpu_seconds(up_pid),
-            "loadgen": cpu_seconds(os.getpid()),
-        }
+        after = {k: cpu_seconds(pid) for k, pid in pids.items()}
         tput[name] = {
             **summary(samples),
             "elapsed_s": elapsed,
@@ -217,6 +219,7 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         "direct": direct.ok,
         "route": routed.ok,
         "traced": traced.ok,
+        "bare": bare.ok,
     }
     return result
 

@@ -82,6 +82,14 @@ def render(r: dict[str, Any], profiled: bool = False) -> str:
         "  CPU seconds in that phase: data plane {dataplane:.1f}, upstream {upstream:.1f},"
         " load generator {loadgen:.1f}".format(**tg["cpu_s"])
     )
+    tb = t.get("bare")
+    if tb is not None and tb["n"]:
+        bare_us = tb["cpu_s"]["bare"] / tb["n"] * 1e6
+        lines.append(
+            f"  frameworks' floor (bench.bare_relay: uvloop, Hypercorn, aiohttp, no gateway):"
+            f" {tb['rps']:.0f} req/s, {bare_us:.0f} µs CPU per request; the data plane costs"
+            f" {per_req_us / bare_us:.2f}x that"
+        )
     rss = r["dataplane_rss_kib"]
     lines.append(
         f"  data plane RSS: idle {rss['idle'] / 1024:.0f} MiB, peak (VmHWM) {rss['hwm'] / 1024:.0f} MiB,"

@@ -11,6 +11,9 @@ Processes (all on loopback, each its own interpreter):
   from that control plane and reports usage back to it;
 * a second, identical data plane with tracing on (``--otlp-endpoint``) exporting to
   ``bench.otlp_sink``, a minimal OTLP/HTTP receiver that counts the spans it gets;
+* ``bench.bare_relay`` — the frameworks' floor: the data plane's process shell (uvloop, Hypercorn,
+  the aiohttp transport) relaying to the same upstream with no gateway in between, driven in the
+  throughput phase too, so the data plane's CPU per request is also given as a multiple of it;
 * ``bench.loadgen`` — a raw asyncio client sending the Claude Code fixture body.
 
 In one run the load generator drives the gateway and the upstream directly, interleaved (request
@@ -214,6 +217,16 @@ def run(args: argparse.Namespace) -> int:
             )  # fmt: skip
             children.append(traced)
             traced_ready = wait_for_json(traced, work / "traced.ready")
+            bare = spawn(
+                "bare",
+                [
+                    "-m", "bench.bare_relay", "--ready-file", str(work / "bare.ready"),
+                    "--upstream", f"http://127.0.0.1:{upstream_port}",
+                ],
+                work,
+            )  # fmt: skip
+            children.append(bare)
+            bare_ready = wait_for_json(bare, work / "bare.ready")
 
             plan = {
                 "fixture": str(fixture),
@@ -226,6 +239,8 @@ def run(args: argparse.Namespace) -> int:
                 "traced_port": traced_ready["port"],
                 "traced_pid": traced.pid,
                 "upstream_pid": upstream.pid,
+                "bare_port": bare_ready["port"],
+                "bare_pid": bare.pid,
                 "durations": durations,
                 "throughput_conns": args.conns,
             }
