@@ -107,6 +107,18 @@ def start_upstream(work: Path, children: list[Child], *extra_args: str) -> tuple
     return upstream, int(wait_for_file(upstream, ready))
 
 
+def start_bare_relay(work: Path, children: list[Child], upstream_port: int) -> tuple[Child, int]:
+    """``bench.bare_relay`` (the frameworks' floor) in front of the upstream on ``upstream_port``,
+    added to ``children``: the child and its port."""
+    ready = work / "bare.ready"
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    child = spawn(
+        "bare", ["-m", "bench.bare_relay", "--ready-file", str(ready), "--upstream", upstream], work
+    )
+    children.append(child)
+    return child, int(wait_for_json(child, ready)["port"])
+
+
 def start_controlplane(
     work: Path,
     children: list[Child],

@@ -49,6 +49,7 @@ from bench.procs import (
     kib,
     proc_status,
     spawn,
+    start_bare_relay,
     start_controlplane,
     start_upstream,
     wait_for_file,
@@ -217,16 +218,7 @@ def run(args: argparse.Namespace) -> int:
             )  # fmt: skip
             children.append(traced)
             traced_ready = wait_for_json(traced, work / "traced.ready")
-            bare = spawn(
-                "bare",
-                [
-                    "-m", "bench.bare_relay", "--ready-file", str(work / "bare.ready"),
-                    "--upstream", f"http://127.0.0.1:{upstream_port}",
-                ],
-                work,
-            )  # fmt: skip
-            children.append(bare)
-            bare_ready = wait_for_json(bare, work / "bare.ready")
+            bare, bare_port = start_bare_relay(work, children, upstream_port)
 
             plan = {
                 "fixture": str(fixture),
@@ -239,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
                 "traced_port": traced_ready["port"],
                 "traced_pid": traced.pid,
                 "upstream_pid": upstream.pid,
-                "bare_port": bare_ready["port"],
+                "bare_port": bare_port,
                 "bare_pid": bare.pid,
                 "durations": durations,
                 "throughput_conns": args.conns,

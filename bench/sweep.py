@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.procs import Child, spawn, wait_for_json
+from bench.procs import Child, start_bare_relay
 from bench.streams import Stack, emit, paced_parser, run_on_stack, run_phase
 from bench.streams_report import footer
 
@@ -54,12 +54,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def phases(work: Path, stack: Stack) -> int:
         done: list[dict[str, Any]] = []
         result["phases"] = done
-        bare = start_bare(work, stack) if args.floor else None
+        started: list[Child] = []
         try:
+            bare = start_bare_relay(work, started, stack.upstream_port) if args.floor else None
             run_levels(work, stack, bare, done)
         finally:
-            if bare is not None:
-                bare[0].stop()
+            for child in started:
+                child.stop()
         return sum(p["ok"] for p in done if p["target"] == "gateway")
 
     def run_levels(
@@ -88,17 +89,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 done.append({"target": target, **run_phase(work, f"{target}-{c}", plan, on)})
 
     phase_s = args.ramp_s + args.duration_s + timeout_s + 5
-    return run_on_stack(result, args, 90 + 2 * len(levels) * phase_s, phases)
-
-
-def start_bare(work: Path, stack: Stack) -> tuple[Child, int]:
-    """``bench.bare_relay`` in front of the stack's upstream: the child and its port."""
-    ready = work / "bare.ready"
-    upstream = f"http://127.0.0.1:{stack.upstream_port}"
-    child = spawn(
-        "bare", ["-m", "bench.bare_relay", "--ready-file", str(ready), "--upstream", upstream], work
-    )
-    return child, int(wait_for_json(child, ready)["port"])
+    per_level = 3 if args.floor else 2
+    return run_on_stack(result, args, 90 + per_level * len(levels) * phase_s, phases)
 
 
 def render_floor(r: dict[str, Any]) -> list[str]:
