@@ -4,9 +4,9 @@ gateway in between (``make bench-sweep`` with ``--floor``).
 ``python -m bench.bare_relay --ready-file F --upstream http://127.0.0.1:PORT``
 
 What it shares with a Tollgate data plane, on purpose: ``run_loop`` (uvloop, the garbage
-collector's settings), Hypercorn with the same listening socket, backlog, keep-alive and hang-up
-handling, and the upstream :class:`~dataplane.providers.transport.Transport` (aiohttp) with its
-timeouts. What it leaves out: everything the gateway does (authentication, routing and fallback,
+collector's settings), Hypercorn configured by the same ``http_config`` (backlog, keep-alive,
+hang-up handling), and the upstream :class:`~dataplane.providers.transport.Transport`
+(aiohttp) with its timeouts. What it leaves out: everything the gateway does (authentication, routing and fallback,
 limits and budgets, the SSE metering and pricing, the usage event and the request log, metrics).
 Its request body is read whole and sent as received; the answer's headers and body chunks are
 relayed as they arrive. The client's ``x-api-key`` goes upstream as is (the load generator gives
@@ -30,12 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from hypercorn.asyncio import serve
-from hypercorn.config import Config
 
 from bench.child import announce
-from dataplane.process import hangup
-from dataplane.process.server import run_loop
-from dataplane.process.workerrole import BACKLOG, bind_listener
+from dataplane.process.server import http_config, run_loop
+from dataplane.process.workerrole import bind_listener
 from dataplane.providers.transport import Timeouts, Transport
 
 _FORWARDED = (b"x-api-key", b"anthropic-version", b"anthropic-beta", b"content-type")
@@ -88,23 +86,15 @@ class BareRelay:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    sock = bind_listener("127.0.0.1:0")
+    sock = bind_listener("127.0.0.1:0")  # listening already: connections queue from now on
     port = sock.getsockname()[1]
-    hangup.install()
-    config = Config()
-    config.bind = [f"fd://{sock.detach()}"]
-    config.backlog = BACKLOG
-    config.accesslog = None
-    config.keep_alive_timeout = 75.0
-    config.include_server_header = False
-    config.h11_max_incomplete_size = 64 * 1024
+    config = http_config(sock.detach(), keep_alive_s=75.0, graceful_s=5.0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     app = BareRelay(args.upstream)
     server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-    await asyncio.sleep(0.2)  # Hypercorn has called listen() with its backlog
     announce(args.ready_file, json.dumps({"port": port, "pid": os.getpid()}))
     await server
 

@@ -140,12 +140,13 @@ def run_phase(work: Path, name: str, plan: dict[str, Any], stack: Stack) -> dict
         raise RuntimeError(f"{name}: load generator failed:\n{lg.tail(30)}")
     result: dict[str, Any] = json.loads(lg.log.read_text().strip().splitlines()[-1])
     lag_after, recent = scrape_lag(dp_port)
+    dp_cpu = cpu_seconds(dp.pid) - cpu_dp0
     result["dataplane"] = {
         "rss_before_kib": rss_before,
         "rss_peak_kib": rss_peak,
-        "cpu_s": cpu_seconds(dp.pid) - cpu_dp0,
-        "cpu_share": (cpu_seconds(dp.pid) - cpu_dp0) / wall,
-        "cpu_us_per_token": (cpu_seconds(dp.pid) - cpu_dp0) * 1e6 / max(1, result["tokens"]),
+        "cpu_s": dp_cpu,
+        "cpu_share": dp_cpu / wall,
+        "cpu_us_per_token": dp_cpu * 1e6 / max(1, result["tokens"]),
         "lag_p50_ms": bucket_quantile(lag_before, lag_after, 0.5) * 1e3,
         "lag_p99_ms": bucket_quantile(lag_before, lag_after, 0.99) * 1e3,
         "lag_max_ms": max(lag_max, recent) * 1e3,

@@ -247,22 +247,10 @@ class DataPlane:
             otlp=self.telemetry.handler,
             tracer=self.tracer,
         )
-        hangup.install()  # a client's FIN closes its idle connection now, not 75 s later
-        config = Config()
         # Hypercorn owns the listening fd from here on and closes it at shutdown. Detach ours:
         # closing it again later would close whatever file reused that number meanwhile (seen:
         # the usage spool's segment, mid-write, during a drain).
-        config.bind = [f"fd://{self._socket.detach()}"]
-        # Hypercorn calls listen() again on that fd with its own backlog (100 by default), which
-        # would undo ours: at a few hundred connections opened at once (an agent fleet starting,
-        # a deploy) the accept queue overflowed and clients saw resets.
-        config.backlog = BACKLOG
-        config.accesslog = None
-        config.errorlog = logging.getLogger("tollgate.http")
-        config.keep_alive_timeout = s.keep_alive_s
-        config.graceful_timeout = s.graceful_s
-        config.include_server_header = False
-        config.h11_max_incomplete_size = 64 * 1024
+        config = http_config(self._socket.detach(), s.keep_alive_s, s.graceful_s)
         self._tasks = [
             asyncio.create_task(
                 supervise("snapshot-watch", self.subscriber.run, self.restarts),
@@ -348,6 +336,26 @@ class DataPlane:
 
 
 _T = TypeVar("_T")
+
+
+def http_config(fd: int, keep_alive_s: float, graceful_s: float) -> Config:
+    """Hypercorn's configuration for serving on the listening socket ``fd`` (which it then owns),
+    with the hang-up fix installed: the data plane's, and the benchmarks' bare relay's (so the
+    frameworks' floor is measured on the same server settings)."""
+    hangup.install()  # a client's FIN closes its idle connection now, not 75 s later
+    config = Config()
+    config.bind = [f"fd://{fd}"]
+    # Hypercorn calls listen() again on that fd with its own backlog (100 by default), which
+    # would undo ours: at a few hundred connections opened at once (an agent fleet starting,
+    # a deploy) the accept queue overflowed and clients saw resets.
+    config.backlog = BACKLOG
+    config.accesslog = None
+    config.errorlog = logging.getLogger("tollgate.http")
+    config.keep_alive_timeout = keep_alive_s
+    config.graceful_timeout = graceful_s
+    config.include_server_header = False
+    config.h11_max_incomplete_size = 64 * 1024
+    return config
 
 
 def run_loop(main: Coroutine[Any, Any, _T]) -> _T:
