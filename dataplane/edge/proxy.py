@@ -175,6 +175,7 @@ class ApiHandler:
                 json=prepared.json,
                 betas=prepared.betas,
                 client_authorization=authorization,
+                max_tokens=prepared.max_tokens,
             )
             cache = NO_CACHE
             if not count_only:  # counting tokens is free and never cached

@@ -286,10 +286,7 @@ class Relay:
         finally:
             # Without its final usage (the client or the upstream left early) the output is
             # estimated from the content relayed, so an early close never avoids its cost.
-            max_tokens = request.json.get("max_tokens")
-            rec.usage, rec.output_estimated = meter.billable(
-                max_tokens if type(max_tokens) is int else 0
-            )
+            rec.usage, rec.output_estimated = meter.billable(request.max_tokens)
             rec.model_served = meter.model or request.model
             if meter.error is not None:
                 rec.fail(200, meter.error[0], meter.error[1])

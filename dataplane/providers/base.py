@@ -41,14 +41,17 @@ class UpstreamRequest:
     model: str
     stream: bool
     request_id: str
-    # The body parsed once at the edge. Adapters that must rewrite the body (Bedrock, Vertex)
-    # start from this instead of parsing again; the Anthropic adapter never looks at it.
+    # The body parsed once at the edge (from the Anthropic door, on first read: doors.body).
+    # Adapters that must rewrite the body (Bedrock, Vertex) start from this instead of parsing
+    # again; the Anthropic adapter never looks at it.
     json: Mapping[str, Any]
     # The ``anthropic-beta`` values of ``headers``, read once at the edge (doors.base.Prepared).
     betas: tuple[str, ...]
     # The client's own Authorization header, present only when the virtual key came separately in
     # x-tollgate-key: for providers that pass a Claude subscription's OAuth token through.
     client_authorization: bytes | None = None
+    # The body's ``max_tokens`` when it is an integer, else 0 (read at the edge, with ``model``).
+    max_tokens: int = 0
     # The route's timeouts for this attempt; None = the provider's own (options timeout_*_s).
     timeouts: Timeouts | None = None
     # This attempt's W3C ``traceparent`` (and ``tracestate``) when the gateway traces itself

@@ -1,7 +1,8 @@
 """The Anthropic door: ``/v1/messages`` and ``/v1/messages/count_tokens``, pass-through both ways.
 
-The body is parsed once, only to read ``model``, ``stream`` and ``max_tokens``; the bytes that go
-upstream are the client's own.
+Only ``model``, ``stream`` and ``max_tokens`` are read from the body (:func:`read_head`); the rest
+is parsed only if something downstream reads it (:class:`LazyObject`); the bytes that go upstream
+are the client's own.
 """
 
 from __future__ import annotations
@@ -13,22 +14,15 @@ import orjson
 from dataplane.asgi import Header, Scope
 from dataplane.clienttext import check_model
 from dataplane.edge.doors.base import AnthropicErrors, Prepared, StreamEncoder
-from dataplane.errors import bad_request
+from dataplane.edge.doors.body import LazyObject, read_head
 from dataplane.providers.betas import header_betas
 
 
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(f"The request body is not valid JSON ({exc}).") from None
-    if not isinstance(obj, dict):
-        raise bad_request("The request body must be a JSON object.")
-    return obj
-
-
 def max_tokens_of(obj: dict[str, Any]) -> int:
-    value = obj.get("max_tokens")
+    return _int_or_zero(obj.get("max_tokens"))
+
+
+def _int_or_zero(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
@@ -54,15 +48,15 @@ class AnthropicDoor(AnthropicErrors):
     forwards_query = True
 
     def prepare(self, scope: Scope, body: bytes, headers: tuple[Header, ...]) -> Prepared:
-        obj = parse_json_object(body)
-        model = check_model(obj.get("model"))  # before it is recorded anywhere
+        head = read_head(body)
+        model = check_model(head.model)  # before it is recorded anywhere
         count_only = scope["path"].endswith("/count_tokens")
         return Prepared(
             body=body,
-            json=obj,
+            json=LazyObject(body),
             model=model,
-            stream=obj.get("stream") is True and not count_only,
-            max_tokens=max_tokens_of(obj),
+            stream=head.stream is True and not count_only,
+            max_tokens=_int_or_zero(head.max_tokens),
             count_only=count_only,
             headers=headers,
             betas=tuple(header_betas(headers)),

@@ -9,6 +9,7 @@ each decoded event. :meth:`Door.error_body` renders a refusal the way this clien
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,7 +23,8 @@ class Prepared:
     """An Anthropic-format request, ready for any provider adapter."""
 
     body: bytes  # the client's bytes for the Anthropic door; a canonical rewrite otherwise
-    json: dict[str, Any]  # the same body, parsed (once)
+    # The same body, parsed once: by the Anthropic door only when first read (doors.body).
+    json: Mapping[str, Any]
     model: str
     stream: bool
     max_tokens: int

@@ -23,8 +23,9 @@ from dataplane.asgi import Header, Scope
 from dataplane.clienttext import check_model
 from dataplane.codecs.eventstream import encode_message
 from dataplane.codecs.sse import SSEEvent
-from dataplane.edge.doors.anthropic import parse_json_object, rewritten
+from dataplane.edge.doors.anthropic import rewritten
 from dataplane.edge.doors.base import Prepared
+from dataplane.edge.doors.body import parse_object
 from dataplane.errors import ERROR_TYPES, bad_request, not_found
 from dataplane.metering.pricing import normalize_model
 from dataplane.providers.betas import header_betas
@@ -133,7 +134,7 @@ class BedrockDoor:
                 f"Model '{bedrock_id}' is not a Claude model this gateway can route. Use an "
                 "Anthropic model id such as us.anthropic.claude-sonnet-4-5-20250929-v1:0."
             )
-        obj = parse_json_object(body)
+        obj = parse_object(body)
         obj.pop("anthropic_version", None)
         betas = obj.pop("anthropic_beta", None) or []
         if not isinstance(betas, list) or not all(isinstance(b, str) for b in betas):

@@ -16,8 +16,9 @@ import re
 
 from dataplane.asgi import Header, Scope
 from dataplane.clienttext import check_model
-from dataplane.edge.doors.anthropic import parse_json_object, rewritten
+from dataplane.edge.doors.anthropic import rewritten
 from dataplane.edge.doors.base import AnthropicErrors, Prepared, StreamEncoder
+from dataplane.edge.doors.body import parse_object
 from dataplane.errors import not_found
 from dataplane.metering.pricing import normalize_model
 
@@ -38,7 +39,7 @@ class VertexDoor(AnthropicErrors):
                 f"Not found: {scope['path']}. Vertex clients use /vertex/v1/projects/P/locations/R/"
                 "publishers/anthropic/models/MODEL:streamRawPredict (or :rawPredict)."
             )
-        obj = parse_json_object(body)
+        obj = parse_object(body)
         obj.pop("anthropic_version", None)
         count_only = match["model"] == "count-tokens"
         raw_model = check_model(obj.get("model") if count_only else match["model"])

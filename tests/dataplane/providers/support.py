@@ -25,4 +25,5 @@ def upstream_request(
         request_id="gwreq_test",
         json=body,
         betas=tuple(header_betas(headers)),
+        max_tokens=body["max_tokens"] if type(body.get("max_tokens")) is int else 0,
     )
