@@ -226,7 +226,10 @@ async def test_a_broken_control_plane_sets_nothing_aside(tmp_path: Path) -> None
     cp = StrictControlPlane()
     cp.broken = True  # INTERNAL for every call: the control plane is the problem, not events
     steps = Steps(7)  # the first cadence, then cadence and backoff before each of 3 more passes
-    reporter = Reporter(Spool(tmp_path), cp.send, "dp", interval=0.01, sleep=steps.sleep)
+    # Written at once (no group-commit window): the stepped cadence does not wait for it.
+    reporter = Reporter(
+        Spool(tmp_path), cp.send, "dp", interval=0.01, sleep=steps.sleep, persist_delay=0
+    )
     for i in range(50):
         reporter.record(record(i))
     task = asyncio.create_task(reporter.run())
@@ -435,6 +438,33 @@ async def test_a_record_is_durable_at_once_and_sends_stay_batched(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert on_disk(tmp_path) == []  # acknowledged: forgotten
+
+
+async def test_a_busy_data_plane_writes_and_fsyncs_at_a_bounded_pace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record every millisecond or so for 0.3 s: each write to the spool carries several
+    events (at most one write per ``persist_delay``, one fsync per ``sync_interval``: worker
+    thread hops cost CPU), and every event is on disk once drained, in order."""
+    _, spool, _, reporter = ticked_reporter(tmp_path, monkeypatch)
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(reporter.run())
+    recorded = 0
+    try:
+        start = loop.time()
+        while loop.time() - start < 0.3:
+            reporter.record(record(recorded))
+            recorded += 1
+            await asyncio.sleep(0.001)
+        elapsed = loop.time() - start
+        await reporter.drain()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    writes, syncs = spool.appended.qsize(), spool.synced.qsize()
+    assert writes <= elapsed / reporter.persist_delay + 2, (writes, recorded, elapsed)
+    assert syncs <= elapsed / reporter.sync_interval + 2, (syncs, writes, elapsed)
+    assert on_disk(tmp_path) == [f"r{i}" for i in range(recorded)]
 
 
 async def test_events_spooled_during_a_pass_wait_for_the_next(
