@@ -21,11 +21,13 @@ Blocking file I/O: call it from a worker thread, never from the event loop's req
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
 import zlib
 from collections import deque
+from io import FileIO
 from pathlib import Path
 
 from dataplane.private import fsync_dir, make_private, open_append, private_dir, write_atomic
@@ -63,6 +65,10 @@ class Spool:
         self._pending_bytes = 0
         self._on_disk_only = False  # records beyond the in-memory window wait on disk
         self._segment: Path | None = None
+        # The segment being appended to, held open: one write() per batch, not open, write and
+        # close (each a GIL round trip for the worker thread that runs the append). Unbuffered,
+        # so nothing is lost if the process ends without closing it.
+        self._file: FileIO | None = None
         self._segment_size = 0
         self._segment_last: dict[Path, int] = {}
         self._unsynced: set[Path] = set()  # written with sync=False, not yet handed out
@@ -162,7 +168,7 @@ class Spool:
         try:
             self._write(first, payloads, sync)
         except OSError as exc:
-            self._segment = None
+            self._close_segment()  # the next write starts a new segment
             self._keep_unwritten(first, payloads, exc)
             return self.last_seq
         if self.write_failing:
@@ -180,6 +186,7 @@ class Spool:
         while i < len(payloads):
             created = self._segment is None or self._segment_size >= SEGMENT_BYTES
             if created:
+                self._close_segment()
                 self._segment = self.dir / f"seg-{seq:020d}.log"
                 self._segment_size = 0
             segment = self._segment
@@ -189,12 +196,13 @@ class Spool:
                 buf += _record(seq, payloads[i])
                 seq += 1
                 i += 1
-            fd = open_append(segment)
-            with os.fdopen(fd, "ab") as f:
-                f.write(buf)
-                f.flush()
-                if sync:
-                    os.fsync(f.fileno())
+            if self._file is None:
+                self._file = FileIO(open_append(segment), "ab", closefd=True)
+            written = self._file.write(buf)  # one write(2): unbuffered
+            if written != len(buf):  # a torn record: dropped on reopen (its CRC), never read
+                raise OSError(f"short write to {segment.name}: {written} of {len(buf)} bytes")
+            if sync:
+                os.fsync(self._file.fileno())
             if not sync:
                 self._unsynced.add(segment)
                 self._dir_unsynced |= created
@@ -202,6 +210,14 @@ class Spool:
                 fsync_dir(self.dir)
             self._segment_size += len(buf)
             self._segment_last[segment] = seq - 1
+
+    def _close_segment(self) -> None:
+        """Stop appending to the current segment (the next write creates a new one)."""
+        self._segment = None
+        if self._file is not None:
+            with contextlib.suppress(OSError):  # nothing is buffered: nothing to lose
+                self._file.close()
+            self._file = None
 
     def _keep_unwritten(self, first: int, payloads: list[bytes], exc: OSError) -> None:
         if not self.write_failing:  # once per episode, not once per batch
@@ -269,7 +285,7 @@ class Spool:
         for path, last in list(self._segment_last.items()):
             if last <= self.acked:
                 if path == self._segment:  # fully delivered: start afresh on the next append
-                    self._segment = None
+                    self._close_segment()
                 path.unlink(missing_ok=True)
                 del self._segment_last[path]
 

@@ -174,6 +174,33 @@ def test_big_appends_are_split_into_segments(
     )
 
 
+def test_a_segment_is_opened_once_for_many_appends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usage reporter appends a few events every few milliseconds from a worker thread:
+    each append is one write to the segment held open, not an open and a close (each a round
+    trip for the GIL). Delivered and deleted, the segment is let go: the next append opens a
+    new one."""
+    opened: list[Path] = []
+    real_open = dataplane.sync.spool.open_append
+
+    def counting_open(path: Path) -> int:
+        opened.append(path)
+        return real_open(path)
+
+    monkeypatch.setattr(dataplane.sync.spool, "open_append", counting_open)
+    spool = Spool(tmp_path)
+    for i in range(50):
+        spool.append([f"e{i}".encode()], sync=False)
+    assert len(opened) == 1
+    assert [p for _, p in Spool(tmp_path).pending(100)] == [f"e{i}".encode() for i in range(50)]
+    spool.ack(50)
+    assert list(tmp_path.glob("seg-*.log")) == []
+    spool.append([b"after"], sync=False)
+    assert len(opened) == 2 and opened[1] != opened[0] and opened[1].exists()
+    assert Spool(tmp_path).pending(10) == [(51, b"after")]
+
+
 def test_set_aside_events_are_counted_across_restarts(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     spool.append([b"a", b"b", b"c"])

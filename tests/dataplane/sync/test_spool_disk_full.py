@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from io import FileIO
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from dataplane.sync.spool import Spool
 
 @pytest.fixture
 def full_disk(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Appends fail with ENOSPC while the returned flag is set."""
+    """Appends fail with ENOSPC while the returned flag is set: opening a new segment, and
+    writing to the one the spool holds open."""
     state = [True]
 
     def open_(path: Path) -> int:
@@ -22,7 +24,14 @@ def full_disk(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return open_append(path)
 
+    class FullFile(FileIO):
+        def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+            if state[0]:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
     monkeypatch.setattr(dataplane.sync.spool, "open_append", open_)
+    monkeypatch.setattr(dataplane.sync.spool, "FileIO", FullFile)
     return state
 
 
