@@ -42,7 +42,9 @@ chunks stays linear. Data lines are kept as bytes and decoded once per dispatche
 ``event: NAME\n…\n\n`` with NAME skipped and no other ``event``/``id`` line are consumed a whole
 run at a time by one precompiled regex match (C, no per-line or per-block Python); the line
 parser sees only the other blocks (and those cut by a chunk boundary). CR / CRLF streams take the
-line parser throughout and still build nothing for skipped events.
+line parser throughout and still build nothing for skipped events. A chunk that is nothing but
+such blocks, arriving at a block boundary (one token of a paced stream), is consumed by one
+``fullmatch`` of that regex before any other work.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class SSEDecoder:
         "_parts",
         "_retry",
         "_skip",
+        "_skip_all",
         "_skip_lf",
         "_tail",
     )
@@ -125,6 +128,8 @@ class SSEDecoder:
             if "\ufffd" in name.decode("utf-8", "replace"):
                 raise ValueError(f"skip: event names must be valid UTF-8 without U+FFFD: {name!r}")
         self._skip = frozenset(skip)
+        # Matches a text of whole skipped LF blocks and nothing else (see feed's first case).
+        self._skip_all = _skipped_run(self._skip).fullmatch if self._skip else None
         self._max = max_event_bytes
         self._failed: SSEError | None = None
         self._parts: list[bytes] = []  # the unterminated last line, as received
@@ -156,6 +161,18 @@ class SSEDecoder:
         if self._failed is not None:
             raise SSEError(str(self._failed))
         if not chunk:
+            return []
+        if (
+            self._skip_all is not None
+            and not (self._block or self._parts or self._skip_lf)
+            and self._bom_checked
+            and len(chunk) <= self._max
+            and b"\r" not in chunk
+            and self._skip_all(chunk) is not None
+        ):
+            # A streamed token: whole skipped blocks arriving at a block boundary. The general
+            # path below would find just that, at several times the cost: nothing to return and
+            # no state to change (those blocks hold no id line; the per-block state is clean).
             return []
         if not self._bom_checked:
             # The BOM may itself be split across chunks: hold up to 2 bytes until we can tell.

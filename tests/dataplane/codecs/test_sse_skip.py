@@ -315,6 +315,32 @@ def test_lf_skipped_blocks_bypass_the_line_parser(monkeypatch: pytest.MonkeyPatc
     assert sum(map(len, seen)) < len(stream) // 10
 
 
+def test_a_streamed_token_at_a_block_boundary_is_one_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A paced stream arrives one event per chunk: each skipped token is consumed by the
+    whole-chunk match, never the block scanner; the first and last frames take the full path."""
+    scanned: list[bytes] = []
+    blocks = SSEDecoder._blocks
+
+    def spy(self: SSEDecoder, region: bytes) -> list[SSEEvent]:
+        scanned.append(region)
+        return blocks(self, region)
+
+    monkeypatch.setattr(SSEDecoder, "_blocks", spy)
+    stream = bench_like(30)
+    chunks = [block + b"\n\n" for block in stream.split(b"\n\n")[:-1]]
+    assert b"".join(chunks) == stream
+    d = SSEDecoder(skip=METER_SKIP)
+    events = [e for chunk in chunks for e in d.feed(chunk)]
+    assert [e.event for e in events] == ["message_start", "message_delta", "message_stop"]
+    assert [r.split(b"\n", 1)[0] for r in scanned] == [
+        b"event: message_start",
+        b"event: message_delta",
+        b"event: message_stop",
+    ]
+    # Not at a block boundary (the previous chunk ended mid-block): the full path, same result.
+    check(stream, METER_SKIP, [len(chunks[0]) + 5, len(chunks[0]) + len(chunks[1])])
+
+
 def test_no_skip_is_the_full_decoder() -> None:
     stream = bench_like(20)
     assert SSEDecoder(skip=frozenset()).feed(stream) == SSEDecoder().feed(stream)
