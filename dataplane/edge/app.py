@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -212,27 +212,31 @@ class RouteTable:
         route = self.find(path)
         return route.door if route is not None and route.protected else None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function returning the handler's awaitable: dispatch adds no frame to the
+        # request's coroutine chain, which every streamed chunk resumes.
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
+            return _lifespan(receive, send)
         if scope["type"] != "http":
-            return
+            return _ignored()
         path: str = scope["path"]
         method: str = scope["method"]
         route = self.find(path)
         if route is None or route.handler is None:
             door = route.door if route is not None else ANTHROPIC
-            await _refuse(scope, send, door, _not_found(method, path))
-        elif route.methods and method not in route.methods:
+            return _refuse(scope, send, door, _not_found(method, path))
+        if route.methods and method not in route.methods:
             err = (
                 MethodNotAllowed(405, f"Use {' or '.join(sorted(route.methods))} for {path}.")
                 if route.wrong_method == 405
                 else _not_found(method, path)
             )
-            await _refuse(scope, send, route.door, err)
-        else:
-            await route.handler(scope, receive, send)
+            return _refuse(scope, send, route.door, err)
+        return route.handler(scope, receive, send)
+
+
+async def _ignored() -> None:
+    """What a scope type this app does not serve (websocket) gets: nothing."""
 
 
 def _not_found(method: str, path: str) -> GatewayError:

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from dataplane.asgi import ASGIApp, Message, Receive, Scope, Send, send_error_body
 from dataplane.edge.doors.base import Door
@@ -33,10 +33,11 @@ class BodyDeadline:
         self.app = app
         self.seconds = seconds
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function returning the inner app's awaitable: no frame of its own in the
+        # request's coroutine chain, which every streamed chunk resumes (docs/sizing.md).
         if scope["type"] != "http" or self.seconds <= 0:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.seconds
         complete = False
@@ -59,7 +60,7 @@ class BodyDeadline:
                 complete = True
             return message
 
-        await self.app(scope, timed_receive, send)
+        return self.app(scope, timed_receive, send)
 
 
 class DrainGate:
@@ -77,11 +78,14 @@ class DrainGate:
         self.draining = draining
         self.protects = protects
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function, as BodyDeadline's (Hypercorn serves it with mode="asgi").
         door = self.protects(scope["path"]) if scope["type"] == "http" and self.draining() else None
         if door is None:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._refuse(send, door)
+
+    async def _refuse(self, send: Send, door: Door) -> None:
         request_id = new_request_id()
         err = Unavailable(503, DRAINING_MESSAGE)
         body, more = door.error_body(err.status, err.error_type, err.message, request_id)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -264,11 +264,13 @@ class AuthMiddleware:
         self.on_refuse = on_refuse
         self.tokens = tokens if tokens is not None else TokenVerifier()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function returning the app's (or the refusal's) awaitable: authentication
+        # needs no await, and the middleware then adds no frame to the request's coroutine
+        # chain, which every streamed chunk resumes.
         renderer = self.protects(scope["path"]) if scope["type"] == "http" else None
         if renderer is None:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         request_id = new_request_id()
         scope[REQUEST_ID] = request_id
         runtime = self.holder.runtime
@@ -291,9 +293,8 @@ class AuthMiddleware:
             if self.on_refuse is not None:
                 self.on_refuse(workspace, err.status, err.error_type, err.message)
             body, extra = renderer.error_body(err.status, err.error_type, err.message, request_id)
-            await send_error_body(send, err.status, body, [*err.headers, *extra], request_id)
-            return
-        await self.app(scope, receive, send)
+            return send_error_body(send, err.status, body, [*err.headers, *extra], request_id)
+        return self.app(scope, receive, send)
 
 
 __all__ = ["AuthMiddleware", "Principal", "authenticate", "extract_secret", "send_response"]

@@ -261,7 +261,7 @@ class DataPlane:
                 name="usage-reporter",
             ),
             asyncio.create_task(
-                serve(app, config, shutdown_trigger=self._stop.wait),  # type: ignore[arg-type]
+                serve(app, config, shutdown_trigger=self._stop.wait, mode="asgi"),  # type: ignore[arg-type]
                 name="http",
             ),
         ]
