@@ -79,8 +79,9 @@ def parse_object(body: bytes) -> dict[str, Any]:
 class LazyObject(Mapping[str, Any]):
     """A read-only mapping over a JSON object's bytes, parsed the first time it is read.
 
-    A body :func:`read_head` accepted parses here too, but for the case its docstring names
-    (then the first read raises the 400). Copy it (``dict(obj)``) to change it."""
+    A body that :func:`read_head` accepted parses here too, except in the one case its module
+    docstring names (then the first read raises the same 400). Copy it (``dict(obj)``) to change
+    it."""
 
     __slots__ = ("_body", "_obj")
 
