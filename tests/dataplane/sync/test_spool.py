@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import dataplane.sync.spool
+from dataplane.private import open_append
 from dataplane.process.server import DataPlane, Settings
 from dataplane.sync.disk_cache import save_cached
 from dataplane.sync.spool import Spool, sync_files
@@ -182,11 +183,10 @@ def test_a_segment_is_opened_once_for_many_appends(
     trip for the GIL). Delivered and deleted, the segment is let go: the next append opens a
     new one."""
     opened: list[Path] = []
-    real_open = dataplane.sync.spool.open_append
 
     def counting_open(path: Path) -> int:
         opened.append(path)
-        return real_open(path)
+        return open_append(path)
 
     monkeypatch.setattr(dataplane.sync.spool, "open_append", counting_open)
     spool = Spool(tmp_path)
