@@ -289,15 +289,21 @@ def test_skipped_events_are_never_built(monkeypatch: pytest.MonkeyPatch) -> None
         assert built == ["message_start", "message_delta", "message_stop"]
 
 
-def test_lf_skipped_blocks_bypass_the_line_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+def regions_seen_by(monkeypatch: pytest.MonkeyPatch, method: str) -> list[bytes]:
+    """The regions every decoder hands its ``method`` (``_lines`` or ``_blocks``) from now on."""
     seen: list[bytes] = []
-    lines = SSEDecoder._lines
+    real = getattr(SSEDecoder, method)
 
     def spy(self: SSEDecoder, region: bytes) -> list[SSEEvent]:
         seen.append(region)
-        return lines(self, region)
+        return real(self, region)
 
-    monkeypatch.setattr(SSEDecoder, "_lines", spy)
+    monkeypatch.setattr(SSEDecoder, method, spy)
+    return seen
+
+
+def test_lf_skipped_blocks_bypass_the_line_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = regions_seen_by(monkeypatch, "_lines")
     stream = bench_like(200)
     SSEDecoder(skip=METER_SKIP).feed(stream)
     kept = [stream[stream.index(b"event: " + n) :] for n in (b"message_delta", b"message_start")]
@@ -318,14 +324,7 @@ def test_lf_skipped_blocks_bypass_the_line_parser(monkeypatch: pytest.MonkeyPatc
 def test_a_streamed_token_at_a_block_boundary_is_one_match(monkeypatch: pytest.MonkeyPatch) -> None:
     """A paced stream arrives one event per chunk: each skipped token is consumed by the
     whole-chunk match, never the block scanner; the first and last frames take the full path."""
-    scanned: list[bytes] = []
-    blocks = SSEDecoder._blocks
-
-    def spy(self: SSEDecoder, region: bytes) -> list[SSEEvent]:
-        scanned.append(region)
-        return blocks(self, region)
-
-    monkeypatch.setattr(SSEDecoder, "_blocks", spy)
+    scanned = regions_seen_by(monkeypatch, "_blocks")
     stream = bench_like(30)
     chunks = [block + b"\n\n" for block in stream.split(b"\n\n")[:-1]]
     assert b"".join(chunks) == stream
