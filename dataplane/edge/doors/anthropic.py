@@ -18,11 +18,8 @@ from dataplane.edge.doors.body import LazyObject, read_head
 from dataplane.providers.betas import header_betas
 
 
-def max_tokens_of(obj: dict[str, Any]) -> int:
-    return _int_or_zero(obj.get("max_tokens"))
-
-
-def _int_or_zero(value: object) -> int:
+def max_tokens_count(value: object) -> int:
+    """A body's ``max_tokens`` value as the request path uses it: the integer, else 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
@@ -36,7 +33,7 @@ def rewritten(
         json=obj,
         model=model,
         stream=stream,
-        max_tokens=max_tokens_of(obj),
+        max_tokens=max_tokens_count(obj.get("max_tokens")),
         count_only=count_only,
         headers=headers,
         betas=tuple(header_betas(headers)),
@@ -56,7 +53,7 @@ class AnthropicDoor(AnthropicErrors):
             json=LazyObject(body),
             model=model,
             stream=head.stream is True and not count_only,
-            max_tokens=_int_or_zero(head.max_tokens),
+            max_tokens=max_tokens_count(head.max_tokens),
             count_only=count_only,
             headers=headers,
             betas=tuple(header_betas(headers)),
