@@ -41,7 +41,8 @@ chunks stays linear. Data lines are kept as bytes and decoded once per dispatche
 ``skip`` set and no CR in the decodable region (the LF framing every provider uses), blocks shaped
 ``event: NAME\n…\n\n`` with NAME skipped and no other ``event``/``id`` line are consumed a whole
 run at a time by one precompiled regex match (C, no per-line or per-block Python); the line
-parser sees only the other blocks (and those cut by a chunk boundary). CR / CRLF streams take the
+parser sees only the other blocks. A skipped block cut by a chunk boundary is held back as
+unread bytes (up to 4 KiB) and matched whole with the next chunk. CR / CRLF streams take the
 line parser throughout and still build nothing for skipped events. A chunk that is nothing but
 such blocks, arriving at a block boundary (one token of a paced stream), is consumed by one
 ``fullmatch`` of that regex before any other work.
@@ -50,6 +51,7 @@ such blocks, arriving at a block boundary (one token of a paced stream), is cons
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -58,6 +60,34 @@ __all__ = ["MAX_EVENT_BYTES", "SSEDecoder", "SSEError", "SSEEvent"]
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
 _CR = 13
+# The longest open block held back for a whole match (see SSEDecoder._blocks): skipped blocks
+# are small (a text delta is ~150 bytes); a longer one goes to the line parser as it arrives.
+_HOLD_MAX = 4096
+
+
+def _trie(names: list[bytes]) -> bytes:
+    """A regex matching exactly one of ``names`` (sorted), their common prefixes factored out:
+    the matcher then tests one byte per level rather than each name in turn."""
+    by_first: dict[bytes, list[bytes]] = {}
+    for name in names:
+        by_first.setdefault(name[:1], []).append(name[1:])
+    alts = [re.escape(first) + _trie(rest) if first else b"" for first, rest in by_first.items()]
+    return alts[0] if len(alts) == 1 else b"(?:" + b"|".join(alts) + b")"
+
+
+def _skip_names(skip: frozenset[bytes]) -> set[bytes]:
+    """The raw ``event`` values that mean a skipped type (those a line can hold)."""
+    # A raw empty value is the type "message", never "": b"" in skip matches nothing.
+    names = {n for n in skip if n and b"\n" not in n and b"\r" not in n}
+    if b"message" in names:
+        names.add(b"")
+    return names
+
+
+def _open_block(names: set[bytes]) -> bytes:
+    """The lines of a skipped block before its blank one: a first byte test for each line, then
+    one C loop to its LF. Possessive: no backtracking, linear time."""
+    return rb"event: " + _trie(sorted(names)) + rb"\n(?:[^ei\n][^\n]*+\n)*+"
 
 
 @lru_cache(maxsize=16)
@@ -65,18 +95,28 @@ def _skipped_run(skip: frozenset[bytes]) -> re.Pattern[bytes]:
     """Matches a run of complete LF-only blocks that are certainly skipped, possibly empty.
 
     A block qualifies when its first line is ``event: NAME`` with NAME in ``skip`` and no later
-    line starts with ``event`` (its type is final) or ``id`` (it cannot move the last event ID);
-    ``retry`` and ``data`` lines die with the block. Blank lines between blocks are no-ops. The
+    line starts with ``e`` (an ``event`` line would make another type final) or ``i`` (an ``id``
+    line moves the last event ID); ``retry`` and ``data`` lines die with the block. A line the
+    pattern will not pass ends the run there, and the line parser reads that block (so refusing
+    ``eventual: x`` too is only slower, never wrong). Blank lines between blocks are no-ops. The
     caller guarantees the text holds no CR. Possessive quantifiers: no backtracking, linear time.
+    A line costs a first-byte class test and one C loop to its LF; the names are a trie
+    (``content_block_`` is compared once, not for each of its three names).
     """
-    # A raw empty value is the type "message", never "": b"" in skip matches nothing.
-    names = {n for n in skip if n and b"\n" not in n and b"\r" not in n}
-    if b"message" in names:
-        names.add(b"")
+    names = _skip_names(skip)
     if not names:
         return re.compile(b"")
-    alt = b"|".join(re.escape(n) for n in sorted(names, reverse=True))
-    return re.compile(rb"(?:\n*+event: (?:" + alt + rb")\n(?:(?!event|id)[^\n]++\n)*+\n)*+")
+    return re.compile(rb"(?:\n*+" + _open_block(names) + rb"\n)*+")
+
+
+@lru_cache(maxsize=16)
+def _open_skipped(skip: frozenset[bytes]) -> Callable[[bytes, int], re.Match[bytes] | None]:
+    """``fullmatch(text, pos)``: the complete lines from ``pos`` on begin a block that the run
+    pattern would pass once its blank line comes (no later line starting ``e`` or ``i``)."""
+    names = _skip_names(skip)
+    if not names:
+        return re.compile(b"(?!)").fullmatch
+    return re.compile(_open_block(names)).fullmatch
 
 
 class SSEError(ValueError):
@@ -249,7 +289,8 @@ class SSEDecoder:
         find = region.find
         events: list[SSEEvent] = []
         pos = 0  # a block boundary: the per-event state is clean there
-        if self._block:  # the region continues a block begun in an earlier chunk: finish it
+        opened = self._block
+        if opened:  # the region continues a block begun in an earlier chunk: finish it
             if region[0] == 10:
                 pos = 1
             else:
@@ -273,7 +314,23 @@ class SSEDecoder:
             if end < 0:
                 break
             pos = end + 2
-        if run < len(region):
+        size = len(region)
+        if run < size:
+            # A block left open at the end that is a skipped one so far (no id line) is held back
+            # as unread bytes, to be matched whole with its end, rather than read by the line
+            # parser now and again when it ends. Only a short one, so that a block trickling in
+            # line by line is not read over and over.
+            start = region.rfind(b"\n\n", run) + 2
+            if start == 1:
+                start = run if run or not opened else size
+            if size - start <= _HOLD_MAX and _open_skipped(self._skip)(region, start):
+                if run < start:
+                    events += self._lines(region[run:start])
+                    if self._failed is not None:
+                        return events
+                self._parts.insert(0, region[start:])
+                self._tail += size - start
+                return events
             events += self._lines(region[run:] if run else region)
         return events
 

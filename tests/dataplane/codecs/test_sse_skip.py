@@ -312,13 +312,37 @@ def test_lf_skipped_blocks_bypass_the_line_parser(monkeypatch: pytest.MonkeyPatc
         kept[1][: kept[1].index(b"\n\n") + 2],
         kept[0],  # message_delta + message_stop: one contiguous run
     ]
-    # In 8 pieces it also sees the frames cut by a chunk boundary: still a small fraction.
+    # In 8 pieces, cut anywhere, a skipped frame cut by a chunk boundary is held back and
+    # matched whole with its end: the line parser still sees only the metered frames.
     seen.clear()
     d = SSEDecoder(skip=METER_SKIP)
     size = -(-len(stream) // 8)
     for i in range(0, len(stream), size):
         d.feed(stream[i : i + size])
-    assert sum(map(len, seen)) < len(stream) // 10
+    assert [r.split(b"\n", 1)[0] for r in seen] == [
+        b"event: message_start",
+        b"event: message_delta",
+    ]
+
+
+def test_a_long_skipped_block_arriving_line_by_line_is_not_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Holding an open block back re-reads it with each chunk; past a few KiB the line parser
+    takes it as it arrives, so a block trickling in stays linear."""
+    seen = regions_seen_by(monkeypatch, "_lines")
+    line = b"data: " + b"x" * 200 + b"\n"
+    stream = b"event: ping\n" + line * 100 + b"\nevent: message_stop\ndata: {}\n\n"
+    cuts = [len(b"event: ping\n") + len(line) * i for i in range(101)]
+    check(stream, METER_SKIP, cuts)
+    seen.clear()
+    d = SSEDecoder(skip=METER_SKIP)
+    bounds = [0, *cuts, len(stream)]
+    for a, b in itertools.pairwise(bounds):
+        d.feed(stream[a:b])
+    # Held while short (~4 KiB: the first ~20 lines), then one line per chunk.
+    assert len(seen) > 70
+    assert max(map(len, seen)) <= 4096 + len(line)
 
 
 def test_a_streamed_token_at_a_block_boundary_is_one_match(monkeypatch: pytest.MonkeyPatch) -> None:
