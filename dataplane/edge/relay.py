@@ -237,34 +237,37 @@ class Relay:
 
         await self.send({"type": "http.response.start", "status": 200, "headers": headers})
         try:
-            async for chunk in chunks:
-                if not chunk:
-                    continue
-                if encoder is None:
-                    # Pass-through: the client gets the upstream's bytes before we look at them.
-                    await self.send(
-                        {"type": "http.response.body", "body": chunk, "more_body": True}
-                    )
-                    content.feed(chunk)
-                    for event in decoder.feed(chunk):
-                        meter.feed(event)
-                    out = chunk
-                else:
-                    events = decoder.feed(chunk)
-                    for event in events:
-                        meter.feed(event)
-                    out = encoder.encode(events)
-                    if out:
-                        await self.send(
-                            {"type": "http.response.body", "body": out, "more_body": True}
-                        )
-                    content.feed(chunk)  # every chunk: a line may end in a later one
-                    if not out:
+            if encoder is None and recorder is None:
+                await self._pass_through(chunks, decoder, meter)
+            else:
+                async for chunk in chunks:
+                    if not chunk:
                         continue
-                if recorder is not None:
-                    recorder.add(out)
-                if rec.ttfb_s is None:
-                    rec.mark_first_byte()
+                    if encoder is None:
+                        # Pass-through: the client gets the upstream's bytes before we look at them.
+                        await self.send(
+                            {"type": "http.response.body", "body": chunk, "more_body": True}
+                        )
+                        content.feed(chunk)
+                        for event in decoder.feed(chunk):
+                            meter.feed(event)
+                        out = chunk
+                    else:
+                        events = decoder.feed(chunk)
+                        for event in events:
+                            meter.feed(event)
+                        out = encoder.encode(events)
+                        if out:
+                            await self.send(
+                                {"type": "http.response.body", "body": out, "more_body": True}
+                            )
+                        content.feed(chunk)  # every chunk: a line may end in a later one
+                        if not out:
+                            continue
+                    if recorder is not None:
+                        recorder.add(out)
+                    if rec.ttfb_s is None:
+                        rec.mark_first_byte()
             if meter.error is None and not meter.saw_message_stop:
                 # The upstream ended cleanly but early: never let that look like a finished answer.
                 await emit_error(
@@ -295,3 +298,27 @@ class Relay:
         await self.send({"type": "http.response.body", "body": b""})
         complete = not failed and meter.error is None and meter.saw_message_stop
         return headers if complete else None
+
+    async def _pass_through(
+        self, chunks: AsyncIterator[bytes], decoder: SSEDecoder, meter: StreamMeter
+    ) -> None:
+        """The loop of :meth:`stream` for a pass-through door with no cache recording, which
+        runs once per token of every streamed answer: the same steps, looked up once."""
+        send = self.send
+        decode = decoder.feed
+        count = meter.content.feed
+        on_event = meter.feed
+        first = True
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            # The client gets the upstream's bytes before we look at them.
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            count(chunk)
+            events = decode(chunk)
+            if events:
+                for event in events:
+                    on_event(event)
+            if first:
+                first = False
+                self.rec.mark_first_byte()
