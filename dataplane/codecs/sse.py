@@ -144,6 +144,7 @@ class SSEDecoder:
     """Push-style decoder: ``feed()`` bytes as they arrive, get completed events back."""
 
     __slots__ = (
+        "_at_boundary",
         "_block",
         "_bom_checked",
         "_data",
@@ -170,6 +171,7 @@ class SSEDecoder:
         self._skip = frozenset(skip)
         # Matches a text of whole skipped LF blocks and nothing else (see feed's first case).
         self._skip_all = _skipped_run(self._skip).fullmatch if self._skip else None
+        self._at_boundary: Callable[[bytes], re.Match[bytes] | None] | None = None
         self._max = max_event_bytes
         self._failed: SSEError | None = None
         self._parts: list[bytes] = []  # the unterminated last line, as received
@@ -198,21 +200,29 @@ class SSEDecoder:
 
         Raises :class:`SSEError` when an event block outgrows ``max_event_bytes`` (and on every
         call after that)."""
-        if self._failed is not None:
-            raise SSEError(str(self._failed))
-        if not chunk:
-            return []
+        at_boundary = self._at_boundary
         if (
-            self._skip_all is not None
-            and not (self._block or self._parts or self._skip_lf)
-            and self._bom_checked
+            at_boundary is not None
             and len(chunk) <= self._max
             and b"\r" not in chunk
-            and self._skip_all(chunk) is not None
+            and at_boundary(chunk) is not None
         ):
             # A streamed token: whole skipped blocks arriving at a block boundary. The general
             # path below would find just that, at several times the cost: nothing to return and
             # no state to change (those blocks hold no id line; the per-block state is clean).
+            return []
+        try:
+            return self._feed(chunk)
+        finally:
+            # The token test above, armed only while nothing is pending: no open block or line,
+            # no CR awaiting its LF, the BOM settled, not failed.
+            clean = not (self._block or self._parts or self._skip_lf or self._failed)
+            self._at_boundary = self._skip_all if clean and self._bom_checked else None
+
+    def _feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._failed is not None:
+            raise SSEError(str(self._failed))
+        if not chunk:
             return []
         if not self._bom_checked:
             # The BOM may itself be split across chunks: hold up to 2 bytes until we can tell.
