@@ -333,7 +333,11 @@ class SSEDecoder:
             start = region.rfind(b"\n\n", run) + 2
             if start == 1:
                 start = run if run or not opened else size
-            if size - start <= _HOLD_MAX and _open_skipped(self._skip)(region, start):
+            if (
+                start < size
+                and size - start <= _HOLD_MAX
+                and _open_skipped(self._skip)(region, start)
+            ):
                 if run < start:
                     events += self._lines(region[run:start])
                     if self._failed is not None:
