@@ -86,7 +86,6 @@ class Attempts:
         upstream bills it anyway; see :mod:`dataplane.edge.proxy`)."""
         task = asyncio.current_task()
         assert task is not None
-        gone = asyncio.Event()
         rec = relay.rec
         exchange = relay.exchange
         meter_to_end = not request.stream and not request.path.endswith("count_tokens")
@@ -97,7 +96,6 @@ class Attempts:
                 if message["type"] == "http.disconnect":
                     if exchange.answered:
                         return  # the response is complete: nobody left early
-                    gone.set()
                     exchange.client_gone = True
                     rec.client_disconnected = True
                     if not (meter_to_end and exchange.upstream_busy):
@@ -110,7 +108,7 @@ class Attempts:
             served = await self.run(request, plan, rec, exchange)
             return await relay.answer(served)
         except asyncio.CancelledError:
-            if not gone.is_set():
+            if not exchange.client_gone:
                 raise
             task.uncancel()
             rec.client_disconnected = True
