@@ -13,7 +13,7 @@ CLAUDE := node_modules/.bin/claude
 CLAUDE_VERSION ?= 2.1.197
 PROTOS := $(wildcard proto/gwapi/v1/*.proto)
 
-.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet bench-ledger bench-ledger-upgrade bench-streams bench-sweep bench-soak bench-instructions clean migration
+.PHONY: install lock runtime-lock up up-signin down status test lint typecheck unit proto proto-check bench bench-workers bench-replicas bench-fleet bench-ledger bench-ledger-upgrade bench-streams bench-sweep bench-soak bench-instructions bench-perfdiff clean migration
 
 install: $(STAMP) $(CLAUDE)
 
@@ -180,6 +180,12 @@ bench-soak: install
 # comparing commits (~10 minutes; needs valgrind).
 bench-instructions: install
 	$(BIN)/python -m bench.instructions --repeat 2
+
+# Where the data plane's CPU goes beyond the frameworks' floor (python -m bench.perfdiff): the
+# data plane and bench.bare_relay under the same closed loop, each under perf record; µs per
+# request by C function, shared object and thread, data plane minus floor (~1 minute; needs perf).
+bench-perfdiff: install
+	$(BIN)/python -m bench.perfdiff
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
