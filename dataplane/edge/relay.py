@@ -237,33 +237,21 @@ class Relay:
 
         await self.send({"type": "http.response.start", "status": 200, "headers": headers})
         try:
-            if encoder is None and recorder is None:
+            if encoder is None:
                 await self._pass_through(chunks, decoder, meter)
             else:
                 async for chunk in chunks:
-                    if not chunk:
-                        continue
-                    if encoder is None:
-                        # Pass-through: the client gets the upstream's bytes before we look at them.
+                    events = decoder.feed(chunk)
+                    for event in events:
+                        meter.feed(event)
+                    out = encoder.encode(events)
+                    if out:
                         await self.send(
-                            {"type": "http.response.body", "body": chunk, "more_body": True}
+                            {"type": "http.response.body", "body": out, "more_body": True}
                         )
-                        content.feed(chunk)
-                        for event in decoder.feed(chunk):
-                            meter.feed(event)
-                        out = chunk
-                    else:
-                        events = decoder.feed(chunk)
-                        for event in events:
-                            meter.feed(event)
-                        out = encoder.encode(events)
-                        if out:
-                            await self.send(
-                                {"type": "http.response.body", "body": out, "more_body": True}
-                            )
-                        content.feed(chunk)  # every chunk: a line may end in a later one
-                        if not out:
-                            continue
+                    content.feed(chunk)  # every chunk: a line may end in a later one
+                    if not out:
+                        continue
                     if recorder is not None:
                         recorder.add(out)
                     if rec.ttfb_s is None:
@@ -302,12 +290,13 @@ class Relay:
     async def _pass_through(
         self, chunks: AsyncIterator[bytes], decoder: SSEDecoder, meter: StreamMeter
     ) -> None:
-        """The loop of :meth:`stream` for a pass-through door with no cache recording, which
-        runs once per token of every streamed answer: the same steps, looked up once."""
+        """The loop of :meth:`stream` for a pass-through door, which runs once per token of
+        every streamed answer: its steps looked up once."""
         send = self.send
         decode = decoder.feed
         count = meter.content.feed
         on_event = meter.feed
+        recorder = self.recorder
         first = True
         async for chunk in chunks:
             if not chunk:
@@ -319,6 +308,8 @@ class Relay:
             if events:
                 for event in events:
                     on_event(event)
+            if recorder is not None:
+                recorder.add(chunk)
             if first:
                 first = False
                 self.rec.mark_first_byte()
