@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -280,14 +281,20 @@ async def test_sign_in_prompt_usage_and_offboarding_with_the_real_cli(stack: Sta
             assert [d.email for d in developers] == ["alice@example.com"], developers
             alice = developers[0]
 
-            async def usage_arrived() -> bool:
-                rows = await stack.admin.query_usage(workspace="platform", group_by="developer")
-                return bool(rows) and rows[0].requests >= 1
+            seen: dict[str, Any] = {}
 
-            await until(usage_arrived, 20, "the prompt's usage in the ledger")
-            rows = await stack.admin.query_usage(workspace="platform", group_by="developer")
+            async def usage_arrived() -> bool:
+                # A prompt may be more than one request (Claude Code also asks for a title), and
+                # their events may reach the ledger in different batches: the ledger and the
+                # request log are compared once they hold the same requests.
+                rows = await stack.admin.query_usage(workspace="platform", group_by="developer")
+                logs = [e async for e in stack.admin.tail_logs(workspace="platform", limit=50)]
+                seen.update(rows=rows, logs=logs)
+                return bool(rows) and bool(logs) and rows[0].requests == len(logs)
+
+            await until(usage_arrived, 20, "the prompt's requests in both the ledger and the log")
+            rows, logs = seen["rows"], seen["logs"]
             assert [r.developer_email for r in rows] == ["alice@example.com"], rows
-            logs = [e async for e in stack.admin.tail_logs(workspace="platform", limit=50)]
             messages = [e for e in logs if e.path == "/v1/messages"]
             assert messages, logs
             for event in messages:
