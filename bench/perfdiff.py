@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from bench.loadgen import closed_loop
@@ -68,11 +68,16 @@ def parse_report(text: str) -> collections.Counter[Key]:
     return counts
 
 
-def _by(counts: Mapping[Key, int], part: int) -> collections.Counter[str]:
+def _by(counts: Mapping[Key, int], label: Callable[[Key], str]) -> collections.Counter[str]:
+    """``counts`` summed under ``label(key)``."""
     out: collections.Counter[str] = collections.Counter()
     for key, n in counts.items():
-        out[key[part]] += n
+        out[label(key)] += n
     return out
+
+
+def _symbol(key: Key) -> str:
+    return f"{key[2]} ({key[1]})"
 
 
 def render(
@@ -96,9 +101,9 @@ def render(
         f"difference {total_g - total_f:+.0f} µs ({total_g / total_f:.2f}x)",
     ]
     tables: list[tuple[str, Mapping[str, int], Mapping[str, int], int]] = [
-        ("by symbol (shared object)", _flat(gateway), _flat(floor), top),
-        ("by shared object", _by(gateway, 1), _by(floor, 1), 12),
-        ("by thread", _by(gateway, 0), _by(floor, 0), 8),
+        ("by symbol (shared object)", _by(gateway, _symbol), _by(floor, _symbol), top),
+        ("by shared object", _by(gateway, lambda k: k[1]), _by(floor, lambda k: k[1]), 12),
+        ("by thread", _by(gateway, lambda k: k[0]), _by(floor, lambda k: k[0]), 8),
     ]
     for title, g, f, limit in tables:
         rows = sorted(
@@ -112,13 +117,6 @@ def render(
         lines += ["", f"µs per request {title}: data plane − floor, data plane, floor"]
         lines += [f"{a - b:+8.1f} {a:8.1f} {b:8.1f}  {k}" for a, b, k in rows[:limit]]
     return "\n".join(lines)
-
-
-def _flat(counts: Mapping[Key, int]) -> collections.Counter[str]:
-    out: collections.Counter[str] = collections.Counter()
-    for (_, dso, sym), n in counts.items():
-        out[f"{sym} ({dso})"] += n
-    return out
 
 
 def _record(pid: int, path: Path, hz: int) -> subprocess.Popen[bytes]:
